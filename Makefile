@@ -1,0 +1,44 @@
+# The two commands of the README:  `make serve`  and  `make test`.
+# Both create .venv, install torch==2.13.0 first (never an unpinned torch), then the package.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# GPU users: set TORCH_INDEX_URL to PyTorch's CUDA wheel index for 2.13.0 (see README).
+TORCH_INDEX_URL ?=
+HOST ?= 0.0.0.0
+PORT ?= 8000
+
+.PHONY: serve test install lint typecheck redis clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0 $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+serve: install
+	$(VENV)/bin/pose3d serve --host $(HOST) --port $(PORT)
+
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+	      || echo "warning: could not install redis-server; Redis tests will fail"; \
+	  else echo "warning: redis-server missing and cannot apt-get install it"; fi; }
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+test: install redis lint typecheck
+	$(VENV)/bin/python -m pytest -q -ra
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,36 @@
+"""CLI: ``python -m model.conformance FILE [FILE ...]``; exits 0 only if every output is within tolerance."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from model.conformance.core import ConformanceError, check_file
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model.conformance", description=__doc__)
+    parser.add_argument("files", nargs="+", help="conformance vector files (*.pt)")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    ok = True
+    for path in args.files:
+        try:
+            kind, checks = check_file(path)
+        except (ConformanceError, OSError, RuntimeError, ValueError) as e:
+            print(f"{path}: ERROR {e}")
+            ok = False
+            continue
+        for c in checks:
+            status = "ok" if c.passed else "FAIL"
+            shape = "" if c.shape_ok else " (shape mismatch or missing)"
+            print(f"{path} [{kind}] {c.name}: max_abs_err={c.max_abs_err:.3e} tol={c.tolerance:.0e} {status}{shape}")
+            ok = ok and c.passed
+    print("conformance: all outputs within tolerance" if ok else "conformance: FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

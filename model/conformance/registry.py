@@ -1,0 +1,19 @@
+"""The typed mapping from vector kind to runner.
+
+A runner takes the loaded vector dict, builds the project's model from ``vector['config']``,
+loads ``vector['state_dict']`` through the project's key map (strictly), runs ``vector['inputs']``
+and returns ``{output_name: tensor}`` for every name in ``vector['outputs']``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from model.conformance.core import VectorKind
+
+Runner = Callable[[dict[str, Any]], dict[str, torch.Tensor]]
+
+RUNNERS: dict[VectorKind, Runner] = {}

@@ -1,0 +1,1 @@
+"""pose3d serving: gateway (REST, gRPC), worker, engine. Imports ``model``, never the reverse."""

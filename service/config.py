@@ -1,0 +1,135 @@
+"""Settings: one object per process, built in ``main()``/lifespan and passed in. No env reads at import.
+
+Environment variables use the prefix ``POSE3D_`` and ``__`` for nesting
+(``POSE3D_ENGINE__MAX_BATCH_SIZE=32``); a TOML or YAML file can be given with ``--config``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Device(StrEnum):
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DetectorSettings(_Frozen):
+    """The frozen top-down HRNet 2D detector and the optional ONNX person detector."""
+
+    arch: str = Field("w32", description="HRNet preset: w32, w48, or a tiny test preset")
+    checkpoint: Path | None = Field(None, description="COCO HRNet checkpoint (official or mmpose format)")
+    backbone_checkpoint: Path | None = Field(
+        None, description="optional: take the backbone from this file (e.g. a CA-PF best_epoch_*.bin)"
+    )
+    flip_test: bool = True
+    person_detector_onnx: Path | None = Field(None, description="YOLOX/RTMDet ONNX person detector")
+    person_score_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    person_nms_iou: float = Field(0.45, ge=0.0, le=1.0)
+
+
+class LifterKind(StrEnum):
+    PSTMO = "pstmo"
+    CAPF = "capf"
+    CAPF_TEMPORAL = "capf_temporal"
+
+
+class ModelSpec(_Frozen):
+    """One lifting model a worker serves."""
+
+    kind: LifterKind
+    arch: str = Field(description="architecture preset of the lifter (see model presets)")
+    checkpoint: Path | None = None
+    frames: int = Field(1, ge=1, le=729, description="window length N (1 for single-frame)")
+    stride: int = Field(1, ge=1, le=16, description="temporal stride s between window frames")
+    flip_test: bool = True
+
+
+def _default_models() -> dict[str, ModelSpec]:
+    return {
+        "capf": ModelSpec(kind=LifterKind.CAPF, arch="capf-w32"),
+        "pstmo-243": ModelSpec(kind=LifterKind.PSTMO, arch="pstmo-243", frames=243),
+    }
+
+
+class EngineSettings(_Frozen):
+    """Dynamic batching knobs (the batcher itself knows nothing of transports)."""
+
+    max_batch_size: int = Field(32, ge=1, le=4096, description="people/windows per forward")
+    max_delay_ms: float = Field(5.0, ge=0.0, le=1000.0)
+    max_queue: int = Field(1024, ge=1, description="queued items before the engine reports overload")
+    request_timeout_s: float = Field(30.0, gt=0.0)
+    stream_ttl_s: float = Field(300.0, gt=0.0, description="idle streams expire after this")
+    max_streams: int = Field(10_000, ge=1, description="in-memory buffer bound")
+
+
+class LimitSettings(_Frozen):
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    max_frame_side: int = 8192
+    max_clip_frames: int = 20_000
+    max_clip_seconds: float = 1200.0
+    max_people: int = 32
+
+
+class CommonSettings(BaseSettings):
+    """Fields every process shares."""
+
+    model_config = SettingsConfigDict(env_prefix="POSE3D_", env_nested_delimiter="__", extra="forbid")
+
+    device: Device = Device.CPU
+    half_precision: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    allow_random_weights: bool = Field(
+        False, description="serve models whose checkpoints are missing with random weights (said loudly)"
+    )
+    redis_url: str = Field("", description="empty = in-memory frame buffer")
+    detector: DetectorSettings = DetectorSettings()
+    models: Annotated[dict[str, ModelSpec], Field(default_factory=_default_models)]
+    default_image_model: str = "capf"
+    default_clip_model: str = "pstmo-243"
+    engine: EngineSettings = EngineSettings()
+
+
+class GatewaySettings(CommonSettings):
+    """`pose3d serve` (embedded) and `pose3d gateway`."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(8000, ge=0, le=65535)
+    grpc_port: int = Field(50051, ge=0, le=65535, description="public gRPC port (0 = off)")
+    workers: list[str] = Field(default_factory=list, description="remote worker addresses; empty = in-process")
+    limits: LimitSettings = LimitSettings()
+
+
+class WorkerSettings(CommonSettings):
+    """`pose3d worker`."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(50061, ge=0, le=65535)
+    metrics_port: int = Field(9100, ge=0, le=65535)
+
+
+def load_settings_file(path: Path) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) settings file into a dict."""
+    text = path.read_text()
+    if path.suffix == ".toml":
+        import tomllib
+
+        return tomllib.loads(text)
+    if path.suffix in {".yaml", ".yml"}:
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: top level must be a mapping")
+        return data
+    raise ValueError(f"{path}: settings file must be .toml, .yaml or .yml")

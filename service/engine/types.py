@@ -1,0 +1,179 @@
+"""The contract between transports and the engine: requests, results, and the EngineClient protocol.
+
+Every array is numpy; shapes and units are stated per field. Results use Human3.6M-17 order for both
+``keypoints_2d`` (image pixels) and ``keypoints_3d`` (metres, camera frame, root-relative).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from model.skeleton import JointSet
+
+FloatArray = npt.NDArray[np.float32]
+ByteImage = npt.NDArray[np.uint8]
+
+
+class WindowMode(StrEnum):
+    """How a temporal model answers a stream: exact with lag, or at once with future padding."""
+
+    CENTRED = "centred"
+    CAUSAL = "causal"
+
+
+class BoxSource(StrEnum):
+    """Where a result's person boxes came from."""
+
+    CLIENT = "client"
+    WHOLE_FRAME = "whole_frame"
+    DETECTOR = "detector"
+    KEYPOINTS = "keypoints"  # derived from client-given 2D keypoints
+
+
+@dataclass(frozen=True)
+class ImageFrame:
+    """One video/image frame. ``image`` is either encoded bytes (JPEG/PNG/WebP; decoded by the
+    engine's decode stage) or a decoded ``(H, W, 3) uint8 RGB`` array."""
+
+    image: bytes | ByteImage
+    frame_index: int = 0
+    timestamp_s: float | None = None
+
+
+@dataclass(frozen=True)
+class KeypointFrame:
+    """2D keypoints of ONE person in one frame, skipping the detector.
+
+    ``keypoints``: ``(17, 2) float32`` image pixels in ``joint_set`` order;
+    ``scores``: ``(17,) float32`` in [0, 1] (ones when the client gave none).
+    """
+
+    keypoints: FloatArray
+    scores: FloatArray
+    image_size: tuple[int, int]  # (width, height) pixels
+    joint_set: JointSet = JointSet.COCO
+    frame_index: int = 0
+    timestamp_s: float | None = None
+
+
+Frame = ImageFrame | KeypointFrame
+
+
+@dataclass(frozen=True)
+class EstimateOptions:
+    """Per-request options; ``None`` means the model's / server's default."""
+
+    model: str | None = None
+    boxes: tuple[tuple[float, float, float, float], ...] | None = None  # xyxy pixels, every frame
+    flip_test: bool | None = None
+    max_people: int | None = None
+    mode: WindowMode = WindowMode.CENTRED
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a served model is. ``weights`` is the checkpoint's sha256, or ``"random"``."""
+
+    name: str
+    kind: str
+    version: str
+    weights: str
+    frames: int
+    stride: int
+    joint_set: str
+    device: str
+    needs_image: bool
+    flip_test: bool
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights == "random"
+
+
+@dataclass(frozen=True)
+class PersonResult:
+    """One person in one frame.
+
+    ``box``: ``(4,)`` xyxy pixels; ``keypoints_2d``: ``(17, 2)`` H36M-17 pixels;
+    ``keypoint_scores``: ``(17,)``; ``keypoints_3d``: ``(17, 3)`` metres, root-relative camera frame.
+    """
+
+    track_id: int
+    box: FloatArray
+    box_score: float
+    keypoints_2d: FloatArray
+    keypoint_scores: FloatArray
+    keypoints_3d: FloatArray
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    frame_index: int
+    timestamp_s: float | None
+    people: list[PersonResult]
+
+
+@dataclass
+class EstimateRequest:
+    """A one-off request: one image, a clip (frames in order), or 2D keypoints per frame.
+
+    ``deadline`` is a ``time.monotonic()`` instant; work not started by then is dropped.
+    """
+
+    request_id: str
+    frames: list[Frame]
+    options: EstimateOptions = field(default_factory=EstimateOptions)
+    deadline: float | None = None
+
+
+@dataclass
+class EstimateResult:
+    request_id: str
+    model: ModelInfo
+    box_source: BoxSource
+    frames: list[FrameResult]
+    timings_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    stream_id: str
+    model: str
+    mode: WindowMode
+    frames_received: int
+    frames_emitted: int
+
+
+@dataclass(frozen=True)
+class ReadyStatus:
+    ready: bool
+    detail: dict[str, str]
+
+
+class EngineClient(Protocol):
+    """The one interface a gateway knows: implemented in-process and remote (gRPC to workers)."""
+
+    async def estimate(self, request: EstimateRequest) -> EstimateResult: ...
+
+    async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo: ...
+
+    async def push_frame(self, stream_id: str, frame: Frame, deadline: float | None = None) -> list[FrameResult]:
+        """Add one frame; returns the results this frame completes (possibly none, possibly earlier frames)."""
+        ...
+
+    async def close_stream(self, stream_id: str) -> list[FrameResult]:
+        """Flush the tail (edge padding) and forget the stream."""
+        ...
+
+    async def get_stream(self, stream_id: str) -> StreamInfo: ...
+
+    async def models(self) -> list[ModelInfo]: ...
+
+    async def ready(self) -> ReadyStatus: ...
+
+    async def aclose(self) -> None: ...

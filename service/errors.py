@@ -1,0 +1,88 @@
+"""The exception tree. Each error carries its HTTP status and gRPC code name; each transport maps it once.
+
+Raise these anywhere in the service; the REST layer renders RFC 9457 problem+json and the gRPC
+layer aborts with the matching status. Anything else escaping a handler is a bug (500/INTERNAL).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class Pose3DError(Exception):
+    """Base of every error the service reports to a client."""
+
+    status: ClassVar[int] = 500
+    grpc_code: ClassVar[str] = "INTERNAL"  # name of a grpc.StatusCode member
+    type_slug: ClassVar[str] = "internal"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after_s = retry_after_s
+
+
+class BadRequest(Pose3DError):
+    status, grpc_code, type_slug, title = 400, "INVALID_ARGUMENT", "bad-request", "Bad request"
+
+
+class InvalidInput(Pose3DError):
+    """Well-formed request whose values are not acceptable (shapes, non-finite numbers, ranges)."""
+
+    status, grpc_code, type_slug, title = 422, "INVALID_ARGUMENT", "invalid-input", "Invalid input"
+
+
+class DecodeFailed(InvalidInput):
+    """An image or clip could not be decoded."""
+
+    type_slug, title = "decode-failed", "Media could not be decoded"
+
+
+class UnsupportedMediaType(Pose3DError):
+    status, grpc_code, type_slug, title = (
+        415,
+        "INVALID_ARGUMENT",
+        "unsupported-media-type",
+        "Unsupported media type",
+    )
+
+
+class PayloadTooLarge(Pose3DError):
+    status, grpc_code, type_slug, title = 413, "INVALID_ARGUMENT", "payload-too-large", "Payload too large"
+
+
+class NotFound(Pose3DError):
+    status, grpc_code, type_slug, title = 404, "NOT_FOUND", "not-found", "Not found"
+
+
+class UnknownModel(NotFound):
+    type_slug, title = "unknown-model", "Unknown model"
+
+
+class UnknownStream(NotFound):
+    type_slug, title = "unknown-stream", "Unknown stream"
+
+
+class Conflict(Pose3DError):
+    status, grpc_code, type_slug, title = 409, "FAILED_PRECONDITION", "conflict", "Conflict"
+
+
+class Overloaded(Pose3DError):
+    """The engine's queue is full; retry after ``retry_after_s``."""
+
+    status, grpc_code, type_slug, title = 429, "RESOURCE_EXHAUSTED", "overloaded", "Too many requests"
+
+
+class Unavailable(Pose3DError):
+    """No worker / model / buffer can take the request right now."""
+
+    status, grpc_code, type_slug, title = 503, "UNAVAILABLE", "unavailable", "Service unavailable"
+
+
+class DeadlineExceeded(Pose3DError):
+    status, grpc_code, type_slug, title = 504, "DEADLINE_EXCEEDED", "deadline-exceeded", "Deadline exceeded"
+
+
+class InternalError(Pose3DError):
+    """A bug or an unexpected failure of one request (never of the worker)."""

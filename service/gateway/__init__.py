@@ -1,0 +1,1 @@
+"""The gateway: FastAPI REST app and the public gRPC servicer. Validates; never computes."""

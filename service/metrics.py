@@ -1,0 +1,56 @@
+"""Every Prometheus metric, defined once (prefix ``pose3d_``, base units, no per-stream labels)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    """The metric set of one process, on its own registry (tests build as many as they like)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests_total = Counter(
+            "pose3d_requests", "Requests by route and status code", ["route", "code"], registry=r
+        )
+        self.request_duration = Histogram(
+            "pose3d_request_duration_seconds",
+            "Request latency by route",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_duration = Histogram(
+            "pose3d_queue_duration_seconds",
+            "Time items wait in the batcher queue",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stage_duration = Histogram(
+            "pose3d_stage_duration_seconds",
+            "Batch duration by stage",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "pose3d_batch_size", "Items per batch by stage", ["stage"], buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.queue_depth = Gauge("pose3d_queue_depth", "Items waiting in the batcher queues", registry=r)
+        self.active_streams = Gauge("pose3d_active_streams", "Open streams", registry=r)
+        self.frames_total = Counter("pose3d_frames", "Frames processed by model", ["model"], registry=r)
+        self.rejected_total = Counter("pose3d_rejected", "Rejected work by reason", ["reason"], registry=r)
+        self.worker_up = Gauge("pose3d_worker_up", "1 when the worker (or in-process engine) is serving", registry=r)
+        self.gpu_memory_allocated = Gauge(
+            "pose3d_gpu_memory_allocated_bytes", "CUDA memory allocated by tensors", ["device"], registry=r
+        )
+        self.gpu_memory_reserved = Gauge(
+            "pose3d_gpu_memory_reserved_bytes",
+            "CUDA memory reserved by the caching allocator",
+            ["device"],
+            registry=r,
+        )
