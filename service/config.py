@@ -79,6 +79,9 @@ class LimitSettings(_Frozen):
     max_clip_frames: int = 20_000
     max_clip_seconds: float = 1200.0
     max_people: int = 32
+    max_every_nth: int = Field(1000, ge=1, description="largest accepted clip subsampling step")
+    max_inflight_requests: int = Field(256, ge=1, description="gateway-wide bound on /v1/ requests in progress")
+    retry_after_s: float = Field(1.0, gt=0.0, description="Retry-After sent with 429/503 from the gateway")
 
 
 class CommonSettings(BaseSettings):
@@ -108,6 +111,9 @@ class GatewaySettings(CommonSettings):
     grpc_port: int = Field(50051, ge=0, le=65535, description="public gRPC port (0 = off)")
     workers: list[str] = Field(default_factory=list, description="remote worker addresses; empty = in-process")
     limits: LimitSettings = LimitSettings()
+    default_keypoints_model: str | None = Field(
+        None, description="model for JSON 2D keypoints; None = default_clip_model, else any model that needs no image"
+    )
 
 
 class WorkerSettings(CommonSettings):
