@@ -9,7 +9,7 @@ TORCH_INDEX_URL ?=
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: serve test install lint typecheck redis clean
+.PHONY: serve test install lint typecheck redis clean proto
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,3 +41,7 @@ test: install redis lint typecheck
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# Regenerate service/proto_gen from proto/ (committed; tests/service/test_grpc_codegen.py checks it is current).
+proto: install
+	$(PY) -m service.rpc.codegen

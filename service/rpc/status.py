@@ -1,0 +1,81 @@
+"""The error tree ↔ gRPC status, mapped once for every gRPC surface (public servicer, worker, remote client).
+
+A :class:`~service.errors.Pose3DError` becomes its ``grpc_code`` plus two trailers: ``pose3d-error-type``
+(the REST problem type slug) and, when set, ``retry-after-s``. The remote client turns a status back into
+the same error class, so a worker's ``UnknownStream`` reaches the gateway as ``UnknownStream``.
+"""
+
+from __future__ import annotations
+
+from typing import Final, NoReturn
+
+import grpc
+
+from service.errors import (
+    DeadlineExceeded,
+    InternalError,
+    InvalidInput,
+    NotFound,
+    Overloaded,
+    Pose3DError,
+    Unavailable,
+)
+
+ERROR_TYPE_KEY: Final = "pose3d-error-type"
+RETRY_AFTER_KEY: Final = "retry-after-s"
+
+_CODE_FALLBACK: Final[dict[grpc.StatusCode, type[Pose3DError]]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidInput,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: Overloaded,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+}
+
+
+def _error_classes() -> dict[str, type[Pose3DError]]:
+    found: dict[str, type[Pose3DError]] = {}
+    pending: list[type[Pose3DError]] = [Pose3DError]
+    while pending:
+        cls = pending.pop()
+        found.setdefault(cls.type_slug, cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def status_code_of(error: Pose3DError) -> grpc.StatusCode:
+    """The gRPC status code an error maps to (its ``grpc_code`` name; INTERNAL if unknown)."""
+    code: grpc.StatusCode = getattr(grpc.StatusCode, error.grpc_code, grpc.StatusCode.INTERNAL)
+    return code
+
+
+def error_trailers(error: Pose3DError) -> tuple[tuple[str, str], ...]:
+    trailers: list[tuple[str, str]] = [(ERROR_TYPE_KEY, error.type_slug)]
+    if error.retry_after_s is not None:
+        trailers.append((RETRY_AFTER_KEY, f"{error.retry_after_s:g}"))
+    return tuple(trailers)
+
+
+async def abort_with(context: grpc.aio.ServicerContext[object, object], error: Pose3DError) -> NoReturn:
+    """End the RPC with the status of ``error`` (raises, as ``context.abort`` does)."""
+    context.set_trailing_metadata(error_trailers(error))
+    await context.abort(status_code_of(error), error.detail)
+    raise AssertionError("context.abort returned")  # pragma: no cover
+
+
+def error_from_rpc(exc: grpc.aio.AioRpcError) -> Pose3DError:
+    """The service error a failed call carries; transport failures become ``Unavailable``."""
+    trailers = {str(k): str(v) for k, v in (exc.trailing_metadata() or ())}
+    slug = trailers.get(ERROR_TYPE_KEY)
+    retry_after = float(trailers[RETRY_AFTER_KEY]) if RETRY_AFTER_KEY in trailers else None
+    detail = exc.details() or exc.code().name
+    cls = _error_classes().get(slug) if slug else None
+    if cls is None:
+        cls = _CODE_FALLBACK.get(exc.code(), InternalError)
+    return cls(detail, retry_after_s=retry_after)
+
+
+def is_transport_failure(exc: grpc.aio.AioRpcError) -> bool:
+    """True when the call failed because the peer is gone or unreachable (not a service error it reported)."""
+    has_type = any(str(k) == ERROR_TYPE_KEY for k, _ in (exc.trailing_metadata() or ()))
+    return not has_type and exc.code() in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN}
