@@ -13,7 +13,10 @@ from typing import Any
 import torch
 
 from model.conformance.core import VectorKind
+from model.conformance.run_hrnet import run_hrnet_backbone
 
 Runner = Callable[[dict[str, Any]], dict[str, torch.Tensor]]
 
-RUNNERS: dict[VectorKind, Runner] = {}
+RUNNERS: dict[VectorKind, Runner] = {
+    VectorKind.HRNET_BACKBONE: run_hrnet_backbone,
+}
