@@ -14,9 +14,11 @@ import torch
 
 from model.conformance.core import VectorKind
 from model.conformance.run_hrnet import run_hrnet_backbone
+from model.conformance.run_pstmo import run_pstmo_vector
 
 Runner = Callable[[dict[str, Any]], dict[str, torch.Tensor]]
 
 RUNNERS: dict[VectorKind, Runner] = {
     VectorKind.HRNET_BACKBONE: run_hrnet_backbone,
+    VectorKind.PSTMO: run_pstmo_vector,
 }

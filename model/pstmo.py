@@ -1,0 +1,173 @@
+"""P-STMO lifter (Shan et al., "P-STMO: Pre-Trained Spatial Temporal Many-to-One Model", ECCV 2022).
+
+The inference (stage II) model: SEM (per-frame MLP) → TEM (vanilla transformer over all frames) →
+two heads: the full-sequence VTE head on TEM's output, and MOFA (strided transformer that reduces
+the window to one token) followed by the centre-frame head. It reproduces the published
+``model.stmo.Model`` exactly (see ``../shared/conformance/pstmo_small_*.pt``) and loads the released
+checkpoints through :mod:`model.checkpoints.pstmo`.
+
+Units and frames: inputs are 2D keypoints in normalised screen coordinates
+(:func:`model.skeleton.normalize_screen_coordinates`: ``X / w * 2 - [1, h / w]``), Human3.6M-17
+order. Outputs are 3D joints in the camera frame, metres, Human3.6M-17 order, relative to the pelvis
+(the model is trained on root-relative targets; the published evaluation sets joint 0 to exactly 0,
+and :meth:`PSTMO.lift` does the same).
+
+Temporal downsampling (TDS, paper §3.2) is a windowing concern, not part of the network: the model
+always sees a window of ``frames`` samples; the serving window takes them at stride ``s`` around the
+target frame, i.e. frames ``t + s * k`` for ``k = -(frames-1)/2 ... (frames-1)/2`` (the paper uses
+``s = 2`` for N = 243, ``s = 3`` for N = 81 and ``s = 9`` for N = 27 in its TDS ablation). The
+weights do not depend on ``s``; the stride used in training is a property of the checkpoint that the
+serving configuration must match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from model.pstmo_blocks import FrameAggregator, PoseHead, SpatialEncoderMLP, TemporalEncoder, reduced_length
+from model.skeleton import H36M_FLIP_PERM, NUM_JOINTS
+
+
+@dataclass(frozen=True)
+class PSTMOConfig:
+    """Hyperparameters of the published ``model.stmo.Model``.
+
+    Attributes:
+        frames: window length N (input tokens of TEM).
+        stride_num: MOFA's per-layer temporal strides (its depth is ``len(stride_num)``); they must
+            reduce ``frames`` to exactly one token (``3 ** len == frames`` in every published model).
+        layers: TEM depth.
+        channel: feature width d of every transformer (SEM's hidden width is ``2 * channel``).
+        d_hid: hidden width of the transformers' MLPs.
+        n_joints: input joints; out_joints: output joints.
+        heads: attention heads (hard-coded 8 in the published code).
+    """
+
+    frames: int
+    stride_num: tuple[int, ...]
+    layers: int
+    channel: int
+    d_hid: int
+    n_joints: int = NUM_JOINTS
+    out_joints: int = NUM_JOINTS
+    heads: int = 8
+
+    def __post_init__(self) -> None:
+        if self.frames < 1 or self.layers < 0 or self.channel < 1 or self.d_hid < 1:
+            raise ValueError(f"invalid P-STMO sizes: {self}")
+        if not self.stride_num or any(s < 1 for s in self.stride_num):
+            raise ValueError(f"stride_num must be a non-empty list of positive strides, got {self.stride_num}")
+        if self.channel % self.heads:
+            raise ValueError(f"channel ({self.channel}) must be divisible by heads ({self.heads})")
+        left = reduced_length(self.frames, self.stride_num)
+        if left != 1:
+            raise ValueError(
+                f"stride_num {list(self.stride_num)} reduces {self.frames} frames to {left} tokens, not 1; "
+                "the centre-frame head needs exactly one"
+            )
+
+
+PSTMO_PRESETS: dict[str, PSTMOConfig] = {
+    # Published sizes (paper supplementary + official key sets): d = 256, MLP hidden 512,
+    # MOFA stride 3 per layer with depth 5 / 4 / 3 for N = 243 / 81 / 27, TEM depth 4 (P-STMO) or 3 (-S).
+    "pstmo-243": PSTMOConfig(frames=243, stride_num=(3, 3, 3, 3, 3), layers=4, channel=256, d_hid=512),
+    "pstmo-243-small": PSTMOConfig(frames=243, stride_num=(3, 3, 3, 3, 3), layers=3, channel=256, d_hid=512),
+    "pstmo-81": PSTMOConfig(frames=81, stride_num=(3, 3, 3, 3), layers=3, channel=256, d_hid=512),
+    "pstmo-27": PSTMOConfig(frames=27, stride_num=(3, 3, 3), layers=3, channel=256, d_hid=512),
+    # Tiny test presets (random weights only).
+    "pstmo-tiny-9": PSTMOConfig(frames=9, stride_num=(3, 3), layers=1, channel=32, d_hid=64),
+    "pstmo-tiny-27": PSTMOConfig(frames=27, stride_num=(3, 3, 3), layers=1, channel=32, d_hid=64),
+}
+
+
+def flip_official_layout(t: torch.Tensor, perm: list[int] = H36M_FLIP_PERM) -> torch.Tensor:
+    """Mirror a tensor in the official layout: negate channel 0 (x) and swap left/right joints.
+
+    Args:
+        t: ``(B, C, T, J, 1)`` with C = 2 (2D input) or 3 (3D output), joints on axis 3.
+    Returns:
+        A new tensor of the same shape (the input is not modified).
+    """
+    out = t.index_select(3, torch.as_tensor(perm, device=t.device)).clone()
+    out[:, 0].neg_()
+    return out
+
+
+class PSTMO(nn.Module):
+    """The P-STMO inference model for any :class:`PSTMOConfig`.
+
+    Call ``.eval()`` before inference: BatchNorm uses its running statistics only in eval mode
+    (the published model has dropout, which this inference implementation omits).
+    """
+
+    def __init__(self, cfg: PSTMOConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.sem = SpatialEncoderMLP(2 * cfg.n_joints, cfg.channel, 2 * cfg.channel, blocks=1)
+        self.tem = TemporalEncoder(cfg.layers, cfg.channel, cfg.d_hid, cfg.heads, cfg.frames)
+        self.mofa = FrameAggregator(cfg.stride_num, cfg.channel, cfg.d_hid, cfg.heads, cfg.frames)
+        self.head_centre = PoseHead(cfg.channel, cfg.out_joints)
+        self.head_sequence = PoseHead(cfg.channel, cfg.out_joints)
+
+    def _to_official(self, y: torch.Tensor) -> torch.Tensor:
+        """``(B, 3 * J, T)`` joint-major head output → ``(B, 3, T, J, 1)``."""
+        b, _, t = y.shape
+        return y.view(b, self.cfg.out_joints, 3, t).permute(0, 2, 3, 1).unsqueeze(-1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the network in the published layout.
+
+        Args:
+            x: ``(B, 2, frames, n_joints, 1)`` float32, normalised screen coordinates (channel 0 = x).
+        Returns:
+            ``out``: ``(B, 3, 1, out_joints, 1)`` centre-frame 3D pose (MOFA head), metres, camera frame;
+            ``out_vte``: ``(B, 3, frames, out_joints, 1)`` every frame's 3D pose (VTE head).
+            Neither has the root zeroed (see :meth:`lift`).
+        """
+        b, c, t, j, _ = x.shape
+        if c != 2 or j != self.cfg.n_joints or t != self.cfg.frames:
+            raise ValueError(f"expected (B, 2, {self.cfg.frames}, {self.cfg.n_joints}, 1), got {tuple(x.shape)}")
+        tokens = x[..., 0].permute(0, 2, 3, 1).reshape(b, t, j * c)  # (B, T, J*2) joint-major
+        features = self.sem(tokens.transpose(1, 2))  # (B, C, T)
+        temporal = self.tem(features.transpose(1, 2))  # (B, T, C)
+        out_vte = self._to_official(self.head_sequence(temporal.transpose(1, 2)))
+        reduced = self.mofa(temporal)  # (B, 1, C)
+        out = self._to_official(self.head_centre(reduced.transpose(1, 2)))
+        return out, out_vte
+
+    def forward_flip_tta(self, x: torch.Tensor, x_flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The published test-time flip average: ``(model(x) + unflip(model(x_flip))) / 2``.
+
+        Args:
+            x: ``(B, 2, frames, J, 1)`` input; x_flip: the same windows mirrored
+                (:func:`flip_official_layout`), as the published test loader supplies them.
+        Returns:
+            ``(out, out_vte)`` averaged, shapes as :meth:`forward`.
+        """
+        out, out_vte = self(x)
+        out_f, out_vte_f = self(x_flip)
+        return (out + flip_official_layout(out_f)) / 2, (out_vte + flip_official_layout(out_vte_f)) / 2
+
+    def lift(self, kp: torch.Tensor, flip_test: bool = False) -> torch.Tensor:
+        """Serving entry point: the centre frame's 3D pose of each window.
+
+        Args:
+            kp: ``(B, frames, n_joints, 2)`` float32, normalised screen coordinates, H36M-17 order;
+                frame ``frames // 2`` is the target (see the module docstring on TDS windows).
+            flip_test: average with the prediction on the mirrored input, as the published test does.
+        Returns:
+            ``(B, out_joints, 3)`` float32, metres, camera frame, root-relative with joint 0 set to 0
+            (as the published evaluation does). ``kp`` is not modified.
+        """
+        if kp.dim() != 4 or kp.shape[-1] != 2:
+            raise ValueError(f"expected (B, {self.cfg.frames}, {self.cfg.n_joints}, 2), got {tuple(kp.shape)}")
+        x = kp.permute(0, 3, 1, 2).unsqueeze(-1)  # (B, 2, T, J, 1)
+        if flip_test:
+            out, _ = self.forward_flip_tta(x, flip_official_layout(x))
+        else:
+            out, _ = self(x)
+        pose = out[:, :, 0, :, 0].transpose(1, 2)  # (B, J, 3)
+        return torch.cat([torch.zeros_like(pose[:, :1]), pose[:, 1:]], dim=1)
