@@ -114,6 +114,11 @@ class GatewaySettings(CommonSettings):
     default_keypoints_model: str | None = Field(
         None, description="model for JSON 2D keypoints; None = default_clip_model, else any model that needs no image"
     )
+    grpc_stream_buffer: int = Field(
+        16, ge=1, le=4096, description="results queued per gRPC stream; a slow reader stops its own stream past this"
+    )
+    worker_max_message_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="gateway ↔ worker gRPC limit")
+    worker_health_interval_s: float = Field(1.0, gt=0.0, description="how often worker health is checked")
 
 
 class WorkerSettings(CommonSettings):
@@ -122,6 +127,8 @@ class WorkerSettings(CommonSettings):
     host: str = "0.0.0.0"
     port: int = Field(50061, ge=0, le=65535)
     metrics_port: int = Field(9100, ge=0, le=65535)
+    max_message_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="gateway ↔ worker gRPC message limit")
+    shutdown_grace_s: float = Field(5.0, ge=0.0, description="in-flight calls get this long on SIGTERM")
 
 
 def load_settings_file(path: Path) -> dict[str, Any]:
