@@ -1,0 +1,277 @@
+"""A generic dynamic batcher: jobs with futures and deadlines, a bounded queue, a worker thread for compute.
+
+It knows nothing of HTTP, gRPC or Redis. One :class:`DynamicBatcher` serves one stage (decode, detect,
+tokens, lift …): callers ``await submit(item, deadline)``; a background task gathers queued jobs into a
+batch that closes when it holds ``max_batch_size`` units (people, windows — ``size_of`` says how many
+units an item is) or ``max_delay_ms`` after its first job was queued, then runs the batch function in an
+executor thread (torch releases the GIL there). Jobs past their deadline are dropped before compute
+(:class:`~service.errors.DeadlineExceeded`); a full queue refuses new work
+(:class:`~service.errors.Overloaded`); when the batch function raises, every job of the batch is retried
+alone so that one poisoned item fails only its own caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from service.errors import DeadlineExceeded, InternalError, Overloaded, Pose3DError, Unavailable
+from service.metrics import Metrics
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+log = logging.getLogger(__name__)
+
+BatchFn = Callable[[Sequence[In]], Sequence[Out]]
+
+
+@dataclass
+class _Job(Generic[In, Out]):
+    item: In
+    size: int
+    deadline: float | None
+    future: asyncio.Future[Out]
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class BatcherLimits:
+    """Knobs of one batcher: ``max_batch_size`` units per batch, ``max_delay_ms`` after the first job,
+    ``max_queue`` units waiting before :class:`Overloaded`, ``retry_after_s`` suggested to refused callers."""
+
+    max_batch_size: int = 32
+    max_delay_ms: float = 5.0
+    max_queue: int = 1024
+    retry_after_s: float = 1.0
+
+
+class DynamicBatcher(Generic[In, Out]):
+    """Batches items of one stage across callers. Create inside a running event loop's lifetime.
+
+    Args:
+        stage: metric label (``decode``, ``detect``, ``tokens``, ``lift`` …).
+        fn: the batch function, run in ``executor``: ``items -> outputs`` of the same length and order.
+        limits: batch size, delay, queue bound.
+        executor: thread(s) for ``fn``; ``None`` = the loop's default executor.
+        metrics: where batch sizes, queue time, stage time, queue depth and rejections go.
+        size_of: units an item counts for (e.g. the number of people in a frame); default 1.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        fn: BatchFn[In, Out],
+        limits: BatcherLimits,
+        *,
+        executor: Executor | None = None,
+        metrics: Metrics | None = None,
+        size_of: Callable[[In], int] | None = None,
+    ) -> None:
+        self.stage = stage
+        self._fn = fn
+        self.limits = limits
+        self._executor = executor
+        self._metrics = metrics
+        self._size_of = size_of
+        self._queue: deque[_Job[In, Out]] = deque()
+        self._queued_units = 0
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.batches_run = 0
+        self.units_run = 0
+
+    # -- public -----------------------------------------------------------------------------------
+
+    @property
+    def queued_units(self) -> int:
+        """Units (people/windows) waiting, not yet in a running batch."""
+        return self._queued_units
+
+    def is_overloaded(self, extra_units: int = 1) -> bool:
+        """True when ``extra_units`` more would exceed the queue bound."""
+        return self._queued_units + extra_units > self.limits.max_queue
+
+    @property
+    def mean_batch_size(self) -> float:
+        """Mean units per batch since creation (0 before the first batch)."""
+        return self.units_run / self.batches_run if self.batches_run else 0.0
+
+    async def submit(self, item: In, deadline: float | None = None) -> Out:
+        """Queue one item and wait for its output.
+
+        Args:
+            item: the stage input.
+            deadline: a ``time.monotonic()`` instant; the item is dropped if its batch starts later.
+        Raises:
+            Overloaded: the queue is full. DeadlineExceeded: the deadline passed before compute.
+            Unavailable: the batcher is closed. Pose3DError/InternalError: this item's own failure.
+        """
+        return (await self.submit_many([item], deadline))[0]
+
+    async def submit_many(self, items: Sequence[In], deadline: float | None = None) -> list[Out]:
+        """Queue several items of one caller (all or none are admitted) and wait for all outputs, in order.
+
+        Fails fast: the first failing item's error is raised and the caller's other queued items are cancelled.
+        """
+        if not items:
+            return []
+        jobs = self._enqueue(items, deadline)
+        try:
+            await asyncio.wait([job.future for job in jobs], return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for job in jobs:
+                if not job.future.done():
+                    job.future.cancel()
+        for job in jobs:
+            if not job.future.cancelled() and (error := job.future.exception()) is not None:
+                raise error
+        return [job.future.result() for job in jobs]
+
+    def start(self) -> None:
+        """Start the batching task (also done lazily by the first submit)."""
+        if self._task is None and not self._closed:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.stage}")
+
+    async def aclose(self) -> None:
+        """Stop batching; queued jobs fail with :class:`Unavailable`."""
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while self._queue:
+            job = self._pop()
+            if not job.future.done():
+                job.future.set_exception(Unavailable(f"{self.stage}: engine is shutting down"))
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _enqueue(self, items: Sequence[In], deadline: float | None) -> list[_Job[In, Out]]:
+        if self._closed:
+            raise Unavailable(f"{self.stage}: engine is shutting down")
+        sizes = [max(1, self._size_of(item)) if self._size_of else 1 for item in items]
+        if self.is_overloaded(sum(sizes)):
+            self._count_rejection("overloaded")
+            raise Overloaded(
+                f"{self.stage} queue is full ({self._queued_units} of {self.limits.max_queue} queued)",
+                retry_after_s=self.limits.retry_after_s,
+            )
+        self.start()
+        loop = asyncio.get_running_loop()
+        jobs = [
+            _Job[In, Out](item, size, deadline, loop.create_future()) for item, size in zip(items, sizes, strict=True)
+        ]
+        self._queue.extend(jobs)
+        self._queued_units += sum(sizes)
+        if self._metrics:
+            self._metrics.queue_depth.inc(sum(sizes))
+        self._wakeup.set()
+        return jobs
+
+    def _pop(self) -> _Job[In, Out]:
+        job = self._queue.popleft()
+        self._queued_units -= job.size
+        if self._metrics:
+            self._metrics.queue_depth.dec(job.size)
+        return job
+
+    def _count_rejection(self, reason: str) -> None:
+        if self._metrics:
+            self._metrics.rejected_total.labels(reason=reason).inc()
+
+    async def _wait_for_batch(self) -> None:
+        """Return when the queue holds a full batch or its first job has waited ``max_delay_ms``."""
+        while not self._queue:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        close_at = self._queue[0].queued_at + self.limits.max_delay_ms / 1000.0
+        while self._queued_units < self.limits.max_batch_size:
+            remaining = close_at - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+
+    def _take_batch(self) -> list[_Job[In, Out]]:
+        now = time.monotonic()
+        batch: list[_Job[In, Out]] = []
+        units = 0
+        while self._queue and (not batch or units + self._queue[0].size <= self.limits.max_batch_size):
+            job = self._pop()
+            if job.future.done():  # cancelled by its caller
+                continue
+            if job.deadline is not None and now > job.deadline:
+                self._count_rejection("deadline")
+                job.future.set_exception(DeadlineExceeded(f"deadline passed while queued for {self.stage}"))
+                continue
+            if self._metrics:
+                self._metrics.queue_duration.observe(now - job.queued_at)
+            batch.append(job)
+            units += job.size
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wait_for_batch()
+            batch = self._take_batch()
+            if not batch:
+                continue
+            units = sum(job.size for job in batch)
+            started = time.monotonic()
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._call, [job.item for job in batch])
+            except asyncio.CancelledError:
+                for job in batch:
+                    job.future.cancel()
+                raise
+            except Exception as batch_error:
+                log.info(
+                    "%s batch of %d failed (%s); retrying its items one by one", self.stage, len(batch), batch_error
+                )
+                await self._run_one_by_one(batch)
+            else:
+                for job, out in zip(batch, outputs, strict=True):
+                    if not job.future.done():
+                        job.future.set_result(out)
+            self.batches_run += 1
+            self.units_run += units
+            if self._metrics:
+                self._metrics.batch_size.labels(stage=self.stage).observe(units)
+                self._metrics.stage_duration.labels(stage=self.stage).observe(time.monotonic() - started)
+
+    def _call(self, items: list[In]) -> Sequence[Out]:
+        outputs = self._fn(items)
+        if len(outputs) != len(items):
+            raise InternalError(f"{self.stage}: batch function returned {len(outputs)} outputs for {len(items)} items")
+        return outputs
+
+    async def _run_one_by_one(self, batch: list[_Job[In, Out]]) -> None:
+        loop = asyncio.get_running_loop()
+        for job in batch:
+            if job.future.done():
+                continue
+            try:
+                (out,) = await loop.run_in_executor(self._executor, self._call, [job.item])
+            except Pose3DError as e:
+                job.future.set_exception(e)
+                self._count_rejection(e.type_slug)
+            except Exception as e:
+                error = InternalError(f"{self.stage} failed for this item: {type(e).__name__}: {e}")
+                error.__cause__ = e
+                job.future.set_exception(error)
+                self._count_rejection("internal")
+            else:
+                if not job.future.done():
+                    job.future.set_result(out)

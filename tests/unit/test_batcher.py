@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from service.engine.batcher import BatcherLimits, DynamicBatcher
+from service.errors import DeadlineExceeded, InternalError, InvalidInput, Overloaded, Unavailable
+from service.metrics import Metrics
+
+
+class Recorder:
+    """A batch function that squares numbers, records batch sizes and its thread, can be slowed down."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.batches: list[list[float]] = []
+        self.threads: set[str] = set()
+        self.delay_s = delay_s
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, items: Sequence[float]) -> list[float]:
+        self.gate.wait(5)
+        self.threads.add(threading.current_thread().name)
+        self.batches.append(list(items))
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        for x in items:
+            if math.isnan(x):
+                raise ValueError("NaN input poisons the whole batch")
+            if x < 0:
+                raise InvalidInput("negative input")
+        return [x * x for x in items]
+
+
+@pytest.fixture
+def executor() -> Iterator[ThreadPoolExecutor]:
+    pool = ThreadPoolExecutor(1, thread_name_prefix="infer")
+    yield pool
+    pool.shutdown()
+
+
+def value(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> float:
+    got = metrics.registry.get_sample_value(name, labels or {})
+    return float(got) if got is not None else 0.0
+
+
+async def test_concurrent_submissions_are_batched_and_results_route_back(executor: ThreadPoolExecutor) -> None:
+    fn, metrics = Recorder(), Metrics()
+    batcher = DynamicBatcher("lift", fn, BatcherLimits(8, 20.0, 100), executor=executor, metrics=metrics)
+    results = await asyncio.gather(*(batcher.submit(float(i)) for i in range(32)))
+    assert results == [float(i * i) for i in range(32)]
+    assert max(len(b) for b in fn.batches) == 8
+    assert batcher.mean_batch_size >= 4
+    assert fn.threads == {"infer_0"}
+    assert value(metrics, "pose3d_batch_size_count", {"stage": "lift"}) == len(fn.batches)
+    assert value(metrics, "pose3d_batch_size_sum", {"stage": "lift"}) == 32
+    assert value(metrics, "pose3d_queue_depth") == 0
+    await batcher.aclose()
+
+
+async def test_batch_closes_after_max_delay_with_a_partial_batch() -> None:
+    fn = Recorder()
+    batcher = DynamicBatcher("lift", fn, BatcherLimits(64, 30.0, 100))
+    started = time.monotonic()
+    assert await batcher.submit(3.0) == 9.0
+    assert 0.025 <= time.monotonic() - started < 1.0
+    assert fn.batches == [[3.0]]
+    await batcher.aclose()
+
+
+async def test_size_of_counts_people_not_requests() -> None:
+    batches: list[list[list[int]]] = []
+
+    def people_count(frames: Sequence[list[int]]) -> list[int]:
+        batches.append(list(frames))
+        return [len(f) for f in frames]
+
+    batcher = DynamicBatcher[list[int], int]("detect", people_count, BatcherLimits(4, 50.0, 100), size_of=len)
+    got = await asyncio.gather(*(batcher.submit([1, 2, 3]) for _ in range(3)))
+    assert got == [3, 3, 3]
+    assert all(sum(len(f) for f in b) <= 4 or len(b) == 1 for b in batches)
+    assert len(batches) == 3  # three 3-person frames never share a batch of 4 people
+    await batcher.aclose()
+
+
+async def test_poisoned_item_fails_alone(executor: ThreadPoolExecutor) -> None:
+    fn, metrics = Recorder(), Metrics()
+    batcher = DynamicBatcher("lift", fn, BatcherLimits(16, 30.0, 100), executor=executor, metrics=metrics)
+    inputs = [1.0, float("nan"), 2.0, -1.0, 3.0]
+    results = await asyncio.gather(*(batcher.submit(x) for x in inputs), return_exceptions=True)
+    assert [results[0], results[2], results[4]] == [1.0, 4.0, 9.0]
+    assert isinstance(results[1], InternalError)
+    assert "NaN" in str(results[1])
+    assert isinstance(results[3], InvalidInput)
+    assert value(metrics, "pose3d_rejected_total", {"reason": "internal"}) == 1
+    # the worker survives: the next request is fine
+    assert await batcher.submit(5.0) == 25.0
+    await batcher.aclose()
+
+
+async def test_deadline_expiry_drops_before_compute_without_affecting_others(executor: ThreadPoolExecutor) -> None:
+    fn, metrics = Recorder(), Metrics()
+    batcher = DynamicBatcher("lift", fn, BatcherLimits(1, 0.0, 100), executor=executor, metrics=metrics)
+    fn.gate.clear()  # hold the worker thread so jobs stay queued
+    first = asyncio.ensure_future(batcher.submit(1.0))
+    await asyncio.sleep(0.02)
+    late = asyncio.ensure_future(batcher.submit(2.0, deadline=time.monotonic() + 0.01))
+    ok = asyncio.ensure_future(batcher.submit(3.0, deadline=time.monotonic() + 10))
+    await asyncio.sleep(0.05)
+    fn.gate.set()
+    assert await first == 1.0
+    with pytest.raises(DeadlineExceeded):
+        await late
+    assert await ok == 9.0
+    assert [2.0] not in fn.batches  # never computed
+    assert value(metrics, "pose3d_rejected_total", {"reason": "deadline"}) == 1
+    await batcher.aclose()
+
+
+async def test_overload_rejects_new_work_and_keeps_admitted_work(executor: ThreadPoolExecutor) -> None:
+    fn, metrics = Recorder(), Metrics()
+    batcher = DynamicBatcher(
+        "lift", fn, BatcherLimits(2, 0.0, 4, retry_after_s=0.5), executor=executor, metrics=metrics
+    )
+    fn.gate.clear()
+    running = asyncio.ensure_future(batcher.submit(0.0))
+    await asyncio.sleep(0.02)  # taken into a batch, blocked in the thread
+    admitted = [asyncio.ensure_future(batcher.submit(float(i))) for i in range(1, 5)]
+    await asyncio.sleep(0)
+    assert batcher.is_overloaded()
+    with pytest.raises(Overloaded) as info:
+        await batcher.submit(9.0)
+    assert info.value.retry_after_s == 0.5
+    with pytest.raises(Overloaded):
+        await batcher.submit_many([7.0, 8.0])
+    fn.gate.set()
+    assert await running == 0.0
+    assert [await a for a in admitted] == [1.0, 4.0, 9.0, 16.0]
+    assert value(metrics, "pose3d_rejected_total", {"reason": "overloaded"}) == 2
+    await batcher.aclose()
+
+
+async def test_submit_many_returns_in_order_and_fails_fast() -> None:
+    batcher = DynamicBatcher("lift", Recorder(), BatcherLimits(3, 1.0, 100))
+    assert await batcher.submit_many([1.0, 2.0, 3.0, 4.0]) == [1.0, 4.0, 9.0, 16.0]
+    with pytest.raises(InvalidInput):
+        await batcher.submit_many([1.0, -2.0])
+    await batcher.aclose()
+
+
+async def test_closed_batcher_is_unavailable() -> None:
+    batcher = DynamicBatcher("lift", Recorder(), BatcherLimits())
+    assert await batcher.submit(2.0) == 4.0
+    await batcher.aclose()
+    with pytest.raises(Unavailable):
+        await batcher.submit(1.0)
