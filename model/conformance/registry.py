@@ -13,12 +13,15 @@ from typing import Any
 import torch
 
 from model.conformance.core import VectorKind
+from model.conformance.run_capf import run_capf_full, run_capf_lifter
 from model.conformance.run_hrnet import run_hrnet_backbone
 from model.conformance.run_pstmo import run_pstmo_vector
 
 Runner = Callable[[dict[str, Any]], dict[str, torch.Tensor]]
 
 RUNNERS: dict[VectorKind, Runner] = {
+    VectorKind.CAPF_LIFTER: run_capf_lifter,
+    VectorKind.CAPF_FULL: run_capf_full,
     VectorKind.HRNET_BACKBONE: run_hrnet_backbone,
     VectorKind.PSTMO: run_pstmo_vector,
 }
