@@ -1,0 +1,246 @@
+"""The FrameBuffer interface, the per-frame record it stores, and the record's compact binary codec.
+
+A stream's state is explicit and lives here, never in a model object: its metadata (model, mode,
+options), counters (frames received, emission cursor, contiguous high-water mark), the tracker's
+serialised state, and per frame one :class:`FrameRecord` holding every tracked person's box, 2D
+keypoints and scores and, for CA-PF temporal, the per-joint tokens. Records are keyed by frame index,
+so a retried or out-of-order frame is idempotent (the first write wins). :meth:`FrameBuffer.append`
+stores a frame, advances the emission cursor by the rules of :mod:`service.engine.windows`, and returns
+the records that the newly ready targets' windows need, in one atomic step (one round trip on Redis).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from service.engine.types import WindowMode
+from service.engine.windows import WindowSpec
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int32]
+
+J: Final = 17
+# Frames kept behind the oldest window still needed, so that a retried frame can be answered again.
+REPLAY_MARGIN: Final = 16
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """Everything a stream keeps about one frame (P tracked people).
+
+    Attributes:
+        frame_index: the stream's frame index (0, 1, 2, …).
+        timestamp_s: the client's timestamp, or None.
+        image_size: ``(width, height)`` pixels.
+        track_ids: ``(P,) int32``.
+        boxes: ``(P, 4) float32`` xyxy pixels; box_scores: ``(P,) float32``.
+        keypoints_px: ``(P, 17, 2) float32`` H36M-17 image pixels.
+        keypoints_norm: ``(P, 17, 2) float32`` H36M-17, ``X / w * 2 - [1, h / w]``.
+        scores: ``(P, 17) float32`` keypoint confidences in [0, 1].
+        tokens: ``(P, V, 17, D) float32`` per-joint tokens (CA-PF; ``V`` = 2 with flip test, else 1),
+            or ``(P, 0, 17, 0)`` when the model needs none.
+    """
+
+    frame_index: int
+    timestamp_s: float | None
+    image_size: tuple[int, int]
+    track_ids: IntArray
+    boxes: FloatArray
+    box_scores: FloatArray
+    keypoints_px: FloatArray
+    keypoints_norm: FloatArray
+    scores: FloatArray
+    tokens: FloatArray
+
+    @property
+    def num_people(self) -> int:
+        return int(self.track_ids.shape[0])
+
+    def person(self, track_id: int) -> int | None:
+        """Row of ``track_id`` in this frame, or None when the track is absent."""
+        rows = np.flatnonzero(self.track_ids == track_id)
+        return int(rows[0]) if rows.size else None
+
+
+# magic, version, frame_index, timestamp (NaN = none), width, height, people, token views, token dim
+_HEADER: Final = struct.Struct("<4sBqdIIIII")
+_MAGIC: Final = b"P3DF"
+_VERSION: Final = 1
+
+
+def encode_record(rec: FrameRecord) -> bytes:
+    """Compact binary form: a 41-byte header, then the arrays' raw little-endian bytes."""
+    p = rec.num_people
+    views, dim = (rec.tokens.shape[1], rec.tokens.shape[3]) if rec.tokens.size else (0, 0)
+    ts = math.nan if rec.timestamp_s is None else rec.timestamp_s
+    header = _HEADER.pack(_MAGIC, _VERSION, rec.frame_index, ts, *rec.image_size, p, views, dim)
+    parts = [
+        np.ascontiguousarray(rec.track_ids, dtype="<i4").tobytes(),
+        *(
+            np.ascontiguousarray(a, dtype="<f4").tobytes()
+            for a in (rec.boxes, rec.box_scores, rec.keypoints_px, rec.keypoints_norm, rec.scores, rec.tokens)
+        ),
+    ]
+    return header + b"".join(parts)
+
+
+def decode_record(data: bytes) -> FrameRecord:
+    """Inverse of :func:`encode_record`; raises ValueError on a foreign or truncated payload."""
+    if len(data) < _HEADER.size:
+        raise ValueError("frame record is truncated")
+    magic, version, index, ts, width, height, p, views, dim = _HEADER.unpack_from(data)
+    if magic != _MAGIC or version != _VERSION:
+        raise ValueError(f"not a frame record of version {_VERSION}")
+    shapes: list[tuple[int, ...]] = [(p, 4), (p,), (p, J, 2), (p, J, 2), (p, J), (p, views, J, dim)]
+    expected = _HEADER.size + 4 * p + sum(4 * math.prod(s) for s in shapes)
+    if len(data) != expected:
+        raise ValueError(f"frame record has {len(data)} bytes, expected {expected}")
+    offset = _HEADER.size
+    track_ids = np.frombuffer(data, dtype="<i4", count=p, offset=offset).astype(np.int32)
+    offset += 4 * p
+    arrays: list[FloatArray] = []
+    for shape in shapes:
+        n = math.prod(shape)
+        arrays.append(np.frombuffer(data, dtype="<f4", count=n, offset=offset).reshape(shape).astype(np.float32))
+        offset += 4 * n
+    boxes, box_scores, kp_px, kp_norm, scores, tokens = arrays
+    return FrameRecord(
+        int(index), None if math.isnan(ts) else float(ts), (int(width), int(height)), track_ids,
+        boxes, box_scores, kp_px, kp_norm, scores, tokens,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StreamMeta:
+    """What a stream was opened with (JSON-serialisable, small)."""
+
+    stream_id: str
+    model: str
+    mode: WindowMode
+    flip_test: bool
+    max_people: int | None = None
+    boxes: tuple[tuple[float, float, float, float], ...] | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> StreamMeta:
+        d: dict[str, Any] = json.loads(text)
+        boxes = d.get("boxes")
+        return cls(
+            stream_id=str(d["stream_id"]),
+            model=str(d["model"]),
+            mode=WindowMode(d["mode"]),
+            flip_test=bool(d["flip_test"]),
+            max_people=d.get("max_people"),
+            boxes=tuple(tuple(float(v) for v in b) for b in boxes) if boxes else None,  # type: ignore[misc]
+        )
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """A stream's metadata and counters. ``next_emit`` is the emission cursor (= frames emitted, in order)."""
+
+    meta: StreamMeta
+    frames_received: int = 0
+    next_emit: int = 0
+    contiguous_high: int = -1
+    max_index: int = -1
+    closed: bool = False
+
+
+@dataclass(frozen=True)
+class TrackerSnapshot:
+    """What a push needs before appending: the stream's state, its tracker state as stored (``None`` before
+    the first frame) and that state's version, and whether the frame is already stored (a retry)."""
+
+    stream: StreamState
+    tracker: bytes | None
+    version: int
+    frame_present: bool
+
+
+class AppendStatus(StrEnum):
+    ADDED = "added"
+    DUPLICATE = "duplicate"  # the frame was already stored: nothing changed, the original emission is replayed
+    CONFLICT = "conflict"  # the tracker moved on since it was read (a concurrent writer): read again and retry
+
+
+@dataclass(frozen=True)
+class Emission:
+    """Targets ready for lifting and the records their windows need.
+
+    ``targets``: frame indices to emit, in order (missing frames among them are skipped by the caller);
+    ``newest``: the highest frame index the windows may see in centred mode;
+    ``records``: frame index → record for every stored frame the windows may use;
+    ``frames_received`` / ``next_emit``: the stream's counters after this step.
+    """
+
+    status: AppendStatus
+    targets: range = range(0)
+    newest: int = -1
+    records: dict[int, FrameRecord] = field(default_factory=dict)
+    frames_received: int = 0
+    next_emit: int = 0
+
+
+class FrameBuffer(ABC):
+    """Per-stream storage of frames for temporal windows. Every method is safe to call concurrently for
+    different streams; callers serialise the appends of one stream (the engine holds a per-stream lock)."""
+
+    @abstractmethod
+    async def create(self, meta: StreamMeta) -> StreamState:
+        """Register a new stream. Raises Conflict if the id exists, Overloaded when the buffer is full."""
+
+    @abstractmethod
+    async def state(self, stream_id: str) -> StreamState:
+        """The stream's metadata and counters (refreshes its TTL). Raises UnknownStream."""
+
+    @abstractmethod
+    async def read_tracker(self, stream_id: str, frame_index: int) -> TrackerSnapshot:
+        """The stream's state and the tracker state to assign frame ``frame_index``'s tracks with
+        (one round trip; refreshes the TTL). Raises UnknownStream."""
+
+    @abstractmethod
+    async def append(
+        self,
+        stream_id: str,
+        record: FrameRecord,
+        window: WindowSpec,
+        mode: WindowMode,
+        tracker: bytes | None = None,
+        tracker_version: int | None = None,
+    ) -> Emission:
+        """Store ``record`` (first write wins), store ``tracker`` if given and the stored version still
+        equals ``tracker_version``, advance the cursor by ``mode``'s rule and return what became ready.
+        Raises UnknownStream, or Conflict if the stream is closed."""
+
+    @abstractmethod
+    async def flush(self, stream_id: str, window: WindowSpec, mode: WindowMode) -> Emission:
+        """Mark the stream closed and return every target not yet emitted (the tail, edge-padded at the
+        last received frame). Calling it again returns the same tail. Raises UnknownStream."""
+
+    @abstractmethod
+    async def delete(self, stream_id: str) -> bool:
+        """Forget the stream; True if it existed."""
+
+    @abstractmethod
+    async def ping(self) -> bool:
+        """True when the storage answers."""
+
+    @abstractmethod
+    async def count(self) -> int:
+        """Streams currently held (approximate for shared stores)."""
+
+    async def aclose(self) -> None:  # noqa: B027 — optional hook
+        """Release connections."""

@@ -1,0 +1,165 @@
+"""In-memory FrameBuffer: the embedded default. Bounded (``max_streams``), idle streams expire after ``ttl_s``.
+
+Records are kept as :class:`FrameRecord` objects (no encoding); frames older than every window still
+needed (plus a small replay margin) are dropped as the cursor advances, so a stream's memory stays flat
+however long it runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from service.engine.framebuffer.base import (
+    REPLAY_MARGIN,
+    AppendStatus,
+    Emission,
+    FrameBuffer,
+    FrameRecord,
+    StreamMeta,
+    StreamState,
+    TrackerSnapshot,
+)
+from service.engine.types import WindowMode
+from service.engine.windows import WindowSpec, emission_range, needed_range
+from service.errors import Conflict, Overloaded, UnknownStream
+
+
+@dataclass
+class _Stream:
+    state: StreamState
+    touched: float
+    frames: dict[int, FrameRecord] = field(default_factory=dict)
+    emits: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # frame → (start, stop, newest)
+    tracker: bytes | None = None
+    tracker_version: int = 0
+    trimmed_below: int = 0
+
+
+class MemoryFrameBuffer(FrameBuffer):
+    """Streams in a dict, least recently used first.
+
+    Args:
+        max_streams: streams held at most; creating one more raises Overloaded (after expiring idle ones).
+        ttl_s: a stream untouched this long is forgotten.
+        clock: monotonic seconds (tests pass a fake one).
+    """
+
+    def __init__(self, max_streams: int = 10_000, ttl_s: float = 300.0, clock: Callable[[], float] = time.monotonic):
+        self.max_streams = max_streams
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._streams: OrderedDict[str, _Stream] = OrderedDict()
+
+    def _expire(self) -> None:
+        now = self._clock()
+        while self._streams:
+            sid, stream = next(iter(self._streams.items()))
+            if now - stream.touched < self.ttl_s:
+                break
+            del self._streams[sid]
+
+    def _get(self, stream_id: str) -> _Stream:
+        self._expire()
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
+        stream.touched = self._clock()
+        self._streams.move_to_end(stream_id)
+        return stream
+
+    async def create(self, meta: StreamMeta) -> StreamState:
+        self._expire()
+        if meta.stream_id in self._streams:
+            raise Conflict(f"stream {meta.stream_id!r} already exists")
+        if len(self._streams) >= self.max_streams:
+            raise Overloaded(f"too many open streams ({self.max_streams})", retry_after_s=5.0)
+        state = StreamState(meta)
+        self._streams[meta.stream_id] = _Stream(state, self._clock())
+        return state
+
+    async def state(self, stream_id: str) -> StreamState:
+        return self._get(stream_id).state
+
+    async def read_tracker(self, stream_id: str, frame_index: int) -> TrackerSnapshot:
+        s = self._get(stream_id)
+        present = frame_index in s.frames or frame_index < s.trimmed_below
+        return TrackerSnapshot(s.state, s.tracker, s.tracker_version, present)
+
+    def _records(self, s: _Stream, needed: range) -> dict[int, FrameRecord]:
+        return {i: s.frames[i] for i in needed if i in s.frames}
+
+    async def append(
+        self,
+        stream_id: str,
+        record: FrameRecord,
+        window: WindowSpec,
+        mode: WindowMode,
+        tracker: bytes | None = None,
+        tracker_version: int | None = None,
+    ) -> Emission:
+        s = self._get(stream_id)
+        st = s.state
+        if st.closed:
+            raise Conflict(f"stream {stream_id!r} is closed")
+        idx = record.frame_index
+        if idx in s.frames or idx < s.trimmed_below:
+            return self._replay(s, idx, window, mode)
+        if tracker is not None and tracker_version is not None and tracker_version != s.tracker_version:
+            return Emission(AppendStatus.CONFLICT, frames_received=st.frames_received, next_emit=st.next_emit)
+        s.frames[idx] = record
+        if tracker is not None:
+            s.tracker, s.tracker_version = tracker, s.tracker_version + 1
+        high = st.contiguous_high
+        while high + 1 in s.frames:
+            high += 1
+        targets = emission_range(st.next_emit, high, window, mode)
+        s.emits[idx] = (targets.start, targets.stop, high)
+        s.state = replace(
+            st,
+            frames_received=st.frames_received + 1,
+            next_emit=targets.stop,
+            contiguous_high=high,
+            max_index=max(st.max_index, idx),
+        )
+        records = self._records(s, needed_range(targets, window, high, mode))
+        self._trim(s, window)
+        return Emission(AppendStatus.ADDED, targets, high, records, s.state.frames_received, targets.stop)
+
+    def _replay(self, s: _Stream, idx: int, window: WindowSpec, mode: WindowMode) -> Emission:
+        start, stop, newest = s.emits.get(idx, (0, 0, -1))
+        targets = range(start, stop)
+        needed = needed_range(targets, window, newest, mode)
+        if len(targets) and needed.start < s.trimmed_below:
+            targets, needed = range(0), range(0)  # too old to answer again
+        st = s.state
+        return Emission(
+            AppendStatus.DUPLICATE, targets, newest, self._records(s, needed), st.frames_received, st.next_emit
+        )
+
+    def _trim(self, s: _Stream, window: WindowSpec) -> None:
+        keep_from = s.state.next_emit - window.lag_left - REPLAY_MARGIN
+        while s.trimmed_below < keep_from:
+            s.frames.pop(s.trimmed_below, None)
+            s.emits.pop(s.trimmed_below, None)
+            s.trimmed_below += 1
+
+    async def flush(self, stream_id: str, window: WindowSpec, mode: WindowMode) -> Emission:
+        s = self._get(stream_id)
+        s.state = st = replace(s.state, closed=True)
+        newest = st.max_index
+        targets = range(st.next_emit, max(st.next_emit, newest + 1))
+        records = self._records(s, needed_range(targets, window, newest, mode))
+        return Emission(AppendStatus.ADDED, targets, newest, records, st.frames_received, st.next_emit)
+
+    async def delete(self, stream_id: str) -> bool:
+        return self._streams.pop(stream_id, None) is not None
+
+    async def ping(self) -> bool:
+        return True
+
+    async def count(self) -> int:
+        self._expire()
+        return len(self._streams)

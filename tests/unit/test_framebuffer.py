@@ -1,0 +1,239 @@
+"""Both FrameBuffer implementations against the same behaviour (Redis: a real redis-server)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import numpy as np
+import pytest
+import redis.asyncio as aioredis
+
+from service.engine.framebuffer import (
+    AppendStatus,
+    FrameBuffer,
+    FrameRecord,
+    MemoryFrameBuffer,
+    StreamMeta,
+    decode_record,
+    encode_record,
+)
+from service.engine.framebuffer.base import REPLAY_MARGIN
+from service.engine.framebuffer.redis import RedisFrameBuffer, stream_keys
+from service.engine.types import WindowMode
+from service.engine.windows import WindowSpec
+from service.errors import Conflict, Overloaded, Unavailable, UnknownStream
+from tests.conftest import RedisServer, free_port
+
+
+def make_record(index: int, people: int = 1, token_views: int = 0, dim: int = 0, seed: int = 0) -> FrameRecord:
+    rng = np.random.default_rng(seed + index)
+    f = np.float32
+    return FrameRecord(
+        frame_index=index,
+        timestamp_s=None if index % 2 else index / 30.0,
+        image_size=(640, 480),
+        track_ids=np.arange(people, dtype=np.int32) + 1,
+        boxes=rng.random((people, 4), dtype=f) * 100,
+        box_scores=rng.random(people, dtype=f),
+        keypoints_px=rng.random((people, 17, 2), dtype=f) * 500,
+        keypoints_norm=rng.random((people, 17, 2), dtype=f),
+        scores=rng.random((people, 17), dtype=f),
+        tokens=rng.random((people, token_views, 17, dim), dtype=f),
+    )
+
+
+def assert_same_record(a: FrameRecord, b: FrameRecord) -> None:
+    assert (a.frame_index, a.timestamp_s, a.image_size) == (b.frame_index, b.timestamp_s, b.image_size)
+    for name in ("track_ids", "boxes", "box_scores", "keypoints_px", "keypoints_norm", "scores", "tokens"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+@pytest.mark.parametrize(("people", "views", "dim"), [(0, 0, 0), (1, 0, 0), (3, 2, 8), (2, 1, 5)])
+def test_codec_round_trip(people: int, views: int, dim: int) -> None:
+    rec = make_record(7, people, views, dim)
+    data = encode_record(rec)
+    assert len(data) == 41 + 4 * people * (1 + 4 + 1 + 34 + 34 + 17 + views * 17 * dim)
+    assert_same_record(decode_record(data), rec)
+    with pytest.raises(ValueError, match="bytes"):
+        decode_record(data[:-1] if len(data) > 41 else data + b"x")
+    with pytest.raises(ValueError, match="not a frame record"):
+        decode_record(b"JUNK" + data[4:])
+
+
+BufferFactory = Callable[[], FrameBuffer]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make_buffer(request: pytest.FixtureRequest) -> AsyncIterator[BufferFactory]:
+    made: list[FrameBuffer] = []
+
+    def factory() -> FrameBuffer:
+        if request.param == "memory":
+            buf: FrameBuffer = made[0] if made else MemoryFrameBuffer()
+        else:
+            server: RedisServer = request.getfixturevalue("redis_server")
+            buf = RedisFrameBuffer(server.url, ttl_s=60)
+        made.append(buf)
+        return buf
+
+    yield factory
+    for buf in made:
+        await buf.aclose()
+
+
+def meta(mode: WindowMode = WindowMode.CENTRED) -> StreamMeta:
+    return StreamMeta(f"s-{uuid.uuid4().hex}", "pstmo", mode, flip_test=False, boxes=((0.0, 0.0, 10.0, 10.0),))
+
+
+async def test_create_state_and_errors(make_buffer: BufferFactory) -> None:
+    buf = make_buffer()
+    m = meta()
+    state = await buf.create(m)
+    assert state.meta == m
+    assert (await buf.state(m.stream_id)).meta == m
+    with pytest.raises(Conflict):
+        await buf.create(m)
+    with pytest.raises(UnknownStream):
+        await buf.state("nope")
+    with pytest.raises(UnknownStream):
+        await buf.append("nope", make_record(0), WindowSpec(3), WindowMode.CENTRED)
+    assert await buf.ping()
+    assert await buf.delete(m.stream_id)
+    assert not await buf.delete(m.stream_id)
+
+
+async def test_centred_emission_in_order_and_out_of_order(make_buffer: BufferFactory) -> None:
+    buf, window = make_buffer(), WindowSpec(5, 2)  # lag 4 each side
+    m = meta()
+    await buf.create(m)
+    emitted: list[int] = []
+    for i in [0, 1, 2, 4, 3, 5, 6, 7, 8, 9]:  # 4 before 3
+        em = await buf.append(m.stream_id, make_record(i, 2, 1, 3), window, WindowMode.CENTRED)
+        assert em.status is AppendStatus.ADDED
+        emitted.extend(em.targets)
+        if len(em.targets):
+            needed = range(max(0, em.targets[0] - 4), min(em.newest, em.targets[-1] + 4) + 1)
+            assert sorted(em.records) == list(needed)
+            assert_same_record(em.records[needed[0]], make_record(needed[0], 2, 1, 3))
+        if i == 4:
+            assert len(em.targets) == 0  # frame 3 is missing
+        if i == 3:
+            assert list(em.targets) == [0]
+    assert emitted == list(range(6))
+    state = await buf.state(m.stream_id)
+    assert (state.frames_received, state.next_emit, state.contiguous_high) == (10, 6, 9)
+    tail = await buf.flush(m.stream_id, window, WindowMode.CENTRED)
+    assert list(tail.targets) == [6, 7, 8, 9]
+    assert tail.newest == 9
+    assert sorted(tail.records) == list(range(2, 10))
+    again = await buf.flush(m.stream_id, window, WindowMode.CENTRED)
+    assert list(again.targets) == [6, 7, 8, 9]
+    with pytest.raises(Conflict, match="closed"):
+        await buf.append(m.stream_id, make_record(10), window, WindowMode.CENTRED)
+
+
+async def test_causal_emits_at_once(make_buffer: BufferFactory) -> None:
+    buf, window = make_buffer(), WindowSpec(9, 1)
+    m = meta(WindowMode.CAUSAL)
+    await buf.create(m)
+    for i in range(6):
+        em = await buf.append(m.stream_id, make_record(i), window, WindowMode.CAUSAL)
+        assert list(em.targets) == [i]
+        assert sorted(em.records) == list(range(max(0, i - 4), i + 1))
+
+
+async def test_retry_is_idempotent_and_replays_the_original_emission(make_buffer: BufferFactory) -> None:
+    buf, window = make_buffer(), WindowSpec(3, 1)
+    m = meta()
+    await buf.create(m)
+    for i in range(5):
+        await buf.append(m.stream_id, make_record(i), window, WindowMode.CENTRED, tracker=f"t{i}".encode())
+    snap = await buf.read_tracker(m.stream_id, 3)
+    assert snap.frame_present
+    assert snap.tracker == b"t4"
+    assert snap.version == 5
+    assert snap.stream.frames_received == 5
+    retry = await buf.append(m.stream_id, make_record(3, seed=99), window, WindowMode.CENTRED, tracker=b"x")
+    assert retry.status is AppendStatus.DUPLICATE
+    assert list(retry.targets) == [2]  # what frame 3 completed the first time
+    assert_same_record(retry.records[3], make_record(3))  # first write wins
+    after = await buf.read_tracker(m.stream_id, 5)
+    assert (after.tracker, after.version, after.frame_present) == (b"t4", 5, False)
+    assert after.stream.frames_received == 5
+
+
+async def test_stale_tracker_version_is_a_conflict(make_buffer: BufferFactory) -> None:
+    buf, window = make_buffer(), WindowSpec(1)
+    m = meta()
+    await buf.create(m)
+    await buf.append(m.stream_id, make_record(0), window, WindowMode.CENTRED, tracker=b"a", tracker_version=0)
+    em = await buf.append(m.stream_id, make_record(1), window, WindowMode.CENTRED, tracker=b"b", tracker_version=0)
+    assert em.status is AppendStatus.CONFLICT
+    assert not (await buf.read_tracker(m.stream_id, 1)).frame_present
+
+
+async def test_long_stream_keeps_only_what_windows_need(make_buffer: BufferFactory) -> None:
+    buf, window = make_buffer(), WindowSpec(9, 1)
+    m = meta()
+    await buf.create(m)
+    for i in range(200):
+        await buf.append(m.stream_id, make_record(i), window, WindowMode.CENTRED)
+    if isinstance(buf, MemoryFrameBuffer):
+        held = len(buf._streams[m.stream_id].frames)
+    else:
+        assert isinstance(buf, RedisFrameBuffer)
+        held = await buf._redis.hlen(stream_keys(m.stream_id)[1])
+    assert held <= window.frames + REPLAY_MARGIN + 1
+    # a retry of a long-gone frame changes nothing and answers nothing
+    old = await buf.append(m.stream_id, make_record(3), window, WindowMode.CENTRED)
+    assert old.status is AppendStatus.DUPLICATE
+    assert len(old.targets) == 0
+
+
+async def test_memory_buffer_bound_and_ttl() -> None:
+    now = [0.0]
+    buf = MemoryFrameBuffer(max_streams=2, ttl_s=10.0, clock=lambda: now[0])
+    a, b, c = meta(), meta(), meta()
+    await buf.create(a)
+    await buf.create(b)
+    with pytest.raises(Overloaded):
+        await buf.create(c)
+    now[0] = 5.0
+    await buf.state(a.stream_id)  # touch a
+    now[0] = 12.0  # b idle for 12 s > ttl
+    await buf.create(c)
+    assert await buf.count() == 2
+    with pytest.raises(UnknownStream):
+        await buf.state(b.stream_id)
+
+
+@pytest.mark.redis
+async def test_redis_streams_expire_and_are_shared_between_instances(redis_server: RedisServer) -> None:
+    first, second = RedisFrameBuffer(redis_server.url, ttl_s=0.3), RedisFrameBuffer(redis_server.url, ttl_s=0.3)
+    m = meta()
+    await first.create(m)
+    window = WindowSpec(3)
+    await first.append(m.stream_id, make_record(0), window, WindowMode.CENTRED)
+    em = await second.append(m.stream_id, make_record(1), window, WindowMode.CENTRED)
+    assert list(em.targets) == [0]
+    client = aioredis.Redis.from_url(redis_server.url)
+    ttls = [await client.pttl(k) for k in stream_keys(m.stream_id)[:3]]
+    assert all(0 < t <= 300 for t in ttls)
+    assert await first.count() >= 1
+    await asyncio.sleep(0.45)
+    with pytest.raises(UnknownStream):
+        await second.state(m.stream_id)
+    assert await client.exists(*stream_keys(m.stream_id)) == 0
+    await client.aclose()
+    await first.aclose()
+    await second.aclose()
+
+
+async def test_redis_down_is_unavailable() -> None:
+    buf = RedisFrameBuffer(f"redis://127.0.0.1:{free_port()}/0")
+    assert not await buf.ping()
+    with pytest.raises(Unavailable):
+        await buf.create(meta())
+    await buf.aclose()
