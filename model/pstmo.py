@@ -56,6 +56,7 @@ class PSTMOConfig:
     heads: int = 8
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "stride_num", tuple(int(s) for s in self.stride_num))  # lists welcome
         if self.frames < 1 or self.layers < 0 or self.channel < 1 or self.d_hid < 1:
             raise ValueError(f"invalid P-STMO sizes: {self}")
         if not self.stride_num or any(s < 1 for s in self.stride_num):

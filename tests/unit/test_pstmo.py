@@ -184,6 +184,12 @@ def test_invalid_config_is_rejected(kwargs: dict[str, Any], message: str) -> Non
         PSTMOConfig(**kwargs)
 
 
+def test_config_accepts_a_stride_list() -> None:
+    cfg = PSTMOConfig(frames=9, stride_num=[3, 3], layers=1, channel=32, d_hid=64)  # type: ignore[arg-type]
+    assert cfg == PSTMO_PRESETS["pstmo-tiny-9"]
+    assert hash(cfg) == hash(PSTMO_PRESETS["pstmo-tiny-9"])
+
+
 def test_wrong_input_shape_is_rejected() -> None:
     model = PSTMO(PSTMO_PRESETS["pstmo-tiny-9"]).eval()
     with pytest.raises(ValueError, match="expected"):
