@@ -53,6 +53,7 @@ def encode_clip(
     buf = io.BytesIO()
     with av.open(buf, mode="w", format=fmt) as container:
         stream = container.add_stream(codec, rate=fps)
+        assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for i in range(frames):
             image = person_image(width, height, seed=i)
