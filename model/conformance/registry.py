@@ -15,6 +15,7 @@ import torch
 from model.conformance.core import VectorKind
 from model.conformance.run_capf import run_capf_full, run_capf_lifter
 from model.conformance.run_hrnet import run_hrnet_backbone
+from model.conformance.run_mmpose import run_mmpose_topdown
 from model.conformance.run_pstmo import run_pstmo_vector
 
 Runner = Callable[[dict[str, Any]], dict[str, torch.Tensor]]
@@ -23,5 +24,6 @@ RUNNERS: dict[VectorKind, Runner] = {
     VectorKind.CAPF_LIFTER: run_capf_lifter,
     VectorKind.CAPF_FULL: run_capf_full,
     VectorKind.HRNET_BACKBONE: run_hrnet_backbone,
+    VectorKind.MMPOSE_TOPDOWN: run_mmpose_topdown,
     VectorKind.PSTMO: run_pstmo_vector,
 }

@@ -1,0 +1,90 @@
+"""Runner for mmpose top-down heatmap vectors (``conformance/mmpose_hrnet_tiny.pt`` and any vector of its format).
+
+Format: ``config['mmpose_model']`` is mmpose's ``TopdownPoseEstimator`` config (HRNet backbone ``extra``,
+``HeatmapHead`` with ``MSRAHeatmap`` codec 192x256 → 48x64, ImageNet ``data_preprocessor``); ``state_dict``
+has mmpose's key names (``backbone.*``, ``head.final_layer.*``); ``inputs`` are ``image_rgb (H, W, 3) uint8``
+and ``boxes_xyxy (N, 4)`` pixels; outputs ``keypoints (N, 17, 2)`` image pixels and ``keypoint_scores (N, 17)``
+with flip test off, and the same with ``_flip_test`` on. The pipeline is :mod:`model.topdown` — the one the
+service's detector runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.checkpoints.common import CheckpointError, load_state_dict_strict, remove_module_prefix
+from model.conformance.core import ConformanceError
+from model.hrnet import HRNetConfig, PoseHRNet
+from model.topdown import (
+    box_to_center_scale,
+    crop_boxes,
+    crop_to_image,
+    decode_heatmaps,
+    normalize_crops,
+    run_network,
+)
+
+MMPOSE_HEAD_PREFIX = "head.final_layer."
+
+
+def mmpose_key(key: str) -> str:
+    """mmpose top-down key → :class:`PoseHRNet` key (``head.final_layer.*`` → ``final_layer.*``)."""
+    if key.startswith(MMPOSE_HEAD_PREFIX):
+        return "final_layer." + key[len(MMPOSE_HEAD_PREFIX) :]
+    return key
+
+
+def _check_supported(cfg: Mapping[str, Any]) -> None:
+    head = cfg.get("head", {})
+    decoder = head.get("decoder", {})
+    problems = []
+    if cfg.get("backbone", {}).get("type") != "HRNet":
+        problems.append(f"backbone {cfg.get('backbone', {}).get('type')!r} (only HRNet)")
+    if head.get("type") != "HeatmapHead" or head.get("deconv_out_channels") not in (None, (), []):
+        problems.append("head must be HeatmapHead without deconvolutions")
+    if decoder.get("type") != "MSRAHeatmap" or decoder.get("unbiased", False):
+        problems.append(f"decoder {decoder.get('type')!r} (only MSRAHeatmap, unbiased=False)")
+    if list(decoder.get("input_size", [192, 256])) != [192, 256] or list(decoder.get("heatmap_size", [48, 64])) != [
+        48,
+        64,
+    ]:
+        problems.append("codec sizes must be 192x256 input, 48x64 heatmap")
+    test_cfg = cfg.get("test_cfg", {})
+    if test_cfg.get("flip_mode", "heatmap") != "heatmap" or not test_cfg.get("shift_heatmap", True):
+        problems.append("flip test must be flip_mode='heatmap' with shift_heatmap=True")
+    if problems:
+        raise ConformanceError("unsupported mmpose model: " + "; ".join(problems))
+
+
+def build_from_mmpose_config(cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> PoseHRNet:
+    """A :class:`PoseHRNet` (eval) from mmpose's model config, with mmpose-named weights loaded strictly."""
+    _check_supported(cfg)
+    net = PoseHRNet(HRNetConfig.from_mmpose(cfg["backbone"]["extra"]), num_joints=int(cfg["head"]["out_channels"]))
+    try:
+        load_state_dict_strict(net, remove_module_prefix(state), "mmpose conformance vector", key_map=mmpose_key)
+    except CheckpointError as e:
+        raise ConformanceError(str(e)) from e
+    return net.eval()
+
+
+def run_mmpose_topdown(vector: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Reproduce ``keypoints``, ``keypoint_scores`` and their ``_flip_test`` versions for every input box."""
+    cfg = vector["config"]["mmpose_model"]
+    net = build_from_mmpose_config(cfg, vector["state_dict"])
+    image = vector["inputs"]["image_rgb"].numpy().astype(np.uint8)
+    boxes = vector["inputs"]["boxes_xyxy"].numpy().astype(np.float32)
+    geometry = box_to_center_scale(boxes)
+    crops = torch.from_numpy(crop_boxes(image, geometry))
+    inputs = normalize_crops(crops)
+    out: dict[str, torch.Tensor] = {}
+    with torch.inference_mode():
+        for flip_test, suffix in ((False, ""), (True, "_flip_test")):
+            keypoints_crop, scores = decode_heatmaps(run_network(net, inputs, flip_test=flip_test).heatmaps)
+            keypoints = crop_to_image(keypoints_crop.numpy(), geometry)
+            out["keypoints" + suffix] = torch.from_numpy(keypoints)
+            out["keypoint_scores" + suffix] = scores.clone()
+    return out
