@@ -51,18 +51,20 @@ class Box(_message.Message):
     def __init__(self, x1: _Optional[float] = ..., y1: _Optional[float] = ..., x2: _Optional[float] = ..., y2: _Optional[float] = ...) -> None: ...
 
 class Options(_message.Message):
-    __slots__ = ("model", "boxes", "flip_test", "max_people", "mode")
+    __slots__ = ("model", "boxes", "flip_test", "max_people", "mode", "every_nth")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BOXES_FIELD_NUMBER: _ClassVar[int]
     FLIP_TEST_FIELD_NUMBER: _ClassVar[int]
     MAX_PEOPLE_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    EVERY_NTH_FIELD_NUMBER: _ClassVar[int]
     model: str
     boxes: _containers.RepeatedCompositeFieldContainer[Box]
     flip_test: bool
     max_people: int
     mode: WindowMode
-    def __init__(self, model: _Optional[str] = ..., boxes: _Optional[_Iterable[_Union[Box, _Mapping]]] = ..., flip_test: _Optional[bool] = ..., max_people: _Optional[int] = ..., mode: _Optional[_Union[WindowMode, str]] = ...) -> None: ...
+    every_nth: int
+    def __init__(self, model: _Optional[str] = ..., boxes: _Optional[_Iterable[_Union[Box, _Mapping]]] = ..., flip_test: _Optional[bool] = ..., max_people: _Optional[int] = ..., mode: _Optional[_Union[WindowMode, str]] = ..., every_nth: _Optional[int] = ...) -> None: ...
 
 class Keypoints2D(_message.Message):
     __slots__ = ("xy", "scores")
@@ -73,16 +75,18 @@ class Keypoints2D(_message.Message):
     def __init__(self, xy: _Optional[_Iterable[float]] = ..., scores: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class KeypointsInput(_message.Message):
-    __slots__ = ("frames", "image_width", "image_height", "joint_set")
+    __slots__ = ("frames", "image_width", "image_height", "joint_set", "timestamps_s")
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     IMAGE_WIDTH_FIELD_NUMBER: _ClassVar[int]
     IMAGE_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     JOINT_SET_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_S_FIELD_NUMBER: _ClassVar[int]
     frames: _containers.RepeatedCompositeFieldContainer[Keypoints2D]
     image_width: int
     image_height: int
     joint_set: JointSet
-    def __init__(self, frames: _Optional[_Iterable[_Union[Keypoints2D, _Mapping]]] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ..., joint_set: _Optional[_Union[JointSet, str]] = ...) -> None: ...
+    timestamps_s: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, frames: _Optional[_Iterable[_Union[Keypoints2D, _Mapping]]] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ..., joint_set: _Optional[_Union[JointSet, str]] = ..., timestamps_s: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class EstimateRequest(_message.Message):
     __slots__ = ("image", "clip", "keypoints", "options", "request_id")
@@ -151,7 +155,7 @@ class FrameResult(_message.Message):
     def __init__(self, frame_index: _Optional[int] = ..., timestamp_s: _Optional[float] = ..., people: _Optional[_Iterable[_Union[Person, _Mapping]]] = ...) -> None: ...
 
 class EstimateResponse(_message.Message):
-    __slots__ = ("request_id", "model", "joint_names", "units", "coordinate_frame", "box_source", "frames", "timings_ms")
+    __slots__ = ("request_id", "model", "joint_names", "units", "coordinate_frame", "box_source", "frames", "timings_ms", "warnings")
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +171,7 @@ class EstimateResponse(_message.Message):
     BOX_SOURCE_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: ModelInfo
     joint_names: _containers.RepeatedScalarFieldContainer[str]
@@ -175,7 +180,8 @@ class EstimateResponse(_message.Message):
     box_source: BoxSource
     frames: _containers.RepeatedCompositeFieldContainer[FrameResult]
     timings_ms: _containers.ScalarMap[str, float]
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., joint_names: _Optional[_Iterable[str]] = ..., units: _Optional[str] = ..., coordinate_frame: _Optional[str] = ..., box_source: _Optional[_Union[BoxSource, str]] = ..., frames: _Optional[_Iterable[_Union[FrameResult, _Mapping]]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., joint_names: _Optional[_Iterable[str]] = ..., units: _Optional[str] = ..., coordinate_frame: _Optional[str] = ..., box_source: _Optional[_Union[BoxSource, str]] = ..., frames: _Optional[_Iterable[_Union[FrameResult, _Mapping]]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StreamOpen(_message.Message):
     __slots__ = ("options", "stream_id", "joint_set")
@@ -212,18 +218,24 @@ class StreamEstimateRequest(_message.Message):
     def __init__(self, open: _Optional[_Union[StreamOpen, _Mapping]] = ..., frame: _Optional[_Union[StreamFrame, _Mapping]] = ...) -> None: ...
 
 class StreamOpened(_message.Message):
-    __slots__ = ("stream_id", "model", "mode", "frames_received", "frames_emitted")
+    __slots__ = ("stream_id", "model", "mode", "frames_received", "frames_emitted", "lag_frames", "model_info", "joint_names")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     FRAMES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     FRAMES_EMITTED_FIELD_NUMBER: _ClassVar[int]
+    LAG_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_INFO_FIELD_NUMBER: _ClassVar[int]
+    JOINT_NAMES_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     model: str
     mode: WindowMode
     frames_received: int
     frames_emitted: int
-    def __init__(self, stream_id: _Optional[str] = ..., model: _Optional[str] = ..., mode: _Optional[_Union[WindowMode, str]] = ..., frames_received: _Optional[int] = ..., frames_emitted: _Optional[int] = ...) -> None: ...
+    lag_frames: int
+    model_info: ModelInfo
+    joint_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, stream_id: _Optional[str] = ..., model: _Optional[str] = ..., mode: _Optional[_Union[WindowMode, str]] = ..., frames_received: _Optional[int] = ..., frames_emitted: _Optional[int] = ..., lag_frames: _Optional[int] = ..., model_info: _Optional[_Union[ModelInfo, _Mapping]] = ..., joint_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StreamEstimateResponse(_message.Message):
     __slots__ = ("opened", "result")

@@ -1,0 +1,234 @@
+"""RemoteEngineClient: the EngineClient protocol over ``pose3d.worker.v1`` to a list of workers.
+
+- **Spreading**: calls go round-robin over the workers whose ``grpc.health.v1`` status is SERVING; a
+  stream's frames stick to the worker that served its previous frame while it stays healthy (with Redis
+  any worker can serve any frame; without it the sticky worker holds the stream).
+- **Failover**: a call that fails because its worker is gone (connection refused/reset) or says it cannot
+  take work (UNAVAILABLE, e.g. still loading) or is full (RESOURCE_EXHAUSTED) is retried on another worker.
+  Every operation retried this way is idempotent: ``estimate`` recomputes, frames are keyed by index.
+- **Visibility**: a background task checks every worker's health each ``health_interval_s``; ``ready()``
+  names each worker and its state, so a lost worker shows in ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from service.engine.types import (
+    EstimateOptions,
+    EstimateRequest,
+    EstimateResult,
+    Frame,
+    FrameResult,
+    ModelInfo,
+    ReadyStatus,
+    StreamInfo,
+)
+from service.errors import DeadlineExceeded, Overloaded, Pose3DError, Unavailable
+from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
+from service.proto_gen.pose3d.v1 import worker_pb2 as wpb
+from service.proto_gen.pose3d.v1 import worker_pb2_grpc
+from service.rpc import codec
+from service.rpc.server import WORKER_SERVICE, channel_options
+from service.rpc.status import error_from_rpc
+
+log = logging.getLogger(__name__)
+
+_RETRY_ON_OTHER_WORKER: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+_MAX_STICKY_STREAMS: Final = 100_000
+
+
+@dataclass
+class _Worker:
+    address: str
+    channel: Any  # grpc.aio.Channel
+    stub: Any  # worker_pb2_grpc.WorkerStub
+    health: Any  # health_pb2_grpc.HealthStub
+    healthy: bool = False
+    state: str = "not checked yet"
+
+
+class RemoteEngineClient:
+    """EngineClient over gRPC to ``addresses`` (``host:port`` each). Call :meth:`start` before use."""
+
+    def __init__(
+        self,
+        addresses: Sequence[str],
+        *,
+        max_message_bytes: int = 512 * 1024 * 1024,
+        health_interval_s: float = 1.0,
+        call_timeout_s: float = 30.0,
+    ) -> None:
+        if not addresses:
+            raise ValueError("RemoteEngineClient needs at least one worker address")
+        options = channel_options(max_message_bytes)
+        self._workers: list[_Worker] = []
+        for address in addresses:
+            channel = grpc.aio.insecure_channel(address, options=options)
+            self._workers.append(
+                _Worker(
+                    address=address,
+                    channel=channel,
+                    stub=worker_pb2_grpc.WorkerStub(channel),  # type: ignore[no-untyped-call]
+                    health=health_pb2_grpc.HealthStub(channel),
+                )
+            )
+        self._rr = itertools.count()
+        self._health_interval_s = health_interval_s
+        self._call_timeout_s = call_timeout_s
+        self._sticky: OrderedDict[str, _Worker] = OrderedDict()
+        self._health_task: asyncio.Task[None] | None = None
+
+    # ---- lifecycle and health -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check every worker once, then keep checking in the background."""
+        if self._health_task is None:
+            await self._check_all()
+            self._health_task = asyncio.create_task(self._watch_health(), name="worker-health")
+
+    async def aclose(self) -> None:
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+            self._health_task = None
+        await asyncio.gather(*(w.channel.close() for w in self._workers), return_exceptions=True)
+
+    async def _watch_health(self) -> None:
+        while True:
+            await asyncio.sleep(self._health_interval_s)
+            await self._check_all()
+
+    async def _check_all(self) -> None:
+        await asyncio.gather(*(self._check(w) for w in self._workers))
+
+    async def _check(self, worker: _Worker) -> None:
+        request = health_pb2.HealthCheckRequest(service=WORKER_SERVICE)
+        try:
+            reply = await worker.health.Check(request, timeout=max(0.5, self._health_interval_s))
+        except grpc.aio.AioRpcError as exc:
+            self._set_health(worker, False, f"unreachable: {exc.code().name}")
+            return
+        serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+        name = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        self._set_health(worker, serving, "serving" if serving else name.lower())
+
+    def _set_health(self, worker: _Worker, healthy: bool, state: str) -> None:
+        if worker.healthy != healthy:
+            log.log(logging.INFO if healthy else logging.WARNING, "worker %s is now %s", worker.address, state)
+        worker.healthy, worker.state = healthy, state
+
+    # ---- routing ------------------------------------------------------------------------------------------------
+
+    def _order(self, sticky: _Worker | None) -> list[_Worker]:
+        """Workers to try, best first: the sticky one if healthy, the healthy ones round-robin, then the rest."""
+        n = len(self._workers)
+        start = next(self._rr) % n
+        rotated = self._workers[start:] + self._workers[:start]
+        healthy = [w for w in rotated if w.healthy]
+        if sticky is not None and sticky.healthy:
+            healthy.remove(sticky)
+            healthy.insert(0, sticky)
+        return healthy + [w for w in rotated if not w.healthy]
+
+    def _timeout(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self._call_timeout_s
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineExceeded("the request's deadline passed before it reached a worker")
+        return remaining
+
+    async def _call(
+        self, method: str, message: Any, *, deadline: float | None = None, stream_id: str | None = None
+    ) -> tuple[Any, _Worker]:
+        """Call ``Worker.<method>`` on the best worker, moving on while workers are gone or busy.
+
+        Returns the reply and the worker that gave it (which the stream, if any, now sticks to).
+        """
+        sticky = self._sticky.get(stream_id) if stream_id else None
+        last: Pose3DError | None = None
+        for worker in self._order(sticky):
+            try:
+                reply = await getattr(worker.stub, method)(message, timeout=self._timeout(deadline))
+            except grpc.aio.AioRpcError as exc:
+                error = error_from_rpc(exc)
+                if exc.code() not in _RETRY_ON_OTHER_WORKER:
+                    raise error from exc
+                if exc.code() is grpc.StatusCode.UNAVAILABLE:
+                    self._set_health(worker, False, f"unavailable: {exc.details()}")
+                log.warning("worker %s: %s failed (%s: %s); trying another", worker.address, method,
+                            exc.code().name, exc.details())  # fmt: skip
+                last = error
+                continue
+            if stream_id:
+                self._remember(stream_id, worker)
+            return reply, worker
+        if isinstance(last, Overloaded):
+            raise last
+        raise Unavailable(f"no worker could take the request ({last.detail if last else 'no workers'})")
+
+    def _remember(self, stream_id: str, worker: _Worker) -> None:
+        self._sticky[stream_id] = worker
+        self._sticky.move_to_end(stream_id)
+        while len(self._sticky) > _MAX_STICKY_STREAMS:
+            self._sticky.popitem(last=False)
+
+    # ---- EngineClient -------------------------------------------------------------------------------------------
+
+    async def estimate(self, request: EstimateRequest) -> EstimateResult:
+        message = wpb.WorkerEstimateRequest(
+            request_id=request.request_id,
+            frames=[codec.frame_to_pb(f) for f in request.frames],
+            options=codec.options_to_pb(request.options),
+        )
+        reply, _ = await self._call("Estimate", message, deadline=request.deadline)
+        return codec.estimate_result_from_pb(reply)
+
+    async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo:
+        message = wpb.OpenStreamRequest(options=codec.options_to_pb(options), stream_id=stream_id or "")
+        reply, worker = await self._call("OpenStream", message, stream_id=stream_id)
+        info = codec.stream_info_from_pb(reply)
+        self._remember(info.stream_id, worker)
+        return info
+
+    async def push_frame(self, stream_id: str, frame: Frame, deadline: float | None = None) -> list[FrameResult]:
+        message = wpb.PushFrameRequest(stream_id=stream_id, frame=codec.frame_to_pb(frame))
+        reply, _ = await self._call("PushFrame", message, deadline=deadline, stream_id=stream_id)
+        return codec.frame_results_from_pb(reply)
+
+    async def close_stream(self, stream_id: str) -> list[FrameResult]:
+        try:
+            reply, _ = await self._call("CloseStream", wpb.StreamRef(stream_id=stream_id), stream_id=stream_id)
+        finally:
+            self._sticky.pop(stream_id, None)
+        return codec.frame_results_from_pb(reply)
+
+    async def get_stream(self, stream_id: str) -> StreamInfo:
+        reply, _ = await self._call("GetStream", wpb.StreamRef(stream_id=stream_id), stream_id=stream_id)
+        return codec.stream_info_from_pb(reply)
+
+    async def models(self) -> list[ModelInfo]:
+        reply, _ = await self._call("Models", pb.ListModelsRequest())
+        return [codec.model_info_from_pb(m) for m in reply.models]
+
+    async def ready(self) -> ReadyStatus:
+        """Ready while at least one worker is SERVING; ``detail`` names every worker's state."""
+        detail = {f"worker {w.address}": w.state for w in self._workers}
+        return ReadyStatus(ready=any(w.healthy for w in self._workers), detail=detail)
+
+    @property
+    def addresses(self) -> list[str]:
+        return [w.address for w in self._workers]

@@ -1,0 +1,72 @@
+"""One wrapper for every unary gRPC handler: metrics per route and code, and exceptions → status."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeAlias, TypeVar
+
+import grpc
+
+from service.errors import InternalError, InvalidInput, Pose3DError
+from service.metrics import Metrics
+from service.rpc.status import abort_with
+
+log = logging.getLogger(__name__)
+
+Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpcio ships no type information)
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+class HasMetrics(Protocol):
+    metrics: Metrics
+
+
+S = TypeVar("S", bound=HasMetrics)
+Handler: TypeAlias = Callable[[S, Req, Context], Awaitable[Resp]]
+
+
+def as_service_error(exc: Exception, route: str) -> Pose3DError:
+    """The service error to report for ``exc`` (a bug becomes InternalError and is logged)."""
+    if isinstance(exc, Pose3DError):
+        return exc
+    if isinstance(exc, ValueError):  # a malformed message the codec refused
+        return InvalidInput(str(exc))
+    log.exception("%s failed", route, exc_info=exc)
+    return InternalError(f"{type(exc).__name__}: {exc}")
+
+
+def unary(route: str) -> Callable[[Handler[S, Req, Resp]], Handler[S, Req, Resp]]:
+    """Count the call in ``self.metrics`` under ``route`` and end it with the status of any error."""
+
+    def wrap(handler: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
+        async def run(self: S, request: Req, context: Context) -> Resp:
+            start = time.perf_counter()
+            code = "OK"
+            try:
+                return await handler(self, request, context)
+            except grpc.aio.AbortError:
+                code = "ABORTED"
+                raise
+            except Exception as exc:
+                error = as_service_error(exc, route)
+                code = error.grpc_code
+                await abort_with(context, error)
+            finally:
+                self.metrics.requests_total.labels(route, code).inc()
+                self.metrics.request_duration.labels(route).observe(time.perf_counter() - start)
+
+        run.__name__ = handler.__name__
+        run.__doc__ = handler.__doc__
+        return run
+
+    return wrap
+
+
+def deadline_of(context: Context, cap_s: float | None = None) -> float | None:
+    """The call's deadline as a ``time.monotonic()`` instant, at most ``cap_s`` from now (None: none)."""
+    remaining = context.time_remaining()
+    candidates = [float(x) for x in (remaining, cap_s) if x is not None]
+    return time.monotonic() + min(candidates) if candidates else None

@@ -1,0 +1,52 @@
+"""Building blocks of a grpc.aio server: message size limits, keepalive, health and reflection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from service.proto_gen.pose3d.v1 import pose3d_pb2, worker_pb2
+
+PUBLIC_SERVICE: Final = pose3d_pb2.DESCRIPTOR.services_by_name["Pose3D"].full_name
+WORKER_SERVICE: Final = worker_pb2.DESCRIPTOR.services_by_name["Worker"].full_name
+HEALTH_SERVICE: Final = "grpc.health.v1.Health"
+SERVING: Final = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING: Final = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    """Options shared by servers and channels: both directions capped at ``max_message_bytes``."""
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
+def new_server(max_message_bytes: int) -> grpc.aio.Server:
+    """A grpc.aio server whose messages are limited to ``max_message_bytes`` each way."""
+    opts = [*channel_options(max_message_bytes), ("grpc.http2.min_ping_interval_without_data_ms", 5_000)]
+    return grpc.aio.server(options=opts)
+
+
+def add_health_and_reflection(server: grpc.aio.Server, services: Sequence[str]) -> health_aio.HealthServicer:
+    """Register ``grpc.health.v1.Health`` (every service NOT_SERVING until :func:`set_serving`) and reflection."""
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection([*services, HEALTH_SERVICE, reflection.SERVICE_NAME], server)
+    return health
+
+
+async def set_serving(health: health_aio.HealthServicer, services: Sequence[str], serving: bool) -> None:
+    """Set the overall status ("") and that of each of ``services``."""
+    status = SERVING if serving else NOT_SERVING
+    for name in ("", *services):
+        await health.set(name, status)

@@ -1,0 +1,108 @@
+"""A small, real EngineClient for transport tests: deterministic arithmetic instead of networks.
+
+Keypoint frames lift to ``keypoints_3d = [x/1000, y/1000, frame_index/1000]``; image frames give one
+person whose 2D points are the image's mean colour. Streams are causal (each frame answers itself) and
+live in this object's memory, so the tests can see which engine served what.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from model.skeleton import NUM_JOINTS
+from service.engine.types import (
+    BoxSource,
+    EstimateOptions,
+    EstimateRequest,
+    EstimateResult,
+    Frame,
+    FrameResult,
+    ImageFrame,
+    ModelInfo,
+    PersonResult,
+    ReadyStatus,
+    StreamInfo,
+)
+from service.errors import InvalidInput, UnknownModel, UnknownStream
+
+TOY_MODEL = ModelInfo("toy", "toy", "1", "random", 1, 1, "h36m", "cpu", False, True)
+
+
+def toy_result(frame: Frame) -> FrameResult:
+    if isinstance(frame, ImageFrame):
+        if isinstance(frame.image, bytes):
+            raise InvalidInput("the toy engine takes decoded images")
+        level = float(np.asarray(frame.image, dtype=np.float32).mean())
+        xy = np.full((NUM_JOINTS, 2), level, dtype=np.float32)
+    else:
+        xy = np.asarray(frame.keypoints, dtype=np.float32)
+    z = np.full((NUM_JOINTS, 1), frame.frame_index / 1000.0, dtype=np.float32)
+    person = PersonResult(
+        track_id=0,
+        box=np.array([0, 0, 10, 10], dtype=np.float32),
+        box_score=1.0,
+        keypoints_2d=xy,
+        keypoint_scores=np.ones(NUM_JOINTS, dtype=np.float32),
+        keypoints_3d=np.concatenate([xy / 1000.0, z], axis=1).astype(np.float32),
+    )
+    return FrameResult(frame.frame_index, frame.timestamp_s, [person])
+
+
+class ToyEngine:
+    def __init__(self, name: str = "toy", delay_s: float = 0.0) -> None:
+        self.name = name
+        self.delay_s = delay_s
+        self.calls = 0
+        self.frames_pushed = 0
+        self.streams: dict[str, StreamInfo] = {}
+        self.closed = False
+
+    def _model(self, options: EstimateOptions) -> ModelInfo:
+        if options.model not in (None, "toy"):
+            raise UnknownModel(f"model {options.model!r} is not served here (served: toy)")
+        return TOY_MODEL
+
+    async def estimate(self, request: EstimateRequest) -> EstimateResult:
+        self.calls += 1
+        info = self._model(request.options)
+        await asyncio.sleep(self.delay_s)
+        frames = [toy_result(f) for f in request.frames]
+        return EstimateResult(request.request_id, info, BoxSource.WHOLE_FRAME, frames, {"toy": 1.0})
+
+    async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo:
+        self.calls += 1
+        info = self._model(options)
+        sid = stream_id or f"toy-stream-{len(self.streams):08d}"
+        self.streams[sid] = StreamInfo(sid, info.name, options.mode, 0, 0)
+        return self.streams[sid]
+
+    async def push_frame(self, stream_id: str, frame: Frame, deadline: float | None = None) -> list[FrameResult]:
+        self.calls += 1
+        info = await self.get_stream(stream_id)
+        await asyncio.sleep(self.delay_s)
+        self.frames_pushed += 1
+        self.streams[stream_id] = StreamInfo(
+            stream_id, info.model, info.mode, info.frames_received + 1, info.frames_emitted + 1
+        )
+        return [toy_result(frame)]
+
+    async def close_stream(self, stream_id: str) -> list[FrameResult]:
+        await self.get_stream(stream_id)
+        del self.streams[stream_id]
+        return []
+
+    async def get_stream(self, stream_id: str) -> StreamInfo:
+        if stream_id not in self.streams:
+            raise UnknownStream(f"no stream {stream_id!r}")
+        return self.streams[stream_id]
+
+    async def models(self) -> list[ModelInfo]:
+        return [TOY_MODEL]
+
+    async def ready(self) -> ReadyStatus:
+        return ReadyStatus(True, {"engine": self.name})
+
+    async def aclose(self) -> None:
+        self.closed = True
