@@ -1,0 +1,138 @@
+"""Transport-level guards as one pure ASGI middleware: request ids, body size, in-flight bound, metrics.
+
+Pure ASGI (not ``BaseHTTPMiddleware``) so uploads stream through untouched and the byte count is
+exact; a body past ``max_body_bytes`` is refused with 413 before or while it arrives.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import MutableMapping
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.config import LimitSettings
+from service.errors import Overloaded, PayloadTooLarge, Pose3DError
+from service.gateway.problem import REQUEST_ID_HEADER, problem_response
+from service.metrics import Metrics
+
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+GUARDED_PREFIX = "/v1/"
+"""Routes under this prefix count against the in-flight bound (health and metrics never do)."""
+
+
+class _BodyTooLarge(Exception):
+    """Raised from ``receive`` when the body passes the limit (turned into a 413 by the middleware)."""
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _route_label(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+class GatewayGuard:
+    """Request id (``X-Request-ID`` kept when sane, else a fresh uuid4 hex), body limit (413),
+    in-flight bound on ``/v1/`` routes (429 + ``Retry-After``), and ``pose3d_requests_total`` /
+    ``pose3d_request_duration_seconds`` by route template (never by raw path)."""
+
+    def __init__(self, app: ASGIApp, limits: LimitSettings, metrics: Metrics) -> None:
+        self.app = app
+        self.limits = limits
+        self.metrics = metrics
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = _header(scope, REQUEST_ID_HEADER.lower().encode())
+        request_id = offered if offered and _SAFE_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        state: MutableMapping[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        started = time.perf_counter()
+        status_box = [500]
+        send_tracked = self._tracking_send(send, request_id, status_box)
+        try:
+            await self._guarded(scope, receive, send_tracked, request_id)
+        finally:
+            label = _route_label(scope)
+            self.metrics.requests_total.labels(label, str(status_box[0])).inc()
+            self.metrics.request_duration.labels(label).observe(time.perf_counter() - started)
+
+    @staticmethod
+    def _tracking_send(send: Send, request_id: str, status_box: list[int]) -> Send:
+        async def tracked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_box[0] = int(message["status"])
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == REQUEST_ID_HEADER.lower().encode() for k, _ in headers):
+                    headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return tracked
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: Pose3DError, request_id: str) -> None:
+        self.metrics.rejected_total.labels(error.type_slug).inc()
+        response = problem_response(error, request_id, str(scope.get("path", "")))
+        await response(scope, receive, send)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        limit = self.limits.max_body_bytes
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            too_large = PayloadTooLarge(f"request body is {int(declared)} bytes; at most {limit} are accepted")
+            await self._refuse(scope, receive, send, too_large, request_id)
+            return
+        guarded = str(scope.get("path", "")).startswith(GUARDED_PREFIX)
+        if guarded and self.in_flight >= self.limits.max_inflight_requests:
+            busy = Overloaded(
+                f"{self.in_flight} requests in flight; retry shortly", retry_after_s=self.limits.retry_after_s
+            )
+            await self._refuse(scope, receive, send, busy, request_id)
+            return
+        received = 0
+        overflowed = False
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, overflowed
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    overflowed = True
+                    raise _BodyTooLarge
+            return message
+
+        async def gated_send(message: Message) -> None:
+            nonlocal response_started
+            if overflowed:  # the app's own rendering of the aborted body read is replaced by our 413
+                return
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        if guarded:
+            self.in_flight += 1
+        try:
+            await self.app(scope, counting_receive, gated_send)
+        except _BodyTooLarge:
+            pass
+        finally:
+            if guarded:
+                self.in_flight -= 1
+        if overflowed and not response_started:
+            too_large = PayloadTooLarge(f"request body exceeds {limit} bytes")
+            await self._refuse(scope, receive, send, too_large, request_id)

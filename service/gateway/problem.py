@@ -1,0 +1,156 @@
+"""RFC 9457 ``application/problem+json``: the one place ``service.errors`` meets HTTP.
+
+Every error response of the gateway, including framework errors (unknown route, wrong method,
+unparseable body) and bugs (a catch-all that logs and answers 500), is rendered here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.errors import (
+    BadRequest,
+    InternalError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Pose3DError,
+    UnsupportedMediaType,
+)
+
+log = logging.getLogger("pose3d.gateway")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:pose3d:problem:"
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def request_id_of(request: Request) -> str:
+    """The id the request-id middleware gave this request (a fresh one if it did not run)."""
+    rid = getattr(request.state, "request_id", None)
+    if isinstance(rid, str):
+        return rid
+    rid = uuid.uuid4().hex
+    request.state.request_id = rid
+    return rid
+
+
+def problem_body(error: Pose3DError, request_id: str, instance: str | None = None) -> dict[str, Any]:
+    """The problem+json document of ``error`` (RFC 9457 members plus ``request_id``)."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + error.type_slug,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "request_id": request_id,
+    }
+    if instance:
+        body["instance"] = instance
+    extra = getattr(error, "extensions", None)
+    if isinstance(extra, dict):
+        body.update(extra)
+    return body
+
+
+def problem_response(error: Pose3DError, request_id: str, instance: str | None = None) -> JSONResponse:
+    """Render ``error`` with its status, ``Retry-After`` when it carries one, and the request id header."""
+    headers = {REQUEST_ID_HEADER: request_id}
+    if error.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
+    return JSONResponse(
+        problem_body(error, request_id, instance),
+        status_code=error.status,
+        headers=headers,
+        media_type=PROBLEM_MEDIA_TYPE,
+    )
+
+
+class ValidationProblem(InvalidInput):
+    """422 carrying the field-level errors as the ``errors`` extension member."""
+
+    def __init__(self, detail: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(detail)
+        self.extensions = {"errors": errors}
+
+
+def _plain_errors(errors: Any) -> list[dict[str, Any]]:
+    """Pydantic error dicts reduced to JSON-safe ``loc``/``msg``/``type`` (never echoing the input)."""
+    out: list[dict[str, Any]] = []
+    for err in list(errors)[:20]:
+        if isinstance(err, dict):
+            loc = [p if isinstance(p, int) else str(p) for p in err.get("loc", ())]
+            out.append({"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))})
+    return out
+
+
+def validation_problem(exc: Any, where: str = "request") -> ValidationProblem:
+    """Turn a pydantic ``ValidationError`` / FastAPI ``RequestValidationError`` into a 422 problem."""
+    errors = _plain_errors(exc.errors())
+    first = errors[0] if errors else {"loc": [], "msg": "invalid"}
+    loc = ".".join(str(p) for p in first["loc"])
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return ValidationProblem(f"{where} is invalid at {loc or 'top level'}: {first['msg']}{more}", errors)
+
+
+_HTTP_STATUS_ERRORS: dict[int, type[Pose3DError]] = {
+    400: BadRequest,
+    404: NotFound,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+    422: InvalidInput,
+}
+
+
+class _HttpStatusProblem(Pose3DError):
+    """A framework-raised HTTP error with a status outside the tree (405, 406, ...)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status  # type: ignore[misc]
+        self.type_slug = f"http-{status}"  # type: ignore[misc]
+        self.title = "Method not allowed" if status == 405 else "HTTP error"  # type: ignore[misc]
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Register the handlers mapping every exception to problem+json (and only there)."""
+
+    async def on_pose3d_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Pose3DError)
+        if exc.status >= 500 and exc.status not in (503, 504):
+            log.error("request %s failed: %s", request_id_of(request), exc.detail)
+        return problem_response(exc, request_id_of(request), request.url.path)
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        error: Pose3DError = validation_problem(exc)
+        if any(isinstance(e, dict) and e.get("type") == "json_invalid" for e in exc.errors()):
+            error = BadRequest("request body is not valid JSON")
+        return problem_response(error, request_id_of(request), request.url.path)
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        error_type = _HTTP_STATUS_ERRORS.get(exc.status_code)
+        error = error_type(detail) if error_type else _HttpStatusProblem(exc.status_code, detail)
+        response = problem_response(error, request_id_of(request), request.url.path)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        rid = request_id_of(request)
+        log.exception("request %s: unexpected %s", rid, type(exc).__name__)
+        return problem_response(InternalError(f"internal error (request id {rid})"), rid, request.url.path)
+
+    app.add_exception_handler(Pose3DError, on_pose3d_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

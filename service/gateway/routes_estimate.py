@@ -1,0 +1,164 @@
+"""``POST /v1/pose3d``: one image, one clip (streamed through the engine as decoded), or 2D keypoints."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from model.skeleton import H36M_JOINT_NAMES
+from service.engine.types import BoxSource, EstimateOptions, EstimateRequest, FrameResult, ImageFrame, ModelInfo
+from service.gateway.clips import run_clip
+from service.gateway.deps import (
+    GatewayState,
+    box_source_for,
+    deadline_scope,
+    engine_of,
+    keypoints_model,
+    resolve_model,
+    state_of,
+)
+from service.gateway.inputs import (
+    BodyKind,
+    body_kind,
+    decode_upload_image,
+    form_text,
+    form_upload,
+    read_form,
+    read_json,
+)
+from service.gateway.problem import request_id_of
+from service.gateway.schemas import PROBLEM_RESPONSES, Frame, KeypointsRequest, ModelRef, PoseResponse
+from service.gateway.validation import (
+    check_boxes_inside,
+    keypoint_frames,
+    parse_bool,
+    parse_boxes,
+    parse_int,
+    parse_mode,
+    parse_model_name,
+)
+
+router = APIRouter(tags=["pose"])
+
+CLIP_TYPES = "video/mp4, video/quicktime, video/webm, video/x-msvideo"
+IMAGE_TYPES = "image/jpeg, image/png, image/webp"
+
+MULTIPART_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {"type": "string", "format": "binary", "description": "JPEG/PNG/WebP image or MP4/MOV/WebM/AVI clip"},
+        "model": {"type": "string", "description": "served model name (GET /v1/models); default per input kind"},
+        "boxes": {
+            "type": "string",
+            "description": "JSON [[x1, y1, x2, y2], ...] person boxes in pixels (every frame)",
+            "example": "[[40, 20, 200, 460], [260, 30, 420, 470]]",
+        },
+        "flip_test": {"type": "boolean", "description": "test-time flip augmentation (default: the model's)"},
+        "max_people": {"type": "integer", "minimum": 1, "description": "keep at most this many people per frame"},
+        "mode": {"type": "string", "enum": ["centred", "causal"], "description": "temporal window mode (clips)"},
+        "every_nth": {"type": "integer", "minimum": 1, "description": "clips: process every n-th frame"},
+    },
+}
+
+OPENAPI_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": MULTIPART_SCHEMA,
+                "encoding": {"file": {"contentType": f"{IMAGE_TYPES}, {CLIP_TYPES}"}},
+            },
+            "application/json": {"schema": {"$ref": "#/components/schemas/KeypointsRequest"}},
+        },
+    }
+}
+
+
+def random_weight_warnings(info: ModelInfo) -> list[str]:
+    if info.random_weights:
+        return [f"model {info.name!r} serves RANDOM weights (no checkpoint configured): its poses are meaningless"]
+    return []
+
+
+def pose_response(
+    request_id: str,
+    info: ModelInfo,
+    box_source: BoxSource,
+    frames: list[FrameResult],
+    timings_ms: dict[str, float],
+) -> PoseResponse:
+    return PoseResponse(
+        request_id=request_id,
+        model=ModelRef.of(info),
+        joint_names=list(H36M_JOINT_NAMES),
+        box_source=box_source.value,
+        frames=[Frame.of(f) for f in frames],
+        timings_ms={k: round(float(v), 3) for k, v in timings_ms.items()},
+        warnings=random_weight_warnings(info),
+    )
+
+
+async def _keypoints(request: Request, state: GatewayState, deadline: float) -> PoseResponse:
+    engine = engine_of(request)
+    body = await read_json(request, KeypointsRequest, "keypoints request")
+    info = await keypoints_model(engine, state.settings, body.model)
+    frames = keypoint_frames(body, state.settings.limits)
+    options = EstimateOptions(model=info.name, flip_test=body.flip_test, mode=body.mode)
+    rid = request_id_of(request)
+    result = await engine.estimate(EstimateRequest(rid, list(frames), options, deadline))
+    return pose_response(rid, result.model, result.box_source, result.frames, result.timings_ms)
+
+
+async def _media(request: Request, state: GatewayState, deadline: float) -> PoseResponse:
+    engine = engine_of(request)
+    settings, limits = state.settings, state.settings.limits
+    form = await read_form(request)
+    upload = await form_upload(form)
+    model_name = parse_model_name(form_text(form, "model"))
+    boxes = parse_boxes(form_text(form, "boxes"), limits)
+    flip_test = parse_bool("flip_test", form_text(form, "flip_test"))
+    max_people = parse_int("max_people", form_text(form, "max_people"), 1, limits.max_people)
+    mode = parse_mode(form_text(form, "mode"))
+    every_nth = parse_int("every_nth", form_text(form, "every_nth"), 1, limits.max_every_nth) or 1
+    rid = request_id_of(request)
+    default_model = settings.default_image_model if upload.kind.is_image else settings.default_clip_model
+    info = await resolve_model(engine, model_name or default_model)
+    options = EstimateOptions(model=info.name, boxes=boxes, flip_test=flip_test, max_people=max_people, mode=mode)
+    if upload.kind.is_image:
+        image, decode_ms = await decode_upload_image(upload, limits, state.metrics)
+        if boxes is not None:
+            check_boxes_inside(boxes, int(image.shape[1]), int(image.shape[0]))
+        result = await engine.estimate(EstimateRequest(rid, [ImageFrame(image=image)], options, deadline))
+        timings = {"decode": decode_ms, **result.timings_ms}
+        return pose_response(rid, result.model, result.box_source, result.frames, timings)
+    outcome = await run_clip(engine, upload, options, limits, state.metrics, every_nth, deadline)
+    timings = {"decode": outcome.decode_ms, "engine": outcome.engine_ms}
+    return pose_response(rid, info, box_source_for(options, settings), outcome.frames, timings)
+
+
+@router.post(
+    "/v1/pose3d",
+    response_model=PoseResponse,
+    responses=PROBLEM_RESPONSES,
+    openapi_extra=OPENAPI_BODY,
+    summary="3D poses of the people in an image, a clip, or given 2D keypoints",
+)
+async def estimate_pose(request: Request) -> PoseResponse:
+    """Send ``multipart/form-data`` with ``file`` (an image or a clip, recognised by its content) and
+    optional ``model``, ``boxes``, ``flip_test``, ``max_people``, ``mode``, ``every_nth``; or
+    ``application/json`` 2D keypoints. Joints are Human3.6M-17; ``keypoints_3d`` in metres, camera frame,
+    root-relative. Errors are ``application/problem+json``."""
+    state = state_of(request)
+    started = time.perf_counter()
+    kind = body_kind(request)
+    engine_of(request)  # 503 before reading a body the engine could not take
+    async with deadline_scope(request) as deadline:
+        if kind is BodyKind.JSON:
+            response = await _keypoints(request, state, deadline)
+        else:
+            response = await _media(request, state, deadline)
+    response.timings_ms["total"] = round((time.perf_counter() - started) * 1000.0, 3)
+    return response

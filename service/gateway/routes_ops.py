@@ -1,0 +1,66 @@
+"""Operations: ``/healthz`` (alive), ``/readyz`` (able to serve, with detail), ``/metrics``, ``/v1/models``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.errors import Pose3DError
+from service.gateway.deps import engine_of, state_of
+from service.gateway.schemas import PROBLEM_RESPONSES, ModelOut, ModelsResponse, Readiness
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["health"])
+async def healthz() -> dict[str, str]:
+    """Liveness: the process is up."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    tags=["health"],
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "not ready (detail says why)"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: models loaded and warmed, engine reachable, Redis reachable when configured.
+    503 with ``Retry-After`` and the same detail body while not ready."""
+    state = state_of(request)
+    retry = {"Retry-After": str(max(1, round(state.settings.limits.retry_after_s)))}
+    if state.engine is None:
+        detail = {"engine": state.startup_error or "starting: loading and warming models"}
+        return JSONResponse(Readiness(ready=False, detail=detail).model_dump(), status_code=503, headers=retry)
+    try:
+        status = await state.engine.ready()
+        detail = dict(status.detail)
+        ready = status.ready
+        if ready:
+            models = await state.engine.models()
+            random = [m.name for m in models if m.random_weights]
+            detail.setdefault("weights", f"RANDOM weights: {', '.join(random)}" if random else "all from checkpoints")
+    except Pose3DError as exc:
+        ready, detail = False, {"engine": exc.detail}
+    body = Readiness(ready=ready, detail=detail).model_dump()
+    return JSONResponse(body, status_code=200 if ready else 503, headers=None if ready else retry)
+
+
+@router.get("/metrics", tags=["health"], response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition of the gateway's metrics and, embedded, the in-process engine's."""
+    registry = state_of(request).metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/v1/models", tags=["models"], response_model=ModelsResponse, responses=PROBLEM_RESPONSES)
+async def list_models(request: Request) -> ModelsResponse:
+    """Served models: name, kind, window (frames, stride), joint set, weights sha256 or ``random``, device."""
+    state = state_of(request)
+    models = await engine_of(request).models()
+    return ModelsResponse(
+        models=[ModelOut.of(m) for m in models],
+        default_image_model=state.settings.default_image_model,
+        default_clip_model=state.settings.default_clip_model,
+    )

@@ -1,0 +1,169 @@
+"""REST streams for clients without gRPC: open, push frames (image or 2D keypoints), inspect, close.
+
+Stream state lives in the engine's frame buffer (in memory or Redis), never in the gateway; ids are
+``secrets.token_urlsafe`` (unguessable); idle streams expire after ``engine.stream_ttl_s``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Request
+
+from model.skeleton import H36M_JOINT_NAMES
+from service.engine.types import EstimateOptions, Frame, FrameResult, ImageFrame
+from service.errors import BadRequest, InvalidInput, UnknownStream
+from service.gateway.deps import deadline_scope, engine_of, resolve_model, state_of
+from service.gateway.inputs import (
+    BodyKind,
+    body_kind,
+    decode_upload_image,
+    form_text,
+    form_upload,
+    read_form,
+    read_json,
+)
+from service.gateway.problem import request_id_of
+from service.gateway.schemas import (
+    PROBLEM_RESPONSES,
+    ModelRef,
+    StreamFrameKeypoints,
+    StreamFrames,
+    StreamOpened,
+    StreamOpenRequest,
+    StreamStatus,
+)
+from service.gateway.schemas import (
+    Frame as FrameOut,
+)
+from service.gateway.validation import check_boxes, parse_float, parse_int, stream_keypoint_frame
+
+router = APIRouter(tags=["streams"])
+
+STREAM_ID_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"
+_STREAM_ID = re.compile(STREAM_ID_PATTERN)
+MAX_FRAME_INDEX = 2**31 - 1
+
+StreamId = Annotated[str, Path(description="id returned by POST /v1/streams", max_length=128)]
+
+FRAME_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "frame_index"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "JPEG/PNG/WebP frame"},
+                        "frame_index": {"type": "integer", "minimum": 0},
+                        "timestamp_s": {"type": "number"},
+                    },
+                },
+                "encoding": {"file": {"contentType": "image/jpeg, image/png, image/webp"}},
+            },
+            "application/json": {"schema": {"$ref": "#/components/schemas/StreamFrameKeypoints"}},
+        },
+    }
+}
+
+
+def _checked_id(stream_id: str) -> str:
+    if not _STREAM_ID.match(stream_id):
+        raise UnknownStream("no such stream (ids come from POST /v1/streams)")
+    return stream_id
+
+
+async def _frames_response(
+    request: Request, stream_id: str, model: str, results: list[FrameResult], started: float
+) -> StreamFrames:
+    engine = engine_of(request)
+    info = await resolve_model(engine, model)
+    return StreamFrames(
+        stream_id=stream_id,
+        request_id=request_id_of(request),
+        model=ModelRef.of(info),
+        joint_names=list(H36M_JOINT_NAMES),
+        frames=[FrameOut.of(r) for r in sorted(results, key=lambda r: r.frame_index)],
+        timings_ms={"total": round((time.perf_counter() - started) * 1000.0, 3)},
+    )
+
+
+@router.post("/v1/streams", response_model=StreamOpened, status_code=201, responses=PROBLEM_RESPONSES)
+async def open_stream(request: Request, body: Annotated[StreamOpenRequest | None, Body()] = None) -> StreamOpened:
+    """Open a stream for a model (default: the default clip model) and window ``mode``."""
+    state = state_of(request)
+    engine = engine_of(request)
+    body = body or StreamOpenRequest()
+    info = await resolve_model(engine, body.model or state.settings.default_clip_model)
+    boxes = check_boxes(body.boxes, state.settings.limits) if body.boxes is not None else None
+    if body.max_people is not None and body.max_people > state.settings.limits.max_people:
+        raise InvalidInput(f"max_people must be at most {state.settings.limits.max_people}")
+    options = EstimateOptions(
+        model=info.name, boxes=boxes, flip_test=body.flip_test, max_people=body.max_people, mode=body.mode
+    )
+    async with deadline_scope(request):
+        opened = await engine.open_stream(options, stream_id=secrets.token_urlsafe(24))
+    return StreamOpened(
+        stream_id=opened.stream_id,
+        model=ModelRef.of(info),
+        mode=opened.mode,
+        expires_after_idle_s=state.settings.engine.stream_ttl_s,
+    )
+
+
+async def _frame_from_body(request: Request) -> Frame:
+    state = state_of(request)
+    limits = state.settings.limits
+    if body_kind(request) is BodyKind.JSON:
+        body = await read_json(request, StreamFrameKeypoints, "stream frame")
+        return stream_keypoint_frame(body, limits)
+    form = await read_form(request)
+    upload = await form_upload(form)
+    frame_index = parse_int("frame_index", form_text(form, "frame_index"), 0, MAX_FRAME_INDEX)
+    if frame_index is None:
+        raise BadRequest("form field 'frame_index' is required")
+    timestamp = parse_float("timestamp_s", form_text(form, "timestamp_s"))
+    image, _ = await decode_upload_image(upload, limits, state.metrics)
+    return ImageFrame(image=image, frame_index=frame_index, timestamp_s=timestamp)
+
+
+@router.post(
+    "/v1/streams/{stream_id}/frames",
+    response_model=StreamFrames,
+    responses=PROBLEM_RESPONSES,
+    openapi_extra=FRAME_BODY,
+)
+async def push_frame(request: Request, stream_id: StreamId) -> StreamFrames:
+    """Add one frame (an image, or one person's 2D keypoints) and get the frames it completes:
+    none yet in ``centred`` mode until the window's future has arrived, the frame itself in ``causal``."""
+    started = time.perf_counter()
+    engine = engine_of(request)
+    _checked_id(stream_id)
+    async with deadline_scope(request) as deadline:
+        stream = await engine.get_stream(stream_id)
+        frame = await _frame_from_body(request)
+        results = await engine.push_frame(stream_id, frame, deadline=deadline)
+        return await _frames_response(request, stream_id, stream.model, results, started)
+
+
+@router.get("/v1/streams/{stream_id}", response_model=StreamStatus, responses=PROBLEM_RESPONSES)
+async def get_stream(request: Request, stream_id: StreamId) -> StreamStatus:
+    """Frames received and emitted so far."""
+    engine = engine_of(request)
+    async with deadline_scope(request):
+        return StreamStatus.of(await engine.get_stream(_checked_id(stream_id)))
+
+
+@router.delete("/v1/streams/{stream_id}", response_model=StreamFrames, responses=PROBLEM_RESPONSES)
+async def close_stream(request: Request, stream_id: StreamId) -> StreamFrames:
+    """Flush the tail (windows padded with the last frame) and forget the stream."""
+    started = time.perf_counter()
+    engine = engine_of(request)
+    async with deadline_scope(request):
+        stream = await engine.get_stream(_checked_id(stream_id))
+        tail = await engine.close_stream(stream_id)
+        return await _frames_response(request, stream_id, stream.model, tail, started)
