@@ -155,12 +155,11 @@ class CAPFLifter(nn.Module):
         self.coord_embed = nn.Linear(cfg.in_chans, c)
         self.feat_embed = nn.ModuleList([nn.Linear(ch, c) for ch in cfg.feature_channels])
         self.Spatial_pos_embed = nn.Parameter(torch.zeros(1, cfg.levels + 1, cfg.num_joints, c))
-        self.context_blocks = nn.ModuleList(
+        # Registration order = the official state_dict order (joint, res, context blocks).
+        self.joint_blocks = nn.ModuleList(
             [
-                DeformableContextBlock(
-                    c, cfg.feature_channels, cfg.deformable_heads, cfg.deformable_points, cfg.deformable_mlp_ratio
-                )
-                for _ in range(cfg.context_depth)
+                TransformerBlock(d, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.qk_scale)
+                for _ in range(cfg.joint_depth)
             ]
         )
         self.res_blocks = nn.ModuleList(
@@ -169,10 +168,12 @@ class CAPFLifter(nn.Module):
                 for _ in range(cfg.res_depth)
             ]
         )
-        self.joint_blocks = nn.ModuleList(
+        self.context_blocks = nn.ModuleList(
             [
-                TransformerBlock(d, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.qk_scale)
-                for _ in range(cfg.joint_depth)
+                DeformableContextBlock(
+                    c, cfg.feature_channels, cfg.deformable_heads, cfg.deformable_points, cfg.deformable_mlp_ratio
+                )
+                for _ in range(cfg.context_depth)
             ]
         )
         self.head = nn.Sequential(nn.LayerNorm(d, eps=DEFORMABLE_LN_EPS), nn.Linear(d, 3))
