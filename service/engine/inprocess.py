@@ -1,0 +1,290 @@
+"""InProcessEngine: the EngineClient protocol served by the pipeline in this process.
+
+``await build_engine(settings, metrics)`` loads the models named in ``settings.models`` (random weights
+only when ``settings.allow_random_weights``), the detector, the frame buffer (Redis when
+``settings.redis_url`` is set, else in memory), warms every model up, and returns the started engine.
+``InProcessEngine(settings, metrics)`` + ``await start()`` does the same in two steps (``ready()`` says
+``loading`` in between); ``start()`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+import zlib
+from collections import OrderedDict
+from typing import Final
+
+import numpy as np
+import torch
+
+from model.checkpoints.common import CheckpointError, sha256_of_file
+from model.checkpoints.hrnet import load_detector
+from model.hrnet import HRNET_PRESETS
+from service.config import CommonSettings
+from service.engine.detector import TopDownDetector
+from service.engine.framebuffer import FrameBuffer, MemoryFrameBuffer, StreamMeta
+from service.engine.framebuffer.redis import RedisFrameBuffer
+from service.engine.lifters import RANDOM, ServedLifter, build_lifters
+from service.engine.person_boxes import PersonBoxFinder
+from service.engine.person_detector_onnx import OnnxPersonDetector
+from service.engine.pipeline import FrameOptions, Pipeline, Timings
+from service.engine.types import (
+    EstimateOptions,
+    EstimateRequest,
+    EstimateResult,
+    Frame,
+    FrameResult,
+    ImageFrame,
+    KeypointFrame,
+    ModelInfo,
+    ReadyStatus,
+    StreamInfo,
+)
+from service.errors import InvalidInput, Unavailable, UnknownModel
+from service.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+STREAM_ID: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+META_CACHE_SIZE: Final = 10_000
+
+
+class InProcessEngine:
+    """The engine in this process (implements :class:`~service.engine.types.EngineClient`).
+
+    Args:
+        settings: the process's settings (models, detector, engine knobs, Redis URL).
+        metrics: where the engine's metrics go (shared with the gateway in the embedded service).
+        buffer: a frame buffer to use instead of the one the settings name (tests, benchmarks).
+    """
+
+    def __init__(self, settings: CommonSettings, metrics: Metrics, buffer: FrameBuffer | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._buffer = buffer
+        self._pipeline: Pipeline | None = None
+        self._start_lock = asyncio.Lock()
+        self._detail: dict[str, str] = {"engine": "loading"}
+        self._metas: OrderedDict[str, StreamMeta] = OrderedDict()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            raise Unavailable("the engine is still loading its models")
+        return self._pipeline
+
+    async def start(self) -> None:
+        """Load models, detector and frame buffer, warm up; idempotent. Raises Unavailable naming what failed."""
+        async with self._start_lock:
+            if self._pipeline is not None:
+                return
+            s = self.settings
+            device = torch.device(s.device.value)
+            lifters = await asyncio.to_thread(build_lifters, s, device)
+            needs_features = any(lifter.needs_image for lifter in lifters.values())
+            detector = await asyncio.to_thread(self._build_detector, device, needs_features)
+            finder = await asyncio.to_thread(self._build_box_finder)
+            buffer = self._buffer or (
+                RedisFrameBuffer(s.redis_url, s.engine.stream_ttl_s)
+                if s.redis_url
+                else MemoryFrameBuffer(s.engine.max_streams, s.engine.stream_ttl_s)
+            )
+            self._buffer = buffer
+            pipeline = Pipeline(s, self.metrics, lifters, detector, finder, buffer)
+            loop = asyncio.get_running_loop()
+            for lifter in lifters.values():
+                await loop.run_in_executor(pipeline.infer_pool, lifter.warmup)
+            if detector is not None:
+                await loop.run_in_executor(pipeline.infer_pool, _warm_detector, detector, needs_features)
+            self._pipeline = pipeline
+            for name, lifter in lifters.items():
+                self._detail[f"model:{name}"] = (
+                    "RANDOM weights" if lifter.weights == RANDOM else f"weights sha256 {lifter.weights}"
+                )
+            self._detail["engine"] = "started"
+            self.metrics.worker_up.set(1)
+
+    def _build_detector(self, device: torch.device, needs_features: bool) -> TopDownDetector | None:
+        det = self.settings.detector
+        if det.arch not in HRNET_PRESETS:
+            raise Unavailable(f"detector: unknown HRNet preset {det.arch!r} (known: {', '.join(HRNET_PRESETS)})")
+        checkpoint = det.checkpoint if det.checkpoint is not None and det.checkpoint.is_file() else None
+        if checkpoint is None and not self.settings.allow_random_weights:
+            reason = f"detector checkpoint {det.checkpoint} not found; set allow_random_weights to use random weights"
+            if needs_features:
+                raise Unavailable(reason + " (CA-PF models need the detector)")
+            self._detail["detector"] = f"unavailable: {reason}"
+            log.warning("no 2D detector: %s; only 2D-keypoint requests can be served", reason)
+            return None
+        try:
+            net = load_detector(
+                HRNET_PRESETS[det.arch], checkpoint, det.backbone_checkpoint, seed=zlib.crc32(b"detector")
+            )
+        except CheckpointError as e:
+            raise Unavailable(f"detector: {e}") from e
+        weights = sha256_of_file(checkpoint) if checkpoint is not None else RANDOM
+        if weights == RANDOM:
+            log.warning("THE 2D DETECTOR SERVES RANDOM WEIGHTS (%s): keypoints are meaningless", det.arch)
+        self._detail["detector"] = "RANDOM weights" if weights == RANDOM else f"weights sha256 {weights}"
+        half = self.settings.half_precision and device.type == "cuda"
+        return TopDownDetector(net, device, half=half, keep_features=needs_features)
+
+    def _build_box_finder(self) -> PersonBoxFinder:
+        det = self.settings.detector
+        if det.person_detector_onnx is None:
+            return PersonBoxFinder(None)
+        try:
+            onnx = OnnxPersonDetector(
+                det.person_detector_onnx, score_threshold=det.person_score_threshold, nms_iou=det.person_nms_iou
+            )
+        except CheckpointError as e:
+            raise Unavailable(f"person detector: {e}") from e
+        return PersonBoxFinder(onnx)
+
+    async def ready(self) -> ReadyStatus:
+        detail = dict(self._detail)
+        ok = self._pipeline is not None
+        if self._buffer is not None:
+            kind = "redis" if isinstance(self._buffer, RedisFrameBuffer) else "memory"
+            reachable = await self._buffer.ping()
+            detail["frame_buffer"] = f"{kind} {'ok' if reachable else 'unreachable'}"
+            ok = ok and reachable
+        return ReadyStatus(ready=ok, detail=detail)
+
+    async def aclose(self) -> None:
+        if self._pipeline is not None:
+            await self._pipeline.aclose()
+            self._pipeline = None
+        if self._buffer is not None:
+            await self._buffer.aclose()
+        self._detail["engine"] = "stopped"
+        self.metrics.worker_up.set(0)
+
+    async def models(self) -> list[ModelInfo]:
+        return [lifter.info for lifter in self.pipeline.lifters.values()]
+
+    # -- requests --------------------------------------------------------------------------------
+
+    def _lifter(self, name: str | None, frames: list[Frame] | None = None) -> ServedLifter:
+        lifters = self.pipeline.lifters
+        if name is None:
+            name = self._default_model(frames)
+        if name not in lifters:
+            raise UnknownModel(f"unknown model {name!r}; served: {', '.join(sorted(lifters)) or 'none'}")
+        return lifters[name]
+
+    def _default_model(self, frames: list[Frame] | None) -> str:
+        s = self.settings
+        if frames and all(isinstance(f, KeypointFrame) for f in frames):
+            chosen = getattr(s, "default_keypoints_model", None)
+            return str(chosen) if chosen else s.default_clip_model
+        if frames is not None and len(frames) == 1:
+            return s.default_image_model
+        return s.default_clip_model
+
+    def _deadline(self, deadline: float | None) -> float:
+        return deadline if deadline is not None else time.monotonic() + self.settings.engine.request_timeout_s
+
+    async def estimate(self, request: EstimateRequest) -> EstimateResult:
+        if not request.frames:
+            raise InvalidInput("a request needs at least one frame")
+        started = time.monotonic()
+        lifter = self._lifter(request.options.model, request.frames)
+        opts = _frame_options(request.options, lifter)
+        timings = Timings()
+        results, source = await self.pipeline.run_clip(
+            request.frames, lifter, opts, request.options.mode, self._deadline(request.deadline), timings
+        )
+        ms = timings.as_ms()
+        ms["total"] = round((time.monotonic() - started) * 1000.0, 3)
+        return EstimateResult(request.request_id, lifter.info, source, results, ms)
+
+    async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo:
+        lifter = self._lifter(options.model)
+        sid = stream_id if stream_id is not None else secrets.token_urlsafe(18)
+        if not STREAM_ID.match(sid):
+            raise InvalidInput("stream_id must be 1-128 characters of A-Z a-z 0-9 _ . : -")
+        opts = _frame_options(options, lifter)
+        meta = StreamMeta(sid, lifter.name, options.mode, opts.flip_test, opts.max_people, opts.boxes)
+        await self.pipeline.buffer.create(meta)
+        self._remember(meta)
+        self.metrics.active_streams.inc()
+        return StreamInfo(sid, lifter.name, options.mode, 0, 0)
+
+    def _remember(self, meta: StreamMeta) -> None:
+        self._metas[meta.stream_id] = meta
+        self._metas.move_to_end(meta.stream_id)
+        while len(self._metas) > META_CACHE_SIZE:
+            self._metas.popitem(last=False)
+
+    async def _meta(self, stream_id: str) -> StreamMeta:
+        """A stream's (immutable) metadata: cached after the first look-up in the frame buffer."""
+        meta = self._metas.get(stream_id)
+        if meta is None:
+            meta = (await self.pipeline.buffer.state(stream_id)).meta
+            self._remember(meta)
+        return meta
+
+    async def push_frame(self, stream_id: str, frame: Frame, deadline: float | None = None) -> list[FrameResult]:
+        pipeline = self.pipeline
+        meta = await self._meta(stream_id)
+        lifter = self._lifter(meta.model)
+        deadline = self._deadline(deadline)
+        timings = Timings()
+        opts = FrameOptions(meta.boxes, meta.max_people, meta.flip_test)
+        people, _ = await pipeline.prepare(frame, lifter, opts, deadline, timings)
+        emission = await pipeline.push(
+            pipeline.buffer,
+            meta,
+            lifter,
+            frame.frame_index,
+            frame.timestamp_s,
+            people,
+            isinstance(frame, ImageFrame),
+            deadline,
+            timings,
+        )
+        return await pipeline.lift_emission(lifter, emission, meta.mode, meta.flip_test, deadline, timings)
+
+    async def close_stream(self, stream_id: str) -> list[FrameResult]:
+        pipeline = self.pipeline
+        meta = await self._meta(stream_id)
+        lifter = self._lifter(meta.model)
+        async with pipeline.lock(stream_id):
+            tail = await pipeline.buffer.flush(stream_id, lifter.window, meta.mode)
+        results = await pipeline.lift_emission(lifter, tail, meta.mode, meta.flip_test, self._deadline(None), Timings())
+        if await pipeline.buffer.delete(stream_id):
+            self.metrics.active_streams.dec()
+        self._metas.pop(stream_id, None)
+        return results
+
+    async def get_stream(self, stream_id: str) -> StreamInfo:
+        state = await self.pipeline.buffer.state(stream_id)
+        m = state.meta
+        return StreamInfo(m.stream_id, m.model, m.mode, state.frames_received, state.next_emit)
+
+
+def _frame_options(options: EstimateOptions, lifter: ServedLifter) -> FrameOptions:
+    if options.max_people is not None and options.max_people < 1:
+        raise InvalidInput("max_people must be at least 1")
+    flip = lifter.spec.flip_test if options.flip_test is None else options.flip_test
+    return FrameOptions(options.boxes, options.max_people, flip)
+
+
+def _warm_detector(detector: TopDownDetector, features: bool) -> None:
+    image = np.zeros((64, 48, 3), np.uint8)
+    box = np.array([[0.0, 0.0, 48.0, 64.0]], np.float32)
+    detector.detect([image], [box], [np.ones(1, np.float32)], flip_test=True, flip_features=features)
+
+
+async def build_engine(settings: CommonSettings, metrics: Metrics) -> InProcessEngine:
+    """Build and start (load + warm up) the in-process engine."""
+    engine = InProcessEngine(settings, metrics)
+    await engine.start()
+    return engine

@@ -1,0 +1,325 @@
+"""Serving adapters of the lifters, and building them from settings through a typed mapping.
+
+Every served lifter answers two batched calls:
+
+- :meth:`ServedLifter.frame_tokens` — per person and frame, whatever the model must cache in the frame
+  buffer (CA-PF: the trunk's ``(V, 17, D)`` joint tokens, ``V = 2`` with the image flip test);
+- :meth:`ServedLifter.lift` — per window, the centre frame's ``(17, 3)`` pose, metres, root-relative.
+
+P-STMO lifts windows of normalised 2D keypoints and caches nothing but them. CA-PF single-frame is the
+``N = 1`` case of CA-PF temporal's scheme: tokens from the detector's features of the same batch, then the
+head. Models are picked from :data:`LIFTER_BUILDERS` (``LifterKind`` → builder), never an if/elif chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from model.capf import CAPF_PRESETS, CAPFLifter
+from model.capf_full import crop_to_ref, flip_crop_keypoints
+from model.capf_temporal import CAPFTemporal, CAPFTemporalConfig
+from model.checkpoints.capf import build_capf_temporal, load_capf_lifter
+from model.checkpoints.common import CheckpointError, sha256_of_file
+from model.checkpoints.pstmo import load_pstmo_checkpoint
+from model.pstmo import PSTMO, PSTMO_PRESETS
+from model.skeleton import H36M_FLIP_PERM, flip_pose
+from service.config import CommonSettings, LifterKind, ModelSpec
+from service.engine.types import ModelInfo
+from service.engine.windows import WindowSpec
+from service.errors import InvalidInput, Unavailable
+
+log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float32]
+RANDOM: Final = "random"
+_C = TypeVar("_C")
+
+
+@dataclass(frozen=True)
+class TokenInput:
+    """One detected person, what CA-PF's trunk reads.
+
+    ``keypoints_norm``: ``(17, 2) float32`` H36M, normalised screen coordinates;
+    ``crop_keypoints``: ``(17, 2) float32`` H36M, pixels of the 192×256 crop;
+    ``features``: the detector's 4 maps of this crop, each ``(C_l, H_l, W_l) float32``;
+    ``flip_features``: the same for the mirrored crop, or None without flip test.
+    """
+
+    keypoints_norm: FloatArray
+    crop_keypoints: FloatArray
+    features: Sequence[torch.Tensor]
+    flip_features: Sequence[torch.Tensor] | None
+
+
+@dataclass(frozen=True)
+class LiftWindow:
+    """One window to lift. ``keypoints_norm``: ``(N, 17, 2) float32``; ``tokens``: ``(N, V, 17, D) float32``
+    (``V`` = 0 for models without tokens); ``flip_test``: average with the mirrored input (P-STMO)."""
+
+    keypoints_norm: FloatArray
+    tokens: FloatArray
+    flip_test: bool
+
+
+class ServedLifter(ABC):
+    """A lifting model as the engine serves it."""
+
+    needs_image: bool = False
+
+    def __init__(self, name: str, spec: ModelSpec, weights: str, device: torch.device) -> None:
+        self.name = name
+        self.spec = spec
+        self.weights = weights
+        self.device = device
+        self.window = WindowSpec(spec.frames, spec.stride)
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            name=self.name,
+            kind=self.spec.kind.value,
+            version=self.spec.arch,
+            weights=self.weights,
+            frames=self.spec.frames,
+            stride=self.spec.stride,
+            joint_set="h36m",
+            device=str(self.device),
+            needs_image=self.needs_image,
+            flip_test=self.spec.flip_test,
+        )
+
+    def frame_tokens(self, items: Sequence[TokenInput]) -> list[FloatArray]:
+        """Batched: per person ``(V, 17, D) float32`` tokens to cache. Models without tokens never get here."""
+        raise InvalidInput(f"model {self.name!r} keeps no per-frame tokens")
+
+    @abstractmethod
+    def lift(self, windows: Sequence[LiftWindow]) -> list[FloatArray]:
+        """Batched: per window the centre frame's ``(17, 3) float32`` pose, metres, root-relative camera frame."""
+
+    def warmup(self) -> None:
+        """One tiny forward so the first request does not pay for lazy initialisation."""
+        n = self.spec.frames
+        kp = np.zeros((n, 17, 2), np.float32)
+        self.lift([LiftWindow(kp, self._dummy_tokens(n), self.spec.flip_test)])
+
+    def _dummy_tokens(self, n: int) -> FloatArray:
+        return np.zeros((n, 0, 17, 0), np.float32)
+
+
+def _check_finite(windows: Sequence[LiftWindow]) -> None:
+    for w in windows:
+        if not (np.isfinite(w.keypoints_norm).all() and np.isfinite(w.tokens).all()):
+            raise InvalidInput("non-finite 2D keypoints or tokens in a window")
+
+
+class PSTMOLifter(ServedLifter):
+    """P-STMO over windows of normalised 2D keypoints."""
+
+    def __init__(self, name: str, spec: ModelSpec, weights: str, device: torch.device, model: PSTMO) -> None:
+        super().__init__(name, spec, weights, device)
+        if model.cfg.frames != spec.frames:
+            raise Unavailable(f"model {name!r}: checkpoint has {model.cfg.frames} frames, settings say {spec.frames}")
+        self.model = model.to(device).eval()
+
+    @torch.inference_mode()
+    def lift(self, windows: Sequence[LiftWindow]) -> list[FloatArray]:
+        _check_finite(windows)
+        out: list[FloatArray | None] = [None] * len(windows)
+        for flip in (False, True):
+            rows = [i for i, w in enumerate(windows) if w.flip_test is flip]
+            if not rows:
+                continue
+            kp = torch.from_numpy(np.stack([windows[i].keypoints_norm for i in rows])).to(self.device)
+            poses = self.model.lift(kp, flip_test=flip).float().cpu().numpy()
+            for i, pose in zip(rows, poses, strict=True):
+                out[i] = pose
+        return [p for p in out if p is not None]
+
+
+class CAPFLifterServed(ServedLifter):
+    """CA-PF: single-frame (``temporal is None``, N = 1) or temporal over cached per-frame tokens."""
+
+    needs_image = True
+
+    def __init__(
+        self,
+        name: str,
+        spec: ModelSpec,
+        weights: str,
+        device: torch.device,
+        trunk: CAPFLifter,
+        temporal: CAPFTemporal | None,
+    ) -> None:
+        super().__init__(name, spec, weights, device)
+        self.trunk = trunk.to(device).eval()
+        self.temporal = temporal.to(device).eval() if temporal is not None else None
+        if temporal is None and spec.frames != 1:
+            raise Unavailable(f"model {name!r}: single-frame CA-PF needs frames = 1, settings say {spec.frames}")
+        if temporal is not None and temporal.frames != spec.frames:
+            raise Unavailable(f"model {name!r}: temporal head has {temporal.frames} frames, settings say {spec.frames}")
+
+    @property
+    def token_dim(self) -> int:
+        return self.trunk.cfg.embed_dim
+
+    @torch.inference_mode()
+    def frame_tokens(self, items: Sequence[TokenInput]) -> list[FloatArray]:
+        dev = self.device
+        kp = torch.from_numpy(np.stack([it.keypoints_norm for it in items])).to(dev)
+        crop = torch.from_numpy(np.stack([it.crop_keypoints for it in items])).to(dev)
+        feats = [torch.stack([it.features[level] for it in items]).to(dev).float() for level in range(4)]
+        views = [self.trunk.joint_tokens(kp, crop_to_ref(crop), feats)]
+        flip_rows = [i for i, it in enumerate(items) if it.flip_features is not None]
+        flipped: dict[int, torch.Tensor] = {}
+        if flip_rows:
+            sel = torch.as_tensor(flip_rows, device=dev)
+            ff = [torch.stack([items[i].flip_features[level] for i in flip_rows]).to(dev).float() for level in range(4)]  # type: ignore[index]
+            kp_f = flip_pose(kp.index_select(0, sel), H36M_FLIP_PERM)
+            ref_f = crop_to_ref(flip_crop_keypoints(crop.index_select(0, sel)))
+            flipped = dict(zip(flip_rows, self.trunk.joint_tokens(kp_f, ref_f, ff), strict=True))
+        plain = views[0]
+        return [
+            (torch.stack([plain[i], flipped[i]]) if i in flipped else plain[i : i + 1]).float().cpu().numpy()
+            for i in range(len(items))
+        ]
+
+    def _head(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, N, 17, D)`` → ``(B, 17, 3)`` for one view."""
+        if self.temporal is None:
+            return self.trunk.head_from_tokens(tokens[:, 0])[:, 0]
+        return self.temporal.temporal_head(tokens)
+
+    @torch.inference_mode()
+    def lift(self, windows: Sequence[LiftWindow]) -> list[FloatArray]:
+        _check_finite(windows)
+        out: list[FloatArray | None] = [None] * len(windows)
+        for views in sorted({w.tokens.shape[1] for w in windows}):
+            rows = [i for i, w in enumerate(windows) if w.tokens.shape[1] == views]
+            tokens = torch.from_numpy(np.stack([windows[i].tokens for i in rows])).to(self.device)  # (B, N, V, 17, D)
+            pose = self._head(tokens[:, :, 0])
+            if views == 2:
+                pose = (pose + flip_pose(self._head(tokens[:, :, 1]), H36M_FLIP_PERM)) / 2
+            pose = pose - pose[:, :1]
+            for i, p in zip(rows, pose.float().cpu().numpy(), strict=True):
+                out[i] = p
+        return [p for p in out if p is not None]
+
+    def _dummy_tokens(self, n: int) -> FloatArray:
+        views = 2 if self.spec.flip_test else 1
+        return np.zeros((n, views, 17, self.token_dim), np.float32)
+
+
+# -- building from settings ---------------------------------------------------------------------
+
+
+def _seed(name: str) -> int:
+    """A fixed seed per model name, so every worker builds the same random weights."""
+    return zlib.crc32(name.encode())
+
+
+_M = TypeVar("_M", bound=torch.nn.Module)
+
+
+def _random_model(name: str, factory: Callable[[], _M]) -> _M:
+    """A model with random weights, the same in every process (seeded by ``name``).
+
+    Every parameter gets ``+0.02·randn`` on top of its initialisation, as the conformance vectors do, so parts
+    initialised to zero (heads, offsets) still make the output depend on the input.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_seed(name))
+        model = factory()
+        with torch.no_grad():
+            for param in model.parameters():
+                param.add_(0.02 * torch.randn_like(param))
+    return model.eval()
+
+
+def _checkpoint(name: str, spec: ModelSpec, settings: CommonSettings) -> Path | None:
+    """The checkpoint to load, or None for random weights (only when allowed)."""
+    if spec.checkpoint is not None and spec.checkpoint.is_file():
+        return spec.checkpoint
+    if not settings.allow_random_weights:
+        where = f"checkpoint {spec.checkpoint} not found" if spec.checkpoint else "no checkpoint configured"
+        raise Unavailable(
+            f"model {name!r}: {where}; set allow_random_weights=true (POSE3D_ALLOW_RANDOM_WEIGHTS) "
+            "to serve it with random weights"
+        )
+    log.warning("MODEL %r SERVES RANDOM WEIGHTS (%s): its outputs are meaningless", name, spec.checkpoint)
+    return None
+
+
+def _preset(presets: Mapping[str, _C], name: str, arch: str) -> _C:
+    if arch not in presets:
+        raise Unavailable(f"model {name!r}: unknown architecture {arch!r} (known: {', '.join(presets)})")
+    return presets[arch]
+
+
+def _load(name: str, what: Callable[[], object]) -> None:
+    try:
+        what()
+    except CheckpointError as e:
+        raise Unavailable(f"model {name!r}: {e}") from e
+
+
+def build_pstmo(name: str, spec: ModelSpec, settings: CommonSettings, device: torch.device) -> ServedLifter:
+    cfg = _preset(PSTMO_PRESETS, name, spec.arch)
+    path = _checkpoint(name, spec, settings)
+    if path is None:
+        return PSTMOLifter(name, spec, RANDOM, device, _random_model(name, lambda: PSTMO(cfg)))
+    holder: list[PSTMO] = []
+    _load(name, lambda: holder.append(load_pstmo_checkpoint(path, cfg)))
+    return PSTMOLifter(name, spec, sha256_of_file(path), device, holder[0])
+
+
+def build_capf(name: str, spec: ModelSpec, settings: CommonSettings, device: torch.device) -> ServedLifter:
+    cfg = _preset(CAPF_PRESETS, name, spec.arch)
+    path = _checkpoint(name, spec, settings)
+    if path is None:
+        return CAPFLifterServed(name, spec, RANDOM, device, _random_model(name, lambda: CAPFLifter(cfg)), None)
+    trunk = CAPFLifter(cfg)
+    _load(name, lambda: load_capf_lifter(path, trunk))
+    return CAPFLifterServed(name, spec, sha256_of_file(path), device, trunk, None)
+
+
+def build_capf_temporal_lifter(
+    name: str, spec: ModelSpec, settings: CommonSettings, device: torch.device
+) -> ServedLifter:
+    cfg = _preset(CAPF_PRESETS, name, spec.arch)
+    path = _checkpoint(name, spec, settings)
+    if path is None:
+        model = _random_model(name, lambda: CAPFTemporal(cfg, CAPFTemporalConfig(frames=spec.frames)))
+        return CAPFLifterServed(name, spec, RANDOM, device, model.trunk, model)
+    holder: list[tuple[CAPFTemporal, bool]] = []
+    _load(name, lambda: holder.append(build_capf_temporal(path, spec.frames)))
+    model, head_loaded = holder[0]
+    weights = sha256_of_file(path)
+    if not head_loaded:
+        model.init_temporal_from_trunk()
+        log.warning("model %r: no trained temporal head exists; serving the centre-frame warm start", name)
+        weights = f"{weights}+untrained-temporal-head"
+    return CAPFLifterServed(name, spec, weights, device, model.trunk, model.eval())
+
+
+LifterBuilder = Callable[[str, ModelSpec, CommonSettings, torch.device], ServedLifter]
+
+LIFTER_BUILDERS: Final[Mapping[LifterKind, LifterBuilder]] = {
+    LifterKind.PSTMO: build_pstmo,
+    LifterKind.CAPF: build_capf,
+    LifterKind.CAPF_TEMPORAL: build_capf_temporal_lifter,
+}
+
+
+def build_lifters(settings: CommonSettings, device: torch.device) -> dict[str, ServedLifter]:
+    """Every model of ``settings.models``, loaded (or random where allowed). Raises Unavailable naming the model."""
+    return {name: LIFTER_BUILDERS[spec.kind](name, spec, settings, device) for name, spec in settings.models.items()}

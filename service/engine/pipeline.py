@@ -1,0 +1,349 @@
+"""The pipeline: decode → person boxes → detector → (CA-PF tokens) → frame buffer → lifter, each batched.
+
+One :class:`Pipeline` owns the stages' batchers and their threads: decoding and person-box detection on a
+small pool, every torch stage on ONE inference thread (the event loop never runs a model). The detector
+batches people across requests, the lifters batch windows across streams and requests. A clip is run
+as a private in-memory stream (frames prepared concurrently, appended in order, windows lifted as they
+become ready), so a clip and the same frames pushed as a stream give the same poses by construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+import weakref
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model.skeleton import normalize_screen_coordinates
+from service.config import CommonSettings
+from service.engine.batcher import BatcherLimits, DynamicBatcher
+from service.engine.detector import PersonDetection, TopDownDetector
+from service.engine.framebuffer import Emission, FrameBuffer, MemoryFrameBuffer, StreamMeta
+from service.engine.lifters import FloatArray, LiftWindow, ServedLifter, TokenInput
+from service.engine.person_boxes import FrameBoxes, PersonBoxFinder
+from service.engine.prepare import PreparedPeople, decode_image, empty_tokens, people_from_keypoints
+from service.engine.streams import append_frame, frame_result, ready_frames
+from service.engine.types import BoxSource, ByteImage, Frame, FrameResult, ImageFrame, KeypointFrame, WindowMode
+from service.errors import InvalidInput, Pose3DError, Unavailable
+from service.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class DetectItem:
+    """One image for the detector: ``image`` ``(H, W, 3) uint8``, ``boxes`` ``(P, 4)``, ``scores`` ``(P,)``."""
+
+    image: ByteImage
+    boxes: FloatArray
+    scores: FloatArray
+    flip_test: bool
+    flip_features: bool
+
+
+@dataclass(frozen=True)
+class BoxItem:
+    image: ByteImage
+    boxes: tuple[tuple[float, float, float, float], ...] | None
+    max_people: int | None
+
+
+@dataclass
+class Timings:
+    """Seconds spent awaiting each stage by one request (summed over its frames)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - started
+
+    def as_ms(self) -> dict[str, float]:
+        return {k: round(v * 1000.0, 3) for k, v in self.seconds.items()}
+
+
+@dataclass(frozen=True)
+class FrameOptions:
+    """What a frame's preparation depends on (fixed per request or stream)."""
+
+    boxes: tuple[tuple[float, float, float, float], ...] | None
+    max_people: int | None
+    flip_test: bool
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    leaves: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for inner in e.exceptions:
+                walk(inner)
+        else:
+            leaves.append(e)
+
+    walk(group)
+    return next((e for e in leaves if isinstance(e, Pose3DError)), leaves[0])
+
+
+class Pipeline:
+    """Stages and batchers over the loaded models. Create and use inside one running event loop."""
+
+    def __init__(
+        self,
+        settings: CommonSettings,
+        metrics: Metrics,
+        lifters: dict[str, ServedLifter],
+        detector: TopDownDetector | None,
+        box_finder: PersonBoxFinder,
+        buffer: FrameBuffer,
+    ) -> None:
+        eng = settings.engine
+        self.settings = settings
+        self.metrics = metrics
+        self.lifters = lifters
+        self.detector = detector
+        self.box_finder = box_finder
+        self.buffer = buffer
+        self.clip_buffer = MemoryFrameBuffer(max_streams=1_000_000, ttl_s=eng.request_timeout_s * 4)
+        self.infer_pool = ThreadPoolExecutor(1, thread_name_prefix="pose3d-infer")
+        self.cpu_pool = ThreadPoolExecutor(2, thread_name_prefix="pose3d-decode")
+        limits = BatcherLimits(eng.max_batch_size, eng.max_delay_ms, eng.max_queue)
+        self.decode = DynamicBatcher[bytes | ByteImage, ByteImage](
+            "decode", lambda items: [decode_image(x) for x in items], limits, executor=self.cpu_pool, metrics=metrics
+        )
+        self.boxes = DynamicBatcher[BoxItem, FrameBoxes](
+            "boxes",
+            lambda items: [box_finder.find(it.image, it.boxes, it.max_people) for it in items],
+            limits,
+            executor=self.cpu_pool,
+            metrics=metrics,
+        )
+        self.detect = DynamicBatcher[DetectItem, list[PersonDetection]](
+            "detect", self._detect_batch, limits, executor=self.infer_pool, metrics=metrics, size_of=lambda it: len(it.boxes)
+        )  # fmt: skip
+        self.tokens = {
+            name: DynamicBatcher[TokenInput, FloatArray](
+                "tokens", lifter.frame_tokens, limits, executor=self.infer_pool, metrics=metrics
+            )
+            for name, lifter in lifters.items()
+            if lifter.needs_image
+        }
+        self.lift = {
+            name: DynamicBatcher[LiftWindow, FloatArray](
+                "lift", lifter.lift, limits, executor=self.infer_pool, metrics=metrics
+            )
+            for name, lifter in lifters.items()
+        }
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _all_batchers(self) -> list[DynamicBatcher[object, object]]:
+        found: list[object] = [self.decode, self.boxes, self.detect, *self.tokens.values(), *self.lift.values()]
+        return found  # type: ignore[return-value]
+
+    @property
+    def mean_lift_batch_size(self) -> float:
+        runs = sum(b.batches_run for b in self.lift.values())
+        return sum(b.units_run for b in self.lift.values()) / runs if runs else 0.0
+
+    async def aclose(self) -> None:
+        for batcher in self._all_batchers():
+            await batcher.aclose()
+        self.infer_pool.shutdown(wait=True)
+        self.cpu_pool.shutdown(wait=True)
+
+    def lock(self, stream_id: str) -> asyncio.Lock:
+        """The lock serialising appends of one stream in this process."""
+        lock = self._locks.get(stream_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[stream_id] = lock
+        return lock
+
+    # -- the front: one frame's people -----------------------------------------------------------
+
+    def _detect_batch(self, items: Sequence[DetectItem]) -> list[list[PersonDetection]]:
+        if self.detector is None:
+            raise Unavailable("no 2D detector is loaded")
+        out: list[list[PersonDetection] | None] = [None] * len(items)
+        for key in sorted({(it.flip_test, it.flip_features) for it in items}):
+            rows = [i for i, it in enumerate(items) if (it.flip_test, it.flip_features) == key]
+            found = self.detector.detect(
+                [items[i].image for i in rows],
+                [items[i].boxes for i in rows],
+                [items[i].scores for i in rows],
+                flip_test=key[0],
+                flip_features=key[1],
+            )
+            for i, people in zip(rows, found, strict=True):
+                out[i] = people
+        return [p if p is not None else [] for p in out]
+
+    async def prepare(
+        self, frame: Frame, lifter: ServedLifter, opts: FrameOptions, deadline: float | None, timings: Timings
+    ) -> tuple[PreparedPeople, BoxSource]:
+        """One frame's untracked people and where their boxes came from."""
+        if isinstance(frame, KeypointFrame):
+            if lifter.needs_image:
+                raise InvalidInput(f"model {lifter.name!r} needs image features; it cannot take 2D keypoints")
+            return people_from_keypoints(frame), BoxSource.KEYPOINTS
+        assert isinstance(frame, ImageFrame)
+        with timings.stage("decode"):
+            image = await self.decode.submit(frame.image, deadline)
+        h, w = image.shape[:2]
+        with timings.stage("boxes"):
+            if opts.boxes is None and self.box_finder.detector is not None:
+                found = await self.boxes.submit(BoxItem(image, None, opts.max_people), deadline)
+            else:
+                found = self.box_finder.find(image, opts.boxes, opts.max_people)
+        flip_features = lifter.needs_image and opts.flip_test
+        item = DetectItem(image, found.boxes, found.scores, self.settings.detector.flip_test, flip_features)
+        with timings.stage("detect"):
+            people = await self.detect.submit(item, deadline) if len(found) else []
+        tokens = empty_tokens(len(people))
+        if lifter.needs_image and people:
+            inputs = [
+                TokenInput(
+                    normalize_screen_coordinates(p.keypoints_h36m, w, h),
+                    p.crop_keypoints_h36m,
+                    p.features or (),
+                    p.flip_features,
+                )
+                for p in _with_features(people)
+            ]
+            with timings.stage("tokens"):
+                tokens = np.stack(await self.tokens[lifter.name].submit_many(inputs, deadline))
+        prepared = PreparedPeople(
+            image_size=(int(w), int(h)),
+            boxes=np.asarray(found.boxes, np.float32).reshape(-1, 4),
+            box_scores=np.asarray(found.scores, np.float32).reshape(-1),
+            keypoints_px=np.array([p.keypoints_h36m for p in people], np.float32).reshape(-1, 17, 2),
+            scores=np.clip(np.array([p.scores_h36m for p in people], np.float32).reshape(-1, 17), 0.0, 1.0),
+            tokens=tokens,
+        )
+        return prepared, found.source
+
+    # -- the back: buffer and lifter -------------------------------------------------------------
+
+    async def lift_emission(
+        self,
+        lifter: ServedLifter,
+        emission: Emission,
+        mode: WindowMode,
+        flip_test: bool,
+        deadline: float | None,
+        timings: Timings,
+        client_index: Sequence[tuple[int, float | None]] | None = None,
+    ) -> list[FrameResult]:
+        """Lift every window that ``emission`` made ready; one :class:`FrameResult` per emitted frame."""
+        ready = ready_frames(emission, lifter.window, mode, flip_test)
+        windows = [w for rf in ready for w in rf.windows]
+        with timings.stage("lift"):
+            poses = await self.lift[lifter.name].submit_many(windows, deadline)
+        results: list[FrameResult] = []
+        at = 0
+        for rf in ready:
+            own = poses[at : at + len(rf.windows)]
+            at += len(rf.windows)
+            idx, ts = client_index[rf.record.frame_index] if client_index else (None, None)
+            results.append(frame_result(rf.record, own, idx, ts))
+        self.metrics.frames_total.labels(model=lifter.name).inc(len(results))
+        return results
+
+    async def push(
+        self,
+        buffer: FrameBuffer,
+        meta: StreamMeta,
+        lifter: ServedLifter,
+        frame_index: int,
+        timestamp_s: float | None,
+        people: PreparedPeople,
+        track: bool,
+        deadline: float | None,
+        timings: Timings,
+    ) -> Emission:
+        """Track and append one prepared frame under the stream's lock; returns what became ready."""
+        with timings.stage("buffer"):
+            async with self.lock(meta.stream_id):
+                started = time.monotonic()
+                emission = await append_frame(
+                    buffer, meta.stream_id, frame_index, timestamp_s, people, lifter.window, meta.mode, track
+                )
+                self.metrics.stage_duration.labels(stage="buffer").observe(time.monotonic() - started)
+        return emission
+
+    async def run_clip(
+        self,
+        frames: Sequence[Frame],
+        lifter: ServedLifter,
+        opts: FrameOptions,
+        mode: WindowMode,
+        deadline: float | None,
+        timings: Timings,
+    ) -> tuple[list[FrameResult], BoxSource]:
+        """A whole clip as a private stream: frames prepared concurrently (a bounded number ahead), appended
+        in order, ready windows lifted concurrently, the tail flushed at the end."""
+        meta = StreamMeta(f"clip-{uuid.uuid4().hex}", lifter.name, mode, opts.flip_test, opts.max_people, opts.boxes)
+        await self.clip_buffer.create(meta)
+        client_index = [(f.frame_index, f.timestamp_s) for f in frames]
+        ahead = max(4, 2 * self.settings.engine.max_batch_size)
+        lifted: list[asyncio.Task[list[FrameResult]]] = []
+        source = BoxSource.WHOLE_FRAME
+        try:
+            async with asyncio.TaskGroup() as tg:
+                pending: deque[asyncio.Task[tuple[PreparedPeople, BoxSource]]] = deque()
+                todo = iter(frames)
+
+                def launch() -> None:
+                    while len(pending) < ahead and (frame := next(todo, None)) is not None:
+                        pending.append(tg.create_task(self.prepare(frame, lifter, opts, deadline, timings)))
+
+                launch()
+                index = 0
+                while pending:
+                    people, source = await pending.popleft()
+                    launch()
+                    frame = frames[index]
+                    emission = await self.push(
+                        self.clip_buffer,
+                        meta,
+                        lifter,
+                        index,
+                        frame.timestamp_s,
+                        people,
+                        isinstance(frame, ImageFrame),
+                        deadline,
+                        timings,
+                    )
+                    index += 1
+                    lifted.append(
+                        tg.create_task(
+                            self.lift_emission(lifter, emission, mode, opts.flip_test, deadline, timings, client_index)
+                        )
+                    )
+                tail = await self.clip_buffer.flush(meta.stream_id, lifter.window, mode)
+                lifted.append(
+                    tg.create_task(
+                        self.lift_emission(lifter, tail, mode, opts.flip_test, deadline, timings, client_index)
+                    )
+                )
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
+        finally:
+            await self.clip_buffer.delete(meta.stream_id)
+        return [r for task in lifted for r in task.result()], source
+
+
+def _with_features(people: list[PersonDetection]) -> list[PersonDetection]:
+    for p in people:
+        if p.features is None:
+            raise Unavailable("the detector keeps no feature maps, which CA-PF needs")
+    return people

@@ -1,0 +1,126 @@
+"""The stream step: track → append to the frame buffer → the windows of what became ready → results.
+
+Clips use it too (as a private in-memory stream), so a clip posted whole and the same frames pushed one
+by one go through the same code and give the same windows by construction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.engine.framebuffer import AppendStatus, Emission, FrameBuffer, FrameRecord
+from service.engine.lifters import FloatArray, LiftWindow
+from service.engine.prepare import PreparedPeople
+from service.engine.tracking import TrackState, assign_tracks
+from service.engine.types import FrameResult, PersonResult, WindowMode
+from service.engine.windows import WindowSpec, visible_limit, window_sources
+from service.errors import Conflict, InternalError, InvalidInput
+
+MAX_TRACKER_RETRIES = 8
+MAX_FRAMES_AHEAD = 4096
+"""A stream frame may arrive at most this many frames past the first missing one."""
+
+
+@dataclass(frozen=True)
+class ReadyFrame:
+    """A frame whose windows are ready: its record and one window per person (record row order)."""
+
+    record: FrameRecord
+    windows: list[LiftWindow]
+
+
+async def append_frame(
+    buffer: FrameBuffer,
+    stream_id: str,
+    frame_index: int,
+    timestamp_s: float | None,
+    people: PreparedPeople,
+    window: WindowSpec,
+    mode: WindowMode,
+    track: bool,
+) -> Emission:
+    """Assign track ids (``track=False``: the single person of a keypoint frame is track 0) and append.
+
+    The tracker state is read, advanced and written with the frame; if another writer moved it meanwhile
+    (a version conflict) the step is redone on the fresh state. A retried frame keeps its stored record.
+    """
+    for _ in range(MAX_TRACKER_RETRIES):
+        snap = await buffer.read_tracker(stream_id, frame_index)
+        if snap.stream.closed:
+            raise Conflict(f"stream {stream_id!r} is closed")
+        if not 0 <= frame_index <= snap.stream.contiguous_high + 1 + MAX_FRAMES_AHEAD:
+            raise InvalidInput(
+                f"frame_index {frame_index} is out of range: streams count frames from 0 and a frame may "
+                f"arrive at most {MAX_FRAMES_AHEAD} frames ahead of the first missing one "
+                f"({snap.stream.contiguous_high + 1})"
+            )
+        if snap.frame_present or not track:
+            ids, tracker, version = list(range(people.num_people)), None, None
+        else:
+            state = TrackState.from_bytes(snap.tracker) if snap.tracker else TrackState()
+            ids, new_state = assign_tracks(state, people.boxes, frame_index)
+            tracker, version = new_state.to_bytes(), snap.version
+        record = people.to_record(frame_index, timestamp_s, ids)
+        emission = await buffer.append(stream_id, record, window, mode, tracker, version)
+        if emission.status is not AppendStatus.CONFLICT:
+            return emission
+    raise InternalError(f"stream {stream_id!r}: tracker state kept changing under concurrent writers")
+
+
+def ready_frames(emission: Emission, window: WindowSpec, mode: WindowMode, flip_test: bool) -> list[ReadyFrame]:
+    """Build the lift windows of every emitted target (targets whose frame never arrived are skipped).
+
+    Each person's window is taken along its own track (:func:`~service.engine.windows.window_sources`).
+    """
+    records = emission.records
+    rows: dict[int, dict[int, int]] = {
+        i: {int(t): r for r, t in enumerate(rec.track_ids)} for i, rec in records.items()
+    }
+    present: defaultdict[int, list[int]] = defaultdict(list)
+    for i in sorted(records):
+        for tid in rows[i]:
+            present[tid].append(i)
+    out: list[ReadyFrame] = []
+    for target in emission.targets:
+        rec = records.get(target)
+        if rec is None:
+            continue
+        limit = visible_limit(target, emission.newest, mode)
+        windows: list[LiftWindow] = []
+        for tid in rec.track_ids:
+            sources = window_sources(target, present[int(tid)], window, limit)
+            picks = [(records[s], rows[s][int(tid)]) for s in sources]
+            keypoints = np.stack([r.keypoints_norm[row] for r, row in picks])
+            tokens = np.stack([r.tokens[row] for r, row in picks])
+            windows.append(LiftWindow(keypoints, tokens, flip_test))
+        out.append(ReadyFrame(rec, windows))
+    return out
+
+
+def frame_result(
+    record: FrameRecord, poses: Sequence[FloatArray], frame_index: int | None = None, timestamp_s: float | None = None
+) -> FrameResult:
+    """One frame's result: every person of ``record`` with its 3D pose ``(17, 3)`` (in record row order).
+
+    ``frame_index``/``timestamp_s`` override the record's (clips report the client's own indices).
+    """
+    people = [
+        PersonResult(
+            track_id=int(record.track_ids[row]),
+            box=record.boxes[row],
+            box_score=float(record.box_scores[row]),
+            keypoints_2d=record.keypoints_px[row],
+            keypoint_scores=record.scores[row],
+            keypoints_3d=np.asarray(pose, dtype=np.float32),
+        )
+        for row, pose in enumerate(poses)
+    ]
+    return FrameResult(
+        frame_index=record.frame_index if frame_index is None else frame_index,
+        timestamp_s=record.timestamp_s if timestamp_s is None else timestamp_s,
+        people=people,
+    )
