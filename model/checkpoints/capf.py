@@ -37,7 +37,8 @@ from model.checkpoints.common import (
     remove_module_prefix,
     strip_prefix,
 )
-from model.hrnet import HRNetConfig, HRStageConfig
+from model.checkpoints.hrnet import infer_hrnet_config
+from model.hrnet import HRNetConfig
 
 TEMPORAL_FORMAT: Final = "pose3d-capf-temporal"
 TEMPORAL_FORMAT_VERSION: Final = 1
@@ -122,15 +123,6 @@ def infer_capf_lifter_config(
         raise CheckpointError(f"inconsistent CA-PF lifter sizes: {e}") from e
 
 
-def _infer_hrnet_stage(sd: Mapping[str, torch.Tensor], n: int) -> HRStageConfig:
-    stage = f"stage{n}."
-    branches = _count(sd, f"{stage}0.branches.")
-    blocks = tuple(_count(sd, f"{stage}0.branches.{k}.") for k in range(branches))
-    bottleneck = f"{stage}0.branches.0.0.conv3.weight" in sd
-    channels = tuple(int(sd[f"{stage}0.branches.{k}.0.conv1.weight"].shape[0]) for k in range(branches))
-    return HRStageConfig(_count(sd, stage), branches, blocks, channels, "BOTTLENECK" if bottleneck else "BASIC")
-
-
 def infer_capf_config(state: Mapping[str, torch.Tensor], num_heads: int = 8) -> tuple[HRNetConfig, CAPFLifterConfig]:
     """``(HRNet config, lifter config)`` of a whole-model state_dict (``module.`` optional).
 
@@ -142,7 +134,7 @@ def infer_capf_config(state: Mapping[str, torch.Tensor], num_heads: int = 8) -> 
         raise CheckpointError("not a whole CA-PF state_dict: needs backbone.* and volume_net.* keys")
     backbone = strip_prefix(plain, BACKBONE_PREFIX)
     try:
-        hrnet = HRNetConfig(*(_infer_hrnet_stage(backbone, n) for n in (2, 3, 4)))
+        hrnet = infer_hrnet_config(backbone)
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"cannot read the HRNet sizes from backbone.*: {e}") from e
     return hrnet, infer_capf_lifter_config(plain, num_heads=num_heads)
