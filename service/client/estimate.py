@@ -1,0 +1,85 @@
+"""One-off requests: an image or a clip to ``POST /v1/pose3d`` (REST) or ``Pose3D.Estimate`` (gRPC)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+
+from service.client.results import estimate_json
+from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
+from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
+from service.rpc.server import channel_options
+from service.rpc.status import error_from_rpc
+
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class EstimateArgs:
+    """What to send with the media; ``None`` leaves the server's default."""
+
+    model: str | None = None
+    boxes: list[list[float]] | None = None
+    flip_test: bool | None = None
+    max_people: int | None = None
+    mode: str | None = None  # "centred" | "causal"
+    every_nth: int | None = None
+
+
+def estimate_rest(base_url: str, media: Path, args: EstimateArgs, timeout_s: float = 300.0) -> dict[str, Any]:
+    """POST ``media`` as multipart to ``{base_url}/v1/pose3d``; the JSON document, or RuntimeError with
+    the problem+json detail."""
+    form: dict[str, str] = {}
+    if args.model:
+        form["model"] = args.model
+    if args.boxes is not None:
+        form["boxes"] = json.dumps(args.boxes)
+    if args.flip_test is not None:
+        form["flip_test"] = "true" if args.flip_test else "false"
+    if args.max_people is not None:
+        form["max_people"] = str(args.max_people)
+    if args.mode:
+        form["mode"] = args.mode
+    if args.every_nth:
+        form["every_nth"] = str(args.every_nth)
+    with media.open("rb") as fh:
+        response = httpx.post(
+            base_url.rstrip("/") + "/v1/pose3d", files={"file": (media.name, fh)}, data=form, timeout=timeout_s
+        )
+    document: dict[str, Any] = response.json()
+    if response.status_code != 200:
+        raise RuntimeError(f"{response.status_code} {document.get('title')}: {document.get('detail')}")
+    return document
+
+
+def options_message(args: EstimateArgs) -> pb.Options:
+    msg = pb.Options(model=args.model or "")
+    for x1, y1, x2, y2 in args.boxes or []:
+        msg.boxes.add(x1=x1, y1=y1, x2=x2, y2=y2)
+    if args.flip_test is not None:
+        msg.flip_test = args.flip_test
+    if args.max_people is not None:
+        msg.max_people = args.max_people
+    if args.mode:
+        msg.mode = pb.WINDOW_MODE_CAUSAL if args.mode == "causal" else pb.WINDOW_MODE_CENTRED
+    if args.every_nth:
+        msg.every_nth = args.every_nth
+    return msg
+
+
+async def estimate_grpc(address: str, media: bytes, args: EstimateArgs, timeout_s: float = 300.0) -> dict[str, Any]:
+    """``Pose3D.Estimate`` with encoded ``media`` (the server tells image from clip by its content); returns the
+    REST-shaped JSON document. Service errors raise the matching :class:`~service.errors.Pose3DError`."""
+    request = pb.EstimateRequest(image=media, options=options_message(args))
+    async with grpc.aio.insecure_channel(address, options=channel_options(MAX_MESSAGE_BYTES)) as channel:
+        stub = pose3d_pb2_grpc.Pose3DStub(channel)  # type: ignore[no-untyped-call]
+        try:
+            reply: pb.EstimateResponse = await stub.Estimate(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc) from exc
+    return estimate_json(reply)

@@ -1,0 +1,125 @@
+"""Frame sources for the streaming client: a clip file, a camera, or a generated clip.
+
+Every source yields :class:`SourceFrame` with a ``(H, W, 3) uint8`` RGB image, a 0-based index and a
+timestamp in seconds. Clip frames are decoded with PyAV exactly as the gateway decodes a posted clip,
+so a clip streamed frame by frame (losslessly encoded) gives the same pixels as the clip posted whole.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+RGBImage = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class SourceFrame:
+    index: int
+    timestamp_s: float
+    image: RGBImage  # (H, W, 3) uint8 RGB
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    fps: float | None  # frames per second at the source (None: unknown)
+    frame_count: int | None
+
+
+def clip_info(path: Path) -> SourceInfo:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        return SourceInfo(float(rate) if rate else None, int(stream.frames) or None)
+
+
+def clip_frames(path: Path, every_nth: int = 1) -> Iterator[SourceFrame]:
+    """Decode ``path`` (any container PyAV reads), yielding every ``every_nth`` frame, renumbered 0, 1, …"""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "SLICE"
+        stream.codec_context.thread_count = 1
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else None
+        kept = 0
+        for decoded, frame in enumerate(container.decode(stream)):
+            if decoded % every_nth:
+                continue
+            timestamp = frame.time if frame.time is not None else (decoded / fps if fps else float(decoded))
+            image = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+            yield SourceFrame(kept, float(timestamp), image)
+            kept += 1
+
+
+def camera_frames(device: int, max_frames: int | None = None) -> Iterator[SourceFrame]:
+    """Frames from camera ``device`` (OpenCV), timestamped by the local clock from the first frame."""
+    capture = cv2.VideoCapture(device)
+    if not capture.isOpened():
+        raise OSError(f"cannot open camera {device}")
+    start = time.monotonic()
+    try:
+        index = 0
+        while max_frames is None or index < max_frames:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            yield SourceFrame(index, time.monotonic() - start, np.ascontiguousarray(bgr[:, :, ::-1]))
+            index += 1
+    finally:
+        capture.release()
+
+
+def synthetic_image(index: int, width: int, height: int) -> RGBImage:
+    """``(H, W, 3) uint8`` RGB: a textured background and a stick figure walking right."""
+    rng = np.random.default_rng(index)
+    image = rng.integers(0, 60, size=(height, width, 3), dtype=np.uint8)
+    cx = (width // 4 + 2 * index) % width
+    top, hip = height // 6, height // 2
+    cv2.circle(image, (cx, top), max(2, height // 16), (230, 200, 180), -1)
+    cv2.line(image, (cx, top), (cx, hip), (200, 220, 240), max(1, width // 24))
+    swing = int(width // 8 * np.sin(index / 4.0))
+    cv2.line(image, (cx, hip), (cx - swing, height - 4), (200, 220, 240), max(1, width // 32))
+    cv2.line(image, (cx, hip), (cx + swing, height - 4), (200, 220, 240), max(1, width // 32))
+    cv2.line(image, (cx - width // 6, height // 3), (cx + width // 6, height // 3), (220, 210, 200), 3)
+    return image
+
+
+def write_synthetic_clip(path: Path, frames: int, width: int = 192, height: int = 256, fps: int = 25) -> Path:
+    """Write an MPEG-4 clip of ``frames`` synthetic frames to ``path`` (``.mp4``)."""
+    import av
+
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(synthetic_image(i, width, height), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def encode_frame(image: RGBImage, encoding: str = "png", jpeg_quality: int = 90) -> bytes:
+    """Encode ``(H, W, 3) uint8`` RGB as PNG (lossless) or JPEG."""
+    bgr = np.ascontiguousarray(image[:, :, ::-1])
+    if encoding == "png":
+        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    elif encoding == "jpeg":
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    else:
+        raise ValueError(f"unknown encoding {encoding!r} (png or jpeg)")
+    if not ok:
+        raise ValueError("frame could not be encoded")
+    return bytes(buf)

@@ -1,0 +1,263 @@
+"""The streaming client: frames to ``Pose3D.StreamEstimate``, results back as they are ready.
+
+- **Pacing**: at the source rate (frame timestamps) or as fast as the server takes them.
+- **Flow control**: at most ``lag_frames + max_ahead`` frames are unanswered at once (``lag_frames``: what
+  the model's window needs ahead of a frame, from the server's ``opened`` message).
+- **Resume**: if the connection drops (gateway restarted, network), the client reconnects with the
+  stream id and re-sends every frame after the last result it received; results already received are
+  not repeated. No frame is lost as long as the stream has not idled out on the server.
+- **Statistics**: end-to-end latency per frame (from sending frame *t* to receiving its result; in
+  centred mode this includes waiting for the window's future frames) and from sending the last frame the
+  window needs; percentiles and results per second at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import grpc
+import numpy as np
+
+from service.client.results import frame_json
+from service.client.sources import SourceFrame, encode_frame
+from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
+from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
+from service.rpc.server import channel_options
+from service.rpc.status import error_from_rpc
+
+MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
+_RESUMABLE: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL})
+
+
+def percentiles(values: list[float], qs: tuple[float, ...] = (50, 90, 99)) -> dict[str, float]:
+    if not values:
+        return {}
+    array = np.asarray(values, dtype=np.float64)
+    out = {f"p{q:g}": float(np.percentile(array, q)) for q in qs}
+    out["max"] = float(array.max())
+    out["mean"] = float(array.mean())
+    return out
+
+
+@dataclass
+class StreamStats:
+    stream_id: str = ""
+    frames_sent: int = 0
+    results: int = 0
+    resumes: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    latency_ms: list[float] = field(default_factory=list)
+    window_latency_ms: list[float] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def fps(self) -> float:
+        return self.results / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "stream_id": self.stream_id,
+            "frames_sent": self.frames_sent,
+            "results": self.results,
+            "resumes": self.resumes,
+            "seconds": round(self.seconds, 3),
+            "fps": round(self.fps, 2),
+            "latency_ms": {k: round(v, 1) for k, v in percentiles(self.latency_ms).items()},
+            "window_latency_ms": {k: round(v, 1) for k, v in percentiles(self.window_latency_ms).items()},
+        }
+
+    def report(self) -> str:
+        s = self.summary()
+
+        def line(name: str, values: dict[str, float]) -> str:
+            return f"{name}: " + "  ".join(f"{k} {v:.1f}" for k, v in values.items())
+
+        return "\n".join(
+            [
+                f"stream {s['stream_id']}: {s['frames_sent']} frames sent, {s['results']} results in "
+                f"{s['seconds']:.2f} s = {s['fps']:.1f} fps; resumed {s['resumes']} time(s)",
+                line("latency ms, frame sent -> its result      ", s["latency_ms"]),
+                line("latency ms, window's last frame -> result ", s["window_latency_ms"]),
+            ]
+        )
+
+
+class _Disconnected(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+
+
+@dataclass
+class StreamConfig:
+    options: pb.Options = field(default_factory=pb.Options)
+    encoding: str = "png"  # lossless by default: results equal the clip posted whole
+    paced: bool = True  # send at the source rate (frame timestamps); False: as fast as possible
+    max_ahead: int = 8  # unanswered frames allowed beyond the window's lag
+    resume_attempts: int = 20
+    resume_backoff_s: float = 0.5
+
+
+class StreamClient:
+    """Runs one stream over ``frames``; ``on_result`` gets each result as the REST-shaped JSON dict
+    (plus ``latency_ms``); ``on_progress`` (optional) gets the stats after each result."""
+
+    def __init__(
+        self,
+        address: str,
+        frames: Iterator[SourceFrame],
+        config: StreamConfig,
+        on_result: Callable[[dict[str, Any]], None],
+        on_progress: Callable[[StreamStats], None] | None = None,
+    ) -> None:
+        self.address = address
+        self.config = config
+        self._frames = frames
+        self._on_result = on_result
+        self._on_progress = on_progress
+        self.stats = StreamStats()
+        self._pending: OrderedDict[int, tuple[pb.StreamEstimateRequest, float]] = OrderedDict()
+        self._sent_at: dict[int, float] = {}
+        self._last_result = -1
+        self._last_index = -1
+        self._source_done = False
+        self._lag = 0
+        self._first_timestamp: float | None = None
+        self._clock_start = 0.0
+
+    async def run(self) -> StreamStats:
+        """Stream every frame, resuming after disconnects; raises the service error if the server refuses."""
+        self.stats = StreamStats()
+        attempts = 0
+        while True:
+            try:
+                await self._session()
+                self.stats.finished = time.monotonic()
+                return self.stats
+            except _Disconnected as exc:
+                if not self.stats.stream_id or exc.code not in _RESUMABLE or attempts >= self.config.resume_attempts:
+                    raise
+                attempts += 1
+                self.stats.resumes += 1
+                await asyncio.sleep(self.config.resume_backoff_s)
+
+    async def _next_frame(self) -> pb.StreamEstimateRequest | None:
+        def produce() -> tuple[SourceFrame, bytes] | None:
+            frame = next(self._frames, None)
+            return None if frame is None else (frame, encode_frame(frame.image, self.config.encoding))
+
+        item = await asyncio.to_thread(produce)
+        if item is None:
+            return None
+        frame, data = item
+        if self.config.paced:
+            if self._first_timestamp is None:
+                self._first_timestamp, self._clock_start = frame.timestamp_s, time.monotonic()
+            due = self._clock_start + (frame.timestamp_s - self._first_timestamp)
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+        message = pb.StreamFrame(image=data, frame_index=frame.index, timestamp_s=frame.timestamp_s)
+        return pb.StreamEstimateRequest(frame=message)
+
+    def _take_result(self, msg: pb.FrameResult) -> None:
+        now = time.monotonic()
+        index = msg.frame_index
+        if index <= self._last_result:
+            return  # replayed after a resume: already delivered
+        self._last_result = index
+        document = frame_json(msg)
+        sent = self._sent_at.get(index)
+        if sent is not None:
+            latency = (now - sent) * 1000.0
+            self.stats.latency_ms.append(latency)
+            document["latency_ms"] = round(latency, 3)
+            window_end = self._sent_at.get(min(index + self._lag, self._last_index))
+            if window_end is not None:
+                self.stats.window_latency_ms.append((now - window_end) * 1000.0)
+        for key in [k for k in self._pending if k <= index]:
+            del self._pending[key]
+        for key in [k for k in self._sent_at if k < index - self._lag]:
+            del self._sent_at[key]
+        self.stats.results += 1
+        self._on_result(document)
+        if self._on_progress is not None:
+            self._on_progress(self.stats)
+
+    async def _session(self) -> None:
+        options = channel_options(MAX_MESSAGE_BYTES)
+        async with grpc.aio.insecure_channel(self.address, options=options) as channel:
+            stub = pose3d_pb2_grpc.Pose3DStub(channel)  # type: ignore[no-untyped-call]
+            call = stub.StreamEstimate()
+            try:
+                await self._converse(call)
+            except grpc.aio.AioRpcError as exc:
+                raise self._failure(exc) from exc
+            except (asyncio.InvalidStateError, grpc.aio.UsageError, ConnectionError) as exc:
+                call.cancel()
+                raise _Disconnected(grpc.StatusCode.UNAVAILABLE, str(exc)) from exc
+
+    def _failure(self, exc: grpc.aio.AioRpcError) -> Exception:
+        if exc.code() in _RESUMABLE and not any(k == "pose3d-error-type" for k, _ in exc.trailing_metadata() or ()):
+            return _Disconnected(exc.code(), exc.details() or "")
+        return error_from_rpc(exc)
+
+    async def _converse(self, call: Any) -> None:
+        opening = pb.StreamOpen(options=self.config.options, stream_id=self.stats.stream_id)
+        await call.write(pb.StreamEstimateRequest(open=opening))
+        first = await call.read()
+        if first is grpc.aio.EOF or first.WhichOneof("message") != "opened":
+            raise _Disconnected(grpc.StatusCode.UNAVAILABLE, "stream closed before it opened")
+        self.stats.stream_id = first.opened.stream_id
+        self._lag = int(first.opened.lag_frames)
+        window = self._lag + max(1, self.config.max_ahead)
+        progressed = asyncio.Event()
+
+        async def read_results() -> None:
+            while True:
+                msg = await call.read()
+                if msg is grpc.aio.EOF:
+                    return
+                if msg.WhichOneof("message") == "result":
+                    self._take_result(msg.result)
+                    progressed.set()
+
+        reader = asyncio.create_task(read_results())
+        try:
+            for resent, _ in list(self._pending.values()):  # resume: re-send what has no result yet
+                await call.write(resent)
+            while not self._source_done:
+                while len(self._pending) >= window:
+                    progressed.clear()
+                    waiter = asyncio.create_task(progressed.wait())
+                    await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+                    if reader.done():
+                        reader.result()
+                        raise _Disconnected(grpc.StatusCode.UNAVAILABLE, "server ended the stream early")
+                message = await self._next_frame()
+                if message is None:
+                    self._source_done = True
+                    break
+                index = message.frame.frame_index
+                self._pending[index] = (message, time.monotonic())
+                self._sent_at[index] = time.monotonic()
+                self._last_index = index
+                self.stats.frames_sent += 1
+                await call.write(message)
+            await call.done_writing()
+            await reader
+        finally:
+            if not reader.done():
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+        status = await call.code()
+        if status != grpc.StatusCode.OK:
+            raise _Disconnected(status, await call.details())

@@ -1,0 +1,134 @@
+"""Public gRPC messages → validated engine inputs, with the same rules (and error classes) as REST.
+
+Shapes on the wire: ``Keypoints2D.xy`` 34 floats = ``(17, 2)`` pixels, ``scores`` 17 floats in [0, 1]
+or empty (ones). Bad input raises the service error REST would (422 InvalidInput → INVALID_ARGUMENT,
+413 PayloadTooLarge → INVALID_ARGUMENT, ...), so it never reaches a model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.skeleton import NUM_JOINTS, JointSet
+from service.config import LimitSettings
+from service.engine.types import EstimateOptions, FloatArray, KeypointFrame
+from service.errors import InvalidInput
+from service.gateway.validation import DEFAULT_FPS, check_boxes, keypoint_array, parse_model_name
+from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
+from service.rpc.codec import JOINT_SET_FROM_PB, WINDOW_MODE_FROM_PB
+
+MAX_FRAME_INDEX = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class PublicOptions:
+    """Validated ``Options``: the model asked for (None = the default for the input kind), the rest."""
+
+    model: str | None
+    options: EstimateOptions
+    every_nth: int
+
+
+def public_options(msg: pb.Options, limits: LimitSettings) -> PublicOptions:
+    """Validate ``Options`` as REST validates its form fields."""
+    boxes = None
+    if len(msg.boxes):
+        boxes = check_boxes([[b.x1, b.y1, b.x2, b.y2] for b in msg.boxes], limits)
+    max_people = None
+    if msg.HasField("max_people"):
+        if not 1 <= msg.max_people <= limits.max_people:
+            raise InvalidInput(f"max_people must be in [1, {limits.max_people}], got {msg.max_people}")
+        max_people = msg.max_people
+    if msg.mode not in WINDOW_MODE_FROM_PB:
+        raise InvalidInput(f"unknown window mode {msg.mode}")
+    every_nth = max(1, msg.every_nth)
+    if every_nth > limits.max_every_nth:
+        raise InvalidInput(f"every_nth must be in [1, {limits.max_every_nth}], got {every_nth}")
+    model = parse_model_name(msg.model)
+    options = EstimateOptions(
+        model=model,
+        boxes=boxes,
+        flip_test=msg.flip_test if msg.HasField("flip_test") else None,
+        max_people=max_people,
+        mode=WINDOW_MODE_FROM_PB[msg.mode],
+    )
+    return PublicOptions(model=model, options=options, every_nth=every_nth)
+
+
+def joint_set_of(value: int) -> JointSet:
+    if value not in JOINT_SET_FROM_PB:
+        raise InvalidInput(f"unknown joint set {value}")
+    return JOINT_SET_FROM_PB[value]
+
+
+def _keypoint_rows(frames: list[pb.Keypoints2D]) -> list[list[list[float]]]:
+    """``(T, 17, 2|3)`` nested lists from ``Keypoints2D`` messages (scores appended when given)."""
+    with_scores = {len(f.scores) > 0 for f in frames}
+    if len(with_scores) > 1:
+        raise InvalidInput("give scores for every frame or for none")
+    rows: list[list[list[float]]] = []
+    for i, f in enumerate(frames):
+        if len(f.xy) != 2 * NUM_JOINTS:
+            raise InvalidInput(f"frame {i}: keypoints xy must hold {2 * NUM_JOINTS} floats (17 x, y pairs)")
+        if len(f.scores) not in (0, NUM_JOINTS):
+            raise InvalidInput(f"frame {i}: scores must hold {NUM_JOINTS} floats or none")
+        xy = np.asarray(f.xy, dtype=np.float64).reshape(NUM_JOINTS, 2)
+        if len(f.scores):
+            rows.append(np.concatenate([xy, np.asarray(f.scores, dtype=np.float64)[:, None]], axis=1).tolist())
+        else:
+            rows.append(xy.tolist())
+    return rows
+
+
+def _image_size(width: int, height: int) -> tuple[int, int]:
+    if width < 1 or height < 1:
+        raise InvalidInput(f"image_width and image_height must be positive, got {width}x{height}")
+    return width, height
+
+
+def keypoint_frames(msg: pb.KeypointsInput, limits: LimitSettings) -> list[KeypointFrame]:
+    """One :class:`KeypointFrame` per frame of ``KeypointsInput`` (one person per frame, frames 0, 1, …)."""
+    if not len(msg.frames):
+        raise InvalidInput("keypoints input has no frames")
+    size = _image_size(msg.image_width, msg.image_height)
+    xy, scores = keypoint_array(_keypoint_rows(list(msg.frames)), size, limits)
+    count = xy.shape[0]
+    if len(msg.timestamps_s):
+        if len(msg.timestamps_s) != count:
+            raise InvalidInput(f"timestamps_s has {len(msg.timestamps_s)} entries for {count} frames")
+        if not all(math.isfinite(t) for t in msg.timestamps_s):
+            raise InvalidInput("timestamps_s must be finite")
+        times = [float(t) for t in msg.timestamps_s]
+    else:
+        times = [i / DEFAULT_FPS for i in range(count)]
+    joint_set = joint_set_of(msg.joint_set)
+    return [
+        KeypointFrame(_row(xy, i), _row(scores, i), size, joint_set, frame_index=i, timestamp_s=t)
+        for i, t in enumerate(times)
+    ]
+
+
+def _row(array: FloatArray, i: int) -> FloatArray:
+    row: FloatArray = np.ascontiguousarray(array[i])
+    return row
+
+
+def check_frame_header(msg: pb.StreamFrame) -> tuple[int, float | None]:
+    """A stream frame's ``(frame_index, timestamp_s)``, validated."""
+    if not 0 <= msg.frame_index <= MAX_FRAME_INDEX:
+        raise InvalidInput(f"frame_index must be in [0, {MAX_FRAME_INDEX}], got {msg.frame_index}")
+    timestamp = msg.timestamp_s if msg.HasField("timestamp_s") else None
+    if timestamp is not None and not math.isfinite(timestamp):
+        raise InvalidInput("timestamp_s must be finite")
+    return msg.frame_index, timestamp
+
+
+def stream_keypoint_frame(msg: pb.StreamFrame, joint_set: JointSet, limits: LimitSettings) -> KeypointFrame:
+    """The :class:`KeypointFrame` of one stream frame carrying ``keypoints``."""
+    index, timestamp = check_frame_header(msg)
+    size = _image_size(msg.image_width, msg.image_height)
+    xy, scores = keypoint_array(_keypoint_rows([msg.keypoints]), size, limits)
+    return KeypointFrame(_row(xy, 0), _row(scores, 0), size, joint_set, frame_index=index, timestamp_s=timestamp)

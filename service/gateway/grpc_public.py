@@ -1,0 +1,265 @@
+# ruff: noqa: N802  (gRPC method names are fixed by the proto)
+"""The public ``pose3d.v1.Pose3D`` servicer: the REST API's inputs and results over gRPC, plus streaming.
+
+``Estimate`` takes the same inputs as ``POST /v1/pose3d`` (image or clip, recognised by content; or 2D
+keypoints) through the same validation and the same engine calls, so both give the same poses.
+``StreamEstimate`` is bidirectional: the first message opens (or, with a ``stream_id``, resumes) a stream;
+frames are read, validated and pushed one at a time; each result is written when the engine gives it;
+when the client half-closes, the tail is flushed. Flow control: at most ``grpc_stream_buffer`` results
+wait per stream; while they cannot be written (the client does not read) the server stops reading that
+stream's frames, so a slow reader slows only itself. Cancelling the call cancels its tasks and drops its
+buffer; the engine stream stays resumable until it idles out (``engine.stream_ttl_s``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Final
+
+from starlette.datastructures import UploadFile
+
+from model.skeleton import H36M_JOINT_NAMES, JointSet
+from service.config import GatewaySettings
+from service.engine.types import (
+    BoxSource,
+    EngineClient,
+    EstimateRequest,
+    EstimateResult,
+    Frame,
+    FrameResult,
+    ImageFrame,
+    ModelInfo,
+    WindowMode,
+)
+from service.engine.windows import WindowSpec
+from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Pose3DError, UnknownStream
+from service.gateway.clips import run_clip
+from service.gateway.deps import box_source_for, keypoints_model, resolve_model
+from service.gateway.grpc_inputs import (
+    check_frame_header,
+    joint_set_of,
+    keypoint_frames,
+    public_options,
+    stream_keypoint_frame,
+)
+from service.gateway.inputs import Upload
+from service.gateway.media import SNIFF_BYTES, decode_image, sniff_media
+from service.gateway.routes_estimate import random_weight_warnings
+from service.gateway.validation import check_boxes_inside
+from service.metrics import Metrics
+from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
+from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
+from service.rpc import codec
+from service.rpc.handlers import Context, as_service_error, deadline_of, unary
+from service.rpc.status import abort_with
+
+EngineGetter = Callable[[], EngineClient]
+"""Returns the engine, or raises Unavailable while it is loading."""
+
+_END: Final = object()
+STREAM_ID_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def _checked_stream_id(stream_id: str) -> str:
+    if not 16 <= len(stream_id) <= 128 or not set(stream_id) <= STREAM_ID_CHARS:
+        raise UnknownStream("no such stream (ids come from the server's `opened` message)")
+    return stream_id
+
+
+class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
+    def __init__(self, settings: GatewaySettings, metrics: Metrics, engine: EngineGetter) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._engine = engine
+
+    # ---- unary ------------------------------------------------------------------------------------------------
+
+    @unary("grpc.Estimate")
+    async def Estimate(self, request: pb.EstimateRequest, context: Context) -> pb.EstimateResponse:
+        started = time.perf_counter()
+        engine = self._engine()
+        deadline = deadline_of(context, self.settings.engine.request_timeout_s)
+        assert deadline is not None
+        try:
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                response = await self._estimate(engine, request, deadline)
+        except TimeoutError:
+            raise DeadlineExceeded("the request did not complete within its deadline") from None
+        response.timings_ms["total"] = (time.perf_counter() - started) * 1000.0
+        return response
+
+    async def _estimate(
+        self, engine: EngineClient, request: pb.EstimateRequest, deadline: float
+    ) -> pb.EstimateResponse:
+        limits = self.settings.limits
+        rid = request.request_id[:128] or uuid.uuid4().hex
+        opts = public_options(request.options, limits)
+        kind = request.WhichOneof("input")
+        if kind == "keypoints":
+            info = await keypoints_model(engine, self.settings, opts.model)
+            frames: list[Frame] = list(keypoint_frames(request.keypoints, limits))
+            options = replace(opts.options, model=info.name, boxes=None, max_people=None)
+            result = await engine.estimate(EstimateRequest(rid, frames, options, deadline))
+            return self._response(rid, result.model, result.box_source, result.frames, result.timings_ms)
+        if kind not in ("image", "clip"):
+            raise BadRequest("EstimateRequest needs one of image, clip or keypoints")
+        data: bytes = request.image if kind == "image" else request.clip
+        if not data:
+            raise BadRequest(f"{kind} is empty")
+        media = sniff_media(data[:SNIFF_BYTES])
+        default = self.settings.default_image_model if media.is_image else self.settings.default_clip_model
+        info = await resolve_model(engine, opts.model or default)
+        options = replace(opts.options, model=info.name)
+        if media.is_image:
+            t0 = time.perf_counter()
+            image = await asyncio.to_thread(decode_image, data, limits)
+            decode_ms = (time.perf_counter() - t0) * 1000.0
+            self.metrics.stage_duration.labels("decode").observe(decode_ms / 1000.0)
+            if options.boxes is not None:
+                check_boxes_inside(options.boxes, int(image.shape[1]), int(image.shape[0]))
+            result = await engine.estimate(EstimateRequest(rid, [ImageFrame(image=image)], options, deadline))
+            timings = {"decode": decode_ms, **result.timings_ms}
+            return self._response(rid, result.model, result.box_source, result.frames, timings)
+        upload = Upload(kind=media, file=UploadFile(file=io.BytesIO(data)))
+        outcome = await run_clip(engine, upload, options, limits, self.metrics, opts.every_nth, deadline)
+        timings = {"decode": outcome.decode_ms, "engine": outcome.engine_ms}
+        return self._response(rid, info, box_source_for(options, self.settings), outcome.frames, timings)
+
+    @staticmethod
+    def _response(
+        rid: str,
+        info: ModelInfo,
+        box_source: BoxSource,
+        frames: list[FrameResult],
+        timings_ms: dict[str, float],
+    ) -> pb.EstimateResponse:
+        result = EstimateResult(rid, info, box_source, frames, timings_ms)
+        response = codec.estimate_result_to_pb(result, H36M_JOINT_NAMES)
+        response.warnings.extend(random_weight_warnings(info))
+        return response
+
+    @unary("grpc.ListModels")
+    async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
+        models = await self._engine().models()
+        return pb.ListModelsResponse(models=[codec.model_info_to_pb(m) for m in models])
+
+    # ---- bidirectional stream -----------------------------------------------------------------------------------
+
+    async def StreamEstimate(
+        self, requests: AsyncIterator[pb.StreamEstimateRequest], context: Context
+    ) -> AsyncIterator[pb.StreamEstimateResponse]:
+        route = "grpc.StreamEstimate"
+        start = time.perf_counter()
+        code = "OK"
+        self.metrics.active_streams.inc()
+        try:
+            async for response in self._stream(requests):
+                yield response
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        except Exception as exc:
+            error = as_service_error(exc, route)
+            code = error.grpc_code
+            await abort_with(context, error)
+        finally:
+            self.metrics.active_streams.dec()
+            self.metrics.requests_total.labels(route, code).inc()
+            self.metrics.request_duration.labels(route).observe(time.perf_counter() - start)
+
+    async def _stream(
+        self, requests: AsyncIterator[pb.StreamEstimateRequest]
+    ) -> AsyncIterator[pb.StreamEstimateResponse]:
+        first = await anext(aiter(requests), None)
+        if first is None or first.WhichOneof("message") != "open":
+            raise BadRequest("the first StreamEstimate message must be `open`")
+        engine = self._engine()
+        opened, joint_set = await self._open(engine, first.open)
+        yield pb.StreamEstimateResponse(opened=opened)
+        queue: asyncio.Queue[object] = asyncio.Queue(maxsize=self.settings.grpc_stream_buffer)
+        pump = asyncio.create_task(self._pump(engine, opened.stream_id, joint_set, requests, queue))
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, FrameResult)
+                yield pb.StreamEstimateResponse(result=codec.frame_result_to_pb(item))
+        finally:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+
+    async def _open(self, engine: EngineClient, msg: pb.StreamOpen) -> tuple[pb.StreamOpened, JointSet]:
+        opts = public_options(msg.options, self.settings.limits)
+        joint_set = joint_set_of(msg.joint_set)
+        if msg.stream_id:
+            info = await engine.get_stream(_checked_stream_id(msg.stream_id))  # resume: its options stand
+        else:
+            model = await resolve_model(engine, opts.model or self.settings.default_clip_model)
+            options = replace(opts.options, model=model.name)
+            info = await engine.open_stream(options, stream_id=secrets.token_urlsafe(24))
+        model = await resolve_model(engine, info.model)
+        lag = 0 if info.mode is WindowMode.CAUSAL else WindowSpec(model.frames, model.stride).lag_right
+        opened = pb.StreamOpened(
+            stream_id=info.stream_id,
+            model=info.model,
+            mode=codec.WINDOW_MODE_TO_PB[info.mode],
+            frames_received=info.frames_received,
+            frames_emitted=info.frames_emitted,
+            lag_frames=lag,
+            model_info=codec.model_info_to_pb(model),
+            joint_names=list(H36M_JOINT_NAMES),
+        )
+        return opened, joint_set
+
+    async def _frame(self, msg: pb.StreamFrame, joint_set: JointSet) -> Frame:
+        limits = self.settings.limits
+        kind = msg.WhichOneof("data")
+        if kind == "keypoints":
+            return stream_keypoint_frame(msg, joint_set, limits)
+        if kind != "image" or not msg.image:
+            raise InvalidInput("a stream frame carries an encoded image or one person's keypoints")
+        index, timestamp = check_frame_header(msg)
+        t0 = time.perf_counter()
+        image = await asyncio.to_thread(decode_image, msg.image, limits)
+        self.metrics.stage_duration.labels("decode").observe(time.perf_counter() - t0)
+        return ImageFrame(image=image, frame_index=index, timestamp_s=timestamp)
+
+    async def _pump(
+        self,
+        engine: EngineClient,
+        stream_id: str,
+        joint_set: JointSet,
+        requests: AsyncIterator[pb.StreamEstimateRequest],
+        queue: asyncio.Queue[object],
+    ) -> None:
+        """Read frames, push each, queue its results (blocking while the queue is full); flush at half-close."""
+        timeout = self.settings.engine.request_timeout_s
+        try:
+            async for msg in requests:
+                if msg.WhichOneof("message") != "frame":
+                    raise BadRequest("after `open`, every StreamEstimate message must be a `frame`")
+                frame = await self._frame(msg.frame, joint_set)
+                for result in await engine.push_frame(stream_id, frame, time.monotonic() + timeout):
+                    await queue.put(result)
+            for result in await engine.close_stream(stream_id):
+                await queue.put(result)
+            await queue.put(_END)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await queue.put(exc if isinstance(exc, Pose3DError) else as_service_error(exc, "grpc.StreamEstimate"))
+
+
+def _loop_time(deadline: float) -> float:
+    """A ``time.monotonic()`` instant on the running loop's clock."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + (deadline - time.monotonic())

@@ -1,0 +1,117 @@
+"""The gateway process: REST (uvicorn) and public gRPC in one event loop, sharing one engine.
+
+``pose3d gateway --workers a:1,b:2`` serves with a :class:`RemoteEngineClient`; without workers the
+engine runs in-process (as ``pose3d serve``). The gRPC port opens first with ``grpc.health.v1`` =
+NOT_SERVING; health follows the engine's readiness (SERVING once models are warm / a worker serves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Final
+
+from service.config import GatewaySettings
+from service.engine.types import EngineClient
+from service.errors import Unavailable
+from service.gateway.grpc_public import Pose3DServicer
+from service.metrics import Metrics
+from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
+from service.rpc.server import PUBLIC_SERVICE, add_health_and_reflection, new_server, set_serving
+
+log = logging.getLogger("pose3d.gateway")
+
+HEALTH_POLL_S: Final = 1.0
+
+
+class PublicGrpcServer:
+    """``pose3d.v1.Pose3D`` + health + reflection on ``settings.grpc_port``; the engine is attached later."""
+
+    def __init__(self, settings: GatewaySettings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.engine: EngineClient | None = None
+        self.server = new_server(settings.limits.max_body_bytes)
+        servicer = Pose3DServicer(settings, metrics, self._get_engine)
+        pose3d_pb2_grpc.add_Pose3DServicer_to_server(servicer, self.server)  # type: ignore[no-untyped-call]
+        self.health = add_health_and_reflection(self.server, [PUBLIC_SERVICE])
+        self.port = 0
+        self._health_task: asyncio.Task[None] | None = None
+
+    def _get_engine(self) -> EngineClient:
+        if self.engine is None:
+            raise Unavailable("the engine is still loading models", retry_after_s=self.settings.limits.retry_after_s)
+        return self.engine
+
+    async def start(self) -> int:
+        """Listen (health NOT_SERVING) and return the bound port."""
+        await set_serving(self.health, [PUBLIC_SERVICE], serving=False)
+        address = f"{self.settings.host}:{self.settings.grpc_port}"
+        self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {address}")
+        await self.server.start()
+        self._health_task = asyncio.create_task(self._follow_health(), name="grpc-health")
+        log.info("pose3d gRPC (pose3d.v1.Pose3D, health, reflection) on %s:%d", self.settings.host, self.port)
+        return self.port
+
+    async def _follow_health(self) -> None:
+        serving: bool | None = None
+        while True:
+            now = False
+            if self.engine is not None:
+                with contextlib.suppress(Exception):
+                    now = (await self.engine.ready()).ready
+            if now != serving:
+                await set_serving(self.health, [PUBLIC_SERVICE], serving=now)
+                serving = now
+            await asyncio.sleep(HEALTH_POLL_S)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        if self._health_task is not None:
+            self._health_task.cancel()
+            await asyncio.gather(self._health_task, return_exceptions=True)
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_s)
+
+
+async def build_gateway_engine(settings: GatewaySettings, metrics: Metrics) -> EngineClient:
+    """A started :class:`RemoteEngineClient` over ``settings.workers``, else the in-process engine."""
+    if settings.workers:
+        from service.engine.remote import RemoteEngineClient
+
+        remote = RemoteEngineClient(
+            settings.workers,
+            max_message_bytes=settings.worker_max_message_bytes,
+            health_interval_s=settings.worker_health_interval_s,
+            call_timeout_s=settings.engine.request_timeout_s,
+        )
+        await remote.start()
+        return remote
+    from service.gateway.app import in_process_engine
+
+    return await in_process_engine(settings, metrics)
+
+
+async def run_gateway(settings: GatewaySettings) -> None:
+    """Serve REST on ``settings.port`` and gRPC on ``settings.grpc_port`` (0 = no gRPC) until SIGTERM/SIGINT."""
+    import uvicorn
+
+    from service.gateway.app import create_app
+
+    metrics = Metrics()
+    public = PublicGrpcServer(settings, metrics) if settings.grpc_port else None
+    if public is not None:
+        await public.start()
+    engine = await build_gateway_engine(settings, metrics)
+    try:
+        if public is not None:
+            public.engine = engine
+        app = create_app(settings, engine=engine, metrics=metrics)
+        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+        await uvicorn.Server(config).serve()
+    finally:
+        if public is not None:
+            await public.stop()
+        await engine.aclose()

@@ -1,0 +1,248 @@
+"""The public Pose3D gRPC server (real grpc.aio server on a free port) over a toy engine:
+validation and status codes, health and reflection, streaming with resume, flow control, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from service.client.sources import SourceFrame, encode_frame, synthetic_image
+from service.client.stream import StreamClient, StreamConfig
+from service.config import GatewaySettings
+from service.gateway.grpc_server import PublicGrpcServer
+from service.metrics import Metrics
+from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
+from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
+from service.rpc.server import PUBLIC_SERVICE
+from tests.service.grpc_toy_engine import ToyEngine
+
+
+def settings(**overrides: Any) -> GatewaySettings:
+    base: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "grpc_port": 0,
+        "default_image_model": "toy",
+        "default_clip_model": "toy",
+        "grpc_stream_buffer": 4,
+    }
+    return GatewaySettings(**(base | overrides))
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[PublicGrpcServer, ToyEngine]]:
+    public = PublicGrpcServer(settings(), Metrics())
+    await public.start()
+    engine = ToyEngine()
+    public.engine = engine
+    yield public, engine
+    await public.stop(0)
+
+
+def stub_for(port: int, options: list[tuple[str, Any]] | None = None) -> tuple[grpc.aio.Channel, Any]:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options)
+    return channel, pose3d_pb2_grpc.Pose3DStub(channel)  # type: ignore[no-untyped-call]
+
+
+def keypoints_msg(frames: int = 3) -> pb.KeypointsInput:
+    msg = pb.KeypointsInput(image_width=640, image_height=480, joint_set=pb.JOINT_SET_COCO)
+    for t in range(frames):
+        msg.frames.add(xy=[float(100 + j + t) for j in range(34)])
+    return msg
+
+
+async def test_estimate_keypoints_and_image(server: tuple[PublicGrpcServer, ToyEngine]) -> None:
+    public, _ = server
+    channel, stub = stub_for(public.port)
+    async with channel:
+        reply = await stub.Estimate(pb.EstimateRequest(keypoints=keypoints_msg(3)))
+        assert [f.frame_index for f in reply.frames] == [0, 1, 2]
+        assert reply.units == "m"
+        assert len(reply.joint_names) == 17
+        assert reply.box_source == pb.BOX_SOURCE_WHOLE_FRAME
+        assert list(reply.frames[1].people[0].keypoints_2d)[:2] == [101.0, 102.0]
+        image = synthetic_image(0, 64, 48)
+        reply = await stub.Estimate(pb.EstimateRequest(image=encode_frame(image)))
+        level = np.float32(image.astype(np.float32).mean())
+        assert reply.frames[0].people[0].keypoints_2d[0] == pytest.approx(level)
+        assert "decode" in reply.timings_ms
+        assert "total" in reply.timings_ms
+        assert reply.warnings  # the toy model has random weights and says so
+
+
+@pytest.mark.parametrize(
+    ("request_msg", "code"),
+    [
+        (pb.EstimateRequest(), grpc.StatusCode.INVALID_ARGUMENT),
+        (pb.EstimateRequest(image=b"not an image at all, just some bytes"), grpc.StatusCode.INVALID_ARGUMENT),
+        (pb.EstimateRequest(keypoints=pb.KeypointsInput(image_width=640, image_height=480)), grpc.StatusCode.INVALID_ARGUMENT),
+        (pb.EstimateRequest(keypoints=keypoints_msg(1), options=pb.Options(model="missing")), grpc.StatusCode.NOT_FOUND),
+    ],
+)  # fmt: skip
+async def test_errors_map_to_status_codes(
+    server: tuple[PublicGrpcServer, ToyEngine], request_msg: pb.EstimateRequest, code: grpc.StatusCode
+) -> None:
+    public, _ = server
+    channel, stub = stub_for(public.port)
+    async with channel:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Estimate(request_msg)
+    assert info.value.code() == code
+    assert any(k == "pose3d-error-type" for k, _ in info.value.trailing_metadata())
+
+
+async def test_bad_floats_are_refused_before_the_engine(server: tuple[PublicGrpcServer, ToyEngine]) -> None:
+    public, engine = server
+    msg = keypoints_msg(1)
+    msg.frames[0].xy[3] = float("nan")
+    channel, stub = stub_for(public.port)
+    async with channel:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Estimate(pb.EstimateRequest(keypoints=msg))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert engine.calls == 0
+
+
+async def test_message_size_limit_is_enforced() -> None:
+    public = PublicGrpcServer(settings(limits={"max_body_bytes": 64 * 1024}), Metrics())
+    await public.start()
+    public.engine = ToyEngine()
+    channel, stub = stub_for(public.port)
+    try:
+        async with channel:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Estimate(pb.EstimateRequest(image=b"\xff\xd8\xff" + bytes(128 * 1024)))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        await public.stop(0)
+
+
+async def test_health_follows_the_engine_and_reflection_lists_services() -> None:
+    public = PublicGrpcServer(settings(), Metrics())
+    await public.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{public.port}")
+    try:
+        health = health_pb2_grpc.HealthStub(channel)
+        check = health_pb2.HealthCheckRequest(service=PUBLIC_SERVICE)
+        assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await pose3d_pb2_grpc.Pose3DStub(channel).ListModels(pb.ListModelsRequest())  # type: ignore[no-untyped-call]
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        public.engine = ToyEngine()
+        for _ in range(40):
+            if (await health.Check(check)).status == health_pb2.HealthCheckResponse.SERVING:
+                break
+            await asyncio.sleep(0.1)
+        assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+        async def ask() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+            yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+        names = set()
+        async for reply in reflection.ServerReflectionInfo(ask()):
+            names |= {s.name for s in reply.list_services_response.service}
+        assert {"pose3d.v1.Pose3D", "grpc.health.v1.Health"} <= names
+    finally:
+        await channel.close()
+        await public.stop(0)
+
+
+def frames(count: int, width: int = 48, height: int = 32) -> Iterator[SourceFrame]:
+    for i in range(count):
+        yield SourceFrame(i, i / 25.0, synthetic_image(i, width, height))
+
+
+async def test_stream_client_gets_every_result(server: tuple[PublicGrpcServer, ToyEngine]) -> None:
+    public, engine = server
+    results: list[dict[str, Any]] = []
+    client = StreamClient(f"127.0.0.1:{public.port}", frames(20), StreamConfig(paced=False), results.append)
+    stats = await client.run()
+    assert [r["frame_index"] for r in results] == list(range(20))
+    assert stats.results == 20
+    assert len(stats.latency_ms) == 20
+    assert "p50" in stats.summary()["latency_ms"]
+    assert engine.streams == {}  # half-close flushed and closed the stream
+
+
+async def test_stream_resumes_after_the_server_restarts() -> None:
+    engine = ToyEngine(delay_s=0.01)
+    first = PublicGrpcServer(settings(), Metrics())
+    port = await first.start()
+    first.engine = engine
+    results: list[dict[str, Any]] = []
+    restarted: list[PublicGrpcServer] = []
+    ten_results = asyncio.Event()
+
+    def collect(result: dict[str, Any]) -> None:
+        results.append(result)
+        if len(results) >= 10:
+            ten_results.set()
+
+    async def restart_midway() -> None:
+        await ten_results.wait()
+        await first.stop(0)
+        await asyncio.sleep(0.3)
+        again = PublicGrpcServer(settings(grpc_port=port), Metrics())
+        await again.start()
+        again.engine = engine  # the engine's streams outlive the gateway (as in Redis)
+        restarted.append(again)
+
+    config = StreamConfig(paced=False, resume_backoff_s=0.2)
+    client = StreamClient(f"127.0.0.1:{port}", frames(40), config, collect)
+    try:
+        stats, _ = await asyncio.gather(client.run(), restart_midway())
+    finally:
+        for s in restarted:
+            await s.stop(0)
+    assert stats.resumes >= 1
+    assert [r["frame_index"] for r in results] == list(range(40))
+
+
+async def test_slow_reader_stalls_only_its_own_stream(server: tuple[PublicGrpcServer, ToyEngine]) -> None:
+    public, engine = server
+    big = encode_frame(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8))  # ~200 kB
+    # the client's receive window stays at HTTP/2's 64 kB (no BDP growth): ~100 small results fill it
+    channel, stub = stub_for(public.port, [("grpc.http2.bdp_probe", 0)])
+    async with channel:
+        call = stub.StreamEstimate()
+        await call.write(pb.StreamEstimateRequest(open=pb.StreamOpen()))
+        await call.read()  # opened; from now on this client never reads
+        stalled = await write_until_stalled(call, big, 400)  # up to 80 MB offered
+        assert stalled, "every write went through although the client read nothing"
+        stalled_at = engine.frames_pushed
+        assert stalled_at < 200, "the server kept reading frames its client did not take results for"
+        await asyncio.sleep(1.0)
+        assert engine.frames_pushed == stalled_at  # and it stays stalled: nothing piles up in the server
+        # another stream on the same server is served meanwhile
+        results: list[dict[str, Any]] = []
+        await StreamClient(f"127.0.0.1:{public.port}", frames(5), StreamConfig(paced=False), results.append).run()
+        assert len(results) == 5
+        call.cancel()
+    for _ in range(50):
+        if public_active_streams(public) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert public_active_streams(public) == 0  # the cancelled stream released its tasks and buffer
+
+
+async def write_until_stalled(call: Any, image: bytes, count: int) -> bool:
+    """Write ``count`` frames; True as soon as one write blocks for 2 s (flow control pushing back)."""
+    for i in range(count):
+        try:
+            async with asyncio.timeout(2.0):
+                await call.write(pb.StreamEstimateRequest(frame=pb.StreamFrame(image=image, frame_index=i)))
+        except TimeoutError:
+            return True
+    return False
+
+
+def public_active_streams(public: PublicGrpcServer) -> float:
+    value = public.metrics.registry.get_sample_value("pose3d_active_streams")
+    return float(value or 0.0)
