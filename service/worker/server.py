@@ -1,0 +1,108 @@
+"""The ``pose3d worker`` process: loads the models and serves ``pose3d.worker.v1.Worker`` on its own port.
+
+Start-up order: the gRPC port (with ``grpc.health.v1.Health`` = NOT_SERVING and reflection) and the
+Prometheus ``/metrics`` port open first, so orchestrators can watch the worker while it loads; the engine
+is built off the event loop; health turns SERVING (and ``pose3d_worker_up`` 1) once it is ready.
+SIGTERM/SIGINT turn health NOT_SERVING, give in-flight calls ``shutdown_grace_s``, then close the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import start_http_server
+
+from service.config import WorkerSettings
+from service.engine.types import EngineClient
+from service.metrics import Metrics
+from service.proto_gen.pose3d.v1 import worker_pb2_grpc
+from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
+from service.worker.servicer import WorkerServicer
+
+log = logging.getLogger(__name__)
+
+EngineFactory = Callable[[WorkerSettings, Metrics], Any]
+"""Builds the engine (may block while loading weights; may return an awaitable)."""
+
+
+def default_engine_factory(settings: WorkerSettings, metrics: Metrics) -> Any:
+    """The in-process engine, not yet started (``start()`` loads and warms the models off the event loop)."""
+    from service.engine.inprocess import InProcessEngine
+
+    return InProcessEngine(settings, metrics)
+
+
+async def _build_engine(factory: EngineFactory, settings: WorkerSettings, metrics: Metrics) -> EngineClient:
+    built = await asyncio.to_thread(factory, settings, metrics)
+    engine: EngineClient = await built if inspect.isawaitable(built) else built
+    start = getattr(engine, "start", None)
+    if start is not None:
+        started = start()
+        if inspect.isawaitable(started):
+            await started
+    return engine
+
+
+async def run_worker(
+    settings: WorkerSettings,
+    *,
+    engine_factory: EngineFactory = default_engine_factory,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None)."""
+    metrics = Metrics()
+    metrics.worker_up.set(0)
+    server = new_server(settings.max_message_bytes)
+    servicer = WorkerServicer(metrics)
+    worker_pb2_grpc.add_WorkerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    health = add_health_and_reflection(server, [WORKER_SERVICE])
+    await set_serving(health, [WORKER_SERVICE], serving=False)
+    address = f"{settings.host}:{settings.port}"
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"cannot listen on {address}")
+    await server.start()
+    http_server = None
+    if settings.metrics_port:
+        http_server, _ = start_http_server(settings.metrics_port, settings.host, registry=metrics.registry)
+    log.info("pose3d worker: gRPC on %s, metrics on :%d; loading models", address, settings.metrics_port)
+
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    engine: EngineClient | None = None
+    try:
+        loading = asyncio.create_task(_build_engine(engine_factory, settings, metrics))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if loading.done():
+            engine = loading.result()
+            servicer.engine = engine
+            await set_serving(health, [WORKER_SERVICE], serving=True)
+            metrics.worker_up.set(1)
+            log.info("pose3d worker: serving on %s", address)
+            await stopping
+        else:
+            loading.cancel()
+    finally:
+        log.info("pose3d worker: shutting down")
+        metrics.worker_up.set(0)
+        await health.enter_graceful_shutdown()
+        await server.stop(settings.shutdown_grace_s)
+        if engine is not None:
+            await engine.aclose()
+        if http_server is not None:
+            http_server.shutdown()
+            http_server.server_close()
+
+
+def main(settings: WorkerSettings) -> int:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_worker(settings))
+    return 0
