@@ -355,6 +355,7 @@ def run_network(
     inputs: torch.Tensor,
     flip_test: bool,
     keep_features: bool = False,
+    flip_features: bool | None = None,
     flip_perm: Sequence[int] = COCO_FLIP_PERM,
 ) -> NetworkOutput:
     """Crops through the network in ONE forward (flipped crops appended to the batch when needed).
@@ -364,19 +365,24 @@ def run_network(
         inputs: ``(N, 3, 256, 192)`` normalised crops (see :func:`normalize_crops`), on the net's device/dtype.
         flip_test: average with the flipped crops' heatmaps (:func:`flip_heatmaps`, shift on), as mmpose's
             ``flip_test=True, flip_mode='heatmap', shift_heatmap=True``.
-        keep_features: also return the feature maps (and, with ``flip_test``, the flipped crops' maps,
-            which CA-PF's flip augmentation consumes).
+        keep_features: also return the crops' feature maps.
+        flip_features: with ``keep_features``, also return the flipped crops' feature maps (CA-PF's flip
+            augmentation consumes them); ``None`` = same as ``flip_test``.
     Returns:
         :class:`NetworkOutput`; heatmaps in float32 whatever the network's dtype.
     """
     n = inputs.shape[0]
-    batch = torch.cat([inputs, inputs.flip(-1)], dim=0) if flip_test else inputs
+    want_flip_features = keep_features and (flip_test if flip_features is None else flip_features)
+    run_flipped = flip_test or want_flip_features
+    batch = torch.cat([inputs, inputs.flip(-1)], dim=0) if run_flipped else inputs
     heatmaps, features = net(batch)
     heatmaps = heatmaps.to(torch.float32)
-    if not flip_test:
-        return NetworkOutput(heatmaps, features if keep_features else None, None)
-    flipped = flip_heatmaps(heatmaps[n:], flip_perm, shift=True)
-    averaged = (heatmaps[:n] + flipped) * 0.5
+    flipped_back = flip_heatmaps(heatmaps[n:], flip_perm, shift=True) if flip_test else None
+    heatmaps = heatmaps[:n] if flipped_back is None else (heatmaps[:n] + flipped_back) * 0.5
     if not keep_features:
-        return NetworkOutput(averaged, None, None)
-    return NetworkOutput(averaged, [f[:n] for f in features], [f[n:] for f in features])
+        return NetworkOutput(heatmaps, None, None)
+    return NetworkOutput(
+        heatmaps,
+        [f[:n] for f in features],
+        [f[n:] for f in features] if want_flip_features else None,
+    )

@@ -1,0 +1,179 @@
+"""The frozen 2D detector stage: person boxes → COCO-17 / H36M-17 keypoints and CA-PF feature maps, batched.
+
+All crops of all images of a batch go through the network in ONE forward (flipped crops appended to
+the same batch when flip test or flipped features need them); geometry and decoding are
+:mod:`model.topdown` (mmpose 1.3.2's arithmetic, pinned by ``conformance/mmpose_hrnet_tiny.pt``).
+Crops are warped on the detector's device, so a GPU detector uploads each frame once as uint8.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from model.hrnet import PoseHRNet
+from model.skeleton import coco_scores_to_h36m, coco_to_h36m
+from model.topdown import (
+    INPUT_HEIGHT,
+    INPUT_WIDTH,
+    CropGeometry,
+    box_to_center_scale,
+    crop_to_image,
+    decode_heatmaps,
+    normalize_crops,
+    run_network,
+    warp_crops,
+)
+from service.engine.types import ByteImage, FloatArray
+
+
+@dataclass(frozen=True)
+class PersonDetection:
+    """One person in one image.
+
+    ``box``: ``(4,)`` xyxy image pixels; ``keypoints_coco`` ``(17, 2)`` image pixels and ``scores_coco``
+    ``(17,)`` (heatmap maxima, may be <= 0 for joints the network does not see); the same in H36M-17
+    order (:func:`model.skeleton.coco_to_h36m`); ``crop_keypoints_h36m`` ``(17, 2)`` pixels inside the
+    192x256 crop (CA-PF's ``ref`` = crop / [96, 128] - 1); ``features`` / ``flip_features``: the four
+    ``(C_k, H_k, W_k) float32`` maps of this person's crop / horizontally flipped crop, on the detector's
+    device, when the detector keeps features (else ``None``). All arrays float32.
+    """
+
+    box: FloatArray
+    box_score: float
+    keypoints_coco: FloatArray
+    scores_coco: FloatArray
+    keypoints_h36m: FloatArray
+    scores_h36m: FloatArray
+    crop_keypoints_h36m: FloatArray
+    features: tuple[torch.Tensor, ...] | None
+    flip_features: tuple[torch.Tensor, ...] | None
+
+
+class TopDownDetector:
+    """Batched top-down HRNet over person boxes.
+
+    Args:
+        net: a :class:`PoseHRNet` with COCO-17 heatmaps (weights already loaded).
+        device: where crops, network and decoding run.
+        half: float16 network (CUDA only); heatmaps are still decoded in float32.
+        keep_features: return each person's feature maps (CA-PF needs them).
+    """
+
+    def __init__(self, net: PoseHRNet, device: torch.device, half: bool = False, keep_features: bool = False) -> None:
+        if half and device.type != "cuda":
+            raise ValueError("half precision needs a CUDA device")
+        self.device = device
+        self.dtype = torch.float16 if half else torch.float32
+        self.keep_features = keep_features
+        self.channels_last = device.type == "cuda"
+        net = net.eval().to(device=device, dtype=self.dtype)
+        if self.channels_last:
+            net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self.net = net
+
+    def detect(
+        self,
+        images: Sequence[ByteImage],
+        boxes: Sequence[npt.ArrayLike],
+        box_scores: Sequence[npt.ArrayLike],
+        flip_test: bool,
+        flip_features: bool | None = None,
+    ) -> list[list[PersonDetection]]:
+        """Keypoints (and features) of every box of every image, in one network pass.
+
+        Args:
+            images: ``(H_i, W_i, 3) uint8`` RGB images.
+            boxes: per image ``(N_i, 4)`` xyxy pixels (``N_i`` may be 0).
+            box_scores: per image ``(N_i,)``.
+            flip_test: average heatmaps with the flipped crops' (mmpose heatmap flip test).
+            flip_features: with ``keep_features``, also return the flipped crops' features; ``None`` = ``flip_test``.
+        Returns:
+            per image, one :class:`PersonDetection` per box, in box order.
+        """
+        if not len(images) == len(boxes) == len(box_scores):
+            raise ValueError(f"{len(images)} images but {len(boxes)} box lists and {len(box_scores)} score lists")
+        box_arrays = [np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in boxes]
+        score_arrays = [np.asarray(s, dtype=np.float32).reshape(-1) for s in box_scores]
+        for i, (b, s) in enumerate(zip(box_arrays, score_arrays, strict=True)):
+            if len(b) != len(s):
+                raise ValueError(f"image {i}: {len(b)} boxes but {len(s)} scores")
+        geometries = [box_to_center_scale(b) for b in box_arrays]
+        counts = [len(b) for b in box_arrays]
+        if sum(counts) == 0:
+            return [[] for _ in images]
+        with torch.inference_mode():
+            crops = torch.cat(
+                [
+                    warp_crops(torch.from_numpy(np.ascontiguousarray(img)).to(self.device), g)
+                    for img, g in zip(images, geometries, strict=True)
+                    if len(g)
+                ]
+            )
+            inputs = normalize_crops(crops, dtype=self.dtype)
+            if self.channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            out = run_network(self.net, inputs, flip_test, self.keep_features, flip_features)
+            keypoints_crop_t, scores_t = decode_heatmaps(out.heatmaps, (INPUT_WIDTH, INPUT_HEIGHT))
+            keypoints_crop = keypoints_crop_t.cpu().numpy()
+            scores = scores_t.cpu().numpy()
+            features = [f.float() for f in out.features] if out.features is not None else None
+            flipped = [f.float() for f in out.flip_features] if out.flip_features is not None else None
+        results: list[list[PersonDetection]] = []
+        start = 0
+        for g, b, s in zip(geometries, box_arrays, score_arrays, strict=True):
+            stop = start + len(g)
+            results.append(
+                self._people(g, b, s, keypoints_crop[start:stop], scores[start:stop], features, flipped, start)
+            )
+            start = stop
+        return results
+
+    @staticmethod
+    def _people(
+        geometry: CropGeometry,
+        boxes: FloatArray,
+        box_scores: FloatArray,
+        keypoints_crop: FloatArray,
+        scores: FloatArray,
+        features: list[torch.Tensor] | None,
+        flip_features: list[torch.Tensor] | None,
+        offset: int,
+    ) -> list[PersonDetection]:
+        if len(geometry) == 0:
+            return []
+        keypoints = crop_to_image(keypoints_crop, geometry)
+        keypoints_h36m = coco_to_h36m(keypoints)
+        scores_h36m = coco_scores_to_h36m(scores)
+        crop_h36m = coco_to_h36m(keypoints_crop)
+        people = []
+        for j in range(len(geometry)):
+            k = offset + j
+            people.append(
+                PersonDetection(
+                    box=boxes[j].copy(),
+                    box_score=float(box_scores[j]),
+                    keypoints_coco=keypoints[j],
+                    scores_coco=scores[j].astype(np.float32),
+                    keypoints_h36m=keypoints_h36m[j],
+                    scores_h36m=scores_h36m[j],
+                    crop_keypoints_h36m=crop_h36m[j],
+                    features=tuple(f[k] for f in features) if features is not None else None,
+                    flip_features=tuple(f[k] for f in flip_features) if flip_features is not None else None,
+                )
+            )
+        return people
+
+    def warmup(self, batch_size: int = 2) -> None:
+        """Run the whole stage once (flip test and features on) so kernels and allocators are ready."""
+        image = np.zeros((INPUT_HEIGHT, INPUT_WIDTH, 3), dtype=np.uint8)
+        box = np.array([[0.0, 0.0, INPUT_WIDTH, INPUT_HEIGHT]] * batch_size, dtype=np.float32)
+        self.detect([image], [box], [np.ones(batch_size, dtype=np.float32)], flip_test=True)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)

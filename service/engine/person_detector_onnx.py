@@ -1,0 +1,181 @@
+"""Person boxes from an ONNX object detector (YOLOX / RTMDet exported by mmdeploy or used by rtmlib).
+
+Supported model layout (mmdeploy's ``end2end.onnx`` for mmdet detectors, which rtmlib also runs):
+
+- **input**: the graph's first input, ``(1, 3, H_in, W_in) float32`` NCHW. ``H_in, W_in`` are read from
+  the model when static, else ``default_input_size`` (640 x 640).
+- **preprocessing** (:class:`DetectorFamily`): letterbox as mmdet's ``Resize(keep_ratio=True)`` +
+  ``Pad`` and rtmlib do it — ``ratio = min(H_in / H, W_in / W)``, ``cv2.resize`` (INTER_LINEAR) to
+  ``(int(W * ratio), int(H * ratio))``, placed at the TOP-LEFT of an ``H_in x W_in`` canvas filled with
+  114; channels in **BGR** order (mmdet detectors are trained on cv2's BGR images); then
+
+  - ``YOLOX``: no normalisation (raw 0..255 values);
+  - ``RTMDET``: ``(x - mean) / std`` with mean ``(103.53, 116.28, 123.675)``, std ``(57.375, 57.12, 58.395)``
+    (BGR order).
+- **outputs**: ``dets (1, N, 5) float32`` rows ``(x1, y1, x2, y2, score)`` in input-canvas pixels, and
+  ``labels (1, N)`` integer class ids (COCO: person = 0). Looked up by the names ``dets`` / ``labels``,
+  else the first two outputs in order.
+
+Postprocessing here: boxes divided by ``ratio`` back to image pixels and clipped to the image, keep
+``score >= score_threshold`` and ``label == person_class``, greedy NMS at ``nms_iou`` (the exported graph
+usually has its own NMS; a second pass is harmless and makes class filtering exact), highest scores
+first, at most ``max_people``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from model.checkpoints.common import CheckpointError
+from service.engine.tracking import iou_matrix
+from service.engine.types import ByteImage, FloatArray
+
+
+class DetectorFamily(StrEnum):
+    """How the ONNX detector wants its input normalised."""
+
+    YOLOX = "yolox"
+    RTMDET = "rtmdet"
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Per-channel ``(x - mean) / std`` on the BGR canvas; ``None`` = raw pixel values."""
+
+    mean_bgr: tuple[float, float, float] | None
+    std_bgr: tuple[float, float, float] | None
+
+
+NORMALISATION: Final[dict[DetectorFamily, Normalisation]] = {
+    DetectorFamily.YOLOX: Normalisation(None, None),
+    DetectorFamily.RTMDET: Normalisation((103.53, 116.28, 123.675), (57.375, 57.12, 58.395)),
+}
+PAD_VALUE: Final = 114
+PERSON_CLASS: Final = 0
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Result of :func:`letterbox`: the ``(1, 3, H_in, W_in) float32`` input and the resize ratio."""
+
+    tensor: npt.NDArray[np.float32]
+    ratio: float
+
+
+def letterbox(image_rgb: ByteImage, input_hw: tuple[int, int], family: DetectorFamily) -> Letterbox:
+    """``(H, W, 3) uint8`` RGB image → the detector's NCHW float32 input (see the module doc)."""
+    h_in, w_in = input_hw
+    h, w = image_rgb.shape[:2]
+    ratio = min(h_in / h, w_in / w)
+    new_w, new_h = max(1, int(w * ratio)), max(1, int(h * ratio))
+    bgr = np.ascontiguousarray(image_rgb[..., ::-1])
+    resized = cv2.resize(bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    canvas = np.full((h_in, w_in, 3), PAD_VALUE, dtype=np.uint8)
+    canvas[:new_h, :new_w] = resized[:h_in, :w_in]
+    x: npt.NDArray[np.float32] = canvas.astype(np.float32)
+    norm = NORMALISATION[family]
+    if norm.mean_bgr is not None and norm.std_bgr is not None:
+        mean = np.asarray(norm.mean_bgr, dtype=np.float32)
+        std = np.asarray(norm.std_bgr, dtype=np.float32)
+        x = ((x - mean) / std).astype(np.float32)
+    return Letterbox(np.ascontiguousarray(x.transpose(2, 0, 1)[None]), ratio)
+
+
+def nms(boxes: npt.ArrayLike, scores: npt.ArrayLike, iou_threshold: float) -> list[int]:
+    """Greedy non-maximum suppression: indices kept, highest score first.
+
+    Args:
+        boxes: ``(N, 4)`` xyxy; scores: ``(N,)``.
+        iou_threshold: a box is dropped when its IoU with a kept box is above this.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    order = list(np.argsort(-s, kind="stable"))
+    iou = iou_matrix(b, b)
+    keep: list[int] = []
+    for i in order:
+        if all(iou[i, k] <= iou_threshold for k in keep):
+            keep.append(int(i))
+    return keep
+
+
+@dataclass(frozen=True)
+class PersonBoxes:
+    """``boxes (N, 4) float32`` xyxy image pixels and ``scores (N,) float32``, highest score first."""
+
+    boxes: FloatArray
+    scores: FloatArray
+
+
+class OnnxPersonDetector:
+    """Runs an mmdeploy/rtmlib YOLOX or RTMDet ONNX model through onnxruntime (see the module doc)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        family: DetectorFamily = DetectorFamily.YOLOX,
+        score_threshold: float = 0.5,
+        nms_iou: float = 0.45,
+        person_class: int = PERSON_CLASS,
+        providers: list[str] | None = None,
+        default_input_size: tuple[int, int] = (640, 640),
+    ) -> None:
+        import onnxruntime as ort
+
+        p = Path(path)
+        if not p.is_file():
+            raise CheckpointError(f"person detector model not found: {p}")
+        try:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = 1
+            self._session: Any = ort.InferenceSession(
+                str(p), sess_options=options, providers=providers or ["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises its own untyped errors
+            raise CheckpointError(f"cannot load person detector {p}: {e}") from e
+        self.family = family
+        self.score_threshold = score_threshold
+        self.nms_iou = nms_iou
+        self.person_class = person_class
+        inp = self._session.get_inputs()[0]
+        self._input_name: str = inp.name
+        shape = list(inp.shape)
+        if len(shape) != 4:
+            raise CheckpointError(f"person detector {p}: input {inp.name} must be NCHW, got shape {shape}")
+        h_in, w_in = shape[2], shape[3]
+        self.input_hw = (
+            h_in if isinstance(h_in, int) else default_input_size[0],
+            w_in if isinstance(w_in, int) else default_input_size[1],
+        )
+        names = [o.name for o in self._session.get_outputs()]
+        if len(names) < 2:
+            raise CheckpointError(f"person detector {p}: needs outputs dets (1,N,5) and labels (1,N), got {names}")
+        self._output_names = ["dets", "labels"] if {"dets", "labels"} <= set(names) else names[:2]
+
+    def detect(self, image_rgb: ByteImage, max_people: int | None = None) -> PersonBoxes:
+        """People in one ``(H, W, 3) uint8`` RGB image, highest score first (at most ``max_people``)."""
+        h, w = image_rgb.shape[:2]
+        lb = letterbox(image_rgb, self.input_hw, self.family)
+        dets, labels = self._session.run(self._output_names, {self._input_name: lb.tensor})
+        dets = np.asarray(dets, dtype=np.float32).reshape(-1, 5)
+        labels = np.asarray(labels).reshape(-1)
+        if labels.shape[0] != dets.shape[0]:
+            raise ValueError(f"person detector returned {dets.shape[0]} boxes but {labels.shape[0]} labels")
+        keep = (dets[:, 4] >= self.score_threshold) & (labels.astype(np.int64) == self.person_class)
+        boxes = dets[keep, :4] / np.float32(lb.ratio)
+        scores = dets[keep, 4]
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes, scores = boxes[valid], scores[valid]
+        order = nms(boxes, scores, self.nms_iou)
+        if max_people is not None:
+            order = order[:max_people]
+        return PersonBoxes(boxes[order].astype(np.float32).reshape(-1, 4), scores[order].astype(np.float32))
