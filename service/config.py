@@ -70,6 +70,9 @@ class EngineSettings(_Frozen):
     request_timeout_s: float = Field(30.0, gt=0.0)
     stream_ttl_s: float = Field(300.0, gt=0.0, description="idle streams expire after this")
     max_streams: int = Field(10_000, ge=1, description="in-memory buffer bound")
+    torch_threads: int = Field(
+        0, ge=0, le=256, description="intra-op threads of the inference thread; 0 = torch default"
+    )
 
 
 class LimitSettings(_Frozen):

@@ -98,6 +98,9 @@ class InProcessEngine:
             self._buffer = buffer
             pipeline = Pipeline(s, self.metrics, lifters, detector, finder, buffer)
             loop = asyncio.get_running_loop()
+            if s.engine.torch_threads:
+                torch.set_num_threads(s.engine.torch_threads)
+                await loop.run_in_executor(pipeline.infer_pool, torch.set_num_threads, s.engine.torch_threads)
             for lifter in lifters.values():
                 await loop.run_in_executor(pipeline.infer_pool, lifter.warmup)
             if detector is not None:
