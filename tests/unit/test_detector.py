@@ -114,6 +114,7 @@ def _same(a: PersonDetection, b: PersonDetection) -> None:
         torch.testing.assert_close(fa, fb, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_batched_equals_one_at_a_time() -> None:
     images, boxes, scores = _scene_many()
     detector = TopDownDetector(_net(1), torch.device("cpu"), keep_features=True)
