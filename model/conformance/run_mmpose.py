@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from model.checkpoints.common import CheckpointError, load_state_dict_strict, remove_module_prefix
+from model.checkpoints.hrnet import KEY_MAPS, HRNetFormat
 from model.conformance.core import ConformanceError
 from model.hrnet import HRNetConfig, PoseHRNet
 from model.topdown import (
@@ -27,15 +28,6 @@ from model.topdown import (
     normalize_crops,
     run_network,
 )
-
-MMPOSE_HEAD_PREFIX = "head.final_layer."
-
-
-def mmpose_key(key: str) -> str:
-    """mmpose top-down key → :class:`PoseHRNet` key (``head.final_layer.*`` → ``final_layer.*``)."""
-    if key.startswith(MMPOSE_HEAD_PREFIX):
-        return "final_layer." + key[len(MMPOSE_HEAD_PREFIX) :]
-    return key
 
 
 def _check_supported(cfg: Mapping[str, Any]) -> None:
@@ -48,11 +40,9 @@ def _check_supported(cfg: Mapping[str, Any]) -> None:
         problems.append("head must be HeatmapHead without deconvolutions")
     if decoder.get("type") != "MSRAHeatmap" or decoder.get("unbiased", False):
         problems.append(f"decoder {decoder.get('type')!r} (only MSRAHeatmap, unbiased=False)")
-    if list(decoder.get("input_size", [192, 256])) != [192, 256] or list(decoder.get("heatmap_size", [48, 64])) != [
-        48,
-        64,
-    ]:
-        problems.append("codec sizes must be 192x256 input, 48x64 heatmap")
+    sizes = (list(decoder.get("input_size", [192, 256])), list(decoder.get("heatmap_size", [48, 64])))
+    if sizes != ([192, 256], [48, 64]):
+        problems.append(f"codec sizes {sizes}: only 192x256 input with 48x64 heatmaps")
     test_cfg = cfg.get("test_cfg", {})
     if test_cfg.get("flip_mode", "heatmap") != "heatmap" or not test_cfg.get("shift_heatmap", True):
         problems.append("flip test must be flip_mode='heatmap' with shift_heatmap=True")
@@ -61,11 +51,14 @@ def _check_supported(cfg: Mapping[str, Any]) -> None:
 
 
 def build_from_mmpose_config(cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> PoseHRNet:
-    """A :class:`PoseHRNet` (eval) from mmpose's model config, with mmpose-named weights loaded strictly."""
+    """A :class:`PoseHRNet` (eval) from mmpose's model config, with mmpose-named weights loaded strictly through the
+    same key map as mmpose checkpoint files (:data:`model.checkpoints.hrnet.KEY_MAPS`)."""
     _check_supported(cfg)
     net = PoseHRNet(HRNetConfig.from_mmpose(cfg["backbone"]["extra"]), num_joints=int(cfg["head"]["out_channels"]))
     try:
-        load_state_dict_strict(net, remove_module_prefix(state), "mmpose conformance vector", key_map=mmpose_key)
+        load_state_dict_strict(
+            net, remove_module_prefix(state), "mmpose conformance vector", key_map=KEY_MAPS[HRNetFormat.MMPOSE]
+        )
     except CheckpointError as e:
         raise ConformanceError(str(e)) from e
     return net.eval()

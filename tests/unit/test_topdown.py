@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.conformance.core import check_file, compare
-from model.conformance.run_mmpose import mmpose_key, run_mmpose_topdown
+from model.conformance.core import ConformanceError, check_file, compare
+from model.conformance.run_mmpose import run_mmpose_topdown
 from model.hrnet import HRNET_PRESETS, HRNetConfig, PoseHRNet
 from model.skeleton import COCO_FLIP_PERM
 from model.topdown import (
@@ -78,9 +78,11 @@ def test_runner_takes_other_widths_images_and_boxes(conformance_dir: Path) -> No
     assert (kp <= hi[:, None] + 1e-3).all()
 
 
-def test_mmpose_key_map() -> None:
-    assert mmpose_key("head.final_layer.weight") == "final_layer.weight"
-    assert mmpose_key("backbone.conv1.weight") == "backbone.conv1.weight"
+def test_wrong_weights_are_named(conformance_dir: Path) -> None:
+    vec = torch.load(conformance_dir / "mmpose_hrnet_tiny.pt", weights_only=True)
+    del vec["state_dict"]["head.final_layer.bias"]
+    with pytest.raises(ConformanceError, match=r"missing keys \[1\]: final_layer.bias"):
+        run_mmpose_topdown(vec)
 
 
 def test_compare_honours_explicit_tolerance() -> None:
