@@ -126,6 +126,7 @@ class OnnxPersonDetector:
         person_class: int = PERSON_CLASS,
         providers: list[str] | None = None,
         default_input_size: tuple[int, int] = (640, 640),
+        intra_op_threads: int = 1,
     ) -> None:
         import onnxruntime as ort
 
@@ -134,7 +135,7 @@ class OnnxPersonDetector:
             raise CheckpointError(f"person detector model not found: {p}")
         try:
             options = ort.SessionOptions()
-            options.intra_op_num_threads = 1
+            options.intra_op_num_threads = intra_op_threads  # 0 = onnxruntime's default (all cores)
             self._session: Any = ort.InferenceSession(
                 str(p), sess_options=options, providers=providers or ["CPUExecutionProvider"]
             )
