@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from service.errors import DeadlineExceeded, InternalError, Overloaded, Pose3DError, Unavailable
 from service.metrics import Metrics
@@ -51,6 +51,14 @@ class BatcherLimits:
     max_delay_ms: float = 5.0
     max_queue: int = 1024
     retry_after_s: float = 1.0
+
+
+class _BatchFailed(Exception):
+    """The batch function raised; carries the jobs that were computed together."""
+
+    def __init__(self, live: list[Any], cause: Exception) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.live = live
 
 
 class DynamicBatcher(Generic[In, Out]):
@@ -228,28 +236,48 @@ class DynamicBatcher(Generic[In, Out]):
             batch = self._take_batch()
             if not batch:
                 continue
-            units = sum(job.size for job in batch)
             started = time.monotonic()
             try:
-                outputs = await loop.run_in_executor(self._executor, self._call, [job.item for job in batch])
+                live, outputs = await loop.run_in_executor(self._executor, self._compute, batch)
             except asyncio.CancelledError:
                 for job in batch:
                     job.future.cancel()
                 raise
-            except Exception as batch_error:
-                log.info(
-                    "%s batch of %d failed (%s); retrying its items one by one", self.stage, len(batch), batch_error
-                )
-                await self._run_one_by_one(batch)
-            else:
-                for job, out in zip(batch, outputs, strict=True):
+            except _BatchFailed as failed:
+                live, outputs = failed.live, None
+                log.info("%s batch of %d failed (%s); retrying its items one by one", self.stage, len(live), failed)
+                await self._run_one_by_one(live)
+            self._expire_dropped(batch, live)
+            if outputs is not None:
+                for job, out in zip(live, outputs, strict=True):
                     if not job.future.done():
                         job.future.set_result(out)
-            self.batches_run += 1
-            self.units_run += units
-            if self._metrics:
-                self._metrics.batch_size.labels(stage=self.stage).observe(units)
-                self._metrics.stage_duration.labels(stage=self.stage).observe(time.monotonic() - started)
+            if live:
+                units = sum(job.size for job in live)
+                self.batches_run += 1
+                self.units_run += units
+                if self._metrics:
+                    self._metrics.batch_size.labels(stage=self.stage).observe(units)
+                    self._metrics.stage_duration.labels(stage=self.stage).observe(time.monotonic() - started)
+
+    def _compute(self, batch: list[_Job[In, Out]]) -> tuple[list[_Job[In, Out]], Sequence[Out]]:
+        """In the worker thread: drop jobs whose deadline passed (or whose caller left) while the batch waited
+        for the thread, then run the batch function on the rest."""
+        now = time.monotonic()
+        live = [j for j in batch if not j.future.done() and (j.deadline is None or now <= j.deadline)]
+        if not live:
+            return live, []
+        try:
+            return live, self._call([job.item for job in live])
+        except Exception as e:
+            raise _BatchFailed(live, e) from e
+
+    def _expire_dropped(self, batch: list[_Job[In, Out]], live: list[_Job[In, Out]]) -> None:
+        kept = {id(job) for job in live}
+        for job in batch:
+            if id(job) not in kept and not job.future.done():
+                self._count_rejection("deadline")
+                job.future.set_exception(DeadlineExceeded(f"deadline passed before {self.stage} started"))
 
     def _call(self, items: list[In]) -> Sequence[Out]:
         outputs = self._fn(items)
@@ -261,6 +289,10 @@ class DynamicBatcher(Generic[In, Out]):
         loop = asyncio.get_running_loop()
         for job in batch:
             if job.future.done():
+                continue
+            if job.deadline is not None and time.monotonic() > job.deadline:
+                self._count_rejection("deadline")
+                job.future.set_exception(DeadlineExceeded(f"deadline passed before {self.stage} started"))
                 continue
             try:
                 (out,) = await loop.run_in_executor(self._executor, self._call, [job.item])

@@ -160,3 +160,20 @@ async def test_closed_batcher_is_unavailable() -> None:
     await batcher.aclose()
     with pytest.raises(Unavailable):
         await batcher.submit(1.0)
+
+
+async def test_deadline_passing_while_the_batch_waits_for_the_thread(executor: ThreadPoolExecutor) -> None:
+    fn, metrics = Recorder(), Metrics()
+    batcher = DynamicBatcher("lift", fn, BatcherLimits(8, 1.0, 100), executor=executor, metrics=metrics)
+    gate = threading.Event()
+    executor.submit(gate.wait, 5)  # the thread is busy elsewhere; the batch forms and waits for it
+    late = asyncio.ensure_future(batcher.submit(2.0, deadline=time.monotonic() + 0.02))
+    ok = asyncio.ensure_future(batcher.submit(3.0, deadline=time.monotonic() + 10))
+    await asyncio.sleep(0.1)
+    gate.set()
+    with pytest.raises(DeadlineExceeded):
+        await late
+    assert await ok == 9.0
+    assert fn.batches == [[3.0]]
+    assert value(metrics, "pose3d_rejected_total", {"reason": "deadline"}) == 1
+    await batcher.aclose()

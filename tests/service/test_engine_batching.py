@@ -1,0 +1,160 @@
+"""The engine batches across requests, and one bad request (deadline, overload, poison) never hurts the others."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+from service.engine.inprocess import InProcessEngine, build_engine
+from service.engine.lifters import LiftWindow
+from service.engine.types import EstimateRequest, EstimateResult, Frame, ImageFrame, KeypointFrame
+from service.errors import DeadlineExceeded, DecodeFailed, InvalidInput, Overloaded
+from service.metrics import Metrics
+from tests.service.test_engine_support import assert_same_poses, image_clip, keypoint_clip, options, tiny_settings
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[InProcessEngine]:
+    eng = await build_engine(tiny_settings(max_delay_ms=20.0), Metrics())
+    yield eng
+    await eng.aclose()
+
+
+def metric(engine: InProcessEngine, name: str, labels: dict[str, str]) -> float:
+    value = engine.metrics.registry.get_sample_value(name, labels)
+    return float(value) if value is not None else 0.0
+
+
+@contextmanager
+def inference_thread_held(engine: InProcessEngine) -> Iterator[None]:
+    """Occupy the single inference thread so that work queues up in the batchers."""
+    gate = threading.Event()
+    engine.pipeline.infer_pool.submit(gate.wait, 10)
+    try:
+        yield
+    finally:
+        gate.set()
+
+
+def one_frame_requests(n: int) -> list[EstimateRequest]:
+    return [EstimateRequest(f"r{i}", [keypoint_clip(1, seed=i)[0]], options("pstmo")) for i in range(n)]
+
+
+async def test_concurrent_requests_are_batched_and_equal_unbatched(engine: InProcessEngine) -> None:
+    requests = one_frame_requests(32)
+    alone = [await engine.estimate(r) for r in requests]  # one at a time: batches of one window
+    lift = engine.pipeline.lift["pstmo"]
+    runs_before, units_before = lift.batches_run, lift.units_run
+    together = await asyncio.gather(*(engine.estimate(r) for r in requests))
+    mean = (lift.units_run - units_before) / (lift.batches_run - runs_before)
+    assert mean >= 4, f"mean lift batch size {mean}"
+    for a, b in zip(alone, together, strict=True):
+        assert_same_poses(a.frames, b.frames)
+    assert metric(engine, "pose3d_batch_size_sum", {"stage": "lift"}) >= 64
+    assert metric(engine, "pose3d_frames_total", {"model": "pstmo"}) >= 64
+
+
+@pytest.mark.slow
+async def test_detector_batches_people_across_requests(engine: InProcessEngine) -> None:
+    frames = image_clip(8)
+    alone = [await engine.estimate(EstimateRequest("a", [f], options("capf"))) for f in frames]
+    detect = engine.pipeline.detect
+    runs_before, units_before = detect.batches_run, detect.units_run
+    together = await asyncio.gather(*(engine.estimate(EstimateRequest("b", [f], options("capf"))) for f in frames))
+    assert (detect.units_run - units_before) / (detect.batches_run - runs_before) > 1.5
+    # Convolutions at another batch size differ by ~1e-7, which can move a random-weight heatmap's argmax by one
+    # heatmap pixel (here 160 px / 48 ≈ 4.2 px); where the 2D keypoints agree, the 3D poses must agree exactly.
+    identical = 0
+    for a, b in zip(alone, together, strict=True):
+        pa, pb = a.frames[0].people[0], b.frames[0].people[0]
+        assert np.abs(pa.keypoints_2d - pb.keypoints_2d).max() <= 160 * 1.25 / 48 + 1e-3
+        if np.array_equal(pa.keypoints_2d, pb.keypoints_2d):
+            identical += 1
+            assert_same_poses(a.frames, b.frames)
+    assert identical >= len(frames) - 2
+
+
+async def test_poisoned_requests_fail_alone(engine: InProcessEngine) -> None:
+    good = one_frame_requests(6)
+    expected = [await engine.estimate(r) for r in good]
+    bad_kp = keypoint_clip(1)[0]
+    nan = KeypointFrame(np.full((17, 2), np.nan, np.float32), bad_kp.scores, bad_kp.image_size)
+    poisoned = [
+        EstimateRequest("nan", [nan], options("pstmo")),
+        EstimateRequest("garbage", [ImageFrame(b"\x89PNG but not really")], options("pstmo")),
+        EstimateRequest("empty", [ImageFrame(b"")], options("capf")),
+    ]
+    results = await asyncio.gather(*(engine.estimate(r) for r in [*good, *poisoned]), return_exceptions=True)
+    for want, got in zip(expected, results[: len(good)], strict=True):
+        assert isinstance(got, EstimateResult)
+        assert_same_poses(want.frames, got.frames)
+    assert isinstance(results[-3], InvalidInput)
+    assert isinstance(results[-2], DecodeFailed)
+    assert isinstance(results[-1], DecodeFailed)
+    # a clip with one undecodable frame fails as a whole, and only that clip
+    clip: list[Frame] = [*image_clip(2), ImageFrame(b"nope", frame_index=2)]
+    with pytest.raises(DecodeFailed):
+        await engine.estimate(EstimateRequest("clip", clip, options("capf-t")))
+
+
+async def test_a_poisoned_window_in_a_lifter_batch_fails_alone(engine: InProcessEngine) -> None:
+    lift = engine.pipeline.lift["pstmo"]
+    rng = np.random.default_rng(0)
+    windows = [
+        LiftWindow(rng.random((9, 17, 2), dtype=np.float32), np.zeros((9, 0, 17, 0), np.float32), False)
+        for _ in range(5)
+    ]
+    poisoned = LiftWindow(np.full((9, 17, 2), np.inf, np.float32), windows[0].tokens, False)
+    alone = [await lift.submit(w) for w in windows]
+    with inference_thread_held(engine):  # make sure they share one batch
+        tasks = [asyncio.ensure_future(lift.submit(w)) for w in [*windows[:2], poisoned, *windows[2:]]]
+        await asyncio.sleep(0.05)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[2], InvalidInput)
+    for want, got in zip(alone, [r for i, r in enumerate(results) if i != 2], strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)  # type: ignore[arg-type]
+
+
+async def test_deadline_expiry_spares_the_others(engine: InProcessEngine) -> None:
+    late, ok = one_frame_requests(2)
+    expected = await engine.estimate(ok)
+    with inference_thread_held(engine):
+        late.deadline = time.monotonic() + 0.05
+        ok.deadline = time.monotonic() + 30
+        tasks = [asyncio.ensure_future(engine.estimate(r)) for r in (late, ok)]
+        await asyncio.sleep(0.2)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[0], DeadlineExceeded)
+    assert isinstance(results[1], EstimateResult)
+    assert_same_poses(expected.frames, results[1].frames)
+    assert metric(engine, "pose3d_rejected_total", {"reason": "deadline"}) == 1
+
+
+async def test_overload_rejects_with_retry_after_and_serves_the_admitted() -> None:
+    engine = await build_engine(tiny_settings(max_queue=4, max_batch_size=2, max_delay_ms=1.0), Metrics())
+    try:
+        requests = one_frame_requests(12)
+        expected = [await engine.estimate(r) for r in requests]
+        with inference_thread_held(engine):
+            tasks = [asyncio.ensure_future(engine.estimate(r)) for r in requests]
+            await asyncio.sleep(0.2)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        rejected = [r for r in results if isinstance(r, Overloaded)]
+        served = [(e, r) for e, r in zip(expected, results, strict=True) if isinstance(r, EstimateResult)]
+        assert rejected
+        assert all(r.retry_after_s is not None and r.retry_after_s > 0 for r in rejected)
+        assert len(served) >= 4
+        assert len(rejected) + len(served) == len(requests)
+        for want, got in served:
+            assert_same_poses(want.frames, got.frames)
+        assert metric(engine, "pose3d_rejected_total", {"reason": "overloaded"}) == len(rejected)
+        after = await engine.estimate(requests[0])  # still healthy
+        assert_same_poses(expected[0].frames, after.frames)
+    finally:
+        await engine.aclose()
