@@ -150,6 +150,13 @@ class InProcessEngine:
             raise Unavailable(f"person detector: {e}") from e
         return PersonBoxFinder(onnx)
 
+    async def _count_streams(self, cheap_only: bool) -> None:
+        """Set ``pose3d_active_streams`` from the frame buffer: after every open/close for the in-memory buffer;
+        for Redis (shared by all workers, counted with SCAN) only when ``ready()`` is probed."""
+        if self._buffer is None or (cheap_only and isinstance(self._buffer, RedisFrameBuffer)):
+            return
+        self.metrics.active_streams.set(await self._buffer.count())
+
     async def ready(self) -> ReadyStatus:
         detail = dict(self._detail)
         ok = self._pipeline is not None
@@ -158,6 +165,8 @@ class InProcessEngine:
             reachable = await self._buffer.ping()
             detail["frame_buffer"] = f"{kind} {'ok' if reachable else 'unreachable'}"
             ok = ok and reachable
+            if reachable:
+                await self._count_streams(cheap_only=False)
         return ReadyStatus(ready=ok, detail=detail)
 
     async def aclose(self) -> None:
@@ -217,7 +226,7 @@ class InProcessEngine:
         meta = StreamMeta(sid, lifter.name, options.mode, opts.flip_test, opts.max_people, opts.boxes)
         await self.pipeline.buffer.create(meta)
         self._remember(meta)
-        self.metrics.active_streams.inc()
+        await self._count_streams(cheap_only=True)
         return StreamInfo(sid, lifter.name, options.mode, 0, 0)
 
     def _remember(self, meta: StreamMeta) -> None:
@@ -262,9 +271,9 @@ class InProcessEngine:
         async with pipeline.lock(stream_id):
             tail = await pipeline.buffer.flush(stream_id, lifter.window, meta.mode)
         results = await pipeline.lift_emission(lifter, tail, meta.mode, meta.flip_test, self._deadline(None), Timings())
-        if await pipeline.buffer.delete(stream_id):
-            self.metrics.active_streams.dec()
+        await pipeline.buffer.delete(stream_id)
         self._metas.pop(stream_id, None)
+        await self._count_streams(cheap_only=True)
         return results
 
     async def get_stream(self, stream_id: str) -> StreamInfo:

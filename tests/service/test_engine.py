@@ -101,8 +101,10 @@ async def test_stream_emits_with_the_window_lag_and_counts(engine: InProcessEngi
     assert emitted == [0] * lag + [1] * (12 - lag)
     state = await engine.get_stream(info.stream_id)
     assert (state.frames_received, state.frames_emitted, state.mode) == (12, 12 - lag, WindowMode.CENTRED)
+    assert engine.metrics.registry.get_sample_value("pose3d_active_streams") == 1
     tail = await engine.close_stream(info.stream_id)
     assert [f.frame_index for f in tail] == list(range(12 - lag, 12))
+    assert engine.metrics.registry.get_sample_value("pose3d_active_streams") == 0
     with pytest.raises(UnknownStream):
         await engine.get_stream(info.stream_id)
 
