@@ -108,13 +108,14 @@ class StreamConfig:
 
 
 class StreamClient:
-    """Runs one stream over ``frames``; ``on_result`` gets each result as the REST-shaped JSON dict
+    """Runs one stream over ``frames`` (images, encoded here, or ready ``StreamFrame`` messages, e.g. 2D
+    keypoints; paced by their ``timestamp_s``); ``on_result`` gets each result as the REST-shaped JSON dict
     (plus ``latency_ms``); ``on_progress`` (optional) gets the stats after each result."""
 
     def __init__(
         self,
         address: str,
-        frames: Iterator[SourceFrame],
+        frames: Iterator[SourceFrame] | Iterator[SourceFrame | pb.StreamFrame],
         config: StreamConfig,
         on_result: Callable[[dict[str, Any]], None],
         on_progress: Callable[[StreamStats], None] | None = None,
@@ -151,20 +152,21 @@ class StreamClient:
                 await asyncio.sleep(self.config.resume_backoff_s)
 
     async def _next_frame(self) -> pb.StreamEstimateRequest | None:
-        def produce() -> tuple[SourceFrame, bytes] | None:
+        def produce() -> pb.StreamFrame | None:
             frame = next(self._frames, None)
-            return None if frame is None else (frame, encode_frame(frame.image, self.config.encoding))
+            if frame is None or isinstance(frame, pb.StreamFrame):
+                return frame
+            data = encode_frame(frame.image, self.config.encoding)
+            return pb.StreamFrame(image=data, frame_index=frame.index, timestamp_s=frame.timestamp_s)
 
-        item = await asyncio.to_thread(produce)
-        if item is None:
+        message = await asyncio.to_thread(produce)
+        if message is None:
             return None
-        frame, data = item
         if self.config.paced:
             if self._first_timestamp is None:
-                self._first_timestamp, self._clock_start = frame.timestamp_s, time.monotonic()
-            due = self._clock_start + (frame.timestamp_s - self._first_timestamp)
+                self._first_timestamp, self._clock_start = message.timestamp_s, time.monotonic()
+            due = self._clock_start + (message.timestamp_s - self._first_timestamp)
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-        message = pb.StreamFrame(image=data, frame_index=frame.index, timestamp_s=frame.timestamp_s)
         return pb.StreamEstimateRequest(frame=message)
 
     def _take_result(self, msg: pb.FrameResult) -> None:
