@@ -77,6 +77,7 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
         self.settings = settings
         self.metrics = metrics
         self._engine = engine
+        self.open_calls = 0  # StreamEstimate calls in progress (pose3d_active_streams is the engine's count)
 
     # ---- unary ------------------------------------------------------------------------------------------------
 
@@ -157,7 +158,7 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
         route = "grpc.StreamEstimate"
         start = time.perf_counter()
         code = "OK"
-        self.metrics.active_streams.inc()
+        self.open_calls += 1
         try:
             async for response in self._stream(requests):
                 yield response
@@ -169,7 +170,7 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
             code = error.grpc_code
             await abort_with(context, error)
         finally:
-            self.metrics.active_streams.dec()
+            self.open_calls -= 1
             self.metrics.requests_total.labels(route, code).inc()
             self.metrics.request_duration.labels(route).observe(time.perf_counter() - start)
 

@@ -33,8 +33,8 @@ class PublicGrpcServer:
         self.metrics = metrics
         self.engine: EngineClient | None = None
         self.server = new_server(settings.limits.max_body_bytes)
-        servicer = Pose3DServicer(settings, metrics, self._get_engine)
-        pose3d_pb2_grpc.add_Pose3DServicer_to_server(servicer, self.server)  # type: ignore[no-untyped-call]
+        self.servicer = Pose3DServicer(settings, metrics, self._get_engine)
+        pose3d_pb2_grpc.add_Pose3DServicer_to_server(self.servicer, self.server)  # type: ignore[no-untyped-call]
         self.health = add_health_and_reflection(self.server, [PUBLIC_SERVICE])
         self.port = 0
         self._health_task: asyncio.Task[None] | None = None

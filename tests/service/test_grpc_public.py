@@ -243,6 +243,5 @@ async def write_until_stalled(call: Any, image: bytes, count: int) -> bool:
     return False
 
 
-def public_active_streams(public: PublicGrpcServer) -> float:
-    value = public.metrics.registry.get_sample_value("pose3d_active_streams")
-    return float(value or 0.0)
+def public_active_streams(public: PublicGrpcServer) -> int:
+    return public.servicer.open_calls
