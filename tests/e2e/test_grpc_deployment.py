@@ -4,6 +4,7 @@ ports with tiny random-weight models; clients over REST and gRPC. Workers and ga
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import threading
 import time
@@ -170,6 +171,23 @@ def test_unary_grpc_equals_rest(deployment: Deployment) -> None:
     }
     rest_kp = httpx.post(deployment.gateway.url + "/v1/pose3d", json=body, timeout=120).json()
     assert keypoints_posted_whole(deployment.gateway.grpc_address, frames) == rest_kp["frames"]
+
+
+def test_estimate_cli_gives_the_same_document_over_rest_and_grpc(deployment: Deployment, tmp_path: Path) -> None:
+    image = tmp_path / "person.png"
+    image.write_bytes(encode_frame(synthetic_image(7, 96, 128)))
+    documents = []
+    for transport in (["--url", deployment.gateway.url], ["--grpc", deployment.gateway.grpc_address]):
+        out = tmp_path / "out.json"
+        command = pose3d_command("estimate", str(image), *transport, "--compact", "-o", str(out))
+        done = subprocess.run(command, env=deployment.env, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        documents.append(json.loads(out.read_text()))
+    rest, over_grpc = documents
+    assert over_grpc["frames"] == rest["frames"]
+    assert {k: v for k, v in over_grpc.items() if k not in ("request_id", "timings_ms")} == {
+        k: v for k, v in rest.items() if k not in ("request_id", "timings_ms")
+    }
 
 
 def test_stream_equals_the_clip_posted_whole(deployment: Deployment, tmp_path: Path) -> None:
