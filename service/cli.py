@@ -1,4 +1,8 @@
-"""The ``pose3d`` command."""
+"""The ``pose3d`` command.
+
+Settings precedence (highest first): command-line flags, environment (``POSE3D_*``, ``__`` nests),
+the ``--config`` TOML/YAML file, defaults.
+"""
 
 from __future__ import annotations
 
@@ -6,44 +10,121 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from service.config import GatewaySettings, load_settings_file
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource
+
+from service.config import CommonSettings, GatewaySettings, load_settings_file
 
 log = logging.getLogger("pose3d")
 
+SettingsT = TypeVar("SettingsT", bound=CommonSettings)
 
-def _settings_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        kwargs.update(load_settings_file(Path(args.config)))
-    for name in ("host", "port"):
-        value = getattr(args, name, None)
-        if value is not None:
-            kwargs[name] = value
-    return kwargs
+
+def build_settings(cls: type[SettingsT], file: Path | None = None, **overrides: Any) -> SettingsT:
+    """``cls`` from ``overrides`` (flags), then the environment, then ``file`` (TOML/YAML), then defaults."""
+    file_data = load_settings_file(file) if file is not None else {}
+
+    def sources(
+        _cls: type[BaseSettings],
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=file_data)
+
+    layered: type[SettingsT] = type(
+        cls.__name__, (cls,), {"settings_customise_sources": classmethod(sources), "__module__": cls.__module__}
+    )
+    return layered(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def no_checkpoint_configured(settings: CommonSettings) -> bool:
+    """True on a fresh machine: neither the detector nor any lifter names a checkpoint file."""
+    detector = settings.detector
+    return (
+        detector.checkpoint is None
+        and detector.backbone_checkpoint is None
+        and all(spec.checkpoint is None for spec in settings.models.values())
+    )
+
+
+def resolve_random_weights(settings: GatewaySettings, flag: bool | None) -> tuple[GatewaySettings, str]:
+    """The embedded default's rule for ``allow_random_weights``, and the sentence that explains it.
+
+    An explicit ``--[no-]allow-random-weights`` wins, then a value from the environment or the config
+    file; otherwise ``serve`` allows random weights only when no checkpoint is configured at all.
+    (Deployment commands never apply this rule: there the setting defaults to off.)
+    """
+    if flag is not None:
+        how = "--allow-random-weights" if flag else "--no-allow-random-weights"
+        return settings.model_copy(
+            update={"allow_random_weights": flag}
+        ), f"random weights {'allowed' if flag else 'refused'} ({how})"
+    if "allow_random_weights" in settings.model_fields_set:
+        state = "allowed" if settings.allow_random_weights else "refused"
+        return settings, f"random weights {state} (POSE3D_ALLOW_RANDOM_WEIGHTS / config file)"
+    if no_checkpoint_configured(settings):
+        return settings.model_copy(update={"allow_random_weights": True}), (
+            "no checkpoint is configured anywhere, so `pose3d serve` serves RANDOM WEIGHTS (poses are meaningless); "
+            "configure checkpoints, or pass --no-allow-random-weights to refuse"
+        )
+    return settings, (
+        "checkpoints are configured: a model whose checkpoint is missing fails to load "
+        "(pass --allow-random-weights to serve it with random weights)"
+    )
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.gateway.app import create_app
+    from service.gateway.app import create_app, in_process_engine
 
-    settings = GatewaySettings(**_settings_kwargs(args))
+    settings = build_settings(
+        GatewaySettings, Path(args.config) if args.config else None, host=args.host, port=args.port
+    )
+    settings, weights_note = resolve_random_weights(settings, args.allow_random_weights)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log.info("pose3d serve listening on http://%s:%d (engine in-process)", settings.host, settings.port)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    log.log(logging.WARNING if settings.allow_random_weights else logging.INFO, "%s", weights_note)
+    log.info(
+        "pose3d serve: listening on http://%s:%d (engine in-process on %s, frame buffer %s); API docs at /docs",
+        settings.host,
+        settings.port,
+        settings.device.value,
+        "redis " + settings.redis_url if settings.redis_url else "in memory",
+    )
+    app = create_app(settings, engine_factory=in_process_engine)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pose3d", description="3D human pose estimation service")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the embedded service (gateway + in-process engine)")
-    serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
-    serve.add_argument("--config", help="TOML or YAML settings file (env POSE3D_* still applies)")
+    serve = sub.add_parser(
+        "serve",
+        help="run the embedded service (gateway + in-process engine)",
+        description="Run the REST gateway with the engine in this process. With no checkpoint configured "
+        "anywhere it serves random weights (and says so loudly); see --allow-random-weights.",
+    )
+    serve.add_argument("--host", default=None, help="listen address (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=None, help="listen port (default 8000)")
+    serve.add_argument("--config", help="TOML or YAML settings file (env POSE3D_* still applies and wins)")
+    serve.add_argument(
+        "--allow-random-weights",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve models without checkpoints on random weights (default for `serve`: on only when no "
+        "checkpoint is configured anywhere; otherwise off)",
+    )
     serve.set_defaults(func=_cmd_serve)
+    from service.client.cli import add_client_commands
+    from service.worker.cli import add_deployment_commands
+
+    add_deployment_commands(sub)  # worker, gateway
+    add_client_commands(sub)  # estimate, stream
     return parser
 
 

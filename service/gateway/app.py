@@ -1,20 +1,147 @@
-"""FastAPI application factory."""
+"""FastAPI application factory: routes, problem+json handlers, guards, and the engine's lifetime.
+
+``create_app(settings)`` builds the embedded service (engine in-process, started by the lifespan).
+Tests or the remote gateway pass ``engine=`` (already started; not closed by the app) or
+``engine_factory=`` (built and closed by the app).
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
 from fastapi import FastAPI
+from pydantic.json_schema import models_json_schema
 
 from service.config import GatewaySettings
+from service.engine.types import EngineClient, ModelInfo
+from service.gateway import routes_estimate, routes_ops, routes_streams
+from service.gateway.deps import GatewayState
+from service.gateway.limits import GatewayGuard
+from service.gateway.problem import install_problem_handlers
+from service.gateway.schemas import KeypointsRequest, StreamFrameKeypoints
+from service.metrics import Metrics
+
+log = logging.getLogger("pose3d.gateway")
+
+EngineFactory = Callable[[GatewaySettings, Metrics], Awaitable[EngineClient]]
+"""Builds and starts an engine (models loaded and warmed) for the app's settings and metrics."""
+
+API_DESCRIPTION = """3D human pose estimation: top-down HRNet 2D keypoints lifted to 3D by CA-PF or P-STMO.
+
+Joints are Human3.6M-17 (`joint_names`); `keypoints_2d` in image pixels; `keypoints_3d` in metres,
+camera frame, root-relative (pelvis at 0). Errors are RFC 9457 `application/problem+json`.
+"""
 
 
-def create_app(settings: GatewaySettings) -> FastAPI:
+async def in_process_engine(settings: GatewaySettings, metrics: Metrics) -> EngineClient:
+    """The embedded default: the engine in this process, sharing the gateway's metrics registry."""
+    from service.engine.inprocess import build_engine
+
+    engine: EngineClient = await build_engine(settings, metrics)
+    return engine
+
+
+def log_models(models: list[ModelInfo], settings: GatewaySettings) -> None:
+    """Say which models serve with which weights — loudly when the weights are random."""
+    for info in models:
+        if info.random_weights:
+            log.warning(
+                "!!! model %r (%s, %s) serves RANDOM WEIGHTS: its poses are meaningless. "
+                "Configure a checkpoint (POSE3D_MODELS__%s__CHECKPOINT or --config) for real results. !!!",
+                info.name,
+                info.kind,
+                info.version,
+                info.name.upper().replace("-", "_"),
+            )
+        else:
+            log.info(
+                "model %r (%s, %s) weights sha256 %s on %s",
+                info.name,
+                info.kind,
+                info.version,
+                info.weights,
+                info.device,
+            )
+    log.info(
+        "defaults: images -> %r, clips -> %r; limits: body %d bytes, %d pixels, %d clip frames",
+        settings.default_image_model,
+        settings.default_clip_model,
+        settings.limits.max_body_bytes,
+        settings.limits.max_image_pixels,
+        settings.limits.max_clip_frames,
+    )
+
+
+def _openapi_with_body_models(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """OpenAPI generator that also publishes the JSON body models the dual-content routes reference."""
+    from fastapi.openapi.utils import get_openapi
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        _, extra = models_json_schema(
+            [(KeypointsRequest, "validation"), (StreamFrameKeypoints, "validation")],
+            ref_template="#/components/schemas/{model}",
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, definition in extra.get("$defs", {}).items():
+            components.setdefault(name, definition)
+        app.openapi_schema = schema
+        return schema
+
+    return build
+
+
+def create_app(
+    settings: GatewaySettings,
+    *,
+    engine: EngineClient | None = None,
+    engine_factory: EngineFactory | None = None,
+    metrics: Metrics | None = None,
+) -> FastAPI:
     """Build the gateway app for ``settings`` (nothing is read from the environment here)."""
-    app = FastAPI(title="pose3d", version="0.1.0", description="3D human pose estimation service")
+    state = GatewayState(settings=settings, metrics=metrics if metrics is not None else Metrics())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned: EngineClient | None = None
+        if engine is not None:
+            state.engine = engine
+        else:
+            factory = engine_factory or in_process_engine
+            try:
+                owned = await factory(settings, state.metrics)
+            except Exception as exc:
+                state.startup_error = f"engine failed to start: {exc}"
+                log.critical("%s", state.startup_error)
+                raise
+            state.engine = owned
+        models = await state.engine.models()
+        log_models(models, settings)
+        log.info(
+            "pose3d gateway ready on http://%s:%d (engine %s)",
+            settings.host,
+            settings.port,
+            "remote: " + ", ".join(settings.workers) if settings.workers else "in-process",
+        )
+        try:
+            yield
+        finally:
+            state.engine = None
+            if owned is not None:
+                await owned.aclose()
+
+    app = FastAPI(title="pose3d", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan)
+    app.state.gateway = state
     app.state.settings = settings
-
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        """Liveness: the process is up."""
-        return {"status": "ok"}
-
+    install_problem_handlers(app)
+    app.add_middleware(GatewayGuard, limits=settings.limits, metrics=state.metrics)
+    app.include_router(routes_ops.router)
+    app.include_router(routes_estimate.router)
+    app.include_router(routes_streams.router)
+    app.openapi = _openapi_with_body_models(app)  # type: ignore[method-assign]
     return app

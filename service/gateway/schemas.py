@@ -128,7 +128,7 @@ class KeypointsRequest(BaseModel):
         },
     )
 
-    keypoints_2d: list[list[Coordinate]] | list[list[list[float]]] = Field(
+    keypoints_2d: list[list[Coordinate]] | list[Coordinate] = Field(
         description="(17, 2|3) for one frame or (T, 17, 2|3) for a sequence, pixels"
     )
     image_size: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] = Field(

@@ -80,3 +80,21 @@ def png_header_only(width: int, height: int) -> bytes:
 def png_bomb(side: int) -> bytes:
     """A real, valid, black ``side`` x ``side`` PNG: tiny on the wire, huge decoded."""
     return encode_image(np.zeros((side, side, 3), dtype=np.uint8), ".png", [cv2.IMWRITE_PNG_COMPRESSION, 9])
+
+
+def rolling_clip(frames: int, width: int, height: int, fps: int = 30, kind: str = "mp4") -> bytes:
+    """A long clip made fast: one figure image rolled sideways a pixel per frame (compresses very well)."""
+    fmt, codec = CLIP_CODECS[kind]
+    base = person_image(width, height)
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=fps)
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            image = np.roll(base, i % width, axis=1)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buf.getvalue()

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from service.config import GatewaySettings
 from service.gateway.app import create_app
+from tests.service.rest_support import tiny_settings
 
 
 def test_healthz_answers() -> None:
-    with TestClient(create_app(GatewaySettings())) as client:
+    with TestClient(create_app(tiny_settings())) as client:
         response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
