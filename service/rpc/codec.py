@@ -134,7 +134,8 @@ def frame_from_pb(msg: wpb.WorkerFrame) -> Frame:
         return ImageFrame(image=msg.encoded_image, frame_index=msg.frame_index, timestamp_s=timestamp)
     if kind == "raw_image":
         raw = msg.raw_image
-        array = np.frombuffer(raw.data, dtype=np.uint8).reshape(raw.height, raw.width, 3)
+        # a writable copy: the message's bytes are immutable and the pipeline hands arrays to torch
+        array = np.frombuffer(raw.data, dtype=np.uint8).reshape(raw.height, raw.width, 3).copy()
         return ImageFrame(image=array, frame_index=msg.frame_index, timestamp_s=timestamp)
     raise ValueError("WorkerFrame carries no data")
 
