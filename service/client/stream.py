@@ -25,6 +25,7 @@ import numpy as np
 
 from service.client.results import frame_json
 from service.client.sources import SourceFrame, encode_frame
+from service.errors import Unavailable
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
 from service.rpc.server import channel_options
@@ -146,7 +147,7 @@ class StreamClient:
                 return self.stats
             except _Disconnected as exc:
                 if not self.stats.stream_id or exc.code not in _RESUMABLE or attempts >= self.config.resume_attempts:
-                    raise
+                    raise Unavailable(f"the stream was interrupted and could not resume ({exc})") from exc
                 attempts += 1
                 self.stats.resumes += 1
                 await asyncio.sleep(self.config.resume_backoff_s)
@@ -207,7 +208,9 @@ class StreamClient:
                 raise _Disconnected(grpc.StatusCode.UNAVAILABLE, str(exc)) from exc
 
     def _failure(self, exc: grpc.aio.AioRpcError) -> Exception:
-        if exc.code() in _RESUMABLE and not any(k == "pose3d-error-type" for k, _ in exc.trailing_metadata() or ()):
+        """Transport failures and UNAVAILABLE (no worker right now) resume; other service errors are final."""
+        reported = any(k == "pose3d-error-type" for k, _ in exc.trailing_metadata() or ())
+        if exc.code() is grpc.StatusCode.UNAVAILABLE or (exc.code() in _RESUMABLE and not reported):
             return _Disconnected(exc.code(), exc.details() or "")
         return error_from_rpc(exc)
 
