@@ -46,12 +46,16 @@ class Deployment:
         self.logs = logs
         self.env = deployment_env(redis.url)
         self.workers = [new_worker(f"worker{i}", self.env, logs) for i in (1, 2)]
-        for w in self.workers:
-            w.start()
-        wait_all_serving(self.workers)
         self.gateway = new_gateway(self.workers, self.env, logs)
-        self.gateway.start()
-        self.gateway.wait_ready()
+        try:
+            for w in self.workers:
+                w.start()
+            wait_all_serving(self.workers)
+            self.gateway.start()
+            self.gateway.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
 
     def restart_gateway(self) -> Gateway:
         old = self.gateway
