@@ -134,3 +134,26 @@ async def test_loading_worker_answers_unavailable_and_is_passed_over() -> None:
         await client.aclose()
         await loading.server.stop(0)
         await ready.server.stop(0)
+
+
+async def test_call_in_flight_when_its_worker_dies_is_retried_elsewhere() -> None:
+    slow = await start_worker(ToyEngine("slow", delay_s=2.0))
+    fast = await start_worker(ToyEngine("fast"))
+    client = RemoteEngineClient([slow.address, fast.address], health_interval_s=5.0)
+    await client.start()
+    try:
+        info = await client.open_stream(EstimateOptions())
+        owner, other = (slow, fast) if info.stream_id in slow.engine.streams else (fast, slow)
+        other.engine.streams[info.stream_id] = info  # as if both shared Redis
+        if owner is fast:  # make the stream's worker the slow one
+            slow.engine.streams[info.stream_id] = info
+            client._remember(info.stream_id, client._workers[0])
+        push = asyncio.create_task(client.push_frame(info.stream_id, keypoints(0)))
+        await asyncio.sleep(0.3)
+        await slow.server.stop(0)  # dies with the call in flight
+        results = await asyncio.wait_for(push, 5.0)
+        assert [r.frame_index for r in results] == [0]
+        assert fast.engine.frames_pushed == 1
+    finally:
+        await client.aclose()
+        await fast.server.stop(0)
