@@ -50,11 +50,11 @@ def log_models(models: list[ModelInfo], settings: GatewaySettings) -> None:
         if info.random_weights:
             log.warning(
                 "!!! model %r (%s, %s) serves RANDOM WEIGHTS: its poses are meaningless. "
-                "Configure a checkpoint (POSE3D_MODELS__%s__CHECKPOINT or --config) for real results. !!!",
+                "Set models.%s.checkpoint in the --config file for real results. !!!",
                 info.name,
                 info.kind,
                 info.version,
-                info.name.upper().replace("-", "_"),
+                info.name,
             )
         else:
             log.info(
