@@ -138,7 +138,7 @@ def create_app(
     app = FastAPI(title="pose3d", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan)
     app.state.gateway = state
     app.state.settings = settings
-    install_problem_handlers(app)
+    install_problem_handlers(app, settings.limits.retry_after_s)
     app.add_middleware(GatewayGuard, limits=settings.limits, metrics=state.metrics)
     app.include_router(routes_ops.router)
     app.include_router(routes_estimate.router)

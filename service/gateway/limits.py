@@ -85,7 +85,7 @@ class GatewayGuard:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: Pose3DError, request_id: str) -> None:
         self.metrics.rejected_total.labels(error.type_slug).inc()
-        response = problem_response(error, request_id, str(scope.get("path", "")))
+        response = problem_response(error, request_id, str(scope.get("path", "")), self.limits.retry_after_s)
         await response(scope, receive, send)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:

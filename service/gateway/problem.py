@@ -60,11 +60,21 @@ def problem_body(error: Pose3DError, request_id: str, instance: str | None = Non
     return body
 
 
-def problem_response(error: Pose3DError, request_id: str, instance: str | None = None) -> JSONResponse:
-    """Render ``error`` with its status, ``Retry-After`` when it carries one, and the request id header."""
+RETRY_STATUSES = frozenset({429, 503})
+"""Statuses that always carry ``Retry-After`` (the error's own value, else the default given)."""
+
+
+def problem_response(
+    error: Pose3DError, request_id: str, instance: str | None = None, default_retry_after_s: float = 1.0
+) -> JSONResponse:
+    """Render ``error`` with its status, the request id header, and ``Retry-After`` (whole seconds, at
+    least 1) when the error carries one or its status is 429/503."""
     headers = {REQUEST_ID_HEADER: request_id}
-    if error.retry_after_s is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
+    retry_after_s = error.retry_after_s
+    if retry_after_s is None and error.status in RETRY_STATUSES:
+        retry_after_s = default_retry_after_s
+    if retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
     return JSONResponse(
         problem_body(error, request_id, instance),
         status_code=error.status,
@@ -119,14 +129,14 @@ class _HttpStatusProblem(Pose3DError):
         self.title = "Method not allowed" if status == 405 else "HTTP error"  # type: ignore[misc]
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(app: FastAPI, default_retry_after_s: float = 1.0) -> None:
     """Register the handlers mapping every exception to problem+json (and only there)."""
 
     async def on_pose3d_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Pose3DError)
         if exc.status >= 500 and exc.status not in (503, 504):
             log.error("request %s failed: %s", request_id_of(request), exc.detail)
-        return problem_response(exc, request_id_of(request), request.url.path)
+        return problem_response(exc, request_id_of(request), request.url.path, default_retry_after_s)
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -262,7 +262,9 @@ def test_readyz_is_503_with_detail_when_redis_is_gone(tmp_path: Any) -> None:
                 frame = {"keypoints_2d": SKELETON, "image_size": [640, 480], "frame_index": 0}
                 pushed = client.post(f"/v1/streams/{opened.json()['stream_id']}/frames", json=frame)
                 assert_problem(pushed, 503)
+                assert int(pushed.headers["retry-after"]) >= 1
             else:
                 assert_problem(opened, 503)
+                assert int(opened.headers["retry-after"]) >= 1
     finally:
         redis.stop()

@@ -1,0 +1,62 @@
+"""REST streams with the frame buffer in a real redis-server: same poses as the clip posted whole; idle expiry."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from service.config import EngineSettings
+from tests.conftest import RedisServer
+from tests.service.media_samples import encode_clip, encode_image
+from tests.service.rest_support import LiveServer, assert_problem, live_server, tiny_settings
+from tests.service.test_rest import _decoded_frames, _poses
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
+
+
+@pytest.fixture(scope="module")
+def server(redis_server: RedisServer) -> Iterator[LiveServer]:
+    engine = EngineSettings(max_batch_size=16, max_delay_ms=2.0, request_timeout_s=60.0, stream_ttl_s=2.0)
+    with live_server(tiny_settings(redis_url=redis_server.url, engine=engine)) as live:
+        yield live
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[httpx.Client]:
+    with server.client() as http:
+        yield http
+
+
+def test_ready_with_redis(client: httpx.Client) -> None:
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert any("redis" in value.lower() for value in ready.json()["detail"].values()), ready.json()
+
+
+def test_redis_stream_equals_the_clip_posted_whole(client: httpx.Client) -> None:
+    clip = encode_clip(frames=10)
+    whole = client.post("/v1/pose3d", files={"file": ("c.mp4", clip, "video/mp4")})
+    assert whole.status_code == 200, whole.text
+    stream_id = client.post("/v1/streams", json={"model": "pstmo-9"}).json()["stream_id"]
+    streamed: list[Any] = []
+    for i, image in enumerate(_decoded_frames(clip)):
+        files = {"file": ("f.png", encode_image(image, ".png"), "image/png")}
+        response = client.post(f"/v1/streams/{stream_id}/frames", files=files, data={"frame_index": str(i)})
+        assert response.status_code == 200, response.text
+        streamed.extend(response.json()["frames"])
+    tail = client.delete(f"/v1/streams/{stream_id}")
+    assert tail.status_code == 200, tail.text
+    streamed.extend(tail.json()["frames"])
+    np.testing.assert_allclose(_poses(streamed), _poses(whole.json()["frames"]), atol=1e-4)
+
+
+def test_idle_streams_expire(client: httpx.Client) -> None:
+    stream_id = client.post("/v1/streams", json={}).json()["stream_id"]
+    assert client.get(f"/v1/streams/{stream_id}").status_code == 200
+    time.sleep(3.0)  # stream_ttl_s = 2
+    assert_problem(client.get(f"/v1/streams/{stream_id}"), 404, "unknown-stream")
