@@ -167,6 +167,11 @@ class InProcessEngine:
             ok = ok and reachable
             if reachable:
                 await self._count_streams(cheap_only=False)
+        if torch.cuda.is_available():
+            for index in range(torch.cuda.device_count()):
+                name = f"cuda:{index}"
+                self.metrics.gpu_memory_allocated.labels(device=name).set(torch.cuda.memory_allocated(index))
+                self.metrics.gpu_memory_reserved.labels(device=name).set(torch.cuda.memory_reserved(index))
         return ReadyStatus(ready=ok, detail=detail)
 
     async def aclose(self) -> None:
