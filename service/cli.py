@@ -78,25 +78,31 @@ def resolve_random_weights(settings: GatewaySettings, flag: bool | None) -> tupl
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    import asyncio
 
-    from service.gateway.app import create_app, in_process_engine
+    from service.gateway.grpc_server import run_gateway
 
     settings = build_settings(
-        GatewaySettings, Path(args.config) if args.config else None, host=args.host, port=args.port
+        GatewaySettings,
+        Path(args.config) if args.config else None,
+        host=args.host,
+        port=args.port,
+        grpc_port=args.grpc_port,
+        workers=[],
     )
     settings, weights_note = resolve_random_weights(settings, args.allow_random_weights)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.log(logging.WARNING if settings.allow_random_weights else logging.INFO, "%s", weights_note)
     log.info(
-        "pose3d serve: listening on http://%s:%d (engine in-process on %s, frame buffer %s); API docs at /docs",
+        "pose3d serve: listening on http://%s:%d (REST, API docs at /docs) and gRPC port %s; engine in-process on %s, "
+        "frame buffer %s",
         settings.host,
         settings.port,
+        settings.grpc_port or "off",
         settings.device.value,
         "redis " + settings.redis_url if settings.redis_url else "in memory",
     )
-    app = create_app(settings, engine_factory=in_process_engine)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    asyncio.run(run_gateway(settings))
     return 0
 
 
@@ -110,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         "anywhere it serves random weights (and says so loudly); see --allow-random-weights.",
     )
     serve.add_argument("--host", default=None, help="listen address (default 0.0.0.0)")
-    serve.add_argument("--port", type=int, default=None, help="listen port (default 8000)")
+    serve.add_argument("--port", type=int, default=None, help="REST port (default 8000)")
+    serve.add_argument("--grpc-port", type=int, default=None, help="public gRPC port (default 50051; 0 = off)")
     serve.add_argument("--config", help="TOML or YAML settings file (env POSE3D_* still applies and wins)")
     serve.add_argument(
         "--allow-random-weights",

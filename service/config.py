@@ -33,6 +33,9 @@ class DetectorSettings(_Frozen):
     )
     flip_test: bool = True
     person_detector_onnx: Path | None = Field(None, description="YOLOX/RTMDet ONNX person detector")
+    person_detector_family: Literal["yolox", "rtmdet"] = Field(
+        "yolox", description="input normalisation of the ONNX person detector (YOLOX: raw 0..255; RTMDet: mean/std)"
+    )
     person_score_threshold: float = Field(0.5, ge=0.0, le=1.0)
     person_nms_iou: float = Field(0.45, ge=0.0, le=1.0)
 

@@ -30,7 +30,7 @@ from service.engine.framebuffer import FrameBuffer, MemoryFrameBuffer, StreamMet
 from service.engine.framebuffer.redis import RedisFrameBuffer
 from service.engine.lifters import RANDOM, ServedLifter, build_lifters
 from service.engine.person_boxes import PersonBoxFinder
-from service.engine.person_detector_onnx import OnnxPersonDetector
+from service.engine.person_detector_onnx import DetectorFamily, OnnxPersonDetector
 from service.engine.pipeline import FrameOptions, Pipeline, Timings
 from service.engine.types import (
     EstimateOptions,
@@ -144,7 +144,10 @@ class InProcessEngine:
             return PersonBoxFinder(None)
         try:
             onnx = OnnxPersonDetector(
-                det.person_detector_onnx, score_threshold=det.person_score_threshold, nms_iou=det.person_nms_iou
+                det.person_detector_onnx,
+                family=DetectorFamily(det.person_detector_family),
+                score_threshold=det.person_score_threshold,
+                nms_iou=det.person_nms_iou,
             )
         except CheckpointError as e:
             raise Unavailable(f"person detector: {e}") from e

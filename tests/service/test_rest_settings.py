@@ -8,8 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.cli import build_settings, resolve_random_weights
 from service.config import GatewaySettings, LifterKind, ModelSpec
@@ -85,6 +87,14 @@ def test_random_weights_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert "POSE3D_ALLOW_RANDOM_WEIGHTS" in note
 
 
+def _grpc_health(port: int) -> int:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    status: int = response.status
+    return status
+
+
 def _serve(config: Path, port: int, *extra: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSE3D_")}
     command = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -102,8 +112,8 @@ def _serve(config: Path, port: int, *extra: str) -> subprocess.Popen[str]:
 def test_pose3d_serve_on_a_fresh_machine_serves_random_weights_loudly(tmp_path: Path) -> None:
     config = tmp_path / "tiny.toml"
     config.write_text(TINY_TOML)
-    port = free_port()
-    process = _serve(config, port)
+    port, grpc_port = free_port(), free_port()
+    process = _serve(config, port, "--grpc-port", str(grpc_port))
     try:
         deadline = time.monotonic() + 120
         ready = None
@@ -118,6 +128,11 @@ def test_pose3d_serve_on_a_fresh_machine_serves_random_weights_loudly(tmp_path: 
         assert "RANDOM" in ready.json()["detail"]["weights"]
         models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5).json()["models"]
         assert {m["weights"] for m in models} == {"random"}
+        # the embedded service answers gRPC too; health follows the engine (polled about once a second)
+        health_deadline = time.monotonic() + 15
+        while _grpc_health(grpc_port) != health_pb2.HealthCheckResponse.SERVING:
+            assert time.monotonic() < health_deadline, "gRPC health never turned SERVING"
+            time.sleep(0.2)
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)
