@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -79,7 +81,12 @@ def compare(name: str, got: torch.Tensor, want: torch.Tensor, tolerance: float |
 
 def load_vector(path: str | Path) -> dict[str, Any]:
     """Read a vector file safely and check its top-level layout."""
-    vec = torch.load(Path(path), map_location="cpu", weights_only=True)
+    try:
+        vec = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError as e:
+        raise ConformanceError(f"{path}: no such file") from e
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
+        raise ConformanceError(f"{path}: not a readable torch file ({type(e).__name__}: {e})") from e
     if not isinstance(vec, dict) or not {"state_dict", "inputs", "outputs", "config"} <= set(vec):
         raise ConformanceError(f"{path}: not a conformance vector (needs state_dict, inputs, outputs, config)")
     return vec
