@@ -255,7 +255,8 @@ def _checkpoint(name: str, spec: ModelSpec, settings: CommonSettings) -> Path | 
             f"model {name!r}: {where}; set allow_random_weights=true (POSE3D_ALLOW_RANDOM_WEIGHTS) "
             "to serve it with random weights"
         )
-    log.warning("MODEL %r SERVES RANDOM WEIGHTS (%s): its outputs are meaningless", name, spec.checkpoint)
+    where = f"checkpoint {spec.checkpoint} not found" if spec.checkpoint else "no checkpoint configured"
+    log.warning("MODEL %r SERVES RANDOM WEIGHTS (%s): its outputs are meaningless", name, where)
     return None
 
 
