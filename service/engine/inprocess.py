@@ -16,6 +16,7 @@ import secrets
 import time
 import zlib
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
@@ -31,8 +32,10 @@ from service.engine.framebuffer.redis import RedisFrameBuffer
 from service.engine.lifters import RANDOM, ServedLifter, build_lifters
 from service.engine.person_boxes import PersonBoxFinder
 from service.engine.person_detector_onnx import DetectorFamily, OnnxPersonDetector
-from service.engine.pipeline import FrameOptions, Pipeline, Timings
+from service.engine.pipeline import FrameOptions, Pipeline, Timings, async_frames
 from service.engine.types import (
+    ClipRequest,
+    ClipResult,
     EstimateOptions,
     EstimateRequest,
     EstimateResult,
@@ -225,6 +228,27 @@ class InProcessEngine:
         ms["total"] = round((time.monotonic() - started) * 1000.0, 3)
         return EstimateResult(request.request_id, lifter.info, source, results, ms)
 
+    async def estimate_clip(self, request: ClipRequest) -> ClipResult:
+        """The clip as a private stream, its frames pulled from ``request.frames`` at most
+        ``Pipeline.streamed_look_ahead`` (one detector batch) ahead of the oldest frame not yet appended."""
+        started = time.monotonic()
+        pipeline = self.pipeline
+        lifter = self._lifter(request.options.model)
+        opts = _frame_options(request.options, lifter)
+        timings = Timings()
+        results, _ = await pipeline.run_clip(
+            request.frames,
+            lifter,
+            opts,
+            request.options.mode,
+            self._deadline(request.deadline),
+            timings,
+            look_ahead=pipeline.streamed_look_ahead,
+        )
+        ms = timings.as_ms()
+        ms["total"] = round((time.monotonic() - started) * 1000.0, 3)
+        return ClipResult(request.request_id, lifter.name, results, ms)
+
     async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo:
         lifter = self._lifter(options.model)
         sid = stream_id if stream_id is not None else secrets.token_urlsafe(18)
@@ -271,6 +295,19 @@ class InProcessEngine:
             timings,
         )
         return await pipeline.lift_emission(lifter, emission, meta.mode, meta.flip_test, deadline, timings)
+
+    async def push_frames(
+        self, stream_id: str, frames: Sequence[Frame], deadline: float | None = None
+    ) -> list[FrameResult]:
+        if not frames:
+            return []
+        pipeline = self.pipeline
+        meta = await self._meta(stream_id)
+        lifter = self._lifter(meta.model)
+        results, _ = await pipeline.push_in_order(
+            pipeline.buffer, meta, lifter, async_frames(frames), len(frames), self._deadline(deadline), Timings()
+        )
+        return results
 
     async def close_stream(self, stream_id: str) -> list[FrameResult]:
         pipeline = self.pipeline

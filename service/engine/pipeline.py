@@ -13,8 +13,7 @@ import asyncio
 import time
 import uuid
 import weakref
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,15 +30,18 @@ from service.engine.person_boxes import FrameBoxes, PersonBoxFinder
 from service.engine.prepare import PreparedPeople, decode_image, empty_tokens, people_from_keypoints
 from service.engine.streams import append_frame, frame_result, ready_frames
 from service.engine.types import BoxSource, ByteImage, Frame, FrameResult, ImageFrame, KeypointFrame, WindowMode
-from service.errors import InvalidInput, Pose3DError, Unavailable
+from service.errors import InternalError, InvalidInput, Pose3DError, Unavailable
 from service.metrics import Metrics
 
 
-@dataclass(frozen=True)
+@dataclass
 class DetectItem:
-    """One image for the detector: ``image`` ``(H, W, 3) uint8``, ``boxes`` ``(P, 4)``, ``scores`` ``(P,)``."""
+    """One image for the detector: ``image`` ``(H, W, 3) uint8``, ``boxes`` ``(P, 4)``, ``scores`` ``(P,)``.
 
-    image: ByteImage
+    ``image`` is dropped (``None``) once the item is detected, so that a finished batch which its batcher
+    still references does not keep a clip's frames alive."""
+
+    image: ByteImage | None
     boxes: FloatArray
     scores: FloatArray
     flip_test: bool
@@ -144,6 +146,11 @@ class Pipeline:
             for name, lifter in lifters.items()
         }
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.look_ahead = max(4, 2 * eng.max_batch_size)
+        """Frames of a clip given whole (a sequence) in preparation at once: two detector batches' worth."""
+        self.streamed_look_ahead = max(4, eng.max_batch_size)
+        """Frames of a clip pulled from an async source (being decoded) in preparation at once: one batch's
+        worth, which bounds the decoded frames a clip holds in the engine."""
 
     def _all_batchers(self) -> list[DynamicBatcher[object, object]]:
         found: list[object] = [self.decode, self.boxes, self.detect, *self.tokens.values(), *self.lift.values()]
@@ -174,10 +181,13 @@ class Pipeline:
         if self.detector is None:
             raise Unavailable("no 2D detector is loaded")
         out: list[list[PersonDetection] | None] = [None] * len(items)
+        images = [it.image for it in items if it.image is not None]
+        if len(images) != len(items):
+            raise InternalError("a detector item was submitted twice")
         for key in sorted({(it.flip_test, it.flip_features) for it in items}):
             rows = [i for i, it in enumerate(items) if (it.flip_test, it.flip_features) == key]
             found = self.detector.detect(
-                [items[i].image for i in rows],
+                [images[i] for i in rows],
                 [items[i].boxes for i in rows],
                 [items[i].scores for i in rows],
                 flip_test=key[0],
@@ -185,6 +195,8 @@ class Pipeline:
             )
             for i, people in zip(rows, found, strict=True):
                 out[i] = people
+        for it in items:  # detected: only now, so that a failed batch can be retried item by item
+            it.image = None
         return [p if p is not None else [] for p in out]
 
     async def prepare(
@@ -197,7 +209,10 @@ class Pipeline:
             return people_from_keypoints(frame), BoxSource.KEYPOINTS
         assert isinstance(frame, ImageFrame)
         with timings.stage("decode"):
-            image = await self.decode.submit(frame.image, deadline)
+            if isinstance(frame.image, bytes):
+                image = await self.decode.submit(frame.image, deadline)
+            else:  # already decoded: only checked (no thread hop, and no batch of the decoder keeps it alive)
+                image = decode_image(frame.image)
         h, w = image.shape[:2]
         with timings.stage("boxes"):
             if opts.boxes is None and self.box_finder.detector is not None:
@@ -280,66 +295,112 @@ class Pipeline:
                 self.metrics.stage_duration.labels(stage="buffer").observe(time.monotonic() - started)
         return emission
 
+    async def push_in_order(
+        self,
+        buffer: FrameBuffer,
+        meta: StreamMeta,
+        lifter: ServedLifter,
+        frames: AsyncIterable[Frame],
+        look_ahead: int,
+        deadline: float | None,
+        timings: Timings,
+        client_index: list[tuple[int, float | None]] | None = None,
+    ) -> tuple[list[FrameResult], BoxSource]:
+        """Prepare ``frames`` concurrently, append them to ``meta``'s stream in order, lift what each append
+        makes ready (concurrently); returns the results (in emission order) and the last frame's box source.
+
+        At most ``look_ahead`` frames are taken from ``frames`` and not yet prepared at any time: the next frame
+        is pulled only when the oldest one has been appended, so an async source (a clip being decoded) is held
+        a bounded number of frames at a time whatever its length, and the frames in flight share the stages'
+        batches. With ``client_index`` (a clip), frame ``k`` of ``frames`` is appended as buffer frame
+        ``len(client_index)`` and its own ``(frame_index, timestamp_s)`` is appended to ``client_index`` and
+        reported in its results; without (a stream), frames go in at their own ``frame_index``.
+        """
+        mode, flip_test = meta.mode, meta.flip_test
+        opts = FrameOptions(meta.boxes, meta.max_people, meta.flip_test)
+        slots = asyncio.Semaphore(max(1, look_ahead))
+        order: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        lifted: list[asyncio.Task[list[FrameResult]]] = []
+        source = BoxSource.WHOLE_FRAME
+
+        async def feed(tg: asyncio.TaskGroup) -> None:
+            source_frames = aiter(frames)
+            while True:
+                await slots.acquire()
+                frame = await anext(source_frames, None)
+                if frame is None:
+                    break
+                if client_index is not None:
+                    index = len(client_index)
+                    client_index.append((frame.frame_index, frame.timestamp_s))
+                else:
+                    index = frame.frame_index
+                task = tg.create_task(self.prepare(frame, lifter, opts, deadline, timings))
+                order.put_nowait(_Pending(task, index, frame.timestamp_s, isinstance(frame, ImageFrame)))
+                del frame, task  # the task alone holds the frame until it is prepared
+            order.put_nowait(None)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(feed(tg))
+                while (pending := await order.get()) is not None:
+                    people, source = await pending.task
+                    slots.release()
+                    emission = await self.push(
+                        buffer, meta, lifter, pending.index, pending.timestamp_s, people, pending.track, deadline, timings
+                    )  # fmt: skip
+                    lifted.append(
+                        tg.create_task(
+                            self.lift_emission(lifter, emission, mode, flip_test, deadline, timings, client_index)
+                        )
+                    )
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
+        return [r for task in lifted for r in task.result()], source
+
     async def run_clip(
         self,
-        frames: Sequence[Frame],
+        frames: Iterable[Frame] | AsyncIterable[Frame],
         lifter: ServedLifter,
         opts: FrameOptions,
         mode: WindowMode,
         deadline: float | None,
         timings: Timings,
+        look_ahead: int | None = None,
     ) -> tuple[list[FrameResult], BoxSource]:
-        """A whole clip as a private stream: frames prepared concurrently (a bounded number ahead), appended
-        in order, ready windows lifted concurrently, the tail flushed at the end."""
+        """A whole clip as a private stream (:meth:`push_in_order` into an in-memory buffer, then the tail
+        flushed). ``frames`` may be a sequence or an async source pulled as the clip advances; ``look_ahead``
+        (default :attr:`look_ahead`) bounds the frames taken from it and not yet prepared."""
         meta = StreamMeta(f"clip-{uuid.uuid4().hex}", lifter.name, mode, opts.flip_test, opts.max_people, opts.boxes)
         await self.clip_buffer.create(meta)
-        client_index = [(f.frame_index, f.timestamp_s) for f in frames]
-        ahead = max(4, 2 * self.settings.engine.max_batch_size)
-        lifted: list[asyncio.Task[list[FrameResult]]] = []
-        source = BoxSource.WHOLE_FRAME
+        client_index: list[tuple[int, float | None]] = []
+        source_frames = frames if isinstance(frames, AsyncIterable) else async_frames(frames)
         try:
-            async with asyncio.TaskGroup() as tg:
-                pending: deque[asyncio.Task[tuple[PreparedPeople, BoxSource]]] = deque()
-                todo = iter(frames)
-
-                def launch() -> None:
-                    while len(pending) < ahead and (frame := next(todo, None)) is not None:
-                        pending.append(tg.create_task(self.prepare(frame, lifter, opts, deadline, timings)))
-
-                launch()
-                index = 0
-                while pending:
-                    people, source = await pending.popleft()
-                    launch()
-                    frame = frames[index]
-                    emission = await self.push(
-                        self.clip_buffer,
-                        meta,
-                        lifter,
-                        index,
-                        frame.timestamp_s,
-                        people,
-                        isinstance(frame, ImageFrame),
-                        deadline,
-                        timings,
-                    )
-                    index += 1
-                    lifted.append(
-                        tg.create_task(
-                            self.lift_emission(lifter, emission, mode, opts.flip_test, deadline, timings, client_index)
-                        )
-                    )
-                tail = await self.clip_buffer.flush(meta.stream_id, lifter.window, mode)
-                lifted.append(
-                    tg.create_task(
-                        self.lift_emission(lifter, tail, mode, opts.flip_test, deadline, timings, client_index)
-                    )
-                )
-        except BaseExceptionGroup as group:
-            raise _first_error(group) from None
+            results, source = await self.push_in_order(
+                self.clip_buffer, meta, lifter, source_frames, look_ahead or self.look_ahead, deadline, timings,
+                client_index,
+            )  # fmt: skip
+            tail = await self.clip_buffer.flush(meta.stream_id, lifter.window, mode)
+            results += await self.lift_emission(lifter, tail, mode, opts.flip_test, deadline, timings, client_index)
         finally:
             await self.clip_buffer.delete(meta.stream_id)
-        return [r for task in lifted for r in task.result()], source
+        return results, source
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A frame taken from a source: its preparation, buffer index, timestamp, and whether to track it."""
+
+    task: asyncio.Task[tuple[PreparedPeople, BoxSource]]
+    index: int
+    timestamp_s: float | None
+    track: bool
+
+
+async def async_frames(frames: Iterable[Frame]) -> AsyncIterator[Frame]:
+    """``frames`` as an async source (for :meth:`Pipeline.push_in_order`)."""
+    for frame in frames:
+        yield frame
 
 
 def _with_features(people: list[PersonDetection]) -> list[PersonDetection]:

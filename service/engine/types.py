@@ -6,6 +6,7 @@ Every array is numpy; shapes and units are stated per field. Results use Human3.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -140,6 +141,38 @@ class EstimateResult:
     timings_ms: dict[str, float]
 
 
+@dataclass
+class ClipRequest:
+    """A clip whose frames arrive while it runs (e.g. decoded as the engine asks for them).
+
+    ``frames`` yields the clip's frames in order (image frames, or keypoint frames of one person); the engine
+    takes only a bounded number of them ahead of the frames it has finished (its look-ahead), so a clip of any
+    length holds a bounded number of decoded frames, and the frames in flight share the engine's batches.
+    A frame's ``frame_index``/``timestamp_s`` are only reported back in its result: the clip is windowed by
+    position, exactly as if its frames were pushed 0, 1, 2, ... into a fresh stream. ``deadline``: a
+    ``time.monotonic()`` instant.
+    """
+
+    request_id: str
+    frames: AsyncIterable[Frame]
+    options: EstimateOptions = field(default_factory=EstimateOptions)
+    deadline: float | None = None
+
+
+@dataclass
+class ClipResult:
+    """What a :class:`ClipRequest` gave: one result per frame, in the clip's order.
+
+    ``model`` is the name of the model that lifted it; the box source follows from the options as for a
+    stream (client boxes, else the engine's person detector or the whole frame).
+    """
+
+    request_id: str
+    model: str
+    frames: list[FrameResult]
+    timings_ms: dict[str, float]
+
+
 @dataclass(frozen=True)
 class StreamInfo:
     stream_id: str
@@ -164,6 +197,19 @@ class EngineClient(Protocol):
 
     async def push_frame(self, stream_id: str, frame: Frame, deadline: float | None = None) -> list[FrameResult]:
         """Add one frame; returns the results this frame completes (possibly none, possibly earlier frames)."""
+        ...
+
+    async def push_frames(
+        self, stream_id: str, frames: Sequence[Frame], deadline: float | None = None
+    ) -> list[FrameResult]:
+        """Add frames in order: the same results as ``push_frame`` of each in turn, with the frames prepared
+        together (their people share detector batches). An error fails the call; frames appended before it
+        stay, and pushing them again replays them."""
+        ...
+
+    async def estimate_clip(self, request: ClipRequest) -> ClipResult:
+        """Run a clip whose frames arrive as an async source, holding a bounded number of them at once;
+        the same results as pushing its frames into a fresh stream and closing it."""
         ...
 
     async def close_stream(self, stream_id: str) -> list[FrameResult]:

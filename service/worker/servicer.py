@@ -54,6 +54,12 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         results = await self._engine().push_frame(request.stream_id, frame, deadline_of(context))
         return codec.frame_results_to_pb(results)
 
+    @unary("worker.PushFrames")
+    async def PushFrames(self, request: wpb.PushFramesRequest, context: Context) -> wpb.FrameResults:
+        frames = [codec.frame_from_pb(f) for f in request.frames]
+        results = await self._engine().push_frames(request.stream_id, frames, deadline_of(context))
+        return codec.frame_results_to_pb(results)
+
     @unary("worker.CloseStream")
     async def CloseStream(self, request: wpb.StreamRef, context: Context) -> wpb.FrameResults:
         return codec.frame_results_to_pb(await self._engine().close_stream(request.stream_id))

@@ -8,12 +8,15 @@ live in this object's memory, so the tests can see which engine served what.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import numpy as np
 
 from model.skeleton import NUM_JOINTS
 from service.engine.types import (
     BoxSource,
+    ClipRequest,
+    ClipResult,
     EstimateOptions,
     EstimateRequest,
     EstimateResult,
@@ -87,6 +90,21 @@ class ToyEngine:
             stream_id, info.model, info.mode, info.frames_received + 1, info.frames_emitted + 1
         )
         return [toy_result(frame)]
+
+    async def push_frames(
+        self, stream_id: str, frames: Sequence[Frame], deadline: float | None = None
+    ) -> list[FrameResult]:
+        results: list[FrameResult] = []
+        for frame in frames:
+            results += await self.push_frame(stream_id, frame, deadline)
+        self.calls -= len(frames) - 1  # one call
+        return results
+
+    async def estimate_clip(self, request: ClipRequest) -> ClipResult:
+        self.calls += 1
+        info = self._model(request.options)
+        frames = [toy_result(frame) async for frame in request.frames]
+        return ClipResult(request.request_id, info.name, frames, {"toy": 1.0})
 
     async def close_stream(self, stream_id: str) -> list[FrameResult]:
         await self.get_stream(stream_id)

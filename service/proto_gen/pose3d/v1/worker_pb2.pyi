@@ -77,6 +77,14 @@ class PushFrameRequest(_message.Message):
     frame: WorkerFrame
     def __init__(self, stream_id: _Optional[str] = ..., frame: _Optional[_Union[WorkerFrame, _Mapping]] = ...) -> None: ...
 
+class PushFramesRequest(_message.Message):
+    __slots__ = ("stream_id", "frames")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    frames: _containers.RepeatedCompositeFieldContainer[WorkerFrame]
+    def __init__(self, stream_id: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[WorkerFrame, _Mapping]]] = ...) -> None: ...
+
 class StreamRef(_message.Message):
     __slots__ = ("stream_id",)
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]

@@ -50,6 +50,11 @@ class WorkerStub:
                 request_serializer=pose3d_dot_v1_dot_worker__pb2.PushFrameRequest.SerializeToString,
                 response_deserializer=pose3d_dot_v1_dot_worker__pb2.FrameResults.FromString,
                 _registered_method=True)
+        self.PushFrames = channel.unary_unary(
+                '/pose3d.worker.v1.Worker/PushFrames',
+                request_serializer=pose3d_dot_v1_dot_worker__pb2.PushFramesRequest.SerializeToString,
+                response_deserializer=pose3d_dot_v1_dot_worker__pb2.FrameResults.FromString,
+                _registered_method=True)
         self.CloseStream = channel.unary_unary(
                 '/pose3d.worker.v1.Worker/CloseStream',
                 request_serializer=pose3d_dot_v1_dot_worker__pb2.StreamRef.SerializeToString,
@@ -89,6 +94,14 @@ class WorkerServicer:
 
     def PushFrame(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PushFrames(self, request, context):
+        """Frames of one stream in order, prepared together (their people share detector batches); the results are
+        those of PushFrame for each in turn. Posted clips go this way, a bounded chunk of frames per call.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -133,6 +146,11 @@ def add_WorkerServicer_to_server(servicer, server):
             'PushFrame': grpc.unary_unary_rpc_method_handler(
                     servicer.PushFrame,
                     request_deserializer=pose3d_dot_v1_dot_worker__pb2.PushFrameRequest.FromString,
+                    response_serializer=pose3d_dot_v1_dot_worker__pb2.FrameResults.SerializeToString,
+            ),
+            'PushFrames': grpc.unary_unary_rpc_method_handler(
+                    servicer.PushFrames,
+                    request_deserializer=pose3d_dot_v1_dot_worker__pb2.PushFramesRequest.FromString,
                     response_serializer=pose3d_dot_v1_dot_worker__pb2.FrameResults.SerializeToString,
             ),
             'CloseStream': grpc.unary_unary_rpc_method_handler(
@@ -236,6 +254,33 @@ class Worker:
             target,
             '/pose3d.worker.v1.Worker/PushFrame',
             pose3d_dot_v1_dot_worker__pb2.PushFrameRequest.SerializeToString,
+            pose3d_dot_v1_dot_worker__pb2.FrameResults.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushFrames(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pose3d.worker.v1.Worker/PushFrames',
+            pose3d_dot_v1_dot_worker__pb2.PushFramesRequest.SerializeToString,
             pose3d_dot_v1_dot_worker__pb2.FrameResults.FromString,
             options,
             channel_credentials,
