@@ -125,6 +125,13 @@ class GatewaySettings(CommonSettings):
     )
     worker_max_message_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="gateway ↔ worker gRPC limit")
     worker_health_interval_s: float = Field(1.0, gt=0.0, description="how often worker health is checked")
+    worker_clip_chunk_frames: int = Field(
+        8,
+        ge=1,
+        le=1024,
+        description="frames of a posted clip sent to a worker per PushFrames call, so they share its batches "
+        "(1 = one frame per call: bit-identical to streaming the clip, but never batched)",
+    )
 
 
 class WorkerSettings(CommonSettings):

@@ -259,6 +259,8 @@ class DynamicBatcher(Generic[In, Out]):
                 if self._metrics:
                     self._metrics.batch_size.labels(stage=self.stage).observe(units)
                     self._metrics.stage_duration.labels(stage=self.stage).observe(time.monotonic() - started)
+            # the loop would otherwise keep the last batch's items and outputs (images, tensors) alive while idle
+            del batch, live, outputs
 
     def _compute(self, batch: list[_Job[In, Out]]) -> tuple[list[_Job[In, Out]], Sequence[Out]]:
         """In the worker thread: drop jobs whose deadline passed (or whose caller left) while the batch waited

@@ -86,6 +86,7 @@ async def build_gateway_engine(settings: GatewaySettings, metrics: Metrics) -> E
             max_message_bytes=settings.worker_max_message_bytes,
             health_interval_s=settings.worker_health_interval_s,
             call_timeout_s=settings.engine.request_timeout_s,
+            clip_chunk_frames=settings.worker_clip_chunk_frames,
         )
         await remote.start()
         return remote

@@ -203,7 +203,8 @@ def test_stream_equals_the_clip_posted_whole(deployment: Deployment, tmp_path: P
     client = StreamClient(deployment.gateway.grpc_address, clip_frames(clip), StreamConfig(paced=False), results.append)
     stats = asyncio.run(client.run())
     assert stats.results == 12
-    assert without_latency(results) == rest["frames"]
+    # the posted clip reaches a worker in chunks that share its batches: equal up to float32 rounding
+    assert_same_poses(without_latency(results), rest["frames"])
 
 
 def test_streaming_cli_prints_latency_percentiles_and_fps(deployment: Deployment, tmp_path: Path) -> None:
