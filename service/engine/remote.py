@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 _RETRY_ON_OTHER_WORKER: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 _MAX_STICKY_STREAMS: Final = 100_000
+MODELS_TTL_S: Final = 10.0
 
 
 @dataclass
@@ -105,6 +106,8 @@ class RemoteEngineClient:
         self._call_timeout_s = call_timeout_s
         self._sticky: OrderedDict[str, _Worker] = OrderedDict()
         self._health_task: asyncio.Task[None] | None = None
+        self._models: list[ModelInfo] | None = None
+        self._models_fetched_at = 0.0
 
     # ---- lifecycle and health -------------------------------------------------------------------------------
 
@@ -277,8 +280,20 @@ class RemoteEngineClient:
         return codec.stream_info_from_pb(reply)
 
     async def models(self) -> list[ModelInfo]:
-        reply, _ = await self._call("Models", pb.ListModelsRequest())
-        return [codec.model_info_from_pb(m) for m in reply.models]
+        """The workers' models, cached for ``MODELS_TTL_S`` (the gateway resolves a model on every request;
+        workers of one deployment serve the same model set). A stale list is used while no worker answers."""
+        now = time.monotonic()
+        if self._models is not None and now - self._models_fetched_at < MODELS_TTL_S:
+            return self._models
+        try:
+            reply, _ = await self._call("Models", pb.ListModelsRequest())
+        except Unavailable:
+            if self._models is None:
+                raise
+            return self._models
+        self._models = [codec.model_info_from_pb(m) for m in reply.models]
+        self._models_fetched_at = now
+        return self._models
 
     async def ready(self) -> ReadyStatus:
         """Ready while at least one worker is SERVING; ``detail`` names every worker's state."""

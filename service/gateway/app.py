@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 
 from service.config import GatewaySettings
 from service.engine.types import EngineClient, ModelInfo
+from service.errors import Unavailable
 from service.gateway import routes_estimate, routes_ops, routes_streams
 from service.gateway.deps import GatewayState
 from service.gateway.limits import GatewayGuard
@@ -120,8 +121,10 @@ def create_app(
                 log.critical("%s", state.startup_error)
                 raise
             state.engine = owned
-        models = await state.engine.models()
-        log_models(models, settings)
+        try:
+            log_models(await state.engine.models(), settings)
+        except Unavailable as exc:  # remote workers still loading: serve /healthz and a 503 /readyz meanwhile
+            log.warning("engine not ready yet (%s); requests get 503 until it is", exc.detail)
         log.info(
             "pose3d gateway ready on http://%s:%d (engine %s)",
             settings.host,

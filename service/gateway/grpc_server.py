@@ -95,19 +95,6 @@ async def build_gateway_engine(settings: GatewaySettings, metrics: Metrics) -> E
     return await in_process_engine(settings, metrics)
 
 
-async def wait_until_ready(engine: EngineClient, poll_s: float = 0.5, log_every_s: float = 10.0) -> None:
-    """Wait until ``engine.ready()`` (for remote workers: one of them serves), saying why now and then."""
-    waited = 0.0
-    while True:
-        status = await engine.ready()
-        if status.ready:
-            return
-        if waited % log_every_s < poll_s:
-            log.info("waiting for the engine: %s", ", ".join(f"{k}: {v}" for k, v in status.detail.items()))
-        await asyncio.sleep(poll_s)
-        waited += poll_s
-
-
 async def run_gateway(settings: GatewaySettings) -> None:
     """Serve REST on ``settings.port`` and gRPC on ``settings.grpc_port`` (0 = no gRPC) until SIGTERM/SIGINT."""
     import uvicorn
@@ -120,7 +107,7 @@ async def run_gateway(settings: GatewaySettings) -> None:
         await public.start()
     engine = await build_gateway_engine(settings, metrics)
     try:
-        await wait_until_ready(engine)
+        # REST opens now: /healthz answers at once, /readyz and gRPC health say NOT ready until a worker serves
         if public is not None:
             public.engine = engine
         app = create_app(settings, engine=engine, metrics=metrics)

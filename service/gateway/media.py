@@ -229,6 +229,8 @@ class ClipReader:
         if not self._container.streams.video:
             raise DecodeFailed("the clip has no video stream")
         stream = self._container.streams.video[0]
+        if stream.codec_context is None:
+            raise DecodeFailed("the clip's video codec is unknown or unsupported")
         stream.thread_type = "SLICE"
         stream.codec_context.thread_count = 1
         self._stream = stream

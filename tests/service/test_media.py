@@ -156,3 +156,23 @@ def test_close_from_another_thread_after_a_step_is_safe() -> None:
     assert next(frames).index == 0
     reader.close()
     assert next(frames, None) is None
+
+
+def test_clip_with_an_unknown_video_codec_is_a_decode_failure() -> None:
+    """Found by the fuzz test: a container whose video stream has no decoder (no codec context)."""
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="avi") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for _ in range(3):
+            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    data = buffer.getvalue()
+    assert b"FMP4" in data
+    with pytest.raises(DecodeFailed, match="codec"):
+        ClipReader(io.BytesIO(data.replace(b"FMP4", b"QQQQ")), MediaKind.AVI, LimitSettings())
