@@ -104,7 +104,7 @@ async def read_json(request: Request, model: type[Model], where: str = "JSON bod
     raw = await request.body()
     try:
         document: Any = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or an integer past Python's digit limit
         raise BadRequest(f"{where} is not valid JSON") from None
     try:
         return model.model_validate(document)

@@ -115,7 +115,7 @@ def parse_boxes(text: str | None, limits: LimitSettings) -> tuple[Box, ...] | No
         return None
     try:
         raw = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not JSON, or an integer past Python's digit limit
         raise BadRequest("form field 'boxes' is not valid JSON") from None
     return check_boxes(raw, limits)
 

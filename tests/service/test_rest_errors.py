@@ -68,6 +68,14 @@ def test_malformed_requests_are_400(client: httpx.Client) -> None:
     assert_problem(timeout, 400, "bad-request")
     open_bad = client.post("/v1/streams", content=b"{nope", headers={"content-type": "application/json"})
     assert_problem(open_bad, 400, "bad-request")
+    huge_int = b'{"keypoints_2d": [], "image_size": [' + b"9" * 5000 + b", 1]}"  # past Python's int digit limit
+    json_headers = {"content-type": "application/json"}
+    assert_problem(client.post("/v1/pose3d", content=huge_int, headers=json_headers), 400, "bad-request")
+    assert_problem(_post_form(client, _jpeg(), boxes="[[0, 0, " + "9" * 5000 + ", 9]]"), 400, "bad-request")
+    stream_id = client.post("/v1/streams", json={}).json()["stream_id"]
+    frame = b'{"frame_index": ' + b"9" * 5000 + b"}"
+    assert_problem(client.post(f"/v1/streams/{stream_id}/frames", content=frame, headers=json_headers), 400)
+    client.delete(f"/v1/streams/{stream_id}")
 
 
 # ---- 404 unknown model / stream / route

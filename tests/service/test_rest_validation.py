@@ -50,6 +50,8 @@ def test_boxes() -> None:
     assert parse_boxes(None, LIMITS) is None
     with pytest.raises(BadRequest):
         parse_boxes("[[1, 2, 3, 4]", LIMITS)
+    with pytest.raises(BadRequest):  # json.loads raises a plain ValueError past Python's int digit limit
+        parse_boxes("[[1, 2, " + "9" * 5000 + ", 4]]", LIMITS)
     for bad in (
         "{}",
         "[]",
