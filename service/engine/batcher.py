@@ -230,37 +230,44 @@ class DynamicBatcher(Generic[In, Out]):
         return batch
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wait_for_batch()
             batch = self._take_batch()
             if not batch:
                 continue
-            started = time.monotonic()
             try:
-                live, outputs = await loop.run_in_executor(self._executor, self._compute, batch)
-            except asyncio.CancelledError:
-                for job in batch:
-                    job.future.cancel()
+                await self._process(batch)
+            except asyncio.CancelledError:  # aclose() while the batch ran: its callers must not wait forever
+                _fail_pending(batch, Unavailable, f"{self.stage}: engine is shutting down")
                 raise
-            except _BatchFailed as failed:
-                live, outputs = failed.live, None
-                log.info("%s batch of %d failed (%s); retrying its items one by one", self.stage, len(live), failed)
-                await self._run_one_by_one(live)
-            self._expire_dropped(batch, live)
-            if outputs is not None:
-                for job, out in zip(live, outputs, strict=True):
-                    if not job.future.done():
-                        job.future.set_result(out)
-            if live:
-                units = sum(job.size for job in live)
-                self.batches_run += 1
-                self.units_run += units
-                if self._metrics:
-                    self._metrics.batch_size.labels(stage=self.stage).observe(units)
-                    self._metrics.stage_duration.labels(stage=self.stage).observe(time.monotonic() - started)
+            except Exception as e:  # a fault of the batcher itself fails this batch, never the whole stage
+                log.exception("%s: batch of %d failed outside the batch function", self.stage, len(batch))
+                _fail_pending(batch, InternalError, f"{self.stage} failed: {type(e).__name__}: {e}")
             # the loop would otherwise keep the last batch's items and outputs (images, tensors) alive while idle
-            del batch, live, outputs
+            del batch
+
+    async def _process(self, batch: list[_Job[In, Out]]) -> None:
+        """Compute one batch and settle every job's future (a result, or this job's own error)."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        try:
+            live, outputs = await loop.run_in_executor(self._executor, self._compute, batch)
+        except _BatchFailed as failed:
+            live, outputs = failed.live, None
+            log.info("%s batch of %d failed (%s); retrying its items one by one", self.stage, len(live), failed)
+            await self._run_one_by_one(live)
+        self._expire_dropped(batch, live)
+        if outputs is not None:
+            for job, out in zip(live, outputs, strict=True):
+                if not job.future.done():
+                    job.future.set_result(out)
+        if live:
+            units = sum(job.size for job in live)
+            self.batches_run += 1
+            self.units_run += units
+            if self._metrics:
+                self._metrics.batch_size.labels(stage=self.stage).observe(units)
+                self._metrics.stage_duration.labels(stage=self.stage).observe(time.monotonic() - started)
 
     def _compute(self, batch: list[_Job[In, Out]]) -> tuple[list[_Job[In, Out]], Sequence[Out]]:
         """In the worker thread: drop jobs whose deadline passed (or whose caller left) while the batch waited
@@ -288,6 +295,8 @@ class DynamicBatcher(Generic[In, Out]):
         return outputs
 
     async def _run_one_by_one(self, batch: list[_Job[In, Out]]) -> None:
+        """Retry each job of a failed batch alone. A job's caller may leave (cancel its future) at any await here,
+        e.g. ``submit_many`` giving up its other items after the first one failed: such jobs are skipped."""
         loop = asyncio.get_running_loop()
         for job in batch:
             if job.future.done():
@@ -299,13 +308,25 @@ class DynamicBatcher(Generic[In, Out]):
             try:
                 (out,) = await loop.run_in_executor(self._executor, self._call, [job.item])
             except Pose3DError as e:
-                job.future.set_exception(e)
                 self._count_rejection(e.type_slug)
+                _settle_error(job.future, e)
             except Exception as e:
                 error = InternalError(f"{self.stage} failed for this item: {type(e).__name__}: {e}")
                 error.__cause__ = e
-                job.future.set_exception(error)
                 self._count_rejection("internal")
+                _settle_error(job.future, error)
             else:
                 if not job.future.done():
                     job.future.set_result(out)
+
+
+def _settle_error(future: asyncio.Future[Any], error: BaseException) -> None:
+    """Fail ``future`` unless its caller already left (cancelled it) or it is already settled."""
+    if not future.done():
+        future.set_exception(error)
+
+
+def _fail_pending(batch: Sequence[_Job[Any, Any]], error: type[Pose3DError], detail: str) -> None:
+    """Fail every job of ``batch`` not yet settled, each with its own ``error(detail)``."""
+    for job in batch:
+        _settle_error(job.future, error(detail))

@@ -177,3 +177,39 @@ async def test_deadline_passing_while_the_batch_waits_for_the_thread(executor: T
     assert fn.batches == [[3.0]]
     assert value(metrics, "pose3d_rejected_total", {"reason": "deadline"}) == 1
     await batcher.aclose()
+
+
+async def test_a_poisoned_batch_whose_callers_leave_during_the_retries_does_not_kill_the_stage(
+    executor: ThreadPoolExecutor,
+) -> None:
+    """Every item of a batch fails; the first failure makes the caller of submit_many give up its other items
+    while they are retried one by one. The stage must go on serving (it used to die on InvalidStateError,
+    leaving every later caller waiting forever)."""
+    fn = Recorder(delay_s=0.01)
+    batcher = DynamicBatcher("lift", fn, BatcherLimits(8, 20.0, 100), executor=executor)
+    with pytest.raises(InternalError):
+        await batcher.submit_many([float("nan")] * 4)
+    assert await asyncio.wait_for(batcher.submit(5.0), 2.0) == 25.0
+    await batcher.aclose()
+
+
+async def test_closing_during_one_by_one_retries_fails_the_waiting_callers(executor: ThreadPoolExecutor) -> None:
+    """aclose() while a failed batch is being retried item by item: its callers get Unavailable, never a hang."""
+    retrying, release = threading.Event(), threading.Event()
+
+    def fails_together(items: Sequence[float]) -> list[float]:
+        if len(items) > 1:
+            raise ValueError("the batch fails as a whole")
+        retrying.set()
+        release.wait(5)  # the first one-by-one retry holds the thread
+        return [x * x for x in items]
+
+    batcher = DynamicBatcher("lift", fails_together, BatcherLimits(8, 20.0, 100), executor=executor)
+    callers = [asyncio.ensure_future(batcher.submit(x)) for x in (1.0, 2.0, 3.0)]
+    assert await asyncio.to_thread(retrying.wait, 5)
+    close = asyncio.ensure_future(batcher.aclose())
+    await asyncio.sleep(0.05)
+    release.set()
+    await close
+    done = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 2.0)
+    assert all(isinstance(r, Unavailable) for r in done), done
