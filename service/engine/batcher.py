@@ -45,7 +45,8 @@ class _Job(Generic[In, Out]):
 @dataclass(frozen=True)
 class BatcherLimits:
     """Knobs of one batcher: ``max_batch_size`` units per batch, ``max_delay_ms`` after the first job,
-    ``max_queue`` units waiting before :class:`Overloaded`, ``retry_after_s`` suggested to refused callers."""
+    ``max_queue`` units waiting before :class:`Overloaded` (an empty queue admits one caller's work of any size),
+    ``retry_after_s`` suggested to refused callers."""
 
     max_batch_size: int = 32
     max_delay_ms: float = 5.0
@@ -168,7 +169,9 @@ class DynamicBatcher(Generic[In, Out]):
         if self._closed:
             raise Unavailable(f"{self.stage}: engine is shutting down")
         sizes = [max(1, self._size_of(item)) if self._size_of else 1 for item in items]
-        if self.is_overloaded(sum(sizes)):
+        # one caller's work larger than the whole bound (a stream's tail of many people) would be refused forever:
+        # it is admitted into an empty queue
+        if self._queued_units and self.is_overloaded(sum(sizes)):
             self._count_rejection("overloaded")
             raise Overloaded(
                 f"{self.stage} queue is full ({self._queued_units} of {self.limits.max_queue} queued)",

@@ -213,3 +213,13 @@ async def test_closing_during_one_by_one_retries_fails_the_waiting_callers(execu
     await close
     done = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 2.0)
     assert all(isinstance(r, Unavailable) for r in done), done
+
+
+async def test_a_request_larger_than_the_queue_bound_runs_when_the_queue_is_empty() -> None:
+    """One caller's work may exceed ``max_queue`` (a stream's tail: every person's window of every remaining
+    frame); refusing it would answer 429 forever, however idle the stage. It is admitted into an empty queue."""
+    batcher = DynamicBatcher("lift", Recorder(), BatcherLimits(4, 1.0, 8))
+    assert await asyncio.wait_for(batcher.submit_many([float(i) for i in range(20)]), 5.0) == [
+        float(i * i) for i in range(20)
+    ]
+    await batcher.aclose()
