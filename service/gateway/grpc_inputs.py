@@ -16,11 +16,10 @@ from model.skeleton import NUM_JOINTS, JointSet
 from service.config import LimitSettings
 from service.engine.types import EstimateOptions, FloatArray, KeypointFrame
 from service.errors import InvalidInput
+from service.gateway.schemas import MAX_FRAME_INDEX
 from service.gateway.validation import DEFAULT_FPS, check_boxes, keypoint_array, parse_model_name
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.rpc.codec import JOINT_SET_FROM_PB, WINDOW_MODE_FROM_PB
-
-MAX_FRAME_INDEX = 2**31 - 1
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from service.gateway.inputs import (
 )
 from service.gateway.problem import request_id_of
 from service.gateway.schemas import (
+    MAX_FRAME_INDEX,
     PROBLEM_RESPONSES,
     ModelRef,
     StreamFrameKeypoints,
@@ -45,7 +46,6 @@ router = APIRouter(tags=["streams"])
 
 STREAM_ID_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"
 _STREAM_ID = re.compile(STREAM_ID_PATTERN)
-MAX_FRAME_INDEX = 2**31 - 1
 
 StreamId = Annotated[str, Path(description="id returned by POST /v1/streams", max_length=128)]
 
@@ -59,7 +59,7 @@ FRAME_BODY: dict[str, Any] = {
                     "required": ["file", "frame_index"],
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "JPEG/PNG/WebP frame"},
-                        "frame_index": {"type": "integer", "minimum": 0},
+                        "frame_index": {"type": "integer", "minimum": 0, "maximum": MAX_FRAME_INDEX},
                         "timestamp_s": {"type": "number"},
                     },
                 },

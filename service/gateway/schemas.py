@@ -19,6 +19,12 @@ from service.engine.types import (
     WindowMode,
 )
 
+MAX_FRAME_INDEX: Final = 2**31 - 1
+"""Largest stream ``frame_index`` accepted on any transport (fits every wire and buffer format)."""
+MAX_MODEL_NAME: Final = 128
+"""Longest model name accepted (served names are short; a longer one is refused, not echoed back)."""
+ModelName = Annotated[str, Field(max_length=MAX_MODEL_NAME)]
+
 UNITS: Final = "m"
 COORDINATE_FRAME: Final = "camera, root-relative"
 
@@ -135,7 +141,7 @@ class KeypointsRequest(BaseModel):
         description="[width, height] pixels of the image the keypoints belong to"
     )
     joint_set: JointSet = JointSet.COCO
-    model: str | None = None
+    model: ModelName | None = None
     flip_test: bool | None = None
     mode: WindowMode = WindowMode.CENTRED
     timestamps_s: list[float] | None = Field(None, description="optional (T,) seconds; default frame index / 30")
@@ -146,7 +152,7 @@ class StreamOpenRequest(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"model": "pstmo-243", "mode": "centred"}]}
     )
 
-    model: str | None = Field(None, description="a served model; default: the default clip model")
+    model: ModelName | None = Field(None, description="a served model; default: the default clip model")
     mode: WindowMode = WindowMode.CENTRED
     flip_test: bool | None = None
     max_people: int | None = Field(None, ge=1)
@@ -175,7 +181,7 @@ class StreamFrameKeypoints(BaseModel):
     keypoints_2d: list[Coordinate]
     image_size: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
     joint_set: JointSet = JointSet.COCO
-    frame_index: int = Field(ge=0)
+    frame_index: int = Field(ge=0, le=MAX_FRAME_INDEX)
     timestamp_s: float | None = None
 
 

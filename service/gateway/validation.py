@@ -17,7 +17,7 @@ from model.skeleton import NUM_JOINTS, JointSet
 from service.config import LimitSettings
 from service.engine.types import FloatArray, KeypointFrame, WindowMode
 from service.errors import BadRequest, InvalidInput, PayloadTooLarge
-from service.gateway.schemas import KeypointsRequest, StreamFrameKeypoints
+from service.gateway.schemas import MAX_MODEL_NAME, KeypointsRequest, StreamFrameKeypoints
 
 COORDINATE_SPAN = 8.0
 """Keypoints and boxes may lie at most this many image sizes outside the image (finite, sane lifter input)."""
@@ -82,8 +82,8 @@ def parse_model_name(value: str | None) -> str | None:
     if value is None or value.strip() == "":
         return None
     name = value.strip()
-    if len(name) > 128:
-        raise InvalidInput("model name is longer than 128 characters")
+    if len(name) > MAX_MODEL_NAME:
+        raise InvalidInput(f"model name is longer than {MAX_MODEL_NAME} characters")
     return name
 
 

@@ -1,0 +1,64 @@
+"""The REST gateway over a RemoteEngineClient (real gRPC to a worker servicer around a toy engine): what
+reaches the gateway ↔ worker codec must already be valid, so no input turns into a 500 on the way."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from service.config import GatewaySettings
+from service.engine.remote import RemoteEngineClient
+from service.gateway.app import create_app
+from service.gateway.schemas import MAX_FRAME_INDEX
+from tests.service.grpc_toy_engine import ToyEngine
+from tests.service.test_grpc_remote import start_worker
+
+SKELETON = [[300.0 + 3 * j, 100.0 + 12 * j] for j in range(17)]
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    worker = await start_worker(ToyEngine())
+    remote = RemoteEngineClient([worker.address], health_interval_s=0.2)
+    await remote.start()
+    app = create_app(GatewaySettings(default_image_model="toy", default_clip_model="toy"), engine=remote)
+    app.state.gateway.engine = remote  # what the lifespan does (ASGITransport runs no lifespan)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            yield http
+    finally:
+        await remote.aclose()
+        await worker.server.stop(0)
+
+
+def _frame(index: int) -> dict[str, object]:
+    return {"keypoints_2d": SKELETON, "image_size": [640, 480], "frame_index": index}
+
+
+async def test_stream_frame_index_past_the_wire_range_is_422(client: httpx.AsyncClient) -> None:
+    stream_id = (await client.post("/v1/streams", json={})).json()["stream_id"]
+    ok = await client.post(f"/v1/streams/{stream_id}/frames", json=_frame(MAX_FRAME_INDEX))
+    assert ok.status_code == 200, ok.text
+    for index in (MAX_FRAME_INDEX + 1, 2**63, 10**30):  # 2**63 overflowed the worker protocol's int64: a 500
+        refused = await client.post(f"/v1/streams/{stream_id}/frames", json=_frame(index))
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"].startswith(PROBLEM)
+        assert refused.json()["errors"][0]["loc"] == ["frame_index"]
+
+
+async def test_an_overlong_model_name_is_refused_not_echoed(client: httpx.AsyncClient) -> None:
+    name = "m" * 100_000
+    for path, body in (
+        ("/v1/streams", {"model": name}),
+        ("/v1/pose3d", {"keypoints_2d": SKELETON, "image_size": [640, 480], "model": name}),
+    ):
+        refused = await client.post(path, json=body)
+        assert refused.status_code == 422, refused.text[:300]
+        assert len(refused.content) < 4096  # the 100 kB name is not reflected into the problem body
+    served = await client.post("/v1/pose3d", json={"keypoints_2d": SKELETON, "image_size": [640, 480]})
+    assert served.status_code == 200, served.text
+    assert served.json()["model"]["name"] == "toy"
