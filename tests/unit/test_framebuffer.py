@@ -192,6 +192,26 @@ async def test_long_stream_keeps_only_what_windows_need(make_buffer: BufferFacto
     assert len(old.targets) == 0
 
 
+async def test_a_frame_that_completes_many_targets_can_be_retried(make_buffer: BufferFactory) -> None:
+    """Frame 0 arrives last and completes every target at once. If lifting them fails (deadline, overload), the
+    client retries frame 0 and must get the same emission back: its frames must not have been trimmed by the
+    very append that emitted them."""
+    buf, window = make_buffer(), WindowSpec(3, 1)
+    m = meta()
+    await buf.create(m)
+    for i in range(1, 3 * REPLAY_MARGIN):
+        assert len((await buf.append(m.stream_id, make_record(i), window, WindowMode.CENTRED)).targets) == 0
+    first = await buf.append(m.stream_id, make_record(0), window, WindowMode.CENTRED)
+    assert list(first.targets) == list(range(3 * REPLAY_MARGIN - 1))
+    retry = await buf.append(m.stream_id, make_record(0), window, WindowMode.CENTRED)
+    assert retry.status is AppendStatus.DUPLICATE
+    assert retry.targets == first.targets
+    assert sorted(retry.records) == sorted(first.records)
+    # the next append trims as usual
+    await buf.append(m.stream_id, make_record(3 * REPLAY_MARGIN), window, WindowMode.CENTRED)
+    assert len((await buf.append(m.stream_id, make_record(0), window, WindowMode.CENTRED)).targets) == 0
+
+
 async def test_memory_buffer_bound_and_ttl() -> None:
     now = [0.0]
     buf = MemoryFrameBuffer(max_streams=2, ttl_s=10.0, clock=lambda: now[0])

@@ -29,7 +29,8 @@ FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int32]
 
 J: Final = 17
-# Frames kept behind the oldest window still needed, so that a retried frame can be answered again.
+# Targets whose windows' frames are kept behind the emission cursor, so that a retried frame can be answered
+# again (the frames of the latest emission are kept too, however many targets it emitted).
 REPLAY_MARGIN: Final = 16
 
 

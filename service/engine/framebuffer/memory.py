@@ -125,7 +125,7 @@ class MemoryFrameBuffer(FrameBuffer):
             max_index=max(st.max_index, idx),
         )
         records = self._records(s, needed_range(targets, window, high, mode))
-        self._trim(s, window)
+        self._trim(s, window, targets.start)
         return Emission(AppendStatus.ADDED, targets, high, records, s.state.frames_received, targets.stop)
 
     def _replay(self, s: _Stream, idx: int, window: WindowSpec, mode: WindowMode) -> Emission:
@@ -139,8 +139,10 @@ class MemoryFrameBuffer(FrameBuffer):
             AppendStatus.DUPLICATE, targets, newest, self._records(s, needed), st.frames_received, st.next_emit
         )
 
-    def _trim(self, s: _Stream, window: WindowSpec) -> None:
-        keep_from = s.state.next_emit - window.lag_left - REPLAY_MARGIN
+    def _trim(self, s: _Stream, window: WindowSpec, emitted_from: int) -> None:
+        """Drop frames no window will need: behind the last ``REPLAY_MARGIN`` targets and behind the latest
+        emission (from ``emitted_from``), so that the frame which made it can always be retried."""
+        keep_from = min(emitted_from, s.state.next_emit - REPLAY_MARGIN) - window.lag_left
         while s.trimmed_below < keep_from:
             s.frames.pop(s.trimmed_below, None)
             s.emits.pop(s.trimmed_below, None)

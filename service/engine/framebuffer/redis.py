@@ -106,7 +106,8 @@ redis.call('HSET', KEYS[3], idx, start .. ',' .. stop .. ',' .. high)
 cursor = stop
 local lo, hi = needed(start, stop, high, lag_left, lag_right, causal)
 local records = read(lo, hi)
-local keep_from = cursor - lag_left - tonumber(ARGV[9])
+-- keep the last `margin` targets' frames and the whole latest emission's, so its frame can be retried
+local keep_from = math.min(start, cursor - tonumber(ARGV[9])) - lag_left
 while trim < keep_from do
   redis.call('HDEL', KEYS[2], trim)
   redis.call('HDEL', KEYS[3], trim)
