@@ -38,7 +38,7 @@ from service.engine.types import (
     WindowMode,
 )
 from service.engine.windows import WindowSpec
-from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Pose3DError, UnknownStream
+from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Overloaded, Pose3DError, UnknownStream
 from service.gateway.clips import run_clip
 from service.gateway.deps import box_source_for, keypoints_model, resolve_model
 from service.gateway.grpc_inputs import (
@@ -56,7 +56,7 @@ from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
 from service.rpc import codec
-from service.rpc.handlers import Context, as_service_error, deadline_of, unary
+from service.rpc.handlers import Context, as_service_error, cancelled_code, deadline_of, unary
 from service.rpc.status import abort_with
 
 EngineGetter = Callable[[], EngineClient]
@@ -78,6 +78,7 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
         self.metrics = metrics
         self._engine = engine
         self.open_calls = 0  # StreamEstimate calls in progress (pose3d_active_streams is the engine's count)
+        self.estimates_in_flight = 0  # Estimate calls in progress, bounded as REST bounds its /v1/ requests
 
     # ---- unary ------------------------------------------------------------------------------------------------
 
@@ -85,13 +86,23 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
     async def Estimate(self, request: pb.EstimateRequest, context: Context) -> pb.EstimateResponse:
         started = time.perf_counter()
         engine = self._engine()
+        limits = self.settings.limits
+        if self.estimates_in_flight >= limits.max_inflight_requests:
+            busy = Overloaded(
+                f"{self.estimates_in_flight} requests in flight; retry shortly", retry_after_s=limits.retry_after_s
+            )
+            self.metrics.rejected_total.labels(busy.type_slug).inc()
+            raise busy
         deadline = deadline_of(context, self.settings.engine.request_timeout_s)
         assert deadline is not None
+        self.estimates_in_flight += 1
         try:
             async with asyncio.timeout_at(_loop_time(deadline)):
                 response = await self._estimate(engine, request, deadline)
         except TimeoutError:
             raise DeadlineExceeded("the request did not complete within its deadline") from None
+        finally:
+            self.estimates_in_flight -= 1
         response.timings_ms["total"] = (time.perf_counter() - started) * 1000.0
         return response
 
@@ -163,7 +174,7 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
             async for response in self._stream(requests):
                 yield response
         except asyncio.CancelledError:
-            code = "CANCELLED"
+            code = cancelled_code(context)
             raise
         except Exception as exc:
             error = as_service_error(exc, route)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,12 @@ def as_service_error(exc: Exception, route: str) -> Pose3DError:
     return InternalError(f"{type(exc).__name__}: {exc}")
 
 
+def cancelled_code(context: Context) -> str:
+    """The status name to count for a call cancelled under its handler: its deadline passed, or the client left."""
+    remaining = context.time_remaining()
+    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+
+
 def unary(route: str) -> Callable[[Handler[S, Req, Resp]], Handler[S, Req, Resp]]:
     """Count the call in ``self.metrics`` under ``route`` and end it with the status of any error."""
 
@@ -49,6 +56,9 @@ def unary(route: str) -> Callable[[Handler[S, Req, Resp]], Handler[S, Req, Resp]
                 return await handler(self, request, context)
             except grpc.aio.AbortError:
                 code = "ABORTED"
+                raise
+            except asyncio.CancelledError:  # not an Exception: without this a cancelled call counted as OK
+                code = cancelled_code(context)
                 raise
             except Exception as exc:
                 error = as_service_error(exc, route)

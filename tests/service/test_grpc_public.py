@@ -245,3 +245,47 @@ async def write_until_stalled(call: Any, image: bytes, count: int) -> bool:
 
 def public_active_streams(public: PublicGrpcServer) -> int:
     return public.servicer.open_calls
+
+
+async def test_estimate_calls_in_flight_are_bounded_like_rest() -> None:
+    public = PublicGrpcServer(settings(limits={"max_inflight_requests": 2, "retry_after_s": 3.0}), Metrics())
+    await public.start()
+    public.engine = ToyEngine(delay_s=0.5)
+    channel, stub = stub_for(public.port)
+    try:
+        async with channel:
+            calls = [stub.Estimate(pb.EstimateRequest(keypoints=keypoints_msg(1))) for _ in range(4)]
+            outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+        assert len(refused) == 2, outcomes
+        assert {o.code() for o in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+        assert all(("retry-after-s", "3") in tuple(o.trailing_metadata()) for o in refused)
+        assert public.servicer.estimates_in_flight == 0
+        assert metric(public, "pose3d_rejected_total", reason="overloaded") == 2
+    finally:
+        await public.stop(0)
+
+
+async def test_cancelled_and_timed_out_calls_are_not_counted_ok(server: tuple[PublicGrpcServer, ToyEngine]) -> None:
+    public, engine = server
+    engine.delay_s = 2.0
+    channel, stub = stub_for(public.port)
+    async with channel:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Estimate(pb.EstimateRequest(keypoints=keypoints_msg(1)), timeout=0.2)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        call = stub.Estimate(pb.EstimateRequest(keypoints=keypoints_msg(1)))
+        await asyncio.sleep(0.2)
+        call.cancel()
+    codes = {"OK": 0.0, "DEADLINE_EXCEEDED": 0.0, "CANCELLED": 0.0}
+    for _ in range(40):  # the server sees the cancellations a moment later
+        codes = {c: metric(public, "pose3d_requests_total", route="grpc.Estimate", code=c) for c in codes}
+        if codes["DEADLINE_EXCEEDED"] + codes["CANCELLED"] == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert codes == {"OK": 0.0, "DEADLINE_EXCEEDED": 1.0, "CANCELLED": 1.0}
+
+
+def metric(public: PublicGrpcServer, name: str, **labels: str) -> float:
+    value = public.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else float(value)
