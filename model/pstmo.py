@@ -128,9 +128,9 @@ class PSTMO(nn.Module):
             ``out_vte``: ``(B, 3, frames, out_joints, 1)`` every frame's 3D pose (VTE head).
             Neither has the root zeroed (see :meth:`lift`).
         """
-        b, c, t, j, _ = x.shape
-        if c != 2 or j != self.cfg.n_joints or t != self.cfg.frames:
+        if x.dim() != 5 or tuple(x.shape[1:]) != (2, self.cfg.frames, self.cfg.n_joints, 1):
             raise ValueError(f"expected (B, 2, {self.cfg.frames}, {self.cfg.n_joints}, 1), got {tuple(x.shape)}")
+        b, c, t, j, _ = x.shape
         tokens = x[..., 0].permute(0, 2, 3, 1).reshape(b, t, j * c)  # (B, T, J*2) joint-major
         features = self.sem(tokens.transpose(1, 2))  # (B, C, T)
         temporal = self.tem(features.transpose(1, 2))  # (B, T, C)

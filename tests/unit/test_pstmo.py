@@ -196,3 +196,6 @@ def test_wrong_input_shape_is_rejected() -> None:
         model.lift(torch.zeros(1, 27, 17, 2))
     with pytest.raises(ValueError, match="expected"):
         model.lift(torch.zeros(1, 9, 17, 3))
+    for shape in ((1, 2, 9, 17), (1, 2, 9, 17, 1, 1), (1, 2, 9, 17, 2)):
+        with pytest.raises(ValueError, match=r"expected \(B, 2, 9, 17, 1\)"):
+            model(torch.zeros(shape))
