@@ -20,13 +20,20 @@ def main(argv: list[str] | None = None) -> int:
         try:
             kind, checks = check_file(path)
         except (ConformanceError, OSError, RuntimeError, ValueError) as e:
-            print(f"{path}: ERROR {e}")
+            print(f"{path}: ERROR {str(e).removeprefix(f'{path}: ')}")
+            ok = False
+            continue
+        except Exception as e:
+            print(f"{path}: ERROR (unexpected) {type(e).__name__}: {e}")
             ok = False
             continue
         for c in checks:
             status = "ok" if c.passed else "FAIL"
             shape = "" if c.shape_ok else " (shape mismatch or missing)"
-            print(f"{path} [{kind}] {c.name}: max_abs_err={c.max_abs_err:.3e} tol={c.tolerance:.0e} {status}{shape}")
+            print(
+                f"{path} [{kind}] {c.name}: max_abs_err={c.max_abs_err:.3e} tol={c.tolerance:.0e} "
+                f"worst_err/tol={c.worst_ratio:.3g} {status}{shape}"
+            )
             ok = ok and c.passed
     print("conformance: all outputs within tolerance" if ok else "conformance: FAILED")
     return 0 if ok else 1
