@@ -242,8 +242,8 @@ class ClipReader:
         duration_s: float | None = None
         if stream.duration is not None and stream.time_base is not None:
             duration_s = float(stream.duration * stream.time_base)
-        elif self._container.duration is not None:
-            duration_s = self._container.duration / 1_000_000
+        elif self._container.duration is not None:  # e.g. Matroska: the end time, counted from the start time
+            duration_s = max(0, self._container.duration - (self._container.start_time or 0)) / 1_000_000
         frame_count = int(stream.frames) if stream.frames else None
         info = ClipInfo(kind, width, height, fps, duration_s, frame_count)
         self._check_extent(duration_s or 0.0, 0 if frame_count is None else -(-frame_count // self._every_nth))
@@ -268,6 +268,7 @@ class ClipReader:
         decoded = 0
         kept = 0
         fps = self.info.fps
+        first_timestamp: float | None = None  # clips cut from a recording keep its timestamps: measure from here
         while True:
             with self._lock:
                 if self._closed:
@@ -284,7 +285,10 @@ class ClipReader:
                     if timestamp is None and fps:
                         timestamp = index / fps
                     kept += 1
-                    self._check_extent(float(timestamp or 0.0), kept)
+                    if timestamp is not None and first_timestamp is None:
+                        first_timestamp = float(timestamp)
+                    elapsed = 0.0 if timestamp is None else float(timestamp) - (first_timestamp or 0.0)
+                    self._check_extent(elapsed, kept)
                     check_frame_size(int(frame.width), int(frame.height), self._limits, "clip frame")
                     image = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
                 except (av.FFmpegError, ValueError, OSError) as exc:

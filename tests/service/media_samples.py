@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from fractions import Fraction
 
 import av
 import cv2
@@ -47,8 +48,10 @@ def encode_clip(
     fps: int = 25,
     kind: str = "mp4",
     moving: bool = True,
+    start_frame: int = 0,
 ) -> bytes:
-    """A clip of ``frames`` frames (a figure drifting right when ``moving``) in container ``kind``."""
+    """A clip of ``frames`` frames (a figure drifting right when ``moving``) in container ``kind``; its
+    timestamps start at ``start_frame / fps`` seconds (as in a clip cut from a longer recording)."""
     fmt, codec = CLIP_CODECS[kind]
     buf = io.BytesIO()
     with av.open(buf, mode="w", format=fmt) as container:
@@ -59,7 +62,10 @@ def encode_clip(
             image = person_image(width, height, seed=i)
             if moving:
                 image = np.roll(image, i % max(1, width // 8), axis=1)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if start_frame:
+                frame.pts, frame.time_base = start_frame + i, Fraction(1, fps)
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

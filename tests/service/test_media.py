@@ -142,6 +142,22 @@ def test_clip_limits_frames_duration_and_size() -> None:
         ClipReader(io.BytesIO(data), MediaKind.MP4, LimitSettings(max_frame_side=40))
 
 
+@pytest.mark.parametrize("kind", ["mp4", "mov", "webm"])  # AVI has no timestamps: an offset is empty frames
+def test_clip_cut_from_a_recording_is_measured_from_its_first_frame(kind: str) -> None:
+    data = encode_clip(frames=5, width=32, height=32, fps=25, kind=kind, start_frame=2500)  # 0.2 s from 100 s
+    limits = LimitSettings(max_clip_seconds=60.0)
+    with ClipReader(io.BytesIO(data), MediaKind(kind), limits) as reader:
+        frames = list(reader.frames())
+    assert [f.timestamp_s for f in frames] == pytest.approx([100.0, 100.04, 100.08, 100.12, 100.16])
+    long_cut = encode_clip(frames=30, width=32, height=32, fps=10, kind=kind, start_frame=1000)  # 3 s from 100 s
+    too_long = LimitSettings(max_clip_seconds=1.0)
+    with (
+        pytest.raises(PayloadTooLarge, match="lasts"),
+        ClipReader(io.BytesIO(long_cut), MediaKind(kind), too_long) as cut,
+    ):
+        list(cut.frames())
+
+
 def test_garbage_after_a_clip_header_fails_to_decode() -> None:
     data = encode_clip(frames=5, width=32, height=32, kind="mp4")
     broken = data[:48] + bytes(len(data) - 48)
