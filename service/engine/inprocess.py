@@ -16,8 +16,8 @@ import secrets
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final, TypeVar
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from service.engine.lifters import RANDOM, ServedLifter, build_lifters
 from service.engine.person_boxes import PersonBoxFinder
 from service.engine.person_detector_onnx import DetectorFamily, OnnxPersonDetector
 from service.engine.pipeline import FrameOptions, Pipeline, Timings, async_frames
+from service.engine.streams import StreamReopened
 from service.engine.types import (
     ClipRequest,
     ClipResult,
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 STREAM_ID: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 META_CACHE_SIZE: Final = 10_000
+_T = TypeVar("_T")
 
 
 class InProcessEngine:
@@ -268,33 +270,46 @@ class InProcessEngine:
             self._metas.popitem(last=False)
 
     async def _meta(self, stream_id: str) -> StreamMeta:
-        """A stream's (immutable) metadata: cached after the first look-up in the frame buffer."""
+        """A stream's (immutable) metadata: cached after the first look-up in the frame buffer. The cache may be
+        stale (the stream closed and opened again elsewhere); appends check it (:class:`StreamReopened`)."""
         meta = self._metas.get(stream_id)
         if meta is None:
             meta = (await self.pipeline.buffer.state(stream_id)).meta
             self._remember(meta)
         return meta
 
+    async def _on_stream(self, stream_id: str, step: Callable[[StreamMeta], Awaitable[_T]]) -> _T:
+        """``step(meta)`` with the cached metadata, redone once with fresh metadata if the stream was opened
+        again with other options since it was cached."""
+        try:
+            return await step(await self._meta(stream_id))
+        except StreamReopened:
+            self._metas.pop(stream_id, None)
+            return await step(await self._meta(stream_id))
+
     async def push_frame(self, stream_id: str, frame: Frame, deadline: float | None = None) -> list[FrameResult]:
         pipeline = self.pipeline
-        meta = await self._meta(stream_id)
-        lifter = self._lifter(meta.model)
         deadline = self._deadline(deadline)
-        timings = Timings()
-        opts = FrameOptions(meta.boxes, meta.max_people, meta.flip_test)
-        people, _ = await pipeline.prepare(frame, lifter, opts, deadline, timings)
-        emission = await pipeline.push(
-            pipeline.buffer,
-            meta,
-            lifter,
-            frame.frame_index,
-            frame.timestamp_s,
-            people,
-            isinstance(frame, ImageFrame),
-            deadline,
-            timings,
-        )
-        return await pipeline.lift_emission(lifter, emission, meta.mode, meta.flip_test, deadline, timings)
+
+        async def step(meta: StreamMeta) -> list[FrameResult]:
+            lifter = self._lifter(meta.model)
+            timings = Timings()
+            opts = FrameOptions(meta.boxes, meta.max_people, meta.flip_test)
+            people, _ = await pipeline.prepare(frame, lifter, opts, deadline, timings)
+            emission = await pipeline.push(
+                pipeline.buffer,
+                meta,
+                lifter,
+                frame.frame_index,
+                frame.timestamp_s,
+                people,
+                isinstance(frame, ImageFrame),
+                deadline,
+                timings,
+            )
+            return await pipeline.lift_emission(lifter, emission, meta.mode, meta.flip_test, deadline, timings)
+
+        return await self._on_stream(stream_id, step)
 
     async def push_frames(
         self, stream_id: str, frames: Sequence[Frame], deadline: float | None = None
@@ -302,16 +317,20 @@ class InProcessEngine:
         if not frames:
             return []
         pipeline = self.pipeline
-        meta = await self._meta(stream_id)
-        lifter = self._lifter(meta.model)
-        results, _ = await pipeline.push_in_order(
-            pipeline.buffer, meta, lifter, async_frames(frames), len(frames), self._deadline(deadline), Timings()
-        )
-        return results
+        deadline = self._deadline(deadline)
+
+        async def step(meta: StreamMeta) -> list[FrameResult]:
+            lifter = self._lifter(meta.model)
+            results, _ = await pipeline.push_in_order(
+                pipeline.buffer, meta, lifter, async_frames(frames), len(frames), deadline, Timings()
+            )
+            return results
+
+        return await self._on_stream(stream_id, step)
 
     async def close_stream(self, stream_id: str) -> list[FrameResult]:
         pipeline = self.pipeline
-        meta = await self._meta(stream_id)
+        meta = (await pipeline.buffer.state(stream_id)).meta  # fresh: the flush is windowed by the stream's mode
         lifter = self._lifter(meta.model)
         async with pipeline.lock(stream_id):
             tail = await pipeline.buffer.flush(stream_id, lifter.window, meta.mode)

@@ -289,9 +289,7 @@ class Pipeline:
         with timings.stage("buffer"):
             async with self.lock(meta.stream_id):
                 started = time.monotonic()
-                emission = await append_frame(
-                    buffer, meta.stream_id, frame_index, timestamp_s, people, lifter.window, meta.mode, track
-                )
+                emission = await append_frame(buffer, meta, frame_index, timestamp_s, people, lifter.window, track)
                 self.metrics.stage_duration.labels(stage="buffer").observe(time.monotonic() - started)
         return emission
 

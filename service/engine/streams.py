@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.engine.framebuffer import AppendStatus, Emission, FrameBuffer, FrameRecord
+from service.engine.framebuffer import AppendStatus, Emission, FrameBuffer, FrameRecord, StreamMeta
 from service.engine.lifters import FloatArray, LiftWindow
 from service.engine.prepare import PreparedPeople
 from service.engine.tracking import TrackState, assign_tracks
@@ -33,23 +33,34 @@ class ReadyFrame:
     windows: list[LiftWindow]
 
 
+class StreamReopened(Conflict):
+    """The stream was closed and opened again (under the same id, with other options) since the caller read its
+    metadata: read it again and redo the frame."""
+
+
 async def append_frame(
     buffer: FrameBuffer,
-    stream_id: str,
+    meta: StreamMeta,
     frame_index: int,
     timestamp_s: float | None,
     people: PreparedPeople,
     window: WindowSpec,
-    mode: WindowMode,
     track: bool,
 ) -> Emission:
-    """Assign track ids (``track=False``: the single person of a keypoint frame is track 0) and append.
+    """Assign track ids (``track=False``: the single person of a keypoint frame is track 0) and append to the
+    stream ``meta`` describes (``people`` were prepared with its options, and are windowed by its mode).
 
     The tracker state is read, advanced and written with the frame; if another writer moved it meanwhile
     (a version conflict) the step is redone on the fresh state. A retried frame keeps its stored record.
+
+    Raises:
+        StreamReopened: the stored stream's metadata is not ``meta`` (a stale copy of a re-created stream).
     """
+    stream_id, mode = meta.stream_id, meta.mode
     for _ in range(MAX_TRACKER_RETRIES):
         snap = await buffer.read_tracker(stream_id, frame_index)
+        if snap.stream.meta != meta:
+            raise StreamReopened(f"stream {stream_id!r} was opened again with other options")
         if snap.stream.closed:
             raise Conflict(f"stream {stream_id!r} is closed")
         if not 0 <= frame_index <= snap.stream.contiguous_high + 1 + MAX_FRAMES_AHEAD:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from service.engine.inprocess import build_engine
-from service.engine.types import EstimateOptions, EstimateRequest, Frame, FrameResult
+from service.engine.types import EstimateOptions, EstimateRequest, Frame, FrameResult, WindowMode
 from service.metrics import Metrics
 from tests.conftest import RedisServer
 from tests.service.test_engine_support import assert_same_poses, image_clip, keypoint_clip, options, tiny_settings
@@ -80,3 +80,26 @@ async def test_redis_engine_reports_readiness_and_stream_survival(redis_server: 
         assert await other.close_stream(info.stream_id) == []
     finally:
         await other.aclose()
+
+
+async def test_a_stream_id_reopened_through_another_engine_is_served_with_its_new_options(
+    redis_server: RedisServer,
+) -> None:
+    """Engine A knows stream ``cam-1`` as causal; it is closed and opened again (centred) through engine B. A's
+    pushes and close must follow the stream as it now is, not A's memory of the old one."""
+    first = await build_engine(tiny_settings(redis_server.url), Metrics())
+    second = await build_engine(tiny_settings(redis_server.url), Metrics())
+    try:
+        clip = keypoint_clip(6, seed=3)
+        reference = (await first.estimate(EstimateRequest("r", list(clip), options("pstmo")))).frames
+        await first.open_stream(options("pstmo", WindowMode.CAUSAL), stream_id="cam-1")
+        assert [f.frame_index for f in await first.push_frame("cam-1", clip[0])] == [0]
+        await second.close_stream("cam-1")
+        await second.open_stream(options("pstmo"), stream_id="cam-1")
+        assert await first.push_frame("cam-1", clip[0]) == []  # centred: frame 0 waits for its future frames
+        for frame in clip[1:]:
+            assert await second.push_frame("cam-1", frame) == []
+        assert_same_poses(reference, await first.close_stream("cam-1"))
+    finally:
+        await first.aclose()
+        await second.aclose()

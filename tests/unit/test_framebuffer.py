@@ -62,6 +62,16 @@ def test_codec_round_trip(people: int, views: int, dim: int) -> None:
         decode_record(b"JUNK" + data[4:])
 
 
+@pytest.mark.parametrize("boxes", [None, (), ((1, 2, 30, 40),), [[1.5, 2.0, 30.0, 40.0], [5, 6, 7, 8]]])
+def test_stream_meta_equals_its_stored_copy(boxes: object) -> None:
+    """A meta read back from Redis (JSON) equals the one the stream was opened with: the engine compares them to
+    notice a stream re-created under the same id. Zero client boxes stay zero boxes (not "no boxes given")."""
+    m = StreamMeta("s", "pstmo", WindowMode.CAUSAL, True, 3, boxes)  # type: ignore[arg-type]
+    back = StreamMeta.from_json(m.to_json())
+    assert back == m
+    assert (back.boxes is None) == (boxes is None)
+
+
 BufferFactory = Callable[[], FrameBuffer]
 
 

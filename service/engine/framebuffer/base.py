@@ -131,6 +131,12 @@ class StreamMeta:
     max_people: int | None = None
     boxes: tuple[tuple[float, float, float, float], ...] | None = None
 
+    def __post_init__(self) -> None:
+        # one canonical form (tuples of floats), so that a meta equals its stored and reloaded copy
+        if self.boxes is not None:
+            boxes = tuple((float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in self.boxes)
+            object.__setattr__(self, "boxes", boxes)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
@@ -144,7 +150,7 @@ class StreamMeta:
             mode=WindowMode(d["mode"]),
             flip_test=bool(d["flip_test"]),
             max_people=d.get("max_people"),
-            boxes=tuple(tuple(float(v) for v in b) for b in boxes) if boxes else None,  # type: ignore[misc]
+            boxes=boxes,
         )
 
 
