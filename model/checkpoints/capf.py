@@ -95,15 +95,25 @@ def infer_capf_lifter_config(
     """
     sd = lifter_state(state)
     try:
-        _, tokens, joints, c = (int(n) for n in sd["Spatial_pos_embed"].shape)
-        in_chans = int(sd["coord_embed.weight"].shape[1])
-        head_width = int(sd["head.1.weight"].shape[1])
-    except (KeyError, ValueError) as e:
-        raise CheckpointError(f"not a CA-PF lifter state_dict: missing or malformed {e.args[0]!r}") from e
+        fields = _lifter_fields(sd, num_heads, qkv_bias)
+    except (KeyError, ValueError, IndexError, ZeroDivisionError) as e:
+        detail = repr(e.args[0]) if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+        raise CheckpointError(f"not a CA-PF lifter state_dict: missing or malformed {detail}") from e
+    try:
+        return CAPFLifterConfig(**fields)
+    except ValueError as e:
+        raise CheckpointError(f"inconsistent CA-PF lifter sizes: {e}") from e
+
+
+def _lifter_fields(sd: Mapping[str, torch.Tensor], num_heads: int, qkv_bias: bool) -> dict[str, Any]:
+    """:class:`CAPFLifterConfig` fields read from lifter key shapes (KeyError/ValueError/IndexError when malformed)."""
+    _, tokens, joints, c = (int(n) for n in sd["Spatial_pos_embed"].shape)
+    in_chans = int(sd["coord_embed.weight"].shape[1])
+    head_width = int(sd["head.1.weight"].shape[1])
     levels = _count(sd, "feat_embed.")
     channels = tuple(int(sd[f"feat_embed.{i}.weight"].shape[1]) for i in range(levels))
     if levels + 1 != tokens or head_width != tokens * c:
-        raise CheckpointError(f"inconsistent CA-PF lifter: {levels} feat_embed layers, Spatial_pos_embed {tokens}")
+        raise ValueError(f"inconsistent CA-PF lifter: {levels} feat_embed layers, Spatial_pos_embed {tokens}")
     fields: dict[str, Any] = {"embed_dim_ratio": c, "feature_channels": channels, "num_joints": joints}
     fields |= {"in_chans": in_chans, "num_heads": num_heads, "qkv_bias": qkv_bias}
     fields["context_depth"] = _count(sd, "context_blocks.")
@@ -117,10 +127,7 @@ def infer_capf_lifter_config(
         fields["deformable_heads"] = heads
         fields["deformable_points"] = int(sd["context_blocks.0.attention_weights.weight"].shape[0]) // heads
         fields["deformable_mlp_ratio"] = int(sd["context_blocks.0.mlp.fc1.weight"].shape[0]) / c
-    try:
-        return CAPFLifterConfig(**fields)
-    except ValueError as e:
-        raise CheckpointError(f"inconsistent CA-PF lifter sizes: {e}") from e
+    return fields
 
 
 def infer_capf_config(state: Mapping[str, torch.Tensor], num_heads: int = 8) -> tuple[HRNetConfig, CAPFLifterConfig]:
@@ -220,7 +227,10 @@ def _fill_temporal(model: CAPFTemporal, trunk: Mapping[str, torch.Tensor], sourc
     cfg = _temporal_config(head_obj, head_source)
     if cfg != model.temporal_cfg:
         raise CheckpointError(f"{head_source}: temporal head {cfg} does not match the model's {model.temporal_cfg}")
-    load_state_dict_strict(model.temporal, head_obj["temporal_head"], f"{head_source} (CA-PF temporal head)")
+    head_state = head_obj.get("temporal_head")
+    if not isinstance(head_state, dict):
+        raise CheckpointError(f"{head_source}: {TEMPORAL_FORMAT} file without a 'temporal_head' state_dict")
+    load_state_dict_strict(model.temporal, head_state, f"{head_source} (CA-PF temporal head)")
     return True
 
 

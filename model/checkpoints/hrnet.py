@@ -151,24 +151,32 @@ def infer_hrnet_config(state: Mapping[str, torch.Tensor]) -> HRNetConfig:
     """Stage layout of an HRNet from its backbone keys (official names, without ``backbone.``).
 
     Raises:
-        CheckpointError: the stage keys are incomplete.
+        CheckpointError: the stage keys are incomplete or malformed.
     """
-    stages: list[HRStageConfig] = []
-    for s in (2, 3, 4):
-        prefix = f"stage{s}."
-        modules = {int(k[len(prefix) :].split(".")[0]) for k in state if k.startswith(prefix)}
-        branch_prefix = f"{prefix}0.branches."
-        branches = {int(k[len(branch_prefix) :].split(".")[0]) for k in state if k.startswith(branch_prefix)}
-        if not modules or not branches:
-            raise CheckpointError(f"cannot infer HRNet stage {s}: no '{branch_prefix}*' keys")
-        blocks, channels = [], []
-        for b in sorted(branches):
-            bp = f"{branch_prefix}{b}."
-            blocks.append(len({k[len(bp) :].split(".")[0] for k in state if k.startswith(bp)}))
-            channels.append(int(state[f"{bp}0.conv1.weight"].shape[0]))
-        block: BlockName = "BOTTLENECK" if f"{branch_prefix}0.0.conv3.weight" in state else "BASIC"
-        stages.append(HRStageConfig(len(modules), len(branches), tuple(blocks), tuple(channels), block))
-    return HRNetConfig(*stages)
+    try:
+        return HRNetConfig(*(_infer_stage(state, s) for s in (2, 3, 4)))
+    except (KeyError, ValueError, IndexError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        detail = f"missing {e.args[0]!r}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+        raise CheckpointError(f"cannot infer the HRNet stages from the keys: {detail}") from e
+
+
+def _infer_stage(state: Mapping[str, torch.Tensor], s: int) -> HRStageConfig:
+    """Stage ``s`` (2, 3 or 4) read from its keys (KeyError/ValueError/IndexError when malformed)."""
+    prefix = f"stage{s}."
+    modules = {int(k[len(prefix) :].split(".")[0]) for k in state if k.startswith(prefix)}
+    branch_prefix = f"{prefix}0.branches."
+    branches = {int(k[len(branch_prefix) :].split(".")[0]) for k in state if k.startswith(branch_prefix)}
+    if not modules or not branches:
+        raise CheckpointError(f"cannot infer HRNet stage {s}: no '{branch_prefix}*' keys")
+    blocks, channels = [], []
+    for b in sorted(branches):
+        bp = f"{branch_prefix}{b}."
+        blocks.append(len({k[len(bp) :].split(".")[0] for k in state if k.startswith(bp)}))
+        channels.append(int(state[f"{bp}0.conv1.weight"].shape[0]))
+    block: BlockName = "BOTTLENECK" if f"{branch_prefix}0.0.conv3.weight" in state else "BASIC"
+    return HRStageConfig(len(modules), len(branches), tuple(blocks), tuple(channels), block)
 
 
 def _with_hint(e: CheckpointError, cfg: HRNetConfig, backbone_state: Mapping[str, torch.Tensor]) -> CheckpointError:

@@ -132,15 +132,19 @@ def infer_pstmo_config(
     """
     sd = _official_names(state)
     try:
-        fc_in = sd["encoder.fc_1.weight"]  # (2C, 2J, 1)
+        sem_width, in_features = (int(n) for n in sd["encoder.fc_1.weight"].shape[:2])  # (2C, 2J, 1)
         channel = int(sd["encoder.fc_2.weight"].shape[0])
         frames = int(sd["Transformer.pos_embedding"].shape[1])
         d_hid = int(sd["Transformer_reduce.model.layers.0.feed_forward.w_1.weight"].shape[0])
         out_joints = int(sd["fcn.1.weight"].shape[0]) // 3
     except KeyError as e:
         raise CheckpointError(f"not a P-STMO state_dict: missing {e.args[0]!r}") from e
-    if int(fc_in.shape[0]) != 2 * channel:
-        raise CheckpointError(f"SEM width {fc_in.shape[0]} is not 2 * channel ({channel}): not a P-STMO state_dict")
+    except IndexError as e:
+        raise CheckpointError(f"not a P-STMO state_dict: a key the sizes are read from has too few dims ({e})") from e
+    except ValueError as e:  # fewer than two dims to unpack
+        raise CheckpointError(f"not a P-STMO state_dict: encoder.fc_1.weight is not (2C, 2J, 1) ({e})") from e
+    if sem_width != 2 * channel:
+        raise CheckpointError(f"SEM width {sem_width} is not 2 * channel ({channel}): not a P-STMO state_dict")
     depth = _layer_count(sd, "Transformer_reduce.model.layers.")
     if depth == 0:
         raise CheckpointError("not a P-STMO state_dict: no Transformer_reduce (MOFA) layers")
@@ -154,7 +158,7 @@ def infer_pstmo_config(
             layers=_layer_count(sd, "Transformer.model.layers."),
             channel=channel,
             d_hid=d_hid,
-            n_joints=int(fc_in.shape[1]) // 2,
+            n_joints=in_features // 2,
             out_joints=out_joints,
             heads=heads,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,41 @@ def test_temporal_format_round_trip(tmp_path: Path) -> None:
         build_capf_temporal(path, frames=27)
     with pytest.raises(CheckpointError, match="not a pose3d-capf-temporal"):
         load_capf_temporal(other, single, temporal_path=single)
+
+
+@pytest.mark.parametrize(
+    ("head", "reason"), [(None, "without a 'temporal_head'"), ([1, 2], "without a 'temporal_head'")]
+)
+def test_temporal_file_without_a_head_state_dict_is_a_checkpoint_error(
+    tmp_path: Path, head: object, reason: str
+) -> None:
+    model = CAPFTemporal(CAPF_PRESETS["capf-tiny"], CAPFTemporalConfig(frames=3, depth=1))
+    save_capf_temporal(model, tmp_path / "good.pt")
+    obj = torch.load(tmp_path / "good.pt", weights_only=True)
+    if head is None:
+        del obj["temporal_head"]
+    else:
+        obj["temporal_head"] = head
+    torch.save(obj, tmp_path / "headless.pt")
+    with pytest.raises(CheckpointError, match=reason):
+        build_capf_temporal(tmp_path / "headless.pt")
+    with pytest.raises(CheckpointError, match=reason):
+        load_capf_temporal(model, tmp_path / "headless.pt")
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda sd: sd.pop("feat_embed.0.weight"), "'feat_embed.0.weight'"),
+        (lambda sd: sd.pop("context_blocks.0.attention_weights.weight"), "attention_weights"),
+        (lambda sd: sd.update({"context_blocks.0.embed_proj.0.weight": torch.zeros(0, 8)}), "ZeroDivisionError"),
+        (lambda sd: sd.update({"Spatial_pos_embed": torch.zeros(3)}), "ValueError"),
+    ],
+)
+def test_config_inference_on_malformed_lifter_weights_is_a_checkpoint_error(
+    edit: Callable[[dict[str, torch.Tensor]], object], named: str
+) -> None:
+    state = dict(CAPFLifter(CAPF_PRESETS["capf-tiny"]).state_dict())
+    edit(state)
+    with pytest.raises(CheckpointError, match=named):
+        infer_capf_lifter_config(state)

@@ -267,3 +267,10 @@ def test_non_tensor_state_values_are_named(tmp_path: Path) -> None:
     torch.save({"state_dict": {"conv1.weight": [1.0, 2.0]}}, tmp_path / "lists.pth")
     with pytest.raises(CheckpointError, match=r"not tensors: conv1\.weight"):
         read_hrnet_checkpoint(tmp_path / "lists.pth")
+
+
+def test_config_inference_on_malformed_stage_keys_is_a_checkpoint_error() -> None:
+    state = dict(HRNetBackbone(HRNET_PRESETS["hrnet-micro"]).state_dict())
+    state["stage2.x.weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointError, match="cannot infer the HRNet stages"):
+        infer_hrnet_config(state)

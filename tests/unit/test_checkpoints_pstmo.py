@@ -159,3 +159,11 @@ def test_wrapped_or_foreign_file_is_rejected(tmp_path: Path) -> None:
     torch.save({"epoch": 3, "model": {"module.encoder.fc_1.weight": torch.zeros(1)}}, path)
     with pytest.raises(CheckpointError, match="bare P-STMO state_dict"):
         load_pstmo_checkpoint(path)
+
+
+@pytest.mark.parametrize("key", ["encoder.fc_1.weight", "fcn.1.weight"])
+def test_config_inference_on_a_dimensionless_size_key_is_a_checkpoint_error(key: str) -> None:
+    state = to_official_state_dict(PSTMO(PSTMO_PRESETS["pstmo-tiny-9"]))
+    state[key] = torch.zeros(())
+    with pytest.raises(CheckpointError, match="not a P-STMO state_dict"):
+        infer_pstmo_config(state)
