@@ -17,7 +17,6 @@ import asyncio
 import io
 import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Final
@@ -50,6 +49,7 @@ from service.gateway.grpc_inputs import (
 )
 from service.gateway.inputs import Upload
 from service.gateway.media import SNIFF_BYTES, decode_image, sniff_media
+from service.gateway.problem import safe_request_id
 from service.gateway.routes_estimate import random_weight_warnings
 from service.gateway.validation import check_boxes_inside
 from service.metrics import Metrics
@@ -110,7 +110,7 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
         self, engine: EngineClient, request: pb.EstimateRequest, deadline: float
     ) -> pb.EstimateResponse:
         limits = self.settings.limits
-        rid = request.request_id[:128] or uuid.uuid4().hex
+        rid = safe_request_id(request.request_id)
         opts = public_options(request.options, limits)
         kind = request.WhichOneof("input")
         if kind == "keypoints":

@@ -6,9 +6,7 @@ exact; a body past ``max_body_bytes`` is refused with 413 before or while it arr
 
 from __future__ import annotations
 
-import re
 import time
-import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -16,10 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.config import LimitSettings
 from service.errors import Overloaded, PayloadTooLarge, Pose3DError
-from service.gateway.problem import REQUEST_ID_HEADER, problem_response
+from service.gateway.problem import REQUEST_ID_HEADER, problem_response, safe_request_id
 from service.metrics import Metrics
 
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 GUARDED_PREFIX = "/v1/"
 """Routes under this prefix count against the in-flight bound (health and metrics never do)."""
 
@@ -57,7 +54,7 @@ class GatewayGuard:
             await self.app(scope, receive, send)
             return
         offered = _header(scope, REQUEST_ID_HEADER.lower().encode())
-        request_id = offered if offered and _SAFE_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        request_id = safe_request_id(offered)
         state: MutableMapping[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         started = time.perf_counter()

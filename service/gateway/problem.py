@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import uuid
 from typing import Any
 
@@ -31,6 +32,15 @@ log = logging.getLogger("pose3d.gateway")
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:pose3d:problem:"
 REQUEST_ID_HEADER = "X-Request-ID"
+
+
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def safe_request_id(offered: str | None) -> str:
+    """A client's request id when it is sane (1-128 of ``A-Za-z0-9._:-``: safe in logs and headers),
+    else a fresh uuid4 hex."""
+    return offered if offered and _SAFE_REQUEST_ID.match(offered) else uuid.uuid4().hex
 
 
 def request_id_of(request: Request) -> str:

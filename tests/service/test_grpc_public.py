@@ -289,3 +289,15 @@ async def test_cancelled_and_timed_out_calls_are_not_counted_ok(server: tuple[Pu
 def metric(public: PublicGrpcServer, name: str, **labels: str) -> float:
     value = public.metrics.registry.get_sample_value(name, labels)
     return 0.0 if value is None else float(value)
+
+
+async def test_request_ids_are_kept_only_when_safe(server: tuple[PublicGrpcServer, ToyEngine]) -> None:
+    public, _ = server
+    channel, stub = stub_for(public.port)
+    async with channel:
+        kept = await stub.Estimate(pb.EstimateRequest(keypoints=keypoints_msg(1), request_id="client-7:a.b"))
+        assert kept.request_id == "client-7:a.b"
+        for unsafe in ("forged\nlog line", "x" * 129, "semi;colon"):
+            reply = await stub.Estimate(pb.EstimateRequest(keypoints=keypoints_msg(1), request_id=unsafe))
+            assert reply.request_id != unsafe[:128]
+            assert len(reply.request_id) == 32  # a fresh uuid4 hex instead
