@@ -199,3 +199,14 @@ def test_wrong_input_shape_is_rejected() -> None:
     for shape in ((1, 2, 9, 17), (1, 2, 9, 17, 1, 1), (1, 2, 9, 17, 2)):
         with pytest.raises(ValueError, match=r"expected \(B, 2, 9, 17, 1\)"):
             model(torch.zeros(shape))
+
+
+def test_vector_without_x_flip_is_checked_with_the_projects_own_mirror(conformance_dir: Path, tmp_path: Path) -> None:
+    """The serving flip (flip_official_layout) reproduces the official test loader's flip TTA outputs."""
+    vec = torch.load(conformance_dir / "pstmo_small_27.pt", weights_only=True)
+    assert torch.equal(flip_official_layout(vec["inputs"]["x"]), vec["inputs"]["x_flip"])
+    del vec["inputs"]["x_flip"]
+    torch.save(vec, tmp_path / "no_x_flip.pt")
+    _, checks = check_file(tmp_path / "no_x_flip.pt")
+    assert {c.name for c in checks} == {"out", "out_vte", "out_flip_tta", "out_vte_flip_tta"}
+    assert all(c.passed for c in checks), checks
