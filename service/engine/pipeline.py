@@ -164,8 +164,8 @@ class Pipeline:
     async def aclose(self) -> None:
         for batcher in self._all_batchers():
             await batcher.aclose()
-        self.infer_pool.shutdown(wait=True)
-        self.cpu_pool.shutdown(wait=True)
+        for pool in (self.infer_pool, self.cpu_pool):  # waits for a running batch without blocking the loop
+            await asyncio.to_thread(pool.shutdown, wait=True)
 
     def lock(self, stream_id: str) -> asyncio.Lock:
         """The lock serialising appends of one stream in this process."""

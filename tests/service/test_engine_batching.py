@@ -158,3 +158,18 @@ async def test_overload_rejects_with_retry_after_and_serves_the_admitted() -> No
         assert_same_poses(expected[0].frames, after.frames)
     finally:
         await engine.aclose()
+
+
+async def test_closing_the_engine_never_blocks_the_event_loop() -> None:
+    """aclose() while the inference thread is busy waits for it without freezing the loop (the gateway's other
+    connections, health checks and the shutdown itself keep being served)."""
+    eng = await build_engine(tiny_settings(), Metrics())
+    gate = threading.Event()
+    eng.pipeline.infer_pool.submit(gate.wait, 5)
+    closing = asyncio.ensure_future(eng.aclose())
+    started = time.monotonic()
+    await asyncio.sleep(0.05)
+    assert time.monotonic() - started < 1.0, "the event loop was blocked by aclose()"
+    assert not closing.done()
+    gate.set()
+    await asyncio.wait_for(closing, 5.0)
