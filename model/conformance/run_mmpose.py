@@ -21,6 +21,8 @@ from model.checkpoints.hrnet import KEY_MAPS, HRNetFormat
 from model.conformance.core import ConformanceError
 from model.hrnet import HRNetConfig, PoseHRNet
 from model.topdown import (
+    IMAGENET_MEAN_RGB,
+    IMAGENET_STD_RGB,
     box_to_center_scale,
     crop_boxes,
     crop_to_image,
@@ -43,6 +45,10 @@ def _check_supported(cfg: Mapping[str, Any]) -> None:
     sizes = (list(decoder.get("input_size", [192, 256])), list(decoder.get("heatmap_size", [48, 64])))
     if sizes != ([192, 256], [48, 64]):
         problems.append(f"codec sizes {sizes}: only 192x256 input with 48x64 heatmaps")
+    pre = cfg.get("data_preprocessor", {})
+    norm = (list(pre.get("mean", IMAGENET_MEAN_RGB)), list(pre.get("std", IMAGENET_STD_RGB)))
+    if norm != (list(IMAGENET_MEAN_RGB), list(IMAGENET_STD_RGB)) or not pre.get("bgr_to_rgb", True):
+        problems.append(f"data_preprocessor {dict(pre)}: only ImageNet mean/std on RGB (bgr_to_rgb=True)")
     test_cfg = cfg.get("test_cfg", {})
     if test_cfg.get("flip_mode", "heatmap") != "heatmap" or not test_cfg.get("shift_heatmap", True):
         problems.append("flip test must be flip_mode='heatmap' with shift_heatmap=True")

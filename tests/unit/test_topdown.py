@@ -250,3 +250,19 @@ def test_tiny_preset_forward_shapes() -> None:
         hm, feats = net(torch.zeros(1, 3, 256, 192))
     assert hm.shape == (1, 17, 64, 48)
     assert len(feats) == 4
+
+
+@pytest.mark.parametrize(
+    "preprocessor",
+    [
+        {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "bgr_to_rgb": True},
+        {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375], "bgr_to_rgb": False},
+    ],
+)
+def test_other_input_normalisation_is_refused_not_silently_misreproduced(
+    conformance_dir: Path, preprocessor: dict[str, object]
+) -> None:
+    vec = torch.load(conformance_dir / "mmpose_hrnet_tiny.pt", weights_only=True)
+    vec["config"]["mmpose_model"]["data_preprocessor"] = {"type": "PoseDataPreprocessor", **preprocessor}
+    with pytest.raises(ConformanceError, match="only ImageNet mean/std on RGB"):
+        run_mmpose_topdown(vec)
