@@ -115,7 +115,8 @@ def load_state_dict_strict(
         key_map: maps a checkpoint key to the project's key (identity when None).
     Raises:
         CheckpointError: naming entries that are not tensors, checkpoint keys that map to the same model key,
-            missing keys, unexpected keys and shape mismatches (first 10 of each).
+            missing keys, unexpected keys, shape mismatches and tensors holding NaN or infinity (first 10 of
+            each; torch does not checksum tensor data, so a damaged file can otherwise load as NaN weights).
     """
     not_tensors = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if not_tensors:
@@ -148,4 +149,9 @@ def load_state_dict_strict(
             if items:
                 parts.append(f"{label} [{len(items)}]: {_listing(items)}")
         raise CheckpointError("; ".join(parts))
+    non_finite = [origin[k] for k, v in mapped.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if non_finite:
+        raise CheckpointError(
+            f"checkpoint {source} is corrupt: NaN or infinite values in {len(non_finite)} tensors: {_listing(non_finite)}"
+        )
     module.load_state_dict(mapped, strict=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,20 @@ def test_strict_load_refuses_two_keys_mapping_to_one_parameter() -> None:
     with pytest.raises(CheckpointError, match=r"same parameter: weight and module_weight -> weight"):
         load_state_dict_strict(layer, state, "test", key_map=lambda k: k.removeprefix("module_"))
     assert float(layer.weight.detach().abs().sum()) > 0  # nothing was loaded
+
+
+def test_damaged_tensor_bytes_are_refused_not_served_as_nan_weights(tmp_path: Path) -> None:
+    """torch does not checksum tensor data: overwrite bytes of a stored tensor with a NaN pattern."""
+    layer = nn.Linear(16, 16)
+    torch.save({"weight": torch.zeros(16, 16), "bias": torch.zeros(16)}, tmp_path / "good.pth")
+    data = bytearray((tmp_path / "good.pth").read_bytes())
+    with zipfile.ZipFile(tmp_path / "good.pth") as archive:
+        entry = next(i for i in archive.infolist() if i.filename.endswith("/data/0"))
+    name_len, extra_len = struct.unpack_from("<HH", data, entry.header_offset + 26)  # the local header's own
+    start = entry.header_offset + 30 + name_len + extra_len + 8
+    data[start : start + 4] = b"\xff\xff\xff\x7f"  # one float32 NaN inside 'weight'
+    (tmp_path / "damaged.pth").write_bytes(bytes(data))
+    state = read_checkpoint(tmp_path / "damaged.pth")  # loads: nothing in the file format notices
+    with pytest.raises(CheckpointError, match=r"corrupt: NaN or infinite values in 1 tensors: weight"):
+        load_state_dict_strict(layer, state, "damaged.pth")
+    assert not torch.isnan(layer.weight).any()
