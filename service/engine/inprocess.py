@@ -29,7 +29,7 @@ from service.config import CommonSettings
 from service.engine.detector import TopDownDetector
 from service.engine.framebuffer import FrameBuffer, MemoryFrameBuffer, StreamMeta
 from service.engine.framebuffer.redis import RedisFrameBuffer
-from service.engine.lifters import RANDOM, ServedLifter, build_lifters
+from service.engine.lifters import RANDOM, CAPFLifterServed, ServedLifter, build_lifters
 from service.engine.person_boxes import PersonBoxFinder
 from service.engine.person_detector_onnx import DetectorFamily, OnnxPersonDetector
 from service.engine.pipeline import FrameOptions, Pipeline, Timings, async_frames
@@ -93,6 +93,7 @@ class InProcessEngine:
             device = torch.device(s.device.value)
             lifters = await asyncio.to_thread(build_lifters, s, device)
             needs_features = any(lifter.needs_image for lifter in lifters.values())
+            _check_feature_channels(lifters, s.detector.arch)
             detector = await asyncio.to_thread(self._build_detector, device, needs_features)
             finder = await asyncio.to_thread(self._build_box_finder)
             buffer = self._buffer or (
@@ -364,3 +365,20 @@ async def build_engine(settings: CommonSettings, metrics: Metrics) -> InProcessE
     engine = InProcessEngine(settings, metrics)
     await engine.start()
     return engine
+
+
+def _check_feature_channels(lifters: dict[str, ServedLifter], detector_arch: str) -> None:
+    """CA-PF samples the detector's own feature maps: refuse at start-up a lifter built for other widths
+    (e.g. ``capf-w48`` behind a ``w32`` detector) instead of failing every request."""
+    preset = HRNET_PRESETS.get(detector_arch)
+    if preset is None:
+        return  # _build_detector names the unknown preset
+    for name, lifter in lifters.items():
+        if isinstance(lifter, CAPFLifterServed):
+            wanted = tuple(lifter.trunk.cfg.feature_channels)
+            if wanted != tuple(preset.feature_channels):
+                raise Unavailable(
+                    f"model {name!r} samples feature maps of {wanted} channels but the detector "
+                    f"{detector_arch!r} produces {tuple(preset.feature_channels)}: pair capf-w32 with w32, "
+                    "capf-w48 with w48"
+                )

@@ -229,3 +229,14 @@ async def test_missing_weights_are_refused_unless_random_is_allowed() -> None:
     with pytest.raises(Unavailable, match="allow_random_weights"):
         await engine.start()
     assert not (await engine.ready()).ready
+
+
+async def test_a_capf_lifter_for_other_detector_widths_is_refused_at_start() -> None:
+    settings = tiny_settings()
+    settings = settings.model_copy(
+        update={"detector": settings.detector.model_copy(update={"arch": "w32"})}  # widths != capf-tiny's
+    )
+    engine = InProcessEngine(settings, Metrics())
+    with pytest.raises(Unavailable, match=r"model 'capf' samples feature maps of .* detector 'w32'"):
+        await engine.start()
+    await engine.aclose()
