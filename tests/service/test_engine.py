@@ -213,8 +213,9 @@ async def test_request_errors(engine: InProcessEngine) -> None:
         await engine.open_stream(options("pstmo"), stream_id="{bad}")
     info = await engine.open_stream(options("pstmo"), stream_id="mine")
     assert info.stream_id == "mine"
+    assert (await engine.open_stream(options("pstmo"), stream_id="mine")).stream_id == "mine"  # retried open
     with pytest.raises(Conflict):
-        await engine.open_stream(options("pstmo"), stream_id="mine")
+        await engine.open_stream(options("capf"), stream_id="mine")
     far = KeypointFrame(kp[0].keypoints, kp[0].scores, (640, 480), frame_index=10**7)
     with pytest.raises(InvalidInput, match="out of range"):
         await engine.push_frame("mine", far)

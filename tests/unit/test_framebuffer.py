@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -103,8 +104,9 @@ async def test_create_state_and_errors(make_buffer: BufferFactory) -> None:
     state = await buf.create(m)
     assert state.meta == m
     assert (await buf.state(m.stream_id)).meta == m
-    with pytest.raises(Conflict):
-        await buf.create(m)
+    assert (await buf.create(m)).meta == m  # a retried open with the same metadata is idempotent
+    with pytest.raises(Conflict, match="other options"):
+        await buf.create(replace(m, flip_test=True))
     with pytest.raises(UnknownStream):
         await buf.state("nope")
     with pytest.raises(UnknownStream):

@@ -207,7 +207,9 @@ class FrameBuffer(ABC):
 
     @abstractmethod
     async def create(self, meta: StreamMeta) -> StreamState:
-        """Register a new stream. Raises Conflict if the id exists, Overloaded when the buffer is full."""
+        """Register a new stream; opening an open stream again with the same metadata returns its state (a
+        retried open is idempotent). Raises Conflict if the id exists with other metadata or is closed,
+        Overloaded when the buffer is full."""
 
     @abstractmethod
     async def state(self, stream_id: str) -> StreamState:

@@ -72,8 +72,11 @@ class MemoryFrameBuffer(FrameBuffer):
 
     async def create(self, meta: StreamMeta) -> StreamState:
         self._expire()
-        if meta.stream_id in self._streams:
-            raise Conflict(f"stream {meta.stream_id!r} already exists")
+        existing = self._streams.get(meta.stream_id)
+        if existing is not None:
+            if existing.state.meta == meta and not existing.state.closed:
+                return existing.state  # an open retried (its first reply was lost): idempotent
+            raise Conflict(f"stream {meta.stream_id!r} already exists with other options")
         if len(self._streams) >= self.max_streams:
             raise Overloaded(f"too many open streams ({self.max_streams})", retry_after_s=5.0)
         state = StreamState(meta)

@@ -180,7 +180,10 @@ class RedisFrameBuffer(FrameBuffer):
     async def create(self, meta: StreamMeta) -> StreamState:
         created = await self._call(self._create, self._keys(meta.stream_id), [meta.to_json(), self.ttl_ms])
         if not created:
-            raise Conflict(f"stream {meta.stream_id!r} already exists")
+            existing = await self.state(meta.stream_id)
+            if existing.meta == meta and not existing.closed:
+                return existing  # an open retried on another worker (its first reply was lost): idempotent
+            raise Conflict(f"stream {meta.stream_id!r} already exists with other options")
         return StreamState(meta)
 
     async def state(self, stream_id: str) -> StreamState:
