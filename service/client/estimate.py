@@ -51,7 +51,10 @@ def estimate_rest(base_url: str, media: Path, args: EstimateArgs, timeout_s: flo
         response = httpx.post(
             base_url.rstrip("/") + "/v1/pose3d", files={"file": (media.name, fh)}, data=form, timeout=timeout_s
         )
-    document: dict[str, Any] = response.json()
+    try:
+        document: dict[str, Any] = response.json()
+    except ValueError:  # not JSON: e.g. an HTML error page from a proxy in front of the gateway
+        raise RuntimeError(f"{response.status_code}: {response.text[:200]!r} (not a pose3d response)") from None
     if response.status_code != 200:
         raise RuntimeError(f"{response.status_code} {document.get('title')}: {document.get('detail')}")
     return document
