@@ -120,6 +120,9 @@ class GatewaySettings(CommonSettings):
     default_keypoints_model: str | None = Field(
         None, description="model for JSON 2D keypoints; None = default_clip_model, else any model that needs no image"
     )
+    grpc_open_timeout_s: float = Field(
+        30.0, gt=0.0, le=3600.0, description="a StreamEstimate call must send its `open` message within this"
+    )
     grpc_stream_buffer: int = Field(
         16, ge=1, le=4096, description="results queued per gRPC stream; a slow reader stops its own stream past this"
     )

@@ -188,7 +188,12 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
     async def _stream(
         self, requests: AsyncIterator[pb.StreamEstimateRequest]
     ) -> AsyncIterator[pb.StreamEstimateResponse]:
-        first = await anext(aiter(requests), None)
+        try:
+            first = await asyncio.wait_for(anext(aiter(requests), None), self.settings.grpc_open_timeout_s)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"no `open` message within {self.settings.grpc_open_timeout_s:g} s of the call's start"
+            ) from None
         if first is None or first.WhichOneof("message") != "open":
             raise BadRequest("the first StreamEstimate message must be `open`")
         engine = self._engine()

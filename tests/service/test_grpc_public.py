@@ -301,3 +301,20 @@ async def test_request_ids_are_kept_only_when_safe(server: tuple[PublicGrpcServe
             reply = await stub.Estimate(pb.EstimateRequest(keypoints=keypoints_msg(1), request_id=unsafe))
             assert reply.request_id != unsafe[:128]
             assert len(reply.request_id) == 32  # a fresh uuid4 hex instead
+
+
+async def test_a_stream_that_never_opens_is_ended_not_held_forever() -> None:
+    public = PublicGrpcServer(settings(grpc_open_timeout_s=0.3), Metrics())
+    await public.start()
+    public.engine = ToyEngine()
+    channel, stub = stub_for(public.port)
+    try:
+        async with channel:
+            call = stub.StreamEstimate()  # sends nothing: not even the `open` message
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await asyncio.wait_for(call.read(), timeout=10)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "open" in (info.value.details() or "")
+        assert public.servicer.open_calls == 0
+    finally:
+        await public.stop(0)
