@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import secrets
 import time
@@ -59,13 +60,39 @@ _RETRY_ON_OTHER_WORKER: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.Sta
 _MAX_STICKY_STREAMS: Final = 100_000
 MODELS_TTL_S: Final = 10.0
 
+# gRPC's own machinery inside each worker address: an address may name many workers (``dns:///workers:50061``
+# over a Kubernetes headless Service, or ``ipv4:10.0.0.1:50061,10.0.0.2:50061``): round_robin over the
+# resolved backends, client-side health checking (only SERVING backends get calls; re-resolution follows scaling),
+# and a transparent retry of UNAVAILABLE on another backend. Every Worker method is idempotent (frames are keyed
+# by index, a retried open of the same stream returns it), so retrying is safe. Across addresses this client adds
+# its own round robin, sticky streams and failover (above).
+WORKER_SERVICE_CONFIG: Final = json.dumps(
+    {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": WORKER_SERVICE},
+        "methodConfig": [
+            {
+                "name": [{"service": WORKER_SERVICE}],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+    }
+)
+
 
 @dataclass
 class _Worker:
     address: str
     channel: Any  # grpc.aio.Channel
     stub: Any  # worker_pb2_grpc.WorkerStub
-    health: Any  # health_pb2_grpc.HealthStub
+    health: Any  # health_pb2_grpc.HealthStub on probe_channel
+    probe_channel: Any  # grpc.aio.Channel without load balancing/health config: reaches a NOT_SERVING worker too
     healthy: bool = False
     state: str = "not checked yet"
 
@@ -85,16 +112,18 @@ class RemoteEngineClient:
     ) -> None:
         if not addresses:
             raise ValueError("RemoteEngineClient needs at least one worker address")
-        options = channel_options(max_message_bytes)
+        options = [*channel_options(max_message_bytes), ("grpc.service_config", WORKER_SERVICE_CONFIG)]
         self._workers: list[_Worker] = []
         for address in addresses:
             channel = grpc.aio.insecure_channel(address, options=options)
+            probe = grpc.aio.insecure_channel(address, options=channel_options(max_message_bytes))
             self._workers.append(
                 _Worker(
                     address=address,
                     channel=channel,
                     stub=worker_pb2_grpc.WorkerStub(channel),  # type: ignore[no-untyped-call]
-                    health=health_pb2_grpc.HealthStub(channel),
+                    health=health_pb2_grpc.HealthStub(probe),
+                    probe_channel=probe,
                 )
             )
         if clip_chunk_frames < 1 or clip_chunk_bytes < 1:
@@ -123,7 +152,8 @@ class RemoteEngineClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
             self._health_task = None
-        await asyncio.gather(*(w.channel.close() for w in self._workers), return_exceptions=True)
+        channels = [c for w in self._workers for c in (w.channel, w.probe_channel)]
+        await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)
 
     async def _watch_health(self) -> None:
         while True:
@@ -134,15 +164,20 @@ class RemoteEngineClient:
         await asyncio.gather(*(self._check(w) for w in self._workers))
 
     async def _check(self, worker: _Worker) -> None:
+        """An address is healthy when its probe says SERVING, or when its data channel is READY (client-side
+        health checking: some backend behind the address serves, though the probe reached another)."""
         request = health_pb2.HealthCheckRequest(service=WORKER_SERVICE)
         try:
             reply = await worker.health.Check(request, timeout=max(0.5, self._health_interval_s))
         except grpc.aio.AioRpcError as exc:
-            self._set_health(worker, False, f"unreachable: {exc.code().name}")
-            return
-        serving = reply.status == health_pb2.HealthCheckResponse.SERVING
-        name = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-        self._set_health(worker, serving, "serving" if serving else name.lower())
+            state = f"unreachable: {exc.code().name}"
+            serving = False
+        else:
+            serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+            state = "serving" if serving else health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status).lower()
+        if not serving and worker.channel.get_state(try_to_connect=True) is grpc.ChannelConnectivity.READY:
+            serving, state = True, f"serving (a backend behind it; the probe saw {state})"
+        self._set_health(worker, serving, state)
 
     def _set_health(self, worker: _Worker, healthy: bool, state: str) -> None:
         if worker.healthy != healthy:

@@ -157,3 +157,34 @@ async def test_call_in_flight_when_its_worker_dies_is_retried_elsewhere() -> Non
     finally:
         await client.aclose()
         await fast.server.stop(0)
+
+
+def one_address_for(workers: list[Worker]) -> str:
+    """One gRPC target naming several workers, as a DNS name over a headless Service resolves to many pods."""
+    return "ipv4:" + ",".join(w.address for w in workers)
+
+
+async def test_one_address_naming_many_workers_is_balanced_health_checked_and_retried() -> None:
+    a, b = await start_worker(ToyEngine("a")), await start_worker(ToyEngine("b"))
+    loading = await start_worker(ToyEngine("loading"), serving=False)
+    client = RemoteEngineClient([one_address_for([a, b, loading])], health_interval_s=0.2)
+    await client.start()
+    try:
+        for _ in range(50):  # client-side health checking needs a moment to see every backend
+            if (await client.ready()).ready:
+                break
+            await asyncio.sleep(0.1)
+        for i in range(12):
+            await client.estimate(EstimateRequest(f"r{i}", [keypoints(i)]))
+        assert a.engine.calls > 0
+        assert b.engine.calls > 0  # gRPC's round_robin spreads one address over its backends
+        assert loading.engine.calls == 0  # a NOT_SERVING backend gets no calls
+        assert a.engine.calls + b.engine.calls == 12
+        await a.server.stop(0)  # a backend dies: its calls are retried on the other, no error reaches us
+        for i in range(6):
+            await client.estimate(EstimateRequest(f"s{i}", [keypoints(i)]))
+        assert b.engine.calls >= 6
+    finally:
+        await client.aclose()
+        for w in (a, b, loading):
+            await w.server.stop(0)
