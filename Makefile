@@ -9,7 +9,7 @@ TORCH_INDEX_URL ?=
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: serve test install lint typecheck redis clean proto
+.PHONY: serve test install lint typecheck redis promtool clean proto
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ redis:
 	      || echo "warning: could not install redis-server; Redis tests will fail"; \
 	  else echo "warning: redis-server missing and cannot apt-get install it"; fi; }
 
+# promtool checks deploy/prometheus.yml and its rules (tests/deploy/test_prometheus.py); Debian package `prometheus`.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+	      || echo "warning: could not install prometheus (promtool); the Prometheus config test will fail"; \
+	  else echo "warning: promtool missing and cannot apt-get install it"; fi; }
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -36,7 +44,7 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-test: install redis lint typecheck
+test: install redis promtool lint typecheck
 	$(VENV)/bin/python -m pytest -q -ra
 
 clean:
