@@ -17,7 +17,7 @@ from service.config import LimitSettings
 from service.engine.types import EstimateOptions, FloatArray, KeypointFrame
 from service.errors import InvalidInput
 from service.gateway.schemas import MAX_FRAME_INDEX
-from service.gateway.validation import DEFAULT_FPS, check_boxes, keypoint_array, parse_model_name
+from service.gateway.validation import check_boxes, frame_times, keypoint_array, parse_model_name
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.rpc.codec import JOINT_SET_FROM_PB, WINDOW_MODE_FROM_PB
 
@@ -94,15 +94,7 @@ def keypoint_frames(msg: pb.KeypointsInput, limits: LimitSettings) -> list[Keypo
         raise InvalidInput("keypoints input has no frames")
     size = _image_size(msg.image_width, msg.image_height)
     xy, scores = keypoint_array(_keypoint_rows(list(msg.frames)), size, limits)
-    count = xy.shape[0]
-    if len(msg.timestamps_s):
-        if len(msg.timestamps_s) != count:
-            raise InvalidInput(f"timestamps_s has {len(msg.timestamps_s)} entries for {count} frames")
-        if not all(math.isfinite(t) for t in msg.timestamps_s):
-            raise InvalidInput("timestamps_s must be finite")
-        times = [float(t) for t in msg.timestamps_s]
-    else:
-        times = [i / DEFAULT_FPS for i in range(count)]
+    times = frame_times(list(msg.timestamps_s) or None, xy.shape[0])  # proto: empty = not given
     joint_set = joint_set_of(msg.joint_set)
     return [
         KeypointFrame(_row(xy, i), _row(scores, i), size, joint_set, frame_index=i, timestamp_s=t)

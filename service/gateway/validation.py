@@ -163,18 +163,22 @@ def keypoint_array(raw: Any, image_size: tuple[int, int], limits: LimitSettings)
     return xy.astype(np.float32), scores.astype(np.float32)
 
 
+def frame_times(timestamps_s: Sequence[float] | None, count: int) -> list[float]:
+    """Seconds of ``count`` keypoint frames: the client's (one finite value per frame), else (``None``)
+    ``frame_index / DEFAULT_FPS``."""
+    if timestamps_s is None:
+        return [i / DEFAULT_FPS for i in range(count)]
+    if len(timestamps_s) != count:
+        raise InvalidInput(f"timestamps_s has {len(timestamps_s)} entries for {count} frames")
+    if not all(math.isfinite(t) for t in timestamps_s):
+        raise InvalidInput("timestamps_s must be finite")
+    return [float(t) for t in timestamps_s]
+
+
 def keypoint_frames(body: KeypointsRequest, limits: LimitSettings) -> list[KeypointFrame]:
     """One :class:`KeypointFrame` per frame of a JSON keypoints request (one person per frame)."""
     xy, scores = keypoint_array(body.keypoints_2d, body.image_size, limits)
-    count = xy.shape[0]
-    if body.timestamps_s is not None:
-        if len(body.timestamps_s) != count:
-            raise InvalidInput(f"timestamps_s has {len(body.timestamps_s)} entries for {count} frames")
-        if not all(math.isfinite(t) for t in body.timestamps_s):
-            raise InvalidInput("timestamps_s must be finite")
-        times = [float(t) for t in body.timestamps_s]
-    else:
-        times = [i / DEFAULT_FPS for i in range(count)]
+    times = frame_times(body.timestamps_s, xy.shape[0])
     size = (int(body.image_size[0]), int(body.image_size[1]))
     return [
         KeypointFrame(
