@@ -56,8 +56,7 @@ from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
 from service.rpc import codec
-from service.rpc.handlers import Context, as_service_error, cancelled_code, deadline_of, unary
-from service.rpc.status import abort_with
+from service.rpc.handlers import Context, as_service_error, deadline_of, observed_call, unary
 
 EngineGetter = Callable[[], EngineClient]
 """Returns the engine, or raises Unavailable while it is loading."""
@@ -167,23 +166,13 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
         self, requests: AsyncIterator[pb.StreamEstimateRequest], context: Context
     ) -> AsyncIterator[pb.StreamEstimateResponse]:
         route = "grpc.StreamEstimate"
-        start = time.perf_counter()
-        code = "OK"
         self.open_calls += 1
         try:
-            async for response in self._stream(requests):
-                yield response
-        except asyncio.CancelledError:
-            code = cancelled_code(context)
-            raise
-        except Exception as exc:
-            error = as_service_error(exc, route)
-            code = error.grpc_code
-            await abort_with(context, error)
+            async with observed_call(self.metrics, route, context):
+                async for response in self._stream(requests):
+                    yield response
         finally:
             self.open_calls -= 1
-            self.metrics.requests_total.labels(route, code).inc()
-            self.metrics.request_duration.labels(route).observe(time.perf_counter() - start)
 
     async def _stream(
         self, requests: AsyncIterator[pb.StreamEstimateRequest]

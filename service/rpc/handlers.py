@@ -1,11 +1,13 @@
-"""One wrapper for every unary gRPC handler: metrics per route and code, and exceptions → status."""
+"""Per-call accounting for every gRPC handler (unary wrapper and streaming): metrics per route and code,
+and exceptions → status."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeAlias, TypeVar
 
 import grpc
@@ -45,28 +47,37 @@ def cancelled_code(context: Context) -> str:
     return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
 
 
+@contextlib.asynccontextmanager
+async def observed_call(metrics: Metrics, route: str, context: Context) -> AsyncIterator[None]:
+    """Count one call (unary or streaming) under ``route`` with its final status code and duration, and end
+    it with the status of any error raised inside (``abort_with``; a bug becomes INTERNAL and is logged)."""
+    start = time.perf_counter()
+    code = "OK"
+    try:
+        yield
+    except grpc.aio.AbortError:
+        code = "ABORTED"
+        raise
+    except asyncio.CancelledError:  # not an Exception: without this a cancelled call counted as OK
+        code = cancelled_code(context)
+        raise
+    except Exception as exc:
+        error = as_service_error(exc, route)
+        code = error.grpc_code
+        await abort_with(context, error)
+    finally:
+        metrics.requests_total.labels(route, code).inc()
+        metrics.request_duration.labels(route).observe(time.perf_counter() - start)
+
+
 def unary(route: str) -> Callable[[Handler[S, Req, Resp]], Handler[S, Req, Resp]]:
     """Count the call in ``self.metrics`` under ``route`` and end it with the status of any error."""
 
     def wrap(handler: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
         async def run(self: S, request: Req, context: Context) -> Resp:
-            start = time.perf_counter()
-            code = "OK"
-            try:
+            async with observed_call(self.metrics, route, context):
                 return await handler(self, request, context)
-            except grpc.aio.AbortError:
-                code = "ABORTED"
-                raise
-            except asyncio.CancelledError:  # not an Exception: without this a cancelled call counted as OK
-                code = cancelled_code(context)
-                raise
-            except Exception as exc:
-                error = as_service_error(exc, route)
-                code = error.grpc_code
-                await abort_with(context, error)
-            finally:
-                self.metrics.requests_total.labels(route, code).inc()
-                self.metrics.request_duration.labels(route).observe(time.perf_counter() - start)
+            raise AssertionError("unreachable: observed_call re-raises or aborts")  # pragma: no cover
 
         run.__name__ = handler.__name__
         run.__doc__ = handler.__doc__
