@@ -3,7 +3,7 @@
 The inference (stage II) model: SEM (per-frame MLP) → TEM (vanilla transformer over all frames) →
 two heads: the full-sequence VTE head on TEM's output, and MOFA (strided transformer that reduces
 the window to one token) followed by the centre-frame head. It reproduces the published
-``model.stmo.Model`` exactly (see ``../shared/conformance/pstmo_small_*.pt``) and loads the released
+``model.stmo.Model`` exactly (see ``tests/data/conformance/pstmo_small_*.pt``) and loads the released
 checkpoints through :mod:`model.checkpoints.pstmo`.
 
 Units and frames: inputs are 2D keypoints in normalised screen coordinates

@@ -1,4 +1,4 @@
-"""Shared fixtures: paths to shared/, a real redis-server on a free port, tiny deterministic torch."""
+"""Shared fixtures: the repo's own test data (tests/data), a real redis-server on a free port, tiny deterministic torch."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import torch
 from hypothesis import settings as hypothesis_settings
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-CONFORMANCE = SHARED / "conformance"
+DATA = REPO / "tests" / "data"
+CONFORMANCE = DATA / "conformance"
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
@@ -38,7 +38,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def conformance_dir() -> Path:
     if not CONFORMANCE.is_dir():
-        pytest.fail(f"conformance vectors not found at {CONFORMANCE} (shared/ must sit beside the repo)")
+        pytest.fail(f"conformance vectors not found at {CONFORMANCE} (they are part of the repository)")
     return CONFORMANCE
 
 

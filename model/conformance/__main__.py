@@ -1,19 +1,33 @@
-"""CLI: ``python -m model.conformance FILE [FILE ...]``; exits 0 only if every output is within tolerance."""
+"""CLI: ``python -m model.conformance [FILE ...]``; exits 0 only if every output is within tolerance.
+
+With no FILE it checks every vector the repository ships in ``tests/data/conformance/*.pt`` (see the README
+there for where each came from)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
 from model.conformance.core import ConformanceError, check_file
 
 
+REPO_VECTORS = Path(__file__).resolve().parents[2] / "tests" / "data" / "conformance"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.conformance", description=__doc__)
-    parser.add_argument("files", nargs="+", help="conformance vector files (*.pt)")
+    parser.add_argument(
+        "files", nargs="*", help=f"conformance vector files (*.pt); default: every file in {REPO_VECTORS}"
+    )
     args = parser.parse_args(argv)
+    if not args.files:
+        args.files = [str(p) for p in sorted(REPO_VECTORS.glob("*.pt"))]
+        if not args.files:
+            print(f"no vectors found in {REPO_VECTORS} (run from a checkout of the repository)")
+            return 2
     torch.manual_seed(0)
     ok = True
     for path in args.files:

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from service.cli import build_parser, build_settings
 from service.config import CommonSettings, GatewaySettings, WorkerSettings
-from tests.conftest import REPO, SHARED
+from tests.conftest import DATA, REPO
 
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
@@ -25,7 +25,7 @@ DOCKER = REPO / "docker"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 COMPOSE_GPU_FILE = DEPLOY / "docker-compose.gpu.yml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
-COMPOSE_SCHEMA = SHARED / "schemas" / "compose-spec.json"
+COMPOSE_SCHEMA = DATA / "schemas" / "compose-spec.json"
 ENV_PREFIX = "POSE3D_"
 
 SETTINGS_OF_COMMAND: Mapping[str, type[CommonSettings]] = {
