@@ -13,7 +13,6 @@ import torch
 
 from model.conformance.core import ConformanceError, check_file
 
-
 REPO_VECTORS = Path(__file__).resolve().parents[2] / "tests" / "data" / "conformance"
 
 

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from pydantic.json_schema import models_json_schema
 
 from service.config import GatewaySettings
@@ -138,7 +139,9 @@ def create_app(
             if owned is not None:
                 await owned.aclose()
 
-    app = FastAPI(title="pose3d", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan)
+    # Swagger UI and ReDoc assets come from the fastapi-offline package (served under /static-offline-docs),
+    # so /docs and /redoc render with no internet (FastAPI's defaults load them from a CDN).
+    app = FastAPIOffline(title="pose3d", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan)
     app.state.gateway = state
     app.state.settings = settings
     install_problem_handlers(app, settings.limits.retry_after_s)

@@ -30,7 +30,7 @@ def tiny_settings(**overrides: Any) -> GatewaySettings:
         },
         "default_image_model": "capf",
         "default_clip_model": "pstmo-9",
-        "engine": EngineSettings(max_batch_size=16, max_delay_ms=2.0, request_timeout_s=60.0),
+        "engine": EngineSettings(max_batch_size=16, max_delay_ms=2.0, request_timeout_s=600.0),
         "limits": LimitSettings(max_body_bytes=4 * 1024 * 1024, max_clip_frames=200, max_clip_seconds=60.0),
         "host": "127.0.0.1",
         "grpc_port": 0,

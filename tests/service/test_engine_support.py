@@ -22,7 +22,8 @@ BOXES = ((8.0, 6.0, 70.0, 110.0), (80.0, 10.0, 150.0, 115.0))
 
 def tiny_settings(redis_url: str = "", **engine: float) -> CommonSettings:
     """Tiny random-weight models: P-STMO (9 frames, stride 2), CA-PF single-frame, CA-PF temporal (3 frames)."""
-    knobs: dict[str, float] = {"max_batch_size": 16, "max_delay_ms": 2.0, "torch_threads": 1}
+    # request_timeout_s: a budget no busy machine exhausts; deadline tests set short deadlines that must expire
+    knobs: dict[str, float] = {"max_batch_size": 16, "max_delay_ms": 2.0, "torch_threads": 1, "request_timeout_s": 3600}
     knobs.update(engine)
     return CommonSettings(
         allow_random_weights=True,

@@ -69,7 +69,7 @@ async def test_batch_closes_after_max_delay_with_a_partial_batch() -> None:
     batcher = DynamicBatcher("lift", fn, BatcherLimits(64, 30.0, 100))
     started = time.monotonic()
     assert await batcher.submit(3.0) == 9.0
-    assert 0.025 <= time.monotonic() - started < 1.0
+    assert time.monotonic() - started >= 0.025  # waited for max_delay; no upper bound: the machine may be busy
     assert fn.batches == [[3.0]]
     await batcher.aclose()
 
@@ -111,7 +111,7 @@ async def test_deadline_expiry_drops_before_compute_without_affecting_others(exe
     first = asyncio.ensure_future(batcher.submit(1.0))
     await asyncio.sleep(0.02)
     late = asyncio.ensure_future(batcher.submit(2.0, deadline=time.monotonic() + 0.01))
-    ok = asyncio.ensure_future(batcher.submit(3.0, deadline=time.monotonic() + 10))
+    ok = asyncio.ensure_future(batcher.submit(3.0, deadline=time.monotonic() + 3600))
     await asyncio.sleep(0.05)
     fn.gate.set()
     assert await first == 1.0
@@ -168,7 +168,7 @@ async def test_deadline_passing_while_the_batch_waits_for_the_thread(executor: T
     gate = threading.Event()
     executor.submit(gate.wait, 5)  # the thread is busy elsewhere; the batch forms and waits for it
     late = asyncio.ensure_future(batcher.submit(2.0, deadline=time.monotonic() + 0.02))
-    ok = asyncio.ensure_future(batcher.submit(3.0, deadline=time.monotonic() + 10))
+    ok = asyncio.ensure_future(batcher.submit(3.0, deadline=time.monotonic() + 3600))
     await asyncio.sleep(0.1)
     gate.set()
     with pytest.raises(DeadlineExceeded):

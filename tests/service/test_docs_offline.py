@@ -1,0 +1,38 @@
+"""/docs and /redoc render with no internet: every asset the pages reference is served by the gateway itself."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from urllib.parse import urljoin
+
+import pytest
+
+from tests.service.rest_support import LiveServer, live_server, tiny_settings
+
+ASSET = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']|url:\s*["']([^"']+)["']|spec-url=["']([^"']+)["']""")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LiveServer]:
+    with live_server(tiny_settings()) as live:
+        yield live
+
+
+def _references(html: str) -> list[str]:
+    return [next(g for g in match if g) for match in ASSET.findall(html)]
+
+
+@pytest.mark.parametrize(("page", "must_load"), [("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")])
+def test_docs_pages_reference_only_assets_the_gateway_serves(server: LiveServer, page: str, must_load: str) -> None:
+    with server.client() as client:
+        html = client.get(page)
+        assert html.status_code == 200
+        refs = _references(html.text)
+        assert any(ref.endswith(must_load) for ref in refs), refs
+        for ref in refs:
+            assert not re.match(r"^(https?:)?//", ref), f"{page} loads {ref} from another host (no internet offline)"
+            asset = client.get(urljoin(str(client.base_url) + page, ref))
+            assert asset.status_code == 200, (ref, asset.status_code)
+            assert len(asset.content) > 0
+        assert "openapi" in client.get("/openapi.json").json()
