@@ -129,7 +129,7 @@ def test_build_context_holds_what_the_dockerfile_copies_and_nothing_else(tmp_pat
         check=True,
         capture_output=True,
     )
-    (wheel,) = (tmp_path / "dist").glob("pose3d-*.whl")
+    (wheel,) = (tmp_path / "dist").glob("pose3d_serve-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
