@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource
 
 from service.config import CommonSettings, GatewaySettings, load_settings_file
+from service.startup import redact, run_command
 
 log = logging.getLogger("pose3d")
 
@@ -100,7 +101,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         settings.port,
         settings.grpc_port or "off",
         settings.device.value,
-        "redis " + settings.redis_url if settings.redis_url else "in memory",
+        "redis " + redact(settings.redis_url) if settings.redis_url else "in memory",
     )
     asyncio.run(run_gateway(settings))
     return 0
@@ -137,8 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
-    return result
+    return run_command(args.command, lambda: int(args.func(args)))
 
 
 if __name__ == "__main__":

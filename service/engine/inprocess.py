@@ -118,6 +118,11 @@ class InProcessEngine:
                 )
             self._detail["engine"] = "started"
             self.metrics.worker_up.set(1)
+            if not await buffer.ping():
+                log.warning(
+                    "the frame buffer's Redis does not answer: streams and clips fail and /readyz reports not ready "
+                    "until it does — check redis_url (POSE3D_REDIS_URL) or start redis-server"
+                )
 
     def _build_detector(self, device: torch.device, needs_features: bool) -> TopDownDetector | None:
         det = self.settings.detector
@@ -125,7 +130,10 @@ class InProcessEngine:
             raise Unavailable(f"detector: unknown HRNet preset {det.arch!r} (known: {', '.join(HRNET_PRESETS)})")
         checkpoint = det.checkpoint if det.checkpoint is not None and det.checkpoint.is_file() else None
         if checkpoint is None and not self.settings.allow_random_weights:
-            reason = f"detector checkpoint {det.checkpoint} not found; set allow_random_weights to use random weights"
+            reason = (
+                f"detector checkpoint {det.checkpoint} not found — set detector.checkpoint, or pass "
+                "--allow-random-weights (POSE3D_ALLOW_RANDOM_WEIGHTS=true) to use random weights"
+            )
             if needs_features:
                 raise Unavailable(reason + " (CA-PF models need the detector)")
             self._detail["detector"] = f"unavailable: {reason}"

@@ -252,8 +252,8 @@ def _checkpoint(name: str, spec: ModelSpec, settings: CommonSettings) -> Path | 
     if not settings.allow_random_weights:
         where = f"checkpoint {spec.checkpoint} not found" if spec.checkpoint else "no checkpoint configured"
         raise Unavailable(
-            f"model {name!r}: {where}; set allow_random_weights=true (POSE3D_ALLOW_RANDOM_WEIGHTS) "
-            "to serve it with random weights"
+            f"model {name!r}: {where} — set models.{name}.checkpoint, or pass --allow-random-weights "
+            "(POSE3D_ALLOW_RANDOM_WEIGHTS=true) to serve it with random weights"
         )
     where = f"checkpoint {spec.checkpoint} not found" if spec.checkpoint else "no checkpoint configured"
     log.warning("MODEL %r SERVES RANDOM WEIGHTS (%s): its outputs are meaningless", name, where)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 from typing import Final
 
@@ -19,6 +20,7 @@ from service.gateway.grpc_public import Pose3DServicer
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
 from service.rpc.server import PUBLIC_SERVICE, add_health_and_reflection, new_server, set_serving
+from service.startup import ensure_port_free
 
 log = logging.getLogger("pose3d.gateway")
 
@@ -50,7 +52,7 @@ class PublicGrpcServer:
         address = f"{self.settings.host}:{self.settings.grpc_port}"
         self.port = self.server.add_insecure_port(address)
         if self.port == 0:
-            raise OSError(f"cannot listen on {address}")
+            raise OSError(errno.EADDRINUSE, f"cannot listen on {address} (public gRPC)")
         await self.server.start()
         self._health_task = asyncio.create_task(self._follow_health(), name="grpc-health")
         log.info("pose3d gRPC (pose3d.v1.Pose3D, health, reflection) on %s:%d", self.settings.host, self.port)
@@ -101,6 +103,7 @@ async def run_gateway(settings: GatewaySettings) -> None:
 
     from service.gateway.app import create_app
 
+    ensure_port_free(settings.host, settings.port)  # uvicorn would only log the clash and sys.exit(1)
     metrics = Metrics()
     public = PublicGrpcServer(settings, metrics) if settings.grpc_port else None
     if public is not None:

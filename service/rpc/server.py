@@ -33,7 +33,12 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
 
 def new_server(max_message_bytes: int) -> grpc.aio.Server:
     """A grpc.aio server whose messages are limited to ``max_message_bytes`` each way."""
-    opts = [*channel_options(max_message_bytes), ("grpc.http2.min_ping_interval_without_data_ms", 5_000)]
+    # no SO_REUSEPORT: a second server on a port already in use must fail to bind, not share it silently
+    opts = [
+        *channel_options(max_message_bytes),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.so_reuseport", 0),
+    ]
     return grpc.aio.server(options=opts)
 
 

@@ -9,6 +9,7 @@ SIGTERM/SIGINT turn health NOT_SERVING, give in-flight calls ``shutdown_grace_s`
 from __future__ import annotations
 
 import asyncio
+import errno
 import inspect
 import logging
 import signal
@@ -64,7 +65,7 @@ async def run_worker(
     await set_serving(health, [WORKER_SERVICE], serving=False)
     address = f"{settings.host}:{settings.port}"
     if server.add_insecure_port(address) == 0:
-        raise OSError(f"cannot listen on {address}")
+        raise OSError(errno.EADDRINUSE, f"cannot listen on {address} (worker gRPC)")
     await server.start()
     http_server = None
     if settings.metrics_port:

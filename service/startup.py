@@ -1,0 +1,86 @@
+"""How a ``pose3d`` command ends: one line naming the fix for a start-up failure, a clean exit on SIGINT/SIGTERM.
+
+Every long-running command (``serve``, ``gateway``, ``worker``) runs through :func:`run_command`. Failures a user
+can fix (a missing checkpoint, random weights refused, a port in use, Redis unreachable, an invalid setting)
+print ``pose3d <command>: error: <what> — <the setting or flag that fixes it>`` on stderr and exit 2, never a
+traceback. SIGTERM is turned into the same orderly shutdown as Ctrl-C (servers stop, the engine closes); the
+command then exits 0 (SIGTERM) or 130 (SIGINT), again without a traceback. Anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from types import FrameType
+
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from service.errors import Pose3DError
+
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^@/\s]*@", re.IGNORECASE)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where SIGINT would raise KeyboardInterrupt so both take the same shutdown path."""
+
+
+def redact(text: str) -> str:
+    """``text`` with credentials in URLs (``redis://:secret@host``) replaced by ``***``."""
+    return _CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
+def _settings_problem(error: ValidationError) -> str:
+    fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in error.errors())
+    return f"invalid settings ({fields}) — fix the flag, POSE3D_* variable or --config file entry named"
+
+
+def explain(error: BaseException) -> str:
+    """One line saying what failed and which setting or flag fixes it (credentials redacted)."""
+    if isinstance(error, ValidationError):
+        return redact(_settings_problem(error))
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+        text += " — the address is in use: pick a free one with --port / --grpc-port (POSE3D_PORT, POSE3D_GRPC_PORT)"
+    elif isinstance(error, RedisError):
+        text = f"Redis: {text} — check redis_url (POSE3D_REDIS_URL), or start one: redis-server --port 6379"
+    elif isinstance(error, FileNotFoundError):
+        text += " — check the path in the flag, POSE3D_* variable or --config file that names it"
+    return redact(text)
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Raise ``OSError(EADDRINUSE)`` naming ``host:port`` when a TCP listener already holds it."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise OSError(e.errno, f"cannot listen on {host}:{port} (REST): {e.strerror}") from None
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+def run_command(name: str, command: Callable[[], int]) -> int:
+    """Run ``command`` (a whole ``pose3d <name>`` invocation) and turn its ending into an exit status."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return command()
+    except Terminated:
+        print(f"pose3d {name}: stopped (SIGTERM)", file=sys.stderr)
+        return 0
+    except KeyboardInterrupt:
+        print(f"pose3d {name}: interrupted, shut down", file=sys.stderr)
+        return 130
+    except (Pose3DError, OSError, ValidationError, RedisError) as e:
+        print(f"pose3d {name}: error: {explain(e)}", file=sys.stderr)
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
