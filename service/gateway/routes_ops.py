@@ -49,9 +49,17 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/metrics", tags=["health"], response_class=Response)
 async def metrics(request: Request) -> Response:
-    """Prometheus exposition of the gateway's metrics and, embedded, the in-process engine's."""
-    registry = state_of(request).metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus exposition of the gateway's metrics and, embedded, the in-process engine's.
+
+    ``pose3d_worker_up`` is refreshed from the engine's readiness at each scrape, so a gateway over remote
+    workers reports them as it sees them (1 when a worker serves), not the 0 it started with."""
+    state = state_of(request)
+    if state.engine is not None:
+        try:
+            state.metrics.worker_up.set(1 if (await state.engine.ready()).ready else 0)
+        except Pose3DError:
+            state.metrics.worker_up.set(0)
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v1/models", tags=["models"], response_model=ModelsResponse, responses=PROBLEM_RESPONSES)

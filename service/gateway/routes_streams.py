@@ -27,6 +27,7 @@ from service.gateway.inputs import (
     read_json,
 )
 from service.gateway.problem import request_id_of
+from service.gateway.routes_estimate import random_weight_warnings
 from service.gateway.schemas import (
     MAX_FRAME_INDEX,
     PROBLEM_RESPONSES,
@@ -89,6 +90,7 @@ async def _frames_response(
         joint_names=list(H36M_JOINT_NAMES),
         frames=[FrameOut.of(r) for r in sorted(results, key=lambda r: r.frame_index)],
         timings_ms={"total": round((time.perf_counter() - started) * 1000.0, 3)},
+        warnings=random_weight_warnings(info),
     )
 
 
@@ -112,6 +114,7 @@ async def open_stream(request: Request, body: Annotated[StreamOpenRequest | None
         model=ModelRef.of(info),
         mode=opened.mode,
         expires_after_idle_s=state.settings.engine.stream_ttl_s,
+        warnings=random_weight_warnings(info),
     )
 
 
@@ -155,7 +158,16 @@ async def get_stream(request: Request, stream_id: StreamId) -> StreamStatus:
     """Frames received and emitted so far."""
     engine = engine_of(request)
     async with deadline_scope(request):
-        return StreamStatus.of(await engine.get_stream(_checked_id(stream_id)))
+        stream = await engine.get_stream(_checked_id(stream_id))
+        info = await resolve_model(engine, stream.model)
+    return StreamStatus(
+        stream_id=stream.stream_id,
+        model=ModelRef.of(info),
+        mode=stream.mode,
+        frames_received=stream.frames_received,
+        frames_emitted=stream.frames_emitted,
+        warnings=random_weight_warnings(info),
+    )
 
 
 @router.delete("/v1/streams/{stream_id}", response_model=StreamFrames, responses=PROBLEM_RESPONSES)

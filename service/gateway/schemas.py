@@ -15,7 +15,6 @@ from service.engine.types import (
     FrameResult,
     ModelInfo,
     PersonResult,
-    StreamInfo,
     WindowMode,
 )
 
@@ -190,24 +189,16 @@ class StreamOpened(BaseModel):
     model: ModelRef
     mode: WindowMode
     expires_after_idle_s: float
+    warnings: list[str] = Field(default_factory=list)
 
 
 class StreamStatus(BaseModel):
     stream_id: str
-    model: str
+    model: ModelRef
     mode: WindowMode
     frames_received: int
     frames_emitted: int
-
-    @classmethod
-    def of(cls, info: StreamInfo) -> StreamStatus:
-        return cls(
-            stream_id=info.stream_id,
-            model=info.model,
-            mode=info.mode,
-            frames_received=info.frames_received,
-            frames_emitted=info.frames_emitted,
-        )
+    warnings: list[str] = Field(default_factory=list)
 
 
 class StreamFrames(BaseModel):
@@ -221,6 +212,7 @@ class StreamFrames(BaseModel):
     coordinate_frame: Literal["camera, root-relative"] = COORDINATE_FRAME
     frames: list[Frame]
     timings_ms: dict[str, float]
+    warnings: list[str] = Field(default_factory=list)
 
 
 class ModelOut(BaseModel):

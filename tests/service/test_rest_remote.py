@@ -62,3 +62,23 @@ async def test_an_overlong_model_name_is_refused_not_echoed(client: httpx.AsyncC
     served = await client.post("/v1/pose3d", json={"keypoints_2d": SKELETON, "image_size": [640, 480]})
     assert served.status_code == 200, served.text
     assert served.json()["model"]["name"] == "toy"
+
+
+async def test_every_stream_response_has_the_model_object_and_warnings(client: httpx.AsyncClient) -> None:
+    opened = (await client.post("/v1/streams", json={})).json()
+    stream_id = opened["stream_id"]
+    replies = [
+        opened,
+        (await client.post(f"/v1/streams/{stream_id}/frames", json=_frame(0))).json(),
+        (await client.get(f"/v1/streams/{stream_id}")).json(),
+        (await client.delete(f"/v1/streams/{stream_id}")).json(),
+    ]
+    served = (await client.post("/v1/pose3d", json={"keypoints_2d": SKELETON, "image_size": [640, 480]})).json()
+    for reply in replies:
+        assert reply["model"] == served["model"], reply  # one shape: {name, version, weights, random_weights}
+        assert reply["warnings"] == served["warnings"]
+
+
+async def test_the_gateways_own_metrics_see_the_remote_worker_up(client: httpx.AsyncClient) -> None:
+    scrape = (await client.get("/metrics")).text
+    assert "pose3d_worker_up 1.0" in scrape.splitlines()
