@@ -3,6 +3,7 @@ the engine's options. See :mod:`service.gateway.world_inputs` for the names and 
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields
 from typing import Any
 
@@ -44,7 +45,7 @@ def build_world(
     for name in ("half_window", "polyorder"):
         if name in params:
             value = params[name]
-            if not isinstance(value, int | float) or value != int(value):
+            if not isinstance(value, int | float) or not math.isfinite(value) or value != int(value):
                 raise InvalidInput(f"smoothing_params.{name} must be an integer")
             params[name] = int(value)
     try:

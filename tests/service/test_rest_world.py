@@ -110,6 +110,9 @@ def test_smoothing_changes_the_poses_and_bad_options_are_refused(client: httpx.C
     assert_problem(client.post("/v1/pose3d", json={**body, "smoothing": "kalman"}), 422)
     assert_problem(client.post("/v1/pose3d", json={**body, "smoothing_params": {"window": 3}}), 422)
     assert_problem(client.post("/v1/pose3d", json={**body, "smoothing_params": {"half_window": 1.5}}), 422)
+    nan = '{"half_window": NaN}'
+    form = {"boxes": str(BOXES), "smoothing": "savgol", "smoothing_params": nan}
+    assert_problem(client.post("/v1/pose3d", files=_two_people_image(), data=form), 422)
     form = {"boxes": str(BOXES), "smoothing": "sometimes"}
     assert_problem(client.post("/v1/pose3d", files=_two_people_image(), data=form), 422)
     form = {"boxes": str(BOXES), "smoothing_params": "[1]"}
