@@ -22,6 +22,11 @@ def frame_json(msg: pb.FrameResult) -> dict[str, Any]:
                 "keypoints_2d": p.keypoints_2d.astype(float).tolist(),
                 "keypoint_scores": p.keypoint_scores.astype(float).tolist(),
                 "keypoints_3d": p.keypoints_3d.astype(float).tolist(),
+                "keypoints_3d_camera": None
+                if p.keypoints_3d_camera is None
+                else p.keypoints_3d_camera.astype(float).tolist(),
+                "distance_m": p.distance_m,
+                "warnings": list(p.warnings),
             }
             for p in frame.people
         ],

@@ -48,6 +48,7 @@ from service.engine.types import (
     ReadyStatus,
     StreamInfo,
 )
+from service.engine.world import StreamWorld, place_clip, world_to_json
 from service.errors import InvalidInput, Unavailable, UnknownModel
 from service.metrics import Metrics
 
@@ -75,6 +76,7 @@ class InProcessEngine:
         self._start_lock = asyncio.Lock()
         self._detail: dict[str, str] = {"engine": "loading"}
         self._metas: OrderedDict[str, StreamMeta] = OrderedDict()
+        self._world = StreamWorld(settings.engine.max_streams)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -235,6 +237,7 @@ class InProcessEngine:
         results, source = await self.pipeline.run_clip(
             request.frames, lifter, opts, request.options.mode, self._deadline(request.deadline), timings
         )
+        results = place_clip(results, request.options.camera, request.options.smoothing)
         ms = timings.as_ms()
         ms["total"] = round((time.monotonic() - started) * 1000.0, 3)
         return EstimateResult(request.request_id, lifter.info, source, results, ms)
@@ -256,6 +259,7 @@ class InProcessEngine:
             timings,
             look_ahead=pipeline.streamed_look_ahead,
         )
+        results = place_clip(results, request.options.camera, request.options.smoothing)
         ms = timings.as_ms()
         ms["total"] = round((time.monotonic() - started) * 1000.0, 3)
         return ClipResult(request.request_id, lifter.name, results, ms)
@@ -266,8 +270,10 @@ class InProcessEngine:
         if not STREAM_ID.match(sid):
             raise InvalidInput("stream_id must be 1-128 characters of A-Z a-z 0-9 _ . : -")
         opts = _frame_options(options, lifter)
-        meta = StreamMeta(sid, lifter.name, options.mode, opts.flip_test, opts.max_people, opts.boxes)
+        world = world_to_json(options.camera, options.smoothing)
+        meta = StreamMeta(sid, lifter.name, options.mode, opts.flip_test, opts.max_people, opts.boxes, world)
         await self.pipeline.buffer.create(meta)
+        self._world.forget(sid)
         self._remember(meta)
         await self._count_streams(cheap_only=True)
         return StreamInfo(sid, lifter.name, options.mode, 0, 0)
@@ -316,7 +322,8 @@ class InProcessEngine:
                 deadline,
                 timings,
             )
-            return await pipeline.lift_emission(lifter, emission, meta.mode, meta.flip_test, deadline, timings)
+            results = await pipeline.lift_emission(lifter, emission, meta.mode, meta.flip_test, deadline, timings)
+            return self._world.step(meta.stream_id, meta.world, results)
 
         return await self._on_stream(stream_id, step)
 
@@ -333,7 +340,7 @@ class InProcessEngine:
             results, _ = await pipeline.push_in_order(
                 pipeline.buffer, meta, lifter, async_frames(frames), len(frames), deadline, Timings()
             )
-            return results
+            return self._world.step(meta.stream_id, meta.world, results)
 
         return await self._on_stream(stream_id, step)
 
@@ -344,6 +351,7 @@ class InProcessEngine:
         async with pipeline.lock(stream_id):
             tail = await pipeline.buffer.flush(stream_id, lifter.window, meta.mode)
         results = await pipeline.lift_emission(lifter, tail, meta.mode, meta.flip_test, self._deadline(None), Timings())
+        results = self._world.step(stream_id, meta.world, results, final=True)
         await pipeline.buffer.delete(stream_id)
         self._metas.pop(stream_id, None)
         await self._count_streams(cheap_only=True)

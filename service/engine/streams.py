@@ -134,4 +134,5 @@ def frame_result(
         frame_index=record.frame_index if frame_index is None else frame_index,
         timestamp_s=record.timestamp_s if timestamp_s is None else timestamp_s,
         people=people,
+        image_size=record.image_size,
     )

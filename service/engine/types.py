@@ -15,6 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from model.skeleton import JointSet
+from service.geometry.camera import CameraSpec
+from service.geometry.smoothing import SmoothingSpec
 
 FloatArray = npt.NDArray[np.float32]
 ByteImage = npt.NDArray[np.uint8]
@@ -74,6 +76,8 @@ class EstimateOptions:
     flip_test: bool | None = None
     max_people: int | None = None
     mode: WindowMode = WindowMode.CENTRED
+    camera: CameraSpec = field(default_factory=CameraSpec)  # intrinsics for keypoints_3d_camera; default FOV
+    smoothing: SmoothingSpec = field(default_factory=SmoothingSpec)  # per-track temporal smoothing; none
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,10 @@ class PersonResult:
     """One person in one frame.
 
     ``box``: ``(4,)`` xyxy pixels; ``keypoints_2d``: ``(17, 2)`` H36M-17 pixels;
-    ``keypoint_scores``: ``(17,)``; ``keypoints_3d``: ``(17, 3)`` metres, root-relative camera frame.
+    ``keypoint_scores``: ``(17,)``; ``keypoints_3d``: ``(17, 3)`` metres, root-relative camera frame;
+    ``keypoints_3d_camera``: ``(17, 3)`` metres, camera frame (``keypoints_3d`` + the root translation), and
+    ``distance_m`` the root's distance from the camera (both ``None`` until placed, or when the person could not
+    be placed); ``warnings``: why this person's placement may be wrong.
     """
 
     track_id: int
@@ -110,13 +117,19 @@ class PersonResult:
     keypoints_2d: FloatArray
     keypoint_scores: FloatArray
     keypoints_3d: FloatArray
+    keypoints_3d_camera: FloatArray | None = None
+    distance_m: float | None = None
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class FrameResult:
+    """One frame's people; ``image_size`` ``(width, height)`` pixels where the engine knows it."""
+
     frame_index: int
     timestamp_s: float | None
     people: list[PersonResult]
+    image_size: tuple[int, int] | None = None
 
 
 @dataclass

@@ -19,7 +19,7 @@ from service.errors import InvalidInput
 from service.gateway.schemas import MAX_FRAME_INDEX
 from service.gateway.validation import check_boxes, frame_times, keypoint_array, parse_model_name
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
-from service.rpc.codec import JOINT_SET_FROM_PB, WINDOW_MODE_FROM_PB
+from service.rpc.codec import JOINT_SET_FROM_PB, WINDOW_MODE_FROM_PB, world_from_pb
 
 
 @dataclass(frozen=True)
@@ -47,12 +47,18 @@ def public_options(msg: pb.Options, limits: LimitSettings) -> PublicOptions:
     if every_nth > limits.max_every_nth:
         raise InvalidInput(f"every_nth must be in [1, {limits.max_every_nth}], got {every_nth}")
     model = parse_model_name(msg.model)
+    try:
+        camera, smoothing = world_from_pb(msg)
+    except (ValueError, TypeError) as e:
+        raise InvalidInput(str(e)) from None
     options = EstimateOptions(
         model=model,
         boxes=boxes,
         flip_test=msg.flip_test if msg.HasField("flip_test") else None,
         max_people=max_people,
         mode=WINDOW_MODE_FROM_PB[msg.mode],
+        camera=camera,
+        smoothing=smoothing,
     )
     return PublicOptions(model=model, options=options, every_nth=every_nth)
 

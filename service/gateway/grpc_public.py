@@ -28,6 +28,7 @@ from service.config import GatewaySettings
 from service.engine.types import (
     BoxSource,
     EngineClient,
+    EstimateOptions,
     EstimateRequest,
     EstimateResult,
     Frame,
@@ -52,6 +53,7 @@ from service.gateway.media import SNIFF_BYTES, decode_image, sniff_media
 from service.gateway.problem import safe_request_id
 from service.gateway.routes_estimate import random_weight_warnings
 from service.gateway.validation import check_boxes_inside
+from service.gateway.world_inputs import world_warnings
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
@@ -117,7 +119,7 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
             frames: list[Frame] = list(keypoint_frames(request.keypoints, limits))
             options = replace(opts.options, model=info.name, boxes=None, max_people=None)
             result = await engine.estimate(EstimateRequest(rid, frames, options, deadline))
-            return self._response(rid, result.model, result.box_source, result.frames, result.timings_ms)
+            return self._response(rid, result.model, result.box_source, result.frames, result.timings_ms, options)
         if kind not in ("image", "clip"):
             raise BadRequest("EstimateRequest needs one of image, clip or keypoints")
         data: bytes = request.image if kind == "image" else request.clip
@@ -136,11 +138,11 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
                 check_boxes_inside(options.boxes, int(image.shape[1]), int(image.shape[0]))
             result = await engine.estimate(EstimateRequest(rid, [ImageFrame(image=image)], options, deadline))
             timings = {"decode": decode_ms, **result.timings_ms}
-            return self._response(rid, result.model, result.box_source, result.frames, timings)
+            return self._response(rid, result.model, result.box_source, result.frames, timings, options)
         upload = Upload(kind=media, file=UploadFile(file=io.BytesIO(data)))
         outcome = await run_clip(engine, upload, options, limits, self.metrics, opts.every_nth, deadline)
         timings = {"decode": outcome.decode_ms, "engine": outcome.engine_ms}
-        return self._response(rid, info, box_source_for(options, self.settings), outcome.frames, timings)
+        return self._response(rid, info, box_source_for(options, self.settings), outcome.frames, timings, options)
 
     @staticmethod
     def _response(
@@ -149,10 +151,11 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
         box_source: BoxSource,
         frames: list[FrameResult],
         timings_ms: dict[str, float],
+        options: EstimateOptions,
     ) -> pb.EstimateResponse:
         result = EstimateResult(rid, info, box_source, frames, timings_ms)
         response = codec.estimate_result_to_pb(result, H36M_JOINT_NAMES)
-        response.warnings.extend(random_weight_warnings(info))
+        response.warnings.extend(random_weight_warnings(info) + world_warnings(options.camera, frames))
         return response
 
     @unary("grpc.ListModels")
@@ -214,6 +217,8 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
             info = await engine.open_stream(options, stream_id=secrets.token_urlsafe(24))
         model = await resolve_model(engine, info.model)
         lag = 0 if info.mode is WindowMode.CAUSAL else WindowSpec(model.frames, model.stride).lag_right
+        if not msg.stream_id:  # a new stream: its smoothing's delay too (a resumed one keeps its own options)
+            lag += opts.options.smoothing.lag_frames
         opened = pb.StreamOpened(
             stream_id=info.stream_id,
             model=info.model,

@@ -39,6 +39,8 @@ from service.gateway.validation import (
     parse_mode,
     parse_model_name,
 )
+from service.gateway.world_inputs import FORM_SCHEMA, world_from_form, world_warnings
+from service.geometry.camera import CameraSpec
 
 router = APIRouter(tags=["pose"])
 
@@ -60,6 +62,7 @@ MULTIPART_SCHEMA: dict[str, Any] = {
         "max_people": {"type": "integer", "minimum": 1, "description": "keep at most this many people per frame"},
         "mode": {"type": "string", "enum": ["centred", "causal"], "description": "temporal window mode (clips)"},
         "every_nth": {"type": "integer", "minimum": 1, "description": "clips: process every n-th frame"},
+        **FORM_SCHEMA,
     },
 }
 
@@ -89,6 +92,7 @@ def pose_response(
     box_source: BoxSource,
     frames: list[FrameResult],
     timings_ms: dict[str, float],
+    camera: CameraSpec,
 ) -> PoseResponse:
     return PoseResponse(
         request_id=request_id,
@@ -97,7 +101,7 @@ def pose_response(
         box_source=box_source.value,
         frames=[Frame.of(f) for f in frames],
         timings_ms={k: round(float(v), 3) for k, v in timings_ms.items()},
-        warnings=random_weight_warnings(info),
+        warnings=random_weight_warnings(info) + world_warnings(camera, frames),
     )
 
 
@@ -106,10 +110,13 @@ async def _keypoints(request: Request, state: GatewayState, deadline: float) -> 
     body = await read_json(request, KeypointsRequest, "keypoints request")
     info = await keypoints_model(engine, state.settings, body.model)
     frames = keypoint_frames(body, state.settings.limits)
-    options = EstimateOptions(model=info.name, flip_test=body.flip_test, mode=body.mode)
+    camera, smoothing = body.world()
+    options = EstimateOptions(
+        model=info.name, flip_test=body.flip_test, mode=body.mode, camera=camera, smoothing=smoothing
+    )
     rid = request_id_of(request)
     result = await engine.estimate(EstimateRequest(rid, list(frames), options, deadline))
-    return pose_response(rid, result.model, result.box_source, result.frames, result.timings_ms)
+    return pose_response(rid, result.model, result.box_source, result.frames, result.timings_ms, camera)
 
 
 async def _media(request: Request, state: GatewayState, deadline: float) -> PoseResponse:
@@ -123,20 +130,24 @@ async def _media(request: Request, state: GatewayState, deadline: float) -> Pose
     max_people = parse_int("max_people", form_text(form, "max_people"), 1, limits.max_people)
     mode = parse_mode(form_text(form, "mode"))
     every_nth = parse_int("every_nth", form_text(form, "every_nth"), 1, limits.max_every_nth) or 1
+    camera, smoothing = world_from_form(form)
     rid = request_id_of(request)
     default_model = settings.default_image_model if upload.kind.is_image else settings.default_clip_model
     info = await resolve_model(engine, model_name or default_model)
-    options = EstimateOptions(model=info.name, boxes=boxes, flip_test=flip_test, max_people=max_people, mode=mode)
+    options = EstimateOptions(
+        model=info.name, boxes=boxes, flip_test=flip_test, max_people=max_people, mode=mode, camera=camera,
+        smoothing=smoothing,
+    )  # fmt: skip
     if upload.kind.is_image:
         image, decode_ms = await decode_upload_image(upload, limits, state.metrics)
         if boxes is not None:
             check_boxes_inside(boxes, int(image.shape[1]), int(image.shape[0]))
         result = await engine.estimate(EstimateRequest(rid, [ImageFrame(image=image)], options, deadline))
         timings = {"decode": decode_ms, **result.timings_ms}
-        return pose_response(rid, result.model, result.box_source, result.frames, timings)
+        return pose_response(rid, result.model, result.box_source, result.frames, timings, camera)
     outcome = await run_clip(engine, upload, options, limits, state.metrics, every_nth, deadline)
     timings = {"decode": outcome.decode_ms, "engine": outcome.engine_ms}
-    return pose_response(rid, info, box_source_for(options, settings), outcome.frames, timings)
+    return pose_response(rid, info, box_source_for(options, settings), outcome.frames, timings, camera)
 
 
 @router.post(
@@ -148,9 +159,10 @@ async def _media(request: Request, state: GatewayState, deadline: float) -> Pose
 )
 async def estimate_pose(request: Request) -> PoseResponse:
     """Send ``multipart/form-data`` with ``file`` (an image or a clip, recognised by its content) and
-    optional ``model``, ``boxes``, ``flip_test``, ``max_people``, ``mode``, ``every_nth``; or
-    ``application/json`` 2D keypoints. Joints are Human3.6M-17; ``keypoints_3d`` in metres, camera frame,
-    root-relative. Errors are ``application/problem+json``."""
+    optional ``model``, ``boxes``, ``flip_test``, ``max_people``, ``mode``, ``every_nth``, camera intrinsics
+    (``fx, fy, cx, cy`` or ``fov_deg``) and ``smoothing`` (+ ``smoothing_params``); or ``application/json`` 2D
+    keypoints (with the same camera/smoothing fields). Joints are Human3.6M-17; ``keypoints_3d`` in metres, camera
+    frame, root-relative; ``keypoints_3d_camera`` the same placed at each person's solved root translation. Errors are ``application/problem+json``."""
     state = state_of(request)
     started = time.perf_counter()
     kind = body_kind(request)

@@ -42,6 +42,7 @@ from service.gateway.schemas import (
     Frame as FrameOut,
 )
 from service.gateway.validation import check_boxes, parse_float, parse_int, stream_keypoint_frame
+from service.gateway.world_inputs import world_warnings
 
 router = APIRouter(tags=["streams"])
 
@@ -90,7 +91,7 @@ async def _frames_response(
         joint_names=list(H36M_JOINT_NAMES),
         frames=[FrameOut.of(r) for r in sorted(results, key=lambda r: r.frame_index)],
         timings_ms={"total": round((time.perf_counter() - started) * 1000.0, 3)},
-        warnings=random_weight_warnings(info),
+        warnings=random_weight_warnings(info) + world_warnings(None, results),
     )
 
 
@@ -104,9 +105,11 @@ async def open_stream(request: Request, body: Annotated[StreamOpenRequest | None
     boxes = check_boxes(body.boxes, state.settings.limits) if body.boxes is not None else None
     if body.max_people is not None and body.max_people > state.settings.limits.max_people:
         raise InvalidInput(f"max_people must be at most {state.settings.limits.max_people}")
+    camera, smoothing = body.world()
     options = EstimateOptions(
-        model=info.name, boxes=boxes, flip_test=body.flip_test, max_people=body.max_people, mode=body.mode
-    )
+        model=info.name, boxes=boxes, flip_test=body.flip_test, max_people=body.max_people, mode=body.mode,
+        camera=camera, smoothing=smoothing,
+    )  # fmt: skip
     async with deadline_scope(request):
         opened = await engine.open_stream(options, stream_id=secrets.token_urlsafe(24))
     return StreamOpened(
@@ -114,7 +117,7 @@ async def open_stream(request: Request, body: Annotated[StreamOpenRequest | None
         model=ModelRef.of(info),
         mode=opened.mode,
         expires_after_idle_s=state.settings.engine.stream_ttl_s,
-        warnings=random_weight_warnings(info),
+        warnings=random_weight_warnings(info) + world_warnings(camera, []),
     )
 
 

@@ -1,7 +1,8 @@
 """Pydantic request/response models of the REST API, with the examples OpenAPI shows at ``/docs``.
 
 Conventions of every response: joints in Human3.6M-17 order (``joint_names``), ``keypoints_2d`` in
-image pixels, ``keypoints_3d`` in metres in the camera frame relative to the pelvis.
+image pixels, ``keypoints_3d`` in metres in the camera frame relative to the pelvis, ``keypoints_3d_camera`` in
+metres in the camera frame (the pose placed at its solved root translation; see ``service.geometry.camera``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from service.engine.types import (
     PersonResult,
     WindowMode,
 )
+from service.gateway.world_fields import WorldFields
 
 MAX_FRAME_INDEX: Final = 2**31 - 1
 """Largest stream ``frame_index`` accepted on any transport (fits every wire and buffer format)."""
@@ -25,7 +27,12 @@ MAX_MODEL_NAME: Final = 128
 ModelName = Annotated[str, Field(max_length=MAX_MODEL_NAME)]
 
 UNITS: Final = "m"
-COORDINATE_FRAME: Final = "camera, root-relative"
+COORDINATE_FRAME: Final = (
+    "camera (x right, y down, z forward); keypoints_3d root-relative, keypoints_3d_camera absolute"
+)
+CoordinateFrame = Literal[
+    "camera (x right, y down, z forward); keypoints_3d root-relative, keypoints_3d_camera absolute"
+]
 
 _POINT_2D_EXAMPLE = [[412.3, 288.9]] * 17
 _POINT_3D_EXAMPLE = [[0.0, 0.0, 0.0]] * 17
@@ -53,6 +60,12 @@ class Person(BaseModel):
     keypoints_2d: list[list[float]] = Field(description="(17, 2) pixels", examples=[_POINT_2D_EXAMPLE])
     keypoint_scores: list[float] = Field(description="(17,) in [0, 1]", examples=[[0.93] * 17])
     keypoints_3d: list[list[float]] = Field(description="(17, 3) metres, root-relative", examples=[_POINT_3D_EXAMPLE])
+    keypoints_3d_camera: list[list[float]] | None = Field(
+        description="(17, 3) metres, camera frame: keypoints_3d + the solved root translation (null: not placed)",
+        examples=[[[0.3, 0.1, 4.2]] * 17],
+    )
+    distance_m: float | None = Field(description="distance of the pelvis from the camera centre, metres")
+    warnings: list[str] = Field(default_factory=list, description="why this person's placement may be wrong")
 
     @classmethod
     def of(cls, person: PersonResult) -> Person:
@@ -63,6 +76,9 @@ class Person(BaseModel):
             keypoints_2d=person.keypoints_2d.astype(float).tolist(),
             keypoint_scores=person.keypoint_scores.astype(float).tolist(),
             keypoints_3d=person.keypoints_3d.astype(float).tolist(),
+            keypoints_3d_camera=None if (cam := person.keypoints_3d_camera) is None else cam.astype(float).tolist(),
+            distance_m=None if person.distance_m is None else float(person.distance_m),
+            warnings=list(person.warnings),
         )
 
 
@@ -91,7 +107,7 @@ class PoseResponse(BaseModel):
                     "model": {"name": "capf", "version": "capf-w32", "weights": "random", "random_weights": True},
                     "joint_names": ["pelvis", "r_hip", "..."],
                     "units": "m",
-                    "coordinate_frame": "camera, root-relative",
+                    "coordinate_frame": COORDINATE_FRAME,
                     "box_source": "whole_frame",
                     "frames": [{"frame_index": 0, "timestamp_s": None, "people": ["..."]}],
                     "timings_ms": {"decode": 3.1, "engine": 41.7, "total": 45.9},
@@ -105,7 +121,7 @@ class PoseResponse(BaseModel):
     model: ModelRef
     joint_names: list[str]
     units: Literal["m"] = UNITS
-    coordinate_frame: Literal["camera, root-relative"] = COORDINATE_FRAME
+    coordinate_frame: CoordinateFrame = COORDINATE_FRAME
     box_source: str = Field(description="client | whole_frame | detector | keypoints")
     frames: list[Frame]
     timings_ms: dict[str, float] = Field(description="milliseconds per stage (decode, engine stages, total)")
@@ -115,7 +131,7 @@ class PoseResponse(BaseModel):
 Coordinate = Annotated[list[float], Field(min_length=2, max_length=3)]
 
 
-class KeypointsRequest(BaseModel):
+class KeypointsRequest(WorldFields):
     """2D keypoints instead of an image: one frame ``(17, 2|3)`` or a sequence ``(T, 17, 2|3)``,
     ``[x, y]`` or ``[x, y, score]`` in image pixels, one person per frame."""
 
@@ -146,7 +162,7 @@ class KeypointsRequest(BaseModel):
     timestamps_s: list[float] | None = Field(None, description="optional (T,) seconds; default frame index / 30")
 
 
-class StreamOpenRequest(BaseModel):
+class StreamOpenRequest(WorldFields):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"model": "pstmo-243", "mode": "centred"}]}
     )
@@ -209,7 +225,7 @@ class StreamFrames(BaseModel):
     model: ModelRef
     joint_names: list[str]
     units: Literal["m"] = UNITS
-    coordinate_frame: Literal["camera, root-relative"] = COORDINATE_FRAME
+    coordinate_frame: CoordinateFrame = COORDINATE_FRAME
     frames: list[Frame]
     timings_ms: dict[str, float]
     warnings: list[str] = Field(default_factory=list)

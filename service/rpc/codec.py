@@ -2,7 +2,7 @@
 
 Arrays cross the wire as flat ``repeated float`` (float32, so they round-trip exactly):
 ``keypoints_2d`` ``(17, 2)`` pixels, ``keypoint_scores`` ``(17,)``, ``keypoints_3d`` ``(17, 3)`` metres,
-``box`` ``(4,)`` xyxy pixels. Decoded images cross as ``(H, W, 3) uint8 RGB`` raw bytes.
+``keypoints_3d_camera`` ``(17, 3)`` metres (empty: not placed), ``box`` ``(4,)`` xyxy pixels. Decoded images cross as ``(H, W, 3) uint8 RGB`` raw bytes.
 These functions only convert; the gateway validates public input (see ``service.gateway.grpc_inputs``).
 """
 
@@ -27,11 +27,15 @@ from service.engine.types import (
     StreamInfo,
     WindowMode,
 )
+from service.geometry.camera import CameraSpec
+from service.geometry.smoothing import SmoothingMethod, SmoothingSpec
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import worker_pb2 as wpb
 
 UNITS: Final = "m"
-COORDINATE_FRAME: Final = "camera, root-relative"
+COORDINATE_FRAME: Final = (
+    "camera (x right, y down, z forward); keypoints_3d root-relative, keypoints_3d_camera absolute"
+)
 
 WINDOW_MODE_TO_PB: Final[dict[WindowMode, pb.WindowMode]] = {
     WindowMode.CENTRED: pb.WINDOW_MODE_CENTRED,
@@ -58,6 +62,17 @@ BOX_SOURCE_TO_PB: Final[dict[BoxSource, pb.BoxSource]] = {
     BoxSource.KEYPOINTS: pb.BOX_SOURCE_KEYPOINTS,
 }
 BOX_SOURCE_FROM_PB: Final[dict[int, BoxSource]] = {v: k for k, v in BOX_SOURCE_TO_PB.items()}
+SMOOTHING_TO_PB: Final[dict[SmoothingMethod, pb.SmoothingMethod]] = {
+    SmoothingMethod.NONE: pb.SMOOTHING_METHOD_NONE,
+    SmoothingMethod.ONE_EURO: pb.SMOOTHING_METHOD_ONE_EURO,
+    SmoothingMethod.SAVGOL: pb.SMOOTHING_METHOD_SAVGOL,
+}
+SMOOTHING_FROM_PB: Final[dict[int, SmoothingMethod]] = {
+    pb.SMOOTHING_METHOD_UNSPECIFIED: SmoothingMethod.NONE,
+    **{v: k for k, v in SMOOTHING_TO_PB.items()},
+}
+_CAMERA_FIELDS: Final = ("fx", "fy", "cx", "cy", "fov_deg")
+_SMOOTHING_FIELDS: Final = ("min_cutoff_hz", "beta", "d_cutoff_hz", "half_window", "polyorder")
 
 
 def _f32(values: object, shape: tuple[int, ...]) -> np.ndarray[tuple[int, ...], np.dtype[np.float32]]:
@@ -75,17 +90,37 @@ def options_to_pb(options: EstimateOptions) -> pb.Options:
         msg.flip_test = options.flip_test
     if options.max_people is not None:
         msg.max_people = options.max_people
+    for name in _CAMERA_FIELDS:
+        if (value := getattr(options.camera, name)) is not None:
+            setattr(msg.camera, name, value)
+    if options.smoothing != SmoothingSpec():
+        msg.smoothing.method = SMOOTHING_TO_PB[options.smoothing.method]
+        for name in _SMOOTHING_FIELDS:
+            setattr(msg.smoothing, name, getattr(options.smoothing, name))
     return msg
+
+
+def world_from_pb(msg: pb.Options) -> tuple[CameraSpec, SmoothingSpec]:
+    """The camera and smoothing options. Raises ``ValueError`` on inconsistent or out-of-range values."""
+    camera = CameraSpec(**{n: getattr(msg.camera, n) for n in _CAMERA_FIELDS if msg.camera.HasField(n)})
+    s = msg.smoothing
+    if s.method not in SMOOTHING_FROM_PB:
+        raise ValueError(f"unknown smoothing method {s.method}")
+    params = {n: getattr(s, n) for n in _SMOOTHING_FIELDS if s.HasField(n)}
+    return camera, SmoothingSpec(SMOOTHING_FROM_PB[s.method], **params)
 
 
 def options_from_pb(msg: pb.Options) -> EstimateOptions:
     boxes = tuple((b.x1, b.y1, b.x2, b.y2) for b in msg.boxes)
+    camera, smoothing = world_from_pb(msg)
     return EstimateOptions(
         model=msg.model or None,
         boxes=boxes or None,
         flip_test=msg.flip_test if msg.HasField("flip_test") else None,
         max_people=msg.max_people if msg.HasField("max_people") else None,
         mode=WINDOW_MODE_FROM_PB.get(msg.mode, WindowMode.CENTRED),
+        camera=camera,
+        smoothing=smoothing,
     )
 
 
@@ -152,6 +187,11 @@ def person_to_pb(person: PersonResult) -> pb.Person:
         keypoints_2d=np.asarray(person.keypoints_2d, dtype=np.float32).ravel().tolist(),
         keypoint_scores=np.asarray(person.keypoint_scores, dtype=np.float32).ravel().tolist(),
         keypoints_3d=np.asarray(person.keypoints_3d, dtype=np.float32).ravel().tolist(),
+        keypoints_3d_camera=[]
+        if person.keypoints_3d_camera is None
+        else np.asarray(person.keypoints_3d_camera, dtype=np.float32).ravel().tolist(),
+        distance_m=person.distance_m,
+        warnings=list(person.warnings),
     )
 
 
@@ -163,6 +203,9 @@ def person_from_pb(msg: pb.Person) -> PersonResult:
         keypoints_2d=_f32(msg.keypoints_2d, (NUM_JOINTS, 2)),
         keypoint_scores=_f32(msg.keypoint_scores, (NUM_JOINTS,)),
         keypoints_3d=_f32(msg.keypoints_3d, (NUM_JOINTS, 3)),
+        keypoints_3d_camera=_f32(msg.keypoints_3d_camera, (NUM_JOINTS, 3)) if len(msg.keypoints_3d_camera) else None,
+        distance_m=msg.distance_m if msg.HasField("distance_m") else None,
+        warnings=tuple(msg.warnings),
     )
 
 

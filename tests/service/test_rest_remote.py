@@ -76,7 +76,7 @@ async def test_every_stream_response_has_the_model_object_and_warnings(client: h
     served = (await client.post("/v1/pose3d", json={"keypoints_2d": SKELETON, "image_size": [640, 480]})).json()
     for reply in replies:
         assert reply["model"] == served["model"], reply  # one shape: {name, version, weights, random_weights}
-        assert reply["warnings"] == served["warnings"]
+        assert served["warnings"][0] in reply["warnings"]  # the random-weights warning, on every response
 
 
 async def test_the_gateways_own_metrics_see_the_remote_worker_up(client: httpx.AsyncClient) -> None:

@@ -130,6 +130,8 @@ class StreamMeta:
     flip_test: bool
     max_people: int | None = None
     boxes: tuple[tuple[float, float, float, float], ...] | None = None
+    world: str = ""
+    """Camera intrinsics and smoothing options (:func:`service.engine.world.world_to_json`; "" = defaults)."""
 
     def __post_init__(self) -> None:
         # one canonical form (tuples of floats), so that a meta equals its stored and reloaded copy
@@ -151,6 +153,7 @@ class StreamMeta:
             flip_test=bool(d["flip_test"]),
             max_people=d.get("max_people"),
             boxes=boxes,
+            world=str(d.get("world", "")),
         )
 
 

@@ -19,6 +19,13 @@ class WindowMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WINDOW_MODE_CENTRED: _ClassVar[WindowMode]
     WINDOW_MODE_CAUSAL: _ClassVar[WindowMode]
 
+class SmoothingMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SMOOTHING_METHOD_UNSPECIFIED: _ClassVar[SmoothingMethod]
+    SMOOTHING_METHOD_NONE: _ClassVar[SmoothingMethod]
+    SMOOTHING_METHOD_ONE_EURO: _ClassVar[SmoothingMethod]
+    SMOOTHING_METHOD_SAVGOL: _ClassVar[SmoothingMethod]
+
 class BoxSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     BOX_SOURCE_UNSPECIFIED: _ClassVar[BoxSource]
@@ -32,6 +39,10 @@ JOINT_SET_H36M: JointSet
 WINDOW_MODE_UNSPECIFIED: WindowMode
 WINDOW_MODE_CENTRED: WindowMode
 WINDOW_MODE_CAUSAL: WindowMode
+SMOOTHING_METHOD_UNSPECIFIED: SmoothingMethod
+SMOOTHING_METHOD_NONE: SmoothingMethod
+SMOOTHING_METHOD_ONE_EURO: SmoothingMethod
+SMOOTHING_METHOD_SAVGOL: SmoothingMethod
 BOX_SOURCE_UNSPECIFIED: BoxSource
 BOX_SOURCE_CLIENT: BoxSource
 BOX_SOURCE_WHOLE_FRAME: BoxSource
@@ -50,21 +61,55 @@ class Box(_message.Message):
     y2: float
     def __init__(self, x1: _Optional[float] = ..., y1: _Optional[float] = ..., x2: _Optional[float] = ..., y2: _Optional[float] = ...) -> None: ...
 
+class Camera(_message.Message):
+    __slots__ = ("fx", "fy", "cx", "cy", "fov_deg")
+    FX_FIELD_NUMBER: _ClassVar[int]
+    FY_FIELD_NUMBER: _ClassVar[int]
+    CX_FIELD_NUMBER: _ClassVar[int]
+    CY_FIELD_NUMBER: _ClassVar[int]
+    FOV_DEG_FIELD_NUMBER: _ClassVar[int]
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    fov_deg: float
+    def __init__(self, fx: _Optional[float] = ..., fy: _Optional[float] = ..., cx: _Optional[float] = ..., cy: _Optional[float] = ..., fov_deg: _Optional[float] = ...) -> None: ...
+
+class Smoothing(_message.Message):
+    __slots__ = ("method", "min_cutoff_hz", "beta", "d_cutoff_hz", "half_window", "polyorder")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    MIN_CUTOFF_HZ_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    D_CUTOFF_HZ_FIELD_NUMBER: _ClassVar[int]
+    HALF_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    POLYORDER_FIELD_NUMBER: _ClassVar[int]
+    method: SmoothingMethod
+    min_cutoff_hz: float
+    beta: float
+    d_cutoff_hz: float
+    half_window: int
+    polyorder: int
+    def __init__(self, method: _Optional[_Union[SmoothingMethod, str]] = ..., min_cutoff_hz: _Optional[float] = ..., beta: _Optional[float] = ..., d_cutoff_hz: _Optional[float] = ..., half_window: _Optional[int] = ..., polyorder: _Optional[int] = ...) -> None: ...
+
 class Options(_message.Message):
-    __slots__ = ("model", "boxes", "flip_test", "max_people", "mode", "every_nth")
+    __slots__ = ("model", "boxes", "flip_test", "max_people", "mode", "every_nth", "camera", "smoothing")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BOXES_FIELD_NUMBER: _ClassVar[int]
     FLIP_TEST_FIELD_NUMBER: _ClassVar[int]
     MAX_PEOPLE_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     EVERY_NTH_FIELD_NUMBER: _ClassVar[int]
+    CAMERA_FIELD_NUMBER: _ClassVar[int]
+    SMOOTHING_FIELD_NUMBER: _ClassVar[int]
     model: str
     boxes: _containers.RepeatedCompositeFieldContainer[Box]
     flip_test: bool
     max_people: int
     mode: WindowMode
     every_nth: int
-    def __init__(self, model: _Optional[str] = ..., boxes: _Optional[_Iterable[_Union[Box, _Mapping]]] = ..., flip_test: _Optional[bool] = ..., max_people: _Optional[int] = ..., mode: _Optional[_Union[WindowMode, str]] = ..., every_nth: _Optional[int] = ...) -> None: ...
+    camera: Camera
+    smoothing: Smoothing
+    def __init__(self, model: _Optional[str] = ..., boxes: _Optional[_Iterable[_Union[Box, _Mapping]]] = ..., flip_test: _Optional[bool] = ..., max_people: _Optional[int] = ..., mode: _Optional[_Union[WindowMode, str]] = ..., every_nth: _Optional[int] = ..., camera: _Optional[_Union[Camera, _Mapping]] = ..., smoothing: _Optional[_Union[Smoothing, _Mapping]] = ...) -> None: ...
 
 class Keypoints2D(_message.Message):
     __slots__ = ("xy", "scores")
@@ -129,20 +174,26 @@ class ModelInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., version: _Optional[str] = ..., weights: _Optional[str] = ..., frames: _Optional[int] = ..., stride: _Optional[int] = ..., joint_set: _Optional[str] = ..., device: _Optional[str] = ..., needs_image: _Optional[bool] = ..., flip_test: _Optional[bool] = ..., random_weights: _Optional[bool] = ...) -> None: ...
 
 class Person(_message.Message):
-    __slots__ = ("track_id", "box", "box_score", "keypoints_2d", "keypoint_scores", "keypoints_3d")
+    __slots__ = ("track_id", "box", "box_score", "keypoints_2d", "keypoint_scores", "keypoints_3d", "keypoints_3d_camera", "distance_m", "warnings")
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
     BOX_SCORE_FIELD_NUMBER: _ClassVar[int]
     KEYPOINTS_2D_FIELD_NUMBER: _ClassVar[int]
     KEYPOINT_SCORES_FIELD_NUMBER: _ClassVar[int]
     KEYPOINTS_3D_FIELD_NUMBER: _ClassVar[int]
+    KEYPOINTS_3D_CAMERA_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_M_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     track_id: int
     box: Box
     box_score: float
     keypoints_2d: _containers.RepeatedScalarFieldContainer[float]
     keypoint_scores: _containers.RepeatedScalarFieldContainer[float]
     keypoints_3d: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, track_id: _Optional[int] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., box_score: _Optional[float] = ..., keypoints_2d: _Optional[_Iterable[float]] = ..., keypoint_scores: _Optional[_Iterable[float]] = ..., keypoints_3d: _Optional[_Iterable[float]] = ...) -> None: ...
+    keypoints_3d_camera: _containers.RepeatedScalarFieldContainer[float]
+    distance_m: float
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, track_id: _Optional[int] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., box_score: _Optional[float] = ..., keypoints_2d: _Optional[_Iterable[float]] = ..., keypoint_scores: _Optional[_Iterable[float]] = ..., keypoints_3d: _Optional[_Iterable[float]] = ..., keypoints_3d_camera: _Optional[_Iterable[float]] = ..., distance_m: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FrameResult(_message.Message):
     __slots__ = ("frame_index", "timestamp_s", "people")

@@ -1,0 +1,118 @@
+"""Camera placement and smoothing over gRPC: the codec, public option validation, and a real engine behind a
+worker servicer reached through RemoteEngineClient (stream == clip, both in the camera frame)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from service.config import LimitSettings
+from service.engine.inprocess import InProcessEngine, build_engine
+from service.engine.pipeline import async_frames
+from service.engine.remote import RemoteEngineClient
+from service.engine.types import ClipRequest, EstimateOptions, EstimateRequest, FrameResult, PersonResult
+from service.errors import InvalidInput
+from service.gateway.grpc_inputs import public_options
+from service.geometry.camera import CameraSpec
+from service.geometry.smoothing import SmoothingMethod, SmoothingSpec
+from service.metrics import Metrics
+from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
+from service.proto_gen.pose3d.v1 import worker_pb2_grpc
+from service.rpc import codec
+from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
+from service.worker.servicer import WorkerServicer
+from tests.service.test_engine_support import keypoint_clip, tiny_settings
+
+OPTIONS = EstimateOptions(
+    model="pstmo",
+    camera=CameraSpec(fx=800.0, fy=790.0, cx=320.0, cy=240.0),
+    smoothing=SmoothingSpec(SmoothingMethod.SAVGOL, half_window=3, polyorder=1),
+)
+
+
+def test_options_and_people_round_trip_through_the_codec() -> None:
+    for options in (OPTIONS, EstimateOptions(camera=CameraSpec(fov_deg=70.0)), EstimateOptions()):
+        assert codec.options_from_pb(codec.options_to_pb(options)) == options
+    rng = np.random.default_rng(0)
+    f32 = np.float32
+    person = PersonResult(
+        3, rng.random(4).astype(f32), 0.5, rng.random((17, 2)).astype(f32), rng.random(17).astype(f32),
+        rng.random((17, 3)).astype(f32), rng.random((17, 3)).astype(f32), 4.25, ("only 3 of 17 joints",),
+    )  # fmt: skip
+    back = codec.person_from_pb(codec.person_to_pb(person))
+    assert back.keypoints_3d_camera is not None
+    np.testing.assert_array_equal(back.keypoints_3d_camera, person.keypoints_3d_camera)
+    assert (back.distance_m, back.warnings) == (4.25, ("only 3 of 17 joints",))
+    unplaced = codec.person_from_pb(codec.person_to_pb(PersonResult(*list(person.__dict__.values())[:6])))
+    assert (unplaced.keypoints_3d_camera, unplaced.distance_m, unplaced.warnings) == (None, None, ())
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pb.Options(camera=pb.Camera(fx=500.0)),
+        pb.Options(camera=pb.Camera(fov_deg=500.0)),
+        pb.Options(camera=pb.Camera(fx=-1.0, fy=1.0, cx=0.0, cy=0.0)),
+        pb.Options(smoothing=pb.Smoothing(method=pb.SMOOTHING_METHOD_SAVGOL, half_window=0)),
+        pb.Options(smoothing=pb.Smoothing(method=99)),  # type: ignore[arg-type]
+    ],
+)
+def test_public_options_refuse_bad_camera_and_smoothing(options: pb.Options) -> None:
+    with pytest.raises(InvalidInput):
+        public_options(options, LimitSettings())
+
+
+@pytest.fixture
+async def engines() -> AsyncIterator[tuple[InProcessEngine, RemoteEngineClient]]:
+    engine = await build_engine(tiny_settings(), Metrics())
+    server = new_server(16 * 1024 * 1024)
+    worker_pb2_grpc.add_WorkerServicer_to_server(WorkerServicer(Metrics(), engine), server)  # type: ignore[no-untyped-call]
+    health = add_health_and_reflection(server, [WORKER_SERVICE])
+    await set_serving(health, [WORKER_SERVICE], serving=True)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    client = RemoteEngineClient([f"127.0.0.1:{port}"], health_interval_s=0.2)
+    await client.start()
+    yield engine, client
+    await client.aclose()
+    await server.stop(0)
+    await engine.aclose()
+
+
+def _placed(frames: list[FrameResult]) -> np.ndarray:
+    out = []
+    for f in frames:
+        (p,) = f.people
+        assert p.keypoints_3d_camera is not None
+        assert p.distance_m == pytest.approx(
+            float(np.linalg.norm(p.keypoints_3d_camera[0] - p.keypoints_3d[0])), rel=1e-4
+        )
+        out.append(np.concatenate([p.keypoints_3d, p.keypoints_3d_camera]))
+    return np.stack(out)
+
+
+async def test_remote_estimate_stream_and_clip_agree_in_the_camera_frame(
+    engines: tuple[InProcessEngine, RemoteEngineClient],
+) -> None:
+    for method in (SmoothingMethod.ONE_EURO, SmoothingMethod.SAVGOL):
+        await _agree(engines, method)
+
+
+async def _agree(engines: tuple[InProcessEngine, RemoteEngineClient], method: SmoothingMethod) -> None:
+    engine, remote = engines
+    options = EstimateOptions(model="pstmo", camera=OPTIONS.camera, smoothing=SmoothingSpec(method))
+    frames = keypoint_clip(14)
+    local = await engine.estimate(EstimateRequest("local", list(frames), options))
+    over_grpc = await remote.estimate(EstimateRequest("remote", list(frames), options))
+    clip = await remote.estimate_clip(ClipRequest("clip", async_frames(frames), options))
+    info = await remote.open_stream(options)
+    streamed = [r for f in frames for r in await remote.push_frame(info.stream_id, f)]
+    streamed += await remote.close_stream(info.stream_id)
+    expected = _placed(local.frames)
+    for other in (over_grpc.frames, clip.frames, streamed):
+        assert [f.frame_index for f in other] == list(range(14))
+        np.testing.assert_allclose(_placed(other), expected, atol=1e-4)
+    plain = await engine.estimate(EstimateRequest("plain", list(frames), EstimateOptions(model="pstmo")))
+    assert not np.allclose(_placed(plain.frames)[:, :17], expected[:, :17], atol=1e-4)  # smoothing did act
