@@ -82,6 +82,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from service.gateway.grpc_server import run_gateway
+    from service.weights.resolve import weight_set_overrides
 
     settings = build_settings(
         GatewaySettings,
@@ -90,6 +91,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         grpc_port=args.grpc_port,
         workers=[],
+        **(weight_set_overrides(args.weights) if args.weights else {}),
     )
     settings, weights_note = resolve_random_weights(settings, args.allow_random_weights)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -127,12 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve models without checkpoints on random weights (default for `serve`: on only when no "
         "checkpoint is configured anywhere; otherwise off)",
     )
+    serve.add_argument(
+        "--weights", default=None, metavar="SET", help="a complete weights set (see `pose3d weights list`)"
+    )
     serve.set_defaults(func=_cmd_serve)
     from service.client.cli import add_client_commands
+    from service.weights.cli import add_weights_commands
     from service.worker.cli import add_deployment_commands
 
     add_deployment_commands(sub)  # worker, gateway
     add_client_commands(sub)  # estimate, stream
+    add_weights_commands(sub)  # weights list | fetch | add | path
     return parser
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -107,6 +107,17 @@ class CommonSettings(BaseSettings):
     default_image_model: str = "capf"
     default_clip_model: str = "pstmo-243"
     engine: EngineSettings = EngineSettings()
+    weights_dir: Path | None = Field(
+        None, description="where `pose3d weights` installs checkpoints; None = $XDG_CACHE_HOME/pose3d/weights"
+    )
+
+    @model_validator(mode="after")
+    def _catalogue_names(self) -> Self:
+        """Any checkpoint path may be a weights-catalogue name (``checkpoint = "pstmo-243"``): the installed file."""
+        from service.weights.resolve import resolve_settings_paths
+
+        resolve_settings_paths(self)
+        return self
 
 
 class GatewaySettings(CommonSettings):

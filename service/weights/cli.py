@@ -1,0 +1,194 @@
+"""``pose3d weights list | fetch NAME... | add FILE [--name NAME] | path NAME``.
+
+The weights directory comes from ``--weights-dir``, else ``POSE3D_WEIGHTS_DIR`` (read through
+:class:`WeightsSettings` when the command runs), else ``$XDG_CACHE_HOME/pose3d/weights``. Every failure prints
+one line (``error: …``) and exits non-zero; nothing here imports torch except ``add``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.weights.catalogue import Catalogue, Entry, load_catalogue
+from service.weights.store import WeightsError, installed, weights_dir
+
+
+class WeightsSettings(BaseSettings):
+    """The one setting the ``weights`` commands read (checkpoint settings are not validated here)."""
+
+    model_config = SettingsConfigDict(env_prefix="POSE3D_", extra="ignore")
+
+    weights_dir: Path | None = Field(None, description="where checkpoints are installed")
+
+
+class RichProgress:
+    """A download progress bar on stderr (rich)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self.task: Any = None
+
+    def start(self, description: str, total: int | None, completed: int) -> None:
+        if self.task is None:
+            self.bar.start()
+            self.task = self.bar.add_task(description, total=total, completed=completed)
+        else:
+            self.bar.update(self.task, total=total, completed=completed)
+
+    def advance(self, n: int) -> None:
+        self.bar.advance(self.task, n)
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+def _root(args: argparse.Namespace) -> Path:
+    configured = Path(args.weights_dir) if args.weights_dir else WeightsSettings().weights_dir
+    return weights_dir(configured)
+
+
+def _entry_lines(entry: Entry, root: Path) -> list[str]:
+    found = installed(root, entry.name)
+    state = "installed" if found else ("fetchable" if entry.fetchable else f"by hand ({entry.fetch})")
+    feeds = entry.kind.value + (f" {entry.arch}" if entry.arch else "") + (f" {entry.family}" if entry.family else "")
+    size = f"{entry.size} bytes" if entry.size else "size not published"
+    lines = [f"{entry.name:<22} {feeds:<30} {state}", f"    {entry.title}"]
+    lines.append(f"    file {entry.file} · {size} · {entry.checksum_text} · licence: {entry.licence}")
+    lines.append(f"    {'url' if entry.fetchable else entry.fetch.value} {entry.url or '(no download published)'}")
+    lines.append(f"    source {entry.source}")
+    if found:
+        lines.append(f"    at {found.path}")
+    return lines
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    catalogue, root = load_catalogue(), _root(args)
+    print(f"weights directory: {root}")
+    for entry in catalogue.entries:
+        print("\n".join(_entry_lines(entry, root)))
+    print("\nsets for `pose3d serve --weights SET`:")
+    for s in catalogue.sets:
+        parts = [s.detector, s.backbone, s.person_detector, *s.lifters.values()]
+        print(f"{s.name:<22} {s.title}\n    {' + '.join(dict.fromkeys(p for p in parts if p))}")
+    return 0
+
+
+def _expand(catalogue: Catalogue, names: list[str]) -> list[Entry]:
+    """Entry names and set names → the entries, in order, each once."""
+    out: dict[str, Entry] = {}
+    for name in names:
+        if name in {s.name for s in catalogue.sets}:
+            s = catalogue.weight_set(name)
+            members = [s.detector, s.backbone, s.person_detector, *s.lifters.values()]
+        else:
+            members = [name]
+        for member in filter(None, members):
+            out.setdefault(member, catalogue.entry(member))
+    return list(out.values())
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from service.weights.download import new_client
+    from service.weights.fetch import fetch_entry
+
+    catalogue, root = load_catalogue(), _root(args)
+    try:
+        entries = _expand(catalogue, args.names)
+    except KeyError as e:
+        return _fail(str(e.args[0]))
+    failed = 0
+    with new_client() as client:
+        for entry in entries:
+            found = installed(root, entry.name)
+            if found is not None:
+                print(f"{entry.name}: already installed at {found.path}")
+                continue
+            progress = RichProgress()
+            try:
+                done = fetch_entry(client, entry, root, progress)
+            except WeightsError as e:
+                failed += 1
+                print(f"error: {e}", file=sys.stderr)
+                continue
+            finally:
+                progress.stop()
+            print(f"{entry.name}: installed at {done.path} (sha256 {done.sha256})")
+    return 1 if failed else 0
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    from service.weights.identify import add_file
+
+    try:
+        done, identity = add_file(load_catalogue(), Path(args.file), _root(args), args.name)
+    except WeightsError as e:
+        return _fail(str(e))
+    print(f"{done.name}: {identity.detail}; installed at {done.path} (sha256 {done.sha256})")
+    return 0
+
+
+def _cmd_path(args: argparse.Namespace) -> int:
+    catalogue, root = load_catalogue(), _root(args)
+    if args.name not in catalogue.names():
+        return _fail(f"{args.name!r} is not in the weights catalogue (see `pose3d weights list`)")
+    found = installed(root, args.name)
+    if found is None:
+        from service.weights.store import not_installed_message
+
+        return _fail(not_installed_message(args.name))
+    print(found.path)
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def add_weights_commands(sub: Any) -> None:
+    """Register ``weights`` (list / fetch / add / path) on the ``pose3d`` subparsers."""
+    weights = sub.add_parser(
+        "weights",
+        help="list, download and install published checkpoints",
+        description="The catalogue of published checkpoints the service can load, and a cache to install them in "
+        "(--weights-dir, POSE3D_WEIGHTS_DIR, default $XDG_CACHE_HOME/pose3d/weights). Settings accept an "
+        "installed entry's name wherever they take a checkpoint path.",
+    )
+    weights.add_argument("--weights-dir", default=None, help="install directory (overrides POSE3D_WEIGHTS_DIR)")
+    actions = weights.add_subparsers(dest="weights_command", required=True)
+    actions.add_parser("list", help="the catalogue, with sources, licences and what is installed").set_defaults(
+        func=_cmd_list
+    )
+    fetch = actions.add_parser("fetch", help="download, verify and install entries (or every entry of a set)")
+    fetch.add_argument("names", nargs="+", metavar="NAME", help="catalogue entry or set name")
+    fetch.set_defaults(func=_cmd_fetch)
+    add = actions.add_parser("add", help="identify a checkpoint downloaded by hand and install it")
+    add.add_argument("file", metavar="FILE")
+    add.add_argument("--name", default=None, help="catalogue entry to install it as (when several fit)")
+    add.set_defaults(func=_cmd_add)
+    path = actions.add_parser("path", help="print an installed entry's file")
+    path.add_argument("name", metavar="NAME")
+    path.set_defaults(func=_cmd_path)

@@ -1,0 +1,166 @@
+"""``pose3d weights add FILE``: recognise a checkpoint downloaded by hand and install it under its catalogue name.
+
+The format and architecture come from the file's keys and shapes, and the file is then loaded STRICTLY by the
+same loaders the service uses (model/checkpoints/), so a file that `add` accepts is one the service loads.
+torch and the model code are imported only here, and only when ``add`` runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.weights.catalogue import Catalogue, Entry, Format, Kind
+from service.weights.fetch import verify
+from service.weights.store import Installed, WeightsError, install
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a file is: its layout, the preset it fits, whether it carries an HRNet backbone, in words."""
+
+    format: Format
+    arch: str
+    detail: str
+    has_backbone: bool = False
+
+
+def _preset_name(presets: Mapping[str, Any], cfg: Any, what: str) -> str:
+    for name, preset in presets.items():
+        if preset == cfg:
+            return name
+    raise WeightsError(f"a {what} file whose sizes fit no preset this project serves ({cfg})")
+
+
+def _identify_pstmo(path: Path) -> Identity:
+    from model.checkpoints.pstmo import infer_pstmo_config, load_pstmo_checkpoint, read_pstmo_state_dict
+    from model.pstmo import PSTMO_PRESETS
+
+    cfg = infer_pstmo_config(read_pstmo_state_dict(path))
+    arch = _preset_name(PSTMO_PRESETS, cfg, "P-STMO")
+    load_pstmo_checkpoint(path, cfg)  # strict: every key and shape
+    return Identity(Format.PSTMO, arch, f"P-STMO, {cfg.frames} frames, {cfg.layers} TEM layers ({arch})")
+
+
+def _identify_capf(path: Path, state: Mapping[str, Any]) -> Identity:
+    from model.capf import CAPF_PRESETS
+    from model.checkpoints.capf import BACKBONE_PREFIX, load_capf, load_capf_lifter
+    from model.checkpoints.common import CheckpointError
+
+    lifter = load_capf_lifter(path)  # strict, sizes read from the keys
+    arch = _preset_name(CAPF_PRESETS, lifter.cfg, "CA-PF lifter")
+    detail = f"CA-PF lifter ({arch}, feature channels {list(lifter.cfg.feature_channels)})"
+    if not any(k.startswith(BACKBONE_PREFIX) for k in state):
+        return Identity(Format.CAPF, arch, detail + ", lifter only")
+    try:
+        model = load_capf(path)  # strict whole model: HRNet backbone + lifter
+    except (CheckpointError, ValueError):
+        return Identity(Format.CAPF, arch, detail + ", with a backbone that is not an HRNet (ignored)")
+    widths = model.hrnet_cfg.stage2.num_channels[0]
+    return Identity(Format.CAPF, arch, detail + f", with its HRNet-W{widths} backbone", has_backbone=True)
+
+
+def _identify_hrnet(path: Path) -> Identity:
+    from model.checkpoints.hrnet import infer_hrnet_config, load_pose_hrnet, read_hrnet_checkpoint
+    from model.checkpoints.hrnet import uninitialised_pose_hrnet as empty
+    from model.hrnet import HRNET_PRESETS
+
+    fmt, state = read_hrnet_checkpoint(path)
+    backbone = {k.removeprefix("backbone."): v for k, v in state.items()}
+    cfg = infer_hrnet_config(backbone)
+    arch = _preset_name(HRNET_PRESETS, cfg, "HRNet")
+    found = load_pose_hrnet(empty(cfg), path)  # strict, heatmap head included
+    who = "the HRNet authors'" if fmt.value == "hrnet_authors" else "mmpose's"
+    return Identity(Format(found.value), arch, f"COCO HRNet-{arch.upper()} top-down in {who} format")
+
+
+def _identify_onnx(path: Path) -> Identity:
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own untyped errors
+        raise WeightsError(f"{path} is not a readable ONNX model ({type(e).__name__})") from e
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(inputs[0].shape) != 4 or len(outputs) < 2:
+        raise WeightsError(f"{path}: an ONNX model, but not a detector with one NCHW input and dets/labels outputs")
+    return Identity(Format.ONNX, "", f"ONNX detector, input {inputs[0].shape}, outputs {[o.name for o in outputs]}")
+
+
+def _tensor_state(obj: Any) -> dict[str, Any]:
+    """The flat key → value mapping inside a loaded checkpoint (``model`` / ``state_dict`` / bare; no ``module.``)."""
+    for container in ("model", "state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(container), dict):
+            obj = obj[container]
+            break
+    if not isinstance(obj, dict):
+        return {}
+    return {str(k).removeprefix("module."): v for k, v in obj.items()}
+
+
+def identify(path: Path) -> Identity:
+    """Recognise ``path`` (format, preset) and prove it loads strictly.
+
+    Raises:
+        WeightsError: unreadable, unsafe, not a checkpoint of a model this project serves, or keys/shapes that
+            the strict loader refuses (its message says which).
+    """
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such file")
+    if path.suffix == ".onnx":
+        return _identify_onnx(path)
+    from model.checkpoints.common import CheckpointError, read_checkpoint
+    from model.checkpoints.hrnet import NUMPY_SAFE_GLOBALS
+
+    try:
+        state = _tensor_state(read_checkpoint(path, extra_safe_globals=NUMPY_SAFE_GLOBALS))
+        if "encoder.fc_1.weight" in state:
+            return _identify_pstmo(path)
+        if "Spatial_pos_embed" in state or any(k.startswith("volume_net.") for k in state):
+            return _identify_capf(path, state)
+        return _identify_hrnet(path)
+    except CheckpointError as e:
+        raise WeightsError(f"not a checkpoint this project can serve: {e}") from e
+
+
+def match_entry(catalogue: Catalogue, identity: Identity, name: str | None) -> Entry:
+    """The catalogue entry a file of ``identity`` installs as (``name`` chooses among several).
+
+    Raises:
+        WeightsError: no entry fits, several fit and no name was given, or the named entry expects another file.
+    """
+    fits = [
+        e
+        for e in catalogue.entries
+        if e.format is identity.format
+        and (identity.format is Format.ONNX or e.arch == identity.arch)
+        and (e.kind is not Kind.LIFTER_BACKBONE or identity.has_backbone)
+    ]
+    if name is not None:
+        try:
+            entry = catalogue.entry(name)
+        except KeyError as e:
+            raise WeightsError(str(e.args[0])) from e
+        if entry not in fits:
+            expects = f"{entry.format} {entry.arch}".strip()
+            if entry.kind is Kind.LIFTER_BACKBONE:
+                expects += " (whole model, with its HRNet backbone)"
+            raise WeightsError(f"the file is a {identity.detail}; {name} expects a {expects} file")
+        return entry
+    if len(fits) == 1:
+        return fits[0]
+    if not fits:
+        raise WeightsError(f"the file is a {identity.detail}, which no catalogue entry lists")
+    choices = ", ".join(e.name for e in fits)
+    raise WeightsError(f"the file is a {identity.detail}; several entries fit: pass --name (one of {choices})")
+
+
+def add_file(catalogue: Catalogue, path: Path, root: Path, name: str | None = None) -> tuple[Installed, Identity]:
+    """Identify ``path``, check it against the entry's published checksum, install a copy under ``root``."""
+    identity = identify(path)
+    entry = match_entry(catalogue, identity, name)
+    if not entry.archive:
+        verify(entry, path)  # published size / checksum describe this very file
+    return install(root, entry, path, origin=f"add: {path.resolve()}"), identity

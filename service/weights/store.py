@@ -1,0 +1,100 @@
+"""Where weights live on disk: ``<weights dir>/<name>/<file>`` plus ``<name>/installed.json``. Torch-free.
+
+The weights directory is ``settings.weights_dir`` (env ``POSE3D_WEIGHTS_DIR``, flag ``--weights-dir``) or, when
+unset, ``$XDG_CACHE_HOME/pose3d/weights`` (``~/.cache/pose3d/weights``). Downloads in progress and archives kept
+for sibling entries live in ``<weights dir>/.downloads``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from service.weights.catalogue import Entry
+
+RECORD: Final = "installed.json"
+DOWNLOADS: Final = ".downloads"
+
+
+class WeightsError(Exception):
+    """A weights operation failed; the message is one line that says what to do."""
+
+
+def default_weights_dir(environ: Mapping[str, str]) -> Path:
+    """``$XDG_CACHE_HOME/pose3d/weights``, or ``~/.cache/pose3d/weights`` when XDG_CACHE_HOME is unset or relative."""
+    xdg = environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "pose3d" / "weights"
+
+
+def weights_dir(configured: Path | None, environ: Mapping[str, str] | None = None) -> Path:
+    """The configured directory, else the XDG default (``environ`` defaults to the process environment)."""
+    if configured is not None:
+        return configured.expanduser()
+    return default_weights_dir(os.environ if environ is None else environ)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Installed:
+    """An installed entry: its file and what was recorded when it was installed."""
+
+    name: str
+    path: Path
+    sha256: str
+    size: int
+    origin: str  # the URL it was fetched from, or "add: <original path>"
+
+
+def installed(root: Path, name: str) -> Installed | None:
+    """The installed entry ``name`` under ``root``, or None (also when its file has gone)."""
+    record = root / name / RECORD
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+        path = root / name / str(data["file"])
+        info = Installed(name, path, str(data["sha256"]), int(data["size"]), str(data.get("origin", "")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info if path.is_file() else None
+
+
+def install(root: Path, entry: Entry, source: Path, origin: str, move: bool = False) -> Installed:
+    """Copy (or move) ``source`` to ``<root>/<entry.name>/<entry.file>`` atomically and record its sha256.
+
+    Returns:
+        The installed record. An earlier installation of the entry is replaced.
+    """
+    target_dir = root / entry.name
+    target_dir.mkdir(parents=True, exist_ok=True)
+    staging = target_dir / f".{entry.file}.incoming"
+    if move:
+        shutil.move(str(source), staging)
+    else:
+        shutil.copyfile(source, staging)
+    digest, size = sha256_file(staging), staging.stat().st_size
+    os.replace(staging, target_dir / entry.file)
+    record = {"name": entry.name, "file": entry.file, "sha256": digest, "size": size, "origin": origin}
+    record["installed_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    tmp = target_dir / f".{RECORD}.tmp"
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, target_dir / RECORD)
+    return Installed(entry.name, target_dir / entry.file, digest, size, origin)
+
+
+def not_installed_message(name: str) -> str:
+    return f"weights {name!r} are not installed: run `pose3d weights fetch {name}` (or `pose3d weights add FILE`)"
