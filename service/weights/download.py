@@ -19,7 +19,6 @@ import httpx
 
 from service.weights.store import WeightsError
 
-CHUNK: Final = 1 << 16
 ATTEMPTS: Final = 5
 _DRIVE_ID: Final = re.compile(r"/file/d/([\w-]+)")
 _CONTENT_RANGE_TOTAL: Final = re.compile(r"/(\d+)\s*$")
@@ -81,7 +80,7 @@ def _one_attempt(client: httpx.Client, url: str, part: Path, progress: ProgressS
         total = _total(response, have)
         progress.start(part.name.removesuffix(".part"), total, have)
         with part.open("ab" if have else "wb") as f:
-            for chunk in response.iter_bytes(CHUNK):
+            for chunk in response.iter_bytes():  # as received: nothing buffered is lost when the body breaks off
                 f.write(chunk)
                 progress.advance(len(chunk))
         if total is not None and part.stat().st_size != total:
