@@ -7,14 +7,19 @@ torch and the model code are imported only here, and only when ``add`` runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from service.weights.catalogue import Catalogue, Entry, Format, Kind
 from service.weights.fetch import verify
 from service.weights.store import Installed, WeightsError, install
+
+if TYPE_CHECKING:
+    from torch import nn
+
+_M = TypeVar("_M", bound="nn.Module")
 
 
 @dataclass(frozen=True)
@@ -34,46 +39,69 @@ def _preset_name(presets: Mapping[str, Any], cfg: Any, what: str) -> str:
     raise WeightsError(f"a {what} file whose sizes fit no preset this project serves ({cfg})")
 
 
-def _identify_pstmo(path: Path) -> Identity:
-    from model.checkpoints.pstmo import infer_pstmo_config, load_pstmo_checkpoint, read_pstmo_state_dict
-    from model.pstmo import PSTMO_PRESETS
+def _empty(factory: Callable[[], _M]) -> _M:
+    """A module with allocated, uninitialised storage: a strict load then overwrites every tensor (no slow init)."""
+    import torch
 
-    cfg = infer_pstmo_config(read_pstmo_state_dict(path))
+    with torch.device("meta"):
+        module = factory()
+    return module.to_empty(device="cpu")
+
+
+def _identify_pstmo(path: Path, state: Mapping[str, Any]) -> Identity:
+    from model.checkpoints.pstmo import infer_pstmo_config, load_pstmo_state_dict
+    from model.pstmo import PSTMO, PSTMO_PRESETS
+
+    cfg = infer_pstmo_config(state)
     arch = _preset_name(PSTMO_PRESETS, cfg, "P-STMO")
-    load_pstmo_checkpoint(path, cfg)  # strict: every key and shape
+    load_pstmo_state_dict(_empty(lambda: PSTMO(cfg)), state, f"{path} (P-STMO)")  # strict: every key and shape
     return Identity(Format.PSTMO, arch, f"P-STMO, {cfg.frames} frames, {cfg.layers} TEM layers ({arch})")
 
 
 def _identify_capf(path: Path, state: Mapping[str, Any]) -> Identity:
-    from model.capf import CAPF_PRESETS
-    from model.checkpoints.capf import BACKBONE_PREFIX, load_capf, load_capf_lifter
-    from model.checkpoints.common import CheckpointError
+    from model.capf import CAPF_PRESETS, CAPFLifter
+    from model.capf_full import CAPF
+    from model.checkpoints.capf import (
+        BACKBONE_PREFIX,
+        infer_capf_config,
+        infer_capf_lifter_config,
+        lifter_state,
+        load_capf_state_dict,
+    )
+    from model.checkpoints.common import CheckpointError, load_state_dict_strict
 
-    lifter = load_capf_lifter(path)  # strict, sizes read from the keys
-    arch = _preset_name(CAPF_PRESETS, lifter.cfg, "CA-PF lifter")
-    detail = f"CA-PF lifter ({arch}, feature channels {list(lifter.cfg.feature_channels)})"
+    lifter = lifter_state(state)
+    cfg = infer_capf_lifter_config(lifter)
+    arch = _preset_name(CAPF_PRESETS, cfg, "CA-PF lifter")
+    detail = f"CA-PF lifter ({arch}, feature channels {list(cfg.feature_channels)})"
     if not any(k.startswith(BACKBONE_PREFIX) for k in state):
+        load_state_dict_strict(_empty(lambda: CAPFLifter(cfg)), lifter, f"{path} (CA-PF lifter)")
         return Identity(Format.CAPF, arch, detail + ", lifter only")
     try:
-        model = load_capf(path)  # strict whole model: HRNet backbone + lifter
+        hrnet_cfg, _ = infer_capf_config(state)
+        model = _empty(lambda: CAPF(hrnet_cfg, cfg))
     except (CheckpointError, ValueError):
+        load_state_dict_strict(_empty(lambda: CAPFLifter(cfg)), lifter, f"{path} (CA-PF lifter)")
         return Identity(Format.CAPF, arch, detail + ", with a backbone that is not an HRNet (ignored)")
-    widths = model.hrnet_cfg.stage2.num_channels[0]
+    load_capf_state_dict(model, state, f"{path} (CA-PF whole model)")  # strict: backbone and lifter
+    widths = hrnet_cfg.stage2.num_channels[0]
     return Identity(Format.CAPF, arch, detail + f", with its HRNet-W{widths} backbone", has_backbone=True)
 
 
 def _identify_hrnet(path: Path) -> Identity:
-    from model.checkpoints.hrnet import infer_hrnet_config, load_pose_hrnet, read_hrnet_checkpoint
-    from model.checkpoints.hrnet import uninitialised_pose_hrnet as empty
-    from model.hrnet import HRNET_PRESETS
+    from model.checkpoints.common import load_state_dict_strict
+    from model.checkpoints.hrnet import HRNetFormat, infer_hrnet_config, read_hrnet_checkpoint, to_pose_hrnet_keys
+    from model.hrnet import HRNET_PRESETS, PoseHRNet
 
     fmt, state = read_hrnet_checkpoint(path)
-    backbone = {k.removeprefix("backbone."): v for k, v in state.items()}
-    cfg = infer_hrnet_config(backbone)
+    mapped = to_pose_hrnet_keys(fmt, state)
+    cfg = infer_hrnet_config({k.removeprefix("backbone."): v for k, v in mapped.items()})
     arch = _preset_name(HRNET_PRESETS, cfg, "HRNet")
-    found = load_pose_hrnet(empty(cfg), path)  # strict, heatmap head included
-    who = "the HRNet authors'" if fmt.value == "hrnet_authors" else "mmpose's"
-    return Identity(Format(found.value), arch, f"COCO HRNet-{arch.upper()} top-down in {who} format")
+    if fmt is HRNetFormat.CAPF:
+        raise WeightsError(f"{path}: a CA-PF backbone without its lifter, which no catalogue entry lists")
+    load_state_dict_strict(_empty(lambda: PoseHRNet(cfg)), mapped, f"{path} ({fmt} format)")  # head included
+    who = "the HRNet authors'" if fmt is HRNetFormat.HRNET_AUTHORS else "mmpose's"
+    return Identity(Format(fmt.value), arch, f"COCO HRNet-{arch.upper()} top-down in {who} format")
 
 
 def _identify_onnx(path: Path) -> Identity:
@@ -96,7 +124,12 @@ def _tensor_state(obj: Any) -> dict[str, Any]:
             obj = obj[container]
             break
     if not isinstance(obj, dict):
-        return {}
+        raise WeightsError(f"not a checkpoint this project can serve: holds a {type(obj).__name__}, not a dict")
+    import torch
+
+    odd = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if odd:
+        raise WeightsError(f"not a checkpoint this project can serve: entries that are not tensors: {odd[:5]}")
     return {str(k).removeprefix("module."): v for k, v in obj.items()}
 
 
@@ -117,7 +150,7 @@ def identify(path: Path) -> Identity:
     try:
         state = _tensor_state(read_checkpoint(path, extra_safe_globals=NUMPY_SAFE_GLOBALS))
         if "encoder.fc_1.weight" in state:
-            return _identify_pstmo(path)
+            return _identify_pstmo(path, state)
         if "Spatial_pos_embed" in state or any(k.startswith("volume_net.") for k in state):
             return _identify_capf(path, state)
         return _identify_hrnet(path)
