@@ -96,9 +96,7 @@ def unavailable_message(entry: Entry) -> str:
     return f"{entry.name} is not published ({entry.notes or 'no download address'}); `pose3d weights add` your own file"
 
 
-def fetch_entry(
-    client: httpx.Client, entry: Entry, root: Path, progress: ProgressSink | None = None
-) -> Installed:
+def fetch_entry(client: httpx.Client, entry: Entry, root: Path, progress: ProgressSink | None = None) -> Installed:
     """Download, verify, unpack and install ``entry`` under ``root``.
 
     Raises:

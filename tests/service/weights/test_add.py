@@ -19,8 +19,7 @@ def official_state(conformance_dir: Path, name: str) -> dict[str, torch.Tensor]:
     """Zero tensors (fast at full size) with exactly the published keys and shapes."""
     pairs = json.loads((conformance_dir / "official_keys" / f"{name}_keys.json").read_text())
     return {
-        str(k): torch.tensor(3) if str(k).endswith("num_batches_tracked") else torch.zeros(shape)
-        for k, shape in pairs
+        str(k): torch.tensor(3) if str(k).endswith("num_batches_tracked") else torch.zeros(shape) for k, shape in pairs
     }
 
 
@@ -63,11 +62,11 @@ def test_pstmo_files_are_identified_and_installed(
 
 def test_several_fitting_entries_need_a_name(conformance_dir: Path, tmp_path: Path) -> None:
     path = released_pstmo(conformance_dir, "pstmo_243_small", tmp_path / "PSTMOS.pth")
-    with pytest.raises(WeightsError, match="several entries fit: pass --name .*pstmo-243-small, pstmo-243-small-wild"):
+    with pytest.raises(WeightsError, match=r"several entries fit: pass --name .*pstmo-243-small, pstmo-243-small-wild"):
         add_file(load_catalogue(), path, tmp_path / "weights")
     done, _ = add_file(load_catalogue(), path, tmp_path / "weights", name="pstmo-243-small-wild")
     assert done.name == "pstmo-243-small-wild"
-    with pytest.raises(WeightsError, match="pstmo-243 expects a pstmo pstmo-243 file"):
+    with pytest.raises(WeightsError, match=r"pstmo-243 expects a pstmo pstmo-243 file"):
         add_file(load_catalogue(), path, tmp_path / "weights", name="pstmo-243")
 
 
@@ -75,12 +74,15 @@ def test_capf_whole_model_with_hrnet_w32(conformance_dir: Path, tmp_path: Path) 
     path = released_capf(official_state(conformance_dir, "capf_h36m_hrnet_32"), tmp_path / "best_epoch.bin")
     done, identity = add_file(load_catalogue(), path, tmp_path / "weights")
     assert done.name == "capf-hrnet-w32"
-    assert identity.has_backbone and "HRNet-W32 backbone" in identity.detail
+    assert identity.has_backbone
+    assert "HRNet-W32 backbone" in identity.detail
 
 
 def test_capf_lifter_only_files(conformance_dir: Path, tmp_path: Path) -> None:
     cpn = official_state(conformance_dir, "capf_h36m_cpn_lifter")
-    whole_cpn = {f"volume_net.{k}": v for k, v in cpn.items()} | {"backbone.resnet.conv1.weight": torch.zeros(64, 3, 7, 7)}
+    whole_cpn = {f"volume_net.{k}": v for k, v in cpn.items()} | {
+        "backbone.resnet.conv1.weight": torch.zeros(64, 3, 7, 7)
+    }
     done, identity = add_file(load_catalogue(), released_capf(whole_cpn, tmp_path / "cpn.bin"), tmp_path / "w")
     assert done.name == "capf-cpn"
     assert "not an HRNet" in identity.detail
@@ -99,14 +101,15 @@ def test_hrnet_authors_coco_file(conformance_dir: Path, tmp_path: Path) -> None:
     mmpose = official_state(conformance_dir, "mmpose_td-hm_hrnet-w32_coco-256x192")
     authors = save(_authors_layout(mmpose), tmp_path / "pose_hrnet_w32_256x192.pth")
     done, identity = add_file(load_catalogue(), authors, tmp_path / "weights")
-    assert done.name == "hrnet-w32-coco" and identity.format == "hrnet_authors"
+    assert done.name == "hrnet-w32-coco"
+    assert identity.format == "hrnet_authors"
 
 
 def test_mmpose_file_with_other_bytes_than_published_is_refused(conformance_dir: Path, tmp_path: Path) -> None:
     """mmpose's file name carries its sha256 prefix: a file with the right keys but other bytes is not that file."""
     mmpose = official_state(conformance_dir, "mmpose_td-hm_hrnet-w32_coco-256x192")
     mm = save({"state_dict": mmpose, "meta": {"epoch": 210}}, tmp_path / "td-hm.pth")
-    with pytest.raises(WeightsError, match="does not start with the published 81c58e40"):
+    with pytest.raises(WeightsError, match=r"does not start with the published 81c58e40"):
         add_file(load_catalogue(), mm, tmp_path / "weights")
     assert installed(tmp_path / "weights", "hrnet-w32-coco-mmpose") is None
 
@@ -114,17 +117,17 @@ def test_mmpose_file_with_other_bytes_than_published_is_refused(conformance_dir:
 def test_garbage_is_refused(conformance_dir: Path, tmp_path: Path) -> None:
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"\x00not a checkpoint" * 100)
-    with pytest.raises(WeightsError, match="not a checkpoint this project can serve"):
+    with pytest.raises(WeightsError, match=r"not a checkpoint this project can serve"):
         add_file(load_catalogue(), junk, tmp_path / "weights")
     unrelated = save({"fc.weight": torch.zeros(4, 4)}, tmp_path / "resnet.pth")
-    with pytest.raises(WeightsError, match="not a checkpoint this project can serve.*not an HRNet checkpoint"):
+    with pytest.raises(WeightsError, match=r"not a checkpoint this project can serve.*not an HRNet checkpoint"):
         add_file(load_catalogue(), unrelated, tmp_path / "weights")
     state = official_state(conformance_dir, "pstmo_243_full")
     del state["Transformer.pos_embedding"]  # what the strict loader checks: one key missing
     state["encoder.fc_1.weight"] = torch.zeros(512, 34, 1)
-    with pytest.raises(WeightsError, match="Transformer.pos_embedding"):
+    with pytest.raises(WeightsError, match=r"Transformer.pos_embedding"):
         add_file(load_catalogue(), save(state, tmp_path / "broken.pth"), tmp_path / "weights")
-    with pytest.raises(WeightsError, match="no such file"):
+    with pytest.raises(WeightsError, match=r"no such file"):
         add_file(load_catalogue(), tmp_path / "absent.pth", tmp_path / "weights")
     assert not (tmp_path / "weights").exists()
 
@@ -133,11 +136,12 @@ def test_onnx_person_detector(tmp_path: Path) -> None:
     from tests.unit.test_person_detector import constant_detector
 
     path = constant_detector(tmp_path / "end2end.onnx", [[1, 2, 30, 40, 0.9]], [0])
-    with pytest.raises(WeightsError, match="several entries fit: pass --name"):
+    with pytest.raises(WeightsError, match=r"several entries fit: pass --name"):
         add_file(load_catalogue(), path, tmp_path / "weights")
     done, identity = add_file(load_catalogue(), path, tmp_path / "weights", name="yolox-m-person")
-    assert done.path.name == "end2end.onnx" and identity.format == "onnx"
+    assert done.path.name == "end2end.onnx"
+    assert identity.format == "onnx"
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"garbage")
-    with pytest.raises(WeightsError, match="not a readable ONNX model"):
+    with pytest.raises(WeightsError, match=r"not a readable ONNX model"):
         add_file(load_catalogue(), bad, tmp_path / "weights", name="yolox-m-person")

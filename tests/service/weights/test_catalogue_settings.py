@@ -28,14 +28,17 @@ def test_the_catalogue_lists_the_published_checkpoints() -> None:
     assert any(e.kind is Kind.PERSON_DETECTOR and e.format is Format.ONNX and e.fetchable for e in cat.entries)
     presets = {Format.PSTMO: PSTMO_PRESETS, Format.CAPF: CAPF_PRESETS}
     for e in cat.entries:
-        assert e.source.startswith("https://") and e.licence
+        assert e.source.startswith("https://")
+        assert e.licence
         if e.format in presets:
             assert e.arch in presets[e.format], e.name
         elif e.format in (Format.MMPOSE, Format.HRNET_AUTHORS):
             assert e.arch in HRNET_PRESETS, e.name
         if e.format is Format.MMPOSE:  # mmpose names end in -<sha256 prefix>_<date>.pth
             m = re.search(r"-([0-9a-f]{8})_\d{8}\.pth$", e.file)
-            assert m and e.sha256_prefix == m.group(1) and e.url.endswith(e.file), e.name
+            assert m is not None, e.name
+            assert e.sha256_prefix == m.group(1), e.name
+            assert e.url.endswith(e.file), e.name
         if e.fetch is Fetch.FOLDER:
             assert "folder" in e.url
 
@@ -43,7 +46,7 @@ def test_the_catalogue_lists_the_published_checkpoints() -> None:
 def test_a_set_naming_a_missing_entry_is_rejected() -> None:
     text = CATALOGUE_FILE.read_text()
     broken = text.replace('detector = "hrnet-w48-coco-mmpose"', 'detector = "no-such-entry"')
-    with pytest.raises(ValueError, match="set w48: detector 'no-such-entry' is not a catalogue entry"):
+    with pytest.raises(ValueError, match=r"set w48: detector 'no-such-entry' is not a catalogue entry"):
         parse_catalogue(broken)
 
 
@@ -105,11 +108,13 @@ def test_serve_weights_set_selects_detector_person_detector_and_lifters(tmp_path
     assert settings.detector.backbone_checkpoint == paths["capf-hrnet-w32"]
     assert settings.detector.person_detector_onnx == paths["yolox-m-person"]
     assert settings.detector.person_detector_family == "yolox"
-    assert settings.models["capf"] == ModelSpec(kind=LifterKind.CAPF, arch="capf-w32", checkpoint=paths["capf-hrnet-w32"])
+    assert settings.models["capf"] == ModelSpec(
+        kind=LifterKind.CAPF, arch="capf-w32", checkpoint=paths["capf-hrnet-w32"]
+    )
     assert settings.models["pstmo-243"].checkpoint == paths["pstmo-243"]
     assert settings.models["pstmo-243"].frames == 243
     assert {settings.default_image_model, settings.default_clip_model} <= set(settings.models)
-    with pytest.raises(WeightsError, match="no weights set 'w99'"):
+    with pytest.raises(WeightsError, match=r"no weights set 'w99'"):
         weight_set_overrides("w99")
 
 
@@ -119,15 +124,19 @@ def test_cli_list_path_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert f"weights directory: {root}" in out
     assert "source https://github.com/open-mmlab/mmpose/blob/main/configs/body_2d_keypoint" in out
-    assert "w32 " in out and "w48 " in out
+    assert "w32 " in out
+    assert "w48 " in out
     assert main(["weights", "--weights-dir", str(root), "path", "pstmo-243"]) == 1
-    assert capsys.readouterr().err.strip().endswith("run `pose3d weights fetch pstmo-243` (or `pose3d weights add FILE`)")
+    assert (
+        capsys.readouterr().err.strip().endswith("run `pose3d weights fetch pstmo-243` (or `pose3d weights add FILE`)")
+    )
     installed_path = _install_fake(root, "pstmo-243")
     assert main(["weights", "--weights-dir", str(root), "path", "pstmo-243"]) == 0
     assert capsys.readouterr().out.strip() == str(installed_path)
     assert main(["weights", "--weights-dir", str(root), "fetch", "capf-cpn"]) == 1
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith("error: capf-cpn is published in a folder")
+    assert "\n" not in err
+    assert err.startswith("error: capf-cpn is published in a folder")
     assert "pose3d weights add best_epoch_cpn.bin --name capf-cpn" in err
     assert main(["weights", "--weights-dir", str(root), "fetch", "pstmo-243"]) == 0  # installed: nothing to fetch
     assert "already installed" in capsys.readouterr().out

@@ -91,14 +91,14 @@ def test_a_wrong_checksum_is_refused_and_nothing_is_installed(
     server: FileServer, client: httpx.Client, tmp_path: Path
 ) -> None:
     server.files["/w.pth"] = Served(BODY)
-    with pytest.raises(WeightsError, match="differs from the published .*not installed"):
+    with pytest.raises(WeightsError, match=r"differs from the published .*not installed"):
         fetch_entry(client, entry(server.url("/w.pth"), sha256="0" * 64), tmp_path)
     assert installed(tmp_path, "test-pstmo") is None
     assert not (tmp_path / "test-pstmo" / "weights.pth").exists()
     assert list((tmp_path / DOWNLOADS).iterdir()) == []  # the wrong file is not kept for the next attempt
-    with pytest.raises(WeightsError, match="does not start with the published abcdef12"):
+    with pytest.raises(WeightsError, match=r"does not start with the published abcdef12"):
         fetch_entry(client, entry(server.url("/w.pth"), sha256_prefix="abcdef12"), tmp_path)
-    with pytest.raises(WeightsError, match=f"downloaded {len(BODY)} bytes, the publisher says 5"):
+    with pytest.raises(WeightsError, match=rf"downloaded {len(BODY)} bytes, the publisher says 5"):
         fetch_entry(client, entry(server.url("/w.pth"), size=5), tmp_path)
     assert installed(tmp_path, "test-pstmo") is None
 
@@ -136,7 +136,7 @@ def test_an_archive_is_unpacked_and_kept_for_sibling_entries(
     assert fetch_entry(client, sibling, tmp_path).path.read_bytes() == b"{}"
     assert len(server.requests) == 1  # the archive was downloaded once
     missing = onnx.model_copy(update={"name": "det-x", "file": "nothing.onnx", "archive": True})
-    with pytest.raises(WeightsError, match="holds no file named 'nothing.onnx'"):
+    with pytest.raises(WeightsError, match=r"holds no file named 'nothing.onnx'"):
         fetch_entry(client, missing, tmp_path)
 
 
@@ -157,7 +157,7 @@ def test_google_drive_page_without_a_way_on_says_to_download_by_hand(
     server: FileServer, client: httpx.Client, tmp_path: Path
 ) -> None:
     server.drive["quota"] = (DRIVE_QUOTA_PAGE, BODY)
-    with pytest.raises(WeightsError, match="no download link .*pose3d weights add FILE"):
+    with pytest.raises(WeightsError, match=r"no download link .*pose3d weights add FILE"):
         fetch_entry(client, entry(server.url("/file/d/quota/view"), fetch=Fetch.GDRIVE), tmp_path)
 
 
@@ -165,7 +165,7 @@ def test_drive_download_url() -> None:
     assert drive_download_url("https://drive.google.com/file/d/1nh8BLCy-E_x/view?usp=sharing") == (
         "https://drive.google.com/uc?export=download&id=1nh8BLCy-E_x"
     )
-    with pytest.raises(WeightsError, match="not a Google Drive file address"):
+    with pytest.raises(WeightsError, match=r"not a Google Drive file address"):
         drive_download_url("https://drive.google.com/drive/folders/")
 
 
@@ -177,12 +177,13 @@ def test_offline_fails_with_one_clear_line(client: httpx.Client, tmp_path: Path)
         fetch_entry(client, entry(f"http://127.0.0.1:{port}/w.pth"), tmp_path)
     message = str(info.value)
     assert "\n" not in message
-    assert f"cannot reach 127.0.0.1:{port}" in message and "offline" in message
+    assert f"cannot reach 127.0.0.1:{port}" in message
+    assert "offline" in message
     assert installed(tmp_path, "test-pstmo") is None
 
 
 def test_http_errors_and_unfetchable_entries(server: FileServer, client: httpx.Client, tmp_path: Path) -> None:
-    with pytest.raises(WeightsError, match="HTTP 404"):
+    with pytest.raises(WeightsError, match=r"HTTP 404"):
         fetch_entry(client, entry(server.url("/missing.pth")), tmp_path)
     folder = entry("https://drive.google.com/drive/folders/xyz", fetch=Fetch.FOLDER, name="capf-x", file="b.bin")
     with pytest.raises(WeightsError, match=r"cannot be fetched as one file.*pose3d weights add b\.bin --name capf-x"):
