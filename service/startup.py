@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from service.errors import Pose3DError
+from service.weights.store import WeightsError
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^@/\s]*@", re.IGNORECASE)
 
@@ -79,7 +80,7 @@ def run_command(name: str, command: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print(f"pose3d {name}: interrupted, shut down", file=sys.stderr)
         return 130
-    except (Pose3DError, OSError, ValidationError, RedisError) as e:
+    except (Pose3DError, OSError, ValidationError, RedisError, WeightsError) as e:
         print(f"pose3d {name}: error: {explain(e)}", file=sys.stderr)
         return 2
     finally:

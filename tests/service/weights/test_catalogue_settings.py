@@ -154,3 +154,15 @@ def test_weights_list_and_fetch_import_no_torch(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_serve_with_a_set_that_is_not_installed_stops_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("POSE3D_WEIGHTS_DIR", str(tmp_path))
+    assert main(["serve", "--weights", "w32", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "pose3d serve: error: weights 'hrnet-w32-coco-mmpose' are not installed: run `pose3d weights fetch hrnet-w32-coco-mmpose` "
+        "(or `pose3d weights add FILE`)\n"
+    )
