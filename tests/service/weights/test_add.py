@@ -14,6 +14,8 @@ from service.weights.catalogue import load_catalogue
 from service.weights.identify import add_file, identify
 from service.weights.store import WeightsError, installed, sha256_file
 
+pytestmark = pytest.mark.slow  # full-size published layouts (CA-PF W32 whole model: 42.7 M parameters)
+
 
 def official_state(conformance_dir: Path, name: str) -> dict[str, torch.Tensor]:
     """Zero tensors (fast at full size) with exactly the published keys and shapes."""
