@@ -189,3 +189,50 @@ def test_http_errors_and_unfetchable_entries(server: FileServer, client: httpx.C
     with pytest.raises(WeightsError, match=r"cannot be fetched as one file.*pose3d weights add b\.bin --name capf-x"):
         fetch_entry(client, folder, tmp_path)
     assert server.requests == [("/missing.pth", None)]
+
+
+def test_one_drive_archive_serves_several_entries_like_pstmo(
+    server: FileServer, client: httpx.Client, tmp_path: Path
+) -> None:
+    archive = _zip({"checkpoint/PSTMO_a.pth": b"243-full", "checkpoint/PSTMOS_b.pth": b"243-small"})
+    server.drive["pstmo"] = (DRIVE_FORM_PAGE, archive)
+    view = server.url("/file/d/pstmo/view?usp=sharing")
+    full = entry(view, fetch=Fetch.GDRIVE, archive=True, file="PSTMO_a.pth")
+    small = full.model_copy(update={"name": "test-pstmo-s", "file": "PSTMOS_b.pth"})
+    assert fetch_entry(client, full, tmp_path).path.read_bytes() == b"243-full"
+    assert fetch_entry(client, small, tmp_path).path.read_bytes() == b"243-small"
+    assert len(server.requests) == 2  # the warning page and the archive, once
+
+
+def test_cli_fetch_downloads_with_a_progress_bar(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import service.weights.cli as weights_cli
+    from service.weights.catalogue import parse_catalogue
+
+    server.files["/w.pth"] = Served(BODY, drop_after=50_000)
+    text = f'''
+[[entry]]
+name = "local-pstmo"
+title = "a P-STMO file on a local server"
+kind = "lifter"
+format = "pstmo"
+arch = "pstmo-243"
+lifter_kind = "pstmo"
+frames = 243
+file = "w.pth"
+fetch = "http"
+url = "{server.url("/w.pth")}"
+sha256 = "{hashlib.sha256(BODY).hexdigest()}"
+source = "{SOURCE}"
+licence = "test"
+'''
+    monkeypatch.setattr(weights_cli, "load_catalogue", lambda: parse_catalogue("set = []\n" + text))
+    args = ["weights", "--weights-dir", str(tmp_path), "fetch", "local-pstmo"]
+    from service.cli import main
+
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"local-pstmo: installed at {tmp_path / 'local-pstmo' / 'w.pth'}")
+    assert "w.pth" in err  # the progress bar's description, on stderr
+    assert (tmp_path / "local-pstmo" / "w.pth").read_bytes() == BODY
