@@ -11,6 +11,7 @@ traceback.
 from __future__ import annotations
 
 import errno
+import os
 import re
 import signal
 import socket
@@ -76,6 +77,9 @@ def run_command(name: str, command: Callable[[], int]) -> int:
         return command()
     except Terminated:
         print(f"pose3d {name}: stopped (SIGTERM)", file=sys.stderr)
+        return 0
+    except BrokenPipeError:  # `pose3d weights list | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
         print(f"pose3d {name}: interrupted, shut down", file=sys.stderr)
