@@ -6,6 +6,7 @@ there for where each came from)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if not args.files:
-        args.files = [str(p) for p in sorted(REPO_VECTORS.glob("*.pt"))]
+        args.files = [os.path.relpath(p) for p in sorted(REPO_VECTORS.glob("*.pt"))]
         if not args.files:
             print(f"no vectors found in {REPO_VECTORS} (run from a checkout of the repository)")
             return 2
