@@ -19,6 +19,7 @@ they are documentation, not assertions. What is asserted: each block's commands 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -36,7 +37,9 @@ from tests.conftest import REPO
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 README = REPO / "README.md"
-MARKED = re.compile(r"<!-- readme-test: (?P<kind>[a-z]+)(?P<why>[^>]*)-->[ \t]*\n[ \t]*```console\n(?P<body>.*?)```", re.S)
+MARKED = re.compile(
+    r"<!-- readme-test: (?P<kind>[a-z]+)(?P<why>[^>]*)-->[ \t]*\n[ \t]*```console\n(?P<body>.*?)```", re.S
+)
 KINDS = {"server", "run", "deployment", "standalone", "output"}
 BUDGET_S = 900  # a busy machine (CPU burners beside the suite) may be slow; nothing here measures speed
 
@@ -108,10 +111,8 @@ def _wait_ready(process: subprocess.Popen[str], url: str) -> None:
                 return
         except httpx.TransportError:
             pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(1)
-        except subprocess.TimeoutExpired:
-            pass
     pytest.fail(f"{url} never answered 200")
 
 
@@ -142,9 +143,7 @@ def test_every_console_block_is_run_or_marked_as_output() -> None:
 def embedded() -> Iterator[None]:
     (server,) = [b for b in readme_blocks() if b.kind == "server"]
     _assert_free(8000, 50051)
-    process = subprocess.Popen(
-        ["bash", "-c", server.script], cwd=REPO, env=_env(), start_new_session=True, text=True
-    )
+    process = subprocess.Popen(["bash", "-c", server.script], cwd=REPO, env=_env(), start_new_session=True, text=True)
     try:
         _wait_ready(process, "http://127.0.0.1:8000/readyz")
         yield
