@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from model.fastpath import FastPathModule
 from model.pstmo_blocks import FrameAggregator, PoseHead, SpatialEncoderMLP, TemporalEncoder, reduced_length
 from model.skeleton import H36M_FLIP_PERM, NUM_JOINTS
 
@@ -97,11 +98,13 @@ def flip_official_layout(t: torch.Tensor, perm: list[int] = H36M_FLIP_PERM) -> t
     return out
 
 
-class PSTMO(nn.Module):
+class PSTMO(FastPathModule):
     """The P-STMO inference model for any :class:`PSTMOConfig`.
 
     Call ``.eval()`` before inference: BatchNorm uses its running statistics only in eval mode
-    (the published model has dropout, which this inference implementation omits).
+    (the published model has dropout, which this inference implementation omits). The fast path
+    (default; :func:`model.fastpath.set_fast_path` switches it) keeps every activation as ``(B, T, C)``
+    tokens — SEM, heads and MOFA's convolutions as matmuls — and needs eval mode.
     """
 
     def __init__(self, cfg: PSTMOConfig) -> None:
@@ -118,6 +121,18 @@ class PSTMO(nn.Module):
         b, _, t = y.shape
         return y.view(b, self.cfg.out_joints, 3, t).permute(0, 2, 3, 1).unsqueeze(-1)
 
+    def _tokens_to_official(self, y: torch.Tensor) -> torch.Tensor:
+        """``(B, T, 3 * J)`` joint-major head output → ``(B, 3, T, J, 1)``."""
+        b, t, _ = y.shape
+        return y.view(b, t, self.cfg.out_joints, 3).permute(0, 3, 1, 2).unsqueeze(-1)
+
+    def _forward_tokens(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fast path of :meth:`forward` from ``(B, T, J*2)`` tokens (eval mode only: BatchNorm statistics)."""
+        temporal = self.tem(self.sem.forward_tokens(tokens))  # (B, T, C)
+        out_vte = self._tokens_to_official(self.head_sequence.forward_tokens(temporal))
+        out = self._tokens_to_official(self.head_centre.forward_tokens(self.mofa(temporal)))
+        return out, out_vte
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the network in the published layout.
 
@@ -132,6 +147,8 @@ class PSTMO(nn.Module):
             raise ValueError(f"expected (B, 2, {self.cfg.frames}, {self.cfg.n_joints}, 1), got {tuple(x.shape)}")
         b, c, t, j, _ = x.shape
         tokens = x[..., 0].permute(0, 2, 3, 1).reshape(b, t, j * c)  # (B, T, J*2) joint-major
+        if self.fast and not self.training:
+            return self._forward_tokens(tokens)
         features = self.sem(tokens.transpose(1, 2))  # (B, C, T)
         temporal = self.tem(features.transpose(1, 2))  # (B, T, C)
         out_vte = self._to_official(self.head_sequence(temporal.transpose(1, 2)))

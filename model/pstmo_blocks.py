@@ -12,6 +12,11 @@ Quirks of the published implementation that these blocks keep on purpose (confor
   i.e. ``x[:, ::s]``.
 - Dropout exists in the published code but is inactive in eval mode; these blocks are for inference
   and contain none.
+
+Every block has a fast branch (``fast = True``, the default; see :mod:`model.fastpath`) and the
+reference branch (the published op sequence): fused ``scaled_dot_product_attention``, the LayerNorm
+from one ``var_mean``, and k=1 ``Conv1d`` as ``F.linear`` on ``(B, T, C)`` tokens (the conv weights
+``(out, in, 1)`` are viewed as ``(out, in)``, so the ``state_dict`` is the official one).
 """
 
 from __future__ import annotations
@@ -22,11 +27,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.fastpath import FastPathModule
+
 LEAKY_RELU_SLOPE = 0.2
 LAYERNORM_EPS = 1e-6
+FUSED_LN_INNER_EPS = 1e-12
+"""eps inside the fused kernel's square root: keeps a constant row at 0 (as the published +1e-6 does)."""
 
 
-class UnbiasedLayerNorm(nn.Module):
+class UnbiasedLayerNorm(FastPathModule):
     """``weight * (x - mean) / (std_unbiased + 1e-6) + bias`` over the last axis.
 
     Args:
@@ -41,12 +50,27 @@ class UnbiasedLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fast:
+            return self._forward_fused(x)
         mean = x.mean(-1, keepdim=True)
         std = x.std(-1, keepdim=True)
         return self.weight * (x - mean) / (std + LAYERNORM_EPS) + self.bias
 
 
-class MultiHeadSelfAttention(nn.Module):
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """The same from the fused LayerNorm kernel and one per-row rescale (two passes over ``x``).
+
+        ``layer_norm`` gives ``z = weight * (x - mean) * r`` with ``r = 1 / sqrt(var_biased + eps')``; since
+        ``std_unbiased = sqrt(n / (n - 1)) / r`` (``eps' = 1e-12`` only keeps constant rows finite), the
+        published ``weight * (x - mean) / (std_unbiased + 1e-6)`` equals ``z / (sqrt(n / (n - 1)) + 1e-6 * r)``.
+        """
+        n = x.shape[-1]
+        z, _, rstd = torch.native_layer_norm(x, [n], self.weight, None, FUSED_LN_INNER_EPS)
+        scale = torch.reciprocal(rstd.view(*x.shape[:-1], 1) * LAYERNORM_EPS + math.sqrt(n / (n - 1)))
+        return torch.addcmul(self.bias, z, scale)
+
+
+class MultiHeadSelfAttention(FastPathModule):
     """Scaled dot-product self-attention with ``heads`` heads and no mask.
 
     Shapes:
@@ -70,9 +94,13 @@ class MultiHeadSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self._split(self.query(x)), self._split(self.key(x)), self._split(self.value(x))
+        b = x.shape[0]
+        if self.fast:  # fused kernel: never materialises the (B, H, T, T) scores
+            fused = F.scaled_dot_product_attention(q, k, v)  # scale 1 / sqrt(head_dim), as below
+            out_fast: torch.Tensor = self.out(fused.transpose(1, 2).reshape(b, -1, self.heads * self.head_dim))
+            return out_fast
         scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.head_dim)
         mixed = torch.matmul(F.softmax(scores, dim=-1), v)  # (B, H, T, D)
-        b = x.shape[0]
         out: torch.Tensor = self.out(mixed.transpose(1, 2).contiguous().view(b, -1, self.heads * self.head_dim))
         return out
 
@@ -90,7 +118,7 @@ class FeedForward(nn.Module):
         return out
 
 
-class StridedFeedForward(nn.Module):
+class StridedFeedForward(FastPathModule):
     """MOFA's temporal MLP: Conv1d(k=1) → ReLU → Conv1d(k=3, stride=s, padding=1) along time.
 
     Shapes:
@@ -103,8 +131,20 @@ class StridedFeedForward(nn.Module):
         self.fc2 = nn.Conv1d(hidden, channels, kernel_size=3, stride=stride, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fast:
+            return self._forward_tokens(x)
         y: torch.Tensor = self.fc2(F.relu(self.fc1(x.transpose(1, 2))))
         return y.transpose(1, 2)
+
+    def _forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The same on ``(B, T, C)``: fc1 as a matmul; fc2 as a matmul over the 3-frame windows (im2col by unfold)."""
+        hidden = F.relu(F.linear(x, self.fc1.weight[..., 0], self.fc1.bias))  # (B, T, H)
+        b, _, h = hidden.shape
+        (k,), (s,), (p,) = self.fc2.kernel_size, self.fc2.stride, self.fc2.padding
+        windows = F.pad(hidden, (0, 0, p, p)).unfold(1, k, s)  # (B, T', H, k): the conv weight's (in, k) order
+        w = self.fc2.weight.reshape(self.fc2.out_channels, h * k)
+        out: torch.Tensor = F.linear(windows.reshape(b, -1, h * k), w, self.fc2.bias)
+        return out
 
 
 class TransformerLayer(nn.Module):
@@ -144,8 +184,22 @@ class StridedTransformerLayer(nn.Module):
         return out
 
 
+def conv1x1_tokens(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """A k=1 ``Conv1d`` applied to ``(B, T, C_in)`` tokens as a matmul → ``(B, T, C_out)`` (weight viewed, not copied)."""
+    return F.linear(x, conv.weight[..., 0], conv.bias)
+
+
+def batch_norm_tokens(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
+    """An eval-mode ``BatchNorm1d`` over the channels of ``(B, T, C)`` tokens (channels last, no transpose)."""
+    out = F.batch_norm(x.reshape(-1, x.shape[-1]), bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+    return out.view(x.shape)
+
+
 class ResidualMLPBlock(nn.Module):
-    """SEM residual block: ``x + LReLU(BN(conv2(LReLU(BN(conv1(x))))))`` with 1x1 convs. ``(B, C, T)`` → same."""
+    """SEM residual block: ``x + LReLU(BN(conv2(LReLU(BN(conv1(x))))))`` with 1x1 convs. ``(B, C, T)`` → same.
+
+    :meth:`forward_tokens` computes the same on ``(B, T, C)``.
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -157,6 +211,12 @@ class ResidualMLPBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.leaky_relu(self.bn1(self.fc1(x)), LEAKY_RELU_SLOPE)
         y = F.leaky_relu(self.bn2(self.fc2(y)), LEAKY_RELU_SLOPE)
+        return x + y
+
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, C)`` → ``(B, T, C)``, the arithmetic of :meth:`forward` with channels last."""
+        y = F.leaky_relu(batch_norm_tokens(self.bn1, conv1x1_tokens(self.fc1, x)), LEAKY_RELU_SLOPE)
+        y = F.leaky_relu(batch_norm_tokens(self.bn2, conv1x1_tokens(self.fc2, y)), LEAKY_RELU_SLOPE)
         return x + y
 
 
@@ -184,6 +244,13 @@ class SpatialEncoderMLP(nn.Module):
             x = block(x)
         out: torch.Tensor = self.fc_out(x)
         return out
+
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, in_features)`` → ``(B, T, channels)``, the arithmetic of :meth:`forward` with channels last."""
+        x = F.leaky_relu(batch_norm_tokens(self.bn_in, conv1x1_tokens(self.fc_in, x)), LEAKY_RELU_SLOPE)
+        for block in self.blocks:
+            x = block.forward_tokens(x)  # type: ignore[operator]
+        return conv1x1_tokens(self.fc_out, x)
 
 
 class TemporalEncoder(nn.Module):
@@ -264,3 +331,7 @@ class PoseHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.proj(self.norm(x))
         return out
+
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, C)`` → ``(B, T, 3 * joints)``, the arithmetic of :meth:`forward` with channels last."""
+        return conv1x1_tokens(self.proj, batch_norm_tokens(self.norm, x))
