@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from model.fastpath import FastPathModule
 from model.pstmo_blocks import FrameAggregator, PoseHead, SpatialEncoderMLP, TemporalEncoder, reduced_length

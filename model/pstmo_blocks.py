@@ -56,7 +56,6 @@ class UnbiasedLayerNorm(FastPathModule):
         std = x.std(-1, keepdim=True)
         return self.weight * (x - mean) / (std + LAYERNORM_EPS) + self.bias
 
-
     def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
         """The same from the fused LayerNorm kernel and one per-row rescale (two passes over ``x``).
 
@@ -128,7 +127,8 @@ class StridedFeedForward(FastPathModule):
     def __init__(self, channels: int, hidden: int, stride: int) -> None:
         super().__init__()
         self.fc1 = nn.Conv1d(channels, hidden, kernel_size=1)
-        self.fc2 = nn.Conv1d(hidden, channels, kernel_size=3, stride=stride, padding=1)
+        self.padding = 1
+        self.fc2 = nn.Conv1d(hidden, channels, kernel_size=3, stride=stride, padding=self.padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fast:
@@ -140,7 +140,7 @@ class StridedFeedForward(FastPathModule):
         """The same on ``(B, T, C)``: fc1 as a matmul; fc2 as a matmul over the 3-frame windows (im2col by unfold)."""
         hidden = F.relu(F.linear(x, self.fc1.weight[..., 0], self.fc1.bias))  # (B, T, H)
         b, _, h = hidden.shape
-        (k,), (s,), (p,) = self.fc2.kernel_size, self.fc2.stride, self.fc2.padding
+        k, s, p = self.fc2.kernel_size[0], self.fc2.stride[0], self.padding
         windows = F.pad(hidden, (0, 0, p, p)).unfold(1, k, s)  # (B, T', H, k): the conv weight's (in, k) order
         w = self.fc2.weight.reshape(self.fc2.out_channels, h * k)
         out: torch.Tensor = F.linear(windows.reshape(b, -1, h * k), w, self.fc2.bias)
@@ -191,7 +191,9 @@ def conv1x1_tokens(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
 
 def batch_norm_tokens(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
     """An eval-mode ``BatchNorm1d`` over the channels of ``(B, T, C)`` tokens (channels last, no transpose)."""
-    out = F.batch_norm(x.reshape(-1, x.shape[-1]), bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+    out = F.batch_norm(
+        x.reshape(-1, x.shape[-1]), bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps
+    )
     return out.view(x.shape)
 
 
