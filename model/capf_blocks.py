@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.fastpath import FastPathModule
+
 BLOCK_LN_EPS = 1e-6
 """LayerNorm eps of the transformer blocks (the official ``norm_layer`` default)."""
 DEFORMABLE_LN_EPS = 1e-5
@@ -44,8 +46,12 @@ class Mlp(nn.Module):
         return out
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention over ``N`` tokens: ``(B, N, dim) → (B, N, dim)``."""
+class SelfAttention(FastPathModule):
+    """Multi-head self-attention over ``N`` tokens: ``(B, N, dim) → (B, N, dim)``.
+
+    Fast path: the fused ``scaled_dot_product_attention`` kernel with the same scale; reference path:
+    the published ``softmax(q @ k^T * scale) @ v``.
+    """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, qk_scale: float | None = None) -> None:
         super().__init__()
@@ -60,8 +66,11 @@ class SelfAttention(nn.Module):
         """``(B, N, dim) float32 → (B, N, dim) float32``."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
-        attn = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
-        out: torch.Tensor = self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
+        if self.fast:
+            mixed = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        else:
+            mixed = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1) @ v
+        out: torch.Tensor = self.proj(mixed.transpose(1, 2).reshape(b, n, d))
         return out
 
 

@@ -32,6 +32,9 @@ class DetectorSettings(_Frozen):
         None, description="optional: take the backbone from this file (e.g. a CA-PF best_epoch_*.bin)"
     )
     flip_test: bool = True
+    channels_last: bool | None = Field(
+        None, description="NHWC HRNet; None = the measured default per device (on for CPU and CUDA)"
+    )
     person_detector_onnx: Path | None = Field(None, description="YOLOX/RTMDet ONNX person detector")
     person_detector_family: Literal["yolox", "rtmdet"] = Field(
         "yolox", description="input normalisation of the ONNX person detector (YOLOX: raw 0..255; RTMDet: mean/std)"

@@ -54,6 +54,16 @@ class PersonDetection:
     flip_features: tuple[torch.Tensor, ...] | None
 
 
+CHANNELS_LAST_BY_DEVICE: dict[str, bool] = {"cpu": True, "cuda": True}
+"""Default memory format of the HRNet per device type, from ``python -m bench`` (``bench/README.md``): NHWC
+runs oneDNN's / cuDNN's channels-last convolutions (CPU: 1.2-1.3x the NCHW network, outputs equal to 1e-6)."""
+
+
+def default_channels_last(device: torch.device) -> bool:
+    """Whether the detector runs channels-last on ``device`` unless a setting says otherwise."""
+    return CHANNELS_LAST_BY_DEVICE.get(device.type, False)
+
+
 class TopDownDetector:
     """Batched top-down HRNet over person boxes.
 
@@ -62,15 +72,23 @@ class TopDownDetector:
         device: where crops, network and decoding run.
         half: float16 network (CUDA only); heatmaps are still decoded in float32.
         keep_features: return each person's feature maps (CA-PF needs them).
+        channels_last: NHWC network and inputs; ``None`` = :func:`default_channels_last` for the device.
     """
 
-    def __init__(self, net: PoseHRNet, device: torch.device, half: bool = False, keep_features: bool = False) -> None:
+    def __init__(
+        self,
+        net: PoseHRNet,
+        device: torch.device,
+        half: bool = False,
+        keep_features: bool = False,
+        channels_last: bool | None = None,
+    ) -> None:
         if half and device.type != "cuda":
             raise ValueError("half precision needs a CUDA device")
         self.device = device
         self.dtype = torch.float16 if half else torch.float32
         self.keep_features = keep_features
-        self.channels_last = device.type == "cuda"
+        self.channels_last = default_channels_last(device) if channels_last is None else channels_last
         net = net.eval().to(device=device, dtype=self.dtype)
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
