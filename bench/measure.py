@@ -1,0 +1,149 @@
+"""Timing primitives of the suite: interleaved fast/reference rounds, the fp32 matmul peak, FLOPs per item,
+and dynamic batching through the engine's :class:`~service.engine.batcher.DynamicBatcher`.
+
+Nothing here asserts a speed: the numbers are reported, and ratios come from measurements interleaved in one
+process (alternating order per round, median over rounds) so that load from other processes hits both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.networks import Inputs, NetworkCase
+from model.fastpath import set_fast_path
+from service.engine.batcher import BatcherLimits, DynamicBatcher
+
+PEAK_SIZE = 2048
+
+
+def items_per_second(run: Callable[[], Any], items: int, min_seconds: float) -> float:
+    """Call ``run`` (one forward of ``items`` items) until ``min_seconds`` have passed (at least once)."""
+    calls = 0
+    start = time.perf_counter()
+    while True:
+        run()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return calls * items / elapsed
+
+
+def matmul_gflops(min_seconds: float, size: int = PEAK_SIZE) -> float:
+    """Achieved fp32 GFLOP/s of ``torch.mm`` on two ``size × size`` matrices at the current thread count."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)  # warm-up (allocations, oneDNN/BLAS dispatch)
+    per_second = items_per_second(lambda: torch.mm(a, b), 1, min_seconds)
+    return per_second * 2 * size**3 / 1e9
+
+
+def flops_per_item(case: NetworkCase, batch: int = 2) -> float:
+    """FLOPs of one item counted by ``FlopCounterMode`` on the reference path (explicit matmuls and convs).
+
+    The fast path does the same arithmetic (its fused attention kernel is not counted by every torch build).
+    """
+    run = case.runner(batch, fast=False)
+    with FlopCounterMode(display=False) as counter:
+        run()
+    set_fast_path(case.model, True)
+    return float(counter.get_total_flops()) / batch
+
+
+@dataclass(frozen=True)
+class PathTimes:
+    """Items/s of one network at one batch size, median over interleaved rounds, and every round's figure."""
+
+    batch: int
+    fast: float
+    reference: float
+    fast_rounds: tuple[float, ...]
+    reference_rounds: tuple[float, ...]
+
+    @property
+    def speedup(self) -> float:
+        return self.fast / self.reference
+
+
+def interleaved(case: NetworkCase, batches: Sequence[int], rounds: int, min_seconds: float) -> list[PathTimes]:
+    """Fast and reference path of ``case`` at each batch size, alternating which goes first in every round."""
+    fast: dict[int, list[float]] = {b: [] for b in batches}
+    ref: dict[int, list[float]] = {b: [] for b in batches}
+    for b in batches:  # warm-up: allocator, oneDNN primitive caches, channels-last reorders
+        case.runner(b, True)()
+        case.runner(b, False)()
+    for r in range(rounds):
+        for b in batches:
+            order = (True, False) if r % 2 == 0 else (False, True)
+            for is_fast in order:
+                figure = items_per_second(case.runner(b, is_fast), b, min_seconds)
+                (fast if is_fast else ref)[b].append(figure)
+    set_fast_path(case.model, True)
+    return [
+        PathTimes(b, statistics.median(fast[b]), statistics.median(ref[b]), tuple(fast[b]), tuple(ref[b]))
+        for b in batches
+    ]
+
+
+def _batched_forward(case: NetworkCase) -> Callable[[Sequence[Inputs]], list[Any]]:
+    """The batch function of a batcher: stack single items (batch-first tensors, tuples of them), one fast forward."""
+
+    def stack(parts: Sequence[Any]) -> Any:
+        if isinstance(parts[0], tuple):
+            return tuple(stack([p[i] for p in parts]) for i in range(len(parts[0])))
+        return torch.cat(list(parts))
+
+    def fn(items: Sequence[Inputs]) -> list[Any]:
+        inputs = stack(list(items))
+        model = case.fast_model if case.fast_model is not None else case.model
+        set_fast_path(model, True)
+        with torch.inference_mode():
+            out = case.forward(model, inputs)
+        first = out[0] if isinstance(out, tuple) else out
+        return list(first.split(1))
+
+    return fn
+
+
+async def _saturate(case: NetworkCase, max_batch: int, callers: int, seconds: float) -> float:
+    """Items/s through a DynamicBatcher of ``max_batch`` with ``callers`` concurrent one-item submitters."""
+    item = case.make_inputs(1)
+    with ThreadPoolExecutor(1) as pool:
+        batcher: DynamicBatcher[Inputs, Any] = DynamicBatcher(
+            "bench", _batched_forward(case), BatcherLimits(max_batch, 2.0, 100_000), executor=pool
+        )
+        batcher.start()
+        done = 0
+        deadline = time.monotonic() + seconds
+
+        async def caller() -> None:
+            nonlocal done
+            while time.monotonic() < deadline:
+                await batcher.submit(item)
+                done += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(callers)))
+        elapsed = time.perf_counter() - start
+        await batcher.aclose()
+    return done / elapsed
+
+
+def batching_ratio(case: NetworkCase, max_batch: int, rounds: int, seconds: float) -> dict[str, Any]:
+    """Dynamic batching (``max_batch``, as many callers) ÷ batch size 1, interleaved rounds, medians."""
+    batched: list[float] = []
+    single: list[float] = []
+    callers = max(2 * max_batch, 2)
+    for r in range(rounds):
+        for size in (max_batch, 1) if r % 2 == 0 else (1, max_batch):
+            figure = asyncio.run(_saturate(case, size, callers, seconds))
+            (batched if size == max_batch else single).append(figure)
+    b, s = statistics.median(batched), statistics.median(single)
+    return {"max_batch": max_batch, "batched_items_s": b, "batch1_items_s": s, "ratio": b / s}
