@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from model.capf import CAPF_PRESETS, CAPFLifter
-from model.fastpath import set_fast_path
+from model.fastpath import fold_batch_norms, set_fast_path
 from model.hrnet import HRNET_PRESETS, PoseHRNet
 from model.pstmo import PSTMO, PSTMO_PRESETS
 
@@ -134,14 +134,12 @@ def capf_case(preset: str, label: str) -> NetworkCase:
 
 
 def hrnet_case(preset: str, label: str) -> NetworkCase:
-    """The top-down HRNet on ``(B, 3, 256, 192)`` crops → 64×48 heatmaps + feature maps; fast = channels-last."""
+    """The top-down HRNet on ``(B, 3, 256, 192)`` crops → 64×48 heatmaps + feature maps.
+
+    Fast = what :class:`~service.engine.detector.TopDownDetector` runs: BatchNorms folded, channels-last."""
     cfg = HRNET_PRESETS[preset]
     model = _perturbed(PoseHRNet(cfg), 2)
-    fast = PoseHRNet(cfg).eval()
-    fast.load_state_dict(model.state_dict())
-    for p in fast.parameters():
-        p.requires_grad_(False)
-    fast = fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    fast = fold_batch_norms(model).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return NetworkCase(
         name=preset,
         label=label,

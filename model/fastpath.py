@@ -10,9 +10,12 @@ Neither branch changes the parameters or the ``state_dict``: official checkpoint
 
 from __future__ import annotations
 
+import copy
+import itertools
 from typing import TypeVar
 
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -34,3 +37,35 @@ def set_fast_path(module: M, enabled: bool) -> M:
 def uses_fast_path(module: nn.Module) -> bool:
     """Whether every :class:`FastPathModule` inside ``module`` runs its fast branch (``True`` if none)."""
     return all(m.fast for m in module.modules() if isinstance(m, FastPathModule))
+
+
+def _fold_pair(owner: nn.Module, conv_name: str, bn_name: str) -> bool:
+    conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
+    if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats):
+        return False
+    setattr(owner, conv_name, fuse_conv_bn_eval(conv, bn))
+    setattr(owner, bn_name, nn.Identity())
+    return True
+
+
+def fold_batch_norms(module: M) -> M:
+    """An inference copy of ``module`` with every eval ``BatchNorm2d`` folded into the ``Conv2d`` before it.
+
+    Pairs are a Sequential's consecutive ``Conv2d, BatchNorm2d`` and sibling attributes ``convK`` / ``bnK``
+    (HRNet's stem and residual blocks). The folded BatchNorms become ``Identity``, so the copy's
+    ``state_dict`` is not the official one: load checkpoints into ``module`` first, then fold. Outputs equal the
+    original's to float32 rounding (``w * g / sqrt(v + eps)`` and ``b' = beta + (b - mu) * g / sqrt(v + eps)``).
+    The copy is in eval mode; ``module`` is not modified.
+    """
+    folded = copy.deepcopy(module).eval()
+    for owner in list(folded.modules()):
+        if isinstance(owner, nn.Sequential):
+            names = [name for name, _ in owner.named_children()]
+            for a, b in itertools.pairwise(names):
+                _fold_pair(owner, a, b)
+        for name, _ in list(owner.named_children()):
+            if name.startswith("conv") and name[4:].isdigit() and hasattr(owner, "bn" + name[4:]):
+                _fold_pair(owner, name, "bn" + name[4:])
+    for p in folded.parameters():
+        p.requires_grad_(False)
+    return folded

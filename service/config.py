@@ -35,6 +35,7 @@ class DetectorSettings(_Frozen):
     channels_last: bool | None = Field(
         None, description="NHWC HRNet; None = the measured default per device (on for CPU and CUDA)"
     )
+    fold_batch_norms: bool = Field(True, description="fold the HRNet's BatchNorms into its convolutions")
     person_detector_onnx: Path | None = Field(None, description="YOLOX/RTMDet ONNX person detector")
     person_detector_family: Literal["yolox", "rtmdet"] = Field(
         "yolox", description="input normalisation of the ONNX person detector (YOLOX: raw 0..255; RTMDet: mean/std)"

@@ -10,11 +10,12 @@ service's detector runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from model.checkpoints.common import CheckpointError, load_state_dict_strict, remove_module_prefix
 from model.checkpoints.hrnet import KEY_MAPS, HRNetFormat
@@ -70,15 +71,25 @@ def build_from_mmpose_config(cfg: Mapping[str, Any], state: Mapping[str, torch.T
     return net.eval()
 
 
-def run_mmpose_topdown(vector: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Reproduce ``keypoints``, ``keypoint_scores`` and their ``_flip_test`` versions for every input box."""
+def run_mmpose_topdown(
+    vector: dict[str, Any], prepare: Callable[[PoseHRNet], nn.Module] | None = None, channels_last: bool = False
+) -> dict[str, torch.Tensor]:
+    """Reproduce ``keypoints``, ``keypoint_scores`` and their ``_flip_test`` versions for every input box.
+
+    ``prepare`` turns the loaded network into the one to run (e.g. :func:`model.fastpath.fold_batch_norms`);
+    ``channels_last`` runs network and crops NHWC, as the serving detector does.
+    """
     cfg = vector["config"]["mmpose_model"]
-    net = build_from_mmpose_config(cfg, vector["state_dict"])
+    hrnet = build_from_mmpose_config(cfg, vector["state_dict"])
+    net: nn.Module = hrnet if prepare is None else prepare(hrnet)
     image = vector["inputs"]["image_rgb"].numpy().astype(np.uint8)
     boxes = vector["inputs"]["boxes_xyxy"].numpy().astype(np.float32)
     geometry = box_to_center_scale(boxes)
     crops = torch.from_numpy(crop_boxes(image, geometry))
     inputs = normalize_crops(crops)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
     out: dict[str, torch.Tensor] = {}
     with torch.inference_mode():
         for flip_test, suffix in ((False, ""), (True, "_flip_test")):

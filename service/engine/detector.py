@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from model.fastpath import fold_batch_norms as fold_batch_norms_of
 from model.hrnet import PoseHRNet
 from model.skeleton import coco_scores_to_h36m, coco_to_h36m
 from model.topdown import (
@@ -73,6 +74,8 @@ class TopDownDetector:
         half: float16 network (CUDA only); heatmaps are still decoded in float32.
         keep_features: return each person's feature maps (CA-PF needs them).
         channels_last: NHWC network and inputs; ``None`` = :func:`default_channels_last` for the device.
+        fold_batch_norms: run a copy of ``net`` with its BatchNorms folded into the convolutions
+            (:func:`model.fastpath.fold_batch_norms`; equal outputs to float32 rounding).
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class TopDownDetector:
         half: bool = False,
         keep_features: bool = False,
         channels_last: bool | None = None,
+        fold_batch_norms: bool = True,
     ) -> None:
         if half and device.type != "cuda":
             raise ValueError("half precision needs a CUDA device")
@@ -89,6 +93,7 @@ class TopDownDetector:
         self.dtype = torch.float16 if half else torch.float32
         self.keep_features = keep_features
         self.channels_last = default_channels_last(device) if channels_last is None else channels_last
+        net = fold_batch_norms_of(net) if fold_batch_norms else net
         net = net.eval().to(device=device, dtype=self.dtype)
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

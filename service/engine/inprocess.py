@@ -152,7 +152,9 @@ class InProcessEngine:
             log.warning("THE 2D DETECTOR SERVES RANDOM WEIGHTS (%s): keypoints are meaningless", det.arch)
         self._detail["detector"] = "RANDOM weights" if weights == RANDOM else f"weights sha256 {weights}"
         half = self.settings.half_precision and device.type == "cuda"
-        return TopDownDetector(net, device, half=half, keep_features=needs_features, channels_last=det.channels_last)
+        return TopDownDetector(
+            net, device, half, needs_features, channels_last=det.channels_last, fold_batch_norms=det.fold_batch_norms
+        )
 
     def _build_box_finder(self) -> PersonBoxFinder:
         det = self.settings.detector

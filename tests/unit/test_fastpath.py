@@ -3,6 +3,7 @@ between them changes neither parameters nor state_dict keys."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -12,7 +13,8 @@ from torch import nn
 
 from model.capf import CAPF_PRESETS, CAPFLifter
 from model.capf_blocks import SelfAttention
-from model.fastpath import FastPathModule, set_fast_path, uses_fast_path
+from model.conformance.run_mmpose import run_mmpose_topdown
+from model.fastpath import FastPathModule, fold_batch_norms, set_fast_path, uses_fast_path
 from model.hrnet import HRNET_PRESETS, PoseHRNet
 from model.pstmo import PSTMO, PSTMOConfig
 from model.pstmo_blocks import MultiHeadSelfAttention, StridedFeedForward, UnbiasedLayerNorm
@@ -150,3 +152,26 @@ def test_detector_memory_format_setting() -> None:
     assert results[1].features is not None
     for a, b in zip(results[1].features, results[0].features, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_folded_batch_norms_keep_the_original_and_equal_it() -> None:
+    net = _perturbed(PoseHRNet(HRNET_PRESETS["hrnet-micro"]), 8)
+    keys = list(net.state_dict())
+    folded = fold_batch_norms(net)
+    assert list(net.state_dict()) == keys  # the original (checkpoint layout) is untouched
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, 3, 256, 192)
+    with torch.inference_mode():
+        (heat_ref, feats_ref), (heat, feats) = net(x), folded(x)
+    torch.testing.assert_close(heat, heat_ref, atol=1e-5, rtol=1e-5)
+    for a, b in zip(feats, feats_ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_mmpose_vector_holds_for_the_serving_detector_network(conformance_dir: Path) -> None:
+    """The detector's network (BatchNorms folded, channels-last) within the mmpose vector's tolerance."""
+    vector = torch.load(conformance_dir / "mmpose_hrnet_tiny.pt", map_location="cpu", weights_only=True)
+    got = run_mmpose_topdown(vector, prepare=fold_batch_norms, channels_last=True)
+    for name, want in vector["outputs"].items():
+        tol = 1e-2 if name.startswith("keypoints") else 1e-4  # px / score, as conformance/README.md
+        torch.testing.assert_close(got[name], want.to(got[name].dtype), atol=tol, rtol=0)
