@@ -33,9 +33,10 @@ class NetworkCase:
         name: preset name (``pstmo-243-small``, ``capf-w32``, ``w32`` …); label: what the tables call it.
         unit: what one item is (``window``, ``pose``, ``crop``).
         config: the widths and sizes that define the cost (goes into every output).
-        model: the network (eval mode, random weights); fast_model: a channels-last copy for HRNet, else the same.
+        model: the network (eval mode, random weights); fast_model: HRNet's serving copy (folded, NHWC), else None.
         make_inputs: ``batch -> inputs`` of one forward (batch-first tensors).
         forward: ``(model, inputs) -> outputs``.
+        channels_last_inputs: the fast path gets its 4-D inputs NHWC (as the serving detector delivers them).
     """
 
     name: str
@@ -46,6 +47,7 @@ class NetworkCase:
     make_inputs: Callable[[int], Inputs]
     forward: Callable[[nn.Module, Inputs], Any]
     fast_model: nn.Module | None = None
+    channels_last_inputs: bool = False
     _inputs: dict[tuple[int, bool], Inputs] = field(default_factory=dict)
 
     def _prepared(self, batch: int, fast: bool) -> tuple[nn.Module, Inputs]:
@@ -53,8 +55,8 @@ class NetworkCase:
         if key not in self._inputs:
             torch.manual_seed(batch)
             inputs = self.make_inputs(batch)
-            if fast and self.fast_model is not None:  # HRNet: channels-last images for the channels-last copy
-                inputs = tuple(x.contiguous(memory_format=torch.channels_last) for x in inputs)
+            if fast and self.channels_last_inputs:  # as the serving detector produces them (images, feature maps)
+                inputs = _channels_last(inputs)
             self._inputs[key] = inputs
         model = self.fast_model if fast and self.fast_model is not None else self.model
         return model, self._inputs[key]
@@ -69,6 +71,15 @@ class NetworkCase:
                 return self.forward(model, inputs)
 
         return run
+
+
+def _channels_last(inputs: Any) -> Any:
+    """Every 4-D tensor in a nested tuple as NHWC (same values)."""
+    if isinstance(inputs, tuple):
+        return tuple(_channels_last(x) for x in inputs)
+    if isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
+        return inputs.contiguous(memory_format=torch.channels_last)
+    return inputs
 
 
 def _perturbed(model: nn.Module, seed: int) -> nn.Module:
@@ -130,6 +141,7 @@ def capf_case(preset: str, label: str) -> NetworkCase:
         model=model,
         make_inputs=inputs,
         forward=lambda m, x: m(x[0], x[1], list(x[2])),
+        channels_last_inputs=True,  # the serving detector hands over channels-last feature maps
     )
 
 
@@ -149,6 +161,7 @@ def hrnet_case(preset: str, label: str) -> NetworkCase:
         make_inputs=lambda b: (torch.randn(b, 3, *CROP_HW),),
         forward=lambda m, x: m(x[0]),
         fast_model=fast,
+        channels_last_inputs=True,
     )
 
 
