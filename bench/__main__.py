@@ -27,6 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=0.5, help="minimum seconds per timing")
     p.add_argument("--only", nargs="+", default=(), help="presets to run (e.g. pstmo-243-small w32)")
     p.add_argument("--no-batching", action="store_true", help="skip dynamic batching ÷ batch-1")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (timings synchronise the device)")
     return p.parse_args(argv)
 
 
@@ -40,7 +41,8 @@ def options(args: argparse.Namespace) -> SuiteOptions:
             min_seconds=args.seconds,
             threads=args.threads,
         )
-    return SuiteOptions(**{**opts.__dict__, "only": tuple(args.only), "batching": not args.no_batching})
+    extra = {"only": tuple(args.only), "batching": not args.no_batching, "device": args.device}
+    return SuiteOptions(**{**opts.__dict__, **extra})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,11 +37,18 @@ def items_per_second(run: Callable[[], Any], items: int, min_seconds: float) -> 
             return calls * items / elapsed
 
 
-def matmul_gflops(min_seconds: float, size: int = PEAK_SIZE) -> float:
-    """Achieved fp32 GFLOP/s of ``torch.mm`` on two ``size × size`` matrices at the current thread count."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)  # warm-up (allocations, oneDNN/BLAS dispatch)
-    per_second = items_per_second(lambda: torch.mm(a, b), 1, min_seconds)
+def matmul_gflops(min_seconds: float, size: int = PEAK_SIZE, device: str = "cpu") -> float:
+    """Achieved fp32 GFLOP/s of ``torch.mm`` on two ``size × size`` matrices at the current thread count
+    (on CUDA: with the default matmul precision, i.e. TF32 off unless a caller enabled it)."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+
+    def mm() -> None:
+        torch.mm(a, b)
+        if a.is_cuda:
+            torch.cuda.synchronize()
+
+    mm()  # warm-up (allocations, oneDNN/BLAS dispatch)
+    per_second = items_per_second(mm, 1, min_seconds)
     return per_second * 2 * size**3 / 1e9
 
 
@@ -101,20 +108,26 @@ def _batched_forward(case: NetworkCase) -> Callable[[Sequence[Inputs]], list[Any
         return torch.cat(list(parts))
 
     def fn(items: Sequence[Inputs]) -> list[Any]:
-        inputs = stack(list(items))
+        inputs = _to_device(stack(list(items)), case.device)
         model = case.fast_model if case.fast_model is not None else case.model
         set_fast_path(model, True)
         with torch.inference_mode():
             out = case.forward(model, inputs)
         first = out[0] if isinstance(out, tuple) else out
-        return list(first.split(1))
+        return list(first.cpu().split(1))
 
     return fn
 
 
+def _to_device(inputs: Any, device: torch.device) -> Any:
+    if isinstance(inputs, tuple):
+        return tuple(_to_device(x, device) for x in inputs)
+    return inputs.to(device)
+
+
 async def _saturate(case: NetworkCase, max_batch: int, callers: int, seconds: float) -> float:
     """Items/s through a DynamicBatcher of ``max_batch`` with ``callers`` concurrent one-item submitters."""
-    item = case.make_inputs(1)
+    item = case.make_inputs(1)  # host tensors; the batch function moves the stacked batch to the device
     with ThreadPoolExecutor(1) as pool:
         batcher: DynamicBatcher[Inputs, Any] = DynamicBatcher(
             "bench", _batched_forward(case), BatcherLimits(max_batch, 2.0, 100_000), executor=pool

@@ -48,13 +48,14 @@ class NetworkCase:
     forward: Callable[[nn.Module, Inputs], Any]
     fast_model: nn.Module | None = None
     channels_last_inputs: bool = False
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     _inputs: dict[tuple[int, bool], Inputs] = field(default_factory=dict)
 
     def _prepared(self, batch: int, fast: bool) -> tuple[nn.Module, Inputs]:
         key = (batch, fast)
         if key not in self._inputs:
             torch.manual_seed(batch)
-            inputs = self.make_inputs(batch)
+            inputs = _to(self.make_inputs(batch), self.device)
             if fast and self.channels_last_inputs:  # as the serving detector produces them (images, feature maps)
                 inputs = _channels_last(inputs)
             self._inputs[key] = inputs
@@ -68,9 +69,19 @@ class NetworkCase:
         def run() -> Any:
             set_fast_path(model, fast)
             with torch.inference_mode():
-                return self.forward(model, inputs)
+                out = self.forward(model, inputs)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            return out
 
         return run
+
+
+def _to(inputs: Any, device: torch.device) -> Any:
+    """Every tensor in a nested tuple on ``device``."""
+    if isinstance(inputs, tuple):
+        return tuple(_to(x, device) for x in inputs)
+    return inputs.to(device) if isinstance(inputs, torch.Tensor) else inputs
 
 
 def _channels_last(inputs: Any) -> Any:
@@ -179,7 +190,13 @@ QUICK_SUITE: Sequence[tuple[Callable[[str, str], NetworkCase], str, str]] = (
 )
 
 
-def build_cases(quick: bool, only: Sequence[str] = ()) -> list[NetworkCase]:
+def build_cases(quick: bool, only: Sequence[str] = (), device: str = "cpu") -> list[NetworkCase]:
     """The networks of the full (published sizes) or the quick (tiny) suite, optionally only some presets."""
     suite = QUICK_SUITE if quick else FULL_SUITE
-    return [make(name, label) for make, name, label in suite if not only or name in only]
+    cases = [make(name, label) for make, name, label in suite if not only or name in only]
+    for case in cases:
+        case.device = torch.device(device)
+        case.model.to(case.device)
+        if case.fast_model is not None:
+            case.fast_model.to(case.device)
+    return cases

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 def config_line(config: dict[str, Any]) -> str:
     """One line naming the configuration (for the markdown header and the plot's footer)."""
     return (
-        f"torch {config['torch']} · device {config['device']} ({config['cpu']}) · {config['threads']} thread(s) · "
+        f"torch {config['torch']} · device {config['device']} ({config['processor']}) · {config['threads']} thread(s) · "
         f"fp32, eval, inference_mode, random weights · median of {config['rounds']} interleaved rounds · "
         f"matmul peak {config['peak_gflops']:.1f} GFLOP/s (torch.mm {config['peak_size']}²)"
     )

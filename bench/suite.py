@@ -28,6 +28,7 @@ class SuiteOptions:
     only: tuple[str, ...] = ()
     batching_seconds: float = 3.0
     batching: bool = True
+    device: str = "cpu"
 
 
 def cpu_name() -> str:
@@ -78,12 +79,14 @@ def _network_result(case: NetworkCase, opts: SuiteOptions, peak: float, log: Cal
 def run_suite(opts: SuiteOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every network of the suite; returns the JSON-able result with its configuration."""
     torch.set_num_threads(opts.threads)
-    cases = build_cases(opts.quick, opts.only)
-    peaks = [matmul_gflops(opts.min_seconds)]
+    cases = build_cases(opts.quick, opts.only, opts.device)
+    peaks = [matmul_gflops(opts.min_seconds, device=opts.device)]
     networks = []
     for case in cases:
         networks.append(_network_result(case, opts, statistics.median(peaks), log))
-        peaks.append(matmul_gflops(opts.min_seconds))  # re-measured between networks: the load drifts
+        peaks.append(
+            matmul_gflops(opts.min_seconds, device=opts.device)
+        )  # re-measured between networks: the load drifts
     peak = statistics.median(peaks)
     for net in networks:  # % of the peak measured over the whole run
         for row in net["batches"]:
@@ -91,8 +94,8 @@ def run_suite(opts: SuiteOptions, log: Callable[[str], None] = print) -> dict[st
             row["reference_peak_pct"] = 100 * row["reference_items_s"] * net["gflops_per_item"] / peak
     config = {
         "torch": torch.__version__,
-        "device": "cpu",
-        "cpu": cpu_name(),
+        "device": opts.device,
+        "processor": cpu_name() if opts.device == "cpu" else torch.cuda.get_device_name(opts.device),
         "threads": torch.get_num_threads(),
         "rounds": opts.rounds,
         "min_seconds_per_timing": opts.min_seconds,
