@@ -59,6 +59,9 @@ class ModelSpec(_Frozen):
     frames: int = Field(1, ge=1, le=729, description="window length N (1 for single-frame)")
     stride: int = Field(1, ge=1, le=16, description="temporal stride s between window frames")
     flip_test: bool = True
+    lift_batch: int | None = Field(
+        None, ge=1, le=4096, description="windows per lift forward; None = the measured default per arch and device"
+    )
 
 
 def _default_models() -> dict[str, ModelSpec]:

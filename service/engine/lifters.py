@@ -71,6 +71,11 @@ class LiftWindow:
     flip_test: bool
 
 
+CPU_LIFT_BATCH: dict[str, int] = {"pstmo-243": 8, "pstmo-243-small": 8}
+"""Windows per lift forward on CPU where a smaller batch is faster than ``engine.max_batch_size`` (``python -m
+bench``, bench/README.md: P-STMO-S 243 peaks at batch 8, its attention over 243 tokens falls out of cache at 32)."""
+
+
 class ServedLifter(ABC):
     """A lifting model as the engine serves it."""
 
@@ -82,6 +87,14 @@ class ServedLifter(ABC):
         self.weights = weights
         self.device = device
         self.window = WindowSpec(spec.frames, spec.stride)
+
+    def lift_batch_size(self, engine_max: int) -> int:
+        """Windows per lift forward: the spec's ``lift_batch``, else the measured CPU default, else ``engine_max``."""
+        if self.spec.lift_batch is not None:
+            return self.spec.lift_batch
+        if self.device.type == "cpu":
+            return min(engine_max, CPU_LIFT_BATCH.get(self.spec.arch, engine_max))
+        return engine_max
 
     @property
     def info(self) -> ModelInfo:

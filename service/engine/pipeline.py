@@ -141,7 +141,11 @@ class Pipeline:
         }
         self.lift = {
             name: DynamicBatcher[LiftWindow, FloatArray](
-                "lift", lifter.lift, limits, executor=self.infer_pool, metrics=metrics
+                "lift",
+                lifter.lift,
+                BatcherLimits(lifter.lift_batch_size(eng.max_batch_size), eng.max_delay_ms, eng.max_queue),
+                executor=self.infer_pool,
+                metrics=metrics,
             )
             for name, lifter in lifters.items()
         }
