@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_deployment_commands(sub)  # worker, gateway
     add_client_commands(sub)  # estimate, stream
     add_weights_commands(sub)  # weights list | fetch | add | path
+    __import__("service.bench_command").bench_command.add_bench_command(sub)  # bench (issue 13)
     return parser
 
 

@@ -42,3 +42,12 @@ def test_quick_bench_writes_json_markdown_png_with_configuration(tmp_path: Path)
     assert png.startswith(b"\x89PNG")
     # the configuration is drawn into the plot: the PNG carries it as text metadata too
     assert b"torch " + torch.__version__.encode() in png
+
+
+def test_pose3d_bench_passes_every_argument_to_python_m_bench() -> None:
+    from service.bench_command import _cmd_bench
+    from service.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "--quick", "--out", "somewhere", "--help"])
+    assert args.func is _cmd_bench
+    assert args.bench_args == ["--quick", "--out", "somewhere", "--help"]
