@@ -24,6 +24,7 @@ from model.hrnet import HRNetConfig, PoseHRNet
 from model.topdown import (
     IMAGENET_MEAN_RGB,
     IMAGENET_STD_RGB,
+    HeatmapNetwork,
     box_to_center_scale,
     crop_boxes,
     crop_to_image,
@@ -72,7 +73,7 @@ def build_from_mmpose_config(cfg: Mapping[str, Any], state: Mapping[str, torch.T
 
 
 def run_mmpose_topdown(
-    vector: dict[str, Any], prepare: Callable[[PoseHRNet], nn.Module] | None = None, channels_last: bool = False
+    vector: dict[str, Any], prepare: Callable[[PoseHRNet], HeatmapNetwork] | None = None, channels_last: bool = False
 ) -> dict[str, torch.Tensor]:
     """Reproduce ``keypoints``, ``keypoint_scores`` and their ``_flip_test`` versions for every input box.
 
@@ -81,13 +82,13 @@ def run_mmpose_topdown(
     """
     cfg = vector["config"]["mmpose_model"]
     hrnet = build_from_mmpose_config(cfg, vector["state_dict"])
-    net: nn.Module = hrnet if prepare is None else prepare(hrnet)
+    net: HeatmapNetwork = hrnet if prepare is None else prepare(hrnet)
     image = vector["inputs"]["image_rgb"].numpy().astype(np.uint8)
     boxes = vector["inputs"]["boxes_xyxy"].numpy().astype(np.float32)
     geometry = box_to_center_scale(boxes)
     crops = torch.from_numpy(crop_boxes(image, geometry))
     inputs = normalize_crops(crops)
-    if channels_last:
+    if channels_last and isinstance(net, nn.Module):
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     out: dict[str, torch.Tensor] = {}

@@ -22,6 +22,7 @@ from model.topdown import (
     INPUT_HEIGHT,
     INPUT_WIDTH,
     CropGeometry,
+    HeatmapNetwork,
     box_to_center_scale,
     crop_to_image,
     decode_heatmaps,
@@ -99,7 +100,17 @@ class TopDownDetector:
             net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         for p in net.parameters():
             p.requires_grad_(False)
-        self.net = net
+        self.net: HeatmapNetwork = net
+
+    def use_network(self, network: HeatmapNetwork) -> None:
+        """Run another implementation of the same network from now on (ONNX Runtime: ``detector.backend``).
+
+        CPU and float32 only; crops go to it NCHW.
+        """
+        if self.device.type != "cpu" or self.dtype != torch.float32:
+            raise ValueError("another detector backend runs on the CPU in float32 only")
+        self.net = network
+        self.channels_last = False
 
     def detect(
         self,

@@ -29,6 +29,7 @@ from service.config import CommonSettings
 from service.engine.detector import TopDownDetector
 from service.engine.framebuffer import FrameBuffer, MemoryFrameBuffer, StreamMeta
 from service.engine.framebuffer.redis import RedisFrameBuffer
+from service.engine.hrnet_onnx import OnnxHRNet
 from service.engine.lifters import RANDOM, CAPFLifterServed, ServedLifter, build_lifters
 from service.engine.person_boxes import PersonBoxFinder
 from service.engine.person_detector_onnx import DetectorFamily, OnnxPersonDetector
@@ -152,9 +153,15 @@ class InProcessEngine:
             log.warning("THE 2D DETECTOR SERVES RANDOM WEIGHTS (%s): keypoints are meaningless", det.arch)
         self._detail["detector"] = "RANDOM weights" if weights == RANDOM else f"weights sha256 {weights}"
         half = self.settings.half_precision and device.type == "cuda"
-        return TopDownDetector(
+        detector = TopDownDetector(
             net, device, half, needs_features, channels_last=det.channels_last, fold_batch_norms=det.fold_batch_norms
         )
+        if det.backend == "onnx":
+            if device.type != "cpu" or half:
+                raise Unavailable("detector.backend 'onnx' runs on the CPU in float32 (device=cpu, no half precision)")
+            threads = self.settings.engine.torch_threads or torch.get_num_threads()
+            detector.use_network(OnnxHRNet.from_torch(net, det.onnx_path, threads))
+        return detector
 
     def _build_box_finder(self) -> PersonBoxFinder:
         det = self.settings.detector

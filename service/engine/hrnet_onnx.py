@@ -1,0 +1,86 @@
+"""HRNet through ONNX Runtime on the CPU: the detector's optional second backend (``detector.backend = "onnx"``).
+
+The torch network (checkpoint already loaded) is exported once with ``torch.onnx.export`` (opset 17, dynamic
+batch) — at start-up, or read from ``detector.onnx_path`` when that file exists (written there after an export
+when it does not). :class:`OnnxHRNet` is called like :class:`model.hrnet.PoseHRNet`: ``(N, 3, 256, 192)`` float32
+crops → ``(N, K, 64, 48)`` heatmaps and the four feature maps, as torch tensors, so the detector's geometry and
+decoding are unchanged. Outputs equal the torch network's to float32 rounding (tests/unit/test_hrnet_onnx.py pins
+the mmpose vector through it).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from model.hrnet import PoseHRNet
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+INPUT = "crops"
+OUTPUTS = ("heatmaps", "feat0", "feat1", "feat2", "feat3")
+
+
+def export_hrnet_onnx(net: PoseHRNet) -> bytes:
+    """The ONNX graph of ``net`` (eval, float32, CPU copy): input ``crops (N, 3, 256, 192)``, dynamic ``N``."""
+    cpu = PoseHRNet(net.cfg, num_joints=net.num_joints).eval()
+    cpu.load_state_dict({k: v.detach().float().cpu() for k, v in net.state_dict().items()})
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            cpu,
+            (torch.zeros(2, 3, 256, 192),),
+            buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects
+            input_names=[INPUT],
+            output_names=list(OUTPUTS),
+            dynamic_axes={INPUT: {0: "n"}, **{name: {0: "n"} for name in OUTPUTS}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+class OnnxHRNet:
+    """A :class:`PoseHRNet` run by ONNX Runtime (CPU execution provider, ``threads`` intra-op threads).
+
+    Args:
+        model: the ONNX graph (bytes) of :func:`export_hrnet_onnx`.
+        threads: intra-op threads (0 = ONNX Runtime's default).
+    """
+
+    def __init__(self, model: bytes, threads: int = 0) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+    @classmethod
+    def from_torch(cls, net: PoseHRNet, cache: Path | None = None, threads: int = 0) -> OnnxHRNet:
+        """Read the graph from ``cache`` when it exists, else export ``net`` (and write ``cache`` if given).
+
+        The cached file must come from the same weights: it is the operator's file, named by the setting.
+        """
+        if cache is not None and cache.is_file():
+            log.info("detector: ONNX graph read from %s", cache)
+            return cls(cache.read_bytes(), threads)
+        model = export_hrnet_onnx(net)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_bytes(model)
+            log.info("detector: ONNX graph exported to %s", cache)
+        return cls(model, threads)
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``(N, 3, 256, 192)`` float32 CPU crops → heatmaps ``(N, K, 64, 48)`` and 4 feature maps (torch, CPU)."""
+        crops = np.ascontiguousarray(images.detach().to(torch.float32).cpu().numpy())
+        heatmaps, *feats = self.session.run(list(OUTPUTS), {INPUT: crops})
+        return torch.from_numpy(heatmaps), [torch.from_numpy(f) for f in feats]
