@@ -110,7 +110,8 @@ def _batched_forward(case: NetworkCase) -> Callable[[Sequence[Inputs]], list[Any
     def fn(items: Sequence[Inputs]) -> list[Any]:
         inputs = _to_device(stack(list(items)), case.device)
         model = case.fast_model if case.fast_model is not None else case.model
-        set_fast_path(model, True)
+        if isinstance(model, torch.nn.Module):
+            set_fast_path(model, True)
         with torch.inference_mode():
             out = case.forward(model, inputs)
         first = out[0] if isinstance(out, tuple) else out

@@ -33,7 +33,8 @@ class NetworkCase:
         name: preset name (``pstmo-243-small``, ``capf-w32``, ``w32`` …); label: what the tables call it.
         unit: what one item is (``window``, ``pose``, ``crop``).
         config: the widths and sizes that define the cost (goes into every output).
-        model: the network (eval mode, random weights); fast_model: HRNet's serving copy (folded, NHWC), else None.
+        model: the network (eval mode, random weights); fast_model: what runs the fast path when it is not
+            ``model`` itself (HRNet: the folded NHWC copy, or ONNX Runtime), else None.
         make_inputs: ``batch -> inputs`` of one forward (batch-first tensors).
         forward: ``(model, inputs) -> outputs``.
         channels_last_inputs: the fast path gets its 4-D inputs NHWC (as the serving detector delivers them).
@@ -46,7 +47,7 @@ class NetworkCase:
     model: nn.Module
     make_inputs: Callable[[int], Inputs]
     forward: Callable[[nn.Module, Inputs], Any]
-    fast_model: nn.Module | None = None
+    fast_model: Any = None
     channels_last_inputs: bool = False
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     _inputs: dict[tuple[int, bool], Inputs] = field(default_factory=dict)
@@ -67,7 +68,8 @@ class NetworkCase:
         model, inputs = self._prepared(batch, fast)
 
         def run() -> Any:
-            set_fast_path(model, fast)
+            if isinstance(model, nn.Module):
+                set_fast_path(model, fast)
             with torch.inference_mode():
                 out = self.forward(model, inputs)
             if self.device.type == "cuda":
@@ -176,12 +178,26 @@ def hrnet_case(preset: str, label: str) -> NetworkCase:
     )
 
 
+def hrnet_onnx_case(preset: str, label: str) -> NetworkCase:
+    """HRNet as the ONNX Runtime backend runs it (fast) vs the torch reference (NCHW, BatchNorm unfolded)."""
+    from service.engine.hrnet_onnx import OnnxHRNet
+
+    case = hrnet_case(preset.removesuffix("-onnx"), label)
+    case.name = preset
+    assert isinstance(case.model, PoseHRNet)
+    case.fast_model = OnnxHRNet.from_torch(case.model, threads=torch.get_num_threads())
+    case.channels_last_inputs = False
+    case.config = {**case.config, "runtime": "onnxruntime (CPU EP)"}
+    return case
+
+
 FULL_SUITE: Sequence[tuple[Callable[[str, str], NetworkCase], str, str]] = (
     (pstmo_case, "pstmo-243-small", "P-STMO-S 243"),
     (pstmo_case, "pstmo-81", "P-STMO 81"),
     (pstmo_case, "pstmo-27", "P-STMO 27"),
     (capf_case, "capf-w32", "CA-PF lifter (W32 features)"),
     (hrnet_case, "w32", "HRNet-W32 256x192"),
+    (hrnet_onnx_case, "w32-onnx", "HRNet-W32 256x192, ONNX Runtime"),
 )
 QUICK_SUITE: Sequence[tuple[Callable[[str, str], NetworkCase], str, str]] = (
     (pstmo_case, "pstmo-tiny-27", "P-STMO tiny 27"),
@@ -193,10 +209,13 @@ QUICK_SUITE: Sequence[tuple[Callable[[str, str], NetworkCase], str, str]] = (
 def build_cases(quick: bool, only: Sequence[str] = (), device: str = "cpu") -> list[NetworkCase]:
     """The networks of the full (published sizes) or the quick (tiny) suite, optionally only some presets."""
     suite = QUICK_SUITE if quick else FULL_SUITE
-    cases = [make(name, label) for make, name, label in suite if not only or name in only]
+    wanted = [(make, name, label) for make, name, label in suite if not only or name in only]
+    if device != "cpu":  # the ONNX Runtime backend is a CPU backend
+        wanted = [(make, name, label) for make, name, label in wanted if not name.endswith("-onnx")]
+    cases = [make(name, label) for make, name, label in wanted]
     for case in cases:
         case.device = torch.device(device)
         case.model.to(case.device)
-        if case.fast_model is not None:
+        if isinstance(case.fast_model, nn.Module):
             case.fast_model.to(case.device)
     return cases
