@@ -66,37 +66,55 @@ def flops_per_item(case: NetworkCase, batch: int = 2) -> float:
 
 @dataclass(frozen=True)
 class PathTimes:
-    """Items/s of one network at one batch size, median over interleaved rounds, and every round's figure."""
+    """One network at one batch size over interleaved rounds: every round's items/s of both paths and the fp32
+    matmul GFLOP/s measured right before that round's pair (so a round's load hits all three alike).
+
+    ``fast`` / ``reference``: median items/s; ``speedup``: median of the per-round ratios (paired);
+    ``fast_peak_fraction`` / ``reference_peak_fraction``: median over rounds of items/s × FLOPs ÷ that round's peak.
+    """
 
     batch: int
-    fast: float
-    reference: float
     fast_rounds: tuple[float, ...]
     reference_rounds: tuple[float, ...]
+    peak_rounds: tuple[float, ...]
+
+    @property
+    def fast(self) -> float:
+        return statistics.median(self.fast_rounds)
+
+    @property
+    def reference(self) -> float:
+        return statistics.median(self.reference_rounds)
 
     @property
     def speedup(self) -> float:
-        return self.fast / self.reference
+        return statistics.median(f / r for f, r in zip(self.fast_rounds, self.reference_rounds, strict=True))
+
+    def peak_fraction(self, fast: bool, gflops_per_item: float) -> float:
+        rounds = self.fast_rounds if fast else self.reference_rounds
+        return statistics.median(x * gflops_per_item / p for x, p in zip(rounds, self.peak_rounds, strict=True))
 
 
-def interleaved(case: NetworkCase, batches: Sequence[int], rounds: int, min_seconds: float) -> list[PathTimes]:
-    """Fast and reference path of ``case`` at each batch size, alternating which goes first in every round."""
+def interleaved(
+    case: NetworkCase, batches: Sequence[int], rounds: int, min_seconds: float, device: str = "cpu"
+) -> list[PathTimes]:
+    """Fast and reference path of ``case`` at each batch size, alternating which goes first in every round,
+    each pair preceded by a matmul peak measurement."""
     fast: dict[int, list[float]] = {b: [] for b in batches}
     ref: dict[int, list[float]] = {b: [] for b in batches}
+    peak: dict[int, list[float]] = {b: [] for b in batches}
     for b in batches:  # warm-up: allocator, oneDNN primitive caches, channels-last reorders
         case.runner(b, True)()
         case.runner(b, False)()
     for r in range(rounds):
         for b in batches:
+            peak[b].append(matmul_gflops(min(min_seconds, 0.3), device=device))
             order = (True, False) if r % 2 == 0 else (False, True)
             for is_fast in order:
                 figure = items_per_second(case.runner(b, is_fast), b, min_seconds)
                 (fast if is_fast else ref)[b].append(figure)
     set_fast_path(case.model, True)
-    return [
-        PathTimes(b, statistics.median(fast[b]), statistics.median(ref[b]), tuple(fast[b]), tuple(ref[b]))
-        for b in batches
-    ]
+    return [PathTimes(b, tuple(fast[b]), tuple(ref[b]), tuple(peak[b])) for b in batches]
 
 
 def _batched_forward(case: NetworkCase) -> Callable[[Sequence[Inputs]], list[Any]]:

@@ -20,7 +20,9 @@ def config_line(config: dict[str, Any]) -> str:
     return (
         f"torch {config['torch']} · device {config['device']} ({config['processor']}) · {config['threads']} thread(s) · "
         f"fp32, eval, inference_mode, random weights · median of {config['rounds']} interleaved rounds · "
-        f"matmul peak {config['peak_gflops']:.1f} GFLOP/s (torch.mm {config['peak_size']}²)"
+        f"fp32 matmul peak (torch.mm {config['peak_size']}², measured before each round's pair) median "
+        f"{config['peak_gflops']:.1f}, max {config['peak_gflops_max']:.1f} GFLOP/s; speed-up and % of peak per round, "
+        "then median"
     )
 
 

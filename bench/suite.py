@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from bench.measure import PEAK_SIZE, batching_ratio, flops_per_item, interleaved, matmul_gflops
+from bench.measure import PEAK_SIZE, batching_ratio, flops_per_item, interleaved
 from bench.networks import NetworkCase, build_cases
 
 
@@ -43,30 +43,32 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _network_result(case: NetworkCase, opts: SuiteOptions, peak: float, log: Callable[[str], None]) -> dict[str, Any]:
+def _network_result(case: NetworkCase, opts: SuiteOptions, log: Callable[[str], None]) -> dict[str, Any]:
     flops = flops_per_item(case)
-    log(f"{case.label}: {flops / 1e9:.3f} GFLOP / {case.unit}; timing batches {list(opts.batches)}")
+    gflops = flops / 1e9
+    log(f"{case.label}: {gflops:.3f} GFLOP / {case.unit}; timing batches {list(opts.batches)}")
     rows: list[dict[str, Any]] = []
-    for t in interleaved(case, opts.batches, opts.rounds, opts.min_seconds):
+    for t in interleaved(case, opts.batches, opts.rounds, opts.min_seconds, opts.device):
         rows.append(
             {
                 "batch": t.batch,
                 "fast_items_s": t.fast,
                 "reference_items_s": t.reference,
                 "speedup": t.speedup,
-                "fast_peak_pct": 100 * t.fast * flops / 1e9 / peak,
-                "reference_peak_pct": 100 * t.reference * flops / 1e9 / peak,
+                "fast_peak_pct": 100 * t.peak_fraction(True, gflops),
+                "reference_peak_pct": 100 * t.peak_fraction(False, gflops),
                 "fast_rounds": list(t.fast_rounds),
                 "reference_rounds": list(t.reference_rounds),
+                "peak_gflops_rounds": list(t.peak_rounds),
             }
         )
-        log(f"  batch {t.batch}: fast {t.fast:.1f}/s, reference {t.reference:.1f}/s, {t.speedup:.2f}x")
+        log(f"  batch {t.batch}: fast {t.fast:.1f}/s, reference {t.reference:.1f}/s, {t.speedup:.2f}x (paired)")
     result: dict[str, Any] = {
         "name": case.name,
         "label": case.label,
         "unit": case.unit,
         "config": case.config,
-        "gflops_per_item": flops / 1e9,
+        "gflops_per_item": gflops,
         "batches": rows,
     }
     if opts.batching and case.unit != "crop":  # lifters: the batch the engine forms across streams
@@ -80,18 +82,9 @@ def run_suite(opts: SuiteOptions, log: Callable[[str], None] = print) -> dict[st
     """Run every network of the suite; returns the JSON-able result with its configuration."""
     torch.set_num_threads(opts.threads)
     cases = build_cases(opts.quick, opts.only, opts.device)
-    peaks = [matmul_gflops(opts.min_seconds, device=opts.device)]
-    networks = []
-    for case in cases:
-        networks.append(_network_result(case, opts, statistics.median(peaks), log))
-        peaks.append(
-            matmul_gflops(opts.min_seconds, device=opts.device)
-        )  # re-measured between networks: the load drifts
+    networks = [_network_result(case, opts, log) for case in cases]
+    peaks = [p for net in networks for row in net["batches"] for p in row["peak_gflops_rounds"]]
     peak = statistics.median(peaks)
-    for net in networks:  # % of the peak measured over the whole run
-        for row in net["batches"]:
-            row["fast_peak_pct"] = 100 * row["fast_items_s"] * net["gflops_per_item"] / peak
-            row["reference_peak_pct"] = 100 * row["reference_items_s"] * net["gflops_per_item"] / peak
     config = {
         "torch": torch.__version__,
         "device": opts.device,
@@ -102,7 +95,7 @@ def run_suite(opts: SuiteOptions, log: Callable[[str], None] = print) -> dict[st
         "batches": list(opts.batches),
         "quick": opts.quick,
         "peak_gflops": peak,
-        "peak_gflops_rounds": peaks,
+        "peak_gflops_max": max(peaks),
         "peak_size": PEAK_SIZE,
         "models": {c.name: {"label": c.label, **c.config} for c in cases},
         "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
