@@ -113,8 +113,12 @@ def test_capf_attention_and_lifter_fast_equal_reference() -> None:
     cfg = CAPF_PRESETS["capf-tiny"]
     lifter = _perturbed(CAPFLifter(cfg), 5)
     feats = [torch.randn(2, c, 64 >> i, 48 >> i) for i, c in enumerate(cfg.feature_channels)]
-    ref, fast = _both(lifter, torch.randn(2, 17, 2), torch.rand(2, 17, 2) * 2 - 1, feats)
+    kp, ref_points = torch.randn(2, 17, 2), torch.rand(2, 17, 2) * 2 - 1
+    ref, fast = _both(lifter, kp, ref_points, feats)
     torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    nhwc = [f.contiguous(memory_format=torch.channels_last) for f in feats]  # as the serving detector hands them
+    _, fast_nhwc = _both(lifter, kp, ref_points, nhwc)
+    torch.testing.assert_close(fast_nhwc, ref, atol=1e-5, rtol=1e-5)
 
 
 def test_hrnet_channels_last_equals_nchw() -> None:
