@@ -20,6 +20,8 @@ import onnxruntime as ort
 import torch
 
 from model.hrnet import PoseHRNet
+from service.engine.detector import TopDownDetector
+from service.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -84,3 +86,14 @@ class OnnxHRNet:
         crops = np.ascontiguousarray(images.detach().to(torch.float32).cpu().numpy())
         heatmaps, *feats = self.session.run(list(OUTPUTS), {INPUT: crops})
         return torch.from_numpy(heatmaps), [torch.from_numpy(f) for f in feats]
+
+
+def use_onnx_backend(detector: TopDownDetector, net: PoseHRNet, cache: Path | None, threads: int) -> None:
+    """Switch ``detector`` to ONNX Runtime (``detector.backend = "onnx"``); ``threads`` 0 = torch's thread count.
+
+    Raises:
+        Unavailable: the detector is not a float32 CPU detector.
+    """
+    if detector.device.type != "cpu" or detector.dtype != torch.float32:
+        raise Unavailable("detector.backend 'onnx' runs on the CPU in float32 (device=cpu, no half precision)")
+    detector.use_network(OnnxHRNet.from_torch(net, cache, threads or torch.get_num_threads()))

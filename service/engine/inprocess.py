@@ -29,7 +29,7 @@ from service.config import CommonSettings
 from service.engine.detector import TopDownDetector
 from service.engine.framebuffer import FrameBuffer, MemoryFrameBuffer, StreamMeta
 from service.engine.framebuffer.redis import RedisFrameBuffer
-from service.engine.hrnet_onnx import OnnxHRNet
+from service.engine.hrnet_onnx import use_onnx_backend
 from service.engine.lifters import RANDOM, CAPFLifterServed, ServedLifter, build_lifters
 from service.engine.person_boxes import PersonBoxFinder
 from service.engine.person_detector_onnx import DetectorFamily, OnnxPersonDetector
@@ -157,10 +157,7 @@ class InProcessEngine:
             net, device, half, needs_features, channels_last=det.channels_last, fold_batch_norms=det.fold_batch_norms
         )
         if det.backend == "onnx":
-            if device.type != "cpu" or half:
-                raise Unavailable("detector.backend 'onnx' runs on the CPU in float32 (device=cpu, no half precision)")
-            threads = self.settings.engine.torch_threads or torch.get_num_threads()
-            detector.use_network(OnnxHRNet.from_torch(net, det.onnx_path, threads))
+            use_onnx_backend(detector, net, det.onnx_path, self.settings.engine.torch_threads)
         return detector
 
     def _build_box_finder(self) -> PersonBoxFinder:

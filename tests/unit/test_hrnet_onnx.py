@@ -10,7 +10,7 @@ import torch
 from model.conformance.run_mmpose import run_mmpose_topdown
 from model.hrnet import HRNET_PRESETS, PoseHRNet
 from service.engine.detector import TopDownDetector
-from service.engine.hrnet_onnx import OnnxHRNet
+from service.engine.hrnet_onnx import OnnxHRNet, use_onnx_backend
 
 
 def test_mmpose_vector_holds_through_onnx_runtime(conformance_dir: Path) -> None:
@@ -34,7 +34,7 @@ def test_onnx_detector_equals_torch_detector_and_caches_the_graph(tmp_path: Path
     want = TopDownDetector(net, cpu, keep_features=True).detect([image], boxes, scores, flip_test=True)[0][0]
     for _ in range(2):  # first: exported and written to the cache; then: read from it
         detector = TopDownDetector(net, cpu, keep_features=True)
-        detector.use_network(OnnxHRNet.from_torch(net, cache, threads=1))
+        use_onnx_backend(detector, net, cache, threads=1)
         assert cache.is_file()
         got = detector.detect([image], boxes, scores, flip_test=True)[0][0]
         np.testing.assert_allclose(got.keypoints_coco, want.keypoints_coco, atol=1e-3)
