@@ -139,8 +139,10 @@ def test_every_console_block_is_run_or_marked_as_output() -> None:
     assert [b.kind for b in blocks].count("server") == 1
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def embedded() -> Iterator[None]:
+    """``make serve`` as the README's server block says, for the embedded blocks only (stopped before the
+    deployment block, which needs the same ports)."""
     (server,) = [b for b in readme_blocks() if b.kind == "server"]
     _assert_free(8000, 50051)
     process = subprocess.Popen(["bash", "-c", server.script], cwd=REPO, env=_env(), start_new_session=True, text=True)
@@ -151,11 +153,13 @@ def embedded() -> Iterator[None]:
         _stop(process)
 
 
-@pytest.mark.parametrize("index", range(sum(b.kind == "run" for b in readme_blocks())))
-def test_readme_block_runs_against_the_embedded_server(embedded: None, index: int) -> None:
-    block = [b for b in readme_blocks() if b.kind == "run"][index]
-    done = _run(block)
-    assert done.returncode == 0, f"README line {block.line}: {block.script}\n{done.stdout}\n{done.stderr}"
+@pytest.mark.usefixtures("embedded")
+class TestEmbedded:
+    @pytest.mark.parametrize("index", range(sum(b.kind == "run" for b in readme_blocks())))
+    def test_readme_block_runs_against_the_embedded_server(self, index: int) -> None:
+        block = [b for b in readme_blocks() if b.kind == "run"][index]
+        done = _run(block)
+        assert done.returncode == 0, f"README line {block.line}: {block.script}\n{done.stdout}\n{done.stderr}"
 
 
 @pytest.mark.parametrize("kind", ["standalone", "deployment"])

@@ -227,7 +227,7 @@ async def test_request_errors(engine: InProcessEngine) -> None:
 async def test_missing_weights_are_refused_unless_random_is_allowed() -> None:
     settings = tiny_settings().model_copy(update={"allow_random_weights": False})
     engine = InProcessEngine(settings, Metrics())
-    with pytest.raises(Unavailable, match="allow_random_weights"):
+    with pytest.raises(Unavailable, match="--allow-random-weights"):
         await engine.start()
     assert not (await engine.ready()).ready
 
