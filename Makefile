@@ -15,6 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet torch==2.13.0 $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(PIP) install --quiet -e '.[test]'
+	# test-only RTMPose reference (tests/unit/test_rtmpose.py); --no-deps: its opencv-python and
+	# opencv-contrib-python would displace opencv-python-headless; it needs numpy, onnxruntime, cv2, tqdm (present)
+	$(PIP) install --quiet --no-deps 'rtmlib>=0.0.13,<0.1'
 	touch $@
 
 install: $(VENV)/.installed

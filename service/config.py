@@ -38,6 +38,10 @@ class DetectorSettings(_Frozen):
     fold_batch_norms: bool = Field(True, description="fold the HRNet's BatchNorms into its convolutions")
     backend: Literal["torch", "onnx"] = Field("torch", description="HRNet runtime: torch, or ONNX Runtime (CPU)")
     onnx_path: Path | None = Field(None, description="ONNX HRNet file: read if present, else exported there")
+    family: Literal["hrnet", "rtmpose"] = Field(
+        "hrnet", description="2D keypoints: HRNet (torch; features for CA-PF) or RTMPose (ONNX; keypoints only)"
+    )
+    rtmpose_onnx: Path | None = Field(None, description="RTMPose ONNX (family = rtmpose): a file or catalogue name")
     person_detector_onnx: Path | None = Field(None, description="YOLOX/RTMDet ONNX person detector")
     person_detector_family: Literal["yolox", "rtmdet"] = Field(
         "yolox", description="input normalisation of the ONNX person detector (YOLOX: raw 0..255; RTMDet: mean/std)"

@@ -34,6 +34,7 @@ from service.engine.lifters import RANDOM, CAPFLifterServed, ServedLifter, build
 from service.engine.person_boxes import PersonBoxFinder
 from service.engine.person_detector_onnx import DetectorFamily, OnnxPersonDetector
 from service.engine.pipeline import FrameOptions, Pipeline, Timings, async_frames
+from service.engine.rtmpose import KeypointDetector, build_rtmpose_detector
 from service.engine.streams import StreamReopened
 from service.engine.types import (
     ClipRequest,
@@ -96,7 +97,8 @@ class InProcessEngine:
             device = torch.device(s.device.value)
             lifters = await asyncio.to_thread(build_lifters, s, device)
             needs_features = any(lifter.needs_image for lifter in lifters.values())
-            _check_feature_channels(lifters, s.detector.arch)
+            if s.detector.family == "hrnet":  # RTMPose refuses CA-PF by name in _build_detector
+                _check_feature_channels(lifters, s.detector.arch)
             detector = await asyncio.to_thread(self._build_detector, device, needs_features)
             finder = await asyncio.to_thread(self._build_box_finder)
             buffer = self._buffer or (
@@ -127,8 +129,12 @@ class InProcessEngine:
                     "until it does — check redis_url (POSE3D_REDIS_URL) or start redis-server"
                 )
 
-    def _build_detector(self, device: torch.device, needs_features: bool) -> TopDownDetector | None:
+    def _build_detector(self, device: torch.device, needs_features: bool) -> KeypointDetector | None:
         det = self.settings.detector
+        if det.family == "rtmpose":
+            rtm = build_rtmpose_detector(det, needs_features, self.settings.engine.torch_threads)
+            self._detail["detector"] = f"rtmpose {rtm.path.name} weights sha256 {sha256_of_file(rtm.path)}"
+            return rtm
         if det.arch not in HRNET_PRESETS:
             raise Unavailable(f"detector: unknown HRNet preset {det.arch!r} (known: {', '.join(HRNET_PRESETS)})")
         checkpoint = det.checkpoint if det.checkpoint is not None and det.checkpoint.is_file() else None
@@ -376,7 +382,7 @@ def _frame_options(options: EstimateOptions, lifter: ServedLifter) -> FrameOptio
     return FrameOptions(options.boxes, options.max_people, flip)
 
 
-def _warm_detector(detector: TopDownDetector, features: bool) -> None:
+def _warm_detector(detector: KeypointDetector, features: bool) -> None:
     image = np.zeros((64, 48, 3), np.uint8)
     box = np.array([[0.0, 0.0, 48.0, 64.0]], np.float32)
     detector.detect([image], [box], [np.ones(1, np.float32)], flip_test=True, flip_features=features)

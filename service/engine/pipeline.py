@@ -23,11 +23,12 @@ import numpy as np
 from model.skeleton import normalize_screen_coordinates
 from service.config import CommonSettings
 from service.engine.batcher import BatcherLimits, DynamicBatcher
-from service.engine.detector import PersonDetection, TopDownDetector
+from service.engine.detector import PersonDetection
 from service.engine.framebuffer import Emission, FrameBuffer, MemoryFrameBuffer, StreamMeta
 from service.engine.lifters import FloatArray, LiftWindow, ServedLifter, TokenInput
 from service.engine.person_boxes import FrameBoxes, PersonBoxFinder
 from service.engine.prepare import PreparedPeople, decode_image, empty_tokens, people_from_keypoints
+from service.engine.rtmpose import KeypointDetector
 from service.engine.streams import append_frame, frame_result, ready_frames
 from service.engine.types import BoxSource, ByteImage, Frame, FrameResult, ImageFrame, KeypointFrame, WindowMode
 from service.errors import InternalError, InvalidInput, Pose3DError, Unavailable
@@ -104,7 +105,7 @@ class Pipeline:
         settings: CommonSettings,
         metrics: Metrics,
         lifters: dict[str, ServedLifter],
-        detector: TopDownDetector | None,
+        detector: KeypointDetector | None,
         box_finder: PersonBoxFinder,
         buffer: FrameBuffer,
     ) -> None:

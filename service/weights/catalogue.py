@@ -26,6 +26,7 @@ class Kind(StrEnum):
     LIFTER = "lifter"  # models.<name>.checkpoint
     LIFTER_BACKBONE = "lifter+backbone"  # a CA-PF whole model: both of the above
     PERSON_DETECTOR = "person_detector"  # detector.person_detector_onnx
+    KEYPOINT_DETECTOR = "keypoint_detector"  # detector.rtmpose_onnx (detector.family = "rtmpose")
 
 
 class Format(StrEnum):

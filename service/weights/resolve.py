@@ -12,7 +12,7 @@ from typing import Any
 from service.weights.catalogue import Catalogue, load_catalogue
 from service.weights.store import WeightsError, installed, not_installed_message, weights_dir
 
-DETECTOR_PATH_FIELDS = ("checkpoint", "backbone_checkpoint", "person_detector_onnx")
+DETECTOR_PATH_FIELDS = ("checkpoint", "backbone_checkpoint", "person_detector_onnx", "rtmpose_onnx")
 
 
 def resolve_path(value: Path | None, root: Path, catalogue: Catalogue) -> Path | None:

@@ -1,0 +1,260 @@
+"""RTMPose (OpenMMLab) as the 2D keypoint detector: an ONNX model run by ONNX Runtime, top-down over person boxes.
+
+The same stage interface as the HRNet :class:`~service.engine.detector.TopDownDetector` (``detect`` over the
+boxes of a batch of images → :class:`~service.engine.detector.PersonDetection` per box), without feature maps:
+it serves lifters that need only 2D keypoints (P-STMO, keypoint input), never CA-PF.
+
+Per person box, as RTMPose's published pipeline defines it (mmpose 1.x ``GetBBoxCenterScale`` +
+``TopdownAffine`` + ``PoseDataPreprocessor`` + ``SimCCLabel.decode``; rtmlib's ``RTMPose`` is the same code
+without mmpose)::
+
+    box (xyxy px) ── centre, scale = box size x 1.25, grown to 192:256 ──▶ cv2.warpAffine INTER_LINEAR (uint8)
+        ── (x - mean) / std on RGB, mean (123.675, 116.28, 103.53), std (58.395, 57.12, 57.375) ──▶ (3, 256, 192)
+        ── ONNX: input ``input`` (B, 3, 256, 192) → ``simcc_x`` (B, 17, 384), ``simcc_y`` (B, 17, 512)
+        ── [flip test: the mirrored crop's vectors, joints swapped left/right and x reversed, averaged in]
+        ── argmax per axis / simcc_split_ratio 2.0 ──▶ crop px; score = min (mmpose) or mean (rtmlib) of the
+           two maxima; a joint whose score is <= 0 gets location -1 (before the division), as both do
+        ── crop px / (192, 256) x scale + centre - scale / 2 ──▶ image px
+
+Channel order: mmpose's RTMPose configs set ``bgr_to_rgb=True`` on cv2's BGR frames, i.e. the network sees
+RGB normalised with the RGB mean; our frames are RGB already. (rtmlib normalises whatever channel order it is
+given with the same mean: fed our RGB frames, it computes exactly this.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from model.checkpoints.common import CheckpointError
+from model.skeleton import COCO_FLIP_PERM, coco_scores_to_h36m, coco_to_h36m
+from model.topdown import CropGeometry, box_to_center_scale, crop_to_image, warp_matrix
+from service.config import DetectorSettings
+from service.engine.detector import PersonDetection
+from service.engine.types import ByteImage, FloatArray
+from service.errors import Unavailable
+
+INPUT_SIZE: Final = (192, 256)
+"""Network input (width, height) in pixels."""
+SIMCC_SPLIT_RATIO: Final = 2.0
+MEAN_RGB: Final = (123.675, 116.28, 103.53)
+STD_RGB: Final = (58.395, 57.12, 57.375)
+NUM_JOINTS: Final = 17
+INPUT_NAME: Final = "input"
+OUTPUT_NAMES: Final = ("simcc_x", "simcc_y")
+ScoreMode = Literal["min", "mean"]
+
+
+class KeypointDetector(Protocol):
+    """What the pipeline needs of a 2D keypoint detector (HRNet :class:`TopDownDetector` or RTMPose)."""
+
+    def detect(
+        self,
+        images: Sequence[ByteImage],
+        boxes: Sequence[npt.ArrayLike],
+        box_scores: Sequence[npt.ArrayLike],
+        flip_test: bool,
+        flip_features: bool | None = None,
+    ) -> list[list[PersonDetection]]: ...
+
+
+def crop_inputs(image: ByteImage, geometry: CropGeometry) -> npt.NDArray[np.float32]:
+    """One ``(H, W, 3) uint8`` RGB image's crops → ``(N, 3, 256, 192) float32`` normalised network inputs."""
+    w, h = INPUT_SIZE
+    mean = np.asarray(MEAN_RGB, dtype=np.float32)
+    std = np.asarray(STD_RGB, dtype=np.float32)
+    out = np.empty((len(geometry), 3, h, w), dtype=np.float32)
+    for i in range(len(geometry)):
+        mat = warp_matrix(geometry.centers[i], geometry.scales[i], INPUT_SIZE)
+        crop = cv2.warpAffine(image, mat, (w, h), flags=cv2.INTER_LINEAR)
+        out[i] = ((crop.astype(np.float32) - mean) / std).transpose(2, 0, 1)
+    return out
+
+
+def flip_simcc(
+    simcc_x: npt.NDArray[np.float32], simcc_y: npt.NDArray[np.float32]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The mirrored crop's ``(N, K, Wx)``, ``(N, K, Wy)`` vectors in the original's frame (mmpose ``flip_vectors``:
+    left/right joints swapped, x bins reversed; no shift)."""
+    return simcc_x[:, COCO_FLIP_PERM, ::-1], simcc_y[:, COCO_FLIP_PERM]
+
+
+def decode_simcc(
+    simcc_x: npt.ArrayLike,
+    simcc_y: npt.ArrayLike,
+    split_ratio: float = SIMCC_SPLIT_RATIO,
+    score_mode: ScoreMode = "min",
+) -> tuple[FloatArray, FloatArray]:
+    """``(N, K, Wx)``, ``(N, K, Wy)`` SimCC vectors → ``(N, K, 2) float32`` crop pixels and ``(N, K) float32`` scores.
+
+    ``score_mode``: ``"min"`` of the two axis maxima (mmpose's ``get_simcc_maximum``, with which the published
+    AP was measured) or their ``"mean"`` (rtmlib's). A joint with score ``<= 0`` is placed at bin ``-1``.
+    """
+    x = np.asarray(simcc_x, dtype=np.float32)
+    y = np.asarray(simcc_y, dtype=np.float32)
+    n, k = x.shape[:2]
+    xf, yf = x.reshape(n * k, -1), y.reshape(n * k, -1)
+    locs = np.stack([np.argmax(xf, axis=1), np.argmax(yf, axis=1)], axis=-1).astype(np.float32)
+    max_x, max_y = xf.max(axis=1), yf.max(axis=1)
+    vals = np.minimum(max_x, max_y) if score_mode == "min" else np.float32(0.5) * (max_x + max_y)
+    locs[vals <= 0.0] = -1.0
+    return (locs / np.float32(split_ratio)).reshape(n, k, 2), vals.astype(np.float32).reshape(n, k)
+
+
+class RTMPoseDetector:
+    """Batched top-down RTMPose over person boxes through onnxruntime (see the module doc).
+
+    Args:
+        path: the RTMPose ``.onnx`` file (mmdeploy ``end2end.onnx``; batch dimension static 1 or dynamic).
+        score_mode: how the two axis maxima make a joint score (``"min"``: mmpose; ``"mean"``: rtmlib).
+        intra_op_threads: onnxruntime intra-op threads (0 = its default, all cores).
+        providers: onnxruntime execution providers (default CPU).
+    Raises:
+        CheckpointError: the file is missing, is not loadable, or lacks the published input/outputs.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        score_mode: ScoreMode = "min",
+        intra_op_threads: int = 0,
+        providers: list[str] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        p = Path(path)
+        if not p.is_file():
+            raise CheckpointError(f"RTMPose model not found: {p}")
+        try:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = intra_op_threads
+            self._session: Any = ort.InferenceSession(
+                str(p), sess_options=options, providers=providers or ["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises its own untyped errors
+            raise CheckpointError(f"cannot load RTMPose model {p}: {e}") from e
+        inputs = self._session.get_inputs()
+        outputs = [o.name for o in self._session.get_outputs()]
+        shape = list(inputs[0].shape) if inputs else []
+        if len(inputs) != 1 or len(shape) != 4 or shape[1:] != [3, INPUT_SIZE[1], INPUT_SIZE[0]]:
+            raise CheckpointError(f"RTMPose model {p}: needs one input (B, 3, 256, 192), got {shape}")
+        if not set(OUTPUT_NAMES) <= set(outputs):
+            raise CheckpointError(f"RTMPose model {p}: needs outputs {OUTPUT_NAMES}, got {outputs}")
+        self._input_name: str = inputs[0].name
+        self.static_batch: int | None = shape[0] if isinstance(shape[0], int) else None
+        self.score_mode: ScoreMode = score_mode
+        self.path = p
+
+    def forward(self, inputs: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """``(B, 3, 256, 192)`` → ``simcc_x (B, 17, 384)``, ``simcc_y (B, 17, 512)`` float32 (chunked when the
+        model's batch dimension is static)."""
+        step = self.static_batch or max(1, len(inputs))
+        xs, ys = [], []
+        for start in range(0, len(inputs), step):
+            x, y = self._session.run(list(OUTPUT_NAMES), {self._input_name: inputs[start : start + step]})
+            xs.append(np.asarray(x, dtype=np.float32))
+            ys.append(np.asarray(y, dtype=np.float32))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    def keypoints(self, inputs: npt.NDArray[np.float32], flip_test: bool) -> tuple[FloatArray, FloatArray]:
+        """Network inputs ``(B, 3, 256, 192)`` → crop pixels ``(B, 17, 2)`` and scores ``(B, 17)``."""
+        if flip_test:
+            x, y = self.forward(np.concatenate([inputs, np.ascontiguousarray(inputs[..., ::-1])]))
+            b = len(inputs)
+            fx, fy = flip_simcc(x[b:], y[b:])
+            x, y = (x[:b] + fx) * np.float32(0.5), (y[:b] + fy) * np.float32(0.5)
+        else:
+            x, y = self.forward(inputs)
+        return decode_simcc(x, y, SIMCC_SPLIT_RATIO, self.score_mode)
+
+    def detect(
+        self,
+        images: Sequence[ByteImage],
+        boxes: Sequence[npt.ArrayLike],
+        box_scores: Sequence[npt.ArrayLike],
+        flip_test: bool,
+        flip_features: bool | None = None,
+    ) -> list[list[PersonDetection]]:
+        """Keypoints of every box of every image (``flip_features`` is ignored: RTMPose has no features).
+
+        Args:
+            images: ``(H_i, W_i, 3) uint8`` RGB. boxes: per image ``(N_i, 4)`` xyxy pixels. box_scores: ``(N_i,)``.
+        Returns:
+            per image, one :class:`PersonDetection` per box (``features`` ``None``), in box order.
+        """
+        if not len(images) == len(boxes) == len(box_scores):
+            raise ValueError(f"{len(images)} images but {len(boxes)} box lists and {len(box_scores)} score lists")
+        box_arrays = [np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in boxes]
+        score_arrays = [np.asarray(s, dtype=np.float32).reshape(-1) for s in box_scores]
+        for i, (b, s) in enumerate(zip(box_arrays, score_arrays, strict=True)):
+            if len(b) != len(s):
+                raise ValueError(f"image {i}: {len(b)} boxes but {len(s)} scores")
+        geometries = [box_to_center_scale(b, input_size=INPUT_SIZE) for b in box_arrays]
+        if sum(len(g) for g in geometries) == 0:
+            return [[] for _ in images]
+        inputs = np.concatenate([crop_inputs(img, g) for img, g in zip(images, geometries, strict=True) if len(g)])
+        crop_kp, scores = self.keypoints(inputs, flip_test)
+        results: list[list[PersonDetection]] = []
+        start = 0
+        for g, b, s in zip(geometries, box_arrays, score_arrays, strict=True):
+            stop = start + len(g)
+            results.append(_people(g, b, s, crop_kp[start:stop], scores[start:stop]))
+            start = stop
+        return results
+
+    def warmup(self) -> None:
+        """One pass with flip test so that onnxruntime has planned its memory."""
+        image = np.zeros((INPUT_SIZE[1], INPUT_SIZE[0], 3), dtype=np.uint8)
+        box = np.array([[0.0, 0.0, INPUT_SIZE[0], INPUT_SIZE[1]]], dtype=np.float32)
+        self.detect([image], [box], [np.ones(1, np.float32)], flip_test=True)
+
+
+def _people(
+    geometry: CropGeometry, boxes: FloatArray, box_scores: FloatArray, crop_kp: FloatArray, scores: FloatArray
+) -> list[PersonDetection]:
+    if len(geometry) == 0:
+        return []
+    keypoints = crop_to_image(crop_kp, geometry, INPUT_SIZE)
+    kp_h36m, sc_h36m, crop_h36m = coco_to_h36m(keypoints), coco_scores_to_h36m(scores), coco_to_h36m(crop_kp)
+    return [
+        PersonDetection(
+            box=boxes[j].copy(),
+            box_score=float(box_scores[j]),
+            keypoints_coco=keypoints[j],
+            scores_coco=scores[j],
+            keypoints_h36m=kp_h36m[j],
+            scores_h36m=sc_h36m[j],
+            crop_keypoints_h36m=crop_h36m[j],
+            features=None,
+            flip_features=None,
+        )
+        for j in range(len(geometry))
+    ]
+
+
+def build_rtmpose_detector(settings: DetectorSettings, needs_features: bool, threads: int = 0) -> RTMPoseDetector:
+    """The RTMPose detector ``settings`` name (``detector.family = "rtmpose"``), for the engine's start-up.
+
+    Raises:
+        Unavailable: a served model needs HRNet feature maps (CA-PF), or ``detector.rtmpose_onnx`` is unset,
+            missing or not an RTMPose ONNX (there are no random RTMPose weights to fall back on).
+    """
+    if needs_features:
+        raise Unavailable(
+            'detector.family = "rtmpose" gives 2D keypoints only, but a served CA-PF model needs HRNet feature '
+            'maps: set detector.family = "hrnet", or serve only models that take 2D keypoints (P-STMO)'
+        )
+    if settings.rtmpose_onnx is None:
+        raise Unavailable(
+            'detector.family = "rtmpose" needs detector.rtmpose_onnx: an RTMPose ONNX file or a catalogue name '
+            '(`pose3d weights fetch rtmpose-m`, then rtmpose_onnx = "rtmpose-m")'
+        )
+    try:
+        return RTMPoseDetector(settings.rtmpose_onnx, intra_op_threads=threads)
+    except CheckpointError as e:
+        raise Unavailable(f"detector.rtmpose_onnx: {e}") from e
