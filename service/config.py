@@ -48,6 +48,12 @@ class DetectorSettings(_Frozen):
     )
     person_score_threshold: float = Field(0.5, ge=0.0, le=1.0)
     person_nms_iou: float = Field(0.45, ge=0.0, le=1.0)
+    pose_guided_boxes: bool = Field(
+        False,
+        description="clips/streams: next frame's boxes from this frame's keypoints (service/engine/pose_guide.py)",
+    )
+    detect_every: int = Field(10, ge=1, le=10_000, description="pose-guided: the person detector runs every k frames")
+    guide_min_score: float = Field(0.3, ge=0.0, le=1.0, description="pose-guided: a lower mean score = track lost")
 
 
 class LifterKind(StrEnum):

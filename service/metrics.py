@@ -44,6 +44,11 @@ class Metrics:
         self.active_streams = Gauge("pose3d_active_streams", "Open streams", registry=r)
         self.frames_total = Counter("pose3d_frames", "Frames processed by model", ["model"], registry=r)
         self.rejected_total = Counter("pose3d_rejected", "Rejected work by reason", ["reason"], registry=r)
+        self.person_detector_runs = Counter(
+            "pose3d_person_detector_runs",
+            "Frames on which the person detector ran (pose-guided boxes skip it)",
+            registry=r,
+        )
         self.worker_up = Gauge("pose3d_worker_up", "1 when the worker (or in-process engine) is serving", registry=r)
         self.gpu_memory_allocated = Gauge(
             "pose3d_gpu_memory_allocated_bytes", "CUDA memory allocated by tensors", ["device"], registry=r

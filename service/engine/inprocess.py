@@ -322,7 +322,8 @@ class InProcessEngine:
             lifter = self._lifter(meta.model)
             timings = Timings()
             opts = FrameOptions(meta.boxes, meta.max_people, meta.flip_test)
-            people, _ = await pipeline.prepare(frame, lifter, opts, deadline, timings)
+            guide = pipeline.guide_at(pipeline.buffer, meta.stream_id, frame.frame_index)
+            people, _ = await pipeline.prepare(frame, lifter, opts, deadline, timings, guide)
             emission = await pipeline.push(
                 pipeline.buffer,
                 meta,

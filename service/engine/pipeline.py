@@ -27,6 +27,7 @@ from service.engine.detector import PersonDetection
 from service.engine.framebuffer import Emission, FrameBuffer, MemoryFrameBuffer, StreamMeta
 from service.engine.lifters import FloatArray, LiftWindow, ServedLifter, TokenInput
 from service.engine.person_boxes import FrameBoxes, PersonBoxFinder
+from service.engine.pose_guide import GuideAt, GuideSettings, load_guided_boxes
 from service.engine.prepare import PreparedPeople, decode_image, empty_tokens, people_from_keypoints
 from service.engine.rtmpose import KeypointDetector
 from service.engine.streams import append_frame, frame_result, ready_frames
@@ -116,6 +117,8 @@ class Pipeline:
         self.detector = detector
         self.box_finder = box_finder
         self.buffer = buffer
+        det = settings.detector
+        self.guide = GuideSettings(det.detect_every, det.guide_min_score) if det.pose_guided_boxes else None
         self.clip_buffer = MemoryFrameBuffer(max_streams=1_000_000, ttl_s=eng.request_timeout_s * 4)
         self.infer_pool = ThreadPoolExecutor(1, thread_name_prefix="pose3d-infer")
         self.cpu_pool = ThreadPoolExecutor(2, thread_name_prefix="pose3d-decode")
@@ -204,10 +207,32 @@ class Pipeline:
             it.image = None
         return [p if p is not None else [] for p in out]
 
+    def guide_at(self, buffer: FrameBuffer, stream_id: str, index: int) -> GuideAt | None:
+        """Where frame ``index`` of a stream finds its pose-guided boxes (``None`` when they are off)."""
+        return GuideAt(buffer, stream_id, index) if self.guide is not None else None
+
+    async def _find_boxes(
+        self, image: ByteImage, opts: FrameOptions, guide: GuideAt | None, deadline: float | None
+    ) -> FrameBoxes:
+        if opts.boxes is None and guide is not None and self.guide is not None:
+            guided = await load_guided_boxes(guide, self.guide)
+            if guided is not None:
+                return FrameBoxes(guided, np.ones(len(guided), np.float32), self.box_finder.default_source)
+        if opts.boxes is None and self.box_finder.detector is not None:
+            self.metrics.person_detector_runs.inc()
+            return await self.boxes.submit(BoxItem(image, None, opts.max_people), deadline)
+        return self.box_finder.find(image, opts.boxes, opts.max_people)
+
     async def prepare(
-        self, frame: Frame, lifter: ServedLifter, opts: FrameOptions, deadline: float | None, timings: Timings
+        self,
+        frame: Frame,
+        lifter: ServedLifter,
+        opts: FrameOptions,
+        deadline: float | None,
+        timings: Timings,
+        guide: GuideAt | None = None,
     ) -> tuple[PreparedPeople, BoxSource]:
-        """One frame's untracked people and where their boxes came from."""
+        """One frame's untracked people and where their boxes came from (``guide``: pose-guided boxes)."""
         if isinstance(frame, KeypointFrame):
             if lifter.needs_image:
                 raise InvalidInput(f"model {lifter.name!r} needs image features; it cannot take 2D keypoints")
@@ -220,10 +245,7 @@ class Pipeline:
                 image = decode_image(frame.image)
         h, w = image.shape[:2]
         with timings.stage("boxes"):
-            if opts.boxes is None and self.box_finder.detector is not None:
-                found = await self.boxes.submit(BoxItem(image, None, opts.max_people), deadline)
-            else:
-                found = self.box_finder.find(image, opts.boxes, opts.max_people)
+            found = await self._find_boxes(image, opts, guide, deadline)
         flip_features = lifter.needs_image and opts.flip_test
         item = DetectItem(image, found.boxes, found.scores, self.settings.detector.flip_test, flip_features)
         with timings.stage("detect"):
@@ -321,7 +343,8 @@ class Pipeline:
         """
         mode, flip_test = meta.mode, meta.flip_test
         opts = FrameOptions(meta.boxes, meta.max_people, meta.flip_test)
-        slots = asyncio.Semaphore(max(1, look_ahead))
+        guided = self.guide is not None and opts.boxes is None  # frame t's boxes need frame t-1 appended
+        slots = asyncio.Semaphore(1 if guided else max(1, look_ahead))
         order: asyncio.Queue[_Pending | None] = asyncio.Queue()
         lifted: list[asyncio.Task[list[FrameResult]]] = []
         source = BoxSource.WHOLE_FRAME
@@ -338,7 +361,8 @@ class Pipeline:
                     client_index.append((frame.frame_index, frame.timestamp_s))
                 else:
                     index = frame.frame_index
-                task = tg.create_task(self.prepare(frame, lifter, opts, deadline, timings))
+                guide = self.guide_at(buffer, meta.stream_id, index)
+                task = tg.create_task(self.prepare(frame, lifter, opts, deadline, timings, guide))
                 order.put_nowait(_Pending(task, index, frame.timestamp_s, isinstance(frame, ImageFrame)))
                 del frame, task  # the task alone holds the frame until it is prepared
             order.put_nowait(None)
@@ -348,10 +372,13 @@ class Pipeline:
                 tg.create_task(feed(tg))
                 while (pending := await order.get()) is not None:
                     people, source = await pending.task
-                    slots.release()
+                    if not guided:
+                        slots.release()
                     emission = await self.push(
                         buffer, meta, lifter, pending.index, pending.timestamp_s, people, pending.track, deadline, timings
                     )  # fmt: skip
+                    if guided:
+                        slots.release()
                     lifted.append(
                         tg.create_task(
                             self.lift_emission(lifter, emission, mode, flip_test, deadline, timings, client_index)

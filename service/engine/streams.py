@@ -14,6 +14,7 @@ import numpy as np
 
 from service.engine.framebuffer import AppendStatus, Emission, FrameBuffer, FrameRecord, StreamMeta
 from service.engine.lifters import FloatArray, LiftWindow
+from service.engine.pose_guide import attach_guide, guide_of
 from service.engine.prepare import PreparedPeople
 from service.engine.tracking import TrackState, assign_tracks
 from service.engine.types import FrameResult, PersonResult, WindowMode
@@ -74,7 +75,7 @@ async def append_frame(
         else:
             state = TrackState.from_bytes(snap.tracker) if snap.tracker else TrackState()
             ids, new_state = assign_tracks(state, people.boxes, frame_index)
-            tracker, version = new_state.to_bytes(), snap.version
+            tracker, version = attach_guide(new_state.to_bytes(), guide_of(people, frame_index)), snap.version
         record = people.to_record(frame_index, timestamp_s, ids)
         emission = await buffer.append(stream_id, record, window, mode, tracker, version)
         if emission.status is not AppendStatus.CONFLICT:

@@ -1,0 +1,116 @@
+"""Pose-guided person boxes for clips and streams: frame t's boxes from frame t-1's keypoints.
+
+As rtmlib's ``PoseTracker`` (and MediaPipe's video mode) do it: each person's next box is the bounding box of
+its last keypoints grown 1.25x about its centre (rtmlib ``pose_to_bbox(keypoints, expansion=1.25)``; the crop
+then adds its own 1.25 padding, as there). The person detector runs only when
+
+- ``frame_index % detect_every == 0`` (a fresh look every k frames: new people are found there), or
+- frame t-1's guide is not stored (the first frame, or t-1 not appended yet: a stream frame that arrives before
+  its predecessor), or frame t-1 had no people, or
+- a person of frame t-1 is lost: its mean keypoint score is below ``min_score`` (or its box is under 1 px).
+
+The decision depends only on frame data (indices, keypoints, scores), so a clip and the same frames pushed as
+a stream one after another choose the same boxes. The guide (boxes and mean scores of frame t) is stored inside
+the stream's tracker state in the frame buffer, written atomically with frame t (:func:`attach_guide`), so any
+worker continues any stream.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+from service.engine.framebuffer import FrameBuffer
+from service.engine.prepare import PreparedPeople
+from service.engine.types import FloatArray
+
+EXPANSION: Final = 1.25
+GUIDE_KEY: Final = "guide"
+
+
+@dataclass(frozen=True)
+class GuideSettings:
+    """``detect_every`` (k >= 1) frames between forced detector runs; ``min_score``: a person whose mean keypoint
+    score falls below it is lost."""
+
+    detect_every: int = 10
+    min_score: float = 0.3
+
+
+@dataclass(frozen=True)
+class Guide:
+    """What frame ``frame_index`` leaves for the next one: ``boxes (P, 4)`` xyxy px, ``mean_scores (P,)``."""
+
+    frame_index: int
+    boxes: FloatArray
+    mean_scores: FloatArray
+
+
+@dataclass(frozen=True)
+class GuideAt:
+    """Where a frame's guide lives: its stream in ``buffer`` and its buffer frame index."""
+
+    buffer: FrameBuffer
+    stream_id: str
+    frame_index: int
+
+
+def pose_to_box(keypoints: FloatArray, expansion: float = EXPANSION) -> FloatArray:
+    """``(P, K, 2)`` pixels → ``(P, 4) float32`` boxes: the keypoints' extent grown ``expansion``x about its centre."""
+    kp = np.asarray(keypoints, dtype=np.float64).reshape(len(keypoints), -1, 2)
+    lo, hi = kp.min(axis=1), kp.max(axis=1)
+    center = (lo + hi) / 2
+    return np.concatenate([center - (center - lo) * expansion, center + (hi - center) * expansion], axis=1).astype(
+        np.float32
+    )
+
+
+def guide_of(people: PreparedPeople, frame_index: int) -> Guide:
+    """The guide frame ``frame_index``'s prepared people leave for the next frame."""
+    if people.num_people == 0:
+        return Guide(frame_index, np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+    return Guide(frame_index, pose_to_box(people.keypoints_px), people.scores.mean(axis=1).astype(np.float32))
+
+
+def attach_guide(tracker: bytes, guide: Guide) -> bytes:
+    """The tracker state's bytes with ``guide`` added (the tracker's own reader ignores the extra key)."""
+    payload = json.loads(tracker)
+    payload[GUIDE_KEY] = {
+        "f": guide.frame_index,
+        "b": [[float(v) for v in b] for b in guide.boxes],
+        "s": [float(s) for s in guide.mean_scores],
+    }
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def read_guide(tracker: bytes | None) -> Guide | None:
+    """The guide stored with a tracker state, if any."""
+    if not tracker:
+        return None
+    g = json.loads(tracker).get(GUIDE_KEY)
+    if g is None:
+        return None
+    return Guide(int(g["f"]), np.asarray(g["b"], np.float32).reshape(-1, 4), np.asarray(g["s"], np.float32))
+
+
+def guided_boxes(previous: Guide | None, frame_index: int, settings: GuideSettings) -> FloatArray | None:
+    """Frame ``frame_index``'s boxes from the previous frame's guide, or ``None`` when the detector must run."""
+    if frame_index % settings.detect_every == 0 or previous is None or previous.frame_index != frame_index - 1:
+        return None
+    if len(previous.boxes) == 0 or (previous.mean_scores < settings.min_score).any():
+        return None
+    sizes = previous.boxes[:, 2:] - previous.boxes[:, :2]
+    if not (np.isfinite(previous.boxes).all() and (sizes >= 1.0).all()):
+        return None  # a degenerate pose (all joints on one pixel) gives no crop: look again
+    return previous.boxes
+
+
+async def load_guided_boxes(at: GuideAt, settings: GuideSettings) -> FloatArray | None:
+    """:func:`guided_boxes` for the frame ``at`` names, reading the guide from its frame buffer."""
+    if at.frame_index % settings.detect_every == 0:
+        return None
+    snap = await at.buffer.read_tracker(at.stream_id, at.frame_index)
+    return guided_boxes(read_guide(snap.tracker), at.frame_index, settings)

@@ -1,0 +1,150 @@
+"""Pose-guided boxes: the person detector runs on <= 1 in k frames of a steady clip, a person who leaves and
+comes back is found again, and a stream pushed frame by frame gives the clip's poses."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.config import CommonSettings, DetectorSettings, EngineSettings, LifterKind, ModelSpec
+from service.engine.inprocess import InProcessEngine, build_engine
+from service.engine.pose_guide import (
+    Guide,
+    GuideSettings,
+    attach_guide,
+    guided_boxes,
+    pose_to_box,
+    read_guide,
+)
+from service.engine.tracking import TrackState
+from service.engine.types import EstimateOptions, EstimateRequest, Frame, ImageFrame, WindowMode
+from service.metrics import Metrics
+from tests.service.test_engine_support import assert_same_poses
+from tests.unit.rtmpose_standin import rtmpose_standin
+from tests.unit.test_person_detector import mean_channel0_detector
+
+K = 5
+SETTINGS = GuideSettings(detect_every=K, min_score=0.3)
+
+
+def test_pose_to_box_is_rtmlibs_pose_to_bbox() -> None:
+    tracker = pytest.importorskip("rtmlib.tools.solution.pose_tracker")
+    kp = np.random.default_rng(0).random((3, 17, 2)).astype(np.float32) * 300
+    expected = np.array([tracker.pose_to_bbox(k, expansion=1.25) for k in kp])
+    np.testing.assert_allclose(pose_to_box(kp), expected, atol=1e-3)
+
+
+def test_decisions() -> None:
+    boxes = np.array([[10, 10, 50, 90]], np.float32)
+    prev = Guide(6, boxes, np.array([0.8], np.float32))
+    np.testing.assert_array_equal(guided_boxes(prev, 7, SETTINGS), boxes)
+    assert guided_boxes(prev, 10, SETTINGS) is None  # every k frames
+    assert guided_boxes(prev, 8, SETTINGS) is None  # frame 7 not stored yet
+    assert guided_boxes(None, 7, SETTINGS) is None  # first frame
+    assert guided_boxes(Guide(6, boxes, np.array([0.2], np.float32)), 7, SETTINGS) is None  # lost
+    assert guided_boxes(Guide(6, np.zeros((0, 4), np.float32), np.zeros(0, np.float32)), 7, SETTINGS) is None
+    assert guided_boxes(Guide(6, np.array([[5, 5, 5.5, 40]], np.float32), np.ones(1, np.float32)), 7, SETTINGS) is None
+
+
+def test_guide_rides_in_the_tracker_state() -> None:
+    state = TrackState(next_id=2)
+    raw = attach_guide(state.to_bytes(), Guide(4, np.array([[1.5, 2, 3, 4]], np.float32), np.array([0.5], np.float32)))
+    assert TrackState.from_bytes(raw) == state
+    guide = read_guide(raw)
+    assert guide is not None
+    assert guide.frame_index == 4
+    np.testing.assert_array_equal(guide.boxes, [[1.5, 2, 3, 4]])
+    assert read_guide(state.to_bytes()) is None
+
+
+@pytest.fixture(scope="module")
+def onnx_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("guide")
+    return rtmpose_standin(d / "rtmpose.onnx", seed=11), mean_channel0_detector(d / "person.onnx")
+
+
+def _settings(files: tuple[Path, Path]) -> CommonSettings:
+    pose, person = files
+    return CommonSettings(
+        allow_random_weights=True,
+        detector=DetectorSettings(
+            family="rtmpose",
+            rtmpose_onnx=pose,
+            flip_test=False,
+            person_detector_onnx=person,
+            person_score_threshold=0.5,
+            pose_guided_boxes=True,
+            detect_every=K,
+            guide_min_score=0.3,
+        ),
+        models={"pstmo": ModelSpec(kind=LifterKind.PSTMO, arch="pstmo-tiny-9", frames=9, stride=1)},
+        default_image_model="pstmo",
+        default_clip_model="pstmo",
+        engine=EngineSettings(max_batch_size=8, max_delay_ms=1.0, torch_threads=1, request_timeout_s=3600),
+    )
+
+
+@pytest.fixture
+async def engine(onnx_files: tuple[Path, Path]) -> AsyncIterator[InProcessEngine]:
+    eng = await build_engine(_settings(onnx_files), Metrics())
+    yield eng
+    await eng.aclose()
+
+
+def _frames(present: list[bool]) -> list[Frame]:
+    """64x64 frames: a person (the detector's score is the mean blue / 255) or an empty (dark blue) scene."""
+    rng = np.random.default_rng(1)
+    out: list[Frame] = []
+    for i, here in enumerate(present):
+        img = rng.integers(0, 40, (64, 64, 3), dtype=np.uint8)
+        if here:
+            img[..., 2] = 220
+            img[10 + i % 3 : 40, 12:26, 0] = 250
+        out.append(ImageFrame(img, frame_index=i, timestamp_s=i / 25))
+    return out
+
+
+def _runs(engine: InProcessEngine) -> float:
+    value = engine.metrics.registry.get_sample_value("pose3d_person_detector_runs_total")
+    return float(value or 0.0)
+
+
+async def test_steady_clip_runs_the_detector_once_in_k_frames(engine: InProcessEngine) -> None:
+    frames = _frames([True] * 20)
+    result = await engine.estimate(EstimateRequest("r", frames, EstimateOptions(mode=WindowMode.CAUSAL)))
+    assert _runs(engine) <= 20 / K
+    assert all(len(f.people) == 1 for f in result.frames)
+    for prev, frame in zip(result.frames, result.frames[1:], strict=False):
+        (person,) = frame.people
+        if frame.frame_index % K == 0:  # the detector's box (canvas [8, 8, 24, 40] at ratio 1)
+            np.testing.assert_allclose(person.box, [8, 8, 24, 40], atol=1e-4)
+        else:  # the box around the previous frame's keypoints, grown 1.25x
+            np.testing.assert_allclose(person.box, pose_to_box(prev.people[0].keypoints_2d[None])[0], atol=1e-3)
+
+
+async def test_a_person_who_leaves_and_returns_is_found_again(engine: InProcessEngine) -> None:
+    present = [True] * 8 + [False] * 7 + [True] * 8
+    result = await engine.estimate(EstimateRequest("r", _frames(present), EstimateOptions(mode=WindowMode.CAUSAL)))
+    counts = [len(f.people) for f in result.frames]
+    assert counts[:10] == [1] * 10  # guided boxes keep the track until the detector looks again at frame 10
+    assert counts[10:15] == [0] * 5  # gone: the detector runs on every frame while nobody is tracked
+    assert counts[15:] == [1] * 8  # back: found by the detector, then guided again
+    assert _runs(engine) <= 2 + 6 + 2
+
+
+async def test_stream_equals_clip_with_guided_boxes(engine: InProcessEngine) -> None:
+    frames = _frames([True] * 12 + [False] * 3 + [True] * 6)
+    opts = EstimateOptions(mode=WindowMode.CENTRED)
+    clip = await engine.estimate(EstimateRequest("r", frames, opts))
+    await engine.open_stream(opts, "guided")
+    streamed = []
+    for frame in frames:
+        streamed.extend(await engine.push_frame("guided", frame))
+    streamed.extend(await engine.close_stream("guided"))
+    assert_same_poses(clip.frames, streamed)
+    for a, b in zip(clip.frames, sorted(streamed, key=lambda f: f.frame_index), strict=True):
+        for pa, pb in zip(a.people, b.people, strict=True):
+            np.testing.assert_array_equal(pa.box, pb.box)
