@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource
 
 from service.config import CommonSettings, GatewaySettings, load_settings_file
+from service.profiles import profile_names, profile_path
 from service.startup import redact, run_command
 
 log = logging.getLogger("pose3d")
@@ -86,7 +87,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     settings = build_settings(
         GatewaySettings,
-        Path(args.config) if args.config else None,
+        Path(args.config) if args.config else (profile_path(args.profile) if args.profile else None),
         host=args.host,
         port=args.port,
         grpc_port=args.grpc_port,
@@ -122,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="REST port (default 8000)")
     serve.add_argument("--grpc-port", type=int, default=None, help="public gRPC port (default 50051; 0 = off)")
     serve.add_argument("--config", help="TOML or YAML settings file (env POSE3D_* still applies and wins)")
+    serve.add_argument(
+        "--profile", choices=profile_names(), help="a shipped settings file instead of --config (realtime: a CPU)"
+    )
     serve.add_argument(
         "--allow-random-weights",
         action=argparse.BooleanOptionalAction,
