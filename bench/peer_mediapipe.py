@@ -1,0 +1,222 @@
+"""Side by side with MediaPipe Pose on this CPU: images/s and video frames/s, both our profiles, one interleaved run.
+
+    python -m bench.peer_mediapipe [--rounds 5] [--images 10] [--frames 100] [--default-frames 30] [--threads 2]
+
+- **MediaPipe** 0.10.21 (the last wheel that bundles its models; ``model_complexity=1``, BlazePose full — the
+  only one that works offline) runs in its own virtual environment (``--mp-venv``, built here on first use with
+  ``pip install mediapipe==0.10.21 'numpy<2'``) as a child process that times itself; images with
+  ``static_image_mode=True`` (JPEG decode included), the clip with ``static_image_mode=False`` (its tracking).
+- **Ours**, in this process through :class:`InProcessEngine` (no HTTP), random weights:
+  ``default`` profile = HRNet-W32 + CA-PF (images) / P-STMO-243 centred (clip), flip test on, as the papers;
+  ``realtime`` profile (``service/profiles/realtime.toml``) = RTMPose-s + P-STMO-81 causal, no flip test,
+  pose-guided boxes. No RTMPose weights can be downloaded here, so its ONNX is **RTMPose-s's real architecture
+  with random weights** (``bench/rtmpose_arch.py``: 5.47 M parameters and 1.35 GFLOP per crop, the publisher's
+  0.68 G multiply-adds), exported on the fly. Neither profile has a person detector configured (whole frame
+  on detection frames), MediaPipe runs its own.
+- Input: a photograph of a person (matplotlib's ``grace_hopper.jpg`` sample) padded to 640x480; the clip is it
+  sliding 1 px per frame. The default profile's clip uses the first ``--default-frames`` frames (it is slow);
+  rates are per frame so they compare.
+- Each round measures every cell once, in the same order; the table gives the median over rounds and the
+  spread (min–max). Load averages are printed before and after: other work on the machine shows there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from service.config import CommonSettings, EngineSettings, load_settings_file
+from service.engine.inprocess import InProcessEngine, build_engine
+from service.engine.types import EstimateOptions, EstimateRequest, Frame, ImageFrame, WindowMode
+from service.metrics import Metrics
+from service.profiles import profile_path
+
+MP_VERSION = "0.10.21"
+MP_WORKER = r"""
+import json, sys, time
+import cv2, numpy as np
+import mediapipe as mp
+pose_mod = mp.solutions.pose
+for line in sys.stdin:
+    cmd = json.loads(line)
+    if cmd["op"] == "image":
+        data = open(cmd["path"], "rb").read()
+        found = 0
+        with pose_mod.Pose(static_image_mode=True, model_complexity=1) as pose:
+            pose.process(np.zeros((64, 64, 3), np.uint8))
+            t0 = time.perf_counter()
+            for _ in range(cmd["n"]):
+                rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+                found += pose.process(rgb).pose_landmarks is not None
+            dt = time.perf_counter() - t0
+        print(json.dumps({"seconds": dt, "count": cmd["n"], "found": found}), flush=True)
+    elif cmd["op"] == "video":
+        frames = np.load(cmd["path"])
+        found = 0
+        with pose_mod.Pose(static_image_mode=False, model_complexity=1) as pose:
+            t0 = time.perf_counter()
+            for f in frames:
+                found += pose.process(f).pose_landmarks is not None
+            dt = time.perf_counter() - t0
+        print(json.dumps({"seconds": dt, "count": len(frames), "found": found}), flush=True)
+    else:
+        print(json.dumps({"version": mp.__version__}), flush=True)
+"""
+
+
+def ensure_mediapipe(venv: Path) -> Path:
+    """The venv's python with MediaPipe installed (built on first use)."""
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", "import mediapipe"]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", f"mediapipe=={MP_VERSION}", "numpy<2"], check=True)
+    return python
+
+
+def test_inputs(frames: int) -> tuple[bytes, np.ndarray]:
+    """A 640x480 JPEG of a person, and a clip ``(frames, 480, 640, 3) uint8`` RGB of it sliding right."""
+    import matplotlib
+
+    photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+    scale = 480 / rgb.shape[0]
+    rgb = cv2.resize(rgb, (int(rgb.shape[1] * scale), 480))
+    canvas = np.full((480, 640, 3), 90, np.uint8)
+    x0 = (640 - rgb.shape[1]) // 2
+    canvas[:, x0 : x0 + rgb.shape[1]] = rgb
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    clip = np.stack([np.roll(canvas, i - frames // 2, axis=1) for i in range(frames)])
+    return jpeg.tobytes(), clip
+
+
+def profile_settings(name: str, threads: int, rtmpose_onnx: Path) -> CommonSettings:
+    """Our profile ``name`` with random weights (and the random RTMPose-s ONNX for ``realtime``)."""
+    engine = EngineSettings(torch_threads=threads)
+    if name == "default":
+        return CommonSettings(allow_random_weights=True, engine=engine)
+    data: dict[str, Any] = load_settings_file(profile_path("realtime"))
+    data["detector"].update(rtmpose_onnx=rtmpose_onnx, person_detector_onnx=None)
+    for spec in data["models"].values():
+        spec.pop("checkpoint", None)
+    data["engine"] = {**data.get("engine", {}), "torch_threads": threads}
+    return CommonSettings(**data, allow_random_weights=True)
+
+
+async def ours_images(engine: InProcessEngine, jpeg: bytes, n: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(n):
+        await engine.estimate(EstimateRequest(f"img{i}", [ImageFrame(jpeg)]))
+    return n / (time.perf_counter() - t0)
+
+
+async def ours_clip(engine: InProcessEngine, clip: np.ndarray, mode: WindowMode) -> float:
+    frames: list[Frame] = [ImageFrame(f, frame_index=i, timestamp_s=i / 30) for i, f in enumerate(clip)]
+    t0 = time.perf_counter()
+    result = await engine.estimate(EstimateRequest("clip", frames, EstimateOptions(mode=mode)))
+    assert len(result.frames) == len(frames)
+    return len(frames) / (time.perf_counter() - t0)
+
+
+def mp_call(proc: subprocess.Popen[str], cmd: dict[str, Any]) -> dict[str, Any]:
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    proc.stdin.write(json.dumps(cmd) + "\n")
+    proc.stdin.flush()
+    answer: dict[str, Any] = json.loads(proc.stdout.readline())
+    return answer
+
+
+def summary(values: list[float]) -> str:
+    return f"{statistics.median(values):7.2f} ({min(values):.2f}–{max(values):.2f})"
+
+
+async def run(args: argparse.Namespace, proc: subprocess.Popen[str], work: Path) -> None:
+    from bench.rtmpose_arch import export, gflops
+
+    jpeg, clip = test_inputs(args.frames)
+    (work / "image.jpg").write_bytes(jpeg)
+    np.save(work / "clip_rgb.npy", clip)
+    onnx = export(args.rtmpose_size, work / f"rtmpose-{args.rtmpose_size}-random.onnx")
+    mp_version = mp_call(proc, {"op": "version"})["version"]
+    engines = {
+        p: await build_engine(profile_settings(p, args.threads, onnx), Metrics()) for p in ("default", "realtime")
+    }
+    print(
+        f"MediaPipe {mp_version} (model_complexity=1) in {args.mp_venv}; ours: torch/onnxruntime {args.threads} "
+        f"threads, random weights; RTMPose-{args.rtmpose_size} architecture ONNX "
+        f"({gflops(args.rtmpose_size):.2f} GFLOP/crop); input 640x480; {args.images} images, clip {args.frames} "
+        f"frames ({args.default_frames} for the default profile); {args.rounds} rounds; cpus {os.cpu_count()}"
+    )
+    cells: dict[str, list[float]] = {}
+    mp_found: list[int] = []
+    for r in range(args.rounds):
+        before = os.getloadavg()
+        got = mp_call(proc, {"op": "image", "path": str(work / "image.jpg"), "n": args.images * 3})
+        cells.setdefault("mediapipe images", []).append(got["count"] / got["seconds"])
+        got = mp_call(proc, {"op": "video", "path": str(work / "clip_rgb.npy")})
+        cells.setdefault("mediapipe video", []).append(got["count"] / got["seconds"])
+        mp_found.append(got["found"])
+        for p, eng in engines.items():
+            n = args.images if p == "default" else args.images * 3
+            cells.setdefault(f"{p} images", []).append(await ours_images(eng, jpeg, n))
+            sub = clip[: args.default_frames] if p == "default" else clip
+            mode = WindowMode.CENTRED if p == "default" else WindowMode.CAUSAL
+            cells.setdefault(f"{p} video", []).append(await ours_clip(eng, sub, mode))
+        runs = engines["realtime"].metrics.registry.get_sample_value("pose3d_person_detector_runs_total")
+        print(
+            f"round {r + 1}: load {before[0]:.2f} → {os.getloadavg()[0]:.2f}; "
+            + ", ".join(f"{k} {v[-1]:.2f}" for k, v in cells.items())
+            + f"; MediaPipe found a pose on {mp_found[-1]}/{args.frames} frames; realtime detector runs so far {runs}"
+        )
+    for eng in engines.values():
+        await eng.aclose()
+    print("\n| | MediaPipe | ours, default profile | ours, realtime profile |\n|---|---|---|---|")
+    for what in ("images", "video"):
+        row = [summary(cells[f"{k} {what}"]) for k in ("mediapipe", "default", "realtime")]
+        print(f"| {'images/s (decode included)' if what == 'images' else 'video frames/s'} | " + " | ".join(row) + " |")
+    for what in ("images", "video"):
+        rt = statistics.median(cells[f"realtime {what}"])
+        print(
+            f"{what}: realtime / MediaPipe = {rt / statistics.median(cells[f'mediapipe {what}']):.2f}, "
+            f"realtime / default = {rt / statistics.median(cells[f'default {what}']):.2f}"
+        )
+    print(f"load averages at the end: {os.getloadavg()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--images", type=int, default=10, help="images per round for the default profile (x3 others)")
+    parser.add_argument("--frames", type=int, default=100, help="clip frames (MediaPipe and the realtime profile)")
+    parser.add_argument("--default-frames", type=int, default=30, help="clip frames for the default profile")
+    parser.add_argument("--threads", type=int, default=2, help="torch / onnxruntime intra-op threads")
+    parser.add_argument("--rtmpose-size", choices=["t", "s", "m"], default="s")
+    parser.add_argument("--mp-venv", default="/tmp/mpvenv")
+    args = parser.parse_args()
+    python = ensure_mediapipe(Path(args.mp_venv))
+    proc = subprocess.Popen([str(python), "-c", MP_WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        asyncio.run(run(args, proc, Path(tempfile.mkdtemp(prefix="peer-mp-"))))
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait()
+
+
+if __name__ == "__main__":
+    main()
