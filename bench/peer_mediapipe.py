@@ -7,9 +7,10 @@
   ``pip install mediapipe==0.10.21 'numpy<2'``) as a child process that times itself; images with
   ``static_image_mode=True`` (JPEG decode included), the clip with ``static_image_mode=False`` (its tracking).
 - **Ours**, in this process through :class:`InProcessEngine` (no HTTP), random weights:
-  ``default`` profile = HRNet-W32 + CA-PF (images) / P-STMO-243 centred (clip), flip test on, as the papers;
+  ``default`` profile = HRNet-W32 + CA-PF (images) / P-STMO-243 centred (clip), flip test on, as the papers
+  (``--threads`` torch threads, 2 as in issue 16's baseline);
   ``realtime`` profile (``service/profiles/realtime.toml``) = RTMPose-s + P-STMO-81 causal, no flip test,
-  pose-guided boxes. No RTMPose weights can be downloaded here, so its ONNX is **RTMPose-s's real architecture
+  pose-guided boxes, its own one intra-op thread. No RTMPose weights can be downloaded here, so its ONNX is **RTMPose-s's real architecture
   with random weights** (``bench/rtmpose_arch.py``: 5.47 M parameters and 1.35 GFLOP per crop, the publisher's
   0.68 G multiply-adds), exported on the fly. Neither profile has a person detector configured (whole frame
   on detection frames), MediaPipe runs its own.
@@ -106,14 +107,14 @@ def test_inputs(frames: int) -> tuple[bytes, np.ndarray]:
 
 def profile_settings(name: str, threads: int, rtmpose_onnx: Path) -> CommonSettings:
     """Our profile ``name`` with random weights (and the random RTMPose-s ONNX for ``realtime``)."""
-    engine = EngineSettings(torch_threads=threads)
+    engine = EngineSettings(torch_threads=threads, request_timeout_s=3600.0)  # a loaded machine is slow
     if name == "default":
         return CommonSettings(allow_random_weights=True, engine=engine)
     data: dict[str, Any] = load_settings_file(profile_path("realtime"))
     data["detector"].update(rtmpose_onnx=rtmpose_onnx, person_detector_onnx=None)
     for spec in data["models"].values():
         spec.pop("checkpoint", None)
-    data["engine"] = {**data.get("engine", {}), "torch_threads": threads}
+    data["engine"] = {**data.get("engine", {}), "request_timeout_s": 3600.0}  # keeps the profile's torch_threads
     return CommonSettings(**data, allow_random_weights=True)
 
 
@@ -156,9 +157,11 @@ async def run(args: argparse.Namespace, proc: subprocess.Popen[str], work: Path)
     engines = {
         p: await build_engine(profile_settings(p, args.threads, onnx), Metrics()) for p in ("default", "realtime")
     }
+    rt_threads = engines["realtime"].settings.engine.torch_threads
     print(
-        f"MediaPipe {mp_version} (model_complexity=1) in {args.mp_venv}; ours: torch/onnxruntime {args.threads} "
-        f"threads, random weights; RTMPose-{args.rtmpose_size} architecture ONNX "
+        f"MediaPipe {mp_version} (model_complexity=1) in {args.mp_venv}; ours: random weights, default profile "
+        f"{args.threads} torch threads, realtime profile {rt_threads} torch/onnxruntime thread(s); "
+        f"RTMPose-{args.rtmpose_size} architecture ONNX "
         f"({gflops(args.rtmpose_size):.2f} GFLOP/crop); input 640x480; {args.images} images, clip {args.frames} "
         f"frames ({args.default_frames} for the default profile); {args.rounds} rounds; cpus {os.cpu_count()}"
     )
@@ -204,7 +207,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10, help="images per round for the default profile (x3 others)")
     parser.add_argument("--frames", type=int, default=100, help="clip frames (MediaPipe and the realtime profile)")
     parser.add_argument("--default-frames", type=int, default=30, help="clip frames for the default profile")
-    parser.add_argument("--threads", type=int, default=2, help="torch / onnxruntime intra-op threads")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads of the default profile")
     parser.add_argument("--rtmpose-size", choices=["t", "s", "m"], default="s")
     parser.add_argument("--mp-venv", default="/tmp/mpvenv")
     args = parser.parse_args()

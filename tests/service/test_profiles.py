@@ -43,7 +43,7 @@ def test_realtime_profile_is_what_the_readme_says() -> None:
     (spec,) = rt.models.values()
     assert (spec.kind, spec.frames, spec.flip_test) == (LifterKind.PSTMO, 81, False)
     assert rt.default_clip_model == rt.default_image_model == "pstmo-81"
-    assert rt.engine.max_delay_ms == 0.0
+    assert (rt.engine.max_delay_ms, rt.engine.torch_threads) == (0.0, 1)
 
 
 async def test_realtime_profile_serves_with_stand_in_weights(tmp_path: Path) -> None:
