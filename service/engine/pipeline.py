@@ -133,8 +133,10 @@ class Pipeline:
             executor=self.cpu_pool,
             metrics=metrics,
         )
+        # an ONNX Runtime detector (RTMPose) needs no torch thread: it overlaps the lifter's forwards
+        detect_pool = self.cpu_pool if getattr(detector, "outside_torch", False) else self.infer_pool
         self.detect = DynamicBatcher[DetectItem, list[PersonDetection]](
-            "detect", self._detect_batch, limits, executor=self.infer_pool, metrics=metrics, size_of=lambda it: len(it.boxes)
+            "detect", self._detect_batch, limits, executor=detect_pool, metrics=metrics, size_of=lambda it: len(it.boxes)
         )  # fmt: skip
         self.tokens = {
             name: DynamicBatcher[TokenInput, FloatArray](

@@ -118,6 +118,9 @@ class RTMPoseDetector:
         CheckpointError: the file is missing, is not loadable, or lacks the published input/outputs.
     """
 
+    outside_torch = True
+    """Runs on onnxruntime's threads: the pipeline gives it its own executor, beside the torch stages'."""
+
     def __init__(
         self,
         path: str | Path,
