@@ -10,15 +10,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx
 import numpy as np
 import pytest
 
 from service.cli import main
 from service.export.tables import CSV_COLUMNS
-from tests.service.media_samples import encode_image, person_image
+from tests.service.media_samples import encode_clip, encode_image, person_image
 from tests.service.rest_support import LiveServer, assert_problem, live_server, tiny_settings
 from tests.unit.bvh_reader import parse_bvh
+from tests.unit.render_samples import decode_png
 
 pytestmark = pytest.mark.slow
 
@@ -109,3 +111,32 @@ def test_estimate_command_writes_the_export_by_suffix(
         assert len(json.loads(text.splitlines()[0])["people"]) == 1
     else:
         assert json.loads(text)["units"] == "m"
+
+
+def test_render_png_of_an_image_and_mp4_of_a_clip(client: httpx.Client) -> None:
+    image = encode_image(person_image(192, 256), ".png")
+    png = client.post("/v1/pose3d?render=png", files={"file": ("p.png", image, "image/png")})
+    assert png.status_code == 200, png.text
+    assert png.headers["content-type"] == "image/png"
+    decoded = decode_png(png.content)
+    assert decoded.shape == (480, 360 + 480, 3)  # the 192x256 input scaled to 480 high, then the 3D panel
+    assert decoded[:, :360].std() > 5  # the input image shows on the left
+
+    clip = encode_clip(frames=6)
+    whole = client.post("/v1/pose3d", files={"file": ("c.mp4", clip, "video/mp4")}).json()
+    mp4 = client.post("/v1/pose3d?render=mp4", files={"file": ("c.mp4", clip, "video/mp4")})
+    assert mp4.status_code == 200, mp4.text
+    assert mp4.headers["content-type"] == "video/mp4"
+    with av.open(io.BytesIO(mp4.content), mode="r") as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == len(whole["frames"]) == 6
+    assert frames[0].shape[0] == 480
+
+    keypoints = client.post("/v1/pose3d?render=png", json=keypoints_body(2))
+    assert decode_png(keypoints.content).shape == (480, 480, 3)
+
+
+def test_bad_render_parameters_are_400(client: httpx.Client) -> None:
+    body = keypoints_body(1)
+    assert_problem(client.post("/v1/pose3d?render=gif", json=body), 400, "bad-request")
+    assert_problem(client.post("/v1/pose3d?render=png&format=csv", json=body), 400, "bad-request")
