@@ -15,6 +15,10 @@ const state = { mode: "idle", frames: 0, people: 0, bones: 0, lastFrame: null, w
   wsClosed: null, error: null, warnings: [], randomWeights: null };
 let results = [];  // frames of the current upload, by frame_index order
 
+function threeColour(rgb) {  // page colours are sRGB; three.js works in linear light
+  return new THREE.Color().setRGB(rgb[0] / 255, rgb[1] / 255, rgb[2] / 255, THREE.SRGBColorSpace);
+}
+
 function colour(track, left) {
   const c = PALETTE[track % PALETTE.length];
   const k = left ? 0.45 : 0;
@@ -54,9 +58,9 @@ function draw3d(people) {
     const pts = person.keypoints_3d.map(([x, y, z]) => new THREE.Vector3(x + dx, -y, -z));  // camera -> y up
     const positions = [], colours = [];
     for (const [a, b] of BONES) {
-      const c = colour(person.track_id, LEFT.has(b)).map((v) => v / 255);
+      const c = threeColour(colour(person.track_id, LEFT.has(b)));
       positions.push(pts[a].x, pts[a].y, pts[a].z, pts[b].x, pts[b].y, pts[b].z);
-      colours.push(...c, ...c);
+      colours.push(c.r, c.g, c.b, c.r, c.g, c.b);
       bones += 1;
     }
     const geometry = new THREE.BufferGeometry();
@@ -65,7 +69,7 @@ function draw3d(people) {
     skeletons.add(new THREE.LineSegments(geometry, new THREE.LineBasicMaterial({ vertexColors: true })));
     for (const p of pts) {
       const joint = new THREE.Mesh(new THREE.SphereGeometry(0.025, 8, 6),
-        new THREE.MeshBasicMaterial({ color: new THREE.Color(...colour(person.track_id, false).map((v) => v / 255)) }));
+        new THREE.MeshBasicMaterial({ color: threeColour(colour(person.track_id, false)) }));
       joint.position.copy(p);
       skeletons.add(joint);
     }
@@ -123,7 +127,7 @@ function frameAt(t) {  // the last result at or before t seconds (results are in
 let shownVideoFrame = null;
 function syncVideo() {
   const video = $("video");
-  if (state.mode !== "clip" || video.hidden || !results.length) return;
+  if (state.mode !== "clip" || video.hidden || !results.length || !video.videoWidth) return;  // metadata first
   const frame = frameAt(video.currentTime);
   if (frame && frame !== shownVideoFrame) {
     shownVideoFrame = frame;
@@ -165,8 +169,11 @@ async function upload(event) {
     const video = $("video");
     video.srcObject = null;
     video.hidden = false;
+    video.onerror = () => {  // e.g. a codec this browser cannot play: still show the first result
+      setWarnings([...state.warnings, `this browser cannot play the clip (${video.error?.message}); showing frame 0`]);
+      show(results[0], 0, 0);
+    };
     video.src = url;
-    video.onloadeddata = () => { video.pause(); video.currentTime = 0; syncVideo(); };
   } else {
     state.mode = "image";
     $("video").hidden = true;
