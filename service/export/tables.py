@@ -22,10 +22,14 @@ CSV_COLUMNS: Final[tuple[str, ...]] = (
     "x_m",
     "y_m",
     "z_m",
+    "camera_x_m",
+    "camera_y_m",
+    "camera_z_m",
 )
 """``x_px, y_px``: 2D keypoint in image pixels (origin top-left); ``score`` in [0, 1]; ``x_m, y_m, z_m``: 3D joint in
-metres, camera frame (x right, y down, z forward), root-relative (pelvis at 0) — or the camera-frame position when
-the result carries ``keypoints_3d_camera``. ``timestamp_s`` is empty when unknown. Joints in Human3.6M-17 order."""
+metres, camera frame (x right, y down, z forward), root-relative (pelvis at 0: ``keypoints_3d``);
+``camera_x_m, camera_y_m, camera_z_m``: the same joint placed in the camera frame (``keypoints_3d_camera``), empty
+when the person could not be placed. ``timestamp_s`` is empty when unknown. Joints in Human3.6M-17 order."""
 
 
 def _cell(value: float | None) -> str:
@@ -40,10 +44,12 @@ def export_csv(frames: Sequence[Mapping[str, Any]]) -> str:
     for frame in frames:
         stamp = _cell(frame.get("timestamp_s"))
         for person in frame["people"]:
-            joints_3d = person.get("keypoints_3d_camera") or person["keypoints_3d"]
+            joints_3d = person["keypoints_3d"]
+            camera = person.get("keypoints_3d_camera")
             for j, name in enumerate(H36M_NAMES):
                 x_px, y_px = person["keypoints_2d"][j][:2]
                 x_m, y_m, z_m = joints_3d[j]
+                placed = camera[j] if camera is not None else (None, None, None)
                 writer.writerow(
                     [
                         int(frame["frame_index"]),
@@ -57,6 +63,7 @@ def export_csv(frames: Sequence[Mapping[str, Any]]) -> str:
                         _cell(x_m),
                         _cell(y_m),
                         _cell(z_m),
+                        *(_cell(v) for v in placed),
                     ]
                 )
     return out.getvalue()

@@ -17,7 +17,7 @@ class TrackSequence:
     """One person over the frames from its first to its last appearance.
 
     ``joints_3d (T, 17, 3)`` float64 metres, camera frame (x right, y down, z forward): ``keypoints_3d_camera`` when
-    the result has it, else the root-relative ``keypoints_3d``. Frames where the track is missing hold its previous
+    every frame of the track has it (the person was placed), else the root-relative ``keypoints_3d``. Frames where the track is missing hold its previous
     pose (``present[t]`` is False there). ``frame_indices (T,)`` are the source frame indices.
     """
 
@@ -49,18 +49,20 @@ def frame_time_s(frames: Sequence[Mapping[str, Any]]) -> float:
     return 1.0 / DEFAULT_FPS
 
 
-def person_joints_3d(person: Mapping[str, Any]) -> npt.NDArray[np.float64]:
-    """``(17, 3)`` metres: camera-frame joints when present, else the root-relative ones."""
-    joints = person.get("keypoints_3d_camera") or person["keypoints_3d"]
+def person_joints_3d(person: Mapping[str, Any], placed: bool) -> npt.NDArray[np.float64]:
+    """``(17, 3)`` metres: the camera-frame joints when ``placed``, else the root-relative ones."""
+    joints = person["keypoints_3d_camera"] if placed else person["keypoints_3d"]
     return np.asarray(joints, dtype=np.float64).reshape(17, 3)
 
 
 def track_sequence(frames: Sequence[Mapping[str, Any]], track_id: int) -> TrackSequence:
     """The sequence of ``track_id`` (KeyError when no frame has it)."""
-    rows: list[tuple[int, npt.NDArray[np.float64] | None]] = []
-    for frame in frames:
-        found = next((p for p in frame["people"] if int(p["track_id"]) == track_id), None)
-        rows.append((int(frame["frame_index"]), None if found is None else person_joints_3d(found)))
+    found = [next((p for p in f["people"] if int(p["track_id"]) == track_id), None) for f in frames]
+    placed = all(p.get("keypoints_3d_camera") is not None for p in found if p is not None)
+    rows: list[tuple[int, npt.NDArray[np.float64] | None]] = [
+        (int(f["frame_index"]), None if p is None else person_joints_3d(p, placed))
+        for f, p in zip(frames, found, strict=True)
+    ]
     seen = [i for i, (_, joints) in enumerate(rows) if joints is not None]
     if not seen:
         raise KeyError(track_id)

@@ -3,11 +3,11 @@
 The same semantics, ordering, limits and problem details as the REST streams (:mod:`routes_streams`), as JSON
 text messages:
 
-1. client ``{"type": "open", "model"?, "mode"?, "flip_test"?, "max_people"?, "boxes"?}`` →
+1. client ``{"type": "open", ...the fields of StreamOpenRequest (model, mode, camera, smoothing, ...)}`` →
    server ``{"type": "opened", "stream_id", "model": {...}, "mode", "expires_after_idle_s", "warnings"}``;
 2. client ``{"type": "frame", "frame_index", "timestamp_s"?, "image": "<base64 JPEG/PNG/WebP>"}`` or a keypoints
    frame (the fields of ``StreamFrameKeypoints``) → server ``{"type": "results", "frame_index", "frames": [...],
-   "timings_ms"}`` with the frames this one completes (``frames`` as in REST, possibly empty, in index order);
+   "timings_ms", "warnings"}`` with the frames this one completes (``frames`` as in REST, possibly empty, in index order);
 3. client ``{"type": "close"}`` → server ``{"type": "results", "final": true, "frames": tail}``, then closes (1000).
 
 Errors: the server sends ``{"type": "problem", "problem": {RFC 9457 fields}}`` and closes with code ``4000 + HTTP status``
@@ -46,9 +46,11 @@ from service.errors import (
 from service.gateway.deps import GatewayState, resolve_model
 from service.gateway.media import SNIFF_BYTES, decode_image, sniff_media
 from service.gateway.problem import problem_body, validation_problem
+from service.gateway.routes_estimate import random_weight_warnings
 from service.gateway.schemas import MAX_FRAME_INDEX, ModelRef, StreamFrameKeypoints, StreamOpenRequest
 from service.gateway.schemas import Frame as FrameOut
 from service.gateway.validation import check_boxes, stream_keypoint_frame
+from service.gateway.world_inputs import world_warnings
 
 log = logging.getLogger("pose3d.gateway.ws")
 
@@ -113,12 +115,14 @@ class WsStream:
         boxes = check_boxes(body.boxes, self.limits) if body.boxes is not None else None
         if body.max_people is not None and body.max_people > self.limits.max_people:
             raise InvalidInput(f"max_people must be at most {self.limits.max_people}")
+        camera, smoothing = body.world()
         options = EstimateOptions(
-            model=info.name, boxes=boxes, flip_test=body.flip_test, max_people=body.max_people, mode=body.mode
-        )
+            model=info.name, boxes=boxes, flip_test=body.flip_test, max_people=body.max_people, mode=body.mode,
+            camera=camera, smoothing=smoothing,
+        )  # fmt: skip
         opened = await self.engine.open_stream(options, stream_id=secrets.token_urlsafe(24))
         self.stream_id = opened.stream_id
-        warnings = [f"model {info.name!r} serves RANDOM weights: its poses are meaningless"] * info.random_weights
+        warnings = random_weight_warnings(info) + world_warnings(camera, [])
         await self.ws.send_json(
             {
                 "type": "opened",
@@ -150,7 +154,10 @@ class WsStream:
     async def send_results(self, results: list[Any], started: float, **extra: Any) -> None:
         frames = [FrameOut.of(r).model_dump() for r in sorted(results, key=lambda r: r.frame_index)]
         timings = {"total": round((time.perf_counter() - started) * 1000.0, 3)}
-        await self.ws.send_json({"type": "results", **extra, "frames": frames, "timings_ms": timings})
+        warnings = world_warnings(None, results)
+        await self.ws.send_json(
+            {"type": "results", **extra, "frames": frames, "timings_ms": timings, "warnings": warnings}
+        )
 
     async def handle(self, message: dict[str, Any]) -> bool:
         """One message after ``open``; False once the stream is closed."""

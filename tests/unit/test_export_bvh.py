@@ -133,3 +133,11 @@ def test_missing_frames_hold_the_previous_pose() -> None:
     track = track_sequence(doc["frames"], 5)
     assert track.present.tolist() == [True, True, False, True]
     np.testing.assert_array_equal(track.joints_3d[2], joints[1])
+
+
+def test_a_track_with_an_unplaced_frame_is_written_root_relative() -> None:
+    joints = synthetic_sequence(3, 8)
+    doc = document({0: joints})
+    doc["frames"][1]["people"][0]["keypoints_3d_camera"] = None
+    track = track_sequence(doc["frames"], 0)
+    np.testing.assert_allclose(track.joints_3d, joints - joints[:, :1])

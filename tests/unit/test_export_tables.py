@@ -25,19 +25,21 @@ def test_csv_has_one_row_per_frame_person_joint() -> None:
     row = next(r for r in rows if r["frame_index"] == "1" and r["track_id"] == "7" and r["joint_name"] == "l_wrist")
     assert int(row["joint_index"]) == H36M_NAMES.index("l_wrist") == 13
     assert float(row["timestamp_s"]) == pytest.approx(0.1)
-    assert [float(row[c]) for c in ("x_m", "y_m", "z_m")] == pytest.approx(b[1, 13].tolist())
+    assert [float(row[c]) for c in ("camera_x_m", "camera_y_m", "camera_z_m")] == pytest.approx(b[1, 13].tolist())
+    assert [float(row[c]) for c in ("x_m", "y_m", "z_m")] == pytest.approx((b[1, 13] - b[1, 0]).tolist())
     assert (float(row["x_px"]), float(row["y_px"]), float(row["score"])) == (13.0, 1.0, 0.5)
 
 
-def test_csv_leaves_unknown_timestamps_empty_and_uses_root_relative_without_camera_joints() -> None:
+def test_csv_leaves_unknown_timestamps_and_unplaced_people_empty() -> None:
     doc = document({0: synthetic_sequence(1, 2)})
     for frame in doc["frames"]:
         frame["timestamp_s"] = None
         for person in frame["people"]:
-            del person["keypoints_3d_camera"]
+            person["keypoints_3d_camera"] = None
     rows = list(csv.DictReader(io.StringIO(export_document(doc, ExportFormat.CSV).content.decode())))
     assert rows[0]["timestamp_s"] == ""
     assert [float(rows[0][c]) for c in ("x_m", "y_m", "z_m")] == [0.0, 0.0, 0.0]  # pelvis, root-relative
+    assert [rows[0][c] for c in ("camera_x_m", "camera_y_m", "camera_z_m")] == ["", "", ""]
 
 
 def test_jsonl_round_trips_and_reads_back_as_results() -> None:
