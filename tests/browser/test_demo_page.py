@@ -75,6 +75,16 @@ def skeleton_pixels(image: npt.NDArray[np.uint8], colour: tuple[int, int, int] =
     return int((np.abs(image.astype(np.int32) - np.asarray(colour)).max(axis=-1) <= 40).sum())
 
 
+def wait_for_skeleton(driver: Any, timeout_s: float = 90.0) -> int:
+    """The 3D canvas's skeleton pixel count once it exceeds 50 (the scene renders on the next animation frame)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    count: int = WebDriverWait(driver, timeout_s, poll_frequency=0.2).until(
+        lambda d: (n := skeleton_pixels(canvas_pixels(d))) > 50 and n
+    )
+    return count
+
+
 OVERLAY_PIXELS = """const c = document.getElementById('overlay');
 const a = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
 let n = 0; for (let i = 3; i < a.length; i += 4) if (a[i] > 0) n++;
@@ -98,7 +108,7 @@ def test_upload_an_image_and_a_clip(server: LiveServer, tmp_path: Path, artifact
         wait_for(driver, "window.pose3dDemo.state.mode === 'image' && window.pose3dDemo.state.bones > 0")
         wait_for(driver, "document.getElementById('warnings').textContent.includes('RANDOM')")
         assert driver.execute_script("return window.pose3dDemo.state.people") == 1
-        assert skeleton_pixels(canvas_pixels(driver)) > 50  # the 3D canvas drew the skeleton
+        assert wait_for_skeleton(driver) > 50  # the 3D canvas drew the skeleton
         assert driver.execute_script(OVERLAY_PIXELS) > 100  # and the 2D overlay over the image
         assert "total" in driver.find_element("id", "timings").text
         driver.save_screenshot(str(artifacts / "demo_image.png"))
@@ -110,7 +120,7 @@ def test_upload_an_image_and_a_clip(server: LiveServer, tmp_path: Path, artifact
         assert driver.execute_script("return window.pose3dDemo.state.frames") == 8
         driver.execute_script("document.getElementById('video').currentTime = 5 / 25 + 0.01")  # scrub
         wait_for(driver, "window.pose3dDemo.state.lastFrame === 5")
-        assert skeleton_pixels(canvas_pixels(driver)) > 50
+        assert wait_for_skeleton(driver) > 50
         assert driver.execute_script(OVERLAY_PIXELS) > 100  # the 2D overlay drew over the video
         driver.save_screenshot(str(artifacts / "demo_clip.png"))
     finally:
@@ -143,7 +153,7 @@ def test_webcam_frames_stream_over_the_websocket(server: LiveServer, tmp_path: P
         wait_for(driver, "window.pose3dDemo.state.wsOpened")
         wait_for(driver, "window.pose3dDemo.state.wsResults >= 3 && window.pose3dDemo.state.bones > 0")
         assert driver.execute_script("return window.pose3dDemo.state.error") is None
-        assert skeleton_pixels(canvas_pixels(driver)) > 50
+        assert wait_for_skeleton(driver) > 50
         driver.save_screenshot(str(artifacts / "demo_live.png"))
         driver.find_element("id", "live").click()  # stop: close message, tail, normal close
         assert wait_for(driver, "window.pose3dDemo.state.wsClosed") == 1000
