@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 
 from service.export.formats import ExportFormat, export_document
 from service.export.skeleton import H36M_NAMES
 from service.export.tables import CSV_COLUMNS, read_results
+from tests.conftest import REPO
 from tests.unit.test_export_bvh import document, synthetic_sequence
 
 
@@ -58,3 +61,12 @@ def test_format_from_suffix() -> None:
     assert ExportFormat.from_suffix(".ndjson") is ExportFormat.JSONL
     with pytest.raises(ValueError, match="xyz"):
         ExportFormat.from_suffix(".xyz")
+
+
+def test_exports_renders_and_the_client_writer_import_no_torch() -> None:
+    code = (
+        "import sys, service.export.formats, service.client.outputs, service.render.compose, service.render.cli\n"
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
