@@ -159,6 +159,7 @@ async function upload(event) {
   if (!response.ok) return fail(`${body.status} ${body.title}: ${body.detail}`);
   results = body.frames;
   state.frames = results.length;
+  state.lastFrame = null;  // set again once the new media shows its first result
   setWarnings(body.warnings || []);
   $("timings").textContent = Object.entries(body.timings_ms).map(([k, v]) => `${k}: ${v.toFixed(1)} ms`).join("\n");
   const url = URL.createObjectURL(file);
