@@ -9,7 +9,7 @@ TORCH_INDEX_URL ?=
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: serve test test-stressed install lint typecheck redis promtool clean proto
+.PHONY: serve test test-stressed install lint typecheck redis promtool browser clean proto
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ promtool:
 	      || echo "warning: could not install prometheus (promtool); the Prometheus config test will fail"; \
 	  else echo "warning: promtool missing and cannot apt-get install it"; fi; }
 
+# Headless Chromium + chromedriver for tests/browser (the /demo page, Selenium); Debian packages, no browser download.
+browser:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	      || echo "warning: could not install chromium/chromium-driver; the browser tests will be skipped"; \
+	  else echo "warning: chromium/chromedriver missing and cannot apt-get install them"; fi; }
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -47,11 +55,11 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-test: install redis promtool lint typecheck
+test: install redis promtool browser lint typecheck
 	$(VENV)/bin/python -m pytest -q -ra
 
 # The whole suite with two CPU burners beside it: no test may lean on the wall clock or an idle machine.
-test-stressed: install redis promtool
+test-stressed: install redis promtool browser
 	@python3 -c 'while True: pass' & b1=$$!; python3 -c 'while True: pass' & b2=$$!; \
 	  trap 'kill $$b1 $$b2' EXIT; $(VENV)/bin/python -m pytest -q -ra
 

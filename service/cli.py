@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_commands(sub)  # estimate, stream
     add_weights_commands(sub)  # weights list | fetch | add | path
     __import__("service.bench_command").bench_command.add_bench_command(sub)  # bench (issue 13)
+    from service.render.cli import add_render_command
+
+    add_render_command(sub)  # render
     return parser
 
 

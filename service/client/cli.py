@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from service.client.estimate import EstimateArgs, estimate_grpc, estimate_rest, options_message
+from service.client.outputs import write_output
 from service.client.sources import SourceFrame, camera_frames, clip_frames, clip_info, write_synthetic_clip
 from service.client.stream import StreamClient, StreamConfig, StreamStats
 from service.errors import Pose3DError
@@ -40,11 +41,15 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     except (Pose3DError, RuntimeError) as exc:
         print(f"pose3d estimate: {exc}", file=sys.stderr)
         return 1
-    text = json.dumps(document, indent=None if args.compact else 2)
     if args.output:
-        Path(args.output).write_text(text + "\n")
+        try:
+            notes = write_output(document, Path(args.output), args.compact)
+        except ValueError as exc:
+            print(f"pose3d estimate: {exc}", file=sys.stderr)
+            return 1
+        print("\n".join(notes), file=sys.stderr)
     else:
-        print(text)
+        print(json.dumps(document, indent=None if args.compact else 2))
     return 0
 
 
@@ -135,7 +140,12 @@ def add_client_commands(sub: Any) -> None:
     estimate.add_argument("--grpc", default=None, help="use gRPC at host:port instead of REST")
     estimate.add_argument("--every-nth", type=int, default=None, help="clips: process every n-th frame")
     estimate.add_argument("--timeout", type=float, default=300.0, help="seconds")
-    estimate.add_argument("--output", "-o", default=None, help="write the JSON here instead of stdout")
+    estimate.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        help="write the result here instead of stdout: .json, .jsonl, .csv or .bvh (by suffix)",
+    )
     estimate.add_argument("--compact", action="store_true", help="one-line JSON")
     _options(estimate)
     estimate.set_defaults(func=_cmd_estimate)

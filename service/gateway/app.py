@@ -19,7 +19,7 @@ from pydantic.json_schema import models_json_schema
 from service.config import GatewaySettings
 from service.engine.types import EngineClient, ModelInfo
 from service.errors import Unavailable
-from service.gateway import routes_estimate, routes_ops, routes_streams
+from service.gateway import demo, routes_estimate, routes_ops, routes_streams, routes_ws
 from service.gateway.deps import GatewayState
 from service.gateway.limits import GatewayGuard
 from service.gateway.problem import install_problem_handlers
@@ -149,5 +149,7 @@ def create_app(
     app.include_router(routes_ops.router)
     app.include_router(routes_estimate.router)
     app.include_router(routes_streams.router)
+    app.include_router(routes_ws.router)  # /v1/streams/ws
+    demo.mount(app)  # /demo
     app.openapi = _openapi_with_body_models(app)  # type: ignore[method-assign]
     return app

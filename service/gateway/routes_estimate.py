@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from model.skeleton import H36M_JOINT_NAMES
 from service.engine.types import BoxSource, EstimateOptions, EstimateRequest, FrameResult, ImageFrame, ModelInfo
@@ -28,6 +28,7 @@ from service.gateway.inputs import (
     read_form,
     read_json,
 )
+from service.gateway.outputs import OUTPUT_PARAMETERS, deliver, output_request
 from service.gateway.problem import request_id_of
 from service.gateway.schemas import PROBLEM_RESPONSES, Frame, KeypointsRequest, ModelRef, PoseResponse
 from service.gateway.validation import (
@@ -154,16 +155,18 @@ async def _media(request: Request, state: GatewayState, deadline: float) -> Pose
     "/v1/pose3d",
     response_model=PoseResponse,
     responses=PROBLEM_RESPONSES,
-    openapi_extra=OPENAPI_BODY,
+    openapi_extra={**OPENAPI_BODY, "parameters": OUTPUT_PARAMETERS},
     summary="3D poses of the people in an image, a clip, or given 2D keypoints",
 )
-async def estimate_pose(request: Request) -> PoseResponse:
+async def estimate_pose(request: Request) -> PoseResponse | Response:
     """Send ``multipart/form-data`` with ``file`` (an image or a clip, recognised by its content) and
     optional ``model``, ``boxes``, ``flip_test``, ``max_people``, ``mode``, ``every_nth``, camera intrinsics
     (``fx, fy, cx, cy`` or ``fov_deg``) and ``smoothing`` (+ ``smoothing_params``); or ``application/json`` 2D
     keypoints (with the same camera/smoothing fields). Joints are Human3.6M-17; ``keypoints_3d`` in metres, camera
-    frame, root-relative; ``keypoints_3d_camera`` the same placed at each person's solved root translation. Errors are ``application/problem+json``."""
+    frame, root-relative; ``keypoints_3d_camera`` the same placed at each person's solved root translation. Errors are ``application/problem+json``.
+    ``?format=`` / ``?render=``: see outputs.py."""
     state = state_of(request)
+    wanted = output_request(request)
     started = time.perf_counter()
     kind = body_kind(request)
     engine_of(request)  # 503 before reading a body the engine could not take
@@ -173,4 +176,4 @@ async def estimate_pose(request: Request) -> PoseResponse:
         else:
             response = await _media(request, state, deadline)
     response.timings_ms["total"] = round((time.perf_counter() - started) * 1000.0, 3)
-    return response
+    return await deliver(request, response, wanted)

@@ -1,0 +1,155 @@
+"""``?format=json|jsonl|csv|bvh`` (exports) and ``?render=png|mp4`` (renders) on ``POST /v1/pose3d``.
+
+The JSON result is made as usual; these turn it into a file in the bounded output pool
+(:mod:`service.gateway.output_pool`), so neither the event loop nor the engine waits for them.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from fastapi import Request, Response
+
+from service.errors import BadRequest, InvalidInput
+from service.export.formats import ExportError, ExportFormat, export_document
+from service.gateway.media import SNIFF_BYTES, decode_image, sniff_media
+from service.gateway.output_pool import output_pool
+from service.gateway.schemas import PoseResponse
+from service.gateway.validation import parse_int
+
+OUTPUT_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "format",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": [f.value for f in ExportFormat], "default": "json"},
+        "description": "json (default), jsonl (one frame per line), csv (frame × person × joint rows), "
+        "bvh (one per track: a .bvh, or a .zip when several; see README)",
+    },
+    {
+        "name": "render",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": ["png", "mp4"]},
+        "description": "png: the first frame's 2D overlay beside the 3D skeleton (image/png); mp4: every result frame "
+        "as an H.264 video (video/mp4). Not together with format.",
+    },
+    {
+        "name": "track",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 0},
+        "description": "format=bvh: only this track id (a single .bvh)",
+    },
+]
+
+
+class RenderKind(StrEnum):
+    PNG = "png"
+    MP4 = "mp4"
+
+
+@dataclass(frozen=True)
+class OutputRequest:
+    """What the client asked to get back: an export format (for BVH optionally one track), or a render."""
+
+    fmt: ExportFormat = ExportFormat.JSON
+    track: int | None = None
+    render: RenderKind | None = None
+
+
+def output_request(request: Request) -> OutputRequest:
+    """The query parameters, checked before any body is read (unknown values → 400)."""
+    query = request.query_params
+    raw_format = query.get("format")
+    try:
+        fmt = ExportFormat(raw_format.lower()) if raw_format else ExportFormat.JSON
+    except ValueError:
+        choices = ", ".join(f.value for f in ExportFormat)
+        raise BadRequest(f"format must be one of {choices}, not {raw_format!r}") from None
+    track = parse_int("track", query.get("track"), 0, 2**31 - 1)
+    if track is not None and fmt is not ExportFormat.BVH:
+        raise BadRequest("'track' only applies to format=bvh")
+    raw_render = query.get("render")
+    try:
+        render = RenderKind(raw_render.lower()) if raw_render else None
+    except ValueError:
+        raise BadRequest(f"render must be png or mp4, not {raw_render!r}") from None
+    if render is not None and raw_format:
+        raise BadRequest("ask for either render or format, not both")
+    return OutputRequest(fmt=fmt, track=track, render=render)
+
+
+def _bvh_header(errors: dict[int, float]) -> dict[str, str]:
+    if not errors:
+        return {}
+    return {"X-Pose3D-BVH-Max-Error-M": ", ".join(f"{tid}={err:.3g}" for tid, err in sorted(errors.items()))}
+
+
+async def deliver(request: Request, response: PoseResponse, wanted: OutputRequest) -> PoseResponse | Response:
+    """``response`` itself for JSON, else the export as a download (422 when it cannot be made), or the render."""
+    if wanted.render is not None:
+        return await _render(request, response, wanted.render)
+    if wanted.fmt is ExportFormat.JSON:
+        return response
+    document = response.model_dump(mode="json")
+
+    def make() -> Any:
+        return export_document(document, wanted.fmt, wanted.track, stem=f"pose3d_{response.request_id[:8]}")
+
+    try:
+        exported = await output_pool(request).run(make)
+    except ExportError as exc:
+        raise InvalidInput(str(exc)) from None
+    headers = {"Content-Disposition": f'attachment; filename="{exported.filename}"'}
+    headers.update(_bvh_header(exported.bvh_max_error_m))
+    return Response(exported.content, media_type=exported.media_type, headers=headers)
+
+
+async def _source_bytes(request: Request) -> bytes | None:
+    """The uploaded file again (the form is cached by the request), or None for a JSON keypoints request."""
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        return None
+    upload = (await request.form()).get("file")
+    if isinstance(upload, str) or upload is None:
+        return None
+    await upload.seek(0)
+    return await upload.read()
+
+
+async def _render(request: Request, response: PoseResponse, kind: RenderKind) -> Response:
+    """The PNG (first frame) or MP4 (every frame) of the result over its source, rendered in the output pool."""
+    from service.render.compose import render_mp4, render_png
+    from service.render.video import clip_frames
+
+    limits = request.app.state.settings.limits
+    data = await _source_bytes(request)
+    frames = [frame.model_dump(mode="json") for frame in response.frames]
+    if not frames:
+        raise InvalidInput("the result has no frame to render")
+    is_image = data is not None and sniff_media(data[:SNIFF_BYTES]).is_image
+
+    def make() -> bytes:
+        if kind is RenderKind.PNG:
+            image = None
+            if data is not None:
+                image = (
+                    decode_image(data, limits)
+                    if is_image
+                    else next((img for i, img in clip_frames(io.BytesIO(data)) if i == frames[0]["frame_index"]), None)
+                )
+            return render_png(frames[0], image)
+        video = None
+        if data is not None:
+            video = [(0, decode_image(data, limits))] if is_image else clip_frames(io.BytesIO(data))
+        out = io.BytesIO()
+        render_mp4(frames, video, out)
+        return out.getvalue()
+
+    content = await output_pool(request).run(make)
+    media_type = "image/png" if kind is RenderKind.PNG else "video/mp4"
+    filename = f"pose3d_{response.request_id[:8]}.{kind.value}"
+    return Response(content, media_type=media_type, headers={"Content-Disposition": f'inline; filename="{filename}"'})

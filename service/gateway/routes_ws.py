@@ -1,0 +1,219 @@
+"""``/v1/streams/ws``: a stream over one WebSocket, for browsers (which cannot speak gRPC bidi streaming).
+
+The same semantics, ordering, limits and problem details as the REST streams (:mod:`routes_streams`), as JSON
+text messages:
+
+1. client ``{"type": "open", ...the fields of StreamOpenRequest (model, mode, camera, smoothing, ...)}`` →
+   server ``{"type": "opened", "stream_id", "model": {...}, "mode", "expires_after_idle_s", "warnings"}``;
+2. client ``{"type": "frame", "frame_index", "timestamp_s"?, "image": "<base64 JPEG/PNG/WebP>"}`` or a keypoints
+   frame (the fields of ``StreamFrameKeypoints``) → server ``{"type": "results", "frame_index", "frames": [...],
+   "timings_ms", "warnings"}`` with the frames this one completes (``frames`` as in REST, possibly empty, in index order);
+3. client ``{"type": "close"}`` → server ``{"type": "results", "final": true, "frames": tail}``, then closes (1000).
+
+Errors: the server sends ``{"type": "problem", "problem": {RFC 9457 fields}}`` and closes with code ``4000 + HTTP status``
+(e.g. 4400, 4413, 4422) and the problem's ``type`` and ``status`` as a JSON close reason; the stream is forgotten.
+Other connections are not affected. Backpressure: each connection's messages are handled one at a time, and
+the server reads the next message only when the previous one is answered, so a fast client waits on its own
+socket (the server's receive queue and message size are bounded by uvicorn's ``ws_max_queue``/``ws_max_size``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import secrets
+import time
+from typing import Any, Literal
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from service.engine.types import EngineClient, EstimateOptions, Frame, ImageFrame
+from service.errors import (
+    BadRequest,
+    DeadlineExceeded,
+    InternalError,
+    InvalidInput,
+    PayloadTooLarge,
+    Pose3DError,
+    Unavailable,
+    UnsupportedMediaType,
+)
+from service.gateway.deps import GatewayState, resolve_model
+from service.gateway.media import SNIFF_BYTES, decode_image, sniff_media
+from service.gateway.problem import problem_body, validation_problem
+from service.gateway.routes_estimate import random_weight_warnings
+from service.gateway.schemas import MAX_FRAME_INDEX, ModelRef, StreamFrameKeypoints, StreamOpenRequest
+from service.gateway.schemas import Frame as FrameOut
+from service.gateway.validation import check_boxes, stream_keypoint_frame
+from service.gateway.world_inputs import world_warnings
+
+log = logging.getLogger("pose3d.gateway.ws")
+
+router = APIRouter()
+
+WS_PATH = "/v1/streams/ws"
+
+
+class ImageFrameMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["frame"]
+    frame_index: int = Field(ge=0, le=MAX_FRAME_INDEX)
+    timestamp_s: float | None = None
+    image: str = Field(description="base64 of a JPEG/PNG/WebP frame (a data: URL prefix is accepted)")
+
+
+def _validated(model: type[BaseModel], message: dict[str, Any], where: str, drop_type: bool = True) -> Any:
+    fields = {k: v for k, v in message.items() if k != "type"} if drop_type else message
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        raise validation_problem(exc, where) from None
+
+
+class WsStream:
+    """One connection's stream: open, frames, close — every error becomes a problem and a close code."""
+
+    def __init__(self, ws: WebSocket, state: GatewayState, engine: EngineClient | None, request_id: str) -> None:
+        self.ws, self.state, self._engine, self.request_id = ws, state, engine, request_id
+        self.limits = state.settings.limits
+        self.stream_id: str | None = None
+
+    @property
+    def engine(self) -> EngineClient:
+        if self._engine is None:
+            raise Unavailable("the engine is not ready", retry_after_s=self.limits.retry_after_s)
+        return self._engine
+
+    async def receive(self) -> dict[str, Any]:
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text = message.get("text")
+        if text is None:
+            raise BadRequest("binary messages are not accepted: send JSON text messages (images as base64)")
+        if len(text) > self.limits.max_body_bytes * 4 // 3 + 1024:
+            raise PayloadTooLarge(f"message is larger than {self.limits.max_body_bytes} bytes of frame data allow")
+        try:
+            document = json.loads(text)
+        except (ValueError, RecursionError):
+            raise BadRequest("message is not valid JSON") from None
+        if not isinstance(document, dict) or not isinstance(document.get("type"), str):
+            raise BadRequest('every message is a JSON object with a "type": open, frame or close')
+        return document
+
+    async def open(self, message: dict[str, Any]) -> None:
+        if message["type"] != "open":
+            raise BadRequest(f'the first message must be {{"type": "open", ...}}, not {message["type"]!r}')
+        body: StreamOpenRequest = _validated(StreamOpenRequest, message, "open message")
+        info = await resolve_model(self.engine, body.model or self.state.settings.default_clip_model)
+        boxes = check_boxes(body.boxes, self.limits) if body.boxes is not None else None
+        if body.max_people is not None and body.max_people > self.limits.max_people:
+            raise InvalidInput(f"max_people must be at most {self.limits.max_people}")
+        camera, smoothing = body.world()
+        options = EstimateOptions(
+            model=info.name, boxes=boxes, flip_test=body.flip_test, max_people=body.max_people, mode=body.mode,
+            camera=camera, smoothing=smoothing,
+        )  # fmt: skip
+        opened = await self.engine.open_stream(options, stream_id=secrets.token_urlsafe(24))
+        self.stream_id = opened.stream_id
+        warnings = random_weight_warnings(info) + world_warnings(camera, [])
+        await self.ws.send_json(
+            {
+                "type": "opened",
+                "stream_id": opened.stream_id,
+                "model": ModelRef.of(info).model_dump(),
+                "mode": opened.mode.value,
+                "expires_after_idle_s": self.state.settings.engine.stream_ttl_s,
+                "warnings": warnings,
+            }
+        )
+
+    async def frame(self, message: dict[str, Any]) -> Frame:
+        if "image" not in message:
+            body: StreamFrameKeypoints = _validated(StreamFrameKeypoints, message, "frame message")
+            return stream_keypoint_frame(body, self.limits)
+        msg: ImageFrameMessage = _validated(ImageFrameMessage, message, "frame message", drop_type=False)
+        encoded = msg.image.split(",", 1)[1] if msg.image.startswith("data:") else msg.image
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("'image' is not valid base64") from None
+        if not data:
+            raise BadRequest("'image' is empty")
+        if not sniff_media(data[:SNIFF_BYTES]).is_image:
+            raise UnsupportedMediaType("a stream frame must be an image (JPEG, PNG, WebP)")
+        image = await asyncio.to_thread(decode_image, data, self.limits)
+        return ImageFrame(image=image, frame_index=msg.frame_index, timestamp_s=msg.timestamp_s)
+
+    async def send_results(self, results: list[Any], started: float, **extra: Any) -> None:
+        frames = [FrameOut.of(r).model_dump() for r in sorted(results, key=lambda r: r.frame_index)]
+        timings = {"total": round((time.perf_counter() - started) * 1000.0, 3)}
+        warnings = world_warnings(None, results)
+        await self.ws.send_json(
+            {"type": "results", **extra, "frames": frames, "timings_ms": timings, "warnings": warnings}
+        )
+
+    async def handle(self, message: dict[str, Any]) -> bool:
+        """One message after ``open``; False once the stream is closed."""
+        assert self.stream_id is not None
+        started = time.perf_counter()
+        timeout = self.state.settings.engine.request_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                if message["type"] == "close":
+                    tail = await self.engine.close_stream(self.stream_id)
+                    self.stream_id = None
+                    await self.send_results(tail, started, final=True)
+                    return False
+                if message["type"] != "frame":
+                    raise BadRequest(f'unknown message type {message["type"]!r}: expected "frame" or "close"')
+                frame = await self.frame(message)
+                results = await self.engine.push_frame(self.stream_id, frame, deadline=time.monotonic() + timeout)
+                await self.send_results(results, started, frame_index=frame.frame_index)
+                return True
+        except TimeoutError:
+            raise DeadlineExceeded(f"the frame did not complete within {timeout:g} s") from None
+
+    async def fail(self, error: Pose3DError) -> None:
+        body = problem_body(error, self.request_id, WS_PATH)
+        reason = json.dumps({"type": body["type"], "status": body["status"]}, separators=(",", ":"))
+        try:
+            await self.ws.send_json({"type": "problem", "problem": body})
+            await self.ws.close(code=4000 + error.status if error.status < 1000 else 1011, reason=reason)
+        except (WebSocketDisconnect, RuntimeError):  # the client is gone already
+            return
+
+    async def forget(self) -> None:
+        if self.stream_id is not None and self._engine is not None:
+            stream_id, self.stream_id = self.stream_id, None
+            with contextlib.suppress(Pose3DError):
+                await self.engine.close_stream(stream_id)
+
+
+@router.websocket(WS_PATH)
+async def stream_socket(ws: WebSocket) -> None:
+    """A stream over a WebSocket (see the module docstring for the messages)."""
+    state: GatewayState = ws.app.state.gateway
+    request_id = secrets.token_hex(16)
+    await ws.accept()
+    session = WsStream(ws, state, state.engine, request_id)
+    try:
+        await session.open(await session.receive())
+        while await session.handle(await session.receive()):
+            pass
+        await ws.close(code=1000)
+    except WebSocketDisconnect:
+        pass
+    except Pose3DError as exc:
+        await session.fail(exc)
+    except Exception:
+        log.exception("websocket stream %s: unexpected error", request_id)
+        await session.fail(InternalError(f"internal error (request id {request_id})"))
+    finally:
+        await session.forget()

@@ -1,0 +1,80 @@
+"""``pose3d render results.json|jsonl [--video clip.mp4] -o out.png|out.mp4``: render saved results."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from service.export.tables import read_results
+from service.render.compose import render_mp4, render_png
+from service.render.video import clip_frames
+
+
+def _png(frames: list[dict[str, Any]], args: argparse.Namespace, out: Path) -> str:
+    wanted = args.frame if args.frame is not None else int(frames[0]["frame_index"])
+    frame = next((f for f in frames if int(f["frame_index"]) == wanted), None)
+    if frame is None:
+        raise ValueError(f"no result for frame {wanted}")
+    image = None
+    if args.video:
+        source = Path(args.video)
+        decoded = cv2.imread(str(source), cv2.IMREAD_COLOR)
+        if decoded is not None:
+            image = np.ascontiguousarray(decoded[:, :, ::-1], dtype=np.uint8)
+        else:
+            image = next((img for i, img in clip_frames(source) if i == wanted), None)
+            if image is None:
+                raise ValueError(f"{source} has no frame {wanted}")
+    out.write_bytes(render_png(frame, image))
+    return f"wrote {out}: frame {wanted}, {len(frame['people'])} people"
+
+
+def _mp4(frames: list[dict[str, Any]], args: argparse.Namespace, out: Path) -> str:
+    from tqdm import tqdm
+
+    video = clip_frames(Path(args.video)) if args.video else None
+    with tqdm(total=len(frames), unit="frame", desc="rendering", disable=args.no_progress, file=sys.stderr) as bar:
+
+        def step(n: int) -> None:
+            bar.update(n)
+
+        info = render_mp4(frames, video, out, progress=step)
+    return f"wrote {out}: {info.frames} frames {info.width}x{info.height} at {info.fps:.2f} fps ({info.codec})"
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    try:
+        frames = read_results(Path(args.results).read_text())
+        if out.suffix.lower() == ".png":
+            note = _png(frames, args, out)
+        elif out.suffix.lower() == ".mp4":
+            note = _mp4(frames, args, out)
+        else:
+            raise ValueError(f"-o must end in .png or .mp4, not {out.suffix or 'nothing'!r}")
+    except (OSError, ValueError) as exc:
+        print(f"pose3d render: {exc}", file=sys.stderr)
+        return 1
+    print(note, file=sys.stderr)
+    return 0
+
+
+def add_render_command(sub: Any) -> None:
+    """Register ``render`` on the ``pose3d`` subparsers."""
+    render = sub.add_parser(
+        "render",
+        help="render saved results: 2D overlay on the source beside a 3D skeleton panel (PNG or MP4)",
+        description="Render results saved by `pose3d estimate -o x.json` or `pose3d stream -o x.jsonl`. With "
+        "--video the skeletons are drawn over the source image/clip; without it only the 3D panel is drawn.",
+    )
+    render.add_argument("results", help="a result .json document or .jsonl frames")
+    render.add_argument("--video", default=None, help="the source image or clip the results were made from")
+    render.add_argument("--output", "-o", required=True, help="out.png (one frame) or out.mp4 (every result frame)")
+    render.add_argument("--frame", type=int, default=None, help="PNG: which frame_index (default: the first)")
+    render.add_argument("--no-progress", action="store_true", help="no progress bar")
+    render.set_defaults(func=_cmd_render)

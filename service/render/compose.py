@@ -1,0 +1,111 @@
+"""Frames of a render: the 2D overlay beside the 3D panel; PNG for one frame, MP4 for a clip.
+
+Inputs are result frames as JSON (``{"frame_index", "timestamp_s", "people": [...]}``, the REST shape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from service.export.tracks import frame_time_s
+from service.render.overlay import draw_overlay
+from service.render.panel3d import Panel3D
+from service.render.video import Mp4Writer
+
+Image = npt.NDArray[np.uint8]
+ResultFrame = Mapping[str, Any]
+
+PANEL_SIZE = 480
+
+
+def _even(n: int) -> int:
+    return n - (n % 2)
+
+
+def side_by_side(overlay: Image | None, panel: Image) -> Image:
+    """``overlay`` scaled to the panel's height, then the panel to its right; even width and height (for
+    yuv420p video). Without an overlay: the panel alone."""
+    if overlay is None:
+        joined = panel
+    else:
+        h = panel.shape[0]
+        w = max(2, round(overlay.shape[1] * h / overlay.shape[0]))
+        scaled = np.asarray(cv2.resize(overlay, (w, h), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+        joined = np.concatenate([scaled, panel], axis=1)
+    return np.ascontiguousarray(joined[: _even(joined.shape[0]), : _even(joined.shape[1])])
+
+
+def render_frame(frame: ResultFrame, image: Image | None, panel: Panel3D) -> Image:
+    """One composed frame: ``image (H, W, 3)`` RGB with the overlay (or none) beside the 3D panel."""
+    people = frame["people"]
+    overlay = draw_overlay(image, people) if image is not None else None
+    return side_by_side(overlay, panel.draw(people))
+
+
+def render_png(frame: ResultFrame, image: Image | None, panel_size: int = PANEL_SIZE) -> bytes:
+    """PNG bytes of :func:`render_frame`."""
+    composed = render_frame(frame, image, Panel3D(panel_size, panel_size))
+    ok, data = cv2.imencode(".png", composed[:, :, ::-1])
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return bytes(data.tobytes())
+
+
+@dataclass(frozen=True)
+class VideoRender:
+    frames: int
+    width: int
+    height: int
+    fps: float
+    codec: str
+
+
+def render_mp4(
+    frames: Sequence[ResultFrame],
+    video: Iterable[tuple[int, Image]] | None,
+    target: str | Path | BinaryIO,
+    progress: Callable[[int], None] | None = None,
+    panel_size: int = PANEL_SIZE,
+) -> VideoRender:
+    """An MP4 with one composed frame per result frame (in ``frame_index`` order), at the results' rate.
+
+    ``video`` yields ``(source index, RGB image)``; each result is drawn over the source frame of its
+    ``frame_index`` (frames without results are skipped). ``progress(n)`` is called after each frame."""
+    ordered = sorted(frames, key=lambda f: int(f["frame_index"]))
+    if not ordered:
+        raise ValueError("there are no result frames to render")
+    fps = 1.0 / frame_time_s(ordered)
+    panel = Panel3D(panel_size, panel_size)
+    writer = Mp4Writer(target, fps)
+    images = iter(video) if video is not None else None
+    pending: tuple[int, Image] | None = None
+    size: tuple[int, int] | None = None
+    try:
+        for frame in ordered:
+            image: Image | None = None
+            if images is not None:
+                wanted = int(frame["frame_index"])
+                while pending is None or pending[0] < wanted:
+                    pending = next(images, None)
+                    if pending is None:
+                        raise ValueError(f"the video ends before frame {wanted} of the results")
+                image = pending[1] if pending[0] == wanted else None
+            composed = render_frame(frame, image, panel)
+            if size is None:
+                size = (composed.shape[1], composed.shape[0])
+            elif (composed.shape[1], composed.shape[0]) != size:
+                composed = np.asarray(cv2.resize(composed, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+            writer.write(composed)
+            if progress is not None:
+                progress(1)
+    finally:
+        writer.close()
+    assert size is not None
+    return VideoRender(frames=writer.frames, width=size[0], height=size[1], fps=fps, codec=writer.codec)

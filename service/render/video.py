@@ -1,0 +1,80 @@
+"""Reading source clips and writing H.264 MP4 with PyAV."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+
+Image = npt.NDArray[np.uint8]
+
+CODEC_PREFERENCE = ("libx264", "h264", "mpeg4")
+"""H.264 when this PyAV build has an encoder for it (its wheels ship libx264), else MPEG-4 part 2."""
+
+
+def video_codec() -> str:
+    import av
+
+    available = av.codecs_available
+    for name in CODEC_PREFERENCE:
+        if name in available:
+            try:
+                av.codec.Codec(name, "w")
+            except Exception:  # listed but not an encoder in this build
+                continue
+            return name
+    raise RuntimeError("this PyAV build has no H.264 or MPEG-4 encoder")
+
+
+def clip_frames(source: str | Path | BinaryIO) -> Iterator[tuple[int, Image]]:
+    """``(index, (H, W, 3) uint8 RGB)`` for every frame in decoding order (the index the service reports)."""
+    import av
+
+    with av.open(source if not isinstance(source, Path) else str(source), mode="r") as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            yield index, np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+
+
+@dataclass
+class Mp4Writer:
+    """Encodes ``(H, W, 3) uint8 RGB`` frames (every frame the same even size) to ``target`` at ``fps``."""
+
+    target: str | Path | BinaryIO
+    fps: float
+    codec: str = ""
+    frames: int = 0
+
+    def __post_init__(self) -> None:
+        import av
+
+        self.codec = self.codec or video_codec()
+        target = str(self.target) if isinstance(self.target, Path) else self.target
+        self._container: Any = av.open(target, mode="w", format="mp4")
+        self._stream: Any = None
+
+    def write(self, image: Image) -> None:
+        import av
+
+        if self._stream is None:
+            from fractions import Fraction
+
+            rate = Fraction(self.fps).limit_denominator(1001)
+            self._stream = self._container.add_stream(self.codec, rate=rate)
+            self._stream.width, self._stream.height = int(image.shape[1]), int(image.shape[0])
+            self._stream.pix_fmt = "yuv420p"
+            if self.codec in ("libx264", "h264"):
+                self._stream.options = {"crf": "23", "preset": "veryfast"}
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._stream is not None:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+        self._container.close()
