@@ -17,7 +17,7 @@ import torch
 
 from model.fastpath import fold_batch_norms as fold_batch_norms_of
 from model.hrnet import PoseHRNet
-from model.skeleton import coco_scores_to_h36m, coco_to_h36m
+from model.joints import coco_scores_to_h36m, coco_to_h36m
 from model.topdown import (
     INPUT_HEIGHT,
     INPUT_WIDTH,
@@ -39,7 +39,7 @@ class PersonDetection:
 
     ``box``: ``(4,)`` xyxy image pixels; ``keypoints_coco`` ``(17, 2)`` image pixels and ``scores_coco``
     ``(17,)`` (heatmap maxima, may be <= 0 for joints the network does not see); the same in H36M-17
-    order (:func:`model.skeleton.coco_to_h36m`); ``crop_keypoints_h36m`` ``(17, 2)`` pixels inside the
+    order (:func:`model.joints.coco_to_h36m`); ``crop_keypoints_h36m`` ``(17, 2)`` pixels inside the
     192x256 crop (CA-PF's ``ref`` = crop / [96, 128] - 1); ``features`` / ``flip_features``: the four
     ``(C_k, H_k, W_k) float32`` maps of this person's crop / horizontally flipped crop, on the detector's
     device, when the detector keeps features (else ``None``). All arrays float32.

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model.skeleton import normalize_screen_coordinates
+from model.joints import normalize_screen_coordinates
 from service.config import CommonSettings
 from service.engine.batcher import BatcherLimits, DynamicBatcher
 from service.engine.detector import PersonDetection

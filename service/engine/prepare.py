@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from model.skeleton import JointSet, coco_scores_to_h36m, coco_to_h36m, normalize_screen_coordinates
+from model.joints import JointSet, coco_scores_to_h36m, coco_to_h36m, normalize_screen_coordinates
 from service.engine.framebuffer import FrameRecord
 from service.engine.types import ByteImage, KeypointFrame
 from service.errors import DecodeFailed, InvalidInput

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from model.skeleton import JointSet
+from model.joints import JointSet
 from service.geometry.camera import CameraSpec
 from service.geometry.smoothing import SmoothingSpec
 

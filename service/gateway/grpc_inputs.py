@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.skeleton import NUM_JOINTS, JointSet
+from model.joints import NUM_JOINTS, JointSet
 from service.config import LimitSettings
 from service.engine.types import EstimateOptions, FloatArray, KeypointFrame
 from service.errors import InvalidInput

@@ -23,7 +23,7 @@ from typing import Final
 
 from starlette.datastructures import UploadFile
 
-from model.skeleton import H36M_JOINT_NAMES, JointSet
+from model.joints import H36M_JOINT_NAMES, JointSet
 from service.config import GatewaySettings
 from service.engine.types import (
     BoxSource,

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from model.skeleton import H36M_JOINT_NAMES
+from model.joints import H36M_JOINT_NAMES
 from service.engine.types import BoxSource, EstimateOptions, EstimateRequest, FrameResult, ImageFrame, ModelInfo
 from service.gateway.clips import run_clip
 from service.gateway.deps import (

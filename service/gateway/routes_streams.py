@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Request
 
-from model.skeleton import H36M_JOINT_NAMES
+from model.joints import H36M_JOINT_NAMES
 from service.engine.types import EstimateOptions, Frame, FrameResult, ImageFrame
 from service.errors import BadRequest, InvalidInput, UnknownStream
 from service.gateway.deps import deadline_scope, engine_of, resolve_model, state_of

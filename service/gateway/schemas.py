@@ -11,7 +11,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model.skeleton import JointSet
+from model.joints import JointSet
 from service.engine.types import (
     FrameResult,
     ModelInfo,

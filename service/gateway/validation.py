@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from model.skeleton import NUM_JOINTS, JointSet
+from model.joints import NUM_JOINTS, JointSet
 from service.config import LimitSettings
 from service.engine.types import FloatArray, KeypointFrame, WindowMode
 from service.errors import BadRequest, InvalidInput, PayloadTooLarge

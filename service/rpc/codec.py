@@ -12,7 +12,7 @@ from typing import Final
 
 import numpy as np
 
-from model.skeleton import NUM_JOINTS, JointSet
+from model.joints import NUM_JOINTS, JointSet
 from service.engine.types import (
     BoxSource,
     EstimateOptions,

@@ -8,7 +8,7 @@ UNAVAILABLE so the gateway tries another worker.
 
 from __future__ import annotations
 
-from model.skeleton import H36M_JOINT_NAMES
+from model.joints import H36M_JOINT_NAMES
 from service.engine.types import EngineClient, EstimateRequest
 from service.errors import Unavailable
 from service.metrics import Metrics

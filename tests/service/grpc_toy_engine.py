@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from model.skeleton import NUM_JOINTS
+from model.joints import NUM_JOINTS
 from service.engine.types import (
     BoxSource,
     ClipRequest,

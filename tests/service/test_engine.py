@@ -11,7 +11,7 @@ import torch
 
 from model.capf_full import CAPF
 from model.hrnet import HRNET_PRESETS
-from model.skeleton import coco_to_h36m, normalize_screen_coordinates
+from model.joints import coco_to_h36m, normalize_screen_coordinates
 from service.engine.inprocess import InProcessEngine, build_engine
 from service.engine.lifters import LiftWindow
 from service.engine.types import (

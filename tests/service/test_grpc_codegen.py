@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.skeleton import JointSet
+from model.joints import JointSet
 from service.engine.types import (
     BoxSource,
     EstimateOptions,

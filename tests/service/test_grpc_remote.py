@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from model.skeleton import NUM_JOINTS
+from model.joints import NUM_JOINTS
 from service.engine.remote import RemoteEngineClient
 from service.engine.types import EstimateOptions, EstimateRequest, KeypointFrame
 from service.errors import Unavailable, UnknownModel, UnknownStream

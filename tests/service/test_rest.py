@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from model.skeleton import H36M_JOINT_NAMES
+from model.joints import H36M_JOINT_NAMES
 from tests.service.media_samples import encode_clip, encode_image, person_image
 from tests.service.rest_support import LiveServer, live_server, tiny_settings
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.skeleton import JointSet
+from model.joints import JointSet
 from service.config import LimitSettings
 from service.errors import BadRequest, InvalidInput, PayloadTooLarge, Pose3DError
 from service.gateway.schemas import KeypointsRequest
