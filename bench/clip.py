@@ -41,7 +41,7 @@ from service.config import (
     ModelSpec,
 )
 from service.engine.inprocess import InProcessEngine
-from service.engine.remote import RemoteEngineClient
+from service.rpc.remote_engine import RemoteEngineClient
 from service.engine.types import EngineClient, EstimateOptions
 from service.gateway.clips import ClipOutcome, run_clip, run_clip_frame_by_frame
 from service.gateway.inputs import Upload

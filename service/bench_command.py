@@ -11,7 +11,6 @@ import argparse
 import importlib.util
 import subprocess
 import sys
-from typing import Any
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -21,14 +20,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, "-m", "bench", *args.bench_args])
 
 
-def add_bench_command(sub: Any) -> None:
-    """Register ``bench`` on the ``pose3d`` subparsers; every argument after it goes to ``python -m bench``."""
-    bench = sub.add_parser(
-        "bench",
-        help="network benchmark suite (python -m bench): items/s, FLOPs, %% of matmul peak, fast vs reference",
-        description="Runs `python -m bench` with the given arguments (see `python -m bench --help`).",
-        add_help=False,
-        prefix_chars="+",  # so that --quick, --help ... are not pose3d's options but python -m bench's
-    )
+def add_arguments(bench: argparse.ArgumentParser) -> None:
+    """The ``bench`` command for the table in :mod:`service.cli` (its parser takes ``+`` as prefix and has no
+    ``-h``); every argument after it goes to ``python -m bench``."""
+    bench.description = "Runs `python -m bench` with the given arguments (see `python -m bench --help`)."
     bench.add_argument("bench_args", nargs="*", help="arguments for python -m bench")
-    bench.set_defaults(func=_cmd_bench)
+
+
+def run(args: argparse.Namespace) -> int:
+    return _cmd_bench(args)

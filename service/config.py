@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 
 class Device(StrEnum):
@@ -194,3 +194,62 @@ def load_settings_file(path: Path) -> dict[str, Any]:
             raise ValueError(f"{path}: top level must be a mapping")
         return data
     raise ValueError(f"{path}: settings file must be .toml, .yaml or .yml")
+
+
+SettingsT = TypeVar("SettingsT", bound=CommonSettings)
+
+
+def build_settings(cls: type[SettingsT], file: Path | None = None, **overrides: Any) -> SettingsT:
+    """``cls`` from ``overrides`` (flags), then the environment, then ``file`` (TOML/YAML), then defaults."""
+    file_data = load_settings_file(file) if file is not None else {}
+
+    def sources(
+        _cls: type[BaseSettings],
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=file_data)
+
+    layered: type[SettingsT] = type(
+        cls.__name__, (cls,), {"settings_customise_sources": classmethod(sources), "__module__": cls.__module__}
+    )
+    return layered(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def no_checkpoint_configured(settings: CommonSettings) -> bool:
+    """True on a fresh machine: neither the detector nor any lifter names a checkpoint file."""
+    detector = settings.detector
+    return (
+        detector.checkpoint is None
+        and detector.backbone_checkpoint is None
+        and all(spec.checkpoint is None for spec in settings.models.values())
+    )
+
+
+def resolve_random_weights(settings: GatewaySettings, flag: bool | None) -> tuple[GatewaySettings, str]:
+    """The embedded default's rule for ``allow_random_weights``, and the sentence that explains it.
+
+    An explicit ``--[no-]allow-random-weights`` wins, then a value from the environment or the config
+    file; otherwise ``serve`` allows random weights only when no checkpoint is configured at all.
+    (Deployment commands never apply this rule: there the setting defaults to off.)
+    """
+    if flag is not None:
+        how = "--allow-random-weights" if flag else "--no-allow-random-weights"
+        return settings.model_copy(
+            update={"allow_random_weights": flag}
+        ), f"random weights {'allowed' if flag else 'refused'} ({how})"
+    if "allow_random_weights" in settings.model_fields_set:
+        state = "allowed" if settings.allow_random_weights else "refused"
+        return settings, f"random weights {state} (POSE3D_ALLOW_RANDOM_WEIGHTS / config file)"
+    if no_checkpoint_configured(settings):
+        return settings.model_copy(update={"allow_random_weights": True}), (
+            "no checkpoint is configured anywhere, so `pose3d serve` serves RANDOM WEIGHTS (poses are meaningless); "
+            "configure checkpoints, or pass --no-allow-random-weights to refuse"
+        )
+    return settings, (
+        "checkpoints are configured: a model whose checkpoint is missing fails to load "
+        "(pass --allow-random-weights to serve it with random weights)"
+    )

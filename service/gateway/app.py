@@ -1,8 +1,9 @@
 """FastAPI application factory: routes, problem+json handlers, guards, and the engine's lifetime.
 
-``create_app(settings)`` builds the embedded service (engine in-process, started by the lifespan).
-Tests or the remote gateway pass ``engine=`` (already started; not closed by the app) or
-``engine_factory=`` (built and closed by the app).
+``create_app(settings, engine=…)`` serves an engine already started (not closed by the app);
+``create_app(settings, engine_factory=…)`` builds one in the lifespan and closes it
+(:func:`service.assembly.build_engine_client` is the factory every entry point uses). The gateway
+imports no engine implementation itself, so over remote workers it never loads PyTorch.
 """
 
 from __future__ import annotations
@@ -36,14 +37,6 @@ API_DESCRIPTION = """3D human pose estimation: top-down HRNet 2D keypoints lifte
 Joints are Human3.6M-17 (`joint_names`); `keypoints_2d` in image pixels; `keypoints_3d` in metres,
 camera frame, root-relative (pelvis at 0). Errors are RFC 9457 `application/problem+json`.
 """
-
-
-async def in_process_engine(settings: GatewaySettings, metrics: Metrics) -> EngineClient:
-    """The embedded default: the engine in this process, sharing the gateway's metrics registry."""
-    from service.engine.inprocess import build_engine
-
-    engine: EngineClient = await build_engine(settings, metrics)
-    return engine
 
 
 def log_models(models: list[ModelInfo], settings: GatewaySettings) -> None:
@@ -114,9 +107,10 @@ def create_app(
         if engine is not None:
             state.engine = engine
         else:
-            factory = engine_factory or in_process_engine
+            if engine_factory is None:
+                raise TypeError("create_app needs engine= or engine_factory= (see service.assembly)")
             try:
-                owned = await factory(settings, state.metrics)
+                owned = await engine_factory(settings, state.metrics)
             except Exception as exc:
                 state.startup_error = f"engine failed to start: {exc}"
                 log.critical("%s", state.startup_error)

@@ -1,7 +1,7 @@
 """The gateway process: REST (uvicorn) and public gRPC in one event loop, sharing one engine.
 
-``pose3d gateway --workers a:1,b:2`` serves with a :class:`RemoteEngineClient`; without workers the
-engine runs in-process (as ``pose3d serve``). The gRPC port opens first with ``grpc.health.v1`` =
+The engine comes from the factory the command passes in (:func:`service.assembly.build_engine_client`:
+remote workers with ``--workers``, else in-process as ``pose3d serve``); the gateway imports neither. The gRPC port opens first with ``grpc.health.v1`` =
 NOT_SERVING; health follows the engine's readiness (SERVING once models are warm / a worker serves).
 """
 
@@ -16,6 +16,7 @@ from typing import Final
 from service.config import GatewaySettings
 from service.engine.types import EngineClient
 from service.errors import Unavailable
+from service.gateway.app import EngineFactory, create_app
 from service.gateway.grpc_public import Pose3DServicer
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
@@ -78,37 +79,19 @@ class PublicGrpcServer:
         await self.server.stop(grace_s)
 
 
-async def build_gateway_engine(settings: GatewaySettings, metrics: Metrics) -> EngineClient:
-    """A started :class:`RemoteEngineClient` over ``settings.workers``, else the in-process engine."""
-    if settings.workers:
-        from service.engine.remote import RemoteEngineClient
+async def run_gateway(settings: GatewaySettings, engine_factory: EngineFactory) -> None:
+    """Serve REST on ``settings.port`` and gRPC on ``settings.grpc_port`` (0 = no gRPC) until SIGTERM/SIGINT.
 
-        remote = RemoteEngineClient(
-            settings.workers,
-            max_message_bytes=settings.worker_max_message_bytes,
-            health_interval_s=settings.worker_health_interval_s,
-            call_timeout_s=settings.engine.request_timeout_s,
-            clip_chunk_frames=settings.worker_clip_chunk_frames,
-        )
-        await remote.start()
-        return remote
-    from service.gateway.app import in_process_engine
-
-    return await in_process_engine(settings, metrics)
-
-
-async def run_gateway(settings: GatewaySettings) -> None:
-    """Serve REST on ``settings.port`` and gRPC on ``settings.grpc_port`` (0 = no gRPC) until SIGTERM/SIGINT."""
+    ``engine_factory`` builds the started engine (:func:`service.assembly.build_engine_client`).
+    """
     import uvicorn
-
-    from service.gateway.app import create_app
 
     ensure_port_free(settings.host, settings.port)  # uvicorn would only log the clash and sys.exit(1)
     metrics = Metrics()
     public = PublicGrpcServer(settings, metrics) if settings.grpc_port else None
     if public is not None:
         await public.start()
-    engine = await build_gateway_engine(settings, metrics)
+    engine = await engine_factory(settings, metrics)
     try:
         # REST opens now: /healthz answers at once, /readyz and gRPC health say NOT ready until a worker serves
         if public is not None:

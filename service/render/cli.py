@@ -64,13 +64,11 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_render_command(sub: Any) -> None:
-    """Register ``render`` on the ``pose3d`` subparsers."""
-    render = sub.add_parser(
-        "render",
-        help="render saved results: 2D overlay on the source beside a 3D skeleton panel (PNG or MP4)",
-        description="Render results saved by `pose3d estimate -o x.json` or `pose3d stream -o x.jsonl`. With "
-        "--video the skeletons are drawn over the source image/clip; without it only the 3D panel is drawn.",
+def add_arguments(render: argparse.ArgumentParser) -> None:
+    """The ``render`` command, for the table in :mod:`service.cli`."""
+    render.description = (
+        "Render results saved by `pose3d estimate -o x.json` or `pose3d stream -o x.jsonl`. With "
+        "--video the skeletons are drawn over the source image/clip; without it only the 3D panel is drawn."
     )
     render.add_argument("results", help="a result .json document or .jsonl frames")
     render.add_argument("--video", default=None, help="the source image or clip the results were made from")
@@ -78,3 +76,7 @@ def add_render_command(sub: Any) -> None:
     render.add_argument("--frame", type=int, default=None, help="PNG: which frame_index (default: the first)")
     render.add_argument("--no-progress", action="store_true", help="no progress bar")
     render.set_defaults(func=_cmd_render)
+
+
+def run(args: argparse.Namespace) -> int:
+    return _cmd_render(args)

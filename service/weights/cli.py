@@ -168,14 +168,12 @@ def _fail(message: str) -> int:
     return 1
 
 
-def add_weights_commands(sub: Any) -> None:
-    """Register ``weights`` (list / fetch / add / path) on the ``pose3d`` subparsers."""
-    weights = sub.add_parser(
-        "weights",
-        help="list, download and install published checkpoints",
-        description="The catalogue of published checkpoints the service can load, and a cache to install them in "
+def add_arguments(weights: argparse.ArgumentParser) -> None:
+    """The ``weights`` command (list / fetch / add / path), for the table in :mod:`service.cli`."""
+    weights.description = (
+        "The catalogue of published checkpoints the service can load, and a cache to install them in "
         "(--weights-dir, POSE3D_WEIGHTS_DIR, default $XDG_CACHE_HOME/pose3d/weights). Settings accept an "
-        "installed entry's name wherever they take a checkpoint path.",
+        "installed entry's name wherever they take a checkpoint path."
     )
     weights.add_argument("--weights-dir", default=None, help="install directory (overrides POSE3D_WEIGHTS_DIR)")
     actions = weights.add_subparsers(dest="weights_command", required=True)
@@ -192,3 +190,8 @@ def add_weights_commands(sub: Any) -> None:
     path = actions.add_parser("path", help="print an installed entry's file")
     path.add_argument("name", metavar="NAME")
     path.set_defaults(func=_cmd_path)
+
+
+def run(args: argparse.Namespace) -> int:
+    result: int = args.func(args)
+    return result

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from service.cli import build_parser, build_settings
-from service.config import CommonSettings, GatewaySettings, WorkerSettings
+from service.cli import build_parser
+from service.config import CommonSettings, GatewaySettings, WorkerSettings, build_settings
 from tests.conftest import DATA, REPO
 
 DEPLOY = REPO / "deploy"

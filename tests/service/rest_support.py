@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from service.assembly import in_process_engine
 from service.config import DetectorSettings, EngineSettings, GatewaySettings, LifterKind, LimitSettings, ModelSpec
 from service.gateway.app import create_app
 from tests.conftest import free_port
@@ -45,7 +46,7 @@ class LiveServer:
     def __init__(self, settings: GatewaySettings) -> None:
         self.port = free_port()
         self.settings = settings.model_copy(update={"port": self.port})
-        self.app = create_app(self.settings)
+        self.app = create_app(self.settings, engine_factory=in_process_engine)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)

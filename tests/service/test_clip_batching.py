@@ -26,7 +26,6 @@ from starlette.datastructures import UploadFile
 
 from service.config import EngineSettings, LimitSettings
 from service.engine.inprocess import InProcessEngine
-from service.engine.remote import RemoteEngineClient
 from service.engine.types import ClipRequest, EstimateRequest, Frame, FrameResult, ImageFrame
 from service.errors import PayloadTooLarge
 from service.gateway.clips import run_clip, run_clip_frame_by_frame
@@ -34,6 +33,7 @@ from service.gateway.inputs import Upload
 from service.gateway.media import MediaKind
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import worker_pb2_grpc
+from service.rpc.remote_engine import RemoteEngineClient
 from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
 from service.worker.servicer import WorkerServicer
 from tests.service import test_engine_support as support

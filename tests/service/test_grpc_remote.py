@@ -12,11 +12,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from model.joints import NUM_JOINTS
-from service.engine.remote import RemoteEngineClient
 from service.engine.types import EstimateOptions, EstimateRequest, KeypointFrame
 from service.errors import Unavailable, UnknownModel, UnknownStream
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import worker_pb2_grpc
+from service.rpc.remote_engine import RemoteEngineClient
 from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
 from service.worker.servicer import WorkerServicer
 from tests.service.grpc_toy_engine import ToyEngine

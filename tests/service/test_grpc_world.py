@@ -11,7 +11,7 @@ import pytest
 from service.config import LimitSettings
 from service.engine.inprocess import InProcessEngine, build_engine
 from service.engine.pipeline import async_frames
-from service.engine.remote import RemoteEngineClient
+from service.rpc.remote_engine import RemoteEngineClient
 from service.engine.types import ClipRequest, EstimateOptions, EstimateRequest, FrameResult, PersonResult
 from service.errors import InvalidInput
 from service.gateway.grpc_inputs import public_options

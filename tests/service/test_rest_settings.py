@@ -13,8 +13,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service.cli import build_settings, resolve_random_weights
-from service.config import GatewaySettings, LifterKind, ModelSpec
+from service.config import GatewaySettings, LifterKind, ModelSpec, build_settings, resolve_random_weights
 from tests.conftest import REPO, free_port
 
 TINY_TOML = """

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import build_settings, main
+from service.cli import main
+from service.config import build_settings
 from service.config import GatewaySettings, LifterKind, ModelSpec, WorkerSettings
 from service.weights.catalogue import CATALOGUE_FILE, Fetch, Format, Kind, load_catalogue, parse_catalogue
 from service.weights.resolve import weight_set_overrides
@@ -146,9 +147,9 @@ def test_weights_list_and_fetch_import_no_torch(tmp_path: Path) -> None:
     import subprocess
 
     code = (  # the weights commands' own parser: `pose3d`'s other subcommands are not this test's subject
-        "import sys, argparse; from service.weights.cli import add_weights_commands; "
-        "p = argparse.ArgumentParser(); add_weights_commands(p.add_subparsers()); "
-        "a = p.parse_args(['weights', '--weights-dir', sys.argv[1], 'list']); a.func(a); "
+        "import sys, argparse; from service.weights.cli import add_arguments, run; "
+        "p = argparse.ArgumentParser(); add_arguments(p.add_subparsers().add_parser('weights')); "
+        "a = p.parse_args(['weights', '--weights-dir', sys.argv[1], 'list']); run(a); "
         "from service.weights.resolve import weight_set_overrides; import service.weights.fetch; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )

@@ -1,0 +1,37 @@
+"""The composition root: the one place that chooses and builds the EngineClient for every entry point.
+
+``pose3d serve`` and ``pose3d gateway`` without workers get the in-process engine (models in this process);
+``pose3d gateway --workers …`` gets :class:`~service.rpc.remote_engine.RemoteEngineClient`. Both imports are
+deferred, so a gateway over remote workers never loads PyTorch (the engine's models are the only torch users).
+"""
+
+from __future__ import annotations
+
+from service.config import GatewaySettings
+from service.engine.types import EngineClient
+from service.metrics import Metrics
+
+
+async def build_engine_client(settings: GatewaySettings, metrics: Metrics) -> EngineClient:
+    """A started engine: a remote client over ``settings.workers``, else the in-process engine (models warm)."""
+    if settings.workers:
+        from service.rpc.remote_engine import RemoteEngineClient
+
+        remote = RemoteEngineClient(
+            settings.workers,
+            max_message_bytes=settings.worker_max_message_bytes,
+            health_interval_s=settings.worker_health_interval_s,
+            call_timeout_s=settings.engine.request_timeout_s,
+            clip_chunk_frames=settings.worker_clip_chunk_frames,
+        )
+        await remote.start()
+        return remote
+    return await in_process_engine(settings, metrics)
+
+
+async def in_process_engine(settings: GatewaySettings, metrics: Metrics) -> EngineClient:
+    """The embedded engine in this process, sharing the gateway's metrics registry (loads torch and the models)."""
+    from service.engine.inprocess import build_engine
+
+    engine: EngineClient = await build_engine(settings, metrics)
+    return engine

@@ -1,0 +1,30 @@
+"""Flags shared by the process commands and the step from flags to Settings."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from service.config import CommonSettings, SettingsT, build_settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, random_weights_help: str) -> None:
+    """``--host``, ``--config`` and ``--[no-]allow-random-weights``."""
+    parser.add_argument("--host", default=None, help="listen address (default 0.0.0.0)")
+    parser.add_argument("--config", help="TOML or YAML settings file (env POSE3D_* still applies and wins)")
+    parser.add_argument(
+        "--allow-random-weights", action=argparse.BooleanOptionalAction, default=None, help=random_weights_help
+    )
+
+
+def settings_from_args(cls: type[SettingsT], args: argparse.Namespace, **overrides: Any) -> SettingsT:
+    """``cls`` from the flags in ``overrides`` (None = not given), the environment and ``--config``."""
+    return build_settings(cls, Path(args.config) if args.config else None, **overrides)
+
+
+def configure_logging(settings: CommonSettings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)

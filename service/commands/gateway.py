@@ -1,0 +1,48 @@
+"""``pose3d gateway``: REST + public gRPC over the workers in ``--workers`` (else the engine in-process).
+
+Unlike ``pose3d serve`` it never turns random weights on by itself. Over workers it never loads PyTorch:
+:func:`service.assembly.build_engine_client` imports the in-process engine only when there are no workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from service.assembly import build_engine_client
+from service.commands.common import add_common_arguments, configure_logging, settings_from_args
+from service.config import GatewaySettings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Serve REST on --port and the public gRPC API (pose3d.v1.Pose3D, health, reflection) on "
+        "--grpc-port, over the workers listed in --workers (gRPC round_robin over the healthy ones)."
+    )
+    add_common_arguments(parser, "serve models whose checkpoints are missing on random weights (default off)")
+    parser.add_argument("--port", type=int, default=None, help="REST port (default 8000)")
+    parser.add_argument("--grpc-port", type=int, default=None, help="public gRPC port (default 50051; 0 = off)")
+    parser.add_argument("--workers", default=None, help="comma-separated worker addresses host:port")
+
+
+def run(args: argparse.Namespace) -> int:
+    workers = [w.strip() for w in args.workers.split(",") if w.strip()] if args.workers is not None else None
+    settings = settings_from_args(
+        GatewaySettings,
+        args,
+        host=args.host,
+        port=args.port,
+        grpc_port=args.grpc_port,
+        workers=workers,
+        allow_random_weights=args.allow_random_weights,
+    )
+    configure_logging(settings)
+    return serve(settings)
+
+
+def serve(settings: GatewaySettings) -> int:
+    """The gateway over ``settings.workers`` (or in-process) until SIGTERM/SIGINT."""
+    from service.gateway.grpc_server import run_gateway
+
+    asyncio.run(run_gateway(settings, build_engine_client))
+    return 0
