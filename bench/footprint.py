@@ -113,8 +113,8 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=480)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 255, (args.height, args.width, 3), dtype=np.uint8)
-    pixels = cv2.GaussianBlur(pixels, (0, 0), 3)  # photo-like: a ~50 kB JPEG at 640x480
+    noise = rng.integers(0, 255, (args.height, args.width, 3), dtype=np.uint8)
+    pixels = cv2.GaussianBlur(noise, (0, 0), 3)  # photo-like: a ~40 kB JPEG at 640x480
     image = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
     worker, loop = toy_worker()
     print(
