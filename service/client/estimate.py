@@ -31,9 +31,8 @@ class EstimateArgs:
     every_nth: int | None = None
 
 
-def estimate_rest(base_url: str, media: Path, args: EstimateArgs, timeout_s: float = 300.0) -> dict[str, Any]:
-    """POST ``media`` as multipart to ``{base_url}/v1/pose3d``; the JSON document, or RuntimeError with
-    the problem+json detail."""
+def rest_form(args: EstimateArgs) -> dict[str, str]:
+    """The multipart form fields of ``POST /v1/pose3d`` for ``args`` (fields left at None are not sent)."""
     form: dict[str, str] = {}
     if args.model:
         form["model"] = args.model
@@ -47,6 +46,13 @@ def estimate_rest(base_url: str, media: Path, args: EstimateArgs, timeout_s: flo
         form["mode"] = args.mode
     if args.every_nth:
         form["every_nth"] = str(args.every_nth)
+    return form
+
+
+def estimate_rest(base_url: str, media: Path, args: EstimateArgs, timeout_s: float = 300.0) -> dict[str, Any]:
+    """POST ``media`` as multipart to ``{base_url}/v1/pose3d``; the JSON document, or RuntimeError with
+    the problem+json detail."""
+    form = rest_form(args)
     with media.open("rb") as fh:
         response = httpx.post(
             base_url.rstrip("/") + "/v1/pose3d", files={"file": (media.name, fh)}, data=form, timeout=timeout_s

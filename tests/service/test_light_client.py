@@ -24,6 +24,8 @@ import httpx
 import numpy as np
 import pytest
 
+from service.client import AsyncPose3DClient, EstimateArgs, Pose3DClient, PoseResult
+from service.errors import UnknownModel, UnsupportedMediaType
 from tests.conftest import free_port
 from tests.service.grpc_toy_engine import ToyEngine
 from tests.service.test_grpc_remote import Worker, start_worker
@@ -160,8 +162,7 @@ with TestClient(create_app(settings, engine_factory=build_engine_client)) as htt
 
 
 async def test_client_commands_against_a_live_gateway_load_no_torch(gateway: LiveGateway, tmp_path: Path) -> None:
-    image = tmp_path / "person.jpg"
-    assert cv2.imwrite(str(image), np.full((48, 32, 3), 90, dtype=np.uint8))
+    image = _jpeg(tmp_path)
     out = tmp_path / "rest.json"
     _assert_light(await _loaded_after(_cli("estimate", str(image), "--url", gateway.url, "-o", str(out))))
     assert json.loads(out.read_text())["model"]["name"] == "toy"
@@ -172,3 +173,46 @@ async def test_client_commands_against_a_live_gateway_load_no_torch(gateway: Liv
     _assert_light(await _loaded_after(_cli(*stream)))
     assert len(lines.read_text().splitlines()) == 4
     assert not await asyncio.to_thread(_libtorch_mapped, gateway.process.pid)  # the gateway process itself
+
+
+def _jpeg(tmp_path: Path) -> Path:
+    image = tmp_path / "person.jpg"
+    assert cv2.imwrite(str(image), np.full((48, 32, 3), 90, dtype=np.uint8))
+    return image
+
+
+async def test_the_python_client_api_loads_no_torch(gateway: LiveGateway, tmp_path: Path) -> None:
+    snippet = f"""
+from pathlib import Path
+from service.client import Pose3DClient
+for client in (Pose3DClient({gateway.url!r}), Pose3DClient(grpc={gateway.grpc!r})):
+    assert client.estimate(Path({str(_jpeg(tmp_path))!r})).model.name == "toy"
+"""
+    _assert_light(await _loaded_after(snippet))
+
+
+async def test_rest_and_grpc_give_the_same_typed_result_sync_and_async(gateway: LiveGateway, tmp_path: Path) -> None:
+    media = _jpeg(tmp_path).read_bytes()
+    results = [
+        await AsyncPose3DClient(gateway.url).estimate(media),
+        await AsyncPose3DClient(grpc=gateway.grpc).estimate(media, EstimateArgs(max_people=1)),
+        await asyncio.to_thread(Pose3DClient(gateway.url).estimate, media),
+        await asyncio.to_thread(Pose3DClient(grpc=gateway.grpc).estimate, media),
+    ]
+    for result in results:
+        assert isinstance(result, PoseResult)
+        assert result.model.name == "toy"
+        assert len(result.joint_names) == 17
+        (person,) = result.frames[0].people
+        assert person.keypoints_3d.shape == (17, 3)
+        assert person.keypoints_3d.dtype == np.float32
+        np.testing.assert_allclose(person.keypoints_2d, results[0].frames[0].people[0].keypoints_2d, atol=1e-4)
+
+
+async def test_service_errors_keep_their_class_over_both_transports(gateway: LiveGateway, tmp_path: Path) -> None:
+    media = _jpeg(tmp_path).read_bytes()
+    for client in (AsyncPose3DClient(gateway.url), AsyncPose3DClient(grpc=gateway.grpc)):
+        with pytest.raises(UnknownModel):
+            await client.estimate(media, EstimateArgs(model="no-such-model"))
+        with pytest.raises(UnsupportedMediaType):
+            await client.estimate(b"this is not an image")
