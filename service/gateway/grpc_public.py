@@ -48,8 +48,8 @@ from service.gateway.grpc_inputs import (
     public_options,
     stream_keypoint_frame,
 )
-from service.gateway.inputs import Upload
-from service.gateway.media import SNIFF_BYTES, decode_image, sniff_media
+from service.gateway.inputs import Upload, checked_image
+from service.gateway.media import SNIFF_BYTES, sniff_media
 from service.gateway.problem import safe_request_id
 from service.gateway.routes_estimate import random_weight_warnings
 from service.gateway.validation import check_boxes_inside
@@ -130,15 +130,11 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
         info = await resolve_model(engine, opts.model or default)
         options = replace(opts.options, model=info.name)
         if media.is_image:
-            t0 = time.perf_counter()
-            image = await asyncio.to_thread(decode_image, data, limits)
-            decode_ms = (time.perf_counter() - t0) * 1000.0
-            self.metrics.stage_duration.labels("decode").observe(decode_ms / 1000.0)
+            image = checked_image(data, limits)
             if options.boxes is not None:
-                check_boxes_inside(options.boxes, int(image.shape[1]), int(image.shape[0]))
-            result = await engine.estimate(EstimateRequest(rid, [ImageFrame(image=image)], options, deadline))
-            timings = {"decode": decode_ms, **result.timings_ms}
-            return self._response(rid, result.model, result.box_source, result.frames, timings, options)
+                check_boxes_inside(options.boxes, image.width, image.height)
+            result = await engine.estimate(EstimateRequest(rid, [ImageFrame(image=image.data)], options, deadline))
+            return self._response(rid, result.model, result.box_source, result.frames, result.timings_ms, options)
         upload = Upload(kind=media, file=UploadFile(file=io.BytesIO(data)))
         outcome = await run_clip(engine, upload, options, limits, self.metrics, opts.every_nth, deadline)
         timings = {"decode": outcome.decode_ms, "engine": outcome.engine_ms}
@@ -239,10 +235,8 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
         if kind != "image" or not msg.image:
             raise InvalidInput("a stream frame carries an encoded image or one person's keypoints")
         index, timestamp = check_frame_header(msg)
-        t0 = time.perf_counter()
-        image = await asyncio.to_thread(decode_image, msg.image, limits)
-        self.metrics.stage_duration.labels("decode").observe(time.perf_counter() - t0)
-        return ImageFrame(image=image, frame_index=index, timestamp_s=timestamp)
+        image = checked_image(msg.image, limits)
+        return ImageFrame(image=image.data, frame_index=index, timestamp_s=timestamp)
 
     async def _pump(
         self,

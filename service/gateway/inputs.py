@@ -5,9 +5,7 @@ The body size is bounded by the guard middleware; here only the shape of the bod
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -17,11 +15,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from service.config import LimitSettings
-from service.engine.types import ByteImage
 from service.errors import BadRequest, UnsupportedMediaType
-from service.gateway.media import SNIFF_BYTES, MediaKind, decode_image, sniff_media
+from service.gateway.media import SNIFF_BYTES, MediaKind, sniff_media, validate_image
 from service.gateway.problem import validation_problem
-from service.metrics import Metrics
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -87,16 +83,26 @@ async def form_upload(form: FormData) -> Upload:
     return Upload(kind=kind, file=value)
 
 
-async def decode_upload_image(upload: Upload, limits: LimitSettings, metrics: Metrics) -> tuple[ByteImage, float]:
-    """Decode an uploaded image off the event loop: ``((H, W, 3) uint8 RGB, milliseconds)``."""
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image as the client sent it (JPEG/PNG/WebP bytes), checked from its headers; decoded by the engine."""
+
+    data: bytes
+    width: int
+    height: int
+
+
+def checked_image(data: bytes, limits: LimitSettings) -> EncodedImage:
+    """``data`` validated from its headers (:func:`~service.gateway.media.validate_image`); nothing is decoded."""
+    _, width, height = validate_image(data, limits)
+    return EncodedImage(data, width, height)
+
+
+async def read_upload_image(upload: Upload, limits: LimitSettings) -> EncodedImage:
+    """The uploaded image's bytes, validated from its headers (the engine's decode stage decodes it)."""
     if not upload.kind.is_image:
         raise UnsupportedMediaType(f"expected an image (JPEG, PNG, WebP), got a {upload.kind.value} clip")
-    data = await upload.file.read()
-    started = time.perf_counter()
-    image = await asyncio.to_thread(decode_image, data, limits)
-    seconds = time.perf_counter() - started
-    metrics.stage_duration.labels("decode").observe(seconds)
-    return image, seconds * 1000.0
+    return checked_image(await upload.file.read(), limits)
 
 
 async def read_json(request: Request, model: type[Model], where: str = "JSON body") -> Model:

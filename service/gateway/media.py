@@ -148,17 +148,28 @@ def check_frame_size(width: int, height: int, limits: LimitSettings, what: str =
         )
 
 
-def decode_image(data: bytes, limits: LimitSettings) -> ByteImage:
-    """Decode a JPEG/PNG/WebP after checking its header size against ``limits``.
+def validate_image(data: bytes, limits: LimitSettings) -> tuple[MediaKind, int, int]:
+    """Check an encoded image from its headers only (no pixel decoded): ``(kind, width, height)``.
 
-    Returns ``(H, W, 3) uint8`` RGB (EXIF orientation applied). Raises UnsupportedMediaType (415) for
-    a clip or anything else, PayloadTooLarge (413) for bombs, DecodeFailed (422) for corrupt data.
+    What the gateway does before forwarding the encoded bytes (the engine's decode stage decodes them).
+    Raises UnsupportedMediaType (415) for a clip or anything else, PayloadTooLarge (413) past the pixel and
+    side limits (decompression bombs), DecodeFailed (422) for a header without a size.
     """
     kind = sniff_media(data[:SNIFF_BYTES])
     if not kind.is_image:
         raise UnsupportedMediaType(f"expected an image (JPEG, PNG, WebP), got a {kind.value} clip")
     width, height = probe_image_size(data, kind)
     check_frame_size(width, height, limits)
+    return kind, width, height
+
+
+def decode_image(data: bytes, limits: LimitSettings) -> ByteImage:
+    """Decode a JPEG/PNG/WebP after :func:`validate_image`.
+
+    Returns ``(H, W, 3) uint8`` RGB (EXIF orientation applied). Raises as :func:`validate_image`, and
+    DecodeFailed (422) for corrupt data.
+    """
+    kind, _, _ = validate_image(data, limits)
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3:
         raise DecodeFailed(f"the {kind.value} image could not be decoded")

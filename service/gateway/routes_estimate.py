@@ -22,11 +22,11 @@ from service.gateway.deps import (
 from service.gateway.inputs import (
     BodyKind,
     body_kind,
-    decode_upload_image,
     form_text,
     form_upload,
     read_form,
     read_json,
+    read_upload_image,
 )
 from service.gateway.outputs import OUTPUT_PARAMETERS, deliver, output_request
 from service.gateway.problem import request_id_of
@@ -140,12 +140,11 @@ async def _media(request: Request, state: GatewayState, deadline: float) -> Pose
         smoothing=smoothing,
     )  # fmt: skip
     if upload.kind.is_image:
-        image, decode_ms = await decode_upload_image(upload, limits, state.metrics)
+        image = await read_upload_image(upload, limits)
         if boxes is not None:
-            check_boxes_inside(boxes, int(image.shape[1]), int(image.shape[0]))
-        result = await engine.estimate(EstimateRequest(rid, [ImageFrame(image=image)], options, deadline))
-        timings = {"decode": decode_ms, **result.timings_ms}
-        return pose_response(rid, result.model, result.box_source, result.frames, timings, camera)
+            check_boxes_inside(boxes, image.width, image.height)
+        result = await engine.estimate(EstimateRequest(rid, [ImageFrame(image=image.data)], options, deadline))
+        return pose_response(rid, result.model, result.box_source, result.frames, result.timings_ms, camera)
     outcome = await run_clip(engine, upload, options, limits, state.metrics, every_nth, deadline)
     timings = {"decode": outcome.decode_ms, "engine": outcome.engine_ms}
     return pose_response(rid, info, box_source_for(options, settings), outcome.frames, timings, camera)

@@ -20,11 +20,11 @@ from service.gateway.deps import deadline_scope, engine_of, resolve_model, state
 from service.gateway.inputs import (
     BodyKind,
     body_kind,
-    decode_upload_image,
     form_text,
     form_upload,
     read_form,
     read_json,
+    read_upload_image,
 )
 from service.gateway.problem import request_id_of
 from service.gateway.routes_estimate import random_weight_warnings
@@ -133,8 +133,8 @@ async def _frame_from_body(request: Request) -> Frame:
     if frame_index is None:
         raise BadRequest("form field 'frame_index' is required")
     timestamp = parse_float("timestamp_s", form_text(form, "timestamp_s"))
-    image, _ = await decode_upload_image(upload, limits, state.metrics)
-    return ImageFrame(image=image, frame_index=frame_index, timestamp_s=timestamp)
+    image = await read_upload_image(upload, limits)
+    return ImageFrame(image=image.data, frame_index=frame_index, timestamp_s=timestamp)
 
 
 @router.post(

@@ -1,8 +1,9 @@
 """A small, real EngineClient for transport tests: deterministic arithmetic instead of networks.
 
-Keypoint frames lift to ``keypoints_3d = [x/1000, y/1000, frame_index/1000]``; image frames give one
-person whose 2D points are the image's mean colour. Streams are causal (each frame answers itself) and
-live in this object's memory, so the tests can see which engine served what.
+Keypoint frames lift to ``keypoints_3d = [x/1000, y/1000, frame_index/1000]``; image frames (encoded
+bytes are decoded as the engine's decode stage does) give one person whose 2D points are the image's mean
+colour. Streams are causal (each frame answers itself) and live in this object's memory, so the tests can
+see which engine served what.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from model.joints import NUM_JOINTS
+from service.engine.prepare import decode_image
 from service.engine.types import (
     BoxSource,
     ClipRequest,
@@ -28,16 +30,14 @@ from service.engine.types import (
     ReadyStatus,
     StreamInfo,
 )
-from service.errors import InvalidInput, UnknownModel, UnknownStream
+from service.errors import UnknownModel, UnknownStream
 
 TOY_MODEL = ModelInfo("toy", "toy", "1", "random", 1, 1, "h36m", "cpu", False, True)
 
 
 def toy_result(frame: Frame) -> FrameResult:
     if isinstance(frame, ImageFrame):
-        if isinstance(frame.image, bytes):
-            raise InvalidInput("the toy engine takes decoded images")
-        level = float(np.asarray(frame.image, dtype=np.float32).mean())
+        level = float(np.asarray(decode_image(frame.image), dtype=np.float32).mean())
         xy = np.full((NUM_JOINTS, 2), level, dtype=np.float32)
     else:
         xy = np.asarray(frame.keypoints, dtype=np.float32)
@@ -72,7 +72,10 @@ class ToyEngine:
         info = self._model(request.options)
         await asyncio.sleep(self.delay_s)
         frames = [toy_result(f) for f in request.frames]
-        return EstimateResult(request.request_id, info, BoxSource.WHOLE_FRAME, frames, {"toy": 1.0})
+        timings = {"toy": 1.0}
+        if any(isinstance(f, ImageFrame) for f in request.frames):
+            timings["decode"] = 0.5  # as the engine's decode stage reports it
+        return EstimateResult(request.request_id, info, BoxSource.WHOLE_FRAME, frames, timings)
 
     async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo:
         self.calls += 1
