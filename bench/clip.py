@@ -41,13 +41,13 @@ from service.config import (
     ModelSpec,
 )
 from service.engine.inprocess import InProcessEngine
-from service.rpc.remote_engine import RemoteEngineClient
 from service.engine.types import EngineClient, EstimateOptions
 from service.gateway.clips import ClipOutcome, run_clip, run_clip_frame_by_frame
 from service.gateway.inputs import Upload
 from service.gateway.media import MediaKind
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import worker_pb2_grpc
+from service.rpc.remote_engine import RemoteEngineClient
 from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
 from service.worker.servicer import WorkerServicer
 

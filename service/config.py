@@ -158,7 +158,12 @@ class GatewaySettings(CommonSettings):
     grpc_stream_buffer: int = Field(
         16, ge=1, le=4096, description="results queued per gRPC stream; a slow reader stops its own stream past this"
     )
-    worker_max_message_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="gateway ↔ worker gRPC limit")
+    worker_max_message_bytes: int = Field(
+        128 * 1024 * 1024,
+        ge=1024,
+        description="gateway ↔ worker gRPC limit: images travel encoded (≤ limits.max_body_bytes); the largest "
+        "message is one decoded clip frame at limits.max_image_pixels (40 Mpx × 3 B = 114 MiB)",
+    )
     worker_health_interval_s: float = Field(1.0, gt=0.0, description="how often worker health is checked")
     worker_clip_chunk_frames: int = Field(
         8,
@@ -175,7 +180,9 @@ class WorkerSettings(CommonSettings):
     host: str = "0.0.0.0"
     port: int = Field(50061, ge=0, le=65535)
     metrics_port: int = Field(9100, ge=0, le=65535)
-    max_message_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="gateway ↔ worker gRPC message limit")
+    max_message_bytes: int = Field(
+        128 * 1024 * 1024, ge=1024, description="gateway ↔ worker gRPC message limit (see worker_max_message_bytes)"
+    )
     shutdown_grace_s: float = Field(5.0, ge=0.0, description="in-flight calls get this long on SIGTERM")
 
 

@@ -104,7 +104,7 @@ class RemoteEngineClient:
         self,
         addresses: Sequence[str],
         *,
-        max_message_bytes: int = 512 * 1024 * 1024,
+        max_message_bytes: int = 128 * 1024 * 1024,
         health_interval_s: float = 1.0,
         call_timeout_s: float = 30.0,
         clip_chunk_frames: int = 1,
