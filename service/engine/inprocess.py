@@ -184,7 +184,7 @@ class InProcessEngine:
     async def _count_streams(self, cheap_only: bool) -> None:
         """Set ``pose3d_active_streams`` from the frame buffer: after every open/close for the in-memory buffer;
         for Redis (shared by all workers, counted with SCAN) only when ``ready()`` is probed."""
-        if self._buffer is None or (cheap_only and isinstance(self._buffer, RedisFrameBuffer)):
+        if self._buffer is None or (cheap_only and self._buffer.shared):
             return
         self.metrics.active_streams.set(await self._buffer.count())
 
@@ -192,9 +192,8 @@ class InProcessEngine:
         detail = dict(self._detail)
         ok = self._pipeline is not None
         if self._buffer is not None:
-            kind = "redis" if isinstance(self._buffer, RedisFrameBuffer) else "memory"
             reachable = await self._buffer.ping()
-            detail["frame_buffer"] = f"{kind} {'ok' if reachable else 'unreachable'}"
+            detail["frame_buffer"] = f"{self._buffer.kind} {'ok' if reachable else 'unreachable'}"
             ok = ok and reachable
             if reachable:
                 await self._count_streams(cheap_only=False)

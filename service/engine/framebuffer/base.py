@@ -17,7 +17,7 @@ import struct
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -207,6 +207,12 @@ class Emission:
 class FrameBuffer(ABC):
     """Per-stream storage of frames for temporal windows. Every method is safe to call concurrently for
     different streams; callers serialise the appends of one stream (the engine holds a per-stream lock)."""
+
+    kind: ClassVar[str] = "custom"
+    """Named in ``/readyz`` (``memory``, ``redis``)."""
+    shared: ClassVar[bool] = False
+    """True when every engine attached to the store sees every stream (any worker continues any stream);
+    :meth:`count` is then a scan of the shared store, done on readiness probes only."""
 
     @abstractmethod
     async def create(self, meta: StreamMeta) -> StreamState:

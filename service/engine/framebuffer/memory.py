@@ -47,6 +47,8 @@ class MemoryFrameBuffer(FrameBuffer):
         clock: monotonic seconds (tests pass a fake one).
     """
 
+    kind = "memory"
+
     def __init__(self, max_streams: int = 10_000, ttl_s: float = 300.0, clock: Callable[[], float] = time.monotonic):
         self.max_streams = max_streams
         self.ttl_s = ttl_s

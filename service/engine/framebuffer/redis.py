@@ -160,6 +160,9 @@ class RedisFrameBuffer(FrameBuffer):
         prefix: key namespace.
     """
 
+    kind = "redis"
+    shared = True
+
     def __init__(self, url: str, ttl_s: float = 300.0, prefix: str = "pose3d") -> None:
         self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=False)
         self.ttl_ms = max(1, int(ttl_s * 1000))
