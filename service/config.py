@@ -83,11 +83,21 @@ def _default_models() -> dict[str, ModelSpec]:
     }
 
 
+class StageBatchSettings(_Frozen):
+    """One stage's batch limits; ``None`` takes the engine-wide value."""
+
+    max_batch_size: int | None = Field(None, ge=1, le=4096)
+    max_delay_ms: float | None = Field(None, ge=0.0, le=1000.0)
+
+
 class EngineSettings(_Frozen):
     """Dynamic batching knobs (the batcher itself knows nothing of transports)."""
 
-    max_batch_size: int = Field(32, ge=1, le=4096, description="people/windows per forward")
+    max_batch_size: int = Field(32, ge=1, le=4096, description="units per batch of every stage without its own")
     max_delay_ms: float = Field(5.0, ge=0.0, le=1000.0)
+    decode: StageBatchSettings = Field(StageBatchSettings(), description="decode stage: images per batch")
+    detect: StageBatchSettings = Field(StageBatchSettings(), description="2D detector: people (crops) per forward")
+    lift: StageBatchSettings = Field(StageBatchSettings(), description="lifters: windows per forward")
     max_queue: int = Field(1024, ge=1, description="queued items before the engine reports overload")
     request_timeout_s: float = Field(30.0, gt=0.0)
     stream_ttl_s: float = Field(300.0, gt=0.0, description="idle streams expire after this")
@@ -95,6 +105,13 @@ class EngineSettings(_Frozen):
     torch_threads: int = Field(
         0, ge=0, le=256, description="intra-op threads of the inference thread; 0 = torch default"
     )
+
+    def stage_batch(self, stage: Literal["decode", "detect", "lift"]) -> tuple[int, float]:
+        """``(max_batch_size, max_delay_ms)`` of ``stage``: its own limits, else the engine-wide ones."""
+        own: StageBatchSettings = getattr(self, stage)
+        size = own.max_batch_size if own.max_batch_size is not None else self.max_batch_size
+        delay = own.max_delay_ms if own.max_delay_ms is not None else self.max_delay_ms
+        return size, delay
 
 
 class LimitSettings(_Frozen):

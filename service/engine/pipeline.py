@@ -123,9 +123,12 @@ class Pipeline:
         self.infer_pool = ThreadPoolExecutor(1, thread_name_prefix="pose3d-infer")
         self.cpu_pool = ThreadPoolExecutor(2, thread_name_prefix="pose3d-decode")
         limits = BatcherLimits(eng.max_batch_size, eng.max_delay_ms, eng.max_queue)
+        decode_limits = BatcherLimits(*eng.stage_batch("decode"), eng.max_queue)
+        detect_limits = BatcherLimits(*eng.stage_batch("detect"), eng.max_queue)
+        lift_size, lift_delay = eng.stage_batch("lift")  # a model's own lift_batch (or CPU default) still applies
         self.decode = DynamicBatcher[bytes | ByteImage, ByteImage](
-            "decode", lambda items: [decode_image(x) for x in items], limits, executor=self.cpu_pool, metrics=metrics
-        )
+            "decode", lambda items: [decode_image(x) for x in items], decode_limits, executor=self.cpu_pool, metrics=metrics
+        )  # fmt: skip
         self.boxes = DynamicBatcher[BoxItem, FrameBoxes](
             "boxes",
             lambda items: [box_finder.find(it.image, it.boxes, it.max_people) for it in items],
@@ -136,7 +139,7 @@ class Pipeline:
         # an ONNX Runtime detector (RTMPose) needs no torch thread: it overlaps the lifter's forwards
         detect_pool = self.cpu_pool if getattr(detector, "outside_torch", False) else self.infer_pool
         self.detect = DynamicBatcher[DetectItem, list[PersonDetection]](
-            "detect", self._detect_batch, limits, executor=detect_pool, metrics=metrics, size_of=lambda it: len(it.boxes)
+            "detect", self._detect_batch, detect_limits, executor=detect_pool, metrics=metrics, size_of=lambda it: len(it.boxes)
         )  # fmt: skip
         self.tokens = {
             name: DynamicBatcher[TokenInput, FloatArray](
@@ -149,7 +152,7 @@ class Pipeline:
             name: DynamicBatcher[LiftWindow, FloatArray](
                 "lift",
                 lifter.lift,
-                BatcherLimits(lifter.lift_batch_size(eng.max_batch_size), eng.max_delay_ms, eng.max_queue),
+                BatcherLimits(lifter.lift_batch_size(lift_size), lift_delay, eng.max_queue),
                 executor=self.infer_pool,
                 metrics=metrics,
             )

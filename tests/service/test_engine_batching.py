@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
+from service.config import StageBatchSettings
 from service.engine.inprocess import InProcessEngine, build_engine
 from service.engine.lifters import LiftWindow
 from service.engine.types import EstimateRequest, EstimateResult, Frame, ImageFrame, KeypointFrame
@@ -173,3 +174,22 @@ async def test_closing_the_engine_never_blocks_the_event_loop() -> None:
     assert not closing.done()
     gate.set()
     await asyncio.wait_for(closing, 5.0)
+
+
+async def test_each_stage_takes_its_own_batch_limits_else_the_engine_wide_ones() -> None:
+    settings = tiny_settings(max_batch_size=16, max_delay_ms=2.0)
+    engine_settings = settings.engine.model_copy(
+        update={
+            "decode": StageBatchSettings(max_batch_size=4),
+            "detect": StageBatchSettings(max_batch_size=64, max_delay_ms=9.0),
+        }
+    )
+    eng = await build_engine(settings.model_copy(update={"engine": engine_settings}), Metrics())
+    try:
+        pipeline = eng.pipeline
+        assert (pipeline.decode.limits.max_batch_size, pipeline.decode.limits.max_delay_ms) == (4, 2.0)
+        assert (pipeline.detect.limits.max_batch_size, pipeline.detect.limits.max_delay_ms) == (64, 9.0)
+        for lift in pipeline.lift.values():
+            assert (lift.limits.max_batch_size, lift.limits.max_delay_ms) == (16, 2.0)
+    finally:
+        await eng.aclose()
