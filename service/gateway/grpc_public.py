@@ -29,7 +29,6 @@ from service.engine.types import (
     BoxSource,
     EngineClient,
     EstimateOptions,
-    EstimateRequest,
     EstimateResult,
     Frame,
     FrameResult,
@@ -39,8 +38,8 @@ from service.engine.types import (
 )
 from service.engine.windows import WindowSpec
 from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Overloaded, Pose3DError, UnknownStream
-from service.gateway.clips import run_clip
-from service.gateway.deps import box_source_for, keypoints_model, resolve_model
+from service.gateway.deps import resolve_model
+from service.gateway.estimate import EstimateContext, estimate_keypoints, estimate_media
 from service.gateway.grpc_inputs import (
     check_frame_header,
     joint_set_of,
@@ -52,7 +51,6 @@ from service.gateway.inputs import Upload, checked_image
 from service.gateway.media import SNIFF_BYTES, sniff_media
 from service.gateway.problem import safe_request_id
 from service.gateway.routes_estimate import random_weight_warnings
-from service.gateway.validation import check_boxes_inside
 from service.gateway.world_inputs import world_warnings
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
@@ -113,32 +111,21 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
         limits = self.settings.limits
         rid = safe_request_id(request.request_id)
         opts = public_options(request.options, limits)
+        ctx = EstimateContext(engine, self.settings, self.metrics, rid, deadline)
         kind = request.WhichOneof("input")
         if kind == "keypoints":
-            info = await keypoints_model(engine, self.settings, opts.model)
-            frames: list[Frame] = list(keypoint_frames(request.keypoints, limits))
-            options = replace(opts.options, model=info.name, boxes=None, max_people=None)
-            result = await engine.estimate(EstimateRequest(rid, frames, options, deadline))
-            return self._response(rid, result.model, result.box_source, result.frames, result.timings_ms, options)
-        if kind not in ("image", "clip"):
+            done = await estimate_keypoints(
+                ctx, opts.model, opts.options, lambda: keypoint_frames(request.keypoints, limits)
+            )
+        elif kind in ("image", "clip"):
+            data: bytes = request.image if kind == "image" else request.clip
+            if not data:
+                raise BadRequest(f"{kind} is empty")
+            upload = Upload(kind=sniff_media(data[:SNIFF_BYTES]), file=UploadFile(file=io.BytesIO(data)))
+            done = await estimate_media(ctx, upload, opts.options, opts.every_nth)
+        else:
             raise BadRequest("EstimateRequest needs one of image, clip or keypoints")
-        data: bytes = request.image if kind == "image" else request.clip
-        if not data:
-            raise BadRequest(f"{kind} is empty")
-        media = sniff_media(data[:SNIFF_BYTES])
-        default = self.settings.default_image_model if media.is_image else self.settings.default_clip_model
-        info = await resolve_model(engine, opts.model or default)
-        options = replace(opts.options, model=info.name)
-        if media.is_image:
-            image = checked_image(data, limits)
-            if options.boxes is not None:
-                check_boxes_inside(options.boxes, image.width, image.height)
-            result = await engine.estimate(EstimateRequest(rid, [ImageFrame(image=image.data)], options, deadline))
-            return self._response(rid, result.model, result.box_source, result.frames, result.timings_ms, options)
-        upload = Upload(kind=media, file=UploadFile(file=io.BytesIO(data)))
-        outcome = await run_clip(engine, upload, options, limits, self.metrics, opts.every_nth, deadline)
-        timings = {"decode": outcome.decode_ms, "engine": outcome.engine_ms}
-        return self._response(rid, info, box_source_for(options, self.settings), outcome.frames, timings, options)
+        return self._response(rid, done.model, done.box_source, done.frames, done.timings_ms, opts.options)
 
     @staticmethod
     def _response(

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
 from model.joints import H36M_JOINT_NAMES
-from service.engine.types import BoxSource, EstimateOptions, EstimateRequest, FrameResult, ImageFrame, ModelInfo
-from service.gateway.clips import run_clip
+from service.engine.types import BoxSource, EstimateOptions, FrameResult, ModelInfo
 from service.gateway.deps import (
     GatewayState,
-    box_source_for,
     deadline_scope,
     engine_of,
-    keypoints_model,
-    resolve_model,
     state_of,
 )
+from service.gateway.estimate import EstimateContext, estimate_keypoints, estimate_media
 from service.gateway.inputs import (
     BodyKind,
     body_kind,
@@ -26,13 +24,11 @@ from service.gateway.inputs import (
     form_upload,
     read_form,
     read_json,
-    read_upload_image,
 )
 from service.gateway.outputs import OUTPUT_PARAMETERS, deliver, output_request
 from service.gateway.problem import request_id_of
 from service.gateway.schemas import PROBLEM_RESPONSES, Frame, KeypointsRequest, ModelRef, PoseResponse
 from service.gateway.validation import (
-    check_boxes_inside,
     keypoint_frames,
     parse_bool,
     parse_boxes,
@@ -106,48 +102,36 @@ def pose_response(
     )
 
 
+def _context(request: Request, state: GatewayState, deadline: float) -> EstimateContext:
+    return EstimateContext(engine_of(request), state.settings, state.metrics, request_id_of(request), deadline)
+
+
 async def _keypoints(request: Request, state: GatewayState, deadline: float) -> PoseResponse:
-    engine = engine_of(request)
+    ctx = _context(request, state, deadline)
     body = await read_json(request, KeypointsRequest, "keypoints request")
-    info = await keypoints_model(engine, state.settings, body.model)
-    frames = keypoint_frames(body, state.settings.limits)
     camera, smoothing = body.world()
-    options = EstimateOptions(
-        model=info.name, flip_test=body.flip_test, mode=body.mode, camera=camera, smoothing=smoothing
-    )
-    rid = request_id_of(request)
-    result = await engine.estimate(EstimateRequest(rid, list(frames), options, deadline))
-    return pose_response(rid, result.model, result.box_source, result.frames, result.timings_ms, camera)
+    options = EstimateOptions(flip_test=body.flip_test, mode=body.mode, camera=camera, smoothing=smoothing)
+    done = await estimate_keypoints(ctx, body.model, options, lambda: keypoint_frames(body, state.settings.limits))
+    return pose_response(ctx.request_id, done.model, done.box_source, done.frames, done.timings_ms, camera)
 
 
 async def _media(request: Request, state: GatewayState, deadline: float) -> PoseResponse:
-    engine = engine_of(request)
-    settings, limits = state.settings, state.settings.limits
+    ctx = _context(request, state, deadline)
+    limits = state.settings.limits
     form = await read_form(request)
     upload = await form_upload(form)
-    model_name = parse_model_name(form_text(form, "model"))
-    boxes = parse_boxes(form_text(form, "boxes"), limits)
-    flip_test = parse_bool("flip_test", form_text(form, "flip_test"))
-    max_people = parse_int("max_people", form_text(form, "max_people"), 1, limits.max_people)
-    mode = parse_mode(form_text(form, "mode"))
+    options = EstimateOptions(
+        model=parse_model_name(form_text(form, "model")),
+        boxes=parse_boxes(form_text(form, "boxes"), limits),
+        flip_test=parse_bool("flip_test", form_text(form, "flip_test")),
+        max_people=parse_int("max_people", form_text(form, "max_people"), 1, limits.max_people),
+        mode=parse_mode(form_text(form, "mode")),
+    )
     every_nth = parse_int("every_nth", form_text(form, "every_nth"), 1, limits.max_every_nth) or 1
     camera, smoothing = world_from_form(form)
-    rid = request_id_of(request)
-    default_model = settings.default_image_model if upload.kind.is_image else settings.default_clip_model
-    info = await resolve_model(engine, model_name or default_model)
-    options = EstimateOptions(
-        model=info.name, boxes=boxes, flip_test=flip_test, max_people=max_people, mode=mode, camera=camera,
-        smoothing=smoothing,
-    )  # fmt: skip
-    if upload.kind.is_image:
-        image = await read_upload_image(upload, limits)
-        if boxes is not None:
-            check_boxes_inside(boxes, image.width, image.height)
-        result = await engine.estimate(EstimateRequest(rid, [ImageFrame(image=image.data)], options, deadline))
-        return pose_response(rid, result.model, result.box_source, result.frames, result.timings_ms, camera)
-    outcome = await run_clip(engine, upload, options, limits, state.metrics, every_nth, deadline)
-    timings = {"decode": outcome.decode_ms, "engine": outcome.engine_ms}
-    return pose_response(rid, info, box_source_for(options, settings), outcome.frames, timings, camera)
+    options = replace(options, camera=camera, smoothing=smoothing)
+    done = await estimate_media(ctx, upload, options, every_nth)
+    return pose_response(ctx.request_id, done.model, done.box_source, done.frames, done.timings_ms, camera)
 
 
 @router.post(

@@ -1,0 +1,79 @@
+"""The estimate use-case both transports call: REST ``POST /v1/pose3d`` and gRPC ``Pose3D.Estimate`` parse
+their own inputs, then hand them here (pick the model, check the media, run the engine) and render the
+:class:`Estimated` outcome in their own response type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from service.config import GatewaySettings
+from service.engine.types import (
+    BoxSource,
+    EngineClient,
+    EstimateOptions,
+    EstimateRequest,
+    Frame,
+    FrameResult,
+    ImageFrame,
+    ModelInfo,
+)
+from service.gateway.clips import run_clip
+from service.gateway.deps import box_source_for, keypoints_model, resolve_model
+from service.gateway.inputs import Upload, read_upload_image
+from service.gateway.validation import check_boxes_inside
+from service.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class EstimateContext:
+    """What one estimate runs against: the engine, the gateway's settings and metrics, its id and deadline
+    (event-loop seconds)."""
+
+    engine: EngineClient
+    settings: GatewaySettings
+    metrics: Metrics
+    request_id: str
+    deadline: float
+
+
+@dataclass(frozen=True)
+class Estimated:
+    """The outcome, transport-neutral: the model that answered, where boxes came from, per-frame results
+    (source order) and stage timings in milliseconds."""
+
+    model: ModelInfo
+    box_source: BoxSource
+    frames: list[FrameResult]
+    timings_ms: dict[str, float]
+
+
+async def estimate_media(ctx: EstimateContext, upload: Upload, options: EstimateOptions, every_nth: int) -> Estimated:
+    """An image (checked from its headers, sent encoded; the engine decodes it) or a clip (decoded here,
+    streamed through the engine). ``options.model`` None = the configured default for the media kind."""
+    settings = ctx.settings
+    default = settings.default_image_model if upload.kind.is_image else settings.default_clip_model
+    info = await resolve_model(ctx.engine, options.model or default)
+    options = replace(options, model=info.name)
+    if upload.kind.is_image:
+        image = await read_upload_image(upload, settings.limits)
+        if options.boxes is not None:
+            check_boxes_inside(options.boxes, image.width, image.height)
+        request = EstimateRequest(ctx.request_id, [ImageFrame(image=image.data)], options, ctx.deadline)
+        result = await ctx.engine.estimate(request)
+        return Estimated(result.model, result.box_source, result.frames, result.timings_ms)
+    outcome = await run_clip(ctx.engine, upload, options, settings.limits, ctx.metrics, every_nth, ctx.deadline)
+    timings = {"decode": outcome.decode_ms, "engine": outcome.engine_ms}
+    return Estimated(info, box_source_for(options, settings), outcome.frames, timings)
+
+
+async def estimate_keypoints(
+    ctx: EstimateContext, model: str | None, options: EstimateOptions, frames: Callable[[], Sequence[Frame]]
+) -> Estimated:
+    """Client 2D keypoints (one person per frame): ``model``, else the keypoints default; boxes do not apply.
+    ``frames`` validates and builds the frames once the model is known (an unknown model is reported first)."""
+    info = await keypoints_model(ctx.engine, ctx.settings, model)
+    keypoint_frames = list(frames())
+    options = replace(options, model=info.name, boxes=None, max_people=None)
+    result = await ctx.engine.estimate(EstimateRequest(ctx.request_id, keypoint_frames, options, ctx.deadline))
+    return Estimated(result.model, result.box_source, result.frames, result.timings_ms)
