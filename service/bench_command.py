@@ -25,6 +25,7 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
     ``-h``); every argument after it goes to ``python -m bench``."""
     bench.description = "Runs `python -m bench` with the given arguments (see `python -m bench --help`)."
     bench.add_argument("bench_args", nargs="*", help="arguments for python -m bench")
+    bench.set_defaults(func=_cmd_bench)
 
 
 def run(args: argparse.Namespace) -> int:
