@@ -11,7 +11,6 @@ import pytest
 from service.config import LimitSettings
 from service.engine.inprocess import InProcessEngine, build_engine
 from service.engine.pipeline import async_frames
-from service.rpc.remote_engine import RemoteEngineClient
 from service.engine.types import ClipRequest, EstimateOptions, EstimateRequest, FrameResult, PersonResult
 from service.errors import InvalidInput
 from service.gateway.grpc_inputs import public_options
@@ -21,6 +20,7 @@ from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import worker_pb2_grpc
 from service.rpc import codec
+from service.rpc.remote_engine import RemoteEngineClient
 from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
 from service.worker.servicer import WorkerServicer
 from tests.service.test_engine_support import keypoint_clip, tiny_settings

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.cli import build_parser, build_settings
-from service.config import GatewaySettings, LifterKind, load_settings_file
+from service.cli import build_parser
+from service.config import GatewaySettings, LifterKind, build_settings, load_settings_file
 from service.engine.inprocess import build_engine
 from service.engine.types import EstimateOptions, EstimateRequest, Frame, ImageFrame, WindowMode
 from service.metrics import Metrics

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from service.cli import main
-from service.config import build_settings
-from service.config import GatewaySettings, LifterKind, ModelSpec, WorkerSettings
+from service.config import GatewaySettings, LifterKind, ModelSpec, WorkerSettings, build_settings
 from service.weights.catalogue import CATALOGUE_FILE, Fetch, Format, Kind, load_catalogue, parse_catalogue
 from service.weights.resolve import weight_set_overrides
 from service.weights.store import WeightsError, install
