@@ -118,6 +118,7 @@ class JobSettings(_Frozen):
     chunk_frames: int = Field(
         8, ge=1, le=1024, description="frames a job hands the engine per call (small: interactive requests interleave)"
     )
+    keypoint_chunk_frames: int = Field(256, ge=1, le=20_000, description="the same for keypoint sequences")
     ttl_s: float = Field(86_400.0, gt=0.0, description="a job, its staged input and its results expire after this")
     lease_s: float = Field(
         10.0, gt=0.0, le=3600.0, description="a running job unrenewed for this long is taken over by any gateway"

@@ -118,7 +118,8 @@ class _Run:
         )
 
     async def push_all(self, source: JobSource, sid: str, resume_from: int) -> None:
-        chunk_frames = self.runner.settings.jobs.chunk_frames
+        jobs = self.runner.settings.jobs
+        chunk_frames = jobs.keypoint_chunk_frames if self.record.kind == "keypoints" else jobs.chunk_frames
         timeout = self.runner.settings.engine.request_timeout_s
         while chunk := await source.take(chunk_frames):
             first = len(self.source_index)
