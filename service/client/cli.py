@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from service.client.estimate import EstimateArgs, estimate_grpc, estimate_rest, options_message
 from service.client.outputs import write_output
+from service.client.jobs_cli import add_job_options, add_jobs_commands, estimate_as_job, wants_job
 from service.client.sources import SourceFrame, camera_frames, clip_frames, clip_info, write_synthetic_clip
 from service.client.stream import StreamClient, StreamConfig, StreamStats
 from service.errors import Pose3DError
@@ -33,6 +34,8 @@ def _estimate_args(args: argparse.Namespace) -> EstimateArgs:
 def _cmd_estimate(args: argparse.Namespace) -> int:
     media = Path(args.file)
     options = _estimate_args(args)
+    if wants_job(args):
+        return estimate_as_job(args, options)
     try:
         if args.grpc:
             document = asyncio.run(estimate_grpc(args.grpc, media.read_bytes(), options, args.timeout))
@@ -148,7 +151,9 @@ def add_client_commands(sub: Any) -> None:
     )
     estimate.add_argument("--compact", action="store_true", help="one-line JSON")
     _options(estimate)
+    add_job_options(estimate)
     estimate.set_defaults(func=_cmd_estimate)
+    add_jobs_commands(sub)
 
     stream = sub.add_parser(
         "stream",

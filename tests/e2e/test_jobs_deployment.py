@@ -74,7 +74,9 @@ def test_job_survives_worker_sigkill_and_gateway_restart(deployment: JobDeployme
         before_restart = wait_progress(client, job_id, 12)
         first = read_ndjson(client, job_id, limit=6)
     gateway.kill()
-    deployment.gateway = new_gateway(deployment.workers, deployment.env, deployment.logs, gateway.port, gateway.grpc_port)
+    deployment.gateway = new_gateway(
+        deployment.workers, deployment.env, deployment.logs, gateway.port, gateway.grpc_port
+    )
     deployment.gateway.start()
     deployment.gateway.wait_ready()
     with httpx.Client(base_url=deployment.gateway.url, timeout=300) as client:

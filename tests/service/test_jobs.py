@@ -18,7 +18,9 @@ CLIP_SECONDS, FPS = 60, 1
 @pytest.fixture(scope="module")
 def live() -> Iterator[LiveServer]:
     limits = LimitSettings(max_body_bytes=16 * 1024 * 1024, max_clip_frames=20_000, max_clip_seconds=120.0)
-    settings = tiny_settings(limits=limits, jobs=JobSettings(chunk_frames=4, keypoint_chunk_frames=64, poll_interval_s=0.05))
+    settings = tiny_settings(
+        limits=limits, jobs=JobSettings(chunk_frames=4, keypoint_chunk_frames=64, poll_interval_s=0.05)
+    )
     with live_server(settings) as server:
         yield server
 
@@ -32,7 +34,8 @@ def test_clip_job_progress_and_ndjson_resume_equal_the_clip_posted_whole(live: L
     total = CLIP_SECONDS * FPS
     with live.client(timeout_s=300) as client:
         submitted = submit_clip(client, long_clip)
-        assert submitted["state"] == "queued" and submitted["frames_done"] == 0
+        assert submitted["state"] == "queued"
+        assert submitted["frames_done"] == 0
         assert submitted["frames_total"] == total
         job_id = submitted["job_id"]
         first = read_ndjson(client, job_id, limit=10)  # read while it runs, then stop reading
@@ -44,7 +47,8 @@ def test_clip_job_progress_and_ndjson_resume_equal_the_clip_posted_whole(live: L
         document = client.get(f"/v1/jobs/{job_id}/results")
     assert seen[-1]["state"] == "done", seen[-1]
     progress = [s["frames_done"] for s in seen]
-    assert progress == sorted(progress) and progress[-1] == total
+    assert progress == sorted(progress)
+    assert progress[-1] == total
     assert any(0 < p < total for p in progress), progress  # progress rose while it ran
     running = [s for s in seen if s["state"] == "running" and s["frames_done"] > 0]
     assert all(s["frames_per_second"] > 0 and s["eta_s"] is not None for s in running)
@@ -53,7 +57,8 @@ def test_clip_job_progress_and_ndjson_resume_equal_the_clip_posted_whole(live: L
     assert document.status_code == 200
     doc = document.json()
     assert doc["frames"] == frames
-    assert doc["model"] == whole.json()["model"] and doc["joint_names"] == whole.json()["joint_names"]
+    assert doc["model"] == whole.json()["model"]
+    assert doc["joint_names"] == whole.json()["joint_names"]
     assert doc["box_source"] == whole.json()["box_source"]
 
 
@@ -80,12 +85,14 @@ def test_cancel_stops_the_job_and_ends_its_stream(live: LiveServer) -> None:
     with live.client(timeout_s=300) as client:
         job_id = client.post("/v1/jobs", json=body).json()["job_id"]
         cancelled = client.delete(f"/v1/jobs/{job_id}")
-        assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+        assert cancelled.status_code == 200
+        assert cancelled.json()["state"] == "cancelled"
         lines = read_ndjson(client, job_id)
         status = client.get(f"/v1/jobs/{job_id}").json()
         again = client.delete(f"/v1/jobs/{job_id}")
         results = client.get(f"/v1/jobs/{job_id}/results")
-    assert status["state"] == "cancelled" and status["frames_done"] < 20_000
+    assert status["state"] == "cancelled"
+    assert status["frames_done"] < 20_000
     assert lines[-1]["error"]["status"] == 409
     assert all("frame_index" in line for line in lines[:-1])
     assert again.json()["state"] == "cancelled"
