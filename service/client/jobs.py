@@ -4,7 +4,7 @@
 ``out.jsonl.job`` (a small JSON state file next to the output), and appends each frame's result to the output as
 it completes (``GET /v1/jobs/{id}/results``, NDJSON). Interrupted (Ctrl-C, a dropped connection), the same
 command run again finds the state file and resumes the same job after the last frame in the output file.
-Torch-free: only httpx and tqdm.
+Torch-free: only httpx and tqdm (tests/service/test_client_jobs.py checks it).
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import httpx
 from tqdm import tqdm
 
-from service.client.estimate import EstimateArgs
+if TYPE_CHECKING:
+    from service.client.estimate import EstimateArgs
 
 NDJSON = "application/x-ndjson"
 CLIP_SUFFIXES = frozenset({".mp4", ".mov", ".webm", ".avi", ".m4v", ".mkv"})

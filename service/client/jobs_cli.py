@@ -6,10 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from service.client.estimate import EstimateArgs
 from service.client.jobs import CLIP_SUFFIXES, JobError, JobsClient, print_jobs, run_job
+
+if TYPE_CHECKING:
+    from service.client.estimate import EstimateArgs
 
 
 def wants_job(args: argparse.Namespace) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 from service.cli import main
 from service.client.estimate import EstimateArgs
 from service.client.jobs import JobsClient, run_job
+from tests.conftest import REPO
 from tests.service.media_samples import encode_clip
 from tests.service.rest_support import LiveServer, live_server, tiny_settings
 
@@ -52,6 +55,11 @@ def test_estimate_job_survives_ctrl_c_and_resumes_the_same_job(live: LiveServer,
     assert [f["frame_index"] for f in frames] == list(range(FRAMES))
     assert not (tmp_path / "out.jsonl.job").exists()
     assert JobsClient(live.url).status(state["job_id"])["state"] == "done"
+
+
+def test_job_client_is_torch_free() -> None:
+    code = "import sys, service.client.jobs_cli; sys.exit(('torch' in sys.modules) + 2 * ('model' in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, check=False).returncode == 0
 
 
 def test_pose3d_estimate_and_jobs_commands(
