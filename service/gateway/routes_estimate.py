@@ -28,6 +28,7 @@ from service.gateway.inputs import (
     read_form,
     read_json,
 )
+from service.gateway.jobs.streamed import streamed_estimate, wants_ndjson
 from service.gateway.outputs import OUTPUT_PARAMETERS, deliver, output_request
 from service.gateway.problem import request_id_of
 from service.gateway.schemas import PROBLEM_RESPONSES, Frame, KeypointsRequest, ModelRef, PoseResponse
@@ -164,7 +165,9 @@ async def estimate_pose(request: Request) -> PoseResponse | Response:
     (``fx, fy, cx, cy`` or ``fov_deg``) and ``smoothing`` (+ ``smoothing_params``); or ``application/json`` 2D
     keypoints (with the same camera/smoothing fields). Joints are Human3.6M-17; ``keypoints_3d`` in metres, camera
     frame, root-relative; ``keypoints_3d_camera`` the same placed at each person's solved root translation. Errors are ``application/problem+json``.
-    ``?format=`` / ``?render=``: see outputs.py."""
+    ``?format=`` / ``?render=``: see outputs.py; ``Accept: application/x-ndjson``: each frame as it completes."""
+    if wants_ndjson(request):  # each frame as it completes, under a progress deadline
+        return await streamed_estimate(request)
     state = state_of(request)
     wanted = output_request(request)
     started = time.perf_counter()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from service.config import JobSettings, LimitSettings
-from tests.service.jobs_support import assert_same_frames, read_ndjson, submit_clip, wait_state
+from tests.service.jobs_support import NDJSON, assert_same_frames, read_ndjson, submit_clip, wait_state
 from tests.service.media_samples import encode_clip, encode_image, person_image
 from tests.service.rest_support import LiveServer, assert_problem, live_server, tiny_settings
 
@@ -113,3 +114,31 @@ def test_job_errors_are_problems(live: LiveServer) -> None:
             "/v1/jobs", files={"file": ("c.mp4", encode_clip(frames=3), "video/mp4")}, data={"model": "nope"}
         )
         assert_problem(unknown, 404, "unknown-model")
+
+
+def test_pose3d_ndjson_streams_the_frames_of_the_whole_response(live: LiveServer) -> None:
+    clip = encode_clip(frames=12, width=64, height=96)
+    pose = [[320.0 + 4 * j, 180.0 + 10 * j, 0.9] for j in range(17)]
+    keypoints = {"keypoints_2d": [pose] * 40, "image_size": [640, 480], "model": "pstmo-9"}
+    with live.client() as client:
+        streamed = client.post("/v1/pose3d", files={"file": ("c.mp4", clip)}, headers={"Accept": NDJSON})
+        whole = client.post("/v1/pose3d", files={"file": ("c.mp4", clip)})
+        kp_streamed = client.post("/v1/pose3d", json=keypoints, headers={"Accept": NDJSON})
+        kp_whole = client.post("/v1/pose3d", json=keypoints)
+    assert streamed.status_code == 200, streamed.text
+    assert streamed.headers["content-type"].startswith(NDJSON)
+    assert_same_frames([json.loads(line) for line in streamed.text.splitlines()], whole.json()["frames"])
+    assert_same_frames([json.loads(line) for line in kp_streamed.text.splitlines()], kp_whole.json()["frames"])
+
+
+def test_deadline_problems_name_the_setting_and_the_header(live: LiveServer) -> None:
+    clip = encode_clip(frames=6, width=64, height=96)
+    tiny = {"X-Request-Timeout": "0.000001"}
+    with live.client() as client:
+        streamed = client.post("/v1/pose3d", files={"file": ("c.mp4", clip)}, headers={"Accept": NDJSON, **tiny})
+        whole = client.post("/v1/pose3d", files={"file": ("c.mp4", clip)}, headers=tiny)
+    for response in (streamed, whole):
+        detail = assert_problem(response, 504, "deadline-exceeded")["detail"]
+        assert "X-Request-Timeout" in detail
+        assert "engine.request_timeout_s" in detail
+        assert "POSE3D_ENGINE__REQUEST_TIMEOUT_S" in detail
