@@ -49,6 +49,7 @@ from service.gateway.grpc_inputs import (
     stream_keypoint_frame,
 )
 from service.gateway.inputs import Upload
+from service.gateway.jobs.grpc import JobsServicer
 from service.gateway.media import SNIFF_BYTES, decode_image, sniff_media
 from service.gateway.problem import safe_request_id
 from service.gateway.routes_estimate import random_weight_warnings
@@ -73,7 +74,7 @@ def _checked_stream_id(stream_id: str) -> str:
     return stream_id
 
 
-class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
+class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
     def __init__(self, settings: GatewaySettings, metrics: Metrics, engine: EngineGetter) -> None:
         self.settings = settings
         self.metrics = metrics

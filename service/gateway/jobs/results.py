@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Final
@@ -13,11 +14,21 @@ from pydantic import BaseModel, Field
 
 from model.skeleton import H36M_JOINT_NAMES
 from service.gateway.schemas import ModelRef, PoseResponse
-from service.jobs.store import JobRecord, JobState, JobStore
+from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
 
 NDJSON: Final = "application/x-ndjson"
 PAGE: Final = 256
 """Frames read from the store per round trip."""
+
+
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def checked_job_id(job_id: str) -> str:
+    """``job_id`` when it has the shape of an id POST /v1/jobs gives; UnknownJob (404) otherwise."""
+    if not _JOB_ID.match(job_id):
+        raise UnknownJob("no such job (ids come from POST /v1/jobs)")
+    return job_id
 
 
 class JobStatus(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Annotated
 
@@ -10,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from service.errors import Conflict
-from service.gateway.jobs.results import NDJSON, JobList, JobStatus, document, ndjson
+from service.gateway.jobs.results import NDJSON, JobList, JobStatus, checked_job_id, document, ndjson
 from service.gateway.jobs.service import jobs_of, submit
 from service.gateway.routes_estimate import OPENAPI_BODY
 from service.gateway.schemas import PROBLEM_RESPONSES
@@ -18,14 +17,10 @@ from service.jobs.store import JobState, UnknownJob
 
 router = APIRouter(tags=["jobs"])
 
-_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 JobId = Annotated[str, Path(description="id returned by POST /v1/jobs", max_length=64)]
 
 
-def _checked(job_id: str) -> str:
-    if not _JOB_ID.match(job_id):
-        raise UnknownJob("no such job (ids come from POST /v1/jobs)")
-    return job_id
+_checked = checked_job_id
 
 
 @router.post(

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 
-from service.engine.types import BoxSource
-from service.errors import UnsupportedMediaType
+from service.config import GatewaySettings
+from service.engine.types import BoxSource, EngineClient
+from service.errors import InvalidInput, UnsupportedMediaType
 from service.gateway.deps import GatewayState, box_source_for, engine_of, keypoints_model, resolve_model, state_of
 from service.gateway.inputs import BodyKind, body_kind, form_text, form_upload, read_form
 from service.gateway.jobs.runner import JobRunner
 from service.gateway.jobs.sources import CLIP_FIELDS, clip_options, parse_keypoints_body
-from service.gateway.media import ClipReader
+from service.gateway.media import SNIFF_BYTES, ClipReader, sniff_media
 from service.gateway.problem import request_id_of
 from service.gateway.schemas import ModelRef
 from service.gateway.validation import parse_model_name
@@ -65,52 +66,58 @@ async def jobs_lifespan(app: FastAPI, state: GatewayState) -> AsyncIterator[Jobs
         await store.aclose()
 
 
-async def _keypoints_job(request: Request, state: GatewayState) -> tuple[JobRecord, bytes]:
-    settings = state.settings
-    raw = await request.body()
+async def keypoints_job(settings: GatewaySettings, engine: EngineClient, raw: bytes, request_id: str) -> JobRecord:
+    """A keypoints job from a JSON body (validated off the event loop, as ``POST /v1/pose3d`` validates it)."""
     body, frames = await asyncio.to_thread(parse_keypoints_body, raw, settings)
-    info = await keypoints_model(engine_of(request), settings, body.model)
-    record = JobRecord(
-        job_id=secrets.token_urlsafe(18), kind="keypoints", request_id=request_id_of(request), created_s=time.time(),
+    info = await keypoints_model(engine, settings, body.model)
+    return JobRecord(
+        job_id=secrets.token_urlsafe(18), kind="keypoints", request_id=request_id, created_s=time.time(),
         params={"model": info.name}, model=ModelRef.of(info).model_dump(), box_source=BoxSource.KEYPOINTS.value,
         frames_total=len(frames),
     )  # fmt: skip
-    return record, raw
 
 
-async def _clip_job(request: Request, state: GatewayState) -> tuple[JobRecord, bytes]:
-    settings = state.settings
-    form = await read_form(request)
-    upload = await form_upload(form)
-    if upload.kind.is_image:
+async def clip_job(
+    settings: GatewaySettings, engine: EngineClient, data: bytes, fields: dict[str, str], request_id: str
+) -> JobRecord:
+    """A clip job from the clip's bytes and the text fields of ``POST /v1/pose3d`` (validated, probed)."""
+    media = sniff_media(data[:SNIFF_BYTES])
+    if media.is_image:
         raise UnsupportedMediaType("a job takes a clip (MP4, MOV, WebM, AVI) or 2D keypoints; POST /v1/pose3d an image")
-    fields = {name: value for name in sorted(CLIP_FIELDS) if (value := form_text(form, name)) is not None}
-    info = await resolve_model(engine_of(request), parse_model_name(fields.get("model")) or settings.default_clip_model)
+    unknown = sorted(set(fields) - CLIP_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown job fields {unknown}; known: {', '.join(sorted(CLIP_FIELDS))}")
+    info = await resolve_model(engine, parse_model_name(fields.get("model")) or settings.default_clip_model)
     options, every_nth = clip_options(fields, settings, info.name)
-    staged = await upload.file.read()
-    reader = await asyncio.to_thread(ClipReader, io.BytesIO(staged), upload.kind, settings.limits, every_nth)
+    reader = await asyncio.to_thread(ClipReader, io.BytesIO(data), media, settings.limits, every_nth)
     count = reader.info.frame_count
     await asyncio.to_thread(reader.close)
-    record = JobRecord(
-        job_id=secrets.token_urlsafe(18), kind="clip", request_id=request_id_of(request), created_s=time.time(),
-        params={"model": info.name, "fields": fields, "media": upload.kind.value}, model=ModelRef.of(info).model_dump(),
+    return JobRecord(
+        job_id=secrets.token_urlsafe(18), kind="clip", request_id=request_id, created_s=time.time(),
+        params={"model": info.name, "fields": fields, "media": media.value}, model=ModelRef.of(info).model_dump(),
         box_source=box_source_for(options, settings).value, frames_total=None if count is None else -(-count // every_nth),
     )  # fmt: skip
-    return record, staged
+
+
+async def create_job(jobs: Jobs, record: JobRecord, staged: bytes) -> JobRecord:
+    await jobs.store.create(record, staged)
+    jobs.runner.wake()
+    log.info("job %s queued (%s, model %s, %s frames)", record.job_id, record.kind, record.params["model"],
+             record.frames_total)  # fmt: skip
+    return record
 
 
 async def submit(request: Request) -> JobRecord:
     """Validate and stage a job from a ``POST /v1/jobs`` request; the runner takes it from the store."""
     state = state_of(request)
     kind = body_kind(request)
-    engine_of(request)  # 503 before reading a body the engine could not take
+    engine = engine_of(request)  # 503 before reading a body the engine could not take
+    rid = request_id_of(request)
     if kind is BodyKind.JSON:
-        record, staged = await _keypoints_job(request, state)
-    else:
-        record, staged = await _clip_job(request, state)
-    jobs = jobs_of(request)
-    await jobs.store.create(record, staged)
-    jobs.runner.wake()
-    log.info("job %s queued (%s, model %s, %s frames)", record.job_id, record.kind, record.params["model"],
-             record.frames_total)  # fmt: skip
-    return record
+        raw = await request.body()
+        return await create_job(jobs_of(request), await keypoints_job(state.settings, engine, raw, rid), raw)
+    form = await read_form(request)
+    upload = await form_upload(form)
+    fields = {name: value for name in sorted(CLIP_FIELDS) if (value := form_text(form, name)) is not None}
+    data = await upload.file.read()
+    return await create_job(jobs_of(request), await clip_job(state.settings, engine, data, fields, rid), data)
