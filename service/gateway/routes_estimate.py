@@ -26,15 +26,14 @@ from service.gateway.inputs import (
     form_text,
     form_upload,
     read_form,
-    read_json,
 )
 from service.gateway.jobs.streamed import streamed_estimate, wants_ndjson
+from service.gateway.json_offload import parse_keypoints
 from service.gateway.outputs import OUTPUT_PARAMETERS, deliver, output_request
 from service.gateway.problem import request_id_of
-from service.gateway.schemas import PROBLEM_RESPONSES, Frame, KeypointsRequest, ModelRef, PoseResponse
+from service.gateway.schemas import PROBLEM_RESPONSES, Frame, ModelRef, PoseResponse
 from service.gateway.validation import (
     check_boxes_inside,
-    keypoint_frames,
     parse_bool,
     parse_boxes,
     parse_int,
@@ -109,9 +108,8 @@ def pose_response(
 
 async def _keypoints(request: Request, state: GatewayState, deadline: float) -> PoseResponse:
     engine = engine_of(request)
-    body = await read_json(request, KeypointsRequest, "keypoints request")
+    body, frames = await parse_keypoints(await request.body(), state.settings)  # large bodies: off the loop
     info = await keypoints_model(engine, state.settings, body.model)
-    frames = keypoint_frames(body, state.settings.limits)
     camera, smoothing = body.world()
     options = EstimateOptions(
         model=info.name, flip_test=body.flip_test, mode=body.mode, camera=camera, smoothing=smoothing

@@ -20,7 +20,8 @@ from service.errors import InvalidInput, UnsupportedMediaType
 from service.gateway.deps import GatewayState, box_source_for, engine_of, keypoints_model, resolve_model, state_of
 from service.gateway.inputs import BodyKind, body_kind, form_text, form_upload, read_form
 from service.gateway.jobs.runner import JobRunner
-from service.gateway.jobs.sources import CLIP_FIELDS, clip_options, parse_keypoints_body
+from service.gateway.jobs.sources import CLIP_FIELDS, clip_options
+from service.gateway.json_offload import parse_keypoints
 from service.gateway.media import SNIFF_BYTES, ClipReader, sniff_media
 from service.gateway.problem import request_id_of
 from service.gateway.schemas import ModelRef
@@ -68,7 +69,7 @@ async def jobs_lifespan(app: FastAPI, state: GatewayState) -> AsyncIterator[Jobs
 
 async def keypoints_job(settings: GatewaySettings, engine: EngineClient, raw: bytes, request_id: str) -> JobRecord:
     """A keypoints job from a JSON body (validated off the event loop, as ``POST /v1/pose3d`` validates it)."""
-    body, frames = await asyncio.to_thread(parse_keypoints_body, raw, settings)
+    body, frames = await parse_keypoints(raw, settings)
     info = await keypoints_model(engine, settings, body.model)
     return JobRecord(
         job_id=secrets.token_urlsafe(18), kind="keypoints", request_id=request_id, created_s=time.time(),

@@ -17,14 +17,15 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from service.config import GatewaySettings
-from service.engine.types import EstimateOptions, Frame, ImageFrame, KeypointFrame
+from service.config import GatewaySettings, LimitSettings
+from service.engine.types import EstimateOptions, FloatArray, Frame, ImageFrame, KeypointFrame
 from service.errors import BadRequest
 from service.gateway.media import ClipReader, DecodedFrame, MediaKind
 from service.gateway.problem import validation_problem
 from service.gateway.schemas import KeypointsRequest
 from service.gateway.validation import (
-    keypoint_frames,
+    frame_times,
+    keypoint_array,
     parse_bool,
     parse_boxes,
     parse_int,
@@ -62,18 +63,39 @@ def keypoint_options(body: KeypointsRequest, model: str) -> EstimateOptions:
     return EstimateOptions(model=model, flip_test=body.flip_test, mode=body.mode, camera=camera, smoothing=smoothing)
 
 
-def parse_keypoints_body(raw: bytes, settings: GatewaySettings) -> tuple[KeypointsRequest, list[KeypointFrame]]:
-    """Blocking (run it on a thread: a large body must not stall the event loop): the validated request and
-    its frames. Not JSON → 400; wrong shape or values → 422."""
+def parse_keypoints_fields(
+    raw: bytes, limits: LimitSettings
+) -> tuple[KeypointsRequest, FloatArray, FloatArray, list[float]]:
+    """Blocking: the validated request, its ``(T, 17, 2)`` pixels, ``(T, 17)`` scores and ``T`` times.
+    Not JSON → 400; wrong shape or values → 422; more frames than allowed → 413."""
     try:
         document: Any = json.loads(raw)
     except (ValueError, RecursionError):
-        raise BadRequest("keypoints job body is not valid JSON") from None
+        raise BadRequest("keypoints body is not valid JSON") from None
     try:
         body = KeypointsRequest.model_validate(document)
     except ValidationError as exc:
-        raise validation_problem(exc, "keypoints job") from None
-    return body, keypoint_frames(body, settings.limits)
+        raise validation_problem(exc, "keypoints request") from None
+    xy, scores = keypoint_array(body.keypoints_2d, body.image_size, limits)
+    return body, xy, scores, frame_times(body.timestamps_s, xy.shape[0])
+
+
+def frames_of(body: KeypointsRequest, xy: FloatArray, scores: FloatArray, times: list[float]) -> list[KeypointFrame]:
+    """One :class:`KeypointFrame` per frame (views into ``xy`` ``(T, 17, 2)`` and ``scores`` ``(T, 17)``)."""
+    size = (int(body.image_size[0]), int(body.image_size[1]))
+    joints = body.joint_set
+    return [
+        KeypointFrame(
+            keypoints=xy[i], scores=scores[i], image_size=size, joint_set=joints, frame_index=i, timestamp_s=t
+        )
+        for i, t in enumerate(times)
+    ]
+
+
+def parse_keypoints_body(raw: bytes, settings: GatewaySettings) -> tuple[KeypointsRequest, list[KeypointFrame]]:
+    """Blocking: the validated request and its frames (see :func:`parse_keypoints_fields`)."""
+    body, xy, scores, times = parse_keypoints_fields(raw, settings.limits)
+    return body, frames_of(body, xy, scores, times)
 
 
 @dataclass

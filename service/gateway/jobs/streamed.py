@@ -34,8 +34,8 @@ from service.gateway.jobs.sources import (
     _renumbered,
     clip_options,
     keypoint_options,
-    parse_keypoints_body,
 )
+from service.gateway.json_offload import parse_keypoints
 from service.gateway.media import ClipReader
 from service.gateway.schemas import Frame as FrameOut
 from service.gateway.validation import parse_model_name
@@ -58,7 +58,7 @@ async def _source(request: Request) -> JobSource:
     state = state_of(request)
     settings, engine = state.settings, engine_of(request)
     if body_kind(request) is BodyKind.JSON:
-        body, frames = await asyncio.to_thread(parse_keypoints_body, await request.body(), settings)
+        body, frames = await parse_keypoints(await request.body(), settings)
         info = await keypoints_model(engine, settings, body.model)
         return JobSource(keypoint_options(body, info.name), len(frames), _renumbered(frames))
     form = await read_form(request)
