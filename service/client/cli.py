@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from service.client.estimate import EstimateArgs, estimate_grpc, estimate_rest, options_message
-from service.client.outputs import write_output
 from service.client.jobs_cli import add_job_options, add_jobs_commands, estimate_as_job, wants_job
+from service.client.outputs import write_output
 from service.client.sources import SourceFrame, camera_frames, clip_frames, clip_info, write_synthetic_clip
 from service.client.stream import StreamClient, StreamConfig, StreamStats
 from service.errors import Pose3DError
