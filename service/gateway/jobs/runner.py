@@ -37,7 +37,8 @@ from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
 log = logging.getLogger("pose3d.jobs")
 
 MAX_ATTEMPTS: Final = 20
-RETRYABLE: Final = (Unavailable, Overloaded, DeadlineExceeded)
+RETRYABLE: Final = (Unavailable, Overloaded, DeadlineExceeded, UnknownStream)
+"""Errors a later run may not meet: it resumes the job (a lost stream is reopened and run again from frame 0)."""
 
 
 def problem_of(error: Pose3DError) -> dict[str, object]:
