@@ -7,6 +7,7 @@ identity deserializer and decodes in the handler instead, aborting with ``INVALI
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -28,6 +29,11 @@ async def _decoded_stream(decode: Decoder, raw: AsyncIterator[bytes], context: A
         yield await _decoded(decode, item, context)
 
 
+async def _settled(result: Any) -> Any:
+    """A handler's result, awaited when it is a coroutine (a plain function's result as it is)."""
+    return await result if inspect.isawaitable(result) else result
+
+
 def _wrapped(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     decode = handler.request_deserializer
     if decode is None:
@@ -42,6 +48,12 @@ def _wrapped(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         return grpc.unary_unary_rpc_method_handler(uu, response_serializer=out)
     if handler.unary_stream is not None:
         unary_stream = handler.unary_stream
+        if not inspect.isasyncgenfunction(unary_stream):  # writes with context.write (e.g. health Watch)
+
+            async def us_writes(raw: bytes, context: Any) -> Any:
+                return await _settled(unary_stream(await _decoded(decode, raw, context), context))
+
+            return grpc.unary_stream_rpc_method_handler(us_writes, response_serializer=out)
 
         async def us(raw: bytes, context: Any) -> AsyncIterator[Any]:
             async for item in unary_stream(await _decoded(decode, raw, context), context):
@@ -50,6 +62,12 @@ def _wrapped(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         return grpc.unary_stream_rpc_method_handler(us, response_serializer=out)
     if handler.stream_stream is not None:
         stream_stream = handler.stream_stream
+        if not inspect.isasyncgenfunction(stream_stream):  # e.g. server reflection
+
+            async def ss_writes(raw: AsyncIterator[bytes], context: Any) -> Any:
+                return await _settled(stream_stream(_decoded_stream(decode, raw, context), context))
+
+            return grpc.stream_stream_rpc_method_handler(ss_writes, response_serializer=out)
 
         async def ss(raw: AsyncIterator[bytes], context: Any) -> AsyncIterator[Any]:
             async for item in stream_stream(_decoded_stream(decode, raw, context), context):
