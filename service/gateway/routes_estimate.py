@@ -27,6 +27,7 @@ from service.gateway.inputs import (
     form_upload,
     read_form,
 )
+from service.gateway.jobs.chunked import chunk_limit, estimate_in_chunks
 from service.gateway.jobs.streamed import streamed_estimate, wants_ndjson
 from service.gateway.json_offload import parse_keypoints
 from service.gateway.outputs import OUTPUT_PARAMETERS, deliver, output_request
@@ -115,6 +116,11 @@ async def _keypoints(request: Request, state: GatewayState, deadline: float) -> 
         model=info.name, flip_test=body.flip_test, mode=body.mode, camera=camera, smoothing=smoothing
     )
     rid = request_id_of(request)
+    if len(frames) > (chunk := chunk_limit(state.settings)):  # longer than the engine's queue takes at once
+        started = time.perf_counter()
+        results = await estimate_in_chunks(engine, options, frames, chunk, deadline)
+        timings = {"engine": (time.perf_counter() - started) * 1000.0}
+        return pose_response(rid, info, BoxSource.KEYPOINTS, results, timings, camera)
     result = await engine.estimate(EstimateRequest(rid, list(frames), options, deadline))
     return pose_response(rid, result.model, result.box_source, result.frames, result.timings_ms, camera)
 
