@@ -34,6 +34,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "stream", "service.client.stream_cli", "stream a clip or a camera over gRPC (bidirectional), results as JSON"
     ),
+    Command("jobs", "service.client.jobs_cli", "list, show or cancel jobs (long clips: POST /v1/jobs)"),
     Command("weights", "service.weights.cli", "list, download and install published checkpoints"),
     Command(
         "bench",

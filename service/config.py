@@ -128,6 +128,22 @@ class LimitSettings(_Frozen):
     render_queue: int = Field(8, ge=0, description="renders/exports waiting for a thread before 503s are sent")
 
 
+class JobSettings(_Frozen):
+    """Long work as jobs (``POST /v1/jobs``): state and results live in the frame buffer's store."""
+
+    max_running: int = Field(2, ge=1, le=256, description="jobs this process runs at once; more wait queued")
+    chunk_frames: int = Field(
+        8, ge=1, le=1024, description="frames a job hands the engine per call (small: interactive requests interleave)"
+    )
+    keypoint_chunk_frames: int = Field(256, ge=1, le=20_000, description="the same for keypoint sequences")
+    ttl_s: float = Field(86_400.0, gt=0.0, description="a job, its staged input and its results expire after this")
+    lease_s: float = Field(
+        10.0, gt=0.0, le=3600.0, description="a running job unrenewed for this long is taken over by any gateway"
+    )
+    poll_interval_s: float = Field(0.25, gt=0.0, le=60.0, description="how often queued jobs and progress are polled")
+    max_listed: int = Field(100, ge=1, le=10_000, description="most jobs GET /v1/jobs lists")
+
+
 class CommonSettings(BaseSettings):
     """Fields every process shares."""
 
@@ -166,6 +182,7 @@ class GatewaySettings(CommonSettings):
     grpc_port: int = Field(50051, ge=0, le=65535, description="public gRPC port (0 = off)")
     workers: list[str] = Field(default_factory=list, description="remote worker addresses; empty = in-process")
     limits: LimitSettings = LimitSettings()
+    jobs: JobSettings = JobSettings()
     default_keypoints_model: str | None = Field(
         None, description="model for JSON 2D keypoints; None = default_clip_model, else any model that needs no image"
     )

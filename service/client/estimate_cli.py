@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from service.client.estimate import EstimateArgs, estimate_grpc, estimate_rest
+from service.client.jobs_cli import add_job_options, estimate_as_job, wants_job
 from service.client.outputs import write_output
 from service.errors import Pose3DError
 
@@ -52,11 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--compact", action="store_true", help="one-line JSON")
     add_options(parser)
+    add_job_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     media = Path(args.file)
     options = estimate_args(args)
+    if wants_job(args):
+        return estimate_as_job(args, options)
     try:
         if args.grpc:
             document = asyncio.run(estimate_grpc(args.grpc, media.read_bytes(), options, args.timeout))

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -104,8 +105,10 @@ class StreamConfig:
     encoding: str = "png"  # lossless by default: results equal the clip posted whole
     paced: bool = True  # send at the source rate (frame timestamps); False: as fast as possible
     max_ahead: int = 8  # unanswered frames allowed beyond the window's lag
-    resume_attempts: int = 20
-    resume_backoff_s: float = 0.5
+    resume_attempts: int = 1000  # reconnections in one outage, at most (the budget usually ends it first)
+    resume_backoff_s: float = 0.5  # first backoff; doubles per attempt up to resume_backoff_max_s, full jitter
+    resume_backoff_max_s: float = 5.0
+    retry_budget_s: float = 60.0  # an outage (no result since the last failure) is given up after this
 
 
 class StreamClient:
@@ -137,20 +140,30 @@ class StreamClient:
         self._clock_start = 0.0
 
     async def run(self) -> StreamStats:
-        """Stream every frame, resuming after disconnects; raises the service error if the server refuses."""
+        """Stream every frame, reconnecting after disconnects — also before the stream opened (a fresh stream is
+        opened again) — with exponential backoff and full jitter for up to ``retry_budget_s`` per outage; raises
+        the service error if the server refuses."""
         self.stats = StreamStats()
-        attempts = 0
+        attempts, outage_started, results_at_failure = 0, 0.0, -1
         while True:
             try:
                 await self._session()
                 self.stats.finished = time.monotonic()
                 return self.stats
             except _Disconnected as exc:
-                if not self.stats.stream_id or exc.code not in _RESUMABLE or attempts >= self.config.resume_attempts:
+                if self.stats.results != results_at_failure:  # progress since the last failure: a new outage
+                    attempts, outage_started, results_at_failure = 0, time.monotonic(), self.stats.results
+                out_of_budget = time.monotonic() - outage_started > self.config.retry_budget_s
+                if exc.code not in _RESUMABLE or attempts >= self.config.resume_attempts or out_of_budget:
                     raise Unavailable(f"the stream was interrupted and could not resume ({exc})") from exc
                 attempts += 1
                 self.stats.resumes += 1
-                await asyncio.sleep(self.config.resume_backoff_s)
+                await asyncio.sleep(self.backoff_s(attempts))
+
+    def backoff_s(self, attempt: int) -> float:
+        """Seconds to wait before reconnection ``attempt`` (1, 2, ...): uniform in ``[0, min(max, first·2^(n-1))]``."""
+        ceiling = min(self.config.resume_backoff_max_s, self.config.resume_backoff_s * 2 ** min(attempt - 1, 30))
+        return random.uniform(0.0, ceiling)
 
     async def _next_frame(self) -> pb.StreamEstimateRequest | None:
         def produce() -> pb.StreamFrame | None:

@@ -22,6 +22,8 @@ from service.engine.types import EngineClient, ModelInfo
 from service.errors import Unavailable
 from service.gateway import demo, routes_estimate, routes_ops, routes_streams, routes_ws
 from service.gateway.deps import GatewayState
+from service.gateway.jobs import routes as job_routes
+from service.gateway.jobs.service import jobs_lifespan
 from service.gateway.limits import GatewayGuard
 from service.gateway.problem import install_problem_handlers
 from service.gateway.schemas import KeypointsRequest, StreamFrameKeypoints
@@ -127,7 +129,8 @@ def create_app(
             "remote: " + ", ".join(settings.workers) if settings.workers else "in-process",
         )
         try:
-            yield
+            async with jobs_lifespan(app, state):
+                yield
         finally:
             state.engine = None
             if owned is not None:
@@ -145,5 +148,6 @@ def create_app(
     app.include_router(routes_streams.router)
     app.include_router(routes_ws.router)  # /v1/streams/ws
     demo.mount(app)  # /demo
+    app.include_router(job_routes.router)
     app.openapi = _openapi_with_body_models(app)  # type: ignore[method-assign]
     return app

@@ -25,13 +25,15 @@ from typing import Final
 
 from service.config import LimitSettings
 from service.engine.types import ClipRequest, EngineClient, EstimateOptions, Frame, FrameResult, ImageFrame
-from service.errors import Pose3DError
+from service.errors import Pose3DError, Unavailable, UnknownStream
 from service.gateway.inputs import Upload
 from service.gateway.media import ClipReader, DecodedFrame
 from service.metrics import Metrics
 
 DECODE_AHEAD: Final = 2
 """Decoded frames the gateway keeps ready beyond those the engine has taken (the engine bounds the rest)."""
+
+LOST_CLIP_STATE: Final = "the frame buffer lost this clip's state while it ran (was Redis restarted?); send it again"
 
 log = logging.getLogger("pose3d.gateway")
 
@@ -194,6 +196,8 @@ async def run_clip(
     started = time.perf_counter()
     try:
         result = await engine.estimate_clip(request)
+    except UnknownStream:  # the clip's private stream vanished (the frame buffer's Redis restarted): retryable
+        raise Unavailable(LOST_CLIP_STATE, retry_after_s=1.0) from None
     finally:
         await decoder.aclose()
     outcome = ClipOutcome(

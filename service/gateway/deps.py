@@ -108,4 +108,8 @@ async def deadline_scope(request: Request) -> AsyncIterator[float]:
         async with asyncio.timeout(timeout):
             yield deadline
     except TimeoutError:
-        raise DeadlineExceeded(f"the request did not complete within {timeout:g} s") from None
+        raise DeadlineExceeded(
+            f"the request did not complete within {timeout:g} s (the deadline: header {TIMEOUT_HEADER}, at most the "
+            "setting engine.request_timeout_s / POSE3D_ENGINE__REQUEST_TIMEOUT_S); for long clips use POST /v1/jobs "
+            "or Accept: application/x-ndjson (a progress deadline)"
+        ) from None

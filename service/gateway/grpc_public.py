@@ -48,6 +48,7 @@ from service.gateway.grpc_inputs import (
     stream_keypoint_frame,
 )
 from service.gateway.inputs import Upload, checked_image
+from service.gateway.jobs.grpc import JobsServicer
 from service.gateway.media import SNIFF_BYTES, sniff_media
 from service.gateway.problem import safe_request_id
 from service.gateway.routes_estimate import random_weight_warnings
@@ -71,7 +72,7 @@ def _checked_stream_id(stream_id: str) -> str:
     return stream_id
 
 
-class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
+class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
     def __init__(self, settings: GatewaySettings, metrics: Metrics, engine: EngineGetter) -> None:
         self.settings = settings
         self.metrics = metrics

@@ -97,6 +97,8 @@ async def run_gateway(settings: GatewaySettings, engine_factory: EngineFactory) 
         if public is not None:
             public.engine = engine
         app = create_app(settings, engine=engine, metrics=metrics)
+        if public is not None:  # gRPC jobs share the app's job store and runner
+            public.servicer.jobs_getter = lambda: getattr(app.state, "jobs", None)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level)
         await uvicorn.Server(config).serve()
     finally:

@@ -14,6 +14,7 @@ from service.gateway.deps import (
     GatewayState,
     deadline_scope,
     engine_of,
+    keypoints_model,
     state_of,
 )
 from service.gateway.estimate import EstimateContext, estimate_keypoints, estimate_media
@@ -23,13 +24,14 @@ from service.gateway.inputs import (
     form_text,
     form_upload,
     read_form,
-    read_json,
 )
+from service.gateway.jobs.chunked import chunk_limit, estimate_in_chunks
+from service.gateway.jobs.streamed import streamed_estimate, wants_ndjson
+from service.gateway.json_offload import parse_keypoints
 from service.gateway.outputs import OUTPUT_PARAMETERS, deliver, output_request
 from service.gateway.problem import request_id_of
-from service.gateway.schemas import PROBLEM_RESPONSES, Frame, KeypointsRequest, ModelRef, PoseResponse
+from service.gateway.schemas import PROBLEM_RESPONSES, Frame, ModelRef, PoseResponse
 from service.gateway.validation import (
-    keypoint_frames,
     parse_bool,
     parse_boxes,
     parse_int,
@@ -108,10 +110,17 @@ def _context(request: Request, state: GatewayState, deadline: float) -> Estimate
 
 async def _keypoints(request: Request, state: GatewayState, deadline: float) -> PoseResponse:
     ctx = _context(request, state, deadline)
-    body = await read_json(request, KeypointsRequest, "keypoints request")
+    body, frames = await parse_keypoints(await request.body(), state.settings)  # large bodies: off the loop
     camera, smoothing = body.world()
     options = EstimateOptions(flip_test=body.flip_test, mode=body.mode, camera=camera, smoothing=smoothing)
-    done = await estimate_keypoints(ctx, body.model, options, lambda: keypoint_frames(body, state.settings.limits))
+    if len(frames) > (chunk := chunk_limit(state.settings)):  # longer than the engine's queue takes at once
+        info = await keypoints_model(ctx.engine, state.settings, body.model)
+        started = time.perf_counter()
+        chunked = replace(options, model=info.name)
+        results = await estimate_in_chunks(ctx.engine, chunked, frames, chunk, deadline)
+        timings = {"engine": (time.perf_counter() - started) * 1000.0}
+        return pose_response(ctx.request_id, info, BoxSource.KEYPOINTS, results, timings, camera)
+    done = await estimate_keypoints(ctx, body.model, options, lambda: frames)
     return pose_response(ctx.request_id, done.model, done.box_source, done.frames, done.timings_ms, camera)
 
 
@@ -147,7 +156,9 @@ async def estimate_pose(request: Request) -> PoseResponse | Response:
     (``fx, fy, cx, cy`` or ``fov_deg``) and ``smoothing`` (+ ``smoothing_params``); or ``application/json`` 2D
     keypoints (with the same camera/smoothing fields). Joints are Human3.6M-17; ``keypoints_3d`` in metres, camera
     frame, root-relative; ``keypoints_3d_camera`` the same placed at each person's solved root translation. Errors are ``application/problem+json``.
-    ``?format=`` / ``?render=``: see outputs.py."""
+    ``?format=`` / ``?render=``: see outputs.py; ``Accept: application/x-ndjson``: each frame as it completes."""
+    if wants_ndjson(request):  # each frame as it completes, under a progress deadline
+        return await streamed_estimate(request)
     state = state_of(request)
     wanted = output_request(request)
     started = time.perf_counter()

@@ -39,7 +39,9 @@ def new_server(max_message_bytes: int) -> grpc.aio.Server:
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.so_reuseport", 0),
     ]
-    return grpc.aio.server(options=opts)
+    from service.rpc.decoding import DecodeErrorInterceptor
+
+    return grpc.aio.server(options=opts, interceptors=[DecodeErrorInterceptor()])  # bad protobuf: INVALID_ARGUMENT
 
 
 def add_health_and_reflection(server: grpc.aio.Server, services: Sequence[str]) -> health_aio.HealthServicer:

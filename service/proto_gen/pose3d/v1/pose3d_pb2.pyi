@@ -305,3 +305,72 @@ class ListModelsResponse(_message.Message):
     MODELS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+
+class SubmitJobRequest(_message.Message):
+    __slots__ = ("clip", "keypoints_json", "fields")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CLIP_FIELD_NUMBER: _ClassVar[int]
+    KEYPOINTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    clip: bytes
+    keypoints_json: str
+    fields: _containers.ScalarMap[str, str]
+    def __init__(self, clip: _Optional[bytes] = ..., keypoints_json: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Job(_message.Message):
+    __slots__ = ("job_id", "state", "kind", "model", "frames_done", "frames_total", "frames_per_second", "eta_s", "attempts", "error_json")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_DONE_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    ETA_S_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_JSON_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    state: str
+    kind: str
+    model: str
+    frames_done: int
+    frames_total: int
+    frames_per_second: float
+    eta_s: float
+    attempts: int
+    error_json: str
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., frames_per_second: _Optional[float] = ..., eta_s: _Optional[float] = ..., attempts: _Optional[int] = ..., error_json: _Optional[str] = ...) -> None: ...
+
+class GetJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class CancelJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class WatchJobRequest(_message.Message):
+    __slots__ = ("job_id", "after")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    after: int
+    def __init__(self, job_id: _Optional[str] = ..., after: _Optional[int] = ...) -> None: ...
+
+class WatchJobResponse(_message.Message):
+    __slots__ = ("frame", "status")
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    frame: FrameResult
+    status: Job
+    def __init__(self, frame: _Optional[_Union[FrameResult, _Mapping]] = ..., status: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...

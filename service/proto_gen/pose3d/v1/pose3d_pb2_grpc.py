@@ -49,6 +49,26 @@ class Pose3DStub:
                 request_serializer=pose3d_dot_v1_dot_pose3d__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=pose3d_dot_v1_dot_pose3d__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.SubmitJob = channel.unary_unary(
+                '/pose3d.v1.Pose3D/SubmitJob',
+                request_serializer=pose3d_dot_v1_dot_pose3d__pb2.SubmitJobRequest.SerializeToString,
+                response_deserializer=pose3d_dot_v1_dot_pose3d__pb2.Job.FromString,
+                _registered_method=True)
+        self.GetJob = channel.unary_unary(
+                '/pose3d.v1.Pose3D/GetJob',
+                request_serializer=pose3d_dot_v1_dot_pose3d__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=pose3d_dot_v1_dot_pose3d__pb2.Job.FromString,
+                _registered_method=True)
+        self.WatchJob = channel.unary_stream(
+                '/pose3d.v1.Pose3D/WatchJob',
+                request_serializer=pose3d_dot_v1_dot_pose3d__pb2.WatchJobRequest.SerializeToString,
+                response_deserializer=pose3d_dot_v1_dot_pose3d__pb2.WatchJobResponse.FromString,
+                _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/pose3d.v1.Pose3D/CancelJob',
+                request_serializer=pose3d_dot_v1_dot_pose3d__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=pose3d_dot_v1_dot_pose3d__pb2.Job.FromString,
+                _registered_method=True)
 
 
 class Pose3DServicer:
@@ -78,6 +98,32 @@ class Pose3DServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitJob(self, request, context):
+        """Long work as jobs (POST /v1/jobs): answers at once with the queued job; any gateway answers for any job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchJob(self, request, context):
+        """The job's frames as they complete (after `after`), then its final status; resumable with `after`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_Pose3DServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +141,26 @@ def add_Pose3DServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=pose3d_dot_v1_dot_pose3d__pb2.ListModelsRequest.FromString,
                     response_serializer=pose3d_dot_v1_dot_pose3d__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'SubmitJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitJob,
+                    request_deserializer=pose3d_dot_v1_dot_pose3d__pb2.SubmitJobRequest.FromString,
+                    response_serializer=pose3d_dot_v1_dot_pose3d__pb2.Job.SerializeToString,
+            ),
+            'GetJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJob,
+                    request_deserializer=pose3d_dot_v1_dot_pose3d__pb2.GetJobRequest.FromString,
+                    response_serializer=pose3d_dot_v1_dot_pose3d__pb2.Job.SerializeToString,
+            ),
+            'WatchJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJob,
+                    request_deserializer=pose3d_dot_v1_dot_pose3d__pb2.WatchJobRequest.FromString,
+                    response_serializer=pose3d_dot_v1_dot_pose3d__pb2.WatchJobResponse.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=pose3d_dot_v1_dot_pose3d__pb2.CancelJobRequest.FromString,
+                    response_serializer=pose3d_dot_v1_dot_pose3d__pb2.Job.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +244,114 @@ class Pose3D:
             '/pose3d.v1.Pose3D/ListModels',
             pose3d_dot_v1_dot_pose3d__pb2.ListModelsRequest.SerializeToString,
             pose3d_dot_v1_dot_pose3d__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pose3d.v1.Pose3D/SubmitJob',
+            pose3d_dot_v1_dot_pose3d__pb2.SubmitJobRequest.SerializeToString,
+            pose3d_dot_v1_dot_pose3d__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pose3d.v1.Pose3D/GetJob',
+            pose3d_dot_v1_dot_pose3d__pb2.GetJobRequest.SerializeToString,
+            pose3d_dot_v1_dot_pose3d__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pose3d.v1.Pose3D/WatchJob',
+            pose3d_dot_v1_dot_pose3d__pb2.WatchJobRequest.SerializeToString,
+            pose3d_dot_v1_dot_pose3d__pb2.WatchJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pose3d.v1.Pose3D/CancelJob',
+            pose3d_dot_v1_dot_pose3d__pb2.CancelJobRequest.SerializeToString,
+            pose3d_dot_v1_dot_pose3d__pb2.Job.FromString,
             options,
             channel_credentials,
             insecure,

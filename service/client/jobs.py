@@ -1,0 +1,173 @@
+"""Long clips as jobs from the command line: submit, follow with a progress bar, write NDJSON as it comes, resume.
+
+``pose3d estimate long.mp4 -o out.jsonl`` submits the clip to ``POST /v1/jobs``, remembers the job id in
+``out.jsonl.job`` (a small JSON state file next to the output), and appends each frame's result to the output as
+it completes (``GET /v1/jobs/{id}/results``, NDJSON). Interrupted (Ctrl-C, a dropped connection), the same
+command run again finds the state file and resumes the same job after the last frame in the output file.
+Torch-free: only httpx and tqdm (tests/service/test_client_jobs.py checks it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import httpx
+from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from service.client.estimate import EstimateArgs
+
+NDJSON = "application/x-ndjson"
+CLIP_SUFFIXES = frozenset({".mp4", ".mov", ".webm", ".avi", ".m4v", ".mkv"})
+
+
+class JobError(RuntimeError):
+    """The server refused the job, or the job failed or was cancelled."""
+
+
+def _problem(response: httpx.Response) -> JobError:
+    try:
+        body = response.json()
+        return JobError(f"{response.status_code} {body.get('title')}: {body.get('detail')}")
+    except ValueError:
+        return JobError(f"{response.status_code}: {response.text[:200]!r}")
+
+
+def form_fields(args: EstimateArgs) -> dict[str, str]:
+    form: dict[str, str] = {}
+    if args.model:
+        form["model"] = args.model
+    if args.boxes is not None:
+        form["boxes"] = json.dumps(args.boxes)
+    if args.flip_test is not None:
+        form["flip_test"] = "true" if args.flip_test else "false"
+    if args.max_people is not None:
+        form["max_people"] = str(args.max_people)
+    if args.mode:
+        form["mode"] = args.mode
+    if args.every_nth:
+        form["every_nth"] = str(args.every_nth)
+    return form
+
+
+@dataclass
+class JobsClient:
+    """``/v1/jobs`` at ``base_url``."""
+
+    base_url: str
+    timeout_s: float = 60.0
+
+    def _client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url.rstrip("/"), timeout=self.timeout_s)
+
+    def submit(self, media: Path, args: EstimateArgs) -> dict[str, Any]:
+        with self._client() as client, media.open("rb") as fh:
+            response = client.post("/v1/jobs", files={"file": (media.name, fh)}, data=form_fields(args))
+        if response.status_code != 202:
+            raise _problem(response)
+        return dict(response.json())
+
+    def _call(self, method: str, path: str) -> dict[str, Any]:
+        with self._client() as client:
+            response = client.request(method, path)
+        if response.status_code != 200:
+            raise _problem(response)
+        return dict(response.json())
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/jobs/{job_id}")
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/v1/jobs/{job_id}")
+
+    def list(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/jobs")["jobs"])
+
+    def results(self, job_id: str, after: int | None) -> Iterator[dict[str, Any]]:
+        """Frames as they complete (past ``after``); JobError when the job failed or was cancelled."""
+        params = {} if after is None else {"after": str(after)}
+        timeout = httpx.Timeout(self.timeout_s, read=None)
+        with (
+            httpx.Client(base_url=self.base_url.rstrip("/"), timeout=timeout) as client,
+            client.stream("GET", f"/v1/jobs/{job_id}/results", params=params, headers={"Accept": NDJSON}) as resp,
+        ):
+            if resp.status_code != 200:
+                resp.read()
+                raise _problem(resp)
+            for line in resp.iter_lines():
+                if not line:
+                    continue
+                item: dict[str, Any] = json.loads(line)
+                if "error" in item:
+                    raise JobError(f"job {job_id}: {item['error'].get('detail')}")
+                yield item
+
+
+def _last_frame_index(output: Path) -> int | None:
+    """The ``frame_index`` of the last complete line of ``output`` (a torn last line is cut off)."""
+    if not output.exists():
+        return None
+    data = output.read_bytes()
+    if data and not data.endswith(b"\n"):
+        data = data[: data.rfind(b"\n") + 1]
+        output.write_bytes(data)
+    lines = data.splitlines()
+    return int(json.loads(lines[-1])["frame_index"]) if lines else None
+
+
+def _resumable(client: JobsClient, state_file: Path, media: Path) -> str | None:
+    if not state_file.exists():
+        return None
+    state = json.loads(state_file.read_text())
+    if state.get("media") != str(media.resolve()) or state.get("size") != media.stat().st_size:
+        return None
+    try:
+        status = client.status(str(state["job_id"]))
+    except JobError:
+        return None
+    return None if status["state"] in ("failed", "cancelled") else str(state["job_id"])
+
+
+def run_job(client: JobsClient, media: Path, args: EstimateArgs, output: Path, progress: bool = True) -> int:
+    """Submit ``media`` as a job (or resume the one ``output``'s state file names) and append its frames to
+    ``output`` as JSON lines; returns the number of frames in ``output``. The state file goes once it is done."""
+    state_file = output.with_name(output.name + ".job")
+    job_id = _resumable(client, state_file, media)
+    after: int | None = None
+    if job_id is None:
+        job_id = str(client.submit(media, args)["job_id"])
+        state_file.write_text(json.dumps({"job_id": job_id, "media": str(media.resolve()),
+                                          "size": media.stat().st_size, "url": client.base_url}) + "\n")  # fmt: skip
+        output.write_bytes(b"")
+    else:
+        after = _last_frame_index(output)
+    written = sum(1 for _ in output.open("rb"))
+    total = client.status(job_id).get("frames_total")
+    bar = tqdm(total=total, initial=written, unit="frame", desc=job_id[:8], disable=not progress, file=sys.stderr)
+    with output.open("a") as out, bar:
+        for frame in client.results(job_id, after):
+            out.write(json.dumps(frame) + "\n")
+            out.flush()
+            written += 1
+            bar.update(1)
+    state_file.unlink(missing_ok=True)
+    return written
+
+
+def print_jobs(jobs: list[dict[str, Any]], out: TextIO) -> None:
+    out.write(f"{'JOB':26} {'STATE':10} {'KIND':9} {'MODEL':12} {'FRAMES':>13} {'FPS':>7} {'AGE':>8}\n")
+    now = time.time()
+    for job in jobs:
+        total = "?" if job["frames_total"] is None else job["frames_total"]
+        fps = "" if job["frames_per_second"] is None else f"{job['frames_per_second']:.1f}"
+        age = f"{now - job['created_s']:.0f}s"
+        frames = f"{job['frames_done']}/{total}"
+        out.write(
+            f"{job['job_id']:26} {job['state']:10} {job['kind']:9} {job['model']:12} {frames:>13} {fps:>7} {age:>8}\n"
+        )

@@ -1,0 +1,94 @@
+"""``/v1/jobs``: submit long work, follow its progress, read (or stream) its results, cancel it."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from service.errors import Conflict
+from service.gateway.jobs.results import NDJSON, JobList, JobStatus, checked_job_id, document, ndjson
+from service.gateway.jobs.service import jobs_of, submit
+from service.gateway.routes_estimate import OPENAPI_BODY
+from service.gateway.schemas import PROBLEM_RESPONSES
+from service.jobs.store import JobState, UnknownJob
+
+router = APIRouter(tags=["jobs"])
+
+JobId = Annotated[str, Path(description="id returned by POST /v1/jobs", max_length=64)]
+
+
+_checked = checked_job_id
+
+
+@router.post(
+    "/v1/jobs",
+    status_code=202,
+    response_model=JobStatus,
+    responses=PROBLEM_RESPONSES,
+    openapi_extra=OPENAPI_BODY,
+    summary="Submit a clip or a keypoint sequence of any length as a job",
+)
+async def submit_job(request: Request, response: Response) -> JobStatus:
+    """The same inputs as ``POST /v1/pose3d`` (a clip as ``multipart/form-data``, or 2D keypoints as JSON);
+    answers ``202`` at once with the job's status and ``Location: /v1/jobs/{id}``."""
+    record = await submit(request)
+    response.headers["Location"] = f"/v1/jobs/{record.job_id}"
+    return JobStatus.of(record)
+
+
+@router.get("/v1/jobs", response_model=JobList, responses=PROBLEM_RESPONSES, summary="The newest jobs")
+async def list_jobs(request: Request) -> JobList:
+    jobs = jobs_of(request)
+    out: list[JobStatus] = []
+    now = time.time()
+    for job_id in await jobs.store.job_ids(request.app.state.settings.jobs.max_listed):
+        try:
+            out.append(JobStatus.of(await jobs.store.get(job_id), now))
+        except UnknownJob:
+            continue
+    return JobList(jobs=out)
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobStatus, responses=PROBLEM_RESPONSES, summary="A job's progress")
+async def get_job(request: Request, job_id: JobId) -> JobStatus:
+    """State (queued, running, done, failed, cancelled), frames done / total, frames per second, ETA, error."""
+    return JobStatus.of(await jobs_of(request).store.get(_checked(job_id)))
+
+
+@router.get(
+    "/v1/jobs/{job_id}/results",
+    responses={**PROBLEM_RESPONSES, 200: {"content": {"application/json": {}, NDJSON: {}}}},
+    summary="A job's results: the POST /v1/pose3d document, or NDJSON frames as they complete",
+)
+async def job_results(
+    request: Request,
+    job_id: JobId,
+    after: Annotated[int | None, Query(ge=-1, description="NDJSON: only frames with frame_index > after")] = None,
+) -> Response:
+    """With ``Accept: application/x-ndjson``: one frame per line as frames complete, until the job ends
+    (``?after=<frame_index>`` resumes after a frame already read; a failed or cancelled job ends the stream with
+    ``{"error": <problem>}``). Otherwise the document ``POST /v1/pose3d`` returns, once the job is done (409 before)."""
+    jobs = jobs_of(request)
+    record = await jobs.store.get(_checked(job_id))
+    if NDJSON in request.headers.get("accept", ""):
+        poll_s = request.app.state.settings.jobs.poll_interval_s
+        return StreamingResponse(ndjson(jobs.store, job_id, after, poll_s), media_type=NDJSON)
+    if record.state is not JobState.DONE:
+        total = "?" if record.frames_total is None else record.frames_total
+        raise Conflict(
+            f"job {job_id} is {record.state.value} ({record.frames_done}/{total} frames): poll GET /v1/jobs/{job_id}, "
+            f"or stream the frames so far with Accept: {NDJSON}"
+        )
+    return Response(await document(jobs.store, record), media_type="application/json")
+
+
+@router.delete("/v1/jobs/{job_id}", response_model=JobStatus, responses=PROBLEM_RESPONSES, summary="Cancel a job")
+async def cancel_job(request: Request, job_id: JobId) -> JobStatus:
+    """Cancel the job (a finished job stays as it is); its staged input and engine stream are freed."""
+    jobs = jobs_of(request)
+    record = await jobs.store.cancel(_checked(job_id), time.time())
+    jobs.runner.cancel_local(job_id)
+    return JobStatus.of(record)

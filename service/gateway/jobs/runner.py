@@ -1,0 +1,286 @@
+"""Runs jobs: a bounded number per process, each feeding the engine small chunks, results stored as they come.
+
+Any gateway runs any queued job: a sweep (every ``jobs.poll_interval_s``, or at once after a submission)
+claims the oldest unowned job while this process has a free slot (``jobs.max_running``). A running job holds a
+lease renewed every ``jobs.lease_s / 3``; a gateway that dies (SIGKILL included) stops renewing, and after
+``jobs.lease_s`` another gateway — or the same one restarted — takes the job over and **resumes** it:
+
+- the job's frames go through an engine stream ``job-<id>`` whose windows and tracks live in the frame buffer
+  (Redis in a deployment), so the new runner pushes again from the first frame whose result is not stored:
+  frames the stream already holds are answered again from the buffer (idempotent), later ones are new;
+- if that stream is gone (expired, or the frame buffer restarted), the job starts a fresh stream from frame 0
+  and stores only the frames not stored yet (each position is written once): nothing is lost, work is redone.
+
+A job takes at most ``jobs.chunk_frames`` frames per engine call, one call at a time, so interactive requests
+share the engine's batches with it and never wait behind a whole clip. A worker that dies mid-chunk is
+retried by the remote engine client; an engine that is overloaded or unavailable makes the job wait
+(backoff) and resume, up to :data:`MAX_ATTEMPTS` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Final
+
+from service.config import GatewaySettings
+from service.engine.types import EngineClient, FrameResult
+from service.errors import DeadlineExceeded, InternalError, Overloaded, Pose3DError, Unavailable, UnknownStream
+from service.gateway.jobs.sources import JobSource, open_source
+from service.gateway.schemas import Frame as FrameOut
+from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
+
+log = logging.getLogger("pose3d.jobs")
+
+MAX_ATTEMPTS: Final = 20
+RETRYABLE: Final = (Unavailable, Overloaded, DeadlineExceeded, UnknownStream)
+"""Errors a later run may not meet: it resumes the job (a lost stream is reopened and run again from frame 0)."""
+
+
+def problem_of(error: Pose3DError) -> dict[str, object]:
+    """A job's error as an RFC 9457 problem document."""
+    body: dict[str, object] = {
+        "type": f"urn:pose3d:problem:{error.type_slug}",
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+    }
+    return body
+
+
+class _Run:
+    """One run of one job on this process (until it ends, is cancelled, or loses its lease)."""
+
+    def __init__(self, runner: JobRunner, record: JobRecord, engine: EngineClient) -> None:
+        self.runner = runner
+        self.record = record
+        self.engine = engine
+        self.job_id = record.job_id
+        self.source_index: list[int] = []
+        self.sid: str | None = None
+
+    async def stream(self, source: JobSource) -> tuple[str, int]:
+        """The engine stream to push into and the first position to push: resume the job's stream where its
+        stored results end, or open a fresh one (a new generation when an earlier one is lost)."""
+        sid, done = f"job-{self.job_id}", self.record.frames_done
+        try:
+            await self.engine.get_stream(sid)
+            return sid, done
+        except UnknownStream:
+            pass
+        if done > 0 or self.record.attempts > 1:
+            sid = f"{sid}-g{self.record.attempts}"
+        await self.engine.open_stream(source.options, stream_id=sid)
+        return sid, 0
+
+    async def store(self, results: list[FrameResult]) -> None:
+        """Write results at their positions (contiguous runs; positions already stored keep their value)."""
+        results = sorted(results, key=lambda r: r.frame_index)
+        i = 0
+        while i < len(results):
+            start, j = results[i].frame_index, i
+            while j + 1 < len(results) and results[j + 1].frame_index == results[j].frame_index + 1:
+                j += 1
+            docs = [
+                FrameOut.of(r, frame_index=self.source_index[r.frame_index]).model_dump_json().encode()
+                for r in results[i : j + 1]
+            ]
+            await self.runner.store.put_frames(self.job_id, start, docs)
+            i = j + 1
+
+    async def execute(self) -> None:
+        settings = self.runner.settings
+        staged = await self.runner.store.read_input(self.job_id)
+        source = await open_source(self.record.kind, self.record.params, staged, settings)
+        del staged
+        try:
+            now = time.time()
+            started = await self.runner.store.update(
+                self.job_id, owner=self.runner.owner, state=JobState.RUNNING, started_s=self.record.started_s or now,
+                run_started_s=now, run_start_done=self.record.frames_done, frames_total=source.total,
+            )  # fmt: skip
+            if started is None:
+                return
+            sid, resume_from = await self.stream(source)
+            self.sid = sid
+            log.info("job %s runs in stream %s from frame %d (attempt %d)", self.job_id, sid, resume_from,
+                     self.record.attempts)  # fmt: skip
+            await self.push_all(source, sid, resume_from)
+            await self.store(await self.engine.close_stream(sid))
+        finally:
+            await source.aclose()
+        total = len(self.source_index)
+        await self.runner.store.update(
+            self.job_id, owner=self.runner.owner, state=JobState.DONE, frames_total=total, finished_s=time.time()
+        )
+
+    async def push_all(self, source: JobSource, sid: str, resume_from: int) -> None:
+        jobs = self.runner.settings.jobs
+        chunk_frames = jobs.keypoint_chunk_frames if self.record.kind == "keypoints" else jobs.chunk_frames
+        timeout = self.runner.settings.engine.request_timeout_s
+        while chunk := await source.take(chunk_frames):
+            first = len(self.source_index)
+            self.source_index.extend(index for _, index in chunk)
+            frames = [frame for position, (frame, _) in enumerate(chunk, first) if position >= resume_from]
+            if not frames:
+                continue
+            results = await self.engine.push_frames(sid, frames, deadline=time.monotonic() + timeout)
+            await self.store(results)
+
+
+class JobRunner:
+    """Claims and runs jobs of ``store`` on the engine ``engine_getter()`` gives (None while it starts)."""
+
+    def __init__(
+        self, store: JobStore, settings: GatewaySettings, engine_getter: Callable[[], EngineClient | None]
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.owner = secrets.token_hex(8)
+        self._engine_getter = engine_getter
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="pose3d-jobs-sweep")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def running(self) -> list[str]:
+        return list(self._running)
+
+    def cancel_local(self, job_id: str) -> None:
+        """Stop this process's run of ``job_id`` now (it was cancelled)."""
+        task = self._running.get(job_id)
+        if task is not None:
+            task.cancel()
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Pose3DError as exc:
+                log.warning("job sweep failed: %s", exc.detail)
+            except Exception:
+                log.exception("job sweep failed")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.jobs.poll_interval_s):
+                    await self._wake.wait()
+
+    async def sweep(self) -> None:
+        """Claim the oldest claimable jobs while this process has free slots."""
+        if self._closing or len(self._running) >= self.settings.jobs.max_running:
+            return
+        engine = self._engine_getter()
+        if engine is None:
+            return
+        for job_id in await self.store.active_ids():
+            if len(self._running) >= self.settings.jobs.max_running:
+                return
+            if job_id in self._running:
+                continue
+            try:
+                record = await self.store.get(job_id)
+                now = time.time()
+                if record.state.terminal:
+                    await self.store.drop_active(job_id)
+                    continue
+                if record.lease_until > now:
+                    continue
+                claimed = await self.store.claim(job_id, self.owner, now, self.settings.jobs.lease_s)
+            except UnknownJob:
+                await self.store.drop_active(job_id)
+                continue
+            if claimed is not None:
+                task = asyncio.create_task(self._run(claimed, engine), name=f"pose3d-job-{job_id}")
+                self._running[job_id] = task
+
+    async def _heartbeat(self, job_id: str, task: asyncio.Task[None]) -> None:
+        """Renew the lease; cancel the run when the job was cancelled or the lease was lost."""
+        lease_s = self.settings.jobs.lease_s
+        while True:
+            await asyncio.sleep(lease_s / 3)
+            try:
+                kept = await self.store.update(job_id, owner=self.owner, lease_until=time.time() + lease_s)
+            except UnknownJob:
+                kept = None
+            except Pose3DError:
+                continue  # the store is down for a moment: keep running, try again
+            if kept is None:
+                task.cancel()
+                return
+
+    async def _run(self, record: JobRecord, engine: EngineClient) -> None:
+        job_id = record.job_id
+        run = _Run(self, record, engine)
+        task = asyncio.current_task()
+        assert task is not None
+        heartbeat = asyncio.create_task(self._heartbeat(job_id, task))
+        try:
+            await run.execute()
+        except asyncio.CancelledError:
+            await self._after_cancel(run)
+        except RETRYABLE as exc:
+            await self._retry_later(record, exc)
+        except UnknownJob:
+            pass
+        except Pose3DError as exc:
+            await self._fail(job_id, problem_of(exc))
+        except Exception as exc:
+            log.exception("job %s failed", job_id)
+            await self._fail(job_id, problem_of(InternalError(f"job failed: {type(exc).__name__}")))
+        finally:
+            heartbeat.cancel()
+            self._running.pop(job_id, None)
+            self.wake()
+
+    async def _fail(self, job_id: str, problem: dict[str, object]) -> None:
+        with contextlib.suppress(Pose3DError):
+            await self.store.update(
+                job_id, owner=self.owner, state=JobState.FAILED, error=problem, finished_s=time.time()
+            )
+
+    async def _retry_later(self, record: JobRecord, exc: Pose3DError) -> None:
+        if record.attempts >= MAX_ATTEMPTS:
+            await self._fail(record.job_id, problem_of(exc))
+            return
+        backoff = min(30.0, 0.5 * 2 ** min(record.attempts, 6))
+        log.warning("job %s: %s; retrying in %.1f s", record.job_id, exc.detail, backoff)
+        with contextlib.suppress(Pose3DError):
+            await self.store.update(record.job_id, owner=self.owner, lease_until=time.time() + backoff)
+
+    async def _after_cancel(self, run: _Run) -> None:
+        """Closing: hand the job over at once (lease freed). Cancelled by a client: free its engine stream.
+        Lease lost to another gateway: leave everything to it."""
+        with contextlib.suppress(Pose3DError):
+            if self._closing:
+                await asyncio.shield(self.store.update(run.job_id, owner=self.owner, lease_until=0.0))
+                return
+            record = await asyncio.shield(self.store.get(run.job_id))
+            if record.state is JobState.CANCELLED and run.sid is not None:
+                await asyncio.shield(self.engine_close(run.engine, run.sid))
+
+    @staticmethod
+    async def engine_close(engine: EngineClient, sid: str) -> None:
+        with contextlib.suppress(Pose3DError):
+            await engine.close_stream(sid)
+
+    async def aclose(self) -> None:
+        """Stop sweeping and running; running jobs are handed over (their leases freed) to be resumed."""
+        self._closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

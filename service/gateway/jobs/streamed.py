@@ -1,0 +1,136 @@
+"""``POST /v1/pose3d`` with ``Accept: application/x-ndjson``: each frame's result as one JSON line as it completes.
+
+The clip (or keypoint sequence) runs through an engine stream in small chunks, as a job does, and each result is
+written as soon as the engine gives it. The deadline is a **progress** deadline: the request fails only when no
+frame completes for ``X-Request-Timeout`` seconds (at most ``engine.request_timeout_s``), however long the clip.
+The first line is awaited before the response starts, so an error before any result is a normal problem+json
+status (422, 429, 504 ...); an error after it ends the stream with one line ``{"error": <problem>}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import secrets
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Final
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+
+from service.engine.types import EngineClient, FrameResult
+from service.errors import DeadlineExceeded, Pose3DError, UnsupportedMediaType
+from service.gateway.deps import TIMEOUT_HEADER, engine_of, keypoints_model, request_timeout, resolve_model, state_of
+from service.gateway.inputs import BodyKind, body_kind, form_text, form_upload, read_form
+from service.gateway.jobs.results import NDJSON
+from service.gateway.jobs.runner import problem_of
+from service.gateway.jobs.sources import (
+    CLIP_FIELDS,
+    JobSource,
+    _clip_frames,
+    _renumbered,
+    clip_options,
+    keypoint_options,
+)
+from service.gateway.json_offload import parse_keypoints
+from service.gateway.media import ClipReader
+from service.gateway.schemas import Frame as FrameOut
+from service.gateway.validation import parse_model_name
+
+CHUNK_FRAMES: Final = 8
+
+
+def wants_ndjson(request: Request) -> bool:
+    return NDJSON in request.headers.get("accept", "")
+
+
+def progress_deadline_detail(timeout_s: float) -> str:
+    return (
+        f"no frame completed within {timeout_s:g} s (the progress deadline: header {TIMEOUT_HEADER}, at most the "
+        "setting engine.request_timeout_s / POSE3D_ENGINE__REQUEST_TIMEOUT_S); for long clips use POST /v1/jobs"
+    )
+
+
+async def _source(request: Request) -> JobSource:
+    state = state_of(request)
+    settings, engine = state.settings, engine_of(request)
+    if body_kind(request) is BodyKind.JSON:
+        body, frames = await parse_keypoints(await request.body(), settings)
+        info = await keypoints_model(engine, settings, body.model)
+        return JobSource(keypoint_options(body, info.name), len(frames), _renumbered(frames))
+    form = await read_form(request)
+    upload = await form_upload(form)
+    if upload.kind.is_image:
+        raise UnsupportedMediaType("NDJSON results are for clips and keypoint sequences; an image has one frame")
+    fields = {name: value for name in sorted(CLIP_FIELDS) if (value := form_text(form, name)) is not None}
+    info = await resolve_model(engine, parse_model_name(fields.get("model")) or settings.default_clip_model)
+    options, every_nth = clip_options(fields, settings, info.name)
+    data = await upload.file.read()
+    reader = await asyncio.to_thread(ClipReader, io.BytesIO(data), upload.kind, settings.limits, every_nth)
+    return JobSource(options, None, _clip_frames(reader), reader)
+
+
+async def _lines(engine: EngineClient, sid: str, source: JobSource, timeout_s: float) -> AsyncGenerator[bytes]:
+    """Result lines as frames complete; raises DeadlineExceeded when no frame completes for ``timeout_s``."""
+    source_index: list[int] = []
+    last_progress = time.monotonic()
+    closed = False
+
+    def lines(results: list[FrameResult]) -> bytes:
+        return b"".join(
+            FrameOut.of(r, frame_index=source_index[r.frame_index]).model_dump_json().encode() + b"\n" for r in results
+        )
+
+    try:
+        while chunk := await source.take(CHUNK_FRAMES):
+            source_index.extend(index for _, index in chunk)
+            left = last_progress + timeout_s - time.monotonic()
+            try:
+                async with asyncio.timeout(max(0.001, left)):
+                    results = await engine.push_frames(sid, [f for f, _ in chunk], deadline=time.monotonic() + left)
+            except (TimeoutError, DeadlineExceeded):
+                raise DeadlineExceeded(progress_deadline_detail(timeout_s)) from None
+            if results:
+                last_progress = time.monotonic()
+                yield lines(list(results))
+        closed = True
+        tail = await engine.close_stream(sid)
+        if tail:
+            yield lines(list(tail))
+    finally:
+        await source.aclose()
+        if not closed:
+            with contextlib.suppress(Pose3DError):
+                await asyncio.shield(engine.close_stream(sid))
+
+
+async def _with_error_line(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    try:
+        async for line in rest:
+            yield line
+    except Pose3DError as exc:
+        yield json.dumps({"error": problem_of(exc)}).encode() + b"\n"
+
+
+async def streamed_estimate(request: Request) -> StreamingResponse:
+    """Answer ``POST /v1/pose3d`` as NDJSON (see the module docstring)."""
+    engine = engine_of(request)
+    timeout_s = request_timeout(request, state_of(request).settings)
+    source = await _source(request)
+    sid = "ndjson-" + secrets.token_urlsafe(18)
+    try:
+        await engine.open_stream(source.options, stream_id=sid)
+    except BaseException:
+        await source.aclose()
+        raise
+    lines = _lines(engine, sid, source, timeout_s)
+    try:
+        first = await anext(lines, b"")
+    except BaseException:
+        await lines.aclose()
+        raise
+    return StreamingResponse(_with_error_line(first, lines), media_type=NDJSON)

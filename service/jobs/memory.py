@@ -1,0 +1,107 @@
+"""In-memory JobStore for the embedded service (one process; jobs end with it)."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
+
+
+@dataclass
+class _Entry:
+    record: JobRecord
+    staged: bytes | None
+    frames: dict[int, bytes] = field(default_factory=dict)
+    expires: float = 0.0
+
+
+class MemoryJobStore(JobStore):
+    """Jobs in a dict, expiring ``ttl_s`` after their last change (``clock``: monotonic seconds)."""
+
+    def __init__(self, ttl_s: float, clock: Any = time.monotonic) -> None:
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._jobs: OrderedDict[str, _Entry] = OrderedDict()
+
+    def _entry(self, job_id: str) -> _Entry:
+        self._expire()
+        entry = self._jobs.get(job_id)
+        if entry is None:
+            raise UnknownJob(f"job {job_id!r} does not exist or has expired")
+        entry.expires = self._clock() + self._ttl_s
+        return entry
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for job_id in [k for k, e in self._jobs.items() if e.expires <= now]:
+            del self._jobs[job_id]
+
+    async def create(self, record: JobRecord, staged_input: bytes) -> None:
+        self._expire()
+        self._jobs[record.job_id] = _Entry(record, staged_input, expires=self._clock() + self._ttl_s)
+
+    async def get(self, job_id: str) -> JobRecord:
+        return self._entry(job_id).record
+
+    async def update(self, job_id: str, owner: str | None = None, **changes: Any) -> JobRecord | None:
+        entry = self._entry(job_id)
+        if entry.record.state.terminal or (owner is not None and entry.record.owner != owner):
+            return None
+        entry.record = entry.record.with_(**changes)
+        if entry.record.state.terminal:
+            entry.staged = None
+        return entry.record
+
+    async def cancel(self, job_id: str, now_s: float) -> JobRecord:
+        entry = self._entry(job_id)
+        if not entry.record.state.terminal:
+            entry.record = entry.record.with_(state=JobState.CANCELLED, finished_s=now_s)
+            entry.staged = None
+        return entry.record
+
+    async def claim(self, job_id: str, owner: str, now_s: float, lease_s: float) -> JobRecord | None:
+        entry = self._entry(job_id)
+        rec = entry.record
+        if rec.state.terminal or (rec.owner not in ("", owner) and rec.lease_until > now_s):
+            return None
+        entry.record = rec.with_(owner=owner, lease_until=now_s + lease_s, attempts=rec.attempts + 1)
+        return entry.record
+
+    async def put_frames(self, job_id: str, start: int, frames: list[bytes]) -> int:
+        entry = self._entry(job_id)
+        for i, frame in enumerate(frames):
+            entry.frames.setdefault(start + i, frame)
+        done = entry.record.frames_done
+        while done in entry.frames:
+            done += 1
+        entry.record = entry.record.with_(frames_done=done)
+        return done
+
+    async def read_frames(self, job_id: str, start: int, stop: int) -> list[bytes]:
+        frames = self._entry(job_id).frames
+        out: list[bytes] = []
+        for position in range(max(0, start), stop):
+            if position not in frames:
+                break
+            out.append(frames[position])
+        return out
+
+    async def read_input(self, job_id: str) -> bytes:
+        staged = self._entry(job_id).staged
+        if staged is None:
+            raise UnknownJob(f"job {job_id!r} has no staged input any more (it ended)")
+        return staged
+
+    async def job_ids(self, limit: int) -> list[str]:
+        self._expire()
+        return list(reversed(self._jobs))[:limit]
+
+    async def active_ids(self) -> list[str]:
+        self._expire()
+        return [k for k, e in self._jobs.items() if not e.record.state.terminal]
+
+    async def ping(self) -> bool:
+        return True

@@ -1,0 +1,82 @@
+"""The job client (``pose3d estimate`` of a clip, ``pose3d jobs``) against a live embedded gateway."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.cli import main
+from service.client.estimate import EstimateArgs
+from service.client.jobs import JobsClient, run_job
+from tests.conftest import REPO
+from tests.service.media_samples import encode_clip
+from tests.service.rest_support import LiveServer, live_server, tiny_settings
+
+FRAMES = 12
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[LiveServer]:
+    with live_server(tiny_settings()) as server:
+        yield server
+
+
+class Interrupted(JobsClient):
+    """Reads ``stop_after`` frames, then the user presses Ctrl-C."""
+
+    stop_after = 5
+
+    def results(self, job_id: str, after: int | None) -> Iterator[dict[str, Any]]:
+        for n, frame in enumerate(super().results(job_id, after)):
+            if n == self.stop_after:
+                raise KeyboardInterrupt
+            yield frame
+
+
+def test_estimate_job_survives_ctrl_c_and_resumes_the_same_job(live: LiveServer, tmp_path: Path) -> None:
+    clip = tmp_path / "long.mp4"
+    clip.write_bytes(encode_clip(frames=FRAMES, width=64, height=96))
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        run_job(Interrupted(live.url), clip, EstimateArgs(), out, progress=False)
+    state = json.loads((tmp_path / "out.jsonl.job").read_text())
+    assert len(out.read_text().splitlines()) == Interrupted.stop_after
+    jobs_before = len(JobsClient(live.url).list())
+    written = run_job(JobsClient(live.url), clip, EstimateArgs(), out, progress=False)
+    assert written == FRAMES
+    assert len(JobsClient(live.url).list()) == jobs_before  # resumed, not submitted again
+    frames = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [f["frame_index"] for f in frames] == list(range(FRAMES))
+    assert not (tmp_path / "out.jsonl.job").exists()
+    assert JobsClient(live.url).status(state["job_id"])["state"] == "done"
+
+
+def test_job_client_is_torch_free() -> None:
+    code = "import sys, service.client.jobs_cli; sys.exit(('torch' in sys.modules) + 2 * ('model' in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, check=False).returncode == 0
+
+
+def test_pose3d_estimate_and_jobs_commands(
+    live: LiveServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clip = tmp_path / "c.mp4"
+    clip.write_bytes(encode_clip(frames=6, width=64, height=96))
+    out = tmp_path / "c.jsonl"
+    assert main(["estimate", str(clip), "--url", live.url, "-o", str(out), "--no-progress"]) == 0
+    assert len(out.read_text().splitlines()) == 6
+    assert main(["jobs", "list", "--url", live.url]) == 0
+    listing = capsys.readouterr().out
+    job_id = listing.splitlines()[1].split()[0]
+    assert "done" in listing.splitlines()[1]
+    assert main(["jobs", "show", job_id, "--url", live.url]) == 0
+    assert json.loads(capsys.readouterr().out)["frames_done"] == 6
+    assert main(["jobs", "cancel", job_id, "--url", live.url]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "done"  # a finished job stays finished
+    assert main(["jobs", "show", "A" * 24, "--url", live.url]) == 1
+    assert "404" in capsys.readouterr().err
