@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
@@ -26,8 +25,9 @@ from service.gateway.inputs import (
     read_form,
 )
 from service.gateway.jobs.chunked import chunk_limit, estimate_in_chunks
+from service.gateway.jobs.json_offload import parse_keypoints
 from service.gateway.jobs.streamed import streamed_estimate, wants_ndjson
-from service.gateway.json_offload import parse_keypoints
+from service.gateway.openapi_body import OPENAPI_BODY
 from service.gateway.outputs import OUTPUT_PARAMETERS, deliver, output_request
 from service.gateway.problem import request_id_of
 from service.gateway.schemas import PROBLEM_RESPONSES, Frame, ModelRef, PoseResponse
@@ -38,45 +38,10 @@ from service.gateway.validation import (
     parse_mode,
     parse_model_name,
 )
-from service.gateway.world_inputs import FORM_SCHEMA, world_from_form, world_warnings
+from service.gateway.world_inputs import world_from_form, world_warnings
 from service.geometry.camera import CameraSpec
 
 router = APIRouter(tags=["pose"])
-
-CLIP_TYPES = "video/mp4, video/quicktime, video/webm, video/x-msvideo"
-IMAGE_TYPES = "image/jpeg, image/png, image/webp"
-
-MULTIPART_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["file"],
-    "properties": {
-        "file": {"type": "string", "format": "binary", "description": "JPEG/PNG/WebP image or MP4/MOV/WebM/AVI clip"},
-        "model": {"type": "string", "description": "served model name (GET /v1/models); default per input kind"},
-        "boxes": {
-            "type": "string",
-            "description": "JSON [[x1, y1, x2, y2], ...] person boxes in pixels (every frame)",
-            "example": "[[40, 20, 200, 460], [260, 30, 420, 470]]",
-        },
-        "flip_test": {"type": "boolean", "description": "test-time flip augmentation (default: the model's)"},
-        "max_people": {"type": "integer", "minimum": 1, "description": "keep at most this many people per frame"},
-        "mode": {"type": "string", "enum": ["centred", "causal"], "description": "temporal window mode (clips)"},
-        "every_nth": {"type": "integer", "minimum": 1, "description": "clips: process every n-th frame"},
-        **FORM_SCHEMA,
-    },
-}
-
-OPENAPI_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": MULTIPART_SCHEMA,
-                "encoding": {"file": {"contentType": f"{IMAGE_TYPES}, {CLIP_TYPES}"}},
-            },
-            "application/json": {"schema": {"$ref": "#/components/schemas/KeypointsRequest"}},
-        },
-    }
-}
 
 
 def random_weight_warnings(info: ModelInfo) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, Field
 
-from model.skeleton import H36M_JOINT_NAMES
+from model.joints import H36M_JOINT_NAMES
 from service.gateway.schemas import ModelRef, PoseResponse
 from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
 

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from service.errors import Conflict
 from service.gateway.jobs.results import NDJSON, JobList, JobStatus, checked_job_id, document, ndjson
 from service.gateway.jobs.service import jobs_of, submit
-from service.gateway.routes_estimate import OPENAPI_BODY
+from service.gateway.openapi_body import OPENAPI_BODY
 from service.gateway.schemas import PROBLEM_RESPONSES
 from service.jobs.store import JobState, UnknownJob
 

@@ -19,9 +19,9 @@ from service.engine.types import BoxSource, EngineClient
 from service.errors import InvalidInput, UnsupportedMediaType
 from service.gateway.deps import GatewayState, box_source_for, engine_of, keypoints_model, resolve_model, state_of
 from service.gateway.inputs import BodyKind, body_kind, form_text, form_upload, read_form
+from service.gateway.jobs.json_offload import parse_keypoints
 from service.gateway.jobs.runner import JobRunner
 from service.gateway.jobs.sources import CLIP_FIELDS, clip_options
-from service.gateway.json_offload import parse_keypoints
 from service.gateway.media import SNIFF_BYTES, ClipReader, sniff_media
 from service.gateway.problem import request_id_of
 from service.gateway.schemas import ModelRef

@@ -25,6 +25,7 @@ from service.engine.types import EngineClient, FrameResult
 from service.errors import DeadlineExceeded, Pose3DError, UnsupportedMediaType
 from service.gateway.deps import TIMEOUT_HEADER, engine_of, keypoints_model, request_timeout, resolve_model, state_of
 from service.gateway.inputs import BodyKind, body_kind, form_text, form_upload, read_form
+from service.gateway.jobs.json_offload import parse_keypoints
 from service.gateway.jobs.results import NDJSON
 from service.gateway.jobs.runner import problem_of
 from service.gateway.jobs.sources import (
@@ -35,7 +36,6 @@ from service.gateway.jobs.sources import (
     clip_options,
     keypoint_options,
 )
-from service.gateway.json_offload import parse_keypoints
 from service.gateway.media import ClipReader
 from service.gateway.schemas import Frame as FrameOut
 from service.gateway.validation import parse_model_name
