@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     from service.render.cli import add_render_command
 
     add_render_command(sub)  # render
+    from service.security.cli import add_keys_command
+
+    add_keys_command(sub)  # keys create|list|revoke
     return parser
 
 

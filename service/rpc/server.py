@@ -31,7 +31,7 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
     ]
 
 
-def new_server(max_message_bytes: int) -> grpc.aio.Server:
+def new_server(max_message_bytes: int, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> grpc.aio.Server:
     """A grpc.aio server whose messages are limited to ``max_message_bytes`` each way."""
     # no SO_REUSEPORT: a second server on a port already in use must fail to bind, not share it silently
     opts = [
@@ -39,7 +39,7 @@ def new_server(max_message_bytes: int) -> grpc.aio.Server:
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.so_reuseport", 0),
     ]
-    return grpc.aio.server(options=opts)
+    return grpc.aio.server(options=opts, interceptors=list(interceptors))
 
 
 def add_health_and_reflection(server: grpc.aio.Server, services: Sequence[str]) -> health_aio.HealthServicer:

@@ -23,6 +23,7 @@ from service.engine.types import EngineClient
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import worker_pb2_grpc
 from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
+from service.security.tls import add_worker_port
 from service.worker.servicer import WorkerServicer
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ async def run_worker(
     health = add_health_and_reflection(server, [WORKER_SERVICE])
     await set_serving(health, [WORKER_SERVICE], serving=False)
     address = f"{settings.host}:{settings.port}"
-    if server.add_insecure_port(address) == 0:
+    if add_worker_port(server, address, settings.tls) == 0:  # mTLS when settings.tls names certificates
         raise OSError(errno.EADDRINUSE, f"cannot listen on {address} (worker gRPC)")
     await server.start()
     http_server = None
