@@ -17,7 +17,7 @@ from tests.conftest import RedisServer
 from tests.service.grpc_toy_engine import ToyEngine
 from tests.service.security_support import Clock, Keys, bearer, make_keys, secured
 
-KEYPOINTS = {"keypoints_2d": [[[100.0 + j, 200.0 + j] for j in range(17)]], "image_size": [640, 480]}
+PERSON = [[100.0 + j, 200.0 + j] for j in range(17)]
 
 
 def app_for(keys: Keys, engine: ToyEngine, *, store: QuotaStore | None = None, clock: Clock | None = None,
@@ -79,7 +79,7 @@ def test_a_second_key_cannot_see_push_or_close_the_first_keys_stream(client: Tes
     opened = client.post("/v1/streams", json={}, headers=bearer(keys.alice))
     assert opened.status_code == 201, opened.text
     sid = opened.json()["stream_id"]
-    frame = {"keypoints_2d": KEYPOINTS["keypoints_2d"][0], "image_size": [640, 480], "frame_index": 0}
+    frame = {"keypoints_2d": PERSON, "image_size": [640, 480], "frame_index": 0}
     for method, path, body in (("GET", f"/v1/streams/{sid}", None), ("POST", f"/v1/streams/{sid}/frames", frame),
                                ("DELETE", f"/v1/streams/{sid}", None)):  # fmt: skip
         other = client.request(method, path, json=body, headers=bearer(keys.bob))
@@ -102,7 +102,9 @@ def test_ownership_holds_across_gateways_sharing_redis(keys: Keys, redis_server:
 
 
 @pytest.mark.parametrize("backend", ["memory", "redis"])
-def test_rate_quota_is_429_with_retry_after_and_refills(keys: Keys, backend: str, request: pytest.FixtureRequest) -> None:
+def test_rate_quota_is_429_with_retry_after_and_refills(
+    keys: Keys, backend: str, request: pytest.FixtureRequest
+) -> None:
     store: QuotaStore = MemoryQuotaStore()
     if backend == "redis":
         store = RedisQuotaStore(request.getfixturevalue("redis_server").url)
@@ -129,7 +131,8 @@ def test_open_stream_quota_frees_on_close_and_on_expiry(keys: Keys) -> None:
     with app_for(keys, ToyEngine(), clock=clock, quotas=quotas) as http:
         first = http.post("/v1/streams", json={}, headers=bearer(keys.alice)).json()["stream_id"]
         refused = http.post("/v1/streams", json={}, headers=bearer(keys.alice))
-        assert refused.status_code == 429 and "Retry-After" in refused.headers
+        assert refused.status_code == 429
+        assert "Retry-After" in refused.headers
         assert http.post("/v1/streams", json={}, headers=bearer(keys.bob)).status_code == 201
         assert http.delete(f"/v1/streams/{first}", headers=bearer(keys.alice)).status_code == 200
         second = http.post("/v1/streams", json={}, headers=bearer(keys.alice))

@@ -17,7 +17,8 @@ def test_file_keeps_only_salted_hashes_with_private_mode(tmp_path: Path) -> None
     record, key = create_key(file, "alice")
     _, other = create_key(file, "bob")
     text = file.read_text()
-    assert key not in text and key.split("_", 2)[2] not in text
+    assert key not in text
+    assert key.split("_", 2)[2] not in text
     assert stat.S_IMODE(file.stat().st_mode) == 0o600
     records = read_records(file)
     assert len({r.salt for r in records.values()}) == 2
@@ -38,7 +39,8 @@ def test_store_reloads_on_change_and_fails_closed(tmp_path: Path) -> None:
     revoke_key(file, record.key_id)
     assert store.verify(key) is None
     file.write_text("{not json")
-    assert store.verify(key) is None and store.key_ids() == []
+    assert store.verify(key) is None
+    assert store.key_ids() == []
 
 
 def test_keys_command_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -50,7 +52,8 @@ def test_keys_command_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert key_id is not None
     assert main(["keys", "list", "--file", file]) == 0
     listing = capsys.readouterr().out
-    assert f"{key_id[0]}   active" in listing and key not in listing
+    assert f"{key_id[0]}   active" in listing
+    assert key not in listing
     assert main(["keys", "revoke", key_id[0], "--file", file]) == 0
     assert json.loads(Path(file).read_text())["keys"][0]["revoked"] is True
     assert main(["keys", "revoke", "deadbeef", "--file", file]) == 2
