@@ -90,7 +90,7 @@ def health(port: int, credentials: grpc.ChannelCredentials | None) -> str:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=3)
         except grpc.RpcError as exc:
-            return f"refused ({exc.code().name})"  # type: ignore[attr-defined]
+            return f"refused ({exc.code().name})"
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
 
