@@ -143,6 +143,14 @@ class WorkerTlsSettings(_Frozen):
     client_ca_file: Path | None = Field(None, description="required CA of gateways' client certificates")
 
 
+class TelemetrySettings(_Frozen):
+    """Traces (OpenTelemetry; off unless an exporter is named) and the log format."""
+
+    otlp_endpoint: str = Field("", description="OTLP/gRPC collector, e.g. http://otel-collector:4317 ('' = off)")
+    spans_file: Path | None = Field(None, description="also append finished spans as JSON lines here (debugging)")
+    json_logs: bool = Field(False, description="one JSON object per log line, with request id and trace id")
+
+
 class CommonSettings(BaseSettings):
     """Fields every process shares."""
 
@@ -160,6 +168,7 @@ class CommonSettings(BaseSettings):
     default_image_model: str = "capf"
     default_clip_model: str = "pstmo-243"
     engine: EngineSettings = EngineSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
     weights_dir: Path | None = Field(
         None, description="where `pose3d weights` installs checkpoints; None = $XDG_CACHE_HOME/pose3d/weights"
     )

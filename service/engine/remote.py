@@ -53,6 +53,7 @@ from service.proto_gen.pose3d.v1 import worker_pb2_grpc
 from service.rpc import codec
 from service.rpc.server import WORKER_SERVICE, channel_options
 from service.rpc.status import error_from_rpc
+from service.telemetry.grpc_trace import TraceClientInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -343,9 +344,10 @@ class RemoteEngineClient:
 
 def _channel(address: str, options: list[tuple[str, Any]], credentials: grpc.ChannelCredentials | None) -> Any:
     """A channel to a worker: mTLS with ``credentials`` (security.worker_*), else plaintext."""
+    interceptors = [TraceClientInterceptor()]  # traceparent in the metadata of every worker call
     if credentials is None:
-        return grpc.aio.insecure_channel(address, options=options)
-    return grpc.aio.secure_channel(address, credentials, options=options)
+        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)
 
 
 def _frame_bytes(frame: Frame) -> int:

@@ -29,6 +29,7 @@ from service.security.guard import Security
 from service.security.owned_engine import owned as owned_by_keys
 from service.security.rest import AuthGuard
 from service.startup import redact
+from service.telemetry.rest_trace import TraceMiddleware
 
 log = logging.getLogger("pose3d.gateway")
 
@@ -154,6 +155,7 @@ def create_app(
     install_problem_handlers(app, settings.limits.retry_after_s)
     app.add_middleware(AuthGuard, security=security)  # inside GatewayGuard: 401/429 get request ids and counts
     app.add_middleware(GatewayGuard, limits=settings.limits, metrics=state.metrics)
+    app.add_middleware(TraceMiddleware)  # outermost: one span per request, continuing a client's traceparent
     app.include_router(routes_ops.router)
     app.include_router(routes_estimate.router)
     app.include_router(routes_streams.router)

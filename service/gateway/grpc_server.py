@@ -25,6 +25,8 @@ from service.security.guard import Security, auth_summary
 from service.security.owned_engine import owned
 from service.security.tls import add_port, uvicorn_ssl, worker_channel_credentials
 from service.startup import ensure_port_free
+from service.telemetry.grpc_trace import TraceServerInterceptor
+from service.telemetry.setup import setup_telemetry
 
 log = logging.getLogger("pose3d.gateway")
 
@@ -39,7 +41,8 @@ class PublicGrpcServer:
         self.metrics = metrics
         self.engine: EngineClient | None = None
         self.security = security if security is not None else Security(settings, metrics)
-        self.server = new_server(settings.limits.max_body_bytes, [AuthInterceptor(self.security)])
+        interceptors = [TraceServerInterceptor(), AuthInterceptor(self.security)]  # the span first, then the key
+        self.server = new_server(settings.limits.max_body_bytes, interceptors)
         self.servicer = Pose3DServicer(settings, metrics, self._get_engine)
         pose3d_pb2_grpc.add_Pose3DServicer_to_server(self.servicer, self.server)  # type: ignore[no-untyped-call]
         self.health = add_health_and_reflection(self.server, [PUBLIC_SERVICE])
@@ -110,6 +113,7 @@ async def run_gateway(settings: GatewaySettings) -> None:
     from service.gateway.app import create_app
 
     ensure_port_free(settings.host, settings.port)  # uvicorn would only log the clash and sys.exit(1)
+    setup_telemetry(settings, "pose3d-gateway")
     metrics = Metrics()
     security = Security(settings, metrics)
     log.info("%s", auth_summary(settings))

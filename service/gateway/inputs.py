@@ -22,6 +22,7 @@ from service.errors import BadRequest, UnsupportedMediaType
 from service.gateway.media import SNIFF_BYTES, MediaKind, decode_image, sniff_media
 from service.gateway.problem import validation_problem
 from service.metrics import Metrics
+from service.telemetry.tracing import stage_span
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -93,7 +94,8 @@ async def decode_upload_image(upload: Upload, limits: LimitSettings, metrics: Me
         raise UnsupportedMediaType(f"expected an image (JPEG, PNG, WebP), got a {upload.kind.value} clip")
     data = await upload.file.read()
     started = time.perf_counter()
-    image = await asyncio.to_thread(decode_image, data, limits)
+    with stage_span("decode"):
+        image = await asyncio.to_thread(decode_image, data, limits)
     seconds = time.perf_counter() - started
     metrics.stage_duration.labels("decode").observe(seconds)
     return image, seconds * 1000.0

@@ -19,6 +19,8 @@ from service.gateway.problem import safe_request_id
 from service.rpc.status import abort_with
 from service.security.disclosure import request_id
 from service.security.guard import Security, principal
+from service.telemetry.grpc_trace import rewrap
+from service.telemetry.tracing import stage_span
 
 HEALTH_PREFIX: Final = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX: Final = "/grpc.reflection."
@@ -64,8 +66,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 async def _enter(security: Security, presented: str | None, rid: str, context: Any) -> None:
     request_id.set(rid)
     try:
-        key_id = security.authenticate(presented)
-        await security.admit(key_id)
+        with stage_span("admission"):
+            key_id = security.authenticate(presented)
+            await security.admit(key_id)
     except Pose3DError as error:
         await abort_with(context, error)
     principal.set(key_id)
@@ -89,19 +92,4 @@ def _wrapped(handler: Any, security: Security, presented: str | None, rid: str) 
 
         return run
 
-    kinds = {
-        "unary_unary": (grpc.unary_unary_rpc_method_handler, unary_result),
-        "stream_unary": (grpc.stream_unary_rpc_method_handler, unary_result),
-        "unary_stream": (grpc.unary_stream_rpc_method_handler, stream_result),
-        "stream_stream": (grpc.stream_stream_rpc_method_handler, stream_result),
-    }
-    for attr, (make, wrap) in kinds.items():
-        behavior = getattr(handler, attr)
-        if behavior is not None:
-            built: grpc.RpcMethodHandler = make(
-                wrap(behavior),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-            return built
-    return handler
+    return rewrap(handler, unary_result, stream_result)

@@ -18,6 +18,7 @@ from service.errors import Pose3DError
 from service.gateway.problem import REQUEST_ID_HEADER, problem_response, safe_request_id
 from service.security.disclosure import request_id
 from service.security.guard import Security, principal
+from service.telemetry.tracing import stage_span
 
 OPEN_PATHS: Final = frozenset({"/healthz", "/readyz"})
 DOC_PATHS: Final = frozenset({"/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"})
@@ -85,7 +86,8 @@ class AuthGuard:
                 return self.security.authenticate(presented) if presented else principal.get()
             except Pose3DError:
                 return principal.get()
-        key_id = self.security.authenticate(presented)
-        if path.startswith("/v1/"):
-            await self.security.admit(key_id)
+        with stage_span("admission"):
+            key_id = self.security.authenticate(presented)
+            if path.startswith("/v1/"):
+                await self.security.admit(key_id)
         return key_id
