@@ -94,6 +94,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         workers=[],
         **(weight_set_overrides(args.weights) if args.weights else {}),
     )
+    if args.host is None and "host" not in settings.model_fields_set:  # embedded default: this machine only
+        settings = settings.model_copy(update={"host": "127.0.0.1"})
     settings, weights_note = resolve_random_weights(settings, args.allow_random_weights)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.log(logging.WARNING if settings.allow_random_weights else logging.INFO, "%s", weights_note)
@@ -119,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the REST gateway with the engine in this process. With no checkpoint configured "
         "anywhere it serves random weights (and says so loudly); see --allow-random-weights.",
     )
-    serve.add_argument("--host", default=None, help="listen address (default 0.0.0.0)")
+    serve.add_argument(
+        "--host", default=None, help="listen address (default 127.0.0.1; any other needs API keys: security.auth)"
+    )
     serve.add_argument("--port", type=int, default=None, help="REST port (default 8000)")
     serve.add_argument("--grpc-port", type=int, default=None, help="public gRPC port (default 50051; 0 = off)")
     serve.add_argument("--config", help="TOML or YAML settings file (env POSE3D_* still applies and wins)")

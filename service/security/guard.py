@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from typing import Final
 
 from service.config import GatewaySettings
-from service.errors import QuotaExceeded, Unauthenticated
+from service.errors import Pose3DError, QuotaExceeded, Unauthenticated
 from service.metrics import Metrics
 from service.security.keys import KeyStore
 from service.security.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
@@ -28,6 +28,12 @@ principal: ContextVar[str] = ContextVar("pose3d_principal", default=ANONYMOUS)
 """Key id of the caller of the request or call being served."""
 
 Clock = Callable[[], float]
+
+
+class SecurityConfigError(Pose3DError):
+    """The security settings cannot work (raised at start-up; `pose3d` prints it as one line and exits 2)."""
+
+    type_slug, title = "security-config", "Security misconfigured"
 
 
 def is_loopback(host: str) -> bool:
@@ -65,7 +71,7 @@ class Security:
         self.enabled = auth_enabled(settings)
         sec = settings.security
         if self.enabled and sec.api_keys_file is None:
-            raise ValueError(
+            raise SecurityConfigError(
                 f"API keys are required ({auth_summary(settings)}) but security.api_keys_file is not set — "
                 "create keys with `pose3d keys create --file keys.json` and set POSE3D_SECURITY__API_KEYS_FILE, "
                 "or set POSE3D_SECURITY__AUTH=off"
