@@ -2,7 +2,7 @@
 
 ``/v1/`` routes need a key (``Authorization: Bearer <key>`` or ``X-API-Key: <key>``) and spend one token of its
 rate quota; ``/metrics`` and the API docs need one unless ``security.public_metrics`` / ``public_docs``;
-``/healthz``, ``/readyz`` and the docs' static assets are always open (a valid key there still identifies the
+``/healthz``, ``/readyz``, ``/demo`` and the docs' static assets are always open (a valid key there still identifies the
 caller, so ``/readyz`` shows it the workers). Refusals are problem+json: 401 with ``WWW-Authenticate: Bearer``,
 429 with ``Retry-After``. Unknown paths are left to the app (404), so the key check reveals no routes.
 """
@@ -55,6 +55,9 @@ class AuthGuard:
         return path.startswith("/v1/")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -70,6 +73,24 @@ class AuthGuard:
             if error.status == 401:
                 response.headers["WWW-Authenticate"] = 'Bearer realm="pose3d"'
             await response(scope, receive, send)
+            request_id.reset(rid_token)
+            return
+        token = principal.set(key_id)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            principal.reset(token)
+            request_id.reset(rid_token)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket (``/v1/streams/ws``) needs a key in its handshake headers, as HTTP does; a refused
+        handshake is closed with code 4401 (4429 past the rate quota) before it is accepted."""
+        headers = _headers(scope)
+        rid_token = request_id.set(safe_request_id(headers.get(REQUEST_ID_HEADER.lower())))
+        try:
+            key_id = await self._identify(str(scope.get("path", "")), presented_key(headers))
+        except Pose3DError as error:
+            await send({"type": "websocket.close", "code": 4000 + error.status, "reason": error.type_slug})
             request_id.reset(rid_token)
             return
         token = principal.set(key_id)

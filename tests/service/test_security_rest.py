@@ -140,3 +140,20 @@ def test_open_stream_quota_frees_on_close_and_on_expiry(keys: Keys) -> None:
         clock.now += 10_000.0  # past engine.stream_ttl_s: the idle stream no longer holds a slot (nor an owner)
         assert http.post("/v1/streams", json={}, headers=bearer(keys.alice)).status_code == 201
         assert http.get(f"/v1/streams/{second.json()['stream_id']}", headers=bearer(keys.alice)).status_code == 404
+
+
+def test_websocket_streams_need_a_key_in_the_handshake(client: TestClient, keys: Keys) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    for headers in ({}, bearer(keys.revoked)):
+        with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect("/v1/streams/ws", headers=headers):
+            pass
+        assert refused.value.code == 4401
+    with client.websocket_connect("/v1/streams/ws", headers=bearer(keys.alice)) as ws:
+        ws.send_json({"type": "open"})
+        opened = ws.receive_json()
+        assert opened["type"] == "opened", opened
+        sid = opened["stream_id"]
+        ws.send_json({"type": "close"})
+        assert ws.receive_json()["final"] is True
+    assert client.get(f"/v1/streams/{sid}", headers=bearer(keys.alice)).status_code == 404  # closed
