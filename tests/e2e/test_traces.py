@@ -51,8 +51,11 @@ def gateway(worker: tuple[Worker, Path], redis_server: RedisServer) -> Iterator[
         host="127.0.0.1", grpc_port=0, workers=[worker[0].address], redis_url=redis_server.url,
         default_image_model="capf", default_clip_model="pstmo-9",
     )  # fmt: skip
-    with TestClient(create_app(settings, engine_factory=build_gateway_engine)) as http:
-        yield http
+    try:
+        with TestClient(create_app(settings, engine_factory=build_gateway_engine)) as http:
+            yield http
+    finally:
+        provider.shutdown()  # the global provider cannot be unset: stop it exporting for the tests after this one
 
 
 def scope(span: Any) -> str:
