@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # GPU users: set TORCH_INDEX_URL to PyTorch's CUDA wheel index for 2.13.0 (see README).
 TORCH_INDEX_URL ?=
-HOST ?= 0.0.0.0
+HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: serve test test-stressed install lint typecheck redis promtool browser clean proto

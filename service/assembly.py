@@ -16,6 +16,7 @@ async def build_engine_client(settings: GatewaySettings, metrics: Metrics) -> En
     """A started engine: a remote client over ``settings.workers``, else the in-process engine (models warm)."""
     if settings.workers:
         from service.rpc.remote_engine import RemoteEngineClient
+        from service.security.tls import worker_channel_credentials
 
         remote = RemoteEngineClient(
             settings.workers,
@@ -23,6 +24,7 @@ async def build_engine_client(settings: GatewaySettings, metrics: Metrics) -> En
             health_interval_s=settings.worker_health_interval_s,
             call_timeout_s=settings.engine.request_timeout_s,
             clip_chunk_frames=settings.worker_clip_chunk_frames,
+            credentials=worker_channel_credentials(settings.security),
         )
         await remote.start()
         return remote

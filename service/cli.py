@@ -35,6 +35,7 @@ COMMANDS: tuple[Command, ...] = (
         "stream", "service.client.stream_cli", "stream a clip or a camera over gRPC (bidirectional), results as JSON"
     ),
     Command("jobs", "service.client.jobs_cli", "list, show or cancel jobs (long clips: POST /v1/jobs)"),
+    Command("keys", "service.security.cli", "manage API keys (create, list, revoke)"),
     Command("weights", "service.weights.cli", "list, download and install published checkpoints"),
     Command(
         "bench",

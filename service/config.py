@@ -144,6 +144,46 @@ class JobSettings(_Frozen):
     max_listed: int = Field(100, ge=1, le=10_000, description="most jobs GET /v1/jobs lists")
 
 
+class QuotaSettings(_Frozen):
+    """Per-API-key limits (shared by all gateways through Redis when ``redis_url`` is set)."""
+
+    rate_per_s: float = Field(50.0, ge=0.0, description="sustained /v1/ requests (and gRPC calls) per second; 0 = off")
+    burst: int = Field(100, ge=1, description="token-bucket size: requests allowed at once")
+    max_streams: int = Field(64, ge=0, description="open streams per key (REST and gRPC); 0 = no limit")
+
+
+class SecuritySettings(_Frozen):
+    """API keys, quotas and TLS (service/security). ``auth``: ``auto`` = on unless bound to a loopback address."""
+
+    auth: Literal["auto", "on", "off"] = "auto"
+    api_keys_file: Path | None = Field(None, description="salted-hash keys (`pose3d keys create`); reloaded on change")
+    api_keys_check_s: float = Field(1.0, ge=0.0, description="how often the key file's mtime is checked (reload)")
+    public_metrics: bool = Field(False, description="/metrics open without a key when auth is on")
+    public_docs: bool = Field(False, description="/docs, /redoc, /openapi.json and gRPC reflection open without a key")
+    quotas: QuotaSettings = QuotaSettings()
+    tls_certfile: Path | None = Field(None, description="server certificate (PEM) for REST and public gRPC")
+    tls_keyfile: Path | None = Field(None, description="its private key (PEM)")
+    worker_ca_file: Path | None = Field(None, description="CA (PEM) of the workers' server certs: mTLS to workers")
+    worker_client_certfile: Path | None = Field(None, description="the gateway's client certificate for workers")
+    worker_client_keyfile: Path | None = None
+
+
+class WorkerTlsSettings(_Frozen):
+    """mTLS on the worker port: its certificate, and the CA whose client certificates it accepts."""
+
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    client_ca_file: Path | None = Field(None, description="required CA of gateways' client certificates")
+
+
+class TelemetrySettings(_Frozen):
+    """Traces (OpenTelemetry; off unless an exporter is named) and the log format."""
+
+    otlp_endpoint: str = Field("", description="OTLP/gRPC collector, e.g. http://otel-collector:4317 ('' = off)")
+    spans_file: Path | None = Field(None, description="also append finished spans as JSON lines here (debugging)")
+    json_logs: bool = Field(False, description="one JSON object per log line, with request id and trace id")
+
+
 class CommonSettings(BaseSettings):
     """Fields every process shares."""
 
@@ -161,6 +201,7 @@ class CommonSettings(BaseSettings):
     default_image_model: str = "capf"
     default_clip_model: str = "pstmo-243"
     engine: EngineSettings = EngineSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
     weights_dir: Path | None = Field(
         None, description="where `pose3d weights` installs checkpoints; None = $XDG_CACHE_HOME/pose3d/weights"
     )
@@ -183,6 +224,7 @@ class GatewaySettings(CommonSettings):
     workers: list[str] = Field(default_factory=list, description="remote worker addresses; empty = in-process")
     limits: LimitSettings = LimitSettings()
     jobs: JobSettings = JobSettings()
+    security: SecuritySettings = SecuritySettings()
     default_keypoints_model: str | None = Field(
         None, description="model for JSON 2D keypoints; None = default_clip_model, else any model that needs no image"
     )
@@ -218,6 +260,7 @@ class WorkerSettings(CommonSettings):
         128 * 1024 * 1024, ge=1024, description="gateway ↔ worker gRPC message limit (see worker_max_message_bytes)"
     )
     shutdown_grace_s: float = Field(5.0, ge=0.0, description="in-flight calls get this long on SIGTERM")
+    tls: WorkerTlsSettings = WorkerTlsSettings()
 
 
 def load_settings_file(path: Path) -> dict[str, Any]:

@@ -74,6 +74,18 @@ class Overloaded(Pose3DError):
     status, grpc_code, type_slug, title = 429, "RESOURCE_EXHAUSTED", "overloaded", "Too many requests"
 
 
+class QuotaExceeded(Overloaded):
+    """This API key's rate or open-stream quota is spent; retry after ``retry_after_s``."""
+
+    type_slug, title = "quota-exceeded", "Quota exceeded"
+
+
+class Unauthenticated(Pose3DError):
+    """No API key, or one that is unknown or revoked."""
+
+    status, grpc_code, type_slug, title = 401, "UNAUTHENTICATED", "unauthenticated", "Unauthenticated"
+
+
 class Unavailable(Pose3DError):
     """No worker / model / buffer can take the request right now."""
 

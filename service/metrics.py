@@ -49,6 +49,15 @@ class Metrics:
             "Frames on which the person detector ran (pose-guided boxes skip it)",
             registry=r,
         )
+        self.key_requests_total = Counter(
+            "pose3d_key_requests",
+            "Requests by API key id (from the key file) and outcome",
+            ["key", "outcome"],
+            registry=r,
+        )
+        self.auth_failures_total = Counter(
+            "pose3d_auth_failures", "Requests refused for no, unknown or revoked API keys", ["reason"], registry=r
+        )
         self.worker_up = Gauge("pose3d_worker_up", "1 when the worker (or in-process engine) is serving", registry=r)
         self.gpu_memory_allocated = Gauge(
             "pose3d_gpu_memory_allocated_bytes", "CUDA memory allocated by tensors", ["device"], registry=r

@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(
         GatewaySettings, args, host=args.host, port=args.port, grpc_port=args.grpc_port, workers=[], **weights
     )
+    if args.host is None and "host" not in settings.model_fields_set:  # embedded default: this machine only
+        settings = settings.model_copy(update={"host": "127.0.0.1"})
     settings, weights_note = resolve_random_weights(settings, args.allow_random_weights)
     configure_logging(settings)
     log.log(logging.WARNING if settings.allow_random_weights else logging.INFO, "%s", weights_note)

@@ -34,6 +34,7 @@ from service.engine.streams import append_frame, frame_result, ready_frames
 from service.engine.types import BoxSource, ByteImage, Frame, FrameResult, ImageFrame, KeypointFrame, WindowMode
 from service.errors import InternalError, InvalidInput, Pose3DError, Unavailable
 from service.metrics import Metrics
+from service.telemetry.tracing import stage_span
 
 
 @dataclass
@@ -67,7 +68,8 @@ class Timings:
     def stage(self, name: str) -> Iterator[None]:
         started = time.monotonic()
         try:
-            yield
+            with stage_span(name):  # an OpenTelemetry span per stage (no-op unless tracing is set up)
+                yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - started
 

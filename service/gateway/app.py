@@ -21,6 +21,7 @@ from service.config import GatewaySettings
 from service.engine.types import EngineClient, ModelInfo
 from service.errors import Unavailable
 from service.gateway import demo, routes_estimate, routes_ops, routes_streams, routes_ws
+from service.gateway.auth_rest import AuthGuard
 from service.gateway.deps import GatewayState
 from service.gateway.jobs import routes as job_routes
 from service.gateway.jobs.service import jobs_lifespan
@@ -28,6 +29,10 @@ from service.gateway.limits import GatewayGuard
 from service.gateway.problem import install_problem_handlers
 from service.gateway.schemas import KeypointsRequest, StreamFrameKeypoints
 from service.metrics import Metrics
+from service.security.guard import Security
+from service.security.owned_engine import owned as owned_by_keys
+from service.startup import redact
+from service.telemetry.rest_trace import TraceMiddleware
 
 log = logging.getLogger("pose3d.gateway")
 
@@ -99,9 +104,11 @@ def create_app(
     engine: EngineClient | None = None,
     engine_factory: EngineFactory | None = None,
     metrics: Metrics | None = None,
+    security: Security | None = None,
 ) -> FastAPI:
     """Build the gateway app for ``settings`` (nothing is read from the environment here)."""
     state = GatewayState(settings=settings, metrics=metrics if metrics is not None else Metrics())
+    security = security if security is not None else Security(settings, state.metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -114,10 +121,11 @@ def create_app(
             try:
                 owned = await engine_factory(settings, state.metrics)
             except Exception as exc:
-                state.startup_error = f"engine failed to start: {exc}"
+                state.startup_error = redact(f"engine failed to start: {exc}")
                 log.critical("%s", state.startup_error)
                 raise
             state.engine = owned
+        state.engine = owned_by_keys(state.engine, security)  # streams belong to the key that opened them
         try:
             log_models(await state.engine.models(), settings)
         except Unavailable as exc:  # remote workers still loading: serve /healthz and a 503 /readyz meanwhile
@@ -142,7 +150,9 @@ def create_app(
     app.state.gateway = state
     app.state.settings = settings
     install_problem_handlers(app, settings.limits.retry_after_s)
+    app.add_middleware(AuthGuard, security=security)  # inside GatewayGuard: 401/429 get request ids and counts
     app.add_middleware(GatewayGuard, limits=settings.limits, metrics=state.metrics)
+    app.add_middleware(TraceMiddleware)  # outermost: one span per request, continuing a client's traceparent
     app.include_router(routes_ops.router)
     app.include_router(routes_estimate.router)
     app.include_router(routes_streams.router)

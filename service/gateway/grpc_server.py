@@ -17,11 +17,17 @@ from service.config import GatewaySettings
 from service.engine.types import EngineClient
 from service.errors import Unavailable
 from service.gateway.app import EngineFactory, create_app
+from service.gateway.auth_grpc import AuthInterceptor
 from service.gateway.grpc_public import Pose3DServicer
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
 from service.rpc.server import PUBLIC_SERVICE, add_health_and_reflection, new_server, set_serving
+from service.security.guard import Security, auth_summary
+from service.security.owned_engine import owned
+from service.security.tls import add_port, uvicorn_ssl
 from service.startup import ensure_port_free
+from service.telemetry.grpc_trace import TraceServerInterceptor
+from service.telemetry.setup import setup_telemetry
 
 log = logging.getLogger("pose3d.gateway")
 
@@ -31,11 +37,13 @@ HEALTH_POLL_S: Final = 1.0
 class PublicGrpcServer:
     """``pose3d.v1.Pose3D`` + health + reflection on ``settings.grpc_port``; the engine is attached later."""
 
-    def __init__(self, settings: GatewaySettings, metrics: Metrics) -> None:
+    def __init__(self, settings: GatewaySettings, metrics: Metrics, security: Security | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.engine: EngineClient | None = None
-        self.server = new_server(settings.limits.max_body_bytes)
+        self.security = security if security is not None else Security(settings, metrics)
+        interceptors = [TraceServerInterceptor(), AuthInterceptor(self.security)]  # the span first, then the key
+        self.server = new_server(settings.limits.max_body_bytes, interceptors)
         self.servicer = Pose3DServicer(settings, metrics, self._get_engine)
         pose3d_pb2_grpc.add_Pose3DServicer_to_server(self.servicer, self.server)  # type: ignore[no-untyped-call]
         self.health = add_health_and_reflection(self.server, [PUBLIC_SERVICE])
@@ -51,7 +59,7 @@ class PublicGrpcServer:
         """Listen (health NOT_SERVING) and return the bound port."""
         await set_serving(self.health, [PUBLIC_SERVICE], serving=False)
         address = f"{self.settings.host}:{self.settings.grpc_port}"
-        self.port = self.server.add_insecure_port(address)
+        self.port = add_port(self.server, address, self.settings.security)  # TLS when a certificate is set
         if self.port == 0:
             raise OSError(errno.EADDRINUSE, f"cannot listen on {address} (public gRPC)")
         await self.server.start()
@@ -87,21 +95,27 @@ async def run_gateway(settings: GatewaySettings, engine_factory: EngineFactory) 
     import uvicorn
 
     ensure_port_free(settings.host, settings.port)  # uvicorn would only log the clash and sys.exit(1)
+    setup_telemetry(settings, "pose3d-gateway")
     metrics = Metrics()
-    public = PublicGrpcServer(settings, metrics) if settings.grpc_port else None
+    security = Security(settings, metrics)
+    log.info("%s", auth_summary(settings))
+    public = PublicGrpcServer(settings, metrics, security) if settings.grpc_port else None
     if public is not None:
         await public.start()
-    engine = await engine_factory(settings, metrics)
+    engine = owned(await engine_factory(settings, metrics), security)
     try:
         # REST opens now: /healthz answers at once, /readyz and gRPC health say NOT ready until a worker serves
         if public is not None:
             public.engine = engine
-        app = create_app(settings, engine=engine, metrics=metrics)
+        app = create_app(settings, engine=engine, metrics=metrics, security=security)
         if public is not None:  # gRPC jobs share the app's job store and runner
             public.servicer.jobs_getter = lambda: getattr(app.state, "jobs", None)
-        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level=settings.log_level, **uvicorn_ssl(settings.security)
+        )
         await uvicorn.Server(config).serve()
     finally:
         if public is not None:
             await public.stop()
         await engine.aclose()
+        await security.aclose()

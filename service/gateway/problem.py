@@ -26,6 +26,7 @@ from service.errors import (
     Pose3DError,
     UnsupportedMediaType,
 )
+from service.security.disclosure import public_detail
 
 log = logging.getLogger("pose3d.gateway")
 
@@ -59,7 +60,7 @@ def problem_body(error: Pose3DError, request_id: str, instance: str | None = Non
         "type": PROBLEM_TYPE_PREFIX + error.type_slug,
         "title": error.title,
         "status": error.status,
-        "detail": error.detail,
+        "detail": public_detail(error, request_id),  # no credentials, no upstream text in a 5xx
         "request_id": request_id,
     }
     if instance:

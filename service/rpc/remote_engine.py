@@ -53,6 +53,7 @@ from service.proto_gen.pose3d.v1 import worker_pb2_grpc
 from service.rpc import codec
 from service.rpc.server import WORKER_SERVICE, channel_options
 from service.rpc.status import error_from_rpc
+from service.telemetry.grpc_trace import TraceClientInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +110,15 @@ class RemoteEngineClient:
         call_timeout_s: float = 30.0,
         clip_chunk_frames: int = 1,
         clip_chunk_bytes: int = 64 * 1024 * 1024,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         if not addresses:
             raise ValueError("RemoteEngineClient needs at least one worker address")
         options = [*channel_options(max_message_bytes), ("grpc.service_config", WORKER_SERVICE_CONFIG)]
         self._workers: list[_Worker] = []
         for address in addresses:
-            channel = grpc.aio.insecure_channel(address, options=options)
-            probe = grpc.aio.insecure_channel(address, options=channel_options(max_message_bytes))
+            channel = _channel(address, options, credentials)
+            probe = _channel(address, channel_options(max_message_bytes), credentials)
             self._workers.append(
                 _Worker(
                     address=address,
@@ -338,6 +340,14 @@ class RemoteEngineClient:
     @property
     def addresses(self) -> list[str]:
         return [w.address for w in self._workers]
+
+
+def _channel(address: str, options: list[tuple[str, Any]], credentials: grpc.ChannelCredentials | None) -> Any:
+    """A channel to a worker: mTLS with ``credentials`` (security.worker_*), else plaintext."""
+    interceptors = [TraceClientInterceptor()]  # traceparent in the metadata of every worker call
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)
 
 
 def _frame_bytes(frame: Frame) -> int:

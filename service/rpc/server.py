@@ -31,7 +31,7 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
     ]
 
 
-def new_server(max_message_bytes: int) -> grpc.aio.Server:
+def new_server(max_message_bytes: int, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> grpc.aio.Server:
     """A grpc.aio server whose messages are limited to ``max_message_bytes`` each way."""
     # no SO_REUSEPORT: a second server on a port already in use must fail to bind, not share it silently
     opts = [
@@ -41,7 +41,8 @@ def new_server(max_message_bytes: int) -> grpc.aio.Server:
     ]
     from service.rpc.decoding import DecodeErrorInterceptor
 
-    return grpc.aio.server(options=opts, interceptors=[DecodeErrorInterceptor()])  # bad protobuf: INVALID_ARGUMENT
+    # bad protobuf: INVALID_ARGUMENT; then the given interceptors (API keys, traces)
+    return grpc.aio.server(options=opts, interceptors=[DecodeErrorInterceptor(), *interceptors])
 
 
 def add_health_and_reflection(server: grpc.aio.Server, services: Sequence[str]) -> health_aio.HealthServicer:

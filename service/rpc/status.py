@@ -20,6 +20,7 @@ from service.errors import (
     Pose3DError,
     Unavailable,
 )
+from service.security.disclosure import public_detail
 
 ERROR_TYPE_KEY: Final = "pose3d-error-type"
 RETRY_AFTER_KEY: Final = "retry-after-s"
@@ -59,7 +60,7 @@ def error_trailers(error: Pose3DError) -> tuple[tuple[str, str], ...]:
 async def abort_with(context: grpc.aio.ServicerContext[object, object], error: Pose3DError) -> NoReturn:
     """End the RPC with the status of ``error`` (raises, as ``context.abort`` does)."""
     context.set_trailing_metadata(error_trailers(error))
-    await context.abort(status_code_of(error), error.detail)
+    await context.abort(status_code_of(error), public_detail(error))  # no credentials, no upstream text in a 5xx
     raise AssertionError("context.abort returned")  # pragma: no cover
 
 

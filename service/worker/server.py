@@ -23,6 +23,9 @@ from service.engine.types import EngineClient
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import worker_pb2_grpc
 from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
+from service.security.tls import add_worker_port
+from service.telemetry.grpc_trace import TraceServerInterceptor
+from service.telemetry.setup import setup_telemetry
 from service.worker.servicer import WorkerServicer
 
 log = logging.getLogger(__name__)
@@ -56,15 +59,16 @@ async def run_worker(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None)."""
+    setup_telemetry(settings, "pose3d-worker")  # traces and JSON logs when settings.telemetry asks
     metrics = Metrics()
     metrics.worker_up.set(0)
-    server = new_server(settings.max_message_bytes)
+    server = new_server(settings.max_message_bytes, [TraceServerInterceptor()])
     servicer = WorkerServicer(metrics)
     worker_pb2_grpc.add_WorkerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     health = add_health_and_reflection(server, [WORKER_SERVICE])
     await set_serving(health, [WORKER_SERVICE], serving=False)
     address = f"{settings.host}:{settings.port}"
-    if server.add_insecure_port(address) == 0:
+    if add_worker_port(server, address, settings.tls) == 0:  # mTLS when settings.tls names certificates
         raise OSError(errno.EADDRINUSE, f"cannot listen on {address} (worker gRPC)")
     await server.start()
     http_server = None

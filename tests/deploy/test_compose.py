@@ -77,7 +77,7 @@ def test_compose_file_matches_the_compose_specification(path: Any, env: dict[str
 def test_topology_redis_two_workers_gateway_prometheus() -> None:
     compose = load_compose()
     services = compose["services"]
-    assert set(services) == {"redis", "worker-1", "worker-2", "gateway", "prometheus"}
+    assert set(services) == {"redis", "worker-1", "worker-2", "gateway", "prometheus", "grafana"}
     assert sorted(services_running(compose, "worker")) == ["worker-1", "worker-2"]
     assert list(services_running(compose, "gateway")) == ["gateway"]
     assert "redis-cli" in services["redis"]["healthcheck"]["test"]

@@ -1,7 +1,9 @@
 """Fuzzing the REST API: schemathesis over the OpenAPI schema and hypothesis over raw bodies.
 
 Whatever arrives, the answer is never a 5xx and never hangs: every call has a client timeout that
-fails the test, and each 4xx is a problem+json document.
+fails the test, and each 4xx is a problem+json document. The server requires API keys: the fuzzing runs
+authenticated, and once more without a key (or with random ones), where every keyed route answers only 401,
+404 or 429.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.core.result import Ok
 
-from service.config import LimitSettings
+from service.config import LimitSettings, QuotaSettings, SecuritySettings
+from service.security.keys import create_key
 from tests.service.media_samples import encode_clip, encode_image, person_image
 from tests.service.rest_support import PROBLEM, LiveServer, live_server, tiny_settings
 
@@ -31,8 +34,22 @@ LIMITS = LimitSettings(
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[LiveServer]:
-    with live_server(tiny_settings(limits=LIMITS)) as live:
+def api_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """(key file, key): the key the authenticated fuzzing sends."""
+    file = tmp_path_factory.mktemp("keys") / "keys.json"
+    return str(file), create_key(file, "fuzz")[1]
+
+
+@pytest.fixture(scope="module")
+def auth(api_key: tuple[str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key[1]}"}
+
+
+@pytest.fixture(scope="module")
+def server(api_key: tuple[str, str]) -> Iterator[LiveServer]:
+    quotas = QuotaSettings(rate_per_s=0.0, max_streams=0)  # fuzzing is a flood by design
+    security = SecuritySettings(auth="on", api_keys_file=api_key[0], quotas=quotas)
+    with live_server(tiny_settings(limits=LIMITS, security=security)) as live:
         yield live
 
 
@@ -44,8 +61,8 @@ def _assert_sane(status: int, content_type: str, body: bytes) -> None:
         assert problem["status"] == status
 
 
-def _operations(server: LiveServer) -> list[Any]:
-    api = schemathesis.openapi.from_url(server.url + "/openapi.json")
+def _operations(server: LiveServer, auth: dict[str, str]) -> list[Any]:
+    api = schemathesis.openapi.from_url(server.url + "/openapi.json", headers=auth)
     operations = []
     for result in api.get_all_operations():
         assert isinstance(result, Ok), result
@@ -54,9 +71,11 @@ def _operations(server: LiveServer) -> list[Any]:
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_openapi_operations_never_fail_on_the_server(server: LiveServer, mode: GenerationMode) -> None:
+def test_openapi_operations_never_fail_on_the_server(
+    server: LiveServer, auth: dict[str, str], mode: GenerationMode
+) -> None:
     """Schemathesis cases (valid and invalid per the schema) for every operation of the OpenAPI document."""
-    operations = _operations(server)
+    operations = _operations(server, auth)
     labels = {op.label for op in operations}
     assert labels >= {"POST /v1/pose3d", "POST /v1/streams", "DELETE /v1/streams/{stream_id}"}
     if mode is GenerationMode.NEGATIVE:  # only operations with inputs can be sent invalid ones
@@ -73,7 +92,8 @@ def test_openapi_operations_never_fail_on_the_server(server: LiveServer, mode: G
         )
         @given(case=operation.as_strategy(mode))
         def run(case: Any) -> None:
-            response = case.call(base_url=server.url, timeout=CALL_TIMEOUT_S)
+            response = case.call(base_url=server.url, headers=auth, timeout=CALL_TIMEOUT_S)
+            assert response.status_code != 401, response.text
             seen.setdefault(case.operation.label, set()).add(response.status_code)
             content_type = response.headers.get("content-type", [""])  # schemathesis: name -> list of values
             _assert_sane(response.status_code, content_type[0], response.content)
@@ -111,9 +131,46 @@ _keypoint_bodies = st.fixed_dictionaries(
 
 
 @pytest.fixture(scope="module")
-def http(server: LiveServer) -> Iterator[httpx.Client]:
+def http(server: LiveServer, auth: dict[str, str]) -> Iterator[httpx.Client]:
     with server.client(timeout_s=CALL_TIMEOUT_S) as client:
+        client.headers.update(auth)
         yield client
+
+
+OPEN_ROUTES = {"GET /healthz", "GET /readyz"}
+_header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80)
+_credentials = st.one_of(
+    st.just({}),
+    st.builds(lambda v: {"Authorization": v}, _header_text),
+    st.builds(lambda v: {"Authorization": "Bearer " + v}, _header_text),
+    st.builds(lambda v: {"X-API-Key": v}, _header_text),
+    st.builds(lambda v: {"X-API-Key": "p3d_" + v}, _header_text),
+)
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_without_a_valid_key_every_keyed_route_is_401_404_or_429(
+    server: LiveServer, auth: dict[str, str], mode: GenerationMode
+) -> None:
+    """Every operation, fuzzed with no key or random ones: nothing but 401/404/429 (open routes: never a 5xx)."""
+    operations = _operations(server, auth)
+    if mode is GenerationMode.NEGATIVE:  # only operations with inputs can be sent invalid ones
+        operations = [op for op in operations if len(op.body) or len(op.path_parameters)]
+    for operation in operations:
+
+        @settings(max_examples=15, deadline=None, database=None,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])  # fmt: skip
+        @given(case=operation.as_strategy(mode), credentials=_credentials)
+        def run(case: Any, credentials: dict[str, str]) -> None:
+            response = case.call(base_url=server.url, headers=credentials, timeout=CALL_TIMEOUT_S)
+            if case.operation.label in OPEN_ROUTES:
+                assert response.status_code < 500, response.text
+            else:
+                assert response.status_code in (401, 404, 429), (case.operation.label, response.status_code)
+            content_type = response.headers.get("content-type", [""])
+            _assert_sane(response.status_code, content_type[0], response.content)
+
+        run()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

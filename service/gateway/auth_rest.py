@@ -1,0 +1,114 @@
+"""API keys and quotas on the REST gateway: one pure ASGI middleware in front of the routes.
+
+``/v1/`` routes need a key (``Authorization: Bearer <key>`` or ``X-API-Key: <key>``) and spend one token of its
+rate quota; ``/metrics`` and the API docs need one unless ``security.public_metrics`` / ``public_docs``;
+``/healthz``, ``/readyz``, ``/demo`` and the docs' static assets are always open (a valid key there still identifies the
+caller, so ``/readyz`` shows it the workers). Refusals are problem+json: 401 with ``WWW-Authenticate: Bearer``,
+429 with ``Retry-After``. Unknown paths are left to the app (404), so the key check reveals no routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any, Final
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.errors import Pose3DError
+from service.gateway.problem import REQUEST_ID_HEADER, problem_response, safe_request_id
+from service.security.guard import Security, principal
+from service.telemetry.context import request_id
+from service.telemetry.tracing import stage_span
+
+OPEN_PATHS: Final = frozenset({"/healthz", "/readyz"})
+DOC_PATHS: Final = frozenset({"/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"})
+STATIC_DOC_PREFIX: Final = "/static-offline-docs/"
+
+
+def presented_key(headers: dict[str, str]) -> str | None:
+    """The key in ``Authorization: Bearer`` or ``X-API-Key`` (None when neither is there)."""
+    auth = headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return headers.get("x-api-key") or None
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+
+
+class AuthGuard:
+    """Authenticate and admit each HTTP request per :class:`Security` (outermost after the transport guard)."""
+
+    def __init__(self, app: ASGIApp, security: Security) -> None:
+        self.app = app
+        self.security = security
+
+    def _needs_key(self, path: str) -> bool:
+        if path in OPEN_PATHS or path.startswith(STATIC_DOC_PREFIX):
+            return False
+        if path == "/metrics":
+            return not self.security.public_metrics
+        if path in DOC_PATHS:
+            return not self.security.public_docs
+        return path.startswith("/v1/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        state: MutableMapping[str, Any] = scope.setdefault("state", {})
+        rid = str(state.get("request_id") or safe_request_id(headers.get(REQUEST_ID_HEADER.lower())))
+        path = str(scope.get("path", ""))
+        rid_token = request_id.set(rid)
+        try:
+            key_id = await self._identify(path, presented_key(headers))
+        except Pose3DError as error:
+            response = problem_response(error, rid, path)
+            if error.status == 401:
+                response.headers["WWW-Authenticate"] = 'Bearer realm="pose3d"'
+            await response(scope, receive, send)
+            request_id.reset(rid_token)
+            return
+        token = principal.set(key_id)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            principal.reset(token)
+            request_id.reset(rid_token)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket (``/v1/streams/ws``) needs a key in its handshake headers, as HTTP does; a refused
+        handshake is closed with code 4401 (4429 past the rate quota) before it is accepted."""
+        headers = _headers(scope)
+        rid_token = request_id.set(safe_request_id(headers.get(REQUEST_ID_HEADER.lower())))
+        try:
+            key_id = await self._identify(str(scope.get("path", "")), presented_key(headers))
+        except Pose3DError as error:
+            await send({"type": "websocket.close", "code": 4000 + error.status, "reason": error.type_slug})
+            request_id.reset(rid_token)
+            return
+        token = principal.set(key_id)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            principal.reset(token)
+            request_id.reset(rid_token)
+
+    async def _identify(self, path: str, presented: str | None) -> str:
+        """The caller's key id (ANONYMOUS on open routes without a valid key); raises 401/429."""
+        if not self._needs_key(path):
+            try:
+                return self.security.authenticate(presented) if presented else principal.get()
+            except Pose3DError:
+                return principal.get()
+        with stage_span("admission"):
+            key_id = self.security.authenticate(presented)
+            if path.startswith("/v1/"):
+                await self.security.admit(key_id)
+        return key_id

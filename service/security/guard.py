@@ -1,0 +1,149 @@
+"""The gateway's security policy in one object: who is calling (API keys), how much they may (quotas), and what
+they own (streams). Transports (REST middleware, gRPC interceptor) authenticate and admit; the owned engine
+checks ownership. The caller's key id travels in a context variable (``principal``) from the transport to the
+engine wrapper, so route and servicer code stays unaware of it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Final
+
+from service.config import GatewaySettings
+from service.errors import Pose3DError, QuotaExceeded, Unauthenticated
+from service.metrics import Metrics
+from service.security.keys import KeyStore
+from service.security.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
+
+log = logging.getLogger("pose3d.security")
+
+ANONYMOUS: Final = ""
+"""The principal when authentication is off: it owns every stream, no quota applies."""
+
+principal: ContextVar[str] = ContextVar("pose3d_principal", default=ANONYMOUS)
+"""Key id of the caller of the request or call being served."""
+
+Clock = Callable[[], float]
+
+
+class SecurityConfigError(Pose3DError):
+    """The security settings cannot work (raised at start-up; `pose3d` prints it as one line and exits 2)."""
+
+    type_slug, title = "security-config", "Security misconfigured"
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_enabled(settings: GatewaySettings) -> bool:
+    """``security.auth``: on, off, or (auto) on unless the gateway listens on a loopback address only."""
+    mode = settings.security.auth
+    return mode == "on" or (mode == "auto" and not is_loopback(settings.host))
+
+
+def auth_summary(settings: GatewaySettings) -> str:
+    """The start-up sentence saying whether API keys are required, and why."""
+    sec = settings.security
+    if not auth_enabled(settings):
+        why = "security.auth=off" if sec.auth == "off" else f"listening on loopback {settings.host} only"
+        return f"API keys NOT required ({why}); set POSE3D_SECURITY__AUTH=on to require them"
+    why = "security.auth=on" if sec.auth == "on" else f"listening on {settings.host}, not loopback"
+    return f"API keys required on /v1/ and gRPC ({why}) from {sec.api_keys_file}; set POSE3D_SECURITY__AUTH=off to open"
+
+
+class Security:
+    """Authentication, quotas and ownership for one gateway process."""
+
+    def __init__(
+        self, settings: GatewaySettings, metrics: Metrics, *, store: QuotaStore | None = None, clock: Clock = time.time
+    ) -> None:
+        self.enabled = auth_enabled(settings)
+        sec = settings.security
+        if self.enabled and sec.api_keys_file is None:
+            raise SecurityConfigError(
+                f"API keys are required ({auth_summary(settings)}) but security.api_keys_file is not set — "
+                "create keys with `pose3d keys create --file keys.json` and set POSE3D_SECURITY__API_KEYS_FILE, "
+                "or set POSE3D_SECURITY__AUTH=off"
+            )
+        self.keys = KeyStore(sec.api_keys_file, sec.api_keys_check_s) if self.enabled and sec.api_keys_file else None
+        self.quotas = sec.quotas
+        self.public_metrics = sec.public_metrics or not self.enabled
+        self.public_docs = sec.public_docs or not self.enabled
+        self.ttl_s = settings.engine.stream_ttl_s
+        self.metrics = metrics
+        self.clock = clock
+        if store is None:
+            store = RedisQuotaStore(settings.redis_url) if settings.redis_url else MemoryQuotaStore()
+        self.store = store
+
+    def authenticate(self, presented: str | None) -> str:
+        """The key id of ``presented`` (ANONYMOUS when auth is off); Unauthenticated (401) otherwise."""
+        if not self.enabled:
+            return ANONYMOUS
+        if not presented:
+            self.metrics.auth_failures_total.labels("missing").inc()
+            raise Unauthenticated("an API key is required: `Authorization: Bearer <key>` or `X-API-Key: <key>`")
+        assert self.keys is not None
+        key_id = self.keys.verify(presented)
+        if key_id is None:
+            self.metrics.auth_failures_total.labels("invalid").inc()
+            raise Unauthenticated("the API key is unknown or revoked")
+        return key_id
+
+    async def admit(self, key_id: str) -> None:
+        """Spend one request token of ``key_id``; QuotaExceeded (429 + Retry-After) when its bucket is empty."""
+        if key_id == ANONYMOUS:
+            return
+        if self.quotas.rate_per_s > 0:
+            wait = await self.store.take_token(key_id, self.clock(), self.quotas.rate_per_s, self.quotas.burst)
+            if wait > 0:
+                self.metrics.key_requests_total.labels(key_id, "rate_limited").inc()
+                raise QuotaExceeded(
+                    f"rate quota of {self.quotas.rate_per_s:g} requests/s (burst {self.quotas.burst}) spent; "
+                    f"retry in {wait:.2f} s",
+                    retry_after_s=wait,
+                )
+        self.metrics.key_requests_total.labels(key_id, "admitted").inc()
+
+    async def claim_stream(self, stream_id: str) -> None:
+        """Make the caller the owner of the new ``stream_id``; QuotaExceeded past its open-stream limit."""
+        key_id = principal.get()
+        if key_id == ANONYMOUS:
+            return
+        limit = self.quotas.max_streams
+        if not await self.store.claim_stream(key_id, stream_id, self.clock(), self.ttl_s, limit):
+            self.metrics.key_requests_total.labels(key_id, "stream_limited").inc()
+            raise QuotaExceeded(
+                f"this key holds {limit} open streams (its limit); close one or let one idle out",
+                retry_after_s=1.0,
+            )
+
+    async def owns(self, stream_id: str) -> bool:
+        """True when the caller may use ``stream_id`` (anyone, when auth is off)."""
+        key_id = principal.get()
+        if key_id == ANONYMOUS:
+            return True
+        return await self.store.owner_of(stream_id, self.clock(), self.ttl_s) == key_id
+
+    async def release_stream(self, stream_id: str) -> None:
+        key_id = principal.get()
+        if key_id != ANONYMOUS:
+            await self.store.release_stream(key_id, stream_id)
+
+    def may_see_topology(self) -> bool:
+        """Worker names and states (``/readyz`` detail) only for an authenticated caller, or with auth off."""
+        return not self.enabled or principal.get() != ANONYMOUS
+
+    async def aclose(self) -> None:
+        await self.store.aclose()

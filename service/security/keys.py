@@ -1,0 +1,154 @@
+"""API keys: a JSON file of salted SHA-256 hashes, managed by ``pose3d keys`` and re-read when it changes.
+
+A key is ``p3d_<key id>_<secret>``: the id (8 hex characters) names the key in logs, metrics and
+ownership records; the secret (43 url-safe characters, 256 bits) is shown once at creation and never
+stored — the file keeps ``sha256(salt || secret)`` with a random 16-byte salt per key. A plain salted
+SHA-256 suffices because the secret is random with 256 bits of entropy (no dictionary to guess from);
+the comparison is constant-time. The file is written atomically (temp file + rename), mode 0600.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final
+
+KEY_PREFIX: Final = "p3d_"
+_ID_HEX: Final = 8
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """One key as stored: no secret, only its salted hash."""
+
+    key_id: str
+    name: str
+    salt: str  # hex, 16 bytes
+    sha256: str  # hex of sha256(salt || secret)
+    created: float  # unix seconds
+    revoked: bool = False
+
+
+def _digest(salt_hex: str, secret: str) -> str:
+    return hashlib.sha256(bytes.fromhex(salt_hex) + secret.encode()).hexdigest()
+
+
+def split_key(presented: str) -> tuple[str, str] | None:
+    """``(key id, secret)`` of a well-formed key, else None (nothing about it is looked up)."""
+    if not presented.startswith(KEY_PREFIX) or len(presented) > 200:
+        return None
+    key_id, sep, secret = presented[len(KEY_PREFIX) :].partition("_")
+    if not sep or len(key_id) != _ID_HEX or not secret:
+        return None
+    return key_id, secret
+
+
+def read_records(path: Path) -> dict[str, KeyRecord]:
+    """The keys in ``path`` by id ({} when the file does not exist yet)."""
+    if not path.exists():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text() or "{}")
+    return {r["key_id"]: KeyRecord(**r) for r in data.get("keys", [])}
+
+
+def write_records(path: Path, records: dict[str, KeyRecord]) -> None:
+    """Replace ``path`` atomically with ``records`` (mode 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = json.dumps({"version": 1, "keys": [asdict(r) for r in records.values()]}, indent=2) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(body)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def create_key(path: Path, name: str) -> tuple[KeyRecord, str]:
+    """Add a new key named ``name`` to ``path``; returns its record and the full key (shown once)."""
+    records = read_records(path)
+    key_id = secrets.token_hex(_ID_HEX // 2)
+    while key_id in records:
+        key_id = secrets.token_hex(_ID_HEX // 2)
+    secret = secrets.token_urlsafe(32)
+    salt = secrets.token_hex(16)
+    record = KeyRecord(key_id=key_id, name=name, salt=salt, sha256=_digest(salt, secret), created=time.time())
+    records[key_id] = record
+    write_records(path, records)
+    return record, f"{KEY_PREFIX}{key_id}_{secret}"
+
+
+def revoke_key(path: Path, key_id: str) -> KeyRecord:
+    """Mark ``key_id`` revoked (kept in the file so its id is never reused). KeyError if unknown."""
+    records = read_records(path)
+    record = records[key_id]
+    revoked = KeyRecord(**{**asdict(record), "revoked": True})
+    records[key_id] = revoked
+    write_records(path, records)
+    return revoked
+
+
+class KeyStore:
+    """Verifies presented keys against ``path``, re-reading it when its mtime or size changes
+    (checked at most every ``check_interval_s``; 0 = on every lookup). A missing or unreadable
+    file holds no keys (every key is refused) until it is fixed."""
+
+    def __init__(self, path: Path, check_interval_s: float = 1.0) -> None:
+        self.path = path
+        self.check_interval_s = check_interval_s
+        self._records: dict[str, KeyRecord] = {}
+        self._stamp: tuple[int, int] | None = None
+        self._checked = float("-inf")
+        self._lock = threading.Lock()
+        self.reload()
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def reload(self) -> None:
+        """Re-read the file now."""
+        with self._lock:
+            self._stamp = self._file_stamp()
+            try:
+                self._records = read_records(self.path)
+            except (OSError, ValueError, TypeError, KeyError):
+                self._records = {}
+
+    def _maybe_reload(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < self.check_interval_s:
+            return
+        self._checked = now
+        if self._file_stamp() != self._stamp:
+            self.reload()
+
+    def key_ids(self) -> list[str]:
+        """Ids of the keys in the file (revoked ones too): the bounded label set of per-key metrics."""
+        self._maybe_reload()
+        return sorted(self._records)
+
+    def verify(self, presented: str) -> str | None:
+        """The key id of a valid, unrevoked key; None otherwise."""
+        parts = split_key(presented)
+        if parts is None:
+            return None
+        key_id, secret = parts
+        self._maybe_reload()
+        record = self._records.get(key_id)
+        if record is None or record.revoked:
+            return None
+        return key_id if hmac.compare_digest(_digest(record.salt, secret), record.sha256) else None

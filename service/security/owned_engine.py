@@ -1,0 +1,92 @@
+"""The engine as a caller sees it: streams belong to the API key that opened them; other keys get 404.
+
+:class:`OwnedEngine` wraps any :class:`EngineClient` (in-process or remote). Opening claims the stream for the
+caller (``guard.principal``) within its open-stream quota; every later use checks the owner first and answers
+``UnknownStream`` (404 / NOT_FOUND) to anyone else, exactly as for an id that never existed, so ids cannot be
+probed. Owners live in the quota store (Redis when deployed), so this holds across gateways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from service.engine.types import (
+    ClipRequest,
+    ClipResult,
+    EngineClient,
+    EstimateOptions,
+    EstimateRequest,
+    EstimateResult,
+    Frame,
+    FrameResult,
+    ModelInfo,
+    ReadyStatus,
+    StreamInfo,
+)
+from service.errors import UnknownStream
+from service.security.disclosure import public_readiness
+from service.security.guard import Security
+
+
+class OwnedEngine:
+    """``inner`` with ownership checks on every stream operation and readiness fit for the caller."""
+
+    def __init__(self, inner: EngineClient, security: Security) -> None:
+        self.inner = inner
+        self.security = security
+
+    async def _check(self, stream_id: str) -> None:
+        if not await self.security.owns(stream_id):
+            raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
+
+    async def estimate(self, request: EstimateRequest) -> EstimateResult:
+        return await self.inner.estimate(request)
+
+    async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo:
+        if stream_id is None:
+            return await self.inner.open_stream(options, stream_id)
+        await self.security.claim_stream(stream_id)
+        try:
+            return await self.inner.open_stream(options, stream_id)
+        except BaseException:
+            await self.security.release_stream(stream_id)
+            raise
+
+    async def push_frame(self, stream_id: str, frame: Frame, deadline: float | None = None) -> list[FrameResult]:
+        await self._check(stream_id)
+        return await self.inner.push_frame(stream_id, frame, deadline)
+
+    async def push_frames(
+        self, stream_id: str, frames: Sequence[Frame], deadline: float | None = None
+    ) -> list[FrameResult]:
+        await self._check(stream_id)
+        return await self.inner.push_frames(stream_id, frames, deadline)
+
+    async def estimate_clip(self, request: ClipRequest) -> ClipResult:
+        return await self.inner.estimate_clip(request)
+
+    async def close_stream(self, stream_id: str) -> list[FrameResult]:
+        await self._check(stream_id)
+        tail = await self.inner.close_stream(stream_id)
+        await self.security.release_stream(stream_id)
+        return tail
+
+    async def get_stream(self, stream_id: str) -> StreamInfo:
+        await self._check(stream_id)
+        return await self.inner.get_stream(stream_id)
+
+    async def models(self) -> list[ModelInfo]:
+        return await self.inner.models()
+
+    async def ready(self) -> ReadyStatus:
+        return public_readiness(await self.inner.ready(), full=self.security.may_see_topology())
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def owned(engine: EngineClient, security: Security | None) -> EngineClient:
+    """``engine`` wrapped once (wrapping an :class:`OwnedEngine` again returns it)."""
+    if security is None or isinstance(engine, OwnedEngine):
+        return engine
+    return OwnedEngine(engine, security)

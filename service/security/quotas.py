@@ -1,0 +1,174 @@
+"""Per-key quotas and stream ownership: token buckets, open-stream slots, owners — in memory or in Redis.
+
+Embedded (no ``redis_url``) one gateway keeps them in memory; deployed, every gateway shares them in Redis, so a
+key's rate, its open streams and who owns a stream are the same whichever gateway a request reaches. Times come
+from the caller's clock (``now``, seconds) so tests drive them; in Redis each operation is one Lua script
+(atomic). Keys: ``pose3d:sec:bucket:<key id>`` (hash tokens/at), ``pose3d:sec:streams:<key id>`` (sorted set of
+stream ids scored by their expiry) and ``pose3d:sec:owner:<stream id>`` (the owner's key id, with the stream TTL).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from service.errors import Unavailable
+
+
+def bucket_take(tokens: float, at: float, now: float, rate: float, burst: int) -> tuple[bool, float, float]:
+    """One token-bucket step: ``(allowed, tokens left, seconds until a token when refused)``."""
+    tokens = min(float(burst), tokens + max(0.0, now - at) * rate)
+    if tokens >= 1.0:
+        return True, tokens - 1.0, 0.0
+    return False, tokens, (1.0 - tokens) / rate
+
+
+class QuotaStore(ABC):
+    """What the security layer keeps per key and per stream."""
+
+    @abstractmethod
+    async def take_token(self, key_id: str, now: float, rate: float, burst: int) -> float:
+        """Take one request token; 0.0 when allowed, else the seconds to wait (Retry-After)."""
+
+    @abstractmethod
+    async def claim_stream(self, key_id: str, stream_id: str, now: float, ttl_s: float, limit: int) -> bool:
+        """Record ``key_id`` as the owner of a new stream, unless it already holds ``limit`` (0 = none) live ones."""
+
+    @abstractmethod
+    async def owner_of(self, stream_id: str, now: float, ttl_s: float) -> str | None:
+        """The stream's owner (its record's TTL restarts, as the stream's does), or None."""
+
+    @abstractmethod
+    async def release_stream(self, key_id: str, stream_id: str) -> None:
+        """Forget the stream (closed): its slot frees at once."""
+
+    async def aclose(self) -> None:  # noqa: B027 — optional hook
+        """Release connections."""
+
+
+@dataclass
+class MemoryQuotaStore(QuotaStore):
+    """One process's quotas (the embedded service)."""
+
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    owners: dict[str, tuple[str, float]] = field(default_factory=dict)  # stream id -> (key id, expiry)
+    slots: dict[str, dict[str, float]] = field(default_factory=dict)  # key id -> stream id -> expiry
+
+    async def take_token(self, key_id: str, now: float, rate: float, burst: int) -> float:
+        tokens, at = self.buckets.get(key_id, (float(burst), now))
+        allowed, left, wait = bucket_take(tokens, at, now, rate, burst)
+        self.buckets[key_id] = (left, now)
+        return 0.0 if allowed else wait
+
+    async def claim_stream(self, key_id: str, stream_id: str, now: float, ttl_s: float, limit: int) -> bool:
+        held = self.slots.setdefault(key_id, {})
+        for sid in [s for s, expiry in held.items() if expiry <= now]:
+            del held[sid]
+            self.owners.pop(sid, None)
+        if limit and len(held) >= limit:
+            return False
+        held[stream_id] = now + ttl_s
+        self.owners[stream_id] = (key_id, now + ttl_s)
+        return True
+
+    async def owner_of(self, stream_id: str, now: float, ttl_s: float) -> str | None:
+        entry = self.owners.get(stream_id)
+        if entry is None or entry[1] <= now:
+            return None
+        key_id = entry[0]
+        self.owners[stream_id] = (key_id, now + ttl_s)
+        self.slots.setdefault(key_id, {})[stream_id] = now + ttl_s
+        return key_id
+
+    async def release_stream(self, key_id: str, stream_id: str) -> None:
+        self.slots.get(key_id, {}).pop(stream_id, None)
+        self.owners.pop(stream_id, None)
+
+
+_TAKE: Final = """
+local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens, at = tonumber(b[1]) or burst, tonumber(b[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
+return tostring(wait)
+"""
+
+_CLAIM: Final = """
+local now, ttl, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, sid in ipairs(stale) do redis.call('DEL', ARGV[5] .. sid) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if limit > 0 and redis.call('ZCARD', KEYS[1]) >= limit then return 0 end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('EXPIRE', KEYS[1], math.ceil(ttl) + 60)
+redis.call('SET', KEYS[2], ARGV[6], 'PX', math.ceil(ttl * 1000))
+return 1
+"""
+
+_OWNER: Final = """
+local owner = redis.call('GET', KEYS[1])
+if not owner then return false end
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000))
+redis.call('ZADD', ARGV[3] .. owner, tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[4])
+return owner
+"""
+
+
+class RedisQuotaStore(QuotaStore):
+    """Quotas shared by every gateway through one Redis (the frame buffer's)."""
+
+    def __init__(self, url: str, prefix: str = "pose3d:sec") -> None:
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=False)
+        self._prefix = prefix
+        self._take: Any = self._redis.register_script(_TAKE)
+        self._claim: Any = self._redis.register_script(_CLAIM)
+        self._owner: Any = self._redis.register_script(_OWNER)
+
+    def _k(self, kind: str, name: str) -> str:
+        return f"{self._prefix}:{kind}:{name}"
+
+    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await script(keys=keys, args=args)
+        except RedisError as e:  # the text (which may name the server) goes to the log, not to the client
+            raise Unavailable(f"quota store (Redis) failed: {e}") from e
+
+    async def take_token(self, key_id: str, now: float, rate: float, burst: int) -> float:
+        wait = await self._run(self._take, [self._k("bucket", key_id)], [rate, burst, now])
+        return float(wait)
+
+    async def claim_stream(self, key_id: str, stream_id: str, now: float, ttl_s: float, limit: int) -> bool:
+        keys = [self._k("streams", key_id), self._k("owner", stream_id)]
+        args = [stream_id, now, ttl_s, limit, self._k("owner", ""), key_id]
+        return bool(await self._run(self._claim, keys, args))
+
+    async def owner_of(self, stream_id: str, now: float, ttl_s: float) -> str | None:
+        args = [now, ttl_s, self._k("streams", ""), stream_id]
+        owner = await self._run(self._owner, [self._k("owner", stream_id)], args)
+        return None if owner is None else bytes(owner).decode()
+
+    async def release_stream(self, key_id: str, stream_id: str) -> None:
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(self._k("streams", key_id), stream_id)
+                pipe.delete(self._k("owner", stream_id))
+                await pipe.execute()
+        except RedisError as e:
+            raise Unavailable(f"quota store (Redis) failed: {e}") from e
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+def retry_after_header(wait_s: float) -> str:
+    """Whole seconds for ``Retry-After`` (at least 1)."""
+    return str(max(1, math.ceil(wait_s)))

@@ -1,0 +1,61 @@
+"""Encrypted links: TLS on the REST and public gRPC listeners, mTLS between gateway and workers.
+
+Certificates are PEM files named by settings (nothing is generated here). A worker with ``tls.client_ca_file``
+requires every caller to present a client certificate signed by that CA (gRPC ``require_client_auth``); the
+gateway presents ``security.worker_client_certfile`` and checks the worker's certificate against
+``security.worker_ca_file``. Redis over TLS needs no setting: ``rediss://:password@host:port/0?ssl_ca_certs=
+/path/ca.pem`` (redis-py reads the CA from the URL).
+"""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from service.config import SecuritySettings, WorkerTlsSettings
+
+
+def _read(path: Path | None) -> bytes | None:
+    return path.read_bytes() if path is not None else None
+
+
+def add_port(server: grpc.aio.Server, address: str, security: SecuritySettings) -> int:
+    """Listen on ``address``: TLS when ``security.tls_certfile``/``tls_keyfile`` are set, else plaintext."""
+    if security.tls_certfile is None or security.tls_keyfile is None:
+        return int(server.add_insecure_port(address))
+    pair = (security.tls_keyfile.read_bytes(), security.tls_certfile.read_bytes())
+    return int(server.add_secure_port(address, grpc.ssl_server_credentials([pair])))
+
+
+def add_worker_port(server: grpc.aio.Server, address: str, tls: WorkerTlsSettings) -> int:
+    """The worker's port: mTLS (client certificate from ``tls.client_ca_file`` required) when configured."""
+    if tls.certfile is None or tls.keyfile is None:
+        if tls.client_ca_file is not None:
+            raise OSError(errno.EINVAL, "tls.client_ca_file needs tls.certfile and tls.keyfile (the worker's own)")
+        return int(server.add_insecure_port(address))
+    pair = (tls.keyfile.read_bytes(), tls.certfile.read_bytes())
+    credentials = grpc.ssl_server_credentials(
+        [pair], root_certificates=_read(tls.client_ca_file), require_client_auth=tls.client_ca_file is not None
+    )
+    return int(server.add_secure_port(address, credentials))
+
+
+def worker_channel_credentials(security: SecuritySettings) -> grpc.ChannelCredentials | None:
+    """What the gateway presents to workers: None (plaintext) unless ``security.worker_ca_file`` is set."""
+    if security.worker_ca_file is None:
+        return None
+    return grpc.ssl_channel_credentials(
+        root_certificates=security.worker_ca_file.read_bytes(),
+        private_key=_read(security.worker_client_keyfile),
+        certificate_chain=_read(security.worker_client_certfile),
+    )
+
+
+def uvicorn_ssl(security: SecuritySettings) -> dict[str, Any]:
+    """uvicorn's ``ssl_certfile``/``ssl_keyfile`` for HTTPS on the REST port ({} = plain HTTP)."""
+    if security.tls_certfile is None or security.tls_keyfile is None:
+        return {}
+    return {"ssl_certfile": str(security.tls_certfile), "ssl_keyfile": str(security.tls_keyfile)}
