@@ -218,7 +218,8 @@ class CommonSettings(BaseSettings):
 class GatewaySettings(CommonSettings):
     """`pose3d serve` (embedded) and `pose3d gateway`."""
 
-    host: str = "0.0.0.0"
+    # loopback by default: binding anywhere else is a decision (POSE3D_HOST / --host), and turns API keys on
+    host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     grpc_port: int = Field(50051, ge=0, le=65535, description="public gRPC port (0 = off)")
     workers: list[str] = Field(default_factory=list, description="remote worker addresses; empty = in-process")
