@@ -77,6 +77,7 @@ class InProcessEngine:
         self._pipeline: Pipeline | None = None
         self._start_lock = asyncio.Lock()
         self._detail: dict[str, str] = {"engine": "loading"}
+        self._components: dict[str, ModelInfo] = {}
         self._metas: OrderedDict[str, StreamMeta] = OrderedDict()
         self._world = StreamWorld(settings.engine.max_streams)
 
@@ -134,6 +135,7 @@ class InProcessEngine:
         if det.family == "rtmpose":
             rtm = build_rtmpose_detector(det, needs_features, self.settings.engine.torch_threads)
             self._detail["detector"] = f"rtmpose {rtm.path.name} weights sha256 {sha256_of_file(rtm.path)}"
+            self._component("keypoint_detector", "rtmpose", rtm.path.name, sha256_of_file(rtm.path))
             return rtm
         if det.arch not in HRNET_PRESETS:
             raise Unavailable(f"detector: unknown HRNet preset {det.arch!r} (known: {', '.join(HRNET_PRESETS)})")
@@ -158,6 +160,9 @@ class InProcessEngine:
         if weights == RANDOM:
             log.warning("THE 2D DETECTOR SERVES RANDOM WEIGHTS (%s): keypoints are meaningless", det.arch)
         self._detail["detector"] = "RANDOM weights" if weights == RANDOM else f"weights sha256 {weights}"
+        self._component(
+            "keypoint_detector", f"hrnet-{det.arch}" if det.arch.startswith("w") else det.arch, det.arch, weights
+        )
         half = self.settings.half_precision and device.type == "cuda"
         detector = TopDownDetector(
             net, device, half, needs_features, channels_last=det.channels_last, fold_batch_norms=det.fold_batch_norms
@@ -179,6 +184,10 @@ class InProcessEngine:
             )
         except CheckpointError as e:
             raise Unavailable(f"person detector: {e}") from e
+        family = det.person_detector_family
+        self._component(
+            "person_detector", family, det.person_detector_onnx.name, sha256_of_file(det.person_detector_onnx)
+        )
         return PersonBoxFinder(onnx)
 
     async def _count_streams(self, cheap_only: bool) -> None:
@@ -215,6 +224,14 @@ class InProcessEngine:
 
     async def models(self) -> list[ModelInfo]:
         return [lifter.info for lifter in self.pipeline.lifters.values()]
+
+    async def components(self) -> list[ModelInfo]:
+        return list(self._components.values())
+
+    def _component(self, kind: str, name: str, version: str, weights: str) -> None:
+        """Record the keypoint or person detector for ``components()`` (``/v1/models``)."""
+        device = self.settings.device.value if kind == "keypoint_detector" else "cpu"
+        self._components[kind] = ModelInfo(name, kind, version, weights, 1, 1, "coco", device, True, False)
 
     # -- requests --------------------------------------------------------------------------------
 

@@ -144,8 +144,12 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
 
     @unary("grpc.ListModels")
     async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
-        models = await self._engine().models()
-        return pb.ListModelsResponse(models=[codec.model_info_to_pb(m) for m in models])
+        engine = self._engine()
+        models, components = await engine.models(), await engine.components()
+        return pb.ListModelsResponse(
+            models=[codec.model_info_to_pb(m) for m in models],
+            components=[codec.model_info_to_pb(c) for c in components],
+        )
 
     # ---- bidirectional stream -----------------------------------------------------------------------------------
 

@@ -66,9 +66,11 @@ async def metrics(request: Request) -> Response:
 async def list_models(request: Request) -> ModelsResponse:
     """Served models: name, kind, window (frames, stride), joint set, weights sha256 or ``random``, device."""
     state = state_of(request)
-    models = await engine_of(request).models()
+    engine = engine_of(request)
+    models, components = await engine.models(), await engine.components()
     return ModelsResponse(
         models=[ModelOut.of(m) for m in models],
+        components=[ModelOut.of(c) for c in components],
         default_image_model=state.settings.default_image_model,
         default_clip_model=state.settings.default_clip_model,
     )

@@ -263,6 +263,10 @@ class ModelOut(BaseModel):
 
 class ModelsResponse(BaseModel):
     models: list[ModelOut]
+    components: list[ModelOut] = Field(
+        default_factory=list,
+        description="the stages behind the models: the 2D keypoint detector and the person detector (kind says which)",
+    )
     default_image_model: str
     default_clip_model: str
 

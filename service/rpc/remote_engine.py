@@ -138,6 +138,7 @@ class RemoteEngineClient:
         self._sticky: OrderedDict[str, _Worker] = OrderedDict()
         self._health_task: asyncio.Task[None] | None = None
         self._models: list[ModelInfo] | None = None
+        self._components: list[ModelInfo] = []
         self._models_fetched_at = 0.0
 
     # ---- lifecycle and health -------------------------------------------------------------------------------
@@ -329,8 +330,14 @@ class RemoteEngineClient:
                 raise
             return self._models
         self._models = [codec.model_info_from_pb(m) for m in reply.models]
+        self._components = [codec.model_info_from_pb(m) for m in reply.components]
         self._models_fetched_at = now
         return self._models
+
+    async def components(self) -> list[ModelInfo]:
+        """The workers' detectors, from the same (cached) ``Models`` reply as :meth:`models`."""
+        await self.models()
+        return list(self._components)
 
     async def ready(self) -> ReadyStatus:
         """Ready while at least one worker is SERVING; ``detail`` names every worker's state."""

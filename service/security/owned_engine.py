@@ -78,6 +78,9 @@ class OwnedEngine:
     async def models(self) -> list[ModelInfo]:
         return await self.inner.models()
 
+    async def components(self) -> list[ModelInfo]:
+        return await self.inner.components()
+
     async def ready(self) -> ReadyStatus:
         return public_readiness(await self.inner.ready(), full=self.security.may_see_topology())
 

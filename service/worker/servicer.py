@@ -70,7 +70,11 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
 
     @unary("worker.Models")
     async def Models(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
-        return pb.ListModelsResponse(models=[codec.model_info_to_pb(m) for m in await self._engine().models()])
+        engine = self._engine()
+        return pb.ListModelsResponse(
+            models=[codec.model_info_to_pb(m) for m in await engine.models()],
+            components=[codec.model_info_to_pb(c) for c in await engine.components()],
+        )
 
     @unary("worker.Ready")
     async def Ready(self, request: wpb.ReadyRequest, context: Context) -> wpb.ReadyResponse:

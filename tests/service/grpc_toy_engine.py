@@ -32,6 +32,7 @@ from service.engine.types import (
 )
 from service.errors import UnknownModel, UnknownStream
 
+TOY_DETECTOR = ModelInfo("hrnet-toy", "keypoint_detector", "toy", "random", 1, 1, "coco", "cpu", True, False)
 TOY_MODEL = ModelInfo("toy", "toy", "1", "random", 1, 1, "h36m", "cpu", False, True)
 
 
@@ -121,6 +122,9 @@ class ToyEngine:
 
     async def models(self) -> list[ModelInfo]:
         return [TOY_MODEL]
+
+    async def components(self) -> list[ModelInfo]:
+        return [TOY_DETECTOR]
 
     async def ready(self) -> ReadyStatus:
         return ReadyStatus(True, {"engine": self.name})

@@ -226,6 +226,8 @@ def test_models_health_ready_metrics_docs(client: httpx.Client) -> None:
     assert by_name["pstmo-9"]["frames"] == 9
     assert by_name["capf"]["needs_image"] is True
     assert all(m["weights"] == "random" and m["device"] == "cpu" for m in by_name.values())
+    (detector,) = client.get("/v1/models").json()["components"]  # no person detector configured in these tests
+    assert (detector["kind"], detector["name"], detector["weights"]) == ("keypoint_detector", "hrnet-micro", "random")
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200

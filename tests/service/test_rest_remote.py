@@ -82,3 +82,12 @@ async def test_every_stream_response_has_the_model_object_and_warnings(client: h
 async def test_the_gateways_own_metrics_see_the_remote_worker_up(client: httpx.AsyncClient) -> None:
     scrape = (await client.get("/metrics")).text
     assert "pose3d_worker_up 1.0" in scrape.splitlines()
+
+
+async def test_models_lists_the_workers_detectors(client: httpx.AsyncClient) -> None:
+    listed = (await client.get("/v1/models")).json()
+    assert [m["name"] for m in listed["models"]] == ["toy"]
+    (detector,) = listed["components"]  # came over the worker protocol (ListModelsResponse.components)
+    assert detector["kind"] == "keypoint_detector"
+    assert detector["name"] == "hrnet-toy"
+    assert detector["weights"] == "random"
