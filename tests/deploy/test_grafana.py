@@ -12,6 +12,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from service.assembly import build_engine_client
 from service.gateway.app import create_app
 from tests.deploy.support import DEPLOY, load_compose
 from tests.service.rest_support import tiny_settings
@@ -24,7 +25,7 @@ _SUFFIXES = {"counter": ["_total", "_created"], "histogram": ["_bucket", "_sum",
 @pytest.fixture(scope="module")
 def scrape() -> Iterator[str]:
     """The text of a real /metrics after one real estimate (tiny random-weight models, in-process engine)."""
-    with TestClient(create_app(tiny_settings())) as http:
+    with TestClient(create_app(tiny_settings(), engine_factory=build_engine_client)) as http:
         body = {"keypoints_2d": [[[100.0 + j, 200.0 + 2 * j] for j in range(17)]] * 3, "image_size": [640, 480]}
         assert http.post("/v1/pose3d", json=body).status_code == 200
         yield http.get("/metrics").text

@@ -138,7 +138,8 @@ def http(server: LiveServer, auth: dict[str, str]) -> Iterator[httpx.Client]:
 
 
 OPEN_ROUTES = {"GET /healthz", "GET /readyz"}
-_header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80)
+# printable ASCII; no leading space (HTTP clients refuse such a header value before sending it)
+_header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80).map(str.lstrip)
 _credentials = st.one_of(
     st.just({}),
     st.builds(lambda v: {"Authorization": v}, _header_text),
