@@ -15,13 +15,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import httpx
 from tqdm import tqdm
 
-if TYPE_CHECKING:
-    from service.client.estimate import EstimateArgs
+from service.client.estimate import EstimateArgs, rest_form
 
 NDJSON = "application/x-ndjson"
 CLIP_SUFFIXES = frozenset({".mp4", ".mov", ".webm", ".avi", ".m4v", ".mkv"})
@@ -39,23 +38,6 @@ def _problem(response: httpx.Response) -> JobError:
         return JobError(f"{response.status_code}: {response.text[:200]!r}")
 
 
-def form_fields(args: EstimateArgs) -> dict[str, str]:
-    form: dict[str, str] = {}
-    if args.model:
-        form["model"] = args.model
-    if args.boxes is not None:
-        form["boxes"] = json.dumps(args.boxes)
-    if args.flip_test is not None:
-        form["flip_test"] = "true" if args.flip_test else "false"
-    if args.max_people is not None:
-        form["max_people"] = str(args.max_people)
-    if args.mode:
-        form["mode"] = args.mode
-    if args.every_nth:
-        form["every_nth"] = str(args.every_nth)
-    return form
-
-
 @dataclass
 class JobsClient:
     """``/v1/jobs`` at ``base_url``."""
@@ -68,7 +50,7 @@ class JobsClient:
 
     def submit(self, media: Path, args: EstimateArgs) -> dict[str, Any]:
         with self._client() as client, media.open("rb") as fh:
-            response = client.post("/v1/jobs", files={"file": (media.name, fh)}, data=form_fields(args))
+            response = client.post("/v1/jobs", files={"file": (media.name, fh)}, data=rest_form(args))
         if response.status_code != 202:
             raise _problem(response)
         return dict(response.json())
