@@ -25,6 +25,7 @@ import re
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,14 +94,25 @@ def _run(block: Block, timeout_s: float = BUDGET_S) -> subprocess.CompletedProce
     return done
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _assert_free(*ports: int) -> None:
+    """The README names these ports; a server of an earlier block may still be shutting down: wait for it."""
     for port in ports:
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                pytest.fail(f"port {port} is in use: the README's commands name it, so this test needs it free")
+        for _ in range(BUDGET_S * 5):
+            if _port_free(port):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"port {port} is in use: the README's commands name it, so this test needs it free")
 
 
 def _wait_ready(process: subprocess.Popen[str], url: str) -> None:
