@@ -10,6 +10,7 @@ caller, so ``/readyz`` shows it the workers). Refusals are problem+json: 401 wit
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from contextvars import Token
 from typing import Any, Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -75,12 +76,7 @@ class AuthGuard:
             await response(scope, receive, send)
             request_id.reset(rid_token)
             return
-        token = principal.set(key_id)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            principal.reset(token)
-            request_id.reset(rid_token)
+        await self._as_principal(key_id, rid_token, scope, receive, send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket (``/v1/streams/ws``) needs a key in its handshake headers, as HTTP does; a refused
@@ -93,6 +89,12 @@ class AuthGuard:
             await send({"type": "websocket.close", "code": 4000 + error.status, "reason": error.type_slug})
             request_id.reset(rid_token)
             return
+        await self._as_principal(key_id, rid_token, scope, receive, send)
+
+    async def _as_principal(
+        self, key_id: str, rid_token: Token[str], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Run the app with ``key_id`` as the caller; then forget it and the request id (HTTP and WebSocket)."""
         token = principal.set(key_id)
         try:
             await self.app(scope, receive, send)
