@@ -4,6 +4,8 @@ their own inputs, then hand them here (pick the model, check the media, run the 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -21,6 +23,7 @@ from service.engine.types import (
 from service.gateway.clips import run_clip
 from service.gateway.deps import box_source_for, keypoints_model, resolve_model
 from service.gateway.inputs import Upload, read_upload_image
+from service.gateway.jobs.chunked import chunk_limit, estimate_in_chunks
 from service.gateway.validation import check_boxes_inside
 from service.metrics import Metrics
 
@@ -71,9 +74,16 @@ async def estimate_keypoints(
     ctx: EstimateContext, model: str | None, options: EstimateOptions, frames: Callable[[], Sequence[Frame]]
 ) -> Estimated:
     """Client 2D keypoints (one person per frame): ``model``, else the keypoints default; boxes do not apply.
-    ``frames`` validates and builds the frames once the model is known (an unknown model is reported first)."""
+    ``frames`` validates and builds the frames once the model is known (an unknown model is reported first); it
+    runs on a worker thread (20 000 frames take a while). A sequence longer than the engine takes at once
+    (:func:`chunk_limit`) runs through a private engine stream in bounded chunks."""
     info = await keypoints_model(ctx.engine, ctx.settings, model)
-    keypoint_frames = list(frames())
+    keypoint_frames = list(await asyncio.to_thread(frames))
     options = replace(options, model=info.name, boxes=None, max_people=None)
+    if len(keypoint_frames) > (chunk := chunk_limit(ctx.settings)):
+        started = time.perf_counter()
+        results = await estimate_in_chunks(ctx.engine, options, keypoint_frames, chunk, ctx.deadline)
+        timings = {"engine": (time.perf_counter() - started) * 1000.0}
+        return Estimated(info, BoxSource.KEYPOINTS, results, timings)
     result = await ctx.engine.estimate(EstimateRequest(ctx.request_id, keypoint_frames, options, ctx.deadline))
     return Estimated(result.model, result.box_source, result.frames, result.timings_ms)

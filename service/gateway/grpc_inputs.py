@@ -8,14 +8,17 @@ or empty (ones). Bad input raises the service error REST would (422 InvalidInput
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
+import numpy.typing as npt
 
 from model.joints import NUM_JOINTS, JointSet
 from service.config import LimitSettings
 from service.engine.types import EstimateOptions, FloatArray, KeypointFrame
-from service.errors import InvalidInput
+from service.errors import InvalidInput, PayloadTooLarge
 from service.gateway.schemas import MAX_FRAME_INDEX
 from service.gateway.validation import check_boxes, frame_times, keypoint_array, parse_model_name
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
@@ -69,22 +72,23 @@ def joint_set_of(value: int) -> JointSet:
     return JOINT_SET_FROM_PB[value]
 
 
-def _keypoint_rows(frames: list[pb.Keypoints2D]) -> list[list[list[float]]]:
-    """``(T, 17, 2|3)`` nested lists from ``Keypoints2D`` messages (scores appended when given)."""
+def _keypoint_rows(frames: Sequence[pb.Keypoints2D]) -> npt.NDArray[np.float64]:
+    """``(T, 17, 2|3)`` float64 from ``Keypoints2D`` messages (scores appended when given)."""
     with_scores = {len(f.scores) > 0 for f in frames}
     if len(with_scores) > 1:
         raise InvalidInput("give scores for every frame or for none")
-    rows: list[list[list[float]]] = []
     for i, f in enumerate(frames):
         if len(f.xy) != 2 * NUM_JOINTS:
             raise InvalidInput(f"frame {i}: keypoints xy must hold {2 * NUM_JOINTS} floats (17 x, y pairs)")
         if len(f.scores) not in (0, NUM_JOINTS):
             raise InvalidInput(f"frame {i}: scores must hold {NUM_JOINTS} floats or none")
-        xy = np.asarray(f.xy, dtype=np.float64).reshape(NUM_JOINTS, 2)
-        if len(f.scores):
-            rows.append(np.concatenate([xy, np.asarray(f.scores, dtype=np.float64)[:, None]], axis=1).tolist())
-        else:
-            rows.append(xy.tolist())
+    count = len(frames)
+    xy = np.fromiter(chain.from_iterable(f.xy for f in frames), np.float64, 2 * NUM_JOINTS * count)
+    xy = xy.reshape(count, NUM_JOINTS, 2)
+    if not with_scores.pop():
+        return xy
+    scores = np.fromiter(chain.from_iterable(f.scores for f in frames), np.float64, NUM_JOINTS * count)
+    rows: npt.NDArray[np.float64] = np.concatenate([xy, scores.reshape(count, NUM_JOINTS, 1)], axis=2)
     return rows
 
 
@@ -94,12 +98,22 @@ def _image_size(width: int, height: int) -> tuple[int, int]:
     return width, height
 
 
+def check_keypoint_count(msg: pb.KeypointsInput, limits: LimitSettings) -> int:
+    """The number of frames of ``KeypointsInput``, refused (PayloadTooLarge, as REST) past ``max_clip_frames``
+    before any per-frame work: a 200 000-frame request is answered at once, not after building every frame."""
+    count = len(msg.frames)
+    if not count:
+        raise InvalidInput("keypoints input has no frames")
+    if count > limits.max_clip_frames:
+        raise PayloadTooLarge(f"{count} frames of keypoints; at most {limits.max_clip_frames}")
+    return count
+
+
 def keypoint_frames(msg: pb.KeypointsInput, limits: LimitSettings) -> list[KeypointFrame]:
     """One :class:`KeypointFrame` per frame of ``KeypointsInput`` (one person per frame, frames 0, 1, …)."""
-    if not len(msg.frames):
-        raise InvalidInput("keypoints input has no frames")
+    check_keypoint_count(msg, limits)
     size = _image_size(msg.image_width, msg.image_height)
-    xy, scores = keypoint_array(_keypoint_rows(list(msg.frames)), size, limits)
+    xy, scores = keypoint_array(_keypoint_rows(msg.frames), size, limits)
     times = frame_times(list(msg.timestamps_s) or None, xy.shape[0])  # proto: empty = not given
     joint_set = joint_set_of(msg.joint_set)
     return [

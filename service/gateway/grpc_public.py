@@ -42,6 +42,7 @@ from service.gateway.deps import resolve_model
 from service.gateway.estimate import EstimateContext, estimate_keypoints, estimate_media
 from service.gateway.grpc_inputs import (
     check_frame_header,
+    check_keypoint_count,
     joint_set_of,
     keypoint_frames,
     public_options,
@@ -115,6 +116,7 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
         ctx = EstimateContext(engine, self.settings, self.metrics, rid, deadline)
         kind = request.WhichOneof("input")
         if kind == "keypoints":
+            check_keypoint_count(request.keypoints, limits)  # the frame limit first: no per-frame work past it
             done = await estimate_keypoints(
                 ctx, opts.model, opts.options, lambda: keypoint_frames(request.keypoints, limits)
             )

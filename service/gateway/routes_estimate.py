@@ -13,7 +13,6 @@ from service.gateway.deps import (
     GatewayState,
     deadline_scope,
     engine_of,
-    keypoints_model,
     state_of,
 )
 from service.gateway.estimate import EstimateContext, estimate_keypoints, estimate_media
@@ -24,7 +23,6 @@ from service.gateway.inputs import (
     form_upload,
     read_form,
 )
-from service.gateway.jobs.chunked import chunk_limit, estimate_in_chunks
 from service.gateway.jobs.json_offload import parse_keypoints
 from service.gateway.jobs.streamed import streamed_estimate, wants_ndjson
 from service.gateway.openapi_body import OPENAPI_BODY
@@ -78,13 +76,6 @@ async def _keypoints(request: Request, state: GatewayState, deadline: float) -> 
     body, frames = await parse_keypoints(await request.body(), state.settings)  # large bodies: off the loop
     camera, smoothing = body.world()
     options = EstimateOptions(flip_test=body.flip_test, mode=body.mode, camera=camera, smoothing=smoothing)
-    if len(frames) > (chunk := chunk_limit(state.settings)):  # longer than the engine's queue takes at once
-        info = await keypoints_model(ctx.engine, state.settings, body.model)
-        started = time.perf_counter()
-        chunked = replace(options, model=info.name)
-        results = await estimate_in_chunks(ctx.engine, chunked, frames, chunk, deadline)
-        timings = {"engine": (time.perf_counter() - started) * 1000.0}
-        return pose_response(ctx.request_id, info, BoxSource.KEYPOINTS, results, timings, camera)
     done = await estimate_keypoints(ctx, body.model, options, lambda: frames)
     return pose_response(ctx.request_id, done.model, done.box_source, done.frames, done.timings_ms, camera)
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections.abc import Sequence
+from typing import Final
 
 from service.config import GatewaySettings
-from service.engine.types import EngineClient, EstimateOptions, FrameResult, KeypointFrame
-from service.errors import Pose3DError
+from service.engine.types import EngineClient, EstimateOptions, Frame, FrameResult
+from service.errors import Pose3DError, Unavailable, UnknownStream
+
+LOST_STATE: Final = "the frame buffer lost this request's state while it ran (was Redis restarted?); send it again"
 
 
 def chunk_limit(settings: GatewaySettings) -> int:
@@ -23,9 +27,11 @@ def chunk_limit(settings: GatewaySettings) -> int:
 
 
 async def estimate_in_chunks(
-    engine: EngineClient, options: EstimateOptions, frames: list[KeypointFrame], chunk: int, deadline: float
+    engine: EngineClient, options: EstimateOptions, frames: Sequence[Frame], chunk: int, deadline: float
 ) -> list[FrameResult]:
-    """Every frame's result, in order, pushing ``chunk`` frames (positions 0, 1, ...) per engine call."""
+    """Every frame's result, in order, pushing ``chunk`` frames (positions 0, 1, ...) per engine call.
+    If the private stream vanishes meanwhile (the frame buffer's Redis restarted), the request is refused with
+    a retryable Unavailable (503 + Retry-After), never with the stream's internal id."""
     sid = "kp-" + secrets.token_urlsafe(18)
     await engine.open_stream(options, stream_id=sid)
     results: list[FrameResult] = []
@@ -35,6 +41,8 @@ async def estimate_in_chunks(
             results += await engine.push_frames(sid, frames[start : start + chunk], deadline=deadline)
         closed = True
         results += await engine.close_stream(sid)
+    except UnknownStream:
+        raise Unavailable(LOST_STATE, retry_after_s=1.0) from None
     finally:
         if not closed:
             with contextlib.suppress(Pose3DError):
