@@ -8,9 +8,10 @@ or empty (ones). Bad input raises the service error REST would (422 InvalidInput
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +24,7 @@ from service.gateway.schemas import MAX_FRAME_INDEX
 from service.gateway.validation import check_boxes, frame_times, keypoint_array, parse_model_name
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.rpc.codec import JOINT_SET_FROM_PB, WINDOW_MODE_FROM_PB, world_from_pb
+from service.rpc.wire import field_bytes
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,33 @@ def check_keypoint_count(msg: pb.KeypointsInput, limits: LimitSettings) -> int:
     if count > limits.max_clip_frames:
         raise PayloadTooLarge(f"{count} frames of keypoints; at most {limits.max_clip_frames}")
     return count
+
+
+KEYPOINT_FRAME_WIRE_BYTES: Final = 300
+"""The most bytes one frame of ``KeypointsInput`` takes on the wire (no unknown fields): its ``Keypoints2D`` (51
+floats, unpacked at worst: 5 B each, plus tag and length) and one timestamp (unpacked: 9 B)."""
+
+ESTIMATE_METHOD: Final = "/" + pb.DESCRIPTOR.services_by_name["Pose3D"].full_name + "/Estimate"
+
+
+def keypoints_size_check(limits: LimitSettings) -> Callable[[bytes], None]:
+    """A precheck of ``Estimate``'s raw bytes: keypoints longer on the wire than ``max_clip_frames`` frames can be
+    are refused (PayloadTooLarge → INVALID_ARGUMENT) from a scan of the top-level fields, before parsing; a
+    200 000-frame request is answered without decoding its 200 000 messages."""
+    bound = limits.max_clip_frames * KEYPOINT_FRAME_WIRE_BYTES + 64 * 1024
+    number = pb.EstimateRequest.DESCRIPTOR.fields_by_name["keypoints"].number
+
+    def check(raw: bytes) -> None:
+        if len(raw) <= bound:
+            return
+        size = field_bytes(raw, number)
+        if size is not None and size > bound:
+            raise PayloadTooLarge(
+                f"keypoints input of {size} bytes holds more than the {limits.max_clip_frames} frames of keypoints "
+                f"allowed (at most {bound} bytes)"
+            )
+
+    return check
 
 
 def keypoint_frames(msg: pb.KeypointsInput, limits: LimitSettings) -> list[KeypointFrame]:

@@ -18,6 +18,7 @@ from service.engine.types import EngineClient
 from service.errors import Unavailable
 from service.gateway.app import EngineFactory, create_app
 from service.gateway.auth_grpc import AuthInterceptor
+from service.gateway.grpc_inputs import ESTIMATE_METHOD, keypoints_size_check
 from service.gateway.grpc_public import Pose3DServicer
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
@@ -43,7 +44,8 @@ class PublicGrpcServer:
         self.engine: EngineClient | None = None
         self.security = security if security is not None else Security(settings, metrics)
         interceptors = [TraceServerInterceptor(), AuthInterceptor(self.security)]  # the span first, then the key
-        self.server = new_server(settings.limits.max_body_bytes, interceptors)
+        prechecks = {ESTIMATE_METHOD: keypoints_size_check(settings.limits)}  # oversize keypoints: refused unparsed
+        self.server = new_server(settings.limits.max_body_bytes, interceptors, prechecks)
         self.servicer = Pose3DServicer(settings, metrics, self._get_engine)
         pose3d_pb2_grpc.add_Pose3DServicer_to_server(self.servicer, self.server)  # type: ignore[no-untyped-call]
         self.health = add_health_and_reflection(self.server, [PUBLIC_SERVICE])

@@ -4,21 +4,29 @@ grpc.aio reports a request payload that is not valid protobuf as ``UNKNOWN`` ("U
 clients (ours included) take for a retryable server fault. :class:`DecodeErrorInterceptor` gives every handler an
 identity deserializer and decodes in the handler instead, aborting with ``INVALID_ARGUMENT`` when it fails.
 
-Payloads of :data:`OFF_LOOP_BYTES` or more are decoded on a worker thread (:func:`decode_off_loop`): parsing a
-40 MB message takes long enough to hold up every other call on the event loop (health checks included).
+Payloads of :data:`OFF_LOOP_BYTES` or more are decoded on a worker thread (:func:`decode_off_loop`), so the event
+loop is not the one waiting for them; the C parser keeps the GIL while it parses, so the loop can still pause for
+one parse (about 0.3 s for a 42 MB message of 200 000 keypoint frames on a loaded 2-core box), bounded by the
+server's message limit. What used to take 20 s — Python work per frame before the frame limit was checked — is gone
+(:func:`service.gateway.grpc_inputs.check_keypoint_count`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import grpc
 from google.protobuf.message import DecodeError
 
+from service.errors import Pose3DError
+from service.rpc.status import abort_with
+
 Decoder = Callable[[bytes], Any]
+Precheck = Callable[[bytes], None]
+"""Looks at a unary request's raw bytes before they are decoded; raises a Pose3DError to refuse the call."""
 
 OFF_LOOP_BYTES: Final = 256 * 1024
 """Request payloads at least this large are decoded off the event loop."""
@@ -48,7 +56,7 @@ async def _settled(result: Any) -> Any:
     return await result if inspect.isawaitable(result) else result
 
 
-def _wrapped(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def _wrapped(handler: grpc.RpcMethodHandler, precheck: Precheck | None) -> grpc.RpcMethodHandler:
     decode = handler.request_deserializer
     if decode is None:
         return handler
@@ -57,6 +65,11 @@ def _wrapped(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         unary_unary = handler.unary_unary
 
         async def uu(raw: bytes, context: Any) -> Any:
+            if precheck is not None:
+                try:
+                    precheck(raw)
+                except Pose3DError as exc:
+                    await abort_with(context, exc)
             return await unary_unary(await _decoded(decode, raw, context), context)
 
         return grpc.unary_unary_rpc_method_handler(uu, response_serializer=out)
@@ -97,10 +110,17 @@ def _wrapped(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
 
 class DecodeErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Decodes requests in the handler (INVALID_ARGUMENT when they are not protobuf); ``prechecks`` maps a unary
+    method's full name (``/package.Service/Method``) to a :data:`Precheck` run on its raw bytes first."""
+
+    def __init__(self, prechecks: Mapping[str, Precheck] | None = None) -> None:
+        self._prechecks = dict(prechecks or {})
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        return None if handler is None else _wrapped(handler)
+        precheck = self._prechecks.get(handler_call_details.method)
+        return None if handler is None else _wrapped(handler, precheck)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -11,6 +11,9 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from service.proto_gen.pose3d.v1 import pose3d_pb2, worker_pb2
+
+if TYPE_CHECKING:
+    from service.rpc.decoding import Precheck
 
 PUBLIC_SERVICE: Final = pose3d_pb2.DESCRIPTOR.services_by_name["Pose3D"].full_name
 WORKER_SERVICE: Final = worker_pb2.DESCRIPTOR.services_by_name["Worker"].full_name
@@ -31,8 +34,13 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
     ]
 
 
-def new_server(max_message_bytes: int, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> grpc.aio.Server:
-    """A grpc.aio server whose messages are limited to ``max_message_bytes`` each way."""
+def new_server(
+    max_message_bytes: int,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    prechecks: Mapping[str, Precheck] | None = None,
+) -> grpc.aio.Server:
+    """A grpc.aio server whose messages are limited to ``max_message_bytes`` each way; ``prechecks``: see
+    :class:`~service.rpc.decoding.DecodeErrorInterceptor`."""
     # no SO_REUSEPORT: a second server on a port already in use must fail to bind, not share it silently
     opts = [
         *channel_options(max_message_bytes),
@@ -42,7 +50,7 @@ def new_server(max_message_bytes: int, interceptors: Sequence[grpc.aio.ServerInt
     from service.rpc.decoding import DecodeErrorInterceptor
 
     # bad protobuf: INVALID_ARGUMENT; then the given interceptors (API keys, traces)
-    return grpc.aio.server(options=opts, interceptors=[DecodeErrorInterceptor(), *interceptors])
+    return grpc.aio.server(options=opts, interceptors=[DecodeErrorInterceptor(prechecks), *interceptors])
 
 
 def add_health_and_reflection(server: grpc.aio.Server, services: Sequence[str]) -> health_aio.HealthServicer:

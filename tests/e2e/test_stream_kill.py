@@ -89,9 +89,10 @@ def references(deployment: StreamDeployment, walks: list[list[pb.StreamFrame]]) 
 
 async def run_streams(
     address: str, walks: list[list[pb.StreamFrame]], kill_when: Callable[[list[int]], bool], kill: Callable[[], None]
-) -> tuple[list[list[dict[str, Any]]], list[int], bool]:
+) -> tuple[list[list[dict[str, Any]]], list[int], list[bool]]:
     """Run one paced stream per walk; call ``kill`` (off the loop) once ``kill_when(results per stream)``.
-    Returns each stream's results, each stream's reconnections, and whether the kill happened."""
+    Returns each stream's results, each stream's reconnections, and which streams were running at the kill
+    (none if there was no kill)."""
     results: list[list[dict[str, Any]]] = [[] for _ in walks]
     config = StreamConfig(
         options=pb.Options(model="pstmo-9"),
@@ -102,14 +103,17 @@ async def run_streams(
     )
     clients = [StreamClient(address, iter(walk), config, results[i].append) for i, walk in enumerate(walks)]
     runs = [asyncio.create_task(c.run()) for c in clients]
-    killed = False
+    running_at_kill: list[bool] = []
     while not all(r.done() for r in runs):
-        if not killed and kill_when([len(r) for r in results]):
+        if not running_at_kill and kill_when(counts := [len(r) for r in results]):
+            running_at_kill = [not r.done() for r in runs]
+            print(f"gateway SIGKILLed with results per stream {counts}")
             await asyncio.to_thread(kill)
-            killed = True
         await asyncio.sleep(0.01)
     stats = [await r for r in runs]  # raises a stream's error, if one gave up
-    return results, [s.resumes for s in stats], killed
+    for s in stats:
+        print(s.report().splitlines()[0])
+    return results, [s.resumes for s in stats], running_at_kill
 
 
 def check(results: list[list[dict[str, Any]]], references: list[list[dict[str, Any]]]) -> None:
@@ -142,12 +146,12 @@ def test_gateway_sigkill_loses_no_frame_of_8_streams(
     def every_stream_has_enough(counts: list[int]) -> bool:
         return min(counts) >= results_before_kill
 
-    results, resumes, killed = asyncio.run(
+    results, resumes, running = asyncio.run(
         run_streams(
             deployment.gateway.grpc_address, walks, every_stream_has_enough, deployment.kill_and_restart_gateway
         )
     )
-    assert killed, f"the streams ended before the kill ({moment})"
+    assert running == [True] * STREAMS, f"not every stream was still running at the kill ({moment})"
     assert all(n >= 1 for n in resumes), resumes  # every stream lost its connection and resumed
     check(results, references)
     deployment.gateway.wait_ready()

@@ -2,11 +2,12 @@
 
 - A payload over the message limit is refused by gRPC itself (RESOURCE_EXHAUSTED; test_grpc_public.py), and one
   that is not protobuf is INVALID_ARGUMENT (test_grpc_decoding.py).
-- A large payload under it is decoded on a worker thread: while its decoding is held at a gate, health checks and
-  other calls are answered (no clock: a decode on the event loop would hold them until the gate opens, which
-  happens only after they were answered — the test would fail on their timeout).
-- The frame limit is checked on the message's frame count before any per-frame work: 200 000 frames are refused
-  with INVALID_ARGUMENT naming the limit, and the engine is never called.
+- Keypoints larger on the wire than ``max_clip_frames`` frames can be are refused from a scan of the request's top
+  level, never decoded: 200 000 frames (42 MB) get INVALID_ARGUMENT naming the limit; the engine is never called.
+- A large payload under that bound is decoded on a worker thread: while its decoding is held at a gate, health
+  checks and other calls are answered (no clock: a decode on the event loop would hold them until the gate opens,
+  which happens only after they were answered — the test would fail on their timeout). Then its frame count is
+  checked before any per-frame work (20 001 frames: INVALID_ARGUMENT with the limit).
 """
 
 from __future__ import annotations
@@ -69,39 +70,70 @@ class Gate:
         return decode(raw)
 
 
-async def test_a_huge_request_is_decoded_off_the_loop_and_refused_on_its_frame_count(
+def no_per_frame_work(*_: Any) -> Any:
+    raise AssertionError("frames were built past the frame limit")
+
+
+async def test_keypoints_too_large_for_the_frame_limit_are_refused_undecoded(
+    server: tuple[PublicGrpcServer, ToyEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    public, engine = server
+
+    def never(*_: Any) -> Any:
+        raise AssertionError("the huge request was decoded")
+
+    monkeypatch.setattr(decoding, "decode_off_loop", never)
+    raw = huge_request()
+    channel, _ = stub_for(public.port)
+    async with channel:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await channel.unary_unary("/pose3d.v1.Pose3D/Estimate")(raw, timeout=600)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details() == (
+        f"keypoints input of {len(raw) - 5} bytes holds more than the 20000 frames of keypoints allowed "
+        f"(at most {20_000 * 300 + 64 * 1024} bytes)"
+    )
+    assert dict(refused.value.trailing_metadata() or ())["pose3d-error-type"] == "payload-too-large"
+    assert engine.calls == 0
+
+
+def over_the_frame_limit() -> pb.EstimateRequest:
+    """20 001 frames: one past the frame limit, but not larger on the wire than 20 000 frames may be."""
+    keypoints = pb.KeypointsInput(image_width=640, image_height=480)
+    frame = pb.Keypoints2D(xy=[float(100 + j) for j in range(34)], scores=[0.9] * 17)
+    keypoints.frames.extend([frame] * 20_001)
+    return pb.EstimateRequest(keypoints=keypoints)
+
+
+async def test_a_large_request_is_decoded_off_the_loop_then_refused_on_its_frame_count(
     server: tuple[PublicGrpcServer, ToyEngine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     public, engine = server
     gate = Gate()
     monkeypatch.setattr(decoding, "decode_off_loop", gate.decode)
-
-    def no_per_frame_work(*_: Any) -> Any:
-        raise AssertionError("frames were built past the frame limit")
-
     monkeypatch.setattr(grpc_inputs, "_keypoint_rows", no_per_frame_work)
-    raw = huge_request()
+    request = over_the_frame_limit()
+    assert request.ByteSize() > decoding.OFF_LOOP_BYTES
     channel, stub = stub_for(public.port)
     async with channel:
-        estimate = channel.unary_unary("/pose3d.v1.Pose3D/Estimate")
-        huge = asyncio.ensure_future(estimate(raw, timeout=600))
+        large = asyncio.ensure_future(stub.Estimate(request, timeout=600))
         try:
             while not gate.started.is_set():
-                assert not huge.done(), huge
+                assert not large.done(), large
                 await asyncio.sleep(0.01)
             health = health_pb2_grpc.HealthStub(channel)
-            for _ in range(5):  # answered while the big message is being decoded
+            for _ in range(5):  # answered while the large message is being decoded
                 reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=120)
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING
             models = await stub.ListModels(pb.ListModelsRequest(), timeout=120)
             assert [m.name for m in models.models] == ["toy"]
-            assert not huge.done(), "the huge request ended before its decode was let go"
+            assert not large.done(), "the large request ended before its decode was let go"
         finally:
             gate.open.set()
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await huge
+            await large
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert refused.value.details() == f"{HUGE_FRAMES} frames of keypoints; at most 20000"
+    assert refused.value.details() == "20001 frames of keypoints; at most 20000"
     assert engine.calls == 0
 
 

@@ -5,6 +5,7 @@ can satisfy), with the results of the whole sequence run at once; 5 000 and 20 0
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -114,12 +115,17 @@ async def service() -> AsyncIterator[Service]:
 @pytest.mark.parametrize("frames", [5_000, MAX_FRAMES])
 async def test_long_sequences_succeed_over_rest_and_grpc(service: Service, frames: int) -> None:
     document = body(frames)
+    started = time.perf_counter()
     response = await service.post(document)
+    took = time.perf_counter() - started
     assert response.status_code == 200, response.text[:500]
     rest = response.json()
+    print(f"{frames} frames over REST: {took:.1f} s (timings_ms {rest['timings_ms']})")
     assert [f["frame_index"] for f in rest["frames"]] == list(range(frames))
     assert all(len(f["people"]) == 1 for f in rest["frames"])
+    started = time.perf_counter()
     over_grpc = estimate_json(await service.estimate(document))
+    print(f"{frames} frames over gRPC: {time.perf_counter() - started:.1f} s (timings_ms {over_grpc['timings_ms']})")
     assert over_grpc["box_source"] == rest["box_source"] == "keypoints"
     assert_same_frames(over_grpc["frames"], rest["frames"])
 

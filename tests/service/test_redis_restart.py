@@ -120,6 +120,7 @@ def disrupt(request: pytest.FixtureRequest, redis: RestartableRedis) -> Iterator
 
 
 def assert_retryable(response: httpx.Response) -> None:
+    print(response.status_code, "Retry-After:", response.headers.get("retry-after"), response.text)
     assert_problem(response, 503, "unavailable")  # the detail is the generic one (disclosure policy)
     assert int(response.headers["retry-after"]) >= 1
     assert "clip-" not in response.text
