@@ -5,10 +5,10 @@ clients (ours included) take for a retryable server fault. :class:`DecodeErrorIn
 identity deserializer and decodes in the handler instead, aborting with ``INVALID_ARGUMENT`` when it fails.
 
 Payloads of :data:`OFF_LOOP_BYTES` or more are decoded on a worker thread (:func:`decode_off_loop`), so the event
-loop is not the one waiting for them; the C parser keeps the GIL while it parses, so the loop can still pause for
-one parse (about 0.3 s for a 42 MB message of 200 000 keypoint frames on a loaded 2-core box), bounded by the
-server's message limit. What used to take 20 s — Python work per frame before the frame limit was checked — is gone
-(:func:`service.gateway.grpc_inputs.check_keypoint_count`).
+loop is not the one waiting for them (the C parser keeps the GIL while it parses many small messages, so the loop
+can still pause for part of one parse, bounded by the message limit). A unary method may also have a precheck on
+its raw bytes (:data:`Precheck`): the public ``Estimate`` refuses keypoints too large for the frame limit from a
+scan of the top-level fields (:mod:`service.rpc.wire`) without parsing them at all.
 """
 
 from __future__ import annotations
