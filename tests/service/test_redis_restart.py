@@ -1,9 +1,14 @@
 """Redis restarted (or down) in the middle of a clip POST: a retryable 503 with Retry-After, never a 404 that names
 the clip's internal stream (issue 10: ``404 unknown-stream "stream 'clip-…' does not exist or has expired"``).
 
-Deterministic: the restart happens between two frames of the clip, from a hook on the clip's decoded frames
-(the engine takes frame 8 only once Redis has been restarted), not after a sleep. A keypoint sequence longer
-than the engine's queue (run in chunks through a private stream) is checked the same way, between two chunks.
+As deployed: the gateway's app over a RemoteEngineClient, a worker (in-process engine) whose frame buffer is a
+real redis-server; the gateway sends a clip to the worker as a private stream in chunks of 8 frames (the embedded
+engine keeps a posted clip's stream in memory, where a Redis restart cannot reach it).
+
+Deterministic: Redis is restarted (or stopped) between two chunks, from a hook on the clip's decoded frames (the
+gateway takes frame 8, which starts the second chunk, only once Redis has been restarted), not after a sleep. A
+keypoint sequence longer than the engine's queue (run in chunks through a private stream) is checked the same way,
+between two chunks.
 """
 
 from __future__ import annotations
