@@ -9,10 +9,11 @@
 - **Ours**, in this process through :class:`InProcessEngine` (no HTTP), random weights:
   ``default`` profile = HRNet-W32 + CA-PF (images) / P-STMO-243 centred (clip), flip test on, as the papers
   (``--threads`` torch threads, 2 as in issue 16's baseline);
-  ``realtime`` profile (``service/profiles/realtime.toml``) = RTMPose-s + P-STMO-81 causal, no flip test,
-  pose-guided boxes, its own one intra-op thread. No RTMPose weights can be downloaded here, so its ONNX is **RTMPose-s's real architecture
-  with random weights** (``bench/rtmpose_arch.py``: 5.47 M parameters and 1.35 GFLOP per crop, the publisher's
-  0.68 G multiply-adds), exported on the fly. Neither profile has a person detector configured (whole frame
+  ``realtime`` profile (``service/profiles/realtime.toml``) = RTMPose-t + P-STMO-81 causal, no flip test,
+  pose-guided boxes, its own threads (1 torch, ``detector.rtmpose_threads`` onnxruntime). No RTMPose weights can
+  be downloaded here, so its ONNX is **the profile's RTMPose size (``--rtmpose-size`` for another) in its real
+  architecture with random weights** (``bench/rtmpose_arch.py``: RTMPose-t 3.34 M parameters and 0.71 GFLOP
+  per crop, the publisher's 0.36 G multiply-adds; -s 5.47 M, 1.35 GFLOP), exported on the fly. Neither profile has a person detector configured (whole frame
   on detection frames), MediaPipe runs its own.
 - Input: a photograph of a person (matplotlib's ``grace_hopper.jpg`` sample) padded to 640x480; the clip is it
   sliding 1 px per frame. The default profile's clip uses the first ``--default-frames`` frames (it is slow);
@@ -37,6 +38,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from service.config import CommonSettings, EngineSettings, load_settings_file
 from service.engine.inprocess import InProcessEngine, build_engine
@@ -57,21 +59,21 @@ for line in sys.stdin:
         found = 0
         with pose_mod.Pose(static_image_mode=True, model_complexity=1) as pose:
             pose.process(np.zeros((64, 64, 3), np.uint8))
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(cmd["n"]):
                 rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
                 found += pose.process(rgb).pose_landmarks is not None
-            dt = time.perf_counter() - t0
-        print(json.dumps({"seconds": dt, "count": cmd["n"], "found": found}), flush=True)
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        print(json.dumps({"seconds": dt, "cpu": cpu, "count": cmd["n"], "found": found}), flush=True)
     elif cmd["op"] == "video":
         frames = np.load(cmd["path"])
         found = 0
         with pose_mod.Pose(static_image_mode=False, model_complexity=1) as pose:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for f in frames:
                 found += pose.process(f).pose_landmarks is not None
-            dt = time.perf_counter() - t0
-        print(json.dumps({"seconds": dt, "count": len(frames), "found": found}), flush=True)
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        print(json.dumps({"seconds": dt, "cpu": cpu, "count": len(frames), "found": found}), flush=True)
     else:
         print(json.dumps({"version": mp.__version__}), flush=True)
 """
@@ -118,19 +120,21 @@ def profile_settings(name: str, threads: int, rtmpose_onnx: Path) -> CommonSetti
     return CommonSettings(**data, allow_random_weights=True)
 
 
-async def ours_images(engine: InProcessEngine, jpeg: bytes, n: int) -> float:
-    t0 = time.perf_counter()
+async def ours_images(engine: InProcessEngine, jpeg: bytes, n: int) -> tuple[float, float]:
+    """Images/s and this process's CPU ms per image."""
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(n):
         await engine.estimate(EstimateRequest(f"img{i}", [ImageFrame(jpeg)]))
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), (time.process_time() - c0) * 1000 / n
 
 
-async def ours_clip(engine: InProcessEngine, clip: np.ndarray, mode: WindowMode) -> float:
+async def ours_clip(engine: InProcessEngine, clip: np.ndarray, mode: WindowMode) -> tuple[float, float]:
+    """Video frames/s and this process's CPU ms per frame."""
     frames: list[Frame] = [ImageFrame(f, frame_index=i, timestamp_s=i / 30) for i, f in enumerate(clip)]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = await engine.estimate(EstimateRequest("clip", frames, EstimateOptions(mode=mode)))
     assert len(result.frames) == len(frames)
-    return len(frames) / (time.perf_counter() - t0)
+    return len(frames) / (time.perf_counter() - t0), (time.process_time() - c0) * 1000 / len(frames)
 
 
 def mp_call(proc: subprocess.Popen[str], cmd: dict[str, Any]) -> dict[str, Any]:
@@ -149,7 +153,7 @@ def summary(values: list[float]) -> str:
 async def run(args: argparse.Namespace, proc: subprocess.Popen[str], work: Path) -> None:
     from bench.rtmpose_arch import export, gflops
 
-    jpeg, clip = test_inputs(args.frames)
+    jpeg, clip = test_inputs(args.frames)  # the JPEG is read back from work/ by each round
     (work / "image.jpg").write_bytes(jpeg)
     np.save(work / "clip_rgb.npy", clip)
     onnx = export(args.rtmpose_size, work / f"rtmpose-{args.rtmpose_size}-random.onnx")
@@ -157,46 +161,73 @@ async def run(args: argparse.Namespace, proc: subprocess.Popen[str], work: Path)
     engines = {
         p: await build_engine(profile_settings(p, args.threads, onnx), Metrics()) for p in ("default", "realtime")
     }
-    rt_threads = engines["realtime"].settings.engine.torch_threads
+    rts = engines["realtime"].settings
     print(
-        f"MediaPipe {mp_version} (model_complexity=1) in {args.mp_venv}; ours: random weights, default profile "
-        f"{args.threads} torch threads, realtime profile {rt_threads} torch/onnxruntime thread(s); "
+        f"MediaPipe {mp_version} (model_complexity=1) in {args.mp_venv}; ours: random weights, torch "
+        f"{torch.__version__}, default profile {args.threads} torch threads, realtime profile "
+        f"{rts.engine.torch_threads} torch thread(s) + {rts.detector.rtmpose_threads or rts.engine.torch_threads} "
+        "onnxruntime thread(s); "
         f"RTMPose-{args.rtmpose_size} architecture ONNX "
         f"({gflops(args.rtmpose_size):.2f} GFLOP/crop); input 640x480; {args.images} images, clip {args.frames} "
         f"frames ({args.default_frames} for the default profile); {args.rounds} rounds; cpus {os.cpu_count()}"
     )
     cells: dict[str, list[float]] = {}
-    mp_found: list[int] = []
     for r in range(args.rounds):
         before = os.getloadavg()
-        got = mp_call(proc, {"op": "image", "path": str(work / "image.jpg"), "n": args.images * 3})
-        cells.setdefault("mediapipe images", []).append(got["count"] / got["seconds"])
-        got = mp_call(proc, {"op": "video", "path": str(work / "clip_rgb.npy")})
-        cells.setdefault("mediapipe video", []).append(got["count"] / got["seconds"])
-        mp_found.append(got["found"])
-        for p, eng in engines.items():
-            n = args.images if p == "default" else args.images * 3
-            cells.setdefault(f"{p} images", []).append(await ours_images(eng, jpeg, n))
-            sub = clip[: args.default_frames] if p == "default" else clip
-            mode = WindowMode.CENTRED if p == "default" else WindowMode.CAUSAL
-            cells.setdefault(f"{p} video", []).append(await ours_clip(eng, sub, mode))
+        found = await one_round(args, proc, engines, work, clip, cells)
         runs = engines["realtime"].metrics.registry.get_sample_value("pose3d_person_detector_runs_total")
         print(
             f"round {r + 1}: load {before[0]:.2f} → {os.getloadavg()[0]:.2f}; "
-            + ", ".join(f"{k} {v[-1]:.2f}" for k, v in cells.items())
-            + f"; MediaPipe found a pose on {mp_found[-1]}/{args.frames} frames; realtime detector runs so far {runs}"
+            + ", ".join(f"{k} {v[-1]:.2f}" for k, v in cells.items() if not k.endswith("cpu"))
+            + f"; MediaPipe found a pose on {found}/{args.frames} frames; realtime detector runs so far {runs}"
         )
     for eng in engines.values():
         await eng.aclose()
+    report(cells)
+
+
+async def one_round(
+    args: argparse.Namespace,
+    proc: subprocess.Popen[str],
+    engines: dict[str, InProcessEngine],
+    work: Path,
+    clip: np.ndarray,
+    cells: dict[str, list[float]],
+) -> int:
+    """Every cell once, MediaPipe first; appends rates and CPU ms per item to ``cells``; MediaPipe's found count."""
+    jpeg = (work / "image.jpg").read_bytes()
+    got = mp_call(proc, {"op": "image", "path": str(work / "image.jpg"), "n": args.images * 3})
+    measured = {"mediapipe images": (got["count"] / got["seconds"], got["cpu"] * 1000 / got["count"])}
+    got = mp_call(proc, {"op": "video", "path": str(work / "clip_rgb.npy")})
+    measured["mediapipe video"] = (got["count"] / got["seconds"], got["cpu"] * 1000 / got["count"])
+    for p, eng in engines.items():
+        n = args.images if p == "default" else args.images * 3
+        measured[f"{p} images"] = await ours_images(eng, jpeg, n)
+        sub = clip[: args.default_frames] if p == "default" else clip
+        mode = WindowMode.CENTRED if p == "default" else WindowMode.CAUSAL
+        measured[f"{p} video"] = await ours_clip(eng, sub, mode)
+    for key, (rate, cpu_ms) in measured.items():
+        cells.setdefault(key, []).append(rate)
+        cells.setdefault(f"{key} cpu", []).append(cpu_ms)
+    found: int = got["found"]
+    return found
+
+
+def report(cells: dict[str, list[float]]) -> None:
+    """The table (median and min–max over rounds), the ratios of medians and the median of per-round ratios."""
     print("\n| | MediaPipe | ours, default profile | ours, realtime profile |\n|---|---|---|---|")
+    names = {"images": "images/s (decode included)", "video": "video frames/s"}
     for what in ("images", "video"):
-        row = [summary(cells[f"{k} {what}"]) for k in ("mediapipe", "default", "realtime")]
-        print(f"| {'images/s (decode included)' if what == 'images' else 'video frames/s'} | " + " | ".join(row) + " |")
+        for suffix, label in (("", names[what]), (" cpu", f"CPU ms per {'image' if what == 'images' else 'frame'}")):
+            row = [summary(cells[f"{k} {what}{suffix}"]) for k in ("mediapipe", "default", "realtime")]
+            print(f"| {label} | " + " | ".join(row) + " |")
     for what in ("images", "video"):
-        rt = statistics.median(cells[f"realtime {what}"])
+        ours, mp = cells[f"realtime {what}"], cells[f"mediapipe {what}"]
+        paired = statistics.median(a / b for a, b in zip(ours, mp, strict=True))
         print(
-            f"{what}: realtime / MediaPipe = {rt / statistics.median(cells[f'mediapipe {what}']):.2f}, "
-            f"realtime / default = {rt / statistics.median(cells[f'default {what}']):.2f}"
+            f"{what}: realtime / MediaPipe = {statistics.median(ours) / statistics.median(mp):.2f} "
+            f"(median of per-round ratios {paired:.2f}), "
+            f"realtime / default = {statistics.median(ours) / statistics.median(cells[f'default {what}']):.2f}"
         )
     print(f"load averages at the end: {os.getloadavg()}")
 
@@ -208,9 +239,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=100, help="clip frames (MediaPipe and the realtime profile)")
     parser.add_argument("--default-frames", type=int, default=30, help="clip frames for the default profile")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads of the default profile")
-    parser.add_argument("--rtmpose-size", choices=["t", "s", "m"], default="s")
+    parser.add_argument("--rtmpose-size", choices=["t", "s", "m"], default=None, help="default: the profile's")
     parser.add_argument("--mp-venv", default="/tmp/mpvenv")
     args = parser.parse_args()
+    if args.rtmpose_size is None:  # the profile's rtmpose_onnx is a catalogue name "rtmpose-<size>"
+        args.rtmpose_size = str(load_settings_file(profile_path("realtime"))["detector"]["rtmpose_onnx"])[-1]
     python = ensure_mediapipe(Path(args.mp_venv))
     proc = subprocess.Popen([str(python), "-c", MP_WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

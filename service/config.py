@@ -42,6 +42,9 @@ class DetectorSettings(_Frozen):
         "hrnet", description="2D keypoints: HRNet (torch; features for CA-PF) or RTMPose (ONNX; keypoints only)"
     )
     rtmpose_onnx: Path | None = Field(None, description="RTMPose ONNX (family = rtmpose): a file or catalogue name")
+    rtmpose_threads: int = Field(
+        0, ge=0, le=256, description="RTMPose's onnxruntime intra-op threads (not spinning); 0 = engine.torch_threads"
+    )
     person_detector_onnx: Path | None = Field(None, description="YOLOX/RTMDet ONNX person detector")
     person_detector_family: Literal["yolox", "rtmdet"] = Field(
         "yolox", description="input normalisation of the ONNX person detector (YOLOX: raw 0..255; RTMDet: mean/std)"

@@ -106,6 +106,23 @@ def decode_simcc(
     return (locs / np.float32(split_ratio)).reshape(n, k, 2), vals.astype(np.float32).reshape(n, k)
 
 
+def session_options(intra_op_threads: int, allow_spinning: bool) -> Any:
+    """ONNX Runtime options for one small network per call: ``intra_op_threads`` for its ops (0 = all cores),
+    sequential execution with one inter-op thread (the graph is a chain), every graph optimisation, and
+    spinning of idle threads only when ``allow_spinning``."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    spin = "1" if allow_spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    return options
+
+
 class RTMPoseDetector:
     """Batched top-down RTMPose over person boxes through onnxruntime (see the module doc).
 
@@ -114,6 +131,9 @@ class RTMPoseDetector:
         score_mode: how the two axis maxima make a joint score (``"min"``: mmpose; ``"mean"``: rtmlib).
         intra_op_threads: onnxruntime intra-op threads (0 = its default, all cores).
         providers: onnxruntime execution providers (default CPU).
+        allow_spinning: let idle intra-op threads spin (onnxruntime's default). Off here: on a shared CPU a
+            spinning thread takes the core that the lifter's thread (or another process) needs, and with two
+            threads per crop the spin costs more than the wake-up (see README "Real time on a CPU").
     Raises:
         CheckpointError: the file is missing, is not loadable, or lacks the published input/outputs.
     """
@@ -127,6 +147,7 @@ class RTMPoseDetector:
         score_mode: ScoreMode = "min",
         intra_op_threads: int = 0,
         providers: list[str] | None = None,
+        allow_spinning: bool = False,
     ) -> None:
         import onnxruntime as ort
 
@@ -134,8 +155,7 @@ class RTMPoseDetector:
         if not p.is_file():
             raise CheckpointError(f"RTMPose model not found: {p}")
         try:
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = intra_op_threads
+            options = session_options(intra_op_threads, allow_spinning)
             self._session: Any = ort.InferenceSession(
                 str(p), sess_options=options, providers=providers or ["CPUExecutionProvider"]
             )
@@ -241,7 +261,8 @@ def _people(
 
 
 def build_rtmpose_detector(settings: DetectorSettings, needs_features: bool, threads: int = 0) -> RTMPoseDetector:
-    """The RTMPose detector ``settings`` name (``detector.family = "rtmpose"``), for the engine's start-up.
+    """The RTMPose detector ``settings`` name (``detector.family = "rtmpose"``), for the engine's start-up, on
+    ``detector.rtmpose_threads`` onnxruntime threads (0: ``threads``, the engine's torch threads).
 
     Raises:
         Unavailable: a served model needs HRNet feature maps (CA-PF), or ``detector.rtmpose_onnx`` is unset,
@@ -258,6 +279,6 @@ def build_rtmpose_detector(settings: DetectorSettings, needs_features: bool, thr
             '(`pose3d weights fetch rtmpose-m`, then rtmpose_onnx = "rtmpose-m")'
         )
     try:
-        return RTMPoseDetector(settings.rtmpose_onnx, intra_op_threads=threads)
+        return RTMPoseDetector(settings.rtmpose_onnx, intra_op_threads=settings.rtmpose_threads or threads)
     except CheckpointError as e:
         raise Unavailable(f"detector.rtmpose_onnx: {e}") from e

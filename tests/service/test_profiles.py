@@ -14,6 +14,9 @@ from service.engine.inprocess import build_engine
 from service.engine.types import EstimateOptions, EstimateRequest, Frame, ImageFrame, WindowMode
 from service.metrics import Metrics
 from service.profiles import profile_names, profile_path
+from tests.service.media_samples import encode_clip, encode_image, person_image
+from tests.service.rest_support import live_server
+from tests.service.test_rest import _decoded_frames, _poses, _stream
 from tests.unit.rtmpose_standin import rtmpose_standin
 from tests.unit.test_person_detector import mean_channel0_detector
 
@@ -34,12 +37,14 @@ def test_realtime_profile_is_what_the_readme_says() -> None:
     data = load_settings_file(profile_path("realtime"))
     rt = GatewaySettings(**data, workers=["worker:50061"])  # remote workers: catalogue names stay names
     det = rt.detector
-    assert (det.family, str(det.rtmpose_onnx), det.flip_test, det.pose_guided_boxes) == (
+    assert (det.family, str(det.rtmpose_onnx), det.rtmpose_threads, det.flip_test, det.pose_guided_boxes) == (
         "rtmpose",
-        "rtmpose-s",
+        "rtmpose-t",
+        2,
         False,
         True,
     )
+    assert (det.detect_every, det.guide_min_score) == (10, 0.3)
     (spec,) = rt.models.values()
     assert (spec.kind, spec.frames, spec.flip_test) == (LifterKind.PSTMO, 81, False)
     assert rt.default_clip_model == rt.default_image_model == "pstmo-81"
@@ -66,3 +71,36 @@ async def test_realtime_profile_serves_with_stand_in_weights(tmp_path: Path) -> 
         assert runs == 2  # frames 0 and 10
     finally:
         await engine.aclose()
+
+
+def test_realtime_profile_serves_image_clip_and_stream_through_the_gateway(tmp_path: Path) -> None:
+    """The shipped file as it is (stand-in weights only): REST image, causal clip, causal stream == clip, and
+    the person detector on frames 0 and 10 of each 12-frame sequence (pose-guided in between)."""
+    data = load_settings_file(profile_path("realtime"))
+    data["detector"].update(
+        rtmpose_onnx=rtmpose_standin(tmp_path / "rtmpose.onnx"),
+        person_detector_onnx=mean_channel0_detector(tmp_path / "person.onnx"),
+    )
+    data["models"]["pstmo-81"].pop("checkpoint")
+    data["detector"]["person_score_threshold"] = 0.05  # the stand-in scores a frame by its mean red / 255
+    data["engine"]["request_timeout_s"] = 600.0  # a loaded machine is slow
+    settings = GatewaySettings(**data, allow_random_weights=True)
+    clip = encode_clip(frames=12)
+    with live_server(settings) as server, server.client() as client:
+        image = encode_image(person_image(96, 128, seed=2), ".png")
+        response = client.post("/v1/pose3d", files={"file": ("p.png", image, "image/png")})
+        assert response.status_code == 200, response.text
+        assert response.json()["model"]["name"] == "pstmo-81"
+        assert len(response.json()["frames"][0]["people"]) == 1
+        whole = client.post("/v1/pose3d", files={"file": ("c.mp4", clip, "video/mp4")}, data={"mode": "causal"})
+        assert whole.status_code == 200, whole.text
+        assert [len(f["people"]) for f in whole.json()["frames"]] == [1] * 12
+        frames = [
+            {"files": {"file": ("f.png", encode_image(f, ".png"), "image/png")}, "data": {"frame_index": str(i)}}
+            for i, f in enumerate(_decoded_frames(clip))
+        ]
+        streamed = _stream(client, "pstmo-81", frames, mode="causal")
+        np.testing.assert_allclose(_poses(streamed), _poses(whole.json()["frames"]), atol=1e-4)
+        metrics = client.get("/metrics").text
+    runs = [line for line in metrics.splitlines() if line.startswith("pose3d_person_detector_runs_total")]
+    assert runs == ["pose3d_person_detector_runs_total 5.0"]  # the image, then frames 0 and 10 twice

@@ -11,7 +11,8 @@ import torch
 
 from model.checkpoints.common import CheckpointError
 from model.skeleton import COCO_FLIP_PERM, coco_to_h36m
-from service.engine.rtmpose import RTMPoseDetector, decode_simcc, flip_simcc
+from service.config import DetectorSettings
+from service.engine.rtmpose import RTMPoseDetector, build_rtmpose_detector, decode_simcc, flip_simcc
 from tests.unit.rtmpose_standin import rtmpose_standin
 
 rtmlib = pytest.importorskip("rtmlib")
@@ -126,3 +127,24 @@ def test_no_boxes_and_load_errors(tmp_path: Path, standin: Path, image: np.ndarr
     bad.write_bytes(b"not an onnx model")
     with pytest.raises(CheckpointError, match="cannot load"):
         RTMPoseDetector(bad)
+
+
+@pytest.mark.parametrize(("rtmpose_threads", "engine_threads", "expected"), [(2, 1, 2), (0, 1, 1), (0, 3, 3)])
+def test_session_threads_and_no_spinning(
+    standin: Path, image: np.ndarray, rtmpose_threads: int, engine_threads: int, expected: int
+) -> None:
+    settings = DetectorSettings(family="rtmpose", rtmpose_onnx=standin, rtmpose_threads=rtmpose_threads)
+    det = build_rtmpose_detector(settings, needs_features=False, threads=engine_threads)
+    options = det._session.get_session_options()
+    assert options.intra_op_num_threads == expected
+    assert options.inter_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    one = RTMPoseDetector(standin, intra_op_threads=1, allow_spinning=True)
+    assert one._session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    got, want = (
+        det.detect([image], [BOXES], [np.ones(5)], False)[0],
+        one.detect([image], [BOXES], [np.ones(5)], False)[0],
+    )
+    for a, b in zip(got, want, strict=True):  # threads change the schedule, not the keypoints
+        np.testing.assert_allclose(a.keypoints_coco, b.keypoints_coco, atol=1e-3)
+        np.testing.assert_allclose(a.scores_coco, b.scores_coco, atol=1e-4)
