@@ -2,9 +2,10 @@
 
     python -m bench.realtime_stages [--frames 60] [--rounds 3] [--sizes t,s] [--rtmpose-threads 1,2]
 
-- **Bare stages** (one call each, median of 20, this process, after a warm-up): RTMPose's crop + normalise
-  (``crop_inputs``), its ONNX forward (per size and thread count), the SimCC decode, P-STMO-81's lift of one
-  window (1 torch thread, as the profile), the pose-guide's box and its JSON round trip.
+- **Bare stages** (20 calls each after a warm-up, median wall ms and mean CPU ms of this process per call):
+  RTMPose's crop + normalise (``crop_inputs``), its ONNX forward (per size and thread count), the SimCC decode,
+  P-STMO-81's lift of 1 and of 4 windows per forward (1 torch thread, as the profile), the pose-guide's box and
+  its JSON round trip.
 - **Through the engine** (:class:`InProcessEngine`, the ``realtime`` profile, random weights, no person
   detector: the whole frame on detection frames): a causal clip of ``--frames`` 640x480 frames per variant
   (RTMPose size x ``detector.rtmpose_threads``), every variant once per round in the same order; frames/s,
@@ -45,40 +46,45 @@ from service.profiles import profile_path
 STAGES = ("decode", "boxes", "detect", "buffer", "lift")
 
 
-def median_ms(fn: Callable[[], object], n: int = 20) -> float:
+def timed(fn: Callable[[], object], n: int = 20) -> str:
+    """``fn``'s median wall ms and mean CPU ms (this process, all threads) per call, after one warm-up call."""
     fn()
-    times = []
+    walls = []
+    c0 = time.process_time()
     for _ in range(n):
         t0 = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000.0
+        walls.append(time.perf_counter() - t0)
+    cpu = (time.process_time() - c0) / n
+    return f"{statistics.median(walls) * 1000:.2f} ms wall, {cpu * 1000:.2f} ms CPU"
 
 
 def bare_stages(onnx: dict[str, Path], threads: list[int], image: np.ndarray) -> None:
     box = np.array([[200.0, 40.0, 440.0, 470.0]], np.float32)
     geometry = box_to_center_scale(box, input_size=INPUT_SIZE)
     crop = crop_inputs(image, geometry)
-    print(f"  crop + normalise, one 256x192 crop: {median_ms(lambda: crop_inputs(image, geometry)):.2f} ms")
+    print(f"  crop + normalise, one 256x192 crop: {timed(lambda: crop_inputs(image, geometry))}")
     for size, path in onnx.items():
         for t in threads:
             det = RTMPoseDetector(path, intra_op_threads=t)
-            ms = median_ms(lambda det=det: det.forward(crop))  # type: ignore[misc]
-            print(f"  RTMPose-{size} forward ({gflops(size):.2f} GFLOP), {t} onnxruntime thread(s): {ms:.2f} ms")
+            cost = timed(lambda det=det: det.forward(crop))  # type: ignore[misc]
+            print(f"  RTMPose-{size} forward ({gflops(size):.2f} GFLOP), {t} onnxruntime thread(s): {cost}")
     x, y = np.random.rand(1, 17, 384).astype(np.float32), np.random.rand(1, 17, 512).astype(np.float32)
-    print(f"  SimCC decode: {median_ms(lambda: decode_simcc(x, y)):.3f} ms")
+    print(f"  SimCC decode: {timed(lambda: decode_simcc(x, y))}")
     torch.set_num_threads(1)
     net = PSTMO(PSTMO_PRESETS["pstmo-81"]).eval()
-    kp = torch.randn(1, 81, 17, 2) * 0.3
-    with torch.inference_mode():
-        print(f"  P-STMO-81 lift, one window, 1 torch thread: {median_ms(lambda: net.lift(kp)):.2f} ms")
+    for batch in (1, 4):
+        kp = torch.randn(batch, 81, 17, 2) * 0.3
+        with torch.inference_mode():
+            cost = timed(lambda kp=kp: net.lift(kp))  # type: ignore[misc]
+        print(f"  P-STMO-81 lift, {batch} window(s) per forward, 1 torch thread: {cost}")
     kps = np.random.rand(1, 17, 2).astype(np.float32) * 400
     tracker = b'{"tracks":[]}'
 
     def guide() -> None:
         read_guide(attach_guide(tracker, Guide(1, pose_to_box(kps), np.ones(1, np.float32))))
 
-    print(f"  pose-guide box + JSON round trip: {median_ms(guide):.3f} ms")
+    print(f"  pose-guide box + JSON round trip: {timed(guide)}")
 
 
 def settings(onnx: Path, rtmpose_threads: int) -> CommonSettings:
