@@ -101,7 +101,23 @@ class EngineSettings(_Frozen):
     decode: StageBatchSettings = Field(StageBatchSettings(), description="decode stage: images per batch")
     detect: StageBatchSettings = Field(StageBatchSettings(), description="2D detector: people (crops) per forward")
     lift: StageBatchSettings = Field(StageBatchSettings(), description="lifters: windows per forward")
-    max_queue: int = Field(1024, ge=1, description="queued items before the engine reports overload")
+    max_queue: int = Field(
+        1024, ge=1, description="units (images, people, windows) a stage queues at most: a memory bound (503 past it)"
+    )
+    admission: Literal["time", "count"] = Field(
+        "time",
+        description="time: refuse at once (503 + Retry-After) a request whose expected wait, from the stages' "
+        "measured rates, exceeds admission_wait_fraction of its deadline; count: only the max_queue bound",
+    )
+    admission_wait_fraction: float = Field(
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="share of a request's deadline its expected wait may fill (the rest absorbs estimate error)",
+    )
+    rate_window_s: float = Field(
+        2.0, gt=0.0, le=600.0, description="seconds of batches the measured service rate of a stage averages over"
+    )
     request_timeout_s: float = Field(30.0, gt=0.0)
     stream_ttl_s: float = Field(300.0, gt=0.0, description="idle streams expire after this")
     max_streams: int = Field(10_000, ge=1, description="in-memory buffer bound")

@@ -69,9 +69,17 @@ class Conflict(Pose3DError):
 
 
 class Overloaded(Pose3DError):
-    """The engine's queue is full; retry after ``retry_after_s``."""
+    """Too much work: this caller's (:class:`QuotaExceeded`, 429) or the server's (:class:`OverCapacity`, 503);
+    retry after ``retry_after_s``. Raised as itself by the gateway's bound on requests in flight (429)."""
 
     status, grpc_code, type_slug, title = 429, "RESOURCE_EXHAUSTED", "overloaded", "Too many requests"
+
+
+class OverCapacity(Overloaded):
+    """The server's capacity, not the client's quota: the engine's queue would not reach this work before its
+    deadline (or holds its bound of units). 503 / UNAVAILABLE, with ``retry_after_s`` from the measured drain rate."""
+
+    status, grpc_code, type_slug, title = 503, "UNAVAILABLE", "over-capacity", "Over capacity"
 
 
 class QuotaExceeded(Overloaded):

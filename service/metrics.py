@@ -41,6 +41,19 @@ class Metrics:
             "pose3d_batch_size", "Items per batch by stage", ["stage"], buckets=_BATCH_BUCKETS, registry=r
         )
         self.queue_depth = Gauge("pose3d_queue_depth", "Items waiting in the batcher queues", registry=r)
+        self.stage_rate = Gauge(
+            "pose3d_stage_rate_units_per_second",
+            "Measured service rate of a batching stage (images, people or windows per second), by stage",
+            ["stage"],
+            registry=r,
+        )
+        self.expected_wait = Histogram(
+            "pose3d_expected_wait_seconds",
+            "Expected wait until computed, estimated when work asks to enter a stage's queue (admitted or not)",
+            ["stage"],
+            buckets=(*_LATENCY_BUCKETS, 60.0, 300.0),
+            registry=r,
+        )
         self.active_streams = Gauge("pose3d_active_streams", "Open streams", registry=r)
         self.frames_total = Counter("pose3d_frames", "Frames processed by model", ["model"], registry=r)
         self.rejected_total = Counter("pose3d_rejected", "Rejected work by reason", ["reason"], registry=r)

@@ -5,9 +5,12 @@ tokens, lift …): callers ``await submit(item, deadline)``; a background task g
 batch that closes when it holds ``max_batch_size`` units (people, windows — ``size_of`` says how many
 units an item is) or ``max_delay_ms`` after its first job was queued, then runs the batch function in an
 executor thread (torch releases the GIL there). Jobs past their deadline are dropped before compute
-(:class:`~service.errors.DeadlineExceeded`); a full queue refuses new work
-(:class:`~service.errors.Overloaded`); when the batch function raises, every job of the batch is retried
-alone so that one poisoned item fails only its own caller.
+(:class:`~service.errors.DeadlineExceeded`); work past the ``max_queue`` bound is refused at once
+(:class:`~service.errors.OverCapacity`, Retry-After from the measured drain rate). The batcher measures its service
+rate from the batches it runs (:class:`~service.engine.admission.ServiceRate`) and says what a caller would wait
+(:meth:`DynamicBatcher.expected_wait_s`): the engine admits requests by that time, at its door
+(:mod:`service.engine.admission`). When the batch function raises, every job of the batch is retried alone so that
+one poisoned item fails only its own caller. Every time is read from ``clock`` (injectable: tests run on a fake one).
 """
 
 from __future__ import annotations
@@ -19,11 +22,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from service.errors import DeadlineExceeded, InternalError, Overloaded, Pose3DError, Unavailable
+from service.engine.admission import InFlight, ServiceRate, check_count, expected_wait
+from service.errors import DeadlineExceeded, InternalError, OverCapacity, Pose3DError, Unavailable
 from service.metrics import Metrics
+
+if TYPE_CHECKING:
+    from service.config import EngineSettings
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -31,6 +38,7 @@ Out = TypeVar("Out")
 log = logging.getLogger(__name__)
 
 BatchFn = Callable[[Sequence[In]], Sequence[Out]]
+Clock = Callable[[], float]
 
 
 @dataclass
@@ -39,19 +47,26 @@ class _Job(Generic[In, Out]):
     size: int
     deadline: float | None
     future: asyncio.Future[Out]
-    queued_at: float = field(default_factory=time.monotonic)
+    queued_at: float
 
 
 @dataclass(frozen=True)
 class BatcherLimits:
     """Knobs of one batcher: ``max_batch_size`` units per batch, ``max_delay_ms`` after the first job,
-    ``max_queue`` units waiting before :class:`Overloaded` (an empty queue admits one caller's work of any size),
-    ``retry_after_s`` suggested to refused callers."""
+    ``max_queue`` units waiting before :class:`OverCapacity` (an empty queue admits one caller's work of any size),
+    ``retry_after_s`` suggested to refused callers while no service rate is measured, ``rate_window_s`` (seconds
+    of batches the measured rate averages over)."""
 
     max_batch_size: int = 32
     max_delay_ms: float = 5.0
     max_queue: int = 1024
     retry_after_s: float = 1.0
+    rate_window_s: float = 2.0
+
+    @classmethod
+    def of_engine(cls, engine: EngineSettings, max_batch_size: int, max_delay_ms: float) -> BatcherLimits:
+        """A stage's limits: its batch size and delay, the engine's queue bound and rate window."""
+        return cls(max_batch_size, max_delay_ms, engine.max_queue, rate_window_s=engine.rate_window_s)
 
 
 class _BatchFailed(Exception):
@@ -72,6 +87,7 @@ class DynamicBatcher(Generic[In, Out]):
         executor: thread(s) for ``fn``; ``None`` = the loop's default executor.
         metrics: where batch sizes, queue time, stage time, queue depth and rejections go.
         size_of: units an item counts for (e.g. the number of people in a frame); default 1.
+        clock: seconds, monotonic (``time.monotonic``); deadlines are instants of the same clock.
     """
 
     def __init__(
@@ -83,6 +99,7 @@ class DynamicBatcher(Generic[In, Out]):
         executor: Executor | None = None,
         metrics: Metrics | None = None,
         size_of: Callable[[In], int] | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.stage = stage
         self._fn = fn
@@ -95,6 +112,9 @@ class DynamicBatcher(Generic[In, Out]):
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._clock = clock
+        self.rate = ServiceRate(limits.rate_window_s)
+        self._in_flight: InFlight | None = None
         self.batches_run = 0
         self.units_run = 0
 
@@ -109,6 +129,13 @@ class DynamicBatcher(Generic[In, Out]):
         """True when ``extra_units`` more would exceed the queue bound."""
         return self._queued_units + extra_units > self.limits.max_queue
 
+    def expected_wait_s(self, units: int = 1) -> float | None:
+        """Seconds until ``units`` more, queued now, would be computed (the measured rate; ``None`` before it)."""
+        limits = self.limits
+        return expected_wait(
+            self.rate, limits.max_batch_size, self._queued_units, units, self._in_flight, self._clock()
+        )
+
     @property
     def mean_batch_size(self) -> float:
         """Mean units per batch since creation (0 before the first batch)."""
@@ -119,9 +146,11 @@ class DynamicBatcher(Generic[In, Out]):
 
         Args:
             item: the stage input.
-            deadline: a ``time.monotonic()`` instant; the item is dropped if its batch starts later.
+            deadline: an instant of the batcher's clock (``time.monotonic()``); the item is dropped if its batch
+                starts later (refused at once if it has already passed).
         Raises:
-            Overloaded: the queue is full. DeadlineExceeded: the deadline passed before compute.
+            OverCapacity: the queue holds ``max_queue`` units (503 + Retry-After from the measured drain rate).
+            DeadlineExceeded: the deadline passed before compute.
             Unavailable: the batcher is closed. Pose3DError/InternalError: this item's own failure.
         """
         return (await self.submit_many([item], deadline))[0]
@@ -169,18 +198,13 @@ class DynamicBatcher(Generic[In, Out]):
         if self._closed:
             raise Unavailable(f"{self.stage}: engine is shutting down")
         sizes = [max(1, self._size_of(item)) if self._size_of else 1 for item in items]
-        # one caller's work larger than the whole bound (a stream's tail of many people) would be refused forever:
-        # it is admitted into an empty queue
-        if self._queued_units and self.is_overloaded(sum(sizes)):
-            self._count_rejection("overloaded")
-            raise Overloaded(
-                f"{self.stage} queue is full ({self._queued_units} of {self.limits.max_queue} queued)",
-                retry_after_s=self.limits.retry_after_s,
-            )
+        now = self._clock()
+        self._admit(sum(sizes), deadline, now)
         self.start()
         loop = asyncio.get_running_loop()
         jobs = [
-            _Job[In, Out](item, size, deadline, loop.create_future()) for item, size in zip(items, sizes, strict=True)
+            _Job[In, Out](item, size, deadline, loop.create_future(), now)
+            for item, size in zip(items, sizes, strict=True)
         ]
         self._queue.extend(jobs)
         self._queued_units += sum(sizes)
@@ -188,6 +212,21 @@ class DynamicBatcher(Generic[In, Out]):
             self._metrics.queue_depth.inc(sum(sizes))
         self._wakeup.set()
         return jobs
+
+    def _admit(self, units: int, deadline: float | None, now: float) -> None:
+        """Raise unless ``units`` of one caller may be queued now: the deadline has not passed, and the queue bound
+        (an empty queue admits one caller's work of any size, else it could never run)."""
+        if deadline is not None and now > deadline:  # what the batch would do with it, minus the queueing
+            self._count_rejection("deadline")
+            raise DeadlineExceeded(f"deadline passed before {self.stage} was reached")
+        lim = self.limits
+        queued = self._queued_units
+        refusal = check_count(
+            self.stage, self.rate, lim.max_batch_size, lim.max_queue, queued, units, lim.retry_after_s
+        )
+        if refusal is not None:
+            self._count_rejection(refusal.reason)
+            raise OverCapacity(refusal.detail, retry_after_s=refusal.retry_after_s)
 
     def _pop(self) -> _Job[In, Out]:
         job = self._queue.popleft()
@@ -207,7 +246,7 @@ class DynamicBatcher(Generic[In, Out]):
             await self._wakeup.wait()
         close_at = self._queue[0].queued_at + self.limits.max_delay_ms / 1000.0
         while self._queued_units < self.limits.max_batch_size:
-            remaining = close_at - time.monotonic()
+            remaining = close_at - self._clock()
             if remaining <= 0:
                 return
             self._wakeup.clear()
@@ -215,7 +254,7 @@ class DynamicBatcher(Generic[In, Out]):
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
 
     def _take_batch(self) -> list[_Job[In, Out]]:
-        now = time.monotonic()
+        now = self._clock()
         batch: list[_Job[In, Out]] = []
         units = 0
         while self._queue and (not batch or units + self._queue[0].size <= self.limits.max_batch_size):
@@ -252,13 +291,17 @@ class DynamicBatcher(Generic[In, Out]):
     async def _process(self, batch: list[_Job[In, Out]]) -> None:
         """Compute one batch and settle every job's future (a result, or this job's own error)."""
         loop = asyncio.get_running_loop()
-        started = time.monotonic()
+        started = self._clock()
+        self._in_flight = InFlight(sum(job.size for job in batch), started)
+        compute_s = 0.0
         try:
-            live, outputs = await loop.run_in_executor(self._executor, self._compute, batch)
+            live, outputs, compute_s = await loop.run_in_executor(self._executor, self._compute, batch)
         except _BatchFailed as failed:
             live, outputs = failed.live, None
             log.info("%s batch of %d failed (%s); retrying its items one by one", self.stage, len(live), failed)
             await self._run_one_by_one(live)
+        finally:
+            self._in_flight = None
         self._expire_dropped(batch, live)
         if outputs is not None:
             for job, out in zip(live, outputs, strict=True):
@@ -266,23 +309,29 @@ class DynamicBatcher(Generic[In, Out]):
                     job.future.set_result(out)
         if live:
             units = sum(job.size for job in live)
+            elapsed = self._clock() - started
             self.batches_run += 1
             self.units_run += units
+            if outputs is not None:  # a batch run whole (one-by-one retries say nothing of the batched rate)
+                self.rate.observe(units, compute_s, elapsed)
             if self._metrics:
                 self._metrics.batch_size.labels(stage=self.stage).observe(units)
-                self._metrics.stage_duration.labels(stage=self.stage).observe(time.monotonic() - started)
+                self._metrics.stage_duration.labels(stage=self.stage).observe(elapsed)
+                if (rate := self.rate.units_per_s) is not None:
+                    self._metrics.stage_rate.labels(stage=self.stage).set(rate)
 
-    def _compute(self, batch: list[_Job[In, Out]]) -> tuple[list[_Job[In, Out]], Sequence[Out]]:
+    def _compute(self, batch: list[_Job[In, Out]]) -> tuple[list[_Job[In, Out]], Sequence[Out], float]:
         """In the worker thread: drop jobs whose deadline passed (or whose caller left) while the batch waited
-        for the thread, then run the batch function on the rest."""
-        now = time.monotonic()
+        for the thread, then run the batch function on the rest; also returns its compute seconds."""
+        now = self._clock()
         live = [j for j in batch if not j.future.done() and (j.deadline is None or now <= j.deadline)]
         if not live:
-            return live, []
+            return live, [], 0.0
         try:
-            return live, self._call([job.item for job in live])
+            outputs = self._call([job.item for job in live])
         except Exception as e:
             raise _BatchFailed(live, e) from e
+        return live, outputs, self._clock() - now
 
     def _expire_dropped(self, batch: list[_Job[In, Out]], live: list[_Job[In, Out]]) -> None:
         kept = {id(job) for job in live}
@@ -304,7 +353,7 @@ class DynamicBatcher(Generic[In, Out]):
         for job in batch:
             if job.future.done():
                 continue
-            if job.deadline is not None and time.monotonic() > job.deadline:
+            if job.deadline is not None and self._clock() > job.deadline:
                 self._count_rejection("deadline")
                 job.future.set_exception(DeadlineExceeded(f"deadline passed before {self.stage} started"))
                 continue

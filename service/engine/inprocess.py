@@ -27,6 +27,7 @@ from model.checkpoints.hrnet import load_detector
 from model.hrnet import HRNET_PRESETS
 from service.config import CommonSettings
 from service.engine.detector import TopDownDetector
+from service.engine.door import admit
 from service.engine.framebuffer import FrameBuffer, MemoryFrameBuffer, StreamMeta
 from service.engine.framebuffer.redis import RedisFrameBuffer
 from service.engine.hrnet_onnx import use_onnx_backend
@@ -262,8 +263,10 @@ class InProcessEngine:
         lifter = self._lifter(request.options.model, request.frames)
         opts = _frame_options(request.options, lifter)
         timings = Timings()
+        deadline = self._deadline(request.deadline)
+        admit(self.pipeline, lifter, opts, *_frame_counts(request.frames), deadline)
         results, source = await self.pipeline.run_clip(
-            request.frames, lifter, opts, request.options.mode, self._deadline(request.deadline), timings
+            request.frames, lifter, opts, request.options.mode, deadline, timings
         )
         results = place_clip(results, request.options.camera, request.options.smoothing)
         ms = timings.as_ms()
@@ -278,12 +281,14 @@ class InProcessEngine:
         lifter = self._lifter(request.options.model)
         opts = _frame_options(request.options, lifter)
         timings = Timings()
+        deadline = self._deadline(request.deadline)
+        admit(pipeline, lifter, opts, 1, 0, deadline)  # its first frame (the clip is still being decoded)
         results, _ = await pipeline.run_clip(
             request.frames,
             lifter,
             opts,
             request.options.mode,
-            self._deadline(request.deadline),
+            deadline,
             timings,
             look_ahead=pipeline.streamed_look_ahead,
         )
@@ -338,6 +343,7 @@ class InProcessEngine:
             lifter = self._lifter(meta.model)
             timings = Timings()
             opts = FrameOptions(meta.boxes, meta.max_people, meta.flip_test)
+            admit(pipeline, lifter, opts, *_frame_counts([frame]), deadline)
             guide = pipeline.guide_at(pipeline.buffer, meta.stream_id, frame.frame_index)
             people, _ = await pipeline.prepare(frame, lifter, opts, deadline, timings, guide)
             emission = await pipeline.push(
@@ -366,6 +372,8 @@ class InProcessEngine:
 
         async def step(meta: StreamMeta) -> list[FrameResult]:
             lifter = self._lifter(meta.model)
+            opts = FrameOptions(meta.boxes, meta.max_people, meta.flip_test)
+            admit(pipeline, lifter, opts, *_frame_counts(frames), deadline)
             results, _ = await pipeline.push_in_order(
                 pipeline.buffer, meta, lifter, async_frames(frames), len(frames), deadline, Timings()
             )
@@ -390,6 +398,12 @@ class InProcessEngine:
         state = await self.pipeline.buffer.state(stream_id)
         m = state.meta
         return StreamInfo(m.stream_id, m.model, m.mode, state.frames_received, state.next_emit)
+
+
+def _frame_counts(frames: Sequence[Frame]) -> tuple[int, int]:
+    """``(images, keypoint frames)`` among ``frames`` (what admission asks of a request)."""
+    images = sum(1 for f in frames if isinstance(f, ImageFrame))
+    return images, len(frames) - images
 
 
 def _frame_options(options: EstimateOptions, lifter: ServedLifter) -> FrameOptions:

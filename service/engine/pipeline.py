@@ -124,9 +124,9 @@ class Pipeline:
         self.clip_buffer = MemoryFrameBuffer(max_streams=1_000_000, ttl_s=eng.request_timeout_s * 4)
         self.infer_pool = ThreadPoolExecutor(1, thread_name_prefix="pose3d-infer")
         self.cpu_pool = ThreadPoolExecutor(2, thread_name_prefix="pose3d-decode")
-        limits = BatcherLimits(eng.max_batch_size, eng.max_delay_ms, eng.max_queue)
-        decode_limits = BatcherLimits(*eng.stage_batch("decode"), eng.max_queue)
-        detect_limits = BatcherLimits(*eng.stage_batch("detect"), eng.max_queue)
+        limits = BatcherLimits.of_engine(eng, eng.max_batch_size, eng.max_delay_ms)
+        decode_limits = BatcherLimits.of_engine(eng, *eng.stage_batch("decode"))
+        detect_limits = BatcherLimits.of_engine(eng, *eng.stage_batch("detect"))
         lift_size, lift_delay = eng.stage_batch("lift")  # a model's own lift_batch (or CPU default) still applies
         self.decode = DynamicBatcher[bytes | ByteImage, ByteImage](
             "decode", lambda items: [decode_image(x) for x in items], decode_limits, executor=self.cpu_pool, metrics=metrics
@@ -154,7 +154,7 @@ class Pipeline:
             name: DynamicBatcher[LiftWindow, FloatArray](
                 "lift",
                 lifter.lift,
-                BatcherLimits(lifter.lift_batch_size(lift_size), lift_delay, eng.max_queue),
+                BatcherLimits.of_engine(eng, lifter.lift_batch_size(lift_size), lift_delay),
                 executor=self.infer_pool,
                 metrics=metrics,
             )

@@ -224,7 +224,7 @@ class RemoteEngineClient:
                 error = error_from_rpc(exc)
                 if exc.code() not in _RETRY_ON_OTHER_WORKER:
                     raise error from exc
-                if exc.code() is grpc.StatusCode.UNAVAILABLE:
+                if exc.code() is grpc.StatusCode.UNAVAILABLE and not isinstance(error, Overloaded):  # busy ≠ down
                     self._set_health(worker, False, f"unavailable: {exc.details()}")
                 log.warning("worker %s: %s failed (%s: %s); trying another", worker.address, method,
                             exc.code().name, exc.details())  # fmt: skip

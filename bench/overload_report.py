@@ -1,0 +1,108 @@
+"""Figures of the overload bench (``bench/overload.py``) from its requests' outcomes, and their Markdown report."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+REFUSED = frozenset({429, 503})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One request: ``sent`` and ``done`` in seconds from the start of its phase, the HTTP status (0: no answer)."""
+
+    sent: float
+    done: float
+    status: int
+
+    @property
+    def latency(self) -> float:
+        return self.done - self.sent
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q`` (0..1) quantile by the nearest-rank rule; ``None`` for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def summarise(
+    outcomes: list[Outcome], capacity: float, offered: float, seconds: float, deadline_s: float
+) -> dict[str, Any]:
+    """The bench's figures: goodput = 200s within ``deadline_s`` that completed inside the ``seconds`` window, per
+    second; admitted = every request not refused (429/503); met = 200 within the deadline."""
+    met = [o for o in outcomes if o.status == 200 and o.latency <= deadline_s]
+    admitted = [o for o in outcomes if o.status not in REFUSED]
+    refused = [o.latency for o in outcomes if o.status in REFUSED]
+    ok = [o.latency for o in outcomes if o.status == 200]
+    goodput = sum(1 for o in met if o.done <= seconds) / seconds
+    ms = 1000.0
+
+    def as_ms(v: float | None) -> float | None:
+        return None if v is None else round(v * ms, 1)
+
+    return {
+        "capacity_rps": round(capacity, 2),
+        "offered_rps": round(offered, 2),
+        "sent_rps": round(len(outcomes) / seconds, 2),
+        "requests": len(outcomes),
+        "goodput_rps": round(goodput, 2),
+        "goodput_over_capacity": round(goodput / capacity, 3) if capacity else None,
+        "admitted": len(admitted),
+        "admitted_met_deadline": len(met),
+        "admitted_met_share": round(len(met) / len(admitted), 4) if admitted else None,
+        "refusal_ms_p50": as_ms(percentile(refused, 0.5)),
+        "refusal_ms_p99": as_ms(percentile(refused, 0.99)),
+        "ok_ms_p50": as_ms(percentile(ok, 0.5)),
+        "ok_ms_p99": as_ms(percentile(ok, 0.99)),
+        "by_status": {str(k): v for k, v in sorted(Counter(o.status for o in outcomes).items())},
+    }
+
+
+ROWS: tuple[tuple[str, str], ...] = (
+    ("capacity (closed loop), req/s", "capacity_rps"),
+    ("offered (open loop), req/s", "offered_rps"),
+    ("sent, req/s", "sent_rps"),
+    ("goodput (200 within deadline, in window), req/s", "goodput_rps"),
+    ("**goodput ÷ capacity** (target ≥ 0.9)", "goodput_over_capacity"),
+    ("admitted (not 429/503)", "admitted"),
+    ("**admitted that met their deadline** (target ≥ 0.99)", "admitted_met_share"),
+    ("**refusal latency p50 / p99, ms** (target p99 < 50)", "refusal_ms"),
+    ("200 latency p50 / p99, ms", "ok_ms"),
+    ("responses by status (0 = none)", "by_status"),
+    ("load average (1, 5, 15 min) before → after", "load"),
+)
+
+
+def _cell(run: dict[str, Any], key: str) -> str:
+    if key in {"refusal_ms", "ok_ms"}:
+        return f"{run[key + '_p50']} / {run[key + '_p99']}"
+    if key == "by_status":
+        return ", ".join(f"{k}: {v}" for k, v in run["by_status"].items())
+    if key == "load":
+        before, after = (" ".join(f"{x:.1f}" for x in run[k]) for k in ("load_average_before", "load_average_after"))
+        return f"{before} → {after}"
+    return str(run[key])
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The side-by-side table (one column per admission mode) and the configuration."""
+    runs = result["runs"]
+    config = result["configuration"]
+    lines = [
+        "Configuration: " + " · ".join(f"{k} {v}" for k, v in config.items()),
+        "",
+        "| | " + " | ".join(f"admission = {r['mode']}" for r in runs) + " |",
+        "|---|" + "---|" * len(runs),
+    ]
+    lines += ["| " + label + " | " + " | ".join(_cell(r, key) for r in runs) + " |" for label, key in ROWS]
+    by_mode = {r["mode"]: r for r in runs}
+    if {"time", "count"} <= by_mode.keys() and by_mode["count"]["goodput_rps"]:
+        ratio = by_mode["time"]["goodput_rps"] / by_mode["count"]["goodput_rps"]
+        lines += ["", f"goodput, admission by time ÷ by count: {ratio:.2f}×"]
+    return "\n".join(lines) + "\n"

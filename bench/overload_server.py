@@ -1,0 +1,95 @@
+"""The gateway the overload bench drives: ``pose3d serve`` in a child process, tiny random-weight models."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import httpx
+import yaml
+
+
+def gateway_settings(admission: str, threads: int, deadline_s: float) -> dict[str, Any]:
+    """Settings (as a YAML document's mapping) of the served gateway: HRNet-micro → CA-PF tiny, random weights,
+    ``engine.admission = admission``, ``threads`` torch threads, requests allowed up to ``deadline_s`` (at least
+    the default 30 s)."""
+    return {
+        "allow_random_weights": True,
+        "log_level": "warning",
+        "detector": {"arch": "hrnet-micro", "flip_test": False},
+        "models": {"capf": {"kind": "capf", "arch": "capf-tiny", "flip_test": False}},
+        "default_image_model": "capf",
+        "default_clip_model": "capf",
+        "engine": {
+            "max_batch_size": 16,
+            "max_delay_ms": 2.0,
+            "max_queue": 1024,
+            "request_timeout_s": max(30.0, deadline_s),
+            "torch_threads": threads,
+            "admission": admission,
+        },
+        "host": "127.0.0.1",
+        "grpc_port": 0,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class ServedGateway:
+    """``python -m service.cli serve --config <workdir>/settings.yaml`` on a free port, until the ``with`` ends.
+
+    The child's environment has no ``POSE3D_*`` variable (the settings file alone decides); its log goes to
+    ``<workdir>/gateway.log``."""
+
+    def __init__(self, settings: dict[str, Any], workdir: Path, start_timeout_s: float = 300.0) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = workdir / "settings.yaml"
+        self.config_path.write_text(yaml.safe_dump({**settings, "port": self.port}))
+        self.log_path = workdir / "gateway.log"
+        self.start_timeout_s = start_timeout_s
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def __enter__(self) -> ServedGateway:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POSE3D_")}
+        self._log = self.log_path.open("wb")
+        cmd = [sys.executable, "-m", "service.cli", "serve", "--config", str(self.config_path)]
+        self._proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise SystemExit(f"the gateway exited with {self._proc.returncode}: see {self.log_path}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.__exit__(None, None, None)
+        raise SystemExit(f"the gateway was not ready within {self.start_timeout_s:g} s: see {self.log_path}")
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._log is not None:
+            self._log.close()

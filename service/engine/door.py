@@ -1,0 +1,64 @@
+"""The engine's door: a request is admitted or refused here, once, by the expected time of its whole path.
+
+``admit`` builds the request's path through the stages (decode → person boxes → detector → CA-PF tokens → lifter
+for images; the lifter alone for 2D keypoints), with the units it will bring to each (images, people, windows), and
+refuses it at once (:class:`~service.errors.OverCapacity`, 503 + Retry-After) when the work queued ahead would keep
+it past ``engine.admission_wait_fraction`` of its remaining deadline (rule and estimates in
+:mod:`service.engine.admission`). ``engine.admission = "count"`` turns it off (only the per-stage count bound).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from service.engine.admission import Stage, check_path
+from service.errors import OverCapacity
+
+if TYPE_CHECKING:
+    from service.engine.lifters import ServedLifter
+    from service.engine.pipeline import FrameOptions, Pipeline
+
+
+def request_path(
+    pipeline: Pipeline, lifter: ServedLifter, opts: FrameOptions, images: int, keypoint_frames: int
+) -> list[tuple[Stage, int]]:
+    """``(stage, units)`` for ``images`` encoded images and ``keypoint_frames`` 2D-keypoint frames under ``opts``
+    (people per image: the client's boxes, else one — the person detector's count is not known before it runs)."""
+    people = len(opts.boxes) if opts.boxes else 1
+    path: list[tuple[Stage, int]] = []
+    if images:
+        path.append((pipeline.decode, images))
+        if opts.boxes is None and pipeline.box_finder.detector is not None:
+            path.append((pipeline.boxes, images))
+        path.append((pipeline.detect, images * people))
+        if lifter.name in pipeline.tokens:
+            path.append((pipeline.tokens[lifter.name], images * people))
+    frames = images * people + keypoint_frames
+    if frames:
+        path.append((pipeline.lift[lifter.name], frames))
+    return path
+
+
+def admit(
+    pipeline: Pipeline,
+    lifter: ServedLifter,
+    opts: FrameOptions,
+    images: int,
+    keypoint_frames: int,
+    deadline: float | None,
+) -> None:
+    """Raise :class:`OverCapacity` unless this request (see :func:`request_path`) may enter the engine now;
+    ``deadline`` is a ``time.monotonic()`` instant (``None``: no deadline, always admitted)."""
+    engine = pipeline.settings.engine
+    if engine.admission != "time" or deadline is None:
+        return
+    path = request_path(pipeline, lifter, opts, images, keypoint_frames)
+    refusal, waits = check_path(path, deadline - time.monotonic(), engine.admission_wait_fraction)
+    metrics = pipeline.metrics
+    for wait in waits:
+        if wait.wait_s is not None:
+            metrics.expected_wait.labels(stage=wait.stage).observe(wait.wait_s)
+    if refusal is not None:
+        metrics.rejected_total.labels(reason=refusal.reason).inc()
+        raise OverCapacity(refusal.detail, retry_after_s=refusal.retry_after_s)
