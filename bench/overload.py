@@ -48,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--capacity-seconds", type=float, default=10.0, help="capacity phase length (default 10)")
     p.add_argument("--deadline-s", type=float, default=10.0, help="X-Request-Timeout of every request (default 10)")
     p.add_argument("--size", default="320x240", help="JPEG width x height (default 320x240)")
+    p.add_argument("--detect-batch", type=int, default=8, help="engine.detect.max_batch_size (default 8)")
     p.add_argument("--threads", type=int, default=1, help="engine.torch_threads of the server (default 1)")
     p.add_argument("--modes", nargs="+", choices=("time", "count"), default=["time", "count"])
     p.add_argument("--seed", type=int, default=10, help="seed of the Poisson arrivals")
@@ -96,7 +97,7 @@ async def open_loop(
 
 
 async def run_mode(mode: str, args: argparse.Namespace, jpeg: bytes, workdir: Path) -> dict[str, Any]:
-    settings = gateway_settings(mode, args.threads, args.deadline_s)
+    settings = gateway_settings(mode, args.threads, args.deadline_s, args.detect_batch)
     with ServedGateway(settings, workdir / f"gateway-{mode}") as served:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
         timeout = httpx.Timeout(args.deadline_s + 30.0)
@@ -117,11 +118,12 @@ async def run_mode(mode: str, args: argparse.Namespace, jpeg: bytes, workdir: Pa
 def configuration(args: argparse.Namespace) -> dict[str, Any]:
     from bench.suite import cpu_name
 
-    settings = gateway_settings("time", args.threads, args.deadline_s)
+    settings = gateway_settings("time", args.threads, args.deadline_s, args.detect_batch)
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "models": "detector hrnet-micro (flip off) → CA-PF capf-tiny (flip off), random weights",
-        "engine": {k: settings["engine"][k] for k in ("max_batch_size", "max_delay_ms", "max_queue", "torch_threads")},
+        "engine": {k: settings["engine"][k] for k in ("max_batch_size", "max_delay_ms", "max_queue", "torch_threads")}
+        | {"detect.max_batch_size": args.detect_batch},
         "gateway_max_inflight_requests": 256,
         "input": f"JPEG {args.size}, one person, whole-frame box",
         "device": f"cpu ({cpu_name()}), {os.cpu_count()} cores",

@@ -15,10 +15,10 @@ import httpx
 import yaml
 
 
-def gateway_settings(admission: str, threads: int, deadline_s: float) -> dict[str, Any]:
+def gateway_settings(admission: str, threads: int, deadline_s: float, detect_batch: int) -> dict[str, Any]:
     """Settings (as a YAML document's mapping) of the served gateway: HRNet-micro → CA-PF tiny, random weights,
     ``engine.admission = admission``, ``threads`` torch threads, requests allowed up to ``deadline_s`` (at least
-    the default 30 s)."""
+    the default 30 s), at most ``detect_batch`` people per detector batch."""
     return {
         "allow_random_weights": True,
         "log_level": "warning",
@@ -29,6 +29,7 @@ def gateway_settings(admission: str, threads: int, deadline_s: float) -> dict[st
         "engine": {
             "max_batch_size": 16,
             "max_delay_ms": 2.0,
+            "detect": {"max_batch_size": detect_batch},
             "max_queue": 1024,
             "request_timeout_s": max(30.0, deadline_s),
             "torch_threads": threads,

@@ -1,15 +1,10 @@
 """Admission by expected time: each stage's measured service rate, and whether a request may enter the engine.
 
-Every batching stage measures, from the batches it actually runs (:class:`ServiceRate`, exponentially weighted
-over the last ``window_s`` seconds of batches):
-
-- ``seconds_per_unit``: compute seconds per unit (image, person, window) inside the batch function;
-- ``batch_overhead_s``: seconds a batch spends out of its queue but not computing — chiefly waiting for a thread
-  it shares with other stages (the detector, CA-PF tokens and the lifters share one inference thread).
-
-The wait of ``own`` units behind ``queued`` ones is then what is left of the running batch plus
-``ceil((queued + own) / max_batch_size)`` batches of overhead plus ``(queued + own)`` units of compute
-(:func:`expected_wait`). A request is admitted or refused once, at the engine's door (:func:`check_path`): the
+Every batching stage measures its drain rate from the batches it actually runs (:class:`ServiceRate`: units per
+second of the time it was busy, exponentially weighted over the last ``window_s`` seconds — waits for a thread it
+shares with other stages included: the detector, CA-PF tokens and the lifters share one inference thread). The wait
+of ``own`` units behind ``queued`` ones is what is left of the running batch plus ``(queued + own)`` units at that
+rate (:func:`expected_wait`). A request is admitted or refused once, at the engine's door (:func:`check_path`): the
 expected waits of every stage on its path are summed and, when the sum exceeds ``wait_fraction`` of its remaining
 deadline, it is refused at once (:class:`Refusal`, 503) with a Retry-After of the time the queues need to drain
 enough to admit it. Work once admitted is never refused for time further down (that would waste the stages it
@@ -31,17 +26,18 @@ from typing import Literal, Protocol
 AdmissionMode = Literal["time", "count"]
 
 
-def _ewma(old: float | None, new: float, weight: float) -> float:
-    return new if old is None else old + weight * (new - old)
-
-
 class ServiceRate:
-    """A stage's measured costs: compute seconds per unit and out-of-queue, not-computing seconds per batch.
+    """A stage's measured drain rate: seconds per unit of the time the stage was busy.
+
+    Each batch contributes ``units`` over its busy interval: from when its oldest job was queued, or when the
+    previous batch finished if later, until its outputs are back — compute, waiting for a thread shared with other
+    stages, and the batch delay included, so the rate is the one at which the stage's queue really drains (a stage
+    whose small batches each wait behind a sibling's large one drains slowly, however cheap its compute).
 
     Args:
-        window_s: the averages' memory in seconds of batches: a batch lasting ``d`` seconds moves them by
-            ``1 - exp(-d / window_s)`` of the way to its own figures, so small and large batches weigh what they
-            cost and the estimate follows a change of load within a few ``window_s`` of work.
+        window_s: the average's memory in seconds of busy time: a batch busy for ``d`` seconds moves it by
+            ``1 - exp(-d / window_s)`` of the way to its own seconds per unit, so small and large batches weigh what
+            they cost and the estimate follows a change of load within a few ``window_s``.
     """
 
     def __init__(self, window_s: float) -> None:
@@ -49,32 +45,23 @@ class ServiceRate:
             raise ValueError("window_s must be positive")
         self.window_s = window_s
         self.seconds_per_unit: float | None = None
-        """Compute seconds per unit; ``None`` until the first batch has been timed."""
-        self.batch_overhead_s = 0.0
-        """Seconds per batch between leaving the queue and its outputs, less the compute (thread waits)."""
+        """Busy seconds per unit; ``None`` until the first batch has been timed."""
 
-    def observe(self, units: int, compute_s: float, total_s: float) -> None:
-        """One batch of ``units`` computed for ``compute_s`` and was out of the queue for ``total_s`` seconds
-        (ignored unless ``units`` and ``compute_s`` are positive)."""
-        if units <= 0 or not 0 < compute_s < math.inf or not math.isfinite(total_s):
+    def observe(self, units: int, busy_s: float) -> None:
+        """One batch of ``units`` kept the stage busy for ``busy_s`` seconds (ignored unless both are positive)."""
+        if units <= 0 or not 0 < busy_s < math.inf:
             return
-        weight = 1.0 - math.exp(-max(compute_s, total_s) / self.window_s)
-        first = self.seconds_per_unit is None
-        self.seconds_per_unit = _ewma(self.seconds_per_unit, compute_s / units, weight)
-        overhead = max(0.0, total_s - compute_s)
-        self.batch_overhead_s = overhead if first else _ewma(self.batch_overhead_s, overhead, weight)
+        per_unit = busy_s / units
+        if self.seconds_per_unit is None:
+            self.seconds_per_unit = per_unit
+            return
+        weight = 1.0 - math.exp(-busy_s / self.window_s)
+        self.seconds_per_unit += weight * (per_unit - self.seconds_per_unit)
 
     @property
     def units_per_s(self) -> float | None:
-        """The measured compute rate (units per second of compute); ``None`` before the first batch."""
+        """The measured drain rate (units/s); ``None`` before the first batch."""
         return 1.0 / self.seconds_per_unit if self.seconds_per_unit else None
-
-    def seconds_for(self, units: int, max_batch_size: int) -> float | None:
-        """Seconds to run ``units`` in batches of at most ``max_batch_size``; ``None`` before the first batch."""
-        if self.seconds_per_unit is None:
-            return None
-        batches = math.ceil(units / max_batch_size) if units > 0 else 0
-        return batches * self.batch_overhead_s + units * self.seconds_per_unit
 
 
 @dataclass(frozen=True)
@@ -85,18 +72,15 @@ class InFlight:
     started: float
 
 
-def expected_wait(
-    rate: ServiceRate, max_batch_size: int, queued: int, own: int, in_flight: InFlight | None, now: float
-) -> float | None:
-    """Seconds until ``own`` more units queued behind ``queued`` would be computed, at clock ``now``: what is left
-    of the running batch (its expected duration less its age, at least 0) plus the batches of ``queued + own``;
-    ``None`` while ``rate`` has measured nothing."""
-    ahead = rate.seconds_for(queued + own, max_batch_size)
-    if ahead is None:
+def expected_wait(rate: ServiceRate, queued: int, own: int, in_flight: InFlight | None, now: float) -> float | None:
+    """Seconds until ``own`` more units queued behind ``queued`` would be done, at clock ``now``: what is left of
+    the running batch (its expected duration less its age, at least 0) plus ``(queued + own)`` units at the
+    measured rate; ``None`` while ``rate`` has measured nothing."""
+    spu = rate.seconds_per_unit
+    if spu is None:
         return None
-    running = rate.seconds_for(in_flight.units, max_batch_size) if in_flight is not None else None
-    left = max(0.0, running - (now - in_flight.started)) if running is not None and in_flight is not None else 0.0
-    return left + ahead
+    left = max(0.0, in_flight.units * spu - (now - in_flight.started)) if in_flight is not None else 0.0
+    return left + (queued + own) * spu
 
 
 @dataclass(frozen=True)
@@ -110,18 +94,18 @@ class Refusal:
 
 
 def check_count(
-    stage: str, rate: ServiceRate, max_batch_size: int, max_queue: int, queued: int, own: int, fallback_s: float
+    stage: str, rate: ServiceRate, max_queue: int, queued: int, own: int, fallback_s: float
 ) -> Refusal | None:
     """The memory bound of one stage: ``own`` units may join ``queued`` ones up to ``max_queue`` (an empty queue
     admits any size). Retry-After: the time to drain the excess at the measured rate (``fallback_s`` before it)."""
     if queued == 0 or queued + own <= max_queue:
         return None
     over = queued + own - max_queue
-    drain = rate.seconds_for(over, max_batch_size)
+    spu = rate.seconds_per_unit
     return Refusal(
         "overloaded",
-        f"{stage} queue is full ({queued} of {max_queue} units queued, {own} more asked)",
-        drain if drain is not None else fallback_s,
+        f"over capacity: the {stage} queue is full ({queued} of {max_queue} units queued, {own} more asked)",
+        over * spu if spu is not None else fallback_s,
     )
 
 

@@ -115,6 +115,7 @@ class DynamicBatcher(Generic[In, Out]):
         self._clock = clock
         self.rate = ServiceRate(limits.rate_window_s)
         self._in_flight: InFlight | None = None
+        self._last_done: float | None = None
         self.batches_run = 0
         self.units_run = 0
 
@@ -131,10 +132,7 @@ class DynamicBatcher(Generic[In, Out]):
 
     def expected_wait_s(self, units: int = 1) -> float | None:
         """Seconds until ``units`` more, queued now, would be computed (the measured rate; ``None`` before it)."""
-        limits = self.limits
-        return expected_wait(
-            self.rate, limits.max_batch_size, self._queued_units, units, self._in_flight, self._clock()
-        )
+        return expected_wait(self.rate, self._queued_units, units, self._in_flight, self._clock())
 
     @property
     def mean_batch_size(self) -> float:
@@ -221,9 +219,7 @@ class DynamicBatcher(Generic[In, Out]):
             raise DeadlineExceeded(f"deadline passed before {self.stage} was reached")
         lim = self.limits
         queued = self._queued_units
-        refusal = check_count(
-            self.stage, self.rate, lim.max_batch_size, lim.max_queue, queued, units, lim.retry_after_s
-        )
+        refusal = check_count(self.stage, self.rate, lim.max_queue, queued, units, lim.retry_after_s)
         if refusal is not None:
             self._count_rejection(refusal.reason)
             raise OverCapacity(refusal.detail, retry_after_s=refusal.retry_after_s)
@@ -293,9 +289,8 @@ class DynamicBatcher(Generic[In, Out]):
         loop = asyncio.get_running_loop()
         started = self._clock()
         self._in_flight = InFlight(sum(job.size for job in batch), started)
-        compute_s = 0.0
         try:
-            live, outputs, compute_s = await loop.run_in_executor(self._executor, self._compute, batch)
+            live, outputs = await loop.run_in_executor(self._executor, self._compute, batch)
         except _BatchFailed as failed:
             live, outputs = failed.live, None
             log.info("%s batch of %d failed (%s); retrying its items one by one", self.stage, len(live), failed)
@@ -307,31 +302,36 @@ class DynamicBatcher(Generic[In, Out]):
             for job, out in zip(live, outputs, strict=True):
                 if not job.future.done():
                     job.future.set_result(out)
+        done = self._clock()
         if live:
             units = sum(job.size for job in live)
-            elapsed = self._clock() - started
             self.batches_run += 1
             self.units_run += units
             if outputs is not None:  # a batch run whole (one-by-one retries say nothing of the batched rate)
-                self.rate.observe(units, compute_s, elapsed)
+                self.rate.observe(units, done - self._busy_since(live))
             if self._metrics:
                 self._metrics.batch_size.labels(stage=self.stage).observe(units)
-                self._metrics.stage_duration.labels(stage=self.stage).observe(elapsed)
+                self._metrics.stage_duration.labels(stage=self.stage).observe(done - started)
                 if (rate := self.rate.units_per_s) is not None:
                     self._metrics.stage_rate.labels(stage=self.stage).set(rate)
+        self._last_done = done
 
-    def _compute(self, batch: list[_Job[In, Out]]) -> tuple[list[_Job[In, Out]], Sequence[Out], float]:
+    def _busy_since(self, live: list[_Job[In, Out]]) -> float:
+        """When the stage became busy with this batch: its oldest job's arrival, or the previous batch's end."""
+        oldest = min(job.queued_at for job in live)
+        return oldest if self._last_done is None else max(oldest, self._last_done)
+
+    def _compute(self, batch: list[_Job[In, Out]]) -> tuple[list[_Job[In, Out]], Sequence[Out]]:
         """In the worker thread: drop jobs whose deadline passed (or whose caller left) while the batch waited
-        for the thread, then run the batch function on the rest; also returns its compute seconds."""
+        for the thread, then run the batch function on the rest."""
         now = self._clock()
         live = [j for j in batch if not j.future.done() and (j.deadline is None or now <= j.deadline)]
         if not live:
-            return live, [], 0.0
+            return live, []
         try:
-            outputs = self._call([job.item for job in live])
+            return live, self._call([job.item for job in live])
         except Exception as e:
             raise _BatchFailed(live, e) from e
-        return live, outputs, self._clock() - now
 
     def _expire_dropped(self, batch: list[_Job[In, Out]], live: list[_Job[In, Out]]) -> None:
         kept = {id(job) for job in live}

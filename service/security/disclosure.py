@@ -25,8 +25,8 @@ log = logging.getLogger("pose3d.security")
 HIDDEN_STATUSES: Final = frozenset({500, 503})
 """Statuses whose detail may carry upstream text (a bug's message, Redis or worker errors)."""
 
-SAFE_5XX_PREFIXES: Final = ("the engine is still loading",)
-"""Such details the gateway writes itself (no upstream text in them)."""
+SAFE_5XX_PREFIXES: Final = ("the engine is still loading", "over capacity:")
+"""Such details the service writes itself (no upstream text in them): shown, and not logged per request."""
 
 _WORKER_KEY: Final = re.compile(r"^worker .+$")
 
