@@ -1,4 +1,5 @@
-"""``python -m bench [--quick] [--out DIR]``: the network suite (see ``bench/README.md``).
+"""``python -m bench [--quick] [--out DIR]``: the network suite (see ``bench/README.md``);
+``python -m bench overload [ARGS]``: goodput under 3× overload, admission by time vs by count (``bench/overload.py``).
 
 Per network (P-STMO-S 243, P-STMO 81/27, the CA-PF lifter at HRNet-W32 feature widths, HRNet-W32 at 256×192):
 items/s at batch 1/8/32 on the fast path and on the reference (published-order) path, interleaved in one run;
@@ -46,6 +47,11 @@ def options(args: argparse.Namespace) -> SuiteOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["overload"]:  # goodput under overload: a gateway in a child process (bench/overload.py)
+        from bench import overload
+
+        return overload.main(argv[1:])
     args = parse_args(argv)
     result = run_suite(options(args), log=lambda line: print(line, flush=True))
     paths = write(result, args.out)

@@ -36,6 +36,7 @@ import httpx
 from bench.overload_report import Outcome, markdown, summarise
 from bench.overload_server import ServedGateway, gateway_settings
 from service.client.sources import encode_frame, synthetic_image
+from service.config import EngineSettings
 
 TIMEOUT_HEADER = "X-Request-Timeout"
 
@@ -119,11 +120,13 @@ def configuration(args: argparse.Namespace) -> dict[str, Any]:
     from bench.suite import cpu_name
 
     settings = gateway_settings("time", args.threads, args.deadline_s, args.detect_batch)
+    defaults = EngineSettings()
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "models": "detector hrnet-micro (flip off) → CA-PF capf-tiny (flip off), random weights",
         "engine": {k: settings["engine"][k] for k in ("max_batch_size", "max_delay_ms", "max_queue", "torch_threads")}
-        | {"detect.max_batch_size": args.detect_batch},
+        | {"detect.max_batch_size": args.detect_batch, "admission_wait_fraction": defaults.admission_wait_fraction}
+        | {"rate_window_s": defaults.rate_window_s},
         "gateway_max_inflight_requests": 256,
         "input": f"JPEG {args.size}, one person, whole-frame box",
         "device": f"cpu ({cpu_name()}), {os.cpu_count()} cores",

@@ -145,7 +145,8 @@ def check_path(
         return None, waits
     slowest = max(waits, key=lambda w: w.wait_s or 0.0)
     detail = (
-        f"over capacity: the work queued ahead would take {total:.3g} s (most at {slowest.stage}: "
-        f"{slowest.wait_s or 0.0:.3g} s) but the deadline is {max(remaining_s, 0.0):.3g} s away"
+        f"over capacity: the work queued ahead would keep this request {total:.3g} s (longest at "
+        f"{slowest.stage}: {slowest.wait_s or 0.0:.3g} s); it may wait {allowed:.3g} s ({wait_fraction:g} of its "
+        f"deadline, {max(remaining_s, 0.0):.3g} s away)"
     )
     return Refusal("expected-wait", detail, total - allowed), waits

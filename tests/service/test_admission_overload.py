@@ -1,0 +1,177 @@
+"""Admission by expected time through the real transports: a request whose wait, by the measured drain rate, would
+keep it past its deadline is refused at once with 503 (REST: problem+json + ``Retry-After``) or ``UNAVAILABLE``
+(gRPC: ``retry-after-s`` trailer), the Retry-After computed from that rate — never a constant.
+
+No wall-clock bound: the lifter's measured rate is set to 100 s per window, so the expected wait of any request
+behind queued work is hundreds of seconds, whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import grpc
+
+from service.config import EngineSettings
+from service.engine.batcher import DynamicBatcher
+from service.engine.inprocess import InProcessEngine, build_engine
+from service.gateway.grpc_server import PublicGrpcServer
+from service.metrics import Metrics
+from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
+from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
+from tests.service.rest_support import assert_problem, live_server, tiny_settings
+
+SLOW_S_PER_WINDOW = 100.0
+DEADLINE_S = 60.0
+
+
+def one_frame() -> dict[str, Any]:
+    return {"keypoints_2d": [[[320.0 + 4 * j, 180.0 + 10 * j, 0.9] for j in range(17)]], "image_size": [640, 480]}
+
+
+def settings() -> Any:
+    engine = EngineSettings(max_batch_size=16, max_delay_ms=2.0, request_timeout_s=600.0)
+    return tiny_settings(engine=engine)
+
+
+def slow_lift(engine: InProcessEngine) -> DynamicBatcher[Any, Any]:
+    """The default keypoints model's lift batcher, its measured drain rate set to 100 s per window."""
+    batcher = engine.pipeline.lift["pstmo-9"]
+    batcher.rate.seconds_per_unit = SLOW_S_PER_WINDOW
+    return batcher
+
+
+def wait_for(condition: Any, what: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never: {what}")
+        time.sleep(0.01)
+
+
+@contextmanager
+def held_inference(engine: InProcessEngine) -> Iterator[None]:
+    """Occupy the inference thread: the next lift batch is taken (in flight) and what follows stays queued."""
+    gate = threading.Event()
+    engine.pipeline.infer_pool.submit(gate.wait, 300)
+    try:
+        yield
+    finally:
+        gate.set()
+
+
+def queue_one_behind_one(batcher: DynamicBatcher[Any, Any], send: Any, pool: ThreadPoolExecutor) -> list[Future[Any]]:
+    """Two requests: the first one's window in flight (held), the second one's queued behind it."""
+    first = pool.submit(send)
+    wait_for(lambda: batcher.queued_units == 0 and batcher.expected_wait_s(0) not in (None, 0.0), "first in flight")
+    second = pool.submit(send)
+    wait_for(lambda: batcher.queued_units == 1, "second queued")
+    return [first, second]
+
+
+def test_rest_refuses_at_once_with_503_and_a_computed_retry_after() -> None:
+    with live_server(settings()) as live, live.client(timeout_s=600) as client, ThreadPoolExecutor(2) as pool:
+        assert client.post("/v1/pose3d", json=one_frame()).status_code == 200  # measures the rate (then slowed)
+        state = live.app.state.gateway
+        engine: InProcessEngine = getattr(state.engine, "inner", state.engine)
+        batcher = slow_lift(engine)
+        headers = {"X-Request-Timeout": str(DEADLINE_S)}
+        with held_inference(engine):
+            admitted = queue_one_behind_one(batcher, lambda: client.post("/v1/pose3d", json=one_frame()), pool)
+            refused = client.post("/v1/pose3d", json=one_frame(), headers=headers)
+            body = assert_problem(refused, 503, "over-capacity")
+            expected = batcher.expected_wait_s(1)
+            assert expected is not None
+        # wait ≈ the held window (≤ 100 s) + 2 windows at 100 s; admitted up to half the 60 s deadline
+        retry_after = int(refused.headers["retry-after"])
+        assert 2 * SLOW_S_PER_WINDOW - DEADLINE_S / 2 <= retry_after <= 3 * SLOW_S_PER_WINDOW
+        assert "over capacity" in body["detail"]
+        assert "lift" in body["detail"]
+        assert [f.result(300).status_code for f in admitted] == [200, 200]  # admitted work is served
+        metrics = client.get("/metrics").text
+        assert 'pose3d_rejected_total{reason="expected-wait"} 1.0' in metrics
+        assert 'pose3d_stage_rate_units_per_second{stage="lift"}' in metrics
+        assert 'pose3d_expected_wait_seconds_count{stage="lift"}' in metrics
+
+
+async def test_grpc_refuses_at_once_with_unavailable_and_a_retry_after_trailer() -> None:
+    s = settings()
+    metrics = Metrics()
+    public = PublicGrpcServer(s, metrics)
+    await public.start()
+    engine = await build_engine(s, metrics)
+    public.engine = engine
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{public.port}")
+    stub = pose3d_pb2_grpc.Pose3DStub(channel)  # type: ignore[no-untyped-call]
+    msg = pb.KeypointsInput(image_width=640, image_height=480, joint_set=pb.JOINT_SET_COCO)
+    msg.frames.add(xy=[float(320 + 4 * j) if k == 0 else float(180 + 10 * j) for j in range(17) for k in (0, 1)])
+    request = pb.EstimateRequest(keypoints=msg)
+    try:
+        await stub.Estimate(request)  # measures the rate (then slowed)
+        batcher = slow_lift(engine)
+        with held_inference(engine):
+            first = asyncio.ensure_future(stub.Estimate(request))
+            await until(lambda: batcher.queued_units == 0 and batcher.expected_wait_s(0) not in (None, 0.0))
+            second = asyncio.ensure_future(stub.Estimate(request))
+            await until(lambda: batcher.queued_units == 1)
+            try:
+                await stub.Estimate(request, timeout=DEADLINE_S)
+            except grpc.aio.AioRpcError as e:
+                refused = e
+            else:
+                raise AssertionError("a request behind 200 s of queued work was admitted with a 60 s deadline")
+        assert refused.code() is grpc.StatusCode.UNAVAILABLE
+        trailers = {str(k): str(v) for k, v in refused.trailing_metadata() or ()}
+        assert trailers["pose3d-error-type"] == "over-capacity"
+        assert 2 * SLOW_S_PER_WINDOW - DEADLINE_S / 2 <= float(trailers["retry-after-s"]) <= 3 * SLOW_S_PER_WINDOW
+        await first
+        await second  # the admitted ones are served
+    finally:
+        await channel.close()
+        await public.stop(0)
+        await engine.aclose()
+
+
+async def until(condition: Any, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition never held")
+        await asyncio.sleep(0.01)
+
+
+def test_an_idle_service_admits_a_sequence_whatever_its_expected_time() -> None:
+    """Empty queues admit one request of any size: a slow measured rate never refuses work on an idle service."""
+    with live_server(settings()) as live, live.client(timeout_s=600) as client:
+        assert client.post("/v1/pose3d", json=one_frame()).status_code == 200
+        state = live.app.state.gateway
+        slow_lift(getattr(state.engine, "inner", state.engine))  # 40 windows would take 4000 s by the estimate
+        poses = [[[320.0 + 4 * j + t, 180.0 + 10 * j, 0.9] for j in range(17)] for t in range(40)]
+        body = {"keypoints_2d": poses, "image_size": [640, 480]}
+        response = client.post("/v1/pose3d", json=body, headers={"X-Request-Timeout": "30"})
+        assert response.status_code == 200, response.text
+        assert len(response.json()["frames"]) == 40
+
+
+def test_count_admission_is_the_bound_alone() -> None:
+    """``engine.admission = "count"`` (the rule before issue 10): no refusal by time, only the queue bound."""
+    engine_settings = EngineSettings(max_batch_size=16, max_delay_ms=2.0, request_timeout_s=600.0, admission="count")
+    settings_ = tiny_settings(engine=engine_settings)
+    with live_server(settings_) as live, live.client(timeout_s=600) as client, ThreadPoolExecutor(3) as pool:
+        assert client.post("/v1/pose3d", json=one_frame()).status_code == 200
+        state = live.app.state.gateway
+        engine: InProcessEngine = getattr(state.engine, "inner", state.engine)
+        batcher = slow_lift(engine)
+        with held_inference(engine):
+            admitted = queue_one_behind_one(batcher, lambda: client.post("/v1/pose3d", json=one_frame()), pool)
+            third = pool.submit(
+                lambda: client.post("/v1/pose3d", json=one_frame(), headers={"X-Request-Timeout": "60"})
+            )
+            wait_for(lambda: batcher.queued_units == 2, "third queued, not refused")
+        assert [f.result(300).status_code for f in [*admitted, third]] == [200, 200, 200]
