@@ -47,7 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--load", type=float, default=3.0, help="offered rate ÷ measured capacity (default 3)")
     p.add_argument("--concurrency", type=int, default=8, help="closed-loop clients measuring capacity (default 8)")
     p.add_argument("--capacity-seconds", type=float, default=10.0, help="capacity phase length (default 10)")
-    p.add_argument("--deadline-s", type=float, default=10.0, help="X-Request-Timeout of every request (default 10)")
+    p.add_argument(
+        "--deadline-s", type=float, default=30.0, help="X-Request-Timeout of every request (default 30: the service's)"
+    )
     p.add_argument("--size", default="320x240", help="JPEG width x height (default 320x240)")
     p.add_argument("--detect-batch", type=int, default=8, help="engine.detect.max_batch_size (default 8)")
     p.add_argument("--threads", type=int, default=1, help="engine.torch_threads of the server (default 1)")

@@ -4,13 +4,12 @@ Every batching stage measures its drain rate from the batches it actually runs (
 second of the time it was busy, exponentially weighted over the last ``window_s`` seconds — waits for a thread it
 shares with other stages included: the detector, CA-PF tokens and the lifters share one inference thread). The wait
 of ``own`` units behind ``queued`` ones is what is left of the running batch plus ``(queued + own)`` units at that
-rate (:func:`expected_wait`). A request is admitted or refused once, at the engine's door (:func:`check_path`): its
-expected wait is that of the slowest stage on its path — the stages share the inference thread, so their queues
-hold the same work seen at different steps and their waits do not add up (summing them refused half the capacity
-away in ``bench/overload.py``) — and when it exceeds ``wait_fraction`` of the remaining deadline the request is
-refused at once (:class:`Refusal`, 503) with a Retry-After of the time the queues need to drain enough to admit it.
-The rest of the deadline covers what the estimate leaves out: a batch of the next stage waiting for the running
-batch of the slowest one. Work once admitted is never refused for time further down (that would waste the stages it
+rate (:func:`expected_wait`). A request is admitted or refused once, at the engine's door (:func:`check_path`): it
+waits at each stage of its path in turn, so its expected waits there are summed (a later stage's wait is chiefly
+its batch waiting for the running batch of a stage it shares the inference thread with, which its measured rate
+carries); when the sum exceeds ``wait_fraction`` of the remaining deadline the request is refused at once
+(:class:`Refusal`, 503) with a Retry-After of the time the queues need to drain enough to admit it; the rest of the
+deadline absorbs the estimate's error. Work once admitted is never refused for time further down (that would waste the stages it
 already used); the batchers still drop work whose deadline passed before its batch starts, which the admission
 rule makes the exception. Before a stage has run a batch (cold start) it adds no wait, so only the count bound
 (``max_queue`` units per stage, a memory bound that always applies) holds; a request that finds every queue on its
@@ -137,19 +136,20 @@ def check_path(
 ) -> tuple[Refusal | None, list[PathWait]]:
     """Admit a request whose ``path`` is ``(stage, units)`` pairs and whose deadline is ``remaining_s`` away, or not.
 
-    Refused when some stage of the path has work queued and the longest expected wait of its stages exceeds
+    Refused when some stage of the path has work queued and the expected waits of its stages, summed, exceed
     ``wait_fraction`` of ``remaining_s``; the Retry-After is the excess over that share (the time the queues need
     to drain enough)."""
     waits = [PathWait(s.stage, units, s.expected_wait_s(units)) for s, units in path]
     if not any(s.queued_units for s, _ in path):
         return None, waits
-    total = max((w.wait_s for w in waits if w.wait_s is not None), default=0.0)
+    total = sum(w.wait_s for w in waits if w.wait_s is not None)
     allowed = wait_fraction * max(remaining_s, 0.0)
     if total <= allowed:
         return None, waits
     slowest = max(waits, key=lambda w: w.wait_s or 0.0)
     detail = (
-        f"over capacity: this request would wait {total:.3g} s at {slowest.stage}, the slowest stage on its path; "
-        f"it may wait {allowed:.3g} s ({wait_fraction:g} of its deadline, {max(remaining_s, 0.0):.3g} s away)"
+        f"over capacity: the work queued ahead would keep this request {total:.3g} s (longest at {slowest.stage}: "
+        f"{slowest.wait_s or 0.0:.3g} s); it may wait {allowed:.3g} s ({wait_fraction:g} of its deadline, "
+        f"{max(remaining_s, 0.0):.3g} s away)"
     )
     return Refusal("expected-wait", detail, total - allowed), waits

@@ -126,10 +126,10 @@ def test_a_request_is_refused_when_its_path_would_keep_it_past_its_deadline() ->
     assert refusal is not None
     assert refusal.reason == "expected-wait"
     assert [w.wait_s for w in waits] == pytest.approx([6.2, 0.01])
-    # the slowest stage's wait (the stages share a thread: their waits overlap); Retry-After: the queues must
-    # drain 6.2 - 5 s before the same request fits in half its deadline
-    assert refusal.retry_after_s == pytest.approx(6.2 - 5.0)
-    assert "at detect" in refusal.detail
+    # the waits add up (one stage after the other); Retry-After: the queues must drain 6.21 - 5 s before the same
+    # request fits in half its deadline
+    assert refusal.retry_after_s == pytest.approx(6.21 - 5.0)
+    assert "longest at detect" in refusal.detail
     admitted, _ = check_path([(detect, 1), (lift, 1)], remaining_s=20.0, wait_fraction=0.5)
     assert admitted is None
 
