@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.capf_blocks import DEFORMABLE_LN_EPS, DeformableContextBlock, TransformerBlock
+from model.sampling import feature_rows, sample_points
 
 OFFICIAL_LEVELS: Final = 4
 """The published code always feeds four feature maps."""
@@ -206,14 +207,20 @@ class CAPFLifter(nn.Module):
         """
         self._check_inputs(keypoints_2d, ref, feats)
         b, j, _ = keypoints_2d.shape
-        grid = ref.unsqueeze(-2)  # (B, J, 1, 2)
-        level_tokens = [
-            embed(F.grid_sample(fmap, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[..., 0].mT)
-            for fmap, embed in zip(feats, self.feat_embed, strict=True)
-        ]
+        fast = all(block.fast for block in self.context_blocks)
+        rows = [feature_rows(fmap) for fmap in feats] if fast else None
+        if rows is not None:  # fast path: bilinear taps gathered from channels-last pixel rows
+            sampled = [sample_points(table, ref, border=False) for table in rows]  # (B, J, C_l) each
+        else:
+            grid = ref.unsqueeze(-2)  # (B, J, 1, 2)
+            sampled = [
+                F.grid_sample(fmap, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[..., 0].mT
+                for fmap in feats
+            ]
+        level_tokens = [embed(s) for s, embed in zip(sampled, self.feat_embed, strict=True)]
         x = torch.stack([self.coord_embed(keypoints_2d), *level_tokens], dim=1) + self.Spatial_pos_embed
         for context_block in self.context_blocks:
-            x = context_block(x, ref, feats)
+            x = context_block(x, ref, feats, rows)
         x = x.permute(0, 2, 1, 3).reshape(b * j, self.cfg.levels + 1, self.cfg.embed_dim_ratio)
         for res_block in self.res_blocks:
             x = res_block(x)

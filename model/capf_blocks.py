@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.fastpath import FastPathModule
+from model.sampling import FeatureRows, bilinear_taps, feature_rows, gather_weighted
 
 BLOCK_LN_EPS = 1e-6
 """LayerNorm eps of the transformer blocks (the official ``norm_layer`` default)."""
@@ -93,7 +94,7 @@ class TransformerBlock(nn.Module):
         return out
 
 
-class DeformableContextBlock(nn.Module):
+class DeformableContextBlock(FastPathModule):
     """One layer of Deformable Context Extraction.
 
     Each of the ``L`` feature-level tokens of a joint (query = ``norm1(level token + coordinate token)``)
@@ -102,6 +103,11 @@ class DeformableContextBlock(nn.Module):
     head). Level ``l`` samples feature map ``l`` bilinearly (border padding, ``align_corners=True``),
     projects every sample with ``embed_proj[l]`` to ``dim // H`` channels, sums each head's points by weight
     and concatenates the heads back to ``dim``; a residual MLP follows. The coordinate token passes through.
+
+    Fast path (:mod:`model.sampling`): the four bilinear taps of every point times its attention weight, one
+    ``embedding_bag`` per level summing a head's ``4 P`` weighted pixel rows, then ``embed_proj`` on that sum
+    (``P`` times fewer projection FLOPs: the weights of a head sum to 1, so projecting the mix equals mixing the
+    projections). Reference path: the published ``grid_sample → embed_proj → weighted sum``.
     """
 
     def __init__(
@@ -120,13 +126,21 @@ class DeformableContextBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=DEFORMABLE_LN_EPS)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, tokens: torch.Tensor, ref: torch.Tensor, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        ref: torch.Tensor,
+        feats: Sequence[torch.Tensor],
+        rows: Sequence[FeatureRows] | None = None,
+    ) -> torch.Tensor:
         """Refine the feature-level tokens with context sampled around each joint.
 
         Args:
             tokens: ``(B, 1 + L, J, dim)`` float32; index 0 is the coordinate token, 1..L the level tokens.
             ref: ``(B, J, 2)`` float32, reference points in crop coordinates, [-1, 1] = crop borders (x, y).
-            feats: ``L`` feature maps ``(B, C_l, H_l, W_l)`` float32, NCHW.
+            feats: ``L`` feature maps ``(B, C_l, H_l, W_l)`` float32 (NCHW or channels-last).
+            rows: the fast path's :func:`~model.sampling.feature_rows` of ``feats`` when the caller has them
+                (shared by all layers), else made here.
         Returns:
             ``(B, 1 + L, J, dim)`` float32; the coordinate token unchanged.
         """
@@ -137,6 +151,38 @@ class DeformableContextBlock(nn.Module):
         weights = self.attention_weights(query).view(b, num_levels, j, self.num_heads, self.num_points).softmax(-1)
         offsets = self.sampling_offsets(query).view(b, num_levels, j, hp, 2).tanh()
         locations = offsets + ref.view(b, 1, j, 1, 2)  # (B, L, J, H*P, 2)
+        if self.fast:
+            context = self._context_fast(weights, locations, rows or [feature_rows(f) for f in feats])
+        else:
+            context = self._context_reference(weights, locations, feats)
+        levels = levels + context
+        levels = levels + self.mlp(self.norm2(levels))
+        return torch.cat([coord, levels], dim=1)
+
+    def _context_fast(
+        self, weights: torch.Tensor, locations: torch.Tensor, rows: Sequence[FeatureRows]
+    ) -> torch.Tensor:
+        """``(B, L, J, H, P)`` weights, ``(B, L, J, H*P, 2)`` points → ``(B, L, J, dim)`` context."""
+        b, num_levels, j = weights.shape[:3]
+        sizes = torch.tensor([[t.width, t.height] for t in rows], dtype=locations.dtype, device=locations.device)
+        width, height = sizes[:, 0].view(1, num_levels, 1, 1), sizes[:, 1].view(1, num_levels, 1, 1)
+        index, tap_weight = bilinear_taps(locations, width, height, border=True)  # (B, L, J, H*P, 4)
+        taps = self.num_points * 4
+        tap_weight = (tap_weight * weights.reshape(b, num_levels, j, -1, 1)).view(b, num_levels, j, -1, taps)
+        index = index.view(b, num_levels, j, -1, taps)
+        per_level = [
+            proj(
+                gather_weighted(table, index[:, level].reshape(-1, taps), tap_weight[:, level].reshape(-1, taps))
+            ).view(b, j, -1)  # (B * J * H, C_l) mixed rows → (B, J, H * dim // H)
+            for level, (table, proj) in enumerate(zip(rows, self.embed_proj, strict=True))
+        ]
+        return torch.stack(per_level, dim=1)
+
+    def _context_reference(
+        self, weights: torch.Tensor, locations: torch.Tensor, feats: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """The published sampling: ``grid_sample`` per level, ``embed_proj`` per point, weighted sum."""
+        b, num_levels, j, dim = *weights.shape[:3], self.norm1.normalized_shape[0]
         per_level = []
         for level, (fmap, proj) in enumerate(zip(feats, self.embed_proj, strict=True)):
             sampled = F.grid_sample(
@@ -144,7 +190,4 @@ class DeformableContextBlock(nn.Module):
             )
             per_level.append(proj(sampled.permute(0, 2, 3, 1)))  # (B, J, H*P, dim // H)
         samples = torch.stack(per_level, dim=1).view(b, num_levels, j, self.num_heads, self.num_points, -1)
-        context = (weights.unsqueeze(-1) * samples).sum(dim=-2).reshape(b, num_levels, j, dim)
-        levels = levels + context
-        levels = levels + self.mlp(self.norm2(levels))
-        return torch.cat([coord, levels], dim=1)
+        return (weights.unsqueeze(-1) * samples).sum(dim=-2).reshape(b, num_levels, j, dim)
