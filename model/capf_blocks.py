@@ -163,19 +163,14 @@ class DeformableContextBlock(FastPathModule):
         self, weights: torch.Tensor, locations: torch.Tensor, rows: Sequence[FeatureRows]
     ) -> torch.Tensor:
         """``(B, L, J, H, P)`` weights, ``(B, L, J, H*P, 2)`` points → ``(B, L, J, dim)`` context."""
-        b, num_levels, j = weights.shape[:3]
-        sizes = torch.tensor([[t.width, t.height] for t in rows], dtype=locations.dtype, device=locations.device)
-        width, height = sizes[:, 0].view(1, num_levels, 1, 1), sizes[:, 1].view(1, num_levels, 1, 1)
-        index, tap_weight = bilinear_taps(locations, width, height, border=True)  # (B, L, J, H*P, 4)
+        b, _, j = weights.shape[:3]
         taps = self.num_points * 4
-        tap_weight = (tap_weight * weights.reshape(b, num_levels, j, -1, 1)).view(b, num_levels, j, -1, taps)
-        index = index.view(b, num_levels, j, -1, taps)
-        per_level = [
-            proj(
-                gather_weighted(table, index[:, level].reshape(-1, taps), tap_weight[:, level].reshape(-1, taps))
-            ).view(b, j, -1)  # (B * J * H, C_l) mixed rows → (B, J, H * dim // H)
-            for level, (table, proj) in enumerate(zip(rows, self.embed_proj, strict=True))
-        ]
+        per_level = []
+        for level, (table, proj) in enumerate(zip(rows, self.embed_proj, strict=True)):
+            index, tap_weight = bilinear_taps(locations[:, level], table.width, table.height, border=True)
+            tap_weight = tap_weight * weights[:, level].reshape(b, j, -1, 1)  # (B, J, H*P, 4)
+            mixed = gather_weighted(table, index.view(-1, taps), tap_weight.view(-1, taps))  # (B * J * H, C_l)
+            per_level.append(proj(mixed).view(b, j, -1))  # (B, J, H * dim // H)
         return torch.stack(per_level, dim=1)
 
     def _context_reference(

@@ -40,15 +40,12 @@ def feature_rows(fmap: torch.Tensor) -> FeatureRows:
     return FeatureRows(fmap.permute(0, 2, 3, 1).reshape(b * h * w, c), b, h, w)
 
 
-def bilinear_taps(
-    grid: torch.Tensor, width: torch.Tensor, height: torch.Tensor, border: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
+def bilinear_taps(grid: torch.Tensor, width: int, height: int, border: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The four taps of bilinear sampling with ``align_corners=True`` at every point of ``grid``.
 
     Args:
         grid: ``(B, ..., 2)`` float32 ``(x, y)`` points, -1 and 1 the centres of the border pixels.
-        width, height: float32 tensors broadcastable to ``grid[..., 0]``: the map size each point samples
-            (one value, or one per feature level along a grid dimension).
+        width, height: ``W`` and ``H`` of the sampled map.
         border: ``True`` = ``padding_mode="border"`` (points clamped into the map), ``False`` = ``"zeros"``
             (taps outside the map get weight 0).
     Returns:
@@ -56,26 +53,24 @@ def bilinear_taps(
         (always in range) and ``weight`` ``(B, ..., 4)`` float32, taps ordered north-west, north-east,
         south-west, south-east.
     """
-    x = (grid[..., 0] + 1) * ((width - 1) / 2)
+    x = (grid[..., 0] + 1) * ((width - 1) / 2)  # pixel coordinates, as grid_sample unnormalises them
     y = (grid[..., 1] + 1) * ((height - 1) / 2)
     if border:
-        x = torch.minimum(x.clamp_min(0), width - 1)
-        y = torch.minimum(y.clamp_min(0), height - 1)
+        x, y = x.clamp(0, width - 1), y.clamp(0, height - 1)
     x0, y0 = x.floor(), y.floor()
     east, south = x - x0, y - y0
     west, north = 1 - east, 1 - south
-    xs = torch.stack([x0, x0 + 1, x0, x0 + 1], dim=-1)
-    ys = torch.stack([y0, y0, y0 + 1, y0 + 1], dim=-1)
+    x1, y1 = x0 + 1, y0 + 1
+    if not border:  # a tap outside the map reads zeros
+        west, east = west * ((x0 >= 0) & (x0 <= width - 1)), east * ((x1 >= 0) & (x1 <= width - 1))
+        north, south = north * ((y0 >= 0) & (y0 <= height - 1)), south * ((y1 >= 0) & (y1 <= height - 1))
+    x0, x1 = x0.clamp(0, width - 1), x1.clamp(0, width - 1)
+    y0, y1 = (y0.clamp(0, height - 1) * width), (y1.clamp(0, height - 1) * width)
     weight = torch.stack([north * west, north * east, south * west, south * east], dim=-1)
-    w4, h4 = width.unsqueeze(-1), height.unsqueeze(-1)
-    if not border:
-        inside = (xs >= 0) & (xs <= w4 - 1) & (ys >= 0) & (ys <= h4 - 1)
-        weight = weight * inside
-    xs = torch.minimum(xs.clamp_min(0), w4 - 1).long()
-    ys = torch.minimum(ys.clamp_min(0), h4 - 1).long()
+    in_map = torch.stack([y0 + x0, y0 + x1, y1 + x0, y1 + x1], dim=-1).long()  # exact: H * W < 2**24
     b = grid.shape[0]
-    first_row = torch.arange(b, device=grid.device).view(b, *([1] * (xs.dim() - 1))) * (h4 * w4).long()
-    return first_row + ys * w4.long() + xs, weight
+    first_row = torch.arange(0, b * height * width, height * width, device=grid.device)
+    return in_map + first_row.view(b, *([1] * (in_map.dim() - 1))), weight
 
 
 def gather_weighted(table: FeatureRows, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -86,7 +81,6 @@ def gather_weighted(table: FeatureRows, index: torch.Tensor, weight: torch.Tenso
 def sample_points(table: FeatureRows, grid: torch.Tensor, border: bool) -> torch.Tensor:
     """``grid_sample(fmap, grid, "bilinear", padding, align_corners=True)`` as rows: ``(B, ..., 2)`` points →
     ``(B, ..., C)`` float32 (channels last, unlike ``grid_sample``'s ``(B, C, ...)``)."""
-    size = torch.tensor([table.width, table.height], dtype=grid.dtype, device=grid.device)
-    index, weight = bilinear_taps(grid, size[0], size[1], border)
+    index, weight = bilinear_taps(grid, table.width, table.height, border)
     out = gather_weighted(table, index.reshape(-1, 4), weight.reshape(-1, 4))
     return out.view(*grid.shape[:-1], out.shape[-1])
