@@ -145,7 +145,7 @@ class DeformableContextBlock(FastPathModule):
             ``(B, 1 + L, J, dim)`` float32; the coordinate token unchanged.
         """
         coord, levels = tokens[:, :1], tokens[:, 1:]
-        b, num_levels, j, dim = levels.shape
+        b, num_levels, j, _ = levels.shape
         hp = self.num_heads * self.num_points
         query = self.norm1(levels + coord)
         weights = self.attention_weights(query).view(b, num_levels, j, self.num_heads, self.num_points).softmax(-1)

@@ -54,7 +54,8 @@ def test_taps_stay_in_range_and_border_weights_sum_to_one(border: bool) -> None:
     index, weight = bilinear_taps(grid, width=6, height=3, border=border)
     assert index.shape == weight.shape == (4, 9, 4)
     assert index.dtype == torch.int64
-    assert int(index.min()) >= 0 and int(index.max()) < 4 * 3 * 6
+    assert int(index.min()) >= 0
+    assert int(index.max()) < 4 * 3 * 6
     for b in range(4):  # each item's taps stay in its own map
         assert ((index[b] // 18) == b).all()
     if border:
