@@ -14,6 +14,8 @@ import copy
 import itertools
 from typing import TypeVar
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -39,6 +41,76 @@ def uses_fast_path(module: nn.Module) -> bool:
     return all(m.fast for m in module.modules() if isinstance(m, FastPathModule))
 
 
+def _has_pointwise_convolution() -> bool:
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+POINTWISE_CONVOLUTION = _has_pointwise_convolution()
+"""Whether this torch build has oneDNN's fused ``mkldnn::_convolution_pointwise`` (CPU builds with oneDNN)."""
+
+
+class FusedConv2d(nn.Conv2d):
+    """A convolution with its ReLU, and optionally a residual added before it, in one oneDNN call on the CPU.
+
+    ``forward(x, residual)`` is ``relu(conv(x) + residual)`` (``relu`` / ``residual`` optional). On CPU float32
+    channels-last inputs outside autograd it runs ``mkldnn::_convolution_pointwise`` (the post-ops run on the
+    output tile while it is in cache: no separate pass over memory for the add and the ReLU); anywhere else (CUDA,
+    NCHW, half, autograd) the eager ops. Both compute the same oneDNN convolution and the same float32 add.
+    """
+
+    relu: bool = True
+
+    @classmethod
+    def of(cls, conv: nn.Conv2d, relu: bool) -> FusedConv2d:
+        """A :class:`FusedConv2d` sharing ``conv``'s parameters (same ``state_dict`` keys)."""
+        fused = cls.__new__(cls)
+        fused.__dict__.update(conv.__dict__)
+        fused.relu = relu
+        return fused
+
+    def _fusable(self, x: torch.Tensor, residual: torch.Tensor | None) -> bool:
+        if not (POINTWISE_CONVOLUTION and x.device.type == "cpu" and x.dtype == torch.float32):
+            return False
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            return False
+        cl = torch.channels_last
+        return x.is_contiguous(memory_format=cl) and (residual is None or residual.is_contiguous(memory_format=cl))
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, C_in, H, W)`` (+ ``(B, C_out, H', W')`` residual) → ``(B, C_out, H', W')`` float32."""
+        if self._fusable(x, residual):
+            conv = (self.weight, self.bias, list(self.padding), list(self.stride), list(self.dilation), self.groups)
+            if residual is None:
+                out = torch.ops.mkldnn._convolution_pointwise(x, *conv, "relu" if self.relu else "none", [], "")
+            else:
+                unary = "relu" if self.relu else None
+                out = torch.ops.mkldnn._convolution_pointwise.binary(x, residual, *conv, "add", None, unary, [], "")
+            return out  # type: ignore[no-any-return]
+        out = self._conv_forward(x, self.weight, self.bias)
+        if residual is not None:
+            out = out + residual
+        return F.relu(out) if self.relu else out
+
+
+def fuse_activations(module: M) -> M:
+    """Turn every ``Sequential(Conv2d, Identity, ReLU)`` (a folded conv+BN+ReLU) of ``module`` into one
+    :class:`FusedConv2d`, in place, and let modules with a ``fuse_activations()`` method fuse their own
+    (HRNet's residual blocks and stem). Returns ``module``."""
+    for owner in list(module.modules()):
+        if isinstance(owner, nn.Sequential) and len(owner) == 3:
+            conv, norm, act = owner[0], owner[1], owner[2]
+            plain = type(conv) is nn.Conv2d and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+            if plain and isinstance(norm, nn.Identity) and isinstance(act, nn.ReLU):
+                owner[0], owner[2] = FusedConv2d.of(conv, relu=True), nn.Identity()
+        hook = getattr(owner, "fuse_activations", None)
+        if callable(hook):
+            hook()
+    return module
+
+
 def _fold_pair(owner: nn.Module, conv_name: str, bn_name: str) -> bool:
     conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
     if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats):
@@ -48,8 +120,11 @@ def _fold_pair(owner: nn.Module, conv_name: str, bn_name: str) -> bool:
     return True
 
 
-def fold_batch_norms(module: M) -> M:
+def fold_batch_norms(module: M, fuse: bool = True) -> M:
     """An inference copy of ``module`` with every eval ``BatchNorm2d`` folded into the ``Conv2d`` before it.
+
+    With ``fuse`` (default), the folded convolutions then take their ReLU, and residual blocks their shortcut add,
+    as oneDNN post-ops (:func:`fuse_activations`, :class:`FusedConv2d`; CPU channels-last only, else eager).
 
     Pairs are a Sequential's consecutive ``Conv2d, BatchNorm2d`` and sibling attributes ``convK`` / ``bnK``
     (HRNet's stem and residual blocks). The folded BatchNorms become ``Identity``, so the copy's
@@ -68,4 +143,4 @@ def fold_batch_norms(module: M) -> M:
                 _fold_pair(owner, name, "bn" + name[4:])
     for p in folded.parameters():
         p.requires_grad_(False)
-    return folded
+    return fuse_activations(folded) if fuse else folded

@@ -24,6 +24,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from model.fastpath import FusedConv2d
 from model.hrnet_blocks import (
     BLOCKS,
     BlockName,
@@ -31,6 +32,7 @@ from model.hrnet_blocks import (
     apply_transition,
     batch_norm,
     conv3x3,
+    fuse_conv_relu,
     make_blocks,
     make_transition,
 )
@@ -191,6 +193,11 @@ class HRNetBackbone(nn.Module):
         self.transition3 = make_transition(cfg.stage3.out_channels, cfg.stage4.out_channels)
         self.stage4 = _make_stage(cfg.stage4, cfg.stage4.out_channels, multi_scale_output=False)
 
+    def fuse_activations(self) -> None:
+        """After BatchNorm folding: the stem convolutions with their ReLUs fused (see :mod:`model.fastpath`)."""
+        self.conv1 = fuse_conv_relu(self.conv1, self.bn1)
+        self.conv2 = fuse_conv_relu(self.conv2, self.bn2)
+
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps of a batch of crops.
 
@@ -201,8 +208,11 @@ class HRNetBackbone(nn.Module):
             feat_k (k >= 1) = branch k of the first stage-4 module before fusion, ``(B, C_k, H/2^(k+2), W/2^(k+2))``.
             W32 at 256x192: (B,32,64,48), (B,64,32,24), (B,128,16,12), (B,256,8,6).
         """
-        x = self.relu(self.bn1(self.conv1(images)))
-        x = self.relu(self.bn2(self.conv2(x)))
+        if isinstance(self.conv1, FusedConv2d) and isinstance(self.conv2, FusedConv2d):
+            x = self.conv2(self.conv1(images))  # inference copy: BN folded, ReLU fused
+        else:
+            x = self.relu(self.bn1(self.conv1(images)))
+            x = self.relu(self.bn2(self.conv2(x)))
         x = self.layer1(x)
         ys = _run_stage(self.stage2, apply_transition(self.transition1, [x]))
         ys = _run_stage(self.stage3, apply_transition(self.transition2, ys))

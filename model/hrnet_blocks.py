@@ -8,6 +8,10 @@ not change), these modules hold a parameter-free :class:`torch.nn.Identity`, whi
 
 All tensors are ``(B, C, H, W) float32`` feature maps; BatchNorm eps is 1e-5 and momentum 0.1
 (the official ``BN_MOMENTUM``), convolutions have no bias.
+
+Inference copies (:func:`model.fastpath.fold_batch_norms`) fold the BatchNorms and then call each block's
+``fuse_activations()``: its convolutions become :class:`~model.fastpath.FusedConv2d` (ReLU, and the shortcut add
+of the last one, as oneDNN post-ops) and ``forward`` takes the fused branch.
 """
 
 from __future__ import annotations
@@ -18,7 +22,15 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
+from model.fastpath import FusedConv2d
+
 BlockName = Literal["BASIC", "BOTTLENECK"]
+
+
+def fuse_conv_relu(conv: nn.Conv2d, norm: nn.Module) -> nn.Conv2d:
+    """``conv`` as a ReLU-fused :class:`FusedConv2d` if its BatchNorm ``norm`` was folded away, else ``conv``."""
+    foldable = type(conv) is nn.Conv2d and isinstance(norm, nn.Identity) and conv.padding_mode == "zeros"
+    return FusedConv2d.of(conv, relu=True) if foldable else conv
 
 
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
@@ -50,8 +62,15 @@ class BasicBlock(nn.Module):
         self.bn2 = batch_norm(planes)
         self.downsample = downsample
 
+    def fuse_activations(self) -> None:
+        """After BatchNorm folding: ``conv1`` + ReLU and ``conv2`` + shortcut + ReLU as fused convolutions."""
+        self.conv1 = fuse_conv_relu(self.conv1, self.bn1)
+        self.conv2 = fuse_conv_relu(self.conv2, self.bn2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = x if self.downsample is None else self.downsample(x)
+        if isinstance(self.conv1, FusedConv2d) and isinstance(self.conv2, FusedConv2d):
+            return self.conv2(self.conv1(x), residual)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         result: torch.Tensor = self.relu(out + residual)
@@ -74,8 +93,17 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
+    def fuse_activations(self) -> None:
+        """After BatchNorm folding: every convolution with its ReLU (the last with the shortcut add) fused."""
+        self.conv1 = fuse_conv_relu(self.conv1, self.bn1)
+        self.conv2 = fuse_conv_relu(self.conv2, self.bn2)
+        self.conv3 = fuse_conv_relu(self.conv3, self.bn3)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = x if self.downsample is None else self.downsample(x)
+        convs = (self.conv1, self.conv2, self.conv3)
+        if all(isinstance(c, FusedConv2d) for c in convs):
+            return self.conv3(self.conv2(self.conv1(x)), residual)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
@@ -158,6 +186,18 @@ class HighResolutionModule(nn.Module):
         """Each branch's residual blocks on its own input, before any fusion."""
         return [branch(x) for branch, x in zip(self.branches, xs, strict=True)]
 
+    def fuse_activations(self) -> None:
+        """After BatchNorm folding: the last stride-2 convolution of every downsampling fuse entry (j < i) adds
+        its output to the running sum as a oneDNN post-op (same float32 sum, same order)."""
+        for row in self.fuse_layers:
+            assert isinstance(row, nn.ModuleList)
+            for entry in row:
+                last = entry[-1] if isinstance(entry, nn.Sequential) else None
+                if isinstance(last, nn.Sequential) and len(last) == 2 and isinstance(last[1], nn.Identity):
+                    conv = last[0]
+                    if type(conv) is nn.Conv2d and conv.padding_mode == "zeros":
+                        last[0] = FusedConv2d.of(conv, relu=False)
+
     def fuse(self, ys: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Sum every branch brought to output i's resolution (official order: j = 0, 1, ...), then ReLU."""
         if self.num_branches == 1:
@@ -167,12 +207,23 @@ class HighResolutionModule(nn.Module):
             assert isinstance(row, nn.ModuleList)
             acc = row[0](ys[0])
             for j in range(1, self.num_branches):
-                acc = acc + row[j](ys[j])
+                acc = _add_entry(row[j], ys[j], acc)
             fused.append(self.relu(acc))
         return fused
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         return self.fuse(self.run_branches(xs))
+
+
+def _add_entry(entry: nn.Module, y: torch.Tensor, acc: torch.Tensor) -> torch.Tensor:
+    """``acc + entry(y)``; a fuse entry ending in a :class:`FusedConv2d` adds ``acc`` inside that convolution."""
+    last = entry[-1] if isinstance(entry, nn.Sequential) else None
+    if isinstance(last, nn.Sequential) and isinstance(last[0], FusedConv2d) and not last[0].relu:
+        for step in list(entry)[:-1]:
+            y = step(y)
+        return last[0](y, acc)  # conv(y) + acc: the same float32 sum as acc + conv(y)
+    out: torch.Tensor = acc + entry(y)
+    return out
 
 
 def make_transition(pre_chs: Sequence[int], cur_chs: Sequence[int]) -> nn.ModuleList:
