@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             run = case.runner(args.batch, fast=fast)
             run()
             path = "fast" if fast else "reference"
-            report(f"{case.label}, {path} path, batch {args.batch}, {torch.get_num_threads()} thread(s)", run, args.rows)
+            report(
+                f"{case.label}, {path} path, batch {args.batch}, {torch.get_num_threads()} thread(s)", run, args.rows
+            )
     return 0
 
 

@@ -43,7 +43,9 @@ def uses_fast_path(module: nn.Module) -> bool:
 
 def _has_pointwise_convolution() -> bool:
     try:
-        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+        return bool(torch.backends.mkldnn.is_available()) and hasattr(  # type: ignore[no-untyped-call]
+            torch.ops.mkldnn, "_convolution_pointwise"
+        )
     except (AttributeError, RuntimeError):
         return False
 
@@ -104,6 +106,7 @@ def fuse_activations(module: M) -> M:
             conv, norm, act = owner[0], owner[1], owner[2]
             plain = type(conv) is nn.Conv2d and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
             if plain and isinstance(norm, nn.Identity) and isinstance(act, nn.ReLU):
+                assert isinstance(conv, nn.Conv2d)
                 owner[0], owner[2] = FusedConv2d.of(conv, relu=True), nn.Identity()
         hook = getattr(owner, "fuse_activations", None)
         if callable(hook):

@@ -70,7 +70,8 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = x if self.downsample is None else self.downsample(x)
         if isinstance(self.conv1, FusedConv2d) and isinstance(self.conv2, FusedConv2d):
-            return self.conv2(self.conv1(x), residual)
+            fused: torch.Tensor = self.conv2(self.conv1(x), residual)
+            return fused
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         result: torch.Tensor = self.relu(out + residual)
@@ -103,7 +104,8 @@ class Bottleneck(nn.Module):
         residual = x if self.downsample is None else self.downsample(x)
         convs = (self.conv1, self.conv2, self.conv3)
         if all(isinstance(c, FusedConv2d) for c in convs):
-            return self.conv3(self.conv2(self.conv1(x)), residual)
+            fused: torch.Tensor = self.conv3(self.conv2(self.conv1(x)), residual)
+            return fused
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
@@ -217,11 +219,13 @@ class HighResolutionModule(nn.Module):
 
 def _add_entry(entry: nn.Module, y: torch.Tensor, acc: torch.Tensor) -> torch.Tensor:
     """``acc + entry(y)``; a fuse entry ending in a :class:`FusedConv2d` adds ``acc`` inside that convolution."""
-    last = entry[-1] if isinstance(entry, nn.Sequential) else None
-    if isinstance(last, nn.Sequential) and isinstance(last[0], FusedConv2d) and not last[0].relu:
-        for step in list(entry)[:-1]:
-            y = step(y)
-        return last[0](y, acc)  # conv(y) + acc: the same float32 sum as acc + conv(y)
+    if isinstance(entry, nn.Sequential):
+        *steps, last = list(entry)
+        if isinstance(last, nn.Sequential) and isinstance(last[0], FusedConv2d) and not last[0].relu:
+            for step in steps:
+                y = step(y)
+            added: torch.Tensor = last[0](y, acc)  # conv(y) + acc: the same float32 sum as acc + conv(y)
+            return added
     out: torch.Tensor = acc + entry(y)
     return out
 

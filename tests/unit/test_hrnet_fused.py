@@ -27,8 +27,8 @@ def test_fused_conv_equals_eager_ops(relu: bool, with_residual: bool, stride: in
     conv = _conv(stride, 1)
     fused = FusedConv2d.of(conv, relu=relu)
     x = torch.randn(2, 6, 9, 7).contiguous(memory_format=torch.channels_last)
-    residual = torch.randn(2, 6, 9 // stride + 9 % stride, 7 // stride + 7 % stride)
-    residual = residual.contiguous(memory_format=torch.channels_last) if with_residual else None
+    shortcut = torch.randn(2, 6, 9 // stride + 9 % stride, 7 // stride + 7 % stride)
+    residual = shortcut.contiguous(memory_format=torch.channels_last) if with_residual else None
     with torch.inference_mode():
         want = conv(x) if residual is None else conv(x) + residual
         want = F.relu(want) if relu else want
