@@ -2,7 +2,7 @@
 
 A :class:`NetworkCase` builds one random-weight model (weights do not change the cost of a forward) and hands
 out zero-argument closures that run one batched forward on fixed random inputs, either on the fast path
-(:mod:`model.fastpath` switched on; HRNet channels-last) or on the reference path (the published op order;
+(:mod:`model.fastpath` switched on; HRNet folded, fused and channels-last) or on the reference path (the published op order;
 HRNet NCHW), so both are timed side by side in one process.
 """
 
@@ -161,7 +161,8 @@ def capf_case(preset: str, label: str) -> NetworkCase:
 def hrnet_case(preset: str, label: str) -> NetworkCase:
     """The top-down HRNet on ``(B, 3, 256, 192)`` crops → 64×48 heatmaps + feature maps.
 
-    Fast = what :class:`~service.engine.detector.TopDownDetector` runs: BatchNorms folded, channels-last."""
+    Fast = what :class:`~service.engine.detector.TopDownDetector` runs: BatchNorms folded, ReLU and residual adds
+    fused into the oneDNN convolutions (:func:`model.fastpath.fold_batch_norms`), channels-last."""
     cfg = HRNET_PRESETS[preset]
     model = _perturbed(PoseHRNet(cfg), 2)
     fast = fold_batch_norms(model).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
