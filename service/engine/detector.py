@@ -34,6 +34,17 @@ from service.engine.types import ByteImage, FloatArray
 
 
 @dataclass(frozen=True)
+class _Heads:
+    """A detector batch's outputs for its N crops: ``keypoints_crop`` ``(N, 17, 2)`` crop pixels, ``scores``
+    ``(N, 17)``, and per level ``(N, C_l, H_l, W_l)`` feature maps (and of the mirrored crops) or None."""
+
+    keypoints_crop: FloatArray
+    scores: FloatArray
+    features: list[torch.Tensor] | None
+    flip_features: list[torch.Tensor] | None
+
+
+@dataclass(frozen=True)
 class PersonDetection:
     """One person in one image.
 
@@ -155,33 +166,29 @@ class TopDownDetector:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             out = run_network(self.net, inputs, flip_test, self.keep_features, flip_features)
             keypoints_crop_t, scores_t = decode_heatmaps(out.heatmaps, (INPUT_WIDTH, INPUT_HEIGHT))
-            keypoints_crop = keypoints_crop_t.cpu().numpy()
-            scores = scores_t.cpu().numpy()
-            features = [f.float() for f in out.features] if out.features is not None else None
-            flipped = [f.float() for f in out.flip_features] if out.flip_features is not None else None
+            heads = _Heads(
+                keypoints_crop_t.cpu().numpy(),
+                scores_t.cpu().numpy(),
+                [f.float() for f in out.features] if out.features is not None else None,
+                [f.float() for f in out.flip_features] if out.flip_features is not None else None,
+            )
         results: list[list[PersonDetection]] = []
         start = 0
         for g, b, s in zip(geometries, box_arrays, score_arrays, strict=True):
-            stop = start + len(g)
-            results.append(
-                self._people(g, b, s, keypoints_crop[start:stop], scores[start:stop], features, flipped, start)
-            )
-            start = stop
+            results.append(self._people(g, b, s, heads, start))
+            start += len(g)
         return results
 
     @staticmethod
     def _people(
-        geometry: CropGeometry,
-        boxes: FloatArray,
-        box_scores: FloatArray,
-        keypoints_crop: FloatArray,
-        scores: FloatArray,
-        features: list[torch.Tensor] | None,
-        flip_features: list[torch.Tensor] | None,
-        offset: int,
+        geometry: CropGeometry, boxes: FloatArray, box_scores: FloatArray, heads: _Heads, offset: int
     ) -> list[PersonDetection]:
+        """One image's people: its crops are rows ``offset … offset + len(geometry) - 1`` of ``heads``."""
         if len(geometry) == 0:
             return []
+        rows = slice(offset, offset + len(geometry))
+        keypoints_crop, scores = heads.keypoints_crop[rows], heads.scores[rows]
+        features, flip_features = heads.features, heads.flip_features
         keypoints = crop_to_image(keypoints_crop, geometry)
         keypoints_h36m = coco_to_h36m(keypoints)
         scores_h36m = coco_scores_to_h36m(scores)

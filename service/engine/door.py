@@ -16,8 +16,9 @@ from service.engine.admission import Stage, check_path
 from service.errors import OverCapacity
 
 if TYPE_CHECKING:
+    from service.engine.context import FrameOptions
     from service.engine.lifters import ServedLifter
-    from service.engine.pipeline import FrameOptions, Pipeline
+    from service.engine.pipeline import Pipeline
 
 
 def request_path(

@@ -1,10 +1,10 @@
 """InProcessEngine: the EngineClient protocol served by the pipeline in this process.
 
-``await build_engine(settings, metrics)`` loads the models named in ``settings.models`` (random weights
-only when ``settings.allow_random_weights``), the detector, the frame buffer (Redis when
-``settings.redis_url`` is set, else in memory), warms every model up, and returns the started engine.
-``InProcessEngine(settings, metrics)`` + ``await start()`` does the same in two steps (``ready()`` says
-``loading`` in between); ``start()`` is idempotent.
+``InProcessEngine(settings, metrics)`` + ``await start()`` has :func:`service.engine.loader.load_engine` load
+the models named in ``settings.models`` (random weights only when ``settings.allow_random_weights``), the
+detector and the frame buffer (Redis when ``settings.redis_url`` is set, else in memory) and warm every model
+up (``ready()`` says ``loading`` meanwhile); ``start()`` is idempotent. ``await build_engine(settings,
+metrics)`` does both. The engine itself only serves: it turns requests into stream steps of the pipeline.
 """
 
 from __future__ import annotations
@@ -14,28 +14,19 @@ import logging
 import re
 import secrets
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, TypeVar
 
-import numpy as np
 import torch
 
-from model.checkpoints.common import CheckpointError, sha256_of_file
-from model.checkpoints.hrnet import load_detector
-from model.hrnet import HRNET_PRESETS
 from service.config import CommonSettings
-from service.engine.detector import TopDownDetector
+from service.engine.context import FrameOptions, StreamStep, Timings
 from service.engine.door import admit
-from service.engine.framebuffer import FrameBuffer, MemoryFrameBuffer, StreamMeta
-from service.engine.framebuffer.redis import RedisFrameBuffer
-from service.engine.hrnet_onnx import use_onnx_backend
-from service.engine.lifters import RANDOM, CAPFLifterServed, ServedLifter, build_lifters
-from service.engine.person_boxes import PersonBoxFinder
-from service.engine.person_detector_onnx import DetectorFamily, OnnxPersonDetector
-from service.engine.pipeline import FrameOptions, Pipeline, Timings, async_frames
-from service.engine.rtmpose import KeypointDetector, build_rtmpose_detector
+from service.engine.framebuffer import FrameBuffer, StreamMeta
+from service.engine.lifters import ServedLifter
+from service.engine.loader import Report, load_engine
+from service.engine.pipeline import Pipeline, async_frames
 from service.engine.streams import StreamReopened
 from service.engine.types import (
     ClipRequest,
@@ -78,7 +69,7 @@ class InProcessEngine:
         self._pipeline: Pipeline | None = None
         self._start_lock = asyncio.Lock()
         self._detail: dict[str, str] = {"engine": "loading"}
-        self._components: dict[str, ModelInfo] = {}
+        self._report = Report(settings.device.value)
         self._metas: OrderedDict[str, StreamMeta] = OrderedDict()
         self._world = StreamWorld(settings.engine.max_streams)
 
@@ -95,101 +86,15 @@ class InProcessEngine:
         async with self._start_lock:
             if self._pipeline is not None:
                 return
-            s = self.settings
-            device = torch.device(s.device.value)
-            lifters = await asyncio.to_thread(build_lifters, s, device)
-            needs_features = any(lifter.needs_image for lifter in lifters.values())
-            if s.detector.family == "hrnet":  # RTMPose refuses CA-PF by name in _build_detector
-                _check_feature_channels(lifters, s.detector.arch)
-            detector = await asyncio.to_thread(self._build_detector, device, needs_features)
-            finder = await asyncio.to_thread(self._build_box_finder)
-            buffer = self._buffer or (
-                RedisFrameBuffer(s.redis_url, s.engine.stream_ttl_s)
-                if s.redis_url
-                else MemoryFrameBuffer(s.engine.max_streams, s.engine.stream_ttl_s)
-            )
-            self._buffer = buffer
-            pipeline = Pipeline(s, self.metrics, lifters, detector, finder, buffer)
-            loop = asyncio.get_running_loop()
-            if s.engine.torch_threads:
-                torch.set_num_threads(s.engine.torch_threads)
-                await loop.run_in_executor(pipeline.infer_pool, torch.set_num_threads, s.engine.torch_threads)
-            for lifter in lifters.values():
-                await loop.run_in_executor(pipeline.infer_pool, lifter.warmup)
-            if detector is not None:
-                await loop.run_in_executor(pipeline.infer_pool, _warm_detector, detector, needs_features)
-            self._pipeline = pipeline
-            for name, lifter in lifters.items():
-                self._detail[f"model:{name}"] = (
-                    "RANDOM weights" if lifter.weights == RANDOM else f"weights sha256 {lifter.weights}"
-                )
+            pipeline = await load_engine(self.settings, self.metrics, self._buffer, self._report)
+            self._pipeline, self._buffer = pipeline, pipeline.buffer
             self._detail["engine"] = "started"
             self.metrics.worker_up.set(1)
-            if not await buffer.ping():
+            if not await pipeline.buffer.ping():
                 log.warning(
                     "the frame buffer's Redis does not answer: streams and clips fail and /readyz reports not ready "
                     "until it does — check redis_url (POSE3D_REDIS_URL) or start redis-server"
                 )
-
-    def _build_detector(self, device: torch.device, needs_features: bool) -> KeypointDetector | None:
-        det = self.settings.detector
-        if det.family == "rtmpose":
-            rtm = build_rtmpose_detector(det, needs_features, self.settings.engine.torch_threads)
-            self._detail["detector"] = f"rtmpose {rtm.path.name} weights sha256 {sha256_of_file(rtm.path)}"
-            self._component("keypoint_detector", "rtmpose", rtm.path.name, sha256_of_file(rtm.path))
-            return rtm
-        if det.arch not in HRNET_PRESETS:
-            raise Unavailable(f"detector: unknown HRNet preset {det.arch!r} (known: {', '.join(HRNET_PRESETS)})")
-        checkpoint = det.checkpoint if det.checkpoint is not None and det.checkpoint.is_file() else None
-        if checkpoint is None and not self.settings.allow_random_weights:
-            reason = (
-                f"detector checkpoint {det.checkpoint} not found — set detector.checkpoint, or pass "
-                "--allow-random-weights (POSE3D_ALLOW_RANDOM_WEIGHTS=true) to use random weights"
-            )
-            if needs_features:
-                raise Unavailable(reason + " (CA-PF models need the detector)")
-            self._detail["detector"] = f"unavailable: {reason}"
-            log.warning("no 2D detector: %s; only 2D-keypoint requests can be served", reason)
-            return None
-        try:
-            net = load_detector(
-                HRNET_PRESETS[det.arch], checkpoint, det.backbone_checkpoint, seed=zlib.crc32(b"detector")
-            )
-        except CheckpointError as e:
-            raise Unavailable(f"detector: {e}") from e
-        weights = sha256_of_file(checkpoint) if checkpoint is not None else RANDOM
-        if weights == RANDOM:
-            log.warning("THE 2D DETECTOR SERVES RANDOM WEIGHTS (%s): keypoints are meaningless", det.arch)
-        self._detail["detector"] = "RANDOM weights" if weights == RANDOM else f"weights sha256 {weights}"
-        self._component(
-            "keypoint_detector", f"hrnet-{det.arch}" if det.arch.startswith("w") else det.arch, det.arch, weights
-        )
-        half = self.settings.half_precision and device.type == "cuda"
-        detector = TopDownDetector(
-            net, device, half, needs_features, channels_last=det.channels_last, fold_batch_norms=det.fold_batch_norms
-        )
-        if det.backend == "onnx":
-            use_onnx_backend(detector, net, det.onnx_path, self.settings.engine.torch_threads)
-        return detector
-
-    def _build_box_finder(self) -> PersonBoxFinder:
-        det = self.settings.detector
-        if det.person_detector_onnx is None:
-            return PersonBoxFinder(None)
-        try:
-            onnx = OnnxPersonDetector(
-                det.person_detector_onnx,
-                family=DetectorFamily(det.person_detector_family),
-                score_threshold=det.person_score_threshold,
-                nms_iou=det.person_nms_iou,
-            )
-        except CheckpointError as e:
-            raise Unavailable(f"person detector: {e}") from e
-        family = det.person_detector_family
-        self._component(
-            "person_detector", family, det.person_detector_onnx.name, sha256_of_file(det.person_detector_onnx)
-        )
-        return PersonBoxFinder(onnx)
 
     async def _count_streams(self, cheap_only: bool) -> None:
         """Set ``pose3d_active_streams`` from the frame buffer: after every open/close for the in-memory buffer;
@@ -199,7 +104,7 @@ class InProcessEngine:
         self.metrics.active_streams.set(await self._buffer.count())
 
     async def ready(self) -> ReadyStatus:
-        detail = dict(self._detail)
+        detail = {**self._detail, **self._report.detail}
         ok = self._pipeline is not None
         if self._buffer is not None:
             reachable = await self._buffer.ping()
@@ -227,12 +132,7 @@ class InProcessEngine:
         return [lifter.info for lifter in self.pipeline.lifters.values()]
 
     async def components(self) -> list[ModelInfo]:
-        return list(self._components.values())
-
-    def _component(self, kind: str, name: str, version: str, weights: str) -> None:
-        """Record the keypoint or person detector for ``components()`` (``/v1/models``)."""
-        device = self.settings.device.value if kind == "keypoint_detector" else "cpu"
-        self._components[kind] = ModelInfo(name, kind, version, weights, 1, 1, "coco", device, True, False)
+        return list(self._report.components.values())
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -261,17 +161,11 @@ class InProcessEngine:
             raise InvalidInput("a request needs at least one frame")
         started = time.monotonic()
         lifter = self._lifter(request.options.model, request.frames)
-        opts = _frame_options(request.options, lifter)
-        timings = Timings()
-        deadline = self._deadline(request.deadline)
-        admit(self.pipeline, lifter, opts, *_frame_counts(request.frames), deadline)
-        results, source = await self.pipeline.run_clip(
-            request.frames, lifter, opts, request.options.mode, deadline, timings
-        )
+        step = self._clip_step(request.options, lifter, request.deadline)
+        admit(self.pipeline, lifter, step.options, *_frame_counts(request.frames), step.deadline)
+        results, source = await self.pipeline.run_clip(request.frames, step)
         results = place_clip(results, request.options.camera, request.options.smoothing)
-        ms = timings.as_ms()
-        ms["total"] = round((time.monotonic() - started) * 1000.0, 3)
-        return EstimateResult(request.request_id, lifter.info, source, results, ms)
+        return EstimateResult(request.request_id, lifter.info, source, results, _ms(step.timings, started))
 
     async def estimate_clip(self, request: ClipRequest) -> ClipResult:
         """The clip as a private stream, its frames pulled from ``request.frames`` at most
@@ -279,23 +173,15 @@ class InProcessEngine:
         started = time.monotonic()
         pipeline = self.pipeline
         lifter = self._lifter(request.options.model)
-        opts = _frame_options(request.options, lifter)
-        timings = Timings()
-        deadline = self._deadline(request.deadline)
-        admit(pipeline, lifter, opts, 1, 0, deadline)  # its first frame (the clip is still being decoded)
-        results, _ = await pipeline.run_clip(
-            request.frames,
-            lifter,
-            opts,
-            request.options.mode,
-            deadline,
-            timings,
-            look_ahead=pipeline.streamed_look_ahead,
-        )
+        step = self._clip_step(request.options, lifter, request.deadline)
+        admit(pipeline, lifter, step.options, 1, 0, step.deadline)  # its first frame (the clip is still being decoded)
+        results, _ = await pipeline.run_clip(request.frames, step, look_ahead=pipeline.streamed_look_ahead)
         results = place_clip(results, request.options.camera, request.options.smoothing)
-        ms = timings.as_ms()
-        ms["total"] = round((time.monotonic() - started) * 1000.0, 3)
-        return ClipResult(request.request_id, lifter.name, results, ms)
+        return ClipResult(request.request_id, lifter.name, results, _ms(step.timings, started))
+
+    def _clip_step(self, options: EstimateOptions, lifter: ServedLifter, deadline: float | None) -> StreamStep:
+        opts = _frame_options(options, lifter)
+        return self.pipeline.clip_step(lifter, opts, options.mode, self._deadline(deadline))
 
     async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo:
         lifter = self._lifter(options.model)
@@ -335,29 +221,22 @@ class InProcessEngine:
             self._metas.pop(stream_id, None)
             return await step(await self._meta(stream_id))
 
-    async def push_frame(self, stream_id: str, frame: Frame, deadline: float | None = None) -> list[FrameResult]:
+    def _step(self, meta: StreamMeta, deadline: float | None) -> StreamStep:
         pipeline = self.pipeline
+        return StreamStep(pipeline.buffer, meta, self._lifter(meta.model), self._deadline(deadline))
+
+    def _admitted(self, meta: StreamMeta, deadline: float | None, frames: Sequence[Frame]) -> StreamStep:
+        """The step for ``frames`` of the stream ``meta`` describes, once the engine's door admits them."""
+        step = self._step(meta, deadline)
+        admit(self.pipeline, step.lifter, step.options, *_frame_counts(frames), step.deadline)
+        return step
+
+    async def push_frame(self, stream_id: str, frame: Frame, deadline: float | None = None) -> list[FrameResult]:
         deadline = self._deadline(deadline)
 
         async def step(meta: StreamMeta) -> list[FrameResult]:
-            lifter = self._lifter(meta.model)
-            timings = Timings()
-            opts = FrameOptions(meta.boxes, meta.max_people, meta.flip_test)
-            admit(pipeline, lifter, opts, *_frame_counts([frame]), deadline)
-            guide = pipeline.guide_at(pipeline.buffer, meta.stream_id, frame.frame_index)
-            people, _ = await pipeline.prepare(frame, lifter, opts, deadline, timings, guide)
-            emission = await pipeline.push(
-                pipeline.buffer,
-                meta,
-                lifter,
-                frame.frame_index,
-                frame.timestamp_s,
-                people,
-                isinstance(frame, ImageFrame),
-                deadline,
-                timings,
-            )
-            results = await pipeline.lift_emission(lifter, emission, meta.mode, meta.flip_test, deadline, timings)
+            flow = self._admitted(meta, deadline, [frame])
+            results = await self.pipeline.push_frame(flow, frame)
             return self._world.step(meta.stream_id, meta.world, results)
 
         return await self._on_stream(stream_id, step)
@@ -367,16 +246,11 @@ class InProcessEngine:
     ) -> list[FrameResult]:
         if not frames:
             return []
-        pipeline = self.pipeline
         deadline = self._deadline(deadline)
 
         async def step(meta: StreamMeta) -> list[FrameResult]:
-            lifter = self._lifter(meta.model)
-            opts = FrameOptions(meta.boxes, meta.max_people, meta.flip_test)
-            admit(pipeline, lifter, opts, *_frame_counts(frames), deadline)
-            results, _ = await pipeline.push_in_order(
-                pipeline.buffer, meta, lifter, async_frames(frames), len(frames), deadline, Timings()
-            )
+            flow = self._admitted(meta, deadline, frames)
+            results, _ = await self.pipeline.push_in_order(flow, async_frames(frames), len(frames))
             return self._world.step(meta.stream_id, meta.world, results)
 
         return await self._on_stream(stream_id, step)
@@ -384,10 +258,10 @@ class InProcessEngine:
     async def close_stream(self, stream_id: str) -> list[FrameResult]:
         pipeline = self.pipeline
         meta = (await pipeline.buffer.state(stream_id)).meta  # fresh: the flush is windowed by the stream's mode
-        lifter = self._lifter(meta.model)
+        step = self._step(meta, None)
         async with pipeline.lock(stream_id):
-            tail = await pipeline.buffer.flush(stream_id, lifter.window, meta.mode)
-        results = await pipeline.lift_emission(lifter, tail, meta.mode, meta.flip_test, self._deadline(None), Timings())
+            tail = await pipeline.buffer.flush(stream_id, step.lifter.window, meta.mode)
+        results = await pipeline.lift_emission(step, tail)
         results = self._world.step(stream_id, meta.world, results, final=True)
         await pipeline.buffer.delete(stream_id)
         self._metas.pop(stream_id, None)
@@ -413,10 +287,11 @@ def _frame_options(options: EstimateOptions, lifter: ServedLifter) -> FrameOptio
     return FrameOptions(options.boxes, options.max_people, flip)
 
 
-def _warm_detector(detector: KeypointDetector, features: bool) -> None:
-    image = np.zeros((64, 48, 3), np.uint8)
-    box = np.array([[0.0, 0.0, 48.0, 64.0]], np.float32)
-    detector.detect([image], [box], [np.ones(1, np.float32)], flip_test=True, flip_features=features)
+def _ms(timings: Timings, started: float) -> dict[str, float]:
+    """Per-stage milliseconds of a request and its ``total`` since ``started`` (monotonic seconds)."""
+    ms = timings.as_ms()
+    ms["total"] = round((time.monotonic() - started) * 1000.0, 3)
+    return ms
 
 
 async def build_engine(settings: CommonSettings, metrics: Metrics) -> InProcessEngine:
@@ -424,20 +299,3 @@ async def build_engine(settings: CommonSettings, metrics: Metrics) -> InProcessE
     engine = InProcessEngine(settings, metrics)
     await engine.start()
     return engine
-
-
-def _check_feature_channels(lifters: dict[str, ServedLifter], detector_arch: str) -> None:
-    """CA-PF samples the detector's own feature maps: refuse at start-up a lifter built for other widths
-    (e.g. ``capf-w48`` behind a ``w32`` detector) instead of failing every request."""
-    preset = HRNET_PRESETS.get(detector_arch)
-    if preset is None:
-        return  # _build_detector names the unknown preset
-    for name, lifter in lifters.items():
-        if isinstance(lifter, CAPFLifterServed):
-            wanted = tuple(lifter.trunk.cfg.feature_channels)
-            if wanted != tuple(preset.feature_channels):
-                raise Unavailable(
-                    f"model {name!r} samples feature maps of {wanted} channels but the detector "
-                    f"{detector_arch!r} produces {tuple(preset.feature_channels)}: pair capf-w32 with w32, "
-                    "capf-w48 with w48"
-                )

@@ -8,32 +8,27 @@ Every served lifter answers two batched calls:
 
 P-STMO lifts windows of normalised 2D keypoints and caches nothing but them. CA-PF single-frame is the
 ``N = 1`` case of CA-PF temporal's scheme: tokens from the detector's features of the same batch, then the
-head. Models are picked from :data:`LIFTER_BUILDERS` (``LifterKind`` → builder), never an if/elif chain.
+head. Models are built from settings in :mod:`service.engine.loader` (picked from a typed mapping).
 """
 
 from __future__ import annotations
 
 import logging
-import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Final, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from model.capf import CAPF_PRESETS, CAPFLifter
+from model.capf import CAPFLifter
 from model.capf_full import crop_to_ref, flip_crop_keypoints
-from model.capf_temporal import CAPFTemporal, CAPFTemporalConfig
-from model.checkpoints.capf import build_capf_temporal, load_capf_lifter
-from model.checkpoints.common import CheckpointError, sha256_of_file
-from model.checkpoints.pstmo import load_pstmo_checkpoint
-from model.pstmo import PSTMO, PSTMO_PRESETS
+from model.capf_temporal import CAPFTemporal
+from model.pstmo import PSTMO
 from model.skeleton import H36M_FLIP_PERM, flip_pose
-from service.config import CommonSettings, LifterKind, ModelSpec
+from service.config import ModelSpec
 from service.engine.types import ModelInfo
 from service.engine.windows import WindowSpec
 from service.errors import InvalidInput, Unavailable
@@ -41,7 +36,6 @@ from service.errors import InvalidInput, Unavailable
 log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
-RANDOM: Final = "random"
 _C = TypeVar("_C")
 
 
@@ -230,110 +224,3 @@ class CAPFLifterServed(ServedLifter):
     def _dummy_tokens(self, n: int) -> FloatArray:
         views = 2 if self.spec.flip_test else 1
         return np.zeros((n, views, 17, self.token_dim), np.float32)
-
-
-# -- building from settings ---------------------------------------------------------------------
-
-
-def _seed(name: str) -> int:
-    """A fixed seed per model name, so every worker builds the same random weights."""
-    return zlib.crc32(name.encode())
-
-
-_M = TypeVar("_M", bound=torch.nn.Module)
-
-
-def _random_model(name: str, factory: Callable[[], _M]) -> _M:
-    """A model with random weights, the same in every process (seeded by ``name``).
-
-    Every parameter gets ``+0.02·randn`` on top of its initialisation, as the conformance vectors do, so parts
-    initialised to zero (heads, offsets) still make the output depend on the input.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_seed(name))
-        model = factory()
-        with torch.no_grad():
-            for param in model.parameters():
-                param.add_(0.02 * torch.randn_like(param))
-    return model.eval()
-
-
-def _checkpoint(name: str, spec: ModelSpec, settings: CommonSettings) -> Path | None:
-    """The checkpoint to load, or None for random weights (only when allowed)."""
-    if spec.checkpoint is not None and spec.checkpoint.is_file():
-        return spec.checkpoint
-    if not settings.allow_random_weights:
-        where = f"checkpoint {spec.checkpoint} not found" if spec.checkpoint else "no checkpoint configured"
-        raise Unavailable(
-            f"model {name!r}: {where} — set models.{name}.checkpoint, or pass --allow-random-weights "
-            "(POSE3D_ALLOW_RANDOM_WEIGHTS=true) to serve it with random weights"
-        )
-    where = f"checkpoint {spec.checkpoint} not found" if spec.checkpoint else "no checkpoint configured"
-    log.warning("MODEL %r SERVES RANDOM WEIGHTS (%s): its outputs are meaningless", name, where)
-    return None
-
-
-def _preset(presets: Mapping[str, _C], name: str, arch: str) -> _C:
-    if arch not in presets:
-        raise Unavailable(f"model {name!r}: unknown architecture {arch!r} (known: {', '.join(presets)})")
-    return presets[arch]
-
-
-def _load(name: str, what: Callable[[], object]) -> None:
-    try:
-        what()
-    except CheckpointError as e:
-        raise Unavailable(f"model {name!r}: {e}") from e
-
-
-def build_pstmo(name: str, spec: ModelSpec, settings: CommonSettings, device: torch.device) -> ServedLifter:
-    cfg = _preset(PSTMO_PRESETS, name, spec.arch)
-    path = _checkpoint(name, spec, settings)
-    if path is None:
-        return PSTMOLifter(name, spec, RANDOM, device, _random_model(name, lambda: PSTMO(cfg)))
-    holder: list[PSTMO] = []
-    _load(name, lambda: holder.append(load_pstmo_checkpoint(path, cfg)))
-    return PSTMOLifter(name, spec, sha256_of_file(path), device, holder[0])
-
-
-def build_capf(name: str, spec: ModelSpec, settings: CommonSettings, device: torch.device) -> ServedLifter:
-    cfg = _preset(CAPF_PRESETS, name, spec.arch)
-    path = _checkpoint(name, spec, settings)
-    if path is None:
-        return CAPFLifterServed(name, spec, RANDOM, device, _random_model(name, lambda: CAPFLifter(cfg)), None)
-    trunk = CAPFLifter(cfg)
-    _load(name, lambda: load_capf_lifter(path, trunk))
-    return CAPFLifterServed(name, spec, sha256_of_file(path), device, trunk, None)
-
-
-def build_capf_temporal_lifter(
-    name: str, spec: ModelSpec, settings: CommonSettings, device: torch.device
-) -> ServedLifter:
-    cfg = _preset(CAPF_PRESETS, name, spec.arch)
-    path = _checkpoint(name, spec, settings)
-    if path is None:
-        model = _random_model(name, lambda: CAPFTemporal(cfg, CAPFTemporalConfig(frames=spec.frames)))
-        return CAPFLifterServed(name, spec, RANDOM, device, model.trunk, model)
-    holder: list[tuple[CAPFTemporal, bool]] = []
-    _load(name, lambda: holder.append(build_capf_temporal(path, spec.frames)))
-    model, head_loaded = holder[0]
-    weights = sha256_of_file(path)
-    if not head_loaded:
-        model.init_temporal_from_trunk()
-        log.warning("model %r: no trained temporal head exists; serving the centre-frame warm start", name)
-        weights = f"{weights}+untrained-temporal-head"
-    return CAPFLifterServed(name, spec, weights, device, model.trunk, model.eval())
-
-
-LifterBuilder = Callable[[str, ModelSpec, CommonSettings, torch.device], ServedLifter]
-
-LIFTER_BUILDERS: Final[Mapping[LifterKind, LifterBuilder]] = {
-    LifterKind.PSTMO: build_pstmo,
-    LifterKind.CAPF: build_capf,
-    LifterKind.CAPF_TEMPORAL: build_capf_temporal_lifter,
-}
-
-
-def build_lifters(settings: CommonSettings, device: torch.device) -> dict[str, ServedLifter]:
-    """Every model of ``settings.models``, loaded (or random where allowed). Raises Unavailable naming the model."""
-    return {name: LIFTER_BUILDERS[spec.kind](name, spec, settings, device) for name, spec in settings.models.items()}

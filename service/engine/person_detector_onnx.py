@@ -114,8 +114,21 @@ class PersonBoxes:
     scores: FloatArray
 
 
+@dataclass(frozen=True)
+class OnnxRuntime:
+    """How the ONNX Runtime session runs: execution ``providers`` in order, intra-op threads (0 = all cores)."""
+
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    intra_op_threads: int = 1
+
+
 class OnnxPersonDetector:
-    """Runs an mmdeploy/rtmlib YOLOX or RTMDet ONNX model through onnxruntime (see the module doc)."""
+    """Runs an mmdeploy/rtmlib YOLOX or RTMDet ONNX model through onnxruntime (see the module doc).
+
+    ``default_input_size`` ``(h, w)`` is used when the model's input has dynamic dimensions; ``person_class``
+    (class attribute, COCO's 0) is the label kept."""
+
+    person_class: int = PERSON_CLASS
 
     def __init__(
         self,
@@ -123,10 +136,8 @@ class OnnxPersonDetector:
         family: DetectorFamily = DetectorFamily.YOLOX,
         score_threshold: float = 0.5,
         nms_iou: float = 0.45,
-        person_class: int = PERSON_CLASS,
-        providers: list[str] | None = None,
         default_input_size: tuple[int, int] = (640, 640),
-        intra_op_threads: int = 1,
+        runtime: OnnxRuntime = OnnxRuntime(),
     ) -> None:
         import onnxruntime as ort
 
@@ -135,16 +146,13 @@ class OnnxPersonDetector:
             raise CheckpointError(f"person detector model not found: {p}")
         try:
             options = ort.SessionOptions()
-            options.intra_op_num_threads = intra_op_threads  # 0 = onnxruntime's default (all cores)
-            self._session: Any = ort.InferenceSession(
-                str(p), sess_options=options, providers=providers or ["CPUExecutionProvider"]
-            )
+            options.intra_op_num_threads = runtime.intra_op_threads  # 0 = onnxruntime's default (all cores)
+            self._session: Any = ort.InferenceSession(str(p), sess_options=options, providers=list(runtime.providers))
         except Exception as e:  # onnxruntime raises its own untyped errors
             raise CheckpointError(f"cannot load person detector {p}: {e}") from e
         self.family = family
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
-        self.person_class = person_class
         inp = self._session.get_inputs()[0]
         self._input_name: str = inp.name
         shape = list(inp.shape)

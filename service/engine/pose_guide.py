@@ -112,5 +112,7 @@ async def load_guided_boxes(at: GuideAt, settings: GuideSettings) -> FloatArray 
     """:func:`guided_boxes` for the frame ``at`` names, reading the guide from its frame buffer."""
     if at.frame_index % settings.detect_every == 0:
         return None
-    snap = await at.buffer.read_tracker(at.stream_id, at.frame_index)
-    return guided_boxes(read_guide(snap.tracker), at.frame_index, settings)
+    guide = read_guide((await at.buffer.tracker(at.stream_id)).tracker)
+    if guide is None or guide.frame_index != at.frame_index - 1:  # this process's copy may be behind: ask the store
+        guide = read_guide((await at.buffer.tracker(at.stream_id, fresh=True)).tracker)
+    return guided_boxes(guide, at.frame_index, settings)

@@ -19,11 +19,9 @@ from service.engine.prepare import PreparedPeople
 from service.engine.tracking import TrackState, assign_tracks
 from service.engine.types import FrameResult, PersonResult, WindowMode
 from service.engine.windows import WindowSpec, visible_limit, window_sources
-from service.errors import Conflict, InternalError, InvalidInput
+from service.errors import Conflict, InternalError
 
 MAX_TRACKER_RETRIES = 8
-MAX_FRAMES_AHEAD = 4096
-"""A stream frame may arrive at most this many frames past the first missing one."""
 
 
 @dataclass(frozen=True)
@@ -34,50 +32,48 @@ class ReadyFrame:
     windows: list[LiftWindow]
 
 
+@dataclass(frozen=True)
+class PreparedFrame:
+    """One frame ready to append: its buffer frame ``index``, the client's ``timestamp_s``, its untracked
+    ``people``, and whether to track them (``track=False``: a keypoint frame's single person is track 0)."""
+
+    index: int
+    timestamp_s: float | None
+    people: PreparedPeople
+    track: bool
+
+
 class StreamReopened(Conflict):
     """The stream was closed and opened again (under the same id, with other options) since the caller read its
     metadata: read it again and redo the frame."""
 
 
-async def append_frame(
-    buffer: FrameBuffer,
-    meta: StreamMeta,
-    frame_index: int,
-    timestamp_s: float | None,
-    people: PreparedPeople,
-    window: WindowSpec,
-    track: bool,
-) -> Emission:
-    """Assign track ids (``track=False``: the single person of a keypoint frame is track 0) and append to the
-    stream ``meta`` describes (``people`` were prepared with its options, and are windowed by its mode).
+async def append_frame(buffer: FrameBuffer, meta: StreamMeta, window: WindowSpec, frame: PreparedFrame) -> Emission:
+    """Assign track ids and append ``frame`` to the stream ``meta`` describes (its people were prepared with
+    its options, and are windowed by its mode and the lifter's ``window``).
 
-    The tracker state is read, advanced and written with the frame; if another writer moved it meanwhile
-    (a version conflict) the step is redone on the fresh state. A retried frame keeps its stored record.
+    The tracker state comes from :meth:`FrameBuffer.tracker` (on Redis usually this process's copy, so the
+    append is the frame's one round trip) and is written with the frame under a new token; if it was stale
+    (another writer moved it on meanwhile) the append stores nothing, and the step is redone on the state the
+    buffer answered with. A retried frame keeps its stored record.
 
     Raises:
         StreamReopened: the stored stream's metadata is not ``meta`` (a stale copy of a re-created stream).
     """
-    stream_id, mode = meta.stream_id, meta.mode
+    stream_id, people = meta.stream_id, frame.people
     for _ in range(MAX_TRACKER_RETRIES):
-        snap = await buffer.read_tracker(stream_id, frame_index)
-        if snap.stream.meta != meta:
+        view = await buffer.tracker(stream_id)
+        if view.meta != meta:
             raise StreamReopened(f"stream {stream_id!r} was opened again with other options")
-        if snap.stream.closed:
-            raise Conflict(f"stream {stream_id!r} is closed")
-        if not 0 <= frame_index <= snap.stream.contiguous_high + 1 + MAX_FRAMES_AHEAD:
-            raise InvalidInput(
-                f"frame_index {frame_index} is out of range: streams count frames from 0 and a frame may "
-                f"arrive at most {MAX_FRAMES_AHEAD} frames ahead of the first missing one "
-                f"({snap.stream.contiguous_high + 1})"
-            )
-        if snap.frame_present or not track:
-            ids, tracker, version = list(range(people.num_people)), None, None
+        tracker: bytes | None = None
+        if frame.track:
+            state = TrackState.from_bytes(view.tracker) if view.tracker else TrackState()
+            ids, new_state = assign_tracks(state, people.boxes, frame.index)
+            tracker = attach_guide(new_state.to_bytes(), guide_of(people, frame.index))
         else:
-            state = TrackState.from_bytes(snap.tracker) if snap.tracker else TrackState()
-            ids, new_state = assign_tracks(state, people.boxes, frame_index)
-            tracker, version = attach_guide(new_state.to_bytes(), guide_of(people, frame_index)), snap.version
-        record = people.to_record(frame_index, timestamp_s, ids)
-        emission = await buffer.append(stream_id, record, window, mode, tracker, version)
+            ids = list(range(people.num_people))
+        record = people.to_record(frame.index, frame.timestamp_s, ids)
+        emission = await buffer.append(stream_id, record, window, meta.mode, tracker, view.token)
         if emission.status is not AppendStatus.CONFLICT:
             return emission
     raise InternalError(f"stream {stream_id!r}: tracker state kept changing under concurrent writers")

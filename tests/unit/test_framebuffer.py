@@ -20,16 +20,16 @@ from service.engine.framebuffer import (
     decode_record,
     encode_record,
 )
-from service.engine.framebuffer.base import REPLAY_MARGIN
+from service.engine.framebuffer.base import MAX_FRAMES_AHEAD, REPLAY_MARGIN
 from service.engine.framebuffer.redis import RedisFrameBuffer, stream_keys
 from service.engine.types import WindowMode
 from service.engine.windows import WindowSpec
-from service.errors import Conflict, Overloaded, Unavailable, UnknownStream
+from service.errors import Conflict, InvalidInput, Overloaded, Unavailable, UnknownStream
 from tests.conftest import RedisServer, free_port
 
 
 def make_record(index: int, people: int = 1, token_views: int = 0, dim: int = 0, seed: int = 0) -> FrameRecord:
-    rng = np.random.default_rng(seed + index)
+    rng = np.random.default_rng(abs(seed + index))
     f = np.float32
     return FrameRecord(
         frame_index=index,
@@ -162,28 +162,81 @@ async def test_retry_is_idempotent_and_replays_the_original_emission(make_buffer
     await buf.create(m)
     for i in range(5):
         await buf.append(m.stream_id, make_record(i), window, WindowMode.CENTRED, tracker=f"t{i}".encode())
-    snap = await buf.read_tracker(m.stream_id, 3)
-    assert snap.frame_present
-    assert snap.tracker == b"t4"
-    assert snap.version == 5
-    assert snap.stream.frames_received == 5
-    retry = await buf.append(m.stream_id, make_record(3, seed=99), window, WindowMode.CENTRED, tracker=b"x")
+    view = await buf.tracker(m.stream_id, fresh=True)
+    assert (view.meta, view.tracker) == (m, b"t4")
+    retry = await buf.append(
+        m.stream_id, make_record(3, seed=99), window, WindowMode.CENTRED, tracker=b"x", seen=view.token
+    )
     assert retry.status is AppendStatus.DUPLICATE
     assert list(retry.targets) == [2]  # what frame 3 completed the first time
     assert_same_record(retry.records[3], make_record(3))  # first write wins
-    after = await buf.read_tracker(m.stream_id, 5)
-    assert (after.tracker, after.version, after.frame_present) == (b"t4", 5, False)
-    assert after.stream.frames_received == 5
+    after = await buf.tracker(m.stream_id, fresh=True)
+    assert after == view  # a duplicate stores no tracker state
+    assert (await buf.state(m.stream_id)).frames_received == 5
 
 
-async def test_stale_tracker_version_is_a_conflict(make_buffer: BufferFactory) -> None:
+async def test_a_stale_tracker_token_is_a_conflict_and_stores_nothing(make_buffer: BufferFactory) -> None:
     buf, window = make_buffer(), WindowSpec(1)
     m = meta()
     await buf.create(m)
-    await buf.append(m.stream_id, make_record(0), window, WindowMode.CENTRED, tracker=b"a", tracker_version=0)
-    em = await buf.append(m.stream_id, make_record(1), window, WindowMode.CENTRED, tracker=b"b", tracker_version=0)
+    opened = await buf.tracker(m.stream_id)
+    assert (opened.meta, opened.tracker) == (m, None)
+    first = await buf.append(m.stream_id, make_record(0), window, WindowMode.CENTRED, b"a", seen=opened.token)
+    assert first.status is AppendStatus.ADDED
+    moved = await buf.tracker(m.stream_id)  # this process's copy follows its own write (no round trip on Redis)
+    assert (moved.tracker, moved == await buf.tracker(m.stream_id, fresh=True)) == (b"a", True)
+    assert moved.token != opened.token
+    em = await buf.append(m.stream_id, make_record(1), window, WindowMode.CENTRED, b"b", seen=opened.token)
     assert em.status is AppendStatus.CONFLICT
-    assert not (await buf.read_tracker(m.stream_id, 1)).frame_present
+    state = await buf.state(m.stream_id)
+    assert (state.frames_received, state.contiguous_high) == (1, 0)  # frame 1 was not stored
+    untracked = await buf.append(m.stream_id, make_record(1), window, WindowMode.CENTRED, seen=moved.token)
+    assert untracked.status is AppendStatus.ADDED
+    assert await buf.tracker(m.stream_id) == moved  # a frame without tracker state keeps the token
+
+
+@pytest.mark.redis
+async def test_another_writer_makes_the_copy_stale_and_the_conflict_refreshes_it(redis_server: RedisServer) -> None:
+    """Two workers on one Redis: each tracks from its own copy; after the other one wrote, the append answers
+    CONFLICT with the stored state, so the retry needs no read. A stream opened again under the same id (other
+    options) is told apart by its token even where the copy's counters would match."""
+    one, two = RedisFrameBuffer(redis_server.url), RedisFrameBuffer(redis_server.url)
+    m, window = meta(), WindowSpec(1)
+    await one.create(m)
+    seen_by_two = await two.tracker(m.stream_id)
+    await one.append(
+        m.stream_id, make_record(0), window, WindowMode.CENTRED, b"one", (await one.tracker(m.stream_id)).token
+    )
+    stale = await two.append(m.stream_id, make_record(1), window, WindowMode.CENTRED, b"two", seen_by_two.token)
+    assert stale.status is AppendStatus.CONFLICT
+    refreshed = await two.tracker(m.stream_id)
+    assert refreshed == await one.tracker(m.stream_id)
+    assert refreshed.tracker == b"one"
+    ok = await two.append(m.stream_id, make_record(1), window, WindowMode.CENTRED, b"two", refreshed.token)
+    assert ok.status is AppendStatus.ADDED
+    await two.flush(m.stream_id, window, WindowMode.CENTRED)
+    await two.delete(m.stream_id)
+    again = replace(m, flip_test=True)
+    await two.create(again)
+    old_copy = await one.tracker(m.stream_id)  # one still holds the first stream's state
+    assert old_copy.meta == m
+    reopened = await one.append(m.stream_id, make_record(0), window, WindowMode.CENTRED, b"x", old_copy.token)
+    assert reopened.status is AppendStatus.CONFLICT
+    assert (await one.tracker(m.stream_id)).meta == again
+    await one.aclose()
+    await two.aclose()
+
+
+async def test_frame_index_out_of_range_is_refused(make_buffer: BufferFactory) -> None:
+    buf, window = make_buffer(), WindowSpec(1)
+    m = meta()
+    await buf.create(m)
+    for index in (-1, MAX_FRAMES_AHEAD + 1):
+        with pytest.raises(InvalidInput, match="out of range"):
+            await buf.append(m.stream_id, make_record(index), window, WindowMode.CENTRED)
+    assert (await buf.append(m.stream_id, make_record(MAX_FRAMES_AHEAD), window, WindowMode.CENTRED)).status is (
+        AppendStatus.ADDED
+    )
 
 
 async def test_long_stream_keeps_only_what_windows_need(make_buffer: BufferFactory) -> None:

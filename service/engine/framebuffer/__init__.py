@@ -7,7 +7,7 @@ from service.engine.framebuffer.base import (
     FrameRecord,
     StreamMeta,
     StreamState,
-    TrackerSnapshot,
+    TrackerView,
     decode_record,
     encode_record,
 )
@@ -21,7 +21,7 @@ __all__ = [
     "MemoryFrameBuffer",
     "StreamMeta",
     "StreamState",
-    "TrackerSnapshot",
+    "TrackerView",
     "decode_record",
     "encode_record",
 ]

@@ -2,17 +2,24 @@
 
 A stream's state is explicit and lives here, never in a model object: its metadata (model, mode,
 options), counters (frames received, emission cursor, contiguous high-water mark), the tracker's
-serialised state, and per frame one :class:`FrameRecord` holding every tracked person's box, 2D
+serialised state with its token, and per frame one :class:`FrameRecord` holding every tracked person's box, 2D
 keypoints and scores and, for CA-PF temporal, the per-joint tokens. Records are keyed by frame index,
 so a retried or out-of-order frame is idempotent (the first write wins). :meth:`FrameBuffer.append`
 stores a frame, advances the emission cursor by the rules of :mod:`service.engine.windows`, and returns
 the records that the newly ready targets' windows need, in one atomic step (one round trip on Redis).
+
+Tracking a frame needs the tracker state before it (:meth:`FrameBuffer.tracker`); a shared buffer may answer
+that from what this process last wrote or read, so that a stream frame costs one round trip. Every tracker
+write replaces the stream's tracker *token* with a fresh random one, and :meth:`FrameBuffer.append` stores
+nothing when the caller tracked with another token than the stored one (another writer moved the tracker on,
+or the stream was opened again): it answers ``CONFLICT`` and the caller tracks again on fresh state.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import secrets
 import struct
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -24,6 +31,7 @@ import numpy.typing as npt
 
 from service.engine.types import WindowMode
 from service.engine.windows import WindowSpec
+from service.errors import InvalidInput
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int32]
@@ -32,6 +40,8 @@ J: Final = 17
 # Targets whose windows' frames are kept behind the emission cursor, so that a retried frame can be answered
 # again (the frames of the latest emission are kept too, however many targets it emitted).
 REPLAY_MARGIN: Final = 16
+MAX_FRAMES_AHEAD: Final = 4096
+"""A stream frame may arrive at most this many frames past the first missing one."""
 
 
 @dataclass(frozen=True)
@@ -170,20 +180,35 @@ class StreamState:
 
 
 @dataclass(frozen=True)
-class TrackerSnapshot:
-    """What a push needs before appending: the stream's state, its tracker state as stored (``None`` before
-    the first frame) and that state's version, and whether the frame is already stored (a retry)."""
+class TrackerView:
+    """What tracking a frame needs: the stream's metadata, its tracker state (``None`` before the first tracked
+    frame) and that state's token. It may be a copy this process remembers; :meth:`FrameBuffer.append` given
+    a stale token stores nothing and answers ``CONFLICT``."""
 
-    stream: StreamState
+    meta: StreamMeta
     tracker: bytes | None
-    version: int
-    frame_present: bool
+    token: str
+
+
+def new_token() -> str:
+    """A fresh tracker token (64 random bits, hex): never equal to an earlier one, so a stale copy is detected."""
+    return secrets.token_hex(8)
+
+
+def out_of_range(frame_index: int, contiguous_high: int) -> InvalidInput | None:
+    """The error for a frame index a stream refuses (negative, or too far past the first missing frame)."""
+    if 0 <= frame_index <= contiguous_high + 1 + MAX_FRAMES_AHEAD:
+        return None
+    return InvalidInput(
+        f"frame_index {frame_index} is out of range: streams count frames from 0 and a frame may "
+        f"arrive at most {MAX_FRAMES_AHEAD} frames ahead of the first missing one ({contiguous_high + 1})"
+    )
 
 
 class AppendStatus(StrEnum):
     ADDED = "added"
     DUPLICATE = "duplicate"  # the frame was already stored: nothing changed, the original emission is replayed
-    CONFLICT = "conflict"  # the tracker moved on since it was read (a concurrent writer): read again and retry
+    CONFLICT = "conflict"  # the tracker token is not the caller's (another writer, or reopened): track again
 
 
 @dataclass(frozen=True)
@@ -225,9 +250,10 @@ class FrameBuffer(ABC):
         """The stream's metadata and counters (refreshes its TTL). Raises UnknownStream."""
 
     @abstractmethod
-    async def read_tracker(self, stream_id: str, frame_index: int) -> TrackerSnapshot:
-        """The stream's state and the tracker state to assign frame ``frame_index``'s tracks with
-        (one round trip; refreshes the TTL). Raises UnknownStream."""
+    async def tracker(self, stream_id: str, fresh: bool = False) -> TrackerView:
+        """The tracker state to assign the stream's next frame's tracks with: possibly this process's copy (no
+        round trip), read from the store when ``fresh`` or when none is held (refreshes the TTL then).
+        Raises UnknownStream."""
 
     @abstractmethod
     async def append(
@@ -237,11 +263,13 @@ class FrameBuffer(ABC):
         window: WindowSpec,
         mode: WindowMode,
         tracker: bytes | None = None,
-        tracker_version: int | None = None,
+        seen: str | None = None,
     ) -> Emission:
-        """Store ``record`` (first write wins), store ``tracker`` if given and the stored version still
-        equals ``tracker_version``, advance the cursor by ``mode``'s rule and return what became ready.
-        Raises UnknownStream, or Conflict if the stream is closed."""
+        """Store ``record`` (first write wins) and ``tracker`` if given (under a new token), advance the cursor
+        by ``mode``'s rule and return what became ready, in one atomic step. ``seen``: the tracker token the
+        caller tracked with (:attr:`TrackerView.token`); when the stored token differs nothing is stored and the
+        status is ``CONFLICT`` (``None``: no check). Raises UnknownStream, Conflict if the stream is closed,
+        InvalidInput if the frame index is out of range (:func:`out_of_range`)."""
 
     @abstractmethod
     async def flush(self, stream_id: str, window: WindowSpec, mode: WindowMode) -> Emission:

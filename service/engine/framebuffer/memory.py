@@ -20,7 +20,9 @@ from service.engine.framebuffer.base import (
     FrameRecord,
     StreamMeta,
     StreamState,
-    TrackerSnapshot,
+    TrackerView,
+    new_token,
+    out_of_range,
 )
 from service.engine.types import WindowMode
 from service.engine.windows import WindowSpec, emission_range, needed_range
@@ -34,7 +36,7 @@ class _Stream:
     frames: dict[int, FrameRecord] = field(default_factory=dict)
     emits: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # frame → (start, stop, newest)
     tracker: bytes | None = None
-    tracker_version: int = 0
+    token: str = field(default_factory=new_token)
     trimmed_below: int = 0
 
 
@@ -88,10 +90,9 @@ class MemoryFrameBuffer(FrameBuffer):
     async def state(self, stream_id: str) -> StreamState:
         return self._get(stream_id).state
 
-    async def read_tracker(self, stream_id: str, frame_index: int) -> TrackerSnapshot:
-        s = self._get(stream_id)
-        present = frame_index in s.frames or frame_index < s.trimmed_below
-        return TrackerSnapshot(s.state, s.tracker, s.tracker_version, present)
+    async def tracker(self, stream_id: str, fresh: bool = False) -> TrackerView:
+        s = self._get(stream_id)  # always the live state (no copy to go stale)
+        return TrackerView(s.state.meta, s.tracker, s.token)
 
     def _records(self, s: _Stream, needed: range) -> dict[int, FrameRecord]:
         return {i: s.frames[i] for i in needed if i in s.frames}
@@ -103,20 +104,22 @@ class MemoryFrameBuffer(FrameBuffer):
         window: WindowSpec,
         mode: WindowMode,
         tracker: bytes | None = None,
-        tracker_version: int | None = None,
+        seen: str | None = None,
     ) -> Emission:
         s = self._get(stream_id)
         st = s.state
         if st.closed:
             raise Conflict(f"stream {stream_id!r} is closed")
+        if seen is not None and seen != s.token:
+            return Emission(AppendStatus.CONFLICT, frames_received=st.frames_received, next_emit=st.next_emit)
         idx = record.frame_index
+        if (error := out_of_range(idx, st.contiguous_high)) is not None:
+            raise error
         if idx in s.frames or idx < s.trimmed_below:
             return self._replay(s, idx, window, mode)
-        if tracker is not None and tracker_version is not None and tracker_version != s.tracker_version:
-            return Emission(AppendStatus.CONFLICT, frames_received=st.frames_received, next_emit=st.next_emit)
         s.frames[idx] = record
         if tracker is not None:
-            s.tracker, s.tracker_version = tracker, s.tracker_version + 1
+            s.tracker, s.token = tracker, new_token()
         high = st.contiguous_high
         while high + 1 in s.frames:
             high += 1

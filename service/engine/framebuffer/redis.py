@@ -3,24 +3,31 @@
 Keys of one stream share the hash tag ``{<stream_id>}`` (one Redis Cluster slot):
 
 - ``pose3d:{sid}:meta``    hash: ``meta`` (JSON of :class:`StreamMeta`), ``cursor``, ``high``, ``maxi``,
-  ``received``, ``trim``, ``closed``, ``tver`` (tracker version)
+  ``received``, ``trim``, ``closed``, ``ttok`` (tracker token)
 - ``pose3d:{sid}:frames``  hash: frame index → binary :class:`FrameRecord` (:func:`encode_record`)
 - ``pose3d:{sid}:emits``   hash: frame index → ``start,stop,newest`` (what that frame's arrival emitted)
 - ``pose3d:{sid}:tracker`` string: the tracker's serialised state
 
-Append, cursor advance, window read and trimming happen in one Lua script (atomic, one round trip); it
-mirrors :func:`service.engine.windows.emission_range` and :func:`~service.engine.windows.needed_range`.
-Every touch refreshes the TTL of all four keys.
+A stream frame costs ONE round trip: the token check, the tracker write, the append, the cursor advance, the
+window read and trimming happen in one Lua script (atomic); it mirrors
+:func:`service.engine.windows.emission_range` and :func:`~service.engine.windows.needed_range`. The tracker
+state the frame was tracked with comes from this process's copy (:meth:`RedisFrameBuffer.tracker`: what it
+last wrote or read). A stale copy (another worker served the stream meanwhile, or it was opened again) fails
+the token check, the script stores nothing and answers with the stored state, which the next try tracks with:
+any worker continues any stream, and one that switches pays one extra round trip. Every touch refreshes the
+TTL of all four keys.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Final
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from service.engine.framebuffer.base import (
+    MAX_FRAMES_AHEAD,
     REPLAY_MARGIN,
     AppendStatus,
     Emission,
@@ -28,9 +35,11 @@ from service.engine.framebuffer.base import (
     FrameRecord,
     StreamMeta,
     StreamState,
-    TrackerSnapshot,
+    TrackerView,
     decode_record,
     encode_record,
+    new_token,
+    out_of_range,
 )
 from service.engine.types import WindowMode
 from service.engine.windows import WindowSpec
@@ -39,9 +48,9 @@ from service.errors import Conflict, Unavailable, UnknownStream
 # Shared Lua helpers: read counters, compute the needed frame range, read it, refresh TTLs.
 _LUA_COMMON: Final = """
 local function counters()
-  local m = redis.call('HMGET', KEYS[1], 'cursor', 'high', 'maxi', 'received', 'trim', 'closed', 'tver')
+  local m = redis.call('HMGET', KEYS[1], 'cursor', 'high', 'maxi', 'received', 'trim', 'closed')
   local c = {}
-  for i = 1, 7 do c[i] = tonumber(m[i]) end
+  for i = 1, 6 do c[i] = tonumber(m[i]) end
   return c
 end
 local function touch(ttl)
@@ -64,19 +73,28 @@ end
 """
 
 # KEYS: meta frames emits tracker
-# ARGV: index record tracker_or_empty expected_tver(-1 = no check) lag_left lag_right causal ttl_ms margin
-# returns {status, cursor, high, maxi, received, closed, start, stop, newest, lo, {records}}
+# ARGV: index record tracker_or_empty seen_token('' = no check) new_token lag_left lag_right causal ttl_ms margin
+#       max_ahead
+# returns {'missing'} | {'closed'} | {'conflict', meta_json, token, tracker_or_nil} | {'range', high}
+#       | {status, cursor, high, maxi, received, closed, start, stop, newest, lo, {records}}
 _APPEND: Final = (
     _LUA_COMMON
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 local c = counters()
-local cursor, high, maxi, received, trim, closed, tver = c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+local cursor, high, maxi, received, trim, closed = c[1], c[2], c[3], c[4], c[5], c[6]
 if closed == 1 then return {'closed'} end
+local ttl = tonumber(ARGV[9])
+local stored = redis.call('HMGET', KEYS[1], 'ttok', 'meta')
+local token = stored[1] or 'legacy'
+if ARGV[4] ~= '' and ARGV[4] ~= token then
+  touch(ttl)
+  return {'conflict', stored[2], token, redis.call('GET', KEYS[4])}
+end
 local idx = tonumber(ARGV[1])
-local lag_left, lag_right = tonumber(ARGV[5]), tonumber(ARGV[6])
-local causal = ARGV[7] == '1'
-local ttl = tonumber(ARGV[8])
+if idx < 0 or idx > high + 1 + tonumber(ARGV[11]) then return {'range', high} end
+local lag_left, lag_right = tonumber(ARGV[6]), tonumber(ARGV[7])
+local causal = ARGV[8] == '1'
 if idx < trim or redis.call('HEXISTS', KEYS[2], idx) == 1 then
   local e = redis.call('HGET', KEYS[3], idx)
   local start, stop, newest = 0, 0, -1
@@ -89,11 +107,10 @@ if idx < trim or redis.call('HEXISTS', KEYS[2], idx) == 1 then
   touch(ttl)
   return {'duplicate', cursor, high, maxi, received, closed, start, stop, newest, lo, read(lo, hi)}
 end
-if ARGV[3] ~= '' and tonumber(ARGV[4]) >= 0 and tonumber(ARGV[4]) ~= tver then return {'conflict'} end
 redis.call('HSET', KEYS[2], idx, ARGV[2])
 if ARGV[3] ~= '' then
   redis.call('SET', KEYS[4], ARGV[3])
-  tver = tver + 1
+  redis.call('HSET', KEYS[1], 'ttok', ARGV[5])
 end
 received = received + 1
 if idx > maxi then maxi = idx end
@@ -107,14 +124,13 @@ cursor = stop
 local lo, hi = needed(start, stop, high, lag_left, lag_right, causal)
 local records = read(lo, hi)
 -- keep the last `margin` targets' frames and the whole latest emission's, so its frame can be retried
-local keep_from = math.min(start, cursor - tonumber(ARGV[9])) - lag_left
+local keep_from = math.min(start, cursor - tonumber(ARGV[10])) - lag_left
 while trim < keep_from do
   redis.call('HDEL', KEYS[2], trim)
   redis.call('HDEL', KEYS[3], trim)
   trim = trim + 1
 end
-redis.call('HSET', KEYS[1], 'cursor', cursor, 'high', high, 'maxi', maxi, 'received', received,
-  'trim', trim, 'tver', tver)
+redis.call('HSET', KEYS[1], 'cursor', cursor, 'high', high, 'maxi', maxi, 'received', received, 'trim', trim)
 touch(ttl)
 return {'added', cursor, high, maxi, received, closed, start, stop, high, lo, records}
 """
@@ -136,13 +152,17 @@ return {'added', cursor, high, maxi, received, 1, start, stop, maxi, lo, read(lo
 """
 )
 
-# KEYS: meta frames emits tracker; ARGV: meta_json ttl_ms
+# KEYS: meta frames emits tracker; ARGV: meta_json ttl_ms token
 _CREATE: Final = """
 if redis.call('HSETNX', KEYS[1], 'meta', ARGV[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'cursor', 0, 'high', -1, 'maxi', -1, 'received', 0, 'trim', 0, 'closed', 0, 'tver', 0)
+redis.call('HSET', KEYS[1], 'cursor', 0, 'high', -1, 'maxi', -1, 'received', 0, 'trim', 0, 'closed', 0, 'ttok', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
 return 1
 """
+
+
+_LEGACY: Final = b"legacy"
+"""The token of a stream opened before tokens existed (it has none until its first tracked frame)."""
 
 
 def stream_keys(stream_id: str, prefix: str = "pose3d") -> list[str]:
@@ -158,18 +178,21 @@ class RedisFrameBuffer(FrameBuffer):
         url: ``redis://host:port/db``.
         ttl_s: idle streams expire after this (every touch refreshes it).
         prefix: key namespace.
+        known_streams: streams whose tracker state this process keeps a copy of (least recently used dropped).
     """
 
     kind = "redis"
     shared = True
 
-    def __init__(self, url: str, ttl_s: float = 300.0, prefix: str = "pose3d") -> None:
+    def __init__(self, url: str, ttl_s: float = 300.0, prefix: str = "pose3d", known_streams: int = 10_000) -> None:
         self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=False)
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self.prefix = prefix
         self._append = self._redis.register_script(_APPEND)
         self._flush = self._redis.register_script(_FLUSH)
         self._create = self._redis.register_script(_CREATE)
+        self._known: OrderedDict[str, TrackerView] = OrderedDict()
+        self._known_max = known_streams
 
     def _keys(self, stream_id: str) -> list[str]:
         return stream_keys(stream_id, self.prefix)
@@ -180,27 +203,43 @@ class RedisFrameBuffer(FrameBuffer):
         except RedisError as e:
             raise Unavailable(f"frame buffer (Redis) failed: {e}") from e
 
+    def _remember(self, stream_id: str, view: TrackerView) -> None:
+        self._known[stream_id] = view
+        self._known.move_to_end(stream_id)
+        while len(self._known) > self._known_max:
+            self._known.popitem(last=False)
+
     async def create(self, meta: StreamMeta) -> StreamState:
-        created = await self._call(self._create, self._keys(meta.stream_id), [meta.to_json(), self.ttl_ms])
+        token = new_token()
+        created = await self._call(self._create, self._keys(meta.stream_id), [meta.to_json(), self.ttl_ms, token])
         if not created:
             existing = await self.state(meta.stream_id)
             if existing.meta == meta and not existing.closed:
                 return existing  # an open retried on another worker (its first reply was lost): idempotent
             raise Conflict(f"stream {meta.stream_id!r} already exists with other options")
+        self._remember(meta.stream_id, TrackerView(meta, None, token))
         return StreamState(meta)
 
-    async def state(self, stream_id: str) -> StreamState:
+    async def _read(self, stream_id: str, tracker: bool) -> tuple[dict[bytes, bytes], bytes | None]:
+        """The meta hash (and the tracker state), all TTLs refreshed, in one round trip."""
         keys = self._keys(stream_id)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hgetall(keys[0])
+                if tracker:
+                    pipe.get(keys[3])
                 for key in keys:
                     pipe.pexpire(key, self.ttl_ms)
-                raw, *_ = await pipe.execute()
+                replies = await pipe.execute()
         except RedisError as e:
             raise Unavailable(f"frame buffer (Redis) failed: {e}") from e
-        if not raw:
+        if not replies[0]:
+            self._known.pop(stream_id, None)
             raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
+        return replies[0], replies[1] if tracker else None
+
+    async def state(self, stream_id: str) -> StreamState:
+        raw, _ = await self._read(stream_id, tracker=False)
         return self._state(raw)
 
     @staticmethod
@@ -217,31 +256,23 @@ class RedisFrameBuffer(FrameBuffer):
             closed=bool(num("closed")),
         )
 
-    async def read_tracker(self, stream_id: str, frame_index: int) -> TrackerSnapshot:
-        keys = self._keys(stream_id)
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hgetall(keys[0])
-                pipe.get(keys[3])
-                pipe.hexists(keys[1], str(frame_index))
-                for key in keys:
-                    pipe.pexpire(key, self.ttl_ms)
-                raw, tracker, present, *_ = await pipe.execute()
-        except RedisError as e:
-            raise Unavailable(f"frame buffer (Redis) failed: {e}") from e
-        if not raw:
-            raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
-        present = bool(present) or frame_index < int(raw[b"trim"])
-        return TrackerSnapshot(self._state(raw), tracker, int(raw[b"tver"]), present)
+    async def tracker(self, stream_id: str, fresh: bool = False) -> TrackerView:
+        known = None if fresh else self._known.get(stream_id)
+        if known is not None:
+            self._known.move_to_end(stream_id)
+            return known
+        raw, tracker = await self._read(stream_id, tracker=True)
+        view = TrackerView(StreamMeta.from_json(raw[b"meta"]), tracker, raw.get(b"ttok", _LEGACY).decode())
+        self._remember(stream_id, view)
+        return view
 
     def _emission(self, reply: list[Any], stream_id: str) -> Emission:
         status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-        if status == "missing":
-            raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
-        if status == "closed":
+        if status in ("missing", "closed"):
+            self._known.pop(stream_id, None)
+            if status == "missing":
+                raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
             raise Conflict(f"stream {stream_id!r} is closed")
-        if status == "conflict":
-            return Emission(AppendStatus.CONFLICT)
         _, cursor, _high, _maxi, received, _closed, start, stop, newest, lo, values = reply
         records = {lo + i: decode_record(v) for i, v in enumerate(values) if v is not None}
         targets = range(int(start), int(stop))
@@ -254,29 +285,47 @@ class RedisFrameBuffer(FrameBuffer):
         window: WindowSpec,
         mode: WindowMode,
         tracker: bytes | None = None,
-        tracker_version: int | None = None,
+        seen: str | None = None,
     ) -> Emission:
-        causal = mode is WindowMode.CAUSAL
+        token = new_token()
         args = [
             record.frame_index,
             encode_record(record),
             tracker if tracker is not None else b"",
-            -1 if tracker_version is None else tracker_version,
+            seen or "",
+            token,
             window.lag_left,
             window.lag_right,
-            "1" if causal else "0",
+            "1" if mode is WindowMode.CAUSAL else "0",
             self.ttl_ms,
             REPLAY_MARGIN,
+            MAX_FRAMES_AHEAD,
         ]
         reply = await self._call(self._append, self._keys(stream_id), args)
-        return self._emission(reply, stream_id)
+        status = reply[0].decode()
+        if status == "conflict":  # the stored state comes with the answer: the retry needs no read
+            _, meta, stored, stored_tracker = reply
+            self._remember(stream_id, TrackerView(StreamMeta.from_json(meta), stored_tracker, stored.decode()))
+            return Emission(AppendStatus.CONFLICT)
+        if status == "range":
+            raise out_of_range(record.frame_index, int(reply[1])) or Conflict("frame index refused")
+        emission = self._emission(reply, stream_id)
+        known = self._known.get(stream_id)
+        if emission.status is AppendStatus.ADDED and tracker is not None:
+            if known is not None and known.token == seen:  # what this process wrote is what is stored now
+                self._remember(stream_id, TrackerView(known.meta, tracker, token))
+            else:
+                self._known.pop(stream_id, None)
+        return emission
 
     async def flush(self, stream_id: str, window: WindowSpec, mode: WindowMode) -> Emission:
         args = [window.lag_left, window.lag_right, "1" if mode is WindowMode.CAUSAL else "0", self.ttl_ms]
         reply = await self._call(self._flush, self._keys(stream_id), args)
+        self._known.pop(stream_id, None)
         return self._emission(reply, stream_id)
 
     async def delete(self, stream_id: str) -> bool:
+        self._known.pop(stream_id, None)
         try:
             return bool(await self._redis.delete(*self._keys(stream_id)))
         except RedisError as e:

@@ -1,0 +1,316 @@
+"""Assembly of the in-process engine, in one place: models, detector, person boxes, frame buffer, warm-up.
+
+``await load_engine(settings, metrics)`` loads every lifter of ``settings.models``, the 2D keypoint detector,
+the person-box finder and the frame buffer (Redis when ``settings.redis_url`` is set, else in memory), builds
+the :class:`~service.engine.pipeline.Pipeline` over them and warms every model up on its inference thread;
+:class:`~service.engine.inprocess.InProcessEngine` serves requests through it.
+
+One random-weights policy for every network (:func:`checkpoint_or_random`): a configured checkpoint file is
+loaded; without one the network gets random weights only when ``settings.allow_random_weights`` (said loudly
+in the log and in ``/readyz``), else loading fails naming the setting. The detector is the one exception to
+failing: without weights it is left out (only 2D-keypoint requests are served) unless a CA-PF model needs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, TypeVar
+
+import numpy as np
+import torch
+
+from model.capf import CAPF_PRESETS, CAPFLifter
+from model.capf_temporal import CAPFTemporal, CAPFTemporalConfig
+from model.checkpoints.capf import build_capf_temporal, load_capf_lifter
+from model.checkpoints.common import CheckpointError, sha256_of_file
+from model.checkpoints.hrnet import load_detector
+from model.checkpoints.pstmo import load_pstmo_checkpoint
+from model.hrnet import HRNET_PRESETS
+from model.pstmo import PSTMO, PSTMO_PRESETS
+from service.config import CommonSettings, DetectorSettings, LifterKind, ModelSpec
+from service.engine.detector import TopDownDetector
+from service.engine.framebuffer import FrameBuffer, MemoryFrameBuffer
+from service.engine.framebuffer.redis import RedisFrameBuffer
+from service.engine.hrnet_onnx import use_onnx_backend
+from service.engine.lifters import CAPFLifterServed, PSTMOLifter, ServedLifter
+from service.engine.person_boxes import PersonBoxFinder
+from service.engine.person_detector_onnx import DetectorFamily, OnnxPersonDetector
+from service.engine.pipeline import Pipeline
+from service.engine.rtmpose import KeypointDetector, build_rtmpose_detector
+from service.engine.stages import Models
+from service.engine.types import ModelInfo
+from service.errors import Unavailable
+from service.metrics import Metrics
+
+log = logging.getLogger(__name__)
+_C = TypeVar("_C")
+
+
+# -- the random-weights policy ------------------------------------------------------------------
+
+RANDOM: Final = "random"
+"""``weights`` of a network serving random weights (else the checkpoint's sha256)."""
+
+
+def checkpoint_or_random(what: str, checkpoint: Path | None, setting: str, settings: CommonSettings) -> Path | None:
+    """The checkpoint file to load for ``what`` (e.g. ``model 'capf'``), or None for random weights — only when
+    ``settings.allow_random_weights``, and said loudly. Raises Unavailable naming ``setting`` otherwise."""
+    if checkpoint is not None and checkpoint.is_file():
+        return checkpoint
+    where = f"checkpoint {checkpoint} not found" if checkpoint else "no checkpoint configured"
+    if not settings.allow_random_weights:
+        raise Unavailable(
+            f"{what}: {where} — set {setting}, or pass --allow-random-weights "
+            "(POSE3D_ALLOW_RANDOM_WEIGHTS=true) to serve it with random weights"
+        )
+    log.warning("%s SERVES RANDOM WEIGHTS (%s): its outputs are meaningless", what.upper(), where)
+    return None
+
+
+def weights_detail(weights: str) -> str:
+    """How ``/readyz`` names a network's weights."""
+    return "RANDOM weights" if weights == RANDOM else f"weights sha256 {weights}"
+
+
+# -- lifters -----------------------------------------------------------------------------------
+
+
+def _seed(name: str) -> int:
+    """A fixed seed per model name, so every worker builds the same random weights."""
+    return zlib.crc32(name.encode())
+
+
+_M = TypeVar("_M", bound=torch.nn.Module)
+
+
+def _random_model(name: str, factory: Callable[[], _M]) -> _M:
+    """A model with random weights, the same in every process (seeded by ``name``).
+
+    Every parameter gets ``+0.02·randn`` on top of its initialisation, as the conformance vectors do, so parts
+    initialised to zero (heads, offsets) still make the output depend on the input.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_seed(name))
+        model = factory()
+        with torch.no_grad():
+            for param in model.parameters():
+                param.add_(0.02 * torch.randn_like(param))
+    return model.eval()
+
+
+def _checkpoint(name: str, spec: ModelSpec, settings: CommonSettings) -> Path | None:
+    return checkpoint_or_random(f"model {name!r}", spec.checkpoint, f"models.{name}.checkpoint", settings)
+
+
+def _preset(presets: Mapping[str, _C], name: str, arch: str) -> _C:
+    if arch not in presets:
+        raise Unavailable(f"model {name!r}: unknown architecture {arch!r} (known: {', '.join(presets)})")
+    return presets[arch]
+
+
+def _load(name: str, what: Callable[[], object]) -> None:
+    try:
+        what()
+    except CheckpointError as e:
+        raise Unavailable(f"model {name!r}: {e}") from e
+
+
+def build_pstmo(name: str, spec: ModelSpec, settings: CommonSettings, device: torch.device) -> ServedLifter:
+    cfg = _preset(PSTMO_PRESETS, name, spec.arch)
+    path = _checkpoint(name, spec, settings)
+    if path is None:
+        return PSTMOLifter(name, spec, RANDOM, device, _random_model(name, lambda: PSTMO(cfg)))
+    holder: list[PSTMO] = []
+    _load(name, lambda: holder.append(load_pstmo_checkpoint(path, cfg)))
+    return PSTMOLifter(name, spec, sha256_of_file(path), device, holder[0])
+
+
+def build_capf(name: str, spec: ModelSpec, settings: CommonSettings, device: torch.device) -> ServedLifter:
+    cfg = _preset(CAPF_PRESETS, name, spec.arch)
+    path = _checkpoint(name, spec, settings)
+    if path is None:
+        return CAPFLifterServed(name, spec, RANDOM, device, _random_model(name, lambda: CAPFLifter(cfg)), None)
+    trunk = CAPFLifter(cfg)
+    _load(name, lambda: load_capf_lifter(path, trunk))
+    return CAPFLifterServed(name, spec, sha256_of_file(path), device, trunk, None)
+
+
+def build_capf_temporal_lifter(
+    name: str, spec: ModelSpec, settings: CommonSettings, device: torch.device
+) -> ServedLifter:
+    cfg = _preset(CAPF_PRESETS, name, spec.arch)
+    path = _checkpoint(name, spec, settings)
+    if path is None:
+        model = _random_model(name, lambda: CAPFTemporal(cfg, CAPFTemporalConfig(frames=spec.frames)))
+        return CAPFLifterServed(name, spec, RANDOM, device, model.trunk, model)
+    holder: list[tuple[CAPFTemporal, bool]] = []
+    _load(name, lambda: holder.append(build_capf_temporal(path, spec.frames)))
+    model, head_loaded = holder[0]
+    weights = sha256_of_file(path)
+    if not head_loaded:
+        model.init_temporal_from_trunk()
+        log.warning("model %r: no trained temporal head exists; serving the centre-frame warm start", name)
+        weights = f"{weights}+untrained-temporal-head"
+    return CAPFLifterServed(name, spec, weights, device, model.trunk, model.eval())
+
+
+LifterBuilder = Callable[[str, ModelSpec, CommonSettings, torch.device], ServedLifter]
+
+LIFTER_BUILDERS: Final[Mapping[LifterKind, LifterBuilder]] = {
+    LifterKind.PSTMO: build_pstmo,
+    LifterKind.CAPF: build_capf,
+    LifterKind.CAPF_TEMPORAL: build_capf_temporal_lifter,
+}
+
+
+def build_lifters(settings: CommonSettings, device: torch.device) -> dict[str, ServedLifter]:
+    """Every model of ``settings.models``, loaded (or random where allowed). Raises Unavailable naming the model."""
+    return {name: LIFTER_BUILDERS[spec.kind](name, spec, settings, device) for name, spec in settings.models.items()}
+
+
+# -- the engine -------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """What ``/readyz`` (``detail``: component → state) and ``/v1/models`` (``components``) say about the
+    loaded networks besides the lifters."""
+
+    device: str
+    detail: dict[str, str] = field(default_factory=dict)
+    components: dict[str, ModelInfo] = field(default_factory=dict)
+
+    def component(self, kind: str, name: str, version: str, weights: str) -> None:
+        """Record the keypoint (on the engine's device) or person detector (ONNX Runtime, CPU)."""
+        device = self.device if kind == "keypoint_detector" else "cpu"
+        self.components[kind] = ModelInfo(name, kind, version, weights, 1, 1, "coco", device, True, False)
+
+
+def frame_buffer(settings: CommonSettings) -> FrameBuffer:
+    """The frame buffer ``settings`` name: Redis (shared by every worker) when ``redis_url`` is set, else memory."""
+    eng = settings.engine
+    if settings.redis_url:
+        return RedisFrameBuffer(settings.redis_url, eng.stream_ttl_s, known_streams=eng.max_streams)
+    return MemoryFrameBuffer(eng.max_streams, eng.stream_ttl_s)
+
+
+async def load_engine(
+    settings: CommonSettings, metrics: Metrics, buffer: FrameBuffer | None = None, report: Report | None = None
+) -> Pipeline:
+    """The pipeline over everything ``settings`` names, loaded and warmed up (``buffer``: this frame buffer
+    instead of the one the settings name; ``report``: filled with what was loaded, as it is loaded). Raises
+    Unavailable naming what failed."""
+    report = report if report is not None else Report(settings.device.value)
+    device = torch.device(settings.device.value)
+    lifters = await asyncio.to_thread(build_lifters, settings, device)
+    needs_features = any(lifter.needs_image for lifter in lifters.values())
+    if settings.detector.family == "hrnet":  # RTMPose refuses CA-PF by name in build_rtmpose_detector
+        check_feature_channels(lifters, settings.detector.arch)
+    detector = await asyncio.to_thread(build_detector, settings, needs_features, report)
+    finder = await asyncio.to_thread(build_box_finder, settings.detector, report)
+    pipeline = Pipeline(settings, metrics, Models(lifters, detector, finder), buffer or frame_buffer(settings))
+    await warm_up(pipeline, settings.engine.torch_threads, needs_features)
+    for name, lifter in lifters.items():
+        report.detail[f"model:{name}"] = weights_detail(lifter.weights)
+    return pipeline
+
+
+async def warm_up(pipeline: Pipeline, torch_threads: int, features: bool) -> None:
+    """Set the inference thread's torch threads and run every model once on it (lazy initialisation paid now)."""
+    loop = asyncio.get_running_loop()
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+        await loop.run_in_executor(pipeline.infer_pool, torch.set_num_threads, torch_threads)
+    for lifter in pipeline.lifters.values():
+        await loop.run_in_executor(pipeline.infer_pool, lifter.warmup)
+    if pipeline.detector is not None:
+        await loop.run_in_executor(pipeline.infer_pool, _warm_detector, pipeline.detector, features)
+
+
+def _warm_detector(detector: KeypointDetector, features: bool) -> None:
+    image = np.zeros((64, 48, 3), np.uint8)
+    box = np.array([[0.0, 0.0, 48.0, 64.0]], np.float32)
+    detector.detect([image], [box], [np.ones(1, np.float32)], flip_test=True, flip_features=features)
+
+
+def build_detector(settings: CommonSettings, needs_features: bool, report: Report) -> KeypointDetector | None:
+    """The 2D keypoint detector ``settings.detector`` names (RTMPose through ONNX Runtime, or HRNet), or None
+    when HRNet has no weights and random ones are refused (and no CA-PF model needs features)."""
+    det = settings.detector
+    if det.family == "rtmpose":
+        rtm = build_rtmpose_detector(det, needs_features, settings.engine.torch_threads)
+        digest = sha256_of_file(rtm.path)
+        report.detail["detector"] = f"rtmpose {rtm.path.name} weights sha256 {digest}"
+        report.component("keypoint_detector", "rtmpose", rtm.path.name, digest)
+        return rtm
+    if det.arch not in HRNET_PRESETS:
+        raise Unavailable(f"detector: unknown HRNet preset {det.arch!r} (known: {', '.join(HRNET_PRESETS)})")
+    try:
+        checkpoint = checkpoint_or_random("the 2D detector", det.checkpoint, "detector.checkpoint", settings)
+    except Unavailable as refused:
+        if needs_features:
+            raise Unavailable(f"{refused.detail} (CA-PF models need the detector)") from None
+        report.detail["detector"] = f"unavailable: {refused.detail}"
+        log.warning("no 2D detector: %s; only 2D-keypoint requests can be served", refused.detail)
+        return None
+    return _hrnet(settings, checkpoint, needs_features, report)
+
+
+def _hrnet(settings: CommonSettings, checkpoint: Path | None, needs_features: bool, report: Report) -> TopDownDetector:
+    det = settings.detector
+    try:
+        net = load_detector(HRNET_PRESETS[det.arch], checkpoint, det.backbone_checkpoint, seed=zlib.crc32(b"detector"))
+    except CheckpointError as e:
+        raise Unavailable(f"detector: {e}") from e
+    weights = sha256_of_file(checkpoint) if checkpoint is not None else RANDOM
+    report.detail["detector"] = weights_detail(weights)
+    name = f"hrnet-{det.arch}" if det.arch.startswith("w") else det.arch
+    report.component("keypoint_detector", name, det.arch, weights)
+    device = torch.device(settings.device.value)
+    half = settings.half_precision and device.type == "cuda"
+    detector = TopDownDetector(
+        net, device, half, needs_features, channels_last=det.channels_last, fold_batch_norms=det.fold_batch_norms
+    )
+    if det.backend == "onnx":
+        use_onnx_backend(detector, net, det.onnx_path, settings.engine.torch_threads)
+    return detector
+
+
+def build_box_finder(det: DetectorSettings, report: Report) -> PersonBoxFinder:
+    """Person boxes from the ONNX person detector ``det`` names, else client boxes or the whole frame."""
+    if det.person_detector_onnx is None:
+        return PersonBoxFinder(None)
+    try:
+        onnx = OnnxPersonDetector(
+            det.person_detector_onnx,
+            family=DetectorFamily(det.person_detector_family),
+            score_threshold=det.person_score_threshold,
+            nms_iou=det.person_nms_iou,
+        )
+    except CheckpointError as e:
+        raise Unavailable(f"person detector: {e}") from e
+    path = det.person_detector_onnx
+    report.component("person_detector", det.person_detector_family, path.name, sha256_of_file(path))
+    return PersonBoxFinder(onnx)
+
+
+def check_feature_channels(lifters: dict[str, ServedLifter], detector_arch: str) -> None:
+    """CA-PF samples the detector's own feature maps: refuse at start-up a lifter built for other widths
+    (e.g. ``capf-w48`` behind a ``w32`` detector) instead of failing every request."""
+    preset = HRNET_PRESETS.get(detector_arch)
+    if preset is None:
+        return  # build_detector names the unknown preset
+    for name, lifter in lifters.items():
+        if isinstance(lifter, CAPFLifterServed):
+            wanted = tuple(lifter.trunk.cfg.feature_channels)
+            if wanted != tuple(preset.feature_channels):
+                raise Unavailable(
+                    f"model {name!r} samples feature maps of {wanted} channels but the detector "
+                    f"{detector_arch!r} produces {tuple(preset.feature_channels)}: pair capf-w32 with w32, "
+                    "capf-w48 with w48"
+                )
