@@ -98,6 +98,11 @@ def _openapi_with_body_models(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return build
 
 
+def _log_ready(settings: GatewaySettings) -> None:
+    engine = "remote: " + ", ".join(settings.workers) if settings.workers else "in-process"
+    log.info("pose3d gateway ready on http://%s:%d (engine %s)", settings.host, settings.port, engine)
+
+
 def create_app(
     settings: GatewaySettings,
     *,
@@ -130,12 +135,7 @@ def create_app(
             log_models(await state.engine.models(), settings)
         except Unavailable as exc:  # remote workers still loading: serve /healthz and a 503 /readyz meanwhile
             log.warning("engine not ready yet (%s); requests get 503 until it is", exc.detail)
-        log.info(
-            "pose3d gateway ready on http://%s:%d (engine %s)",
-            settings.host,
-            settings.port,
-            "remote: " + ", ".join(settings.workers) if settings.workers else "in-process",
-        )
+        _log_ready(settings)
         try:
             async with jobs_lifespan(app, state):
                 yield
