@@ -68,7 +68,7 @@ def checkpoint_or_random(what: str, checkpoint: Path | None, setting: str, setti
             f"{what}: {where} — set {setting}, or pass --allow-random-weights "
             "(POSE3D_ALLOW_RANDOM_WEIGHTS=true) to serve it with random weights"
         )
-    log.warning("%s SERVES RANDOM WEIGHTS (%s): its outputs are meaningless", what.upper(), where)
+    log.warning("%s serves RANDOM WEIGHTS (%s): its outputs are meaningless", what, where)
     return None
 
 
@@ -214,7 +214,13 @@ async def load_engine(
     detector = await asyncio.to_thread(build_detector, settings, needs_features, report)
     finder = await asyncio.to_thread(build_box_finder, settings.detector, report)
     pipeline = Pipeline(settings, metrics, Models(lifters, detector, finder), buffer or frame_buffer(settings))
-    await warm_up(pipeline, settings.engine.torch_threads, needs_features)
+    try:
+        await warm_up(pipeline, settings.engine.torch_threads, needs_features)
+    except BaseException:
+        await pipeline.aclose()
+        if buffer is None:
+            await pipeline.buffer.aclose()
+        raise
     for name, lifter in lifters.items():
         report.detail[f"model:{name}"] = weights_detail(lifter.weights)
     return pipeline

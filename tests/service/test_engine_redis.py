@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
+from redis.asyncio.connection import AbstractConnection
 
 from service.engine.inprocess import build_engine
 from service.engine.types import EstimateOptions, EstimateRequest, Frame, FrameResult, WindowMode
@@ -100,6 +102,51 @@ async def test_a_stream_id_reopened_through_another_engine_is_served_with_its_ne
         for frame in clip[1:]:
             assert await second.push_frame("cam-1", frame) == []
         assert_same_poses(reference, await first.close_stream("cam-1"))
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+class SentToRedis:
+    """Counts what this process sends to Redis: each command or pipeline is one round trip."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = AbstractConnection.send_packed_command
+
+        async def counted(conn: AbstractConnection, command: Any, check_health: bool = True) -> None:
+            self.count += 1
+            await original(conn, command, check_health)
+
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+
+    async def of(self, call: Awaitable[object]) -> int:
+        before = self.count
+        await call
+        return self.count - before
+
+
+@pytest.mark.parametrize(("model", "clip", "takeover"), [("pstmo", keypoint_clip(10), 1), ("capf-t", image_clip(6), 2)])
+async def test_a_stream_frame_costs_one_round_trip(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, model: str, clip: Sequence[Frame], takeover: int
+) -> None:
+    """Each frame of a stream is one Redis round trip on the engine that serves it: the tracker state it tracks
+    with is the engine's own copy (image frames are tracked: their state is written with every frame). An
+    engine taking over a tracked stream pays one more on its first frame (its copy is stale: the append answers
+    with the stored state); a keypoint stream's state never changes, so any copy stays good. An engine that
+    never saw the stream reads its metadata and tracker state first (three round trips)."""
+    sent = SentToRedis(monkeypatch)
+    first = await build_engine(tiny_settings(redis_server.url), Metrics())
+    second = await build_engine(tiny_settings(redis_server.url), Metrics())
+    try:
+        info = await first.open_stream(options(model, boxes=model == "capf-t"))
+        half = len(clip) // 2
+        await first.push_frame(info.stream_id, clip[0])  # (the first append also loads the script into Redis)
+        assert await sent.of(second.push_frame(info.stream_id, clip[1])) == 3
+        on_first = [await sent.of(first.push_frame(info.stream_id, f)) for f in clip[2:half]]
+        assert on_first == [takeover] + [1] * (half - 3)
+        on_second = [await sent.of(second.push_frame(info.stream_id, f)) for f in clip[half:]]
+        assert on_second == [takeover] + [1] * (len(clip) - half - 1)
     finally:
         await first.aclose()
         await second.aclose()
