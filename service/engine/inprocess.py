@@ -204,11 +204,12 @@ class InProcessEngine:
             self._metas.popitem(last=False)
 
     async def _meta(self, stream_id: str) -> StreamMeta:
-        """A stream's (immutable) metadata: cached after the first look-up in the frame buffer. The cache may be
-        stale (the stream closed and opened again elsewhere); appends check it (:class:`StreamReopened`)."""
+        """A stream's (immutable) metadata: cached after the first look-up in the frame buffer (which reads the
+        tracker state with it, in the same round trip, for the append to come). The cache may be stale (the
+        stream closed and opened again elsewhere); appends check it (:class:`StreamReopened`)."""
         meta = self._metas.get(stream_id)
         if meta is None:
-            meta = (await self.pipeline.buffer.state(stream_id)).meta
+            meta = (await self.pipeline.buffer.tracker(stream_id)).meta
             self._remember(meta)
         return meta
 

@@ -115,14 +115,14 @@ def decode_record(data: bytes) -> FrameRecord:
     expected = _HEADER.size + 4 * p + sum(4 * math.prod(s) for s in shapes)
     if len(data) != expected:
         raise ValueError(f"frame record has {len(data)} bytes, expected {expected}")
-    offset = _HEADER.size
-    track_ids = np.frombuffer(data, dtype="<i4", count=p, offset=offset).astype(np.int32)
-    offset += 4 * p
+    track_ids = np.frombuffer(data, dtype="<i4", count=p, offset=_HEADER.size).astype(np.int32)
+    floats = np.frombuffer(data, dtype="<f4", offset=_HEADER.size + 4 * p).astype(np.float32)  # one copy, writable
     arrays: list[FloatArray] = []
-    for shape in shapes:
+    offset = 0
+    for shape in shapes:  # views into the one copy (a window reads ~N records per frame: decoding must be cheap)
         n = math.prod(shape)
-        arrays.append(np.frombuffer(data, dtype="<f4", count=n, offset=offset).reshape(shape).astype(np.float32))
-        offset += 4 * n
+        arrays.append(floats[offset : offset + n].reshape(shape))
+        offset += n
     boxes, box_scores, kp_px, kp_norm, scores, tokens = arrays
     return FrameRecord(
         int(index), None if math.isnan(ts) else float(ts), (int(width), int(height)), track_ids,

@@ -161,6 +161,9 @@ return 1
 """
 
 
+DECODED_CACHE_BYTES: Final = 16 * 1024 * 1024
+"""Encoded bytes of the records kept decoded (about as much again is held by the decoded arrays)."""
+
 _LEGACY: Final = b"legacy"
 """The token of a stream opened before tokens existed (it has none until its first tracked frame)."""
 
@@ -193,6 +196,8 @@ class RedisFrameBuffer(FrameBuffer):
         self._create = self._redis.register_script(_CREATE)
         self._known: OrderedDict[str, TrackerView] = OrderedDict()
         self._known_max = known_streams
+        self._decoded: OrderedDict[bytes, FrameRecord] = OrderedDict()
+        self._decoded_bytes = 0
 
     def _keys(self, stream_id: str) -> list[str]:
         return stream_keys(stream_id, self.prefix)
@@ -266,6 +271,20 @@ class RedisFrameBuffer(FrameBuffer):
         self._remember(stream_id, view)
         return view
 
+    def _decode(self, data: bytes) -> FrameRecord:
+        """``data`` decoded, from a small cache keyed by the bytes themselves: a window's frames come back with
+        every frame that moves it, so each record is decoded once rather than once per window it is in."""
+        record = self._decoded.get(data)
+        if record is not None:
+            self._decoded.move_to_end(data)
+            return record
+        record = self._decoded[data] = decode_record(data)
+        self._decoded_bytes += len(data)
+        while self._decoded_bytes > DECODED_CACHE_BYTES:
+            old, _ = self._decoded.popitem(last=False)
+            self._decoded_bytes -= len(old)
+        return record
+
     def _emission(self, reply: list[Any], stream_id: str) -> Emission:
         status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
         if status in ("missing", "closed"):
@@ -274,7 +293,7 @@ class RedisFrameBuffer(FrameBuffer):
                 raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
             raise Conflict(f"stream {stream_id!r} is closed")
         _, cursor, _high, _maxi, received, _closed, start, stop, newest, lo, values = reply
-        records = {lo + i: decode_record(v) for i, v in enumerate(values) if v is not None}
+        records = {lo + i: self._decode(v) for i, v in enumerate(values) if v is not None}
         targets = range(int(start), int(stop))
         return Emission(AppendStatus(status), targets, int(newest), records, int(received), int(cursor))
 
