@@ -42,7 +42,7 @@ from service.config import (
 )
 from service.engine.inprocess import InProcessEngine
 from service.engine.types import EngineClient, EstimateOptions
-from service.gateway.clips import ClipOutcome, run_clip, run_clip_frame_by_frame
+from service.gateway.clips import ClipOutcome, ClipReading, run_clip, run_clip_frame_by_frame
 from service.gateway.inputs import Upload
 from service.gateway.media import MediaKind
 from service.metrics import Metrics
@@ -91,7 +91,7 @@ async def measure(path: ClipPath, engine: EngineClient, clip: bytes, metrics: Me
     limits = LimitSettings(max_clip_frames=100_000, max_clip_seconds=100_000, max_body_bytes=1 << 40)
     batches, people = detect_batches(metrics)
     started = time.perf_counter()
-    outcome = await path(engine, upload, EstimateOptions(), limits, Metrics(), 1, time.monotonic() + 3600)
+    outcome = await path(engine, upload, EstimateOptions(), ClipReading(limits, 1, Metrics()), time.monotonic() + 3600)
     seconds = time.perf_counter() - started
     batches_after, people_after = detect_batches(metrics)
     ran = batches_after - batches

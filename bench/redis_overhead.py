@@ -10,7 +10,9 @@ stream gains nothing from waiting for company, so the cost is the work itself):
 - ``tiny-keypoints``: P-STMO tiny 27 frames, 2D keypoint frames (not tracked);
 - ``tiny-images``: hrnet-micro detector + P-STMO tiny 27 on 120×160 frames with a client box (tracked: the
   tracker state is written with every frame);
-- ``default-keypoints``: the default clip model, P-STMO-S 243 (flip test on), 2D keypoint frames.
+- ``default-keypoints``: the default clip model, P-STMO-S 243 (flip test on), 2D keypoint frames;
+- ``buffer-27`` / ``buffer-243``: the frame buffer alone (no engine, no model): the stream step's tracker read
+  and append for one-person frames in order, windows of 27 / 243 frames (P-STMO tiny 27 / P-STMO-S 243).
 
 ``--baseline DIR`` also runs every case on the code in ``DIR`` (e.g. a ``git worktree`` of the previous
 commit): each child process imports ``service`` from its tree (this file imports nothing else from the
@@ -34,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-CASES = ("tiny-keypoints", "tiny-images", "default-keypoints")
+CASES = ("tiny-keypoints", "tiny-images", "default-keypoints", "buffer-27", "buffer-243")
 DEFAULT_CASES = ("tiny-keypoints", "default-keypoints")  # tiny-images: the detector's cost drowns the difference
 
 
@@ -110,8 +112,73 @@ async def _per_frame(engine: Any, frames: list[Any], lag: int, trips: _RoundTrip
     return ms, per_frame_trips
 
 
+def _record(index: int) -> Any:
+    import numpy as np
+
+    from service.engine.framebuffer import FrameRecord
+
+    rng = np.random.default_rng(index)
+    f = np.float32
+    kp = rng.random((1, 17, 2), dtype=f)
+    return FrameRecord(index, index / 30, (640, 480), np.zeros(1, np.int32), rng.random((1, 4), dtype=f),
+                       rng.random(1, dtype=f), kp * 500, kp, rng.random((1, 17), dtype=f), np.zeros((1, 0, 17, 0), f))  # fmt: skip
+
+
+async def _append_ms(buf: Any, frames: int, window: int) -> float:
+    """Milliseconds per frame of the stream step's buffer work alone: the tracker state read (on the old code a
+    round trip, ``read_tracker``; on the new one this process's copy) and the append, ``frames`` one-person
+    frames in order, windows of ``window`` frames."""
+    import uuid
+
+    from service.engine.framebuffer import StreamMeta
+    from service.engine.types import WindowMode
+    from service.engine.windows import WindowSpec
+
+    meta = StreamMeta(f"bench-{uuid.uuid4().hex}", "x", WindowMode.CENTRED, False)
+    spec, records = WindowSpec(window), [_record(i) for i in range(frames)]
+    await buf.create(meta)
+    started = time.perf_counter()
+    for r in records:
+        if hasattr(buf, "read_tracker"):  # the code before: (state, tracker, version) read, then the append
+            snap = await buf.read_tracker(meta.stream_id, r.frame_index)
+            await buf.append(meta.stream_id, r, spec, WindowMode.CENTRED, None, snap.version)
+        else:
+            view = await buf.tracker(meta.stream_id)
+            await buf.append(meta.stream_id, r, spec, WindowMode.CENTRED, None, view.token)
+    ms = (time.perf_counter() - started) / frames * 1000.0
+    await buf.delete(meta.stream_id)
+    return ms
+
+
+async def _buffer_child(case: str, url: str, frames: int, rounds: int) -> dict[str, Any]:
+    import torch
+
+    from service.engine.framebuffer import MemoryFrameBuffer
+    from service.engine.framebuffer.redis import RedisFrameBuffer
+
+    trips = _RoundTrips()
+    window = int(case.split("-")[1])
+    memory, redis = MemoryFrameBuffer(), RedisFrameBuffer(url)
+    mem_ms, red_ms, per_frame_trips = [], [], []
+    for _ in range(rounds):
+        mem_ms.append(await _append_ms(memory, frames, window))
+        sent = trips.count
+        red_ms.append(await _append_ms(redis, frames, window))
+        per_frame_trips.append((trips.count - sent - 2) / frames)  # less the stream's create and delete
+    await redis.aclose()
+    return {
+        "memory_ms": mem_ms,
+        "redis_ms": red_ms,
+        "round_trips_per_frame": per_frame_trips,
+        "torch": torch.__version__,
+    }
+
+
 async def _child(case: str, url: str, frames_timed: int, rounds: int, threads: int) -> dict[str, Any]:
     import torch
+
+    if case.startswith("buffer-"):
+        return await _buffer_child(case, url, frames_timed, rounds)
 
     from service.engine.framebuffer import MemoryFrameBuffer
     from service.engine.framebuffer.redis import RedisFrameBuffer

@@ -48,6 +48,19 @@ class ClipOutcome:
     frames_processed: int = 0
 
 
+@dataclass(frozen=True)
+class ClipReading:
+    """How a posted clip is read: within ``limits``, every ``every_nth`` frame kept, decode times to ``metrics``."""
+
+    limits: LimitSettings
+    every_nth: int
+    metrics: Metrics
+
+    async def open(self, upload: Upload) -> ClipReader:
+        """The upload's reader (its header probed on a worker thread)."""
+        return await asyncio.to_thread(ClipReader, upload.file.file, upload.kind, self.limits, self.every_nth)
+
+
 def _renumbered(results: list[FrameResult], source_index: list[int]) -> list[FrameResult]:
     return [FrameResult(source_index[r.frame_index], r.timestamp_s, r.people) for r in results]
 
@@ -58,19 +71,14 @@ async def _next_frame(frames: Iterator[DecodedFrame]) -> DecodedFrame | None:
 
 
 async def run_clip_frame_by_frame(
-    engine: EngineClient,
-    upload: Upload,
-    options: EstimateOptions,
-    limits: LimitSettings,
-    metrics: Metrics,
-    every_nth: int,
-    deadline: float,
+    engine: EngineClient, upload: Upload, options: EstimateOptions, reading: ClipReading, deadline: float
 ) -> ClipOutcome:
     """Decode ``upload`` frame by frame and push each frame (engine indices 0, 1, 2, ...) into a
     fresh engine stream, then flush its tail. The stream is closed whatever happens. Slow: one frame
     at a time, so a clip's frames never share a detector batch; kept to measure :func:`run_clip` against."""
     outcome = ClipOutcome()
-    reader = await asyncio.to_thread(ClipReader, upload.file.file, upload.kind, limits, every_nth)
+    reader = await reading.open(upload)
+    metrics = reading.metrics
     stream_id = "clip-" + secrets.token_urlsafe(18)
     stream_open = False
     source_index: list[int] = []
@@ -174,19 +182,12 @@ class _DecodeAhead:
 
 
 async def run_clip(
-    engine: EngineClient,
-    upload: Upload,
-    options: EstimateOptions,
-    limits: LimitSettings,
-    metrics: Metrics,
-    every_nth: int,
-    deadline: float,
+    engine: EngineClient, upload: Upload, options: EstimateOptions, reading: ClipReading, deadline: float
 ) -> ClipOutcome:
     """Decode ``upload`` on a thread while the engine runs it (``engine.estimate_clip``), the engine taking
     frames as it has room; results in source order (``frame_index`` = source frame index). ``decode_ms`` is
     the decoding thread's time, ``engine_ms`` the wall time of the engine call (decoding overlaps it)."""
-    reader = await asyncio.to_thread(ClipReader, upload.file.file, upload.kind, limits, every_nth)
-    decoder = _DecodeAhead(reader, DECODE_AHEAD, metrics)
+    decoder = _DecodeAhead(await reading.open(upload), DECODE_AHEAD, reading.metrics)
 
     async def frames() -> AsyncIterator[Frame]:
         async for decoded in decoder.frames():

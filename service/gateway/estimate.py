@@ -20,7 +20,7 @@ from service.engine.types import (
     ImageFrame,
     ModelInfo,
 )
-from service.gateway.clips import run_clip
+from service.gateway.clips import ClipReading, run_clip
 from service.gateway.deps import box_source_for, keypoints_model, resolve_model
 from service.gateway.inputs import Upload, read_upload_image
 from service.gateway.jobs.chunked import chunk_limit, estimate_in_chunks
@@ -65,7 +65,8 @@ async def estimate_media(ctx: EstimateContext, upload: Upload, options: Estimate
         request = EstimateRequest(ctx.request_id, [ImageFrame(image=image.data)], options, ctx.deadline)
         result = await ctx.engine.estimate(request)
         return Estimated(result.model, result.box_source, result.frames, result.timings_ms)
-    outcome = await run_clip(ctx.engine, upload, options, settings.limits, ctx.metrics, every_nth, ctx.deadline)
+    reading = ClipReading(settings.limits, every_nth, ctx.metrics)
+    outcome = await run_clip(ctx.engine, upload, options, reading, ctx.deadline)
     timings = {"decode": outcome.decode_ms, "engine": outcome.engine_ms}
     return Estimated(info, box_source_for(options, settings), outcome.frames, timings)
 
