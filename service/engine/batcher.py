@@ -87,7 +87,9 @@ class DynamicBatcher(Generic[In, Out]):
         executor: thread(s) for ``fn``; ``None`` = the loop's default executor.
         metrics: where batch sizes, queue time, stage time, queue depth and rejections go.
         size_of: units an item counts for (e.g. the number of people in a frame); default 1.
-        clock: seconds, monotonic (``time.monotonic``); deadlines are instants of the same clock.
+
+    Attribute ``clock``: seconds, monotonic (``time.monotonic``); deadlines are instants of the same clock (a test
+    replaces it with a fake one before the first submit).
     """
 
     def __init__(
@@ -99,7 +101,6 @@ class DynamicBatcher(Generic[In, Out]):
         executor: Executor | None = None,
         metrics: Metrics | None = None,
         size_of: Callable[[In], int] | None = None,
-        clock: Clock = time.monotonic,
     ) -> None:
         self.stage = stage
         self._fn = fn
@@ -112,7 +113,7 @@ class DynamicBatcher(Generic[In, Out]):
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        self._clock = clock
+        self.clock: Clock = time.monotonic
         self.rate = ServiceRate(limits.rate_window_s)
         self._in_flight: InFlight | None = None
         self._last_done: float | None = None
@@ -132,7 +133,7 @@ class DynamicBatcher(Generic[In, Out]):
 
     def expected_wait_s(self, units: int = 1) -> float | None:
         """Seconds until ``units`` more, queued now, would be computed (the measured rate; ``None`` before it)."""
-        return expected_wait(self.rate, self._queued_units, units, self._in_flight, self._clock())
+        return expected_wait(self.rate, self._queued_units, units, self._in_flight, self.clock())
 
     @property
     def mean_batch_size(self) -> float:
@@ -196,7 +197,7 @@ class DynamicBatcher(Generic[In, Out]):
         if self._closed:
             raise Unavailable(f"{self.stage}: engine is shutting down")
         sizes = [max(1, self._size_of(item)) if self._size_of else 1 for item in items]
-        now = self._clock()
+        now = self.clock()
         self._admit(sum(sizes), deadline, now)
         self.start()
         loop = asyncio.get_running_loop()
@@ -242,7 +243,7 @@ class DynamicBatcher(Generic[In, Out]):
             await self._wakeup.wait()
         close_at = self._queue[0].queued_at + self.limits.max_delay_ms / 1000.0
         while self._queued_units < self.limits.max_batch_size:
-            remaining = close_at - self._clock()
+            remaining = close_at - self.clock()
             if remaining <= 0:
                 return
             self._wakeup.clear()
@@ -250,7 +251,7 @@ class DynamicBatcher(Generic[In, Out]):
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
 
     def _take_batch(self) -> list[_Job[In, Out]]:
-        now = self._clock()
+        now = self.clock()
         batch: list[_Job[In, Out]] = []
         units = 0
         while self._queue and (not batch or units + self._queue[0].size <= self.limits.max_batch_size):
@@ -287,7 +288,7 @@ class DynamicBatcher(Generic[In, Out]):
     async def _process(self, batch: list[_Job[In, Out]]) -> None:
         """Compute one batch and settle every job's future (a result, or this job's own error)."""
         loop = asyncio.get_running_loop()
-        started = self._clock()
+        started = self.clock()
         self._in_flight = InFlight(sum(job.size for job in batch), started)
         try:
             live, outputs = await loop.run_in_executor(self._executor, self._compute, batch)
@@ -302,7 +303,7 @@ class DynamicBatcher(Generic[In, Out]):
             for job, out in zip(live, outputs, strict=True):
                 if not job.future.done():
                     job.future.set_result(out)
-        done = self._clock()
+        done = self.clock()
         if live:
             units = sum(job.size for job in live)
             self.batches_run += 1
@@ -324,7 +325,7 @@ class DynamicBatcher(Generic[In, Out]):
     def _compute(self, batch: list[_Job[In, Out]]) -> tuple[list[_Job[In, Out]], Sequence[Out]]:
         """In the worker thread: drop jobs whose deadline passed (or whose caller left) while the batch waited
         for the thread, then run the batch function on the rest."""
-        now = self._clock()
+        now = self.clock()
         live = [j for j in batch if not j.future.done() and (j.deadline is None or now <= j.deadline)]
         if not live:
             return live, []
@@ -353,7 +354,7 @@ class DynamicBatcher(Generic[In, Out]):
         for job in batch:
             if job.future.done():
                 continue
-            if job.deadline is not None and self._clock() > job.deadline:
+            if job.deadline is not None and self.clock() > job.deadline:
                 self._count_rejection("deadline")
                 job.future.set_exception(DeadlineExceeded(f"deadline passed before {self.stage} started"))
                 continue

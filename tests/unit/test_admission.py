@@ -66,7 +66,9 @@ def batcher_on(
 ) -> tuple[DynamicBatcher[float, float], Compute]:
     fn = Compute(clock)
     limits = BatcherLimits(4, 0.0, max_queue, retry_after_s=0.75)
-    return DynamicBatcher("detect", fn, limits, executor=executor, metrics=metrics, clock=clock), fn
+    batcher = DynamicBatcher[float, float]("detect", fn, limits, executor=executor, metrics=metrics)
+    batcher.clock = clock
+    return batcher, fn
 
 
 async def until(condition: object, what: str) -> None:
