@@ -175,7 +175,7 @@ async def run(args: argparse.Namespace, proc: subprocess.Popen[str], work: Path)
     for r in range(args.rounds):
         before = os.getloadavg()
         found = await one_round(args, proc, engines, work, clip, cells)
-        runs = engines["realtime"].metrics.registry.get_sample_value("pose3d_person_detector_runs_total")
+        runs = engines["realtime"].metrics.person_detector_run_count()
         print(
             f"round {r + 1}: load {before[0]:.2f} → {os.getloadavg()[0]:.2f}; "
             + ", ".join(f"{k} {v[-1]:.2f}" for k, v in cells.items() if not k.endswith("cpu"))

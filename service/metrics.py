@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+PERSON_DETECTOR_REASONS: Final = ("every_frame", "pose_guide", "asked")
+"""Why the person detector ran on a frame (the ``reason`` label of ``pose3d_person_detector_runs_total``)."""
 
 
 class Metrics:
@@ -59,9 +65,14 @@ class Metrics:
         self.rejected_total = Counter("pose3d_rejected", "Rejected work by reason", ["reason"], registry=r)
         self.person_detector_runs = Counter(
             "pose3d_person_detector_runs",
-            "Frames on which the person detector ran (pose-guided boxes skip it)",
+            "Frames on which the person detector ran (pose-guided boxes skip it), by reason: every_frame (pose-guided"
+            " boxes off), pose_guide (the guide looked again: every k frames, a lost track, no previous frame), asked"
+            " (the frame asked for it: detect_people)",
+            ["reason"],
             registry=r,
         )
+        for reason in PERSON_DETECTOR_REASONS:
+            self.person_detector_runs.labels(reason=reason)  # exported at 0 from the start
         self.key_requests_total = Counter(
             "pose3d_key_requests",
             "Requests by API key id (from the key file) and outcome",
@@ -80,4 +91,11 @@ class Metrics:
             "CUDA memory reserved by the caching allocator",
             ["device"],
             registry=r,
+        )
+
+    def person_detector_run_count(self) -> float:
+        """Frames the person detector ran on so far, all reasons together."""
+        return sum(
+            self.registry.get_sample_value("pose3d_person_detector_runs_total", {"reason": r}) or 0.0
+            for r in PERSON_DETECTOR_REASONS
         )

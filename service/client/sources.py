@@ -21,9 +21,13 @@ RGBImage = npt.NDArray[np.uint8]
 
 @dataclass(frozen=True)
 class SourceFrame:
+    """One frame to stream. ``detect_people``: ask the server to run its person detector on this frame even
+    where pose-guided boxes would skip it (the caller knows someone came in, or the scene cut)."""
+
     index: int
     timestamp_s: float
     image: RGBImage  # (H, W, 3) uint8 RGB
+    detect_people: bool = False
 
 
 @dataclass(frozen=True)

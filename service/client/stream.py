@@ -112,8 +112,9 @@ class StreamConfig:
 
 
 class StreamClient:
-    """Runs one stream over ``frames`` (images, encoded here, or ready ``StreamFrame`` messages, e.g. 2D
-    keypoints; paced by their ``timestamp_s``); ``on_result`` gets each result as the REST-shaped JSON dict
+    """Runs one stream over ``frames`` (images, encoded here, each may ask for the person detector with
+    ``SourceFrame.detect_people``; or ready ``StreamFrame`` messages, e.g. 2D keypoints; paced by their
+    ``timestamp_s``); ``on_result`` gets each result as the REST-shaped JSON dict
     (plus ``latency_ms``); ``on_progress`` (optional) gets the stats after each result."""
 
     def __init__(
@@ -171,7 +172,9 @@ class StreamClient:
             if frame is None or isinstance(frame, pb.StreamFrame):
                 return frame
             data = encode_frame(frame.image, self.config.encoding)
-            return pb.StreamFrame(image=data, frame_index=frame.index, timestamp_s=frame.timestamp_s)
+            return pb.StreamFrame(
+                image=data, frame_index=frame.index, timestamp_s=frame.timestamp_s, detect_people=frame.detect_people
+            )
 
         message = await asyncio.to_thread(produce)
         if message is None:

@@ -87,20 +87,24 @@ class Pipeline(Stages):
     # -- the front: one frame's people -----------------------------------------------------------
 
     async def _find_boxes(
-        self, image: ByteImage, opts: FrameOptions, guide: GuideAt | None, deadline: float | None
+        self, image: ByteImage, opts: FrameOptions, guide: GuideAt | None, deadline: float | None, asked: bool
     ) -> FrameBoxes:
-        if opts.boxes is None and guide is not None and self.guide is not None:
+        """One frame's boxes: the client's, else the pose guide's (``guide``, when on and not ``asked``), else the
+        person detector's (counted by why it ran), else the whole frame."""
+        if opts.boxes is None and guide is not None and self.guide is not None and not asked:
             guided = await load_guided_boxes(guide, self.guide)
             if guided is not None:
                 return FrameBoxes(guided, np.ones(len(guided), np.float32), self.box_finder.default_source)
         if opts.boxes is None and self.box_finder.detector is not None:
-            self.metrics.person_detector_runs.inc()
+            reason = "asked" if asked else "pose_guide" if self.guide is not None else "every_frame"
+            self.metrics.person_detector_runs.labels(reason=reason).inc()
             return await self.boxes.submit(BoxItem(image, None, opts.max_people), deadline)
         return self.box_finder.find(image, opts.boxes, opts.max_people)
 
     async def prepare(self, frame: Frame, step: StreamStep, index: int) -> tuple[PreparedPeople, BoxSource]:
         """Frame ``index`` (in ``step``'s buffer) of the stream: its untracked people and where their boxes came
-        from (pose-guided boxes, when on, come from frame ``index - 1``'s keypoints)."""
+        from (pose-guided boxes, when on, come from frame ``index - 1``'s keypoints, unless the frame asks for the
+        person detector: ``ImageFrame.detect_people``)."""
         lifter, deadline, timings = step.lifter, step.deadline, step.timings
         if isinstance(frame, KeypointFrame):
             if lifter.needs_image:
@@ -116,7 +120,7 @@ class Pipeline(Stages):
         opts = step.options
         guide = GuideAt(step.buffer, step.stream_id, index) if self.guide is not None else None
         with timings.stage("boxes"):
-            found = await self._find_boxes(image, opts, guide, deadline)
+            found = await self._find_boxes(image, opts, guide, deadline, frame.detect_people)
         flip_features = lifter.needs_image and opts.flip_test
         item = DetectItem(image, found.boxes, found.scores, self.settings.detector.flip_test, flip_features)
         with timings.stage("detect"):

@@ -41,11 +41,14 @@ class BoxSource(StrEnum):
 @dataclass(frozen=True)
 class ImageFrame:
     """One video/image frame. ``image`` is either encoded bytes (JPEG/PNG/WebP; decoded by the
-    engine's decode stage) or a decoded ``(H, W, 3) uint8 RGB`` array."""
+    engine's decode stage) or a decoded ``(H, W, 3) uint8 RGB`` array. ``detect_people``: run the person
+    detector on this frame even where pose-guided boxes would skip it (the client knows someone came in, or
+    the scene cut); without client boxes and with a person detector served, else no effect."""
 
     image: bytes | ByteImage
     frame_index: int = 0
     timestamp_s: float | None = None
+    detect_people: bool = False
 
 
 @dataclass(frozen=True)

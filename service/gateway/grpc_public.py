@@ -225,12 +225,14 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
         limits = self.settings.limits
         kind = msg.WhichOneof("data")
         if kind == "keypoints":
+            if msg.detect_people:
+                raise InvalidInput("detect_people is for image frames: keypoint frames skip the person detector")
             return stream_keypoint_frame(msg, joint_set, limits)
         if kind != "image" or not msg.image:
             raise InvalidInput("a stream frame carries an encoded image or one person's keypoints")
         index, timestamp = check_frame_header(msg)
         image = checked_image(msg.image, limits)
-        return ImageFrame(image=image.data, frame_index=index, timestamp_s=timestamp)
+        return ImageFrame(image.data, index, timestamp, detect_people=msg.detect_people)
 
     async def _pump(
         self,

@@ -41,7 +41,7 @@ from service.gateway.schemas import (
 from service.gateway.schemas import (
     Frame as FrameOut,
 )
-from service.gateway.validation import check_boxes, parse_float, parse_int, stream_keypoint_frame
+from service.gateway.validation import check_boxes, parse_bool, parse_float, parse_int, stream_keypoint_frame
 from service.gateway.world_inputs import world_warnings
 
 router = APIRouter(tags=["streams"])
@@ -63,6 +63,12 @@ FRAME_BODY: dict[str, Any] = {
                         "file": {"type": "string", "format": "binary", "description": "JPEG/PNG/WebP frame"},
                         "frame_index": {"type": "integer", "minimum": 0, "maximum": MAX_FRAME_INDEX},
                         "timestamp_s": {"type": "number"},
+                        "detect_people": {
+                            "type": "boolean",
+                            "default": False,
+                            "description": "run the person detector on this frame even where pose-guided boxes "
+                            "would skip it (someone came in, the scene cut)",
+                        },
                     },
                 },
                 "encoding": {"file": {"contentType": "image/jpeg, image/png, image/webp"}},
@@ -133,8 +139,9 @@ async def _frame_from_body(request: Request) -> Frame:
     if frame_index is None:
         raise BadRequest("form field 'frame_index' is required")
     timestamp = parse_float("timestamp_s", form_text(form, "timestamp_s"))
+    detect_people = parse_bool("detect_people", form_text(form, "detect_people")) or False
     image = await read_upload_image(upload, limits)
-    return ImageFrame(image=image.data, frame_index=frame_index, timestamp_s=timestamp)
+    return ImageFrame(image.data, frame_index, timestamp, detect_people)
 
 
 @router.post(

@@ -5,7 +5,8 @@ text messages:
 
 1. client ``{"type": "open", ...the fields of StreamOpenRequest (model, mode, camera, smoothing, ...)}`` →
    server ``{"type": "opened", "stream_id", "model": {...}, "mode", "expires_after_idle_s", "warnings"}``;
-2. client ``{"type": "frame", "frame_index", "timestamp_s"?, "image": "<base64 JPEG/PNG/WebP>"}`` or a keypoints
+2. client ``{"type": "frame", "frame_index", "timestamp_s"?, "image": "<base64 JPEG/PNG/WebP>", "detect_people"?}``
+   (``detect_people``: run the person detector on this frame, as in REST) or a keypoints
    frame (the fields of ``StreamFrameKeypoints``) → server ``{"type": "results", "frame_index", "frames": [...],
    "timings_ms", "warnings"}`` with the frames this one completes (``frames`` as in REST, possibly empty, in index order);
 3. client ``{"type": "close"}`` → server ``{"type": "results", "final": true, "frames": tail}``, then closes (1000).
@@ -66,6 +67,7 @@ class ImageFrameMessage(BaseModel):
     frame_index: int = Field(ge=0, le=MAX_FRAME_INDEX)
     timestamp_s: float | None = None
     image: str = Field(description="base64 of a JPEG/PNG/WebP frame (a data: URL prefix is accepted)")
+    detect_people: bool = Field(False, description="run the person detector on this frame (see REST streams)")
 
 
 def _validated(model: type[BaseModel], message: dict[str, Any], where: str, drop_type: bool = True) -> Any:
@@ -149,7 +151,7 @@ class WsStream:
         if not sniff_media(data[:SNIFF_BYTES]).is_image:
             raise UnsupportedMediaType("a stream frame must be an image (JPEG, PNG, WebP)")
         image = await asyncio.to_thread(decode_image, data, self.limits)
-        return ImageFrame(image=image, frame_index=msg.frame_index, timestamp_s=msg.timestamp_s)
+        return ImageFrame(image, msg.frame_index, msg.timestamp_s, msg.detect_people)
 
     async def send_results(self, results: list[Any], started: float, **extra: Any) -> None:
         frames = [FrameOut.of(r).model_dump() for r in sorted(results, key=lambda r: r.frame_index)]

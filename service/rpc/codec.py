@@ -137,7 +137,9 @@ def frame_to_pb(frame: Frame) -> wpb.WorkerFrame:
         msg.keypoints.scores.extend(np.asarray(frame.scores, dtype=np.float32).ravel().tolist())
         msg.image_width, msg.image_height = frame.image_size
         msg.joint_set = JOINT_SET_TO_PB[frame.joint_set]
-    elif isinstance(frame.image, bytes):
+        return msg
+    msg.detect_people = frame.detect_people
+    if isinstance(frame.image, bytes):
         msg.encoded_image = frame.image
     else:
         image = np.ascontiguousarray(frame.image, dtype=np.uint8)
@@ -166,12 +168,12 @@ def frame_from_pb(msg: wpb.WorkerFrame) -> Frame:
             timestamp_s=timestamp,
         )
     if kind == "encoded_image":
-        return ImageFrame(image=msg.encoded_image, frame_index=msg.frame_index, timestamp_s=timestamp)
+        return ImageFrame(msg.encoded_image, msg.frame_index, timestamp, msg.detect_people)
     if kind == "raw_image":
         raw = msg.raw_image
         # a writable copy: the message's bytes are immutable and the pipeline hands arrays to torch
         array = np.frombuffer(raw.data, dtype=np.uint8).reshape(raw.height, raw.width, 3).copy()
-        return ImageFrame(image=array, frame_index=msg.frame_index, timestamp_s=timestamp)
+        return ImageFrame(array, msg.frame_index, timestamp, msg.detect_people)
     raise ValueError("WorkerFrame carries no data")
 
 

@@ -108,8 +108,7 @@ def _frames(present: list[bool]) -> list[Frame]:
 
 
 def _runs(engine: InProcessEngine) -> float:
-    value = engine.metrics.registry.get_sample_value("pose3d_person_detector_runs_total")
-    return float(value or 0.0)
+    return engine.metrics.person_detector_run_count()
 
 
 async def test_steady_clip_runs_the_detector_once_in_k_frames(engine: InProcessEngine) -> None:

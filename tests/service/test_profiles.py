@@ -67,7 +67,7 @@ async def test_realtime_profile_serves_with_stand_in_weights(tmp_path: Path) -> 
         ]
         result = await engine.estimate(EstimateRequest("rt", frames, EstimateOptions(mode=WindowMode.CAUSAL)))
         assert [len(f.people) for f in result.frames] == [1] * 12
-        runs = engine.metrics.registry.get_sample_value("pose3d_person_detector_runs_total")
+        runs = engine.metrics.person_detector_run_count()
         assert runs == 2  # frames 0 and 10
     finally:
         await engine.aclose()
@@ -103,4 +103,5 @@ def test_realtime_profile_serves_image_clip_and_stream_through_the_gateway(tmp_p
         np.testing.assert_allclose(_poses(streamed), _poses(whole.json()["frames"]), atol=1e-4)
         metrics = client.get("/metrics").text
     runs = [line for line in metrics.splitlines() if line.startswith("pose3d_person_detector_runs_total")]
-    assert runs == ["pose3d_person_detector_runs_total 5.0"]  # the image, then frames 0 and 10 twice
+    assert 'pose3d_person_detector_runs_total{reason="pose_guide"} 5.0' in runs  # the image, frames 0 and 10 twice
+    assert 'pose3d_person_detector_runs_total{reason="asked"} 0.0' in runs

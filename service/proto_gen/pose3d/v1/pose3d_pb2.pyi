@@ -245,20 +245,22 @@ class StreamOpen(_message.Message):
     def __init__(self, options: _Optional[_Union[Options, _Mapping]] = ..., stream_id: _Optional[str] = ..., joint_set: _Optional[_Union[JointSet, str]] = ...) -> None: ...
 
 class StreamFrame(_message.Message):
-    __slots__ = ("image", "keypoints", "frame_index", "timestamp_s", "image_width", "image_height")
+    __slots__ = ("image", "keypoints", "frame_index", "timestamp_s", "image_width", "image_height", "detect_people")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     KEYPOINTS_FIELD_NUMBER: _ClassVar[int]
     FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_S_FIELD_NUMBER: _ClassVar[int]
     IMAGE_WIDTH_FIELD_NUMBER: _ClassVar[int]
     IMAGE_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    DETECT_PEOPLE_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     keypoints: Keypoints2D
     frame_index: int
     timestamp_s: float
     image_width: int
     image_height: int
-    def __init__(self, image: _Optional[bytes] = ..., keypoints: _Optional[_Union[Keypoints2D, _Mapping]] = ..., frame_index: _Optional[int] = ..., timestamp_s: _Optional[float] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ...) -> None: ...
+    detect_people: bool
+    def __init__(self, image: _Optional[bytes] = ..., keypoints: _Optional[_Union[Keypoints2D, _Mapping]] = ..., frame_index: _Optional[int] = ..., timestamp_s: _Optional[float] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ..., detect_people: _Optional[bool] = ...) -> None: ...
 
 class StreamEstimateRequest(_message.Message):
     __slots__ = ("open", "frame")

@@ -18,7 +18,7 @@ class RawImage(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., height: _Optional[int] = ..., width: _Optional[int] = ...) -> None: ...
 
 class WorkerFrame(_message.Message):
-    __slots__ = ("encoded_image", "raw_image", "keypoints", "frame_index", "timestamp_s", "image_width", "image_height", "joint_set")
+    __slots__ = ("encoded_image", "raw_image", "keypoints", "frame_index", "timestamp_s", "image_width", "image_height", "joint_set", "detect_people")
     ENCODED_IMAGE_FIELD_NUMBER: _ClassVar[int]
     RAW_IMAGE_FIELD_NUMBER: _ClassVar[int]
     KEYPOINTS_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,7 @@ class WorkerFrame(_message.Message):
     IMAGE_WIDTH_FIELD_NUMBER: _ClassVar[int]
     IMAGE_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     JOINT_SET_FIELD_NUMBER: _ClassVar[int]
+    DETECT_PEOPLE_FIELD_NUMBER: _ClassVar[int]
     encoded_image: bytes
     raw_image: RawImage
     keypoints: _pose3d_pb2.Keypoints2D
@@ -35,7 +36,8 @@ class WorkerFrame(_message.Message):
     image_width: int
     image_height: int
     joint_set: _pose3d_pb2.JointSet
-    def __init__(self, encoded_image: _Optional[bytes] = ..., raw_image: _Optional[_Union[RawImage, _Mapping]] = ..., keypoints: _Optional[_Union[_pose3d_pb2.Keypoints2D, _Mapping]] = ..., frame_index: _Optional[int] = ..., timestamp_s: _Optional[float] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ..., joint_set: _Optional[_Union[_pose3d_pb2.JointSet, str]] = ...) -> None: ...
+    detect_people: bool
+    def __init__(self, encoded_image: _Optional[bytes] = ..., raw_image: _Optional[_Union[RawImage, _Mapping]] = ..., keypoints: _Optional[_Union[_pose3d_pb2.Keypoints2D, _Mapping]] = ..., frame_index: _Optional[int] = ..., timestamp_s: _Optional[float] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ..., joint_set: _Optional[_Union[_pose3d_pb2.JointSet, str]] = ..., detect_people: _Optional[bool] = ...) -> None: ...
 
 class WorkerEstimateRequest(_message.Message):
     __slots__ = ("request_id", "frames", "options")
