@@ -22,7 +22,11 @@ from service.engine.types import EstimateOptions, EstimateRequest, Frame, ImageF
 from service.gateway.grpc_server import PublicGrpcServer
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
+from service.proto_gen.pose3d.v1 import worker_pb2_grpc
 from service.rpc import codec
+from service.rpc.remote_engine import RemoteEngineClient
+from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
+from service.worker.servicer import WorkerServicer
 from tests.service.media_samples import encode_image
 from tests.service.rest_support import LiveServer, live_server, tiny_settings
 from tests.service.test_engine_support import assert_same_poses
@@ -111,6 +115,29 @@ def test_worker_frames_carry_the_flag() -> None:
     back = codec.frame_from_pb(codec.frame_to_pb(ImageFrame(raw, 5)))
     assert isinstance(back, ImageFrame)
     assert not back.detect_people
+
+
+async def test_the_flag_crosses_to_a_worker(engine: InProcessEngine) -> None:
+    """Gateway → worker over real gRPC (``RemoteEngineClient`` → ``WorkerServicer`` → the engine)."""
+    server = new_server(16 * 1024 * 1024)
+    worker_pb2_grpc.add_WorkerServicer_to_server(WorkerServicer(Metrics(), engine), server)  # type: ignore[no-untyped-call]
+    await set_serving(add_health_and_reflection(server, [WORKER_SERVICE]), [WORKER_SERVICE], serving=True)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    client = RemoteEngineClient([f"127.0.0.1:{port}"], health_interval_s=0.2)
+    await client.start()
+    try:
+        info = await client.open_stream(EstimateOptions(mode=WindowMode.CAUSAL))
+        results = []
+        for f in _images():
+            results.extend(
+                await client.push_frame(info.stream_id, dataclasses.replace(f, detect_people=f.frame_index == ASKED))
+            )
+        _check_boxes([r.people[0].box.tolist() for r in results], [r.people[0].keypoints_2d for r in results])
+        assert (_runs(engine.metrics, "pose_guide"), _runs(engine.metrics, "asked")) == (3, 1)
+    finally:
+        await client.aclose()
+        await server.stop(0)
 
 
 @pytest.fixture(scope="module")
