@@ -5,13 +5,14 @@
     .venv/bin/python -m bench.clip --remote             # also through a worker over gRPC (loopback)
     .venv/bin/python -m bench.clip --device cuda        # GPU
 
-"Before" is :func:`service.gateway.clips.run_clip_frame_by_frame` (each decoded frame pushed into an engine
+"Before" is :func:`bench.clip_paths.run_clip_frame_by_frame` (each decoded frame pushed into an engine
 stream and answered before the next is decoded: batches of one); "after" is :func:`service.gateway.clips.run_clip`
-(decoding on a thread, the engine taking frames a detector batch ahead: a clip's frames share batches). Both
+(the clip sent encoded; the engine decodes it on a thread, taking frames a detector batch ahead: a clip's frames
+share batches). Both
 run on the same started engine, on the same synthetic MP4 (one whole-frame person per frame), after a
 warm-up of each. Random weights: speed does not depend on them. With ``--remote`` the engine sits behind a
 ``pose3d.v1`` worker servicer on a loopback gRPC port and the gateway side is a ``RemoteEngineClient``
-(before: one ``PushFrame`` per frame; after: ``PushFrames`` chunks). Prints frames/s, people per detector
+(before: one ``PushFrame`` per frame; after: one ``PushClip`` call carrying the encoded clip). Prints frames/s, people per detector
 batch, and the after/before ratio.
 """
 
@@ -30,6 +31,7 @@ import torch
 from prometheus_client import generate_latest
 from starlette.datastructures import UploadFile
 
+from bench.clip_paths import run_clip_frame_by_frame
 from service.client.sources import write_synthetic_clip
 from service.config import (
     CommonSettings,
@@ -42,7 +44,7 @@ from service.config import (
 )
 from service.engine.inprocess import InProcessEngine
 from service.engine.types import EngineClient, EstimateOptions
-from service.gateway.clips import ClipOutcome, ClipReading, run_clip, run_clip_frame_by_frame
+from service.gateway.clips import ClipOutcome, run_clip
 from service.gateway.inputs import Upload
 from service.gateway.media import MediaKind
 from service.metrics import Metrics
@@ -91,7 +93,7 @@ async def measure(path: ClipPath, engine: EngineClient, clip: bytes, metrics: Me
     limits = LimitSettings(max_clip_frames=100_000, max_clip_seconds=100_000, max_body_bytes=1 << 40)
     batches, people = detect_batches(metrics)
     started = time.perf_counter()
-    outcome = await path(engine, upload, EstimateOptions(), ClipReading(limits, 1, Metrics()), time.monotonic() + 3600)
+    outcome = await path(engine, upload, EstimateOptions(), limits, 1, time.monotonic() + 3600)
     seconds = time.perf_counter() - started
     batches_after, people_after = detect_batches(metrics)
     ran = batches_after - batches
@@ -123,7 +125,7 @@ async def main(args: argparse.Namespace) -> None:
     try:
         await compare("in-process", engine, clip, warm, metrics)
         if args.remote:
-            server = new_server(512 * 1024 * 1024)
+            server = new_server(128 * 1024 * 1024)
             worker_pb2_grpc.add_WorkerServicer_to_server(WorkerServicer(metrics, engine), server)  # type: ignore[no-untyped-call]
             health = add_health_and_reflection(server, [WORKER_SERVICE])
             await set_serving(health, [WORKER_SERVICE], serving=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, TypeVar
+from typing import Annotated, Any, Final, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
@@ -133,6 +133,10 @@ class EngineSettings(_Frozen):
         return size, delay
 
 
+WORKER_MESSAGE_HEADROOM_BYTES: Final = 1024 * 1024
+"""Room in a gateway ↔ worker message beyond the encoded media it carries (options, ids, limits, framing)."""
+
+
 class LimitSettings(_Frozen):
     max_body_bytes: int = 64 * 1024 * 1024
     max_image_pixels: int = 40_000_000
@@ -145,6 +149,10 @@ class LimitSettings(_Frozen):
     retry_after_s: float = Field(1.0, gt=0.0, description="Retry-After sent with 429/503 from the gateway")
     render_workers: int = Field(2, ge=1, description="threads rendering PNG/MP4 and exports, off the event loop")
     render_queue: int = Field(8, ge=0, description="renders/exports waiting for a thread before 503s are sent")
+
+
+DEFAULT_WORKER_MESSAGE_BYTES: Final = LimitSettings().max_body_bytes + WORKER_MESSAGE_HEADROOM_BYTES
+"""The gateway ↔ worker message limit with default limits: the largest encoded upload plus headroom (65 MiB)."""
 
 
 class JobSettings(_Frozen):
@@ -254,11 +262,11 @@ class GatewaySettings(CommonSettings):
     grpc_stream_buffer: int = Field(
         16, ge=1, le=4096, description="results queued per gRPC stream; a slow reader stops its own stream past this"
     )
-    worker_max_message_bytes: int = Field(
-        128 * 1024 * 1024,
+    worker_max_message_bytes: int | None = Field(
+        None,
         ge=1024,
-        description="gateway ↔ worker gRPC limit: images travel encoded (≤ limits.max_body_bytes); the largest "
-        "message is one decoded clip frame at limits.max_image_pixels (40 Mpx × 3 B = 114 MiB)",
+        description="gateway ↔ worker gRPC message limit; None = limits.max_body_bytes + 1 MiB: images and clips "
+        "travel encoded (at most limits.max_body_bytes), a clip's results come back in steps",
     )
     worker_health_interval_s: float = Field(1.0, gt=0.0, description="how often worker health is checked")
     worker_clip_chunk_frames: int = Field(
@@ -269,6 +277,10 @@ class GatewaySettings(CommonSettings):
         "(1 = one frame per call: bit-identical to streaming the clip, but never batched)",
     )
 
+    def worker_message_limit(self) -> int:
+        """The gateway ↔ worker message limit in bytes (see ``worker_max_message_bytes``)."""
+        return self.worker_max_message_bytes or self.limits.max_body_bytes + WORKER_MESSAGE_HEADROOM_BYTES
+
 
 class WorkerSettings(CommonSettings):
     """`pose3d worker`."""
@@ -277,7 +289,9 @@ class WorkerSettings(CommonSettings):
     port: int = Field(50061, ge=0, le=65535)
     metrics_port: int = Field(9100, ge=0, le=65535)
     max_message_bytes: int = Field(
-        128 * 1024 * 1024, ge=1024, description="gateway ↔ worker gRPC message limit (see worker_max_message_bytes)"
+        DEFAULT_WORKER_MESSAGE_BYTES,
+        ge=1024,
+        description="gateway ↔ worker gRPC message limit: at least the gateways' (limits.max_body_bytes + 1 MiB)",
     )
     shutdown_grace_s: float = Field(5.0, ge=0.0, description="in-flight calls get this long on SIGTERM")
     tls: WorkerTlsSettings = WorkerTlsSettings()

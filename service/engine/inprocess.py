@@ -15,12 +15,13 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Final, TypeVar
 
 import torch
 
 from service.config import CommonSettings
+from service.engine.clips import clip_frames, push_clip
 from service.engine.context import FrameOptions, StreamStep, Timings
 from service.engine.door import admit
 from service.engine.framebuffer import FrameBuffer, StreamMeta
@@ -29,8 +30,10 @@ from service.engine.loader import Report, load_engine
 from service.engine.pipeline import Pipeline, async_frames
 from service.engine.streams import StreamReopened
 from service.engine.types import (
+    ClipProgress,
     ClipRequest,
     ClipResult,
+    EncodedClip,
     EstimateOptions,
     EstimateRequest,
     EstimateResult,
@@ -175,13 +178,23 @@ class InProcessEngine:
         lifter = self._lifter(request.options.model)
         step = self._clip_step(request.options, lifter, request.deadline)
         admit(pipeline, lifter, step.options, 1, 0, step.deadline)  # its first frame (the clip is still being decoded)
-        results, _ = await pipeline.run_clip(request.frames, step, look_ahead=pipeline.streamed_look_ahead)
+        async with clip_frames(request.frames, self.metrics) as (frames, decoder):  # an EncodedClip decodes here
+            results, _ = await pipeline.run_clip(frames, step, look_ahead=pipeline.streamed_look_ahead)
         results = place_clip(results, request.options.camera, request.options.smoothing)
-        return ClipResult(request.request_id, lifter.name, results, _ms(step.timings, started))
+        ms = _ms(step.timings, started)
+        if decoder is not None:
+            ms["decode"] = round(ms.get("decode", 0.0) + decoder.decode_ms, 3)
+        return ClipResult(request.request_id, lifter.name, results, ms)
 
     def _clip_step(self, options: EstimateOptions, lifter: ServedLifter, deadline: float | None) -> StreamStep:
         opts = _frame_options(options, lifter)
         return self.pipeline.clip_step(lifter, opts, options.mode, self._deadline(deadline))
+
+    def push_clip(
+        self, stream_id: str, clip: EncodedClip, chunk_frames: int, chunk_timeout_s: float
+    ) -> AsyncGenerator[ClipProgress]:
+        """Decode ``clip`` here and push its frames into the stream in chunks (:func:`clips.push_clip`)."""
+        return push_clip(self, stream_id, clip, chunk_frames, chunk_timeout_s, self.metrics)
 
     async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo:
         lifter = self._lifter(options.model)

@@ -6,7 +6,7 @@ Every array is numpy; shapes and units are stated per field. Results use Human3.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -157,6 +157,44 @@ class EstimateResult:
     timings_ms: dict[str, float]
 
 
+@dataclass(frozen=True)
+class ClipLimits:
+    """What a clip may hold, checked from its header at the gateway and again while the engine decodes it
+    (headers can lie): frames kept, seconds, the longest frame side (pixels) and pixels per frame."""
+
+    max_clip_frames: int
+    max_clip_seconds: float
+    max_frame_side: int
+    max_image_pixels: int
+
+
+@dataclass(frozen=True)
+class EncodedClip:
+    """A clip as its encoded container bytes, decoded by the engine's decode stage (the gateway only probes
+    its header). ``container``: ``mp4`` | ``mov`` | ``webm`` | ``avi`` (sniffed from the magic bytes); every
+    ``every_nth`` decoded frame is kept (kept frame ``k`` is source frame ``k * every_nth``); kept frames at
+    positions before ``start`` are decoded but not run (a resumed job)."""
+
+    data: bytes
+    container: str
+    limits: ClipLimits
+    every_nth: int = 1
+    start: int = 0
+
+    def source_index(self, position: int) -> int:
+        """The source frame index of kept frame ``position``."""
+        return position * self.every_nth
+
+
+@dataclass(frozen=True)
+class ClipProgress:
+    """One step of :meth:`EngineClient.push_clip`: the results it completed (stream positions as
+    ``frame_index``) and how many of the clip's kept frames have been decoded so far (skipped ones included)."""
+
+    results: list[FrameResult]
+    frames_decoded: int
+
+
 @dataclass
 class ClipRequest:
     """A clip whose frames arrive while it runs (e.g. decoded as the engine asks for them).
@@ -165,12 +203,13 @@ class ClipRequest:
     takes only a bounded number of them ahead of the frames it has finished (its look-ahead), so a clip of any
     length holds a bounded number of decoded frames, and the frames in flight share the engine's batches.
     A frame's ``frame_index``/``timestamp_s`` are only reported back in its result: the clip is windowed by
-    position, exactly as if its frames were pushed 0, 1, 2, ... into a fresh stream. ``deadline``: a
-    ``time.monotonic()`` instant.
+    position, exactly as if its frames were pushed 0, 1, 2, ... into a fresh stream. ``frames`` may instead be an
+    :class:`EncodedClip`, which the engine decodes itself (results then carry source frame indices, and
+    ``timings_ms["decode"]`` the decoding time). ``deadline``: a ``time.monotonic()`` instant.
     """
 
     request_id: str
-    frames: AsyncIterable[Frame]
+    frames: AsyncIterable[Frame] | EncodedClip
     options: EstimateOptions = field(default_factory=EstimateOptions)
     deadline: float | None = None
 
@@ -226,6 +265,15 @@ class EngineClient(Protocol):
     async def estimate_clip(self, request: ClipRequest) -> ClipResult:
         """Run a clip whose frames arrive as an async source, holding a bounded number of them at once;
         the same results as pushing its frames into a fresh stream and closing it."""
+        ...
+
+    def push_clip(
+        self, stream_id: str, clip: EncodedClip, chunk_frames: int, chunk_timeout_s: float
+    ) -> AsyncGenerator[ClipProgress]:
+        """Decode ``clip`` in the engine and push its kept frames from position ``clip.start`` on into stream
+        ``stream_id`` (at their positions), ``chunk_frames`` per step, each step within ``chunk_timeout_s``;
+        yields each step's results. The stream is not closed. Pushing again from an earlier position replays
+        (frames are keyed by index)."""
         ...
 
     async def close_stream(self, stream_id: str) -> list[FrameResult]:

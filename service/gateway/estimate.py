@@ -20,7 +20,7 @@ from service.engine.types import (
     ImageFrame,
     ModelInfo,
 )
-from service.gateway.clips import ClipReading, run_clip
+from service.gateway.clips import run_clip
 from service.gateway.deps import box_source_for, keypoints_model, resolve_model
 from service.gateway.inputs import Upload, read_upload_image
 from service.gateway.jobs.chunked import chunk_limit, estimate_in_chunks
@@ -52,8 +52,8 @@ class Estimated:
 
 
 async def estimate_media(ctx: EstimateContext, upload: Upload, options: EstimateOptions, every_nth: int) -> Estimated:
-    """An image (checked from its headers, sent encoded; the engine decodes it) or a clip (decoded here,
-    streamed through the engine). ``options.model`` None = the configured default for the media kind."""
+    """An image or a clip, checked from its headers and sent encoded (the engine decodes it).
+    ``options.model`` None = the configured default for the media kind."""
     settings = ctx.settings
     default = settings.default_image_model if upload.kind.is_image else settings.default_clip_model
     info = await resolve_model(ctx.engine, options.model or default)
@@ -65,8 +65,7 @@ async def estimate_media(ctx: EstimateContext, upload: Upload, options: Estimate
         request = EstimateRequest(ctx.request_id, [ImageFrame(image=image.data)], options, ctx.deadline)
         result = await ctx.engine.estimate(request)
         return Estimated(result.model, result.box_source, result.frames, result.timings_ms)
-    reading = ClipReading(settings.limits, every_nth, ctx.metrics)
-    outcome = await run_clip(ctx.engine, upload, options, reading, ctx.deadline)
+    outcome = await run_clip(ctx.engine, upload, options, settings.limits, every_nth, ctx.deadline)
     timings = {"decode": outcome.decode_ms, "engine": outcome.engine_ms}
     return Estimated(info, box_source_for(options, settings), outcome.frames, timings)
 

@@ -1,5 +1,6 @@
-"""Media handling at the gateway: sniff the container by magic bytes, probe image sizes from headers
-before decoding (decompression bombs), decode images, and stream-decode clips frame by frame.
+"""Media handling at the gateway: sniff the container by magic bytes, probe image sizes and clip headers
+before any decoding (decompression bombs). Images and clips then travel encoded to the engine, whose decode
+stage decodes them (:mod:`service.engine.clips` for clips); :func:`decode_image` is for what the gateway draws.
 
 Nothing here trusts the client's content type: the first bytes decide. Every failure is a
 ``service.errors`` exception (415 unsupported, 413 too large, 422 undecodable).
@@ -7,19 +8,17 @@ Nothing here trusts the client's content type: the first bytes decide. Every fai
 
 from __future__ import annotations
 
+import io
 import struct
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import BinaryIO
 
 import cv2
 import numpy as np
 
 from service.config import LimitSettings
-from service.engine.types import ByteImage
-from service.errors import DecodeFailed, PayloadTooLarge, UnsupportedMediaType
+from service.engine.clips import ClipInfo, ClipReader, DecodedFrame, check_frame_size
+from service.engine.types import ByteImage, ClipLimits
+from service.errors import DecodeFailed, UnsupportedMediaType
 
 SNIFF_BYTES = 32
 """How many leading bytes :func:`sniff_media` needs."""
@@ -40,8 +39,6 @@ class MediaKind(StrEnum):
 
 
 _IMAGE_KINDS = frozenset({MediaKind.JPEG, MediaKind.PNG, MediaKind.WEBP})
-_DEMUXERS = {MediaKind.MP4: "mov", MediaKind.MOV: "mov", MediaKind.WEBM: "matroska", MediaKind.AVI: "avi"}
-"""The FFmpeg demuxer forced for each sniffed clip kind (never auto-probed from client data)."""
 _QUICKTIME_LEADING_ATOMS = frozenset({b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"})
 SUPPORTED_MEDIA = "JPEG, PNG, WebP images; MP4, MOV, WebM, AVI clips"
 
@@ -136,18 +133,6 @@ def probe_image_size(data: bytes, kind: MediaKind) -> tuple[int, int]:
     return _HEADER_PROBES[kind](data)
 
 
-def check_frame_size(width: int, height: int, limits: LimitSettings, what: str = "image") -> None:
-    """Raise PayloadTooLarge (413) past the pixel / side limits, DecodeFailed (422) for empty sizes."""
-    if width <= 0 or height <= 0:
-        raise DecodeFailed(f"{what} has an empty size {width}x{height}")
-    if max(width, height) > limits.max_frame_side:
-        raise PayloadTooLarge(f"{what} is {width}x{height}; the longest side may be at most {limits.max_frame_side}")
-    if width * height > limits.max_image_pixels:
-        raise PayloadTooLarge(
-            f"{what} is {width}x{height} = {width * height} pixels; at most {limits.max_image_pixels} are accepted"
-        )
-
-
 def validate_image(data: bytes, limits: LimitSettings) -> tuple[MediaKind, int, int]:
     """Check an encoded image from its headers only (no pixel decoded): ``(kind, width, height)``.
 
@@ -181,142 +166,31 @@ def decode_image(data: bytes, limits: LimitSettings) -> ByteImage:
 # ---------------------------------------------------------------- clips
 
 
-@dataclass(frozen=True)
-class DecodedFrame:
-    """One decoded clip frame: ``index`` counts decoded frames of the source from 0 (before
-    subsampling); ``timestamp_s`` is the container's presentation time; ``image`` ``(H, W, 3) uint8`` RGB."""
-
-    index: int
-    timestamp_s: float | None
-    image: ByteImage
+def clip_limits(limits: LimitSettings) -> ClipLimits:
+    """The limits a clip travels with to the engine that decodes it (checked there again while decoding)."""
+    return ClipLimits(limits.max_clip_frames, limits.max_clip_seconds, limits.max_frame_side, limits.max_image_pixels)
 
 
-@dataclass(frozen=True)
-class ClipInfo:
-    """What the container header says (any of it may be unknown)."""
-
-    kind: MediaKind
-    width: int
-    height: int
-    fps: float | None
-    duration_s: float | None
-    frame_count: int | None
+def probe_clip(data: bytes, kind: MediaKind, limits: LimitSettings, every_nth: int = 1) -> ClipInfo:
+    """Blocking: check a clip from its container header (size, duration, frame count against ``limits``)
+    without decoding a frame; the engine decodes it (and checks again, since headers can lie).
+    Raises PayloadTooLarge (413) past the limits, DecodeFailed (422) for an unreadable container."""
+    with ClipReader(io.BytesIO(data), kind, limits, every_nth) as reader:
+        return reader.info
 
 
-def _clip_failed(exc: Exception) -> DecodeFailed:
-    return DecodeFailed(f"the clip could not be decoded: {exc}")
-
-
-class ClipReader:
-    """Streams a clip's frames from a seekable file object with PyAV, one decoded frame at a time.
-
-    Never holds more than the decoder's own few frames: memory does not grow with clip length.
-    Limits (frame size, duration, frame count) are checked from the header first, then again while
-    decoding, since headers can lie. Use as a context manager; iteration is blocking (run it in a thread).
-    """
-
-    def __init__(self, file: BinaryIO, kind: MediaKind, limits: LimitSettings, every_nth: int = 1) -> None:
-        import av
-
-        if every_nth < 1:
-            raise ValueError("every_nth must be >= 1")
-        if kind.is_image:
-            raise ValueError(f"{kind.value} is an image, not a clip")
-        self._limits = limits
-        self._every_nth = every_nth
-        self._lock = threading.Lock()
-        self._closed = False
-        try:
-            self._container = av.open(file, mode="r", format=_DEMUXERS[kind], metadata_errors="ignore")
-        except (av.FFmpegError, ValueError, OSError) as exc:
-            raise _clip_failed(exc) from exc
-        try:
-            self.info = self._probe(kind)
-        except BaseException:
-            self.close()
-            raise
-
-    def _probe(self, kind: MediaKind) -> ClipInfo:
-        if not self._container.streams.video:
-            raise DecodeFailed("the clip has no video stream")
-        stream = self._container.streams.video[0]
-        if stream.codec_context is None:
-            raise DecodeFailed("the clip's video codec is unknown or unsupported")
-        stream.thread_type = "SLICE"
-        stream.codec_context.thread_count = 1
-        self._stream = stream
-        width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
-        if width and height:
-            check_frame_size(width, height, self._limits, "clip frame")
-        rate = stream.average_rate or stream.guessed_rate
-        fps = float(rate) if rate else None
-        duration_s: float | None = None
-        if stream.duration is not None and stream.time_base is not None:
-            duration_s = float(stream.duration * stream.time_base)
-        elif self._container.duration is not None:  # e.g. Matroska: the end time, counted from the start time
-            duration_s = max(0, self._container.duration - (self._container.start_time or 0)) / 1_000_000
-        frame_count = int(stream.frames) if stream.frames else None
-        info = ClipInfo(kind, width, height, fps, duration_s, frame_count)
-        self._check_extent(duration_s or 0.0, 0 if frame_count is None else -(-frame_count // self._every_nth))
-        return info
-
-    def _check_extent(self, seconds: float, frames_kept: int) -> None:
-        if seconds > self._limits.max_clip_seconds:
-            raise PayloadTooLarge(f"clip lasts {seconds:.1f} s; at most {self._limits.max_clip_seconds:g} s accepted")
-        if frames_kept > self._limits.max_clip_frames:
-            raise PayloadTooLarge(
-                f"clip has more than {self._limits.max_clip_frames} frames to process"
-                f" (every_nth={self._every_nth}); raise every_nth or cut the clip"
-            )
-
-    def frames(self) -> Iterator[DecodedFrame]:
-        """Yield every ``every_nth`` decoded frame in decoding order. Each step may run on any thread
-        (e.g. ``asyncio.to_thread(next, it)``); :meth:`close` waits for a step in progress, so closing
-        from another thread after a cancelled step is safe."""
-        import av
-
-        decoder = self._container.decode(self._stream)
-        decoded = 0
-        kept = 0
-        fps = self.info.fps
-        first_timestamp: float | None = None  # clips cut from a recording keep its timestamps: measure from here
-        while True:
-            with self._lock:
-                if self._closed:
-                    return
-                try:
-                    frame = next(decoder, None)
-                    if frame is None:
-                        break
-                    index = decoded
-                    decoded += 1
-                    if index % self._every_nth:
-                        continue
-                    timestamp = frame.time
-                    if timestamp is None and fps:
-                        timestamp = index / fps
-                    kept += 1
-                    if timestamp is not None and first_timestamp is None:
-                        first_timestamp = float(timestamp)
-                    elapsed = 0.0 if timestamp is None else float(timestamp) - (first_timestamp or 0.0)
-                    self._check_extent(elapsed, kept)
-                    check_frame_size(int(frame.width), int(frame.height), self._limits, "clip frame")
-                    image = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
-                except (av.FFmpegError, ValueError, OSError) as exc:
-                    raise _clip_failed(exc) from exc
-            yield DecodedFrame(index=index, timestamp_s=None if timestamp is None else float(timestamp), image=image)
-        if kept == 0:
-            raise DecodeFailed("the clip has no decodable video frame")
-
-    def close(self) -> None:
-        """Release the decoder (waits for a decoding step running on another thread)."""
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._container.close()
-
-    def __enter__(self) -> ClipReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+__all__ = [
+    "SNIFF_BYTES",
+    "SUPPORTED_MEDIA",
+    "ClipInfo",
+    "ClipReader",
+    "DecodedFrame",
+    "MediaKind",
+    "check_frame_size",
+    "clip_limits",
+    "decode_image",
+    "probe_clip",
+    "probe_image_size",
+    "sniff_media",
+    "validate_image",
+]

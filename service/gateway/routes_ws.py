@@ -45,7 +45,8 @@ from service.errors import (
     UnsupportedMediaType,
 )
 from service.gateway.deps import GatewayState, resolve_model
-from service.gateway.media import SNIFF_BYTES, decode_image, sniff_media
+from service.gateway.inputs import checked_image
+from service.gateway.media import SNIFF_BYTES, sniff_media
 from service.gateway.problem import problem_body, validation_problem
 from service.gateway.routes_estimate import random_weight_warnings
 from service.gateway.schemas import MAX_FRAME_INDEX, ModelRef, StreamFrameKeypoints, StreamOpenRequest
@@ -150,8 +151,8 @@ class WsStream:
             raise BadRequest("'image' is empty")
         if not sniff_media(data[:SNIFF_BYTES]).is_image:
             raise UnsupportedMediaType("a stream frame must be an image (JPEG, PNG, WebP)")
-        image = await asyncio.to_thread(decode_image, data, self.limits)
-        return ImageFrame(image, msg.frame_index, msg.timestamp_s, msg.detect_people)
+        image = checked_image(data, self.limits)  # headers only: the engine's decode stage decodes it
+        return ImageFrame(image.data, msg.frame_index, msg.timestamp_s, msg.detect_people)
 
     async def send_results(self, results: list[Any], started: float, **extra: Any) -> None:
         frames = [FrameOut.of(r).model_dump() for r in sorted(results, key=lambda r: r.frame_index)]

@@ -2,7 +2,8 @@
 
 Arrays cross the wire as flat ``repeated float`` (float32, so they round-trip exactly):
 ``keypoints_2d`` ``(17, 2)`` pixels, ``keypoint_scores`` ``(17,)``, ``keypoints_3d`` ``(17, 3)`` metres,
-``keypoints_3d_camera`` ``(17, 3)`` metres (empty: not placed), ``box`` ``(4,)`` xyxy pixels. Decoded images cross as ``(H, W, 3) uint8 RGB`` raw bytes.
+``keypoints_3d_camera`` ``(17, 3)`` metres (empty: not placed), ``box`` ``(4,)`` xyxy pixels. Images and clips cross
+encoded (the worker decodes them); a decoded ``(H, W, 3) uint8 RGB`` array (local tools) crosses as raw bytes.
 These functions only convert; the gateway validates public input (see ``service.gateway.grpc_inputs``).
 """
 
@@ -15,6 +16,9 @@ import numpy as np
 from model.joints import NUM_JOINTS, JointSet
 from service.engine.types import (
     BoxSource,
+    ClipLimits,
+    ClipProgress,
+    EncodedClip,
     EstimateOptions,
     EstimateResult,
     Frame,
@@ -177,6 +181,32 @@ def frame_from_pb(msg: wpb.WorkerFrame) -> Frame:
     raise ValueError("WorkerFrame carries no data")
 
 
+def clip_to_pb(clip: EncodedClip) -> wpb.EncodedClip:
+    """An encoded clip as it travels: its container bytes unchanged (the worker decodes them)."""
+    limits = clip.limits
+    return wpb.EncodedClip(
+        data=clip.data,
+        container=clip.container,
+        every_nth=clip.every_nth,
+        start=clip.start,
+        limits=wpb.ClipLimits(
+            max_clip_frames=limits.max_clip_frames,
+            max_clip_seconds=limits.max_clip_seconds,
+            max_frame_side=limits.max_frame_side,
+            max_image_pixels=limits.max_image_pixels,
+        ),
+    )
+
+
+def clip_from_pb(msg: wpb.EncodedClip) -> EncodedClip:
+    """Inverse of :func:`clip_to_pb`. Raises ``ValueError`` on a malformed message."""
+    if not msg.data or msg.every_nth < 1 or msg.start < 0 or not msg.HasField("limits"):
+        raise ValueError("EncodedClip needs data, every_nth >= 1, start >= 0 and limits")
+    lim = msg.limits
+    limits = ClipLimits(lim.max_clip_frames, lim.max_clip_seconds, lim.max_frame_side, lim.max_image_pixels)
+    return EncodedClip(msg.data, msg.container, limits, msg.every_nth, msg.start)
+
+
 # ---- results -------------------------------------------------------------------------------------------------
 
 
@@ -232,6 +262,16 @@ def frame_results_to_pb(results: list[FrameResult]) -> wpb.FrameResults:
 
 def frame_results_from_pb(msg: wpb.FrameResults) -> list[FrameResult]:
     return [frame_result_from_pb(r) for r in msg.frames]
+
+
+def clip_progress_to_pb(progress: ClipProgress) -> wpb.ClipProgress:
+    return wpb.ClipProgress(
+        frames=[frame_result_to_pb(r) for r in progress.results], frames_decoded=progress.frames_decoded
+    )
+
+
+def clip_progress_from_pb(msg: wpb.ClipProgress) -> ClipProgress:
+    return ClipProgress([frame_result_from_pb(r) for r in msg.frames], msg.frames_decoded)
 
 
 def model_info_to_pb(info: ModelInfo) -> pb.ModelInfo:

@@ -8,11 +8,14 @@ probed. Owners live in the quota store (Redis when deployed), so this holds acro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncGenerator, Sequence
 
 from service.engine.types import (
+    ClipProgress,
     ClipRequest,
     ClipResult,
+    EncodedClip,
     EngineClient,
     EstimateOptions,
     EstimateRequest,
@@ -64,6 +67,14 @@ class OwnedEngine:
 
     async def estimate_clip(self, request: ClipRequest) -> ClipResult:
         return await self.inner.estimate_clip(request)
+
+    async def push_clip(
+        self, stream_id: str, clip: EncodedClip, chunk_frames: int, chunk_timeout_s: float
+    ) -> AsyncGenerator[ClipProgress]:
+        await self._check(stream_id)
+        async with contextlib.aclosing(self.inner.push_clip(stream_id, clip, chunk_frames, chunk_timeout_s)) as steps:
+            async for step in steps:
+                yield step
 
     async def close_stream(self, stream_id: str) -> list[FrameResult]:
         await self._check(stream_id)

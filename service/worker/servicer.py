@@ -8,6 +8,10 @@ UNAVAILABLE so the gateway tries another worker.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Final
+
 from model.joints import H36M_JOINT_NAMES
 from service.engine.types import EngineClient, EstimateRequest
 from service.errors import Unavailable
@@ -16,7 +20,10 @@ from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import worker_pb2 as wpb
 from service.proto_gen.pose3d.v1 import worker_pb2_grpc
 from service.rpc import codec
-from service.rpc.handlers import Context, deadline_of, unary
+from service.rpc.handlers import Context, deadline_of, observed_call, unary
+
+_CHUNK_TIMEOUT_S: Final = 30.0
+"""A PushClip step's time when the request names none."""
 
 
 class WorkerServicer(worker_pb2_grpc.WorkerServicer):
@@ -59,6 +66,17 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         frames = [codec.frame_from_pb(f) for f in request.frames]
         results = await self._engine().push_frames(request.stream_id, frames, deadline_of(context))
         return codec.frame_results_to_pb(results)
+
+    async def PushClip(self, request: wpb.PushClipRequest, context: Context) -> AsyncIterator[wpb.ClipProgress]:
+        """Decode the clip here and push it into the stream, one message per step (see the proto)."""
+        async with observed_call(self.metrics, "worker.PushClip", context):
+            clip = codec.clip_from_pb(request.clip)
+            chunk = max(1, request.chunk_frames)
+            timeout_s = request.chunk_timeout_s if request.chunk_timeout_s > 0 else None
+            steps = self._engine().push_clip(request.stream_id, clip, chunk, timeout_s or _CHUNK_TIMEOUT_S)
+            async with contextlib.aclosing(steps):  # a cancelled call stops the decoding at once
+                async for step in steps:
+                    yield codec.clip_progress_to_pb(step)
 
     @unary("worker.CloseStream")
     async def CloseStream(self, request: wpb.StreamRef, context: Context) -> wpb.FrameResults:

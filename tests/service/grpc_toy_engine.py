@@ -9,16 +9,19 @@ see which engine served what.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 import numpy as np
 
 from model.joints import NUM_JOINTS
+from service.engine.clips import clip_frames, push_clip
 from service.engine.prepare import decode_image
 from service.engine.types import (
     BoxSource,
+    ClipProgress,
     ClipRequest,
     ClipResult,
+    EncodedClip,
     EstimateOptions,
     EstimateRequest,
     EstimateResult,
@@ -107,8 +110,14 @@ class ToyEngine:
     async def estimate_clip(self, request: ClipRequest) -> ClipResult:
         self.calls += 1
         info = self._model(request.options)
-        frames = [toy_result(frame) async for frame in request.frames]
+        async with clip_frames(request.frames, None) as (source, _):  # an encoded clip decodes as in the engine
+            frames = [toy_result(frame) async for frame in source]
         return ClipResult(request.request_id, info.name, frames, {"toy": 1.0})
+
+    def push_clip(
+        self, stream_id: str, clip: EncodedClip, chunk_frames: int, chunk_timeout_s: float
+    ) -> AsyncGenerator[ClipProgress]:
+        return push_clip(self, stream_id, clip, chunk_frames, chunk_timeout_s)
 
     async def close_stream(self, stream_id: str) -> list[FrameResult]:
         await self.get_stream(stream_id)

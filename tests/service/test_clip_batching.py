@@ -24,11 +24,12 @@ import pytest
 from prometheus_client import generate_latest
 from starlette.datastructures import UploadFile
 
+from bench.clip_paths import run_clip_frame_by_frame
 from service.config import EngineSettings, LimitSettings
 from service.engine.inprocess import InProcessEngine
 from service.engine.types import ClipRequest, EstimateRequest, Frame, FrameResult, ImageFrame
 from service.errors import PayloadTooLarge
-from service.gateway.clips import ClipReading, run_clip, run_clip_frame_by_frame
+from service.gateway.clips import run_clip
 from service.gateway.inputs import Upload
 from service.gateway.media import MediaKind
 from service.metrics import Metrics
@@ -113,7 +114,7 @@ async def test_batched_gateway_path_equals_the_frame_by_frame_path(model: str, b
     engine = await _engine(max_batch_size=batch, max_delay_ms=5.0)
     try:
         options = support.options(model)
-        args = (options, ClipReading(LIMITS, 2, Metrics()), time.monotonic() + 3600)
+        args = (options, LIMITS, 2, time.monotonic() + 3600)
         old = await run_clip_frame_by_frame(engine, _upload(clip), *args)
         new = await run_clip(engine, _upload(clip), *args)
     finally:
@@ -186,7 +187,7 @@ async def test_remote_clip_goes_in_chunks_to_a_worker_that_batches_it() -> None:
     remote = RemoteEngineClient([f"127.0.0.1:{port}"], clip_chunk_frames=8)
     await remote.start()
     try:
-        args = (support.options("capf-t"), ClipReading(LIMITS, 1, Metrics()), time.monotonic() + 3600)
+        args = (support.options("capf-t"), LIMITS, 1, time.monotonic() + 3600)
         over_grpc = await run_clip(remote, _upload(clip), *args)
         before = _detect_batches(generate_latest(worker_metrics.registry).decode())
         in_process = await run_clip(engine, _upload(clip), *args)
@@ -208,9 +209,7 @@ async def test_a_clip_failing_half_way_stops_its_decoder_and_reports_why() -> No
     try:
         limits = LimitSettings(max_clip_frames=30, max_clip_seconds=600)
         with pytest.raises(PayloadTooLarge, match="more than 30 frames"):
-            await run_clip(
-                engine, upload, support.options("pstmo"), ClipReading(limits, 1, Metrics()), time.monotonic() + 3600
-            )
+            await run_clip(engine, upload, support.options("pstmo"), limits, 1, time.monotonic() + 3600)
         await asyncio.sleep(0)
         assert not [t for t in threading.enumerate() if t.name == "pose3d-clip-decode"]
         assert await engine.pipeline.clip_buffer.count() == 0

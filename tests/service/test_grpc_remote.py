@@ -147,7 +147,7 @@ async def test_call_in_flight_when_its_worker_dies_is_retried_elsewhere() -> Non
         other.engine.streams[info.stream_id] = info  # as if both shared Redis
         if owner is fast:  # make the stream's worker the slow one
             slow.engine.streams[info.stream_id] = info
-            client._remember(info.stream_id, client._workers[0])
+            client.pool.remember(info.stream_id, client.pool.workers[0])
         push = asyncio.create_task(client.push_frame(info.stream_id, keypoints(0)))
         await asyncio.sleep(0.3)
         await slow.server.stop(0)  # dies with the call in flight

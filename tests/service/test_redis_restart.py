@@ -2,11 +2,13 @@
 the clip's internal stream (issue 10: ``404 unknown-stream "stream 'clip-…' does not exist or has expired"``).
 
 As deployed: the gateway's app over a RemoteEngineClient, a worker (in-process engine) whose frame buffer is a
-real redis-server; the gateway sends a clip to the worker as a private stream in chunks of 8 frames (the embedded
-engine keeps a posted clip's stream in memory, where a Redis restart cannot reach it).
+real redis-server; the gateway sends a clip encoded to the worker, which decodes it and pushes it into a private
+stream in chunks of 8 frames (the embedded engine keeps a posted clip's stream in memory, where a Redis restart
+cannot reach it).
 
 Deterministic: Redis is restarted (or stopped) between two chunks, from a hook on the clip's decoded frames (the
-gateway takes frame 8, which starts the second chunk, only once Redis has been restarted), not after a sleep. A
+worker's decoder hands over frame 8, which starts the second chunk, only once Redis has been restarted), not after
+a sleep. A
 keypoint sequence longer than the engine's queue (run in chunks through a private stream) is checked the same way,
 between two chunks.
 """
@@ -27,9 +29,9 @@ import httpx
 import pytest
 
 from service.config import EngineSettings
+from service.engine.clips import ClipDecoder
 from service.engine.inprocess import build_engine
 from service.engine.types import FrameResult
-from service.gateway import clips
 from service.gateway.app import create_app
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import worker_pb2_grpc
@@ -135,9 +137,9 @@ def assert_retryable(response: httpx.Response) -> None:
 async def test_redis_restart_between_two_chunks_of_a_clip_post(
     deployed: Deployed, disrupt: Callable[[], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = clips._DecodeAhead.frames
+    original = ClipDecoder.decoded
 
-    def disrupted(self: clips._DecodeAhead) -> AsyncIterator[Any]:
+    def disrupted(self: ClipDecoder) -> AsyncIterator[Any]:
         async def frames() -> AsyncIterator[Any]:
             count = 0
             async for frame in original(self):
@@ -148,7 +150,7 @@ async def test_redis_restart_between_two_chunks_of_a_clip_post(
 
         return frames()
 
-    monkeypatch.setattr(clips._DecodeAhead, "frames", disrupted)
+    monkeypatch.setattr(ClipDecoder, "decoded", disrupted)
     clip = encode_clip(frames=FRAMES)
     files = {"file": ("c.mp4", clip, "video/mp4")}
     assert_retryable(await deployed.http.post("/v1/pose3d", files=files))

@@ -60,7 +60,8 @@ class _Run:
         self.record = record
         self.engine = engine
         self.job_id = record.job_id
-        self.source_index: list[int] = []
+        self.source: JobSource | None = None
+        self.frames_seen = 0
         self.sid: str | None = None
 
     async def stream(self, source: JobSource) -> tuple[str, int]:
@@ -85,9 +86,10 @@ class _Run:
             start, j = results[i].frame_index, i
             while j + 1 < len(results) and results[j + 1].frame_index == results[j].frame_index + 1:
                 j += 1
+            assert self.source is not None
+            index = self.source.source_index
             docs = [
-                FrameOut.of(r, frame_index=self.source_index[r.frame_index]).model_dump_json().encode()
-                for r in results[i : j + 1]
+                FrameOut.of(r, frame_index=index(r.frame_index)).model_dump_json().encode() for r in results[i : j + 1]
             ]
             await self.runner.store.put_frames(self.job_id, start, docs)
             i = j + 1
@@ -95,25 +97,22 @@ class _Run:
     async def execute(self) -> None:
         settings = self.runner.settings
         staged = await self.runner.store.read_input(self.job_id)
-        source = await open_source(self.record.kind, self.record.params, staged, settings)
+        source = self.source = await open_source(self.record.kind, self.record.params, staged, settings)
         del staged
-        try:
-            now = time.time()
-            started = await self.runner.store.update(
-                self.job_id, owner=self.runner.owner, state=JobState.RUNNING, started_s=self.record.started_s or now,
-                run_started_s=now, run_start_done=self.record.frames_done, frames_total=source.total,
-            )  # fmt: skip
-            if started is None:
-                return
-            sid, resume_from = await self.stream(source)
-            self.sid = sid
-            log.info("job %s runs in stream %s from frame %d (attempt %d)", self.job_id, sid, resume_from,
-                     self.record.attempts)  # fmt: skip
-            await self.push_all(source, sid, resume_from)
-            await self.store(await self.engine.close_stream(sid))
-        finally:
-            await source.aclose()
-        total = len(self.source_index)
+        now = time.time()
+        started = await self.runner.store.update(
+            self.job_id, owner=self.runner.owner, state=JobState.RUNNING, started_s=self.record.started_s or now,
+            run_started_s=now, run_start_done=self.record.frames_done, frames_total=source.total,
+        )  # fmt: skip
+        if started is None:
+            return
+        sid, resume_from = await self.stream(source)
+        self.sid = sid
+        log.info("job %s runs in stream %s from frame %d (attempt %d)", self.job_id, sid, resume_from,
+                 self.record.attempts)  # fmt: skip
+        await self.push_all(source, sid, resume_from)
+        await self.store(await self.engine.close_stream(sid))
+        total = self.frames_seen
         await self.runner.store.update(
             self.job_id, owner=self.runner.owner, state=JobState.DONE, frames_total=total, finished_s=time.time()
         )
@@ -122,14 +121,9 @@ class _Run:
         jobs = self.runner.settings.jobs
         chunk_frames = jobs.keypoint_chunk_frames if self.record.kind == "keypoints" else jobs.chunk_frames
         timeout = self.runner.settings.engine.request_timeout_s
-        while chunk := await source.take(chunk_frames):
-            first = len(self.source_index)
-            self.source_index.extend(index for _, index in chunk)
-            frames = [frame for position, (frame, _) in enumerate(chunk, first) if position >= resume_from]
-            if not frames:
-                continue
-            results = await self.engine.push_frames(sid, frames, deadline=time.monotonic() + timeout)
-            await self.store(results)
+        async for step in source.run(self.engine, sid, resume_from, chunk_frames, timeout):
+            self.frames_seen = step.frames_decoded
+            await self.store(step.results)
 
 
 class JobRunner:

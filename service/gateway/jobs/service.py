@@ -4,7 +4,6 @@ submission (validated as ``POST /v1/pose3d`` validates, then staged in the store
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import secrets
 import time
@@ -22,7 +21,7 @@ from service.gateway.inputs import BodyKind, body_kind, form_text, form_upload, 
 from service.gateway.jobs.json_offload import parse_keypoints
 from service.gateway.jobs.runner import JobRunner
 from service.gateway.jobs.sources import CLIP_FIELDS, clip_options
-from service.gateway.media import SNIFF_BYTES, ClipReader, sniff_media
+from service.gateway.media import SNIFF_BYTES, probe_clip, sniff_media
 from service.gateway.problem import request_id_of
 from service.gateway.schemas import ModelRef
 from service.gateway.validation import parse_model_name
@@ -90,9 +89,7 @@ async def clip_job(
         raise InvalidInput(f"unknown job fields {unknown}; known: {', '.join(sorted(CLIP_FIELDS))}")
     info = await resolve_model(engine, parse_model_name(fields.get("model")) or settings.default_clip_model)
     options, every_nth = clip_options(fields, settings, info.name)
-    reader = await asyncio.to_thread(ClipReader, io.BytesIO(data), media, settings.limits, every_nth)
-    count = reader.info.frame_count
-    await asyncio.to_thread(reader.close)
+    count = (await asyncio.to_thread(probe_clip, data, media, settings.limits, every_nth)).frame_count
     return JobRecord(
         job_id=secrets.token_urlsafe(18), kind="clip", request_id=request_id, created_s=time.time(),
         params={"model": info.name, "fields": fields, "media": media.value}, model=ModelRef.of(info).model_dump(),

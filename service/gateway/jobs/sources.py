@@ -2,25 +2,27 @@
 
 A clip job stages the uploaded file and its text form fields; a keypoints job stages the JSON body. Both
 are validated at submission with the same functions as ``POST /v1/pose3d`` and parsed again here, so a
-resumed job runs with exactly the options it was accepted with.
+resumed job runs with exactly the options it was accepted with. A clip is never decoded here: its header is
+probed and its encoded bytes go to the engine (``EngineClient.push_clip``), which decodes it in its decode stage.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
+import contextlib
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from service.config import GatewaySettings, LimitSettings
-from service.engine.types import EstimateOptions, FloatArray, Frame, ImageFrame, KeypointFrame
+from service.engine.types import ClipProgress, EncodedClip, EngineClient, EstimateOptions, FloatArray, KeypointFrame
 from service.errors import BadRequest
-from service.gateway.media import ClipReader, DecodedFrame, MediaKind
+from service.gateway.media import MediaKind, clip_limits, probe_clip
 from service.gateway.problem import validation_problem
 from service.gateway.schemas import KeypointsRequest
 from service.gateway.validation import (
@@ -100,41 +102,38 @@ def parse_keypoints_body(raw: bytes, settings: GatewaySettings) -> tuple[Keypoin
 
 @dataclass
 class JobSource:
-    """The frames of a job in order, taken in chunks: ``(engine frame, source frame index)``; the engine frame's
-    ``frame_index`` is its position (0, 1, 2, ...). ``total``: frames expected (a clip's header may be off)."""
+    """The frames of a job in order: 2D keypoint frames (``frame_index`` = position 0, 1, 2, ...), or an encoded
+    clip the engine decodes (kept frame ``k`` is source frame ``k * every_nth``). ``total``: frames expected
+    (a clip's header may be off)."""
 
     options: EstimateOptions
     total: int | None
-    _frames: Iterator[tuple[Frame, int]]
-    _reader: ClipReader | None = None
-    _position: int = field(default=0)
+    keypoints: list[KeypointFrame] = field(default_factory=list)
+    clip: EncodedClip | None = None
 
-    async def take(self, n: int) -> list[tuple[Frame, int]]:
-        """Up to ``n`` next frames (decoded on a worker thread); empty at the end."""
-        return await asyncio.to_thread(self._take, n)
+    def source_index(self, position: int) -> int:
+        """The source frame index of the frame at stream ``position``."""
+        return position if self.clip is None else self.clip.source_index(position)
 
-    def _take(self, n: int) -> list[tuple[Frame, int]]:
-        out: list[tuple[Frame, int]] = []
-        for item in self._frames:
-            out.append(item)
-            if len(out) >= n:
-                break
-        return out
-
-    async def aclose(self) -> None:
-        if self._reader is not None:
-            await asyncio.to_thread(self._reader.close)
-
-
-def _clip_frames(reader: ClipReader) -> Iterator[tuple[Frame, int]]:
-    decoded: DecodedFrame
-    for position, decoded in enumerate(reader.frames()):
-        yield ImageFrame(image=decoded.image, frame_index=position, timestamp_s=decoded.timestamp_s), decoded.index
-
-
-def _renumbered(frames: list[KeypointFrame]) -> Iterator[tuple[Frame, int]]:
-    for position, frame in enumerate(frames):
-        yield frame, position
+    async def run(
+        self, engine: EngineClient, stream_id: str, start: int, chunk_frames: int, chunk_timeout_s: float
+    ) -> AsyncGenerator[ClipProgress]:
+        """Push the frames from position ``start`` on into ``stream_id``, ``chunk_frames`` per engine call (a clip
+        goes as its encoded bytes: the engine decodes it); yields each call's results and the frames seen so far.
+        The last step counts every frame of the source."""
+        if self.clip is not None:
+            steps = engine.push_clip(stream_id, replace(self.clip, start=start), chunk_frames, chunk_timeout_s)
+            async with contextlib.aclosing(steps):
+                async for step in steps:
+                    yield step
+            return
+        frames = self.keypoints
+        for first in range(start, len(frames), chunk_frames):
+            chunk = frames[first : first + chunk_frames]
+            results = await engine.push_frames(stream_id, chunk, time.monotonic() + chunk_timeout_s)
+            yield ClipProgress(results, first + len(chunk))
+        if start >= len(frames):
+            yield ClipProgress([], len(frames))
 
 
 async def open_source(kind: str, params: dict[str, Any], staged: bytes, settings: GatewaySettings) -> JobSource:
@@ -142,10 +141,16 @@ async def open_source(kind: str, params: dict[str, Any], staged: bytes, settings
     model = str(params["model"])
     if kind == "keypoints":
         body, frames = await asyncio.to_thread(parse_keypoints_body, staged, settings)
-        return JobSource(keypoint_options(body, model), len(frames), _renumbered(frames))
+        return JobSource(keypoint_options(body, model), len(frames), keypoints=frames)
     options, every_nth = clip_options(dict(params["fields"]), settings, model)
-    media = MediaKind(params["media"])
-    reader = await asyncio.to_thread(ClipReader, io.BytesIO(staged), media, settings.limits, every_nth)
-    count = reader.info.frame_count
+    return await clip_source(options, staged, MediaKind(params["media"]), settings.limits, every_nth)
+
+
+async def clip_source(
+    options: EstimateOptions, data: bytes, media: MediaKind, limits: LimitSettings, every_nth: int
+) -> JobSource:
+    """A clip's job source, checked from its container header (the engine decodes it)."""
+    info = await asyncio.to_thread(probe_clip, data, media, limits, every_nth)
+    count = info.frame_count
     total = None if count is None else -(-count // every_nth)
-    return JobSource(options, total, _clip_frames(reader), reader)
+    return JobSource(options, total, clip=EncodedClip(data, media.value, clip_limits(limits), every_nth))

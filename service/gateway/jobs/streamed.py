@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import secrets
 import time
@@ -28,15 +27,7 @@ from service.gateway.inputs import BodyKind, body_kind, form_text, form_upload, 
 from service.gateway.jobs.json_offload import parse_keypoints
 from service.gateway.jobs.results import NDJSON
 from service.gateway.jobs.runner import problem_of
-from service.gateway.jobs.sources import (
-    CLIP_FIELDS,
-    JobSource,
-    _clip_frames,
-    _renumbered,
-    clip_options,
-    keypoint_options,
-)
-from service.gateway.media import ClipReader
+from service.gateway.jobs.sources import CLIP_FIELDS, JobSource, clip_options, clip_source, keypoint_options
 from service.gateway.schemas import Frame as FrameOut
 from service.gateway.validation import parse_model_name
 
@@ -60,7 +51,7 @@ async def _source(request: Request) -> JobSource:
     if body_kind(request) is BodyKind.JSON:
         body, frames = await parse_keypoints(await request.body(), settings)
         info = await keypoints_model(engine, settings, body.model)
-        return JobSource(keypoint_options(body, info.name), len(frames), _renumbered(frames))
+        return JobSource(keypoint_options(body, info.name), len(frames), keypoints=frames)
     form = await read_form(request)
     upload = await form_upload(form)
     if upload.kind.is_image:
@@ -68,40 +59,40 @@ async def _source(request: Request) -> JobSource:
     fields = {name: value for name in sorted(CLIP_FIELDS) if (value := form_text(form, name)) is not None}
     info = await resolve_model(engine, parse_model_name(fields.get("model")) or settings.default_clip_model)
     options, every_nth = clip_options(fields, settings, info.name)
-    data = await upload.file.read()
-    reader = await asyncio.to_thread(ClipReader, io.BytesIO(data), upload.kind, settings.limits, every_nth)
-    return JobSource(options, None, _clip_frames(reader), reader)
+    return await clip_source(options, await upload.file.read(), upload.kind, settings.limits, every_nth)
 
 
 async def _lines(engine: EngineClient, sid: str, source: JobSource, timeout_s: float) -> AsyncGenerator[bytes]:
     """Result lines as frames complete; raises DeadlineExceeded when no frame completes for ``timeout_s``."""
-    source_index: list[int] = []
     last_progress = time.monotonic()
     closed = False
 
     def lines(results: list[FrameResult]) -> bytes:
         return b"".join(
-            FrameOut.of(r, frame_index=source_index[r.frame_index]).model_dump_json().encode() + b"\n" for r in results
+            FrameOut.of(r, frame_index=source.source_index(r.frame_index)).model_dump_json().encode() + b"\n"
+            for r in results
         )
 
+    steps = source.run(engine, sid, 0, CHUNK_FRAMES, timeout_s)
     try:
-        while chunk := await source.take(CHUNK_FRAMES):
-            source_index.extend(index for _, index in chunk)
+        while True:
             left = last_progress + timeout_s - time.monotonic()
             try:
                 async with asyncio.timeout(max(0.001, left)):
-                    results = await engine.push_frames(sid, [f for f, _ in chunk], deadline=time.monotonic() + left)
+                    step = await anext(steps, None)
             except (TimeoutError, DeadlineExceeded):
                 raise DeadlineExceeded(progress_deadline_detail(timeout_s)) from None
-            if results:
+            if step is None:
+                break
+            if step.results:
                 last_progress = time.monotonic()
-                yield lines(list(results))
+                yield lines(list(step.results))
         closed = True
         tail = await engine.close_stream(sid)
         if tail:
             yield lines(list(tail))
     finally:
-        await source.aclose()
+        await steps.aclose()
         if not closed:
             with contextlib.suppress(Pose3DError):
                 await asyncio.shield(engine.close_stream(sid))
@@ -122,11 +113,7 @@ async def streamed_estimate(request: Request) -> StreamingResponse:
     timeout_s = request_timeout(request, state_of(request).settings)
     source = await _source(request)
     sid = "ndjson-" + secrets.token_urlsafe(18)
-    try:
-        await engine.open_stream(source.options, stream_id=sid)
-    except BaseException:
-        await source.aclose()
-        raise
+    await engine.open_stream(source.options, stream_id=sid)
     lines = _lines(engine, sid, source, timeout_s)
     try:
         first = await anext(lines, b"")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pose3d_dot_v1_dot_pose3d__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16pose3d/v1/worker.proto\x12\x10pose3d.worker.v1\x1a\x16pose3d/v1/pose3d.proto\"7\n\x08RawImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\"\xb5\x02\n\x0bWorkerFrame\x12\x17\n\rencoded_image\x18\x01 \x01(\x0cH\x00\x12/\n\traw_image\x18\x02 \x01(\x0b\x32\x1a.pose3d.worker.v1.RawImageH\x00\x12+\n\tkeypoints\x18\x03 \x01(\x0b\x32\x16.pose3d.v1.Keypoints2DH\x00\x12\x13\n\x0b\x66rame_index\x18\x04 \x01(\x03\x12\x18\n\x0btimestamp_s\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0bimage_width\x18\x06 \x01(\r\x12\x14\n\x0cimage_height\x18\x07 \x01(\r\x12&\n\tjoint_set\x18\x08 \x01(\x0e\x32\x13.pose3d.v1.JointSet\x12\x15\n\rdetect_people\x18\t \x01(\x08\x42\x06\n\x04\x64\x61taB\x0e\n\x0c_timestamp_s\"\x7f\n\x15WorkerEstimateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12-\n\x06\x66rames\x18\x02 \x03(\x0b\x32\x1d.pose3d.worker.v1.WorkerFrame\x12#\n\x07options\x18\x03 \x01(\x0b\x32\x12.pose3d.v1.Options\"K\n\x11OpenStreamRequest\x12#\n\x07options\x18\x01 \x01(\x0b\x32\x12.pose3d.v1.Options\x12\x11\n\tstream_id\x18\x02 \x01(\t\"\x84\x01\n\nStreamInfo\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12#\n\x04mode\x18\x03 \x01(\x0e\x32\x15.pose3d.v1.WindowMode\x12\x17\n\x0f\x66rames_received\x18\x04 \x01(\x03\x12\x16\n\x0e\x66rames_emitted\x18\x05 \x01(\x03\"S\n\x10PushFrameRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12,\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x1d.pose3d.worker.v1.WorkerFrame\"U\n\x11PushFramesRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12-\n\x06\x66rames\x18\x02 \x03(\x0b\x32\x1d.pose3d.worker.v1.WorkerFrame\"\x1e\n\tStreamRef\x12\x11\n\tstream_id\x18\x01 \x01(\t\"6\n\x0c\x46rameResults\x12&\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x16.pose3d.v1.FrameResult\"\x0e\n\x0cReadyRequest\"\x8a\x01\n\rReadyResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12;\n\x06\x64\x65tail\x18\x02 \x03(\x0b\x32+.pose3d.worker.v1.ReadyResponse.DetailEntry\x1a-\n\x0b\x44\x65tailEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xf4\x04\n\x06Worker\x12P\n\x08\x45stimate\x12\'.pose3d.worker.v1.WorkerEstimateRequest\x1a\x1b.pose3d.v1.EstimateResponse\x12O\n\nOpenStream\x12#.pose3d.worker.v1.OpenStreamRequest\x1a\x1c.pose3d.worker.v1.StreamInfo\x12O\n\tPushFrame\x12\".pose3d.worker.v1.PushFrameRequest\x1a\x1e.pose3d.worker.v1.FrameResults\x12Q\n\nPushFrames\x12#.pose3d.worker.v1.PushFramesRequest\x1a\x1e.pose3d.worker.v1.FrameResults\x12J\n\x0b\x43loseStream\x12\x1b.pose3d.worker.v1.StreamRef\x1a\x1e.pose3d.worker.v1.FrameResults\x12\x46\n\tGetStream\x12\x1b.pose3d.worker.v1.StreamRef\x1a\x1c.pose3d.worker.v1.StreamInfo\x12\x45\n\x06Models\x12\x1c.pose3d.v1.ListModelsRequest\x1a\x1d.pose3d.v1.ListModelsResponse\x12H\n\x05Ready\x12\x1e.pose3d.worker.v1.ReadyRequest\x1a\x1f.pose3d.worker.v1.ReadyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16pose3d/v1/worker.proto\x12\x10pose3d.worker.v1\x1a\x16pose3d/v1/pose3d.proto\"7\n\x08RawImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\"\xb5\x02\n\x0bWorkerFrame\x12\x17\n\rencoded_image\x18\x01 \x01(\x0cH\x00\x12/\n\traw_image\x18\x02 \x01(\x0b\x32\x1a.pose3d.worker.v1.RawImageH\x00\x12+\n\tkeypoints\x18\x03 \x01(\x0b\x32\x16.pose3d.v1.Keypoints2DH\x00\x12\x13\n\x0b\x66rame_index\x18\x04 \x01(\x03\x12\x18\n\x0btimestamp_s\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0bimage_width\x18\x06 \x01(\r\x12\x14\n\x0cimage_height\x18\x07 \x01(\r\x12&\n\tjoint_set\x18\x08 \x01(\x0e\x32\x13.pose3d.v1.JointSet\x12\x15\n\rdetect_people\x18\t \x01(\x08\x42\x06\n\x04\x64\x61taB\x0e\n\x0c_timestamp_s\"\x7f\n\x15WorkerEstimateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12-\n\x06\x66rames\x18\x02 \x03(\x0b\x32\x1d.pose3d.worker.v1.WorkerFrame\x12#\n\x07options\x18\x03 \x01(\x0b\x32\x12.pose3d.v1.Options\"K\n\x11OpenStreamRequest\x12#\n\x07options\x18\x01 \x01(\x0b\x32\x12.pose3d.v1.Options\x12\x11\n\tstream_id\x18\x02 \x01(\t\"\x84\x01\n\nStreamInfo\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12#\n\x04mode\x18\x03 \x01(\x0e\x32\x15.pose3d.v1.WindowMode\x12\x17\n\x0f\x66rames_received\x18\x04 \x01(\x03\x12\x16\n\x0e\x66rames_emitted\x18\x05 \x01(\x03\"S\n\x10PushFrameRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12,\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x1d.pose3d.worker.v1.WorkerFrame\"U\n\x11PushFramesRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12-\n\x06\x66rames\x18\x02 \x03(\x0b\x32\x1d.pose3d.worker.v1.WorkerFrame\"q\n\nClipLimits\x12\x17\n\x0fmax_clip_frames\x18\x01 \x01(\x03\x12\x18\n\x10max_clip_seconds\x18\x02 \x01(\x01\x12\x16\n\x0emax_frame_side\x18\x03 \x01(\r\x12\x18\n\x10max_image_pixels\x18\x04 \x01(\x03\"~\n\x0b\x45ncodedClip\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x11\n\tcontainer\x18\x02 \x01(\t\x12\x11\n\tevery_nth\x18\x03 \x01(\r\x12\r\n\x05start\x18\x04 \x01(\x03\x12,\n\x06limits\x18\x05 \x01(\x0b\x32\x1c.pose3d.worker.v1.ClipLimits\"\x80\x01\n\x0fPushClipRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12+\n\x04\x63lip\x18\x02 \x01(\x0b\x32\x1d.pose3d.worker.v1.EncodedClip\x12\x14\n\x0c\x63hunk_frames\x18\x03 \x01(\r\x12\x17\n\x0f\x63hunk_timeout_s\x18\x04 \x01(\x01\"N\n\x0c\x43lipProgress\x12&\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x16.pose3d.v1.FrameResult\x12\x16\n\x0e\x66rames_decoded\x18\x02 \x01(\x03\"\x1e\n\tStreamRef\x12\x11\n\tstream_id\x18\x01 \x01(\t\"6\n\x0c\x46rameResults\x12&\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x16.pose3d.v1.FrameResult\"\x0e\n\x0cReadyRequest\"\x8a\x01\n\rReadyResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12;\n\x06\x64\x65tail\x18\x02 \x03(\x0b\x32+.pose3d.worker.v1.ReadyResponse.DetailEntry\x1a-\n\x0b\x44\x65tailEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xc5\x05\n\x06Worker\x12P\n\x08\x45stimate\x12\'.pose3d.worker.v1.WorkerEstimateRequest\x1a\x1b.pose3d.v1.EstimateResponse\x12O\n\nOpenStream\x12#.pose3d.worker.v1.OpenStreamRequest\x1a\x1c.pose3d.worker.v1.StreamInfo\x12O\n\tPushFrame\x12\".pose3d.worker.v1.PushFrameRequest\x1a\x1e.pose3d.worker.v1.FrameResults\x12Q\n\nPushFrames\x12#.pose3d.worker.v1.PushFramesRequest\x1a\x1e.pose3d.worker.v1.FrameResults\x12O\n\x08PushClip\x12!.pose3d.worker.v1.PushClipRequest\x1a\x1e.pose3d.worker.v1.ClipProgress0\x01\x12J\n\x0b\x43loseStream\x12\x1b.pose3d.worker.v1.StreamRef\x1a\x1e.pose3d.worker.v1.FrameResults\x12\x46\n\tGetStream\x12\x1b.pose3d.worker.v1.StreamRef\x1a\x1c.pose3d.worker.v1.StreamInfo\x12\x45\n\x06Models\x12\x1c.pose3d.v1.ListModelsRequest\x1a\x1d.pose3d.v1.ListModelsResponse\x12H\n\x05Ready\x12\x1e.pose3d.worker.v1.ReadyRequest\x1a\x1f.pose3d.worker.v1.ReadyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,16 +48,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PUSHFRAMEREQUEST']._serialized_end=861
   _globals['_PUSHFRAMESREQUEST']._serialized_start=863
   _globals['_PUSHFRAMESREQUEST']._serialized_end=948
-  _globals['_STREAMREF']._serialized_start=950
-  _globals['_STREAMREF']._serialized_end=980
-  _globals['_FRAMERESULTS']._serialized_start=982
-  _globals['_FRAMERESULTS']._serialized_end=1036
-  _globals['_READYREQUEST']._serialized_start=1038
-  _globals['_READYREQUEST']._serialized_end=1052
-  _globals['_READYRESPONSE']._serialized_start=1055
-  _globals['_READYRESPONSE']._serialized_end=1193
-  _globals['_READYRESPONSE_DETAILENTRY']._serialized_start=1148
-  _globals['_READYRESPONSE_DETAILENTRY']._serialized_end=1193
-  _globals['_WORKER']._serialized_start=1196
-  _globals['_WORKER']._serialized_end=1824
+  _globals['_CLIPLIMITS']._serialized_start=950
+  _globals['_CLIPLIMITS']._serialized_end=1063
+  _globals['_ENCODEDCLIP']._serialized_start=1065
+  _globals['_ENCODEDCLIP']._serialized_end=1191
+  _globals['_PUSHCLIPREQUEST']._serialized_start=1194
+  _globals['_PUSHCLIPREQUEST']._serialized_end=1322
+  _globals['_CLIPPROGRESS']._serialized_start=1324
+  _globals['_CLIPPROGRESS']._serialized_end=1402
+  _globals['_STREAMREF']._serialized_start=1404
+  _globals['_STREAMREF']._serialized_end=1434
+  _globals['_FRAMERESULTS']._serialized_start=1436
+  _globals['_FRAMERESULTS']._serialized_end=1490
+  _globals['_READYREQUEST']._serialized_start=1492
+  _globals['_READYREQUEST']._serialized_end=1506
+  _globals['_READYRESPONSE']._serialized_start=1509
+  _globals['_READYRESPONSE']._serialized_end=1647
+  _globals['_READYRESPONSE_DETAILENTRY']._serialized_start=1602
+  _globals['_READYRESPONSE_DETAILENTRY']._serialized_end=1647
+  _globals['_WORKER']._serialized_start=1650
+  _globals['_WORKER']._serialized_end=2359
 # @@protoc_insertion_point(module_scope)

@@ -87,6 +87,52 @@ class PushFramesRequest(_message.Message):
     frames: _containers.RepeatedCompositeFieldContainer[WorkerFrame]
     def __init__(self, stream_id: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[WorkerFrame, _Mapping]]] = ...) -> None: ...
 
+class ClipLimits(_message.Message):
+    __slots__ = ("max_clip_frames", "max_clip_seconds", "max_frame_side", "max_image_pixels")
+    MAX_CLIP_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    MAX_CLIP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_FRAME_SIDE_FIELD_NUMBER: _ClassVar[int]
+    MAX_IMAGE_PIXELS_FIELD_NUMBER: _ClassVar[int]
+    max_clip_frames: int
+    max_clip_seconds: float
+    max_frame_side: int
+    max_image_pixels: int
+    def __init__(self, max_clip_frames: _Optional[int] = ..., max_clip_seconds: _Optional[float] = ..., max_frame_side: _Optional[int] = ..., max_image_pixels: _Optional[int] = ...) -> None: ...
+
+class EncodedClip(_message.Message):
+    __slots__ = ("data", "container", "every_nth", "start", "limits")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    EVERY_NTH_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    container: str
+    every_nth: int
+    start: int
+    limits: ClipLimits
+    def __init__(self, data: _Optional[bytes] = ..., container: _Optional[str] = ..., every_nth: _Optional[int] = ..., start: _Optional[int] = ..., limits: _Optional[_Union[ClipLimits, _Mapping]] = ...) -> None: ...
+
+class PushClipRequest(_message.Message):
+    __slots__ = ("stream_id", "clip", "chunk_frames", "chunk_timeout_s")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIP_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    clip: EncodedClip
+    chunk_frames: int
+    chunk_timeout_s: float
+    def __init__(self, stream_id: _Optional[str] = ..., clip: _Optional[_Union[EncodedClip, _Mapping]] = ..., chunk_frames: _Optional[int] = ..., chunk_timeout_s: _Optional[float] = ...) -> None: ...
+
+class ClipProgress(_message.Message):
+    __slots__ = ("frames", "frames_decoded")
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_DECODED_FIELD_NUMBER: _ClassVar[int]
+    frames: _containers.RepeatedCompositeFieldContainer[_pose3d_pb2.FrameResult]
+    frames_decoded: int
+    def __init__(self, frames: _Optional[_Iterable[_Union[_pose3d_pb2.FrameResult, _Mapping]]] = ..., frames_decoded: _Optional[int] = ...) -> None: ...
+
 class StreamRef(_message.Message):
     __slots__ = ("stream_id",)
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]

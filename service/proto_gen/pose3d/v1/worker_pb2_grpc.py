@@ -55,6 +55,11 @@ class WorkerStub:
                 request_serializer=pose3d_dot_v1_dot_worker__pb2.PushFramesRequest.SerializeToString,
                 response_deserializer=pose3d_dot_v1_dot_worker__pb2.FrameResults.FromString,
                 _registered_method=True)
+        self.PushClip = channel.unary_stream(
+                '/pose3d.worker.v1.Worker/PushClip',
+                request_serializer=pose3d_dot_v1_dot_worker__pb2.PushClipRequest.SerializeToString,
+                response_deserializer=pose3d_dot_v1_dot_worker__pb2.ClipProgress.FromString,
+                _registered_method=True)
         self.CloseStream = channel.unary_unary(
                 '/pose3d.worker.v1.Worker/CloseStream',
                 request_serializer=pose3d_dot_v1_dot_worker__pb2.StreamRef.SerializeToString,
@@ -106,6 +111,16 @@ class WorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PushClip(self, request, context):
+        """A clip as its encoded container bytes: the worker decodes it in its decode stage and pushes its kept frames
+        from `clip.start` on into the stream (positions 0, 1, 2, ...), `chunk_frames` per step, answering each
+        step's results as it completes. Posted clips and clip jobs go this way; a call cut short (the worker died)
+        is made again on another worker from the first position not answered (frames are keyed by index).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CloseStream(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -152,6 +167,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.PushFrames,
                     request_deserializer=pose3d_dot_v1_dot_worker__pb2.PushFramesRequest.FromString,
                     response_serializer=pose3d_dot_v1_dot_worker__pb2.FrameResults.SerializeToString,
+            ),
+            'PushClip': grpc.unary_stream_rpc_method_handler(
+                    servicer.PushClip,
+                    request_deserializer=pose3d_dot_v1_dot_worker__pb2.PushClipRequest.FromString,
+                    response_serializer=pose3d_dot_v1_dot_worker__pb2.ClipProgress.SerializeToString,
             ),
             'CloseStream': grpc.unary_unary_rpc_method_handler(
                     servicer.CloseStream,
@@ -282,6 +302,33 @@ class Worker:
             '/pose3d.worker.v1.Worker/PushFrames',
             pose3d_dot_v1_dot_worker__pb2.PushFramesRequest.SerializeToString,
             pose3d_dot_v1_dot_worker__pb2.FrameResults.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushClip(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pose3d.worker.v1.Worker/PushClip',
+            pose3d_dot_v1_dot_worker__pb2.PushClipRequest.SerializeToString,
+            pose3d_dot_v1_dot_worker__pb2.ClipProgress.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,327 @@
+"""The engine's clip decoding: encoded container bytes → frames, in the decode stage of whichever process runs
+the engine (the worker in a deployment; the gateway only probes a clip's header).
+
+- :class:`ClipReader` streams a clip's frames with PyAV, one decoded frame at a time, checking the limits from
+  the header first and again while decoding (headers can lie); the gateway opens one only to read the header.
+- :class:`ClipDecoder` runs a reader on its own thread, at most ``ahead`` decoded frames ahead of the consumer,
+  and hands the frames over as an async source (what :meth:`Pipeline.run_clip` pulls from).
+- :func:`push_clip` decodes an :class:`~service.engine.types.EncodedClip` and pushes its frames into a stream in
+  chunks through any EngineClient's ``push_frames`` (the in-process engine's ``push_clip``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import threading
+import time
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, Final, Protocol
+
+import numpy as np
+
+from service.engine.types import ByteImage, ClipProgress, EncodedClip, EngineClient, Frame, ImageFrame
+from service.errors import DecodeFailed, PayloadTooLarge
+from service.metrics import Metrics
+
+DEMUXERS: Final = {"mp4": "mov", "mov": "mov", "webm": "matroska", "avi": "avi"}
+"""The FFmpeg demuxer forced for each sniffed clip kind (never auto-probed from client data)."""
+DECODE_AHEAD: Final = 2
+"""Decoded frames a :class:`ClipDecoder` keeps ready beyond those its consumer has taken."""
+
+
+class FrameLimits(Protocol):
+    """The limits a frame is checked against (``LimitSettings`` and ``ClipLimits`` both have them)."""
+
+    @property
+    def max_frame_side(self) -> int: ...
+
+    @property
+    def max_image_pixels(self) -> int: ...
+
+
+class ClipLimitsLike(FrameLimits, Protocol):
+    @property
+    def max_clip_frames(self) -> int: ...
+
+    @property
+    def max_clip_seconds(self) -> float: ...
+
+
+def check_frame_size(width: int, height: int, limits: FrameLimits, what: str = "image") -> None:
+    """Raise PayloadTooLarge (413) past the pixel / side limits, DecodeFailed (422) for empty sizes."""
+    if width <= 0 or height <= 0:
+        raise DecodeFailed(f"{what} has an empty size {width}x{height}")
+    if max(width, height) > limits.max_frame_side:
+        raise PayloadTooLarge(f"{what} is {width}x{height}; the longest side may be at most {limits.max_frame_side}")
+    if width * height > limits.max_image_pixels:
+        raise PayloadTooLarge(
+            f"{what} is {width}x{height} = {width * height} pixels; at most {limits.max_image_pixels} are accepted"
+        )
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    """One decoded clip frame: ``index`` counts decoded frames of the source from 0 (before
+    subsampling); ``timestamp_s`` is the container's presentation time; ``image`` ``(H, W, 3) uint8`` RGB."""
+
+    index: int
+    timestamp_s: float | None
+    image: ByteImage
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """What the container header says (any of it may be unknown); ``kind`` the container (``mp4`` ...)."""
+
+    kind: str
+    width: int
+    height: int
+    fps: float | None
+    duration_s: float | None
+    frame_count: int | None
+
+
+def _clip_failed(exc: Exception) -> DecodeFailed:
+    return DecodeFailed(f"the clip could not be decoded: {exc}")
+
+
+class ClipReader:
+    """Streams a clip's frames from a seekable file object with PyAV, one decoded frame at a time.
+
+    Never holds more than the decoder's own few frames: memory does not grow with clip length.
+    Limits (frame size, duration, frame count) are checked from the header first, then again while
+    decoding, since headers can lie. Use as a context manager; iteration is blocking (run it in a thread).
+    """
+
+    def __init__(self, file: BinaryIO, kind: str, limits: ClipLimitsLike, every_nth: int = 1) -> None:
+        import av
+
+        if every_nth < 1:
+            raise ValueError("every_nth must be >= 1")
+        if kind not in DEMUXERS:
+            raise ValueError(f"{kind} is not a clip container ({', '.join(DEMUXERS)})")
+        self._limits = limits
+        self._every_nth = every_nth
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            self._container = av.open(file, mode="r", format=DEMUXERS[kind], metadata_errors="ignore")
+        except (av.FFmpegError, ValueError, OSError) as exc:
+            raise _clip_failed(exc) from exc
+        try:
+            self.info = self._probe(str(kind))
+        except BaseException:
+            self.close()
+            raise
+
+    def _probe(self, kind: str) -> ClipInfo:
+        if not self._container.streams.video:
+            raise DecodeFailed("the clip has no video stream")
+        stream = self._container.streams.video[0]
+        if stream.codec_context is None:
+            raise DecodeFailed("the clip's video codec is unknown or unsupported")
+        stream.thread_type = "SLICE"
+        stream.codec_context.thread_count = 1
+        self._stream = stream
+        width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
+        if width and height:
+            check_frame_size(width, height, self._limits, "clip frame")
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else None
+        duration_s: float | None = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration_s = float(stream.duration * stream.time_base)
+        elif self._container.duration is not None:  # e.g. Matroska: the end time, counted from the start time
+            duration_s = max(0, self._container.duration - (self._container.start_time or 0)) / 1_000_000
+        frame_count = int(stream.frames) if stream.frames else None
+        info = ClipInfo(kind, width, height, fps, duration_s, frame_count)
+        self._check_extent(duration_s or 0.0, 0 if frame_count is None else -(-frame_count // self._every_nth))
+        return info
+
+    def _check_extent(self, seconds: float, frames_kept: int) -> None:
+        if seconds > self._limits.max_clip_seconds:
+            raise PayloadTooLarge(f"clip lasts {seconds:.1f} s; at most {self._limits.max_clip_seconds:g} s accepted")
+        if frames_kept > self._limits.max_clip_frames:
+            raise PayloadTooLarge(
+                f"clip has more than {self._limits.max_clip_frames} frames to process"
+                f" (every_nth={self._every_nth}); raise every_nth or cut the clip"
+            )
+
+    def frames(self) -> Iterator[DecodedFrame]:
+        """Yield every ``every_nth`` decoded frame in decoding order. Each step may run on any thread
+        (e.g. ``asyncio.to_thread(next, it)``); :meth:`close` waits for a step in progress, so closing
+        from another thread after a cancelled step is safe."""
+        import av
+
+        decoder = self._container.decode(self._stream)
+        decoded = 0
+        kept = 0
+        fps = self.info.fps
+        first_timestamp: float | None = None  # clips cut from a recording keep its timestamps: measure from here
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                try:
+                    frame = next(decoder, None)
+                    if frame is None:
+                        break
+                    index = decoded
+                    decoded += 1
+                    if index % self._every_nth:
+                        continue
+                    timestamp = frame.time
+                    if timestamp is None and fps:
+                        timestamp = index / fps
+                    kept += 1
+                    if timestamp is not None and first_timestamp is None:
+                        first_timestamp = float(timestamp)
+                    elapsed = 0.0 if timestamp is None else float(timestamp) - (first_timestamp or 0.0)
+                    self._check_extent(elapsed, kept)
+                    check_frame_size(int(frame.width), int(frame.height), self._limits, "clip frame")
+                    image = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+                except (av.FFmpegError, ValueError, OSError) as exc:
+                    raise _clip_failed(exc) from exc
+            yield DecodedFrame(index=index, timestamp_s=None if timestamp is None else float(timestamp), image=image)
+        if kept == 0:
+            raise DecodeFailed("the clip has no decodable video frame")
+
+    def close(self) -> None:
+        """Release the decoder (waits for a decoding step running on another thread)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._container.close()
+
+    def __enter__(self) -> ClipReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_Decoded = tuple[DecodedFrame | None, float] | Exception
+"""What the decoding thread hands over: a frame (``None`` at the end) and the seconds it took, or an error."""
+
+
+class ClipDecoder:
+    """Decodes ``reader`` on its own thread into an asyncio queue, at most ``ahead`` frames ahead of the
+    consumer (frames waiting in the queue plus the one being decoded). :meth:`aclose` stops the thread,
+    waits for it and closes the reader; call it whatever happens (or use :func:`decoded_clip`)."""
+
+    def __init__(self, reader: ClipReader, ahead: int, metrics: Metrics | None) -> None:
+        self._reader = reader
+        self._metrics = metrics
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[_Decoded] = asyncio.Queue()
+        self._room = threading.Semaphore(ahead)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._decode, name="pose3d-clip-decode", daemon=True)
+        self.decode_ms = 0.0
+        self.frames_decoded = 0
+        self._thread.start()
+
+    def _decode(self) -> None:
+        """On the thread: decode a frame whenever the queue has room, until the end, an error, or stop."""
+        frames: Iterator[DecodedFrame] = self._reader.frames()
+        try:
+            while True:
+                self._room.acquire()
+                if self._stopped.is_set():
+                    return
+                started = time.perf_counter()
+                decoded = next(frames, None)
+                self._hand_over((decoded, time.perf_counter() - started))
+                if decoded is None:
+                    return
+                del decoded
+        except Exception as exc:  # handed to the consumer, which raises it
+            self._hand_over(exc)
+
+    def _hand_over(self, item: _Decoded) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting any more
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    async def decoded(self) -> AsyncIterator[DecodedFrame]:
+        """The decoded frames in order (raises the decoder's error, e.g. DecodeFailed or PayloadTooLarge)."""
+        while True:
+            item = await self._queue.get()
+            self._room.release()
+            if isinstance(item, Exception):
+                raise item
+            decoded, seconds = item
+            if decoded is None:
+                return
+            self.decode_ms += seconds * 1000.0
+            self.frames_decoded += 1
+            if self._metrics is not None:
+                self._metrics.stage_duration.labels("decode").observe(seconds)
+            yield decoded
+
+    async def frames(self) -> AsyncIterator[Frame]:
+        """The decoded frames as engine frames (``frame_index`` = the source frame index)."""
+        async for decoded in self.decoded():
+            yield ImageFrame(image=decoded.image, frame_index=decoded.index, timestamp_s=decoded.timestamp_s)
+
+    async def aclose(self) -> None:
+        self._stopped.set()
+        self._room.release()  # wakes the thread if it waits for room
+        await asyncio.to_thread(self._thread.join)
+        await asyncio.to_thread(self._reader.close)
+
+
+@contextlib.asynccontextmanager
+async def decoded_clip(
+    clip: EncodedClip, metrics: Metrics | None, ahead: int = DECODE_AHEAD
+) -> AsyncIterator[ClipDecoder]:
+    """A :class:`ClipDecoder` over ``clip`` (its reader opened off the event loop), closed on exit."""
+    reader = await asyncio.to_thread(ClipReader, io.BytesIO(clip.data), clip.container, clip.limits, clip.every_nth)
+    decoder = ClipDecoder(reader, ahead, metrics)
+    try:
+        yield decoder
+    finally:
+        await decoder.aclose()
+
+
+@contextlib.asynccontextmanager
+async def clip_frames(
+    frames: AsyncIterable[Frame] | EncodedClip, metrics: Metrics | None
+) -> AsyncIterator[tuple[AsyncIterable[Frame], ClipDecoder | None]]:
+    """A clip request's frames: an encoded clip decoded here (with its decoder, for its timing), or the
+    given source as it is (decoder ``None``)."""
+    if not isinstance(frames, EncodedClip):
+        yield frames, None
+        return
+    async with decoded_clip(frames, metrics) as decoder:
+        yield decoder.frames(), decoder
+
+
+async def push_clip(
+    engine: EngineClient,
+    stream_id: str,
+    clip: EncodedClip,
+    chunk_frames: int,
+    chunk_timeout_s: float,
+    metrics: Metrics | None = None,
+) -> AsyncGenerator[ClipProgress]:
+    """:meth:`EngineClient.push_clip` over ``engine.push_frames``: ``clip`` decoded here (a bounded number of
+    frames ahead), its kept frames from ``clip.start`` on pushed at their positions, ``chunk_frames`` a call."""
+    if chunk_frames < 1:
+        raise ValueError("chunk_frames must be >= 1")
+    async with decoded_clip(clip, metrics, ahead=chunk_frames + DECODE_AHEAD) as decoder:
+        chunk: list[Frame] = []
+        position = 0
+        async for decoded in decoder.decoded():
+            if position >= clip.start:
+                chunk.append(ImageFrame(image=decoded.image, frame_index=position, timestamp_s=decoded.timestamp_s))
+            position += 1
+            del decoded
+            if len(chunk) >= chunk_frames:
+                results = await engine.push_frames(stream_id, chunk, time.monotonic() + chunk_timeout_s)
+                chunk = []
+                yield ClipProgress(results, position)
+        results = await engine.push_frames(stream_id, chunk, time.monotonic() + chunk_timeout_s) if chunk else []
+        yield ClipProgress(results, position)
