@@ -34,8 +34,8 @@ def test_fused_conv_equals_eager_ops(relu: bool, with_residual: bool, stride: in
         want = F.relu(want) if relu else want
         got = fused(x, residual)
         eager = fused(x.contiguous(), None if residual is None else residual.contiguous())  # NCHW: eager branch
-    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
-    torch.testing.assert_close(eager, want, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(eager, want, atol=1e-5, rtol=1e-5)
     assert got.is_contiguous(memory_format=torch.channels_last)
 
 
@@ -77,7 +77,9 @@ def test_folded_fused_hrnet_equals_folded_unfused() -> None:
         want_heat, want_feats = plain(images)
         got_heat, got_feats = fused(images)
         ref_heat, _ = net(images.contiguous())
-    torch.testing.assert_close(got_heat, want_heat, atol=1e-6, rtol=1e-6)
+    # a whole network in fp32: oneDNN may pick other kernels (summation orders) for fused and plain convolutions,
+    # depending on the thread count — 3e-6 seen; a wrong fusion (a lost ReLU or shortcut) differs by ~1e-1
+    torch.testing.assert_close(got_heat, want_heat, atol=5e-5, rtol=1e-4)
     for got, want in zip(got_feats, want_feats, strict=True):
-        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
-    torch.testing.assert_close(got_heat, ref_heat, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got, want, atol=5e-5, rtol=1e-4)
+    torch.testing.assert_close(got_heat, ref_heat, atol=5e-5, rtol=1e-4)
