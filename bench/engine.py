@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -24,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from bench.redis_server import start_redis
 from service.config import CommonSettings, Device, EngineSettings, LifterKind, ModelSpec
 from service.engine.framebuffer import FrameBuffer, MemoryFrameBuffer
 from service.engine.framebuffer.redis import RedisFrameBuffer
@@ -117,29 +115,6 @@ async def per_frame_ms(engine: InProcessEngine, lengths: Sequence[int]) -> dict[
         await engine.close_stream(sid)
         out[n] = (time.perf_counter() - t0) / n * 1000.0
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def start_redis(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise SystemExit("redis-server not found (apt-get install redis-server)")
-    port = free_port()
-    cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                break
-        except OSError:
-            time.sleep(0.05)
-    return proc, f"redis://127.0.0.1:{port}/0"
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from typing import IO, Any
 
 import httpx
 import yaml
+
+from bench.redis_server import free_port
 
 
 def gateway_settings(admission: str, threads: int, deadline_s: float, detect_batch: int) -> dict[str, Any]:
@@ -40,13 +41,6 @@ def gateway_settings(admission: str, threads: int, deadline_s: float, detect_bat
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class ServedGateway:
     """``python -m service.cli serve --config <workdir>/settings.yaml`` on a free port, until the ``with`` ends.
 
@@ -54,7 +48,7 @@ class ServedGateway:
     ``<workdir>/gateway.log``."""
 
     def __init__(self, settings: dict[str, Any], workdir: Path, start_timeout_s: float = 300.0) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "settings.yaml"

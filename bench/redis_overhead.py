@@ -15,8 +15,8 @@ stream gains nothing from waiting for company, so the cost is the work itself):
   and append for one-person frames in order, windows of 27 / 243 frames (P-STMO tiny 27 / P-STMO-S 243).
 
 ``--baseline DIR`` also runs every case on the code in ``DIR`` (e.g. a ``git worktree`` of the previous
-commit): each child process imports ``service`` from its tree (this file imports nothing else from the
-repo), children of both trees alternate, and the medians are reported side by side in one table.
+commit): each child process imports ``service`` from its tree (this file imports no ``service`` code; only
+``bench.redis_server``), children of both trees alternate, and the medians are reported side by side in one table.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ import asyncio
 import json
 import os
 import platform
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.redis_server import start_redis
 
 CASES = ("tiny-keypoints", "tiny-images", "default-keypoints", "buffer-27", "buffer-243")
 DEFAULT_CASES = ("tiny-keypoints", "default-keypoints")  # tiny-images: the detector's cost drowns the difference
@@ -213,29 +213,6 @@ async def _child(case: str, url: str, frames_timed: int, rounds: int, threads: i
 # -- driver: redis-server, children of each tree interleaved, the table --------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _start_redis(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise SystemExit("redis-server not found (apt-get install redis-server)")
-    port = _free_port()
-    cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                break
-        except OSError:
-            time.sleep(0.05)
-    return proc, f"redis://127.0.0.1:{port}/0"
-
-
 def _run_child(tree: Path, case: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree)}  # `service` comes from `tree`, nothing from this file's folder
     argv = [__file__, "--child", case, "--url", url, "--frames", str(args.frames)]
@@ -271,7 +248,7 @@ def main(args: argparse.Namespace) -> None:
         print(f"  {name}: {tree} ({_git_head(tree)})")
     results: dict[str, dict[str, list[dict[str, Any]]]] = {case: {name: [] for name in trees} for case in cases}
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = _start_redis(tmp)
+        proc, url = start_redis(tmp)
         try:
             for case in cases:
                 for _ in range(args.repeats):

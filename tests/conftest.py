@@ -43,21 +43,26 @@ def conformance_dir() -> Path:
 
 
 class RedisServer:
-    """A redis-server process of our own, on a free port, with no persistence."""
+    """A redis-server process of our own, on a free port, with no persistence (a restart loses every key)."""
 
     def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.start()
+
+    def start(self) -> None:
+        """Start redis-server on this server's port (again, after :meth:`stop`) and wait until it answers."""
         exe = shutil.which("redis-server")
         if exe is None:
             pytest.fail("redis-server is not installed (make test installs it with apt-get)")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(tmp)],
+             "--dir", str(self.tmp)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # a budget for a busy machine
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):

@@ -16,13 +16,8 @@ between two chunks.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -50,33 +45,11 @@ RESTART_BEFORE = 8  # the frame (clip) or chunk (keypoints) the engine gets only
 
 
 class RestartableRedis(RedisServer):
-    """A redis-server of our own (no persistence: a restart loses every key) that can stop and start on its port."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        super().__init__(tmp)
-
-    def start_again(self) -> None:
-        exe = shutil.which("redis-server")
-        assert exe is not None
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.tmp)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start again")
+    """A redis-server of our own that restarts on its port, losing every key."""
 
     def restart(self) -> None:
         self.stop()
-        self.start_again()
+        self.start()
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +96,7 @@ def disrupt(request: pytest.FixtureRequest, redis: RestartableRedis) -> Iterator
     """Restart Redis (it comes back empty), or stop it (it is started again after the response)."""
     yield redis.restart if request.param == "restarted" else redis.stop
     if redis.proc.poll() is not None:
-        redis.start_again()
+        redis.start()
 
 
 def assert_retryable(response: httpx.Response) -> None:
