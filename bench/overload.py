@@ -53,6 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", default="320x240", help="JPEG width x height (default 320x240)")
     p.add_argument("--detect-batch", type=int, default=8, help="engine.detect.max_batch_size (default 8)")
     p.add_argument("--threads", type=int, default=1, help="engine.torch_threads of the server (default 1)")
+    p.add_argument(
+        "--wait-fraction",
+        type=float,
+        default=EngineSettings().admission_wait_fraction,
+        help="engine.admission_wait_fraction: share of the deadline a request may wait (default: the setting's)",
+    )
     p.add_argument("--modes", nargs="+", choices=("time", "count"), default=["time", "count"])
     p.add_argument("--seed", type=int, default=10, help="seed of the Poisson arrivals")
     p.add_argument("--out", type=Path, default=Path("bench/results"), help="directory for overload.json/.md")
@@ -100,7 +106,7 @@ async def open_loop(
 
 
 async def run_mode(mode: str, args: argparse.Namespace, jpeg: bytes, workdir: Path) -> dict[str, Any]:
-    settings = gateway_settings(mode, args.threads, args.deadline_s, args.detect_batch)
+    settings = gateway_settings(mode, args.threads, args.deadline_s, args.detect_batch, args.wait_fraction)
     with ServedGateway(settings, workdir / f"gateway-{mode}") as served:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
         timeout = httpx.Timeout(args.deadline_s + 30.0)
@@ -121,13 +127,13 @@ async def run_mode(mode: str, args: argparse.Namespace, jpeg: bytes, workdir: Pa
 def configuration(args: argparse.Namespace) -> dict[str, Any]:
     from bench.suite import cpu_name
 
-    settings = gateway_settings("time", args.threads, args.deadline_s, args.detect_batch)
+    settings = gateway_settings("time", args.threads, args.deadline_s, args.detect_batch, args.wait_fraction)
     defaults = EngineSettings()
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "models": "detector hrnet-micro (flip off) → CA-PF capf-tiny (flip off), random weights",
         "engine": {k: settings["engine"][k] for k in ("max_batch_size", "max_delay_ms", "max_queue", "torch_threads")}
-        | {"detect.max_batch_size": args.detect_batch, "admission_wait_fraction": defaults.admission_wait_fraction}
+        | {"detect.max_batch_size": args.detect_batch, "admission_wait_fraction": args.wait_fraction}
         | {"rate_window_s": defaults.rate_window_s},
         "gateway_max_inflight_requests": 256,
         "input": f"JPEG {args.size}, one person, whole-frame box",

@@ -16,10 +16,12 @@ import yaml
 from bench.redis_server import free_port
 
 
-def gateway_settings(admission: str, threads: int, deadline_s: float, detect_batch: int) -> dict[str, Any]:
+def gateway_settings(
+    admission: str, threads: int, deadline_s: float, detect_batch: int, wait_fraction: float
+) -> dict[str, Any]:
     """Settings (as a YAML document's mapping) of the served gateway: HRNet-micro → CA-PF tiny, random weights,
     ``engine.admission = admission``, ``threads`` torch threads, requests allowed up to ``deadline_s`` (at least
-    the default 30 s), at most ``detect_batch`` people per detector batch."""
+    the default 30 s), at most ``detect_batch`` people per detector batch, ``engine.admission_wait_fraction``."""
     return {
         "allow_random_weights": True,
         "log_level": "warning",
@@ -35,6 +37,7 @@ def gateway_settings(admission: str, threads: int, deadline_s: float, detect_bat
             "request_timeout_s": max(30.0, deadline_s),
             "torch_threads": threads,
             "admission": admission,
+            "admission_wait_fraction": wait_fraction,
         },
         "host": "127.0.0.1",
         "grpc_port": 0,
