@@ -48,10 +48,8 @@ from service.gateway.clips import ClipOutcome, run_clip
 from service.gateway.inputs import Upload
 from service.gateway.media import MediaKind
 from service.metrics import Metrics
-from service.proto_gen.pose3d.v1 import worker_pb2_grpc
 from service.rpc.remote_engine import RemoteEngineClient
-from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
-from service.worker.servicer import WorkerServicer
+from tests.service.worker_support import serve_worker
 
 ClipPath = Callable[..., Awaitable[ClipOutcome]]
 PATHS: dict[str, ClipPath] = {"before (frame by frame)": run_clip_frame_by_frame, "after (batched)": run_clip}
@@ -125,13 +123,8 @@ async def main(args: argparse.Namespace) -> None:
     try:
         await compare("in-process", engine, clip, warm, metrics)
         if args.remote:
-            server = new_server(128 * 1024 * 1024)
-            worker_pb2_grpc.add_WorkerServicer_to_server(WorkerServicer(metrics, engine), server)  # type: ignore[no-untyped-call]
-            health = add_health_and_reflection(server, [WORKER_SERVICE])
-            await set_serving(health, [WORKER_SERVICE], serving=True)
-            port = server.add_insecure_port("127.0.0.1:0")
-            await server.start()
-            remote = RemoteEngineClient([f"127.0.0.1:{port}"], clip_chunk_frames=args.batch, call_timeout_s=3600)
+            server, _, address = await serve_worker(engine, 128 * 1024 * 1024, metrics)
+            remote = RemoteEngineClient([address], clip_chunk_frames=args.batch, call_timeout_s=3600)
             await remote.start()
             try:
                 await compare("remote", remote, clip, warm, metrics)

@@ -53,11 +53,9 @@ from service.gateway.inputs import Upload  # noqa: E402
 from service.gateway.media import MediaKind, clip_limits, decode_image, validate_image  # noqa: E402
 from service.metrics import Metrics  # noqa: E402
 from service.proto_gen.pose3d.v1 import worker_pb2 as wpb  # noqa: E402
-from service.proto_gen.pose3d.v1 import worker_pb2_grpc  # noqa: E402
 from service.rpc import codec  # noqa: E402
 from service.rpc.remote_engine import RemoteEngineClient  # noqa: E402
-from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving  # noqa: E402
-from service.worker.servicer import WorkerServicer  # noqa: E402
+from tests.service.worker_support import serve_worker  # noqa: E402
 
 MESSAGE_LIMIT = 65 * 1024 * 1024
 CLIP_LIMITS = LimitSettings(max_clip_frames=100_000, max_clip_seconds=100_000)
@@ -80,13 +78,8 @@ async def start_worker(
     """A worker servicer around a started in-process engine on a loopback port: ``(address, server, engine)``."""
     engine = InProcessEngine(settings, Metrics())
     await engine.start()
-    server = new_server(message_limit)
-    worker_pb2_grpc.add_WorkerServicer_to_server(WorkerServicer(Metrics(), engine), server)  # type: ignore[no-untyped-call]
-    health = add_health_and_reflection(server, [WORKER_SERVICE])
-    await set_serving(health, [WORKER_SERVICE], serving=True)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    return f"127.0.0.1:{port}", server, engine
+    server, _, address = await serve_worker(engine, message_limit)
+    return address, server, engine
 
 
 def frame_for(mode: str, jpeg: bytes) -> ImageFrame:

@@ -33,13 +33,11 @@ from service.gateway.clips import run_clip
 from service.gateway.inputs import Upload
 from service.gateway.media import MediaKind
 from service.metrics import Metrics
-from service.proto_gen.pose3d.v1 import worker_pb2_grpc
 from service.rpc.remote_engine import RemoteEngineClient
-from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
-from service.worker.servicer import WorkerServicer
 from tests.service import test_engine_support as support
 from tests.service.media_samples import rolling_clip
 from tests.service.rest_support import live_server, tiny_settings
+from tests.service.worker_support import serve_worker
 
 LIMITS = LimitSettings(max_clip_frames=1000, max_clip_seconds=600)
 
@@ -178,13 +176,8 @@ async def test_remote_clip_goes_in_chunks_to_a_worker_that_batches_it() -> None:
     worker_metrics = Metrics()
     engine = InProcessEngine(support.tiny_settings(max_batch_size=8, max_delay_ms=20.0), worker_metrics)
     await engine.start()
-    server = new_server(64 * 1024 * 1024)
-    worker_pb2_grpc.add_WorkerServicer_to_server(WorkerServicer(worker_metrics, engine), server)  # type: ignore[no-untyped-call]
-    health = add_health_and_reflection(server, [WORKER_SERVICE])
-    await set_serving(health, [WORKER_SERVICE], serving=True)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    remote = RemoteEngineClient([f"127.0.0.1:{port}"], clip_chunk_frames=8)
+    server, _, address = await serve_worker(engine, 64 * 1024 * 1024, worker_metrics)
+    remote = RemoteEngineClient([address], clip_chunk_frames=8)
     await remote.start()
     try:
         args = (support.options("capf-t"), LIMITS, 1, time.monotonic() + 3600)

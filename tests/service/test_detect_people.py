@@ -22,16 +22,14 @@ from service.engine.types import EstimateOptions, EstimateRequest, Frame, ImageF
 from service.gateway.grpc_server import PublicGrpcServer
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
-from service.proto_gen.pose3d.v1 import worker_pb2_grpc
 from service.rpc import codec
 from service.rpc.remote_engine import RemoteEngineClient
-from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
-from service.worker.servicer import WorkerServicer
 from tests.service.media_samples import encode_image
 from tests.service.rest_support import LiveServer, live_server, tiny_settings
 from tests.service.test_engine_support import assert_same_poses
 from tests.service.test_grpc_public import stub_for
 from tests.service.test_pose_guide import K, _frames, _settings
+from tests.service.worker_support import serve_worker
 from tests.service.ws_support import closed_with, image_message, receive, ws_url
 from tests.unit.rtmpose_standin import rtmpose_standin
 from tests.unit.test_person_detector import mean_channel0_detector
@@ -119,12 +117,8 @@ def test_worker_frames_carry_the_flag() -> None:
 
 async def test_the_flag_crosses_to_a_worker(engine: InProcessEngine) -> None:
     """Gateway → worker over real gRPC (``RemoteEngineClient`` → ``WorkerServicer`` → the engine)."""
-    server = new_server(16 * 1024 * 1024)
-    worker_pb2_grpc.add_WorkerServicer_to_server(WorkerServicer(Metrics(), engine), server)  # type: ignore[no-untyped-call]
-    await set_serving(add_health_and_reflection(server, [WORKER_SERVICE]), [WORKER_SERVICE], serving=True)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    client = RemoteEngineClient([f"127.0.0.1:{port}"], health_interval_s=0.2)
+    server, _, address = await serve_worker(engine)
+    client = RemoteEngineClient([address], health_interval_s=0.2)
     await client.start()
     try:
         info = await client.open_stream(EstimateOptions(mode=WindowMode.CAUSAL))

@@ -14,12 +14,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from model.joints import NUM_JOINTS
 from service.engine.types import EstimateOptions, EstimateRequest, KeypointFrame
 from service.errors import Unavailable, UnknownModel, UnknownStream
-from service.metrics import Metrics
-from service.proto_gen.pose3d.v1 import worker_pb2_grpc
 from service.rpc.remote_engine import RemoteEngineClient
-from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
+from service.rpc.server import WORKER_SERVICE
 from service.worker.servicer import WorkerServicer
 from tests.service.grpc_toy_engine import ToyEngine
+from tests.service.worker_support import serve_worker
 
 
 @dataclass
@@ -31,14 +30,8 @@ class Worker:
 
 
 async def start_worker(engine: ToyEngine | None, serving: bool = True) -> Worker:
-    server = new_server(16 * 1024 * 1024)
-    servicer = WorkerServicer(Metrics(), engine)
-    worker_pb2_grpc.add_WorkerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
-    health = add_health_and_reflection(server, [WORKER_SERVICE])
-    await set_serving(health, [WORKER_SERVICE], serving=serving)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    return Worker(f"127.0.0.1:{port}", server, servicer, engine or ToyEngine())
+    server, servicer, address = await serve_worker(engine, serving=serving)
+    return Worker(address, server, servicer, engine or ToyEngine())
 
 
 @pytest.fixture

@@ -18,12 +18,10 @@ from service.geometry.camera import CameraSpec
 from service.geometry.smoothing import SmoothingMethod, SmoothingSpec
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
-from service.proto_gen.pose3d.v1 import worker_pb2_grpc
 from service.rpc import codec
 from service.rpc.remote_engine import RemoteEngineClient
-from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
-from service.worker.servicer import WorkerServicer
 from tests.service.test_engine_support import keypoint_clip, tiny_settings
+from tests.service.worker_support import serve_worker
 
 OPTIONS = EstimateOptions(
     model="pstmo",
@@ -67,13 +65,8 @@ def test_public_options_refuse_bad_camera_and_smoothing(options: pb.Options) -> 
 @pytest.fixture
 async def engines() -> AsyncIterator[tuple[InProcessEngine, RemoteEngineClient]]:
     engine = await build_engine(tiny_settings(), Metrics())
-    server = new_server(16 * 1024 * 1024)
-    worker_pb2_grpc.add_WorkerServicer_to_server(WorkerServicer(Metrics(), engine), server)  # type: ignore[no-untyped-call]
-    health = add_health_and_reflection(server, [WORKER_SERVICE])
-    await set_serving(health, [WORKER_SERVICE], serving=True)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    client = RemoteEngineClient([f"127.0.0.1:{port}"], health_interval_s=0.2)
+    server, _, address = await serve_worker(engine)
+    client = RemoteEngineClient([address], health_interval_s=0.2)
     await client.start()
     yield engine, client
     await client.aclose()

@@ -29,14 +29,12 @@ from service.engine.inprocess import build_engine
 from service.engine.types import FrameResult
 from service.gateway.app import create_app
 from service.metrics import Metrics
-from service.proto_gen.pose3d.v1 import worker_pb2_grpc
 from service.rpc.remote_engine import RemoteEngineClient
-from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
-from service.worker.servicer import WorkerServicer
 from tests.conftest import RedisServer
 from tests.service.media_samples import encode_clip
 from tests.service.rest_support import assert_problem, tiny_settings
 from tests.service.test_long_keypoints import body
+from tests.service.worker_support import serve_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -71,13 +69,8 @@ class Deployed:
 async def deployed(redis: RestartableRedis) -> AsyncIterator[Deployed]:
     settings = tiny_settings(redis_url=redis.url, engine=EngineSettings(max_queue=16, request_timeout_s=600.0))
     engine = await build_engine(settings, Metrics())
-    server = new_server(16 * 1024 * 1024)
-    worker_pb2_grpc.add_WorkerServicer_to_server(WorkerServicer(Metrics(), engine), server)  # type: ignore[no-untyped-call]
-    health = add_health_and_reflection(server, [WORKER_SERVICE])
-    await set_serving(health, [WORKER_SERVICE], serving=True)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    remote = RemoteEngineClient([f"127.0.0.1:{port}"], health_interval_s=0.2)
+    server, _, address = await serve_worker(engine)
+    remote = RemoteEngineClient([address], health_interval_s=0.2)
     await remote.start()
     app = create_app(settings.model_copy(update={"redis_url": ""}), engine=remote)  # jobs: not under test
     app.state.gateway.engine = remote  # what the lifespan does (ASGITransport runs no lifespan)
