@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 
 from bench.overload_report import Outcome, markdown, summarise
-from bench.overload_server import ServedGateway, gateway_settings
+from bench.overload_server import BatchOverrides, ServedGateway, gateway_settings
 from service.client.sources import encode_frame, synthetic_image
 from service.config import EngineSettings
 
@@ -44,20 +44,30 @@ TIMEOUT_HEADER = "X-Request-Timeout"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.overload", description=(__doc__ or "").splitlines()[0])
     p.add_argument("--seconds", type=float, default=30.0, help="open-loop phase length (default 30)")
-    p.add_argument("--load", type=float, default=3.0, help="offered rate ÷ measured capacity (default 3)")
+    p.add_argument(
+        "--load",
+        type=float,
+        nargs="+",
+        default=[3.0],
+        help="offered rate ÷ measured capacity, one run each (default 3)",
+    )
     p.add_argument("--concurrency", type=int, default=8, help="closed-loop clients measuring capacity (default 8)")
     p.add_argument("--capacity-seconds", type=float, default=10.0, help="capacity phase length (default 10)")
     p.add_argument(
         "--deadline-s", type=float, default=30.0, help="X-Request-Timeout of every request (default 30: the service's)"
     )
     p.add_argument("--size", default="320x240", help="JPEG width x height (default 320x240)")
-    p.add_argument("--detect-batch", type=int, default=8, help="engine.detect.max_batch_size (default 8)")
+    p.add_argument("--batch", type=int, default=None, help="engine.max_batch_size (default: the shipped default)")
+    p.add_argument("--delay-ms", type=float, default=None, help="engine.max_delay_ms (default: the shipped default)")
+    p.add_argument(
+        "--detect-batch", type=int, default=None, help="engine.detect.max_batch_size (default: the shipped default)"
+    )
     p.add_argument("--threads", type=int, default=1, help="engine.torch_threads of the server (default 1)")
     p.add_argument(
         "--wait-fraction",
         type=float,
-        default=EngineSettings().admission_wait_fraction,
-        help="engine.admission_wait_fraction: share of the deadline a request may wait (default: the setting's)",
+        default=None,
+        help="engine.admission_wait_fraction: share of the deadline a request may wait (default: the shipped one)",
     )
     p.add_argument("--modes", nargs="+", choices=("time", "count"), default=["time", "count"])
     p.add_argument("--seed", type=int, default=10, help="seed of the Poisson arrivals")
@@ -105,36 +115,48 @@ async def open_loop(
     return list(await asyncio.gather(*tasks))
 
 
-async def run_mode(mode: str, args: argparse.Namespace, jpeg: bytes, workdir: Path) -> dict[str, Any]:
-    settings = gateway_settings(mode, args.threads, args.deadline_s, args.detect_batch, args.wait_fraction)
+def overrides(args: argparse.Namespace) -> BatchOverrides:
+    """The batch settings the command line changed from the shipped defaults."""
+    return BatchOverrides(args.batch, args.delay_ms, args.detect_batch, args.wait_fraction)
+
+
+async def run_mode(mode: str, args: argparse.Namespace, jpeg: bytes, workdir: Path) -> list[dict[str, Any]]:
+    """One gateway with ``engine.admission = mode``: its capacity, then each ``--load`` in turn against it."""
+    settings = gateway_settings(mode, args.threads, args.deadline_s, overrides(args))
+    results: list[dict[str, Any]] = []
     with ServedGateway(settings, workdir / f"gateway-{mode}") as served:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
         timeout = httpx.Timeout(args.deadline_s + 30.0)
         async with httpx.AsyncClient(base_url=served.url, limits=limits, timeout=timeout) as client:
             for _ in range(2 * args.concurrency):  # warm-up: first batches measure the stages' rates
                 await _post(client, jpeg, {}, time.perf_counter())
-            load_before = os.getloadavg()
             cap = await capacity(client, jpeg, args.concurrency, args.capacity_seconds)
             if cap <= 0:
                 raise SystemExit(f"{mode}: no request succeeded while measuring capacity (see {served.log_path})")
-            outcomes = await open_loop(client, jpeg, args.load * cap, args.seconds, args.deadline_s, args.seed)
-            load_after = os.getloadavg()
-    result = summarise(outcomes, cap, args.load * cap, args.seconds, args.deadline_s)
-    result.update(mode=mode, load_average_before=load_before, load_average_after=load_after)
-    return result
+            for load in args.load:
+                load_before = os.getloadavg()
+                outcomes = await open_loop(client, jpeg, load * cap, args.seconds, args.deadline_s, args.seed)
+                load_after = os.getloadavg()
+                result = summarise(outcomes, cap, load * cap, args.seconds, args.deadline_s)
+                result.update(mode=mode, load=load, load_average_before=load_before, load_average_after=load_after)
+                print(json.dumps({k: v for k, v in result.items() if k != "latencies"}), flush=True)
+                results.append(result)
+                await asyncio.sleep(args.deadline_s)  # the queues drain before the next load
+    return results
 
 
 def configuration(args: argparse.Namespace) -> dict[str, Any]:
     from bench.suite import cpu_name
 
-    settings = gateway_settings("time", args.threads, args.deadline_s, args.detect_batch, args.wait_fraction)
-    defaults = EngineSettings()
+    engine = EngineSettings.model_validate(overrides(args).engine())
+    detect_batch, _ = engine.stage_batch("detect")
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "models": "detector hrnet-micro (flip off) → CA-PF capf-tiny (flip off), random weights",
-        "engine": {k: settings["engine"][k] for k in ("max_batch_size", "max_delay_ms", "max_queue", "torch_threads")}
-        | {"detect.max_batch_size": args.detect_batch, "admission_wait_fraction": args.wait_fraction}
-        | {"rate_window_s": defaults.rate_window_s},
+        "engine": {k: getattr(engine, k) for k in ("max_batch_size", "max_delay_ms", "max_queue")}
+        | {"torch_threads": args.threads, "detect.max_batch_size": detect_batch}
+        | {k: getattr(engine, k) for k in ("admission_wait_fraction", "rate_window_s")},
+        "batch_settings": "overridden on the command line" if overrides(args).engine() else "shipped defaults",
         "gateway_max_inflight_requests": 256,
         "input": f"JPEG {args.size}, one person, whole-frame box",
         "device": f"cpu ({cpu_name()}), {os.cpu_count()} cores",
@@ -156,10 +178,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     runs = []
     with tempfile.TemporaryDirectory(prefix="pose3d-overload-") as tmp:
         for mode in args.modes:
-            print(f"[{mode}] starting the gateway, measuring capacity, then {args.load:g}x for {args.seconds:g} s",
+            loads = ", ".join(f"{load:g}x" for load in args.load)
+            print(f"[{mode}] starting the gateway, measuring capacity, then {loads} for {args.seconds:g} s each",
                   flush=True)  # fmt: skip
-            runs.append(await run_mode(mode, args, jpeg, Path(tmp)))
-            print(json.dumps({k: v for k, v in runs[-1].items() if k != "latencies"}), flush=True)
+            runs.extend(await run_mode(mode, args, jpeg, Path(tmp)))
     return {"configuration": config, "runs": runs}
 
 

@@ -97,12 +97,16 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         "Configuration: " + " · ".join(f"{k} {v}" for k, v in config.items()),
         "",
-        "| | " + " | ".join(f"admission = {r['mode']}" for r in runs) + " |",
+        "| | " + " | ".join(f"admission = {r['mode']}, {r.get('load', '?')}×" for r in runs) + " |",
         "|---|" + "---|" * len(runs),
     ]
     lines += ["| " + label + " | " + " | ".join(_cell(r, key) for r in runs) + " |" for label, key in ROWS]
-    by_mode = {r["mode"]: r for r in runs}
-    if {"time", "count"} <= by_mode.keys() and by_mode["count"]["goodput_rps"]:
-        ratio = by_mode["time"]["goodput_rps"] / by_mode["count"]["goodput_rps"]
-        lines += ["", f"goodput, admission by time ÷ by count: {ratio:.2f}×"]
+    by_mode_load = {(r["mode"], r.get("load")): r for r in runs}
+    for (mode, load), run in by_mode_load.items():
+        count = by_mode_load.get(("count", load))
+        if mode == "time" and count is not None and count["goodput_rps"]:
+            lines += [
+                "",
+                f"goodput at {load}×, admission by time ÷ by count: {run['goodput_rps'] / count['goodput_rps']:.2f}×",
+            ]
     return "\n".join(lines) + "\n"

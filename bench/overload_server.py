@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -16,12 +17,33 @@ import yaml
 from bench.redis_server import free_port
 
 
-def gateway_settings(
-    admission: str, threads: int, deadline_s: float, detect_batch: int, wait_fraction: float
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class BatchOverrides:
+    """Batch settings the bench was told to use instead of the shipped defaults (``None``: the default)."""
+
+    max_batch_size: int | None = None
+    max_delay_ms: float | None = None
+    detect_batch: int | None = None
+    wait_fraction: float | None = None
+
+    def engine(self) -> dict[str, Any]:
+        """The ``engine`` settings these overrides set (only those given)."""
+        out: dict[str, Any] = {}
+        if self.max_batch_size is not None:
+            out["max_batch_size"] = self.max_batch_size
+        if self.max_delay_ms is not None:
+            out["max_delay_ms"] = self.max_delay_ms
+        if self.detect_batch is not None:
+            out["detect"] = {"max_batch_size": self.detect_batch}
+        if self.wait_fraction is not None:
+            out["admission_wait_fraction"] = self.wait_fraction
+        return out
+
+
+def gateway_settings(admission: str, threads: int, deadline_s: float, overrides: BatchOverrides) -> dict[str, Any]:
     """Settings (as a YAML document's mapping) of the served gateway: HRNet-micro → CA-PF tiny, random weights,
     ``engine.admission = admission``, ``threads`` torch threads, requests allowed up to ``deadline_s`` (at least
-    the default 30 s), at most ``detect_batch`` people per detector batch, ``engine.admission_wait_fraction``."""
+    the default 30 s); every batch setting is the shipped default unless ``overrides`` names it."""
     return {
         "allow_random_weights": True,
         "log_level": "warning",
@@ -30,15 +52,11 @@ def gateway_settings(
         "default_image_model": "capf",
         "default_clip_model": "capf",
         "engine": {
-            "max_batch_size": 16,
-            "max_delay_ms": 2.0,
-            "detect": {"max_batch_size": detect_batch},
-            "max_queue": 1024,
             "request_timeout_s": max(30.0, deadline_s),
             "torch_threads": threads,
             "admission": admission,
-            "admission_wait_fraction": wait_fraction,
-        },
+        }
+        | overrides.engine(),
         "host": "127.0.0.1",
         "grpc_port": 0,
     }

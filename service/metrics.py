@@ -60,6 +60,13 @@ class Metrics:
             buckets=(*_LATENCY_BUCKETS, 60.0, 300.0),
             registry=r,
         )
+        self.admission_scale = Gauge(
+            "pose3d_admission_scale",
+            "Scale the door applies to its summed expected waits: a high quantile of real ÷ expected engine time of "
+            "recent admitted requests (1 = the queue model is exact)",
+            registry=r,
+        )
+        self.admission_scale.set(1.0)
         self.active_streams = Gauge("pose3d_active_streams", "Open streams", registry=r)
         self.frames_total = Counter("pose3d_frames", "Frames processed by model", ["model"], registry=r)
         self.rejected_total = Counter("pose3d_rejected", "Rejected work by reason", ["reason"], registry=r)

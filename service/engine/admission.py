@@ -15,15 +15,24 @@ rule makes the exception. Before a stage has run a batch (cold start) it adds no
 (``max_queue`` units per stage, a memory bound that always applies) holds; a request that finds every queue on its
 path empty is admitted whatever its size (a long sequence on an idle service).
 
+The model behind those sums is simple, and how far it is off depends on the batch settings, on the threads the
+stages share and on what else runs on the machine (work queued at decode that will later need the detector, a
+large detector batch the lifter's waits behind, an event loop competing for the same cores). So the door
+**calibrates** it against what really happened (:class:`WaitCalibration`): every admitted request that found a
+queue reports, when it is done, the time it really spent in the engine; the summed estimate is scaled by a high
+quantile of the recent ratios of real to expected time before it is compared with the deadline. The admission
+rule then holds at any batch settings and under load, not only at the ones it was tuned at.
+
 Pure bookkeeping: no asyncio, no clock of its own (times are passed in), no transport.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 AdmissionMode = Literal["time", "count"]
 
@@ -131,25 +140,67 @@ class PathWait:
     wait_s: float | None
 
 
+class WaitCalibration:
+    """How far the summed per-stage estimate is off: a high quantile of real ÷ expected engine time of recent
+    admitted requests.
+
+    Only requests whose expected time was at least ``min_expected_s`` count (below that, fixed costs — a batch's
+    delay, hops between threads — dominate the ratio and say nothing of the queue model); the last ``samples``
+    of them are kept. :attr:`factor` is their ``quantile`` (1.0 until ``min_samples`` are in), clamped to
+    ``[low, high]`` so that one pathological request cannot close or open the door by itself.
+    """
+
+    def __init__(
+        self, samples: int = 200, quantile: float = 0.9, min_expected_s: float = 0.05, min_samples: int = 8
+    ) -> None:
+        self.quantile = quantile
+        self.min_expected_s = min_expected_s
+        self.min_samples = min_samples
+        self.low, self.high = 0.5, 20.0
+        self._ratios: deque[float] = deque(maxlen=samples)
+        self.factor = 1.0
+        """The current scale applied to expected waits."""
+
+    def observe(self, expected_s: float, real_s: float) -> None:
+        """A request expected to take ``expected_s`` seconds in the engine took ``real_s`` (ignored when it was
+        expected to be quick, see the class docstring)."""
+        if expected_s < self.min_expected_s or not 0 <= real_s < math.inf:
+            return
+        self._ratios.append(real_s / expected_s)
+        if len(self._ratios) >= self.min_samples:
+            ordered = sorted(self._ratios)
+            at = ordered[min(len(ordered) - 1, int(self.quantile * len(ordered)))]
+            self.factor = min(self.high, max(self.low, at))
+
+
+class PathCheck(NamedTuple):
+    """The door's verdict on one request: ``refusal`` (``None``: admitted), the per-stage ``waits`` and their
+    calibrated sum ``expected_s`` (what the request is expected to spend queued and computed in the engine)."""
+
+    refusal: Refusal | None
+    waits: list[PathWait]
+    expected_s: float
+
+
 def check_path(
-    path: Sequence[tuple[Stage, int]], remaining_s: float, wait_fraction: float
-) -> tuple[Refusal | None, list[PathWait]]:
+    path: Sequence[tuple[Stage, int]], remaining_s: float, wait_fraction: float, scale: float = 1.0
+) -> PathCheck:
     """Admit a request whose ``path`` is ``(stage, units)`` pairs and whose deadline is ``remaining_s`` away, or not.
 
-    Refused when some stage of the path has work queued and the expected waits of its stages, summed, exceed
-    ``wait_fraction`` of ``remaining_s``; the Retry-After is the excess over that share (the time the queues need
-    to drain enough)."""
+    Refused when some stage of the path has work queued and the expected waits of its stages, summed and scaled by
+    ``scale`` (:attr:`WaitCalibration.factor`), exceed ``wait_fraction`` of ``remaining_s``; the Retry-After is the
+    excess over that share (the time the queues need to drain enough)."""
     waits = [PathWait(s.stage, units, s.expected_wait_s(units)) for s, units in path]
+    total = scale * sum(w.wait_s for w in waits if w.wait_s is not None)
     if not any(s.queued_units for s, _ in path):
-        return None, waits
-    total = sum(w.wait_s for w in waits if w.wait_s is not None)
+        return PathCheck(None, waits, total)
     allowed = wait_fraction * max(remaining_s, 0.0)
     if total <= allowed:
-        return None, waits
+        return PathCheck(None, waits, total)
     slowest = max(waits, key=lambda w: w.wait_s or 0.0)
     detail = (
         f"over capacity: the work queued ahead would keep this request {total:.3g} s (longest at {slowest.stage}: "
-        f"{slowest.wait_s or 0.0:.3g} s); it may wait {allowed:.3g} s ({wait_fraction:g} of its deadline, "
-        f"{max(remaining_s, 0.0):.3g} s away)"
+        f"{slowest.wait_s or 0.0:.3g} s, estimates scaled by {scale:.2f} from recent requests); it may wait "
+        f"{allowed:.3g} s ({wait_fraction:g} of its deadline, {max(remaining_s, 0.0):.3g} s away)"
     )
-    return Refusal("expected-wait", detail, total - allowed), waits
+    return PathCheck(Refusal("expected-wait", detail, total - allowed), waits, total)

@@ -165,8 +165,11 @@ class InProcessEngine:
         started = time.monotonic()
         lifter = self._lifter(request.options.model, request.frames)
         step = self._clip_step(request.options, lifter, request.deadline)
-        admit(self.pipeline, lifter, step.options, *_frame_counts(request.frames), step.deadline)
-        results, source = await self.pipeline.run_clip(request.frames, step)
+        ticket = admit(self.pipeline, lifter, step.options, *_frame_counts(request.frames), step.deadline)
+        try:
+            results, source = await self.pipeline.run_clip(request.frames, step)
+        finally:
+            ticket.finish(self.metrics)
         results = place_clip(results, request.options.camera, request.options.smoothing)
         return EstimateResult(request.request_id, lifter.info, source, results, _ms(step.timings, started))
 
