@@ -19,6 +19,7 @@ from service.cli import main
 from service.config import GatewaySettings, build_settings
 from service.evaluation.h36m import KEEP_JOINTS, load_h36m
 from service.evaluation.runner import Prediction, SequenceRunner, model_info
+from service.evaluation.sequences import EvalSequence
 from service.metrics import Metrics
 from tests.service.eval_support import render_frames, save_3d, tiny_config, write_h36m
 from tests.service.rest_support import live_server
@@ -38,12 +39,12 @@ def _settings(config: Path) -> GatewaySettings:
     return build_settings(GatewaySettings, config, workers=[], host="127.0.0.1", grpc_port=0)
 
 
-async def _predictions(config: Path, data: Any, model: str) -> list[Prediction]:
+async def _predictions(config: Path, sequences: list[EvalSequence], model: str) -> list[Prediction]:
     """The evaluator's predictions (its runner over the composition root's engine) for every sequence."""
     engine = await in_process_engine(_settings(config), Metrics())
     try:
         runner = SequenceRunner(engine, await model_info(engine, model))
-        predictions, _ = await runner.run(load_h36m(data.data_3d, data.data_2d, data.cameras), progress=False)
+        predictions, _ = await runner.run(sequences, progress=False)
         return predictions
     finally:
         await engine.aclose()
@@ -73,8 +74,8 @@ def test_h36m_layout_end_to_end_with_a_temporal_model(tmp_path: Path, capsys: py
 async def test_the_evaluator_predicts_what_post_v1_pose3d_answers(tmp_path: Path) -> None:
     data = write_h36m(tmp_path, subjects=("S9",), actions=("Walking",), frames=10)
     config = tiny_config(tmp_path)
-    predictions = await _predictions(config, data, "pstmo")
     sequences = load_h36m(data.data_3d, data.data_2d, data.cameras, ["S9"])
+    predictions = await _predictions(config, sequences, "pstmo")
     with live_server(_settings(config)) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
             for seq, pred in zip(sequences, predictions, strict=True):
@@ -95,8 +96,8 @@ def test_own_outputs_score_zero_and_a_known_offset_exactly_its_size(
     data = write_h36m(tmp_path, frames=10, identity=True)
     config = tiny_config(tmp_path)
 
-    predictions = asyncio.run(_predictions(config, data, "pstmo"))
     sequences = load_h36m(data.data_3d, data.data_2d, data.cameras)
+    predictions = asyncio.run(_predictions(config, sequences, "pstmo"))
     offset = np.zeros((17, 3), np.float32)
     offset[1:] = [0.012, 0.0, -0.005]  # 13 mm
     for name, shift, expected in (("own", 0.0, 0.0), ("offset", offset, 13.0 * 16 / 17)):
