@@ -12,6 +12,7 @@ embedded service runs), started from the candidate's settings and closed afterwa
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from service.evaluation.aggregate import Average, score, tabulate
 from service.evaluation.h36m import ACTIONS, TEST_SUBJECTS, load_h36m
 from service.evaluation.labelled import load_clip
 from service.evaluation.mpi3dhp import PCK_JOINTS, load_3dhp
+from service.evaluation.papers import paper_row
 from service.evaluation.report import Evaluation
 from service.evaluation.runner import SequenceRunner, model_info
 from service.evaluation.sequences import EvalSequence
@@ -40,6 +42,7 @@ class Dataset:
     order: tuple[str, ...] = ()
     weighting: Average = Average.FRAMES
     pck_joints: tuple[int, ...] | None = None
+    input_2d: str = "images"  # the 2D input the published rows are matched by: cpn, gt or images
 
     @property
     def images(self) -> bool:
@@ -48,12 +51,14 @@ class Dataset:
 
 def h36m_dataset(data_3d: Path, data_2d: Path, cameras: Path, subjects: Sequence[str] = TEST_SUBJECTS) -> Dataset:
     """Human3.6M protocol: S9 + S11, every action and camera, per-action table averaged over actions."""
-    return Dataset("Human3.6M", load_h36m(data_3d, data_2d, cameras, subjects), ACTIONS, Average.ACTIONS)
+    input_2d = "gt" if "_gt" in data_2d.name else "cpn"
+    sequences = load_h36m(data_3d, data_2d, cameras, subjects)
+    return Dataset("Human3.6M", sequences, ACTIONS, Average.ACTIONS, None, input_2d)
 
 
 def mpi3dhp_dataset(path: Path) -> Dataset:
     """MPI-INF-3DHP test set (P-STMO's npz): PCK@150 mm, AUC and MPJPE over the valid frames."""
-    return Dataset("MPI-INF-3DHP", load_3dhp(path), (), Average.FRAMES, PCK_JOINTS)
+    return Dataset("MPI-INF-3DHP", load_3dhp(path), (), Average.FRAMES, PCK_JOINTS, "gt")
 
 
 def clips_dataset(paths: Sequence[Path]) -> Dataset:
@@ -104,9 +109,20 @@ async def evaluate_engine(
     """``dataset`` through ``engine``'s model ``model``: predictions, scores and the table."""
     info = await model_info(engine, model)
     predictions, stats = await SequenceRunner(engine, info).run(dataset.sequences, concurrency, progress)
+    load = os.getloadavg()
     scores = [score(s, p, dataset.pck_joints) for s, p in zip(dataset.sequences, predictions, strict=True)]
     table = tabulate(scores, dataset.order, dataset.weighting)
-    return Evaluation(label, dataset.name, asdict(info), table, stats.frames, stats.seconds, scores)
+    config = f"{info.device}, flip_test={info.flip_test}, {concurrency} sequences in flight"
+    paper = paper_row(dataset.name, info.version, dataset.input_2d)
+    return Evaluation(
+        label, dataset.name, asdict(info), table, stats.frames, stats.seconds, scores, config, load, paper
+    )
+
+
+def engine_config(settings: GatewaySettings) -> str:
+    """The engine knobs that set its throughput, for the report."""
+    e = settings.engine
+    return f"max_batch_size={e.max_batch_size}, max_delay_ms={e.max_delay_ms:g}, torch_threads={e.torch_threads}"
 
 
 async def evaluate(
@@ -121,7 +137,9 @@ async def evaluate(
                 engines[id(c.settings)] = await in_process_engine(c.settings, Metrics())
             engine = engines[id(c.settings)]
             model = c.model_for(dataset.images)
-            out.append(await evaluate_engine(engine, dataset, model, c.label, concurrency, progress))
+            result = await evaluate_engine(engine, dataset, model, c.label, concurrency, progress)
+            result.config = f"{result.config}, {engine_config(c.settings)}"
+            out.append(result)
     finally:
         for engine in engines.values():
             await engine.aclose()

@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     labels.add_argument("--camera", type=int, required=True, help="0-3, in the cameras file's order")
     labels.add_argument("--media", type=Path, required=True, help="the video file or its extracted frames' folder")
     labels.add_argument("--out", type=Path, required=True, help="the label file to write (.npz)")
+    demo = sub.add_parser("synthetic", help="write a tiny synthetic Human3.6M (npz layout) + a labelled clip")
+    demo.add_argument("folder", type=Path, help="where to write them")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +65,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.dataset == "h36m-labels":
         return _labels(args)
+    if args.dataset == "synthetic":
+        from service.evaluation.synthetic import write_demo
+
+        files = write_demo(args.folder)
+        print(f"wrote {files.data_3d}, {files.data_2d}, {files.cameras} and {args.folder / 'clips'}")
+        return 0
     from service.config import GatewaySettings, build_settings
     from service.evaluation.api import Candidate, clips_dataset, evaluate_sync, h36m_dataset, mpi3dhp_dataset
     from service.evaluation.report import compare_text, plot, table_text

@@ -11,6 +11,7 @@ from typing import Any, Final
 import numpy as np
 
 from service.evaluation.aggregate import Scores, Table
+from service.evaluation.papers import PaperRow
 
 LABELS: Final = {
     "Directions": "Dir.", "Discussion": "Disc.", "Eating": "Eat", "Greeting": "Greet", "Phoning": "Phone",
@@ -36,6 +37,9 @@ class Evaluation:
     frames: int
     seconds: float
     scores: list[Scores]
+    config: str = ""  # the engine knobs the throughput was measured with
+    load_avg: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the machine's 1/5/15-minute load when the run ended
+    paper: PaperRow | None = None  # the published row for this model and input, printed beside
 
     @property
     def frames_per_s(self) -> float:
@@ -46,10 +50,13 @@ class Evaluation:
         return {
             "label": self.label, "dataset": self.dataset, "model": self.model,
             "frames": self.frames, "seconds": round(self.seconds, 3), "frames_per_s": round(self.frames_per_s, 2),
+            "config": self.config, "load_avg": list(self.load_avg),
             "missed_frames": t.missed, "average": t.weighting.value,
             "metrics": {k: {"groups": {g: round(v, 3) for g, v in row.items()}, "average": round(t.average[k], 3)}
                         for k, row in t.rows.items()},
             "frames_per_group": t.frames,
+            "paper": None if self.paper is None else {"source": self.paper.source, "groups": self.paper.groups,
+                                                      "average": self.paper.average},
         }  # fmt: skip
 
 
@@ -64,14 +71,25 @@ def table_text(ev: Evaluation) -> str:
     width = max([7, *(len(h) for h in heads)])
     lines = [f"{ev.dataset} — {ev.label} (model {ev.model.get('name')}, weights {_weights(ev.model)})"]
     lines.append(f"{'':<18}" + "".join(f"{h:>{width + 1}}" for h in heads))
+    paper = ev.paper
     for metric, row in t.rows.items():
         cells = [_fmt(row.get(g)) for g in t.groups] + [_fmt(t.average[metric])]
         lines.append(f"{TITLES.get(metric, metric):<18}" + "".join(f"{c:>{width + 1}}" for c in cells))
+        if paper is not None and metric in paper.average:
+            published = paper.groups.get(metric, {})
+            cells = [_fmt(published.get(g)) for g in t.groups] + [_fmt(paper.average[metric])]
+            lines.append(f"{'  paper':<18}" + "".join(f"{c:>{width + 1}}" for c in cells))
+    if paper is not None:
+        lines.append(f"paper = {paper.source} (its average is over all 15 actions)")
     lines.append(
-        f"{ev.frames} frames in {ev.seconds:.2f} s = {ev.frames_per_s:.1f} frames/s; "
+        f"{ev.frames} frames in {ev.seconds:.2f} s = {ev.frames_per_s:.1f} frames/s ({ev.config}; {_load(ev)}); "
         f"missed (nobody found) {t.missed}; average = mean over {t.weighting.value}"
     )
     return "\n".join(lines)
+
+
+def _load(ev: Evaluation) -> str:
+    return "load avg " + " ".join(f"{v:.2f}" for v in ev.load_avg)
 
 
 def _weights(model: dict[str, Any]) -> str:
@@ -89,10 +107,13 @@ def compare_text(evaluations: Sequence[Evaluation]) -> str:
                if any(k in e.table.average for e in evaluations)]  # fmt: skip
     width = max([10, *(len(e.label) for e in evaluations)])
     head = f"{'profile/model':<{width}} {'model':<14}" + "".join(f"{TITLES[k]:>18}" for k in metrics)
-    lines = [head + f"{'frames/s':>12}{'frames':>9}"]
+    lines = [head + f"{'frames/s':>12}{'frames':>9}  configuration; machine load"]
     for e in evaluations:
         cells = "".join(f"{_fmt(e.table.average.get(k)):>18}" for k in metrics)
-        lines.append(f"{e.label:<{width}} {e.model.get('name', '?')!s:<14}{cells}{e.frames_per_s:>12.1f}{e.frames:>9}")
+        lines.append(
+            f"{e.label:<{width}} {e.model.get('name', '?')!s:<14}{cells}{e.frames_per_s:>12.1f}{e.frames:>9}"
+            f"  {e.config}; {_load(e)}"
+        )
     return "\n".join(lines)
 
 
