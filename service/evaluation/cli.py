@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", help="a shipped settings profile (default, realtime)")
     parser.add_argument("--config", help="a TOML/YAML settings file (as for `pose3d serve`)")
+    parser.add_argument("--weights", metavar="SET", help="a complete weights set, as `pose3d serve --weights` (w32)")
     parser.add_argument("--model", help="the served model to evaluate (default: the server's default for the input)")
     parser.add_argument(
         "--compare", nargs="+", metavar="ENTRY",
@@ -72,14 +73,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {files.data_3d}, {files.data_2d}, {files.cameras} and {args.folder / 'clips'}")
         return 0
     from service.config import GatewaySettings, build_settings
+    from service.errors import Pose3DError
     from service.evaluation.api import Candidate, clips_dataset, evaluate_sync, h36m_dataset, mpi3dhp_dataset
     from service.evaluation.report import compare_text, plot, table_text
     from service.profiles import profile_path
+    from service.weights.resolve import weight_set_overrides
+    from service.weights.store import WeightsError
 
     overrides = {"allow_random_weights": args.allow_random_weights} if args.allow_random_weights is not None else {}
     config = Path(args.config) if args.config else (profile_path(args.profile) if args.profile else None)
     try:
-        base = build_settings(GatewaySettings, config, workers=[], **overrides)
+        weights = weight_set_overrides(args.weights) if args.weights else {}
+        base = build_settings(GatewaySettings, config, workers=[], **overrides, **weights)
         label = args.profile or (Path(args.config).stem if args.config else "default")
         entries = args.compare or []
         candidates = [Candidate.parse(e, base, **overrides) for e in entries] or [Candidate(label, base, args.model)]
@@ -89,10 +94,14 @@ def run(args: argparse.Namespace) -> int:
             dataset = mpi3dhp_dataset(args.data)
         else:
             dataset = clips_dataset(args.labels)
-    except (ValueError, OSError, KeyError) as exc:
+    except (ValueError, OSError, KeyError, WeightsError) as exc:
         print(f"pose3d eval: {exc}", file=sys.stderr)
         return 2
-    results = evaluate_sync(candidates, dataset, args.concurrency, progress=not args.no_progress)
+    try:
+        results = evaluate_sync(candidates, dataset, args.concurrency, progress=not args.no_progress)
+    except (Pose3DError, ValueError) as exc:  # a model that cannot load, an unknown model
+        print(f"pose3d eval: {exc}", file=sys.stderr)
+        return 2
     for result in results:
         print(table_text(result))
         print()

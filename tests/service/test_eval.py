@@ -195,3 +195,8 @@ def test_bad_input_is_a_clear_message_not_a_traceback(tmp_path: Path, capsys: py
                  "--cameras", str(data.cameras), "--subjects", "S9", "--compare", "nonsense"])  # fmt: skip
     assert code == 2
     assert "neither a settings file" in capsys.readouterr().err
+    code = main(["eval", "h36m", "--data-3d", str(data.data_3d), "--data-2d", str(data.data_2d),
+                 "--cameras", str(data.cameras), "--subjects", "S9", "--config", str(tiny_config(tmp_path)),
+                 "--no-allow-random-weights"])  # fmt: skip
+    assert code == 2
+    assert "RANDOM" in capsys.readouterr().err.upper()
