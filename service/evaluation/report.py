@@ -131,6 +131,11 @@ def plot(evaluations: Sequence[Evaluation], path: Path) -> None:
         row = e.table.rows.get("mpjpe", {})
         xs = np.arange(len(groups)) + i * step
         bars.bar(xs, [row.get(g, np.nan) for g in groups], width=step, label=e.label)
+        if e.paper is not None and e.paper.groups.get("mpjpe"):
+            published = e.paper.groups["mpjpe"]
+            source = f"paper ({e.paper.source})" if i == 0 else None
+            marks = [published.get(g, np.nan) for g in groups]
+            bars.scatter(xs, marks, marker="_", s=300, color="black", label=source, zorder=3)
         d = np.concatenate([s.distance_m for s in e.scores]) if e.scores else np.zeros(0)
         err = np.concatenate([s.mpjpe_m for s in e.scores]) * 1000.0 if e.scores else np.zeros(0)
         ok = np.isfinite(d)

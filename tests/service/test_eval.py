@@ -17,6 +17,7 @@ import pytest
 from service.assembly import in_process_engine
 from service.cli import main
 from service.config import GatewaySettings, build_settings
+from service.evaluation.api import Candidate
 from service.evaluation.h36m import KEEP_JOINTS, load_h36m
 from service.evaluation.runner import Prediction, SequenceRunner, model_info
 from service.evaluation.sequences import EvalSequence
@@ -200,3 +201,16 @@ def test_bad_input_is_a_clear_message_not_a_traceback(tmp_path: Path, capsys: py
                  "--no-allow-random-weights"])  # fmt: skip
     assert code == 2
     assert "RANDOM" in capsys.readouterr().err.upper()
+
+
+def test_compare_entries_are_profiles_settings_files_or_models(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path)
+    base = _settings(config)
+    default = Candidate.parse("default", base)
+    assert (default.label, default.model, default.model_for(images=False)) == ("default", None, "pstmo-243")
+    from_file = Candidate.parse(str(config), base)
+    assert (from_file.label, from_file.settings.default_clip_model) == ("tiny", "pstmo")
+    model = Candidate.parse("capf", base)
+    assert (model.settings, model.model_for(images=False)) == (base, "capf")
+    with pytest.raises(ValueError, match="neither a settings file"):
+        Candidate.parse("fast", base)
