@@ -100,6 +100,10 @@ def load_h36m(
             world = np.asarray(positions_3d[subject][action], dtype=np.float32)
             if world.shape[1] == 32:
                 world = world[:, KEEP_JOINTS]
+            if action not in positions_2d[subject]:
+                raise ValueError(f"{subject} {action!r} is in the 3D file but not in the 2D file")
+            if len(positions_2d[subject][action]) != len(cams[subject]):
+                raise ValueError(f"{subject} {action!r}: the 2D file and the cameras file list different cameras")
             for cam, keypoints in zip(cams[subject], positions_2d[subject][action], strict=True):
                 sequences.append(_sequence(subject, action, cam, world, np.asarray(keypoints, np.float32)))
     return sequences

@@ -144,6 +144,10 @@ def test_capf_on_images_of_a_human36m_recording(tmp_path: Path, capsys: pytest.C
     assert {"mpjpe", "p_mpjpe", "camera_error", "camera_error_pct", "pck2d"} <= set(metrics)
     assert result["frames_per_group"] == {"Walking": 6}
     assert 0.0 <= metrics["pck2d"]["average"] <= 100.0
+    _, (temporal,) = run_eval(capsys, tmp_path, "clips", labels, "--config", tiny_config(tmp_path), "--model", "pstmo")
+    assert temporal["model"]["name"] == "pstmo"  # the clip as a clip: HRNet on the whole frame, then P-STMO's windows
+    assert temporal["frames"] == 6
+    assert temporal["frames_per_group"]["Walking"] + temporal["missed_frames"] == 6
     assert metrics["camera_error"]["average"] > 0.0
 
 
