@@ -63,6 +63,18 @@ class RunStats:
         return self.frames / self.seconds if self.seconds > 0 else float("inf")
 
 
+async def _decoded(seq: EvalSequence) -> AsyncIterator[tuple[int, npt.NDArray[np.uint8]]]:
+    """The labelled frames of ``seq``'s media, in order, each read and decoded on a worker thread (the event loop
+    stays free for the engine's answers)."""
+    assert seq.images is not None
+    source = iter(seq.images.frames())
+    for t in range(seq.length):
+        image = await asyncio.to_thread(next, source, None)
+        if image is None:
+            return
+        yield t, image
+
+
 def _gather(results: list[FrameResult], length: int) -> Prediction:
     out = np.full((3, length, 17, 3), np.nan)
     for position, frame in enumerate(results):
@@ -76,15 +88,15 @@ def _gather(results: list[FrameResult], length: int) -> Prediction:
 
 
 class SequenceRunner:
-    """Runs sequences through ``engine`` with model ``model`` (``None``: the server's default for the input)."""
+    """Runs sequences through ``engine``'s served model ``info``; ``clock`` times the run (monotonic seconds)."""
 
     def __init__(self, engine: EngineClient, info: ModelInfo, clock: Callable[[], float] = time.monotonic) -> None:
         self.engine, self.info, self.clock = engine, info, clock
 
     def _options(self, seq: EvalSequence, box: npt.NDArray[np.float32] | None = None) -> EstimateOptions:
         camera = CameraSpec(*seq.intrinsics) if seq.intrinsics is not None else CameraSpec()
-        boxes = (tuple(float(v) for v in box),) if box is not None else None
-        return EstimateOptions(model=self.info.name, camera=camera, max_people=1, boxes=boxes)  # type: ignore[arg-type]
+        boxes = None if box is None else ((float(box[0]), float(box[1]), float(box[2]), float(box[3])),)
+        return EstimateOptions(model=self.info.name, camera=camera, max_people=1, boxes=boxes)
 
     def _deadline(self) -> float:
         return time.monotonic() + NO_DEADLINE_S
@@ -116,7 +128,7 @@ class SequenceRunner:
         assert seq.images is not None
         gate = asyncio.Semaphore(IMAGES_IN_FLIGHT)
         tasks = []
-        for t, image in zip(range(seq.length), seq.images.frames(), strict=False):
+        async for t, image in _decoded(seq):
             box = seq.boxes[t] if seq.boxes is not None else None
             request = EstimateRequest(f"eval-{seq.name}-{t}", [ImageFrame(image, t)], self._options(seq, box))
             request.deadline = self._deadline()
@@ -134,11 +146,9 @@ class SequenceRunner:
 
     async def _image_clip(self, seq: EvalSequence) -> list[FrameResult]:
         """A temporal model: the clip's frames as a clip (the engine's person detector finds the boxes)."""
-        assert seq.images is not None
-        source = seq.images
 
         async def frames() -> AsyncIterator[Frame]:
-            for t, image in zip(range(seq.length), source.frames(), strict=False):
+            async for t, image in _decoded(seq):
                 yield ImageFrame(image, t)
 
         options = self._options(seq)
