@@ -38,6 +38,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("jobs", "service.client.jobs_cli", "list, show or cancel jobs (long clips: POST /v1/jobs)"),
     Command("keys", "service.security.cli", "manage API keys (create, list, revoke)"),
     Command("weights", "service.weights.cli", "list, download and install published checkpoints"),
+    Command("eval", "service.evaluation.cli", "accuracy of the served pipeline: Human3.6M, MPI-INF-3DHP, own clips"),
     Command(
         "bench",
         "service.bench_command",

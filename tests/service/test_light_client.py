@@ -139,7 +139,10 @@ async def test_importing_the_client_loads_no_torch() -> None:
     _assert_light(await _loaded_after("import service.client.estimate_cli, service.client.stream_cli\n"))
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["estimate", "--help"], ["stream", "--help"], ["gateway", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["estimate", "--help"], ["stream", "--help"], ["gateway", "--help"], ["eval", "h36m", "--help"]],
+)
 async def test_help_pages_load_no_torch(argv: list[str]) -> None:
     _assert_light(await _loaded_after(_cli(*argv)))
 

@@ -1,0 +1,152 @@
+"""An evaluation's outputs: the terminal table, JSON for machines, and a PNG (per-group bars, error vs distance)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from service.evaluation.aggregate import Scores, Table
+from service.evaluation.papers import PaperRow
+
+LABELS: Final = {
+    "Directions": "Dir.", "Discussion": "Disc.", "Eating": "Eat", "Greeting": "Greet", "Phoning": "Phone",
+    "Photo": "Photo", "Posing": "Pose", "Purchases": "Purch.", "Sitting": "Sit", "SittingDown": "SitD.",
+    "Smoking": "Smoke", "Waiting": "Wait", "WalkDog": "WalkD.", "Walking": "Walk", "WalkTogether": "WalkT.",
+}  # fmt: skip
+"""P-STMO Table 1's column headings."""
+TITLES: Final = {
+    "mpjpe": "MPJPE (P1) mm", "p_mpjpe": "P-MPJPE (P2) mm", "n_mpjpe": "N-MPJPE mm", "mpjve": "MPJVE mm/frame",
+    "pck150": "PCK@150mm %", "auc": "AUC %", "camera_error": "camera error mm", "camera_error_pct": "camera error %",
+    "pck2d": "2D PCK@0.2 %",
+}  # fmt: skip
+
+
+@dataclass
+class Evaluation:
+    """One model's (or profile's) evaluation of one dataset: its table, its throughput and what ran."""
+
+    label: str  # the profile, settings file or model it ran
+    dataset: str
+    model: dict[str, Any]  # the served model's ModelInfo as JSON (name, version, weights sha256 or "random", ...)
+    table: Table
+    frames: int
+    seconds: float
+    scores: list[Scores]
+    config: str = ""  # the engine knobs the throughput was measured with
+    load_avg: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the machine's 1/5/15-minute load when the run ended
+    paper: PaperRow | None = None  # the published row for this model and input, printed beside
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("inf")
+
+    def to_json(self) -> dict[str, Any]:
+        t = self.table
+        return {
+            "label": self.label, "dataset": self.dataset, "model": self.model,
+            "frames": self.frames, "seconds": round(self.seconds, 3), "frames_per_s": round(self.frames_per_s, 2),
+            "config": self.config, "load_avg": list(self.load_avg),
+            "missed_frames": t.missed, "average": t.weighting.value,
+            "metrics": {k: {"groups": {g: round(v, 3) for g, v in row.items()}, "average": round(t.average[k], 3)}
+                        for k, row in t.rows.items()},
+            "frames_per_group": t.frames,
+            "paper": None if self.paper is None else {"source": self.paper.source, "groups": self.paper.groups,
+                                                      "average": self.paper.average},
+        }  # fmt: skip
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.1f}"
+
+
+def table_text(ev: Evaluation) -> str:
+    """The per-group table (the papers' column order), one row per metric, then the run's facts."""
+    t = ev.table
+    heads = [LABELS.get(g, g) for g in t.groups] + ["Avg"]
+    width = max([7, *(len(h) for h in heads)])
+    lines = [f"{ev.dataset} — {ev.label} (model {ev.model.get('name')}, weights {_weights(ev.model)})"]
+    lines.append(f"{'':<18}" + "".join(f"{h:>{width + 1}}" for h in heads))
+    paper = ev.paper
+    for metric, row in t.rows.items():
+        cells = [_fmt(row.get(g)) for g in t.groups] + [_fmt(t.average[metric])]
+        lines.append(f"{TITLES.get(metric, metric):<18}" + "".join(f"{c:>{width + 1}}" for c in cells))
+        if paper is not None and metric in paper.average:
+            published = paper.groups.get(metric, {})
+            cells = [_fmt(published.get(g)) for g in t.groups] + [_fmt(paper.average[metric])]
+            lines.append(f"{'  paper':<18}" + "".join(f"{c:>{width + 1}}" for c in cells))
+    if paper is not None:
+        lines.append(f"paper = {paper.source} (its average is over all 15 actions)")
+    lines.append(
+        f"{ev.frames} frames in {ev.seconds:.2f} s = {ev.frames_per_s:.1f} frames/s ({ev.config}; {_load(ev)}); "
+        f"missed (nobody found) {t.missed}; average = mean over {t.weighting.value}"
+    )
+    return "\n".join(lines)
+
+
+def _load(ev: Evaluation) -> str:
+    return "load avg " + " ".join(f"{v:.2f}" for v in ev.load_avg)
+
+
+def _weights(model: dict[str, Any]) -> str:
+    weights = str(model.get("weights", "?"))
+    return (
+        "RANDOM (not a published checkpoint: these numbers say nothing of accuracy)"
+        if weights == "random"
+        else (weights[:12])
+    )
+
+
+def compare_text(evaluations: Sequence[Evaluation]) -> str:
+    """One row per evaluated profile / model: accuracy and measured throughput side by side."""
+    metrics = [k for k in ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve", "pck150", "auc", "camera_error")
+               if any(k in e.table.average for e in evaluations)]  # fmt: skip
+    width = max([10, *(len(e.label) for e in evaluations)])
+    head = f"{'profile/model':<{width}} {'model':<14}" + "".join(f"{TITLES[k]:>18}" for k in metrics)
+    lines = [head + f"{'frames/s':>12}{'frames':>9}  configuration; machine load"]
+    for e in evaluations:
+        cells = "".join(f"{_fmt(e.table.average.get(k)):>18}" for k in metrics)
+        lines.append(
+            f"{e.label:<{width}} {e.model.get('name', '?')!s:<14}{cells}{e.frames_per_s:>12.1f}{e.frames:>9}"
+            f"  {e.config}; {_load(e)}"
+        )
+    return "\n".join(lines)
+
+
+def plot(evaluations: Sequence[Evaluation], path: Path) -> None:
+    """PNG: MPJPE per group (bars, one colour per profile/model) and MPJPE against the subject's distance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (bars, dist) = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [2, 1]})
+    groups = list(dict.fromkeys(g for e in evaluations for g in e.table.groups))
+    step = 0.8 / max(1, len(evaluations))
+    for i, e in enumerate(evaluations):
+        row = e.table.rows.get("mpjpe", {})
+        xs = np.arange(len(groups)) + i * step
+        bars.bar(xs, [row.get(g, np.nan) for g in groups], width=step, label=e.label)
+        if e.paper is not None and e.paper.groups.get("mpjpe"):
+            published = e.paper.groups["mpjpe"]
+            source = f"paper ({e.paper.source})" if i == 0 else None
+            marks = [published.get(g, np.nan) for g in groups]
+            bars.scatter(xs, marks, marker="_", s=300, color="black", label=source, zorder=3)
+        d = np.concatenate([s.distance_m for s in e.scores]) if e.scores else np.zeros(0)
+        err = np.concatenate([s.mpjpe_m for s in e.scores]) * 1000.0 if e.scores else np.zeros(0)
+        ok = np.isfinite(d)
+        dist.scatter(d[ok], err[ok], s=4, alpha=0.5, label=e.label)
+    bars.set_xticks(np.arange(len(groups)) + 0.4 - step / 2, [LABELS.get(g, g) for g in groups], rotation=45)
+    bars.set_ylabel("MPJPE (mm)")
+    bars.set_title(f"{evaluations[0].dataset}: MPJPE per action")
+    bars.legend()
+    dist.set_xlabel("distance of the pelvis from the camera (m)")
+    dist.set_ylabel("MPJPE (mm)")
+    dist.set_title("error vs distance (one dot per frame)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

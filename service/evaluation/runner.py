@@ -1,0 +1,182 @@
+"""Predictions of the served pipeline: each sequence goes through the engine exactly as ``POST /v1/pose3d`` sends
+it (keypoints as one request, an image as one request, an image clip as a clip), several sequences in flight at
+once so that the engine's batchers fill, with a tqdm progress bar over frames."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm
+
+from model.joints import JointSet
+from service.engine.types import (
+    ClipRequest,
+    EngineClient,
+    EstimateOptions,
+    EstimateRequest,
+    Frame,
+    FrameResult,
+    ImageFrame,
+    KeypointFrame,
+    ModelInfo,
+)
+from service.evaluation.sequences import EvalSequence
+from service.geometry.camera import CameraSpec
+
+F64 = npt.NDArray[np.float64]
+NO_DEADLINE_S: Final = 7 * 24 * 3600.0  # an evaluation waits for its answers; admission never refuses it
+IMAGES_IN_FLIGHT: Final = 32
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The engine's answer for one sequence; rows of frames where it found nobody are NaN.
+
+    ``keypoints_3d`` ``(T, 17, 3)`` metres root-relative; ``keypoints_3d_camera`` ``(T, 17, 3)`` metres camera frame
+    (NaN where not placed); ``keypoints_2d`` ``(T, 17, 2)`` pixels.
+    """
+
+    keypoints_3d: F64
+    keypoints_3d_camera: F64
+    keypoints_2d: F64
+
+    @property
+    def found(self) -> npt.NDArray[np.bool_]:
+        return np.asarray(np.isfinite(self.keypoints_3d).all(axis=(1, 2)))
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """Frames run and the wall-clock seconds the whole run took (sequences overlapping)."""
+
+    frames: int
+    seconds: float
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("inf")
+
+
+async def _decoded(seq: EvalSequence) -> AsyncIterator[tuple[int, npt.NDArray[np.uint8]]]:
+    """The labelled frames of ``seq``'s media, in order, each read and decoded on a worker thread (the event loop
+    stays free for the engine's answers)."""
+    assert seq.images is not None
+    source = iter(seq.images.frames())
+    for t in range(seq.length):
+        image = await asyncio.to_thread(next, source, None)
+        if image is None:
+            return
+        yield t, image
+
+
+def _gather(results: list[FrameResult], length: int) -> Prediction:
+    out = np.full((3, length, 17, 3), np.nan)
+    for position, frame in enumerate(results):
+        if frame.people:
+            person = frame.people[0]
+            out[0, position] = person.keypoints_3d
+            if person.keypoints_3d_camera is not None:
+                out[1, position] = person.keypoints_3d_camera
+            out[2, position, :, :2] = person.keypoints_2d
+    return Prediction(out[0], out[1], out[2, :, :, :2])
+
+
+class SequenceRunner:
+    """Runs sequences through ``engine``'s served model ``info``; ``clock`` times the run (monotonic seconds)."""
+
+    def __init__(self, engine: EngineClient, info: ModelInfo, clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine, self.info, self.clock = engine, info, clock
+
+    def _options(self, seq: EvalSequence, box: npt.NDArray[np.float32] | None = None) -> EstimateOptions:
+        camera = CameraSpec(*seq.intrinsics) if seq.intrinsics is not None else CameraSpec()
+        boxes = None if box is None else ((float(box[0]), float(box[1]), float(box[2]), float(box[3])),)
+        return EstimateOptions(model=self.info.name, camera=camera, max_people=1, boxes=boxes)
+
+    def _deadline(self) -> float:
+        return time.monotonic() + NO_DEADLINE_S
+
+    async def predict(self, seq: EvalSequence, bar: tqdm[Any]) -> Prediction:
+        if seq.keypoints_2d is not None:
+            results = await self._keypoints(seq)
+        elif self.info.frames == 1:
+            results = await self._images_one_by_one(seq, bar)
+            return _gather(results, seq.length)
+        else:
+            results = await self._image_clip(seq)
+        bar.update(seq.length)
+        return _gather(results, seq.length)
+
+    async def _keypoints(self, seq: EvalSequence) -> list[FrameResult]:
+        assert seq.keypoints_2d is not None
+        ones = np.ones(17, dtype=np.float32)
+        frames: list[Frame] = [
+            KeypointFrame(kp, ones, seq.image_size, JointSet.H36M, frame_index=t)
+            for t, kp in enumerate(seq.keypoints_2d)
+        ]
+        request = EstimateRequest(f"eval-{seq.name}", frames, self._options(seq), self._deadline())
+        return (await self.engine.estimate(request)).frames
+
+    async def _images_one_by_one(self, seq: EvalSequence, bar: tqdm[Any]) -> list[FrameResult]:
+        """A single-frame model: each labelled frame is one image request (its own box when labelled), at most
+        :data:`IMAGES_IN_FLIGHT` decoded frames at once."""
+        assert seq.images is not None
+        gate = asyncio.Semaphore(IMAGES_IN_FLIGHT)
+        tasks = []
+        async for t, image in _decoded(seq):
+            box = seq.boxes[t] if seq.boxes is not None else None
+            request = EstimateRequest(f"eval-{seq.name}-{t}", [ImageFrame(image, t)], self._options(seq, box))
+            request.deadline = self._deadline()
+            await gate.acquire()
+            tasks.append(asyncio.ensure_future(self._one(request, bar, gate)))
+        return list(await asyncio.gather(*tasks))
+
+    async def _one(self, request: EstimateRequest, bar: tqdm[Any], gate: asyncio.Semaphore) -> FrameResult:
+        try:
+            (frame,) = (await self.engine.estimate(request)).frames
+        finally:
+            gate.release()
+        bar.update(1)
+        return frame
+
+    async def _image_clip(self, seq: EvalSequence) -> list[FrameResult]:
+        """A temporal model: the clip's frames as a clip (the engine's person detector finds the boxes)."""
+
+        async def frames() -> AsyncIterator[Frame]:
+            async for t, image in _decoded(seq):
+                yield ImageFrame(image, t)
+
+        options = self._options(seq)
+        request = ClipRequest(f"eval-{seq.name}", frames(), options, self._deadline())
+        return (await self.engine.estimate_clip(request)).frames
+
+    async def run(
+        self, sequences: list[EvalSequence], concurrency: int = 4, progress: bool = True
+    ) -> tuple[list[Prediction], RunStats]:
+        """Every sequence's prediction (in order) and the run's throughput, ``concurrency`` sequences at once."""
+        gate = asyncio.Semaphore(concurrency)
+        total = sum(s.length for s in sequences)
+        with tqdm(total=total, unit="frame", desc=self.info.name, disable=not progress) as bar:
+
+            async def one(seq: EvalSequence) -> Prediction:
+                async with gate:
+                    return await self.predict(seq, bar)
+
+            started = self.clock()
+            predictions = await asyncio.gather(*(one(s) for s in sequences))
+            seconds = self.clock() - started
+        return list(predictions), RunStats(total, seconds)
+
+
+async def model_info(engine: EngineClient, model: str) -> ModelInfo:
+    """The served model named ``model``. Raises ValueError naming the served ones."""
+    models = await engine.models()
+    for info in models:
+        if info.name == model:
+            return info
+    raise ValueError(f"unknown model {model!r}; served: {', '.join(m.name for m in models)}")
