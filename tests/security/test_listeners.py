@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 
 from tests.security.servers import SecureServe, start_secure_serve
@@ -167,3 +168,20 @@ def test_websocket_without_a_key_is_refused_before_it_is_accepted(serve: SecureS
             assert int.from_bytes(frame[2:4], "big") == 4401
         else:
             assert status.startswith(b"HTTP/1.1 403"), status
+
+
+def test_keyed_websocket_and_kept_alive_connections_pass_the_bounded_head(serve: SecureServe) -> None:
+    """The head limits sit in front of every request on a connection and of the WebSocket upgrade."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{serve.port}", timeout=30) as client:
+        answers = [client.get("/healthz", headers={"X-Pad": "v" * 20_000}) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200] * 4
+    key = base64.b64encode(os.urandom(16))
+    head = (
+        b"GET /v1/streams/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
+        + key
+        + b"\r\nX-API-Key: "
+        + serve.key.encode()
+        + b"\r\n\r\n"
+    )
+    assert _raw_request(serve.port, head).startswith(b"HTTP/1.1 101")
