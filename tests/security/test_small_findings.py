@@ -43,6 +43,8 @@ from tests.service.grpc_toy_engine import ToyEngine
 
 PASSWORD = "RedisPw9@x@y"
 
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
+
 
 def test_redact_hides_a_password_holding_at_signs() -> None:
     url = f"rediss://:{PASSWORD}@127.0.0.1:6391/0"

@@ -31,6 +31,8 @@ from tests.service.media_samples import encode_image, person_image
 
 WORKER = "/pose3d.worker.v1.Worker/"
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 
 @pytest.mark.parametrize(
     ("host", "trusted", "level"), [("127.0.0.1", False, logging.INFO), ("0.0.0.0", True, logging.WARNING)]
