@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -139,6 +139,10 @@ WORKER_MESSAGE_HEADROOM_BYTES: Final = 1024 * 1024
 
 class LimitSettings(_Frozen):
     max_body_bytes: int = 64 * 1024 * 1024
+    max_header_bytes: int = Field(
+        64 * 1024, ge=1024, le=16 * 1024 * 1024, description="REST request line + headers, bytes (431 past it)"
+    )
+    max_headers: int = Field(100, ge=8, le=10_000, description="REST header fields per request (431 past it)")
     max_image_pixels: int = 40_000_000
     max_frame_side: int = 8192
     max_clip_frames: int = 20_000
@@ -193,6 +197,9 @@ class SecuritySettings(_Frozen):
     worker_ca_file: Path | None = Field(None, description="CA (PEM) of the workers' server certs: mTLS to workers")
     worker_client_certfile: Path | None = Field(None, description="the gateway's client certificate for workers")
     worker_client_keyfile: Path | None = None
+    worker_api_key: SecretStr | None = Field(
+        None, description="a key from the workers' api_keys_file, sent on every worker call (needs worker_ca_file)"
+    )
 
 
 class WorkerTlsSettings(_Frozen):
@@ -285,7 +292,8 @@ class GatewaySettings(CommonSettings):
 class WorkerSettings(CommonSettings):
     """`pose3d worker`."""
 
-    host: str = "0.0.0.0"
+    # loopback by default, as the gateway: beyond it callers must authenticate (service/security/worker_link.py)
+    host: str = "127.0.0.1"
     port: int = Field(50061, ge=0, le=65535)
     metrics_port: int = Field(9100, ge=0, le=65535)
     max_message_bytes: int = Field(
@@ -295,6 +303,14 @@ class WorkerSettings(CommonSettings):
     )
     shutdown_grace_s: float = Field(5.0, ge=0.0, description="in-flight calls get this long on SIGTERM")
     tls: WorkerTlsSettings = WorkerTlsSettings()
+    api_keys_file: Path | None = Field(
+        None, description="callers must present a key from this file (`pose3d keys create`); needs tls.certfile"
+    )
+    trusted_network: bool = Field(
+        False,
+        description="serve callers unauthenticated on an address other than loopback: only trusted hosts can reach "
+        "this port (network policy); logged as a WARNING at start",
+    )
 
 
 def load_settings_file(path: Path) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import signal
 import socket
 import sys
@@ -23,18 +22,12 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from service.errors import Pose3DError
+from service.redaction import redact
 from service.weights.store import WeightsError
-
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^@/\s]*@", re.IGNORECASE)
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where SIGINT would raise KeyboardInterrupt so both take the same shutdown path."""
-
-
-def redact(text: str) -> str:
-    """``text`` with credentials in URLs (``redis://:secret@host``) replaced by ``***``."""
-    return _CREDENTIALS.sub(r"\g<scheme>***@", text)
 
 
 def _settings_problem(error: ValidationError) -> str:

@@ -5,6 +5,16 @@
 """
 
 from service.client.api import AsyncPose3DClient, FramePoses, ModelRef, Person, Pose3DClient, PoseResult
+from service.client.connection import Connection
 from service.client.estimate import EstimateArgs
 
-__all__ = ["AsyncPose3DClient", "EstimateArgs", "FramePoses", "ModelRef", "Person", "Pose3DClient", "PoseResult"]
+__all__ = [
+    "AsyncPose3DClient",
+    "Connection",
+    "EstimateArgs",
+    "FramePoses",
+    "ModelRef",
+    "Person",
+    "Pose3DClient",
+    "PoseResult",
+]

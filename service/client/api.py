@@ -3,6 +3,7 @@
     from service.client import Pose3DClient, EstimateArgs
 
     client = Pose3DClient("http://127.0.0.1:8000")            # REST; Pose3DClient(grpc="127.0.0.1:50051") for gRPC
+    # a gateway that requires keys / TLS: Pose3DClient(url, api_key=key, connection=Connection(ca_file=Path("ca.pem")))
     result = client.estimate(Path("person.jpg"), EstimateArgs(max_people=2))
     result.frames[0].people[0].keypoints_3d                    # (17, 3) float32, metres, root-relative
 
@@ -15,7 +16,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
+from service.client.connection import Connection
 from service.client.estimate import EstimateArgs, estimate_grpc, rest_form
 from service.errors import Pose3DError
 
@@ -140,20 +142,33 @@ def _result(response: httpx.Response) -> PoseResult:
 
 
 class AsyncPose3DClient:
-    """Async client of one gateway: REST at ``url`` or, when ``grpc`` (``host:port``) is given, gRPC."""
+    """Async client of one gateway: REST at ``url`` or, when ``grpc`` (``host:port``) is given, gRPC.
 
-    def __init__(self, url: str = "http://127.0.0.1:8000", *, grpc: str | None = None, timeout_s: float = 300.0):
+    ``api_key`` is sent on every call (``Authorization: Bearer``); ``connection`` carries it too, plus the TLS
+    trust (``ca_file``) and client certificate (see :class:`~service.client.connection.Connection`)."""
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8000",
+        *,
+        grpc: str | None = None,
+        timeout_s: float = 300.0,
+        api_key: str | None = None,
+        connection: Connection | None = None,
+    ):
         self.url = url.rstrip("/")
         self.grpc = grpc
         self.timeout_s = timeout_s
+        connection = connection or Connection()
+        self.connection = replace(connection, api_key=api_key) if api_key else connection
 
     async def estimate(self, media: Path | bytes, options: EstimateArgs | None = None) -> PoseResult:
         """3D poses of an encoded image or clip (a path or its bytes; the server tells which by its content)."""
         name, data = _media(media)
         args = options or EstimateArgs()
         if self.grpc:
-            return PoseResult.from_json(await estimate_grpc(self.grpc, data, args, self.timeout_s))
-        async with httpx.AsyncClient(timeout=self.timeout_s) as http:
+            return PoseResult.from_json(await estimate_grpc(self.grpc, data, args, self.timeout_s, self.connection))
+        async with httpx.AsyncClient(timeout=self.timeout_s, **self.connection.http_options()) as http:
             response = await http.post(self.url + "/v1/pose3d", files={"file": (name, data)}, data=rest_form(args))
         return _result(response)
 
@@ -161,15 +176,23 @@ class AsyncPose3DClient:
 class Pose3DClient:
     """Blocking client with the methods of :class:`AsyncPose3DClient` (not for use inside a running event loop)."""
 
-    def __init__(self, url: str = "http://127.0.0.1:8000", *, grpc: str | None = None, timeout_s: float = 300.0):
-        self._async = AsyncPose3DClient(url, grpc=grpc, timeout_s=timeout_s)
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8000",
+        *,
+        grpc: str | None = None,
+        timeout_s: float = 300.0,
+        api_key: str | None = None,
+        connection: Connection | None = None,
+    ):
+        self._async = AsyncPose3DClient(url, grpc=grpc, timeout_s=timeout_s, api_key=api_key, connection=connection)
 
     def estimate(self, media: Path | bytes, options: EstimateArgs | None = None) -> PoseResult:
         """See :meth:`AsyncPose3DClient.estimate`."""
         if self._async.grpc:
             return asyncio.run(self._async.estimate(media, options))
         name, data = _media(media)
-        with httpx.Client(timeout=self._async.timeout_s) as http:
+        with httpx.Client(timeout=self._async.timeout_s, **self._async.connection.http_options()) as http:
             form = rest_form(options or EstimateArgs())
             response = http.post(self._async.url + "/v1/pose3d", files={"file": (name, data)}, data=form)
         return _result(response)

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import httpx
 
+from service.client.connection import Connection
 from service.client.results import estimate_json
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
@@ -17,6 +18,7 @@ from service.rpc.server import channel_options
 from service.rpc.status import error_from_rpc
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+NO_CREDENTIALS = Connection()
 
 
 @dataclass(frozen=True)
@@ -49,14 +51,14 @@ def rest_form(args: EstimateArgs) -> dict[str, str]:
     return form
 
 
-def estimate_rest(base_url: str, media: Path, args: EstimateArgs, timeout_s: float = 300.0) -> dict[str, Any]:
+def estimate_rest(
+    base_url: str, media: Path, args: EstimateArgs, timeout_s: float = 300.0, connection: Connection = NO_CREDENTIALS
+) -> dict[str, Any]:
     """POST ``media`` as multipart to ``{base_url}/v1/pose3d``; the JSON document, or RuntimeError with
     the problem+json detail."""
     form = rest_form(args)
-    with media.open("rb") as fh:
-        response = httpx.post(
-            base_url.rstrip("/") + "/v1/pose3d", files={"file": (media.name, fh)}, data=form, timeout=timeout_s
-        )
+    with media.open("rb") as fh, httpx.Client(timeout=timeout_s, **connection.http_options()) as http:
+        response = http.post(base_url.rstrip("/") + "/v1/pose3d", files={"file": (media.name, fh)}, data=form)
     try:
         document: dict[str, Any] = response.json()
     except ValueError:  # not JSON: e.g. an HTML error page from a proxy in front of the gateway
@@ -81,14 +83,16 @@ def options_message(args: EstimateArgs) -> pb.Options:
     return msg
 
 
-async def estimate_grpc(address: str, media: bytes, args: EstimateArgs, timeout_s: float = 300.0) -> dict[str, Any]:
+async def estimate_grpc(
+    address: str, media: bytes, args: EstimateArgs, timeout_s: float = 300.0, connection: Connection = NO_CREDENTIALS
+) -> dict[str, Any]:
     """``Pose3D.Estimate`` with encoded ``media`` (the server tells image from clip by its content); returns the
     REST-shaped JSON document. Service errors raise the matching :class:`~service.errors.Pose3DError`."""
     request = pb.EstimateRequest(image=media, options=options_message(args))
-    async with grpc.aio.insecure_channel(address, options=channel_options(MAX_MESSAGE_BYTES)) as channel:
+    async with connection.grpc_channel(address, channel_options(MAX_MESSAGE_BYTES)) as channel:
         stub = pose3d_pb2_grpc.Pose3DStub(channel)  # type: ignore[no-untyped-call]
         try:
-            reply: pb.EstimateResponse = await stub.Estimate(request, timeout=timeout_s)
+            reply: pb.EstimateResponse = await stub.Estimate(request, timeout=timeout_s, metadata=connection.metadata())
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc) from exc
     return estimate_json(reply)

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from service.client.connection import add_connection_arguments, connection_from_args
 from service.client.estimate import EstimateArgs, estimate_grpc, estimate_rest
 from service.client.jobs_cli import add_job_options, estimate_as_job, wants_job
 from service.client.outputs import write_output
@@ -54,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compact", action="store_true", help="one-line JSON")
     add_options(parser)
     add_job_options(parser)
+    add_connection_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,11 +63,12 @@ def run(args: argparse.Namespace) -> int:
     options = estimate_args(args)
     if wants_job(args):
         return estimate_as_job(args, options)
+    connection = connection_from_args(args)
     try:
         if args.grpc:
-            document = asyncio.run(estimate_grpc(args.grpc, media.read_bytes(), options, args.timeout))
+            document = asyncio.run(estimate_grpc(args.grpc, media.read_bytes(), options, args.timeout, connection))
         else:
-            document = estimate_rest(args.url, media, options, args.timeout)
+            document = estimate_rest(args.url, media, options, args.timeout, connection)
     except (Pose3DError, RuntimeError) as exc:
         print(f"pose3d estimate: {exc}", file=sys.stderr)
         return 1

@@ -13,13 +13,14 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
 from tqdm import tqdm
 
+from service.client.connection import Connection
 from service.client.estimate import EstimateArgs, rest_form
 
 NDJSON = "application/x-ndjson"
@@ -44,9 +45,12 @@ class JobsClient:
 
     base_url: str
     timeout_s: float = 60.0
+    connection: Connection = field(default_factory=Connection)
 
     def _client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url.rstrip("/"), timeout=self.timeout_s)
+        return httpx.Client(
+            base_url=self.base_url.rstrip("/"), timeout=self.timeout_s, **self.connection.http_options()
+        )
 
     def submit(self, media: Path, args: EstimateArgs) -> dict[str, Any]:
         with self._client() as client, media.open("rb") as fh:
@@ -76,7 +80,9 @@ class JobsClient:
         params = {} if after is None else {"after": str(after)}
         timeout = httpx.Timeout(self.timeout_s, read=None)
         with (
-            httpx.Client(base_url=self.base_url.rstrip("/"), timeout=timeout) as client,
+            httpx.Client(
+                base_url=self.base_url.rstrip("/"), timeout=timeout, **self.connection.http_options()
+            ) as client,
             client.stream("GET", f"/v1/jobs/{job_id}/results", params=params, headers={"Accept": NDJSON}) as resp,
         ):
             if resp.status_code != 200:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from service.client.connection import add_connection_arguments, connection_from_args
 from service.client.jobs import CLIP_SUFFIXES, JobError, JobsClient, print_jobs, run_job
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ def wants_job(args: argparse.Namespace) -> bool:
 def estimate_as_job(args: argparse.Namespace, options: EstimateArgs) -> int:
     media = Path(args.file)
     output = Path(args.output) if args.output else media.with_suffix(".jsonl")
-    client = JobsClient(args.url)
+    client = JobsClient(args.url, connection=connection_from_args(args))
     try:
         frames = run_job(client, media, options, output, progress=not getattr(args, "no_progress", False))
     except KeyboardInterrupt:
@@ -39,7 +40,7 @@ def estimate_as_job(args: argparse.Namespace, options: EstimateArgs) -> int:
 
 
 def _cmd_jobs(args: argparse.Namespace) -> int:
-    client = JobsClient(args.url)
+    client = JobsClient(args.url, connection=connection_from_args(args))
     try:
         if args.action == "list":
             print_jobs(client.list(), sys.stdout)
@@ -59,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["list", "show", "cancel"])
     parser.add_argument("job_id", nargs="?", default=None)
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="REST base URL")
+    add_connection_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from typing import Any, Final
 import grpc
 import numpy as np
 
+from service.client.connection import Connection
 from service.client.results import frame_json
 from service.client.sources import SourceFrame, encode_frame
 from service.errors import Unavailable
@@ -108,6 +109,7 @@ class StreamConfig:
     resume_attempts: int = 1000  # reconnections in one outage, at most (the budget usually ends it first)
     resume_backoff_s: float = 0.5  # first backoff; doubles per attempt up to resume_backoff_max_s, full jitter
     resume_backoff_max_s: float = 5.0
+    connection: Connection = field(default_factory=Connection)  # API key and TLS of the gateway
     retry_budget_s: float = 60.0  # an outage (no result since the last failure) is given up after this
 
 
@@ -212,9 +214,9 @@ class StreamClient:
 
     async def _session(self) -> None:
         options = channel_options(MAX_MESSAGE_BYTES)
-        async with grpc.aio.insecure_channel(self.address, options=options) as channel:
+        async with self.config.connection.grpc_channel(self.address, options) as channel:
             stub = pose3d_pb2_grpc.Pose3DStub(channel)  # type: ignore[no-untyped-call]
-            call = stub.StreamEstimate()
+            call = stub.StreamEstimate(metadata=self.config.connection.metadata())
             try:
                 await self._converse(call)
             except grpc.aio.AioRpcError as exc:

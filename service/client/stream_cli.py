@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from service.client.connection import add_connection_arguments, connection_from_args
 from service.client.estimate import options_message
 from service.client.estimate_cli import add_options, estimate_args
 from service.client.sources import SourceFrame, camera_frames, clip_frames, clip_info, write_synthetic_clip
@@ -76,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--summary-json", default=None, help="also write the statistics as JSON here")
     add_options(parser)
+    add_connection_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
                 encoding=args.encoding,
                 paced=from_file and not args.max_rate,
                 max_ahead=args.max_ahead,
+                connection=connection_from_args(args),
             )
             client = StreamClient(args.grpc, frames, config, emit, progress)
             try:

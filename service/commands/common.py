@@ -12,9 +12,10 @@ from service.config import CommonSettings, SettingsT, build_settings
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, random_weights_help: str) -> None:
-    """``--host``, ``--config`` and ``--[no-]allow-random-weights``."""
-    parser.add_argument("--host", default=None, help="listen address (default 0.0.0.0)")
+def add_common_arguments(parser: argparse.ArgumentParser, random_weights_help: str, default_host: str) -> None:
+    """``--host`` (its help naming ``default_host``, the Settings default), ``--config`` and
+    ``--[no-]allow-random-weights``."""
+    parser.add_argument("--host", default=None, help=f"listen address (default {default_host})")
     parser.add_argument("--config", help="TOML or YAML settings file (env POSE3D_* still applies and wins)")
     parser.add_argument(
         "--allow-random-weights", action=argparse.BooleanOptionalAction, default=None, help=random_weights_help

@@ -19,7 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Serve REST on --port and the public gRPC API (pose3d.v1.Pose3D, health, reflection) on "
         "--grpc-port, over the workers listed in --workers (gRPC round_robin over the healthy ones)."
     )
-    add_common_arguments(parser, "serve models whose checkpoints are missing on random weights (default off)")
+    add_common_arguments(
+        parser,
+        "serve models whose checkpoints are missing on random weights (default off)",
+        GatewaySettings.model_fields["host"].default,
+    )
     parser.add_argument("--port", type=int, default=None, help="REST port (default 8000)")
     parser.add_argument("--grpc-port", type=int, default=None, help="public gRPC port (default 50051; 0 = off)")
     parser.add_argument("--workers", default=None, help="comma-separated worker addresses host:port")

@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         "serve models without checkpoints on random weights (default for `serve`: on only when no "
         "checkpoint is configured anywhere; otherwise off)",
+        GatewaySettings.model_fields["host"].default,
     )
     parser.add_argument("--port", type=int, default=None, help="REST port (default 8000)")
     parser.add_argument("--grpc-port", type=int, default=None, help="public gRPC port (default 50051; 0 = off)")
@@ -55,11 +56,13 @@ def run(args: argparse.Namespace) -> int:
 def serve(settings: GatewaySettings) -> int:
     """The gateway over an in-process engine until SIGTERM/SIGINT."""
     from service.gateway.grpc_server import run_gateway
-    from service.startup import redact
+    from service.redaction import redact
+    from service.security.tls import rest_scheme
 
     log.info(
-        "pose3d serve: listening on http://%s:%d (REST, API docs at /docs) and gRPC port %s; engine in-process on %s, "
+        "pose3d serve: listening on %s://%s:%d (REST, API docs at /docs) and gRPC port %s; engine in-process on %s, "
         "frame buffer %s",
+        rest_scheme(settings.security),
         settings.host,
         settings.port,
         settings.grpc_port or "off",

@@ -18,7 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Load the models and serve them on --port (gRPC, with grpc.health.v1 and reflection) and "
         "Prometheus metrics on --metrics-port. Set POSE3D_REDIS_URL so any worker serves any stream."
     )
-    add_common_arguments(parser, "serve models whose checkpoints are missing on random weights (default off)")
+    add_common_arguments(
+        parser,
+        "serve models whose checkpoints are missing on random weights (default off)",
+        WorkerSettings.model_fields["host"].default,
+    )
     parser.add_argument("--port", type=int, default=None, help="gRPC port (default 50061)")
     parser.add_argument("--metrics-port", type=int, default=None, help="/metrics port (default 9100; 0 = off)")
 

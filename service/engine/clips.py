@@ -28,6 +28,10 @@ from service.metrics import Metrics
 
 DEMUXERS: Final = {"mp4": "mov", "mov": "mov", "webm": "matroska", "avi": "avi"}
 """The FFmpeg demuxer forced for each sniffed clip kind (never auto-probed from client data)."""
+UPLOAD_DEMUX_OPTIONS: Final = {"protocol_whitelist": "pipe"}
+"""FFmpeg options for demuxing client data: no nested open may use a protocol (``file``, ``http``, …), so a
+crafted playlist or reference inside an upload can name no file or URL (FFmpeg: "Protocol 'file' not on
+whitelist"). The upload itself is read through PyAV's own I/O, which no protocol governs."""
 DECODE_AHEAD: Final = 2
 """Decoded frames a :class:`ClipDecoder` keeps ready beyond those its consumer has taken."""
 
@@ -108,7 +112,9 @@ class ClipReader:
         self._lock = threading.Lock()
         self._closed = False
         try:
-            self._container = av.open(file, mode="r", format=DEMUXERS[kind], metadata_errors="ignore")
+            self._container = av.open(
+                file, mode="r", format=DEMUXERS[kind], options=dict(UPLOAD_DEMUX_OPTIONS), metadata_errors="ignore"
+            )
         except (av.FFmpegError, ValueError, OSError) as exc:
             raise _clip_failed(exc) from exc
         try:

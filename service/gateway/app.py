@@ -29,9 +29,10 @@ from service.gateway.limits import GatewayGuard
 from service.gateway.problem import install_problem_handlers
 from service.gateway.schemas import KeypointsRequest, StreamFrameKeypoints
 from service.metrics import Metrics
+from service.redaction import redact
 from service.security.guard import Security
 from service.security.owned_engine import owned as owned_by_keys
-from service.startup import redact
+from service.security.tls import rest_scheme
 from service.telemetry.rest_trace import TraceMiddleware
 
 log = logging.getLogger("pose3d.gateway")
@@ -100,7 +101,8 @@ def _openapi_with_body_models(app: FastAPI) -> Callable[[], dict[str, Any]]:
 
 def _log_ready(settings: GatewaySettings) -> None:
     engine = "remote: " + ", ".join(settings.workers) if settings.workers else "in-process"
-    log.info("pose3d gateway ready on http://%s:%d (engine %s)", settings.host, settings.port, engine)
+    scheme = rest_scheme(settings.security)
+    log.info("pose3d gateway ready on %s://%s:%d (engine %s)", scheme, settings.host, settings.port, engine)
 
 
 def create_app(
@@ -149,6 +151,7 @@ def create_app(
     app = FastAPIOffline(title="pose3d", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan)
     app.state.gateway = state
     app.state.settings = settings
+    app.state.security = security  # /readyz asks it about the key file and Redis
     install_problem_handlers(app, settings.limits.retry_after_s)
     app.add_middleware(AuthGuard, security=security)  # inside GatewayGuard: 401/429 get request ids and counts
     app.add_middleware(GatewayGuard, limits=settings.limits, metrics=state.metrics)

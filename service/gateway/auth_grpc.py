@@ -2,9 +2,14 @@
 
 Every call but ``grpc.health.v1.Health`` (and reflection when ``security.public_docs``) needs a key in the
 metadata — ``authorization: Bearer <key>`` or ``x-api-key: <key>`` — and spends one token of its rate quota
-(a ``StreamEstimate`` call is one request; its open stream counts against the key's stream quota). The check
-runs inside the handler, so the caller's key id (``guard.principal``) and request id reach the servicer and
-the tasks it starts; refusals end the call with UNAUTHENTICATED or RESOURCE_EXHAUSTED (+ ``retry-after-s``).
+(a ``StreamEstimate`` call is one request; its open stream counts against the key's stream quota).
+
+Authentication before allocation: the key is checked in ``intercept_service``, from the metadata alone, before
+any request message is read. A refused call gets a request-streaming handler that aborts without pulling a
+message (:func:`~service.security.grpc_door.refusing`), so a 60 MiB ``Estimate`` without a key is never assembled, parsed or copied —
+whatever its declared type, the server reads nothing of it. An accepted call runs its handler with the caller's
+key id (``guard.principal``) and request id set, so they reach the servicer and the tasks it starts; refusals
+end the call with UNAUTHENTICATED or RESOURCE_EXHAUSTED (+ ``retry-after-s``).
 """
 
 from __future__ import annotations
@@ -17,26 +22,13 @@ import grpc
 from service.errors import Pose3DError
 from service.gateway.problem import safe_request_id
 from service.rpc.status import abort_with
+from service.security.grpc_door import Abort, metadata_key, refusing
 from service.security.guard import Security, principal
 from service.telemetry.context import request_id
 from service.telemetry.grpc_trace import rewrap
-from service.telemetry.tracing import stage_span
 
 HEALTH_PREFIX: Final = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX: Final = "/grpc.reflection."
-
-
-def metadata_key(metadata: Any) -> tuple[str | None, str | None]:
-    """``(API key, request id)`` from call metadata."""
-    found: dict[str, str] = {}
-    for item in metadata or ():
-        key, value = item[0], item[1]
-        if isinstance(value, str):
-            found[str(key).lower()] = value
-    auth = found.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    key = token.strip() if scheme.lower() == "bearer" and token.strip() else found.get("x-api-key")
-    return key or None, found.get("x-request-id")
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -60,33 +52,40 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None or not self.security.enabled or self._open(method):
             return handler
         presented, offered_rid = metadata_key(handler_call_details.invocation_metadata)
-        return _wrapped(handler, self.security, presented, safe_request_id(offered_rid))
+        rid = safe_request_id(offered_rid)
+        request_id.set(rid)
+        try:
+            key_id = self.security.authenticate(presented)
+            await self.security.admit(key_id)
+        except Pose3DError as error:
+            return refusing(handler, _aborter(error))
+        return _wrapped(handler, key_id, rid)
 
 
-async def _enter(security: Security, presented: str | None, rid: str, context: Any) -> None:
-    request_id.set(rid)
-    try:
-        with stage_span("admission"):
-            key_id = security.authenticate(presented)
-            await security.admit(key_id)
-    except Pose3DError as error:
+def _aborter(error: Pose3DError) -> Abort:
+    async def abort(context: Any) -> None:
         await abort_with(context, error)
-    principal.set(key_id)
+
+    return abort
 
 
-def _wrapped(handler: Any, security: Security, presented: str | None, rid: str) -> grpc.RpcMethodHandler:
-    """``handler`` with the key check run first inside each of its behaviours."""
+def _wrapped(handler: Any, key_id: str, rid: str) -> grpc.RpcMethodHandler:
+    """``handler`` with the caller's key id and request id set inside each of its behaviours."""
+
+    def enter() -> None:
+        request_id.set(rid)
+        principal.set(key_id)
 
     def unary_result(behavior: Any) -> Any:
         async def run(request: Any, context: Any) -> Any:
-            await _enter(security, presented, rid, context)
+            enter()
             return await behavior(request, context)
 
         return run
 
     def stream_result(behavior: Any) -> Any:
         async def run(request: Any, context: Any) -> AsyncIterator[Any]:
-            await _enter(security, presented, rid, context)
+            enter()
             async for item in behavior(request, context):
                 yield item
 

@@ -20,10 +20,11 @@ from service.gateway.app import EngineFactory, create_app
 from service.gateway.auth_grpc import AuthInterceptor
 from service.gateway.grpc_inputs import ESTIMATE_METHOD, keypoints_size_check
 from service.gateway.grpc_public import Pose3DServicer
+from service.gateway.http_head import bounded_protocol
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
 from service.rpc.server import PUBLIC_SERVICE, add_health_and_reflection, new_server, set_serving
-from service.security.guard import Security, auth_summary
+from service.security.guard import Security, log_auth_summary
 from service.security.owned_engine import owned
 from service.security.tls import add_port, uvicorn_ssl
 from service.startup import ensure_port_free
@@ -100,7 +101,7 @@ async def run_gateway(settings: GatewaySettings, engine_factory: EngineFactory) 
     setup_telemetry(settings, "pose3d-gateway")
     metrics = Metrics()
     security = Security(settings, metrics)
-    log.info("%s", auth_summary(settings))
+    log_auth_summary(settings)
     public = PublicGrpcServer(settings, metrics, security) if settings.grpc_port else None
     if public is not None:
         await public.start()
@@ -112,8 +113,14 @@ async def run_gateway(settings: GatewaySettings, engine_factory: EngineFactory) 
         app = create_app(settings, engine=engine, metrics=metrics, security=security)
         if public is not None:  # gRPC jobs share the app's job store and runner
             public.servicer.jobs_getter = lambda: getattr(app.state, "jobs", None)
+        head = bounded_protocol(settings.limits.max_header_bytes, settings.limits.max_headers)  # 431 past them
         config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level=settings.log_level, **uvicorn_ssl(settings.security)
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            http=head,
+            **uvicorn_ssl(settings.security),
         )
         await uvicorn.Server(config).serve()
     finally:

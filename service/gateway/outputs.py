@@ -7,12 +7,16 @@ The JSON result is made as usual; these turn it into a file in the bounded outpu
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from fastapi import Request, Response
 
+from service.engine.clips import UPLOAD_DEMUX_OPTIONS
 from service.errors import BadRequest, InvalidInput
 from service.export.formats import ExportError, ExportFormat, export_document
 from service.gateway.media import SNIFF_BYTES, decode_image, sniff_media
@@ -120,10 +124,16 @@ async def _source_bytes(request: Request) -> bytes | None:
     return await upload.read()
 
 
+def uploaded_frames(data: bytes) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
+    """The frames of an uploaded clip, demuxed with no protocol allowed (no file or URL it names is opened)."""
+    from service.render.video import clip_frames
+
+    return clip_frames(io.BytesIO(data), dict(UPLOAD_DEMUX_OPTIONS))
+
+
 async def _render(request: Request, response: PoseResponse, kind: RenderKind) -> Response:
     """The PNG (first frame) or MP4 (every frame) of the result over its source, rendered in the output pool."""
     from service.render.compose import render_mp4, render_png
-    from service.render.video import clip_frames
 
     limits = request.app.state.settings.limits
     data = await _source_bytes(request)
@@ -139,12 +149,12 @@ async def _render(request: Request, response: PoseResponse, kind: RenderKind) ->
                 image = (
                     decode_image(data, limits)
                     if is_image
-                    else next((img for i, img in clip_frames(io.BytesIO(data)) if i == frames[0]["frame_index"]), None)
+                    else next((img for i, img in uploaded_frames(data) if i == frames[0]["frame_index"]), None)
                 )
             return render_png(frames[0], image)
         video = None
         if data is not None:
-            video = [(0, decode_image(data, limits))] if is_image else clip_frames(io.BytesIO(data))
+            video = [(0, decode_image(data, limits))] if is_image else uploaded_frames(data)
         out = io.BytesIO()
         render_mp4(frames, video, out)
         return out.getvalue()

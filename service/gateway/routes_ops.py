@@ -26,7 +26,8 @@ async def healthz() -> dict[str, str]:
     responses={503: {"model": Readiness, "description": "not ready (detail says why)"}},
 )
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: models loaded and warmed, engine reachable, Redis reachable when configured.
+    """Readiness: models loaded and warmed, engine reachable, Redis reachable (and the password right) when
+    configured, the API key file readable when keys are required.
     503 with ``Retry-After`` and the same detail body while not ready."""
     state = state_of(request)
     retry = {"Retry-After": str(max(1, round(state.settings.limits.retry_after_s)))}
@@ -43,6 +44,8 @@ async def readyz(request: Request) -> JSONResponse:
             detail.setdefault("weights", f"RANDOM weights: {', '.join(random)}" if random else "all from checkpoints")
     except Pose3DError as exc:
         ready, detail = False, {"engine": exc.detail}
+    problems = await request.app.state.security.readiness()
+    ready, detail = ready and not problems, {**detail, **problems}
     body = Readiness(ready=ready, detail=detail).model_dump()
     return JSONResponse(body, status_code=200 if ready else 503, headers=None if ready else retry)
 

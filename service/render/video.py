@@ -30,11 +30,12 @@ def video_codec() -> str:
     raise RuntimeError("this PyAV build has no H.264 or MPEG-4 encoder")
 
 
-def clip_frames(source: str | Path | BinaryIO) -> Iterator[tuple[int, Image]]:
-    """``(index, (H, W, 3) uint8 RGB)`` for every frame in decoding order (the index the service reports)."""
+def clip_frames(source: str | Path | BinaryIO, options: dict[str, str] | None = None) -> Iterator[tuple[int, Image]]:
+    """``(index, (H, W, 3) uint8 RGB)`` for every frame in decoding order (the index the service reports);
+    ``options``: FFmpeg's (uploads: ``service.engine.clips.UPLOAD_DEMUX_OPTIONS``)."""
     import av
 
-    with av.open(source if not isinstance(source, Path) else str(source), mode="r") as container:
+    with av.open(source if not isinstance(source, Path) else str(source), mode="r", options=options or {}) as container:
         for index, frame in enumerate(container.decode(video=0)):
             yield index, np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
 

@@ -15,7 +15,7 @@ from typing import Final
 
 from service.engine.types import ReadyStatus
 from service.errors import Pose3DError
-from service.startup import redact
+from service.redaction import redact
 from service.telemetry.context import request_id
 
 log = logging.getLogger("pose3d.security")

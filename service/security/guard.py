@@ -62,6 +62,12 @@ def auth_summary(settings: GatewaySettings) -> str:
     return f"API keys required on /v1/ and gRPC ({why}) from {sec.api_keys_file}; set POSE3D_SECURITY__AUTH=off to open"
 
 
+def log_auth_summary(settings: GatewaySettings) -> None:
+    """Log :func:`auth_summary` at start: a WARNING when keys are off on an address other than loopback."""
+    exposed = not auth_enabled(settings) and not is_loopback(settings.host)
+    log.log(logging.WARNING if exposed else logging.INFO, "%s", auth_summary(settings))
+
+
 class Security:
     """Authentication, quotas and ownership for one gateway process."""
 
@@ -77,6 +83,8 @@ class Security:
                 "or set POSE3D_SECURITY__AUTH=off"
             )
         self.keys = KeyStore(sec.api_keys_file, sec.api_keys_check_s) if self.enabled and sec.api_keys_file else None
+        if self.keys is not None and self.keys.error is not None:
+            raise SecurityConfigError(self.keys.error)
         self.quotas = sec.quotas
         self.public_metrics = sec.public_metrics or not self.enabled
         self.public_docs = sec.public_docs or not self.enabled
@@ -140,6 +148,16 @@ class Security:
         key_id = principal.get()
         if key_id != ANONYMOUS:
             await self.store.release_stream(key_id, stream_id)
+
+    async def readiness(self) -> dict[str, str]:
+        """What keeps this gateway's own door shut ({} = nothing): an unreadable key file (every key refused)
+        or an unreachable Redis (every quota check, owner lookup and job fails), for ``/readyz``."""
+        problems: dict[str, str] = {}
+        if self.keys is not None and self.keys.error is not None:
+            problems["api_keys"] = "the API key file cannot be read: every key is refused (see the gateway log)"
+        if not await self.store.reachable():
+            problems["redis"] = "unreachable, or it refused the password (check redis_url)"
+        return problems
 
     def may_see_topology(self) -> bool:
         """Worker names and states (``/readyz`` detail) only for an authenticated caller, or with auth off."""

@@ -9,17 +9,22 @@ the comparison is constant-time. The file is written atomically (temp file + ren
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
+import stat
 import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
+
+log = logging.getLogger("pose3d.security")
 
 KEY_PREFIX: Final = "p3d_"
 _ID_HEX: Final = 8
@@ -98,35 +103,66 @@ def revoke_key(path: Path, key_id: str) -> KeyRecord:
     return revoked
 
 
+def unreadable_reason(path: Path, exc: BaseException) -> str:
+    """One line: why ``path`` gives no keys, and the fix."""
+    if isinstance(exc, FileNotFoundError):
+        fix = "create it with `pose3d keys create --file " + str(path) + "` or fix security.api_keys_file"
+    elif isinstance(exc, PermissionError):
+        fix = (
+            f"this process (uid {os.getuid()}) cannot read it: `chown` it to the gateway's user "
+            "(in a container: the image's uid 10001) and keep mode 0600"
+        )
+    else:
+        fix = "it is not a key file written by `pose3d keys`; recreate it with `pose3d keys create`"
+    return f"API key file {path} holds no usable keys ({type(exc).__name__}: {exc}) — {fix}; every key is refused"
+
+
 class KeyStore:
-    """Verifies presented keys against ``path``, re-reading it when its mtime or size changes
-    (checked at most every ``check_interval_s``; 0 = on every lookup). A missing or unreadable
-    file holds no keys (every key is refused) until it is fixed."""
+    """Verifies presented keys against ``path``, re-reading it when it changes: its inode, mode, owner, size,
+    mtime or ctime (checked at most every ``check_interval_s``; 0 = on every lookup), so a ``chown`` or ``chmod``
+    that makes it readable is noticed as surely as an edit. A missing, unreadable or malformed file holds no keys
+    (every key is refused): ``error`` then says why and how to fix it, logged at ERROR once per change, and the
+    gateway refuses to start on it (:class:`~service.security.guard.Security`). A file readable by group or
+    others is served, with a WARNING naming ``chmod 600``."""
 
     def __init__(self, path: Path, check_interval_s: float = 1.0) -> None:
         self.path = path
         self.check_interval_s = check_interval_s
         self._records: dict[str, KeyRecord] = {}
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, ...] | None = None
         self._checked = float("-inf")
         self._lock = threading.Lock()
+        self.error: str | None = None
         self.reload()
 
-    def _file_stamp(self) -> tuple[int, int] | None:
+    def _file_stamp(self) -> tuple[int, ...] | None:
         try:
             st = self.path.stat()
         except OSError:
             return None
-        return st.st_mtime_ns, st.st_size
+        return st.st_ino, st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
     def reload(self) -> None:
         """Re-read the file now."""
         with self._lock:
             self._stamp = self._file_stamp()
             try:
+                if not self.path.exists():
+                    raise FileNotFoundError(errno.ENOENT, "no such file", str(self.path))
                 self._records = read_records(self.path)
-            except (OSError, ValueError, TypeError, KeyError):
+                self.error = None
+            except (OSError, ValueError, TypeError, KeyError) as exc:
                 self._records = {}
+                self.error = unreadable_reason(self.path, exc)
+                log.error("%s", self.error)
+                return
+            if self._stamp is not None and self._stamp[1] & 0o077:
+                log.warning(
+                    "API key file %s is readable or writable by group/others (mode %o): run `chmod 600 %s`",
+                    self.path,
+                    stat.S_IMODE(self._stamp[1]),
+                    self.path,
+                )
 
     def _maybe_reload(self) -> None:
         now = time.monotonic()

@@ -50,6 +50,10 @@ class QuotaStore(ABC):
     async def aclose(self) -> None:  # noqa: B027 — optional hook
         """Release connections."""
 
+    async def reachable(self) -> bool:
+        """True when the store answers (always, in memory); Redis: a PING that also proves the password."""
+        return True
+
 
 @dataclass
 class MemoryQuotaStore(QuotaStore):
@@ -164,6 +168,12 @@ class RedisQuotaStore(QuotaStore):
                 await pipe.execute()
         except RedisError as e:
             raise Unavailable(f"quota store (Redis) failed: {e}") from e
+
+    async def reachable(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError):
+            return False
 
     async def aclose(self) -> None:
         await self._redis.aclose()

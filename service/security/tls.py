@@ -44,14 +44,26 @@ def add_worker_port(server: grpc.aio.Server, address: str, tls: WorkerTlsSetting
 
 
 def worker_channel_credentials(security: SecuritySettings) -> grpc.ChannelCredentials | None:
-    """What the gateway presents to workers: None (plaintext) unless ``security.worker_ca_file`` is set."""
+    """What the gateway presents to workers: None (plaintext) unless ``security.worker_ca_file`` is set; then TLS,
+    with its client certificate (mTLS) and/or ``security.worker_api_key`` on every call."""
     if security.worker_ca_file is None:
+        if security.worker_api_key is not None:
+            raise OSError(errno.EINVAL, "security.worker_api_key needs security.worker_ca_file (keys travel over TLS)")
         return None
-    return grpc.ssl_channel_credentials(
+    credentials = grpc.ssl_channel_credentials(
         root_certificates=security.worker_ca_file.read_bytes(),
         private_key=_read(security.worker_client_keyfile),
         certificate_chain=_read(security.worker_client_certfile),
     )
+    if security.worker_api_key is None:
+        return credentials
+    key = grpc.access_token_call_credentials(security.worker_api_key.get_secret_value())  # authorization: Bearer
+    return grpc.composite_channel_credentials(credentials, key)
+
+
+def rest_scheme(security: SecuritySettings) -> str:
+    """``https`` when the REST port serves TLS (a certificate and key are set), else ``http``."""
+    return "https" if security.tls_certfile is not None and security.tls_keyfile is not None else "http"
 
 
 def uvicorn_ssl(security: SecuritySettings) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 
-from service.startup import redact
+from service.redaction import redact
 from service.telemetry.context import request_id
 from service.telemetry.tracing import trace_id_hex
 

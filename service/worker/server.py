@@ -16,16 +16,20 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import start_http_server
+import grpc
 
 from service.config import WorkerSettings
 from service.engine.types import EngineClient
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import worker_pb2_grpc
 from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
+from service.security.guard import SecurityConfigError
+from service.security.keys import KeyStore
 from service.security.tls import add_worker_port
+from service.security.worker_link import WorkerKeyInterceptor, worker_link_summary
 from service.telemetry.grpc_trace import TraceServerInterceptor
 from service.telemetry.setup import setup_telemetry
+from service.worker.metrics_http import serve_metrics
 from service.worker.servicer import WorkerServicer
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,16 @@ async def _build_engine(factory: EngineFactory, settings: WorkerSettings, metric
     return engine
 
 
+def worker_keys(settings: WorkerSettings) -> KeyStore | None:
+    """The keys callers must present (``api_keys_file``), or None; SecurityConfigError when unreadable."""
+    if settings.api_keys_file is None:
+        return None
+    keys = KeyStore(settings.api_keys_file)
+    if keys.error is not None:
+        raise SecurityConfigError(keys.error)
+    return keys
+
+
 async def run_worker(
     settings: WorkerSettings,
     *,
@@ -60,9 +74,15 @@ async def run_worker(
 ) -> None:
     """Serve until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None)."""
     setup_telemetry(settings, "pose3d-worker")  # traces and JSON logs when settings.telemetry asks
+    level, link = worker_link_summary(settings)  # SecurityConfigError: beyond loopback, callers must authenticate
+    log.log(level, "%s", link)
+    keys = worker_keys(settings)
     metrics = Metrics()
     metrics.worker_up.set(0)
-    server = new_server(settings.max_message_bytes, [TraceServerInterceptor()])
+    interceptors: list[grpc.aio.ServerInterceptor] = [TraceServerInterceptor()]
+    if keys is not None:  # the key from the metadata, before any message is read
+        interceptors.append(WorkerKeyInterceptor(keys))
+    server = new_server(settings.max_message_bytes, interceptors)
     servicer = WorkerServicer(metrics)
     worker_pb2_grpc.add_WorkerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     health = add_health_and_reflection(server, [WORKER_SERVICE])
@@ -73,7 +93,7 @@ async def run_worker(
     await server.start()
     http_server = None
     if settings.metrics_port:
-        http_server, _ = start_http_server(settings.metrics_port, settings.host, registry=metrics.registry)
+        http_server = serve_metrics(settings, metrics.registry, keys)  # the worker port's rule
     log.info("pose3d worker: gRPC on %s, metrics on :%d; loading models", address, settings.metrics_port)
 
     if stop is None:

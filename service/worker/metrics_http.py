@@ -1,0 +1,72 @@
+"""The worker's Prometheus ``/metrics`` port, under the worker port's rule (:mod:`service.security.worker_link`).
+
+Plain HTTP on loopback or with ``trusted_network``; HTTPS with the worker's certificate when ``tls.certfile`` is
+set, requiring a client certificate from ``tls.client_ca_file`` when that is set (mTLS), and a key of the
+worker's ``api_keys_file`` as ``Authorization: Bearer <key>`` when that is set (Prometheus:
+``authorization: {credentials_file: ...}``); a scrape without one gets 401.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+
+from service.config import WorkerSettings
+from service.security.keys import KeyStore
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No line per scrape."""
+
+
+class _MetricsServer6(ThreadingWSGIServer):
+    address_family = socket.AF_INET6
+
+
+def _require_key(app: WsgiApp, keys: KeyStore) -> WsgiApp:
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        scheme, _, token = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
+        if scheme.lower() == "bearer" and keys.verify(token.strip()) is not None:
+            return app(environ, start_response)
+        start_response("401 Unauthorized", [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")])
+        return [b"an API key of this worker is required: Authorization: Bearer <key>\n"]
+
+    return guarded
+
+
+def _tls_context(settings: WorkerSettings) -> ssl.SSLContext | None:
+    tls = settings.tls
+    if tls.certfile is None or tls.keyfile is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(tls.certfile), str(tls.keyfile))
+    if tls.client_ca_file is not None:
+        context.load_verify_locations(cafile=str(tls.client_ca_file))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def serve_metrics(settings: WorkerSettings, registry: CollectorRegistry, keys: KeyStore | None) -> WSGIServer:
+    """Serve ``registry`` on ``settings.host:settings.metrics_port`` on a daemon thread; ``shutdown()`` stops it."""
+    app: WsgiApp = make_wsgi_app(registry)
+    if keys is not None:
+        app = _require_key(app, keys)
+    server_class = _MetricsServer6 if ":" in settings.host else ThreadingWSGIServer
+    httpd: WSGIServer = make_server(
+        settings.host, settings.metrics_port, app, server_class, handler_class=_QuietHandler
+    )
+    context = _tls_context(settings)
+    if context is not None:
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, name="worker-metrics", daemon=True).start()
+    return httpd
