@@ -1,8 +1,9 @@
 """The command blocks of README.md and docs/**/*.md: how they are found, rewritten to free ports and a temp
 directory, turned into one bash script, and how their output is compared with what the page shows.
 
-The convention every page follows: each fenced block of commands (```console, ```bash, ```sh, ```shell) sits
-right under a marker comment (nothing but blank lines between them):
+The convention every page follows: each fenced block of commands (```console, ```bash, ```sh, ```shell, or a
+fence without a language whose lines start with ``$ ``) sits right under a marker comment (nothing but blank
+lines between them):
 
 - ``<!-- readme-test: server -->`` — starts a server (``make serve``, ``pose3d serve ...``) in the background; the
   ``run`` blocks after it on the same page talk to it. README.md's server block is the one shared by every page
@@ -24,7 +25,7 @@ Stale text (a renamed field, another message, a different count or status code) 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +96,8 @@ def blocks(page: Path) -> list[Block]:
     found = []
     for match in FENCE.finditer(text):
         lang = match["lang"].lower()
-        if lang not in COMMAND_FENCES:
+        prompts = lang == "" and re.search(r"^[ \t]*\$ ", match["body"], re.M)
+        if lang not in COMMAND_FENCES and not prompts:
             continue
         above = text[: match.start()].rstrip().rsplit("\n", 1)[-1].strip()
         marker = MARKER.fullmatch(above)
@@ -122,6 +124,28 @@ def problems(block: Block) -> list[str]:
 
 def documented_ports(script: str) -> set[int]:
     return {int(m["port"]) for m in PORT.finditer(script)}
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Stand-ins for the ports a block names (``mapping``: documented → free), and where a server it starts listens:
+    the ``--port`` / ``--grpc-port`` of its ``pose3d serve|gateway`` line, else the defaults 8000 / 50051."""
+
+    mapping: Mapping[int, int]
+    http: int
+    grpc: int
+
+
+def stand_ins(block: Block, free: Callable[[], int]) -> Ports:
+    text = "\n".join(command.text for command in block.commands)
+    mapping = {port: free() for port in documented_ports(text) | {DOCUMENTED_HTTP, DOCUMENTED_GRPC}}
+    servers = "\n".join(c.text for c in block.commands if re.search(r"\bpose3d\s+(?:serve|gateway)\b", c.text))
+
+    def flag(name: str, default: int) -> int:
+        named = re.search(rf"(?<![\w-])--{name}[ =](\d{{4,5}})\b", servers)
+        return mapping[int(named[1]) if named else default]
+
+    return Ports(mapping, flag("port", DOCUMENTED_HTTP), flag("grpc-port", DOCUMENTED_GRPC))
 
 
 def rewrite(script: str, ports: Mapping[int, int], tmp: Path) -> str:

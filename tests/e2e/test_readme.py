@@ -26,7 +26,7 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +35,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.e2e import doc_blocks
-from tests.e2e.doc_blocks import DOCUMENTED_GRPC, DOCUMENTED_HTTP, Block, blocks
+from tests.e2e.doc_blocks import Block, Ports, blocks
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -61,13 +61,24 @@ class Place:
     work: Path
     tmp: Path
 
-    def env(self, ports: Mapping[int, int]) -> dict[str, str]:
+    def env(self, ports: Ports) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("POSE3D_", "VIRTUAL_ENV"))}
         env["PATH"] = f"{REPO / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         env["POSE3D_ENGINE__REQUEST_TIMEOUT_S"] = str(BUDGET_S)  # budget for a loaded machine, not a speed claim
-        http, grpc = ports[DOCUMENTED_HTTP], ports[DOCUMENTED_GRPC]
-        env |= {"PORT": str(http), "POSE3D_GRPC_PORT": str(grpc), "P3D_HTTP": str(http), "P3D_GRPC": str(grpc)}
-        return env
+        http, grpc = str(ports.http), str(ports.grpc)
+        return env | {"PORT": http, "POSE3D_GRPC_PORT": grpc, "P3D_HTTP": http, "P3D_GRPC": grpc}
+
+    def start(self, block: Block, ports: Ports, output: Path) -> subprocess.Popen[bytes]:
+        """``block`` as one bash script in its own process group, its output (stdout and stderr) to ``output``."""
+        with output.open("wb") as out:
+            return subprocess.Popen(
+                ["bash", "-c", doc_blocks.script(block, ports.mapping, self.tmp)],
+                cwd=self.work,
+                env=self.env(ports),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
 
 @pytest.fixture(scope="module")
@@ -95,30 +106,17 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def _fresh_ports(block: Block) -> dict[int, int]:
-    text = "\n".join(command.text for command in block.commands)
-    return {port: _free_port() for port in doc_blocks.documented_ports(text) | {DOCUMENTED_HTTP, DOCUMENTED_GRPC}}
-
-
 class Server:
     """A server block running in the background on stand-in ports."""
 
     def __init__(self, block: Block, place: Place) -> None:
-        self.block, self.ports = block, _fresh_ports(block)
+        self.block, self.ports = block, doc_blocks.stand_ins(block, _free_port)
         self.log = place.tmp / f"server-{block.page.stem}-{block.line}.log"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                ["bash", "-c", doc_blocks.script(block, self.ports, place.tmp)],
-                cwd=place.work,
-                env=place.env(self.ports),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = place.start(block, self.ports, self.log)
         self._wait_ready()
 
     def _wait_ready(self) -> None:
-        url = f"http://127.0.0.1:{self.ports[DOCUMENTED_HTTP]}/readyz"
+        url = f"http://127.0.0.1:{self.ports.http}/readyz"
         for _ in range(BUDGET_S):
             if self.process.poll() is not None:
                 pytest.fail(f"{self.block.where}: the server exited:\n{self.log.read_text()[-3000:]}")
@@ -160,22 +158,14 @@ def shared(place: Place) -> Iterator[SharedServer]:
         servers.stop()
 
 
-def _run(block: Block, ports: Mapping[int, int], place: Place) -> None:
+def _run(block: Block, ports: Ports, place: Place) -> None:
     """Run ``block`` as one script, then compare each command's output with what the page shows."""
     printed = place.tmp / f"block-{block.page.stem}-{block.line}.out"
-    with printed.open("wb") as out:
-        process = subprocess.Popen(
-            ["bash", "-c", doc_blocks.script(block, ports, place.tmp)],
-            cwd=place.work,
-            env=place.env(ports),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            process.wait(BUDGET_S)
-        finally:
-            _stop(process)  # also whatever the block left in the background
+    process = place.start(block, ports, printed)
+    try:
+        process.wait(BUDGET_S)
+    finally:
+        _stop(process)  # also whatever the block left in the background
     text = printed.read_text(errors="replace")
     per_command = doc_blocks.outputs(text)
     print(f"--- {block.where} ({block.kind}) ---\n{text}")
@@ -208,7 +198,7 @@ def test_page_blocks_run_in_order(page: Path, place: Place, shared: SharedServer
                 server = own or shared.get()
                 _run(block, server.ports, place)
             elif block.runs:
-                _run(block, _fresh_ports(block), place)
+                _run(block, doc_blocks.stand_ins(block, _free_port), place)
     finally:
         if own is not None:
             own.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.doc_blocks import blocks, documented_ports, mismatch, outputs, problems, rewrite, script
+from tests.e2e.doc_blocks import blocks, documented_ports, mismatch, outputs, problems, rewrite, script, stand_ins
 
 PAGE = """# A page
 
@@ -31,6 +31,14 @@ make test
 ```python
 print("not a command block")
 ```
+
+```
+$ an unmarked command in a fence without a language
+```
+
+```
+output only, no prompt: not a command block
+```
 """
 
 
@@ -41,7 +49,7 @@ def _page(tmp_path: Path) -> Path:
 
 
 def test_blocks_are_found_with_their_markers_commands_and_shown_output(tmp_path: Path) -> None:
-    run, docker, bare = blocks(_page(tmp_path))
+    run, docker, bare, prompt = blocks(_page(tmp_path))
     assert (run.kind, run.line, docker.kind, docker.why, bare.kind) == ("run", 4, "output", "(needs Docker)", None)
     assert run.commands[0].text == "curl -sf localhost:8000/v1/models \\\n-H 'x: y'"
     assert run.commands[0].shown == ('{"models": [{"name": "capf", ...}]}',)
@@ -49,6 +57,7 @@ def test_blocks_are_found_with_their_markers_commands_and_shown_output(tmp_path:
     assert docker.commands[0].text == "docker compose up"
     assert problems(run) == problems(docker) == []
     assert "without a readme-test marker" in problems(bare)[0]
+    assert "without a readme-test marker" in problems(prompt)[0]
 
 
 def test_ports_and_tmp_are_rewritten_only_where_they_name_a_port_or_the_temp_dir(tmp_path: Path) -> None:
@@ -62,7 +71,7 @@ def test_ports_and_tmp_are_rewritten_only_where_they_name_a_port_or_the_temp_dir
 
 
 def test_the_script_splits_its_output_per_command(tmp_path: Path) -> None:
-    (run, *_) = blocks(_page(tmp_path))
+    run = blocks(_page(tmp_path))[0]
     text = script(run, {8000: 41002}, tmp_path)
     assert "localhost:41002/v1/models" in text
     assert f"-o {tmp_path}/out.jsonl" in text
@@ -84,3 +93,19 @@ def test_stale_text_fails() -> None:
     assert mismatch(['{"frames": [], "box_source": "x"}'], '{"frames": []}') is not None
     assert mismatch(["a", "b"], "b\na\n") is not None  # order matters
     assert mismatch(["stream x: 50 frames sent"], "") is not None
+
+
+def test_a_server_listens_where_its_serve_or_gateway_line_says(tmp_path: Path) -> None:
+    page = tmp_path / "servers.md"
+    page.write_text(
+        "<!-- readme-test: server -->\n```console\n$ pose3d serve --profile realtime --port 8001 --grpc-port 50052\n```\n"
+        "<!-- readme-test: deployment -->\n```console\n$ redis-server --port 6390 &\n"
+        "$ pose3d gateway --port 8000 --workers 127.0.0.1:50061 &\n```\n"
+        "<!-- readme-test: server -->\n```console\n$ make serve\n```\n"
+    )
+    numbers = iter(range(41000, 41100))
+    own, deployment, make = (stand_ins(block, lambda: next(numbers)) for block in blocks(page))
+    assert (own.http, own.grpc) == (own.mapping[8001], own.mapping[50052])
+    assert (deployment.http, deployment.grpc) == (deployment.mapping[8000], deployment.mapping[50051])
+    assert set(deployment.mapping) == {6390, 8000, 50051, 50061}
+    assert (make.http, make.grpc) == (make.mapping[8000], make.mapping[50051])
