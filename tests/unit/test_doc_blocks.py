@@ -85,6 +85,9 @@ def test_shapes_match_despite_random_numbers_and_ids() -> None:
     assert mismatch(shown, actual) is None
     assert mismatch(["pose3d_worker_up 1.0"], "pose3d_worker_up 0.0\n") is None
     assert mismatch(["364f7c23   active", "d8e7ae78   active"], "36417023 active\nabcdef12 active\n") is None
+    metric = 'pose3d_key_requests_total{key="364f7c23",outcome="admitted"} 3.0'
+    assert mismatch([metric], 'pose3d_key_requests_total{key="0a1b2c3d",outcome="admitted"} 1.0\n') is None
+    assert mismatch([metric], 'pose3d_key_requests_total{key="0a1b2c3d",outcome="refused"} 1.0\n') is not None
 
 
 def test_stale_text_fails() -> None:
