@@ -4,8 +4,9 @@ order, or its marker says in one line why it cannot run (the conventions: ``test
 How the pages meet the test machine, without fixed ports or fixed paths:
 
 - One working copy for the whole run, like a user's fresh clone: a temp directory holding a symlink to each
-  top-level entry of the repository (``.venv`` included) except ``examples/``, which is a copy of its tracked
-  files only — so a block that needs ``examples/long.mp4`` must have generated it, as the README does;
+  top-level entry of the repository (``.venv`` included) except ``examples/`` and ``docs/``, which are copies of
+  their tracked files only — so a block that needs ``examples/long.mp4`` must have generated it, as the README
+  does, and what a block writes there (``docs/render_example.png``) never touches the repository;
 - every documented port (``localhost:8000``, ``--port 50061``, ``redis://127.0.0.1:6390``, ``PORT=...``) gets a
   free stand-in: the ports of the server a ``run`` block talks to (8000 → its REST port, 50051 → its gRPC
   port), fresh ones for a self-contained block; ``/tmp`` becomes a temp directory of this run;
@@ -41,6 +42,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 README = REPO / "README.md"
 PAGES = [README, *sorted((REPO / "docs").rglob("*.md"))]
+COPIED = ("examples", "docs")  # tracked files only: what blocks generate there stays in the temp copy
 BUDGET_S = 900  # a busy machine (CPU burners beside the suite) may be slow; nothing here measures speed
 
 
@@ -85,10 +87,10 @@ class Place:
 def place(tmp_path_factory: pytest.TempPathFactory) -> Place:
     work = tmp_path_factory.mktemp("clone")
     for entry in REPO.iterdir():
-        if entry.name not in {"examples", ".git"}:
+        if entry.name not in {*COPIED, ".git"}:
             (work / entry.name).symlink_to(entry)
     tracked = subprocess.run(
-        ["git", "ls-files", "examples"], cwd=REPO, capture_output=True, text=True, check=True
+        ["git", "ls-files", *COPIED], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout.split()
     for name in tracked:
         (work / name).parent.mkdir(parents=True, exist_ok=True)
