@@ -204,3 +204,14 @@ def test_page_blocks_run_in_order(page: Path, place: Place, shared: SharedServer
     finally:
         if own is not None:
             own.stop()
+
+
+def test_the_readme_is_short_and_every_docs_page_is_linked() -> None:
+    """The README stays a first hour (at most ~300 lines); every page under docs/ is reachable from the index."""
+    assert len(README.read_text().splitlines()) <= 300
+    assert "](docs/README.md)" in README.read_text()
+    docs = REPO / "docs"
+    index = (docs / "README.md").read_text()
+    unlinked = [str(p.relative_to(docs)) for p in docs.rglob("*.md") if p.name != "README.md"]
+    unlinked = [name for name in unlinked if f"]({name})" not in index]
+    assert not unlinked, f"docs/README.md does not link {', '.join(unlinked)}"
