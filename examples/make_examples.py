@@ -1,9 +1,17 @@
-"""Regenerate the example inputs the README uses: ``python examples/make_examples.py``.
+"""The example inputs of the README and docs: ``python examples/make_examples.py [NAME ...]``.
+
+Committed (small; ``python examples/make_examples.py`` redraws them):
 
 - ``person.jpg``: 640×480, two drawn people at different depths (a synthetic scene: no photo licence involved).
 - ``walk.mp4``: 2 s at 25 fps, 320×240 H.264 (MPEG-4 Part 2 where PyAV has no H.264 encoder), one person walking.
 - ``keypoints.json``: 27 frames of one walking person's H36M-17 2D keypoints (pixels, with scores) in the
   body ``POST /v1/pose3d`` takes as JSON.
+
+Generated on demand (named on the command line, e.g. ``python examples/make_examples.py long.mp4 two_people.png``;
+git ignores them):
+
+- ``long.mp4``: 60 s at 25 fps (1 500 frames), 320×240, the same walk for a job with a progress bar.
+- ``two_people.png``: the scene of ``person.jpg``, 640×480, lossless.
 
 Everything is drawn from :mod:`service.geometry.synthetic` (a fixed adult skeleton, metres, projected through a
 pinhole camera), so the files are deterministic and small.
@@ -11,8 +19,10 @@ pinhole camera), so the files are deterministic and small.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -93,13 +103,34 @@ def keypoints_body(frames: int = 27, width: int = 320, height: int = 240) -> dic
     return {"keypoints_2d": scored, "image_size": [width, height], "joint_set": "h36m"}
 
 
-def main() -> None:
-    ok, jpeg = cv2.imencode(".jpg", two_people()[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+def _encoded(suffix: str, image: Image, *params: int) -> bytes:
+    ok, data = cv2.imencode(suffix, image[:, :, ::-1], list(params))
     assert ok
-    (HERE / "person.jpg").write_bytes(bytes(jpeg))
-    write_clip(HERE / "walk.mp4")
-    (HERE / "keypoints.json").write_text(json.dumps(keypoints_body()) + "\n")
-    print("wrote examples/person.jpg, examples/walk.mp4, examples/keypoints.json")
+    return bytes(data)
+
+
+LONG_CLIP_FRAMES = 1500  # 60 s at 25 fps
+WRITERS: dict[str, Callable[[Path], object]] = {
+    "person.jpg": lambda path: path.write_bytes(_encoded(".jpg", two_people(), cv2.IMWRITE_JPEG_QUALITY, 90)),
+    "walk.mp4": write_clip,
+    "keypoints.json": lambda path: path.write_text(json.dumps(keypoints_body()) + "\n"),
+    "long.mp4": lambda path: write_clip(path, frames=LONG_CLIP_FRAMES),
+    "two_people.png": lambda path: path.write_bytes(_encoded(".png", two_people())),
+}
+COMMITTED = ("person.jpg", "walk.mp4", "keypoints.json")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"any of {', '.join(WRITERS)} (default: {', '.join(COMMITTED)})"
+    )
+    names = parser.parse_args(argv).names or list(COMMITTED)
+    if unknown := [name for name in names if name not in WRITERS]:
+        parser.error(f"unknown example(s) {', '.join(unknown)}: choose from {', '.join(WRITERS)}")
+    for name in names:
+        WRITERS[name](HERE / name)
+    print("wrote " + ", ".join(f"examples/{name}" for name in names))
 
 
 if __name__ == "__main__":

@@ -1,31 +1,32 @@
-"""The README runs as written: every ```console block is either executed here against a live server or marked
-as output only.
+"""README.md and every page under docs/ run as written: each command block is executed here, page by page and in
+order, or its marker says in one line why it cannot run (the conventions: ``tests/e2e/doc_blocks.py``).
 
-Each console block is preceded by a marker comment:
+How the pages meet the test machine, without fixed ports or fixed paths:
 
-- ``<!-- readme-test: server -->`` — the command that starts the embedded service (``make serve``); started here
-  in the background exactly as written, on the ports the README names (8000 REST, 50051 gRPC);
-- ``<!-- readme-test: run -->`` — its ``$`` lines run, in order, as one bash script (``set -euo pipefail``) from the
-  repository root against that server; every command must succeed (the README's curls use ``-f``);
-- ``<!-- readme-test: deployment -->`` — a self-contained multi-process deployment (redis-server, workers, a
-  gateway, started with ``&`` in the block itself), run as one script after the embedded server stopped;
-- ``<!-- readme-test: standalone -->`` — needs no server (e.g. the conformance check), run as one script;
-- ``<!-- readme-test: output REASON -->`` — shown output or a command that cannot run here (REASON says why:
-  needs the internet, a GPU, Docker, a camera, ...).
+- One working copy for the whole run, like a user's fresh clone: a temp directory holding a symlink to each
+  top-level entry of the repository (``.venv`` included) except ``examples/`` and ``docs/``, which are copies of
+  their tracked files only — so a block that needs ``examples/long.mp4`` must have generated it, as the README
+  does, and what a block writes there (``docs/render_example.png``) never touches the repository;
+- every documented port (``localhost:8000``, ``--port 50061``, ``redis://127.0.0.1:6390``, ``PORT=...``) gets a
+  free stand-in: the ports of the server a ``run`` block talks to (8000 → its REST port, 50051 → its gRPC
+  port), fresh ones for a self-contained block; ``/tmp`` becomes a temp directory of this run;
+- ``make serve`` / ``pose3d serve`` with no port flag get the stand-ins through ``PORT`` (the Makefile's
+  variable), ``POSE3D_GRPC_PORT`` and ``--port``; ``pose3d estimate|jobs|stream`` without ``--url``/``--grpc`` get
+  the server's address (a shell function in front of the real command: ``doc_blocks.PREAMBLE``).
 
-The lines of a block that do not start with ``$ `` are the output the README shows (trimmed where it says so);
-they are documentation, not assertions. What is asserted: each block's commands exit 0.
+Pages run README.md first, then docs/ in path order; README.md's server block (``make serve``) starts the shared
+server, which runs until every page is done. Pages written later by anyone run here without a change to this
+test, as long as they follow the marker convention.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
+import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,165 +35,183 @@ import httpx
 import pytest
 
 from tests.conftest import REPO
+from tests.e2e import doc_blocks
+from tests.e2e.doc_blocks import Block, Ports, blocks
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 README = REPO / "README.md"
-MARKED = re.compile(
-    r"<!-- readme-test: (?P<kind>[a-z]+)(?P<why>[^>]*)-->[ \t]*\n[ \t]*```console\n(?P<body>.*?)```", re.S
-)
-KINDS = {"server", "run", "deployment", "standalone", "output"}
+PAGES = [README, *sorted((REPO / "docs").rglob("*.md"))]
+COPIED = ("examples", "docs")  # tracked files only: what blocks generate there stays in the temp copy
 BUDGET_S = 900  # a busy machine (CPU burners beside the suite) may be slow; nothing here measures speed
 
 
-@dataclass(frozen=True)
-class Block:
-    kind: str
-    why: str
-    script: str
-    line: int
+def _page_id(page: Path) -> str:
+    return str(page.relative_to(REPO))
 
 
-def _commands(body: str) -> str:
-    """The block's ``$`` lines (with ``\\`` continuations) as a script."""
-    lines, current = [], ""
-    for line in body.splitlines():
-        raw = line.strip()
-        if current:
-            current += "\n" + raw
-        elif raw.startswith("$ "):
-            current = raw[2:]
-        else:
-            continue
-        if not current.endswith("\\"):
-            lines.append(current)
-            current = ""
-    return "\n".join(lines)
-
-
-def readme_blocks() -> list[Block]:
-    text = README.read_text()
-    return [
-        Block(m["kind"], m["why"].strip(), _commands(m["body"]), text[: m.start()].count("\n") + 1)
-        for m in MARKED.finditer(text)
-    ]
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSE3D_")}
-    env["PATH"] = f"{REPO / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    env["POSE3D_ENGINE__REQUEST_TIMEOUT_S"] = str(BUDGET_S)  # budget for a loaded machine, not a speed claim
-    return env
-
-
-def _run(block: Block, timeout_s: float = BUDGET_S) -> subprocess.CompletedProcess[str]:
-    script = "set -euo pipefail\n" + block.script
-    done = subprocess.run(
-        ["bash", "-c", script], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout_s, check=False
-    )
-    print(f"--- README block at line {block.line} ({block.kind}) ---\n{block.script}\n>>>\n{done.stdout}{done.stderr}")
-    return done
-
-
-def _port_free(port: int) -> bool:
+def _free_port() -> int:
     with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
-def _assert_free(*ports: int) -> None:
-    """The README names these ports; a server of an earlier block may still be shutting down: wait for it."""
-    for port in ports:
-        for _ in range(BUDGET_S * 5):
-            if _port_free(port):
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"port {port} is in use: the README's commands name it, so this test needs it free")
+@dataclass(frozen=True)
+class Place:
+    """Where the blocks run: the working copy, the stand-in for /tmp, the bin dir on PATH."""
+
+    work: Path
+    tmp: Path
+
+    def env(self, ports: Ports) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("POSE3D_", "VIRTUAL_ENV"))}
+        env["PATH"] = f"{REPO / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        env["POSE3D_ENGINE__REQUEST_TIMEOUT_S"] = str(BUDGET_S)  # budget for a loaded machine, not a speed claim
+        http, grpc = str(ports.http), str(ports.grpc)
+        return env | {"PORT": http, "POSE3D_GRPC_PORT": grpc, "P3D_HTTP": http, "P3D_GRPC": grpc}
+
+    def start(self, block: Block, ports: Ports, output: Path) -> subprocess.Popen[bytes]:
+        """``block`` as one bash script in its own process group, its output (stdout and stderr) to ``output``."""
+        with output.open("wb") as out:
+            return subprocess.Popen(
+                ["bash", "-c", doc_blocks.script(block, ports.mapping, self.tmp)],
+                cwd=self.work,
+                env=self.env(ports),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
 
-def _wait_ready(process: subprocess.Popen[str], url: str) -> None:
-    for _ in range(BUDGET_S):
-        assert process.poll() is None, "the README's server command exited"
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(1)
-    pytest.fail(f"{url} never answered 200")
+@pytest.fixture(scope="module")
+def place(tmp_path_factory: pytest.TempPathFactory) -> Place:
+    work = tmp_path_factory.mktemp("clone")
+    for entry in REPO.iterdir():
+        if entry.name not in {*COPIED, ".git"}:
+            (work / entry.name).symlink_to(entry)
+    tracked = subprocess.run(
+        ["git", "ls-files", *COPIED], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in tracked:
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, work / name)
+    return Place(work, tmp_path_factory.mktemp("tmp"))
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def test_every_console_block_is_run_or_marked_as_output() -> None:
-    text = README.read_text()
-    blocks = readme_blocks()
-    assert len(blocks) == text.count("```console\n"), "a ```console block without a readme-test marker"
-    assert {b.kind for b in blocks} <= KINDS
-    for block in blocks:
-        if block.kind == "output":
-            assert block.why, f"README line {block.line}: say why the block is not run"
-        else:
-            assert block.script, f"README line {block.line}: a runnable block without $ commands"
-    assert [b.kind for b in blocks].count("server") == 1
-
-
-@pytest.fixture(scope="class")
-def embedded() -> Iterator[None]:
-    """``make serve`` as the README's server block says, for the embedded blocks only (stopped before the
-    deployment block, which needs the same ports)."""
-    (server,) = [b for b in readme_blocks() if b.kind == "server"]
-    _assert_free(8000, 50051)
-    process = subprocess.Popen(["bash", "-c", server.script], cwd=REPO, env=_env(), start_new_session=True, text=True)
     try:
-        _wait_ready(process, "http://127.0.0.1:8000/readyz")
-        yield
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+class Server:
+    """A server block running in the background on stand-in ports."""
+
+    def __init__(self, block: Block, place: Place) -> None:
+        self.block, self.ports = block, doc_blocks.stand_ins(block, _free_port)
+        self.log = place.tmp / f"server-{block.page.stem}-{block.line}.log"
+        self.process = place.start(block, self.ports, self.log)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        url = f"http://127.0.0.1:{self.ports.http}/readyz"
+        for _ in range(BUDGET_S):
+            if self.process.poll() is not None:
+                pytest.fail(f"{self.block.where}: the server exited:\n{self.log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url, timeout=5).status_code == 200:
+                    return
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(1)
+        pytest.fail(f"{self.block.where}: {url} never answered 200:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+class SharedServer:
+    """README.md's server block, started when a page first needs it, stopped after the last page."""
+
+    def __init__(self, place: Place) -> None:
+        self.place = place
+        self.server: Server | None = None
+
+    def get(self) -> Server:
+        if self.server is None:
+            (block,) = [b for b in blocks(README) if b.kind == "server"]
+            self.server = Server(block, self.place)
+        return self.server
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
+@pytest.fixture(scope="module")
+def shared(place: Place) -> Iterator[SharedServer]:
+    servers = SharedServer(place)
+    try:
+        yield servers
     finally:
-        _stop(process)
+        servers.stop()
 
 
-@pytest.mark.usefixtures("embedded")
-class TestEmbedded:
-    @pytest.mark.parametrize("index", range(sum(b.kind == "run" for b in readme_blocks())))
-    def test_readme_block_runs_against_the_embedded_server(self, index: int) -> None:
-        block = [b for b in readme_blocks() if b.kind == "run"][index]
-        done = _run(block)
-        assert done.returncode == 0, f"README line {block.line}: {block.script}\n{done.stdout}\n{done.stderr}"
+def _run(block: Block, ports: Ports, place: Place) -> None:
+    """Run ``block`` as one script, then compare each command's output with what the page shows."""
+    printed = place.tmp / f"block-{block.page.stem}-{block.line}.out"
+    process = place.start(block, ports, printed)
+    try:
+        process.wait(BUDGET_S)
+    finally:
+        _stop(process)  # also whatever the block left in the background
+    text = printed.read_text(errors="replace")
+    per_command = doc_blocks.outputs(text)
+    print(f"--- {block.where} ({block.kind}) ---\n{text}")
+    if process.returncode != 0:
+        failed = block.commands[max(per_command, default=0)].text
+        pytest.fail(f"{block.where}: `{failed}` failed (exit {process.returncode}):\n{text[-3000:]}")
+    for index, command in enumerate(block.commands):
+        why = doc_blocks.mismatch(command.shown, per_command.get(index, ""))
+        assert why is None, f"{block.where}: `{command.text}` printed something else than the page shows: {why}"
 
 
-@pytest.mark.parametrize("kind", ["standalone", "deployment"])
-def test_readme_self_contained_blocks_run(kind: str, tmp_path: Path) -> None:
-    blocks = [b for b in readme_blocks() if b.kind == kind]
-    assert blocks
-    for block in blocks:
-        if kind == "deployment":
-            _assert_free(8000, 50051)
-        process = subprocess.Popen(
-            ["bash", "-c", "set -euo pipefail\n" + block.script],
-            cwd=REPO,
-            env=_env(),
-            start_new_session=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            output, _ = process.communicate(timeout=BUDGET_S)
-        finally:
-            _stop(process)
-        print(f"--- README block at line {block.line} ({kind}) ---\n{output}")
-        assert process.returncode == 0, f"README line {block.line}:\n{output}"
+def test_every_command_block_is_run_or_says_why_not() -> None:
+    found = [problem for page in PAGES for block in blocks(page) for problem in doc_blocks.problems(block)]
+    assert not found, "\n".join(found)
+    assert [b.kind for b in blocks(README)].count("server") == 1, "README.md starts the one shared server"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_page_id)
+def test_page_blocks_run_in_order(page: Path, place: Place, shared: SharedServer) -> None:
+    own: Server | None = None
+    try:
+        for block in blocks(page):
+            if block.kind == "server" and page == README:
+                continue  # the shared server, started by the first block that needs it
+            if block.kind == "server":
+                if own is not None:
+                    own.stop()
+                own = Server(block, place)
+            elif block.kind == "run":
+                server = own or shared.get()
+                _run(block, server.ports, place)
+            elif block.runs:
+                _run(block, doc_blocks.stand_ins(block, _free_port), place)
+    finally:
+        if own is not None:
+            own.stop()
+
+
+def test_the_readme_is_short_and_every_docs_page_is_linked() -> None:
+    """The README stays a first hour (at most ~300 lines); every page under docs/ is reachable from the index."""
+    assert len(README.read_text().splitlines()) <= 300
+    assert "](docs/README.md)" in README.read_text()
+    docs = REPO / "docs"
+    index = (docs / "README.md").read_text()
+    unlinked = [str(p.relative_to(docs)) for p in docs.rglob("*.md") if p.name != "README.md"]
+    unlinked = [name for name in unlinked if f"]({name})" not in index]
+    assert not unlinked, f"docs/README.md does not link {', '.join(unlinked)}"
