@@ -14,10 +14,20 @@ COCO-17 order (the detector's output)::
     0 nose, 1 l_eye, 2 r_eye, 3 l_ear, 4 r_ear, 5 l_shoulder, 6 r_shoulder, 7 l_elbow,
     8 r_elbow, 9 l_wrist, 10 r_wrist, 11 l_hip, 12 r_hip, 13 l_knee, 14 r_knee,
     15 l_ankle, 16 r_ankle
+
+MPI-INF-3DHP-17 order (the test set's 17 joints; P-STMO's 3DHP loader trains in it)::
+
+    0 head_top, 1 neck, 2 r_shoulder, 3 r_elbow, 4 r_wrist, 5 l_shoulder, 6 l_elbow, 7 l_wrist,
+    8 r_hip, 9 r_knee, 10 r_ankle, 11 l_hip, 12 l_knee, 13 l_ankle, 14 pelvis, 15 spine, 16 head
+
+A lifter network may be trained in either order (:class:`JointOrder`); :data:`LIFTER_JOINTS` says how the
+engine maps its Human3.6M-17 input to the network's order and the network's output back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
@@ -129,3 +139,82 @@ def denormalize_screen_coordinates(
         raise ValueError(f"image size must be positive, got {width}x{height}")
     arr = np.asarray(xy, dtype=np.float32)
     return ((arr + np.array([1.0, height / width], dtype=np.float32)) * np.float32(width) / 2).astype(np.float32)
+
+
+# -- the joint orders lifter networks are trained in ---------------------------------------------
+
+
+class JointOrder(StrEnum):
+    """The joint order a lifter network reads its 2D input in and writes its 3D output in."""
+
+    H36M = "h36m"
+    MPI_INF_3DHP = "mpi-inf-3dhp"
+
+
+MPI_INF_3DHP_JOINT_NAMES: Final[tuple[str, ...]] = (
+    "head_top", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
+    "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "pelvis", "spine", "head",
+)  # fmt: skip
+
+# P-STMO's 3DHP loader and test (common/load_data_3dhp_mae.py, run_3dhp.py): kps/joints left and right.
+MPI_INF_3DHP_LEFT: Final[tuple[int, ...]] = (5, 6, 7, 11, 12, 13)
+MPI_INF_3DHP_RIGHT: Final[tuple[int, ...]] = (2, 3, 4, 8, 9, 10)
+
+MPI_INF_3DHP_TO_H36M: Final[tuple[int, ...]] = (14, 8, 9, 10, 11, 12, 13, 15, 1, 16, 0, 5, 6, 7, 2, 3, 4)
+"""Human3.6M-17 joint ``j`` is MPI-INF-3DHP-17 joint ``MPI_INF_3DHP_TO_H36M[j]``: pelvis, hips, knees, ankles,
+spine, shoulders, elbows and wrists are the same joints; thorax ↔ neck, neck/nose ↔ head, head ↔ head_top (the
+usual cross-dataset correspondence, e.g. PoseAug's evaluation)."""
+
+
+def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
+    inv = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inv[p] = i
+    return tuple(inv)
+
+
+@dataclass(frozen=True)
+class LifterJoints:
+    """How a network trained in ``order`` sees the engine's Human3.6M-17 joints.
+
+    Attributes:
+        order: the network's joint order.
+        to_h36m: Human3.6M-17 joint ``j`` is the network's joint ``to_h36m[j]`` (maps outputs back).
+        flip_perm: the network's left/right swap, as its published flip test uses it.
+        root: the network's pelvis index (the joint set to 0 in root-relative output).
+    """
+
+    order: JointOrder
+    to_h36m: tuple[int, ...]
+    flip_perm: tuple[int, ...]
+    root: int
+
+    def __post_init__(self) -> None:
+        if sorted(self.to_h36m) != list(range(NUM_JOINTS)):
+            raise ValueError(f"{self.order}: to_h36m must be a permutation of 0..{NUM_JOINTS - 1}")
+        if self.to_h36m[0] != self.root:
+            raise ValueError(f"{self.order}: its root {self.root} must map to the Human3.6M pelvis")
+
+    @property
+    def from_h36m(self) -> tuple[int, ...]:
+        """The network's joint ``i`` is Human3.6M-17 joint ``from_h36m[i]`` (maps inputs in)."""
+        return _inverse(self.to_h36m)
+
+    def to_network(self, h36m: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+        """``(..., 17, C)`` in Human3.6M-17 order → the same values in the network's order."""
+        return np.asarray(h36m, dtype=np.float32)[..., self.from_h36m, :]
+
+    def to_h36m_order(self, network: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+        """``(..., 17, C)`` in the network's order → Human3.6M-17 order."""
+        return np.asarray(network, dtype=np.float32)[..., self.to_h36m, :]
+
+
+LIFTER_JOINTS: Final[Mapping[JointOrder, LifterJoints]] = {
+    JointOrder.H36M: LifterJoints(JointOrder.H36M, tuple(range(NUM_JOINTS)), tuple(H36M_FLIP_PERM), 0),
+    JointOrder.MPI_INF_3DHP: LifterJoints(
+        JointOrder.MPI_INF_3DHP,
+        MPI_INF_3DHP_TO_H36M,
+        tuple(flip_permutation(MPI_INF_3DHP_LEFT, MPI_INF_3DHP_RIGHT)),
+        14,
+    ),
+}

@@ -10,7 +10,11 @@ Units and frames: inputs are 2D keypoints in normalised screen coordinates
 (:func:`model.skeleton.normalize_screen_coordinates`: ``X / w * 2 - [1, h / w]``), Human3.6M-17
 order. Outputs are 3D joints in the camera frame, metres, Human3.6M-17 order, relative to the pelvis
 (the model is trained on root-relative targets; the published evaluation sets joint 0 to exactly 0,
-and :meth:`PSTMO.lift` does the same).
+and :meth:`PSTMO.lift` does the same). The one exception is the published MPI-INF-3DHP checkpoint: P-STMO's
+3DHP loader (``common/load_data_3dhp_mae.py``) trains it in MPI-INF-3DHP-17 order (pelvis = joint 14, flip
+pairs left ``[5, 6, 7, 11, 12, 13]`` / right ``[2, 3, 4, 8, 9, 10]``) on millimetre targets (``univ_annot3``
+as it is); :meth:`PSTMO.lift` takes that order's flip pairs and root, and the serving adapter maps joint
+orders and units (``service.engine.lifters``).
 
 Temporal downsampling (TDS, paper §3.2) is a windowing concern, not part of the network: the model
 always sees a window of ``frames`` samples; the serving window takes them at stride ``s`` around the
@@ -22,6 +26,7 @@ serving configuration must match.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -155,36 +160,47 @@ class PSTMO(FastPathModule):
         out = self._to_official(self.head_centre(reduced.transpose(1, 2)))
         return out, out_vte
 
-    def forward_flip_tta(self, x: torch.Tensor, x_flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_flip_tta(
+        self, x: torch.Tensor, x_flip: torch.Tensor, perm: Sequence[int] = H36M_FLIP_PERM
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The published test-time flip average: ``(model(x) + unflip(model(x_flip))) / 2``.
 
         Args:
             x: ``(B, 2, frames, J, 1)`` input; x_flip: the same windows mirrored
                 (:func:`flip_official_layout`), as the published test loader supplies them.
+            perm: the left/right swap of the checkpoint's joint order (H36M-17's by default).
         Returns:
             ``(out, out_vte)`` averaged, shapes as :meth:`forward`.
         """
         out, out_vte = self(x)
         out_f, out_vte_f = self(x_flip)
-        return (out + flip_official_layout(out_f)) / 2, (out_vte + flip_official_layout(out_vte_f)) / 2
+        p = list(perm)
+        return (out + flip_official_layout(out_f, p)) / 2, (out_vte + flip_official_layout(out_vte_f, p)) / 2
 
-    def lift(self, kp: torch.Tensor, flip_test: bool = False) -> torch.Tensor:
-        """Serving entry point: the centre frame's 3D pose of each window.
+    def lift(
+        self, kp: torch.Tensor, flip_test: bool = False, flip_perm: Sequence[int] = H36M_FLIP_PERM, root: int = 0
+    ) -> torch.Tensor:
+        """Serving entry point: the centre frame's 3D pose of each window, in the checkpoint's own joint order.
 
         Args:
-            kp: ``(B, frames, n_joints, 2)`` float32, normalised screen coordinates, H36M-17 order;
-                frame ``frames // 2`` is the target (see the module docstring on TDS windows).
+            kp: ``(B, frames, n_joints, 2)`` float32, normalised screen coordinates, in the joint order the
+                checkpoint was trained in (H36M-17 for the Human3.6M checkpoints; MPI-INF-3DHP-17 for the 3DHP
+                one, see :data:`model.joints.LIFTER_JOINTS`); frame ``frames // 2`` is the target.
             flip_test: average with the prediction on the mirrored input, as the published test does.
+            flip_perm: the left/right swap of that joint order (the published test's joints_left/right).
+            root: that order's pelvis: the joint set to exactly 0 (0 in H36M-17, 14 in MPI-INF-3DHP-17).
         Returns:
-            ``(B, out_joints, 3)`` float32, metres, camera frame, root-relative with joint 0 set to 0
-            (as the published evaluation does). ``kp`` is not modified.
+            ``(B, out_joints, 3)`` float32 in the units of the training targets (metres for the Human3.6M
+            checkpoints, millimetres for the 3DHP one), camera frame, root-relative with joint ``root`` set to
+            0 (as the published evaluation does). ``kp`` is not modified.
         """
         if kp.dim() != 4 or kp.shape[-1] != 2:
             raise ValueError(f"expected (B, {self.cfg.frames}, {self.cfg.n_joints}, 2), got {tuple(kp.shape)}")
         x = kp.permute(0, 3, 1, 2).unsqueeze(-1)  # (B, 2, T, J, 1)
         if flip_test:
-            out, _ = self.forward_flip_tta(x, flip_official_layout(x))
+            out, _ = self.forward_flip_tta(x, flip_official_layout(x, list(flip_perm)), flip_perm)
         else:
             out, _ = self(x)
-        pose = out[:, :, 0, :, 0].transpose(1, 2)  # (B, J, 3)
-        return torch.cat([torch.zeros_like(pose[:, :1]), pose[:, 1:]], dim=1)
+        pose = out[:, :, 0, :, 0].transpose(1, 2).clone()  # (B, J, 3)
+        pose[:, root] = 0.0
+        return pose

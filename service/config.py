@@ -13,6 +13,8 @@ from typing import Annotated, Any, Final, Literal, Self, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from model.joints import JointOrder
+
 
 class Device(StrEnum):
     CPU = "cpu"
@@ -77,6 +79,23 @@ class ModelSpec(_Frozen):
     lift_batch: int | None = Field(
         None, ge=1, le=4096, description="windows per lift forward; None = the measured default per arch and device"
     )
+    joint_order: JointOrder = Field(
+        JointOrder.H36M,
+        description="joint order the checkpoint was trained in (P-STMO's MPI-INF-3DHP checkpoint: mpi-inf-3dhp); "
+        "the engine maps its Human3.6M-17 input to it and the output back. Filled from the weights catalogue "
+        "when `checkpoint` names an entry",
+    )
+    output_unit: Literal["m", "mm"] = Field(
+        "m",
+        description="unit of the network's 3D output (P-STMO's MPI-INF-3DHP checkpoint: mm); served poses are "
+        "always metres. Filled from the weights catalogue when `checkpoint` names an entry",
+    )
+
+    @model_validator(mode="after")
+    def _capf_speaks_h36m(self) -> Self:
+        if self.kind is not LifterKind.PSTMO and self.joint_order is not JointOrder.H36M:
+            raise ValueError(f"joint_order {self.joint_order} is served for P-STMO only; CA-PF reads Human3.6M-17")
+        return self
 
 
 def _default_models() -> dict[str, ModelSpec]:

@@ -26,6 +26,7 @@ import torch
 from model.capf import CAPFLifter
 from model.capf_full import crop_to_ref, flip_crop_keypoints
 from model.capf_temporal import CAPFTemporal
+from model.joints import LIFTER_JOINTS
 from model.pstmo import PSTMO
 from model.skeleton import H36M_FLIP_PERM, flip_pose
 from service.config import ModelSpec
@@ -129,25 +130,38 @@ def _check_finite(windows: Sequence[LiftWindow]) -> None:
             raise InvalidInput("non-finite 2D keypoints or tokens in a window")
 
 
+_METRES_PER_UNIT: dict[str, float] = {"m": 1.0, "mm": 1e-3}
+
+
 class PSTMOLifter(ServedLifter):
-    """P-STMO over windows of normalised 2D keypoints."""
+    """P-STMO over windows of normalised 2D keypoints.
+
+    The network runs in the joint order its checkpoint was trained in (``spec.joint_order``, see
+    :data:`model.joints.LIFTER_JOINTS`): each window's ``(N, 17, 2)`` Human3.6M-17 input is reordered to it, the
+    flip test swaps that order's left/right joints and zeroes that order's pelvis, and the ``(17, 3)`` output is
+    reordered back to Human3.6M-17 and converted from ``spec.output_unit`` to metres before anything else sees it.
+    """
 
     def __init__(self, name: str, spec: ModelSpec, weights: str, device: torch.device, model: PSTMO) -> None:
         super().__init__(name, spec, weights, device)
         if model.cfg.frames != spec.frames:
             raise Unavailable(f"model {name!r}: checkpoint has {model.cfg.frames} frames, settings say {spec.frames}")
         self.model = model.to(device).eval()
+        self.joints = LIFTER_JOINTS[spec.joint_order]
+        self._scale = _METRES_PER_UNIT[spec.output_unit]
 
     @torch.inference_mode()
     def lift(self, windows: Sequence[LiftWindow]) -> list[FloatArray]:
         _check_finite(windows)
         out: list[FloatArray | None] = [None] * len(windows)
+        j = self.joints
         for flip in (False, True):
             rows = [i for i, w in enumerate(windows) if w.flip_test is flip]
             if not rows:
                 continue
-            kp = torch.from_numpy(np.stack([windows[i].keypoints_norm for i in rows])).to(self.device)
-            poses = self.model.lift(kp, flip_test=flip).float().cpu().numpy()
+            kp = j.to_network(np.stack([windows[i].keypoints_norm for i in rows]))
+            native = self.model.lift(torch.from_numpy(kp).to(self.device), flip, j.flip_perm, j.root)
+            poses = j.to_h36m_order(native.float().cpu().numpy()) * np.float32(self._scale)
             for i, pose in zip(rows, poses, strict=True):
                 out[i] = pose
         return [p for p in out if p is not None]

@@ -9,8 +9,11 @@ Layout (P-STMO's ``common/load_data_3dhp_mae.py`` reads it)::
 
 Joints are in MPI-INF-3DHP's 17-joint order (0 head top, 1 neck, 2-4 right arm, 5-7 left arm, 8-10 right leg,
 11-13 left leg, 14 pelvis, 15 spine, 16 head). The served pipeline speaks Human3.6M-17, so both the 2D input and
-the 3D ground truth are reordered (:data:`TO_H36M`); PCK and AUC count the 14 joints the official evaluation scores
-(all but pelvis, spine and head), MPJPE all 17, root-relative, as P-STMO reports them.
+the 3D ground truth are reordered (:data:`TO_H36M`, the same table the engine uses to feed a lifter trained in
+3DHP order, :data:`model.joints.LIFTER_JOINTS`, so the published 3DHP checkpoint sees exactly the 2D file's
+joints and its output is scored against the ground truth joint for joint); PCK and AUC count the 14 joints the
+official evaluation scores (all but pelvis, spine and head), MPJPE all 17, root-relative to the pelvis (3DHP
+joint 14), as P-STMO reports them.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from typing import Final
 
 import numpy as np
 
+from model.joints import MPI_INF_3DHP_TO_H36M
 from service.evaluation.sequences import EvalSequence
 
-TO_H36M: Final = (14, 8, 9, 10, 11, 12, 13, 15, 1, 16, 0, 5, 6, 7, 2, 3, 4)
+TO_H36M: Final = MPI_INF_3DHP_TO_H36M
 """Human3.6M-17 joint ``j`` is MPI-INF-3DHP joint ``TO_H36M[j]``."""
 PCK_JOINTS: Final = tuple(j for j in range(17) if TO_H36M[j] < 14)
 """The 14 scored joints, as Human3.6M-17 indices."""

@@ -14,6 +14,8 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from model.joints import JointOrder
+
 CATALOGUE_FILE: Final = Path(__file__).with_name("catalogue.toml")
 _HEX = r"^[0-9a-f]*$"
 
@@ -62,6 +64,8 @@ class Entry(_Frozen):
     arch: str = Field("", description="preset of the loader the weights fit (model/*.py *_PRESETS)")
     lifter_kind: Literal["", "pstmo", "capf"] = ""
     frames: int = Field(1, ge=1)
+    joint_order: JointOrder = Field(JointOrder.H36M, description="lifters: the joint order trained in")
+    output_unit: Literal["m", "mm"] = Field("m", description="lifters: the unit of the 3D training targets")
     family: Literal["", "yolox", "rtmdet"] = ""
     file: str = Field(pattern=r"^[^/\\]+$")
     fetch: Fetch

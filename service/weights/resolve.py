@@ -1,4 +1,5 @@
-"""Catalogue names in settings: ``checkpoint = "pstmo-243"`` → the installed file; ``--weights SET`` → settings.
+"""Catalogue names in settings: ``checkpoint = "pstmo-243"`` → the installed file (and the joint order and output
+unit the checkpoint was trained with); ``--weights SET`` → settings.
 
 Torch-free. The settings object is used through the attributes it has (``detector``, ``models``,
 ``weights_dir``, ``workers``), so this module does not import :mod:`service.config`.
@@ -29,6 +30,33 @@ def resolve_path(value: Path | None, root: Path, catalogue: Catalogue) -> Path |
     return found.path
 
 
+LIFTER_CONVENTIONS = ("joint_order", "output_unit")
+"""What a lifter entry states about how its checkpoint was trained, copied into the model's settings."""
+
+
+def trained_conventions(model: str, spec: Any, catalogue: Catalogue) -> dict[str, Any]:
+    """The catalogue entry's joint order and output unit for a model whose ``checkpoint`` names the entry
+    (``{}`` for a file path); a value the settings give explicitly must agree.
+
+    Raises:
+        WeightsError: the settings contradict the entry (e.g. ``joint_order = "h36m"`` with ``pstmo-81-3dhp``).
+    """
+    if spec.checkpoint is None or str(spec.checkpoint) not in catalogue.names():
+        return {}
+    entry = catalogue.entry(str(spec.checkpoint))
+    update: dict[str, Any] = {}
+    for field in LIFTER_CONVENTIONS:
+        wanted, given = getattr(entry, field), getattr(spec, field)
+        if field in spec.model_fields_set and given != wanted:
+            raise WeightsError(
+                f"models.{model}.{field} = {str(given)!r}, but checkpoint {entry.name} was trained with "
+                f"{field} {str(wanted)!r}: remove the setting (the catalogue supplies it) or correct it"
+            )
+        if given != wanted:
+            update[field] = wanted
+    return update
+
+
 def resolve_settings_paths(settings: Any, catalogue: Catalogue | None = None) -> None:
     """Replace catalogue names in ``settings.detector`` and ``settings.models`` by installed files (in place).
 
@@ -46,9 +74,12 @@ def resolve_settings_paths(settings: Any, catalogue: Catalogue | None = None) ->
         settings.detector = det.model_copy(update=det_update)
     models = dict(settings.models)
     for name, spec in models.items():
+        update = trained_conventions(name, spec, cat)
         path = resolve_path(spec.checkpoint, root, cat)
         if path != spec.checkpoint:
-            models[name] = spec.model_copy(update={"checkpoint": path})
+            update["checkpoint"] = path
+        if update:
+            models[name] = spec.model_copy(update=update)
     if models != settings.models:
         settings.models = models
 
@@ -81,5 +112,7 @@ def weight_set_overrides(set_name: str, catalogue: Catalogue | None = None) -> d
             "arch": entry.arch,
             "frames": entry.frames,
             "checkpoint": entry.name,
+            "joint_order": entry.joint_order,
+            "output_unit": entry.output_unit,
         }
     return {"detector": det, "models": models}
