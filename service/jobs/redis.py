@@ -6,8 +6,8 @@ Keys of one job share the hash tag ``{<job_id>}`` (one Redis Cluster slot):
 - ``pose3d:job:{id}:frames`` hash: position → the frame's JSON result (written once)
 - ``pose3d:job:{id}:input``  list: the staged input in 1 MiB pieces (deleted when the job ends)
 
-and ``pose3d:jobs:key:<key id>`` (a sorted set of job ids by creation time) lists one API key's jobs (pruned of expired ones whenever its usage is counted, so it holds at most the key's stored-job
-limit). Every state change is one Lua script
+and ``pose3d:jobs:key:<key id>`` (a sorted set of job ids by creation time) lists one API key's jobs (pruned
+of expired ones whenever its usage is counted, so it holds at most the key's stored-job limit). Every state change is one Lua script
 (atomic: a cancelled job is never revived, a lapsed lease is taken by one gateway only, a key's limits hold
 across gateways). Every key expires ``ttl_s`` after the job's last change. (The key index names jobs of many
 hash slots: the store runs on one Redis, not on Redis Cluster.)

@@ -5,8 +5,9 @@ key's rate, its open streams and who owns a stream are the same whichever gatewa
 times come from the caller's monotonic clock (``now``, seconds; injected, so tests drive it). In Redis each
 operation is one Lua script (atomic) that reads **the server's clock** (``redis.call('TIME')``) and ignores
 ``now``: gateways whose clocks disagree share one bucket correctly (a gateway whose clock ran behind would
-otherwise refill the bucket by the skew on every request). Keys: ``pose3d:sec:bucket:<key id>`` (hash tokens/at), ``pose3d:sec:streams:<key id>`` (sorted set of
-stream ids scored by their expiry) and ``pose3d:sec:owner:<stream id>`` (the owner's key id, with the stream TTL).
+otherwise refill the bucket by the skew on every request). Keys: ``pose3d:sec:bucket:<key id>`` (hash
+tokens/at), ``pose3d:sec:streams:<key id>`` (sorted set of stream ids scored by their expiry) and
+``pose3d:sec:owner:<stream id>`` (the owner's key id, with the stream TTL).
 """
 
 from __future__ import annotations
