@@ -200,6 +200,11 @@ class QuotaSettings(_Frozen):
     rate_per_s: float = Field(50.0, ge=0.0, description="sustained /v1/ requests (and gRPC calls) per second; 0 = off")
     burst: int = Field(100, ge=1, description="token-bucket size: requests allowed at once")
     max_streams: int = Field(64, ge=0, description="open streams per key (REST and gRPC); 0 = no limit")
+    max_open_jobs: int = Field(8, ge=0, description="jobs per key queued or running at once; 0 = no limit")
+    max_stored_jobs: int = Field(1000, ge=0, description="jobs per key kept (until they expire); 0 = no limit")
+    max_job_bytes: int = Field(
+        512 * 1024 * 1024, ge=0, description="bytes per key of staged job input and stored job results; 0 = no limit"
+    )
 
 
 class SecuritySettings(_Frozen):

@@ -151,10 +151,10 @@ def create_app(
     app = FastAPIOffline(title="pose3d", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan)
     app.state.gateway = state
     app.state.settings = settings
-    app.state.security = security  # /readyz asks it about the key file and Redis
+    app.state.security = security  # /readyz (key file, Redis); WebSocket frames (bucket, revocation)
     install_problem_handlers(app, settings.limits.retry_after_s)
     app.add_middleware(AuthGuard, security=security)  # inside GatewayGuard: 401/429 get request ids and counts
-    app.add_middleware(GatewayGuard, limits=settings.limits, metrics=state.metrics)
+    app.add_middleware(GatewayGuard, limits=settings.limits, metrics=state.metrics, in_flight=security.in_flight)
     app.add_middleware(TraceMiddleware)  # outermost: one span per request, continuing a client's traceparent
     app.include_router(routes_ops.router)
     app.include_router(routes_estimate.router)

@@ -79,14 +79,18 @@ class AuthGuard:
         await self._as_principal(key_id, rid_token, scope, receive, send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A WebSocket (``/v1/streams/ws``) needs a key in its handshake headers, as HTTP does; a refused
-        handshake is closed with code 4401 (4429 past the rate quota) before it is accepted."""
+        """A WebSocket (``/v1/streams/ws``) needs a key in its handshake headers, as HTTP does. The key is checked
+        before the route runs or any message is read; a refused handshake is accepted only to be closed at once
+        with code 4401 (4429 past the rate quota), as documented (a close before accepting would reach the
+        browser as an HTTP 403, without the reason)."""
         headers = _headers(scope)
         rid_token = request_id.set(safe_request_id(headers.get(REQUEST_ID_HEADER.lower())))
         try:
             key_id = await self._identify(str(scope.get("path", "")), presented_key(headers))
         except Pose3DError as error:
-            await send({"type": "websocket.close", "code": 4000 + error.status, "reason": error.type_slug})
+            if (await receive())["type"] == "websocket.connect":
+                await send({"type": "websocket.accept"})
+                await send({"type": "websocket.close", "code": 4000 + error.status, "reason": error.type_slug})
             request_id.reset(rid_token)
             return
         await self._as_principal(key_id, rid_token, scope, receive, send)

@@ -14,6 +14,7 @@ buffer; the engine stream stays resumable until it idles out (``engine.stream_tt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import secrets
 import time
@@ -37,7 +38,7 @@ from service.engine.types import (
     WindowMode,
 )
 from service.engine.windows import WindowSpec
-from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Overloaded, Pose3DError, UnknownStream
+from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Pose3DError, UnknownStream
 from service.gateway.deps import resolve_model
 from service.gateway.estimate import EstimateContext, estimate_keypoints, estimate_media
 from service.gateway.grpc_inputs import (
@@ -59,6 +60,8 @@ from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
 from service.rpc import codec
 from service.rpc.handlers import Context, as_service_error, deadline_of, observed_call, unary
+from service.security import door
+from service.security.guard import Security
 
 EngineGetter = Callable[[], EngineClient]
 """Returns the engine, or raises Unavailable while it is loading."""
@@ -74,12 +77,12 @@ def _checked_stream_id(stream_id: str) -> str:
 
 
 class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
-    def __init__(self, settings: GatewaySettings, metrics: Metrics, engine: EngineGetter) -> None:
+    def __init__(self, settings: GatewaySettings, metrics: Metrics, engine: EngineGetter, security: Security) -> None:
         self.settings = settings
         self.metrics = metrics
         self._engine = engine
+        self.security = security  # its in-flight bound is the one REST counts against too
         self.open_calls = 0  # StreamEstimate calls in progress (pose3d_active_streams is the engine's count)
-        self.estimates_in_flight = 0  # Estimate calls in progress, bounded as REST bounds its /v1/ requests
 
     # ---- unary ------------------------------------------------------------------------------------------------
 
@@ -87,23 +90,20 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
     async def Estimate(self, request: pb.EstimateRequest, context: Context) -> pb.EstimateResponse:
         started = time.perf_counter()
         engine = self._engine()
-        limits = self.settings.limits
-        if self.estimates_in_flight >= limits.max_inflight_requests:
-            busy = Overloaded(
-                f"{self.estimates_in_flight} requests in flight; retry shortly", retry_after_s=limits.retry_after_s
-            )
+        try:
+            self.security.in_flight.acquire()
+        except Pose3DError as busy:
             self.metrics.rejected_total.labels(busy.type_slug).inc()
-            raise busy
+            raise
         deadline = deadline_of(context, self.settings.engine.request_timeout_s)
         assert deadline is not None
-        self.estimates_in_flight += 1
         try:
             async with asyncio.timeout_at(_loop_time(deadline)):
                 response = await self._estimate(engine, request, deadline)
         except TimeoutError:
             raise DeadlineExceeded("the request did not complete within its deadline") from None
         finally:
-            self.estimates_in_flight -= 1
+            self.security.in_flight.release()
         response.timings_ms["total"] = (time.perf_counter() - started) * 1000.0
         return response
 
@@ -183,6 +183,7 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
         yield pb.StreamEstimateResponse(opened=opened)
         queue: asyncio.Queue[object] = asyncio.Queue(maxsize=self.settings.grpc_stream_buffer)
         pump = asyncio.create_task(self._pump(engine, opened.stream_id, joint_set, requests, queue))
+        watch = asyncio.create_task(self._revocation(engine, opened.stream_id, pump, queue))
         try:
             while True:
                 item = await queue.get()
@@ -193,8 +194,22 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
                 assert isinstance(item, FrameResult)
                 yield pb.StreamEstimateResponse(result=codec.frame_result_to_pb(item))
         finally:
+            watch.cancel()
             pump.cancel()
-            await asyncio.gather(pump, return_exceptions=True)
+            await asyncio.gather(pump, watch, return_exceptions=True)
+
+    async def _revocation(
+        self, engine: EngineClient, stream_id: str, pump: asyncio.Task[None], queue: asyncio.Queue[object]
+    ) -> None:
+        """When the caller's key is revoked: stop reading, close its engine stream, end the call UNAUTHENTICATED."""
+        error = await door.revoked(self.security, door.caller())
+        pump.cancel()
+        await asyncio.gather(pump, return_exceptions=True)
+        with contextlib.suppress(Pose3DError):
+            await engine.close_stream(stream_id)
+        while not queue.empty():
+            queue.get_nowait()
+        queue.put_nowait(error)
 
     async def _open(self, engine: EngineClient, msg: pb.StreamOpen) -> tuple[pb.StreamOpened, JointSet]:
         opts = public_options(msg.options, self.settings.limits)
@@ -248,6 +263,7 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
             async for msg in requests:
                 if msg.WhichOneof("message") != "frame":
                     raise BadRequest("after `open`, every StreamEstimate message must be a `frame`")
+                await door.admit_frame(self.security)  # every frame draws from the key's bucket
                 frame = await self._frame(msg.frame, joint_set)
                 for result in await engine.push_frame(stream_id, frame, time.monotonic() + timeout):
                     await queue.put(result)

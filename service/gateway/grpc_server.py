@@ -47,7 +47,7 @@ class PublicGrpcServer:
         interceptors = [TraceServerInterceptor(), AuthInterceptor(self.security)]  # the span first, then the key
         prechecks = {ESTIMATE_METHOD: keypoints_size_check(settings.limits)}  # oversize keypoints: refused unparsed
         self.server = new_server(settings.limits.max_body_bytes, interceptors, prechecks)
-        self.servicer = Pose3DServicer(settings, metrics, self._get_engine)
+        self.servicer = Pose3DServicer(settings, metrics, self._get_engine, self.security)
         pose3d_pb2_grpc.add_Pose3DServicer_to_server(self.servicer, self.server)  # type: ignore[no-untyped-call]
         self.health = add_health_and_reflection(self.server, [PUBLIC_SERVICE])
         self.port = 0

@@ -6,6 +6,7 @@ exact; a body past ``max_body_bytes`` is refused with 413 before or while it arr
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import MutableMapping
 from typing import Any
@@ -13,9 +14,10 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.config import LimitSettings
-from service.errors import Overloaded, PayloadTooLarge, Pose3DError
+from service.errors import PayloadTooLarge, Pose3DError
 from service.gateway.problem import REQUEST_ID_HEADER, problem_response, safe_request_id
 from service.metrics import Metrics
+from service.security.inflight import InFlight
 
 GUARDED_PREFIX = "/v1/"
 """Routes under this prefix count against the in-flight bound (health and metrics never do)."""
@@ -40,14 +42,14 @@ def _route_label(scope: Scope) -> str:
 
 class GatewayGuard:
     """Request id (``X-Request-ID`` kept when sane, else a fresh uuid4 hex), body limit (413),
-    in-flight bound on ``/v1/`` routes (429 + ``Retry-After``), and ``pose3d_requests_total`` /
-    ``pose3d_request_duration_seconds`` by route template (never by raw path)."""
+    in-flight bound on ``/v1/`` routes (429 + ``Retry-After``; the process's one bound, which gRPC shares),
+    and ``pose3d_requests_total`` / ``pose3d_request_duration_seconds`` by route template (never by raw path)."""
 
-    def __init__(self, app: ASGIApp, limits: LimitSettings, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, limits: LimitSettings, metrics: Metrics, in_flight: InFlight) -> None:
         self.app = app
         self.limits = limits
         self.metrics = metrics
-        self.in_flight = 0
+        self.in_flight = in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,13 +94,22 @@ class GatewayGuard:
             too_large = PayloadTooLarge(f"request body is {int(declared)} bytes; at most {limit} are accepted")
             await self._refuse(scope, receive, send, too_large, request_id)
             return
-        guarded = str(scope.get("path", "")).startswith(GUARDED_PREFIX)
-        if guarded and self.in_flight >= self.limits.max_inflight_requests:
-            busy = Overloaded(
-                f"{self.in_flight} requests in flight; retry shortly", retry_after_s=self.limits.retry_after_s
-            )
+        if not str(scope.get("path", "")).startswith(GUARDED_PREFIX):
+            await self._bounded(scope, receive, send, request_id)
+            return
+        try:
+            self.in_flight.acquire()
+        except Pose3DError as busy:
             await self._refuse(scope, receive, send, busy, request_id)
             return
+        try:
+            await self._bounded(scope, receive, send, request_id)
+        finally:
+            self.in_flight.release()
+
+    async def _bounded(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        """Run the app with the body counted against ``max_body_bytes`` (413 when it passes)."""
+        limit = self.limits.max_body_bytes
         received = 0
         overflowed = False
         response_started = False
@@ -121,15 +132,8 @@ class GatewayGuard:
                 response_started = True
             await send(message)
 
-        if guarded:
-            self.in_flight += 1
-        try:
+        with contextlib.suppress(_BodyTooLarge):
             await self.app(scope, counting_receive, gated_send)
-        except _BodyTooLarge:
-            pass
-        finally:
-            if guarded:
-                self.in_flight -= 1
         if overflowed and not response_started:
             too_large = PayloadTooLarge(f"request body exceeds {limit} bytes")
             await self._refuse(scope, receive, send, too_large, request_id)

@@ -13,6 +13,9 @@ text messages:
 
 Errors: the server sends ``{"type": "problem", "problem": {RFC 9457 fields}}`` and closes with code ``4000 + HTTP status``
 (e.g. 4400, 4413, 4422) and the problem's ``type`` and ``status`` as a JSON close reason; the stream is forgotten.
+Keys (when auth is on): a handshake without a valid key is accepted and closed at once with 4401 (4429 when the key's
+rate quota is spent); every ``frame`` message spends one token of the key's bucket and closes the session with 4429
+when it is empty; revoking the key closes the session with 4401 within ``security.api_keys_check_s``.
 Other connections are not affected. Backpressure: each connection's messages are handled one at a time, and
 the server reads the next message only when the previous one is answered, so a fast client waits on its own
 socket (the server's receive queue and message size are bounded by uvicorn's ``ws_max_queue``/``ws_max_size``).
@@ -53,6 +56,8 @@ from service.gateway.schemas import MAX_FRAME_INDEX, ModelRef, StreamFrameKeypoi
 from service.gateway.schemas import Frame as FrameOut
 from service.gateway.validation import check_boxes, stream_keypoint_frame
 from service.gateway.world_inputs import world_warnings
+from service.security import door
+from service.security.guard import Security
 
 log = logging.getLogger("pose3d.gateway.ws")
 
@@ -82,8 +87,9 @@ def _validated(model: type[BaseModel], message: dict[str, Any], where: str, drop
 class WsStream:
     """One connection's stream: open, frames, close — every error becomes a problem and a close code."""
 
-    def __init__(self, ws: WebSocket, state: GatewayState, engine: EngineClient | None, request_id: str) -> None:
-        self.ws, self.state, self._engine, self.request_id = ws, state, engine, request_id
+    def __init__(self, ws: WebSocket, state: GatewayState, request_id: str, security: Security | None = None) -> None:
+        self.ws, self.state, self._engine, self.request_id = ws, state, state.engine, request_id
+        self.security = security
         self.limits = state.settings.limits
         self.stream_id: str | None = None
 
@@ -176,6 +182,7 @@ class WsStream:
                     return False
                 if message["type"] != "frame":
                     raise BadRequest(f'unknown message type {message["type"]!r}: expected "frame" or "close"')
+                await door.admit_frame(self.security)  # every frame draws from the key's bucket (4429 when spent)
                 frame = await self.frame(message)
                 results = await self.engine.push_frame(self.stream_id, frame, deadline=time.monotonic() + timeout)
                 await self.send_results(results, started, frame_index=frame.frame_index)
@@ -192,6 +199,21 @@ class WsStream:
         except (WebSocketDisconnect, RuntimeError):  # the client is gone already
             return
 
+    async def serve(self) -> None:
+        """Open, frames, close; any error closes the connection with its code."""
+        try:
+            await self.open(await self.receive())
+            while await self.handle(await self.receive()):
+                pass
+            await self.ws.close(code=1000)
+        except WebSocketDisconnect:
+            pass
+        except Pose3DError as exc:
+            await self.fail(exc)
+        except Exception:
+            log.exception("websocket stream %s: unexpected error", self.request_id)
+            await self.fail(InternalError(f"internal error (request id {self.request_id})"))
+
     async def forget(self) -> None:
         if self.stream_id is not None and self._engine is not None:
             stream_id, self.stream_id = self.stream_id, None
@@ -203,20 +225,19 @@ class WsStream:
 async def stream_socket(ws: WebSocket) -> None:
     """A stream over a WebSocket (see the module docstring for the messages)."""
     state: GatewayState = ws.app.state.gateway
-    request_id = secrets.token_hex(16)
+    security: Security | None = getattr(ws.app.state, "security", None)
     await ws.accept()
-    session = WsStream(ws, state, state.engine, request_id)
+    session = WsStream(ws, state, secrets.token_hex(16), security)
+    served = asyncio.create_task(session.serve())
+    watch = asyncio.create_task(door.revoked(security, door.caller()))
     try:
-        await session.open(await session.receive())
-        while await session.handle(await session.receive()):
-            pass
-        await ws.close(code=1000)
-    except WebSocketDisconnect:
-        pass
-    except Pose3DError as exc:
-        await session.fail(exc)
-    except Exception:
-        log.exception("websocket stream %s: unexpected error", request_id)
-        await session.fail(InternalError(f"internal error (request id {request_id})"))
+        await asyncio.wait({served, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if watch.done():  # the key was revoked: the session ends now (4401)
+            served.cancel()
+            await asyncio.gather(served, return_exceptions=True)
+            await session.fail(watch.result())
     finally:
+        watch.cancel()
+        served.cancel()
+        await asyncio.gather(served, watch, return_exceptions=True)
         await session.forget()

@@ -7,7 +7,15 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
+from service.jobs.store import (
+    JobQuotaExceeded,
+    JobRecord,
+    JobState,
+    JobStore,
+    KeyJobLimits,
+    KeyUsage,
+    UnknownJob,
+)
 
 
 @dataclass
@@ -21,10 +29,17 @@ class _Entry:
 class MemoryJobStore(JobStore):
     """Jobs in a dict, expiring ``ttl_s`` after their last change (``clock``: monotonic seconds)."""
 
-    def __init__(self, ttl_s: float, clock: Any = time.monotonic) -> None:
+    def __init__(self, ttl_s: float, clock: Any = time.monotonic, limits: KeyJobLimits | None = None) -> None:
         self._ttl_s = ttl_s
         self._clock = clock
+        self._limits = limits or KeyJobLimits()
         self._jobs: OrderedDict[str, _Entry] = OrderedDict()
+
+    def _usage(self, key: str) -> KeyUsage:
+        mine = [e.record for e in self._jobs.values() if e.record.key == key]
+        return KeyUsage(
+            open=sum(not r.state.terminal for r in mine), stored=len(mine), bytes=sum(r.stored_bytes for r in mine)
+        )
 
     def _entry(self, job_id: str) -> _Entry:
         self._expire()
@@ -41,6 +56,10 @@ class MemoryJobStore(JobStore):
 
     async def create(self, record: JobRecord, staged_input: bytes) -> None:
         self._expire()
+        why = self._usage(record.key).refusal(self._limits.for_key(record.key), len(staged_input))
+        if why is not None:
+            raise JobQuotaExceeded(why, retry_after_s=1.0)
+        record = record.with_(input_bytes=len(staged_input))
         self._jobs[record.job_id] = _Entry(record, staged_input, expires=self._clock() + self._ttl_s)
 
     async def get(self, job_id: str) -> JobRecord:
@@ -72,12 +91,16 @@ class MemoryJobStore(JobStore):
 
     async def put_frames(self, job_id: str, start: int, frames: list[bytes]) -> int:
         entry = self._entry(job_id)
-        for i, frame in enumerate(frames):
-            entry.frames.setdefault(start + i, frame)
+        new = {start + i: frame for i, frame in enumerate(frames) if start + i not in entry.frames}
+        adding = sum(len(f) for f in new.values())
+        limit = self._limits.for_key(entry.record.key).max_bytes
+        if limit and new and self._usage(entry.record.key).bytes + adding > limit:
+            raise JobQuotaExceeded(f"the job's results would pass its key's limit of {limit} stored bytes")
+        entry.frames.update(new)
         done = entry.record.frames_done
         while done in entry.frames:
             done += 1
-        entry.record = entry.record.with_(frames_done=done)
+        entry.record = entry.record.with_(frames_done=done, result_bytes=entry.record.result_bytes + adding)
         return done
 
     async def read_frames(self, job_id: str, start: int, stop: int) -> list[bytes]:
@@ -95,9 +118,9 @@ class MemoryJobStore(JobStore):
             raise UnknownJob(f"job {job_id!r} has no staged input any more (it ended)")
         return staged
 
-    async def job_ids(self, limit: int) -> list[str]:
+    async def job_ids(self, limit: int, key: str) -> list[str]:
         self._expire()
-        return list(reversed(self._jobs))[:limit]
+        return [k for k in reversed(self._jobs) if self._jobs[k].record.key == key][:limit]
 
     async def active_ids(self) -> list[str]:
         self._expire()

@@ -6,9 +6,11 @@ Keys of one job share the hash tag ``{<job_id>}`` (one Redis Cluster slot):
 - ``pose3d:job:{id}:frames`` hash: position → the frame's JSON result (written once)
 - ``pose3d:job:{id}:input``  list: the staged input in 1 MiB pieces (deleted when the job ends)
 
-and ``pose3d:jobs`` (a sorted set of job ids by creation time) lists them. Every state change is one Lua
-script (atomic: a cancelled job is never revived, a lapsed lease is taken by one gateway only). Every key
-expires ``ttl_s`` after the job's last change.
+and ``pose3d:jobs:key:<key id>`` (a sorted set of job ids by creation time) lists one API key's jobs (pruned
+of expired ones whenever its usage is counted, so it holds at most the key's stored-job limit). Every state change is one Lua script
+(atomic: a cancelled job is never revived, a lapsed lease is taken by one gateway only, a key's limits hold
+across gateways). Every key expires ``ttl_s`` after the job's last change. (The key index names jobs of many
+hash slots: the store runs on one Redis, not on Redis Cluster.)
 """
 
 from __future__ import annotations
@@ -20,7 +22,17 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from service.errors import Unavailable
-from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob, encode_fields, split_input
+from service.jobs.store import (
+    JobQuotaExceeded,
+    JobRecord,
+    JobState,
+    JobStore,
+    KeyJobLimits,
+    KeyUsage,
+    UnknownJob,
+    encode_fields,
+    split_input,
+)
 
 _T = TypeVar("_T")
 
@@ -60,17 +72,67 @@ return {'ok', redis.call('HGETALL', KEYS[1])}
 """
 )
 
-# KEYS: meta frames; ARGV: ttl_ms start frame0 frame1 ...  -> frames_done or -1 when the job is gone
-_PUT_FRAMES: Final = """
+# usage(index, meta key prefix, meta key suffix) -> open, stored, bytes of one API key (expired jobs pruned)
+_USAGE: Final = (
+    _TERMINAL
+    + """
+local function usage(idx, pre, suf)
+  local open, stored, bytes = 0, 0, 0
+  for _, id in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
+    local m = redis.call('HMGET', pre .. id .. suf, 'state', 'input_bytes', 'result_bytes')
+    if not m[1] then redis.call('ZREM', idx, id) else
+      stored = stored + 1
+      bytes = bytes + (tonumber(m[3]) or 0)
+      if not terminal(m[1]) then open = open + 1; bytes = bytes + (tonumber(m[2]) or 0) end
+    end
+  end
+  return open, stored, bytes
+end
+"""
+)
+
+# KEYS: meta index; ARGV: ttl_ms created_s job_id max_open max_stored max_bytes adding pre suf field value ...
+_CREATE: Final = (
+    _USAGE
+    + """
+local open, stored, bytes = usage(KEYS[2], ARGV[8], ARGV[9])
+local o, s, b, adding = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+if (o > 0 and open >= o) or (s > 0 and stored >= s) or (b > 0 and bytes + adding > b) then
+  return {'refused', open, stored, bytes}
+end
+local kv = {}
+for i = 10, #ARGV do kv[#kv + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(kv))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[3])
+return {'ok'}
+"""
+)
+
+# KEYS: meta frames; ARGV: ttl_ms start max_bytes index_prefix pre suf frame0 frame1 ...
+# -> frames_done, -1 when the job is gone, -2 when its key would pass max_bytes
+_PUT_FRAMES: Final = (
+    _USAGE
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local start = tonumber(ARGV[2])
-for i = 3, #ARGV do redis.call('HSETNX', KEYS[2], start + i - 3, ARGV[i]) end
+local start, limit, adding = tonumber(ARGV[2]), tonumber(ARGV[3]), 0
+for i = 7, #ARGV do
+  if redis.call('HEXISTS', KEYS[2], start + i - 7) == 0 then adding = adding + #ARGV[i] end
+end
+local key = redis.call('HGET', KEYS[1], 'key')
+if limit > 0 and adding > 0 and key and key ~= '""' then
+  local _, _, bytes = usage(ARGV[4] .. string.sub(key, 2, -2), ARGV[5], ARGV[6])
+  if bytes + adding > limit then return -2 end
+end
+for i = 7, #ARGV do redis.call('HSETNX', KEYS[2], start + i - 7, ARGV[i]) end
+redis.call('HINCRBY', KEYS[1], 'result_bytes', adding)
 local done = tonumber(redis.call('HGET', KEYS[1], 'frames_done'))
 while redis.call('HEXISTS', KEYS[2], done) == 1 do done = done + 1 end
 redis.call('HSET', KEYS[1], 'frames_done', tostring(done))
 for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1])) end
 return done
 """
+)
 
 
 def _record(raw: list[Any]) -> JobRecord:
@@ -86,17 +148,26 @@ def _text(value: bytes | str) -> str:
 class RedisJobStore(JobStore):
     """Jobs in Redis at ``url``; each job expires ``ttl_s`` after its last change."""
 
-    def __init__(self, url: str, ttl_s: float, prefix: str = "pose3d") -> None:
+    def __init__(self, url: str, ttl_s: float, prefix: str = "pose3d", limits: KeyJobLimits | None = None) -> None:
         self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=False)
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._ttl_s = ttl_s
         self._prefix = prefix
+        self._limits = limits or KeyJobLimits()
+        self._create = self._redis.register_script(_CREATE)
         self._update = self._redis.register_script(_UPDATE)
         self._claim = self._redis.register_script(_CLAIM)
         self._put = self._redis.register_script(_PUT_FRAMES)
 
     def _key(self, job_id: str, part: str) -> str:
         return f"{self._prefix}:job:{{{job_id}}}:{part}"
+
+    def _index(self, key: str) -> str:
+        return f"{self._prefix}:jobs:key:{key}"
+
+    def _meta_parts(self) -> list[str]:
+        """The prefix and suffix that make a job id the name of its meta hash (for the Lua scripts)."""
+        return [f"{self._prefix}:job:{{", "}:meta"]
 
     async def _call(self, op: Awaitable[_T]) -> _T:
         try:
@@ -105,16 +176,25 @@ class RedisJobStore(JobStore):
             raise Unavailable(f"job store (Redis) failed: {e}", retry_after_s=1.0) from e
 
     async def create(self, record: JobRecord, staged_input: bytes) -> None:
+        """The meta record first (one script: the key's limits are checked and the job indexed atomically), then
+        the staged input; only then is the job listed as active, so no runner claims it before its input exists."""
+        record = record.with_(input_bytes=len(staged_input))
         meta, staged = self._key(record.job_id, "meta"), self._key(record.job_id, "input")
+        limits = self._limits.for_key(record.key)
+        argv: list[Any] = [self._ttl_ms, record.created_s, record.job_id, limits.max_open, limits.max_stored,
+                           limits.max_bytes, len(staged_input), *self._meta_parts()]  # fmt: skip
+        for k, v in record.to_fields().items():
+            argv += [k, v]
+        raw = await self._call(self._create(keys=[meta, self._index(record.key)], args=argv))
+        if raw[0] == b"refused":
+            usage = KeyUsage(open=int(raw[1]), stored=int(raw[2]), bytes=int(raw[3]))
+            why = usage.refusal(limits, len(staged_input)) or "this key's job limits are reached"
+            raise JobQuotaExceeded(why, retry_after_s=1.0)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(meta, mapping=record.to_fields())  # type: ignore[arg-type]
             pipe.delete(staged)
             pipe.rpush(staged, *split_input(staged_input))
-            pipe.pexpire(meta, self._ttl_ms)
             pipe.pexpire(staged, self._ttl_ms)
-            pipe.zadd(f"{self._prefix}:jobs", {record.job_id: record.created_s})
             pipe.zadd(f"{self._prefix}:jobs:active", {record.job_id: record.created_s})
-            pipe.zremrangebyscore(f"{self._prefix}:jobs", "-inf", record.created_s - self._ttl_s)
             await self._call(pipe.execute())
 
     async def get(self, job_id: str) -> JobRecord:
@@ -152,8 +232,11 @@ class RedisJobStore(JobStore):
 
     async def put_frames(self, job_id: str, start: int, frames: list[bytes]) -> int:
         keys = [self._key(job_id, "meta"), self._key(job_id, "frames")]
-        args: list[bytes | int] = [self._ttl_ms, start, *frames]
+        limit = self._limits.max_bytes
+        args: list[bytes | int | str] = [self._ttl_ms, start, limit, self._index(""), *self._meta_parts(), *frames]
         done = int(await self._call(self._put(keys=keys, args=args)))
+        if done == -2:
+            raise JobQuotaExceeded(f"the job's results would pass its key's limit of {limit} stored bytes")
         if done < 0:
             raise UnknownJob(f"job {job_id!r} does not exist or has expired")
         return done
@@ -178,8 +261,8 @@ class RedisJobStore(JobStore):
             raise UnknownJob(f"job {job_id!r} has no staged input any more (it ended or expired)")
         return b"".join(bytes(p) for p in pieces)
 
-    async def job_ids(self, limit: int) -> list[str]:
-        ids: list[Any] = await self._call(self._redis.zrevrange(f"{self._prefix}:jobs", 0, limit - 1))
+    async def job_ids(self, limit: int, key: str) -> list[str]:
+        ids: list[Any] = await self._call(self._redis.zrevrange(self._index(key), 0, limit - 1))
         return [_text(i) for i in ids]
 
     async def active_ids(self) -> list[str]:

@@ -5,6 +5,12 @@ chunks, so that any gateway can run or resume it), and its results: one JSON doc
 keyed by position (0, 1, 2, ... in processing order; written once, so a retried or resumed chunk never
 changes a stored frame). ``frames_done`` is the count of contiguous positions stored. Who runs a job is a
 lease: ``owner`` and ``lease_until`` (Unix seconds); a job whose lease lapsed is taken over by any gateway.
+
+Every job belongs to the API key that submitted it (``key``; ``""`` when authentication is off). The store keeps
+an index of each key's jobs, so a key's jobs are listed without reading anyone else's, and enforces the key's
+:class:`KeyJobLimits` atomically (across gateways): open jobs, stored jobs, and stored bytes (staged input while
+the job runs, plus every result frame). Stored bytes are counted per job as they are written; they leave the
+count when the job expires (``jobs.ttl_s`` after its last change).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, Final
 
-from service.errors import NotFound
+from service.errors import NotFound, QuotaExceeded
 
 INPUT_CHUNK_BYTES: Final = 1024 * 1024
 """Staged input is stored in pieces of this size (Redis values stay small)."""
@@ -23,6 +29,44 @@ INPUT_CHUNK_BYTES: Final = 1024 * 1024
 
 class UnknownJob(NotFound):
     type_slug, title = "unknown-job", "Unknown job"
+
+
+class JobQuotaExceeded(QuotaExceeded):
+    """The submitting key holds its limit of open jobs, of stored jobs, or of stored job bytes."""
+
+    type_slug, title = "job-quota-exceeded", "Job quota exceeded"
+
+
+@dataclass(frozen=True)
+class KeyJobLimits:
+    """Per-key bounds on jobs (0 = no bound). The anonymous key (auth off) has none."""
+
+    max_open: int = 0
+    max_stored: int = 0
+    max_bytes: int = 0
+
+    def for_key(self, key: str) -> KeyJobLimits:
+        return self if key else KeyJobLimits()
+
+
+@dataclass(frozen=True)
+class KeyUsage:
+    """What one key holds in the store: jobs not ended, jobs stored, bytes stored."""
+
+    open: int = 0
+    stored: int = 0
+    bytes: int = 0
+
+    def refusal(self, limits: KeyJobLimits, adding: int) -> str | None:
+        """Why a new job of ``adding`` bytes is refused, or None."""
+        if limits.max_open and self.open >= limits.max_open:
+            return f"this key has {self.open} open jobs (its limit); wait for one to end or cancel one"
+        if limits.max_stored and self.stored >= limits.max_stored:
+            return f"this key stores {self.stored} jobs (its limit); they expire after jobs.ttl_s"
+        if limits.max_bytes and self.bytes + adding > limits.max_bytes:
+            return (f"this key stores {self.bytes} bytes of jobs; {adding} more would pass its limit of "
+                    f"{limits.max_bytes} (results expire after jobs.ttl_s)")  # fmt: skip
+        return None
 
 
 class JobState(StrEnum):
@@ -60,6 +104,14 @@ class JobRecord:
     owner: str = ""
     lease_until: float = 0.0
     attempts: int = 0
+    key: str = ""
+    input_bytes: int = 0
+    result_bytes: int = 0
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes this job holds in the store: its results, and its staged input until it ends."""
+        return self.result_bytes + (0 if self.state.terminal else self.input_bytes)
 
     def to_fields(self) -> dict[str, str]:
         """Every field as a string (JSON), for a hash."""
@@ -91,7 +143,8 @@ class JobStore(ABC):
 
     @abstractmethod
     async def create(self, record: JobRecord, staged_input: bytes) -> None:
-        """Store a new job and its input; both expire after the store's TTL."""
+        """Store a new job and its input (``record.key``'s limits permitting, else :class:`JobQuotaExceeded`);
+        both expire after the store's TTL."""
 
     @abstractmethod
     async def get(self, job_id: str) -> JobRecord:
@@ -115,7 +168,8 @@ class JobStore(ABC):
     @abstractmethod
     async def put_frames(self, job_id: str, start: int, frames: list[bytes]) -> int:
         """Store frames at positions ``start, start + 1, ...`` (a position already stored keeps its first
-        value); returns ``frames_done`` afterwards (the contiguous stored count)."""
+        value); returns ``frames_done`` afterwards (the contiguous stored count). :class:`JobQuotaExceeded` when
+        the job's key would pass its stored-bytes limit (nothing is stored then)."""
 
     @abstractmethod
     async def read_frames(self, job_id: str, start: int, stop: int) -> list[bytes]:
@@ -126,8 +180,8 @@ class JobStore(ABC):
         """The staged input (raises UnknownJob when it is gone)."""
 
     @abstractmethod
-    async def job_ids(self, limit: int) -> list[str]:
-        """Ids of the newest jobs still stored, newest first."""
+    async def job_ids(self, limit: int, key: str) -> list[str]:
+        """Ids of ``key``'s newest jobs still stored, newest first."""
 
     @abstractmethod
     async def active_ids(self) -> list[str]:

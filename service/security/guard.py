@@ -1,7 +1,8 @@
-"""The gateway's security policy in one object: who is calling (API keys), how much they may (quotas), and what
-they own (streams). Transports (REST middleware, gRPC interceptor) authenticate and admit; the owned engine
-checks ownership. The caller's key id travels in a context variable (``principal``) from the transport to the
-engine wrapper, so route and servicer code stays unaware of it.
+"""The gateway's security policy in one object: who is calling (API keys), how much they may (quotas), what
+they own (streams, jobs), and how much is in progress (one in-flight bound for every transport). Transports
+(REST middleware, gRPC interceptor) authenticate and admit; :mod:`service.security.door` is the one door the
+rest passes. The caller's key id travels in a context variable (``principal``) from the transport to the
+engine wrapper and the job store, so route and servicer code stays unaware of it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Final
 from service.config import GatewaySettings
 from service.errors import Pose3DError, QuotaExceeded, Unauthenticated
 from service.metrics import Metrics
+from service.security.inflight import InFlight
 from service.security.keys import KeyStore
 from service.security.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
 
@@ -28,6 +30,14 @@ principal: ContextVar[str] = ContextVar("pose3d_principal", default=ANONYMOUS)
 """Key id of the caller of the request or call being served."""
 
 Clock = Callable[[], float]
+
+
+def may_use(owner: str | None) -> bool:
+    """The one ownership rule, for every object a key creates (stream, job, its results, a WebSocket session):
+    the caller may read, write, watch, list or cancel it only if it is the owner (anyone, when auth is off).
+    Callers answer "not found" otherwise, exactly as for an id that never existed."""
+    caller = principal.get()
+    return caller == ANONYMOUS or owner == caller
 
 
 class SecurityConfigError(Pose3DError):
@@ -72,8 +82,14 @@ class Security:
     """Authentication, quotas and ownership for one gateway process."""
 
     def __init__(
-        self, settings: GatewaySettings, metrics: Metrics, *, store: QuotaStore | None = None, clock: Clock = time.time
+        self,
+        settings: GatewaySettings,
+        metrics: Metrics,
+        *,
+        store: QuotaStore | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
+        """``clock``: monotonic seconds for the in-memory quota store (Redis reads its own server's clock)."""
         self.enabled = auth_enabled(settings)
         sec = settings.security
         if self.enabled and sec.api_keys_file is None:
@@ -89,6 +105,8 @@ class Security:
         self.public_metrics = sec.public_metrics or not self.enabled
         self.public_docs = sec.public_docs or not self.enabled
         self.ttl_s = settings.engine.stream_ttl_s
+        self.in_flight = InFlight(settings.limits.max_inflight_requests, settings.limits.retry_after_s)
+        self.revocation_check_s = max(0.05, sec.api_keys_check_s)
         self.metrics = metrics
         self.clock = clock
         if store is None:
@@ -139,10 +157,13 @@ class Security:
 
     async def owns(self, stream_id: str) -> bool:
         """True when the caller may use ``stream_id`` (anyone, when auth is off)."""
-        key_id = principal.get()
-        if key_id == ANONYMOUS:
+        if principal.get() == ANONYMOUS:
             return True
-        return await self.store.owner_of(stream_id, self.clock(), self.ttl_s) == key_id
+        return may_use(await self.store.owner_of(stream_id, self.clock(), self.ttl_s))
+
+    def still_valid(self, key_id: str) -> bool:
+        """False once ``key_id`` is revoked or gone from the key file (after the next reload)."""
+        return key_id == ANONYMOUS or self.keys is None or self.keys.active(key_id)
 
     async def release_stream(self, stream_id: str) -> None:
         key_id = principal.get()

@@ -177,6 +177,12 @@ class KeyStore:
         self._maybe_reload()
         return sorted(self._records)
 
+    def active(self, key_id: str) -> bool:
+        """True while ``key_id`` is in the file and not revoked (re-read as :meth:`verify` does)."""
+        self._maybe_reload()
+        record = self._records.get(key_id)
+        return record is not None and not record.revoked
+
     def verify(self, presented: str) -> str | None:
         """The key id of a valid, unrevoked key; None otherwise."""
         parts = split_key(presented)

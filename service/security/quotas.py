@@ -1,10 +1,13 @@
 """Per-key quotas and stream ownership: token buckets, open-stream slots, owners — in memory or in Redis.
 
 Embedded (no ``redis_url``) one gateway keeps them in memory; deployed, every gateway shares them in Redis, so a
-key's rate, its open streams and who owns a stream are the same whichever gateway a request reaches. Times come
-from the caller's clock (``now``, seconds) so tests drive them; in Redis each operation is one Lua script
-(atomic). Keys: ``pose3d:sec:bucket:<key id>`` (hash tokens/at), ``pose3d:sec:streams:<key id>`` (sorted set of
-stream ids scored by their expiry) and ``pose3d:sec:owner:<stream id>`` (the owner's key id, with the stream TTL).
+key's rate, its open streams and who owns a stream are the same whichever gateway a request reaches. In memory,
+times come from the caller's monotonic clock (``now``, seconds; injected, so tests drive it). In Redis each
+operation is one Lua script (atomic) that reads **the server's clock** (``redis.call('TIME')``) and ignores
+``now``: gateways whose clocks disagree share one bucket correctly (a gateway whose clock ran behind would
+otherwise refill the bucket by the skew on every request). Keys: ``pose3d:sec:bucket:<key id>`` (hash
+tokens/at), ``pose3d:sec:streams:<key id>`` (sorted set of stream ids scored by their expiry) and
+``pose3d:sec:owner:<stream id>`` (the owner's key id, with the stream TTL).
 """
 
 from __future__ import annotations
@@ -94,8 +97,13 @@ class MemoryQuotaStore(QuotaStore):
         self.owners.pop(stream_id, None)
 
 
-_TAKE: Final = """
-local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+_NOW: Final = "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) + tonumber(t[2]) / 1e6\n"
+"""The Redis server's clock, seconds (every gateway reads the same one)."""
+
+_TAKE: Final = (
+    _NOW
+    + """
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens, at = tonumber(b[1]) or burst, tonumber(b[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
@@ -105,9 +113,12 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
 return tostring(wait)
 """
+)
 
-_CLAIM: Final = """
-local now, ttl, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+_CLAIM: Final = (
+    _NOW
+    + """
+local ttl, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
 local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 for _, sid in ipairs(stale) do redis.call('DEL', ARGV[5] .. sid) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -117,14 +128,18 @@ redis.call('EXPIRE', KEYS[1], math.ceil(ttl) + 60)
 redis.call('SET', KEYS[2], ARGV[6], 'PX', math.ceil(ttl * 1000))
 return 1
 """
+)
 
-_OWNER: Final = """
+_OWNER: Final = (
+    _NOW
+    + """
 local owner = redis.call('GET', KEYS[1])
 if not owner then return false end
 redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000))
-redis.call('ZADD', ARGV[3] .. owner, tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[4])
+redis.call('ZADD', ARGV[3] .. owner, now + tonumber(ARGV[2]), ARGV[4])
 return owner
 """
+)
 
 
 class RedisQuotaStore(QuotaStore):

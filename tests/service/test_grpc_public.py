@@ -260,7 +260,7 @@ async def test_estimate_calls_in_flight_are_bounded_like_rest() -> None:
         assert len(refused) == 2, outcomes
         assert {o.code() for o in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
         assert all(("retry-after-s", "3") in tuple(o.trailing_metadata()) for o in refused)
-        assert public.servicer.estimates_in_flight == 0
+        assert public.security.in_flight.count == 0
         assert metric(public, "pose3d_rejected_total", reason="overloaded") == 2
     finally:
         await public.stop(0)

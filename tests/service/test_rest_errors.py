@@ -228,10 +228,8 @@ def test_gateway_in_flight_bound_is_429_with_retry_after() -> None:
 
 
 def _in_flight(live: LiveServer) -> int:
-    guard = live.app.middleware_stack
-    while guard is not None and not hasattr(guard, "in_flight"):
-        guard = getattr(guard, "app", None)
-    return int(getattr(guard, "in_flight", 0))
+    """Requests holding the process's one in-flight bound (shared by REST and gRPC)."""
+    return int(live.app.state.security.in_flight.count)
 
 
 def test_engine_overload_is_429_or_503_with_retry_after_and_never_500() -> None:

@@ -8,19 +8,29 @@ from collections.abc import AsyncIterator
 import pytest
 
 from service.jobs.memory import MemoryJobStore
-from service.jobs.store import INPUT_CHUNK_BYTES, JobRecord, JobState, JobStore, UnknownJob
+from service.jobs.store import (
+    INPUT_CHUNK_BYTES,
+    JobQuotaExceeded,
+    JobRecord,
+    JobState,
+    JobStore,
+    KeyJobLimits,
+    UnknownJob,
+)
 from tests.conftest import RedisServer
+
+LIMITS = KeyJobLimits(max_open=2, max_stored=3, max_bytes=100)
 
 
 @pytest.fixture(params=["memory", "redis"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[JobStore]:
     if request.param == "memory":
-        yield MemoryJobStore(ttl_s=60.0)
+        yield MemoryJobStore(ttl_s=60.0, limits=LIMITS)
         return
     from service.jobs.redis import RedisJobStore
 
     redis: RedisServer = request.getfixturevalue("redis_server")
-    s = RedisJobStore(redis.url, ttl_s=60.0, prefix="t" + secrets.token_hex(4))
+    s = RedisJobStore(redis.url, ttl_s=60.0, prefix="t" + secrets.token_hex(4), limits=LIMITS)
     yield s
     await s.aclose()
 
@@ -33,7 +43,7 @@ async def test_create_get_and_staged_input_in_pieces(store: JobStore) -> None:
     staged = bytes(range(256)) * (INPUT_CHUNK_BYTES // 128 + 3)  # more than two pieces
     await store.create(record(), staged)
     got = await store.get("job-aaaaaaaaaaaaaaaa")
-    assert got == record()
+    assert got == record().with_(input_bytes=len(staged))
     assert await store.read_input(got.job_id) == staged
     assert await store.active_ids() == [got.job_id]
     with pytest.raises(UnknownJob):
@@ -73,4 +83,49 @@ async def test_cancel_is_final_and_frees_the_input(store: JobStore) -> None:
     with pytest.raises(UnknownJob):
         await store.read_input("job-aaaaaaaaaaaaaaaa")
     assert await store.active_ids() == []
-    assert await store.job_ids(10) == ["job-aaaaaaaaaaaaaaaa"]
+    assert await store.job_ids(10, "") == ["job-aaaaaaaaaaaaaaaa"]
+
+
+def keyed(n: int, key: str) -> JobRecord:
+    return record(f"job-{key}-{n:012d}").with_(key=key, created_s=100.0 + n)
+
+
+async def test_each_key_lists_only_its_own_jobs_newest_first(store: JobStore) -> None:
+    for n, key in enumerate(["alice", "bob", "alice"]):
+        await store.create(keyed(n, key), b"x")
+    assert await store.job_ids(10, "alice") == ["job-alice-000000000002", "job-alice-000000000000"]
+    assert await store.job_ids(10, "bob") == ["job-bob-000000000001"]
+    assert await store.job_ids(10, "carol") == []
+    assert (await store.get("job-bob-000000000001")).key == "bob"
+
+
+async def test_open_and_stored_job_limits_per_key(store: JobStore) -> None:
+    await store.create(keyed(0, "alice"), b"x")
+    await store.create(keyed(1, "alice"), b"x")
+    with pytest.raises(JobQuotaExceeded, match="2 open jobs") as refused:
+        await store.create(keyed(2, "alice"), b"x")
+    assert refused.value.status == 429
+    assert refused.value.retry_after_s
+    await store.create(keyed(3, "bob"), b"x")  # per key
+    await store.cancel("job-alice-000000000000", now_s=1.0)  # an ended job frees its open slot ...
+    await store.create(keyed(4, "alice"), b"x")
+    await store.cancel("job-alice-000000000001", now_s=1.0)
+    with pytest.raises(JobQuotaExceeded, match="stores 3 jobs"):  # ... but stays stored until it expires
+        await store.create(keyed(5, "alice"), b"x")
+    with pytest.raises(UnknownJob):
+        await store.get("job-alice-000000000005")
+
+
+async def test_stored_bytes_limit_covers_input_and_results(store: JobStore) -> None:
+    with pytest.raises(JobQuotaExceeded, match="limit of 100"):
+        await store.create(keyed(0, "alice"), b"x" * 101)
+    await store.create(keyed(1, "alice"), b"x" * 40)
+    assert await store.put_frames("job-alice-000000000001", 0, [b"r" * 30]) == 1
+    with pytest.raises(JobQuotaExceeded):  # 40 input + 30 results + 31 > 100: nothing of it is stored
+        await store.put_frames("job-alice-000000000001", 1, [b"r" * 31])
+    assert (await store.get("job-alice-000000000001")).frames_done == 1
+    assert await store.put_frames("job-alice-000000000001", 1, [b"r" * 30]) == 2  # exactly 100
+    await store.cancel("job-alice-000000000001", now_s=1.0)  # its staged input is dropped: 60 bytes remain
+    assert (await store.get("job-alice-000000000001")).stored_bytes == 60
+    await store.create(keyed(2, "alice"), b"x" * 40)
+    await store.create(keyed(3, ""), b"x" * 1000)  # the anonymous caller (auth off) has no bounds

@@ -19,6 +19,7 @@ from service.jobs.store import JobRecord, JobState
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.rpc.handlers import Context, observed_call, unary
+from service.security.door import owned_job
 
 PAGE = 256
 
@@ -88,12 +89,13 @@ class JobsServicer:
 
     @unary("grpc.GetJob")
     async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.Job:
-        return job_pb(await self._jobs().store.get(checked_job_id(request.job_id)))
+        return job_pb(await owned_job(self._jobs().store, checked_job_id(request.job_id)))
 
     @unary("grpc.CancelJob")
     async def CancelJob(self, request: pb.CancelJobRequest, context: Context) -> pb.Job:
         jobs = self._jobs()
-        record = await jobs.store.cancel(checked_job_id(request.job_id), time.time())
+        await owned_job(jobs.store, checked_job_id(request.job_id))
+        record = await jobs.store.cancel(request.job_id, time.time())
         jobs.runner.cancel_local(request.job_id)
         return job_pb(record)
 
@@ -106,7 +108,7 @@ class JobsServicer:
         import asyncio
 
         store = self._jobs().store
-        record = await store.get(checked_job_id(request.job_id))
+        record = await owned_job(store, checked_job_id(request.job_id))
         after = request.after if request.HasField("after") else None
         position = await first_position_after(store, request.job_id, record.frames_done, after)
         while True:

@@ -14,6 +14,7 @@ from service.gateway.jobs.service import jobs_of, submit
 from service.gateway.openapi_body import OPENAPI_BODY
 from service.gateway.schemas import PROBLEM_RESPONSES
 from service.jobs.store import JobState, UnknownJob
+from service.security.door import own_job_ids, owned_job
 
 router = APIRouter(tags=["jobs"])
 
@@ -39,12 +40,13 @@ async def submit_job(request: Request, response: Response) -> JobStatus:
     return JobStatus.of(record)
 
 
-@router.get("/v1/jobs", response_model=JobList, responses=PROBLEM_RESPONSES, summary="The newest jobs")
+@router.get("/v1/jobs", response_model=JobList, responses=PROBLEM_RESPONSES, summary="The caller's newest jobs")
 async def list_jobs(request: Request) -> JobList:
+    """The jobs of the calling API key only, newest first."""
     jobs = jobs_of(request)
     out: list[JobStatus] = []
     now = time.time()
-    for job_id in await jobs.store.job_ids(request.app.state.settings.jobs.max_listed):
+    for job_id in await own_job_ids(jobs.store, request.app.state.settings.jobs.max_listed):
         try:
             out.append(JobStatus.of(await jobs.store.get(job_id), now))
         except UnknownJob:
@@ -55,7 +57,7 @@ async def list_jobs(request: Request) -> JobList:
 @router.get("/v1/jobs/{job_id}", response_model=JobStatus, responses=PROBLEM_RESPONSES, summary="A job's progress")
 async def get_job(request: Request, job_id: JobId) -> JobStatus:
     """State (queued, running, done, failed, cancelled), frames done / total, frames per second, ETA, error."""
-    return JobStatus.of(await jobs_of(request).store.get(_checked(job_id)))
+    return JobStatus.of(await owned_job(jobs_of(request).store, _checked(job_id)))
 
 
 @router.get(
@@ -72,7 +74,7 @@ async def job_results(
     (``?after=<frame_index>`` resumes after a frame already read; a failed or cancelled job ends the stream with
     ``{"error": <problem>}``). Otherwise the document ``POST /v1/pose3d`` returns, once the job is done (409 before)."""
     jobs = jobs_of(request)
-    record = await jobs.store.get(_checked(job_id))
+    record = await owned_job(jobs.store, _checked(job_id))
     if NDJSON in request.headers.get("accept", ""):
         poll_s = request.app.state.settings.jobs.poll_interval_s
         return StreamingResponse(ndjson(jobs.store, job_id, after, poll_s), media_type=NDJSON)
@@ -89,6 +91,7 @@ async def job_results(
 async def cancel_job(request: Request, job_id: JobId) -> JobStatus:
     """Cancel the job (a finished job stays as it is); its staged input and engine stream are freed."""
     jobs = jobs_of(request)
-    record = await jobs.store.cancel(_checked(job_id), time.time())
+    await owned_job(jobs.store, _checked(job_id))
+    record = await jobs.store.cancel(job_id, time.time())
     jobs.runner.cancel_local(job_id)
     return JobStatus.of(record)

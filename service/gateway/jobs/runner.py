@@ -29,7 +29,15 @@ from typing import Final
 
 from service.config import GatewaySettings
 from service.engine.types import EngineClient, FrameResult
-from service.errors import DeadlineExceeded, InternalError, Overloaded, Pose3DError, Unavailable, UnknownStream
+from service.errors import (
+    DeadlineExceeded,
+    InternalError,
+    Overloaded,
+    Pose3DError,
+    QuotaExceeded,
+    Unavailable,
+    UnknownStream,
+)
 from service.gateway.jobs.sources import JobSource, open_source
 from service.gateway.schemas import Frame as FrameOut
 from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
@@ -222,6 +230,8 @@ class JobRunner:
             await run.execute()
         except asyncio.CancelledError:
             await self._after_cancel(run)
+        except QuotaExceeded as exc:  # the key's stored bytes are spent: running it again would not help
+            await self._fail(job_id, problem_of(exc))
         except RETRYABLE as exc:
             await self._retry_later(record, exc)
         except UnknownJob:

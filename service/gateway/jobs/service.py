@@ -27,6 +27,7 @@ from service.gateway.schemas import ModelRef
 from service.gateway.validation import parse_model_name
 from service.jobs.memory import MemoryJobStore
 from service.jobs.store import JobRecord, JobStore
+from service.security.door import job_limits, stamped
 
 log = logging.getLogger("pose3d.jobs")
 
@@ -44,11 +45,12 @@ def jobs_of(request: Request) -> Jobs:
 
 def make_store(state: GatewayState) -> JobStore:
     settings = state.settings
+    limits = job_limits(settings.security.quotas)
     if settings.redis_url:
         from service.jobs.redis import RedisJobStore
 
-        return RedisJobStore(settings.redis_url, settings.jobs.ttl_s)
-    return MemoryJobStore(settings.jobs.ttl_s)
+        return RedisJobStore(settings.redis_url, settings.jobs.ttl_s, limits=limits)
+    return MemoryJobStore(settings.jobs.ttl_s, limits=limits)
 
 
 @asynccontextmanager
@@ -98,6 +100,8 @@ async def clip_job(
 
 
 async def create_job(jobs: Jobs, record: JobRecord, staged: bytes) -> JobRecord:
+    """Store a new job owned by the caller (its key's job quotas permitting) and wake the runner."""
+    record = stamped(record)
     await jobs.store.create(record, staged)
     jobs.runner.wake()
     log.info("job %s queued (%s, model %s, %s frames)", record.job_id, record.kind, record.params["model"],

@@ -1,0 +1,73 @@
+"""The one door every request, stream frame and job passes: identity → ownership → quota → admission.
+
+Transport-neutral (plain inputs: ids, the caller's key id in ``guard.principal``; no Starlette or gRPC type):
+
+- **identity**: the transports authenticate the key from headers / metadata (:meth:`Security.authenticate`)
+  before reading a body, and set ``principal``;
+- **ownership**: every object a key creates carries its owner — a stream's owner is in the quota store
+  (:class:`~service.security.owned_engine.OwnedEngine` checks it), a job's in its record (:func:`owned_job`) —
+  and every read, write, watch, list or cancel checks it with one rule, :func:`~service.security.guard.may_use`;
+  another key's object is "not found" (404 / NOT_FOUND), as an id that never existed;
+- **quota**: per key, a token bucket (:meth:`Security.admit`: each request, each stream frame on every
+  transport), open streams, and open jobs / stored jobs / stored job bytes (enforced by the job store,
+  :class:`~service.jobs.store.KeyJobLimits`);
+- **admission**: one in-flight bound for REST and gRPC (``Security.in_flight``), then the engine's admission
+  by time.
+
+Revocation bites on open connections: :func:`revoked` returns once the caller's key is revoked (checked every
+``security.api_keys_check_s``), and the WebSocket and gRPC stream transports close the session when it does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from service.config import QuotaSettings
+from service.errors import Unauthenticated
+from service.jobs.store import JobRecord, JobStore, KeyJobLimits, UnknownJob
+from service.security.guard import ANONYMOUS, Security, may_use, principal
+
+
+def caller() -> str:
+    """The key id of the caller being served (ANONYMOUS when auth is off)."""
+    return principal.get()
+
+
+def job_limits(quotas: QuotaSettings) -> KeyJobLimits:
+    """The per-key job bounds of ``security.quotas``."""
+    return KeyJobLimits(max_open=quotas.max_open_jobs, max_stored=quotas.max_stored_jobs,
+                        max_bytes=quotas.max_job_bytes)  # fmt: skip
+
+
+def stamped(record: JobRecord) -> JobRecord:
+    """A new job, owned by the caller."""
+    return record.with_(key=caller())
+
+
+async def owned_job(store: JobStore, job_id: str) -> JobRecord:
+    """The caller's job ``job_id``; :class:`UnknownJob` (404) when it does not exist or is another key's."""
+    record = await store.get(job_id)
+    if not may_use(record.key):
+        raise UnknownJob(f"job {job_id!r} does not exist or has expired")
+    return record
+
+
+async def own_job_ids(store: JobStore, limit: int) -> list[str]:
+    """The caller's newest jobs (only its own), newest first."""
+    return await store.job_ids(limit, caller())
+
+
+async def admit_frame(security: Security | None) -> None:
+    """Spend one token of the caller's bucket for a stream frame (any transport); QuotaExceeded when spent."""
+    if security is not None:
+        await security.admit(caller())
+
+
+async def revoked(security: Security | None, key_id: str) -> Unauthenticated:
+    """Wait until ``key_id`` is revoked (never, for the anonymous caller); the error to close the session with."""
+    if security is None or key_id == ANONYMOUS:
+        await asyncio.Event().wait()
+    assert security is not None
+    while security.still_valid(key_id):  # noqa: ASYNC110 — polling: the key file changes, no event says so
+        await asyncio.sleep(security.revocation_check_s)
+    return Unauthenticated("the API key was revoked")
