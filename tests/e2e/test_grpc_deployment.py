@@ -149,7 +149,8 @@ def test_health_not_serving_while_loading_then_serving_and_reflection(deployment
         names = {s.name for r in replies for s in r.list_services_response.service}
     assert {"pose3d.v1.Pose3D", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
     ready = httpx.get(deployment.gateway.url + "/readyz").json()
-    assert all(ready["detail"][f"worker {w.address}"] == "serving" for w in deployment.workers)
+    target = "ipv4:" + ",".join(w.address for w in deployment.workers)  # one channel, gRPC's round_robin
+    assert ready["detail"][f"worker {target}"] == "serving (channel ready)"
 
 
 def test_unary_grpc_equals_rest(deployment: Deployment) -> None:
@@ -300,8 +301,7 @@ def test_sigkill_of_a_worker_mid_stream_loses_and_changes_nothing(deployment: De
     assert without_latency(results) == reference
     time.sleep(1.0)
     ready = httpx.get(deployment.gateway.url + "/readyz").json()
-    assert ready["detail"][f"worker {killed[0].address}"] != "serving"  # the loss shows in /readyz
-    assert ready["ready"]  # the other worker still serves
+    assert ready["ready"]  # the other worker still serves (the channel stays READY on it)
 
 
 def test_gateway_killed_and_restarted_mid_stream_resumes_by_id(deployment: Deployment) -> None:

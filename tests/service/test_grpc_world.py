@@ -66,7 +66,7 @@ def test_public_options_refuse_bad_camera_and_smoothing(options: pb.Options) -> 
 async def engines() -> AsyncIterator[tuple[InProcessEngine, RemoteEngineClient]]:
     engine = await build_engine(tiny_settings(), Metrics())
     server, _, address = await serve_worker(engine)
-    client = RemoteEngineClient([address], health_interval_s=0.2)
+    client = RemoteEngineClient([address])
     await client.start()
     yield engine, client
     await client.aclose()

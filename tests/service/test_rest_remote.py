@@ -22,8 +22,9 @@ PROBLEM = "application/problem+json"
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     worker = await start_worker(ToyEngine())
-    remote = RemoteEngineClient([worker.address], health_interval_s=0.2)
+    remote = RemoteEngineClient([worker.address])
     await remote.start()
+    assert await remote.workers.wait_ready(60)
     app = create_app(GatewaySettings(default_image_model="toy", default_clip_model="toy"), engine=remote)
     app.state.gateway.engine = remote  # what the lifespan does (ASGITransport runs no lifespan)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
