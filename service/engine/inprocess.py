@@ -45,7 +45,7 @@ from service.engine.types import (
     ReadyStatus,
     StreamInfo,
 )
-from service.engine.world import StreamWorld, place_clip, world_to_json
+from service.engine.world import place_clip, smooth_stream, world_to_json
 from service.errors import InvalidInput, Unavailable, UnknownModel
 from service.metrics import Metrics
 
@@ -74,7 +74,6 @@ class InProcessEngine:
         self._detail: dict[str, str] = {"engine": "loading"}
         self._report = Report(settings.device.value)
         self._metas: OrderedDict[str, StreamMeta] = OrderedDict()
-        self._world = StreamWorld(settings.engine.max_streams)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -205,7 +204,6 @@ class InProcessEngine:
         world = world_to_json(options.camera, options.smoothing)
         meta = StreamMeta(sid, lifter.name, options.mode, opts.flip_test, opts.max_people, opts.boxes, world)
         await self.pipeline.buffer.create(meta)
-        self._world.forget(sid)
         self._remember(meta)
         await self._count_streams(cheap_only=True)
         return StreamInfo(sid, lifter.name, options.mode, 0, 0)
@@ -250,8 +248,7 @@ class InProcessEngine:
 
         async def step(meta: StreamMeta) -> list[FrameResult]:
             flow = self._admitted(meta, deadline, [frame])
-            results = await self.pipeline.push_frame(flow, frame)
-            return self._world.step(meta.stream_id, meta.world, results)
+            return await self._smooth(flow, await self.pipeline.push_frame(flow, frame))
 
         return await self._on_stream(stream_id, step)
 
@@ -265,9 +262,17 @@ class InProcessEngine:
         async def step(meta: StreamMeta) -> list[FrameResult]:
             flow = self._admitted(meta, deadline, frames)
             results, _ = await self.pipeline.push_in_order(flow, async_frames(frames), len(frames))
-            return self._world.step(meta.stream_id, meta.world, results)
+            return await self._smooth(flow, results)
 
         return await self._on_stream(stream_id, step)
+
+    async def _smooth(self, step: StreamStep, results: list[FrameResult]) -> list[FrameResult]:
+        """``results`` of ``step``'s appends placed and smoothed (the smoothing state read with the appends is
+        stored back, one more round trip for a smoothed stream)."""
+        smoothed, update = smooth_stream(step.meta.world, step.emitted, results)
+        if update is not None:
+            await step.buffer.smoothed(step.stream_id, update.expected, update.cursor, update.state)
+        return smoothed
 
     async def close_stream(self, stream_id: str) -> list[FrameResult]:
         pipeline = self.pipeline
@@ -275,8 +280,7 @@ class InProcessEngine:
         step = self._step(meta, None)
         async with pipeline.lock(stream_id):
             tail = await pipeline.buffer.flush(stream_id, step.lifter.window, meta.mode)
-        results = await pipeline.lift_emission(step, tail)
-        results = self._world.step(stream_id, meta.world, results, final=True)
+        results, _ = smooth_stream(meta.world, [tail], await pipeline.lift_emission(step, tail), final=True)
         await pipeline.buffer.delete(stream_id)
         self._metas.pop(stream_id, None)
         await self._count_streams(cheap_only=True)
