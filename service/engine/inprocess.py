@@ -14,6 +14,7 @@ import logging
 import re
 import secrets
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Final, TypeVar
@@ -45,7 +46,7 @@ from service.engine.types import (
     ReadyStatus,
     StreamInfo,
 )
-from service.engine.world import place_clip, smooth_stream, world_to_json
+from service.engine.world import place_clip, smooth_stream, smooths, world_to_json
 from service.errors import InvalidInput, Unavailable, UnknownModel
 from service.metrics import Metrics
 
@@ -74,6 +75,7 @@ class InProcessEngine:
         self._detail: dict[str, str] = {"engine": "loading"}
         self._report = Report(settings.device.value)
         self._metas: OrderedDict[str, StreamMeta] = OrderedDict()
+        self._smoothing: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -228,10 +230,21 @@ class InProcessEngine:
         """``step(meta)`` with the cached metadata, redone once with fresh metadata if the stream was opened
         again with other options since it was cached."""
         try:
-            return await step(await self._meta(stream_id))
+            return await self._in_turn(await self._meta(stream_id), step)
         except StreamReopened:
             self._metas.pop(stream_id, None)
-            return await step(await self._meta(stream_id))
+            return await self._in_turn(await self._meta(stream_id), step)
+
+    async def _in_turn(self, meta: StreamMeta, step: Callable[[StreamMeta], Awaitable[_T]]) -> _T:
+        """``step(meta)``; for a smoothed stream one push at a time in this process (append → lift → smooth →
+        store), so that each push finds the smoothing state the one before it stored."""
+        if not smooths(meta.world):
+            return await step(meta)
+        lock = self._smoothing.get(meta.stream_id)
+        if lock is None:
+            lock = self._smoothing[meta.stream_id] = asyncio.Lock()
+        async with lock:
+            return await step(meta)
 
     def _step(self, meta: StreamMeta, deadline: float | None) -> StreamStep:
         pipeline = self.pipeline

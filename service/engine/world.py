@@ -35,6 +35,11 @@ def world_to_json(camera: CameraSpec, smoothing: SmoothingSpec) -> str:
     return json.dumps({"camera": asdict(camera), "smoothing": asdict(smoothing)}, sort_keys=True)
 
 
+def smooths(world: str) -> bool:
+    """True when the stream-metadata options ``world`` ask for smoothing."""
+    return world_from_json(world)[1].method is not SmoothingMethod.NONE
+
+
 def world_from_json(text: str) -> tuple[CameraSpec, SmoothingSpec]:
     if not text:
         return CameraSpec(), SmoothingSpec()
