@@ -33,13 +33,13 @@ IMAGE = encode_frame(synthetic_image(3, 96, 128))
 def keep_busy(address: str, done: threading.Event) -> None:
     """One ``Estimate`` of one image with ``BUSY_PEOPLE`` boxes straight to the worker (its detector's queue fills)."""
     boxes = tuple((float(i % 50), 0.0, float(i % 50) + 40.0, 90.0) for i in range(BUSY_PEOPLE))
-    options = codec.options_to_pb(EstimateOptions(model="capf", boxes=boxes))
     request = wpb.WorkerEstimateRequest(
-        request_id="busy", frames=[codec.frame_to_pb(ImageFrame(IMAGE))], options=options
+        request_id="busy",
+        frames=[codec.frame_to_pb(ImageFrame(IMAGE))],
+        options=codec.options_to_pb(EstimateOptions(model="capf", boxes=boxes)),
     )
-    options = [("grpc.max_send_message_length", 64 * 2**20), ("grpc.max_receive_message_length", 64 * 2**20)]
     try:
-        with grpc.insecure_channel(address, options=options) as channel:
+        with grpc.insecure_channel(address) as channel:
             worker_pb2_grpc.WorkerStub(channel).Estimate(request, timeout=600)  # type: ignore[no-untyped-call]
     except grpc.RpcError:
         pass  # the worker is killed once the test has its answer
