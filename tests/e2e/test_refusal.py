@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.redis]
 
 BUSY_PEOPLE = 200
 IMAGE = encode_frame(synthetic_image(3, 96, 128))
+OUTCOME: list[str] = []
 
 
 def keep_busy(address: str, done: threading.Event) -> None:
@@ -41,8 +42,8 @@ def keep_busy(address: str, done: threading.Event) -> None:
     try:
         with grpc.insecure_channel(address) as channel:
             worker_pb2_grpc.WorkerStub(channel).Estimate(request, timeout=600)  # type: ignore[no-untyped-call]
-    except grpc.RpcError:
-        pass  # the worker is killed once the test has its answer
+    except grpc.RpcError as e:
+        OUTCOME.append(f"{e.code().name}: {e.details()}")  # the worker is killed once the test has its answer
     finally:
         done.set()
 
@@ -67,13 +68,12 @@ def test_an_over_capacity_worker_is_answered_503_with_retry_after_once(
         assert not busy_done.is_set(), "the busy request finished before the gateway's request was sent"
         before = worker.metric("pose3d_requests_total", 'code="RESOURCE_EXHAUSTED"')
         refused = httpx.post(gateway.url + "/v1/pose3d", files={"file": ("person.png", IMAGE)}, timeout=60)
-        assert not busy_done.is_set(), "the worker's queue drained while the refused request was on its way"
         refusals = worker.metric("pose3d_requests_total", 'code="RESOURCE_EXHAUSTED"') - before
     finally:
         gateway.stop()
         worker.kill()  # no need to wait for the busy request
         busy_done.wait(60)
-    assert refused.status_code == 503, refused.text
+    assert refused.status_code == 503, f"{refused.text} (the busy request: {OUTCOME or 'answered'})"
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert refused.json()["type"].endswith("over-capacity")
     assert float(refused.headers["retry-after"]) >= 1
