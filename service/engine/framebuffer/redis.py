@@ -182,6 +182,9 @@ return 1
 """
 
 
+_META_FIELDS: Final = ("meta", "cursor", "high", "maxi", "received", "trim", "closed", "ttok")
+"""The meta hash's fields a state or tracker read needs."""
+
 DECODED_CACHE_BYTES: Final = 16 * 1024 * 1024
 """Encoded bytes of the records kept decoded (about as much again is held by the decoded arrays)."""
 
@@ -249,7 +252,7 @@ class RedisFrameBuffer(FrameBuffer):
         keys = self._keys(stream_id)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hgetall(keys[0])
+                pipe.hmget(keys[0], _META_FIELDS)  # not the smoothing blobs: they travel with appends only
                 if tracker:
                     pipe.get(keys[3])
                 for key in keys:
@@ -257,10 +260,11 @@ class RedisFrameBuffer(FrameBuffer):
                 replies = await pipe.execute()
         except RedisError as e:
             raise Unavailable(f"frame buffer (Redis) failed: {e}") from e
-        if not replies[0]:
+        meta = dict(zip((f.encode() for f in _META_FIELDS), replies[0], strict=True))
+        if meta[b"meta"] is None:
             self._known.pop(stream_id, None)
             raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
-        return replies[0], replies[1] if tracker else None
+        return meta, replies[1] if tracker else None
 
     async def state(self, stream_id: str) -> StreamState:
         raw, _ = await self._read(stream_id, tracker=False)
