@@ -21,7 +21,6 @@ async def build_engine_client(settings: GatewaySettings, metrics: Metrics) -> En
         remote = RemoteEngineClient(
             settings.workers,
             max_message_bytes=settings.worker_message_limit(),
-            health_interval_s=settings.worker_health_interval_s,
             call_timeout_s=settings.engine.request_timeout_s,
             clip_chunk_frames=settings.worker_clip_chunk_frames,
             credentials=worker_channel_credentials(settings.security),

@@ -280,7 +280,11 @@ class GatewaySettings(CommonSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     grpc_port: int = Field(50051, ge=0, le=65535, description="public gRPC port (0 = off)")
-    workers: list[str] = Field(default_factory=list, description="remote worker addresses; empty = in-process")
+    workers: list[str] = Field(
+        default_factory=list,
+        description="remote workers: several host:port (one gRPC ipv4:/ipv6: list), or one gRPC target such as "
+        "dns:///workers:50061 (a headless Service); balanced by gRPC round_robin; empty = in-process",
+    )
     limits: LimitSettings = LimitSettings()
     jobs: JobSettings = JobSettings()
     security: SecuritySettings = SecuritySettings()
@@ -299,7 +303,6 @@ class GatewaySettings(CommonSettings):
         description="gateway ↔ worker gRPC message limit; None = limits.max_body_bytes + 1 MiB: images and clips "
         "travel encoded (at most limits.max_body_bytes), a clip's results come back in steps",
     )
-    worker_health_interval_s: float = Field(1.0, gt=0.0, description="how often worker health is checked")
     worker_clip_chunk_frames: int = Field(
         8,
         ge=1,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from service.engine.framebuffer import FrameBuffer, StreamMeta
+from service.engine.framebuffer import Emission, FrameBuffer, StreamMeta
 from service.engine.lifters import ServedLifter
 from service.telemetry.tracing import stage_span
 
@@ -61,6 +61,8 @@ class StreamStep:
         timings: where the request's per-stage seconds are summed.
         client_index: for a clip, filled with each buffer frame's client ``(frame_index, timestamp_s)``, which
             its results report; None for a stream (frames go in at their own index).
+        emitted: every emission of this pass's appends, in append order (a stream's smoothing resumes from the
+            first one's snapshot).
     """
 
     buffer: FrameBuffer
@@ -69,6 +71,7 @@ class StreamStep:
     deadline: float | None
     timings: Timings = field(default_factory=Timings)
     client_index: ClientIndex | None = None
+    emitted: list[Emission] = field(default_factory=list)
 
     @property
     def stream_id(self) -> str:

@@ -181,6 +181,7 @@ class Pipeline(Stages):
             async with self.lock(step.stream_id):
                 started = time.monotonic()
                 emission = await append_frame(step.buffer, step.meta, step.lifter.window, frame)
+                step.emitted.append(emission)
                 self.metrics.stage_duration.labels(stage="buffer").observe(time.monotonic() - started)
         return emission
 

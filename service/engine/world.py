@@ -1,11 +1,11 @@
 """Results in the camera frame: every person's root translation, and per-track smoothing (after lifting).
 
 The numerics live in :mod:`service.geometry`; this module applies them to :class:`FrameResult` lists. A clip is
-placed and smoothed whole (:func:`place_clip`, frames keyed by position); a stream keeps one
-:class:`~service.geometry.smoothing.TrackSmoother` per stream in this process (:class:`StreamWorld`, frames keyed
-by their stream index), so a stream gives the clip's results, delayed by the smoother's lag. The smoothing state
-is NOT in the frame buffer: a stream that moves to another worker (failover) restarts its smoothing there, and
-the frames a Savitzky–Golay stream was holding back on the lost worker are not returned.
+placed and smoothed whole (:func:`place_clip`, frames keyed by position); a stream's
+:class:`~service.geometry.smoothing.TrackSmoother` (frames keyed by their stream index) lives in the frame
+buffer beside its tracker state, as a blob (:func:`encode_smoother`): :func:`smooth_stream` resumes it from the
+snapshot the append answered with and says what to store next (:class:`SmoothingUpdate`), so a stream gives the
+clip's results, delayed by the smoother's lag, whichever workers serve its frames.
 
 Smoothed per track: the root-relative pose and the translation together (``(18, 3)`` metres), so that
 ``keypoints_3d_camera = keypoints_3d + t`` holds after smoothing too.
@@ -13,13 +13,16 @@ Smoothed per track: the root-relative pose and the translation together (``(18, 
 
 from __future__ import annotations
 
+import base64
 import json
-from collections import OrderedDict
-from dataclasses import asdict, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from service.engine.framebuffer import Emission
 from service.engine.types import FrameResult, PersonResult
 from service.geometry.camera import CameraSpec, person_warnings, solve_translation
 from service.geometry.smoothing import SmoothingMethod, SmoothingSpec, TrackSmoother
@@ -30,6 +33,11 @@ def world_to_json(camera: CameraSpec, smoothing: SmoothingSpec) -> str:
     if camera == CameraSpec() and smoothing == SmoothingSpec():
         return ""
     return json.dumps({"camera": asdict(camera), "smoothing": asdict(smoothing)}, sort_keys=True)
+
+
+def smooths(world: str) -> bool:
+    """True when the stream-metadata options ``world`` ask for smoothing."""
+    return world_from_json(world)[1].method is not SmoothingMethod.NONE
 
 
 def world_from_json(text: str) -> tuple[CameraSpec, SmoothingSpec]:
@@ -109,36 +117,116 @@ def place_clip(frames: list[FrameResult], camera: CameraSpec, smoothing: Smoothi
     return out + [_smoothed(f, v) for f, v in smoother.flush()]
 
 
-class StreamWorld:
-    """Placement and smoothing of streams in this process: one smoother per stream (least recently used
-    dropped past ``max_streams``)."""
+@dataclass(frozen=True)
+class SmoothingUpdate:
+    """The smoothing state to store after a push: valid at emission cursor ``cursor``, replacing the one valid at
+    ``expected`` (:meth:`~service.engine.framebuffer.FrameBuffer.smoothed`)."""
 
-    def __init__(self, max_streams: int) -> None:
-        self.max_streams = max_streams
-        self._smoothers: OrderedDict[str, TrackSmoother[FrameResult]] = OrderedDict()
+    expected: int
+    cursor: int
+    state: bytes
 
-    def step(self, stream_id: str, world: str, frames: list[FrameResult], final: bool = False) -> list[FrameResult]:
-        """Place ``frames`` (a push's results) and pass them through the stream's smoother; returns the frames
-        now final, in stream order. ``final`` (the stream's close) flushes and forgets the smoother. A frame
-        older than one already smoothed (concurrent pushes finishing out of order) is placed but not smoothed."""
-        camera, smoothing = world_from_json(world)
-        placed = sorted((place_frame(f, camera) for f in frames), key=lambda f: f.frame_index)
-        if smoothing.method is SmoothingMethod.NONE:
-            return placed
-        smoother = self._smoothers.pop(stream_id, None) or TrackSmoother(smoothing)
-        out: list[FrameResult] = []
-        for f in placed:
-            try:
-                out += _feed(smoother, f.frame_index, f)
-            except ValueError:
-                out.append(f)
-        if final:
-            out += [_smoothed(f, v) for f, v in smoother.flush()]
-        else:
-            self._smoothers[stream_id] = smoother
-            while len(self._smoothers) > self.max_streams:
-                self._smoothers.popitem(last=False)
-        return out
 
-    def forget(self, stream_id: str) -> None:
-        self._smoothers.pop(stream_id, None)
+def smooth_stream(
+    world: str, emissions: Sequence[Emission], frames: list[FrameResult], final: bool = False
+) -> tuple[list[FrameResult], SmoothingUpdate | None]:
+    """Place ``frames`` (what ``emissions``, one push's appends in order, made ready) and smooth them from the
+    stream's stored smoother; returns the frames now final, in stream order, and the state to store (None: none).
+
+    The state comes from the first emission that emitted anything (the later ones of the same push found it not
+    yet stored). Found at that emission's start: resumed (a replay gets the state it had the first time, so it
+    is answered the same). Found behind it (an emission was never smoothed: its push failed for good): smoothing
+    restarts. Found ahead (an old replay): placed, not smoothed. ``final`` (the stream's close) flushes the
+    smoother and stores nothing."""
+    camera, smoothing = world_from_json(world)
+    placed = sorted((place_frame(f, camera) for f in frames), key=lambda f: f.frame_index)
+    emitted = [e for e in emissions if len(e.targets)] or list(emissions[:1] if final else [])
+    if smoothing.method is SmoothingMethod.NONE or not emitted:
+        return placed, None
+    start, snapshot = emitted[0].targets.start, emitted[0].smoothing
+    if snapshot.cursor > start or (snapshot.cursor == start and snapshot.state is None):
+        return placed, None
+    resumed = snapshot.cursor == start and snapshot.state is not None
+    smoother = decode_smoother(smoothing, snapshot.state or b"") if resumed else TrackSmoother(smoothing)
+    out: list[FrameResult] = []
+    for f in placed:
+        try:
+            out += _feed(smoother, f.frame_index, f)
+        except ValueError:  # older than a frame already smoothed
+            out.append(f)
+    if final:
+        return out + [_smoothed(f, v) for f, v in smoother.flush()], None
+    return out, SmoothingUpdate(snapshot.cursor, emitted[-1].targets.stop, encode_smoother(smoother))
+
+
+# ---- the smoother as bytes: JSON, arrays as base64 of their little-endian bytes (exact) ----------------------------
+
+
+def _array(a: npt.NDArray[Any] | None) -> list[Any] | None:
+    if a is None:
+        return None
+    c = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+    return [c.dtype.str, list(c.shape), base64.b64encode(c.tobytes()).decode()]
+
+
+def _unarray(v: list[Any] | None) -> npt.NDArray[Any] | None:
+    if v is None:
+        return None
+    dtype, shape, data = v
+    stored = np.frombuffer(base64.b64decode(data), dtype=np.dtype(dtype)).reshape(shape)
+    return stored.astype(stored.dtype.newbyteorder("="))  # a native, writable copy
+
+
+def _person_json(p: PersonResult) -> dict[str, Any]:
+    return {
+        "track_id": p.track_id, "box": _array(p.box), "box_score": p.box_score, "keypoints_2d": _array(p.keypoints_2d),
+        "keypoint_scores": _array(p.keypoint_scores), "keypoints_3d": _array(p.keypoints_3d),
+        "keypoints_3d_camera": _array(p.keypoints_3d_camera), "distance_m": p.distance_m, "warnings": list(p.warnings),
+    }  # fmt: skip
+
+
+def _person(d: dict[str, Any]) -> PersonResult:
+    arrays = {k: _unarray(d[k]) for k in ("box", "keypoints_2d", "keypoint_scores", "keypoints_3d")}
+    return PersonResult(
+        track_id=int(d["track_id"]), box_score=float(d["box_score"]), **arrays,  # type: ignore[arg-type]
+        keypoints_3d_camera=_unarray(d["keypoints_3d_camera"]), distance_m=d["distance_m"],
+        warnings=tuple(d["warnings"]),
+    )  # fmt: skip
+
+
+def _frame_json(f: FrameResult) -> dict[str, Any]:
+    size = None if f.image_size is None else list(f.image_size)
+    people = [_person_json(p) for p in f.people]
+    return {"frame_index": f.frame_index, "timestamp_s": f.timestamp_s, "image_size": size, "people": people}
+
+
+def _frame(d: dict[str, Any]) -> FrameResult:
+    size = d["image_size"]
+    people = [_person(p) for p in d["people"]]
+    return FrameResult(int(d["frame_index"]), d["timestamp_s"], people, None if size is None else (size[0], size[1]))
+
+
+def encode_smoother(smoother: TrackSmoother[FrameResult]) -> bytes:
+    """The smoother's whole state (:meth:`TrackSmoother.to_state`), exact, as UTF-8 JSON."""
+    st = smoother.to_state()
+    doc = {
+        "euro": {str(t): [_array(x), _array(dx), ts, k] for t, (x, dx, ts, k) in st["euro"].items()},
+        "pending": [[k, _frame_json(f), {str(t): _array(v) for t, v in tracks.items()}] for k, f, tracks in st["pending"]],
+        "samples": {str(t): {str(k): _array(v) for k, v in kv.items()} for t, kv in st["samples"].items()},
+        "newest": st["newest"],
+    }  # fmt: skip
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_smoother(spec: SmoothingSpec, data: bytes) -> TrackSmoother[FrameResult]:
+    """Inverse of :func:`encode_smoother` (``b""``: a fresh smoother)."""
+    if not data:
+        return TrackSmoother(spec)
+    doc = json.loads(data)
+    state = {
+        "euro": {int(t): (_unarray(x), _unarray(dx), ts, k) for t, (x, dx, ts, k) in doc["euro"].items()},
+        "pending": [(k, _frame(f), {int(t): _unarray(v) for t, v in tr.items()}) for k, f, tr in doc["pending"]],
+        "samples": {int(t): {int(k): _unarray(v) for k, v in kv.items()} for t, kv in doc["samples"].items()},
+        "newest": doc["newest"],
+    }
+    return TrackSmoother.from_state(spec, state)

@@ -6,7 +6,9 @@ and releases them smoothed, in the same order: at once with One-Euro; with Savit
 ``half_window`` keys later has arrived (or at :meth:`TrackSmoother.flush`). A track's value at frame ``k``
 depends only on that track's samples at keys ``k - half_window … k + half_window`` (Savitzky–Golay) or at keys
 ``≤ k`` (One-Euro), so a clip (all frames pushed, then flushed) and the same frames streamed give identical
-results, the stream's delayed by ``half_window`` frames.
+results, the stream's delayed by ``half_window`` frames. :meth:`TrackSmoother.to_state` and
+:meth:`TrackSmoother.from_state` take a smoother apart into plain data and back, so its state can live outside the
+process (a stream's smoother lives in the frame buffer, beside its tracker state).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -146,6 +148,28 @@ class TrackSmoother(Generic[T]):
     def flush(self) -> list[tuple[T, dict[int, F64]]]:
         """Release every held frame (the end of the stream or clip)."""
         return self._release(None)
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything this smoother holds, as plain data (``(…)`` float64 arrays, the payloads as they are):
+        ``euro``: track → ``(x, dx, time_s, key)``; ``pending``: held frames ``(key, payload, {track: value})``;
+        ``samples``: track → {key: value}; ``newest``: the last key pushed (None before any)."""
+        return {
+            "euro": {tid: (e.x, e.dx, e.time_s, e.key) for tid, e in self._euro.items()},
+            "pending": [(p.key, p.payload, p.tracks) for p in self._pending],
+            "samples": self._samples,
+            "newest": self._newest,
+        }
+
+    @classmethod
+    def from_state(cls, spec: SmoothingSpec, state: Mapping[str, Any]) -> TrackSmoother[T]:
+        """The smoother :meth:`to_state` described (``spec``: the one it ran with)."""
+        smoother: TrackSmoother[T] = cls(spec)
+        smoother._euro = {int(t): _Euro(x, dx, float(ts), int(k)) for t, (x, dx, ts, k) in state["euro"].items()}
+        smoother._pending = deque(_Pending(int(k), payload, dict(tracks)) for k, payload, tracks in state["pending"])
+        smoother._samples = {int(t): dict(v) for t, v in state["samples"].items()}
+        newest = state["newest"]
+        smoother._newest = None if newest is None else int(newest)
+        return smoother
 
     def _one_euro(self, tid: int, key: int, now: float, x: F64) -> F64:
         s = self.spec

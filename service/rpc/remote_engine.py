@@ -1,15 +1,18 @@
 """RemoteEngineClient: the EngineClient protocol over ``pose3d.worker.v1`` to a list of workers.
 
-Which worker takes a call (spreading, stream affinity, failover, health) is :class:`~service.rpc.workers.WorkerPool`'s
-business; this module maps EngineClient calls to Worker calls:
+Which worker takes a call is gRPC's business (:class:`~service.rpc.workers.WorkerChannel`: one channel,
+``round_robin`` over health-checked backends, UNAVAILABLE retried by the channel's retry policy; no stickiness,
+since stream state lives in the frame buffer); this module maps EngineClient calls to Worker calls:
 
 - **Clips** travel encoded: an :class:`~service.engine.types.EncodedClip` goes as its container bytes in one
   ``PushClip`` call into a private worker stream (Redis-backed in a deployment), and the worker decodes it in its
-  decode stage, sending each step's results back as it completes. A call cut short (its worker died) is made again
-  on another worker from the first position not answered yet, carrying the clip again; the stream carries on there.
+  decode stage, sending each step's results back as it completes. A call cut short (its worker died: UNAVAILABLE
+  after results were sent, which no retry policy replays) is made again — the channel picks a serving worker —
+  from the first position not answered yet, carrying the clip again; the stream carries on there.
   A clip given as decoded frames (an async source) goes in ``PushFrames`` chunks (at most ``clip_chunk_frames``
   frames / ``clip_chunk_bytes`` bytes per call, one call at a time), each retried elsewhere like any frame.
-- **Visibility**: ``ready()`` names each worker and its state, so a lost worker shows in ``/readyz``.
+- **Visibility**: ``ready()`` is the channel's connectivity state (READY while some worker serves), named in
+  ``/readyz``.
 """
 
 from __future__ import annotations
@@ -44,22 +47,24 @@ from service.errors import Pose3DError, Unavailable
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import worker_pb2 as wpb
 from service.rpc import codec
-from service.rpc.workers import WORKER_SERVICE_CONFIG, WorkerPool, no_worker
+from service.rpc.status import error_from_rpc
+from service.rpc.workers import RETRY_MAX_ATTEMPTS, WORKER_SERVICE_CONFIG, WorkerChannel, worker_target
 
 __all__ = ["MODELS_TTL_S", "WORKER_SERVICE_CONFIG", "RemoteEngineClient"]
 
 MODELS_TTL_S: Final = 10.0
+START_WAIT_S: Final = 2.0
 
 
 class RemoteEngineClient:
-    """EngineClient over gRPC to ``addresses`` (``host:port`` or any gRPC target each). Call :meth:`start` first."""
+    """EngineClient over gRPC to the workers at ``addresses`` (:func:`~service.rpc.workers.worker_target`: several
+    ``host:port``, or one gRPC target such as ``dns:///workers:50061``). Call :meth:`start` first."""
 
     def __init__(
         self,
         addresses: Sequence[str],
         *,
         max_message_bytes: int = DEFAULT_WORKER_MESSAGE_BYTES,
-        health_interval_s: float = 1.0,
         call_timeout_s: float = 30.0,
         clip_chunk_frames: int = 1,
         clip_chunk_bytes: int = 16 * 1024 * 1024,
@@ -67,8 +72,8 @@ class RemoteEngineClient:
     ) -> None:
         if clip_chunk_frames < 1 or clip_chunk_bytes < 1:
             raise ValueError("clip chunks need at least one frame and one byte")
-        self.pool = WorkerPool(addresses, max_message_bytes, health_interval_s, call_timeout_s, credentials)
-        self._call = self.pool.call
+        self.workers = WorkerChannel(worker_target(addresses), max_message_bytes, call_timeout_s, credentials)
+        self._call = self.workers.call
         self._clip_chunk_frames = clip_chunk_frames
         self._clip_chunk_bytes = min(clip_chunk_bytes, max_message_bytes // 2)
         self._models: list[ModelInfo] | None = None
@@ -76,11 +81,12 @@ class RemoteEngineClient:
         self._models_fetched_at = 0.0
 
     async def start(self) -> None:
-        """Check every worker once, then keep checking in the background."""
-        await self.pool.start()
+        """Connect: wait up to ``START_WAIT_S`` for a serving worker (the channel keeps resolving, connecting and
+        health-checking in the background; a gateway may start before its workers)."""
+        await self.workers.wait_ready(START_WAIT_S)
 
     async def aclose(self) -> None:
-        await self.pool.aclose()
+        await self.workers.aclose()
 
     # ---- EngineClient -------------------------------------------------------------------------------------------
 
@@ -90,19 +96,16 @@ class RemoteEngineClient:
             frames=[codec.frame_to_pb(f) for f in request.frames],
             options=codec.options_to_pb(request.options),
         )
-        reply, _ = await self._call("Estimate", message, deadline=request.deadline)
+        reply = await self._call("Estimate", message, request.deadline)
         return codec.estimate_result_from_pb(reply)
 
     async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo:
         message = wpb.OpenStreamRequest(options=codec.options_to_pb(options), stream_id=stream_id or "")
-        reply, worker = await self._call("OpenStream", message, stream_id=stream_id)
-        info = codec.stream_info_from_pb(reply)
-        self.pool.remember(info.stream_id, worker)
-        return info
+        return codec.stream_info_from_pb(await self._call("OpenStream", message))
 
     async def push_frame(self, stream_id: str, frame: Frame, deadline: float | None = None) -> list[FrameResult]:
         message = wpb.PushFrameRequest(stream_id=stream_id, frame=codec.frame_to_pb(frame))
-        reply, _ = await self._call("PushFrame", message, deadline=deadline, stream_id=stream_id)
+        reply = await self._call("PushFrame", message, deadline)
         return codec.frame_results_from_pb(reply)
 
     async def push_frames(
@@ -111,7 +114,7 @@ class RemoteEngineClient:
         if not frames:
             return []
         message = wpb.PushFramesRequest(stream_id=stream_id, frames=[codec.frame_to_pb(f) for f in frames])
-        reply, _ = await self._call("PushFrames", message, deadline=deadline, stream_id=stream_id)
+        reply = await self._call("PushFrames", message, deadline)
         return codec.frame_results_from_pb(reply)
 
     async def estimate_clip(self, request: ClipRequest) -> ClipResult:
@@ -163,32 +166,33 @@ class RemoteEngineClient:
     async def _push_clip(
         self, stream_id: str, clip: EncodedClip, chunk_frames: int, chunk_timeout_s: float, deadline: float | None
     ) -> AsyncGenerator[ClipProgress]:
-        """:meth:`push_clip` within ``deadline`` (a ``time.monotonic()`` instant; None: no overall deadline)."""
-        pool, next_position, tried = self.pool, clip.start, set[str]()
-        last: Pose3DError | None = None
-        while candidates := [w for w in pool.order(stream_id) if w.address not in tried]:
-            worker = candidates[0]
-            tried.add(worker.address)
+        """:meth:`push_clip` within ``deadline`` (a ``time.monotonic()`` instant; None: no overall deadline).
+
+        A call that fails UNAVAILABLE (not a refusal) is made again from the first position not answered yet, at
+        most ``RETRY_MAX_ATTEMPTS`` times in a row without progress; any other failure is raised as it is."""
+        next_position, failures = clip.start, 0
+        while True:
             request = wpb.PushClipRequest(
                 stream_id=stream_id,
                 clip=codec.clip_to_pb(replace(clip, start=next_position)),
                 chunk_frames=chunk_frames,
                 chunk_timeout_s=chunk_timeout_s,
             )
-            timeout = None if deadline is None else pool.timeout(deadline)
+            timeout = None if deadline is None else self.workers.timeout(deadline)
             try:
-                async for reply in worker.stub.PushClip(request, timeout=timeout):
-                    pool.remember(stream_id, worker)
+                async for reply in self.workers.stub.PushClip(request, timeout=timeout):
                     step = codec.clip_progress_from_pb(reply)
                     fresh = [r for r in step.results if r.frame_index >= next_position]
                     if fresh:
                         next_position = max(r.frame_index for r in fresh) + 1
-                        tried = {worker.address}  # progress: every other worker may take over again
+                        failures = 0  # progress: the next failure starts a fresh count
                     yield ClipProgress(fresh, step.frames_decoded)
                 return
             except grpc.aio.AioRpcError as exc:
-                last = pool.failed_over(worker, "PushClip", exc)
-        raise no_worker(last)
+                error = error_from_rpc(exc)
+                failures += 1
+                if not isinstance(error, Unavailable) or failures >= RETRY_MAX_ATTEMPTS:
+                    raise error from exc
 
     async def _estimate_encoded_clip(self, request: ClipRequest, clip: EncodedClip) -> ClipResult:
         """An encoded clip as a private worker stream fed by ``PushClip``, then closed (closed on error too)."""
@@ -197,7 +201,7 @@ class RemoteEngineClient:
         info = await self.open_stream(request.options, stream_id=stream_id)
         results: list[FrameResult] = []
         open_ = True
-        chunk_timeout = self.pool.call_timeout_s
+        chunk_timeout = self.workers.call_timeout_s
         try:
             steps = self._push_clip(stream_id, clip, self._clip_chunk_frames, chunk_timeout, request.deadline)
             async with contextlib.aclosing(steps):
@@ -214,14 +218,11 @@ class RemoteEngineClient:
         return ClipResult(request.request_id, info.model, frames, timings)
 
     async def close_stream(self, stream_id: str) -> list[FrameResult]:
-        try:
-            reply, _ = await self._call("CloseStream", wpb.StreamRef(stream_id=stream_id), stream_id=stream_id)
-        finally:
-            self.pool.forget(stream_id)
+        reply = await self._call("CloseStream", wpb.StreamRef(stream_id=stream_id))
         return codec.frame_results_from_pb(reply)
 
     async def get_stream(self, stream_id: str) -> StreamInfo:
-        reply, _ = await self._call("GetStream", wpb.StreamRef(stream_id=stream_id), stream_id=stream_id)
+        reply = await self._call("GetStream", wpb.StreamRef(stream_id=stream_id))
         return codec.stream_info_from_pb(reply)
 
     async def models(self) -> list[ModelInfo]:
@@ -231,7 +232,7 @@ class RemoteEngineClient:
         if self._models is not None and now - self._models_fetched_at < MODELS_TTL_S:
             return self._models
         try:
-            reply, _ = await self._call("Models", pb.ListModelsRequest())
+            reply = await self._call("Models", pb.ListModelsRequest())
         except Unavailable:
             if self._models is None:
                 raise
@@ -247,12 +248,12 @@ class RemoteEngineClient:
         return list(self._components)
 
     async def ready(self) -> ReadyStatus:
-        """Ready while at least one worker is SERVING; ``detail`` names every worker's state."""
-        return ReadyStatus(ready=self.pool.ready, detail=self.pool.detail())
-
-    @property
-    def addresses(self) -> list[str]:
-        return [w.address for w in self.pool.workers]
+        """Ready while the channel is READY (some worker connected and SERVING); ``detail`` names its state."""
+        state = self.workers.state()
+        ready = state is grpc.ChannelConnectivity.READY
+        word = "serving" if ready else "not serving"
+        detail = {f"worker {self.workers.target}": f"{word} (channel {state.name.lower()})"}
+        return ReadyStatus(ready=ready, detail=detail)
 
 
 def _frame_bytes(frame: Frame) -> int:

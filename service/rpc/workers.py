@@ -1,50 +1,42 @@
-"""The gateway's view of its workers: channels, health, and which worker takes a call.
+"""The gateway's one channel to its workers: gRPC's own balancing, health checking and retries, no balancer of ours.
 
-- **Spreading**: calls go round-robin over the worker addresses whose ``grpc.health.v1`` status is SERVING;
-  inside one address gRPC's own ``round_robin`` policy (with client-side health checking and a retry policy)
-  spreads over the backends it resolves to (a DNS name over a headless Service, or ``ipv4:a,b,...``).
-- **Stream affinity**: a stream's calls stick to the address that served its previous call while it stays
-  healthy. Not for speed — with a shared (Redis) frame buffer any worker serves any frame equally fast
-  (``bench/affinity.py``) — but because a stream's smoothing state (``engine.world.StreamWorld``) lives in the
-  worker process: a smoothed stream spread over workers would be smoothed piecewise and lose the frames a
-  smoother still holds. Drop it once that state lives in the frame buffer.
-- **Failover**: a call that fails because its worker is gone (connection refused/reset), cannot take work yet
-  (UNAVAILABLE, e.g. still loading) or is full (RESOURCE_EXHAUSTED) may be made again on another worker; every
-  Worker method is idempotent (``estimate`` recomputes, frames are keyed by index).
-- **Visibility**: a background task checks every address each ``health_interval_s`` over a probe channel
-  without load balancing (it reaches a NOT_SERVING worker too); :meth:`WorkerPool.detail` names each state.
+- **One channel, one target.** ``workers: list[str]`` becomes one gRPC target (:func:`worker_target`): one entry
+  passes through as it is (``dns:///workers.ns.svc:50061`` over a Kubernetes headless Service re-resolves as pods
+  come and go; ``host:port`` works too); several ``host:port`` entries become gRPC's built-in static list
+  ``ipv4:a:p,b:p`` (or ``ipv6:[a]:p,...``), host names resolved once at start-up.
+- **Spreading**: the ``round_robin`` load-balancing policy over every backend the target resolves to, with
+  client-side health checking (``healthCheckConfig``): only backends whose ``grpc.health.v1`` status for the
+  Worker service is SERVING get calls. No stickiness: stream state (windows, tracker and smoothing state) lives
+  in the frame buffer, so any worker serves the next frame of any stream.
+- **Retries**: the service config's ``retryPolicy`` retries ``UNAVAILABLE`` ("not serving": the backend is gone,
+  still loading or draining) on the next pick; every Worker method is idempotent (frames are keyed by index).
+  A refusal — over capacity, a quota (``RESOURCE_EXHAUSTED`` with ``retry-after-s``) — is an answer: it is not
+  retried, here or anywhere, and reaches the client as 503/429 + ``Retry-After``.
+- **Visibility**: :meth:`WorkerChannel.ready` is the channel's connectivity state: READY while some backend is
+  connected and SERVING (``/readyz`` and ``pose3d_worker_up`` follow it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
+import ipaddress
 import json
-import logging
+import socket
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service.errors import DeadlineExceeded, Overloaded, Pose3DError, Unavailable
+from service.errors import DeadlineExceeded
 from service.proto_gen.pose3d.v1 import worker_pb2_grpc
 from service.rpc.server import WORKER_SERVICE, channel_options
 from service.rpc.status import error_from_rpc
 from service.telemetry.grpc_trace import TraceClientInterceptor
 
-log = logging.getLogger("service.rpc.remote_engine")
+RETRY_MAX_ATTEMPTS: Final = 3
+RECONNECT_BACKOFF_MAX_MS: Final = 2000
 
-RETRY_ON_OTHER_WORKER: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
-_MAX_STICKY_STREAMS: Final = 100_000
-
-# gRPC's own machinery inside each worker address: round_robin over the resolved backends, client-side health
-# checking (only SERVING backends get calls; re-resolution follows scaling), and a transparent retry of
-# UNAVAILABLE on another backend (every Worker method is idempotent, so retrying is safe).
 WORKER_SERVICE_CONFIG: Final = json.dumps(
     {
         "loadBalancingConfig": [{"round_robin": {}}],
@@ -53,121 +45,117 @@ WORKER_SERVICE_CONFIG: Final = json.dumps(
             {
                 "name": [{"service": WORKER_SERVICE}],
                 "retryPolicy": {
-                    "maxAttempts": 3,
+                    "maxAttempts": RETRY_MAX_ATTEMPTS,
                     "initialBackoff": "0.05s",
                     "maxBackoff": "0.5s",
                     "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
+                    "retryableStatusCodes": ["UNAVAILABLE"],  # never RESOURCE_EXHAUSTED: a refusal is an answer
                 },
             }
         ],
     }
 )
+_SCHEMES: Final = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:")
 
 
-@dataclass
-class Worker:
-    address: str
-    channel: Any  # grpc.aio.Channel
-    stub: Any  # worker_pb2_grpc.WorkerStub
-    health: Any  # health_pb2_grpc.HealthStub on probe_channel
-    probe_channel: Any  # grpc.aio.Channel without load balancing/health config: reaches a NOT_SERVING worker too
-    healthy: bool = False
-    state: str = "not checked yet"
+def _split(address: str) -> tuple[str, str]:
+    """``host:port`` or ``[v6]:port`` → ``(host, port)``; raises ValueError."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"worker address {address!r} is not host:port")
+    return host.strip("[]"), port
 
 
-class WorkerPool:
-    """Channels to ``addresses`` (``host:port`` or any gRPC target each). Call :meth:`start` before use."""
+def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _resolve(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``host``'s address (IPv4 preferred); raises ValueError when it does not resolve."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ValueError(f"worker host {host!r} does not resolve: {e}") from e
+    found = [ipaddress.ip_address(str(info[4][0])) for info in infos]
+    return next((a for a in found if a.version == 4), found[0])
+
+
+def worker_target(addresses: Sequence[str]) -> str:
+    """The one gRPC target for ``addresses`` (see the module docstring); raises ValueError.
+
+    >>> worker_target(["127.0.0.1:50061", "127.0.0.1:50062"])
+    'ipv4:127.0.0.1:50061,127.0.0.1:50062'
+    >>> worker_target(["dns:///workers.pose3d.svc:50061"])
+    'dns:///workers.pose3d.svc:50061'
+    """
+    if not addresses:
+        raise ValueError("the gateway needs at least one worker address")
+    if len(addresses) == 1:
+        return addresses[0]
+    if any(a.startswith(_SCHEMES) for a in addresses):
+        raise ValueError("a worker address with a scheme (dns:///, ipv4:, ...) must be the only one")
+    pairs = [_split(a) for a in addresses]
+    ips = [(_literal(host) or _resolve(host), port) for host, port in pairs]
+    versions = {ip.version for ip, _ in ips}
+    if versions == {4}:
+        return "ipv4:" + ",".join(f"{ip}:{port}" for ip, port in ips)
+    if versions == {6}:
+        return "ipv6:" + ",".join(f"[{ip}]:{port}" for ip, port in ips)
+    raise ValueError("worker addresses mix IPv4 and IPv6; gRPC's static target lists take one family")
+
+
+class WorkerChannel:
+    """One balanced, health-checked channel to the workers behind ``target`` (:func:`worker_target`).
+
+    Args:
+        target: the gRPC target.
+        max_message_bytes: message limit both ways.
+        call_timeout_s: a call's timeout when the request has no deadline.
+        credentials: mTLS credentials (``security.worker_*``), else plaintext.
+    """
 
     def __init__(
         self,
-        addresses: Sequence[str],
+        target: str,
         max_message_bytes: int,
-        health_interval_s: float,
         call_timeout_s: float,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        if not addresses:
-            raise ValueError("RemoteEngineClient needs at least one worker address")
-        options = [*channel_options(max_message_bytes), ("grpc.service_config", WORKER_SERVICE_CONFIG)]
-        self.workers: list[Worker] = []
-        for address in addresses:
-            channel = _channel(address, options, credentials)
-            probe = _channel(address, channel_options(max_message_bytes), credentials)
-            stub = worker_pb2_grpc.WorkerStub(channel)  # type: ignore[no-untyped-call]
-            self.workers.append(Worker(address, channel, stub, health_pb2_grpc.HealthStub(probe), probe))
-        self._rr = itertools.count()
-        self._health_interval_s = health_interval_s
+        self.target = target
         self.call_timeout_s = call_timeout_s
-        self._sticky: OrderedDict[str, Worker] = OrderedDict()
-        self._health_task: asyncio.Task[None] | None = None
-
-    # ---- lifecycle and health -------------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Check every worker once, then keep checking in the background."""
-        if self._health_task is None:
-            await self._check_all()
-            self._health_task = asyncio.create_task(self._watch_health(), name="worker-health")
-
-    async def aclose(self) -> None:
-        if self._health_task is not None:
-            self._health_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._health_task
-            self._health_task = None
-        channels = [c for w in self.workers for c in (w.channel, w.probe_channel)]
-        await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)
-
-    async def _watch_health(self) -> None:
-        while True:
-            await asyncio.sleep(self._health_interval_s)
-            await self._check_all()
-
-    async def _check_all(self) -> None:
-        await asyncio.gather(*(self._check(w) for w in self.workers))
-
-    async def _check(self, worker: Worker) -> None:
-        """An address is healthy when its probe says SERVING, or when its data channel is READY (client-side
-        health checking: some backend behind the address serves, though the probe reached another)."""
-        request = health_pb2.HealthCheckRequest(service=WORKER_SERVICE)
-        try:
-            reply = await worker.health.Check(request, timeout=max(0.5, self._health_interval_s))
-        except grpc.aio.AioRpcError as exc:
-            state = f"unreachable: {exc.code().name}"
-            serving = False
+        options = [
+            *channel_options(max_message_bytes),
+            ("grpc.service_config", WORKER_SERVICE_CONFIG),
+            ("grpc.initial_reconnect_backoff_ms", 200),  # a worker that (re)starts is seen within a few seconds
+            ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
+        ]
+        interceptors = [TraceClientInterceptor()]  # traceparent in the metadata of every worker call
+        if credentials is None:
+            self.channel: Any = grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
         else:
-            serving = reply.status == health_pb2.HealthCheckResponse.SERVING
-            state = "serving" if serving else health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status).lower()
-        if not serving and worker.channel.get_state(try_to_connect=True) is grpc.ChannelConnectivity.READY:
-            serving, state = True, f"serving (a backend behind it; the probe saw {state})"
-        self._set_health(worker, serving, state)
+            self.channel = grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
+        self.stub: Any = worker_pb2_grpc.WorkerStub(self.channel)  # type: ignore[no-untyped-call]
 
-    def _set_health(self, worker: Worker, healthy: bool, state: str) -> None:
-        if worker.healthy != healthy:
-            log.log(logging.INFO if healthy else logging.WARNING, "worker %s is now %s", worker.address, state)
-        worker.healthy, worker.state = healthy, state
+    def state(self) -> grpc.ChannelConnectivity:
+        """The channel's connectivity (asks it to connect when idle)."""
+        state: grpc.ChannelConnectivity = self.channel.get_state(try_to_connect=True)
+        return state
 
     @property
     def ready(self) -> bool:
-        return any(w.healthy for w in self.workers)
+        """True while some backend is connected and SERVING (client-side health checking)."""
+        return self.state() is grpc.ChannelConnectivity.READY
 
-    def detail(self) -> dict[str, str]:
-        return {f"worker {w.address}": w.state for w in self.workers}
-
-    # ---- routing ------------------------------------------------------------------------------------------------
-
-    def order(self, stream_id: str | None = None) -> list[Worker]:
-        """Workers to try, best first: the stream's worker if healthy, the healthy ones round-robin, the rest."""
-        sticky = self._sticky.get(stream_id) if stream_id else None
-        n = len(self.workers)
-        start = next(self._rr) % n
-        rotated = self.workers[start:] + self.workers[:start]
-        healthy = [w for w in rotated if w.healthy]
-        if sticky is not None and sticky.healthy:
-            healthy.remove(sticky)
-            healthy.insert(0, sticky)
-        return healthy + [w for w in rotated if not w.healthy]
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for :attr:`ready` (start-up); returns it."""
+        try:
+            await asyncio.wait_for(self.channel.channel_ready(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     def timeout(self, deadline: float | None) -> float:
         """Seconds left for a call (``call_timeout_s`` without a deadline)."""
@@ -178,58 +166,12 @@ class WorkerPool:
             raise DeadlineExceeded("the request's deadline passed before it reached a worker")
         return remaining
 
-    def failed_over(self, worker: Worker, method: str, exc: grpc.aio.AioRpcError) -> Pose3DError:
-        """The service error of a failed call, returned when another worker may take the call over (raised
-        otherwise); a worker that answered UNAVAILABLE (not over capacity) counts as unhealthy until its next health
-        check."""
-        error = error_from_rpc(exc)
-        if exc.code() not in RETRY_ON_OTHER_WORKER:
-            raise error from exc
-        if exc.code() is grpc.StatusCode.UNAVAILABLE and not isinstance(error, Overloaded):  # busy ≠ down
-            self._set_health(worker, False, f"unavailable: {exc.details()}")
-        log.warning("worker %s: %s failed (%s: %s); trying another", worker.address, method, exc.code().name,
-                    exc.details())  # fmt: skip
-        return error
+    async def call(self, method: str, message: Any, deadline: float | None = None) -> Any:
+        """``Worker.<method>(message)``; a failed call raises its service error (:func:`error_from_rpc`)."""
+        try:
+            return await getattr(self.stub, method)(message, timeout=self.timeout(deadline))
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc) from exc
 
-    async def call(
-        self, method: str, message: Any, *, deadline: float | None = None, stream_id: str | None = None
-    ) -> tuple[Any, Worker]:
-        """Call ``Worker.<method>`` on the best worker, moving on while workers are gone or busy.
-
-        Returns the reply and the worker that gave it (which the stream, if any, now sticks to).
-        """
-        last: Pose3DError | None = None
-        for worker in self.order(stream_id):
-            try:
-                reply = await getattr(worker.stub, method)(message, timeout=self.timeout(deadline))
-            except grpc.aio.AioRpcError as exc:
-                last = self.failed_over(worker, method, exc)
-                continue
-            if stream_id:
-                self.remember(stream_id, worker)
-            return reply, worker
-        raise no_worker(last)
-
-    def remember(self, stream_id: str, worker: Worker) -> None:
-        self._sticky[stream_id] = worker
-        self._sticky.move_to_end(stream_id)
-        while len(self._sticky) > _MAX_STICKY_STREAMS:
-            self._sticky.popitem(last=False)
-
-    def forget(self, stream_id: str) -> None:
-        self._sticky.pop(stream_id, None)
-
-
-def no_worker(last: Pose3DError | None) -> Pose3DError:
-    """What to raise when no worker took a call: the last Overloaded as it is, else Unavailable."""
-    if isinstance(last, Overloaded):
-        return last
-    return Unavailable(f"no worker could take the request ({last.detail if last else 'no workers'})")
-
-
-def _channel(address: str, options: list[tuple[str, Any]], credentials: grpc.ChannelCredentials | None) -> Any:
-    """A channel to a worker: mTLS with ``credentials`` (security.worker_*), else plaintext."""
-    interceptors = [TraceClientInterceptor()]  # traceparent in the metadata of every worker call
-    if credentials is None:
-        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
-    return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)
+    async def aclose(self) -> None:
+        await self.channel.close()

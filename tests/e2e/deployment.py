@@ -39,7 +39,6 @@ def deployment_env(redis_url: str) -> dict[str, str]:
             "POSE3D_DEFAULT_CLIP_MODEL": "pstmo-9",
             "POSE3D_ENGINE__REQUEST_TIMEOUT_S": "120",
             "POSE3D_ENGINE__MAX_DELAY_MS": "1",
-            "POSE3D_WORKER_HEALTH_INTERVAL_S": "0.3",
             "POSE3D_LOG_LEVEL": "info",
             "OMP_NUM_THREADS": "1",
             "PYTHONUNBUFFERED": "1",

@@ -1,5 +1,5 @@
 """Admission by expected time through the real transports: a request whose wait, by the measured drain rate, would
-keep it past its deadline is refused at once with 503 (REST: problem+json + ``Retry-After``) or ``UNAVAILABLE``
+keep it past its deadline is refused at once with 503 (REST: problem+json + ``Retry-After``) or ``RESOURCE_EXHAUSTED``
 (gRPC: ``retry-after-s`` trailer), the Retry-After computed from that rate — never a constant.
 
 No wall-clock bound: the lifter's measured rate is set to 100 s per window, so the expected wait of any request
@@ -126,7 +126,7 @@ async def test_grpc_refuses_at_once_with_unavailable_and_a_retry_after_trailer()
                 refused = e
             else:
                 raise AssertionError("a request behind 200 s of queued work was admitted with a 60 s deadline")
-        assert refused.code() is grpc.StatusCode.UNAVAILABLE
+        assert refused.code() is grpc.StatusCode.RESOURCE_EXHAUSTED  # a refusal, not "not serving": never retried
         trailers = {str(k): str(v) for k, v in refused.trailing_metadata() or ()}
         assert trailers["pose3d-error-type"] == "over-capacity"
         assert 2 * SLOW_S_PER_WINDOW - DEADLINE_S <= float(trailers["retry-after-s"]) <= 3 * SLOW_S_PER_WINDOW

@@ -118,7 +118,7 @@ def test_worker_frames_carry_the_flag() -> None:
 async def test_the_flag_crosses_to_a_worker(engine: InProcessEngine) -> None:
     """Gateway → worker over real gRPC (``RemoteEngineClient`` → ``WorkerServicer`` → the engine)."""
     server, _, address = await serve_worker(engine)
-    client = RemoteEngineClient([address], health_interval_s=0.2)
+    client = RemoteEngineClient([address])
     await client.start()
     try:
         info = await client.open_stream(EstimateOptions(mode=WindowMode.CAUSAL))

@@ -70,7 +70,7 @@ async def deployed(redis: RestartableRedis) -> AsyncIterator[Deployed]:
     settings = tiny_settings(redis_url=redis.url, engine=EngineSettings(max_queue=16, request_timeout_s=600.0))
     engine = await build_engine(settings, Metrics())
     server, _, address = await serve_worker(engine)
-    remote = RemoteEngineClient([address], health_interval_s=0.2)
+    remote = RemoteEngineClient([address])
     await remote.start()
     app = create_app(settings.model_copy(update={"redis_url": ""}), engine=remote)  # jobs: not under test
     app.state.gateway.engine = remote  # what the lifespan does (ASGITransport runs no lifespan)

@@ -13,7 +13,7 @@ from service.gateway.app import create_app
 from service.gateway.schemas import MAX_FRAME_INDEX
 from service.rpc.remote_engine import RemoteEngineClient
 from tests.service.grpc_toy_engine import ToyEngine
-from tests.service.test_grpc_remote import start_worker
+from tests.service.test_grpc_remote import Refusing, start_worker
 
 SKELETON = [[300.0 + 3 * j, 100.0 + 12 * j] for j in range(17)]
 PROBLEM = "application/problem+json"
@@ -22,8 +22,9 @@ PROBLEM = "application/problem+json"
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     worker = await start_worker(ToyEngine())
-    remote = RemoteEngineClient([worker.address], health_interval_s=0.2)
+    remote = RemoteEngineClient([worker.address])
     await remote.start()
+    assert await remote.workers.wait_ready(60)
     app = create_app(GatewaySettings(default_image_model="toy", default_clip_model="toy"), engine=remote)
     app.state.gateway.engine = remote  # what the lifespan does (ASGITransport runs no lifespan)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -91,3 +92,27 @@ async def test_models_lists_the_workers_detectors(client: httpx.AsyncClient) -> 
     assert detector["kind"] == "keypoint_detector"
     assert detector["name"] == "hrnet-toy"
     assert detector["weights"] == "random"
+
+
+async def test_an_over_capacity_worker_answers_503_with_retry_after_once() -> None:
+    """The worker's refusal (RESOURCE_EXHAUSTED + ``retry-after-s``) crosses the gateway as it is: one worker call,
+    no retry by the channel's policy, 503 problem+json with Retry-After."""
+    worker = await start_worker(Refusing("full"))
+    remote = RemoteEngineClient([worker.address])
+    await remote.start()
+    assert await remote.workers.wait_ready(60)
+    app = create_app(GatewaySettings(default_image_model="toy", default_clip_model="toy"), engine=remote)
+    app.state.gateway.engine = remote
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            body = {"keypoints_2d": [SKELETON], "image_size": [640, 480]}
+            refused = await http.post("/v1/pose3d", json=body)
+    finally:
+        await remote.aclose()
+        await worker.server.stop(0)
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["content-type"].startswith(PROBLEM)
+    assert refused.json()["type"].endswith("over-capacity")
+    assert refused.headers["retry-after"] == "3"  # 2.5 s, rounded up
+    assert worker.engine.calls == 1  # refused once: never retried

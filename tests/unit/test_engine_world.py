@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.engine.framebuffer import StreamMeta
+from service.engine.framebuffer import AppendStatus, Emission, StreamMeta
+from service.engine.framebuffer.base import snapshot_for
 from service.engine.types import FrameResult, PersonResult, WindowMode
-from service.engine.world import StreamWorld, place_clip, place_frame, world_from_json, world_to_json
+from service.engine.world import (
+    SmoothingUpdate,
+    decode_smoother,
+    encode_smoother,
+    place_clip,
+    place_frame,
+    smooth_stream,
+    world_from_json,
+    world_to_json,
+)
 from service.geometry.camera import CameraSpec
-from service.geometry.smoothing import SmoothingMethod, SmoothingSpec
+from service.geometry.smoothing import SmoothingMethod, SmoothingSpec, TrackSmoother
 from service.geometry.synthetic import CAMERA, IMAGE_SIZE, moving_sequence, project
 
 K = CameraSpec(fx=CAMERA.fx, fy=CAMERA.fy, cx=CAMERA.cx, cy=CAMERA.cy)
@@ -43,41 +53,110 @@ def test_every_person_is_placed_in_one_camera_frame() -> None:
         assert person.warnings == ()
 
 
-def test_stream_world_equals_place_clip_for_each_method() -> None:
+class Stored:
+    """A stream's smoothing state as the frame buffer keeps it (the current one and the one it replaced)."""
+
+    def __init__(self) -> None:
+        self.current: tuple[int, bytes] = (0, b"")
+        self.previous: tuple[int, bytes] | None = None
+
+    def emission(self, start: int, stop: int) -> Emission:
+        return Emission(
+            AppendStatus.ADDED, range(start, stop), smoothing=snapshot_for(start, self.current, self.previous)
+        )
+
+    def store(self, update: SmoothingUpdate | None) -> None:
+        if update is not None and update.expected == self.current[0]:
+            self.previous, self.current = self.current, (update.cursor, update.state)
+
+
+def _stream(frames: list[FrameResult], meta: str, stored: Stored) -> list[FrameResult]:
+    """Each frame pushed alone (emitting itself) through the stored state, then the close."""
+    out: list[FrameResult] = []
+    for f in frames:
+        got, update = smooth_stream(meta, [stored.emission(f.frame_index, f.frame_index + 1)], [f])
+        stored.store(update)
+        out += got
+    end = len(frames)
+    return out + smooth_stream(meta, [stored.emission(end, end)], [], final=True)[0]
+
+
+def _assert_same(got: list[FrameResult], want: list[FrameResult]) -> None:
+    assert [f.frame_index for f in got] == [f.frame_index for f in want]
+    for a, b in zip(got, want, strict=True):
+        for pa, pb in zip(a.people, b.people, strict=True):
+            assert pa.keypoints_3d_camera is not None
+            assert pb.keypoints_3d_camera is not None
+            np.testing.assert_array_equal(pa.keypoints_3d_camera, pb.keypoints_3d_camera)
+            np.testing.assert_array_equal(pa.keypoints_3d, pb.keypoints_3d)
+            assert pa.distance_m == pb.distance_m
+
+
+def test_a_stream_smoothed_through_its_stored_state_equals_place_clip_for_each_method() -> None:
     frames = _frames(20)
     for method in SmoothingMethod:
         smoothing = SmoothingSpec(method)
         clip = place_clip(frames, K, smoothing)
-        world = StreamWorld(max_streams=4)
         meta = world_to_json(K, smoothing)
-        streamed = [r for f in frames for r in world.step("s", meta, [f])]
-        assert len(streamed) == 20 - smoothing.lag_frames
-        streamed += world.step("s", meta, [], final=True)
-        assert [f.frame_index for f in streamed] == list(range(20))
-        for a, b in zip(streamed, clip, strict=True):
-            for pa, pb in zip(a.people, b.people, strict=True):
+        stored = Stored()
+        streamed = _stream(frames, meta, stored)  # every step resumes from bytes: any worker could have served it
+        assert len(streamed) == 20
+        _assert_same(streamed, clip)
+        for a in streamed:
+            for pa in a.people:
                 assert pa.keypoints_3d_camera is not None
-                assert pb.keypoints_3d_camera is not None
-                np.testing.assert_array_equal(pa.keypoints_3d_camera, pb.keypoints_3d_camera)
-                np.testing.assert_array_equal(pa.keypoints_3d, pb.keypoints_3d)
                 t = pa.keypoints_3d_camera - pa.keypoints_3d
                 np.testing.assert_allclose(t, np.broadcast_to(t[0], t.shape), atol=1e-5)
 
 
-def test_unplaceable_people_and_late_frames_pass_through() -> None:
+def test_the_smoother_survives_its_bytes_exactly() -> None:
+    frames = [place_frame(f, K) for f in _frames(7)]
+    for method in (SmoothingMethod.ONE_EURO, SmoothingMethod.SAVGOL):
+        spec = SmoothingSpec(method, half_window=3)
+        smoother: TrackSmoother[FrameResult] = TrackSmoother(spec)
+        for f in frames[:5]:
+            smoother.push(
+                f.frame_index, f.timestamp_s, {p.track_id: p.keypoints_3d.astype(np.float64) for p in f.people}, f
+            )
+        data = encode_smoother(smoother)
+        back = decode_smoother(spec, data)
+        assert encode_smoother(back) == data
+        assert encode_smoother(decode_smoother(spec, b"")) == encode_smoother(TrackSmoother(spec))
+
+
+def test_a_replayed_push_is_answered_as_the_first_time_and_a_lost_one_restarts_smoothing() -> None:
+    frames = _frames(10)
+    meta = world_to_json(K, SmoothingSpec(SmoothingMethod.SAVGOL, half_window=2))
+    stored = Stored()
+    first = _stream(frames[:6], meta, stored)[:4]  # frames 0-3 released (4, 5 held)
+    replay = stored.emission(5, 6)  # frame 5 retried after its state was stored: the state before it is kept
+    again, update = smooth_stream(meta, [replay], [frames[5]])
+    assert [f.frame_index for f in again] == [3]
+    _assert_same(again, first[3:4])
+    stored.store(update)  # refused: the stored state is already past it
+    assert stored.current[0] == 6
+    old, update = smooth_stream(meta, [stored.emission(2, 3)], [frames[2]])  # too old to smooth again
+    assert update is None
+    assert old[0].people[0].keypoints_3d_camera is not None
+    lost = stored.emission(7, 8)  # frame 6's push never stored its state: smoothing restarts at frame 7
+    assert lost.smoothing.cursor == 6
+    restarted, update = smooth_stream(meta, [lost], [frames[7]])
+    assert restarted == []
+    assert update is not None
+    assert (update.expected, update.cursor) == (6, 8)
+
+
+def test_unplaceable_people_pass_through() -> None:
     frames = _frames(6)
     weak = frames[2].people[0]
     frames[2].people[0] = PersonResult(
         weak.track_id, weak.box, 0.1, weak.keypoints_2d, np.zeros(17, np.float32), weak.keypoints_3d
     )
-    world = StreamWorld(max_streams=4)
     meta = world_to_json(CameraSpec(), SmoothingSpec(SmoothingMethod.ONE_EURO))
-    out = world.step("s", meta, frames[:4])
+    out, _ = smooth_stream(meta, [Stored().emission(0, 4)], frames[:4])
     (unplaced,) = [p for p in out[2].people if p.track_id == weak.track_id]
     assert unplaced.keypoints_3d_camera is None
     assert "not placed" in unplaced.warnings[0]
-    late = world.step("s", meta, [frames[3]])  # frame 3 again: older than the newest smoothed frame
-    assert late[0].people[0].keypoints_3d_camera is not None
 
 
 def test_world_options_survive_the_stream_metadata() -> None:

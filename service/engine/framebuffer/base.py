@@ -13,6 +13,14 @@ that from what this process last wrote or read, so that a stream frame costs one
 write replaces the stream's tracker *token* with a fresh random one, and :meth:`FrameBuffer.append` stores
 nothing when the caller tracked with another token than the stored one (another writer moved the tracker on,
 or the stream was opened again): it answers ``CONFLICT`` and the caller tracks again on fresh state.
+
+The stream's **smoothing state** (One-Euro / Savitzky–Golay, after lifting: :mod:`service.engine.world`) lives
+here too, as an opaque blob tagged with the emission cursor it is valid at (every target below it fed). The
+append (and the flush) answers, in the same round trip, the state valid at the start of what it emitted
+(:class:`SmoothingSnapshot`; for a replayed emission the state it replaced, kept one step); the engine smooths the
+lifted results from it and stores the next one with :meth:`FrameBuffer.smoothed` (compare-and-set on the
+cursor). So any worker serves the next frame of a smoothed stream, and a worker killed mid-frame loses nothing:
+the retried frame is answered from the state before it.
 """
 
 from __future__ import annotations
@@ -212,13 +220,36 @@ class AppendStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class SmoothingSnapshot:
+    """The stream's stored smoothing state as an append or flush found it.
+
+    ``cursor``: the emission cursor the state is valid at; ``state``: the blob (``b""``: nothing fed yet) when
+    ``cursor`` is the start of the emission it came with, else None (the stored state is elsewhere: behind it
+    when an emission was never smoothed, ahead of it for an old replay)."""
+
+    cursor: int = 0
+    state: bytes | None = b""
+
+
+def snapshot_for(start: int, current: tuple[int, bytes], previous: tuple[int, bytes] | None) -> SmoothingSnapshot:
+    """The snapshot an emission starting at ``start`` gets from the stored ``current`` ``(cursor, blob)`` and the
+    ``previous`` one it replaced (what :meth:`FrameBuffer.smoothed` keeps for a replayed emission)."""
+    if current[0] == start:
+        return SmoothingSnapshot(start, current[1])
+    if previous is not None and previous[0] == start:
+        return SmoothingSnapshot(start, previous[1])
+    return SmoothingSnapshot(current[0], None)
+
+
+@dataclass(frozen=True)
 class Emission:
     """Targets ready for lifting and the records their windows need.
 
     ``targets``: frame indices to emit, in order (missing frames among them are skipped by the caller);
     ``newest``: the highest frame index the windows may see in centred mode;
     ``records``: frame index → record for every stored frame the windows may use;
-    ``frames_received`` / ``next_emit``: the stream's counters after this step.
+    ``frames_received`` / ``next_emit``: the stream's counters after this step;
+    ``smoothing``: the stored smoothing state for ``targets.start`` (read in the same step).
     """
 
     status: AppendStatus
@@ -227,6 +258,7 @@ class Emission:
     records: dict[int, FrameRecord] = field(default_factory=dict)
     frames_received: int = 0
     next_emit: int = 0
+    smoothing: SmoothingSnapshot = field(default_factory=SmoothingSnapshot)
 
 
 class FrameBuffer(ABC):
@@ -275,6 +307,12 @@ class FrameBuffer(ABC):
     async def flush(self, stream_id: str, window: WindowSpec, mode: WindowMode) -> Emission:
         """Mark the stream closed and return every target not yet emitted (the tail, edge-padded at the
         last received frame). Calling it again returns the same tail. Raises UnknownStream."""
+
+    @abstractmethod
+    async def smoothed(self, stream_id: str, expected: int, cursor: int, state: bytes) -> bool:
+        """Store ``state``, the smoothing state valid at emission cursor ``cursor``, if the stored one is still
+        the one valid at ``expected`` (which is kept as the previous state, for a replayed emission); True when
+        stored. Raises UnknownStream."""
 
     @abstractmethod
     async def delete(self, stream_id: str) -> bool:

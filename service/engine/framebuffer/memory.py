@@ -23,6 +23,7 @@ from service.engine.framebuffer.base import (
     TrackerView,
     new_token,
     out_of_range,
+    snapshot_for,
 )
 from service.engine.types import WindowMode
 from service.engine.windows import WindowSpec, emission_range, needed_range
@@ -38,6 +39,8 @@ class _Stream:
     tracker: bytes | None = None
     token: str = field(default_factory=new_token)
     trimmed_below: int = 0
+    smooth: tuple[int, bytes] = (0, b"")  # (emission cursor, smoothing state valid there)
+    smooth_prev: tuple[int, bytes] | None = None  # the one it replaced (a replayed emission's)
 
 
 class MemoryFrameBuffer(FrameBuffer):
@@ -134,7 +137,8 @@ class MemoryFrameBuffer(FrameBuffer):
         )
         records = self._records(s, needed_range(targets, window, high, mode))
         self._trim(s, window, targets.start)
-        return Emission(AppendStatus.ADDED, targets, high, records, s.state.frames_received, targets.stop)
+        smoothing = snapshot_for(targets.start, s.smooth, s.smooth_prev)
+        return Emission(AppendStatus.ADDED, targets, high, records, s.state.frames_received, targets.stop, smoothing)
 
     def _replay(self, s: _Stream, idx: int, window: WindowSpec, mode: WindowMode) -> Emission:
         start, stop, newest = s.emits.get(idx, (0, 0, -1))
@@ -143,9 +147,9 @@ class MemoryFrameBuffer(FrameBuffer):
         if len(targets) and needed.start < s.trimmed_below:
             targets, needed = range(0), range(0)  # too old to answer again
         st = s.state
-        return Emission(
-            AppendStatus.DUPLICATE, targets, newest, self._records(s, needed), st.frames_received, st.next_emit
-        )
+        smoothing = snapshot_for(targets.start, s.smooth, s.smooth_prev)
+        records = self._records(s, needed)
+        return Emission(AppendStatus.DUPLICATE, targets, newest, records, st.frames_received, st.next_emit, smoothing)
 
     def _trim(self, s: _Stream, window: WindowSpec, emitted_from: int) -> None:
         """Drop frames no window will need: behind the last ``REPLAY_MARGIN`` targets and behind the latest
@@ -162,7 +166,15 @@ class MemoryFrameBuffer(FrameBuffer):
         newest = st.max_index
         targets = range(st.next_emit, max(st.next_emit, newest + 1))
         records = self._records(s, needed_range(targets, window, newest, mode))
-        return Emission(AppendStatus.ADDED, targets, newest, records, st.frames_received, st.next_emit)
+        smoothing = snapshot_for(targets.start, s.smooth, s.smooth_prev)
+        return Emission(AppendStatus.ADDED, targets, newest, records, st.frames_received, st.next_emit, smoothing)
+
+    async def smoothed(self, stream_id: str, expected: int, cursor: int, state: bytes) -> bool:
+        s = self._get(stream_id)
+        if s.smooth[0] != expected:
+            return False
+        s.smooth_prev, s.smooth = s.smooth, (cursor, state)
+        return True
 
     async def delete(self, stream_id: str) -> bool:
         return self._streams.pop(stream_id, None) is not None

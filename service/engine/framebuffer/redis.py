@@ -3,13 +3,15 @@
 Keys of one stream share the hash tag ``{<stream_id>}`` (one Redis Cluster slot):
 
 - ``pose3d:{sid}:meta``    hash: ``meta`` (JSON of :class:`StreamMeta`), ``cursor``, ``high``, ``maxi``,
-  ``received``, ``trim``, ``closed``, ``ttok`` (tracker token)
+  ``received``, ``trim``, ``closed``, ``ttok`` (tracker token), and the smoothing state: ``scur`` + ``smooth``
+  (the cursor it is valid at + the blob), ``spcur`` + ``sprev`` (the one it replaced)
 - ``pose3d:{sid}:frames``  hash: frame index → binary :class:`FrameRecord` (:func:`encode_record`)
 - ``pose3d:{sid}:emits``   hash: frame index → ``start,stop,newest`` (what that frame's arrival emitted)
 - ``pose3d:{sid}:tracker`` string: the tracker's serialised state
 
 A stream frame costs ONE round trip: the token check, the tracker write, the append, the cursor advance, the
-window read and trimming happen in one Lua script (atomic); it mirrors
+window read, the smoothing state read and trimming happen in one Lua script (atomic); a smoothed stream adds the
+write of its next smoothing state after lifting (:meth:`RedisFrameBuffer.smoothed`, compare-and-set). It mirrors
 :func:`service.engine.windows.emission_range` and :func:`~service.engine.windows.needed_range`. The tracker
 state the frame was tracked with comes from this process's copy (:meth:`RedisFrameBuffer.tracker`: what it
 last wrote or read). A stale copy (another worker served the stream meanwhile, or it was opened again) fails
@@ -33,6 +35,7 @@ from service.engine.framebuffer.base import (
     Emission,
     FrameBuffer,
     FrameRecord,
+    SmoothingSnapshot,
     StreamMeta,
     StreamState,
     TrackerView,
@@ -64,6 +67,14 @@ local function needed(start, stop, newest, lag_left, lag_right, causal)
   if causal then hi = stop - 1 else hi = math.min(newest, stop - 1 + lag_right) end
   return lo, hi
 end
+-- the smoothing state valid at `start`: {cursor, blob} (the replaced one for a replay), else {cursor, false}
+local function smoothing(start)
+  local s = redis.call('HMGET', KEYS[1], 'scur', 'smooth', 'spcur', 'sprev')
+  local cur = tonumber(s[1]) or 0
+  if cur == start then return {cur, s[2] or ''} end
+  if s[3] and tonumber(s[3]) == start then return {start, s[4] or ''} end
+  return {cur, false}
+end
 local function read(lo, hi)
   if hi < lo then return {} end
   local fields = {}
@@ -76,7 +87,7 @@ end
 # ARGV: index record tracker_or_empty seen_token('' = no check) new_token lag_left lag_right causal ttl_ms margin
 #       max_ahead
 # returns {'missing'} | {'closed'} | {'conflict', meta_json, token, tracker_or_nil} | {'range', high}
-#       | {status, cursor, high, maxi, received, closed, start, stop, newest, lo, {records}}
+#       | {status, cursor, high, maxi, received, closed, start, stop, newest, lo, {records}, {scur, smooth|nil}}
 _APPEND: Final = (
     _LUA_COMMON
     + """
@@ -86,7 +97,7 @@ local cursor, high, maxi, received, trim, closed = c[1], c[2], c[3], c[4], c[5],
 if closed == 1 then return {'closed'} end
 local ttl = tonumber(ARGV[9])
 local stored = redis.call('HMGET', KEYS[1], 'ttok', 'meta')
-local token = stored[1] or 'legacy'
+local token = stored[1]
 if ARGV[4] ~= '' and ARGV[4] ~= token then
   touch(ttl)
   return {'conflict', stored[2], token, redis.call('GET', KEYS[4])}
@@ -105,7 +116,7 @@ if idx < trim or redis.call('HEXISTS', KEYS[2], idx) == 1 then
   local lo, hi = needed(start, stop, newest, lag_left, lag_right, causal)
   if stop > start and lo < trim then start, stop, lo, hi = 0, 0, -1, -2 end
   touch(ttl)
-  return {'duplicate', cursor, high, maxi, received, closed, start, stop, newest, lo, read(lo, hi)}
+  return {'duplicate', cursor, high, maxi, received, closed, start, stop, newest, lo, read(lo, hi), smoothing(start)}
 end
 redis.call('HSET', KEYS[2], idx, ARGV[2])
 if ARGV[3] ~= '' then
@@ -132,7 +143,7 @@ while trim < keep_from do
 end
 redis.call('HSET', KEYS[1], 'cursor', cursor, 'high', high, 'maxi', maxi, 'received', received, 'trim', trim)
 touch(ttl)
-return {'added', cursor, high, maxi, received, closed, start, stop, high, lo, records}
+return {'added', cursor, high, maxi, received, closed, start, stop, high, lo, records, smoothing(start)}
 """
 )
 
@@ -148,9 +159,19 @@ local start = cursor
 local stop = math.max(cursor, maxi + 1)
 local lo, hi = needed(start, stop, maxi, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1')
 touch(tonumber(ARGV[4]))
-return {'added', cursor, high, maxi, received, 1, start, stop, maxi, lo, read(lo, hi)}
+return {'added', cursor, high, maxi, received, 1, start, stop, maxi, lo, read(lo, hi), smoothing(start)}
 """
 )
+
+# KEYS: meta; ARGV: expected_cursor cursor state ttl_ms → 1 stored | 0 not (another state is stored) | -1 missing
+_SMOOTHED: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local s = redis.call('HMGET', KEYS[1], 'scur', 'smooth')
+if (tonumber(s[1]) or 0) ~= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'spcur', s[1] or 0, 'sprev', s[2] or '', 'scur', ARGV[2], 'smooth', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
+return 1
+"""
 
 # KEYS: meta frames emits tracker; ARGV: meta_json ttl_ms token
 _CREATE: Final = """
@@ -161,11 +182,11 @@ return 1
 """
 
 
+_META_FIELDS: Final = ("meta", "cursor", "high", "maxi", "received", "trim", "closed", "ttok")
+"""The meta hash's fields a state or tracker read needs."""
+
 DECODED_CACHE_BYTES: Final = 16 * 1024 * 1024
 """Encoded bytes of the records kept decoded (about as much again is held by the decoded arrays)."""
-
-_LEGACY: Final = b"legacy"
-"""The token of a stream opened before tokens existed (it has none until its first tracked frame)."""
 
 
 def stream_keys(stream_id: str, prefix: str = "pose3d") -> list[str]:
@@ -194,6 +215,7 @@ class RedisFrameBuffer(FrameBuffer):
         self._append = self._redis.register_script(_APPEND)
         self._flush = self._redis.register_script(_FLUSH)
         self._create = self._redis.register_script(_CREATE)
+        self._smoothed = self._redis.register_script(_SMOOTHED)
         self._known: OrderedDict[str, TrackerView] = OrderedDict()
         self._known_max = known_streams
         self._decoded: OrderedDict[bytes, FrameRecord] = OrderedDict()
@@ -230,7 +252,7 @@ class RedisFrameBuffer(FrameBuffer):
         keys = self._keys(stream_id)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hgetall(keys[0])
+                pipe.hmget(keys[0], _META_FIELDS)  # not the smoothing blobs: they travel with appends only
                 if tracker:
                     pipe.get(keys[3])
                 for key in keys:
@@ -238,10 +260,11 @@ class RedisFrameBuffer(FrameBuffer):
                 replies = await pipe.execute()
         except RedisError as e:
             raise Unavailable(f"frame buffer (Redis) failed: {e}") from e
-        if not replies[0]:
+        meta = dict(zip((f.encode() for f in _META_FIELDS), replies[0], strict=True))
+        if meta[b"meta"] is None:
             self._known.pop(stream_id, None)
             raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
-        return replies[0], replies[1] if tracker else None
+        return meta, replies[1] if tracker else None
 
     async def state(self, stream_id: str) -> StreamState:
         raw, _ = await self._read(stream_id, tracker=False)
@@ -267,7 +290,7 @@ class RedisFrameBuffer(FrameBuffer):
             self._known.move_to_end(stream_id)
             return known
         raw, tracker = await self._read(stream_id, tracker=True)
-        view = TrackerView(StreamMeta.from_json(raw[b"meta"]), tracker, raw.get(b"ttok", _LEGACY).decode())
+        view = TrackerView(StreamMeta.from_json(raw[b"meta"]), tracker, raw[b"ttok"].decode())
         self._remember(stream_id, view)
         return view
 
@@ -292,10 +315,11 @@ class RedisFrameBuffer(FrameBuffer):
             if status == "missing":
                 raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
             raise Conflict(f"stream {stream_id!r} is closed")
-        _, cursor, _high, _maxi, received, _closed, start, stop, newest, lo, values = reply
+        _, cursor, _high, _maxi, received, _closed, start, stop, newest, lo, values, (scur, *blob) = reply
         records = {lo + i: self._decode(v) for i, v in enumerate(values) if v is not None}
         targets = range(int(start), int(stop))
-        return Emission(AppendStatus(status), targets, int(newest), records, int(received), int(cursor))
+        smoothing = SmoothingSnapshot(int(scur), blob[0] if blob else None)  # Lua's false (nil) ends the table
+        return Emission(AppendStatus(status), targets, int(newest), records, int(received), int(cursor), smoothing)
 
     async def append(
         self,
@@ -342,6 +366,12 @@ class RedisFrameBuffer(FrameBuffer):
         reply = await self._call(self._flush, self._keys(stream_id), args)
         self._known.pop(stream_id, None)
         return self._emission(reply, stream_id)
+
+    async def smoothed(self, stream_id: str, expected: int, cursor: int, state: bytes) -> bool:
+        stored = await self._call(self._smoothed, self._keys(stream_id)[:1], [expected, cursor, state, self.ttl_ms])
+        if int(stored) < 0:
+            raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
+        return bool(stored)
 
     async def delete(self, stream_id: str) -> bool:
         self._known.pop(stream_id, None)
