@@ -24,7 +24,7 @@ import torch
 from service.config import CommonSettings
 from service.engine.clips import clip_frames, push_clip
 from service.engine.context import FrameOptions, StreamStep, Timings
-from service.engine.door import admit
+from service.engine.door import Ticket, admit
 from service.engine.framebuffer import FrameBuffer, StreamMeta
 from service.engine.lifters import ServedLifter
 from service.engine.loader import Report, load_engine
@@ -253,18 +253,22 @@ class InProcessEngine:
         pipeline = self.pipeline
         return StreamStep(pipeline.buffer, meta, self._lifter(meta.model), self._deadline(deadline))
 
-    def _admitted(self, meta: StreamMeta, deadline: float | None, frames: Sequence[Frame]) -> StreamStep:
-        """The step for ``frames`` of the stream ``meta`` describes, once the engine's door admits them."""
+    def _admitted(self, meta: StreamMeta, deadline: float | None, frames: Sequence[Frame]) -> tuple[StreamStep, Ticket]:
+        """The step for ``frames`` of the stream ``meta`` describes, once the engine's door admits them, and the
+        door's ticket (to finish when the frames are through the pipeline)."""
         step = self._step(meta, deadline)
-        admit(self.pipeline, step.lifter, step.options, *_frame_counts(frames), step.deadline)
-        return step
+        return step, admit(self.pipeline, step.lifter, step.options, *_frame_counts(frames), step.deadline)
 
     async def push_frame(self, stream_id: str, frame: Frame, deadline: float | None = None) -> list[FrameResult]:
         deadline = self._deadline(deadline)
 
         async def step(meta: StreamMeta) -> list[FrameResult]:
-            flow = self._admitted(meta, deadline, [frame])
-            return await self._smooth(flow, await self.pipeline.push_frame(flow, frame))
+            flow, ticket = self._admitted(meta, deadline, [frame])
+            try:
+                results = await self.pipeline.push_frame(flow, frame)
+            finally:
+                ticket.finish(self.metrics)
+            return await self._smooth(flow, results)
 
         return await self._on_stream(stream_id, step)
 
@@ -276,8 +280,11 @@ class InProcessEngine:
         deadline = self._deadline(deadline)
 
         async def step(meta: StreamMeta) -> list[FrameResult]:
-            flow = self._admitted(meta, deadline, frames)
-            results, _ = await self.pipeline.push_in_order(flow, async_frames(frames), len(frames))
+            flow, ticket = self._admitted(meta, deadline, frames)
+            try:
+                results, _ = await self.pipeline.push_in_order(flow, async_frames(frames), len(frames))
+            finally:
+                ticket.finish(self.metrics)
             return await self._smooth(flow, results)
 
         return await self._on_stream(stream_id, step)
