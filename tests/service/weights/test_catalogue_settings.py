@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from service.cli import main
-from service.config import GatewaySettings, LifterKind, ModelSpec, WorkerSettings, build_settings
+from service.config import GatewaySettings, LifterKind, ModelSpec, WorkerSettings, build_settings, load_settings_file
+from service.profiles import profile_path
 from service.weights.catalogue import CATALOGUE_FILE, Fetch, Format, Kind, load_catalogue, parse_catalogue
 from service.weights.resolve import weight_set_overrides
 from service.weights.store import WeightsError, install
@@ -79,10 +80,23 @@ def test_an_uninstalled_catalogue_name_is_one_line_naming_fetch(tmp_path: Path) 
         GatewaySettings(weights_dir=tmp_path, detector={"person_detector_onnx": "yolox-m-person"})
     assert str(info.value) == (
         "weights 'yolox-m-person' are not installed: run `pose3d weights fetch yolox-m-person` "
-        "(or `pose3d weights add FILE`)"
+        "(or `pose3d weights add FILE`); or pass --allow-random-weights to serve them on random weights "
+        "(meaningless poses)"
     )
     remote = GatewaySettings(weights_dir=tmp_path, workers=["w:1"], detector={"checkpoint": "hrnet-w32-coco"})
     assert remote.detector.checkpoint == Path("hrnet-w32-coco")  # the workers load (and resolve) weights
+
+
+def test_the_realtime_profile_names_all_missing_files_in_one_command(tmp_path: Path) -> None:
+    realtime = load_settings_file(profile_path("realtime"))
+    with pytest.raises(WeightsError) as info:
+        build_settings(GatewaySettings, weights_dir=tmp_path, **realtime)
+    names = ("yolox-tiny-person", "rtmpose-t", "pstmo-81-3dhp")
+    assert f"run `pose3d weights fetch {' '.join(names)}`" in str(info.value)
+    assert all(repr(n) in str(info.value).split(":")[0] for n in names)
+    allowed = build_settings(GatewaySettings, weights_dir=tmp_path, allow_random_weights=True, **realtime)
+    assert allowed.detector.rtmpose_onnx == Path("rtmpose-t")  # the loader serves its random-weight stand-in
+    assert allowed.models["pstmo-81"].checkpoint == Path("pstmo-81-3dhp")
 
 
 def test_weights_dir_comes_from_the_environment_through_settings(
@@ -162,7 +176,9 @@ def test_serve_with_a_set_that_is_not_installed_stops_with_one_line(
     monkeypatch.setenv("POSE3D_WEIGHTS_DIR", str(tmp_path))
     assert main(["serve", "--weights", "w32", "--port", "0"]) == 2
     err = capsys.readouterr().err
+    names = "hrnet-w32-coco-mmpose capf-hrnet-w32 yolox-m-person pstmo-243"  # all of them, in one command
     assert err == (
-        "pose3d serve: error: weights 'hrnet-w32-coco-mmpose' are not installed: run `pose3d weights fetch hrnet-w32-coco-mmpose` "
-        "(or `pose3d weights add FILE`)\n"
+        "pose3d serve: error: weights 'hrnet-w32-coco-mmpose', 'capf-hrnet-w32', 'yolox-m-person', 'pstmo-243' "
+        f"are not installed: run `pose3d weights fetch {names}` (or `pose3d weights add FILE`); or pass "
+        "--allow-random-weights to serve them on random weights (meaningless poses)\n"
     )
