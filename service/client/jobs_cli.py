@@ -30,8 +30,7 @@ def estimate_as_job(args: argparse.Namespace, options: EstimateArgs) -> int:
     try:
         outcome = run_job(client, media, options, output, progress=progress)
     except KeyboardInterrupt:
-        lead = "\n" if progress else ""  # the progress bar's line stays as it was
-        print(f"{lead}pose3d estimate: interrupted; run the same command again to resume", file=sys.stderr)
+        print("pose3d estimate: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     except (JobError, OSError) as exc:
         print(f"pose3d estimate: {exc}", file=sys.stderr)
