@@ -140,20 +140,37 @@ def test_cli_list_path_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "source https://github.com/open-mmlab/mmpose/blob/main/configs/body_2d_keypoint" in out
     assert "w32 " in out
     assert "w48 " in out
-    assert main(["weights", "--weights-dir", str(root), "path", "pstmo-243"]) == 1
+    assert main(["weights", "--weights-dir", str(root), "path", "pstmo-243"]) == 2  # the user must act: exit 2
     assert (
         capsys.readouterr().err.strip().endswith("run `pose3d weights fetch pstmo-243` (or `pose3d weights add FILE`)")
     )
     installed_path = _install_fake(root, "pstmo-243")
     assert main(["weights", "--weights-dir", str(root), "path", "pstmo-243"]) == 0
     assert capsys.readouterr().out.strip() == str(installed_path)
-    assert main(["weights", "--weights-dir", str(root), "fetch", "capf-cpn"]) == 1
+    assert main(["weights", "--weights-dir", str(root), "fetch", "capf-cpn"]) == 2  # a manual step, said at once
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
     assert err.startswith("error: capf-cpn is published in a folder")
     assert "pose3d weights add best_epoch_cpn.bin --name capf-cpn" in err
     assert main(["weights", "--weights-dir", str(root), "fetch", "pstmo-243"]) == 0  # installed: nothing to fetch
     assert "already installed" in capsys.readouterr().out
+
+
+def test_verify_checks_published_and_recorded_sha256(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "w"
+    assert main(["weights", "--weights-dir", str(root), "verify"]) == 0
+    assert "nothing installed" in capsys.readouterr().out
+    path = _install_fake(root, "pstmo-243")
+    assert main(["weights", "--weights-dir", str(root), "verify"]) == 0
+    out = capsys.readouterr().out
+    assert "pstmo-243: ok, sha256" in out
+    assert "as recorded when it was installed (trust on first use" in out
+    path.write_bytes(path.read_bytes() + b"changed")
+    assert main(["weights", "--weights-dir", str(root), "verify", "pstmo-243"]) == 1
+    assert "differs from" in capsys.readouterr().err
+    assert main(["weights", "--weights-dir", str(root), "verify", "pstmo-27"]) == 2
+    assert "run `pose3d weights fetch pstmo-27`" in capsys.readouterr().err
+    assert main(["weights", "--weights-dir", str(root), "verify", "nope"]) == 2
 
 
 def test_weights_list_and_fetch_import_no_torch(tmp_path: Path) -> None:
