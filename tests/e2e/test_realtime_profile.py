@@ -4,6 +4,7 @@ image, a clip and a stream; without the flag one line names every missing file a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,3 +85,25 @@ def test_without_the_flag_one_line_names_every_missing_file(tmp_path: Path) -> N
     [line] = [line for line in err.splitlines() if ": error: " in line]
     assert f"run `pose3d weights fetch {' '.join(MISSING)}`" in line
     assert "--allow-random-weights" in line
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists() and not os.environ.get("CI"), reason="needs chromium")
+def test_demo_shows_the_realtime_pipeline(realtime: tuple[str, Pose3d], tmp_path: Path) -> None:
+    from tests.browser.test_demo_page import make_driver, wait_for
+
+    url, _ = realtime
+    driver = make_driver([])
+    try:
+        driver.get(url + "/demo")
+        wait_for(driver, "window.pose3dDemo && window.pose3dDemo.state.ready")
+        pipeline = driver.find_element("id", "pipeline").text
+        assert "2D: rtmpose rtmpose-t.onnx (random)" in pipeline
+        assert "people: yolox yolox-tiny-person.onnx (random)" in pipeline
+        assert "pstmo-81" in driver.find_element("id", "model").text
+        summary = driver.find_element("id", "warnings-summary").text
+        assert "RANDOM WEIGHTS (model pstmo-81, keypoint detector rtmpose, person detector yolox)" in summary
+        artifacts = Path(os.environ.get("POSE3D_TEST_ARTIFACTS", tmp_path))
+        artifacts.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(artifacts / "demo_realtime.png"))
+    finally:
+        driver.quit()
