@@ -6,6 +6,7 @@ everything stderr got after that gate.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,3 +100,24 @@ def test_stream(tmp_path: Path, served: tuple[int, int]) -> None:
     code, err = stream.interrupt()
     assert_one_clean_line(code, err, "stream")
     assert err.endswith("\npose3d stream: interrupted, shut down\n")  # on a line of its own, not after the bar
+
+
+def test_serve_says_listening_only_once_bound(tmp_path: Path, config: Path) -> None:
+    """The "listening on" line comes after the bind, with the bound port; a port in use never gets one."""
+    serve, port, _ = _serve(tmp_path, config)
+    try:
+        serve.wait_for_stderr(f"listening on http://127.0.0.1:{port}")
+        log = serve.stderr()
+        assert log.index("Uvicorn running") < log.index("pose3d serve: listening on")
+    finally:
+        serve.stop()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        (tmp_path / "busy").mkdir()
+        clash = Pose3d(["serve", "--config", str(config), "--port", str(busy), "--grpc-port", "0"],
+                       tmp_path / "busy", pose3d_env(tmp_path / "busy"))  # fmt: skip
+        assert clash.proc.wait(600) == 2
+    assert "listening on" not in clash.stderr()
+    assert f"cannot listen on 127.0.0.1:{busy}" in clash.stderr()
