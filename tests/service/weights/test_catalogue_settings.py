@@ -156,6 +156,20 @@ def test_cli_list_path_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "already installed" in capsys.readouterr().out
 
 
+def test_fetch_of_a_set_names_its_folder_entry_manual_step_last(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "w"
+    for name in ("hrnet-w48-coco-mmpose", "yolox-m-person", "pstmo-243"):
+        _install_fake(root, name)
+    assert main(["weights", "--weights-dir", str(root), "fetch", "w48"]) == 2  # never waits on the folder
+    captured = capsys.readouterr()
+    assert captured.out.count("already installed") == 3
+    [line] = captured.err.strip().splitlines()
+    assert line.startswith("error: capf-hrnet-w48 is published in a folder")
+    assert line.endswith("then run `pose3d weights add best_epoch_hrnet_48.bin --name capf-hrnet-w48`")
+
+
 def test_verify_checks_published_and_recorded_sha256(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "w"
     assert main(["weights", "--weights-dir", str(root), "verify"]) == 0
