@@ -113,6 +113,7 @@ def test_upload_an_image_and_a_clip(server: LiveServer, tmp_path: Path, artifact
         assert "2D: hrnet" in driver.find_element("id", "pipeline").text  # and the stages behind them
         assert driver.execute_script("return window.pose3dDemo.state.people") == 1
         assert wait_for_skeleton(driver) > 50  # the 3D canvas drew the skeleton
+        assert driver.execute_script("return window.pose3dDemo.state.fitted.radius") >= 0.5  # view fitted to it
         assert driver.execute_script(OVERLAY_PIXELS) > 100  # and the 2D overlay over the image
         assert "total" in driver.find_element("id", "timings").text
         driver.save_screenshot(str(artifacts / "demo_image.png"))

@@ -78,6 +78,25 @@ function draw3d(people) {
   });
   state.people = people.length;
   state.bones = bones;
+  if (fitPending && people.length) fitView();
+}
+
+// the view is fitted to the first frame of each upload or stream (then the user's orbit and zoom stay)
+let fitPending = true;
+function fitView() {
+  fitPending = false;
+  const sphere = new THREE.Box3().setFromObject(skeletons).getBoundingSphere(new THREE.Sphere());
+  const radius = Math.max(0.5, sphere.radius);
+  const distance = radius / Math.sin(THREE.MathUtils.degToRad(camera.fov / 2)) * 1.1;
+  const direction = new THREE.Vector3(0.8, 0.4, 3.2).normalize();
+  controls.target.copy(sphere.center);
+  camera.position.copy(sphere.center).addScaledVector(direction, distance);
+  camera.far = Math.max(100, distance * 4);
+  camera.updateProjectionMatrix();
+  grid.position.set(sphere.center.x, sphere.center.y - radius, sphere.center.z);
+  grid.scale.setScalar(radius);
+  controls.update();
+  state.fitted = { radius, distance };
 }
 
 function animate() {
@@ -265,6 +284,7 @@ async function upload(event) {
   const file = $("file").files[0];
   if (!file) return fail("choose an image or a clip first");
   results = [];
+  fitPending = true;
   state.frames = 0;
   state.lastFrame = null;  // set again once the new media shows its first result
   state.error = null;
@@ -279,6 +299,7 @@ async function startLive() {
   const video = $("video");
   const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 320, height: 240 } });
   state.mode = "live";
+  fitPending = true;
   $("image").hidden = true;
   video.hidden = false;
   video.removeAttribute("src");
@@ -364,6 +385,6 @@ async function loadModels() {
 
 $("upload").addEventListener("submit", (e) => upload(e).catch((err) => fail(String(err))));
 $("live").addEventListener("click", () => (live ? stopLive() : startLive().catch((err) => fail(String(err)))));
-window.pose3dDemo = { state, renderer, scene, stopLive };
+window.pose3dDemo = { state, renderer, scene, camera, stopLive };
 loadModels().then(() => { state.ready = true; }).catch((err) => fail(String(err)));
 animate();
