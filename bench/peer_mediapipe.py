@@ -12,7 +12,7 @@
   ``realtime`` profile (``service/profiles/realtime.toml``) = RTMPose-t + P-STMO-81 causal, no flip test,
   pose-guided boxes, its own threads (1 torch, ``detector.rtmpose_threads`` onnxruntime). No RTMPose weights can
   be downloaded here, so its ONNX is **the profile's RTMPose size (``--rtmpose-size`` for another) in its real
-  architecture with random weights** (``bench/rtmpose_arch.py``: RTMPose-t 3.34 M parameters and 0.71 GFLOP
+  architecture with random weights** (``model/rtmpose_net.py``: RTMPose-t 3.34 M parameters and 0.71 GFLOP
   per crop, the publisher's 0.36 G multiply-adds; -s 5.47 M, 1.35 GFLOP), exported on the fly. Neither profile has a person detector configured (whole frame
   on detection frames), MediaPipe runs its own.
 - Input: a photograph of a person (matplotlib's ``grace_hopper.jpg`` sample) padded to 640x480; the clip is it
@@ -151,7 +151,7 @@ def summary(values: list[float]) -> str:
 
 
 async def run(args: argparse.Namespace, proc: subprocess.Popen[str], work: Path) -> None:
-    from bench.rtmpose_arch import export, gflops
+    from model.rtmpose_net import export, gflops
 
     jpeg, clip = test_inputs(args.frames)  # the JPEG is read back from work/ by each round
     (work / "image.jpg").write_bytes(jpeg)

@@ -12,7 +12,7 @@
   the process's CPU ms per frame, and each stage's busy ms per frame from ``pose3d_stage_duration_seconds``
   (detect and lift run on different threads and overlap, so they may add up to more than the wall time).
 
-RTMPose's ONNX is its real architecture with random weights (``bench/rtmpose_arch.py``), as in
+RTMPose's ONNX is its real architecture with random weights (``model/rtmpose_net.py``), as in
 ``bench/peer_mediapipe.py``. Load averages are printed with every round: other work on the machine shows there.
 """
 
@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from bench.peer_mediapipe import test_inputs
-from bench.rtmpose_arch import export, gflops
 from model.pstmo import PSTMO, PSTMO_PRESETS
+from model.rtmpose_net import export, gflops
 from model.topdown import box_to_center_scale
 from service.config import CommonSettings, load_settings_file
 from service.engine.inprocess import InProcessEngine, build_engine

@@ -63,9 +63,20 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def run_command(name: str, command: Callable[[], int]) -> int:
-    """Run ``command`` (a whole ``pose3d <name>`` invocation) and turn its ending into an exit status."""
+    """Run ``command`` (a whole ``pose3d <name>`` invocation) and turn its ending into an exit status.
+
+    SIGINT raises KeyboardInterrupt where the program is, as Python's own handler does, also under asyncio:
+    ``asyncio.run`` then keeps its hands off SIGINT (it would cancel the main task instead, and the first ``await``
+    of a ``finally`` — a gRPC server's stop — would be cancelled with it, leaving ``Event loop is closed``
+    warnings at exit). uvicorn captures both signals while it serves and raises them again once it has stopped.
+    """
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous_int = signal.signal(signal.SIGINT, _raise_interrupted)
     try:
         return command()
     except Terminated:
@@ -82,3 +93,4 @@ def run_command(name: str, command: Callable[[], int]) -> int:
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)

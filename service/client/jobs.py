@@ -122,17 +122,48 @@ def _resumable(client: JobsClient, state_file: Path, media: Path) -> str | None:
     return None if status["state"] in ("failed", "cancelled") else str(state["job_id"])
 
 
-def run_job(client: JobsClient, media: Path, args: EstimateArgs, output: Path, progress: bool = True) -> int:
+def next_free(output: Path) -> Path:
+    """``output`` if it is missing or empty, else the first missing ``<stem>.<n><suffix>`` beside it."""
+    if not output.exists() or output.stat().st_size == 0:
+        return output
+    n = 1
+    while (candidate := output.with_name(f"{output.stem}.{n}{output.suffix}")).exists():
+        n += 1
+    return candidate
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What :func:`run_job` wrote: ``frames`` lines in ``output``; ``note`` says why ``output`` is not the path
+    asked for (results already there were kept), else ``None``."""
+
+    frames: int
+    output: Path
+    note: str | None = None
+
+
+def run_job(client: JobsClient, media: Path, args: EstimateArgs, output: Path, progress: bool = True) -> JobOutcome:
     """Submit ``media`` as a job (or resume the one ``output``'s state file names) and append its frames to
-    ``output`` as JSON lines; returns the number of frames in ``output``. The state file goes once it is done."""
+    ``output`` as JSON lines. Results never get lost: when ``output`` already holds lines that this job cannot
+    continue (a cancelled or failed job, another run), the new job writes beside it (``out.1.jsonl``) and the
+    outcome's note says so. The state file goes once the job is done."""
     state_file = output.with_name(output.name + ".job")
     job_id = _resumable(client, state_file, media)
     after: int | None = None
+    note = None
     if job_id is None:
+        target = next_free(output)
+        if target != output:
+            kept = sum(1 for _ in output.open("rb"))
+            note = f"{output} already holds {kept} lines (kept); this job's frames go to {target}"
+            state_file.unlink(missing_ok=True)
+            output, state_file = target, target.with_name(target.name + ".job")
         job_id = str(client.submit(media, args)["job_id"])
         state_file.write_text(json.dumps({"job_id": job_id, "media": str(media.resolve()),
                                           "size": media.stat().st_size, "url": client.base_url}) + "\n")  # fmt: skip
         output.write_bytes(b"")
+        if note is not None:
+            print(f"pose3d estimate: {note}", file=sys.stderr)
     else:
         after = _last_frame_index(output)
     written = sum(1 for _ in output.open("rb"))
@@ -145,7 +176,7 @@ def run_job(client: JobsClient, media: Path, args: EstimateArgs, output: Path, p
             written += 1
             bar.update(1)
     state_file.unlink(missing_ok=True)
-    return written
+    return JobOutcome(written, output, note)
 
 
 def print_jobs(jobs: list[dict[str, Any]], out: TextIO) -> None:

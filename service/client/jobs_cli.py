@@ -27,15 +27,16 @@ def estimate_as_job(args: argparse.Namespace, options: EstimateArgs) -> int:
     media = Path(args.file)
     output = Path(args.output) if args.output else media.with_suffix(".jsonl")
     client = JobsClient(args.url, connection=connection_from_args(args))
+    progress = not getattr(args, "no_progress", False)
     try:
-        frames = run_job(client, media, options, output, progress=not getattr(args, "no_progress", False))
+        outcome = run_job(client, media, options, output, progress=progress)
     except KeyboardInterrupt:
-        print(f"\npose3d estimate: interrupted; run the same command again to resume ({output}.job)", file=sys.stderr)
+        print("pose3d estimate: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     except (JobError, OSError) as exc:
         print(f"pose3d estimate: {exc}", file=sys.stderr)
         return 1
-    print(f"{frames} frames written to {output}", file=sys.stderr)
+    print(f"{outcome.frames} frames written to {outcome.output}", file=sys.stderr)
     return 0
 
 

@@ -104,6 +104,10 @@ def run(args: argparse.Namespace) -> int:
             except Pose3DError as exc:
                 print(f"\npose3d stream: {type(exc).__name__}: {exc.detail}", file=sys.stderr)
                 return 1
+            except KeyboardInterrupt:
+                if progress is not None:  # end the progress line: "interrupted" goes on a line of its own
+                    sys.stderr.write("\n")
+                raise
         finally:
             if out is not sys.stdout:
                 out.close()

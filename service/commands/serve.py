@@ -43,7 +43,14 @@ def run(args: argparse.Namespace) -> int:
 
     weights = weight_set_overrides(args.weights) if args.weights else {}
     settings = settings_from_args(
-        GatewaySettings, args, host=args.host, port=args.port, grpc_port=args.grpc_port, workers=[], **weights
+        GatewaySettings,
+        args,
+        host=args.host,
+        port=args.port,
+        grpc_port=args.grpc_port,
+        workers=[],
+        allow_random_weights=args.allow_random_weights,
+        **weights,
     )
     if args.host is None and "host" not in settings.model_fields_set:  # embedded default: this machine only
         settings = settings.model_copy(update={"host": "127.0.0.1"})
@@ -59,15 +66,17 @@ def serve(settings: GatewaySettings) -> int:
     from service.redaction import redact
     from service.security.tls import rest_scheme
 
-    log.info(
-        "pose3d serve: listening on %s://%s:%d (REST, API docs at /docs) and gRPC port %s; engine in-process on %s, "
-        "frame buffer %s",
-        rest_scheme(settings.security),
-        settings.host,
-        settings.port,
-        settings.grpc_port or "off",
-        settings.device.value,
-        "redis " + redact(settings.redis_url) if settings.redis_url else "in memory",
-    )
-    asyncio.run(run_gateway(settings, in_process_engine))
+    def listening(port: int) -> None:
+        log.info(
+            "pose3d serve: listening on %s://%s:%d (REST, API docs at /docs) and gRPC port %s; engine in-process "
+            "on %s, frame buffer %s",
+            rest_scheme(settings.security),
+            settings.host,
+            port,
+            settings.grpc_port or "off",
+            settings.device.value,
+            "redis " + redact(settings.redis_url) if settings.redis_url else "in memory",
+        )
+
+    asyncio.run(run_gateway(settings, in_process_engine, listening))
     return 0

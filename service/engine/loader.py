@@ -32,7 +32,7 @@ from model.checkpoints.hrnet import load_detector
 from model.checkpoints.pstmo import load_pstmo_checkpoint
 from model.hrnet import HRNET_PRESETS
 from model.pstmo import PSTMO, PSTMO_PRESETS
-from service.config import CommonSettings, DetectorSettings, LifterKind, ModelSpec
+from service.config import CommonSettings, LifterKind, ModelSpec
 from service.engine.detector import TopDownDetector
 from service.engine.framebuffer import FrameBuffer, MemoryFrameBuffer
 from service.engine.framebuffer.redis import RedisFrameBuffer
@@ -41,11 +41,13 @@ from service.engine.lifters import CAPFLifterServed, PSTMOLifter, ServedLifter
 from service.engine.person_boxes import PersonBoxFinder
 from service.engine.person_detector_onnx import DetectorFamily, OnnxPersonDetector
 from service.engine.pipeline import Pipeline
+from service.engine.random_onnx import RANDOM_ONNX, random_onnx
 from service.engine.rtmpose import KeypointDetector, build_rtmpose_detector
 from service.engine.stages import Models
 from service.engine.types import ModelInfo
 from service.errors import Unavailable
 from service.metrics import Metrics
+from service.weights.store import weights_dir
 
 log = logging.getLogger(__name__)
 _C = TypeVar("_C")
@@ -70,6 +72,15 @@ def checkpoint_or_random(what: str, checkpoint: Path | None, setting: str, setti
         )
     log.warning("%s serves RANDOM WEIGHTS (%s): its outputs are meaningless", what, where)
     return None
+
+
+def onnx_or_random(what: str, onnx: Path, settings: CommonSettings) -> tuple[Path, bool]:
+    """The ONNX file to run for ``what``, and whether it is a random-weight stand-in: a catalogue name that is
+    not installed (the settings keep it as a name only when ``settings.allow_random_weights``) becomes its
+    architecture with random weights (:func:`~service.engine.random_onnx.random_onnx`)."""
+    if onnx.is_file() or not settings.allow_random_weights or str(onnx) not in RANDOM_ONNX:
+        return onnx, False
+    return random_onnx(what, str(onnx), weights_dir(settings.weights_dir)), True
 
 
 def weights_detail(weights: str) -> str:
@@ -212,7 +223,7 @@ async def load_engine(
     if settings.detector.family == "hrnet":  # RTMPose refuses CA-PF by name in build_rtmpose_detector
         check_feature_channels(lifters, settings.detector.arch)
     detector = await asyncio.to_thread(build_detector, settings, needs_features, report)
-    finder = await asyncio.to_thread(build_box_finder, settings.detector, report)
+    finder = await asyncio.to_thread(build_box_finder, settings, report)
     pipeline = Pipeline(settings, metrics, Models(lifters, detector, finder), buffer or frame_buffer(settings))
     try:
         await warm_up(pipeline, settings.engine.torch_threads, needs_features)
@@ -249,8 +260,12 @@ def build_detector(settings: CommonSettings, needs_features: bool, report: Repor
     when HRNet has no weights and random ones are refused (and no CA-PF model needs features)."""
     det = settings.detector
     if det.family == "rtmpose":
+        random = False
+        if det.rtmpose_onnx is not None:
+            onnx, random = onnx_or_random("the 2D detector (RTMPose)", det.rtmpose_onnx, settings)
+            det = det.model_copy(update={"rtmpose_onnx": onnx})
         rtm = build_rtmpose_detector(det, needs_features, settings.engine.torch_threads)
-        digest = sha256_of_file(rtm.path)
+        digest = RANDOM if random else sha256_of_file(rtm.path)
         report.detail["detector"] = f"rtmpose {rtm.path.name} weights sha256 {digest}"
         report.component("keypoint_detector", "rtmpose", rtm.path.name, digest)
         return rtm
@@ -287,21 +302,26 @@ def _hrnet(settings: CommonSettings, checkpoint: Path | None, needs_features: bo
     return detector
 
 
-def build_box_finder(det: DetectorSettings, report: Report) -> PersonBoxFinder:
-    """Person boxes from the ONNX person detector ``det`` names, else client boxes or the whole frame."""
+def build_box_finder(settings: CommonSettings, report: Report) -> PersonBoxFinder:
+    """Person boxes from the ONNX person detector ``settings.detector`` names, else client boxes or the whole
+    frame."""
+    det = settings.detector
     if det.person_detector_onnx is None:
         return PersonBoxFinder(None)
+    path, random = onnx_or_random("the person detector", det.person_detector_onnx, settings)
     try:
         onnx = OnnxPersonDetector(
-            det.person_detector_onnx,
+            path,
             family=DetectorFamily(det.person_detector_family),
             score_threshold=det.person_score_threshold,
             nms_iou=det.person_nms_iou,
         )
     except CheckpointError as e:
         raise Unavailable(f"person detector: {e}") from e
-    path = det.person_detector_onnx
-    report.component("person_detector", det.person_detector_family, path.name, sha256_of_file(path))
+    digest = RANDOM if random else sha256_of_file(path)
+    report.component("person_detector", det.person_detector_family, path.name, digest)
+    if random:
+        report.detail["person_detector"] = weights_detail(RANDOM)
     return PersonBoxFinder(onnx)
 
 

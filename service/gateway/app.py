@@ -23,6 +23,7 @@ from service.errors import Unavailable
 from service.gateway import demo, routes_estimate, routes_ops, routes_streams, routes_ws
 from service.gateway.auth_rest import AuthGuard
 from service.gateway.deps import GatewayState
+from service.gateway.docs_pages import mount_redoc
 from service.gateway.jobs import routes as job_routes
 from service.gateway.jobs.service import jobs_lifespan
 from service.gateway.limits import GatewayGuard
@@ -148,7 +149,10 @@ def create_app(
 
     # Swagger UI and ReDoc assets come from the fastapi-offline package (served under /static-offline-docs),
     # so /docs and /redoc render with no internet (FastAPI's defaults load them from a CDN).
-    app = FastAPIOffline(title="pose3d", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan)
+    app = FastAPIOffline(
+        title="pose3d", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan, redoc_url=None
+    )
+    mount_redoc(app)  # /redoc: no CDN logo either (see service/gateway/docs_pages.py)
     app.state.gateway = state
     app.state.settings = settings
     app.state.security = security  # /readyz (key file, Redis); WebSocket frames (bucket, revocation)

@@ -11,7 +11,11 @@ import asyncio
 import contextlib
 import errno
 import logging
+import socket
+from collections.abc import Callable
 from typing import Final
+
+import uvicorn
 
 from service.config import GatewaySettings
 from service.engine.types import EngineClient
@@ -90,23 +94,25 @@ class PublicGrpcServer:
         await self.server.stop(grace_s)
 
 
-async def run_gateway(settings: GatewaySettings, engine_factory: EngineFactory) -> None:
+async def run_gateway(
+    settings: GatewaySettings, engine_factory: EngineFactory, on_listening: Callable[[int], None] | None = None
+) -> None:
     """Serve REST on ``settings.port`` and gRPC on ``settings.grpc_port`` (0 = no gRPC) until SIGTERM/SIGINT.
 
-    ``engine_factory`` builds the started engine (:func:`service.assembly.build_engine_client`).
+    ``engine_factory`` builds the started engine (:func:`service.assembly.build_engine_client`);
+    ``on_listening`` is called with the REST port once it is bound (never before: a failed bind says so instead).
     """
-    import uvicorn
-
     ensure_port_free(settings.host, settings.port)  # uvicorn would only log the clash and sys.exit(1)
     setup_telemetry(settings, "pose3d-gateway")
     metrics = Metrics()
     security = Security(settings, metrics)
     log_auth_summary(settings)
     public = PublicGrpcServer(settings, metrics, security) if settings.grpc_port else None
-    if public is not None:
-        await public.start()
-    engine = owned(await engine_factory(settings, metrics), security)
+    engine: EngineClient | None = None
     try:
+        if public is not None:
+            await public.start()
+        engine = owned(await engine_factory(settings, metrics), security)
         # REST opens now: /healthz answers at once, /readyz and gRPC health say NOT ready until a worker serves
         if public is not None:
             public.engine = engine
@@ -122,9 +128,23 @@ async def run_gateway(settings: GatewaySettings, engine_factory: EngineFactory) 
             http=head,
             **uvicorn_ssl(settings.security),
         )
-        await uvicorn.Server(config).serve()
+        await _AnnouncingServer(config, on_listening).serve()
     finally:
         if public is not None:
             await public.stop()
-        await engine.aclose()
+        if engine is not None:
+            await engine.aclose()
         await security.aclose()
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """uvicorn's server, calling ``on_listening(port)`` once its sockets are bound."""
+
+    def __init__(self, config: uvicorn.Config, on_listening: Callable[[int], None] | None) -> None:
+        super().__init__(config)
+        self._on_listening = on_listening
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self._on_listening is not None and self.servers:
+            self._on_listening(int(self.servers[0].sockets[0].getsockname()[1]))

@@ -141,6 +141,7 @@ async def _render(request: Request, response: PoseResponse, kind: RenderKind) ->
     if not frames:
         raise InvalidInput("the result has no frame to render")
     is_image = data is not None and sniff_media(data[:SNIFF_BYTES]).is_image
+    random = response.model.random_weights or any("RANDOM" in w for w in response.warnings)
 
     def make() -> bytes:
         if kind is RenderKind.PNG:
@@ -151,12 +152,12 @@ async def _render(request: Request, response: PoseResponse, kind: RenderKind) ->
                     if is_image
                     else next((img for i, img in uploaded_frames(data) if i == frames[0]["frame_index"]), None)
                 )
-            return render_png(frames[0], image)
+            return render_png(frames[0], image, random=random)
         video = None
         if data is not None:
             video = [(0, decode_image(data, limits))] if is_image else uploaded_frames(data)
         out = io.BytesIO()
-        render_mp4(frames, video, out)
+        render_mp4(frames, video, out, random=random)
         return out.getvalue()
 
     content = await output_pool(request).run(make)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,20 @@ import numpy as np
 from service.export.tables import read_results
 from service.render.compose import render_mp4, render_png
 from service.render.video import clip_frames
+
+
+def said_random(text: str) -> bool:
+    """Whether a saved result document says its weights were random (``model.random_weights`` or a warning);
+    JSON lines of frames do not say, see ``--random-weights``."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    if not isinstance(document, dict):
+        return False
+    model = document.get("model")
+    warned = any("RANDOM" in str(w) for w in document.get("warnings", []))
+    return warned or (isinstance(model, dict) and bool(model.get("random_weights")))
 
 
 def _png(frames: list[dict[str, Any]], args: argparse.Namespace, out: Path) -> str:
@@ -30,7 +45,7 @@ def _png(frames: list[dict[str, Any]], args: argparse.Namespace, out: Path) -> s
             image = next((img for i, img in clip_frames(source) if i == wanted), None)
             if image is None:
                 raise ValueError(f"{source} has no frame {wanted}")
-    out.write_bytes(render_png(frame, image))
+    out.write_bytes(render_png(frame, image, random=args.random))
     return f"wrote {out}: frame {wanted}, {len(frame['people'])} people"
 
 
@@ -43,14 +58,16 @@ def _mp4(frames: list[dict[str, Any]], args: argparse.Namespace, out: Path) -> s
         def step(n: int) -> None:
             bar.update(n)
 
-        info = render_mp4(frames, video, out, progress=step)
+        info = render_mp4(frames, video, out, progress=step, random=args.random)
     return f"wrote {out}: {info.frames} frames {info.width}x{info.height} at {info.fps:.2f} fps ({info.codec})"
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
     out = Path(args.output)
     try:
-        frames = read_results(Path(args.results).read_text())
+        text = Path(args.results).read_text()
+        frames = read_results(text)
+        args.random = args.random_weights or said_random(text)
         if out.suffix.lower() == ".png":
             note = _png(frames, args, out)
         elif out.suffix.lower() == ".mp4":
@@ -75,6 +92,11 @@ def add_arguments(render: argparse.ArgumentParser) -> None:
     render.add_argument("--output", "-o", required=True, help="out.png (one frame) or out.mp4 (every result frame)")
     render.add_argument("--frame", type=int, default=None, help="PNG: which frame_index (default: the first)")
     render.add_argument("--no-progress", action="store_true", help="no progress bar")
+    render.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="stamp RANDOM WEIGHTS on the picture (automatic for a result document that says so)",
+    )
     render.set_defaults(func=_cmd_render)
 
 

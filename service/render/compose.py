@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from service.export.tracks import frame_time_s
-from service.render.overlay import draw_overlay
-from service.render.panel3d import Panel3D
+from service.render.overlay import draw_overlay, stamp
+from service.render.panel3d import Limits, Panel3D, fit_limits
 from service.render.video import Mp4Writer
 
 Image = npt.NDArray[np.uint8]
@@ -42,16 +42,23 @@ def side_by_side(overlay: Image | None, panel: Image) -> Image:
     return np.ascontiguousarray(joined[: _even(joined.shape[0]), : _even(joined.shape[1])])
 
 
-def render_frame(frame: ResultFrame, image: Image | None, panel: Panel3D) -> Image:
-    """One composed frame: ``image (H, W, 3)`` RGB with the overlay (or none) beside the 3D panel."""
+RANDOM_STAMP = "RANDOM WEIGHTS - poses are meaningless"
+
+
+def render_frame(
+    frame: ResultFrame, image: Image | None, panel: Panel3D, limits: Limits | None = None, random: bool = False
+) -> Image:
+    """One composed frame: ``image (H, W, 3)`` RGB with the overlay (or none) beside the 3D panel (axes
+    ``limits``, default fitted to this frame), stamped ``RANDOM WEIGHTS`` when ``random``."""
     people = frame["people"]
     overlay = draw_overlay(image, people) if image is not None else None
-    return side_by_side(overlay, panel.draw(people))
+    composed = side_by_side(overlay, panel.draw(people, limits))
+    return stamp(composed, RANDOM_STAMP) if random else composed
 
 
-def render_png(frame: ResultFrame, image: Image | None, panel_size: int = PANEL_SIZE) -> bytes:
-    """PNG bytes of :func:`render_frame`."""
-    composed = render_frame(frame, image, Panel3D(panel_size, panel_size))
+def render_png(frame: ResultFrame, image: Image | None, panel_size: int = PANEL_SIZE, random: bool = False) -> bytes:
+    """PNG bytes of :func:`render_frame` (``random``: the weights were random, and the picture says so)."""
+    composed = render_frame(frame, image, Panel3D(panel_size, panel_size), random=random)
     ok, data = cv2.imencode(".png", composed[:, :, ::-1])
     if not ok:
         raise RuntimeError("PNG encoding failed")
@@ -73,16 +80,19 @@ def render_mp4(
     target: str | Path | BinaryIO,
     progress: Callable[[int], None] | None = None,
     panel_size: int = PANEL_SIZE,
+    random: bool = False,
 ) -> VideoRender:
     """An MP4 with one composed frame per result frame (in ``frame_index`` order), at the results' rate.
 
     ``video`` yields ``(source index, RGB image)``; each result is drawn over the source frame of its
-    ``frame_index`` (frames without results are skipped). ``progress(n)`` is called after each frame."""
+    ``frame_index`` (frames without results are skipped). ``progress(n)`` is called after each frame. The 3D axes
+    are fitted once to every frame's joints; ``random`` stamps every frame ``RANDOM WEIGHTS``."""
     ordered = sorted(frames, key=lambda f: int(f["frame_index"]))
     if not ordered:
         raise ValueError("there are no result frames to render")
     fps = 1.0 / frame_time_s(ordered)
     panel = Panel3D(panel_size, panel_size)
+    limits = fit_limits([f["people"] for f in ordered])
     writer = Mp4Writer(target, fps)
     images = iter(video) if video is not None else None
     pending: tuple[int, Image] | None = None
@@ -97,7 +107,7 @@ def render_mp4(
                     if pending is None:
                         raise ValueError(f"the video ends before frame {wanted} of the results")
                 image = pending[1] if pending[0] == wanted else None
-            composed = render_frame(frame, image, panel)
+            composed = render_frame(frame, image, panel, limits, random)
             if size is None:
                 size = (composed.shape[1], composed.shape[0])
             elif (composed.shape[1], composed.shape[0]) != size:

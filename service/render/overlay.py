@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -31,23 +32,113 @@ def lighter(colour: RGB, amount: float = 0.45) -> RGB:
     return r, g, b
 
 
+Point = tuple[int, int]
+Segment = tuple[Point, Point]
+
+
+@dataclass(frozen=True)
+class PersonPlan:
+    """What the overlay draws for one person, in integer pixels, all of it inside the image.
+
+    ``bones``: segments between two joints that are both inside; ``joints``: the joints inside; ``marks``: for
+    each joint outside the image, the nearest border pixel (drawn as a small arrowhead pointing out, never a line
+    across the frame); ``box``: the person box clipped to the image, or None when it lies outside;
+    ``label_at``: the label's baseline origin, placed so that the text stays inside the image.
+    """
+
+    colour: RGB
+    bones: list[tuple[Segment, RGB]]
+    joints: list[Point]
+    marks: list[Point]
+    box: Segment | None
+    label: str
+    label_at: Point
+
+
+def _inside(x: float, y: float, width: int, height: int) -> bool:
+    return 0.0 <= x <= width - 1 and 0.0 <= y <= height - 1
+
+
+def _clamp(x: float, y: float, width: int, height: int) -> Point:
+    return int(np.clip(round(x), 0, width - 1)), int(np.clip(round(y), 0, height - 1))
+
+
+def plan_person(person: Mapping[str, Any], width: int, height: int, scale: int) -> PersonPlan | None:
+    """The overlay of one person on a ``width x height`` image (None when its keypoints are not finite)."""
+    points = np.asarray(person["keypoints_2d"], dtype=np.float64)[:, :2]
+    if not np.isfinite(points).all():
+        return None
+    colour = track_colour(int(person["track_id"]))
+    inside = [_inside(x, y, width, height) for x, y in points]
+    pts = [_clamp(x, y, width, height) for x, y in points]
+    bones = [
+        ((pts[a], pts[b]), lighter(colour) if b in LEFT_JOINTS else colour)
+        for a, b in H36M_BONES
+        if inside[a] and inside[b]
+    ]
+    x1, y1, x2, y2 = (float(v) for v in person["box"])
+    box = None
+    if x2 >= 0 and y2 >= 0 and x1 <= width - 1 and y1 <= height - 1:
+        box = (_clamp(x1, y1, width, height), _clamp(x2, y2, width, height))
+    label = f"#{person['track_id']}"
+    (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, scale)
+    corner = box[0] if box is not None else (0, 0)
+    label_at = (
+        int(np.clip(corner[0] + 2, 0, max(0, width - tw - 1))),
+        int(np.clip(corner[1] + th + 3, th, height - 2)),
+    )
+    joints = [p for p, ok in zip(pts, inside, strict=True) if ok]
+    marks = [p for p, ok in zip(pts, inside, strict=True) if not ok]
+    return PersonPlan(colour, bones, joints, marks, box, label, label_at)
+
+
+def _mark(out: Image, at: Point, colour: RGB, size: int) -> None:
+    """A small filled triangle at the border pixel ``at``, pointing out of the image."""
+    h, w = out.shape[:2]
+    x, y = at
+    if x == 0:
+        tri = [(0, y), (size, y - size), (size, y + size)]
+    elif x == w - 1:
+        tri = [(x, y), (x - size, y - size), (x - size, y + size)]
+    elif y == 0:
+        tri = [(x, 0), (x - size, size), (x + size, size)]
+    else:
+        tri = [(x, y), (x - size, y - size), (x + size, y - size)]
+    pts = np.clip(np.asarray(tri, dtype=np.int32), 0, [w - 1, h - 1]).reshape(-1, 1, 2)
+    cv2.fillPoly(out, [pts], colour, cv2.LINE_AA)
+
+
 def draw_overlay(image: Image, people: Sequence[Mapping[str, Any]]) -> Image:
-    """A copy of ``image (H, W, 3) uint8 RGB`` with each person's bones, joints and box; keypoints in pixels."""
+    """A copy of ``image (H, W, 3) uint8 RGB`` with each person's bones, joints and box; keypoints in pixels.
+
+    Everything stays inside the image (see :func:`plan_person`): a joint outside is marked at the border."""
     out = np.ascontiguousarray(image.copy())
-    scale = max(1, round(max(out.shape[:2]) / 400))
+    h, w = out.shape[:2]
+    scale = max(1, round(max(h, w) / 400))
     for person in people:
-        colour = track_colour(int(person["track_id"]))
-        points = np.asarray(person["keypoints_2d"], dtype=np.float64)[:, :2]
-        if not np.isfinite(points).all():
+        plan = plan_person(person, w, h, scale)
+        if plan is None:
             continue
-        x1, y1, x2, y2 = (round(float(v)) for v in person["box"])
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, 1)
-        cv2.putText(out, f"#{person['track_id']}", (x1 + 2, max(12, y1 + 14)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.45 * scale, colour, scale, cv2.LINE_AA)  # fmt: skip
-        pts = np.round(points).astype(np.int32)
-        for parent, child in H36M_BONES:
-            bone = lighter(colour) if child in LEFT_JOINTS else colour
-            cv2.line(out, tuple(map(int, pts[parent])), tuple(map(int, pts[child])), bone, 2 * scale, cv2.LINE_AA)
-        for x, y in pts:
-            cv2.circle(out, (int(x), int(y)), 2 * scale + 1, (255, 255, 255), -1, cv2.LINE_AA)
+        if plan.box is not None:
+            cv2.rectangle(out, plan.box[0], plan.box[1], plan.colour, 1)
+        cv2.putText(out, plan.label, plan.label_at, cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, plan.colour, scale,
+                    cv2.LINE_AA)  # fmt: skip
+        for (a, b), bone in plan.bones:
+            cv2.line(out, a, b, bone, 2 * scale, cv2.LINE_AA)
+        for x, y in plan.joints:
+            cv2.circle(out, (x, y), 2 * scale + 1, (255, 255, 255), -1, cv2.LINE_AA)
+        for at in plan.marks:
+            _mark(out, at, plan.colour, 4 * scale)
+    return out
+
+
+def stamp(image: Image, text: str) -> Image:
+    """``image`` with ``text`` in white on a red band across its top-left corner (e.g. "RANDOM WEIGHTS")."""
+    out = np.ascontiguousarray(image.copy())
+    scale = max(0.5, out.shape[0] / 600)
+    thickness = max(1, round(scale * 2))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    pad = max(3, th // 3)
+    cv2.rectangle(out, (0, 0), (min(out.shape[1] - 1, tw + 2 * pad), th + base + 2 * pad), (200, 0, 0), -1)
+    cv2.putText(out, text, (pad, th + pad), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
     return out

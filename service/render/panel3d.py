@@ -2,8 +2,9 @@
 
 Orientation: the data are in the camera frame — x right, y down, z forward (away from the camera), metres. The
 panel plots ``(x, z, -y)`` so that up is up: its horizontal axes are x (right) and z (depth), its vertical axis is
--y. Axes are fixed (±``HALF_RANGE_M`` around the origin; the skeletons are root-relative) so frames of a video
-compare. Several people are placed side by side by their 2D box centres (see :func:`person_offsets`).
+-y. The axes are fitted to the data with equal aspect (one cube, :func:`fit_limits`): whatever the weights give,
+every joint is inside the axes and nothing runs over the title; a video fits them once over all its frames, so
+frames compare. Several people are placed side by side by their 2D box centres (see :func:`person_offsets`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,17 @@ import numpy as np
 import numpy.typing as npt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from service.export.skeleton import H36M_BONES, LEFT_JOINTS
 from service.render.overlay import lighter, track_colour
 
-HALF_RANGE_M = 1.0
+MIN_HALF_RANGE_M = 0.5
+"""The cube's half side is at least this (a real skeleton, ~1.7 m tall, fills about two thirds of it)."""
+MARGIN = 1.1
 ASSUMED_HEIGHT_M = 1.7
+Limits = tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
+"""Plot axes ``(x, depth, up)`` ranges in metres."""
 
 
 def _rgb(colour: tuple[int, int, int]) -> tuple[float, float, float]:
@@ -38,6 +44,35 @@ def person_offsets(people: Sequence[Mapping[str, Any]]) -> list[float]:
     return [(c - mean) / h * ASSUMED_HEIGHT_M for c, h in zip(centres, heights, strict=True)]
 
 
+def plotted_points(people: Sequence[Mapping[str, Any]]) -> list[npt.NDArray[np.float64]]:
+    """Each person's joints as plotted, ``(17, 3)`` metres ``(x + offset, z, -y)`` (people with non-finite
+    joints left out)."""
+    plotted = []
+    for person, dx in zip(people, person_offsets(people), strict=True):
+        joints = np.asarray(person["keypoints_3d"], dtype=np.float64).reshape(17, 3)
+        if np.isfinite(joints).all():
+            plotted.append(np.stack([joints[:, 0] + dx, joints[:, 2], -joints[:, 1]], axis=-1))
+    return plotted
+
+
+def fit_limits(frames: Sequence[Sequence[Mapping[str, Any]]]) -> Limits:
+    """One cube around every plotted joint of ``frames`` (each a list of people): centred on their bounding box,
+    half side the largest half extent x ``MARGIN`` (at least ``MIN_HALF_RANGE_M``)."""
+    points = [p for people in frames for p in plotted_points(people)]
+    if not points:
+        r = MIN_HALF_RANGE_M
+        return (-r, r), (-r, r), (-r, r)
+    stacked = np.concatenate(points)
+    low, high = stacked.min(axis=0), stacked.max(axis=0)
+    centre, half = (low + high) / 2.0, max(MIN_HALF_RANGE_M, float((high - low).max()) / 2.0 * MARGIN)
+    x, y, z = (float(c) for c in centre)
+    return (x - half, x + half), (y - half, y + half), (z - half, z + half)
+
+
+def _finite(people: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [p for p in people if np.isfinite(np.asarray(p["keypoints_3d"], dtype=np.float64)).all()]
+
+
 class Panel3D:
     """A reusable ``width × height`` pixel 3D panel; :meth:`draw` returns ``(height, width, 3) uint8 RGB``."""
 
@@ -46,33 +81,32 @@ class Panel3D:
         self.figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
         self.canvas = FigureCanvasAgg(self.figure)
         self.axes: Any = self.figure.add_subplot(projection="3d")
-        self.figure.subplots_adjust(left=0.0, right=0.94, bottom=0.03, top=0.95)
+        self.figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.94)
         self.title = title
+        self.limits: Limits = fit_limits([])
 
-    def _frame_axes(self) -> None:
-        ax, r = self.axes, HALF_RANGE_M
+    def _frame_axes(self, limits: Limits) -> None:
+        ax = self.axes
         ax.cla()
-        ax.set_xlim(-r, r)
-        ax.set_ylim(-r, r)
-        ax.set_zlim(-r, r)
-        ax.set_box_aspect((1, 1, 1), zoom=0.92)
+        ax.set_xlim(*limits[0])
+        ax.set_ylim(*limits[1])
+        ax.set_zlim(*limits[2])
+        ax.set_box_aspect((1, 1, 1), zoom=0.88)  # equal aspect; room for the tick labels inside the canvas
         for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
-            axis.set_ticks([-r, -r / 2, 0.0, r / 2, r])
+            axis.set_major_locator(MaxNLocator(4))
         ax.tick_params(labelsize=7, pad=0)
-        ax.set_xlabel("x right (m)", fontsize=8)
-        ax.set_ylabel("z forward (m)", fontsize=8)
-        ax.set_zlabel("-y up (m)", fontsize=8)
+        ax.set_xlabel("x right (m)", fontsize=8, labelpad=-2)
+        ax.set_ylabel("z forward (m)", fontsize=8, labelpad=-2)
+        ax.set_zlabel("-y up (m)", fontsize=8, labelpad=-2)
         ax.view_init(elev=12.0, azim=-72.0)
-        ax.set_title(self.title, fontsize=9)
+        self.figure.suptitle(self.title, fontsize=9, y=0.98)
 
-    def draw(self, people: Sequence[Mapping[str, Any]]) -> npt.NDArray[np.uint8]:
-        """Each person's root-relative ``keypoints_3d (17, 3)`` metres as bones in its track colour."""
-        self._frame_axes()
-        for person, dx in zip(people, person_offsets(people), strict=True):
-            joints = np.asarray(person["keypoints_3d"], dtype=np.float64).reshape(17, 3)
-            if not np.isfinite(joints).all():
-                continue
-            x, y, z = joints[:, 0] + dx, joints[:, 2], -joints[:, 1]
+    def draw(self, people: Sequence[Mapping[str, Any]], limits: Limits | None = None) -> npt.NDArray[np.uint8]:
+        """Each person's root-relative ``keypoints_3d (17, 3)`` metres as bones in its track colour, in axes
+        ``limits`` (default: fitted to these people)."""
+        self.limits = limits or fit_limits([people])
+        self._frame_axes(self.limits)
+        for person, (x, y, z) in zip(_finite(people), (p.T for p in plotted_points(people)), strict=True):
             colour = track_colour(int(person["track_id"]))
             for parent, child in H36M_BONES:
                 bone = lighter(colour) if child in LEFT_JOINTS else colour

@@ -1,8 +1,10 @@
-"""``pose3d weights list | fetch NAME... | add FILE [--name NAME] | path NAME``.
+"""``pose3d weights list | fetch NAME... | add FILE [--name NAME] | verify [NAME...] | path NAME``.
 
 The weights directory comes from ``--weights-dir``, else ``POSE3D_WEIGHTS_DIR`` (read through
 :class:`WeightsSettings` when the command runs), else ``$XDG_CACHE_HOME/pose3d/weights``. Every failure prints
-one line (``error: …``) and exits non-zero; nothing here imports torch except ``add``.
+one line (``error: …``); the exit status is 2 when the user must change something (an unknown name, an entry that
+is not installed, a file ``add`` refuses, a folder to download by hand) and 1 when a download failed or an
+installed file no longer matches its checksum. Nothing here imports torch except ``add``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.weights.catalogue import Catalogue, Entry, load_catalogue
-from service.weights.store import WeightsError, installed, weights_dir
+from service.weights.store import Installed, WeightsError, installed, not_installed_message, sha256_file, weights_dir
 
 
 class WeightsSettings(BaseSettings):
@@ -112,16 +114,17 @@ def _expand(catalogue: Catalogue, names: list[str]) -> list[Entry]:
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from service.weights.download import new_client
-    from service.weights.fetch import fetch_entry
+    from service.weights.fetch import fetch_entry, unavailable_message
 
     catalogue, root = load_catalogue(), _root(args)
     try:
         entries = _expand(catalogue, args.names)
     except KeyError as e:
         return _fail(str(e.args[0]))
+    manual = [e for e in entries if not e.fetchable and installed(root, e.name) is None]
     failed = 0
     with new_client() as client:
-        for entry in entries:
+        for entry in (e for e in entries if e not in manual):
             found = installed(root, entry.name)
             if found is not None:
                 print(f"{entry.name}: already installed at {found.path}")
@@ -136,7 +139,48 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
             finally:
                 progress.stop()
             print(f"{entry.name}: installed at {done.path} (sha256 {done.sha256})")
-    return 1 if failed else 0
+    for entry in manual:  # folders and unpublished files: one line each, the manual step (never a hang)
+        print(f"error: {unavailable_message(entry)}", file=sys.stderr)
+    if failed:
+        return FAILED_EXIT
+    return USAGE_EXIT if manual else 0
+
+
+def _verify_line(entry: Entry, found: Installed) -> tuple[bool, str]:
+    """Whether ``found``'s file still is what was installed (and what its publisher published), in words."""
+    digest = sha256_file(found.path)
+    if digest != found.sha256:
+        return False, f"{entry.name}: sha256 {digest} differs from {found.sha256} recorded when it was installed"
+    published = entry.sha256 or entry.sha256_prefix
+    if published and not entry.archive:
+        if not digest.startswith(published):
+            return False, f"{entry.name}: sha256 {digest} differs from the published {published}"
+        return True, f"{entry.name}: ok, sha256 {digest[:16]}… matches the publisher's {published[:16]}"
+    return True, (
+        f"{entry.name}: ok, sha256 {digest[:16]}… as recorded when it was installed "
+        "(trust on first use: the publisher gives no checksum of this file)"
+    )
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    catalogue, root = load_catalogue(), _root(args)
+    try:
+        entries = _expand(catalogue, args.names) if args.names else list(catalogue.entries)
+    except KeyError as e:
+        return _fail(str(e.args[0]))
+    found = [(e, f) for e in entries if (f := installed(root, e.name)) is not None]
+    if args.names and len(found) < len(entries):
+        missing = [e.name for e in entries if installed(root, e.name) is None]
+        return _fail(not_installed_message(*missing))
+    if not found:
+        print(f"nothing installed in {root}")
+        return 0
+    bad = 0
+    for entry, inst in found:
+        ok, line = _verify_line(entry, inst)
+        bad += not ok
+        print(line if ok else f"error: {line}", file=sys.stdout if ok else sys.stderr)
+    return FAILED_EXIT if bad else 0
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
@@ -156,16 +200,20 @@ def _cmd_path(args: argparse.Namespace) -> int:
         return _fail(f"{args.name!r} is not in the weights catalogue (see `pose3d weights list`)")
     found = installed(root, args.name)
     if found is None:
-        from service.weights.store import not_installed_message
-
         return _fail(not_installed_message(args.name))
     print(found.path)
     return 0
 
 
+USAGE_EXIT = 2
+"""A weights command the user must change: unknown name, not installed, a file `add` refuses, a manual step."""
+FAILED_EXIT = 1
+"""A weights command that failed on the way: a download, or a file that no longer matches its checksum."""
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
-    return 1
+    return USAGE_EXIT
 
 
 def add_arguments(weights: argparse.ArgumentParser) -> None:
@@ -187,6 +235,12 @@ def add_arguments(weights: argparse.ArgumentParser) -> None:
     add.add_argument("file", metavar="FILE")
     add.add_argument("--name", default=None, help="catalogue entry to install it as (when several fit)")
     add.set_defaults(func=_cmd_add)
+    verify = actions.add_parser(
+        "verify",
+        help="check installed files against the sha256 their publisher gives, else the one recorded at install",
+    )
+    verify.add_argument("names", nargs="*", metavar="NAME", help="entries or sets (default: every installed one)")
+    verify.set_defaults(func=_cmd_verify)
     path = actions.add_parser("path", help="print an installed entry's file")
     path.add_argument("name", metavar="NAME")
     path.set_defaults(func=_cmd_path)

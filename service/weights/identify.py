@@ -133,28 +133,90 @@ def _tensor_state(obj: Any) -> dict[str, Any]:
     return {str(k).removeprefix("module."): v for k, v in obj.items()}
 
 
-def identify(path: Path) -> Identity:
+TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+"""How a PyTorch checkpoint starts: a zip archive (torch.save since 1.6) or a pickle (the legacy format)."""
+
+
+def _looks_like(head: bytes) -> str:
+    """What a file that is no checkpoint seems to be, from its first bytes."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"its first bytes are {head[:8].hex(' ')}"
+    if text.isprintable() or all(c.isprintable() or c.isspace() for c in text):
+        return f"it is a text file starting {text[:40]!r}"
+    return f"its first bytes are {head[:8].hex(' ')}"
+
+
+def _require_torch_file(path: Path) -> None:
+    with path.open("rb") as fh:
+        head = fh.read(64)
+    if not head.startswith(TORCH_MAGIC):
+        raise WeightsError(f"{path} is not a PyTorch checkpoint: {_looks_like(head)}")
+
+
+def _expected_keys(entry: Entry) -> set[str] | None:
+    """The parameter names a file for ``entry`` must hold, where one preset says so (P-STMO), else None."""
+    if entry.format is not Format.PSTMO:
+        return None
+    from model.checkpoints.pstmo import project_to_official_key
+    from model.pstmo import PSTMO, PSTMO_PRESETS
+
+    preset = PSTMO_PRESETS.get(entry.arch)
+    if preset is None:
+        return None
+    return {project_to_official_key(k) for k in _empty(lambda: PSTMO(preset)).state_dict()}  # the published names
+
+
+def _listing(keys: set[str]) -> str:
+    shown = ", ".join(sorted(keys)[:6])
+    return f"{len(keys)}: {shown}{', …' if len(keys) > 6 else ''}"
+
+
+def _check_keys(path: Path, state: Mapping[str, Any], entry: Entry) -> None:
+    """Refuse a file whose keys differ from what ``entry``'s architecture holds, naming the differences."""
+    expected = _expected_keys(entry)
+    if expected is None:
+        return
+    present = set(state)
+    missing, unexpected = expected - present, present - expected
+    if missing or unexpected:
+        parts = [f"missing keys ({_listing(missing)})"] if missing else []
+        parts += [f"unexpected keys ({_listing(unexpected)})"] if unexpected else []
+        raise WeightsError(
+            f"{path} is not a {entry.format} {entry.arch} checkpoint as {entry.name} expects: {'; '.join(parts)}"
+        )
+
+
+def identify(path: Path, expected: Entry | None = None) -> Identity:
     """Recognise ``path`` (format, preset) and prove it loads strictly.
 
+    ``expected``: the entry the user named (``add --name``); a file that does not fit it is refused naming the
+    keys that differ from that entry's architecture, not the first format it was tried against.
     Raises:
-        WeightsError: unreadable, unsafe, not a checkpoint of a model this project serves, or keys/shapes that
-            the strict loader refuses (its message says which).
+        WeightsError: unreadable, unsafe, not a PyTorch checkpoint (a text file...), not a checkpoint of a model
+            this project serves, or keys/shapes that the strict loader refuses (its message says which).
     """
     if not path.is_file():
         raise WeightsError(f"{path}: no such file")
     if path.suffix == ".onnx":
         return _identify_onnx(path)
+    _require_torch_file(path)
     from model.checkpoints.common import CheckpointError, read_checkpoint
     from model.checkpoints.hrnet import NUMPY_SAFE_GLOBALS
 
     try:
         state = _tensor_state(read_checkpoint(path, extra_safe_globals=NUMPY_SAFE_GLOBALS))
+        if expected is not None:
+            _check_keys(path, state, expected)
         if "encoder.fc_1.weight" in state:
             return _identify_pstmo(path, state)
         if "Spatial_pos_embed" in state or any(k.startswith("volume_net.") for k in state):
             return _identify_capf(path, state)
         return _identify_hrnet(path)
     except CheckpointError as e:
+        if expected is not None:
+            raise WeightsError(f"not a {expected.format} checkpoint as {expected.name} expects: {e}") from e
         raise WeightsError(f"not a checkpoint this project can serve: {e}") from e
 
 
@@ -192,7 +254,13 @@ def match_entry(catalogue: Catalogue, identity: Identity, name: str | None) -> E
 
 def add_file(catalogue: Catalogue, path: Path, root: Path, name: str | None = None) -> tuple[Installed, Identity]:
     """Identify ``path``, check it against the entry's published checksum, install a copy under ``root``."""
-    identity = identify(path)
+    expected = None
+    if name is not None:
+        try:
+            expected = catalogue.entry(name)
+        except KeyError as e:
+            raise WeightsError(str(e.args[0])) from e
+    identity = identify(path, expected)
     entry = match_entry(catalogue, identity, name)
     if not entry.archive:
         verify(entry, path)  # published size / checksum describe this very file

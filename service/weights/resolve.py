@@ -16,17 +16,17 @@ from service.weights.store import WeightsError, installed, not_installed_message
 DETECTOR_PATH_FIELDS = ("checkpoint", "backbone_checkpoint", "person_detector_onnx", "rtmpose_onnx")
 
 
-def resolve_path(value: Path | None, root: Path, catalogue: Catalogue) -> Path | None:
+def resolve_path(value: Path | None, root: Path, catalogue: Catalogue, missing: list[str]) -> Path | None:
     """An existing file stays; a catalogue name becomes its installed file; anything else is left to the loader.
 
-    Raises:
-        WeightsError: ``value`` names a catalogue entry that is not installed under ``root``.
+    A catalogue name that is not installed under ``root`` stays as it is and is appended to ``missing``.
     """
     if value is None or value.is_file() or str(value) not in catalogue.names():
         return value
     found = installed(root, str(value))
     if found is None:
-        raise WeightsError(not_installed_message(str(value)))
+        missing.append(str(value))
+        return value
     return found.path
 
 
@@ -60,26 +60,33 @@ def trained_conventions(model: str, spec: Any, catalogue: Catalogue) -> dict[str
 def resolve_settings_paths(settings: Any, catalogue: Catalogue | None = None) -> None:
     """Replace catalogue names in ``settings.detector`` and ``settings.models`` by installed files (in place).
 
-    A gateway with remote workers loads no weights, so it keeps the names for the workers to resolve.
+    A gateway with remote workers loads no weights, so it keeps the names for the workers to resolve. With
+    ``settings.allow_random_weights`` a name that is not installed stays a name: the engine's loader serves that
+    network on random weights (an ONNX one exported once from its real architecture) and says so loudly.
     Raises:
-        WeightsError: a name is in the catalogue but not installed (the message names `pose3d weights fetch`).
+        WeightsError: names in the catalogue are not installed and random weights are not allowed; the message
+            names all of them and the one `pose3d weights fetch` command that installs them.
     """
     if getattr(settings, "workers", None):
         return
     cat = catalogue or load_catalogue()
     root = weights_dir(settings.weights_dir)
+    missing: list[str] = []
     det = settings.detector
-    det_update = {f: resolve_path(getattr(det, f), root, cat) for f in DETECTOR_PATH_FIELDS}
-    if any(det_update[f] != getattr(det, f) for f in DETECTOR_PATH_FIELDS):
-        settings.detector = det.model_copy(update=det_update)
+    det_update = {f: resolve_path(getattr(det, f), root, cat, missing) for f in DETECTOR_PATH_FIELDS}
     models = dict(settings.models)
     for name, spec in models.items():
         update = trained_conventions(name, spec, cat)
-        path = resolve_path(spec.checkpoint, root, cat)
+        path = resolve_path(spec.checkpoint, root, cat, missing)
         if path != spec.checkpoint:
             update["checkpoint"] = path
         if update:
             models[name] = spec.model_copy(update=update)
+    if missing and not settings.allow_random_weights:
+        hint = "; or pass --allow-random-weights to serve them on random weights (meaningless poses)"
+        raise WeightsError(not_installed_message(*dict.fromkeys(missing)) + hint)
+    if any(det_update[f] != getattr(det, f) for f in DETECTOR_PATH_FIELDS):
+        settings.detector = det.model_copy(update=det_update)
     if models != settings.models:
         settings.models = models
 

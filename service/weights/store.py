@@ -96,5 +96,7 @@ def install(root: Path, entry: Entry, source: Path, origin: str, move: bool = Fa
     return Installed(entry.name, target_dir / entry.file, digest, size, origin)
 
 
-def not_installed_message(name: str) -> str:
-    return f"weights {name!r} are not installed: run `pose3d weights fetch {name}` (or `pose3d weights add FILE`)"
+def not_installed_message(*names: str) -> str:
+    """One line naming every missing catalogue entry and the one command that installs them all."""
+    quoted = ", ".join(repr(n) for n in names)
+    return f"weights {quoted} are not installed: run `pose3d weights fetch {' '.join(names)}` (or `pose3d weights add FILE`)"

@@ -96,11 +96,12 @@ async def run_worker(
         http_server = serve_metrics(settings, metrics.registry, keys)  # the worker port's rule
     log.info("pose3d worker: gRPC on %s, metrics on :%d; loading models", address, settings.metrics_port)
 
+    received: list[int] = []
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, _on_signal, sig, stop, received)
     engine: EngineClient | None = None
     try:
         loading = asyncio.create_task(_build_engine(engine_factory, settings, metrics))
@@ -125,6 +126,13 @@ async def run_worker(
         if http_server is not None:
             http_server.shutdown()
             http_server.server_close()
+    if signal.SIGINT in received:  # Ctrl-C: the command line says "interrupted" and exits 130
+        raise KeyboardInterrupt
+
+
+def _on_signal(sig: int, stop: asyncio.Event, received: list[int]) -> None:
+    received.append(sig)
+    stop.set()
 
 
 def main(settings: WorkerSettings) -> int:

@@ -106,18 +106,28 @@ def test_upload_an_image_and_a_clip(server: LiveServer, tmp_path: Path, artifact
         driver.find_element("id", "file").send_keys(str(image))
         driver.find_element("id", "send").click()
         wait_for(driver, "window.pose3dDemo.state.mode === 'image' && window.pose3dDemo.state.bones > 0")
-        wait_for(driver, "document.getElementById('warnings').textContent.includes('RANDOM')")
+        wait_for(driver, "document.getElementById('warnings-summary').textContent.includes('RANDOM')")
+        warnings = driver.find_element("id", "warnings")  # one collapsed line, however many warnings
+        assert warnings.size["height"] < 40
+        assert "capf" in driver.find_element("id", "model").text  # the served models, chosen on the page
+        assert "2D: hrnet" in driver.find_element("id", "pipeline").text  # and the stages behind them
         assert driver.execute_script("return window.pose3dDemo.state.people") == 1
         assert wait_for_skeleton(driver) > 50  # the 3D canvas drew the skeleton
+        assert driver.execute_script("return window.pose3dDemo.state.fitted.radius") >= 0.5  # view fitted to it
         assert driver.execute_script(OVERLAY_PIXELS) > 100  # and the 2D overlay over the image
         assert "total" in driver.find_element("id", "timings").text
         driver.save_screenshot(str(artifacts / "demo_image.png"))
 
         driver.find_element("id", "file").send_keys(str(clip))
         driver.find_element("id", "send").click()
+        wait_for(driver, "window.pose3dDemo.state.job !== null")  # clips go as jobs, not one long POST
         wait_for(driver, "window.pose3dDemo.state.mode === 'clip' && window.pose3dDemo.state.lastFrame === 0")
         assert driver.execute_script("return document.getElementById('video').videoWidth") == 192  # it plays
-        assert driver.execute_script("return window.pose3dDemo.state.frames") == 8
+        wait_for(driver, "window.pose3dDemo.state.jobState === 'done' && window.pose3dDemo.state.frames === 8")
+        progress = driver.find_element("id", "progress")
+        assert progress.is_displayed()
+        assert (progress.get_attribute("value"), progress.get_attribute("max")) == ("8", "8")
+        assert "8 frame(s) from pstmo-9" in driver.find_element("id", "status").text
         driver.execute_script("document.getElementById('video').currentTime = 5 / 25 + 0.01")  # scrub
         wait_for(driver, "window.pose3dDemo.state.lastFrame === 5")
         assert wait_for_skeleton(driver) > 50

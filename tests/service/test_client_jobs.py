@@ -13,7 +13,7 @@ import pytest
 
 from service.cli import main
 from service.client.estimate import EstimateArgs
-from service.client.jobs import JobsClient, run_job
+from service.client.jobs import JobError, JobsClient, run_job
 from tests.conftest import REPO
 from tests.service.media_samples import encode_clip
 from tests.service.rest_support import LiveServer, live_server, tiny_settings
@@ -48,13 +48,69 @@ def test_estimate_job_survives_ctrl_c_and_resumes_the_same_job(live: LiveServer,
     state = json.loads((tmp_path / "out.jsonl.job").read_text())
     assert len(out.read_text().splitlines()) == Interrupted.stop_after
     jobs_before = len(JobsClient(live.url).list())
-    written = run_job(JobsClient(live.url), clip, EstimateArgs(), out, progress=False)
-    assert written == FRAMES
+    outcome = run_job(JobsClient(live.url), clip, EstimateArgs(), out, progress=False)
+    assert (outcome.frames, outcome.output, outcome.note) == (FRAMES, out, None)
     assert len(JobsClient(live.url).list()) == jobs_before  # resumed, not submitted again
     frames = [json.loads(line) for line in out.read_text().splitlines()]
     assert [f["frame_index"] for f in frames] == list(range(FRAMES))
     assert not (tmp_path / "out.jsonl.job").exists()
     assert JobsClient(live.url).status(state["job_id"])["state"] == "done"
+
+
+class CancelledMidway(JobsClient):
+    """Reads ``stop_after`` frames, then the user runs `pose3d jobs cancel` and the stream ends with its error."""
+
+    stop_after = 4
+
+    def results(self, job_id: str, after: int | None) -> Iterator[dict[str, Any]]:
+        for n, frame in enumerate(super().results(job_id, after)):
+            if n == self.stop_after:
+                self.cancel(job_id)
+                raise JobError(f"job {job_id}: cancelled")
+            yield frame
+
+
+def test_cancel_then_rerun_keeps_every_line_already_written(
+    live: LiveServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clip = tmp_path / "long.mp4"
+    clip.write_bytes(encode_clip(frames=FRAMES, width=64, height=96))
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(JobError):
+        run_job(CancelledMidway(live.url), clip, EstimateArgs(), out, progress=False)
+    before = out.read_text()
+    assert len(before.splitlines()) == CancelledMidway.stop_after
+    state = json.loads((tmp_path / "out.jsonl.job").read_text())
+    cancelled = JobsClient(live.url).status(state["job_id"])["state"] == "cancelled"  # else it finished first
+    outcome = run_job(JobsClient(live.url), clip, EstimateArgs(), out, progress=False)
+    assert out.read_text().startswith(before)  # every line already written is still there
+    if cancelled:  # nothing left to resume: a new job, written beside the old file, and said so
+        assert outcome.output == tmp_path / "out.1.jsonl"
+        assert outcome.note is not None
+        assert f"{out} already holds 4 lines (kept)" in outcome.note
+        assert "out.1.jsonl" in capsys.readouterr().err
+    else:  # the server finished the job before the cancel: the rerun resumes it after line 4
+        assert (outcome.output, outcome.note) == (out, None)
+    frames = [json.loads(line) for line in outcome.output.read_text().splitlines()]
+    assert [f["frame_index"] for f in frames] == list(range(FRAMES))
+
+
+def test_rerun_never_truncates_results_it_cannot_resume(live: LiveServer, tmp_path: Path) -> None:
+    clip = tmp_path / "c.mp4"
+    clip.write_bytes(encode_clip(frames=6, width=64, height=96))
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"frame_index": 0}\n{"frame_index": 1}\n')  # a job the server no longer knows
+    (tmp_path / "out.jsonl.job").write_text(json.dumps({"job_id": "A" * 24, "media": str(clip.resolve()),
+                                                         "size": clip.stat().st_size}))  # fmt: skip
+    first = run_job(JobsClient(live.url), clip, EstimateArgs(), out, progress=False)
+    assert out.read_text() == '{"frame_index": 0}\n{"frame_index": 1}\n'
+    assert first.output == tmp_path / "out.1.jsonl"
+    assert first.note == f"{out} already holds 2 lines (kept); this job's frames go to {first.output}"
+    assert len(first.output.read_text().splitlines()) == 6
+    second = run_job(JobsClient(live.url), clip, EstimateArgs(), out, progress=False)  # a finished file stays too
+    assert second.output == tmp_path / "out.2.jsonl"
+    assert len(first.output.read_text().splitlines()) == 6
+    assert not (tmp_path / "out.jsonl.job").exists()
 
 
 def test_job_client_is_torch_free() -> None:

@@ -36,3 +36,13 @@ def test_docs_pages_reference_only_assets_the_gateway_serves(server: LiveServer,
             assert asset.status_code == 200, (ref, asset.status_code)
             assert len(asset.content) > 0
         assert "openapi" in client.get("/openapi.json").json()
+
+
+def test_redoc_page_forbids_other_hosts_so_its_cdn_logo_is_never_fetched(server: LiveServer) -> None:
+    """redoc.standalone.js draws a logo from cdn.redoc.ly: the page's CSP keeps the browser on this server."""
+    with server.client() as client:
+        page = client.get("/redoc")
+    policy = dict(part.strip().split(" ", 1) for part in page.headers["content-security-policy"].split(";"))
+    assert policy["default-src"] == "'self'"
+    assert policy["img-src"] == "'self' data:"  # the logo's https://cdn.redoc.ly/... is refused before any request
+    assert "https:" not in page.headers["content-security-policy"]

@@ -140,3 +140,40 @@ def test_bad_render_parameters_are_400(client: httpx.Client) -> None:
     body = keypoints_body(1)
     assert_problem(client.post("/v1/pose3d?render=gif", json=body), 400, "bad-request")
     assert_problem(client.post("/v1/pose3d?render=png&format=csv", json=body), 400, "bad-request")
+
+
+def test_renders_read_on_random_weights(client: httpx.Client, tmp_path: Path) -> None:
+    """The tiny server's random weights put joints anywhere: the overlay stays inside the image (joints outside
+    marked at the border), the 3D axes hold every joint, and the picture says RANDOM WEIGHTS."""
+    from service.render.overlay import plan_person
+    from service.render.panel3d import fit_limits, plotted_points
+
+    width, height = 192, 256
+    image = encode_image(person_image(width, height), ".png")
+    boxes = json.dumps([[-40, -30, 120, 200], [100, 40, 260, 300]])  # partly outside: joints will be too
+    result = client.post("/v1/pose3d", files={"file": ("p.png", image)}, data={"boxes": boxes}).json()
+    assert result["model"]["random_weights"]
+    people = result["frames"][0]["people"]
+    assert len(people) == 2
+    for person in people:
+        plan = plan_person(person, width, height, scale=1)
+        assert plan is not None
+        for (x1, y1), (x2, y2) in (segment for segment, _ in plan.bones):
+            assert min(x1, x2) >= 0
+            assert max(x1, x2) <= width - 1
+            assert min(y1, y2) >= 0
+            assert max(y1, y2) <= height - 1
+        assert len(plan.joints) + len(plan.marks) == 17
+        assert all(x in (0, width - 1) or y in (0, height - 1) for x, y in plan.marks)  # on the border
+    limits = fit_limits([people])
+    for points in plotted_points(people):
+        for axis, (low, high) in enumerate(limits):
+            assert (low <= points[:, axis]).all()
+            assert (points[:, axis] <= high).all()
+    sides = [high - low for low, high in limits]
+    assert max(sides) - min(sides) < 1e-9  # equal aspect: a cube
+    png = client.post("/v1/pose3d?render=png", files={"file": ("p.png", image)}, data={"boxes": boxes})
+    (tmp_path / "random.png").write_bytes(png.content)
+    picture = decode_png(png.content)
+    band = picture[:12, :120].reshape(-1, 3).astype(int)
+    assert ((band[:, 0] > 150) & (band[:, 1] < 60)).mean() > 0.5  # the red RANDOM WEIGHTS stamp

@@ -5,15 +5,18 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import av
+import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 from service.cli import main
 from service.render.compose import PANEL_SIZE, render_mp4, render_png
-from service.render.overlay import track_colour
+from service.render.overlay import draw_overlay, plan_person, track_colour
+from service.render.panel3d import Panel3D, fit_limits, plotted_points
 from service.render.video import Mp4Writer
 from tests.unit.render_samples import decode_png, grey_frame, pose_frames
 
@@ -97,3 +100,88 @@ def test_render_command_png_and_mp4_with_progress(tmp_path: Path, capsys: pytest
     assert decode_png((tmp_path / "out.png").read_bytes()).shape == (PANEL_SIZE, PANEL_SIZE, 3)
     assert main(["render", str(results), "-o", str(tmp_path / "out.gif")]) == 1
     assert "png or .mp4" in capsys.readouterr().err
+
+
+def junk_people(rng: np.random.Generator, size: tuple[int, int]) -> list[dict[str, Any]]:
+    """What random weights give: 2D joints up to two image sizes off the image, 3D joints metres apart."""
+    w, h = size
+    return [
+        {
+            "track_id": t,
+            "box": [float(v) for v in rng.uniform(-w, 2 * w, 4)],
+            "box_score": 1.0,
+            "keypoints_2d": np.stack([rng.uniform(-2 * w, 3 * w, 17), rng.uniform(-2 * h, 3 * h, 17)], 1).tolist(),
+            "keypoint_scores": [0.5] * 17,
+            "keypoints_3d": rng.normal(0.0, 3.0, (17, 3)).tolist(),
+        }
+        for t in range(3)
+    ]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_junk_joints_are_drawn_inside_the_image_and_the_axes(seed: int, tmp_path: Path) -> None:
+    rng = np.random.default_rng(seed)
+    people = junk_people(rng, SIZE)
+    for person in people:
+        plan = plan_person(person, *SIZE, scale=1)
+        assert plan is not None
+        for ((x1, y1), (x2, y2)), _ in plan.bones:
+            assert 0 <= min(x1, x2) <= max(x1, x2) <= SIZE[0] - 1
+            assert 0 <= min(y1, y2) <= max(y1, y2) <= SIZE[1] - 1
+        for x, y in plan.marks:
+            assert x in (0, SIZE[0] - 1) or y in (0, SIZE[1] - 1)
+        (tw, _), _ = cv2.getTextSize(plan.label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        assert plan.label_at[0] >= 0
+        assert plan.label_at[0] + tw <= SIZE[0]
+    limits = fit_limits([people])
+    for points in plotted_points(people):
+        for axis, (low, high) in enumerate(limits):
+            assert low <= points[:, axis].min()
+            assert points[:, axis].max() <= high
+    overlay = draw_overlay(grey_frame(SIZE), people)
+    assert overlay.shape == (SIZE[1], SIZE[0], 3)
+    png = render_png({"frame_index": 0, "people": people}, grey_frame(SIZE), random=True)
+    (tmp_path / f"junk{seed}.png").write_bytes(png)
+
+
+def test_the_panel_axes_hold_every_drawn_point() -> None:
+    """Read back from matplotlib: the axes' own limits contain every joint drawn, with equal sides."""
+    rng = np.random.default_rng(7)
+    people = junk_people(rng, SIZE)
+    panel = Panel3D(240, 240)
+    panel.draw(people)
+    ax = panel.axes
+    drawn = [ax.get_xlim(), ax.get_ylim(), ax.get_zlim()]
+    for points in plotted_points(people):
+        for axis, (low, high) in enumerate(drawn):
+            assert low <= points[:, axis].min()
+            assert points[:, axis].max() <= high
+    assert np.allclose([h - lo for lo, h in drawn], drawn[0][1] - drawn[0][0])
+
+
+def test_a_clip_fits_its_axes_once_over_all_frames() -> None:
+    frames = pose_frames(4, SIZE)
+    frames[2]["people"][0]["keypoints_3d"] = (np.asarray(frames[2]["people"][0]["keypoints_3d"]) * 5).tolist()
+    limits = fit_limits([f["people"] for f in frames])
+    assert limits[0][1] - limits[0][0] > 5.0  # frame 2's big skeleton sets the cube of every frame
+    assert fit_limits([]) == ((-0.5, 0.5), (-0.5, 0.5), (-0.5, 0.5))
+
+
+def test_render_command_stamps_documents_that_say_random(tmp_path: Path) -> None:
+    frame = pose_frames(1, SIZE)[0]
+    document = {"model": {"name": "capf", "weights": "random", "random_weights": True}, "frames": [frame]}
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps(document))
+    assert main(["render", str(results), "-o", str(tmp_path / "r.png")]) == 0
+    plain = tmp_path / "p.jsonl"
+    plain.write_text(json.dumps(frame) + "\n")
+    assert main(["render", str(plain), "-o", str(tmp_path / "p.png")]) == 0
+    assert main(["render", str(plain), "--random-weights", "-o", str(tmp_path / "s.png")]) == 0
+
+    def red_band(path: Path) -> float:
+        band = decode_png(path.read_bytes())[:12, :120].reshape(-1, 3).astype(int)
+        return float(((band[:, 0] > 150) & (band[:, 1] < 60)).mean())
+
+    assert red_band(tmp_path / "r.png") > 0.5
+    assert red_band(tmp_path / "s.png") > 0.5
+    assert red_band(tmp_path / "p.png") == 0.0

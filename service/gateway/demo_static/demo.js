@@ -1,5 +1,6 @@
-// pose3d demo: upload an image or clip (POST /v1/pose3d) or stream the webcam (WebSocket /v1/streams/ws);
-// the 2D overlay is drawn on a canvas over the media, the 3D skeleton with three.js (orbit, zoom).
+// pose3d demo: upload an image (POST /v1/pose3d) or a clip (a job: POST /v1/jobs, progress from GET /v1/jobs/{id},
+// frames as they complete from its NDJSON results), or stream the webcam (WebSocket /v1/streams/ws); the 2D
+// overlay is drawn on a canvas over the media, the 3D skeleton with three.js (orbit, zoom).
 // Test hooks: window.pose3dDemo.state (what was drawn) and window.pose3dDemo.renderer.
 import * as THREE from "three";
 import { OrbitControls } from "./vendor/OrbitControls.js";
@@ -12,7 +13,8 @@ const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [1
 const $ = (id) => document.getElementById(id);
 
 const state = { mode: "idle", frames: 0, people: 0, bones: 0, lastFrame: null, wsOpened: false, wsResults: 0,
-  wsClosed: null, error: null, warnings: [], randomWeights: null };
+  wsClosed: null, error: null, warnings: [], randomWeights: null, job: null, jobState: null, framesTotal: null,
+  components: [] };
 let results = [];  // frames of the current upload, by frame_index order
 
 function threeColour(rgb) {  // page colours are sRGB; three.js works in linear light
@@ -76,6 +78,25 @@ function draw3d(people) {
   });
   state.people = people.length;
   state.bones = bones;
+  if (fitPending && people.length) fitView();
+}
+
+// the view is fitted to the first frame of each upload or stream (then the user's orbit and zoom stay)
+let fitPending = true;
+function fitView() {
+  fitPending = false;
+  const sphere = new THREE.Box3().setFromObject(skeletons).getBoundingSphere(new THREE.Sphere());
+  const radius = Math.max(0.5, sphere.radius);
+  const distance = radius / Math.sin(THREE.MathUtils.degToRad(camera.fov / 2)) * 1.1;
+  const direction = new THREE.Vector3(0.8, 0.4, 3.2).normalize();
+  controls.target.copy(sphere.center);
+  camera.position.copy(sphere.center).addScaledVector(direction, distance);
+  camera.far = Math.max(100, distance * 4);
+  camera.updateProjectionMatrix();
+  grid.position.set(sphere.center.x, sphere.center.y - radius, sphere.center.z);
+  grid.scale.setScalar(radius);
+  controls.update();
+  state.fitted = { radius, distance };
 }
 
 function animate() {
@@ -96,8 +117,10 @@ function draw2d(people, width, height) {
   if (!width || !height) return;
   const sx = canvas.width / width, sy = canvas.height / height;
   ctx.lineWidth = 3;
+  const inside = ([x, y]) => x >= 0 && y >= 0 && x <= width - 1 && y <= height - 1;
   for (const person of people) {
-    for (const [a, b] of BONES) {
+    for (const [a, b] of BONES) {  // a joint outside the image draws no line across it (as server renders)
+      if (!inside(person.keypoints_2d[a]) || !inside(person.keypoints_2d[b])) continue;
       const [r, g, bl] = colour(person.track_id, LEFT.has(b));
       ctx.strokeStyle = `rgb(${r},${g},${bl})`;
       ctx.beginPath();
@@ -135,9 +158,13 @@ function syncVideo() {
   }
 }
 
-function setWarnings(list) {
+function setWarnings(list) {  // one line; the list opens on a click
   state.warnings = list;
-  $("warnings").replaceChildren(...list.map((w) => Object.assign(document.createElement("div"), { textContent: w })));
+  const box = $("warnings");
+  box.hidden = list.length === 0;
+  $("warnings-summary").textContent = list.length === 1 ? list[0]
+    : `${list.length} warnings: ${list[0] ?? ""} (click for all)`;
+  $("warnings-list").replaceChildren(...list.map((w) => Object.assign(document.createElement("li"), { textContent: w })));
 }
 
 function fail(text) {
@@ -145,23 +172,7 @@ function fail(text) {
   $("status").textContent = "error: " + text;
 }
 
-async function upload(event) {
-  event.preventDefault();
-  const file = $("file").files[0];
-  if (!file) return fail("choose an image or a clip first");
-  const isVideo = file.type.startsWith("video/");
-  const form = new FormData();
-  form.append("file", file);
-  form.append("model", $("model").value);
-  $("status").textContent = "estimating…";
-  const response = await fetch("../v1/pose3d", { method: "POST", body: form });
-  const body = await response.json();
-  if (!response.ok) return fail(`${body.status} ${body.title}: ${body.detail}`);
-  results = body.frames;
-  state.frames = results.length;
-  state.lastFrame = null;  // set again once the new media shows its first result
-  setWarnings(body.warnings || []);
-  $("timings").textContent = Object.entries(body.timings_ms).map(([k, v]) => `${k}: ${v.toFixed(1)} ms`).join("\n");
+function showMedia(file, isVideo) {
   const url = URL.createObjectURL(file);
   shownVideoFrame = null;
   if (isVideo) {
@@ -172,7 +183,7 @@ async function upload(event) {
     video.hidden = false;
     video.onerror = () => {  // e.g. a codec this browser cannot play: still show the first result
       setWarnings([...state.warnings, `this browser cannot play the clip (${video.error?.message}); showing frame 0`]);
-      show(results[0], 0, 0);
+      if (results.length) show(results[0], 0, 0);
     };
     video.src = url;
   } else {
@@ -183,7 +194,102 @@ async function upload(event) {
     img.onload = () => show(results[0], img.naturalWidth, img.naturalHeight);
     img.src = url;
   }
+}
+
+async function problemText(response) {
+  const body = await response.json().catch(() => ({}));
+  return `${body.status ?? response.status} ${body.title ?? ""}: ${body.detail ?? ""}`;
+}
+
+async function uploadImage(file) {
+  const form = new FormData();
+  form.append("file", file);
+  form.append("model", $("model").value);
+  $("status").textContent = "estimating…";
+  const response = await fetch("../v1/pose3d", { method: "POST", body: form });
+  if (!response.ok) return fail(await problemText(response));
+  const body = await response.json();
+  results = body.frames;
+  state.frames = results.length;
+  setWarnings([...modelWarnings(), ...(body.warnings || []).filter((w) => !/RANDOM/.test(w))]);
+  $("timings").textContent = Object.entries(body.timings_ms).map(([k, v]) => `${k}: ${v.toFixed(1)} ms`).join("\n");
+  showMedia(file, false);
   $("status").textContent = `${results.length} frame(s) from ${body.model.name}`;
+}
+
+function setProgress(done, total) {
+  const bar = $("progress");
+  bar.hidden = false;
+  bar.max = total || Math.max(1, done);
+  bar.value = done;
+  $("status").textContent = `job ${state.job.slice(0, 8)}: ${done}/${total ?? "?"} frames (${state.jobState})`;
+}
+
+async function followStatus(jobId) {  // progress and state, until the job ends
+  for (;;) {
+    const response = await fetch(`../v1/jobs/${jobId}`);
+    if (!response.ok) return fail(await problemText(response));
+    const status = await response.json();
+    state.jobState = status.state;
+    state.framesTotal = status.frames_total;
+    setProgress(Math.max(status.frames_done, results.length), status.frames_total);
+    if (["done", "failed", "cancelled"].includes(status.state)) return status;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
+async function readResults(jobId) {  // NDJSON frames as they complete, appended to results (in order)
+  const response = await fetch(`../v1/jobs/${jobId}/results`, { headers: { Accept: "application/x-ndjson" } });
+  if (!response.ok) return fail(await problemText(response));
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let pending = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    pending += decoder.decode(value, { stream: true });
+    const lines = pending.split("\n");
+    pending = lines.pop();
+    for (const line of lines.filter((l) => l.trim())) {
+      const item = JSON.parse(line);
+      if (item.error) return fail(`${item.error.status} ${item.error.title}: ${item.error.detail}`);
+      results.push(item);
+      state.frames = results.length;
+      setProgress(results.length, state.framesTotal);
+    }
+  }
+}
+
+async function uploadClip(file) {
+  const form = new FormData();
+  form.append("file", file);
+  form.append("model", $("model").value);
+  $("status").textContent = "submitting the clip as a job…";
+  const response = await fetch("../v1/jobs", { method: "POST", body: form });
+  if (!response.ok) return fail(await problemText(response));
+  const job = await response.json();
+  state.job = job.job_id;
+  state.jobState = job.state ?? "queued";
+  setWarnings(modelWarnings());
+  $("timings").textContent = "";  // a job reports progress, not per-request timings
+  showMedia(file, true);  // plays at once: each frame's pose shows as soon as its result has arrived
+  const [status] = await Promise.all([followStatus(job.job_id), readResults(job.job_id)]);
+  if (status && status.state === "done") {
+    $("status").textContent = `job ${job.job_id.slice(0, 8)}: ${results.length} frame(s) from ${status.model}`;
+  }
+}
+
+async function upload(event) {
+  event.preventDefault();
+  const file = $("file").files[0];
+  if (!file) return fail("choose an image or a clip first");
+  results = [];
+  fitPending = true;
+  state.frames = 0;
+  state.lastFrame = null;  // set again once the new media shows its first result
+  state.error = null;
+  $("progress").hidden = true;
+  return file.type.startsWith("video/") ? uploadClip(file) : uploadImage(file);
 }
 
 // ---------- live (webcam over the WebSocket) ----------
@@ -193,6 +299,7 @@ async function startLive() {
   const video = $("video");
   const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 320, height: 240 } });
   state.mode = "live";
+  fitPending = true;
   $("image").hidden = true;
   video.hidden = false;
   video.removeAttribute("src");
@@ -208,7 +315,7 @@ async function startLive() {
     const msg = JSON.parse(event.data);
     if (msg.type === "opened") {
       state.wsOpened = true;
-      setWarnings(msg.warnings);
+      setWarnings([...modelWarnings(), ...(msg.warnings || []).filter((w) => !/RANDOM/.test(w))]);
       live.timer = setInterval(sendFrame, 100);
     } else if (msg.type === "results") {
       if (!msg.final) live.inFlight -= 1;
@@ -244,6 +351,13 @@ function stopLive(sendClose = true) {
 }
 
 // ---------- models ----------
+function modelWarnings() {  // what runs on random weights: the chosen lifter and the stages behind it
+  const random = [];
+  if (state.randomWeights) random.push(`model ${$("model").value}`);
+  for (const c of state.components) if (c.random_weights) random.push(`${c.kind.replace("_", " ")} ${c.name}`);
+  return random.length ? [`RANDOM WEIGHTS (${random.join(", ")}): poses are meaningless`] : [];
+}
+
 async function loadModels() {
   const response = await fetch("../v1/models");
   const body = await response.json();
@@ -254,11 +368,16 @@ async function loadModels() {
     select.add(option);
   }
   select.value = body.default_clip_model;
+  state.components = body.components || [];
+  $("pipeline").textContent = state.components.map((c) =>
+    `${c.kind === "keypoint_detector" ? "2D" : "people"}: ${c.name === c.version ? c.name : `${c.name} ${c.version}`}`
+    + (c.random_weights ? " (random)" : "")).join(" · ");
   const flag = () => {
     const random = select.selectedOptions[0]?.dataset.random === "true";
     state.randomWeights = random;
     $("weights").className = "badge " + (random ? "random" : "real");
-    $("weights").textContent = random ? "RANDOM WEIGHTS: poses are meaningless" : "trained weights";
+    $("weights").textContent = random ? "RANDOM WEIGHTS" : "trained weights";
+    setWarnings(modelWarnings());
   };
   select.onchange = flag;
   flag();
@@ -266,6 +385,6 @@ async function loadModels() {
 
 $("upload").addEventListener("submit", (e) => upload(e).catch((err) => fail(String(err))));
 $("live").addEventListener("click", () => (live ? stopLive() : startLive().catch((err) => fail(String(err)))));
-window.pose3dDemo = { state, renderer, scene, stopLive };
+window.pose3dDemo = { state, renderer, scene, camera, stopLive };
 loadModels().then(() => { state.ready = true; }).catch((err) => fail(String(err)));
 animate();

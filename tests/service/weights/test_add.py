@@ -68,8 +68,8 @@ def test_several_fitting_entries_need_a_name(conformance_dir: Path, tmp_path: Pa
         add_file(load_catalogue(), path, tmp_path / "weights")
     done, _ = add_file(load_catalogue(), path, tmp_path / "weights", name="pstmo-243-small-wild")
     assert done.name == "pstmo-243-small-wild"
-    with pytest.raises(WeightsError, match=r"pstmo-243 expects a pstmo pstmo-243 file"):
-        add_file(load_catalogue(), path, tmp_path / "weights", name="pstmo-243")
+    with pytest.raises(WeightsError, match=r"as pstmo-243 expects: missing keys \(16: Transformer.model.layers.3"):
+        add_file(load_catalogue(), path, tmp_path / "weights", name="pstmo-243")  # P-STMO-S: 3 layers, not 4
 
 
 def test_capf_whole_model_with_hrnet_w32(conformance_dir: Path, tmp_path: Path) -> None:
@@ -119,7 +119,7 @@ def test_mmpose_file_with_other_bytes_than_published_is_refused(conformance_dir:
 def test_garbage_is_refused(conformance_dir: Path, tmp_path: Path) -> None:
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"\x00not a checkpoint" * 100)
-    with pytest.raises(WeightsError, match=r"not a checkpoint this project can serve"):
+    with pytest.raises(WeightsError, match=r"junk.pth is not a PyTorch checkpoint: its first bytes are 00 6e 6f 74"):
         add_file(load_catalogue(), junk, tmp_path / "weights")
     unrelated = save({"fc.weight": torch.zeros(4, 4)}, tmp_path / "resnet.pth")
     with pytest.raises(WeightsError, match=r"not a checkpoint this project can serve.*not an HRNet checkpoint"):
@@ -132,6 +132,26 @@ def test_garbage_is_refused(conformance_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match=r"no such file"):
         add_file(load_catalogue(), tmp_path / "absent.pth", tmp_path / "weights")
     assert not (tmp_path / "weights").exists()
+
+
+def test_add_says_what_the_file_is_and_what_was_expected(conformance_dir: Path, tmp_path: Path) -> None:
+    from service.cli import main
+
+    text = tmp_path / "notes.pth"
+    text.write_text("my notes, not weights\n")
+    with pytest.raises(WeightsError, match=r"notes.pth is not a PyTorch checkpoint: it is a text file starting"):
+        add_file(load_catalogue(), text, tmp_path / "weights")
+    state = official_state(conformance_dir, "pstmo_243_full")
+    state["extra.weight"] = state.pop("Transformer.pos_embedding")
+    wrong = save({f"module.{k}": v for k, v in state.items()}, tmp_path / "wrong.pth")
+    with pytest.raises(WeightsError) as info:
+        add_file(load_catalogue(), wrong, tmp_path / "weights", name="pstmo-243")
+    message = str(info.value)
+    assert "is not a pstmo pstmo-243 checkpoint as pstmo-243 expects" in message
+    assert "missing keys (1: Transformer.pos_embedding)" in message
+    assert "unexpected keys (1: extra.weight)" in message
+    assert "HRNet" not in message
+    assert main(["weights", "--weights-dir", str(tmp_path / "weights"), "add", str(text)]) == 2
 
 
 def test_onnx_person_detector(tmp_path: Path) -> None:

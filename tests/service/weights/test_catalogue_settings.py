@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from service.cli import main
-from service.config import GatewaySettings, LifterKind, ModelSpec, WorkerSettings, build_settings
+from service.config import GatewaySettings, LifterKind, ModelSpec, WorkerSettings, build_settings, load_settings_file
+from service.profiles import profile_path
 from service.weights.catalogue import CATALOGUE_FILE, Fetch, Format, Kind, load_catalogue, parse_catalogue
 from service.weights.resolve import weight_set_overrides
 from service.weights.store import WeightsError, install
@@ -79,10 +80,23 @@ def test_an_uninstalled_catalogue_name_is_one_line_naming_fetch(tmp_path: Path) 
         GatewaySettings(weights_dir=tmp_path, detector={"person_detector_onnx": "yolox-m-person"})
     assert str(info.value) == (
         "weights 'yolox-m-person' are not installed: run `pose3d weights fetch yolox-m-person` "
-        "(or `pose3d weights add FILE`)"
+        "(or `pose3d weights add FILE`); or pass --allow-random-weights to serve them on random weights "
+        "(meaningless poses)"
     )
     remote = GatewaySettings(weights_dir=tmp_path, workers=["w:1"], detector={"checkpoint": "hrnet-w32-coco"})
     assert remote.detector.checkpoint == Path("hrnet-w32-coco")  # the workers load (and resolve) weights
+
+
+def test_the_realtime_profile_names_all_missing_files_in_one_command(tmp_path: Path) -> None:
+    realtime = load_settings_file(profile_path("realtime"))
+    with pytest.raises(WeightsError) as info:
+        build_settings(GatewaySettings, weights_dir=tmp_path, **realtime)
+    names = ("yolox-tiny-person", "rtmpose-t", "pstmo-81-3dhp")
+    assert f"run `pose3d weights fetch {' '.join(names)}`" in str(info.value)
+    assert all(repr(n) in str(info.value).split(":")[0] for n in names)
+    allowed = build_settings(GatewaySettings, weights_dir=tmp_path, allow_random_weights=True, **realtime)
+    assert allowed.detector.rtmpose_onnx == Path("rtmpose-t")  # the loader serves its random-weight stand-in
+    assert allowed.models["pstmo-81"].checkpoint == Path("pstmo-81-3dhp")
 
 
 def test_weights_dir_comes_from_the_environment_through_settings(
@@ -126,20 +140,51 @@ def test_cli_list_path_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "source https://github.com/open-mmlab/mmpose/blob/main/configs/body_2d_keypoint" in out
     assert "w32 " in out
     assert "w48 " in out
-    assert main(["weights", "--weights-dir", str(root), "path", "pstmo-243"]) == 1
+    assert main(["weights", "--weights-dir", str(root), "path", "pstmo-243"]) == 2  # the user must act: exit 2
     assert (
         capsys.readouterr().err.strip().endswith("run `pose3d weights fetch pstmo-243` (or `pose3d weights add FILE`)")
     )
     installed_path = _install_fake(root, "pstmo-243")
     assert main(["weights", "--weights-dir", str(root), "path", "pstmo-243"]) == 0
     assert capsys.readouterr().out.strip() == str(installed_path)
-    assert main(["weights", "--weights-dir", str(root), "fetch", "capf-cpn"]) == 1
+    assert main(["weights", "--weights-dir", str(root), "fetch", "capf-cpn"]) == 2  # a manual step, said at once
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
     assert err.startswith("error: capf-cpn is published in a folder")
     assert "pose3d weights add best_epoch_cpn.bin --name capf-cpn" in err
     assert main(["weights", "--weights-dir", str(root), "fetch", "pstmo-243"]) == 0  # installed: nothing to fetch
     assert "already installed" in capsys.readouterr().out
+
+
+def test_fetch_of_a_set_names_its_folder_entry_manual_step_last(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "w"
+    for name in ("hrnet-w48-coco-mmpose", "yolox-m-person", "pstmo-243"):
+        _install_fake(root, name)
+    assert main(["weights", "--weights-dir", str(root), "fetch", "w48"]) == 2  # never waits on the folder
+    captured = capsys.readouterr()
+    assert captured.out.count("already installed") == 3
+    [line] = captured.err.strip().splitlines()
+    assert line.startswith("error: capf-hrnet-w48 is published in a folder")
+    assert line.endswith("then run `pose3d weights add best_epoch_hrnet_48.bin --name capf-hrnet-w48`")
+
+
+def test_verify_checks_published_and_recorded_sha256(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "w"
+    assert main(["weights", "--weights-dir", str(root), "verify"]) == 0
+    assert "nothing installed" in capsys.readouterr().out
+    path = _install_fake(root, "pstmo-243")
+    assert main(["weights", "--weights-dir", str(root), "verify"]) == 0
+    out = capsys.readouterr().out
+    assert "pstmo-243: ok, sha256" in out
+    assert "as recorded when it was installed (trust on first use" in out
+    path.write_bytes(path.read_bytes() + b"changed")
+    assert main(["weights", "--weights-dir", str(root), "verify", "pstmo-243"]) == 1
+    assert "differs from" in capsys.readouterr().err
+    assert main(["weights", "--weights-dir", str(root), "verify", "pstmo-27"]) == 2
+    assert "run `pose3d weights fetch pstmo-27`" in capsys.readouterr().err
+    assert main(["weights", "--weights-dir", str(root), "verify", "nope"]) == 2
 
 
 def test_weights_list_and_fetch_import_no_torch(tmp_path: Path) -> None:
@@ -162,7 +207,9 @@ def test_serve_with_a_set_that_is_not_installed_stops_with_one_line(
     monkeypatch.setenv("POSE3D_WEIGHTS_DIR", str(tmp_path))
     assert main(["serve", "--weights", "w32", "--port", "0"]) == 2
     err = capsys.readouterr().err
+    names = "hrnet-w32-coco-mmpose capf-hrnet-w32 yolox-m-person pstmo-243"  # all of them, in one command
     assert err == (
-        "pose3d serve: error: weights 'hrnet-w32-coco-mmpose' are not installed: run `pose3d weights fetch hrnet-w32-coco-mmpose` "
-        "(or `pose3d weights add FILE`)\n"
+        "pose3d serve: error: weights 'hrnet-w32-coco-mmpose', 'capf-hrnet-w32', 'yolox-m-person', 'pstmo-243' "
+        f"are not installed: run `pose3d weights fetch {names}` (or `pose3d weights add FILE`); or pass "
+        "--allow-random-weights to serve them on random weights (meaningless poses)\n"
     )

@@ -37,7 +37,8 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv2(self.conv1(x))
-        return x + y if self.add else y
+        out: torch.Tensor = x + y if self.add else y
+        return out
 
 
 class CSPLayer(nn.Module):
@@ -50,7 +51,8 @@ class CSPLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.cat([self.blocks(self.main(x)), self.short(x)], dim=1)
-        return self.final(y * self.attn(y))
+        out: torch.Tensor = self.final(y * self.attn(y))
+        return out
 
 
 class SPPF(nn.Module):
@@ -62,7 +64,8 @@ class SPPF(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.c1(x)
-        return self.c2(torch.cat([x] + [p(x) for p in self.pools], dim=1))
+        out: torch.Tensor = self.c2(torch.cat([x] + [p(x) for p in self.pools], dim=1))
+        return out
 
 
 class ScaleNorm(nn.Module):
@@ -71,7 +74,8 @@ class ScaleNorm(nn.Module):
         self.scale, self.g = dim**-0.5, nn.Parameter(torch.ones(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x / (torch.norm(x, dim=-1, keepdim=True) * self.scale).clamp(min=1e-5) * self.g
+        out: torch.Tensor = x / (torch.norm(x, dim=-1, keepdim=True) * self.scale).clamp(min=1e-5) * self.g
+        return out
 
 
 class GAU(nn.Module):
@@ -87,7 +91,8 @@ class GAU(nn.Module):
         u, v, base = torch.split(nn.functional.silu(self.uv(self.ln(x))), [self.e, self.e, self.s], dim=-1)
         qk = base[..., None, :] * self.gamma + self.beta  # (B, K, 2, s)
         attn = torch.relu(qk[..., 0, :] @ qk[..., 1, :].transpose(1, 2) / math.sqrt(self.s)) ** 2
-        return x + self.o(u * (attn @ v))
+        out: torch.Tensor = x + self.o(u * (attn @ v))
+        return out
 
 
 class RTMPose(nn.Module):
@@ -121,7 +126,7 @@ def gflops(size: str) -> float:
     net = RTMPose(size).eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         net(torch.zeros(1, 3, 256, 192))
-    return counter.get_total_flops() / 1e9
+    return float(counter.get_total_flops()) / 1e9
 
 
 def export(size: str, path: Path, seed: int = 0) -> Path:

@@ -1,0 +1,79 @@
+"""Random-weight ONNX networks for catalogue entries that are not installed (``allow_random_weights`` only).
+
+A profile such as ``realtime`` names ONNX weights by catalogue name (``rtmpose_onnx = "rtmpose-t"``,
+``person_detector_onnx = "yolox-tiny-person"``). When such a file is missing and random weights are allowed, the
+loader serves the entry's real architecture (:mod:`model.rtmpose_net`, :mod:`model.yolox_net`) with random
+weights instead: exported to ONNX once, cached as ``<weights dir>/random/<name>.onnx`` (seed 0, so every process
+that exports it gets the same file), and said as loudly as a torch model on random weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Final
+
+from model import rtmpose_net, yolox_net
+from service.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+Exporter = Callable[[Path], Path]
+
+
+def _rtmpose(size: str) -> Exporter:
+    return lambda path: rtmpose_net.export(size, path)
+
+
+def _yolox(size: str) -> Exporter:
+    return lambda path: yolox_net.export(size, path)
+
+
+RANDOM_ONNX: Final[Mapping[str, Exporter]] = {
+    "rtmpose-t": _rtmpose("t"),
+    "rtmpose-s": _rtmpose("s"),
+    "rtmpose-m": _rtmpose("m"),
+    "yolox-tiny-person": _yolox("tiny"),
+    "yolox-m-person": _yolox("m"),
+}
+"""Catalogue name → exporter of its architecture with random weights (``input`` and outputs as published)."""
+
+
+def random_onnx(what: str, name: str, cache_dir: Path) -> Path:
+    """The random-weight ONNX file standing in for catalogue entry ``name`` (exported on first use), logged loudly.
+
+    Args:
+        what: how the log names the network (``"the 2D detector"``).
+        name: the catalogue name that is not installed.
+        cache_dir: the weights directory; the file lives in its ``random/`` folder.
+    Raises:
+        Unavailable: no architecture of ours stands for ``name``.
+    """
+    exporter = RANDOM_ONNX.get(name)
+    if exporter is None:
+        known = ", ".join(RANDOM_ONNX)
+        raise Unavailable(f"{what}: {name!r} is not installed and has no random-weight stand-in (known: {known})")
+    path = cache_dir / "random" / f"{name}.onnx"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log.warning("%s: exporting %s's architecture with RANDOM WEIGHTS to %s (once)", what, name, path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".onnx", dir=path.parent)
+        os.close(fd)
+        try:
+            with warnings.catch_warnings():  # the tracer's notes on a graph we own are not the user's concern
+                warnings.simplefilter("ignore")
+                exporter(Path(tmp))
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    log.warning(
+        "%s serves RANDOM WEIGHTS (%s is not installed; `pose3d weights fetch %s`): its outputs are meaningless",
+        what,
+        name,
+        name,
+    )
+    return path
