@@ -6,7 +6,8 @@ Keys of one job share the hash tag ``{<job_id>}`` (one Redis Cluster slot):
 - ``pose3d:job:{id}:frames`` hash: position → the frame's JSON result (written once)
 - ``pose3d:job:{id}:input``  list: the staged input in 1 MiB pieces (deleted when the job ends)
 
-and ``pose3d:jobs`` (a sorted set of job ids by creation time) lists them. Every state change is one Lua
+and ``pose3d:jobs`` (a sorted set of job ids by creation time) lists them (``pose3d:jobs:active``: those not
+ended), each written after the job's own keys (in a Redis Cluster they live in other slots). Every state change is one Lua
 script (atomic: a cancelled job is never revived, a lapsed lease is taken by one gateway only). Every key
 expires ``ttl_s`` after the job's last change.
 """
@@ -16,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, Final, TypeVar
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from service.errors import Unavailable
 from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob, encode_fields, split_input
+from service.redis_client import RedisClient, connect
 
 _T = TypeVar("_T")
 
@@ -87,7 +88,7 @@ class RedisJobStore(JobStore):
     """Jobs in Redis at ``url``; each job expires ``ttl_s`` after its last change."""
 
     def __init__(self, url: str, ttl_s: float, prefix: str = "pose3d") -> None:
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=False)
+        self._redis: RedisClient = connect(url)
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._ttl_s = ttl_s
         self._prefix = prefix
@@ -105,6 +106,8 @@ class RedisJobStore(JobStore):
             raise Unavailable(f"job store (Redis) failed: {e}", retry_after_s=1.0) from e
 
     async def create(self, record: JobRecord, staged_input: bytes) -> None:
+        """The job's keys in one transaction (one slot), then the two lists of jobs (other slots in a Redis
+        Cluster, so not in that transaction): a job is listed only once it exists."""
         meta, staged = self._key(record.job_id, "meta"), self._key(record.job_id, "input")
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(meta, mapping=record.to_fields())  # type: ignore[arg-type]
@@ -112,6 +115,8 @@ class RedisJobStore(JobStore):
             pipe.rpush(staged, *split_input(staged_input))
             pipe.pexpire(meta, self._ttl_ms)
             pipe.pexpire(staged, self._ttl_ms)
+            await self._call(pipe.execute())
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(f"{self._prefix}:jobs", {record.job_id: record.created_s})
             pipe.zadd(f"{self._prefix}:jobs:active", {record.job_id: record.created_s})
             pipe.zremrangebyscore(f"{self._prefix}:jobs", "-inf", record.created_s - self._ttl_s)
