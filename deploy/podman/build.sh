@@ -11,8 +11,12 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 TAG=${1:-pose3d:0.1.0}
 WHEELS=${2:-${PIP_FIND_LINKS:-/opt/wheels}}
 set -- --build-arg PYTHON_IMAGE=localhost/python:3.11-bookworm
+# One build at a time on this machine; the wheel server's port is fixed, since build arguments are part of the
+# layer cache key (a new port each time would reinstall torch on every build).
+exec 9>/tmp/pose3d-podman-build.lock
+flock 9
 if ls "$WHEELS"/torch-2.13.0*.whl >/dev/null 2>&1; then
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=${POSE3D_WHEEL_PORT:-38765}
   python3 -m http.server "$port" --bind 127.0.0.1 --directory "$WHEELS" >/dev/null 2>&1 &
   server=$!
   trap 'kill "$server"' EXIT

@@ -16,11 +16,12 @@ PYTHON=${1:-python3}
 export DEBIAN_FRONTEND=noninteractive
 
 need_apt=""
-for tool in podman runc debootstrap; do command -v "$tool" >/dev/null 2>&1 || need_apt=1; done
+for tool in podman runc debootstrap iptables; do command -v "$tool" >/dev/null 2>&1 || need_apt=1; done
+[ -x /usr/libexec/podman/catatonit ] || need_apt=1  # `init: true` in the compose file
 if [ -n "$need_apt" ]; then
   apt-get update -qq -o DPkg::Lock::Timeout=600
   apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends \
-    podman runc netavark aardvark-dns debootstrap uidmap >/dev/null
+    podman runc netavark aardvark-dns iptables catatonit debootstrap uidmap >/dev/null
 fi
 "$PYTHON" -m pip show podman-compose 2>/dev/null | grep -q '^Version: 1\.6' \
   || "$PYTHON" -m pip install --quiet 'podman-compose>=1.6,<1.7'

@@ -25,7 +25,7 @@ from tests.deploy.compose_support import ComposeProject, build_image, require_po
 from tests.e2e.test_grpc_deployment import assert_same_poses, keypoint_messages
 from tests.service.media_samples import encode_image, person_image
 
-pytestmark = [pytest.mark.slow, pytest.mark.containers]
+pytestmark = [pytest.mark.slow, pytest.mark.containers, pytest.mark.timeout(2400)]  # a cold image build
 
 FRAMES = 120
 KILL_AFTER = 40  # results received before a worker container is killed
@@ -39,7 +39,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeProject
     deployed = ComposeProject(tmp_path_factory.mktemp("compose"))
     try:
         deployed.compose("up", "-d")
-        deployed.wait_ready()
+        print(f"/readyz: {deployed.wait_ready()}")
         yield deployed
     finally:
         deployed.down()  # once: test_down_leaves_nothing_behind already took it down
@@ -142,6 +142,7 @@ def test_prometheus_scrapes_every_target(project: ComposeProject) -> None:
         targets = project.prometheus_targets()
         health = {t["scrapeUrl"]: t["health"] for t in targets}
         if len(health) == 3 and set(health.values()) == {"up"}:
+            print(f"Prometheus targets: {health}")
             return
         time.sleep(1)
     pytest.fail(f"Prometheus targets not all up: {health}")
