@@ -4,7 +4,6 @@ settings the compose file already takes, and the checks that nothing is left beh
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,30 +17,16 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from tests.conftest import REPO, free_port
-from tests.e2e.deployment import TINY_MODELS
 
 DEPLOY = REPO / "deploy"
 IMAGE = "localhost/pose3d:compose-test"
 POSE3D_SERVICES = ("worker-1", "worker-2", "gateway")
+# the main file, the images built here (no registry), tiny random-weight models through POSE3D_* settings
+COMPOSE_FILES = ("docker-compose.yml", "docker-compose.podman.yml", "docker-compose.tiny.yml")
 STARTED_SERVICES = ("redis", *POSE3D_SERVICES, "prometheus")
 CONTAINER_UID = 10001  # USER in docker/Dockerfile
-
-
-def tiny_override() -> dict[str, Any]:
-    """A compose override giving the pose3d services tiny random-weight models (through ``POSE3D_*``)."""
-    env = {
-        "POSE3D_ALLOW_RANDOM_WEIGHTS": "true",
-        "POSE3D_DETECTOR": json.dumps({"arch": "hrnet-micro", "flip_test": False}),
-        "POSE3D_MODELS": json.dumps(TINY_MODELS),
-        "POSE3D_DEFAULT_IMAGE_MODEL": "capf",
-        "POSE3D_DEFAULT_CLIP_MODEL": "pstmo-9",
-        "POSE3D_ENGINE__MAX_DELAY_MS": "1",
-        "OMP_NUM_THREADS": "1",
-    }
-    return {"services": {name: {"environment": env} for name in POSE3D_SERVICES}}
 
 
 def run(args: list[str], env: Mapping[str, str] | None = None, timeout_s: float = 900) -> str:
@@ -76,7 +61,7 @@ def create_key(secrets: Path) -> str:
 
 @dataclass
 class ComposeProject:
-    """``podman-compose -p <unique> -f docker-compose.yml -f docker-compose.podman.yml -f <tiny override>``."""
+    """``podman-compose -p <unique> -f docker-compose.yml -f docker-compose.podman.yml -f docker-compose.tiny.yml``."""
 
     tmp: Path
     name: str = field(default_factory=lambda: f"pose3d-test-{uuid.uuid4().hex[:8]}")
@@ -90,8 +75,6 @@ class ComposeProject:
         (self.tmp / "weights").mkdir()
         (self.tmp / "secrets").mkdir()
         self.api_key = create_key(self.tmp / "secrets")
-        self.override = self.tmp / "tiny.yml"
-        self.override.write_text(yaml.safe_dump(tiny_override()))
 
     @property
     def env(self) -> dict[str, str]:
@@ -107,8 +90,8 @@ class ComposeProject:
         return env
 
     def compose(self, *args: str, timeout_s: float = 600) -> str:
-        files = ["-f", str(DEPLOY / "docker-compose.yml"), "-f", str(DEPLOY / "docker-compose.podman.yml")]
-        command = [sys.executable, "-m", "podman_compose", "-p", self.name, *files, "-f", str(self.override), *args]
+        files = [f"--file={DEPLOY / name}" for name in COMPOSE_FILES]
+        command = [sys.executable, "-m", "podman_compose", "-p", self.name, *files, *args]
         return run(command, env=self.env, timeout_s=timeout_s)
 
     def down(self) -> None:
