@@ -9,7 +9,7 @@ TORCH_INDEX_URL ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-stressed install lint typecheck redis promtool browser clean proto
+.PHONY: serve test test-stressed install lint typecheck redis promtool browser containers clean proto
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,13 @@ browser:
 	      || echo "warning: could not install chromium/chromium-driver; the browser tests will be skipped"; \
 	  else echo "warning: chromium/chromedriver missing and cannot apt-get install them"; fi; }
 
+# podman + podman-compose 1.6 and the local base images (Debian bootstrapped here, no registry needed) for
+# tests/deploy/test_compose_run.py; idempotent, images cached (deploy/podman/setup.sh). Root only.
+containers: install
+	@if [ "$$(id -u)" = 0 ]; then sh deploy/podman/setup.sh $(PY) \
+	  || echo "warning: podman setup failed; the compose run test will fail"; \
+	else echo "warning: not root: cannot install podman; the compose run test is skipped"; fi
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -56,7 +63,7 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-test: install redis promtool browser lint typecheck
+test: install redis promtool browser containers lint typecheck
 	$(VENV)/bin/python -m pytest -q -ra
 
 # The whole suite with two CPU burners beside it: no test may lean on the wall clock or an idle machine.

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, Final, TypeVar
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from service.errors import Unavailable
@@ -33,6 +32,7 @@ from service.jobs.store import (
     encode_fields,
     split_input,
 )
+from service.redis_client import RedisClient, connect
 
 _T = TypeVar("_T")
 
@@ -149,7 +149,7 @@ class RedisJobStore(JobStore):
     """Jobs in Redis at ``url``; each job expires ``ttl_s`` after its last change."""
 
     def __init__(self, url: str, ttl_s: float, prefix: str = "pose3d", limits: KeyJobLimits | None = None) -> None:
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=False)
+        self._redis: RedisClient = connect(url)
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._ttl_s = ttl_s
         self._prefix = prefix
@@ -194,6 +194,8 @@ class RedisJobStore(JobStore):
             pipe.delete(staged)
             pipe.rpush(staged, *split_input(staged_input))
             pipe.pexpire(staged, self._ttl_ms)
+            await self._call(pipe.execute())
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(f"{self._prefix}:jobs:active", {record.job_id: record.created_s})
             await self._call(pipe.execute())
 

@@ -5,9 +5,10 @@ key's rate, its open streams and who owns a stream are the same whichever gatewa
 times come from the caller's monotonic clock (``now``, seconds; injected, so tests drive it). In Redis each
 operation is one Lua script (atomic) that reads **the server's clock** (``redis.call('TIME')``) and ignores
 ``now``: gateways whose clocks disagree share one bucket correctly (a gateway whose clock ran behind would
-otherwise refill the bucket by the skew on every request). Keys: ``pose3d:sec:bucket:<key id>`` (hash
-tokens/at), ``pose3d:sec:streams:<key id>`` (sorted set of stream ids scored by their expiry) and
-``pose3d:sec:owner:<stream id>`` (the owner's key id, with the stream TTL).
+otherwise refill the bucket by the skew on every request). Keys: ``pose3d:sec:bucket:{<key id>}`` (hash
+tokens/at), ``pose3d:sec:{owners}:streams:<key id>`` (sorted set of stream ids scored by their expiry) and
+``pose3d:sec:{owners}:owner:<stream id>`` (the owner's key id, with the stream TTL); the last two share one Redis
+Cluster slot, as the claim and owner scripts join them.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from service.errors import Unavailable
+from service.redis_client import RedisClient, connect
 
 
 def bucket_take(tokens: float, at: float, now: float, rate: float, burst: int) -> tuple[bool, float, float]:
@@ -146,14 +147,18 @@ class RedisQuotaStore(QuotaStore):
     """Quotas shared by every gateway through one Redis (the frame buffer's)."""
 
     def __init__(self, url: str, prefix: str = "pose3d:sec") -> None:
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=False)
+        self._redis: RedisClient = connect(url)
         self._prefix = prefix
         self._take: Any = self._redis.register_script(_TAKE)
         self._claim: Any = self._redis.register_script(_CLAIM)
         self._owner: Any = self._redis.register_script(_OWNER)
 
     def _k(self, kind: str, name: str) -> str:
-        return f"{self._prefix}:{kind}:{name}"
+        """A key's bucket is one key (any slot); a key's streams and the streams' owners are read together by one
+        script, so they share the hash tag ``{owners}`` (one Redis Cluster slot)."""
+        if kind == "bucket":
+            return f"{self._prefix}:{kind}:{{{name}}}"
+        return f"{self._prefix}:{{owners}}:{kind}:{name}"
 
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:

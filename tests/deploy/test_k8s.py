@@ -78,14 +78,28 @@ def test_manifest_validates_against_the_kubernetes_schema(doc: dict[str, Any]) -
 
 def test_worker_service_is_headless_and_the_gateway_names_it() -> None:
     worker_deployment = one("Deployment", "pose3d-worker")
-    service = one("Service", "pose3d-worker")
+    service = one("Service", "pose3d-worker-headless")
     assert service["spec"]["clusterIP"] == "None"
     assert service["spec"]["selector"].items() <= worker_deployment["spec"]["template"]["metadata"]["labels"].items()
     (gateway,) = one("Deployment", "pose3d-gateway")["spec"]["template"]["spec"]["containers"]
     workers = json.loads(container_env(gateway)["POSE3D_WORKERS"])
     ports = {p["port"] for p in service["spec"]["ports"]}
-    assert workers == [f"dns:///{service['metadata']['name']}.{NAMESPACE}.svc.cluster.local:50061"]
+    assert workers == ["dns:///pose3d-worker-headless:50061"]  # one DNS name: gRPC round_robin over the pods
     assert 50061 in ports
+    assert not [d for d in DOCS if d["kind"] == "Service" and "worker" in d["metadata"]["name"] and d is not service]
+
+
+@pytest.mark.parametrize("name", ["pose3d-worker", "pose3d-gateway"])
+def test_pods_drain_before_they_stop(name: str) -> None:
+    """preStop waits while the pod leaves the endpoints/DNS; then SIGTERM's own grace; both inside the pod's."""
+    pod = one("Deployment", name)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[:2] == ["python", "-c"]  # the image has python, not necessarily `sleep`
+    (pre_stop_s,) = [float(w.strip("()")) for w in command[2].split("sleep")[1:]]
+    grace_s = float(container_env(container).get("POSE3D_SHUTDOWN_GRACE_S", "5"))
+    assert pre_stop_s >= 5
+    assert pod["terminationGracePeriodSeconds"] > pre_stop_s + grace_s
 
 
 def test_commands_parse_and_environment_reaches_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -144,9 +158,13 @@ def test_autoscalers_and_disruption_budgets_target_the_deployments() -> None:
     assert gateway_metric["resource"]["name"] == "cpu"
     (worker_metric,) = hpas["pose3d-worker"]["spec"]["metrics"]
     exported = {family.name for family in Metrics().registry.collect()}
-    assert worker_metric["pods"]["metric"]["name"] == "pose3d_queue_depth" in exported
+    assert worker_metric["pods"]["metric"]["name"] == "pose3d_expected_wait_seconds" in exported
     adapter = yaml.safe_load((K8S / "prometheus-adapter" / "values.yaml").read_text())
-    assert [rule["name"]["as"] for rule in adapter["rules"]["custom"]] == ["pose3d_queue_depth"]
+    (rule,) = adapter["rules"]["custom"]
+    assert rule["name"]["as"] == "pose3d_expected_wait_seconds"
+    for series in ("pose3d_expected_wait_seconds_sum", "<<.Series>>"):
+        assert series in rule["metricsQuery"]
+    assert rule["seriesQuery"].startswith("pose3d_expected_wait_seconds_count{")
     budgets = [d for d in DOCS if d["kind"] == "PodDisruptionBudget"]
     assert len(budgets) == 2
     for budget in budgets:

@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Final
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from service.engine.framebuffer.base import (
@@ -47,6 +46,7 @@ from service.engine.framebuffer.base import (
 from service.engine.types import WindowMode
 from service.engine.windows import WindowSpec
 from service.errors import Conflict, Unavailable, UnknownStream
+from service.redis_client import RedisClient, connect
 
 # Shared Lua helpers: read counters, compute the needed frame range, read it, refresh TTLs.
 _LUA_COMMON: Final = """
@@ -209,7 +209,7 @@ class RedisFrameBuffer(FrameBuffer):
     shared = True
 
     def __init__(self, url: str, ttl_s: float = 300.0, prefix: str = "pose3d", known_streams: int = 10_000) -> None:
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=False)
+        self._redis: RedisClient = connect(url)
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self.prefix = prefix
         self._append = self._redis.register_script(_APPEND)

@@ -1,0 +1,34 @@
+"""One way to open Redis for the frame buffer, the job store and the quotas: one server or a Redis Cluster.
+
+- ``redis://host:port/db`` (``rediss://`` for TLS): one server (redis-py ``Redis``).
+- ``redis+cluster://host:port`` (``rediss+cluster://``): a Redis Cluster reached through any one of its nodes;
+  redis-py's ``RedisCluster`` discovers the others and follows the slot map (MOVED/ASK, failover).
+
+The same code runs on both because every Lua script and every transaction touches the keys of one hash slot only:
+one stream's keys share the tag ``{<stream_id>}``, one job's ``{<job_id>}``. Commands answered by one node (a
+single key) need no tag.
+"""
+
+from __future__ import annotations
+
+from typing import Final, TypeAlias
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+
+RedisClient: TypeAlias = aioredis.Redis | RedisCluster
+
+CLUSTER_SCHEMES: Final = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (``redis+cluster://`` or ``rediss+cluster://``)."""
+    return url.split("://", 1)[0] in CLUSTER_SCHEMES
+
+
+def connect(url: str) -> RedisClient:
+    """A client for ``url`` (bytes in, bytes out); nothing is sent until the first command."""
+    scheme, sep, rest = url.partition("://")
+    if scheme in CLUSTER_SCHEMES:
+        return RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}{sep}{rest}", decode_responses=False)
+    return aioredis.Redis.from_url(url, decode_responses=False)
