@@ -28,7 +28,9 @@ import platform
 import sys
 import tempfile
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +40,13 @@ import torch
 from bench.overhead_layers import (
     CASES,
     MODEL,
+    Call,
     Inputs,
     Timing,
     engine_call,
     grpc_call,
     grpc_channel,
+    median_timing,
     rest_call,
     time_bare,
     timed_lanes,
@@ -60,17 +64,24 @@ Results = dict[str, dict[str, dict[str, Timing]]]  # case → layer → "batch1"
 
 @dataclass(frozen=True)
 class Options:
-    """``requests``: batch-1 requests per layer; ``load_requests`` with ``concurrency`` in flight under load;
-    ``warmup``: untimed requests per layer and case first; ``width × height``: the JPEG's pixels."""
+    """Per round, layer and case: ``requests`` at batch 1, ``load_requests`` with ``concurrency`` in flight;
+    ``warmup``: untimed requests per layer and case first; ``width × height``: the JPEG's pixels;
+    ``max_delay_ms``: every batcher's wait for company (``None``: the shipped default)."""
 
     width: int = 320
     height: int = 240
     threads: int = 1
-    requests: int = 60
-    load_requests: int = 160
+    requests: int = 20
+    load_requests: int = 48
     concurrency: int = 8
     warmup: int = 8
+    rounds: int = 3
     cases: tuple[str, ...] = CASES
+    max_delay_ms: float | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """The models and engine settings of the in-process engine and of every child."""
+        return model_settings(self.threads, self.max_delay_ms)
 
 
 def configuration(opts: Options, inputs: Inputs) -> dict[str, Any]:
@@ -86,8 +97,15 @@ def configuration(opts: Options, inputs: Inputs) -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "batching": "shipped engine defaults (max_batch_size 32, max_delay_ms 5)",
-        "requests": {"batch1": opts.requests, "load": opts.load_requests, "concurrency": opts.concurrency},
+        "batching": "engine max_batch_size 32 (default), max_delay_ms "
+        + ("5 (default)" if opts.max_delay_ms is None else f"{opts.max_delay_ms:g}"),
+        "requests": {
+            "batch1": opts.requests,
+            "load": opts.load_requests,
+            "concurrency": opts.concurrency,
+            "rounds": opts.rounds,
+            "per": "round, layer and case; figures: the median round",
+        },
         "clients": "in the bench process (httpx.AsyncClient keep-alive; grpc.aio channel), loopback",
         "load_avg_start": os.getloadavg(),
     }
@@ -106,56 +124,83 @@ def _stage(engine: InProcessEngine, case: str) -> Any:
     return pipe.detect if case == "image" else pipe.lift[MODEL[case]]
 
 
-async def measure_in_process(opts: Options, inputs: Inputs, results: Results, log: Log) -> dict[str, float]:
-    """Bare and engine timings of every case; returns per case the mean batch the engine formed under load."""
+@dataclass
+class Layers:
+    """Every layer, started together so that rounds can alternate them: the engine, and per served layer a
+    factory of its one-request call for a case."""
+
+    engine: InProcessEngine
+    served: dict[str, Callable[[str], Call]]
+
+
+async def start_layers(opts: Options, inputs: Inputs, stack: AsyncExitStack, workdir: Path) -> Layers:
+    """The in-process engine, ``pose3d serve``, and ``pose3d gateway`` → ``pose3d worker``, all ready; closed by
+    ``stack``."""
     torch.set_num_threads(opts.threads)
-    engine = InProcessEngine(CommonSettings(**model_settings(opts.threads)), Metrics())
+    engine = InProcessEngine(CommonSettings(**opts.settings()), Metrics())
     await engine.start()
-    formed: dict[str, float] = {}
-    try:
-        for case in opts.cases:
-            call = engine_call(engine, case, inputs)
-            await timed_lanes(call, opts.warmup, 1)
-            time_bare(engine, case, inputs, 1, opts.warmup)
-            got = results.setdefault(case, {})
-            got["bare"] = {"batch1": time_bare(engine, case, inputs, 1, opts.requests)}
-            got["engine"] = {"batch1": await timed_lanes(call, opts.requests, 1)}
-            stage = _stage(engine, case)
-            runs, units = stage.batches_run, stage.units_run
-            got["engine"]["load"] = await timed_lanes(call, opts.load_requests, opts.concurrency)
-            formed[case] = (stage.units_run - units) / max(1, stage.batches_run - runs)
-            batch = max(1, round(formed[case]))
-            got["bare"]["load"] = time_bare(engine, case, inputs, batch, opts.load_requests)
-            for layer in ("bare", "engine"):
-                for mode, t in got[layer].items():
-                    _log_timing(log, case, layer, mode, t)
-    finally:
-        await engine.aclose()
-    return formed
-
-
-async def measure_served(opts: Options, inputs: Inputs, remote: bool, results: Results, log: Log) -> None:
-    """REST and gRPC timings of every case against ``pose3d serve`` (or gateway → worker when ``remote``)."""
-    prefix = "remote_" if remote else ""
-    with tempfile.TemporaryDirectory(prefix="pose3d-overhead-") as tmp, Served(
-        model_settings(opts.threads), Path(tmp), remote
-    ) as ep:  # fmt: skip
+    stack.push_async_callback(engine.aclose)
+    served: dict[str, Callable[[str], Call]] = {}
+    for prefix, remote in (("", False), ("remote_", True)):
+        ep = stack.enter_context(Served(opts.settings(), workdir / (prefix or "local"), remote))
+        client = await stack.enter_async_context(httpx.AsyncClient(base_url=ep.rest, timeout=120.0))
         channel = grpc_channel(ep.grpc)
-        try:
-            async with httpx.AsyncClient(base_url=ep.rest, timeout=120.0) as client:
-                stub = pose3d_pb2_grpc.Pose3DStub(channel)  # type: ignore[no-untyped-call]
-                for case in opts.cases:
-                    calls = {"rest": rest_call(client, case, inputs), "grpc": grpc_call(stub, case, inputs)}
-                    for name, call in calls.items():
-                        await timed_lanes(call, opts.warmup, min(opts.warmup, opts.concurrency))
-                        layer = prefix + name
-                        got = results[case].setdefault(layer, {})
-                        got["batch1"] = await timed_lanes(call, opts.requests, 1)
-                        got["load"] = await timed_lanes(call, opts.load_requests, opts.concurrency)
-                        for mode, t in got.items():
-                            _log_timing(log, case, layer, mode, t)
-        finally:
-            await channel.close()
+        stack.push_async_callback(channel.close)
+        stub = pose3d_pb2_grpc.Pose3DStub(channel)  # type: ignore[no-untyped-call]
+        served[prefix + "rest"] = partial(rest_call, client, inputs=inputs)
+        served[prefix + "grpc"] = partial(grpc_call, stub, inputs=inputs)
+    return Layers(engine, served)
+
+
+async def one_round(opts: Options, inputs: Inputs, layers: Layers, case: str, log: Log) -> dict[str, dict[str, Timing]]:
+    """Every layer of ``case`` once, batch 1 and under load; bare under load at the batch the engine just formed."""
+    engine, got = layers.engine, dict[str, dict[str, Timing]]()
+    call = engine_call(engine, case, inputs)
+    got["bare"] = {"batch1": time_bare(engine, case, inputs, 1, opts.requests)}
+    got["engine"] = {"batch1": await timed_lanes(call, opts.requests, 1)}
+    stage = _stage(engine, case)
+    runs, units = stage.batches_run, stage.units_run
+    got["engine"]["load"] = await timed_lanes(call, opts.load_requests, opts.concurrency)
+    formed = (stage.units_run - units) / max(1, stage.batches_run - runs)
+    got["bare"]["load"] = time_bare(engine, case, inputs, max(1, round(formed)), opts.load_requests)
+    for name, make in layers.served.items():
+        served_call = make(case)
+        got[name] = {"batch1": await timed_lanes(served_call, opts.requests, 1)}
+        got[name]["load"] = await timed_lanes(served_call, opts.load_requests, opts.concurrency)
+    for layer, modes in got.items():
+        for mode, t in modes.items():
+            _log_timing(log, case, layer, mode, t)
+    return got
+
+
+async def warm_up(opts: Options, inputs: Inputs, layers: Layers, case: str) -> None:
+    """Untimed: ``opts.warmup`` requests of every layer of ``case`` (first calls pay for lazy initialisation)."""
+    time_bare(layers.engine, case, inputs, 1, opts.warmup)
+    calls = [engine_call(layers.engine, case, inputs), *(make(case) for make in layers.served.values())]
+    for call in calls:
+        await timed_lanes(call, opts.warmup, min(opts.warmup, opts.concurrency))
+
+
+async def measure(opts: Options, inputs: Inputs, log: Log) -> tuple[Results, dict[str, float]]:
+    """``opts.rounds`` rounds, each timing every case through every layer in turn (so the drift of a shared machine
+    hits all layers); per layer and mode the round with the median µs/frame."""
+    rounds: dict[str, list[dict[str, dict[str, Timing]]]] = {case: [] for case in opts.cases}
+    async with AsyncExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pose3d-overhead-")))
+        layers = await start_layers(opts, inputs, stack, workdir)
+        for case in opts.cases:
+            await warm_up(opts, inputs, layers, case)
+        for r in range(opts.rounds):
+            log(f"# round {r + 1} of {opts.rounds}")
+            for case in opts.cases:
+                rounds[case].append(await one_round(opts, inputs, layers, case, log))
+    results: Results = {}
+    for case, got in rounds.items():
+        results[case] = {
+            layer: {mode: median_timing([g[layer][mode] for g in got]) for mode in got[0][layer]} for layer in got[0]
+        }
+    formed = {case: float(results[case]["bare"]["load"].batch) for case in opts.cases}
+    return results, formed
 
 
 async def run(opts: Options, log: Log) -> dict[str, Any]:
@@ -163,10 +208,7 @@ async def run(opts: Options, log: Log) -> dict[str, Any]:
     inputs = Inputs.make(opts.width, opts.height)
     config = configuration(opts, inputs)
     log("# " + "; ".join(f"{k}: {v}" for k, v in config.items()))
-    results: Results = {}
-    formed = await measure_in_process(opts, inputs, results, log)
-    await measure_served(opts, inputs, False, results, log)
-    await measure_served(opts, inputs, True, results, log)
+    results, formed = await measure(opts, inputs, log)
     config["load_avg_end"] = os.getloadavg()
     return {
         "configuration": config,
@@ -187,16 +229,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, Path]:
     p.add_argument("--threads", type=int, default=1, help="torch threads of the engine and every child")
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)
-    p.add_argument("--requests", type=int, default=60, help="batch-1 requests per layer and case")
-    p.add_argument("--load-requests", type=int, default=160, help="requests per layer and case under load")
+    p.add_argument("--requests", type=int, default=20, help="batch-1 requests per round, layer and case")
+    p.add_argument("--load-requests", type=int, default=48, help="requests per round, layer and case under load")
+    p.add_argument("--rounds", type=int, default=3, help="rounds alternating the layers (median reported)")
     p.add_argument("--concurrency", type=int, default=8, help="clients in flight under load")
     p.add_argument("--warmup", type=int, default=8, help="untimed requests per layer and case first")
     p.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    p.add_argument("--max-delay-ms", type=float, default=None, help="every batcher's wait (default: shipped 5 ms)")
     a = p.parse_args(argv)
-    for name in ("threads", "width", "height", "requests", "load_requests", "concurrency"):
+    for name in ("threads", "width", "height", "requests", "load_requests", "concurrency", "rounds"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
-    opts = Options(a.width, a.height, a.threads, a.requests, a.load_requests, a.concurrency, a.warmup, tuple(a.cases))
+    counts = (a.requests, a.load_requests, a.concurrency, a.warmup, a.rounds)
+    opts = Options(a.width, a.height, a.threads, *counts, tuple(a.cases), a.max_delay_ms)
     return opts, a.out
 
 

@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import cv2
 import grpc
@@ -71,6 +71,15 @@ class Timing:
 
 
 Call = Callable[[int], Awaitable[None]]
+
+
+def median_timing(rounds: list[Timing]) -> Timing:
+    """The round with the median µs per frame (the upper one of an even count), its load average widened to
+    the lowest and highest of all rounds."""
+    ranked = sorted(rounds, key=lambda t: t.us_per_frame)
+    mid = ranked[len(ranked) // 2]
+    load = (min(t.load_avg[0] for t in rounds), max(t.load_avg[1] for t in rounds))
+    return replace(mid, load_avg=load)
 
 
 async def timed_lanes(call: Call, requests: int, concurrency: int) -> Timing:

@@ -24,9 +24,11 @@ from bench.redis_server import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def model_settings(threads: int) -> dict[str, Any]:
+def model_settings(threads: int, max_delay_ms: float | None = None) -> dict[str, Any]:
     """The settings shared by the bench's engine and every child: hrnet-micro detector → CA-PF tiny (images) and
-    P-STMO tiny 9 (keypoints), random weights, no flip test, ``threads`` torch threads, shipped batch defaults."""
+    P-STMO tiny 9 (keypoints), random weights, no flip test, ``threads`` torch threads, shipped batch defaults
+    (``engine.max_delay_ms`` = ``max_delay_ms`` when given)."""
+    delay = {} if max_delay_ms is None else {"max_delay_ms": max_delay_ms}
     return {
         "allow_random_weights": True,
         "log_level": "warning",
@@ -37,7 +39,7 @@ def model_settings(threads: int) -> dict[str, Any]:
         },
         "default_image_model": "capf",
         "default_clip_model": "pstmo",
-        "engine": {"torch_threads": threads, "request_timeout_s": 120.0},
+        "engine": {"torch_threads": threads, "request_timeout_s": 120.0, **delay},
     }
 
 

@@ -12,7 +12,7 @@ import torch
 
 from bench.__main__ import main
 from bench.overhead import parse_args
-from bench.overhead_layers import Timing
+from bench.overhead_layers import Timing, median_timing
 from bench.overhead_report import STEPS, TRITON, overheads
 
 LAYERS = {"bare", "engine", "rest", "grpc", "remote_rest", "remote_grpc"}
@@ -21,7 +21,7 @@ LAYERS = {"bare", "engine", "rest", "grpc", "remote_rest", "remote_grpc"}
 @pytest.mark.slow
 def test_overhead_bench_times_every_layer_and_writes_json_and_markdown(tmp_path: Path) -> None:
     threads = torch.get_num_threads()
-    args = ["--requests", "2", "--load-requests", "4", "--concurrency", "2", "--warmup", "1"]
+    args = ["--requests", "2", "--load-requests", "4", "--concurrency", "2", "--warmup", "1", "--rounds", "2"]
     try:
         assert main(["overhead", *args, "--width", "96", "--height", "64", "--out", str(tmp_path)]) == 0
     finally:
@@ -31,6 +31,7 @@ def test_overhead_bench_times_every_layer_and_writes_json_and_markdown(tmp_path:
     assert {"models", "input", "torch_threads", "device", "torch", "load_avg_start", "load_avg_end"} <= set(config)
     assert config["torch"] == torch.__version__
     assert "96x64" in config["input"]
+    assert config["requests"]["rounds"] == 2
     assert set(report["results"]) == {"image", "keypoints"}
     for case, layers in report["results"].items():
         assert set(layers) == LAYERS, case
@@ -68,6 +69,17 @@ def test_overheads_subtract_each_layer_from_the_one_below_per_request_at_batch_1
     assert rows["load", "engine − bare"]["overhead_us"] == 5
     assert rows["load", "engine − bare"]["ratio"] == pytest.approx(1.1)
     assert rows["load", "REST − engine"]["load_avg"] == 2.0
+
+
+def test_the_median_round_is_reported_with_the_load_of_all_rounds() -> None:
+    rounds = [
+        Timing(10, 1, 1, 1.0, 300, 300, (2.0, 3.0)),
+        Timing(10, 1, 1, 1.0, 100, 100, (1.0, 1.5)),
+        Timing(10, 1, 1, 1.0, 200, 200, (4.0, 2.0)),
+    ]
+    median = median_timing(rounds)
+    assert median.us_per_frame == 200
+    assert median.load_avg == (1.0, 3.0)
 
 
 def test_counts_below_one_are_refused() -> None:
