@@ -92,6 +92,12 @@ def markdown(report: dict[str, Any]) -> str:
     head += [f"- {k}: {v}" for k, v in config.items()]
     formed = ", ".join(f"{c} {b:.1f}" for c, b in report["formed_batch"].items())
     head += [f"- mean batch the engine formed under load (bare runs at it, rounded): {formed}", ""]
+    targets = [
+        f"- engine ÷ bare per frame under load, {row['case']}: {row['ratio']:.3f} (target ≤ 1.05; load avg "
+        f"{row['load_avg']:.2f})"
+        for row in report["overheads"]
+        if row["mode"] == "load" and row["layer"] == "engine − bare"
+    ]
     t = report["triton"]
     triton = [
         "",
@@ -99,7 +105,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"per request of a {t['server_request_us']} µs server request, client latency {t['client_latency_us']} µs. "
         f'{t["configuration"]}. Source: {t["source"]}: "{t["quote"]}".',
     ]
-    return "\n".join([*head, *_layer_table(report), "", *_overhead_table(report), *triton, ""])
+    tables = [*_layer_table(report), "", *_overhead_table(report), ""]
+    return "\n".join([*head, *tables, *targets, *triton, ""])
 
 
 def write_report(report: dict[str, Any], out: Path) -> dict[str, Path]:

@@ -46,7 +46,16 @@ def test_overhead_bench_times_every_layer_and_writes_json_and_markdown(tmp_path:
     assert len(report["overheads"]) == 2 * 2 * len(STEPS)
     assert report["triton"]["source"] == TRITON["source"]
     md = (tmp_path / "overhead.md").read_text()
-    for needle in ("engine − bare", "REST − engine", "gRPC − engine", "remote REST − REST", "load avg", "Triton"):
+    for needle in (
+        "engine ÷ bare per frame under load, image",
+        "target ≤ 1.05",
+        "engine − bare",
+        "REST − engine",
+        "gRPC − engine",
+        "remote REST − REST",
+        "load avg",
+        "Triton",
+    ):
         assert needle in md
 
 
