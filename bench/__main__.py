@@ -1,6 +1,8 @@
 """``python -m bench [--quick] [--out DIR]``: the network suite (see ``bench/README.md``);
 ``python -m bench overload [ARGS]``: goodput under 3× overload, admission by time vs by count (``bench/overload.py``);
 ``python -m bench scale [ARGS]``: gateways × workers × streams on one Redis and on a Redis Cluster (``bench/scale.py``).
+``python -m bench overhead [ARGS]``: serving overhead per layer, bare → engine → REST/gRPC → remote worker
+(``bench/overhead.py``).
 
 Per network (P-STMO-S 243, P-STMO 81/27, the CA-PF lifter at HRNet-W32 feature widths, HRNet-W32 at 256×192):
 items/s at batch 1/8/32 on the fast path and on the reference (published-order) path, interleaved in one run;
@@ -57,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import scale
 
         return scale.main(argv[1:])
+    if argv[:1] == ["overhead"]:  # µs per layer: bare, engine, REST, gRPC, remote worker (bench/overhead.py)
+        from bench import overhead
+
+        return overhead.main(argv[1:])
     args = parse_args(argv)
     result = run_suite(options(args), log=lambda line: print(line, flush=True))
     paths = write(result, args.out)
