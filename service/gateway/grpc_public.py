@@ -39,6 +39,7 @@ from service.engine.types import (
 from service.engine.windows import WindowSpec
 from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Overloaded, Pose3DError, UnknownStream
 from service.gateway.deps import resolve_model
+from service.gateway.encoding import random_weight_warnings
 from service.gateway.estimate import EstimateContext, estimate_keypoints, estimate_media
 from service.gateway.grpc_inputs import (
     check_frame_header,
@@ -52,7 +53,6 @@ from service.gateway.inputs import Upload, checked_image
 from service.gateway.jobs.grpc import JobsServicer
 from service.gateway.media import SNIFF_BYTES, sniff_media
 from service.gateway.problem import safe_request_id
-from service.gateway.routes_estimate import random_weight_warnings
 from service.gateway.world_inputs import world_warnings
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
@@ -128,7 +128,9 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
             done = await estimate_media(ctx, upload, opts.options, opts.every_nth)
         else:
             raise BadRequest("EstimateRequest needs one of image, clip or keypoints")
-        return self._response(rid, done.model, done.box_source, done.frames, done.timings_ms, opts.options)
+        return await asyncio.to_thread(  # built off the event loop
+            self._response, rid, done.model, done.box_source, done.frames, done.timings_ms, opts.options
+        )
 
     @staticmethod
     def _response(

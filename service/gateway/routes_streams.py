@@ -17,6 +17,7 @@ from model.joints import H36M_JOINT_NAMES
 from service.engine.types import EstimateOptions, Frame, FrameResult, ImageFrame
 from service.errors import BadRequest, InvalidInput, UnknownStream
 from service.gateway.deps import deadline_scope, engine_of, resolve_model, state_of
+from service.gateway.encoding import random_weight_warnings
 from service.gateway.inputs import (
     BodyKind,
     body_kind,
@@ -27,7 +28,6 @@ from service.gateway.inputs import (
     read_upload_image,
 )
 from service.gateway.problem import request_id_of
-from service.gateway.routes_estimate import random_weight_warnings
 from service.gateway.schemas import (
     MAX_FRAME_INDEX,
     PROBLEM_RESPONSES,

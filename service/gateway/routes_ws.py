@@ -45,10 +45,10 @@ from service.errors import (
     UnsupportedMediaType,
 )
 from service.gateway.deps import GatewayState, resolve_model
+from service.gateway.encoding import random_weight_warnings
 from service.gateway.inputs import checked_image
 from service.gateway.media import SNIFF_BYTES, sniff_media
 from service.gateway.problem import problem_body, validation_problem
-from service.gateway.routes_estimate import random_weight_warnings
 from service.gateway.schemas import MAX_FRAME_INDEX, ModelRef, StreamFrameKeypoints, StreamOpenRequest
 from service.gateway.schemas import Frame as FrameOut
 from service.gateway.validation import check_boxes, stream_keypoint_frame

@@ -30,8 +30,8 @@ from typing import Final
 from service.config import GatewaySettings
 from service.engine.types import EngineClient, FrameResult
 from service.errors import DeadlineExceeded, InternalError, Overloaded, Pose3DError, Unavailable, UnknownStream
+from service.gateway.encoding import frames_json
 from service.gateway.jobs.sources import JobSource, open_source
-from service.gateway.schemas import Frame as FrameOut
 from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
 
 log = logging.getLogger("pose3d.jobs")
@@ -88,9 +88,7 @@ class _Run:
                 j += 1
             assert self.source is not None
             index = self.source.source_index
-            docs = [
-                FrameOut.of(r, frame_index=index(r.frame_index)).model_dump_json().encode() for r in results[i : j + 1]
-            ]
+            docs = await frames_json(results[i : j + 1], index)  # encoded off the event loop
             await self.runner.store.put_frames(self.job_id, start, docs)
             i = j + 1
 
