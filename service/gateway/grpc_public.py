@@ -24,7 +24,8 @@ from typing import Final
 from starlette.datastructures import UploadFile
 
 from model.joints import H36M_JOINT_NAMES, JointSet
-from service.config import GatewaySettings
+from service.config import GatewaySettings, InputKind
+from service.engine.stream_ids import is_stream_id
 from service.engine.types import (
     BoxSource,
     EngineClient,
@@ -64,11 +65,10 @@ EngineGetter = Callable[[], EngineClient]
 """Returns the engine, or raises Unavailable while it is loading."""
 
 _END: Final = object()
-STREAM_ID_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
 def _checked_stream_id(stream_id: str) -> str:
-    if not 16 <= len(stream_id) <= 128 or not set(stream_id) <= STREAM_ID_CHARS:
+    if not is_stream_id(stream_id):
         raise UnknownStream("no such stream (ids come from the server's `opened` message)")
     return stream_id
 
@@ -204,7 +204,7 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
         if msg.stream_id:
             info = await engine.get_stream(_checked_stream_id(msg.stream_id))  # resume: its options stand
         else:
-            model = await resolve_model(engine, opts.model or self.settings.default_clip_model)
+            model = await resolve_model(engine, opts.model or self.settings.default_model(InputKind.CLIP))
             options = replace(opts.options, model=model.name)
             info = await engine.open_stream(options, stream_id=secrets.token_urlsafe(24))
         model = await resolve_model(engine, info.model)

@@ -20,6 +20,7 @@ from typing import Final
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
+from service.config import InputKind
 from service.engine.types import EngineClient, FrameResult
 from service.errors import DeadlineExceeded, Pose3DError, UnsupportedMediaType
 from service.gateway.deps import TIMEOUT_HEADER, engine_of, keypoints_model, request_timeout, resolve_model, state_of
@@ -57,7 +58,7 @@ async def _source(request: Request) -> JobSource:
     if upload.kind.is_image:
         raise UnsupportedMediaType("NDJSON results are for clips and keypoint sequences; an image has one frame")
     fields = {name: value for name in sorted(CLIP_FIELDS) if (value := form_text(form, name)) is not None}
-    info = await resolve_model(engine, parse_model_name(fields.get("model")) or settings.default_clip_model)
+    info = await resolve_model(engine, parse_model_name(fields.get("model")) or settings.default_model(InputKind.CLIP))
     options, every_nth = clip_options(fields, settings, info.name)
     return await clip_source(options, await upload.file.read(), upload.kind, settings.limits, every_nth)
 
