@@ -270,7 +270,9 @@ class InProcessEngine:
 
         async def step(meta: StreamMeta) -> list[FrameResult]:
             flow = self._admitted(meta, deadline, frames)
-            results, _ = await self.pipeline.push_in_order(flow, async_frames(frames), len(frames))
+            # at most one batch in preparation: a long chunk of keypoints never fills a loop iteration
+            look_ahead = min(len(frames), self.pipeline.streamed_look_ahead)
+            results, _ = await self.pipeline.push_in_order(flow, async_frames(frames), look_ahead)
             return await self._in_world(self._world.step, meta.stream_id, meta.world, results)
 
         return await self._on_stream(stream_id, step)
