@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 
 from service.errors import BadRequest, InvalidInput
 from service.export.formats import ExportError, ExportFormat, export_document
-from service.gateway.encoding import PoseAnswer, pieces
+from service.gateway.encoding import PoseAnswer, encode_answer, pieces
 from service.gateway.media import SNIFF_BYTES, decode_image, sniff_media
 from service.gateway.output_pool import output_pool
 from service.gateway.validation import parse_int
@@ -97,7 +97,7 @@ async def deliver(request: Request, answer: PoseAnswer, wanted: OutputRequest) -
     if wanted.render is not None:
         return await _render(request, answer, wanted.render)
     if wanted.fmt is ExportFormat.JSON:
-        return StreamingResponse(pieces(await asyncio.to_thread(answer.to_chunks)), media_type="application/json")
+        return StreamingResponse(pieces(await asyncio.to_thread(encode_answer, answer)), media_type="application/json")
 
     def make() -> Any:
         document = answer.to_document()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 
@@ -14,7 +15,7 @@ from service.gateway.deps import (
     engine_of,
     state_of,
 )
-from service.gateway.encoding import PoseAnswer
+from service.gateway.encoding import PoseAnswer, release
 from service.gateway.estimate import EstimateContext, estimate_keypoints, estimate_media
 from service.gateway.inputs import (
     BodyKind,
@@ -51,6 +52,7 @@ async def _keypoints(request: Request, state: GatewayState, deadline: float) -> 
     camera, smoothing = body.world()
     options = EstimateOptions(flip_test=body.flip_test, mode=body.mode, camera=camera, smoothing=smoothing)
     done = await estimate_keypoints(ctx, body.model, options, lambda: frames)
+    await asyncio.to_thread(release, frames)  # 20 000 input frames are freed on a thread, not on the loop
     return PoseAnswer(ctx.request_id, done.model, done.box_source, done.frames, done.timings_ms, camera)
 
 

@@ -30,7 +30,7 @@ from typing import Final
 from service.config import GatewaySettings
 from service.engine.types import EngineClient, FrameResult
 from service.errors import DeadlineExceeded, InternalError, Overloaded, Pose3DError, Unavailable, UnknownStream
-from service.gateway.encoding import frames_json
+from service.gateway.encoding import frames_json, release
 from service.gateway.jobs.sources import JobSource, open_source
 from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
 
@@ -110,6 +110,7 @@ class _Run:
                  self.record.attempts)  # fmt: skip
         await self.push_all(source, sid, resume_from)
         await self.store(await self.engine.close_stream(sid))
+        await asyncio.to_thread(release, source.keypoints)  # its frames are freed on a thread, not on the loop
         total = self.frames_seen
         await self.runner.store.update(
             self.job_id, owner=self.runner.owner, state=JobState.DONE, frames_total=total, finished_s=time.time()
