@@ -1,18 +1,25 @@
-"""How long the gateway's event loop is held while a large JSON body is parsed (issue 10's ×10 bar).
+"""How long the gateway's event loop is held by large inputs (issue 10) and large answers (issue 19).
 
-A real gateway (uvicorn, in-process engine, tiny random-weight models) is started in this process. First the
-median time of a small ``POST /v1/pose3d`` (one keypoint frame) on the idle service is measured; then another
-process posts a ``--megabytes`` MB keypoints document (over the frame limit: the answer is 413) while this process
-times ``GET /healthz`` back to back until that answer comes. Printed: the baseline, the worst and p50 /healthz
-time during the big request, their ratio (target ≤ 10), and the configuration. The suite's test of the same
-property (``tests/service/test_large_bodies.py``) is clock-free; this is where the figure comes from::
+A real gateway (uvicorn, in-process engine as in ``pose3d serve``, tiny random-weight models) is started in this
+process; a small ``POST /v1/pose3d`` (one keypoint frame, median) is timed on the idle service. Then, per scenario,
+``GET /healthz`` is timed back to back by another process until the big work ends:
 
-    python -m bench.loop_stall --megabytes 60
+- ``body``: another process posts a ``--megabytes`` MB keypoints document (over the frame limit: 413) — the parse;
+- ``answer``: another process posts ``--frames`` keypoint frames and reads the whole 200 answer — the encoding;
+- ``jobs``: two ``--frames``-frame keypoint jobs run at once (``POST /v1/jobs``) until both are done.
+
+Printed per scenario: the worst and p50 /healthz time (targets: ≤ 10× the small request for ``body``, ≤ 100 ms for
+the answer side), with the configuration and the load average. The suite's tests of the same properties
+(``tests/service/test_large_bodies.py``, ``tests/service/test_answer_off_loop.py``) are clock-free; the figures come
+from here::
+
+    python -m bench.loop_stall --megabytes 60 --frames 20000
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -24,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from service.config import LimitSettings
+from service.config import EngineSettings, LimitSettings
 from tests.service.rest_support import LiveServer, tiny_settings
 from tests.service.test_large_bodies import POST, big_body
 
@@ -36,47 +43,138 @@ def timed(call: httpx.Client, method: str, path: str, **kwargs: object) -> float
     return time.perf_counter() - started
 
 
-def measure(server: LiveServer, body_path: Path, baseline_runs: int) -> tuple[float, list[float], str]:
-    pose = [[320.0 + 4 * j, 180.0 + 10 * j, 0.9] for j in range(17)]
-    small = {"json": {"keypoints_2d": pose, "image_size": [640, 480]}}
+POSE = [[320.0 + 4 * j, 180.0 + 10 * j, 0.9] for j in range(17)]
+
+PROBE = """
+import json, sys, time, httpx
+from pathlib import Path
+stop, during = Path(sys.argv[2]), []
+with httpx.Client(base_url=sys.argv[1], timeout=600) as client:
+    while not stop.exists():
+        started = time.perf_counter()
+        assert client.get("/healthz").status_code == 200
+        during.append(time.perf_counter() - started)
+print(json.dumps(during))
+"""
+"""/healthz back to back in its own process (no GIL shared with the gateway) until the file ``argv[2]`` exists."""
+
+ANSWER = """
+import sys, time, httpx
+with open(sys.argv[2], "rb") as fh:
+    body = fh.read()
+started = time.perf_counter()
+r = httpx.post(sys.argv[1] + "/v1/pose3d", content=body, headers={"content-type": "application/json"}, timeout=600)
+print(r.status_code, len(r.json()["frames"]), "frames in", round(time.perf_counter() - started, 1), "s")
+"""
+
+
+class Probe:
+    """A prober process timing /healthz until :meth:`stop`."""
+
+    def __init__(self, url: str, tmp: Path) -> None:
+        self.stop_file = tmp / "stop-probe"
+        self.stop_file.unlink(missing_ok=True)
+        self.process = subprocess.Popen([sys.executable, "-c", PROBE, url, str(self.stop_file)], stdout=subprocess.PIPE)
+
+    def stop(self) -> list[float]:
+        self.stop_file.touch()
+        out, _ = self.process.communicate()
+        during: list[float] = json.loads(out)
+        return during
+
+
+def baseline(server: LiveServer, runs: int) -> float:
+    small = {"json": {"keypoints_2d": POSE, "image_size": [640, 480]}}
     with server.client(timeout_s=600) as client:
         for _ in range(5):
             timed(client, "GET", "/healthz")
-        baseline = statistics.median(timed(client, "POST", "/v1/pose3d", **small) for _ in range(baseline_runs))
-        poster = subprocess.Popen([sys.executable, "-c", POST, server.url, str(body_path)], stdout=subprocess.PIPE)
-        during: list[float] = []
-        while poster.poll() is None:
-            during.append(timed(client, "GET", "/healthz"))
-        out, _ = poster.communicate()
-    return baseline, during, out.decode().strip()
+        return statistics.median(timed(client, "POST", "/v1/pose3d", **small) for _ in range(runs))
+
+
+def during_post(server: LiveServer, script: str, body_path: Path, tmp: Path) -> tuple[list[float], str]:
+    """/healthz times while another process posts ``body_path`` with ``script``; and what that process printed."""
+    probe = Probe(server.url, tmp)
+    poster = subprocess.Popen([sys.executable, "-c", script, server.url, str(body_path)], stdout=subprocess.PIPE)
+    out, _ = poster.communicate()
+    return probe.stop(), out.decode().strip()
+
+
+def during_jobs(server: LiveServer, frames: int, tmp: Path) -> tuple[list[float], str]:
+    """/healthz times while two ``frames``-frame keypoint jobs run at once; and each job's frames/s."""
+    body = json.dumps({"keypoints_2d": [POSE] * frames, "image_size": [640, 480]}).encode()
+    json_type = {"content-type": "application/json"}
+    with server.client(timeout_s=600) as client:
+        probe = Probe(server.url, tmp)  # encoded once: no idle gap past the server's keep-alive between the posts
+        ids = [client.post("/v1/jobs", content=body, headers=json_type).json()["job_id"] for _ in range(2)]
+        states: dict[str, dict[str, object]] = {}
+        while len(states) < len(ids):
+            time.sleep(0.5)
+            for job_id in ids:
+                status = client.get(f"/v1/jobs/{job_id}").json()
+                if status["state"] in ("done", "failed", "cancelled"):
+                    states[job_id] = status
+        during = probe.stop()
+    rates = ", ".join(
+        f"{s['state']} {s['frames_done']} frames at {s['frames_per_second']} frames/s" for s in states.values()
+    )
+    return during, rates
+
+
+def report(name: str, during: list[float], small: float, target: str, what: str) -> None:
+    print(
+        f"[{name}] {what}; load average {os.getloadavg()[0]:.1f}\n"
+        f"[{name}] /healthz meanwhile: {len(during)} answers, p50 {statistics.median(during) * 1e3:.1f} ms, "
+        f"worst {max(during) * 1e3:.1f} ms = {max(during) / small:.2f}× the small request (target {target})"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--megabytes", type=int, default=60)
+    parser.add_argument("--frames", type=int, default=20_000)
     parser.add_argument("--baseline-runs", type=int, default=15)
+    parser.add_argument(
+        "--scenarios", nargs="+", choices=("body", "answer", "jobs"), default=["body", "answer", "jobs"]
+    )
     args = parser.parse_args()
-    limits = LimitSettings(max_body_bytes=(args.megabytes + 20) * 1024 * 1024)
-    server = LiveServer(tiny_settings(limits=limits))
+    limits = LimitSettings(max_body_bytes=(args.megabytes + 20) * 1024 * 1024, max_clip_frames=args.frames)
+    settings = tiny_settings(limits=limits, engine=EngineSettings(request_timeout_s=600.0))
+    server = LiveServer(settings)
     server.start()
+    print(
+        f"configuration: gateway with in-process engine (pose3d serve; tiny random-weight models, keypoints model "
+        f"{settings.default_clip_model}, engine/jobs settings at their defaults but request_timeout_s 600), uvicorn, "
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            body_path = Path(tmp) / "body.json"
-            body_path.write_bytes(big_body(args.megabytes))
-            size_mb = body_path.stat().st_size / 1e6
-            baseline, during, answer = measure(server, body_path, args.baseline_runs)
+        small = baseline(server, args.baseline_runs)
+        print(f"small request (1 keypoint frame, median of {args.baseline_runs}): {small * 1e3:.1f} ms")
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            tmp = Path(tmp_dir)
+            if "body" in args.scenarios:
+                body_path = tmp / "body.json"
+                body_path.write_bytes(big_body(args.megabytes))
+                during, answer = during_post(server, POST, body_path, tmp)
+                what = f"body {body_path.stat().st_size / 1e6:.1f} MB of keypoints JSON → {answer}"
+                report("body", during, small, "≤ 10×", what)
+            if "answer" in args.scenarios:
+                body_path = tmp / "answer.json"
+                body_path.write_text(json.dumps({"keypoints_2d": [POSE] * args.frames, "image_size": [640, 480]}))
+                during, answer = during_post(server, ANSWER, body_path, tmp)
+                report(
+                    "answer",
+                    during,
+                    small,
+                    "worst ≤ 100 ms",
+                    f"POST /v1/pose3d {args.frames} keypoint frames → {answer}",
+                )
+            if "jobs" in args.scenarios:
+                during, rates = during_jobs(server, args.frames, tmp)
+                report(
+                    "jobs", during, small, "worst ≤ 100 ms", f"two {args.frames}-frame keypoint jobs at once → {rates}"
+                )
     finally:
         server.stop()
-    print(
-        f"configuration: gateway with in-process engine (tiny random-weight models), uvicorn, python "
-        f"{platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
-        f"body {size_mb:.1f} MB of keypoints JSON → {answer}"
-    )
-    print(f"small request (1 keypoint frame, median of {args.baseline_runs}): {baseline * 1e3:.1f} ms")
-    print(
-        f"/healthz during the big request: {len(during)} answers, p50 {statistics.median(during) * 1e3:.1f} ms, "
-        f"worst {max(during) * 1e3:.1f} ms = {max(during) / baseline:.2f}× the small request (target ≤ 10×)"
-    )
 
 
 if __name__ == "__main__":

@@ -61,6 +61,14 @@ class DetectorSettings(_Frozen):
     guide_min_score: float = Field(0.3, ge=0.0, le=1.0, description="pose-guided: a lower mean score = track lost")
 
 
+class InputKind(StrEnum):
+    """What a request sends, as far as the default model is concerned."""
+
+    IMAGE = "image"
+    CLIP = "clip"
+    KEYPOINTS = "keypoints"
+
+
 class LifterKind(StrEnum):
     PSTMO = "pstmo"
     CAPF = "capf"
@@ -258,19 +266,25 @@ class CommonSettings(BaseSettings):
     models: Annotated[dict[str, ModelSpec], Field(default_factory=_default_models)]
     default_image_model: str = "capf"
     default_clip_model: str = "pstmo-243"
+    default_keypoints_model: str | None = Field(
+        None, description="model for JSON 2D keypoints; None = default_clip_model, else any model that needs no image"
+    )
     engine: EngineSettings = EngineSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     weights_dir: Path | None = Field(
         None, description="where `pose3d weights` installs checkpoints; None = $XDG_CACHE_HOME/pose3d/weights"
     )
 
-    @model_validator(mode="after")
-    def _catalogue_names(self) -> Self:
-        """Any checkpoint path may be a weights-catalogue name (``checkpoint = "pstmo-243"``): the installed file."""
-        from service.weights.resolve import resolve_settings_paths
-
-        resolve_settings_paths(self)
-        return self
+    def default_model(self, kind: InputKind) -> str:
+        """The one default-model rule, for every transport and the engine: an image → ``default_image_model``;
+        2D keypoints → ``default_keypoints_model`` if set, else ``default_clip_model``; a clip or a stream →
+        ``default_clip_model``. (Keypoints whose default needs the image fall back to any model that lifts
+        keypoints alone: ``service.gateway.deps.keypoints_model``.)"""
+        if kind is InputKind.IMAGE:
+            return self.default_image_model
+        if kind is InputKind.KEYPOINTS and self.default_keypoints_model:
+            return self.default_keypoints_model
+        return self.default_clip_model
 
 
 class GatewaySettings(CommonSettings):
@@ -288,9 +302,6 @@ class GatewaySettings(CommonSettings):
     limits: LimitSettings = LimitSettings()
     jobs: JobSettings = JobSettings()
     security: SecuritySettings = SecuritySettings()
-    default_keypoints_model: str | None = Field(
-        None, description="model for JSON 2D keypoints; None = default_clip_model, else any model that needs no image"
-    )
     grpc_open_timeout_s: float = Field(
         30.0, gt=0.0, le=3600.0, description="a StreamEstimate call must send its `open` message within this"
     )

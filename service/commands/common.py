@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from service.config import CommonSettings, SettingsT, build_settings
+from service.weights.resolve import resolved
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -23,8 +24,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, random_weights_help: s
 
 
 def settings_from_args(cls: type[SettingsT], args: argparse.Namespace, **overrides: Any) -> SettingsT:
-    """``cls`` from the flags in ``overrides`` (None = not given), the environment and ``--config``."""
-    return build_settings(cls, Path(args.config) if args.config else None, **overrides)
+    """``cls`` from the flags in ``overrides`` (None = not given), the environment and ``--config``, with weights
+    catalogue names resolved to the installed files (WeightsError names `pose3d weights fetch` when one is not)."""
+    return resolved(build_settings(cls, Path(args.config) if args.config else None, **overrides))
 
 
 def configure_logging(settings: CommonSettings) -> None:

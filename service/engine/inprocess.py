@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import secrets
 import time
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Final, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, Final, TypeVar
 
 import torch
 
-from service.config import CommonSettings
+from service.config import CommonSettings, InputKind
 from service.engine.clips import clip_frames, push_clip
 from service.engine.context import FrameOptions, StreamStep, Timings
 from service.engine.door import Ticket, admit
@@ -29,6 +29,7 @@ from service.engine.framebuffer import FrameBuffer, StreamMeta
 from service.engine.lifters import ServedLifter
 from service.engine.loader import Report, load_engine
 from service.engine.pipeline import Pipeline, async_frames
+from service.engine.stream_ids import STREAM_ID_RULE, is_stream_id, new_stream_id
 from service.engine.streams import StreamReopened
 from service.engine.types import (
     ClipProgress,
@@ -52,7 +53,6 @@ from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-STREAM_ID: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 META_CACHE_SIZE: Final = 10_000
 _T = TypeVar("_T")
 
@@ -76,8 +76,15 @@ class InProcessEngine:
         self._report = Report(settings.device.value)
         self._metas: OrderedDict[str, StreamMeta] = OrderedDict()
         self._smoothing: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._world_thread = ThreadPoolExecutor(1, thread_name_prefix="pose3d-world")
 
     # -- lifecycle -------------------------------------------------------------------------------
+
+    async def _in_world(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """``fn(*args, **kwargs)`` on the engine's one world thread: placement and smoothing are per-frame numpy
+        work (a root solve per person) that must not hold the event loop, and one thread keeps a stream's
+        smoother fed in the order its pushes finished."""
+        return await asyncio.get_running_loop().run_in_executor(self._world_thread, partial(fn, *args, **kwargs))
 
     @property
     def pipeline(self) -> Pipeline:
@@ -129,6 +136,7 @@ class InProcessEngine:
             self._pipeline = None
         if self._buffer is not None:
             await self._buffer.aclose()
+        self._world_thread.shutdown(wait=False, cancel_futures=True)
         self._detail["engine"] = "stopped"
         self.metrics.worker_up.set(0)
 
@@ -149,13 +157,11 @@ class InProcessEngine:
         return lifters[name]
 
     def _default_model(self, frames: list[Frame] | None) -> str:
-        s = self.settings
         if frames and all(isinstance(f, KeypointFrame) for f in frames):
-            chosen = getattr(s, "default_keypoints_model", None)
-            return str(chosen) if chosen else s.default_clip_model
-        if frames is not None and len(frames) == 1:
-            return s.default_image_model
-        return s.default_clip_model
+            return self.settings.default_model(InputKind.KEYPOINTS)
+        return self.settings.default_model(
+            InputKind.IMAGE if frames is not None and len(frames) == 1 else InputKind.CLIP
+        )
 
     def _deadline(self, deadline: float | None) -> float:
         return deadline if deadline is not None else time.monotonic() + self.settings.engine.request_timeout_s
@@ -171,7 +177,7 @@ class InProcessEngine:
             results, source = await self.pipeline.run_clip(request.frames, step)
         finally:
             ticket.finish(self.metrics)
-        results = place_clip(results, request.options.camera, request.options.smoothing)
+        results = await self._in_world(place_clip, results, request.options.camera, request.options.smoothing)
         return EstimateResult(request.request_id, lifter.info, source, results, _ms(step.timings, started))
 
     async def estimate_clip(self, request: ClipRequest) -> ClipResult:
@@ -184,7 +190,7 @@ class InProcessEngine:
         admit(pipeline, lifter, step.options, 1, 0, step.deadline)  # its first frame (the clip is still being decoded)
         async with clip_frames(request.frames, self.metrics) as (frames, decoder):  # an EncodedClip decodes here
             results, _ = await pipeline.run_clip(frames, step, look_ahead=pipeline.streamed_look_ahead)
-        results = place_clip(results, request.options.camera, request.options.smoothing)
+        results = await self._in_world(place_clip, results, request.options.camera, request.options.smoothing)
         ms = _ms(step.timings, started)
         if decoder is not None:
             ms["decode"] = round(ms.get("decode", 0.0) + decoder.decode_ms, 3)
@@ -202,9 +208,9 @@ class InProcessEngine:
 
     async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo:
         lifter = self._lifter(options.model)
-        sid = stream_id if stream_id is not None else secrets.token_urlsafe(18)
-        if not STREAM_ID.match(sid):
-            raise InvalidInput("stream_id must be 1-128 characters of A-Z a-z 0-9 _ . : -")
+        sid = stream_id if stream_id is not None else new_stream_id()
+        if not is_stream_id(sid):
+            raise InvalidInput(STREAM_ID_RULE)
         opts = _frame_options(options, lifter)
         world = world_to_json(options.camera, options.smoothing)
         meta = StreamMeta(sid, lifter.name, options.mode, opts.flip_test, opts.max_people, opts.boxes, world)
@@ -281,8 +287,10 @@ class InProcessEngine:
 
         async def step(meta: StreamMeta) -> list[FrameResult]:
             flow, ticket = self._admitted(meta, deadline, frames)
+            # at most one batch in preparation: a long chunk of keypoints never fills a loop iteration
+            look_ahead = min(len(frames), self.pipeline.streamed_look_ahead)
             try:
-                results, _ = await self.pipeline.push_in_order(flow, async_frames(frames), len(frames))
+                results, _ = await self.pipeline.push_in_order(flow, async_frames(frames), look_ahead)
             finally:
                 ticket.finish(self.metrics)
             return await self._smooth(flow, results)
@@ -293,7 +301,7 @@ class InProcessEngine:
         """``results`` of ``step``'s appends placed and smoothed, off the event loop (the smoother's state, read
         with the appends, is decoded, advanced and encoded: ~1.4 ms per person for Savitzky–Golay), and the next
         state stored (one more round trip, for a smoothed stream only)."""
-        smoothed, update = await asyncio.to_thread(smooth_stream, step.meta.world, step.emitted, results)
+        smoothed, update = await self._in_world(smooth_stream, step.meta.world, step.emitted, results)
         if update is not None:
             await step.buffer.smoothed(step.stream_id, update.expected, update.cursor, update.state)
         return smoothed
@@ -305,7 +313,7 @@ class InProcessEngine:
         async with pipeline.lock(stream_id):
             tail = await pipeline.buffer.flush(stream_id, step.lifter.window, meta.mode)
         lifted = await pipeline.lift_emission(step, tail)
-        results, _ = await asyncio.to_thread(smooth_stream, meta.world, [tail], lifted, True)
+        results, _ = await self._in_world(smooth_stream, meta.world, [tail], lifted, True)
         await pipeline.buffer.delete(stream_id)
         self._metas.pop(stream_id, None)
         await self._count_streams(cheap_only=True)

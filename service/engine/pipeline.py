@@ -220,6 +220,7 @@ class Pipeline(Stages):
                     if guided:
                         flow.slots.release()
                     lifted.append(tg.create_task(self.lift_emission(step, emission)))
+                    await asyncio.sleep(0)  # let the loop serve others between frames (keypoints never wait)
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
         return [r for task in lifted for r in task.result()], source

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from service.config import GatewaySettings
+from service.config import GatewaySettings, InputKind
 from service.engine.types import BoxSource, EngineClient, EstimateOptions, ModelInfo
 from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Unavailable, UnknownModel
 from service.metrics import Metrics
@@ -62,7 +62,7 @@ async def keypoints_model(engine: EngineClient, settings: GatewaySettings, name:
         info = await resolve_model(engine, name)
     else:
         models = await engine.models()
-        preferred = [settings.default_keypoints_model, settings.default_clip_model]
+        preferred = [settings.default_model(InputKind.KEYPOINTS), settings.default_clip_model]
         by_name = {m.name: m for m in models}
         candidates = [by_name[n] for n in preferred if n in by_name] + sorted(models, key=lambda m: m.name)
         usable = [m for m in candidates if not m.needs_image]

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from service.config import GatewaySettings
+from service.config import GatewaySettings, InputKind
 from service.engine.types import (
     BoxSource,
     EngineClient,
@@ -55,7 +55,7 @@ async def estimate_media(ctx: EstimateContext, upload: Upload, options: Estimate
     """An image or a clip, checked from its headers and sent encoded (the engine decodes it).
     ``options.model`` None = the configured default for the media kind."""
     settings = ctx.settings
-    default = settings.default_image_model if upload.kind.is_image else settings.default_clip_model
+    default = settings.default_model(InputKind.IMAGE if upload.kind.is_image else InputKind.CLIP)
     info = await resolve_model(ctx.engine, options.model or default)
     options = replace(options, model=info.name)
     if upload.kind.is_image:

@@ -25,7 +25,8 @@ from typing import Final
 from starlette.datastructures import UploadFile
 
 from model.joints import H36M_JOINT_NAMES, JointSet
-from service.config import GatewaySettings
+from service.config import GatewaySettings, InputKind
+from service.engine.stream_ids import is_stream_id
 from service.engine.types import (
     BoxSource,
     EngineClient,
@@ -40,6 +41,7 @@ from service.engine.types import (
 from service.engine.windows import WindowSpec
 from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Pose3DError, UnknownStream
 from service.gateway.deps import resolve_model
+from service.gateway.encoding import random_weight_warnings
 from service.gateway.estimate import EstimateContext, estimate_keypoints, estimate_media
 from service.gateway.grpc_inputs import (
     check_frame_header,
@@ -53,7 +55,6 @@ from service.gateway.inputs import Upload, checked_image
 from service.gateway.jobs.grpc import JobsServicer
 from service.gateway.media import SNIFF_BYTES, sniff_media
 from service.gateway.problem import safe_request_id
-from service.gateway.routes_estimate import random_weight_warnings
 from service.gateway.world_inputs import world_warnings
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
@@ -67,11 +68,10 @@ EngineGetter = Callable[[], EngineClient]
 """Returns the engine, or raises Unavailable while it is loading."""
 
 _END: Final = object()
-STREAM_ID_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
 def _checked_stream_id(stream_id: str) -> str:
-    if not 16 <= len(stream_id) <= 128 or not set(stream_id) <= STREAM_ID_CHARS:
+    if not is_stream_id(stream_id):
         raise UnknownStream("no such stream (ids come from the server's `opened` message)")
     return stream_id
 
@@ -128,7 +128,9 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
             done = await estimate_media(ctx, upload, opts.options, opts.every_nth)
         else:
             raise BadRequest("EstimateRequest needs one of image, clip or keypoints")
-        return self._response(rid, done.model, done.box_source, done.frames, done.timings_ms, opts.options)
+        return await asyncio.to_thread(  # built off the event loop
+            self._response, rid, done.model, done.box_source, done.frames, done.timings_ms, opts.options
+        )
 
     @staticmethod
     def _response(
@@ -217,7 +219,7 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
         if msg.stream_id:
             info = await engine.get_stream(_checked_stream_id(msg.stream_id))  # resume: its options stand
         else:
-            model = await resolve_model(engine, opts.model or self.settings.default_clip_model)
+            model = await resolve_model(engine, opts.model or self.settings.default_model(InputKind.CLIP))
             options = replace(opts.options, model=model.name)
             info = await engine.open_stream(options, stream_id=secrets.token_urlsafe(24))
         model = await resolve_model(engine, info.model)

@@ -1,11 +1,12 @@
 """``?format=json|jsonl|csv|bvh`` (exports) and ``?render=png|mp4`` (renders) on ``POST /v1/pose3d``.
 
-The JSON result is made as usual; these turn it into a file in the bounded output pool
+The JSON result is encoded on a thread (:mod:`service.gateway.encoding`); these turn it into a file in the bounded output pool
 (:mod:`service.gateway.output_pool`), so neither the event loop nor the engine waits for them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,13 +16,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
 
 from service.engine.clips import UPLOAD_DEMUX_OPTIONS
 from service.errors import BadRequest, InvalidInput
 from service.export.formats import ExportError, ExportFormat, export_document
+from service.gateway.encoding import PoseAnswer, encode_answer, pieces
 from service.gateway.media import SNIFF_BYTES, decode_image, sniff_media
 from service.gateway.output_pool import output_pool
-from service.gateway.schemas import PoseResponse
 from service.gateway.validation import parse_int
 
 OUTPUT_PARAMETERS: list[dict[str, Any]] = [
@@ -93,16 +95,17 @@ def _bvh_header(errors: dict[int, float]) -> dict[str, str]:
     return {"X-Pose3D-BVH-Max-Error-M": ", ".join(f"{tid}={err:.3g}" for tid, err in sorted(errors.items()))}
 
 
-async def deliver(request: Request, response: PoseResponse, wanted: OutputRequest) -> PoseResponse | Response:
-    """``response`` itself for JSON, else the export as a download (422 when it cannot be made), or the render."""
+async def deliver(request: Request, answer: PoseAnswer, wanted: OutputRequest) -> Response:
+    """The JSON document, else the export as a download (422 when it cannot be made), or the render; every one
+    encoded on a thread (JSON) or in the output pool (exports, renders), never on the event loop."""
     if wanted.render is not None:
-        return await _render(request, response, wanted.render)
+        return await _render(request, answer, wanted.render)
     if wanted.fmt is ExportFormat.JSON:
-        return response
-    document = response.model_dump(mode="json")
+        return StreamingResponse(pieces(await asyncio.to_thread(encode_answer, answer)), media_type="application/json")
 
     def make() -> Any:
-        return export_document(document, wanted.fmt, wanted.track, stem=f"pose3d_{response.request_id[:8]}")
+        document = answer.to_document()
+        return export_document(document, wanted.fmt, wanted.track, stem=f"pose3d_{answer.request_id[:8]}")
 
     try:
         exported = await output_pool(request).run(make)
@@ -131,19 +134,19 @@ def uploaded_frames(data: bytes) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
     return clip_frames(io.BytesIO(data), dict(UPLOAD_DEMUX_OPTIONS))
 
 
-async def _render(request: Request, response: PoseResponse, kind: RenderKind) -> Response:
+async def _render(request: Request, answer: PoseAnswer, kind: RenderKind) -> Response:
     """The PNG (first frame) or MP4 (every frame) of the result over its source, rendered in the output pool."""
     from service.render.compose import render_mp4, render_png
 
     limits = request.app.state.settings.limits
     data = await _source_bytes(request)
-    frames = [frame.model_dump(mode="json") for frame in response.frames]
-    if not frames:
+    if not answer.frames:
         raise InvalidInput("the result has no frame to render")
     is_image = data is not None and sniff_media(data[:SNIFF_BYTES]).is_image
-    random = response.model.random_weights or any("RANDOM" in w for w in response.warnings)
+    random = answer.model.random_weights
 
     def make() -> bytes:
+        frames: list[dict[str, Any]] = answer.to_document()["frames"]
         if kind is RenderKind.PNG:
             image = None
             if data is not None:
@@ -162,5 +165,5 @@ async def _render(request: Request, response: PoseResponse, kind: RenderKind) ->
 
     content = await output_pool(request).run(make)
     media_type = "image/png" if kind is RenderKind.PNG else "video/mp4"
-    filename = f"pose3d_{response.request_id[:8]}.{kind.value}"
+    filename = f"pose3d_{answer.request_id[:8]}.{kind.value}"
     return Response(content, media_type=media_type, headers={"Content-Disposition": f'inline; filename="{filename}"'})

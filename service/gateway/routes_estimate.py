@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 
 from fastapi import APIRouter, Request, Response
 
-from model.joints import H36M_JOINT_NAMES
-from service.engine.types import BoxSource, EstimateOptions, FrameResult, ModelInfo
+from service.engine.types import EstimateOptions
 from service.gateway.deps import (
     GatewayState,
     deadline_scope,
     engine_of,
     state_of,
 )
+from service.gateway.encoding import PoseAnswer, release
 from service.gateway.estimate import EstimateContext, estimate_keypoints, estimate_media
 from service.gateway.inputs import (
     BodyKind,
@@ -28,7 +29,7 @@ from service.gateway.jobs.streamed import streamed_estimate, wants_ndjson
 from service.gateway.openapi_body import OPENAPI_BODY
 from service.gateway.outputs import OUTPUT_PARAMETERS, deliver, output_request
 from service.gateway.problem import request_id_of
-from service.gateway.schemas import PROBLEM_RESPONSES, Frame, ModelRef, PoseResponse
+from service.gateway.schemas import PROBLEM_RESPONSES, PoseResponse
 from service.gateway.validation import (
     parse_bool,
     parse_boxes,
@@ -36,51 +37,26 @@ from service.gateway.validation import (
     parse_mode,
     parse_model_name,
 )
-from service.gateway.world_inputs import world_from_form, world_warnings
-from service.geometry.camera import CameraSpec
+from service.gateway.world_inputs import world_from_form
 
 router = APIRouter(tags=["pose"])
-
-
-def random_weight_warnings(info: ModelInfo) -> list[str]:
-    if info.random_weights:
-        return [f"model {info.name!r} serves RANDOM weights (no checkpoint configured): its poses are meaningless"]
-    return []
-
-
-def pose_response(
-    request_id: str,
-    info: ModelInfo,
-    box_source: BoxSource,
-    frames: list[FrameResult],
-    timings_ms: dict[str, float],
-    camera: CameraSpec,
-) -> PoseResponse:
-    return PoseResponse(
-        request_id=request_id,
-        model=ModelRef.of(info),
-        joint_names=list(H36M_JOINT_NAMES),
-        box_source=box_source.value,
-        frames=[Frame.of(f) for f in frames],
-        timings_ms={k: round(float(v), 3) for k, v in timings_ms.items()},
-        warnings=random_weight_warnings(info) + world_warnings(camera, frames),
-    )
 
 
 def _context(request: Request, state: GatewayState, deadline: float) -> EstimateContext:
     return EstimateContext(engine_of(request), state.settings, state.metrics, request_id_of(request), deadline)
 
 
-async def _keypoints(request: Request, state: GatewayState, deadline: float) -> PoseResponse:
+async def _keypoints(request: Request, state: GatewayState, deadline: float) -> PoseAnswer:
     ctx = _context(request, state, deadline)
     body, frames = await parse_keypoints(await request.body(), state.settings)  # large bodies: off the loop
     camera, smoothing = body.world()
     options = EstimateOptions(flip_test=body.flip_test, mode=body.mode, camera=camera, smoothing=smoothing)
     done = await estimate_keypoints(ctx, body.model, options, lambda: frames)
-    return pose_response(ctx.request_id, done.model, done.box_source, done.frames, done.timings_ms, camera)
+    await asyncio.to_thread(release, frames)  # 20 000 input frames are freed on a thread, not on the loop
+    return PoseAnswer(ctx.request_id, done.model, done.box_source, done.frames, done.timings_ms, camera)
 
 
-async def _media(request: Request, state: GatewayState, deadline: float) -> PoseResponse:
+async def _media(request: Request, state: GatewayState, deadline: float) -> PoseAnswer:
     ctx = _context(request, state, deadline)
     limits = state.settings.limits
     form = await read_form(request)
@@ -96,7 +72,7 @@ async def _media(request: Request, state: GatewayState, deadline: float) -> Pose
     camera, smoothing = world_from_form(form)
     options = replace(options, camera=camera, smoothing=smoothing)
     done = await estimate_media(ctx, upload, options, every_nth)
-    return pose_response(ctx.request_id, done.model, done.box_source, done.frames, done.timings_ms, camera)
+    return PoseAnswer(ctx.request_id, done.model, done.box_source, done.frames, done.timings_ms, camera)
 
 
 @router.post(
@@ -106,7 +82,7 @@ async def _media(request: Request, state: GatewayState, deadline: float) -> Pose
     openapi_extra={**OPENAPI_BODY, "parameters": OUTPUT_PARAMETERS},
     summary="3D poses of the people in an image, a clip, or given 2D keypoints",
 )
-async def estimate_pose(request: Request) -> PoseResponse | Response:
+async def estimate_pose(request: Request) -> Response:
     """Send ``multipart/form-data`` with ``file`` (an image or a clip, recognised by its content) and
     optional ``model``, ``boxes``, ``flip_test``, ``max_people``, ``mode``, ``every_nth``, camera intrinsics
     (``fx, fy, cx, cy`` or ``fov_deg``) and ``smoothing`` (+ ``smoothing_params``); or ``application/json`` 2D
@@ -122,8 +98,8 @@ async def estimate_pose(request: Request) -> PoseResponse | Response:
     engine_of(request)  # 503 before reading a body the engine could not take
     async with deadline_scope(request) as deadline:
         if kind is BodyKind.JSON:
-            response = await _keypoints(request, state, deadline)
+            answer = await _keypoints(request, state, deadline)
         else:
-            response = await _media(request, state, deadline)
-    response.timings_ms["total"] = round((time.perf_counter() - started) * 1000.0, 3)
-    return await deliver(request, response, wanted)
+            answer = await _media(request, state, deadline)
+    answer.timings_ms["total"] = (time.perf_counter() - started) * 1000.0
+    return await deliver(request, answer, wanted)  # encoded off the event loop

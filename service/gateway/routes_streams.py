@@ -6,7 +6,6 @@ Stream state lives in the engine's frame buffer (in memory or Redis), never in t
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from typing import Annotated, Any
@@ -14,9 +13,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Request
 
 from model.joints import H36M_JOINT_NAMES
+from service.config import InputKind
+from service.engine.stream_ids import is_stream_id
 from service.engine.types import EstimateOptions, Frame, FrameResult, ImageFrame
 from service.errors import BadRequest, InvalidInput, UnknownStream
 from service.gateway.deps import deadline_scope, engine_of, resolve_model, state_of
+from service.gateway.encoding import random_weight_warnings
 from service.gateway.inputs import (
     BodyKind,
     body_kind,
@@ -27,7 +29,6 @@ from service.gateway.inputs import (
     read_upload_image,
 )
 from service.gateway.problem import request_id_of
-from service.gateway.routes_estimate import random_weight_warnings
 from service.gateway.schemas import (
     MAX_FRAME_INDEX,
     PROBLEM_RESPONSES,
@@ -45,9 +46,6 @@ from service.gateway.validation import check_boxes, parse_bool, parse_float, par
 from service.gateway.world_inputs import world_warnings
 
 router = APIRouter(tags=["streams"])
-
-STREAM_ID_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"
-_STREAM_ID = re.compile(STREAM_ID_PATTERN)
 
 StreamId = Annotated[str, Path(description="id returned by POST /v1/streams", max_length=128)]
 
@@ -80,7 +78,7 @@ FRAME_BODY: dict[str, Any] = {
 
 
 def _checked_id(stream_id: str) -> str:
-    if not _STREAM_ID.match(stream_id):
+    if not is_stream_id(stream_id):
         raise UnknownStream("no such stream (ids come from POST /v1/streams)")
     return stream_id
 
@@ -107,7 +105,7 @@ async def open_stream(request: Request, body: Annotated[StreamOpenRequest | None
     state = state_of(request)
     engine = engine_of(request)
     body = body or StreamOpenRequest()
-    info = await resolve_model(engine, body.model or state.settings.default_clip_model)
+    info = await resolve_model(engine, body.model or state.settings.default_model(InputKind.CLIP))
     boxes = check_boxes(body.boxes, state.settings.limits) if body.boxes is not None else None
     if body.max_people is not None and body.max_people > state.settings.limits.max_people:
         raise InvalidInput(f"max_people must be at most {state.settings.limits.max_people}")

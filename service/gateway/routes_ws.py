@@ -36,6 +36,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from service.config import InputKind
 from service.engine.types import EngineClient, EstimateOptions, Frame, ImageFrame
 from service.errors import (
     BadRequest,
@@ -48,10 +49,10 @@ from service.errors import (
     UnsupportedMediaType,
 )
 from service.gateway.deps import GatewayState, resolve_model
+from service.gateway.encoding import random_weight_warnings
 from service.gateway.inputs import checked_image
 from service.gateway.media import SNIFF_BYTES, sniff_media
 from service.gateway.problem import problem_body, validation_problem
-from service.gateway.routes_estimate import random_weight_warnings
 from service.gateway.schemas import MAX_FRAME_INDEX, ModelRef, StreamFrameKeypoints, StreamOpenRequest
 from service.gateway.schemas import Frame as FrameOut
 from service.gateway.validation import check_boxes, stream_keypoint_frame
@@ -120,7 +121,7 @@ class WsStream:
         if message["type"] != "open":
             raise BadRequest(f'the first message must be {{"type": "open", ...}}, not {message["type"]!r}')
         body: StreamOpenRequest = _validated(StreamOpenRequest, message, "open message")
-        info = await resolve_model(self.engine, body.model or self.state.settings.default_clip_model)
+        info = await resolve_model(self.engine, body.model or self.state.settings.default_model(InputKind.CLIP))
         boxes = check_boxes(body.boxes, self.limits) if body.boxes is not None else None
         if body.max_people is not None and body.max_people > self.limits.max_people:
             raise InvalidInput(f"max_people must be at most {self.limits.max_people}")

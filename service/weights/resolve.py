@@ -8,10 +8,14 @@ Torch-free. The settings object is used through the attributes it has (``detecto
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from service.weights.catalogue import Catalogue, load_catalogue
 from service.weights.store import WeightsError, installed, not_installed_message, weights_dir
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 DETECTOR_PATH_FIELDS = ("checkpoint", "backbone_checkpoint", "person_detector_onnx", "rtmpose_onnx")
 
@@ -89,6 +93,18 @@ def resolve_settings_paths(settings: Any, catalogue: Catalogue | None = None) ->
         settings.detector = det.model_copy(update=det_update)
     if models != settings.models:
         settings.models = models
+
+
+def resolved(settings: ModelT) -> ModelT:
+    """A copy of ``settings`` with catalogue names replaced by installed files: a step of start-up (the
+    commands call it once the settings are read), never a settings validator — settings stay pure data.
+
+    Raises:
+        WeightsError: a name is in the catalogue but not installed.
+    """
+    copy = settings.model_copy()
+    resolve_settings_paths(copy)
+    return copy
 
 
 def weight_set_overrides(set_name: str, catalogue: Catalogue | None = None) -> dict[str, Any]:

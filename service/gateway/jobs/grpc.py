@@ -4,6 +4,7 @@ backed by the same store and runner as ``/v1/jobs`` (``jobs_getter`` gives them 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -60,6 +61,11 @@ def frame_pb(doc: dict[str, Any]) -> pb.FrameResult:
     return msg
 
 
+def frames_pb(docs: list[bytes]) -> list[pb.FrameResult]:
+    """Stored frames (JSON) as gRPC messages: CPU work, called on a thread."""
+    return [frame_pb(json.loads(doc)) for doc in docs]
+
+
 class JobsServicer:
     """SubmitJob / GetJob / WatchJob / CancelJob for :class:`~service.gateway.grpc_public.Pose3DServicer`."""
 
@@ -105,8 +111,6 @@ class JobsServicer:
                 yield msg
 
     async def _watch(self, request: pb.WatchJobRequest) -> AsyncIterator[pb.WatchJobResponse]:
-        import asyncio
-
         store = self._jobs().store
         record = await owned_job(store, checked_job_id(request.job_id))
         after = request.after if request.HasField("after") else None
@@ -114,8 +118,8 @@ class JobsServicer:
         while True:
             record = await store.get(request.job_id)
             page = await store.read_frames(request.job_id, position, min(record.frames_done, position + PAGE))
-            for doc in page:
-                yield pb.WatchJobResponse(frame=frame_pb(json.loads(doc)))
+            for frame in await asyncio.to_thread(frames_pb, page):  # converted off the event loop
+                yield pb.WatchJobResponse(frame=frame)
             position += len(page)
             if page:
                 continue

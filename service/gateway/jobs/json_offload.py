@@ -10,16 +10,21 @@ round trip). The body size limit is enforced earlier, as the body arrives (``Gat
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Final
 
+from pydantic import ValidationError
+
 from service.config import GatewaySettings, LimitSettings
-from service.engine.types import KeypointFrame
+from service.engine.types import FloatArray, KeypointFrame
 from service.errors import BadRequest, InvalidInput, PayloadTooLarge, Pose3DError
+from service.gateway.problem import validation_problem
 from service.gateway.schemas import KeypointsRequest
+from service.gateway.validation import frame_times, keypoint_array
 
 INLINE_BYTES: Final = 1024 * 1024
 """Bodies up to this size are parsed on the event loop's thread (milliseconds)."""
@@ -27,6 +32,35 @@ INLINE_BYTES: Final = 1024 * 1024
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _ERRORS: Final[dict[int, type[Pose3DError]]] = {400: BadRequest, 413: PayloadTooLarge, 422: InvalidInput}
+
+
+def parse_keypoints_fields(
+    raw: bytes, limits: LimitSettings
+) -> tuple[KeypointsRequest, FloatArray, FloatArray, list[float]]:
+    """Blocking: the validated request, its ``(T, 17, 2)`` pixels, ``(T, 17)`` scores and ``T`` times.
+    Not JSON → 400; wrong shape or values → 422; more frames than allowed → 413."""
+    try:
+        document: Any = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadRequest("keypoints body is not valid JSON") from None
+    try:
+        body = KeypointsRequest.model_validate(document)
+    except ValidationError as exc:
+        raise validation_problem(exc, "keypoints request") from None
+    xy, scores = keypoint_array(body.keypoints_2d, body.image_size, limits)
+    return body, xy, scores, frame_times(body.timestamps_s, xy.shape[0])
+
+
+def frames_of(body: KeypointsRequest, xy: FloatArray, scores: FloatArray, times: list[float]) -> list[KeypointFrame]:
+    """One :class:`KeypointFrame` per frame (views into ``xy`` ``(T, 17, 2)`` and ``scores`` ``(T, 17)``)."""
+    size = (int(body.image_size[0]), int(body.image_size[1]))
+    joints = body.joint_set
+    return [
+        KeypointFrame(
+            keypoints=xy[i], scores=scores[i], image_size=size, joint_set=joints, frame_index=i, timestamp_s=t
+        )
+        for i, t in enumerate(times)
+    ]
 
 
 def _executor() -> ProcessPoolExecutor:
@@ -43,8 +77,6 @@ def _executor() -> ProcessPoolExecutor:
 def _parse_slim(raw: bytes, limits: LimitSettings) -> tuple[str, Any]:
     """In the helper process: ``("ok", (body without keypoints, xy, scores, times))`` or ``("error", (status,
     detail))``. Only arrays and a small model cross the pipe, never millions of Python floats."""
-    from service.gateway.jobs.sources import parse_keypoints_fields
-
     try:
         body, xy, scores, times = parse_keypoints_fields(raw, limits)
     except Pose3DError as exc:
@@ -55,8 +87,6 @@ def _parse_slim(raw: bytes, limits: LimitSettings) -> tuple[str, Any]:
 async def parse_keypoints(raw: bytes, settings: GatewaySettings) -> tuple[KeypointsRequest, list[KeypointFrame]]:
     """The validated keypoints request (its ``keypoints_2d`` emptied when parsed in the helper) and its frames;
     400 not JSON, 413 too many frames, 422 bad values — as ``POST /v1/pose3d`` always answered."""
-    from service.gateway.jobs.sources import frames_of, parse_keypoints_fields
-
     if len(raw) <= INLINE_BYTES:
         body, xy, scores, times = parse_keypoints_fields(raw, settings.limits)
         return body, frames_of(body, xy, scores, times)
@@ -66,8 +96,6 @@ async def parse_keypoints(raw: bytes, settings: GatewaySettings) -> tuple[Keypoi
 async def _in_helper(
     parse: Callable[[Any, LimitSettings], tuple[str, Any]], data: Any, settings: GatewaySettings
 ) -> tuple[KeypointsRequest, list[KeypointFrame]]:
-    from service.gateway.jobs.sources import frames_of
-
     pool = _pool if _pool is not None else await asyncio.to_thread(_executor)
     loop = asyncio.get_running_loop()
     status, value = await loop.run_in_executor(pool, parse, data, settings.limits)
@@ -75,4 +103,4 @@ async def _in_helper(
         code, detail = value
         raise _ERRORS.get(int(code), InvalidInput)(str(detail))
     body, xy, scores, times = value
-    return body, frames_of(body, xy, scores, times)
+    return body, await asyncio.to_thread(frames_of, body, xy, scores, times)  # 20 000 objects: not on the loop

@@ -13,6 +13,7 @@ from typing import Any, Final
 from pydantic import BaseModel, Field
 
 from model.joints import H36M_JOINT_NAMES
+from service.gateway.encoding import document_chunks
 from service.gateway.schemas import ModelRef, PoseResponse
 from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
 
@@ -94,18 +95,17 @@ async def all_frames(store: JobStore, job_id: str, stop: int) -> list[bytes]:
     return frames
 
 
-async def document(store: JobStore, rec: JobRecord) -> bytes:
-    """The ``POST /v1/pose3d`` document of a finished job (frames spliced in as stored, not re-encoded)."""
+async def document(store: JobStore, rec: JobRecord) -> list[bytes]:
+    """The ``POST /v1/pose3d`` document of a finished job in pieces (frames spliced in as stored, not
+    re-encoded; :func:`~service.gateway.encoding.document_chunks`)."""
     frames = await all_frames(store, rec.job_id, rec.frames_done)
     elapsed = (rec.finished_s or 0.0) - (rec.started_s or 0.0)
     head = PoseResponse(
         request_id=rec.request_id, model=ModelRef(**rec.model), joint_names=list(H36M_JOINT_NAMES),
         box_source=rec.box_source, frames=[], timings_ms={"total": round(elapsed * 1000.0, 3)},
         warnings=_warnings(rec),
-    ).model_dump_json()  # fmt: skip
-    marker = '"frames":[]'
-    at = head.index(marker) + len(marker) - 1
-    return head[:at].encode() + b",".join(frames) + head[at:].encode()
+    )  # fmt: skip
+    return document_chunks(head, frames)
 
 
 async def first_position_after(store: JobStore, job_id: str, done: int, after: int | None) -> int:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from service.errors import Conflict
+from service.gateway.encoding import pieces
 from service.gateway.jobs.results import NDJSON, JobList, JobStatus, checked_job_id, document, ndjson
 from service.gateway.jobs.service import jobs_of, submit
 from service.gateway.openapi_body import OPENAPI_BODY
@@ -84,7 +85,7 @@ async def job_results(
             f"job {job_id} is {record.state.value} ({record.frames_done}/{total} frames): poll GET /v1/jobs/{job_id}, "
             f"or stream the frames so far with Accept: {NDJSON}"
         )
-    return Response(await document(jobs.store, record), media_type="application/json")
+    return StreamingResponse(pieces(await document(jobs.store, record)), media_type="application/json")
 
 
 @router.delete("/v1/jobs/{job_id}", response_model=JobStatus, responses=PROBLEM_RESPONSES, summary="Cancel a job")

@@ -38,8 +38,8 @@ from service.errors import (
     Unavailable,
     UnknownStream,
 )
+from service.gateway.encoding import frames_json, release
 from service.gateway.jobs.sources import JobSource, open_source
-from service.gateway.schemas import Frame as FrameOut
 from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
 
 log = logging.getLogger("pose3d.jobs")
@@ -96,9 +96,7 @@ class _Run:
                 j += 1
             assert self.source is not None
             index = self.source.source_index
-            docs = [
-                FrameOut.of(r, frame_index=index(r.frame_index)).model_dump_json().encode() for r in results[i : j + 1]
-            ]
+            docs = await frames_json(results[i : j + 1], index)  # encoded off the event loop
             await self.runner.store.put_frames(self.job_id, start, docs)
             i = j + 1
 
@@ -120,6 +118,7 @@ class _Run:
                  self.record.attempts)  # fmt: skip
         await self.push_all(source, sid, resume_from)
         await self.store(await self.engine.close_stream(sid))
+        await asyncio.to_thread(release, source.keypoints)  # its frames are freed on a thread, not on the loop
         total = self.frames_seen
         await self.runner.store.update(
             self.job_id, owner=self.runner.owner, state=JobState.DONE, frames_total=total, finished_s=time.time()

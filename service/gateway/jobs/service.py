@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 
-from service.config import GatewaySettings
+from service.config import GatewaySettings, InputKind
 from service.engine.types import BoxSource, EngineClient
 from service.errors import InvalidInput, UnsupportedMediaType
 from service.gateway.deps import GatewayState, box_source_for, engine_of, keypoints_model, resolve_model, state_of
@@ -89,7 +89,7 @@ async def clip_job(
     unknown = sorted(set(fields) - CLIP_FIELDS)
     if unknown:
         raise InvalidInput(f"unknown job fields {unknown}; known: {', '.join(sorted(CLIP_FIELDS))}")
-    info = await resolve_model(engine, parse_model_name(fields.get("model")) or settings.default_clip_model)
+    info = await resolve_model(engine, parse_model_name(fields.get("model")) or settings.default_model(InputKind.CLIP))
     options, every_nth = clip_options(fields, settings, info.name)
     count = (await asyncio.to_thread(probe_clip, data, media, settings.limits, every_nth)).frame_count
     return JobRecord(

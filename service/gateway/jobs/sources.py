@@ -10,24 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from service.config import GatewaySettings, LimitSettings
-from service.engine.types import ClipProgress, EncodedClip, EngineClient, EstimateOptions, FloatArray, KeypointFrame
-from service.errors import BadRequest
+from service.engine.types import ClipProgress, EncodedClip, EngineClient, EstimateOptions, KeypointFrame
+from service.gateway.jobs.json_offload import parse_keypoints
 from service.gateway.media import MediaKind, clip_limits, probe_clip
-from service.gateway.problem import validation_problem
 from service.gateway.schemas import KeypointsRequest
 from service.gateway.validation import (
-    frame_times,
-    keypoint_array,
     parse_bool,
     parse_boxes,
     parse_int,
@@ -63,41 +58,6 @@ def clip_options(fields: dict[str, str], settings: GatewaySettings, model: str) 
 def keypoint_options(body: KeypointsRequest, model: str) -> EstimateOptions:
     camera, smoothing = body.world()
     return EstimateOptions(model=model, flip_test=body.flip_test, mode=body.mode, camera=camera, smoothing=smoothing)
-
-
-def parse_keypoints_fields(
-    raw: bytes, limits: LimitSettings
-) -> tuple[KeypointsRequest, FloatArray, FloatArray, list[float]]:
-    """Blocking: the validated request, its ``(T, 17, 2)`` pixels, ``(T, 17)`` scores and ``T`` times.
-    Not JSON → 400; wrong shape or values → 422; more frames than allowed → 413."""
-    try:
-        document: Any = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise BadRequest("keypoints body is not valid JSON") from None
-    try:
-        body = KeypointsRequest.model_validate(document)
-    except ValidationError as exc:
-        raise validation_problem(exc, "keypoints request") from None
-    xy, scores = keypoint_array(body.keypoints_2d, body.image_size, limits)
-    return body, xy, scores, frame_times(body.timestamps_s, xy.shape[0])
-
-
-def frames_of(body: KeypointsRequest, xy: FloatArray, scores: FloatArray, times: list[float]) -> list[KeypointFrame]:
-    """One :class:`KeypointFrame` per frame (views into ``xy`` ``(T, 17, 2)`` and ``scores`` ``(T, 17)``)."""
-    size = (int(body.image_size[0]), int(body.image_size[1]))
-    joints = body.joint_set
-    return [
-        KeypointFrame(
-            keypoints=xy[i], scores=scores[i], image_size=size, joint_set=joints, frame_index=i, timestamp_s=t
-        )
-        for i, t in enumerate(times)
-    ]
-
-
-def parse_keypoints_body(raw: bytes, settings: GatewaySettings) -> tuple[KeypointsRequest, list[KeypointFrame]]:
-    """Blocking: the validated request and its frames (see :func:`parse_keypoints_fields`)."""
-    body, xy, scores, times = parse_keypoints_fields(raw, settings.limits)
-    return body, frames_of(body, xy, scores, times)
 
 
 @dataclass
@@ -140,7 +100,7 @@ async def open_source(kind: str, params: dict[str, Any], staged: bytes, settings
     """The job's frames and options from what was staged at submission."""
     model = str(params["model"])
     if kind == "keypoints":
-        body, frames = await asyncio.to_thread(parse_keypoints_body, staged, settings)
+        body, frames = await parse_keypoints(staged, settings)  # a large body in the helper process: the loop is free
         return JobSource(keypoint_options(body, model), len(frames), keypoints=frames)
     options, every_nth = clip_options(dict(params["fields"]), settings, model)
     return await clip_source(options, staged, MediaKind(params["media"]), settings.limits, every_nth)

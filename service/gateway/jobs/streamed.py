@@ -20,15 +20,16 @@ from typing import Final
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
+from service.config import InputKind
 from service.engine.types import EngineClient, FrameResult
 from service.errors import DeadlineExceeded, Pose3DError, UnsupportedMediaType
 from service.gateway.deps import TIMEOUT_HEADER, engine_of, keypoints_model, request_timeout, resolve_model, state_of
+from service.gateway.encoding import frames_json
 from service.gateway.inputs import BodyKind, body_kind, form_text, form_upload, read_form
 from service.gateway.jobs.json_offload import parse_keypoints
 from service.gateway.jobs.results import NDJSON
 from service.gateway.jobs.runner import problem_of
 from service.gateway.jobs.sources import CLIP_FIELDS, JobSource, clip_options, clip_source, keypoint_options
-from service.gateway.schemas import Frame as FrameOut
 from service.gateway.validation import parse_model_name
 
 CHUNK_FRAMES: Final = 8
@@ -57,7 +58,7 @@ async def _source(request: Request) -> JobSource:
     if upload.kind.is_image:
         raise UnsupportedMediaType("NDJSON results are for clips and keypoint sequences; an image has one frame")
     fields = {name: value for name in sorted(CLIP_FIELDS) if (value := form_text(form, name)) is not None}
-    info = await resolve_model(engine, parse_model_name(fields.get("model")) or settings.default_clip_model)
+    info = await resolve_model(engine, parse_model_name(fields.get("model")) or settings.default_model(InputKind.CLIP))
     options, every_nth = clip_options(fields, settings, info.name)
     return await clip_source(options, await upload.file.read(), upload.kind, settings.limits, every_nth)
 
@@ -67,11 +68,8 @@ async def _lines(engine: EngineClient, sid: str, source: JobSource, timeout_s: f
     last_progress = time.monotonic()
     closed = False
 
-    def lines(results: list[FrameResult]) -> bytes:
-        return b"".join(
-            FrameOut.of(r, frame_index=source.source_index(r.frame_index)).model_dump_json().encode() + b"\n"
-            for r in results
-        )
+    async def lines(results: list[FrameResult]) -> bytes:
+        return b"".join(doc + b"\n" for doc in await frames_json(results, source.source_index))
 
     steps = source.run(engine, sid, 0, CHUNK_FRAMES, timeout_s)
     try:
@@ -86,11 +84,11 @@ async def _lines(engine: EngineClient, sid: str, source: JobSource, timeout_s: f
                 break
             if step.results:
                 last_progress = time.monotonic()
-                yield lines(list(step.results))
+                yield await lines(list(step.results))
         closed = True
         tail = await engine.close_stream(sid)
         if tail:
-            yield lines(list(tail))
+            yield await lines(list(tail))
     finally:
         await steps.aclose()
         if not closed:

@@ -12,7 +12,7 @@ from service.cli import main
 from service.config import GatewaySettings, LifterKind, ModelSpec, WorkerSettings, build_settings, load_settings_file
 from service.profiles import profile_path
 from service.weights.catalogue import CATALOGUE_FILE, Fetch, Format, Kind, load_catalogue, parse_catalogue
-from service.weights.resolve import weight_set_overrides
+from service.weights.resolve import resolved, weight_set_overrides
 from service.weights.store import WeightsError, install
 
 
@@ -58,6 +58,14 @@ def _install_fake(root: Path, name: str, data: bytes = b"weights") -> Path:
     return install(root, load_catalogue().entry(name), src, origin="test").path
 
 
+def test_settings_are_pure_data_names_resolve_at_start_up(tmp_path: Path) -> None:
+    """Building settings touches no disk: a name that is not installed fails only when start-up resolves it."""
+    settings = GatewaySettings(weights_dir=tmp_path, detector={"person_detector_onnx": "yolox-m-person"})
+    assert settings.detector.person_detector_onnx == Path("yolox-m-person")
+    with pytest.raises(WeightsError, match="pose3d weights fetch yolox-m-person"):
+        resolved(settings)
+
+
 def test_settings_accept_installed_catalogue_names(tmp_path: Path) -> None:
     root = tmp_path / "weights"
     pstmo, det = _install_fake(root, "pstmo-243"), _install_fake(root, "hrnet-w32-coco-mmpose")
@@ -67,23 +75,23 @@ def test_settings_accept_installed_catalogue_names(tmp_path: Path) -> None:
         "pstmo-243": ModelSpec(kind=LifterKind.PSTMO, arch="pstmo-243", frames=243, checkpoint=Path("pstmo-243")),
         "mine": ModelSpec(kind=LifterKind.PSTMO, arch="pstmo-243", frames=243, checkpoint=own),
     }
-    s = WorkerSettings(weights_dir=root, models=models, detector={"checkpoint": "hrnet-w32-coco-mmpose"})
+    s = resolved(WorkerSettings(weights_dir=root, models=models, detector={"checkpoint": "hrnet-w32-coco-mmpose"}))
     assert s.models["pstmo-243"].checkpoint == pstmo
     assert s.models["mine"].checkpoint == own  # an existing file is a file
     assert s.detector.checkpoint == det
-    missing = GatewaySettings(weights_dir=root, detector={"checkpoint": "/nowhere/x.pth"})
+    missing = resolved(GatewaySettings(weights_dir=root, detector={"checkpoint": "/nowhere/x.pth"}))
     assert missing.detector.checkpoint == Path("/nowhere/x.pth")  # not a catalogue name: the loader reports it
 
 
 def test_an_uninstalled_catalogue_name_is_one_line_naming_fetch(tmp_path: Path) -> None:
     with pytest.raises(WeightsError) as info:
-        GatewaySettings(weights_dir=tmp_path, detector={"person_detector_onnx": "yolox-m-person"})
+        resolved(GatewaySettings(weights_dir=tmp_path, detector={"person_detector_onnx": "yolox-m-person"}))
     assert str(info.value) == (
         "weights 'yolox-m-person' are not installed: run `pose3d weights fetch yolox-m-person` "
         "(or `pose3d weights add FILE`); or pass --allow-random-weights to serve them on random weights "
         "(meaningless poses)"
     )
-    remote = GatewaySettings(weights_dir=tmp_path, workers=["w:1"], detector={"checkpoint": "hrnet-w32-coco"})
+    remote = resolved(GatewaySettings(weights_dir=tmp_path, workers=["w:1"], detector={"checkpoint": "hrnet-w32-coco"}))
     assert remote.detector.checkpoint == Path("hrnet-w32-coco")  # the workers load (and resolve) weights
 
 
@@ -105,18 +113,18 @@ def test_weights_dir_comes_from_the_environment_through_settings(
     path = _install_fake(tmp_path / "env-weights", "pstmo-243")
     monkeypatch.setenv("POSE3D_WEIGHTS_DIR", str(tmp_path / "env-weights"))
     spec = {"kind": "pstmo", "arch": "pstmo-243", "frames": 243, "checkpoint": "pstmo-243"}
-    assert build_settings(WorkerSettings, models={"p": spec}).models["p"].checkpoint == path
+    assert resolved(build_settings(WorkerSettings, models={"p": spec})).models["p"].checkpoint == path
     monkeypatch.delenv("POSE3D_WEIGHTS_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     xdg_path = _install_fake(tmp_path / "xdg" / "pose3d" / "weights", "pstmo-243")
-    assert build_settings(WorkerSettings, models={"p": spec}).models["p"].checkpoint == xdg_path
+    assert resolved(build_settings(WorkerSettings, models={"p": spec})).models["p"].checkpoint == xdg_path
 
 
 def test_serve_weights_set_selects_detector_person_detector_and_lifters(tmp_path: Path) -> None:
     root = tmp_path / "weights"
     s = load_catalogue().weight_set("w32")
     paths = {n: _install_fake(root, n) for n in {s.detector, s.backbone, s.person_detector, *s.lifters.values()}}
-    settings = build_settings(GatewaySettings, weights_dir=root, **weight_set_overrides("w32"))
+    settings = resolved(build_settings(GatewaySettings, weights_dir=root, **weight_set_overrides("w32")))
     assert settings.detector.arch == "w32"
     assert settings.detector.checkpoint == paths["hrnet-w32-coco-mmpose"]
     assert settings.detector.backbone_checkpoint == paths["capf-hrnet-w32"]

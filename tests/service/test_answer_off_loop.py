@@ -1,0 +1,118 @@
+"""No answer stalls the event loop: while results are being encoded, /healthz keeps being answered (issue 19).
+
+No clock is involved: the one encoder of result frames (``service.gateway.encoding.encode_frames``) is held at a
+``threading.Event`` the test opens only after the service has answered ``/healthz`` *while the encoding was
+still held*. An encoder called on the event loop's thread would hold that answer back until the gate opens,
+which never happens before it: the test would fail on its client timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from service.config import JobSettings
+from service.engine.types import BoxSource, FrameResult, ModelInfo
+from service.gateway import encoding
+from tests.service.jobs_support import read_ndjson
+from tests.service.rest_support import LiveServer, live_server, tiny_settings
+
+FRAMES = 12
+HELD_S = 120.0
+"""How long the test waits for the encoder to be reached at all (a failure guard, not a timing)."""
+INFO = ModelInfo("m", "pstmo", "v", "random", 9, 1, "h36m", "cpu", needs_image=False, flip_test=False)
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[LiveServer]:
+    with live_server(tiny_settings(jobs=JobSettings(keypoint_chunk_frames=4, poll_interval_s=0.05))) as server:
+        yield server
+
+
+class Gate:
+    """Wraps the encoder: says when it is entered, then waits until the test opens the gate."""
+
+    def __init__(self, encode: Callable[..., list[bytes]]) -> None:
+        self.encode = encode
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+
+    def __call__(self, results: Sequence[FrameResult], *args: Any) -> list[bytes]:
+        self.entered.set()
+        assert self.opened.wait(HELD_S * 2), "the test never opened the gate"
+        return self.encode(results, *args)
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
+    held = Gate(encoding.encode_frames)
+    monkeypatch.setattr(encoding, "encode_frames", held)
+    try:
+        yield held
+    finally:
+        held.opened.set()
+
+
+def keypoints(frames: int) -> dict[str, Any]:
+    pose = [[320.0 + 4 * j, 180.0 + 10 * j, 0.9] for j in range(17)]
+    return {"keypoints_2d": [pose] * frames, "image_size": [640, 480], "model": "pstmo-9"}
+
+
+def healthz_while_held(live: LiveServer, gate: Gate, pending: Future[Any]) -> None:
+    """Once the encoder is held: /healthz answers, and the held work has not finished."""
+    assert gate.entered.wait(HELD_S), "the encoder was never reached"
+    with live.client(timeout_s=30) as client:
+        for _ in range(3):
+            assert client.get("/healthz").status_code == 200
+    assert not pending.done(), "the held work finished before its gate was opened"
+
+
+def test_the_rest_answer_is_encoded_off_the_loop(live: LiveServer, gate: Gate) -> None:
+    def post() -> httpx.Response:
+        with live.client(timeout_s=HELD_S * 2) as client:
+            return client.post("/v1/pose3d", json=keypoints(FRAMES))
+
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(post)
+        try:
+            healthz_while_held(live, gate, answer)
+        finally:
+            gate.opened.set()
+        response = answer.result()
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert [f["frame_index"] for f in body["frames"]] == list(range(FRAMES))
+    assert body["timings_ms"]["total"] > 0
+    assert body["model"]["name"] == "pstmo-9"
+
+
+def test_a_jobs_results_are_encoded_off_the_loop(live: LiveServer, gate: Gate) -> None:
+    with live.client(timeout_s=HELD_S * 2) as client:
+        submitted = client.post("/v1/jobs", json=keypoints(FRAMES))
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["job_id"]
+        with ThreadPoolExecutor(1) as pool:
+            lines = pool.submit(read_ndjson, client, job_id)  # ends when the job ends
+            try:
+                healthz_while_held(live, gate, lines)
+                assert client.get(f"/v1/jobs/{job_id}").json()["state"] == "running"
+            finally:
+                gate.opened.set()
+            frames = lines.result()
+    assert [f["frame_index"] for f in frames] == list(range(FRAMES))
+
+
+def test_a_rest_answer_streams_whole_documents_in_pieces() -> None:
+    """The pieces of a document are the document (what the client reads is plain JSON)."""
+    head = encoding.PoseAnswer("r", INFO, BoxSource.KEYPOINTS, [], {"engine": 1.0}, None).head()
+    frames = [b'{"frame_index":%d}' % i for i in range(5)]
+    joined = b"".join(encoding.document_chunks(head, frames, per_chunk=2))
+    document = httpx.Response(200, content=joined).json()
+    assert [f["frame_index"] for f in document["frames"]] == list(range(5))
+    assert document["request_id"] == "r"
