@@ -58,7 +58,10 @@ def run(arch: str, threads: int, rounds: int) -> None:
 
 def _onnx_start(net: PoseHRNet, cache: ExportCache, threads: int) -> str:
     """The loader's ONNX start: a detector, then its graph from ``cache`` (exported on a miss)."""
-    return use_onnx_backend(TopDownDetector(net, torch.device("cpu"), keep_features=True), net, cache, threads)
+    detector = TopDownDetector(
+        net, torch.device("cpu"), keep_features=True, channels_last=False, fold_batch_norms=False
+    )
+    return use_onnx_backend(detector, net, cache, threads)
 
 
 def main() -> None:

@@ -116,18 +116,18 @@ class OnnxHRNet:
 
 BACKEND_BY_DEVICE: dict[str, str] = {"cpu": "onnx", "cuda": "torch"}
 """``detector.backend = "auto"``: the faster HRNet runtime per device, from ``python -m bench --only w32 w32-onnx``
-(``bench/README.md``; CPU: ONNX Runtime 1.7-2.6x the fused torch network at batch 2-16, outputs equal to float32
-rounding). CUDA keeps torch: not measured on a GPU (no GPU where this was measured); half precision is torch only."""
+(``bench/README.md``, ``bench/measured/networks-hrnet-onnx-2threads``; CPU, 2 threads: ONNX Runtime at 70-82% of
+the matmul peak vs 19-60% for the fused channels-last torch network at batch 2-16 (the flip test's 2B crops),
+outputs equal to float32 rounding). CUDA keeps torch: not measured on a GPU (none was available); half precision
+is torch only."""
 
 
-def resolved_backend(backend: str, detector: TopDownDetector) -> str:
+def resolved_backend(backend: str, device: torch.device, half: bool) -> str:
     """``torch`` or ``onnx`` for the ``detector.backend`` setting (``auto``: :data:`BACKEND_BY_DEVICE`, torch
     whenever the detector runs in half precision)."""
     if backend != "auto":
         return backend
-    if detector.dtype != torch.float32:
-        return "torch"
-    return BACKEND_BY_DEVICE.get(detector.device.type, "torch")
+    return "torch" if half else BACKEND_BY_DEVICE.get(device.type, "torch")
 
 
 def use_onnx_backend(

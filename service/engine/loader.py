@@ -281,10 +281,11 @@ def _hrnet(settings: CommonSettings, checkpoint: Path | None, needs_features: bo
     report.component("keypoint_detector", name, det.arch, weights)
     device = torch.device(settings.device.value)
     half = settings.half_precision and device.type == "cuda"
-    detector = TopDownDetector(
-        net, device, half, needs_features, channels_last=det.channels_last, fold_batch_norms=det.fold_batch_norms
-    )
-    if resolved_backend(det.backend, detector) == "onnx":
+    onnx = resolved_backend(det.backend, device, half) == "onnx"
+    # the ONNX backend replaces the torch network: no folding or channels-last copy to build first
+    fold, channels_last = (False, False) if onnx else (det.fold_batch_norms, det.channels_last)
+    detector = TopDownDetector(net, device, half, needs_features, channels_last=channels_last, fold_batch_norms=fold)
+    if onnx:
         source = det.onnx_path or ExportCache(det.onnx_cache_dir or default_cache_dir(os.environ))
         origin = use_onnx_backend(detector, net, source, settings.engine.torch_threads, name=f"hrnet-{det.arch}")
         report.detail["detector_backend"] = origin

@@ -15,6 +15,7 @@ import service.engine.hrnet_onnx as hrnet_onnx
 from model.hrnet import HRNET_PRESETS, PoseHRNet
 from service.config import CommonSettings, DetectorSettings
 from service.engine.detector import TopDownDetector
+from service.engine.hrnet_onnx import resolved_backend
 from service.engine.loader import Report, build_detector
 from service.engine.onnx_cache import ExportCache, default_cache_dir
 
@@ -159,3 +160,12 @@ def test_auto_backend_is_onnx_runtime_on_the_cpu(tmp_path: Path, export_count: l
     assert isinstance(torch_detector, TopDownDetector)
     assert isinstance(torch_detector.net, torch.nn.Module)
     assert export_count == [1]  # the built-in default stays torch
+
+
+def test_auto_backend_resolves_per_device() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolved_backend("auto", cpu, half=False) == "onnx"
+    assert resolved_backend("auto", cuda, half=False) == "torch"
+    assert resolved_backend("auto", cuda, half=True) == "torch"
+    assert resolved_backend("torch", cpu, half=False) == "torch"
+    assert resolved_backend("onnx", cpu, half=False) == "onnx"
