@@ -38,8 +38,17 @@ class DetectorSettings(_Frozen):
         None, description="NHWC HRNet; None = the measured default per device (on for CPU and CUDA)"
     )
     fold_batch_norms: bool = Field(True, description="fold the HRNet's BatchNorms into its convolutions")
-    backend: Literal["torch", "onnx"] = Field("torch", description="HRNet runtime: torch, or ONNX Runtime (CPU)")
+    backend: Literal["torch", "onnx", "auto"] = Field(
+        "torch",
+        description="HRNet runtime: torch, ONNX Runtime (CPU float32), or auto = the measured faster one per device"
+        " (ONNX Runtime on the CPU in float32, torch on CUDA; bench/README.md)",
+    )
     onnx_path: Path | None = Field(None, description="ONNX HRNet file: read if present, else exported there")
+    onnx_cache_dir: Path | None = Field(
+        None,
+        description="backend onnx without onnx_path: exported graphs cached here, keyed by weights digest, versions"
+        " and input shape; None = $XDG_CACHE_HOME/pose3d/onnx (~/.cache/pose3d/onnx), resolved at start-up",
+    )
     family: Literal["hrnet", "rtmpose"] = Field(
         "hrnet", description="2D keypoints: HRNet (torch; features for CA-PF) or RTMPose (ONNX; keypoints only)"
     )

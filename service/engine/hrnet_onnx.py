@@ -1,8 +1,10 @@
 """HRNet through ONNX Runtime on the CPU: the detector's optional second backend (``detector.backend = "onnx"``).
 
 The torch network (checkpoint already loaded) is exported once with ``torch.onnx.export`` (opset 17, dynamic
-batch) — at start-up, or read from ``detector.onnx_path`` when that file exists (written there after an export
-when it does not). :class:`OnnxHRNet` is called like :class:`model.hrnet.PoseHRNet`: ``(N, 3, 256, 192)`` float32
+batch) — once: the graph is cached in ``detector.onnx_cache_dir`` (:mod:`service.engine.onnx_cache`) keyed by the
+weights' digest, the torch exporter's and ONNX Runtime's versions, the opset and the input shape, so only the first
+start with given weights pays the export; or read from ``detector.onnx_path`` when that operator's file exists
+(written there after an export when it does not). :class:`OnnxHRNet` is called like :class:`model.hrnet.PoseHRNet`: ``(N, 3, 256, 192)`` float32
 crops → ``(N, K, 64, 48)`` heatmaps and the four feature maps, as torch tensors, so the detector's geometry and
 decoding are unchanged. Outputs equal the torch network's to float32 rounding (tests/unit/test_hrnet_onnx.py pins
 the mmpose vector through it).
@@ -21,6 +23,7 @@ import torch
 
 from model.hrnet import PoseHRNet
 from service.engine.detector import TopDownDetector
+from service.engine.onnx_cache import Cached, ExportCache, tensors_digest
 from service.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,22 @@ log = logging.getLogger(__name__)
 OPSET = 17
 INPUT = "crops"
 OUTPUTS = ("heatmaps", "feat0", "feat1", "feat2", "feat3")
+INPUT_SHAPE = "N,3,256,192 float32 NCHW"
+"""The graph's input: dynamic batch (plain crops, or plain + flipped crops in one forward), 256x192 crops."""
+
+
+def hrnet_cache_key(net: PoseHRNet) -> dict[str, str]:
+    """Everything the exported graph depends on: the weights (digest of the state dict), the joints, the
+    exporter (torch) and runtime (onnxruntime) versions, the opset and the input shape."""
+    return {
+        "graph": "PoseHRNet",
+        "weights_sha256": tensors_digest(net.state_dict().items()),
+        "num_joints": str(net.num_joints),
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+        "opset": str(OPSET),
+        "input": INPUT_SHAPE,
+    }
 
 
 def export_hrnet_onnx(net: PoseHRNet) -> bytes:
@@ -81,6 +100,13 @@ class OnnxHRNet:
             log.info("detector: ONNX graph exported to %s", cache)
         return cls(model, threads)
 
+    @classmethod
+    def from_cache(cls, net: PoseHRNet, cache: ExportCache, name: str, threads: int = 0) -> Cached[OnnxHRNet]:
+        """The cached graph of ``net`` (exported and cached on a miss or a corrupt entry), as a session."""
+        return cache.load_or_export(
+            name, hrnet_cache_key(net), lambda: export_hrnet_onnx(net), lambda model: cls(model, threads)
+        )
+
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``(N, 3, 256, 192)`` float32 CPU crops → heatmaps ``(N, K, 64, 48)`` and 4 feature maps (torch, CPU)."""
         crops = np.ascontiguousarray(images.detach().to(torch.float32).cpu().numpy())
@@ -88,12 +114,41 @@ class OnnxHRNet:
         return torch.from_numpy(heatmaps), [torch.from_numpy(f) for f in feats]
 
 
-def use_onnx_backend(detector: TopDownDetector, net: PoseHRNet, cache: Path | None, threads: int) -> None:
+BACKEND_BY_DEVICE: dict[str, str] = {"cpu": "onnx", "cuda": "torch"}
+"""``detector.backend = "auto"``: the faster HRNet runtime per device, from ``python -m bench --only w32 w32-onnx``
+(``bench/README.md``, ``bench/measured/networks-hrnet-onnx-2threads``; CPU, 2 threads: ONNX Runtime at 70-82% of
+the matmul peak vs 19-60% for the fused channels-last torch network at batch 2-16 (the flip test's 2B crops),
+outputs equal to float32 rounding). CUDA keeps torch: not measured on a GPU (none was available); half precision
+is torch only."""
+
+
+def resolved_backend(backend: str, device: torch.device, half: bool) -> str:
+    """``torch`` or ``onnx`` for the ``detector.backend`` setting (``auto``: :data:`BACKEND_BY_DEVICE`, torch
+    whenever the detector runs in half precision)."""
+    if backend != "auto":
+        return backend
+    return "torch" if half else BACKEND_BY_DEVICE.get(device.type, "torch")
+
+
+def use_onnx_backend(
+    detector: TopDownDetector, net: PoseHRNet, source: Path | ExportCache | None, threads: int, name: str = "hrnet"
+) -> str:
     """Switch ``detector`` to ONNX Runtime (``detector.backend = "onnx"``); ``threads`` 0 = torch's thread count.
 
+    Args:
+        source: the operator's ONNX file (``detector.onnx_path``), or the export cache, or None (export now).
+        name: the cache file's prefix (e.g. ``hrnet-w32``).
+    Returns:
+        where the graph came from, for the start-up report.
     Raises:
         Unavailable: the detector is not a float32 CPU detector.
     """
     if detector.device.type != "cpu" or detector.dtype != torch.float32:
         raise Unavailable("detector.backend 'onnx' runs on the CPU in float32 (device=cpu, no half precision)")
-    detector.use_network(OnnxHRNet.from_torch(net, cache, threads or torch.get_num_threads()))
+    threads = threads or torch.get_num_threads()
+    if isinstance(source, ExportCache):
+        cached = OnnxHRNet.from_cache(net, source, name, threads)
+        detector.use_network(cached.value)
+        return f"onnx {'exported to' if cached.exported else 'cached at'} {cached.path}"
+    detector.use_network(OnnxHRNet.from_torch(net, source, threads))
+    return f"onnx {source}" if source is not None else "onnx (exported, not cached)"

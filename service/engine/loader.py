@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,8 +37,9 @@ from service.config import CommonSettings, LifterKind, ModelSpec
 from service.engine.detector import TopDownDetector
 from service.engine.framebuffer import FrameBuffer, MemoryFrameBuffer
 from service.engine.framebuffer.redis import RedisFrameBuffer
-from service.engine.hrnet_onnx import use_onnx_backend
+from service.engine.hrnet_onnx import resolved_backend, use_onnx_backend
 from service.engine.lifters import CAPFLifterServed, PSTMOLifter, ServedLifter
+from service.engine.onnx_cache import ExportCache, default_cache_dir
 from service.engine.person_boxes import PersonBoxFinder
 from service.engine.person_detector_onnx import DetectorFamily, OnnxPersonDetector
 from service.engine.pipeline import Pipeline
@@ -294,11 +296,14 @@ def _hrnet(settings: CommonSettings, checkpoint: Path | None, needs_features: bo
     report.component("keypoint_detector", name, det.arch, weights)
     device = torch.device(settings.device.value)
     half = settings.half_precision and device.type == "cuda"
-    detector = TopDownDetector(
-        net, device, half, needs_features, channels_last=det.channels_last, fold_batch_norms=det.fold_batch_norms
-    )
-    if det.backend == "onnx":
-        use_onnx_backend(detector, net, det.onnx_path, settings.engine.torch_threads)
+    onnx = resolved_backend(det.backend, device, half) == "onnx"
+    # the ONNX backend replaces the torch network: no folding or channels-last copy to build first
+    fold, channels_last = (False, False) if onnx else (det.fold_batch_norms, det.channels_last)
+    detector = TopDownDetector(net, device, half, needs_features, channels_last=channels_last, fold_batch_norms=fold)
+    if onnx:
+        source = det.onnx_path or ExportCache(det.onnx_cache_dir or default_cache_dir(os.environ))
+        origin = use_onnx_backend(detector, net, source, settings.engine.torch_threads, name=f"hrnet-{det.arch}")
+        report.detail["detector_backend"] = origin
     return detector
 
 

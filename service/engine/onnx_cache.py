@@ -1,0 +1,132 @@
+"""Export once, cache on disk: ONNX graphs (or any exported bytes) keyed by what they were built from.
+
+A cache entry is ``<dir>/<name>-<key digest>.onnx`` with ``<file>.sha256`` beside it (the file's own sha256). The key
+is a mapping of strings (weights digest, exporter and runtime versions, input shape, ...) hashed together, so a
+change in any of them names another file. Files are written atomically (a temporary file in the same directory,
+then ``os.replace``); an entry whose checksum is missing or wrong, or that ``open`` refuses, is rebuilt, never
+served. Generic: the HRNet backend (:mod:`service.engine.hrnet_onnx`) uses it; other exported networks can too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import torch
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def default_cache_dir(environ: Mapping[str, str]) -> Path:
+    """``$XDG_CACHE_HOME/pose3d/onnx``, else ``~/.cache/pose3d/onnx`` (called at start-up with ``os.environ``)."""
+    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pose3d" / "onnx"
+
+
+def tensors_digest(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """sha256 of named tensors (name, dtype, shape and float32 CPU bytes): a key for weights wherever they came
+    from (checkpoint file, backbone override, seeded random init)."""
+    digest = hashlib.sha256()
+    for name, tensor in tensors:
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def key_digest(key: Mapping[str, str]) -> str:
+    """A short stable digest (24 hex) of ``key`` (sorted JSON)."""
+    return hashlib.sha256(json.dumps(dict(key), sort_keys=True).encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class Cached(Generic[T]):
+    """What :meth:`ExportCache.load_or_export` opened, where it lives, and whether this call exported it."""
+
+    value: T
+    path: Path
+    exported: bool
+
+
+class ExportCache:
+    """Exported graphs under ``directory`` (created on first write).
+
+    Args:
+        directory: the cache directory (``detector.onnx_cache_dir``; see :func:`default_cache_dir`).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path_for(self, name: str, key: Mapping[str, str]) -> Path:
+        """The entry's file for ``name`` (a readable prefix) and ``key``."""
+        return self.directory / f"{name}-{key_digest(key)}.onnx"
+
+    def load_or_export(
+        self, name: str, key: Mapping[str, str], export: Callable[[], bytes], open_model: Callable[[bytes], T]
+    ) -> Cached[T]:
+        """``open_model`` of the cached bytes when the entry is sound, else of a fresh ``export()`` (then cached).
+
+        Args:
+            name: file name prefix (e.g. ``hrnet-w32``).
+            key: everything the exported bytes depend on.
+            export: builds the bytes (called only on a miss or a corrupt entry).
+            open_model: turns bytes into the runnable (e.g. an ONNX Runtime session); raising = corrupt entry.
+        """
+        path = self.path_for(name, key)
+        cached = self._read(path)
+        if cached is not None:
+            try:
+                return Cached(open_model(cached), path, exported=False)
+            except Exception as e:  # any failure to open means the entry is unusable
+                log.warning("export cache: %s does not open (%s); rebuilding it", path, e)
+        model = export()
+        value = open_model(model)  # a fresh export that does not open is an error, not a cache problem
+        self._write(path, model, key)
+        log.info("export cache: %s written (%d bytes)", path, len(model))
+        return Cached(value, path, exported=True)
+
+    @staticmethod
+    def _read(path: Path) -> bytes | None:
+        sums = _checksum_path(path)
+        try:
+            data, recorded = path.read_bytes(), sums.read_text().strip()
+        except FileNotFoundError:
+            return None
+        if hashlib.sha256(data).hexdigest() != recorded:
+            log.warning("export cache: %s does not match its recorded sha256; rebuilding it", path)
+            return None
+        return data
+
+    def _write(self, path: Path, data: bytes, key: Mapping[str, str]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, data)
+        _atomic_write(path.with_name(path.name + ".key.json"), json.dumps(dict(key), sort_keys=True).encode())
+        _atomic_write(_checksum_path(path), hashlib.sha256(data).hexdigest().encode())
+
+
+def _checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, flush it to disk, and rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
