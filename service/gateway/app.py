@@ -106,6 +106,18 @@ def _log_ready(settings: GatewaySettings) -> None:
     log.info("pose3d gateway ready on %s://%s:%d (engine %s)", scheme, settings.host, settings.port, engine)
 
 
+async def _start_engine(state: GatewayState, engine_factory: EngineFactory | None) -> EngineClient:
+    """The engine the gateway owns (built by ``engine_factory``); a failure is kept for /readyz and logged."""
+    if engine_factory is None:
+        raise TypeError("create_app needs engine= or engine_factory= (see service.assembly)")
+    try:
+        return await engine_factory(state.settings, state.metrics)
+    except Exception as exc:
+        state.startup_error = redact(f"engine failed to start: {exc}")
+        log.critical("%s", state.startup_error)
+        raise
+
+
 def create_app(
     settings: GatewaySettings,
     *,
@@ -120,20 +132,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned: EngineClient | None = None
-        if engine is not None:
-            state.engine = engine
-        else:
-            if engine_factory is None:
-                raise TypeError("create_app needs engine= or engine_factory= (see service.assembly)")
-            try:
-                owned = await engine_factory(settings, state.metrics)
-            except Exception as exc:
-                state.startup_error = redact(f"engine failed to start: {exc}")
-                log.critical("%s", state.startup_error)
-                raise
-            state.engine = owned
-        state.engine = owned_by_keys(state.engine, security)  # streams belong to the key that opened them
+        owned = None if engine is not None else await _start_engine(state, engine_factory)
+        served = engine if engine is not None else owned
+        assert served is not None
+        state.engine = owned_by_keys(served, security)  # streams belong to the key that opened them
         try:
             log_models(await state.engine.models(), settings)
         except Unavailable as exc:  # remote workers still loading: serve /healthz and a 503 /readyz meanwhile
