@@ -19,7 +19,7 @@ from bench.redis_cluster import RedisClusterServers
 from service.engine.framebuffer.base import FrameBuffer
 from service.engine.framebuffer.redis import RedisFrameBuffer, stream_keys
 from service.jobs.redis import RedisJobStore
-from service.jobs.store import JobStore
+from service.jobs.store import JobRecord, JobStore, new_job_id
 from service.redis_client import connect, is_cluster_url
 from service.security.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
 from tests.unit import test_framebuffer, test_jobstore
@@ -49,7 +49,7 @@ async def make_buffer(redis_cluster: RedisClusterServers) -> AsyncIterator[Calla
 
 @pytest.fixture
 async def store(redis_cluster: RedisClusterServers) -> AsyncIterator[JobStore]:
-    s = RedisJobStore(redis_cluster.url, ttl_s=60.0, prefix="t" + secrets.token_hex(4))
+    s = RedisJobStore(redis_cluster.url, ttl_s=60.0, prefix="t" + secrets.token_hex(4), limits=test_jobstore.LIMITS)
     yield s
     await s.aclose()
 
@@ -72,6 +72,8 @@ globals().update(_JOBSTORE_TESTS)
 def test_the_contract_tests_are_here() -> None:
     assert len(_FRAMEBUFFER_TESTS) >= 5, _FRAMEBUFFER_TESTS
     assert len(_JOBSTORE_TESTS) >= 4, _JOBSTORE_TESTS
+    for limits in ("test_open_and_stored_job_limits_per_key", "test_stored_bytes_limit_covers_input_and_results"):
+        assert f"{limits}_on_the_cluster" in _JOBSTORE_TESTS  # the per-key limits, whose scripts read many jobs
 
 
 def test_a_cluster_url_opens_a_cluster_client(redis_cluster: RedisClusterServers) -> None:
@@ -92,6 +94,38 @@ async def test_one_stream_in_one_slot_and_the_streams_over_every_node(redis_clus
     finally:
         await client.aclose()
     assert nodes == set(redis_cluster.ports)
+
+
+async def _names(client: RedisCluster, prefix: str) -> list[bytes]:
+    """Every key name under ``prefix`` on every node, but the global set of active jobs."""
+    return [n async for n in client.scan_iter(match=f"{prefix}:*", count=1000) if not n.endswith(b":jobs:active")]
+
+
+async def test_one_keys_jobs_in_one_slot_and_the_keys_over_every_node(redis_cluster: RedisClusterServers) -> None:
+    client = connect(redis_cluster.url)
+    assert isinstance(client, RedisCluster)
+    stores: list[RedisJobStore] = []
+    try:
+        for key in ("", "alice", "bob"):
+            prefix = "t" + secrets.token_hex(4)
+            stores.append(store := RedisJobStore(redis_cluster.url, ttl_s=60.0, prefix=prefix))
+            for n in range(3):
+                await store.create(JobRecord(new_job_id(key), "clip", "r", created_s=float(n), key=key), b"x")
+            names = await _names(client, prefix)
+            assert len(names) == 3 * 2 + 1, names  # each job's meta and input, and the key's index
+            assert len({key_slot(n) for n in names}) == 1, names
+        prefix = "t" + secrets.token_hex(4)
+        stores.append(store := RedisJobStore(redis_cluster.url, ttl_s=60.0, prefix=prefix))
+        for _ in range(48):
+            key = uuid.uuid4().hex
+            await store.create(JobRecord(new_job_id(key), "clip", "r", created_s=1.0, key=key), b"x")
+        await client.initialize()
+        nodes = {client.get_node_from_key(n.decode()) for n in await _names(client, prefix)}
+        assert {node.port for node in nodes if node is not None} == set(redis_cluster.ports)
+    finally:
+        await client.aclose()
+        for s in stores:
+            await s.aclose()
 
 
 async def _released(store: QuotaStore, key: str, stream: str) -> str:
