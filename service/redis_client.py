@@ -5,8 +5,8 @@
   redis-py's ``RedisCluster`` discovers the others and follows the slot map (MOVED/ASK, failover).
 
 The same code runs on both because every Lua script and every transaction touches the keys of one hash slot only:
-one stream's keys share the tag ``{<stream_id>}``, one job's ``{<job_id>}``. Commands answered by one node (a
-single key) need no tag.
+one stream's keys share the tag ``{<stream_id>}``; all keys of one API key's jobs share the key's slot tag, which
+every job id carries (service/jobs/redis.py). Commands answered by one node (a single key) need no tag.
 """
 
 from __future__ import annotations

@@ -168,7 +168,7 @@ def run_job(client: JobsClient, media: Path, args: EstimateArgs, output: Path, p
         after = _last_frame_index(output)
     written = sum(1 for _ in output.open("rb"))
     total = client.status(job_id).get("frames_total")
-    bar = tqdm(total=total, initial=written, unit="frame", desc=job_id[:8], disable=not progress, file=sys.stderr)
+    bar = tqdm(total=total, initial=written, unit="frame", desc=job_id[-8:], disable=not progress, file=sys.stderr)
     with output.open("a") as out, bar:
         for frame in client.results(job_id, after):
             out.write(json.dumps(frame) + "\n")
@@ -180,7 +180,7 @@ def run_job(client: JobsClient, media: Path, args: EstimateArgs, output: Path, p
 
 
 def print_jobs(jobs: list[dict[str, Any]], out: TextIO) -> None:
-    out.write(f"{'JOB':26} {'STATE':10} {'KIND':9} {'MODEL':12} {'FRAMES':>13} {'FPS':>7} {'AGE':>8}\n")
+    out.write(f"{'JOB':31} {'STATE':10} {'KIND':9} {'MODEL':12} {'FRAMES':>13} {'FPS':>7} {'AGE':>8}\n")
     now = time.time()
     for job in jobs:
         total = "?" if job["frames_total"] is None else job["frames_total"]
@@ -188,5 +188,5 @@ def print_jobs(jobs: list[dict[str, Any]], out: TextIO) -> None:
         age = f"{now - job['created_s']:.0f}s"
         frames = f"{job['frames_done']}/{total}"
         out.write(
-            f"{job['job_id']:26} {job['state']:10} {job['kind']:9} {job['model']:12} {frames:>13} {fps:>7} {age:>8}\n"
+            f"{job['job_id']:31} {job['state']:10} {job['kind']:9} {job['model']:12} {frames:>13} {fps:>7} {age:>8}\n"
         )

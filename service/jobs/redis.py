@@ -1,16 +1,20 @@
 """Redis JobStore: jobs in the frame buffer's Redis, so that any gateway answers for (and resumes) any job.
 
-Keys of one job share the hash tag ``{<job_id>}`` (one Redis Cluster slot):
+All keys of one API key's jobs share one hash tag, the owner's slot tag ``t`` (:func:`~service.jobs.store.key_tag`,
+carried in every job id ``t-<random>``), so that they live in one Redis Cluster slot:
 
-- ``pose3d:job:{id}:meta``   hash: the :class:`JobRecord` fields, each JSON
-- ``pose3d:job:{id}:frames`` hash: position → the frame's JSON result (written once)
-- ``pose3d:job:{id}:input``  list: the staged input in 1 MiB pieces (deleted when the job ends)
+- ``pose3d:job:{t}:<id>:meta``   hash: the :class:`JobRecord` fields, each JSON
+- ``pose3d:job:{t}:<id>:frames`` hash: position → the frame's JSON result (written once)
+- ``pose3d:job:{t}:<id>:input``  list: the staged input in 1 MiB pieces (deleted when the job ends)
+- ``pose3d:jobs:key:{t}:<key id>`` sorted set of the key's job ids by creation time (pruned of expired ones
+  whenever its usage is counted, so it holds at most the key's stored-job limit).
 
-and ``pose3d:jobs:key:<key id>`` (a sorted set of job ids by creation time) lists one API key's jobs (pruned
-of expired ones whenever its usage is counted, so it holds at most the key's stored-job limit). Every state change is one Lua script
-(atomic: a cancelled job is never revived, a lapsed lease is taken by one gateway only, a key's limits hold
-across gateways). Every key expires ``ttl_s`` after the job's last change. (The key index names jobs of many
-hash slots: the store runs on one Redis, not on Redis Cluster.)
+Every state change is one Lua script (atomic: a cancelled job is never revived, a lapsed lease is taken by one
+gateway only, a key's limits hold across gateways); the scripts that count a key's usage read the meta hashes of
+the key's other jobs, which are in the same slot, so they run on one Redis and on Redis Cluster alike. Only
+``pose3d:jobs:active`` (the ids of jobs not ended, for the runners) is global, written outside the scripts. Every
+key expires ``ttl_s`` after the job's last change. An id without a slot tag (ids before this layout) is an
+unknown job. One key's jobs are on one cluster node: the store spreads over the nodes by key, not by job.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from service.jobs.store import (
     KeyUsage,
     UnknownJob,
     encode_fields,
+    job_tag,
+    key_tag,
     split_input,
 )
 from service.redis_client import RedisClient, connect
@@ -159,15 +165,25 @@ class RedisJobStore(JobStore):
         self._claim = self._redis.register_script(_CLAIM)
         self._put = self._redis.register_script(_PUT_FRAMES)
 
+    def _tag(self, job_id: str) -> str:
+        tag = job_tag(job_id)
+        if tag is None:
+            raise UnknownJob(f"job {job_id!r} does not exist (not an id POST /v1/jobs gives)")
+        return tag
+
     def _key(self, job_id: str, part: str) -> str:
-        return f"{self._prefix}:job:{{{job_id}}}:{part}"
+        return f"{self._prefix}:job:{{{self._tag(job_id)}}}:{job_id}:{part}"
+
+    def _index_prefix(self, tag: str) -> str:
+        return f"{self._prefix}:jobs:key:{{{tag}}}:"
 
     def _index(self, key: str) -> str:
-        return f"{self._prefix}:jobs:key:{key}"
+        return self._index_prefix(key_tag(key)) + key
 
-    def _meta_parts(self) -> list[str]:
-        """The prefix and suffix that make a job id the name of its meta hash (for the Lua scripts)."""
-        return [f"{self._prefix}:job:{{", "}:meta"]
+    def _meta_parts(self, tag: str) -> list[str]:
+        """The prefix and suffix that make a job id of slot tag ``tag`` the name of its meta hash (for the Lua
+        scripts: they compute the names of a key's other jobs, all of the same tag)."""
+        return [f"{self._prefix}:job:{{{tag}}}:", ":meta"]
 
     async def _call(self, op: Awaitable[_T]) -> _T:
         try:
@@ -179,10 +195,13 @@ class RedisJobStore(JobStore):
         """The meta record first (one script: the key's limits are checked and the job indexed atomically), then
         the staged input; only then is the job listed as active, so no runner claims it before its input exists."""
         record = record.with_(input_bytes=len(staged_input))
+        tag = key_tag(record.key)
+        if job_tag(record.job_id) != tag:
+            raise ValueError(f"job id {record.job_id!r} is not one of new_job_id({record.key!r})")
         meta, staged = self._key(record.job_id, "meta"), self._key(record.job_id, "input")
         limits = self._limits.for_key(record.key)
         argv: list[Any] = [self._ttl_ms, record.created_s, record.job_id, limits.max_open, limits.max_stored,
-                           limits.max_bytes, len(staged_input), *self._meta_parts()]  # fmt: skip
+                           limits.max_bytes, len(staged_input), *self._meta_parts(tag)]  # fmt: skip
         for k, v in record.to_fields().items():
             argv += [k, v]
         raw = await self._call(self._create(keys=[meta, self._index(record.key)], args=argv))
@@ -234,8 +253,9 @@ class RedisJobStore(JobStore):
 
     async def put_frames(self, job_id: str, start: int, frames: list[bytes]) -> int:
         keys = [self._key(job_id, "meta"), self._key(job_id, "frames")]
-        limit = self._limits.max_bytes
-        args: list[bytes | int | str] = [self._ttl_ms, start, limit, self._index(""), *self._meta_parts(), *frames]
+        limit, tag = self._limits.max_bytes, self._tag(job_id)
+        args: list[bytes | int | str] = [self._ttl_ms, start, limit, self._index_prefix(tag), *self._meta_parts(tag),
+                                         *frames]  # fmt: skip
         done = int(await self._call(self._put(keys=keys, args=args)))
         if done == -2:
             raise JobQuotaExceeded(f"the job's results would pass its key's limit of {limit} stored bytes")

@@ -11,11 +11,17 @@ an index of each key's jobs, so a key's jobs are listed without reading anyone e
 :class:`KeyJobLimits` atomically (across gateways): open jobs, stored jobs, and stored bytes (staged input while
 the job runs, plus every result frame). Stored bytes are counted per job as they are written; they leave the
 count when the job expires (``jobs.ttl_s`` after its last change).
+
+A job id names its owner's slot tag: ``<tag>-<random>`` (:func:`new_job_id`), ``tag`` a short stable hash of the
+key id (:func:`key_tag`), so that a Redis Cluster holds all of one key's jobs, and its index, in one hash slot.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import secrets
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
@@ -25,6 +31,25 @@ from service.errors import NotFound, QuotaExceeded
 
 INPUT_CHUNK_BYTES: Final = 1024 * 1024
 """Staged input is stored in pieces of this size (Redis values stay small)."""
+
+_TAGGED_ID: Final = re.compile(r"([0-9a-f]{6})-[A-Za-z0-9_-]{16,57}")
+
+
+def key_tag(key: str) -> str:
+    """The slot tag of ``key``'s jobs: 6 hex digits of the key id's SHA-256 (the anonymous caller's is that of
+    ``""``); stable across processes and versions, so every gateway puts one key's jobs in one place."""
+    return hashlib.sha256(key.encode()).hexdigest()[:6]
+
+
+def new_job_id(key: str) -> str:
+    """A fresh id for a job of ``key``: ``<key_tag(key)>-<24 random URL-safe characters>`` (31 characters)."""
+    return f"{key_tag(key)}-{secrets.token_urlsafe(18)}"
+
+
+def job_tag(job_id: str) -> str | None:
+    """The slot tag a job id carries, or None when ``job_id`` is not one :func:`new_job_id` makes."""
+    found = _TAGGED_ID.fullmatch(job_id)
+    return found.group(1) if found else None
 
 
 class UnknownJob(NotFound):

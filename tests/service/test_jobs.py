@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from service.config import JobSettings, LimitSettings
+from service.jobs.store import job_tag, key_tag, new_job_id
 from tests.service.jobs_support import NDJSON, assert_same_frames, read_ndjson, submit_clip, wait_state
 from tests.service.media_samples import encode_clip, encode_image, person_image
 from tests.service.rest_support import LiveServer, assert_problem, live_server, tiny_settings
@@ -39,6 +40,7 @@ def test_clip_job_progress_and_ndjson_resume_equal_the_clip_posted_whole(live: L
         assert submitted["frames_done"] == 0
         assert submitted["frames_total"] == total
         job_id = submitted["job_id"]
+        assert job_tag(job_id) == key_tag("")  # the anonymous caller's slot tag (auth is off)
         first = read_ndjson(client, job_id, limit=10)  # read while it runs, then stop reading
         assert [f["frame_index"] for f in first] == list(range(10))
         seen = wait_state(client, job_id, {"done", "failed", "cancelled"})
@@ -105,7 +107,9 @@ def test_job_errors_are_problems(live: LiveServer) -> None:
     with live.client() as client:
         assert_problem(client.post("/v1/jobs", files={"file": ("a.jpg", image, "image/jpeg")}), 415)
         assert_problem(client.get("/v1/jobs/not-a-job"), 404, "unknown-job")
-        assert_problem(client.get("/v1/jobs/" + "A" * 24), 404, "unknown-job")
+        assert_problem(client.get("/v1/jobs/" + "A" * 24), 404, "unknown-job")  # an id of before the slot tags
+        assert_problem(client.get("/v1/jobs/" + new_job_id("")), 404, "unknown-job")
+        assert_problem(client.delete("/v1/jobs/" + new_job_id("someone")), 404, "unknown-job")
         assert_problem(client.delete("/v1/jobs/" + "A" * 24 + "/results"), 405)
         bad = client.post("/v1/jobs", json={"keypoints_2d": [[[1.0, 2.0]] * 3], "image_size": [640, 480]})
         assert_problem(bad, 422)

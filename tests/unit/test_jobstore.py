@@ -16,10 +16,14 @@ from service.jobs.store import (
     JobStore,
     KeyJobLimits,
     UnknownJob,
+    job_tag,
+    key_tag,
+    new_job_id,
 )
 from tests.conftest import RedisServer
 
 LIMITS = KeyJobLimits(max_open=2, max_stored=3, max_bytes=100)
+JOB = new_job_id("")
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -35,68 +39,75 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[JobStore]:
     await s.aclose()
 
 
-def record(job_id: str = "job-aaaaaaaaaaaaaaaa") -> JobRecord:
+def record(job_id: str = JOB) -> JobRecord:
     return JobRecord(job_id=job_id, kind="clip", request_id="r1", created_s=100.0, params={"model": "m"})
 
 
 async def test_create_get_and_staged_input_in_pieces(store: JobStore) -> None:
     staged = bytes(range(256)) * (INPUT_CHUNK_BYTES // 128 + 3)  # more than two pieces
     await store.create(record(), staged)
-    got = await store.get("job-aaaaaaaaaaaaaaaa")
+    got = await store.get(JOB)
     assert got == record().with_(input_bytes=len(staged))
     assert await store.read_input(got.job_id) == staged
     assert await store.active_ids() == [got.job_id]
     with pytest.raises(UnknownJob):
-        await store.get("job-missing-missing")
+        await store.get(new_job_id(""))
+    with pytest.raises(UnknownJob):
+        await store.get("job-missing-missing")  # not an id new_job_id gives
 
 
 async def test_one_owner_at_a_time_until_its_lease_lapses(store: JobStore) -> None:
     await store.create(record(), b"x")
-    first = await store.claim("job-aaaaaaaaaaaaaaaa", "a", now_s=1000.0, lease_s=10.0)
+    first = await store.claim(JOB, "a", now_s=1000.0, lease_s=10.0)
     assert first is not None
     assert first.owner == "a"
     assert first.attempts == 1
-    assert await store.claim("job-aaaaaaaaaaaaaaaa", "b", now_s=1005.0, lease_s=10.0) is None
-    assert await store.update("job-aaaaaaaaaaaaaaaa", owner="b", state=JobState.RUNNING) is None
-    taken = await store.claim("job-aaaaaaaaaaaaaaaa", "b", now_s=1011.0, lease_s=10.0)
+    assert await store.claim(JOB, "b", now_s=1005.0, lease_s=10.0) is None
+    assert await store.update(JOB, owner="b", state=JobState.RUNNING) is None
+    taken = await store.claim(JOB, "b", now_s=1011.0, lease_s=10.0)
     assert taken is not None
     assert taken.attempts == 2
-    assert await store.update("job-aaaaaaaaaaaaaaaa", owner="a", lease_until=2000.0) is None  # a lost it
+    assert await store.update(JOB, owner="a", lease_until=2000.0) is None  # a lost it
 
 
 async def test_frames_are_written_once_and_done_counts_the_contiguous_prefix(store: JobStore) -> None:
     await store.create(record(), b"x")
-    assert await store.put_frames("job-aaaaaaaaaaaaaaaa", 2, [b"c", b"d"]) == 0
-    assert await store.put_frames("job-aaaaaaaaaaaaaaaa", 0, [b"a", b"b"]) == 4
-    assert await store.put_frames("job-aaaaaaaaaaaaaaaa", 1, [b"B", b"C"]) == 4  # a replay changes nothing
-    assert await store.read_frames("job-aaaaaaaaaaaaaaaa", 0, 10) == [b"a", b"b", b"c", b"d"]
-    assert await store.read_frames("job-aaaaaaaaaaaaaaaa", 3, 4) == [b"d"]
-    assert (await store.get("job-aaaaaaaaaaaaaaaa")).frames_done == 4
+    assert await store.put_frames(JOB, 2, [b"c", b"d"]) == 0
+    assert await store.put_frames(JOB, 0, [b"a", b"b"]) == 4
+    assert await store.put_frames(JOB, 1, [b"B", b"C"]) == 4  # a replay changes nothing
+    assert await store.read_frames(JOB, 0, 10) == [b"a", b"b", b"c", b"d"]
+    assert await store.read_frames(JOB, 3, 4) == [b"d"]
+    assert (await store.get(JOB)).frames_done == 4
 
 
 async def test_cancel_is_final_and_frees_the_input(store: JobStore) -> None:
     await store.create(record(), b"x")
-    cancelled = await store.cancel("job-aaaaaaaaaaaaaaaa", now_s=5.0)
+    cancelled = await store.cancel(JOB, now_s=5.0)
     assert cancelled.state is JobState.CANCELLED
-    assert await store.update("job-aaaaaaaaaaaaaaaa", state=JobState.RUNNING) is None  # never revived
-    assert await store.claim("job-aaaaaaaaaaaaaaaa", "a", now_s=0.0, lease_s=1.0) is None
+    assert await store.update(JOB, state=JobState.RUNNING) is None  # never revived
+    assert await store.claim(JOB, "a", now_s=0.0, lease_s=1.0) is None
     with pytest.raises(UnknownJob):
-        await store.read_input("job-aaaaaaaaaaaaaaaa")
+        await store.read_input(JOB)
     assert await store.active_ids() == []
-    assert await store.job_ids(10, "") == ["job-aaaaaaaaaaaaaaaa"]
+    assert await store.job_ids(10, "") == [JOB]
+
+
+def kid(n: int, key: str) -> str:
+    """The id of ``key``'s n-th job in these tests (the shape :func:`new_job_id` gives)."""
+    return f"{key_tag(key)}-job{n:013d}"
 
 
 def keyed(n: int, key: str) -> JobRecord:
-    return record(f"job-{key}-{n:012d}").with_(key=key, created_s=100.0 + n)
+    return record(kid(n, key)).with_(key=key, created_s=100.0 + n)
 
 
 async def test_each_key_lists_only_its_own_jobs_newest_first(store: JobStore) -> None:
     for n, key in enumerate(["alice", "bob", "alice"]):
         await store.create(keyed(n, key), b"x")
-    assert await store.job_ids(10, "alice") == ["job-alice-000000000002", "job-alice-000000000000"]
-    assert await store.job_ids(10, "bob") == ["job-bob-000000000001"]
+    assert await store.job_ids(10, "alice") == [kid(2, "alice"), kid(0, "alice")]
+    assert await store.job_ids(10, "bob") == [kid(1, "bob")]
     assert await store.job_ids(10, "carol") == []
-    assert (await store.get("job-bob-000000000001")).key == "bob"
+    assert (await store.get(kid(1, "bob"))).key == "bob"
 
 
 async def test_open_and_stored_job_limits_per_key(store: JobStore) -> None:
@@ -107,25 +118,49 @@ async def test_open_and_stored_job_limits_per_key(store: JobStore) -> None:
     assert refused.value.status == 429
     assert refused.value.retry_after_s
     await store.create(keyed(3, "bob"), b"x")  # per key
-    await store.cancel("job-alice-000000000000", now_s=1.0)  # an ended job frees its open slot ...
+    await store.cancel(kid(0, "alice"), now_s=1.0)  # an ended job frees its open slot ...
     await store.create(keyed(4, "alice"), b"x")
-    await store.cancel("job-alice-000000000001", now_s=1.0)
+    await store.cancel(kid(1, "alice"), now_s=1.0)
     with pytest.raises(JobQuotaExceeded, match="stores 3 jobs"):  # ... but stays stored until it expires
         await store.create(keyed(5, "alice"), b"x")
     with pytest.raises(UnknownJob):
-        await store.get("job-alice-000000000005")
+        await store.get(kid(5, "alice"))
 
 
 async def test_stored_bytes_limit_covers_input_and_results(store: JobStore) -> None:
     with pytest.raises(JobQuotaExceeded, match="limit of 100"):
         await store.create(keyed(0, "alice"), b"x" * 101)
     await store.create(keyed(1, "alice"), b"x" * 40)
-    assert await store.put_frames("job-alice-000000000001", 0, [b"r" * 30]) == 1
+    assert await store.put_frames(kid(1, "alice"), 0, [b"r" * 30]) == 1
     with pytest.raises(JobQuotaExceeded):  # 40 input + 30 results + 31 > 100: nothing of it is stored
-        await store.put_frames("job-alice-000000000001", 1, [b"r" * 31])
-    assert (await store.get("job-alice-000000000001")).frames_done == 1
-    assert await store.put_frames("job-alice-000000000001", 1, [b"r" * 30]) == 2  # exactly 100
-    await store.cancel("job-alice-000000000001", now_s=1.0)  # its staged input is dropped: 60 bytes remain
-    assert (await store.get("job-alice-000000000001")).stored_bytes == 60
+        await store.put_frames(kid(1, "alice"), 1, [b"r" * 31])
+    assert (await store.get(kid(1, "alice"))).frames_done == 1
+    assert await store.put_frames(kid(1, "alice"), 1, [b"r" * 30]) == 2  # exactly 100
+    await store.cancel(kid(1, "alice"), now_s=1.0)  # its staged input is dropped: 60 bytes remain
+    assert (await store.get(kid(1, "alice"))).stored_bytes == 60
     await store.create(keyed(2, "alice"), b"x" * 40)
     await store.create(keyed(3, ""), b"x" * 1000)  # the anonymous caller (auth off) has no bounds
+
+
+def test_a_job_id_carries_its_owners_slot_tag() -> None:
+    ids = [new_job_id("alice") for _ in range(3)]
+    assert len(set(ids)) == 3
+    assert {job_tag(i) for i in ids} == {key_tag("alice")}
+    assert key_tag("alice") != key_tag("bob")
+    assert key_tag("alice") == "2bd806"  # stable: every gateway, every version
+    assert all(len(i) == 31 for i in ids)
+    for old_or_bad in ("A" * 24, "job-aaaaaaaaaaaaaaaa", ids[0] + "\n", ids[0][:6] + "_" + ids[0][7:], ""):
+        assert job_tag(old_or_bad) is None, old_or_bad
+
+
+async def test_an_id_of_another_key_or_of_no_key_is_refused(store: JobStore) -> None:
+    from service.jobs.redis import RedisJobStore
+
+    if isinstance(store, RedisJobStore):  # the store that places jobs by their id's tag
+        with pytest.raises(ValueError, match="new_job_id"):
+            await store.create(record(kid(0, "bob")).with_(key="alice"), b"x")
+    for old in ("A" * 24, "job-aaaaaaaaaaaaaaaa"):
+        with pytest.raises(UnknownJob):
+            await store.get(old)
+        with pytest.raises(UnknownJob):
+            await store.put_frames(old, 0, [b"r"])

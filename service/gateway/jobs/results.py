@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Final
@@ -15,19 +14,16 @@ from pydantic import BaseModel, Field
 from model.joints import H36M_JOINT_NAMES
 from service.gateway.encoding import document_chunks
 from service.gateway.schemas import ModelRef, PoseResponse
-from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
+from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob, job_tag
 
 NDJSON: Final = "application/x-ndjson"
 PAGE: Final = 256
 """Frames read from the store per round trip."""
 
 
-_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-
-
 def checked_job_id(job_id: str) -> str:
     """``job_id`` when it has the shape of an id POST /v1/jobs gives; UnknownJob (404) otherwise."""
-    if not _JOB_ID.match(job_id):
+    if job_tag(job_id) is None:
         raise UnknownJob("no such job (ids come from POST /v1/jobs)")
     return job_id
 

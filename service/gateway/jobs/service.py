@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,8 +25,8 @@ from service.gateway.problem import request_id_of
 from service.gateway.schemas import ModelRef
 from service.gateway.validation import parse_model_name
 from service.jobs.memory import MemoryJobStore
-from service.jobs.store import JobRecord, JobStore
-from service.security.door import job_limits, stamped
+from service.jobs.store import JobRecord, JobStore, new_job_id
+from service.security.door import caller, job_limits, stamped
 
 log = logging.getLogger("pose3d.jobs")
 
@@ -73,7 +72,7 @@ async def keypoints_job(settings: GatewaySettings, engine: EngineClient, raw: by
     body, frames = await parse_keypoints(raw, settings)
     info = await keypoints_model(engine, settings, body.model)
     return JobRecord(
-        job_id=secrets.token_urlsafe(18), kind="keypoints", request_id=request_id, created_s=time.time(),
+        job_id=new_job_id(caller()), kind="keypoints", request_id=request_id, created_s=time.time(),
         params={"model": info.name}, model=ModelRef.of(info).model_dump(), box_source=BoxSource.KEYPOINTS.value,
         frames_total=len(frames),
     )  # fmt: skip
@@ -93,7 +92,7 @@ async def clip_job(
     options, every_nth = clip_options(fields, settings, info.name)
     count = (await asyncio.to_thread(probe_clip, data, media, settings.limits, every_nth)).frame_count
     return JobRecord(
-        job_id=secrets.token_urlsafe(18), kind="clip", request_id=request_id, created_s=time.time(),
+        job_id=new_job_id(caller()), kind="clip", request_id=request_id, created_s=time.time(),
         params={"model": info.name, "fields": fields, "media": media.value}, model=ModelRef.of(info).model_dump(),
         box_source=box_source_for(options, settings).value, frames_total=None if count is None else -(-count // every_nth),
     )  # fmt: skip
