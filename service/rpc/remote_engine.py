@@ -48,7 +48,13 @@ from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import worker_pb2 as wpb
 from service.rpc import codec
 from service.rpc.status import error_from_rpc
-from service.rpc.workers import RETRY_MAX_ATTEMPTS, WORKER_SERVICE_CONFIG, WorkerChannel, worker_target
+from service.rpc.workers import (
+    RETRY_MAX_ATTEMPTS,
+    WORKER_SERVICE_CONFIG,
+    WorkerChannel,
+    worker_target,
+    worker_tls_name,
+)
 
 __all__ = ["MODELS_TTL_S", "WORKER_SERVICE_CONFIG", "RemoteEngineClient"]
 
@@ -72,7 +78,8 @@ class RemoteEngineClient:
     ) -> None:
         if clip_chunk_frames < 1 or clip_chunk_bytes < 1:
             raise ValueError("clip chunks need at least one frame and one byte")
-        self.workers = WorkerChannel(worker_target(addresses), max_message_bytes, call_timeout_s, credentials)
+        target, tls_name = worker_target(addresses), worker_tls_name(addresses)
+        self.workers = WorkerChannel(target, max_message_bytes, call_timeout_s, credentials, tls_name)
         self._call = self.workers.call
         self._clip_chunk_frames = clip_chunk_frames
         self._clip_chunk_bytes = min(clip_chunk_bytes, max_message_bytes // 2)

@@ -107,6 +107,17 @@ def worker_target(addresses: Sequence[str]) -> str:
     raise ValueError("worker addresses mix IPv4 and IPv6; gRPC's static target lists take one family")
 
 
+def worker_tls_name(addresses: Sequence[str]) -> str | None:
+    """The name the workers' TLS certificates are checked against when ``addresses`` become an ``ipv4:``/``ipv6:``
+    list (whose authority names no host): the first address's host as written, before it was resolved; ``None``
+    for a single target (gRPC takes the name from it).
+
+    >>> worker_tls_name(["workers.internal:50061", "10.0.0.7:50061"])
+    'workers.internal'
+    """
+    return _split(addresses[0])[0] if len(addresses) > 1 else None
+
+
 class WorkerChannel:
     """One balanced, health-checked channel to the workers behind ``target`` (:func:`worker_target`).
 
@@ -115,6 +126,7 @@ class WorkerChannel:
         max_message_bytes: message limit both ways.
         call_timeout_s: a call's timeout when the request has no deadline.
         credentials: mTLS credentials (``security.worker_*``), else plaintext.
+        tls_name: the host name the workers' certificates must carry (:func:`worker_tls_name`), for a target list.
     """
 
     def __init__(
@@ -123,6 +135,7 @@ class WorkerChannel:
         max_message_bytes: int,
         call_timeout_s: float,
         credentials: grpc.ChannelCredentials | None = None,
+        tls_name: str | None = None,
     ) -> None:
         self.target = target
         self.call_timeout_s = call_timeout_s
@@ -132,6 +145,8 @@ class WorkerChannel:
             ("grpc.initial_reconnect_backoff_ms", 200),  # a worker that (re)starts is seen within a few seconds
             ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
         ]
+        if credentials is not None and tls_name is not None:
+            options.append(("grpc.ssl_target_name_override", tls_name))
         interceptors = [TraceClientInterceptor()]  # traceparent in the metadata of every worker call
         if credentials is None:
             self.channel: Any = grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
