@@ -98,11 +98,11 @@ def test_an_uninstalled_catalogue_name_is_one_line_naming_fetch(tmp_path: Path) 
 def test_the_realtime_profile_names_all_missing_files_in_one_command(tmp_path: Path) -> None:
     realtime = load_settings_file(profile_path("realtime"))
     with pytest.raises(WeightsError) as info:
-        build_settings(GatewaySettings, weights_dir=tmp_path, **realtime)
+        resolved(build_settings(GatewaySettings, weights_dir=tmp_path, **realtime))
     names = ("yolox-tiny-person", "rtmpose-t", "pstmo-81-3dhp")
     assert f"run `pose3d weights fetch {' '.join(names)}`" in str(info.value)
     assert all(repr(n) in str(info.value).split(":")[0] for n in names)
-    allowed = build_settings(GatewaySettings, weights_dir=tmp_path, allow_random_weights=True, **realtime)
+    allowed = resolved(build_settings(GatewaySettings, weights_dir=tmp_path, allow_random_weights=True, **realtime))
     assert allowed.detector.rtmpose_onnx == Path("rtmpose-t")  # the loader serves its random-weight stand-in
     assert allowed.models["pstmo-81"].checkpoint == Path("pstmo-81-3dhp")
 

@@ -10,7 +10,7 @@ from model.joints import JointOrder
 from service.config import WorkerSettings, build_settings, load_settings_file
 from service.profiles import profile_path
 from service.weights.catalogue import Kind, load_catalogue
-from service.weights.resolve import weight_set_overrides
+from service.weights.resolve import resolved, weight_set_overrides
 from service.weights.store import WeightsError, install
 
 
@@ -31,15 +31,15 @@ def test_a_model_naming_the_3dhp_entry_gets_its_order_and_unit(tmp_path: Path) -
     root = tmp_path / "weights"
     path = _install_fake(root, "pstmo-81-3dhp")
     spec = {"kind": "pstmo", "arch": "pstmo-81", "frames": 81, "checkpoint": "pstmo-81-3dhp"}
-    got = build_settings(WorkerSettings, weights_dir=root, models={"p": spec}).models["p"]
+    got = resolved(build_settings(WorkerSettings, weights_dir=root, models={"p": spec})).models["p"]
     assert (got.checkpoint, got.joint_order, got.output_unit) == (path, JointOrder.MPI_INF_3DHP, "mm")
     # saying the same explicitly is fine; contradicting the checkpoint is refused, naming both
     same = {**spec, "joint_order": "mpi-inf-3dhp", "output_unit": "mm"}
-    assert build_settings(WorkerSettings, weights_dir=root, models={"p": same}).models["p"] == got
+    assert resolved(build_settings(WorkerSettings, weights_dir=root, models={"p": same})).models["p"] == got
     with pytest.raises(WeightsError, match=r"models\.p\.joint_order = 'h36m', but checkpoint pstmo-81-3dhp"):
-        build_settings(WorkerSettings, weights_dir=root, models={"p": {**spec, "joint_order": "h36m"}})
+        resolved(build_settings(WorkerSettings, weights_dir=root, models={"p": {**spec, "joint_order": "h36m"}}))
     # a file path carries no catalogue facts: the settings' own values stand
-    own = build_settings(WorkerSettings, weights_dir=root, models={"p": {**spec, "checkpoint": str(path)}})
+    own = resolved(build_settings(WorkerSettings, weights_dir=root, models={"p": {**spec, "checkpoint": str(path)}}))
     assert (own.models["p"].joint_order, own.models["p"].output_unit) == (JointOrder.H36M, "m")
 
 
