@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if not args.files:
-        args.files = [os.path.relpath(p) for p in sorted(REPO_VECTORS.glob("*.pt"))]
+        here = Path("tests") / "data" / "conformance"  # a checkout's own copy when run from its root
+        vectors = here if here.is_dir() else REPO_VECTORS
+        args.files = [os.path.relpath(p) for p in sorted(vectors.glob("*.pt"))]
         if not args.files:
             print(f"no vectors found in {REPO_VECTORS} (run from a checkout of the repository)")
             return 2
