@@ -164,6 +164,20 @@ class Gateway(Proc):
     def grpc_address(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
+    def wait_listening(self, timeout_s: float = 120.0) -> None:
+        """Until ``/healthz`` answers (ready or not: a gateway whose workers refuse it still listens)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited:\n{self.tail()}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not listening after {timeout_s} s:\n{self.tail()}")
+
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

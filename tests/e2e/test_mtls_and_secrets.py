@@ -139,6 +139,7 @@ def deployed(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dep
         gateway.start()
         plain.start()
         gateway.wait_ready()
+        plain.wait_listening()
         yield Deployed(pki, redis, worker.port, gateway, plain, api_key, logs)
     finally:
         for proc in procs:
