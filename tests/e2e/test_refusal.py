@@ -26,7 +26,7 @@ from tests.e2e.deployment import deployment_env, new_gateway, new_worker, wait_a
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.redis]
 
-BUSY_PEOPLE = 200
+BUSY_PEOPLE = 1000  # drains for seconds at one crop per batch: far longer than one request's hops
 IMAGE = encode_frame(synthetic_image(3, 96, 128))
 OUTCOME: list[str] = []
 
@@ -63,7 +63,9 @@ def test_an_over_capacity_worker_is_answered_503_with_retry_after_once(
         gateway.wait_ready()
         busy = threading.Thread(target=keep_busy, args=(worker.address, busy_done), daemon=True)
         busy.start()
-        while worker.metric("pose3d_queue_depth") < 64 and not busy_done.is_set():  # a gate, not a clock
+        # a gate, not a clock: most of the crops queued (far past the bound of 64), so the queue cannot drain below
+        # the bound while one more request travels gateway → worker
+        while worker.metric("pose3d_queue_depth") < BUSY_PEOPLE // 2 and not busy_done.is_set():
             time.sleep(0.01)
         assert not busy_done.is_set(), "the busy request finished before the gateway's request was sent"
         before = worker.metric("pose3d_requests_total", 'code="RESOURCE_EXHAUSTED"')
