@@ -2,7 +2,7 @@
 signature — for measuring the realtime profile's speed when no real RTMPose weights can be downloaded.
 
 Written from mmpose 1.x / mmdet 3.x (``CSPNeXt`` P5 arch, ``CSPLayer`` with ``CSPNeXtBlock`` and channel attention,
-``SPPFBottleneck``; ``RTMCCHead`` with ``ScaleNorm``, ``RTMCCBlock`` (a gated attention unit) and the two SimCC
+``SPPBottleneck``; ``RTMCCHead`` with ``ScaleNorm``, ``RTMCCBlock`` (a gated attention unit) and the two SimCC
 classifiers), sizes from the RTMPose configs: t = (deepen 0.167, widen 0.375), s = (0.33, 0.5), m = (0.67, 0.75);
 256x192 input, 17 joints, simcc_split_ratio 2, GAU hidden 256, s = 128, expansion 2. BatchNorm is folded by the
 ONNX export's constant folding as in mmdeploy's exports. Not a conformance artefact: the FLOP count is printed so
@@ -55,7 +55,9 @@ class CSPLayer(nn.Module):
         return out
 
 
-class SPPF(nn.Module):
+class SPPBottleneck(nn.Module):
+    """1x1 conv, max pools 5/9/13 concatenated, 1x1 conv (mmdet's ``SPPBottleneck``; YOLOX uses it too)."""
+
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         mid = cin // 2
@@ -105,7 +107,7 @@ class RTMPose(nn.Module):
             cin, cout = int(cin * widen), int(cout * widen)
             layers.append(conv(cin, cout, 3, 2))
             if spp:
-                layers.append(SPPF(cout, cout))
+                layers.append(SPPBottleneck(cout, cout))
             layers.append(CSPLayer(cout, cout, max(round(n * deepen), 1), add))
         self.backbone = nn.Sequential(*layers)
         top = int(1024 * widen)

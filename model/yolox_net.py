@@ -20,17 +20,14 @@ from typing import Final
 import torch
 from torch import nn
 
+from model.rtmpose_net import SPPBottleneck, conv
+
 SIZES: Final = {"tiny": (0.33, 0.375, 416), "s": (0.33, 0.5, 640), "m": (0.67, 0.75, 640)}
 """size → (deepen, widen, input side in pixels)."""
 ARCH: Final = [(64, 128, 3, True, False), (128, 256, 9, True, False), (256, 512, 9, True, False)]
 LAST: Final = (512, 1024, 3, False, True)
 STRIDES: Final = (8, 16, 32)
 TOP_K: Final = 100
-
-
-def conv(cin: int, cout: int, k: int, s: int = 1) -> nn.Sequential:
-    """Conv + BatchNorm + SiLU (mmdet's ``ConvModule`` with Swish)."""
-    return nn.Sequential(nn.Conv2d(cin, cout, k, s, k // 2, bias=False), nn.BatchNorm2d(cout), nn.SiLU())
 
 
 class Bottleneck(nn.Module):
@@ -60,21 +57,6 @@ class CSPLayer(nn.Module):
         return out
 
 
-class SPP(nn.Module):
-    """SPPBottleneck: 1x1 conv, max pools 5/9/13 concatenated, 1x1 conv."""
-
-    def __init__(self, cin: int, cout: int) -> None:
-        super().__init__()
-        mid = cin // 2
-        self.c1, self.c2 = conv(cin, mid, 1), conv(mid * 4, cout, 1)
-        self.pools = nn.ModuleList(nn.MaxPool2d(k, 1, k // 2) for k in (5, 9, 13))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.c1(x)
-        out: torch.Tensor = self.c2(torch.cat([x] + [p(x) for p in self.pools], dim=1))
-        return out
-
-
 class Focus(nn.Module):
     """Space-to-depth (2x2 pixels → 12 channels), then a 3x3 conv."""
 
@@ -91,7 +73,7 @@ class Focus(nn.Module):
 def _stage(cin: int, cout: int, n: int, add: bool, spp: bool) -> nn.Sequential:
     layers: list[nn.Module] = [conv(cin, cout, 3, 2)]
     if spp:
-        layers.append(SPP(cout, cout))
+        layers.append(SPPBottleneck(cout, cout))
     layers.append(CSPLayer(cout, cout, n, add))
     return nn.Sequential(*layers)
 
