@@ -44,6 +44,7 @@ from service.config import (  # noqa: E402
     WorkerSettings,
 )
 from service.engine.types import EstimateOptions, FrameResult, ImageFrame  # noqa: E402
+from service.engine.work import push  # noqa: E402
 from service.geometry.smoothing import SmoothingMethod, SmoothingSpec  # noqa: E402
 from service.rpc.remote_engine import RemoteEngineClient  # noqa: E402
 
@@ -72,7 +73,7 @@ async def run_mode(
         info = await client.open_stream(EstimateOptions(model="pstmo"), stream_id=f"{tag}-{s}")
         for i in range(frames):
             started = time.perf_counter()
-            await client.push_frame(info.stream_id, ImageFrame(image=jpeg, frame_index=i, timestamp_s=i / 30))
+            await push(client, info.stream_id, [ImageFrame(image=jpeg, frame_index=i, timestamp_s=i / 30)])
             latencies.append(time.perf_counter() - started)
         await client.close_stream(info.stream_id)
 
@@ -87,7 +88,7 @@ async def smoothed_stream(client: RemoteEngineClient, jpeg: bytes, frames: int, 
     info = await client.open_stream(EstimateOptions(model="pstmo", smoothing=smoothing), stream_id=tag)
     results: list[FrameResult] = []
     for i in range(frames):
-        results += await client.push_frame(info.stream_id, ImageFrame(image=jpeg, frame_index=i, timestamp_s=i / 30))
+        results += await push(client, info.stream_id, [ImageFrame(image=jpeg, frame_index=i, timestamp_s=i / 30)])
     results += await client.close_stream(info.stream_id)
     return sorted(results, key=lambda r: r.frame_index)
 

@@ -21,7 +21,15 @@ import time
 
 from service.config import LimitSettings
 from service.engine.clips import decoded_clip
-from service.engine.types import ClipRequest, EncodedClip, EngineClient, EstimateOptions, FrameResult, ImageFrame
+from service.engine.types import (
+    EncodedClip,
+    EngineClient,
+    EstimateOptions,
+    FrameResult,
+    ImageFrame,
+    Work,
+)
+from service.engine.work import collect, push
 from service.errors import Pose3DError
 from service.gateway.clips import ClipOutcome, encoded_clip
 from service.gateway.inputs import Upload
@@ -35,8 +43,8 @@ async def run_clip_decoded_here(
     clip = await encoded_clip(upload, limits, every_nth)
     started = time.perf_counter()
     async with decoded_clip(clip, None) as decoder:
-        request = ClipRequest("clip-" + secrets.token_urlsafe(18), decoder.frames(), options, deadline)
-        result = await engine.estimate_clip(request)
+        request = Work("clip-" + secrets.token_urlsafe(18), decoder.frames(), options, deadline)
+        result = await collect(engine, request)
     return ClipOutcome(
         frames=sorted(result.frames, key=lambda r: r.frame_index),
         decode_ms=decoder.decode_ms,
@@ -60,7 +68,7 @@ async def _push_decoded(
             frame = ImageFrame(image=decoded.image, frame_index=len(source_index) - 1, timestamp_s=decoded.timestamp_s)
             del decoded
             started = time.perf_counter()
-            completed = await engine.push_frame(stream_id, frame, deadline=deadline)
+            completed = await push(engine, stream_id, [frame], deadline)
             outcome.engine_ms += (time.perf_counter() - started) * 1000.0
             outcome.frames.extend(_renumbered(completed, source_index))
     outcome.decode_ms = decoder.decode_ms

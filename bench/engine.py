@@ -26,7 +26,11 @@ from service.config import CommonSettings, Device, EngineSettings, LifterKind, M
 from service.engine.framebuffer import FrameBuffer, MemoryFrameBuffer
 from service.engine.framebuffer.redis import RedisFrameBuffer
 from service.engine.inprocess import InProcessEngine
-from service.engine.types import EstimateOptions, KeypointFrame
+from service.engine.types import (
+    EstimateOptions,
+    KeypointFrame,
+)
+from service.engine.work import push
 from service.metrics import Metrics
 
 DEVICE = Device.CPU
@@ -80,7 +84,7 @@ async def streams_throughput(engine: InProcessEngine, streams: int, seconds: flo
     ids = [(await engine.open_stream(EstimateOptions(model="lifter"))).stream_id for _ in range(streams)]
     for sid in ids:  # fill the lag so that every push emits a window
         for f in frames[:lag]:
-            await engine.push_frame(sid, f)
+            await push(engine, sid, [f])
     lift = engine.pipeline.lift["lifter"]
     done = 0
     stop = time.perf_counter() + seconds
@@ -89,7 +93,7 @@ async def streams_throughput(engine: InProcessEngine, streams: int, seconds: flo
         nonlocal done
         i = lag
         while time.perf_counter() < stop:
-            results = await engine.push_frame(sid, frames[i])
+            results = await push(engine, sid, [frames[i]])
             done += len(results)  # (not `done += len(await ...)`: that reads `done` before awaiting)
             i += 1
 
@@ -111,7 +115,7 @@ async def per_frame_ms(engine: InProcessEngine, lengths: Sequence[int]) -> dict[
         sid = (await engine.open_stream(EstimateOptions(model="lifter"))).stream_id
         t0 = time.perf_counter()
         for f in frames[:n]:
-            await engine.push_frame(sid, f)
+            await push(engine, sid, [f])
         await engine.close_stream(sid)
         out[n] = (time.perf_counter() - t0) / n * 1000.0
     return out

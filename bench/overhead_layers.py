@@ -25,7 +25,13 @@ from service.engine.lifters import FloatArray, LiftWindow, TokenInput
 from service.engine.person_boxes import whole_frame_box
 from service.engine.prepare import decode_image
 from service.engine.stages import DetectItem, detect_batch
-from service.engine.types import EstimateOptions, EstimateRequest, ImageFrame, KeypointFrame
+from service.engine.types import (
+    EstimateOptions,
+    ImageFrame,
+    KeypointFrame,
+    Work,
+)
+from service.engine.work import collect
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
 
@@ -161,7 +167,7 @@ def engine_call(engine: InProcessEngine, case: str, inputs: Inputs) -> Call:
     frame = ImageFrame(image=inputs.jpeg) if case == "image" else kp
 
     async def call(i: int) -> None:
-        result = await engine.estimate(EstimateRequest(f"bench-{i}", [frame], options, None))
+        result = await collect(engine, Work(f"bench-{i}", [frame], options, None))
         assert len(result.frames) == 1
 
     return call

@@ -42,7 +42,14 @@ import torch
 
 from service.config import CommonSettings, EngineSettings, load_settings_file
 from service.engine.inprocess import InProcessEngine, build_engine
-from service.engine.types import EstimateOptions, EstimateRequest, Frame, ImageFrame, WindowMode
+from service.engine.types import (
+    EstimateOptions,
+    Frame,
+    ImageFrame,
+    WindowMode,
+    Work,
+)
+from service.engine.work import collect
 from service.metrics import Metrics
 from service.profiles import profile_path
 
@@ -124,7 +131,7 @@ async def ours_images(engine: InProcessEngine, jpeg: bytes, n: int) -> tuple[flo
     """Images/s and this process's CPU ms per image."""
     t0, c0 = time.perf_counter(), time.process_time()
     for i in range(n):
-        await engine.estimate(EstimateRequest(f"img{i}", [ImageFrame(jpeg)]))
+        await collect(engine, Work(f"img{i}", [ImageFrame(jpeg)]))
     return n / (time.perf_counter() - t0), (time.process_time() - c0) * 1000 / n
 
 
@@ -132,7 +139,7 @@ async def ours_clip(engine: InProcessEngine, clip: np.ndarray, mode: WindowMode)
     """Video frames/s and this process's CPU ms per frame."""
     frames: list[Frame] = [ImageFrame(f, frame_index=i, timestamp_s=i / 30) for i, f in enumerate(clip)]
     t0, c0 = time.perf_counter(), time.process_time()
-    result = await engine.estimate(EstimateRequest("clip", frames, EstimateOptions(mode=mode)))
+    result = await collect(engine, Work("clip", frames, EstimateOptions(mode=mode)))
     assert len(result.frames) == len(frames)
     return len(frames) / (time.perf_counter() - t0), (time.process_time() - c0) * 1000 / len(frames)
 

@@ -39,7 +39,14 @@ from service.config import CommonSettings, load_settings_file
 from service.engine.inprocess import InProcessEngine, build_engine
 from service.engine.pose_guide import Guide, attach_guide, pose_to_box, read_guide
 from service.engine.rtmpose import INPUT_SIZE, RTMPoseDetector, crop_inputs, decode_simcc
-from service.engine.types import EstimateOptions, EstimateRequest, Frame, ImageFrame, WindowMode
+from service.engine.types import (
+    EstimateOptions,
+    Frame,
+    ImageFrame,
+    WindowMode,
+    Work,
+)
+from service.engine.work import collect
 from service.metrics import Metrics
 from service.profiles import profile_path
 
@@ -105,7 +112,7 @@ def stage_seconds(engine: InProcessEngine) -> dict[str, float]:
 async def clip_run(engine: InProcessEngine, frames: list[Frame]) -> dict[str, float]:
     before = stage_seconds(engine)
     t0, c0 = time.perf_counter(), time.process_time()
-    await engine.estimate(EstimateRequest("clip", frames, EstimateOptions(mode=WindowMode.CAUSAL)))
+    await collect(engine, Work("clip", frames, EstimateOptions(mode=WindowMode.CAUSAL)))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     n = len(frames)
     after = stage_seconds(engine)
@@ -120,7 +127,7 @@ async def engine_variants(args: argparse.Namespace, onnx: dict[str, Path], clip:
     for size, path in onnx.items():
         for t in args.rtmpose_threads:
             engines[f"RTMPose-{size}, {t} thread(s)"] = eng = await build_engine(settings(path, t), Metrics())
-            await eng.estimate(EstimateRequest("warm", frames[:5], EstimateOptions(mode=WindowMode.CAUSAL)))
+            await collect(eng, Work("warm", frames[:5], EstimateOptions(mode=WindowMode.CAUSAL)))
     cells: dict[str, list[dict[str, float]]] = {k: [] for k in engines}
     for r in range(args.rounds):
         load = os.getloadavg()[0]

@@ -99,13 +99,14 @@ class _RoundTrips:
 async def _per_frame(engine: Any, frames: list[Any], lag: int, trips: _RoundTrips) -> tuple[float, float]:
     """Milliseconds and round trips per timed frame of one stream."""
     from service.engine.types import EstimateOptions
+    from service.engine.work import push
 
     sid = (await engine.open_stream(EstimateOptions(model="lifter"))).stream_id
     for f in frames[:lag]:  # fill the window lag untimed: every timed frame then lifts one window
-        await engine.push_frame(sid, f)
+        await push(engine, sid, [f])
     sent, started = trips.count, time.perf_counter()
     for f in frames[lag:]:
-        await engine.push_frame(sid, f)
+        await push(engine, sid, [f])
     timed = len(frames) - lag
     ms, per_frame_trips = (time.perf_counter() - started) / timed * 1000.0, (trips.count - sent) / timed
     await engine.close_stream(sid)

@@ -47,13 +47,19 @@ from service.config import (  # noqa: E402
 )
 from service.engine.clips import decoded_clip  # noqa: E402
 from service.engine.inprocess import InProcessEngine  # noqa: E402
-from service.engine.types import EncodedClip, EstimateOptions, EstimateRequest, Frame, ImageFrame  # noqa: E402
+from service.engine.types import (  # noqa: E402
+    EncodedClip,
+    EstimateOptions,
+    Frame,
+    ImageFrame,
+    Work,
+)
+from service.engine.work import collect  # noqa: E402
 from service.gateway.clips import run_clip  # noqa: E402
 from service.gateway.inputs import Upload  # noqa: E402
 from service.gateway.media import MediaKind, clip_limits, decode_image, validate_image  # noqa: E402
 from service.metrics import Metrics  # noqa: E402
-from service.proto_gen.pose3d.v1 import worker_pb2 as wpb  # noqa: E402
-from service.rpc import codec  # noqa: E402
+from service.rpc import link  # noqa: E402
 from service.rpc.remote_engine import RemoteEngineClient  # noqa: E402
 from tests.service.worker_support import serve_worker  # noqa: E402
 
@@ -98,31 +104,33 @@ async def run_mode(client: RemoteEngineClient, mode: str, jpeg: bytes, requests:
     async def one_lane() -> None:
         for i in todo:
             frame = await asyncio.to_thread(frame_for, mode, jpeg)
-            await client.estimate(EstimateRequest(f"{mode}-{i}", [frame], options, None))
+            await collect(client, Work(f"{mode}-{i}", [frame], options, None))
 
     started = time.perf_counter()
     await asyncio.gather(*(one_lane() for _ in range(concurrency)))
     return requests / (time.perf_counter() - started)
 
 
+def _work_bytes(frames: list[Frame] | EncodedClip, chunk: int) -> int:
+    size: int = link.work_to_pb(Work("r", frames, stream="clip-" + "x" * 24, chunk_frames=chunk)).ByteSize()
+    return size
+
+
 async def clip_wire_bytes(mode: str, clip: bytes, chunk: int) -> int:
-    """Bytes the gateway sends a worker for ``clip``: every ``PushFramesRequest`` of raw frames (``raw``) or
-    the one ``PushClipRequest`` (``encoded``)."""
+    """Bytes the gateway sends a worker for ``clip``: every ``Work`` of a chunk of raw frames (``raw``) or the one
+    ``Work`` carrying the clip (``encoded``)."""
     encoded = EncodedClip(clip, "mp4", clip_limits(CLIP_LIMITS))
     if mode == "encoded":
-        message = wpb.PushClipRequest(stream_id="clip-" + "x" * 24, clip=codec.clip_to_pb(encoded), chunk_frames=chunk)
-        return message.ByteSize()
+        return _work_bytes(encoded, chunk)
     total, frames = 0, list[Frame]()
     async with decoded_clip(encoded, None) as decoder:
         async for frame in decoder.frames():
             frames.append(frame)
             if len(frames) == chunk:
-                total += wpb.PushFramesRequest(
-                    stream_id="x" * 30, frames=[codec.frame_to_pb(f) for f in frames]
-                ).ByteSize()
+                total += _work_bytes(frames, chunk)
                 frames = []
     if frames:
-        total += wpb.PushFramesRequest(stream_id="x" * 30, frames=[codec.frame_to_pb(f) for f in frames]).ByteSize()
+        total += _work_bytes(frames, chunk)
     return total
 
 
@@ -181,7 +189,7 @@ async def main() -> None:
         await run_mode(client, "encoded", jpeg, 8, 4)  # warm-up both paths
         await run_mode(client, "raw", jpeg, 8, 4)
         for mode in ("raw", "encoded") * args.rounds:  # alternated, so drift of a shared machine hits both
-            size = codec.frame_to_pb(frame_for(mode, jpeg)).ByteSize()
+            size = link.frame_to_pb(frame_for(mode, jpeg)).ByteSize()
             fps = await run_mode(client, mode, jpeg, args.requests, args.concurrency)
             print(f"{mode:<8} {size:>12} {size / len(jpeg):>16.2f} {fps:>9.1f}", flush=True)
         if args.clip_frames:

@@ -5,8 +5,8 @@ the engine (the worker in a deployment; the gateway only probes a clip's header)
   the header first and again while decoding (headers can lie); the gateway opens one only to read the header.
 - :class:`ClipDecoder` runs a reader on its own thread, at most ``ahead`` decoded frames ahead of the consumer,
   and hands the frames over as an async source (what :meth:`Pipeline.run_clip` pulls from).
-- :func:`push_clip` decodes an :class:`~service.engine.types.EncodedClip` and pushes its frames into a stream in
-  chunks through any EngineClient's ``push_frames`` (the in-process engine's ``push_clip``).
+- :func:`positioned` cuts any source (an :class:`~service.engine.types.EncodedClip` decoded here included) into
+  the chunks a stream is fed with (``InProcessEngine.submit`` into a named stream).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import contextlib
 import io
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Final, Protocol
 
 import numpy as np
 
-from service.engine.types import ByteImage, ClipProgress, EncodedClip, EngineClient, Frame, ImageFrame
+from service.engine.types import ByteImage, EncodedClip, Frame, ImageFrame, Source
 from service.errors import DecodeFailed, PayloadTooLarge
 from service.metrics import Metrics
 
@@ -294,40 +294,55 @@ async def decoded_clip(
 
 @contextlib.asynccontextmanager
 async def clip_frames(
-    frames: AsyncIterable[Frame] | EncodedClip, metrics: Metrics | None
+    frames: Source, metrics: Metrics | None
 ) -> AsyncIterator[tuple[AsyncIterable[Frame], ClipDecoder | None]]:
     """A clip request's frames: an encoded clip decoded here (with its decoder, for its timing), or the
     given source as it is (decoder ``None``)."""
     if not isinstance(frames, EncodedClip):
-        yield frames, None
+        yield (_given(frames) if isinstance(frames, Sequence) else frames), None
         return
     async with decoded_clip(frames, metrics) as decoder:
         yield decoder.frames(), decoder
 
 
-async def push_clip(
-    engine: EngineClient,
-    stream_id: str,
-    clip: EncodedClip,
-    chunk_frames: int,
-    chunk_timeout_s: float,
-    metrics: Metrics | None = None,
-) -> AsyncGenerator[ClipProgress]:
-    """:meth:`EngineClient.push_clip` over ``engine.push_frames``: ``clip`` decoded here (a bounded number of
-    frames ahead), its kept frames from ``clip.start`` on pushed at their positions, ``chunk_frames`` a call."""
-    if chunk_frames < 1:
-        raise ValueError("chunk_frames must be >= 1")
-    async with decoded_clip(clip, metrics, ahead=chunk_frames + DECODE_AHEAD) as decoder:
-        chunk: list[Frame] = []
-        position = 0
-        async for decoded in decoder.decoded():
-            if position >= clip.start:
-                chunk.append(ImageFrame(image=decoded.image, frame_index=position, timestamp_s=decoded.timestamp_s))
-            position += 1
-            del decoded
-            if len(chunk) >= chunk_frames:
-                results = await engine.push_frames(stream_id, chunk, time.monotonic() + chunk_timeout_s)
-                chunk = []
-                yield ClipProgress(results, position)
-        results = await engine.push_frames(stream_id, chunk, time.monotonic() + chunk_timeout_s) if chunk else []
-        yield ClipProgress(results, position)
+@contextlib.asynccontextmanager
+async def positioned(
+    frames: Source, metrics: Metrics | None, chunk_frames: int
+) -> AsyncIterator[tuple[AsyncIterator[tuple[list[Frame], int]], ClipDecoder | None]]:
+    """``frames`` in chunks of ``chunk_frames`` for a stream, with the number of source frames taken so far (the
+    last chunk, possibly empty, counts them all), and the decoder when ``frames`` is an encoded clip: decoded
+    here (a bounded number of frames ahead), its kept frames from ``start`` on at their positions 0, 1, 2, ...
+    Frames given as a sequence or an async source keep their own ``frame_index``."""
+    if not isinstance(frames, EncodedClip):
+        yield _chunks(_given(frames) if isinstance(frames, Sequence) else aiter(frames), chunk_frames, 0), None
+        return
+    async with decoded_clip(frames, metrics, ahead=chunk_frames + DECODE_AHEAD) as decoder:
+        yield _chunks(_kept(decoder, frames.start), chunk_frames, frames.start), decoder
+
+
+async def _given(frames: Iterable[Frame]) -> AsyncIterator[Frame]:
+    for frame in frames:
+        yield frame
+
+
+async def _kept(decoder: ClipDecoder, start: int) -> AsyncIterator[Frame]:
+    """The decoded frames from position ``start`` on, ``frame_index`` = position."""
+    position = 0
+    async for decoded in decoder.decoded():
+        if position >= start:
+            yield ImageFrame(image=decoded.image, frame_index=position, timestamp_s=decoded.timestamp_s)
+        position += 1
+        del decoded
+
+
+async def _chunks(frames: AsyncIterator[Frame], size: int, skipped: int) -> AsyncIterator[tuple[list[Frame], int]]:
+    chunk: list[Frame] = []
+    taken = skipped
+    async for frame in frames:
+        chunk.append(frame)
+        taken += 1
+        del frame
+        if len(chunk) >= size:
+            yield chunk, taken
+            chunk = []
+    yield chunk, taken

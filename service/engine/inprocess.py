@@ -10,6 +10,7 @@ metrics)`` does both. The engine itself only serves: it turns requests into stre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -22,7 +23,7 @@ from typing import Any, Final, TypeVar
 import torch
 
 from service.config import CommonSettings, InputKind
-from service.engine.clips import clip_frames, push_clip
+from service.engine.clips import clip_frames, positioned
 from service.engine.context import FrameOptions, StreamStep, Timings
 from service.engine.door import Ticket, admit
 from service.engine.framebuffer import FrameBuffer, StreamMeta
@@ -32,20 +33,18 @@ from service.engine.pipeline import Pipeline, async_frames
 from service.engine.stream_ids import STREAM_ID_RULE, is_stream_id, new_stream_id
 from service.engine.streams import StreamReopened
 from service.engine.types import (
-    ClipProgress,
-    ClipRequest,
-    ClipResult,
-    EncodedClip,
+    BoxSource,
     EstimateOptions,
-    EstimateRequest,
-    EstimateResult,
     Frame,
     FrameResult,
     ImageFrame,
     KeypointFrame,
     ModelInfo,
+    Progress,
     ReadyStatus,
     StreamInfo,
+    Summary,
+    Work,
 )
 from service.engine.world import place_clip, smooth_stream, smooths, world_to_json
 from service.errors import InvalidInput, Unavailable, UnknownModel
@@ -166,45 +165,74 @@ class InProcessEngine:
     def _deadline(self, deadline: float | None) -> float:
         return deadline if deadline is not None else time.monotonic() + self.settings.engine.request_timeout_s
 
-    async def estimate(self, request: EstimateRequest) -> EstimateResult:
-        if not request.frames:
-            raise InvalidInput("a request needs at least one frame")
-        started = time.monotonic()
-        lifter = self._lifter(request.options.model, request.frames)
-        step = self._clip_step(request.options, lifter, request.deadline)
-        ticket = admit(self.pipeline, lifter, step.options, *_frame_counts(request.frames), step.deadline)
-        try:
-            results, source = await self.pipeline.run_clip(request.frames, step)
-        finally:
-            ticket.finish(self.metrics)
-        results = await self._in_world(place_clip, results, request.options.camera, request.options.smoothing)
-        return EstimateResult(request.request_id, lifter.info, source, results, _ms(step.timings, started))
+    async def submit(self, work: Work) -> AsyncGenerator[Progress]:
+        """:meth:`EngineClient.submit`: a private run in the pipeline's own clip stream, or frames pushed into a
+        named stream in chunks (:meth:`_into_stream`)."""
+        if work.stream is None:
+            yield await self._private(work)
+            return
+        async with contextlib.aclosing(self._into_stream(work, work.stream)) as steps:
+            async for step in steps:
+                yield step
 
-    async def estimate_clip(self, request: ClipRequest) -> ClipResult:
-        """The clip as a private stream, its frames pulled from ``request.frames`` at most
-        ``Pipeline.streamed_look_ahead`` (one detector batch) ahead of the oldest frame not yet appended."""
+    async def _private(self, work: Work) -> Progress:
+        """``work`` as the private stream of one pipeline clip step: frames at hand admitted as a whole, a clip
+        (still being decoded, or an async source) by its first frame and pulled one detector batch ahead."""
         started = time.monotonic()
-        pipeline = self.pipeline
-        lifter = self._lifter(request.options.model)
-        step = self._clip_step(request.options, lifter, request.deadline)
-        admit(pipeline, lifter, step.options, 1, 0, step.deadline)  # its first frame (the clip is still being decoded)
-        async with clip_frames(request.frames, self.metrics) as (frames, decoder):  # an EncodedClip decodes here
-            results, _ = await pipeline.run_clip(frames, step, look_ahead=pipeline.streamed_look_ahead)
-        results = await self._in_world(place_clip, results, request.options.camera, request.options.smoothing)
+        frames = work.frames
+        given = list(frames) if isinstance(frames, Sequence) else None
+        if given is not None and not given:
+            raise InvalidInput("a request needs at least one frame")
+        lifter = self._lifter(work.options.model, given)
+        step = self._clip_step(work.options, lifter, work.deadline)
+        pipeline, decoder = self.pipeline, None
+        if given is not None:
+            ticket = admit(pipeline, lifter, step.options, *_frame_counts(given), step.deadline)
+            try:
+                results, box_source = await pipeline.run_clip(given, step)
+            finally:
+                ticket.finish(self.metrics)
+        else:
+            admit(pipeline, lifter, step.options, 1, 0, step.deadline)
+            async with clip_frames(frames, self.metrics) as (source, decoder):  # an EncodedClip decodes here
+                results, box_source = await pipeline.run_clip(source, step, look_ahead=pipeline.streamed_look_ahead)
+        results = await self._in_world(place_clip, results, work.options.camera, work.options.smoothing)
         ms = _ms(step.timings, started)
+        decoded = len(step.client_index or ())
         if decoder is not None:
             ms["decode"] = round(ms.get("decode", 0.0) + decoder.decode_ms, 3)
-        return ClipResult(request.request_id, lifter.name, results, ms)
+        return Progress(results, decoded, Summary(lifter.info, box_source, ms))
+
+    async def _into_stream(self, work: Work, stream_id: str) -> AsyncGenerator[Progress]:
+        """``work``'s frames pushed into ``stream_id`` a chunk at a time (:func:`clips.positioned`), each chunk's
+        results yielded; then, with ``work.close``, the stream closed and its tail yielded with a summary."""
+        started = time.monotonic()
+        frames = work.frames
+        chunk_frames = work.chunk_frames or (len(frames) if isinstance(frames, Sequence) else 0)
+        chunk_frames = chunk_frames or self.pipeline.streamed_look_ahead
+        box_source, decode_ms, taken = BoxSource.WHOLE_FRAME, 0.0, 0
+        async with positioned(frames, self.metrics, max(1, chunk_frames)) as (chunks, decoder):
+            async for chunk, taken in chunks:
+                if not chunk:
+                    yield Progress([], taken)
+                    continue
+                deadline = work.deadline
+                if work.chunk_timeout_s is not None:
+                    deadline = time.monotonic() + work.chunk_timeout_s
+                results, box_source = await self._push(stream_id, chunk, deadline)
+                yield Progress(results, taken)
+            decode_ms = 0.0 if decoder is None else decoder.decode_ms
+        if work.close:
+            model = self._lifter((await self._meta(stream_id)).model).info
+            tail = await self.close_stream(stream_id)
+            ms = {"total": round((time.monotonic() - started) * 1000.0, 3)}
+            if decoder is not None:
+                ms["decode"] = round(decode_ms, 3)
+            yield Progress(tail, taken, Summary(model, box_source, ms))
 
     def _clip_step(self, options: EstimateOptions, lifter: ServedLifter, deadline: float | None) -> StreamStep:
         opts = _frame_options(options, lifter)
         return self.pipeline.clip_step(lifter, opts, options.mode, self._deadline(deadline))
-
-    def push_clip(
-        self, stream_id: str, clip: EncodedClip, chunk_frames: int, chunk_timeout_s: float
-    ) -> AsyncGenerator[ClipProgress]:
-        """Decode ``clip`` here and push its frames into the stream in chunks (:func:`clips.push_clip`)."""
-        return push_clip(self, stream_id, clip, chunk_frames, chunk_timeout_s, self.metrics)
 
     async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo:
         lifter = self._lifter(options.model)
@@ -265,35 +293,22 @@ class InProcessEngine:
         step = self._step(meta, deadline)
         return step, admit(self.pipeline, step.lifter, step.options, *_frame_counts(frames), step.deadline)
 
-    async def push_frame(self, stream_id: str, frame: Frame, deadline: float | None = None) -> list[FrameResult]:
+    async def _push(
+        self, stream_id: str, frames: Sequence[Frame], deadline: float | None
+    ) -> tuple[list[FrameResult], BoxSource]:
+        """``frames`` appended in order at their own ``frame_index``, prepared together (their people share
+        detector batches), placed and smoothed; the results they complete and the last frame's box source."""
         deadline = self._deadline(deadline)
 
-        async def step(meta: StreamMeta) -> list[FrameResult]:
-            flow, ticket = self._admitted(meta, deadline, [frame])
-            try:
-                results = await self.pipeline.push_frame(flow, frame)
-            finally:
-                ticket.finish(self.metrics)
-            return await self._smooth(flow, results)
-
-        return await self._on_stream(stream_id, step)
-
-    async def push_frames(
-        self, stream_id: str, frames: Sequence[Frame], deadline: float | None = None
-    ) -> list[FrameResult]:
-        if not frames:
-            return []
-        deadline = self._deadline(deadline)
-
-        async def step(meta: StreamMeta) -> list[FrameResult]:
+        async def step(meta: StreamMeta) -> tuple[list[FrameResult], BoxSource]:
             flow, ticket = self._admitted(meta, deadline, frames)
             # at most one batch in preparation: a long chunk of keypoints never fills a loop iteration
             look_ahead = min(len(frames), self.pipeline.streamed_look_ahead)
             try:
-                results, _ = await self.pipeline.push_in_order(flow, async_frames(frames), look_ahead)
+                results, source = await self.pipeline.push_in_order(flow, async_frames(frames), look_ahead)
             finally:
                 ticket.finish(self.metrics)
-            return await self._smooth(flow, results)
+            return await self._smooth(flow, results), source
 
         return await self._on_stream(stream_id, step)
 

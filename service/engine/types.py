@@ -136,19 +136,6 @@ class FrameResult:
 
 
 @dataclass
-class EstimateRequest:
-    """A one-off request: one image, a clip (frames in order), or 2D keypoints per frame.
-
-    ``deadline`` is a ``time.monotonic()`` instant; work not started by then is dropped.
-    """
-
-    request_id: str
-    frames: list[Frame]
-    options: EstimateOptions = field(default_factory=EstimateOptions)
-    deadline: float | None = None
-
-
-@dataclass
 class EstimateResult:
     request_id: str
     model: ModelInfo
@@ -186,46 +173,52 @@ class EncodedClip:
         return position * self.every_nth
 
 
-@dataclass(frozen=True)
-class ClipProgress:
-    """One step of :meth:`EngineClient.push_clip`: the results it completed (stream positions as
-    ``frame_index``) and how many of the clip's kept frames have been decoded so far (skipped ones included)."""
-
-    results: list[FrameResult]
-    frames_decoded: int
+Source = Sequence[Frame] | EncodedClip | AsyncIterable[Frame]
+"""What a :class:`Work` runs: frames in hand (an image, keypoints, a chunk of stream frames), a clip's container
+bytes (decoded by the engine), or an async source of frames pulled while it runs."""
 
 
 @dataclass
-class ClipRequest:
-    """A clip whose frames arrive while it runs (e.g. decoded as the engine asks for them).
+class Work:
+    """Frames for the engine, and where they go.
 
-    ``frames`` yields the clip's frames in order (image frames, or keypoint frames of one person); the engine
-    takes only a bounded number of them ahead of the frames it has finished (its look-ahead), so a clip of any
-    length holds a bounded number of decoded frames, and the frames in flight share the engine's batches.
-    A frame's ``frame_index``/``timestamp_s`` are only reported back in its result: the clip is windowed by
-    position, exactly as if its frames were pushed 0, 1, 2, ... into a fresh stream. ``frames`` may instead be an
-    :class:`EncodedClip`, which the engine decodes itself (results then carry source frame indices, and
-    ``timings_ms["decode"]`` the decoding time). ``deadline``: a ``time.monotonic()`` instant.
+    ``stream`` ``None``: a private stream opened and closed around ``frames`` (results carry the frames' own
+    ``frame_index``, an encoded clip's source indices), with a :class:`Summary` at the end. A named ``stream``:
+    the frames go in at their positions (an encoded clip's kept frames from ``frames.start`` on, at positions
+    0, 1, 2, ...), ``chunk_frames`` per step (0: the engine's choice), each step within ``chunk_timeout_s``
+    (else ``deadline``); ``close``: flush and forget the stream at the end (its tail in the last event).
+    Pushing frames a stream holds again replays them (frames are keyed by index). ``deadline``: a
+    ``time.monotonic()`` instant; work not started by then is dropped.
     """
 
     request_id: str
-    frames: AsyncIterable[Frame] | EncodedClip
+    frames: Source
     options: EstimateOptions = field(default_factory=EstimateOptions)
     deadline: float | None = None
+    stream: str | None = None
+    close: bool = False
+    chunk_frames: int = 0
+    chunk_timeout_s: float | None = None
 
 
-@dataclass
-class ClipResult:
-    """What a :class:`ClipRequest` gave: one result per frame, in the clip's order.
+@dataclass(frozen=True)
+class Summary:
+    """How a private :class:`Work` ran: the model that lifted it, where its boxes came from, per-stage
+    milliseconds (``total``; ``decode`` for an encoded clip)."""
 
-    ``model`` is the name of the model that lifted it; the box source follows from the options as for a
-    stream (client boxes, else the engine's person detector or the whole frame).
-    """
-
-    request_id: str
-    model: str
-    frames: list[FrameResult]
+    model: ModelInfo
+    box_source: BoxSource
     timings_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One event of :meth:`EngineClient.submit`: the results completed since the last one, the source frames
+    taken so far (an encoded clip's kept frames decoded, skipped ones included) and, last, the summary."""
+
+    results: list[FrameResult]
+    frames_decoded: int = 0
+    summary: Summary | None = None
 
 
 @dataclass(frozen=True)
@@ -246,35 +239,12 @@ class ReadyStatus:
 class EngineClient(Protocol):
     """The one interface a gateway knows: implemented in-process and remote (gRPC to workers)."""
 
-    async def estimate(self, request: EstimateRequest) -> EstimateResult: ...
+    def submit(self, work: Work) -> AsyncGenerator[Progress]:
+        """Run ``work``; yields its results as they complete (see :class:`Work`). Closing the iterator
+        (``aclose``) cancels it and releases what it holds (a private stream is closed)."""
+        ...
 
     async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo: ...
-
-    async def push_frame(self, stream_id: str, frame: Frame, deadline: float | None = None) -> list[FrameResult]:
-        """Add one frame; returns the results this frame completes (possibly none, possibly earlier frames)."""
-        ...
-
-    async def push_frames(
-        self, stream_id: str, frames: Sequence[Frame], deadline: float | None = None
-    ) -> list[FrameResult]:
-        """Add frames in order: the same results as ``push_frame`` of each in turn, with the frames prepared
-        together (their people share detector batches). An error fails the call; frames appended before it
-        stay, and pushing them again replays them."""
-        ...
-
-    async def estimate_clip(self, request: ClipRequest) -> ClipResult:
-        """Run a clip whose frames arrive as an async source, holding a bounded number of them at once;
-        the same results as pushing its frames into a fresh stream and closing it."""
-        ...
-
-    def push_clip(
-        self, stream_id: str, clip: EncodedClip, chunk_frames: int, chunk_timeout_s: float
-    ) -> AsyncGenerator[ClipProgress]:
-        """Decode ``clip`` in the engine and push its kept frames from position ``clip.start`` on into stream
-        ``stream_id`` (at their positions), ``chunk_frames`` per step, each step within ``chunk_timeout_s``;
-        yields each step's results. The stream is not closed. Pushing again from an earlier position replays
-        (frames are keyed by index)."""
-        ...
 
     async def close_stream(self, stream_id: str) -> list[FrameResult]:
         """Flush the tail (edge padding) and forget the stream."""

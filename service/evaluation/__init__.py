@@ -2,5 +2,5 @@
 
 The evaluator never runs a model itself: every prediction comes from an :class:`~service.engine.types.EngineClient`
 (the in-process engine the composition root builds, :func:`service.assembly.in_process_engine`), through the same
-``estimate`` / ``estimate_clip`` calls ``POST /v1/pose3d`` makes. See ``docs/evaluation.md``.
+``submit`` call (through :func:`service.engine.work.collect`) ``POST /v1/pose3d`` makes. See ``docs/evaluation.md``.
 """

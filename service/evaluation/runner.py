@@ -16,16 +16,16 @@ from tqdm import tqdm
 
 from model.joints import JointSet
 from service.engine.types import (
-    ClipRequest,
     EngineClient,
     EstimateOptions,
-    EstimateRequest,
     Frame,
     FrameResult,
     ImageFrame,
     KeypointFrame,
     ModelInfo,
+    Work,
 )
+from service.engine.work import collect
 from service.evaluation.sequences import EvalSequence
 from service.geometry.camera import CameraSpec
 
@@ -119,8 +119,8 @@ class SequenceRunner:
             KeypointFrame(kp, ones, seq.image_size, JointSet.H36M, frame_index=t)
             for t, kp in enumerate(seq.keypoints_2d)
         ]
-        request = EstimateRequest(f"eval-{seq.name}", frames, self._options(seq), self._deadline())
-        return (await self.engine.estimate(request)).frames
+        request = Work(f"eval-{seq.name}", frames, self._options(seq), self._deadline())
+        return (await collect(self.engine, request)).frames
 
     async def _images_one_by_one(self, seq: EvalSequence, bar: tqdm[Any]) -> list[FrameResult]:
         """A single-frame model: each labelled frame is one image request (its own box when labelled), at most
@@ -130,15 +130,14 @@ class SequenceRunner:
         tasks = []
         async for t, image in _decoded(seq):
             box = seq.boxes[t] if seq.boxes is not None else None
-            request = EstimateRequest(f"eval-{seq.name}-{t}", [ImageFrame(image, t)], self._options(seq, box))
-            request.deadline = self._deadline()
+            request = Work(f"eval-{seq.name}-{t}", [ImageFrame(image, t)], self._options(seq, box), self._deadline())
             await gate.acquire()
             tasks.append(asyncio.ensure_future(self._one(request, bar, gate)))
         return list(await asyncio.gather(*tasks))
 
-    async def _one(self, request: EstimateRequest, bar: tqdm[Any], gate: asyncio.Semaphore) -> FrameResult:
+    async def _one(self, request: Work, bar: tqdm[Any], gate: asyncio.Semaphore) -> FrameResult:
         try:
-            (frame,) = (await self.engine.estimate(request)).frames
+            (frame,) = (await collect(self.engine, request)).frames
         finally:
             gate.release()
         bar.update(1)
@@ -152,8 +151,8 @@ class SequenceRunner:
                 yield ImageFrame(image, t)
 
         options = self._options(seq)
-        request = ClipRequest(f"eval-{seq.name}", frames(), options, self._deadline())
-        return (await self.engine.estimate_clip(request)).frames
+        request = Work(f"eval-{seq.name}", frames(), options, self._deadline())
+        return (await collect(self.engine, request)).frames
 
     async def run(
         self, sequences: list[EvalSequence], concurrency: int = 4, progress: bool = True

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from service.config import LimitSettings
-from service.engine.types import ClipRequest, EncodedClip, EngineClient, EstimateOptions, FrameResult
+from service.engine.types import EncodedClip, EngineClient, EstimateOptions, FrameResult, Work
+from service.engine.work import collect
 from service.errors import Unavailable, UnknownStream
 from service.gateway.inputs import Upload
 from service.gateway.media import clip_limits, probe_clip
@@ -51,15 +52,15 @@ async def run_clip(
     every_nth: int,
     deadline: float,
 ) -> ClipOutcome:
-    """Run ``upload`` (a clip) through ``engine.estimate_clip`` as encoded bytes; results in source order
+    """Run ``upload`` (a clip) through the engine as encoded bytes; results in source order
     (``frame_index`` = source frame index). ``decode_ms`` is the engine's decoding time, ``engine_ms`` the
     wall time of the engine call (decoding overlaps it)."""
     clip = await encoded_clip(upload, limits, every_nth)
-    request = ClipRequest("clip-" + secrets.token_urlsafe(18), clip, options, deadline)
+    work = Work("clip-" + secrets.token_urlsafe(18), clip, options, deadline)
     del clip
     started = time.perf_counter()
     try:
-        result = await engine.estimate_clip(request)
+        result = await collect(engine, work)
     except UnknownStream:  # the clip's private stream vanished (the frame buffer's Redis restarted): retryable
         raise Unavailable(LOST_CLIP_STATE, retry_after_s=1.0) from None
     return ClipOutcome(

@@ -14,12 +14,13 @@ from service.engine.types import (
     BoxSource,
     EngineClient,
     EstimateOptions,
-    EstimateRequest,
     Frame,
     FrameResult,
     ImageFrame,
     ModelInfo,
+    Work,
 )
+from service.engine.work import collect
 from service.gateway.clips import run_clip
 from service.gateway.deps import box_source_for, keypoints_model, resolve_model
 from service.gateway.inputs import Upload, read_upload_image
@@ -62,8 +63,8 @@ async def estimate_media(ctx: EstimateContext, upload: Upload, options: Estimate
         image = await read_upload_image(upload, settings.limits)
         if options.boxes is not None:
             check_boxes_inside(options.boxes, image.width, image.height)
-        request = EstimateRequest(ctx.request_id, [ImageFrame(image=image.data)], options, ctx.deadline)
-        result = await ctx.engine.estimate(request)
+        work = Work(ctx.request_id, [ImageFrame(image=image.data)], options, ctx.deadline)
+        result = await collect(ctx.engine, work)
         return Estimated(result.model, result.box_source, result.frames, result.timings_ms)
     outcome = await run_clip(ctx.engine, upload, options, settings.limits, every_nth, ctx.deadline)
     timings = {"decode": outcome.decode_ms, "engine": outcome.engine_ms}
@@ -85,5 +86,5 @@ async def estimate_keypoints(
         results = await estimate_in_chunks(ctx.engine, options, keypoint_frames, chunk, ctx.deadline)
         timings = {"engine": (time.perf_counter() - started) * 1000.0}
         return Estimated(info, BoxSource.KEYPOINTS, results, timings)
-    result = await ctx.engine.estimate(EstimateRequest(ctx.request_id, keypoint_frames, options, ctx.deadline))
+    result = await collect(ctx.engine, Work(ctx.request_id, keypoint_frames, options, ctx.deadline))
     return Estimated(result.model, result.box_source, result.frames, result.timings_ms)

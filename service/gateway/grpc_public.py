@@ -39,6 +39,7 @@ from service.engine.types import (
     WindowMode,
 )
 from service.engine.windows import WindowSpec
+from service.engine.work import push
 from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Pose3DError, UnknownStream
 from service.gateway.deps import resolve_model
 from service.gateway.encoding import random_weight_warnings
@@ -267,7 +268,7 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
                     raise BadRequest("after `open`, every StreamEstimate message must be a `frame`")
                 await door.admit_frame(self.security)  # every frame draws from the key's bucket
                 frame = await self._frame(msg.frame, joint_set)
-                for result in await engine.push_frame(stream_id, frame, time.monotonic() + timeout):
+                for result in await push(engine, stream_id, [frame], time.monotonic() + timeout):
                     await queue.put(result)
             for result in await engine.close_stream(stream_id):
                 await queue.put(result)

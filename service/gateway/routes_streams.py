@@ -16,6 +16,7 @@ from model.joints import H36M_JOINT_NAMES
 from service.config import InputKind
 from service.engine.stream_ids import is_stream_id
 from service.engine.types import EstimateOptions, Frame, FrameResult, ImageFrame
+from service.engine.work import push
 from service.errors import BadRequest, InvalidInput, UnknownStream
 from service.gateway.deps import deadline_scope, engine_of, resolve_model, state_of
 from service.gateway.encoding import random_weight_warnings
@@ -157,7 +158,7 @@ async def push_frame(request: Request, stream_id: StreamId) -> StreamFrames:
     async with deadline_scope(request) as deadline:
         stream = await engine.get_stream(stream_id)
         frame = await _frame_from_body(request)
-        results = await engine.push_frame(stream_id, frame, deadline=deadline)
+        results = await push(engine, stream_id, [frame], deadline)
         return await _frames_response(request, stream_id, stream.model, results, started)
 
 

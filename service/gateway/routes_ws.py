@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.config import InputKind
 from service.engine.types import EngineClient, EstimateOptions, Frame, ImageFrame
+from service.engine.work import push
 from service.errors import (
     BadRequest,
     DeadlineExceeded,
@@ -185,7 +186,7 @@ class WsStream:
                     raise BadRequest(f'unknown message type {message["type"]!r}: expected "frame" or "close"')
                 await door.admit_frame(self.security)  # every frame draws from the key's bucket (4429 when spent)
                 frame = await self.frame(message)
-                results = await self.engine.push_frame(self.stream_id, frame, deadline=time.monotonic() + timeout)
+                results = await push(self.engine, self.stream_id, [frame], time.monotonic() + timeout)
                 await self.send_results(results, started, frame_index=frame.frame_index)
                 return True
         except TimeoutError:

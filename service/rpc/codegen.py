@@ -17,15 +17,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PROTO_ROOT = REPO / "proto"
 GENERATED = REPO / "service" / "proto_gen"
-PROTO_FILES = ("pose3d/v1/pose3d.proto", "pose3d/v1/worker.proto")
-_IMPORT_RE = re.compile(r"^from pose3d\.v1 import ", re.MULTILINE)
+PROTO_FILES = ("pose3d/v1/pose3d.proto", "pose3d/worker/v1/worker.proto")
+_IMPORT_RE = re.compile(r"^from pose3d\.(\S+) import ", re.MULTILINE)
 _PACKAGE_INIT = '"""Generated from proto/ by `python -m service.rpc.codegen`; do not edit."""\n'
 
 
 def generate(out_dir: Path) -> list[Path]:
     """Write ``*_pb2.py``, ``*_pb2.pyi`` and ``*_pb2_grpc.py`` for every proto under ``out_dir``.
 
-    Imports between generated modules are rewritten to ``service.proto_gen.pose3d.v1`` so that the
+    Imports between generated modules are rewritten to ``service.proto_gen.pose3d...`` so that the
     package needs nothing on ``sys.path``. Returns the files written, sorted.
     """
     from grpc_tools import protoc
@@ -43,13 +43,13 @@ def generate(out_dir: Path) -> list[Path]:
     ]
     if protoc.main(args) != 0:
         raise RuntimeError("protoc failed: " + " ".join(args))
-    for package in (out_dir, out_dir / "pose3d", out_dir / "pose3d" / "v1"):
+    for package in {out_dir, *(p for p in out_dir.rglob("*") if p.is_dir() and p.name != "__pycache__")}:
         (package / "__init__.py").write_text(_PACKAGE_INIT)
     written = sorted(p for p in out_dir.rglob("*") if p.is_file())
     for path in written:
         if path.suffix in {".py", ".pyi"}:
             text = path.read_text()
-            path.write_text(_IMPORT_RE.sub("from service.proto_gen.pose3d.v1 import ", text))
+            path.write_text(_IMPORT_RE.sub(r"from service.proto_gen.pose3d.\1 import ", text))
     return written
 
 

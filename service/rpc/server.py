@@ -10,7 +10,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from service.proto_gen.pose3d.v1 import pose3d_pb2, worker_pb2
+from service.proto_gen.pose3d.v1 import pose3d_pb2
+from service.proto_gen.pose3d.worker.v1 import worker_pb2
 
 if TYPE_CHECKING:
     from service.rpc.decoding import Precheck

@@ -29,7 +29,7 @@ from typing import Any, Final
 import grpc
 
 from service.errors import DeadlineExceeded
-from service.proto_gen.pose3d.v1 import worker_pb2_grpc
+from service.proto_gen.pose3d.worker.v1 import worker_pb2_grpc
 from service.rpc.server import WORKER_SERVICE, channel_options
 from service.rpc.status import error_from_rpc
 from service.telemetry.grpc_trace import TraceClientInterceptor

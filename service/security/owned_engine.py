@@ -9,22 +9,17 @@ probed. Owners live in the quota store (Redis when deployed), so this holds acro
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator
 
 from service.engine.types import (
-    ClipProgress,
-    ClipRequest,
-    ClipResult,
-    EncodedClip,
     EngineClient,
     EstimateOptions,
-    EstimateRequest,
-    EstimateResult,
-    Frame,
     FrameResult,
     ModelInfo,
+    Progress,
     ReadyStatus,
     StreamInfo,
+    Work,
 )
 from service.errors import UnknownStream
 from service.security.disclosure import public_readiness
@@ -42,8 +37,14 @@ class OwnedEngine:
         if not await self.security.owns(stream_id):
             raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
 
-    async def estimate(self, request: EstimateRequest) -> EstimateResult:
-        return await self.inner.estimate(request)
+    async def submit(self, work: Work) -> AsyncGenerator[Progress]:
+        if work.stream is not None:
+            await self._check(work.stream)
+        async with contextlib.aclosing(self.inner.submit(work)) as steps:
+            async for step in steps:
+                yield step
+        if work.stream is not None and work.close:
+            await self.security.release_stream(work.stream)
 
     async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo:
         if stream_id is None:
@@ -54,27 +55,6 @@ class OwnedEngine:
         except BaseException:
             await self.security.release_stream(stream_id)
             raise
-
-    async def push_frame(self, stream_id: str, frame: Frame, deadline: float | None = None) -> list[FrameResult]:
-        await self._check(stream_id)
-        return await self.inner.push_frame(stream_id, frame, deadline)
-
-    async def push_frames(
-        self, stream_id: str, frames: Sequence[Frame], deadline: float | None = None
-    ) -> list[FrameResult]:
-        await self._check(stream_id)
-        return await self.inner.push_frames(stream_id, frames, deadline)
-
-    async def estimate_clip(self, request: ClipRequest) -> ClipResult:
-        return await self.inner.estimate_clip(request)
-
-    async def push_clip(
-        self, stream_id: str, clip: EncodedClip, chunk_frames: int, chunk_timeout_s: float
-    ) -> AsyncGenerator[ClipProgress]:
-        await self._check(stream_id)
-        async with contextlib.aclosing(self.inner.push_clip(stream_id, clip, chunk_frames, chunk_timeout_s)) as steps:
-            async for step in steps:
-                yield step
 
     async def close_stream(self, stream_id: str) -> list[FrameResult]:
         await self._check(stream_id)

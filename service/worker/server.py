@@ -21,7 +21,7 @@ import grpc
 from service.config import WorkerSettings
 from service.engine.types import EngineClient
 from service.metrics import Metrics
-from service.proto_gen.pose3d.v1 import worker_pb2_grpc
+from service.proto_gen.pose3d.worker.v1 import worker_pb2_grpc
 from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
 from service.security.guard import SecurityConfigError
 from service.security.keys import KeyStore

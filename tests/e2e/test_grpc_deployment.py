@@ -288,7 +288,7 @@ SAVGOL = pb.Options(model="pstmo-9", smoothing=pb.Smoothing(method=pb.SMOOTHING_
 
 
 def push_frames_per_worker(deployment: Deployment) -> dict[str, float]:
-    return {w.name: w.metric("pose3d_requests_total", 'route="worker.PushFrame"') for w in deployment.workers}
+    return {w.name: w.metric("pose3d_requests_total", 'route="worker.Submit"') for w in deployment.workers}
 
 
 def assert_same_world(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
@@ -339,13 +339,13 @@ def test_sigkill_of_a_worker_mid_stream_loses_and_changes_nothing(deployment: De
     whole = keypoints_posted_whole(deployment.gateway.grpc_address, frames)
     reference = streamed(deployment.gateway.grpc_address, frames)
     assert_same_poses(reference, whole)
-    pushes = {w.name: w.metric("pose3d_requests_total", 'route="worker.PushFrame"') for w in deployment.workers}
+    pushes = {w.name: w.metric("pose3d_requests_total", 'route="worker.Submit"') for w in deployment.workers}
     killed: list[Worker] = []
 
     def kill_the_streams_worker() -> None:
         busiest = max(
             deployment.workers,
-            key=lambda w: w.metric("pose3d_requests_total", 'route="worker.PushFrame"') - pushes[w.name],
+            key=lambda w: w.metric("pose3d_requests_total", 'route="worker.Submit"') - pushes[w.name],
         )
         busiest.kill()
         killed.append(busiest)

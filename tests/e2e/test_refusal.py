@@ -17,10 +17,9 @@ import httpx
 import pytest
 
 from service.client.sources import encode_frame, synthetic_image
-from service.engine.types import EstimateOptions, ImageFrame
-from service.proto_gen.pose3d.v1 import worker_pb2 as wpb
-from service.proto_gen.pose3d.v1 import worker_pb2_grpc
-from service.rpc import codec
+from service.engine.types import EstimateOptions, ImageFrame, Work
+from service.proto_gen.pose3d.worker.v1 import worker_pb2_grpc
+from service.rpc import link
 from tests.conftest import RedisServer
 from tests.e2e.deployment import deployment_env, new_gateway, new_worker, wait_all_serving
 
@@ -32,16 +31,13 @@ OUTCOME: list[str] = []
 
 
 def keep_busy(address: str, done: threading.Event) -> None:
-    """One ``Estimate`` of one image with ``BUSY_PEOPLE`` boxes straight to the worker (its detector's queue fills)."""
+    """One ``Submit`` of one image with ``BUSY_PEOPLE`` boxes straight to the worker (its detector's queue fills)."""
     boxes = tuple((float(i % 50), 0.0, float(i % 50) + 40.0, 90.0) for i in range(BUSY_PEOPLE))
-    request = wpb.WorkerEstimateRequest(
-        request_id="busy",
-        frames=[codec.frame_to_pb(ImageFrame(IMAGE))],
-        options=codec.options_to_pb(EstimateOptions(model="capf", boxes=boxes)),
-    )
+    request = link.work_to_pb(Work("busy", [ImageFrame(IMAGE)], EstimateOptions(model="capf", boxes=boxes)))
     try:
         with grpc.insecure_channel(address) as channel:
-            worker_pb2_grpc.WorkerStub(channel).Estimate(request, timeout=600)  # type: ignore[no-untyped-call]
+            for _ in worker_pb2_grpc.WorkerStub(channel).Submit(request, timeout=600):  # type: ignore[no-untyped-call]
+                pass
     except grpc.RpcError as e:
         OUTCOME.append(f"{e.code().name}: {e.details()}")  # the worker is killed once the test has its answer
     finally:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.config import QuotaSettings
-from service.engine.types import Frame, FrameResult
+from service.engine.types import Progress, Work
 from service.gateway.grpc_server import PublicGrpcServer
 from service.gateway.jobs.runner import JobRunner
 from service.gateway.jobs.service import Jobs
@@ -39,7 +39,7 @@ from tests.service.security_support import Keys, bearer, make_keys, secured
 
 
 class GatedEngine(ToyEngine):
-    """The toy engine, whose job work (``push_frames``) waits until ``gate`` is set."""
+    """The toy engine, whose job work (frames for a stream) waits until ``gate`` is set."""
 
     def __init__(self, open_gate: bool = False) -> None:
         super().__init__()
@@ -47,12 +47,11 @@ class GatedEngine(ToyEngine):
         if open_gate:
             self.gate.set()
 
-    async def push_frames(
-        self, stream_id: str, frames: Sequence[Frame], deadline: float | None = None
-    ) -> list[FrameResult]:
-        while not self.gate.is_set():  # noqa: ASYNC110 — set from the test's thread; cancellable while it waits
+    async def submit(self, work: Work) -> AsyncGenerator[Progress]:
+        while work.stream is not None and not self.gate.is_set():  # noqa: ASYNC110 — set from the test's thread
             await asyncio.sleep(0.01)
-        return await super().push_frames(stream_id, frames, deadline)
+        async for step in super().submit(work):
+            yield step
 
 
 @pytest.fixture

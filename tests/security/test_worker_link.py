@@ -109,13 +109,13 @@ def _call(keyed: KeyedWorker, method: str, metadata: tuple[tuple[str, str], ...]
 
 
 def test_a_caller_without_a_key_is_refused(keyed: KeyedWorker) -> None:
-    for method in ("GetStream", "CloseStream", "Models", "OpenStream", "PushFrame"):
+    for method in ("Stream", "Describe", "Submit"):
         assert _call(keyed, method) is grpc.StatusCode.UNAUTHENTICATED, method
         assert _call(keyed, method, (("authorization", "Bearer p3d_00000000_nope"),)) is grpc.StatusCode.UNAUTHENTICATED
-    assert _call(keyed, "Models", (("authorization", f"Bearer {keyed.key}"),)) is grpc.StatusCode.OK
+    assert _call(keyed, "Describe", (("authorization", f"Bearer {keyed.key}"),)) is grpc.StatusCode.OK
     with grpc.insecure_channel(keyed.worker.address) as plain:  # plaintext: no TLS handshake, no call
         with pytest.raises(grpc.RpcError) as refused:
-            plain.unary_unary(WORKER + "GetStream")(b"", timeout=10)
+            plain.unary_unary(WORKER + "Stream")(b"", timeout=10)
         assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
 
 

@@ -14,24 +14,21 @@ from collections.abc import AsyncGenerator, Sequence
 import numpy as np
 
 from model.joints import NUM_JOINTS
-from service.engine.clips import clip_frames, push_clip
+from service.engine.clips import clip_frames, positioned
 from service.engine.prepare import decode_image
 from service.engine.types import (
     BoxSource,
-    ClipProgress,
-    ClipRequest,
-    ClipResult,
-    EncodedClip,
     EstimateOptions,
-    EstimateRequest,
-    EstimateResult,
     Frame,
     FrameResult,
     ImageFrame,
     ModelInfo,
     PersonResult,
+    Progress,
     ReadyStatus,
     StreamInfo,
+    Summary,
+    Work,
 )
 from service.errors import UnknownModel, UnknownStream
 
@@ -71,15 +68,28 @@ class ToyEngine:
             raise UnknownModel(f"model {options.model!r} is not served here (served: toy)")
         return TOY_MODEL
 
-    async def estimate(self, request: EstimateRequest) -> EstimateResult:
+    async def submit(self, work: Work) -> AsyncGenerator[Progress]:
+        """A private run answers at once (an encoded clip decodes as in the engine); stream frames answer
+        themselves, a chunk per call."""
         self.calls += 1
-        info = self._model(request.options)
-        await asyncio.sleep(self.delay_s)
-        frames = [toy_result(f) for f in request.frames]
-        timings = {"toy": 1.0}
-        if any(isinstance(f, ImageFrame) for f in request.frames):
-            timings["decode"] = 0.5  # as the engine's decode stage reports it
-        return EstimateResult(request.request_id, info, BoxSource.WHOLE_FRAME, frames, timings)
+        if work.stream is None:
+            info = self._model(work.options)
+            await asyncio.sleep(self.delay_s)
+            async with clip_frames(work.frames, None) as (source, _):
+                frames = [toy_result(frame) async for frame in source]
+            timings = {"toy": 1.0}
+            if isinstance(work.frames, Sequence) and any(isinstance(f, ImageFrame) for f in work.frames):
+                timings["decode"] = 0.5  # as the engine's decode stage reports it
+            yield Progress(frames, len(frames), Summary(info, BoxSource.WHOLE_FRAME, timings))
+            return
+        taken = 0
+        size = work.chunk_frames or (len(work.frames) if isinstance(work.frames, Sequence) else 1)
+        async with positioned(work.frames, None, max(1, size)) as (chunks, _):
+            async for chunk, taken in chunks:
+                yield Progress([r for frame in chunk for r in await self.toy_push(work.stream, frame)], taken)
+        if work.close:
+            tail = await self.close_stream(work.stream)
+            yield Progress(tail, taken, Summary(TOY_MODEL, BoxSource.WHOLE_FRAME, {"toy": 1.0}))
 
     async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo:
         self.calls += 1
@@ -88,8 +98,7 @@ class ToyEngine:
         self.streams[sid] = StreamInfo(sid, info.name, options.mode, 0, 0)
         return self.streams[sid]
 
-    async def push_frame(self, stream_id: str, frame: Frame, deadline: float | None = None) -> list[FrameResult]:
-        self.calls += 1
+    async def toy_push(self, stream_id: str, frame: Frame) -> list[FrameResult]:
         info = await self.get_stream(stream_id)
         await asyncio.sleep(self.delay_s)
         self.frames_pushed += 1
@@ -97,27 +106,6 @@ class ToyEngine:
             stream_id, info.model, info.mode, info.frames_received + 1, info.frames_emitted + 1
         )
         return [toy_result(frame)]
-
-    async def push_frames(
-        self, stream_id: str, frames: Sequence[Frame], deadline: float | None = None
-    ) -> list[FrameResult]:
-        results: list[FrameResult] = []
-        for frame in frames:
-            results += await self.push_frame(stream_id, frame, deadline)
-        self.calls -= len(frames) - 1  # one call
-        return results
-
-    async def estimate_clip(self, request: ClipRequest) -> ClipResult:
-        self.calls += 1
-        info = self._model(request.options)
-        async with clip_frames(request.frames, None) as (source, _):  # an encoded clip decodes as in the engine
-            frames = [toy_result(frame) async for frame in source]
-        return ClipResult(request.request_id, info.name, frames, {"toy": 1.0})
-
-    def push_clip(
-        self, stream_id: str, clip: EncodedClip, chunk_frames: int, chunk_timeout_s: float
-    ) -> AsyncGenerator[ClipProgress]:
-        return push_clip(self, stream_id, clip, chunk_frames, chunk_timeout_s)
 
     async def close_stream(self, stream_id: str) -> list[FrameResult]:
         await self.get_stream(stream_id)

@@ -27,7 +27,13 @@ from starlette.datastructures import UploadFile
 from bench.clip_paths import run_clip_frame_by_frame
 from service.config import EngineSettings, LimitSettings
 from service.engine.inprocess import InProcessEngine
-from service.engine.types import ClipRequest, EstimateRequest, Frame, FrameResult, ImageFrame
+from service.engine.types import (
+    Frame,
+    FrameResult,
+    ImageFrame,
+    Work,
+)
+from service.engine.work import collect
 from service.errors import PayloadTooLarge
 from service.gateway.clips import run_clip
 from service.gateway.inputs import Upload
@@ -156,9 +162,9 @@ async def test_the_engine_takes_a_bounded_number_of_a_clips_frames() -> None:
         alive: list[int] = []
         refs: list[weakref.ref[np.ndarray]] = []
         options = support.options("pstmo", boxes=True)
-        whole = await engine.estimate(EstimateRequest("w", list(frames), options))
+        whole = await collect(engine, Work("w", list(frames), options))
         pipeline.prepare = counted  # type: ignore[method-assign,assignment]
-        clip = await engine.estimate_clip(ClipRequest("c", _source(frames, alive, refs), options))
+        clip = await collect(engine, Work("c", _source(frames, alive, refs), options))
     finally:
         await engine.aclose()
     look_ahead = pipeline.streamed_look_ahead

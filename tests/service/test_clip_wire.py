@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+from collections.abc import AsyncGenerator
 
 import pytest
 from starlette.datastructures import UploadFile
@@ -19,19 +20,19 @@ from starlette.datastructures import UploadFile
 from service.config import GatewaySettings, LimitSettings, WorkerSettings
 from service.engine.types import (
     ClipLimits,
-    ClipRequest,
-    ClipResult,
     EncodedClip,
     EstimateOptions,
     Frame,
     FrameResult,
+    Progress,
+    Work,
 )
 from service.errors import PayloadTooLarge
 from service.gateway.clips import run_clip
 from service.gateway.inputs import Upload
 from service.gateway.media import MediaKind, clip_limits
-from service.proto_gen.pose3d.v1 import worker_pb2 as wpb
-from service.rpc import codec
+from service.proto_gen.pose3d.worker.v1 import worker_pb2 as wpb
+from service.rpc import link
 from service.rpc.remote_engine import RemoteEngineClient
 from tests.service.grpc_toy_engine import ToyEngine
 from tests.service.media_samples import rolling_clip
@@ -48,8 +49,8 @@ class Slow(ToyEngine):
         self.frames = frames
         self.answered = answered or asyncio.Event()
 
-    async def push_frame(self, stream_id: str, frame: Frame, deadline: float | None = None) -> list[FrameResult]:
-        results = await super().push_frame(stream_id, frame, deadline)
+    async def toy_push(self, stream_id: str, frame: Frame) -> list[FrameResult]:
+        results = await super().toy_push(stream_id, frame)
         if self.frames_pushed >= self.frames:
             self.answered.set()
         return results
@@ -60,11 +61,12 @@ class Recording(ToyEngine):
 
     def __init__(self) -> None:
         super().__init__("recording")
-        self.requests: list[ClipRequest] = []
+        self.requests: list[Work] = []
 
-    async def estimate_clip(self, request: ClipRequest) -> ClipResult:
-        self.requests.append(request)
-        return await super().estimate_clip(request)
+    async def submit(self, work: Work) -> AsyncGenerator[Progress]:
+        self.requests.append(work)
+        async for step in super().submit(work):
+            yield step
 
 
 def _upload(data: bytes, kind: MediaKind = MediaKind.MP4) -> Upload:
@@ -95,14 +97,14 @@ async def test_a_clip_past_the_header_limits_is_refused_before_the_engine_sees_i
 def test_an_encoded_clip_weighs_its_bytes_on_the_worker_wire_and_round_trips() -> None:
     data = rolling_clip(30, 160, 120)
     clip = EncodedClip(data, "mp4", clip_limits(LIMITS), every_nth=3, start=7)
-    message = wpb.PushClipRequest(stream_id="s", clip=codec.clip_to_pb(clip), chunk_frames=8, chunk_timeout_s=30.0)
+    message = link.work_to_pb(Work("r", clip, stream="s", chunk_frames=8, chunk_timeout_s=30.0))
     size = message.ByteSize()
-    print(f"clip of {len(data)} bytes: PushClipRequest of {size} bytes")
+    print(f"clip of {len(data)} bytes: Work of {size} bytes")
     assert len(data) < size <= len(data) + 128
-    assert codec.clip_from_pb(message.clip) == clip
-    for broken in (wpb.EncodedClip(), wpb.EncodedClip(data=b"x", every_nth=0, limits=message.clip.limits)):
-        with pytest.raises(ValueError, match="EncodedClip needs"):
-            codec.clip_from_pb(broken)
+    assert link.work_from_pb(message, None).frames == clip
+    for broken in (wpb.Clip(), wpb.Clip(data=b"x", every_nth=0)):
+        with pytest.raises(ValueError, match="Clip needs"):
+            link.clip_from_pb(broken)
 
 
 def test_the_worker_message_limit_is_the_largest_upload_plus_headroom() -> None:
@@ -114,7 +116,7 @@ def test_the_worker_message_limit_is_the_largest_upload_plus_headroom() -> None:
     assert raised.worker_message_limit() == 201 * 1024 * 1024
     assert GatewaySettings(worker_max_message_bytes=4096).worker_message_limit() == 4096
     largest = EncodedClip(bytes(gateway.limits.max_body_bytes), "mp4", ClipLimits(1, 1.0, 1, 1), 1000, 10**9)
-    message = wpb.PushClipRequest(stream_id="x" * 128, clip=codec.clip_to_pb(largest), chunk_frames=1024)
+    message = link.work_to_pb(Work("r" * 128, largest, stream="x" * 128, chunk_frames=1024, chunk_timeout_s=30.0))
     assert message.ByteSize() <= limit
 
 
@@ -131,7 +133,7 @@ async def test_a_clip_whose_worker_dies_carries_on_on_another_worker() -> None:
         seen: list[int] = []
 
         async def run() -> None:
-            async for step in client.push_clip(sid, clip, 2, 30.0):
+            async for step in client.submit(Work(sid, clip, stream=sid, chunk_frames=2, chunk_timeout_s=30.0)):
                 seen.extend(r.frame_index for r in step.results)
 
         pushing = asyncio.create_task(run())

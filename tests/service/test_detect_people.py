@@ -18,11 +18,18 @@ from websockets.sync.client import connect
 from service.config import GatewaySettings
 from service.engine.inprocess import InProcessEngine, build_engine
 from service.engine.pose_guide import pose_to_box
-from service.engine.types import EstimateOptions, EstimateRequest, Frame, ImageFrame, WindowMode
+from service.engine.types import (
+    EstimateOptions,
+    Frame,
+    ImageFrame,
+    WindowMode,
+    Work,
+)
+from service.engine.work import collect, push
 from service.gateway.grpc_server import PublicGrpcServer
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
-from service.rpc import codec
+from service.rpc import link
 from service.rpc.remote_engine import RemoteEngineClient
 from tests.service.media_samples import encode_image
 from tests.service.rest_support import LiveServer, live_server, tiny_settings
@@ -85,20 +92,20 @@ async def engine(onnx_files: tuple[Path, Path]) -> AsyncIterator[InProcessEngine
 
 async def test_an_asking_frame_runs_the_detector_and_stream_equals_clip(engine: InProcessEngine) -> None:
     plain = _images()
-    unasked = await engine.estimate(EstimateRequest("plain", list(plain), EstimateOptions(mode=WindowMode.CAUSAL)))
+    unasked = await collect(engine, Work("plain", list(plain), EstimateOptions(mode=WindowMode.CAUSAL)))
     assert (_runs(engine.metrics, "pose_guide"), _runs(engine.metrics, "asked")) == (3, 0)  # frames 0, 5, 10
     guided = unasked.frames[ASKED].people[0].box
     assert not np.allclose(guided, DETECTOR_BOX, atol=0.5)  # unasked, frame 7's box follows frame 6's pose
 
     frames: list[Frame] = [dataclasses.replace(f, detect_people=f.frame_index == ASKED) for f in plain]
     opts = EstimateOptions(mode=WindowMode.CENTRED)
-    clip = await engine.estimate(EstimateRequest("asked", frames, opts))
+    clip = await collect(engine, Work("asked", frames, opts))
     assert (_runs(engine.metrics, "pose_guide"), _runs(engine.metrics, "asked")) == (6, 1)
     _check_boxes([f.people[0].box.tolist() for f in clip.frames], [f.people[0].keypoints_2d for f in clip.frames])
     await engine.open_stream(opts, "asking")
     streamed = []
     for frame in frames:
-        streamed.extend(await engine.push_frame("asking", frame))
+        streamed.extend(await push(engine, "asking", [frame]))
     streamed.extend(await engine.close_stream("asking"))
     assert (_runs(engine.metrics, "pose_guide"), _runs(engine.metrics, "asked")) == (9, 2)
     assert_same_poses(clip.frames, streamed)  # the decision is frame data: stream == clip still holds
@@ -107,10 +114,10 @@ async def test_an_asking_frame_runs_the_detector_and_stream_equals_clip(engine: 
 def test_worker_frames_carry_the_flag() -> None:
     raw = np.zeros((4, 6, 3), np.uint8)
     for frame in (ImageFrame(raw, 3, detect_people=True), ImageFrame(b"\xff\xd8jpeg", 4, detect_people=True)):
-        back = codec.frame_from_pb(codec.frame_to_pb(frame))
+        back = link.frame_from_pb(link.frame_to_pb(frame))
         assert isinstance(back, ImageFrame)
         assert back.detect_people
-    back = codec.frame_from_pb(codec.frame_to_pb(ImageFrame(raw, 5)))
+    back = link.frame_from_pb(link.frame_to_pb(ImageFrame(raw, 5)))
     assert isinstance(back, ImageFrame)
     assert not back.detect_people
 
@@ -125,7 +132,7 @@ async def test_the_flag_crosses_to_a_worker(engine: InProcessEngine) -> None:
         results = []
         for f in _images():
             results.extend(
-                await client.push_frame(info.stream_id, dataclasses.replace(f, detect_people=f.frame_index == ASKED))
+                await push(client, info.stream_id, [dataclasses.replace(f, detect_people=f.frame_index == ASKED)])
             )
         _check_boxes([r.people[0].box.tolist() for r in results], [r.people[0].keypoints_2d for r in results])
         assert (_runs(engine.metrics, "pose_guide"), _runs(engine.metrics, "asked")) == (3, 1)

@@ -17,13 +17,14 @@ from service.engine.lifters import LiftWindow
 from service.engine.types import (
     BoxSource,
     EstimateOptions,
-    EstimateRequest,
     Frame,
     FrameResult,
     KeypointFrame,
     WindowMode,
+    Work,
 )
 from service.engine.windows import visible_limit, window_sources
+from service.engine.work import collect, push
 from service.errors import Conflict, InvalidInput, Unavailable, UnknownModel, UnknownStream
 from service.metrics import Metrics
 from tests.service.test_engine_support import (
@@ -45,7 +46,7 @@ async def engine() -> AsyncIterator[InProcessEngine]:
 async def push_all(engine: InProcessEngine, sid: str, frames: Sequence[Frame]) -> list[FrameResult]:
     out: list[FrameResult] = []
     for frame in frames:
-        out.extend(await engine.push_frame(sid, frame))
+        out.extend(await push(engine, sid, [frame]))
     out.extend(await engine.close_stream(sid))
     return out
 
@@ -65,7 +66,7 @@ async def test_models_say_what_they_are(engine: InProcessEngine) -> None:
 @pytest.mark.parametrize("length", [1, 5, 23])
 async def test_pstmo_clip_equals_stream_equals_interleaved(engine: InProcessEngine, length: int) -> None:
     clip = keypoint_clip(length)
-    whole = await engine.estimate(EstimateRequest("r", list(clip), options("pstmo")))
+    whole = await collect(engine, Work("r", list(clip), options("pstmo")))
     assert whole.box_source is BoxSource.KEYPOINTS
     assert [f.frame_index for f in whole.frames] == list(range(length))
     assert whole.frames[0].timestamp_s == 0.0
@@ -81,9 +82,9 @@ async def test_pstmo_clip_equals_stream_equals_interleaved(engine: InProcessEngi
     extras = []
     for fa, fb in zip(clip, other, strict=True):
         ra, _, extra = await asyncio.gather(
-            engine.push_frame(a.stream_id, fa),
-            engine.push_frame(b.stream_id, fb),
-            engine.estimate(EstimateRequest("x", [fb], options("pstmo"))),
+            push(engine, a.stream_id, [fa]),
+            push(engine, b.stream_id, [fb]),
+            collect(engine, Work("x", [fb], options("pstmo"))),
         )
         got_a.extend(ra)
         extras.append(extra)
@@ -96,7 +97,7 @@ async def test_pstmo_clip_equals_stream_equals_interleaved(engine: InProcessEngi
 async def test_stream_emits_with_the_window_lag_and_counts(engine: InProcessEngine) -> None:
     clip = keypoint_clip(12)
     info = await engine.open_stream(options("pstmo"))
-    emitted = [len(await engine.push_frame(info.stream_id, f)) for f in clip]
+    emitted = [len(await push(engine, info.stream_id, [f])) for f in clip]
     lag = 8  # stride 2 · (9 − 1) / 2
     assert emitted == [0] * lag + [1] * (12 - lag)
     state = await engine.get_stream(info.stream_id)
@@ -111,13 +112,13 @@ async def test_stream_emits_with_the_window_lag_and_counts(engine: InProcessEngi
 
 async def test_out_of_order_and_retried_frames_are_idempotent(engine: InProcessEngine) -> None:
     clip = keypoint_clip(14)
-    whole = await engine.estimate(EstimateRequest("r", list(clip), options("pstmo")))
+    whole = await collect(engine, Work("r", list(clip), options("pstmo")))
     info = await engine.open_stream(options("pstmo"))
     order = [0, 1, 3, 2, 4, 5, 6, 8, 7, 9, 10, 11, 12, 13]
     got: list[FrameResult] = []
     for i in order:
-        got.extend(await engine.push_frame(info.stream_id, clip[i]))
-    retry = await engine.push_frame(info.stream_id, clip[13])  # a retry replays what frame 13 emitted
+        got.extend(await push(engine, info.stream_id, [clip[i]]))
+    retry = await push(engine, info.stream_id, [clip[13]])  # a retry replays what frame 13 emitted
     assert [f.frame_index for f in retry] == [5]
     got.extend(await engine.close_stream(info.stream_id))
     assert_same_poses(whole.frames, got)
@@ -128,7 +129,7 @@ async def test_out_of_order_and_retried_frames_are_idempotent(engine: InProcessE
 async def test_capf_temporal_clip_equals_stream_equals_interleaved(engine: InProcessEngine) -> None:
     clip = image_clip(4, encoded=(1, 3))
     opts = options("capf-t", boxes=True)
-    whole = await engine.estimate(EstimateRequest("r", list(clip), opts))
+    whole = await collect(engine, Work("r", list(clip), opts))
     assert whole.box_source is BoxSource.CLIENT
     assert [[p.track_id for p in f.people] for f in whole.frames] == [[0, 1]] * 4
     info = await engine.open_stream(opts)
@@ -140,9 +141,9 @@ async def test_capf_temporal_clip_equals_stream_equals_interleaved(engine: InPro
     got: list[FrameResult] = []
     for fa, fb in zip(clip, other, strict=True):
         ra, _, _ = await asyncio.gather(
-            engine.push_frame(a.stream_id, fa),
-            engine.push_frame(b.stream_id, fb),
-            engine.estimate(EstimateRequest("x", [fb], options("capf"))),
+            push(engine, a.stream_id, [fa]),
+            push(engine, b.stream_id, [fb]),
+            collect(engine, Work("x", [fb], options("capf"))),
         )
         got.extend(ra)
     got.extend(await engine.close_stream(a.stream_id))
@@ -156,7 +157,7 @@ async def test_causal_mode_matches_its_definition(engine: InProcessEngine) -> No
     lifter = engine.pipeline.lifters["pstmo"]
     h36m = [normalize_screen_coordinates(coco_to_h36m(f.keypoints), 640, 480) for f in clip]
     for t, frame in enumerate(clip):
-        out = await engine.push_frame(info.stream_id, frame)
+        out = await push(engine, info.stream_id, [frame])
         assert [f.frame_index for f in out] == [t]  # answered at once
         sources = window_sources(t, list(range(t + 1)), lifter.window, visible_limit(t, t, WindowMode.CAUSAL))
         assert max(sources) == t
@@ -165,16 +166,14 @@ async def test_causal_mode_matches_its_definition(engine: InProcessEngine) -> No
         )
         np.testing.assert_allclose(out[0].people[0].keypoints_3d, expected[0], atol=1e-5)
     assert await engine.close_stream(info.stream_id) == []
-    whole = await engine.estimate(EstimateRequest("r", list(clip), options("pstmo", WindowMode.CAUSAL)))
-    centred = await engine.estimate(EstimateRequest("r", list(clip), options("pstmo")))
+    whole = await collect(engine, Work("r", list(clip), options("pstmo", WindowMode.CAUSAL)))
+    centred = await collect(engine, Work("r", list(clip), options("pstmo")))
     assert not np.allclose(whole.frames[0].people[0].keypoints_3d, centred.frames[0].people[0].keypoints_3d)
 
 
 async def test_capf_single_frame_equals_the_whole_model_with_flip_test(engine: InProcessEngine) -> None:
     frame = image_clip(1)[0]
-    result = await engine.estimate(
-        EstimateRequest("r", [frame], EstimateOptions(boxes=options("capf", boxes=True).boxes))
-    )
+    result = await collect(engine, Work("r", [frame], EstimateOptions(boxes=options("capf", boxes=True).boxes)))
     assert result.model.name == "capf"
     detector = engine.pipeline.detector
     assert detector is not None
@@ -200,15 +199,15 @@ async def test_capf_single_frame_equals_the_whole_model_with_flip_test(engine: I
 async def test_request_errors(engine: InProcessEngine) -> None:
     kp = keypoint_clip(1)
     with pytest.raises(InvalidInput, match="needs image features"):
-        await engine.estimate(EstimateRequest("r", list(kp), options("capf-t")))
+        await collect(engine, Work("r", list(kp), options("capf-t")))
     with pytest.raises(UnknownModel):
-        await engine.estimate(EstimateRequest("r", list(kp), options("nope")))
+        await collect(engine, Work("r", list(kp), options("nope")))
     with pytest.raises(UnknownModel):
         await engine.open_stream(options("nope"))
     with pytest.raises(UnknownStream):
-        await engine.push_frame("missing", kp[0])
+        await push(engine, "missing", [kp[0]])
     with pytest.raises(InvalidInput):
-        await engine.estimate(EstimateRequest("r", [], options("pstmo")))
+        await collect(engine, Work("r", [], options("pstmo")))
     with pytest.raises(InvalidInput, match="stream_id"):
         await engine.open_stream(options("pstmo"), stream_id="{bad}")
     info = await engine.open_stream(options("pstmo"), stream_id="mine")
@@ -218,10 +217,10 @@ async def test_request_errors(engine: InProcessEngine) -> None:
         await engine.open_stream(options("capf"), stream_id="mine")
     far = KeypointFrame(kp[0].keypoints, kp[0].scores, (640, 480), frame_index=10**7)
     with pytest.raises(InvalidInput, match="out of range"):
-        await engine.push_frame("mine", far)
+        await push(engine, "mine", [far])
     # keypoint input picks the default clip model, a single image the default image model
-    assert (await engine.estimate(EstimateRequest("r", list(kp)))).model.name == "pstmo"
-    assert (await engine.estimate(EstimateRequest("r", list[Frame](image_clip(1))))).model.name == "capf"
+    assert (await collect(engine, Work("r", list(kp)))).model.name == "pstmo"
+    assert (await collect(engine, Work("r", list[Frame](image_clip(1))))).model.name == "capf"
 
 
 async def test_missing_weights_are_refused_unless_random_is_allowed() -> None:

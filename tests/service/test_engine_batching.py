@@ -14,7 +14,14 @@ import pytest
 from service.config import StageBatchSettings
 from service.engine.inprocess import InProcessEngine, build_engine
 from service.engine.lifters import LiftWindow
-from service.engine.types import EstimateRequest, EstimateResult, Frame, ImageFrame, KeypointFrame
+from service.engine.types import (
+    EstimateResult,
+    Frame,
+    ImageFrame,
+    KeypointFrame,
+    Work,
+)
+from service.engine.work import collect
 from service.errors import DeadlineExceeded, DecodeFailed, InvalidInput, Overloaded
 from service.metrics import Metrics
 from tests.service.test_engine_support import assert_same_poses, image_clip, keypoint_clip, options, tiny_settings
@@ -43,16 +50,16 @@ def inference_thread_held(engine: InProcessEngine) -> Iterator[None]:
         gate.set()
 
 
-def one_frame_requests(n: int) -> list[EstimateRequest]:
-    return [EstimateRequest(f"r{i}", [keypoint_clip(1, seed=i)[0]], options("pstmo")) for i in range(n)]
+def one_frame_requests(n: int) -> list[Work]:
+    return [Work(f"r{i}", [keypoint_clip(1, seed=i)[0]], options("pstmo")) for i in range(n)]
 
 
 async def test_concurrent_requests_are_batched_and_equal_unbatched(engine: InProcessEngine) -> None:
     requests = one_frame_requests(32)
-    alone = [await engine.estimate(r) for r in requests]  # one at a time: batches of one window
+    alone = [await collect(engine, r) for r in requests]  # one at a time: batches of one window
     lift = engine.pipeline.lift["pstmo"]
     runs_before, units_before = lift.batches_run, lift.units_run
-    together = await asyncio.gather(*(engine.estimate(r) for r in requests))
+    together = await asyncio.gather(*(collect(engine, r) for r in requests))
     mean = (lift.units_run - units_before) / (lift.batches_run - runs_before)
     assert mean >= 4, f"mean lift batch size {mean}"
     for a, b in zip(alone, together, strict=True):
@@ -64,10 +71,10 @@ async def test_concurrent_requests_are_batched_and_equal_unbatched(engine: InPro
 @pytest.mark.slow
 async def test_detector_batches_people_across_requests(engine: InProcessEngine) -> None:
     frames = image_clip(8)
-    alone = [await engine.estimate(EstimateRequest("a", [f], options("capf"))) for f in frames]
+    alone = [await collect(engine, Work("a", [f], options("capf"))) for f in frames]
     detect = engine.pipeline.detect
     runs_before, units_before = detect.batches_run, detect.units_run
-    together = await asyncio.gather(*(engine.estimate(EstimateRequest("b", [f], options("capf"))) for f in frames))
+    together = await asyncio.gather(*(collect(engine, Work("b", [f], options("capf"))) for f in frames))
     assert (detect.units_run - units_before) / (detect.batches_run - runs_before) > 1.5
     # Convolutions at another batch size differ by ~1e-7, which can move a random-weight heatmap's argmax by one
     # heatmap pixel (here 160 px / 48 ≈ 4.2 px); where the 2D keypoints agree, the 3D poses must agree exactly.
@@ -83,15 +90,15 @@ async def test_detector_batches_people_across_requests(engine: InProcessEngine) 
 
 async def test_poisoned_requests_fail_alone(engine: InProcessEngine) -> None:
     good = one_frame_requests(6)
-    expected = [await engine.estimate(r) for r in good]
+    expected = [await collect(engine, r) for r in good]
     bad_kp = keypoint_clip(1)[0]
     nan = KeypointFrame(np.full((17, 2), np.nan, np.float32), bad_kp.scores, bad_kp.image_size)
     poisoned = [
-        EstimateRequest("nan", [nan], options("pstmo")),
-        EstimateRequest("garbage", [ImageFrame(b"\x89PNG but not really")], options("pstmo")),
-        EstimateRequest("empty", [ImageFrame(b"")], options("capf")),
+        Work("nan", [nan], options("pstmo")),
+        Work("garbage", [ImageFrame(b"\x89PNG but not really")], options("pstmo")),
+        Work("empty", [ImageFrame(b"")], options("capf")),
     ]
-    results = await asyncio.gather(*(engine.estimate(r) for r in [*good, *poisoned]), return_exceptions=True)
+    results = await asyncio.gather(*(collect(engine, r) for r in [*good, *poisoned]), return_exceptions=True)
     for want, got in zip(expected, results[: len(good)], strict=True):
         assert isinstance(got, EstimateResult)
         assert_same_poses(want.frames, got.frames)
@@ -101,7 +108,7 @@ async def test_poisoned_requests_fail_alone(engine: InProcessEngine) -> None:
     # a clip with one undecodable frame fails as a whole, and only that clip
     clip: list[Frame] = [*image_clip(2), ImageFrame(b"nope", frame_index=2)]
     with pytest.raises(DecodeFailed):
-        await engine.estimate(EstimateRequest("clip", clip, options("capf-t")))
+        await collect(engine, Work("clip", clip, options("capf-t")))
 
 
 async def test_a_poisoned_window_in_a_lifter_batch_fails_alone(engine: InProcessEngine) -> None:
@@ -124,11 +131,11 @@ async def test_a_poisoned_window_in_a_lifter_batch_fails_alone(engine: InProcess
 
 async def test_deadline_expiry_spares_the_others(engine: InProcessEngine) -> None:
     late, ok = one_frame_requests(2)
-    expected = await engine.estimate(ok)
+    expected = await collect(engine, ok)
     with inference_thread_held(engine):
         late.deadline = time.monotonic() + 0.05
         ok.deadline = time.monotonic() + 3600
-        tasks = [asyncio.ensure_future(engine.estimate(r)) for r in (late, ok)]
+        tasks = [asyncio.ensure_future(collect(engine, r)) for r in (late, ok)]
         await asyncio.sleep(0.2)
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert isinstance(results[0], DeadlineExceeded)
@@ -141,9 +148,9 @@ async def test_overload_rejects_with_retry_after_and_serves_the_admitted() -> No
     engine = await build_engine(tiny_settings(max_queue=4, max_batch_size=2, max_delay_ms=1.0), Metrics())
     try:
         requests = one_frame_requests(12)
-        expected = [await engine.estimate(r) for r in requests]
+        expected = [await collect(engine, r) for r in requests]
         with inference_thread_held(engine):
-            tasks = [asyncio.ensure_future(engine.estimate(r)) for r in requests]
+            tasks = [asyncio.ensure_future(collect(engine, r)) for r in requests]
             await asyncio.sleep(0.2)
         results = await asyncio.gather(*tasks, return_exceptions=True)
         rejected = [r for r in results if isinstance(r, Overloaded)]
@@ -155,7 +162,7 @@ async def test_overload_rejects_with_retry_after_and_serves_the_admitted() -> No
         for want, got in served:
             assert_same_poses(want.frames, got.frames)
         assert metric(engine, "pose3d_rejected_total", {"reason": "overloaded"}) == len(rejected)
-        after = await engine.estimate(requests[0])  # still healthy
+        after = await collect(engine, requests[0])  # still healthy
         assert_same_poses(expected[0].frames, after.frames)
     finally:
         await engine.aclose()

@@ -10,7 +10,14 @@ import pytest
 from redis.asyncio.connection import AbstractConnection
 
 from service.engine.inprocess import build_engine
-from service.engine.types import EstimateOptions, EstimateRequest, Frame, FrameResult, WindowMode
+from service.engine.types import (
+    EstimateOptions,
+    Frame,
+    FrameResult,
+    WindowMode,
+    Work,
+)
+from service.engine.work import collect, push
 from service.metrics import Metrics
 from tests.conftest import RedisServer
 from tests.service.test_engine_support import assert_same_poses, image_clip, keypoint_clip, options, tiny_settings
@@ -26,22 +33,22 @@ async def moved_stream(
     first = await build_engine(tiny_settings(redis_url), Metrics())
     second = await build_engine(tiny_settings(redis_url), Metrics())
     try:
-        reference = (await first.estimate(EstimateRequest("r", list(frames), opts))).frames
+        reference = (await collect(first, Work("r", list(frames), opts))).frames
         info = await first.open_stream(opts)
         got: list[FrameResult] = []
         last_on_first: list[FrameResult] = []
         for i, frame in enumerate(frames[:switch_at]):
             engine = first if i % 2 == 0 else second
-            out = await engine.push_frame(info.stream_id, frame)
+            out = await push(engine, info.stream_id, [frame])
             got.extend(out)
             if engine is first:
                 last_on_first, last_index = out, i
-        replay = await second.push_frame(info.stream_id, frames[last_index])  # the gateway's retry elsewhere
+        replay = await push(second, info.stream_id, [frames[last_index]])  # the gateway's retry elsewhere
         assert [f.frame_index for f in replay] == [f.frame_index for f in last_on_first]
         assert_same_poses(last_on_first, replay)
         await first.aclose()  # stopped mid-stream
         for frame in frames[switch_at:]:
-            got.extend(await second.push_frame(info.stream_id, frame))
+            got.extend(await push(second, info.stream_id, [frame]))
         state = await second.get_stream(info.stream_id)
         assert state.frames_received == len(frames)
         got.extend(await second.close_stream(info.stream_id))
@@ -93,14 +100,14 @@ async def test_a_stream_id_reopened_through_another_engine_is_served_with_its_ne
     second = await build_engine(tiny_settings(redis_server.url), Metrics())
     try:
         clip = keypoint_clip(6, seed=3)
-        reference = (await first.estimate(EstimateRequest("r", list(clip), options("pstmo")))).frames
+        reference = (await collect(first, Work("r", list(clip), options("pstmo")))).frames
         await first.open_stream(options("pstmo", WindowMode.CAUSAL), stream_id="cam-1")
-        assert [f.frame_index for f in await first.push_frame("cam-1", clip[0])] == [0]
+        assert [f.frame_index for f in await push(first, "cam-1", [clip[0]])] == [0]
         await second.close_stream("cam-1")
         await second.open_stream(options("pstmo"), stream_id="cam-1")
-        assert await first.push_frame("cam-1", clip[0]) == []  # centred: frame 0 waits for its future frames
+        assert await push(first, "cam-1", [clip[0]]) == []  # centred: frame 0 waits for its future frames
         for frame in clip[1:]:
-            assert await second.push_frame("cam-1", frame) == []
+            assert await push(second, "cam-1", [frame]) == []
         assert_same_poses(reference, await first.close_stream("cam-1"))
     finally:
         await first.aclose()
@@ -141,11 +148,11 @@ async def test_a_stream_frame_costs_one_round_trip(
     try:
         info = await first.open_stream(options(model, boxes=model == "capf-t"))
         half = len(clip) // 2
-        await first.push_frame(info.stream_id, clip[0])  # (the first append also loads the script into Redis)
-        assert await sent.of(second.push_frame(info.stream_id, clip[1])) == 2
-        on_first = [await sent.of(first.push_frame(info.stream_id, f)) for f in clip[2:half]]
+        await push(first, info.stream_id, [clip[0]])  # (the first append also loads the script into Redis)
+        assert await sent.of(push(second, info.stream_id, [clip[1]])) == 2
+        on_first = [await sent.of(push(first, info.stream_id, [f])) for f in clip[2:half]]
         assert on_first == [takeover] + [1] * (half - 3)
-        on_second = [await sent.of(second.push_frame(info.stream_id, f)) for f in clip[half:]]
+        on_second = [await sent.of(push(second, info.stream_id, [f])) for f in clip[half:]]
         assert on_second == [takeover] + [1] * (len(clip) - half - 1)
     finally:
         await first.aclose()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -12,7 +12,16 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from model.joints import NUM_JOINTS
-from service.engine.types import EstimateOptions, EstimateRequest, EstimateResult, Frame, FrameResult, KeypointFrame
+from service.engine.types import (
+    EstimateOptions,
+    EstimateResult,
+    Frame,
+    FrameResult,
+    KeypointFrame,
+    Progress,
+    Work,
+)
+from service.engine.work import collect, push
 from service.errors import OverCapacity, Unavailable, UnknownModel, UnknownStream
 from service.rpc.remote_engine import RemoteEngineClient
 from service.rpc.server import WORKER_SERVICE
@@ -62,7 +71,7 @@ async def both_serving(client: RemoteEngineClient, workers: list[Worker]) -> Non
     says SERVING), then zero the counts."""
 
     async def every_worker_called() -> bool:
-        await client.estimate(EstimateRequest("warm", [keypoints(0)]))
+        await collect(client, Work("warm", [keypoints(0)]))
         return all(w.engine.calls for w in workers)
 
     await until(every_worker_called)
@@ -77,7 +86,7 @@ async def test_round_robin_and_results_cross_the_wire(two_workers: list[Worker])
     try:
         await both_serving(client, two_workers)
         for i in range(6):
-            result = await client.estimate(EstimateRequest(f"r{i}", [keypoints(i)]))
+            result = await collect(client, Work(f"r{i}", [keypoints(i)]))
             np.testing.assert_array_equal(result.frames[0].people[0].keypoints_2d, keypoints(i).keypoints)
             assert result.frames[0].people[0].keypoints_3d[0, 2] == np.float32(i / 1000.0)
         assert [w.engine.calls for w in two_workers] == [3, 3]  # gRPC's round_robin, no balancer of ours
@@ -94,9 +103,9 @@ async def test_service_errors_keep_their_class(two_workers: list[Worker]) -> Non
     await client.start()
     try:
         with pytest.raises(UnknownModel, match="nope"):
-            await client.estimate(EstimateRequest("r", [keypoints(0)], EstimateOptions(model="nope")))
+            await collect(client, Work("r", [keypoints(0)], EstimateOptions(model="nope")))
         with pytest.raises(UnknownStream):
-            await client.push_frame("missing", keypoints(0))
+            await push(client, "missing", [keypoints(0)])
     finally:
         await client.aclose()
 
@@ -104,9 +113,12 @@ async def test_service_errors_keep_their_class(two_workers: list[Worker]) -> Non
 class Refusing(ToyEngine):
     """A toy engine over capacity: every estimate is refused with a Retry-After."""
 
-    async def estimate(self, request: EstimateRequest) -> EstimateResult:
-        self.calls += 1
-        raise OverCapacity("over capacity: the queue is full", retry_after_s=2.5)
+    async def submit(self, work: Work) -> AsyncGenerator[Progress]:
+        if work.stream is None:
+            self.calls += 1
+            raise OverCapacity("over capacity: the queue is full", retry_after_s=2.5)
+        async for step in super().submit(work):
+            yield step
 
 
 async def test_an_over_capacity_refusal_is_an_answer_not_retried_on_another_worker() -> None:
@@ -135,7 +147,7 @@ async def test_an_over_capacity_refusal_is_an_answer_not_retried_on_another_work
 
 async def _estimate_or_refusal(client: RemoteEngineClient) -> EstimateResult | OverCapacity:
     try:
-        return await client.estimate(EstimateRequest("probe", [keypoints(0)]))
+        return await collect(client, Work("probe", [keypoints(0)]))
     except OverCapacity as refusal:
         return refusal
 
@@ -148,16 +160,16 @@ async def test_dead_worker_is_skipped_retried_and_reported(two_workers: list[Wor
     try:
         await both_serving(client, two_workers)
         info = await client.open_stream(EstimateOptions())
-        await client.push_frame(info.stream_id, keypoints(0))
+        await push(client, info.stream_id, [keypoints(0)])
         await a.server.stop(0)  # a worker dies: its calls are retried by the channel's policy on the other
-        results = await client.push_frame(info.stream_id, keypoints(1))
+        results = await push(client, info.stream_id, [keypoints(1)])
         assert [r.frame_index for r in results] == [1]
         for i in range(4):  # every request succeeds while one worker is down
-            await client.estimate(EstimateRequest(f"r{i}", [keypoints(i)]))
+            await collect(client, Work(f"r{i}", [keypoints(i)]))
         assert (await client.ready()).ready
         await b.server.stop(0)
         with pytest.raises(Unavailable):
-            await client.estimate(EstimateRequest("r", [keypoints(0)]))
+            await collect(client, Work("r", [keypoints(0)]))
 
         async def not_ready() -> bool:
             status = await client.ready()
@@ -176,7 +188,7 @@ async def test_loading_worker_answers_unavailable_and_is_passed_over() -> None:
     await client.start()
     try:
         for i in range(3):
-            await client.estimate(EstimateRequest(f"r{i}", [keypoints(i)]))
+            await collect(client, Work(f"r{i}", [keypoints(i)]))
         assert ready.engine.calls == 3  # client-side health checking: a NOT_SERVING worker gets no calls
         assert (await client.ready()).ready
         async with grpc.aio.insecure_channel(loading.address) as channel:
@@ -204,12 +216,12 @@ class HoldFirst(ToyEngine):
         super().__init__(name)
         self.gate = gate
 
-    async def push_frame(self, stream_id: str, frame: Frame, deadline: float | None = None) -> list[FrameResult]:
+    async def toy_push(self, stream_id: str, frame: Frame) -> list[FrameResult]:
         if not self.gate.entered.is_set():
             self.gate.holder = self.name
             self.gate.entered.set()
             await asyncio.Event().wait()  # held until its server is stopped
-        return await super().push_frame(stream_id, frame, deadline)
+        return await super().toy_push(stream_id, frame)
 
 
 async def test_call_in_flight_when_its_worker_dies_is_retried_elsewhere() -> None:
@@ -220,11 +232,11 @@ async def test_call_in_flight_when_its_worker_dies_is_retried_elsewhere() -> Non
     await client.start()
     try:
         info = await client.open_stream(EstimateOptions())
-        push = asyncio.create_task(client.push_frame(info.stream_id, keypoints(0)))
+        pushing = asyncio.create_task(push(client, info.stream_id, [keypoints(0)]))
         await asyncio.wait_for(gate.entered.wait(), 30)
         holder, other = (a, b) if gate.holder == "a" else (b, a)
         await holder.server.stop(0)  # dies with the call in flight: the channel's retry policy sends it on
-        results = await asyncio.wait_for(push, 30)
+        results = await asyncio.wait_for(pushing, 30)
         assert [r.frame_index for r in results] == [0]
         assert other.engine.frames_pushed == 1
     finally:
@@ -247,12 +259,12 @@ async def test_one_address_naming_many_workers_is_passed_through_balanced_and_he
     try:
         await both_serving(client, [a, b])
         for i in range(12):
-            await client.estimate(EstimateRequest(f"r{i}", [keypoints(i)]))
+            await collect(client, Work(f"r{i}", [keypoints(i)]))
         assert a.engine.calls == b.engine.calls == 6  # gRPC's round_robin spreads one target over its backends
         assert loading.engine.calls == 0  # a NOT_SERVING backend gets no calls
         await a.server.stop(0)  # a backend dies: its calls are retried on the other, no error reaches us
         for i in range(6):
-            await client.estimate(EstimateRequest(f"s{i}", [keypoints(i)]))
+            await collect(client, Work(f"s{i}", [keypoints(i)]))
         assert b.engine.calls >= 6
     finally:
         await client.aclose()

@@ -12,14 +12,20 @@ import pytest
 from service.config import LimitSettings
 from service.engine.inprocess import InProcessEngine, build_engine
 from service.engine.pipeline import async_frames
-from service.engine.types import ClipRequest, EstimateOptions, EstimateRequest, FrameResult, PersonResult
+from service.engine.types import (
+    EstimateOptions,
+    FrameResult,
+    PersonResult,
+    Work,
+)
+from service.engine.work import collect, push
 from service.errors import InvalidInput
 from service.gateway.grpc_inputs import public_options
 from service.geometry.camera import CameraSpec
 from service.geometry.smoothing import SmoothingMethod, SmoothingSpec
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
-from service.rpc import codec
+from service.rpc import codec, link
 from service.rpc.remote_engine import RemoteEngineClient
 from tests.service.test_engine_support import keypoint_clip, tiny_settings
 from tests.service.worker_support import serve_worker
@@ -33,7 +39,7 @@ OPTIONS = EstimateOptions(
 
 def test_options_and_people_round_trip_through_the_codec() -> None:
     for options in (OPTIONS, EstimateOptions(camera=CameraSpec(fov_deg=70.0)), EstimateOptions()):
-        assert codec.options_from_pb(codec.options_to_pb(options)) == options
+        assert link.options_from_pb(link.options_to_pb(options)) == options
     rng = np.random.default_rng(0)
     f32 = np.float32
     person = PersonResult(
@@ -98,17 +104,17 @@ async def _agree(engines: tuple[InProcessEngine, RemoteEngineClient], method: Sm
     engine, remote = engines
     options = EstimateOptions(model="pstmo", camera=OPTIONS.camera, smoothing=SmoothingSpec(method))
     frames = keypoint_clip(14)
-    local = await engine.estimate(EstimateRequest("local", list(frames), options))
-    over_grpc = await remote.estimate(EstimateRequest("remote", list(frames), options))
-    clip = await remote.estimate_clip(ClipRequest("clip", async_frames(frames), options))
+    local = await collect(engine, Work("local", list(frames), options))
+    over_grpc = await collect(remote, Work("remote", list(frames), options))
+    clip = await collect(remote, Work("clip", async_frames(frames), options))
     info = await remote.open_stream(options)
-    streamed = [r for f in frames for r in await remote.push_frame(info.stream_id, f)]
+    streamed = [r for f in frames for r in await push(remote, info.stream_id, [f])]
     streamed += await remote.close_stream(info.stream_id)
     expected = _placed(local.frames)
     for other in (over_grpc.frames, clip.frames, streamed):
         assert [f.frame_index for f in other] == list(range(14))
         np.testing.assert_allclose(_placed(other), expected, atol=1e-4)
-    plain = await engine.estimate(EstimateRequest("plain", list(frames), EstimateOptions(model="pstmo")))
+    plain = await collect(engine, Work("plain", list(frames), EstimateOptions(model="pstmo")))
     assert not np.allclose(_placed(plain.frames)[:, :17], expected[:, :17], atol=1e-4)  # smoothing did act
 
 
@@ -119,9 +125,9 @@ async def test_concurrent_pushes_of_a_smoothed_stream_equal_the_clip(
     the one before it stored (one push at a time per smoothed stream in a worker), so nothing restarts."""
     engine, _ = engines
     frames = keypoint_clip(14)
-    whole = await engine.estimate(EstimateRequest("whole", list(frames), OPTIONS))
+    whole = await collect(engine, Work("whole", list(frames), OPTIONS))
     info = await engine.open_stream(OPTIONS)
-    pushed = await asyncio.gather(*(engine.push_frame(info.stream_id, f) for f in frames))
+    pushed = await asyncio.gather(*(push(engine, info.stream_id, [f]) for f in frames))
     streamed = [r for results in pushed for r in results] + await engine.close_stream(info.stream_id)
     assert [f.frame_index for f in streamed] == list(range(14))
     np.testing.assert_allclose(_placed(streamed), _placed(whole.frames), atol=1e-4)

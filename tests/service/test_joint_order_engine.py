@@ -19,7 +19,12 @@ from model.joints import JointSet, normalize_screen_coordinates
 from model.pstmo import PSTMO, flip_official_layout
 from service.config import CommonSettings, EngineSettings, LifterKind, ModelSpec
 from service.engine.inprocess import InProcessEngine, build_engine
-from service.engine.types import EstimateOptions, EstimateRequest, KeypointFrame
+from service.engine.types import (
+    EstimateOptions,
+    KeypointFrame,
+    Work,
+)
+from service.engine.work import collect
 from service.evaluation.api import mpi3dhp_dataset
 from service.evaluation.runner import SequenceRunner, model_info
 from service.metrics import Metrics
@@ -78,7 +83,7 @@ async def test_served_poses_are_the_network_on_permuted_input_unpermuted(engine:
     rng = np.random.default_rng(5)
     h36m_px = (rng.uniform(150, 450, (1, 17, 2)) + np.cumsum(rng.normal(0, 5, (12, 17, 2)), axis=0)).astype(np.float32)
     frames = [KeypointFrame(h36m_px[i], np.ones(17, np.float32), (640, 480), JointSet.H36M, i) for i in range(12)]
-    result = await engine.estimate(EstimateRequest("r", list(frames), EstimateOptions(model=model)))
+    result = await collect(engine, Work("r", list(frames), EstimateOptions(model=model)))
     served = np.stack([f.people[0].keypoints_3d for f in result.frames])
 
     net = engine.pipeline.lifters[model].model  # type: ignore[attr-defined]

@@ -20,7 +20,14 @@ from service.engine.pose_guide import (
     read_guide,
 )
 from service.engine.tracking import TrackState
-from service.engine.types import EstimateOptions, EstimateRequest, Frame, ImageFrame, WindowMode
+from service.engine.types import (
+    EstimateOptions,
+    Frame,
+    ImageFrame,
+    WindowMode,
+    Work,
+)
+from service.engine.work import collect, push
 from service.metrics import Metrics
 from tests.service.test_engine_support import assert_same_poses
 from tests.unit.rtmpose_standin import rtmpose_standin
@@ -113,7 +120,7 @@ def _runs(engine: InProcessEngine) -> float:
 
 async def test_steady_clip_runs_the_detector_once_in_k_frames(engine: InProcessEngine) -> None:
     frames = _frames([True] * 20)
-    result = await engine.estimate(EstimateRequest("r", frames, EstimateOptions(mode=WindowMode.CAUSAL)))
+    result = await collect(engine, Work("r", frames, EstimateOptions(mode=WindowMode.CAUSAL)))
     assert _runs(engine) <= 20 / K
     assert all(len(f.people) == 1 for f in result.frames)
     for prev, frame in zip(result.frames, result.frames[1:], strict=False):
@@ -126,7 +133,7 @@ async def test_steady_clip_runs_the_detector_once_in_k_frames(engine: InProcessE
 
 async def test_a_person_who_leaves_and_returns_is_found_again(engine: InProcessEngine) -> None:
     present = [True] * 8 + [False] * 7 + [True] * 8
-    result = await engine.estimate(EstimateRequest("r", _frames(present), EstimateOptions(mode=WindowMode.CAUSAL)))
+    result = await collect(engine, Work("r", _frames(present), EstimateOptions(mode=WindowMode.CAUSAL)))
     counts = [len(f.people) for f in result.frames]
     assert counts[:10] == [1] * 10  # guided boxes keep the track until the detector looks again at frame 10
     assert counts[10:15] == [0] * 5  # gone: the detector runs on every frame while nobody is tracked
@@ -137,11 +144,11 @@ async def test_a_person_who_leaves_and_returns_is_found_again(engine: InProcessE
 async def test_stream_equals_clip_with_guided_boxes(engine: InProcessEngine) -> None:
     frames = _frames([True] * 12 + [False] * 3 + [True] * 6)
     opts = EstimateOptions(mode=WindowMode.CENTRED)
-    clip = await engine.estimate(EstimateRequest("r", frames, opts))
+    clip = await collect(engine, Work("r", frames, opts))
     await engine.open_stream(opts, "guided")
     streamed = []
     for frame in frames:
-        streamed.extend(await engine.push_frame("guided", frame))
+        streamed.extend(await push(engine, "guided", [frame]))
     streamed.extend(await engine.close_stream("guided"))
     assert_same_poses(clip.frames, streamed)
     for a, b in zip(clip.frames, sorted(streamed, key=lambda f: f.frame_index), strict=True):

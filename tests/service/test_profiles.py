@@ -11,7 +11,14 @@ import pytest
 from service.cli import build_parser
 from service.config import GatewaySettings, LifterKind, build_settings, load_settings_file
 from service.engine.inprocess import build_engine
-from service.engine.types import EstimateOptions, EstimateRequest, Frame, ImageFrame, WindowMode
+from service.engine.types import (
+    EstimateOptions,
+    Frame,
+    ImageFrame,
+    WindowMode,
+    Work,
+)
+from service.engine.work import collect
 from service.metrics import Metrics
 from service.profiles import profile_names, profile_path
 from tests.service.media_samples import encode_clip, encode_image, person_image
@@ -65,7 +72,7 @@ async def test_realtime_profile_serves_with_stand_in_weights(tmp_path: Path) -> 
         frames: list[Frame] = [
             ImageFrame(rng.integers(100, 255, (64, 64, 3), dtype=np.uint8), frame_index=i) for i in range(12)
         ]
-        result = await engine.estimate(EstimateRequest("rt", frames, EstimateOptions(mode=WindowMode.CAUSAL)))
+        result = await collect(engine, Work("rt", frames, EstimateOptions(mode=WindowMode.CAUSAL)))
         assert [len(f.people) for f in result.frames] == [1] * 12
         runs = engine.metrics.person_detector_run_count()
         assert runs == 2  # frames 0 and 10

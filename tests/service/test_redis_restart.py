@@ -16,7 +16,7 @@ between two chunks.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ import pytest
 from service.config import EngineSettings
 from service.engine.clips import ClipDecoder
 from service.engine.inprocess import build_engine
-from service.engine.types import FrameResult
+from service.engine.types import Progress, Work
 from service.gateway.app import create_app
 from service.metrics import Metrics
 from service.rpc.remote_engine import RemoteEngineClient
@@ -131,17 +131,18 @@ async def test_redis_restart_between_two_chunks_of_a_clip_post(
 async def test_redis_restart_between_two_chunks_of_a_long_keypoint_sequence(
     deployed: Deployed, disrupt: Callable[[], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = deployed.remote.push_frames
+    original = deployed.remote.submit
     pushed: list[int] = []
 
-    async def push_frames(stream_id: str, frames: Sequence[Any], deadline: float | None = None) -> list[FrameResult]:
-        if stream_id.startswith("kp-"):
-            if len(pushed) == RESTART_BEFORE:
-                await asyncio.to_thread(disrupt)
-            pushed.append(len(frames))
-        return await original(stream_id, frames, deadline)
+    async def submit(work: Work) -> AsyncGenerator[Progress]:
+        async for step in original(work):
+            if (work.stream or "").startswith("kp-") and step.summary is None:
+                if len(pushed) == RESTART_BEFORE:
+                    await asyncio.to_thread(disrupt)
+                pushed.append(len(step.results))
+            yield step
 
-    monkeypatch.setattr(deployed.remote, "push_frames", push_frames)
+    monkeypatch.setattr(deployed.remote, "submit", submit)
     response = await deployed.http.post("/v1/pose3d", json=body(200))  # chunks of 8 frames: the queue holds 16
     assert len(pushed) > RESTART_BEFORE, pushed
     assert_retryable(response)

@@ -7,7 +7,7 @@ import grpc
 
 from service.engine.types import EngineClient
 from service.metrics import Metrics
-from service.proto_gen.pose3d.v1 import worker_pb2_grpc
+from service.proto_gen.pose3d.worker.v1 import worker_pb2_grpc
 from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
 from service.worker.servicer import WorkerServicer
 

@@ -18,7 +18,9 @@ from typing import Any
 from starlette.datastructures import FormData
 
 from service.config import GatewaySettings, LimitSettings
-from service.engine.types import ClipProgress, EncodedClip, EngineClient, EstimateOptions, KeypointFrame
+from service.engine.types import EncodedClip, EngineClient, EstimateOptions, KeypointFrame, Work
+from service.engine.types import Progress as ClipProgress
+from service.engine.work import push
 from service.gateway.jobs.json_offload import parse_keypoints
 from service.gateway.media import MediaKind, clip_limits, probe_clip
 from service.gateway.schemas import KeypointsRequest
@@ -82,7 +84,18 @@ class JobSource:
         goes as its encoded bytes: the engine decodes it); yields each call's results and the frames seen so far.
         The last step counts every frame of the source."""
         if self.clip is not None:
-            steps = engine.push_clip(stream_id, replace(self.clip, start=start), chunk_frames, chunk_timeout_s)
+            steps = engine.submit(
+                Work(
+                    stream_id,
+                    replace(self.clip, start=start),
+                    self.options,
+                    None,
+                    stream_id,
+                    False,
+                    chunk_frames,
+                    chunk_timeout_s,
+                )
+            )
             async with contextlib.aclosing(steps):
                 async for step in steps:
                     yield step
@@ -90,7 +103,7 @@ class JobSource:
         frames = self.keypoints
         for first in range(start, len(frames), chunk_frames):
             chunk = frames[first : first + chunk_frames]
-            results = await engine.push_frames(stream_id, chunk, time.monotonic() + chunk_timeout_s)
+            results = await push(engine, stream_id, chunk, time.monotonic() + chunk_timeout_s)
             yield ClipProgress(results, first + len(chunk))
         if start >= len(frames):
             yield ClipProgress([], len(frames))

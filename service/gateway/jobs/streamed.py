@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Final
@@ -21,7 +20,8 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from service.config import InputKind
-from service.engine.types import EngineClient, FrameResult
+from service.engine.types import EngineClient, Work
+from service.engine.work import in_private_stream
 from service.errors import DeadlineExceeded, Pose3DError, UnsupportedMediaType
 from service.gateway.deps import TIMEOUT_HEADER, engine_of, keypoints_model, request_timeout, resolve_model, state_of
 from service.gateway.encoding import frames_json
@@ -63,16 +63,13 @@ async def _source(request: Request) -> JobSource:
     return await clip_source(options, await upload.file.read(), upload.kind, settings.limits, every_nth)
 
 
-async def _lines(engine: EngineClient, sid: str, source: JobSource, timeout_s: float) -> AsyncGenerator[bytes]:
-    """Result lines as frames complete; raises DeadlineExceeded when no frame completes for ``timeout_s``."""
+async def _lines(engine: EngineClient, source: JobSource, timeout_s: float) -> AsyncGenerator[bytes]:
+    """Result lines as frames complete, from a private engine stream; raises DeadlineExceeded when no frame
+    completes for ``timeout_s``."""
     last_progress = time.monotonic()
-    closed = False
-
-    async def lines(results: list[FrameResult]) -> bytes:
-        return b"".join(doc + b"\n" for doc in await frames_json(results, source.source_index))
-
-    steps = source.run(engine, sid, 0, CHUNK_FRAMES, timeout_s)
-    try:
+    frames = source.keypoints if source.clip is None else source.clip
+    work = Work("ndjson", frames, source.options, chunk_frames=CHUNK_FRAMES, chunk_timeout_s=timeout_s)
+    async with contextlib.aclosing(in_private_stream(engine, work, "ndjson")) as steps:
         while True:
             left = last_progress + timeout_s - time.monotonic()
             try:
@@ -81,19 +78,10 @@ async def _lines(engine: EngineClient, sid: str, source: JobSource, timeout_s: f
             except (TimeoutError, DeadlineExceeded):
                 raise DeadlineExceeded(progress_deadline_detail(timeout_s)) from None
             if step is None:
-                break
+                return
             if step.results:
                 last_progress = time.monotonic()
-                yield await lines(list(step.results))
-        closed = True
-        tail = await engine.close_stream(sid)
-        if tail:
-            yield await lines(list(tail))
-    finally:
-        await steps.aclose()
-        if not closed:
-            with contextlib.suppress(Pose3DError):
-                await asyncio.shield(engine.close_stream(sid))
+                yield b"".join(doc + b"\n" for doc in await frames_json(step.results))
 
 
 async def _with_error_line(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -110,9 +98,7 @@ async def streamed_estimate(request: Request) -> StreamingResponse:
     engine = engine_of(request)
     timeout_s = request_timeout(request, state_of(request).settings)
     source = await _source(request)
-    sid = "ndjson-" + secrets.token_urlsafe(18)
-    await engine.open_stream(source.options, stream_id=sid)
-    lines = _lines(engine, sid, source, timeout_s)
+    lines = _lines(engine, source, timeout_s)
     try:
         first = await anext(lines, b"")
     except BaseException:

@@ -1,0 +1,250 @@
+"""The worker link's one codec: engine dataclasses ↔ ``pose3d.worker.v1`` messages (internal, not the public API).
+
+Arrays travel packed (:func:`pack` / :func:`unpack`: little-endian float32 bytes in C order plus the shape; no
+per-value lists). A page of results stacks the people of all its frames, so a page is a handful of arrays whatever
+its size: ``box`` ``(P, 4)`` xyxy pixels, ``keypoints_2d`` ``(P, 17, 2)`` pixels, ``keypoint_scores`` ``(P, 17)``,
+``keypoints_3d`` / ``keypoints_3d_camera`` ``(P, 17, 3)`` metres (NaN: not placed), ``distance_m`` ``(P,)``.
+Images and clips cross encoded (the worker decodes them); a decoded ``(H, W, 3) uint8 RGB`` array crosses raw.
+These functions only convert (a malformed message raises ``ValueError``); the gateway validated the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from model.joints import NUM_JOINTS, JointSet
+from service.engine.types import (
+    BoxSource,
+    ClipLimits,
+    EncodedClip,
+    EstimateOptions,
+    Frame,
+    FrameResult,
+    ImageFrame,
+    KeypointFrame,
+    ModelInfo,
+    PersonResult,
+    Progress,
+    StreamInfo,
+    Summary,
+    WindowMode,
+    Work,
+)
+from service.engine.world import world_from_json, world_to_json
+from service.proto_gen.pose3d.worker.v1 import worker_pb2 as wpb
+
+F32: Final = np.dtype("<f4")
+"""The wire's float: little-endian float32."""
+
+
+def pack(array: npt.ArrayLike) -> wpb.Array:
+    """``array`` as a packed :class:`wpb.Array` (float32, C order)."""
+    a = np.ascontiguousarray(array, dtype=F32)
+    return wpb.Array(data=a.tobytes(), shape=a.shape)
+
+
+def unpack(msg: wpb.Array, shape: tuple[int, ...] | None = None) -> npt.NDArray[np.float32]:
+    """A read-only float32 view of a packed array, checked against ``shape`` when given (``-1``: any)."""
+    a = np.frombuffer(msg.data, dtype=F32).reshape(tuple(msg.shape))
+    if shape is not None and (
+        a.ndim != len(shape) or any(s not in (-1, d) for s, d in zip(shape, a.shape, strict=True))
+    ):
+        raise ValueError(f"array of shape {a.shape} where {shape} was expected")
+    return a.astype(np.float32, copy=False)
+
+
+# ---- options, frames, clips, work ----------------------------------------------------------------------------
+
+
+def options_to_pb(options: EstimateOptions) -> wpb.Options:
+    msg = wpb.Options(model=options.model or "", mode=options.mode.value)
+    msg.world = world_to_json(options.camera, options.smoothing)
+    if options.boxes is not None:
+        msg.boxes.CopyFrom(pack(np.asarray(options.boxes, dtype=np.float32).reshape(-1, 4)))
+    if options.flip_test is not None:
+        msg.flip_test = options.flip_test
+    if options.max_people is not None:
+        msg.max_people = options.max_people
+    return msg
+
+
+def options_from_pb(msg: wpb.Options) -> EstimateOptions:
+    boxes = unpack(msg.boxes, (-1, 4)) if msg.HasField("boxes") else None
+    camera, smoothing = world_from_json(msg.world)
+    return EstimateOptions(
+        model=msg.model or None,
+        boxes=None if boxes is None else tuple((b[0], b[1], b[2], b[3]) for b in boxes.tolist()),
+        flip_test=msg.flip_test if msg.HasField("flip_test") else None,
+        max_people=msg.max_people if msg.HasField("max_people") else None,
+        mode=WindowMode(msg.mode or WindowMode.CENTRED),
+        camera=camera,
+        smoothing=smoothing,
+    )
+
+
+def frame_to_pb(frame: Frame) -> wpb.Frame:
+    """An engine frame: encoded image bytes, a raw RGB array, or one person's keypoints."""
+    msg = wpb.Frame(frame_index=frame.frame_index)
+    if frame.timestamp_s is not None:
+        msg.timestamp_s = frame.timestamp_s
+    if isinstance(frame, KeypointFrame):
+        msg.keypoints.CopyFrom(pack(frame.keypoints))
+        msg.scores.CopyFrom(pack(frame.scores))
+        msg.image_width, msg.image_height = frame.image_size
+        msg.joint_set = frame.joint_set.value
+        return msg
+    msg.detect_people = frame.detect_people
+    if isinstance(frame.image, bytes):
+        msg.encoded_image = frame.image
+    else:
+        image = np.ascontiguousarray(frame.image, dtype=np.uint8)
+        msg.raw_image = image.tobytes()
+        msg.image_height, msg.image_width = int(image.shape[0]), int(image.shape[1])
+    return msg
+
+
+def frame_from_pb(msg: wpb.Frame) -> Frame:
+    timestamp = msg.timestamp_s if msg.HasField("timestamp_s") else None
+    if msg.HasField("keypoints"):
+        scores = unpack(msg.scores, (NUM_JOINTS,)) if msg.HasField("scores") else np.ones(NUM_JOINTS, np.float32)
+        return KeypointFrame(
+            keypoints=unpack(msg.keypoints, (NUM_JOINTS, 2)),
+            scores=scores,
+            image_size=(msg.image_width, msg.image_height),
+            joint_set=JointSet(msg.joint_set or JointSet.COCO),
+            frame_index=msg.frame_index,
+            timestamp_s=timestamp,
+        )
+    if msg.HasField("encoded_image"):
+        return ImageFrame(msg.encoded_image, msg.frame_index, timestamp, msg.detect_people)
+    if msg.raw_image:
+        # a writable copy: the message's bytes are immutable and the pipeline hands arrays to torch
+        array = np.frombuffer(msg.raw_image, dtype=np.uint8).reshape(msg.image_height, msg.image_width, 3).copy()
+        return ImageFrame(array, msg.frame_index, timestamp, msg.detect_people)
+    raise ValueError("a worker Frame carries no data")
+
+
+def clip_to_pb(clip: EncodedClip) -> wpb.Clip:
+    """An encoded clip as it travels: its container bytes unchanged (the worker decodes them)."""
+    return wpb.Clip(data=clip.data, container=clip.container, every_nth=clip.every_nth, start=clip.start,
+                    **asdict(clip.limits))  # fmt: skip
+
+
+def clip_from_pb(msg: wpb.Clip) -> EncodedClip:
+    if not msg.data or msg.every_nth < 1 or msg.start < 0:
+        raise ValueError("a Clip needs data, every_nth >= 1 and start >= 0")
+    limits = ClipLimits(msg.max_clip_frames, msg.max_clip_seconds, msg.max_frame_side, msg.max_image_pixels)
+    return EncodedClip(msg.data, msg.container, limits, msg.every_nth, msg.start)
+
+
+def work_to_pb(work: Work) -> wpb.Work:
+    """``work`` whose frames are in hand (a sequence) or an encoded clip; an async source is fed in chunks."""
+    msg = wpb.Work(request_id=work.request_id, options=options_to_pb(work.options), stream_id=work.stream or "",
+                   close=work.close, chunk_frames=work.chunk_frames, chunk_timeout_s=work.chunk_timeout_s or 0.0)  # fmt: skip
+    if isinstance(work.frames, EncodedClip):
+        msg.clip.CopyFrom(clip_to_pb(work.frames))
+    elif isinstance(work.frames, Sequence):
+        msg.frames.frames.extend(frame_to_pb(f) for f in work.frames)
+    else:
+        raise TypeError("an async source of frames crosses to a worker in chunks, not as one Work")
+    return msg
+
+
+def work_from_pb(msg: wpb.Work, deadline: float | None) -> Work:
+    frames = clip_from_pb(msg.clip) if msg.HasField("clip") else [frame_from_pb(f) for f in msg.frames.frames]
+    return Work(msg.request_id, frames, options_from_pb(msg.options), deadline, msg.stream_id or None, msg.close,
+                msg.chunk_frames, msg.chunk_timeout_s or None)  # fmt: skip
+
+
+# ---- results -------------------------------------------------------------------------------------------------
+
+
+def results_to_pb(results: Sequence[FrameResult]) -> wpb.Results:
+    """A page of results, its people stacked in frame order (one array per field)."""
+    people = [p for r in results for p in r.people]
+    nan3 = np.full((NUM_JOINTS, 3), np.nan, np.float32)
+    msg = wpb.Results(
+        frame_index=[r.frame_index for r in results],
+        timestamp_s=[np.nan if r.timestamp_s is None else r.timestamp_s for r in results],
+        people=[len(r.people) for r in results],
+        track_id=[p.track_id for p in people],
+        warnings_per_person=[len(p.warnings) for p in people],
+        warnings=[w for p in people for w in p.warnings],
+    )
+    if people:
+        msg.box.CopyFrom(pack([p.box for p in people]))
+        msg.box_score.CopyFrom(pack([p.box_score for p in people]))
+        msg.keypoints_2d.CopyFrom(pack([p.keypoints_2d for p in people]))
+        msg.keypoint_scores.CopyFrom(pack([p.keypoint_scores for p in people]))
+        msg.keypoints_3d.CopyFrom(pack([p.keypoints_3d for p in people]))
+        camera = [nan3 if p.keypoints_3d_camera is None else p.keypoints_3d_camera for p in people]
+        msg.keypoints_3d_camera.CopyFrom(pack(camera))
+        msg.distance_m.CopyFrom(pack([np.nan if p.distance_m is None else p.distance_m for p in people]))
+    return msg
+
+
+def results_from_pb(msg: wpb.Results) -> list[FrameResult]:
+    n = len(msg.track_id)
+    if sum(msg.people) != n or not len(msg.timestamp_s) == len(msg.frame_index) == len(msg.people):
+        raise ValueError("a Results page whose counts disagree")
+    people: list[PersonResult] = []
+    if n:
+        box, score = unpack(msg.box, (n, 4)), unpack(msg.box_score, (n,))
+        kp2d, kps = unpack(msg.keypoints_2d, (n, NUM_JOINTS, 2)), unpack(msg.keypoint_scores, (n, NUM_JOINTS))
+        kp3d, cam = unpack(msg.keypoints_3d, (n, NUM_JOINTS, 3)), unpack(msg.keypoints_3d_camera, (n, NUM_JOINTS, 3))
+        distance = unpack(msg.distance_m, (n,)).tolist()
+        warnings, at = list(msg.warnings), 0
+        for i, track in enumerate(msg.track_id):
+            placed = not np.isnan(cam[i, 0, 0])
+            count = msg.warnings_per_person[i]
+            people.append(PersonResult(track, box[i], float(score[i]), kp2d[i], kps[i], kp3d[i],
+                                       cam[i] if placed else None, None if np.isnan(distance[i]) else distance[i],
+                                       tuple(warnings[at : at + count])))  # fmt: skip
+            at += count
+    out: list[FrameResult] = []
+    at = 0
+    for index, timestamp, count in zip(msg.frame_index, msg.timestamp_s, msg.people, strict=True):
+        out.append(FrameResult(index, None if np.isnan(timestamp) else timestamp, people[at : at + count]))
+        at += count
+    return out
+
+
+def model_to_pb(info: ModelInfo) -> wpb.ModelInfo:
+    return wpb.ModelInfo(**asdict(info))
+
+
+def model_from_pb(msg: wpb.ModelInfo) -> ModelInfo:
+    return ModelInfo(msg.name, msg.kind, msg.version, msg.weights, msg.frames, msg.stride, msg.joint_set,
+                     msg.device, msg.needs_image, msg.flip_test)  # fmt: skip
+
+
+def progress_to_pb(step: Progress) -> wpb.Progress:
+    msg = wpb.Progress(results=results_to_pb(step.results), frames_decoded=step.frames_decoded)
+    if (s := step.summary) is not None:
+        msg.summary.CopyFrom(wpb.Summary(model=model_to_pb(s.model), box_source=s.box_source.value,
+                                         timings_ms=s.timings_ms))  # fmt: skip
+    return msg
+
+
+def progress_from_pb(msg: wpb.Progress) -> Progress:
+    summary = None
+    if msg.HasField("summary"):
+        s = msg.summary
+        summary = Summary(model_from_pb(s.model), BoxSource(s.box_source), dict(s.timings_ms))
+    return Progress(results_from_pb(msg.results), msg.frames_decoded, summary)
+
+
+def stream_to_pb(info: StreamInfo, tail: Sequence[FrameResult] = ()) -> wpb.StreamReply:
+    return wpb.StreamReply(stream_id=info.stream_id, model=info.model, mode=info.mode.value,
+                           frames_received=info.frames_received, frames_emitted=info.frames_emitted,
+                           tail=results_to_pb(tail))  # fmt: skip
+
+
+def stream_from_pb(msg: wpb.StreamReply) -> StreamInfo:
+    mode = WindowMode(msg.mode or WindowMode.CENTRED)
+    return StreamInfo(msg.stream_id, msg.model, mode, msg.frames_received, msg.frames_emitted)
