@@ -10,9 +10,10 @@ These functions only convert (a malformed message raises ``ValueError``); the ga
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -42,20 +43,24 @@ F32: Final = np.dtype("<f4")
 """The wire's float: little-endian float32."""
 
 
-def pack(array: npt.ArrayLike) -> wpb.Array:
-    """``array`` as a packed :class:`wpb.Array` (float32, C order)."""
-    a = np.ascontiguousarray(array, dtype=F32)
-    return wpb.Array(data=a.tobytes(), shape=a.shape)
+def pack(arrays: npt.NDArray[Any] | Sequence[npt.ArrayLike], target: wpb.Array | None = None) -> wpb.Array:
+    """An array, or equal-shaped ``arrays`` stacked, as one packed array (``target``, filled in place, or a new
+    message): float32 bytes in C order, the parts one after the other — no stacking copy, no per-value list."""
+    msg = wpb.Array() if target is None else target
+    if isinstance(arrays, np.ndarray):
+        msg.data, shape = np.ascontiguousarray(arrays, dtype=F32).tobytes(), arrays.shape
+    else:
+        parts = [np.asarray(a, dtype=F32) for a in arrays]
+        msg.data, shape = b"".join(a.tobytes() for a in parts), (len(parts), *(parts[0].shape if parts else ()))
+    msg.shape.extend(shape)
+    return msg
 
 
-def unpack(msg: wpb.Array, shape: tuple[int, ...] | None = None) -> npt.NDArray[np.float32]:
-    """A read-only float32 view of a packed array, checked against ``shape`` when given (``-1``: any)."""
-    a = np.frombuffer(msg.data, dtype=F32).reshape(tuple(msg.shape))
-    if shape is not None and (
-        a.ndim != len(shape) or any(s not in (-1, d) for s, d in zip(shape, a.shape, strict=True))
-    ):
-        raise ValueError(f"array of shape {a.shape} where {shape} was expected")
-    return a.astype(np.float32, copy=False)
+def unpack(msg: wpb.Array, shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
+    """A read-only float32 view of a packed array of exactly ``shape``; raises ``ValueError`` otherwise."""
+    if tuple(msg.shape) != shape or len(msg.data) != 4 * math.prod(shape):
+        raise ValueError(f"array of shape {tuple(msg.shape)} where {shape} was expected")
+    return np.frombuffer(msg.data, dtype=F32).reshape(shape).astype(np.float32, copy=False)
 
 
 # ---- options, frames, clips, work ----------------------------------------------------------------------------
@@ -64,8 +69,8 @@ def unpack(msg: wpb.Array, shape: tuple[int, ...] | None = None) -> npt.NDArray[
 def options_to_pb(options: EstimateOptions) -> wpb.Options:
     msg = wpb.Options(model=options.model or "", mode=options.mode.value)
     msg.world = world_to_json(options.camera, options.smoothing)
-    if options.boxes is not None:
-        msg.boxes.CopyFrom(pack(np.asarray(options.boxes, dtype=np.float32).reshape(-1, 4)))
+    if options.boxes:
+        pack(options.boxes, msg.boxes)
     if options.flip_test is not None:
         msg.flip_test = options.flip_test
     if options.max_people is not None:
@@ -74,7 +79,7 @@ def options_to_pb(options: EstimateOptions) -> wpb.Options:
 
 
 def options_from_pb(msg: wpb.Options) -> EstimateOptions:
-    boxes = unpack(msg.boxes, (-1, 4)) if msg.HasField("boxes") else None
+    boxes = unpack(msg.boxes, (len(msg.boxes.data) // 16, 4)) if msg.HasField("boxes") else None
     camera, smoothing = world_from_json(msg.world)
     return EstimateOptions(
         model=msg.model or None,
@@ -93,8 +98,8 @@ def frame_to_pb(frame: Frame) -> wpb.Frame:
     if frame.timestamp_s is not None:
         msg.timestamp_s = frame.timestamp_s
     if isinstance(frame, KeypointFrame):
-        msg.keypoints.CopyFrom(pack(frame.keypoints))
-        msg.scores.CopyFrom(pack(frame.scores))
+        pack(frame.keypoints, msg.keypoints)
+        pack(frame.scores, msg.scores)
         msg.image_width, msg.image_height = frame.image_size
         msg.joint_set = frame.joint_set.value
         return msg
@@ -167,49 +172,46 @@ def work_from_pb(msg: wpb.Work, deadline: float | None) -> Work:
 def results_to_pb(results: Sequence[FrameResult]) -> wpb.Results:
     """A page of results, its people stacked in frame order (one array per field)."""
     people = [p for r in results for p in r.people]
-    nan3 = np.full((NUM_JOINTS, 3), np.nan, np.float32)
     msg = wpb.Results(
         frame_index=[r.frame_index for r in results],
-        timestamp_s=[np.nan if r.timestamp_s is None else r.timestamp_s for r in results],
+        timestamp_s=[math.nan if r.timestamp_s is None else r.timestamp_s for r in results],
         people=[len(r.people) for r in results],
         track_id=[p.track_id for p in people],
         warnings_per_person=[len(p.warnings) for p in people],
         warnings=[w for p in people for w in p.warnings],
     )
     if people:
-        msg.box.CopyFrom(pack([p.box for p in people]))
-        msg.box_score.CopyFrom(pack([p.box_score for p in people]))
-        msg.keypoints_2d.CopyFrom(pack([p.keypoints_2d for p in people]))
-        msg.keypoint_scores.CopyFrom(pack([p.keypoint_scores for p in people]))
-        msg.keypoints_3d.CopyFrom(pack([p.keypoints_3d for p in people]))
-        camera = [nan3 if p.keypoints_3d_camera is None else p.keypoints_3d_camera for p in people]
-        msg.keypoints_3d_camera.CopyFrom(pack(camera))
-        msg.distance_m.CopyFrom(pack([np.nan if p.distance_m is None else p.distance_m for p in people]))
+        unplaced = np.full((NUM_JOINTS, 3), np.nan, np.float32)
+        pack([p.box for p in people], msg.box)
+        pack([p.box_score for p in people], msg.box_score)
+        pack([p.keypoints_2d for p in people], msg.keypoints_2d)
+        pack([p.keypoint_scores for p in people], msg.keypoint_scores)
+        pack([p.keypoints_3d for p in people], msg.keypoints_3d)
+        pack([unplaced if (c := p.keypoints_3d_camera) is None else c for p in people], msg.keypoints_3d_camera)
+        pack([math.nan if p.distance_m is None else p.distance_m for p in people], msg.distance_m)
     return msg
 
 
 def results_from_pb(msg: wpb.Results) -> list[FrameResult]:
-    n = len(msg.track_id)
-    if sum(msg.people) != n or not len(msg.timestamp_s) == len(msg.frame_index) == len(msg.people):
+    n, counts = len(msg.track_id), list(msg.people)
+    if sum(counts) != n or not len(msg.timestamp_s) == len(msg.frame_index) == len(counts):
         raise ValueError("a Results page whose counts disagree")
     people: list[PersonResult] = []
     if n:
-        box, score = unpack(msg.box, (n, 4)), unpack(msg.box_score, (n,))
+        box, score = unpack(msg.box, (n, 4)), unpack(msg.box_score, (n,)).tolist()
         kp2d, kps = unpack(msg.keypoints_2d, (n, NUM_JOINTS, 2)), unpack(msg.keypoint_scores, (n, NUM_JOINTS))
         kp3d, cam = unpack(msg.keypoints_3d, (n, NUM_JOINTS, 3)), unpack(msg.keypoints_3d_camera, (n, NUM_JOINTS, 3))
-        distance = unpack(msg.distance_m, (n,)).tolist()
+        placed = (~np.isnan(cam[:, 0, 0])).tolist()
+        distance = [None if math.isnan(d) else d for d in unpack(msg.distance_m, (n,)).tolist()]
         warnings, at = list(msg.warnings), 0
-        for i, track in enumerate(msg.track_id):
-            placed = not np.isnan(cam[i, 0, 0])
-            count = msg.warnings_per_person[i]
-            people.append(PersonResult(track, box[i], float(score[i]), kp2d[i], kps[i], kp3d[i],
-                                       cam[i] if placed else None, None if np.isnan(distance[i]) else distance[i],
-                                       tuple(warnings[at : at + count])))  # fmt: skip
+        for i, (track, count) in enumerate(zip(msg.track_id, msg.warnings_per_person, strict=True)):
+            people.append(PersonResult(track, box[i], score[i], kp2d[i], kps[i], kp3d[i], cam[i] if placed[i] else None,
+                                       distance[i], tuple(warnings[at : at + count])))  # fmt: skip
             at += count
     out: list[FrameResult] = []
     at = 0
-    for index, timestamp, count in zip(msg.frame_index, msg.timestamp_s, msg.people, strict=True):
-        out.append(FrameResult(index, None if np.isnan(timestamp) else timestamp, people[at : at + count]))
+    for index, timestamp, count in zip(msg.frame_index, msg.timestamp_s, counts, strict=True):
+        out.append(FrameResult(index, None if math.isnan(timestamp) else timestamp, people[at : at + count]))
         at += count
     return out
 
