@@ -327,7 +327,7 @@ class GatewaySettings(CommonSettings):
         8,
         ge=1,
         le=1024,
-        description="frames of a posted clip the worker runs per step (a Submit call of decoded frames), so they share its batches "
+        description="frames of a posted clip a worker runs per step (one Submit call), so they share its batches "
         "(1 = one frame per call: bit-identical to streaming the clip, but never batched)",
     )
 

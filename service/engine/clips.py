@@ -299,7 +299,7 @@ async def clip_frames(
     """A clip request's frames: an encoded clip decoded here (with its decoder, for its timing), or the
     given source as it is (decoder ``None``)."""
     if not isinstance(frames, EncodedClip):
-        yield (_given(frames) if isinstance(frames, Sequence) else frames), None
+        yield (async_frames(frames) if isinstance(frames, Sequence) else frames), None
         return
     async with decoded_clip(frames, metrics) as decoder:
         yield decoder.frames(), decoder
@@ -314,13 +314,14 @@ async def positioned(
     here (a bounded number of frames ahead), its kept frames from ``start`` on at their positions 0, 1, 2, ...
     Frames given as a sequence or an async source keep their own ``frame_index``."""
     if not isinstance(frames, EncodedClip):
-        yield _chunks(_given(frames) if isinstance(frames, Sequence) else aiter(frames), chunk_frames, 0), None
+        yield _chunks(async_frames(frames) if isinstance(frames, Sequence) else aiter(frames), chunk_frames, 0), None
         return
     async with decoded_clip(frames, metrics, ahead=chunk_frames + DECODE_AHEAD) as decoder:
         yield _chunks(_kept(decoder, frames.start), chunk_frames, frames.start), decoder
 
 
-async def _given(frames: Iterable[Frame]) -> AsyncIterator[Frame]:
+async def async_frames(frames: Iterable[Frame]) -> AsyncIterator[Frame]:
+    """``frames`` as an async source."""
     for frame in frames:
         yield frame
 

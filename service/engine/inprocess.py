@@ -23,13 +23,13 @@ from typing import Any, Final, TypeVar
 import torch
 
 from service.config import CommonSettings, InputKind
-from service.engine.clips import clip_frames, positioned
+from service.engine.clips import async_frames, clip_frames, positioned
 from service.engine.context import FrameOptions, StreamStep, Timings
 from service.engine.door import Ticket, admit
 from service.engine.framebuffer import FrameBuffer, StreamMeta
 from service.engine.lifters import ServedLifter
 from service.engine.loader import Report, load_engine
-from service.engine.pipeline import Pipeline, async_frames
+from service.engine.pipeline import Pipeline
 from service.engine.stream_ids import STREAM_ID_RULE, is_stream_id, new_stream_id
 from service.engine.streams import StreamReopened
 from service.engine.types import (
@@ -206,28 +206,21 @@ class InProcessEngine:
     async def _into_stream(self, work: Work, stream_id: str) -> AsyncGenerator[Progress]:
         """``work``'s frames pushed into ``stream_id`` a chunk at a time (:func:`clips.positioned`), each chunk's
         results yielded; then, with ``work.close``, the stream closed and its tail yielded with a summary."""
-        started = time.monotonic()
-        frames = work.frames
-        chunk_frames = work.chunk_frames or (len(frames) if isinstance(frames, Sequence) else 0)
-        chunk_frames = chunk_frames or self.pipeline.streamed_look_ahead
-        box_source, decode_ms, taken = BoxSource.WHOLE_FRAME, 0.0, 0
-        async with positioned(frames, self.metrics, max(1, chunk_frames)) as (chunks, decoder):
+        started, frames = time.monotonic(), work.frames
+        size = work.chunk_frames or (len(frames) if isinstance(frames, Sequence) else self.pipeline.streamed_look_ahead)
+        box_source, taken = BoxSource.WHOLE_FRAME, 0
+        async with positioned(frames, self.metrics, max(1, size)) as (chunks, decoder):
             async for chunk, taken in chunks:
-                if not chunk:
-                    yield Progress([], taken)
-                    continue
-                deadline = work.deadline
-                if work.chunk_timeout_s is not None:
-                    deadline = time.monotonic() + work.chunk_timeout_s
-                results, box_source = await self._push(stream_id, chunk, deadline)
+                timeout = work.chunk_timeout_s
+                deadline = work.deadline if timeout is None else time.monotonic() + timeout
+                results, box_source = await self._push(stream_id, chunk, deadline) if chunk else ([], box_source)
                 yield Progress(results, taken)
-            decode_ms = 0.0 if decoder is None else decoder.decode_ms
         if work.close:
             model = self._lifter((await self._meta(stream_id)).model).info
             tail = await self.close_stream(stream_id)
             ms = {"total": round((time.monotonic() - started) * 1000.0, 3)}
             if decoder is not None:
-                ms["decode"] = round(decode_ms, 3)
+                ms["decode"] = round(decoder.decode_ms, 3)
             yield Progress(tail, taken, Summary(model, box_source, ms))
 
     def _clip_step(self, options: EstimateOptions, lifter: ServedLifter, deadline: float | None) -> StreamStep:

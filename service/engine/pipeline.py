@@ -14,7 +14,7 @@ import asyncio
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +22,7 @@ import numpy as np
 from model.joints import normalize_screen_coordinates
 from service.config import CommonSettings
 from service.engine.admission import WaitCalibration
+from service.engine.clips import async_frames
 from service.engine.context import FrameOptions, StreamStep, Timings
 from service.engine.detector import PersonDetection
 from service.engine.framebuffer import Emission, FrameBuffer, MemoryFrameBuffer, StreamMeta
@@ -185,12 +186,6 @@ class Pipeline(Stages):
                 self.metrics.stage_duration.labels(stage="buffer").observe(time.monotonic() - started)
         return emission
 
-    async def push_frame(self, step: StreamStep, frame: Frame) -> list[FrameResult]:
-        """One stream frame, at its own ``frame_index``: prepared, appended, and what it made ready lifted."""
-        people, _ = await self.prepare(frame, step, frame.frame_index)
-        prepared = PreparedFrame(frame.frame_index, frame.timestamp_s, people, isinstance(frame, ImageFrame))
-        return await self.lift_emission(step, await self.push(step, prepared))
-
     async def push_in_order(
         self, step: StreamStep, frames: AsyncIterable[Frame], look_ahead: int
     ) -> tuple[list[FrameResult], BoxSource]:
@@ -278,12 +273,6 @@ class _Flow:
 
     slots: asyncio.Semaphore
     order: asyncio.Queue[_Pending | None]
-
-
-async def async_frames(frames: Iterable[Frame]) -> AsyncIterator[Frame]:
-    """``frames`` as an async source (for :meth:`Pipeline.push_in_order`)."""
-    for frame in frames:
-        yield frame
 
 
 def _with_features(people: list[PersonDetection]) -> list[PersonDetection]:

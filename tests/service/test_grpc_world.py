@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from service.config import LimitSettings
+from service.engine.clips import async_frames
 from service.engine.inprocess import InProcessEngine, build_engine
-from service.engine.pipeline import async_frames
 from service.engine.types import (
     EstimateOptions,
     FrameResult,

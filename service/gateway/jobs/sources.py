@@ -89,11 +89,9 @@ class JobSource:
                     stream_id,
                     replace(self.clip, start=start),
                     self.options,
-                    None,
-                    stream_id,
-                    False,
-                    chunk_frames,
-                    chunk_timeout_s,
+                    stream=stream_id,
+                    chunk_frames=chunk_frames,
+                    chunk_timeout_s=chunk_timeout_s,
                 )
             )
             async with contextlib.aclosing(steps):
