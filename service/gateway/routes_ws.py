@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import json
 import logging
 import secrets
@@ -38,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.config import InputKind
 from service.engine.types import EngineClient, EstimateOptions, Frame, ImageFrame
-from service.engine.work import push
+from service.engine.work import close, push
 from service.errors import (
     BadRequest,
     DeadlineExceeded,
@@ -219,8 +218,7 @@ class WsStream:
     async def forget(self) -> None:
         if self.stream_id is not None and self._engine is not None:
             stream_id, self.stream_id = self.stream_id, None
-            with contextlib.suppress(Pose3DError):
-                await self.engine.close_stream(stream_id)
+            await close(self.engine, stream_id)
 
 
 @router.websocket(WS_PATH)

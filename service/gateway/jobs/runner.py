@@ -29,6 +29,7 @@ from typing import Final
 
 from service.config import GatewaySettings
 from service.engine.types import EngineClient, FrameResult
+from service.engine.work import close
 from service.errors import (
     DeadlineExceeded,
     InternalError,
@@ -269,12 +270,7 @@ class JobRunner:
                 return
             record = await asyncio.shield(self.store.get(run.job_id))
             if record.state is JobState.CANCELLED and run.sid is not None:
-                await asyncio.shield(self.engine_close(run.engine, run.sid))
-
-    @staticmethod
-    async def engine_close(engine: EngineClient, sid: str) -> None:
-        with contextlib.suppress(Pose3DError):
-            await engine.close_stream(sid)
+                await close(run.engine, run.sid)
 
     async def aclose(self) -> None:
         """Stop sweeping and running; running jobs are handed over (their leases freed) to be resumed."""
