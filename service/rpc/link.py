@@ -1,9 +1,10 @@
 """The worker link's one codec: engine dataclasses ↔ ``pose3d.worker.v1`` messages (internal, not the public API).
 
 Arrays travel packed (:func:`pack` / :func:`unpack`: little-endian float32 bytes in C order plus the shape; no
-per-value lists). A page of results stacks the people of all its frames, so a page is a handful of arrays whatever
-its size: ``box`` ``(P, 4)`` xyxy pixels, ``keypoints_2d`` ``(P, 17, 2)`` pixels, ``keypoint_scores`` ``(P, 17)``,
-``keypoints_3d`` / ``keypoints_3d_camera`` ``(P, 17, 3)`` metres (NaN: not placed), ``distance_m`` ``(P,)``.
+per-value lists). A page of results stacks the people of all its frames into ONE ``(P, 159)`` array, a row per
+person (:data:`PERSON_FIELDS`: box ``(4,)`` xyxy pixels, box score, ``keypoints_2d`` ``(17, 2)`` pixels,
+``keypoint_scores`` ``(17,)``, ``keypoints_3d`` / ``keypoints_3d_camera`` ``(17, 3)`` metres, ``distance_m``; NaN:
+not placed), decoded as views into one buffer.
 Images and clips cross encoded (the worker decodes them); a decoded ``(H, W, 3) uint8 RGB`` array crosses raw.
 These functions only convert (a malformed message raises ``ValueError``); the gateway validated the input.
 """
@@ -41,6 +42,12 @@ from service.proto_gen.pose3d.worker.v1 import worker_pb2 as wpb
 
 F32: Final = np.dtype("<f4")
 """The wire's float: little-endian float32."""
+PERSON_FIELDS: Final = {
+    "box": (4,), "box_score": (), "keypoints_2d": (NUM_JOINTS, 2), "keypoint_scores": (NUM_JOINTS,),
+    "keypoints_3d": (NUM_JOINTS, 3), "keypoints_3d_camera": (NUM_JOINTS, 3), "distance_m": (),
+}  # fmt: skip
+"""One person's row of a results page, in order, with each field's shape (``()``: one value)."""
+PERSON_WIDTH: Final = sum(math.prod(shape) for shape in PERSON_FIELDS.values())
 
 
 def pack(arrays: npt.NDArray[Any] | Sequence[npt.ArrayLike], target: wpb.Array | None = None) -> wpb.Array:
@@ -170,7 +177,7 @@ def work_from_pb(msg: wpb.Work, deadline: float | None) -> Work:
 
 
 def results_to_pb(results: Sequence[FrameResult]) -> wpb.Results:
-    """A page of results, its people stacked in frame order (one array per field)."""
+    """A page of results: its people stacked in frame order, one packed row of :data:`PERSON_FIELDS` each."""
     people = [p for r in results for p in r.people]
     msg = wpb.Results(
         frame_index=[r.frame_index for r in results],
@@ -180,15 +187,15 @@ def results_to_pb(results: Sequence[FrameResult]) -> wpb.Results:
         warnings_per_person=[len(p.warnings) for p in people],
         warnings=[w for p in people for w in p.warnings],
     )
-    if people:
-        unplaced = np.full((NUM_JOINTS, 3), np.nan, np.float32)
-        pack([p.box for p in people], msg.box)
-        pack([p.box_score for p in people], msg.box_score)
-        pack([p.keypoints_2d for p in people], msg.keypoints_2d)
-        pack([p.keypoint_scores for p in people], msg.keypoint_scores)
-        pack([p.keypoints_3d for p in people], msg.keypoints_3d)
-        pack([unplaced if (c := p.keypoints_3d_camera) is None else c for p in people], msg.keypoints_3d_camera)
-        pack([math.nan if p.distance_m is None else p.distance_m for p in people], msg.distance_m)
+    unplaced = np.full(3 * NUM_JOINTS, np.nan, np.float32)
+    rows = [
+        np.concatenate((p.box, (p.box_score,), p.keypoints_2d, p.keypoint_scores, p.keypoints_3d,
+                        unplaced if p.keypoints_3d_camera is None else p.keypoints_3d_camera,
+                        (math.nan if p.distance_m is None else p.distance_m,)), axis=None, dtype=F32)
+        for p in people
+    ]  # fmt: skip
+    if not pack(rows, msg.person).data:
+        msg.person.shape.append(PERSON_WIDTH)  # (0, 159)
     return msg
 
 
@@ -196,18 +203,18 @@ def results_from_pb(msg: wpb.Results) -> list[FrameResult]:
     n, counts = len(msg.track_id), list(msg.people)
     if sum(counts) != n or not len(msg.timestamp_s) == len(msg.frame_index) == len(counts):
         raise ValueError("a Results page whose counts disagree")
-    people: list[PersonResult] = []
-    if n:
-        box, score = unpack(msg.box, (n, 4)), unpack(msg.box_score, (n,)).tolist()
-        kp2d, kps = unpack(msg.keypoints_2d, (n, NUM_JOINTS, 2)), unpack(msg.keypoint_scores, (n, NUM_JOINTS))
-        kp3d, cam = unpack(msg.keypoints_3d, (n, NUM_JOINTS, 3)), unpack(msg.keypoints_3d_camera, (n, NUM_JOINTS, 3))
-        placed = (~np.isnan(cam[:, 0, 0])).tolist()
-        distance = [None if math.isnan(d) else d for d in unpack(msg.distance_m, (n,)).tolist()]
-        warnings, at = list(msg.warnings), 0
-        for i, (track, count) in enumerate(zip(msg.track_id, msg.warnings_per_person, strict=True)):
-            people.append(PersonResult(track, box[i], score[i], kp2d[i], kps[i], kp3d[i], cam[i] if placed[i] else None,
-                                       distance[i], tuple(warnings[at : at + count])))  # fmt: skip
-            at += count
+    rows, columns, at = unpack(msg.person, (n, PERSON_WIDTH)), list[Any](), 0
+    for shape in PERSON_FIELDS.values():  # views into the one buffer
+        width = math.prod(shape)
+        columns.append(rows[:, at : at + width].reshape(n, *shape) if shape else rows[:, at].tolist())
+        at += width
+    box, score, kp2d, kps, kp3d, cam, distance = columns
+    warnings, at, people = list(msg.warnings), 0, list[PersonResult]()
+    for i, (track, count) in enumerate(zip(msg.track_id, msg.warnings_per_person, strict=True)):
+        placed, d = not math.isnan(cam[i, 0, 0]), distance[i]
+        people.append(PersonResult(track, box[i], score[i], kp2d[i], kps[i], kp3d[i], cam[i] if placed else None,
+                                   None if math.isnan(d) else d, tuple(warnings[at : at + count])))  # fmt: skip
+        at += count
     out: list[FrameResult] = []
     at = 0
     for index, timestamp, count in zip(msg.frame_index, msg.timestamp_s, counts, strict=True):

@@ -81,7 +81,7 @@ def test_a_worker_progress_page_round_trips_bit_exactly_through_packed_arrays() 
 
 def test_a_malformed_packed_array_is_refused() -> None:
     msg = link.results_to_pb([FrameResult(0, None, [_person(1)])])
-    msg.keypoints_3d.shape[:] = [1, 17, 2]
+    msg.person.shape[:] = [1, 150]
     with pytest.raises(ValueError, match="shape"):
         link.results_from_pb(msg)
     msg = link.results_to_pb([FrameResult(0, None, [_person(1)])])

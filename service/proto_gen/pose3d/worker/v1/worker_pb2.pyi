@@ -102,34 +102,22 @@ class Work(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., frames: _Optional[_Union[Frames, _Mapping]] = ..., clip: _Optional[_Union[Clip, _Mapping]] = ..., options: _Optional[_Union[Options, _Mapping]] = ..., stream_id: _Optional[str] = ..., close: _Optional[bool] = ..., chunk_frames: _Optional[int] = ..., chunk_timeout_s: _Optional[float] = ...) -> None: ...
 
 class Results(_message.Message):
-    __slots__ = ("frame_index", "timestamp_s", "people", "track_id", "box", "box_score", "keypoints_2d", "keypoint_scores", "keypoints_3d", "keypoints_3d_camera", "distance_m", "warnings_per_person", "warnings")
+    __slots__ = ("frame_index", "timestamp_s", "people", "track_id", "person", "warnings_per_person", "warnings")
     FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_S_FIELD_NUMBER: _ClassVar[int]
     PEOPLE_FIELD_NUMBER: _ClassVar[int]
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
-    BOX_FIELD_NUMBER: _ClassVar[int]
-    BOX_SCORE_FIELD_NUMBER: _ClassVar[int]
-    KEYPOINTS_2D_FIELD_NUMBER: _ClassVar[int]
-    KEYPOINT_SCORES_FIELD_NUMBER: _ClassVar[int]
-    KEYPOINTS_3D_FIELD_NUMBER: _ClassVar[int]
-    KEYPOINTS_3D_CAMERA_FIELD_NUMBER: _ClassVar[int]
-    DISTANCE_M_FIELD_NUMBER: _ClassVar[int]
+    PERSON_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_PER_PERSON_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     frame_index: _containers.RepeatedScalarFieldContainer[int]
     timestamp_s: _containers.RepeatedScalarFieldContainer[float]
     people: _containers.RepeatedScalarFieldContainer[int]
     track_id: _containers.RepeatedScalarFieldContainer[int]
-    box: Array
-    box_score: Array
-    keypoints_2d: Array
-    keypoint_scores: Array
-    keypoints_3d: Array
-    keypoints_3d_camera: Array
-    distance_m: Array
+    person: Array
     warnings_per_person: _containers.RepeatedScalarFieldContainer[int]
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, frame_index: _Optional[_Iterable[int]] = ..., timestamp_s: _Optional[_Iterable[float]] = ..., people: _Optional[_Iterable[int]] = ..., track_id: _Optional[_Iterable[int]] = ..., box: _Optional[_Union[Array, _Mapping]] = ..., box_score: _Optional[_Union[Array, _Mapping]] = ..., keypoints_2d: _Optional[_Union[Array, _Mapping]] = ..., keypoint_scores: _Optional[_Union[Array, _Mapping]] = ..., keypoints_3d: _Optional[_Union[Array, _Mapping]] = ..., keypoints_3d_camera: _Optional[_Union[Array, _Mapping]] = ..., distance_m: _Optional[_Union[Array, _Mapping]] = ..., warnings_per_person: _Optional[_Iterable[int]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, frame_index: _Optional[_Iterable[int]] = ..., timestamp_s: _Optional[_Iterable[float]] = ..., people: _Optional[_Iterable[int]] = ..., track_id: _Optional[_Iterable[int]] = ..., person: _Optional[_Union[Array, _Mapping]] = ..., warnings_per_person: _Optional[_Iterable[int]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "kind", "version", "weights", "frames", "stride", "joint_set", "device", "needs_image", "flip_test")
