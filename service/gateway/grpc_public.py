@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Final
 
-from starlette.datastructures import UploadFile
-
 from model.joints import H36M_JOINT_NAMES, JointSet
+from service.api.estimate import EstimateContext, estimate_keypoints, estimate_media
+from service.api.fields import world_warnings
+from service.api.media import Media, checked_image
+from service.api.models import resolve_model
+from service.api.validation import safe_request_id
 from service.config import GatewaySettings, InputKind
 from service.engine.stream_ids import is_stream_id
 from service.engine.types import (
@@ -40,9 +42,7 @@ from service.engine.types import (
 )
 from service.engine.windows import WindowSpec
 from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Pose3DError, UnknownStream
-from service.gateway.deps import resolve_model
 from service.gateway.encoding import random_weight_warnings
-from service.gateway.estimate import EstimateContext, estimate_keypoints, estimate_media
 from service.gateway.grpc_inputs import (
     check_frame_header,
     check_keypoint_count,
@@ -51,11 +51,7 @@ from service.gateway.grpc_inputs import (
     public_options,
     stream_keypoint_frame,
 )
-from service.gateway.inputs import Upload, checked_image
 from service.gateway.jobs.grpc import JobsServicer
-from service.gateway.media import SNIFF_BYTES, sniff_media
-from service.gateway.problem import safe_request_id
-from service.gateway.world_inputs import world_warnings
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
@@ -122,10 +118,7 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
             )
         elif kind in ("image", "clip"):
             data: bytes = request.image if kind == "image" else request.clip
-            if not data:
-                raise BadRequest(f"{kind} is empty")
-            upload = Upload(kind=sniff_media(data[:SNIFF_BYTES]), file=UploadFile(file=io.BytesIO(data)))
-            done = await estimate_media(ctx, upload, opts.options, opts.every_nth)
+            done = await estimate_media(ctx, Media.of(data, kind), opts.options, opts.every_nth)
         else:
             raise BadRequest("EstimateRequest needs one of image, clip or keypoints")
         return await asyncio.to_thread(  # built off the event loop

@@ -11,10 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model.joints import JointSet
-from service.config import LimitSettings
-from service.errors import BadRequest, InvalidInput, PayloadTooLarge, Pose3DError
-from service.gateway.schemas import KeypointsRequest
-from service.gateway.validation import (
+from service.api.schemas import KeypointsRequest
+from service.api.validation import (
     check_boxes_inside,
     keypoint_array,
     keypoint_frames,
@@ -23,6 +21,8 @@ from service.gateway.validation import (
     parse_int,
     parse_mode,
 )
+from service.config import LimitSettings
+from service.errors import BadRequest, InvalidInput, PayloadTooLarge, Pose3DError
 
 LIMITS = LimitSettings(max_people=3, max_clip_frames=50)
 SKELETON = [[100.0 + j, 50.0 + 5 * j] for j in range(17)]

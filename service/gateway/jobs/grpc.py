@@ -1,6 +1,6 @@
 # ruff: noqa: N802  (gRPC method names are fixed by the proto)
 """Jobs over gRPC (``pose3d.v1.Pose3D``: SubmitJob, GetJob, WatchJob, CancelJob): a mixin of the public servicer,
-backed by the same store and runner as ``/v1/jobs`` (``jobs_getter`` gives them once the app has started)."""
+backed by the same store and runner as ``/v1/jobs`` (the app's, given to the servicer once the app is built)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from service.api.validation import safe_request_id
 from service.config import GatewaySettings
 from service.engine.types import EngineClient
 from service.errors import BadRequest, Unavailable
 from service.gateway.jobs.results import JobStatus, checked_job_id, first_position_after
 from service.gateway.jobs.service import Jobs, clip_job, create_job, keypoints_job
-from service.gateway.problem import safe_request_id
 from service.jobs.store import JobRecord, JobState
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
@@ -72,10 +72,10 @@ class JobsServicer:
     settings: GatewaySettings
     metrics: Metrics
     _engine: Callable[[], EngineClient]
-    jobs_getter: Callable[[], Jobs | None] | None = None
+    jobs: Jobs | None = None  # the app's (``app.state.jobs``), given once the app is built
 
     def _jobs(self) -> Jobs:
-        jobs = self.jobs_getter() if self.jobs_getter is not None else None
+        jobs = self.jobs
         if jobs is None:
             raise Unavailable("jobs are not available yet (the gateway is starting)", retry_after_s=1.0)
         return jobs

@@ -12,8 +12,8 @@ from typing import Any, Final
 from pydantic import BaseModel, Field
 
 from model.joints import H36M_JOINT_NAMES
+from service.api.schemas import ModelRef, PoseResponse
 from service.gateway.encoding import document_chunks
-from service.gateway.schemas import ModelRef, PoseResponse
 from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob, job_tag
 
 NDJSON: Final = "application/x-ndjson"
