@@ -7,6 +7,7 @@ metres in the camera frame (the pose placed at its solved root translation; see 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -275,19 +276,7 @@ class ModelOut(BaseModel):
 
     @classmethod
     def of(cls, info: ModelInfo) -> ModelOut:
-        return cls(
-            name=info.name,
-            kind=info.kind,
-            version=info.version,
-            weights=info.weights,
-            random_weights=info.random_weights,
-            frames=info.frames,
-            stride=info.stride,
-            joint_set=info.joint_set,
-            device=info.device,
-            needs_image=info.needs_image,
-            flip_test=info.flip_test,
-        )
+        return cls(**dataclasses.asdict(info), random_weights=info.random_weights)
 
 
 class ModelsResponse(BaseModel):
