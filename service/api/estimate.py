@@ -26,17 +26,15 @@ from service.engine.types import (
     ImageFrame,
     ModelInfo,
 )
-from service.metrics import Metrics
 
 
 @dataclass(frozen=True)
 class EstimateContext:
-    """What one estimate runs against: the engine, the gateway's settings and metrics, its id and deadline
+    """What one estimate runs against: the engine, the gateway's settings, its id and deadline
     (event-loop seconds)."""
 
     engine: EngineClient
     settings: GatewaySettings
-    metrics: Metrics
     request_id: str
     deadline: float
 

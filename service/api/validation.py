@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from model.joints import NUM_JOINTS, JointSet
-from service.api.schemas import MAX_MODEL_NAME, KeypointsRequest, StreamFrameKeypoints
+from service.api.schemas import MAX_MODEL_NAME, StreamFrameKeypoints
 from service.config import LimitSettings
 from service.engine.types import FloatArray, KeypointFrame, WindowMode
 from service.errors import BadRequest, InvalidInput, PayloadTooLarge
@@ -175,19 +175,6 @@ def frame_times(timestamps_s: Sequence[float] | None, count: int) -> list[float]
     if not all(math.isfinite(t) for t in timestamps_s):
         raise InvalidInput("timestamps_s must be finite")
     return [float(t) for t in timestamps_s]
-
-
-def keypoint_frames(body: KeypointsRequest, limits: LimitSettings) -> list[KeypointFrame]:
-    """One :class:`KeypointFrame` per frame of a JSON keypoints request (one person per frame)."""
-    xy, scores = keypoint_array(body.keypoints_2d, body.image_size, limits)
-    times = frame_times(body.timestamps_s, xy.shape[0])
-    size = (int(body.image_size[0]), int(body.image_size[1]))
-    return [
-        KeypointFrame(
-            keypoints=xy[i], scores=scores[i], image_size=size, joint_set=body.joint_set, frame_index=i, timestamp_s=t
-        )
-        for i, t in enumerate(times)
-    ]
 
 
 def stream_keypoint_frame(body: StreamFrameKeypoints, limits: LimitSettings) -> KeypointFrame:

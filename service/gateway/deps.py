@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from service.api.models import box_source_for as box_source_for  # re-exported for the stream and job routes
-from service.api.models import keypoints_model as keypoints_model
+from service.api.models import keypoints_model as keypoints_model  # re-exported for the stream routes
 from service.api.models import resolve_model as resolve_model
 from service.config import GatewaySettings
 from service.engine.types import EngineClient

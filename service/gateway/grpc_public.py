@@ -108,7 +108,7 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
         limits = self.settings.limits
         rid = safe_request_id(request.request_id)
         opts = public_options(request.options, limits)
-        ctx = EstimateContext(engine, self.settings, self.metrics, rid, deadline)
+        ctx = EstimateContext(engine, self.settings, rid, deadline)
         kind = request.WhichOneof("input")
         if kind == "keypoints":
             check_keypoint_count(request.keypoints, limits)  # the frame limit first: no per-frame work past it

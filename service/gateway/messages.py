@@ -1,18 +1,12 @@
 """The ``pose3d.v1`` messages of the public gRPC API, derived from the one schema (:mod:`service.api.schemas`).
 
-An answer is built once, as the schema's JSON document (what REST sends), and :func:`to_message` turns that document
-into the message of the same shape. The proto states the same fields under the same names; three mechanical rules,
-read from the message descriptor, cover where the wire form differs — no field is named here:
-
-- a nested array for a repeated number field is flattened in row-major order (``keypoints_2d`` ``(17, 2)`` → 34
-  floats, as the proto comments say);
-- an array for a (non-repeated) message field fills that message's fields in order (``box`` ``[x1, y1, x2, y2]`` →
-  ``Box``);
-- a string for an enum field names the constant ending in it (``"whole_frame"`` → ``BOX_SOURCE_WHOLE_FRAME``).
-
-``None`` leaves a field unset (proto3 ``optional``: absent). Fields the message does not have (REST-only members
-such as ``links``) are dropped. The cost of deriving rather than writing each message by hand is measured in
-``docs/api.md``.
+An answer is built once, as the schema's JSON document (what REST sends); :func:`to_message` turns it into the message
+of the same shape. The proto has the same fields under the same names; three rules read from the message descriptor
+cover where the wire form differs, so no field is named here: a nested array for a repeated number is flattened
+row-major (``keypoints_2d`` ``(17, 2)`` → 34 floats); an array for a message field fills that message's fields in order
+(``box`` → ``Box``); a string for an enum names the constant ending in it (``"whole_frame"`` →
+``BOX_SOURCE_WHOLE_FRAME``). ``None`` leaves a field unset; members the message lacks (``links``) are dropped. The cost
+against a hand-written encoder: ``docs/api.md`` (``python -m bench.schema_cost``).
 """
 
 from __future__ import annotations

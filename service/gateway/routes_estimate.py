@@ -36,7 +36,7 @@ completes."""
 
 def _context(request: Request, deadline: float) -> EstimateContext:
     state = state_of(request)
-    return EstimateContext(engine_of(request), state.settings, state.metrics, request_id_of(request), deadline)
+    return EstimateContext(engine_of(request), state.settings, request_id_of(request), deadline)
 
 
 Outcome = tuple[Estimated, CameraSpec | None]
