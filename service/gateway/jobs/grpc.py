@@ -9,12 +9,13 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 
+from service.api.jobs import JobStatus, clip_job, keypoints_job
 from service.api.validation import safe_request_id
 from service.config import GatewaySettings
 from service.engine.types import EngineClient
 from service.errors import BadRequest, Unavailable
-from service.gateway.jobs.results import JobStatus, checked_job_id, first_position_after
-from service.gateway.jobs.service import Jobs, clip_job, create_job, keypoints_job
+from service.gateway.jobs.results import checked_job_id, first_position_after
+from service.gateway.jobs.service import Jobs, create_job
 from service.gateway.messages import to_message
 from service.jobs.store import JobRecord, JobState
 from service.metrics import Metrics

@@ -8,11 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from service.api.jobs import JobList, JobStatus
 from service.api.schemas import PROBLEM_RESPONSES, KeypointsRequest, MediaFields
 from service.errors import Conflict
 from service.gateway.encoding import pieces
 from service.gateway.inputs import FORM_LIMITS, JSONBodyRoute, multipart_route
-from service.gateway.jobs.results import NDJSON, JobList, JobStatus, checked_job_id, document, ndjson
+from service.gateway.jobs.results import NDJSON, checked_job_id, document, ndjson
 from service.gateway.jobs.service import jobs_of, submit_clip, submit_keypoints
 from service.jobs.store import JobRecord, JobState, UnknownJob
 from service.security.door import own_job_ids, owned_job
