@@ -23,6 +23,7 @@ from service.client.results import estimate_json
 from service.client.sources import encode_frame, synthetic_image
 from service.gateway.app import create_app
 from service.gateway.grpc_server import PublicGrpcServer
+from service.gateway.inputs import MAX_FIELD_BYTES, MAX_FORM_FIELDS
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
@@ -89,6 +90,20 @@ def test_json_on_the_old_path_answers_as_the_keypoints_route(client: TestClient)
     assert {k for k in old_job.json() if k not in ("job_id", "links", "created_s")} == {
         k for k in new_job.json() if k not in ("job_id", "links", "created_s")
     }
+
+
+def test_the_declared_form_keeps_the_services_bounds(client: TestClient) -> None:
+    """FastAPI reads the form within ``FORM_LIMITS``: past them a 400 problem, never a parse of all of it."""
+    image = ("a.jpg", encode_frame(synthetic_image(0, 64, 48)), "image/jpeg")
+    many_fields = {f"x{i}": "1" for i in range(MAX_FORM_FIELDS + 1)}
+    for path in ("/v1/pose3d", "/v1/jobs"):
+        too_many = client.post(path, files={"file": image}, data=many_fields)
+        assert too_many.status_code == 400, too_many.text
+        assert too_many.headers["content-type"] == "application/problem+json"
+        two_files = client.post(path, files=[("file", image), ("other", image)])
+        assert two_files.status_code == 400, two_files.text
+        big_field = client.post(path, files={"file": image}, data={"model": "m" * (MAX_FIELD_BYTES + 1)})  # else a 422
+        assert big_field.status_code == 400, big_field.text
 
 
 @pytest.fixture
