@@ -6,7 +6,7 @@
     .venv/bin/python -m bench.clip --device cuda        # GPU
 
 "Before" is :func:`bench.clip_paths.run_clip_frame_by_frame` (each decoded frame pushed into an engine
-stream and answered before the next is decoded: batches of one); "after" is :func:`service.gateway.clips.run_clip`
+stream and answered before the next is decoded: batches of one); "after" is :func:`service.api.clips.run_clip`
 (the clip sent encoded; the engine decodes it on a thread, taking frames a detector batch ahead: a clip's frames
 share batches). Both
 run on the same started engine, on the same synthetic MP4 (one whole-frame person per frame), after a
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -29,9 +28,10 @@ from pathlib import Path
 
 import torch
 from prometheus_client import generate_latest
-from starlette.datastructures import UploadFile
 
 from bench.clip_paths import run_clip_frame_by_frame
+from service.api.clips import ClipOutcome, run_clip
+from service.api.media import Media, MediaKind
 from service.client.sources import write_synthetic_clip
 from service.config import (
     CommonSettings,
@@ -44,9 +44,6 @@ from service.config import (
 )
 from service.engine.inprocess import InProcessEngine
 from service.engine.types import EngineClient, EstimateOptions
-from service.gateway.clips import ClipOutcome, run_clip
-from service.gateway.inputs import Upload
-from service.gateway.media import MediaKind
 from service.metrics import Metrics
 from service.rpc.remote_engine import RemoteEngineClient
 from tests.service.worker_support import serve_worker
@@ -87,7 +84,7 @@ def detect_batches(metrics: Metrics) -> tuple[float, float]:
 
 
 async def measure(path: ClipPath, engine: EngineClient, clip: bytes, metrics: Metrics) -> Measured:
-    upload = Upload(kind=MediaKind.MP4, file=UploadFile(file=io.BytesIO(clip)))
+    upload = Media(MediaKind.MP4, clip)
     limits = LimitSettings(max_clip_frames=100_000, max_clip_seconds=100_000, max_body_bytes=1 << 40)
     batches, people = detect_batches(metrics)
     started = time.perf_counter()

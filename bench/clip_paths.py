@@ -1,6 +1,6 @@
 """Earlier ways of running a posted clip, kept as references to measure and test the gateway's path against.
 
-The gateway now sends a clip encoded (:func:`service.gateway.clips.run_clip`: the engine decodes it). These
+The gateway now sends a clip encoded (:func:`service.api.clips.run_clip`: the engine decodes it). These
 decode the clip on the caller's side instead, as the gateway did before:
 
 - :func:`run_clip_decoded_here`: decoded on a thread here, the frames handed to ``engine.estimate_clip`` as an
@@ -8,8 +8,8 @@ decode the clip on the caller's side instead, as the gateway did before:
 - :func:`run_clip_frame_by_frame`: one frame decoded, pushed and answered at a time into an engine stream (no
   two frames of a clip share a batch).
 
-Both take the arguments of :func:`~service.gateway.clips.run_clip` and give a
-:class:`~service.gateway.clips.ClipOutcome` (results in source order, ``frame_index`` = source index).
+Both take the arguments of :func:`~service.api.clips.run_clip` and give a
+:class:`~service.api.clips.ClipOutcome` (results in source order, ``frame_index`` = source index).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import contextlib
 import secrets
 import time
 
+from service.api.clips import ClipOutcome, encoded_clip
+from service.api.media import Media
 from service.config import LimitSettings
 from service.engine.clips import decoded_clip
 from service.engine.types import (
@@ -31,12 +33,10 @@ from service.engine.types import (
 )
 from service.engine.work import collect, push
 from service.errors import Pose3DError
-from service.gateway.clips import ClipOutcome, encoded_clip
-from service.gateway.inputs import Upload
 
 
 async def run_clip_decoded_here(
-    engine: EngineClient, upload: Upload, options: EstimateOptions, limits: LimitSettings, every_nth: int,
+    engine: EngineClient, upload: Media, options: EstimateOptions, limits: LimitSettings, every_nth: int,
     deadline: float,
 ) -> ClipOutcome:  # fmt: skip
     """The clip decoded here (a bounded number of frames ahead), its frames streamed into ``estimate_clip``."""
@@ -76,7 +76,7 @@ async def _push_decoded(
 
 
 async def run_clip_frame_by_frame(
-    engine: EngineClient, upload: Upload, options: EstimateOptions, limits: LimitSettings, every_nth: int,
+    engine: EngineClient, upload: Media, options: EstimateOptions, limits: LimitSettings, every_nth: int,
     deadline: float,
 ) -> ClipOutcome:  # fmt: skip
     """Each decoded frame pushed into a fresh engine stream and answered before the next; then the tail. The

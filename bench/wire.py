@@ -14,14 +14,14 @@ machine's load average.
 Both ways go through the real path: a :class:`~service.rpc.remote_engine.RemoteEngineClient` to a worker
 servicer around an :class:`~service.engine.inprocess.InProcessEngine` (tiny random-weight models: hrnet-micro
 detector, capf-tiny lifter) on a loopback gRPC port, all in this process. ``raw``: the gateway decodes the JPEG
-(:func:`service.gateway.media.decode_image`, as before) and ships ``(H, W, 3) uint8``; ``encoded``: it checks the
-headers (:func:`service.gateway.media.validate_image`) and ships the JPEG, which the worker's decode stage
+(:func:`service.api.media.decode_image`, as before) and ships ``(H, W, 3) uint8``; ``encoded``: it checks the
+headers (:func:`service.api.media.validate_image`) and ships the JPEG, which the worker's decode stage
 decodes. Printed: bytes per frame on the wire (the serialised worker ``Frame``) and end-to-end frames/s over
 ``--requests`` image estimates, ``--concurrency`` at a time.
 
 Clips (``--clip-frames`` > 0): ``raw``: the gateway decodes the MP4 (:func:`bench.clip_paths.run_clip_decoded_here`,
 as it did before) and the frames go as ``(H, W, 3) uint8`` in ``Submit`` calls of ``--chunk`` frames;
-``encoded``: :func:`service.gateway.clips.run_clip` probes the header and the MP4 goes in one ``Submit`` call,
+``encoded``: :func:`service.api.clips.run_clip` probes the header and the MP4 goes in one ``Submit`` call,
 decoded by the worker. Bytes per frame: the serialised ``Work`` messages over the clip's frames; frames/s: clip
 frames over the wall time of the whole clip::
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import platform
 import sys
@@ -45,12 +44,19 @@ import cv2
 import google.protobuf
 import numpy as np
 from google.protobuf.internal import api_implementation
-from starlette.datastructures import UploadFile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.clip_paths import run_clip_decoded_here  # noqa: E402
+from service.api.clips import run_clip  # noqa: E402
+from service.api.media import (  # noqa: E402
+    Media,
+    MediaKind,
+    clip_limits,
+    decode_image,
+    validate_image,
+)
 from service.client.sources import write_synthetic_clip  # noqa: E402
 from service.config import (  # noqa: E402
     DetectorSettings,
@@ -62,7 +68,7 @@ from service.config import (  # noqa: E402
 )
 from service.engine.clips import decoded_clip  # noqa: E402
 from service.engine.inprocess import InProcessEngine  # noqa: E402
-from service.engine.types import (  # noqa: E402  # noqa: E402
+from service.engine.types import (  # noqa: E402
     EncodedClip,
     EstimateOptions,
     Frame,
@@ -73,9 +79,6 @@ from service.engine.types import (  # noqa: E402  # noqa: E402
     Work,
 )
 from service.engine.work import collect  # noqa: E402
-from service.gateway.clips import run_clip  # noqa: E402
-from service.gateway.inputs import Upload  # noqa: E402
-from service.gateway.media import MediaKind, clip_limits, decode_image, validate_image  # noqa: E402
 from service.metrics import Metrics  # noqa: E402
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb  # noqa: E402
 from service.proto_gen.pose3d.worker.v1 import worker_pb2 as wpb  # noqa: E402
@@ -157,7 +160,7 @@ async def clip_wire_bytes(mode: str, clip: bytes, chunk: int) -> int:
 async def run_clip_mode(client: RemoteEngineClient, mode: str, clip: bytes) -> tuple[float, int]:
     """Frames per second of one clip through the worker, and its frames."""
     path = run_clip_decoded_here if mode == "raw" else run_clip
-    upload = Upload(kind=MediaKind.MP4, file=UploadFile(file=io.BytesIO(clip)))
+    upload = Media(MediaKind.MP4, clip)
     started = time.perf_counter()
     outcome = await path(client, upload, EstimateOptions(model="capf"), CLIP_LIMITS, 1, time.monotonic() + 3600)
     return outcome.frames_processed / (time.perf_counter() - started), outcome.frames_processed

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from pydantic.json_schema import models_json_schema
 
+from service.api.schemas import StreamFrameKeypoints
 from service.config import GatewaySettings
 from service.engine.types import EngineClient, ModelInfo
 from service.errors import Unavailable
@@ -25,10 +26,9 @@ from service.gateway.auth_rest import AuthGuard
 from service.gateway.deps import GatewayState
 from service.gateway.docs_pages import mount_redoc
 from service.gateway.jobs import routes as job_routes
-from service.gateway.jobs.service import jobs_lifespan
+from service.gateway.jobs.service import jobs_running, make_jobs
 from service.gateway.limits import GatewayGuard
 from service.gateway.problem import install_problem_handlers
-from service.gateway.schemas import KeypointsRequest, StreamFrameKeypoints
 from service.metrics import Metrics
 from service.redaction import redact
 from service.security.guard import Security
@@ -80,7 +80,7 @@ def log_models(models: list[ModelInfo], settings: GatewaySettings) -> None:
 
 
 def _openapi_with_body_models(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """OpenAPI generator that also publishes the JSON body models the dual-content routes reference."""
+    """OpenAPI generator that also publishes the JSON body model the dual-content stream frame route references."""
     from fastapi.openapi.utils import get_openapi
 
     def build() -> dict[str, Any]:
@@ -88,7 +88,7 @@ def _openapi_with_body_models(app: FastAPI) -> Callable[[], dict[str, Any]]:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         _, extra = models_json_schema(
-            [(KeypointsRequest, "validation"), (StreamFrameKeypoints, "validation")],
+            [(StreamFrameKeypoints, "validation")],
             ref_template="#/components/schemas/{model}",
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
@@ -142,7 +142,7 @@ def create_app(
             log.warning("engine not ready yet (%s); requests get 503 until it is", exc.detail)
         _log_ready(settings)
         try:
-            async with jobs_lifespan(app, state):
+            async with jobs_running(app.state.jobs):
                 yield
         finally:
             state.engine = None
@@ -156,6 +156,7 @@ def create_app(
     )
     mount_redoc(app)  # /redoc: no CDN logo either (see service/gateway/docs_pages.py)
     app.state.gateway = state
+    app.state.jobs = make_jobs(state)  # REST routes and the gRPC servicer share them
     app.state.settings = settings
     app.state.security = security  # /readyz (key file, Redis); WebSocket frames (bucket, revocation)
     install_problem_handlers(app, settings.limits.retry_after_s)

@@ -19,8 +19,8 @@ from typing import Any, Final
 
 import grpc
 
+from service.api.validation import safe_request_id
 from service.errors import Pose3DError
-from service.gateway.problem import safe_request_id
 from service.rpc.status import abort_with
 from service.security.grpc_door import Abort, metadata_key, refusing
 from service.security.guard import Security, principal

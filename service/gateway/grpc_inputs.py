@@ -17,11 +17,11 @@ import numpy as np
 import numpy.typing as npt
 
 from model.joints import NUM_JOINTS, JointSet
+from service.api.schemas import MAX_FRAME_INDEX
+from service.api.validation import check_boxes, frame_times, keypoint_array, parse_model_name
 from service.config import LimitSettings
 from service.engine.types import EstimateOptions, FloatArray, KeypointFrame
 from service.errors import InvalidInput, PayloadTooLarge
-from service.gateway.schemas import MAX_FRAME_INDEX
-from service.gateway.validation import check_boxes, frame_times, keypoint_array, parse_model_name
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.rpc.codec import JOINT_SET_FROM_PB, WINDOW_MODE_FROM_PB, world_from_pb
 from service.rpc.wire import field_bytes

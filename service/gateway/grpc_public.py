@@ -15,23 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Final
 
-from starlette.datastructures import UploadFile
-
 from model.joints import H36M_JOINT_NAMES, JointSet
+from service.api.estimate import EstimateContext, estimate_keypoints, estimate_media
+from service.api.media import Media, checked_image
+from service.api.models import resolve_model
+from service.api.schemas import Frame as FrameDocument
+from service.api.schemas import ModelOut
+from service.api.validation import safe_request_id
 from service.config import GatewaySettings, InputKind
 from service.engine.stream_ids import is_stream_id
 from service.engine.types import (
-    BoxSource,
     EngineClient,
-    EstimateOptions,
-    EstimateResult,
     Frame,
     FrameResult,
     ImageFrame,
@@ -41,9 +41,7 @@ from service.engine.types import (
 from service.engine.windows import WindowSpec
 from service.engine.work import push
 from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Pose3DError, UnknownStream
-from service.gateway.deps import resolve_model
-from service.gateway.encoding import random_weight_warnings
-from service.gateway.estimate import EstimateContext, estimate_keypoints, estimate_media
+from service.gateway.encoding import PoseAnswer
 from service.gateway.grpc_inputs import (
     check_frame_header,
     check_keypoint_count,
@@ -52,11 +50,8 @@ from service.gateway.grpc_inputs import (
     public_options,
     stream_keypoint_frame,
 )
-from service.gateway.inputs import Upload, checked_image
 from service.gateway.jobs.grpc import JobsServicer
-from service.gateway.media import SNIFF_BYTES, sniff_media
-from service.gateway.problem import safe_request_id
-from service.gateway.world_inputs import world_warnings
+from service.gateway.messages import to_message
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
@@ -114,7 +109,7 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
         limits = self.settings.limits
         rid = safe_request_id(request.request_id)
         opts = public_options(request.options, limits)
-        ctx = EstimateContext(engine, self.settings, self.metrics, rid, deadline)
+        ctx = EstimateContext(engine, self.settings, rid, deadline)
         kind = request.WhichOneof("input")
         if kind == "keypoints":
             check_keypoint_count(request.keypoints, limits)  # the frame limit first: no per-frame work past it
@@ -123,37 +118,19 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
             )
         elif kind in ("image", "clip"):
             data: bytes = request.image if kind == "image" else request.clip
-            if not data:
-                raise BadRequest(f"{kind} is empty")
-            upload = Upload(kind=sniff_media(data[:SNIFF_BYTES]), file=UploadFile(file=io.BytesIO(data)))
-            done = await estimate_media(ctx, upload, opts.options, opts.every_nth)
+            done = await estimate_media(ctx, Media.of(data, kind), opts.options, opts.every_nth)
         else:
             raise BadRequest("EstimateRequest needs one of image, clip or keypoints")
-        return await asyncio.to_thread(  # built off the event loop
-            self._response, rid, done.model, done.box_source, done.frames, done.timings_ms, opts.options
-        )
-
-    @staticmethod
-    def _response(
-        rid: str,
-        info: ModelInfo,
-        box_source: BoxSource,
-        frames: list[FrameResult],
-        timings_ms: dict[str, float],
-        options: EstimateOptions,
-    ) -> pb.EstimateResponse:
-        result = EstimateResult(rid, info, box_source, frames, timings_ms)
-        response = codec.estimate_result_to_pb(result, H36M_JOINT_NAMES)
-        response.warnings.extend(random_weight_warnings(info) + world_warnings(options.camera, frames))
-        return response
+        answer = PoseAnswer(rid, done.model, done.box_source, done.frames, done.timings_ms, opts.options.camera)
+        return await asyncio.to_thread(_estimate_response, answer)  # built off the event loop
 
     @unary("grpc.ListModels")
     async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
         engine = self._engine()
         models, components = await engine.models(), await engine.components()
         return pb.ListModelsResponse(
-            models=[codec.model_info_to_pb(m) for m in models],
-            components=[codec.model_info_to_pb(c) for c in components],
+            models=[_model_info(m) for m in models],
+            components=[_model_info(c) for c in components],
         )
 
     # ---- bidirectional stream -----------------------------------------------------------------------------------
@@ -195,7 +172,7 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
                 if isinstance(item, BaseException):
                     raise item
                 assert isinstance(item, FrameResult)
-                yield pb.StreamEstimateResponse(result=codec.frame_result_to_pb(item))
+                yield pb.StreamEstimateResponse(result=to_message(FrameDocument.of(item).model_dump(), pb.FrameResult))
         finally:
             watch.cancel()
             pump.cancel()
@@ -234,7 +211,7 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
             frames_received=info.frames_received,
             frames_emitted=info.frames_emitted,
             lag_frames=lag,
-            model_info=codec.model_info_to_pb(model),
+            model_info=_model_info(model),
             joint_names=list(H36M_JOINT_NAMES),
         )
         return opened, joint_set
@@ -277,6 +254,15 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
             raise
         except Exception as exc:
             await queue.put(exc if isinstance(exc, Pose3DError) else as_service_error(exc, "grpc.StreamEstimate"))
+
+
+def _estimate_response(answer: PoseAnswer) -> pb.EstimateResponse:
+    """The REST document of ``answer`` as the gRPC message (CPU work in proportion to the frames: on a thread)."""
+    return to_message(answer.to_document(), pb.EstimateResponse)
+
+
+def _model_info(info: ModelInfo) -> pb.ModelInfo:
+    return to_message(ModelOut.of(info).model_dump(), pb.ModelInfo)
 
 
 def _loop_time(deadline: float) -> float:

@@ -118,7 +118,7 @@ async def run_gateway(
             public.engine = engine
         app = create_app(settings, engine=engine, metrics=metrics, security=security)
         if public is not None:  # gRPC jobs share the app's job store and runner
-            public.servicer.jobs_getter = lambda: getattr(app.state, "jobs", None)
+            public.servicer.jobs = app.state.jobs
         head = bounded_protocol(settings.limits.max_header_bytes, settings.limits.max_headers)  # 431 past them
         config = uvicorn.Config(
             app,

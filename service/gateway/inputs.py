@@ -1,28 +1,42 @@
 """Reading request bodies: content-type dispatch, multipart forms with one ``file``, JSON documents.
 
-The body size is bounded by the guard middleware; here only the shape of the body is checked.
+The body size is bounded by the guard middleware; here only the shape of the body is checked. The two route
+classes let FastAPI declare and document a route's body (``File``/``Form`` parameters, a pydantic JSON model) while
+this service keeps its own rules: the content type is checked (415) and the engine asked for (503) before a byte of
+the body is read, and a JSON keypoints body is parsed by the endpoint off the event loop, never by FastAPI on it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from fastapi import Request
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
+from service.api.media import SNIFF_BYTES, EncodedImage, Media, MediaKind, sniff_media, upload_image
+from service.api.media import checked_image as checked_image  # re-exported for the WebSocket route
+from service.api.validation import validation_problem
 from service.config import LimitSettings
 from service.errors import BadRequest, UnsupportedMediaType
-from service.gateway.media import SNIFF_BYTES, MediaKind, sniff_media, validate_image
-from service.gateway.problem import validation_problem
+from service.gateway.deps import engine_of
+
+if TYPE_CHECKING:
+    from fastapi._form_limits import _FormLimits
 
 Model = TypeVar("Model", bound=BaseModel)
 
 MAX_FORM_FIELDS = 16
 MAX_FIELD_BYTES = 64 * 1024
+FORM_LIMITS: Final[_FormLimits] = {"max_files": 1, "max_fields": MAX_FORM_FIELDS, "max_part_size": MAX_FIELD_BYTES}
+"""What FastAPI may read of a multipart form (``form_limits`` of a route; past them: 400)."""
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 class BodyKind(StrEnum):
@@ -83,26 +97,9 @@ async def form_upload(form: FormData) -> Upload:
     return Upload(kind=kind, file=value)
 
 
-@dataclass(frozen=True)
-class EncodedImage:
-    """An image as the client sent it (JPEG/PNG/WebP bytes), checked from its headers; decoded by the engine."""
-
-    data: bytes
-    width: int
-    height: int
-
-
-def checked_image(data: bytes, limits: LimitSettings) -> EncodedImage:
-    """``data`` validated from its headers (:func:`~service.gateway.media.validate_image`); nothing is decoded."""
-    _, width, height = validate_image(data, limits)
-    return EncodedImage(data, width, height)
-
-
 async def read_upload_image(upload: Upload, limits: LimitSettings) -> EncodedImage:
     """The uploaded image's bytes, validated from its headers (the engine's decode stage decodes it)."""
-    if not upload.kind.is_image:
-        raise UnsupportedMediaType(f"expected an image (JPEG, PNG, WebP), got a {upload.kind.value} clip")
-    return checked_image(await upload.file.read(), limits)
+    return upload_image(Media(upload.kind, await upload.file.read()), limits)
 
 
 async def read_json(request: Request, model: type[Model], where: str = "JSON body") -> Model:
@@ -116,3 +113,40 @@ async def read_json(request: Request, model: type[Model], where: str = "JSON bod
         return model.model_validate(document)
     except ValidationError as exc:
         raise validation_problem(exc, where) from None
+
+
+class JSONBodyRoute(APIRoute):
+    """A route whose JSON body FastAPI documents from the endpoint's pydantic parameter but never reads: the endpoint
+    is called as ``endpoint(request, None)`` and reads and validates the body itself, off the event loop (a
+    20 000-frame keypoints body parsed by FastAPI on the loop would stall every other request)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint = self.endpoint
+
+        async def handler(request: Request) -> Response:
+            if body_kind(request) is not BodyKind.JSON:
+                raise UnsupportedMediaType("send the keypoints as application/json")
+            engine_of(request)  # 503 before reading a body the engine could not take
+            response: Response = await endpoint(request, None)
+            return response
+
+        return handler
+
+
+def multipart_route(json_alias: Handler) -> type[APIRoute]:
+    """A route class for a ``multipart/form-data`` route whose path also answered JSON before the routes were split:
+    a JSON body goes to ``json_alias`` (the keypoints route's endpoint, unchanged), any other non-multipart body is a
+    415, and the engine is asked for (503) before FastAPI reads the form."""
+
+    class MultipartRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def dispatch(request: Request) -> Response:
+                kind = body_kind(request)
+                engine_of(request)
+                return await (json_alias(request) if kind is BodyKind.JSON else handler(request))
+
+            return dispatch
+
+    return MultipartRoute

@@ -18,13 +18,13 @@ import numpy.typing as npt
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
+from service.api.media import SNIFF_BYTES, decode_image, sniff_media
+from service.api.validation import parse_int
 from service.engine.clips import UPLOAD_DEMUX_OPTIONS
 from service.errors import BadRequest, InvalidInput
 from service.export.formats import ExportError, ExportFormat, export_document
 from service.gateway.encoding import PoseAnswer, encode_answer, pieces
-from service.gateway.media import SNIFF_BYTES, decode_image, sniff_media
 from service.gateway.output_pool import output_pool
-from service.gateway.validation import parse_int
 
 OUTPUT_PARAMETERS: list[dict[str, Any]] = [
     {

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import uuid
 from typing import Any
 
@@ -17,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.api.validation import safe_request_id as safe_request_id  # the request id and 422 rules live there
+from service.api.validation import validation_problem as validation_problem
 from service.errors import (
     BadRequest,
     InternalError,
@@ -33,15 +34,6 @@ log = logging.getLogger("pose3d.gateway")
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:pose3d:problem:"
 REQUEST_ID_HEADER = "X-Request-ID"
-
-
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-def safe_request_id(offered: str | None) -> str:
-    """A client's request id when it is sane (1-128 of ``A-Za-z0-9._:-``: safe in logs and headers),
-    else a fresh uuid4 hex."""
-    return offered if offered and _SAFE_REQUEST_ID.match(offered) else uuid.uuid4().hex
 
 
 def request_id_of(request: Request) -> str:
@@ -92,33 +84,6 @@ def problem_response(
         headers=headers,
         media_type=PROBLEM_MEDIA_TYPE,
     )
-
-
-class ValidationProblem(InvalidInput):
-    """422 carrying the field-level errors as the ``errors`` extension member."""
-
-    def __init__(self, detail: str, errors: list[dict[str, Any]]) -> None:
-        super().__init__(detail)
-        self.extensions = {"errors": errors}
-
-
-def _plain_errors(errors: Any) -> list[dict[str, Any]]:
-    """Pydantic error dicts reduced to JSON-safe ``loc``/``msg``/``type`` (never echoing the input)."""
-    out: list[dict[str, Any]] = []
-    for err in list(errors)[:20]:
-        if isinstance(err, dict):
-            loc = [p if isinstance(p, int) else str(p) for p in err.get("loc", ())]
-            out.append({"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))})
-    return out
-
-
-def validation_problem(exc: Any, where: str = "request") -> ValidationProblem:
-    """Turn a pydantic ``ValidationError`` / FastAPI ``RequestValidationError`` into a 422 problem."""
-    errors = _plain_errors(exc.errors())
-    first = errors[0] if errors else {"loc": [], "msg": "invalid"}
-    loc = ".".join(str(p) for p in first["loc"])
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return ValidationProblem(f"{where} is invalid at {loc or 'top level'}: {first['msg']}{more}", errors)
 
 
 _HTTP_STATUS_ERRORS: dict[int, type[Pose3DError]] = {

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from service.api.schemas import PROBLEM_RESPONSES, ModelOut, ModelsResponse, Readiness
 from service.errors import Pose3DError
 from service.gateway.deps import engine_of, state_of
-from service.gateway.schemas import PROBLEM_RESPONSES, ModelOut, ModelsResponse, Readiness
 
 router = APIRouter()
 

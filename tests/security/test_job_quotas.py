@@ -120,7 +120,7 @@ async def test_submit_job_over_grpc_is_resource_exhausted_past_the_open_job_limi
     runner = JobRunner(store, settings, lambda: gated)
     runner.start()
     public = PublicGrpcServer(settings, metrics, security)
-    public.servicer.jobs_getter = lambda: Jobs(store, runner)
+    public.servicer.jobs = Jobs(store, runner)
     port = await public.start()
     public.engine = owned(gated, security)
     body = json.dumps(keypoints_body(3, model="toy"))

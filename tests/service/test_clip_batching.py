@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import io
 import re
 import threading
 import time
@@ -22,9 +21,10 @@ from typing import Any
 import numpy as np
 import pytest
 from prometheus_client import generate_latest
-from starlette.datastructures import UploadFile
 
 from bench.clip_paths import run_clip_frame_by_frame
+from service.api.clips import run_clip
+from service.api.media import Media, MediaKind
 from service.config import EngineSettings, LimitSettings
 from service.engine.inprocess import InProcessEngine
 from service.engine.types import (
@@ -35,9 +35,6 @@ from service.engine.types import (
 )
 from service.engine.work import collect
 from service.errors import PayloadTooLarge
-from service.gateway.clips import run_clip
-from service.gateway.inputs import Upload
-from service.gateway.media import MediaKind
 from service.metrics import Metrics
 from service.rpc.remote_engine import RemoteEngineClient
 from tests.service import test_engine_support as support
@@ -82,8 +79,8 @@ def _assert_same_results(got: Sequence[FrameResult], want: Sequence[FrameResult]
     assert np.concatenate(close).mean() >= 0.9
 
 
-def _upload(clip: bytes) -> Upload:
-    return Upload(kind=MediaKind.MP4, file=UploadFile(file=io.BytesIO(clip)))
+def _upload(clip: bytes) -> Media:
+    return Media(MediaKind.MP4, clip)
 
 
 @pytest.mark.slow
@@ -203,7 +200,7 @@ async def test_remote_clip_goes_in_chunks_to_a_worker_that_batches_it() -> None:
 
 async def test_a_clip_failing_half_way_stops_its_decoder_and_reports_why() -> None:
     clip = rolling_clip(60, 160, 120, kind="webm")  # WebM states no frame count: the limit trips while decoding
-    upload = Upload(kind=MediaKind.WEBM, file=UploadFile(file=io.BytesIO(clip)))
+    upload = Media(MediaKind.WEBM, clip)
     engine = await _engine(max_batch_size=4, max_delay_ms=1.0)
     try:
         limits = LimitSettings(max_clip_frames=30, max_clip_seconds=600)

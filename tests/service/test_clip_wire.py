@@ -10,13 +10,13 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import time
 from collections.abc import AsyncGenerator
 
 import pytest
-from starlette.datastructures import UploadFile
 
+from service.api.clips import run_clip
+from service.api.media import Media, MediaKind, clip_limits
 from service.config import GatewaySettings, LimitSettings, WorkerSettings
 from service.engine.types import (
     ClipLimits,
@@ -28,9 +28,6 @@ from service.engine.types import (
     Work,
 )
 from service.errors import PayloadTooLarge
-from service.gateway.clips import run_clip
-from service.gateway.inputs import Upload
-from service.gateway.media import MediaKind, clip_limits
 from service.proto_gen.pose3d.worker.v1 import worker_pb2 as wpb
 from service.rpc import link
 from service.rpc.remote_engine import RemoteEngineClient
@@ -69,8 +66,8 @@ class Recording(ToyEngine):
             yield step
 
 
-def _upload(data: bytes, kind: MediaKind = MediaKind.MP4) -> Upload:
-    return Upload(kind=kind, file=UploadFile(file=io.BytesIO(data)))
+def _upload(data: bytes, kind: MediaKind = MediaKind.MP4) -> Media:
+    return Media(kind, data)
 
 
 async def test_the_gateway_sends_the_clip_bytes_untouched_and_the_engine_decodes_them() -> None:

@@ -32,7 +32,7 @@ async def stub() -> AsyncIterator[Any]:
     runner = JobRunner(store, settings, lambda: engine)
     runner.start()
     public = PublicGrpcServer(settings, metrics)
-    public.servicer.jobs_getter = lambda: Jobs(store, runner)
+    public.servicer.jobs = Jobs(store, runner)
     port = await public.start()
     public.engine = engine
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

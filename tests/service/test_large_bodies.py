@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
+from service.api import json_offload
 from service.config import LimitSettings
-from service.gateway.jobs import json_offload
 from tests.service.rest_support import LiveServer, live_server, tiny_settings
 
 BODY_MB = 60

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from service.api.media import ClipReader, DecodedFrame, MediaKind
 from service.config import EngineSettings, LimitSettings
-from service.gateway.media import ClipReader, DecodedFrame, MediaKind
 from tests.service.media_samples import rolling_clip
 from tests.service.rest_support import live_server, tiny_settings
 

@@ -58,7 +58,8 @@ def test_malformed_requests_are_400(client: httpx.Client) -> None:
     assert_problem(_post_form(client, _jpeg(), flip_test="perhaps"), 400, "bad-request")
     assert_problem(_post_form(client, _jpeg(), max_people="many"), 400, "bad-request")
     no_file = client.post("/v1/pose3d", data={"model": "capf"}, files={"other": ("x.bin", b"123", "a/b")})
-    assert_problem(no_file, 400, "bad-request")
+    missing = assert_problem(no_file, 422, "invalid-input")  # a declared field (FastAPI's File): a field error
+    assert missing["errors"][0]["loc"] == ["body", "file"]
     broken = client.post(
         "/v1/pose3d", content=b"--xyz\r\nnot a part", headers={"content-type": "multipart/form-data; boundary=xyz"}
     )

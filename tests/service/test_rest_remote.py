@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from service.api.schemas import MAX_FRAME_INDEX
 from service.config import GatewaySettings
 from service.gateway.app import create_app
-from service.gateway.schemas import MAX_FRAME_INDEX
 from service.rpc.remote_engine import RemoteEngineClient
 from tests.service.grpc_toy_engine import ToyEngine
 from tests.service.test_grpc_remote import Refusing, start_worker

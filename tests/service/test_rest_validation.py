@@ -11,18 +11,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model.joints import JointSet
-from service.config import LimitSettings
-from service.errors import BadRequest, InvalidInput, PayloadTooLarge, Pose3DError
-from service.gateway.schemas import KeypointsRequest
-from service.gateway.validation import (
+from service.api.json_offload import frames_of, parse_keypoints_fields
+from service.api.schemas import KeypointsRequest
+from service.api.validation import (
     check_boxes_inside,
     keypoint_array,
-    keypoint_frames,
     parse_bool,
     parse_boxes,
     parse_int,
     parse_mode,
 )
+from service.config import LimitSettings
+from service.engine.types import KeypointFrame
+from service.errors import BadRequest, InvalidInput, PayloadTooLarge, Pose3DError
 
 LIMITS = LimitSettings(max_people=3, max_clip_frames=50)
 SKELETON = [[100.0 + j, 50.0 + 5 * j] for j in range(17)]
@@ -97,6 +98,12 @@ def test_keypoints_one_frame_or_sequence_with_optional_scores() -> None:
 def test_bad_keypoints(raw: Any, error: type[Pose3DError]) -> None:
     with pytest.raises(error):
         keypoint_array(raw, (640, 480), LIMITS)
+
+
+def keypoint_frames(body: KeypointsRequest, limits: LimitSettings) -> list[KeypointFrame]:
+    """The frames the application layer makes of a keypoints body (what the REST and job routes run)."""
+    _, xy, scores, times = parse_keypoints_fields(body.model_dump_json().encode(), limits)
+    return frames_of(body, xy, scores, times)
 
 
 def test_keypoint_frames_carry_joint_set_size_and_timestamps() -> None:

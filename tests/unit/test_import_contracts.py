@@ -30,16 +30,18 @@ VIOLATIONS = {  # importing module (a file of the copy gains the import) → the
     "service.render.compose": "service.jobs",
     "service.engine.windows": "service.security",
     "service.security": "service.rpc",
+    "service.api.estimate": "service.gateway",  # the application layer sits below every transport
+    "service.rpc.status": "service.api",
 }
 
 
-def _lint(root: Path) -> subprocess.CompletedProcess[str]:
+def _lint(root: Path, contract: str = CONTRACT) -> subprocess.CompletedProcess[str]:
     code = (
         "import sys; from importlinter.cli import lint_imports; "
         "sys.exit(lint_imports(config_filename=sys.argv[1], limit_to_contracts=(sys.argv[2],), no_cache=True))"
     )
     return subprocess.run(
-        [sys.executable, "-c", code, str(root / "pyproject.toml"), CONTRACT],
+        [sys.executable, "-c", code, str(root / "pyproject.toml"), contract],
         cwd=root,
         capture_output=True,
         text=True,
@@ -83,3 +85,17 @@ def test_a_deliberate_violation_of_each_layer_fails(copy: Path) -> None:
     assert "service.newpart" in report  # exhaustive: a subpackage in no layer is reported
     for module, target in VIOLATIONS.items():
         assert f"{module} -> {target}" in report, (module, report)
+
+
+def test_the_application_layer_importing_a_transport_fails(tmp_path: Path) -> None:
+    """``service.api`` takes plain inputs: importing Starlette, FastAPI or gRPC there breaks its contract."""
+    shutil.copytree(ROOT / "service", tmp_path / "service", ignore=shutil.ignore_patterns("__pycache__", "demo_static"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    assert _lint(tmp_path, "api-transport-neutral").returncode == 0
+    for module, target in {"service.api.estimate": "starlette", "service.api.media": "grpc"}.items():
+        _add_import(tmp_path, module, target)
+    broken = _lint(tmp_path, "api-transport-neutral")
+    report = broken.stdout + broken.stderr
+    assert broken.returncode != 0, report
+    assert "service.api.estimate -> starlette" in report, report
+    assert "service.api.media -> grpc" in report, report

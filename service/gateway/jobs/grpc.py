@@ -1,6 +1,6 @@
 # ruff: noqa: N802  (gRPC method names are fixed by the proto)
 """Jobs over gRPC (``pose3d.v1.Pose3D``: SubmitJob, GetJob, WatchJob, CancelJob): a mixin of the public servicer,
-backed by the same store and runner as ``/v1/jobs`` (``jobs_getter`` gives them once the app has started)."""
+backed by the same store and runner as ``/v1/jobs`` (the app's, given to the servicer once the app is built)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
+from service.api.jobs import JobStatus, clip_job, keypoints_job
+from service.api.validation import safe_request_id
 from service.config import GatewaySettings
 from service.engine.types import EngineClient
 from service.errors import BadRequest, Unavailable
-from service.gateway.jobs.results import JobStatus, checked_job_id, first_position_after
-from service.gateway.jobs.service import Jobs, clip_job, create_job, keypoints_job
-from service.gateway.problem import safe_request_id
+from service.gateway.jobs.results import checked_job_id, first_position_after
+from service.gateway.jobs.service import Jobs, create_job
+from service.gateway.messages import to_message
 from service.jobs.store import JobRecord, JobState
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
@@ -26,44 +27,14 @@ PAGE = 256
 
 
 def job_pb(record: JobRecord) -> pb.Job:
-    status = JobStatus.of(record)
-    msg = pb.Job(
-        job_id=status.job_id, state=status.state.value, kind=status.kind, model=status.model,
-        frames_done=status.frames_done, attempts=status.attempts,
-        error_json="" if status.error is None else json.dumps(status.error),
-    )  # fmt: skip
-    if status.frames_total is not None:
-        msg.frames_total = status.frames_total
-    if status.frames_per_second is not None:
-        msg.frames_per_second = status.frames_per_second
-    if status.eta_s is not None:
-        msg.eta_s = status.eta_s
-    return msg
-
-
-def frame_pb(doc: dict[str, Any]) -> pb.FrameResult:
-    """A stored frame (the REST ``Frame`` JSON) as the gRPC message (flattened keypoints, see the proto)."""
-    people = []
-    for p in doc["people"]:
-        person = pb.Person(
-            track_id=p["track_id"], box=pb.Box(x1=p["box"][0], y1=p["box"][1], x2=p["box"][2], y2=p["box"][3]),
-            box_score=p["box_score"], keypoints_2d=[v for xy in p["keypoints_2d"] for v in xy],
-            keypoint_scores=p["keypoint_scores"], keypoints_3d=[v for xyz in p["keypoints_3d"] for v in xyz],
-            keypoints_3d_camera=[v for xyz in p.get("keypoints_3d_camera") or [] for v in xyz],
-            warnings=p.get("warnings", []),
-        )  # fmt: skip
-        if p.get("distance_m") is not None:
-            person.distance_m = p["distance_m"]
-        people.append(person)
-    msg = pb.FrameResult(frame_index=doc["frame_index"], people=people)
-    if doc.get("timestamp_s") is not None:
-        msg.timestamp_s = doc["timestamp_s"]
-    return msg
+    """The job's status (the REST ``JobStatus``) as the gRPC message; its problem document travels as JSON text."""
+    status = JobStatus.of(record).model_dump(mode="json")
+    return to_message({**status, "error_json": "" if status["error"] is None else json.dumps(status["error"])}, pb.Job)
 
 
 def frames_pb(docs: list[bytes]) -> list[pb.FrameResult]:
-    """Stored frames (JSON) as gRPC messages: CPU work, called on a thread."""
-    return [frame_pb(json.loads(doc)) for doc in docs]
+    """Stored frames (the REST ``Frame`` JSON) as gRPC messages: CPU work, called on a thread."""
+    return [to_message(json.loads(doc), pb.FrameResult) for doc in docs]
 
 
 class JobsServicer:
@@ -72,10 +43,10 @@ class JobsServicer:
     settings: GatewaySettings
     metrics: Metrics
     _engine: Callable[[], EngineClient]
-    jobs_getter: Callable[[], Jobs | None] | None = None
+    jobs: Jobs | None = None  # the app's (``app.state.jobs``), given once the app is built
 
     def _jobs(self) -> Jobs:
-        jobs = self.jobs_getter() if self.jobs_getter is not None else None
+        jobs = self.jobs
         if jobs is None:
             raise Unavailable("jobs are not available yet (the gateway is starting)", retry_after_s=1.0)
         return jobs

@@ -1,19 +1,15 @@
-"""A job as documents: its status (:class:`JobStatus`), its results as the document ``POST /v1/pose3d`` returns,
-and its results as NDJSON (one frame per line, streamed as frames complete, resumable with ``after``)."""
+"""A job's results as documents: the document ``POST /v1/pose3d`` returns, and NDJSON (one frame per line, streamed as frames complete, resumable with ``after``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
-from typing import Any, Final
-
-from pydantic import BaseModel, Field
+from typing import Final
 
 from model.joints import H36M_JOINT_NAMES
+from service.api.schemas import ModelRef, PoseResponse
 from service.gateway.encoding import document_chunks
-from service.gateway.schemas import ModelRef, PoseResponse
 from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob, job_tag
 
 NDJSON: Final = "application/x-ndjson"
@@ -26,52 +22,6 @@ def checked_job_id(job_id: str) -> str:
     if job_tag(job_id) is None:
         raise UnknownJob("no such job (ids come from POST /v1/jobs)")
     return job_id
-
-
-class JobStatus(BaseModel):
-    """A job's progress. Times are Unix seconds; ``error`` is a problem document when the job failed."""
-
-    job_id: str
-    state: JobState
-    kind: str = Field(description="clip | keypoints")
-    model: str
-    frames_done: int
-    frames_total: int | None = Field(description="frames to process (a clip's header count until it is decoded)")
-    frames_per_second: float | None = Field(description="processing rate of the current run")
-    eta_s: float | None = Field(description="seconds until done at the current rate")
-    created_s: float
-    started_s: float | None
-    finished_s: float | None
-    attempts: int = Field(description="runs so far (a job resumed after a gateway died counts again)")
-    error: dict[str, Any] | None = None
-    links: dict[str, str]
-
-    @classmethod
-    def of(cls, rec: JobRecord, now_s: float | None = None) -> JobStatus:
-        now = time.time() if now_s is None else now_s
-        rate: float | None = None
-        if rec.state is JobState.DONE and rec.started_s is not None and rec.finished_s is not None:
-            rate = rec.frames_done / max(1e-6, rec.finished_s - rec.started_s)
-        elif rec.state is JobState.RUNNING and rec.run_started_s is not None:
-            elapsed = now - rec.run_started_s
-            rate = (rec.frames_done - rec.run_start_done) / elapsed if elapsed > 0 else None
-        eta: float | None = None
-        if rec.state is JobState.DONE:
-            eta = 0.0
-        elif rate and rec.frames_total is not None:
-            eta = max(0.0, rec.frames_total - rec.frames_done) / rate
-        base = f"/v1/jobs/{rec.job_id}"
-        return cls(
-            job_id=rec.job_id, state=rec.state, kind=rec.kind, model=str(rec.model.get("name", "")),
-            frames_done=rec.frames_done, frames_total=rec.frames_total,
-            frames_per_second=None if rate is None else round(rate, 3), eta_s=None if eta is None else round(eta, 3),
-            created_s=rec.created_s, started_s=rec.started_s, finished_s=rec.finished_s, attempts=rec.attempts,
-            error=rec.error, links={"self": base, "results": base + "/results"},
-        )  # fmt: skip
-
-
-class JobList(BaseModel):
-    jobs: list[JobStatus]
 
 
 def _warnings(rec: JobRecord) -> list[str]:

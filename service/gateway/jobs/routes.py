@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
 
+from service.api.jobs import JobList, JobStatus
+from service.api.schemas import PROBLEM_RESPONSES, KeypointsRequest, MediaFields
 from service.errors import Conflict
 from service.gateway.encoding import pieces
-from service.gateway.jobs.results import NDJSON, JobList, JobStatus, checked_job_id, document, ndjson
-from service.gateway.jobs.service import jobs_of, submit
-from service.gateway.openapi_body import OPENAPI_BODY
-from service.gateway.schemas import PROBLEM_RESPONSES
-from service.jobs.store import JobState, UnknownJob
+from service.gateway.inputs import FORM_LIMITS, JSONBodyRoute, multipart_route
+from service.gateway.jobs.results import NDJSON, checked_job_id, document, ndjson
+from service.gateway.jobs.service import jobs_of, submit_clip, submit_keypoints
+from service.jobs.store import JobRecord, JobState, UnknownJob
 from service.security.door import own_job_ids, owned_job
 
 router = APIRouter(tags=["jobs"])
@@ -25,20 +26,44 @@ JobId = Annotated[str, Path(description="id returned by POST /v1/jobs", max_leng
 _checked = checked_job_id
 
 
-@router.post(
-    "/v1/jobs",
-    status_code=202,
-    response_model=JobStatus,
-    responses=PROBLEM_RESPONSES,
-    openapi_extra=OPENAPI_BODY,
-    summary="Submit a clip or a keypoint sequence of any length as a job",
-)
-async def submit_job(request: Request, response: Response) -> JobStatus:
-    """The same inputs as ``POST /v1/pose3d`` (a clip as ``multipart/form-data``, or 2D keypoints as JSON);
-    answers ``202`` at once with the job's status and ``Location: /v1/jobs/{id}``."""
-    record = await submit(request)
-    response.headers["Location"] = f"/v1/jobs/{record.job_id}"
+def _location(record: JobRecord) -> dict[str, str]:
+    return {"Location": f"/v1/jobs/{record.job_id}"}
+
+
+async def submit_keypoints_job(request: Request, body: KeypointsRequest) -> Response:
+    """``body`` documents the request; it is read and validated off the event loop."""
+    return await _keypoints_job(request)
+
+
+async def _keypoints_job(request: Request) -> Response:
+    record = await submit_keypoints(request)
+    return JSONResponse(JobStatus.of(record).model_dump(mode="json"), status_code=202, headers=_location(record))
+
+
+async def submit_job(
+    response: Response,
+    request: Request,
+    file: Annotated[UploadFile, File(description="MP4/MOV/WebM/AVI clip")],
+    fields: Annotated[MediaFields, Form()],
+) -> JobStatus:
+    """The same inputs as ``POST /v1/pose3d`` (a clip); answers ``202`` at once with the job's status and
+    ``Location: /v1/jobs/{id}``."""
+    text = {name: value for name, value in fields.model_dump().items() if value is not None}
+    record = await submit_clip(request, await file.read(), text)
+    response.headers.update(_location(record))
     return JobStatus.of(record)
+
+
+_JOB_ROUTE: dict[str, Any] = {"methods": ["POST"], "status_code": 202, "responses": PROBLEM_RESPONSES}
+router.add_api_route(
+    "/v1/jobs/keypoints", submit_keypoints_job, route_class_override=JSONBodyRoute, response_model=JobStatus,
+    summary="Submit a 2D keypoint sequence of any length as a job", **_JOB_ROUTE,
+)  # fmt: skip
+router.add_api_route(
+    "/v1/jobs", submit_job, route_class_override=multipart_route(_keypoints_job), form_limits=FORM_LIMITS,
+    response_model=JobStatus, summary="Submit a clip of any length as a job",
+    description="Deprecated alias: a JSON body here is submitted as by POST /v1/jobs/keypoints.", **_JOB_ROUTE,
+)  # fmt: skip
 
 
 @router.get("/v1/jobs", response_model=JobList, responses=PROBLEM_RESPONSES, summary="The caller's newest jobs")

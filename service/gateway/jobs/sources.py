@@ -15,46 +15,23 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from starlette.datastructures import FormData
-
+from service.api.fields import MEDIA_FIELDS, media_options
+from service.api.json_offload import parse_keypoints
+from service.api.media import MediaKind, clip_limits, probe_clip
+from service.api.schemas import KeypointsRequest
 from service.config import GatewaySettings, LimitSettings
 from service.engine.types import EncodedClip, EngineClient, EstimateOptions, KeypointFrame, Work
 from service.engine.types import Progress as ClipProgress
 from service.engine.work import push
-from service.gateway.jobs.json_offload import parse_keypoints
-from service.gateway.media import MediaKind, clip_limits, probe_clip
-from service.gateway.schemas import KeypointsRequest
-from service.gateway.validation import (
-    parse_bool,
-    parse_boxes,
-    parse_int,
-    parse_mode,
-)
-from service.gateway.world_inputs import world_from_form
 
-CLIP_FIELDS = frozenset(
-    {"model", "boxes", "flip_test", "max_people", "mode", "every_nth", "fx", "fy", "cx", "cy", "fov_deg",
-     "smoothing", "smoothing_params"}
-)  # fmt: skip
-"""The text form fields a clip job keeps (those ``POST /v1/pose3d`` reads)."""
+CLIP_FIELDS = MEDIA_FIELDS
+"""The text fields a clip job keeps (those ``POST /v1/pose3d`` reads)."""
 
 
 def clip_options(fields: dict[str, str], settings: GatewaySettings, model: str) -> tuple[EstimateOptions, int]:
-    """A clip job's engine options and ``every_nth`` from its form fields (422 on bad values)."""
-    form = FormData(list(fields.items()))
-    limits = settings.limits
-    camera, smoothing = world_from_form(form)
-    options = EstimateOptions(
-        model=model,
-        boxes=parse_boxes(fields.get("boxes"), limits),
-        flip_test=parse_bool("flip_test", fields.get("flip_test")),
-        max_people=parse_int("max_people", fields.get("max_people"), 1, limits.max_people),
-        mode=parse_mode(fields.get("mode")),
-        camera=camera,
-        smoothing=smoothing,
-    )
-    every_nth = parse_int("every_nth", fields.get("every_nth"), 1, limits.max_every_nth) or 1
-    return options, every_nth
+    """A clip job's engine options and ``every_nth`` from its fields (422 on bad values)."""
+    options, every_nth = media_options(fields, settings.limits)
+    return replace(options, model=model), every_nth
 
 
 def keypoint_options(body: KeypointsRequest, model: str) -> EstimateOptions:

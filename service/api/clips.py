@@ -1,6 +1,6 @@
 """A posted clip travels to the engine as its encoded bytes; the engine decodes it while it runs it.
 
-:func:`run_clip` checks the clip from its container header only (:func:`~service.gateway.media.probe_clip`:
+:func:`run_clip` checks the clip from its container header only (:func:`~service.api.media.probe_clip`:
 frame size, duration and frame count against the limits; no frame decoded here) and hands the engine an
 :class:`~service.engine.types.EncodedClip`. The engine decodes it in its decode stage — in a deployment on the
 worker, on its own thread, at most a few frames ahead of the frames it runs, so the frames of one clip are
@@ -17,12 +17,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
+from service.api.media import Media, clip_limits, probe_clip
 from service.config import LimitSettings
 from service.engine.types import EncodedClip, EngineClient, EstimateOptions, FrameResult, Work
 from service.engine.work import collect
 from service.errors import Unavailable, UnknownStream
-from service.gateway.inputs import Upload
-from service.gateway.media import clip_limits, probe_clip
 
 LOST_CLIP_STATE: Final = "the frame buffer lost this clip's state while it ran (was Redis restarted?); send it again"
 
@@ -37,16 +36,15 @@ class ClipOutcome:
     frames_processed: int = 0
 
 
-async def encoded_clip(upload: Upload, limits: LimitSettings, every_nth: int) -> EncodedClip:
+async def encoded_clip(upload: Media, limits: LimitSettings, every_nth: int) -> EncodedClip:
     """The upload's bytes, checked from the container header (413 past the limits, 422 unreadable)."""
-    data = await upload.file.read()
-    await asyncio.to_thread(probe_clip, data, upload.kind, limits, every_nth)
-    return EncodedClip(data, upload.kind.value, clip_limits(limits), every_nth)
+    await asyncio.to_thread(probe_clip, upload.data, upload.kind, limits, every_nth)
+    return EncodedClip(upload.data, upload.kind.value, clip_limits(limits), every_nth)
 
 
 async def run_clip(
     engine: EngineClient,
-    upload: Upload,
+    upload: Media,
     options: EstimateOptions,
     limits: LimitSettings,
     every_nth: int,

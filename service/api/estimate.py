@@ -1,6 +1,7 @@
-"""The estimate use-case both transports call: REST ``POST /v1/pose3d`` and gRPC ``Pose3D.Estimate`` parse
-their own inputs, then hand them here (pick the model, check the media, run the engine) and render the
-:class:`Estimated` outcome in their own response type."""
+"""The estimate use-case every transport calls: REST ``POST /v1/pose3d`` (and ``/v1/pose3d/keypoints``) and gRPC
+``Pose3D.Estimate`` parse their own inputs into plain values (bytes, options, frames), then hand them here (pick the
+model, check the media, run the engine) and render the :class:`Estimated` outcome through the one schema
+(:mod:`service.api.schemas`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from service.api.chunked import chunk_limit, estimate_in_chunks
+from service.api.clips import run_clip
+from service.api.media import Media, upload_image
+from service.api.models import box_source_for, keypoints_model, resolve_model
+from service.api.validation import check_boxes_inside
 from service.config import GatewaySettings, InputKind
 from service.engine.types import (
     BoxSource,
@@ -21,22 +27,15 @@ from service.engine.types import (
     Work,
 )
 from service.engine.work import collect
-from service.gateway.clips import run_clip
-from service.gateway.deps import box_source_for, keypoints_model, resolve_model
-from service.gateway.inputs import Upload, read_upload_image
-from service.gateway.jobs.chunked import chunk_limit, estimate_in_chunks
-from service.gateway.validation import check_boxes_inside
-from service.metrics import Metrics
 
 
 @dataclass(frozen=True)
 class EstimateContext:
-    """What one estimate runs against: the engine, the gateway's settings and metrics, its id and deadline
+    """What one estimate runs against: the engine, the gateway's settings, its id and deadline
     (event-loop seconds)."""
 
     engine: EngineClient
     settings: GatewaySettings
-    metrics: Metrics
     request_id: str
     deadline: float
 
@@ -52,7 +51,7 @@ class Estimated:
     timings_ms: dict[str, float]
 
 
-async def estimate_media(ctx: EstimateContext, upload: Upload, options: EstimateOptions, every_nth: int) -> Estimated:
+async def estimate_media(ctx: EstimateContext, upload: Media, options: EstimateOptions, every_nth: int) -> Estimated:
     """An image or a clip, checked from its headers and sent encoded (the engine decodes it).
     ``options.model`` None = the configured default for the media kind."""
     settings = ctx.settings
@@ -60,7 +59,7 @@ async def estimate_media(ctx: EstimateContext, upload: Upload, options: Estimate
     info = await resolve_model(ctx.engine, options.model or default)
     options = replace(options, model=info.name)
     if upload.kind.is_image:
-        image = await read_upload_image(upload, settings.limits)
+        image = upload_image(upload, settings.limits)
         if options.boxes is not None:
             check_boxes_inside(options.boxes, image.width, image.height)
         work = Work(ctx.request_id, [ImageFrame(image=image.data)], options, ctx.deadline)

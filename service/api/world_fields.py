@@ -1,5 +1,5 @@
 """The camera and smoothing fields of JSON requests (a base of the request schemas), and their conversion to
-the engine's options. See :mod:`service.gateway.world_inputs` for the names and defaults."""
+the engine's options. See :mod:`service.api.fields` for the names and defaults."""
 
 from __future__ import annotations
 

@@ -1,0 +1,80 @@
+"""Options of media requests from their text fields, whatever carried them (REST form fields, a job's staged
+fields): ``model``, ``boxes``, ``flip_test``, ``max_people``, ``mode``, ``every_nth``, camera intrinsics and
+smoothing. Malformed text is a 400, unacceptable values a 422 (see :mod:`service.api.validation`).
+
+Camera and smoothing use the same names everywhere: ``fx, fy, cx, cy`` (pixels) or ``fov_deg`` (horizontal field of
+view, degrees) — or neither, for the documented default (principal point at the image centre, a
+:data:`~service.geometry.camera.DEFAULT_FOV_DEG` degree horizontal FOV); ``smoothing`` = ``none`` | ``one_euro`` |
+``savgol`` and ``smoothing_params``, a JSON object of :class:`~service.geometry.smoothing.SmoothingSpec`'s parameters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from service.api.validation import parse_bool, parse_boxes, parse_float, parse_int, parse_mode, parse_model_name
+from service.api.world_fields import CAMERA_FIELDS, build_world
+from service.config import LimitSettings
+from service.engine.types import EstimateOptions, FrameResult
+from service.errors import BadRequest, InvalidInput
+from service.geometry.camera import DEFAULT_FOCAL_WARNING, CameraSpec
+from service.geometry.smoothing import SmoothingMethod, SmoothingSpec
+
+MAX_PERSON_WARNINGS: Final = 20
+"""Distinct per-person warnings summarised in a response's ``warnings`` (each person keeps its own)."""
+MEDIA_FIELDS: Final = frozenset(
+    {"model", "boxes", "flip_test", "max_people", "mode", "every_nth", "smoothing", "smoothing_params", *CAMERA_FIELDS}
+)
+"""The text fields a media request (image or clip) reads."""
+
+Fields = Mapping[str, str | None]
+
+
+def media_options(fields: Fields, limits: LimitSettings) -> tuple[EstimateOptions, int]:
+    """The engine options (``model`` None = the default for the media kind) and ``every_nth`` of a media request."""
+    camera, smoothing = world_from_fields(fields)
+    options = EstimateOptions(
+        model=parse_model_name(fields.get("model")),
+        boxes=parse_boxes(fields.get("boxes"), limits),
+        flip_test=parse_bool("flip_test", fields.get("flip_test")),
+        max_people=parse_int("max_people", fields.get("max_people"), 1, limits.max_people),
+        mode=parse_mode(fields.get("mode")),
+        camera=camera,
+        smoothing=smoothing,
+    )
+    every_nth = parse_int("every_nth", fields.get("every_nth"), 1, limits.max_every_nth) or 1
+    return options, every_nth
+
+
+def world_from_fields(fields: Fields) -> tuple[CameraSpec, SmoothingSpec]:
+    camera = {name: parse_float(name, fields.get(name)) for name in CAMERA_FIELDS}
+    raw_method = (fields.get("smoothing") or "none").strip().lower()
+    try:
+        method = SmoothingMethod(raw_method)
+    except ValueError:
+        choices = ", ".join(m.value for m in SmoothingMethod)
+        raise InvalidInput(f"form field 'smoothing' must be one of {choices}, got {raw_method[:40]!r}") from None
+    text = fields.get("smoothing_params")
+    params: Any = None
+    if text:
+        try:
+            params = json.loads(text)
+        except ValueError:
+            raise BadRequest("form field 'smoothing_params' must be a JSON object") from None
+        if not isinstance(params, dict):
+            raise BadRequest("form field 'smoothing_params' must be a JSON object")
+    return build_world(camera, method, params)
+
+
+def world_warnings(camera: CameraSpec | None, frames: Sequence[FrameResult]) -> list[str]:
+    """The default-focal warning (``camera`` given and default) and a summary of the per-person warnings."""
+    out = [DEFAULT_FOCAL_WARNING] if camera is not None and camera.is_default else []
+    counts = Counter((p.track_id, w) for f in frames for p in f.people for w in p.warnings)
+    for (track, text), n in list(counts.items())[:MAX_PERSON_WARNINGS]:
+        out.append(f"track {track}: {text} ({n} frame{'s' if n != 1 else ''}; see people[].warnings)")
+    if len(counts) > MAX_PERSON_WARNINGS:
+        out.append(f"... and {len(counts) - MAX_PERSON_WARNINGS} more person warnings")
+    return out

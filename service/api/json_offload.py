@@ -1,0 +1,105 @@
+"""Large JSON keypoint bodies are parsed in a helper process, so that no body stalls the event loop.
+
+``json.loads`` and pydantic validation run in C/Rust holding the GIL: on a thread they still freeze the loop
+for the whole parse (a 36 MB body froze ``/healthz`` for 16 s). Bodies past :data:`INLINE_BYTES` go to one
+helper process (``forkserver``: a clean process, started on first use) that parses, validates, applies the frame
+limit and returns only the numeric arrays; the loop only copies bytes. Small bodies parse inline (faster than a
+round trip). The body size limit is enforced earlier, as the body arrives (``GatewayGuard``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from service.api.schemas import KeypointsRequest
+from service.api.validation import frame_times, keypoint_array, validation_problem
+from service.config import GatewaySettings, LimitSettings
+from service.engine.types import FloatArray, KeypointFrame
+from service.errors import BadRequest, InvalidInput, PayloadTooLarge, Pose3DError
+
+INLINE_BYTES: Final = 1024 * 1024
+"""Bodies up to this size are parsed on the event loop's thread (milliseconds)."""
+
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_ERRORS: Final[dict[int, type[Pose3DError]]] = {400: BadRequest, 413: PayloadTooLarge, 422: InvalidInput}
+
+
+def parse_keypoints_fields(
+    raw: bytes, limits: LimitSettings
+) -> tuple[KeypointsRequest, FloatArray, FloatArray, list[float]]:
+    """Blocking: the validated request, its ``(T, 17, 2)`` pixels, ``(T, 17)`` scores and ``T`` times.
+    Not JSON → 400; wrong shape or values → 422; more frames than allowed → 413."""
+    try:
+        document: Any = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadRequest("keypoints body is not valid JSON") from None
+    try:
+        body = KeypointsRequest.model_validate(document)
+    except ValidationError as exc:
+        raise validation_problem(exc, "keypoints request") from None
+    xy, scores = keypoint_array(body.keypoints_2d, body.image_size, limits)
+    return body, xy, scores, frame_times(body.timestamps_s, xy.shape[0])
+
+
+def frames_of(body: KeypointsRequest, xy: FloatArray, scores: FloatArray, times: list[float]) -> list[KeypointFrame]:
+    """One :class:`KeypointFrame` per frame (views into ``xy`` ``(T, 17, 2)`` and ``scores`` ``(T, 17)``)."""
+    size = (int(body.image_size[0]), int(body.image_size[1]))
+    joints = body.joint_set
+    return [
+        KeypointFrame(
+            keypoints=xy[i], scores=scores[i], image_size=size, joint_set=joints, frame_index=i, timestamp_s=t
+        )
+        for i, t in enumerate(times)
+    ]
+
+
+def _executor() -> ProcessPoolExecutor:
+    """The helper, started (blocking: call it on a thread — starting a process must not block the loop)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
+            pool.submit(int, 0).result()  # the process exists before any caller on the loop submits
+            _pool = pool
+        return _pool
+
+
+def _parse_slim(raw: bytes, limits: LimitSettings) -> tuple[str, Any]:
+    """In the helper process: ``("ok", (body without keypoints, xy, scores, times))`` or ``("error", (status,
+    detail))``. Only arrays and a small model cross the pipe, never millions of Python floats."""
+    try:
+        body, xy, scores, times = parse_keypoints_fields(raw, limits)
+    except Pose3DError as exc:
+        return "error", (exc.status, exc.detail)
+    return "ok", (body.model_copy(update={"keypoints_2d": []}), xy, scores, times)
+
+
+async def parse_keypoints(raw: bytes, settings: GatewaySettings) -> tuple[KeypointsRequest, list[KeypointFrame]]:
+    """The validated keypoints request (its ``keypoints_2d`` emptied when parsed in the helper) and its frames;
+    400 not JSON, 413 too many frames, 422 bad values — as ``POST /v1/pose3d`` always answered."""
+    if len(raw) <= INLINE_BYTES:
+        body, xy, scores, times = parse_keypoints_fields(raw, settings.limits)
+        return body, frames_of(body, xy, scores, times)
+    return await _in_helper(_parse_slim, raw, settings)
+
+
+async def _in_helper(
+    parse: Callable[[Any, LimitSettings], tuple[str, Any]], data: Any, settings: GatewaySettings
+) -> tuple[KeypointsRequest, list[KeypointFrame]]:
+    pool = _pool if _pool is not None else await asyncio.to_thread(_executor)
+    loop = asyncio.get_running_loop()
+    status, value = await loop.run_in_executor(pool, parse, data, settings.limits)
+    if status == "error":
+        code, detail = value
+        raise _ERRORS.get(int(code), InvalidInput)(str(detail))
+    body, xy, scores, times = value
+    return body, await asyncio.to_thread(frames_of, body, xy, scores, times)  # 20 000 objects: not on the loop

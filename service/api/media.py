@@ -1,0 +1,242 @@
+"""Media handling at the gateway: sniff the container by magic bytes, probe image sizes and clip headers
+before any decoding (decompression bombs). Images and clips then travel encoded to the engine, whose decode
+stage decodes them (:mod:`service.engine.clips` for clips); :func:`decode_image` is for what the gateway draws.
+
+Nothing here trusts the client's content type: the first bytes decide. Every failure is a
+``service.errors`` exception (415 unsupported, 413 too large, 422 undecodable).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+from enum import StrEnum
+
+import cv2
+import numpy as np
+
+from service.config import LimitSettings
+from service.engine.clips import ClipInfo, ClipReader, DecodedFrame, check_frame_size
+from service.engine.types import ByteImage, ClipLimits
+from service.errors import BadRequest, DecodeFailed, UnsupportedMediaType
+
+SNIFF_BYTES = 32
+"""How many leading bytes :func:`sniff_media` needs."""
+
+
+class MediaKind(StrEnum):
+    JPEG = "jpeg"
+    PNG = "png"
+    WEBP = "webp"
+    MP4 = "mp4"
+    MOV = "mov"
+    WEBM = "webm"
+    AVI = "avi"
+
+    @property
+    def is_image(self) -> bool:
+        return self in _IMAGE_KINDS
+
+
+_IMAGE_KINDS = frozenset({MediaKind.JPEG, MediaKind.PNG, MediaKind.WEBP})
+_QUICKTIME_LEADING_ATOMS = frozenset({b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"})
+SUPPORTED_MEDIA = "JPEG, PNG, WebP images; MP4, MOV, WebM, AVI clips"
+
+
+def sniff_media(head: bytes) -> MediaKind:
+    """Name the container from its first bytes (at least :data:`SNIFF_BYTES` when available).
+
+    Raises UnsupportedMediaType (415) for anything else, whatever the client's content type said.
+    """
+    if head.startswith(b"\xff\xd8\xff"):
+        return MediaKind.JPEG
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return MediaKind.PNG
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return MediaKind.WEBP
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return MediaKind.AVI
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: WebM (and Matroska, which the same decoder reads)
+        return MediaKind.WEBM
+    if head[4:8] == b"ftyp":
+        return MediaKind.MOV if head[8:12] == b"qt  " else MediaKind.MP4
+    if head[4:8] in _QUICKTIME_LEADING_ATOMS:
+        return MediaKind.MOV
+    raise UnsupportedMediaType(f"file is not a supported image or clip ({SUPPORTED_MEDIA}); detected by content")
+
+
+# ---------------------------------------------------------------- image header probes
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise DecodeFailed("PNG header is truncated or has no IHDR chunk")
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    pos = 2
+    n = len(data)
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            raise DecodeFailed("JPEG marker structure is corrupt")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+            break
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if length < 2:
+            raise DecodeFailed("JPEG segment length is invalid")
+        if marker in _JPEG_SOF:
+            if pos + 9 > n:
+                break
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return int(width), int(height)
+        pos += 2 + length
+    raise DecodeFailed("JPEG has no frame header (SOF) before its image data")
+
+
+def _webp_size(data: bytes) -> tuple[int, int]:
+    chunk = data[12:16]
+    if chunk == b"VP8 " and len(data) >= 30:
+        if data[23:26] != b"\x9d\x01\x2a":
+            raise DecodeFailed("WebP VP8 start code missing")
+        width, height = struct.unpack("<HH", data[26:30])
+        return int(width & 0x3FFF), int(height & 0x3FFF)
+    if chunk == b"VP8L" and len(data) >= 25:
+        if data[20] != 0x2F:
+            raise DecodeFailed("WebP VP8L signature missing")
+        (bits,) = struct.unpack("<I", data[21:25])
+        return int((bits & 0x3FFF) + 1), int(((bits >> 14) & 0x3FFF) + 1)
+    if chunk == b"VP8X" and len(data) >= 30:
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return width, height
+    raise DecodeFailed("WebP header is truncated or of an unknown kind")
+
+
+_HEADER_PROBES = {MediaKind.JPEG: _jpeg_size, MediaKind.PNG: _png_size, MediaKind.WEBP: _webp_size}
+
+
+def probe_image_size(data: bytes, kind: MediaKind) -> tuple[int, int]:
+    """``(width, height)`` in pixels read from the image header only (no pixel is decoded)."""
+    return _HEADER_PROBES[kind](data)
+
+
+def validate_image(data: bytes, limits: LimitSettings) -> tuple[MediaKind, int, int]:
+    """Check an encoded image from its headers only (no pixel decoded): ``(kind, width, height)``.
+
+    What the gateway does before forwarding the encoded bytes (the engine's decode stage decodes them).
+    Raises UnsupportedMediaType (415) for a clip or anything else, PayloadTooLarge (413) past the pixel and
+    side limits (decompression bombs), DecodeFailed (422) for a header without a size.
+    """
+    kind = sniff_media(data[:SNIFF_BYTES])
+    if not kind.is_image:
+        raise UnsupportedMediaType(f"expected an image (JPEG, PNG, WebP), got a {kind.value} clip")
+    width, height = probe_image_size(data, kind)
+    check_frame_size(width, height, limits)
+    return kind, width, height
+
+
+def decode_image(data: bytes, limits: LimitSettings) -> ByteImage:
+    """Decode a JPEG/PNG/WebP after :func:`validate_image`.
+
+    Returns ``(H, W, 3) uint8`` RGB (EXIF orientation applied). Raises as :func:`validate_image`, and
+    DecodeFailed (422) for corrupt data.
+    """
+    kind, _, _ = validate_image(data, limits)
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3:
+        raise DecodeFailed(f"the {kind.value} image could not be decoded")
+    check_frame_size(int(bgr.shape[1]), int(bgr.shape[0]), limits)
+    rgb: ByteImage = np.ascontiguousarray(bgr[:, :, ::-1])
+    return rgb
+
+
+# ---------------------------------------------------------------- clips
+
+
+def clip_limits(limits: LimitSettings) -> ClipLimits:
+    """The limits a clip travels with to the engine that decodes it (checked there again while decoding)."""
+    return ClipLimits(limits.max_clip_frames, limits.max_clip_seconds, limits.max_frame_side, limits.max_image_pixels)
+
+
+def probe_clip(data: bytes, kind: MediaKind, limits: LimitSettings, every_nth: int = 1) -> ClipInfo:
+    """Blocking: check a clip from its container header (size, duration, frame count against ``limits``)
+    without decoding a frame; the engine decodes it (and checks again, since headers can lie).
+    Raises PayloadTooLarge (413) past the limits, DecodeFailed (422) for an unreadable container."""
+    with ClipReader(io.BytesIO(data), kind, limits, every_nth) as reader:
+        return reader.info
+
+
+# ---------------------------------------------------------------- what a transport hands the application layer
+
+
+@dataclass(frozen=True)
+class Media:
+    """Encoded media as a client sent it, whatever the transport: its kind (sniffed from the first bytes, never
+    the client's word) and its bytes."""
+
+    kind: MediaKind
+    data: bytes
+
+    @classmethod
+    def of(cls, data: bytes, what: str = "'file'") -> Media:
+        """``data`` sniffed; empty → 400, unknown container → 415."""
+        if not data:
+            raise BadRequest(f"{what} is empty")
+        return cls(sniff_media(data[:SNIFF_BYTES]), data)
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image as the client sent it (JPEG/PNG/WebP bytes), checked from its headers; decoded by the engine."""
+
+    data: bytes
+    width: int
+    height: int
+
+
+def checked_image(data: bytes, limits: LimitSettings) -> EncodedImage:
+    """``data`` validated from its headers (:func:`validate_image`); nothing is decoded."""
+    _, width, height = validate_image(data, limits)
+    return EncodedImage(data, width, height)
+
+
+def upload_image(upload: Media, limits: LimitSettings) -> EncodedImage:
+    """The uploaded image, validated from its headers (415 when it is a clip)."""
+    if not upload.kind.is_image:
+        raise UnsupportedMediaType(f"expected an image (JPEG, PNG, WebP), got a {upload.kind.value} clip")
+    return checked_image(upload.data, limits)
+
+
+__all__ = [
+    "SNIFF_BYTES",
+    "SUPPORTED_MEDIA",
+    "ClipInfo",
+    "ClipReader",
+    "DecodedFrame",
+    "EncodedImage",
+    "Media",
+    "MediaKind",
+    "check_frame_size",
+    "checked_image",
+    "clip_limits",
+    "decode_image",
+    "probe_clip",
+    "probe_image_size",
+    "sniff_media",
+    "upload_image",
+    "validate_image",
+]
