@@ -7,8 +7,9 @@
   ``pip install mediapipe==0.10.21 'numpy<2'``) as a child process that times itself; images with
   ``static_image_mode=True`` (JPEG decode included), the clip with ``static_image_mode=False`` (its tracking:
   its person detector runs when the track is lost).
-- **Ours**, in a child process per source tree (``bench/peer_ours.py``: :class:`InProcessEngine`, no HTTP,
-  random weights; its module doc lists every setting that differs from the profile files):
+- **Ours**, in a child process per source tree and profile (``bench/peer_ours.py``: :class:`InProcessEngine`,
+  no HTTP, random weights; its module doc lists every setting that differs from the profile files; one profile
+  per process, because torch's thread count is the process's):
   ``default`` profile (the tree's ``service/profiles/default.toml``: HRNet-W32 + CA-PF for images, P-STMO-243
   centred for the clip, flip test on, as the papers; ``--threads`` torch threads, 2 as in issue 16);
   ``realtime`` profile (RTMPose-t + P-STMO-81 causal, no flip test, pose-guided boxes, **its person detector
@@ -148,28 +149,32 @@ def start_child(name: str, tree: Path, profiles: list[str], args: argparse.Names
     script = Path(__file__).resolve().with_name("peer_ours.py")
     argv = [str(script), "--work", str(work), "--threads", str(args.threads), "--rtmpose-size", args.rtmpose_size]
     argv += ["--profiles", *profiles, "--person-detector" if args.person_detector else "--no-person-detector"]
+    argv += ["--device", args.device] + ["--half"] * args.half
     run = f"import runpy, sys; sys.argv = {argv!r}; runpy.run_path({str(script)!r}, run_name='__main__')"
     env = {**os.environ, "PYTHONPATH": str(tree)}  # `service` from `tree`, nothing from the caller's folder
-    log = work / f"{name}.log"
+    log = work / f"{name}-{'-'.join(profiles)}.log"
     with log.open("w") as err:
         proc = subprocess.Popen([sys.executable, "-c", run], env=env, cwd=work, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=err, text=True)  # fmt: skip
     child = Child(name, tree, profiles, proc, log)
     ready = child.call()
     for profile, info in ready["ready"].items():
-        backend = info["detail"].get("detector_backend", "torch")
-        print(f"  {name} {profile}: started in {info['start_s']:.1f} s; HRNet backend: {backend}")
+        runtime = "HRNet " + info["detail"].get("detector_backend", "torch") if profile == "default" else "RTMPose"
+        print(f"  {name} {profile}: started in {info['start_s']:.1f} s; 2D detector: {runtime}")
     return child
 
 
-def one_round(args: argparse.Namespace, mp: subprocess.Popen[str], children: list[Child], work: Path,
+def one_round(args: argparse.Namespace, mp: subprocess.Popen[str] | None, children: list[Child], work: Path,
               cells: dict[str, list[float]]) -> int:  # fmt: skip
     """Every cell once, MediaPipe first; appends rates, CPU ms per item and detector runs per 100 frames to
-    ``cells``; returns on how many clip frames MediaPipe found a pose."""
-    got = mp_call(mp, {"op": "image", "path": str(work / "image.jpg"), "n": args.images * 3})
-    measured = {"mediapipe images": (got["count"] / got["seconds"], got["cpu"] * 1000 / got["count"])}
-    got = mp_call(mp, {"op": "video", "path": str(work / "clip_rgb.npy")})
-    measured["mediapipe video"] = (got["count"] / got["seconds"], got["cpu"] * 1000 / got["count"])
+    ``cells``; returns on how many clip frames MediaPipe found a pose (-1: not run)."""
+    measured, found = {}, -1
+    if mp is not None:
+        got = mp_call(mp, {"op": "image", "path": str(work / "image.jpg"), "n": args.images * 3})
+        measured["mediapipe images"] = (got["count"] / got["seconds"], got["cpu"] * 1000 / got["count"])
+        got = mp_call(mp, {"op": "video", "path": str(work / "clip_rgb.npy")})
+        measured["mediapipe video"] = (got["count"] / got["seconds"], got["cpu"] * 1000 / got["count"])
+        found = got["found"]
     for child in children:
         for p in child.profiles:
             col = column(child.name, p)
@@ -183,8 +188,7 @@ def one_round(args: argparse.Namespace, mp: subprocess.Popen[str], children: lis
     for key, (rate, cpu_ms) in measured.items():
         cells.setdefault(key, []).append(rate)
         cells.setdefault(f"{key} cpu", []).append(cpu_ms)
-    found: int = got["found"]
-    return found
+    return int(found)
 
 
 MODE = {"default": "centred", "realtime": "causal"}
@@ -218,7 +222,7 @@ def report(cells: dict[str, list[float]], columns: list[str]) -> None:
         for what in ("video", "images"):
             print(f"default profile {what}/s, this / baseline: "
                   + ratio(cells, f"default (this) {what}", f"default (baseline) {what}"))  # fmt: skip
-    if "realtime video" in cells:
+    if "realtime video" in cells and "mediapipe video" in cells:
         print("realtime video frames/s / MediaPipe's: " + ratio(cells, "realtime video", "mediapipe video")
               + " (target >= 1.5)")  # fmt: skip
         print("realtime CPU ms per video frame / MediaPipe's: "
@@ -226,14 +230,13 @@ def report(cells: dict[str, list[float]], columns: list[str]) -> None:
         print("realtime images/s / MediaPipe's: " + ratio(cells, "realtime images", "mediapipe images"))
 
 
-def run(args: argparse.Namespace, mp: subprocess.Popen[str], work: Path) -> None:
+def run(args: argparse.Namespace, mp: subprocess.Popen[str] | None, work: Path) -> None:
     jpeg, clip = test_inputs(args.frames)
     (work / "image.jpg").write_bytes(jpeg)
     np.save(work / "clip_rgb.npy", clip)
     here = Path(__file__).resolve().parents[1]
     print(
-        f"MediaPipe {mp_call(mp, {'op': 'version'})['version']} (model_complexity=1) in {args.mp_venv}; ours: random "
-        f"weights, python {platform.python_version()}, default profile {args.threads} torch threads, realtime "
+        f"{mp_header(mp, args.mp_venv)}; ours: {args.device}{' half' if args.half else ''}, random weights, python {platform.python_version()}, default profile {args.threads} torch threads, realtime "
         f"profile RTMPose-{args.rtmpose_size} + P-STMO-81, person detector "
         f"{'YOLOX-tiny (thresholds 0, max_people 1)' if args.person_detector else 'none (whole frame)'}; input "
         f"640x480; {args.images} images per round ({args.images * 3} for MediaPipe and realtime), clip {args.frames} "
@@ -245,7 +248,7 @@ def run(args: argparse.Namespace, mp: subprocess.Popen[str], work: Path) -> None
         print(f"  baseline: {args.baseline} ({git_head(args.baseline)})")
         children.append(start_child("baseline", args.baseline.resolve(), ["default"], args, work))
     print(f"  this: {here} ({git_head(here)})")
-    children.append(start_child("this", here, args.profiles, args, work))
+    children += [start_child("this", here, [p], args, work) for p in args.profiles]
     cells: dict[str, list[float]] = {}
     try:
         for r in range(args.rounds):
@@ -261,11 +264,17 @@ def run(args: argparse.Namespace, mp: subprocess.Popen[str], work: Path) -> None
             assert child.proc.stdin is not None
             child.proc.stdin.close()
             child.proc.wait()
-    columns = ["mediapipe"] + [column(c.name, p) for c in children for p in c.profiles]
+    columns = ["mediapipe"] * (mp is not None) + [column(c.name, p) for c in children for p in c.profiles]
     report(cells, columns)
     print(f"load averages at the end: {fmt_load()}")
     if args.json is not None:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "cells": cells}))
+
+
+def mp_header(mp: subprocess.Popen[str] | None, venv: Path) -> str:
+    if mp is None:
+        return "MediaPipe not run"
+    return f"MediaPipe {mp_call(mp, {'op': 'version'})['version']} (model_complexity=1) in {venv}"
 
 
 def fmt_load() -> str:
@@ -289,6 +298,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rtmpose-size", choices=["t", "s", "m"], default="t")
     parser.add_argument("--person-detector", action=argparse.BooleanOptionalAction, default=True,
                         help="realtime profile: its YOLOX-tiny in the loop (default) or the whole frame")  # fmt: skip
+    parser.add_argument("--mediapipe", action=argparse.BooleanOptionalAction, default=True,
+                        help="run MediaPipe (its venv needs PyPI on first use)")  # fmt: skip
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="our engines' device")
+    parser.add_argument("--half", action="store_true", help="our engines in half precision (CUDA)")
     parser.add_argument("--mp-venv", type=Path, default=Path(tempfile.gettempdir()) / "mpvenv")
     parser.add_argument("--json", type=Path, default=None, help="also write every cell's values here")
     return parser.parse_args(argv)
@@ -296,15 +309,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse()
-    python = ensure_mediapipe(args.mp_venv)
-    mp = subprocess.Popen([str(python), "-c", MP_WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    mp = None
+    if args.mediapipe:
+        python = str(ensure_mediapipe(args.mp_venv))
+        mp = subprocess.Popen([python, "-c", MP_WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         with tempfile.TemporaryDirectory(prefix="peer-mp-") as work:
             run(args, mp, Path(work))
     finally:
-        if mp.stdin is not None:
+        if mp is not None and mp.stdin is not None:
             mp.stdin.close()
-        mp.wait()
+            mp.wait()
 
 
 if __name__ == "__main__":

@@ -59,7 +59,9 @@ def profile_settings(name: str, args: argparse.Namespace) -> Any:
             det.update(person_score_threshold=0.0, rtmpose_onnx=tracked_rtmpose(args.rtmpose_size, args.work))
         else:
             det["person_detector_onnx"] = None
-    data.update(engine=engine, weights_dir=args.work / "weights", allow_random_weights=True)
+    data.update(engine=engine, weights_dir=args.work / "weights", allow_random_weights=True, device=args.device)
+    if args.half:
+        data["half_precision"] = True
     return CommonSettings(**data)
 
 
@@ -139,10 +141,10 @@ class Ours:
         return {"rate": n / (time.perf_counter() - t0), "cpu_ms": (time.process_time() - c0) * 1000 / n}
 
     async def video(self, profile: str, frames: int, mode: str) -> dict[str, float]:
-        from service.engine.types import EstimateOptions, EstimateRequest, ImageFrame, WindowMode
+        from service.engine.types import EstimateOptions, EstimateRequest, Frame, ImageFrame, WindowMode
 
         engine = self.engines[profile]
-        clip = [ImageFrame(f, frame_index=i, timestamp_s=i / 30) for i, f in enumerate(self.clip[:frames])]
+        clip: list[Frame] = [ImageFrame(f, frame_index=i, timestamp_s=i / 30) for i, f in enumerate(self.clip[:frames])]
         options = EstimateOptions(mode=WindowMode(mode), max_people=self.max_people(profile))
         runs = engine.metrics.person_detector_run_count()
         t0, c0 = time.perf_counter(), time.process_time()
@@ -182,6 +184,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profiles", nargs="+", default=["default", "realtime"])
     p.add_argument("--threads", type=int, default=2, help="torch threads of the default profile")
     p.add_argument("--rtmpose-size", default="t")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--half", action="store_true", help="half precision (CUDA)")
     p.add_argument("--person-detector", action=argparse.BooleanOptionalAction, default=True)
     return p.parse_args(argv)
 
