@@ -93,7 +93,9 @@ def test_inputs(frames: int) -> tuple[bytes, np.ndarray]:
     import matplotlib
 
     photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+    bgr = cv2.imread(str(photo))
+    assert bgr is not None, f"cannot read {photo}"
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     scale = 480 / rgb.shape[0]
     rgb = cv2.resize(rgb, (int(rgb.shape[1] * scale), 480))
     canvas = np.full((480, 640, 3), 90, np.uint8)
