@@ -13,6 +13,9 @@ on the same weights and inputs, each timed once per round in the same order (med
   ``--threads`` inference threads, dynamic batch as served;
 - ``--bf16``: also OpenVINO at its default precision (bfloat16), for the figure only.
 
+The suite's perturbed random weights give denormal activations, which torch's kernels pay for dearly on this CPU
+(one loaded run, batch 2: 1 260 ms CPU per crop without, 490 ms with ``--flush-denormal``); the engine's own
+HRNet did not show it (``bench.peer_mediapipe``: about 400 ms CPU per flip-tested frame on both backends).
 Batch 2 is one image with the flip test (plain + mirrored crop), 16 a clip's detector batch. Per runtime: wall ms
 and CPU ms (this process, all threads) per crop, and the largest heatmap difference from torch's. Needs the
 ``openvino`` extra (``pip install -e '.[openvino]'``).
@@ -105,15 +108,17 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=2.0, help="minimum seconds per timing")
     p.add_argument("--threads", type=int, default=2, help="torch, ONNX Runtime and OpenVINO threads")
     p.add_argument("--bf16", action="store_true", help="also OpenVINO at bfloat16 (not equal outputs)")
+    p.add_argument("--flush-denormal", action="store_true", help="torch.set_flush_denormal(True) (see the doc)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(args.flush_denormal)
     import onnxruntime
     import openvino
 
     print(
         f"HRNet-W32 256x192, random weights; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
         f"openvino {openvino.__version__}; {args.threads} threads each; batches {args.batches}; {args.rounds} "
-        f"rounds x >= {args.seconds} s; cpus {os.cpu_count()}; load averages {os.getloadavg()}"
+        f"rounds x >= {args.seconds} s; torch flush_denormal {args.flush_denormal}; cpus {os.cpu_count()}; load averages {os.getloadavg()}"
     )
     run = runners(args.threads, args.bf16)
     rng = np.random.default_rng(0)
