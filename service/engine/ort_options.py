@@ -10,7 +10,7 @@ def session_options(intra_op_threads: int, allow_spinning: bool) -> Any:
     sequential execution with one inter-op thread (the graph is a chain), every graph optimisation, and
     spinning of idle threads only when ``allow_spinning`` (off in the engine: on a shared CPU a spinning thread
     takes the core that the lifter's torch threads or another process need; HRNet-W32 in the default profile
-    measured 17% less CPU per video frame and 33% less per image without it, bench/README.md)."""
+    measured 17% less CPU per video frame and 34% less per image without it, docs/benchmarks.md)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
