@@ -1,6 +1,6 @@
 """Side by side with MediaPipe Pose on this CPU: images/s, video frames/s and CPU ms per item, one interleaved run.
 
-    python -m bench.peer_mediapipe [--baseline TREE] [--rounds 5] [--images 10] [--frames 100] [--default-frames 30]
+    python -m bench.peer_mediapipe [--baseline TREE] [--rounds 5] [--images 8] [--frames 100] [--default-frames 20]
 
 - **MediaPipe** 0.10.21 (the last wheel that bundles its models; ``model_complexity=1``, BlazePose full — the
   only one that works offline) runs in its own virtual environment (``--mp-venv``, built here on first use with
@@ -23,6 +23,8 @@
 - Input: a photograph of a person (matplotlib's ``grace_hopper.jpg`` sample) padded to 640x480; the clip is it
   sliding 1 px per frame. The default profile's clip uses the first ``--default-frames`` frames (it is slow);
   rates are per frame so they compare. CPU ms are each process's own (all its threads).
+- Duration at the defaults: about 7 minutes at load average 6 on 2 cores with the baseline (10 images and 30
+  default-profile frames per round then), so about 5 with these defaults; a quiet machine takes a fraction.
 - Each round measures every cell once, in the same order; the table gives the median over rounds and the
   spread (min–max). Load averages are printed with every round: other work on the machine shows there.
 """
@@ -292,9 +294,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", type=Path, default=None, help="an older tree: its default profile beside ours")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--images", type=int, default=10, help="images per round for the default profile (x3 others)")
+    parser.add_argument("--images", type=int, default=8, help="images per round for the default profile (x3 others)")
     parser.add_argument("--frames", type=int, default=100, help="clip frames (MediaPipe and the realtime profile)")
-    parser.add_argument("--default-frames", type=int, default=30, help="clip frames for the default profile")
+    parser.add_argument("--default-frames", type=int, default=20, help="clip frames for the default profile")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads of the default profile")
     parser.add_argument("--profiles", nargs="+", choices=["default", "realtime"], default=["default", "realtime"])
     parser.add_argument("--rtmpose-size", choices=["t", "s", "m"], default="t")
