@@ -261,7 +261,7 @@ def run(args: argparse.Namespace, mp: subprocess.Popen[str] | None, work: Path) 
             print(
                 f"round {r + 1}: load {load} → {fmt_load()}; "
                 + ", ".join(f"{k} {v[-1]:.2f}" for k, v in cells.items() if not k.endswith(("cpu", "runs")))
-                + f"; MediaPipe found a pose on {found}/{args.frames} frames"
+                + (f"; MediaPipe found a pose on {found}/{args.frames} frames" if found >= 0 else "")
             )
     finally:
         for child in children:
