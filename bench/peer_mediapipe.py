@@ -1,57 +1,50 @@
-"""Side by side with MediaPipe Pose on this CPU: images/s and video frames/s, both our profiles, one interleaved run.
+"""Side by side with MediaPipe Pose on this CPU: images/s, video frames/s and CPU ms per item, one interleaved run.
 
-    python -m bench.peer_mediapipe [--rounds 5] [--images 10] [--frames 100] [--default-frames 30] [--threads 2]
+    python -m bench.peer_mediapipe [--baseline TREE] [--rounds 5] [--images 8] [--frames 100] [--default-frames 20]
 
 - **MediaPipe** 0.10.21 (the last wheel that bundles its models; ``model_complexity=1``, BlazePose full — the
   only one that works offline) runs in its own virtual environment (``--mp-venv``, built here on first use with
   ``pip install mediapipe==0.10.21 'numpy<2'``) as a child process that times itself; images with
-  ``static_image_mode=True`` (JPEG decode included), the clip with ``static_image_mode=False`` (its tracking).
-- **Ours**, in this process through :class:`InProcessEngine` (no HTTP), random weights:
-  ``default`` profile = HRNet-W32 + CA-PF (images) / P-STMO-243 centred (clip), flip test on, as the papers
-  (``--threads`` torch threads, 2 as in issue 16's baseline);
-  ``realtime`` profile (``service/profiles/realtime.toml``) = RTMPose-t + P-STMO-81 causal, no flip test,
-  pose-guided boxes, its own threads (1 torch, ``detector.rtmpose_threads`` onnxruntime). No RTMPose weights can
-  be downloaded here, so its ONNX is **the profile's RTMPose size (``--rtmpose-size`` for another) in its real
-  architecture with random weights** (``model/rtmpose_net.py``: RTMPose-t 3.34 M parameters and 0.71 GFLOP
-  per crop, the publisher's 0.36 G multiply-adds; -s 5.47 M, 1.35 GFLOP), exported on the fly. Neither profile has a person detector configured (whole frame
-  on detection frames), MediaPipe runs its own.
+  ``static_image_mode=True`` (JPEG decode included), the clip with ``static_image_mode=False`` (its tracking:
+  its person detector runs when the track is lost).
+- **Ours**, in a child process per source tree and profile (``bench/peer_ours.py``: :class:`InProcessEngine`,
+  no HTTP, random weights; its module doc lists every setting that differs from the profile files; one profile
+  per process, because torch's thread count is the process's):
+  ``default`` profile (the tree's ``service/profiles/default.toml``: HRNet-W32 + CA-PF for images, P-STMO-243
+  centred for the clip, flip test on, as the papers; ``--threads`` torch threads, 2 as in issue 16);
+  ``realtime`` profile (RTMPose-t + P-STMO-81 causal, no flip test, pose-guided boxes, **its person detector
+  YOLOX-tiny in the loop** on detection frames — ``--no-person-detector`` for the whole frame instead); the
+  networks are the real architectures with random weights (RTMPose-t 0.71 GFLOP per crop, YOLOX-tiny at 416x416).
+  The realtime rows report the person detector's runs per 100 frames.
+- ``--baseline TREE`` (e.g. ``git worktree add ../base faaed5b``, the build before the ONNX Runtime default)
+  also runs the **default profile of that tree** in its own child (same interpreter and packages, ``service``
+  from ``TREE``), interleaved with this tree's in every round: the table gets a ``default (baseline)`` column
+  and the ratio this / baseline.
 - Input: a photograph of a person (matplotlib's ``grace_hopper.jpg`` sample) padded to 640x480; the clip is it
   sliding 1 px per frame. The default profile's clip uses the first ``--default-frames`` frames (it is slow);
-  rates are per frame so they compare.
+  rates are per frame so they compare. CPU ms are each process's own (all its threads).
+- Duration at the defaults: about 7 minutes at load average 6 on 2 cores with the baseline (10 images and 30
+  default-profile frames per round then), so about 5 with these defaults; a quiet machine takes a fraction.
 - Each round measures every cell once, in the same order; the table gives the median over rounds and the
-  spread (min–max). Load averages are printed before and after: other work on the machine shows there.
+  spread (min–max). Load averages are printed with every round: other work on the machine shows there.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-import torch
-
-from service.config import CommonSettings, EngineSettings, load_settings_file
-from service.engine.inprocess import InProcessEngine, build_engine
-from service.engine.types import (
-    EstimateOptions,
-    Frame,
-    ImageFrame,
-    WindowMode,
-    Work,
-)
-from service.engine.work import collect
-from service.metrics import Metrics
-from service.profiles import profile_path
 
 MP_VERSION = "0.10.21"
 MP_WORKER = r"""
@@ -102,7 +95,9 @@ def test_inputs(frames: int) -> tuple[bytes, np.ndarray]:
     import matplotlib
 
     photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+    bgr = cv2.imread(str(photo))
+    assert bgr is not None, f"cannot read {photo}"
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     scale = 480 / rgb.shape[0]
     rgb = cv2.resize(rgb, (int(rgb.shape[1] * scale), 480))
     canvas = np.full((480, 640, 3), 90, np.uint8)
@@ -114,37 +109,8 @@ def test_inputs(frames: int) -> tuple[bytes, np.ndarray]:
     return jpeg.tobytes(), clip
 
 
-def profile_settings(name: str, threads: int, rtmpose_onnx: Path) -> CommonSettings:
-    """Our profile ``name`` with random weights (and the random RTMPose-s ONNX for ``realtime``)."""
-    engine = EngineSettings(torch_threads=threads, request_timeout_s=3600.0)  # a loaded machine is slow
-    if name == "default":
-        return CommonSettings(allow_random_weights=True, engine=engine)
-    data: dict[str, Any] = load_settings_file(profile_path("realtime"))
-    data["detector"].update(rtmpose_onnx=rtmpose_onnx, person_detector_onnx=None)
-    for spec in data["models"].values():
-        spec.pop("checkpoint", None)
-    data["engine"] = {**data.get("engine", {}), "request_timeout_s": 3600.0}  # keeps the profile's torch_threads
-    return CommonSettings(**data, allow_random_weights=True)
-
-
-async def ours_images(engine: InProcessEngine, jpeg: bytes, n: int) -> tuple[float, float]:
-    """Images/s and this process's CPU ms per image."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    for i in range(n):
-        await collect(engine, Work(f"img{i}", [ImageFrame(jpeg)]))
-    return n / (time.perf_counter() - t0), (time.process_time() - c0) * 1000 / n
-
-
-async def ours_clip(engine: InProcessEngine, clip: np.ndarray, mode: WindowMode) -> tuple[float, float]:
-    """Video frames/s and this process's CPU ms per frame."""
-    frames: list[Frame] = [ImageFrame(f, frame_index=i, timestamp_s=i / 30) for i, f in enumerate(clip)]
-    t0, c0 = time.perf_counter(), time.process_time()
-    result = await collect(engine, Work("clip", frames, EstimateOptions(mode=mode)))
-    assert len(result.frames) == len(frames)
-    return len(frames) / (time.perf_counter() - t0), (time.process_time() - c0) * 1000 / len(frames)
-
-
 def mp_call(proc: subprocess.Popen[str], cmd: dict[str, Any]) -> dict[str, Any]:
+    """One command to the MediaPipe child, its JSON answer."""
     assert proc.stdin is not None
     assert proc.stdout is not None
     proc.stdin.write(json.dumps(cmd) + "\n")
@@ -153,112 +119,211 @@ def mp_call(proc: subprocess.Popen[str], cmd: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-def summary(values: list[float]) -> str:
-    return f"{statistics.median(values):7.2f} ({min(values):.2f}–{max(values):.2f})"
+@dataclass
+class Child:
+    """A ``bench/peer_ours.py`` process: our ``profiles`` built from ``tree``, labelled ``name`` in the table."""
+
+    name: str
+    tree: Path
+    profiles: list[str]
+    proc: subprocess.Popen[str]
+    log: Path
+
+    def call(self, cmd: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send ``cmd`` (None: only read), return the next ``@peer`` answer; fails with the child's stderr."""
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        if cmd is not None:
+            self.proc.stdin.write(json.dumps(cmd) + "\n")
+            self.proc.stdin.flush()
+        for line in self.proc.stdout:
+            if line.startswith(PREFIX):
+                answer: dict[str, Any] = json.loads(line[len(PREFIX) :])
+                return answer
+        self.proc.wait()
+        tail = self.log.read_text()[-4000:]
+        raise SystemExit(f"{self.name} ({self.tree}) exited with {self.proc.returncode}:\n{tail}")
 
 
-async def run(args: argparse.Namespace, proc: subprocess.Popen[str], work: Path) -> None:
-    from model.rtmpose_net import export, gflops
-
-    jpeg, clip = test_inputs(args.frames)  # the JPEG is read back from work/ by each round
-    (work / "image.jpg").write_bytes(jpeg)
-    np.save(work / "clip_rgb.npy", clip)
-    onnx = export(args.rtmpose_size, work / f"rtmpose-{args.rtmpose_size}-random.onnx")
-    mp_version = mp_call(proc, {"op": "version"})["version"]
-    engines = {
-        p: await build_engine(profile_settings(p, args.threads, onnx), Metrics()) for p in ("default", "realtime")
-    }
-    rts = engines["realtime"].settings
-    print(
-        f"MediaPipe {mp_version} (model_complexity=1) in {args.mp_venv}; ours: random weights, torch "
-        f"{torch.__version__}, default profile {args.threads} torch threads, realtime profile "
-        f"{rts.engine.torch_threads} torch thread(s) + {rts.detector.rtmpose_threads or rts.engine.torch_threads} "
-        "onnxruntime thread(s); "
-        f"RTMPose-{args.rtmpose_size} architecture ONNX "
-        f"({gflops(args.rtmpose_size):.2f} GFLOP/crop); input 640x480; {args.images} images, clip {args.frames} "
-        f"frames ({args.default_frames} for the default profile); {args.rounds} rounds; cpus {os.cpu_count()}"
-    )
-    cells: dict[str, list[float]] = {}
-    for r in range(args.rounds):
-        before = os.getloadavg()
-        found = await one_round(args, proc, engines, work, clip, cells)
-        runs = engines["realtime"].metrics.person_detector_run_count()
-        print(
-            f"round {r + 1}: load {before[0]:.2f} → {os.getloadavg()[0]:.2f}; "
-            + ", ".join(f"{k} {v[-1]:.2f}" for k, v in cells.items() if not k.endswith("cpu"))
-            + f"; MediaPipe found a pose on {found}/{args.frames} frames; realtime detector runs so far {runs}"
-        )
-    for eng in engines.values():
-        await eng.aclose()
-    report(cells)
+PREFIX = "@peer "
 
 
-async def one_round(
-    args: argparse.Namespace,
-    proc: subprocess.Popen[str],
-    engines: dict[str, InProcessEngine],
-    work: Path,
-    clip: np.ndarray,
-    cells: dict[str, list[float]],
-) -> int:
-    """Every cell once, MediaPipe first; appends rates and CPU ms per item to ``cells``; MediaPipe's found count."""
-    jpeg = (work / "image.jpg").read_bytes()
-    got = mp_call(proc, {"op": "image", "path": str(work / "image.jpg"), "n": args.images * 3})
-    measured = {"mediapipe images": (got["count"] / got["seconds"], got["cpu"] * 1000 / got["count"])}
-    got = mp_call(proc, {"op": "video", "path": str(work / "clip_rgb.npy")})
-    measured["mediapipe video"] = (got["count"] / got["seconds"], got["cpu"] * 1000 / got["count"])
-    for p, eng in engines.items():
-        n = args.images if p == "default" else args.images * 3
-        measured[f"{p} images"] = await ours_images(eng, jpeg, n)
-        sub = clip[: args.default_frames] if p == "default" else clip
-        mode = WindowMode.CENTRED if p == "default" else WindowMode.CAUSAL
-        measured[f"{p} video"] = await ours_clip(eng, sub, mode)
+def start_child(name: str, tree: Path, profiles: list[str], args: argparse.Namespace, work: Path) -> Child:
+    """Start ``bench/peer_ours.py`` on ``tree`` and wait until its engines are built (printing their start)."""
+    script = Path(__file__).resolve().with_name("peer_ours.py")
+    argv = [str(script), "--work", str(work), "--threads", str(args.threads), "--rtmpose-size", args.rtmpose_size]
+    argv += ["--profiles", *profiles, "--person-detector" if args.person_detector else "--no-person-detector"]
+    argv += ["--device", args.device] + ["--half"] * args.half
+    run = f"import runpy, sys; sys.argv = {argv!r}; runpy.run_path({str(script)!r}, run_name='__main__')"
+    env = {**os.environ, "PYTHONPATH": str(tree)}  # `service` from `tree`, nothing from the caller's folder
+    log = work / f"{name}-{'-'.join(profiles)}.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-c", run], env=env, cwd=work, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=err, text=True)  # fmt: skip
+    child = Child(name, tree, profiles, proc, log)
+    ready = child.call()
+    for profile, info in ready["ready"].items():
+        runtime = "HRNet " + info["detail"].get("detector_backend", "torch") if profile == "default" else "RTMPose"
+        print(f"  {name} {profile}: started in {info['start_s']:.1f} s; 2D detector: {runtime}")
+    return child
+
+
+def one_round(args: argparse.Namespace, mp: subprocess.Popen[str] | None, children: list[Child], work: Path,
+              cells: dict[str, list[float]]) -> int:  # fmt: skip
+    """Every cell once, MediaPipe first; appends rates, CPU ms per item and detector runs per 100 frames to
+    ``cells``; returns on how many clip frames MediaPipe found a pose (-1: not run)."""
+    measured, found = {}, -1
+    if mp is not None:
+        got = mp_call(mp, {"op": "image", "path": str(work / "image.jpg"), "n": args.images * 3})
+        measured["mediapipe images"] = (got["count"] / got["seconds"], got["cpu"] * 1000 / got["count"])
+        got = mp_call(mp, {"op": "video", "path": str(work / "clip_rgb.npy")})
+        measured["mediapipe video"] = (got["count"] / got["seconds"], got["cpu"] * 1000 / got["count"])
+        found = got["found"]
+    for child in children:
+        for p in child.profiles:
+            col = column(child.name, p)
+            n = args.images if p == "default" else args.images * 3
+            a = child.call({"op": "images", "profile": p, "n": n})
+            measured[f"{col} images"] = (a["rate"], a["cpu_ms"])
+            frames = args.default_frames if p == "default" else args.frames
+            a = child.call({"op": "video", "profile": p, "frames": frames, "mode": MODE[p]})
+            measured[f"{col} video"] = (a["rate"], a["cpu_ms"])
+            cells.setdefault(f"{col} detector runs", []).append(a["detector_runs"] * 100 / frames)
     for key, (rate, cpu_ms) in measured.items():
         cells.setdefault(key, []).append(rate)
         cells.setdefault(f"{key} cpu", []).append(cpu_ms)
-    found: int = got["found"]
-    return found
+    return int(found)
 
 
-def report(cells: dict[str, list[float]]) -> None:
-    """The table (median and min–max over rounds), the ratios of medians and the median of per-round ratios."""
-    print("\n| | MediaPipe | ours, default profile | ours, realtime profile |\n|---|---|---|---|")
-    names = {"images": "images/s (decode included)", "video": "video frames/s"}
-    for what in ("images", "video"):
-        for suffix, label in (("", names[what]), (" cpu", f"CPU ms per {'image' if what == 'images' else 'frame'}")):
-            row = [summary(cells[f"{k} {what}{suffix}"]) for k in ("mediapipe", "default", "realtime")]
-            print(f"| {label} | " + " | ".join(row) + " |")
-    for what in ("images", "video"):
-        ours, mp = cells[f"realtime {what}"], cells[f"mediapipe {what}"]
-        paired = statistics.median(a / b for a, b in zip(ours, mp, strict=True))
-        print(
-            f"{what}: realtime / MediaPipe = {statistics.median(ours) / statistics.median(mp):.2f} "
-            f"(median of per-round ratios {paired:.2f}), "
-            f"realtime / default = {statistics.median(ours) / statistics.median(cells[f'default {what}']):.2f}"
-        )
-    print(f"load averages at the end: {os.getloadavg()}")
+MODE = {"default": "centred", "realtime": "causal"}
+
+
+def column(child: str, profile: str) -> str:
+    return f"{profile} ({child})" if profile == "default" else profile
+
+
+def summary(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
+
+
+def ratio(cells: dict[str, list[float]], num: str, den: str) -> str:
+    """Ratio of medians, and the median of per-round ratios (a busy spell hits both cells of a round)."""
+    a, b = cells[num], cells[den]
+    paired = statistics.median(x / y for x, y in zip(a, b, strict=True))
+    return f"{statistics.median(a) / statistics.median(b):.2f} (median of per-round ratios {paired:.2f})"
+
+
+def report(cells: dict[str, list[float]], columns: list[str]) -> None:
+    """The table (median and min–max over rounds) and the ratios the issue's targets are stated in."""
+    print("\n| | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
+    rows = [("images", "", "images/s (decode included)"), ("images", " cpu", "CPU ms per image"),
+            ("video", "", "video frames/s"), ("video", " cpu", "CPU ms per video frame")]  # fmt: skip
+    for what, suffix, label in rows:
+        print(f"| {label} | " + " | ".join(summary(cells[f"{c} {what}{suffix}"]) for c in columns) + " |")
+    runs = [summary(cells[f"{c} detector runs"]) if f"{c} detector runs" in cells else "—" for c in columns]
+    print("| person detector runs per 100 video frames | " + " | ".join(runs) + " |")
+    if "default (baseline) video" in cells:
+        for what in ("video", "images"):
+            print(f"default profile {what}/s, this / baseline: "
+                  + ratio(cells, f"default (this) {what}", f"default (baseline) {what}"))  # fmt: skip
+    if "realtime video" in cells and "mediapipe video" in cells:
+        print("realtime video frames/s / MediaPipe's: " + ratio(cells, "realtime video", "mediapipe video")
+              + " (target >= 1.5)")  # fmt: skip
+        print("realtime CPU ms per video frame / MediaPipe's: "
+              + ratio(cells, "realtime video cpu", "mediapipe video cpu") + " (target <= 1)")  # fmt: skip
+        print("realtime images/s / MediaPipe's: " + ratio(cells, "realtime images", "mediapipe images"))
+
+
+def run(args: argparse.Namespace, mp: subprocess.Popen[str] | None, work: Path) -> None:
+    jpeg, clip = test_inputs(args.frames)
+    (work / "image.jpg").write_bytes(jpeg)
+    np.save(work / "clip_rgb.npy", clip)
+    here = Path(__file__).resolve().parents[1]
+    print(
+        f"{mp_header(mp, args.mp_venv)}; ours: {args.device}{' half' if args.half else ''}, random weights, python {platform.python_version()}, default profile {args.threads} torch threads, realtime "
+        f"profile RTMPose-{args.rtmpose_size} + P-STMO-81, person detector "
+        f"{'YOLOX-tiny (thresholds 0, max_people 1)' if args.person_detector else 'none (whole frame)'}; input "
+        f"640x480; {args.images} images per round ({args.images * 3} for MediaPipe and realtime), clip {args.frames} "
+        f"frames ({args.default_frames} for the default profile); {args.rounds} rounds; cpus {os.cpu_count()}; "
+        f"load averages {fmt_load()}"
+    )
+    children = []
+    if args.baseline is not None:
+        print(f"  baseline: {args.baseline} ({git_head(args.baseline)})")
+        children.append(start_child("baseline", args.baseline.resolve(), ["default"], args, work))
+    print(f"  this: {here} ({git_head(here)})")
+    children += [start_child("this", here, [p], args, work) for p in args.profiles]
+    cells: dict[str, list[float]] = {}
+    try:
+        for r in range(args.rounds):
+            load = fmt_load()
+            found = one_round(args, mp, children, work, cells)
+            print(
+                f"round {r + 1}: load {load} → {fmt_load()}; "
+                + ", ".join(f"{k} {v[-1]:.2f}" for k, v in cells.items() if not k.endswith(("cpu", "runs")))
+                + (f"; MediaPipe found a pose on {found}/{args.frames} frames" if found >= 0 else "")
+            )
+    finally:
+        for child in children:
+            assert child.proc.stdin is not None
+            child.proc.stdin.close()
+            child.proc.wait()
+    columns = ["mediapipe"] * (mp is not None) + [column(c.name, p) for c in children for p in c.profiles]
+    report(cells, columns)
+    print(f"load averages at the end: {fmt_load()}")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "cells": cells}))
+
+
+def mp_header(mp: subprocess.Popen[str] | None, venv: Path) -> str:
+    if mp is None:
+        return "MediaPipe not run"
+    return f"MediaPipe {mp_call(mp, {'op': 'version'})['version']} (model_complexity=1) in {venv}"
+
+
+def fmt_load() -> str:
+    return "/".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def git_head(tree: Path) -> str:
+    out = subprocess.run(["git", "-C", str(tree), "log", "-1", "--format=%h %s"], capture_output=True, text=True)
+    return out.stdout.strip()[:70] or "not a git tree"
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline", type=Path, default=None, help="an older tree: its default profile beside ours")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--images", type=int, default=8, help="images per round for the default profile (x3 others)")
+    parser.add_argument("--frames", type=int, default=100, help="clip frames (MediaPipe and the realtime profile)")
+    parser.add_argument("--default-frames", type=int, default=20, help="clip frames for the default profile")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads of the default profile")
+    parser.add_argument("--profiles", nargs="+", choices=["default", "realtime"], default=["default", "realtime"])
+    parser.add_argument("--rtmpose-size", choices=["t", "s", "m"], default="t")
+    parser.add_argument("--person-detector", action=argparse.BooleanOptionalAction, default=True,
+                        help="realtime profile: its YOLOX-tiny in the loop (default) or the whole frame")  # fmt: skip
+    parser.add_argument("--mediapipe", action=argparse.BooleanOptionalAction, default=True,
+                        help="run MediaPipe (its venv needs PyPI on first use)")  # fmt: skip
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="our engines' device")
+    parser.add_argument("--half", action="store_true", help="our engines in half precision (CUDA)")
+    parser.add_argument("--mp-venv", type=Path, default=Path(tempfile.gettempdir()) / "mpvenv")
+    parser.add_argument("--json", type=Path, default=None, help="also write every cell's values here")
+    return parser.parse_args(argv)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--images", type=int, default=10, help="images per round for the default profile (x3 others)")
-    parser.add_argument("--frames", type=int, default=100, help="clip frames (MediaPipe and the realtime profile)")
-    parser.add_argument("--default-frames", type=int, default=30, help="clip frames for the default profile")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads of the default profile")
-    parser.add_argument("--rtmpose-size", choices=["t", "s", "m"], default=None, help="default: the profile's")
-    parser.add_argument("--mp-venv", default="/tmp/mpvenv")
-    args = parser.parse_args()
-    if args.rtmpose_size is None:  # the profile's rtmpose_onnx is a catalogue name "rtmpose-<size>"
-        args.rtmpose_size = str(load_settings_file(profile_path("realtime"))["detector"]["rtmpose_onnx"])[-1]
-    python = ensure_mediapipe(Path(args.mp_venv))
-    proc = subprocess.Popen([str(python), "-c", MP_WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    args = parse()
+    mp = None
+    if args.mediapipe:
+        python = str(ensure_mediapipe(args.mp_venv))
+        mp = subprocess.Popen([python, "-c", MP_WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        asyncio.run(run(args, proc, Path(tempfile.mkdtemp(prefix="peer-mp-"))))
+        with tempfile.TemporaryDirectory(prefix="peer-mp-") as work:
+            run(args, mp, Path(work))
     finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        proc.wait()
+        if mp is not None and mp.stdin is not None:
+            mp.stdin.close()
+            mp.wait()
 
 
 if __name__ == "__main__":

@@ -1,19 +1,22 @@
 """Where the realtime profile's video time goes, per stage, and what its settings buy: one interleaved run.
 
     python -m bench.realtime_stages [--frames 60] [--rounds 3] [--sizes t,s] [--rtmpose-threads 1,2]
+                                    [--detect-every 10] [--no-person-detector]
 
 - **Bare stages** (20 calls each after a warm-up, median wall ms and mean CPU ms of this process per call):
-  RTMPose's crop + normalise (``crop_inputs``), its ONNX forward (per size and thread count), the SimCC decode,
+  the person detector YOLOX-tiny (letterbox + ONNX forward + NMS, one thread as the engine runs it), RTMPose's
+  crop + normalise (``crop_inputs``), its ONNX forward (per size and thread count), the SimCC decode,
   P-STMO-81's lift of 1 and of 4 windows per forward (1 torch thread, as the profile), the pose-guide's box and
   its JSON round trip.
-- **Through the engine** (:class:`InProcessEngine`, the ``realtime`` profile, random weights, no person
-  detector: the whole frame on detection frames): a causal clip of ``--frames`` 640x480 frames per variant
-  (RTMPose size x ``detector.rtmpose_threads``), every variant once per round in the same order; frames/s,
-  the process's CPU ms per frame, and each stage's busy ms per frame from ``pose3d_stage_duration_seconds``
-  (detect and lift run on different threads and overlap, so they may add up to more than the wall time).
+- **Through the engine** (:class:`InProcessEngine`, the ``realtime`` profile with its person detector in the
+  loop as ``bench.peer_mediapipe`` runs it — ``bench/peer_ours.py`` says how random weights are made to track a
+  person): a causal clip of ``--frames`` 640x480 frames per variant (RTMPose size x ``detector.rtmpose_threads``
+  x ``detector.detect_every``), every variant once per round in the same order; frames/s, the process's CPU ms
+  per frame, person-detector runs per 100 frames, and each stage's busy ms per frame from
+  ``pose3d_stage_duration_seconds`` (stages run on different threads and overlap, so they may add up to more
+  than the wall time).
 
-RTMPose's ONNX is its real architecture with random weights (``model/rtmpose_net.py``), as in
-``bench/peer_mediapipe.py``. Load averages are printed with every round: other work on the machine shows there.
+Load averages are printed with every round: other work on the machine shows there.
 """
 
 from __future__ import annotations
@@ -26,18 +29,20 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from bench.peer_mediapipe import test_inputs
+from bench.peer_ours import profile_settings
 from model.pstmo import PSTMO, PSTMO_PRESETS
 from model.rtmpose_net import export, gflops
 from model.topdown import box_to_center_scale
-from service.config import CommonSettings, load_settings_file
+from service.config import CommonSettings
 from service.engine.inprocess import InProcessEngine, build_engine
+from service.engine.person_detector_onnx import OnnxPersonDetector
 from service.engine.pose_guide import Guide, attach_guide, pose_to_box, read_guide
+from service.engine.random_onnx import random_onnx
 from service.engine.rtmpose import INPUT_SIZE, RTMPoseDetector, crop_inputs, decode_simcc
 from service.engine.types import (
     EstimateOptions,
@@ -66,7 +71,9 @@ def timed(fn: Callable[[], object], n: int = 20) -> str:
     return f"{statistics.median(walls) * 1000:.2f} ms wall, {cpu * 1000:.2f} ms CPU"
 
 
-def bare_stages(onnx: dict[str, Path], threads: list[int], image: np.ndarray) -> None:
+def bare_stages(onnx: dict[str, Path], threads: list[int], image: np.ndarray, work: Path) -> None:
+    yolox = OnnxPersonDetector(random_onnx("the person detector", "yolox-tiny-person", work), score_threshold=0.0)
+    print(f"  YOLOX-tiny person detector (416x416, 1 thread): {timed(lambda: yolox.detect(image, 1))}")
     box = np.array([[200.0, 40.0, 440.0, 470.0]], np.float32)
     geometry = box_to_center_scale(box, input_size=INPUT_SIZE)
     crop = crop_inputs(image, geometry)
@@ -94,14 +101,14 @@ def bare_stages(onnx: dict[str, Path], threads: list[int], image: np.ndarray) ->
     print(f"  pose-guide box + JSON round trip: {timed(guide)}")
 
 
-def settings(onnx: Path, rtmpose_threads: int) -> CommonSettings:
-    """The realtime profile with a random-weight RTMPose ONNX, no person detector, random P-STMO weights."""
-    data: dict[str, Any] = load_settings_file(profile_path("realtime"))
-    data["detector"].update(rtmpose_onnx=onnx, person_detector_onnx=None, rtmpose_threads=rtmpose_threads)
-    for spec in data["models"].values():
-        spec.pop("checkpoint", None)
-    data["engine"] = {**data["engine"], "request_timeout_s": 3600.0}
-    return CommonSettings(**data, allow_random_weights=True)
+def settings(args: argparse.Namespace, size: str, rtmpose_threads: int, detect_every: int) -> CommonSettings:
+    """The realtime profile as ``bench.peer_mediapipe`` runs it, RTMPose-``size`` on ``rtmpose_threads``, the
+    person detector every ``detect_every`` frames."""
+    child = argparse.Namespace(work=args.work, rtmpose_size=size, person_detector=args.person_detector, threads=1,
+                               device="cpu", half=False)  # fmt: skip
+    s = profile_settings("realtime", child)
+    det = s.detector.model_copy(update={"rtmpose_threads": rtmpose_threads, "detect_every": detect_every})
+    return s.model_copy(update={"detector": det})
 
 
 def stage_seconds(engine: InProcessEngine) -> dict[str, float]:
@@ -109,30 +116,33 @@ def stage_seconds(engine: InProcessEngine) -> dict[str, float]:
     return {s: get("pose3d_stage_duration_seconds_sum", {"stage": s}) or 0.0 for s in STAGES}
 
 
-async def clip_run(engine: InProcessEngine, frames: list[Frame]) -> dict[str, float]:
-    before = stage_seconds(engine)
+async def clip_run(engine: InProcessEngine, frames: list[Frame], people: int | None) -> dict[str, float]:
+    before, runs = stage_seconds(engine), engine.metrics.person_detector_run_count()
     t0, c0 = time.perf_counter(), time.process_time()
-    await collect(engine, Work("clip", frames, EstimateOptions(mode=WindowMode.CAUSAL)))
+    await collect(engine, Work("clip", frames, EstimateOptions(mode=WindowMode.CAUSAL, max_people=people)))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     n = len(frames)
-    after = stage_seconds(engine)
-    out = {"frames/s": n / wall, "cpu ms/frame": cpu * 1000 / n}
+    after, runs = stage_seconds(engine), engine.metrics.person_detector_run_count() - runs
+    out = {"frames/s": n / wall, "cpu ms/frame": cpu * 1000 / n, "detector runs/100": runs * 100 / n}
     out.update({f"{s} ms/frame": (after[s] - before[s]) * 1000 / n for s in STAGES})
     return out
 
 
-async def engine_variants(args: argparse.Namespace, onnx: dict[str, Path], clip: np.ndarray) -> None:
+async def engine_variants(args: argparse.Namespace, clip: np.ndarray) -> None:
     frames: list[Frame] = [ImageFrame(f, frame_index=i, timestamp_s=i / 30) for i, f in enumerate(clip)]
+    people = 1 if args.person_detector else None
     engines = {}
-    for size, path in onnx.items():
+    for size in args.sizes:
         for t in args.rtmpose_threads:
-            engines[f"RTMPose-{size}, {t} thread(s)"] = eng = await build_engine(settings(path, t), Metrics())
-            await collect(eng, Work("warm", frames[:5], EstimateOptions(mode=WindowMode.CAUSAL)))
+            for k in args.detect_every:
+                name = f"RTMPose-{size}, {t} thread(s), detect every {k}"
+                engines[name] = eng = await build_engine(settings(args, size, t, k), Metrics())
+                await clip_run(eng, frames[:5], people)
     cells: dict[str, list[dict[str, float]]] = {k: [] for k in engines}
     for r in range(args.rounds):
         load = os.getloadavg()[0]
         for name, eng in engines.items():
-            cells[name].append(await clip_run(eng, frames))
+            cells[name].append(await clip_run(eng, frames, people))
         print(f"round {r + 1}: load {load:.2f}; " + ", ".join(f"{k} {v[-1]['frames/s']:.2f}" for k, v in cells.items()))
     for eng in engines.values():
         await eng.aclose()
@@ -151,18 +161,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sizes", default="t,s", help="RTMPose sizes, comma-separated (t, s, m)")
     parser.add_argument("--rtmpose-threads", default="1,2", help="detector.rtmpose_threads values, comma-separated")
+    parser.add_argument("--detect-every", default="10", help="detector.detect_every values, comma-separated")
+    parser.add_argument("--person-detector", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     args.rtmpose_threads = [int(t) for t in args.rtmpose_threads.split(",")]
-    work = Path(tempfile.mkdtemp(prefix="rt-stages-"))
-    onnx = {s: export(s, work / f"rtmpose-{s}.onnx") for s in args.sizes.split(",")}
+    args.detect_every = [int(k) for k in args.detect_every.split(",")]
+    args.sizes = args.sizes.split(",")
+    args.work = Path(tempfile.mkdtemp(prefix="rt-stages-"))
+    onnx = {s: export(s, args.work / f"rtmpose-{s}.onnx") for s in args.sizes}
     _, clip = test_inputs(args.frames)
     print(
-        f"realtime profile ({profile_path('realtime').name}), random weights; torch {torch.__version__}, "
-        f"1 torch thread (P-STMO-81); input 640x480; clip {args.frames} frames, causal; {args.rounds} rounds; "
-        f"cpus {os.cpu_count()}; load averages {os.getloadavg()}\nbare stages:"
+        f"realtime profile ({profile_path('realtime').name}), random weights; person detector "
+        f"{'YOLOX-tiny (as bench.peer_mediapipe)' if args.person_detector else 'none (whole frame)'}; torch "
+        f"{torch.__version__}, 1 torch thread (P-STMO-81); input 640x480; clip {args.frames} frames, causal; "
+        f"{args.rounds} rounds; cpus {os.cpu_count()}; load averages {os.getloadavg()}\nbare stages:"
     )
-    bare_stages(onnx, args.rtmpose_threads, clip[0])
-    asyncio.run(engine_variants(args, onnx, clip))
+    bare_stages(onnx, args.rtmpose_threads, clip[0], args.work)
+    asyncio.run(engine_variants(args, clip))
     print(f"load averages at the end: {os.getloadavg()}")
 
 

@@ -24,6 +24,7 @@ import torch
 from model.hrnet import PoseHRNet
 from service.engine.detector import TopDownDetector
 from service.engine.onnx_cache import Cached, ExportCache, tensors_digest
+from service.engine.ort_options import session_options
 from service.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ def export_hrnet_onnx(net: PoseHRNet) -> bytes:
 
 
 class OnnxHRNet:
-    """A :class:`PoseHRNet` run by ONNX Runtime (CPU execution provider, ``threads`` intra-op threads).
+    """A :class:`PoseHRNet` run by ONNX Runtime (CPU execution provider, ``threads`` intra-op threads that sleep
+    rather than spin when idle: :func:`~service.engine.ort_options.session_options`).
 
     Args:
         model: the ONNX graph (bytes) of :func:`export_hrnet_onnx`.
@@ -78,10 +80,7 @@ class OnnxHRNet:
     """
 
     def __init__(self, model: bytes, threads: int = 0) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options = session_options(threads, allow_spinning=False)
         self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
     @classmethod

@@ -36,6 +36,7 @@ from model.skeleton import COCO_FLIP_PERM, coco_scores_to_h36m, coco_to_h36m
 from model.topdown import CropGeometry, box_to_center_scale, crop_to_image, warp_matrix
 from service.config import DetectorSettings
 from service.engine.detector import PersonDetection
+from service.engine.ort_options import session_options
 from service.engine.types import ByteImage, FloatArray
 from service.errors import Unavailable
 
@@ -104,23 +105,6 @@ def decode_simcc(
     vals = np.minimum(max_x, max_y) if score_mode == "min" else np.float32(0.5) * (max_x + max_y)
     locs[vals <= 0.0] = -1.0
     return (locs / np.float32(split_ratio)).reshape(n, k, 2), vals.astype(np.float32).reshape(n, k)
-
-
-def session_options(intra_op_threads: int, allow_spinning: bool) -> Any:
-    """ONNX Runtime options for one small network per call: ``intra_op_threads`` for its ops (0 = all cores),
-    sequential execution with one inter-op thread (the graph is a chain), every graph optimisation, and
-    spinning of idle threads only when ``allow_spinning``."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    spin = "1" if allow_spinning else "0"
-    options.add_session_config_entry("session.intra_op.allow_spinning", spin)
-    options.add_session_config_entry("session.inter_op.allow_spinning", spin)
-    return options
 
 
 class RTMPoseDetector:

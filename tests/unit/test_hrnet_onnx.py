@@ -38,6 +38,11 @@ def test_onnx_detector_equals_torch_detector_and_caches_the_graph(tmp_path: Path
         detector = TopDownDetector(net, cpu, keep_features=True)
         use_onnx_backend(detector, net, cache, threads=1)
         assert cache.is_file()
+        session = detector.net.session if isinstance(detector.net, OnnxHRNet) else None
+        assert session is not None
+        options = session.get_session_options()  # one thread asked for, and it sleeps rather than spins when idle
+        assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
         got = detector.detect([image], boxes, scores, flip_test=True)[0][0]
         np.testing.assert_allclose(got.keypoints_coco, want.keypoints_coco, atol=1e-3)
         np.testing.assert_allclose(got.scores_coco, want.scores_coco, atol=1e-5)
