@@ -145,8 +145,9 @@ class RemoteEngineClient:
             request = link.work_to_pb(
                 work if clip is None else replace(work, frames=replace(clip, start=next_position))
             )
+            call = self.workers.stub.Submit(request, timeout=timeout)
             try:
-                async for reply in self.workers.stub.Submit(request, timeout=timeout):
+                async for reply in call:
                     step = link.progress_from_pb(reply)
                     if clip is not None and work.stream is not None:
                         fresh = [r for r in step.results if r.frame_index >= next_position]
@@ -162,6 +163,8 @@ class RemoteEngineClient:
                     raise error from exc
                 if failures >= RETRY_MAX_ATTEMPTS:
                     raise error from exc
+            finally:
+                call.cancel()  # closed early (the caller left): the worker stops at once
 
     async def _stream_call(self, op: wpb.StreamCall.Op, stream_id: str, **kw: Any) -> wpb.StreamReply:
         reply: wpb.StreamReply = await self._call("Stream", wpb.StreamCall(op=op, stream_id=stream_id, **kw))

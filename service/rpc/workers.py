@@ -32,7 +32,7 @@ from service.errors import DeadlineExceeded
 from service.proto_gen.pose3d.worker.v1 import worker_pb2_grpc
 from service.rpc.server import WORKER_SERVICE, channel_options
 from service.rpc.status import error_from_rpc
-from service.telemetry.grpc_trace import TraceClientInterceptor
+from service.telemetry.grpc_trace import TraceClientInterceptor, TraceStreamClientInterceptor
 
 RETRY_MAX_ATTEMPTS: Final = 3
 RECONNECT_BACKOFF_MAX_MS: Final = 2000
@@ -147,7 +147,7 @@ class WorkerChannel:
         ]
         if credentials is not None and tls_name is not None:
             options.append(("grpc.ssl_target_name_override", tls_name))
-        interceptors = [TraceClientInterceptor()]  # traceparent in the metadata of every worker call
+        interceptors = [TraceClientInterceptor(), TraceStreamClientInterceptor()]  # traceparent in every worker call
         if credentials is None:
             self.channel: Any = grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
         else:

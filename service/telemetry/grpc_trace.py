@@ -14,20 +14,42 @@ from opentelemetry import propagate, trace
 from service.telemetry.tracing import tracer
 
 
+def _client_span(client_call_details: Any) -> tuple[trace.Span, Any]:
+    """A client span for the call and the call's details with its context as ``traceparent`` metadata."""
+    method = client_call_details.method
+    name = method.decode() if isinstance(method, bytes) else str(method)
+    span = tracer.start_span(name.rsplit(".", 1)[-1], kind=trace.SpanKind.CLIENT)
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    metadata = list(client_call_details.metadata or []) + list(carrier.items())
+    return span, client_call_details._replace(metadata=metadata)
+
+
 class TraceClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     """A client span per unary call, its context sent as ``traceparent`` metadata."""
 
     async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        method = client_call_details.method
-        name = method.decode() if isinstance(method, bytes) else str(method)
-        with tracer.start_as_current_span(name.rsplit(".", 1)[-1], kind=trace.SpanKind.CLIENT):
-            carrier: dict[str, str] = {}
-            propagate.inject(carrier)
-            metadata = list(client_call_details.metadata or []) + list(carrier.items())
-            details = client_call_details._replace(metadata=metadata)
+        span, details = _client_span(client_call_details)
+        with trace.use_span(span, end_on_exit=True):
             call = await continuation(details, request)
             await call  # the span covers the whole call
             return call
+
+
+class TraceStreamClientInterceptor(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """The same for a call answered by a stream (the worker's ``Submit``): the span lasts until the stream ends.
+    (gRPC files an interceptor under its first call kind only, hence a class per kind.)"""
+
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        span, details = _client_span(client_call_details)
+        call = await continuation(details, request)
+
+        async def replies() -> AsyncIterator[Any]:
+            with trace.use_span(span, end_on_exit=True):
+                async for reply in call:
+                    yield reply
+
+        return replies()
 
 
 def _extract(metadata: Any) -> otel_context.Context:

@@ -105,16 +105,16 @@ def test_one_request_is_one_trace_across_gateway_and_worker(gateway: TestClient,
         return found
 
     assert children(request.context.span_id, "admission")
-    calls = children(request.context.span_id, "Worker/Estimate")  # the gateway's client span of the worker call
+    calls = children(request.context.span_id, "Worker/Submit")  # the gateway's client span of the worker call
     assert len(calls) == 1
     remote = worker_spans(worker[1], trace_id)
     served = [
-        r for r in remote if r["name"] == "Worker/Estimate" and r["parent_id"] == f"0x{calls[0].context.span_id:016x}"
+        r for r in remote if r["name"] == "Worker/Submit" and r["parent_id"] == f"0x{calls[0].context.span_id:016x}"
     ]
     assert len(served) == 1, remote
     stages = {r["name"] for r in remote if r["parent_id"] == served[0]["context"]["span_id"]}
     assert {"decode", "detect", "lift"} <= stages, stages  # images travel encoded: the worker decodes them
-    push_server = [r for r in remote if r["name"] == "Worker/PushFrame"]
+    push_server = [r for r in remote if r["name"] == "Worker/Submit" and r is not served[0]]  # the stream frame
     assert push_server, {r["name"] for r in remote}
     push_stages = {r["name"] for r in remote if r["parent_id"] == push_server[0]["context"]["span_id"]}
     assert {"detect", "buffer", "lift"} <= push_stages, push_stages
