@@ -1,4 +1,4 @@
-"""Call a worker's ``Models`` method with no API key, over TLS trusting ``CA``, and print the gRPC status.
+"""Call a worker's ``Describe`` method (its models) with no API key, over TLS trusting ``CA``, and print the gRPC status.
 
 Usage: ``python examples/worker_call.py HOST:PORT CA.pem`` — the deployment page uses it to show that a keyed
 worker refuses a caller without credentials (UNAUTHENTICATED), whatever network it is reached from.
@@ -11,18 +11,18 @@ from pathlib import Path
 
 import grpc
 
-from service.proto_gen.pose3d.v1 import pose3d_pb2, worker_pb2_grpc
+from service.proto_gen.pose3d.worker.v1 import worker_pb2, worker_pb2_grpc
 
 
 def main(target: str, ca_file: str) -> int:
     credentials = grpc.ssl_channel_credentials(root_certificates=Path(ca_file).read_bytes())
     with grpc.secure_channel(target, credentials) as channel:
         try:
-            worker_pb2_grpc.WorkerStub(channel).Models(pose3d_pb2.ListModelsRequest(), timeout=30)
+            worker_pb2_grpc.WorkerStub(channel).Describe(worker_pb2.DescribeRequest(), timeout=30)
         except grpc.RpcError as error:
-            print(f"Models without a key: {error.code().name} ({error.details()})")
+            print(f"Describe without a key: {error.code().name} ({error.details()})")
             return 0
-    print("Models without a key: answered (this worker does not authenticate its callers)")
+    print("Describe without a key: answered (this worker does not authenticate its callers)")
     return 1
 
 
