@@ -22,6 +22,7 @@ from here::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -32,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import httpx
 
@@ -167,15 +169,21 @@ def main() -> None:
     parser.add_argument(
         "--scenarios", nargs="+", choices=("body", "answer", "jobs"), default=["body", "answer", "jobs"]
     )
+    parser.add_argument(
+        "--no-gc-freeze", action="store_true", help="as before: the start-up heap stays in the collector's sight"
+    )
     args = parser.parse_args()
     limits = LimitSettings(max_body_bytes=(args.megabytes + 20) * 1024 * 1024, max_clip_frames=args.frames)
     settings = tiny_settings(limits=limits, engine=EngineSettings(request_timeout_s=600.0))
     server = LiveServer(settings)
-    server.start()
+    with mock.patch.object(gc, "freeze") if args.no_gc_freeze else contextlib.nullcontext():
+        server.start()  # the gateway freezes its start-up heap once started (gc.freeze in the app's lifespan)
     print(
         f"configuration: gateway with in-process engine (pose3d serve; tiny random-weight models, keypoints model "
         f"{settings.default_clip_model}, engine/jobs settings at their defaults but request_timeout_s 600), uvicorn, "
-        f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs, start-up heap "
+        f"{'not frozen (--no-gc-freeze)' if args.no_gc_freeze else 'frozen'}, "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     try:
         small = baseline(server, args.baseline_runs)
