@@ -78,12 +78,13 @@ async def estimate_keypoints(
     runs on a worker thread (20 000 frames take a while). A sequence longer than the engine takes at once
     (:func:`chunk_limit`) runs through a private engine stream in bounded chunks."""
     info = await keypoints_model(ctx.engine, ctx.settings, model)
-    keypoint_frames = list(await asyncio.to_thread(frames))
+    keypoint_frames = await asyncio.to_thread(frames)
     options = replace(options, model=info.name, boxes=None, max_people=None)
     if len(keypoint_frames) > (chunk := chunk_limit(ctx.settings)):
         started = time.perf_counter()
         results = await estimate_in_chunks(ctx.engine, options, keypoint_frames, chunk, ctx.deadline)
         timings = {"engine": (time.perf_counter() - started) * 1000.0}
         return Estimated(info, BoxSource.KEYPOINTS, results, timings)
-    result = await collect(ctx.engine, Work(ctx.request_id, keypoint_frames, options, ctx.deadline))
+    work = Work(ctx.request_id, list(keypoint_frames), options, ctx.deadline)
+    result = await collect(ctx.engine, work)
     return Estimated(result.model, result.box_source, result.frames, result.timings_ms)

@@ -13,12 +13,14 @@ import asyncio
 import json
 import multiprocessing
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Any, Final, overload
 
 from pydantic import ValidationError
 
+from model.joints import JointSet
 from service.api.schemas import KeypointsRequest
 from service.api.validation import frame_times, keypoint_array, validation_problem
 from service.config import GatewaySettings, LimitSettings
@@ -50,16 +52,37 @@ def parse_keypoints_fields(
     return body, xy, scores, frame_times(body.timestamps_s, xy.shape[0])
 
 
-def frames_of(body: KeypointsRequest, xy: FloatArray, scores: FloatArray, times: list[float]) -> list[KeypointFrame]:
-    """One :class:`KeypointFrame` per frame (views into ``xy`` ``(T, 17, 2)`` and ``scores`` ``(T, 17)``)."""
-    size = (int(body.image_size[0]), int(body.image_size[1]))
-    joints = body.joint_set
-    return [
-        KeypointFrame(
-            keypoints=xy[i], scores=scores[i], image_size=size, joint_set=joints, frame_index=i, timestamp_s=t
-        )
-        for i, t in enumerate(times)
-    ]
+@dataclass(frozen=True, eq=False)
+class KeypointFrames(Sequence[KeypointFrame]):
+    """A keypoint sequence as its arrays: ``xy`` ``(T, 17, 2)`` pixels, ``scores`` ``(T, 17)``, ``times`` ``T``
+    seconds. The :class:`KeypointFrame` of a position (a view into the arrays) is built when it is read, so a
+    20 000-frame request holds three objects, not 20 000 for the garbage collector to walk in every full pass (a
+    pass holds the GIL, and so the event loop, for as long as it walks)."""
+
+    xy: FloatArray
+    scores: FloatArray
+    times: list[float]
+    image_size: tuple[int, int]
+    joint_set: JointSet
+
+    @classmethod
+    def of(cls, body: KeypointsRequest, xy: FloatArray, scores: FloatArray, times: list[float]) -> KeypointFrames:
+        return cls(xy, scores, times, (int(body.image_size[0]), int(body.image_size[1])), body.joint_set)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @overload
+    def __getitem__(self, index: int) -> KeypointFrame: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[KeypointFrame]: ...
+    def __getitem__(self, index: int | slice) -> KeypointFrame | list[KeypointFrame]:
+        if isinstance(index, slice):
+            return [self._frame(i) for i in range(*index.indices(len(self)))]
+        return self._frame(range(len(self))[index])
+
+    def _frame(self, i: int) -> KeypointFrame:
+        return KeypointFrame(self.xy[i], self.scores[i], self.image_size, self.joint_set, i, self.times[i])
 
 
 def _executor() -> ProcessPoolExecutor:
@@ -83,18 +106,18 @@ def _parse_slim(raw: bytes, limits: LimitSettings) -> tuple[str, Any]:
     return "ok", (body.model_copy(update={"keypoints_2d": []}), xy, scores, times)
 
 
-async def parse_keypoints(raw: bytes, settings: GatewaySettings) -> tuple[KeypointsRequest, list[KeypointFrame]]:
+async def parse_keypoints(raw: bytes, settings: GatewaySettings) -> tuple[KeypointsRequest, KeypointFrames]:
     """The validated keypoints request (its ``keypoints_2d`` emptied when parsed in the helper) and its frames;
     400 not JSON, 413 too many frames, 422 bad values — as ``POST /v1/pose3d`` always answered."""
     if len(raw) <= INLINE_BYTES:
         body, xy, scores, times = parse_keypoints_fields(raw, settings.limits)
-        return body, frames_of(body, xy, scores, times)
+        return body, KeypointFrames.of(body, xy, scores, times)
     return await _in_helper(_parse_slim, raw, settings)
 
 
 async def _in_helper(
     parse: Callable[[Any, LimitSettings], tuple[str, Any]], data: Any, settings: GatewaySettings
-) -> tuple[KeypointsRequest, list[KeypointFrame]]:
+) -> tuple[KeypointsRequest, KeypointFrames]:
     pool = _pool if _pool is not None else await asyncio.to_thread(_executor)
     loop = asyncio.get_running_loop()
     status, value = await loop.run_in_executor(pool, parse, data, settings.limits)
@@ -102,4 +125,4 @@ async def _in_helper(
         code, detail = value
         raise _ERRORS.get(int(code), InvalidInput)(str(detail))
     body, xy, scores, times = value
-    return body, await asyncio.to_thread(frames_of, body, xy, scores, times)  # 20 000 objects: not on the loop
+    return body, KeypointFrames.of(body, xy, scores, times)

@@ -60,11 +60,11 @@ def document_chunks(head: PoseResponse, frames: Sequence[bytes], per_chunk: int 
     return chunks
 
 
-def release(items: list[Any]) -> None:
-    """Drop the references in ``items`` one at a time (call it on a thread). Freeing 20 000 frames at once is one
-    C-level cascade of deallocations that holds the GIL — and so the event loop — for all of it; one ``pop``
-    per bytecode step lets the loop in between."""
-    while items:
+def release(items: Sequence[Any]) -> None:
+    """Drop the references in ``items`` (a list) one at a time (call it on a thread); other sequences hold no
+    per-item objects. Freeing 20 000 frames at once is one C-level cascade of deallocations that holds the GIL —
+    and so the event loop — for all of it; one ``pop`` per bytecode step lets the loop in between."""
+    while isinstance(items, list) and items:
         items.pop()
 
 

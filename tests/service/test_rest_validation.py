@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model.joints import JointSet
-from service.api.json_offload import frames_of, parse_keypoints_fields
+from service.api.json_offload import KeypointFrames, parse_keypoints_fields
 from service.api.schemas import KeypointsRequest
 from service.api.validation import (
     check_boxes_inside,
@@ -103,7 +103,7 @@ def test_bad_keypoints(raw: Any, error: type[Pose3DError]) -> None:
 def keypoint_frames(body: KeypointsRequest, limits: LimitSettings) -> list[KeypointFrame]:
     """The frames the application layer makes of a keypoints body (what the REST and job routes run)."""
     _, xy, scores, times = parse_keypoints_fields(body.model_dump_json().encode(), limits)
-    return frames_of(body, xy, scores, times)
+    return list(KeypointFrames.of(body, xy, scores, times))
 
 
 def test_keypoint_frames_carry_joint_set_size_and_timestamps() -> None:

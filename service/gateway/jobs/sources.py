@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,7 +47,7 @@ class JobSource:
 
     options: EstimateOptions
     total: int | None
-    keypoints: list[KeypointFrame] = field(default_factory=list)
+    keypoints: Sequence[KeypointFrame] = field(default_factory=list)
     clip: EncodedClip | None = None
 
     def source_index(self, position: int) -> int:
