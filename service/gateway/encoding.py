@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from model.joints import H36M_JOINT_NAMES
+from service.api.fields import world_warnings
+from service.api.schemas import Frame, ModelRef, PoseResponse
 from service.engine.types import BoxSource, FrameResult, ModelInfo
-from service.gateway.schemas import Frame, ModelRef, PoseResponse
-from service.gateway.world_inputs import world_warnings
 from service.geometry.camera import CameraSpec
 
 FRAMES_MARKER = '"frames":[]'

@@ -13,6 +13,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Request
 
 from model.joints import H36M_JOINT_NAMES
+from service.api.fields import world_warnings
+from service.api.schemas import (
+    MAX_FRAME_INDEX,
+    PROBLEM_RESPONSES,
+    ModelRef,
+    StreamFrameKeypoints,
+    StreamFrames,
+    StreamOpened,
+    StreamOpenRequest,
+    StreamStatus,
+)
+from service.api.schemas import (
+    Frame as FrameOut,
+)
+from service.api.validation import check_boxes, parse_bool, parse_float, parse_int, stream_keypoint_frame
 from service.config import InputKind
 from service.engine.stream_ids import is_stream_id
 from service.engine.types import EstimateOptions, Frame, FrameResult, ImageFrame
@@ -30,21 +45,6 @@ from service.gateway.inputs import (
     read_upload_image,
 )
 from service.gateway.problem import request_id_of
-from service.gateway.schemas import (
-    MAX_FRAME_INDEX,
-    PROBLEM_RESPONSES,
-    ModelRef,
-    StreamFrameKeypoints,
-    StreamFrames,
-    StreamOpened,
-    StreamOpenRequest,
-    StreamStatus,
-)
-from service.gateway.schemas import (
-    Frame as FrameOut,
-)
-from service.gateway.validation import check_boxes, parse_bool, parse_float, parse_int, stream_keypoint_frame
-from service.gateway.world_inputs import world_warnings
 
 router = APIRouter(tags=["streams"])
 

@@ -35,6 +35,11 @@ from typing import Any, Literal
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from service.api.fields import world_warnings
+from service.api.media import SNIFF_BYTES, sniff_media
+from service.api.schemas import MAX_FRAME_INDEX, ModelRef, StreamFrameKeypoints, StreamOpenRequest
+from service.api.schemas import Frame as FrameOut
+from service.api.validation import check_boxes, stream_keypoint_frame
 from service.config import InputKind
 from service.engine.types import EngineClient, EstimateOptions, Frame, ImageFrame
 from service.engine.work import close, push
@@ -51,12 +56,7 @@ from service.errors import (
 from service.gateway.deps import GatewayState, resolve_model
 from service.gateway.encoding import random_weight_warnings
 from service.gateway.inputs import checked_image
-from service.gateway.media import SNIFF_BYTES, sniff_media
 from service.gateway.problem import problem_body, validation_problem
-from service.gateway.schemas import MAX_FRAME_INDEX, ModelRef, StreamFrameKeypoints, StreamOpenRequest
-from service.gateway.schemas import Frame as FrameOut
-from service.gateway.validation import check_boxes, stream_keypoint_frame
-from service.gateway.world_inputs import world_warnings
 from service.security import door
 from service.security.guard import Security
 

@@ -25,10 +25,10 @@ import httpx
 import numpy as np
 import pytest
 
+from service.api import json_offload
 from service.config import JobSettings
 from service.engine.types import BoxSource, FrameResult, KeypointFrame, ModelInfo
 from service.gateway import encoding
-from service.gateway.jobs import json_offload
 from tests.service.jobs_support import read_ndjson
 from tests.service.rest_support import LiveServer, live_server, tiny_settings
 
