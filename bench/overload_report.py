@@ -75,6 +75,7 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("**refusal latency p50 / p99, ms** (target p99 < 50)", "refusal_ms"),
     ("200 latency p50 / p99, ms", "ok_ms"),
     ("responses by status (0 = none)", "by_status"),
+    ("CPU, cores: load generator / server (open loop)", "cpu"),
     ("load average (1, 5, 15 min) before → after", "load"),
 )
 
@@ -84,6 +85,8 @@ def _cell(run: dict[str, Any], key: str) -> str:
         return f"{run[key + '_p50']} / {run[key + '_p99']}"
     if key == "by_status":
         return ", ".join(f"{k}: {v}" for k, v in run["by_status"].items())
+    if key == "cpu":
+        return f"{run.get('client_cpu_cores')} / {run.get('server_cpu_cores')}"
     if key == "load":
         before, after = (" ".join(f"{x:.1f}" for x in run[k]) for k in ("load_average_before", "load_average_after"))
         return f"{before} → {after}"

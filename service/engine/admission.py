@@ -1,27 +1,26 @@
 """Admission by expected time: each stage's measured service rate, and whether a request may enter the engine.
 
-Every batching stage measures its drain rate from the batches it actually runs (:class:`ServiceRate`: units per
-second of the time it was busy, exponentially weighted over the last ``window_s`` seconds — waits for a thread it
-shares with other stages included: the detector, CA-PF tokens and the lifters share one inference thread). The wait
-of ``own`` units behind ``queued`` ones is what is left of the running batch plus ``(queued + own)`` units at that
-rate (:func:`expected_wait`). A request is admitted or refused once, at the engine's door (:func:`check_path`): it
-waits at each stage of its path in turn, so its expected waits there are summed (a later stage's wait is chiefly
-its batch waiting for the running batch of a stage it shares the inference thread with, which its measured rate
-carries); when the sum exceeds ``wait_fraction`` of the remaining deadline the request is refused at once
-(:class:`Refusal`, 503) with a Retry-After of the time the queues need to drain enough to admit it; the rest of the
-deadline absorbs the estimate's error. Work once admitted is never refused for time further down (that would waste the stages it
-already used); the batchers still drop work whose deadline passed before its batch starts, which the admission
-rule makes the exception. Before a stage has run a batch (cold start) it adds no wait, so only the count bound
-(``max_queue`` units per stage, a memory bound that always applies) holds; a request that finds every queue on its
-path empty is admitted whatever its size (a long sequence on an idle service).
+Every batching stage measures its compute cost from the batches it actually runs (:class:`ServiceRate`: seconds per
+unit while its batch function ran, and units per batch, exponentially weighted over the last ``window_s`` seconds).
+The wait of ``own`` units behind ``queued`` ones is what is left of the running batch plus ``(queued + own)`` units
+at that cost plus the units that will still join the batch ``own`` ends in (up to the recent batch size: work that
+arrives later but is computed with it) (:func:`expected_wait`). A request is admitted or refused once, at the
+engine's door (:func:`check_path`): it waits at each stage of its path in turn, so its expected waits there are
+summed, each with one batch of every busy earlier stage on the same thread (the detector, CA-PF tokens and the
+lifters share one inference thread: when a request's detector batch is done, the next detector batch takes the
+thread before its tokens); when the sum exceeds ``wait_fraction`` of the remaining deadline the request is refused
+at once (:class:`Refusal`, 503) with a Retry-After of the time the queues need to drain enough to admit it; the rest
+of the deadline absorbs the estimate's error. Work once admitted is never refused for time further down (that would
+waste the stages it already used); the batchers still drop work whose deadline passed before its batch starts,
+which the admission rule makes the exception. Before a stage has run a batch (cold start) it adds no wait, so only
+the count bound (``max_queue`` units per stage, a memory bound that always applies) holds; a request that finds
+every queue on its path empty is admitted whatever its size (a long sequence on an idle service).
 
-The model behind those sums is simple, and how far it is off depends on the batch settings, on the threads the
-stages share and on what else runs on the machine (work queued at decode that will later need the detector, a
-large detector batch the lifter's waits behind, an event loop competing for the same cores). So the door
-**calibrates** it against what really happened (:class:`WaitCalibration`): every admitted request that found a
-queue reports, when it is done, the time it really spent in the engine; the summed estimate is scaled by a high
-quantile of the recent ratios of real to expected time before it is compared with the deadline. The admission
-rule then holds at any batch settings and under load, not only at the ones it was tuned at.
+The model behind those sums is simple, and how far it is off depends on what else runs on the machine (the event
+loop's hops between stages, threads competing for the same cores). So the door **calibrates** it against what
+really happened (:class:`WaitCalibration`): every admitted request that found a queue reports, when it is done, the
+time it really spent in the engine; the summed estimate is scaled by a high quantile of the recent ratios of real
+to expected time before it is compared with the deadline.
 
 Pure bookkeeping: no asyncio, no clock of its own (times are passed in), no transport.
 """
@@ -38,17 +37,18 @@ AdmissionMode = Literal["time", "count"]
 
 
 class ServiceRate:
-    """A stage's measured drain rate: seconds per unit of the time the stage was busy.
+    """A stage's measured drain rate: compute seconds per unit, and units per batch.
 
-    Each batch contributes ``units`` over its busy interval: from when its oldest job was queued, or when the
-    previous batch finished if later, until its outputs are back — compute, waiting for a thread shared with other
-    stages, and the batch delay included, so the rate is the one at which the stage's queue really drains (a stage
-    whose small batches each wait behind a sibling's large one drains slowly, however cheap its compute).
+    Each batch contributes ``units`` over the time its batch function ran on its thread (from when the thread took
+    it until its outputs were back): the stage's own cost. What a unit waits besides — the units queued ahead, the
+    batch it will join, the batches of other stages that share its thread — is counted by :func:`expected_wait` and
+    :func:`check_path` from the queues as they are, so that a stage whose batches wait behind a sibling's is not
+    taken for a slow one (which would count the sibling twice).
 
     Args:
-        window_s: the average's memory in seconds of busy time: a batch busy for ``d`` seconds moves it by
-            ``1 - exp(-d / window_s)`` of the way to its own seconds per unit, so small and large batches weigh what
-            they cost and the estimate follows a change of load within a few ``window_s``.
+        window_s: the average's memory in seconds of compute: a batch of ``d`` seconds moves it by
+            ``1 - exp(-d / window_s)`` of the way to its own seconds per unit (and batch size), so small and large
+            batches weigh what they cost and the estimate follows a change of load within a few ``window_s``.
     """
 
     def __init__(self, window_s: float) -> None:
@@ -57,17 +57,20 @@ class ServiceRate:
         self.window_s = window_s
         self.seconds_per_unit: float | None = None
         """Busy seconds per unit; ``None`` until the first batch has been timed."""
+        self.batch_units: float | None = None
+        """Units per batch, averaged the same way: how full the batch a new unit joins will be."""
 
     def observe(self, units: int, busy_s: float) -> None:
         """One batch of ``units`` kept the stage busy for ``busy_s`` seconds (ignored unless both are positive)."""
         if units <= 0 or not 0 < busy_s < math.inf:
             return
         per_unit = busy_s / units
-        if self.seconds_per_unit is None:
-            self.seconds_per_unit = per_unit
+        if self.seconds_per_unit is None or self.batch_units is None:
+            self.seconds_per_unit, self.batch_units = per_unit, float(units)
             return
         weight = 1.0 - math.exp(-busy_s / self.window_s)
         self.seconds_per_unit += weight * (per_unit - self.seconds_per_unit)
+        self.batch_units += weight * (units - self.batch_units)
 
     @property
     def units_per_s(self) -> float | None:
@@ -77,21 +80,34 @@ class ServiceRate:
 
 @dataclass(frozen=True)
 class InFlight:
-    """The batch a stage is running: ``units`` in it, ``started`` (clock seconds) when it left the queue."""
+    """The batch a stage has taken: ``units`` in it, ``started`` (clock seconds) when its compute began (``None``
+    while it waits for its thread)."""
 
     units: int
-    started: float
+    started: float | None
 
 
-def expected_wait(rate: ServiceRate, queued: int, own: int, in_flight: InFlight | None, now: float) -> float | None:
+def expected_wait(
+    rate: ServiceRate, queued: int, own: int, in_flight: InFlight | None, now: float, max_batch: int | None = None
+) -> float | None:
     """Seconds until ``own`` more units queued behind ``queued`` would be done, at clock ``now``: what is left of
     the running batch (its expected duration less its age, at least 0) plus ``(queued + own)`` units at the
-    measured rate; ``None`` while ``rate`` has measured nothing."""
+    measured rate, plus — given the stage's ``max_batch`` — the units that will still join the batch ``own`` ends
+    in before it starts (up to the recent mean batch size: work that arrives later but is computed with it);
+    ``None`` while ``rate`` has measured nothing."""
     spu = rate.seconds_per_unit
     if spu is None:
         return None
-    left = max(0.0, in_flight.units * spu - (now - in_flight.started)) if in_flight is not None else 0.0
-    return left + (queued + own) * spu
+    left = 0.0
+    if in_flight is not None:
+        age = now - in_flight.started if in_flight.started is not None else 0.0
+        left = max(0.0, in_flight.units * spu - age)
+    ahead = queued + own
+    joining = 0.0
+    if max_batch is not None and rate.batch_units is not None and ahead > 0:
+        in_last = ahead - max_batch * ((ahead - 1) // max_batch)  # units of the batch ``own`` ends in, so far
+        joining = max(0.0, min(rate.batch_units, max_batch) - in_last)
+    return left + (ahead + joining) * spu
 
 
 @dataclass(frozen=True)
@@ -121,14 +137,25 @@ def check_count(
 
 
 class Stage(Protocol):
-    """What admission reads of a stage (a :class:`~service.engine.batcher.DynamicBatcher`)."""
+    """What admission reads of a stage (a :class:`~service.engine.batcher.DynamicBatcher`): its queue, its wait,
+    the thread it computes on (``thread``: any object, equal for stages that share one), how long a typical batch
+    of it holds that thread (``batch_s``: ``None`` while idle or cold) and the compute of ``units`` there
+    (``compute_s``: ``None`` while cold)."""
 
     stage: str
 
     @property
     def queued_units(self) -> int: ...
 
+    @property
+    def thread(self) -> object: ...
+
+    @property
+    def batch_s(self) -> float | None: ...
+
     def expected_wait_s(self, units: int = 1) -> float | None: ...
+
+    def compute_s(self, units: int) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -173,6 +200,68 @@ class WaitCalibration:
             self.factor = min(self.high, max(self.low, at))
 
 
+def _with_siblings(stage: Stage, units: int, before: Sequence[Stage]) -> float | None:
+    """``stage``'s wait for ``units``, plus one batch of each earlier stage in ``before`` that shares its thread and
+    is busy (``None`` while ``stage`` is cold)."""
+    wait = stage.expected_wait_s(units)
+    if wait is None:
+        return None
+    return wait + sum(b.batch_s or 0.0 for b in before if b.thread is stage.thread and b is not stage)
+
+
+class Backlog:
+    """Little's law over the whole engine: the work admitted and not yet done, and how fast admitted work gets done.
+
+    Each admitted request brings ``work``: its own compute along its path (seconds at the stages' measured costs,
+    nothing queued). :attr:`pending` sums the work of the requests admitted and not yet done; :attr:`seconds_per_work`
+    is how many real seconds the engine recently took per second of that work, measured from completions while work
+    was pending (about 1 with one inference thread on a quiet machine; more when the stages' hops wait for a busy
+    event loop or the cores are shared with other processes). :meth:`wait_s` is then what a request admitted now
+    would spend in the engine, whatever makes it so: requests admitted in the same instant and not queued yet, work
+    still upstream of a stage, the thread the stages share, the machine. It bounds the per-stage model from below at
+    the door (:func:`check_path`'s ``engine_s``).
+    """
+
+    def __init__(self, window_s: float, min_interval_s: float = 0.05) -> None:
+        self.window_s, self.min_interval_s = window_s, min_interval_s
+        self.pending = 0.0
+        """Work (seconds of compute) admitted and not yet done."""
+        self.seconds_per_work: float | None = None
+        """Real seconds per second of admitted work done, while work was pending; ``None`` until measured."""
+        self._since: float | None = None
+        self._done = 0.0
+
+    def admit(self, work: float, now: float) -> None:
+        """A request bringing ``work`` seconds of compute was admitted at clock ``now``."""
+        if self._since is None:
+            self._since, self._done = now, 0.0
+        self.pending += work
+
+    def finish(self, work: float, now: float, done: bool = True) -> None:
+        """A request admitted with ``work`` left the engine at ``now``: ``done`` (its work was computed) or not (it
+        failed or was dropped: its work is only taken off :attr:`pending`)."""
+        self.pending -= work
+        if self.pending <= 1e-9 * max(1.0, work):  # what is left is rounding: the engine is idle
+            self.pending = 0.0
+        if done and self._since is not None:
+            self._done += work
+            elapsed = now - self._since
+            if elapsed >= self.min_interval_s and self._done > 0:
+                sample = elapsed / self._done
+                spw = self.seconds_per_work
+                weight = 1.0 - math.exp(-elapsed / self.window_s)
+                self.seconds_per_work = sample if spw is None else spw + weight * (sample - spw)
+                self._since, self._done = now, 0.0
+        if self.pending <= 0.0:
+            self._since = None
+
+    def wait_s(self, own: float) -> float | None:
+        """Seconds a request bringing ``own`` work, admitted now, is expected to spend in the engine (``None``
+        before a rate is measured)."""
+        spw = self.seconds_per_work
+        return None if spw is None else (self.pending + own) * spw
+
+
 class PathCheck(NamedTuple):
     """The door's verdict on one request: ``refusal`` (``None``: admitted), the per-stage ``waits`` and their
     calibrated sum ``expected_s`` (what the request is expected to spend queued and computed in the engine)."""
@@ -183,16 +272,24 @@ class PathCheck(NamedTuple):
 
 
 def check_path(
-    path: Sequence[tuple[Stage, int]], remaining_s: float, wait_fraction: float, scale: float = 1.0
+    path: Sequence[tuple[Stage, int]],
+    remaining_s: float,
+    wait_fraction: float,
+    scale: float = 1.0,
+    engine_s: float | None = None,
 ) -> PathCheck:
     """Admit a request whose ``path`` is ``(stage, units)`` pairs and whose deadline is ``remaining_s`` away, or not.
 
-    Refused when some stage of the path has work queued and the expected waits of its stages, summed and scaled by
-    ``scale`` (:attr:`WaitCalibration.factor`), exceed ``wait_fraction`` of ``remaining_s``; the Retry-After is the
-    excess over that share (the time the queues need to drain enough)."""
-    waits = [PathWait(s.stage, units, s.expected_wait_s(units)) for s, units in path]
-    total = scale * sum(w.wait_s for w in waits if w.wait_s is not None)
-    if not any(s.queued_units for s, _ in path):
+    Refused when the engine is busy (some stage of the path has work queued, or ``engine_s`` — the whole engine's
+    estimate, :meth:`Backlog.wait_s` — is given) and the expected waits of its stages, summed and scaled by
+    ``scale`` (:attr:`WaitCalibration.factor`), or ``engine_s`` if larger, exceed ``wait_fraction`` of
+    ``remaining_s``; the Retry-After is the excess over that share (the time the queues need to drain enough). A stage's wait includes, for each busy
+    earlier stage of the path on the same thread, one batch of that stage: the request's work there is done when
+    its batch leaves, the next batch of work queued behind it takes the thread first."""
+    stages = [s for s, _ in path]
+    waits = [PathWait(s.stage, units, _with_siblings(s, units, stages[:i])) for i, (s, units) in enumerate(path)]
+    total = max(scale * sum(w.wait_s for w in waits if w.wait_s is not None), engine_s or 0.0)
+    if engine_s is None and not any(s.queued_units for s, _ in path):
         return PathCheck(None, waits, total)
     allowed = wait_fraction * max(remaining_s, 0.0)
     if total <= allowed:
@@ -200,7 +297,8 @@ def check_path(
     slowest = max(waits, key=lambda w: w.wait_s or 0.0)
     detail = (
         f"over capacity: the work queued ahead would keep this request {total:.3g} s (longest at {slowest.stage}: "
-        f"{slowest.wait_s or 0.0:.3g} s, estimates scaled by {scale:.2f} from recent requests); it may wait "
-        f"{allowed:.3g} s ({wait_fraction:g} of its deadline, {max(remaining_s, 0.0):.3g} s away)"
+        f"{slowest.wait_s or 0.0:.3g} s, estimates scaled by {scale:.2f} from recent requests; the whole engine's "
+        f"backlog: {engine_s or 0.0:.3g} s); it may wait {allowed:.3g} s ({wait_fraction:g} of its deadline, "
+        f"{max(remaining_s, 0.0):.3g} s away)"
     )
     return PathCheck(Refusal("expected-wait", detail, total - allowed), waits, total)

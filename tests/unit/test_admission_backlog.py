@@ -1,0 +1,117 @@
+"""Admission's estimate of the batch a request joins, the thread its stages share and the whole engine's backlog,
+on a fake clock (no wall time): the batcher's rate is its compute, not its wait for a shared thread; a stage's wait
+counts one batch of each busy earlier stage on its thread; Little's law over admitted work bounds the per-stage sum
+from below; a ticket never finished (a dropped request) still leaves the backlog."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from service.engine.admission import Backlog, check_path
+from service.engine.batcher import BatcherLimits, DynamicBatcher
+from service.engine.door import Ticket
+from service.metrics import Metrics
+from tests.unit.test_admission import UNIT_S, Compute, FakeClock, FakeStage, executor, until
+
+__all__ = ["executor"]  # the fixture, shared with test_admission
+
+
+def test_a_stage_waits_one_batch_of_each_busy_earlier_stage_on_its_thread() -> None:
+    infer, cpu = object(), object()
+    detect = FakeStage("detect", 5, 0.1, thread=infer, batch_s=0.8)  # busy: its next batch takes the thread first
+    tokens = FakeStage("tokens", 0, 0.01, thread=infer)
+    decode = FakeStage("decode", 2, 0.01, thread=cpu, batch_s=0.5)  # another thread: it does not hold infer
+    verdict = check_path([(decode, 1), (detect, 1), (tokens, 1)], remaining_s=100.0, wait_fraction=1.0)
+    assert [w.wait_s for w in verdict.waits] == pytest.approx([0.03, 0.6, 0.01 + 0.8])
+    idle = FakeStage("detect", 5, 0.1, thread=infer, batch_s=None)  # idle or cold: no batch of it to wait for
+    verdict = check_path([(idle, 1), (tokens, 1)], remaining_s=100.0, wait_fraction=1.0)
+    assert [w.wait_s for w in verdict.waits] == pytest.approx([0.6, 0.01])
+
+
+def test_the_whole_engine_estimate_refuses_even_before_anything_is_queued() -> None:
+    empty = FakeStage("detect", 0, 0.1)
+    # requests admitted an instant ago are not queued yet: only the backlog sees them
+    assert check_path([(empty, 1)], remaining_s=2.0, wait_fraction=0.5, engine_s=None).refusal is None
+    verdict = check_path([(empty, 1)], remaining_s=2.0, wait_fraction=0.5, engine_s=1.5)
+    assert verdict.refusal is not None
+    assert verdict.expected_s == pytest.approx(1.5)
+    assert verdict.refusal.retry_after_s == pytest.approx(0.5)
+    assert check_path([(empty, 1)], remaining_s=4.0, wait_fraction=0.5, engine_s=1.5).refusal is None
+    # the larger of the two estimates decides
+    queued = FakeStage("detect", 29, 0.1)
+    assert check_path([(queued, 1)], 10.0, 1.0, engine_s=0.5).expected_s == pytest.approx(3.0)
+
+
+def test_backlog_is_littles_law_over_admitted_work() -> None:
+    backlog = Backlog(window_s=2.0, min_interval_s=0.05)
+    assert backlog.wait_s(1.0) is None  # nothing measured
+    for _ in range(4):
+        backlog.admit(0.5, now=10.0)
+    assert backlog.pending == pytest.approx(2.0)
+    backlog.finish(0.5, now=11.0)  # 1 s for 0.5 s of work: 2 s per second of work
+    assert backlog.seconds_per_work == pytest.approx(2.0)
+    assert backlog.wait_s(0.5) == pytest.approx((1.5 + 0.5) * 2.0)
+    backlog.finish(0.5, now=11.0)  # done in the same instant: counted with the next interval
+    backlog.finish(0.5, now=11.5)  # 0.5 s for 1 s of work
+    assert 1.0 < (spw := backlog.seconds_per_work or 0.0) < 2.0
+    backlog.finish(0.5, now=11.6, done=False)  # failed: off the backlog, not a sample
+    assert backlog.pending == 0.0
+    assert backlog.seconds_per_work == spw
+    backlog.admit(0.1, now=100.0)  # an idle gap is not work: the interval starts again at the next admission
+    backlog.finish(0.1, now=100.08)  # 0.8 s per second of work (counting the 88 s gap: 885)
+    assert backlog.seconds_per_work < spw
+
+
+def test_rounding_leaves_the_backlog_idle() -> None:
+    backlog = Backlog(window_s=2.0)
+    works = [0.1, 0.2, 0.3, 0.07, 0.013]
+    for work in works:
+        backlog.admit(work, now=0.0)
+    for i, work in enumerate(works):
+        backlog.finish(work, now=1.0 + i)
+    assert backlog.pending == 0.0
+
+
+def test_a_ticket_adds_its_work_and_takes_it_off_when_finished_or_dropped() -> None:
+    backlog, metrics = Backlog(window_s=2.0, min_interval_s=0.0), Metrics()
+    ticket = Ticket(None, 0.0, 0.0, backlog, 0.25)
+    assert backlog.pending == pytest.approx(0.25)
+    ticket.finish(metrics)
+    assert backlog.pending == 0.0
+    assert backlog.seconds_per_work is not None  # done work: a sample
+    ticket.finish(metrics)  # once only
+    assert backlog.pending == 0.0
+    dropped = Ticket(None, 0.0, 0.0, backlog, 0.5)
+    assert backlog.pending == pytest.approx(0.5)
+    del dropped  # never finished (its request went away): its work leaves the backlog all the same
+    gc.collect()
+    assert backlog.pending == 0.0
+
+
+async def test_a_stage_rate_is_its_compute_not_its_wait_for_a_shared_thread(executor: ThreadPoolExecutor) -> None:
+    clock = FakeClock()
+    fn = Compute(clock)
+    batcher = DynamicBatcher[float, float]("tokens", fn, BatcherLimits(4, 0.0, 100), executor=executor)
+    batcher.clock = clock
+    sibling = threading.Event()
+
+    def sibling_batch() -> None:  # another stage's batch holds the thread for 5 fake seconds
+        sibling.wait(30)
+        clock.advance(5.0)
+
+    held = executor.submit(sibling_batch)
+    queued = asyncio.ensure_future(batcher.submit_many([1.0] * 4))
+    await until(lambda: batcher.queued_units == 0, "the batch taken, waiting for the thread")
+    assert batcher.expected_wait_s(0) is None  # cold
+    sibling.set()
+    assert await queued == [2.0] * 4
+    held.result()
+    assert batcher.rate.seconds_per_unit == pytest.approx(UNIT_S)  # 0.4 s for 4 units, not 5.4 s
+    assert batcher.rate.batch_units == 4
+    assert batcher.batch_s is None  # idle: no batch of it holds the thread now
+    await batcher.aclose()
