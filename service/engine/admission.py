@@ -214,9 +214,10 @@ class Backlog:
 
     Each admitted request brings ``work``: its own compute along its path (seconds at the stages' measured costs,
     nothing queued). :attr:`pending` sums the work of the requests admitted and not yet done; :attr:`seconds_per_work`
-    is how many real seconds the engine recently took per second of that work, measured from completions while work
-    was pending (about 1 with one inference thread on a quiet machine; more when the stages' hops wait for a busy
-    event loop or the cores are shared with other processes). :meth:`wait_s` is then what a request admitted now
+    is how many real seconds the engine recently took per second of that work, measured from completions while at
+    least as much work as they did stayed pending — while the engine was backlogged, so that it is the drain rate
+    and not the latency of a lightly loaded engine (about 1 with one inference thread on a quiet machine; more when
+    the stages' hops wait for a busy event loop or the cores are shared with other processes). :meth:`wait_s` is then what a request admitted now
     would spend in the engine, whatever makes it so: requests admitted in the same instant and not queued yet, work
     still upstream of a stage, the thread the stages share, the machine. It bounds the per-stage model from below at
     the door (:func:`check_path`'s ``engine_s``).
@@ -246,7 +247,9 @@ class Backlog:
         if done and self._since is not None:
             self._done += work
             elapsed = now - self._since
-            if elapsed >= self.min_interval_s and self._done > 0:
+            if self.pending < self._done:  # the backlog ran low: the engine may have idled, not a drain rate
+                self._since, self._done = now, 0.0
+            elif elapsed >= self.min_interval_s:
                 sample = elapsed / self._done
                 spw = self.seconds_per_work
                 weight = 1.0 - math.exp(-elapsed / self.window_s)

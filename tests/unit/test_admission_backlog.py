@@ -50,21 +50,32 @@ def test_the_whole_engine_estimate_refuses_even_before_anything_is_queued() -> N
 def test_backlog_is_littles_law_over_admitted_work() -> None:
     backlog = Backlog(window_s=2.0, min_interval_s=0.05)
     assert backlog.wait_s(1.0) is None  # nothing measured
-    for _ in range(4):
+    for _ in range(8):
         backlog.admit(0.5, now=10.0)
-    assert backlog.pending == pytest.approx(2.0)
+    assert backlog.pending == pytest.approx(4.0)
     backlog.finish(0.5, now=11.0)  # 1 s for 0.5 s of work: 2 s per second of work
     assert backlog.seconds_per_work == pytest.approx(2.0)
-    assert backlog.wait_s(0.5) == pytest.approx((1.5 + 0.5) * 2.0)
+    assert backlog.wait_s(0.5) == pytest.approx((3.5 + 0.5) * 2.0)
     backlog.finish(0.5, now=11.0)  # done in the same instant: counted with the next interval
     backlog.finish(0.5, now=11.5)  # 0.5 s for 1 s of work
     assert 1.0 < (spw := backlog.seconds_per_work or 0.0) < 2.0
     backlog.finish(0.5, now=11.6, done=False)  # failed: off the backlog, not a sample
-    assert backlog.pending == 0.0
+    assert backlog.pending == pytest.approx(2.0)
     assert backlog.seconds_per_work == spw
-    backlog.admit(0.1, now=100.0)  # an idle gap is not work: the interval starts again at the next admission
-    backlog.finish(0.1, now=100.08)  # 0.8 s per second of work (counting the 88 s gap: 885)
-    assert backlog.seconds_per_work < spw
+
+
+def test_backlog_measures_only_while_the_engine_stays_backlogged() -> None:
+    backlog = Backlog(window_s=2.0, min_interval_s=0.05)
+    backlog.admit(0.5, now=0.0)
+    backlog.admit(0.5, now=0.0)
+    backlog.finish(0.5, now=1.0)  # as much still pending as was done: a drain rate
+    assert backlog.seconds_per_work == pytest.approx(2.0)
+    backlog.finish(0.5, now=3.0)  # the backlog ran dry: the last request's latency is not a drain rate
+    assert backlog.pending == 0.0
+    assert backlog.seconds_per_work == pytest.approx(2.0)
+    backlog.admit(0.1, now=100.0)  # nor is an idle gap (98 s for 0.1 s of work)
+    backlog.finish(0.1, now=100.08)
+    assert backlog.seconds_per_work == pytest.approx(2.0)
 
 
 def test_rounding_leaves_the_backlog_idle() -> None:
@@ -83,7 +94,6 @@ def test_a_ticket_adds_its_work_and_takes_it_off_when_finished_or_dropped() -> N
     assert backlog.pending == pytest.approx(0.25)
     ticket.finish(metrics)
     assert backlog.pending == 0.0
-    assert backlog.seconds_per_work is not None  # done work: a sample
     ticket.finish(metrics)  # once only
     assert backlog.pending == 0.0
     dropped = Ticket(None, 0.0, 0.0, backlog, 0.5)
