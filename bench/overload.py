@@ -6,7 +6,8 @@ a real ``pose3d serve`` in a child process (uvicorn, the in-process engine, tiny
 and CA-PF tiny, ``--threads`` torch threads) on a free port, then
 
 1. measures **capacity**: ``--concurrency`` closed-loop clients post one JPEG each (``POST /v1/pose3d``, one person,
-   whole-frame box) for ``--capacity-seconds``, after a short warm-up, before each load;
+   whole-frame box) for ``--capacity-seconds``, after a short warm-up, before and after each load (goodput is
+   divided by their mean: on a shared machine the CPU the server gets drifts);
 2. drives ``--load`` × that capacity **open loop** (Poisson arrivals, fixed seed) for ``--seconds``, every request
    with ``X-Request-Timeout: --deadline-s``, and waits for every request to end;
 
@@ -122,8 +123,8 @@ def capacity(served: ServedGateway, phase: Phase, workdir: Path) -> tuple[float,
 
 
 def run_mode(mode: str, args: argparse.Namespace, jpeg: bytes, workdir: Path) -> list[dict[str, Any]]:
-    """One gateway with ``engine.admission = mode``; for each ``--load`` in turn, its capacity (measured again
-    before each load: on a shared machine the CPU the server gets drifts), then that load against it."""
+    """One gateway with ``engine.admission = mode``; for each ``--load`` in turn, its capacity, that load against
+    it, and its capacity again."""
     settings = gateway_settings(mode, args.threads, args.deadline_s, overrides(args))
     results: list[dict[str, Any]] = []
     with ServedGateway(settings, workdir / f"gateway-{mode}") as served:
@@ -140,7 +141,10 @@ def run_mode(mode: str, args: argparse.Namespace, jpeg: bytes, workdir: Path) ->
             outcomes, client_cores = drive(phase, workdir)
             server_cores = (served.cpu_s() - server_cpu) / max(o.done for o in outcomes)
             load_after = os.getloadavg()
-            result = summarise(outcomes, cap, load * cap, args.seconds, args.deadline_s)
+            time.sleep(args.deadline_s)  # the queues drain before capacity is measured again
+            cap_after, _ = capacity(served, replace(base, seconds=args.capacity_seconds), workdir)
+            result = summarise(outcomes, (cap + cap_after) / 2, load * cap, args.seconds, args.deadline_s)
+            result.update(capacity_before_rps=round(cap, 2), capacity_after_rps=round(cap_after, 2))
             result.update(mode=mode, load=load, load_average_before=load_before, load_average_after=load_after)
             result.update(client_cpu_cores=round(client_cores, 3), server_cpu_cores=round(server_cores, 3))
             result.update(capacity_server_cpu_cores=round(cap_server_cores, 3))

@@ -1,26 +1,26 @@
-"""Admission by expected time: each stage's measured service rate, and whether a request may enter the engine.
+"""Admission by expected time: each stage's measured cost, the engine's backlog, and whether a request may enter.
 
 Every batching stage measures its compute cost from the batches it actually runs (:class:`ServiceRate`: seconds per
 unit while its batch function ran, and units per batch, exponentially weighted over the last ``window_s`` seconds).
 The wait of ``own`` units behind ``queued`` ones is what is left of the running batch plus ``(queued + own)`` units
-at that cost plus the units that will still join the batch ``own`` ends in (up to the recent batch size: work that
-arrives later but is computed with it) (:func:`expected_wait`). A request is admitted or refused once, at the
+at that cost plus the units that will still join the batch ``own`` ends in, up to the recent batch size: work that
+arrives later but is computed with it (:func:`expected_wait`). A request is admitted or refused once, at the
 engine's door (:func:`check_path`): it waits at each stage of its path in turn, so its expected waits there are
-summed, each with one batch of every busy earlier stage on the same thread (the detector, CA-PF tokens and the
-lifters share one inference thread: when a request's detector batch is done, the next detector batch takes the
-thread before its tokens); when the sum exceeds ``wait_fraction`` of the remaining deadline the request is refused
-at once (:class:`Refusal`, 503) with a Retry-After of the time the queues need to drain enough to admit it; the rest
-of the deadline absorbs the estimate's error. Work once admitted is never refused for time further down (that would
-waste the stages it already used); the batchers still drop work whose deadline passed before its batch starts,
-which the admission rule makes the exception. Before a stage has run a batch (cold start) it adds no wait, so only
-the count bound (``max_queue`` units per stage, a memory bound that always applies) holds; a request that finds
-every queue on its path empty is admitted whatever its size (a long sequence on an idle service).
+summed and scaled by a calibration (below); and the whole engine's backlog (:class:`Backlog`: Little's law over
+admitted work) bounds that sum from below, for what a per-stage sum cannot see — requests admitted an instant ago
+and not queued yet, work still upstream of a stage, the thread the detector, CA-PF tokens and lifters share, the
+event loop's hops, other processes on the cores. When the estimate exceeds ``wait_fraction`` of the remaining
+deadline the request is refused at once (:class:`Refusal`, 503) with a Retry-After of the time the queues need to
+drain enough to admit it; the rest of the deadline absorbs the estimate's error. Work once admitted is never
+refused for time further down (that would waste the stages it already used); the batchers still drop work whose
+deadline passed before its batch starts, which the admission rule makes the exception. Before a stage has run a
+batch (cold start) it adds no wait, so only the count bound (``max_queue`` units per stage, a memory bound that
+always applies) holds; a request that finds the engine idle (no queue on its path, no admitted work pending) is
+admitted whatever its size (a long sequence on an idle service).
 
-The model behind those sums is simple, and how far it is off depends on what else runs on the machine (the event
-loop's hops between stages, threads competing for the same cores). So the door **calibrates** it against what
-really happened (:class:`WaitCalibration`): every admitted request that found a queue reports, when it is done, the
-time it really spent in the engine; the summed estimate is scaled by a high quantile of the recent ratios of real
-to expected time before it is compared with the deadline.
+The door **calibrates** the per-stage sum against what really happened (:class:`WaitCalibration`): every admitted
+request that found a queue reports, when it is done, the time it really spent in the engine; the summed estimate is
+scaled by a high quantile of the recent ratios of real to expected time before it is compared with the deadline.
 
 Pure bookkeeping: no asyncio, no clock of its own (times are passed in), no transport.
 """
@@ -41,9 +41,9 @@ class ServiceRate:
 
     Each batch contributes ``units`` over the time its batch function ran on its thread (from when the thread took
     it until its outputs were back): the stage's own cost. What a unit waits besides — the units queued ahead, the
-    batch it will join, the batches of other stages that share its thread — is counted by :func:`expected_wait` and
-    :func:`check_path` from the queues as they are, so that a stage whose batches wait behind a sibling's is not
-    taken for a slow one (which would count the sibling twice).
+    batch it will join — is counted by :func:`expected_wait` from the queue as it is, and the waits for a thread
+    shared with other stages by the engine's :class:`Backlog`, so that a stage whose batches wait behind a
+    sibling's is not taken for a slow one.
 
     Args:
         window_s: the average's memory in seconds of compute: a batch of ``d`` seconds moves it by
@@ -137,21 +137,13 @@ def check_count(
 
 
 class Stage(Protocol):
-    """What admission reads of a stage (a :class:`~service.engine.batcher.DynamicBatcher`): its queue, its wait,
-    the thread it computes on (``thread``: any object, equal for stages that share one), how long a typical batch
-    of it holds that thread (``batch_s``: ``None`` while idle or cold) and the compute of ``units`` there
-    (``compute_s``: ``None`` while cold)."""
+    """What admission reads of a stage (a :class:`~service.engine.batcher.DynamicBatcher`): its queue, its wait
+    and the compute of ``units`` there (``compute_s``: ``None`` while cold)."""
 
     stage: str
 
     @property
     def queued_units(self) -> int: ...
-
-    @property
-    def thread(self) -> object: ...
-
-    @property
-    def batch_s(self) -> float | None: ...
 
     def expected_wait_s(self, units: int = 1) -> float | None: ...
 
@@ -200,15 +192,6 @@ class WaitCalibration:
             self.factor = min(self.high, max(self.low, at))
 
 
-def _with_siblings(stage: Stage, units: int, before: Sequence[Stage]) -> float | None:
-    """``stage``'s wait for ``units``, plus one batch of each earlier stage in ``before`` that shares its thread and
-    is busy (``None`` while ``stage`` is cold)."""
-    wait = stage.expected_wait_s(units)
-    if wait is None:
-        return None
-    return wait + sum(b.batch_s or 0.0 for b in before if b.thread is stage.thread and b is not stage)
-
-
 class Backlog:
     """Little's law over the whole engine: the work admitted and not yet done, and how fast admitted work gets done.
 
@@ -217,10 +200,10 @@ class Backlog:
     is how many real seconds the engine recently took per second of that work, measured from completions while at
     least as much work as they did stayed pending — while the engine was backlogged, so that it is the drain rate
     and not the latency of a lightly loaded engine (about 1 with one inference thread on a quiet machine; more when
-    the stages' hops wait for a busy event loop or the cores are shared with other processes). :meth:`wait_s` is then what a request admitted now
-    would spend in the engine, whatever makes it so: requests admitted in the same instant and not queued yet, work
-    still upstream of a stage, the thread the stages share, the machine. It bounds the per-stage model from below at
-    the door (:func:`check_path`'s ``engine_s``).
+    the stages' hops wait for a busy event loop or the cores are shared with other processes). :meth:`wait_s` is
+    then what a request admitted now would spend in the engine, whatever makes it so: requests admitted in the same
+    instant and not queued yet, work still upstream of a stage, the thread the stages share, the machine. It bounds
+    the per-stage model from below at the door (:func:`check_path`'s ``engine_s``).
     """
 
     def __init__(self, window_s: float, min_interval_s: float = 0.05) -> None:
@@ -286,11 +269,8 @@ def check_path(
     Refused when the engine is busy (some stage of the path has work queued, or ``engine_s`` — the whole engine's
     estimate, :meth:`Backlog.wait_s` — is given) and the expected waits of its stages, summed and scaled by
     ``scale`` (:attr:`WaitCalibration.factor`), or ``engine_s`` if larger, exceed ``wait_fraction`` of
-    ``remaining_s``; the Retry-After is the excess over that share (the time the queues need to drain enough). A stage's wait includes, for each busy
-    earlier stage of the path on the same thread, one batch of that stage: the request's work there is done when
-    its batch leaves, the next batch of work queued behind it takes the thread first."""
-    stages = [s for s, _ in path]
-    waits = [PathWait(s.stage, units, _with_siblings(s, units, stages[:i])) for i, (s, units) in enumerate(path)]
+    ``remaining_s``; the Retry-After is the excess over that share (the time the queues need to drain enough)."""
+    waits = [PathWait(s.stage, units, s.expected_wait_s(units)) for s, units in path]
     total = max(scale * sum(w.wait_s for w in waits if w.wait_s is not None), engine_s or 0.0)
     if engine_s is None and not any(s.queued_units for s, _ in path):
         return PathCheck(None, waits, total)

@@ -142,20 +142,6 @@ class DynamicBatcher(Generic[In, Out]):
         return None if spu is None else units * spu
 
     @property
-    def thread(self) -> object:
-        """The executor computing this stage (stages with the same one share its thread)."""
-        return self._executor
-
-    @property
-    def batch_s(self) -> float | None:
-        """Seconds a typical batch of this stage holds its thread, while the stage is busy (work queued or in flight);
-        ``None`` while it is idle or cold."""
-        spu, units = self.rate.seconds_per_unit, self.rate.batch_units
-        if spu is None or units is None or not (self._queued_units or self._in_flight):
-            return None
-        return min(units, self.limits.max_batch_size) * spu
-
-    @property
     def mean_batch_size(self) -> float:
         """Mean units per batch since creation (0 before the first batch)."""
         return self.units_run / self.batches_run if self.batches_run else 0.0

@@ -117,8 +117,6 @@ class FakeStage:
     stage: str
     queued_units: int
     per_unit_s: float | None
-    thread: object = None
-    batch_s: float | None = None
 
     def expected_wait_s(self, units: int = 1) -> float | None:
         return None if self.per_unit_s is None else (self.queued_units + units) * self.per_unit_s
