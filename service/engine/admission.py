@@ -232,7 +232,7 @@ class Backlog:
             elapsed = now - self._since
             if self.pending < self._done:  # the backlog ran low: the engine may have idled, not a drain rate
                 self._since, self._done = now, 0.0
-            elif elapsed >= self.min_interval_s:
+            elif elapsed >= self.min_interval_s and self._done > 0:
                 sample = elapsed / self._done
                 spw = self.seconds_per_work
                 weight = 1.0 - math.exp(-elapsed / self.window_s)

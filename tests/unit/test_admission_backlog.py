@@ -66,6 +66,14 @@ def test_backlog_measures_only_while_the_engine_stays_backlogged() -> None:
     assert backlog.seconds_per_work == pytest.approx(2.0)
 
 
+def test_work_the_stages_have_not_measured_yet_is_no_sample() -> None:
+    backlog = Backlog(window_s=2.0)
+    backlog.admit(0.0, now=0.0)  # cold stages: no compute known
+    backlog.admit(0.0, now=0.0)
+    backlog.finish(0.0, now=1.0)
+    assert backlog.seconds_per_work is None
+
+
 def test_rounding_leaves_the_backlog_idle() -> None:
     backlog = Backlog(window_s=2.0)
     works = [0.1, 0.2, 0.3, 0.07, 0.013]
