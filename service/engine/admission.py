@@ -196,50 +196,54 @@ class Backlog:
     """Little's law over the whole engine: the work admitted and not yet done, and how fast admitted work gets done.
 
     Each admitted request brings ``work``: its own compute along its path (seconds at the stages' measured costs,
-    nothing queued). :attr:`pending` sums the work of the requests admitted and not yet done; :attr:`seconds_per_work`
-    is how many real seconds the engine recently took per second of that work, measured from completions while at
-    least as much work as they did stayed pending — while the engine was backlogged, so that it is the drain rate
-    and not the latency of a lightly loaded engine (about 1 with one inference thread on a quiet machine; more when
-    the stages' hops wait for a busy event loop or the cores are shared with other processes). :meth:`wait_s` is
-    then what a request admitted now would spend in the engine, whatever makes it so: requests admitted in the same
-    instant and not queued yet, work still upstream of a stage, the thread the stages share, the machine. It bounds
-    the per-stage model from below at the door (:func:`check_path`'s ``engine_s``).
+    nothing queued). :attr:`pending` sums the work of the requests admitted and not yet done;
+    :attr:`seconds_per_work` is the real time the engine had work pending per second of work it got done, both
+    exponentially weighted over the last ``window_s`` seconds of such time (time with nothing pending is not
+    counted; requests done in the same instant all count). :meth:`wait_s` is then what a request admitted now would
+    spend in the engine (its sojourn, by Little's law), whatever makes it so: requests admitted in the same instant
+    and not queued yet, work still upstream of a stage, the thread the stages share, the event loop's hops, cores
+    shared with other processes. It bounds the per-stage model from below at the door (:func:`check_path`'s
+    ``engine_s``).
     """
 
-    def __init__(self, window_s: float, min_interval_s: float = 0.05) -> None:
-        self.window_s, self.min_interval_s = window_s, min_interval_s
+    def __init__(self, window_s: float, min_busy_s: float = 0.05) -> None:
+        self.window_s, self.min_busy_s = window_s, min_busy_s
         self.pending = 0.0
         """Work (seconds of compute) admitted and not yet done."""
-        self.seconds_per_work: float | None = None
-        """Real seconds per second of admitted work done, while work was pending; ``None`` until measured."""
-        self._since: float | None = None
-        self._done = 0.0
+        self._busy = 0.0  # weighted seconds with work pending
+        self._done = 0.0  # weighted work done meanwhile
+        self._last: float | None = None
+
+    def _advance(self, now: float) -> None:
+        """Account the time since the last event: busy (and ageing the sums) only while work was pending."""
+        if self._last is not None and self.pending > 0.0:
+            elapsed = max(0.0, now - self._last)
+            decay = math.exp(-elapsed / self.window_s)
+            self._busy = self._busy * decay + elapsed
+            self._done *= decay
+        self._last = now
 
     def admit(self, work: float, now: float) -> None:
         """A request bringing ``work`` seconds of compute was admitted at clock ``now``."""
-        if self._since is None:
-            self._since, self._done = now, 0.0
+        self._advance(now)
         self.pending += work
 
     def finish(self, work: float, now: float, done: bool = True) -> None:
         """A request admitted with ``work`` left the engine at ``now``: ``done`` (its work was computed) or not (it
         failed or was dropped: its work is only taken off :attr:`pending`)."""
+        self._advance(now)
         self.pending -= work
         if self.pending <= 1e-9 * max(1.0, work):  # what is left is rounding: the engine is idle
             self.pending = 0.0
-        if done and self._since is not None:
+        if done:
             self._done += work
-            elapsed = now - self._since
-            if self.pending < self._done:  # the backlog ran low: the engine may have idled, not a drain rate
-                self._since, self._done = now, 0.0
-            elif elapsed >= self.min_interval_s and self._done > 0:
-                sample = elapsed / self._done
-                spw = self.seconds_per_work
-                weight = 1.0 - math.exp(-elapsed / self.window_s)
-                self.seconds_per_work = sample if spw is None else spw + weight * (sample - spw)
-                self._since, self._done = now, 0.0
-        if self.pending <= 0.0:
-            self._since = None
+
+    @property
+    def seconds_per_work(self) -> float | None:
+        """Real seconds with work pending per second of work done; ``None`` until ``min_busy_s`` of it is seen."""
+        if self._busy < self.min_busy_s or self._done <= 0.0:
+            return None
+        return self._busy / self._done
 
     def wait_s(self, own: float) -> float | None:
         """Seconds a request bringing ``own`` work, admitted now, is expected to spend in the engine (``None``

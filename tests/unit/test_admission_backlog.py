@@ -1,6 +1,6 @@
 """Admission's estimate of the whole engine's backlog, on a fake clock (no wall time): the batcher's rate is its
 compute, not its wait for a shared thread; Little's law over admitted work bounds the per-stage sum from below, even
-before anything is queued; its drain rate is measured only while the engine stays backlogged; a ticket never
+before anything is queued; its rate counts every request of a batch done at once and no idle time; a ticket never
 finished (a dropped request) still leaves the backlog."""
 
 from __future__ import annotations
@@ -36,40 +36,39 @@ def test_the_whole_engine_estimate_refuses_even_before_anything_is_queued() -> N
 
 
 def test_backlog_is_littles_law_over_admitted_work() -> None:
-    backlog = Backlog(window_s=2.0, min_interval_s=0.05)
+    backlog = Backlog(window_s=2.0, min_busy_s=0.05)
     assert backlog.wait_s(1.0) is None  # nothing measured
     for _ in range(8):
         backlog.admit(0.5, now=10.0)
     assert backlog.pending == pytest.approx(4.0)
-    backlog.finish(0.5, now=11.0)  # 1 s for 0.5 s of work: 2 s per second of work
-    assert backlog.seconds_per_work == pytest.approx(2.0)
-    assert backlog.wait_s(0.5) == pytest.approx((3.5 + 0.5) * 2.0)
-    backlog.finish(0.5, now=11.0)  # done in the same instant: counted with the next interval
-    backlog.finish(0.5, now=11.5)  # 0.5 s for 1 s of work
-    assert 1.0 < (spw := backlog.seconds_per_work or 0.0) < 2.0
-    backlog.finish(0.5, now=11.6, done=False)  # failed: off the backlog, not a sample
-    assert backlog.pending == pytest.approx(2.0)
+    backlog.finish(0.5, now=11.0)
+    backlog.finish(0.5, now=11.0)  # done in the same instant: both count
+    assert backlog.seconds_per_work == pytest.approx(1.0)  # 1 s with work pending, 1 s of work done
+    assert backlog.wait_s(0.5) == pytest.approx((3.0 + 0.5) * 1.0)
+    backlog.finish(0.5, now=13.0)  # then 2 s for 1 s of work: the average moves towards 2
+    backlog.finish(0.5, now=13.0)
+    assert 1.5 < (spw := backlog.seconds_per_work or 0.0) < 2.0
+    backlog.finish(0.5, now=13.0, done=False)  # failed: off the backlog, no work done
+    assert backlog.pending == pytest.approx(1.5)
     assert backlog.seconds_per_work == spw
 
 
-def test_backlog_measures_only_while_the_engine_stays_backlogged() -> None:
-    backlog = Backlog(window_s=2.0, min_interval_s=0.05)
-    backlog.admit(0.5, now=0.0)
-    backlog.admit(0.5, now=0.0)
-    backlog.finish(0.5, now=1.0)  # as much still pending as was done: a drain rate
-    assert backlog.seconds_per_work == pytest.approx(2.0)
-    backlog.finish(0.5, now=3.0)  # the backlog ran dry: the last request's latency is not a drain rate
+def test_a_wave_done_at_once_and_an_idle_gap_are_measured_right() -> None:
+    backlog = Backlog(window_s=2.0, min_busy_s=0.05)
+    for _ in range(8):
+        backlog.admit(0.1, now=0.0)
+    for _ in range(8):  # one batch of 8 requests, 0.8 s of work in 0.8 s
+        backlog.finish(0.1, now=0.8)
     assert backlog.pending == 0.0
-    assert backlog.seconds_per_work == pytest.approx(2.0)
-    backlog.admit(0.1, now=100.0)  # nor is an idle gap (98 s for 0.1 s of work)
-    backlog.finish(0.1, now=100.08)
-    assert backlog.seconds_per_work == pytest.approx(2.0)
+    assert backlog.seconds_per_work == pytest.approx(1.0)
+    backlog.admit(0.1, now=100.0)  # 99 s with nothing pending: not busy time
+    backlog.finish(0.1, now=100.1)
+    assert backlog.seconds_per_work == pytest.approx(1.0)
 
 
 def test_work_the_stages_have_not_measured_yet_is_no_sample() -> None:
     backlog = Backlog(window_s=2.0)
     backlog.admit(0.0, now=0.0)  # cold stages: no compute known
-    backlog.admit(0.0, now=0.0)
     backlog.finish(0.0, now=1.0)
     assert backlog.seconds_per_work is None
 
@@ -85,7 +84,7 @@ def test_rounding_leaves_the_backlog_idle() -> None:
 
 
 def test_a_ticket_adds_its_work_and_takes_it_off_when_finished_or_dropped() -> None:
-    backlog, metrics = Backlog(window_s=2.0, min_interval_s=0.0), Metrics()
+    backlog, metrics = Backlog(window_s=2.0, min_busy_s=0.0), Metrics()
     ticket = Ticket(None, 0.0, 0.0, backlog, 0.25)
     assert backlog.pending == pytest.approx(0.25)
     ticket.finish(metrics)
