@@ -6,11 +6,14 @@ a real ``pose3d serve`` in a child process (uvicorn, the in-process engine, tiny
 and CA-PF tiny, ``--threads`` torch threads) on a free port, then
 
 1. measures **capacity**: ``--concurrency`` closed-loop clients post one JPEG each (``POST /v1/pose3d``, one person,
-   whole-frame box) for ``--capacity-seconds``, after a short warm-up;
+   whole-frame box) for ``--capacity-seconds``, after a short warm-up, before and after each load (goodput is
+   divided by their mean: on a shared machine the CPU the server gets drifts);
 2. drives ``--load`` × that capacity **open loop** (Poisson arrivals, fixed seed) for ``--seconds``, every request
    with ``X-Request-Timeout: --deadline-s``, and waits for every request to end;
 
-and prints capacity, offered rate, goodput (200s that met their deadline and completed inside the window, per
+The load comes from a process of its own (:mod:`bench.overload_client`: the same pre-built request bytes over raw
+keep-alive sockets), as light as it can be since it shares the cores with the server; the share of a core it used
+and the server's are printed beside the figures. It prints capacity, offered rate, goodput (200s that met their deadline and completed inside the window, per
 second) ÷ capacity, the share of admitted requests (all but 429/503) that met their deadline, refusal latency
 p50/p99, counts by status, and the configuration (models, threads, input size, device, torch version, load
 average). ``--out`` receives ``overload.json`` and ``overload.md``.
@@ -19,20 +22,19 @@ average). ``--out`` receives ``overload.json`` and ``overload.md``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import importlib.metadata
 import json
 import os
-import random
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from bench.overload_client import Phase
 from bench.overload_report import Outcome, markdown, summarise
 from bench.overload_server import BatchOverrides, ServedGateway, gateway_settings
 from service.client.sources import encode_frame, synthetic_image
@@ -75,44 +77,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def _post(client: httpx.AsyncClient, jpeg: bytes, headers: dict[str, str], t0: float) -> Outcome:
-    sent = time.perf_counter() - t0
-    try:
-        response = await client.post("/v1/pose3d", files={"file": ("person.jpg", jpeg, "image/jpeg")}, headers=headers)
-        status = response.status_code
-    except httpx.HTTPError:
-        status = 0
-    return Outcome(sent, time.perf_counter() - t0, status)
+def request_bytes(port: int, jpeg: bytes, deadline_s: float | None) -> bytes:
+    """The one request every client sends: ``POST /v1/pose3d`` with ``jpeg`` as the multipart ``file`` (and
+    ``X-Request-Timeout: deadline_s`` unless ``None``), built once as bytes."""
+    boundary = b"pose3dbenchboundary"
+    body = (
+        b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="person.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n" + jpeg + b"\r\n--" + boundary + b"--\r\n"
+    )
+    timeout = f"{TIMEOUT_HEADER}: {deadline_s:g}\r\n" if deadline_s is not None else ""
+    head = (
+        f"POST /v1/pose3d HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary.decode()}\r\nContent-Length: {len(body)}\r\n"
+        f"{timeout}\r\n"
+    )
+    return head.encode() + body
 
 
-async def capacity(client: httpx.AsyncClient, jpeg: bytes, concurrency: int, seconds: float) -> float:
-    """Successful requests per second of ``concurrency`` closed-loop clients over ``seconds``."""
-    t0 = time.perf_counter()
-    done: list[Outcome] = []
-
-    async def loop() -> None:
-        while time.perf_counter() - t0 < seconds:
-            done.append(await _post(client, jpeg, {}, t0))
-
-    await asyncio.gather(*(loop() for _ in range(concurrency)))
-    return sum(1 for o in done if o.status == 200 and o.done <= seconds) / seconds
-
-
-async def open_loop(
-    client: httpx.AsyncClient, jpeg: bytes, rate: float, seconds: float, deadline_s: float, seed: int
-) -> list[Outcome]:
-    """Poisson arrivals at ``rate``/s for ``seconds``, each request with ``deadline_s``; every outcome, once all
-    requests have ended."""
-    rng = random.Random(seed)
-    headers = {TIMEOUT_HEADER: f"{deadline_s:g}"}
-    t0 = time.perf_counter()
-    tasks: list[asyncio.Task[Outcome]] = []
-    at = rng.expovariate(rate)
-    while at < seconds:
-        await asyncio.sleep(max(0.0, at - (time.perf_counter() - t0)))
-        tasks.append(asyncio.create_task(_post(client, jpeg, headers, t0)))
-        at += rng.expovariate(rate)
-    return list(await asyncio.gather(*tasks))
+def drive(phase: Phase, workdir: Path) -> tuple[list[Outcome], float]:
+    """Run ``phase`` in a child process (:mod:`bench.overload_client`); its outcomes and the share of one core the
+    client used (CPU seconds ÷ wall seconds)."""
+    spec = workdir / "phase.json"
+    spec.write_text(json.dumps(asdict(phase)))
+    cmd = [sys.executable, "-m", "bench.overload_client", str(spec)]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    result = json.loads(done.stdout)
+    return [Outcome(*o) for o in result["outcomes"]], result["cpu_s"] / result["wall_s"]
 
 
 def overrides(args: argparse.Namespace) -> BatchOverrides:
@@ -120,28 +110,47 @@ def overrides(args: argparse.Namespace) -> BatchOverrides:
     return BatchOverrides(args.batch, args.delay_ms, args.detect_batch, args.wait_fraction)
 
 
-async def run_mode(mode: str, args: argparse.Namespace, jpeg: bytes, workdir: Path) -> list[dict[str, Any]]:
-    """One gateway with ``engine.admission = mode``: its capacity, then each ``--load`` in turn against it."""
+def capacity(served: ServedGateway, phase: Phase, workdir: Path) -> tuple[float, float]:
+    """Requests per second that ``phase`` (closed loop) got answered 200 within its seconds, and the server's CPU
+    (cores) meanwhile."""
+    server_cpu = served.cpu_s()
+    outcomes, _ = drive(phase, workdir)
+    cores = (served.cpu_s() - server_cpu) / max(o.done for o in outcomes)
+    cap = sum(1 for o in outcomes if o.status == 200 and o.done <= phase.seconds) / phase.seconds
+    if cap <= 0:
+        raise SystemExit(f"no request succeeded while measuring capacity (see {served.log_path})")
+    return cap, cores
+
+
+def run_mode(mode: str, args: argparse.Namespace, jpeg: bytes, workdir: Path) -> list[dict[str, Any]]:
+    """One gateway with ``engine.admission = mode``; for each ``--load`` in turn, its capacity, that load against
+    it, and its capacity again."""
     settings = gateway_settings(mode, args.threads, args.deadline_s, overrides(args))
     results: list[dict[str, Any]] = []
     with ServedGateway(settings, workdir / f"gateway-{mode}") as served:
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-        timeout = httpx.Timeout(args.deadline_s + 30.0)
-        async with httpx.AsyncClient(base_url=served.url, limits=limits, timeout=timeout) as client:
-            for _ in range(2 * args.concurrency):  # warm-up: first batches measure the stages' rates
-                await _post(client, jpeg, {}, time.perf_counter())
-            cap = await capacity(client, jpeg, args.concurrency, args.capacity_seconds)
-            if cap <= 0:
-                raise SystemExit(f"{mode}: no request succeeded while measuring capacity (see {served.log_path})")
-            for load in args.load:
-                load_before = os.getloadavg()
-                outcomes = await open_loop(client, jpeg, load * cap, args.seconds, args.deadline_s, args.seed)
-                load_after = os.getloadavg()
-                result = summarise(outcomes, cap, load * cap, args.seconds, args.deadline_s)
-                result.update(mode=mode, load=load, load_average_before=load_before, load_average_after=load_after)
-                print(json.dumps({k: v for k, v in result.items() if k != "latencies"}), flush=True)
-                results.append(result)
-                await asyncio.sleep(args.deadline_s)  # the queues drain before the next load
+        plain, timed = workdir / "request.http", workdir / "request-deadline.http"
+        plain.write_bytes(request_bytes(served.port, jpeg, None))
+        timed.write_bytes(request_bytes(served.port, jpeg, args.deadline_s))
+        base = Phase("127.0.0.1", served.port, str(plain), 2.0, concurrency=args.concurrency)
+        drive(base, workdir)  # warm-up: the first batches measure the stages' rates
+        for load in args.load:
+            cap, cap_server_cores = capacity(served, replace(base, seconds=args.capacity_seconds), workdir)
+            load_before = os.getloadavg()
+            server_cpu = served.cpu_s()
+            phase = replace(base, request_path=str(timed), seconds=args.seconds, rate=load * cap, seed=args.seed)
+            outcomes, client_cores = drive(phase, workdir)
+            server_cores = (served.cpu_s() - server_cpu) / max(o.done for o in outcomes)
+            load_after = os.getloadavg()
+            time.sleep(args.deadline_s)  # the queues drain before capacity is measured again
+            cap_after, _ = capacity(served, replace(base, seconds=args.capacity_seconds), workdir)
+            result = summarise(outcomes, (cap + cap_after) / 2, load * cap, args.seconds, args.deadline_s)
+            result.update(capacity_before_rps=round(cap, 2), capacity_after_rps=round(cap_after, 2))
+            result.update(mode=mode, load=load, load_average_before=load_before, load_average_after=load_after)
+            result.update(client_cpu_cores=round(client_cores, 3), server_cpu_cores=round(server_cores, 3))
+            result.update(capacity_server_cpu_cores=round(cap_server_cores, 3))
+            print(json.dumps({k: v for k, v in result.items() if k != "latencies"}), flush=True)
+            results.append(result)
+            time.sleep(args.deadline_s)  # the queues drain before the next phase
     return results
 
 
@@ -171,7 +180,7 @@ def configuration(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace) -> dict[str, Any]:
     width, height = (int(v) for v in args.size.lower().split("x"))
     jpeg = encode_frame(synthetic_image(0, width, height), "jpeg")
     config = configuration(args)
@@ -181,13 +190,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             loads = ", ".join(f"{load:g}x" for load in args.load)
             print(f"[{mode}] starting the gateway, measuring capacity, then {loads} for {args.seconds:g} s each",
                   flush=True)  # fmt: skip
-            runs.extend(await run_mode(mode, args, jpeg, Path(tmp)))
+            runs.extend(run_mode(mode, args, jpeg, Path(tmp)))
     return {"configuration": config, "runs": runs}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    result = asyncio.run(run(args))
+    result = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "overload.json").write_text(json.dumps(result, indent=1) + "\n")
     text = markdown(result)

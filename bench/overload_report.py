@@ -65,16 +65,17 @@ def summarise(
 
 
 ROWS: tuple[tuple[str, str], ...] = (
-    ("capacity (closed loop), req/s", "capacity_rps"),
+    ("capacity (closed loop) before / after the load, req/s", "capacity"),
     ("offered (open loop), req/s", "offered_rps"),
     ("sent, req/s", "sent_rps"),
     ("goodput (200 within deadline, in window), req/s", "goodput_rps"),
-    ("**goodput ÷ capacity** (target ≥ 0.9)", "goodput_over_capacity"),
+    ("**goodput ÷ capacity** (their mean; target ≥ 0.9)", "goodput_over_capacity"),
     ("admitted (not 429/503)", "admitted"),
     ("**admitted that met their deadline** (target ≥ 0.99)", "admitted_met_share"),
     ("**refusal latency p50 / p99, ms** (target p99 < 50)", "refusal_ms"),
     ("200 latency p50 / p99, ms", "ok_ms"),
     ("responses by status (0 = none)", "by_status"),
+    ("CPU, cores: load generator / server (open loop)", "cpu"),
     ("load average (1, 5, 15 min) before → after", "load"),
 )
 
@@ -84,6 +85,10 @@ def _cell(run: dict[str, Any], key: str) -> str:
         return f"{run[key + '_p50']} / {run[key + '_p99']}"
     if key == "by_status":
         return ", ".join(f"{k}: {v}" for k, v in run["by_status"].items())
+    if key == "capacity":
+        return f"{run.get('capacity_before_rps', run['capacity_rps'])} / {run.get('capacity_after_rps', '?')}"
+    if key == "cpu":
+        return f"{run.get('client_cpu_cores')} / {run.get('server_cpu_cores')}"
     if key == "load":
         before, after = (" ".join(f"{x:.1f}" for x in run[k]) for k in ("load_average_before", "load_average_after"))
         return f"{before} → {after}"

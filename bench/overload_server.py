@@ -97,6 +97,12 @@ class ServedGateway:
         self.__exit__(None, None, None)
         raise SystemExit(f"the gateway was not ready within {self.start_timeout_s:g} s: see {self.log_path}")
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the gateway process has used so far (Linux ``/proc``)."""
+        assert self._proc is not None
+        fields = Path(f"/proc/{self._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:

@@ -146,7 +146,7 @@ class EngineSettings(_Frozen):
         "measured rates, exceeds admission_wait_fraction of its deadline; count: only the max_queue bound",
     )
     admission_wait_fraction: float = Field(
-        0.7,
+        0.5,
         gt=0.0,
         le=1.0,
         description="share of a request's deadline its expected wait may fill (the rest absorbs estimate error)",

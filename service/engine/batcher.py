@@ -116,7 +116,6 @@ class DynamicBatcher(Generic[In, Out]):
         self.clock: Clock = time.monotonic
         self.rate = ServiceRate(limits.rate_window_s)
         self._in_flight: InFlight | None = None
-        self._last_done: float | None = None
         self.batches_run = 0
         self.units_run = 0
 
@@ -132,8 +131,15 @@ class DynamicBatcher(Generic[In, Out]):
         return self._queued_units + extra_units > self.limits.max_queue
 
     def expected_wait_s(self, units: int = 1) -> float | None:
-        """Seconds until ``units`` more, queued now, would be computed (the measured rate; ``None`` before it)."""
-        return expected_wait(self.rate, self._queued_units, units, self._in_flight, self.clock())
+        """Seconds until ``units`` more, queued now, would be computed, the batch they join included (the measured
+        rate; ``None`` before it)."""
+        lim = self.limits
+        return expected_wait(self.rate, self._queued_units, units, self._in_flight, self.clock(), lim.max_batch_size)
+
+    def compute_s(self, units: int) -> float | None:
+        """Seconds of compute ``units`` cost here, at the measured rate (``None`` before it), nothing queued."""
+        spu = self.rate.seconds_per_unit
+        return None if spu is None else units * spu
 
     @property
     def mean_batch_size(self) -> float:
@@ -288,10 +294,11 @@ class DynamicBatcher(Generic[In, Out]):
     async def _process(self, batch: list[_Job[In, Out]]) -> None:
         """Compute one batch and settle every job's future (a result, or this job's own error)."""
         loop = asyncio.get_running_loop()
-        started = self.clock()
-        self._in_flight = InFlight(sum(job.size for job in batch), started)
+        started = computing_since = self.clock()
+        self._in_flight = InFlight(sum(job.size for job in batch), None)  # taken; its thread may still be busy
         try:
             live, outputs = await loop.run_in_executor(self._executor, self._compute, batch)
+            computing_since = self._in_flight.started or computing_since  # set by _compute, on the thread
         except _BatchFailed as failed:
             live, outputs = failed.live, None
             log.info("%s batch of %d failed (%s); retrying its items one by one", self.stage, len(live), failed)
@@ -309,26 +316,22 @@ class DynamicBatcher(Generic[In, Out]):
             self.batches_run += 1
             self.units_run += units
             if outputs is not None:  # a batch run whole (one-by-one retries say nothing of the batched rate)
-                self.rate.observe(units, done - self._busy_since(live))
+                self.rate.observe(units, done - computing_since)
             if self._metrics:
                 self._metrics.batch_size.labels(stage=self.stage).observe(units)
                 self._metrics.stage_duration.labels(stage=self.stage).observe(done - started)
                 if (rate := self.rate.units_per_s) is not None:
                     self._metrics.stage_rate.labels(stage=self.stage).set(rate)
-        self._last_done = done
-
-    def _busy_since(self, live: list[_Job[In, Out]]) -> float:
-        """When the stage became busy with this batch: its oldest job's arrival, or the previous batch's end."""
-        oldest = min(job.queued_at for job in live)
-        return oldest if self._last_done is None else max(oldest, self._last_done)
 
     def _compute(self, batch: list[_Job[In, Out]]) -> tuple[list[_Job[In, Out]], Sequence[Out]]:
         """In the worker thread: drop jobs whose deadline passed (or whose caller left) while the batch waited
-        for the thread, then run the batch function on the rest."""
+        for the thread, then run the batch function on the rest (in flight from now: the stage's rate is its
+        compute time, not its wait for a thread it shares)."""
         now = self.clock()
         live = [j for j in batch if not j.future.done() and (j.deadline is None or now <= j.deadline)]
         if not live:
             return live, []
+        self._in_flight = InFlight(sum(job.size for job in live), now)
         try:
             return live, self._call([job.item for job in live])
         except Exception as e:

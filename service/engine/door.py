@@ -8,15 +8,21 @@ it past ``engine.admission_wait_fraction`` of its remaining deadline (rule and e
 request is a :class:`Ticket` whose :meth:`Ticket.finish` reports its real time in the engine to the pipeline's
 :class:`~service.engine.admission.WaitCalibration`. ``engine.admission = "count"`` turns it off (only the
 per-stage count bound).
+
+:func:`probe` is the same rule for the cheapest request of a kind (one image with one person, or one keypoint
+frame, through the cheapest served model), asked before a request's body is read: when even that would be refused,
+the request is refused from its headers alone, without reading, parsing or decoding its upload.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from service.engine.admission import Stage, WaitCalibration, check_path
+from service.engine.admission import Backlog, Refusal, Stage, WaitCalibration, check_path
 from service.errors import OverCapacity
 
 if TYPE_CHECKING:
@@ -46,21 +52,69 @@ def request_path(
     return path
 
 
+def probe(pipeline: Pipeline, images: bool, timeout_s: float | None) -> Refusal | None:
+    """The door's verdict now on the cheapest request of its kind (``images``: one image, one person, no boxes
+    stage; else one keypoint frame) through the cheapest served model, with ``timeout_s`` (``None``: the engine's
+    ``request_timeout_s``, also its cap) left: a lower bound of every such request's wait, so a refusal here is
+    one the full check would give. Counted in ``pose3d_rejected_total``; ``None`` when admitted or off."""
+    engine = pipeline.settings.engine
+    if engine.admission != "time":
+        return None
+    remaining = min(timeout_s, engine.request_timeout_s) if timeout_s else engine.request_timeout_s
+    scale, fraction = pipeline.wait_calibration.factor, engine.admission_wait_fraction
+    front: list[tuple[Stage, int]] = [(pipeline.decode, 1), (pipeline.detect, 1)] if images else []
+    paths = [
+        front + [(stage, 1) for stage in (pipeline.tokens.get(name),) if images and stage] + [(pipeline.lift[name], 1)]
+        for name, lifter in pipeline.lifters.items()
+        if images or not lifter.needs_image
+    ]
+    backlog = pipeline.backlog
+    verdicts = [check_path(path, remaining, fraction, scale, _engine_s(backlog, _work(path))).refusal for path in paths]
+    if not verdicts or not all(verdicts):
+        return None
+    refusal = min((v for v in verdicts if v is not None), key=lambda v: v.retry_after_s)
+    pipeline.metrics.rejected_total.labels(reason=refusal.reason).inc()
+    return refusal
+
+
+def _work(path: Sequence[tuple[Stage, int]]) -> float:
+    """Seconds of compute the path's units cost at the stages' measured rates (cold stages: nothing)."""
+    return sum(c for stage, units in path if (c := stage.compute_s(units)) is not None)
+
+
+def _engine_s(backlog: Backlog, work: float) -> float | None:
+    """The whole engine's estimate for ``work`` more (:meth:`Backlog.wait_s`), while admitted work is pending."""
+    return backlog.wait_s(work) if backlog.pending > 0 else None
+
+
 @dataclass
 class Ticket:
-    """An admitted request: ``expected_s`` in the engine from ``admitted_at`` (``time.monotonic()``); ``finish``
-    once it is done (or failed) reports the real time to ``calibration`` (``None``: nothing to report)."""
+    """An admitted request: ``expected_s`` in the engine (the per-stage model, unscaled) from ``admitted_at``
+    (``time.monotonic()``), bringing ``work`` seconds of compute to ``backlog``; ``finish`` once it is done (or
+    failed) reports the real time to ``calibration`` and the work as done to ``backlog`` (a ticket dropped without
+    ``finish`` only takes its work off the backlog)."""
 
     calibration: WaitCalibration | None
     expected_s: float
     admitted_at: float
+    backlog: Backlog | None = None
+    work: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._release: weakref.finalize[..., Any] | None = None
+        if self.backlog is not None:
+            self.backlog.admit(self.work, self.admitted_at)
+            self._release = weakref.finalize(self, self.backlog.finish, self.work, self.admitted_at, False)
 
     def finish(self, metrics: Metrics) -> None:
         """The request left the engine: calibrate (once) and export the new scale to ``metrics``."""
+        now = time.monotonic()
         if self.calibration is not None:
-            self.calibration.observe(self.expected_s, time.monotonic() - self.admitted_at)
+            self.calibration.observe(self.expected_s, now - self.admitted_at)
             metrics.admission_scale.set(self.calibration.factor)
             self.calibration = None
+        if self._release is not None and self._release.detach() is not None and self.backlog is not None:
+            self.backlog.finish(self.work, now)
 
 
 def admit(
@@ -78,9 +132,11 @@ def admit(
     now = time.monotonic()
     if engine.admission != "time" or deadline is None:
         return Ticket(None, 0.0, now)
-    calibration = pipeline.wait_calibration
+    calibration, backlog = pipeline.wait_calibration, pipeline.backlog
     path = request_path(pipeline, lifter, opts, images, keypoint_frames)
-    verdict = check_path(path, deadline - now, engine.admission_wait_fraction, calibration.factor)
+    work = _work(path)
+    fraction = engine.admission_wait_fraction
+    verdict = check_path(path, deadline - now, fraction, calibration.factor, _engine_s(backlog, work))
     metrics = pipeline.metrics
     for wait in verdict.waits:
         if wait.wait_s is not None:
@@ -88,4 +144,5 @@ def admit(
     if verdict.refusal is not None:
         metrics.rejected_total.labels(reason=verdict.refusal.reason).inc()
         raise OverCapacity(verdict.refusal.detail, retry_after_s=verdict.refusal.retry_after_s)
-    return Ticket(calibration, verdict.expected_s / calibration.factor, now)
+    model_s = sum(w.wait_s for w in verdict.waits if w.wait_s is not None)
+    return Ticket(calibration, model_s, now, backlog, work)

@@ -23,9 +23,10 @@ from typing import Any, Final, TypeVar
 import torch
 
 from service.config import CommonSettings, InputKind
+from service.engine.admission import Refusal
 from service.engine.clips import async_frames, clip_frames, positioned
 from service.engine.context import FrameOptions, StreamStep, Timings
-from service.engine.door import Ticket, admit
+from service.engine.door import Ticket, admit, probe
 from service.engine.framebuffer import FrameBuffer, StreamMeta
 from service.engine.lifters import ServedLifter
 from service.engine.loader import Report, load_engine
@@ -105,6 +106,10 @@ class InProcessEngine:
                     "the frame buffer's Redis does not answer: streams and clips fail and /readyz reports not ready "
                     "until it does — check redis_url (POSE3D_REDIS_URL) or start redis-server"
                 )
+
+    def admission_probe(self, images: bool, timeout_s: float | None) -> Refusal | None:
+        """The door on the cheapest request of a kind, asked before its body is read (:func:`door.probe`)."""
+        return probe(self._pipeline, images, timeout_s) if self._pipeline is not None else None
 
     async def _count_streams(self, cheap_only: bool) -> None:
         """Set ``pose3d_active_streams`` from the frame buffer: after every open/close for the in-memory buffer;

@@ -21,7 +21,7 @@ import numpy as np
 
 from model.joints import normalize_screen_coordinates
 from service.config import CommonSettings
-from service.engine.admission import WaitCalibration
+from service.engine.admission import Backlog, WaitCalibration
 from service.engine.clips import async_frames
 from service.engine.context import FrameOptions, StreamStep, Timings
 from service.engine.detector import PersonDetection
@@ -63,6 +63,8 @@ class Pipeline(Stages):
         self.buffer = buffer
         self.wait_calibration = WaitCalibration()
         """Real ÷ expected engine time of recent admitted requests (the door scales its estimates by it)."""
+        self.backlog = Backlog(eng.rate_window_s)
+        """Work admitted and not yet done, and how fast it gets done (the door's whole-engine estimate)."""
         det = settings.detector
         self.guide = GuideSettings(det.detect_every, det.guide_min_score) if det.pose_guided_boxes else None
         self.clip_buffer = MemoryFrameBuffer(max_streams=1_000_000, ttl_s=eng.request_timeout_s * 4)

@@ -137,6 +137,7 @@ def create_app(
         served = engine if engine is not None else owned
         assert served is not None
         state.engine = owned_by_keys(served, security)  # streams belong to the key that opened them
+        security.in_flight.probe = getattr(served, "admission_probe", None)  # in-process: refuse before the body
         try:
             log_models(await state.engine.models(), settings)
         except Unavailable as exc:  # remote workers still loading: serve /healthz and a 503 /readyz meanwhile
@@ -149,7 +150,7 @@ def create_app(
                 yield
         finally:
             gc.unfreeze()
-            state.engine = None
+            state.engine, security.in_flight.probe = None, None
             if owned is not None:
                 await owned.aclose()
 

@@ -1,12 +1,15 @@
 """Transport-level guards as one pure ASGI middleware: request ids, body size, in-flight bound, metrics.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so uploads stream through untouched and the byte count is
-exact; a body past ``max_body_bytes`` is refused with 413 before or while it arrives.
+exact; a body past ``max_body_bytes`` is refused with 413 before or while it arrives. An estimate
+(``POST /v1/pose3d`` answered whole) that the engine would refuse even at its cheapest is refused here, from its
+headers, before its body is read (503 + Retry-After, :class:`~service.security.inflight.InFlight`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import MutableMapping
 from typing import Any
@@ -14,13 +17,15 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.config import LimitSettings
-from service.errors import PayloadTooLarge, Pose3DError
+from service.errors import OverCapacity, PayloadTooLarge, Pose3DError
 from service.gateway.problem import REQUEST_ID_HEADER, problem_response, safe_request_id
 from service.metrics import Metrics
 from service.security.inflight import InFlight
 
 GUARDED_PREFIX = "/v1/"
 """Routes under this prefix count against the in-flight bound (health and metrics never do)."""
+ESTIMATE_PATH = "/v1/pose3d"
+"""The route whose requests the engine's door is asked about before their body is read."""
 
 
 class _BodyTooLarge(Exception):
@@ -32,6 +37,22 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key.lower() == name:
             return str(value.decode("latin-1"))
     return None
+
+
+def _estimate_kind(scope: Scope) -> tuple[bool | None, float | None]:
+    """For ``POST /v1/pose3d`` answered whole: whether it carries images (multipart) or keypoints (JSON) and its
+    ``X-Request-Timeout`` in seconds (``None``: absent or not a positive number); ``(None, None)`` otherwise."""
+    if scope.get("method") != "POST" or scope.get("path") != ESTIMATE_PATH:
+        return None, None
+    if "ndjson" in (_header(scope, b"accept") or ""):  # a progress deadline, not a whole-answer one
+        return None, None
+    media = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
+    images = True if media == "multipart/form-data" else False if media.endswith(("/json", "+json")) else None
+    try:
+        timeout = float(_header(scope, b"x-request-timeout") or "nan")
+    except ValueError:
+        timeout = math.nan
+    return images, timeout if 0 < timeout < math.inf else None
 
 
 def _route_label(scope: Scope) -> str:
@@ -82,8 +103,12 @@ class GatewayGuard:
 
         return tracked
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: Pose3DError, request_id: str) -> None:
-        self.metrics.rejected_total.labels(error.type_slug).inc()
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, error: Pose3DError, request_id: str, counted: bool = False
+    ) -> None:
+        """Answer ``error`` as problem+json (counted in ``pose3d_rejected_total`` unless ``counted`` already)."""
+        if not counted:
+            self.metrics.rejected_total.labels(error.type_slug).inc()
         response = problem_response(error, request_id, str(scope.get("path", "")), self.limits.retry_after_s)
         await response(scope, receive, send)
 
@@ -98,7 +123,10 @@ class GatewayGuard:
             await self._bounded(scope, receive, send, request_id)
             return
         try:
-            self.in_flight.acquire()
+            self.in_flight.acquire(*_estimate_kind(scope))
+        except OverCapacity as refused:  # the engine's door (counted there by its reason)
+            await self._refuse(scope, receive, send, refused, request_id, counted=True)
+            return
         except Pose3DError as busy:
             await self._refuse(scope, receive, send, busy, request_id)
             return

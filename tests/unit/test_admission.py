@@ -121,6 +121,9 @@ class FakeStage:
     def expected_wait_s(self, units: int = 1) -> float | None:
         return None if self.per_unit_s is None else (self.queued_units + units) * self.per_unit_s
 
+    def compute_s(self, units: int) -> float | None:
+        return None if self.per_unit_s is None else units * self.per_unit_s
+
 
 def test_a_request_is_refused_when_its_path_would_keep_it_past_its_deadline() -> None:
     detect, lift = FakeStage("detect", 30, 0.2), FakeStage("lift", 0, 0.01)
@@ -180,7 +183,11 @@ async def test_the_batcher_measures_its_rate_from_the_batches_it_runs(executor: 
     assert metrics.registry.get_sample_value(
         "pose3d_stage_rate_units_per_second", {"stage": "detect"}
     ) == pytest.approx(1 / UNIT_S)
-    assert batcher.expected_wait_s(3) == pytest.approx(3 * UNIT_S)
+    # 3 units, and those that will still join their batch: up to the recent mean batch size (4 then 2 units)
+    assert 3 < (mean := batcher.rate.batch_units or 0) < 4
+    assert batcher.expected_wait_s(3) == pytest.approx(mean * UNIT_S)
+    assert batcher.expected_wait_s(4) == pytest.approx(4 * UNIT_S)  # a full batch: nobody joins it
+    assert batcher.expected_wait_s(5) == pytest.approx((4 + mean) * UNIT_S)  # a second batch, filled in turn
     await batcher.aclose()
 
 
@@ -204,11 +211,12 @@ async def test_queue_full_is_503_with_retry_after_from_the_drain_rate(executor: 
     await batcher.aclose()
 
 
-async def test_admission_agrees_with_the_expiry_drop(executor: ThreadPoolExecutor) -> None:
-    """Work the estimate refuses is exactly work the batcher would have dropped as expired; work it admits runs."""
+async def test_admission_is_safe_against_the_expiry_drop(executor: ThreadPoolExecutor) -> None:
+    """Work the batcher would drop as expired, the estimate refuses; work it admits runs. The estimate counts the
+    units that may still join the last batch (up to the recent batch size), so it errs on the side of refusing."""
     clock = FakeClock()
     batcher, fn = batcher_on(clock, executor)
-    await batcher.submit_many([1.0] * 4)  # measured: 0.1 s per unit
+    await batcher.submit_many([1.0] * 4)  # measured: 0.1 s per unit, batches of 4
     fn.gate.clear()
     ahead = asyncio.ensure_future(batcher.submit_many([1.0] * 4))  # in flight (held)
     await until(lambda: fn.entered == 2, "the second batch in the thread")
@@ -216,11 +224,11 @@ async def test_admission_agrees_with_the_expiry_drop(executor: ThreadPoolExecuto
     await until(lambda: batcher.queued_units == 12, "queued")
     wait = batcher.expected_wait_s(1)
     assert wait is not None
-    assert wait == pytest.approx(0.4 + 1.3)  # the running batch, the 12 queued, this unit
-    late_deadline, ok_deadline = clock() + wait - 0.2, clock() + wait + 0.05
+    assert wait == pytest.approx(0.4 + 1.3 + 0.3)  # the running batch, the 12 queued, this unit, 3 joining it
+    late_deadline, ok_deadline = clock() + 1.5, clock() + wait + 0.05  # the 13th unit's batch starts at +1.6 s
     refusal, _, _ = check_path([(batcher, 1)], late_deadline - clock(), 1.0)
     assert refusal is not None
-    assert refusal.retry_after_s == pytest.approx(0.2)
+    assert refusal.retry_after_s == pytest.approx(wait - 1.5)
     assert check_path([(batcher, 1)], ok_deadline - clock(), 1.0)[0] is None
     # bypassing admission: the refused one is dropped before compute, the admitted one is computed
     late = asyncio.ensure_future(batcher.submit(5.0, deadline=late_deadline))
