@@ -35,6 +35,7 @@ from tests.e2e.deployment import (
     pose3d_command,
     wait_all_serving,
 )
+from tests.service.jobs_support import assert_same_frames
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.redis]
 
@@ -180,7 +181,9 @@ def test_unary_grpc_equals_rest(deployment: Deployment) -> None:
         "timestamps_s": [f.timestamp_s for f in frames],
     }
     rest_kp = httpx.post(deployment.gateway.url + "/v1/pose3d", json=body, timeout=120).json()
-    assert keypoints_posted_whole(deployment.gateway.grpc_address, frames) == rest_kp["frames"]
+    # 12 windows through the dynamic batcher: how they group differs between the two calls, and so may the
+    # last float bits (oneDNN's kernels depend on the batch size): equal up to that noise
+    assert_same_frames(keypoints_posted_whole(deployment.gateway.grpc_address, frames), rest_kp["frames"])
 
 
 def test_estimate_cli_gives_the_same_document_over_rest_and_grpc(deployment: Deployment, tmp_path: Path) -> None:
