@@ -3,7 +3,8 @@
 A clip job stages the uploaded file and its text form fields; a keypoints job stages the JSON body. Both
 are validated at submission with the same functions as ``POST /v1/pose3d`` and parsed again here, so a
 resumed job runs with exactly the options it was accepted with. A clip is never decoded here: its header is
-probed and its encoded bytes go to the engine (``EngineClient.push_clip``), which decodes it in its decode stage.
+probed and its encoded bytes go to the engine (``EngineClient.submit`` into the job's stream), which decodes it in its
+decode stage.
 """
 
 from __future__ import annotations
