@@ -25,7 +25,9 @@ from service.security.inflight import InFlight
 GUARDED_PREFIX = "/v1/"
 """Routes under this prefix count against the in-flight bound (health and metrics never do)."""
 ESTIMATE_PATH = "/v1/pose3d"
-"""The route whose requests the engine's door is asked about before their body is read."""
+"""The routes whose requests the engine's door is asked about before their body is read: this one (media, or
+keypoints on its JSON alias) and :data:`KEYPOINTS_PATH`."""
+KEYPOINTS_PATH = ESTIMATE_PATH + "/keypoints"
 
 
 class _BodyTooLarge(Exception):
@@ -40,9 +42,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _estimate_kind(scope: Scope) -> tuple[bool | None, float | None]:
-    """For ``POST /v1/pose3d`` answered whole: whether it carries images (multipart) or keypoints (JSON) and its
-    ``X-Request-Timeout`` in seconds (``None``: absent or not a positive number); ``(None, None)`` otherwise."""
-    if scope.get("method") != "POST" or scope.get("path") != ESTIMATE_PATH:
+    """For ``POST /v1/pose3d`` or ``/v1/pose3d/keypoints`` answered whole: whether it carries images (multipart)
+    or keypoints (JSON) and its ``X-Request-Timeout`` in seconds (``None``: absent or not a positive number);
+    ``(None, None)`` otherwise."""
+    if scope.get("method") != "POST" or scope.get("path") not in (ESTIMATE_PATH, KEYPOINTS_PATH):
         return None, None
     if "ndjson" in (_header(scope, b"accept") or ""):  # a progress deadline, not a whole-answer one
         return None, None

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import grpc
+import pytest
 
 from service.config import EngineSettings
 from service.engine.batcher import DynamicBatcher
@@ -100,9 +101,11 @@ def test_rest_refuses_at_once_with_503_and_a_computed_retry_after() -> None:
         assert 'pose3d_expected_wait_seconds_count{stage="lift"}' in metrics
 
 
-def test_rest_refuses_before_reading_the_body() -> None:
+@pytest.mark.parametrize("route", ["/v1/pose3d", "/v1/pose3d/keypoints"])
+def test_rest_refuses_before_reading_the_body(route: str) -> None:
     """The engine's door is asked from the headers: a body that is not even JSON is answered 503 (not 400) while
-    the engine would refuse the cheapest keypoints request; once it drains, the same body is read (and is a 400)."""
+    the engine would refuse the cheapest keypoints request; once it drains, the same body is read (and is a 400) —
+    on the keypoints route and on its JSON alias alike."""
     with live_server(settings()) as live, live.client(timeout_s=600) as client, ThreadPoolExecutor(2) as pool:
         assert client.post("/v1/pose3d", json=one_frame()).status_code == 200  # measures the rate (then slowed)
         state = live.app.state.gateway
@@ -111,14 +114,14 @@ def test_rest_refuses_before_reading_the_body() -> None:
         headers = {"X-Request-Timeout": str(DEADLINE_S), "Content-Type": "application/json"}
         with held_inference(engine):
             admitted = queue_one_behind_one(batcher, lambda: client.post("/v1/pose3d", json=one_frame()), pool)
-            refused = client.post("/v1/pose3d", content=b"not json at all", headers=headers)
+            refused = client.post(route, content=b"not json at all", headers=headers)
             body = assert_problem(refused, 503, "over-capacity")
             assert "lift" in body["detail"]
             assert int(refused.headers["retry-after"]) >= 2 * SLOW_S_PER_WINDOW - DEADLINE_S
         assert [f.result(300).status_code for f in admitted] == [200, 200]
         metrics = client.get("/metrics").text
         assert 'pose3d_rejected_total{reason="expected-wait"} 1.0' in metrics  # counted once, by its reason
-        assert client.post("/v1/pose3d", content=b"not json at all", headers=headers).status_code == 400  # drained
+        assert client.post(route, content=b"not json at all", headers=headers).status_code == 400  # drained
 
 
 async def test_grpc_refuses_at_once_with_unavailable_and_a_retry_after_trailer() -> None:
