@@ -2,7 +2,7 @@
 
 The gRPC ``EstimateResponse`` is derived from the REST document (``PoseAnswer.to_document`` then
 ``service.gateway.messages.to_message``) instead of being written field by field from the engine's results
-(``service.rpc.codec.estimate_result_to_pb``, the hand-written encoder it replaced). Both run here on the same
+(``bench.old_codec.estimate_result_to_pb``, the hand-written encoder it replaced). Both run here on the same
 random results, interleaved, best of ``--rounds``; the REST JSON encoding (``PoseAnswer.to_chunks``) is shown beside
 them for scale. Prints the configuration and the load average next to the figures (the machine may be busy).
 """
@@ -17,12 +17,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from bench import old_codec
 from model.joints import H36M_JOINT_NAMES
 from service.engine.types import BoxSource, EstimateResult, FrameResult, ModelInfo, PersonResult
 from service.gateway.encoding import PoseAnswer
 from service.gateway.messages import to_message
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
-from service.rpc import codec
 
 INFO = ModelInfo("capf", "capf", "capf-w32", "random", 1, 1, "h36m", "cpu", True, False)
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def by_hand() -> pb.EstimateResponse:
         result = EstimateResult("bench", INFO, BoxSource.WHOLE_FRAME, frames, timings)
-        return codec.estimate_result_to_pb(result, H36M_JOINT_NAMES)
+        return old_codec.estimate_result_to_pb(result, H36M_JOINT_NAMES)
 
     def derived() -> pb.EstimateResponse:
         return to_message(answer.to_document(), pb.EstimateResponse)

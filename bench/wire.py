@@ -5,7 +5,7 @@ images and clips (after).
 
 Results (always; ``--results-only`` stops there): a page of ``F`` frame results of ``P`` people each (17 joints:
 box, 2D keypoints and scores, 3D root-relative and camera-frame keypoints, distance, one warning), random values.
-``old``: :func:`service.rpc.codec.frame_result_to_pb` per frame into a ``pose3d.v1.EstimateResponse`` (what the
+``old``: :func:`bench.old_codec.frame_result_to_pb` per frame into a ``pose3d.v1.EstimateResponse`` (what the
 worker returned before), serialised, parsed and turned back into engine results (``frame_result_from_pb``);
 ``new``: :func:`service.rpc.link.progress_to_pb` → bytes → :func:`service.rpc.link.progress_from_pb`. Printed:
 bytes per frame and encode + decode microseconds per frame (median of ``--repeat`` timed runs), with the
@@ -48,6 +48,7 @@ from google.protobuf.internal import api_implementation
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import old_codec  # noqa: E402
 from bench.clip_paths import run_clip_decoded_here  # noqa: E402
 from service.api.clips import run_clip  # noqa: E402
 from service.api.media import (  # noqa: E402
@@ -199,7 +200,7 @@ def result_page(frames: int, people: int, seed: int = 0) -> list[FrameResult]:
 
 def old_round_trip(page: list[FrameResult]) -> tuple[int, list[FrameResult]]:
     """The old worker reply: public messages, ``repeated float`` arrays (``.tolist()``); bytes and decoded page."""
-    data = pb.EstimateResponse(frames=[codec.frame_result_to_pb(r) for r in page]).SerializeToString()
+    data = pb.EstimateResponse(frames=[old_codec.frame_result_to_pb(r) for r in page]).SerializeToString()
     return len(data), [codec.frame_result_from_pb(f) for f in pb.EstimateResponse.FromString(data).frames]
 
 

@@ -1,5 +1,6 @@
-"""Engine dataclasses ↔ the PUBLIC ``pose3d.v1`` messages (the gRPC gateway and the client); the worker link has
-its own codec, :mod:`service.rpc.link`.
+"""The PUBLIC ``pose3d.v1`` messages → engine dataclasses (options the gRPC gateway reads, results the client reads
+back); answers are encoded once, from the one schema (:mod:`service.gateway.messages`), and the worker link has its
+own codec, :mod:`service.rpc.link`.
 
 Public arrays are flat ``repeated float`` (float32, so they round-trip exactly): ``keypoints_2d`` ``(17, 2)``
 pixels, ``keypoint_scores`` ``(17,)``, ``keypoints_3d`` ``(17, 3)`` metres, ``keypoints_3d_camera`` ``(17, 3)``
@@ -14,15 +15,10 @@ from typing import Final
 import numpy as np
 
 from model.joints import NUM_JOINTS, JointSet
-from service.engine.types import BoxSource, EstimateResult, FrameResult, ModelInfo, PersonResult, WindowMode
+from service.engine.types import BoxSource, FrameResult, PersonResult, WindowMode
 from service.geometry.camera import CameraSpec
 from service.geometry.smoothing import SmoothingMethod, SmoothingSpec
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
-
-UNITS: Final = "m"
-COORDINATE_FRAME: Final = (
-    "camera (x right, y down, z forward); keypoints_3d root-relative, keypoints_3d_camera absolute"
-)
 
 WINDOW_MODE_TO_PB: Final[dict[WindowMode, pb.WindowMode]] = {
     WindowMode.CENTRED: pb.WINDOW_MODE_CENTRED,
@@ -75,23 +71,6 @@ def world_from_pb(msg: pb.Options) -> tuple[CameraSpec, SmoothingSpec]:
 # ---- results -------------------------------------------------------------------------------------------------
 
 
-def person_to_pb(person: PersonResult) -> pb.Person:
-    x1, y1, x2, y2 = (float(v) for v in np.asarray(person.box, dtype=np.float32).ravel())
-    return pb.Person(
-        track_id=person.track_id,
-        box=pb.Box(x1=x1, y1=y1, x2=x2, y2=y2),
-        box_score=float(person.box_score),
-        keypoints_2d=np.asarray(person.keypoints_2d, dtype=np.float32).ravel().tolist(),
-        keypoint_scores=np.asarray(person.keypoint_scores, dtype=np.float32).ravel().tolist(),
-        keypoints_3d=np.asarray(person.keypoints_3d, dtype=np.float32).ravel().tolist(),
-        keypoints_3d_camera=[]
-        if person.keypoints_3d_camera is None
-        else np.asarray(person.keypoints_3d_camera, dtype=np.float32).ravel().tolist(),
-        distance_m=person.distance_m,
-        warnings=list(person.warnings),
-    )
-
-
 def person_from_pb(msg: pb.Person) -> PersonResult:
     return PersonResult(
         track_id=msg.track_id,
@@ -106,45 +85,9 @@ def person_from_pb(msg: pb.Person) -> PersonResult:
     )
 
 
-def frame_result_to_pb(result: FrameResult) -> pb.FrameResult:
-    msg = pb.FrameResult(frame_index=result.frame_index, people=[person_to_pb(p) for p in result.people])
-    if result.timestamp_s is not None:
-        msg.timestamp_s = result.timestamp_s
-    return msg
-
-
 def frame_result_from_pb(msg: pb.FrameResult) -> FrameResult:
     return FrameResult(
         frame_index=msg.frame_index,
         timestamp_s=msg.timestamp_s if msg.HasField("timestamp_s") else None,
         people=[person_from_pb(p) for p in msg.people],
-    )
-
-
-def model_info_to_pb(info: ModelInfo) -> pb.ModelInfo:
-    return pb.ModelInfo(
-        name=info.name,
-        kind=info.kind,
-        version=info.version,
-        weights=info.weights,
-        frames=info.frames,
-        stride=info.stride,
-        joint_set=info.joint_set,
-        device=info.device,
-        needs_image=info.needs_image,
-        flip_test=info.flip_test,
-        random_weights=info.random_weights,
-    )
-
-
-def estimate_result_to_pb(result: EstimateResult, joint_names: tuple[str, ...]) -> pb.EstimateResponse:
-    return pb.EstimateResponse(
-        request_id=result.request_id,
-        model=model_info_to_pb(result.model),
-        joint_names=list(joint_names),
-        units=UNITS,
-        coordinate_frame=COORDINATE_FRAME,
-        box_source=BOX_SOURCE_TO_PB[result.box_source],
-        frames=[frame_result_to_pb(f) for f in result.frames],
-        timings_ms=dict(result.timings_ms),
     )

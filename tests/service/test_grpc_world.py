@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
+from service.api.schemas import Person
 from service.config import LimitSettings
 from service.engine.clips import async_frames
 from service.engine.inprocess import InProcessEngine, build_engine
@@ -21,6 +22,7 @@ from service.engine.types import (
 from service.engine.work import collect, push
 from service.errors import InvalidInput
 from service.gateway.grpc_inputs import public_options
+from service.gateway.messages import to_message
 from service.geometry.camera import CameraSpec
 from service.geometry.smoothing import SmoothingMethod, SmoothingSpec
 from service.metrics import Metrics
@@ -46,11 +48,13 @@ def test_options_and_people_round_trip_through_the_codec() -> None:
         3, rng.random(4).astype(f32), 0.5, rng.random((17, 2)).astype(f32), rng.random(17).astype(f32),
         rng.random((17, 3)).astype(f32), rng.random((17, 3)).astype(f32), 4.25, ("only 3 of 17 joints",),
     )  # fmt: skip
-    back = codec.person_from_pb(codec.person_to_pb(person))
+    back = codec.person_from_pb(to_message(Person.of(person).model_dump(), pb.Person))
     assert back.keypoints_3d_camera is not None
     np.testing.assert_array_equal(back.keypoints_3d_camera, person.keypoints_3d_camera)
     assert (back.distance_m, back.warnings) == (4.25, ("only 3 of 17 joints",))
-    unplaced = codec.person_from_pb(codec.person_to_pb(PersonResult(*list(person.__dict__.values())[:6])))
+    unplaced = codec.person_from_pb(
+        to_message(Person.of(PersonResult(*list(person.__dict__.values())[:6])).model_dump(), pb.Person)
+    )
     assert (unplaced.keypoints_3d_camera, unplaced.distance_m, unplaced.warnings) == (None, None, ())
 
 
