@@ -14,7 +14,6 @@ buffer; the engine stream stays resumable until it idles out (``engine.stream_tt
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -39,7 +38,7 @@ from service.engine.types import (
     WindowMode,
 )
 from service.engine.windows import WindowSpec
-from service.engine.work import push
+from service.engine.work import close, push
 from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Pose3DError, UnknownStream
 from service.gateway.encoding import PoseAnswer
 from service.gateway.grpc_inputs import (
@@ -185,8 +184,7 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
         error = await door.revoked(self.security, door.caller())
         pump.cancel()
         await asyncio.gather(pump, return_exceptions=True)
-        with contextlib.suppress(Pose3DError):
-            await engine.close_stream(stream_id)
+        await close(engine, stream_id)
         while not queue.empty():
             queue.get_nowait()
         queue.put_nowait(error)
