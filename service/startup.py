@@ -11,11 +11,13 @@ traceback.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 from pydantic import ValidationError
@@ -57,6 +59,18 @@ def ensure_port_free(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as e:
             raise OSError(e.errno, f"cannot listen on {host}:{port} (REST): {e.strerror}") from None
+
+
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Serve with the start-up heap (models, modules, settings) out of the garbage collector's sight: a full
+    collection then no longer walks it and stalls the event loop (0.2 s in the gateway)."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:

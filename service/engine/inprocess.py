@@ -210,7 +210,8 @@ class InProcessEngine:
 
     async def _into_stream(self, work: Work, stream_id: str) -> AsyncGenerator[Progress]:
         """``work``'s frames pushed into ``stream_id`` a chunk at a time (:func:`clips.positioned`), each chunk's
-        results yielded; then, with ``work.close``, the stream closed and its tail yielded with a summary."""
+        results yielded; then a summary (naming the stream's model), with ``work.close`` after the stream is
+        closed, with its tail."""
         started, frames = time.monotonic(), work.frames
         size = work.chunk_frames or (len(frames) if isinstance(frames, Sequence) else self.pipeline.streamed_look_ahead)
         box_source, taken = BoxSource.WHOLE_FRAME, 0
@@ -220,13 +221,12 @@ class InProcessEngine:
                 deadline = work.deadline if timeout is None else time.monotonic() + timeout
                 results, box_source = await self._push(stream_id, chunk, deadline) if chunk else ([], box_source)
                 yield Progress(results, taken)
-        if work.close:
-            model = self._lifter((await self._meta(stream_id)).model).info
-            tail = await self.close_stream(stream_id)
-            ms = {"total": round((time.monotonic() - started) * 1000.0, 3)}
-            if decoder is not None:
-                ms["decode"] = round(decoder.decode_ms, 3)
-            yield Progress(tail, taken, Summary(model, box_source, ms))
+        model = self._lifter((await self._meta(stream_id)).model).info
+        tail = await self.close_stream(stream_id) if work.close else []
+        ms = {"total": round((time.monotonic() - started) * 1000.0, 3)}
+        if decoder is not None:
+            ms["decode"] = round(decoder.decode_ms, 3)
+        yield Progress(tail, taken, Summary(model, box_source, ms))
 
     def _clip_step(self, options: EstimateOptions, lifter: ServedLifter, deadline: float | None) -> StreamStep:
         opts = _frame_options(options, lifter)

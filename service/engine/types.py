@@ -186,9 +186,10 @@ class Work:
     ``frame_index``, an encoded clip's source indices), with a :class:`Summary` at the end. A named ``stream``:
     the frames go in at their positions (an encoded clip's kept frames from ``frames.start`` on, at positions
     0, 1, 2, ...), ``chunk_frames`` per step (0: the engine's choice), each step within ``chunk_timeout_s``
-    (else ``deadline``); ``close``: flush and forget the stream at the end (its tail in the last event).
-    Pushing frames a stream holds again replays them (frames are keyed by index). ``deadline``: a
-    ``time.monotonic()`` instant; work not started by then is dropped.
+    (else ``deadline``), a :class:`Summary` at the end (the stream's model: one call answers a frame whole);
+    ``close``: flush and forget the stream at the end (its tail in the last event). Pushing frames a stream holds
+    again replays them (frames are keyed by index). ``deadline``: a ``time.monotonic()`` instant; work not started
+    by then is dropped.
     """
 
     request_id: str
@@ -203,7 +204,7 @@ class Work:
 
 @dataclass(frozen=True)
 class Summary:
-    """How a private :class:`Work` ran: the model that lifted it, where its boxes came from, per-stage
+    """How a :class:`Work` ran: the model that lifted it, where its boxes came from, per-stage
     milliseconds (``total``; ``decode`` for an encoded clip)."""
 
     model: ModelInfo

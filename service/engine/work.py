@@ -74,9 +74,9 @@ async def in_private_stream(engine: EngineClient, work: Work, prefix: str = "cli
     try:
         async with contextlib.aclosing(engine.submit(replace(work, frames=frames, stream=sid, close=True))) as steps:
             async for step in steps:
-                done = step.summary is not None
                 results = [_own_index(r, work.frames, own) for r in step.results]
                 yield replace(step, results=results, summary=step.summary and _timed(step.summary, started))
+        done = True
     finally:
         if not done:
             await close(engine, sid)

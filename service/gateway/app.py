@@ -8,7 +8,6 @@ imports no engine implementation itself, so over remote workers it never loads P
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -35,6 +34,7 @@ from service.redaction import redact
 from service.security.guard import Security
 from service.security.owned_engine import owned as owned_by_keys
 from service.security.tls import rest_scheme
+from service.startup import frozen_heap
 from service.telemetry.rest_trace import TraceMiddleware
 
 log = logging.getLogger("pose3d.gateway")
@@ -143,13 +143,11 @@ def create_app(
         except Unavailable as exc:  # remote workers still loading: serve /healthz and a 503 /readyz meanwhile
             log.warning("engine not ready yet (%s); requests get 503 until it is", exc.detail)
         _log_ready(settings)
-        gc.collect()
-        gc.freeze()  # the start-up heap leaves the collector's sight: a full pass no longer stalls the loop 0.2 s
         try:
-            async with jobs_running(app.state.jobs):
-                yield
+            with frozen_heap():
+                async with jobs_running(app.state.jobs):
+                    yield
         finally:
-            gc.unfreeze()
             state.engine, security.in_flight.probe = None, None
             if owned is not None:
                 await owned.aclose()

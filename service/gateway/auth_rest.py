@@ -15,8 +15,9 @@ from typing import Any, Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.api.validation import safe_request_id
 from service.errors import Pose3DError
-from service.gateway.problem import REQUEST_ID_HEADER, problem_response, safe_request_id
+from service.gateway.problem import REQUEST_ID_HEADER, problem_response
 from service.security.guard import Security, principal
 from service.telemetry.context import request_id
 from service.telemetry.tracing import stage_span

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from service.api.models import keypoints_model as keypoints_model  # re-exported for the stream routes
-from service.api.models import resolve_model as resolve_model
 from service.config import GatewaySettings
 from service.engine.types import EngineClient
 from service.errors import BadRequest, DeadlineExceeded, Unavailable

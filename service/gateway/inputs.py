@@ -20,7 +20,6 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from service.api.media import SNIFF_BYTES, EncodedImage, Media, MediaKind, sniff_media, upload_image
-from service.api.media import checked_image as checked_image  # re-exported for the WebSocket route
 from service.api.validation import validation_problem
 from service.config import LimitSettings
 from service.errors import BadRequest, UnsupportedMediaType

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api.validation import safe_request_id as safe_request_id  # the request id and 422 rules live there
-from service.api.validation import validation_problem as validation_problem
+from service.api.validation import validation_problem
 from service.errors import (
     BadRequest,
     InternalError,

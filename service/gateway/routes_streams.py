@@ -14,6 +14,7 @@ from fastapi import APIRouter, Body, Path, Request
 
 from model.joints import H36M_JOINT_NAMES
 from service.api.fields import world_warnings
+from service.api.models import resolve_model
 from service.api.schemas import (
     MAX_FRAME_INDEX,
     PROBLEM_RESPONSES,
@@ -30,10 +31,10 @@ from service.api.schemas import (
 from service.api.validation import check_boxes, parse_bool, parse_float, parse_int, stream_keypoint_frame
 from service.config import InputKind
 from service.engine.stream_ids import is_stream_id
-from service.engine.types import EstimateOptions, Frame, FrameResult, ImageFrame
-from service.engine.work import push
+from service.engine.types import EstimateOptions, Frame, FrameResult, ImageFrame, ModelInfo, Work
+from service.engine.work import collect
 from service.errors import BadRequest, InvalidInput, UnknownStream
-from service.gateway.deps import deadline_scope, engine_of, resolve_model, state_of
+from service.gateway.deps import deadline_scope, engine_of, state_of
 from service.gateway.encoding import random_weight_warnings
 from service.gateway.inputs import (
     BodyKind,
@@ -84,11 +85,9 @@ def _checked_id(stream_id: str) -> str:
     return stream_id
 
 
-async def _frames_response(
-    request: Request, stream_id: str, model: str, results: list[FrameResult], started: float
+def _frames_response(
+    request: Request, stream_id: str, info: ModelInfo, results: list[FrameResult], started: float
 ) -> StreamFrames:
-    engine = engine_of(request)
-    info = await resolve_model(engine, model)
     return StreamFrames(
         stream_id=stream_id,
         request_id=request_id_of(request),
@@ -156,10 +155,9 @@ async def push_frame(request: Request, stream_id: StreamId) -> StreamFrames:
     engine = engine_of(request)
     _checked_id(stream_id)
     async with deadline_scope(request) as deadline:
-        stream = await engine.get_stream(stream_id)
         frame = await _frame_from_body(request)
-        results = await push(engine, stream_id, [frame], deadline)
-        return await _frames_response(request, stream_id, stream.model, results, started)
+        pushed = await collect(engine, Work(stream_id, [frame], deadline=deadline, stream=stream_id))
+        return _frames_response(request, stream_id, pushed.model, pushed.frames, started)
 
 
 @router.get("/v1/streams/{stream_id}", response_model=StreamStatus, responses=PROBLEM_RESPONSES)
@@ -186,5 +184,6 @@ async def close_stream(request: Request, stream_id: StreamId) -> StreamFrames:
     engine = engine_of(request)
     async with deadline_scope(request):
         stream = await engine.get_stream(_checked_id(stream_id))
+        info = await resolve_model(engine, stream.model)
         tail = await engine.close_stream(stream_id)
-        return await _frames_response(request, stream_id, stream.model, tail, started)
+        return _frames_response(request, stream_id, info, tail, started)

@@ -36,10 +36,11 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.api.fields import world_warnings
-from service.api.media import SNIFF_BYTES, sniff_media
+from service.api.media import SNIFF_BYTES, checked_image, sniff_media
+from service.api.models import resolve_model
 from service.api.schemas import MAX_FRAME_INDEX, ModelRef, StreamFrameKeypoints, StreamOpenRequest
 from service.api.schemas import Frame as FrameOut
-from service.api.validation import check_boxes, stream_keypoint_frame
+from service.api.validation import check_boxes, stream_keypoint_frame, validation_problem
 from service.config import InputKind
 from service.engine.types import EngineClient, EstimateOptions, Frame, ImageFrame
 from service.engine.work import close, push
@@ -53,10 +54,9 @@ from service.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from service.gateway.deps import GatewayState, resolve_model
+from service.gateway.deps import GatewayState
 from service.gateway.encoding import random_weight_warnings
-from service.gateway.inputs import checked_image
-from service.gateway.problem import problem_body, validation_problem
+from service.gateway.problem import problem_body
 from service.security import door
 from service.security.guard import Security
 

@@ -27,6 +27,7 @@ from service.security.guard import SecurityConfigError
 from service.security.keys import KeyStore
 from service.security.tls import add_worker_port
 from service.security.worker_link import WorkerKeyInterceptor, worker_link_summary
+from service.startup import frozen_heap
 from service.telemetry.grpc_trace import TraceServerInterceptor
 from service.telemetry.setup import setup_telemetry
 from service.worker.metrics_http import serve_metrics
@@ -112,8 +113,9 @@ async def run_worker(
             servicer.engine = engine
             await set_serving(health, [WORKER_SERVICE], serving=True)
             metrics.worker_up.set(1)
-            log.info("pose3d worker: serving on %s", address)
-            await stopping
+            with frozen_heap():  # as the gateway does once started
+                log.info("pose3d worker: serving on %s", address)
+                await stopping
         else:
             loading.cancel()
     finally:

@@ -59,6 +59,7 @@ class ToyEngine:
         self.name = name
         self.delay_s = delay_s
         self.calls = 0
+        self.lookups = 0  # get_stream calls
         self.frames_pushed = 0
         self.streams: dict[str, StreamInfo] = {}
         self.closed = False
@@ -70,7 +71,7 @@ class ToyEngine:
 
     async def submit(self, work: Work) -> AsyncGenerator[Progress]:
         """A private run answers at once (an encoded clip decodes as in the engine); stream frames answer
-        themselves, a chunk per call."""
+        themselves, a chunk per call, and a summary names the stream's model."""
         self.calls += 1
         if work.stream is None:
             info = self._model(work.options)
@@ -87,9 +88,9 @@ class ToyEngine:
         async with positioned(work.frames, None, max(1, size)) as (chunks, _):
             async for chunk, taken in chunks:
                 yield Progress([r for frame in chunk for r in await self.toy_push(work.stream, frame)], taken)
-        if work.close:
-            tail = await self.close_stream(work.stream)
-            yield Progress(tail, taken, Summary(TOY_MODEL, BoxSource.WHOLE_FRAME, {"toy": 1.0}))
+        self._stream(work.stream)
+        tail = await self.close_stream(work.stream) if work.close else []
+        yield Progress(tail, taken, Summary(TOY_MODEL, BoxSource.WHOLE_FRAME, {"toy": 1.0}))
 
     async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo:
         self.calls += 1
@@ -99,7 +100,7 @@ class ToyEngine:
         return self.streams[sid]
 
     async def toy_push(self, stream_id: str, frame: Frame) -> list[FrameResult]:
-        info = await self.get_stream(stream_id)
+        info = self._stream(stream_id)
         await asyncio.sleep(self.delay_s)
         self.frames_pushed += 1
         self.streams[stream_id] = StreamInfo(
@@ -108,11 +109,15 @@ class ToyEngine:
         return [toy_result(frame)]
 
     async def close_stream(self, stream_id: str) -> list[FrameResult]:
-        await self.get_stream(stream_id)
+        self._stream(stream_id)
         del self.streams[stream_id]
         return []
 
     async def get_stream(self, stream_id: str) -> StreamInfo:
+        self.lookups += 1
+        return self._stream(stream_id)
+
+    def _stream(self, stream_id: str) -> StreamInfo:
         if stream_id not in self.streams:
             raise UnknownStream(f"no stream {stream_id!r}")
         return self.streams[stream_id]

@@ -7,7 +7,7 @@ which never happens before it: the test would fail on its client timeout.
 
 The other stall was Python's cyclic garbage collector: a full pass holds the GIL while it walks every tracked
 object, and with the start-up heap (modules, models: ~280 000 objects) in sight that took ~0.25 s on a quiet
-machine, several times per 20 000-frame answer. The gateway freezes that heap once it has started
+machine, several times per 20 000-frame answer. The gateway and the worker freeze that heap once started
 (``gc.freeze``), so a pass walks only what requests made; checked here by counting, not by timing.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,9 +27,10 @@ import numpy as np
 import pytest
 
 from service.api import json_offload
-from service.config import JobSettings
+from service.config import JobSettings, WorkerSettings
 from service.engine.types import BoxSource, FrameResult, KeypointFrame, ModelInfo
 from service.gateway import encoding
+from service.worker.server import run_worker
 from tests.service.jobs_support import read_ndjson
 from tests.service.rest_support import LiveServer, live_server, tiny_settings
 
@@ -152,3 +154,31 @@ def test_a_keypoint_sequence_is_its_arrays_until_a_frame_is_read() -> None:
     assert [f.frame_index for f in frames] == list(range(FRAMES))
     with pytest.raises(IndexError):
         frames[FRAMES]
+
+
+async def test_the_worker_freezes_its_start_up_heap_too() -> None:
+    """The worker process serves with its start-up heap frozen (checked when it says it serves) and thaws it when
+    it stops."""
+    stop, frozen = asyncio.Event(), list[int]()
+
+    class OnServing(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "serving on" in record.getMessage():
+                frozen.append(gc.get_freeze_count())
+                stop.set()
+
+    class Idle:
+        async def aclose(self) -> None:
+            return None
+
+    handler, logger = OnServing(), logging.getLogger("service.worker.server")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        settings = WorkerSettings(port=0, metrics_port=0, allow_random_weights=True)
+        await run_worker(settings, engine_factory=lambda s, m: Idle(), stop=stop)
+    finally:
+        logger.removeHandler(handler)
+    assert len(frozen) == 1
+    assert frozen[0] > 0
+    assert gc.get_freeze_count() == 0

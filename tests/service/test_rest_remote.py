@@ -80,6 +80,33 @@ async def test_every_stream_response_has_the_model_object_and_warnings(client: h
         assert served["warnings"][0] in reply["warnings"]  # the random-weights warning, on every response
 
 
+async def test_a_stream_frame_is_one_round_trip_to_the_worker() -> None:
+    """POST /v1/streams/{id}/frames: one Submit call answers the frame, model included (no GetStream first)."""
+    worker = await start_worker(ToyEngine())
+    remote = RemoteEngineClient([worker.address])
+    await remote.start()
+    assert await remote.workers.wait_ready(60)
+    app = create_app(GatewaySettings(default_image_model="toy", default_clip_model="toy"), engine=remote)
+    app.state.gateway.engine = remote
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            stream_id = (await http.post("/v1/streams", json={})).json()["stream_id"]
+            await http.get("/v1/models")  # the model list is cached: no Describe call per frame either
+            before = (worker.engine.calls, worker.engine.lookups)
+            pushed = await http.post(f"/v1/streams/{stream_id}/frames", json=_frame(0))
+            after = (worker.engine.calls, worker.engine.lookups)
+            unknown = await http.post("/v1/streams/no-such-stream/frames", json=_frame(0))
+    finally:
+        await remote.aclose()
+        await worker.server.stop(0)
+    assert pushed.status_code == 200, pushed.text
+    assert pushed.json()["model"]["name"] == "toy"
+    assert [f["frame_index"] for f in pushed.json()["frames"]] == [0]
+    assert after == (before[0] + 1, before[1])
+    assert unknown.status_code == 404, unknown.text
+
+
 async def test_the_gateways_own_metrics_see_the_remote_worker_up(client: httpx.AsyncClient) -> None:
     scrape = (await client.get("/metrics")).text
     assert "pose3d_worker_up 1.0" in scrape.splitlines()

@@ -20,12 +20,13 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from service.api.json_offload import parse_keypoints
+from service.api.models import keypoints_model, resolve_model
 from service.api.validation import parse_model_name
 from service.config import InputKind
 from service.engine.types import EngineClient, Work
 from service.engine.work import in_private_stream
 from service.errors import DeadlineExceeded, Pose3DError, UnsupportedMediaType
-from service.gateway.deps import TIMEOUT_HEADER, engine_of, keypoints_model, request_timeout, resolve_model, state_of
+from service.gateway.deps import TIMEOUT_HEADER, engine_of, request_timeout, state_of
 from service.gateway.encoding import frames_json
 from service.gateway.inputs import BodyKind, body_kind, form_text, form_upload, read_form
 from service.gateway.jobs.results import NDJSON
