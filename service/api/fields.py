@@ -18,7 +18,7 @@ from typing import Any, Final
 from service.api.validation import parse_bool, parse_boxes, parse_float, parse_int, parse_mode, parse_model_name
 from service.api.world_fields import CAMERA_FIELDS, build_world
 from service.config import LimitSettings
-from service.engine.types import EstimateOptions, FrameResult
+from service.engine.types import EstimateOptions, FrameResult, ModelInfo
 from service.errors import BadRequest, InvalidInput
 from service.geometry.camera import DEFAULT_FOCAL_WARNING, CameraSpec
 from service.geometry.smoothing import SmoothingMethod, SmoothingSpec
@@ -67,6 +67,12 @@ def world_from_fields(fields: Fields) -> tuple[CameraSpec, SmoothingSpec]:
         if not isinstance(params, dict):
             raise BadRequest("form field 'smoothing_params' must be a JSON object")
     return build_world(camera, method, params)
+
+
+def random_weight_warnings(info: ModelInfo) -> list[str]:
+    if info.random_weights:
+        return [f"model {info.name!r} serves RANDOM weights (no checkpoint configured): its poses are meaningless"]
+    return []
 
 
 def world_warnings(camera: CameraSpec | None, frames: Sequence[FrameResult]) -> list[str]:

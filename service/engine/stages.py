@@ -134,11 +134,6 @@ class Stages:
         found: list[object] = [self.decode, self.boxes, self.detect, *self.tokens.values(), *self.lift.values()]
         return found  # type: ignore[return-value]
 
-    @property
-    def mean_lift_batch_size(self) -> float:
-        runs = sum(b.batches_run for b in self.lift.values())
-        return sum(b.units_run for b in self.lift.values()) / runs if runs else 0.0
-
     async def aclose(self) -> None:
         for batcher in self._all_batchers():
             await batcher.aclose()

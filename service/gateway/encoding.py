@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from model.joints import H36M_JOINT_NAMES
-from service.api.fields import world_warnings
+from service.api.fields import random_weight_warnings, world_warnings
 from service.api.schemas import Frame, ModelRef, PoseResponse
 from service.engine.types import BoxSource, FrameResult, ModelInfo
 from service.geometry.camera import CameraSpec
@@ -80,12 +80,6 @@ async def pieces(chunks: Sequence[bytes]) -> AsyncIterator[bytes]:
     """A response body piece by piece (``StreamingResponse``): each is written and drained before the next."""
     for chunk in chunks:
         yield chunk
-
-
-def random_weight_warnings(info: ModelInfo) -> list[str]:
-    if info.random_weights:
-        return [f"model {info.name!r} serves RANDOM weights (no checkpoint configured): its poses are meaningless"]
-    return []
 
 
 @dataclass(frozen=True)

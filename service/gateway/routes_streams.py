@@ -6,14 +6,14 @@ Stream state lives in the engine's frame buffer (in memory or Redis), never in t
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Request
 
 from model.joints import H36M_JOINT_NAMES
-from service.api.fields import world_warnings
+from service.api import streams
+from service.api.fields import random_weight_warnings, world_warnings
 from service.api.models import resolve_model
 from service.api.schemas import (
     MAX_FRAME_INDEX,
@@ -28,14 +28,12 @@ from service.api.schemas import (
 from service.api.schemas import (
     Frame as FrameOut,
 )
-from service.api.validation import check_boxes, parse_bool, parse_float, parse_int, stream_keypoint_frame
-from service.config import InputKind
+from service.api.validation import parse_bool, parse_float, parse_int, stream_keypoint_frame
 from service.engine.stream_ids import is_stream_id
-from service.engine.types import EstimateOptions, Frame, FrameResult, ImageFrame, ModelInfo, Work
+from service.engine.types import Frame, FrameResult, ImageFrame, ModelInfo, Work
 from service.engine.work import collect
-from service.errors import BadRequest, InvalidInput, UnknownStream
+from service.errors import BadRequest, UnknownStream
 from service.gateway.deps import deadline_scope, engine_of, state_of
-from service.gateway.encoding import random_weight_warnings
 from service.gateway.inputs import (
     BodyKind,
     body_kind,
@@ -102,27 +100,8 @@ def _frames_response(
 @router.post("/v1/streams", response_model=StreamOpened, status_code=201, responses=PROBLEM_RESPONSES)
 async def open_stream(request: Request, body: Annotated[StreamOpenRequest | None, Body()] = None) -> StreamOpened:
     """Open a stream for a model (default: the default clip model) and window ``mode``."""
-    state = state_of(request)
-    engine = engine_of(request)
-    body = body or StreamOpenRequest()
-    info = await resolve_model(engine, body.model or state.settings.default_model(InputKind.CLIP))
-    boxes = check_boxes(body.boxes, state.settings.limits) if body.boxes is not None else None
-    if body.max_people is not None and body.max_people > state.settings.limits.max_people:
-        raise InvalidInput(f"max_people must be at most {state.settings.limits.max_people}")
-    camera, smoothing = body.world()
-    options = EstimateOptions(
-        model=info.name, boxes=boxes, flip_test=body.flip_test, max_people=body.max_people, mode=body.mode,
-        camera=camera, smoothing=smoothing,
-    )  # fmt: skip
     async with deadline_scope(request):
-        opened = await engine.open_stream(options, stream_id=secrets.token_urlsafe(24))
-    return StreamOpened(
-        stream_id=opened.stream_id,
-        model=ModelRef.of(info),
-        mode=opened.mode,
-        expires_after_idle_s=state.settings.engine.stream_ttl_s,
-        warnings=random_weight_warnings(info) + world_warnings(camera, []),
-    )
+        return await streams.open_stream(engine_of(request), body or StreamOpenRequest(), state_of(request).settings)
 
 
 async def _frame_from_body(request: Request) -> Frame:

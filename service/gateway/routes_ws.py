@@ -35,27 +35,24 @@ from typing import Any, Literal
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from service.api import streams
 from service.api.fields import world_warnings
 from service.api.media import SNIFF_BYTES, checked_image, sniff_media
-from service.api.models import resolve_model
-from service.api.schemas import MAX_FRAME_INDEX, ModelRef, StreamFrameKeypoints, StreamOpenRequest
+from service.api.schemas import MAX_FRAME_INDEX, StreamFrameKeypoints, StreamOpenRequest
 from service.api.schemas import Frame as FrameOut
-from service.api.validation import check_boxes, stream_keypoint_frame, validation_problem
-from service.config import InputKind
-from service.engine.types import EngineClient, EstimateOptions, Frame, ImageFrame
+from service.api.validation import stream_keypoint_frame, validation_problem
+from service.engine.types import EngineClient, Frame, ImageFrame
 from service.engine.work import close, push
 from service.errors import (
     BadRequest,
     DeadlineExceeded,
     InternalError,
-    InvalidInput,
     PayloadTooLarge,
     Pose3DError,
     Unavailable,
     UnsupportedMediaType,
 )
 from service.gateway.deps import GatewayState
-from service.gateway.encoding import random_weight_warnings
 from service.gateway.problem import problem_body
 from service.security import door
 from service.security.guard import Security
@@ -121,28 +118,9 @@ class WsStream:
         if message["type"] != "open":
             raise BadRequest(f'the first message must be {{"type": "open", ...}}, not {message["type"]!r}')
         body: StreamOpenRequest = _validated(StreamOpenRequest, message, "open message")
-        info = await resolve_model(self.engine, body.model or self.state.settings.default_model(InputKind.CLIP))
-        boxes = check_boxes(body.boxes, self.limits) if body.boxes is not None else None
-        if body.max_people is not None and body.max_people > self.limits.max_people:
-            raise InvalidInput(f"max_people must be at most {self.limits.max_people}")
-        camera, smoothing = body.world()
-        options = EstimateOptions(
-            model=info.name, boxes=boxes, flip_test=body.flip_test, max_people=body.max_people, mode=body.mode,
-            camera=camera, smoothing=smoothing,
-        )  # fmt: skip
-        opened = await self.engine.open_stream(options, stream_id=secrets.token_urlsafe(24))
+        opened = await streams.open_stream(self.engine, body, self.state.settings)
         self.stream_id = opened.stream_id
-        warnings = random_weight_warnings(info) + world_warnings(camera, [])
-        await self.ws.send_json(
-            {
-                "type": "opened",
-                "stream_id": opened.stream_id,
-                "model": ModelRef.of(info).model_dump(),
-                "mode": opened.mode.value,
-                "expires_after_idle_s": self.state.settings.engine.stream_ttl_s,
-                "warnings": warnings,
-            }
-        )
+        await self.ws.send_json({"type": "opened", **opened.model_dump(mode="json")})
 
     async def frame(self, message: dict[str, Any]) -> Frame:
         if "image" not in message:

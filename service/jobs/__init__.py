@@ -4,7 +4,3 @@
 :mod:`~service.jobs.redis` (deployment, the frame buffer's Redis) implement it. The runner and the routes
 that use it live in :mod:`service.gateway.jobs`.
 """
-
-from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
-
-__all__ = ["JobRecord", "JobState", "JobStore", "UnknownJob"]

@@ -74,9 +74,3 @@ def error_from_rpc(exc: grpc.aio.AioRpcError) -> Pose3DError:
     if cls is None:
         cls = _CODE_FALLBACK.get(exc.code(), InternalError)
     return cls(detail, retry_after_s=retry_after)
-
-
-def is_transport_failure(exc: grpc.aio.AioRpcError) -> bool:
-    """True when the call failed because the peer is gone or unreachable (not a service error it reported)."""
-    has_type = any(str(k) == ERROR_TYPE_KEY for k, _ in (exc.trailing_metadata() or ()))
-    return not has_type and exc.code() in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN}

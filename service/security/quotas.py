@@ -13,7 +13,6 @@ Cluster slot, as the claim and owner scripts join them.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -197,8 +196,3 @@ class RedisQuotaStore(QuotaStore):
 
     async def aclose(self) -> None:
         await self._redis.aclose()
-
-
-def retry_after_header(wait_s: float) -> str:
-    """Whole seconds for ``Retry-After`` (at least 1)."""
-    return str(max(1, math.ceil(wait_s)))

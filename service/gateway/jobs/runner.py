@@ -155,9 +155,6 @@ class JobRunner:
     def wake(self) -> None:
         self._wake.set()
 
-    def running(self) -> list[str]:
-        return list(self._running)
-
     def cancel_local(self, job_id: str) -> None:
         """Stop this process's run of ``job_id`` now (it was cancelled)."""
         task = self._running.get(job_id)
