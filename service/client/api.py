@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from service.client.connection import Connection
 from service.client.estimate import EstimateArgs, estimate_grpc, rest_form
-from service.errors import Pose3DError
+from service.errors import Pose3DError, error_class
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -111,20 +111,7 @@ def error_from_problem(status: int, document: dict[str, Any]) -> Pose3DError:
     """The :class:`Pose3DError` subclass a problem+json document names (by its type slug, else its status)."""
     slug = str(document.get("type", "")).rsplit(":", 1)[-1]
     detail = str(document.get("detail") or document.get("title") or status)
-    errors = _all_errors()
-    matches = [c for c in errors if c.type_slug == slug] or [c for c in errors if c.status == status]
-    return (matches[0] if matches else Pose3DError)(detail)
-
-
-def _all_errors() -> list[type[Pose3DError]]:
-    """Every error class, breadth first (a status's base class before its refinements)."""
-    found: list[type[Pose3DError]] = []
-    todo: list[type[Pose3DError]] = [Pose3DError]
-    while todo:
-        cls = todo.pop(0)
-        found.append(cls)
-        todo.extend(cls.__subclasses__())
-    return found
+    return (error_class(slug, status) or Pose3DError)(detail)
 
 
 def _media(media: Path | bytes) -> tuple[str, bytes]:

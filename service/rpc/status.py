@@ -19,6 +19,7 @@ from service.errors import (
     Overloaded,
     Pose3DError,
     Unavailable,
+    error_class,
 )
 from service.security.disclosure import public_detail
 
@@ -32,16 +33,6 @@ _CODE_FALLBACK: Final[dict[grpc.StatusCode, type[Pose3DError]]] = {
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
 }
-
-
-def _error_classes() -> dict[str, type[Pose3DError]]:
-    found: dict[str, type[Pose3DError]] = {}
-    pending: list[type[Pose3DError]] = [Pose3DError]
-    while pending:
-        cls = pending.pop()
-        found.setdefault(cls.type_slug, cls)
-        pending.extend(cls.__subclasses__())
-    return found
 
 
 def status_code_of(error: Pose3DError) -> grpc.StatusCode:
@@ -70,7 +61,5 @@ def error_from_rpc(exc: grpc.aio.AioRpcError) -> Pose3DError:
     slug = trailers.get(ERROR_TYPE_KEY)
     retry_after = float(trailers[RETRY_AFTER_KEY]) if RETRY_AFTER_KEY in trailers else None
     detail = exc.details() or exc.code().name
-    cls = _error_classes().get(slug) if slug else None
-    if cls is None:
-        cls = _CODE_FALLBACK.get(exc.code(), InternalError)
+    cls = (error_class(slug) if slug else None) or _CODE_FALLBACK.get(exc.code(), InternalError)
     return cls(detail, retry_after_s=retry_after)
