@@ -11,6 +11,8 @@ import re
 import secrets
 from typing import Final
 
+from service.errors import UnknownStream
+
 STREAM_ID_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,128}$"
 STREAM_ID_RULE: Final = "stream_id must be 1-128 characters of A-Z a-z 0-9 _ . : -"
 _STREAM_ID: Final = re.compile(STREAM_ID_PATTERN)
@@ -19,6 +21,13 @@ _STREAM_ID: Final = re.compile(STREAM_ID_PATTERN)
 def is_stream_id(value: str) -> bool:
     """Whether ``value`` may name a stream."""
     return _STREAM_ID.fullmatch(value) is not None
+
+
+def known_stream_id(value: str, where: str) -> str:
+    """``value`` when it may name a stream; else UnknownStream (404 / NOT_FOUND) saying ``where`` ids come from."""
+    if not is_stream_id(value):
+        raise UnknownStream(f"no such stream (ids come from {where})")
+    return value
 
 
 def new_stream_id(prefix: str = "") -> str:

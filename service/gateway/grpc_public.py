@@ -28,7 +28,7 @@ from service.api.schemas import Frame as FrameDocument
 from service.api.schemas import ModelOut
 from service.api.validation import safe_request_id
 from service.config import GatewaySettings, InputKind
-from service.engine.stream_ids import is_stream_id
+from service.engine.stream_ids import known_stream_id
 from service.engine.types import (
     EngineClient,
     Frame,
@@ -39,7 +39,7 @@ from service.engine.types import (
 )
 from service.engine.windows import WindowSpec
 from service.engine.work import close, push
-from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Pose3DError, UnknownStream
+from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Pose3DError
 from service.gateway.encoding import PoseAnswer
 from service.gateway.grpc_inputs import (
     check_frame_header,
@@ -63,12 +63,6 @@ EngineGetter = Callable[[], EngineClient]
 """Returns the engine, or raises Unavailable while it is loading."""
 
 _END: Final = object()
-
-
-def _checked_stream_id(stream_id: str) -> str:
-    if not is_stream_id(stream_id):
-        raise UnknownStream("no such stream (ids come from the server's `opened` message)")
-    return stream_id
 
 
 class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
@@ -193,7 +187,9 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
         opts = public_options(msg.options, self.settings.limits)
         joint_set = joint_set_of(msg.joint_set)
         if msg.stream_id:
-            info = await engine.get_stream(_checked_stream_id(msg.stream_id))  # resume: its options stand
+            info = await engine.get_stream(
+                known_stream_id(msg.stream_id, "the server's `opened` message")
+            )  # resume: its options stand
         else:
             model = await resolve_model(engine, opts.model or self.settings.default_model(InputKind.CLIP))
             options = replace(opts.options, model=model.name)

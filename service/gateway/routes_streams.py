@@ -29,10 +29,10 @@ from service.api.schemas import (
     Frame as FrameOut,
 )
 from service.api.validation import parse_bool, parse_float, parse_int, stream_keypoint_frame
-from service.engine.stream_ids import is_stream_id
+from service.engine.stream_ids import known_stream_id
 from service.engine.types import Frame, FrameResult, ImageFrame, ModelInfo, Work
 from service.engine.work import collect
-from service.errors import BadRequest, UnknownStream
+from service.errors import BadRequest
 from service.gateway.deps import deadline_scope, engine_of, state_of
 from service.gateway.inputs import (
     BodyKind,
@@ -78,9 +78,7 @@ FRAME_BODY: dict[str, Any] = {
 
 
 def _checked_id(stream_id: str) -> str:
-    if not is_stream_id(stream_id):
-        raise UnknownStream("no such stream (ids come from POST /v1/streams)")
-    return stream_id
+    return known_stream_id(stream_id, "POST /v1/streams")
 
 
 def _frames_response(
