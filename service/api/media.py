@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from service.config import LimitSettings
-from service.engine.clips import ClipInfo, ClipReader, DecodedFrame, check_frame_size
+from service.engine.clips import ClipInfo, ClipReader, check_frame_size
 from service.engine.types import ByteImage, ClipLimits
 from service.errors import BadRequest, DecodeFailed, UnsupportedMediaType
 
@@ -219,24 +219,3 @@ def upload_image(upload: Media, limits: LimitSettings) -> EncodedImage:
     if not upload.kind.is_image:
         raise UnsupportedMediaType(f"expected an image (JPEG, PNG, WebP), got a {upload.kind.value} clip")
     return checked_image(upload.data, limits)
-
-
-__all__ = [
-    "SNIFF_BYTES",
-    "SUPPORTED_MEDIA",
-    "ClipInfo",
-    "ClipReader",
-    "DecodedFrame",
-    "EncodedImage",
-    "Media",
-    "MediaKind",
-    "check_frame_size",
-    "checked_image",
-    "clip_limits",
-    "decode_image",
-    "probe_clip",
-    "probe_image_size",
-    "sniff_media",
-    "upload_image",
-    "validate_image",
-]

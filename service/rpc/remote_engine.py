@@ -47,13 +47,10 @@ from service.rpc import link
 from service.rpc.status import error_from_rpc
 from service.rpc.workers import (
     RETRY_MAX_ATTEMPTS,
-    WORKER_SERVICE_CONFIG,
     WorkerChannel,
     worker_target,
     worker_tls_name,
 )
-
-__all__ = ["MODELS_TTL_S", "WORKER_SERVICE_CONFIG", "RemoteEngineClient"]
 
 MODELS_TTL_S: Final = 10.0
 START_WAIT_S: Final = 2.0

@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from service.api.media import ClipReader, MediaKind, decode_image, probe_image_size, sniff_media
+from service.api.media import MediaKind, decode_image, probe_image_size, sniff_media
 from service.config import LimitSettings
+from service.engine.clips import ClipReader
 from service.errors import DecodeFailed, PayloadTooLarge, UnsupportedMediaType
 from tests.service.media_samples import (
     CLIP_CODECS,

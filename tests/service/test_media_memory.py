@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from service.api.media import ClipReader, DecodedFrame, MediaKind
+from service.api.media import MediaKind
 from service.config import EngineSettings, LimitSettings
+from service.engine.clips import ClipReader, DecodedFrame
 from tests.service.media_samples import rolling_clip
 from tests.service.rest_support import live_server, tiny_settings
 

@@ -17,7 +17,7 @@ from service.errors import BadRequest, Unavailable
 from service.gateway.jobs.results import checked_job_id, first_position_after
 from service.gateway.jobs.service import Jobs, create_job
 from service.gateway.messages import to_message
-from service.jobs.store import JobRecord, JobState
+from service.jobs.store import JobRecord
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.rpc.handlers import Context, observed_call, unary
@@ -98,6 +98,3 @@ class JobsServicer:
                 yield pb.WatchJobResponse(status=job_pb(record))
                 return
             await asyncio.sleep(self.settings.jobs.poll_interval_s)
-
-
-__all__ = ["JobState", "JobsServicer"]
