@@ -11,13 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
-from pydantic.json_schema import models_json_schema
 
-from service.api.schemas import StreamFrameKeypoints
 from service.config import GatewaySettings
 from service.engine.types import EngineClient, ModelInfo
 from service.errors import Unavailable
@@ -78,27 +75,6 @@ def log_models(models: list[ModelInfo], settings: GatewaySettings) -> None:
         settings.limits.max_image_pixels,
         settings.limits.max_clip_frames,
     )
-
-
-def _openapi_with_body_models(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """OpenAPI generator that also publishes the JSON body model the dual-content stream frame route references."""
-    from fastapi.openapi.utils import get_openapi
-
-    def build() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        _, extra = models_json_schema(
-            [(StreamFrameKeypoints, "validation")],
-            ref_template="#/components/schemas/{model}",
-        )
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for name, definition in extra.get("$defs", {}).items():
-            components.setdefault(name, definition)
-        app.openapi_schema = schema
-        return schema
-
-    return build
 
 
 def _log_ready(settings: GatewaySettings) -> None:
@@ -172,5 +148,4 @@ def create_app(
     app.include_router(routes_ws.router)  # /v1/streams/ws
     demo.mount(app)  # /demo
     app.include_router(job_routes.router)
-    app.openapi = _openapi_with_body_models(app)  # type: ignore[method-assign]
     return app

@@ -19,9 +19,8 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
-from service.api.media import SNIFF_BYTES, EncodedImage, Media, MediaKind, sniff_media, upload_image
+from service.api.media import SNIFF_BYTES, MediaKind, sniff_media
 from service.api.validation import validation_problem
-from service.config import LimitSettings
 from service.errors import BadRequest, UnsupportedMediaType
 from service.gateway.deps import engine_of
 
@@ -35,7 +34,8 @@ MAX_FIELD_BYTES = 64 * 1024
 FORM_LIMITS: Final[_FormLimits] = {"max_files": 1, "max_fields": MAX_FORM_FIELDS, "max_part_size": MAX_FIELD_BYTES}
 """What FastAPI may read of a multipart form (``form_limits`` of a route; past them: 400)."""
 
-Handler = Callable[[Request], Awaitable[Response]]
+JsonEndpoint = Callable[..., Awaitable[Response]]
+"""The endpoint of a :class:`JSONBodyRoute`, called as ``endpoint(request, None, **path_params)``."""
 
 
 class BodyKind(StrEnum):
@@ -96,11 +96,6 @@ async def form_upload(form: FormData) -> Upload:
     return Upload(kind=kind, file=value)
 
 
-async def read_upload_image(upload: Upload, limits: LimitSettings) -> EncodedImage:
-    """The uploaded image's bytes, validated from its headers (the engine's decode stage decodes it)."""
-    return upload_image(Media(upload.kind, await upload.file.read()), limits)
-
-
 async def read_json(request: Request, model: type[Model], where: str = "JSON body") -> Model:
     """Parse and validate a JSON body: not JSON → 400, wrong shape or values → 422 with field errors."""
     raw = await request.body()
@@ -126,13 +121,16 @@ class JSONBodyRoute(APIRoute):
             if body_kind(request) is not BodyKind.JSON:
                 raise UnsupportedMediaType("send the keypoints as application/json")
             engine_of(request)  # 503 before reading a body the engine could not take
-            response: Response = await endpoint(request, None)
-            return response
+            return await _call_json(endpoint, request)
 
         return handler
 
 
-def multipart_route(json_alias: Handler) -> type[APIRoute]:
+async def _call_json(endpoint: JsonEndpoint, request: Request) -> Response:
+    return await endpoint(request, None, **request.path_params)
+
+
+def multipart_route(json_alias: JsonEndpoint) -> type[APIRoute]:
     """A route class for a ``multipart/form-data`` route whose path also answered JSON before the routes were split:
     a JSON body goes to ``json_alias`` (the keypoints route's endpoint, unchanged), any other non-multipart body is a
     415, and the engine is asked for (503) before FastAPI reads the form."""
@@ -144,7 +142,7 @@ def multipart_route(json_alias: Handler) -> type[APIRoute]:
             async def dispatch(request: Request) -> Response:
                 kind = body_kind(request)
                 engine_of(request)
-                return await (json_alias(request) if kind is BodyKind.JSON else handler(request))
+                return await (_call_json(json_alias, request) if kind is BodyKind.JSON else handler(request))
 
             return dispatch
 

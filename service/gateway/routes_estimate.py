@@ -57,7 +57,9 @@ async def _answer(request: Request, run: Callable[[EstimateContext], Awaitable[O
     return await deliver(request, answer, wanted)
 
 
-async def _keypoints(request: Request) -> Response:
+async def estimate_pose_keypoints(request: Request, body: KeypointsRequest) -> Response:
+    """``body`` documents the request; it is read and validated by the application layer, off the event loop."""
+
     async def run(ctx: EstimateContext) -> Outcome:
         body, frames = await parse_keypoints(await request.body(), ctx.settings)  # large bodies: off the loop
         camera, smoothing = body.world()
@@ -67,11 +69,6 @@ async def _keypoints(request: Request) -> Response:
         return done, camera
 
     return await _answer(request, run)
-
-
-async def estimate_pose_keypoints(request: Request, body: KeypointsRequest) -> Response:
-    """``body`` documents the request; it is read and validated by the application layer, off the event loop."""
-    return await _keypoints(request)
 
 
 async def estimate_pose(
@@ -101,7 +98,7 @@ router.add_api_route(
     "/v1/pose3d",
     estimate_pose,
     methods=["POST"],
-    route_class_override=multipart_route(_keypoints),
+    route_class_override=multipart_route(estimate_pose_keypoints),
     form_limits=FORM_LIMITS,
     response_model=PoseResponse,
     responses=PROBLEM_RESPONSES,

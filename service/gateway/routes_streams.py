@@ -7,13 +7,16 @@ Stream state lives in the engine's frame buffer (in memory or Redis), never in t
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Request
+from fastapi import APIRouter, Body, File, Form, Path, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
 
 from model.joints import H36M_JOINT_NAMES
 from service.api import streams
 from service.api.fields import random_weight_warnings, world_warnings
+from service.api.media import Media, upload_image
 from service.api.models import resolve_model
 from service.api.schemas import (
     MAX_FRAME_INDEX,
@@ -34,47 +37,16 @@ from service.engine.types import Frame, FrameResult, ImageFrame, ModelInfo, Work
 from service.engine.work import collect
 from service.errors import BadRequest
 from service.gateway.deps import deadline_scope, engine_of, state_of
-from service.gateway.inputs import (
-    BodyKind,
-    body_kind,
-    form_text,
-    form_upload,
-    read_form,
-    read_json,
-    read_upload_image,
-)
+from service.gateway.inputs import FORM_LIMITS, JSONBodyRoute, multipart_route, read_json
 from service.gateway.problem import request_id_of
 
 router = APIRouter(tags=["streams"])
 
 StreamId = Annotated[str, Path(description="id returned by POST /v1/streams", max_length=128)]
-
-FRAME_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file", "frame_index"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "JPEG/PNG/WebP frame"},
-                        "frame_index": {"type": "integer", "minimum": 0, "maximum": MAX_FRAME_INDEX},
-                        "timestamp_s": {"type": "number"},
-                        "detect_people": {
-                            "type": "boolean",
-                            "default": False,
-                            "description": "run the person detector on this frame even where pose-guided boxes "
-                            "would skip it (someone came in, the scene cut)",
-                        },
-                    },
-                },
-                "encoding": {"file": {"contentType": "image/jpeg, image/png, image/webp"}},
-            },
-            "application/json": {"schema": {"$ref": "#/components/schemas/StreamFrameKeypoints"}},
-        },
-    }
-}
+DETECT_PEOPLE = (
+    "true | false: run the person detector on this frame even where pose-guided boxes would skip it (someone came "
+    "in, the scene cut)"
+)
 
 
 def _checked_id(stream_id: str) -> str:
@@ -102,39 +74,69 @@ async def open_stream(request: Request, body: Annotated[StreamOpenRequest | None
         return await streams.open_stream(engine_of(request), body or StreamOpenRequest(), state_of(request).settings)
 
 
-async def _frame_from_body(request: Request) -> Frame:
-    state = state_of(request)
-    limits = state.settings.limits
-    if body_kind(request) is BodyKind.JSON:
-        body = await read_json(request, StreamFrameKeypoints, "stream frame")
-        return stream_keypoint_frame(body, limits)
-    form = await read_form(request)
-    upload = await form_upload(form)
-    frame_index = parse_int("frame_index", form_text(form, "frame_index"), 0, MAX_FRAME_INDEX)
-    if frame_index is None:
-        raise BadRequest("form field 'frame_index' is required")
-    timestamp = parse_float("timestamp_s", form_text(form, "timestamp_s"))
-    detect_people = parse_bool("detect_people", form_text(form, "detect_people")) or False
-    image = await read_upload_image(upload, limits)
-    return ImageFrame(image.data, frame_index, timestamp, detect_people)
-
-
-@router.post(
-    "/v1/streams/{stream_id}/frames",
-    response_model=StreamFrames,
-    responses=PROBLEM_RESPONSES,
-    openapi_extra=FRAME_BODY,
-)
-async def push_frame(request: Request, stream_id: StreamId) -> StreamFrames:
-    """Add one frame (an image, or one person's 2D keypoints) and get the frames it completes:
-    none yet in ``centred`` mode until the window's future has arrived, the frame itself in ``causal``."""
+async def _pushed(request: Request, stream_id: str, frame_of: Callable[[], Awaitable[Frame]]) -> StreamFrames:
+    """One frame (read by ``frame_of`` once the stream id and the engine are known good) and the frames it
+    completes, in one engine call."""
     started = time.perf_counter()
     engine = engine_of(request)
     _checked_id(stream_id)
     async with deadline_scope(request) as deadline:
-        frame = await _frame_from_body(request)
+        frame = await frame_of()
         pushed = await collect(engine, Work(stream_id, [frame], deadline=deadline, stream=stream_id))
         return _frames_response(request, stream_id, pushed.model, pushed.frames, started)
+
+
+async def push_keypoints_frame(request: Request, body: StreamFrameKeypoints, stream_id: StreamId) -> Response:
+    """One person's 2D keypoints as the next frame, and the frames it completes (see ``POST .../frames``);
+    ``body`` documents the request, read and validated by the endpoint."""
+
+    async def frame() -> Frame:
+        checked = await read_json(request, StreamFrameKeypoints, "stream frame")
+        return stream_keypoint_frame(checked, state_of(request).settings.limits)
+
+    return JSONResponse((await _pushed(request, stream_id, frame)).model_dump(mode="json"))
+
+
+async def push_frame(
+    request: Request,
+    stream_id: StreamId,
+    file: Annotated[UploadFile, File(description="JPEG/PNG/WebP frame")],
+    frame_index: Annotated[str, Form(description=f"integer in [0, {MAX_FRAME_INDEX}]")],
+    timestamp_s: Annotated[str | None, Form(description="number: seconds")] = None,
+    detect_people: Annotated[str | None, Form(description=DETECT_PEOPLE)] = None,
+) -> StreamFrames:
+    """Add one frame and get the frames it completes: none yet in ``centred`` mode until the window's future has
+    arrived, the frame itself in ``causal``. Text fields as in ``POST /v1/pose3d`` (malformed: 400, unacceptable:
+    422). A JSON body here is answered as by ``POST .../frames/keypoints``."""
+
+    async def frame() -> Frame:
+        index = parse_int("frame_index", frame_index, 0, MAX_FRAME_INDEX)
+        if index is None:
+            raise BadRequest("form field 'frame_index' is required")
+        timestamp, detect = parse_float("timestamp_s", timestamp_s), parse_bool("detect_people", detect_people)
+        image = upload_image(Media.of(await file.read()), state_of(request).settings.limits)
+        return ImageFrame(image.data, index, timestamp, detect or False)
+
+    return await _pushed(request, stream_id, frame)
+
+
+router.add_api_route(
+    "/v1/streams/{stream_id}/frames/keypoints",
+    push_keypoints_frame,
+    methods=["POST"],
+    route_class_override=JSONBodyRoute,
+    response_model=StreamFrames,
+    responses=PROBLEM_RESPONSES,
+)
+router.add_api_route(
+    "/v1/streams/{stream_id}/frames",
+    push_frame,
+    methods=["POST"],
+    route_class_override=multipart_route(push_keypoints_frame),
+    form_limits=FORM_LIMITS,
+    response_model=StreamFrames,
+    responses=PROBLEM_RESPONSES,
+)
 
 
 @router.get("/v1/streams/{stream_id}", response_model=StreamStatus, responses=PROBLEM_RESPONSES)

@@ -1,9 +1,10 @@
 """The split estimate routes and the one schema (issue 19, items 2 and 3).
 
-- The OpenAPI of ``/v1/pose3d`` (multipart), ``/v1/pose3d/keypoints`` (JSON) and the two job routes is what FastAPI
-  writes from the declared parameters: no route carries a hand-written request body, and the app's document is
-  exactly FastAPI's own for those paths.
-- JSON on ``/v1/pose3d`` (and ``/v1/jobs``), the API before the split, answers exactly as the keypoints route.
+- The OpenAPI of ``/v1/pose3d`` (multipart), ``/v1/pose3d/keypoints`` (JSON), the two job routes and the two stream
+  frame routes is what FastAPI writes from the declared parameters: no route carries a hand-written request body,
+  and the app's document is exactly FastAPI's own for those paths.
+- JSON on ``/v1/pose3d`` (and ``/v1/jobs``, ``/v1/streams/{id}/frames``), the API before the split, answers exactly
+  as the keypoints route.
 - gRPC ``Estimate`` and REST give the same JSON document for the same input (the gRPC message derived from the REST
   document, read back through the client's decoder).
 """
@@ -35,6 +36,8 @@ SPLIT = {
     "/v1/pose3d/keypoints": ("application/json", "KeypointsRequest"),
     "/v1/jobs": ("multipart/form-data", "Body_submit_job_v1_jobs_post"),
     "/v1/jobs/keypoints": ("application/json", "KeypointsRequest"),
+    "/v1/streams/{stream_id}/frames": ("multipart/form-data", "Body_push_frame_v1_streams__stream_id__frames_post"),
+    "/v1/streams/{stream_id}/frames/keypoints": ("application/json", "StreamFrameKeypoints"),
 }
 FRAMES = [[[100.0 + j + t, 200.0 + 2 * j] for j in range(17)] for t in range(3)]
 KEYPOINTS = {"keypoints_2d": FRAMES, "image_size": [640, 480], "joint_set": "coco"}
@@ -90,6 +93,24 @@ def test_json_on_the_old_path_answers_as_the_keypoints_route(client: TestClient)
     assert {k for k in old_job.json() if k not in ("job_id", "links", "created_s")} == {
         k for k in new_job.json() if k not in ("job_id", "links", "created_s")
     }
+
+
+def test_a_json_stream_frame_on_the_old_path_answers_as_the_keypoints_route(client: TestClient) -> None:
+    sid = client.post("/v1/streams", json={"mode": "causal"}).json()["stream_id"]
+    frame = {"keypoints_2d": FRAMES[0], "image_size": [640, 480], "frame_index": 0}
+    old = client.post(f"/v1/streams/{sid}/frames", json=frame)
+    new = client.post(f"/v1/streams/{sid}/frames/keypoints", json=frame)  # the same frame again: replayed
+    assert old.status_code == new.status_code == 200, old.text
+    assert _same_answer(old.json()) == _same_answer(new.json())
+    assert [f["frame_index"] for f in new.json()["frames"]] == [0]
+    bad = {**frame, "frame_index": -1}
+    assert (
+        client.post(f"/v1/streams/{sid}/frames", json=bad).json()["errors"]
+        == client.post(f"/v1/streams/{sid}/frames/keypoints", json=bad).json()["errors"]
+    )
+    text = client.post(f"/v1/streams/{sid}/frames/keypoints", content=b"x", headers={"content-type": "text/plain"})
+    assert text.status_code == 415
+    assert client.post("/v1/streams/no-such/frames/keypoints", json=frame).status_code == 404
 
 
 def test_the_declared_form_keeps_the_services_bounds(client: TestClient) -> None:

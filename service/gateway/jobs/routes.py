@@ -23,19 +23,12 @@ router = APIRouter(tags=["jobs"])
 JobId = Annotated[str, Path(description="id returned by POST /v1/jobs", max_length=64)]
 
 
-_checked = checked_job_id
-
-
 def _location(record: JobRecord) -> dict[str, str]:
     return {"Location": f"/v1/jobs/{record.job_id}"}
 
 
 async def submit_keypoints_job(request: Request, body: KeypointsRequest) -> Response:
     """``body`` documents the request; it is read and validated off the event loop."""
-    return await _keypoints_job(request)
-
-
-async def _keypoints_job(request: Request) -> Response:
     record = await submit_keypoints(request)
     return JSONResponse(JobStatus.of(record).model_dump(mode="json"), status_code=202, headers=_location(record))
 
@@ -60,7 +53,7 @@ router.add_api_route(
     summary="Submit a 2D keypoint sequence of any length as a job", **_JOB_ROUTE,
 )  # fmt: skip
 router.add_api_route(
-    "/v1/jobs", submit_job, route_class_override=multipart_route(_keypoints_job), form_limits=FORM_LIMITS,
+    "/v1/jobs", submit_job, route_class_override=multipart_route(submit_keypoints_job), form_limits=FORM_LIMITS,
     response_model=JobStatus, summary="Submit a clip of any length as a job",
     description="Deprecated alias: a JSON body here is submitted as by POST /v1/jobs/keypoints.", **_JOB_ROUTE,
 )  # fmt: skip
@@ -83,7 +76,7 @@ async def list_jobs(request: Request) -> JobList:
 @router.get("/v1/jobs/{job_id}", response_model=JobStatus, responses=PROBLEM_RESPONSES, summary="A job's progress")
 async def get_job(request: Request, job_id: JobId) -> JobStatus:
     """State (queued, running, done, failed, cancelled), frames done / total, frames per second, ETA, error."""
-    return JobStatus.of(await owned_job(jobs_of(request).store, _checked(job_id)))
+    return JobStatus.of(await owned_job(jobs_of(request).store, checked_job_id(job_id)))
 
 
 @router.get(
@@ -100,7 +93,7 @@ async def job_results(
     (``?after=<frame_index>`` resumes after a frame already read; a failed or cancelled job ends the stream with
     ``{"error": <problem>}``). Otherwise the document ``POST /v1/pose3d`` returns, once the job is done (409 before)."""
     jobs = jobs_of(request)
-    record = await owned_job(jobs.store, _checked(job_id))
+    record = await owned_job(jobs.store, checked_job_id(job_id))
     if NDJSON in request.headers.get("accept", ""):
         poll_s = request.app.state.settings.jobs.poll_interval_s
         return StreamingResponse(ndjson(jobs.store, job_id, after, poll_s), media_type=NDJSON)
@@ -117,7 +110,7 @@ async def job_results(
 async def cancel_job(request: Request, job_id: JobId) -> JobStatus:
     """Cancel the job (a finished job stays as it is); its staged input and engine stream are freed."""
     jobs = jobs_of(request)
-    await owned_job(jobs.store, _checked(job_id))
+    await owned_job(jobs.store, checked_job_id(job_id))
     record = await jobs.store.cancel(job_id, time.time())
     jobs.runner.cancel_local(job_id)
     return JobStatus.of(record)
