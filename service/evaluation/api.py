@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from service.api.models import resolve_model
 from service.assembly import in_process_engine
-from service.config import GatewaySettings, build_settings
+from service.config import GatewaySettings, InputKind, build_settings
 from service.engine.types import EngineClient
 from service.evaluation.aggregate import Average, score, tabulate
 from service.evaluation.h36m import ACTIONS, TEST_SUBJECTS, load_h36m
@@ -27,7 +28,7 @@ from service.evaluation.labelled import load_clip
 from service.evaluation.mpi3dhp import PCK_JOINTS, load_3dhp
 from service.evaluation.papers import paper_row
 from service.evaluation.report import Evaluation
-from service.evaluation.runner import SequenceRunner, model_info
+from service.evaluation.runner import SequenceRunner
 from service.evaluation.sequences import EvalSequence
 from service.metrics import Metrics
 from service.profiles import profile_names, profile_path
@@ -95,19 +96,14 @@ class Candidate:
         )
 
     def model_for(self, images: bool) -> str:
-        s = self.settings
-        if self.model is not None:
-            return self.model
-        if images:
-            return s.default_image_model
-        return s.default_keypoints_model or s.default_clip_model
+        return self.model or self.settings.default_model(InputKind.IMAGE if images else InputKind.KEYPOINTS)
 
 
 async def evaluate_engine(
     engine: EngineClient, dataset: Dataset, model: str, label: str, concurrency: int = 4, progress: bool = True
 ) -> Evaluation:
     """``dataset`` through ``engine``'s model ``model``: predictions, scores and the table."""
-    info = await model_info(engine, model)
+    info = await resolve_model(engine, model)
     predictions, stats = await SequenceRunner(engine, info).run(dataset.sequences, concurrency, progress)
     load = os.getloadavg()
     scores = [score(s, p, dataset.pck_joints) for s, p in zip(dataset.sequences, predictions, strict=True)]

@@ -170,12 +170,3 @@ class SequenceRunner:
             predictions = await asyncio.gather(*(one(s) for s in sequences))
             seconds = self.clock() - started
         return list(predictions), RunStats(total, seconds)
-
-
-async def model_info(engine: EngineClient, model: str) -> ModelInfo:
-    """The served model named ``model``. Raises ValueError naming the served ones."""
-    models = await engine.models()
-    for info in models:
-        if info.name == model:
-            return info
-    raise ValueError(f"unknown model {model!r}; served: {', '.join(m.name for m in models)}")

@@ -14,12 +14,13 @@ import httpx
 import numpy as np
 import pytest
 
+from service.api.models import resolve_model
 from service.assembly import in_process_engine
 from service.cli import main
 from service.config import GatewaySettings, build_settings
 from service.evaluation.api import Candidate
 from service.evaluation.h36m import KEEP_JOINTS, load_h36m
-from service.evaluation.runner import Prediction, SequenceRunner, model_info
+from service.evaluation.runner import Prediction, SequenceRunner
 from service.evaluation.sequences import EvalSequence
 from service.evaluation.synthetic import render_frames, save_3d, write_h36m
 from service.metrics import Metrics
@@ -45,7 +46,7 @@ async def _predictions(config: Path, sequences: list[EvalSequence], model: str) 
     """The evaluator's predictions (its runner over the composition root's engine) for every sequence."""
     engine = await in_process_engine(_settings(config), Metrics())
     try:
-        runner = SequenceRunner(engine, await model_info(engine, model))
+        runner = SequenceRunner(engine, await resolve_model(engine, model))
         predictions, _ = await runner.run(sequences, progress=False)
         return predictions
     finally:

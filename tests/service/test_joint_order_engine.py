@@ -17,6 +17,7 @@ import torch
 
 from model.joints import JointSet, normalize_screen_coordinates
 from model.pstmo import PSTMO, flip_official_layout
+from service.api.models import resolve_model
 from service.config import CommonSettings, EngineSettings, LifterKind, ModelSpec
 from service.engine.inprocess import InProcessEngine, build_engine
 from service.engine.types import (
@@ -26,7 +27,7 @@ from service.engine.types import (
 )
 from service.engine.work import collect
 from service.evaluation.api import mpi3dhp_dataset
-from service.evaluation.runner import SequenceRunner, model_info
+from service.evaluation.runner import SequenceRunner
 from service.metrics import Metrics
 
 FRAMES = 9
@@ -111,7 +112,7 @@ async def test_the_evaluators_3dhp_path_scores_what_the_published_test_scores(
     path = tmp_path / "data_test_3dhp.npz"
     np.savez(path, data=np.array({"TS1": {"data_3d": data_3d, "data_2d": data_2d, "valid": np.ones(t)}}, dtype=object))
     dataset = mpi3dhp_dataset(path)
-    runner = SequenceRunner(engine, await model_info(engine, "hp"))
+    runner = SequenceRunner(engine, await resolve_model(engine, "hp"))
     (prediction,), _ = await runner.run(dataset.sequences, 1, progress=False)
 
     net = engine.pipeline.lifters["hp"].model  # type: ignore[attr-defined]
