@@ -26,7 +26,7 @@ from service.config import CommonSettings, InputKind
 from service.engine.admission import Refusal
 from service.engine.clips import async_frames, clip_frames, positioned
 from service.engine.context import FrameOptions, StreamStep, Timings
-from service.engine.door import Ticket, admit, probe
+from service.engine.door import admit, probe
 from service.engine.framebuffer import FrameBuffer, StreamMeta
 from service.engine.lifters import ServedLifter
 from service.engine.loader import Report, load_engine
@@ -189,7 +189,8 @@ class InProcessEngine:
         if given is not None and not given:
             raise InvalidInput("a request needs at least one frame")
         lifter = self._lifter(work.options.model, given)
-        step = self._clip_step(work.options, lifter, work.deadline)
+        opts = _frame_options(work.options, lifter)
+        step = self.pipeline.clip_step(lifter, opts, work.options.mode, self._deadline(work.deadline))
         pipeline, decoder = self.pipeline, None
         if given is not None:
             ticket = admit(pipeline, lifter, step.options, *_frame_counts(given), step.deadline)
@@ -227,10 +228,6 @@ class InProcessEngine:
         if decoder is not None:
             ms["decode"] = round(decoder.decode_ms, 3)
         yield Progress(tail, taken, Summary(model, box_source, ms))
-
-    def _clip_step(self, options: EstimateOptions, lifter: ServedLifter, deadline: float | None) -> StreamStep:
-        opts = _frame_options(options, lifter)
-        return self.pipeline.clip_step(lifter, opts, options.mode, self._deadline(deadline))
 
     async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo:
         lifter = self._lifter(options.model)
@@ -285,12 +282,6 @@ class InProcessEngine:
         pipeline = self.pipeline
         return StreamStep(pipeline.buffer, meta, self._lifter(meta.model), self._deadline(deadline))
 
-    def _admitted(self, meta: StreamMeta, deadline: float | None, frames: Sequence[Frame]) -> tuple[StreamStep, Ticket]:
-        """The step for ``frames`` of the stream ``meta`` describes, once the engine's door admits them, and the
-        door's ticket (to finish when the frames are through the pipeline)."""
-        step = self._step(meta, deadline)
-        return step, admit(self.pipeline, step.lifter, step.options, *_frame_counts(frames), step.deadline)
-
     async def _push(
         self, stream_id: str, frames: Sequence[Frame], deadline: float | None
     ) -> tuple[list[FrameResult], BoxSource]:
@@ -299,7 +290,8 @@ class InProcessEngine:
         deadline = self._deadline(deadline)
 
         async def step(meta: StreamMeta) -> tuple[list[FrameResult], BoxSource]:
-            flow, ticket = self._admitted(meta, deadline, frames)
+            flow = self._step(meta, deadline)  # admitted by the engine's door, or refused here
+            ticket = admit(self.pipeline, flow.lifter, flow.options, *_frame_counts(frames), flow.deadline)
             # at most one batch in preparation: a long chunk of keypoints never fills a loop iteration
             look_ahead = min(len(frames), self.pipeline.streamed_look_ahead)
             try:
