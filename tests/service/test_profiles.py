@@ -11,6 +11,7 @@ import pytest
 from service.cli import build_parser
 from service.config import GatewaySettings, LifterKind, build_settings, load_settings_file
 from service.engine.inprocess import build_engine
+from service.engine.lifters import PSTMOLifter
 from service.engine.types import (
     EstimateOptions,
     Frame,
@@ -53,7 +54,7 @@ def test_realtime_profile_is_what_the_readme_says() -> None:
     )
     assert (det.detect_every, det.guide_min_score) == (10, 0.3)
     (spec,) = rt.models.values()
-    assert (spec.kind, spec.frames, spec.flip_test) == (LifterKind.PSTMO, 81, False)
+    assert (spec.kind, spec.frames, spec.flip_test, spec.backend) == (LifterKind.PSTMO, 81, False, "auto")
     assert rt.default_clip_model == rt.default_image_model == "pstmo-81"
     assert (rt.engine.max_delay_ms, rt.engine.torch_threads) == (0.0, 1)
 
@@ -63,6 +64,7 @@ async def test_realtime_profile_serves_with_stand_in_weights(tmp_path: Path) -> 
     data["detector"].update(
         rtmpose_onnx=rtmpose_standin(tmp_path / "rtmpose.onnx"),
         person_detector_onnx=mean_channel0_detector(tmp_path / "person.onnx"),
+        onnx_cache_dir=tmp_path / "onnx",  # P-STMO's ONNX Runtime graph (backend "auto")
     )
     data["models"]["pstmo-81"].pop("checkpoint")
     settings = GatewaySettings(**data, allow_random_weights=True)
@@ -76,6 +78,9 @@ async def test_realtime_profile_serves_with_stand_in_weights(tmp_path: Path) -> 
         assert [len(f.people) for f in result.frames] == [1] * 12
         runs = engine.metrics.person_detector_run_count()
         assert runs == 2  # frames 0 and 10
+        lifter = engine.pipeline.lifters["pstmo-81"]
+        assert isinstance(lifter, PSTMOLifter)
+        assert lifter.backend.startswith("onnx exported to")  # backend "auto" on the CPU
     finally:
         await engine.aclose()
 
@@ -87,6 +92,7 @@ def test_realtime_profile_serves_image_clip_and_stream_through_the_gateway(tmp_p
     data["detector"].update(
         rtmpose_onnx=rtmpose_standin(tmp_path / "rtmpose.onnx"),
         person_detector_onnx=mean_channel0_detector(tmp_path / "person.onnx"),
+        onnx_cache_dir=tmp_path / "onnx",  # P-STMO's ONNX Runtime graph (backend "auto")
     )
     data["models"]["pstmo-81"].pop("checkpoint")
     data["detector"]["person_score_threshold"] = 0.05  # the stand-in scores a frame by its mean red / 255
