@@ -3,7 +3,7 @@ time vs by count, side by side in one run (issue 10).
 
 For each admission mode (``engine.admission = "time"``, then ``"count"``, the rule before issue 10) the bench starts
 a real ``pose3d serve`` in a child process (uvicorn, the in-process engine, tiny random-weight models: HRNet-micro
-and CA-PF tiny, ``--threads`` torch threads) on a free port, then
+and CA-PF tiny, the shipped torch threads unless ``--threads``) on a free port, then
 
 1. measures **capacity**: ``--concurrency`` closed-loop clients post one JPEG each (``POST /v1/pose3d``, one person,
    whole-frame box) for ``--capacity-seconds``, after a short warm-up, before and after each load (goodput is
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.overload_client import Phase
-from bench.overload_report import Outcome, markdown, summarise
+from bench.overload_report import Outcome, engine_figures, markdown, summarise
 from bench.overload_server import BatchOverrides, ServedGateway, gateway_settings
 from service.client.sources import encode_frame, synthetic_image
 from service.config import EngineSettings
@@ -64,7 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--detect-batch", type=int, default=None, help="engine.detect.max_batch_size (default: the shipped default)"
     )
-    p.add_argument("--threads", type=int, default=1, help="engine.torch_threads of the server (default 1)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="engine.torch_threads of the server (default: the shipped default)"
+    )
     p.add_argument(
         "--wait-fraction",
         type=float,
@@ -107,7 +109,7 @@ def drive(phase: Phase, workdir: Path) -> tuple[list[Outcome], float]:
 
 def overrides(args: argparse.Namespace) -> BatchOverrides:
     """The batch settings the command line changed from the shipped defaults."""
-    return BatchOverrides(args.batch, args.delay_ms, args.detect_batch, args.wait_fraction)
+    return BatchOverrides(args.batch, args.delay_ms, args.detect_batch, args.wait_fraction, args.threads)
 
 
 def capacity(served: ServedGateway, phase: Phase, workdir: Path) -> tuple[float, float]:
@@ -125,7 +127,7 @@ def capacity(served: ServedGateway, phase: Phase, workdir: Path) -> tuple[float,
 def run_mode(mode: str, args: argparse.Namespace, jpeg: bytes, workdir: Path) -> list[dict[str, Any]]:
     """One gateway with ``engine.admission = mode``; for each ``--load`` in turn, its capacity, that load against
     it, and its capacity again."""
-    settings = gateway_settings(mode, args.threads, args.deadline_s, overrides(args))
+    settings = gateway_settings(mode, args.deadline_s, overrides(args))
     results: list[dict[str, Any]] = []
     with ServedGateway(settings, workdir / f"gateway-{mode}") as served:
         plain, timed = workdir / "request.http", workdir / "request-deadline.http"
@@ -136,10 +138,12 @@ def run_mode(mode: str, args: argparse.Namespace, jpeg: bytes, workdir: Path) ->
         for load in args.load:
             cap, cap_server_cores = capacity(served, replace(base, seconds=args.capacity_seconds), workdir)
             load_before = os.getloadavg()
-            server_cpu = served.cpu_s()
+            server_cpu, totals = served.cpu_s(), served.engine_totals()
             phase = replace(base, request_path=str(timed), seconds=args.seconds, rate=load * cap, seed=args.seed)
             outcomes, client_cores = drive(phase, workdir)
-            server_cores = (served.cpu_s() - server_cpu) / max(o.done for o in outcomes)
+            elapsed = max(o.done for o in outcomes)
+            server_cores = (served.cpu_s() - server_cpu) / elapsed
+            engine = engine_figures(totals, served.engine_totals(), elapsed)
             load_after = os.getloadavg()
             time.sleep(args.deadline_s)  # the queues drain before capacity is measured again
             cap_after, _ = capacity(served, replace(base, seconds=args.capacity_seconds), workdir)
@@ -147,11 +151,20 @@ def run_mode(mode: str, args: argparse.Namespace, jpeg: bytes, workdir: Path) ->
             result.update(capacity_before_rps=round(cap, 2), capacity_after_rps=round(cap_after, 2))
             result.update(mode=mode, load=load, load_average_before=load_before, load_average_after=load_after)
             result.update(client_cpu_cores=round(client_cores, 3), server_cpu_cores=round(server_cores, 3))
-            result.update(capacity_server_cpu_cores=round(cap_server_cores, 3))
+            result.update(capacity_server_cpu_cores=round(cap_server_cores, 3), engine=engine)
             print(json.dumps({k: v for k, v in result.items() if k != "latencies"}), flush=True)
             results.append(result)
             time.sleep(args.deadline_s)  # the queues drain before the next phase
     return results
+
+
+def resolved_threads(setting: int) -> int:
+    """The intra-op threads the server's torch runs: ``setting``, or torch's own default (asked of a fresh
+    interpreter, so the bench itself never imports torch) when it is 0."""
+    if setting:
+        return setting
+    ask = [sys.executable, "-c", "import torch; print(torch.get_num_threads())"]
+    return int(subprocess.run(ask, check=True, capture_output=True, text=True).stdout)
 
 
 def configuration(args: argparse.Namespace) -> dict[str, Any]:
@@ -163,7 +176,8 @@ def configuration(args: argparse.Namespace) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "models": "detector hrnet-micro (flip off) → CA-PF capf-tiny (flip off), random weights",
         "engine": {k: getattr(engine, k) for k in ("max_batch_size", "max_delay_ms", "max_queue")}
-        | {"torch_threads": args.threads, "detect.max_batch_size": detect_batch}
+        | {"torch_threads": f"{engine.torch_threads} (runs {resolved_threads(engine.torch_threads)})"}
+        | {"detect.max_batch_size": detect_batch}
         | {k: getattr(engine, k) for k in ("admission_wait_fraction", "rate_window_s")},
         "batch_settings": "overridden on the command line" if overrides(args).engine() else "shipped defaults",
         "gateway_max_inflight_requests": 256,

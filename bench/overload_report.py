@@ -31,6 +31,25 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
+def engine_figures(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, Any]:
+    """What the engine did meanwhile (two :meth:`ServedGateway.engine_totals`, ``seconds`` apart): per stage its
+    mean batch and busy share of the time (its batches' compute, threads overlapping), refusals per second."""
+    moved = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    stages = sorted({k.split(".")[0] for k in moved if k.endswith(".batches")})
+    figures: dict[str, Any] = {
+        f"{stage}_batch_mean": round(moved[f"{stage}.units"] / moved[f"{stage}.batches"], 1)
+        for stage in stages
+        if moved[f"{stage}.batches"]
+    }
+    figures |= {f"{stage}_busy_share": round(moved.get(f"{stage}.busy_s", 0.0) / seconds, 3) for stage in stages}
+    figures |= {
+        f"refused_{k.split('.', 1)[1]}_per_s": round(v / seconds, 1)
+        for k, v in moved.items()
+        if k.startswith("refused.")
+    }
+    return figures
+
+
 def summarise(
     outcomes: list[Outcome], capacity: float, offered: float, seconds: float, deadline_s: float
 ) -> dict[str, Any]:
@@ -77,6 +96,7 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("responses by status (0 = none)", "by_status"),
     ("CPU, cores: load generator / server (open loop)", "cpu"),
     ("load average (1, 5, 15 min) before → after", "load"),
+    ("engine meanwhile: mean batch and busy share by stage, refusals/s", "engine"),
 )
 
 
@@ -89,6 +109,8 @@ def _cell(run: dict[str, Any], key: str) -> str:
         return f"{run.get('capacity_before_rps', run['capacity_rps'])} / {run.get('capacity_after_rps', '?')}"
     if key == "cpu":
         return f"{run.get('client_cpu_cores')} / {run.get('server_cpu_cores')}"
+    if key == "engine":
+        return ", ".join(f"{k} {v}" for k, v in run.get("engine", {}).items())
     if key == "load":
         before, after = (" ".join(f"{x:.1f}" for x in run[k]) for k in ("load_average_before", "load_average_after"))
         return f"{before} → {after}"

@@ -13,18 +13,20 @@ from typing import IO, Any
 
 import httpx
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.redis_server import free_port
 
 
 @dataclass(frozen=True)
 class BatchOverrides:
-    """Batch settings the bench was told to use instead of the shipped defaults (``None``: the default)."""
+    """Batch settings (and torch threads) the bench was told to use instead of the shipped defaults (``None``: the default)."""
 
     max_batch_size: int | None = None
     max_delay_ms: float | None = None
     detect_batch: int | None = None
     wait_fraction: float | None = None
+    torch_threads: int | None = None
 
     def engine(self) -> dict[str, Any]:
         """The ``engine`` settings these overrides set (only those given)."""
@@ -37,13 +39,15 @@ class BatchOverrides:
             out["detect"] = {"max_batch_size": self.detect_batch}
         if self.wait_fraction is not None:
             out["admission_wait_fraction"] = self.wait_fraction
+        if self.torch_threads is not None:
+            out["torch_threads"] = self.torch_threads
         return out
 
 
-def gateway_settings(admission: str, threads: int, deadline_s: float, overrides: BatchOverrides) -> dict[str, Any]:
+def gateway_settings(admission: str, deadline_s: float, overrides: BatchOverrides) -> dict[str, Any]:
     """Settings (as a YAML document's mapping) of the served gateway: HRNet-micro → CA-PF tiny, random weights,
-    ``engine.admission = admission``, ``threads`` torch threads, requests allowed up to ``deadline_s`` (at least
-    the default 30 s); every batch setting is the shipped default unless ``overrides`` names it."""
+    ``engine.admission = admission``, requests allowed up to ``deadline_s`` (at least the default 30 s); every
+    batch setting and the torch threads are the shipped defaults unless ``overrides`` names them."""
     return {
         "allow_random_weights": True,
         "log_level": "warning",
@@ -53,7 +57,6 @@ def gateway_settings(admission: str, threads: int, deadline_s: float, overrides:
         "default_clip_model": "capf",
         "engine": {
             "request_timeout_s": max(30.0, deadline_s),
-            "torch_threads": threads,
             "admission": admission,
         }
         | overrides.engine(),
@@ -96,6 +99,23 @@ class ServedGateway:
             time.sleep(0.5)
         self.__exit__(None, None, None)
         raise SystemExit(f"the gateway was not ready within {self.start_timeout_s:g} s: see {self.log_path}")
+
+    def engine_totals(self) -> dict[str, float]:
+        """The server's own running totals from ``/metrics``: per stage its batches, units and busy seconds
+        (``<stage>.batches``, ``.units``, ``.busy_s``), refusals by reason (``refused.<reason>``) and 503s by route
+        (``refused.503 at <route>``; ``unmatched``: refused from the head)."""
+        wanted = {"pose3d_batch_size_count": "batches", "pose3d_batch_size_sum": "units"}
+        wanted |= {"pose3d_stage_duration_seconds_sum": "busy_s"}
+        totals: dict[str, float] = {}
+        for family in text_string_to_metric_families(httpx.get(f"{self.url}/metrics", timeout=30.0).text):
+            for sample in family.samples:
+                if sample.name in wanted:
+                    totals[f"{sample.labels['stage']}.{wanted[sample.name]}"] = sample.value
+                elif sample.name == "pose3d_rejected_total":
+                    totals[f"refused.{sample.labels['reason']}"] = sample.value
+                elif sample.name == "pose3d_requests_total" and sample.labels["code"] == "503":  # unmatched: head
+                    totals[f"refused.503 at {sample.labels['route']}"] = sample.value
+        return totals
 
     def cpu_s(self) -> float:
         """CPU seconds (user + system) the gateway process has used so far (Linux ``/proc``)."""

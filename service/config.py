@@ -46,7 +46,7 @@ class DetectorSettings(_Frozen):
     onnx_path: Path | None = Field(None, description="ONNX HRNet file: read if present, else exported there")
     onnx_cache_dir: Path | None = Field(
         None,
-        description="backend onnx without onnx_path: exported graphs cached here, keyed by weights digest, versions"
+        description="exported graphs (HRNet without onnx_path, P-STMO) cached here, keyed by weights digest, versions"
         " and input shape; None = $XDG_CACHE_HOME/pose3d/onnx (~/.cache/pose3d/onnx), resolved at start-up",
     )
     family: Literal["hrnet", "rtmpose"] = Field(
@@ -96,6 +96,11 @@ class ModelSpec(_Frozen):
     lift_batch: int | None = Field(
         None, ge=1, le=4096, description="windows per lift forward; None = the measured default per arch and device"
     )
+    backend: Literal["torch", "onnx", "auto"] = Field(
+        "torch",
+        description="P-STMO runtime: torch, ONNX Runtime (CPU float32; exported once, cached in "
+        "detector.onnx_cache_dir), or auto = the measured faster one per device (ONNX Runtime on the CPU in float32)",
+    )
     joint_order: JointOrder = Field(
         JointOrder.H36M,
         description="joint order the checkpoint was trained in (P-STMO's MPI-INF-3DHP checkpoint: mpi-inf-3dhp); "
@@ -109,9 +114,11 @@ class ModelSpec(_Frozen):
     )
 
     @model_validator(mode="after")
-    def _capf_speaks_h36m(self) -> Self:
+    def _pstmo_only_options(self) -> Self:
         if self.kind is not LifterKind.PSTMO and self.joint_order is not JointOrder.H36M:
             raise ValueError(f"joint_order {self.joint_order} is served for P-STMO only; CA-PF reads Human3.6M-17")
+        if self.kind is not LifterKind.PSTMO and self.backend == "onnx":
+            raise ValueError("backend 'onnx' is served for P-STMO only; CA-PF runs on torch")
         return self
 
 

@@ -4,7 +4,10 @@ It knows nothing of HTTP, gRPC or Redis. One :class:`DynamicBatcher` serves one 
 tokens, lift …): callers ``await submit(item, deadline)``; a background task gathers queued jobs into a
 batch that closes when it holds ``max_batch_size`` units (people, windows — ``size_of`` says how many
 units an item is) or ``max_delay_ms`` after its first job was queued, then runs the batch function in an
-executor thread (torch releases the GIL there). Jobs past their deadline are dropped before compute
+executor thread (torch releases the GIL there). The batch is taken off the queue by that thread when it starts the
+batch, not when the batch closes: stages that share a thread (detector, CA-PF tokens, lifters) take what queued while
+the thread ran the others' batches, so their batches grow with the load instead of staying at what arrived within
+one delay. Jobs past their deadline are dropped before compute
 (:class:`~service.errors.DeadlineExceeded`); work past the ``max_queue`` bound is refused at once
 (:class:`~service.errors.OverCapacity`, Retry-After from the measured drain rate). The batcher measures its service
 rate from the batches it runs (:class:`~service.engine.admission.ServiceRate`) and says what a caller would wait
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -70,11 +74,11 @@ class BatcherLimits:
 
 
 class _BatchFailed(Exception):
-    """The batch function raised; carries the jobs that were computed together."""
+    """The batch function raised; carries the jobs taken and those computed together."""
 
-    def __init__(self, live: list[Any], cause: Exception) -> None:
+    def __init__(self, taken: list[Any], live: list[Any], cause: Exception) -> None:
         super().__init__(f"{type(cause).__name__}: {cause}")
-        self.live = live
+        self.taken, self.live = taken, live
 
 
 class DynamicBatcher(Generic[In, Out]):
@@ -110,6 +114,8 @@ class DynamicBatcher(Generic[In, Out]):
         self._size_of = size_of
         self._queue: deque[_Job[In, Out]] = deque()
         self._queued_units = 0
+        self._lock = threading.Lock()  # the queue: filled on the loop, taken by the thread that runs the batch
+        self._taken: list[_Job[In, Out]] = []  # the batch the thread took last (settled on the loop)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -192,10 +198,9 @@ class DynamicBatcher(Generic[In, Out]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        while self._queue:
-            job = self._pop()
-            if not job.future.done():
-                job.future.set_exception(Unavailable(f"{self.stage}: engine is shutting down"))
+        with self._lock:
+            left = [self._pop() for _ in range(len(self._queue))]
+        _fail_pending([*self._taken, *left], Unavailable, f"{self.stage}: engine is shutting down")
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -211,8 +216,9 @@ class DynamicBatcher(Generic[In, Out]):
             _Job[In, Out](item, size, deadline, loop.create_future(), now)
             for item, size in zip(items, sizes, strict=True)
         ]
-        self._queue.extend(jobs)
-        self._queued_units += sum(sizes)
+        with self._lock:
+            self._queue.extend(jobs)
+            self._queued_units += sum(sizes)
         if self._metrics:
             self._metrics.queue_depth.inc(sum(sizes))
         self._wakeup.set()
@@ -256,51 +262,44 @@ class DynamicBatcher(Generic[In, Out]):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
 
-    def _take_batch(self) -> list[_Job[In, Out]]:
-        now = self.clock()
+    def _take_batch(self, now: float) -> list[_Job[In, Out]]:
+        """On the thread about to run it: the queue's first ``max_batch_size`` units (jobs their callers left are
+        skipped)."""
         batch: list[_Job[In, Out]] = []
         units = 0
-        while self._queue and (not batch or units + self._queue[0].size <= self.limits.max_batch_size):
-            job = self._pop()
-            if job.future.done():  # cancelled by its caller
-                continue
-            if job.deadline is not None and now > job.deadline:
-                self._count_rejection("deadline")
-                job.future.set_exception(DeadlineExceeded(f"deadline passed while queued for {self.stage}"))
-                continue
-            if self._metrics:
+        with self._lock:
+            while self._queue and (not batch or units + self._queue[0].size <= self.limits.max_batch_size):
+                job = self._pop()
+                if not job.future.done():  # else cancelled by its caller
+                    batch.append(job)
+                    units += job.size
+        if self._metrics:
+            for job in batch:
                 self._metrics.queue_duration.observe(now - job.queued_at)
-            batch.append(job)
-            units += job.size
         return batch
 
     async def _run(self) -> None:
         while True:
             await self._wait_for_batch()
-            batch = self._take_batch()
-            if not batch:
-                continue
             try:
-                await self._process(batch)
+                await self._process()
             except asyncio.CancelledError:  # aclose() while the batch ran: its callers must not wait forever
-                _fail_pending(batch, Unavailable, f"{self.stage}: engine is shutting down")
+                _fail_pending(self._taken, Unavailable, f"{self.stage}: engine is shutting down")
                 raise
             except Exception as e:  # a fault of the batcher itself fails this batch, never the whole stage
-                log.exception("%s: batch of %d failed outside the batch function", self.stage, len(batch))
-                _fail_pending(batch, InternalError, f"{self.stage} failed: {type(e).__name__}: {e}")
+                log.exception("%s: batch of %d failed outside the batch function", self.stage, len(self._taken))
+                _fail_pending(self._taken, InternalError, f"{self.stage} failed: {type(e).__name__}: {e}")
             # the loop would otherwise keep the last batch's items and outputs (images, tensors) alive while idle
-            del batch
+            self._taken = []
 
-    async def _process(self, batch: list[_Job[In, Out]]) -> None:
-        """Compute one batch and settle every job's future (a result, or this job's own error)."""
+    async def _process(self) -> None:
+        """Compute one batch (taken by its thread) and settle every job's future (a result, or its own error)."""
         loop = asyncio.get_running_loop()
-        started = computing_since = self.clock()
-        self._in_flight = InFlight(sum(job.size for job in batch), None)  # taken; its thread may still be busy
+        started = self.clock()
         try:
-            live, outputs = await loop.run_in_executor(self._executor, self._compute, batch)
-            computing_since = self._in_flight.started or computing_since  # set by _compute, on the thread
+            batch, live, outputs, computing_since = await loop.run_in_executor(self._executor, self._compute)
         except _BatchFailed as failed:
-            live, outputs = failed.live, None
+            batch, live, outputs, computing_since = failed.taken, failed.live, None, started
             log.info("%s batch of %d failed (%s); retrying its items one by one", self.stage, len(live), failed)
             await self._run_one_by_one(live)
         finally:
@@ -323,19 +322,20 @@ class DynamicBatcher(Generic[In, Out]):
                 if (rate := self.rate.units_per_s) is not None:
                     self._metrics.stage_rate.labels(stage=self.stage).set(rate)
 
-    def _compute(self, batch: list[_Job[In, Out]]) -> tuple[list[_Job[In, Out]], Sequence[Out]]:
-        """In the worker thread: drop jobs whose deadline passed (or whose caller left) while the batch waited
-        for the thread, then run the batch function on the rest (in flight from now: the stage's rate is its
-        compute time, not its wait for a thread it shares)."""
+    def _compute(self) -> tuple[list[_Job[In, Out]], list[_Job[In, Out]], Sequence[Out], float]:
+        """In the worker thread: take the batch (what is queued now), drop the jobs whose deadline passed, run the
+        batch function on the rest (in flight from now: the stage's rate is its compute time, not its wait for a
+        thread it shares); the batch taken, the jobs computed, their outputs and when compute began."""
         now = self.clock()
-        live = [j for j in batch if not j.future.done() and (j.deadline is None or now <= j.deadline)]
+        self._taken = batch = self._take_batch(now)
+        live = [j for j in batch if j.deadline is None or now <= j.deadline]
         if not live:
-            return live, []
+            return batch, live, [], now
         self._in_flight = InFlight(sum(job.size for job in live), now)
         try:
-            return live, self._call([job.item for job in live])
+            return batch, live, self._call([job.item for job in live]), now
         except Exception as e:
-            raise _BatchFailed(live, e) from e
+            raise _BatchFailed(batch, live, e) from e
 
     def _expire_dropped(self, batch: list[_Job[In, Out]], live: list[_Job[In, Out]]) -> None:
         kept = {id(job) for job in live}

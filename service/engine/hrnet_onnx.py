@@ -2,7 +2,7 @@
 
 The torch network (checkpoint already loaded) is exported once with ``torch.onnx.export`` (opset 17, dynamic
 batch) — once: the graph is cached in ``detector.onnx_cache_dir`` (:mod:`service.engine.onnx_cache`) keyed by the
-weights' digest, the torch exporter's and ONNX Runtime's versions, the opset and the input shape, so only the first
+weights' digest, the torch exporter's and ONNX Runtime's versions, the opset and the input shape (:func:`~service.engine.onnx_cache.export_key`), so only the first
 start with given weights pays the export; or read from ``detector.onnx_path`` when that operator's file exists
 (written there after an export when it does not). :class:`OnnxHRNet` is called like :class:`model.hrnet.PoseHRNet`: ``(N, 3, 256, 192)`` float32
 crops → ``(N, K, 64, 48)`` heatmaps and the four feature maps, as torch tensors, so the detector's geometry and
@@ -12,24 +12,20 @@ the mmpose vector through it).
 
 from __future__ import annotations
 
-import io
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from model.hrnet import PoseHRNet
 from service.engine.detector import TopDownDetector
-from service.engine.onnx_cache import Cached, ExportCache, tensors_digest
-from service.engine.ort_options import session_options
+from service.engine.onnx_cache import Cached, ExportCache, export_key, export_onnx
+from service.engine.ort_options import cpu_session
 from service.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
-OPSET = 17
 INPUT = "crops"
 OUTPUTS = ("heatmaps", "feat0", "feat1", "feat2", "feat3")
 INPUT_SHAPE = "N,3,256,192 float32 NCHW"
@@ -37,42 +33,20 @@ INPUT_SHAPE = "N,3,256,192 float32 NCHW"
 
 
 def hrnet_cache_key(net: PoseHRNet) -> dict[str, str]:
-    """Everything the exported graph depends on: the weights (digest of the state dict), the joints, the
-    exporter (torch) and runtime (onnxruntime) versions, the opset and the input shape."""
-    return {
-        "graph": "PoseHRNet",
-        "weights_sha256": tensors_digest(net.state_dict().items()),
-        "num_joints": str(net.num_joints),
-        "torch": torch.__version__,
-        "onnxruntime": ort.__version__,
-        "opset": str(OPSET),
-        "input": INPUT_SHAPE,
-    }
+    """Everything the exported graph depends on (:func:`~service.engine.onnx_cache.export_key`), joints too."""
+    return export_key("PoseHRNet", net, INPUT_SHAPE, num_joints=str(net.num_joints))
 
 
 def export_hrnet_onnx(net: PoseHRNet) -> bytes:
     """The ONNX graph of ``net`` (eval, float32, CPU copy): input ``crops (N, 3, 256, 192)``, dynamic ``N``."""
     cpu = PoseHRNet(net.cfg, num_joints=net.num_joints).eval()
     cpu.load_state_dict({k: v.detach().float().cpu() for k, v in net.state_dict().items()})
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(
-            cpu,
-            (torch.zeros(2, 3, 256, 192),),
-            buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects
-            input_names=[INPUT],
-            output_names=list(OUTPUTS),
-            dynamic_axes={INPUT: {0: "n"}, **{name: {0: "n"} for name in OUTPUTS}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    return buffer.getvalue()
+    return export_onnx(cpu, torch.zeros(2, 3, 256, 192), INPUT, OUTPUTS)
 
 
 class OnnxHRNet:
     """A :class:`PoseHRNet` run by ONNX Runtime (CPU execution provider, ``threads`` intra-op threads that sleep
-    rather than spin when idle: :func:`~service.engine.ort_options.session_options`).
+    rather than spin when idle: :func:`~service.engine.ort_options.cpu_session`).
 
     Args:
         model: the ONNX graph (bytes) of :func:`export_hrnet_onnx`.
@@ -80,8 +54,7 @@ class OnnxHRNet:
     """
 
     def __init__(self, model: bytes, threads: int = 0) -> None:
-        options = session_options(threads, allow_spinning=False)
-        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(model, threads)
 
     @classmethod
     def from_torch(cls, net: PoseHRNet, cache: Path | None = None, threads: int = 0) -> OnnxHRNet:
@@ -111,22 +84,6 @@ class OnnxHRNet:
         crops = np.ascontiguousarray(images.detach().to(torch.float32).cpu().numpy())
         heatmaps, *feats = self.session.run(list(OUTPUTS), {INPUT: crops})
         return torch.from_numpy(heatmaps), [torch.from_numpy(f) for f in feats]
-
-
-BACKEND_BY_DEVICE: dict[str, str] = {"cpu": "onnx", "cuda": "torch"}
-"""``detector.backend = "auto"``: the faster HRNet runtime per device, from ``python -m bench --only w32 w32-onnx``
-(``bench/README.md``, ``bench/measured/networks-hrnet-onnx-2threads``; CPU, 2 threads: ONNX Runtime at 70-82% of
-the matmul peak vs 19-60% for the fused channels-last torch network at batch 2-16 (the flip test's 2B crops),
-outputs equal to float32 rounding). CUDA keeps torch: not measured on a GPU (none was available); half precision
-is torch only."""
-
-
-def resolved_backend(backend: str, device: torch.device, half: bool) -> str:
-    """``torch`` or ``onnx`` for the ``detector.backend`` setting (``auto``: :data:`BACKEND_BY_DEVICE`, torch
-    whenever the detector runs in half precision)."""
-    if backend != "auto":
-        return backend
-    return "torch" if half else BACKEND_BY_DEVICE.get(device.type, "torch")
 
 
 def use_onnx_backend(

@@ -30,6 +30,7 @@ from model.joints import LIFTER_JOINTS
 from model.pstmo import PSTMO
 from model.skeleton import H36M_FLIP_PERM, flip_pose
 from service.config import ModelSpec
+from service.engine.pstmo_onnx import OnnxPSTMO
 from service.engine.types import ModelInfo
 from service.engine.windows import WindowSpec
 from service.errors import InvalidInput, Unavailable
@@ -140,7 +141,13 @@ class PSTMOLifter(ServedLifter):
     :data:`model.joints.LIFTER_JOINTS`): each window's ``(N, 17, 2)`` Human3.6M-17 input is reordered to it, the
     flip test swaps that order's left/right joints and zeroes that order's pelvis, and the ``(17, 3)`` output is
     reordered back to Human3.6M-17 and converted from ``spec.output_unit`` to metres before anything else sees it.
+    ``onnx``: the same network on ONNX Runtime (:mod:`service.engine.pstmo_onnx`) instead of torch, once
+    :mod:`service.engine.loader` sets it (``models.<name>.backend``).
     """
+
+    onnx: OnnxPSTMO | None = None
+    backend = "torch"
+    """Where the network runs, for ``/readyz`` (``onnx cached at <file>`` once the loader sets ``onnx``)."""
 
     def __init__(self, name: str, spec: ModelSpec, weights: str, device: torch.device, model: PSTMO) -> None:
         super().__init__(name, spec, weights, device)
@@ -160,11 +167,19 @@ class PSTMOLifter(ServedLifter):
             if not rows:
                 continue
             kp = j.to_network(np.stack([windows[i].keypoints_norm for i in rows]))
-            native = self.model.lift(torch.from_numpy(kp).to(self.device), flip, j.flip_perm, j.root)
-            poses = j.to_h36m_order(native.float().cpu().numpy()) * np.float32(self._scale)
+            poses = j.to_h36m_order(self._native(kp, flip)) * np.float32(self._scale)
             for i, pose in zip(rows, poses, strict=True):
                 out[i] = pose
         return [p for p in out if p is not None]
+
+    def _native(self, kp: FloatArray, flip: bool) -> FloatArray:
+        """``(B, T, 17, 2)`` in the network's joint order → ``(B, 17, 3)`` centre poses, the network's units."""
+        j = self.joints
+        if self.onnx is not None:
+            return self.onnx.lift(kp, flip, j.flip_perm, j.root)
+        native = self.model.lift(torch.from_numpy(kp).to(self.device), flip, j.flip_perm, j.root)
+        pose: FloatArray = native.float().cpu().numpy()
+        return pose
 
 
 class CAPFLifterServed(ServedLifter):

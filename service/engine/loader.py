@@ -37,12 +37,13 @@ from service.config import CommonSettings, LifterKind, ModelSpec
 from service.engine.detector import TopDownDetector
 from service.engine.framebuffer import FrameBuffer, MemoryFrameBuffer
 from service.engine.framebuffer.redis import RedisFrameBuffer
-from service.engine.hrnet_onnx import resolved_backend, use_onnx_backend
+from service.engine.hrnet_onnx import use_onnx_backend
 from service.engine.lifters import CAPFLifterServed, PSTMOLifter, ServedLifter
-from service.engine.onnx_cache import ExportCache, default_cache_dir
+from service.engine.onnx_cache import ExportCache, default_cache_dir, resolved_backend
 from service.engine.person_boxes import PersonBoxFinder
 from service.engine.person_detector_onnx import DetectorFamily, OnnxPersonDetector
 from service.engine.pipeline import Pipeline
+from service.engine.pstmo_onnx import OnnxPSTMO
 from service.engine.random_onnx import RANDOM_ONNX, random_onnx
 from service.engine.rtmpose import KeypointDetector, build_rtmpose_detector
 from service.engine.stages import Models
@@ -137,10 +138,31 @@ def build_pstmo(name: str, spec: ModelSpec, settings: CommonSettings, device: to
     cfg = _preset(PSTMO_PRESETS, name, spec.arch)
     path = _checkpoint(name, spec, settings)
     if path is None:
-        return PSTMOLifter(name, spec, RANDOM, device, _random_model(name, lambda: PSTMO(cfg)))
-    holder: list[PSTMO] = []
-    _load(name, lambda: holder.append(load_pstmo_checkpoint(path, cfg)))
-    return PSTMOLifter(name, spec, sha256_of_file(path), device, holder[0])
+        lifter = PSTMOLifter(name, spec, RANDOM, device, _random_model(name, lambda: PSTMO(cfg)))
+    else:
+        holder: list[PSTMO] = []
+        _load(name, lambda: holder.append(load_pstmo_checkpoint(path, cfg)))
+        lifter = PSTMOLifter(name, spec, sha256_of_file(path), device, holder[0])
+    if resolved_backend(spec.backend, device, settings.half_precision and device.type == "cuda") == "onnx":
+        use_onnx_lifter(lifter, settings)
+    return lifter
+
+
+def use_onnx_lifter(lifter: PSTMOLifter, settings: CommonSettings) -> None:
+    """Run ``lifter`` on ONNX Runtime (``models.<name>.backend = "onnx"``), its graph from the export cache,
+    with ``engine.torch_threads`` intra-op threads (0 = torch's thread count). Raises Unavailable off the CPU."""
+    if lifter.device.type != "cpu":
+        raise Unavailable(f"model {lifter.name!r}: backend 'onnx' runs on the CPU (device=cpu)")
+    threads = settings.engine.torch_threads or torch.get_num_threads()
+    cached = OnnxPSTMO.from_cache(lifter.model, export_cache(settings), lifter.spec.arch, threads)
+    lifter.onnx = cached.value
+    lifter.backend = f"onnx {'exported to' if cached.exported else 'cached at'} {cached.path}"
+    log.info("model %r: %s", lifter.name, lifter.backend)
+
+
+def export_cache(settings: CommonSettings) -> ExportCache:
+    """The export cache of ``detector.onnx_cache_dir`` (default: :func:`default_cache_dir`)."""
+    return ExportCache(settings.detector.onnx_cache_dir or default_cache_dir(os.environ))
 
 
 def build_capf(name: str, spec: ModelSpec, settings: CommonSettings, device: torch.device) -> ServedLifter:
@@ -236,6 +258,8 @@ async def load_engine(
         raise
     for name, lifter in lifters.items():
         report.detail[f"model:{name}"] = weights_detail(lifter.weights)
+        if isinstance(lifter, PSTMOLifter):
+            report.detail[f"model:{name}:backend"] = lifter.backend
     return pipeline
 
 
@@ -301,7 +325,7 @@ def _hrnet(settings: CommonSettings, checkpoint: Path | None, needs_features: bo
     fold, channels_last = (False, False) if onnx else (det.fold_batch_norms, det.channels_last)
     detector = TopDownDetector(net, device, half, needs_features, channels_last=channels_last, fold_batch_norms=fold)
     if onnx:
-        source = det.onnx_path or ExportCache(det.onnx_cache_dir or default_cache_dir(os.environ))
+        source = det.onnx_path or export_cache(settings)
         origin = use_onnx_backend(detector, net, source, settings.engine.torch_threads, name=f"hrnet-{det.arch}")
         report.detail["detector_backend"] = origin
     return detector

@@ -4,26 +4,49 @@ A cache entry is ``<dir>/<name>-<key digest>.onnx`` with ``<file>.sha256`` besid
 is a mapping of strings (weights digest, exporter and runtime versions, input shape, ...) hashed together, so a
 change in any of them names another file. Files are written atomically (a temporary file in the same directory,
 then ``os.replace``); an entry whose checksum is missing or wrong, or that ``open`` refuses, is rebuilt, never
-served. Generic: the HRNet backend (:mod:`service.engine.hrnet_onnx`) uses it; other exported networks can too.
+served. Generic: the HRNet backend (:mod:`service.engine.hrnet_onnx`) and the P-STMO backend
+(:mod:`service.engine.pstmo_onnx`) export through :func:`export_onnx`, key with :func:`export_key` and pick the
+backend with :func:`resolved_backend`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
+import onnxruntime as ort
 import torch
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+OPSET = 17
+"""The ONNX opset every exported graph uses."""
+
+BACKEND_BY_DEVICE: dict[str, str] = {"cpu": "onnx", "cuda": "torch"}
+"""``backend = "auto"`` (``detector.backend``, ``models.<name>.backend``): the faster runtime per device, measured
+per network (bench/README.md). CPU float32: ONNX Runtime — HRNet-W32 at 70-82% of the matmul peak vs 19-60% for
+the fused channels-last torch network (``bench/measured/networks-hrnet-onnx-2threads``); P-STMO 25-30% less CPU
+per window (``python -m bench.realtime_stages``). CUDA keeps torch: not measured on a GPU; half precision is torch
+only."""
+
+
+def resolved_backend(backend: str, device: torch.device, half: bool) -> str:
+    """``torch`` or ``onnx`` for a backend setting (``auto``: :data:`BACKEND_BY_DEVICE`, torch whenever the
+    network runs in half precision)."""
+    if backend != "auto":
+        return backend
+    return "torch" if half else BACKEND_BY_DEVICE.get(device.type, "torch")
 
 
 def default_cache_dir(environ: Mapping[str, str]) -> Path:
@@ -41,6 +64,40 @@ def tensors_digest(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         digest.update(t.numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
+
+
+def export_key(graph: str, module: torch.nn.Module, input_shape: str, **extra: str) -> dict[str, str]:
+    """Everything an exported graph depends on: its kind, the weights (digest of the state dict), the exporter
+    (torch) and runtime (onnxruntime) versions, the opset, the input shape, and ``extra`` (e.g. joints)."""
+    return {
+        "graph": graph,
+        "weights_sha256": tensors_digest(module.state_dict().items()),
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+        "opset": str(OPSET),
+        "input": input_shape,
+        **extra,
+    }
+
+
+def export_onnx(module: torch.nn.Module, example: torch.Tensor, input_name: str, output_names: Sequence[str]) -> bytes:
+    """The ONNX graph (opset :data:`OPSET`, TorchScript exporter) of ``module`` (eval, float32, CPU) called on one
+    input shaped like ``example``; the batch axis (0) of the input and of every output is dynamic."""
+    buffer = io.BytesIO()
+    axes = {name: {0: "n"} for name in (input_name, *output_names)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            module,
+            (example,),
+            buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects
+            input_names=[input_name],
+            output_names=list(output_names),
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    return buffer.getvalue()
 
 
 def key_digest(key: Mapping[str, str]) -> str:

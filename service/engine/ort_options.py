@@ -1,4 +1,4 @@
-"""ONNX Runtime session options shared by the engine's ONNX networks (RTMPose, the HRNet backend)."""
+"""ONNX Runtime session options shared by the engine's ONNX networks (RTMPose, the HRNet and P-STMO backends)."""
 
 from __future__ import annotations
 
@@ -22,3 +22,13 @@ def session_options(intra_op_threads: int, allow_spinning: bool) -> Any:
     options.add_session_config_entry("session.intra_op.allow_spinning", spin)
     options.add_session_config_entry("session.inter_op.allow_spinning", spin)
     return options
+
+
+def cpu_session(model: bytes, intra_op_threads: int) -> Any:
+    """An ONNX Runtime session of the graph ``model`` on the CPU execution provider, ``intra_op_threads`` threads
+    (0 = all cores) that sleep rather than spin when idle (:func:`session_options`): the engine's exported
+    networks (HRNet, P-STMO) run this way."""
+    import onnxruntime as ort
+
+    options = session_options(intra_op_threads, allow_spinning=False)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])

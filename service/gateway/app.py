@@ -113,7 +113,7 @@ def create_app(
         served = engine if engine is not None else owned
         assert served is not None
         state.engine = owned_by_keys(served, security)  # streams belong to the key that opened them
-        security.in_flight.probe = getattr(served, "admission_probe", None)  # in-process: refuse before the body
+        security.in_flight.probe = getattr(getattr(served, "inner", served), "admission_probe", None)  # in-process
         try:
             log_models(await state.engine.models(), settings)
         except Unavailable as exc:  # remote workers still loading: serve /healthz and a 503 /readyz meanwhile

@@ -25,6 +25,7 @@ from service.gateway.auth_grpc import AuthInterceptor
 from service.gateway.grpc_inputs import ESTIMATE_METHOD, keypoints_size_check
 from service.gateway.grpc_public import Pose3DServicer
 from service.gateway.http_head import bounded_protocol
+from service.gateway.limits import HeadDoor
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
 from service.rpc.server import PUBLIC_SERVICE, add_health_and_reflection, new_server, set_serving
@@ -119,7 +120,8 @@ async def run_gateway(
         app = create_app(settings, engine=engine, metrics=metrics, security=security)
         if public is not None:  # gRPC jobs share the app's job store and runner
             public.servicer.jobs = app.state.jobs
-        head = bounded_protocol(settings.limits.max_header_bytes, settings.limits.max_headers)  # 431 past them
+        door = HeadDoor(settings.limits, metrics, security.in_flight)  # the engine's door, asked from the head
+        head = bounded_protocol(settings.limits, door)  # and 431 past the head limits
         config = uvicorn.Config(
             app,
             host=settings.host,

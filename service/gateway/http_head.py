@@ -7,13 +7,25 @@ and answers ``431 Request Header Fields Too Large`` (then closes the connection)
 ``limits.max_header_bytes``, or once a request has more than ``limits.max_headers`` header fields. It is the
 same parser otherwise (h11, whose ``h11_max_incomplete_event_size`` bounds the head too, parses bodies several
 times slower and answers 400).
+
+Given a :class:`~service.gateway.limits.HeadDoor`, the protocol also asks the engine's door about an estimate once
+its head is complete, before any ASGI code runs (no task, no scope, no middleware): a refusal is written at once,
+as the app would write it, and the body that follows is skipped as it arrives (the connection stays open, as it
+does when the app answers without reading a body) — at 10× overload a refusal costs the server a few tens of µs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import urllib.parse
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+from starlette.responses import Response
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from service.config import LimitSettings
+from service.gateway.limits import HeadDoor
 
 _BODY_431 = b"request header fields too large\n"
 _ANSWER_431 = (
@@ -26,11 +38,21 @@ class HeadTooLarge(Exception):
     """Raised inside a parser callback: the request has too many header fields."""
 
 
+class _Answered:
+    """The request cycle of a request answered from its head: its body is skipped as it arrives (uvicorn reads
+    ``response_complete``, and sets ``message_event`` when the connection ends: no one waits on it)."""
+
+    response_complete = True
+    message_event = asyncio.Event()
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with ``max_header_bytes`` and ``max_headers`` per request head."""
+    """uvicorn's httptools protocol with ``max_header_bytes`` and ``max_headers`` per request head, and the
+    engine's door (``door``; ``None``: the app decides everything) asked from an estimate's head."""
 
     max_header_bytes = 64 * 1024
     max_headers = 100
+    door: HeadDoor | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -65,7 +87,34 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._awaiting_head, self._head_bytes = False, 0
-        super().on_headers_complete()
+        idle = self.cycle is None or self.cycle.response_complete  # never answer ahead of a pipelined request
+        refusal = self._refusal() if idle and self.door is not None else None
+        if refusal is None:
+            super().on_headers_complete()
+        else:
+            self._answer(refusal)
+
+    def _refusal(self) -> Response | None:
+        assert self.door is not None
+        path = httptools.parse_url(self.url).path.decode("ascii")
+        path = self.root_path + (urllib.parse.unquote(path) if "%" in path else path)
+        return self.door.refusal(self.parser.get_method().decode("ascii"), path, self.headers)
+
+    def _answer(self, response: Response) -> None:
+        """Write ``response`` now; keep the connection for the next request unless the client may not send the
+        body it announced (``Expect: 100-continue``) or will not keep it (HTTP/1.0, ``Connection: close``)."""
+        keep = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+        keep = keep and not self.expect_100_continue
+        head = [STATUS_LINE[response.status_code]]
+        for name, value in [*self.server_state.default_headers, *response.raw_headers]:
+            head.extend([name, b": ", value, b"\r\n"])
+        head.append(b"\r\n" if keep else b"connection: close\r\n\r\n")
+        self.transport.write(b"".join(head) + response.body)
+        self.cycle = _Answered()  # type: ignore[assignment]
+        if keep:
+            self.on_response_complete()
+        else:
+            self.transport.close()
 
     def on_message_complete(self) -> None:
         self._awaiting_head = True
@@ -84,7 +133,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def bounded_protocol(max_header_bytes: int, max_headers: int) -> type[HttpToolsProtocol]:
-    """A :class:`BoundedHttpToolsProtocol` with these limits, for uvicorn's ``http=``."""
-    limits = {"max_header_bytes": max_header_bytes, "max_headers": max_headers}
-    return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), limits)
+def bounded_protocol(limits: LimitSettings, door: HeadDoor | None = None) -> type[HttpToolsProtocol]:
+    """A :class:`BoundedHttpToolsProtocol` with these limits (and ``door``), for uvicorn's ``http=``."""
+    fields = {"max_header_bytes": limits.max_header_bytes, "max_headers": limits.max_headers, "door": door}
+    return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), fields)

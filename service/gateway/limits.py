@@ -2,8 +2,9 @@
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so uploads stream through untouched and the byte count is
 exact; a body past ``max_body_bytes`` is refused with 413 before or while it arrives. An estimate
-(``POST /v1/pose3d`` answered whole) that the engine would refuse even at its cheapest is refused here, from its
-headers, before its body is read (503 + Retry-After, :class:`~service.security.inflight.InFlight`).
+(``POST /v1/pose3d`` answered whole) that the engine would refuse even at its cheapest is refused earlier still,
+from its head, inside the HTTP protocol (:class:`HeadDoor`, asked by :mod:`service.gateway.http_head`): before its
+body is read and before any ASGI code runs (503 + Retry-After, :class:`~service.security.inflight.InFlight`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.config import LimitSettings
@@ -34,14 +36,14 @@ class _BodyTooLarge(Exception):
     """Raised from ``receive`` when the body passes the limit (turned into a 413 by the middleware)."""
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def _header(scope: Scope | dict[str, Any], name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
             return str(value.decode("latin-1"))
     return None
 
 
-def _estimate_kind(scope: Scope) -> tuple[bool | None, float | None]:
+def _estimate_kind(scope: Scope | dict[str, Any]) -> tuple[bool | None, float | None]:
     """For ``POST /v1/pose3d`` or ``/v1/pose3d/keypoints`` answered whole: whether it carries images (multipart)
     or keypoints (JSON) and its ``X-Request-Timeout`` in seconds (``None``: absent or not a positive number);
     ``(None, None)`` otherwise."""
@@ -58,10 +60,50 @@ def _estimate_kind(scope: Scope) -> tuple[bool | None, float | None]:
     return images, timeout if 0 < timeout < math.inf else None
 
 
+def _declared_over(scope: Scope | dict[str, Any], limit: int) -> int | None:
+    """The body size the request declares (``Content-Length``) when it is over ``limit``."""
+    declared = _header(scope, b"content-length")
+    return int(declared) if declared is not None and declared.isdigit() and int(declared) > limit else None
+
+
 def _route_label(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"
+
+
+def _count(metrics: Metrics, label: str, status: int, started: float) -> None:
+    metrics.requests_total.labels(label, str(status)).inc()
+    metrics.request_duration.labels(label).observe(time.perf_counter() - started)
+
+
+class HeadDoor:
+    """The engine's door asked from a request's head alone, by the HTTP protocol before any ASGI code runs: an
+    estimate (:func:`_estimate_kind`) that :meth:`InFlight.check` refuses is answered exactly as
+    :class:`GatewayGuard` answers its refusals (problem+json, ``X-Request-ID``, ``Retry-After``) and counted alike
+    (``pose3d_rejected_total``, ``pose3d_requests_total{route="unmatched"}``, ``pose3d_request_duration_seconds``).
+    """
+
+    def __init__(self, limits: LimitSettings, metrics: Metrics, in_flight: InFlight) -> None:
+        self.limits, self.metrics, self.in_flight = limits, metrics, in_flight
+
+    def refusal(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> JSONResponse | None:
+        """The answer to a request with this head when it is refused now; ``None``: the app decides."""
+        started = time.perf_counter()
+        head = {"method": method, "path": path, "headers": headers}
+        images, timeout_s = _estimate_kind(head)
+        if images is None or _declared_over(head, self.limits.max_body_bytes) is not None:  # the app's 413 first
+            return None
+        try:
+            self.in_flight.check(images, timeout_s)
+        except Pose3DError as refused:
+            if not isinstance(refused, OverCapacity):  # the engine's door counted its own, by reason
+                self.metrics.rejected_total.labels(refused.type_slug).inc()
+            request_id = safe_request_id(_header(head, REQUEST_ID_HEADER.lower().encode()))
+            response = problem_response(refused, request_id, path, self.limits.retry_after_s)
+            _count(self.metrics, "unmatched", refused.status, started)
+            return response
+        return None
 
 
 class GatewayGuard:
@@ -89,9 +131,7 @@ class GatewayGuard:
         try:
             await self._guarded(scope, receive, send_tracked, request_id)
         finally:
-            label = _route_label(scope)
-            self.metrics.requests_total.labels(label, str(status_box[0])).inc()
-            self.metrics.request_duration.labels(label).observe(time.perf_counter() - started)
+            _count(self.metrics, _route_label(scope), status_box[0], started)
 
     @staticmethod
     def _tracking_send(send: Send, request_id: str, status_box: list[int]) -> Send:
@@ -106,30 +146,23 @@ class GatewayGuard:
 
         return tracked
 
-    async def _refuse(
-        self, scope: Scope, receive: Receive, send: Send, error: Pose3DError, request_id: str, counted: bool = False
-    ) -> None:
-        """Answer ``error`` as problem+json (counted in ``pose3d_rejected_total`` unless ``counted`` already)."""
-        if not counted:
-            self.metrics.rejected_total.labels(error.type_slug).inc()
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: Pose3DError, request_id: str) -> None:
+        """Answer ``error`` as problem+json (counted in ``pose3d_rejected_total``)."""
+        self.metrics.rejected_total.labels(error.type_slug).inc()
         response = problem_response(error, request_id, str(scope.get("path", "")), self.limits.retry_after_s)
         await response(scope, receive, send)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         limit = self.limits.max_body_bytes
-        declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            too_large = PayloadTooLarge(f"request body is {int(declared)} bytes; at most {limit} are accepted")
+        if (declared := _declared_over(scope, limit)) is not None:
+            too_large = PayloadTooLarge(f"request body is {declared} bytes; at most {limit} are accepted")
             await self._refuse(scope, receive, send, too_large, request_id)
             return
         if not str(scope.get("path", "")).startswith(GUARDED_PREFIX):
             await self._bounded(scope, receive, send, request_id)
             return
         try:
-            self.in_flight.acquire(*_estimate_kind(scope))
-        except OverCapacity as refused:  # the engine's door (counted there by its reason)
-            await self._refuse(scope, receive, send, refused, request_id, counted=True)
-            return
+            self.in_flight.acquire()
         except Pose3DError as busy:
             await self._refuse(scope, receive, send, busy, request_id)
             return

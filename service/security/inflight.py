@@ -27,14 +27,18 @@ class InFlight:
         self.count = 0
         self.probe: Probe | None = None
 
-    def acquire(self, images: bool | None = None, timeout_s: float | None = None) -> None:
-        """Take one slot; :class:`Overloaded` (429 / RESOURCE_EXHAUSTED) when none is free, :class:`OverCapacity`
-        (503) when ``images`` is given (an estimate of images, else of keypoints, with ``timeout_s`` to its
-        deadline, ``None``: the server's) and the probe refuses it."""
+    def check(self, images: bool | None = None, timeout_s: float | None = None) -> None:
+        """Raise :class:`Overloaded` (429 / RESOURCE_EXHAUSTED) when no slot is free, :class:`OverCapacity` (503)
+        when ``images`` is given (an estimate of images, else of keypoints, with ``timeout_s`` to its deadline,
+        ``None``: the server's) and the probe refuses it."""
         if self.count >= self.limit:
             raise Overloaded(f"{self.count} requests in flight; retry shortly", retry_after_s=self.retry_after_s)
         if images is not None and self.probe is not None and (refusal := self.probe(images, timeout_s)) is not None:
             raise OverCapacity(refusal.detail, retry_after_s=refusal.retry_after_s)
+
+    def acquire(self) -> None:
+        """Take one slot (:class:`Overloaded` when none is free)."""
+        self.check()
         self.count += 1
 
     def release(self) -> None:

@@ -14,6 +14,8 @@ import uvicorn
 from service.assembly import in_process_engine
 from service.config import DetectorSettings, EngineSettings, GatewaySettings, LifterKind, LimitSettings, ModelSpec
 from service.gateway.app import create_app
+from service.gateway.http_head import bounded_protocol
+from service.gateway.limits import HeadDoor
 from tests.conftest import free_port
 
 PROBLEM = "application/problem+json"
@@ -41,13 +43,20 @@ def tiny_settings(**overrides: Any) -> GatewaySettings:
 
 
 class LiveServer:
-    """The app served by uvicorn on 127.0.0.1:<free port> in a daemon thread (lifespan included)."""
+    """The app served by uvicorn on 127.0.0.1:<free port> in a daemon thread (lifespan included), through the
+    gateway's own HTTP protocol (head limits; the engine's door asked from an estimate's head unless ``head_door``
+    is false, and then the app's own checks decide)."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, head_door: bool = True) -> None:
         self.port = free_port()
         self.settings = settings.model_copy(update={"port": self.port})
         self.app = create_app(self.settings, engine_factory=in_process_engine)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        state = self.app.state
+        door = HeadDoor(self.settings.limits, state.gateway.metrics, state.security.in_flight) if head_door else None
+        http = bounded_protocol(self.settings.limits, door)
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", http=http
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -71,8 +80,8 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(settings: GatewaySettings) -> Iterator[LiveServer]:
-    server = LiveServer(settings)
+def live_server(settings: GatewaySettings, head_door: bool = True) -> Iterator[LiveServer]:
+    server = LiveServer(settings, head_door)
     server.start()
     try:
         yield server

@@ -9,6 +9,8 @@ behind queued work is hundreds of seconds, whatever the machine's speed.
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,15 +19,19 @@ from contextlib import contextmanager
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 
 from service.config import EngineSettings
 from service.engine.batcher import DynamicBatcher
 from service.engine.inprocess import InProcessEngine, build_engine
+from service.gateway.app import create_app
 from service.gateway.grpc_server import PublicGrpcServer
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
+from service.security.guard import Security
+from service.security.owned_engine import OwnedEngine, owned
 from tests.service.rest_support import assert_problem, live_server, tiny_settings
 
 SLOW_S_PER_WINDOW = 100.0
@@ -68,11 +74,12 @@ def held_inference(engine: InProcessEngine) -> Iterator[None]:
 
 
 def queue_one_behind_one(batcher: DynamicBatcher[Any, Any], send: Any, pool: ThreadPoolExecutor) -> list[Future[Any]]:
-    """Two requests: the first one's window in flight (held), the second one's queued behind it."""
+    """Two requests: the first one's window queued (its batch waits for the held thread), the second one's behind
+    it."""
     first = pool.submit(send)
-    wait_for(lambda: batcher.queued_units == 0 and batcher.expected_wait_s(0) not in (None, 0.0), "first in flight")
+    wait_for(lambda: batcher.queued_units == 1, "first queued")
     second = pool.submit(send)
-    wait_for(lambda: batcher.queued_units == 1, "second queued")
+    wait_for(lambda: batcher.queued_units == 2, "second queued")
     return [first, second]
 
 
@@ -89,7 +96,7 @@ def test_rest_refuses_at_once_with_503_and_a_computed_retry_after() -> None:
             body = assert_problem(refused, 503, "over-capacity")
             expected = batcher.expected_wait_s(1)
             assert expected is not None
-        # wait ≈ the held window (≤ 100 s) + 2 windows at 100 s, less the share of the 60 s deadline it may wait
+        # wait ≈ 3 windows at 100 s (2 queued ahead, its own), less the share of the 60 s deadline it may wait
         retry_after = int(refused.headers["retry-after"])
         assert 2 * SLOW_S_PER_WINDOW - DEADLINE_S <= retry_after <= 3 * SLOW_S_PER_WINDOW
         assert "over capacity" in body["detail"]
@@ -141,9 +148,9 @@ async def test_grpc_refuses_at_once_with_unavailable_and_a_retry_after_trailer()
         batcher = slow_lift(engine)
         with held_inference(engine):
             first = asyncio.ensure_future(stub.Estimate(request))
-            await until(lambda: batcher.queued_units == 0 and batcher.expected_wait_s(0) not in (None, 0.0))
+            await until(lambda: batcher.queued_units == 1)  # its batch waits for the held thread
             second = asyncio.ensure_future(stub.Estimate(request))
-            await until(lambda: batcher.queued_units == 1)
+            await until(lambda: batcher.queued_units == 2)
             try:
                 await stub.Estimate(request, timeout=DEADLINE_S)
             except grpc.aio.AioRpcError as e:
@@ -197,5 +204,89 @@ def test_count_admission_is_the_bound_alone() -> None:
             third = pool.submit(
                 lambda: client.post("/v1/pose3d", json=one_frame(), headers={"X-Request-Timeout": "60"})
             )
-            wait_for(lambda: batcher.queued_units == 2, "third queued, not refused")
+            wait_for(lambda: batcher.queued_units == 3, "third queued, not refused")
         assert [f.result(300).status_code for f in [*admitted, third]] == [200, 200, 200]
+
+
+def refused_by(live: Any, pool: ThreadPoolExecutor, body: bytes, request_id: str) -> httpx.Response:
+    """One estimate posted while the engine would refuse it (two requests held ahead, the lift rate slowed)."""
+    with live.client(timeout_s=600) as client:
+        assert client.post("/v1/pose3d", json=one_frame()).status_code == 200  # measures the rate (then slowed)
+        state = live.app.state.gateway
+        engine: InProcessEngine = getattr(state.engine, "inner", state.engine)
+        batcher = slow_lift(engine)
+        headers = {"X-Request-Timeout": str(DEADLINE_S), "Content-Type": "application/json", "X-Request-ID": request_id}
+        with held_inference(engine):
+            admitted = queue_one_behind_one(batcher, lambda: client.post("/v1/pose3d", json=one_frame()), pool)
+            refused: httpx.Response = client.post("/v1/pose3d", content=body, headers=headers)
+            assert client.get("/healthz").status_code == 200  # the connection that carried the refusal stays usable
+        assert [f.result(300).status_code for f in admitted] == [200, 200]
+        return refused
+
+
+def test_the_head_refusal_answers_and_counts_as_the_app_refusal() -> None:
+    """Refused by the HTTP protocol from the head (the body is not even JSON, and never read) or by the app after
+    reading a valid body: the same status, problem+json document, ``Retry-After`` and request id; both counted in
+    ``/metrics`` (the head's one under ``route="unmatched"``, as the app's guard counts what routing never saw)."""
+    with ThreadPoolExecutor(2) as pool:
+        with live_server(settings()) as live:
+            head = refused_by(live, pool, b"not json at all", "head-refused-1")
+            head_metrics = httpx.get(f"{live.url}/metrics").text
+        with live_server(settings(), head_door=False) as live:
+            app = refused_by(live, pool, json.dumps(one_frame()).encode(), "app-refused-1")
+    head_body, app_body = assert_problem(head, 503, "over-capacity"), assert_problem(app, 503, "over-capacity")
+    assert head.headers["x-request-id"] == head_body["request_id"] == "head-refused-1"
+    assert app.headers["x-request-id"] == app_body["request_id"] == "app-refused-1"
+    assert head_body.keys() == app_body.keys()
+    assert {k: v for k, v in head_body.items() if k not in ("detail", "request_id")} == {
+        k: v for k, v in app_body.items() if k not in ("detail", "request_id")
+    }
+    assert head_body["detail"].split(":")[0] == app_body["detail"].split(":")[0] == "over capacity"
+    assert sorted(head.headers.keys()) == sorted(app.headers.keys())
+    assert int(head.headers["retry-after"]) >= 2 * SLOW_S_PER_WINDOW - DEADLINE_S
+    assert int(app.headers["retry-after"]) >= 2 * SLOW_S_PER_WINDOW - DEADLINE_S
+    assert 'pose3d_rejected_total{reason="expected-wait"} 1.0' in head_metrics
+    assert 'pose3d_requests_total{code="503",route="unmatched"} 1.0' in head_metrics
+    assert 'pose3d_request_duration_seconds_count{route="unmatched"} 1.0' in head_metrics
+
+
+@pytest.mark.parametrize("how", ["HTTP/1.0", "Connection: close", "Expect: 100-continue"])
+def test_the_head_refusal_closes_a_connection_the_client_will_not_keep(how: str) -> None:
+    """After a refusal from the head, the connection is closed when the client will not keep it (HTTP/1.0,
+    ``Connection: close``) or may never send the body it announced (``Expect: 100-continue``)."""
+    with live_server(settings()) as live, live.client(timeout_s=600) as client, ThreadPoolExecutor(2) as pool:
+        assert client.post("/v1/pose3d", json=one_frame()).status_code == 200
+        state = live.app.state.gateway
+        engine: InProcessEngine = getattr(state.engine, "inner", state.engine)
+        batcher = slow_lift(engine)
+        version, extra = ("HTTP/1.0", "") if how == "HTTP/1.0" else ("HTTP/1.1", how + "\r\n")
+        head = (
+            f"POST /v1/pose3d {version}\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n{extra}"
+            f"X-Request-Timeout: {DEADLINE_S}\r\n\r\n"
+        )
+        with held_inference(engine):
+            admitted = queue_one_behind_one(batcher, lambda: client.post("/v1/pose3d", json=one_frame()), pool)
+            with socket.create_connection(("127.0.0.1", live.port), timeout=120) as sock:
+                sock.sendall(head.encode())
+                answer = b""
+                while chunk := sock.recv(65536):  # ends when the server closes
+                    answer += chunk
+        assert answer.startswith(b"HTTP/1.1 503 "), answer
+        assert b"\r\nconnection: close\r\n" in answer.lower()
+        assert [f.result(300).status_code for f in admitted] == [200, 200]
+
+
+async def test_serve_asks_the_engines_door_through_its_ownership_wrapper() -> None:
+    """``pose3d serve`` hands the app its engine wrapped for ownership (``run_gateway``: :func:`owned`): the
+    head's door is still the in-process engine's probe (it was none, and every refusal parsed its body)."""
+    s = settings()
+    metrics = Metrics()
+    security = Security(s, metrics)
+    engine = owned(await build_engine(s, metrics), security)
+    app = create_app(s, engine=engine, metrics=metrics, security=security)
+    try:
+        async with app.router.lifespan_context(app):
+            assert isinstance(engine, OwnedEngine)
+            assert security.in_flight.probe == engine.inner.admission_probe  # type: ignore[attr-defined]
+    finally:
+        await engine.aclose()

@@ -11,6 +11,7 @@ import pytest
 from service.cli import build_parser
 from service.config import GatewaySettings, LifterKind, build_settings, load_settings_file
 from service.engine.inprocess import build_engine
+from service.engine.lifters import PSTMOLifter
 from service.engine.types import (
     EstimateOptions,
     Frame,
@@ -47,13 +48,13 @@ def test_realtime_profile_is_what_the_readme_says() -> None:
     assert (det.family, str(det.rtmpose_onnx), det.rtmpose_threads, det.flip_test, det.pose_guided_boxes) == (
         "rtmpose",
         "rtmpose-t",
-        2,
+        1,
         False,
         True,
     )
-    assert (det.detect_every, det.guide_min_score) == (10, 0.3)
+    assert (det.detect_every, det.guide_min_score) == (30, 0.3)
     (spec,) = rt.models.values()
-    assert (spec.kind, spec.frames, spec.flip_test) == (LifterKind.PSTMO, 81, False)
+    assert (spec.kind, spec.frames, spec.flip_test, spec.backend) == (LifterKind.PSTMO, 81, False, "auto")
     assert rt.default_clip_model == rt.default_image_model == "pstmo-81"
     assert (rt.engine.max_delay_ms, rt.engine.torch_threads) == (0.0, 1)
 
@@ -63,6 +64,7 @@ async def test_realtime_profile_serves_with_stand_in_weights(tmp_path: Path) -> 
     data["detector"].update(
         rtmpose_onnx=rtmpose_standin(tmp_path / "rtmpose.onnx"),
         person_detector_onnx=mean_channel0_detector(tmp_path / "person.onnx"),
+        onnx_cache_dir=tmp_path / "onnx",  # P-STMO's ONNX Runtime graph (backend "auto")
     )
     data["models"]["pstmo-81"].pop("checkpoint")
     settings = GatewaySettings(**data, allow_random_weights=True)
@@ -70,23 +72,27 @@ async def test_realtime_profile_serves_with_stand_in_weights(tmp_path: Path) -> 
     try:
         rng = np.random.default_rng(0)
         frames: list[Frame] = [
-            ImageFrame(rng.integers(100, 255, (64, 64, 3), dtype=np.uint8), frame_index=i) for i in range(12)
+            ImageFrame(rng.integers(100, 255, (64, 64, 3), dtype=np.uint8), frame_index=i) for i in range(32)
         ]
         result = await collect(engine, Work("rt", frames, EstimateOptions(mode=WindowMode.CAUSAL)))
-        assert [len(f.people) for f in result.frames] == [1] * 12
+        assert [len(f.people) for f in result.frames] == [1] * 32
         runs = engine.metrics.person_detector_run_count()
-        assert runs == 2  # frames 0 and 10
+        assert runs == 2  # frames 0 and 30 (detect_every = 30), pose-guided boxes between
+        lifter = engine.pipeline.lifters["pstmo-81"]
+        assert isinstance(lifter, PSTMOLifter)
+        assert lifter.backend.startswith("onnx exported to")  # backend "auto" on the CPU
     finally:
         await engine.aclose()
 
 
 def test_realtime_profile_serves_image_clip_and_stream_through_the_gateway(tmp_path: Path) -> None:
     """The shipped file as it is (stand-in weights only): REST image, causal clip, causal stream == clip, and
-    the person detector on frames 0 and 10 of each 12-frame sequence (pose-guided in between)."""
+    the person detector on frame 0 only of each 12-frame sequence (pose-guided after it; detect_every = 30)."""
     data = load_settings_file(profile_path("realtime"))
     data["detector"].update(
         rtmpose_onnx=rtmpose_standin(tmp_path / "rtmpose.onnx"),
         person_detector_onnx=mean_channel0_detector(tmp_path / "person.onnx"),
+        onnx_cache_dir=tmp_path / "onnx",  # P-STMO's ONNX Runtime graph (backend "auto")
     )
     data["models"]["pstmo-81"].pop("checkpoint")
     data["detector"]["person_score_threshold"] = 0.05  # the stand-in scores a frame by its mean red / 255
@@ -110,5 +116,5 @@ def test_realtime_profile_serves_image_clip_and_stream_through_the_gateway(tmp_p
         np.testing.assert_allclose(_poses(streamed), _poses(whole.json()["frames"]), atol=1e-4)
         metrics = client.get("/metrics").text
     runs = [line for line in metrics.splitlines() if line.startswith("pose3d_person_detector_runs_total")]
-    assert 'pose3d_person_detector_runs_total{reason="pose_guide"} 5.0' in runs  # the image, frames 0 and 10 twice
+    assert 'pose3d_person_detector_runs_total{reason="pose_guide"} 3.0' in runs  # the image, frame 0 twice
     assert 'pose3d_person_detector_runs_total{reason="asked"} 0.0' in runs

@@ -9,6 +9,7 @@ import asyncio
 import gc
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -110,8 +111,17 @@ async def test_a_stage_rate_is_its_compute_not_its_wait_for_a_shared_thread(exec
         clock.advance(5.0)
 
     held = executor.submit(sibling_batch)
+    waiting: list[Any] = []
+    submit = executor.submit
+
+    def noted(fn: Any, *args: Any) -> Any:
+        waiting.append(fn)
+        return submit(fn, *args)
+
+    executor.submit = noted  # type: ignore[method-assign,assignment]
     queued = asyncio.ensure_future(batcher.submit_many([1.0] * 4))
-    await until(lambda: batcher.queued_units == 0, "the batch taken, waiting for the thread")
+    await until(lambda: bool(waiting), "the batch waiting for the thread (it takes the batch when it starts it)")
+    assert batcher.queued_units == 4
     assert batcher.expected_wait_s(0) is None  # cold
     sibling.set()
     assert await queued == [2.0] * 4

@@ -15,9 +15,8 @@ import service.engine.hrnet_onnx as hrnet_onnx
 from model.hrnet import HRNET_PRESETS, PoseHRNet
 from service.config import CommonSettings, DetectorSettings
 from service.engine.detector import TopDownDetector
-from service.engine.hrnet_onnx import resolved_backend
 from service.engine.loader import Report, build_detector
-from service.engine.onnx_cache import ExportCache, default_cache_dir
+from service.engine.onnx_cache import ExportCache, default_cache_dir, resolved_backend
 
 
 class Exports:
