@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Coroutine
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from fastapi import Request, Response
@@ -35,18 +34,14 @@ JsonEndpoint = Callable[..., Awaitable[Response]]
 """The endpoint of a :class:`JSONBodyRoute`, called as ``endpoint(request, None, **path_params)``."""
 
 
-class BodyKind(StrEnum):
-    MULTIPART = "multipart"
-    JSON = "json"
-
-
-def body_kind(request: Request) -> BodyKind:
-    """``multipart/form-data`` or JSON (``application/json`` / ``*+json``); 415 for anything else."""
+def is_json(request: Request) -> bool:
+    """True for a JSON body (``application/json`` / ``*+json``), False for ``multipart/form-data``; 415 for
+    anything else."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type == "multipart/form-data":
-        return BodyKind.MULTIPART
+        return False
     if media_type == "application/json" or media_type.endswith("+json"):
-        return BodyKind.JSON
+        return True
     shown = media_type or "none"
     raise UnsupportedMediaType(
         f"content type {shown!r} is not accepted: send multipart/form-data (field 'file') or application/json"
@@ -68,14 +63,14 @@ async def read_json(request: Request, model: type[Model], where: str = "JSON bod
 
 class JSONBodyRoute(APIRoute):
     """A route whose JSON body FastAPI documents from the endpoint's pydantic parameter but never reads: the endpoint
-    is called as ``endpoint(request, None)`` and reads and validates the body itself, off the event loop (a
+    is called as ``endpoint(request, None, **path_params)`` and reads and validates the body itself, off the event loop (a
     20 000-frame keypoints body parsed by FastAPI on the loop would stall every other request)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         endpoint = self.endpoint
 
         async def handler(request: Request) -> Response:
-            if body_kind(request) is not BodyKind.JSON:
+            if not is_json(request):
                 raise UnsupportedMediaType("send the keypoints as application/json")
             engine_of(request)  # 503 before reading a body the engine could not take
             return await _call_json(endpoint, request)
@@ -97,9 +92,9 @@ def multipart_route(json_alias: JsonEndpoint) -> type[APIRoute]:
             handler = super().get_route_handler()
 
             async def dispatch(request: Request) -> Response:
-                kind = body_kind(request)
+                json_body = is_json(request)
                 engine_of(request)
-                return await (_call_json(json_alias, request) if kind is BodyKind.JSON else handler(request))
+                return await (_call_json(json_alias, request) if json_body else handler(request))
 
             return dispatch
 
