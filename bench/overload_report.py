@@ -33,8 +33,8 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def engine_figures(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, Any]:
     """What the engine did meanwhile (two :meth:`ServedGateway.engine_totals`, ``seconds`` apart): per stage its
-    mean batch and busy share of the time (from taking its batch to its outputs back), refusals per second, and the
-    door's calibration scale at the end."""
+    mean batch and busy share of the time (from asking its thread for a batch to its outputs back: a wait for the
+    thread the stages share counts), refusals per second, and the door's calibration scale at the end."""
     moved = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after if k != "admission_scale"}
     stages = sorted({k.split(".")[0] for k in moved if k.endswith(".batches")})
     figures: dict[str, Any] = {
