@@ -33,8 +33,9 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def engine_figures(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, Any]:
     """What the engine did meanwhile (two :meth:`ServedGateway.engine_totals`, ``seconds`` apart): per stage its
-    mean batch and busy share of the time (its batches' compute, threads overlapping), refusals per second."""
-    moved = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    mean batch and busy share of the time (from asking its thread for a batch to its outputs back: a wait for the
+    thread the stages share counts), refusals per second, and the door's calibration scale at the end."""
+    moved = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after if k != "admission_scale"}
     stages = sorted({k.split(".")[0] for k in moved if k.endswith(".batches")})
     figures: dict[str, Any] = {
         f"{stage}_batch_mean": round(moved[f"{stage}.units"] / moved[f"{stage}.batches"], 1)
@@ -47,6 +48,7 @@ def engine_figures(before: dict[str, float], after: dict[str, float], seconds: f
         for k, v in moved.items()
         if k.startswith("refused.")
     }
+    figures["admission_scale_after"] = round(after.get("admission_scale", 1.0), 2)
     return figures
 
 

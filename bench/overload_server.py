@@ -103,7 +103,7 @@ class ServedGateway:
     def engine_totals(self) -> dict[str, float]:
         """The server's own running totals from ``/metrics``: per stage its batches, units and busy seconds
         (``<stage>.batches``, ``.units``, ``.busy_s``), refusals by reason (``refused.<reason>``) and 503s by route
-        (``refused.503 at <route>``; ``unmatched``: refused from the head)."""
+        (``refused.503 at <route>``; ``unmatched``: refused from the head), the door's ``admission_scale`` now."""
         wanted = {"pose3d_batch_size_count": "batches", "pose3d_batch_size_sum": "units"}
         wanted |= {"pose3d_stage_duration_seconds_sum": "busy_s"}
         totals: dict[str, float] = {}
@@ -113,6 +113,8 @@ class ServedGateway:
                     totals[f"{sample.labels['stage']}.{wanted[sample.name]}"] = sample.value
                 elif sample.name == "pose3d_rejected_total":
                     totals[f"refused.{sample.labels['reason']}"] = sample.value
+                elif sample.name == "pose3d_admission_scale":
+                    totals["admission_scale"] = sample.value
                 elif sample.name == "pose3d_requests_total" and sample.labels["code"] == "503":  # unmatched: head
                     totals[f"refused.503 at {sample.labels['route']}"] = sample.value
         return totals

@@ -164,7 +164,10 @@ def start_child(name: str, tree: Path, profiles: list[str], args: argparse.Names
     ready = child.call()
     for profile, info in ready["ready"].items():
         runtime = "HRNet " + info["detail"].get("detector_backend", "torch") if profile == "default" else "RTMPose"
-        print(f"  {name} {profile}: started in {info['start_s']:.1f} s; 2D detector: {runtime}")
+        lifters = "; ".join(f"{k[6:-8]} {v}" for k, v in info["detail"].items() if k.endswith(":backend"))
+        print(
+            f"  {name} {profile}: started in {info['start_s']:.1f} s; 2D detector: {runtime}; lifter: {lifters or 'torch'}"
+        )
     return child
 
 

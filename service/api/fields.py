@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from service.api.schemas import ModelRef
 from service.api.validation import parse_bool, parse_boxes, parse_float, parse_int, parse_mode, parse_model_name
 from service.api.world_fields import CAMERA_FIELDS, build_world
 from service.config import LimitSettings
@@ -69,7 +70,7 @@ def world_from_fields(fields: Fields) -> tuple[CameraSpec, SmoothingSpec]:
     return build_world(camera, method, params)
 
 
-def random_weight_warnings(info: ModelInfo) -> list[str]:
+def random_weight_warnings(info: ModelInfo | ModelRef) -> list[str]:
     if info.random_weights:
         return [f"model {info.name!r} serves RANDOM weights (no checkpoint configured): its poses are meaningless"]
     return []

@@ -19,7 +19,6 @@ H36M_BONES: Final[tuple[tuple[int, int], ...]] = tuple((p, j) for j, p in enumer
 """16 ``(parent, child)`` pairs."""
 
 LEFT_JOINTS: Final[frozenset[int]] = frozenset({4, 5, 6, 11, 12, 13})
-RIGHT_JOINTS: Final[frozenset[int]] = frozenset({1, 2, 3, 14, 15, 16})
 
 
 def children(joint: int) -> list[int]:

@@ -7,7 +7,7 @@ import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fastapi import Request
 
@@ -28,7 +28,6 @@ class GatewayState:
     metrics: Metrics
     engine: EngineClient | None = None
     startup_error: str | None = None
-    background: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 def state_of(request: Request) -> GatewayState:

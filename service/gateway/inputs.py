@@ -1,4 +1,4 @@
-"""Reading request bodies: content-type dispatch, multipart forms with one ``file``, JSON documents.
+"""Reading request bodies: content-type dispatch, JSON documents, the bounds of a multipart form.
 
 The body size is bounded by the guard middleware; here only the shape of the body is checked. The two route
 classes let FastAPI declare and document a route's body (``File``/``Form`` parameters, a pydantic JSON model) while
@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
-from starlette.datastructures import FormData, UploadFile
 
-from service.api.media import SNIFF_BYTES, MediaKind, sniff_media
 from service.api.validation import validation_problem
 from service.errors import BadRequest, UnsupportedMediaType
 from service.gateway.deps import engine_of
@@ -38,62 +34,18 @@ JsonEndpoint = Callable[..., Awaitable[Response]]
 """The endpoint of a :class:`JSONBodyRoute`, called as ``endpoint(request, None, **path_params)``."""
 
 
-class BodyKind(StrEnum):
-    MULTIPART = "multipart"
-    JSON = "json"
-
-
-def body_kind(request: Request) -> BodyKind:
-    """``multipart/form-data`` or JSON (``application/json`` / ``*+json``); 415 for anything else."""
+def is_json(request: Request) -> bool:
+    """True for a JSON body (``application/json`` / ``*+json``), False for ``multipart/form-data``; 415 for
+    anything else."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type == "multipart/form-data":
-        return BodyKind.MULTIPART
+        return False
     if media_type == "application/json" or media_type.endswith("+json"):
-        return BodyKind.JSON
+        return True
     shown = media_type or "none"
     raise UnsupportedMediaType(
         f"content type {shown!r} is not accepted: send multipart/form-data (field 'file') or application/json"
     )
-
-
-async def read_form(request: Request) -> FormData:
-    """The multipart form (at most one file and :data:`MAX_FORM_FIELDS` fields; malformed → 400)."""
-    form: FormData = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES)
-    return form
-
-
-def form_text(form: FormData, name: str) -> str | None:
-    """A text field of ``form``; 400 when a file was sent under that name."""
-    value = form.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(f"form field {name!r} must be text, not a file")
-    return value
-
-
-@dataclass
-class Upload:
-    """The ``file`` part: its sniffed kind and the spooled file (read from the start)."""
-
-    kind: MediaKind
-    file: UploadFile
-
-
-async def form_upload(form: FormData) -> Upload:
-    """The ``file`` part, sniffed by its first bytes (the client's content type is not trusted)."""
-    value = form.get("file")
-    if value is None:
-        raise BadRequest("multipart body has no 'file' part")
-    if not isinstance(value, UploadFile):
-        raise BadRequest("'file' must be a file part (with a filename), not a text field")
-    await value.seek(0)
-    head = await value.read(SNIFF_BYTES)
-    if not head:
-        raise BadRequest("'file' is empty")
-    kind = sniff_media(head)
-    await value.seek(0)
-    return Upload(kind=kind, file=value)
 
 
 async def read_json(request: Request, model: type[Model], where: str = "JSON body") -> Model:
@@ -111,14 +63,14 @@ async def read_json(request: Request, model: type[Model], where: str = "JSON bod
 
 class JSONBodyRoute(APIRoute):
     """A route whose JSON body FastAPI documents from the endpoint's pydantic parameter but never reads: the endpoint
-    is called as ``endpoint(request, None)`` and reads and validates the body itself, off the event loop (a
+    is called as ``endpoint(request, None, **path_params)`` and reads and validates the body itself, off the event loop (a
     20 000-frame keypoints body parsed by FastAPI on the loop would stall every other request)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         endpoint = self.endpoint
 
         async def handler(request: Request) -> Response:
-            if body_kind(request) is not BodyKind.JSON:
+            if not is_json(request):
                 raise UnsupportedMediaType("send the keypoints as application/json")
             engine_of(request)  # 503 before reading a body the engine could not take
             return await _call_json(endpoint, request)
@@ -140,9 +92,9 @@ def multipart_route(json_alias: JsonEndpoint) -> type[APIRoute]:
             handler = super().get_route_handler()
 
             async def dispatch(request: Request) -> Response:
-                kind = body_kind(request)
+                json_body = is_json(request)
                 engine_of(request)
-                return await (_call_json(json_alias, request) if kind is BodyKind.JSON else handler(request))
+                return await (_call_json(json_alias, request) if json_body else handler(request))
 
             return dispatch
 

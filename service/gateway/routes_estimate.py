@@ -21,7 +21,8 @@ from service.engine.types import EstimateOptions
 from service.gateway.deps import deadline_scope, engine_of, state_of
 from service.gateway.encoding import PoseAnswer, release
 from service.gateway.inputs import FORM_LIMITS, JSONBodyRoute, multipart_route
-from service.gateway.jobs.streamed import streamed_estimate, wants_ndjson
+from service.gateway.jobs.sources import JobSource
+from service.gateway.jobs.streamed import keypoints_source, media_source, streamed_estimate, wants_ndjson
 from service.gateway.outputs import OUTPUT_PARAMETERS, deliver, output_request
 from service.gateway.problem import request_id_of
 from service.geometry.camera import CameraSpec
@@ -43,10 +44,13 @@ Outcome = tuple[Estimated, CameraSpec | None]
 """What an estimate gives back: its outcome and the camera asked for (for its warnings)."""
 
 
-async def _answer(request: Request, run: Callable[[EstimateContext], Awaitable[Outcome]]) -> Response:
-    """Run the estimate under the request's deadline and deliver its answer (encoded off the event loop)."""
-    if wants_ndjson(request):  # each frame as it completes, under a progress deadline
-        return await streamed_estimate(request)
+async def _answer(
+    request: Request, run: Callable[[EstimateContext], Awaitable[Outcome]], source: Callable[[], Awaitable[JobSource]]
+) -> Response:
+    """Run the estimate under the request's deadline and deliver its answer (encoded off the event loop); with
+    ``Accept: application/x-ndjson`` each frame of ``source`` as it completes, under a progress deadline."""
+    if wants_ndjson(request):
+        return await streamed_estimate(request, source)
     wanted = output_request(request)
     started = time.perf_counter()
     async with deadline_scope(request) as deadline:
@@ -68,7 +72,7 @@ async def estimate_pose_keypoints(request: Request, body: KeypointsRequest) -> R
         await asyncio.to_thread(release, frames)  # 20 000 input frames are freed on a thread, not on the loop
         return done, camera
 
-    return await _answer(request, run)
+    return await _answer(request, run, lambda: keypoints_source(request))
 
 
 async def estimate_pose(
@@ -80,7 +84,11 @@ async def estimate_pose(
         options, every_nth = media_options(fields.model_dump(), ctx.settings.limits)
         return await estimate_media(ctx, Media.of(await file.read()), options, every_nth), options.camera
 
-    return await _answer(request, run)
+    async def source() -> JobSource:
+        text = {name: value for name, value in fields.model_dump().items() if value is not None}
+        return await media_source(request, await file.read(), text)
+
+    return await _answer(request, run, source)
 
 
 router.add_api_route(

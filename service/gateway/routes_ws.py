@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.api import streams
 from service.api.fields import world_warnings
-from service.api.media import SNIFF_BYTES, checked_image, sniff_media
+from service.api.media import Media, upload_image
 from service.api.schemas import MAX_FRAME_INDEX, StreamFrameKeypoints, StreamOpenRequest
 from service.api.schemas import Frame as FrameOut
 from service.api.validation import stream_keypoint_frame, validation_problem
@@ -50,7 +50,6 @@ from service.errors import (
     PayloadTooLarge,
     Pose3DError,
     Unavailable,
-    UnsupportedMediaType,
 )
 from service.gateway.deps import GatewayState
 from service.gateway.problem import problem_body
@@ -132,11 +131,7 @@ class WsStream:
             data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise BadRequest("'image' is not valid base64") from None
-        if not data:
-            raise BadRequest("'image' is empty")
-        if not sniff_media(data[:SNIFF_BYTES]).is_image:
-            raise UnsupportedMediaType("a stream frame must be an image (JPEG, PNG, WebP)")
-        image = checked_image(data, self.limits)  # headers only: the engine's decode stage decodes it
+        image = upload_image(Media.of(data, "'image'"), self.limits)  # headers only: the engine decodes it
         return ImageFrame(image.data, msg.frame_index, msg.timestamp_s, msg.detect_people)
 
     async def send_results(self, results: list[Any], started: float, **extra: Any) -> None:

@@ -26,7 +26,8 @@ def realtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Po
     tmp = tmp_path_factory.mktemp("realtime")
     port = free_port()
     args = ["serve", "--profile", "realtime", "--allow-random-weights", "--port", str(port), "--grpc-port", "0"]
-    serve = Pose3d(args, tmp, pose3d_env(tmp, POSE3D_ENGINE__REQUEST_TIMEOUT_S="600"))
+    env = pose3d_env(tmp, POSE3D_ENGINE__REQUEST_TIMEOUT_S="600", XDG_CACHE_HOME=str(tmp / "cache"))
+    serve = Pose3d(args, tmp, env)  # P-STMO's ONNX Runtime graph is exported into the temporary cache
     serve.wait_for_stderr("Uvicorn running")
     try:
         yield f"http://127.0.0.1:{port}", serve

@@ -12,6 +12,7 @@ import pytest
 from service.engine.batcher import BatcherLimits, DynamicBatcher
 from service.errors import DeadlineExceeded, InternalError, InvalidInput, Overloaded, Unavailable
 from service.metrics import Metrics
+from tests.unit.test_admission import until
 
 
 class Recorder:
@@ -222,4 +223,30 @@ async def test_a_request_larger_than_the_queue_bound_runs_when_the_queue_is_empt
     assert await asyncio.wait_for(batcher.submit_many([float(i) for i in range(20)]), 5.0) == [
         float(i * i) for i in range(20)
     ]
+    await batcher.aclose()
+
+
+async def test_the_batch_is_taken_when_its_thread_starts_it(executor: ThreadPoolExecutor) -> None:
+    """Stages share the inference thread: what queues while the thread runs another stage's batch joins this
+    stage's next batch (taken by the thread when it starts it), up to ``max_batch_size`` — not only what had queued
+    when the batch closed. No clock: the thread is held by a gate until all items are queued."""
+    fn = Recorder()
+    batcher = DynamicBatcher("detect", fn, BatcherLimits(3, 0.0, 100), executor=executor)
+    gate = threading.Event()
+    submitted: list[object] = []
+    submit = executor.submit
+
+    def noted(call: object, *args: object) -> object:
+        submitted.append(call)
+        return submit(call, *args)  # type: ignore[arg-type]
+
+    executor.submit(gate.wait, 30)  # another stage's batch holds the thread
+    executor.submit = noted  # type: ignore[method-assign,assignment]
+    first = asyncio.ensure_future(batcher.submit(1.0))
+    await until(lambda: bool(submitted), "the first item's batch closed at once (no delay), asking for the thread")
+    later = [asyncio.ensure_future(batcher.submit(x)) for x in (2.0, 3.0, 4.0)]
+    await until(lambda: batcher.queued_units == 4, "all four queued")
+    gate.set()
+    assert await asyncio.gather(first, *later) == [1.0, 4.0, 9.0, 16.0]
+    assert fn.batches == [[1.0, 2.0, 3.0], [4.0]]  # the queued ones joined the first batch, up to 3 units
     await batcher.aclose()

@@ -5,14 +5,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from model.checkpoints.common import CheckpointError
 from model.skeleton import COCO_FLIP_PERM, coco_to_h36m
+from model.topdown import box_to_center_scale, warp_matrix
 from service.config import DetectorSettings
-from service.engine.rtmpose import RTMPoseDetector, build_rtmpose_detector, decode_simcc, flip_simcc
+from service.engine.rtmpose import (
+    INPUT_SIZE,
+    MEAN_RGB,
+    STD_RGB,
+    RTMPoseDetector,
+    build_rtmpose_detector,
+    crop_inputs,
+    decode_simcc,
+    flip_simcc,
+)
 from tests.unit.rtmpose_standin import rtmpose_standin
 
 rtmlib = pytest.importorskip("rtmlib")
@@ -148,3 +159,16 @@ def test_session_threads_and_no_spinning(
     for a, b in zip(got, want, strict=True):  # threads change the schedule, not the keypoints
         np.testing.assert_allclose(a.keypoints_coco, b.keypoints_coco, atol=1e-3)
         np.testing.assert_allclose(a.scores_coco, b.scores_coco, atol=1e-4)
+
+
+def test_crop_inputs_normalise_bit_for_bit_as_the_published_formula(image: np.ndarray) -> None:
+    boxes = np.array([[10.0, 20.0, 120.0, 200.0], [0.0, 0.0, 60.0, 40.0]], np.float32)
+    geometry = box_to_center_scale(boxes, input_size=INPUT_SIZE)
+    got = crop_inputs(image, geometry)
+    for i in range(len(boxes)):
+        mat = warp_matrix(geometry.centers[i], geometry.scales[i], INPUT_SIZE)
+        crop = cv2.warpAffine(image, mat, INPUT_SIZE, flags=cv2.INTER_LINEAR).astype(np.float32)
+        mean, std = np.asarray(MEAN_RGB, np.float32), np.asarray(STD_RGB, np.float32)
+        want = ((crop - mean) / std).transpose(2, 0, 1)
+        np.testing.assert_array_equal(got[i], want)
+    assert got.std() > 0.1  # real image content, not a constant

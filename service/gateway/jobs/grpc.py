@@ -14,7 +14,7 @@ from service.api.validation import safe_request_id
 from service.config import GatewaySettings
 from service.engine.types import EngineClient
 from service.errors import BadRequest, Unavailable
-from service.gateway.jobs.results import checked_job_id, first_position_after
+from service.gateway.jobs.results import checked_job_id, pages
 from service.gateway.jobs.service import Jobs, create_job
 from service.gateway.messages import to_message
 from service.jobs.store import JobRecord
@@ -22,8 +22,6 @@ from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.rpc.handlers import Context, observed_call, unary
 from service.security.door import owned_job
-
-PAGE = 256
 
 
 def job_pb(record: JobRecord) -> pb.Job:
@@ -83,18 +81,9 @@ class JobsServicer:
 
     async def _watch(self, request: pb.WatchJobRequest) -> AsyncIterator[pb.WatchJobResponse]:
         store = self._jobs().store
-        record = await owned_job(store, checked_job_id(request.job_id))
+        await owned_job(store, checked_job_id(request.job_id))
         after = request.after if request.HasField("after") else None
-        position = await first_position_after(store, request.job_id, record.frames_done, after)
-        while True:
-            record = await store.get(request.job_id)
-            page = await store.read_frames(request.job_id, position, min(record.frames_done, position + PAGE))
+        async for page in pages(store, request.job_id, after, self.settings.jobs.poll_interval_s):
             for frame in await asyncio.to_thread(frames_pb, page):  # converted off the event loop
                 yield pb.WatchJobResponse(frame=frame)
-            position += len(page)
-            if page:
-                continue
-            if record.state.terminal and position >= record.frames_done:
-                yield pb.WatchJobResponse(status=job_pb(record))
-                return
-            await asyncio.sleep(self.settings.jobs.poll_interval_s)
+        yield pb.WatchJobResponse(status=job_pb(await store.get(request.job_id)))

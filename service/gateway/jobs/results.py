@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 from model.joints import H36M_JOINT_NAMES
+from service.api.fields import random_weight_warnings
 from service.api.schemas import ModelRef, PoseResponse
 from service.gateway.encoding import document_chunks
 from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob, job_tag
@@ -22,13 +23,6 @@ def checked_job_id(job_id: str) -> str:
     if job_tag(job_id) is None:
         raise UnknownJob("no such job (ids come from POST /v1/jobs)")
     return job_id
-
-
-def _warnings(rec: JobRecord) -> list[str]:
-    if rec.model.get("random_weights"):
-        name = rec.model.get("name")
-        return [f"model {name!r} serves RANDOM weights (no checkpoint configured): its poses are meaningless"]
-    return []
 
 
 async def all_frames(store: JobStore, job_id: str, stop: int) -> list[bytes]:
@@ -46,10 +40,10 @@ async def document(store: JobStore, rec: JobRecord) -> list[bytes]:
     re-encoded; :func:`~service.gateway.encoding.document_chunks`)."""
     frames = await all_frames(store, rec.job_id, rec.frames_done)
     elapsed = (rec.finished_s or 0.0) - (rec.started_s or 0.0)
+    model = ModelRef(**rec.model)
     head = PoseResponse(
-        request_id=rec.request_id, model=ModelRef(**rec.model), joint_names=list(H36M_JOINT_NAMES),
-        box_source=rec.box_source, frames=[], timings_ms={"total": round(elapsed * 1000.0, 3)},
-        warnings=_warnings(rec),
+        request_id=rec.request_id, model=model, joint_names=list(H36M_JOINT_NAMES), box_source=rec.box_source,
+        frames=[], timings_ms={"total": round(elapsed * 1000.0, 3)}, warnings=random_weight_warnings(model),
     )  # fmt: skip
     return document_chunks(head, frames)
 
@@ -70,9 +64,9 @@ async def first_position_after(store: JobStore, job_id: str, done: int, after: i
     return lo
 
 
-async def ndjson(store: JobStore, job_id: str, after: int | None, poll_s: float) -> AsyncIterator[bytes]:
-    """Frames as NDJSON lines from the first one past ``after``, as they are stored, until the job ends.
-    A job that fails or is cancelled ends its stream with one line ``{"error": <problem>}``."""
+async def pages(store: JobStore, job_id: str, after: int | None, poll_s: float) -> AsyncIterator[list[bytes]]:
+    """Stored frames in pages from the first one past ``after``, as they are stored, until the job has ended and
+    every stored frame is read (REST NDJSON and gRPC ``WatchJob``)."""
     rec = await store.get(job_id)
     position = await first_position_after(store, job_id, rec.frames_done, after)
     while True:
@@ -80,12 +74,20 @@ async def ndjson(store: JobStore, job_id: str, after: int | None, poll_s: float)
         page = await store.read_frames(job_id, position, min(rec.frames_done, position + PAGE))
         if page:
             position += len(page)
-            yield b"\n".join(page) + b"\n"
-            continue
-        if rec.state.terminal and position >= rec.frames_done:
-            if rec.state is not JobState.DONE:
-                problem = rec.error or {"type": "urn:pose3d:problem:cancelled", "title": "Job cancelled",
-                                        "status": 409, "detail": f"job {job_id} was cancelled"}  # fmt: skip
-                yield json.dumps({"error": problem}).encode() + b"\n"
+            yield page
+        elif rec.state.terminal and position >= rec.frames_done:
             return
-        await asyncio.sleep(poll_s)
+        else:
+            await asyncio.sleep(poll_s)
+
+
+async def ndjson(store: JobStore, job_id: str, after: int | None, poll_s: float) -> AsyncIterator[bytes]:
+    """Frames as NDJSON lines from the first one past ``after``, as they are stored, until the job ends.
+    A job that fails or is cancelled ends its stream with one line ``{"error": <problem>}``."""
+    async for page in pages(store, job_id, after, poll_s):
+        yield b"\n".join(page) + b"\n"
+    rec = await store.get(job_id)
+    if rec.state is not JobState.DONE:
+        problem = rec.error or {"type": "urn:pose3d:problem:cancelled", "title": "Job cancelled",
+                                "status": 409, "detail": f"job {job_id} was cancelled"}  # fmt: skip
+        yield json.dumps({"error": problem}).encode() + b"\n"

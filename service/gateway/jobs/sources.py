@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from service.api.fields import MEDIA_FIELDS, media_options
+from service.api.fields import media_options
 from service.api.json_offload import parse_keypoints
 from service.api.media import MediaKind, clip_limits, probe_clip
 from service.api.schemas import KeypointsRequest
@@ -24,9 +24,6 @@ from service.config import GatewaySettings, LimitSettings
 from service.engine.types import EncodedClip, EngineClient, EstimateOptions, KeypointFrame, Work
 from service.engine.types import Progress as ClipProgress
 from service.engine.work import push
-
-CLIP_FIELDS = MEDIA_FIELDS
-"""The text fields a clip job keeps (those ``POST /v1/pose3d`` reads)."""
 
 
 def clip_options(fields: dict[str, str], settings: GatewaySettings, model: str) -> tuple[EstimateOptions, int]:

@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Final
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from service.api.json_offload import parse_keypoints
+from service.api.media import Media
 from service.api.models import keypoints_model, resolve_model
 from service.api.validation import parse_model_name
 from service.config import InputKind
@@ -28,10 +29,9 @@ from service.engine.work import in_private_stream
 from service.errors import DeadlineExceeded, Pose3DError, UnsupportedMediaType
 from service.gateway.deps import TIMEOUT_HEADER, engine_of, request_timeout, state_of
 from service.gateway.encoding import frames_json
-from service.gateway.inputs import BodyKind, body_kind, form_text, form_upload, read_form
 from service.gateway.jobs.results import NDJSON
 from service.gateway.jobs.runner import problem_of
-from service.gateway.jobs.sources import CLIP_FIELDS, JobSource, clip_options, clip_source, keypoint_options
+from service.gateway.jobs.sources import JobSource, clip_options, clip_source, keypoint_options
 
 CHUNK_FRAMES: Final = 8
 
@@ -47,21 +47,23 @@ def progress_deadline_detail(timeout_s: float) -> str:
     )
 
 
-async def _source(request: Request) -> JobSource:
-    state = state_of(request)
-    settings, engine = state.settings, engine_of(request)
-    if body_kind(request) is BodyKind.JSON:
-        body, frames = await parse_keypoints(await request.body(), settings)
-        info = await keypoints_model(engine, settings, body.model)
-        return JobSource(keypoint_options(body, info.name), len(frames), keypoints=frames)
-    form = await read_form(request)
-    upload = await form_upload(form)
-    if upload.kind.is_image:
+async def keypoints_source(request: Request) -> JobSource:
+    """The frames of a JSON keypoints body (parsed off the event loop)."""
+    settings, engine = state_of(request).settings, engine_of(request)
+    body, frames = await parse_keypoints(await request.body(), settings)
+    info = await keypoints_model(engine, settings, body.model)
+    return JobSource(keypoint_options(body, info.name), len(frames), keypoints=frames)
+
+
+async def media_source(request: Request, data: bytes, fields: dict[str, str]) -> JobSource:
+    """The clip of a form (its ``file`` and text ``fields``); an image is refused (415)."""
+    settings, engine = state_of(request).settings, engine_of(request)
+    media = Media.of(data)
+    if media.kind.is_image:
         raise UnsupportedMediaType("NDJSON results are for clips and keypoint sequences; an image has one frame")
-    fields = {name: value for name in sorted(CLIP_FIELDS) if (value := form_text(form, name)) is not None}
     info = await resolve_model(engine, parse_model_name(fields.get("model")) or settings.default_model(InputKind.CLIP))
     options, every_nth = clip_options(fields, settings, info.name)
-    return await clip_source(options, await upload.file.read(), upload.kind, settings.limits, every_nth)
+    return await clip_source(options, data, media.kind, settings.limits, every_nth)
 
 
 async def _lines(engine: EngineClient, source: JobSource, timeout_s: float) -> AsyncGenerator[bytes]:
@@ -94,11 +96,11 @@ async def _with_error_line(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIte
         yield json.dumps({"error": problem_of(exc)}).encode() + b"\n"
 
 
-async def streamed_estimate(request: Request) -> StreamingResponse:
-    """Answer ``POST /v1/pose3d`` as NDJSON (see the module docstring)."""
+async def streamed_estimate(request: Request, source_of: Callable[[], Awaitable[JobSource]]) -> StreamingResponse:
+    """Answer ``POST /v1/pose3d`` (or ``/v1/pose3d/keypoints``) as NDJSON (see the module docstring)."""
     engine = engine_of(request)
     timeout_s = request_timeout(request, state_of(request).settings)
-    source = await _source(request)
+    source = await source_of()
     lines = _lines(engine, source, timeout_s)
     try:
         first = await anext(lines, b"")
