@@ -112,16 +112,17 @@ def overrides(args: argparse.Namespace) -> BatchOverrides:
     return BatchOverrides(args.batch, args.delay_ms, args.detect_batch, args.wait_fraction, args.threads)
 
 
-def capacity(served: ServedGateway, phase: Phase, workdir: Path) -> tuple[float, float]:
-    """Requests per second that ``phase`` (closed loop) got answered 200 within its seconds, and the server's CPU
-    (cores) meanwhile."""
-    server_cpu = served.cpu_s()
+def capacity(served: ServedGateway, phase: Phase, workdir: Path) -> tuple[float, float, dict[str, Any]]:
+    """Requests per second that ``phase`` (closed loop) got answered 200 within its seconds, the server's CPU
+    (cores) meanwhile and what its engine did (:func:`engine_figures`)."""
+    server_cpu, totals = served.cpu_s(), served.engine_totals()
     outcomes, _ = drive(phase, workdir)
-    cores = (served.cpu_s() - server_cpu) / max(o.done for o in outcomes)
+    elapsed = max(o.done for o in outcomes)
+    cores = (served.cpu_s() - server_cpu) / elapsed
     cap = sum(1 for o in outcomes if o.status == 200 and o.done <= phase.seconds) / phase.seconds
     if cap <= 0:
         raise SystemExit(f"no request succeeded while measuring capacity (see {served.log_path})")
-    return cap, cores
+    return cap, cores, engine_figures(totals, served.engine_totals(), elapsed)
 
 
 def run_mode(mode: str, args: argparse.Namespace, jpeg: bytes, workdir: Path) -> list[dict[str, Any]]:
@@ -136,7 +137,7 @@ def run_mode(mode: str, args: argparse.Namespace, jpeg: bytes, workdir: Path) ->
         base = Phase("127.0.0.1", served.port, str(plain), 2.0, concurrency=args.concurrency)
         drive(base, workdir)  # warm-up: the first batches measure the stages' rates
         for load in args.load:
-            cap, cap_server_cores = capacity(served, replace(base, seconds=args.capacity_seconds), workdir)
+            cap, cap_server_cores, cap_engine = capacity(served, replace(base, seconds=args.capacity_seconds), workdir)
             load_before = os.getloadavg()
             server_cpu, totals = served.cpu_s(), served.engine_totals()
             phase = replace(base, request_path=str(timed), seconds=args.seconds, rate=load * cap, seed=args.seed)
@@ -146,12 +147,13 @@ def run_mode(mode: str, args: argparse.Namespace, jpeg: bytes, workdir: Path) ->
             engine = engine_figures(totals, served.engine_totals(), elapsed)
             load_after = os.getloadavg()
             time.sleep(args.deadline_s)  # the queues drain before capacity is measured again
-            cap_after, _ = capacity(served, replace(base, seconds=args.capacity_seconds), workdir)
+            cap_after, _, _ = capacity(served, replace(base, seconds=args.capacity_seconds), workdir)
             result = summarise(outcomes, (cap + cap_after) / 2, load * cap, args.seconds, args.deadline_s)
             result.update(capacity_before_rps=round(cap, 2), capacity_after_rps=round(cap_after, 2))
             result.update(mode=mode, load=load, load_average_before=load_before, load_average_after=load_after)
             result.update(client_cpu_cores=round(client_cores, 3), server_cpu_cores=round(server_cores, 3))
             result.update(capacity_server_cpu_cores=round(cap_server_cores, 3), engine=engine)
+            result.update(capacity_engine={k: v for k, v in cap_engine.items() if "batch" in k})
             print(json.dumps({k: v for k, v in result.items() if k != "latencies"}), flush=True)
             results.append(result)
             time.sleep(args.deadline_s)  # the queues drain before the next phase

@@ -99,6 +99,7 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("CPU, cores: load generator / server (open loop)", "cpu"),
     ("load average (1, 5, 15 min) before → after", "load"),
     ("engine meanwhile: mean batch and busy share by stage, refusals/s", "engine"),
+    ("engine while capacity was measured before: mean batch by stage", "capacity_engine"),
 )
 
 
@@ -111,8 +112,8 @@ def _cell(run: dict[str, Any], key: str) -> str:
         return f"{run.get('capacity_before_rps', run['capacity_rps'])} / {run.get('capacity_after_rps', '?')}"
     if key == "cpu":
         return f"{run.get('client_cpu_cores')} / {run.get('server_cpu_cores')}"
-    if key == "engine":
-        return ", ".join(f"{k} {v}" for k, v in run.get("engine", {}).items())
+    if key in {"engine", "capacity_engine"}:
+        return ", ".join(f"{k} {v}" for k, v in run.get(key, {}).items())
     if key == "load":
         before, after = (" ".join(f"{x:.1f}" for x in run[k]) for k in ("load_average_before", "load_average_after"))
         return f"{before} → {after}"

@@ -258,7 +258,7 @@ async def load_engine(
         raise
     for name, lifter in lifters.items():
         report.detail[f"model:{name}"] = weights_detail(lifter.weights)
-        if isinstance(lifter, PSTMOLifter):
+        if isinstance(lifter, PSTMOLifter) and lifter.onnx is not None:  # as detector_backend: only when not torch
             report.detail[f"model:{name}:backend"] = lifter.backend
     return pipeline
 

@@ -81,6 +81,7 @@ async def test_realtime_profile_serves_with_stand_in_weights(tmp_path: Path) -> 
         lifter = engine.pipeline.lifters["pstmo-81"]
         assert isinstance(lifter, PSTMOLifter)
         assert lifter.backend.startswith("onnx exported to")  # backend "auto" on the CPU
+        assert (await engine.ready()).detail["model:pstmo-81:backend"] == lifter.backend
     finally:
         await engine.aclose()
 

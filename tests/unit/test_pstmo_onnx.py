@@ -20,6 +20,7 @@ from service.config import CommonSettings, DetectorSettings, EngineSettings, Lif
 from service.engine.lifters import LiftWindow, PSTMOLifter
 from service.engine.loader import build_lifters
 from service.engine.pstmo_onnx import OnnxPSTMO, export_pstmo_onnx
+from service.errors import Unavailable
 
 VECTORS = ("pstmo_small_9.pt", "pstmo_small_27.pt", "pstmo_small_81.pt")
 
@@ -149,3 +150,13 @@ def test_backend_setting_picks_the_runtime(tmp_path: Path, export_count: list[in
     assert export_count == [1]
     with pytest.raises(ValueError, match="P-STMO only"):
         ModelSpec(kind=LifterKind.CAPF, arch="capf-w32", backend="onnx")
+
+
+def test_onnx_backend_off_the_cpu_is_refused_at_start_up(tmp_path: Path) -> None:
+    spec = ModelSpec(kind=LifterKind.PSTMO, arch="pstmo-tiny-27", frames=27, backend="onnx")
+    settings = CommonSettings(
+        models={"p": spec}, detector=DetectorSettings(onnx_cache_dir=tmp_path), allow_random_weights=True
+    )
+    with pytest.raises(Unavailable, match="runs on the CPU"):
+        build_lifters(settings, torch.device("meta"))  # any device that is not the CPU
+    assert not list(tmp_path.iterdir())  # nothing exported
