@@ -83,7 +83,9 @@ def _requests(handler: grpc.RpcMethodHandler, precheck: Precheck | None) -> Call
     return requests
 
 
-def wrapped(handler: grpc.RpcMethodHandler, precheck: Precheck | None, span: Callable[[], Any]) -> Any:
+def wrapped(
+    handler: grpc.RpcMethodHandler, precheck: Precheck | None, span: Callable[[], Any]
+) -> grpc.RpcMethodHandler:
     """``handler`` taking raw requests, decoding them and running in ``span()`` (an async generator stays one; a
     coroutine — a single response, or a stream written with ``context.write`` such as health ``Watch`` — stays one)."""
     attr = next(name for name in _KINDS if getattr(handler, name) is not None)
