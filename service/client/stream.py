@@ -14,15 +14,15 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import grpc
 import numpy as np
+import tenacity
 
 from service.client.connection import Connection
 from service.client.results import frame_json
@@ -113,6 +113,11 @@ class StreamConfig:
     retry_budget_s: float = 60.0  # an outage (no result since the last failure) is given up after this
 
 
+def backoff(config: StreamConfig) -> tenacity.wait_random_exponential:
+    """The wait before reconnection *n* (1, 2, ...) of an outage: uniform in ``[0, min(max, first·2^(n-1))]``."""
+    return tenacity.wait_random_exponential(multiplier=config.resume_backoff_s, max=config.resume_backoff_max_s)
+
+
 class StreamClient:
     """Runs one stream over ``frames`` (images, encoded here, each may ask for the person detector with
     ``SourceFrame.detect_people``; or ready ``StreamFrame`` messages, e.g. 2D keypoints; paced by their
@@ -133,6 +138,7 @@ class StreamClient:
         self._on_result = on_result
         self._on_progress = on_progress
         self.stats = StreamStats()
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # between reconnections (tests hold it)
         self._pending: OrderedDict[int, tuple[pb.StreamEstimateRequest, float]] = OrderedDict()
         self._sent_at: dict[int, float] = {}
         self._last_result = -1
@@ -144,29 +150,36 @@ class StreamClient:
 
     async def run(self) -> StreamStats:
         """Stream every frame, reconnecting after disconnects — also before the stream opened (a fresh stream is
-        opened again) — with exponential backoff and full jitter for up to ``retry_budget_s`` per outage; raises
-        the service error if the server refuses."""
+        opened again) — with exponential backoff and full jitter (:func:`backoff`) for up to ``retry_budget_s`` and
+        ``resume_attempts`` per outage (failures with no result between them); raises the service error if the
+        server refuses."""
         self.stats = StreamStats()
-        attempts, outage_started, results_at_failure = 0, 0.0, -1
-        while True:
-            try:
-                await self._session()
-                self.stats.finished = time.monotonic()
-                return self.stats
-            except _Disconnected as exc:
-                if self.stats.results != results_at_failure:  # progress since the last failure: a new outage
-                    attempts, outage_started, results_at_failure = 0, time.monotonic(), self.stats.results
-                out_of_budget = time.monotonic() - outage_started > self.config.retry_budget_s
-                if exc.code not in _RESUMABLE or attempts >= self.config.resume_attempts or out_of_budget:
-                    raise Unavailable(f"the stream was interrupted and could not resume ({exc})") from exc
-                attempts += 1
-                self.stats.resumes += 1
-                await asyncio.sleep(self.backoff_s(attempts))
+        config, at_failure = self.config, -1
+        retrying = tenacity.AsyncRetrying(
+            sleep=self.sleep,
+            wait=backoff(config),
+            stop=tenacity.stop_after_attempt(config.resume_attempts + 1)
+            | tenacity.stop_after_delay(config.retry_budget_s),
+            retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, _Disconnected) and exc.code in _RESUMABLE),
+            before_sleep=self._count_resume,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self._session()
+                state = attempt.retry_state
+                if state.outcome is not None and state.outcome.failed and self.stats.results != at_failure:
+                    at_failure = self.stats.results  # a result since the last failure: a new outage starts here
+                    # (tenacity's stop and wait read these two: the budget and the backoff start again)
+                    state.attempt_number, state.start_time = 1, state.outcome_timestamp or state.start_time
+        except _Disconnected as exc:
+            raise Unavailable(f"the stream was interrupted and could not resume ({exc})") from exc
+        self.stats.finished = time.monotonic()
+        return self.stats
 
-    def backoff_s(self, attempt: int) -> float:
-        """Seconds to wait before reconnection ``attempt`` (1, 2, ...): uniform in ``[0, min(max, first·2^(n-1))]``."""
-        ceiling = min(self.config.resume_backoff_max_s, self.config.resume_backoff_s * 2 ** min(attempt - 1, 30))
-        return random.uniform(0.0, ceiling)
+    def _count_resume(self, _: tenacity.RetryCallState) -> None:
+        self.stats.resumes += 1
 
     async def _next_frame(self) -> pb.StreamEstimateRequest | None:
         def produce() -> pb.StreamFrame | None:

@@ -8,13 +8,14 @@ Authentication before allocation: the key is checked in ``intercept_service``, f
 any request message is read. A refused call gets a request-streaming handler that aborts without pulling a
 message (:func:`~service.security.grpc_door.refusing`), so a 60 MiB ``Estimate`` without a key is never assembled, parsed or copied —
 whatever its declared type, the server reads nothing of it. An accepted call runs its handler with the caller's
-key id (``guard.principal``) and request id set, so they reach the servicer and the tasks it starts; refusals
+key id (``guard.principal``) and request id set (here: grpc.aio runs the interceptors and then the handler in the
+call's one task), so they reach the servicer and the tasks it starts; refusals
 end the call with UNAUTHENTICATED or RESOURCE_EXHAUSTED (+ ``retry-after-s``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import grpc
@@ -25,7 +26,6 @@ from service.rpc.status import abort_with
 from service.security.grpc_door import Abort, metadata_key, refusing
 from service.security.guard import Security, principal
 from service.telemetry.context import request_id
-from service.telemetry.grpc_trace import rewrap
 
 HEALTH_PREFIX: Final = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX: Final = "/grpc.reflection."
@@ -59,7 +59,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             await self.security.admit(key_id)
         except Pose3DError as error:
             return refusing(handler, _aborter(error))
-        return _wrapped(handler, key_id, rid)
+        principal.set(key_id)  # the call's task runs its handler next, in this context
+        return handler
 
 
 def _aborter(error: Pose3DError) -> Abort:
@@ -67,28 +68,3 @@ def _aborter(error: Pose3DError) -> Abort:
         await abort_with(context, error)
 
     return abort
-
-
-def _wrapped(handler: Any, key_id: str, rid: str) -> grpc.RpcMethodHandler:
-    """``handler`` with the caller's key id and request id set inside each of its behaviours."""
-
-    def enter() -> None:
-        request_id.set(rid)
-        principal.set(key_id)
-
-    def unary_result(behavior: Any) -> Any:
-        async def run(request: Any, context: Any) -> Any:
-            enter()
-            return await behavior(request, context)
-
-        return run
-
-    def stream_result(behavior: Any) -> Any:
-        async def run(request: Any, context: Any) -> AsyncIterator[Any]:
-            enter()
-            async for item in behavior(request, context):
-                yield item
-
-        return run
-
-    return rewrap(handler, unary_result, stream_result)

@@ -33,7 +33,6 @@ from service.security.guard import Security, log_auth_summary
 from service.security.owned_engine import owned
 from service.security.tls import add_port, uvicorn_ssl
 from service.startup import ensure_port_free
-from service.telemetry.grpc_trace import TraceServerInterceptor
 from service.telemetry.setup import setup_telemetry
 
 log = logging.getLogger("pose3d.gateway")
@@ -49,9 +48,8 @@ class PublicGrpcServer:
         self.metrics = metrics
         self.engine: EngineClient | None = None
         self.security = security if security is not None else Security(settings, metrics)
-        interceptors = [TraceServerInterceptor(), AuthInterceptor(self.security)]  # the span first, then the key
         prechecks = {ESTIMATE_METHOD: keypoints_size_check(settings.limits)}  # oversize keypoints: refused unparsed
-        self.server = new_server(settings.limits.max_body_bytes, interceptors, prechecks)
+        self.server = new_server(settings.limits.max_body_bytes, [AuthInterceptor(self.security)], prechecks)
         self.servicer = Pose3DServicer(settings, metrics, self._get_engine, self.security)
         pose3d_pb2_grpc.add_Pose3DServicer_to_server(self.servicer, self.server)  # type: ignore[no-untyped-call]
         self.health = add_health_and_reflection(self.server, [PUBLIC_SERVICE])

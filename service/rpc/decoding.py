@@ -1,14 +1,19 @@
-"""Undecodable requests are INVALID_ARGUMENT: a server interceptor that decodes messages itself.
+"""Every server handler wrapped once (:class:`CallInterceptor`): its request decoded, its call traced.
 
-grpc.aio reports a request payload that is not valid protobuf as ``UNKNOWN`` ("Unexpected DecodeError"), which
-clients (ours included) take for a retryable server fault. :class:`DecodeErrorInterceptor` gives every handler an
-identity deserializer and decodes in the handler instead, aborting with ``INVALID_ARGUMENT`` when it fails.
+- **Decoding**: grpc.aio reports a request payload that is not valid protobuf as ``UNKNOWN`` ("Unexpected
+  DecodeError"), which clients (ours included) take for a retryable server fault. The wrapped handler takes the raw
+  bytes (no deserializer) and decodes them itself, aborting with ``INVALID_ARGUMENT`` when that fails. Payloads of
+  :data:`OFF_LOOP_BYTES` or more are decoded on a worker thread (:func:`decode_off_loop`), so the event loop is
+  not the one waiting for them (the C parser keeps the GIL while it parses many small messages, so the loop can
+  still pause for part of one parse, bounded by the message limit).
+- **Precheck**: a unary method may have a check of its raw bytes (:data:`Precheck`): the public ``Estimate``
+  refuses keypoints too large for the frame limit from a scan of the top-level fields (:mod:`service.rpc.wire`)
+  without parsing them at all.
+- **Trace**: the call runs in a server span (:func:`~service.telemetry.grpc_trace.server_span`), child of the
+  caller's ``traceparent``.
 
-Payloads of :data:`OFF_LOOP_BYTES` or more are decoded on a worker thread (:func:`decode_off_loop`), so the event
-loop is not the one waiting for them (the C parser keeps the GIL while it parses many small messages, so the loop
-can still pause for part of one parse, bounded by the message limit). A unary method may also have a precheck on
-its raw bytes (:data:`Precheck`): the public ``Estimate`` refuses keypoints too large for the frame limit from a
-scan of the top-level fields (:mod:`service.rpc.wire`) without parsing them at all.
+The interceptor comes first, so it wraps what the later ones (API keys) return: a refusal that reads no message
+(:func:`~service.security.grpc_door.refusing`, no deserializer) is traced and passed its requests undecoded.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from google.protobuf.message import DecodeError
 
 from service.errors import Pose3DError
 from service.rpc.status import abort_with
+from service.telemetry.grpc_trace import server_span
 
 Decoder = Callable[[bytes], Any]
 Precheck = Callable[[bytes], None]
@@ -30,6 +36,13 @@ Precheck = Callable[[bytes], None]
 
 OFF_LOOP_BYTES: Final = 256 * 1024
 """Request payloads at least this large are decoded off the event loop."""
+
+_KINDS: Final = {
+    "unary_unary": grpc.unary_unary_rpc_method_handler,
+    "unary_stream": grpc.unary_stream_rpc_method_handler,
+    "stream_unary": grpc.stream_unary_rpc_method_handler,
+    "stream_stream": grpc.stream_stream_rpc_method_handler,
+}
 
 
 def decode_off_loop(decode: Decoder, raw: bytes) -> Any:
@@ -51,67 +64,53 @@ async def _decoded_stream(decode: Decoder, raw: AsyncIterator[bytes], context: A
         yield await _decoded(decode, item, context)
 
 
-async def _settled(result: Any) -> Any:
-    """A handler's result, awaited when it is a coroutine (a plain function's result as it is)."""
-    return await result if inspect.isawaitable(result) else result
-
-
-def _wrapped(handler: grpc.RpcMethodHandler, precheck: Precheck | None) -> grpc.RpcMethodHandler:
+def _requests(handler: grpc.RpcMethodHandler, precheck: Precheck | None) -> Callable[[Any, Any], Awaitable[Any]]:
+    """What the handler's behaviour takes, from what the server hands the wrapped one (raw bytes, or their stream)."""
     decode = handler.request_deserializer
-    if decode is None:
-        return handler
-    out = handler.response_serializer
-    if handler.unary_unary is not None:
-        unary_unary = handler.unary_unary
 
-        async def uu(raw: bytes, context: Any) -> Any:
-            if precheck is not None:
-                try:
-                    precheck(raw)
-                except Pose3DError as exc:
-                    await abort_with(context, exc)
-            return await unary_unary(await _decoded(decode, raw, context), context)
+    async def requests(raw: Any, context: Any) -> Any:
+        if decode is None:  # a refusal: nothing is read
+            return raw
+        if handler.request_streaming:
+            return _decoded_stream(decode, raw, context)
+        if precheck is not None:
+            try:
+                precheck(raw)
+            except Pose3DError as exc:
+                await abort_with(context, exc)
+        return await _decoded(decode, raw, context)
 
-        return grpc.unary_unary_rpc_method_handler(uu, response_serializer=out)
-    if handler.unary_stream is not None:
-        unary_stream = handler.unary_stream
-        if not inspect.isasyncgenfunction(unary_stream):  # writes with context.write (e.g. health Watch)
-
-            async def us_writes(raw: bytes, context: Any) -> Any:
-                return await _settled(unary_stream(await _decoded(decode, raw, context), context))
-
-            return grpc.unary_stream_rpc_method_handler(us_writes, response_serializer=out)
-
-        async def us(raw: bytes, context: Any) -> AsyncIterator[Any]:
-            async for item in unary_stream(await _decoded(decode, raw, context), context):
-                yield item
-
-        return grpc.unary_stream_rpc_method_handler(us, response_serializer=out)
-    if handler.stream_stream is not None:
-        stream_stream = handler.stream_stream
-        if not inspect.isasyncgenfunction(stream_stream):  # e.g. server reflection
-
-            async def ss_writes(raw: AsyncIterator[bytes], context: Any) -> Any:
-                return await _settled(stream_stream(_decoded_stream(decode, raw, context), context))
-
-            return grpc.stream_stream_rpc_method_handler(ss_writes, response_serializer=out)
-
-        async def ss(raw: AsyncIterator[bytes], context: Any) -> AsyncIterator[Any]:
-            async for item in stream_stream(_decoded_stream(decode, raw, context), context):
-                yield item
-
-        return grpc.stream_stream_rpc_method_handler(ss, response_serializer=out)
-    stream_unary = handler.stream_unary
-
-    async def su(raw: AsyncIterator[bytes], context: Any) -> Any:
-        return await stream_unary(_decoded_stream(decode, raw, context), context)
-
-    return grpc.stream_unary_rpc_method_handler(su, response_serializer=out)
+    return requests
 
 
-class DecodeErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Decodes requests in the handler (INVALID_ARGUMENT when they are not protobuf); ``prechecks`` maps a unary
-    method's full name (``/package.Service/Method``) to a :data:`Precheck` run on its raw bytes first."""
+def wrapped(
+    handler: grpc.RpcMethodHandler, precheck: Precheck | None, span: Callable[[], Any]
+) -> grpc.RpcMethodHandler:
+    """``handler`` taking raw requests, decoding them and running in ``span()`` (an async generator stays one; a
+    coroutine — a single response, or a stream written with ``context.write`` such as health ``Watch`` — stays one)."""
+    attr = next(name for name in _KINDS if getattr(handler, name) is not None)
+    behavior = getattr(handler, attr)
+    requests = _requests(handler, precheck)
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream(raw: Any, context: Any) -> AsyncIterator[Any]:
+            with span():
+                async for item in behavior(await requests(raw, context), context):
+                    yield item
+
+        return _KINDS[attr](stream, response_serializer=handler.response_serializer)
+
+    async def run(raw: Any, context: Any) -> Any:
+        with span():
+            result = behavior(await requests(raw, context), context)
+            return await result if inspect.isawaitable(result) else result
+
+    return _KINDS[attr](run, response_serializer=handler.response_serializer)
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Wraps each handler once (:func:`wrapped`); ``prechecks`` maps a unary method's full name
+    (``/package.Service/Method``) to a :data:`Precheck` run on its raw bytes first."""
 
     def __init__(self, prechecks: Mapping[str, Precheck] | None = None) -> None:
         self._prechecks = dict(prechecks or {})
@@ -119,8 +118,10 @@ class DecodeErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
+        details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        precheck = self._prechecks.get(handler_call_details.method)
-        return None if handler is None else _wrapped(handler, precheck)
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        span = server_span(str(details.method), details.invocation_metadata)
+        return wrapped(handler, self._prechecks.get(details.method), span)

@@ -41,17 +41,17 @@ def new_server(
     prechecks: Mapping[str, Precheck] | None = None,
 ) -> grpc.aio.Server:
     """A grpc.aio server whose messages are limited to ``max_message_bytes`` each way; ``prechecks``: see
-    :class:`~service.rpc.decoding.DecodeErrorInterceptor`."""
+    :class:`~service.rpc.decoding.CallInterceptor`, which wraps every handler once (decoding, trace span)."""
     # no SO_REUSEPORT: a second server on a port already in use must fail to bind, not share it silently
     opts = [
         *channel_options(max_message_bytes),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.so_reuseport", 0),
     ]
-    from service.rpc.decoding import DecodeErrorInterceptor
+    from service.rpc.decoding import CallInterceptor
 
-    # bad protobuf: INVALID_ARGUMENT; then the given interceptors (API keys, traces)
-    return grpc.aio.server(options=opts, interceptors=[DecodeErrorInterceptor(prechecks), *interceptors])
+    # the one wrap of what the given interceptors (API keys) return: decoding (bad protobuf: INVALID_ARGUMENT), span
+    return grpc.aio.server(options=opts, interceptors=[CallInterceptor(prechecks), *interceptors])
 
 
 def add_health_and_reflection(server: grpc.aio.Server, services: Sequence[str]) -> health_aio.HealthServicer:

@@ -1,14 +1,14 @@
 """Trace context over gRPC: the gateway's worker channels inject ``traceparent`` into call metadata; servers
-(worker, public gateway port) continue the caller's trace in a server span around each call."""
+(worker, public gateway port) continue the caller's trace in a server span around each call (entered by the one
+handler wrap, :class:`~service.rpc.decoding.CallInterceptor`)."""
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import grpc
-from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from service.telemetry.tracing import tracer
@@ -52,62 +52,10 @@ class TraceStreamClientInterceptor(grpc.aio.UnaryStreamClientInterceptor):  # ty
         return replies()
 
 
-def _extract(metadata: Any) -> otel_context.Context:
+def server_span(method: str, metadata: Any) -> Callable[[], AbstractContextManager[trace.Span]]:
+    """A factory of the server span for a call of ``method`` (``/package.Service/Method``; the span is named
+    ``Service/Method``), child of the ``traceparent`` in the call's ``metadata`` when the caller sent one."""
     carrier = {str(item[0]).lower(): item[1] for item in metadata or () if isinstance(item[1], str)}
-    return propagate.extract(carrier)
-
-
-class TraceServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """A server span per call, child of the caller's ``traceparent`` when it sent one."""
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = str(handler_call_details.method)
-        parent = _extract(handler_call_details.invocation_metadata)
-        name = method.lstrip("/").rsplit(".", 1)[-1]
-
-        def unary(behavior: Any) -> Any:
-            async def run(request: Any, context: Any) -> Any:
-                with tracer.start_as_current_span(name, context=parent, kind=trace.SpanKind.SERVER):
-                    return await behavior(request, context)
-
-            return run
-
-        def streaming(behavior: Any) -> Any:
-            async def run(request: Any, context: Any) -> AsyncIterator[Any]:
-                with tracer.start_as_current_span(name, context=parent, kind=trace.SpanKind.SERVER):
-                    async for item in behavior(request, context):
-                        yield item
-
-            return run
-
-        return rewrap(handler, unary, streaming)
-
-
-def rewrap(handler: Any, unary: Callable[[Any], Any], streaming: Callable[[Any], Any]) -> grpc.RpcMethodHandler:
-    """``handler`` with its behaviour wrapped: ``streaming`` for async-generator handlers, else ``unary``
-    (a coroutine: a single response, or a stream written with ``context.write``)."""
-    kinds = {
-        "unary_unary": (grpc.unary_unary_rpc_method_handler, unary),
-        "stream_unary": (grpc.stream_unary_rpc_method_handler, unary),
-        "unary_stream": (grpc.unary_stream_rpc_method_handler, streaming),
-        "stream_stream": (grpc.stream_stream_rpc_method_handler, streaming),
-    }
-    for attr, (make, wrap) in kinds.items():
-        behavior = getattr(handler, attr)
-        if behavior is not None:
-            if not inspect.isasyncgenfunction(behavior):  # a streaming handler may write through its context
-                wrap = unary
-            built: grpc.RpcMethodHandler = make(
-                wrap(behavior),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-            return built
-    return handler
+    parent = propagate.extract(carrier)
+    name = method.lstrip("/").rsplit(".", 1)[-1]
+    return lambda: tracer.start_as_current_span(name, context=parent, kind=trace.SpanKind.SERVER)

@@ -16,8 +16,6 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-import grpc
-
 from service.config import WorkerSettings
 from service.engine.types import EngineClient
 from service.metrics import Metrics
@@ -28,7 +26,6 @@ from service.security.keys import KeyStore
 from service.security.tls import add_worker_port
 from service.security.worker_link import WorkerKeyInterceptor, worker_link_summary
 from service.startup import frozen_heap
-from service.telemetry.grpc_trace import TraceServerInterceptor
 from service.telemetry.setup import setup_telemetry
 from service.worker.metrics_http import serve_metrics
 from service.worker.servicer import WorkerServicer
@@ -80,10 +77,8 @@ async def run_worker(
     keys = worker_keys(settings)
     metrics = Metrics()
     metrics.worker_up.set(0)
-    interceptors: list[grpc.aio.ServerInterceptor] = [TraceServerInterceptor()]
-    if keys is not None:  # the key from the metadata, before any message is read
-        interceptors.append(WorkerKeyInterceptor(keys))
-    server = new_server(settings.max_message_bytes, interceptors)
+    # the key from the metadata, before any message is read
+    server = new_server(settings.max_message_bytes, [] if keys is None else [WorkerKeyInterceptor(keys)])
     servicer = WorkerServicer(metrics)
     worker_pb2_grpc.add_WorkerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     health = add_health_and_reflection(server, [WORKER_SERVICE])

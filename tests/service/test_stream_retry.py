@@ -1,5 +1,6 @@
 """The stream client's reconnection: exponential backoff with jitter, a time budget, and retries before the stream
-opened (a gateway that is not up yet, or restarting, when the client starts)."""
+opened (a gateway that is not up yet, or restarting, when the client starts). The waits go through the client's
+``sleep``, which these tests hold at a gate instead of sleeping."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import asyncio
 from typing import Any
 
 import pytest
+from tenacity import RetryCallState, Retrying
 
-from service.client.stream import StreamClient, StreamConfig
+from service.client.stream import StreamClient, StreamConfig, backoff
 from service.errors import Unavailable
 from service.gateway.grpc_server import PublicGrpcServer
 from service.metrics import Metrics
@@ -18,9 +20,11 @@ from tests.service.test_grpc_public import frames, settings
 
 
 def test_backoff_doubles_with_full_jitter_up_to_the_cap() -> None:
-    client = StreamClient("x:1", iter(()), StreamConfig(resume_backoff_s=0.5, resume_backoff_max_s=5.0), print)
+    wait = backoff(StreamConfig(resume_backoff_s=0.5, resume_backoff_max_s=5.0))
+    state = RetryCallState(Retrying(), None, (), {})
     for attempt, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 5.0), (40, 5.0)]:
-        waits = [client.backoff_s(attempt) for _ in range(200)]
+        state.attempt_number = attempt
+        waits = [wait(state) for _ in range(200)]
         assert all(0.0 <= w <= ceiling for w in waits)
         assert max(waits) > ceiling / 2  # jittered over the whole range, not a fixed delay
 
@@ -28,25 +32,90 @@ def test_backoff_doubles_with_full_jitter_up_to_the_cap() -> None:
 async def test_the_client_retries_before_the_stream_opened() -> None:
     port = free_port()
     results: list[dict[str, Any]] = []
-    config = StreamConfig(paced=False, resume_backoff_s=0.05, resume_backoff_max_s=0.2, retry_budget_s=60.0)
-    client = StreamClient(f"127.0.0.1:{port}", frames(12), config, results.append)
+    client = StreamClient(
+        f"127.0.0.1:{port}", frames(12), StreamConfig(paced=False, retry_budget_s=600.0), results.append
+    )
+    waits: list[float] = []
+    failed_twice, server_up = asyncio.Event(), asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:  # the gateway is not up: the client has failed to open twice
+            failed_twice.set()
+            await server_up.wait()
+
+    client.sleep = sleep
     run = asyncio.create_task(client.run())
-    while client.stats.resumes < 2:  # the gateway is not up: the client has failed to open twice
-        assert not run.done(), run
-        await asyncio.sleep(0.01)
+    await failed_twice.wait()
     server = PublicGrpcServer(settings(grpc_port=port), Metrics())
     await server.start()
     server.engine = ToyEngine()
+    server_up.set()
     try:
         stats = await run
     finally:
         await server.stop(0)
-    assert stats.resumes >= 2
+    assert stats.resumes == 2
+    assert 0.0 <= waits[0] <= 0.5  # the defaults: 0.5 s doubling
+    assert 0.0 <= waits[1] <= 1.0
     assert [r["frame_index"] for r in results] == list(range(12))
 
 
 async def test_the_budget_ends_an_outage() -> None:
-    config = StreamConfig(paced=False, resume_backoff_s=0.01, resume_backoff_max_s=0.02, retry_budget_s=0.0)
-    client = StreamClient(f"127.0.0.1:{free_port()}", frames(3), config, print)
+    client = StreamClient(f"127.0.0.1:{free_port()}", frames(3), StreamConfig(paced=False, retry_budget_s=0.0), print)
     with pytest.raises(Unavailable, match="could not resume"):
         await client.run()
+    assert client.stats.resumes == 0
+
+
+async def test_the_attempts_end_an_outage() -> None:
+    client = StreamClient(f"127.0.0.1:{free_port()}", frames(3), StreamConfig(paced=False, resume_attempts=3), print)
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    client.sleep = sleep
+    with pytest.raises(Unavailable, match="could not resume"):
+        await client.run()
+    assert client.stats.resumes == len(waits) == 3  # three reconnections, the fourth failure ends it
+    assert all(0.0 <= w <= ceiling for w, ceiling in zip(waits, [0.5, 1.0, 2.0], strict=True))
+
+
+async def test_a_result_starts_a_new_outage() -> None:
+    """One reconnection allowed per outage, two outages: the stream ends whole, as the count starts again."""
+    engine = ToyEngine(delay_s=0.01)
+    servers = [PublicGrpcServer(settings(), Metrics())]
+    port = await servers[0].start()
+    servers[0].engine = engine
+    results: list[dict[str, Any]] = []
+    dropped, up = asyncio.Event(), asyncio.Event()
+
+    def collect(result: dict[str, Any]) -> None:
+        results.append(result)
+        if len(results) in (10, 25):
+            dropped.set()
+
+    async def restart_twice() -> None:
+        for _ in range(2):
+            await dropped.wait()
+            dropped.clear()
+            up.clear()
+            await servers[-1].stop(0)
+            servers.append(PublicGrpcServer(settings(grpc_port=port), Metrics()))
+            await servers[-1].start()
+            servers[-1].engine = engine  # the engine's streams outlive the gateway
+            up.set()
+
+    async def sleep(seconds: float) -> None:
+        await up.wait()  # reconnect once the new gateway listens
+
+    client = StreamClient(f"127.0.0.1:{port}", frames(40), StreamConfig(paced=False, resume_attempts=1), collect)
+    client.sleep = sleep
+    try:
+        stats, _ = await asyncio.gather(client.run(), restart_twice())
+    finally:
+        for server in servers:
+            await server.stop(0)
+    assert stats.resumes == 2
+    assert [r["frame_index"] for r in results] == list(range(40))
