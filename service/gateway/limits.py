@@ -18,9 +18,10 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.validation import safe_request_id
 from service.config import LimitSettings
 from service.errors import OverCapacity, PayloadTooLarge, Pose3DError
-from service.gateway.problem import REQUEST_ID_HEADER, problem_response, safe_request_id
+from service.gateway.problem import REQUEST_ID_HEADER, problem_response
 from service.metrics import Metrics
 from service.security.inflight import InFlight
 

@@ -16,7 +16,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.api.validation import safe_request_id as safe_request_id  # the request id and 422 rules live there
 from service.api.validation import validation_problem
 from service.errors import (
     BadRequest,
