@@ -3,8 +3,10 @@ comes back is found again, and a stream pushed frame by frame gives the clip's p
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -154,3 +156,37 @@ async def test_stream_equals_clip_with_guided_boxes(engine: InProcessEngine) -> 
     for a, b in zip(clip.frames, sorted(streamed, key=lambda f: f.frame_index), strict=True):
         for pa, pb in zip(a.people, b.people, strict=True):
             np.testing.assert_array_equal(pa.box, pb.box)
+
+
+async def test_detector_frames_do_not_wait_for_the_frames_before(
+    engine: InProcessEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clip's person-detector frames (every k-th) need nothing of the frame before, so their detector runs
+    while earlier frames are still in the 2D stage: frame 0's 2D detection is held until the person detector has
+    also run for frame k (a gate, not a sleep: one frame after another it never would, and the wait expires)."""
+    pipeline = engine.pipeline
+    person, keypoints = pipeline.box_finder.detector, pipeline.detector
+    assert person is not None
+    assert keypoints is not None
+    looked: list[int] = []
+    second_look, first_2d_gate_opened = threading.Event(), list[bool]()
+    person_detect, keypoints_detect = person.detect, keypoints.detect
+
+    def person_spy(*args: Any, **kwargs: Any) -> Any:
+        looked.append(1)
+        if len(looked) >= 2:
+            second_look.set()
+        return person_detect(*args, **kwargs)
+
+    def keypoints_gated(*args: Any, **kwargs: Any) -> Any:
+        if not first_2d_gate_opened:
+            first_2d_gate_opened.append(second_look.wait(timeout=60))
+        return keypoints_detect(*args, **kwargs)
+
+    monkeypatch.setattr(person, "detect", person_spy)
+    monkeypatch.setattr(keypoints, "detect", keypoints_gated)
+    frames = _frames([True] * 12)
+    result = await collect(engine, Work("r", frames, EstimateOptions(mode=WindowMode.CAUSAL)))
+    assert first_2d_gate_opened == [True]  # frame 5's detector ran before frame 0's keypoints were found
+    assert len(looked) == 3 == _runs(engine)  # frames 0, 5 and 10: the schedule is unchanged
+    assert [len(f.people) for f in result.frames] == [1] * 12
