@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 
@@ -190,3 +191,18 @@ async def test_detector_frames_do_not_wait_for_the_frames_before(
     assert first_2d_gate_opened == [True]  # frame 5's detector ran before frame 0's keypoints were found
     assert len(looked) == 3 == _runs(engine)  # frames 0, 5 and 10: the schedule is unchanged
     assert [len(f.people) for f in result.frames] == [1] * 12
+
+
+async def test_the_engine_runs_opencv_on_its_stage_threads(onnx_files: tuple[Path, Path]) -> None:
+    """OpenCV's own pool is off once an engine is built (its crops then cost no thread wake-ups), and a crop is
+    the same bytes either way."""
+    image = np.random.default_rng(3).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    mat = np.array([[0.7, 0.1, -30.3], [-0.05, 0.8, -12.7]])
+    cv2.setNumThreads(2)
+    pooled = cv2.warpAffine(image, mat, (192, 256), flags=cv2.INTER_LINEAR)
+    eng = await build_engine(_settings(onnx_files), Metrics())
+    try:
+        assert cv2.getNumThreads() == 1
+        np.testing.assert_array_equal(cv2.warpAffine(image, mat, (192, 256), flags=cv2.INTER_LINEAR), pooled)
+    finally:
+        await eng.aclose()
