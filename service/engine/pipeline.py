@@ -31,7 +31,7 @@ from service.engine.person_boxes import FrameBoxes
 from service.engine.pose_guide import GuideAt, GuideSettings, guides, load_guided_boxes
 from service.engine.prepare import PreparedPeople, decode_image, empty_tokens, people_from_keypoints
 from service.engine.stages import BoxItem, DetectItem, Models, Stages
-from service.engine.streams import PreparedFrame, append_frame, frame_result, ready_frames
+from service.engine.streams import PreparedFrame, ReadyFrame, append_frame, frame_result, ready_frames
 from service.engine.types import BoxSource, ByteImage, Frame, FrameResult, ImageFrame, KeypointFrame, WindowMode
 from service.errors import InvalidInput, Pose3DError, Unavailable
 from service.metrics import Metrics
@@ -166,10 +166,16 @@ class Pipeline(Stages):
     # -- the back: buffer and lifter -------------------------------------------------------------
 
     async def lift_emission(self, step: StreamStep, emission: Emission) -> list[FrameResult]:
-        """Lift every window that ``emission`` made ready; one :class:`FrameResult` per emitted frame (a clip's
-        report the client's own frame indices, from ``step.client_index``)."""
-        lifter, meta, client_index = step.lifter, step.meta, step.client_index
-        ready = ready_frames(emission, lifter.window, meta.mode, meta.flip_test)
+        """Lift every window that ``emission`` made ready (:meth:`lift_ready`)."""
+        return await self.lift_ready(step, self._ready(step, emission))
+
+    def _ready(self, step: StreamStep, emission: Emission) -> list[ReadyFrame]:
+        return ready_frames(emission, step.lifter.window, step.meta.mode, step.meta.flip_test)
+
+    async def lift_ready(self, step: StreamStep, ready: list[ReadyFrame]) -> list[FrameResult]:
+        """Lift the windows of ``ready``; one :class:`FrameResult` per frame (a clip's report the client's own
+        frame indices, from ``step.client_index``)."""
+        lifter, client_index = step.lifter, step.client_index
         windows = [w for rf in ready for w in rf.windows]
         with step.timings.stage("lift"):
             poses = await self.lift[lifter.name].submit_many(windows, step.deadline)
@@ -205,13 +211,20 @@ class Pipeline(Stages):
         batches. With pose-guided boxes a frame whose boxes follow the frame before it finds them once that
         frame is appended (its decoding does not wait); a person-detector frame (every ``detect_every``-th, or
         one that asks) needs nothing of the frame before, so its detector runs while the frames before it are
-        still in the 2D stage: the same boxes and poses as one frame after another, in less time. With ``step.client_index`` (a clip), frame ``k`` of ``frames`` is appended as buffer frame
+        still in the 2D stage: the same boxes and poses as one frame after another, in less time.
+
+        With ``step.client_index`` (a clip), frame ``k`` of ``frames`` is appended as buffer frame
         ``len(client_index)`` and its own ``(frame_index, timestamp_s)`` is appended to ``client_index`` and
-        reported in its results; without (a stream), frames go in at their own ``frame_index``.
+        reported in its results, and the windows its appends make ready are lifted a full lift batch at a time
+        (its results come at its end anyway; P-STMO-81 on ONNX Runtime: 6.8 ms CPU per window in fours against
+        8.5 one by one); without (a stream), frames go in at their own ``frame_index`` and each frame's windows
+        are lifted as soon as it is appended.
         """
         guide = self.guide if step.meta.boxes is None else None  # a guided frame's boxes need the one before it
         flow = _Flow(asyncio.Semaphore(max(1, look_ahead)), asyncio.Queue(), guide)
         lifted: list[asyncio.Task[list[FrameResult]]] = []
+        held: list[ReadyFrame] = []  # ready, not lifted yet
+        hold = self.lift[step.lifter.name].limits.max_batch_size if step.client_index is not None else 1
         source = BoxSource.WHOLE_FRAME
         try:
             async with asyncio.TaskGroup() as tg:
@@ -222,8 +235,12 @@ class Pipeline(Stages):
                     frame = PreparedFrame(pending.index, pending.timestamp_s, people, pending.track)
                     emission = await self.push(step, frame)
                     pending.appended.set()
-                    lifted.append(tg.create_task(self.lift_emission(step, emission)))
+                    held += self._ready(step, emission)
+                    if sum(len(rf.windows) for rf in held) >= hold:
+                        lifted.append(tg.create_task(self.lift_ready(step, held)))
+                        held = []
                     await asyncio.sleep(0)  # let the loop serve others between frames (keypoints never wait)
+                lifted.append(tg.create_task(self.lift_ready(step, held)))
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
         return [r for task in lifted for r in task.result()], source
