@@ -31,7 +31,7 @@ from service.engine.person_boxes import FrameBoxes
 from service.engine.pose_guide import GuideAt, GuideSettings, guides, load_guided_boxes
 from service.engine.prepare import PreparedPeople, decode_image, empty_tokens, people_from_keypoints
 from service.engine.stages import BoxItem, DetectItem, Models, Stages
-from service.engine.streams import PreparedFrame, ReadyFrame, append_frame, frame_result, ready_frames
+from service.engine.streams import PreparedFrame, append_frame, frame_result, ready_frames
 from service.engine.types import BoxSource, ByteImage, Frame, FrameResult, ImageFrame, KeypointFrame, WindowMode
 from service.errors import InvalidInput, Pose3DError, Unavailable
 from service.metrics import Metrics
@@ -165,17 +165,11 @@ class Pipeline(Stages):
 
     # -- the back: buffer and lifter -------------------------------------------------------------
 
-    async def lift_emission(self, step: StreamStep, emission: Emission) -> list[FrameResult]:
-        """Lift every window that ``emission`` made ready (:meth:`lift_ready`)."""
-        return await self.lift_ready(step, self._ready(step, emission))
-
-    def _ready(self, step: StreamStep, emission: Emission) -> list[ReadyFrame]:
-        return ready_frames(emission, step.lifter.window, step.meta.mode, step.meta.flip_test)
-
-    async def lift_ready(self, step: StreamStep, ready: list[ReadyFrame]) -> list[FrameResult]:
-        """Lift the windows of ``ready``; one :class:`FrameResult` per frame (a clip's report the client's own
-        frame indices, from ``step.client_index``)."""
-        lifter, client_index = step.lifter, step.client_index
+    async def lift_emission(self, step: StreamStep, *emissions: Emission) -> list[FrameResult]:
+        """Lift every window that ``emissions`` made ready, in one submission; one :class:`FrameResult` per emitted
+        frame (a clip's report the client's own frame indices, from ``step.client_index``)."""
+        lifter, meta, client_index = step.lifter, step.meta, step.client_index
+        ready = [rf for e in emissions for rf in ready_frames(e, lifter.window, meta.mode, meta.flip_test)]
         windows = [w for rf in ready for w in rf.windows]
         with step.timings.stage("lift"):
             poses = await self.lift[lifter.name].submit_many(windows, step.deadline)
@@ -223,7 +217,7 @@ class Pipeline(Stages):
         guide = self.guide if step.meta.boxes is None else None  # a guided frame's boxes need the one before it
         flow = _Flow(asyncio.Semaphore(max(1, look_ahead)), asyncio.Queue(), guide)
         lifted: list[asyncio.Task[list[FrameResult]]] = []
-        held: list[ReadyFrame] = []  # ready, not lifted yet
+        held: list[Emission] = []  # appended, not lifted yet
         hold = self.lift[step.lifter.name].limits.max_batch_size if step.client_index is not None else 1
         source = BoxSource.WHOLE_FRAME
         try:
@@ -235,12 +229,12 @@ class Pipeline(Stages):
                     frame = PreparedFrame(pending.index, pending.timestamp_s, people, pending.track)
                     emission = await self.push(step, frame)
                     pending.appended.set()
-                    held += self._ready(step, emission)
-                    if sum(len(rf.windows) for rf in held) >= hold:
-                        lifted.append(tg.create_task(self.lift_ready(step, held)))
+                    held.append(emission)
+                    if sum(map(_windows, held)) >= hold:
+                        lifted.append(tg.create_task(self.lift_emission(step, *held)))
                         held = []
                     await asyncio.sleep(0)  # let the loop serve others between frames (keypoints never wait)
-                lifted.append(tg.create_task(self.lift_ready(step, held)))
+                lifted.append(tg.create_task(self.lift_emission(step, *held)))
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
         return [r for task in lifted for r in task.result()], source
@@ -305,6 +299,11 @@ class _Flow:
     slots: asyncio.Semaphore
     order: asyncio.Queue[_Pending | None]
     guide: GuideSettings | None
+
+
+def _windows(emission: Emission) -> int:
+    """How many windows ``emission`` makes ready (one per person of each emitted frame)."""
+    return sum(len(emission.records[t].track_ids) for t in emission.targets if t in emission.records)
 
 
 def _follows(frame: Frame, index: int, guide: GuideSettings | None) -> bool:
