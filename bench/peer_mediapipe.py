@@ -17,9 +17,9 @@
   networks are the real architectures with random weights (RTMPose-t 0.71 GFLOP per crop, YOLOX-tiny at 416x416).
   The realtime rows report the person detector's runs per 100 frames.
 - ``--baseline TREE`` (e.g. ``git worktree add ../base faaed5b``, the build before the ONNX Runtime default)
-  also runs the **default profile of that tree** in its own child (same interpreter and packages, ``service``
-  from ``TREE``), interleaved with this tree's in every round: the table gets a ``default (baseline)`` column
-  and the ratio this / baseline.
+  also runs **that tree's** ``--profiles``, each in its own child (same interpreter and packages, ``service``
+  from ``TREE``), interleaved with this tree's in every round: the table gets ``default (baseline)`` and
+  ``realtime (baseline)`` columns and the ratios this / baseline.
 - Input: a photograph of a person (matplotlib's ``grace_hopper.jpg`` sample) padded to 640x480; the clip is it
   sliding 1 px per frame. The default profile's clip uses the first ``--default-frames`` frames (it is slow);
   rates are per frame so they compare. CPU ms are each process's own (all its threads).
@@ -202,7 +202,7 @@ MODE = {"default": "centred", "realtime": "causal"}
 
 
 def column(child: str, profile: str) -> str:
-    return f"{profile} ({child})" if profile == "default" else profile
+    return f"{profile} ({child})" if profile == "default" or child == "baseline" else profile
 
 
 def summary(values: list[float]) -> str:
@@ -229,6 +229,12 @@ def report(cells: dict[str, list[float]], columns: list[str]) -> None:
         for what in ("video", "images"):
             print(f"default profile {what}/s, this / baseline: "
                   + ratio(cells, f"default (this) {what}", f"default (baseline) {what}"))  # fmt: skip
+    if "realtime (baseline) video" in cells:
+        print(
+            "realtime video frames/s, this / baseline: " + ratio(cells, "realtime video", "realtime (baseline) video")
+        )
+        print("realtime CPU ms per video frame, this / baseline: "
+              + ratio(cells, "realtime video cpu", "realtime (baseline) video cpu"))  # fmt: skip
     if "realtime video" in cells and "mediapipe video" in cells:
         print("realtime video frames/s / MediaPipe's: " + ratio(cells, "realtime video", "mediapipe video")
               + " (target >= 1.5)")  # fmt: skip
@@ -253,7 +259,7 @@ def run(args: argparse.Namespace, mp: subprocess.Popen[str] | None, work: Path) 
     children = []
     if args.baseline is not None:
         print(f"  baseline: {args.baseline} ({git_head(args.baseline)})")
-        children.append(start_child("baseline", args.baseline.resolve(), ["default"], args, work))
+        children += [start_child("baseline", args.baseline.resolve(), [p], args, work) for p in args.profiles]
     print(f"  this: {here} ({git_head(here)})")
     children += [start_child("this", here, [p], args, work) for p in args.profiles]
     cells: dict[str, list[float]] = {}
@@ -295,7 +301,7 @@ def git_head(tree: Path) -> str:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--baseline", type=Path, default=None, help="an older tree: its default profile beside ours")
+    parser.add_argument("--baseline", type=Path, default=None, help="an older tree: its profiles beside ours")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--images", type=int, default=8, help="images per round for the default profile (x3 others)")
     parser.add_argument("--frames", type=int, default=100, help="clip frames (MediaPipe and the realtime profile)")

@@ -13,10 +13,11 @@
   loop as ``bench.peer_mediapipe`` runs it — ``bench/peer_ours.py`` says how random weights are made to track a
   person): a causal clip of ``--frames`` 640x480 frames per variant (RTMPose size x ``detector.rtmpose_threads``
   x ``detector.detect_every`` x the lifter's ``backend``), every variant once per round in the same order;
-  frames/s, the process's CPU ms per frame, person-detector runs per 100 frames, and each stage's busy ms per
-  frame from
-  ``pose3d_stage_duration_seconds`` (stages run on different threads and overlap, so they may add up to more
-  than the wall time).
+  frames/s, the process's CPU ms per frame, person-detector runs per 100 frames, each stage's busy ms per frame
+  from ``pose3d_stage_duration_seconds`` (stages run on different threads and overlap, so they may add up to more
+  than the wall time), and the CPU ms per frame of each group of threads (:func:`thread_cpu`: the event loop,
+  the lifter's thread, the CPU pool running RTMPose and the person detector, camera placement, and the rest —
+  libraries' own pools), which says what besides the networks costs CPU.
 
 Load averages are printed with every round: other work on the machine shows there.
 """
@@ -29,10 +30,12 @@ import itertools
 import os
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 import torch
@@ -152,17 +155,41 @@ def lift_batches(engine: InProcessEngine) -> tuple[float, float]:
     ) or 0.0
 
 
+THREAD_GROUPS: Final = ("MainThread", "pose3d-infer", "pose3d-decode", "pose3d-world")
+"""The threads whose CPU is reported apart (by name prefix: the event loop, the torch / lifter thread, the CPU pool
+that runs RTMPose and the person detector, camera placement); every other thread (a library's own pool:
+OpenCV's, ONNX Runtime's, torch's) is ``other``."""
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of this process's threads so far, by :data:`THREAD_GROUPS` (Linux ``/proc``;
+    empty elsewhere)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").glob("*"):
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        name = names.get(int(task.name), "")
+        group = next((g for g in THREAD_GROUPS if name.startswith(g)), "other")
+        out[group] = out.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 async def clip_run(engine: InProcessEngine, frames: list[Frame], people: int | None) -> dict[str, float]:
     before, runs, lifts = stage_seconds(engine), engine.metrics.person_detector_run_count(), lift_batches(engine)
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0, threads = time.perf_counter(), time.process_time(), thread_cpu()
     await collect(engine, Work("clip", frames, EstimateOptions(mode=WindowMode.CAUSAL, max_people=people)))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     n = len(frames)
+    threads = {g: v - threads.get(g, 0.0) for g, v in thread_cpu().items()}
     after, runs = stage_seconds(engine), engine.metrics.person_detector_run_count() - runs
     windows, forwards = (a - b for a, b in zip(lift_batches(engine), lifts, strict=True))
     out = {"frames/s": n / wall, "cpu ms/frame": cpu * 1000 / n, "detector runs/100": runs * 100 / n}
     out["windows/lift"] = windows / max(forwards, 1.0)
     out.update({f"{s} ms/frame": (after[s] - before[s]) * 1000 / n for s in STAGES})
+    out.update({f"{g} cpu ms/frame": threads.get(g, 0.0) * 1000 / n for g in (*THREAD_GROUPS, "other")})
     return out
 
 

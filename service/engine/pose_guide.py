@@ -108,9 +108,15 @@ def guided_boxes(previous: Guide | None, frame_index: int, settings: GuideSettin
     return previous.boxes
 
 
+def guides(frame_index: int, settings: GuideSettings) -> bool:
+    """Whether frame ``frame_index``'s boxes may come from the frame before (else the person detector runs, whatever
+    that frame left: those frames need not wait for it)."""
+    return frame_index % settings.detect_every != 0
+
+
 async def load_guided_boxes(at: GuideAt, settings: GuideSettings) -> FloatArray | None:
     """:func:`guided_boxes` for the frame ``at`` names, reading the guide from its frame buffer."""
-    if at.frame_index % settings.detect_every == 0:
+    if not guides(at.frame_index, settings):
         return None
     guide = read_guide((await at.buffer.tracker(at.stream_id)).tracker)
     if guide is None or guide.frame_index != at.frame_index - 1:  # this process's copy may be behind: ask the store

@@ -1,7 +1,8 @@
 """The pipeline's stages: one dynamic batcher per stage, and the threads they run on.
 
 Decoding and person-box detection run on a small CPU pool, every torch stage on ONE inference thread (the
-event loop never runs a model). Each stage has its own batch limits (``engine.decode``/``detect``/``lift``,
+event loop never runs a model). The stages are the engine's parallelism: OpenCV runs on the stage's thread (no
+pool of its own). Each stage has its own batch limits (``engine.decode``/``detect``/``lift``,
 else the engine-wide ones): images per decode batch, people per detector forward, windows per lift forward.
 """
 
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+
+import cv2
 
 from service.config import EngineSettings
 from service.engine.batcher import BatcherLimits, DynamicBatcher
@@ -90,6 +93,10 @@ class Stages:
     """The batchers over ``models`` and their thread pools. Create and use inside one running event loop."""
 
     def __init__(self, eng: EngineSettings, metrics: Metrics, models: Models) -> None:
+        # OpenCV (crops, resizing, colour conversion) on the calling stage thread: its own pool split each 256x192
+        # crop across the cores and kept a thread waking for it, ~1 ms CPU per realtime video frame (bench/README.md
+        # "Realtime profile, second pass"); the same output bytes at any thread count
+        cv2.setNumThreads(1)
         self.lifters = models.lifters
         self.detector = models.detector
         self.box_finder = models.box_finder

@@ -3,9 +3,12 @@ comes back is found again, and a stream pushed frame by frame gives the clip's p
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 
@@ -154,3 +157,64 @@ async def test_stream_equals_clip_with_guided_boxes(engine: InProcessEngine) -> 
     for a, b in zip(clip.frames, sorted(streamed, key=lambda f: f.frame_index), strict=True):
         for pa, pb in zip(a.people, b.people, strict=True):
             np.testing.assert_array_equal(pa.box, pb.box)
+
+
+async def test_detector_frames_do_not_wait_for_the_frames_before(
+    engine: InProcessEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clip's person-detector frames (every k-th) need nothing of the frame before, so their detector runs
+    while earlier frames are still in the 2D stage: frame 0's 2D detection is held until the person detector has
+    also run for frame k (a gate, not a sleep: one frame after another it never would, and the wait expires)."""
+    pipeline = engine.pipeline
+    person, keypoints = pipeline.box_finder.detector, pipeline.detector
+    assert person is not None
+    assert keypoints is not None
+    looked: list[int] = []
+    second_look, first_2d_gate_opened = threading.Event(), list[bool]()
+    person_detect, keypoints_detect = person.detect, keypoints.detect
+
+    def person_spy(*args: Any, **kwargs: Any) -> Any:
+        looked.append(1)
+        if len(looked) >= 2:
+            second_look.set()
+        return person_detect(*args, **kwargs)
+
+    def keypoints_gated(*args: Any, **kwargs: Any) -> Any:
+        if not first_2d_gate_opened:
+            first_2d_gate_opened.append(second_look.wait(timeout=60))
+        return keypoints_detect(*args, **kwargs)
+
+    monkeypatch.setattr(person, "detect", person_spy)
+    monkeypatch.setattr(keypoints, "detect", keypoints_gated)
+    frames = _frames([True] * 12)
+    result = await collect(engine, Work("r", frames, EstimateOptions(mode=WindowMode.CAUSAL)))
+    assert first_2d_gate_opened == [True]  # frame 5's detector ran before frame 0's keypoints were found
+    assert len(looked) == 3 == _runs(engine)  # frames 0, 5 and 10: the schedule is unchanged
+    assert [len(f.people) for f in result.frames] == [1] * 12
+
+
+async def test_the_engine_runs_opencv_on_its_stage_threads(onnx_files: tuple[Path, Path]) -> None:
+    """OpenCV's own pool is off once an engine is built (its crops then cost no thread wake-ups), and a crop is
+    the same bytes either way."""
+    image = np.random.default_rng(3).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    mat = np.array([[0.7, 0.1, -30.3], [-0.05, 0.8, -12.7]])
+    cv2.setNumThreads(2)
+    pooled = cv2.warpAffine(image, mat, (192, 256), flags=cv2.INTER_LINEAR)
+    eng = await build_engine(_settings(onnx_files), Metrics())
+    try:
+        assert cv2.getNumThreads() == 1
+        np.testing.assert_array_equal(cv2.warpAffine(image, mat, (192, 256), flags=cv2.INTER_LINEAR), pooled)
+    finally:
+        await eng.aclose()
+
+
+async def test_a_clip_lifts_its_windows_a_full_batch_at_a_time(engine: InProcessEngine) -> None:
+    """A clip's results come at its end, so the windows its appends make ready wait for a full lift batch (one
+    forward for several frames costs less per window than one each); the tail goes as it is."""
+    lift = engine.pipeline.lift["pstmo"]
+    size = lift.limits.max_batch_size
+    frames = _frames([True] * (2 * size + 3))
+    before = (lift.batches_run, lift.units_run)
+    result = await collect(engine, Work("r", frames, EstimateOptions(mode=WindowMode.CAUSAL)))
+    assert [len(f.people) for f in result.frames] == [1] * len(frames)
+    assert (lift.batches_run - before[0], lift.units_run - before[1]) == (3, len(frames))
