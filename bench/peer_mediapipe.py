@@ -19,7 +19,8 @@
 - ``--baseline TREE`` (e.g. ``git worktree add ../base faaed5b``, the build before the ONNX Runtime default)
   also runs **that tree's** ``--profiles``, each in its own child (same interpreter and packages, ``service``
   from ``TREE``), interleaved with this tree's in every round: the table gets ``default (baseline)`` and
-  ``realtime (baseline)`` columns and the ratios this / baseline.
+  ``realtime (baseline)`` columns and the ratios this / baseline (``--baseline-profiles``: which of them; default
+  only ``default``, since faaed5b's realtime profile predates its person detector).
 - Input: a photograph of a person (matplotlib's ``grace_hopper.jpg`` sample) padded to 640x480; the clip is it
   sliding 1 px per frame. The default profile's clip uses the first ``--default-frames`` frames (it is slow);
   rates are per frame so they compare. CPU ms are each process's own (all its threads).
@@ -259,7 +260,8 @@ def run(args: argparse.Namespace, mp: subprocess.Popen[str] | None, work: Path) 
     children = []
     if args.baseline is not None:
         print(f"  baseline: {args.baseline} ({git_head(args.baseline)})")
-        children += [start_child("baseline", args.baseline.resolve(), [p], args, work) for p in args.profiles]
+        base_profiles = [p for p in args.profiles if p in args.baseline_profiles]
+        children += [start_child("baseline", args.baseline.resolve(), [p], args, work) for p in base_profiles]
     print(f"  this: {here} ({git_head(here)})")
     children += [start_child("this", here, [p], args, work) for p in args.profiles]
     cells: dict[str, list[float]] = {}
@@ -302,6 +304,9 @@ def git_head(tree: Path) -> str:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", type=Path, default=None, help="an older tree: its profiles beside ours")
+    parser.add_argument("--baseline-profiles", nargs="+", choices=["default", "realtime"], default=["default"],
+                        help="the baseline tree's profiles to run (default: default; a tree before the realtime "
+                        "profile's person detector cannot run realtime)")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--images", type=int, default=8, help="images per round for the default profile (x3 others)")
     parser.add_argument("--frames", type=int, default=100, help="clip frames (MediaPipe and the realtime profile)")
