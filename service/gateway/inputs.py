@@ -12,7 +12,7 @@ import json
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from fastapi import Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
@@ -99,3 +99,24 @@ def multipart_route(json_alias: JsonEndpoint) -> type[APIRoute]:
             return dispatch
 
     return MultipartRoute
+
+
+def add_split_route(
+    router: APIRouter,
+    path: str,
+    endpoints: tuple[Callable[..., Any], JsonEndpoint],
+    docs: tuple[dict[str, Any], dict[str, Any]] = ({}, {}),
+    **route: Any,
+) -> None:
+    """Register one split route: ``POST {path}`` takes ``multipart/form-data`` (``endpoints[0]``; a JSON body there is
+    the deprecated alias, answered by ``endpoints[1]``) and ``POST {path}/keypoints`` takes JSON (``endpoints[1]``).
+    ``route`` goes to both (``response_model``, ``responses``, ``status_code``...), ``docs`` (``summary``,
+    ``description``... of the multipart route, then of the JSON one) to one each."""
+    (media, keypoints), (media_doc, keypoints_doc) = endpoints, docs
+    router.add_api_route(
+        f"{path}/keypoints", keypoints, methods=["POST"], route_class_override=JSONBodyRoute, **route, **keypoints_doc
+    )
+    router.add_api_route(
+        path, media, methods=["POST"], route_class_override=multipart_route(keypoints), form_limits=FORM_LIMITS,
+        **route, **media_doc,
+    )  # fmt: skip

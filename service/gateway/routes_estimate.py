@@ -20,7 +20,7 @@ from service.api.schemas import PROBLEM_RESPONSES, KeypointsRequest, MediaFields
 from service.engine.types import EstimateOptions
 from service.gateway.deps import deadline_scope, engine_of, state_of
 from service.gateway.encoding import PoseAnswer, release
-from service.gateway.inputs import FORM_LIMITS, JSONBodyRoute, multipart_route
+from service.gateway.inputs import add_split_route
 from service.gateway.jobs.sources import JobSource
 from service.gateway.jobs.streamed import keypoints_source, media_source, streamed_estimate, wants_ndjson
 from service.gateway.outputs import OUTPUT_PARAMETERS, deliver, output_request
@@ -91,27 +91,24 @@ async def estimate_pose(
     return await _answer(request, run, source)
 
 
-router.add_api_route(
-    "/v1/pose3d/keypoints",
-    estimate_pose_keypoints,
-    methods=["POST"],
-    route_class_override=JSONBodyRoute,
-    response_model=PoseResponse,
-    responses=PROBLEM_RESPONSES,
-    openapi_extra={"parameters": OUTPUT_PARAMETERS},
-    summary="3D poses lifted from given 2D keypoints (one person per frame)",
-    description="2D keypoints of one frame or a sequence, with optional camera and smoothing fields. " + _NOTES,
-)
-router.add_api_route(
+add_split_route(
+    router,
     "/v1/pose3d",
-    estimate_pose,
-    methods=["POST"],
-    route_class_override=multipart_route(estimate_pose_keypoints),
-    form_limits=FORM_LIMITS,
+    (estimate_pose, estimate_pose_keypoints),
+    (
+        {
+            "summary": "3D poses of the people in an image or a clip",
+            "description": "An image (JPEG, PNG, WebP) or a clip (MP4, MOV, WebM, AVI), recognised by its content, "
+            "with optional text fields. " + _NOTES + " Deprecated alias: a JSON body here is answered as by POST "
+            "/v1/pose3d/keypoints.",
+        },
+        {
+            "summary": "3D poses lifted from given 2D keypoints (one person per frame)",
+            "description": "2D keypoints of one frame or a sequence, with optional camera and smoothing fields. "
+            + _NOTES,
+        },
+    ),
     response_model=PoseResponse,
     responses=PROBLEM_RESPONSES,
     openapi_extra={"parameters": OUTPUT_PARAMETERS},
-    summary="3D poses of the people in an image or a clip",
-    description="An image (JPEG, PNG, WebP) or a clip (MP4, MOV, WebM, AVI), recognised by its content, with optional "
-    "text fields. " + _NOTES + " Deprecated alias: a JSON body here is answered as by POST /v1/pose3d/keypoints.",
 )

@@ -37,7 +37,7 @@ from service.engine.types import Frame, FrameResult, ImageFrame, ModelInfo, Work
 from service.engine.work import collect
 from service.errors import BadRequest
 from service.gateway.deps import deadline_scope, engine_of, state_of
-from service.gateway.inputs import FORM_LIMITS, JSONBodyRoute, multipart_route, read_json
+from service.gateway.inputs import add_split_route, read_json
 from service.gateway.problem import request_id_of
 
 router = APIRouter(tags=["streams"])
@@ -120,20 +120,10 @@ async def push_frame(
     return await _pushed(request, stream_id, frame)
 
 
-router.add_api_route(
-    "/v1/streams/{stream_id}/frames/keypoints",
-    push_keypoints_frame,
-    methods=["POST"],
-    route_class_override=JSONBodyRoute,
-    response_model=StreamFrames,
-    responses=PROBLEM_RESPONSES,
-)
-router.add_api_route(
+add_split_route(
+    router,
     "/v1/streams/{stream_id}/frames",
-    push_frame,
-    methods=["POST"],
-    route_class_override=multipart_route(push_keypoints_frame),
-    form_limits=FORM_LIMITS,
+    (push_frame, push_keypoints_frame),
     response_model=StreamFrames,
     responses=PROBLEM_RESPONSES,
 )

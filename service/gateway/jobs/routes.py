@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -12,7 +12,7 @@ from service.api.jobs import JobList, JobStatus
 from service.api.schemas import PROBLEM_RESPONSES, KeypointsRequest, MediaFields
 from service.errors import Conflict
 from service.gateway.encoding import pieces
-from service.gateway.inputs import FORM_LIMITS, JSONBodyRoute, multipart_route
+from service.gateway.inputs import add_split_route
 from service.gateway.jobs.results import NDJSON, checked_job_id, document, ndjson
 from service.gateway.jobs.service import jobs_of, submit_clip, submit_keypoints
 from service.jobs.store import JobRecord, JobState, UnknownJob
@@ -47,16 +47,21 @@ async def submit_job(
     return JobStatus.of(record)
 
 
-_JOB_ROUTE: dict[str, Any] = {"methods": ["POST"], "status_code": 202, "responses": PROBLEM_RESPONSES}
-router.add_api_route(
-    "/v1/jobs/keypoints", submit_keypoints_job, route_class_override=JSONBodyRoute, response_model=JobStatus,
-    summary="Submit a 2D keypoint sequence of any length as a job", **_JOB_ROUTE,
-)  # fmt: skip
-router.add_api_route(
-    "/v1/jobs", submit_job, route_class_override=multipart_route(submit_keypoints_job), form_limits=FORM_LIMITS,
-    response_model=JobStatus, summary="Submit a clip of any length as a job",
-    description="Deprecated alias: a JSON body here is submitted as by POST /v1/jobs/keypoints.", **_JOB_ROUTE,
-)  # fmt: skip
+add_split_route(
+    router,
+    "/v1/jobs",
+    (submit_job, submit_keypoints_job),
+    (
+        {
+            "summary": "Submit a clip of any length as a job",
+            "description": "Deprecated alias: a JSON body here is submitted as by POST /v1/jobs/keypoints.",
+        },
+        {"summary": "Submit a 2D keypoint sequence of any length as a job"},
+    ),
+    response_model=JobStatus,
+    status_code=202,
+    responses=PROBLEM_RESPONSES,
+)
 
 
 @router.get("/v1/jobs", response_model=JobList, responses=PROBLEM_RESPONSES, summary="The caller's newest jobs")
