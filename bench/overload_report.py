@@ -33,8 +33,9 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def engine_figures(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, Any]:
     """What the engine did meanwhile (two :meth:`ServedGateway.engine_totals`, ``seconds`` apart): per stage its
-    mean batch and busy share of the time (from asking its thread for a batch to its outputs back: a wait for the
-    thread the stages share counts), refusals per second, and the door's calibration scale at the end."""
+    mean batch, mean batch time and busy share of the time (from asking its thread for a batch to its outputs back:
+    a wait for the thread the stages share counts), the mean wait of a unit in a stage's queue, refusals per
+    second, and the door's calibration scale at the end."""
     moved = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after if k != "admission_scale"}
     stages = sorted({k.split(".")[0] for k in moved if k.endswith(".batches")})
     figures: dict[str, Any] = {
@@ -43,6 +44,13 @@ def engine_figures(before: dict[str, float], after: dict[str, float], seconds: f
         if moved[f"{stage}.batches"]
     }
     figures |= {f"{stage}_busy_share": round(moved.get(f"{stage}.busy_s", 0.0) / seconds, 3) for stage in stages}
+    figures |= {  # a batch's time from asking the thread to its outputs back: ≫ its compute when it queued behind another
+        f"{stage}_batch_ms": round(1000 * moved.get(f"{stage}.busy_s", 0.0) / moved[f"{stage}.batches"], 1)
+        for stage in stages
+        if moved[f"{stage}.batches"]
+    }
+    if moved.get("queue.waits"):
+        figures["queue_wait_ms_mean"] = round(1000 * moved.get("queue.wait_s", 0.0) / moved["queue.waits"], 1)
     figures |= {
         f"refused_{k.split('.', 1)[1]}_per_s": round(v / seconds, 1)
         for k, v in moved.items()

@@ -102,8 +102,9 @@ class ServedGateway:
 
     def engine_totals(self) -> dict[str, float]:
         """The server's own running totals from ``/metrics``: per stage its batches, units and busy seconds
-        (``<stage>.batches``, ``.units``, ``.busy_s``), refusals by reason (``refused.<reason>``) and 503s by route
-        (``refused.503 at <route>``; ``unmatched``: refused from the head), the door's ``admission_scale`` now."""
+        (``<stage>.batches``, ``.units``, ``.busy_s``), the units' queue waits (``queue.waits``, ``queue.wait_s``),
+        refusals by reason (``refused.<reason>``) and 503s by route (``refused.503 at <route>``; ``unmatched``:
+        refused from the head), the door's ``admission_scale`` now."""
         wanted = {"pose3d_batch_size_count": "batches", "pose3d_batch_size_sum": "units"}
         wanted |= {"pose3d_stage_duration_seconds_sum": "busy_s"}
         totals: dict[str, float] = {}
@@ -113,6 +114,10 @@ class ServedGateway:
                     totals[f"{sample.labels['stage']}.{wanted[sample.name]}"] = sample.value
                 elif sample.name == "pose3d_rejected_total":
                     totals[f"refused.{sample.labels['reason']}"] = sample.value
+                elif sample.name == "pose3d_queue_duration_seconds_sum":
+                    totals["queue.wait_s"] = sample.value
+                elif sample.name == "pose3d_queue_duration_seconds_count":
+                    totals["queue.waits"] = sample.value
                 elif sample.name == "pose3d_admission_scale":
                     totals["admission_scale"] = sample.value
                 elif sample.name == "pose3d_requests_total" and sample.labels["code"] == "503":  # unmatched: head
