@@ -24,6 +24,7 @@ from service.errors import OverCapacity, PayloadTooLarge, Pose3DError
 from service.gateway.problem import REQUEST_ID_HEADER, problem_response
 from service.metrics import Metrics
 from service.security.inflight import InFlight
+from service.telemetry.rest_trace import server_span
 
 GUARDED_PREFIX = "/v1/"
 """Routes under this prefix count against the in-flight bound (health and metrics never do)."""
@@ -101,7 +102,12 @@ class HeadDoor:
             if not isinstance(refused, OverCapacity):  # the engine's door counted its own, by reason
                 self.metrics.rejected_total.labels(refused.type_slug).inc()
             request_id = safe_request_id(_header(head, REQUEST_ID_HEADER.lower().encode()))
-            response = problem_response(refused, request_id, path, self.limits.retry_after_s)
+            with server_span(method, headers) as (span, reply):  # traced as the app's refusals are
+                span.update_name(f"{method} unmatched")
+                span.set_attribute("http.response.status_code", refused.status)
+                span.set_attribute("pose3d.request_id", request_id)
+                response = problem_response(refused, request_id, path, self.limits.retry_after_s)
+                response.headers.update(reply)
             _count(self.metrics, "unmatched", refused.status, started)
             return response
         return None

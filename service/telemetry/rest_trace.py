@@ -3,10 +3,25 @@ the response carries ``traceparent`` back so a client can find its trace."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
 from opentelemetry import propagate, trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.telemetry.tracing import tracer
+
+
+@contextmanager
+def server_span(method: str, headers: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[trace.Span, dict[str, str]]]:
+    """The SERVER span of one HTTP request, continuing the caller's ``traceparent`` (from the raw ``headers``);
+    yields it and the headers to send back (``traceparent``; none while tracing is off)."""
+    carrier = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
+    parent = propagate.extract(carrier)
+    with tracer.start_as_current_span(f"{method} request", context=parent, kind=trace.SpanKind.SERVER) as span:
+        reply: dict[str, str] = {}
+        propagate.inject(reply)
+        yield span, reply
 
 
 class TraceMiddleware:
@@ -19,12 +34,8 @@ class TraceMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        carrier = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
-        parent = propagate.extract(carrier)
         method = str(scope.get("method", ""))
-        with tracer.start_as_current_span(f"{method} request", context=parent, kind=trace.SpanKind.SERVER) as span:
-            reply: dict[str, str] = {}
-            propagate.inject(reply)
+        with server_span(method, scope.get("headers", ())) as (span, reply):
 
             async def traced_send(message: Message) -> None:
                 if message["type"] == "http.response.start":

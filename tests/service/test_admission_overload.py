@@ -21,6 +21,10 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from service.config import EngineSettings
 from service.engine.batcher import DynamicBatcher
@@ -32,6 +36,7 @@ from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
 from service.security.guard import Security
 from service.security.owned_engine import OwnedEngine, owned
+from service.telemetry import rest_trace
 from tests.service.rest_support import assert_problem, live_server, tiny_settings
 
 SLOW_S_PER_WINDOW = 100.0
@@ -224,10 +229,15 @@ def refused_by(live: Any, pool: ThreadPoolExecutor, body: bytes, request_id: str
         return refused
 
 
-def test_the_head_refusal_answers_and_counts_as_the_app_refusal() -> None:
+def test_the_head_refusal_answers_and_counts_as_the_app_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
     """Refused by the HTTP protocol from the head (the body is not even JSON, and never read) or by the app after
-    reading a valid body: the same status, problem+json document, ``Retry-After`` and request id; both counted in
-    ``/metrics`` (the head's one under ``route="unmatched"``, as the app's guard counts what routing never saw)."""
+    reading a valid body: the same status, problem+json document, ``Retry-After``, request id and ``traceparent``
+    (tracing on: a SERVER span each, continuing the caller's trace); both counted in ``/metrics`` (the head's one
+    under ``route="unmatched"``, as the app's guard counts what routing never saw)."""
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    monkeypatch.setattr(rest_trace, "tracer", provider.get_tracer("pose3d"))  # not the process-wide provider
     with ThreadPoolExecutor(2) as pool:
         with live_server(settings()) as live:
             head = refused_by(live, pool, b"not json at all", "head-refused-1")
@@ -248,6 +258,13 @@ def test_the_head_refusal_answers_and_counts_as_the_app_refusal() -> None:
     assert 'pose3d_rejected_total{reason="expected-wait"} 1.0' in head_metrics
     assert 'pose3d_requests_total{code="503",route="unmatched"} 1.0' in head_metrics
     assert 'pose3d_request_duration_seconds_count{route="unmatched"} 1.0' in head_metrics
+    refusals = {span.name: span for span in spans.get_finished_spans() if span.attributes is not None
+                and span.attributes.get("http.response.status_code") == 503}  # fmt: skip
+    assert set(refusals) == {"POST unmatched", "POST /v1/pose3d"}
+    for response, span in ((head, refusals["POST unmatched"]), (app, refusals["POST /v1/pose3d"])):
+        assert span.kind == SpanKind.SERVER
+        assert span.context is not None
+        assert response.headers["traceparent"].split("-")[1] == f"{span.context.trace_id:032x}"
 
 
 @pytest.mark.parametrize("how", ["HTTP/1.0", "Connection: close", "Expect: 100-continue"])
