@@ -105,6 +105,6 @@ def use_onnx_backend(
     if isinstance(source, ExportCache):
         cached = OnnxHRNet.from_cache(net, source, name, threads)
         detector.use_network(cached.value)
-        return f"onnx {'exported to' if cached.exported else 'cached at'} {cached.path}"
+        return cached.origin
     detector.use_network(OnnxHRNet.from_torch(net, source, threads))
     return f"onnx {source}" if source is not None else "onnx (exported, not cached)"

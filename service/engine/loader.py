@@ -156,7 +156,7 @@ def use_onnx_lifter(lifter: PSTMOLifter, settings: CommonSettings) -> None:
     threads = settings.engine.torch_threads or torch.get_num_threads()
     cached = OnnxPSTMO.from_cache(lifter.model, export_cache(settings), lifter.spec.arch, threads)
     lifter.onnx = cached.value
-    lifter.backend = f"onnx {'exported to' if cached.exported else 'cached at'} {cached.path}"
+    lifter.backend = cached.origin
     log.info("model %r: %s", lifter.name, lifter.backend)
 
 

@@ -113,6 +113,11 @@ class Cached(Generic[T]):
     path: Path
     exported: bool
 
+    @property
+    def origin(self) -> str:
+        """Where the graph came from, for the start-up report and ``/readyz``."""
+        return f"onnx {'exported to' if self.exported else 'cached at'} {self.path}"
+
 
 class ExportCache:
     """Exported graphs under ``directory`` (created on first write).

@@ -21,6 +21,7 @@ import torch
 
 from model.fastpath import set_fast_path
 from model.pstmo import PSTMO
+from model.skeleton import flip_pose
 from service.engine.onnx_cache import Cached, ExportCache, export_key, export_onnx
 from service.engine.ort_options import cpu_session
 
@@ -54,9 +55,9 @@ def export_pstmo_onnx(model: PSTMO) -> bytes:
 
 
 def mirror(a: FloatArray, perm: Sequence[int]) -> FloatArray:
-    """``a`` (``(..., J, C)``, x first) mirrored: left/right joints swapped by ``perm``, x negated."""
-    out = a[..., list(perm), :].copy()
-    out[..., 0] *= -1
+    """``a`` (``(..., J, C)``, x first) mirrored by :func:`model.skeleton.flip_pose` (left/right joints swapped by
+    ``perm``, x negated); a new array."""
+    out: FloatArray = flip_pose(torch.from_numpy(a), list(perm)).numpy()
     return out
 
 
