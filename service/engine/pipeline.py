@@ -28,7 +28,7 @@ from service.engine.detector import PersonDetection
 from service.engine.framebuffer import Emission, FrameBuffer, MemoryFrameBuffer, StreamMeta
 from service.engine.lifters import FloatArray, ServedLifter, TokenInput
 from service.engine.person_boxes import FrameBoxes
-from service.engine.pose_guide import GuideAt, GuideSettings, guides, load_guided_boxes
+from service.engine.pose_guide import GuideAfter, GuideAt, GuideSettings, guides, load_guided_boxes
 from service.engine.prepare import PreparedPeople, decode_image, empty_tokens, people_from_keypoints
 from service.engine.stages import BoxItem, DetectItem, Models, Stages
 from service.engine.streams import PreparedFrame, append_frame, frame_result, ready_frames
@@ -93,7 +93,12 @@ class Pipeline(Stages):
     # -- the front: one frame's people -----------------------------------------------------------
 
     async def _find_boxes(
-        self, image: ByteImage, opts: FrameOptions, guide: GuideAt | None, deadline: float | None, asked: bool
+        self,
+        image: ByteImage,
+        opts: FrameOptions,
+        guide: GuideAt | GuideAfter | None,
+        deadline: float | None,
+        asked: bool,
     ) -> FrameBoxes:
         """One frame's boxes: the client's, else the pose guide's (``guide``, when on and not ``asked``), else the
         person detector's (counted by why it ran), else the whole frame."""
@@ -108,12 +113,19 @@ class Pipeline(Stages):
         return self.box_finder.find(image, opts.boxes, opts.max_people)
 
     async def prepare(
-        self, frame: Frame, step: StreamStep, index: int, after: asyncio.Event | None = None
+        self,
+        frame: Frame,
+        step: StreamStep,
+        index: int,
+        after: asyncio.Event | None = None,
+        before: GuideAfter | None = None,
     ) -> tuple[PreparedPeople, BoxSource]:
         """Frame ``index`` (in ``step``'s buffer) of the stream: its untracked people and where their boxes came
         from (pose-guided boxes, when on, come from frame ``index - 1``'s keypoints, unless the frame asks for the
         person detector: ``ImageFrame.detect_people``). With ``after``, the boxes are found once it is set (once
-        the frame before is appended: the guide it leaves is then in the buffer); the decoding does not wait."""
+        the frame before is appended: the guide it leaves is then in the buffer); with ``before`` (a clip's frame)
+        the guide is made from the frame before's prepared people, without waiting for its append. The decoding
+        waits for neither."""
         lifter, deadline, timings = step.lifter, step.deadline, step.timings
         if isinstance(frame, KeypointFrame):
             if lifter.needs_image:
@@ -127,7 +139,7 @@ class Pipeline(Stages):
                 image = decode_image(frame.image)
         h, w = image.shape[:2]
         opts = step.options
-        guide = GuideAt(step.buffer, step.stream_id, index) if self.guide is not None else None
+        guide = before or (GuideAt(step.buffer, step.stream_id, index) if self.guide is not None else None)
         if after is not None:
             await after.wait()
         with timings.stage("boxes"):
@@ -203,7 +215,9 @@ class Pipeline(Stages):
         is pulled only when the oldest one is prepared, so an async source (a clip being decoded) is held a
         bounded number of frames at a time whatever its length, and the frames in flight share the stages'
         batches. With pose-guided boxes a frame whose boxes follow the frame before it finds them once that
-        frame is appended (its decoding does not wait); a person-detector frame (every ``detect_every``-th, or
+        frame is appended (a stream's: the guide is read from the buffer) or prepared (a clip's: from its people,
+        the same guide, so the chain of 2D stages does not wait for tracking and the append; its decoding waits for
+        neither); a person-detector frame (every ``detect_every``-th, or
         one that asks) needs nothing of the frame before, so its detector runs while the frames before it are
         still in the 2D stage: the same boxes and poses as one frame after another, in less time.
 
@@ -244,6 +258,7 @@ class Pipeline(Stages):
         source_frames = aiter(frames)
         client_index = step.client_index
         appended: asyncio.Event | None = None  # the frame before's
+        previous: asyncio.Task[tuple[PreparedPeople, BoxSource]] | None = None  # a clip's frame before, if tracked
         while True:
             await flow.slots.acquire()
             frame = await anext(source_frames, None)
@@ -254,11 +269,15 @@ class Pipeline(Stages):
                 client_index.append((frame.frame_index, frame.timestamp_s))
             else:
                 index = frame.frame_index
-            after = appended if _follows(frame, index, flow.guide) else None
-            task = tg.create_task(self.prepare(frame, step, index, after))
+            if client_index is None:  # a stream: the guide is the buffer's, once the frame before is appended
+                after, before = (appended if _follows(frame, index, flow.guide) else None), None
+            else:  # a clip: appended in order by this coroutine alone, so the frame before's own people will do
+                after, before = None, (GuideAfter(index, previous) if flow.guide is not None else None)
+            task = tg.create_task(self.prepare(frame, step, index, after, before))
+            previous = task if isinstance(frame, ImageFrame) else None
             appended = asyncio.Event()
             flow.order.put_nowait(_Pending(task, index, frame.timestamp_s, isinstance(frame, ImageFrame), appended))
-            del frame, task  # the task alone holds the frame until it is prepared
+            del frame, task  # the task alone holds the frame until it is prepared (a done task holds no frame)
         flow.order.put_nowait(None)
 
     async def run_clip(

@@ -12,11 +12,14 @@ then adds its own 1.25 padding, as there). The person detector runs only when
 The decision depends only on frame data (indices, keypoints, scores), so a clip and the same frames pushed as
 a stream one after another choose the same boxes. The guide (boxes and mean scores of frame t) is stored inside
 the stream's tracker state in the frame buffer, written atomically with frame t (:func:`attach_guide`), so any
-worker continues any stream.
+worker continues any stream. A clip (a private stream that one coroutine appends in order) takes frame t-1's
+guide from that frame's prepared people instead (:class:`GuideAfter`): the same guide, bit for bit (the buffer's
+JSON round trip of float32 values is exact), without waiting for frame t-1 to be tracked and appended.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Final
@@ -25,7 +28,7 @@ import numpy as np
 
 from service.engine.framebuffer import FrameBuffer
 from service.engine.prepare import PreparedPeople
-from service.engine.types import FloatArray
+from service.engine.types import BoxSource, FloatArray
 
 EXPANSION: Final = 1.25
 GUIDE_KEY: Final = "guide"
@@ -56,6 +59,15 @@ class GuideAt:
     buffer: FrameBuffer
     stream_id: str
     frame_index: int
+
+
+@dataclass(frozen=True)
+class GuideAfter:
+    """Where a clip frame's guide comes from: frame ``frame_index - 1`` of the same clip, being prepared by
+    ``previous`` (``None``: that frame is not tracked, a keypoint frame, so it leaves no guide)."""
+
+    frame_index: int
+    previous: asyncio.Task[tuple[PreparedPeople, BoxSource]] | None
 
 
 def pose_to_box(keypoints: FloatArray, expansion: float = EXPANSION) -> FloatArray:
@@ -114,10 +126,14 @@ def guides(frame_index: int, settings: GuideSettings) -> bool:
     return frame_index % settings.detect_every != 0
 
 
-async def load_guided_boxes(at: GuideAt, settings: GuideSettings) -> FloatArray | None:
-    """:func:`guided_boxes` for the frame ``at`` names, reading the guide from its frame buffer."""
+async def load_guided_boxes(at: GuideAt | GuideAfter, settings: GuideSettings) -> FloatArray | None:
+    """:func:`guided_boxes` for the frame ``at`` names, the guide read from its frame buffer (:class:`GuideAt`) or
+    made from the frame before's prepared people once they are (:class:`GuideAfter`)."""
     if not guides(at.frame_index, settings):
         return None
+    if isinstance(at, GuideAfter):
+        before = None if at.previous is None else guide_of((await at.previous)[0], at.frame_index - 1)
+        return guided_boxes(before, at.frame_index, settings)
     guide = read_guide((await at.buffer.tracker(at.stream_id)).tracker)
     if guide is None or guide.frame_index != at.frame_index - 1:  # this process's copy may be behind: ask the store
         guide = read_guide((await at.buffer.tracker(at.stream_id, fresh=True)).tracker)

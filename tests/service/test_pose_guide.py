@@ -3,6 +3,7 @@ comes back is found again, and a stream pushed frame by frame gives the clip's p
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -218,3 +219,46 @@ async def test_a_clip_lifts_its_windows_a_full_batch_at_a_time(engine: InProcess
     result = await collect(engine, Work("r", frames, EstimateOptions(mode=WindowMode.CAUSAL)))
     assert [len(f.people) for f in result.frames] == [1] * len(frames)
     assert (lift.batches_run - before[0], lift.units_run - before[1]) == (3, len(frames))
+
+
+async def test_a_clips_guided_frame_does_not_wait_for_the_append_before(
+    engine: InProcessEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clip's guided frame takes its box from the frame before's prepared people, not from the buffer, so its 2D
+    stage does not wait for that frame to be tracked and appended: frame 1's append is held until frame 2's
+    keypoints have been asked for (a gate, not a sleep: were frame 2 waiting for frame 1's append it never would
+    be, and the wait expires); the boxes and poses are those of the stream path."""
+    pipeline = engine.pipeline
+    keypoints = pipeline.detector
+    assert keypoints is not None
+    asked, third_asked, gate_opened = list[int](), threading.Event(), list[bool]()
+    keypoints_detect, push_frame = keypoints.detect, pipeline.push
+
+    def keypoints_spy(*args: Any, **kwargs: Any) -> Any:
+        asked.append(1)
+        if len(asked) >= 3:
+            third_asked.set()
+        return keypoints_detect(*args, **kwargs)
+
+    async def push_gated(step: Any, frame: Any) -> Any:
+        if frame.index == 1:
+            gate_opened.append(await asyncio.to_thread(third_asked.wait, 60))
+        return await push_frame(step, frame)
+
+    frames = _frames([True] * (K - 1))  # frame 0 the person detector's, frames 1 to K - 2 pose-guided
+    opts = EstimateOptions(mode=WindowMode.CAUSAL)
+    await engine.open_stream(opts, "frame-by-frame")
+    streamed = []
+    for frame in frames:
+        streamed.extend(await push(engine, "frame-by-frame", [frame]))
+    streamed.extend(await engine.close_stream("frame-by-frame"))
+    monkeypatch.setattr(keypoints, "detect", keypoints_spy)
+    monkeypatch.setattr(pipeline, "push", push_gated)
+    clip = await collect(engine, Work("r", frames, opts))
+    assert gate_opened == [True]  # frame 2's keypoints were asked for before frame 1 was appended
+    assert len(asked) == len(frames)
+    assert [p.box_score for f in clip.frames for p in f.people] == [pytest.approx(0.86, abs=0.01)] + [1.0] * (K - 2)
+    assert_same_poses(clip.frames, streamed)
+    for a, b in zip(clip.frames, sorted(streamed, key=lambda f: f.frame_index), strict=True):
+        for pa, pb in zip(a.people, b.people, strict=True):
+            np.testing.assert_array_equal(pa.box, pb.box)
