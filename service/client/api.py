@@ -176,10 +176,4 @@ class Pose3DClient:
 
     def estimate(self, media: Path | bytes, options: EstimateArgs | None = None) -> PoseResult:
         """See :meth:`AsyncPose3DClient.estimate`."""
-        if self._async.grpc:
-            return asyncio.run(self._async.estimate(media, options))
-        name, data = _media(media)
-        with httpx.Client(timeout=self._async.timeout_s, **self._async.connection.http_options()) as http:
-            form = rest_form(options or EstimateArgs())
-            response = http.post(self._async.url + "/v1/pose3d", files={"file": (name, data)}, data=form)
-        return _result(response)
+        return asyncio.run(self._async.estimate(media, options))

@@ -23,6 +23,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, random_weights_help: s
     )
 
 
+def add_port_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--port`` (REST) and ``--grpc-port`` (public gRPC) of a gateway."""
+    parser.add_argument("--port", type=int, default=None, help="REST port (default 8000)")
+    parser.add_argument("--grpc-port", type=int, default=None, help="public gRPC port (default 50051; 0 = off)")
+
+
 def settings_from_args(cls: type[SettingsT], args: argparse.Namespace, **overrides: Any) -> SettingsT:
     """``cls`` from the flags in ``overrides`` (None = not given), the environment and ``--config``, with weights
     catalogue names resolved to the installed files (WeightsError names `pose3d weights fetch` when one is not)."""

@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The worker until SIGTERM/SIGINT."""
+    from service.worker.server import run_worker
+
     settings = settings_from_args(
         WorkerSettings,
         args,
@@ -37,12 +40,5 @@ def run(args: argparse.Namespace) -> int:
         allow_random_weights=args.allow_random_weights,
     )
     configure_logging(settings)
-    return serve(settings)
-
-
-def serve(settings: WorkerSettings) -> int:
-    """The worker until SIGTERM/SIGINT."""
-    from service.worker.server import run_worker
-
     asyncio.run(run_worker(settings))
     return 0

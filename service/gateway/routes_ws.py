@@ -30,7 +30,7 @@ import json
 import logging
 import secrets
 import time
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -66,17 +66,16 @@ WS_PATH = "/v1/streams/ws"
 class ImageFrameMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["frame"]
     frame_index: int = Field(ge=0, le=MAX_FRAME_INDEX)
     timestamp_s: float | None = None
     image: str = Field(description="base64 of a JPEG/PNG/WebP frame (a data: URL prefix is accepted)")
     detect_people: bool = Field(False, description="run the person detector on this frame (see REST streams)")
 
 
-def _validated(model: type[BaseModel], message: dict[str, Any], where: str, drop_type: bool = True) -> Any:
-    fields = {k: v for k, v in message.items() if k != "type"} if drop_type else message
+def _validated(model: type[BaseModel], message: dict[str, Any], where: str) -> Any:
+    """``message`` without its ``type`` as ``model`` (422 with field errors)."""
     try:
-        return model.model_validate(fields)
+        return model.model_validate({k: v for k, v in message.items() if k != "type"})
     except ValidationError as exc:
         raise validation_problem(exc, where) from None
 
@@ -125,7 +124,7 @@ class WsStream:
         if "image" not in message:
             body: StreamFrameKeypoints = _validated(StreamFrameKeypoints, message, "frame message")
             return stream_keypoint_frame(body, self.limits)
-        msg: ImageFrameMessage = _validated(ImageFrameMessage, message, "frame message", drop_type=False)
+        msg: ImageFrameMessage = _validated(ImageFrameMessage, message, "frame message")
         encoded = msg.image.split(",", 1)[1] if msg.image.startswith("data:") else msg.image
         try:
             data = base64.b64decode(encoded, validate=True)
