@@ -87,7 +87,7 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
         deadline = deadline_of(context, self.settings.engine.request_timeout_s)
         assert deadline is not None
         try:
-            async with asyncio.timeout_at(_loop_time(deadline)):
+            async with asyncio.timeout(deadline - time.monotonic()):
                 response = await self._estimate(engine, request, deadline)
         except TimeoutError:
             raise DeadlineExceeded("the request did not complete within its deadline") from None
@@ -257,9 +257,3 @@ def _estimate_response(answer: PoseAnswer) -> pb.EstimateResponse:
 
 def _model_info(info: ModelInfo) -> pb.ModelInfo:
     return to_message(ModelOut.of(info).model_dump(), pb.ModelInfo)
-
-
-def _loop_time(deadline: float) -> float:
-    """A ``time.monotonic()`` instant on the running loop's clock."""
-    loop = asyncio.get_running_loop()
-    return loop.time() + (deadline - time.monotonic())

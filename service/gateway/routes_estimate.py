@@ -17,7 +17,6 @@ from service.api.fields import media_options
 from service.api.json_offload import parse_keypoints
 from service.api.media import Media
 from service.api.schemas import PROBLEM_RESPONSES, KeypointsRequest, MediaFields, PoseResponse
-from service.engine.types import EstimateOptions
 from service.gateway.deps import deadline_scope, engine_of, state_of
 from service.gateway.encoding import PoseAnswer, release
 from service.gateway.inputs import add_split_route
@@ -66,11 +65,10 @@ async def estimate_pose_keypoints(request: Request, body: KeypointsRequest) -> R
 
     async def run(ctx: EstimateContext) -> Outcome:
         body, frames = await parse_keypoints(await request.body(), ctx.settings)  # large bodies: off the loop
-        camera, smoothing = body.world()
-        options = EstimateOptions(flip_test=body.flip_test, mode=body.mode, camera=camera, smoothing=smoothing)
+        options = body.options()
         done = await estimate_keypoints(ctx, body.model, options, lambda: frames)
         await asyncio.to_thread(release, frames)  # 20 000 input frames are freed on a thread, not on the loop
-        return done, camera
+        return done, options.camera
 
     return await _answer(request, run, lambda: keypoints_source(request))
 
