@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from service.api.clips import run_clip
-from service.api.media import Media, upload_image
+from service.api.media import Media, checked_image
 from service.api.models import box_source_for, keypoints_model, resolve_model
 from service.api.validation import check_boxes_inside
 from service.config import GatewaySettings, InputKind
@@ -63,7 +63,7 @@ async def estimate_media(ctx: EstimateContext, upload: Media, options: EstimateO
     info = await resolve_model(ctx.engine, options.model or default)
     options = replace(options, model=info.name)
     if upload.kind.is_image:
-        image = upload_image(upload, settings.limits)
+        image = checked_image(upload.data, settings.limits)
         if options.boxes is not None:
             check_boxes_inside(options.boxes, image.width, image.height)
         work = Work(ctx.request_id, [ImageFrame(image=image.data)], options, ctx.deadline)

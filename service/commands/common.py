@@ -13,9 +13,11 @@ from service.weights.resolve import resolved
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, random_weights_help: str, default_host: str) -> None:
-    """``--host`` (its help naming ``default_host``, the Settings default), ``--config`` and
-    ``--[no-]allow-random-weights``."""
+def add_common_arguments(
+    parser: argparse.ArgumentParser, settings: type[CommonSettings], random_weights_help: str
+) -> None:
+    """``--host`` (its help naming the default of ``settings``), ``--config`` and ``--[no-]allow-random-weights``."""
+    default_host = settings.model_fields["host"].default
     parser.add_argument("--host", default=None, help=f"listen address (default {default_host})")
     parser.add_argument("--config", help="TOML or YAML settings file (env POSE3D_* still applies and wins)")
     parser.add_argument(

@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_common_arguments(
         parser,
+        GatewaySettings,
         "serve models whose checkpoints are missing on random weights (default off)",
-        GatewaySettings.model_fields["host"].default,
     )
     add_port_arguments(parser)
     parser.add_argument("--workers", default=None, help="comma-separated worker addresses host:port")

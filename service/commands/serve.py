@@ -21,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_common_arguments(
         parser,
+        GatewaySettings,
         "serve models without checkpoints on random weights (default for `serve`: on only when no "
         "checkpoint is configured anywhere; otherwise off)",
-        GatewaySettings.model_fields["host"].default,
     )
     add_port_arguments(parser)
     parser.add_argument(

@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_common_arguments(
         parser,
+        WorkerSettings,
         "serve models whose checkpoints are missing on random weights (default off)",
-        WorkerSettings.model_fields["host"].default,
     )
     parser.add_argument("--port", type=int, default=None, help="gRPC port (default 50061)")
     parser.add_argument("--metrics-port", type=int, default=None, help="/metrics port (default 9100; 0 = off)")

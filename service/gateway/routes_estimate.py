@@ -34,11 +34,6 @@ same placed at each person's solved root translation. Errors are ``application/p
 completes."""
 
 
-def _context(request: Request, deadline: float) -> EstimateContext:
-    state = state_of(request)
-    return EstimateContext(engine_of(request), state.settings, request_id_of(request), deadline)
-
-
 Outcome = tuple[Estimated, CameraSpec | None]
 """What an estimate gives back: its outcome and the camera asked for (for its warnings)."""
 
@@ -53,7 +48,7 @@ async def _answer(
     wanted = output_request(request)
     started = time.perf_counter()
     async with deadline_scope(request) as deadline:
-        ctx = _context(request, deadline)
+        ctx = EstimateContext(engine_of(request), state_of(request).settings, request_id_of(request), deadline)
         done, camera = await run(ctx)
     timings = {**done.timings_ms, "total": (time.perf_counter() - started) * 1000.0}
     answer = PoseAnswer(ctx.request_id, done.model, done.box_source, done.frames, timings, camera)

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.api import streams
 from service.api.fields import world_warnings
-from service.api.media import Media, upload_image
+from service.api.media import Media, checked_image
 from service.api.schemas import MAX_FRAME_INDEX, StreamFrameKeypoints, StreamOpenRequest
 from service.api.schemas import Frame as FrameOut
 from service.api.validation import stream_keypoint_frame, validation_problem
@@ -130,7 +130,7 @@ class WsStream:
             data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise BadRequest("'image' is not valid base64") from None
-        image = upload_image(Media.of(data, "'image'"), self.limits)  # headers only: the engine decodes it
+        image = checked_image(Media.of(data, "'image'").data, self.limits)  # headers only: the engine decodes it
         return ImageFrame(image.data, msg.frame_index, msg.timestamp_s, msg.detect_people)
 
     async def send_results(self, results: list[Any], started: float, **extra: Any) -> None:
