@@ -54,7 +54,6 @@ from service.gateway.messages import to_message
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
-from service.rpc import codec
 from service.rpc.handlers import Context, as_service_error, deadline_of, observed_call, unary
 from service.security import door
 from service.security.guard import Security
@@ -201,7 +200,7 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
         opened = pb.StreamOpened(
             stream_id=info.stream_id,
             model=info.model,
-            mode=codec.WINDOW_MODE_TO_PB[info.mode],
+            mode=f"WINDOW_MODE_{info.mode.name}",
             frames_received=info.frames_received,
             frames_emitted=info.frames_emitted,
             lag_frames=lag,
