@@ -119,15 +119,9 @@ def worker_tls_name(addresses: Sequence[str]) -> str | None:
 
 
 class WorkerChannel:
-    """One balanced, health-checked channel to the workers behind ``target`` (:func:`worker_target`).
-
-    Args:
-        target: the gRPC target.
-        max_message_bytes: message limit both ways.
-        call_timeout_s: a call's timeout when the request has no deadline.
-        credentials: mTLS credentials (``security.worker_*``), else plaintext.
-        tls_name: the host name the workers' certificates must carry (:func:`worker_tls_name`), for a target list.
-    """
+    """One balanced, health-checked channel to the workers behind ``target`` (:func:`worker_target`): messages
+    up to ``max_message_bytes`` both ways, ``call_timeout_s`` for a call without a deadline, mTLS with
+    ``credentials`` (else plaintext) checking the name ``tls_name`` (:func:`worker_tls_name`) for a target list."""
 
     def __init__(
         self,
