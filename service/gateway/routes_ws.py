@@ -43,15 +43,8 @@ from service.api.schemas import Frame as FrameOut
 from service.api.validation import stream_keypoint_frame, validation_problem
 from service.engine.types import EngineClient, Frame, ImageFrame
 from service.engine.work import close, push
-from service.errors import (
-    BadRequest,
-    DeadlineExceeded,
-    InternalError,
-    PayloadTooLarge,
-    Pose3DError,
-    Unavailable,
-)
-from service.gateway.deps import GatewayState
+from service.errors import BadRequest, DeadlineExceeded, InternalError, PayloadTooLarge, Pose3DError
+from service.gateway.deps import GatewayState, loaded
 from service.gateway.problem import problem_body
 from service.security import door
 from service.security.guard import Security
@@ -91,9 +84,7 @@ class WsStream:
 
     @property
     def engine(self) -> EngineClient:
-        if self._engine is None:
-            raise Unavailable("the engine is not ready", retry_after_s=self.limits.retry_after_s)
-        return self._engine
+        return loaded(self._engine, self.limits.retry_after_s)
 
     async def receive(self) -> dict[str, Any]:
         message = await self.ws.receive()
