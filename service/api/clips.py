@@ -1,12 +1,10 @@
 """A posted clip travels to the engine as its encoded bytes; the engine decodes it while it runs it.
 
-:func:`run_clip` checks the clip from its container header only (:func:`~service.api.media.probe_clip`:
-frame size, duration and frame count against the limits; no frame decoded here) and hands the engine an
-:class:`~service.engine.types.EncodedClip`. The engine decodes it in its decode stage — in a deployment on the
-worker, on its own thread, at most a few frames ahead of the frames it runs, so the frames of one clip are
-detected together in batches while memory stays flat whatever the clip's length — and checks the limits again
-while decoding (headers can lie). The results are those a client gets by streaming the clip itself
-(``POST /v1/streams/...``): the engine runs a clip as a private stream.
+:func:`run_clip` checks the clip from its container header only (:func:`~service.api.media.probe_clip`: frame
+size, duration and frame count against the limits; no frame decoded here) and hands the engine an
+:class:`~service.engine.types.EncodedClip`, which it decodes a few frames ahead of the batches it runs (memory stays
+flat whatever the clip's length), checking the limits again (headers can lie). The engine runs a clip as a private
+stream: the results are those of the clip streamed frame by frame (``POST /v1/streams/...``).
 """
 
 from __future__ import annotations

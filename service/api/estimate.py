@@ -6,13 +6,14 @@ model, check the media, run the engine) and render the :class:`Estimated` outcom
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Final
 
-from service.api.chunked import chunk_limit, estimate_in_chunks
 from service.api.clips import run_clip
-from service.api.media import Media, upload_image
+from service.api.media import Media, checked_image
 from service.api.models import box_source_for, keypoints_model, resolve_model
 from service.api.validation import check_boxes_inside
 from service.config import GatewaySettings, InputKind
@@ -26,7 +27,10 @@ from service.engine.types import (
     ModelInfo,
     Work,
 )
-from service.engine.work import collect
+from service.engine.work import collect, in_private_stream
+from service.errors import Unavailable, UnknownStream
+
+LOST_STATE: Final = "the frame buffer lost this request's state while it ran (was Redis restarted?); send it again"
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ async def estimate_media(ctx: EstimateContext, upload: Media, options: EstimateO
     info = await resolve_model(ctx.engine, options.model or default)
     options = replace(options, model=info.name)
     if upload.kind.is_image:
-        image = upload_image(upload, settings.limits)
+        image = checked_image(upload.data, settings.limits)
         if options.boxes is not None:
             check_boxes_inside(options.boxes, image.width, image.height)
         work = Work(ctx.request_id, [ImageFrame(image=image.data)], options, ctx.deadline)
@@ -75,16 +79,22 @@ async def estimate_keypoints(
 ) -> Estimated:
     """Client 2D keypoints (one person per frame): ``model``, else the keypoints default; boxes do not apply.
     ``frames`` validates and builds the frames once the model is known (an unknown model is reported first); it
-    runs on a worker thread (20 000 frames take a while). A sequence longer than the engine takes at once
-    (:func:`chunk_limit`) runs through a private engine stream in bounded chunks."""
+    runs on a worker thread (20 000 frames take a while). A private request enqueues every window at once, so a
+    sequence longer than half the engine's queue (which no retry could fit) is pushed through a private engine
+    stream a chunk at a time instead: the same results as a clip streamed frame by frame."""
     info = await keypoints_model(ctx.engine, ctx.settings, model)
     keypoint_frames = await asyncio.to_thread(frames)
     options = replace(options, model=info.name, boxes=None, max_people=None)
-    if len(keypoint_frames) > (chunk := chunk_limit(ctx.settings)):
-        started = time.perf_counter()
-        results = await estimate_in_chunks(ctx.engine, options, keypoint_frames, chunk, ctx.deadline)
-        timings = {"engine": (time.perf_counter() - started) * 1000.0}
-        return Estimated(info, BoxSource.KEYPOINTS, results, timings)
-    work = Work(ctx.request_id, list(keypoint_frames), options, ctx.deadline)
-    result = await collect(ctx.engine, work)
-    return Estimated(result.model, result.box_source, result.frames, result.timings_ms)
+    if len(keypoint_frames) <= (chunk := max(1, ctx.settings.engine.max_queue // 2)):
+        work = Work(ctx.request_id, list(keypoint_frames), options, ctx.deadline)
+        result = await collect(ctx.engine, work)
+        return Estimated(result.model, result.box_source, result.frames, result.timings_ms)
+    started = time.perf_counter()
+    work = Work("kp", keypoint_frames, options, ctx.deadline, chunk_frames=chunk)
+    try:
+        async with contextlib.aclosing(in_private_stream(ctx.engine, work, "kp")) as steps:
+            results = [result async for step in steps for result in step.results]
+    except UnknownStream:  # the private stream vanished (the frame buffer's Redis restarted): retryable
+        raise Unavailable(LOST_STATE, retry_after_s=1.0) from None
+    results.sort(key=lambda r: r.frame_index)
+    return Estimated(info, BoxSource.KEYPOINTS, results, {"engine": (time.perf_counter() - started) * 1000.0})

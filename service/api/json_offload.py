@@ -13,7 +13,7 @@ import asyncio
 import json
 import multiprocessing
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, overload
@@ -112,15 +112,8 @@ async def parse_keypoints(raw: bytes, settings: GatewaySettings) -> tuple[Keypoi
     if len(raw) <= INLINE_BYTES:
         body, xy, scores, times = parse_keypoints_fields(raw, settings.limits)
         return body, KeypointFrames.of(body, xy, scores, times)
-    return await _in_helper(_parse_slim, raw, settings)
-
-
-async def _in_helper(
-    parse: Callable[[Any, LimitSettings], tuple[str, Any]], data: Any, settings: GatewaySettings
-) -> tuple[KeypointsRequest, KeypointFrames]:
     pool = _pool if _pool is not None else await asyncio.to_thread(_executor)
-    loop = asyncio.get_running_loop()
-    status, value = await loop.run_in_executor(pool, parse, data, settings.limits)
+    status, value = await asyncio.get_running_loop().run_in_executor(pool, _parse_slim, raw, settings.limits)
     if status == "error":
         code, detail = value
         raise _ERRORS.get(int(code), InvalidInput)(str(detail))

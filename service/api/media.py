@@ -212,10 +212,3 @@ def checked_image(data: bytes, limits: LimitSettings) -> EncodedImage:
     """``data`` validated from its headers (:func:`validate_image`); nothing is decoded."""
     _, width, height = validate_image(data, limits)
     return EncodedImage(data, width, height)
-
-
-def upload_image(upload: Media, limits: LimitSettings) -> EncodedImage:
-    """The uploaded image, validated from its headers (415 when it is a clip)."""
-    if not upload.kind.is_image:
-        raise UnsupportedMediaType(f"expected an image (JPEG, PNG, WebP), got a {upload.kind.value} clip")
-    return checked_image(upload.data, limits)

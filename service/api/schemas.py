@@ -14,12 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from model.joints import JointSet
 from service.api.world_fields import WorldFields
-from service.engine.types import (
-    FrameResult,
-    ModelInfo,
-    PersonResult,
-    WindowMode,
-)
+from service.engine.types import EstimateOptions, FrameResult, ModelInfo, PersonResult, WindowMode
 
 MAX_FRAME_INDEX: Final = 2**31 - 1
 """Largest stream ``frame_index`` accepted on any transport (fits every wire and buffer format)."""
@@ -161,6 +156,13 @@ class KeypointsRequest(WorldFields):
     flip_test: bool | None = None
     mode: WindowMode = WindowMode.CENTRED
     timestamps_s: list[float] | None = Field(None, description="optional (T,) seconds; default frame index / 30")
+
+    def options(self, model: str | None = None) -> EstimateOptions:
+        """The engine options this request asks for (``model`` None: the request's default)."""
+        camera, smoothing = self.world()
+        return EstimateOptions(
+            model=model, flip_test=self.flip_test, mode=self.mode, camera=camera, smoothing=smoothing
+        )
 
 
 class MediaFields(BaseModel):

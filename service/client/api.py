@@ -128,8 +128,8 @@ def _result(response: httpx.Response) -> PoseResult:
     return PoseResult.from_json(document)
 
 
-class AsyncPose3DClient:
-    """Async client of one gateway: REST at ``url`` or, when ``grpc`` (``host:port``) is given, gRPC.
+class _Gateway:
+    """One gateway: REST at ``url`` or, when ``grpc`` (``host:port``) is given, gRPC.
 
     ``api_key`` is sent on every call (``Authorization: Bearer``); ``connection`` carries it too, plus the TLS
     trust (``ca_file``) and client certificate (see :class:`~service.client.connection.Connection`)."""
@@ -149,8 +149,7 @@ class AsyncPose3DClient:
         connection = connection or Connection()
         self.connection = replace(connection, api_key=api_key) if api_key else connection
 
-    async def estimate(self, media: Path | bytes, options: EstimateArgs | None = None) -> PoseResult:
-        """3D poses of an encoded image or clip (a path or its bytes; the server tells which by its content)."""
+    async def _estimate(self, media: Path | bytes, options: EstimateArgs | None) -> PoseResult:
         name, data = _media(media)
         args = options or EstimateArgs()
         if self.grpc:
@@ -160,26 +159,17 @@ class AsyncPose3DClient:
         return _result(response)
 
 
-class Pose3DClient:
-    """Blocking client with the methods of :class:`AsyncPose3DClient` (not for use inside a running event loop)."""
+class AsyncPose3DClient(_Gateway):
+    """Async client of one gateway (the arguments: :class:`_Gateway`)."""
 
-    def __init__(
-        self,
-        url: str = "http://127.0.0.1:8000",
-        *,
-        grpc: str | None = None,
-        timeout_s: float = 300.0,
-        api_key: str | None = None,
-        connection: Connection | None = None,
-    ):
-        self._async = AsyncPose3DClient(url, grpc=grpc, timeout_s=timeout_s, api_key=api_key, connection=connection)
+    async def estimate(self, media: Path | bytes, options: EstimateArgs | None = None) -> PoseResult:
+        """3D poses of an encoded image or clip (a path or its bytes; the server tells which by its content)."""
+        return await self._estimate(media, options)
+
+
+class Pose3DClient(_Gateway):
+    """Blocking client with the methods of :class:`AsyncPose3DClient` (not for use inside a running event loop)."""
 
     def estimate(self, media: Path | bytes, options: EstimateArgs | None = None) -> PoseResult:
         """See :meth:`AsyncPose3DClient.estimate`."""
-        if self._async.grpc:
-            return asyncio.run(self._async.estimate(media, options))
-        name, data = _media(media)
-        with httpx.Client(timeout=self._async.timeout_s, **self._async.connection.http_options()) as http:
-            form = rest_form(options or EstimateArgs())
-            response = http.post(self._async.url + "/v1/pose3d", files={"file": (name, data)}, data=form)
-        return _result(response)
+        return asyncio.run(self._estimate(media, options))

@@ -47,10 +47,9 @@ class JobsClient:
     timeout_s: float = 60.0
     connection: Connection = field(default_factory=Connection)
 
-    def _client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.base_url.rstrip("/"), timeout=self.timeout_s, **self.connection.http_options()
-        )
+    def _client(self, timeout: httpx.Timeout | float | None = None) -> httpx.Client:
+        timeout = self.timeout_s if timeout is None else timeout
+        return httpx.Client(base_url=self.base_url.rstrip("/"), timeout=timeout, **self.connection.http_options())
 
     def submit(self, media: Path, args: EstimateArgs) -> dict[str, Any]:
         with self._client() as client, media.open("rb") as fh:
@@ -78,11 +77,8 @@ class JobsClient:
     def results(self, job_id: str, after: int | None) -> Iterator[dict[str, Any]]:
         """Frames as they complete (past ``after``); JobError when the job failed or was cancelled."""
         params = {} if after is None else {"after": str(after)}
-        timeout = httpx.Timeout(self.timeout_s, read=None)
         with (
-            httpx.Client(
-                base_url=self.base_url.rstrip("/"), timeout=timeout, **self.connection.http_options()
-            ) as client,
+            self._client(httpx.Timeout(self.timeout_s, read=None)) as client,
             client.stream("GET", f"/v1/jobs/{job_id}/results", params=params, headers={"Accept": NDJSON}) as resp,
         ):
             if resp.status_code != 200:

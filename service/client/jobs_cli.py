@@ -40,7 +40,8 @@ def estimate_as_job(args: argparse.Namespace, options: EstimateArgs) -> int:
     return 0
 
 
-def _cmd_jobs(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """``pose3d jobs list|show|cancel``."""
     client = JobsClient(args.url, connection=connection_from_args(args))
     try:
         if args.action == "list":
@@ -62,10 +63,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job_id", nargs="?", default=None)
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="REST base URL")
     add_connection_arguments(parser)
-
-
-def run(args: argparse.Namespace) -> int:
-    return _cmd_jobs(args)
 
 
 def add_job_options(estimate: argparse.ArgumentParser) -> None:

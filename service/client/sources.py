@@ -45,8 +45,8 @@ def clip_info(path: Path) -> SourceInfo:
         return SourceInfo(float(rate) if rate else None, int(stream.frames) or None)
 
 
-def clip_frames(path: Path, every_nth: int = 1) -> Iterator[SourceFrame]:
-    """Decode ``path`` (any container PyAV reads), yielding every ``every_nth`` frame, renumbered 0, 1, …"""
+def clip_frames(path: Path) -> Iterator[SourceFrame]:
+    """Decode every frame of ``path`` (any container PyAV reads)."""
     import av
 
     with av.open(str(path)) as container:
@@ -55,14 +55,9 @@ def clip_frames(path: Path, every_nth: int = 1) -> Iterator[SourceFrame]:
         stream.codec_context.thread_count = 1
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else None
-        kept = 0
-        for decoded, frame in enumerate(container.decode(stream)):
-            if decoded % every_nth:
-                continue
-            timestamp = frame.time if frame.time is not None else (decoded / fps if fps else float(decoded))
-            image = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
-            yield SourceFrame(kept, float(timestamp), image)
-            kept += 1
+        for index, frame in enumerate(container.decode(stream)):
+            timestamp = frame.time if frame.time is not None else (index / fps if fps else float(index))
+            yield SourceFrame(index, float(timestamp), np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8))
 
 
 def camera_frames(device: int, max_frames: int | None = None) -> Iterator[SourceFrame]:

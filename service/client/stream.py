@@ -139,7 +139,7 @@ class StreamClient:
         self._on_progress = on_progress
         self.stats = StreamStats()
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # between reconnections (tests hold it)
-        self._pending: OrderedDict[int, tuple[pb.StreamEstimateRequest, float]] = OrderedDict()
+        self._pending: OrderedDict[int, pb.StreamEstimateRequest] = OrderedDict()  # sent, no result yet
         self._sent_at: dict[int, float] = {}
         self._last_result = -1
         self._last_index = -1
@@ -267,7 +267,7 @@ class StreamClient:
 
         reader = asyncio.create_task(read_results())
         try:
-            for resent, _ in list(self._pending.values()):  # resume: re-send what has no result yet
+            for resent in list(self._pending.values()):  # resume: re-send what has no result yet
                 await call.write(resent)
             while not self._source_done:
                 while len(self._pending) >= window:
@@ -283,7 +283,7 @@ class StreamClient:
                     self._source_done = True
                     break
                 index = message.frame.frame_index
-                self._pending[index] = (message, time.monotonic())
+                self._pending[index] = message
                 self._sent_at[index] = time.monotonic()
                 self._last_index = index
                 self.stats.frames_sent += 1

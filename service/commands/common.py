@@ -13,14 +13,22 @@ from service.weights.resolve import resolved
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, random_weights_help: str, default_host: str) -> None:
-    """``--host`` (its help naming ``default_host``, the Settings default), ``--config`` and
-    ``--[no-]allow-random-weights``."""
+def add_common_arguments(
+    parser: argparse.ArgumentParser, settings: type[CommonSettings], random_weights_help: str
+) -> None:
+    """``--host`` (its help naming the default of ``settings``), ``--config`` and ``--[no-]allow-random-weights``."""
+    default_host = settings.model_fields["host"].default
     parser.add_argument("--host", default=None, help=f"listen address (default {default_host})")
     parser.add_argument("--config", help="TOML or YAML settings file (env POSE3D_* still applies and wins)")
     parser.add_argument(
         "--allow-random-weights", action=argparse.BooleanOptionalAction, default=None, help=random_weights_help
     )
+
+
+def add_port_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--port`` (REST) and ``--grpc-port`` (public gRPC) of a gateway."""
+    parser.add_argument("--port", type=int, default=None, help="REST port (default 8000)")
+    parser.add_argument("--grpc-port", type=int, default=None, help="public gRPC port (default 50051; 0 = off)")
 
 
 def settings_from_args(cls: type[SettingsT], args: argparse.Namespace, **overrides: Any) -> SettingsT:

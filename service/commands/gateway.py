@@ -10,7 +10,7 @@ import argparse
 import asyncio
 
 from service.assembly import build_engine_client
-from service.commands.common import add_common_arguments, configure_logging, settings_from_args
+from service.commands.common import add_common_arguments, add_port_arguments, configure_logging, settings_from_args
 from service.config import GatewaySettings
 
 
@@ -21,15 +21,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_common_arguments(
         parser,
+        GatewaySettings,
         "serve models whose checkpoints are missing on random weights (default off)",
-        GatewaySettings.model_fields["host"].default,
     )
-    parser.add_argument("--port", type=int, default=None, help="REST port (default 8000)")
-    parser.add_argument("--grpc-port", type=int, default=None, help="public gRPC port (default 50051; 0 = off)")
+    add_port_arguments(parser)
     parser.add_argument("--workers", default=None, help="comma-separated worker addresses host:port")
 
 
 def run(args: argparse.Namespace) -> int:
+    """The gateway over ``--workers`` (or in-process) until SIGTERM/SIGINT."""
+    from service.gateway.grpc_server import run_gateway
+
     workers = [w.strip() for w in args.workers.split(",") if w.strip()] if args.workers is not None else None
     settings = settings_from_args(
         GatewaySettings,
@@ -41,12 +43,5 @@ def run(args: argparse.Namespace) -> int:
         allow_random_weights=args.allow_random_weights,
     )
     configure_logging(settings)
-    return serve(settings)
-
-
-def serve(settings: GatewaySettings) -> int:
-    """The gateway over ``settings.workers`` (or in-process) until SIGTERM/SIGINT."""
-    from service.gateway.grpc_server import run_gateway
-
     asyncio.run(run_gateway(settings, build_engine_client))
     return 0

@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 from service.assembly import in_process_engine
-from service.commands.common import add_common_arguments, configure_logging, settings_from_args
+from service.commands.common import add_common_arguments, add_port_arguments, configure_logging, settings_from_args
 from service.config import GatewaySettings, resolve_random_weights
 from service.profiles import profile_names, profile_path
 
@@ -21,12 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_common_arguments(
         parser,
+        GatewaySettings,
         "serve models without checkpoints on random weights (default for `serve`: on only when no "
         "checkpoint is configured anywhere; otherwise off)",
-        GatewaySettings.model_fields["host"].default,
     )
-    parser.add_argument("--port", type=int, default=None, help="REST port (default 8000)")
-    parser.add_argument("--grpc-port", type=int, default=None, help="public gRPC port (default 50051; 0 = off)")
+    add_port_arguments(parser)
     parser.add_argument(
         "--weights", default=None, metavar="SET", help="a complete weights set (see `pose3d weights list`)"
     )
@@ -36,11 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The gateway over an in-process engine until SIGTERM/SIGINT."""
+    from service.gateway.grpc_server import run_gateway
+    from service.redaction import redact
+    from service.security.tls import rest_scheme
     from service.weights.resolve import weight_set_overrides
 
     if args.profile and not args.config:
         args.config = str(profile_path(args.profile))
-
     weights = weight_set_overrides(args.weights) if args.weights else {}
     settings = settings_from_args(
         GatewaySettings,
@@ -57,14 +59,6 @@ def run(args: argparse.Namespace) -> int:
     settings, weights_note = resolve_random_weights(settings, args.allow_random_weights)
     configure_logging(settings)
     log.log(logging.WARNING if settings.allow_random_weights else logging.INFO, "%s", weights_note)
-    return serve(settings)
-
-
-def serve(settings: GatewaySettings) -> int:
-    """The gateway over an in-process engine until SIGTERM/SIGINT."""
-    from service.gateway.grpc_server import run_gateway
-    from service.redaction import redact
-    from service.security.tls import rest_scheme
 
     def listening(port: int) -> None:
         log.info(

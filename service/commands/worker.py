@@ -20,14 +20,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_common_arguments(
         parser,
+        WorkerSettings,
         "serve models whose checkpoints are missing on random weights (default off)",
-        WorkerSettings.model_fields["host"].default,
     )
     parser.add_argument("--port", type=int, default=None, help="gRPC port (default 50061)")
     parser.add_argument("--metrics-port", type=int, default=None, help="/metrics port (default 9100; 0 = off)")
 
 
 def run(args: argparse.Namespace) -> int:
+    """The worker until SIGTERM/SIGINT."""
+    from service.worker.server import run_worker
+
     settings = settings_from_args(
         WorkerSettings,
         args,
@@ -37,12 +40,5 @@ def run(args: argparse.Namespace) -> int:
         allow_random_weights=args.allow_random_weights,
     )
     configure_logging(settings)
-    return serve(settings)
-
-
-def serve(settings: WorkerSettings) -> int:
-    """The worker until SIGTERM/SIGINT."""
-    from service.worker.server import run_worker
-
     asyncio.run(run_worker(settings))
     return 0

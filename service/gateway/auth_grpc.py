@@ -4,13 +4,11 @@ Every call but ``grpc.health.v1.Health`` (and reflection when ``security.public_
 metadata — ``authorization: Bearer <key>`` or ``x-api-key: <key>`` — and spends one token of its rate quota
 (a ``StreamEstimate`` call is one request; its open stream counts against the key's stream quota).
 
-Authentication before allocation: the key is checked in ``intercept_service``, from the metadata alone, before
-any request message is read. A refused call gets a request-streaming handler that aborts without pulling a
-message (:func:`~service.security.grpc_door.refusing`), so a 60 MiB ``Estimate`` without a key is never assembled, parsed or copied —
-whatever its declared type, the server reads nothing of it. An accepted call runs its handler with the caller's
-key id (``guard.principal``) and request id set (here: grpc.aio runs the interceptors and then the handler in the
-call's one task), so they reach the servicer and the tasks it starts; refusals
-end the call with UNAUTHENTICATED or RESOURCE_EXHAUSTED (+ ``retry-after-s``).
+Authentication before allocation: the key is checked from the metadata alone, before any request message is read;
+a refused call gets a handler that aborts without pulling a message (:func:`~service.security.grpc_door.refusing`),
+so a 60 MiB ``Estimate`` without a key is never assembled or parsed. It ends with UNAUTHENTICATED or
+RESOURCE_EXHAUSTED (+ ``retry-after-s``). An accepted call's handler runs in the interceptor's task (grpc.aio), so
+the key id (``guard.principal``) and request id set here reach the servicer and the tasks it starts.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ caller, so ``/readyz`` shows it the workers). Refusals are problem+json: 401 wit
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from contextvars import Token
 from typing import Any, Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -41,7 +40,8 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 class AuthGuard:
-    """Authenticate and admit each HTTP request per :class:`Security` (outermost after the transport guard)."""
+    """Authenticate and admit each HTTP request and WebSocket handshake per :class:`Security` (outermost after the
+    transport guard)."""
 
     def __init__(self, app: ASGIApp, security: Security) -> None:
         self.app = app
@@ -57,10 +57,7 @@ class AuthGuard:
         return path.startswith("/v1/")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            await self._websocket(scope, receive, send)
-            return
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
@@ -71,36 +68,10 @@ class AuthGuard:
         try:
             key_id = await self._identify(path, presented_key(headers))
         except Pose3DError as error:
-            response = problem_response(error, rid, path)
-            if error.status == 401:
-                response.headers["WWW-Authenticate"] = 'Bearer realm="pose3d"'
-            await response(scope, receive, send)
+            await _refuse(error, rid, scope, receive, send)
             request_id.reset(rid_token)
             return
-        await self._as_principal(key_id, rid_token, scope, receive, send)
-
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A WebSocket (``/v1/streams/ws``) needs a key in its handshake headers, as HTTP does. The key is checked
-        before the route runs or any message is read; a refused handshake is accepted only to be closed at once
-        with code 4401 (4429 past the rate quota), as documented (a close before accepting would reach the
-        browser as an HTTP 403, without the reason)."""
-        headers = _headers(scope)
-        rid_token = request_id.set(safe_request_id(headers.get(REQUEST_ID_HEADER.lower())))
-        try:
-            key_id = await self._identify(str(scope.get("path", "")), presented_key(headers))
-        except Pose3DError as error:
-            if (await receive())["type"] == "websocket.connect":
-                await send({"type": "websocket.accept"})
-                await send({"type": "websocket.close", "code": 4000 + error.status, "reason": error.type_slug})
-            request_id.reset(rid_token)
-            return
-        await self._as_principal(key_id, rid_token, scope, receive, send)
-
-    async def _as_principal(
-        self, key_id: str, rid_token: Token[str], scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        """Run the app with ``key_id`` as the caller; then forget it and the request id (HTTP and WebSocket)."""
-        token = principal.set(key_id)
+        token = principal.set(key_id)  # the caller, for the app; then forgotten with the request id
         try:
             await self.app(scope, receive, send)
         finally:
@@ -119,3 +90,18 @@ class AuthGuard:
             if path.startswith("/v1/"):
                 await self.security.admit(key_id)
         return key_id
+
+
+async def _refuse(error: Pose3DError, rid: str, scope: Scope, receive: Receive, send: Send) -> None:
+    """HTTP: the problem+json of ``error``. A WebSocket (``/v1/streams/ws``) handshake is refused before the route
+    runs or any message is read: accepted only to be closed at once with code 4000 + status (4401, 4429), as
+    documented (a close before accepting would reach the browser as an HTTP 403, without the reason)."""
+    if scope["type"] == "websocket":
+        if (await receive())["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": 4000 + error.status, "reason": error.type_slug})
+        return
+    response = problem_response(error, rid, str(scope.get("path", "")))
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="pose3d"'
+    await response(scope, receive, send)

@@ -35,13 +35,17 @@ def state_of(request: Request) -> GatewayState:
     return state
 
 
+def loaded(engine: EngineClient | None, retry_after_s: float, failure: str | None = None) -> EngineClient:
+    """``engine``, or Unavailable (503 + Retry-After) while it starts or after it failed to (``failure``)."""
+    if engine is None:
+        raise Unavailable(failure or "the engine is still loading models", retry_after_s=retry_after_s)
+    return engine
+
+
 def engine_of(request: Request) -> EngineClient:
-    """The engine, or Unavailable (503 + Retry-After) while it starts or after it failed to."""
+    """The app's engine (see :func:`loaded`)."""
     state = state_of(request)
-    if state.engine is None:
-        reason = state.startup_error or "the engine is still loading models"
-        raise Unavailable(reason, retry_after_s=state.settings.limits.retry_after_s)
-    return state.engine
+    return loaded(state.engine, state.settings.limits.retry_after_s, state.startup_error)
 
 
 def request_timeout(request: Request, settings: GatewaySettings) -> float:

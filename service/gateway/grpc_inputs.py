@@ -19,11 +19,14 @@ import numpy.typing as npt
 from model.joints import NUM_JOINTS, JointSet
 from service.api.schemas import MAX_FRAME_INDEX
 from service.api.validation import check_boxes, frame_times, keypoint_array, parse_model_name
+from service.api.world_fields import CAMERA_FIELDS, SMOOTHING_PARAMS, build_world
 from service.config import LimitSettings
 from service.engine.types import EstimateOptions, FloatArray, KeypointFrame
 from service.errors import InvalidInput, PayloadTooLarge
+from service.geometry.camera import CameraSpec
+from service.geometry.smoothing import SmoothingSpec
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
-from service.rpc.codec import JOINT_SET_FROM_PB, WINDOW_MODE_FROM_PB, world_from_pb
+from service.rpc.codec import JOINT_SET_FROM_PB, SMOOTHING_FROM_PB, WINDOW_MODE_FROM_PB
 from service.rpc.wire import field_bytes
 
 
@@ -52,10 +55,7 @@ def public_options(msg: pb.Options, limits: LimitSettings) -> PublicOptions:
     if every_nth > limits.max_every_nth:
         raise InvalidInput(f"every_nth must be in [1, {limits.max_every_nth}], got {every_nth}")
     model = parse_model_name(msg.model)
-    try:
-        camera, smoothing = world_from_pb(msg)
-    except (ValueError, TypeError) as e:
-        raise InvalidInput(str(e)) from None
+    camera, smoothing = _world(msg)
     options = EstimateOptions(
         model=model,
         boxes=boxes,
@@ -66,6 +66,16 @@ def public_options(msg: pb.Options, limits: LimitSettings) -> PublicOptions:
         smoothing=smoothing,
     )
     return PublicOptions(model=model, options=options, every_nth=every_nth)
+
+
+def _world(msg: pb.Options) -> tuple[CameraSpec, SmoothingSpec]:
+    """The camera and smoothing options, checked as REST checks them (422 on inconsistent or out-of-range values)."""
+    method = msg.smoothing.method
+    if method not in SMOOTHING_FROM_PB:
+        raise InvalidInput(f"unknown smoothing method {method}")
+    camera = {n: getattr(msg.camera, n) if msg.camera.HasField(n) else None for n in CAMERA_FIELDS}
+    params = {n: getattr(msg.smoothing, n) for n in SMOOTHING_PARAMS if msg.smoothing.HasField(n)}
+    return build_world(camera, SMOOTHING_FROM_PB[method], params)
 
 
 def joint_set_of(value: int) -> JointSet:

@@ -54,7 +54,6 @@ from service.gateway.messages import to_message
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
-from service.rpc import codec
 from service.rpc.handlers import Context, as_service_error, deadline_of, observed_call, unary
 from service.security import door
 from service.security.guard import Security
@@ -87,7 +86,7 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
         deadline = deadline_of(context, self.settings.engine.request_timeout_s)
         assert deadline is not None
         try:
-            async with asyncio.timeout_at(_loop_time(deadline)):
+            async with asyncio.timeout(deadline - time.monotonic()):
                 response = await self._estimate(engine, request, deadline)
         except TimeoutError:
             raise DeadlineExceeded("the request did not complete within its deadline") from None
@@ -201,7 +200,7 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
         opened = pb.StreamOpened(
             stream_id=info.stream_id,
             model=info.model,
-            mode=codec.WINDOW_MODE_TO_PB[info.mode],
+            mode=f"WINDOW_MODE_{info.mode.name}",
             frames_received=info.frames_received,
             frames_emitted=info.frames_emitted,
             lag_frames=lag,
@@ -257,9 +256,3 @@ def _estimate_response(answer: PoseAnswer) -> pb.EstimateResponse:
 
 def _model_info(info: ModelInfo) -> pb.ModelInfo:
     return to_message(ModelOut.of(info).model_dump(), pb.ModelInfo)
-
-
-def _loop_time(deadline: float) -> float:
-    """A ``time.monotonic()`` instant on the running loop's clock."""
-    loop = asyncio.get_running_loop()
-    return loop.time() + (deadline - time.monotonic())

@@ -19,9 +19,9 @@ import uvicorn
 
 from service.config import GatewaySettings
 from service.engine.types import EngineClient
-from service.errors import Unavailable
 from service.gateway.app import EngineFactory, create_app
 from service.gateway.auth_grpc import AuthInterceptor
+from service.gateway.deps import loaded
 from service.gateway.grpc_inputs import ESTIMATE_METHOD, keypoints_size_check
 from service.gateway.grpc_public import Pose3DServicer
 from service.gateway.http_head import bounded_protocol
@@ -57,9 +57,7 @@ class PublicGrpcServer:
         self._health_task: asyncio.Task[None] | None = None
 
     def _get_engine(self) -> EngineClient:
-        if self.engine is None:
-            raise Unavailable("the engine is still loading models", retry_after_s=self.settings.limits.retry_after_s)
-        return self.engine
+        return loaded(self.engine, self.settings.limits.retry_after_s)
 
     async def start(self) -> int:
         """Listen (health NOT_SERVING) and return the bound port."""

@@ -26,30 +26,25 @@ from service.export.formats import ExportError, ExportFormat, export_document
 from service.gateway.encoding import PoseAnswer, encode_answer, pieces
 from service.gateway.output_pool import output_pool
 
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
 OUTPUT_PARAMETERS: list[dict[str, Any]] = [
-    {
-        "name": "format",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "string", "enum": [f.value for f in ExportFormat], "default": "json"},
-        "description": "json (default), jsonl (one frame per line), csv (frame × person × joint rows), "
+    _query(
+        "format",
+        {"type": "string", "enum": [f.value for f in ExportFormat], "default": "json"},
+        "json (default), jsonl (one frame per line), csv (frame × person × joint rows), "
         "bvh (one per track: a .bvh, or a .zip when several; see README)",
-    },
-    {
-        "name": "render",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "string", "enum": ["png", "mp4"]},
-        "description": "png: the first frame's 2D overlay beside the 3D skeleton (image/png); mp4: every result frame "
+    ),
+    _query(
+        "render",
+        {"type": "string", "enum": ["png", "mp4"]},
+        "png: the first frame's 2D overlay beside the 3D skeleton (image/png); mp4: every result frame "
         "as an H.264 video (video/mp4). Not together with format.",
-    },
-    {
-        "name": "track",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "integer", "minimum": 0},
-        "description": "format=bvh: only this track id (a single .bvh)",
-    },
+    ),
+    _query("track", {"type": "integer", "minimum": 0}, "format=bvh: only this track id (a single .bvh)"),
 ]
 
 

@@ -17,15 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api.validation import validation_problem
-from service.errors import (
-    BadRequest,
-    InternalError,
-    InvalidInput,
-    NotFound,
-    PayloadTooLarge,
-    Pose3DError,
-    UnsupportedMediaType,
-)
+from service.errors import BadRequest, InternalError, Pose3DError, error_class
 from service.security.disclosure import public_detail
 
 log = logging.getLogger("pose3d.gateway")
@@ -85,17 +77,8 @@ def problem_response(
     )
 
 
-_HTTP_STATUS_ERRORS: dict[int, type[Pose3DError]] = {
-    400: BadRequest,
-    404: NotFound,
-    413: PayloadTooLarge,
-    415: UnsupportedMediaType,
-    422: InvalidInput,
-}
-
-
 class _HttpStatusProblem(Pose3DError):
-    """A framework-raised HTTP error with a status outside the tree (405, 406, ...)."""
+    """A framework-raised HTTP error with a status no class of the tree has (405, 406, ...)."""
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
@@ -123,7 +106,7 @@ def install_problem_handlers(app: FastAPI, default_retry_after_s: float = 1.0) -
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        error_type = _HTTP_STATUS_ERRORS.get(exc.status_code)
+        error_type = error_class(None, exc.status_code)
         error = error_type(detail) if error_type else _HttpStatusProblem(exc.status_code, detail)
         response = problem_response(error, request_id_of(request), request.url.path)
         if exc.headers:

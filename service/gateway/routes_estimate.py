@@ -17,7 +17,6 @@ from service.api.fields import media_options
 from service.api.json_offload import parse_keypoints
 from service.api.media import Media
 from service.api.schemas import PROBLEM_RESPONSES, KeypointsRequest, MediaFields, PoseResponse
-from service.engine.types import EstimateOptions
 from service.gateway.deps import deadline_scope, engine_of, state_of
 from service.gateway.encoding import PoseAnswer, release
 from service.gateway.inputs import add_split_route
@@ -35,11 +34,6 @@ same placed at each person's solved root translation. Errors are ``application/p
 completes."""
 
 
-def _context(request: Request, deadline: float) -> EstimateContext:
-    state = state_of(request)
-    return EstimateContext(engine_of(request), state.settings, request_id_of(request), deadline)
-
-
 Outcome = tuple[Estimated, CameraSpec | None]
 """What an estimate gives back: its outcome and the camera asked for (for its warnings)."""
 
@@ -54,7 +48,7 @@ async def _answer(
     wanted = output_request(request)
     started = time.perf_counter()
     async with deadline_scope(request) as deadline:
-        ctx = _context(request, deadline)
+        ctx = EstimateContext(engine_of(request), state_of(request).settings, request_id_of(request), deadline)
         done, camera = await run(ctx)
     timings = {**done.timings_ms, "total": (time.perf_counter() - started) * 1000.0}
     answer = PoseAnswer(ctx.request_id, done.model, done.box_source, done.frames, timings, camera)
@@ -66,11 +60,10 @@ async def estimate_pose_keypoints(request: Request, body: KeypointsRequest) -> R
 
     async def run(ctx: EstimateContext) -> Outcome:
         body, frames = await parse_keypoints(await request.body(), ctx.settings)  # large bodies: off the loop
-        camera, smoothing = body.world()
-        options = EstimateOptions(flip_test=body.flip_test, mode=body.mode, camera=camera, smoothing=smoothing)
+        options = body.options()
         done = await estimate_keypoints(ctx, body.model, options, lambda: frames)
         await asyncio.to_thread(release, frames)  # 20 000 input frames are freed on a thread, not on the loop
-        return done, camera
+        return done, options.camera
 
     return await _answer(request, run, lambda: keypoints_source(request))
 

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from model.joints import H36M_JOINT_NAMES
 from service.api import streams
 from service.api.fields import random_weight_warnings, world_warnings
-from service.api.media import Media, upload_image
+from service.api.media import Media, checked_image
 from service.api.models import resolve_model
 from service.api.schemas import (
     MAX_FRAME_INDEX,
@@ -114,7 +114,7 @@ async def push_frame(
         if index is None:
             raise BadRequest("form field 'frame_index' is required")
         timestamp, detect = parse_float("timestamp_s", timestamp_s), parse_bool("detect_people", detect_people)
-        image = upload_image(Media.of(await file.read()), state_of(request).settings.limits)
+        image = checked_image(Media.of(await file.read()).data, state_of(request).settings.limits)
         return ImageFrame(image.data, index, timestamp, detect or False)
 
     return await _pushed(request, stream_id, frame)

@@ -30,28 +30,21 @@ import json
 import logging
 import secrets
 import time
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.api import streams
 from service.api.fields import world_warnings
-from service.api.media import Media, upload_image
+from service.api.media import Media, checked_image
 from service.api.schemas import MAX_FRAME_INDEX, StreamFrameKeypoints, StreamOpenRequest
 from service.api.schemas import Frame as FrameOut
 from service.api.validation import stream_keypoint_frame, validation_problem
 from service.engine.types import EngineClient, Frame, ImageFrame
 from service.engine.work import close, push
-from service.errors import (
-    BadRequest,
-    DeadlineExceeded,
-    InternalError,
-    PayloadTooLarge,
-    Pose3DError,
-    Unavailable,
-)
-from service.gateway.deps import GatewayState
+from service.errors import BadRequest, DeadlineExceeded, InternalError, PayloadTooLarge, Pose3DError
+from service.gateway.deps import GatewayState, loaded
 from service.gateway.problem import problem_body
 from service.security import door
 from service.security.guard import Security
@@ -66,17 +59,16 @@ WS_PATH = "/v1/streams/ws"
 class ImageFrameMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["frame"]
     frame_index: int = Field(ge=0, le=MAX_FRAME_INDEX)
     timestamp_s: float | None = None
     image: str = Field(description="base64 of a JPEG/PNG/WebP frame (a data: URL prefix is accepted)")
     detect_people: bool = Field(False, description="run the person detector on this frame (see REST streams)")
 
 
-def _validated(model: type[BaseModel], message: dict[str, Any], where: str, drop_type: bool = True) -> Any:
-    fields = {k: v for k, v in message.items() if k != "type"} if drop_type else message
+def _validated(model: type[BaseModel], message: dict[str, Any], where: str) -> Any:
+    """``message`` without its ``type`` as ``model`` (422 with field errors)."""
     try:
-        return model.model_validate(fields)
+        return model.model_validate({k: v for k, v in message.items() if k != "type"})
     except ValidationError as exc:
         raise validation_problem(exc, where) from None
 
@@ -92,9 +84,7 @@ class WsStream:
 
     @property
     def engine(self) -> EngineClient:
-        if self._engine is None:
-            raise Unavailable("the engine is not ready", retry_after_s=self.limits.retry_after_s)
-        return self._engine
+        return loaded(self._engine, self.limits.retry_after_s)
 
     async def receive(self) -> dict[str, Any]:
         message = await self.ws.receive()
@@ -125,13 +115,13 @@ class WsStream:
         if "image" not in message:
             body: StreamFrameKeypoints = _validated(StreamFrameKeypoints, message, "frame message")
             return stream_keypoint_frame(body, self.limits)
-        msg: ImageFrameMessage = _validated(ImageFrameMessage, message, "frame message", drop_type=False)
+        msg: ImageFrameMessage = _validated(ImageFrameMessage, message, "frame message")
         encoded = msg.image.split(",", 1)[1] if msg.image.startswith("data:") else msg.image
         try:
             data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise BadRequest("'image' is not valid base64") from None
-        image = upload_image(Media.of(data, "'image'"), self.limits)  # headers only: the engine decodes it
+        image = checked_image(Media.of(data, "'image'").data, self.limits)  # headers only: the engine decodes it
         return ImageFrame(image.data, msg.frame_index, msg.timestamp_s, msg.detect_people)
 
     async def send_results(self, results: list[Any], started: float, **extra: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -105,12 +106,7 @@ class MemoryJobStore(JobStore):
 
     async def read_frames(self, job_id: str, start: int, stop: int) -> list[bytes]:
         frames = self._entry(job_id).frames
-        out: list[bytes] = []
-        for position in range(max(0, start), stop):
-            if position not in frames:
-                break
-            out.append(frames[position])
-        return out
+        return [frames[p] for p in itertools.takewhile(frames.__contains__, range(max(0, start), stop))]
 
     async def read_input(self, job_id: str) -> bytes:
         staged = self._entry(job_id).staged

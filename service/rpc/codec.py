@@ -1,6 +1,6 @@
-"""The PUBLIC ``pose3d.v1`` messages → engine dataclasses (options the gRPC gateway reads, results the client reads
-back); answers are encoded once, from the one schema (:mod:`service.gateway.messages`), and the worker link has its
-own codec, :mod:`service.rpc.link`.
+"""The PUBLIC ``pose3d.v1`` messages → engine values (enums the gRPC gateway reads, results the client reads
+back); answers are encoded once, from the one schema (:mod:`service.gateway.messages`), and the worker link has
+its own codec, :mod:`service.rpc.link`.
 
 Public arrays are flat ``repeated float`` (float32, so they round-trip exactly): ``keypoints_2d`` ``(17, 2)``
 pixels, ``keypoint_scores`` ``(17,)``, ``keypoints_3d`` ``(17, 3)`` metres, ``keypoints_3d_camera`` ``(17, 3)``
@@ -10,62 +10,37 @@ public input (see ``service.gateway.grpc_inputs``).
 
 from __future__ import annotations
 
-from typing import Final
+from enum import StrEnum
+from typing import Final, TypeVar
 
 import numpy as np
 
 from model.joints import NUM_JOINTS, JointSet
 from service.engine.types import BoxSource, FrameResult, PersonResult, WindowMode
-from service.geometry.camera import CameraSpec
-from service.geometry.smoothing import SmoothingMethod, SmoothingSpec
+from service.geometry.smoothing import SmoothingMethod
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 
-WINDOW_MODE_TO_PB: Final[dict[WindowMode, pb.WindowMode]] = {
-    WindowMode.CENTRED: pb.WINDOW_MODE_CENTRED,
-    WindowMode.CAUSAL: pb.WINDOW_MODE_CAUSAL,
-}
-WINDOW_MODE_FROM_PB: Final[dict[int, WindowMode]] = {
-    pb.WINDOW_MODE_UNSPECIFIED: WindowMode.CENTRED,
-    pb.WINDOW_MODE_CENTRED: WindowMode.CENTRED,
-    pb.WINDOW_MODE_CAUSAL: WindowMode.CAUSAL,
-}
-JOINT_SET_FROM_PB: Final[dict[int, JointSet]] = {
-    pb.JOINT_SET_UNSPECIFIED: JointSet.COCO,
-    pb.JOINT_SET_COCO: JointSet.COCO,
-    pb.JOINT_SET_H36M: JointSet.H36M,
-}
-BOX_SOURCE_TO_PB: Final[dict[BoxSource, pb.BoxSource]] = {
-    BoxSource.CLIENT: pb.BOX_SOURCE_CLIENT,
-    BoxSource.WHOLE_FRAME: pb.BOX_SOURCE_WHOLE_FRAME,
-    BoxSource.DETECTOR: pb.BOX_SOURCE_DETECTOR,
-    BoxSource.KEYPOINTS: pb.BOX_SOURCE_KEYPOINTS,
-}
-BOX_SOURCE_FROM_PB: Final[dict[int, BoxSource]] = {v: k for k, v in BOX_SOURCE_TO_PB.items()}
-SMOOTHING_FROM_PB: Final[dict[int, SmoothingMethod]] = {
-    pb.SMOOTHING_METHOD_UNSPECIFIED: SmoothingMethod.NONE,
-    pb.SMOOTHING_METHOD_NONE: SmoothingMethod.NONE,
-    pb.SMOOTHING_METHOD_ONE_EURO: SmoothingMethod.ONE_EURO,
-    pb.SMOOTHING_METHOD_SAVGOL: SmoothingMethod.SAVGOL,
-}
-_CAMERA_FIELDS: Final = ("fx", "fy", "cx", "cy", "fov_deg")
-_SMOOTHING_FIELDS: Final = ("min_cutoff_hz", "beta", "d_cutoff_hz", "half_window", "polyorder")
+E = TypeVar("E", bound=StrEnum)
+
+
+def _from_pb(enum: type[E], prefix: str, unspecified: E | None = None) -> dict[int, E]:
+    """Each proto constant ``<prefix>_<NAME>`` → the member ``NAME`` of ``enum`` (``<prefix>_UNSPECIFIED`` →
+    ``unspecified``, when given)."""
+    table = {int(getattr(pb, f"{prefix}_{member.name}")): member for member in enum}
+    if unspecified is not None:
+        table[int(getattr(pb, f"{prefix}_UNSPECIFIED"))] = unspecified
+    return table
+
+
+WINDOW_MODE_FROM_PB: Final = _from_pb(WindowMode, "WINDOW_MODE", WindowMode.CENTRED)
+JOINT_SET_FROM_PB: Final = _from_pb(JointSet, "JOINT_SET", JointSet.COCO)
+BOX_SOURCE_FROM_PB: Final = _from_pb(BoxSource, "BOX_SOURCE")
+BOX_SOURCE_TO_PB: Final = {source: number for number, source in BOX_SOURCE_FROM_PB.items()}
+SMOOTHING_FROM_PB: Final = _from_pb(SmoothingMethod, "SMOOTHING_METHOD", SmoothingMethod.NONE)
 
 
 def _f32(values: object, shape: tuple[int, ...]) -> np.ndarray[tuple[int, ...], np.dtype[np.float32]]:
     return np.asarray(values, dtype=np.float32).reshape(shape)
-
-
-# ---- options -------------------------------------------------------------------------------------------------
-
-
-def world_from_pb(msg: pb.Options) -> tuple[CameraSpec, SmoothingSpec]:
-    """The camera and smoothing options. Raises ``ValueError`` on inconsistent or out-of-range values."""
-    camera = CameraSpec(**{n: getattr(msg.camera, n) for n in _CAMERA_FIELDS if msg.camera.HasField(n)})
-    s = msg.smoothing
-    if s.method not in SMOOTHING_FROM_PB:
-        raise ValueError(f"unknown smoothing method {s.method}")
-    params = {n: getattr(s, n) for n in _SMOOTHING_FIELDS if s.HasField(n)}
-    return camera, SmoothingSpec(SMOOTHING_FROM_PB[s.method], **params)
 
 
 # ---- results -------------------------------------------------------------------------------------------------

@@ -12,8 +12,6 @@ since stream state lives in the frame buffer); this module maps EngineClient cal
   worker — from the first position not answered yet, carrying the clip again; the stream carries on there.
   Decoded frames from an async source go in chunks (at most ``clip_chunk_frames`` frames / ``clip_chunk_bytes``
   bytes per call, one call at a time), each retried elsewhere like any frame.
-- **Visibility**: ``ready()`` is the channel's connectivity state (READY while some worker serves), named in
-  ``/readyz``.
 """
 
 from __future__ import annotations

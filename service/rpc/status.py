@@ -35,23 +35,15 @@ _CODE_FALLBACK: Final[dict[grpc.StatusCode, type[Pose3DError]]] = {
 }
 
 
-def status_code_of(error: Pose3DError) -> grpc.StatusCode:
-    """The gRPC status code an error maps to (its ``grpc_code`` name; INTERNAL if unknown)."""
-    code: grpc.StatusCode = getattr(grpc.StatusCode, error.grpc_code, grpc.StatusCode.INTERNAL)
-    return code
-
-
-def error_trailers(error: Pose3DError) -> tuple[tuple[str, str], ...]:
-    trailers: list[tuple[str, str]] = [(ERROR_TYPE_KEY, error.type_slug)]
+async def abort_with(context: grpc.aio.ServicerContext[object, object], error: Pose3DError) -> NoReturn:
+    """End the RPC with the status of ``error`` (its ``grpc_code``; INTERNAL if unknown) and its trailers (raises,
+    as ``context.abort`` does)."""
+    trailers = [(ERROR_TYPE_KEY, error.type_slug)]
     if error.retry_after_s is not None:
         trailers.append((RETRY_AFTER_KEY, f"{error.retry_after_s:g}"))
-    return tuple(trailers)
-
-
-async def abort_with(context: grpc.aio.ServicerContext[object, object], error: Pose3DError) -> NoReturn:
-    """End the RPC with the status of ``error`` (raises, as ``context.abort`` does)."""
-    context.set_trailing_metadata(error_trailers(error))
-    await context.abort(status_code_of(error), public_detail(error))  # no credentials, no upstream text in a 5xx
+    context.set_trailing_metadata(tuple(trailers))
+    code: grpc.StatusCode = getattr(grpc.StatusCode, error.grpc_code, grpc.StatusCode.INTERNAL)
+    await context.abort(code, public_detail(error))  # no credentials, no upstream text in a 5xx
     raise AssertionError("context.abort returned")  # pragma: no cover
 
 

@@ -12,7 +12,7 @@
   still loading or draining) on the next pick; every Worker method is idempotent (frames are keyed by index).
   A refusal — over capacity, a quota (``RESOURCE_EXHAUSTED`` with ``retry-after-s``) — is an answer: it is not
   retried, here or anywhere, and reaches the client as 503/429 + ``Retry-After``.
-- **Visibility**: :meth:`WorkerChannel.ready` is the channel's connectivity state: READY while some backend is
+- **Visibility**: :meth:`WorkerChannel.state` is the channel's connectivity: READY while some backend is
   connected and SERVING (``/readyz`` and ``pose3d_worker_up`` follow it).
 """
 
@@ -119,15 +119,9 @@ def worker_tls_name(addresses: Sequence[str]) -> str | None:
 
 
 class WorkerChannel:
-    """One balanced, health-checked channel to the workers behind ``target`` (:func:`worker_target`).
-
-    Args:
-        target: the gRPC target.
-        max_message_bytes: message limit both ways.
-        call_timeout_s: a call's timeout when the request has no deadline.
-        credentials: mTLS credentials (``security.worker_*``), else plaintext.
-        tls_name: the host name the workers' certificates must carry (:func:`worker_tls_name`), for a target list.
-    """
+    """One balanced, health-checked channel to the workers behind ``target`` (:func:`worker_target`): messages
+    up to ``max_message_bytes`` both ways, ``call_timeout_s`` for a call without a deadline, mTLS with
+    ``credentials`` (else plaintext) checking the name ``tls_name`` (:func:`worker_tls_name`) for a target list."""
 
     def __init__(
         self,
@@ -159,13 +153,8 @@ class WorkerChannel:
         state: grpc.ChannelConnectivity = self.channel.get_state(try_to_connect=True)
         return state
 
-    @property
-    def ready(self) -> bool:
-        """True while some backend is connected and SERVING (client-side health checking)."""
-        return self.state() is grpc.ChannelConnectivity.READY
-
     async def wait_ready(self, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` for :attr:`ready` (start-up); returns it."""
+        """Wait up to ``timeout_s`` for a connected, SERVING backend (start-up); False when none came."""
         try:
             await asyncio.wait_for(self.channel.channel_ready(), timeout_s)
         except TimeoutError:

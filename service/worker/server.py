@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import inspect
 import logging
 import signal
 from collections.abc import Callable
@@ -33,10 +32,11 @@ from service.worker.servicer import WorkerServicer
 log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[WorkerSettings, Metrics], Any]
-"""Builds the engine (may block while loading weights; may return an awaitable)."""
+"""Builds the engine (called on a thread: it may block while loading weights); its ``start()``, when it has one,
+is awaited next."""
 
 
-def default_engine_factory(settings: WorkerSettings, metrics: Metrics) -> Any:
+def default_engine_factory(settings: WorkerSettings, metrics: Metrics) -> EngineClient:
     """The in-process engine, not yet started (``start()`` loads and warms the models off the event loop)."""
     from service.engine.inprocess import InProcessEngine
 
@@ -44,13 +44,9 @@ def default_engine_factory(settings: WorkerSettings, metrics: Metrics) -> Any:
 
 
 async def _build_engine(factory: EngineFactory, settings: WorkerSettings, metrics: Metrics) -> EngineClient:
-    built = await asyncio.to_thread(factory, settings, metrics)
-    engine: EngineClient = await built if inspect.isawaitable(built) else built
-    start = getattr(engine, "start", None)
-    if start is not None:
-        started = start()
-        if inspect.isawaitable(started):
-            await started
+    engine: EngineClient = await asyncio.to_thread(factory, settings, metrics)
+    if (start := getattr(engine, "start", None)) is not None:
+        await start()
     return engine
 
 
@@ -130,9 +126,3 @@ async def run_worker(
 def _on_signal(sig: int, stop: asyncio.Event, received: list[int]) -> None:
     received.append(sig)
     stop.set()
-
-
-def main(settings: WorkerSettings) -> int:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run_worker(settings))
-    return 0

@@ -1,2 +1,2 @@
-"""Jobs in the gateway: submission (:mod:`.submit`), the runner (:mod:`.runner`), results (:mod:`.results`),
-and the REST routes (:mod:`.routes`). The store they share is :mod:`service.jobs`."""
+"""Jobs in the gateway: store, runner and submission (:mod:`.service`), what a job runs (:mod:`.sources`),
+results (:mod:`.results`), the REST routes (:mod:`.routes`) and gRPC (:mod:`.grpc`); the store is :mod:`service.jobs`."""

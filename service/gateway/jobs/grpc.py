@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 
 from service.api.jobs import JobStatus, clip_job, keypoints_job
@@ -15,7 +14,7 @@ from service.config import GatewaySettings
 from service.engine.types import EngineClient
 from service.errors import BadRequest, Unavailable
 from service.gateway.jobs.results import checked_job_id, pages
-from service.gateway.jobs.service import Jobs, create_job
+from service.gateway.jobs.service import Jobs, cancel_owned, create_job
 from service.gateway.messages import to_message
 from service.jobs.store import JobRecord
 from service.metrics import Metrics
@@ -68,11 +67,7 @@ class JobsServicer:
 
     @unary("grpc.CancelJob")
     async def CancelJob(self, request: pb.CancelJobRequest, context: Context) -> pb.Job:
-        jobs = self._jobs()
-        await owned_job(jobs.store, checked_job_id(request.job_id))
-        record = await jobs.store.cancel(request.job_id, time.time())
-        jobs.runner.cancel_local(request.job_id)
-        return job_pb(record)
+        return job_pb(await cancel_owned(self._jobs(), request.job_id))
 
     async def WatchJob(self, request: pb.WatchJobRequest, context: Context) -> AsyncIterator[pb.WatchJobResponse]:
         async with observed_call(self.metrics, "grpc.WatchJob", context):

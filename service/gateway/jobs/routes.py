@@ -14,7 +14,7 @@ from service.errors import Conflict
 from service.gateway.encoding import pieces
 from service.gateway.inputs import add_split_route
 from service.gateway.jobs.results import NDJSON, checked_job_id, document, ndjson
-from service.gateway.jobs.service import jobs_of, submit_clip, submit_keypoints
+from service.gateway.jobs.service import cancel_owned, jobs_of, submit_clip, submit_keypoints
 from service.jobs.store import JobRecord, JobState, UnknownJob
 from service.security.door import own_job_ids, owned_job
 
@@ -114,8 +114,4 @@ async def job_results(
 @router.delete("/v1/jobs/{job_id}", response_model=JobStatus, responses=PROBLEM_RESPONSES, summary="Cancel a job")
 async def cancel_job(request: Request, job_id: JobId) -> JobStatus:
     """Cancel the job (a finished job stays as it is); its staged input and engine stream are freed."""
-    jobs = jobs_of(request)
-    await owned_job(jobs.store, checked_job_id(job_id))
-    record = await jobs.store.cancel(job_id, time.time())
-    jobs.runner.cancel_local(job_id)
-    return JobStatus.of(record)
+    return JobStatus.of(await cancel_owned(jobs_of(request), job_id))

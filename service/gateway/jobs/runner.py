@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import secrets
 import time
@@ -89,17 +90,12 @@ class _Run:
 
     async def store(self, results: list[FrameResult]) -> None:
         """Write results at their positions (contiguous runs; positions already stored keep their value)."""
-        results = sorted(results, key=lambda r: r.frame_index)
-        i = 0
-        while i < len(results):
-            start, j = results[i].frame_index, i
-            while j + 1 < len(results) and results[j + 1].frame_index == results[j].frame_index + 1:
-                j += 1
-            assert self.source is not None
-            index = self.source.source_index
-            docs = await frames_json(results[i : j + 1], index)  # encoded off the event loop
-            await self.runner.store.put_frames(self.job_id, start, docs)
-            i = j + 1
+        assert self.source is not None
+        ordered = enumerate(sorted(results, key=lambda r: r.frame_index))
+        for _, run in itertools.groupby(ordered, key=lambda item: item[1].frame_index - item[0]):
+            chunk = [result for _, result in run]
+            docs = await frames_json(chunk, self.source.source_index)  # encoded off the event loop
+            await self.runner.store.put_frames(self.job_id, chunk[0].frame_index, docs)
 
     async def execute(self) -> None:
         settings = self.runner.settings

@@ -4,6 +4,7 @@ submission over REST (the use cases in :mod:`service.api.jobs`, then staged in t
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,11 +13,12 @@ from fastapi import Request
 
 from service.api.jobs import clip_job, keypoints_job
 from service.gateway.deps import GatewayState, engine_of, state_of
+from service.gateway.jobs.results import checked_job_id
 from service.gateway.jobs.runner import JobRunner
 from service.gateway.problem import request_id_of
 from service.jobs.memory import MemoryJobStore
 from service.jobs.store import JobRecord, JobStore
-from service.security.door import job_limits, stamped
+from service.security.door import job_limits, owned_job, stamped
 
 log = logging.getLogger("pose3d.jobs")
 
@@ -80,3 +82,11 @@ async def submit_clip(request: Request, data: bytes, fields: dict[str, str]) -> 
     """Validate and stage a clip job from the file and text fields of a ``POST /v1/jobs`` form."""
     record = await clip_job(state_of(request).settings, engine_of(request), data, fields, request_id_of(request))
     return await create_job(jobs_of(request), record, data)
+
+
+async def cancel_owned(jobs: Jobs, job_id: str) -> JobRecord:
+    """Cancel the caller's job (a finished job stays as it is) and stop this process's run of it."""
+    await owned_job(jobs.store, checked_job_id(job_id))
+    record = await jobs.store.cancel(job_id, time.time())
+    jobs.runner.cancel_local(job_id)
+    return record

@@ -19,7 +19,6 @@ from typing import Any
 from service.api.fields import media_options
 from service.api.json_offload import parse_keypoints
 from service.api.media import MediaKind, clip_limits, probe_clip
-from service.api.schemas import KeypointsRequest
 from service.config import GatewaySettings, LimitSettings
 from service.engine.types import EncodedClip, EngineClient, EstimateOptions, KeypointFrame, Work
 from service.engine.types import Progress as ClipProgress
@@ -30,11 +29,6 @@ def clip_options(fields: dict[str, str], settings: GatewaySettings, model: str) 
     """A clip job's engine options and ``every_nth`` from its fields (422 on bad values)."""
     options, every_nth = media_options(fields, settings.limits)
     return replace(options, model=model), every_nth
-
-
-def keypoint_options(body: KeypointsRequest, model: str) -> EstimateOptions:
-    camera, smoothing = body.world()
-    return EstimateOptions(model=model, flip_test=body.flip_test, mode=body.mode, camera=camera, smoothing=smoothing)
 
 
 @dataclass
@@ -87,7 +81,7 @@ async def open_source(kind: str, params: dict[str, Any], staged: bytes, settings
     model = str(params["model"])
     if kind == "keypoints":
         body, frames = await parse_keypoints(staged, settings)  # a large body in the helper process: the loop is free
-        return JobSource(keypoint_options(body, model), len(frames), keypoints=frames)
+        return JobSource(body.options(model), len(frames), keypoints=frames)
     options, every_nth = clip_options(dict(params["fields"]), settings, model)
     return await clip_source(options, staged, MediaKind(params["media"]), settings.limits, every_nth)
 

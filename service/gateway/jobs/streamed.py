@@ -31,7 +31,7 @@ from service.gateway.deps import TIMEOUT_HEADER, engine_of, request_timeout, sta
 from service.gateway.encoding import frames_json
 from service.gateway.jobs.results import NDJSON
 from service.gateway.jobs.runner import problem_of
-from service.gateway.jobs.sources import JobSource, clip_options, clip_source, keypoint_options
+from service.gateway.jobs.sources import JobSource, clip_options, clip_source
 
 CHUNK_FRAMES: Final = 8
 
@@ -52,7 +52,7 @@ async def keypoints_source(request: Request) -> JobSource:
     settings, engine = state_of(request).settings, engine_of(request)
     body, frames = await parse_keypoints(await request.body(), settings)
     info = await keypoints_model(engine, settings, body.model)
-    return JobSource(keypoint_options(body, info.name), len(frames), keypoints=frames)
+    return JobSource(body.options(info.name), len(frames), keypoints=frames)
 
 
 async def media_source(request: Request, data: bytes, fields: dict[str, str]) -> JobSource:
