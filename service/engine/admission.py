@@ -20,8 +20,7 @@ admitted whatever its size (a long sequence on an idle service).
 
 The door **calibrates** the per-stage sum against what really happened (:class:`WaitCalibration`): every admitted
 request that found a queue reports, when it is done, the time it really spent in the engine; the summed estimate is
-scaled by a high quantile of the ratios of real to expected time of the last seconds' requests before it is compared with
-the deadline.
+scaled by a high quantile of the recent ratios of real to expected time before it is compared with the deadline.
 
 Pure bookkeeping: no asyncio, no clock of its own (times are passed in), no transport.
 """
@@ -166,46 +165,31 @@ class WaitCalibration:
 
     Only requests whose expected time was at least ``min_expected_s`` count (below that, fixed costs — a batch's
     delay, hops between threads — dominate the ratio and say nothing of the queue model); the last ``samples``
-    of them are kept, and of those only the ones done within the last ``max_age_s`` seconds: the ratio belongs to
-    the traffic that produced it (closed-loop clients arriving in lockstep are off the model by another factor
-    than a steady stream of arrivals), so a change of traffic must not be judged by the ratios of the one before.
-    :attr:`factor` is the ``quantile`` of the kept ratios once ``min_samples`` are in (1.0 before the first
-    ``min_samples``; while fewer recent ones are kept, it stays where it was), clamped to ``[low, high]`` so that
-    one pathological request cannot close or open the door by itself.
+    of them are kept. :attr:`factor` is their ``quantile`` (1.0 until ``min_samples`` are in), clamped to
+    ``[low, high]`` so that one pathological request cannot close or open the door by itself.
     """
 
     def __init__(
-        self,
-        samples: int = 200,
-        quantile: float = 0.9,
-        min_expected_s: float = 0.05,
-        min_samples: int = 8,
-        max_age_s: float = 5.0,
+        self, samples: int = 200, quantile: float = 0.9, min_expected_s: float = 0.05, min_samples: int = 8
     ) -> None:
         self.quantile = quantile
         self.min_expected_s = min_expected_s
         self.min_samples = min_samples
-        self.max_age_s = max_age_s
         self.low, self.high = 0.5, 20.0
-        self._ratios: deque[tuple[float, float]] = deque(maxlen=samples)  # (done at, real ÷ expected)
+        self._ratios: deque[float] = deque(maxlen=samples)
         self.factor = 1.0
         """The current scale applied to expected waits."""
 
-    def observe(self, expected_s: float, real_s: float, now: float | None = None) -> None:
-        """A request expected to take ``expected_s`` seconds in the engine took ``real_s``, done at clock ``now``
-        (``None``: a sample that never ages); ignored when it was expected to be quick (see the class
-        docstring)."""
+    def observe(self, expected_s: float, real_s: float) -> None:
+        """A request expected to take ``expected_s`` seconds in the engine took ``real_s`` (ignored when it was
+        expected to be quick, see the class docstring)."""
         if expected_s < self.min_expected_s or not 0 <= real_s < math.inf:
             return
-        at = math.inf if now is None else now
-        self._ratios.append((at, real_s / expected_s))
-        if now is not None:
-            while self._ratios[0][0] < now - self.max_age_s:
-                self._ratios.popleft()
+        self._ratios.append(real_s / expected_s)
         if len(self._ratios) >= self.min_samples:
-            ordered = sorted(ratio for _, ratio in self._ratios)
-            at_quantile = ordered[min(len(ordered) - 1, int(self.quantile * len(ordered)))]
-            self.factor = min(self.high, max(self.low, at_quantile))
+            ordered = sorted(self._ratios)
+            at = ordered[min(len(ordered) - 1, int(self.quantile * len(ordered)))]
+            self.factor = min(self.high, max(self.low, at))
 
 
 class Backlog:

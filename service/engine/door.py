@@ -110,7 +110,7 @@ class Ticket:
         """The request left the engine: calibrate (once) and export the new scale to ``metrics``."""
         now = time.monotonic()
         if self.calibration is not None:
-            self.calibration.observe(self.expected_s, now - self.admitted_at, now)
+            self.calibration.observe(self.expected_s, now - self.admitted_at)
             metrics.admission_scale.set(self.calibration.factor)
             self.calibration = None
         if self._release is not None and self._release.detach() is not None and self.backlog is not None:

@@ -269,26 +269,6 @@ def test_calibration_scales_by_a_high_quantile_of_real_over_expected() -> None:
     assert calibration.factor == calibration.high  # clamped
 
 
-def test_calibration_forgets_the_ratios_of_traffic_older_than_its_memory() -> None:
-    calibration = WaitCalibration(samples=200, quantile=0.9, min_expected_s=0.05, min_samples=4, max_age_s=5.0)
-    for at in (0.0, 1.0, 2.0, 3.0):  # closed-loop clients in lockstep: 2x the model
-        calibration.observe(1.0, 2.0, now=at)
-    assert calibration.factor == pytest.approx(2.0)
-    for at in (9.0, 9.5, 10.0):  # a steady stream after it: 0.6x; too few yet, the factor holds
-        calibration.observe(1.0, 0.6, now=at)
-        assert calibration.factor == pytest.approx(2.0)
-    calibration.observe(1.0, 0.6, now=10.5)  # the lockstep ratios are 6.5 s old: only the stream's count
-    assert calibration.factor == pytest.approx(0.6)
-
-
-def test_calibration_keeps_the_last_factor_while_too_few_recent_requests_are_done() -> None:
-    calibration = WaitCalibration(samples=200, quantile=0.9, min_expected_s=0.05, min_samples=4, max_age_s=5.0)
-    for at in (0.0, 0.5, 1.0, 1.5):
-        calibration.observe(1.0, 3.0, now=at)
-    calibration.observe(1.0, 1.0, now=60.0)  # after an idle spell one request is not enough to reopen the door
-    assert calibration.factor == pytest.approx(3.0)
-
-
 def test_a_calibrated_estimate_refuses_what_the_raw_one_admits() -> None:
     detect = FakeStage("detect", 10, 0.1)  # 1.1 s raw for one more unit
     assert check_path([(detect, 1)], remaining_s=2.0, wait_fraction=1.0).refusal is None
