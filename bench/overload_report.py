@@ -56,7 +56,21 @@ def engine_figures(before: dict[str, float], after: dict[str, float], seconds: f
         for k, v in moved.items()
         if k.startswith("refused.")
     }
+    figures |= _door_estimates(moved)
     figures["admission_scale_after"] = round(after.get("admission_scale", 1.0), 2)
+    return figures
+
+
+def _door_estimates(moved: dict[str, float]) -> dict[str, float]:
+    """What the door's per-stage model said (unscaled, ms) of the requests it judged after their bodies were read
+    (admitted, and the few refused there): the mean expected wait at each stage, and their sum (``door_model_ms``:
+    the mean per-stage estimate of a request that takes every stage, as the bench's all do), to set beside the 200s'
+    latency and the calibration scale."""
+    stages = sorted({k.split(".")[1] for k in moved if k.startswith("expected.") and k.endswith(".n")})
+    means = {s: 1000 * moved[f"expected.{s}.s"] / moved[f"expected.{s}.n"] for s in stages if moved[f"expected.{s}.n"]}
+    figures = {f"{stage}_expected_wait_ms": round(ms, 1) for stage, ms in means.items()}
+    if means:
+        figures["door_model_ms"] = round(sum(means.values()), 1)
     return figures
 
 

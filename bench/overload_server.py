@@ -104,7 +104,8 @@ class ServedGateway:
         """The server's own running totals from ``/metrics``: per stage its batches, units and busy seconds
         (``<stage>.batches``, ``.units``, ``.busy_s``), the units' queue waits (``queue.waits``, ``queue.wait_s``),
         refusals by reason (``refused.<reason>``) and 503s by route (``refused.503 at <route>``; ``unmatched``:
-        refused from the head), the door's ``admission_scale`` now."""
+        refused from the head), the door's per-stage expected waits (``expected.<stage>.s`` and ``.n``: their sum
+        and count, asked after a request's body was read) and its ``admission_scale`` now."""
         wanted = {"pose3d_batch_size_count": "batches", "pose3d_batch_size_sum": "units"}
         wanted |= {"pose3d_stage_duration_seconds_sum": "busy_s"}
         totals: dict[str, float] = {}
@@ -118,6 +119,9 @@ class ServedGateway:
                     totals["queue.wait_s"] = sample.value
                 elif sample.name == "pose3d_queue_duration_seconds_count":
                     totals["queue.waits"] = sample.value
+                elif sample.name in ("pose3d_expected_wait_seconds_sum", "pose3d_expected_wait_seconds_count"):
+                    kind = "s" if sample.name.endswith("_sum") else "n"
+                    totals[f"expected.{sample.labels['stage']}.{kind}"] = sample.value
                 elif sample.name == "pose3d_admission_scale":
                     totals["admission_scale"] = sample.value
                 elif sample.name == "pose3d_requests_total" and sample.labels["code"] == "503":  # unmatched: head

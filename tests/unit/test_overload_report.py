@@ -25,3 +25,22 @@ def test_engine_figures_show_a_batch_that_waited_behind_another_stage() -> None:
     assert figures["queue_wait_ms_mean"] == 150.0
     assert figures["refused_expected-wait_per_s"] == 5.0
     assert figures["admission_scale_after"] == 2.25
+
+
+def test_engine_figures_show_what_the_doors_model_expected_per_stage_and_in_all() -> None:
+    before = {"detect.batches": 1.0, "detect.units": 1.0, "expected.detect.s": 1.0, "expected.detect.n": 2.0}
+    after = {
+        "detect.batches": 2.0,
+        "detect.units": 2.0,
+        "expected.detect.s": 13.0,  # 12 s over 10 requests: 1.2 s each
+        "expected.detect.n": 12.0,
+        "expected.lift.s": 0.5,  # 0.5 s over 10 requests: 50 ms each
+        "expected.lift.n": 10.0,
+        "expected.tokens.s": 0.0,  # asked of nobody in this phase: no figure
+        "expected.tokens.n": 0.0,
+    }
+    figures = engine_figures(before, after, seconds=10.0)
+    assert figures["detect_expected_wait_ms"] == 1200.0
+    assert figures["lift_expected_wait_ms"] == 50.0
+    assert "tokens_expected_wait_ms" not in figures
+    assert figures["door_model_ms"] == 1250.0
