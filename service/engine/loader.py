@@ -17,7 +17,8 @@ import asyncio
 import logging
 import os
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TypeVar
@@ -94,11 +95,6 @@ def weights_detail(weights: str) -> str:
 # -- lifters -----------------------------------------------------------------------------------
 
 
-def _seed(name: str) -> int:
-    """A fixed seed per model name, so every worker builds the same random weights."""
-    return zlib.crc32(name.encode())
-
-
 _M = TypeVar("_M", bound=torch.nn.Module)
 
 
@@ -109,7 +105,7 @@ def _random_model(name: str, factory: Callable[[], _M]) -> _M:
     initialised to zero (heads, offsets) still make the output depend on the input.
     """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_seed(name))
+        torch.manual_seed(zlib.crc32(name.encode()))  # every worker builds the same random weights
         model = factory()
         with torch.no_grad():
             for param in model.parameters():
@@ -127,9 +123,10 @@ def _preset(presets: Mapping[str, _C], name: str, arch: str) -> _C:
     return presets[arch]
 
 
-def _load(name: str, what: Callable[[], object]) -> None:
+@contextmanager
+def _loading(name: str) -> Iterator[None]:
     try:
-        what()
+        yield
     except CheckpointError as e:
         raise Unavailable(f"model {name!r}: {e}") from e
 
@@ -140,9 +137,9 @@ def build_pstmo(name: str, spec: ModelSpec, settings: CommonSettings, device: to
     if path is None:
         lifter = PSTMOLifter(name, spec, RANDOM, device, _random_model(name, lambda: PSTMO(cfg)))
     else:
-        holder: list[PSTMO] = []
-        _load(name, lambda: holder.append(load_pstmo_checkpoint(path, cfg)))
-        lifter = PSTMOLifter(name, spec, sha256_of_file(path), device, holder[0])
+        with _loading(name):
+            model = load_pstmo_checkpoint(path, cfg)
+        lifter = PSTMOLifter(name, spec, sha256_of_file(path), device, model)
     if resolved_backend(spec.backend, device, settings.half_precision and device.type == "cuda") == "onnx":
         use_onnx_lifter(lifter, settings)
     return lifter
@@ -171,7 +168,8 @@ def build_capf(name: str, spec: ModelSpec, settings: CommonSettings, device: tor
     if path is None:
         return CAPFLifterServed(name, spec, RANDOM, device, _random_model(name, lambda: CAPFLifter(cfg)), None)
     trunk = CAPFLifter(cfg)
-    _load(name, lambda: load_capf_lifter(path, trunk))
+    with _loading(name):
+        load_capf_lifter(path, trunk)
     return CAPFLifterServed(name, spec, sha256_of_file(path), device, trunk, None)
 
 
@@ -183,9 +181,8 @@ def build_capf_temporal_lifter(
     if path is None:
         model = _random_model(name, lambda: CAPFTemporal(cfg, CAPFTemporalConfig(frames=spec.frames)))
         return CAPFLifterServed(name, spec, RANDOM, device, model.trunk, model)
-    holder: list[tuple[CAPFTemporal, bool]] = []
-    _load(name, lambda: holder.append(build_capf_temporal(path, spec.frames)))
-    model, head_loaded = holder[0]
+    with _loading(name):
+        model, head_loaded = build_capf_temporal(path, spec.frames)
     weights = sha256_of_file(path)
     if not head_loaded:
         model.init_temporal_from_trunk()
