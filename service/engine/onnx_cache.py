@@ -26,6 +26,8 @@ from typing import Generic, TypeVar
 import onnxruntime as ort
 import torch
 
+from service.weights.store import cache_home
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -51,8 +53,7 @@ def resolved_backend(backend: str, device: torch.device, half: bool) -> str:
 
 def default_cache_dir(environ: Mapping[str, str]) -> Path:
     """``$XDG_CACHE_HOME/pose3d/onnx``, else ``~/.cache/pose3d/onnx`` (called at start-up with ``os.environ``)."""
-    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pose3d" / "onnx"
+    return cache_home(environ) / "onnx"
 
 
 def tensors_digest(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:

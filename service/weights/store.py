@@ -27,18 +27,18 @@ class WeightsError(Exception):
     """A weights operation failed; the message is one line that says what to do."""
 
 
-def default_weights_dir(environ: Mapping[str, str]) -> Path:
-    """``$XDG_CACHE_HOME/pose3d/weights``, or ``~/.cache/pose3d/weights`` when XDG_CACHE_HOME is unset or relative."""
+def cache_home(environ: Mapping[str, str]) -> Path:
+    """``$XDG_CACHE_HOME/pose3d``, or ``~/.cache/pose3d`` when XDG_CACHE_HOME is unset or relative."""
     xdg = environ.get("XDG_CACHE_HOME", "")
     base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base / "pose3d" / "weights"
+    return base / "pose3d"
 
 
-def weights_dir(configured: Path | None, environ: Mapping[str, str] | None = None) -> Path:
-    """The configured directory, else the XDG default (``environ`` defaults to the process environment)."""
+def weights_dir(configured: Path | None) -> Path:
+    """The configured directory, else ``<cache_home>/weights`` (:func:`cache_home` of the process environment)."""
     if configured is not None:
         return configured.expanduser()
-    return default_weights_dir(os.environ if environ is None else environ)
+    return cache_home(os.environ) / "weights"
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
