@@ -1,14 +1,9 @@
-"""Assembly of the in-process engine, in one place: models, detector, person boxes, frame buffer, warm-up.
+"""Assembly of the in-process engine, in one place: lifters, detector, person boxes, frame buffer, warm-up.
 
-``await load_engine(settings, metrics)`` loads every lifter of ``settings.models``, the 2D keypoint detector,
-the person-box finder and the frame buffer (Redis when ``settings.redis_url`` is set, else in memory), builds
-the :class:`~service.engine.pipeline.Pipeline` over them and warms every model up on its inference thread;
-:class:`~service.engine.inprocess.InProcessEngine` serves requests through it.
-
-One random-weights policy for every network (:func:`checkpoint_or_random`): a configured checkpoint file is
-loaded; without one the network gets random weights only when ``settings.allow_random_weights`` (said loudly
-in the log and in ``/readyz``), else loading fails naming the setting. The detector is the one exception to
-failing: without weights it is left out (only 2D-keypoint requests are served) unless a CA-PF model needs it.
+One random-weights policy for every network (:func:`checkpoint_or_random`): a configured checkpoint is loaded;
+without one the network gets random weights only when ``settings.allow_random_weights`` (said loudly in the log
+and in ``/readyz``), else loading fails naming the setting. The detector is the one exception to failing: without
+weights it is left out (only 2D-keypoint requests are served) unless a CA-PF model needs it.
 """
 
 from __future__ import annotations
@@ -99,11 +94,8 @@ _M = TypeVar("_M", bound=torch.nn.Module)
 
 
 def _random_model(name: str, factory: Callable[[], _M]) -> _M:
-    """A model with random weights, the same in every process (seeded by ``name``).
-
-    Every parameter gets ``+0.02·randn`` on top of its initialisation, as the conformance vectors do, so parts
-    initialised to zero (heads, offsets) still make the output depend on the input.
-    """
+    """A model with random weights, the same in every process (seeded by ``name``): ``+0.02·randn`` on top of its
+    initialisation, as the conformance vectors do, so parts initialised to zero still depend on the input."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(zlib.crc32(name.encode()))  # every worker builds the same random weights
         model = factory()

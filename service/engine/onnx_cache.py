@@ -1,12 +1,9 @@
 """Export once, cache on disk: ONNX graphs (or any exported bytes) keyed by what they were built from.
 
-A cache entry is ``<dir>/<name>-<key digest>.onnx`` with ``<file>.sha256`` beside it (the file's own sha256). The key
-is a mapping of strings (weights digest, exporter and runtime versions, input shape, ...) hashed together, so a
-change in any of them names another file. Files are written atomically (a temporary file in the same directory,
-then ``os.replace``); an entry whose checksum is missing or wrong, or that ``open`` refuses, is rebuilt, never
-served. Generic: the HRNet backend (:mod:`service.engine.hrnet_onnx`) and the P-STMO backend
-(:mod:`service.engine.pstmo_onnx`) export through :func:`export_onnx`, key with :func:`export_key` and pick the
-backend with :func:`resolved_backend`.
+A cache entry is ``<dir>/<name>-<key digest>.onnx`` with ``<file>.sha256`` beside it. The key (weights digest,
+exporter and runtime versions, input shape, ...) is hashed into the name, so a change in any of them names another
+file. Files are written atomically; an entry whose checksum is missing or wrong, or that does not open, is rebuilt,
+never served.
 """
 
 from __future__ import annotations
@@ -121,11 +118,7 @@ class Cached(Generic[T]):
 
 
 class ExportCache:
-    """Exported graphs under ``directory`` (created on first write).
-
-    Args:
-        directory: the cache directory (``detector.onnx_cache_dir``; see :func:`default_cache_dir`).
-    """
+    """Exported graphs under ``directory`` (``detector.onnx_cache_dir``; created on first write)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -137,14 +130,8 @@ class ExportCache:
     def load_or_export(
         self, name: str, key: Mapping[str, str], export: Callable[[], bytes], open_model: Callable[[bytes], T]
     ) -> Cached[T]:
-        """``open_model`` of the cached bytes when the entry is sound, else of a fresh ``export()`` (then cached).
-
-        Args:
-            name: file name prefix (e.g. ``hrnet-w32``).
-            key: everything the exported bytes depend on.
-            export: builds the bytes (called only on a miss or a corrupt entry).
-            open_model: turns bytes into the runnable (e.g. an ONNX Runtime session); raising = corrupt entry.
-        """
+        """``open_model`` (bytes → runnable; raising = corrupt entry) of the cached bytes of ``name`` (the file name
+        prefix) and ``key`` when the entry is sound, else of a fresh ``export()`` (then cached)."""
         path = self.path_for(name, key)
         cached = self._read(path)
         if cached is not None:

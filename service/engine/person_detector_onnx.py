@@ -1,25 +1,13 @@
-"""Person boxes from an ONNX object detector (YOLOX / RTMDet exported by mmdeploy or used by rtmlib).
+"""Person boxes from an ONNX object detector (YOLOX / RTMDet exported by mmdeploy, as rtmlib runs them).
 
-Supported model layout (mmdeploy's ``end2end.onnx`` for mmdet detectors, which rtmlib also runs):
+- **input**: the graph's first input, ``(1, 3, H_in, W_in) float32`` NCHW (``default_input_size`` when dynamic):
+  the image letterboxed as mmdet's ``Resize(keep_ratio=True)`` + ``Pad`` do it (:func:`letterbox`: top-left on a
+  canvas of 114, **BGR**, as mmdet detectors are trained on cv2's images), raw for YOLOX, normalised for RTMDet.
+- **outputs**: ``dets (1, N, 5) float32`` rows ``(x1, y1, x2, y2, score)`` in canvas pixels and ``labels (1, N)``
+  COCO class ids, by the names ``dets`` / ``labels``, else the first two outputs.
 
-- **input**: the graph's first input, ``(1, 3, H_in, W_in) float32`` NCHW. ``H_in, W_in`` are read from
-  the model when static, else ``default_input_size`` (640 x 640).
-- **preprocessing** (:class:`DetectorFamily`): letterbox as mmdet's ``Resize(keep_ratio=True)`` +
-  ``Pad`` and rtmlib do it — ``ratio = min(H_in / H, W_in / W)``, ``cv2.resize`` (INTER_LINEAR) to
-  ``(int(W * ratio), int(H * ratio))``, placed at the TOP-LEFT of an ``H_in x W_in`` canvas filled with
-  114; channels in **BGR** order (mmdet detectors are trained on cv2's BGR images); then
-
-  - ``YOLOX``: no normalisation (raw 0..255 values);
-  - ``RTMDET``: ``(x - mean) / std`` with mean ``(103.53, 116.28, 123.675)``, std ``(57.375, 57.12, 58.395)``
-    (BGR order).
-- **outputs**: ``dets (1, N, 5) float32`` rows ``(x1, y1, x2, y2, score)`` in input-canvas pixels, and
-  ``labels (1, N)`` integer class ids (COCO: person = 0). Looked up by the names ``dets`` / ``labels``,
-  else the first two outputs in order.
-
-Postprocessing here: boxes divided by ``ratio`` back to image pixels and clipped to the image, keep
-``score >= score_threshold`` and ``label == 0`` (COCO person), greedy NMS at ``nms_iou`` (the exported graph
-usually has its own NMS; a second pass is harmless and makes class filtering exact), highest scores
-first, at most ``max_people``.
+Boxes go back to image pixels, are clipped, filtered by score and class (person = 0), then pass a greedy NMS (the
+graph usually has its own; a second pass is harmless and makes class filtering exact), highest scores first.
 """
 
 from __future__ import annotations
@@ -83,12 +71,8 @@ def letterbox(image_rgb: ByteImage, input_hw: tuple[int, int], family: DetectorF
 
 
 def nms(boxes: npt.ArrayLike, scores: npt.ArrayLike, iou_threshold: float) -> list[int]:
-    """Greedy non-maximum suppression: indices kept, highest score first.
-
-    Args:
-        boxes: ``(N, 4)`` xyxy; scores: ``(N,)``.
-        iou_threshold: a box is dropped when its IoU with a kept box is above this.
-    """
+    """Greedy non-maximum suppression of ``boxes (N, 4)`` xyxy by ``scores (N,)``: the indices kept, highest score
+    first (a box is dropped when its IoU with a kept box is above ``iou_threshold``)."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     order = list(np.argsort(-s, kind="stable"))
