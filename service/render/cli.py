@@ -62,7 +62,7 @@ def _mp4(frames: list[dict[str, Any]], args: argparse.Namespace, out: Path) -> s
     return f"wrote {out}: {info.frames} frames {info.width}x{info.height} at {info.fps:.2f} fps ({info.codec})"
 
 
-def _cmd_render(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     try:
         text = Path(args.results).read_text()
@@ -97,8 +97,3 @@ def add_arguments(render: argparse.ArgumentParser) -> None:
         action="store_true",
         help="stamp RANDOM WEIGHTS on the picture (automatic for a result document that says so)",
     )
-    render.set_defaults(func=_cmd_render)
-
-
-def run(args: argparse.Namespace) -> int:
-    return _cmd_render(args)

@@ -93,21 +93,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print("\n".join(_entry_lines(entry, root)))
     print("\nsets for `pose3d serve --weights SET`:")
     for s in catalogue.sets:
-        parts = [s.detector, s.backbone, s.person_detector, *s.lifters.values()]
-        print(f"{s.name:<22} {s.title}\n    {' + '.join(dict.fromkeys(p for p in parts if p))}")
+        print(f"{s.name:<22} {s.title}\n    {' + '.join(s.members)}")
     return 0
 
 
 def _expand(catalogue: Catalogue, names: list[str]) -> list[Entry]:
     """Entry names and set names → the entries, in order, each once."""
     out: dict[str, Entry] = {}
+    sets = {s.name: s for s in catalogue.sets}
     for name in names:
-        if name in {s.name for s in catalogue.sets}:
-            s = catalogue.weight_set(name)
-            members = [s.detector, s.backbone, s.person_detector, *s.lifters.values()]
-        else:
-            members = [name]
-        for member in filter(None, members):
+        for member in sets[name].members if name in sets else [name]:
             out.setdefault(member, catalogue.entry(member))
     return list(out.values())
 

@@ -91,10 +91,7 @@ def download(
     client: httpx.Client, url: str, dest: Path, progress: ProgressSink | None = None, attempts: int = ATTEMPTS
 ) -> Path:
     """Download ``url`` to ``dest``, resuming a partial ``dest.part`` and retrying dropped connections.
-
-    Raises:
-        WeightsError: unreachable host (offline), an HTTP error status, or a body that kept breaking off.
-    """
+    WeightsError: unreachable host (offline), an HTTP error status, or a body that kept breaking off."""
     sink = progress or NoProgress()
     part = dest.with_name(dest.name + ".part")
     part.parent.mkdir(parents=True, exist_ok=True)
@@ -164,10 +161,7 @@ def _confirmed_url(page_url: str, html: str, cookies: httpx.Cookies) -> str | No
 
 def resolve_drive(client: httpx.Client, view_url: str) -> str:
     """The address that serves a Google Drive file's bytes, following the "can't scan for viruses" page.
-
-    Raises:
-        WeightsError: unreachable, or Drive answered a page with no way on (quota exceeded, private file).
-    """
+    WeightsError: unreachable, or Drive answered a page with no way on (quota exceeded, private file)."""
     url = drive_download_url(view_url)
     try:
         with client.stream("GET", url) as response:

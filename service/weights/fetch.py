@@ -25,11 +25,8 @@ from service.weights.store import DOWNLOADS, Installed, WeightsError, install, s
 
 
 def verify(entry: Entry, path: Path) -> str:
-    """Check ``path`` against the entry's published size and checksums; returns its sha256.
-
-    Raises:
-        WeightsError: a size or checksum that differs from the published one.
-    """
+    """Check ``path`` against the entry's published size and checksums (WeightsError naming the difference);
+    returns its sha256."""
     size = path.stat().st_size
     if entry.size is not None and size != entry.size:
         raise WeightsError(f"{entry.name}: downloaded {size} bytes, the publisher says {entry.size}; not installed")
@@ -62,12 +59,8 @@ def _copy_out(stream: IO[bytes] | None, out: Path) -> Path:
 
 
 def extract_member(archive: Path, member: str, out_dir: Path) -> Path:
-    """Copy the one member whose base name is ``member`` out of a zip or tar archive into ``out_dir``.
-
-    Only that member's bytes are written, to ``out_dir/member``: archive paths are never used as paths here.
-    Raises:
-        WeightsError: not a zip/tar archive, or no / several members of that name.
-    """
+    """Copy the one member whose base name is ``member`` out of a zip or tar archive to ``out_dir/member`` (archive
+    paths are never used as paths here). WeightsError: not a zip/tar archive, or no / several such members."""
     out = out_dir / member
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
@@ -97,11 +90,8 @@ def unavailable_message(entry: Entry) -> str:
 
 
 def fetch_entry(client: httpx.Client, entry: Entry, root: Path, progress: ProgressSink | None = None) -> Installed:
-    """Download, verify, unpack and install ``entry`` under ``root``.
-
-    Raises:
-        WeightsError: not fetchable (folder / unpublished), offline, HTTP error, checksum mismatch, bad archive.
-    """
+    """Download, verify, unpack and install ``entry`` under ``root``. WeightsError: not fetchable (folder /
+    unpublished), offline, HTTP error, checksum mismatch, bad archive."""
     if not entry.fetchable:
         raise WeightsError(unavailable_message(entry))
     dl = root / DOWNLOADS / download_key(entry.url)

@@ -40,11 +40,7 @@ LIFTER_CONVENTIONS = ("joint_order", "output_unit")
 
 def trained_conventions(model: str, spec: Any, catalogue: Catalogue) -> dict[str, Any]:
     """The catalogue entry's joint order and output unit for a model whose ``checkpoint`` names the entry
-    (``{}`` for a file path); a value the settings give explicitly must agree.
-
-    Raises:
-        WeightsError: the settings contradict the entry (e.g. ``joint_order = "h36m"`` with ``pstmo-81-3dhp``).
-    """
+    (``{}`` for a file path). WeightsError when the settings contradict it (``h36m`` with ``pstmo-81-3dhp``)."""
     if spec.checkpoint is None or str(spec.checkpoint) not in catalogue.names():
         return {}
     entry = catalogue.entry(str(spec.checkpoint))
@@ -68,10 +64,8 @@ def resolved(settings: ModelT, catalogue: Catalogue | None = None) -> ModelT:
 
     A gateway with remote workers loads no weights, so it keeps the names for the workers to resolve. With
     ``settings.allow_random_weights`` a name that is not installed stays a name: the engine's loader serves that
-    network on random weights (an ONNX one exported once from its real architecture) and says so loudly.
-    Raises:
-        WeightsError: names in the catalogue are not installed and random weights are not allowed; the message
-            names all of them and the one `pose3d weights fetch` command that installs them.
+    network on random weights and says so loudly. Otherwise names that are not installed raise WeightsError,
+    naming all of them and the one `pose3d weights fetch` command that installs them.
     """
     copy = settings.model_copy()
     s: Any = copy  # used through the attributes it has (see the module docstring)
@@ -101,11 +95,8 @@ def resolved(settings: ModelT, catalogue: Catalogue | None = None) -> ModelT:
 
 
 def weight_set_overrides(set_name: str, catalogue: Catalogue | None = None) -> dict[str, Any]:
-    """Settings overrides (``detector`` and ``models``) that select a complete set by catalogue names.
-
-    Raises:
-        WeightsError: no such set.
-    """
+    """Settings overrides (``detector`` and ``models``) that select a complete set by catalogue names (WeightsError:
+    no such set)."""
     cat = catalogue or load_catalogue()
     try:
         chosen = cat.weight_set(set_name)

@@ -74,11 +74,8 @@ def installed(root: Path, name: str) -> Installed | None:
 
 
 def install(root: Path, entry: Entry, source: Path, origin: str, move: bool = False) -> Installed:
-    """Copy (or move) ``source`` to ``<root>/<entry.name>/<entry.file>`` atomically and record its sha256.
-
-    Returns:
-        The installed record. An earlier installation of the entry is replaced.
-    """
+    """Copy (or move) ``source`` to ``<root>/<entry.name>/<entry.file>`` atomically, replacing an earlier
+    installation, and record its sha256."""
     target_dir = root / entry.name
     target_dir.mkdir(parents=True, exist_ok=True)
     staging = target_dir / f".{entry.file}.incoming"
