@@ -425,10 +425,8 @@ def resolve_random_weights(settings: GatewaySettings, flag: bool | None) -> tupl
     (Deployment commands never apply this rule: there the setting defaults to off.)
     """
     if flag is not None:
-        how = "--allow-random-weights" if flag else "--no-allow-random-weights"
-        return settings.model_copy(
-            update={"allow_random_weights": flag}
-        ), f"random weights {'allowed' if flag else 'refused'} ({how})"
+        how, state = ("--allow-random-weights", "allowed") if flag else ("--no-allow-random-weights", "refused")
+        return settings.model_copy(update={"allow_random_weights": flag}), f"random weights {state} ({how})"
     if "allow_random_weights" in settings.model_fields_set:
         state = "allowed" if settings.allow_random_weights else "refused"
         return settings, f"random weights {state} (POSE3D_ALLOW_RANDOM_WEIGHTS / config file)"

@@ -12,8 +12,6 @@ import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from typing import Generic, TypeVar
 import onnxruntime as ort
 import torch
 
-from service.weights.store import cache_home
+from service.weights.store import atomic_write, cache_home
 
 log = logging.getLogger(__name__)
 
@@ -159,24 +157,10 @@ class ExportCache:
 
     def _write(self, path: Path, data: bytes, key: Mapping[str, str]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, data)
-        _atomic_write(path.with_name(path.name + ".key.json"), json.dumps(dict(key), sort_keys=True).encode())
-        _atomic_write(_checksum_path(path), hashlib.sha256(data).hexdigest().encode())
+        atomic_write(path, data)
+        atomic_write(path.with_name(path.name + ".key.json"), json.dumps(dict(key), sort_keys=True).encode())
+        atomic_write(_checksum_path(path), hashlib.sha256(data).hexdigest().encode())
 
 
 def _checksum_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, and rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -44,15 +44,9 @@ RANDOM_ONNX: Final[Mapping[str, Exporter]] = {
 
 
 def random_onnx(what: str, name: str, cache_dir: Path) -> Path:
-    """The random-weight ONNX file standing in for catalogue entry ``name`` (exported on first use), logged loudly.
-
-    Args:
-        what: how the log names the network (``"the 2D detector"``).
-        name: the catalogue name that is not installed.
-        cache_dir: the weights directory; the file lives in its ``random/`` folder.
-    Raises:
-        Unavailable: no architecture of ours stands for ``name``.
-    """
+    """The random-weight ONNX file (in ``cache_dir/random/``, exported on first use) standing in for the catalogue
+    entry ``name`` that is not installed, logged loudly naming ``what`` (``"the 2D detector"``). Raises Unavailable
+    when no architecture of ours stands for ``name``."""
     exporter = RANDOM_ONNX.get(name)
     if exporter is None:
         known = ", ".join(RANDOM_ONNX)

@@ -123,11 +123,7 @@ class TrackSmoother(Generic[T]):
         self, key: int, time_s: float | None, tracks: Mapping[int, npt.ArrayLike], payload: T
     ) -> list[tuple[T, dict[int, F64]]]:
         """Add frame ``key`` (greater than every key before) with its tracks' values; returns the frames that
-        are now final, oldest first, each as ``(payload, {track_id: smoothed value})``.
-
-        Raises:
-            ValueError: ``key`` is not greater than the previous frame's.
-        """
+        are now final, oldest first, each as ``(payload, {track_id: smoothed value})``; ValueError otherwise."""
         if self._newest is not None and key <= self._newest:
             raise ValueError(f"frame {key} arrived after frame {self._newest}: smoothing needs increasing frames")
         self._newest = key

@@ -14,14 +14,17 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
 
 from service.weights.catalogue import Entry, Fetch
-from service.weights.download import ProgressSink, download, resolve_drive
+from service.weights.download import download, resolve_drive
 from service.weights.store import DOWNLOADS, Installed, WeightsError, install, sha256_file
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 def verify(entry: Entry, path: Path) -> str:
@@ -89,7 +92,7 @@ def unavailable_message(entry: Entry) -> str:
     return f"{entry.name} is not published ({entry.notes or 'no download address'}); `pose3d weights add` your own file"
 
 
-def fetch_entry(client: httpx.Client, entry: Entry, root: Path, progress: ProgressSink | None = None) -> Installed:
+def fetch_entry(client: httpx.Client, entry: Entry, root: Path, progress: Progress | None = None) -> Installed:
     """Download, verify, unpack and install ``entry`` under ``root``. WeightsError: not fetchable (folder /
     unpublished), offline, HTTP error, checksum mismatch, bad archive."""
     if not entry.fetchable:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +40,20 @@ def weights_dir(configured: Path | None) -> Path:
     if configured is not None:
         return configured.expanduser()
     return cache_home(os.environ) / "weights"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` (mode 0600), flush it to disk, rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -87,9 +102,7 @@ def install(root: Path, entry: Entry, source: Path, origin: str, move: bool = Fa
     os.replace(staging, target_dir / entry.file)
     record = {"name": entry.name, "file": entry.file, "sha256": digest, "size": size, "origin": origin}
     record["installed_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    tmp = target_dir / f".{RECORD}.tmp"
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, target_dir / RECORD)
+    atomic_write(target_dir / RECORD, (json.dumps(record, indent=2) + "\n").encode())
     return Installed(entry.name, target_dir / entry.file, digest, size, origin)
 
 
