@@ -54,11 +54,7 @@ def _mp4(frames: list[dict[str, Any]], args: argparse.Namespace, out: Path) -> s
 
     video = clip_frames(Path(args.video)) if args.video else None
     with tqdm(total=len(frames), unit="frame", desc="rendering", disable=args.no_progress, file=sys.stderr) as bar:
-
-        def step(n: int) -> None:
-            bar.update(n)
-
-        info = render_mp4(frames, video, out, progress=step, random=args.random)
+        info = render_mp4(frames, video, out, progress=bar.update, random=args.random)
     return f"wrote {out}: {info.frames} frames {info.width}x{info.height} at {info.fps:.2f} fps ({info.codec})"
 
 

@@ -19,14 +19,6 @@ from service.errors import Unavailable
 from service.redis_client import RedisClient, connect
 
 
-def bucket_take(tokens: float, at: float, now: float, rate: float, burst: int) -> tuple[bool, float, float]:
-    """One token-bucket step: ``(allowed, tokens left, seconds until a token when refused)``."""
-    tokens = min(float(burst), tokens + max(0.0, now - at) * rate)
-    if tokens >= 1.0:
-        return True, tokens - 1.0, 0.0
-    return False, tokens, (1.0 - tokens) / rate
-
-
 class QuotaStore(ABC):
     """What the security layer keeps per key and per stream."""
 
@@ -64,9 +56,10 @@ class MemoryQuotaStore(QuotaStore):
 
     async def take_token(self, key_id: str, now: float, rate: float, burst: int) -> float:
         tokens, at = self.buckets.get(key_id, (float(burst), now))
-        allowed, left, wait = bucket_take(tokens, at, now, rate, burst)
-        self.buckets[key_id] = (left, now)
-        return 0.0 if allowed else wait
+        tokens = min(float(burst), tokens + max(0.0, now - at) * rate)  # refilled since ``at`` (as the Lua _TAKE)
+        allowed = tokens >= 1.0
+        self.buckets[key_id] = (tokens - 1.0 if allowed else tokens, now)
+        return 0.0 if allowed else (1.0 - tokens) / rate
 
     async def claim_stream(self, key_id: str, stream_id: str, now: float, ttl_s: float, limit: int) -> bool:
         held = self.slots.setdefault(key_id, {})
