@@ -142,8 +142,8 @@ def _looks_like(head: bytes) -> str:
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
-        return f"its first bytes are {head[:8].hex(' ')}"
-    if text.isprintable() or all(c.isprintable() or c.isspace() for c in text):
+        text = "\0"
+    if all(c.isprintable() or c.isspace() for c in text):
         return f"it is a text file starting {text[:40]!r}"
     return f"its first bytes are {head[:8].hex(' ')}"
 
