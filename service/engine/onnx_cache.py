@@ -96,11 +96,6 @@ def export_onnx(module: torch.nn.Module, example: torch.Tensor, input_name: str,
     return buffer.getvalue()
 
 
-def key_digest(key: Mapping[str, str]) -> str:
-    """A short stable digest (24 hex) of ``key`` (sorted JSON)."""
-    return hashlib.sha256(json.dumps(dict(key), sort_keys=True).encode()).hexdigest()[:24]
-
-
 @dataclass(frozen=True)
 class Cached(Generic[T]):
     """What :meth:`ExportCache.load_or_export` opened, where it lives, and whether this call exported it."""
@@ -122,8 +117,9 @@ class ExportCache:
         self.directory = directory
 
     def path_for(self, name: str, key: Mapping[str, str]) -> Path:
-        """The entry's file for ``name`` (a readable prefix) and ``key``."""
-        return self.directory / f"{name}-{key_digest(key)}.onnx"
+        """The entry's file for ``name`` (a readable prefix) and ``key`` (24 hex of its sorted JSON's sha256)."""
+        digest = hashlib.sha256(json.dumps(dict(key), sort_keys=True).encode()).hexdigest()[:24]
+        return self.directory / f"{name}-{digest}.onnx"
 
     def load_or_export(
         self, name: str, key: Mapping[str, str], export: Callable[[], bytes], open_model: Callable[[bytes], T]
