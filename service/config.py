@@ -407,16 +407,6 @@ def build_settings(cls: type[SettingsT], file: Path | None = None, **overrides: 
     return layered(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def no_checkpoint_configured(settings: CommonSettings) -> bool:
-    """True on a fresh machine: neither the detector nor any lifter names a checkpoint file."""
-    detector = settings.detector
-    return (
-        detector.checkpoint is None
-        and detector.backbone_checkpoint is None
-        and all(spec.checkpoint is None for spec in settings.models.values())
-    )
-
-
 def resolve_random_weights(settings: GatewaySettings, flag: bool | None) -> tuple[GatewaySettings, str]:
     """The embedded default's rule for ``allow_random_weights``, and the sentence that explains it.
 
@@ -425,14 +415,14 @@ def resolve_random_weights(settings: GatewaySettings, flag: bool | None) -> tupl
     (Deployment commands never apply this rule: there the setting defaults to off.)
     """
     if flag is not None:
-        how = "--allow-random-weights" if flag else "--no-allow-random-weights"
-        return settings.model_copy(
-            update={"allow_random_weights": flag}
-        ), f"random weights {'allowed' if flag else 'refused'} ({how})"
+        how, state = ("--allow-random-weights", "allowed") if flag else ("--no-allow-random-weights", "refused")
+        return settings.model_copy(update={"allow_random_weights": flag}), f"random weights {state} ({how})"
     if "allow_random_weights" in settings.model_fields_set:
         state = "allowed" if settings.allow_random_weights else "refused"
         return settings, f"random weights {state} (POSE3D_ALLOW_RANDOM_WEIGHTS / config file)"
-    if no_checkpoint_configured(settings):
+    det = settings.detector
+    checkpoints = [det.checkpoint, det.backbone_checkpoint, *(spec.checkpoint for spec in settings.models.values())]
+    if all(c is None for c in checkpoints):  # a fresh machine
         return settings.model_copy(update={"allow_random_weights": True}), (
             "no checkpoint is configured anywhere, so `pose3d serve` serves RANDOM WEIGHTS (poses are meaningless); "
             "configure checkpoints, or pass --no-allow-random-weights to refuse"

@@ -80,8 +80,9 @@ class Metrics:
         )
         for reason in PERSON_DETECTOR_REASONS:
             self.person_detector_runs.labels(reason=reason)  # exported at 0 from the start
-        self.key_requests_total = KeyOutcomes(
-            Counter("pose3d_key_requests", "Requests with an API key, by outcome", ["outcome"], registry=r)
+        # no key id label: /metrics is readable with any key, and one tenant must not learn another's id or traffic
+        self.key_requests_total = Counter(
+            "pose3d_key_requests", "Requests with an API key, by outcome", ["outcome"], registry=r
         )
         self.auth_failures_total = Counter(
             "pose3d_auth_failures", "Requests refused for no, unknown or revoked API keys", ["reason"], registry=r
@@ -103,16 +104,3 @@ class Metrics:
             self.registry.get_sample_value("pose3d_person_detector_runs_total", {"reason": r}) or 0.0
             for r in PERSON_DETECTOR_REASONS
         )
-
-
-class KeyOutcomes:
-    """``pose3d_key_requests_total{outcome}``. Callers name the key too (``labels(key_id, outcome)``), but key ids
-    are not exported: ``/metrics`` is readable with any key, and one tenant must not learn another's id or
-    traffic (docs/security.md)."""
-
-    def __init__(self, counter: Counter) -> None:
-        self.counter = counter
-
-    def labels(self, key_id: str = "", outcome: str = "", **named: str) -> Counter:
-        """The child counter of ``outcome`` (``key_id`` is dropped)."""
-        return self.counter.labels(outcome or named["outcome"])

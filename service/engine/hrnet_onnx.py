@@ -1,13 +1,8 @@
 """HRNet through ONNX Runtime on the CPU: the detector's optional second backend (``detector.backend = "onnx"``).
 
-The torch network (checkpoint already loaded) is exported once with ``torch.onnx.export`` (opset 17, dynamic
-batch) — once: the graph is cached in ``detector.onnx_cache_dir`` (:mod:`service.engine.onnx_cache`) keyed by the
-weights' digest, the torch exporter's and ONNX Runtime's versions, the opset and the input shape (:func:`~service.engine.onnx_cache.export_key`), so only the first
-start with given weights pays the export; or read from ``detector.onnx_path`` when that operator's file exists
-(written there after an export when it does not). :class:`OnnxHRNet` is called like :class:`model.hrnet.PoseHRNet`: ``(N, 3, 256, 192)`` float32
-crops → ``(N, K, 64, 48)`` heatmaps and the four feature maps, as torch tensors, so the detector's geometry and
-decoding are unchanged. Outputs equal the torch network's to float32 rounding (tests/unit/test_hrnet_onnx.py pins
-the mmpose vector through it).
+The loaded torch network is exported once and cached (:mod:`service.engine.onnx_cache`), or read from the
+operator's ``detector.onnx_path``. :class:`OnnxHRNet` is called like :class:`model.hrnet.PoseHRNet`, so the
+detector's geometry and decoding are unchanged; outputs equal the torch network's to float32 rounding.
 """
 
 from __future__ import annotations
@@ -45,23 +40,16 @@ def export_hrnet_onnx(net: PoseHRNet) -> bytes:
 
 
 class OnnxHRNet:
-    """A :class:`PoseHRNet` run by ONNX Runtime (CPU execution provider, ``threads`` intra-op threads that sleep
-    rather than spin when idle: :func:`~service.engine.ort_options.cpu_session`).
-
-    Args:
-        model: the ONNX graph (bytes) of :func:`export_hrnet_onnx`.
-        threads: intra-op threads (0 = ONNX Runtime's default).
-    """
+    """A :class:`PoseHRNet` run by ONNX Runtime: ``model`` the graph of :func:`export_hrnet_onnx`, ``threads``
+    intra-op threads (0 = ONNX Runtime's default; :func:`~service.engine.ort_options.cpu_session`)."""
 
     def __init__(self, model: bytes, threads: int = 0) -> None:
         self.session = cpu_session(model, threads)
 
     @classmethod
     def from_torch(cls, net: PoseHRNet, cache: Path | None = None, threads: int = 0) -> OnnxHRNet:
-        """Read the graph from ``cache`` when it exists, else export ``net`` (and write ``cache`` if given).
-
-        The cached file must come from the same weights: it is the operator's file, named by the setting.
-        """
+        """Read the graph from ``cache`` (the operator's file: it must come from the same weights) when it exists,
+        else export ``net`` (and write ``cache`` if given)."""
         if cache is not None and cache.is_file():
             log.info("detector: ONNX graph read from %s", cache)
             return cls(cache.read_bytes(), threads)
@@ -89,15 +77,10 @@ class OnnxHRNet:
 def use_onnx_backend(
     detector: TopDownDetector, net: PoseHRNet, source: Path | ExportCache | None, threads: int, name: str = "hrnet"
 ) -> str:
-    """Switch ``detector`` to ONNX Runtime (``detector.backend = "onnx"``); ``threads`` 0 = torch's thread count.
+    """Switch ``detector`` to ONNX Runtime and say where the graph came from (for the start-up report).
 
-    Args:
-        source: the operator's ONNX file (``detector.onnx_path``), or the export cache, or None (export now).
-        name: the cache file's prefix (e.g. ``hrnet-w32``).
-    Returns:
-        where the graph came from, for the start-up report.
-    Raises:
-        Unavailable: the detector is not a float32 CPU detector.
+    ``source``: the operator's ONNX file (``detector.onnx_path``), the export cache (entries prefixed ``name``), or
+    None (export now); ``threads`` 0 = torch's thread count. Raises Unavailable off a float32 CPU detector.
     """
     if detector.device.type != "cpu" or detector.dtype != torch.float32:
         raise Unavailable("detector.backend 'onnx' runs on the CPU in float32 (device=cpu, no half precision)")

@@ -1,14 +1,9 @@
-"""Assembly of the in-process engine, in one place: models, detector, person boxes, frame buffer, warm-up.
+"""Assembly of the in-process engine, in one place: lifters, detector, person boxes, frame buffer, warm-up.
 
-``await load_engine(settings, metrics)`` loads every lifter of ``settings.models``, the 2D keypoint detector,
-the person-box finder and the frame buffer (Redis when ``settings.redis_url`` is set, else in memory), builds
-the :class:`~service.engine.pipeline.Pipeline` over them and warms every model up on its inference thread;
-:class:`~service.engine.inprocess.InProcessEngine` serves requests through it.
-
-One random-weights policy for every network (:func:`checkpoint_or_random`): a configured checkpoint file is
-loaded; without one the network gets random weights only when ``settings.allow_random_weights`` (said loudly
-in the log and in ``/readyz``), else loading fails naming the setting. The detector is the one exception to
-failing: without weights it is left out (only 2D-keypoint requests are served) unless a CA-PF model needs it.
+One random-weights policy for every network (:func:`checkpoint_or_random`): a configured checkpoint is loaded;
+without one the network gets random weights only when ``settings.allow_random_weights`` (said loudly in the log
+and in ``/readyz``), else loading fails naming the setting. The detector is the one exception to failing: without
+weights it is left out (only 2D-keypoint requests are served) unless a CA-PF model needs it.
 """
 
 from __future__ import annotations
@@ -17,7 +12,8 @@ import asyncio
 import logging
 import os
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TypeVar
@@ -94,22 +90,14 @@ def weights_detail(weights: str) -> str:
 # -- lifters -----------------------------------------------------------------------------------
 
 
-def _seed(name: str) -> int:
-    """A fixed seed per model name, so every worker builds the same random weights."""
-    return zlib.crc32(name.encode())
-
-
 _M = TypeVar("_M", bound=torch.nn.Module)
 
 
 def _random_model(name: str, factory: Callable[[], _M]) -> _M:
-    """A model with random weights, the same in every process (seeded by ``name``).
-
-    Every parameter gets ``+0.02·randn`` on top of its initialisation, as the conformance vectors do, so parts
-    initialised to zero (heads, offsets) still make the output depend on the input.
-    """
+    """A model with random weights, the same in every process (seeded by ``name``): ``+0.02·randn`` on top of its
+    initialisation, as the conformance vectors do, so parts initialised to zero still depend on the input."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_seed(name))
+        torch.manual_seed(zlib.crc32(name.encode()))  # every worker builds the same random weights
         model = factory()
         with torch.no_grad():
             for param in model.parameters():
@@ -127,9 +115,10 @@ def _preset(presets: Mapping[str, _C], name: str, arch: str) -> _C:
     return presets[arch]
 
 
-def _load(name: str, what: Callable[[], object]) -> None:
+@contextmanager
+def _loading(name: str) -> Iterator[None]:
     try:
-        what()
+        yield
     except CheckpointError as e:
         raise Unavailable(f"model {name!r}: {e}") from e
 
@@ -140,9 +129,9 @@ def build_pstmo(name: str, spec: ModelSpec, settings: CommonSettings, device: to
     if path is None:
         lifter = PSTMOLifter(name, spec, RANDOM, device, _random_model(name, lambda: PSTMO(cfg)))
     else:
-        holder: list[PSTMO] = []
-        _load(name, lambda: holder.append(load_pstmo_checkpoint(path, cfg)))
-        lifter = PSTMOLifter(name, spec, sha256_of_file(path), device, holder[0])
+        with _loading(name):
+            model = load_pstmo_checkpoint(path, cfg)
+        lifter = PSTMOLifter(name, spec, sha256_of_file(path), device, model)
     if resolved_backend(spec.backend, device, settings.half_precision and device.type == "cuda") == "onnx":
         use_onnx_lifter(lifter, settings)
     return lifter
@@ -171,7 +160,8 @@ def build_capf(name: str, spec: ModelSpec, settings: CommonSettings, device: tor
     if path is None:
         return CAPFLifterServed(name, spec, RANDOM, device, _random_model(name, lambda: CAPFLifter(cfg)), None)
     trunk = CAPFLifter(cfg)
-    _load(name, lambda: load_capf_lifter(path, trunk))
+    with _loading(name):
+        load_capf_lifter(path, trunk)
     return CAPFLifterServed(name, spec, sha256_of_file(path), device, trunk, None)
 
 
@@ -183,9 +173,8 @@ def build_capf_temporal_lifter(
     if path is None:
         model = _random_model(name, lambda: CAPFTemporal(cfg, CAPFTemporalConfig(frames=spec.frames)))
         return CAPFLifterServed(name, spec, RANDOM, device, model.trunk, model)
-    holder: list[tuple[CAPFTemporal, bool]] = []
-    _load(name, lambda: holder.append(build_capf_temporal(path, spec.frames)))
-    model, head_loaded = holder[0]
+    with _loading(name):
+        model, head_loaded = build_capf_temporal(path, spec.frames)
     weights = sha256_of_file(path)
     if not head_loaded:
         model.init_temporal_from_trunk()

@@ -1,12 +1,9 @@
 """Export once, cache on disk: ONNX graphs (or any exported bytes) keyed by what they were built from.
 
-A cache entry is ``<dir>/<name>-<key digest>.onnx`` with ``<file>.sha256`` beside it (the file's own sha256). The key
-is a mapping of strings (weights digest, exporter and runtime versions, input shape, ...) hashed together, so a
-change in any of them names another file. Files are written atomically (a temporary file in the same directory,
-then ``os.replace``); an entry whose checksum is missing or wrong, or that ``open`` refuses, is rebuilt, never
-served. Generic: the HRNet backend (:mod:`service.engine.hrnet_onnx`) and the P-STMO backend
-(:mod:`service.engine.pstmo_onnx`) export through :func:`export_onnx`, key with :func:`export_key` and pick the
-backend with :func:`resolved_backend`.
+A cache entry is ``<dir>/<name>-<key digest>.onnx`` with ``<file>.sha256`` beside it. The key (weights digest,
+exporter and runtime versions, input shape, ...) is hashed into the name, so a change in any of them names another
+file. Files are written atomically; an entry whose checksum is missing or wrong, or that does not open, is rebuilt,
+never served.
 """
 
 from __future__ import annotations
@@ -15,8 +12,6 @@ import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +20,8 @@ from typing import Generic, TypeVar
 
 import onnxruntime as ort
 import torch
+
+from service.weights.store import atomic_write, cache_home
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +48,7 @@ def resolved_backend(backend: str, device: torch.device, half: bool) -> str:
 
 def default_cache_dir(environ: Mapping[str, str]) -> Path:
     """``$XDG_CACHE_HOME/pose3d/onnx``, else ``~/.cache/pose3d/onnx`` (called at start-up with ``os.environ``)."""
-    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pose3d" / "onnx"
+    return cache_home(environ) / "onnx"
 
 
 def tensors_digest(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
@@ -100,11 +96,6 @@ def export_onnx(module: torch.nn.Module, example: torch.Tensor, input_name: str,
     return buffer.getvalue()
 
 
-def key_digest(key: Mapping[str, str]) -> str:
-    """A short stable digest (24 hex) of ``key`` (sorted JSON)."""
-    return hashlib.sha256(json.dumps(dict(key), sort_keys=True).encode()).hexdigest()[:24]
-
-
 @dataclass(frozen=True)
 class Cached(Generic[T]):
     """What :meth:`ExportCache.load_or_export` opened, where it lives, and whether this call exported it."""
@@ -120,30 +111,21 @@ class Cached(Generic[T]):
 
 
 class ExportCache:
-    """Exported graphs under ``directory`` (created on first write).
-
-    Args:
-        directory: the cache directory (``detector.onnx_cache_dir``; see :func:`default_cache_dir`).
-    """
+    """Exported graphs under ``directory`` (``detector.onnx_cache_dir``; created on first write)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
     def path_for(self, name: str, key: Mapping[str, str]) -> Path:
-        """The entry's file for ``name`` (a readable prefix) and ``key``."""
-        return self.directory / f"{name}-{key_digest(key)}.onnx"
+        """The entry's file for ``name`` (a readable prefix) and ``key`` (24 hex of its sorted JSON's sha256)."""
+        digest = hashlib.sha256(json.dumps(dict(key), sort_keys=True).encode()).hexdigest()[:24]
+        return self.directory / f"{name}-{digest}.onnx"
 
     def load_or_export(
         self, name: str, key: Mapping[str, str], export: Callable[[], bytes], open_model: Callable[[bytes], T]
     ) -> Cached[T]:
-        """``open_model`` of the cached bytes when the entry is sound, else of a fresh ``export()`` (then cached).
-
-        Args:
-            name: file name prefix (e.g. ``hrnet-w32``).
-            key: everything the exported bytes depend on.
-            export: builds the bytes (called only on a miss or a corrupt entry).
-            open_model: turns bytes into the runnable (e.g. an ONNX Runtime session); raising = corrupt entry.
-        """
+        """``open_model`` (bytes → runnable; raising = corrupt entry) of the cached bytes of ``name`` (the file name
+        prefix) and ``key`` when the entry is sound, else of a fresh ``export()`` (then cached)."""
         path = self.path_for(name, key)
         cached = self._read(path)
         if cached is not None:
@@ -171,24 +153,10 @@ class ExportCache:
 
     def _write(self, path: Path, data: bytes, key: Mapping[str, str]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, data)
-        _atomic_write(path.with_name(path.name + ".key.json"), json.dumps(dict(key), sort_keys=True).encode())
-        _atomic_write(_checksum_path(path), hashlib.sha256(data).hexdigest().encode())
+        atomic_write(path, data)
+        atomic_write(path.with_name(path.name + ".key.json"), json.dumps(dict(key), sort_keys=True).encode())
+        atomic_write(_checksum_path(path), hashlib.sha256(data).hexdigest().encode())
 
 
 def _checksum_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, and rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,25 +1,13 @@
-"""Person boxes from an ONNX object detector (YOLOX / RTMDet exported by mmdeploy or used by rtmlib).
+"""Person boxes from an ONNX object detector (YOLOX / RTMDet exported by mmdeploy, as rtmlib runs them).
 
-Supported model layout (mmdeploy's ``end2end.onnx`` for mmdet detectors, which rtmlib also runs):
+- **input**: the graph's first input, ``(1, 3, H_in, W_in) float32`` NCHW (``default_input_size`` when dynamic):
+  the image letterboxed as mmdet's ``Resize(keep_ratio=True)`` + ``Pad`` do it (:func:`letterbox`: top-left on a
+  canvas of 114, **BGR**, as mmdet detectors are trained on cv2's images), raw for YOLOX, normalised for RTMDet.
+- **outputs**: ``dets (1, N, 5) float32`` rows ``(x1, y1, x2, y2, score)`` in canvas pixels and ``labels (1, N)``
+  COCO class ids, by the names ``dets`` / ``labels``, else the first two outputs.
 
-- **input**: the graph's first input, ``(1, 3, H_in, W_in) float32`` NCHW. ``H_in, W_in`` are read from
-  the model when static, else ``default_input_size`` (640 x 640).
-- **preprocessing** (:class:`DetectorFamily`): letterbox as mmdet's ``Resize(keep_ratio=True)`` +
-  ``Pad`` and rtmlib do it — ``ratio = min(H_in / H, W_in / W)``, ``cv2.resize`` (INTER_LINEAR) to
-  ``(int(W * ratio), int(H * ratio))``, placed at the TOP-LEFT of an ``H_in x W_in`` canvas filled with
-  114; channels in **BGR** order (mmdet detectors are trained on cv2's BGR images); then
-
-  - ``YOLOX``: no normalisation (raw 0..255 values);
-  - ``RTMDET``: ``(x - mean) / std`` with mean ``(103.53, 116.28, 123.675)``, std ``(57.375, 57.12, 58.395)``
-    (BGR order).
-- **outputs**: ``dets (1, N, 5) float32`` rows ``(x1, y1, x2, y2, score)`` in input-canvas pixels, and
-  ``labels (1, N)`` integer class ids (COCO: person = 0). Looked up by the names ``dets`` / ``labels``,
-  else the first two outputs in order.
-
-Postprocessing here: boxes divided by ``ratio`` back to image pixels and clipped to the image, keep
-``score >= score_threshold`` and ``label == person_class``, greedy NMS at ``nms_iou`` (the exported graph
-usually has its own NMS; a second pass is harmless and makes class filtering exact), highest scores
-first, at most ``max_people``.
+Boxes go back to image pixels, are clipped, filtered by score and class (person = 0), then pass a greedy NMS (the
+graph usually has its own; a second pass is harmless and makes class filtering exact), highest scores first.
 """
 
 from __future__ import annotations
@@ -37,6 +25,8 @@ from model.checkpoints.common import CheckpointError
 from service.engine.tracking import iou_matrix
 from service.engine.types import ByteImage, FloatArray
 
+FloatTriple = tuple[float, float, float]
+
 
 class DetectorFamily(StrEnum):
     """How the ONNX detector wants its input normalised."""
@@ -45,18 +35,11 @@ class DetectorFamily(StrEnum):
     RTMDET = "rtmdet"
 
 
-@dataclass(frozen=True)
-class Normalisation:
-    """Per-channel ``(x - mean) / std`` on the BGR canvas; ``None`` = raw pixel values."""
-
-    mean_bgr: tuple[float, float, float] | None
-    std_bgr: tuple[float, float, float] | None
-
-
-NORMALISATION: Final[dict[DetectorFamily, Normalisation]] = {
-    DetectorFamily.YOLOX: Normalisation(None, None),
-    DetectorFamily.RTMDET: Normalisation((103.53, 116.28, 123.675), (57.375, 57.12, 58.395)),
+NORMALISATION: Final[dict[DetectorFamily, tuple[FloatTriple, FloatTriple] | None]] = {
+    DetectorFamily.YOLOX: None,
+    DetectorFamily.RTMDET: ((103.53, 116.28, 123.675), (57.375, 57.12, 58.395)),
 }
+"""Per-channel ``(mean, std)`` of ``(x - mean) / std`` on the BGR canvas; ``None`` = raw pixel values."""
 PAD_VALUE: Final = 114
 PERSON_CLASS: Final = 0
 
@@ -81,20 +64,15 @@ def letterbox(image_rgb: ByteImage, input_hw: tuple[int, int], family: DetectorF
     canvas[:new_h, :new_w] = resized[:h_in, :w_in]
     x: npt.NDArray[np.float32] = canvas.astype(np.float32)
     norm = NORMALISATION[family]
-    if norm.mean_bgr is not None and norm.std_bgr is not None:
-        mean = np.asarray(norm.mean_bgr, dtype=np.float32)
-        std = np.asarray(norm.std_bgr, dtype=np.float32)
+    if norm is not None:
+        mean, std = (np.asarray(v, dtype=np.float32) for v in norm)
         x = ((x - mean) / std).astype(np.float32)
     return Letterbox(np.ascontiguousarray(x.transpose(2, 0, 1)[None]), ratio)
 
 
 def nms(boxes: npt.ArrayLike, scores: npt.ArrayLike, iou_threshold: float) -> list[int]:
-    """Greedy non-maximum suppression: indices kept, highest score first.
-
-    Args:
-        boxes: ``(N, 4)`` xyxy; scores: ``(N,)``.
-        iou_threshold: a box is dropped when its IoU with a kept box is above this.
-    """
+    """Greedy non-maximum suppression of ``boxes (N, 4)`` xyxy by ``scores (N,)``: the indices kept, highest score
+    first (a box is dropped when its IoU with a kept box is above ``iou_threshold``)."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     order = list(np.argsort(-s, kind="stable"))
@@ -114,21 +92,10 @@ class PersonBoxes:
     scores: FloatArray
 
 
-@dataclass(frozen=True)
-class OnnxRuntime:
-    """How the ONNX Runtime session runs: execution ``providers`` in order, intra-op threads (0 = all cores)."""
-
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    intra_op_threads: int = 1
-
-
 class OnnxPersonDetector:
     """Runs an mmdeploy/rtmlib YOLOX or RTMDet ONNX model through onnxruntime (see the module doc).
 
-    ``default_input_size`` ``(h, w)`` is used when the model's input has dynamic dimensions; ``person_class``
-    (class attribute, COCO's 0) is the label kept."""
-
-    person_class: int = PERSON_CLASS
+    ``default_input_size`` ``(h, w)`` is used when the model's input has dynamic dimensions; one intra-op thread."""
 
     def __init__(
         self,
@@ -137,7 +104,6 @@ class OnnxPersonDetector:
         score_threshold: float = 0.5,
         nms_iou: float = 0.45,
         default_input_size: tuple[int, int] = (640, 640),
-        runtime: OnnxRuntime = OnnxRuntime(),
     ) -> None:
         import onnxruntime as ort
 
@@ -146,8 +112,8 @@ class OnnxPersonDetector:
             raise CheckpointError(f"person detector model not found: {p}")
         try:
             options = ort.SessionOptions()
-            options.intra_op_num_threads = runtime.intra_op_threads  # 0 = onnxruntime's default (all cores)
-            self._session: Any = ort.InferenceSession(str(p), sess_options=options, providers=list(runtime.providers))
+            options.intra_op_num_threads = 1
+            self._session: Any = ort.InferenceSession(str(p), sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own untyped errors
             raise CheckpointError(f"cannot load person detector {p}: {e}") from e
         self.family = family
@@ -177,7 +143,7 @@ class OnnxPersonDetector:
         labels = np.asarray(labels).reshape(-1)
         if labels.shape[0] != dets.shape[0]:
             raise ValueError(f"person detector returned {dets.shape[0]} boxes but {labels.shape[0]} labels")
-        keep = (dets[:, 4] >= self.score_threshold) & (labels.astype(np.int64) == self.person_class)
+        keep = (dets[:, 4] >= self.score_threshold) & (labels.astype(np.int64) == PERSON_CLASS)
         boxes = dets[keep, :4] / np.float32(lb.ratio)
         scores = dets[keep, 4]
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)

@@ -14,6 +14,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -25,34 +26,20 @@ log = logging.getLogger(__name__)
 Exporter = Callable[[Path], Path]
 
 
-def _rtmpose(size: str) -> Exporter:
-    return lambda path: rtmpose_net.export(size, path)
-
-
-def _yolox(size: str) -> Exporter:
-    return lambda path: yolox_net.export(size, path)
-
-
 RANDOM_ONNX: Final[Mapping[str, Exporter]] = {
-    "rtmpose-t": _rtmpose("t"),
-    "rtmpose-s": _rtmpose("s"),
-    "rtmpose-m": _rtmpose("m"),
-    "yolox-tiny-person": _yolox("tiny"),
-    "yolox-m-person": _yolox("m"),
+    "rtmpose-t": partial(rtmpose_net.export, "t"),
+    "rtmpose-s": partial(rtmpose_net.export, "s"),
+    "rtmpose-m": partial(rtmpose_net.export, "m"),
+    "yolox-tiny-person": partial(yolox_net.export, "tiny"),
+    "yolox-m-person": partial(yolox_net.export, "m"),
 }
 """Catalogue name → exporter of its architecture with random weights (``input`` and outputs as published)."""
 
 
 def random_onnx(what: str, name: str, cache_dir: Path) -> Path:
-    """The random-weight ONNX file standing in for catalogue entry ``name`` (exported on first use), logged loudly.
-
-    Args:
-        what: how the log names the network (``"the 2D detector"``).
-        name: the catalogue name that is not installed.
-        cache_dir: the weights directory; the file lives in its ``random/`` folder.
-    Raises:
-        Unavailable: no architecture of ours stands for ``name``.
-    """
+    """The random-weight ONNX file (in ``cache_dir/random/``, exported on first use) standing in for the catalogue
+    entry ``name`` that is not installed, logged loudly naming ``what`` (``"the 2D detector"``). Raises Unavailable
+    when no architecture of ours stands for ``name``."""
     exporter = RANDOM_ONNX.get(name)
     if exporter is None:
         known = ", ".join(RANDOM_ONNX)

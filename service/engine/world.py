@@ -1,13 +1,9 @@
 """Results in the camera frame: every person's root translation, and per-track smoothing (after lifting).
 
-The numerics live in :mod:`service.geometry`; this module applies them to :class:`FrameResult` lists. A clip is
-placed and smoothed whole (:func:`place_clip`, frames keyed by position); a stream's
-:class:`~service.geometry.smoothing.TrackSmoother` (frames keyed by their stream index) lives in the frame
-buffer beside its tracker state, as a blob (:func:`encode_smoother`): :func:`smooth_stream` resumes it from the
-snapshot the append answered with and says what to store next (:class:`SmoothingUpdate`), so a stream gives the
-clip's results, delayed by the smoother's lag, whichever workers serve its frames.
-
-Smoothed per track: the root-relative pose and the translation together (``(18, 3)`` metres), so that
+The numerics live in :mod:`service.geometry`. A clip is placed and smoothed whole (:func:`place_clip`); a stream's
+smoother lives in the frame buffer as a blob (:func:`encode_smoother`), resumed by :func:`smooth_stream`, so a
+stream gives the clip's results, delayed by the smoother's lag, whichever workers serve its frames. The
+root-relative pose and the translation are smoothed together (``(18, 3)`` metres per track), so that
 ``keypoints_3d_camera = keypoints_3d + t`` holds after smoothing too.
 """
 

@@ -94,11 +94,9 @@ def _load(ev: Evaluation) -> str:
 
 def _weights(model: dict[str, Any]) -> str:
     weights = str(model.get("weights", "?"))
-    return (
-        "RANDOM (not a published checkpoint: these numbers say nothing of accuracy)"
-        if weights == "random"
-        else (weights[:12])
-    )
+    if weights == "random":
+        return "RANDOM (not a published checkpoint: these numbers say nothing of accuracy)"
+    return weights[:12]
 
 
 def compare_text(evaluations: Sequence[Evaluation]) -> str:

@@ -58,10 +58,6 @@ class RunStats:
     frames: int
     seconds: float
 
-    @property
-    def frames_per_s(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else float("inf")
-
 
 async def _decoded(seq: EvalSequence) -> AsyncIterator[tuple[int, npt.NDArray[np.uint8]]]:
     """The labelled frames of ``seq``'s media, in order, each read and decoded on a worker thread (the event loop

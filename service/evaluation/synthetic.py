@@ -15,10 +15,13 @@ import numpy as np
 import numpy.typing as npt
 
 from service.evaluation.h36m import KEEP_JOINTS, world_to_camera
+from service.geometry.camera import Intrinsics
+from service.geometry.synthetic import project
 
 CAMERA_IDS = ("54138969", "55011271", "58860488", "60457274")
 RESOLUTIONS = ((1000, 1002), (1000, 1000), (1000, 1000), (1000, 1002))  # as Human3.6M's four cameras
 FOCAL, CENTRE = (1145.0, 1144.0), (512.0, 515.0)
+INTRINSICS = Intrinsics(*FOCAL, *CENTRE)
 F32 = npt.NDArray[np.float32]
 
 
@@ -70,12 +73,6 @@ def skeleton_motion(frames: int, seed: int) -> npt.NDArray[np.floating]:
     return np.asarray(base + sway, dtype=np.float32)
 
 
-def project(camera_frame: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
-    """Pinhole projection ``(T, 17, 3)`` m → ``(T, 17, 2) float32`` pixels with :data:`FOCAL` / :data:`CENTRE`."""
-    xy = camera_frame[..., :2] / camera_frame[..., 2:3]
-    return np.asarray(xy * np.array(FOCAL) + np.array(CENTRE), dtype=np.float32)
-
-
 @dataclass(frozen=True)
 class H36MFiles:
     data_3d: Path
@@ -107,7 +104,7 @@ def write_h36m(
                 in_camera = world_to_camera(world17, cam["orientation"], cam["translation"])  # type: ignore[arg-type]
                 if identity:
                     in_camera = in_camera + np.array([0.0, 0.0, 5.0], np.float32)
-                per_camera.append(project(in_camera))
+                per_camera.append(project(in_camera.astype(np.float64), INTRINSICS).astype(np.float32))
             positions_2d[subject][action] = per_camera
     files = H36MFiles(folder / "data_3d_h36m.npz", folder / "data_2d_h36m_gt.npz", folder / "cameras.json")
     save_3d(files.data_3d, positions_3d)

@@ -17,12 +17,11 @@ class TrackSequence:
     """One person over the frames from its first to its last appearance.
 
     ``joints_3d (T, 17, 3)`` float64 metres, camera frame (x right, y down, z forward): ``keypoints_3d_camera`` when
-    every frame of the track has it (the person was placed), else the root-relative ``keypoints_3d``. Frames where the track is missing hold its previous
-    pose (``present[t]`` is False there). ``frame_indices (T,)`` are the source frame indices.
+    every frame of the track has it (the person was placed), else the root-relative ``keypoints_3d``. Frames where
+    the track is missing hold its previous pose (``present[t]`` is False there).
     """
 
     track_id: int
-    frame_indices: list[int]
     joints_3d: npt.NDArray[np.float64]
     present: npt.NDArray[np.bool_]
     frame_time_s: float
@@ -59,22 +58,17 @@ def track_sequence(frames: Sequence[Mapping[str, Any]], track_id: int) -> TrackS
     """The sequence of ``track_id`` (KeyError when no frame has it)."""
     found = [next((p for p in f["people"] if int(p["track_id"]) == track_id), None) for f in frames]
     placed = all(p.get("keypoints_3d_camera") is not None for p in found if p is not None)
-    rows: list[tuple[int, npt.NDArray[np.float64] | None]] = [
-        (int(f["frame_index"]), None if p is None else person_joints_3d(p, placed))
-        for f, p in zip(frames, found, strict=True)
-    ]
-    seen = [i for i, (_, joints) in enumerate(rows) if joints is not None]
+    rows = [None if p is None else person_joints_3d(p, placed) for p in found]
+    seen = [i for i, joints in enumerate(rows) if joints is not None]
     if not seen:
         raise KeyError(track_id)
-    rows = rows[seen[0] : seen[-1] + 1]
     poses: list[npt.NDArray[np.float64]] = []
     present: list[bool] = []
-    for _, joints in rows:
+    for joints in rows[seen[0] : seen[-1] + 1]:
         present.append(joints is not None)
         poses.append(joints if joints is not None else poses[-1])
     return TrackSequence(
         track_id=track_id,
-        frame_indices=[index for index, _ in rows],
         joints_3d=np.stack(poses),
         present=np.asarray(present, dtype=np.bool_),
         frame_time_s=frame_time_s(frames),

@@ -60,10 +60,8 @@ class Intrinsics:
 
 @dataclass(frozen=True)
 class CameraSpec:
-    """What a request or stream says about its camera: full intrinsics, a horizontal FOV, or nothing (default).
-
-    Resolved per frame (the image size may differ between requests) by :meth:`resolve`.
-    """
+    """What a request or stream says about its camera: full intrinsics, a horizontal FOV, or nothing (default);
+    resolved per frame (the image size may differ between requests) by :meth:`resolve`."""
 
     fx: float | None = None
     fy: float | None = None
@@ -127,12 +125,8 @@ def solve_translation(
 ) -> F64:
     """The root translation ``t`` ``(3,)`` metres that best reprojects ``pose + t`` onto ``keypoints_px``.
 
-    Args:
-        pose: ``(J, 3)`` metres, root-relative, camera axes (x right, y down, z forward).
-        keypoints_px: ``(J, 2)`` image pixels of the same joints.
-        scores: ``(J,)`` confidences in [0, 1]: the base weights (a joint of score 0 is ignored).
-        k: the camera intrinsics.
-        robust: IRLS settings (default :class:`RobustFit`).
+    ``pose`` ``(J, 3)`` metres, root-relative, camera axes; ``keypoints_px`` ``(J, 2)`` pixels of the same joints;
+    ``scores`` ``(J,)`` confidences in [0, 1], the base weights (score 0 = ignored); ``robust``: IRLS settings.
 
     Derivation. With normalised image coordinates ``u_i = (x_i - cx) / fx``, ``v_i = (y_i - cy) / fy``, the
     pinhole model says ``u_i = (X_i + t_x) / (Z_i + t_z)``, i.e. ``u_i (Z_i + t_z) = X_i + t_x``, which is
@@ -146,8 +140,7 @@ def solve_translation(
     (Z_i + t_z)²`` (the depth factor turns the algebraic residual into the reprojection error). With exact 2D
     keypoints the first solve is already exact; the passes only change ``t`` under noise or outliers.
 
-    Raises:
-        ValueError: fewer than 2 joints with positive score, or a degenerate system.
+    Raises ValueError with fewer than 2 joints of positive score, or a degenerate system.
     """
     robust = robust or RobustFit()
     p = np.asarray(pose, np.float64)

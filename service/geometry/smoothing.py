@@ -1,14 +1,11 @@
 """Temporal smoothing of per-track pose sequences (numpy only): One-Euro (causal) and Savitzky–Golay (centred).
 
-:class:`TrackSmoother` takes a stream's frames in increasing frame-key order — each frame a payload (anything)
-and, per track id, an array (any shape, e.g. ``(18, 3)`` metres: the root-relative pose and the translation) —
-and releases them smoothed, in the same order: at once with One-Euro; with Savitzky–Golay once the frame
-``half_window`` keys later has arrived (or at :meth:`TrackSmoother.flush`). A track's value at frame ``k``
-depends only on that track's samples at keys ``k - half_window … k + half_window`` (Savitzky–Golay) or at keys
-``≤ k`` (One-Euro), so a clip (all frames pushed, then flushed) and the same frames streamed give identical
-results, the stream's delayed by ``half_window`` frames. :meth:`TrackSmoother.to_state` and
-:meth:`TrackSmoother.from_state` take a smoother apart into plain data and back, so its state can live outside the
-process (a stream's smoother lives in the frame buffer, beside its tracker state).
+:class:`TrackSmoother` takes frames in increasing key order — a payload and, per track id, an array (e.g.
+``(18, 3)`` metres) — and releases them smoothed, in order: at once with One-Euro, ``half_window`` keys later with
+Savitzky–Golay. A track's value at key ``k`` depends only on its samples at keys ``k ± half_window`` (or ``≤ k``),
+so a clip and the same frames streamed give identical results. :meth:`TrackSmoother.to_state` /
+:meth:`~TrackSmoother.from_state` take a smoother apart into plain data and back (a stream's lives in the frame
+buffer).
 """
 
 from __future__ import annotations
@@ -123,11 +120,7 @@ class TrackSmoother(Generic[T]):
         self, key: int, time_s: float | None, tracks: Mapping[int, npt.ArrayLike], payload: T
     ) -> list[tuple[T, dict[int, F64]]]:
         """Add frame ``key`` (greater than every key before) with its tracks' values; returns the frames that
-        are now final, oldest first, each as ``(payload, {track_id: smoothed value})``.
-
-        Raises:
-            ValueError: ``key`` is not greater than the previous frame's.
-        """
+        are now final, oldest first, each as ``(payload, {track_id: smoothed value})``; ValueError otherwise."""
         if self._newest is not None and key <= self._newest:
             raise ValueError(f"frame {key} arrived after frame {self._newest}: smoothing needs increasing frames")
         self._newest = key

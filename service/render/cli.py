@@ -54,15 +54,11 @@ def _mp4(frames: list[dict[str, Any]], args: argparse.Namespace, out: Path) -> s
 
     video = clip_frames(Path(args.video)) if args.video else None
     with tqdm(total=len(frames), unit="frame", desc="rendering", disable=args.no_progress, file=sys.stderr) as bar:
-
-        def step(n: int) -> None:
-            bar.update(n)
-
-        info = render_mp4(frames, video, out, progress=step, random=args.random)
+        info = render_mp4(frames, video, out, progress=bar.update, random=args.random)
     return f"wrote {out}: {info.frames} frames {info.width}x{info.height} at {info.fps:.2f} fps ({info.codec})"
 
 
-def _cmd_render(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     try:
         text = Path(args.results).read_text()
@@ -97,8 +93,3 @@ def add_arguments(render: argparse.ArgumentParser) -> None:
         action="store_true",
         help="stamp RANDOM WEIGHTS on the picture (automatic for a result document that says so)",
     )
-    render.set_defaults(func=_cmd_render)
-
-
-def run(args: argparse.Namespace) -> int:
-    return _cmd_render(args)

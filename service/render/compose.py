@@ -78,7 +78,7 @@ def render_mp4(
     frames: Sequence[ResultFrame],
     video: Iterable[tuple[int, Image]] | None,
     target: str | Path | BinaryIO,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
     panel_size: int = PANEL_SIZE,
     random: bool = False,
 ) -> VideoRender:

@@ -83,7 +83,6 @@ class Panel3D:
         self.axes: Any = self.figure.add_subplot(projection="3d")
         self.figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.94)
         self.title = title
-        self.limits: Limits = fit_limits([])
 
     def _frame_axes(self, limits: Limits) -> None:
         ax = self.axes
@@ -104,8 +103,7 @@ class Panel3D:
     def draw(self, people: Sequence[Mapping[str, Any]], limits: Limits | None = None) -> npt.NDArray[np.uint8]:
         """Each person's root-relative ``keypoints_3d (17, 3)`` metres as bones in its track colour, in axes
         ``limits`` (default: fitted to these people)."""
-        self.limits = limits or fit_limits([people])
-        self._frame_axes(self.limits)
+        self._frame_axes(limits or fit_limits([people]))
         for person, (x, y, z) in zip(_finite(people), (p.T for p in plotted_points(people)), strict=True):
             colour = track_colour(int(person["track_id"]))
             for parent, child in H36M_BONES:

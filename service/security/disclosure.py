@@ -20,8 +20,6 @@ from service.telemetry.context import request_id
 
 log = logging.getLogger("pose3d.security")
 
-"""Request id of the request or call being served (set by the transports)."""
-
 HIDDEN_STATUSES: Final = frozenset({500, 503})
 """Statuses whose detail may carry upstream text (a bug's message, Redis or worker errors)."""
 

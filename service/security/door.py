@@ -1,21 +1,9 @@
 """The one door every request, stream frame and job passes: identity → ownership → quota → admission.
 
-Transport-neutral (plain inputs: ids, the caller's key id in ``guard.principal``; no Starlette or gRPC type):
-
-- **identity**: the transports authenticate the key from headers / metadata (:meth:`Security.authenticate`)
-  before reading a body, and set ``principal``;
-- **ownership**: every object a key creates carries its owner — a stream's owner is in the quota store
-  (:class:`~service.security.owned_engine.OwnedEngine` checks it), a job's in its record (:func:`owned_job`) —
-  and every read, write, watch, list or cancel checks it with one rule, :func:`~service.security.guard.may_use`;
-  another key's object is "not found" (404 / NOT_FOUND), as an id that never existed;
-- **quota**: per key, a token bucket (:meth:`Security.admit`: each request, each stream frame on every
-  transport), open streams, and open jobs / stored jobs / stored job bytes (enforced by the job store,
-  :class:`~service.jobs.store.KeyJobLimits`);
-- **admission**: one in-flight bound for REST and gRPC (``Security.in_flight``), then the engine's admission
-  by time.
-
-Revocation bites on open connections: :func:`revoked` returns once the caller's key is revoked (checked every
-``security.api_keys_check_s``), and the WebSocket and gRPC stream transports close the session when it does.
+Transport-neutral (plain ids; the caller's key id in ``guard.principal``). Ownership is one rule,
+:func:`~service.security.guard.may_use`: another key's stream or job is "not found", as an id that never existed.
+Revocation bites on open connections: :func:`revoked` returns once the caller's key is revoked, and the WebSocket
+and gRPC stream transports close the session. See docs/ownership-and-quotas.md.
 """
 
 from __future__ import annotations

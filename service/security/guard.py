@@ -134,13 +134,13 @@ class Security:
         if self.quotas.rate_per_s > 0:
             wait = await self.store.take_token(key_id, self.clock(), self.quotas.rate_per_s, self.quotas.burst)
             if wait > 0:
-                self.metrics.key_requests_total.labels(key_id, "rate_limited").inc()
+                self.metrics.key_requests_total.labels("rate_limited").inc()
                 raise QuotaExceeded(
                     f"rate quota of {self.quotas.rate_per_s:g} requests/s (burst {self.quotas.burst}) spent; "
                     f"retry in {wait:.2f} s",
                     retry_after_s=wait,
                 )
-        self.metrics.key_requests_total.labels(key_id, "admitted").inc()
+        self.metrics.key_requests_total.labels("admitted").inc()
 
     async def claim_stream(self, stream_id: str) -> None:
         """Make the caller the owner of the new ``stream_id``; QuotaExceeded past its open-stream limit."""
@@ -149,7 +149,7 @@ class Security:
             return
         limit = self.quotas.max_streams
         if not await self.store.claim_stream(key_id, stream_id, self.clock(), self.ttl_s, limit):
-            self.metrics.key_requests_total.labels(key_id, "stream_limited").inc()
+            self.metrics.key_requests_total.labels("stream_limited").inc()
             raise QuotaExceeded(
                 f"this key holds {limit} open streams (its limit); close one or let one idle out",
                 retry_after_s=1.0,

@@ -17,12 +17,13 @@ import logging
 import os
 import secrets
 import stat
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
+
+from service.weights.store import atomic_write
 
 log = logging.getLogger("pose3d.security")
 
@@ -68,15 +69,7 @@ def write_records(path: Path, records: dict[str, KeyRecord]) -> None:
     """Replace ``path`` atomically with ``records`` (mode 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     body = json.dumps({"version": 1, "keys": [asdict(r) for r in records.values()]}, indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(body)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, body.encode())
 
 
 def create_key(path: Path, name: str) -> tuple[KeyRecord, str]:

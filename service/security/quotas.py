@@ -1,14 +1,10 @@
 """Per-key quotas and stream ownership: token buckets, open-stream slots, owners — in memory or in Redis.
 
-Embedded (no ``redis_url``) one gateway keeps them in memory; deployed, every gateway shares them in Redis, so a
-key's rate, its open streams and who owns a stream are the same whichever gateway a request reaches. In memory,
-times come from the caller's monotonic clock (``now``, seconds; injected, so tests drive it). In Redis each
-operation is one Lua script (atomic) that reads **the server's clock** (``redis.call('TIME')``) and ignores
-``now``: gateways whose clocks disagree share one bucket correctly (a gateway whose clock ran behind would
-otherwise refill the bucket by the skew on every request). Keys: ``pose3d:sec:bucket:{<key id>}`` (hash
-tokens/at), ``pose3d:sec:{owners}:streams:<key id>`` (sorted set of stream ids scored by their expiry) and
-``pose3d:sec:{owners}:owner:<stream id>`` (the owner's key id, with the stream TTL); the last two share one Redis
-Cluster slot, as the claim and owner scripts join them.
+In memory, times come from the caller's injected monotonic clock (``now``, seconds). In Redis every gateway
+shares them, each operation is one Lua script that reads **the server's clock** and ignores ``now`` (gateways
+whose clocks disagree would otherwise refill a bucket by the skew), and a key's streams and the streams' owners
+share the hash tag ``{owners}`` (one Redis Cluster slot), as the claim and owner scripts join them.
+See docs/ownership-and-quotas.md.
 """
 
 from __future__ import annotations
@@ -21,14 +17,6 @@ from redis.exceptions import RedisError
 
 from service.errors import Unavailable
 from service.redis_client import RedisClient, connect
-
-
-def bucket_take(tokens: float, at: float, now: float, rate: float, burst: int) -> tuple[bool, float, float]:
-    """One token-bucket step: ``(allowed, tokens left, seconds until a token when refused)``."""
-    tokens = min(float(burst), tokens + max(0.0, now - at) * rate)
-    if tokens >= 1.0:
-        return True, tokens - 1.0, 0.0
-    return False, tokens, (1.0 - tokens) / rate
 
 
 class QuotaStore(ABC):
@@ -68,9 +56,10 @@ class MemoryQuotaStore(QuotaStore):
 
     async def take_token(self, key_id: str, now: float, rate: float, burst: int) -> float:
         tokens, at = self.buckets.get(key_id, (float(burst), now))
-        allowed, left, wait = bucket_take(tokens, at, now, rate, burst)
-        self.buckets[key_id] = (left, now)
-        return 0.0 if allowed else wait
+        tokens = min(float(burst), tokens + max(0.0, now - at) * rate)  # refilled since ``at`` (as the Lua _TAKE)
+        allowed = tokens >= 1.0
+        self.buckets[key_id] = (tokens - 1.0 if allowed else tokens, now)
+        return 0.0 if allowed else (1.0 - tokens) / rate
 
     async def claim_stream(self, key_id: str, stream_id: str, now: float, ttl_s: float, limit: int) -> bool:
         held = self.slots.setdefault(key_id, {})

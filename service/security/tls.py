@@ -1,10 +1,7 @@
 """Encrypted links: TLS on the REST and public gRPC listeners, mTLS between gateway and workers.
 
-Certificates are PEM files named by settings (nothing is generated here). A worker with ``tls.client_ca_file``
-requires every caller to present a client certificate signed by that CA (gRPC ``require_client_auth``); the
-gateway presents ``security.worker_client_certfile`` and checks the worker's certificate against
-``security.worker_ca_file``. Redis over TLS needs no setting: ``rediss://:password@host:port/0?ssl_ca_certs=
-/path/ca.pem`` (redis-py reads the CA from the URL).
+Certificates are PEM files named by settings (nothing is generated here); Redis over TLS needs only its URL
+(``rediss://…?ssl_ca_certs=…``). See docs/security.md, "Encrypted links".
 """
 
 from __future__ import annotations

@@ -1,19 +1,8 @@
 """The worker port is no side door: who may call a worker, decided at start and checked on every call.
 
-A worker bound to a loopback address serves its local callers as they come. Bound anywhere else it must
-authenticate them, by one of:
-
-- **mTLS** — ``tls.certfile``, ``tls.keyfile`` and ``tls.client_ca_file``: only callers presenting a
-  certificate from that CA get a connection (gRPC core refuses the others during the handshake);
-- **an API key over TLS** — ``tls.certfile``/``tls.keyfile`` and ``api_keys_file``: every call but health
-  must carry a key from that file (``authorization: Bearer <key>``), checked from the metadata before any
-  message is read (:class:`WorkerKeyInterceptor`); gateways send ``security.worker_api_key``. A key needs TLS:
-  over plaintext anyone on the path could copy it;
-- or **``trusted_network=true``**: the operator says only trusted hosts reach the port (a network policy); the
-  worker starts with a WARNING saying so.
-
-Otherwise ``pose3d worker`` refuses to start with one line naming these fixes. ``/metrics`` follows the same rule
-(:mod:`service.worker.metrics_http`).
+Beyond loopback a worker authenticates its callers by mTLS, by an API key over TLS (checked from the metadata
+before any message is read: :class:`WorkerKeyInterceptor`), or is told ``trusted_network=true``; otherwise
+``pose3d worker`` refuses to start naming these fixes (docs/security.md, "The worker port is no side door").
 """
 
 from __future__ import annotations

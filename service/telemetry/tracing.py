@@ -13,8 +13,7 @@ worker's server span) → the engine's stages ``decode``, ``boxes``, ``detect``,
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,22 +39,14 @@ def trace_id_hex() -> str:
 
 
 def _file_exporter(path: Path) -> Any:
+    """Appends each finished span to ``path`` as one JSON line (trace id, span id, parent, name, attributes)."""
     from opentelemetry.sdk.trace import ReadableSpan
-    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-    class JsonLinesSpanExporter(SpanExporter):
-        """Appends each finished span as one JSON line (trace id, span id, parent, name, attributes)."""
+    def line(span: ReadableSpan) -> str:
+        return json.dumps(json.loads(span.to_json()), separators=(",", ":")) + "\n"
 
-        def __init__(self) -> None:
-            self._lock = threading.Lock()
-
-        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-            lines = [json.dumps(json.loads(span.to_json()), separators=(",", ":")) + "\n" for span in spans]
-            with self._lock, path.open("a") as out:
-                out.writelines(lines)
-            return SpanExportResult.SUCCESS
-
-    return JsonLinesSpanExporter()
+    return ConsoleSpanExporter(out=path.open("a"), formatter=line)
 
 
 def setup_tracing(settings: TelemetrySettings, service_name: str) -> bool:

@@ -113,6 +113,12 @@ class WeightSet(_Frozen):
     person_detector: str
     lifters: dict[str, str]
 
+    @property
+    def members(self) -> list[str]:
+        """The entry names of the set, in order (each once, none empty)."""
+        parts = [self.detector, self.backbone, self.person_detector, *self.lifters.values()]
+        return list(dict.fromkeys(p for p in parts if p))
+
 
 class Catalogue(_Frozen):
     entries: tuple[Entry, ...] = Field(alias="entry")

@@ -12,13 +12,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.weights.catalogue import Catalogue, Entry, load_catalogue
 from service.weights.store import Installed, WeightsError, installed, not_installed_message, sha256_file, weights_dir
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 class WeightsSettings(BaseSettings):
@@ -29,42 +32,20 @@ class WeightsSettings(BaseSettings):
     weights_dir: Path | None = Field(None, description="where checkpoints are installed")
 
 
-class RichProgress:
-    """A download progress bar on stderr (rich)."""
+def download_progress() -> Progress:
+    """A download progress bar on stderr."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )
-        self.task: Any = None
-
-    def start(self, description: str, total: int | None, completed: int) -> None:
-        if self.task is None:
-            self.bar.start()
-            self.task = self.bar.add_task(description, total=total, completed=completed)
-        else:
-            self.bar.update(self.task, total=total, completed=completed)
-
-    def advance(self, n: int) -> None:
-        self.bar.advance(self.task, n)
-
-    def stop(self) -> None:
-        self.bar.stop()
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    return Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True))
 
 
 def _root(args: argparse.Namespace) -> Path:
@@ -93,21 +74,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print("\n".join(_entry_lines(entry, root)))
     print("\nsets for `pose3d serve --weights SET`:")
     for s in catalogue.sets:
-        parts = [s.detector, s.backbone, s.person_detector, *s.lifters.values()]
-        print(f"{s.name:<22} {s.title}\n    {' + '.join(dict.fromkeys(p for p in parts if p))}")
+        print(f"{s.name:<22} {s.title}\n    {' + '.join(s.members)}")
     return 0
 
 
 def _expand(catalogue: Catalogue, names: list[str]) -> list[Entry]:
     """Entry names and set names → the entries, in order, each once."""
     out: dict[str, Entry] = {}
+    sets = {s.name: s for s in catalogue.sets}
     for name in names:
-        if name in {s.name for s in catalogue.sets}:
-            s = catalogue.weight_set(name)
-            members = [s.detector, s.backbone, s.person_detector, *s.lifters.values()]
-        else:
-            members = [name]
-        for member in filter(None, members):
+        for member in sets[name].members if name in sets else [name]:
             out.setdefault(member, catalogue.entry(member))
     return list(out.values())
 
@@ -129,15 +105,13 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
             if found is not None:
                 print(f"{entry.name}: already installed at {found.path}")
                 continue
-            progress = RichProgress()
             try:
-                done = fetch_entry(client, entry, root, progress)
+                with download_progress() as progress:
+                    done = fetch_entry(client, entry, root, progress)
             except WeightsError as e:
                 failed += 1
                 print(f"error: {e}", file=sys.stderr)
                 continue
-            finally:
-                progress.stop()
             print(f"{entry.name}: installed at {done.path} (sha256 {done.sha256})")
     for entry in manual:  # folders and unpublished files: one line each, the manual step (never a hang)
         print(f"error: {unavailable_message(entry)}", file=sys.stderr)

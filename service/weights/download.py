@@ -12,32 +12,17 @@ import re
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx
+from rich.progress import Progress, TaskID
 
 from service.weights.store import WeightsError
 
 ATTEMPTS: Final = 5
 _DRIVE_ID: Final = re.compile(r"/file/d/([\w-]+)")
 _CONTENT_RANGE_TOTAL: Final = re.compile(r"/(\d+)\s*$")
-
-
-class ProgressSink(Protocol):
-    """Receives download progress (bytes)."""
-
-    def start(self, description: str, total: int | None, completed: int) -> None: ...
-
-    def advance(self, n: int) -> None: ...
-
-
-class NoProgress:
-    def start(self, description: str, total: int | None, completed: int) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        pass
 
 
 class _Incomplete(Exception):
@@ -66,8 +51,9 @@ def _total(response: httpx.Response, have: int) -> int | None:
     return int(length) if length and length.isdigit() else None
 
 
-def _one_attempt(client: httpx.Client, url: str, part: Path, progress: ProgressSink) -> None:
-    """Fetch what ``part`` lacks (resuming with ``Range``); raises _Incomplete/httpx errors on a broken body."""
+def _one_attempt(client: httpx.Client, url: str, part: Path, progress: Progress | None, task: TaskID) -> None:
+    """Fetch what ``part`` lacks (resuming with ``Range``) with ``progress`` in bytes on ``task``; raises
+    _Incomplete/httpx errors on a broken body."""
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
     with client.stream("GET", url, headers=headers) as response:
@@ -78,30 +64,29 @@ def _one_attempt(client: httpx.Client, url: str, part: Path, progress: ProgressS
         if response.status_code == 200:
             have = 0  # the server ignored Range: start over
         total = _total(response, have)
-        progress.start(part.name.removesuffix(".part"), total, have)
+        if progress is not None:
+            progress.update(task, total=total, completed=have)
         with part.open("ab" if have else "wb") as f:
             for chunk in response.iter_bytes():  # as received: nothing buffered is lost when the body breaks off
                 f.write(chunk)
-                progress.advance(len(chunk))
+                if progress is not None:
+                    progress.advance(task, len(chunk))
         if total is not None and part.stat().st_size != total:
             raise _Incomplete(f"{part.stat().st_size} of {total} bytes")
 
 
 def download(
-    client: httpx.Client, url: str, dest: Path, progress: ProgressSink | None = None, attempts: int = ATTEMPTS
+    client: httpx.Client, url: str, dest: Path, progress: Progress | None = None, attempts: int = ATTEMPTS
 ) -> Path:
     """Download ``url`` to ``dest``, resuming a partial ``dest.part`` and retrying dropped connections.
-
-    Raises:
-        WeightsError: unreachable host (offline), an HTTP error status, or a body that kept breaking off.
-    """
-    sink = progress or NoProgress()
+    WeightsError: unreachable host (offline), an HTTP error status, or a body that kept breaking off."""
+    task = progress.add_task(dest.name, total=None) if progress is not None else TaskID(0)
     part = dest.with_name(dest.name + ".part")
     part.parent.mkdir(parents=True, exist_ok=True)
     last: Exception | None = None
     for _ in range(attempts):
         try:
-            _one_attempt(client, url, part, sink)
+            _one_attempt(client, url, part, progress, task)
         except (httpx.ConnectError, httpx.ConnectTimeout) as e:
             raise _unreachable(url, e) from e
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ReadTimeout, _Incomplete) as e:
@@ -164,10 +149,7 @@ def _confirmed_url(page_url: str, html: str, cookies: httpx.Cookies) -> str | No
 
 def resolve_drive(client: httpx.Client, view_url: str) -> str:
     """The address that serves a Google Drive file's bytes, following the "can't scan for viruses" page.
-
-    Raises:
-        WeightsError: unreachable, or Drive answered a page with no way on (quota exceeded, private file).
-    """
+    WeightsError: unreachable, or Drive answered a page with no way on (quota exceeded, private file)."""
     url = drive_download_url(view_url)
     try:
         with client.stream("GET", url) as response:

@@ -14,22 +14,22 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
 
 from service.weights.catalogue import Entry, Fetch
-from service.weights.download import ProgressSink, download, resolve_drive
+from service.weights.download import download, resolve_drive
 from service.weights.store import DOWNLOADS, Installed, WeightsError, install, sha256_file
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 def verify(entry: Entry, path: Path) -> str:
-    """Check ``path`` against the entry's published size and checksums; returns its sha256.
-
-    Raises:
-        WeightsError: a size or checksum that differs from the published one.
-    """
+    """Check ``path`` against the entry's published size and checksums (WeightsError naming the difference);
+    returns its sha256."""
     size = path.stat().st_size
     if entry.size is not None and size != entry.size:
         raise WeightsError(f"{entry.name}: downloaded {size} bytes, the publisher says {entry.size}; not installed")
@@ -62,12 +62,8 @@ def _copy_out(stream: IO[bytes] | None, out: Path) -> Path:
 
 
 def extract_member(archive: Path, member: str, out_dir: Path) -> Path:
-    """Copy the one member whose base name is ``member`` out of a zip or tar archive into ``out_dir``.
-
-    Only that member's bytes are written, to ``out_dir/member``: archive paths are never used as paths here.
-    Raises:
-        WeightsError: not a zip/tar archive, or no / several members of that name.
-    """
+    """Copy the one member whose base name is ``member`` out of a zip or tar archive to ``out_dir/member`` (archive
+    paths are never used as paths here). WeightsError: not a zip/tar archive, or no / several such members."""
     out = out_dir / member
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
@@ -96,12 +92,9 @@ def unavailable_message(entry: Entry) -> str:
     return f"{entry.name} is not published ({entry.notes or 'no download address'}); `pose3d weights add` your own file"
 
 
-def fetch_entry(client: httpx.Client, entry: Entry, root: Path, progress: ProgressSink | None = None) -> Installed:
-    """Download, verify, unpack and install ``entry`` under ``root``.
-
-    Raises:
-        WeightsError: not fetchable (folder / unpublished), offline, HTTP error, checksum mismatch, bad archive.
-    """
+def fetch_entry(client: httpx.Client, entry: Entry, root: Path, progress: Progress | None = None) -> Installed:
+    """Download, verify, unpack and install ``entry`` under ``root``. WeightsError: not fetchable (folder /
+    unpublished), offline, HTTP error, checksum mismatch, bad archive."""
     if not entry.fetchable:
         raise WeightsError(unavailable_message(entry))
     dl = root / DOWNLOADS / download_key(entry.url)

@@ -142,8 +142,8 @@ def _looks_like(head: bytes) -> str:
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
-        return f"its first bytes are {head[:8].hex(' ')}"
-    if text.isprintable() or all(c.isprintable() or c.isspace() for c in text):
+        text = "\0"
+    if all(c.isprintable() or c.isspace() for c in text):
         return f"it is a text file starting {text[:40]!r}"
     return f"its first bytes are {head[:8].hex(' ')}"
 
@@ -189,13 +189,10 @@ def _check_keys(path: Path, state: Mapping[str, Any], entry: Entry) -> None:
 
 
 def identify(path: Path, expected: Entry | None = None) -> Identity:
-    """Recognise ``path`` (format, preset) and prove it loads strictly.
-
-    ``expected``: the entry the user named (``add --name``); a file that does not fit it is refused naming the
-    keys that differ from that entry's architecture, not the first format it was tried against.
-    Raises:
-        WeightsError: unreadable, unsafe, not a PyTorch checkpoint (a text file...), not a checkpoint of a model
-            this project serves, or keys/shapes that the strict loader refuses (its message says which).
+    """Recognise ``path`` (format, preset) and prove it loads strictly. ``expected``: the entry the user named
+    (``add --name``); a file that does not fit it is refused naming the keys that differ from that entry's
+    architecture, not the first format it was tried against. WeightsError: unreadable, unsafe, not a PyTorch
+    checkpoint of a model this project serves, or keys/shapes the strict loader refuses (its message says which).
     """
     if not path.is_file():
         raise WeightsError(f"{path}: no such file")
@@ -220,12 +217,9 @@ def identify(path: Path, expected: Entry | None = None) -> Identity:
         raise WeightsError(f"not a checkpoint this project can serve: {e}") from e
 
 
-def match_entry(catalogue: Catalogue, identity: Identity, name: str | None) -> Entry:
-    """The catalogue entry a file of ``identity`` installs as (``name`` chooses among several).
-
-    Raises:
-        WeightsError: no entry fits, several fit and no name was given, or the named entry expects another file.
-    """
+def match_entry(catalogue: Catalogue, identity: Identity, named: Entry | None) -> Entry:
+    """The catalogue entry a file of ``identity`` installs as (``named``: the one the user chose). Raises
+    WeightsError when no entry fits, several fit and none was named, or the named entry expects another file."""
     fits = [
         e
         for e in catalogue.entries
@@ -233,17 +227,13 @@ def match_entry(catalogue: Catalogue, identity: Identity, name: str | None) -> E
         and (identity.format is Format.ONNX or e.arch == identity.arch)
         and (e.kind is not Kind.LIFTER_BACKBONE or identity.has_backbone)
     ]
-    if name is not None:
-        try:
-            entry = catalogue.entry(name)
-        except KeyError as e:
-            raise WeightsError(str(e.args[0])) from e
-        if entry not in fits:
-            expects = f"{entry.format} {entry.arch}".strip()
-            if entry.kind is Kind.LIFTER_BACKBONE:
+    if named is not None:
+        if named not in fits:
+            expects = f"{named.format} {named.arch}".strip()
+            if named.kind is Kind.LIFTER_BACKBONE:
                 expects += " (whole model, with its HRNet backbone)"
-            raise WeightsError(f"the file is a {identity.detail}; {name} expects a {expects} file")
-        return entry
+            raise WeightsError(f"the file is a {identity.detail}; {named.name} expects a {expects} file")
+        return named
     if len(fits) == 1:
         return fits[0]
     if not fits:
@@ -261,7 +251,7 @@ def add_file(catalogue: Catalogue, path: Path, root: Path, name: str | None = No
         except KeyError as e:
             raise WeightsError(str(e.args[0])) from e
     identity = identify(path, expected)
-    entry = match_entry(catalogue, identity, name)
+    entry = match_entry(catalogue, identity, expected)
     if not entry.archive:
         verify(entry, path)  # published size / checksum describe this very file
     return install(root, entry, path, origin=f"add: {path.resolve()}"), identity

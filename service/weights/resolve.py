@@ -40,11 +40,7 @@ LIFTER_CONVENTIONS = ("joint_order", "output_unit")
 
 def trained_conventions(model: str, spec: Any, catalogue: Catalogue) -> dict[str, Any]:
     """The catalogue entry's joint order and output unit for a model whose ``checkpoint`` names the entry
-    (``{}`` for a file path); a value the settings give explicitly must agree.
-
-    Raises:
-        WeightsError: the settings contradict the entry (e.g. ``joint_order = "h36m"`` with ``pstmo-81-3dhp``).
-    """
+    (``{}`` for a file path). WeightsError when the settings contradict it (``h36m`` with ``pstmo-81-3dhp``)."""
     if spec.checkpoint is None or str(spec.checkpoint) not in catalogue.names():
         return {}
     entry = catalogue.entry(str(spec.checkpoint))
@@ -61,24 +57,26 @@ def trained_conventions(model: str, spec: Any, catalogue: Catalogue) -> dict[str
     return update
 
 
-def resolve_settings_paths(settings: Any, catalogue: Catalogue | None = None) -> None:
-    """Replace catalogue names in ``settings.detector`` and ``settings.models`` by installed files (in place).
+def resolved(settings: ModelT, catalogue: Catalogue | None = None) -> ModelT:
+    """A copy of ``settings`` whose ``detector`` and ``models`` name installed files instead of catalogue names:
+    a step of start-up (the commands call it once the settings are read), never a settings validator — settings
+    stay pure data.
 
     A gateway with remote workers loads no weights, so it keeps the names for the workers to resolve. With
     ``settings.allow_random_weights`` a name that is not installed stays a name: the engine's loader serves that
-    network on random weights (an ONNX one exported once from its real architecture) and says so loudly.
-    Raises:
-        WeightsError: names in the catalogue are not installed and random weights are not allowed; the message
-            names all of them and the one `pose3d weights fetch` command that installs them.
+    network on random weights and says so loudly. Otherwise names that are not installed raise WeightsError,
+    naming all of them and the one `pose3d weights fetch` command that installs them.
     """
-    if getattr(settings, "workers", None):
-        return
+    copy = settings.model_copy()
+    s: Any = copy  # used through the attributes it has (see the module docstring)
+    if getattr(s, "workers", None):
+        return copy
     cat = catalogue or load_catalogue()
-    root = weights_dir(settings.weights_dir)
+    root = weights_dir(s.weights_dir)
     missing: list[str] = []
-    det = settings.detector
+    det = s.detector
     det_update = {f: resolve_path(getattr(det, f), root, cat, missing) for f in DETECTOR_PATH_FIELDS}
-    models = dict(settings.models)
+    models = dict(s.models)
     for name, spec in models.items():
         update = trained_conventions(name, spec, cat)
         path = resolve_path(spec.checkpoint, root, cat, missing)
@@ -86,33 +84,19 @@ def resolve_settings_paths(settings: Any, catalogue: Catalogue | None = None) ->
             update["checkpoint"] = path
         if update:
             models[name] = spec.model_copy(update=update)
-    if missing and not settings.allow_random_weights:
+    if missing and not s.allow_random_weights:
         hint = "; or pass --allow-random-weights to serve them on random weights (meaningless poses)"
         raise WeightsError(not_installed_message(*dict.fromkeys(missing)) + hint)
     if any(det_update[f] != getattr(det, f) for f in DETECTOR_PATH_FIELDS):
-        settings.detector = det.model_copy(update=det_update)
-    if models != settings.models:
-        settings.models = models
-
-
-def resolved(settings: ModelT) -> ModelT:
-    """A copy of ``settings`` with catalogue names replaced by installed files: a step of start-up (the
-    commands call it once the settings are read), never a settings validator — settings stay pure data.
-
-    Raises:
-        WeightsError: a name is in the catalogue but not installed.
-    """
-    copy = settings.model_copy()
-    resolve_settings_paths(copy)
+        s.detector = det.model_copy(update=det_update)
+    if models != s.models:
+        s.models = models
     return copy
 
 
 def weight_set_overrides(set_name: str, catalogue: Catalogue | None = None) -> dict[str, Any]:
-    """Settings overrides (``detector`` and ``models``) that select a complete set by catalogue names.
-
-    Raises:
-        WeightsError: no such set.
-    """
+    """Settings overrides (``detector`` and ``models``) that select a complete set by catalogue names (WeightsError:
+    no such set)."""
     cat = catalogue or load_catalogue()
     try:
         chosen = cat.weight_set(set_name)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,27 +28,38 @@ class WeightsError(Exception):
     """A weights operation failed; the message is one line that says what to do."""
 
 
-def default_weights_dir(environ: Mapping[str, str]) -> Path:
-    """``$XDG_CACHE_HOME/pose3d/weights``, or ``~/.cache/pose3d/weights`` when XDG_CACHE_HOME is unset or relative."""
+def cache_home(environ: Mapping[str, str]) -> Path:
+    """``$XDG_CACHE_HOME/pose3d``, or ``~/.cache/pose3d`` when XDG_CACHE_HOME is unset or relative."""
     xdg = environ.get("XDG_CACHE_HOME", "")
     base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base / "pose3d" / "weights"
+    return base / "pose3d"
 
 
-def weights_dir(configured: Path | None, environ: Mapping[str, str] | None = None) -> Path:
-    """The configured directory, else the XDG default (``environ`` defaults to the process environment)."""
+def weights_dir(configured: Path | None) -> Path:
+    """The configured directory, else ``<cache_home>/weights`` (:func:`cache_home` of the process environment)."""
     if configured is not None:
         return configured.expanduser()
-    return default_weights_dir(os.environ if environ is None else environ)
+    return cache_home(os.environ) / "weights"
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` (mode 0600), flush it to disk, rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -74,11 +86,8 @@ def installed(root: Path, name: str) -> Installed | None:
 
 
 def install(root: Path, entry: Entry, source: Path, origin: str, move: bool = False) -> Installed:
-    """Copy (or move) ``source`` to ``<root>/<entry.name>/<entry.file>`` atomically and record its sha256.
-
-    Returns:
-        The installed record. An earlier installation of the entry is replaced.
-    """
+    """Copy (or move) ``source`` to ``<root>/<entry.name>/<entry.file>`` atomically, replacing an earlier
+    installation, and record its sha256."""
     target_dir = root / entry.name
     target_dir.mkdir(parents=True, exist_ok=True)
     staging = target_dir / f".{entry.file}.incoming"
@@ -90,9 +99,7 @@ def install(root: Path, entry: Entry, source: Path, origin: str, move: bool = Fa
     os.replace(staging, target_dir / entry.file)
     record = {"name": entry.name, "file": entry.file, "sha256": digest, "size": size, "origin": origin}
     record["installed_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    tmp = target_dir / f".{RECORD}.tmp"
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, target_dir / RECORD)
+    atomic_write(target_dir / RECORD, (json.dumps(record, indent=2) + "\n").encode())
     return Installed(entry.name, target_dir / entry.file, digest, size, origin)
 
 

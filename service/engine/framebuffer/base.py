@@ -1,26 +1,21 @@
 """The FrameBuffer interface, the per-frame record it stores, and the record's compact binary codec.
 
-A stream's state is explicit and lives here, never in a model object: its metadata (model, mode,
-options), counters (frames received, emission cursor, contiguous high-water mark), the tracker's
-serialised state with its token, and per frame one :class:`FrameRecord` holding every tracked person's box, 2D
-keypoints and scores and, for CA-PF temporal, the per-joint tokens. Records are keyed by frame index,
-so a retried or out-of-order frame is idempotent (the first write wins). :meth:`FrameBuffer.append`
-stores a frame, advances the emission cursor by the rules of :mod:`service.engine.windows`, and returns
-the records that the newly ready targets' windows need, in one atomic step (one round trip on Redis).
+A stream's state lives here, never in a model object: its metadata, counters (frames received, emission
+cursor, contiguous high-water mark), the tracker's serialised state with its token, the smoothing state, and per
+frame one :class:`FrameRecord`. Records are keyed by frame index, so a retried or out-of-order frame is idempotent
+(the first write wins). :meth:`FrameBuffer.append` stores a frame, advances the emission cursor by the rules of
+:mod:`service.engine.windows` and returns the records the newly ready windows need, in one atomic step (one
+round trip on Redis).
 
-Tracking a frame needs the tracker state before it (:meth:`FrameBuffer.tracker`); a shared buffer may answer
-that from what this process last wrote or read, so that a stream frame costs one round trip. Every tracker
-write replaces the stream's tracker *token* with a fresh random one, and :meth:`FrameBuffer.append` stores
-nothing when the caller tracked with another token than the stored one (another writer moved the tracker on,
-or the stream was opened again): it answers ``CONFLICT`` and the caller tracks again on fresh state.
+Every tracker write replaces the stream's tracker *token* with a fresh random one; an append tracked with another
+token than the stored one (another writer moved the tracker on, or the stream was reopened) stores nothing and
+answers ``CONFLICT``, so a shared buffer may serve :meth:`FrameBuffer.tracker` from this process's copy.
 
-The stream's **smoothing state** (One-Euro / Savitzky–Golay, after lifting: :mod:`service.engine.world`) lives
-here too, as an opaque blob tagged with the emission cursor it is valid at (every target below it fed). The
-append (and the flush) answers, in the same round trip, the state valid at the start of what it emitted
-(:class:`SmoothingSnapshot`; for a replayed emission the state it replaced, kept one step); the engine smooths the
-lifted results from it and stores the next one with :meth:`FrameBuffer.smoothed` (compare-and-set on the
-cursor). So any worker serves the next frame of a smoothed stream, and a worker killed mid-frame loses nothing:
-the retried frame is answered from the state before it.
+The smoothing state (:mod:`service.engine.world`) is an opaque blob tagged with the emission cursor it is valid
+at. An append or flush answers, in the same round trip, the state valid at the start of what it emitted (for a
+replay, the one it replaced, kept one step: :class:`SmoothingSnapshot`); the engine stores the next one with
+:meth:`FrameBuffer.smoothed` (compare-and-set on the cursor). So any worker serves the next frame of a smoothed
+stream, and a retried frame is answered from the state before it.
 """
 
 from __future__ import annotations

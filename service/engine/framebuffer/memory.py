@@ -44,13 +44,8 @@ class _Stream:
 
 
 class MemoryFrameBuffer(FrameBuffer):
-    """Streams in a dict, least recently used first.
-
-    Args:
-        max_streams: streams held at most; creating one more raises Overloaded (after expiring idle ones).
-        ttl_s: a stream untouched this long is forgotten.
-        clock: monotonic seconds (tests pass a fake one).
-    """
+    """Streams in a dict, least recently used first: at most ``max_streams`` (one more raises Overloaded, after
+    expiring those untouched for ``ttl_s`` by ``clock``, monotonic seconds)."""
 
     kind = "memory"
 

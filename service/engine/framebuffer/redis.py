@@ -10,14 +10,10 @@ Keys of one stream share the hash tag ``{<stream_id>}`` (one Redis Cluster slot)
 - ``pose3d:{sid}:tracker`` string: the tracker's serialised state
 
 A stream frame costs ONE round trip: the token check, the tracker write, the append, the cursor advance, the
-window read, the smoothing state read and trimming happen in one Lua script (atomic); a smoothed stream adds the
-write of its next smoothing state after lifting (:meth:`RedisFrameBuffer.smoothed`, compare-and-set). It mirrors
-:func:`service.engine.windows.emission_range` and :func:`~service.engine.windows.needed_range`. The tracker
-state the frame was tracked with comes from this process's copy (:meth:`RedisFrameBuffer.tracker`: what it
-last wrote or read). A stale copy (another worker served the stream meanwhile, or it was opened again) fails
-the token check, the script stores nothing and answers with the stored state, which the next try tracks with:
-any worker continues any stream, and one that switches pays one extra round trip. Every touch refreshes the
-TTL of all four keys.
+window read, the smoothing state read and trimming happen in one Lua script (atomic), which mirrors
+:mod:`service.engine.windows`; a smoothed stream adds one compare-and-set of its next smoothing state. A stale
+tracker copy fails the token check and the script answers with the stored state, so a worker that takes a stream
+over pays one extra round trip. Every touch refreshes the TTL of all four keys.
 """
 
 from __future__ import annotations
@@ -196,14 +192,8 @@ def stream_keys(stream_id: str, prefix: str = "pose3d") -> list[str]:
 
 
 class RedisFrameBuffer(FrameBuffer):
-    """Frame buffer in Redis; any worker attached to the same Redis continues any stream.
-
-    Args:
-        url: ``redis://host:port/db``.
-        ttl_s: idle streams expire after this (every touch refreshes it).
-        prefix: key namespace.
-        known_streams: streams whose tracker state this process keeps a copy of (least recently used dropped).
-    """
+    """Frame buffer in Redis at ``url``: any worker attached to it continues any stream. ``ttl_s``: idle streams
+    expire; ``known_streams``: streams whose tracker state this process keeps a copy of (LRU)."""
 
     kind = "redis"
     shared = True
