@@ -114,14 +114,11 @@ def people_per_image(
     return results
 
 
-CHANNELS_LAST_BY_DEVICE: dict[str, bool] = {"cpu": True, "cuda": True}
-"""Default memory format of the HRNet per device type, from ``python -m bench`` (``bench/README.md``): NHWC
-runs oneDNN's / cuDNN's channels-last convolutions (CPU: 1.2-1.3x the NCHW network, outputs equal to 1e-6)."""
-
-
 def default_channels_last(device: torch.device) -> bool:
-    """Whether the detector runs channels-last on ``device`` unless a setting says otherwise."""
-    return CHANNELS_LAST_BY_DEVICE.get(device.type, False)
+    """Whether the detector runs channels-last on ``device`` unless a setting says otherwise: on CPU and CUDA, from
+    ``python -m bench`` (``bench/README.md``): NHWC runs oneDNN's / cuDNN's channels-last convolutions (CPU:
+    1.2-1.3x the NCHW network, outputs equal to 1e-6)."""
+    return device.type in ("cpu", "cuda")
 
 
 class TopDownDetector:

@@ -37,17 +37,15 @@ from service.errors import InvalidInput, Pose3DError, Unavailable
 from service.metrics import Metrics
 
 
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    leaves: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        if isinstance(e, BaseExceptionGroup):
-            for inner in e.exceptions:
-                walk(inner)
-        else:
-            leaves.append(e)
-
-    walk(group)
+    """The error a failed task group stands for: its first service error, else its first error."""
+    leaves = _leaves(group)
     return next((e for e in leaves if isinstance(e, Pose3DError)), leaves[0])
 
 
@@ -77,11 +75,7 @@ class Pipeline(Stages):
 
     def lock(self, stream_id: str) -> asyncio.Lock:
         """The lock serialising appends of one stream in this process."""
-        lock = self._locks.get(stream_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[stream_id] = lock
-        return lock
+        return self._locks.setdefault(stream_id, asyncio.Lock())
 
     def clip_step(
         self, lifter: ServedLifter, opts: FrameOptions, mode: WindowMode, deadline: float | None
@@ -211,22 +205,19 @@ class Pipeline(Stages):
         """Prepare ``frames`` concurrently, append them to ``step``'s stream in order, lift what each append
         makes ready (concurrently); returns the results (in emission order) and the last frame's box source.
 
-        At most ``look_ahead`` frames are taken from ``frames`` and not yet prepared at any time: the next frame
-        is pulled only when the oldest one is prepared, so an async source (a clip being decoded) is held a
-        bounded number of frames at a time whatever its length, and the frames in flight share the stages'
-        batches. With pose-guided boxes a frame whose boxes follow the frame before it finds them once that
-        frame is appended (a stream's: the guide is read from the buffer) or prepared (a clip's: from its people,
-        the same guide, so the chain of 2D stages does not wait for tracking and the append; its decoding waits for
-        neither); a person-detector frame (every ``detect_every``-th, or
-        one that asks) needs nothing of the frame before, so its detector runs while the frames before it are
-        still in the 2D stage: the same boxes and poses as one frame after another, in less time.
+        At most ``look_ahead`` frames are taken and not yet prepared: the next frame is pulled only when the oldest
+        is prepared, so an async source (a clip being decoded) is held a bounded number of frames at a time, and the
+        frames in flight share the stages' batches. A pose-guided frame finds its boxes once the frame before is
+        appended (a stream: the guide is read from the buffer) or prepared (a clip: the same guide from its people,
+        so the 2D stages do not wait for tracking and the append; decoding waits for neither); a person-detector
+        frame (every ``detect_every``-th, or one that asks) needs nothing of the frame before, so its detector runs
+        while earlier frames are still in the 2D stage: the same boxes and poses, in less time.
 
-        With ``step.client_index`` (a clip), frame ``k`` of ``frames`` is appended as buffer frame
-        ``len(client_index)`` and its own ``(frame_index, timestamp_s)`` is appended to ``client_index`` and
-        reported in its results, and the windows its appends make ready are lifted a full lift batch at a time
-        (its results come at its end anyway; P-STMO-81 on ONNX Runtime: 6.8 ms CPU per window in fours against
-        8.5 one by one); without (a stream), frames go in at their own ``frame_index`` and each frame's windows
-        are lifted as soon as it is appended.
+        With ``step.client_index`` (a clip), frame ``k`` is appended as buffer frame ``len(client_index)``, its own
+        ``(frame_index, timestamp_s)`` appended to ``client_index`` and reported in its results, and ready windows
+        are lifted a full lift batch at a time (its results come at its end anyway; P-STMO-81 on ONNX Runtime:
+        6.8 ms CPU per window in fours against 8.5 one by one); without (a stream), frames go in at their own
+        ``frame_index`` and each frame's windows are lifted as soon as it is appended.
         """
         guide = self.guide if step.meta.boxes is None else None  # a guided frame's boxes need the one before it
         flow = _Flow(asyncio.Semaphore(max(1, look_ahead)), asyncio.Queue(), guide)
@@ -264,14 +255,12 @@ class Pipeline(Stages):
             frame = await anext(source_frames, None)
             if frame is None:
                 break
-            if client_index is not None:
-                index = len(client_index)
-                client_index.append((frame.frame_index, frame.timestamp_s))
-            else:
-                index = frame.frame_index
             if client_index is None:  # a stream: the guide is the buffer's, once the frame before is appended
+                index = frame.frame_index
                 after, before = (appended if _follows(frame, index, flow.guide) else None), None
             else:  # a clip: appended in order by this coroutine alone, so the frame before's own people will do
+                index = len(client_index)
+                client_index.append((frame.frame_index, frame.timestamp_s))
                 after, before = None, (GuideAfter(index, previous) if flow.guide is not None else None)
             task = tg.create_task(self.prepare(frame, step, index, after, before))
             previous = task if isinstance(frame, ImageFrame) else None

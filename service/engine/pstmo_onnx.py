@@ -44,10 +44,6 @@ class CentrePose(torch.nn.Module):
         return centre
 
 
-def _input_shape(model: PSTMO) -> str:
-    return f"N,{model.cfg.frames},{model.cfg.n_joints},2 float32"
-
-
 def export_pstmo_onnx(model: PSTMO) -> bytes:
     """The ONNX graph of :class:`CentrePose` over a float32 CPU copy of ``model`` (reference op sequence)."""
     ref = set_fast_path(copy.deepcopy(model).float().cpu().eval(), False)
@@ -75,7 +71,7 @@ class OnnxPSTMO:
     @classmethod
     def from_cache(cls, model: PSTMO, cache: ExportCache, name: str, threads: int) -> Cached[OnnxPSTMO]:
         """The cached graph of ``model`` (exported and cached on a miss or a corrupt entry), as a session."""
-        key = export_key("PSTMO", model, _input_shape(model))
+        key = export_key("PSTMO", model, f"N,{model.cfg.frames},{model.cfg.n_joints},2 float32")
         return cache.load_or_export(name, key, lambda: export_pstmo_onnx(model), lambda g: cls(g, threads))
 
     def centre_pose(self, keypoints: FloatArray) -> FloatArray:

@@ -115,7 +115,6 @@ class RTMPoseDetector:
         path: the RTMPose ``.onnx`` file (mmdeploy ``end2end.onnx``; batch dimension static 1 or dynamic).
         score_mode: how the two axis maxima make a joint score (``"min"``: mmpose; ``"mean"``: rtmlib).
         intra_op_threads: onnxruntime intra-op threads (0 = its default, all cores).
-        providers: onnxruntime execution providers (default CPU).
         allow_spinning: let idle intra-op threads spin (onnxruntime's default). Off here: on a shared CPU a
             spinning thread takes the core that the lifter's thread (or another process) needs, and with two
             threads per crop the spin costs more than the wake-up (see README "Real time on a CPU").
@@ -131,7 +130,6 @@ class RTMPoseDetector:
         path: str | Path,
         score_mode: ScoreMode = "min",
         intra_op_threads: int = 0,
-        providers: list[str] | None = None,
         allow_spinning: bool = False,
     ) -> None:
         import onnxruntime as ort
@@ -141,9 +139,7 @@ class RTMPoseDetector:
             raise CheckpointError(f"RTMPose model not found: {p}")
         try:
             options = session_options(intra_op_threads, allow_spinning)
-            self._session: Any = ort.InferenceSession(
-                str(p), sess_options=options, providers=providers or ["CPUExecutionProvider"]
-            )
+            self._session: Any = ort.InferenceSession(str(p), sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own untyped errors
             raise CheckpointError(f"cannot load RTMPose model {p}: {e}") from e
         inputs = self._session.get_inputs()
@@ -188,13 +184,8 @@ class RTMPoseDetector:
         flip_test: bool,
         flip_features: bool | None = None,
     ) -> list[list[PersonDetection]]:
-        """Keypoints of every box of every image (``flip_features`` is ignored: RTMPose has no features).
-
-        Args:
-            images: ``(H_i, W_i, 3) uint8`` RGB. boxes: per image ``(N_i, 4)`` xyxy pixels. box_scores: ``(N_i,)``.
-        Returns:
-            per image, one :class:`PersonDetection` per box (``features`` ``None``), in box order.
-        """
+        """As :meth:`TopDownDetector.detect <service.engine.detector.TopDownDetector.detect>`, without features
+        (``flip_features`` is ignored)."""
         box_arrays, score_arrays = box_batch(images, boxes, box_scores)
         geometries = [box_to_center_scale(b, input_size=INPUT_SIZE) for b in box_arrays]
         if not any(len(g) for g in geometries):
