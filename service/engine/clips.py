@@ -1,12 +1,6 @@
-"""The engine's clip decoding: encoded container bytes → frames, in the decode stage of whichever process runs
-the engine (the worker in a deployment; the gateway only probes a clip's header).
-
-- :class:`ClipReader` streams a clip's frames with PyAV, one decoded frame at a time, checking the limits from
-  the header first and again while decoding (headers can lie); the gateway opens one only to read the header.
-- :class:`ClipDecoder` runs a reader on its own thread, at most ``ahead`` decoded frames ahead of the consumer,
-  and hands the frames over as an async source (what :meth:`Pipeline.run_clip` pulls from).
-- :func:`positioned` cuts any source (an :class:`~service.engine.types.EncodedClip` decoded here included) into
-  the chunks a stream is fed with (``InProcessEngine.submit`` into a named stream).
+"""The engine's clip decoding: encoded container bytes → frames, in whichever process runs the engine (the
+gateway only probes a clip's header with a :class:`ClipReader`). :class:`ClipDecoder` decodes ahead on its own
+thread; :func:`positioned` cuts any source into the chunks a named stream is fed with.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The pipeline: decode → person boxes → detector → (CA-PF tokens) → frame buffer → lifter, each batched.
 
-One :class:`Pipeline` owns the stages' batchers and their threads (:class:`~service.engine.stages.Stages`):
-decoding and person-box detection on a small pool, every torch stage on ONE inference thread (the event loop
-never runs a model). The detector batches people across requests, the lifters batch windows across streams
-and requests. A clip is run as a private in-memory stream (frames prepared concurrently, appended in order,
+One :class:`Pipeline` owns the stages' batchers and their threads (:class:`~service.engine.stages.Stages`).
+The detector batches people across requests, the lifters batch windows across streams and requests. A clip is run as a private in-memory stream (frames prepared concurrently, appended in order,
 windows lifted as they become ready), so a clip and the same frames pushed as a stream give the same poses by
 construction. Every call takes the request's :class:`~service.engine.context.StreamStep`.
 """

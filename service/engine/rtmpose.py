@@ -115,9 +115,7 @@ class RTMPoseDetector:
         path: the RTMPose ``.onnx`` file (mmdeploy ``end2end.onnx``; batch dimension static 1 or dynamic).
         score_mode: how the two axis maxima make a joint score (``"min"``: mmpose; ``"mean"``: rtmlib).
         intra_op_threads: onnxruntime intra-op threads (0 = its default, all cores).
-        allow_spinning: let idle intra-op threads spin (onnxruntime's default). Off here: on a shared CPU a
-            spinning thread takes the core that the lifter's thread (or another process) needs, and with two
-            threads per crop the spin costs more than the wake-up (see README "Real time on a CPU").
+        allow_spinning: let idle intra-op threads spin (off: see :func:`~service.engine.ort_options.session_options`).
     Raises:
         CheckpointError: the file is missing, is not loadable, or lacks the published input/outputs.
     """
