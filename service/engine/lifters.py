@@ -13,14 +13,12 @@ head. Models are built from settings in :mod:`service.engine.loader` (picked fro
 
 from __future__ import annotations
 
-import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-import numpy.typing as npt
 import torch
 
 from model.capf import CAPFLifter
@@ -31,13 +29,10 @@ from model.pstmo import PSTMO
 from model.skeleton import H36M_FLIP_PERM, flip_pose
 from service.config import ModelSpec
 from service.engine.pstmo_onnx import OnnxPSTMO
-from service.engine.types import ModelInfo
+from service.engine.types import FloatArray, ModelInfo
 from service.engine.windows import WindowSpec
 from service.errors import InvalidInput, Unavailable
 
-log = logging.getLogger(__name__)
-
-FloatArray = npt.NDArray[np.float32]
 _T = TypeVar("_T")
 _K = TypeVar("_K")
 _R = TypeVar("_R")

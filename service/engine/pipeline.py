@@ -24,13 +24,22 @@ from service.engine.clips import async_frames
 from service.engine.context import FrameOptions, StreamStep, Timings
 from service.engine.detector import PersonDetection
 from service.engine.framebuffer import Emission, FrameBuffer, MemoryFrameBuffer, StreamMeta
-from service.engine.lifters import FloatArray, ServedLifter, TokenInput
+from service.engine.lifters import ServedLifter, TokenInput
 from service.engine.person_boxes import FrameBoxes
 from service.engine.pose_guide import GuideAfter, GuideAt, GuideSettings, guides, load_guided_boxes
 from service.engine.prepare import PreparedPeople, decode_image, empty_tokens, people_from_keypoints
 from service.engine.stages import BoxItem, DetectItem, Models, Stages
 from service.engine.streams import PreparedFrame, append_frame, frame_result, ready_frames
-from service.engine.types import BoxSource, ByteImage, Frame, FrameResult, ImageFrame, KeypointFrame, WindowMode
+from service.engine.types import (
+    BoxSource,
+    ByteImage,
+    FloatArray,
+    Frame,
+    FrameResult,
+    ImageFrame,
+    KeypointFrame,
+    WindowMode,
+)
 from service.errors import InvalidInput, Pose3DError, Unavailable
 from service.metrics import Metrics
 

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import torch
 
 from model.fastpath import set_fast_path
@@ -24,8 +23,7 @@ from model.pstmo import PSTMO
 from model.skeleton import flip_pose
 from service.engine.onnx_cache import Cached, ExportCache, export_key, export_onnx
 from service.engine.ort_options import cpu_session
-
-FloatArray = npt.NDArray[np.float32]
+from service.engine.types import FloatArray
 
 INPUT = "keypoints"
 OUTPUT = "pose"

@@ -19,11 +19,11 @@ import cv2
 from service.config import EngineSettings
 from service.engine.batcher import BatcherLimits, DynamicBatcher
 from service.engine.detector import PersonDetection
-from service.engine.lifters import FloatArray, LiftWindow, ServedLifter, TokenInput, in_groups
+from service.engine.lifters import LiftWindow, ServedLifter, TokenInput, in_groups
 from service.engine.person_boxes import FrameBoxes, PersonBoxFinder
 from service.engine.prepare import decode_image
 from service.engine.rtmpose import KeypointDetector
-from service.engine.types import ByteImage
+from service.engine.types import ByteImage, FloatArray
 from service.errors import InternalError, Unavailable
 from service.metrics import Metrics
 

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float32]
-
 _FORMAT_VERSION = 1
 
 
