@@ -164,6 +164,8 @@ class Pipeline(Stages):
         lifter = step.lifter
         if not (lifter.needs_image and people):
             return empty_tokens(len(people))
+        if any(p.features is None for p in people):
+            raise Unavailable("the detector keeps no feature maps, which CA-PF needs")
         inputs = [
             TokenInput(
                 normalize_screen_coordinates(p.keypoints_h36m, *size),
@@ -171,7 +173,7 @@ class Pipeline(Stages):
                 p.features or (),
                 p.flip_features,
             )
-            for p in _with_features(people)
+            for p in people
         ]
         with step.timings.stage("tokens"):
             return np.stack(await self.tokens[lifter.name].submit_many(inputs, step.deadline))
@@ -324,10 +326,3 @@ def _windows(emission: Emission) -> int:
 def _follows(frame: Frame, index: int, guide: GuideSettings | None) -> bool:
     """Whether ``frame`` (buffer frame ``index``) may take its boxes from the frame before (with ``guide``)."""
     return guide is not None and isinstance(frame, ImageFrame) and not frame.detect_people and guides(index, guide)
-
-
-def _with_features(people: list[PersonDetection]) -> list[PersonDetection]:
-    for p in people:
-        if p.features is None:
-            raise Unavailable("the detector keeps no feature maps, which CA-PF needs")
-    return people
