@@ -76,12 +76,11 @@ def people_per_image(
     box_scores: Sequence[FloatArray],
     keypoints_crop: FloatArray,
     scores: FloatArray,
-    features: Sequence[torch.Tensor] | None = None,
-    flip_features: Sequence[torch.Tensor] | None = None,
+    features: tuple[Sequence[torch.Tensor] | None, Sequence[torch.Tensor] | None] = (None, None),
 ) -> list[list[PersonDetection]]:
     """Per image, one :class:`PersonDetection` per box, from a batch's crops in image then box order:
-    ``keypoints_crop`` ``(N, 17, 2)`` COCO crop pixels, ``scores`` ``(N, 17)``, per level ``(N, C_l, H_l, W_l)``
-    feature maps (and of the mirrored crops), or None."""
+    ``keypoints_crop`` ``(N, 17, 2)`` COCO crop pixels, ``scores`` ``(N, 17)``, and ``features``: the crops' and
+    the mirrored crops' per level ``(N, C_l, H_l, W_l)`` maps, each None when not kept."""
     results: list[list[PersonDetection]] = []
     start = 0
     for geometry, image_boxes, image_scores in zip(geometries, boxes, box_scores, strict=True):
@@ -93,8 +92,7 @@ def people_per_image(
         crop_kp, kp_scores = keypoints_crop[rows], scores[rows]
         keypoints = crop_to_image(crop_kp, geometry)
         kp_h36m, sc_h36m, crop_h36m = coco_to_h36m(keypoints), coco_scores_to_h36m(kp_scores), coco_to_h36m(crop_kp)
-        feats = None if features is None else [f[rows] for f in features]
-        flip_feats = None if flip_features is None else [f[rows] for f in flip_features]
+        feats, flip_feats = ([f[rows] for f in maps] if maps is not None else None for maps in features)
         results.append(
             [
                 PersonDetection(
@@ -203,10 +201,10 @@ class TopDownDetector:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             out = run_network(self.net, inputs, flip_test, self.keep_features, flip_features)
             keypoints_crop, scores = decode_heatmaps(out.heatmaps, (INPUT_WIDTH, INPUT_HEIGHT))
-            features = None if out.features is None else [f.float() for f in out.features]
+            plain = None if out.features is None else [f.float() for f in out.features]
             flip = None if out.flip_features is None else [f.float() for f in out.flip_features]
         return people_per_image(
-            geometries, box_arrays, score_arrays, keypoints_crop.cpu().numpy(), scores.cpu().numpy(), features, flip
+            geometries, box_arrays, score_arrays, keypoints_crop.cpu().numpy(), scores.cpu().numpy(), (plain, flip)
         )
 
     def warmup(self, batch_size: int = 2) -> None:
