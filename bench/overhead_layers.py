@@ -21,12 +21,13 @@ import numpy as np
 
 from model.joints import JointSet, normalize_screen_coordinates
 from service.engine.inprocess import InProcessEngine
-from service.engine.lifters import FloatArray, LiftWindow, TokenInput
+from service.engine.lifters import LiftWindow, TokenInput
 from service.engine.person_boxes import whole_frame_box
 from service.engine.prepare import decode_image
 from service.engine.stages import DetectItem, detect_batch
 from service.engine.types import (
     EstimateOptions,
+    FloatArray,
     ImageFrame,
     KeypointFrame,
     Work,

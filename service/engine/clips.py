@@ -1,12 +1,6 @@
-"""The engine's clip decoding: encoded container bytes → frames, in the decode stage of whichever process runs
-the engine (the worker in a deployment; the gateway only probes a clip's header).
-
-- :class:`ClipReader` streams a clip's frames with PyAV, one decoded frame at a time, checking the limits from
-  the header first and again while decoding (headers can lie); the gateway opens one only to read the header.
-- :class:`ClipDecoder` runs a reader on its own thread, at most ``ahead`` decoded frames ahead of the consumer,
-  and hands the frames over as an async source (what :meth:`Pipeline.run_clip` pulls from).
-- :func:`positioned` cuts any source (an :class:`~service.engine.types.EncodedClip` decoded here included) into
-  the chunks a stream is fed with (``InProcessEngine.submit`` into a named stream).
+"""The engine's clip decoding: encoded container bytes → frames, in whichever process runs the engine (the
+gateway only probes a clip's header with a :class:`ClipReader`). :class:`ClipDecoder` decodes ahead on its own
+thread; :func:`positioned` cuts any source into the chunks a named stream is fed with.
 """
 
 from __future__ import annotations
@@ -18,11 +12,12 @@ import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Final, Protocol
+from typing import BinaryIO, Final
 
 import numpy as np
 
-from service.engine.types import ByteImage, EncodedClip, Frame, ImageFrame, Source
+from service.config import LimitSettings
+from service.engine.types import ByteImage, ClipLimits, EncodedClip, Frame, ImageFrame, Source
 from service.errors import DecodeFailed, PayloadTooLarge
 from service.metrics import Metrics
 
@@ -36,25 +31,11 @@ DECODE_AHEAD: Final = 2
 """Decoded frames a :class:`ClipDecoder` keeps ready beyond those its consumer has taken."""
 
 
-class FrameLimits(Protocol):
-    """The limits a frame is checked against (``LimitSettings`` and ``ClipLimits`` both have them)."""
-
-    @property
-    def max_frame_side(self) -> int: ...
-
-    @property
-    def max_image_pixels(self) -> int: ...
+Limits = ClipLimits | LimitSettings
+"""What a frame or clip is checked against: the gateway's settings, or the limits a clip travels with."""
 
 
-class ClipLimitsLike(FrameLimits, Protocol):
-    @property
-    def max_clip_frames(self) -> int: ...
-
-    @property
-    def max_clip_seconds(self) -> float: ...
-
-
-def check_frame_size(width: int, height: int, limits: FrameLimits, what: str = "image") -> None:
+def check_frame_size(width: int, height: int, limits: Limits, what: str = "image") -> None:
     """Raise PayloadTooLarge (413) past the pixel / side limits, DecodeFailed (422) for empty sizes."""
     if width <= 0 or height <= 0:
         raise DecodeFailed(f"{what} has an empty size {width}x{height}")
@@ -100,7 +81,7 @@ class ClipReader:
     decoding, since headers can lie. Use as a context manager; iteration is blocking (run it in a thread).
     """
 
-    def __init__(self, file: BinaryIO, kind: str, limits: ClipLimitsLike, every_nth: int = 1) -> None:
+    def __init__(self, file: BinaryIO, kind: str, limits: Limits, every_nth: int = 1) -> None:
         import av
 
         if every_nth < 1:

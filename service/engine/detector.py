@@ -34,17 +34,6 @@ from service.engine.types import ByteImage, FloatArray
 
 
 @dataclass(frozen=True)
-class _Heads:
-    """A detector batch's outputs for its N crops: ``keypoints_crop`` ``(N, 17, 2)`` crop pixels, ``scores``
-    ``(N, 17)``, and per level ``(N, C_l, H_l, W_l)`` feature maps (and of the mirrored crops) or None."""
-
-    keypoints_crop: FloatArray
-    scores: FloatArray
-    features: list[torch.Tensor] | None
-    flip_features: list[torch.Tensor] | None
-
-
-@dataclass(frozen=True)
 class PersonDetection:
     """One person in one image.
 
@@ -67,14 +56,67 @@ class PersonDetection:
     flip_features: tuple[torch.Tensor, ...] | None
 
 
-CHANNELS_LAST_BY_DEVICE: dict[str, bool] = {"cpu": True, "cuda": True}
-"""Default memory format of the HRNet per device type, from ``python -m bench`` (``bench/README.md``): NHWC
-runs oneDNN's / cuDNN's channels-last convolutions (CPU: 1.2-1.3x the NCHW network, outputs equal to 1e-6)."""
+def box_batch(
+    images: Sequence[ByteImage], boxes: Sequence[npt.ArrayLike], box_scores: Sequence[npt.ArrayLike]
+) -> tuple[list[FloatArray], list[FloatArray]]:
+    """Per image ``(N_i, 4)`` xyxy boxes and ``(N_i,)`` scores, float32. Raises ValueError when counts disagree."""
+    if not len(images) == len(boxes) == len(box_scores):
+        raise ValueError(f"{len(images)} images but {len(boxes)} box lists and {len(box_scores)} score lists")
+    box_arrays = [np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in boxes]
+    score_arrays = [np.asarray(s, dtype=np.float32).reshape(-1) for s in box_scores]
+    for i, (b, s) in enumerate(zip(box_arrays, score_arrays, strict=True)):
+        if len(b) != len(s):
+            raise ValueError(f"image {i}: {len(b)} boxes but {len(s)} scores")
+    return box_arrays, score_arrays
+
+
+def people_per_image(
+    geometries: Sequence[CropGeometry],
+    boxes: Sequence[FloatArray],
+    box_scores: Sequence[FloatArray],
+    keypoints_crop: FloatArray,
+    scores: FloatArray,
+    features: tuple[Sequence[torch.Tensor] | None, Sequence[torch.Tensor] | None] = (None, None),
+) -> list[list[PersonDetection]]:
+    """Per image, one :class:`PersonDetection` per box, from a batch's crops in image then box order:
+    ``keypoints_crop`` ``(N, 17, 2)`` COCO crop pixels, ``scores`` ``(N, 17)``, and ``features``: the crops' and
+    the mirrored crops' per level ``(N, C_l, H_l, W_l)`` maps, each None when not kept."""
+    results: list[list[PersonDetection]] = []
+    start = 0
+    for geometry, image_boxes, image_scores in zip(geometries, boxes, box_scores, strict=True):
+        rows = slice(start, start + len(geometry))
+        start = rows.stop
+        if len(geometry) == 0:
+            results.append([])
+            continue
+        crop_kp, kp_scores = keypoints_crop[rows], scores[rows]
+        keypoints = crop_to_image(crop_kp, geometry)
+        kp_h36m, sc_h36m, crop_h36m = coco_to_h36m(keypoints), coco_scores_to_h36m(kp_scores), coco_to_h36m(crop_kp)
+        feats, flip_feats = ([f[rows] for f in maps] if maps is not None else None for maps in features)
+        results.append(
+            [
+                PersonDetection(
+                    box=image_boxes[j].copy(),
+                    box_score=float(image_scores[j]),
+                    keypoints_coco=keypoints[j],
+                    scores_coco=kp_scores[j].astype(np.float32),
+                    keypoints_h36m=kp_h36m[j],
+                    scores_h36m=sc_h36m[j],
+                    crop_keypoints_h36m=crop_h36m[j],
+                    features=None if feats is None else tuple(f[j] for f in feats),
+                    flip_features=None if flip_feats is None else tuple(f[j] for f in flip_feats),
+                )
+                for j in range(len(geometry))
+            ]
+        )
+    return results
 
 
 def default_channels_last(device: torch.device) -> bool:
-    """Whether the detector runs channels-last on ``device`` unless a setting says otherwise."""
-    return CHANNELS_LAST_BY_DEVICE.get(device.type, False)
+    """Whether the detector runs channels-last on ``device`` unless a setting says otherwise: on CPU and CUDA, from
+    ``python -m bench`` (``bench/README.md``): NHWC runs oneDNN's / cuDNN's channels-last convolutions (CPU:
+    1.2-1.3x the NCHW network, outputs equal to 1e-6)."""
+    return device.type in ("cpu", "cuda")
 
 
 class TopDownDetector:
@@ -142,16 +184,9 @@ class TopDownDetector:
         Returns:
             per image, one :class:`PersonDetection` per box, in box order.
         """
-        if not len(images) == len(boxes) == len(box_scores):
-            raise ValueError(f"{len(images)} images but {len(boxes)} box lists and {len(box_scores)} score lists")
-        box_arrays = [np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in boxes]
-        score_arrays = [np.asarray(s, dtype=np.float32).reshape(-1) for s in box_scores]
-        for i, (b, s) in enumerate(zip(box_arrays, score_arrays, strict=True)):
-            if len(b) != len(s):
-                raise ValueError(f"image {i}: {len(b)} boxes but {len(s)} scores")
+        box_arrays, score_arrays = box_batch(images, boxes, box_scores)
         geometries = [box_to_center_scale(b) for b in box_arrays]
-        counts = [len(b) for b in box_arrays]
-        if sum(counts) == 0:
+        if not any(len(g) for g in geometries):
             return [[] for _ in images]
         with torch.inference_mode():
             crops = torch.cat(
@@ -165,51 +200,12 @@ class TopDownDetector:
             if self.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             out = run_network(self.net, inputs, flip_test, self.keep_features, flip_features)
-            keypoints_crop_t, scores_t = decode_heatmaps(out.heatmaps, (INPUT_WIDTH, INPUT_HEIGHT))
-            heads = _Heads(
-                keypoints_crop_t.cpu().numpy(),
-                scores_t.cpu().numpy(),
-                [f.float() for f in out.features] if out.features is not None else None,
-                [f.float() for f in out.flip_features] if out.flip_features is not None else None,
-            )
-        results: list[list[PersonDetection]] = []
-        start = 0
-        for g, b, s in zip(geometries, box_arrays, score_arrays, strict=True):
-            results.append(self._people(g, b, s, heads, start))
-            start += len(g)
-        return results
-
-    @staticmethod
-    def _people(
-        geometry: CropGeometry, boxes: FloatArray, box_scores: FloatArray, heads: _Heads, offset: int
-    ) -> list[PersonDetection]:
-        """One image's people: its crops are rows ``offset … offset + len(geometry) - 1`` of ``heads``."""
-        if len(geometry) == 0:
-            return []
-        rows = slice(offset, offset + len(geometry))
-        keypoints_crop, scores = heads.keypoints_crop[rows], heads.scores[rows]
-        features, flip_features = heads.features, heads.flip_features
-        keypoints = crop_to_image(keypoints_crop, geometry)
-        keypoints_h36m = coco_to_h36m(keypoints)
-        scores_h36m = coco_scores_to_h36m(scores)
-        crop_h36m = coco_to_h36m(keypoints_crop)
-        people = []
-        for j in range(len(geometry)):
-            k = offset + j
-            people.append(
-                PersonDetection(
-                    box=boxes[j].copy(),
-                    box_score=float(box_scores[j]),
-                    keypoints_coco=keypoints[j],
-                    scores_coco=scores[j].astype(np.float32),
-                    keypoints_h36m=keypoints_h36m[j],
-                    scores_h36m=scores_h36m[j],
-                    crop_keypoints_h36m=crop_h36m[j],
-                    features=tuple(f[k] for f in features) if features is not None else None,
-                    flip_features=tuple(f[k] for f in flip_features) if flip_features is not None else None,
-                )
-            )
-        return people
+            keypoints_crop, scores = decode_heatmaps(out.heatmaps, (INPUT_WIDTH, INPUT_HEIGHT))
+            plain = None if out.features is None else [f.float() for f in out.features]
+            flip = None if out.flip_features is None else [f.float() for f in out.flip_features]
+        return people_per_image(
+            geometries, box_arrays, score_arrays, keypoints_crop.cpu().numpy(), scores.cpu().numpy(), (plain, flip)
+        )
 
     def warmup(self, batch_size: int = 2) -> None:
         """Run the whole stage once (flip test and features on) so kernels and allocators are ready."""

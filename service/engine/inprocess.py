@@ -1,10 +1,7 @@
 """InProcessEngine: the EngineClient protocol served by the pipeline in this process.
 
-``InProcessEngine(settings, metrics)`` + ``await start()`` has :func:`service.engine.loader.load_engine` load
-the models named in ``settings.models`` (random weights only when ``settings.allow_random_weights``), the
-detector and the frame buffer (Redis when ``settings.redis_url`` is set, else in memory) and warm every model
-up (``ready()`` says ``loading`` meanwhile); ``start()`` is idempotent. ``await build_engine(settings,
-metrics)`` does both. The engine itself only serves: it turns requests into stream steps of the pipeline.
+``await start()`` loads what ``settings`` name (:func:`service.engine.loader.load_engine`) and warms it up;
+``ready()`` says ``loading`` meanwhile. The engine itself only serves: it turns requests into stream steps.
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ import torch
 from service.config import CommonSettings, InputKind
 from service.engine.admission import Refusal
 from service.engine.clips import async_frames, clip_frames, positioned
-from service.engine.context import FrameOptions, StreamStep, Timings
+from service.engine.context import FrameOptions, StreamStep
 from service.engine.door import admit, probe
 from service.engine.framebuffer import FrameBuffer, StreamMeta
 from service.engine.lifters import ServedLifter
@@ -46,6 +43,7 @@ from service.engine.types import (
     StreamInfo,
     Summary,
     Work,
+    ms_since,
 )
 from service.engine.world import place_clip, smooth_stream, smooths, world_to_json
 from service.errors import InvalidInput, Unavailable, UnknownModel
@@ -203,7 +201,7 @@ class InProcessEngine:
             async with clip_frames(frames, self.metrics) as (source, decoder):  # an EncodedClip decodes here
                 results, box_source = await pipeline.run_clip(source, step, look_ahead=pipeline.streamed_look_ahead)
         results = await self._in_world(place_clip, results, work.options.camera, work.options.smoothing)
-        ms = _ms(step.timings, started)
+        ms = step.timings.as_ms() | {"total": ms_since(started)}
         decoded = len(step.client_index or ())
         if decoder is not None:
             ms["decode"] = round(ms.get("decode", 0.0) + decoder.decode_ms, 3)
@@ -224,7 +222,7 @@ class InProcessEngine:
                 yield Progress(results, taken)
         model = self._lifter((await self._meta(stream_id)).model).info
         tail = await self.close_stream(stream_id) if work.close else []
-        ms = {"total": round((time.monotonic() - started) * 1000.0, 3)}
+        ms = {"total": ms_since(started)}
         if decoder is not None:
             ms["decode"] = round(decoder.decode_ms, 3)
         yield Progress(tail, taken, Summary(model, box_source, ms))
@@ -272,10 +270,7 @@ class InProcessEngine:
         store), so that each push finds the smoothing state the one before it stored."""
         if not smooths(meta.world):
             return await step(meta)
-        lock = self._smoothing.get(meta.stream_id)
-        if lock is None:
-            lock = self._smoothing[meta.stream_id] = asyncio.Lock()
-        async with lock:
+        async with self._smoothing.setdefault(meta.stream_id, asyncio.Lock()):
             return await step(meta)
 
     def _step(self, meta: StreamMeta, deadline: float | None) -> StreamStep:
@@ -341,13 +336,6 @@ def _frame_options(options: EstimateOptions, lifter: ServedLifter) -> FrameOptio
         raise InvalidInput("max_people must be at least 1")
     flip = lifter.spec.flip_test if options.flip_test is None else options.flip_test
     return FrameOptions(options.boxes, options.max_people, flip)
-
-
-def _ms(timings: Timings, started: float) -> dict[str, float]:
-    """Per-stage milliseconds of a request and its ``total`` since ``started`` (monotonic seconds)."""
-    ms = timings.as_ms()
-    ms["total"] = round((time.monotonic() - started) * 1000.0, 3)
-    return ms
 
 
 async def build_engine(settings: CommonSettings, metrics: Metrics) -> InProcessEngine:

@@ -13,14 +13,12 @@ head. Models are built from settings in :mod:`service.engine.loader` (picked fro
 
 from __future__ import annotations
 
-import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-import numpy.typing as npt
 import torch
 
 from model.capf import CAPFLifter
@@ -31,14 +29,13 @@ from model.pstmo import PSTMO
 from model.skeleton import H36M_FLIP_PERM, flip_pose
 from service.config import ModelSpec
 from service.engine.pstmo_onnx import OnnxPSTMO
-from service.engine.types import ModelInfo
+from service.engine.types import FloatArray, ModelInfo
 from service.engine.windows import WindowSpec
 from service.errors import InvalidInput, Unavailable
 
-log = logging.getLogger(__name__)
-
-FloatArray = npt.NDArray[np.float32]
-_C = TypeVar("_C")
+_T = TypeVar("_T")
+_K = TypeVar("_K")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -125,6 +122,16 @@ class ServedLifter(ABC):
         return np.zeros((n, 0, 17, 0), np.float32)
 
 
+def in_groups(items: Sequence[_T], key: Callable[[_T], _K], run: Callable[[_K, list[_T]], Iterable[_R]]) -> list[_R]:
+    """``run(k, group)`` once per distinct ``key`` over the items with that key (one batched call per kind of
+    item); its results, one per item of the group in order, put back in the items' order."""
+    results: dict[int, _R] = {}
+    for k in dict.fromkeys(map(key, items)):
+        rows = [i for i, item in enumerate(items) if key(item) == k]
+        results.update(zip(rows, run(k, [items[i] for i in rows]), strict=True))
+    return [results[i] for i in range(len(items))]
+
+
 def _check_finite(windows: Sequence[LiftWindow]) -> None:
     for w in windows:
         if not (np.isfinite(w.keypoints_norm).all() and np.isfinite(w.tokens).all()):
@@ -160,17 +167,12 @@ class PSTMOLifter(ServedLifter):
     @torch.inference_mode()
     def lift(self, windows: Sequence[LiftWindow]) -> list[FloatArray]:
         _check_finite(windows)
-        out: list[FloatArray | None] = [None] * len(windows)
-        j = self.joints
-        for flip in (False, True):
-            rows = [i for i, w in enumerate(windows) if w.flip_test is flip]
-            if not rows:
-                continue
-            kp = j.to_network(np.stack([windows[i].keypoints_norm for i in rows]))
-            poses = j.to_h36m_order(self._native(kp, flip)) * np.float32(self._scale)
-            for i, pose in zip(rows, poses, strict=True):
-                out[i] = pose
-        return [p for p in out if p is not None]
+        return in_groups(windows, lambda w: w.flip_test, self._lift_flipped)
+
+    def _lift_flipped(self, flip: bool, windows: list[LiftWindow]) -> FloatArray:
+        """Windows of one flip setting → ``(B, 17, 3)`` H36M-17 poses, metres."""
+        kp = self.joints.to_network(np.stack([w.keypoints_norm for w in windows]))
+        return self.joints.to_h36m_order(self._native(kp, flip)) * np.float32(self._scale)
 
     def _native(self, kp: FloatArray, flip: bool) -> FloatArray:
         """``(B, T, 17, 2)`` in the network's joint order → ``(B, 17, 3)`` centre poses, the network's units."""
@@ -238,17 +240,16 @@ class CAPFLifterServed(ServedLifter):
     @torch.inference_mode()
     def lift(self, windows: Sequence[LiftWindow]) -> list[FloatArray]:
         _check_finite(windows)
-        out: list[FloatArray | None] = [None] * len(windows)
-        for views in sorted({w.tokens.shape[1] for w in windows}):
-            rows = [i for i, w in enumerate(windows) if w.tokens.shape[1] == views]
-            tokens = torch.from_numpy(np.stack([windows[i].tokens for i in rows])).to(self.device)  # (B, N, V, 17, D)
-            pose = self._head(tokens[:, :, 0])
-            if views == 2:
-                pose = (pose + flip_pose(self._head(tokens[:, :, 1]), H36M_FLIP_PERM)) / 2
-            pose = pose - pose[:, :1]
-            for i, p in zip(rows, pose.float().cpu().numpy(), strict=True):
-                out[i] = p
-        return [p for p in out if p is not None]
+        return in_groups(windows, lambda w: w.tokens.shape[1], self._lift_views)
+
+    def _lift_views(self, views: int, windows: list[LiftWindow]) -> FloatArray:
+        """Windows of ``views`` token views (2: with the mirrored crop's) → ``(B, 17, 3)`` root-relative poses."""
+        tokens = torch.from_numpy(np.stack([w.tokens for w in windows])).to(self.device)  # (B, N, V, 17, D)
+        pose = self._head(tokens[:, :, 0])
+        if views == 2:
+            pose = (pose + flip_pose(self._head(tokens[:, :, 1]), H36M_FLIP_PERM)) / 2
+        poses: FloatArray = (pose - pose[:, :1]).float().cpu().numpy()
+        return poses
 
     def _dummy_tokens(self, n: int) -> FloatArray:
         views = 2 if self.spec.flip_test else 1

@@ -25,9 +25,8 @@ def session_options(intra_op_threads: int, allow_spinning: bool) -> Any:
 
 
 def cpu_session(model: bytes, intra_op_threads: int) -> Any:
-    """An ONNX Runtime session of the graph ``model`` on the CPU execution provider, ``intra_op_threads`` threads
-    (0 = all cores) that sleep rather than spin when idle (:func:`session_options`): the engine's exported
-    networks (HRNet, P-STMO) run this way."""
+    """An ONNX Runtime session of the graph ``model`` on the CPU, ``intra_op_threads`` threads (0 = all cores) that
+    sleep when idle (:func:`session_options`): how the engine's exported networks (HRNet, P-STMO) run."""
     import onnxruntime as ort
 
     options = session_options(intra_op_threads, allow_spinning=False)

@@ -1,9 +1,7 @@
 """The pipeline: decode → person boxes → detector → (CA-PF tokens) → frame buffer → lifter, each batched.
 
-One :class:`Pipeline` owns the stages' batchers and their threads (:class:`~service.engine.stages.Stages`):
-decoding and person-box detection on a small pool, every torch stage on ONE inference thread (the event loop
-never runs a model). The detector batches people across requests, the lifters batch windows across streams
-and requests. A clip is run as a private in-memory stream (frames prepared concurrently, appended in order,
+One :class:`Pipeline` owns the stages' batchers and their threads (:class:`~service.engine.stages.Stages`).
+The detector batches people across requests, the lifters batch windows across streams and requests. A clip is run as a private in-memory stream (frames prepared concurrently, appended in order,
 windows lifted as they become ready), so a clip and the same frames pushed as a stream give the same poses by
 construction. Every call takes the request's :class:`~service.engine.context.StreamStep`.
 """
@@ -26,28 +24,35 @@ from service.engine.clips import async_frames
 from service.engine.context import FrameOptions, StreamStep, Timings
 from service.engine.detector import PersonDetection
 from service.engine.framebuffer import Emission, FrameBuffer, MemoryFrameBuffer, StreamMeta
-from service.engine.lifters import FloatArray, ServedLifter, TokenInput
+from service.engine.lifters import ServedLifter, TokenInput
 from service.engine.person_boxes import FrameBoxes
 from service.engine.pose_guide import GuideAfter, GuideAt, GuideSettings, guides, load_guided_boxes
 from service.engine.prepare import PreparedPeople, decode_image, empty_tokens, people_from_keypoints
 from service.engine.stages import BoxItem, DetectItem, Models, Stages
 from service.engine.streams import PreparedFrame, append_frame, frame_result, ready_frames
-from service.engine.types import BoxSource, ByteImage, Frame, FrameResult, ImageFrame, KeypointFrame, WindowMode
+from service.engine.types import (
+    BoxSource,
+    ByteImage,
+    FloatArray,
+    Frame,
+    FrameResult,
+    ImageFrame,
+    KeypointFrame,
+    WindowMode,
+)
 from service.errors import InvalidInput, Pose3DError, Unavailable
 from service.metrics import Metrics
 
 
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    leaves: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        if isinstance(e, BaseExceptionGroup):
-            for inner in e.exceptions:
-                walk(inner)
-        else:
-            leaves.append(e)
-
-    walk(group)
+    """The error a failed task group stands for: its first service error, else its first error."""
+    leaves = _leaves(group)
     return next((e for e in leaves if isinstance(e, Pose3DError)), leaves[0])
 
 
@@ -77,11 +82,7 @@ class Pipeline(Stages):
 
     def lock(self, stream_id: str) -> asyncio.Lock:
         """The lock serialising appends of one stream in this process."""
-        lock = self._locks.get(stream_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[stream_id] = lock
-        return lock
+        return self._locks.setdefault(stream_id, asyncio.Lock())
 
     def clip_step(
         self, lifter: ServedLifter, opts: FrameOptions, mode: WindowMode, deadline: float | None
@@ -163,6 +164,8 @@ class Pipeline(Stages):
         lifter = step.lifter
         if not (lifter.needs_image and people):
             return empty_tokens(len(people))
+        if any(p.features is None for p in people):
+            raise Unavailable("the detector keeps no feature maps, which CA-PF needs")
         inputs = [
             TokenInput(
                 normalize_screen_coordinates(p.keypoints_h36m, *size),
@@ -170,7 +173,7 @@ class Pipeline(Stages):
                 p.features or (),
                 p.flip_features,
             )
-            for p in _with_features(people)
+            for p in people
         ]
         with step.timings.stage("tokens"):
             return np.stack(await self.tokens[lifter.name].submit_many(inputs, step.deadline))
@@ -211,22 +214,19 @@ class Pipeline(Stages):
         """Prepare ``frames`` concurrently, append them to ``step``'s stream in order, lift what each append
         makes ready (concurrently); returns the results (in emission order) and the last frame's box source.
 
-        At most ``look_ahead`` frames are taken from ``frames`` and not yet prepared at any time: the next frame
-        is pulled only when the oldest one is prepared, so an async source (a clip being decoded) is held a
-        bounded number of frames at a time whatever its length, and the frames in flight share the stages'
-        batches. With pose-guided boxes a frame whose boxes follow the frame before it finds them once that
-        frame is appended (a stream's: the guide is read from the buffer) or prepared (a clip's: from its people,
-        the same guide, so the chain of 2D stages does not wait for tracking and the append; its decoding waits for
-        neither); a person-detector frame (every ``detect_every``-th, or
-        one that asks) needs nothing of the frame before, so its detector runs while the frames before it are
-        still in the 2D stage: the same boxes and poses as one frame after another, in less time.
+        At most ``look_ahead`` frames are taken and not yet prepared: the next frame is pulled only when the oldest
+        is prepared, so an async source (a clip being decoded) is held a bounded number of frames at a time, and the
+        frames in flight share the stages' batches. A pose-guided frame finds its boxes once the frame before is
+        appended (a stream: the guide is read from the buffer) or prepared (a clip: the same guide from its people,
+        so the 2D stages do not wait for tracking and the append; decoding waits for neither); a person-detector
+        frame (every ``detect_every``-th, or one that asks) needs nothing of the frame before, so its detector runs
+        while earlier frames are still in the 2D stage: the same boxes and poses, in less time.
 
-        With ``step.client_index`` (a clip), frame ``k`` of ``frames`` is appended as buffer frame
-        ``len(client_index)`` and its own ``(frame_index, timestamp_s)`` is appended to ``client_index`` and
-        reported in its results, and the windows its appends make ready are lifted a full lift batch at a time
-        (its results come at its end anyway; P-STMO-81 on ONNX Runtime: 6.8 ms CPU per window in fours against
-        8.5 one by one); without (a stream), frames go in at their own ``frame_index`` and each frame's windows
-        are lifted as soon as it is appended.
+        With ``step.client_index`` (a clip), frame ``k`` is appended as buffer frame ``len(client_index)``, its own
+        ``(frame_index, timestamp_s)`` appended to ``client_index`` and reported in its results, and ready windows
+        are lifted a full lift batch at a time (its results come at its end anyway; P-STMO-81 on ONNX Runtime:
+        6.8 ms CPU per window in fours against 8.5 one by one); without (a stream), frames go in at their own
+        ``frame_index`` and each frame's windows are lifted as soon as it is appended.
         """
         guide = self.guide if step.meta.boxes is None else None  # a guided frame's boxes need the one before it
         flow = _Flow(asyncio.Semaphore(max(1, look_ahead)), asyncio.Queue(), guide)
@@ -264,14 +264,12 @@ class Pipeline(Stages):
             frame = await anext(source_frames, None)
             if frame is None:
                 break
-            if client_index is not None:
-                index = len(client_index)
-                client_index.append((frame.frame_index, frame.timestamp_s))
-            else:
-                index = frame.frame_index
             if client_index is None:  # a stream: the guide is the buffer's, once the frame before is appended
+                index = frame.frame_index
                 after, before = (appended if _follows(frame, index, flow.guide) else None), None
             else:  # a clip: appended in order by this coroutine alone, so the frame before's own people will do
+                index = len(client_index)
+                client_index.append((frame.frame_index, frame.timestamp_s))
                 after, before = None, (GuideAfter(index, previous) if flow.guide is not None else None)
             task = tg.create_task(self.prepare(frame, step, index, after, before))
             previous = task if isinstance(frame, ImageFrame) else None
@@ -328,10 +326,3 @@ def _windows(emission: Emission) -> int:
 def _follows(frame: Frame, index: int, guide: GuideSettings | None) -> bool:
     """Whether ``frame`` (buffer frame ``index``) may take its boxes from the frame before (with ``guide``)."""
     return guide is not None and isinstance(frame, ImageFrame) and not frame.detect_people and guides(index, guide)
-
-
-def _with_features(people: list[PersonDetection]) -> list[PersonDetection]:
-    for p in people:
-        if p.features is None:
-            raise Unavailable("the detector keeps no feature maps, which CA-PF needs")
-    return people

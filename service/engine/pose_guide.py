@@ -110,7 +110,7 @@ def read_guide(tracker: bytes | None) -> Guide | None:
 
 def guided_boxes(previous: Guide | None, frame_index: int, settings: GuideSettings) -> FloatArray | None:
     """Frame ``frame_index``'s boxes from the previous frame's guide, or ``None`` when the detector must run."""
-    if frame_index % settings.detect_every == 0 or previous is None or previous.frame_index != frame_index - 1:
+    if not guides(frame_index, settings) or previous is None or previous.frame_index != frame_index - 1:
         return None
     if len(previous.boxes) == 0 or (previous.mean_scores < settings.min_score).any():
         return None

@@ -11,14 +11,11 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 
 from model.joints import JointSet, coco_scores_to_h36m, coco_to_h36m, normalize_screen_coordinates
 from service.engine.framebuffer import FrameRecord
-from service.engine.types import ByteImage, KeypointFrame
+from service.engine.types import ByteImage, FloatArray, KeypointFrame
 from service.errors import DecodeFailed, InvalidInput
-
-FloatArray = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)

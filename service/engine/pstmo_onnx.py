@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import torch
 
 from model.fastpath import set_fast_path
@@ -24,8 +23,7 @@ from model.pstmo import PSTMO
 from model.skeleton import flip_pose
 from service.engine.onnx_cache import Cached, ExportCache, export_key, export_onnx
 from service.engine.ort_options import cpu_session
-
-FloatArray = npt.NDArray[np.float32]
+from service.engine.types import FloatArray
 
 INPUT = "keypoints"
 OUTPUT = "pose"
@@ -42,10 +40,6 @@ class CentrePose(torch.nn.Module):
         out, _ = self.model(keypoints.permute(0, 3, 1, 2).unsqueeze(-1))
         centre: torch.Tensor = out[:, :, 0, :, 0].transpose(1, 2)
         return centre
-
-
-def _input_shape(model: PSTMO) -> str:
-    return f"N,{model.cfg.frames},{model.cfg.n_joints},2 float32"
 
 
 def export_pstmo_onnx(model: PSTMO) -> bytes:
@@ -75,7 +69,7 @@ class OnnxPSTMO:
     @classmethod
     def from_cache(cls, model: PSTMO, cache: ExportCache, name: str, threads: int) -> Cached[OnnxPSTMO]:
         """The cached graph of ``model`` (exported and cached on a miss or a corrupt entry), as a session."""
-        key = export_key("PSTMO", model, _input_shape(model))
+        key = export_key("PSTMO", model, f"N,{model.cfg.frames},{model.cfg.n_joints},2 float32")
         return cache.load_or_export(name, key, lambda: export_pstmo_onnx(model), lambda g: cls(g, threads))
 
     def centre_pose(self, keypoints: FloatArray) -> FloatArray:

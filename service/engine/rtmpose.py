@@ -32,10 +32,10 @@ import numpy as np
 import numpy.typing as npt
 
 from model.checkpoints.common import CheckpointError
-from model.skeleton import COCO_FLIP_PERM, coco_scores_to_h36m, coco_to_h36m
-from model.topdown import CropGeometry, box_to_center_scale, crop_to_image, warp_matrix
+from model.skeleton import COCO_FLIP_PERM
+from model.topdown import CropGeometry, box_to_center_scale, warp_matrix
 from service.config import DetectorSettings
-from service.engine.detector import PersonDetection
+from service.engine.detector import PersonDetection, box_batch, people_per_image
 from service.engine.ort_options import session_options
 from service.engine.types import ByteImage, FloatArray
 from service.errors import Unavailable
@@ -46,7 +46,6 @@ SIMCC_SPLIT_RATIO: Final = 2.0
 MEAN_RGB: Final = (123.675, 116.28, 103.53)
 STD_RGB: Final = (58.395, 57.12, 57.375)
 NUM_JOINTS: Final = 17
-INPUT_NAME: Final = "input"
 OUTPUT_NAMES: Final = ("simcc_x", "simcc_y")
 ScoreMode = Literal["min", "mean"]
 
@@ -116,10 +115,7 @@ class RTMPoseDetector:
         path: the RTMPose ``.onnx`` file (mmdeploy ``end2end.onnx``; batch dimension static 1 or dynamic).
         score_mode: how the two axis maxima make a joint score (``"min"``: mmpose; ``"mean"``: rtmlib).
         intra_op_threads: onnxruntime intra-op threads (0 = its default, all cores).
-        providers: onnxruntime execution providers (default CPU).
-        allow_spinning: let idle intra-op threads spin (onnxruntime's default). Off here: on a shared CPU a
-            spinning thread takes the core that the lifter's thread (or another process) needs, and with two
-            threads per crop the spin costs more than the wake-up (see README "Real time on a CPU").
+        allow_spinning: let idle intra-op threads spin (off: see :func:`~service.engine.ort_options.session_options`).
     Raises:
         CheckpointError: the file is missing, is not loadable, or lacks the published input/outputs.
     """
@@ -132,7 +128,6 @@ class RTMPoseDetector:
         path: str | Path,
         score_mode: ScoreMode = "min",
         intra_op_threads: int = 0,
-        providers: list[str] | None = None,
         allow_spinning: bool = False,
     ) -> None:
         import onnxruntime as ort
@@ -142,9 +137,7 @@ class RTMPoseDetector:
             raise CheckpointError(f"RTMPose model not found: {p}")
         try:
             options = session_options(intra_op_threads, allow_spinning)
-            self._session: Any = ort.InferenceSession(
-                str(p), sess_options=options, providers=providers or ["CPUExecutionProvider"]
-            )
+            self._session: Any = ort.InferenceSession(str(p), sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own untyped errors
             raise CheckpointError(f"cannot load RTMPose model {p}: {e}") from e
         inputs = self._session.get_inputs()
@@ -189,61 +182,21 @@ class RTMPoseDetector:
         flip_test: bool,
         flip_features: bool | None = None,
     ) -> list[list[PersonDetection]]:
-        """Keypoints of every box of every image (``flip_features`` is ignored: RTMPose has no features).
-
-        Args:
-            images: ``(H_i, W_i, 3) uint8`` RGB. boxes: per image ``(N_i, 4)`` xyxy pixels. box_scores: ``(N_i,)``.
-        Returns:
-            per image, one :class:`PersonDetection` per box (``features`` ``None``), in box order.
-        """
-        if not len(images) == len(boxes) == len(box_scores):
-            raise ValueError(f"{len(images)} images but {len(boxes)} box lists and {len(box_scores)} score lists")
-        box_arrays = [np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in boxes]
-        score_arrays = [np.asarray(s, dtype=np.float32).reshape(-1) for s in box_scores]
-        for i, (b, s) in enumerate(zip(box_arrays, score_arrays, strict=True)):
-            if len(b) != len(s):
-                raise ValueError(f"image {i}: {len(b)} boxes but {len(s)} scores")
+        """As :meth:`TopDownDetector.detect <service.engine.detector.TopDownDetector.detect>`, without features
+        (``flip_features`` is ignored)."""
+        box_arrays, score_arrays = box_batch(images, boxes, box_scores)
         geometries = [box_to_center_scale(b, input_size=INPUT_SIZE) for b in box_arrays]
-        if sum(len(g) for g in geometries) == 0:
+        if not any(len(g) for g in geometries):
             return [[] for _ in images]
         inputs = np.concatenate([crop_inputs(img, g) for img, g in zip(images, geometries, strict=True) if len(g)])
         crop_kp, scores = self.keypoints(inputs, flip_test)
-        results: list[list[PersonDetection]] = []
-        start = 0
-        for g, b, s in zip(geometries, box_arrays, score_arrays, strict=True):
-            stop = start + len(g)
-            results.append(_people(g, b, s, crop_kp[start:stop], scores[start:stop]))
-            start = stop
-        return results
+        return people_per_image(geometries, box_arrays, score_arrays, crop_kp, scores)
 
     def warmup(self) -> None:
         """One pass with flip test so that onnxruntime has planned its memory."""
         image = np.zeros((INPUT_SIZE[1], INPUT_SIZE[0], 3), dtype=np.uint8)
         box = np.array([[0.0, 0.0, INPUT_SIZE[0], INPUT_SIZE[1]]], dtype=np.float32)
         self.detect([image], [box], [np.ones(1, np.float32)], flip_test=True)
-
-
-def _people(
-    geometry: CropGeometry, boxes: FloatArray, box_scores: FloatArray, crop_kp: FloatArray, scores: FloatArray
-) -> list[PersonDetection]:
-    if len(geometry) == 0:
-        return []
-    keypoints = crop_to_image(crop_kp, geometry, INPUT_SIZE)
-    kp_h36m, sc_h36m, crop_h36m = coco_to_h36m(keypoints), coco_scores_to_h36m(scores), coco_to_h36m(crop_kp)
-    return [
-        PersonDetection(
-            box=boxes[j].copy(),
-            box_score=float(box_scores[j]),
-            keypoints_coco=keypoints[j],
-            scores_coco=scores[j],
-            keypoints_h36m=kp_h36m[j],
-            scores_h36m=sc_h36m[j],
-            crop_keypoints_h36m=crop_h36m[j],
-            features=None,
-            flip_features=None,
-        )
-        for j in range(len(geometry))
-    ]
 
 
 def build_rtmpose_detector(settings: DetectorSettings, needs_features: bool, threads: int = 0) -> RTMPoseDetector:

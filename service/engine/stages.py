@@ -19,11 +19,11 @@ import cv2
 from service.config import EngineSettings
 from service.engine.batcher import BatcherLimits, DynamicBatcher
 from service.engine.detector import PersonDetection
-from service.engine.lifters import FloatArray, LiftWindow, ServedLifter, TokenInput
+from service.engine.lifters import LiftWindow, ServedLifter, TokenInput, in_groups
 from service.engine.person_boxes import FrameBoxes, PersonBoxFinder
 from service.engine.prepare import decode_image
 from service.engine.rtmpose import KeypointDetector
-from service.engine.types import ByteImage
+from service.engine.types import ByteImage, FloatArray
 from service.errors import InternalError, Unavailable
 from service.metrics import Metrics
 
@@ -65,24 +65,17 @@ def detect_batch(detector: KeypointDetector | None, items: Sequence[DetectItem])
     """One detector batch: items grouped by flip settings, each group one forward; per item its people."""
     if detector is None:
         raise Unavailable("no 2D detector is loaded")
-    out: list[list[PersonDetection] | None] = [None] * len(items)
-    images = [it.image for it in items if it.image is not None]
-    if len(images) != len(items):
+    if any(it.image is None for it in items):
         raise InternalError("a detector item was submitted twice")
-    for key in sorted({(it.flip_test, it.flip_features) for it in items}):
-        rows = [i for i, it in enumerate(items) if (it.flip_test, it.flip_features) == key]
-        found = detector.detect(
-            [images[i] for i in rows],
-            [items[i].boxes for i in rows],
-            [items[i].scores for i in rows],
-            flip_test=key[0],
-            flip_features=key[1],
-        )
-        for i, people in zip(rows, found, strict=True):
-            out[i] = people
+
+    def forward(flips: tuple[bool, bool], group: list[DetectItem]) -> list[list[PersonDetection]]:
+        images = [it.image for it in group if it.image is not None]
+        return detector.detect(images, [it.boxes for it in group], [it.scores for it in group], *flips)
+
+    people = in_groups(items, lambda it: (it.flip_test, it.flip_features), forward)
     for it in items:  # detected: only now, so that a failed batch can be retried item by item
         it.image = None
-    return [p if p is not None else [] for p in out]
+    return people
 
 
 def _find_boxes(finder: PersonBoxFinder, items: Sequence[BoxItem]) -> list[FrameBoxes]:

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.engine.framebuffer import AppendStatus, Emission, FrameBuffer, FrameRecord, StreamMeta
-from service.engine.lifters import FloatArray, LiftWindow
+from service.engine.lifters import LiftWindow
 from service.engine.pose_guide import attach_guide, guide_of
 from service.engine.prepare import PreparedPeople
 from service.engine.tracking import TrackState, assign_tracks
-from service.engine.types import FrameResult, PersonResult, WindowMode
+from service.engine.types import FloatArray, FrameResult, PersonResult, WindowMode
 from service.engine.windows import WindowSpec, visible_limit, window_sources
 from service.errors import Conflict, InternalError
 

@@ -13,13 +13,12 @@ the state it got for frame t with frame t, so a retried frame reuses it instead 
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-
-FloatArray = npt.NDArray[np.float32]
 
 _FORMAT_VERSION = 1
 
@@ -116,14 +115,9 @@ def assign_tracks(
                 continue
             used_tracks.add(i)
             ids[j] = live[i].track_id
-    next_id = state.next_id
-    final_ids: list[int] = []
-    for j in range(len(box_arr)):
-        tid = ids[j]
-        if tid is None:
-            tid = next_id
-            next_id += 1
-        final_ids.append(tid)
+    fresh = itertools.count(state.next_id)
+    final_ids = [next(fresh) if tid is None else tid for tid in ids]
+    next_id = next(fresh)
     updated = {
         tid: Track(tid, (float(b[0]), float(b[1]), float(b[2]), float(b[3])), frame_index)
         for tid, b in zip(final_ids, box_arr, strict=True)

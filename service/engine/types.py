@@ -6,6 +6,7 @@ Every array is numpy; shapes and units are stated per field. Results use Human3.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -200,6 +201,11 @@ class Work:
     close: bool = False
     chunk_frames: int = 0
     chunk_timeout_s: float | None = None
+
+
+def ms_since(started: float) -> float:
+    """Milliseconds since ``started`` (``time.monotonic()`` seconds), rounded to the microsecond."""
+    return round((time.monotonic() - started) * 1000.0, 3)
 
 
 @dataclass(frozen=True)

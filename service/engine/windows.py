@@ -55,14 +55,8 @@ class WindowSpec:
 
 
 def emission_range(next_emit: int, contiguous_high: int, spec: WindowSpec, mode: WindowMode) -> range:
-    """Targets that become ready: ``range(next_emit, stop)``, possibly empty.
-
-    Args:
-        next_emit: first target not yet emitted (the stream's emission cursor).
-        contiguous_high: highest index ``h`` such that frames ``0 … h`` have all arrived (−1 if none).
-        spec: the model's window.
-        mode: ``centred`` waits for ``h ≥ t + lag_right``; ``causal`` only for ``h ≥ t``.
-    """
+    """Targets that become ready, ``range(next_emit, stop)`` (possibly empty), from the stream's emission cursor
+    ``next_emit`` once frames ``0 … contiguous_high`` have all arrived (−1: none), by ``mode``'s rule above."""
     last = contiguous_high - spec.lag_right if mode is WindowMode.CENTRED else contiguous_high
     return range(next_emit, max(next_emit, last + 1))
 

@@ -24,6 +24,7 @@ from service.engine.types import (
     Source,
     Summary,
     Work,
+    ms_since,
 )
 from service.errors import InternalError, Pose3DError
 
@@ -99,5 +100,4 @@ def _own_index(result: FrameResult, frames: Source, own: list[tuple[int, float |
 
 
 def _timed(summary: Summary, started: float) -> Summary:
-    total = round((time.monotonic() - started) * 1000.0, 3)
-    return replace(summary, timings_ms={**summary.timings_ms, "total": total})
+    return replace(summary, timings_ms={**summary.timings_ms, "total": ms_since(started)})
