@@ -33,15 +33,16 @@ import numpy.typing as npt
 
 from model.checkpoints.common import CheckpointError
 from model.skeleton import COCO_FLIP_PERM
-from model.topdown import CropGeometry, box_to_center_scale, warp_matrix
+from model.topdown import INPUT_HEIGHT, INPUT_WIDTH, CropGeometry, box_to_center_scale, warp_matrix
 from service.config import DetectorSettings
 from service.engine.detector import PersonDetection, box_batch, people_per_image
 from service.engine.ort_options import session_options
 from service.engine.types import ByteImage, FloatArray
 from service.errors import Unavailable
 
-INPUT_SIZE: Final = (192, 256)
-"""Network input (width, height) in pixels."""
+INPUT_SIZE: Final = (INPUT_WIDTH, INPUT_HEIGHT)
+"""Network input (width, height) in pixels: the published RTMPose body models' 192×256, the top-down input that
+:func:`~service.engine.detector.people_per_image` maps crop keypoints back from."""
 SIMCC_SPLIT_RATIO: Final = 2.0
 MEAN_RGB: Final = (123.675, 116.28, 103.53)
 STD_RGB: Final = (58.395, 57.12, 57.375)
