@@ -35,8 +35,8 @@ def engine_figures(before: dict[str, float], after: dict[str, float], seconds: f
     """What the engine did meanwhile (two :meth:`ServedGateway.engine_totals`, ``seconds`` apart): per stage its
     mean batch, mean batch time and busy share of the time (from asking its thread for a batch to its outputs back:
     a wait for the thread the stages share counts), the mean wait of a unit in a stage's queue, refusals per
-    second, and the door's calibration scale at the end."""
-    moved = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after if k != "admission_scale"}
+    second, and the door's Little's-law rate (real seconds per second of admitted work) at the end."""
+    moved = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after if k != "seconds_per_work"}
     stages = sorted({k.split(".")[0] for k in moved if k.endswith(".batches")})
     figures: dict[str, Any] = {
         f"{stage}_batch_mean": round(moved[f"{stage}.units"] / moved[f"{stage}.batches"], 1)
@@ -57,7 +57,7 @@ def engine_figures(before: dict[str, float], after: dict[str, float], seconds: f
         if k.startswith("refused.")
     }
     figures |= _door_estimates(moved)
-    figures["admission_scale_after"] = round(after.get("admission_scale", 1.0), 2)
+    figures["seconds_per_work_after"] = round(after.get("seconds_per_work", 0.0), 2)
     return figures
 
 

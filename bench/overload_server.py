@@ -105,7 +105,7 @@ class ServedGateway:
         (``<stage>.batches``, ``.units``, ``.busy_s``), the units' queue waits (``queue.waits``, ``queue.wait_s``),
         refusals by reason (``refused.<reason>``) and 503s by route (``refused.503 at <route>``; ``unmatched``:
         refused from the head), the door's per-stage expected waits (``expected.<stage>.s`` and ``.n``: their sum
-        and count, asked after a request's body was read) and its ``admission_scale`` now."""
+        and count, asked after a request's body was read) and its Little's-law rate now (``seconds_per_work``)."""
         wanted = {"pose3d_batch_size_count": "batches", "pose3d_batch_size_sum": "units"}
         wanted |= {"pose3d_stage_duration_seconds_sum": "busy_s"}
         totals: dict[str, float] = {}
@@ -122,8 +122,8 @@ class ServedGateway:
                 elif sample.name in ("pose3d_expected_wait_seconds_sum", "pose3d_expected_wait_seconds_count"):
                     kind = "s" if sample.name.endswith("_sum") else "n"
                     totals[f"expected.{sample.labels['stage']}.{kind}"] = sample.value
-                elif sample.name == "pose3d_admission_scale":
-                    totals["admission_scale"] = sample.value
+                elif sample.name == "pose3d_admission_seconds_per_work":
+                    totals["seconds_per_work"] = sample.value
                 elif sample.name == "pose3d_requests_total" and sample.labels["code"] == "503":  # unmatched: head
                     totals[f"refused.503 at {sample.labels['route']}"] = sample.value
         return totals

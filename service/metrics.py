@@ -60,13 +60,12 @@ class Metrics:
             buckets=(*_LATENCY_BUCKETS, 60.0, 300.0),
             registry=r,
         )
-        self.admission_scale = Gauge(
-            "pose3d_admission_scale",
-            "Scale the door applies to its summed expected waits: a high quantile of real ÷ expected engine time of "
-            "recent admitted requests (1 = the queue model is exact)",
+        self.admission_seconds_per_work = Gauge(
+            "pose3d_admission_seconds_per_work",
+            "Real seconds the engine took per second of admitted compute lately, while work was pending (the door's"
+            " Little's-law rate; 1 = the stages ran back to back with nothing else in the way)",
             registry=r,
         )
-        self.admission_scale.set(1.0)
         self.active_streams = Gauge("pose3d_active_streams", "Open streams", registry=r)
         self.frames_total = Counter("pose3d_frames", "Frames processed by model", ["model"], registry=r)
         self.rejected_total = Counter("pose3d_rejected", "Rejected work by reason", ["reason"], registry=r)

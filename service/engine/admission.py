@@ -1,26 +1,27 @@
 """Admission by expected time: each stage's measured cost, the engine's backlog, and whether a request may enter.
 
 Every batching stage measures its compute cost from the batches it actually runs (:class:`ServiceRate`: seconds per
-unit while its batch function ran, and units per batch, exponentially weighted over the last ``window_s`` seconds).
-The wait of ``own`` units behind ``queued`` ones is what is left of the running batch plus ``(queued + own)`` units
-at that cost plus the units that will still join the batch ``own`` ends in, up to the recent batch size: work that
-arrives later but is computed with it (:func:`expected_wait`). A request is admitted or refused once, at the
-engine's door (:func:`check_path`): it waits at each stage of its path in turn, so its expected waits there are
-summed and scaled by a calibration (below); and the whole engine's backlog (:class:`Backlog`: Little's law over
-admitted work) bounds that sum from below, for what a per-stage sum cannot see — requests admitted an instant ago
-and not queued yet, work still upstream of a stage, the thread the detector, CA-PF tokens and lifters share, the
-event loop's hops, other processes on the cores. When the estimate exceeds ``wait_fraction`` of the remaining
-deadline the request is refused at once (:class:`Refusal`, 503) with a Retry-After of the time the queues need to
-drain enough to admit it; the rest of the deadline absorbs the estimate's error. Work once admitted is never
-refused for time further down (that would waste the stages it already used); the batchers still drop work whose
-deadline passed before its batch starts, which the admission rule makes the exception. Before a stage has run a
-batch (cold start) it adds no wait, so only the count bound (``max_queue`` units per stage, a memory bound that
-always applies) holds; a request that finds the engine idle (no queue on its path, no admitted work pending) is
-admitted whatever its size (a long sequence on an idle service).
+unit while its batch function ran, and units per batch, exponentially weighted over the last ``window_s`` seconds);
+a request's *work* is the compute of its units along its path at those costs. The door (:func:`check_path`) judges
+a request by the time it would spend in the engine: while admitted work is pending, the whole engine's backlog
+(:class:`Backlog`: Little's law — the work admitted and not yet done, times the real seconds the engine has taken
+per second of work lately), which sees everything a request will wait for: the queues of every stage, requests
+admitted an instant ago and not queued yet, the thread the detector, CA-PF tokens and lifters share, the event
+loop's hops, other processes on the cores. Before the backlog has measured a rate (a cold start), the sum of the
+per-stage waits (:func:`expected_wait`: what is left of the running batch, the units queued ahead and its own at
+the measured cost, plus the units that will still join the batch it ends in) stands in. When the estimate exceeds
+``wait_fraction`` of the remaining deadline the request is refused at once (:class:`Refusal`, 503) with a
+Retry-After of the time the engine needs to drain enough to admit it; the rest of the deadline absorbs the
+estimate's spread. Work once admitted is never refused for time further down (that would waste the stages it
+already used); the batchers still drop work whose deadline passed before its batch starts, which the admission rule
+makes the exception. Only the count bound (``max_queue`` units per stage, a memory bound that always applies)
+holds before any stage has run a batch, and a request that finds the engine idle (no queue on its path, no admitted
+work pending) is admitted whatever its size (a long sequence on an idle service).
 
-The door **calibrates** the per-stage sum against what really happened (:class:`WaitCalibration`): every admitted
-request that found a queue reports, when it is done, the time it really spent in the engine; the summed estimate is
-scaled by a high quantile of the recent ratios of real to expected time before it is compared with the deadline.
+Why the backlog and not the per-stage sum once both exist (docs/overload.md, "Fourth pass"): the per-stage sum
+misses the thread the stages share and charges a lone request the whole batch it would start, so it needed a
+scale learnt from real times (2-3.5 at the shipped defaults) that over-charged exactly the requests that keep the
+detector's batches full; Little's law is measured on the real sojourn and needs no scale.
 
 Pure bookkeeping: no asyncio, no clock of its own (times are passed in), no transport.
 """
@@ -28,7 +29,6 @@ Pure bookkeeping: no asyncio, no clock of its own (times are passed in), no tran
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
@@ -159,39 +159,6 @@ class PathWait:
     wait_s: float | None
 
 
-class WaitCalibration:
-    """How far the summed per-stage estimate is off: a high quantile of real ÷ expected engine time of recent
-    admitted requests.
-
-    Only requests whose expected time was at least ``min_expected_s`` count (below that, fixed costs — a batch's
-    delay, hops between threads — dominate the ratio and say nothing of the queue model); the last ``samples``
-    of them are kept. :attr:`factor` is their ``quantile`` (1.0 until ``min_samples`` are in), clamped to
-    ``[low, high]`` so that one pathological request cannot close or open the door by itself.
-    """
-
-    def __init__(
-        self, samples: int = 200, quantile: float = 0.9, min_expected_s: float = 0.05, min_samples: int = 8
-    ) -> None:
-        self.quantile = quantile
-        self.min_expected_s = min_expected_s
-        self.min_samples = min_samples
-        self.low, self.high = 0.5, 20.0
-        self._ratios: deque[float] = deque(maxlen=samples)
-        self.factor = 1.0
-        """The current scale applied to expected waits."""
-
-    def observe(self, expected_s: float, real_s: float) -> None:
-        """A request expected to take ``expected_s`` seconds in the engine took ``real_s`` (ignored when it was
-        expected to be quick, see the class docstring)."""
-        if expected_s < self.min_expected_s or not 0 <= real_s < math.inf:
-            return
-        self._ratios.append(real_s / expected_s)
-        if len(self._ratios) >= self.min_samples:
-            ordered = sorted(self._ratios)
-            at = ordered[min(len(ordered) - 1, int(self.quantile * len(ordered)))]
-            self.factor = min(self.high, max(self.low, at))
-
-
 class Backlog:
     """Little's law over the whole engine: the work admitted and not yet done, and how fast admitted work gets done.
 
@@ -202,8 +169,7 @@ class Backlog:
     counted; requests done in the same instant all count). :meth:`wait_s` is then what a request admitted now would
     spend in the engine (its sojourn, by Little's law), whatever makes it so: requests admitted in the same instant
     and not queued yet, work still upstream of a stage, the thread the stages share, the event loop's hops, cores
-    shared with other processes. It bounds the per-stage model from below at the door (:func:`check_path`'s
-    ``engine_s``).
+    shared with other processes. It is the door's estimate once measured (:func:`check_path`'s ``engine_s``).
     """
 
     def __init__(self, window_s: float, min_busy_s: float = 0.05) -> None:
@@ -253,8 +219,8 @@ class Backlog:
 
 
 class PathCheck(NamedTuple):
-    """The door's verdict on one request: ``refusal`` (``None``: admitted), the per-stage ``waits`` and their
-    calibrated sum ``expected_s`` (what the request is expected to spend queued and computed in the engine)."""
+    """The door's verdict on one request: ``refusal`` (``None``: admitted), the per-stage ``waits`` and
+    ``expected_s``, what the request is expected to spend queued and computed in the engine."""
 
     refusal: Refusal | None
     waits: list[PathWait]
@@ -262,30 +228,26 @@ class PathCheck(NamedTuple):
 
 
 def check_path(
-    path: Sequence[tuple[Stage, int]],
-    remaining_s: float,
-    wait_fraction: float,
-    scale: float = 1.0,
-    engine_s: float | None = None,
+    path: Sequence[tuple[Stage, int]], remaining_s: float, wait_fraction: float, engine_s: float | None = None
 ) -> PathCheck:
     """Admit a request whose ``path`` is ``(stage, units)`` pairs and whose deadline is ``remaining_s`` away, or not.
 
-    Refused when the engine is busy (some stage of the path has work queued, or ``engine_s`` — the whole engine's
-    estimate, :meth:`Backlog.wait_s` — is given) and the expected waits of its stages, summed and scaled by
-    ``scale`` (:attr:`WaitCalibration.factor`), or ``engine_s`` if larger, exceed ``wait_fraction`` of
-    ``remaining_s``; the Retry-After is the excess over that share (the time the queues need to drain enough)."""
+    The estimate is ``engine_s`` — the whole engine's, :meth:`Backlog.wait_s`, given while admitted work is pending
+    and a rate is measured — else the sum of the path's per-stage waits. Refused when the engine is busy (``engine_s``
+    is given, or some stage of the path has work queued) and the estimate exceeds ``wait_fraction`` of
+    ``remaining_s``; the Retry-After is the excess over that share (the time the engine needs to drain enough)."""
     waits = [PathWait(s.stage, units, s.expected_wait_s(units)) for s, units in path]
-    total = max(scale * sum(w.wait_s for w in waits if w.wait_s is not None), engine_s or 0.0)
+    total = engine_s if engine_s is not None else sum(w.wait_s for w in waits if w.wait_s is not None)
     if engine_s is None and not any(s.queued_units for s, _ in path):
         return PathCheck(None, waits, total)
     allowed = wait_fraction * max(remaining_s, 0.0)
     if total <= allowed:
         return PathCheck(None, waits, total)
     slowest = max(waits, key=lambda w: w.wait_s or 0.0)
+    source = "the whole engine's backlog" if engine_s is not None else "the stages' queues"
     detail = (
-        f"over capacity: the work queued ahead would keep this request {total:.3g} s (longest at {slowest.stage}: "
-        f"{slowest.wait_s or 0.0:.3g} s, estimates scaled by {scale:.2f} from recent requests; the whole engine's "
-        f"backlog: {engine_s or 0.0:.3g} s); it may wait {allowed:.3g} s ({wait_fraction:g} of its deadline, "
-        f"{max(remaining_s, 0.0):.3g} s away)"
+        f"over capacity: the work admitted ahead would keep this request {total:.3g} s in the engine ({source}; "
+        f"longest queue at {slowest.stage}: {slowest.wait_s or 0.0:.3g} s); it may wait {allowed:.3g} s "
+        f"({wait_fraction:g} of its deadline, {max(remaining_s, 0.0):.3g} s away)"
     )
     return PathCheck(Refusal("expected-wait", detail, total - allowed), waits, total)

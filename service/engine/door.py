@@ -4,10 +4,10 @@
 for images; the lifter alone for 2D keypoints), with the units it will bring to each (images, people, windows), and
 refuses it at once (:class:`~service.errors.OverCapacity`, 503 + Retry-After) when the work queued ahead would keep
 it past ``engine.admission_wait_fraction`` of its remaining deadline (rule and estimates in
-:mod:`service.engine.admission`). The estimate is calibrated by what admitted requests really took: each admitted
-request is a :class:`Ticket` whose :meth:`Ticket.finish` reports its real time in the engine to the pipeline's
-:class:`~service.engine.admission.WaitCalibration`. ``engine.admission = "count"`` turns it off (only the
-per-stage count bound).
+:mod:`service.engine.admission`: the whole engine's backlog by Little's law, the per-stage queues before it has
+measured a rate). Each admitted request is a :class:`Ticket` that brings its work to the pipeline's
+:class:`~service.engine.admission.Backlog` and takes it off when the request leaves the engine
+(:meth:`Ticket.finish`). ``engine.admission = "count"`` turns it off (only the per-stage count bound).
 
 :func:`probe` is the same rule for the cheapest request of a kind (one image with one person, or one keypoint
 frame, through the cheapest served model), asked before a request's body is read: when even that would be refused,
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from service.engine.admission import Backlog, Refusal, Stage, WaitCalibration, check_path
+from service.engine.admission import Backlog, Refusal, Stage, check_path
 from service.errors import OverCapacity
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def probe(pipeline: Pipeline, images: bool, timeout_s: float | None) -> Refusal 
     if engine.admission != "time":
         return None
     remaining = min(timeout_s, engine.request_timeout_s) if timeout_s else engine.request_timeout_s
-    scale, fraction = pipeline.wait_calibration.factor, engine.admission_wait_fraction
+    fraction = engine.admission_wait_fraction
     front: list[tuple[Stage, int]] = [(pipeline.decode, 1), (pipeline.detect, 1)] if images else []
     paths = [
         front + [(stage, 1) for stage in (pipeline.tokens.get(name),) if images and stage] + [(pipeline.lift[name], 1)]
@@ -69,7 +69,7 @@ def probe(pipeline: Pipeline, images: bool, timeout_s: float | None) -> Refusal 
         if images or not lifter.needs_image
     ]
     backlog = pipeline.backlog
-    verdicts = [check_path(path, remaining, fraction, scale, _engine_s(backlog, _work(path))).refusal for path in paths]
+    verdicts = [check_path(path, remaining, fraction, _engine_s(backlog, _work(path))).refusal for path in paths]
     if not verdicts or not all(verdicts):
         return None
     refusal = min((v for v in verdicts if v is not None), key=lambda v: v.retry_after_s)
@@ -89,13 +89,10 @@ def _engine_s(backlog: Backlog, work: float) -> float | None:
 
 @dataclass
 class Ticket:
-    """An admitted request: ``expected_s`` in the engine (the per-stage model, unscaled) from ``admitted_at``
-    (``time.monotonic()``), bringing ``work`` seconds of compute to ``backlog``; ``finish`` once it is done (or
-    failed) reports the real time to ``calibration`` and the work as done to ``backlog`` (a ticket dropped without
-    ``finish`` only takes its work off the backlog)."""
+    """An admitted request, from ``admitted_at`` (``time.monotonic()``), bringing ``work`` seconds of compute to
+    ``backlog`` (``None``: admission off); ``finish`` once it is done (or failed) reports the work as done and the
+    backlog's rate to the metrics (a ticket dropped without ``finish`` only takes its work off the backlog)."""
 
-    calibration: WaitCalibration | None
-    expected_s: float
     admitted_at: float
     backlog: Backlog | None = None
     work: float = 0.0
@@ -107,14 +104,12 @@ class Ticket:
             self._release = weakref.finalize(self, self.backlog.finish, self.work, self.admitted_at, False)
 
     def finish(self, metrics: Metrics) -> None:
-        """The request left the engine: calibrate (once) and export the new scale to ``metrics``."""
-        now = time.monotonic()
-        if self.calibration is not None:
-            self.calibration.observe(self.expected_s, now - self.admitted_at)
-            metrics.admission_scale.set(self.calibration.factor)
-            self.calibration = None
-        if self._release is not None and self._release.detach() is not None and self.backlog is not None:
-            self.backlog.finish(self.work, now)
+        """The request left the engine: its work is done (once); export the backlog's rate to ``metrics``."""
+        if self._release is None or self._release.detach() is None or self.backlog is None:
+            return
+        self.backlog.finish(self.work, time.monotonic())
+        if (spw := self.backlog.seconds_per_work) is not None:
+            metrics.admission_seconds_per_work.set(spw)
 
 
 def admit(
@@ -131,12 +126,12 @@ def admit(
     engine = pipeline.settings.engine
     now = time.monotonic()
     if engine.admission != "time" or deadline is None:
-        return Ticket(None, 0.0, now)
-    calibration, backlog = pipeline.wait_calibration, pipeline.backlog
+        return Ticket(now)
+    backlog = pipeline.backlog
     path = request_path(pipeline, lifter, opts, images, keypoint_frames)
     work = _work(path)
     fraction = engine.admission_wait_fraction
-    verdict = check_path(path, deadline - now, fraction, calibration.factor, _engine_s(backlog, work))
+    verdict = check_path(path, deadline - now, fraction, _engine_s(backlog, work))
     metrics = pipeline.metrics
     for wait in verdict.waits:
         if wait.wait_s is not None:
@@ -144,5 +139,4 @@ def admit(
     if verdict.refusal is not None:
         metrics.rejected_total.labels(reason=verdict.refusal.reason).inc()
         raise OverCapacity(verdict.refusal.detail, retry_after_s=verdict.refusal.retry_after_s)
-    model_s = sum(w.wait_s for w in verdict.waits if w.wait_s is not None)
-    return Ticket(calibration, model_s, now, backlog, work)
+    return Ticket(now, backlog, work)

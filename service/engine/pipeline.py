@@ -19,7 +19,7 @@ import numpy as np
 
 from model.joints import normalize_screen_coordinates
 from service.config import CommonSettings
-from service.engine.admission import Backlog, WaitCalibration
+from service.engine.admission import Backlog
 from service.engine.clips import async_frames
 from service.engine.context import FrameOptions, StreamStep, Timings
 from service.engine.detector import PersonDetection
@@ -66,8 +66,6 @@ class Pipeline(Stages):
         self.settings = settings
         self.metrics = metrics
         self.buffer = buffer
-        self.wait_calibration = WaitCalibration()
-        """Real ÷ expected engine time of recent admitted requests (the door scales its estimates by it)."""
         self.backlog = Backlog(eng.rate_window_s)
         """Work admitted and not yet done, and how fast it gets done (the door's whole-engine estimate)."""
         det = settings.detector

@@ -1,6 +1,6 @@
 """Admission's estimate of the whole engine's backlog, on a fake clock (no wall time): the batcher's rate is its
-compute, not its wait for a shared thread; Little's law over admitted work bounds the per-stage sum from below, even
-before anything is queued; its rate counts every request of a batch done at once and no idle time; a ticket never
+compute, not its wait for a shared thread; Little's law over admitted work is the door's estimate once measured, even
+before anything is queued and whatever the per-stage sum says; its rate counts every request of a batch done at once and no idle time; a ticket never
 finished (a dropped request) still leaves the backlog."""
 
 from __future__ import annotations
@@ -31,9 +31,19 @@ def test_the_whole_engine_estimate_refuses_even_before_anything_is_queued() -> N
     assert verdict.expected_s == pytest.approx(1.5)
     assert verdict.refusal.retry_after_s == pytest.approx(0.5)
     assert check_path([(empty, 1)], remaining_s=4.0, wait_fraction=0.5, engine_s=1.5).refusal is None
-    # the larger of the two estimates decides
+
+
+def test_once_measured_the_engines_sojourn_decides_not_the_per_stage_sum() -> None:
+    # 29 units queued at 0.1 s each: the per-stage model says 3 s, over the 1 s this request may wait ...
     queued = FakeStage("detect", 29, 0.1)
-    assert check_path([(queued, 1)], 10.0, 1.0, engine_s=0.5).expected_s == pytest.approx(3.0)
+    cold = check_path([(queued, 1)], remaining_s=2.0, wait_fraction=0.5)
+    assert cold.refusal is not None
+    assert cold.expected_s == pytest.approx(3.0)
+    # ... but the engine measured that what is admitted gets done in 0.5 s (batches share their cost): admitted
+    warm = check_path([(queued, 1)], remaining_s=2.0, wait_fraction=0.5, engine_s=0.5)
+    assert warm.refusal is None
+    assert warm.expected_s == pytest.approx(0.5)
+    assert [w.wait_s for w in warm.waits] == [pytest.approx(3.0)]  # the per-stage figure is still reported
 
 
 def test_backlog_is_littles_law_over_admitted_work() -> None:
@@ -86,13 +96,13 @@ def test_rounding_leaves_the_backlog_idle() -> None:
 
 def test_a_ticket_adds_its_work_and_takes_it_off_when_finished_or_dropped() -> None:
     backlog, metrics = Backlog(window_s=2.0, min_busy_s=0.0), Metrics()
-    ticket = Ticket(None, 0.0, 0.0, backlog, 0.25)
+    ticket = Ticket(0.0, backlog, 0.25)
     assert backlog.pending == pytest.approx(0.25)
     ticket.finish(metrics)
     assert backlog.pending == 0.0
     ticket.finish(metrics)  # once only
     assert backlog.pending == 0.0
-    dropped = Ticket(None, 0.0, 0.0, backlog, 0.5)
+    dropped = Ticket(0.0, backlog, 0.5)
     assert backlog.pending == pytest.approx(0.5)
     del dropped  # never finished (its request went away): its work leaves the backlog all the same
     gc.collect()

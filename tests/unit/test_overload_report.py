@@ -15,7 +15,7 @@ def test_engine_figures_show_a_batch_that_waited_behind_another_stage() -> None:
         "queue.waits": 300.0,
         "queue.wait_s": 30.0,
         "refused.expected-wait": 50.0,
-        "admission_scale": 2.25,
+        "seconds_per_work": 2.25,
     }
     figures = engine_figures(before, after, seconds=10.0)
     assert figures["detect_batch_mean"] == 9.0
@@ -24,7 +24,7 @@ def test_engine_figures_show_a_batch_that_waited_behind_another_stage() -> None:
     assert figures["detect_busy_share"] == 0.25
     assert figures["queue_wait_ms_mean"] == 150.0
     assert figures["refused_expected-wait_per_s"] == 5.0
-    assert figures["admission_scale_after"] == 2.25
+    assert figures["seconds_per_work_after"] == 2.25
 
 
 def test_engine_figures_show_what_the_doors_model_expected_per_stage_and_in_all() -> None:
