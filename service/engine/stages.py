@@ -99,7 +99,9 @@ class BoxItem:
 
 
 def detect_batch(detector: KeypointDetector | None, items: Sequence[DetectItem]) -> list[list[PersonDetection]]:
-    """One detector batch: items grouped by flip settings, each group one forward; per item its people."""
+    """One detector batch: per item its people. The unguided items grouped by flip settings, each group one
+    forward; then each guided item (:attr:`DetectItem.guided_by`) in queue order, its boxes from the people before
+    it, one forward each (``[]`` where its guide does not hold)."""
     if detector is None:
         raise Unavailable("no 2D detector is loaded")
     if any(it.image is None for it in items):
