@@ -20,6 +20,7 @@ import numpy as np
 from model.joints import normalize_screen_coordinates
 from service.config import CommonSettings
 from service.engine.admission import Backlog
+from service.engine.clip_chain import ChainLink, ChainStep, guided_item
 from service.engine.clips import async_frames
 from service.engine.context import FrameOptions, StreamStep, Timings
 from service.engine.detector import PersonDetection
@@ -27,7 +28,13 @@ from service.engine.framebuffer import Emission, FrameBuffer, MemoryFrameBuffer,
 from service.engine.lifters import ServedLifter, TokenInput
 from service.engine.person_boxes import FrameBoxes
 from service.engine.pose_guide import GuideAfter, GuideAt, GuideSettings, guides, load_guided_boxes
-from service.engine.prepare import PreparedPeople, decode_image, empty_tokens, people_from_keypoints
+from service.engine.prepare import (
+    PreparedPeople,
+    decode_image,
+    detected_keypoints,
+    empty_tokens,
+    people_from_keypoints,
+)
 from service.engine.stages import BoxItem, DetectItem, Models, Stages
 from service.engine.streams import PreparedFrame, append_frame, frame_result, ready_frames
 from service.engine.types import (
@@ -118,44 +125,77 @@ class Pipeline(Stages):
         index: int,
         after: asyncio.Event | None = None,
         before: GuideAfter | None = None,
+        chain: ChainStep | None = None,
     ) -> tuple[PreparedPeople, BoxSource]:
         """Frame ``index`` (in ``step``'s buffer) of the stream: its untracked people and where their boxes came
         from (pose-guided boxes, when on, come from frame ``index - 1``'s keypoints, unless the frame asks for the
         person detector: ``ImageFrame.detect_people``). With ``after``, the boxes are found once it is set (once
         the frame before is appended: the guide it leaves is then in the buffer); with ``before`` (a clip's frame)
-        the guide is made from the frame before's prepared people, without waiting for its append. The decoding
-        waits for neither."""
+        the guide is made from the frame before's prepared people, without waiting for its append; with ``chain``
+        too (a clip's image frame) the detector item is queued behind the frame before's and its boxes made from
+        that one's people on the stage thread (:mod:`~service.engine.clip_chain`). The decoding waits for none."""
         lifter, deadline, timings = step.lifter, step.deadline, step.timings
         if isinstance(frame, KeypointFrame):
             if lifter.needs_image:
                 raise InvalidInput(f"model {lifter.name!r} needs image features; it cannot take 2D keypoints")
             return people_from_keypoints(frame), BoxSource.KEYPOINTS
         assert isinstance(frame, ImageFrame)
-        with timings.stage("decode"):
-            if isinstance(frame.image, bytes):
-                image = await self.decode.submit(frame.image, deadline)
-            else:  # already decoded: only checked (no thread hop, and no batch of the decoder keeps it alive)
-                image = decode_image(frame.image)
+        try:
+            with timings.stage("decode"):
+                if isinstance(frame.image, bytes):
+                    image = await self.decode.submit(frame.image, deadline)
+                else:  # already decoded: only checked (no thread hop, and no batch of the decoder keeps it alive)
+                    image = decode_image(frame.image)
+            guide = before or (GuideAt(step.buffer, step.stream_id, index) if self.guide is not None else None)
+            if after is not None:
+                await after.wait()
+            found, people = await self._people(image, frame, step, index, guide, chain)
+        finally:
+            if chain is not None:
+                chain.own.ready.set()  # queued nothing (no people, or failed): the next frame will not wait
         h, w = image.shape[:2]
-        opts = step.options
-        guide = before or (GuideAt(step.buffer, step.stream_id, index) if self.guide is not None else None)
-        if after is not None:
-            await after.wait()
-        with timings.stage("boxes"):
-            found = await self._find_boxes(image, opts, guide, deadline, frame.detect_people)
-        flip_features = lifter.needs_image and opts.flip_test
-        item = DetectItem(image, found.boxes, found.scores, self.settings.detector.flip_test, flip_features)
-        with timings.stage("detect"):
-            people = await self.detect.submit(item, deadline) if len(found) else []
+        keypoints_px, scores = detected_keypoints(people)
         prepared = PreparedPeople(
             image_size=(int(w), int(h)),
             boxes=np.asarray(found.boxes, np.float32).reshape(-1, 4),
             box_scores=np.asarray(found.scores, np.float32).reshape(-1),
-            keypoints_px=np.array([p.keypoints_h36m for p in people], np.float32).reshape(-1, 17, 2),
-            scores=np.clip(np.array([p.scores_h36m for p in people], np.float32).reshape(-1, 17), 0.0, 1.0),
+            keypoints_px=keypoints_px,
+            scores=scores,
             tokens=await self._tokens(step, people, (int(w), int(h))),
         )
         return prepared, found.source
+
+    async def _people(
+        self,
+        image: ByteImage,
+        frame: ImageFrame,
+        step: StreamStep,
+        index: int,
+        guide: GuideAt | GuideAfter | None,
+        chain: ChainStep | None,
+    ) -> tuple[FrameBoxes, list[PersonDetection]]:
+        """Frame ``index``'s boxes and the detector's people in them: chained on the stage thread behind the frame
+        before (``chain``, when the guide holds there), else boxes as :meth:`_find_boxes` finds them, then
+        detected."""
+        opts, deadline, timings = step.options, step.deadline, step.timings
+        flips = (self.settings.detector.flip_test, step.lifter.needs_image and opts.flip_test)
+        if chain is not None and self.guide is not None and opts.boxes is None and not frame.detect_people:
+            chained = await guided_item(image, chain, index, self.guide, flips)
+            if chained is not None:
+                chain.own.queued(chained)
+                with timings.stage("detect"):
+                    people = await self.detect.submit(chained, deadline)
+                if chained.guided:
+                    return FrameBoxes(chained.boxes, chained.scores, self.box_finder.default_source), people
+        with timings.stage("boxes"):
+            found = await self._find_boxes(image, opts, guide, deadline, frame.detect_people)
+        if not len(found):
+            return found, []
+        item = DetectItem(image, found.boxes, found.scores, *flips)
+        if chain is not None:
+            chain.own.queued(item)
+        with timings.stage("detect"):
+            return found, await self.detect.submit(item, deadline)
 
     async def _tokens(self, step: StreamStep, people: list[PersonDetection], size: tuple[int, int]) -> FloatArray:
         """``(P, V, 17, D)`` per-joint tokens of the people of a ``size = (w, h)`` image (empty without)."""
@@ -257,11 +297,13 @@ class Pipeline(Stages):
         client_index = step.client_index
         appended: asyncio.Event | None = None  # the frame before's
         previous: asyncio.Task[tuple[PreparedPeople, BoxSource]] | None = None  # a clip's frame before, if tracked
+        link: ChainLink | None = None  # a clip's frame before's detector item, if an image frame
         while True:
             await flow.slots.acquire()
             frame = await anext(source_frames, None)
             if frame is None:
                 break
+            chain = None
             if client_index is None:  # a stream: the guide is the buffer's, once the frame before is appended
                 index = frame.frame_index
                 after, before = (appended if _follows(frame, index, flow.guide) else None), None
@@ -269,11 +311,14 @@ class Pipeline(Stages):
                 index = len(client_index)
                 client_index.append((frame.frame_index, frame.timestamp_s))
                 after, before = None, (GuideAfter(index, previous) if flow.guide is not None else None)
-            task = tg.create_task(self.prepare(frame, step, index, after, before))
+                if flow.guide is not None and isinstance(frame, ImageFrame):
+                    chain = ChainStep(link, ChainLink())
+            task = tg.create_task(self.prepare(frame, step, index, after, before, chain))
             previous = task if isinstance(frame, ImageFrame) else None
+            link = chain.own if chain is not None else None
             appended = asyncio.Event()
             flow.order.put_nowait(_Pending(task, index, frame.timestamp_s, isinstance(frame, ImageFrame), appended))
-            del frame, task  # the task alone holds the frame until it is prepared (a done task holds no frame)
+            del frame, task, chain  # the task alone holds the frame until it is prepared (a done task holds no frame)
         flow.order.put_nowait(None)
 
     async def run_clip(

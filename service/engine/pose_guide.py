@@ -84,7 +84,14 @@ def guide_of(people: PreparedPeople, frame_index: int) -> Guide:
     """The guide frame ``frame_index``'s prepared people leave for the next frame."""
     if people.num_people == 0:
         return Guide(frame_index, np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
-    return Guide(frame_index, pose_to_box(people.keypoints_px), people.scores.mean(axis=1).astype(np.float32))
+    return guide_from(people.keypoints_px, people.scores, frame_index)
+
+
+def guide_from(keypoints_px: FloatArray, scores: FloatArray, frame_index: int) -> Guide:
+    """The guide of frame ``frame_index``'s people: keypoints ``(P, 17, 2)`` px, scores ``(P, 17)`` in [0, 1]."""
+    if len(keypoints_px) == 0:
+        return Guide(frame_index, np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+    return Guide(frame_index, pose_to_box(keypoints_px), scores.mean(axis=1).astype(np.float32))
 
 
 def attach_guide(tracker: bytes, guide: Guide) -> bytes:

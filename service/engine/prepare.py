@@ -7,12 +7,14 @@ as a :class:`~service.engine.framebuffer.FrameRecord`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from model.joints import JointSet, coco_scores_to_h36m, coco_to_h36m, normalize_screen_coordinates
+from service.engine.detector import PersonDetection
 from service.engine.framebuffer import FrameRecord
 from service.engine.types import ByteImage, FloatArray, KeypointFrame
 from service.errors import DecodeFailed, InvalidInput
@@ -52,6 +54,14 @@ class PreparedPeople:
             scores=self.scores,
             tokens=self.tokens,
         )
+
+
+def detected_keypoints(people: Sequence[PersonDetection]) -> tuple[FloatArray, FloatArray]:
+    """The detector's people → their H36M-17 keypoints ``(P, 17, 2)`` px and scores ``(P, 17)`` in [0, 1], float32
+    (:attr:`PreparedPeople.keypoints_px` and :attr:`PreparedPeople.scores`)."""
+    keypoints_px = np.array([p.keypoints_h36m for p in people], np.float32).reshape(-1, 17, 2)
+    scores = np.clip(np.array([p.scores_h36m for p in people], np.float32).reshape(-1, 17), 0.0, 1.0)
+    return keypoints_px, scores
 
 
 def empty_tokens(people: int) -> FloatArray:

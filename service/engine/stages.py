@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from functools import partial
 
 import cv2
+import numpy as np
 
 from service.config import EngineSettings
 from service.engine.batcher import BatcherLimits, DynamicBatcher
 from service.engine.detector import PersonDetection
 from service.engine.lifters import LiftWindow, ServedLifter, TokenInput, in_groups
 from service.engine.person_boxes import FrameBoxes, PersonBoxFinder
-from service.engine.prepare import decode_image
+from service.engine.pose_guide import GuideSettings, guide_from, guided_boxes
+from service.engine.prepare import decode_image, detected_keypoints
 from service.engine.rtmpose import KeypointDetector
 from service.engine.types import ByteImage, FloatArray
 from service.errors import InternalError, Unavailable
@@ -43,13 +45,48 @@ class DetectItem:
     """One image for the detector: ``image`` ``(H, W, 3) uint8``, ``boxes`` ``(P, 4)``, ``scores`` ``(P,)``.
 
     ``image`` is dropped (``None``) once the item is detected, so that a finished batch which its batcher
-    still references does not keep a clip's frames alive."""
+    still references does not keep a clip's frames alive.
+
+    ``guided_by`` (a clip's pose-guided frame): the boxes are made on the stage thread, from the people of the item
+    of the frame before (queued before this one on the same stage), so that consecutive guided frames run crop →
+    forward → decode → next box with no turn of the event loop between them; ``boxes`` holds placeholders until
+    then (as many as the frame before has: a guide keeps every person or none). ``guided`` says whether the guide
+    held (``None``: not guided; ``False``: it did not, the output is ``[]`` and the caller finds the boxes another
+    way). ``people``: the output, kept for the item guided by this one."""
 
     image: ByteImage | None
     boxes: FloatArray
     scores: FloatArray
     flip_test: bool
     flip_features: bool
+    guided_by: GuidedBy | None = None
+    guided: bool | None = None
+    people: list[PersonDetection] | None = None
+
+
+@dataclass(frozen=True)
+class GuidedBy:
+    """Where a guided :class:`DetectItem`'s boxes come from: the item ``before`` of clip frame ``frame_index - 1``,
+    under the pose guide's ``settings``."""
+
+    before: DetectItem
+    frame_index: int
+    settings: GuideSettings
+
+
+def take_guide(item: DetectItem) -> bool:
+    """On the stage thread: a guided item's boxes (``(P, 4)`` px, scores 1) from the frame before's detected
+    people, as :func:`~service.engine.pose_guide.load_guided_boxes` makes them from that frame's prepared people;
+    False when the guide does not hold (or the frame before was not detected)."""
+    by = item.guided_by
+    if by is None or by.before.people is None:
+        return False
+    keypoints_px, scores = detected_keypoints(by.before.people)
+    boxes = guided_boxes(guide_from(keypoints_px, scores, by.frame_index - 1), by.frame_index, by.settings)
+    if boxes is None:
+        return False
+    item.boxes, item.scores = boxes, np.ones(len(boxes), np.float32)
+    return True
 
 
 @dataclass(frozen=True)
@@ -62,7 +99,9 @@ class BoxItem:
 
 
 def detect_batch(detector: KeypointDetector | None, items: Sequence[DetectItem]) -> list[list[PersonDetection]]:
-    """One detector batch: items grouped by flip settings, each group one forward; per item its people."""
+    """One detector batch: per item its people. The unguided items grouped by flip settings, each group one
+    forward; then each guided item (:attr:`DetectItem.guided_by`) in queue order, its boxes from the people before
+    it, one forward each (``[]`` where its guide does not hold)."""
     if detector is None:
         raise Unavailable("no 2D detector is loaded")
     if any(it.image is None for it in items):
@@ -72,9 +111,20 @@ def detect_batch(detector: KeypointDetector | None, items: Sequence[DetectItem])
         images = [it.image for it in group if it.image is not None]
         return detector.detect(images, [it.boxes for it in group], [it.scores for it in group], *flips)
 
-    people = in_groups(items, lambda it: (it.flip_test, it.flip_features), forward)
+    def run(group: Sequence[DetectItem]) -> None:
+        for it, found in zip(
+            group, in_groups(group, lambda it: (it.flip_test, it.flip_features), forward), strict=True
+        ):
+            it.people = found
+
+    run([it for it in items if it.guided_by is None])  # one forward, as they came
+    for it in items:  # then the guided ones in queue order, one forward each: each needs the people before it
+        if it.guided_by is not None:
+            it.guided = take_guide(it)
+            run([it] if it.guided else [])
+    people = [it.people if it.people is not None and it.guided is not False else [] for it in items]
     for it in items:  # detected: only now, so that a failed batch can be retried item by item
-        it.image = None
+        it.image, it.guided_by = None, None
     return people
 
 

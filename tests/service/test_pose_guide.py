@@ -262,3 +262,50 @@ async def test_a_clips_guided_frame_does_not_wait_for_the_append_before(
     for a, b in zip(clip.frames, sorted(streamed, key=lambda f: f.frame_index), strict=True):
         for pa, pb in zip(a.people, b.people, strict=True):
             np.testing.assert_array_equal(pa.box, pb.box)
+
+
+async def test_a_clips_guided_frames_queue_behind_each_other_on_the_2d_stage(
+    engine: InProcessEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clip's guided frame queues its 2D item behind the frame before's, its box made on the stage thread from
+    that one's keypoints: with frame 0's forward held (a gate, not a sleep) until every frame's item is queued —
+    which, were frame t waiting for frame t-1's people on the event loop, never would be, and the wait expires —
+    the guided frames 1 to K-2 run in one batch after it, one forward each; boxes and poses are the stream's."""
+    pipeline = engine.pipeline
+    keypoints, detect = pipeline.detector, pipeline.detect
+    assert keypoints is not None
+    frames = _frames([True] * (K - 1))  # frame 0 the person detector's, frames 1 to K - 2 pose-guided
+    opts = EstimateOptions(mode=WindowMode.CAUSAL)
+    await engine.open_stream(opts, "frame-by-frame")
+    streamed = []
+    for frame in frames:
+        streamed.extend(await push(engine, "frame-by-frame", [frame]))
+    streamed.extend(await engine.close_stream("frame-by-frame"))
+
+    submitted, all_queued, gate_opened, forwards = list[int](), threading.Event(), list[bool](), list[int]()
+    keypoints_detect, detect_submit = keypoints.detect, detect.submit
+
+    async def submit_spy(item: Any, deadline: float | None = None) -> Any:
+        submitted.append(1)
+        if len(submitted) == len(frames):
+            all_queued.set()
+        return await detect_submit(item, deadline)
+
+    def keypoints_gated(*args: Any, **kwargs: Any) -> Any:
+        if not gate_opened:
+            gate_opened.append(all_queued.wait(timeout=60))
+        forwards.append(len(args[0]))
+        return keypoints_detect(*args, **kwargs)
+
+    monkeypatch.setattr(detect, "submit", submit_spy)
+    monkeypatch.setattr(keypoints, "detect", keypoints_gated)
+    batches = detect.batches_run
+    clip = await collect(engine, Work("r", frames, opts))
+    assert gate_opened == [True]  # every frame's item was queued while frame 0's forward was held
+    assert forwards == [1] * len(frames)  # one crop per forward: each guided box needs the keypoints before it
+    assert len(submitted) == len(frames)  # every guide held: no frame fell back to a second submission
+    assert detect.batches_run - batches <= 2  # frame 0's batch (perhaps with the rest), then the guided frames'
+    assert_same_poses(clip.frames, streamed)
+    for a, b in zip(clip.frames, sorted(streamed, key=lambda f: f.frame_index), strict=True):
+        for pa, pb in zip(a.people, b.people, strict=True):
+            np.testing.assert_array_equal(pa.box, pb.box)
