@@ -247,11 +247,7 @@ async def test_a_clips_guided_frame_does_not_wait_for_the_append_before(
 
     frames = _frames([True] * (K - 1))  # frame 0 the person detector's, frames 1 to K - 2 pose-guided
     opts = EstimateOptions(mode=WindowMode.CAUSAL)
-    await engine.open_stream(opts, "frame-by-frame")
-    streamed = []
-    for frame in frames:
-        streamed.extend(await push(engine, "frame-by-frame", [frame]))
-    streamed.extend(await engine.close_stream("frame-by-frame"))
+    streamed = await _streamed(engine, frames, opts)
     monkeypatch.setattr(keypoints, "detect", keypoints_spy)
     monkeypatch.setattr(pipeline, "push", push_gated)
     clip = await collect(engine, Work("r", frames, opts))
@@ -276,11 +272,7 @@ async def test_a_clips_guided_frames_queue_behind_each_other_on_the_2d_stage(
     assert keypoints is not None
     frames = _frames([True] * (K - 1))  # frame 0 the person detector's, frames 1 to K - 2 pose-guided
     opts = EstimateOptions(mode=WindowMode.CAUSAL)
-    await engine.open_stream(opts, "frame-by-frame")
-    streamed = []
-    for frame in frames:
-        streamed.extend(await push(engine, "frame-by-frame", [frame]))
-    streamed.extend(await engine.close_stream("frame-by-frame"))
+    streamed = await _streamed(engine, frames, opts)
 
     submitted, all_queued, gate_opened, forwards = list[int](), threading.Event(), list[bool](), list[int]()
     keypoints_detect, detect_submit = keypoints.detect, detect.submit
@@ -309,3 +301,13 @@ async def test_a_clips_guided_frames_queue_behind_each_other_on_the_2d_stage(
     for a, b in zip(clip.frames, sorted(streamed, key=lambda f: f.frame_index), strict=True):
         for pa, pb in zip(a.people, b.people, strict=True):
             np.testing.assert_array_equal(pa.box, pb.box)
+
+
+async def _streamed(engine: InProcessEngine, frames: list[Any], opts: EstimateOptions) -> list[Any]:
+    """``frames`` pushed one by one to a stream of their own (opened with ``opts``), and its close: the results."""
+    await engine.open_stream(opts, "frame-by-frame")
+    streamed = []
+    for frame in frames:
+        streamed.extend(await push(engine, "frame-by-frame", [frame]))
+    streamed.extend(await engine.close_stream("frame-by-frame"))
+    return streamed
