@@ -246,8 +246,8 @@ def check_path(
     slowest = max(waits, key=lambda w: w.wait_s or 0.0)
     source = "the whole engine's backlog" if engine_s is not None else "the stages' queues"
     detail = (
-        f"over capacity: the work admitted ahead would keep this request {total:.3g} s in the engine ({source}; "
-        f"longest queue at {slowest.stage}: {slowest.wait_s or 0.0:.3g} s); it may wait {allowed:.3g} s "
+        f"over capacity: the work admitted ahead would keep this request {total:.2f} s in the engine ({source}; "
+        f"longest queue at {slowest.stage}: {slowest.wait_s or 0.0:.3g} s); it may wait {allowed:.2f} s "
         f"({wait_fraction:g} of its deadline, {max(remaining_s, 0.0):.3g} s away)"
     )
     return PathCheck(Refusal("expected-wait", detail, total - allowed), waits, total)
