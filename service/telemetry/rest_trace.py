@@ -15,7 +15,11 @@ from service.telemetry.tracing import tracer
 @contextmanager
 def server_span(method: str, headers: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[trace.Span, dict[str, str]]]:
     """The SERVER span of one HTTP request, continuing the caller's ``traceparent`` (from the raw ``headers``);
-    yields it and the headers to send back (``traceparent``; none while tracing is off)."""
+    yields it and the headers to send back (``traceparent``). While tracing is off (no provider installed) the span
+    is the API's invalid one and nothing is parsed or sent back: every refusal from the head passes here."""
+    if isinstance(tracer, trace.ProxyTracer) and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        yield trace.INVALID_SPAN, {}  # tracing off (no provider installed): nothing to record or send back
+        return
     carrier = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
     parent = propagate.extract(carrier)
     with tracer.start_as_current_span(f"{method} request", context=parent, kind=trace.SpanKind.SERVER) as span:
