@@ -82,8 +82,6 @@ def pose_to_box(keypoints: FloatArray, expansion: float = EXPANSION) -> FloatArr
 
 def guide_of(people: PreparedPeople, frame_index: int) -> Guide:
     """The guide frame ``frame_index``'s prepared people leave for the next frame."""
-    if people.num_people == 0:
-        return Guide(frame_index, np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
     return guide_from(people.keypoints_px, people.scores, frame_index)
 
 
