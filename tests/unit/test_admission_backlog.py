@@ -1,7 +1,7 @@
 """Admission's estimate of the whole engine's backlog, on a fake clock (no wall time): the batcher's rate is its
-compute, not its wait for a shared thread; Little's law over admitted work is the door's estimate once measured, even
-before anything is queued and whatever the per-stage sum says; its rate counts every request of a batch done at once and no idle time; a ticket never
-finished (a dropped request) still leaves the backlog."""
+compute, not its wait for a shared thread; Little's law over admitted work is the door's estimate once measured,
+even before anything is queued and whatever the per-stage sum says; its rate counts every request of a batch done
+at once and no idle time; a ticket never finished (a dropped request) still leaves the backlog."""
 
 from __future__ import annotations
 
