@@ -5,13 +5,13 @@ handler wrap, :class:`~service.rpc.decoding.CallInterceptor`)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import grpc
 from opentelemetry import propagate, trace
 
-from service.telemetry.tracing import tracer
+from service.telemetry.tracing import tracer, tracing_on
 
 
 def _client_span(client_call_details: Any) -> tuple[trace.Span, Any]:
@@ -29,6 +29,8 @@ class TraceClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ign
     """A client span per unary call, its context sent as ``traceparent`` metadata."""
 
     async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        if not tracing_on(tracer):
+            return await continuation(client_call_details, request)
         span, details = _client_span(client_call_details)
         with trace.use_span(span, end_on_exit=True):
             call = await continuation(details, request)
@@ -41,6 +43,8 @@ class TraceStreamClientInterceptor(grpc.aio.UnaryStreamClientInterceptor):  # ty
     (gRPC files an interceptor under its first call kind only, hence a class per kind.)"""
 
     async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        if not tracing_on(tracer):
+            return await continuation(client_call_details, request)
         span, details = _client_span(client_call_details)
         call = await continuation(details, request)
 
@@ -54,7 +58,10 @@ class TraceStreamClientInterceptor(grpc.aio.UnaryStreamClientInterceptor):  # ty
 
 def server_span(method: str, metadata: Any) -> Callable[[], AbstractContextManager[trace.Span]]:
     """A factory of the server span for a call of ``method`` (``/package.Service/Method``; the span is named
-    ``Service/Method``), child of the ``traceparent`` in the call's ``metadata`` when the caller sent one."""
+    ``Service/Method``), child of the ``traceparent`` in the call's ``metadata`` when the caller sent one. While
+    tracing is off the span is the API's invalid one and the metadata is not read."""
+    if not tracing_on(tracer):
+        return lambda: nullcontext(trace.INVALID_SPAN)
     carrier = {str(item[0]).lower(): item[1] for item in metadata or () if isinstance(item[1], str)}
     parent = propagate.extract(carrier)
     name = method.lstrip("/").rsplit(".", 1)[-1]

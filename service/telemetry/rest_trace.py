@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from opentelemetry import propagate, trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.telemetry.tracing import tracer
+from service.telemetry.tracing import tracer, tracing_on
 
 
 @contextmanager
@@ -17,8 +17,8 @@ def server_span(method: str, headers: Iterable[tuple[bytes, bytes]]) -> Iterator
     """The SERVER span of one HTTP request, continuing the caller's ``traceparent`` (from the raw ``headers``);
     yields it and the headers to send back (``traceparent``). While tracing is off (no provider installed) the span
     is the API's invalid one and nothing is parsed or sent back: every refusal from the head passes here."""
-    if isinstance(tracer, trace.ProxyTracer) and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        yield trace.INVALID_SPAN, {}  # tracing off (no provider installed): nothing to record or send back
+    if not tracing_on(tracer):
+        yield trace.INVALID_SPAN, {}  # nothing to record or send back
         return
     carrier = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
     parent = propagate.extract(carrier)

@@ -25,6 +25,15 @@ from service.config import TelemetrySettings
 tracer = trace.get_tracer("pose3d")
 
 
+def tracing_on(used: trace.Tracer) -> bool:
+    """Whether spans of the tracer ``used`` are recorded: it is a real tracer, or a tracer provider is installed
+    (:func:`setup_tracing`, or a host program's). While not, the transports' server and client spans skip their
+    set-up (parsing ``traceparent``, injecting one back): every refusal from a request's head passes there."""
+    return not isinstance(used, trace.ProxyTracer) or not isinstance(
+        trace.get_tracer_provider(), trace.ProxyTracerProvider
+    )
+
+
 @contextmanager
 def stage_span(name: str) -> Iterator[None]:
     """A child span of the current one for an engine stage (no-op without a provider)."""

@@ -4,13 +4,15 @@ the context (health ``Watch``) still stream."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -44,6 +46,14 @@ async def public() -> AsyncIterator[PublicGrpcServer]:
     await server.stop(0)
 
 
+async def finished_spans(spans: InMemorySpanExporter, count: int) -> tuple[ReadableSpan, ...]:
+    """The first ``count`` spans once they have ended: a refused call's server span ends in this loop after its
+    status has gone out, so the client can see the refusal first."""
+    while len(spans.get_finished_spans()) < count:  # noqa: ASYNC110 (the exporter has no event to wait on)
+        await asyncio.sleep(0.001)
+    return tuple(spans.get_finished_spans())
+
+
 async def test_each_call_is_one_server_span_under_the_callers_traceparent(
     public: PublicGrpcServer, spans: InMemorySpanExporter
 ) -> None:
@@ -59,7 +69,7 @@ async def test_each_call_is_one_server_span_under_the_callers_traceparent(
         with pytest.raises(grpc.aio.AioRpcError) as bad:
             await channel.unary_unary("/pose3d.v1.Pose3D/Estimate")(GARBAGE, metadata=metadata)
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    finished = spans.get_finished_spans()
+    finished = await finished_spans(spans, 2)
     assert [s.name for s in finished] == ["Pose3D/ListModels", "Pose3D/Estimate"]
     for span in finished:
         assert span.kind is trace.SpanKind.SERVER
@@ -78,3 +88,32 @@ async def test_health_watch_writes_its_stream_through_the_wrap(public: PublicGrp
         public.engine = ToyEngine()  # the server follows the engine: the watcher is told
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
         watch.cancel()
+
+
+class _Unreadable:
+    """Call metadata that fails the test if anyone reads it."""
+
+    def __iter__(self) -> AsyncIterator[object]:
+        raise AssertionError("the call's metadata was read while tracing is off")
+
+
+async def test_while_tracing_is_off_no_metadata_is_read_and_no_traceparent_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No tracer provider installed (the default): the server span is the API's invalid one without reading the
+    call's metadata, and the worker channel's interceptors hand the call on as it came (no span, no metadata)."""
+    monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)  # as a process that set none
+    with grpc_trace.server_span("/pose3d.v1.Pose3D/Estimate", _Unreadable())() as span:
+        assert span is trace.INVALID_SPAN
+    handed_on: list[object] = []
+
+    async def continuation(details: object, request: object) -> str:
+        handed_on.append(details)
+        return "the call"
+
+    details = SimpleNamespace(method=b"/pose3d.worker.v1.Worker/Submit", metadata=_Unreadable())
+    assert await grpc_trace.TraceClientInterceptor().intercept_unary_unary(continuation, details, None) == "the call"
+    assert await grpc_trace.TraceStreamClientInterceptor().intercept_unary_stream(continuation, details, None) == (
+        "the call"
+    )
+    assert handed_on == [details, details]
