@@ -38,7 +38,7 @@ from bench.overload_client import Phase
 from bench.overload_report import Outcome, engine_figures, markdown, summarise
 from bench.overload_server import BatchOverrides, ServedGateway, gateway_settings
 from service.client.sources import encode_frame, synthetic_image
-from service.config import EngineSettings
+from service.config import Device, EngineSettings
 
 TIMEOUT_HEADER = "X-Request-Timeout"
 
@@ -173,7 +173,7 @@ def configuration(args: argparse.Namespace) -> dict[str, Any]:
     from bench.suite import cpu_name
 
     engine = EngineSettings.model_validate(overrides(args).engine())
-    detect_batch, _ = engine.stage_batch("detect")
+    detect_batch, _ = engine.stage_batch("detect", Device.CPU)
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "models": "detector hrnet-micro (flip off) → CA-PF capf-tiny (flip off), random weights",

@@ -129,6 +129,15 @@ def _default_models() -> dict[str, ModelSpec]:
     }
 
 
+CPU_DETECT_BATCH: Final = 8
+"""Crops per 2D detector forward on the CPU unless ``engine.detect.max_batch_size`` is set. Past 8 crops a forward
+costs no less per crop on the CPU, and on a small network more (its activations outgrow the caches):
+``python bench/bench_detector.py --threads 2``, CPU ms per crop at 8 / 16 / 32 crops: torch HRNet-W32 160–177 /
+161–178 / 163–176, ONNX Runtime W32 150–151 / 150–151 / 153–154, the test suite's HRNet-micro on torch 33–41 /
+39–48 / 45–47 (bench/README.md "Detector batch on the CPU"). With the engine-wide 32 an overloaded ``pose3d serve``
+formed batches of 13–22 crops and served 0.83–0.87 of its capacity at 10× (docs/overload.md "Fifth pass")."""
+
+
 class StageBatchSettings(_Frozen):
     """One stage's batch limits; ``None`` takes the engine-wide value."""
 
@@ -142,7 +151,10 @@ class EngineSettings(_Frozen):
     max_batch_size: int = Field(32, ge=1, le=4096, description="units per batch of every stage without its own")
     max_delay_ms: float = Field(5.0, ge=0.0, le=1000.0)
     decode: StageBatchSettings = Field(StageBatchSettings(), description="decode stage: images per batch")
-    detect: StageBatchSettings = Field(StageBatchSettings(), description="2D detector: people (crops) per forward")
+    detect: StageBatchSettings = Field(
+        StageBatchSettings(),
+        description="2D detector: people (crops) per forward; unset: at most CPU_DETECT_BATCH (8) on the CPU",
+    )
     lift: StageBatchSettings = Field(StageBatchSettings(), description="lifters: windows per forward")
     max_queue: int = Field(
         1024, ge=1, description="units (images, people, windows) a stage queues at most: a memory bound (503 past it)"
@@ -168,10 +180,13 @@ class EngineSettings(_Frozen):
         0, ge=0, le=256, description="intra-op threads of the inference thread; 0 = torch default"
     )
 
-    def stage_batch(self, stage: Literal["decode", "detect", "lift"]) -> tuple[int, float]:
-        """``(max_batch_size, max_delay_ms)`` of ``stage``: its own limits, else the engine-wide ones."""
+    def stage_batch(self, stage: Literal["decode", "detect", "lift"], device: Device) -> tuple[int, float]:
+        """``(max_batch_size, max_delay_ms)`` of ``stage`` on ``device``: its own limits, else the engine-wide
+        ones (the detector's on the CPU: at most :data:`CPU_DETECT_BATCH`)."""
         own: StageBatchSettings = getattr(self, stage)
         size = own.max_batch_size if own.max_batch_size is not None else self.max_batch_size
+        if stage == "detect" and own.max_batch_size is None and device is Device.CPU:
+            size = min(size, CPU_DETECT_BATCH)
         delay = own.max_delay_ms if own.max_delay_ms is not None else self.max_delay_ms
         return size, delay
 

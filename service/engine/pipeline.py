@@ -69,7 +69,7 @@ class Pipeline(Stages):
 
     def __init__(self, settings: CommonSettings, metrics: Metrics, models: Models, buffer: FrameBuffer) -> None:
         eng = settings.engine
-        super().__init__(eng, metrics, models)
+        super().__init__(eng, metrics, models, settings.device)
         self.settings = settings
         self.metrics = metrics
         self.buffer = buffer

@@ -17,7 +17,7 @@ from functools import partial
 import cv2
 import numpy as np
 
-from service.config import EngineSettings
+from service.config import Device, EngineSettings
 from service.engine.batcher import BatcherLimits, DynamicBatcher
 from service.engine.detector import PersonDetection
 from service.engine.lifters import LiftWindow, ServedLifter, TokenInput, in_groups
@@ -135,7 +135,7 @@ def _find_boxes(finder: PersonBoxFinder, items: Sequence[BoxItem]) -> list[Frame
 class Stages:
     """The batchers over ``models`` and their thread pools. Create and use inside one running event loop."""
 
-    def __init__(self, eng: EngineSettings, metrics: Metrics, models: Models) -> None:
+    def __init__(self, eng: EngineSettings, metrics: Metrics, models: Models, device: Device) -> None:
         # OpenCV (crops, resizing, colour conversion) on the calling stage thread: its own pool split each 256x192
         # crop across the cores and kept a thread waking for it, ~1 ms CPU per realtime video frame (bench/README.md
         # "Realtime profile, second pass"); the same output bytes at any thread count
@@ -146,9 +146,10 @@ class Stages:
         self.infer_pool = ThreadPoolExecutor(1, thread_name_prefix="pose3d-infer")
         self.cpu_pool = ThreadPoolExecutor(2, thread_name_prefix="pose3d-decode")
         limits = BatcherLimits.of_engine(eng, eng.max_batch_size, eng.max_delay_ms)
-        decode_limits = BatcherLimits.of_engine(eng, *eng.stage_batch("decode"))
-        detect_limits = BatcherLimits.of_engine(eng, *eng.stage_batch("detect"))
-        lift_size, lift_delay = eng.stage_batch("lift")  # a model's own lift_batch (or CPU default) still applies
+        decode_limits = BatcherLimits.of_engine(eng, *eng.stage_batch("decode", device))
+        detect_limits = BatcherLimits.of_engine(eng, *eng.stage_batch("detect", device))
+        # a model's own lift_batch (or CPU default) still applies
+        lift_size, lift_delay = eng.stage_batch("lift", device)
         cpu, infer = self.cpu_pool, self.infer_pool
         self.decode = DynamicBatcher[bytes | ByteImage, ByteImage](
             "decode", lambda items: [decode_image(x) for x in items], decode_limits, executor=cpu, metrics=metrics

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from service.config import StageBatchSettings
+from service.config import CPU_DETECT_BATCH, Device, EngineSettings, StageBatchSettings
 from service.engine.inprocess import InProcessEngine, build_engine
 from service.engine.lifters import LiftWindow
 from service.engine.types import (
@@ -200,3 +200,21 @@ async def test_each_stage_takes_its_own_batch_limits_else_the_engine_wide_ones()
             assert (lift.limits.max_batch_size, lift.limits.max_delay_ms) == (16, 2.0)
     finally:
         await eng.aclose()
+
+
+async def test_on_the_cpu_the_detector_batches_at_most_8_crops_unless_told() -> None:
+    """The engine-wide ``max_batch_size`` (32 shipped) caps every stage; the detector's on the CPU is at most
+    :data:`~service.config.CPU_DETECT_BATCH` unless ``engine.detect.max_batch_size`` is set (any device keeps what
+    it is told); other devices take the engine-wide value."""
+    settings = tiny_settings()
+    eng = await build_engine(settings.model_copy(update={"engine": EngineSettings()}), Metrics())
+    try:
+        assert (eng.pipeline.detect.limits.max_batch_size, eng.pipeline.decode.limits.max_batch_size) == (8, 32)
+    finally:
+        await eng.aclose()
+    assert CPU_DETECT_BATCH == 8
+    told = EngineSettings(detect=StageBatchSettings(max_batch_size=32))
+    assert told.stage_batch("detect", Device.CPU) == (32, 5.0)
+    assert EngineSettings(max_batch_size=4).stage_batch("detect", Device.CPU) == (4, 5.0)
+    assert EngineSettings().stage_batch("detect", Device.CUDA) == (32, 5.0)
+    assert EngineSettings().stage_batch("lift", Device.CPU) == (32, 5.0)
