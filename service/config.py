@@ -66,7 +66,13 @@ class DetectorSettings(_Frozen):
         False,
         description="clips/streams: next frame's boxes from this frame's keypoints (service/engine/pose_guide.py)",
     )
-    detect_every: int = Field(10, ge=1, le=10_000, description="pose-guided: the person detector runs every k frames")
+    detect_every: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="pose-guided: the person detector runs every k frames (not while all of a request's max_people "
+        "are tracked)",
+    )
     guide_min_score: float = Field(0.3, ge=0.0, le=1.0, description="pose-guided: a lower mean score = track lost")
 
 

@@ -13,7 +13,7 @@ import time
 import uuid
 import weakref
 from collections.abc import AsyncIterable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -85,6 +85,10 @@ class Pipeline(Stages):
         """Frames of a clip pulled from an async source (being decoded) in preparation at once: one batch's
         worth, which bounds the decoded frames a clip holds in the engine."""
 
+    def guide_for(self, max_people: int | None) -> GuideSettings | None:
+        """The pose guide's settings for a request keeping at most ``max_people`` people (``None``: guide off)."""
+        return None if self.guide is None else replace(self.guide, max_people=max_people)
+
     def lock(self, stream_id: str) -> asyncio.Lock:
         """The lock serialising appends of one stream in this process."""
         return self._locks.setdefault(stream_id, asyncio.Lock())
@@ -108,8 +112,9 @@ class Pipeline(Stages):
     ) -> FrameBoxes:
         """One frame's boxes: the client's, else the pose guide's (``guide``, when on and not ``asked``), else the
         person detector's (counted by why it ran), else the whole frame."""
-        if opts.boxes is None and guide is not None and self.guide is not None and not asked:
-            guided = await load_guided_boxes(guide, self.guide)
+        settings = self.guide_for(opts.max_people)
+        if opts.boxes is None and guide is not None and settings is not None and not asked:
+            guided = await load_guided_boxes(guide, settings)
             if guided is not None:
                 return FrameBoxes(guided, np.ones(len(guided), np.float32), self.box_finder.default_source)
         if opts.boxes is None and self.box_finder.detector is not None:
@@ -179,8 +184,9 @@ class Pipeline(Stages):
         detected."""
         opts, deadline, timings = step.options, step.deadline, step.timings
         flips = (self.settings.detector.flip_test, step.lifter.needs_image and opts.flip_test)
-        if chain is not None and self.guide is not None and opts.boxes is None and not frame.detect_people:
-            chained = await guided_item(image, chain, index, self.guide, flips)
+        guide_settings = self.guide_for(opts.max_people)
+        if chain is not None and guide_settings is not None and opts.boxes is None and not frame.detect_people:
+            chained = await guided_item(image, chain, index, guide_settings, flips)
             if chained is not None:
                 chain.own.queued(chained)
                 with timings.stage("detect"):
@@ -266,7 +272,7 @@ class Pipeline(Stages):
         6.8 ms CPU per window in fours against 8.5 one by one); without (a stream), frames go in at their own
         ``frame_index`` and each frame's windows are lifted as soon as it is appended.
         """
-        guide = self.guide if step.meta.boxes is None else None  # a guided frame's boxes need the one before it
+        guide = self.guide_for(step.meta.max_people) if step.meta.boxes is None else None  # the one before it
         flow = _Flow(asyncio.Semaphore(max(1, look_ahead)), asyncio.Queue(), guide)
         lifted: list[asyncio.Task[list[FrameResult]]] = []
         held: list[Emission] = []  # appended, not lifted yet

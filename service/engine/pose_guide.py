@@ -4,7 +4,10 @@ As rtmlib's ``PoseTracker`` (and MediaPipe's video mode) do it: each person's ne
 its last keypoints grown 1.25x about its centre (rtmlib ``pose_to_bbox(keypoints, expansion=1.25)``; the crop
 then adds its own 1.25 padding, as there). The person detector runs only when
 
-- ``frame_index % detect_every == 0`` (a fresh look every k frames: new people are found there), or
+- ``frame_index % detect_every == 0`` (a fresh look every k frames: new people are found there) — unless the
+  request keeps at most ``max_people`` people and frame t-1 already tracks that many, none lost: a fresh look could
+  only find people the request would not keep, so the track is followed as MediaPipe's video mode follows its one
+  person (its detector runs only when the track is lost), or
 - frame t-1's guide is not stored (the first frame, or t-1 not appended yet: a stream frame that arrives before
   its predecessor), or frame t-1 had no people, or
 - a person of frame t-1 is lost: its mean keypoint score is below ``min_score`` (or its box is under 1 px).
@@ -37,10 +40,12 @@ GUIDE_KEY: Final = "guide"
 @dataclass(frozen=True)
 class GuideSettings:
     """``detect_every`` (k >= 1) frames between forced detector runs; ``min_score``: a person whose mean keypoint
-    score falls below it is lost."""
+    score falls below it is lost; ``max_people``: the request's bound (``None``: none), whose frames skip the forced
+    run while the frame before tracks that many people."""
 
     detect_every: int = 10
     min_score: float = 0.3
+    max_people: int | None = None
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,9 @@ def read_guide(tracker: bytes | None) -> Guide | None:
 
 def guided_boxes(previous: Guide | None, frame_index: int, settings: GuideSettings) -> FloatArray | None:
     """Frame ``frame_index``'s boxes from the previous frame's guide, or ``None`` when the detector must run."""
-    if not guides(frame_index, settings) or previous is None or previous.frame_index != frame_index - 1:
+    if previous is None or previous.frame_index != frame_index - 1:
+        return None
+    if frame_index % settings.detect_every == 0 and not _full(previous, settings.max_people):
         return None
     if len(previous.boxes) == 0 or (previous.mean_scores < settings.min_score).any():
         return None
@@ -125,10 +132,16 @@ def guided_boxes(previous: Guide | None, frame_index: int, settings: GuideSettin
     return previous.boxes
 
 
+def _full(previous: Guide, max_people: int | None) -> bool:
+    """Whether the frame before tracks as many people as the request keeps (``max_people``; ``None``: no bound)."""
+    return max_people is not None and len(previous.boxes) >= max_people
+
+
 def guides(frame_index: int, settings: GuideSettings) -> bool:
     """Whether frame ``frame_index``'s boxes may come from the frame before (else the person detector runs, whatever
-    that frame left: those frames need not wait for it)."""
-    return frame_index % settings.detect_every != 0
+    that frame left: those frames need not wait for it). A request with ``max_people`` may follow its track on
+    every frame."""
+    return frame_index % settings.detect_every != 0 or settings.max_people is not None
 
 
 async def load_guided_boxes(at: GuideAt | GuideAfter, settings: GuideSettings) -> FloatArray | None:

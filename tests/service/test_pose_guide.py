@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from service.engine.pose_guide import (
     GuideSettings,
     attach_guide,
     guided_boxes,
+    guides,
     pose_to_box,
     read_guide,
 )
@@ -58,6 +60,20 @@ def test_decisions() -> None:
     assert guided_boxes(Guide(6, boxes, np.array([0.2], np.float32)), 7, SETTINGS) is None  # lost
     assert guided_boxes(Guide(6, np.zeros((0, 4), np.float32), np.zeros(0, np.float32)), 7, SETTINGS) is None
     assert guided_boxes(Guide(6, np.array([[5, 5, 5.5, 40]], np.float32), np.ones(1, np.float32)), 7, SETTINGS) is None
+
+
+def test_a_request_keeping_max_people_follows_a_full_track_past_the_periodic_look() -> None:
+    """With ``max_people`` and that many people tracked, none lost, frame k takes the guide too; with fewer (a
+    newcomer may be there to find) or a lost one, or without the bound, the detector looks again."""
+    one = Guide(9, np.array([[10, 10, 50, 90]], np.float32), np.array([0.8], np.float32))
+    np.testing.assert_array_equal(guided_boxes(one, 10, replace(SETTINGS, max_people=1)), one.boxes)
+    assert guided_boxes(one, 10, replace(SETTINGS, max_people=2)) is None
+    assert guided_boxes(one, 10, SETTINGS) is None
+    lost = Guide(9, one.boxes, np.array([0.2], np.float32))
+    assert guided_boxes(lost, 10, replace(SETTINGS, max_people=1)) is None
+    assert guided_boxes(None, 0, replace(SETTINGS, max_people=1)) is None  # the first frame always looks
+    assert guides(10, replace(SETTINGS, max_people=1))
+    assert not guides(10, SETTINGS)
 
 
 def test_guide_rides_in_the_tracker_state() -> None:
@@ -133,6 +149,36 @@ async def test_steady_clip_runs_the_detector_once_in_k_frames(engine: InProcessE
             np.testing.assert_allclose(person.box, [8, 8, 24, 40], atol=1e-4)
         else:  # the box around the previous frame's keypoints, grown 1.25x
             np.testing.assert_allclose(person.box, pose_to_box(prev.people[0].keypoints_2d[None])[0], atol=1e-3)
+
+
+async def test_a_clip_keeping_one_person_runs_the_detector_only_on_its_first_frame(engine: InProcessEngine) -> None:
+    """``max_people = 1`` with one person tracked throughout: the detector runs on the first frame only, not every k
+    frames (MediaPipe's video mode: a fresh look could only find people the request would not keep); every later
+    frame, the k-th included, takes its box from the frame before's keypoints. (A lost track still brings the
+    detector back: ``test_a_request_keeping_max_people_follows_a_full_track_past_the_periodic_look``.)"""
+    opts = EstimateOptions(mode=WindowMode.CAUSAL, max_people=1)
+    result = await collect(engine, Work("r", _frames([True] * 20), opts))
+    assert [len(f.people) for f in result.frames] == [1] * 20
+    assert _runs(engine) == 1
+    for prev, frame in zip(result.frames, result.frames[1:], strict=False):
+        np.testing.assert_allclose(frame.people[0].box, pose_to_box(prev.people[0].keypoints_2d[None])[0], atol=1e-3)
+
+
+async def test_a_stream_keeping_one_person_equals_its_clip(engine: InProcessEngine) -> None:
+    frames = _frames([True] * 12 + [False] * 2 + [True] * 7)
+    opts = EstimateOptions(mode=WindowMode.CENTRED, max_people=1)
+    clip = await collect(engine, Work("r", frames, opts))
+    runs = _runs(engine)
+    await engine.open_stream(opts, "guided-one")
+    streamed = []
+    for frame in frames:
+        streamed.extend(await push(engine, "guided-one", [frame]))
+    streamed.extend(await engine.close_stream("guided-one"))
+    assert _runs(engine) == 2 * runs
+    assert_same_poses(clip.frames, streamed)
+    for a, b in zip(clip.frames, sorted(streamed, key=lambda f: f.frame_index), strict=True):
+        for pa, pb in zip(a.people, b.people, strict=True):
+            np.testing.assert_array_equal(pa.box, pb.box)
 
 
 async def test_a_person_who_leaves_and_returns_is_found_again(engine: InProcessEngine) -> None:
