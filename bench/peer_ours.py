@@ -20,10 +20,11 @@ Settings per profile (what differs from the profile file, and why):
   loaded machine is slow), checkpoints removed (random weights stand in, in the same architecture);
 - ``default``: ``engine.torch_threads = --threads`` (the profile leaves it to the machine);
 - ``realtime``: RTMPose of ``--rtmpose-size``; with ``--person-detector`` its YOLOX-tiny runs as the profile
-  configures it (detection frames every ``detect_every``, pose-guided boxes between). Random weights find no
+  configures it (pose-guided boxes, the detector on the first frame and on a lost track). Random weights find no
   person, so that the detector runs on the profile's schedule as for a tracked person: YOLOX's
   ``person_score_threshold`` is 0 (its best box is the person), requests ask for ``max_people = 1`` (MediaPipe
-  Pose follows one person too), and RTMPose is :func:`tracked_rtmpose` (random weights whose SimCC vectors peak
+  Pose follows one person too; with its one person tracked, the profile's every-``detect_every`` look is skipped,
+  docs/realtime.md), and RTMPose is :func:`tracked_rtmpose` (random weights whose SimCC vectors peak
   on a standing pose: a random RTMPose puts every joint on one pixel, a lost track every other frame). Without
   ``--person-detector``: the whole frame is the box on detection frames, RTMPose is the plain random one.
 """
