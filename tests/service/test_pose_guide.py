@@ -164,23 +164,6 @@ async def test_a_clip_keeping_one_person_runs_the_detector_only_on_its_first_fra
         np.testing.assert_allclose(frame.people[0].box, pose_to_box(prev.people[0].keypoints_2d[None])[0], atol=1e-3)
 
 
-async def test_a_stream_keeping_one_person_equals_its_clip(engine: InProcessEngine) -> None:
-    frames = _frames([True] * 12 + [False] * 2 + [True] * 7)
-    opts = EstimateOptions(mode=WindowMode.CENTRED, max_people=1)
-    clip = await collect(engine, Work("r", frames, opts))
-    runs = _runs(engine)
-    await engine.open_stream(opts, "guided-one")
-    streamed = []
-    for frame in frames:
-        streamed.extend(await push(engine, "guided-one", [frame]))
-    streamed.extend(await engine.close_stream("guided-one"))
-    assert _runs(engine) == 2 * runs
-    assert_same_poses(clip.frames, streamed)
-    for a, b in zip(clip.frames, sorted(streamed, key=lambda f: f.frame_index), strict=True):
-        for pa, pb in zip(a.people, b.people, strict=True):
-            np.testing.assert_array_equal(pa.box, pb.box)
-
-
 async def test_a_person_who_leaves_and_returns_is_found_again(engine: InProcessEngine) -> None:
     present = [True] * 8 + [False] * 7 + [True] * 8
     result = await collect(engine, Work("r", _frames(present), EstimateOptions(mode=WindowMode.CAUSAL)))
@@ -191,15 +174,18 @@ async def test_a_person_who_leaves_and_returns_is_found_again(engine: InProcessE
     assert _runs(engine) <= 2 + 6 + 2
 
 
-async def test_stream_equals_clip_with_guided_boxes(engine: InProcessEngine) -> None:
+@pytest.mark.parametrize("max_people", [None, 1])
+async def test_stream_equals_clip_with_guided_boxes(engine: InProcessEngine, max_people: int | None) -> None:
     frames = _frames([True] * 12 + [False] * 3 + [True] * 6)
-    opts = EstimateOptions(mode=WindowMode.CENTRED)
+    opts = EstimateOptions(mode=WindowMode.CENTRED, max_people=max_people)
     clip = await collect(engine, Work("r", frames, opts))
+    runs = _runs(engine)
     await engine.open_stream(opts, "guided")
     streamed = []
     for frame in frames:
         streamed.extend(await push(engine, "guided", [frame]))
     streamed.extend(await engine.close_stream("guided"))
+    assert _runs(engine) == 2 * runs  # the same person-detector schedule
     assert_same_poses(clip.frames, streamed)
     for a, b in zip(clip.frames, sorted(streamed, key=lambda f: f.frame_index), strict=True):
         for pa, pb in zip(a.people, b.people, strict=True):
