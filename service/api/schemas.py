@@ -178,7 +178,11 @@ class MediaFields(BaseModel):
         examples=["[[40, 20, 200, 460], [260, 30, 420, 470]]"],
     )
     flip_test: str | None = Field(None, description="true | false: test-time flip augmentation (default: the model's)")
-    max_people: str | None = Field(None, description="integer >= 1: keep at most this many people per frame")
+    max_people: str | None = Field(
+        None,
+        description="integer >= 1: keep at most this many people per frame (with pose-guided boxes, "
+        "while that many are tracked the person detector runs only when a track is lost)",
+    )
     mode: str | None = Field(None, description="centred | causal: temporal window mode (clips)")
     every_nth: str | None = Field(None, description="integer >= 1: clips, process every n-th frame")
     fx: str | None = Field(None, description="number: camera intrinsics, pixels (give fx, fy, cx, cy, or fov_deg)")
