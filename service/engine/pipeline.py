@@ -112,9 +112,9 @@ class Pipeline(Stages):
     ) -> FrameBoxes:
         """One frame's boxes: the client's, else the pose guide's (``guide``, when on and not ``asked``), else the
         person detector's (counted by why it ran), else the whole frame."""
-        settings = self.guide_for(opts.max_people)
-        if opts.boxes is None and guide is not None and settings is not None and not asked:
-            guided = await load_guided_boxes(guide, settings)
+        guide_settings = self.guide_for(opts.max_people)
+        if opts.boxes is None and guide is not None and guide_settings is not None and not asked:
+            guided = await load_guided_boxes(guide, guide_settings)
             if guided is not None:
                 return FrameBoxes(guided, np.ones(len(guided), np.float32), self.box_finder.default_source)
         if opts.boxes is None and self.box_finder.detector is not None:

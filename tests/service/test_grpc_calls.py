@@ -5,7 +5,7 @@ the context (health ``Watch``) still stream."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from types import SimpleNamespace
 
 import grpc
@@ -93,7 +93,7 @@ async def test_health_watch_writes_its_stream_through_the_wrap(public: PublicGrp
 class _Unreadable:
     """Call metadata that fails the test if anyone reads it."""
 
-    def __iter__(self) -> AsyncIterator[object]:
+    def __iter__(self) -> Iterator[object]:
         raise AssertionError("the call's metadata was read while tracing is off")
 
 
