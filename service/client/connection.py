@@ -1,11 +1,6 @@
-"""How a client reaches a gateway that requires keys or TLS: an API key, a CA to trust, a client certificate.
-
-One :class:`Connection` serves every client (``pose3d estimate``, ``stream``, ``jobs`` and the Python API) on both
-transports: REST sends ``Authorization: Bearer <key>`` and verifies ``https://`` against ``ca_file`` (else the
-system's CAs); gRPC sends ``authorization: Bearer <key>`` metadata and, with ``tls`` or ``ca_file``, speaks TLS
-(presenting ``client_cert``/``client_key`` when set). The command-line flags are :func:`add_connection_arguments`;
-``--api-key`` defaults to the ``POSE3D_API_KEY`` environment variable (read when the command runs).
-"""
+"""How every client (``pose3d estimate``, ``stream``, ``jobs``, the Python API) reaches a gateway that requires keys
+or TLS, on both transports. The flags are :func:`add_connection_arguments`; ``--api-key`` defaults to the
+``POSE3D_API_KEY`` environment variable (read when the command runs)."""
 
 from __future__ import annotations
 

@@ -35,20 +35,15 @@ class EstimateArgs:
 
 def rest_form(args: EstimateArgs) -> dict[str, str]:
     """The multipart form fields of ``POST /v1/pose3d`` for ``args`` (fields left at None are not sent)."""
-    form: dict[str, str] = {}
-    if args.model:
-        form["model"] = args.model
-    if args.boxes is not None:
-        form["boxes"] = json.dumps(args.boxes)
-    if args.flip_test is not None:
-        form["flip_test"] = "true" if args.flip_test else "false"
-    if args.max_people is not None:
-        form["max_people"] = str(args.max_people)
-    if args.mode:
-        form["mode"] = args.mode
-    if args.every_nth:
-        form["every_nth"] = str(args.every_nth)
-    return form
+    fields = {
+        "model": args.model,
+        "boxes": None if args.boxes is None else json.dumps(args.boxes),
+        "flip_test": None if args.flip_test is None else str(args.flip_test).lower(),
+        "max_people": None if args.max_people is None else str(args.max_people),
+        "mode": args.mode,
+        "every_nth": str(args.every_nth) if args.every_nth else None,
+    }
+    return {name: value for name, value in fields.items() if value}
 
 
 def estimate_rest(

@@ -1,11 +1,6 @@
-"""Long clips as jobs from the command line: submit, follow with a progress bar, write NDJSON as it comes, resume.
-
-``pose3d estimate long.mp4 -o out.jsonl`` submits the clip to ``POST /v1/jobs``, remembers the job id in
-``out.jsonl.job`` (a small JSON state file next to the output), and appends each frame's result to the output as
-it completes (``GET /v1/jobs/{id}/results``, NDJSON). Interrupted (Ctrl-C, a dropped connection), the same
-command run again finds the state file and resumes the same job after the last frame in the output file.
-Torch-free: only httpx and tqdm (tests/service/test_client_jobs.py checks it).
-"""
+"""Long clips as jobs from the command line (docs/jobs.md): ``POST /v1/jobs``, the job id kept in ``<output>.job``,
+each frame's result appended to the output as it completes (``GET /v1/jobs/{id}/results``, NDJSON); run again after
+an interruption, the same command resumes the job after the output's last frame. Torch-free: only httpx and tqdm."""
 
 from __future__ import annotations
 

@@ -30,19 +30,12 @@ class SourceFrame:
     detect_people: bool = False
 
 
-@dataclass(frozen=True)
-class SourceInfo:
-    fps: float | None  # frames per second at the source (None: unknown)
-    frame_count: int | None
-
-
-def clip_info(path: Path) -> SourceInfo:
+def clip_frame_count(path: Path) -> int | None:
+    """The frame count the container of ``path`` declares (None: unknown)."""
     import av
 
     with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate
-        return SourceInfo(float(rate) if rate else None, int(stream.frames) or None)
+        return int(container.streams.video[0].frames) or None
 
 
 def clip_frames(path: Path) -> Iterator[SourceFrame]:

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from service.client.connection import add_connection_arguments, connection_from_args
 from service.client.estimate import options_message
 from service.client.estimate_cli import add_options, estimate_args
-from service.client.sources import SourceFrame, camera_frames, clip_frames, clip_info, write_synthetic_clip
+from service.client.sources import SourceFrame, camera_frames, clip_frame_count, clip_frames, write_synthetic_clip
 from service.client.stream import StreamClient, StreamConfig, StreamStats
 from service.errors import Pose3DError
 
@@ -48,7 +48,7 @@ def _source(args: argparse.Namespace, scratch: Path) -> tuple[Iterator[SourceFra
     else:
         raise SystemExit("pose3d stream: give a CLIP, --camera N or --synthetic FRAMES")
     frames = clip_frames(path)
-    count = clip_info(path).frame_count
+    count = clip_frame_count(path)
     if args.max_frames is not None:
         frames = (f for f in frames if f.index < args.max_frames)
         count = min(count, args.max_frames) if count else args.max_frames

@@ -8,15 +8,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.jobs.store import (
-    JobQuotaExceeded,
-    JobRecord,
-    JobState,
-    JobStore,
-    KeyJobLimits,
-    KeyUsage,
-    UnknownJob,
-)
+from service.jobs.store import JobQuotaExceeded, JobRecord, JobState, JobStore, KeyJobLimits, KeyUsage, UnknownJob
 
 
 @dataclass

@@ -157,8 +157,8 @@ class RedisJobStore(JobStore):
     def __init__(self, url: str, ttl_s: float, prefix: str = "pose3d", limits: KeyJobLimits | None = None) -> None:
         self._redis: RedisClient = connect(url)
         self._ttl_ms = max(1, int(ttl_s * 1000))
-        self._ttl_s = ttl_s
         self._prefix = prefix
+        self._active = f"{prefix}:jobs:active"
         self._limits = limits or KeyJobLimits()
         self._create = self._redis.register_script(_CREATE)
         self._update = self._redis.register_script(_UPDATE)
@@ -214,9 +214,7 @@ class RedisJobStore(JobStore):
             pipe.rpush(staged, *split_input(staged_input))
             pipe.pexpire(staged, self._ttl_ms)
             await self._call(pipe.execute())
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(f"{self._prefix}:jobs:active", {record.job_id: record.created_s})
-            await self._call(pipe.execute())
+        await self._call(self._redis.zadd(self._active, {record.job_id: record.created_s}))
 
     async def get(self, job_id: str) -> JobRecord:
         raw: dict[bytes | str, bytes | str] = await self._call(self._redis.hgetall(self._key(job_id, "meta")))
@@ -288,11 +286,11 @@ class RedisJobStore(JobStore):
         return [_text(i) for i in ids]
 
     async def active_ids(self) -> list[str]:
-        ids: list[Any] = await self._call(self._redis.zrange(f"{self._prefix}:jobs:active", 0, -1))
+        ids: list[Any] = await self._call(self._redis.zrange(self._active, 0, -1))
         return [_text(i) for i in ids]
 
     async def drop_active(self, job_id: str) -> None:
-        await self._call(self._redis.zrem(f"{self._prefix}:jobs:active", job_id))
+        await self._call(self._redis.zrem(self._active, job_id))
 
     async def ping(self) -> bool:
         try:

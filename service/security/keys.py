@@ -111,12 +111,9 @@ def unreadable_reason(path: Path, exc: BaseException) -> str:
 
 
 class KeyStore:
-    """Verifies presented keys against ``path``, re-reading it when it changes: its inode, mode, owner, size,
-    mtime or ctime (checked at most every ``check_interval_s``; 0 = on every lookup), so a ``chown`` or ``chmod``
-    that makes it readable is noticed as surely as an edit. A missing, unreadable or malformed file holds no keys
-    (every key is refused): ``error`` then says why and how to fix it, logged at ERROR once per change, and the
-    gateway refuses to start on it (:class:`~service.security.guard.Security`). A file readable by group or
-    others is served, with a WARNING naming ``chmod 600``."""
+    """Verifies presented keys against ``path``, re-read when its inode, mode, owner, size, mtime or ctime changes
+    (checked at most every ``check_interval_s``; 0 = every lookup; docs/security.md). A missing, unreadable or
+    malformed file holds no keys: ``error`` then says why and how to fix it (logged at ERROR once per change)."""
 
     def __init__(self, path: Path, check_interval_s: float = 1.0) -> None:
         self.path = path

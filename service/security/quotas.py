@@ -10,6 +10,7 @@ See docs/ownership-and-quotas.md.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -148,34 +149,30 @@ class RedisQuotaStore(QuotaStore):
             return f"{self._prefix}:{kind}:{{{name}}}"
         return f"{self._prefix}:{{owners}}:{kind}:{name}"
 
-    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    async def _call(self, op: Awaitable[Any]) -> Any:
         try:
-            return await script(keys=keys, args=args)
+            return await op
         except RedisError as e:  # the text (which may name the server) goes to the log, not to the client
             raise Unavailable(f"quota store (Redis) failed: {e}") from e
 
     async def take_token(self, key_id: str, now: float, rate: float, burst: int) -> float:
-        wait = await self._run(self._take, [self._k("bucket", key_id)], [rate, burst, now])
-        return float(wait)
+        return float(await self._call(self._take(keys=[self._k("bucket", key_id)], args=[rate, burst, now])))
 
     async def claim_stream(self, key_id: str, stream_id: str, now: float, ttl_s: float, limit: int) -> bool:
         keys = [self._k("streams", key_id), self._k("owner", stream_id)]
         args = [stream_id, now, ttl_s, limit, self._k("owner", ""), key_id]
-        return bool(await self._run(self._claim, keys, args))
+        return bool(await self._call(self._claim(keys=keys, args=args)))
 
     async def owner_of(self, stream_id: str, now: float, ttl_s: float) -> str | None:
         args = [now, ttl_s, self._k("streams", ""), stream_id]
-        owner = await self._run(self._owner, [self._k("owner", stream_id)], args)
+        owner = await self._call(self._owner(keys=[self._k("owner", stream_id)], args=args))
         return None if owner is None else bytes(owner).decode()
 
     async def release_stream(self, key_id: str, stream_id: str) -> None:
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.zrem(self._k("streams", key_id), stream_id)
-                pipe.delete(self._k("owner", stream_id))
-                await pipe.execute()
-        except RedisError as e:
-            raise Unavailable(f"quota store (Redis) failed: {e}") from e
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self._k("streams", key_id), stream_id)
+            pipe.delete(self._k("owner", stream_id))
+            await self._call(pipe.execute())
 
     async def reachable(self) -> bool:
         try:
