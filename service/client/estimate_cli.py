@@ -1,4 +1,5 @@
-"""``pose3d estimate``: 3D poses of one image or clip over REST (``--url``) or gRPC (``--grpc``).
+"""``pose3d estimate``: 3D poses of one image or clip over REST (``--url``) or gRPC (``--grpc``), written to ``-o`` by
+its suffix; a clip sent over REST for JSON lines runs as a job (:mod:`service.client.jobs`).
 
 Imports no torch and no model code (import-linter contract; tests/service/test_light_client.py).
 """
@@ -9,13 +10,17 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from service.client.connection import add_connection_arguments, connection_from_args
 from service.client.estimate import EstimateArgs, estimate_grpc, estimate_rest
-from service.client.jobs_cli import add_job_options, estimate_as_job, wants_job
-from service.client.outputs import write_output
+from service.client.jobs import CLIP_SUFFIXES, JobError, JobsClient, run_job
 from service.errors import Pose3DError
+from service.export.bvh import export_bvh
+from service.export.formats import ExportFormat, export_document
+from service.export.tracks import frames_of, track_ids, track_sequence
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -54,8 +59,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--compact", action="store_true", help="one-line JSON")
     add_options(parser)
-    add_job_options(parser)
+    parser.add_argument("--no-job", action="store_true", help="clips: one POST /v1/pose3d instead of a job")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_connection_arguments(parser)
+
+
+def write_output(document: Mapping[str, Any], path: Path, compact: bool = False) -> list[str]:
+    """Write ``document`` as the format ``path``'s suffix names; the lines to tell the user.
+
+    BVH writes one file per track: ``path`` itself for a single track, else ``<stem>_track<id>.bvh`` beside it.
+    An unknown suffix is written as JSON."""
+    try:
+        fmt = ExportFormat.from_suffix(path.suffix)
+    except ValueError:
+        fmt = ExportFormat.JSON
+    if fmt is ExportFormat.JSON:
+        path.write_text(json.dumps(document, indent=None if compact else 2) + "\n")
+        return [f"wrote {path}"]
+    if fmt is not ExportFormat.BVH:
+        path.write_bytes(export_document(document, fmt).content)
+        return [f"wrote {path}"]
+    frames = frames_of(document)
+    ids = track_ids(frames)
+    if not ids:
+        raise ValueError("no person was found in any frame: nothing to write as BVH")
+    notes = []
+    for tid in ids:
+        target = path if len(ids) == 1 else path.with_name(f"{path.stem}_track{tid}.bvh")
+        exported = export_bvh(track_sequence(frames, tid))
+        target.write_text(exported.text)
+        notes.append(
+            f"wrote {target}: track {tid}, {exported.frames} frames, "
+            f"max reconstruction error {exported.max_error_m * 1000:.3f} mm (bone-length residual)"
+        )
+    return notes
+
+
+def wants_job(args: argparse.Namespace) -> bool:
+    """``pose3d estimate`` runs a clip sent over REST as a job (unless ``--no-job``) when its output is JSON lines
+    (``-o x.jsonl`` / ``x.ndjson``, or no ``-o``: ``<clip>.jsonl``); other formats (csv, bvh, json) take one POST."""
+    if args.grpc or args.no_job or Path(args.file).suffix.lower() not in CLIP_SUFFIXES:
+        return False
+    return args.output is None or Path(args.output).suffix.lower() in (".jsonl", ".ndjson")
+
+
+def estimate_as_job(args: argparse.Namespace, options: EstimateArgs) -> int:
+    media = Path(args.file)
+    output = Path(args.output) if args.output else media.with_suffix(".jsonl")
+    client = JobsClient(args.url, connection=connection_from_args(args))
+    progress = not args.no_progress
+    try:
+        outcome = run_job(client, media, options, output, progress=progress)
+    except KeyboardInterrupt:
+        print("pose3d estimate: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except (JobError, OSError) as exc:
+        print(f"pose3d estimate: {exc}", file=sys.stderr)
+        return 1
+    print(f"{outcome.frames} frames written to {outcome.output}", file=sys.stderr)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

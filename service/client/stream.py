@@ -37,14 +37,13 @@ MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
 _RESUMABLE: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL})
 
 
-def percentiles(values: list[float], qs: tuple[float, ...] = (50, 90, 99)) -> dict[str, float]:
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50, p90, p99, max and mean of ``values``, rounded to 0.1 ({} for none)."""
     if not values:
         return {}
     array = np.asarray(values, dtype=np.float64)
-    out = {f"p{q:g}": float(np.percentile(array, q)) for q in qs}
-    out["max"] = float(array.max())
-    out["mean"] = float(array.mean())
-    return out
+    found = {**{f"p{q}": np.percentile(array, q) for q in (50, 90, 99)}, "max": array.max(), "mean": array.mean()}
+    return {name: round(float(value), 1) for name, value in found.items()}
 
 
 @dataclass
@@ -74,8 +73,8 @@ class StreamStats:
             "resumes": self.resumes,
             "seconds": round(self.seconds, 3),
             "fps": round(self.fps, 2),
-            "latency_ms": {k: round(v, 1) for k, v in percentiles(self.latency_ms).items()},
-            "window_latency_ms": {k: round(v, 1) for k, v in percentiles(self.window_latency_ms).items()},
+            "latency_ms": percentiles(self.latency_ms),
+            "window_latency_ms": percentiles(self.window_latency_ms),
         }
 
     def report(self) -> str:

@@ -1,7 +1,7 @@
 """Redis JobStore: jobs in the frame buffer's Redis, so that any gateway answers for (and resumes) any job.
 
-All keys of one API key's jobs share one hash tag, the owner's slot tag ``t`` (:func:`~service.jobs.store.key_tag`,
-carried in every job id ``t-<random>``), so that they live in one Redis Cluster slot:
+All keys of one API key's jobs share its slot tag ``t`` (:func:`~service.jobs.store.key_tag`, the prefix of every
+job id ``t-<random>``), so that they live in one Redis Cluster slot (docs/deployment.md, "Redis Cluster"):
 
 - ``pose3d:job:{t}:<id>:meta``   hash: the :class:`JobRecord` fields, each JSON
 - ``pose3d:job:{t}:<id>:frames`` hash: position → the frame's JSON result (written once)
@@ -10,16 +10,15 @@ carried in every job id ``t-<random>``), so that they live in one Redis Cluster 
   whenever its usage is counted, so it holds at most the key's stored-job limit).
 
 Every state change is one Lua script (atomic: a cancelled job is never revived, a lapsed lease is taken by one
-gateway only, a key's limits hold across gateways); the scripts that count a key's usage read the meta hashes of
-the key's other jobs, which are in the same slot, so they run on one Redis and on Redis Cluster alike. Only
-``pose3d:jobs:active`` (the ids of jobs not ended, for the runners) is global, written outside the scripts. Every
-key expires ``ttl_s`` after the job's last change. An id without a slot tag (ids before this layout) is an
-unknown job. One key's jobs are on one cluster node: the store spreads over the nodes by key, not by job.
+gateway only, a key's limits hold across gateways, reading the key's other jobs in the same slot). Only
+``pose3d:jobs:active`` (ids of jobs not ended, for the runners) is global, written outside the scripts. Every key
+expires ``ttl_s`` after the job's last change. An id without a slot tag is an unknown job.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from itertools import chain
 from typing import Any, Final, TypeVar
 
 from redis.exceptions import RedisError
@@ -201,9 +200,8 @@ class RedisJobStore(JobStore):
         meta, staged = self._key(record.job_id, "meta"), self._key(record.job_id, "input")
         limits = self._limits.for_key(record.key)
         argv: list[Any] = [self._ttl_ms, record.created_s, record.job_id, limits.max_open, limits.max_stored,
-                           limits.max_bytes, len(staged_input), *self._meta_parts(tag)]  # fmt: skip
-        for k, v in record.to_fields().items():
-            argv += [k, v]
+                           limits.max_bytes, len(staged_input), *self._meta_parts(tag),
+                           *chain.from_iterable(record.to_fields().items())]  # fmt: skip
         raw = await self._call(self._create(keys=[meta, self._index(record.key)], args=argv))
         if raw[0] == b"refused":
             usage = KeyUsage(open=int(raw[1]), stored=int(raw[2]), bytes=int(raw[3]))
@@ -223,9 +221,8 @@ class RedisJobStore(JobStore):
         return JobRecord.from_fields({_text(k): _text(v) for k, v in raw.items()})
 
     async def update(self, job_id: str, owner: str | None = None, **changes: Any) -> JobRecord | None:
-        argv: list[Any] = [self._ttl_ms, "" if owner is None else encode_fields({"o": owner})["o"]]
-        for k, v in encode_fields(changes).items():
-            argv += [k, v]
+        argv: list[Any] = [self._ttl_ms, "" if owner is None else encode_fields({"o": owner})["o"],
+                           *chain.from_iterable(encode_fields(changes).items())]  # fmt: skip
         keys = [self._key(job_id, "meta"), self._key(job_id, "input")]
         raw = await self._call(self._update(keys=keys, args=argv))
         if raw[0] == b"missing":

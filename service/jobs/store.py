@@ -6,14 +6,10 @@ keyed by position (0, 1, 2, ... in processing order; written once, so a retried 
 changes a stored frame). ``frames_done`` is the count of contiguous positions stored. Who runs a job is a
 lease: ``owner`` and ``lease_until`` (Unix seconds); a job whose lease lapsed is taken over by any gateway.
 
-Every job belongs to the API key that submitted it (``key``; ``""`` when authentication is off). The store keeps
-an index of each key's jobs, so a key's jobs are listed without reading anyone else's, and enforces the key's
-:class:`KeyJobLimits` atomically (across gateways): open jobs, stored jobs, and stored bytes (staged input while
-the job runs, plus every result frame). Stored bytes are counted per job as they are written; they leave the
-count when the job expires (``jobs.ttl_s`` after its last change).
-
-A job id names its owner's slot tag: ``<tag>-<random>`` (:func:`new_job_id`), ``tag`` a short stable hash of the
-key id (:func:`key_tag`), so that a Redis Cluster holds all of one key's jobs, and its index, in one hash slot.
+Every job belongs to the API key that submitted it (``key``; ``""`` when authentication is off; its id carries the
+key's slot tag, :func:`new_job_id`). The store indexes each key's jobs, so they are listed without reading anyone
+else's, and enforces the key's :class:`KeyJobLimits` atomically across gateways; stored bytes (staged input while
+the job runs, plus every result frame) leave the count when the job expires (``jobs.ttl_s`` after its last change).
 """
 
 from __future__ import annotations
@@ -140,7 +136,7 @@ class JobRecord:
 
     def to_fields(self) -> dict[str, str]:
         """Every field as a string (JSON), for a hash."""
-        return {k: json.dumps(v) for k, v in asdict(self).items()}
+        return encode_fields(asdict(self))
 
     @classmethod
     def from_fields(cls, data: dict[str, str]) -> JobRecord:

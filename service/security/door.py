@@ -1,10 +1,5 @@
-"""The one door every request, stream frame and job passes: identity → ownership → quota → admission.
-
-Transport-neutral (plain ids; the caller's key id in ``guard.principal``). Ownership is one rule,
-:func:`~service.security.guard.may_use`: another key's stream or job is "not found", as an id that never existed.
-Revocation bites on open connections: :func:`revoked` returns once the caller's key is revoked, and the WebSocket
-and gRPC stream transports close the session. See docs/ownership-and-quotas.md.
-"""
+"""The one door every request, stream frame and job passes: identity → ownership → quota → admission
+(docs/ownership-and-quotas.md). Transport-neutral: plain ids, the caller's key id in ``guard.principal``."""
 
 from __future__ import annotations
 

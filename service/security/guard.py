@@ -1,9 +1,6 @@
-"""The gateway's security policy in one object: who is calling (API keys), how much they may (quotas), what
-they own (streams, jobs), and how much is in progress (one in-flight bound for every transport). Transports
-(REST middleware, gRPC interceptor) authenticate and admit; :mod:`service.security.door` is the one door the
-rest passes. The caller's key id travels in a context variable (``principal``) from the transport to the
-engine wrapper and the job store, so route and servicer code stays unaware of it.
-"""
+"""The gateway's security policy in one object: API keys, quotas, ownership and the one in-flight bound. The
+caller's key id travels from the transport to the engine wrapper and the job store in ``principal``, so route and
+servicer code stays unaware of it."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ import secrets
 import stat
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -89,9 +89,7 @@ def create_key(path: Path, name: str) -> tuple[KeyRecord, str]:
 def revoke_key(path: Path, key_id: str) -> KeyRecord:
     """Mark ``key_id`` revoked (kept in the file so its id is never reused). KeyError if unknown."""
     records = read_records(path)
-    record = records[key_id]
-    revoked = KeyRecord(**{**asdict(record), "revoked": True})
-    records[key_id] = revoked
+    records[key_id] = revoked = replace(records[key_id], revoked=True)
     write_records(path, records)
     return revoked
 

@@ -1,9 +1,5 @@
-"""The engine as a caller sees it: streams belong to the API key that opened them; other keys get 404.
-
-:class:`OwnedEngine` wraps any :class:`EngineClient` (in-process or remote). Opening claims the stream for the
-caller (``guard.principal``) within its open-stream quota; every later use checks the owner first and answers
-``UnknownStream`` (404 / NOT_FOUND) to anyone else, exactly as for an id that never existed, so ids cannot be
-probed. Owners live in the quota store (Redis when deployed), so this holds across gateways.
+"""The engine as a caller sees it: a stream belongs to the API key that opened it (claimed within its open-stream
+quota); to any other key it is ``UnknownStream`` (404), as an id that never existed (docs/ownership-and-quotas.md).
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Per-key quotas and stream ownership: token buckets, open-stream slots, owners — in memory or in Redis.
 
-In memory, times come from the caller's injected monotonic clock (``now``, seconds). In Redis every gateway
-shares them, each operation is one Lua script that reads **the server's clock** and ignores ``now`` (gateways
-whose clocks disagree would otherwise refill a bucket by the skew), and a key's streams and the streams' owners
-share the hash tag ``{owners}`` (one Redis Cluster slot), as the claim and owner scripts join them.
-See docs/ownership-and-quotas.md.
+In memory, times come from the caller's injected monotonic clock (``now``, seconds). In Redis each operation is
+one Lua script that reads **the server's clock** and ignores ``now`` (gateways whose clocks disagree would
+otherwise refill a bucket by the skew; docs/ownership-and-quotas.md).
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def test_format_from_suffix() -> None:
 
 def test_exports_renders_and_the_client_writer_import_no_torch() -> None:
     code = (
-        "import sys, service.export.formats, service.client.outputs, service.render.compose, service.render.cli\n"
+        "import sys, service.export.formats, service.client.estimate_cli, service.render.compose, service.render.cli\n"
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
