@@ -56,5 +56,4 @@ def add_arguments(keys: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result: int = args.func(args)
-    return result
+    return int(args.func(args))

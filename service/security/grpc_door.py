@@ -19,11 +19,7 @@ Abort = Callable[[Any], Awaitable[None]]
 
 def metadata_key(metadata: Any) -> tuple[str | None, str | None]:
     """``(API key, request id)`` from call metadata: ``authorization: Bearer <key>`` or ``x-api-key: <key>``."""
-    found: dict[str, str] = {}
-    for item in metadata or ():
-        key, value = item[0], item[1]
-        if isinstance(value, str):
-            found[str(key).lower()] = value
+    found = {str(item[0]).lower(): item[1] for item in metadata or () if isinstance(item[1], str)}
     auth = found.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     key = token.strip() if scheme.lower() == "bearer" and token.strip() else found.get("x-api-key")

@@ -60,7 +60,7 @@ def worker_channel_credentials(security: SecuritySettings) -> grpc.ChannelCreden
 
 def rest_scheme(security: SecuritySettings) -> str:
     """``https`` when the REST port serves TLS (a certificate and key are set), else ``http``."""
-    return "https" if security.tls_certfile is not None and security.tls_keyfile is not None else "http"
+    return "https" if uvicorn_ssl(security) else "http"
 
 
 def uvicorn_ssl(security: SecuritySettings) -> dict[str, Any]:
