@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -82,35 +83,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     options = options_message(estimate_args(args))
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as files:
         frames, total, from_file = _source(args, Path(tmp))
-        out: TextIO = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
+        out: TextIO = files.enter_context(open(args.output, "w")) if args.output else sys.stdout
+
+        def emit(result: dict[str, Any]) -> None:
+            out.write(json.dumps(result) + "\n")
+
+        progress = _progress_printer(total, sys.stderr) if not args.no_progress else None
+        config = StreamConfig(
+            options=options,
+            encoding=args.encoding,
+            paced=from_file and not args.max_rate,
+            max_ahead=args.max_ahead,
+            connection=connection_from_args(args),
+        )
         try:
-
-            def emit(result: dict[str, Any]) -> None:
-                out.write(json.dumps(result) + "\n")
-
-            progress = _progress_printer(total, sys.stderr) if not args.no_progress else None
-            config = StreamConfig(
-                options=options,
-                encoding=args.encoding,
-                paced=from_file and not args.max_rate,
-                max_ahead=args.max_ahead,
-                connection=connection_from_args(args),
-            )
-            client = StreamClient(args.grpc, frames, config, emit, progress)
-            try:
-                stats = asyncio.run(client.run())
-            except Pose3DError as exc:
-                print(f"\npose3d stream: {type(exc).__name__}: {exc.detail}", file=sys.stderr)
-                return 1
-            except KeyboardInterrupt:
-                if progress is not None:  # end the progress line: "interrupted" goes on a line of its own
-                    sys.stderr.write("\n")
-                raise
-        finally:
-            if out is not sys.stdout:
-                out.close()
+            stats = asyncio.run(StreamClient(args.grpc, frames, config, emit, progress).run())
+        except Pose3DError as exc:
+            print(f"\npose3d stream: {type(exc).__name__}: {exc.detail}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            if progress is not None:  # end the progress line: "interrupted" goes on a line of its own
+                sys.stderr.write("\n")
+            raise
     if progress is not None:
         sys.stderr.write("\n")
     print(stats.report(), file=sys.stderr)
