@@ -1,4 +1,4 @@
-"""``pose3d jobs list|show|cancel``."""
+"""``pose3d jobs list|show|cancel``: the jobs of ``/v1/jobs`` (:class:`~service.client.jobs.JobsClient`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from service.client.jobs import JobError, JobsClient, print_jobs
 
 
 def run(args: argparse.Namespace) -> int:
-    """``pose3d jobs list|show|cancel``."""
     client = JobsClient(args.url, connection=connection_from_args(args))
     try:
         if args.action == "list":
