@@ -1,9 +1,7 @@
-"""Scores per sequence and the papers' tables: per-frame errors grouped into columns and averaged as P-STMO does.
+"""Scores per sequence and the papers' tables: per-frame errors grouped into columns and averaged.
 
-P-STMO (``main.py``: ``test_calculation`` / ``print_error``, after VideoPose3D) sums each frame's error into its
-action's accumulator (every subject, camera and recording of the action together), so an action's entry is the
-mean over its frames, and the table's average is the mean of the 15 action entries (each action weighs the same,
-whatever its length). MPI-INF-3DHP and a user's clips pool all scored frames for the average instead.
+Human3.6M is averaged as P-STMO's ``print_error``: an action's entry is the mean over its frames (subjects,
+cameras and recordings pooled), the average the mean of the 15 entries. Other datasets pool every scored frame.
 """
 
 from __future__ import annotations

@@ -1,15 +1,6 @@
-"""A user's own labelled clips (and Human3.6M videos converted to the same layout): images + per-frame 3D labels.
-
-One ``.npz`` per clip, beside its media (a video file, or a folder of images taken in name order)::
-
-    keypoints_3d_camera  (T, 17, 3) float32  metres, camera frame (x right, y down, z forward), Human3.6M-17 order
-    media                ()  str             the clip's video file or frame folder, relative to the npz
-    intrinsics           (4,) float32        optional: fx, fy, cx, cy in pixels (else the served 60° FOV guess)
-    boxes                (T, 4) float32      optional: the person's box per frame, xyxy pixels
-    keypoints_2d         (T, 17, 2) float32  optional: 2D labels in pixels, Human3.6M-17 order (gives 2D PCK)
-    action               ()  str             optional: the column the clip counts in (default: the file's stem)
-
-Frame ``t`` of the media is labelled by row ``t``; the clip is scored on the frames both have.
+"""A user's own labelled clips (and Human3.6M videos converted to them): one ``.npz`` of per-frame 3D labels
+(``keypoints_3d_camera`` ``(T, 17, 3)`` metres, camera frame, and optional intrinsics, boxes, 2D labels, action)
+beside its media; the keys are in docs/evaluation.md, "Labelled clips". Row ``t`` labels frame ``t`` of the media.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """BVH export of one track: an H36M-17 hierarchy whose offsets are the track's median bone lengths, and per-frame
-rotations solved so that forward kinematics reproduces the joints.
+rotations solved so that forward kinematics reproduces the joints (docs/renders-and-demo.md, "Exports").
 
-Coordinates: BVH space is the camera frame turned 180° about x — ``(x, -y, -z)``: x right, **y up**, z towards the
-camera — in metres. The root (``pelvis``) has ``Xposition Yposition Zposition`` (the pelvis per frame: zero for
-root-relative results) and every joint ``Zrotation Xrotation Yrotation`` in degrees, applied as
-``Rz @ Rx @ Ry`` to the child offsets. The rest pose stands upright, arms out (T-pose), facing +z.
-
-Exactness: every bone gets its own rotation. A joint with several children (pelvis, thorax) rotates as the best
-(Kabsch) fit of its child bones and carries one zero-length branch joint per child (``pelvis_to_r_hip`` …), whose
-rotation turns that bone onto its exact direction. So each bone points exactly where the input says; what remains
-is the bone-length residual — a frame whose bone is longer or shorter than the track's median is drawn with the
-median length, and that difference (summed down the chain) is the reconstruction error ``max_error_m``.
+BVH space is the camera frame turned 180° about x, ``(x, -y, -z)`` metres (y up); the rest pose is a T-pose facing
++z. Joints with several children carry one zero-length branch joint per child, so every bone points exactly where
+the input says; the only error left is the bone-length residual against the median, ``max_error_m``.
 """
 
 from __future__ import annotations

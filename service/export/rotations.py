@@ -40,19 +40,13 @@ def kabsch(rest: Array, target: Array) -> Array:
     return out
 
 
-def _rz(a: float) -> Array:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
-def _rx(a: float) -> Array:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
-
-
-def _ry(a: float) -> Array:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+def _about(axis: int, degrees: float) -> Array:
+    """The rotation ``(3, 3)`` by ``degrees`` about axis x (0), y (1) or z (2), right-handed."""
+    i, j = (axis + 1) % 3, (axis + 2) % 3
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    out = np.eye(3)
+    out[i, i], out[i, j], out[j, i], out[j, j] = c, -s, s, c
+    return out
 
 
 def euler_zxy_degrees(r: Array) -> tuple[float, float, float]:
@@ -69,4 +63,4 @@ def euler_zxy_degrees(r: Array) -> tuple[float, float, float]:
 
 def matrix_zxy_degrees(z: float, x: float, y: float) -> Array:
     """Inverse of :func:`euler_zxy_degrees`."""
-    return _rz(np.radians(z)) @ _rx(np.radians(x)) @ _ry(np.radians(y))
+    return _about(2, z) @ _about(0, x) @ _about(1, y)

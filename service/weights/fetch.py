@@ -1,9 +1,6 @@
 """``pose3d weights fetch NAME``: download a catalogue entry, verify it, unpack it, install it. Torch-free.
 
-Order of work: download to ``<weights dir>/.downloads/<key>`` (resumable, see :mod:`.download`) → check the
-published size / sha256 / sha256 prefix of the downloaded file (a mismatch deletes the download and installs
-nothing) → take the entry's file out of a zip or tar archive → install under ``<weights dir>/<name>/``.
-Archives stay in ``.downloads`` because one archive can hold several entries (P-STMO's Drive file).
+Downloads stay in ``<weights dir>/.downloads`` because one archive can hold several entries (P-STMO's Drive file).
 """
 
 from __future__ import annotations

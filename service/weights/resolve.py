@@ -58,14 +58,10 @@ def trained_conventions(model: str, spec: Any, catalogue: Catalogue) -> dict[str
 
 
 def resolved(settings: ModelT, catalogue: Catalogue | None = None) -> ModelT:
-    """A copy of ``settings`` whose ``detector`` and ``models`` name installed files instead of catalogue names:
-    a step of start-up (the commands call it once the settings are read), never a settings validator — settings
-    stay pure data.
-
-    A gateway with remote workers loads no weights, so it keeps the names for the workers to resolve. With
-    ``settings.allow_random_weights`` a name that is not installed stays a name: the engine's loader serves that
-    network on random weights and says so loudly. Otherwise names that are not installed raise WeightsError,
-    naming all of them and the one `pose3d weights fetch` command that installs them.
+    """A copy of ``settings`` whose ``detector`` and ``models`` name installed files instead of catalogue names (a
+    start-up step, never a settings validator: settings stay pure data). A gateway with remote workers keeps the
+    names for its workers; with ``allow_random_weights`` a name not installed stays a name (served on random
+    weights); otherwise names not installed raise WeightsError naming all of them and the command that fetches them.
     """
     copy = settings.model_copy()
     s: Any = copy  # used through the attributes it has (see the module docstring)
