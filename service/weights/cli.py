@@ -80,8 +80,7 @@ def _expand(catalogue: Catalogue, names: list[str]) -> list[Entry]:
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    from service.weights.download import new_client
-    from service.weights.fetch import fetch_entry, unavailable_message
+    from service.weights.fetch import fetch_entry, new_client, unavailable_message
 
     catalogue, root = load_catalogue(), _root(args)
     try:
