@@ -21,10 +21,8 @@ DETECTOR_PATH_FIELDS = ("checkpoint", "backbone_checkpoint", "person_detector_on
 
 
 def resolve_path(value: Path | None, root: Path, catalogue: Catalogue, missing: list[str]) -> Path | None:
-    """An existing file stays; a catalogue name becomes its installed file; anything else is left to the loader.
-
-    A catalogue name that is not installed under ``root`` stays as it is and is appended to ``missing``.
-    """
+    """An existing file stays; a catalogue name becomes its installed file (one not installed under ``root`` stays,
+    and is appended to ``missing``); anything else is left to the loader."""
     if value is None or value.is_file() or str(value) not in catalogue.names():
         return value
     found = installed(root, str(value))
