@@ -23,6 +23,14 @@ PCK_2D_FRACTION: Final = 0.2
 """2D PCK counts a joint within this fraction of the labelled box's longer side (or of the 2D labels' extent)."""
 
 
+METRICS: Final = {
+    "mpjpe": "MPJPE (P1) mm", "p_mpjpe": "P-MPJPE (P2) mm", "n_mpjpe": "N-MPJPE mm", "mpjve": "MPJVE mm/frame",
+    "pck150": "PCK@150mm %", "auc": "AUC %", "camera_error": "camera error mm", "camera_error_pct": "camera error %",
+    "pck2d": "2D PCK@0.2 %",
+}  # fmt: skip
+"""Every metric :func:`score` gives, in the tables' row order, with its heading."""
+
+
 class Average(StrEnum):
     """How a table's average column weighs its groups."""
 
@@ -105,7 +113,7 @@ def tabulate(scores: Sequence[Scores], order: Sequence[str], weighting: Average)
     """The table of ``scores`` with groups in ``order`` first (then any other group, by name)."""
     present = {s.group for s in scores}
     groups = [g for g in order if g in present] + sorted(present - set(order))
-    metrics = sorted({k for s in scores for k in s.values}, key=_metric_rank)
+    metrics = sorted({k for s in scores for k in s.values}, key=list(METRICS).index)
     rows: dict[str, dict[str, float]] = {}
     average: dict[str, float] = {}
     for metric in metrics:
@@ -122,11 +130,3 @@ def tabulate(scores: Sequence[Scores], order: Sequence[str], weighting: Average)
 
 def _pooled(parts: list[F64]) -> F64:
     return np.concatenate(parts) if parts else np.zeros(0)
-
-
-METRIC_ORDER: Final = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve", "pck150", "auc", "camera_error", "camera_error_pct",
-                       "pck2d")  # fmt: skip
-
-
-def _metric_rank(metric: str) -> int:
-    return METRIC_ORDER.index(metric) if metric in METRIC_ORDER else len(METRIC_ORDER)
