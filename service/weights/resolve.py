@@ -108,12 +108,6 @@ def weight_set_overrides(set_name: str, catalogue: Catalogue | None = None) -> d
     models: dict[str, Any] = {}
     for model_name, entry_name in chosen.lifters.items():
         entry = cat.entry(entry_name)
-        models[model_name] = {
-            "kind": entry.lifter_kind,
-            "arch": entry.arch,
-            "frames": entry.frames,
-            "checkpoint": entry.name,
-            "joint_order": entry.joint_order,
-            "output_unit": entry.output_unit,
-        }
+        fields = entry.model_dump(include={"arch", "frames", *LIFTER_CONVENTIONS})
+        models[model_name] = {"kind": entry.lifter_kind, "checkpoint": entry.name, **fields}
     return {"detector": det, "models": models}
