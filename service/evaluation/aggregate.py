@@ -1,9 +1,7 @@
-"""Scores per sequence and the papers' tables: per-frame errors grouped into columns and averaged as P-STMO does.
+"""Scores per sequence and the papers' tables: per-frame errors grouped into columns and averaged.
 
-P-STMO (``main.py``: ``test_calculation`` / ``print_error``, after VideoPose3D) sums each frame's error into its
-action's accumulator (every subject, camera and recording of the action together), so an action's entry is the
-mean over its frames, and the table's average is the mean of the 15 action entries (each action weighs the same,
-whatever its length). MPI-INF-3DHP and a user's clips pool all scored frames for the average instead.
+Human3.6M is averaged as P-STMO's ``print_error``: an action's entry is the mean over its frames (subjects,
+cameras and recordings pooled), the average the mean of the 15 entries. Other datasets pool every scored frame.
 """
 
 from __future__ import annotations
@@ -23,6 +21,14 @@ from service.evaluation.sequences import EvalSequence
 F64 = npt.NDArray[np.float64]
 PCK_2D_FRACTION: Final = 0.2
 """2D PCK counts a joint within this fraction of the labelled box's longer side (or of the 2D labels' extent)."""
+
+
+METRICS: Final = {
+    "mpjpe": "MPJPE (P1) mm", "p_mpjpe": "P-MPJPE (P2) mm", "n_mpjpe": "N-MPJPE mm", "mpjve": "MPJVE mm/frame",
+    "pck150": "PCK@150mm %", "auc": "AUC %", "camera_error": "camera error mm", "camera_error_pct": "camera error %",
+    "pck2d": "2D PCK@0.2 %",
+}  # fmt: skip
+"""Every metric :func:`score` gives, in the tables' row order, with its heading."""
 
 
 class Average(StrEnum):
@@ -107,7 +113,7 @@ def tabulate(scores: Sequence[Scores], order: Sequence[str], weighting: Average)
     """The table of ``scores`` with groups in ``order`` first (then any other group, by name)."""
     present = {s.group for s in scores}
     groups = [g for g in order if g in present] + sorted(present - set(order))
-    metrics = sorted({k for s in scores for k in s.values}, key=_metric_rank)
+    metrics = sorted({k for s in scores for k in s.values}, key=list(METRICS).index)
     rows: dict[str, dict[str, float]] = {}
     average: dict[str, float] = {}
     for metric in metrics:
@@ -124,11 +130,3 @@ def tabulate(scores: Sequence[Scores], order: Sequence[str], weighting: Average)
 
 def _pooled(parts: list[F64]) -> F64:
     return np.concatenate(parts) if parts else np.zeros(0)
-
-
-METRIC_ORDER: Final = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve", "pck150", "auc", "camera_error", "camera_error_pct",
-                       "pck2d")  # fmt: skip
-
-
-def _metric_rank(metric: str) -> int:
-    return METRIC_ORDER.index(metric) if metric in METRIC_ORDER else len(METRIC_ORDER)

@@ -115,12 +115,6 @@ async def evaluate_engine(
     )
 
 
-def engine_config(settings: GatewaySettings) -> str:
-    """The engine knobs that set its throughput, for the report."""
-    e = settings.engine
-    return f"max_batch_size={e.max_batch_size}, max_delay_ms={e.max_delay_ms:g}, torch_threads={e.torch_threads}"
-
-
 async def evaluate(
     candidates: Sequence[Candidate], dataset: Dataset, concurrency: int = 4, progress: bool = True
 ) -> list[Evaluation]:
@@ -134,7 +128,9 @@ async def evaluate(
             engine = engines[id(c.settings)]
             model = c.model_for(dataset.images)
             result = await evaluate_engine(engine, dataset, model, c.label, concurrency, progress)
-            result.config = f"{result.config}, {engine_config(c.settings)}"
+            knobs = c.settings.engine  # those that set the throughput
+            result.config += f", max_batch_size={knobs.max_batch_size}, max_delay_ms={knobs.max_delay_ms:g}, "
+            result.config += f"torch_threads={knobs.torch_threads}"
             out.append(result)
     finally:
         for engine in engines.values():

@@ -1,9 +1,4 @@
-"""``pose3d eval``: accuracy (and throughput) of the served pipeline on a dataset; see ``docs/evaluation.md``. Examples::
-
-pose3d eval h36m --data-3d data_3d_h36m.npz --data-2d data_2d_h36m_cpn_ft_h36m_dbb.npz --cameras cams.json
-pose3d eval 3dhp --data data_test_3dhp.npz --profile realtime
-pose3d eval clips my_clip.npz other.npz --compare default realtime --json out.json --plot out.png
-"""
+"""``pose3d eval``: accuracy (and throughput) of the served pipeline on a dataset; examples in docs/evaluation.md."""
 
 from __future__ import annotations
 
@@ -115,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _labels(args: argparse.Namespace) -> int:
-    from service.evaluation.convert import write_h36m_labels
+    from service.evaluation.labelled import write_h36m_labels
 
     try:
         frames = write_h36m_labels(

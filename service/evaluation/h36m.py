@@ -1,25 +1,5 @@
-"""Human3.6M in the VideoPose3D / P-STMO npz layout, and its cameras.
-
-Files (as VideoPose3D's ``data/prepare_data_h36m.py`` and ``prepare_data_2d_h36m_*.py`` write them)::
-
-    data_3d_h36m.npz   positions_3d: dict subject -> dict action -> (T, 32, 3) float32, metres, world frame
-    data_2d_h36m_cpn_ft_h36m_dbb.npz (or data_2d_h36m_gt.npz)
-                       positions_2d: dict subject -> dict action -> list of 4 (T', 17, 2) float32, pixels,
-                                     one per camera in the cameras file's order (T' >= T; trimmed to T)
-                       metadata:     dict(num_joints=17, keypoints_symmetry=[[4,5,6,11,12,13],[1,2,3,14,15,16]],
-                                          layout_name="h36m")
-
-Both are pickled dicts inside ``np.savez_compressed`` (read with ``allow_pickle=True``; only open files you trust).
-
-The cameras are Human3.6M's calibration as VideoPose3D lists them in ``common/h36m_dataset.py``
-(``h36m_cameras_intrinsic_params`` and ``h36m_cameras_extrinsic_params``), merged per subject into one JSON file::
-
-    {"S9": [{"id": "54138969", "res_w": 1000, "res_h": 1002, "center": [cx, cy], "focal_length": [fx, fy],
-             "orientation": [w, x, y, z], "translation": [x, y, z]}, ... 4 cameras], "S11": [...]}
-
-``orientation`` is the camera's rotation as a quaternion (world from camera), ``translation`` its centre in the
-world in millimetres, ``center``/``focal_length`` pixels (other keys are ignored). World 3D goes into each camera as
-VideoPose3D's ``world_to_camera``: ``qrot(qinverse(orientation), X - translation / 1000)``.
+"""Human3.6M in the VideoPose3D / P-STMO npz layout, and its cameras JSON (keys, shapes, units: docs/evaluation.md,
+"Human3.6M"). The npz files hold pickled dicts, read with ``allow_pickle=True``: only open files you trust.
 """
 
 from __future__ import annotations

@@ -1,23 +1,19 @@
-"""A user's own labelled clips (and Human3.6M videos converted to the same layout): images + per-frame 3D labels.
+"""A user's own labelled clips, and Human3.6M recordings converted to them (``pose3d eval h36m-labels``).
 
-One ``.npz`` per clip, beside its media (a video file, or a folder of images taken in name order)::
-
-    keypoints_3d_camera  (T, 17, 3) float32  metres, camera frame (x right, y down, z forward), Human3.6M-17 order
-    media                ()  str             the clip's video file or frame folder, relative to the npz
-    intrinsics           (4,) float32        optional: fx, fy, cx, cy in pixels (else the served 60° FOV guess)
-    boxes                (T, 4) float32      optional: the person's box per frame, xyxy pixels
-    keypoints_2d         (T, 17, 2) float32  optional: 2D labels in pixels, Human3.6M-17 order (gives 2D PCK)
-    action               ()  str             optional: the column the clip counts in (default: the file's stem)
-
-Frame ``t`` of the media is labelled by row ``t``; the clip is scored on the frames both have.
+A clip is one ``.npz`` of per-frame 3D labels (``keypoints_3d_camera`` ``(T, 17, 3)`` metres, camera frame, and
+optional intrinsics, boxes, 2D labels, action) beside its media; the keys are in docs/evaluation.md, "Labelled
+clips". Row ``t`` labels frame ``t`` of the media.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 
+from service.evaluation.h36m import load_h36m
 from service.evaluation.sequences import EvalSequence, ImageSource
 
 LAYOUT_KEYS = ("keypoints_3d_camera", "media")
@@ -54,3 +50,36 @@ def load_clip(path: Path) -> EvalSequence:
         labels_2d=labels,
         meta={"clip": str(path)},
     )
+
+
+BOX_MARGIN: Final = 0.15
+"""The box is the 2D labels' extent grown by this fraction of its size on every side."""
+
+
+def write_h36m_labels(
+    data_3d: Path, data_2d: Path, cameras: Path, subject: str, action: str, camera: int, media: Path, out: Path
+) -> int:
+    """Write ``out`` (a clip label file) for camera ``camera`` (0-3) of ``subject``'s ``action``; returns frames.
+    ``media`` is stored relative to ``out``'s folder."""
+    sequences = [s for s in load_h36m(data_3d, data_2d, cameras, [subject]) if s.meta["action"] == action]
+    if not sequences:
+        raise ValueError(f"{subject} has no action {action!r}")
+    if not 0 <= camera < len(sequences):
+        raise ValueError(f"camera must be 0-{len(sequences) - 1}")
+    seq = sequences[camera]
+    assert seq.keypoints_2d is not None
+    assert seq.gt_camera is not None
+    kp = seq.keypoints_2d
+    low, high = kp.min(axis=1), kp.max(axis=1)
+    margin = BOX_MARGIN * (high - low)
+    arrays: dict[str, np.ndarray] = {
+        "keypoints_3d_camera": seq.gt_camera.astype(np.float32),
+        "media": np.array(os.path.relpath(Path(media).resolve(), out.parent.resolve())),
+        "keypoints_2d": kp.astype(np.float32),
+        "boxes": np.concatenate([low - margin, high + margin], axis=1).astype(np.float32),
+        "action": np.array(seq.group),
+    }
+    if seq.intrinsics is not None:
+        arrays["intrinsics"] = np.array(seq.intrinsics, dtype=np.float32)
+    np.savez(out, **arrays)  # type: ignore[arg-type]
+    return seq.length

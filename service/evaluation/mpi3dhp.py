@@ -1,19 +1,8 @@
-"""The MPI-INF-3DHP test set in P-STMO's layout (``data_test_3dhp.npz``), in Human3.6M-17 order.
+"""The MPI-INF-3DHP test set in P-STMO's layout (``data_test_3dhp.npz``; docs/evaluation.md, "MPI-INF-3DHP").
 
-Layout (P-STMO's ``common/load_data_3dhp_mae.py`` reads it)::
-
-    data: dict sequence ("TS1" ... "TS6") -> dict(
-        data_3d=(T, 17, 3) float32 millimetres, camera frame (the "univ_annot3" universal skeleton),
-        data_2d=(T, 17, 2) float32 pixels (2048 x 2048 for TS1-TS4, 1920 x 1080 for TS5-TS6),
-        valid=(T,) frames that count (the official evaluation skips the others))
-
-Joints are in MPI-INF-3DHP's 17-joint order (0 head top, 1 neck, 2-4 right arm, 5-7 left arm, 8-10 right leg,
-11-13 left leg, 14 pelvis, 15 spine, 16 head). The served pipeline speaks Human3.6M-17, so both the 2D input and
-the 3D ground truth are reordered (:data:`TO_H36M`, the same table the engine uses to feed a lifter trained in
-3DHP order, :data:`model.joints.LIFTER_JOINTS`, so the published 3DHP checkpoint sees exactly the 2D file's
-joints and its output is scored against the ground truth joint for joint); PCK and AUC count the 14 joints the
-official evaluation scores (all but pelvis, spine and head), MPJPE all 17, root-relative to the pelvis (3DHP
-joint 14), as P-STMO reports them.
+Both the 2D input and the 3D ground truth are reordered to Human3.6M-17 with :data:`TO_H36M`, the table the engine
+uses to feed a lifter trained in 3DHP order, so the published 3DHP checkpoint sees exactly the file's joints. PCK
+and AUC count the 14 joints the official evaluation scores; MPJPE all 17, root-relative to the pelvis.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from service.evaluation.aggregate import Scores, Table
+from service.evaluation.aggregate import METRICS, Scores, Table
 from service.evaluation.papers import PaperRow
 
 LABELS: Final = {
@@ -19,11 +19,6 @@ LABELS: Final = {
     "Smoking": "Smoke", "Waiting": "Wait", "WalkDog": "WalkD.", "Walking": "Walk", "WalkTogether": "WalkT.",
 }  # fmt: skip
 """P-STMO Table 1's column headings."""
-TITLES: Final = {
-    "mpjpe": "MPJPE (P1) mm", "p_mpjpe": "P-MPJPE (P2) mm", "n_mpjpe": "N-MPJPE mm", "mpjve": "MPJVE mm/frame",
-    "pck150": "PCK@150mm %", "auc": "AUC %", "camera_error": "camera error mm", "camera_error_pct": "camera error %",
-    "pck2d": "2D PCK@0.2 %",
-}  # fmt: skip
 
 
 @dataclass
@@ -74,7 +69,7 @@ def table_text(ev: Evaluation) -> str:
     paper = ev.paper
     for metric, row in t.rows.items():
         cells = [_fmt(row.get(g)) for g in t.groups] + [_fmt(t.average[metric])]
-        lines.append(f"{TITLES.get(metric, metric):<18}" + "".join(f"{c:>{width + 1}}" for c in cells))
+        lines.append(f"{METRICS[metric]:<18}" + "".join(f"{c:>{width + 1}}" for c in cells))
         if paper is not None and metric in paper.average:
             published = paper.groups.get(metric, {})
             cells = [_fmt(published.get(g)) for g in t.groups] + [_fmt(paper.average[metric])]
@@ -104,7 +99,7 @@ def compare_text(evaluations: Sequence[Evaluation]) -> str:
     metrics = [k for k in ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve", "pck150", "auc", "camera_error")
                if any(k in e.table.average for e in evaluations)]  # fmt: skip
     width = max([10, *(len(e.label) for e in evaluations)])
-    head = f"{'profile/model':<{width}} {'model':<14}" + "".join(f"{TITLES[k]:>18}" for k in metrics)
+    head = f"{'profile/model':<{width}} {'model':<14}" + "".join(f"{METRICS[k]:>18}" for k in metrics)
     lines = [head + f"{'frames/s':>12}{'frames':>9}  configuration; machine load"]
     for e in evaluations:
         cells = "".join(f"{_fmt(e.table.average.get(k)):>18}" for k in metrics)

@@ -98,13 +98,9 @@ class SequenceRunner:
         return time.monotonic() + NO_DEADLINE_S
 
     async def predict(self, seq: EvalSequence, bar: tqdm[Any]) -> Prediction:
-        if seq.keypoints_2d is not None:
-            results = await self._keypoints(seq)
-        elif self.info.frames == 1:
-            results = await self._images_one_by_one(seq, bar)
-            return _gather(results, seq.length)
-        else:
-            results = await self._image_clip(seq)
+        if seq.keypoints_2d is None and self.info.frames == 1:
+            return _gather(await self._images_one_by_one(seq, bar), seq.length)  # advances ``bar`` per frame
+        results = await (self._keypoints(seq) if seq.keypoints_2d is not None else self._image_clip(seq))
         bar.update(seq.length)
         return _gather(results, seq.length)
 
@@ -146,8 +142,7 @@ class SequenceRunner:
             async for t, image in _decoded(seq):
                 yield ImageFrame(image, t)
 
-        options = self._options(seq)
-        request = Work(f"eval-{seq.name}", frames(), options, self._deadline())
+        request = Work(f"eval-{seq.name}", frames(), self._options(seq), self._deadline())
         return (await collect(self.engine, request)).frames
 
     async def run(

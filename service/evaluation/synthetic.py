@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from service.evaluation.h36m import KEEP_JOINTS, world_to_camera
+from service.evaluation.h36m import KEEP_JOINTS, load_h36m, world_to_camera
+from service.evaluation.labelled import write_h36m_labels
 from service.geometry.camera import Intrinsics
 from service.geometry.synthetic import project
 
@@ -138,9 +139,6 @@ def write_demo(folder: Path, frames: int = 12) -> H36MFiles:
     """Everything ``docs/evaluation.md`` runs without the dataset: the Human3.6M-layout files for S9 and S11
     (Walking, Walking 1, Eating) and S9 "Walking 1" camera 0 as a labelled clip (``clips/S9_Walking_1.npz`` +
     its rendered frames in ``clips/S9_Walking_1/``)."""
-    from service.evaluation.convert import write_h36m_labels
-    from service.evaluation.h36m import load_h36m
-
     folder.mkdir(parents=True, exist_ok=True)
     files = write_h36m(folder, frames=frames)
     seq = load_h36m(files.data_3d, files.data_2d, files.cameras, ["S9"])

@@ -1,16 +1,9 @@
 """BVH export of one track: an H36M-17 hierarchy whose offsets are the track's median bone lengths, and per-frame
-rotations solved so that forward kinematics reproduces the joints.
+rotations solved so that forward kinematics reproduces the joints (docs/renders-and-demo.md, "Exports").
 
-Coordinates: BVH space is the camera frame turned 180° about x — ``(x, -y, -z)``: x right, **y up**, z towards the
-camera — in metres. The root (``pelvis``) has ``Xposition Yposition Zposition`` (the pelvis per frame: zero for
-root-relative results) and every joint ``Zrotation Xrotation Yrotation`` in degrees, applied as
-``Rz @ Rx @ Ry`` to the child offsets. The rest pose stands upright, arms out (T-pose), facing +z.
-
-Exactness: every bone gets its own rotation. A joint with several children (pelvis, thorax) rotates as the best
-(Kabsch) fit of its child bones and carries one zero-length branch joint per child (``pelvis_to_r_hip`` …), whose
-rotation turns that bone onto its exact direction. So each bone points exactly where the input says; what remains
-is the bone-length residual — a frame whose bone is longer or shorter than the track's median is drawn with the
-median length, and that difference (summed down the chain) is the reconstruction error ``max_error_m``.
+BVH space is the camera frame turned 180° about x, ``(x, -y, -z)`` metres (y up); the rest pose is a T-pose facing
++z. Joints with several children carry one zero-length branch joint per child, so every bone points exactly where
+the input says; the only error left is the bone-length residual against the median, ``max_error_m``.
 """
 
 from __future__ import annotations
@@ -20,7 +13,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from service.export.rotations import euler_zxy_degrees, kabsch, matrix_zxy_degrees, rotation_between
 from service.export.skeleton import H36M_BONES, H36M_NAMES, children
 from service.export.tracks import TrackSequence
 
@@ -37,6 +29,63 @@ REST_DIRECTIONS: dict[int, tuple[float, float, float]] = {
 """Rest-pose direction (BVH space) of the bone ending at each joint: the subject faces +z, its right is -x."""
 
 END_SITE_FRACTION = 0.2
+_EPS = 1e-12
+
+
+def rotation_between(a: Array, b: Array) -> Array:
+    """The smallest rotation ``(3, 3)`` taking direction ``a (3,)`` to direction ``b (3,)``; identity when
+    either is (near) zero. Antiparallel vectors turn by 180° about an axis perpendicular to ``a``."""
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na < _EPS or nb < _EPS:
+        return np.eye(3)
+    u, v = a / na, b / nb
+    axis = np.cross(u, v)
+    s, c = float(np.linalg.norm(axis)), float(np.dot(u, v))
+    if s < 1e-9:
+        if c > 0:
+            return np.eye(3)
+        perp = np.cross(u, [1.0, 0.0, 0.0] if abs(u[0]) < 0.9 else [0.0, 1.0, 0.0])
+        perp /= np.linalg.norm(perp)
+        return 2.0 * np.outer(perp, perp) - np.eye(3)
+    k = axis / s
+    kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    out: Array = np.eye(3) + s * kx + (1.0 - c) * (kx @ kx)
+    return out
+
+
+def kabsch(rest: Array, target: Array) -> Array:
+    """The rotation ``R (3, 3)`` minimising ``sum |R @ rest_i - target_i|^2`` for ``rest, target (N, 3)``."""
+    h = rest.T @ target
+    u, _, vt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
+    out: Array = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    return out
+
+
+def _about(axis: int, degrees: float) -> Array:
+    """The rotation ``(3, 3)`` by ``degrees`` about axis x (0), y (1) or z (2), right-handed."""
+    i, j = (axis + 1) % 3, (axis + 2) % 3
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    out = np.eye(3)
+    out[i, i], out[i, j], out[j, i], out[j, j] = c, -s, s, c
+    return out
+
+
+def euler_zxy_degrees(r: Array) -> tuple[float, float, float]:
+    """``(z, x, y)`` degrees with ``r = Rz(z) @ Rx(x) @ Ry(y)`` (BVH channels ``Zrotation Xrotation Yrotation``)."""
+    x = np.arctan2(r[2, 1], np.hypot(r[2, 0], r[2, 2]))
+    if np.hypot(r[2, 0], r[2, 2]) < 1e-9:  # gimbal lock: fold the y turn into z
+        y = 0.0
+        z = np.arctan2(r[1, 0], r[0, 0])
+    else:
+        y = np.arctan2(-r[2, 0], r[2, 2])
+        z = np.arctan2(-r[0, 1], r[1, 1])
+    return float(np.degrees(z)), float(np.degrees(x)), float(np.degrees(y))
+
+
+def matrix_zxy_degrees(z: float, x: float, y: float) -> Array:
+    """Inverse of :func:`euler_zxy_degrees`."""
+    return _about(2, z) @ _about(0, x) @ _about(1, y)
 
 
 @dataclass

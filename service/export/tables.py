@@ -11,25 +11,11 @@ from typing import Any, Final
 from service.export.skeleton import H36M_NAMES
 
 CSV_COLUMNS: Final[tuple[str, ...]] = (
-    "frame_index",
-    "timestamp_s",
-    "track_id",
-    "joint_index",
-    "joint_name",
-    "x_px",
-    "y_px",
-    "score",
-    "x_m",
-    "y_m",
-    "z_m",
-    "camera_x_m",
-    "camera_y_m",
-    "camera_z_m",
-)
-"""``x_px, y_px``: 2D keypoint in image pixels (origin top-left); ``score`` in [0, 1]; ``x_m, y_m, z_m``: 3D joint in
-metres, camera frame (x right, y down, z forward), root-relative (pelvis at 0: ``keypoints_3d``);
-``camera_x_m, camera_y_m, camera_z_m``: the same joint placed in the camera frame (``keypoints_3d_camera``), empty
-when the person could not be placed. ``timestamp_s`` is empty when unknown. Joints in Human3.6M-17 order."""
+    "frame_index", "timestamp_s", "track_id", "joint_index", "joint_name", "x_px", "y_px", "score",
+    "x_m", "y_m", "z_m", "camera_x_m", "camera_y_m", "camera_z_m",
+)  # fmt: skip
+"""2D in image pixels; 3D in metres, camera frame: ``x_m…`` root-relative, ``camera_x_m…`` placed (empty when the
+person could not be); ``timestamp_s`` empty when unknown (docs/renders-and-demo.md, "Exports")."""
 
 
 def _cell(value: float | None) -> str:
@@ -47,25 +33,10 @@ def export_csv(frames: Sequence[Mapping[str, Any]]) -> str:
             joints_3d = person["keypoints_3d"]
             camera = person.get("keypoints_3d_camera")
             for j, name in enumerate(H36M_NAMES):
-                x_px, y_px = person["keypoints_2d"][j][:2]
-                x_m, y_m, z_m = joints_3d[j]
                 placed = camera[j] if camera is not None else (None, None, None)
-                writer.writerow(
-                    [
-                        int(frame["frame_index"]),
-                        stamp,
-                        int(person["track_id"]),
-                        j,
-                        name,
-                        _cell(x_px),
-                        _cell(y_px),
-                        _cell(person["keypoint_scores"][j]),
-                        _cell(x_m),
-                        _cell(y_m),
-                        _cell(z_m),
-                        *(_cell(v) for v in placed),
-                    ]
-                )
+                values = (*person["keypoints_2d"][j][:2], person["keypoint_scores"][j], *joints_3d[j], *placed)
+                row = [int(frame["frame_index"]), stamp, int(person["track_id"]), j, name]
+                writer.writerow(row + [_cell(v) for v in values])
     return out.getvalue()
 
 

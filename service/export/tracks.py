@@ -67,9 +67,4 @@ def track_sequence(frames: Sequence[Mapping[str, Any]], track_id: int) -> TrackS
     for joints in rows[seen[0] : seen[-1] + 1]:
         present.append(joints is not None)
         poses.append(joints if joints is not None else poses[-1])
-    return TrackSequence(
-        track_id=track_id,
-        joints_3d=np.stack(poses),
-        present=np.asarray(present, dtype=np.bool_),
-        frame_time_s=frame_time_s(frames),
-    )
+    return TrackSequence(track_id, np.stack(poses), np.asarray(present, dtype=np.bool_), frame_time_s(frames))

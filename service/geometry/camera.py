@@ -127,18 +127,8 @@ def solve_translation(
 
     ``pose`` ``(J, 3)`` metres, root-relative, camera axes; ``keypoints_px`` ``(J, 2)`` pixels of the same joints;
     ``scores`` ``(J,)`` confidences in [0, 1], the base weights (score 0 = ignored); ``robust``: IRLS settings.
-
-    Derivation. With normalised image coordinates ``u_i = (x_i - cx) / fx``, ``v_i = (y_i - cy) / fy``, the
-    pinhole model says ``u_i = (X_i + t_x) / (Z_i + t_z)``, i.e. ``u_i (Z_i + t_z) = X_i + t_x``, which is
-    linear in ``t``: ``t_x - u_i t_z = u_i Z_i - X_i`` and likewise ``t_y - v_i t_z = v_i Z_i - Y_i``. Stacking
-    the 2J rows gives ``A t = b`` with ``A`` ``(2J, 3)``, solved by weighted least squares in closed form
-    (``t = (Aᵀ W A)⁻¹ Aᵀ W b``). A row's residual is ``(Z_i + t_z) · e_i``, the joint's reprojection error
-    ``e_i`` (normalised units) times its depth, so the first solve over-weights far joints slightly. The
-    re-weighting passes (IRLS) fix that and reject outliers: each pass takes the current ``t``, computes every
-    joint's reprojection error in pixels ``r_i``, a robust scale ``s = max(1.4826 · median|r|, min_scale_px)``,
-    Huber weights ``h_i = min(1, huber_k · s / r_i)``, and solves again with ``w_i = score_i · h_i /
-    (Z_i + t_z)²`` (the depth factor turns the algebraic residual into the reprojection error). With exact 2D
-    keypoints the first solve is already exact; the passes only change ``t`` under noise or outliers.
+    The perspective equations are linear in ``t``: one weighted least-squares solve, then Huber re-weighting passes
+    on the pixel reprojection error (derivation: docs/world-and-smoothing.md, "Solving the root translation").
 
     Raises ValueError with fewer than 2 joints of positive score, or a degenerate system.
     """

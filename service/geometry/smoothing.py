@@ -3,9 +3,7 @@
 :class:`TrackSmoother` takes frames in increasing key order — a payload and, per track id, an array (e.g.
 ``(18, 3)`` metres) — and releases them smoothed, in order: at once with One-Euro, ``half_window`` keys later with
 Savitzky–Golay. A track's value at key ``k`` depends only on its samples at keys ``k ± half_window`` (or ``≤ k``),
-so a clip and the same frames streamed give identical results. :meth:`TrackSmoother.to_state` /
-:meth:`~TrackSmoother.from_state` take a smoother apart into plain data and back (a stream's lives in the frame
-buffer).
+so a clip and the same frames streamed give identical results (a stream's state lives in the frame buffer).
 """
 
 from __future__ import annotations

@@ -25,10 +25,6 @@ ResultFrame = Mapping[str, Any]
 PANEL_SIZE = 480
 
 
-def _even(n: int) -> int:
-    return n - (n % 2)
-
-
 def side_by_side(overlay: Image | None, panel: Image) -> Image:
     """``overlay`` scaled to the panel's height, then the panel to its right; even width and height (for
     yuv420p video). Without an overlay: the panel alone."""
@@ -39,7 +35,8 @@ def side_by_side(overlay: Image | None, panel: Image) -> Image:
         w = max(2, round(overlay.shape[1] * h / overlay.shape[0]))
         scaled = np.asarray(cv2.resize(overlay, (w, h), interpolation=cv2.INTER_AREA), dtype=np.uint8)
         joined = np.concatenate([scaled, panel], axis=1)
-    return np.ascontiguousarray(joined[: _even(joined.shape[0]), : _even(joined.shape[1])])
+    height, width = joined.shape[0] // 2 * 2, joined.shape[1] // 2 * 2
+    return np.ascontiguousarray(joined[:height, :width])
 
 
 RANDOM_STAMP = "RANDOM WEIGHTS - poses are meaningless"

@@ -38,13 +38,9 @@ Segment = tuple[Point, Point]
 
 @dataclass(frozen=True)
 class PersonPlan:
-    """What the overlay draws for one person, in integer pixels, all of it inside the image.
-
-    ``bones``: segments between two joints that are both inside; ``joints``: the joints inside; ``marks``: for
-    each joint outside the image, the nearest border pixel (drawn as a small arrowhead pointing out, never a line
-    across the frame); ``box``: the person box clipped to the image, or None when it lies outside;
-    ``label_at``: the label's baseline origin, placed so that the text stays inside the image.
-    """
+    """What the overlay draws for one person, in integer pixels, all of it inside the image: ``bones`` between two
+    joints inside, ``joints`` inside, ``marks`` (the nearest border pixel of each joint outside, drawn as an
+    arrowhead), ``box`` clipped to the image (None when outside), ``label_at`` the label's baseline origin."""
 
     colour: RGB
     bones: list[tuple[Segment, RGB]]

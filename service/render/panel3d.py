@@ -1,10 +1,7 @@
 """The 3D panel: H36M-17 skeletons drawn with matplotlib (Agg, no pyplot: safe in worker threads).
 
-Orientation: the data are in the camera frame — x right, y down, z forward (away from the camera), metres. The
-panel plots ``(x, z, -y)`` so that up is up: its horizontal axes are x (right) and z (depth), its vertical axis is
--y. The axes are fitted to the data with equal aspect (one cube, :func:`fit_limits`): whatever the weights give,
-every joint is inside the axes and nothing runs over the title; a video fits them once over all its frames, so
-frames compare. Several people are placed side by side by their 2D box centres (see :func:`person_offsets`).
+Camera-frame metres (x right, y down, z forward) are plotted as ``(x, z, -y)`` so that up is up, in one cube fitted
+to the data (:func:`fit_limits`; docs/renders-and-demo.md, "Renders"); people side by side by their box centres.
 """
 
 from __future__ import annotations

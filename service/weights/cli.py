@@ -1,10 +1,8 @@
 """``pose3d weights list | fetch NAME... | add FILE [--name NAME] | verify [NAME...] | path NAME``.
 
-The weights directory comes from ``--weights-dir``, else ``POSE3D_WEIGHTS_DIR`` (read through
-:class:`WeightsSettings` when the command runs), else ``$XDG_CACHE_HOME/pose3d/weights``. Every failure prints
-one line (``error: …``); the exit status is 2 when the user must change something (an unknown name, an entry that
-is not installed, a file ``add`` refuses, a folder to download by hand) and 1 when a download failed or an
-installed file no longer matches its checksum. Nothing here imports torch except ``add``.
+The weights directory: ``--weights-dir``, else ``POSE3D_WEIGHTS_DIR`` (read through :class:`WeightsSettings` when
+the command runs), else ``$XDG_CACHE_HOME/pose3d/weights``. Every failure prints one ``error: …`` line; exit
+statuses as docs/weights.md says (:data:`USAGE_EXIT`, :data:`FAILED_EXIT`). Only ``add`` imports torch.
 """
 
 from __future__ import annotations
@@ -35,14 +33,7 @@ class WeightsSettings(BaseSettings):
 def download_progress() -> Progress:
     """A download progress bar on stderr."""
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     return Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True))
@@ -89,8 +80,7 @@ def _expand(catalogue: Catalogue, names: list[str]) -> list[Entry]:
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    from service.weights.download import new_client
-    from service.weights.fetch import fetch_entry, unavailable_message
+    from service.weights.fetch import fetch_entry, new_client, unavailable_message
 
     catalogue, root = load_catalogue(), _root(args)
     try:
@@ -179,10 +169,8 @@ def _cmd_path(args: argparse.Namespace) -> int:
     return 0
 
 
-USAGE_EXIT = 2
-"""A weights command the user must change: unknown name, not installed, a file `add` refuses, a manual step."""
-FAILED_EXIT = 1
-"""A weights command that failed on the way: a download, or a file that no longer matches its checksum."""
+USAGE_EXIT = 2  # the user must change something: unknown name, not installed, a file `add` refuses, a manual step
+FAILED_EXIT = 1  # failed on the way: a download, or an installed file that no longer matches its checksum
 
 
 def _fail(message: str) -> int:
@@ -221,5 +209,4 @@ def add_arguments(weights: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result: int = args.func(args)
-    return result
+    return int(args.func(args))

@@ -137,22 +137,19 @@ TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
 """How a PyTorch checkpoint starts: a zip archive (torch.save since 1.6) or a pickle (the legacy format)."""
 
 
-def _looks_like(head: bytes) -> str:
-    """What a file that is no checkpoint seems to be, from its first bytes."""
+def _require_torch_file(path: Path) -> None:
+    """WeightsError saying what ``path`` seems to be (text, or its first bytes) when it is no PyTorch checkpoint."""
+    with path.open("rb") as fh:
+        head = fh.read(64)
+    if head.startswith(TORCH_MAGIC):
+        return
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         text = "\0"
     if all(c.isprintable() or c.isspace() for c in text):
-        return f"it is a text file starting {text[:40]!r}"
-    return f"its first bytes are {head[:8].hex(' ')}"
-
-
-def _require_torch_file(path: Path) -> None:
-    with path.open("rb") as fh:
-        head = fh.read(64)
-    if not head.startswith(TORCH_MAGIC):
-        raise WeightsError(f"{path} is not a PyTorch checkpoint: {_looks_like(head)}")
+        raise WeightsError(f"{path} is not a PyTorch checkpoint: it is a text file starting {text[:40]!r}")
+    raise WeightsError(f"{path} is not a PyTorch checkpoint: its first bytes are {head[:8].hex(' ')}")
 
 
 def _expected_keys(entry: Entry) -> set[str] | None:

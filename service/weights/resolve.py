@@ -21,10 +21,8 @@ DETECTOR_PATH_FIELDS = ("checkpoint", "backbone_checkpoint", "person_detector_on
 
 
 def resolve_path(value: Path | None, root: Path, catalogue: Catalogue, missing: list[str]) -> Path | None:
-    """An existing file stays; a catalogue name becomes its installed file; anything else is left to the loader.
-
-    A catalogue name that is not installed under ``root`` stays as it is and is appended to ``missing``.
-    """
+    """An existing file stays; a catalogue name becomes its installed file (one not installed under ``root`` stays,
+    and is appended to ``missing``); anything else is left to the loader."""
     if value is None or value.is_file() or str(value) not in catalogue.names():
         return value
     found = installed(root, str(value))
@@ -58,14 +56,10 @@ def trained_conventions(model: str, spec: Any, catalogue: Catalogue) -> dict[str
 
 
 def resolved(settings: ModelT, catalogue: Catalogue | None = None) -> ModelT:
-    """A copy of ``settings`` whose ``detector`` and ``models`` name installed files instead of catalogue names:
-    a step of start-up (the commands call it once the settings are read), never a settings validator — settings
-    stay pure data.
-
-    A gateway with remote workers loads no weights, so it keeps the names for the workers to resolve. With
-    ``settings.allow_random_weights`` a name that is not installed stays a name: the engine's loader serves that
-    network on random weights and says so loudly. Otherwise names that are not installed raise WeightsError,
-    naming all of them and the one `pose3d weights fetch` command that installs them.
+    """A copy of ``settings`` whose ``detector`` and ``models`` name installed files instead of catalogue names (a
+    start-up step, never a settings validator: settings stay pure data). A gateway with remote workers keeps the
+    names for its workers; with ``allow_random_weights`` a name not installed stays a name (served on random
+    weights); otherwise names not installed raise WeightsError naming all of them and the command that fetches them.
     """
     copy = settings.model_copy()
     s: Any = copy  # used through the attributes it has (see the module docstring)
@@ -114,12 +108,6 @@ def weight_set_overrides(set_name: str, catalogue: Catalogue | None = None) -> d
     models: dict[str, Any] = {}
     for model_name, entry_name in chosen.lifters.items():
         entry = cat.entry(entry_name)
-        models[model_name] = {
-            "kind": entry.lifter_kind,
-            "arch": entry.arch,
-            "frames": entry.frames,
-            "checkpoint": entry.name,
-            "joint_order": entry.joint_order,
-            "output_unit": entry.output_unit,
-        }
+        fields = entry.model_dump(include={"arch", "frames", *LIFTER_CONVENTIONS})
+        models[model_name] = {"kind": entry.lifter_kind, "checkpoint": entry.name, **fields}
     return {"detector": det, "models": models}

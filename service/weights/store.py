@@ -1,8 +1,5 @@
-"""Where weights live on disk: ``<weights dir>/<name>/<file>`` plus ``<name>/installed.json``. Torch-free.
-
-The weights directory is ``settings.weights_dir`` (env ``POSE3D_WEIGHTS_DIR``, flag ``--weights-dir``) or, when
-unset, ``$XDG_CACHE_HOME/pose3d/weights`` (``~/.cache/pose3d/weights``). Downloads in progress and archives kept
-for sibling entries live in ``<weights dir>/.downloads``.
+"""Where weights live on disk: ``<weights dir>/<name>/<file>`` plus ``<name>/installed.json``; downloads in progress
+and archives in ``<weights dir>/.downloads``. Torch-free.
 """
 
 from __future__ import annotations

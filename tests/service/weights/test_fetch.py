@@ -16,8 +16,7 @@ import httpx
 import pytest
 
 from service.weights.catalogue import Entry, Fetch, Format, Kind
-from service.weights.download import drive_download_url, new_client
-from service.weights.fetch import fetch_entry
+from service.weights.fetch import drive_download_url, fetch_entry, new_client
 from service.weights.store import DOWNLOADS, WeightsError, installed
 from tests.service.weights.local_http import (
     DRIVE_FORM_PAGE,
