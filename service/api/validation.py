@@ -10,8 +10,8 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,45 +27,39 @@ DEFAULT_FPS = 30.0
 """Timestamps of keypoint sequences given without any: ``frame_index / DEFAULT_FPS``."""
 
 Box = tuple[float, float, float, float]
+T = TypeVar("T")
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _form_field(name: str, value: str | None, convert: Callable[[str], T], what: str) -> T | None:
+    """``convert`` of a form field's stripped text; ``None`` when absent, 400 (``must be <what>``) when it raises
+    ValueError or KeyError."""
+    if value is None or value == "":
+        return None
+    try:
+        return convert(value.strip())
+    except (ValueError, KeyError):
+        raise BadRequest(f"form field {name!r} must be {what}, got {value[:40]!r}") from None
 
 
 def parse_bool(name: str, value: str | None) -> bool | None:
     """A boolean form field (``true``/``false``/``1``/``0``/``yes``/``no``/``on``/``off``); ``None`` when absent."""
-    if value is None or value == "":
-        return None
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise BadRequest(f"form field {name!r} must be true or false, got {value[:40]!r}")
+    return _form_field(name, value, lambda text: _BOOLS[text.lower()], "true or false")
 
 
 def parse_int(name: str, value: str | None, low: int, high: int) -> int | None:
     """An integer form field in ``[low, high]``; ``None`` when absent. Not a number: 400; out of range: 422."""
-    if value is None or value == "":
-        return None
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise BadRequest(f"form field {name!r} must be an integer, got {value[:40]!r}") from None
-    if not low <= number <= high:
+    number = _form_field(name, value, int, "an integer")
+    if number is not None and not low <= number <= high:
         raise InvalidInput(f"form field {name!r} must be in [{low}, {high}], got {number}")
     return number
 
 
 def parse_float(name: str, value: str | None) -> float | None:
     """A finite float form field; ``None`` when absent."""
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value.strip())
-    except ValueError:
-        raise BadRequest(f"form field {name!r} must be a number, got {value[:40]!r}") from None
-    if not math.isfinite(number):
+    number = _form_field(name, value, float, "a number")
+    if number is not None and not math.isfinite(number):
         raise InvalidInput(f"form field {name!r} must be finite")
     return number
 

@@ -43,9 +43,6 @@ def _f32(values: object, shape: tuple[int, ...]) -> np.ndarray[tuple[int, ...], 
     return np.asarray(values, dtype=np.float32).reshape(shape)
 
 
-# ---- results -------------------------------------------------------------------------------------------------
-
-
 def person_from_pb(msg: pb.Person) -> PersonResult:
     return PersonResult(
         track_id=msg.track_id,

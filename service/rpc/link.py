@@ -70,9 +70,6 @@ def unpack(msg: wpb.Array, shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
     return np.frombuffer(msg.data, dtype=F32).reshape(shape).astype(np.float32, copy=False)
 
 
-# ---- options, frames, clips, work ----------------------------------------------------------------------------
-
-
 def options_to_pb(options: EstimateOptions) -> wpb.Options:
     msg = wpb.Options(model=options.model or "", mode=options.mode.value)
     msg.world = world_to_json(options.camera, options.smoothing)
@@ -171,9 +168,6 @@ def work_from_pb(msg: wpb.Work, deadline: float | None) -> Work:
     frames = clip_from_pb(msg.clip) if msg.HasField("clip") else [frame_from_pb(f) for f in msg.frames.frames]
     return Work(msg.request_id, frames, options_from_pb(msg.options), deadline, msg.stream_id or None, msg.close,
                 msg.chunk_frames, msg.chunk_timeout_s or None)  # fmt: skip
-
-
-# ---- results -------------------------------------------------------------------------------------------------
 
 
 def results_to_pb(results: Sequence[FrameResult]) -> wpb.Results:
