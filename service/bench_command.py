@@ -1,8 +1,5 @@
-"""``pose3d bench [ARGS ...]``: runs ``python -m bench ARGS`` (the network suite, ``bench/README.md``).
-
-The benchmarks live in the repository's ``bench/`` directory, not in the installed package, so this command
-runs from a checkout (the repository root, or with it on ``PYTHONPATH``). It imports neither torch nor the
-benchmark here: the suite runs in a child interpreter (the same one), whose exit status it returns.
+"""``pose3d bench [ARGS ...]``: runs ``python -m bench ARGS`` (``bench/README.md``) in a child interpreter, from a
+checkout of the repository (``bench/`` is not installed), and returns its exit status.
 """
 
 from __future__ import annotations

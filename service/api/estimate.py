@@ -1,7 +1,5 @@
-"""The estimate use-case every transport calls: REST ``POST /v1/pose3d`` (and ``/v1/pose3d/keypoints``) and gRPC
-``Pose3D.Estimate`` parse their own inputs into plain values (bytes, options, frames), then hand them here (pick the
-model, check the media, run the engine) and render the :class:`Estimated` outcome through the one schema
-(:mod:`service.api.schemas`)."""
+"""The estimate use-case of REST ``POST /v1/pose3d`` (and ``/v1/pose3d/keypoints``) and gRPC ``Pose3D.Estimate``: pick
+the model, check the media, run the engine; the transports render the :class:`Estimated` outcome."""
 
 from __future__ import annotations
 

@@ -123,13 +123,6 @@ def check_boxes_inside(boxes: Sequence[Box], width: int, height: int) -> None:
             raise InvalidInput(f"boxes[{i}] lies entirely outside the {width}x{height} image")
 
 
-def _check_image_size(image_size: tuple[int, int], limits: LimitSettings) -> tuple[int, int]:
-    width, height = int(image_size[0]), int(image_size[1])
-    if max(width, height) > limits.max_frame_side:
-        raise InvalidInput(f"image_size {width}x{height} exceeds the largest side {limits.max_frame_side}")
-    return width, height
-
-
 def keypoint_array(raw: Any, image_size: tuple[int, int], limits: LimitSettings) -> tuple[FloatArray, FloatArray]:
     """``keypoints_2d`` of one frame ``(17, 2|3)`` or a sequence ``(T, 17, 2|3)`` → ``((T, 17, 2), (T, 17))``
     float32 (pixels, scores; scores are ones when not given). Raises InvalidInput (422) on any bad value."""
@@ -145,7 +138,9 @@ def keypoint_array(raw: Any, image_size: tuple[int, int], limits: LimitSettings)
         raise PayloadTooLarge(f"{array.shape[0]} frames of keypoints; at most {limits.max_clip_frames}")
     if not np.isfinite(array).all():
         raise InvalidInput("keypoints_2d contains NaN or infinite values")
-    width, height = _check_image_size(image_size, limits)
+    width, height = int(image_size[0]), int(image_size[1])
+    if max(width, height) > limits.max_frame_side:
+        raise InvalidInput(f"image_size {width}x{height} exceeds the largest side {limits.max_frame_side}")
     xy = array[..., :2]
     span = COORDINATE_SPAN * max(width, height)
     if np.abs(xy).max() > span:

@@ -1,12 +1,9 @@
 """The worker link's one codec: engine dataclasses ↔ ``pose3d.worker.v1`` messages (internal, not the public API).
 
-Arrays travel packed (:func:`pack` / :func:`unpack`: little-endian float32 bytes in C order plus the shape; no
-per-value lists). A page of results stacks the people of all its frames into ONE ``(P, 159)`` array, a row per
-person (:data:`PERSON_FIELDS`: box ``(4,)`` xyxy pixels, box score, ``keypoints_2d`` ``(17, 2)`` pixels,
-``keypoint_scores`` ``(17,)``, ``keypoints_3d`` / ``keypoints_3d_camera`` ``(17, 3)`` metres, ``distance_m``; NaN:
-not placed), decoded as views into one buffer.
-Images and clips cross encoded (the worker decodes them); a decoded ``(H, W, 3) uint8 RGB`` array crosses raw.
-These functions only convert (a malformed message raises ``ValueError``); the gateway validated the input.
+Arrays travel packed (:func:`pack`: little-endian float32 bytes in C order plus the shape). A page of results stacks
+the people of all its frames into ONE ``(P, 159)`` array, a row of :data:`PERSON_FIELDS` per person (NaN: not
+placed), decoded as views into one buffer. Images and clips cross encoded; a decoded ``(H, W, 3) uint8 RGB`` array
+crosses raw. These functions only convert (a malformed message raises ``ValueError``).
 """
 
 from __future__ import annotations
