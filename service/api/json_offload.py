@@ -109,11 +109,11 @@ async def parse_keypoints(raw: bytes, settings: GatewaySettings) -> tuple[Keypoi
     400 not JSON, 413 too many frames, 422 bad values — as ``POST /v1/pose3d`` always answered."""
     if len(raw) <= INLINE_BYTES:
         body, xy, scores, times = parse_keypoints_fields(raw, settings.limits)
-        return body, KeypointFrames.of(body, xy, scores, times)
-    pool = _pool if _pool is not None else await asyncio.to_thread(_executor)
-    status, value = await asyncio.get_running_loop().run_in_executor(pool, _parse_slim, raw, settings.limits)
-    if status == "error":
-        code, detail = value
-        raise _ERRORS.get(int(code), InvalidInput)(str(detail))
-    body, xy, scores, times = value
+    else:
+        pool = _pool if _pool is not None else await asyncio.to_thread(_executor)
+        status, value = await asyncio.get_running_loop().run_in_executor(pool, _parse_slim, raw, settings.limits)
+        if status == "error":
+            code, detail = value
+            raise _ERRORS.get(int(code), InvalidInput)(str(detail))
+        body, xy, scores, times = value
     return body, KeypointFrames.of(body, xy, scores, times)

@@ -200,19 +200,14 @@ class ValidationProblem(InvalidInput):
         self.extensions = {"errors": errors}
 
 
-def _plain_errors(errors: Any) -> list[dict[str, Any]]:
-    """Pydantic error dicts reduced to JSON-safe ``loc``/``msg``/``type`` (never echoing the input)."""
-    out: list[dict[str, Any]] = []
-    for err in list(errors)[:20]:
-        if isinstance(err, dict):
-            loc = [p if isinstance(p, int) else str(p) for p in err.get("loc", ())]
-            out.append({"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))})
-    return out
-
-
 def validation_problem(exc: Any, where: str = "request") -> ValidationProblem:
-    """Turn a pydantic ``ValidationError`` / FastAPI ``RequestValidationError`` into a 422 problem."""
-    errors = _plain_errors(exc.errors())
+    """Turn a pydantic ``ValidationError`` / FastAPI ``RequestValidationError`` into a 422 problem whose ``errors``
+    are the first 20 reduced to JSON-safe ``loc``/``msg``/``type`` (never echoing the input)."""
+    errors: list[dict[str, Any]] = []
+    for err in list(exc.errors())[:20]:
+        if isinstance(err, dict):
+            path = [p if isinstance(p, int) else str(p) for p in err.get("loc", ())]
+            errors.append({"loc": path, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))})
     first = errors[0] if errors else {"loc": [], "msg": "invalid"}
     loc = ".".join(str(p) for p in first["loc"])
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
