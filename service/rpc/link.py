@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any, Final
 
 import numpy as np
@@ -219,8 +219,7 @@ def model_to_pb(info: ModelInfo) -> wpb.ModelInfo:
 
 
 def model_from_pb(msg: wpb.ModelInfo) -> ModelInfo:
-    return ModelInfo(msg.name, msg.kind, msg.version, msg.weights, msg.frames, msg.stride, msg.joint_set,
-                     msg.device, msg.needs_image, msg.flip_test)  # fmt: skip
+    return ModelInfo(**{f.name: getattr(msg, f.name) for f in fields(ModelInfo)})
 
 
 def progress_to_pb(step: Progress) -> wpb.Progress:

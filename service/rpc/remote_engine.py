@@ -27,7 +27,6 @@ from service.engine.types import (
     ModelInfo,
     Progress,
     ReadyStatus,
-    Source,
     StreamInfo,
     Work,
 )
@@ -88,32 +87,30 @@ class RemoteEngineClient:
             return
         if not (work.chunk_frames or isinstance(work.frames, Sequence)):  # a clip: the worker's steps, as chunks here
             work = replace(work, chunk_frames=self._clip_chunk_frames)
-        async for chunk in self._chunks(work.frames):
-            async with contextlib.aclosing(self._call_submit(replace(work, frames=chunk, close=False))) as steps:
-                async for step in steps:
-                    yield step
-        if work.close:
-            async with contextlib.aclosing(self._call_submit(replace(work, frames=[]))) as steps:
+        async for call in self._calls(work):
+            async with contextlib.aclosing(self._call_submit(call)) as steps:
                 async for step in steps:
                     yield step
 
-    async def _chunks(self, frames: Source) -> AsyncGenerator[Sequence[Frame] | EncodedClip]:
-        """What one call carries: the frames as they are, or an async source's frames in chunks of at most
-        ``clip_chunk_frames`` frames / ``clip_chunk_bytes`` bytes."""
-        if not isinstance(frames, AsyncIterable):
-            yield frames
-            return
-        chunk: list[Frame] = []
-        size = 0
-        async for frame in frames:
-            chunk.append(frame)
-            size += _frame_bytes(frame)
-            del frame
-            if len(chunk) >= self._clip_chunk_frames or size >= self._clip_chunk_bytes:
-                yield chunk
-                chunk, size = [], 0
-        if chunk:
-            yield chunk
+    async def _calls(self, work: Work) -> AsyncGenerator[Work]:
+        """The calls of work for a named stream: its frames as they are, or an async source's frames in chunks of at
+        most ``clip_chunk_frames`` frames / ``clip_chunk_bytes`` bytes; then, to close the stream, one without."""
+        if not isinstance(work.frames, AsyncIterable):
+            yield replace(work, close=False)
+        else:
+            chunk: list[Frame] = []
+            size = 0
+            async for frame in work.frames:
+                chunk.append(frame)
+                size += _frame_bytes(frame)
+                del frame
+                if len(chunk) >= self._clip_chunk_frames or size >= self._clip_chunk_bytes:
+                    yield replace(work, frames=chunk, close=False)
+                    chunk, size = [], 0
+            if chunk:
+                yield replace(work, frames=chunk, close=False)
+        if work.close:
+            yield replace(work, frames=[])
 
     async def _call_submit(self, work: Work) -> AsyncGenerator[Progress]:
         """One ``Submit`` call, its progress as it comes. An encoded clip's call cut short (UNAVAILABLE after it has
