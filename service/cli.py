@@ -2,7 +2,7 @@
 
 Each command's module has ``add_arguments(parser)`` and ``run(args) -> int`` and is imported only when its command
 is named, so ``pose3d --help`` loads nothing but argparse and the client commands never load PyTorch. Settings
-precedence: flags, environment (``POSE3D_*``), the ``--config`` file, defaults (:func:`service.config.build_settings`).
+precedence, highest first: flags, environment (``POSE3D_*``), ``--config`` file, defaults (``build_settings``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The worker link's one codec: engine dataclasses ↔ ``pose3d.worker.v1`` messages (internal, not the public API).
 
 Arrays travel packed (:func:`pack`: little-endian float32 bytes in C order plus the shape). A page of results stacks
-the people of all its frames into ONE ``(P, 159)`` array, a row of :data:`PERSON_FIELDS` per person (NaN: not
-placed), decoded as views into one buffer. Images and clips cross encoded; a decoded ``(H, W, 3) uint8 RGB`` array
-crosses raw. These functions only convert (a malformed message raises ``ValueError``).
+the people of all its frames into ONE ``(P, 159)`` array, a row of :data:`PERSON_FIELDS` per person (box and 2D
+keypoints in pixels, 3D keypoints and distance in metres; NaN: not placed), decoded as views into one buffer.
+Images and clips cross encoded; a decoded ``(H, W, 3) uint8 RGB`` array crosses raw. These functions only convert
+(a malformed message raises ``ValueError``).
 """
 
 from __future__ import annotations
