@@ -311,8 +311,7 @@ class CommonSettings(BaseSettings):
     def default_model(self, kind: InputKind) -> str:
         """The one default-model rule, for every transport and the engine: an image → ``default_image_model``;
         2D keypoints → ``default_keypoints_model`` if set, else ``default_clip_model``; a clip or a stream →
-        ``default_clip_model``. (Keypoints whose default needs the image fall back to any model that lifts
-        keypoints alone: ``service.gateway.deps.keypoints_model``.)"""
+        ``default_clip_model`` (for keypoints, ``service.api.models.keypoints_model`` falls back further)."""
         if kind is InputKind.IMAGE:
             return self.default_image_model
         if kind is InputKind.KEYPOINTS and self.default_keypoints_model:
