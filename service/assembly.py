@@ -1,8 +1,5 @@
-"""The composition root: the one place that chooses and builds the EngineClient for every entry point.
-
-``pose3d serve`` and ``pose3d gateway`` without workers get the in-process engine (models in this process);
-``pose3d gateway --workers …`` gets :class:`~service.rpc.remote_engine.RemoteEngineClient`. Both imports are
-deferred, so a gateway over remote workers never loads PyTorch (the engine's models are the only torch users).
+"""The composition root: the one place that chooses and builds the EngineClient for every entry point. Its imports
+are deferred, so a gateway over remote workers never loads PyTorch.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """The ``pose3d`` command: one table of subcommands.
 
-Each command lives in its own module with ``add_arguments(parser)`` and ``run(args) -> int``; a module is
-imported only when its command is named, so ``pose3d --help`` loads nothing but argparse, and the client
-commands (``estimate``, ``stream``) never load PyTorch. Settings precedence (highest first): command-line
-flags, environment (``POSE3D_*``, ``__`` nests), the ``--config`` TOML/YAML file, defaults
-(:func:`service.config.build_settings`).
+Each command's module has ``add_arguments(parser)`` and ``run(args) -> int`` and is imported only when its command
+is named, so ``pose3d --help`` loads nothing but argparse and the client commands never load PyTorch. Settings
+precedence, highest first: flags, environment (``POSE3D_*``), ``--config`` file, defaults (``build_settings``).
 """
 
 from __future__ import annotations

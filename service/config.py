@@ -136,12 +136,8 @@ def _default_models() -> dict[str, ModelSpec]:
 
 
 CPU_DETECT_BATCH: Final = 8
-"""Crops per 2D detector forward on the CPU unless ``engine.detect.max_batch_size`` is set. Past 8 crops a forward
-costs no less per crop on the CPU, and on a small network more (its activations outgrow the caches):
-``python bench/bench_detector.py --threads 2``, CPU ms per crop at 8 / 16 / 32 crops: torch HRNet-W32 160–177 /
-161–178 / 163–176, ONNX Runtime W32 150–151 / 150–151 / 153–154, the test suite's HRNet-micro on torch 33–41 /
-39–48 / 45–47 (bench/README.md "Detector batch on the CPU"). With the engine-wide 32 an overloaded ``pose3d serve``
-formed batches of 13–22 crops and served 0.83–0.87 of its capacity at 10× (docs/overload.md "Fifth pass")."""
+"""Crops per 2D detector forward on the CPU unless ``engine.detect.max_batch_size`` is set: past 8 a crop costs no
+less on the CPU, and on a small network more (bench/README.md "Detector batch on the CPU", docs/overload.md)."""
 
 
 class StageBatchSettings(_Frozen):
@@ -315,8 +311,7 @@ class CommonSettings(BaseSettings):
     def default_model(self, kind: InputKind) -> str:
         """The one default-model rule, for every transport and the engine: an image → ``default_image_model``;
         2D keypoints → ``default_keypoints_model`` if set, else ``default_clip_model``; a clip or a stream →
-        ``default_clip_model``. (Keypoints whose default needs the image fall back to any model that lifts
-        keypoints alone: ``service.gateway.deps.keypoints_model``.)"""
+        ``default_clip_model`` (for keypoints, ``service.api.models.keypoints_model`` falls back further)."""
         if kind is InputKind.IMAGE:
             return self.default_image_model
         if kind is InputKind.KEYPOINTS and self.default_keypoints_model:

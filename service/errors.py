@@ -73,9 +73,8 @@ class Overloaded(Pose3DError):
 
 class OverCapacity(Overloaded):
     """The server's capacity, not the client's quota: the engine's queue would not reach this work before its
-    deadline (or holds its bound of units). 503 / RESOURCE_EXHAUSTED, with ``retry_after_s`` from the measured drain
-    rate. A refusal is an answer: RESOURCE_EXHAUSTED is not in the worker channel's retry policy (only UNAVAILABLE,
-    "not serving", is), so nobody retries it on another worker; the client sees it once, with Retry-After."""
+    deadline (or holds its bound of units); ``retry_after_s`` from the measured drain rate. A refusal is an answer:
+    RESOURCE_EXHAUSTED is not in the worker channel's retry policy, so the client sees it once, with Retry-After."""
 
     status, grpc_code, type_slug, title = 503, "RESOURCE_EXHAUSTED", "over-capacity", "Over capacity"
 

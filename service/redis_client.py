@@ -1,12 +1,7 @@
-"""One way to open Redis for the frame buffer, the job store and the quotas: one server or a Redis Cluster.
-
-- ``redis://host:port/db`` (``rediss://`` for TLS): one server (redis-py ``Redis``).
-- ``redis+cluster://host:port`` (``rediss+cluster://``): a Redis Cluster reached through any one of its nodes;
-  redis-py's ``RedisCluster`` discovers the others and follows the slot map (MOVED/ASK, failover).
-
-The same code runs on both because every Lua script and every transaction touches the keys of one hash slot only:
-one stream's keys share the tag ``{<stream_id>}``; all keys of one API key's jobs share the key's slot tag, which
-every job id carries (service/jobs/redis.py). Commands answered by one node (a single key) need no tag.
+"""One way to open Redis for the frame buffer, the job store and the quotas: ``redis://host:port/db`` (``rediss://``
+for TLS) is one server, ``redis+cluster://host:port`` (``rediss+cluster://``) a Redis Cluster reached through any one
+of its nodes. The same code runs on both because every script and transaction touches one hash slot only
+(docs/deployment.md, "Redis Cluster").
 """
 
 from __future__ import annotations

@@ -32,15 +32,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where SIGINT would raise KeyboardInterrupt so both take the same shutdown path."""
 
 
-def _settings_problem(error: ValidationError) -> str:
-    fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in error.errors())
-    return f"invalid settings ({fields}) — fix the flag, POSE3D_* variable or --config file entry named"
-
-
 def explain(error: BaseException) -> str:
     """One line saying what failed and which setting or flag fixes it (credentials redacted)."""
     if isinstance(error, ValidationError):
-        return redact(_settings_problem(error))
+        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in error.errors())
+        return redact(f"invalid settings ({fields}) — fix the flag, POSE3D_* variable or --config file entry named")
     text = " ".join(str(error).split()) or type(error).__name__
     if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
         text += " — the address is in use: pick a free one with --port / --grpc-port (POSE3D_PORT, POSE3D_GRPC_PORT)"

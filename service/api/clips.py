@@ -1,10 +1,6 @@
-"""A posted clip travels to the engine as its encoded bytes; the engine decodes it while it runs it.
-
-:func:`run_clip` checks the clip from its container header only (:func:`~service.api.media.probe_clip`: frame
-size, duration and frame count against the limits; no frame decoded here) and hands the engine an
-:class:`~service.engine.types.EncodedClip`, which it decodes a few frames ahead of the batches it runs (memory stays
-flat whatever the clip's length), checking the limits again (headers can lie). The engine runs a clip as a private
-stream: the results are those of the clip streamed frame by frame (``POST /v1/streams/...``).
+"""A posted clip travels to the engine as its encoded bytes: checked here from its container header only (no frame
+decoded), decoded by the engine a few frames ahead of its batches (checking the limits again: headers can lie), and
+run as a private stream, so the results are those of the clip streamed frame by frame.
 """
 
 from __future__ import annotations
@@ -12,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -21,7 +19,16 @@ from service.engine.types import EncodedClip, EngineClient, EstimateOptions, Fra
 from service.engine.work import collect
 from service.errors import Unavailable, UnknownStream
 
-LOST_CLIP_STATE: Final = "the frame buffer lost this clip's state while it ran (was Redis restarted?); send it again"
+LOST_STATE: Final = "the frame buffer lost this {}'s state while it ran (was Redis restarted?); send it again"
+
+
+@contextmanager
+def retryable_if_lost(what: str) -> Iterator[None]:
+    """A private stream that vanished (UnknownStream: the frame buffer's Redis restarted) → retryable Unavailable."""
+    try:
+        yield
+    except UnknownStream:
+        raise Unavailable(LOST_STATE.format(what), retry_after_s=1.0) from None
 
 
 @dataclass
@@ -55,10 +62,8 @@ async def run_clip(
     work = Work("clip-" + secrets.token_urlsafe(18), clip, options, deadline)
     del clip
     started = time.perf_counter()
-    try:
+    with retryable_if_lost("clip"):
         result = await collect(engine, work)
-    except UnknownStream:  # the clip's private stream vanished (the frame buffer's Redis restarted): retryable
-        raise Unavailable(LOST_CLIP_STATE, retry_after_s=1.0) from None
     return ClipOutcome(
         frames=sorted(result.frames, key=lambda r: r.frame_index),
         decode_ms=result.timings_ms.get("decode", 0.0),

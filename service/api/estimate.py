@@ -1,7 +1,5 @@
-"""The estimate use-case every transport calls: REST ``POST /v1/pose3d`` (and ``/v1/pose3d/keypoints``) and gRPC
-``Pose3D.Estimate`` parse their own inputs into plain values (bytes, options, frames), then hand them here (pick the
-model, check the media, run the engine) and render the :class:`Estimated` outcome through the one schema
-(:mod:`service.api.schemas`)."""
+"""The estimate use-case of REST ``POST /v1/pose3d`` (and ``/v1/pose3d/keypoints``) and gRPC ``Pose3D.Estimate``: pick
+the model, check the media, run the engine; the transports render the :class:`Estimated` outcome."""
 
 from __future__ import annotations
 
@@ -10,9 +8,8 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Final
 
-from service.api.clips import run_clip
+from service.api.clips import retryable_if_lost, run_clip
 from service.api.media import Media, checked_image
 from service.api.models import box_source_for, keypoints_model, resolve_model
 from service.api.validation import check_boxes_inside
@@ -28,9 +25,6 @@ from service.engine.types import (
     Work,
 )
 from service.engine.work import collect, in_private_stream
-from service.errors import Unavailable, UnknownStream
-
-LOST_STATE: Final = "the frame buffer lost this request's state while it ran (was Redis restarted?); send it again"
 
 
 @dataclass(frozen=True)
@@ -91,10 +85,8 @@ async def estimate_keypoints(
         return Estimated(result.model, result.box_source, result.frames, result.timings_ms)
     started = time.perf_counter()
     work = Work("kp", keypoint_frames, options, ctx.deadline, chunk_frames=chunk)
-    try:
+    with retryable_if_lost("request"):
         async with contextlib.aclosing(in_private_stream(ctx.engine, work, "kp")) as steps:
             results = [result async for step in steps for result in step.results]
-    except UnknownStream:  # the private stream vanished (the frame buffer's Redis restarted): retryable
-        raise Unavailable(LOST_STATE, retry_after_s=1.0) from None
     results.sort(key=lambda r: r.frame_index)
     return Estimated(info, BoxSource.KEYPOINTS, results, {"engine": (time.perf_counter() - started) * 1000.0})

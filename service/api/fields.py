@@ -1,11 +1,6 @@
 """Options of media requests from their text fields, whatever carried them (REST form fields, a job's staged
-fields): ``model``, ``boxes``, ``flip_test``, ``max_people``, ``mode``, ``every_nth``, camera intrinsics and
-smoothing. Malformed text is a 400, unacceptable values a 422 (see :mod:`service.api.validation`).
-
-Camera and smoothing use the same names everywhere: ``fx, fy, cx, cy`` (pixels) or ``fov_deg`` (horizontal field of
-view, degrees) — or neither, for the documented default (principal point at the image centre, a
-:data:`~service.geometry.camera.DEFAULT_FOV_DEG` degree horizontal FOV); ``smoothing`` = ``none`` | ``one_euro`` |
-``savgol`` and ``smoothing_params``, a JSON object of :class:`~service.geometry.smoothing.SmoothingSpec`'s parameters.
+fields). Malformed text is a 400, unacceptable values a 422 (see :mod:`service.api.validation`). Camera and
+smoothing fields have the same names everywhere (docs/world-and-smoothing.md).
 """
 
 from __future__ import annotations

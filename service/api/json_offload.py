@@ -1,10 +1,8 @@
 """Large JSON keypoint bodies are parsed in a helper process, so that no body stalls the event loop.
 
-``json.loads`` and pydantic validation run in C/Rust holding the GIL: on a thread they still freeze the loop
-for the whole parse (a 36 MB body froze ``/healthz`` for 16 s). Bodies past :data:`INLINE_BYTES` go to one
-helper process (``forkserver``: a clean process, started on first use) that parses, validates, applies the frame
-limit and returns only the numeric arrays; the loop only copies bytes. Small bodies parse inline (faster than a
-round trip). The body size limit is enforced earlier, as the body arrives (``GatewayGuard``).
+``json.loads`` and pydantic hold the GIL, so on a thread they still freeze the loop (docs/jobs.md). Bodies past
+:data:`INLINE_BYTES` go to one ``forkserver`` helper that parses, validates, applies the frame limit and returns only
+the numeric arrays; small bodies parse inline. The body size limit is enforced earlier, as the body arrives.
 """
 
 from __future__ import annotations
@@ -111,11 +109,11 @@ async def parse_keypoints(raw: bytes, settings: GatewaySettings) -> tuple[Keypoi
     400 not JSON, 413 too many frames, 422 bad values — as ``POST /v1/pose3d`` always answered."""
     if len(raw) <= INLINE_BYTES:
         body, xy, scores, times = parse_keypoints_fields(raw, settings.limits)
-        return body, KeypointFrames.of(body, xy, scores, times)
-    pool = _pool if _pool is not None else await asyncio.to_thread(_executor)
-    status, value = await asyncio.get_running_loop().run_in_executor(pool, _parse_slim, raw, settings.limits)
-    if status == "error":
-        code, detail = value
-        raise _ERRORS.get(int(code), InvalidInput)(str(detail))
-    body, xy, scores, times = value
+    else:
+        pool = _pool if _pool is not None else await asyncio.to_thread(_executor)
+        status, value = await asyncio.get_running_loop().run_in_executor(pool, _parse_slim, raw, settings.limits)
+        if status == "error":
+            code, detail = value
+            raise _ERRORS.get(int(code), InvalidInput)(str(detail))
+        body, xy, scores, times = value
     return body, KeypointFrames.of(body, xy, scores, times)

@@ -1,9 +1,6 @@
-"""Media handling at the gateway: sniff the container by magic bytes, probe image sizes and clip headers
-before any decoding (decompression bombs). Images and clips then travel encoded to the engine, whose decode
-stage decodes them (:mod:`service.engine.clips` for clips); :func:`decode_image` is for what the gateway draws.
-
-Nothing here trusts the client's content type: the first bytes decide. Every failure is a
-``service.errors`` exception (415 unsupported, 413 too large, 422 undecodable).
+"""Media at the gateway: the container sniffed from its first bytes (never the client's content type), image sizes
+and clip headers probed before any decoding (decompression bombs); the engine decodes what travels on, and
+:func:`decode_image` is for what the gateway draws. Failures: 415 unsupported, 413 too large, 422 undecodable.
 """
 
 from __future__ import annotations
@@ -45,10 +42,7 @@ SUPPORTED_MEDIA = "JPEG, PNG, WebP images; MP4, MOV, WebM, AVI clips"
 
 
 def sniff_media(head: bytes) -> MediaKind:
-    """Name the container from its first bytes (at least :data:`SNIFF_BYTES` when available).
-
-    Raises UnsupportedMediaType (415) for anything else, whatever the client's content type said.
-    """
+    """Name the container from its first bytes (at least :data:`SNIFF_BYTES` when available); 415 otherwise."""
     if head.startswith(b"\xff\xd8\xff"):
         return MediaKind.JPEG
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -64,9 +58,6 @@ def sniff_media(head: bytes) -> MediaKind:
     if head[4:8] in _QUICKTIME_LEADING_ATOMS:
         return MediaKind.MOV
     raise UnsupportedMediaType(f"file is not a supported image or clip ({SUPPORTED_MEDIA}); detected by content")
-
-
-# ---------------------------------------------------------------- image header probes
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -135,12 +126,9 @@ def probe_image_size(data: bytes, kind: MediaKind) -> tuple[int, int]:
 
 
 def validate_image(data: bytes, limits: LimitSettings) -> tuple[MediaKind, int, int]:
-    """Check an encoded image from its headers only (no pixel decoded): ``(kind, width, height)``.
-
-    What the gateway does before forwarding the encoded bytes (the engine's decode stage decodes them).
-    Raises UnsupportedMediaType (415) for a clip or anything else, PayloadTooLarge (413) past the pixel and
-    side limits (decompression bombs), DecodeFailed (422) for a header without a size.
-    """
+    """``(kind, width, height)`` of an encoded image from its headers only (no pixel decoded). Raises
+    UnsupportedMediaType (415) for a clip or anything else, PayloadTooLarge (413) past the pixel and side limits,
+    DecodeFailed (422) for a header without a size."""
     kind = sniff_media(data[:SNIFF_BYTES])
     if not kind.is_image:
         raise UnsupportedMediaType(f"expected an image (JPEG, PNG, WebP), got a {kind.value} clip")
@@ -150,11 +138,8 @@ def validate_image(data: bytes, limits: LimitSettings) -> tuple[MediaKind, int, 
 
 
 def decode_image(data: bytes, limits: LimitSettings) -> ByteImage:
-    """Decode a JPEG/PNG/WebP after :func:`validate_image`.
-
-    Returns ``(H, W, 3) uint8`` RGB (EXIF orientation applied). Raises as :func:`validate_image`, and
-    DecodeFailed (422) for corrupt data.
-    """
+    """``(H, W, 3) uint8`` RGB of a JPEG/PNG/WebP (EXIF orientation applied) after :func:`validate_image`; raises
+    as that does, and DecodeFailed (422) for corrupt data."""
     kind, _, _ = validate_image(data, limits)
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3:
@@ -162,9 +147,6 @@ def decode_image(data: bytes, limits: LimitSettings) -> ByteImage:
     check_frame_size(int(bgr.shape[1]), int(bgr.shape[0]), limits)
     rgb: ByteImage = np.ascontiguousarray(bgr[:, :, ::-1])
     return rgb
-
-
-# ---------------------------------------------------------------- clips
 
 
 def clip_limits(limits: LimitSettings) -> ClipLimits:
@@ -178,9 +160,6 @@ def probe_clip(data: bytes, kind: MediaKind, limits: LimitSettings, every_nth: i
     Raises PayloadTooLarge (413) past the limits, DecodeFailed (422) for an unreadable container."""
     with ClipReader(io.BytesIO(data), kind, limits, every_nth) as reader:
         return reader.info
-
-
-# ---------------------------------------------------------------- what a transport hands the application layer
 
 
 @dataclass(frozen=True)

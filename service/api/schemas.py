@@ -8,7 +8,7 @@ metres in the camera frame (the pose placed at its solved root translation; see 
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,12 +23,10 @@ MAX_MODEL_NAME: Final = 128
 ModelName = Annotated[str, Field(max_length=MAX_MODEL_NAME)]
 
 UNITS: Final = "m"
-COORDINATE_FRAME: Final = (
-    "camera (x right, y down, z forward); keypoints_3d root-relative, keypoints_3d_camera absolute"
-)
 CoordinateFrame = Literal[
     "camera (x right, y down, z forward); keypoints_3d root-relative, keypoints_3d_camera absolute"
 ]
+COORDINATE_FRAME: Final[CoordinateFrame] = get_args(CoordinateFrame)[0]
 
 _POINT_2D_EXAMPLE = [[412.3, 288.9]] * 17
 _POINT_3D_EXAMPLE = [[0.0, 0.0, 0.0]] * 17

@@ -10,8 +10,8 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,45 +27,39 @@ DEFAULT_FPS = 30.0
 """Timestamps of keypoint sequences given without any: ``frame_index / DEFAULT_FPS``."""
 
 Box = tuple[float, float, float, float]
+T = TypeVar("T")
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _form_field(name: str, value: str | None, convert: Callable[[str], T], what: str) -> T | None:
+    """``convert`` of a form field's stripped text; ``None`` when absent, 400 (``must be <what>``) when it raises
+    ValueError or KeyError."""
+    if value is None or value == "":
+        return None
+    try:
+        return convert(value.strip())
+    except (ValueError, KeyError):
+        raise BadRequest(f"form field {name!r} must be {what}, got {value[:40]!r}") from None
 
 
 def parse_bool(name: str, value: str | None) -> bool | None:
     """A boolean form field (``true``/``false``/``1``/``0``/``yes``/``no``/``on``/``off``); ``None`` when absent."""
-    if value is None or value == "":
-        return None
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise BadRequest(f"form field {name!r} must be true or false, got {value[:40]!r}")
+    return _form_field(name, value, lambda text: _BOOLS[text.lower()], "true or false")
 
 
 def parse_int(name: str, value: str | None, low: int, high: int) -> int | None:
     """An integer form field in ``[low, high]``; ``None`` when absent. Not a number: 400; out of range: 422."""
-    if value is None or value == "":
-        return None
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise BadRequest(f"form field {name!r} must be an integer, got {value[:40]!r}") from None
-    if not low <= number <= high:
+    number = _form_field(name, value, int, "an integer")
+    if number is not None and not low <= number <= high:
         raise InvalidInput(f"form field {name!r} must be in [{low}, {high}], got {number}")
     return number
 
 
 def parse_float(name: str, value: str | None) -> float | None:
     """A finite float form field; ``None`` when absent."""
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value.strip())
-    except ValueError:
-        raise BadRequest(f"form field {name!r} must be a number, got {value[:40]!r}") from None
-    if not math.isfinite(number):
+    number = _form_field(name, value, float, "a number")
+    if number is not None and not math.isfinite(number):
         raise InvalidInput(f"form field {name!r} must be finite")
     return number
 
@@ -129,13 +123,6 @@ def check_boxes_inside(boxes: Sequence[Box], width: int, height: int) -> None:
             raise InvalidInput(f"boxes[{i}] lies entirely outside the {width}x{height} image")
 
 
-def _check_image_size(image_size: tuple[int, int], limits: LimitSettings) -> tuple[int, int]:
-    width, height = int(image_size[0]), int(image_size[1])
-    if max(width, height) > limits.max_frame_side:
-        raise InvalidInput(f"image_size {width}x{height} exceeds the largest side {limits.max_frame_side}")
-    return width, height
-
-
 def keypoint_array(raw: Any, image_size: tuple[int, int], limits: LimitSettings) -> tuple[FloatArray, FloatArray]:
     """``keypoints_2d`` of one frame ``(17, 2|3)`` or a sequence ``(T, 17, 2|3)`` → ``((T, 17, 2), (T, 17))``
     float32 (pixels, scores; scores are ones when not given). Raises InvalidInput (422) on any bad value."""
@@ -151,7 +138,9 @@ def keypoint_array(raw: Any, image_size: tuple[int, int], limits: LimitSettings)
         raise PayloadTooLarge(f"{array.shape[0]} frames of keypoints; at most {limits.max_clip_frames}")
     if not np.isfinite(array).all():
         raise InvalidInput("keypoints_2d contains NaN or infinite values")
-    width, height = _check_image_size(image_size, limits)
+    width, height = int(image_size[0]), int(image_size[1])
+    if max(width, height) > limits.max_frame_side:
+        raise InvalidInput(f"image_size {width}x{height} exceeds the largest side {limits.max_frame_side}")
     xy = array[..., :2]
     span = COORDINATE_SPAN * max(width, height)
     if np.abs(xy).max() > span:
@@ -211,19 +200,14 @@ class ValidationProblem(InvalidInput):
         self.extensions = {"errors": errors}
 
 
-def _plain_errors(errors: Any) -> list[dict[str, Any]]:
-    """Pydantic error dicts reduced to JSON-safe ``loc``/``msg``/``type`` (never echoing the input)."""
-    out: list[dict[str, Any]] = []
-    for err in list(errors)[:20]:
-        if isinstance(err, dict):
-            loc = [p if isinstance(p, int) else str(p) for p in err.get("loc", ())]
-            out.append({"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))})
-    return out
-
-
 def validation_problem(exc: Any, where: str = "request") -> ValidationProblem:
-    """Turn a pydantic ``ValidationError`` / FastAPI ``RequestValidationError`` into a 422 problem."""
-    errors = _plain_errors(exc.errors())
+    """Turn a pydantic ``ValidationError`` / FastAPI ``RequestValidationError`` into a 422 problem whose ``errors``
+    are the first 20 reduced to JSON-safe ``loc``/``msg``/``type`` (never echoing the input)."""
+    errors: list[dict[str, Any]] = []
+    for err in list(exc.errors())[:20]:
+        if isinstance(err, dict):
+            path = [p if isinstance(p, int) else str(p) for p in err.get("loc", ())]
+            errors.append({"loc": path, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))})
     first = errors[0] if errors else {"loc": [], "msg": "invalid"}
     loc = ".".join(str(p) for p in first["loc"])
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""

@@ -10,7 +10,7 @@ import argparse
 import asyncio
 
 from service.assembly import build_engine_client
-from service.commands.common import add_common_arguments, add_port_arguments, configure_logging, settings_from_args
+from service.commands.common import add_common_arguments, configure_logging, settings_from_args
 from service.config import GatewaySettings
 
 
@@ -19,12 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Serve REST on --port and the public gRPC API (pose3d.v1.Pose3D, health, reflection) on "
         "--grpc-port, over the workers listed in --workers (gRPC round_robin over the healthy ones)."
     )
-    add_common_arguments(
-        parser,
-        GatewaySettings,
-        "serve models whose checkpoints are missing on random weights (default off)",
-    )
-    add_port_arguments(parser)
+    add_common_arguments(parser, GatewaySettings, ports=True)
     parser.add_argument("--workers", default=None, help="comma-separated worker addresses host:port")
 
 
@@ -33,15 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from service.gateway.grpc_server import run_gateway
 
     workers = [w.strip() for w in args.workers.split(",") if w.strip()] if args.workers is not None else None
-    settings = settings_from_args(
-        GatewaySettings,
-        args,
-        host=args.host,
-        port=args.port,
-        grpc_port=args.grpc_port,
-        workers=workers,
-        allow_random_weights=args.allow_random_weights,
-    )
+    settings = settings_from_args(GatewaySettings, args, port=args.port, grpc_port=args.grpc_port, workers=workers)
     configure_logging(settings)
     asyncio.run(run_gateway(settings, build_engine_client))
     return 0

@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 from service.assembly import in_process_engine
-from service.commands.common import add_common_arguments, add_port_arguments, configure_logging, settings_from_args
+from service.commands.common import add_common_arguments, configure_logging, settings_from_args
 from service.config import GatewaySettings, resolve_random_weights
 from service.profiles import profile_names, profile_path
 
@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         GatewaySettings,
         "serve models without checkpoints on random weights (default for `serve`: on only when no "
         "checkpoint is configured anywhere; otherwise off)",
+        ports=True,
     )
-    add_port_arguments(parser)
     parser.add_argument(
         "--weights", default=None, metavar="SET", help="a complete weights set (see `pose3d weights list`)"
     )
@@ -45,17 +45,8 @@ def run(args: argparse.Namespace) -> int:
         args.config = str(profile_path(args.profile))
     weights = weight_set_overrides(args.weights) if args.weights else {}
     settings = settings_from_args(
-        GatewaySettings,
-        args,
-        host=args.host,
-        port=args.port,
-        grpc_port=args.grpc_port,
-        workers=[],
-        allow_random_weights=args.allow_random_weights,
-        **weights,
+        GatewaySettings, args, port=args.port, grpc_port=args.grpc_port, workers=[], **weights
     )
-    if args.host is None and "host" not in settings.model_fields_set:  # embedded default: this machine only
-        settings = settings.model_copy(update={"host": "127.0.0.1"})
     settings, weights_note = resolve_random_weights(settings, args.allow_random_weights)
     configure_logging(settings)
     log.log(logging.WARNING if settings.allow_random_weights else logging.INFO, "%s", weights_note)

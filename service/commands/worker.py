@@ -18,11 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Load the models and serve them on --port (gRPC, with grpc.health.v1 and reflection) and "
         "Prometheus metrics on --metrics-port. Set POSE3D_REDIS_URL so any worker serves any stream."
     )
-    add_common_arguments(
-        parser,
-        WorkerSettings,
-        "serve models whose checkpoints are missing on random weights (default off)",
-    )
+    add_common_arguments(parser, WorkerSettings)
     parser.add_argument("--port", type=int, default=None, help="gRPC port (default 50061)")
     parser.add_argument("--metrics-port", type=int, default=None, help="/metrics port (default 9100; 0 = off)")
 
@@ -31,14 +27,7 @@ def run(args: argparse.Namespace) -> int:
     """The worker until SIGTERM/SIGINT."""
     from service.worker.server import run_worker
 
-    settings = settings_from_args(
-        WorkerSettings,
-        args,
-        host=args.host,
-        port=args.port,
-        metrics_port=args.metrics_port,
-        allow_random_weights=args.allow_random_weights,
-    )
+    settings = settings_from_args(WorkerSettings, args, port=args.port, metrics_port=args.metrics_port)
     configure_logging(settings)
     asyncio.run(run_worker(settings))
     return 0

@@ -1,11 +1,9 @@
-"""The PUBLIC ``pose3d.v1`` messages → engine values (enums the gRPC gateway reads, results the client reads
-back); answers are encoded once, from the one schema (:mod:`service.gateway.messages`), and the worker link has
-its own codec, :mod:`service.rpc.link`.
+"""The PUBLIC ``pose3d.v1`` messages → engine values (enums the gRPC gateway reads, results the client reads back);
+answers are encoded from the one schema (:mod:`service.gateway.messages`), the worker link has :mod:`service.rpc.link`.
 
-Public arrays are flat ``repeated float`` (float32, so they round-trip exactly): ``keypoints_2d`` ``(17, 2)``
-pixels, ``keypoint_scores`` ``(17,)``, ``keypoints_3d`` ``(17, 3)`` metres, ``keypoints_3d_camera`` ``(17, 3)``
-metres (empty: not placed), ``box`` ``(4,)`` xyxy pixels. These functions only convert; the gateway validates
-public input (see ``service.gateway.grpc_inputs``).
+Public arrays are flat float32 ``repeated float``: ``keypoints_2d`` ``(17, 2)`` pixels, ``keypoint_scores``
+``(17,)``, ``keypoints_3d`` / ``keypoints_3d_camera`` ``(17, 3)`` metres (empty: not placed), ``box`` ``(4,)`` xyxy
+pixels. These functions only convert; the gateway validates public input (``service.gateway.grpc_inputs``).
 """
 
 from __future__ import annotations
@@ -41,9 +39,6 @@ SMOOTHING_FROM_PB: Final = _from_pb(SmoothingMethod, "SMOOTHING_METHOD", Smoothi
 
 def _f32(values: object, shape: tuple[int, ...]) -> np.ndarray[tuple[int, ...], np.dtype[np.float32]]:
     return np.asarray(values, dtype=np.float32).reshape(shape)
-
-
-# ---- results -------------------------------------------------------------------------------------------------
 
 
 def person_from_pb(msg: pb.Person) -> PersonResult:

@@ -1,19 +1,14 @@
-"""Every server handler wrapped once (:class:`CallInterceptor`): its request decoded, its call traced.
+"""Every server handler wrapped once (:class:`CallInterceptor`): a precheck of its raw bytes, its request decoded,
+its call traced (docs/architecture.md, "gRPC server handler wrapping").
 
-- **Decoding**: grpc.aio reports a request payload that is not valid protobuf as ``UNKNOWN`` ("Unexpected
-  DecodeError"), which clients (ours included) take for a retryable server fault. The wrapped handler takes the raw
-  bytes (no deserializer) and decodes them itself, aborting with ``INVALID_ARGUMENT`` when that fails. Payloads of
-  :data:`OFF_LOOP_BYTES` or more are decoded on a worker thread (:func:`decode_off_loop`), so the event loop is
-  not the one waiting for them (the C parser keeps the GIL while it parses many small messages, so the loop can
-  still pause for part of one parse, bounded by the message limit).
-- **Precheck**: a unary method may have a check of its raw bytes (:data:`Precheck`): the public ``Estimate``
-  refuses keypoints too large for the frame limit from a scan of the top-level fields (:mod:`service.rpc.wire`)
-  without parsing them at all.
-- **Trace**: the call runs in a server span (:func:`~service.telemetry.grpc_trace.server_span`), child of the
-  caller's ``traceparent``.
+- **Decoding**: grpc.aio reports a payload that is not valid protobuf as ``UNKNOWN``, which clients take for a
+  retryable server fault; the wrapped handler takes raw bytes and aborts with ``INVALID_ARGUMENT`` itself. Payloads
+  of :data:`OFF_LOOP_BYTES` or more are decoded on a worker thread.
+- **Precheck** (:data:`Precheck`): the public ``Estimate`` refuses keypoints too large for the frame limit from a
+  scan of the top-level fields (:mod:`service.rpc.wire`), without parsing them.
+- **Trace**: the call runs in a server span, child of the caller's ``traceparent``.
 
-The interceptor comes first, so it wraps what the later ones (API keys) return: a refusal that reads no message
-(:func:`~service.security.grpc_door.refusing`, no deserializer) is traced and passed its requests undecoded.
+The interceptor comes first, so it also wraps an API-key refusal (no deserializer: its requests pass undecoded).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,12 +42,6 @@ def as_service_error(exc: Exception, route: str) -> Pose3DError:
     return InternalError(f"{type(exc).__name__}: {exc}")
 
 
-def cancelled_code(context: Context) -> str:
-    """The status name to count for a call cancelled under its handler: its deadline passed, or the client left."""
-    remaining = context.time_remaining()
-    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
-
-
 @contextlib.asynccontextmanager
 async def observed_call(metrics: Metrics, route: str, context: Context) -> AsyncIterator[None]:
     """Count one call (unary or streaming) under ``route`` with its final status code and duration, and end
@@ -59,7 +54,8 @@ async def observed_call(metrics: Metrics, route: str, context: Context) -> Async
         code = "ABORTED"
         raise
     except asyncio.CancelledError:  # not an Exception: without this a cancelled call counted as OK
-        code = cancelled_code(context)
+        remaining = context.time_remaining()  # its deadline passed, or the client left
+        code = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
         raise
     except Exception as exc:
         error = as_service_error(exc, route)
@@ -74,13 +70,12 @@ def unary(route: str) -> Callable[[Handler[S, Req, Resp]], Handler[S, Req, Resp]
     """Count the call in ``self.metrics`` under ``route`` and end it with the status of any error."""
 
     def wrap(handler: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
+        @functools.wraps(handler)
         async def run(self: S, request: Req, context: Context) -> Resp:
             async with observed_call(self.metrics, route, context):
                 return await handler(self, request, context)
             raise AssertionError("unreachable: observed_call re-raises or aborts")  # pragma: no cover
 
-        run.__name__ = handler.__name__
-        run.__doc__ = handler.__doc__
         return run
 
     return wrap

@@ -1,19 +1,17 @@
 """The worker link's one codec: engine dataclasses ↔ ``pose3d.worker.v1`` messages (internal, not the public API).
 
-Arrays travel packed (:func:`pack` / :func:`unpack`: little-endian float32 bytes in C order plus the shape; no
-per-value lists). A page of results stacks the people of all its frames into ONE ``(P, 159)`` array, a row per
-person (:data:`PERSON_FIELDS`: box ``(4,)`` xyxy pixels, box score, ``keypoints_2d`` ``(17, 2)`` pixels,
-``keypoint_scores`` ``(17,)``, ``keypoints_3d`` / ``keypoints_3d_camera`` ``(17, 3)`` metres, ``distance_m``; NaN:
-not placed), decoded as views into one buffer.
-Images and clips cross encoded (the worker decodes them); a decoded ``(H, W, 3) uint8 RGB`` array crosses raw.
-These functions only convert (a malformed message raises ``ValueError``); the gateway validated the input.
+Arrays travel packed (:func:`pack`: little-endian float32 bytes in C order plus the shape). A page of results stacks
+the people of all its frames into ONE ``(P, 159)`` array, a row of :data:`PERSON_FIELDS` per person (box and 2D
+keypoints in pixels, 3D keypoints and distance in metres; NaN: not placed), decoded as views into one buffer.
+Images and clips cross encoded; a decoded ``(H, W, 3) uint8 RGB`` array crosses raw. These functions only convert
+(a malformed message raises ``ValueError``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any, Final
 
 import numpy as np
@@ -68,9 +66,6 @@ def unpack(msg: wpb.Array, shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
     if tuple(msg.shape) != shape or len(msg.data) != 4 * math.prod(shape):
         raise ValueError(f"array of shape {tuple(msg.shape)} where {shape} was expected")
     return np.frombuffer(msg.data, dtype=F32).reshape(shape).astype(np.float32, copy=False)
-
-
-# ---- options, frames, clips, work ----------------------------------------------------------------------------
 
 
 def options_to_pb(options: EstimateOptions) -> wpb.Options:
@@ -173,9 +168,6 @@ def work_from_pb(msg: wpb.Work, deadline: float | None) -> Work:
                 msg.chunk_frames, msg.chunk_timeout_s or None)  # fmt: skip
 
 
-# ---- results -------------------------------------------------------------------------------------------------
-
-
 def results_to_pb(results: Sequence[FrameResult]) -> wpb.Results:
     """A page of results: its people stacked in frame order, one packed row of :data:`PERSON_FIELDS` each."""
     people = [p for r in results for p in r.people]
@@ -228,8 +220,7 @@ def model_to_pb(info: ModelInfo) -> wpb.ModelInfo:
 
 
 def model_from_pb(msg: wpb.ModelInfo) -> ModelInfo:
-    return ModelInfo(msg.name, msg.kind, msg.version, msg.weights, msg.frames, msg.stride, msg.joint_set,
-                     msg.device, msg.needs_image, msg.flip_test)  # fmt: skip
+    return ModelInfo(**{f.name: getattr(msg, f.name) for f in fields(ModelInfo)})
 
 
 def progress_to_pb(step: Progress) -> wpb.Progress:

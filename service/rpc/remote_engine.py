@@ -1,17 +1,10 @@
-"""RemoteEngineClient: the EngineClient protocol over ``pose3d.worker.v1`` (its own internal messages) to workers.
+"""RemoteEngineClient: the EngineClient protocol over ``pose3d.worker.v1`` to the workers of one
+:class:`~service.rpc.workers.WorkerChannel` (which worker takes a call is gRPC's business).
 
-Which worker takes a call is gRPC's business (:class:`~service.rpc.workers.WorkerChannel`: one channel,
-``round_robin`` over health-checked backends, UNAVAILABLE retried by the channel's retry policy; no stickiness,
-since stream state lives in the frame buffer); this module maps EngineClient calls to Worker calls:
-
-- **One call, ``Submit``**, carries every :class:`~service.engine.types.Work`: frames in hand (a private run on
-  one worker), or frames for a named stream. A private clip runs in a private worker stream (Redis-backed in a
-  deployment): an :class:`~service.engine.types.EncodedClip` goes as its container bytes and the worker decodes
-  it in its decode stage, sending each step's results back as it completes; a call cut short (its worker died:
-  UNAVAILABLE after results were sent, which no retry policy replays) is made again — the channel picks a serving
-  worker — from the first position not answered yet, carrying the clip again; the stream carries on there.
-  Decoded frames from an async source go in chunks (at most ``clip_chunk_frames`` frames / ``clip_chunk_bytes``
-  bytes per call, one call at a time), each retried elsewhere like any frame.
+Every :class:`~service.engine.types.Work` is one ``Submit`` call (frames in hand, or frames for a named stream); a
+private clip runs in a private worker stream, sent as its container bytes and decoded by the worker, and a call cut
+short by a dying worker is made again from the first position not answered. Decoded frames from an async source go
+in chunks of at most ``clip_chunk_frames`` frames / ``clip_chunk_bytes`` bytes, one call at a time.
 """
 
 from __future__ import annotations
@@ -34,7 +27,6 @@ from service.engine.types import (
     ModelInfo,
     Progress,
     ReadyStatus,
-    Source,
     StreamInfo,
     Work,
 )
@@ -43,15 +35,12 @@ from service.errors import Unavailable
 from service.proto_gen.pose3d.worker.v1 import worker_pb2 as wpb
 from service.rpc import link
 from service.rpc.status import error_from_rpc
-from service.rpc.workers import (
-    RETRY_MAX_ATTEMPTS,
-    WorkerChannel,
-    worker_target,
-    worker_tls_name,
-)
+from service.rpc.workers import RETRY_MAX_ATTEMPTS, WorkerChannel, worker_target, worker_tls_name
 
 MODELS_TTL_S: Final = 10.0
 START_WAIT_S: Final = 2.0
+CLIP_CHUNK_BYTES: Final = 16 * 1024 * 1024
+"""At most this many bytes of decoded frames (or half the message limit) per ``Submit`` call."""
 
 
 class RemoteEngineClient:
@@ -65,16 +54,15 @@ class RemoteEngineClient:
         max_message_bytes: int = DEFAULT_WORKER_MESSAGE_BYTES,
         call_timeout_s: float = 30.0,
         clip_chunk_frames: int = 1,
-        clip_chunk_bytes: int = 16 * 1024 * 1024,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        if clip_chunk_frames < 1 or clip_chunk_bytes < 1:
-            raise ValueError("clip chunks need at least one frame and one byte")
+        if clip_chunk_frames < 1:
+            raise ValueError("clip chunks need at least one frame")
         target, tls_name = worker_target(addresses), worker_tls_name(addresses)
         self.workers = WorkerChannel(target, max_message_bytes, call_timeout_s, credentials, tls_name)
         self._call = self.workers.call
         self._clip_chunk_frames = clip_chunk_frames
-        self._clip_chunk_bytes = min(clip_chunk_bytes, max_message_bytes // 2)
+        self._clip_chunk_bytes = min(CLIP_CHUNK_BYTES, max_message_bytes // 2)
         self._models: list[ModelInfo] | None = None
         self._components: list[ModelInfo] = []
         self._models_fetched_at = 0.0
@@ -86,8 +74,6 @@ class RemoteEngineClient:
 
     async def aclose(self) -> None:
         await self.workers.aclose()
-
-    # ---- EngineClient -------------------------------------------------------------------------------------------
 
     async def submit(self, work: Work) -> AsyncGenerator[Progress]:
         """``Submit`` calls: frames in hand run privately on one worker in one call; any other private work runs in
@@ -101,38 +87,35 @@ class RemoteEngineClient:
             return
         if not (work.chunk_frames or isinstance(work.frames, Sequence)):  # a clip: the worker's steps, as chunks here
             work = replace(work, chunk_frames=self._clip_chunk_frames)
-        async for chunk in self._chunks(work.frames):
-            async with contextlib.aclosing(self._call_submit(replace(work, frames=chunk, close=False))) as steps:
-                async for step in steps:
-                    yield step
-        if work.close:
-            async with contextlib.aclosing(self._call_submit(replace(work, frames=[]))) as steps:
+        async for call in self._calls(work):
+            async with contextlib.aclosing(self._call_submit(call)) as steps:
                 async for step in steps:
                     yield step
 
-    async def _chunks(self, frames: Source) -> AsyncGenerator[Sequence[Frame] | EncodedClip]:
-        """What one call carries: the frames as they are, or an async source's frames in chunks of at most
-        ``clip_chunk_frames`` frames / ``clip_chunk_bytes`` bytes."""
-        if not isinstance(frames, AsyncIterable):
-            yield frames
-            return
-        chunk: list[Frame] = []
-        size = 0
-        async for frame in frames:
-            chunk.append(frame)
-            size += _frame_bytes(frame)
-            del frame
-            if len(chunk) >= self._clip_chunk_frames or size >= self._clip_chunk_bytes:
-                yield chunk
-                chunk, size = [], 0
-        if chunk:
-            yield chunk
+    async def _calls(self, work: Work) -> AsyncGenerator[Work]:
+        """The calls of work for a named stream: its frames as they are, or an async source's frames in chunks of at
+        most ``clip_chunk_frames`` frames / ``clip_chunk_bytes`` bytes; then, to close the stream, one without."""
+        if not isinstance(work.frames, AsyncIterable):
+            yield replace(work, close=False)
+        else:
+            chunk: list[Frame] = []
+            size = 0
+            async for frame in work.frames:
+                chunk.append(frame)
+                size += _frame_bytes(frame)
+                del frame
+                if len(chunk) >= self._clip_chunk_frames or size >= self._clip_chunk_bytes:
+                    yield replace(work, frames=chunk, close=False)
+                    chunk, size = [], 0
+            if chunk:
+                yield replace(work, frames=chunk, close=False)
+        if work.close:
+            yield replace(work, frames=[])
 
     async def _call_submit(self, work: Work) -> AsyncGenerator[Progress]:
-        """One ``Submit`` call, its progress as it comes. An encoded clip's call cut short (UNAVAILABLE: its worker
-        died, and no retry policy replays a call that has answered) is made again — the channel picks a serving
-        worker — from the first position not answered yet, at most ``RETRY_MAX_ATTEMPTS`` times in a row without
-        progress (frames are keyed by index: results already yielded are dropped). A refusal is never retried."""
+        """One ``Submit`` call, its progress as it comes. An encoded clip's call cut short (UNAVAILABLE after it has
+        answered, which no retry policy replays) is made again from the first position not answered, at most
+        ``RETRY_MAX_ATTEMPTS`` times in a row without progress. A refusal is never retried."""
         timeout = None if work.deadline is None and work.chunk_timeout_s else self.workers.timeout(work.deadline)
         clip = work.frames if isinstance(work.frames, EncodedClip) else None
         next_position, failures = 0 if clip is None else clip.start, 0
@@ -154,9 +137,8 @@ class RemoteEngineClient:
             except grpc.aio.AioRpcError as exc:
                 error = error_from_rpc(exc)
                 failures += 1
-                if clip is None or work.stream is None or not isinstance(error, Unavailable):
-                    raise error from exc
-                if failures >= RETRY_MAX_ATTEMPTS:
+                retryable = clip is not None and work.stream is not None and isinstance(error, Unavailable)
+                if not retryable or failures >= RETRY_MAX_ATTEMPTS:
                     raise error from exc
             finally:
                 call.cancel()  # closed early (the caller left): the worker stops at once

@@ -1,8 +1,6 @@
-"""The error tree ↔ gRPC status, mapped once for every gRPC surface (public servicer, worker, remote client).
-
-A :class:`~service.errors.Pose3DError` becomes its ``grpc_code`` plus two trailers: ``pose3d-error-type``
-(the REST problem type slug) and, when set, ``retry-after-s``. The remote client turns a status back into
-the same error class, so a worker's ``UnknownStream`` reaches the gateway as ``UnknownStream``.
+"""The error tree ↔ gRPC status, mapped once for every gRPC surface: a :class:`~service.errors.Pose3DError` becomes
+its ``grpc_code`` plus the trailers ``pose3d-error-type`` (its problem type slug) and ``retry-after-s`` when set;
+the remote client turns them back into the same error class.
 """
 
 from __future__ import annotations

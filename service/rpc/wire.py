@@ -1,8 +1,5 @@
-"""A top-level scan of a protobuf message's wire format, without decoding it.
-
-Used to refuse a request from its size before parsing it: parsing 200 000 nested messages takes a C parser that
-holds the GIL for a good fraction of a second (and more on a loaded machine), while the top level of a request
-has a handful of fields, skipped here by their lengths.
+"""A top-level scan of a protobuf message's wire format, without decoding it: a request is refused from its size
+before a C parser holds the GIL for a large fraction of a second parsing its nested messages.
 """
 
 from __future__ import annotations

@@ -1,24 +1,13 @@
-"""The gateway's one channel to its workers: gRPC's own balancing, health checking and retries, no balancer of ours.
-
-- **One channel, one target.** ``workers: list[str]`` becomes one gRPC target (:func:`worker_target`): one entry
-  passes through as it is (``dns:///workers.ns.svc:50061`` over a Kubernetes headless Service re-resolves as pods
-  come and go; ``host:port`` works too); several ``host:port`` entries become gRPC's built-in static list
-  ``ipv4:a:p,b:p`` (or ``ipv6:[a]:p,...``), host names resolved once at start-up.
-- **Spreading**: the ``round_robin`` load-balancing policy over every backend the target resolves to, with
-  client-side health checking (``healthCheckConfig``): only backends whose ``grpc.health.v1`` status for the
-  Worker service is SERVING get calls. No stickiness: stream state (windows, tracker and smoothing state) lives
-  in the frame buffer, so any worker serves the next frame of any stream.
-- **Retries**: the service config's ``retryPolicy`` retries ``UNAVAILABLE`` ("not serving": the backend is gone,
-  still loading or draining) on the next pick; every Worker method is idempotent (frames are keyed by index).
-  A refusal — over capacity, a quota (``RESOURCE_EXHAUSTED`` with ``retry-after-s``) — is an answer: it is not
-  retried, here or anywhere, and reaches the client as 503/429 + ``Retry-After``.
-- **Visibility**: :meth:`WorkerChannel.state` is the channel's connectivity: READY while some backend is
-  connected and SERVING (``/readyz`` and ``pose3d_worker_up`` follow it).
+"""The gateway's one channel to its workers: gRPC's own ``round_robin`` over health-checked backends, UNAVAILABLE
+retried by the service config's ``retryPolicy`` (never a refusal: RESOURCE_EXHAUSTED is an answer), no stickiness
+(stream state lives in the frame buffer). ``workers`` becomes one target (:func:`worker_target`). The why and the
+details: docs/streams-and-state.md "How the gateway balances".
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import socket
@@ -66,15 +55,11 @@ def _split(address: str) -> tuple[str, str]:
     return host.strip("[]"), port
 
 
-def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
-
-
 def _resolve(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """``host``'s address (IPv4 preferred); raises ValueError when it does not resolve."""
+    """``host`` itself when it is an IP literal, else its address (IPv4 preferred); raises ValueError when it does
+    not resolve."""
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(host)
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
@@ -98,7 +83,7 @@ def worker_target(addresses: Sequence[str]) -> str:
     if any(a.startswith(_SCHEMES) for a in addresses):
         raise ValueError("a worker address with a scheme (dns:///, ipv4:, ...) must be the only one")
     pairs = [_split(a) for a in addresses]
-    ips = [(_literal(host) or _resolve(host), port) for host, port in pairs]
+    ips = [(_resolve(host), port) for host, port in pairs]
     versions = {ip.version for ip, _ in ips}
     if versions == {4}:
         return "ipv4:" + ",".join(f"{ip}:{port}" for ip, port in ips)

@@ -1,9 +1,6 @@
-"""The worker's Prometheus ``/metrics`` port, under the worker port's rule (:mod:`service.security.worker_link`).
-
-Plain HTTP on loopback or with ``trusted_network``; HTTPS with the worker's certificate when ``tls.certfile`` is
-set, requiring a client certificate from ``tls.client_ca_file`` when that is set (mTLS), and a key of the
-worker's ``api_keys_file`` as ``Authorization: Bearer <key>`` when that is set (Prometheus:
-``authorization: {credentials_file: ...}``); a scrape without one gets 401.
+"""The worker's Prometheus ``/metrics`` port, under the worker port's rule (:mod:`service.security.worker_link`):
+HTTPS with ``tls.certfile`` (mTLS with ``tls.client_ca_file``), and ``Authorization: Bearer <key>`` of the worker's
+``api_keys_file`` when that is set (401 without one).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The ``pose3d worker`` process: loads the models and serves ``pose3d.worker.v1.Worker`` on its own port.
 
-Start-up order: the gRPC port (with ``grpc.health.v1.Health`` = NOT_SERVING and reflection) and the
-Prometheus ``/metrics`` port open first, so orchestrators can watch the worker while it loads; the engine
-is built off the event loop; health turns SERVING (and ``pose3d_worker_up`` 1) once it is ready.
+The gRPC port (health NOT_SERVING, reflection) and ``/metrics`` open first, so orchestrators can watch the worker
+while the engine loads off the event loop; health turns SERVING (``pose3d_worker_up`` 1) once it is ready.
 SIGTERM/SIGINT turn health NOT_SERVING, give in-flight calls ``shutdown_grace_s``, then close the engine.
 """
 

@@ -1,9 +1,7 @@
 # ruff: noqa: N802  (gRPC method names are fixed by the proto)
-"""``pose3d.worker.v1.Worker``: the engine's one primitive (``submit``) and its stream control over gRPC.
-
-The worker only computes: the gateway has validated the input. Every handler maps service errors to gRPC status
-through :mod:`service.rpc.status`; while the engine is still loading every call answers UNAVAILABLE so the
-channel tries another worker.
+"""``pose3d.worker.v1.Worker``: the engine's ``submit`` and its stream control over gRPC. The worker only computes
+(the gateway validated the input); while the engine loads, every call answers UNAVAILABLE so the channel tries
+another worker.
 """
 
 from __future__ import annotations
