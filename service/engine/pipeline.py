@@ -1,8 +1,7 @@
 """The pipeline: decode → person boxes → detector → (CA-PF tokens) → frame buffer → lifter, each batched.
 
-One :class:`Pipeline` owns the stages' batchers and their threads (:class:`~service.engine.stages.Stages`).
-The detector batches people across requests, the lifters batch windows across streams and requests. A clip is run as a private in-memory stream (frames prepared concurrently, appended in order,
-windows lifted as they become ready), so a clip and the same frames pushed as a stream give the same poses by
+One :class:`Pipeline` owns the stages' batchers and their threads (:class:`~service.engine.stages.Stages`). A clip
+is run as a private in-memory stream, so a clip and the same frames pushed as a stream give the same poses by
 construction. Every call takes the request's :class:`~service.engine.context.StreamStep`.
 """
 
@@ -74,7 +73,6 @@ class Pipeline(Stages):
         self.metrics = metrics
         self.buffer = buffer
         self.backlog = Backlog(eng.rate_window_s)
-        """Work admitted and not yet done, and how fast it gets done (the door's whole-engine estimate)."""
         det = settings.detector
         self.guide = GuideSettings(det.detect_every, det.guide_min_score) if det.pose_guided_boxes else None
         self.clip_buffer = MemoryFrameBuffer(max_streams=1_000_000, ttl_s=eng.request_timeout_s * 4)
@@ -82,8 +80,7 @@ class Pipeline(Stages):
         self.look_ahead = max(4, 2 * eng.max_batch_size)
         """Frames of a clip given whole (a sequence) in preparation at once: two detector batches' worth."""
         self.streamed_look_ahead = max(4, eng.max_batch_size)
-        """Frames of a clip pulled from an async source (being decoded) in preparation at once: one batch's
-        worth, which bounds the decoded frames a clip holds in the engine."""
+        """Frames of a clip pulled from an async source in preparation at once: bounds its decoded frames held."""
 
     def guide_for(self, max_people: int | None) -> GuideSettings | None:
         """The pose guide's settings for a request keeping at most ``max_people`` people (``None``: guide off)."""
@@ -132,13 +129,10 @@ class Pipeline(Stages):
         before: GuideAfter | None = None,
         chain: ChainStep | None = None,
     ) -> tuple[PreparedPeople, BoxSource]:
-        """Frame ``index`` (in ``step``'s buffer) of the stream: its untracked people and where their boxes came
-        from (pose-guided boxes, when on, come from frame ``index - 1``'s keypoints, unless the frame asks for the
-        person detector: ``ImageFrame.detect_people``). With ``after``, the boxes are found once it is set (once
-        the frame before is appended: the guide it leaves is then in the buffer); with ``before`` (a clip's frame)
-        the guide is made from the frame before's prepared people, without waiting for its append; with ``chain``
-        too (a clip's image frame) the detector item is queued behind the frame before's and its boxes made from
-        that one's people on the stage thread (:mod:`~service.engine.clip_chain`). The decoding waits for none."""
+        """Frame ``index`` (in ``step``'s buffer): its untracked people and where their boxes came from. Pose-guided
+        boxes come from frame ``index - 1``: from the buffer once ``after`` is set (the frame before appended), or
+        from its prepared people (``before``, a clip), or on the stage thread behind its detector item (``chain``,
+        :mod:`~service.engine.clip_chain`). The decoding waits for none."""
         lifter, deadline, timings = step.lifter, step.deadline, step.timings
         if isinstance(frame, KeypointFrame):
             if lifter.needs_image:
@@ -179,9 +173,8 @@ class Pipeline(Stages):
         guide: GuideAt | GuideAfter | None,
         chain: ChainStep | None,
     ) -> tuple[FrameBoxes, list[PersonDetection]]:
-        """Frame ``index``'s boxes and the detector's people in them: chained on the stage thread behind the frame
-        before (``chain``, when the guide holds there), else boxes as :meth:`_find_boxes` finds them, then
-        detected."""
+        """Frame ``index``'s boxes and the detector's people in them: chained behind the frame before (``chain``,
+        when the guide holds there), else as :meth:`_find_boxes` finds them."""
         opts, deadline, timings = step.options, step.deadline, step.timings
         flips = (self.settings.detector.flip_test, step.lifter.needs_image and opts.flip_test)
         guide_settings = self.guide_for(opts.max_people)
@@ -226,7 +219,7 @@ class Pipeline(Stages):
 
     async def lift_emission(self, step: StreamStep, *emissions: Emission) -> list[FrameResult]:
         """Lift every window that ``emissions`` made ready, in one submission; one :class:`FrameResult` per emitted
-        frame (a clip's report the client's own frame indices, from ``step.client_index``)."""
+        frame (a clip's with the client's own frame indices)."""
         lifter, meta, client_index = step.lifter, step.meta, step.client_index
         ready = [rf for e in emissions for rf in ready_frames(e, lifter.window, meta.mode, meta.flip_test)]
         windows = [w for rf in ready for w in rf.windows]
@@ -258,19 +251,14 @@ class Pipeline(Stages):
         """Prepare ``frames`` concurrently, append them to ``step``'s stream in order, lift what each append
         makes ready (concurrently); returns the results (in emission order) and the last frame's box source.
 
-        At most ``look_ahead`` frames are taken and not yet prepared: the next frame is pulled only when the oldest
-        is prepared, so an async source (a clip being decoded) is held a bounded number of frames at a time, and the
-        frames in flight share the stages' batches. A pose-guided frame finds its boxes once the frame before is
-        appended (a stream: the guide is read from the buffer) or prepared (a clip: the same guide from its people,
-        so the 2D stages do not wait for tracking and the append; decoding waits for neither); a person-detector
-        frame (every ``detect_every``-th, or one that asks) needs nothing of the frame before, so its detector runs
-        while earlier frames are still in the 2D stage: the same boxes and poses, in less time.
+        At most ``look_ahead`` frames are taken and not yet prepared, so an async source (a clip being decoded) is
+        held a bounded number of frames at a time. A pose-guided frame waits for the frame before (appended for a
+        stream, prepared for a clip); a person-detector frame needs nothing of it and runs at once.
 
-        With ``step.client_index`` (a clip), frame ``k`` is appended as buffer frame ``len(client_index)``, its own
-        ``(frame_index, timestamp_s)`` appended to ``client_index`` and reported in its results, and ready windows
-        are lifted a full lift batch at a time (its results come at its end anyway; P-STMO-81 on ONNX Runtime:
-        6.8 ms CPU per window in fours against 8.5 one by one); without (a stream), frames go in at their own
-        ``frame_index`` and each frame's windows are lifted as soon as it is appended.
+        With ``step.client_index`` (a clip), frames go in at positions ``0, 1, 2, ...`` (their own indices kept in
+        ``client_index``) and ready windows are lifted a full lift batch at a time (its results come at its end
+        anyway; P-STMO-81 on ONNX Runtime: 6.8 ms CPU per window in fours against 8.5 one by one); a stream's frames go in at their own ``frame_index`` and each one's
+        windows are lifted as soon as it is appended.
         """
         guide = self.guide_for(step.meta.max_people) if step.meta.boxes is None else None  # the one before it
         flow = _Flow(asyncio.Semaphore(max(1, look_ahead)), asyncio.Queue(), guide)
@@ -330,9 +318,8 @@ class Pipeline(Stages):
     async def run_clip(
         self, frames: Iterable[Frame] | AsyncIterable[Frame], step: StreamStep, look_ahead: int | None = None
     ) -> tuple[list[FrameResult], BoxSource]:
-        """A whole clip as the private stream of ``step`` (:meth:`clip_step`): :meth:`push_in_order`, then the
-        tail flushed. ``frames`` may be a sequence or an async source pulled as the clip advances; ``look_ahead``
-        (default :attr:`look_ahead`) bounds the frames taken from it and not yet prepared."""
+        """A whole clip as the private stream of ``step`` (:meth:`clip_step`): :meth:`push_in_order` (``look_ahead``
+        default :attr:`look_ahead`), then the tail flushed."""
         buffer, meta = step.buffer, step.meta
         await buffer.create(meta)
         source_frames = frames if isinstance(frames, AsyncIterable) else async_frames(frames)
@@ -348,7 +335,7 @@ class Pipeline(Stages):
 @dataclass(frozen=True)
 class _Pending:
     """A frame taken from a source: its preparation, buffer index, timestamp, whether to track it, and the event
-    set once it is appended (which the next frame's guided boxes wait for)."""
+    set once it is appended."""
 
     task: asyncio.Task[tuple[PreparedPeople, BoxSource]]
     index: int

@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -173,21 +173,16 @@ def _unarray(v: list[Any] | None) -> npt.NDArray[Any] | None:
     return stored.astype(stored.dtype.newbyteorder("="))  # a native, writable copy
 
 
+_PERSON_ARRAYS: Final = ("box", "keypoints_2d", "keypoint_scores", "keypoints_3d", "keypoints_3d_camera")
+
+
 def _person_json(p: PersonResult) -> dict[str, Any]:
-    return {
-        "track_id": p.track_id, "box": _array(p.box), "box_score": p.box_score, "keypoints_2d": _array(p.keypoints_2d),
-        "keypoint_scores": _array(p.keypoint_scores), "keypoints_3d": _array(p.keypoints_3d),
-        "keypoints_3d_camera": _array(p.keypoints_3d_camera), "distance_m": p.distance_m, "warnings": list(p.warnings),
-    }  # fmt: skip
+    d = {f.name: getattr(p, f.name) for f in fields(p)}
+    return d | {k: _array(d[k]) for k in _PERSON_ARRAYS} | {"warnings": list(p.warnings)}
 
 
 def _person(d: dict[str, Any]) -> PersonResult:
-    arrays = {k: _unarray(d[k]) for k in ("box", "keypoints_2d", "keypoint_scores", "keypoints_3d")}
-    return PersonResult(
-        track_id=int(d["track_id"]), box_score=float(d["box_score"]), **arrays,  # type: ignore[arg-type]
-        keypoints_3d_camera=_unarray(d["keypoints_3d_camera"]), distance_m=d["distance_m"],
-        warnings=tuple(d["warnings"]),
-    )  # fmt: skip
+    return PersonResult(**(d | {k: _unarray(d[k]) for k in _PERSON_ARRAYS} | {"warnings": tuple(d["warnings"])}))
 
 
 def _frame_json(f: FrameResult) -> dict[str, Any]:
