@@ -1,9 +1,5 @@
-"""What one request's frames are processed with, held in one value so that the pipeline's calls stay short.
-
-A :class:`StreamStep` names the stream (its frame buffer and metadata), the lifter serving it, the request's
-deadline and the timings it collects; a clip is a private stream, whose step also collects each buffer
-frame's own ``(frame_index, timestamp_s)`` to report in its results.
-"""
+"""What one request's frames are processed with (:class:`StreamStep`), one value so that the pipeline's calls
+stay short."""
 
 from __future__ import annotations
 
@@ -51,19 +47,11 @@ class FrameOptions:
 
 @dataclass(frozen=True)
 class StreamStep:
-    """One request's pass over one stream.
-
-    Attributes:
-        buffer: the frame buffer holding the stream (the shared one, or the pipeline's private clip buffer).
-        meta: the stream's metadata (model, window mode, options).
-        lifter: the lifter named by ``meta.model``.
-        deadline: ``time.monotonic()`` seconds by which the request must be answered (None: none).
-        timings: where the request's per-stage seconds are summed.
-        client_index: for a clip, filled with each buffer frame's client ``(frame_index, timestamp_s)``, which
-            its results report; None for a stream (frames go in at their own index).
-        emitted: every emission of this pass's appends, in append order (a stream's smoothing resumes from the
-            first one's snapshot).
-    """
+    """One request's pass over one stream: its frame buffer (the shared one, or the pipeline's clip buffer), its
+    metadata, the lifter ``meta.model`` names, the ``deadline`` (``time.monotonic()``), the per-stage ``timings``;
+    ``client_index`` (a clip) is filled with each buffer frame's client ``(frame_index, timestamp_s)``, which its
+    results report; ``emitted`` collects the emissions of its appends in order (a stream's smoothing resumes from
+    the first one's snapshot)."""
 
     buffer: FrameBuffer
     meta: StreamMeta

@@ -19,7 +19,6 @@ import numpy as np
 from model.joints import normalize_screen_coordinates
 from service.config import CommonSettings
 from service.engine.admission import Backlog
-from service.engine.clip_chain import ChainLink, ChainStep, guided_item
 from service.engine.clips import async_frames
 from service.engine.context import FrameOptions, StreamStep, Timings
 from service.engine.detector import PersonDetection
@@ -34,7 +33,7 @@ from service.engine.prepare import (
     empty_tokens,
     people_from_keypoints,
 )
-from service.engine.stages import BoxItem, DetectItem, Models, Stages
+from service.engine.stages import BoxItem, ChainLink, ChainStep, DetectItem, Models, Stages, guided_item
 from service.engine.streams import PreparedFrame, append_frame, frame_result, ready_frames
 from service.engine.types import (
     BoxSource,
@@ -132,7 +131,7 @@ class Pipeline(Stages):
         """Frame ``index`` (in ``step``'s buffer): its untracked people and where their boxes came from. Pose-guided
         boxes come from frame ``index - 1``: from the buffer once ``after`` is set (the frame before appended), or
         from its prepared people (``before``, a clip), or on the stage thread behind its detector item (``chain``,
-        :mod:`~service.engine.clip_chain`). The decoding waits for none."""
+        :class:`~service.engine.stages.ChainLink`). The decoding waits for none."""
         lifter, deadline, timings = step.lifter, step.deadline, step.timings
         if isinstance(frame, KeypointFrame):
             if lifter.needs_image:
