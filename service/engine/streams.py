@@ -1,7 +1,7 @@
 """The stream step: track → append to the frame buffer → the windows of what became ready → results.
 
-Clips use it too (as a private in-memory stream), so a clip posted whole and the same frames pushed one
-by one go through the same code and give the same windows by construction.
+Clips use it too (as a private in-memory stream), so a clip and the same frames pushed one by one give the same
+windows by construction.
 """
 
 from __future__ import annotations
@@ -49,13 +49,11 @@ class StreamReopened(Conflict):
 
 
 async def append_frame(buffer: FrameBuffer, meta: StreamMeta, window: WindowSpec, frame: PreparedFrame) -> Emission:
-    """Assign track ids and append ``frame`` to the stream ``meta`` describes (its people were prepared with
-    its options, and are windowed by its mode and the lifter's ``window``).
+    """Assign track ids and append ``frame`` to the stream ``meta`` describes (windowed by the lifter's ``window``).
 
-    The tracker state comes from :meth:`FrameBuffer.tracker` (on Redis usually this process's copy, so the
-    append is the frame's one round trip) and is written with the frame under a new token; if it was stale
-    (another writer moved it on meanwhile) the append stores nothing, and the step is redone on the state the
-    buffer answered with. A retried frame keeps its stored record.
+    The tracker state (:meth:`FrameBuffer.tracker`) is written with the frame under a new token; when another writer
+    moved it on meanwhile the append stores nothing and is redone on the newer state. A retried frame keeps its
+    stored record.
 
     Raises:
         StreamReopened: the stored stream's metadata is not ``meta`` (a stale copy of a re-created stream).
@@ -80,10 +78,8 @@ async def append_frame(buffer: FrameBuffer, meta: StreamMeta, window: WindowSpec
 
 
 def ready_frames(emission: Emission, window: WindowSpec, mode: WindowMode, flip_test: bool) -> list[ReadyFrame]:
-    """Build the lift windows of every emitted target (targets whose frame never arrived are skipped).
-
-    Each person's window is taken along its own track (:func:`~service.engine.windows.window_sources`).
-    """
+    """The lift windows of every emitted target, each person's along its own track (targets whose frame never
+    arrived are skipped)."""
     records = emission.records
     rows: dict[int, dict[int, int]] = {
         i: {int(t): r for r, t in enumerate(rec.track_ids)} for i, rec in records.items()
@@ -112,10 +108,8 @@ def ready_frames(emission: Emission, window: WindowSpec, mode: WindowMode, flip_
 def frame_result(
     record: FrameRecord, poses: Sequence[FloatArray], frame_index: int | None = None, timestamp_s: float | None = None
 ) -> FrameResult:
-    """One frame's result: every person of ``record`` with its 3D pose ``(17, 3)`` (in record row order).
-
-    ``frame_index``/``timestamp_s`` override the record's (clips report the client's own indices).
-    """
+    """One frame's result: every person of ``record`` with its 3D pose ``(17, 3)`` (in record row order);
+    ``frame_index``/``timestamp_s`` override the record's (clips report the client's own)."""
     people = [
         PersonResult(
             track_id=int(record.track_ids[row]),
