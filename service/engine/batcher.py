@@ -68,18 +68,11 @@ class BatcherLimits:
 
 
 class DynamicBatcher(Generic[In, Out]):
-    """Batches items of one stage across callers. Create inside a running event loop's lifetime.
+    """Batches items of one stage across callers; create inside a running event loop's lifetime.
 
-    Args:
-        stage: metric label (``decode``, ``detect``, ``tokens``, ``lift`` …).
-        fn: the batch function, run in ``executor``: ``items -> outputs`` of the same length and order.
-        limits: batch size, delay, queue bound.
-        executor: thread(s) for ``fn``; ``None`` = the loop's default executor.
-        metrics: where batch sizes, queue time, stage time, queue depth and rejections go.
-        size_of: units an item counts for (e.g. the number of people in a frame); default 1.
-
-    Attribute ``clock``: seconds, monotonic (``time.monotonic``); deadlines are instants of the same clock (a test
-    replaces it with a fake one before the first submit).
+    ``stage`` labels its metrics; ``fn``, run in ``executor`` (``None``: the loop's default), maps items to outputs
+    of the same length and order; ``size_of`` is the units an item counts for (default 1). ``clock``
+    (``time.monotonic``; a test replaces it before the first submit) is the clock of every deadline.
     """
 
     def __init__(

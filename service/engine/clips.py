@@ -248,10 +248,16 @@ class ClipDecoder:
                 self._metrics.stage_duration.labels("decode").observe(seconds)
             yield decoded
 
-    async def frames(self) -> AsyncIterator[Frame]:
-        """The decoded frames as engine frames (``frame_index`` = the source frame index)."""
+    async def frames(self, start: int | None = None) -> AsyncIterator[Frame]:
+        """The decoded frames as engine frames at their source frame index, or (``start`` given) those from
+        position ``start`` on at their positions 0, 1, 2, ..."""
+        position = -1
         async for decoded in self.decoded():
-            yield ImageFrame(image=decoded.image, frame_index=decoded.index, timestamp_s=decoded.timestamp_s)
+            position += 1
+            if start is None or position >= start:
+                index = decoded.index if start is None else position
+                yield ImageFrame(image=decoded.image, frame_index=index, timestamp_s=decoded.timestamp_s)
+            del decoded
 
     async def aclose(self) -> None:
         self._stopped.set()
@@ -298,23 +304,13 @@ async def positioned(
         yield _chunks(async_frames(frames) if isinstance(frames, Sequence) else aiter(frames), chunk_frames, 0), None
         return
     async with decoded_clip(frames, metrics, ahead=chunk_frames + DECODE_AHEAD) as decoder:
-        yield _chunks(_kept(decoder, frames.start), chunk_frames, frames.start), decoder
+        yield _chunks(decoder.frames(frames.start), chunk_frames, frames.start), decoder
 
 
 async def async_frames(frames: Iterable[Frame]) -> AsyncIterator[Frame]:
     """``frames`` as an async source."""
     for frame in frames:
         yield frame
-
-
-async def _kept(decoder: ClipDecoder, start: int) -> AsyncIterator[Frame]:
-    """The decoded frames from position ``start`` on, ``frame_index`` = position."""
-    position = 0
-    async for decoded in decoder.decoded():
-        if position >= start:
-            yield ImageFrame(image=decoded.image, frame_index=position, timestamp_s=decoded.timestamp_s)
-        position += 1
-        del decoded
 
 
 async def _chunks(frames: AsyncIterator[Frame], size: int, skipped: int) -> AsyncIterator[tuple[list[Frame], int]]:

@@ -69,22 +69,18 @@ def place_frame(frame: FrameResult, camera: CameraSpec) -> FrameResult:
 
 
 def _smoothed(frame: FrameResult, values: dict[int, np.ndarray[Any, np.dtype[np.float64]]]) -> FrameResult:
-    people = []
-    for p in frame.people:
-        v = values.get(p.track_id)
+    """``frame`` with each placed person's pose and translation replaced by its smoothed ``(18, 3)`` values."""
+
+    def one(p: PersonResult, v: np.ndarray[Any, np.dtype[np.float64]] | None) -> PersonResult:
         if v is None or p.keypoints_3d_camera is None:
-            people.append(p)
-            continue
+            return p
         pose, t = v[:17], v[17]
-        people.append(
-            replace(
-                p,
-                keypoints_3d=pose.astype(np.float32),
-                keypoints_3d_camera=(pose + t).astype(np.float32),
-                distance_m=float(np.linalg.norm(t)),
-            )
+        camera = (pose + t).astype(np.float32)
+        return replace(
+            p, keypoints_3d=pose.astype(np.float32), keypoints_3d_camera=camera, distance_m=float(np.linalg.norm(t))
         )
-    return replace(frame, people=people)
+
+    return replace(frame, people=[one(p, values.get(p.track_id)) for p in frame.people])
 
 
 def _tracks(frame: FrameResult) -> dict[int, np.ndarray[Any, np.dtype[np.float64]]]:
@@ -186,9 +182,8 @@ def _person(d: dict[str, Any]) -> PersonResult:
 
 
 def _frame_json(f: FrameResult) -> dict[str, Any]:
-    size = None if f.image_size is None else list(f.image_size)
     people = [_person_json(p) for p in f.people]
-    return {"frame_index": f.frame_index, "timestamp_s": f.timestamp_s, "image_size": size, "people": people}
+    return {"frame_index": f.frame_index, "timestamp_s": f.timestamp_s, "image_size": f.image_size, "people": people}
 
 
 def _frame(d: dict[str, Any]) -> FrameResult:
