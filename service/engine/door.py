@@ -19,9 +19,9 @@ from service.engine.admission import Backlog, Refusal, Stage, check_path
 from service.errors import OverCapacity
 
 if TYPE_CHECKING:
-    from service.engine.context import FrameOptions
     from service.engine.lifters import ServedLifter
     from service.engine.pipeline import Pipeline
+    from service.engine.streams import FrameOptions
     from service.metrics import Metrics
 
 

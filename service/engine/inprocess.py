@@ -18,14 +18,13 @@ import torch
 from service.config import CommonSettings, InputKind
 from service.engine.admission import Refusal
 from service.engine.clips import async_frames, clip_frames, positioned
-from service.engine.context import FrameOptions, StreamStep
 from service.engine.door import admit, probe
 from service.engine.framebuffer import FrameBuffer, StreamMeta
 from service.engine.lifters import ServedLifter
 from service.engine.loader import Report, load_engine
 from service.engine.pipeline import Pipeline
 from service.engine.stream_ids import STREAM_ID_RULE, is_stream_id, new_stream_id
-from service.engine.streams import StreamReopened
+from service.engine.streams import FrameOptions, StreamReopened, StreamStep
 from service.engine.types import (
     BoxSource,
     EstimateOptions,

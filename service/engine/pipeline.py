@@ -2,7 +2,7 @@
 
 One :class:`Pipeline` owns the stages' batchers and their threads (:class:`~service.engine.stages.Stages`). A clip
 is run as a private in-memory stream, so a clip and the same frames pushed as a stream give the same poses by
-construction. Every call takes the request's :class:`~service.engine.context.StreamStep`.
+construction. Every call takes the request's :class:`~service.engine.streams.StreamStep`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from model.joints import normalize_screen_coordinates
 from service.config import CommonSettings
 from service.engine.admission import Backlog
 from service.engine.clips import async_frames
-from service.engine.context import FrameOptions, StreamStep, Timings
 from service.engine.detector import PersonDetection
 from service.engine.framebuffer import Emission, FrameBuffer, MemoryFrameBuffer, StreamMeta
 from service.engine.lifters import ServedLifter, TokenInput
@@ -34,7 +33,15 @@ from service.engine.prepare import (
     people_from_keypoints,
 )
 from service.engine.stages import BoxItem, ChainLink, ChainStep, DetectItem, Models, Stages, guided_item
-from service.engine.streams import PreparedFrame, append_frame, frame_result, ready_frames
+from service.engine.streams import (
+    FrameOptions,
+    PreparedFrame,
+    StreamStep,
+    Timings,
+    append_frame,
+    frame_result,
+    ready_frames,
+)
 from service.engine.types import (
     BoxSource,
     ByteImage,
