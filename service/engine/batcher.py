@@ -104,8 +104,6 @@ class DynamicBatcher(Generic[In, Out]):
         self.batches_run = 0
         self.units_run = 0
 
-    # -- public -----------------------------------------------------------------------------------
-
     @property
     def queued_units(self) -> int:
         """Units (people/windows) waiting, not yet in a running batch."""
@@ -168,8 +166,6 @@ class DynamicBatcher(Generic[In, Out]):
         with self._lock:
             left = [self._pop() for _ in range(len(self._queue))]
         _fail_pending([*self._taken, *left], Unavailable, f"{self.stage}: engine is shutting down")
-
-    # -- internals --------------------------------------------------------------------------------
 
     def _enqueue(self, items: Sequence[In], deadline: float | None) -> list[_Job[In, Out]]:
         if self._closed:

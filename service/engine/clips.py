@@ -143,37 +143,32 @@ class ClipReader:
         from another thread after a cancelled step is safe."""
         import av
 
-        decoder = self._container.decode(self._stream)
-        decoded = 0
-        kept = 0
-        fps = self.info.fps
+        decoder = enumerate(self._container.decode(self._stream))
+        index, fps = -1, self.info.fps
         first_timestamp: float | None = None  # clips cut from a recording keep its timestamps: measure from here
         while True:
             with self._lock:
                 if self._closed:
                     return
                 try:
-                    frame = next(decoder, None)
+                    index, frame = next(decoder, (index, None))
                     if frame is None:
                         break
-                    index = decoded
-                    decoded += 1
                     if index % self._every_nth:
                         continue
                     timestamp = frame.time
                     if timestamp is None and fps:
                         timestamp = index / fps
-                    kept += 1
                     if timestamp is not None and first_timestamp is None:
                         first_timestamp = float(timestamp)
                     elapsed = 0.0 if timestamp is None else float(timestamp) - (first_timestamp or 0.0)
-                    self._check_extent(elapsed, kept)
+                    self._check_extent(elapsed, index // self._every_nth + 1)  # frames kept so far
                     check_frame_size(int(frame.width), int(frame.height), self._limits, "clip frame")
                     image = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
                 except (av.FFmpegError, ValueError, OSError) as exc:
                     raise _clip_failed(exc) from exc
             yield DecodedFrame(index=index, timestamp_s=None if timestamp is None else float(timestamp), image=image)
-        if kept == 0:
+        if index < 0:
             raise DecodeFailed("the clip has no decodable video frame")
 
     def close(self) -> None:

@@ -103,8 +103,6 @@ class Pipeline(Stages):
         meta = StreamMeta(f"clip-{uuid.uuid4().hex}", lifter.name, mode, opts.flip_test, opts.max_people, opts.boxes)
         return StreamStep(self.clip_buffer, meta, lifter, deadline, Timings(), client_index=[])
 
-    # -- the front: one frame's people -----------------------------------------------------------
-
     async def _find_boxes(
         self,
         image: ByteImage,
@@ -220,8 +218,6 @@ class Pipeline(Stages):
         ]
         with step.timings.stage("tokens"):
             return np.stack(await self.tokens[lifter.name].submit_many(inputs, step.deadline))
-
-    # -- the back: buffer and lifter -------------------------------------------------------------
 
     async def lift_emission(self, step: StreamStep, *emissions: Emission) -> list[FrameResult]:
         """Lift every window that ``emissions`` made ready, in one submission; one :class:`FrameResult` per emitted

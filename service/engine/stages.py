@@ -175,9 +175,8 @@ class Stages:
     """The batchers over ``models`` and their thread pools. Create and use inside one running event loop."""
 
     def __init__(self, eng: EngineSettings, metrics: Metrics, models: Models, device: Device) -> None:
-        # OpenCV (crops, resizing, colour conversion) on the calling stage thread: its own pool split each 256x192
-        # crop across the cores and kept a thread waking for it, ~1 ms CPU per realtime video frame (bench/README.md
-        # "Realtime profile, second pass"); the same output bytes at any thread count
+        # OpenCV on the calling stage thread: its own pool cost ~1 ms CPU per realtime video frame for the same output
+        # bytes (bench/README.md, bench.realtime_stages, "Second pass")
         cv2.setNumThreads(1)
         self.lifters = models.lifters
         self.detector = models.detector
