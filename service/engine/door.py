@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from service.engine.admission import Backlog, Refusal, Stage, check_path
+from service.engine.streams import FrameOptions
 from service.errors import OverCapacity
 
 if TYPE_CHECKING:
     from service.engine.lifters import ServedLifter
     from service.engine.pipeline import Pipeline
-    from service.engine.streams import FrameOptions
     from service.metrics import Metrics
 
 
@@ -54,10 +54,10 @@ def probe(pipeline: Pipeline, images: bool, timeout_s: float | None) -> Refusal 
         return None
     remaining = min(timeout_s, engine.request_timeout_s) if timeout_s else engine.request_timeout_s
     fraction = engine.admission_wait_fraction
-    front: list[tuple[Stage, int]] = [(pipeline.decode, 1), (pipeline.detect, 1)] if images else []
+    one_box = FrameOptions(((0.0, 0.0, 1.0, 1.0),), None, False)  # one person, and no person-box stage
     paths = [
-        front + [(stage, 1) for stage in (pipeline.tokens.get(name),) if images and stage] + [(pipeline.lift[name], 1)]
-        for name, lifter in pipeline.lifters.items()
+        request_path(pipeline, lifter, one_box, int(images), int(not images))
+        for lifter in pipeline.lifters.values()
         if images or not lifter.needs_image
     ]
     backlog = pipeline.backlog
