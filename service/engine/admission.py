@@ -181,10 +181,10 @@ class Backlog:
         return self._busy / self._done
 
     def wait_s(self, own: float) -> float | None:
-        """Seconds a request bringing ``own`` work, admitted now, is expected to spend in the engine (``None``
-        before a rate is measured)."""
+        """Seconds a request bringing ``own`` work, admitted now, is expected to spend in the engine; ``None`` while
+        nothing is pending (the per-stage queues tell then) or before a rate is measured."""
         spw = self.seconds_per_work
-        return None if spw is None else (self.pending + own) * spw
+        return None if spw is None or self.pending <= 0.0 else (self.pending + own) * spw
 
 
 class PathCheck(NamedTuple):

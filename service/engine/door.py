@@ -60,8 +60,7 @@ def probe(pipeline: Pipeline, images: bool, timeout_s: float | None) -> Refusal 
         for lifter in pipeline.lifters.values()
         if images or not lifter.needs_image
     ]
-    backlog = pipeline.backlog
-    verdicts = [check_path(path, remaining, fraction, _engine_s(backlog, _work(path))).refusal for path in paths]
+    verdicts = [check_path(path, remaining, fraction, pipeline.backlog.wait_s(_work(path))).refusal for path in paths]
     if not verdicts or not all(verdicts):
         return None
     refusal = min((v for v in verdicts if v is not None), key=lambda v: v.retry_after_s)
@@ -72,11 +71,6 @@ def probe(pipeline: Pipeline, images: bool, timeout_s: float | None) -> Refusal 
 def _work(path: Sequence[tuple[Stage, int]]) -> float:
     """Seconds of compute the path's units cost at the stages' measured rates (cold stages: nothing)."""
     return sum(c for stage, units in path if (c := stage.compute_s(units)) is not None)
-
-
-def _engine_s(backlog: Backlog, work: float) -> float | None:
-    """The whole engine's estimate for ``work`` more (:meth:`Backlog.wait_s`), while admitted work is pending."""
-    return backlog.wait_s(work) if backlog.pending > 0 else None
 
 
 @dataclass
@@ -119,7 +113,7 @@ def admit(
         return Ticket(now)
     path = request_path(pipeline, lifter, opts, images, keypoint_frames)
     work = _work(path)
-    verdict = check_path(path, deadline - now, engine.admission_wait_fraction, _engine_s(pipeline.backlog, work))
+    verdict = check_path(path, deadline - now, engine.admission_wait_fraction, pipeline.backlog.wait_s(work))
     for wait in verdict.waits:
         if wait.wait_s is not None:
             metrics.expected_wait.labels(stage=wait.stage).observe(wait.wait_s)
