@@ -85,13 +85,11 @@ def _smoothed(frame: FrameResult, values: dict[int, np.ndarray[Any, np.dtype[np.
 
 def _tracks(frame: FrameResult) -> dict[int, np.ndarray[Any, np.dtype[np.float64]]]:
     """Per placed person: ``(18, 3)`` metres, the root-relative pose and the translation."""
-    out = {}
-    for p in frame.people:
-        if p.keypoints_3d_camera is not None:
-            pose = p.keypoints_3d.astype(np.float64)
-            t = (p.keypoints_3d_camera[0] - p.keypoints_3d[0]).astype(np.float64)
-            out[p.track_id] = np.concatenate([pose, t[None]])
-    return out
+    return {
+        p.track_id: np.concatenate([p.keypoints_3d, p.keypoints_3d_camera[:1] - p.keypoints_3d[:1]]).astype(np.float64)
+        for p in frame.people
+        if p.keypoints_3d_camera is not None
+    }
 
 
 def _feed(smoother: TrackSmoother[FrameResult], key: int, frame: FrameResult) -> list[FrameResult]:
