@@ -259,21 +259,20 @@ class Pipeline(Stages):
 
         With ``step.client_index`` (a clip), frames go in at positions ``0, 1, 2, ...`` (their own indices kept in
         ``client_index``) and ready windows are lifted a full lift batch at a time (its results come at its end
-        anyway; P-STMO-81 on ONNX Runtime: 6.8 ms CPU per window in fours against 8.5 one by one); a stream's frames go in at their own ``frame_index`` and each one's
-        windows are lifted as soon as it is appended.
+        anyway; P-STMO-81 on ONNX Runtime: 6.8 ms CPU per window in fours against 8.5 one by one); a stream's frames
+        go in at their own ``frame_index`` and each one's windows are lifted as soon as it is appended.
         """
-        guide = self.guide_for(step.meta.max_people) if step.meta.boxes is None else None  # the one before it
-        flow = _Flow(asyncio.Semaphore(max(1, look_ahead)), asyncio.Queue(), guide)
+        slots, order = asyncio.Semaphore(max(1, look_ahead)), asyncio.Queue[_Pending | None]()
         lifted: list[asyncio.Task[list[FrameResult]]] = []
         held: list[Emission] = []  # appended, not lifted yet
         hold = self.lift[step.lifter.name].limits.max_batch_size if step.client_index is not None else 1
         source = BoxSource.WHOLE_FRAME
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._feed(step, frames, flow, tg))
-                while (pending := await flow.order.get()) is not None:
+                tg.create_task(self._feed(step, frames, slots, order, tg))
+                while (pending := await order.get()) is not None:
                     people, source = await pending.task
-                    flow.slots.release()
+                    slots.release()
                     frame = PreparedFrame(pending.index, pending.timestamp_s, people, pending.track)
                     emission = await self.push(step, frame)
                     pending.appended.set()
@@ -287,35 +286,43 @@ class Pipeline(Stages):
             raise _first_error(group) from None
         return [r for task in lifted for r in task.result()], source
 
-    async def _feed(self, step: StreamStep, frames: AsyncIterable[Frame], flow: _Flow, tg: asyncio.TaskGroup) -> None:
-        """Take frames from ``frames`` as slots free up and start preparing each; ``None`` queued at the end."""
+    async def _feed(
+        self,
+        step: StreamStep,
+        frames: AsyncIterable[Frame],
+        slots: asyncio.Semaphore,
+        order: asyncio.Queue[_Pending | None],
+        tg: asyncio.TaskGroup,
+    ) -> None:
+        """Take frames from ``frames`` as ``slots`` free up and start preparing each, in ``order`` (then ``None``)."""
+        guide = self.guide_for(step.meta.max_people) if step.meta.boxes is None else None  # boxes from the frame before
         source_frames = aiter(frames)
         client_index = step.client_index
         appended: asyncio.Event | None = None  # the frame before's
         previous: asyncio.Task[tuple[PreparedPeople, BoxSource]] | None = None  # a clip's frame before, if tracked
         link: ChainLink | None = None  # a clip's frame before's detector item, if an image frame
         while True:
-            await flow.slots.acquire()
+            await slots.acquire()
             frame = await anext(source_frames, None)
             if frame is None:
                 break
             chain = None
             if client_index is None:  # a stream: the guide is the buffer's, once the frame before is appended
                 index = frame.frame_index
-                after, before = (appended if _follows(frame, index, flow.guide) else None), None
+                after, before = (appended if _follows(frame, index, guide) else None), None
             else:  # a clip: appended in order by this coroutine alone, so the frame before's own people will do
                 index = len(client_index)
                 client_index.append((frame.frame_index, frame.timestamp_s))
-                after, before = None, (GuideAfter(index, previous) if flow.guide is not None else None)
-                if flow.guide is not None and isinstance(frame, ImageFrame):
+                after, before = None, (GuideAfter(index, previous) if guide is not None else None)
+                if guide is not None and isinstance(frame, ImageFrame):
                     chain = ChainStep(link, ChainLink())
             task = tg.create_task(self.prepare(frame, step, index, after, before, chain))
             previous = task if isinstance(frame, ImageFrame) else None
             link = chain.own if chain is not None else None
             appended = asyncio.Event()
-            flow.order.put_nowait(_Pending(task, index, frame.timestamp_s, isinstance(frame, ImageFrame), appended))
+            order.put_nowait(_Pending(task, index, frame.timestamp_s, isinstance(frame, ImageFrame), appended))
             del frame, task, chain  # the task alone holds the frame until it is prepared (a done task holds no frame)
-        flow.order.put_nowait(None)
+        order.put_nowait(None)
 
     async def run_clip(
         self, frames: Iterable[Frame] | AsyncIterable[Frame], step: StreamStep, look_ahead: int | None = None
@@ -344,16 +351,6 @@ class _Pending:
     timestamp_s: float | None
     track: bool
     appended: asyncio.Event
-
-
-@dataclass(frozen=True)
-class _Flow:
-    """:meth:`Pipeline.push_in_order`'s free preparation ``slots``, the frames in source ``order``, and the pose
-    guide's settings when its frames' boxes follow the frame before (None: client boxes, or no guide)."""
-
-    slots: asyncio.Semaphore
-    order: asyncio.Queue[_Pending | None]
-    guide: GuideSettings | None
 
 
 def _windows(emission: Emission) -> int:
