@@ -244,13 +244,11 @@ class EngineClient(Protocol):
     def submit(self, work: Work) -> AsyncGenerator[Progress]:
         """Run ``work``; yields its results as they complete (see :class:`Work`). Closing the iterator
         (``aclose``) cancels it and releases what it holds (a private stream is closed)."""
-        ...
 
     async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo: ...
 
     async def close_stream(self, stream_id: str) -> list[FrameResult]:
         """Flush the tail (edge padding) and forget the stream."""
-        ...
 
     async def get_stream(self, stream_id: str) -> StreamInfo: ...
 
@@ -259,7 +257,6 @@ class EngineClient(Protocol):
     async def components(self) -> list[ModelInfo]:
         """The stages behind the models: the 2D keypoint detector and the person detector, when served
         (``kind`` ``keypoint_detector`` / ``person_detector``; ``weights`` sha256 or ``random``)."""
-        ...
 
     async def ready(self) -> ReadyStatus: ...
 
