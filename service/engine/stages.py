@@ -4,11 +4,10 @@ Decoding and person boxes run on a small CPU pool, every torch stage on ONE infe
 runs a model); OpenCV runs on the stage's thread (no pool of its own). Each stage has its own batch limits
 (``engine.decode``/``detect``/``lift``, else the engine-wide ones).
 
-A clip's pose-guided frames are chained on the detector's thread: frame t's boxes come from frame t-1's keypoints,
-so each guided frame queues its item right behind the frame before's (:class:`ChainLink`), and the stage thread
-makes its boxes from that item's people (:func:`take_guide`) and runs it next, in the same batch when both are queued
-by then: one hand-off to the loop for up to a batch of frames. Where the guide does not hold, the item comes back
-unguided and the frame finds its boxes as before: the same boxes and poses either way.
+A clip's pose-guided frames (frame t's boxes from frame t-1's keypoints) are chained on the detector's thread: each
+queues its item right behind the frame before's (:class:`ChainLink`) and the thread makes its boxes from that item's
+people (:func:`take_guide`), one hand-off to the loop for up to a batch of frames. Where the guide does not hold,
+the item comes back unguided and the frame finds its boxes as before: the same boxes and poses either way.
 """
 
 from __future__ import annotations
