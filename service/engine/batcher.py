@@ -264,7 +264,7 @@ class DynamicBatcher(Generic[In, Out]):
                 if job not in live and not job.future.done():
                     self._drop_late(job)
             if isinstance(outputs, Exception):
-                log.info("%s batch of %d failed (%s); retrying its items one by one", self.stage, len(live), outputs)
+                log.info("%s batch of %d failed (%r); retrying its items one by one", self.stage, len(live), outputs)
                 await self._run_one_by_one(live)
             else:
                 for job, out in zip(live, outputs, strict=True):
