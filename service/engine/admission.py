@@ -1,27 +1,13 @@
 """Admission by expected time: each stage's measured cost, the engine's backlog, and whether a request may enter.
 
-Every batching stage measures its compute cost from the batches it actually runs (:class:`ServiceRate`: seconds per
-unit while its batch function ran, and units per batch, exponentially weighted over the last ``window_s`` seconds);
-a request's *work* is the compute of its units along its path at those costs. The door (:func:`check_path`) judges
-a request by the time it would spend in the engine: while admitted work is pending, the whole engine's backlog
-(:class:`Backlog`: Little's law — the work admitted and not yet done, times the real seconds the engine has taken
-per second of work lately), which sees everything a request will wait for: the queues of every stage, requests
-admitted an instant ago and not queued yet, the thread the detector, CA-PF tokens and lifters share, the event
-loop's hops, other processes on the cores. Before the backlog has measured a rate (a cold start), the sum of the
-per-stage waits (:func:`expected_wait`: what is left of the running batch, the units queued ahead and its own at
-the measured cost, plus the units that will still join the batch it ends in) stands in. When the estimate exceeds
-``wait_fraction`` of the remaining deadline the request is refused at once (:class:`Refusal`, 503) with a
-Retry-After of the time the engine needs to drain enough to admit it; the rest of the deadline absorbs the
-estimate's spread. Work once admitted is never refused for time further down (that would waste the stages it
-already used); the batchers still drop work whose deadline passed before its batch starts, which the admission rule
-makes the exception. Only the count bound (``max_queue`` units per stage, a memory bound that always applies)
-holds before any stage has run a batch, and a request that finds the engine idle (no queue on its path, no admitted
-work pending) is admitted whatever its size (a long sequence on an idle service).
-
-Why the backlog and not the per-stage sum once both exist (docs/overload.md, "Fourth pass"): the per-stage sum
-misses the thread the stages share and charges a lone request the whole batch it would start, so it needed a
-scale learnt from real times (2-3.5 at the shipped defaults) that over-charged exactly the requests that keep the
-detector's batches full; Little's law is measured on the real sojourn and needs no scale.
+A request's *work* is the compute of its units along its path at the stages' measured costs (:class:`ServiceRate`).
+The door (:func:`check_path`) refuses a request at once (:class:`Refusal`, 503 + Retry-After) when the time it would
+spend in the engine exceeds ``wait_fraction`` of its remaining deadline. That time is the whole engine's backlog by
+Little's law (:class:`Backlog`) while admitted work is pending, which sees every wait (all stages' queues, the
+thread they share, the event loop, other processes); on a cold start, the sum of the per-stage waits
+(:func:`expected_wait`). Admitted work is never refused for time further down; the count bound (``max_queue``) always
+applies, and a request finding the engine idle is admitted whatever its size. Why Little's law and not the
+per-stage sum: docs/overload.md, "Fourth pass".
 
 Pure bookkeeping: no asyncio, no clock of its own (times are passed in), no transport.
 """
@@ -33,22 +19,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
 
-AdmissionMode = Literal["time", "count"]
-
 
 class ServiceRate:
-    """A stage's measured drain rate: compute seconds per unit, and units per batch.
+    """A stage's measured cost: compute seconds per unit, and units per batch, from the batches it ran.
 
-    Each batch contributes ``units`` over the time its batch function ran on its thread (from when the thread took
-    it until its outputs were back): the stage's own cost. What a unit waits besides — the units queued ahead, the
-    batch it will join — is counted by :func:`expected_wait` from the queue as it is, and the waits for a thread
-    shared with other stages by the engine's :class:`Backlog`, so that a stage whose batches wait behind a
-    sibling's is not taken for a slow one.
+    Only the time a batch function ran counts (the queue ahead is :func:`expected_wait`'s, a shared thread the
+    :class:`Backlog`'s), so a stage waiting behind a sibling's batches is not taken for a slow one.
 
     Args:
         window_s: the average's memory in seconds of compute: a batch of ``d`` seconds moves it by
-            ``1 - exp(-d / window_s)`` of the way to its own seconds per unit (and batch size), so small and large
-            batches weigh what they cost and the estimate follows a change of load within a few ``window_s``.
+            ``1 - exp(-d / window_s)`` of the way to its own values, so batches weigh what they cost.
     """
 
     def __init__(self, window_s: float) -> None:
@@ -79,29 +59,23 @@ class ServiceRate:
 
 
 @dataclass(frozen=True)
-class InFlight:
-    """The batch a stage has taken: ``units`` in it, ``started`` (clock seconds) when its compute began (``None``
-    while it waits for its thread)."""
+class RunningBatch:
+    """The batch a stage runs: ``units`` in it, ``started`` (clock seconds) when its compute began."""
 
     units: int
-    started: float | None
+    started: float
 
 
 def expected_wait(
-    rate: ServiceRate, queued: int, own: int, in_flight: InFlight | None, now: float, max_batch: int | None = None
+    rate: ServiceRate, queued: int, own: int, running: RunningBatch | None, now: float, max_batch: int | None = None
 ) -> float | None:
-    """Seconds until ``own`` more units queued behind ``queued`` would be done, at clock ``now``: what is left of
-    the running batch (its expected duration less its age, at least 0) plus ``(queued + own)`` units at the
-    measured rate, plus — given the stage's ``max_batch`` — the units that will still join the batch ``own`` ends
-    in before it starts (up to the recent mean batch size: work that arrives later but is computed with it);
-    ``None`` while ``rate`` has measured nothing."""
+    """Seconds until ``own`` units queued behind ``queued`` would be done, at clock ``now``: what is left of the
+    running batch, ``queued + own`` units at the measured rate, and the units that will still join the last batch
+    before it starts (up to the mean batch size, capped by ``max_batch``); ``None`` while ``rate`` is cold."""
     spu = rate.seconds_per_unit
     if spu is None:
         return None
-    left = 0.0
-    if in_flight is not None:
-        age = now - in_flight.started if in_flight.started is not None else 0.0
-        left = max(0.0, in_flight.units * spu - age)
+    left = 0.0 if running is None else max(0.0, running.units * spu - (now - running.started))
     ahead = queued + own
     joining = 0.0
     if max_batch is not None and rate.batch_units is not None and ahead > 0:
@@ -137,8 +111,7 @@ def check_count(
 
 
 class Stage(Protocol):
-    """What admission reads of a stage (a :class:`~service.engine.batcher.DynamicBatcher`): its queue, its wait
-    and the compute of ``units`` there (``compute_s``: ``None`` while cold)."""
+    """What admission reads of a stage (a :class:`~service.engine.batcher.DynamicBatcher`)."""
 
     stage: str
 
@@ -162,14 +135,10 @@ class PathWait:
 class Backlog:
     """Little's law over the whole engine: the work admitted and not yet done, and how fast admitted work gets done.
 
-    Each admitted request brings ``work``: its own compute along its path (seconds at the stages' measured costs,
-    nothing queued). :attr:`pending` sums the work of the requests admitted and not yet done;
-    :attr:`seconds_per_work` is the real time the engine had work pending per second of work it got done, both
-    exponentially weighted over the last ``window_s`` seconds of such time (time with nothing pending is not
-    counted; requests done in the same instant all count). :meth:`wait_s` is then what a request admitted now would
-    spend in the engine (its sojourn, by Little's law), whatever makes it so: requests admitted in the same instant
-    and not queued yet, work still upstream of a stage, the thread the stages share, the event loop's hops, cores
-    shared with other processes. It is the door's estimate once measured (:func:`check_path`'s ``engine_s``).
+    Each admitted request brings ``work``, its own compute along its path (seconds at the stages' measured costs).
+    :attr:`seconds_per_work` is the real time with work pending per second of work done, exponentially weighted over
+    the last ``window_s`` seconds of such time (idle time is not counted); :meth:`wait_s` is then a new request's
+    sojourn in the engine, whatever makes it so. It is the door's estimate once measured (``engine_s``).
     """
 
     def __init__(self, window_s: float, min_busy_s: float = 0.05) -> None:
@@ -212,15 +181,15 @@ class Backlog:
         return self._busy / self._done
 
     def wait_s(self, own: float) -> float | None:
-        """Seconds a request bringing ``own`` work, admitted now, is expected to spend in the engine (``None``
-        before a rate is measured)."""
+        """Seconds a request bringing ``own`` work, admitted now, is expected to spend in the engine; ``None`` while
+        nothing is pending (the per-stage queues tell then) or before a rate is measured."""
         spw = self.seconds_per_work
-        return None if spw is None else (self.pending + own) * spw
+        return None if spw is None or self.pending <= 0.0 else (self.pending + own) * spw
 
 
 class PathCheck(NamedTuple):
-    """The door's verdict on one request: ``refusal`` (``None``: admitted), the per-stage ``waits`` and
-    ``expected_s``, what the request is expected to spend queued and computed in the engine."""
+    """The door's verdict: ``refusal`` (``None``: admitted), the per-stage ``waits``, and ``expected_s`` in the
+    engine."""
 
     refusal: Refusal | None
     waits: list[PathWait]
@@ -232,10 +201,9 @@ def check_path(
 ) -> PathCheck:
     """Admit a request whose ``path`` is ``(stage, units)`` pairs and whose deadline is ``remaining_s`` away, or not.
 
-    The estimate is ``engine_s`` — the whole engine's, :meth:`Backlog.wait_s`, given while admitted work is pending
-    and a rate is measured — else the sum of the path's per-stage waits. Refused when the engine is busy (``engine_s``
-    is given, or some stage of the path has work queued) and the estimate exceeds ``wait_fraction`` of
-    ``remaining_s``; the Retry-After is the excess over that share (the time the engine needs to drain enough)."""
+    The estimate is ``engine_s`` (:meth:`Backlog.wait_s`, given while admitted work is pending), else the sum of the
+    per-stage waits. Refused when the engine is busy (``engine_s`` given, or a stage of the path has a queue) and
+    the estimate exceeds ``wait_fraction`` of ``remaining_s``; Retry-After is the excess over that share."""
     waits = [PathWait(s.stage, units, s.expected_wait_s(units)) for s, units in path]
     total = engine_s if engine_s is not None else sum(w.wait_s for w in waits if w.wait_s is not None)
     if engine_s is None and not any(s.queued_units for s, _ in path):

@@ -1,19 +1,13 @@
 """A generic dynamic batcher: jobs with futures and deadlines, a bounded queue, a worker thread for compute.
 
-It knows nothing of HTTP, gRPC or Redis. One :class:`DynamicBatcher` serves one stage (decode, detect,
-tokens, lift …): callers ``await submit(item, deadline)``; a background task gathers queued jobs into a
-batch that closes when it holds ``max_batch_size`` units (people, windows — ``size_of`` says how many
-units an item is) or ``max_delay_ms`` after its first job was queued, then runs the batch function in an
-executor thread (torch releases the GIL there). The batch is taken off the queue by that thread when it starts the
-batch, not when the batch closes: stages that share a thread (detector, CA-PF tokens, lifters) take what queued while
-the thread ran the others' batches, so their batches grow with the load instead of staying at what arrived within
-one delay. Jobs past their deadline are dropped before compute
-(:class:`~service.errors.DeadlineExceeded`); work past the ``max_queue`` bound is refused at once
-(:class:`~service.errors.OverCapacity`, Retry-After from the measured drain rate). The batcher measures its service
-rate from the batches it runs (:class:`~service.engine.admission.ServiceRate`) and says what a caller would wait
-(:meth:`DynamicBatcher.expected_wait_s`): the engine admits requests by that time, at its door
-(:mod:`service.engine.admission`). When the batch function raises, every job of the batch is retried alone so that
-one poisoned item fails only its own caller. Every time is read from ``clock`` (injectable: tests run on a fake one).
+It knows nothing of HTTP, gRPC or Redis. One :class:`DynamicBatcher` serves one stage: a batch closes at
+``max_batch_size`` units (``size_of`` an item) or ``max_delay_ms`` after its first job, and runs in an executor
+thread. The thread takes the batch off the queue when it starts it, not when it closes, so stages sharing a thread
+(detector, CA-PF tokens, lifters) batch what queued while it ran the others' batches. Jobs past their deadline are
+dropped before compute (:class:`~service.errors.DeadlineExceeded`), work past ``max_queue`` is refused at once
+(:class:`~service.errors.OverCapacity`); the measured rate (:class:`~service.engine.admission.ServiceRate`) feeds the
+engine's door. A failing batch is retried item by item, so one poisoned item fails only its own caller. Every time is
+read from ``clock`` (injectable: tests run on a fake one).
 """
 
 from __future__ import annotations
@@ -29,7 +23,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from service.engine.admission import InFlight, ServiceRate, check_count, expected_wait
+from service.engine.admission import RunningBatch, ServiceRate, check_count, expected_wait
 from service.errors import DeadlineExceeded, InternalError, OverCapacity, Pose3DError, Unavailable
 from service.metrics import Metrics
 
@@ -45,7 +39,7 @@ BatchFn = Callable[[Sequence[In]], Sequence[Out]]
 Clock = Callable[[], float]
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity
 class _Job(Generic[In, Out]):
     item: In
     size: int
@@ -73,27 +67,12 @@ class BatcherLimits:
         return cls(max_batch_size, max_delay_ms, engine.max_queue, rate_window_s=engine.rate_window_s)
 
 
-class _BatchFailed(Exception):
-    """The batch function raised; carries the jobs taken and those computed together."""
-
-    def __init__(self, taken: list[Any], live: list[Any], cause: Exception) -> None:
-        super().__init__(f"{type(cause).__name__}: {cause}")
-        self.taken, self.live = taken, live
-
-
 class DynamicBatcher(Generic[In, Out]):
-    """Batches items of one stage across callers. Create inside a running event loop's lifetime.
+    """Batches items of one stage across callers; create inside a running event loop's lifetime.
 
-    Args:
-        stage: metric label (``decode``, ``detect``, ``tokens``, ``lift`` …).
-        fn: the batch function, run in ``executor``: ``items -> outputs`` of the same length and order.
-        limits: batch size, delay, queue bound.
-        executor: thread(s) for ``fn``; ``None`` = the loop's default executor.
-        metrics: where batch sizes, queue time, stage time, queue depth and rejections go.
-        size_of: units an item counts for (e.g. the number of people in a frame); default 1.
-
-    Attribute ``clock``: seconds, monotonic (``time.monotonic``); deadlines are instants of the same clock (a test
-    replaces it with a fake one before the first submit).
+    ``stage`` labels its metrics; ``fn``, run in ``executor`` (``None``: the loop's default), maps items to outputs
+    of the same length and order; ``size_of`` is the units an item counts for (default 1). ``clock``
+    (``time.monotonic``; a test replaces it before the first submit) is the clock of every deadline.
     """
 
     def __init__(
@@ -121,44 +100,30 @@ class DynamicBatcher(Generic[In, Out]):
         self._closed = False
         self.clock: Clock = time.monotonic
         self.rate = ServiceRate(limits.rate_window_s)
-        self._in_flight: InFlight | None = None
+        self._running: RunningBatch | None = None
         self.batches_run = 0
         self.units_run = 0
-
-    # -- public -----------------------------------------------------------------------------------
 
     @property
     def queued_units(self) -> int:
         """Units (people/windows) waiting, not yet in a running batch."""
         return self._queued_units
 
-    def is_overloaded(self, extra_units: int = 1) -> bool:
-        """True when ``extra_units`` more would exceed the queue bound."""
-        return self._queued_units + extra_units > self.limits.max_queue
-
     def expected_wait_s(self, units: int = 1) -> float | None:
         """Seconds until ``units`` more, queued now, would be computed, the batch they join included (the measured
         rate; ``None`` before it)."""
         lim = self.limits
-        return expected_wait(self.rate, self._queued_units, units, self._in_flight, self.clock(), lim.max_batch_size)
+        return expected_wait(self.rate, self._queued_units, units, self._running, self.clock(), lim.max_batch_size)
 
     def compute_s(self, units: int) -> float | None:
         """Seconds of compute ``units`` cost here, at the measured rate (``None`` before it), nothing queued."""
         spu = self.rate.seconds_per_unit
         return None if spu is None else units * spu
 
-    @property
-    def mean_batch_size(self) -> float:
-        """Mean units per batch since creation (0 before the first batch)."""
-        return self.units_run / self.batches_run if self.batches_run else 0.0
-
     async def submit(self, item: In, deadline: float | None = None) -> Out:
-        """Queue one item and wait for its output.
+        """Queue one item and wait for its output; ``deadline`` (an instant of :attr:`clock`): the item is dropped if
+        its batch starts later (refused at once if it has already passed).
 
-        Args:
-            item: the stage input.
-            deadline: an instant of the batcher's clock (``time.monotonic()``); the item is dropped if its batch
-                starts later (refused at once if it has already passed).
         Raises:
             OverCapacity: the queue holds ``max_queue`` units (503 + Retry-After from the measured drain rate).
             DeadlineExceeded: the deadline passed before compute.
@@ -202,8 +167,6 @@ class DynamicBatcher(Generic[In, Out]):
             left = [self._pop() for _ in range(len(self._queue))]
         _fail_pending([*self._taken, *left], Unavailable, f"{self.stage}: engine is shutting down")
 
-    # -- internals --------------------------------------------------------------------------------
-
     def _enqueue(self, items: Sequence[In], deadline: float | None) -> list[_Job[In, Out]]:
         if self._closed:
             raise Unavailable(f"{self.stage}: engine is shutting down")
@@ -227,7 +190,7 @@ class DynamicBatcher(Generic[In, Out]):
     def _admit(self, units: int, deadline: float | None, now: float) -> None:
         """Raise unless ``units`` of one caller may be queued now: the deadline has not passed, and the queue bound
         (an empty queue admits one caller's work of any size, else it could never run)."""
-        if deadline is not None and now > deadline:  # what the batch would do with it, minus the queueing
+        if deadline is not None and now > deadline:
             self._count_rejection("deadline")
             raise DeadlineExceeded(f"deadline passed before {self.stage} was reached")
         lim = self.limits
@@ -294,55 +257,52 @@ class DynamicBatcher(Generic[In, Out]):
 
     async def _process(self) -> None:
         """Compute one batch (taken by its thread) and settle every job's future (a result, or its own error)."""
-        loop = asyncio.get_running_loop()
         started = self.clock()
         try:
-            batch, live, outputs, computing_since = await loop.run_in_executor(self._executor, self._compute)
-        except _BatchFailed as failed:
-            batch, live, outputs, computing_since = failed.taken, failed.live, None, started
-            log.info("%s batch of %d failed (%s); retrying its items one by one", self.stage, len(live), failed)
-            await self._run_one_by_one(live)
+            batch, live, outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._compute)
+            for job in batch:
+                if job not in live and not job.future.done():
+                    self._drop_late(job)
+            if isinstance(outputs, Exception):
+                log.info("%s batch of %d failed (%r); retrying its items one by one", self.stage, len(live), outputs)
+                await self._run_one_by_one(live)
+            else:
+                for job, out in zip(live, outputs, strict=True):
+                    if not job.future.done():
+                        job.future.set_result(out)
         finally:
-            self._in_flight = None
-        self._expire_dropped(batch, live)
-        if outputs is not None:
-            for job, out in zip(live, outputs, strict=True):
-                if not job.future.done():
-                    job.future.set_result(out)
+            running, self._running = self._running, None
         done = self.clock()
         if live:
             units = sum(job.size for job in live)
             self.batches_run += 1
             self.units_run += units
-            if outputs is not None:  # a batch run whole (one-by-one retries say nothing of the batched rate)
-                self.rate.observe(units, done - computing_since)
+            if running is not None and not isinstance(outputs, Exception):  # a batch run whole
+                self.rate.observe(units, done - running.started)
             if self._metrics:
                 self._metrics.batch_size.labels(stage=self.stage).observe(units)
                 self._metrics.stage_duration.labels(stage=self.stage).observe(done - started)
                 if (rate := self.rate.units_per_s) is not None:
                     self._metrics.stage_rate.labels(stage=self.stage).set(rate)
 
-    def _compute(self) -> tuple[list[_Job[In, Out]], list[_Job[In, Out]], Sequence[Out], float]:
-        """In the worker thread: take the batch (what is queued now), drop the jobs whose deadline passed, run the
-        batch function on the rest (in flight from now: the stage's rate is its compute time, not its wait for a
-        thread it shares); the batch taken, the jobs computed, their outputs and when compute began."""
+    def _compute(self) -> tuple[list[_Job[In, Out]], list[_Job[In, Out]], Sequence[Out] | Exception]:
+        """In the worker thread: take the batch (what is queued now) and run the batch function on its jobs whose
+        deadline has not passed (running from now: the stage's rate is its compute, not its wait for a shared
+        thread); the batch taken, the jobs computed and their outputs (or the batch function's error)."""
         now = self.clock()
         self._taken = batch = self._take_batch(now)
         live = [j for j in batch if j.deadline is None or now <= j.deadline]
         if not live:
-            return batch, live, [], now
-        self._in_flight = InFlight(sum(job.size for job in live), now)
+            return batch, live, []
+        self._running = RunningBatch(sum(job.size for job in live), now)
         try:
-            return batch, live, self._call([job.item for job in live]), now
+            return batch, live, self._call([job.item for job in live])
         except Exception as e:
-            raise _BatchFailed(batch, live, e) from e
+            return batch, live, e
 
-    def _expire_dropped(self, batch: list[_Job[In, Out]], live: list[_Job[In, Out]]) -> None:
-        kept = {id(job) for job in live}
-        for job in batch:
-            if id(job) not in kept and not job.future.done():
-                self._count_rejection("deadline")
-                job.future.set_exception(DeadlineExceeded(f"deadline passed before {self.stage} started"))
+    def _drop_late(self, job: _Job[In, Out]) -> None:
+        self._count_rejection("deadline")
+        job.future.set_exception(DeadlineExceeded(f"deadline passed before {self.stage} started"))
 
     def _call(self, items: list[In]) -> Sequence[Out]:
         outputs = self._fn(items)
@@ -358,8 +318,7 @@ class DynamicBatcher(Generic[In, Out]):
             if job.future.done():
                 continue
             if job.deadline is not None and self.clock() > job.deadline:
-                self._count_rejection("deadline")
-                job.future.set_exception(DeadlineExceeded(f"deadline passed before {self.stage} started"))
+                self._drop_late(job)
                 continue
             try:
                 (out,) = await loop.run_in_executor(self._executor, self._call, [job.item])

@@ -143,37 +143,32 @@ class ClipReader:
         from another thread after a cancelled step is safe."""
         import av
 
-        decoder = self._container.decode(self._stream)
-        decoded = 0
-        kept = 0
-        fps = self.info.fps
+        decoder = enumerate(self._container.decode(self._stream))
+        index, fps = -1, self.info.fps
         first_timestamp: float | None = None  # clips cut from a recording keep its timestamps: measure from here
         while True:
             with self._lock:
                 if self._closed:
                     return
                 try:
-                    frame = next(decoder, None)
+                    index, frame = next(decoder, (index, None))
                     if frame is None:
                         break
-                    index = decoded
-                    decoded += 1
                     if index % self._every_nth:
                         continue
                     timestamp = frame.time
                     if timestamp is None and fps:
                         timestamp = index / fps
-                    kept += 1
                     if timestamp is not None and first_timestamp is None:
                         first_timestamp = float(timestamp)
                     elapsed = 0.0 if timestamp is None else float(timestamp) - (first_timestamp or 0.0)
-                    self._check_extent(elapsed, kept)
+                    self._check_extent(elapsed, index // self._every_nth + 1)  # frames kept so far
                     check_frame_size(int(frame.width), int(frame.height), self._limits, "clip frame")
                     image = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
                 except (av.FFmpegError, ValueError, OSError) as exc:
                     raise _clip_failed(exc) from exc
             yield DecodedFrame(index=index, timestamp_s=None if timestamp is None else float(timestamp), image=image)
-        if kept == 0:
+        if index < 0:
             raise DecodeFailed("the clip has no decodable video frame")
 
     def close(self) -> None:
@@ -248,10 +243,16 @@ class ClipDecoder:
                 self._metrics.stage_duration.labels("decode").observe(seconds)
             yield decoded
 
-    async def frames(self) -> AsyncIterator[Frame]:
-        """The decoded frames as engine frames (``frame_index`` = the source frame index)."""
+    async def frames(self, start: int | None = None) -> AsyncIterator[Frame]:
+        """The decoded frames as engine frames at their source frame index, or (``start`` given) those from
+        position ``start`` on at their positions 0, 1, 2, ..."""
+        position = -1
         async for decoded in self.decoded():
-            yield ImageFrame(image=decoded.image, frame_index=decoded.index, timestamp_s=decoded.timestamp_s)
+            position += 1
+            if start is None or position >= start:
+                index = decoded.index if start is None else position
+                yield ImageFrame(image=decoded.image, frame_index=index, timestamp_s=decoded.timestamp_s)
+            del decoded
 
     async def aclose(self) -> None:
         self._stopped.set()
@@ -298,23 +299,13 @@ async def positioned(
         yield _chunks(async_frames(frames) if isinstance(frames, Sequence) else aiter(frames), chunk_frames, 0), None
         return
     async with decoded_clip(frames, metrics, ahead=chunk_frames + DECODE_AHEAD) as decoder:
-        yield _chunks(_kept(decoder, frames.start), chunk_frames, frames.start), decoder
+        yield _chunks(decoder.frames(frames.start), chunk_frames, frames.start), decoder
 
 
 async def async_frames(frames: Iterable[Frame]) -> AsyncIterator[Frame]:
     """``frames`` as an async source."""
     for frame in frames:
         yield frame
-
-
-async def _kept(decoder: ClipDecoder, start: int) -> AsyncIterator[Frame]:
-    """The decoded frames from position ``start`` on, ``frame_index`` = position."""
-    position = 0
-    async for decoded in decoder.decoded():
-        if position >= start:
-            yield ImageFrame(image=decoded.image, frame_index=position, timestamp_s=decoded.timestamp_s)
-        position += 1
-        del decoded
 
 
 async def _chunks(frames: AsyncIterator[Frame], size: int, skipped: int) -> AsyncIterator[tuple[list[Frame], int]]:

@@ -1,8 +1,4 @@
-"""InProcessEngine: the EngineClient protocol served by the pipeline in this process.
-
-``await start()`` loads what ``settings`` name (:func:`service.engine.loader.load_engine`) and warms it up;
-``ready()`` says ``loading`` meanwhile. The engine itself only serves: it turns requests into stream steps.
-"""
+"""InProcessEngine: the EngineClient protocol served by the pipeline in this process."""
 
 from __future__ import annotations
 
@@ -22,14 +18,13 @@ import torch
 from service.config import CommonSettings, InputKind
 from service.engine.admission import Refusal
 from service.engine.clips import async_frames, clip_frames, positioned
-from service.engine.context import FrameOptions, StreamStep
 from service.engine.door import admit, probe
 from service.engine.framebuffer import FrameBuffer, StreamMeta
 from service.engine.lifters import ServedLifter
 from service.engine.loader import Report, load_engine
 from service.engine.pipeline import Pipeline
 from service.engine.stream_ids import STREAM_ID_RULE, is_stream_id, new_stream_id
-from service.engine.streams import StreamReopened
+from service.engine.streams import FrameOptions, StreamReopened, StreamStep
 from service.engine.types import (
     BoxSource,
     EstimateOptions,
@@ -56,13 +51,8 @@ _T = TypeVar("_T")
 
 
 class InProcessEngine:
-    """The engine in this process (implements :class:`~service.engine.types.EngineClient`).
-
-    Args:
-        settings: the process's settings (models, detector, engine knobs, Redis URL).
-        metrics: where the engine's metrics go (shared with the gateway in the embedded service).
-        buffer: a frame buffer to use instead of the one the settings name (tests, benchmarks).
-    """
+    """The engine in this process (an :class:`~service.engine.types.EngineClient`); ``buffer`` replaces the frame
+    buffer the settings name (tests, benchmarks). ``await start()`` loads and warms up the models."""
 
     def __init__(self, settings: CommonSettings, metrics: Metrics, buffer: FrameBuffer | None = None) -> None:
         self.settings = settings
@@ -76,12 +66,9 @@ class InProcessEngine:
         self._smoothing: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._world_thread = ThreadPoolExecutor(1, thread_name_prefix="pose3d-world")
 
-    # -- lifecycle -------------------------------------------------------------------------------
-
     async def _in_world(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        """``fn(*args, **kwargs)`` on the engine's one world thread: placement and smoothing are per-frame numpy
-        work (a root solve per person) that must not hold the event loop, and one thread keeps a stream's
-        smoother fed in the order its pushes finished."""
+        """``fn(*args, **kwargs)`` on the engine's one world thread: placement and smoothing are numpy work that must
+        not hold the event loop, and one thread feeds a stream's smoother in the order its pushes finished."""
         return await asyncio.get_running_loop().run_in_executor(self._world_thread, partial(fn, *args, **kwargs))
 
     @property
@@ -106,12 +93,12 @@ class InProcessEngine:
                 )
 
     def admission_probe(self, images: bool, timeout_s: float | None) -> Refusal | None:
-        """The door on the cheapest request of a kind, asked before its body is read (:func:`door.probe`)."""
+        """:func:`door.probe`, once started."""
         return probe(self._pipeline, images, timeout_s) if self._pipeline is not None else None
 
     async def _count_streams(self, cheap_only: bool) -> None:
-        """Set ``pose3d_active_streams`` from the frame buffer: after every open/close for the in-memory buffer;
-        for Redis (shared by all workers, counted with SCAN) only when ``ready()`` is probed."""
+        """Set ``pose3d_active_streams`` from the frame buffer; a shared one (Redis: a SCAN) only when not
+        ``cheap_only`` (``ready()``)."""
         if self._buffer is None or (cheap_only and self._buffer.shared):
             return
         self.metrics.active_streams.set(await self._buffer.count())
@@ -148,29 +135,23 @@ class InProcessEngine:
     async def components(self) -> list[ModelInfo]:
         return list(self._report.components.values())
 
-    # -- requests --------------------------------------------------------------------------------
-
     def _lifter(self, name: str | None, frames: list[Frame] | None = None) -> ServedLifter:
+        """The lifter named ``name``, else the default model for ``frames`` (``None``: a clip being decoded)."""
         lifters = self.pipeline.lifters
         if name is None:
-            name = self._default_model(frames)
+            kind = InputKind.IMAGE if frames is not None and len(frames) == 1 else InputKind.CLIP
+            if frames and all(isinstance(f, KeypointFrame) for f in frames):
+                kind = InputKind.KEYPOINTS
+            name = self.settings.default_model(kind)
         if name not in lifters:
             raise UnknownModel(f"unknown model {name!r}; served: {', '.join(sorted(lifters)) or 'none'}")
         return lifters[name]
-
-    def _default_model(self, frames: list[Frame] | None) -> str:
-        if frames and all(isinstance(f, KeypointFrame) for f in frames):
-            return self.settings.default_model(InputKind.KEYPOINTS)
-        return self.settings.default_model(
-            InputKind.IMAGE if frames is not None and len(frames) == 1 else InputKind.CLIP
-        )
 
     def _deadline(self, deadline: float | None) -> float:
         return deadline if deadline is not None else time.monotonic() + self.settings.engine.request_timeout_s
 
     async def submit(self, work: Work) -> AsyncGenerator[Progress]:
-        """:meth:`EngineClient.submit`: a private run in the pipeline's own clip stream, or frames pushed into a
-        named stream in chunks (:meth:`_into_stream`)."""
+        """:meth:`EngineClient.submit`: a private run in a clip stream, or frames pushed into a named stream."""
         if work.stream is None:
             yield await self._private(work)
             return
@@ -179,8 +160,8 @@ class InProcessEngine:
                 yield step
 
     async def _private(self, work: Work) -> Progress:
-        """``work`` as the private stream of one pipeline clip step: frames at hand admitted as a whole, a clip
-        (still being decoded, or an async source) by its first frame and pulled one detector batch ahead."""
+        """``work`` as one pipeline clip step: frames at hand admitted as a whole, a clip being decoded (or an async
+        source) by its first frame and pulled one detector batch ahead."""
         started = time.monotonic()
         frames = work.frames
         given = list(frames) if isinstance(frames, Sequence) else None
@@ -208,9 +189,8 @@ class InProcessEngine:
         return Progress(results, decoded, Summary(lifter.info, box_source, ms))
 
     async def _into_stream(self, work: Work, stream_id: str) -> AsyncGenerator[Progress]:
-        """``work``'s frames pushed into ``stream_id`` a chunk at a time (:func:`clips.positioned`), each chunk's
-        results yielded; then a summary (naming the stream's model), with ``work.close`` after the stream is
-        closed, with its tail."""
+        """``work``'s frames pushed into ``stream_id`` a chunk at a time, each chunk's results yielded; then a
+        summary naming the stream's model (with the tail when ``work.close`` closes the stream)."""
         started, frames = time.monotonic(), work.frames
         size = work.chunk_frames or (len(frames) if isinstance(frames, Sequence) else self.pipeline.streamed_look_ahead)
         box_source, taken = BoxSource.WHOLE_FRAME, 0
@@ -247,9 +227,8 @@ class InProcessEngine:
             self._metas.popitem(last=False)
 
     async def _meta(self, stream_id: str) -> StreamMeta:
-        """A stream's (immutable) metadata: cached after the first look-up in the frame buffer (which reads the
-        tracker state with it, in the same round trip, for the append to come). The cache may be stale (the
-        stream closed and opened again elsewhere); appends check it (:class:`StreamReopened`)."""
+        """A stream's metadata, cached after the first look-up (which may go stale when the stream is opened again
+        elsewhere: appends check it, :class:`StreamReopened`)."""
         meta = self._metas.get(stream_id)
         if meta is None:
             meta = (await self.pipeline.buffer.tracker(stream_id)).meta
@@ -257,8 +236,7 @@ class InProcessEngine:
         return meta
 
     async def _on_stream(self, stream_id: str, step: Callable[[StreamMeta], Awaitable[_T]]) -> _T:
-        """``step(meta)`` with the cached metadata, redone once with fresh metadata if the stream was opened
-        again with other options since it was cached."""
+        """``step(meta)`` with the cached metadata, redone once with fresh metadata if the stream was reopened."""
         try:
             return await self._in_turn(await self._meta(stream_id), step)
         except StreamReopened:
@@ -266,26 +244,25 @@ class InProcessEngine:
             return await self._in_turn(await self._meta(stream_id), step)
 
     async def _in_turn(self, meta: StreamMeta, step: Callable[[StreamMeta], Awaitable[_T]]) -> _T:
-        """``step(meta)``; for a smoothed stream one push at a time in this process (append → lift → smooth →
-        store), so that each push finds the smoothing state the one before it stored."""
+        """``step(meta)``; one at a time per smoothed stream in this process, so that each push finds the smoothing
+        state the one before it stored."""
         if not smooths(meta.world):
             return await step(meta)
         async with self._smoothing.setdefault(meta.stream_id, asyncio.Lock()):
             return await step(meta)
 
     def _step(self, meta: StreamMeta, deadline: float | None) -> StreamStep:
-        pipeline = self.pipeline
-        return StreamStep(pipeline.buffer, meta, self._lifter(meta.model), self._deadline(deadline))
+        return StreamStep(self.pipeline.buffer, meta, self._lifter(meta.model), self._deadline(deadline))
 
     async def _push(
         self, stream_id: str, frames: Sequence[Frame], deadline: float | None
     ) -> tuple[list[FrameResult], BoxSource]:
-        """``frames`` appended in order at their own ``frame_index``, prepared together (their people share
-        detector batches), placed and smoothed; the results they complete and the last frame's box source."""
+        """``frames`` appended in order at their own ``frame_index``, placed and smoothed; the results they complete
+        and the last frame's box source."""
         deadline = self._deadline(deadline)
 
         async def step(meta: StreamMeta) -> tuple[list[FrameResult], BoxSource]:
-            flow = self._step(meta, deadline)  # admitted by the engine's door, or refused here
+            flow = self._step(meta, deadline)
             ticket = admit(self.pipeline, flow.lifter, flow.options, *_frame_counts(frames), flow.deadline)
             # at most one batch in preparation: a long chunk of keypoints never fills a loop iteration
             look_ahead = min(len(frames), self.pipeline.streamed_look_ahead)
@@ -298,9 +275,8 @@ class InProcessEngine:
         return await self._on_stream(stream_id, step)
 
     async def _smooth(self, step: StreamStep, results: list[FrameResult]) -> list[FrameResult]:
-        """``results`` of ``step``'s appends placed and smoothed, off the event loop (the smoother's state, read
-        with the appends, is decoded, advanced and encoded: ~1.4 ms per person for Savitzky–Golay), and the next
-        state stored (one more round trip, for a smoothed stream only)."""
+        """``results`` of ``step``'s appends placed and smoothed off the event loop (~1.4 ms per person for
+        Savitzky–Golay), and the smoother's next state stored."""
         smoothed, update = await self._in_world(smooth_stream, step.meta.world, step.emitted, results)
         if update is not None:
             await step.buffer.smoothed(step.stream_id, update.expected, update.cursor, update.state)

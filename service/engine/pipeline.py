@@ -1,9 +1,8 @@
 """The pipeline: decode → person boxes → detector → (CA-PF tokens) → frame buffer → lifter, each batched.
 
-One :class:`Pipeline` owns the stages' batchers and their threads (:class:`~service.engine.stages.Stages`).
-The detector batches people across requests, the lifters batch windows across streams and requests. A clip is run as a private in-memory stream (frames prepared concurrently, appended in order,
-windows lifted as they become ready), so a clip and the same frames pushed as a stream give the same poses by
-construction. Every call takes the request's :class:`~service.engine.context.StreamStep`.
+One :class:`Pipeline` owns the stages' batchers and their threads (:class:`~service.engine.stages.Stages`). A clip
+is run as a private in-memory stream, so a clip and the same frames pushed as a stream give the same poses by
+construction. Every call takes the request's :class:`~service.engine.streams.StreamStep`.
 """
 
 from __future__ import annotations
@@ -20,9 +19,7 @@ import numpy as np
 from model.joints import normalize_screen_coordinates
 from service.config import CommonSettings
 from service.engine.admission import Backlog
-from service.engine.clip_chain import ChainLink, ChainStep, guided_item
 from service.engine.clips import async_frames
-from service.engine.context import FrameOptions, StreamStep, Timings
 from service.engine.detector import PersonDetection
 from service.engine.framebuffer import Emission, FrameBuffer, MemoryFrameBuffer, StreamMeta
 from service.engine.lifters import ServedLifter, TokenInput
@@ -35,8 +32,16 @@ from service.engine.prepare import (
     empty_tokens,
     people_from_keypoints,
 )
-from service.engine.stages import BoxItem, DetectItem, Models, Stages
-from service.engine.streams import PreparedFrame, append_frame, frame_result, ready_frames
+from service.engine.stages import BoxItem, ChainLink, ChainStep, DetectItem, Models, Stages, guided_item
+from service.engine.streams import (
+    FrameOptions,
+    PreparedFrame,
+    StreamStep,
+    Timings,
+    append_frame,
+    frame_result,
+    ready_frames,
+)
 from service.engine.types import (
     BoxSource,
     ByteImage,
@@ -74,7 +79,6 @@ class Pipeline(Stages):
         self.metrics = metrics
         self.buffer = buffer
         self.backlog = Backlog(eng.rate_window_s)
-        """Work admitted and not yet done, and how fast it gets done (the door's whole-engine estimate)."""
         det = settings.detector
         self.guide = GuideSettings(det.detect_every, det.guide_min_score) if det.pose_guided_boxes else None
         self.clip_buffer = MemoryFrameBuffer(max_streams=1_000_000, ttl_s=eng.request_timeout_s * 4)
@@ -82,8 +86,7 @@ class Pipeline(Stages):
         self.look_ahead = max(4, 2 * eng.max_batch_size)
         """Frames of a clip given whole (a sequence) in preparation at once: two detector batches' worth."""
         self.streamed_look_ahead = max(4, eng.max_batch_size)
-        """Frames of a clip pulled from an async source (being decoded) in preparation at once: one batch's
-        worth, which bounds the decoded frames a clip holds in the engine."""
+        """Frames of a clip pulled from an async source in preparation at once: bounds its decoded frames held."""
 
     def guide_for(self, max_people: int | None) -> GuideSettings | None:
         """The pose guide's settings for a request keeping at most ``max_people`` people (``None``: guide off)."""
@@ -99,8 +102,6 @@ class Pipeline(Stages):
         """A fresh private stream in :attr:`clip_buffer` for one clip (created by :meth:`run_clip`)."""
         meta = StreamMeta(f"clip-{uuid.uuid4().hex}", lifter.name, mode, opts.flip_test, opts.max_people, opts.boxes)
         return StreamStep(self.clip_buffer, meta, lifter, deadline, Timings(), client_index=[])
-
-    # -- the front: one frame's people -----------------------------------------------------------
 
     async def _find_boxes(
         self,
@@ -132,13 +133,10 @@ class Pipeline(Stages):
         before: GuideAfter | None = None,
         chain: ChainStep | None = None,
     ) -> tuple[PreparedPeople, BoxSource]:
-        """Frame ``index`` (in ``step``'s buffer) of the stream: its untracked people and where their boxes came
-        from (pose-guided boxes, when on, come from frame ``index - 1``'s keypoints, unless the frame asks for the
-        person detector: ``ImageFrame.detect_people``). With ``after``, the boxes are found once it is set (once
-        the frame before is appended: the guide it leaves is then in the buffer); with ``before`` (a clip's frame)
-        the guide is made from the frame before's prepared people, without waiting for its append; with ``chain``
-        too (a clip's image frame) the detector item is queued behind the frame before's and its boxes made from
-        that one's people on the stage thread (:mod:`~service.engine.clip_chain`). The decoding waits for none."""
+        """Frame ``index`` (in ``step``'s buffer): its untracked people and where their boxes came from. Pose-guided
+        boxes come from frame ``index - 1``: from the buffer once ``after`` is set (the frame before appended), or
+        from its prepared people (``before``, a clip), or on the stage thread behind its detector item (``chain``,
+        :class:`~service.engine.stages.ChainLink`). The decoding waits for none."""
         lifter, deadline, timings = step.lifter, step.deadline, step.timings
         if isinstance(frame, KeypointFrame):
             if lifter.needs_image:
@@ -179,9 +177,8 @@ class Pipeline(Stages):
         guide: GuideAt | GuideAfter | None,
         chain: ChainStep | None,
     ) -> tuple[FrameBoxes, list[PersonDetection]]:
-        """Frame ``index``'s boxes and the detector's people in them: chained on the stage thread behind the frame
-        before (``chain``, when the guide holds there), else boxes as :meth:`_find_boxes` finds them, then
-        detected."""
+        """Frame ``index``'s boxes and the detector's people in them: chained behind the frame before (``chain``,
+        when the guide holds there), else as :meth:`_find_boxes` finds them."""
         opts, deadline, timings = step.options, step.deadline, step.timings
         flips = (self.settings.detector.flip_test, step.lifter.needs_image and opts.flip_test)
         guide_settings = self.guide_for(opts.max_people)
@@ -222,11 +219,9 @@ class Pipeline(Stages):
         with step.timings.stage("tokens"):
             return np.stack(await self.tokens[lifter.name].submit_many(inputs, step.deadline))
 
-    # -- the back: buffer and lifter -------------------------------------------------------------
-
     async def lift_emission(self, step: StreamStep, *emissions: Emission) -> list[FrameResult]:
         """Lift every window that ``emissions`` made ready, in one submission; one :class:`FrameResult` per emitted
-        frame (a clip's report the client's own frame indices, from ``step.client_index``)."""
+        frame (a clip's with the client's own frame indices)."""
         lifter, meta, client_index = step.lifter, step.meta, step.client_index
         ready = [rf for e in emissions for rf in ready_frames(e, lifter.window, meta.mode, meta.flip_test)]
         windows = [w for rf in ready for w in rf.windows]
@@ -258,32 +253,26 @@ class Pipeline(Stages):
         """Prepare ``frames`` concurrently, append them to ``step``'s stream in order, lift what each append
         makes ready (concurrently); returns the results (in emission order) and the last frame's box source.
 
-        At most ``look_ahead`` frames are taken and not yet prepared: the next frame is pulled only when the oldest
-        is prepared, so an async source (a clip being decoded) is held a bounded number of frames at a time, and the
-        frames in flight share the stages' batches. A pose-guided frame finds its boxes once the frame before is
-        appended (a stream: the guide is read from the buffer) or prepared (a clip: the same guide from its people,
-        so the 2D stages do not wait for tracking and the append; decoding waits for neither); a person-detector
-        frame (every ``detect_every``-th, or one that asks) needs nothing of the frame before, so its detector runs
-        while earlier frames are still in the 2D stage: the same boxes and poses, in less time.
+        At most ``look_ahead`` frames are taken and not yet prepared, so an async source (a clip being decoded) is
+        held a bounded number of frames at a time. A pose-guided frame waits for the frame before (appended for a
+        stream, prepared for a clip); a person-detector frame needs nothing of it and runs at once.
 
-        With ``step.client_index`` (a clip), frame ``k`` is appended as buffer frame ``len(client_index)``, its own
-        ``(frame_index, timestamp_s)`` appended to ``client_index`` and reported in its results, and ready windows
-        are lifted a full lift batch at a time (its results come at its end anyway; P-STMO-81 on ONNX Runtime:
-        6.8 ms CPU per window in fours against 8.5 one by one); without (a stream), frames go in at their own
-        ``frame_index`` and each frame's windows are lifted as soon as it is appended.
+        With ``step.client_index`` (a clip), frames go in at positions ``0, 1, 2, ...`` (their own indices kept in
+        ``client_index``) and ready windows are lifted a full lift batch at a time (its results come at its end
+        anyway; P-STMO-81 on ONNX Runtime: 6.8 ms CPU per window in fours against 8.5 one by one); a stream's frames
+        go in at their own ``frame_index`` and each one's windows are lifted as soon as it is appended.
         """
-        guide = self.guide_for(step.meta.max_people) if step.meta.boxes is None else None  # the one before it
-        flow = _Flow(asyncio.Semaphore(max(1, look_ahead)), asyncio.Queue(), guide)
+        slots, order = asyncio.Semaphore(max(1, look_ahead)), asyncio.Queue[_Pending | None]()
         lifted: list[asyncio.Task[list[FrameResult]]] = []
         held: list[Emission] = []  # appended, not lifted yet
         hold = self.lift[step.lifter.name].limits.max_batch_size if step.client_index is not None else 1
         source = BoxSource.WHOLE_FRAME
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._feed(step, frames, flow, tg))
-                while (pending := await flow.order.get()) is not None:
+                tg.create_task(self._feed(step, frames, slots, order, tg))
+                while (pending := await order.get()) is not None:
                     people, source = await pending.task
-                    flow.slots.release()
+                    slots.release()
                     frame = PreparedFrame(pending.index, pending.timestamp_s, people, pending.track)
                     emission = await self.push(step, frame)
                     pending.appended.set()
@@ -297,42 +286,49 @@ class Pipeline(Stages):
             raise _first_error(group) from None
         return [r for task in lifted for r in task.result()], source
 
-    async def _feed(self, step: StreamStep, frames: AsyncIterable[Frame], flow: _Flow, tg: asyncio.TaskGroup) -> None:
-        """Take frames from ``frames`` as slots free up and start preparing each; ``None`` queued at the end."""
+    async def _feed(
+        self,
+        step: StreamStep,
+        frames: AsyncIterable[Frame],
+        slots: asyncio.Semaphore,
+        order: asyncio.Queue[_Pending | None],
+        tg: asyncio.TaskGroup,
+    ) -> None:
+        """Take frames from ``frames`` as ``slots`` free up and start preparing each, in ``order`` (then ``None``)."""
+        guide = self.guide_for(step.meta.max_people) if step.meta.boxes is None else None  # boxes from the frame before
         source_frames = aiter(frames)
         client_index = step.client_index
         appended: asyncio.Event | None = None  # the frame before's
         previous: asyncio.Task[tuple[PreparedPeople, BoxSource]] | None = None  # a clip's frame before, if tracked
         link: ChainLink | None = None  # a clip's frame before's detector item, if an image frame
         while True:
-            await flow.slots.acquire()
+            await slots.acquire()
             frame = await anext(source_frames, None)
             if frame is None:
                 break
             chain = None
             if client_index is None:  # a stream: the guide is the buffer's, once the frame before is appended
                 index = frame.frame_index
-                after, before = (appended if _follows(frame, index, flow.guide) else None), None
+                after, before = (appended if _follows(frame, index, guide) else None), None
             else:  # a clip: appended in order by this coroutine alone, so the frame before's own people will do
                 index = len(client_index)
                 client_index.append((frame.frame_index, frame.timestamp_s))
-                after, before = None, (GuideAfter(index, previous) if flow.guide is not None else None)
-                if flow.guide is not None and isinstance(frame, ImageFrame):
+                after, before = None, (GuideAfter(index, previous) if guide is not None else None)
+                if guide is not None and isinstance(frame, ImageFrame):
                     chain = ChainStep(link, ChainLink())
             task = tg.create_task(self.prepare(frame, step, index, after, before, chain))
             previous = task if isinstance(frame, ImageFrame) else None
             link = chain.own if chain is not None else None
             appended = asyncio.Event()
-            flow.order.put_nowait(_Pending(task, index, frame.timestamp_s, isinstance(frame, ImageFrame), appended))
+            order.put_nowait(_Pending(task, index, frame.timestamp_s, isinstance(frame, ImageFrame), appended))
             del frame, task, chain  # the task alone holds the frame until it is prepared (a done task holds no frame)
-        flow.order.put_nowait(None)
+        order.put_nowait(None)
 
     async def run_clip(
         self, frames: Iterable[Frame] | AsyncIterable[Frame], step: StreamStep, look_ahead: int | None = None
     ) -> tuple[list[FrameResult], BoxSource]:
-        """A whole clip as the private stream of ``step`` (:meth:`clip_step`): :meth:`push_in_order`, then the
-        tail flushed. ``frames`` may be a sequence or an async source pulled as the clip advances; ``look_ahead``
-        (default :attr:`look_ahead`) bounds the frames taken from it and not yet prepared."""
+        """A whole clip as the private stream of ``step`` (:meth:`clip_step`): :meth:`push_in_order` (``look_ahead``
+        default :attr:`look_ahead`), then the tail flushed."""
         buffer, meta = step.buffer, step.meta
         await buffer.create(meta)
         source_frames = frames if isinstance(frames, AsyncIterable) else async_frames(frames)
@@ -348,23 +344,13 @@ class Pipeline(Stages):
 @dataclass(frozen=True)
 class _Pending:
     """A frame taken from a source: its preparation, buffer index, timestamp, whether to track it, and the event
-    set once it is appended (which the next frame's guided boxes wait for)."""
+    set once it is appended."""
 
     task: asyncio.Task[tuple[PreparedPeople, BoxSource]]
     index: int
     timestamp_s: float | None
     track: bool
     appended: asyncio.Event
-
-
-@dataclass(frozen=True)
-class _Flow:
-    """:meth:`Pipeline.push_in_order`'s free preparation ``slots``, the frames in source ``order``, and the pose
-    guide's settings when its frames' boxes follow the frame before (None: client boxes, or no guide)."""
-
-    slots: asyncio.Semaphore
-    order: asyncio.Queue[_Pending | None]
-    guide: GuideSettings | None
 
 
 def _windows(emission: Emission) -> int:

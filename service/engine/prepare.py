@@ -1,9 +1,5 @@
-"""Per-frame preparation before the frame buffer: decoding, and the people of one frame before tracking.
-
-:class:`PreparedPeople` is what the front of the pipeline (decode → boxes → detector → CA-PF tokens, or
-the client's 2D keypoints) produces for one frame; the stream step then assigns track ids and stores it
-as a :class:`~service.engine.framebuffer.FrameRecord`.
-"""
+"""Per-frame preparation before the frame buffer: decoding, and the people of one frame before tracking
+(:class:`PreparedPeople`, from the detector or the client's 2D keypoints)."""
 
 from __future__ import annotations
 
@@ -69,11 +65,8 @@ def empty_tokens(people: int) -> FloatArray:
 
 
 def decode_image(data: bytes | ByteImage) -> ByteImage:
-    """Encoded JPEG/PNG/WebP bytes (or an already decoded array) → ``(H, W, 3) uint8`` RGB.
-
-    Raises:
-        DecodeFailed: the bytes are not a decodable image, or the array is not ``(H, W, 3) uint8``.
-    """
+    """Encoded JPEG/PNG/WebP bytes (or an already decoded array) → ``(H, W, 3) uint8`` RGB; DecodeFailed when the
+    bytes are no decodable image or the array is not ``(H, W, 3) uint8``."""
     if isinstance(data, np.ndarray):
         if data.dtype != np.uint8 or data.ndim != 3 or data.shape[2] != 3 or min(data.shape[:2]) < 1:
             raise DecodeFailed(f"a decoded frame must be (H, W, 3) uint8 RGB, got {data.shape} {data.dtype}")
@@ -87,11 +80,8 @@ def decode_image(data: bytes | ByteImage) -> ByteImage:
 
 
 def people_from_keypoints(frame: KeypointFrame) -> PreparedPeople:
-    """One person from client 2D keypoints: converted to H36M-17, box around the keypoints.
-
-    Raises:
-        InvalidInput: wrong shapes, non-finite values, scores outside [0, 1], or a non-positive image size.
-    """
+    """One person from client 2D keypoints: converted to H36M-17, box around the keypoints. Raises InvalidInput
+    for wrong shapes, non-finite values, scores outside [0, 1], or a non-positive image size."""
     kp = np.asarray(frame.keypoints, dtype=np.float32)
     scores = np.asarray(frame.scores, dtype=np.float32)
     if kp.shape != (17, 2) or scores.shape != (17,):

@@ -1,9 +1,13 @@
-"""The pipeline's stages: one dynamic batcher per stage, and the threads they run on.
+"""The pipeline's stages: one dynamic batcher per stage, the threads they run on, and a clip's chain of guided frames.
 
-Decoding and person-box detection run on a small CPU pool, every torch stage on ONE inference thread (the
-event loop never runs a model). The stages are the engine's parallelism: OpenCV runs on the stage's thread (no
-pool of its own). Each stage has its own batch limits (``engine.decode``/``detect``/``lift``,
-else the engine-wide ones): images per decode batch, people per detector forward, windows per lift forward.
+Decoding and person boxes run on a small CPU pool, every torch stage on ONE inference thread (the event loop never
+runs a model); OpenCV runs on the stage's thread (no pool of its own). Each stage has its own batch limits
+(``engine.decode``/``detect``/``lift``, else the engine-wide ones).
+
+A clip's pose-guided frames (frame t's boxes from frame t-1's keypoints) are chained on the detector's thread: each
+queues its item right behind the frame before's (:class:`ChainLink`) and the thread makes its boxes from that item's
+people (:func:`take_guide`), one hand-off to the loop for up to a batch of frames. Where the guide does not hold,
+the item comes back unguided and the frame finds its boxes as before: the same boxes and poses either way.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import cv2
 import numpy as np
@@ -22,7 +27,7 @@ from service.engine.batcher import BatcherLimits, DynamicBatcher
 from service.engine.detector import PersonDetection
 from service.engine.lifters import LiftWindow, ServedLifter, TokenInput, in_groups
 from service.engine.person_boxes import FrameBoxes, PersonBoxFinder
-from service.engine.pose_guide import GuideSettings, guide_from, guided_boxes
+from service.engine.pose_guide import GuideSettings, guide_from, guided_boxes, guides
 from service.engine.prepare import decode_image, detected_keypoints
 from service.engine.rtmpose import KeypointDetector
 from service.engine.types import ByteImage, FloatArray
@@ -42,17 +47,13 @@ class Models:
 
 @dataclass
 class DetectItem:
-    """One image for the detector: ``image`` ``(H, W, 3) uint8``, ``boxes`` ``(P, 4)``, ``scores`` ``(P,)``.
+    """One image for the detector: ``image`` ``(H, W, 3) uint8`` (dropped once detected, so that a finished batch
+    keeps no clip frame alive), ``boxes`` ``(P, 4)``, ``scores`` ``(P,)``.
 
-    ``image`` is dropped (``None``) once the item is detected, so that a finished batch which its batcher
-    still references does not keep a clip's frames alive.
-
-    ``guided_by`` (a clip's pose-guided frame): the boxes are made on the stage thread, from the people of the item
-    of the frame before (queued before this one on the same stage), so that consecutive guided frames run crop →
-    forward → decode → next box with no turn of the event loop between them; ``boxes`` holds placeholders until
-    then (as many as the frame before has: a guide keeps every person or none). ``guided`` says whether the guide
-    held (``None``: not guided; ``False``: it did not, the output is ``[]`` and the caller finds the boxes another
-    way). ``people``: the output, kept for the item guided by this one."""
+    ``guided_by``: the boxes are made on the stage thread from the people of the frame before's item (``boxes``
+    holds as many placeholders: a guide keeps every person or none). ``guided``: whether the guide held (``None``:
+    not guided; ``False``: the output is ``[]`` and the caller finds the boxes another way). ``people``: the output,
+    kept for the item guided by this one."""
 
     image: ByteImage | None
     boxes: FloatArray
@@ -128,6 +129,43 @@ def detect_batch(detector: KeypointDetector | None, items: Sequence[DetectItem])
     return people
 
 
+@dataclass
+class ChainLink:
+    """One clip frame's detector item, once queued (``ready`` is set then, or when the frame queues none)."""
+
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    item: DetectItem | None = None
+
+    def queued(self, item: DetectItem) -> None:
+        """Say ``item`` is (about to be, with no await between) queued: the next frame may queue behind it."""
+        self.item = item
+        self.ready.set()
+
+
+@dataclass(frozen=True)
+class ChainStep:
+    """A clip frame's place in the chain: the frame before's link (``None``: not an image frame) and its own."""
+
+    before: ChainLink | None
+    own: ChainLink
+
+
+async def guided_item(
+    image: ByteImage, step: ChainStep, frame_index: int, settings: GuideSettings, flips: tuple[bool, bool]
+) -> DetectItem | None:
+    """The item of clip frame ``frame_index`` (``(H, W, 3) uint8`` ``image``) guided by the frame before's, once that
+    one is queued; ``None`` when the frame takes no guide (a person-detector frame) or the frame before queued none."""
+    if step.before is None or not guides(frame_index, settings):
+        return None
+    await step.before.ready.wait()
+    before = step.before.item
+    if before is None:
+        return None
+    people = len(before.boxes)  # a guide keeps every person of the frame before, or none
+    boxes, scores = np.zeros((people, 4), np.float32), np.ones(people, np.float32)
+    return DetectItem(image, boxes, scores, *flips, guided_by=GuidedBy(before, frame_index, settings))
+
+
 def _find_boxes(finder: PersonBoxFinder, items: Sequence[BoxItem]) -> list[FrameBoxes]:
     return [finder.find(it.image, it.boxes, it.max_people) for it in items]
 
@@ -136,9 +174,8 @@ class Stages:
     """The batchers over ``models`` and their thread pools. Create and use inside one running event loop."""
 
     def __init__(self, eng: EngineSettings, metrics: Metrics, models: Models, device: Device) -> None:
-        # OpenCV (crops, resizing, colour conversion) on the calling stage thread: its own pool split each 256x192
-        # crop across the cores and kept a thread waking for it, ~1 ms CPU per realtime video frame (bench/README.md
-        # "Realtime profile, second pass"); the same output bytes at any thread count
+        # OpenCV on the calling stage thread: its own pool cost ~1 ms CPU per realtime video frame for the same output
+        # bytes (bench/README.md, bench.realtime_stages, "Second pass")
         cv2.setNumThreads(1)
         self.lifters = models.lifters
         self.detector = models.detector
@@ -181,12 +218,9 @@ class Stages:
             for name, lifter in models.lifters.items()
         }
 
-    def _all_batchers(self) -> list[DynamicBatcher[object, object]]:
-        found: list[object] = [self.decode, self.boxes, self.detect, *self.tokens.values(), *self.lift.values()]
-        return found  # type: ignore[return-value]
-
     async def aclose(self) -> None:
-        for batcher in self._all_batchers():
+        batchers: list[DynamicBatcher[Any, Any]] = [self.decode, self.boxes, self.detect]
+        for batcher in [*batchers, *self.tokens.values(), *self.lift.values()]:
             await batcher.aclose()
         for pool in (self.infer_pool, self.cpu_pool):  # waits for a running batch without blocking the loop
             await asyncio.to_thread(pool.shutdown, wait=True)

@@ -13,9 +13,8 @@ from typing import Final
 
 from service.errors import UnknownStream
 
-STREAM_ID_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,128}$"
 STREAM_ID_RULE: Final = "stream_id must be 1-128 characters of A-Z a-z 0-9 _ . : -"
-_STREAM_ID: Final = re.compile(STREAM_ID_PATTERN)
+_STREAM_ID: Final = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 def is_stream_id(value: str) -> bool:

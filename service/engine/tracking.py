@@ -1,8 +1,7 @@
 """Track ids across the frames of a clip or stream: greedy IoU matching with explicit, serialisable state.
 
-The state is a small value (:class:`TrackState`) the engine keeps next to the stream's frames in the
-frame buffer (memory or Redis), so any worker can continue any stream. :func:`assign_tracks` is pure:
-``(state, boxes of frame t) -> (track ids, new state)``.
+The state (:class:`TrackState`) is kept next to the stream's frames in the frame buffer, so any worker can continue
+any stream. :func:`assign_tracks` is pure: ``(state, boxes of frame t) -> (track ids, new state)``.
 
 Rules: pairs (live track, box) are matched greedily by decreasing IoU while IoU >= ``iou_threshold``
 (ties broken by track id, then box index, so results are deterministic); an unmatched box starts a
@@ -87,17 +86,8 @@ def assign_tracks(
     iou_threshold: float = 0.3,
     max_age: int = 30,
 ) -> tuple[list[int], TrackState]:
-    """Give each box of frame ``frame_index`` a track id.
-
-    Args:
-        state: the stream's tracker state before this frame.
-        boxes: ``(N, 4)`` xyxy pixels of this frame's people.
-        frame_index: this frame's index (tracks older than ``max_age`` frames before it are dropped).
-        iou_threshold: minimum IoU for a box to continue a track.
-        max_age: frames a track survives unseen.
-    Returns:
-        ``N`` track ids (in box order) and the new state.
-    """
+    """Track ids (in box order) for the ``(N, 4)`` xyxy pixel ``boxes`` of frame ``frame_index``, and the new state
+    (rules in the module docstring)."""
     box_arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     live = [t for t in state.tracks if frame_index - t.last_frame <= max_age]
     ids: list[int | None] = [None] * len(box_arr)

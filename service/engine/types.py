@@ -41,10 +41,9 @@ class BoxSource(StrEnum):
 
 @dataclass(frozen=True)
 class ImageFrame:
-    """One video/image frame. ``image`` is either encoded bytes (JPEG/PNG/WebP; decoded by the
-    engine's decode stage) or a decoded ``(H, W, 3) uint8 RGB`` array. ``detect_people``: run the person
-    detector on this frame even where pose-guided boxes would skip it (the client knows someone came in, or
-    the scene cut); without client boxes and with a person detector served, else no effect."""
+    """One video/image frame: encoded bytes (JPEG/PNG/WebP) or a decoded ``(H, W, 3) uint8 RGB`` array.
+    ``detect_people``: run the person detector (when served, without client boxes) even where pose-guided boxes
+    would skip it (someone came in, or the scene cut)."""
 
     image: bytes | ByteImage
     frame_index: int = 0
@@ -158,10 +157,9 @@ class ClipLimits:
 
 @dataclass(frozen=True)
 class EncodedClip:
-    """A clip as its encoded container bytes, decoded by the engine's decode stage (the gateway only probes
-    its header). ``container``: ``mp4`` | ``mov`` | ``webm`` | ``avi`` (sniffed from the magic bytes); every
-    ``every_nth`` decoded frame is kept (kept frame ``k`` is source frame ``k * every_nth``); kept frames at
-    positions before ``start`` are decoded but not run (a resumed job)."""
+    """A clip as its encoded container bytes (``mp4`` | ``mov`` | ``webm`` | ``avi``), decoded by the engine. Every
+    ``every_nth`` decoded frame is kept; kept frames before position ``start`` are decoded but not run (a resumed
+    job)."""
 
     data: bytes
     container: str
@@ -181,16 +179,13 @@ bytes (decoded by the engine), or an async source of frames pulled while it runs
 
 @dataclass
 class Work:
-    """Frames for the engine, and where they go.
+    """Frames for the engine, and where they go; work not started by ``deadline`` (``time.monotonic()``) is dropped.
 
-    ``stream`` ``None``: a private stream opened and closed around ``frames`` (results carry the frames' own
-    ``frame_index``, an encoded clip's source indices), with a :class:`Summary` at the end. A named ``stream``:
-    the frames go in at their positions (an encoded clip's kept frames from ``frames.start`` on, at positions
-    0, 1, 2, ...), ``chunk_frames`` per step (0: the engine's choice), each step within ``chunk_timeout_s``
-    (else ``deadline``), a :class:`Summary` at the end (the stream's model: one call answers a frame whole);
-    ``close``: flush and forget the stream at the end (its tail in the last event). Pushing frames a stream holds
-    again replays them (frames are keyed by index). ``deadline``: a ``time.monotonic()`` instant; work not started
-    by then is dropped.
+    ``stream`` ``None``: a private stream around ``frames`` (results carry the frames' own ``frame_index``, an
+    encoded clip's source indices). A named ``stream``: the frames go in at their positions (an encoded clip's kept
+    frames from ``frames.start`` on at 0, 1, 2, ...; frames it holds are replayed), ``chunk_frames`` per step (0:
+    the engine's choice), each within ``chunk_timeout_s`` (else ``deadline``); ``close``: flush and forget the
+    stream at the end (its tail in the last event). Either ends with a :class:`Summary`.
     """
 
     request_id: str
@@ -249,13 +244,11 @@ class EngineClient(Protocol):
     def submit(self, work: Work) -> AsyncGenerator[Progress]:
         """Run ``work``; yields its results as they complete (see :class:`Work`). Closing the iterator
         (``aclose``) cancels it and releases what it holds (a private stream is closed)."""
-        ...
 
     async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo: ...
 
     async def close_stream(self, stream_id: str) -> list[FrameResult]:
         """Flush the tail (edge padding) and forget the stream."""
-        ...
 
     async def get_stream(self, stream_id: str) -> StreamInfo: ...
 
@@ -264,7 +257,6 @@ class EngineClient(Protocol):
     async def components(self) -> list[ModelInfo]:
         """The stages behind the models: the 2D keypoint detector and the person detector, when served
         (``kind`` ``keypoint_detector`` / ``person_detector``; ``weights`` sha256 or ``random``)."""
-        ...
 
     async def ready(self) -> ReadyStatus: ...
 

@@ -75,17 +75,9 @@ def needed_range(targets: range, spec: WindowSpec, newest: int, mode: WindowMode
 
 
 def window_sources(target: int, present: Sequence[int], spec: WindowSpec, limit: int) -> list[int]:
-    """The frame index that fills each of the ``N`` window slots of ``target``.
-
-    Args:
-        target: the centre frame; must be in ``present``.
-        present: sorted frame indices at which this track has an entry.
-        spec: window length and stride.
-        limit: highest index the window may see (see :func:`visible_limit`).
-    Returns:
-        ``N`` indices, each in ``present`` and ``≤ limit``: slot ``t + o`` itself when present, otherwise
-        the nearest present index between it and the target (edge padding at a track's first/last frame).
-    """
+    """The frame index that fills each of the ``N`` window slots of ``target`` (one of the track's sorted ``present``
+    indices), none past ``limit`` (:func:`visible_limit`): slot ``t + o`` itself when present, else the nearest
+    present index between it and the target (edge padding at a track's first/last frame)."""
     pos = bisect.bisect_left(present, target)
     if pos >= len(present) or present[pos] != target:
         raise ValueError(f"target frame {target} is not among the present frames")

@@ -1,8 +1,6 @@
 """Adapters over :meth:`EngineClient.submit`, the engine's one way in for frames, and the one private-stream
-lifecycle (open → run → close, closed shielded whatever happens).
-
-They hold no state of their own: every sync request, clip, NDJSON answer, job, stream frame, WebSocket message
-and remote worker call is :meth:`~service.engine.types.EngineClient.submit` plus one of these.
+lifecycle (open → run → close, closed shielded whatever happens). They hold no state: every transport's request is
+``submit`` plus one of these.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -69,33 +69,27 @@ def place_frame(frame: FrameResult, camera: CameraSpec) -> FrameResult:
 
 
 def _smoothed(frame: FrameResult, values: dict[int, np.ndarray[Any, np.dtype[np.float64]]]) -> FrameResult:
-    people = []
-    for p in frame.people:
-        v = values.get(p.track_id)
+    """``frame`` with each placed person's pose and translation replaced by its smoothed ``(18, 3)`` values."""
+
+    def one(p: PersonResult, v: np.ndarray[Any, np.dtype[np.float64]] | None) -> PersonResult:
         if v is None or p.keypoints_3d_camera is None:
-            people.append(p)
-            continue
+            return p
         pose, t = v[:17], v[17]
-        people.append(
-            replace(
-                p,
-                keypoints_3d=pose.astype(np.float32),
-                keypoints_3d_camera=(pose + t).astype(np.float32),
-                distance_m=float(np.linalg.norm(t)),
-            )
+        camera = (pose + t).astype(np.float32)
+        return replace(
+            p, keypoints_3d=pose.astype(np.float32), keypoints_3d_camera=camera, distance_m=float(np.linalg.norm(t))
         )
-    return replace(frame, people=people)
+
+    return replace(frame, people=[one(p, values.get(p.track_id)) for p in frame.people])
 
 
 def _tracks(frame: FrameResult) -> dict[int, np.ndarray[Any, np.dtype[np.float64]]]:
     """Per placed person: ``(18, 3)`` metres, the root-relative pose and the translation."""
-    out = {}
-    for p in frame.people:
-        if p.keypoints_3d_camera is not None:
-            pose = p.keypoints_3d.astype(np.float64)
-            t = (p.keypoints_3d_camera[0] - p.keypoints_3d[0]).astype(np.float64)
-            out[p.track_id] = np.concatenate([pose, t[None]])
-    return out
+    return {
+        p.track_id: np.concatenate([p.keypoints_3d, p.keypoints_3d_camera[:1] - p.keypoints_3d[:1]]).astype(np.float64)
+        for p in frame.people
+        if p.keypoints_3d_camera is not None
+    }
 
 
 def _feed(smoother: TrackSmoother[FrameResult], key: int, frame: FrameResult) -> list[FrameResult]:
@@ -173,27 +167,21 @@ def _unarray(v: list[Any] | None) -> npt.NDArray[Any] | None:
     return stored.astype(stored.dtype.newbyteorder("="))  # a native, writable copy
 
 
+_PERSON_ARRAYS: Final = ("box", "keypoints_2d", "keypoint_scores", "keypoints_3d", "keypoints_3d_camera")
+
+
 def _person_json(p: PersonResult) -> dict[str, Any]:
-    return {
-        "track_id": p.track_id, "box": _array(p.box), "box_score": p.box_score, "keypoints_2d": _array(p.keypoints_2d),
-        "keypoint_scores": _array(p.keypoint_scores), "keypoints_3d": _array(p.keypoints_3d),
-        "keypoints_3d_camera": _array(p.keypoints_3d_camera), "distance_m": p.distance_m, "warnings": list(p.warnings),
-    }  # fmt: skip
+    d = {f.name: getattr(p, f.name) for f in fields(p)}
+    return d | {k: _array(d[k]) for k in _PERSON_ARRAYS} | {"warnings": list(p.warnings)}
 
 
 def _person(d: dict[str, Any]) -> PersonResult:
-    arrays = {k: _unarray(d[k]) for k in ("box", "keypoints_2d", "keypoint_scores", "keypoints_3d")}
-    return PersonResult(
-        track_id=int(d["track_id"]), box_score=float(d["box_score"]), **arrays,  # type: ignore[arg-type]
-        keypoints_3d_camera=_unarray(d["keypoints_3d_camera"]), distance_m=d["distance_m"],
-        warnings=tuple(d["warnings"]),
-    )  # fmt: skip
+    return PersonResult(**(d | {k: _unarray(d[k]) for k in _PERSON_ARRAYS} | {"warnings": tuple(d["warnings"])}))
 
 
 def _frame_json(f: FrameResult) -> dict[str, Any]:
-    size = None if f.image_size is None else list(f.image_size)
     people = [_person_json(p) for p in f.people]
-    return {"frame_index": f.frame_index, "timestamp_s": f.timestamp_s, "image_size": size, "people": people}
+    return {"frame_index": f.frame_index, "timestamp_s": f.timestamp_s, "image_size": f.image_size, "people": people}
 
 
 def _frame(d: dict[str, Any]) -> FrameResult:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from service.engine.admission import InFlight, ServiceRate, check_count, check_path, expected_wait
+from service.engine.admission import RunningBatch, ServiceRate, check_count, check_path, expected_wait
 from service.engine.batcher import BatcherLimits, DynamicBatcher
 from service.errors import DeadlineExceeded, OverCapacity, Overloaded
 from service.metrics import Metrics
@@ -106,7 +106,7 @@ def test_expected_wait_grows_with_the_queue_and_counts_the_running_batch() -> No
     assert expected_wait(rate, 0, 1, None, now=0.0) == pytest.approx(0.1)
     assert expected_wait(rate, 8, 1, None, now=0.0) == pytest.approx(0.9)
     assert expected_wait(rate, 16, 1, None, now=0.0) == pytest.approx(1.7)  # +0.1 s per unit ahead
-    running = InFlight(units=4, started=10.0)  # a 0.4 s batch, 0.1 s old: 0.3 s left
+    running = RunningBatch(units=4, started=10.0)  # a 0.4 s batch, 0.1 s old: 0.3 s left
     assert expected_wait(rate, 0, 1, running, now=10.1) == pytest.approx(0.3 + 0.1)
     assert expected_wait(rate, 0, 1, running, now=99.0) == pytest.approx(0.1)  # overdue: nothing left
     assert expected_wait(ServiceRate(2.0), 100, 1, running, now=10.1) is None  # cold

@@ -1,6 +1,6 @@
 """The size rules of DESIGN's style section, enforced on the engine and the gateway: no module over 400 lines,
 no function over 60 lines, no function with more than 6 parameters (``self``/``cls`` not counted; ``*args`` and
-``**kwargs`` count one each). Long argument lists become a value (e.g. :class:`service.engine.context.StreamStep`)."""
+``**kwargs`` count one each). Long argument lists become a value (e.g. :class:`service.engine.streams.StreamStep`)."""
 
 from __future__ import annotations
 
