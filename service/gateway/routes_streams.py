@@ -28,9 +28,7 @@ from service.api.schemas import (
     StreamOpenRequest,
     StreamStatus,
 )
-from service.api.schemas import (
-    Frame as FrameOut,
-)
+from service.api.schemas import Frame as FrameOut
 from service.api.validation import parse_bool, parse_float, parse_int, stream_keypoint_frame
 from service.engine.stream_ids import known_stream_id
 from service.engine.types import Frame, FrameResult, ImageFrame, ModelInfo, Work

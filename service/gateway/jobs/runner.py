@@ -1,20 +1,12 @@
 """Runs jobs: a bounded number per process, each feeding the engine small chunks, results stored as they come.
 
-Any gateway runs any queued job: a sweep (every ``jobs.poll_interval_s``, or at once after a submission)
-claims the oldest unowned job while this process has a free slot (``jobs.max_running``). A running job holds a
-lease renewed every ``jobs.lease_s / 3``; a gateway that dies (SIGKILL included) stops renewing, and after
-``jobs.lease_s`` another gateway — or the same one restarted — takes the job over and **resumes** it:
-
-- the job's frames go through an engine stream ``job-<id>`` whose windows and tracks live in the frame buffer
-  (Redis in a deployment), so the new runner pushes again from the first frame whose result is not stored:
-  frames the stream already holds are answered again from the buffer (idempotent), later ones are new;
-- if that stream is gone (expired, or the frame buffer restarted), the job starts a fresh stream from frame 0
-  and stores only the frames not stored yet (each position is written once): nothing is lost, work is redone.
-
-A job takes at most ``jobs.chunk_frames`` frames per engine call, one call at a time, so interactive requests
-share the engine's batches with it and never wait behind a whole clip. A worker that dies mid-chunk is
-retried by the remote engine client; an engine that is overloaded or unavailable makes the job wait
-(backoff) and resume, up to :data:`MAX_ATTEMPTS` runs.
+Any gateway claims the oldest unowned job while it has a free slot (``jobs.max_running``), at each sweep (every
+``jobs.poll_interval_s``, or at once after a submission), and holds a lease renewed every ``jobs.lease_s / 3``. A
+job whose gateway died is taken over after ``jobs.lease_s`` and resumed in its engine stream ``job-<id>`` from the
+first frame without a stored result (a lost stream: a new one from frame 0; each position is written once). At
+most ``jobs.chunk_frames`` frames per engine call, one call at a time, so interactive requests share the batches.
+An overloaded or unavailable engine makes the job wait (backoff) and resume, up to :data:`MAX_ATTEMPTS` runs
+(docs/jobs.md, "Where jobs live").
 """
 
 from __future__ import annotations
@@ -42,6 +34,7 @@ from service.errors import (
 )
 from service.gateway.encoding import frames_json, release
 from service.gateway.jobs.sources import JobSource, open_source
+from service.gateway.problem import PROBLEM_TYPE_PREFIX
 from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
 
 log = logging.getLogger("pose3d.jobs")
@@ -53,13 +46,12 @@ RETRYABLE: Final = (Unavailable, Overloaded, DeadlineExceeded, UnknownStream)
 
 def problem_of(error: Pose3DError) -> dict[str, object]:
     """A job's error as an RFC 9457 problem document."""
-    body: dict[str, object] = {
-        "type": f"urn:pose3d:problem:{error.type_slug}",
+    return {
+        "type": PROBLEM_TYPE_PREFIX + error.type_slug,
         "title": error.title,
         "status": error.status,
         "detail": error.detail,
     }
-    return body
 
 
 class _Run:

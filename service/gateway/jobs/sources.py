@@ -1,10 +1,8 @@
 """What a job runs: its options and its frames, rebuilt from the staged input by whichever gateway runs it.
 
-A clip job stages the uploaded file and its text form fields; a keypoints job stages the JSON body. Both
-are validated at submission with the same functions as ``POST /v1/pose3d`` and parsed again here, so a
-resumed job runs with exactly the options it was accepted with. A clip is never decoded here: its header is
-probed and its encoded bytes go to the engine (``EngineClient.submit`` into the job's stream), which decodes it in its
-decode stage.
+A clip job stages the uploaded file and its text fields, a keypoints job its JSON body; both are validated at
+submission as ``POST /v1/pose3d`` validates them and parsed again here, so a resumed job runs with the options it
+was accepted with. A clip is only probed here: its encoded bytes go to the engine, which decodes them.
 """
 
 from __future__ import annotations

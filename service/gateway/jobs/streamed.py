@@ -1,10 +1,8 @@
 """``POST /v1/pose3d`` with ``Accept: application/x-ndjson``: each frame's result as one JSON line as it completes.
 
-The clip (or keypoint sequence) runs through an engine stream in small chunks, as a job does, and each result is
-written as soon as the engine gives it. The deadline is a **progress** deadline: the request fails only when no
-frame completes for ``X-Request-Timeout`` seconds (at most ``engine.request_timeout_s``), however long the clip.
-The first line is awaited before the response starts, so an error before any result is a normal problem+json
-status (422, 429, 504 ...); an error after it ends the stream with one line ``{"error": <problem>}``.
+The input runs through a private engine stream in small chunks, as a job does, under a **progress** deadline
+(docs/jobs.md). The first line is awaited before the response starts, so an error before any result is a normal
+problem+json status; an error after it ends the stream with one line ``{"error": <problem>}``.
 """
 
 from __future__ import annotations
