@@ -87,20 +87,20 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
     ) -> pb.EstimateResponse:
         limits = self.settings.limits
         rid = safe_request_id(request.request_id)
-        opts = public_options(request.options, limits)
+        options, every_nth = public_options(request.options, limits)
         ctx = EstimateContext(engine, self.settings, rid, deadline)
         kind = request.WhichOneof("input")
         if kind == "keypoints":
             check_keypoint_count(request.keypoints, limits)  # the frame limit first: no per-frame work past it
             done = await estimate_keypoints(
-                ctx, opts.model, opts.options, lambda: keypoint_frames(request.keypoints, limits)
+                ctx, options.model, options, lambda: keypoint_frames(request.keypoints, limits)
             )
         elif kind in ("image", "clip"):
             data: bytes = request.image if kind == "image" else request.clip
-            done = await estimate_media(ctx, Media.of(data, kind), opts.options, opts.every_nth)
+            done = await estimate_media(ctx, Media.of(data, kind), options, every_nth)
         else:
             raise BadRequest("EstimateRequest needs one of image, clip or keypoints")
-        answer = PoseAnswer(rid, done.model, done.box_source, done.frames, done.timings_ms, opts.options.camera)
+        answer = PoseAnswer(rid, done.model, done.box_source, done.frames, done.timings_ms, options.camera)
         # the REST document as the gRPC message: CPU work in proportion to the frames, off the event loop
         return await asyncio.to_thread(lambda: to_message(answer.to_document(), pb.EstimateResponse))
 
@@ -170,18 +170,18 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
         queue.put_nowait(error)
 
     async def _open(self, engine: EngineClient, msg: pb.StreamOpen) -> tuple[pb.StreamOpened, JointSet]:
-        opts = public_options(msg.options, self.settings.limits)
+        asked, _ = public_options(msg.options, self.settings.limits)
         joint_set = joint_set_of(msg.joint_set)
         if msg.stream_id:  # resume: its options stand
             info = await engine.get_stream(known_stream_id(msg.stream_id, "the server's `opened` message"))
         else:
-            model = await resolve_model(engine, opts.model or self.settings.default_model(InputKind.CLIP))
-            options = replace(opts.options, model=model.name)
+            model = await resolve_model(engine, asked.model or self.settings.default_model(InputKind.CLIP))
+            options = replace(asked, model=model.name)
             info = await engine.open_stream(options, stream_id=secrets.token_urlsafe(24))
         model = await resolve_model(engine, info.model)
         lag = 0 if info.mode is WindowMode.CAUSAL else WindowSpec(model.frames, model.stride).lag_right
         if not msg.stream_id:  # a new stream: its smoothing's delay too (a resumed one keeps its own options)
-            lag += opts.options.smoothing.lag_frames
+            lag += asked.smoothing.lag_frames
         opened = pb.StreamOpened(
             stream_id=info.stream_id,
             model=info.model,

@@ -70,11 +70,9 @@ class _Run:
         """The engine stream to push into and the first position to push: resume the job's stream where its
         stored results end, or open a fresh one (a new generation when an earlier one is lost)."""
         sid, done = f"job-{self.job_id}", self.record.frames_done
-        try:
+        with contextlib.suppress(UnknownStream):
             await self.engine.get_stream(sid)
             return sid, done
-        except UnknownStream:
-            pass
         if done > 0 or self.record.attempts > 1:
             sid = f"{sid}-g{self.record.attempts}"
         await self.engine.open_stream(source.options, stream_id=sid)
@@ -260,11 +258,7 @@ class JobRunner:
     async def aclose(self) -> None:
         """Stop sweeping and running; running jobs are handed over (their leases freed) to be resumed."""
         self._closing = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-        tasks = list(self._running.values())
+        tasks = [task for task in (self._sweeper, *self._running.values()) if task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
