@@ -54,15 +54,14 @@ def problem_body(error: Pose3DError, request_id: str, instance: str | None = Non
     return body
 
 
-RETRY_STATUSES = frozenset({429, 503})
-"""Statuses that always carry ``Retry-After`` (the error's own value, else the default given)."""
+RETRY_STATUSES = frozenset({429, 503})  # always with ``Retry-After`` (the error's own value, else the default)
 
 
 def problem_response(
     error: Pose3DError, request_id: str, instance: str | None = None, default_retry_after_s: float = 1.0
 ) -> JSONResponse:
-    """Render ``error`` with its status, the request id header, and ``Retry-After`` (whole seconds, at
-    least 1) when the error carries one or its status is 429/503."""
+    """Render ``error`` with its status, the request id header, and ``Retry-After`` (whole seconds, at least 1)
+    when the error carries one or its status is in ``RETRY_STATUSES``."""
     headers = {REQUEST_ID_HEADER: request_id}
     retry_after_s = error.retry_after_s
     if retry_after_s is None and error.status in RETRY_STATUSES:

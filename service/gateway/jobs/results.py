@@ -7,6 +7,8 @@ import json
 from collections.abc import AsyncIterator
 from typing import Final
 
+from fastapi import Request
+
 from model.joints import H36M_JOINT_NAMES
 from service.api.fields import random_weight_warnings
 from service.api.schemas import ModelRef, PoseResponse
@@ -16,6 +18,10 @@ from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob, job_ta
 NDJSON: Final = "application/x-ndjson"
 PAGE: Final = 256
 """Frames read from the store per round trip."""
+
+
+def wants_ndjson(request: Request) -> bool:
+    return NDJSON in request.headers.get("accept", "")
 
 
 def checked_job_id(job_id: str) -> str:

@@ -14,7 +14,7 @@ from service.errors import Conflict
 from service.gateway.deps import engine_of, state_of
 from service.gateway.encoding import pieces
 from service.gateway.inputs import add_split_route
-from service.gateway.jobs.results import NDJSON, checked_job_id, document, ndjson
+from service.gateway.jobs.results import NDJSON, checked_job_id, document, ndjson, wants_ndjson
 from service.gateway.jobs.service import Jobs, cancel_owned, create_job
 from service.gateway.problem import request_id_of
 from service.jobs.store import JobRecord, JobState, UnknownJob
@@ -110,7 +110,7 @@ async def job_results(
     ``{"error": <problem>}``). Otherwise the document ``POST /v1/pose3d`` returns, once the job is done (409 before)."""
     jobs = jobs_of(request)
     record = await owned_job(jobs.store, checked_job_id(job_id))
-    if NDJSON in request.headers.get("accept", ""):
+    if wants_ndjson(request):
         poll_s = request.app.state.settings.jobs.poll_interval_s
         return StreamingResponse(ndjson(jobs.store, job_id, after, poll_s), media_type=NDJSON)
     if record.state is not JobState.DONE:

@@ -34,17 +34,6 @@ from service.gateway.jobs.sources import JobSource, clip_options, clip_source
 CHUNK_FRAMES: Final = 8
 
 
-def wants_ndjson(request: Request) -> bool:
-    return NDJSON in request.headers.get("accept", "")
-
-
-def progress_deadline_detail(timeout_s: float) -> str:
-    return (
-        f"no frame completed within {timeout_s:g} s (the progress deadline: header {TIMEOUT_HEADER}, at most the "
-        "setting engine.request_timeout_s / POSE3D_ENGINE__REQUEST_TIMEOUT_S); for long clips use POST /v1/jobs"
-    )
-
-
 async def keypoints_source(request: Request) -> JobSource:
     """The frames of a JSON keypoints body (parsed off the event loop)."""
     settings, engine = state_of(request).settings, engine_of(request)
@@ -77,7 +66,11 @@ async def _lines(engine: EngineClient, source: JobSource, timeout_s: float) -> A
                 async with asyncio.timeout(max(0.001, left)):
                     step = await anext(steps, None)
             except (TimeoutError, DeadlineExceeded):
-                raise DeadlineExceeded(progress_deadline_detail(timeout_s)) from None
+                raise DeadlineExceeded(
+                    f"no frame completed within {timeout_s:g} s (the progress deadline: header {TIMEOUT_HEADER}, at "
+                    "most the setting engine.request_timeout_s / POSE3D_ENGINE__REQUEST_TIMEOUT_S); for long clips use "
+                    "POST /v1/jobs"
+                ) from None
             if step is None:
                 return
             if step.results:
