@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -169,20 +169,14 @@ async def _render(request: Request, answer: PoseAnswer, kind: RenderKind) -> Res
 
     def make() -> bytes:
         frames: list[dict[str, Any]] = answer.to_document()["frames"]
-        if kind is RenderKind.PNG:
-            image = None
-            if data is not None:
-                image = (
-                    decode_image(data, limits)
-                    if is_image
-                    else next((img for i, img in _uploaded_frames(data) if i == frames[0]["frame_index"]), None)
-                )
-            return render_png(frames[0], image, random=random)
-        video = None
+        video: Iterable[tuple[int, npt.NDArray[np.uint8]]] = ()  # the source's frames (none for keypoints)
         if data is not None:
             video = [(0, decode_image(data, limits))] if is_image else _uploaded_frames(data)
+        if kind is RenderKind.PNG:  # over the source frame of the first result (an image's one frame)
+            first = 0 if is_image else frames[0]["frame_index"]
+            return render_png(frames[0], next((img for i, img in video if i == first), None), random=random)
         out = io.BytesIO()
-        render_mp4(frames, video, out, random=random)
+        render_mp4(frames, video if data is not None else None, out, random=random)
         return out.getvalue()
 
     content = await output_pool(request).run(make)
