@@ -27,8 +27,7 @@ STATIC_DOC_PREFIX: Final = "/static-offline-docs/"
 
 
 class AuthGuard:
-    """Authenticate and admit each HTTP request and WebSocket handshake per :class:`Security` (outermost after the
-    transport guard)."""
+    """Authenticate and admit each HTTP request and WebSocket handshake per :class:`Security`."""
 
     def __init__(self, app: ASGIApp, security: Security) -> None:
         self.app = app

@@ -35,8 +35,7 @@ JsonEndpoint = Callable[..., Awaitable[Response]]
 
 
 def is_json(request: Request) -> bool:
-    """True for a JSON body (``application/json`` / ``*+json``), False for ``multipart/form-data``; 415 for
-    anything else."""
+    """True for a JSON body (``application/json``, ``*+json``), False for ``multipart/form-data``; else 415."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type == "multipart/form-data":
         return False

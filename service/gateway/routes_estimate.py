@@ -34,9 +34,7 @@ same placed at each person's solved root translation. Errors are ``application/p
 ``?render=``: an export or a render instead of the JSON document; ``Accept: application/x-ndjson``: each frame as it
 completes."""
 
-
-Outcome = tuple[Estimated, CameraSpec | None]
-"""What an estimate gives back: its outcome and the camera asked for (for its warnings)."""
+Outcome = tuple[Estimated, CameraSpec | None]  # an estimate and the camera asked for (for its warnings)
 
 
 async def _answer(
