@@ -63,7 +63,6 @@ class _Run:
         self.engine = engine
         self.job_id = record.job_id
         self.source: JobSource | None = None
-        self.frames_seen = 0
         self.sid: str | None = None
 
     async def stream(self, source: JobSource) -> tuple[str, int]:
@@ -103,21 +102,17 @@ class _Run:
         self.sid = sid
         log.info("job %s runs in stream %s from frame %d (attempt %d)", self.job_id, sid, resume_from,
                  self.record.attempts)  # fmt: skip
-        await self.push_all(source, sid, resume_from)
+        jobs = settings.jobs
+        chunk_frames = jobs.keypoint_chunk_frames if self.record.kind == "keypoints" else jobs.chunk_frames
+        total = 0  # frames of the source seen so far: all of them once the last step is in
+        async for step in source.run(self.engine, sid, resume_from, chunk_frames, settings.engine.request_timeout_s):
+            total = step.frames_decoded
+            await self.store(step.results)
         await self.store(await self.engine.close_stream(sid))
         await asyncio.to_thread(release, source.keypoints)  # its frames are freed on a thread, not on the loop
-        total = self.frames_seen
         await self.runner.store.update(
             self.job_id, owner=self.runner.owner, state=JobState.DONE, frames_total=total, finished_s=time.time()
         )
-
-    async def push_all(self, source: JobSource, sid: str, resume_from: int) -> None:
-        jobs = self.runner.settings.jobs
-        chunk_frames = jobs.keypoint_chunk_frames if self.record.kind == "keypoints" else jobs.chunk_frames
-        timeout = self.runner.settings.engine.request_timeout_s
-        async for step in source.run(self.engine, sid, resume_from, chunk_frames, timeout):
-            self.frames_seen = step.frames_decoded
-            await self.store(step.results)
 
 
 class JobRunner:
