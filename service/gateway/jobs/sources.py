@@ -23,12 +23,6 @@ from service.engine.types import Progress as ClipProgress
 from service.engine.work import push
 
 
-def clip_options(fields: dict[str, str], settings: GatewaySettings, model: str) -> tuple[EstimateOptions, int]:
-    """A clip job's engine options and ``every_nth`` from its fields (422 on bad values)."""
-    options, every_nth = media_options(fields, settings.limits)
-    return replace(options, model=model), every_nth
-
-
 @dataclass
 class JobSource:
     """The frames of a job in order: 2D keypoint frames (``frame_index`` = position 0, 1, 2, ...), or an encoded
@@ -80,15 +74,17 @@ async def open_source(kind: str, params: dict[str, Any], staged: bytes, settings
     if kind == "keypoints":
         body, frames = await parse_keypoints(staged, settings)  # a large body in the helper process: the loop is free
         return JobSource(body.options(model), len(frames), keypoints=frames)
-    options, every_nth = clip_options(dict(params["fields"]), settings, model)
-    return await clip_source(options, staged, MediaKind(params["media"]), settings.limits, every_nth)
+    return await clip_source(dict(params["fields"]), model, staged, MediaKind(params["media"]), settings.limits)
 
 
 async def clip_source(
-    options: EstimateOptions, data: bytes, media: MediaKind, limits: LimitSettings, every_nth: int
+    fields: dict[str, str], model: str, data: bytes, media: MediaKind, limits: LimitSettings
 ) -> JobSource:
-    """A clip's job source, checked from its container header (the engine decodes it)."""
+    """A clip's job source: its options from its form ``fields`` (422 on bad values), checked from its container
+    header (the engine decodes it)."""
+    options, every_nth = media_options(fields, limits)
     info = await asyncio.to_thread(probe_clip, data, media, limits, every_nth)
     count = info.frame_count
     total = None if count is None else -(-count // every_nth)
-    return JobSource(options, total, clip=EncodedClip(data, media.value, clip_limits(limits), every_nth))
+    clip = EncodedClip(data, media.value, clip_limits(limits), every_nth)
+    return JobSource(replace(options, model=model), total, clip=clip)

@@ -29,7 +29,7 @@ from service.gateway.deps import TIMEOUT_HEADER, engine_of, request_timeout, sta
 from service.gateway.encoding import frames_json
 from service.gateway.jobs.results import NDJSON
 from service.gateway.jobs.runner import problem_of
-from service.gateway.jobs.sources import JobSource, clip_options, clip_source
+from service.gateway.jobs.sources import JobSource, clip_source
 
 CHUNK_FRAMES: Final = 8
 
@@ -49,8 +49,7 @@ async def media_source(request: Request, data: bytes, fields: dict[str, str]) ->
     if media.kind.is_image:
         raise UnsupportedMediaType("NDJSON results are for clips and keypoint sequences; an image has one frame")
     info = await resolve_model(engine, parse_model_name(fields.get("model")) or settings.default_model(InputKind.CLIP))
-    options, every_nth = clip_options(fields, settings, info.name)
-    return await clip_source(options, data, media.kind, settings.limits, every_nth)
+    return await clip_source(fields, info.name, data, media.kind, settings.limits)
 
 
 async def _lines(engine: EngineClient, source: JobSource, timeout_s: float) -> AsyncGenerator[bytes]:
