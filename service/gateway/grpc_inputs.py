@@ -98,15 +98,14 @@ def _image_size(width: int, height: int) -> tuple[int, int]:
     return width, height
 
 
-def check_keypoint_count(msg: pb.KeypointsInput, limits: LimitSettings) -> int:
-    """The number of frames of ``KeypointsInput``, refused (PayloadTooLarge, as REST) past ``max_clip_frames``
-    before any per-frame work: a 200 000-frame request is answered at once, not after building every frame."""
+def check_keypoint_count(msg: pb.KeypointsInput, limits: LimitSettings) -> None:
+    """Refuse ``KeypointsInput`` without frames, or past ``max_clip_frames`` (PayloadTooLarge, as REST), before any
+    per-frame work: a 200 000-frame request is answered at once, not after building every frame."""
     count = len(msg.frames)
     if not count:
         raise InvalidInput("keypoints input has no frames")
     if count > limits.max_clip_frames:
         raise PayloadTooLarge(f"{count} frames of keypoints; at most {limits.max_clip_frames}")
-    return count
 
 
 KEYPOINT_FRAME_WIRE_BYTES: Final = 300
