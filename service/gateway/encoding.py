@@ -61,8 +61,7 @@ def release(items: Sequence[Any]) -> None:
 def encode_answer(answer: PoseAnswer) -> list[bytes]:
     """``answer`` as JSON pieces, its frames then released here (a thread), not on the loop."""
     chunks = answer.to_chunks()
-    if isinstance(answer.frames, list):
-        release(answer.frames)
+    release(answer.frames)
     return chunks
 
 
