@@ -34,7 +34,7 @@ from service.errors import (
 )
 from service.gateway.encoding import frames_json, release
 from service.gateway.jobs.sources import JobSource, open_source
-from service.gateway.problem import PROBLEM_TYPE_PREFIX
+from service.gateway.problem import problem_of
 from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
 
 log = logging.getLogger("pose3d.jobs")
@@ -42,16 +42,6 @@ log = logging.getLogger("pose3d.jobs")
 MAX_ATTEMPTS: Final = 20
 RETRYABLE: Final = (Unavailable, Overloaded, DeadlineExceeded, UnknownStream)
 """Errors a later run may not meet: it resumes the job (a lost stream is reopened and run again from frame 0)."""
-
-
-def problem_of(error: Pose3DError) -> dict[str, object]:
-    """A job's error as an RFC 9457 problem document."""
-    return {
-        "type": PROBLEM_TYPE_PREFIX + error.type_slug,
-        "title": error.title,
-        "status": error.status,
-        "detail": error.detail,
-    }
 
 
 class _Run:

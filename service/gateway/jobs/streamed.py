@@ -28,8 +28,8 @@ from service.errors import DeadlineExceeded, Pose3DError, UnsupportedMediaType
 from service.gateway.deps import TIMEOUT_HEADER, engine_of, request_timeout, state_of
 from service.gateway.encoding import frames_json
 from service.gateway.jobs.results import NDJSON
-from service.gateway.jobs.runner import problem_of
 from service.gateway.jobs.sources import JobSource, clip_source
+from service.gateway.problem import problem_of
 
 CHUNK_FRAMES: Final = 8
 
