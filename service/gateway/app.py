@@ -1,9 +1,7 @@
 """FastAPI application factory: routes, problem+json handlers, guards, and the engine's lifetime.
 
-``create_app(settings, engine=…)`` serves an engine already started (not closed by the app);
-``create_app(settings, engine_factory=…)`` builds one in the lifespan and closes it
-(:func:`service.assembly.build_engine_client` is the factory every entry point uses). The gateway
-imports no engine implementation itself, so over remote workers it never loads PyTorch.
+The gateway imports no engine implementation itself (engines come from :func:`service.assembly.build_engine_client`),
+so over remote workers it never loads PyTorch.
 """
 
 from __future__ import annotations
@@ -18,13 +16,13 @@ from fastapi_offline import FastAPIOffline
 from service.config import GatewaySettings
 from service.engine.types import EngineClient, ModelInfo
 from service.errors import Unavailable
-from service.gateway import demo, routes_estimate, routes_ops, routes_streams, routes_ws
+from service.gateway import routes_estimate, routes_ops, routes_streams, routes_ws
 from service.gateway.auth_rest import AuthGuard
 from service.gateway.deps import GatewayState
-from service.gateway.docs_pages import mount_redoc
 from service.gateway.jobs import routes as job_routes
 from service.gateway.jobs.service import jobs_running, make_jobs
 from service.gateway.limits import GatewayGuard
+from service.gateway.pages import mount_demo, mount_redoc
 from service.gateway.problem import install_problem_handlers
 from service.metrics import Metrics
 from service.redaction import redact
@@ -48,32 +46,26 @@ camera frame, root-relative (pelvis at 0). Errors are RFC 9457 `application/prob
 
 def log_models(models: list[ModelInfo], settings: GatewaySettings) -> None:
     """Say which models serve with which weights — loudly when the weights are random."""
-    for info in models:
-        if info.random_weights:
+    for m in models:
+        if m.random_weights:
             log.warning(
                 "!!! model %r (%s, %s) serves RANDOM WEIGHTS: its poses are meaningless. "
                 "Set models.%s.checkpoint in the --config file for real results. !!!",
-                info.name,
-                info.kind,
-                info.version,
-                info.name,
+                m.name,
+                m.kind,
+                m.version,
+                m.name,
             )
         else:
-            log.info(
-                "model %r (%s, %s) weights sha256 %s on %s",
-                info.name,
-                info.kind,
-                info.version,
-                info.weights,
-                info.device,
-            )
+            log.info("model %r (%s, %s) weights sha256 %s on %s", m.name, m.kind, m.version, m.weights, m.device)
+    limits = settings.limits
     log.info(
         "defaults: images -> %r, clips -> %r; limits: body %d bytes, %d pixels, %d clip frames",
         settings.default_image_model,
         settings.default_clip_model,
-        settings.limits.max_body_bytes,
-        settings.limits.max_image_pixels,
-        settings.limits.max_clip_frames,
+        limits.max_body_bytes,
+        limits.max_image_pixels,
+        limits.max_clip_frames,
     )
 
 
@@ -128,12 +120,11 @@ def create_app(
             if owned is not None:
                 await owned.aclose()
 
-    # Swagger UI and ReDoc assets come from the fastapi-offline package (served under /static-offline-docs),
-    # so /docs and /redoc render with no internet (FastAPI's defaults load them from a CDN).
+    # /docs and /redoc with assets from fastapi-offline (/static-offline-docs), not from a CDN
     app = FastAPIOffline(
         title="pose3d", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan, redoc_url=None
     )
-    mount_redoc(app)  # /redoc: no CDN logo either (see service/gateway/docs_pages.py)
+    mount_redoc(app)  # /redoc: no CDN logo either
     app.state.gateway = state
     app.state.jobs = make_jobs(state)  # REST routes and the gRPC servicer share them
     app.state.settings = settings
@@ -146,6 +137,6 @@ def create_app(
     app.include_router(routes_estimate.router)
     app.include_router(routes_streams.router)
     app.include_router(routes_ws.router)  # /v1/streams/ws
-    demo.mount(app)  # /demo
+    mount_demo(app)
     app.include_router(job_routes.router)
     return app

@@ -1,27 +1,24 @@
 """API keys and quotas on the public gRPC port: one server interceptor.
 
-Every call but ``grpc.health.v1.Health`` (and reflection when ``security.public_docs``) needs a key in the
-metadata — ``authorization: Bearer <key>`` or ``x-api-key: <key>`` — and spends one token of its rate quota
-(a ``StreamEstimate`` call is one request; its open stream counts against the key's stream quota).
-
-Authentication before allocation: the key is checked from the metadata alone, before any request message is read;
-a refused call gets a handler that aborts without pulling a message (:func:`~service.security.grpc_door.refusing`),
-so a 60 MiB ``Estimate`` without a key is never assembled or parsed. It ends with UNAUTHENTICATED or
-RESOURCE_EXHAUSTED (+ ``retry-after-s``). An accepted call's handler runs in the interceptor's task (grpc.aio), so
-the key id (``guard.principal``) and request id set here reach the servicer and the tasks it starts.
+Every call but ``grpc.health.v1.Health`` (and reflection when ``security.public_docs``) needs a key in the metadata
+(``authorization: Bearer <key>`` or ``x-api-key: <key>``) and spends one token of its rate quota. The key is checked
+before any request message is read (docs/security.md, "Authentication before allocation"); a refused call ends with
+UNAUTHENTICATED or RESOURCE_EXHAUSTED. An accepted call's handler runs in the interceptor's task (grpc.aio), so the
+key id (``guard.principal``) and request id set here reach the servicer and the tasks it starts.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Final
 
 import grpc
 
 from service.api.validation import safe_request_id
 from service.errors import Pose3DError
 from service.rpc.status import abort_with
-from service.security.grpc_door import Abort, metadata_key, refusing
+from service.security.grpc_door import metadata_key, refusing
 from service.security.guard import Security, principal
 from service.telemetry.context import request_id
 
@@ -56,13 +53,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             key_id = self.security.authenticate(presented)
             await self.security.admit(key_id)
         except Pose3DError as error:
-            return refusing(handler, _aborter(error))
+            return refusing(handler, functools.partial(abort_with, error=error))
         principal.set(key_id)  # the call's task runs its handler next, in this context
         return handler
-
-
-def _aborter(error: Pose3DError) -> Abort:
-    async def abort(context: Any) -> None:
-        await abort_with(context, error)
-
-    return abort

@@ -2,21 +2,21 @@
 
 ``/v1/`` routes need a key (``Authorization: Bearer <key>`` or ``X-API-Key: <key>``) and spend one token of its
 rate quota; ``/metrics`` and the API docs need one unless ``security.public_metrics`` / ``public_docs``;
-``/healthz``, ``/readyz``, ``/demo`` and the docs' static assets are always open (a valid key there still identifies the
-caller, so ``/readyz`` shows it the workers). Refusals are problem+json: 401 with ``WWW-Authenticate: Bearer``,
-429 with ``Retry-After``. Unknown paths are left to the app (404), so the key check reveals no routes.
+``/healthz``, ``/readyz``, ``/demo`` and the docs' assets are always open (a valid key there still identifies the
+caller). Refusals are problem+json: 401 with ``WWW-Authenticate: Bearer``, 429 with ``Retry-After``. Unknown paths
+are left to the app (404), so the key check reveals no routes.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
-from typing import Any, Final
+from typing import Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.validation import safe_request_id
 from service.errors import Pose3DError
-from service.gateway.problem import REQUEST_ID_HEADER, problem_response
+from service.gateway.problem import problem_response
+from service.security.grpc_door import metadata_key
 from service.security.guard import Security, principal
 from service.telemetry.context import request_id
 from service.telemetry.tracing import stage_span
@@ -26,22 +26,8 @@ DOC_PATHS: Final = frozenset({"/docs", "/redoc", "/openapi.json", "/docs/oauth2-
 STATIC_DOC_PREFIX: Final = "/static-offline-docs/"
 
 
-def presented_key(headers: dict[str, str]) -> str | None:
-    """The key in ``Authorization: Bearer`` or ``X-API-Key`` (None when neither is there)."""
-    auth = headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return headers.get("x-api-key") or None
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
-
-
 class AuthGuard:
-    """Authenticate and admit each HTTP request and WebSocket handshake per :class:`Security` (outermost after the
-    transport guard)."""
+    """Authenticate and admit each HTTP request and WebSocket handshake per :class:`Security`."""
 
     def __init__(self, app: ASGIApp, security: Security) -> None:
         self.app = app
@@ -60,13 +46,13 @@ class AuthGuard:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        headers = _headers(scope)
-        state: MutableMapping[str, Any] = scope.setdefault("state", {})
-        rid = str(state.get("request_id") or safe_request_id(headers.get(REQUEST_ID_HEADER.lower())))
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())]
+        presented, offered_rid = metadata_key(headers)  # the same names as in gRPC metadata
+        rid = str(scope.setdefault("state", {}).get("request_id") or safe_request_id(offered_rid))
         path = str(scope.get("path", ""))
         rid_token = request_id.set(rid)
         try:
-            key_id = await self._identify(path, presented_key(headers))
+            key_id = await self._identify(path, presented)
         except Pose3DError as error:
             await _refuse(error, rid, scope, receive, send)
             request_id.reset(rid_token)

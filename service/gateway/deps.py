@@ -6,7 +6,7 @@ import asyncio
 import math
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -43,7 +43,6 @@ def loaded(engine: EngineClient | None, retry_after_s: float, failure: str | Non
 
 
 def engine_of(request: Request) -> EngineClient:
-    """The app's engine (see :func:`loaded`)."""
     state = state_of(request)
     return loaded(state.engine, state.settings.limits.retry_after_s, state.startup_error)
 
@@ -64,17 +63,23 @@ def request_timeout(request: Request, settings: GatewaySettings) -> float:
 
 
 @asynccontextmanager
-async def deadline_scope(request: Request) -> AsyncIterator[float]:
-    """Run the body under the request's deadline; yields the ``time.monotonic()`` deadline.
-    Past it the work is cancelled and DeadlineExceeded (504) is raised."""
-    timeout = request_timeout(request, state_of(request).settings)
-    deadline = time.monotonic() + timeout
+async def within(seconds: float, detail: str) -> AsyncIterator[float]:
+    """Run the body for at most ``seconds``, yielding its ``time.monotonic()`` deadline; past it the work is
+    cancelled and DeadlineExceeded(``detail``) (504) is raised."""
+    deadline = time.monotonic() + seconds
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(seconds):
             yield deadline
     except TimeoutError:
-        raise DeadlineExceeded(
-            f"the request did not complete within {timeout:g} s (the deadline: header {TIMEOUT_HEADER}, at most the "
-            "setting engine.request_timeout_s / POSE3D_ENGINE__REQUEST_TIMEOUT_S); for long clips use POST /v1/jobs "
-            "or Accept: application/x-ndjson (a progress deadline)"
-        ) from None
+        raise DeadlineExceeded(detail) from None
+
+
+def deadline_scope(request: Request) -> AbstractAsyncContextManager[float]:
+    """:func:`within` the request's deadline (:func:`request_timeout`)."""
+    timeout = request_timeout(request, state_of(request).settings)
+    return within(
+        timeout,
+        f"the request did not complete within {timeout:g} s (the deadline: header {TIMEOUT_HEADER}, at most the "
+        "setting engine.request_timeout_s / POSE3D_ENGINE__REQUEST_TIMEOUT_S); for long clips use POST /v1/jobs "
+        "or Accept: application/x-ndjson (a progress deadline)",
+    )

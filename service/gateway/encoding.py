@@ -1,13 +1,7 @@
 """Results as JSON bytes, made off the event loop: the one encoder of a frame result for REST, NDJSON and jobs.
 
-Building a pydantic ``Frame``/``Person`` per frame and writing it out is CPU work in proportion to the answer:
-20 000 keypoint frames took seconds, and on the event loop ``/healthz`` waited for all of it. Here each frame is
-encoded on its own (a short call into pydantic-core's serializer) on a worker thread, so the loop gets the GIL
-back between frames (``sys.getswitchinterval()``, 5 ms); a whole document is the head written once with the
-frames' bytes spliced in, never one long ``model_dump_json`` of everything.
-
-:func:`encode_frames` is the only place a result frame becomes JSON (tests hold it at a gate to prove the loop
-stays free); :func:`frames_json` is how the loop calls it.
+Each frame is encoded on its own (one short call into pydantic-core) on a worker thread, so the loop gets the GIL
+back between frames; a document is its head with the frames' bytes spliced in (docs/architecture.md, "Answers").
 """
 
 from __future__ import annotations
@@ -23,10 +17,8 @@ from service.api.schemas import Frame, ModelRef, PoseResponse
 from service.engine.types import BoxSource, FrameResult, ModelInfo
 from service.geometry.camera import CameraSpec
 
-FRAMES_MARKER = '"frames":[]'
-"""Where a head document's (empty) frame list is, to splice the encoded frames into."""
-CHUNK_FRAMES = 256
-"""Frames per piece of an encoded document (about 0.5 MB)."""
+FRAMES_MARKER = '"frames":[]'  # a head document's (empty) frame list: the encoded frames go in its place
+CHUNK_FRAMES = 256  # frames per piece of an encoded document (about 0.5 MB)
 
 
 def _same(index: int) -> int:
@@ -35,8 +27,7 @@ def _same(index: int) -> int:
 
 def encode_frames(results: Sequence[FrameResult], index: Callable[[int], int] = _same) -> list[bytes]:
     """One JSON document (the REST ``Frame`` schema) per result, in the order given; ``index`` maps an engine
-    frame index to the source's (clips subsampled with ``every_nth``). CPU work: from the loop, use
-    :func:`frames_json`."""
+    frame index to the source's (``every_nth``). CPU work: from the loop, use :func:`frames_json`."""
     return [Frame.of(r, frame_index=index(r.frame_index)).model_dump_json().encode() for r in results]
 
 
@@ -49,8 +40,8 @@ async def frames_json(results: Sequence[FrameResult], index: Callable[[int], int
 
 def document_chunks(head: PoseResponse, frames: Sequence[bytes], per_chunk: int = CHUNK_FRAMES) -> list[bytes]:
     """``head`` (its ``frames`` empty) as JSON with the encoded ``frames`` in place of its frame list, in pieces
-    of ``per_chunk`` frames: their concatenation is the document. Pieces, so that no single copy of a 40 MB
-    answer holds the GIL (or the loop, when it is written to the socket)."""
+    of ``per_chunk`` frames (so no single copy of a 40 MB answer holds the GIL): their concatenation is the
+    document."""
     text = head.model_dump_json()
     at = text.index(FRAMES_MARKER) + len(FRAMES_MARKER) - 1
     chunks = [text[:at].encode()]
@@ -61,9 +52,8 @@ def document_chunks(head: PoseResponse, frames: Sequence[bytes], per_chunk: int 
 
 
 def release(items: Sequence[Any]) -> None:
-    """Drop the references in ``items`` (a list) one at a time (call it on a thread); other sequences hold no
-    per-item objects. Freeing 20 000 frames at once is one C-level cascade of deallocations that holds the GIL —
-    and so the event loop — for all of it; one ``pop`` per bytecode step lets the loop in between."""
+    """Drop the references in ``items`` (a list) one at a time, on a thread: freeing 20 000 frames at once is one
+    C-level cascade of deallocations that holds the GIL (and the loop) for all of it; a ``pop`` at a time does not."""
     while isinstance(items, list) and items:
         items.pop()
 
@@ -71,8 +61,7 @@ def release(items: Sequence[Any]) -> None:
 def encode_answer(answer: PoseAnswer) -> list[bytes]:
     """``answer`` as JSON pieces, its frames then released here (a thread), not on the loop."""
     chunks = answer.to_chunks()
-    if isinstance(answer.frames, list):
-        release(answer.frames)
+    release(answer.frames)
     return chunks
 
 
@@ -85,8 +74,7 @@ async def pieces(chunks: Sequence[bytes]) -> AsyncIterator[bytes]:
 @dataclass(frozen=True)
 class PoseAnswer:
     """The answer of ``POST /v1/pose3d`` before it is encoded: who answered, the per-frame results (source
-    order), stage timings (ms) and the camera asked for (for its warnings). Encode it with :meth:`to_json` or
-    :meth:`to_document` on a worker thread (both walk every frame)."""
+    order), stage timings (ms) and the camera asked for (for its warnings). Encode it on a worker thread."""
 
     request_id: str
     model: ModelInfo
@@ -108,8 +96,7 @@ class PoseAnswer:
         )
 
     def to_chunks(self) -> list[bytes]:
-        """The ``PoseResponse`` JSON document in pieces (:func:`document_chunks`); CPU work in proportion to the
-        frames."""
+        """The ``PoseResponse`` JSON document in pieces (:func:`document_chunks`)."""
         return document_chunks(self.head(), encode_frames(self.frames))
 
     def to_document(self) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from itertools import chain
 from typing import Final
 
@@ -30,20 +29,10 @@ from service.rpc.codec import JOINT_SET_FROM_PB, SMOOTHING_FROM_PB, WINDOW_MODE_
 from service.rpc.wire import field_bytes
 
 
-@dataclass(frozen=True)
-class PublicOptions:
-    """Validated ``Options``: the model asked for (None = the default for the input kind), the rest."""
-
-    model: str | None
-    options: EstimateOptions
-    every_nth: int
-
-
-def public_options(msg: pb.Options, limits: LimitSettings) -> PublicOptions:
-    """Validate ``Options`` as REST validates its form fields."""
-    boxes = None
-    if len(msg.boxes):
-        boxes = check_boxes([[b.x1, b.y1, b.x2, b.y2] for b in msg.boxes], limits)
+def public_options(msg: pb.Options, limits: LimitSettings) -> tuple[EstimateOptions, int]:
+    """``Options`` validated as REST validates its form fields: the engine options (``model`` None: the default for
+    the input kind) and ``every_nth``."""
+    boxes = check_boxes([[b.x1, b.y1, b.x2, b.y2] for b in msg.boxes], limits) if msg.boxes else None
     max_people = None
     if msg.HasField("max_people"):
         if not 1 <= msg.max_people <= limits.max_people:
@@ -54,10 +43,9 @@ def public_options(msg: pb.Options, limits: LimitSettings) -> PublicOptions:
     every_nth = max(1, msg.every_nth)
     if every_nth > limits.max_every_nth:
         raise InvalidInput(f"every_nth must be in [1, {limits.max_every_nth}], got {every_nth}")
-    model = parse_model_name(msg.model)
     camera, smoothing = _world(msg)
     options = EstimateOptions(
-        model=model,
+        model=parse_model_name(msg.model),
         boxes=boxes,
         flip_test=msg.flip_test if msg.HasField("flip_test") else None,
         max_people=max_people,
@@ -65,7 +53,7 @@ def public_options(msg: pb.Options, limits: LimitSettings) -> PublicOptions:
         camera=camera,
         smoothing=smoothing,
     )
-    return PublicOptions(model=model, options=options, every_nth=every_nth)
+    return options, every_nth
 
 
 def _world(msg: pb.Options) -> tuple[CameraSpec, SmoothingSpec]:
@@ -110,15 +98,14 @@ def _image_size(width: int, height: int) -> tuple[int, int]:
     return width, height
 
 
-def check_keypoint_count(msg: pb.KeypointsInput, limits: LimitSettings) -> int:
-    """The number of frames of ``KeypointsInput``, refused (PayloadTooLarge, as REST) past ``max_clip_frames``
-    before any per-frame work: a 200 000-frame request is answered at once, not after building every frame."""
+def check_keypoint_count(msg: pb.KeypointsInput, limits: LimitSettings) -> None:
+    """Refuse ``KeypointsInput`` without frames, or past ``max_clip_frames`` (PayloadTooLarge, as REST), before any
+    per-frame work: a 200 000-frame request is answered at once, not after building every frame."""
     count = len(msg.frames)
     if not count:
         raise InvalidInput("keypoints input has no frames")
     if count > limits.max_clip_frames:
         raise PayloadTooLarge(f"{count} frames of keypoints; at most {limits.max_clip_frames}")
-    return count
 
 
 KEYPOINT_FRAME_WIRE_BYTES: Final = 300

@@ -1,13 +1,9 @@
 # ruff: noqa: N802  (gRPC method names are fixed by the proto)
 """The public ``pose3d.v1.Pose3D`` servicer: the REST API's inputs and results over gRPC, plus streaming.
 
-``Estimate`` takes the same inputs as ``POST /v1/pose3d`` (image or clip, recognised by content; or 2D
-keypoints) through the same validation and the same engine calls, so both give the same poses.
-``StreamEstimate`` is bidirectional: the first message opens (or, with a ``stream_id``, resumes) a stream;
-frames are read, validated and pushed one at a time; each result is written when the engine gives it;
-when the client half-closes, the tail is flushed. Flow control: at most ``grpc_stream_buffer`` results
-wait per stream; while they cannot be written (the client does not read) the server stops reading that
-stream's frames, so a slow reader slows only itself. Cancelling the call cancels its tasks and drops its
+``Estimate`` takes the inputs of ``POST /v1/pose3d`` through the same validation and engine calls (the same poses).
+``StreamEstimate`` (docs/api.md): at most ``grpc_stream_buffer`` results wait per stream; while the client does not
+read them the server stops reading its frames, so a slow reader slows only itself. A cancelled call drops its
 buffer; the engine stream stays resumable until it idles out (``engine.stream_ttl_s``).
 """
 
@@ -29,17 +25,11 @@ from service.api.schemas import ModelOut
 from service.api.validation import safe_request_id
 from service.config import GatewaySettings, InputKind
 from service.engine.stream_ids import known_stream_id
-from service.engine.types import (
-    EngineClient,
-    Frame,
-    FrameResult,
-    ImageFrame,
-    ModelInfo,
-    WindowMode,
-)
+from service.engine.types import EngineClient, Frame, FrameResult, ImageFrame, ModelInfo, WindowMode
 from service.engine.windows import WindowSpec
 from service.engine.work import close, push
 from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Pose3DError
+from service.gateway.deps import within
 from service.gateway.encoding import PoseAnswer
 from service.gateway.grpc_inputs import (
     check_frame_header,
@@ -58,8 +48,7 @@ from service.rpc.handlers import Context, as_service_error, deadline_of, observe
 from service.security import door
 from service.security.guard import Security
 
-EngineGetter = Callable[[], EngineClient]
-"""Returns the engine, or raises Unavailable while it is loading."""
+EngineGetter = Callable[[], EngineClient]  # the engine, or Unavailable while it is loading
 
 _END: Final = object()
 
@@ -86,10 +75,8 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
         deadline = deadline_of(context, self.settings.engine.request_timeout_s)
         assert deadline is not None
         try:
-            async with asyncio.timeout(deadline - time.monotonic()):
+            async with within(deadline - time.monotonic(), "the request did not complete within its deadline"):
                 response = await self._estimate(engine, request, deadline)
-        except TimeoutError:
-            raise DeadlineExceeded("the request did not complete within its deadline") from None
         finally:
             self.security.in_flight.release()
         response.timings_ms["total"] = (time.perf_counter() - started) * 1000.0
@@ -100,21 +87,22 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
     ) -> pb.EstimateResponse:
         limits = self.settings.limits
         rid = safe_request_id(request.request_id)
-        opts = public_options(request.options, limits)
+        options, every_nth = public_options(request.options, limits)
         ctx = EstimateContext(engine, self.settings, rid, deadline)
         kind = request.WhichOneof("input")
         if kind == "keypoints":
             check_keypoint_count(request.keypoints, limits)  # the frame limit first: no per-frame work past it
             done = await estimate_keypoints(
-                ctx, opts.model, opts.options, lambda: keypoint_frames(request.keypoints, limits)
+                ctx, options.model, options, lambda: keypoint_frames(request.keypoints, limits)
             )
         elif kind in ("image", "clip"):
             data: bytes = request.image if kind == "image" else request.clip
-            done = await estimate_media(ctx, Media.of(data, kind), opts.options, opts.every_nth)
+            done = await estimate_media(ctx, Media.of(data, kind), options, every_nth)
         else:
             raise BadRequest("EstimateRequest needs one of image, clip or keypoints")
-        answer = PoseAnswer(rid, done.model, done.box_source, done.frames, done.timings_ms, opts.options.camera)
-        return await asyncio.to_thread(_estimate_response, answer)  # built off the event loop
+        answer = PoseAnswer(rid, done.model, done.box_source, done.frames, done.timings_ms, options.camera)
+        # the REST document as the gRPC message: CPU work in proportion to the frames, off the event loop
+        return await asyncio.to_thread(lambda: to_message(answer.to_document(), pb.EstimateResponse))
 
     @unary("grpc.ListModels")
     async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
@@ -130,10 +118,9 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
     async def StreamEstimate(
         self, requests: AsyncIterator[pb.StreamEstimateRequest], context: Context
     ) -> AsyncIterator[pb.StreamEstimateResponse]:
-        route = "grpc.StreamEstimate"
         self.open_calls += 1
         try:
-            async with observed_call(self.metrics, route, context):
+            async with observed_call(self.metrics, "grpc.StreamEstimate", context):
                 async for response in self._stream(requests):
                     yield response
         finally:
@@ -183,20 +170,18 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
         queue.put_nowait(error)
 
     async def _open(self, engine: EngineClient, msg: pb.StreamOpen) -> tuple[pb.StreamOpened, JointSet]:
-        opts = public_options(msg.options, self.settings.limits)
+        asked, _ = public_options(msg.options, self.settings.limits)
         joint_set = joint_set_of(msg.joint_set)
-        if msg.stream_id:
-            info = await engine.get_stream(
-                known_stream_id(msg.stream_id, "the server's `opened` message")
-            )  # resume: its options stand
+        if msg.stream_id:  # resume: its options stand
+            info = await engine.get_stream(known_stream_id(msg.stream_id, "the server's `opened` message"))
         else:
-            model = await resolve_model(engine, opts.model or self.settings.default_model(InputKind.CLIP))
-            options = replace(opts.options, model=model.name)
+            model = await resolve_model(engine, asked.model or self.settings.default_model(InputKind.CLIP))
+            options = replace(asked, model=model.name)
             info = await engine.open_stream(options, stream_id=secrets.token_urlsafe(24))
         model = await resolve_model(engine, info.model)
         lag = 0 if info.mode is WindowMode.CAUSAL else WindowSpec(model.frames, model.stride).lag_right
         if not msg.stream_id:  # a new stream: its smoothing's delay too (a resumed one keeps its own options)
-            lag += opts.options.smoothing.lag_frames
+            lag += asked.smoothing.lag_frames
         opened = pb.StreamOpened(
             stream_id=info.stream_id,
             model=info.model,
@@ -247,11 +232,6 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
             raise
         except Exception as exc:
             await queue.put(exc if isinstance(exc, Pose3DError) else as_service_error(exc, "grpc.StreamEstimate"))
-
-
-def _estimate_response(answer: PoseAnswer) -> pb.EstimateResponse:
-    """The REST document of ``answer`` as the gRPC message (CPU work in proportion to the frames: on a thread)."""
-    return to_message(answer.to_document(), pb.EstimateResponse)
 
 
 def _model_info(info: ModelInfo) -> pb.ModelInfo:

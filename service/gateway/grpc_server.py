@@ -1,8 +1,7 @@
 """The gateway process: REST (uvicorn) and public gRPC in one event loop, sharing one engine.
 
-The engine comes from the factory the command passes in (:func:`service.assembly.build_engine_client`:
-remote workers with ``--workers``, else in-process as ``pose3d serve``); the gateway imports neither. The gRPC port opens first with ``grpc.health.v1`` =
-NOT_SERVING; health follows the engine's readiness (SERVING once models are warm / a worker serves).
+The gRPC port opens first with ``grpc.health.v1`` NOT_SERVING; health follows the engine's readiness (SERVING once
+models are warm / a worker serves).
 """
 
 from __future__ import annotations
@@ -94,11 +93,8 @@ class PublicGrpcServer:
 async def run_gateway(
     settings: GatewaySettings, engine_factory: EngineFactory, on_listening: Callable[[int], None] | None = None
 ) -> None:
-    """Serve REST on ``settings.port`` and gRPC on ``settings.grpc_port`` (0 = no gRPC) until SIGTERM/SIGINT.
-
-    ``engine_factory`` builds the started engine (:func:`service.assembly.build_engine_client`);
-    ``on_listening`` is called with the REST port once it is bound (never before: a failed bind says so instead).
-    """
+    """Serve REST on ``settings.port`` and gRPC on ``settings.grpc_port`` (0 = no gRPC) until SIGTERM/SIGINT, on
+    the engine ``engine_factory`` builds; ``on_listening`` is called with the REST port once it is bound."""
     ensure_port_free(settings.host, settings.port)  # uvicorn would only log the clash and sys.exit(1)
     setup_telemetry(settings, "pose3d-gateway")
     metrics = Metrics()
@@ -111,20 +107,14 @@ async def run_gateway(
             await public.start()
         engine = owned(await engine_factory(settings, metrics), security)
         # REST opens now: /healthz answers at once, /readyz and gRPC health say NOT ready until a worker serves
-        if public is not None:
-            public.engine = engine
         app = create_app(settings, engine=engine, metrics=metrics, security=security)
-        if public is not None:  # gRPC jobs share the app's job store and runner
-            public.servicer.jobs = app.state.jobs
+        if public is not None:  # gRPC serves the same engine and shares the app's job store and runner
+            public.engine, public.servicer.jobs = engine, app.state.jobs
         door = HeadDoor(settings.limits, metrics, security.in_flight)  # the engine's door, asked from the head
         head = bounded_protocol(settings.limits, door)  # and 431 past the head limits
+        ssl = uvicorn_ssl(settings.security)
         config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            http=head,
-            **uvicorn_ssl(settings.security),
+            app, host=settings.host, port=settings.port, log_level=settings.log_level, http=head, **ssl
         )
         await _AnnouncingServer(config, on_listening).serve()
     finally:

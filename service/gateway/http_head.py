@@ -1,18 +1,10 @@
 """Bounded request heads on every REST listener: uvicorn's httptools protocol with a byte and a count limit.
 
-httptools (uvicorn's default parser) keeps a header value it has not seen the end of in memory, without limit:
-two connections sending 256 MiB of unterminated headers took a gateway from 432 to 1 068 MB. This protocol
-counts the bytes of the request line and headers as they arrive — before the parser has finished any header —
-and answers ``431 Request Header Fields Too Large`` (then closes the connection) once they pass
-``limits.max_header_bytes``, or once a request has more than ``limits.max_headers`` header fields. It is the
-same parser otherwise (h11, whose ``h11_max_incomplete_event_size`` bounds the head too, parses bodies several
-times slower and answers 400).
-
-Given a :class:`~service.gateway.limits.HeadDoor`, the protocol also asks the engine's door about an estimate once
-its head is complete, before any ASGI code runs (no task, no scope, no middleware): a refusal is written at once,
-as the app would write it, and the body that follows is skipped as it arrives (the connection stays open, as it
-does when the app answers without reading a body): about 90 µs of the server's CPU per refusal on the 2-core test
-machine, against about 680 µs once the app has parsed the body (``python -m bench.refusal_cost``).
+httptools keeps a header value it has not seen the end of in memory without limit, so the bytes of the request
+line and headers are counted as they arrive: past ``limits.max_header_bytes``, or past ``limits.max_headers``
+fields, the answer is ``431`` and the connection closes (docs/security.md). With a
+:class:`~service.gateway.limits.HeadDoor`, an estimate the engine's door refuses is answered from its head before
+any ASGI code runs, its body skipped as it arrives (docs/overload.md: about 90 µs against 680 µs after the app).
 """
 
 from __future__ import annotations

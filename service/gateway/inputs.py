@@ -1,9 +1,9 @@
 """Reading request bodies: content-type dispatch, JSON documents, the bounds of a multipart form.
 
-The body size is bounded by the guard middleware; here only the shape of the body is checked. The two route
-classes let FastAPI declare and document a route's body (``File``/``Form`` parameters, a pydantic JSON model) while
-this service keeps its own rules: the content type is checked (415) and the engine asked for (503) before a byte of
-the body is read, and a JSON keypoints body is parsed by the endpoint off the event loop, never by FastAPI on it.
+The body size is bounded by the guard middleware; here only its shape. FastAPI declares and documents each route's
+body (``File``/``Form`` parameters, a pydantic JSON model) while the route class keeps this service's rules: the
+content type is checked (415) and the engine asked for (503) before a byte of the body is read, and a JSON keypoints
+body is parsed by the endpoint off the event loop, never by FastAPI on it (20 000 frames would stall the loop).
 """
 
 from __future__ import annotations
@@ -31,12 +31,11 @@ FORM_LIMITS: Final[_FormLimits] = {"max_files": 1, "max_fields": MAX_FORM_FIELDS
 """What FastAPI may read of a multipart form (``form_limits`` of a route; past them: 400)."""
 
 JsonEndpoint = Callable[..., Awaitable[Response]]
-"""The endpoint of a :class:`JSONBodyRoute`, called as ``endpoint(request, None, **path_params)``."""
+"""An endpoint that reads its JSON body itself, called as ``endpoint(request, None, **path_params)``."""
 
 
 def is_json(request: Request) -> bool:
-    """True for a JSON body (``application/json`` / ``*+json``), False for ``multipart/form-data``; 415 for
-    anything else."""
+    """True for a JSON body (``application/json``, ``*+json``), False for ``multipart/form-data``; else 415."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type == "multipart/form-data":
         return False
@@ -61,44 +60,24 @@ async def read_json(request: Request, model: type[Model], where: str = "JSON bod
         raise validation_problem(exc, where) from None
 
 
-class JSONBodyRoute(APIRoute):
-    """A route whose JSON body FastAPI documents from the endpoint's pydantic parameter but never reads: the endpoint
-    is called as ``endpoint(request, None, **path_params)`` and reads and validates the body itself, off the event loop (a
-    20 000-frame keypoints body parsed by FastAPI on the loop would stall every other request)."""
+def _body_route(json_endpoint: JsonEndpoint, form: bool) -> type[APIRoute]:
+    """A route class: a JSON body goes to ``json_endpoint``, a ``multipart/form-data`` one (where ``form``) to
+    FastAPI's handler, anything else is a 415; the engine is asked for (503) before a byte of the body is read."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        endpoint = self.endpoint
-
-        async def handler(request: Request) -> Response:
-            if not is_json(request):
-                raise UnsupportedMediaType("send the keypoints as application/json")
-            engine_of(request)  # 503 before reading a body the engine could not take
-            return await _call_json(endpoint, request)
-
-        return handler
-
-
-async def _call_json(endpoint: JsonEndpoint, request: Request) -> Response:
-    return await endpoint(request, None, **request.path_params)
-
-
-def multipart_route(json_alias: JsonEndpoint) -> type[APIRoute]:
-    """A route class for a ``multipart/form-data`` route whose path also answered JSON before the routes were split:
-    a JSON body goes to ``json_alias`` (the keypoints route's endpoint, unchanged), any other non-multipart body is a
-    415, and the engine is asked for (503) before FastAPI reads the form."""
-
-    class MultipartRoute(APIRoute):
+    class BodyRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
 
             async def dispatch(request: Request) -> Response:
                 json_body = is_json(request)
+                if not (json_body or form):
+                    raise UnsupportedMediaType("send the keypoints as application/json")
                 engine_of(request)
-                return await (_call_json(json_alias, request) if json_body else handler(request))
+                return await (json_endpoint(request, None, **request.path_params) if json_body else handler(request))
 
             return dispatch
 
-    return MultipartRoute
+    return BodyRoute
 
 
 def add_split_route(
@@ -114,9 +93,10 @@ def add_split_route(
     ``description``... of the multipart route, then of the JSON one) to one each."""
     (media, keypoints), (media_doc, keypoints_doc) = endpoints, docs
     router.add_api_route(
-        f"{path}/keypoints", keypoints, methods=["POST"], route_class_override=JSONBodyRoute, **route, **keypoints_doc
-    )
+        f"{path}/keypoints", keypoints, methods=["POST"], route_class_override=_body_route(keypoints, form=False),
+        **route, **keypoints_doc,
+    )  # fmt: skip
     router.add_api_route(
-        path, media, methods=["POST"], route_class_override=multipart_route(keypoints), form_limits=FORM_LIMITS,
+        path, media, methods=["POST"], route_class_override=_body_route(keypoints, form=True), form_limits=FORM_LIMITS,
         **route, **media_doc,
     )  # fmt: skip

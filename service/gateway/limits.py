@@ -1,10 +1,8 @@
 """Transport-level guards as one pure ASGI middleware: request ids, body size, in-flight bound, metrics.
 
-Pure ASGI (not ``BaseHTTPMiddleware``) so uploads stream through untouched and the byte count is
-exact; a body past ``max_body_bytes`` is refused with 413 before or while it arrives. An estimate
-(``POST /v1/pose3d`` answered whole) that the engine would refuse even at its cheapest is refused earlier still,
-from its head, inside the HTTP protocol (:class:`HeadDoor`, asked by :mod:`service.gateway.http_head`): before its
-body is read and before any ASGI code runs (503 + Retry-After, :class:`~service.security.inflight.InFlight`).
+Pure ASGI (not ``BaseHTTPMiddleware``) so uploads stream through untouched and the byte count is exact. An
+estimate the engine would refuse even at its cheapest is refused earlier still, from its head, inside the HTTP
+protocol (:class:`HeadDoor`, asked by :mod:`service.gateway.http_head`).
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import MutableMapping
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -26,16 +23,14 @@ from service.metrics import Metrics
 from service.security.inflight import InFlight
 from service.telemetry.rest_trace import server_span
 
-GUARDED_PREFIX = "/v1/"
-"""Routes under this prefix count against the in-flight bound (health and metrics never do)."""
-ESTIMATE_PATH = "/v1/pose3d"
-"""The routes whose requests the engine's door is asked about before their body is read: this one (media, or
-keypoints on its JSON alias) and :data:`KEYPOINTS_PATH`."""
+GUARDED_PREFIX = "/v1/"  # routes that count against the in-flight bound (health and metrics never do)
+ESTIMATE_PATH = "/v1/pose3d"  # with KEYPOINTS_PATH: the routes whose heads the engine's door is asked about
 KEYPOINTS_PATH = ESTIMATE_PATH + "/keypoints"
+_RID_KEY = REQUEST_ID_HEADER.lower().encode()
 
 
 class _BodyTooLarge(Exception):
-    """Raised from ``receive`` when the body passes the limit (turned into a 413 by the middleware)."""
+    """Raised from ``receive`` when the body passes the limit (a 413)."""
 
 
 def _header(scope: Scope | dict[str, Any], name: bytes) -> str | None:
@@ -80,11 +75,9 @@ def _count(metrics: Metrics, label: str, status: int, started: float) -> None:
 
 
 class HeadDoor:
-    """The engine's door asked from a request's head alone, by the HTTP protocol before any ASGI code runs: an
-    estimate (:func:`_estimate_kind`) that :meth:`InFlight.check` refuses is answered exactly as
-    :class:`GatewayGuard` answers its refusals (problem+json, ``X-Request-ID``, ``Retry-After``) and counted alike
-    (``pose3d_rejected_total``, ``pose3d_requests_total{route="unmatched"}``, ``pose3d_request_duration_seconds``).
-    """
+    """The engine's door asked from a request's head alone, before any ASGI code runs: an estimate that
+    :meth:`InFlight.check` refuses is answered and counted as :class:`GatewayGuard` answers its refusals (the
+    route label ``unmatched``)."""
 
     def __init__(self, limits: LimitSettings, metrics: Metrics, in_flight: InFlight) -> None:
         self.limits, self.metrics, self.in_flight = limits, metrics, in_flight
@@ -101,7 +94,7 @@ class HeadDoor:
         except Pose3DError as refused:
             if not isinstance(refused, OverCapacity):  # the engine's door counted its own, by reason
                 self.metrics.rejected_total.labels(refused.type_slug).inc()
-            request_id = safe_request_id(_header(head, REQUEST_ID_HEADER.lower().encode()))
+            request_id = safe_request_id(_header(head, _RID_KEY))
             with server_span(method, headers) as (span, reply):  # traced as the app's refusals are
                 span.update_name(f"{method} unmatched")
                 span.set_attribute("http.response.status_code", refused.status)
@@ -128,30 +121,25 @@ class GatewayGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        offered = _header(scope, REQUEST_ID_HEADER.lower().encode())
-        request_id = safe_request_id(offered)
-        state: MutableMapping[str, Any] = scope.setdefault("state", {})
-        state["request_id"] = request_id
+        request_id = safe_request_id(_header(scope, _RID_KEY))
+        scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
-        status_box = [500]
-        send_tracked = self._tracking_send(send, request_id, status_box)
-        try:
-            await self._guarded(scope, receive, send_tracked, request_id)
-        finally:
-            _count(self.metrics, _route_label(scope), status_box[0], started)
+        status = 500
 
-    @staticmethod
-    def _tracking_send(send: Send, request_id: str, status_box: list[int]) -> Send:
         async def tracked(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status_box[0] = int(message["status"])
+                status = int(message["status"])
                 headers = list(message.get("headers", []))
-                if not any(k.lower() == REQUEST_ID_HEADER.lower().encode() for k, _ in headers):
+                if not any(k.lower() == _RID_KEY for k, _ in headers):
                     headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
-        return tracked
+        try:
+            await self._guarded(scope, receive, tracked, request_id)
+        finally:
+            _count(self.metrics, _route_label(scope), status, started)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: Pose3DError, request_id: str) -> None:
         """Answer ``error`` as problem+json (counted in ``pose3d_rejected_total``)."""

@@ -1,12 +1,10 @@
 """The ``pose3d.v1`` messages of the public gRPC API, derived from the one schema (:mod:`service.api.schemas`).
 
-An answer is built once, as the schema's JSON document (what REST sends); :func:`to_message` turns it into the message
-of the same shape. The proto has the same fields under the same names; three rules read from the message descriptor
-cover where the wire form differs, so no field is named here: a nested array for a repeated number is flattened
-row-major (``keypoints_2d`` ``(17, 2)`` → 34 floats); an array for a message field fills that message's fields in order
-(``box`` → ``Box``); a string for an enum names the constant ending in it (``"whole_frame"`` →
-``BOX_SOURCE_WHOLE_FRAME``). ``None`` leaves a field unset; members the message lacks (``links``) are dropped. The cost
-against a hand-written encoder: ``docs/api.md`` (``python -m bench.schema_cost``).
+:func:`to_message` turns a schema's JSON document (what REST sends) into the message of the same shape, by three
+rules read from the message descriptor (docs/api.md, "One schema"): a nested array for a repeated number is
+flattened row-major (``keypoints_2d`` ``(17, 2)`` → 34 floats); an array for a message field fills its fields in
+order (``box`` → ``Box``); an enum's string names the constant ending in it (``"whole_frame"`` →
+``BOX_SOURCE_WHOLE_FRAME``). ``None`` leaves a field unset; members the message lacks (``links``) are dropped.
 """
 
 from __future__ import annotations

@@ -1,17 +1,19 @@
 """``?format=json|jsonl|csv|bvh`` (exports) and ``?render=png|mp4`` (renders) on ``POST /v1/pose3d``.
 
-The JSON result is encoded on a thread (:mod:`service.gateway.encoding`); these turn it into a file in the bounded output pool
-(:mod:`service.gateway.output_pool`), so neither the event loop nor the engine waits for them.
+The JSON result is encoded on a thread (:mod:`service.gateway.encoding`); exports and renders run in a bounded
+thread pool (``render_workers`` running, ``render_queue`` waiting, one more: 503 + Retry-After), so neither the event
+loop nor the engine waits for them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -20,11 +22,41 @@ from fastapi.responses import StreamingResponse
 
 from service.api.media import SNIFF_BYTES, decode_image, sniff_media
 from service.api.validation import parse_int
+from service.config import LimitSettings
 from service.engine.clips import UPLOAD_DEMUX_OPTIONS
-from service.errors import BadRequest, InvalidInput
+from service.errors import BadRequest, InvalidInput, Unavailable
 from service.export.formats import ExportError, ExportFormat, export_document
 from service.gateway.encoding import PoseAnswer, encode_answer, pieces
-from service.gateway.output_pool import output_pool
+
+T = TypeVar("T")
+
+
+class OutputPool:
+    def __init__(self, workers: int, queue: int, retry_after_s: float) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pose3d-render")
+        self._capacity = workers + queue
+        self._admitted = 0
+        self._retry_after_s = retry_after_s
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on a pool thread; 503 when the pool and its queue are full."""
+        if self._admitted >= self._capacity:
+            raise Unavailable("the render/export pool is busy; retry shortly", retry_after_s=self._retry_after_s)
+        self._admitted += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        finally:
+            self._admitted -= 1
+
+
+def output_pool(request: Request) -> OutputPool:
+    """The app's pool, made on first use from the app's limits."""
+    pool: OutputPool | None = getattr(request.app.state, "output_pool", None)
+    if pool is None:
+        limits: LimitSettings = request.app.state.settings.limits
+        pool = OutputPool(limits.render_workers, limits.render_queue, limits.retry_after_s)
+        request.app.state.output_pool = pool
+    return pool
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -84,12 +116,6 @@ def output_request(request: Request) -> OutputRequest:
     return OutputRequest(fmt=fmt, track=track, render=render)
 
 
-def _bvh_header(errors: dict[int, float]) -> dict[str, str]:
-    if not errors:
-        return {}
-    return {"X-Pose3D-BVH-Max-Error-M": ", ".join(f"{tid}={err:.3g}" for tid, err in sorted(errors.items()))}
-
-
 async def deliver(request: Request, answer: PoseAnswer, wanted: OutputRequest) -> Response:
     """The JSON document, else the export as a download (422 when it cannot be made), or the render; every one
     encoded on a thread (JSON) or in the output pool (exports, renders), never on the event loop."""
@@ -107,7 +133,8 @@ async def deliver(request: Request, answer: PoseAnswer, wanted: OutputRequest) -
     except ExportError as exc:
         raise InvalidInput(str(exc)) from None
     headers = {"Content-Disposition": f'attachment; filename="{exported.filename}"'}
-    headers.update(_bvh_header(exported.bvh_max_error_m))
+    if errors := exported.bvh_max_error_m:
+        headers["X-Pose3D-BVH-Max-Error-M"] = ", ".join(f"{tid}={err:.3g}" for tid, err in sorted(errors.items()))
     return Response(exported.content, media_type=exported.media_type, headers=headers)
 
 
@@ -122,7 +149,7 @@ async def _source_bytes(request: Request) -> bytes | None:
     return await upload.read()
 
 
-def uploaded_frames(data: bytes) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
+def _uploaded_frames(data: bytes) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
     """The frames of an uploaded clip, demuxed with no protocol allowed (no file or URL it names is opened)."""
     from service.render.video import clip_frames
 
@@ -142,20 +169,14 @@ async def _render(request: Request, answer: PoseAnswer, kind: RenderKind) -> Res
 
     def make() -> bytes:
         frames: list[dict[str, Any]] = answer.to_document()["frames"]
-        if kind is RenderKind.PNG:
-            image = None
-            if data is not None:
-                image = (
-                    decode_image(data, limits)
-                    if is_image
-                    else next((img for i, img in uploaded_frames(data) if i == frames[0]["frame_index"]), None)
-                )
-            return render_png(frames[0], image, random=random)
-        video = None
+        video: Iterable[tuple[int, npt.NDArray[np.uint8]]] = ()  # the source's frames (none for keypoints)
         if data is not None:
-            video = [(0, decode_image(data, limits))] if is_image else uploaded_frames(data)
+            video = [(0, decode_image(data, limits))] if is_image else _uploaded_frames(data)
+        if kind is RenderKind.PNG:  # over the source frame of the first result (an image's one frame)
+            first = 0 if is_image else frames[0]["frame_index"]
+            return render_png(frames[0], next((img for i, img in video if i == first), None), random=random)
         out = io.BytesIO()
-        render_mp4(frames, video, out, random=random)
+        render_mp4(frames, video if data is not None else None, out, random=random)
         return out.getvalue()
 
     content = await output_pool(request).run(make)

@@ -37,15 +37,20 @@ def request_id_of(request: Request) -> str:
     return rid
 
 
-def problem_body(error: Pose3DError, request_id: str, instance: str | None = None) -> dict[str, Any]:
-    """The problem+json document of ``error`` (RFC 9457 members plus ``request_id``)."""
-    body: dict[str, Any] = {
+def problem_of(error: Pose3DError, detail: str | None = None) -> dict[str, Any]:
+    """The RFC 9457 members of ``error`` (``detail``: its own unless given); a job's error is stored as this."""
+    return {
         "type": PROBLEM_TYPE_PREFIX + error.type_slug,
         "title": error.title,
         "status": error.status,
-        "detail": public_detail(error, request_id),  # no credentials, no upstream text in a 5xx
-        "request_id": request_id,
+        "detail": error.detail if detail is None else detail,
     }
+
+
+def problem_body(error: Pose3DError, request_id: str, instance: str | None = None) -> dict[str, Any]:
+    """The problem+json document of ``error`` (RFC 9457 members plus ``request_id``)."""
+    # no credentials, no upstream text in a 5xx
+    body = {**problem_of(error, public_detail(error, request_id)), "request_id": request_id}
     if instance:
         body["instance"] = instance
     extra = getattr(error, "extensions", None)
@@ -54,15 +59,14 @@ def problem_body(error: Pose3DError, request_id: str, instance: str | None = Non
     return body
 
 
-RETRY_STATUSES = frozenset({429, 503})
-"""Statuses that always carry ``Retry-After`` (the error's own value, else the default given)."""
+RETRY_STATUSES = frozenset({429, 503})  # always with ``Retry-After`` (the error's own value, else the default)
 
 
 def problem_response(
     error: Pose3DError, request_id: str, instance: str | None = None, default_retry_after_s: float = 1.0
 ) -> JSONResponse:
-    """Render ``error`` with its status, the request id header, and ``Retry-After`` (whole seconds, at
-    least 1) when the error carries one or its status is 429/503."""
+    """Render ``error`` with its status, the request id header, and ``Retry-After`` (whole seconds, at least 1)
+    when the error carries one or its status is in ``RETRY_STATUSES``."""
     headers = {REQUEST_ID_HEADER: request_id}
     retry_after_s = error.retry_after_s
     if retry_after_s is None and error.status in RETRY_STATUSES:

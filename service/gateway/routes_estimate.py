@@ -20,8 +20,9 @@ from service.api.schemas import PROBLEM_RESPONSES, KeypointsRequest, MediaFields
 from service.gateway.deps import deadline_scope, engine_of, state_of
 from service.gateway.encoding import PoseAnswer, release
 from service.gateway.inputs import add_split_route
+from service.gateway.jobs.results import wants_ndjson
 from service.gateway.jobs.sources import JobSource
-from service.gateway.jobs.streamed import keypoints_source, media_source, streamed_estimate, wants_ndjson
+from service.gateway.jobs.streamed import keypoints_source, media_source, streamed_estimate
 from service.gateway.outputs import OUTPUT_PARAMETERS, deliver, output_request
 from service.gateway.problem import request_id_of
 from service.geometry.camera import CameraSpec
@@ -33,9 +34,7 @@ same placed at each person's solved root translation. Errors are ``application/p
 ``?render=``: an export or a render instead of the JSON document; ``Accept: application/x-ndjson``: each frame as it
 completes."""
 
-
-Outcome = tuple[Estimated, CameraSpec | None]
-"""What an estimate gives back: its outcome and the camera asked for (for its warnings)."""
+Outcome = tuple[Estimated, CameraSpec | None]  # an estimate and the camera asked for (for its warnings)
 
 
 async def _answer(

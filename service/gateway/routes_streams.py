@@ -28,9 +28,7 @@ from service.api.schemas import (
     StreamOpenRequest,
     StreamStatus,
 )
-from service.api.schemas import (
-    Frame as FrameOut,
-)
+from service.api.schemas import Frame as FrameOut
 from service.api.validation import parse_bool, parse_float, parse_int, stream_keypoint_frame
 from service.engine.stream_ids import known_stream_id
 from service.engine.types import Frame, FrameResult, ImageFrame, ModelInfo, Work
@@ -75,8 +73,7 @@ async def open_stream(request: Request, body: Annotated[StreamOpenRequest | None
 
 
 async def _pushed(request: Request, stream_id: str, frame_of: Callable[[], Awaitable[Frame]]) -> StreamFrames:
-    """One frame (read by ``frame_of`` once the stream id and the engine are known good) and the frames it
-    completes, in one engine call."""
+    """One frame (read by ``frame_of`` once the stream id and engine are known good) and the frames it completes."""
     started = time.perf_counter()
     engine = engine_of(request)
     _checked_id(stream_id)

@@ -1,24 +1,11 @@
 """``/v1/streams/ws``: a stream over one WebSocket, for browsers (which cannot speak gRPC bidi streaming).
 
-The same semantics, ordering, limits and problem details as the REST streams (:mod:`routes_streams`), as JSON
-text messages:
-
-1. client ``{"type": "open", ...the fields of StreamOpenRequest (model, mode, camera, smoothing, ...)}`` →
-   server ``{"type": "opened", "stream_id", "model": {...}, "mode", "expires_after_idle_s", "warnings"}``;
-2. client ``{"type": "frame", "frame_index", "timestamp_s"?, "image": "<base64 JPEG/PNG/WebP>", "detect_people"?}``
-   (``detect_people``: run the person detector on this frame, as in REST) or a keypoints
-   frame (the fields of ``StreamFrameKeypoints``) → server ``{"type": "results", "frame_index", "frames": [...],
-   "timings_ms", "warnings"}`` with the frames this one completes (``frames`` as in REST, possibly empty, in index order);
-3. client ``{"type": "close"}`` → server ``{"type": "results", "final": true, "frames": tail}``, then closes (1000).
-
-Errors: the server sends ``{"type": "problem", "problem": {RFC 9457 fields}}`` and closes with code ``4000 + HTTP status``
-(e.g. 4400, 4413, 4422) and the problem's ``type`` and ``status`` as a JSON close reason; the stream is forgotten.
-Keys (when auth is on): a handshake without a valid key is accepted and closed at once with 4401 (4429 when the key's
-rate quota is spent); every ``frame`` message spends one token of the key's bucket and closes the session with 4429
-when it is empty; revoking the key closes the session with 4401 within ``security.api_keys_check_s``.
-Other connections are not affected. Backpressure: each connection's messages are handled one at a time, and
-the server reads the next message only when the previous one is answered, so a fast client waits on its own
-socket (the server's receive queue and message size are bounded by uvicorn's ``ws_max_queue``/``ws_max_size``).
+The REST streams' semantics, limits and problem details as JSON text messages (``open`` → ``opened``, ``frame`` →
+``results``, ``close`` → the final ``results`` and close 1000; docs/api.md). An error sends ``{"type": "problem"}``
+and closes with ``4000 + status`` (4401 without a valid key, or within ``security.api_keys_check_s`` of its
+revocation; 4429 when its quota is spent: every ``frame`` spends one token). The next message is read only once
+the previous one is answered, so a fast client waits on its own socket (uvicorn's ``ws_max_queue``/``ws_max_size``
+bound what it buffers).
 """
 
 from __future__ import annotations
@@ -43,8 +30,8 @@ from service.api.schemas import Frame as FrameOut
 from service.api.validation import stream_keypoint_frame, validation_problem
 from service.engine.types import EngineClient, Frame, ImageFrame
 from service.engine.work import close, push
-from service.errors import BadRequest, DeadlineExceeded, InternalError, PayloadTooLarge, Pose3DError
-from service.gateway.deps import GatewayState, loaded
+from service.errors import BadRequest, InternalError, PayloadTooLarge, Pose3DError
+from service.gateway.deps import GatewayState, loaded, within
 from service.gateway.problem import problem_body
 from service.security import door
 from service.security.guard import Security
@@ -137,22 +124,19 @@ class WsStream:
         assert self.stream_id is not None
         started = time.perf_counter()
         timeout = self.state.settings.engine.request_timeout_s
-        try:
-            async with asyncio.timeout(timeout):
-                if message["type"] == "close":
-                    tail = await self.engine.close_stream(self.stream_id)
-                    self.stream_id = None
-                    await self.send_results(tail, started, final=True)
-                    return False
-                if message["type"] != "frame":
-                    raise BadRequest(f'unknown message type {message["type"]!r}: expected "frame" or "close"')
-                await door.admit_frame(self.security)  # every frame draws from the key's bucket (4429 when spent)
-                frame = await self.frame(message)
-                results = await push(self.engine, self.stream_id, [frame], time.monotonic() + timeout)
-                await self.send_results(results, started, frame_index=frame.frame_index)
-                return True
-        except TimeoutError:
-            raise DeadlineExceeded(f"the frame did not complete within {timeout:g} s") from None
+        async with within(timeout, f"the frame did not complete within {timeout:g} s"):
+            if message["type"] == "close":
+                tail = await self.engine.close_stream(self.stream_id)
+                self.stream_id = None
+                await self.send_results(tail, started, final=True)
+                return False
+            if message["type"] != "frame":
+                raise BadRequest(f'unknown message type {message["type"]!r}: expected "frame" or "close"')
+            await door.admit_frame(self.security)  # every frame draws from the key's bucket (4429 when spent)
+            frame = await self.frame(message)
+            results = await push(self.engine, self.stream_id, [frame], time.monotonic() + timeout)
+            await self.send_results(results, started, frame_index=frame.frame_index)
+            return True
 
     async def fail(self, error: Pose3DError) -> None:
         body = problem_body(error, self.request_id, WS_PATH)

@@ -7,6 +7,8 @@ import json
 from collections.abc import AsyncIterator
 from typing import Final
 
+from fastapi import Request
+
 from model.joints import H36M_JOINT_NAMES
 from service.api.fields import random_weight_warnings
 from service.api.schemas import ModelRef, PoseResponse
@@ -16,6 +18,10 @@ from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob, job_ta
 NDJSON: Final = "application/x-ndjson"
 PAGE: Final = 256
 """Frames read from the store per round trip."""
+
+
+def wants_ndjson(request: Request) -> bool:
+    return NDJSON in request.headers.get("accept", "")
 
 
 def checked_job_id(job_id: str) -> str:
@@ -36,8 +42,7 @@ async def all_frames(store: JobStore, job_id: str, stop: int) -> list[bytes]:
 
 
 async def document(store: JobStore, rec: JobRecord) -> list[bytes]:
-    """The ``POST /v1/pose3d`` document of a finished job in pieces (frames spliced in as stored, not
-    re-encoded; :func:`~service.gateway.encoding.document_chunks`)."""
+    """The ``POST /v1/pose3d`` document of a finished job in pieces (the stored frames spliced in, not re-encoded)."""
     frames = await all_frames(store, rec.job_id, rec.frames_done)
     elapsed = (rec.finished_s or 0.0) - (rec.started_s or 0.0)
     model = ModelRef(**rec.model)
@@ -82,8 +87,7 @@ async def pages(store: JobStore, job_id: str, after: int | None, poll_s: float) 
 
 
 async def ndjson(store: JobStore, job_id: str, after: int | None, poll_s: float) -> AsyncIterator[bytes]:
-    """Frames as NDJSON lines from the first one past ``after``, as they are stored, until the job ends.
-    A job that fails or is cancelled ends its stream with one line ``{"error": <problem>}``."""
+    """:func:`pages` as NDJSON lines; a job that fails or is cancelled ends them with ``{"error": <problem>}``."""
     async for page in pages(store, job_id, after, poll_s):
         yield b"\n".join(page) + b"\n"
     rec = await store.get(job_id)

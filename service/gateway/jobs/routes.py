@@ -8,13 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from service.api.jobs import JobList, JobStatus
+from service.api.jobs import JobList, JobStatus, clip_job, keypoints_job
 from service.api.schemas import PROBLEM_RESPONSES, KeypointsRequest, MediaFields
 from service.errors import Conflict
+from service.gateway.deps import engine_of, state_of
 from service.gateway.encoding import pieces
 from service.gateway.inputs import add_split_route
-from service.gateway.jobs.results import NDJSON, checked_job_id, document, ndjson
-from service.gateway.jobs.service import cancel_owned, jobs_of, submit_clip, submit_keypoints
+from service.gateway.jobs.results import NDJSON, checked_job_id, document, ndjson, wants_ndjson
+from service.gateway.jobs.service import Jobs, cancel_owned, create_job
+from service.gateway.problem import request_id_of
 from service.jobs.store import JobRecord, JobState, UnknownJob
 from service.security.door import own_job_ids, owned_job
 
@@ -23,13 +25,20 @@ router = APIRouter(tags=["jobs"])
 JobId = Annotated[str, Path(description="id returned by POST /v1/jobs", max_length=64)]
 
 
+def jobs_of(request: Request) -> Jobs:
+    jobs: Jobs = request.app.state.jobs
+    return jobs
+
+
 def _location(record: JobRecord) -> dict[str, str]:
     return {"Location": f"/v1/jobs/{record.job_id}"}
 
 
 async def submit_keypoints_job(request: Request, body: KeypointsRequest) -> Response:
     """``body`` documents the request; it is read and validated off the event loop."""
-    record = await submit_keypoints(request)
+    raw = await request.body()
+    record = await keypoints_job(state_of(request).settings, engine_of(request), raw, request_id_of(request))
+    record = await create_job(jobs_of(request), record, raw)
     return JSONResponse(JobStatus.of(record).model_dump(mode="json"), status_code=202, headers=_location(record))
 
 
@@ -42,7 +51,9 @@ async def submit_job(
     """The same inputs as ``POST /v1/pose3d`` (a clip); answers ``202`` at once with the job's status and
     ``Location: /v1/jobs/{id}``."""
     text = {name: value for name, value in fields.model_dump().items() if value is not None}
-    record = await submit_clip(request, await file.read(), text)
+    data, settings = await file.read(), state_of(request).settings
+    record = await clip_job(settings, engine_of(request), data, text, request_id_of(request))
+    record = await create_job(jobs_of(request), record, data)
     response.headers.update(_location(record))
     return JobStatus.of(record)
 
@@ -99,7 +110,7 @@ async def job_results(
     ``{"error": <problem>}``). Otherwise the document ``POST /v1/pose3d`` returns, once the job is done (409 before)."""
     jobs = jobs_of(request)
     record = await owned_job(jobs.store, checked_job_id(job_id))
-    if NDJSON in request.headers.get("accept", ""):
+    if wants_ndjson(request):
         poll_s = request.app.state.settings.jobs.poll_interval_s
         return StreamingResponse(ndjson(jobs.store, job_id, after, poll_s), media_type=NDJSON)
     if record.state is not JobState.DONE:

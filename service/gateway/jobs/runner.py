@@ -1,20 +1,12 @@
 """Runs jobs: a bounded number per process, each feeding the engine small chunks, results stored as they come.
 
-Any gateway runs any queued job: a sweep (every ``jobs.poll_interval_s``, or at once after a submission)
-claims the oldest unowned job while this process has a free slot (``jobs.max_running``). A running job holds a
-lease renewed every ``jobs.lease_s / 3``; a gateway that dies (SIGKILL included) stops renewing, and after
-``jobs.lease_s`` another gateway — or the same one restarted — takes the job over and **resumes** it:
-
-- the job's frames go through an engine stream ``job-<id>`` whose windows and tracks live in the frame buffer
-  (Redis in a deployment), so the new runner pushes again from the first frame whose result is not stored:
-  frames the stream already holds are answered again from the buffer (idempotent), later ones are new;
-- if that stream is gone (expired, or the frame buffer restarted), the job starts a fresh stream from frame 0
-  and stores only the frames not stored yet (each position is written once): nothing is lost, work is redone.
-
-A job takes at most ``jobs.chunk_frames`` frames per engine call, one call at a time, so interactive requests
-share the engine's batches with it and never wait behind a whole clip. A worker that dies mid-chunk is
-retried by the remote engine client; an engine that is overloaded or unavailable makes the job wait
-(backoff) and resume, up to :data:`MAX_ATTEMPTS` runs.
+Any gateway claims the oldest unowned job while it has a free slot (``jobs.max_running``), at each sweep (every
+``jobs.poll_interval_s``, or at once after a submission), and holds a lease renewed every ``jobs.lease_s / 3``. A
+job whose gateway died is taken over after ``jobs.lease_s`` and resumed in its engine stream ``job-<id>`` from the
+first frame without a stored result (a lost stream: a new one from frame 0; each position is written once). At
+most ``jobs.chunk_frames`` frames per engine call, one call at a time, so interactive requests share the batches.
+An overloaded or unavailable engine makes the job wait (backoff) and resume, up to :data:`MAX_ATTEMPTS` runs
+(docs/jobs.md, "Where jobs live").
 """
 
 from __future__ import annotations
@@ -42,6 +34,7 @@ from service.errors import (
 )
 from service.gateway.encoding import frames_json, release
 from service.gateway.jobs.sources import JobSource, open_source
+from service.gateway.problem import problem_of
 from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
 
 log = logging.getLogger("pose3d.jobs")
@@ -49,17 +42,6 @@ log = logging.getLogger("pose3d.jobs")
 MAX_ATTEMPTS: Final = 20
 RETRYABLE: Final = (Unavailable, Overloaded, DeadlineExceeded, UnknownStream)
 """Errors a later run may not meet: it resumes the job (a lost stream is reopened and run again from frame 0)."""
-
-
-def problem_of(error: Pose3DError) -> dict[str, object]:
-    """A job's error as an RFC 9457 problem document."""
-    body: dict[str, object] = {
-        "type": f"urn:pose3d:problem:{error.type_slug}",
-        "title": error.title,
-        "status": error.status,
-        "detail": error.detail,
-    }
-    return body
 
 
 class _Run:
@@ -71,18 +53,15 @@ class _Run:
         self.engine = engine
         self.job_id = record.job_id
         self.source: JobSource | None = None
-        self.frames_seen = 0
         self.sid: str | None = None
 
     async def stream(self, source: JobSource) -> tuple[str, int]:
         """The engine stream to push into and the first position to push: resume the job's stream where its
         stored results end, or open a fresh one (a new generation when an earlier one is lost)."""
         sid, done = f"job-{self.job_id}", self.record.frames_done
-        try:
+        with contextlib.suppress(UnknownStream):
             await self.engine.get_stream(sid)
             return sid, done
-        except UnknownStream:
-            pass
         if done > 0 or self.record.attempts > 1:
             sid = f"{sid}-g{self.record.attempts}"
         await self.engine.open_stream(source.options, stream_id=sid)
@@ -113,21 +92,17 @@ class _Run:
         self.sid = sid
         log.info("job %s runs in stream %s from frame %d (attempt %d)", self.job_id, sid, resume_from,
                  self.record.attempts)  # fmt: skip
-        await self.push_all(source, sid, resume_from)
+        jobs = settings.jobs
+        chunk_frames = jobs.keypoint_chunk_frames if self.record.kind == "keypoints" else jobs.chunk_frames
+        total = 0  # frames of the source seen so far: all of them once the last step is in
+        async for step in source.run(self.engine, sid, resume_from, chunk_frames, settings.engine.request_timeout_s):
+            total = step.frames_decoded
+            await self.store(step.results)
         await self.store(await self.engine.close_stream(sid))
         await asyncio.to_thread(release, source.keypoints)  # its frames are freed on a thread, not on the loop
-        total = self.frames_seen
         await self.runner.store.update(
             self.job_id, owner=self.runner.owner, state=JobState.DONE, frames_total=total, finished_s=time.time()
         )
-
-    async def push_all(self, source: JobSource, sid: str, resume_from: int) -> None:
-        jobs = self.runner.settings.jobs
-        chunk_frames = jobs.keypoint_chunk_frames if self.record.kind == "keypoints" else jobs.chunk_frames
-        timeout = self.runner.settings.engine.request_timeout_s
-        async for step in source.run(self.engine, sid, resume_from, chunk_frames, timeout):
-            self.frames_seen = step.frames_decoded
-            await self.store(step.results)
 
 
 class JobRunner:
@@ -268,11 +243,7 @@ class JobRunner:
     async def aclose(self) -> None:
         """Stop sweeping and running; running jobs are handed over (their leases freed) to be resumed."""
         self._closing = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-        tasks = list(self._running.values())
+        tasks = [task for task in (self._sweeper, *self._running.values()) if task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

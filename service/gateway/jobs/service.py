@@ -1,5 +1,5 @@
 """The jobs of one gateway process: the store (Redis when ``redis_url`` is set, else memory), the runner, and
-submission over REST (the use cases in :mod:`service.api.jobs`, then staged in the store)."""
+submission (the use cases in :mod:`service.api.jobs`, then staged in the store)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from fastapi import Request
-
-from service.api.jobs import clip_job, keypoints_job
-from service.gateway.deps import GatewayState, engine_of, state_of
+from service.gateway.deps import GatewayState
 from service.gateway.jobs.results import checked_job_id
 from service.gateway.jobs.runner import JobRunner
-from service.gateway.problem import request_id_of
 from service.jobs.memory import MemoryJobStore
 from service.jobs.store import JobRecord, JobStore
 from service.security.door import job_limits, owned_job, stamped
@@ -29,25 +25,18 @@ class Jobs:
     runner: JobRunner
 
 
-def jobs_of(request: Request) -> Jobs:
-    jobs: Jobs = request.app.state.jobs
-    return jobs
-
-
-def make_store(state: GatewayState) -> JobStore:
+def make_jobs(state: GatewayState) -> Jobs:
+    """The app's jobs (``app.state.jobs``): its store and a runner on the engine the app serves (not started)."""
     settings = state.settings
     limits = job_limits(settings.security.quotas)
+    store: JobStore
     if settings.redis_url:
         from service.jobs.redis import RedisJobStore
 
-        return RedisJobStore(settings.redis_url, settings.jobs.ttl_s, limits=limits)
-    return MemoryJobStore(settings.jobs.ttl_s, limits=limits)
-
-
-def make_jobs(state: GatewayState) -> Jobs:
-    """The app's jobs (``app.state.jobs``): its store and a runner on the engine the app serves (not started)."""
-    store = make_store(state)
-    return Jobs(store, JobRunner(store, state.settings, lambda: state.engine))
+        store = RedisJobStore(settings.redis_url, settings.jobs.ttl_s, limits=limits)
+    else:
+        store = MemoryJobStore(settings.jobs.ttl_s, limits=limits)
+    return Jobs(store, JobRunner(store, settings, lambda: state.engine))
 
 
 @asynccontextmanager
@@ -69,19 +58,6 @@ async def create_job(jobs: Jobs, record: JobRecord, staged: bytes) -> JobRecord:
     log.info("job %s queued (%s, model %s, %s frames)", record.job_id, record.kind, record.params["model"],
              record.frames_total)  # fmt: skip
     return record
-
-
-async def submit_keypoints(request: Request) -> JobRecord:
-    """Validate and stage a keypoints job from a ``POST /v1/jobs/keypoints`` JSON body."""
-    raw = await request.body()
-    record = await keypoints_job(state_of(request).settings, engine_of(request), raw, request_id_of(request))
-    return await create_job(jobs_of(request), record, raw)
-
-
-async def submit_clip(request: Request, data: bytes, fields: dict[str, str]) -> JobRecord:
-    """Validate and stage a clip job from the file and text fields of a ``POST /v1/jobs`` form."""
-    record = await clip_job(state_of(request).settings, engine_of(request), data, fields, request_id_of(request))
-    return await create_job(jobs_of(request), record, data)
 
 
 async def cancel_owned(jobs: Jobs, job_id: str) -> JobRecord:

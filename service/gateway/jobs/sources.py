@@ -1,10 +1,8 @@
 """What a job runs: its options and its frames, rebuilt from the staged input by whichever gateway runs it.
 
-A clip job stages the uploaded file and its text form fields; a keypoints job stages the JSON body. Both
-are validated at submission with the same functions as ``POST /v1/pose3d`` and parsed again here, so a
-resumed job runs with exactly the options it was accepted with. A clip is never decoded here: its header is
-probed and its encoded bytes go to the engine (``EngineClient.submit`` into the job's stream), which decodes it in its
-decode stage.
+A clip job stages the uploaded file and its text fields, a keypoints job its JSON body; both are validated at
+submission as ``POST /v1/pose3d`` validates them and parsed again here, so a resumed job runs with the options it
+was accepted with. A clip is only probed here: its encoded bytes go to the engine, which decodes them.
 """
 
 from __future__ import annotations
@@ -23,12 +21,6 @@ from service.config import GatewaySettings, LimitSettings
 from service.engine.types import EncodedClip, EngineClient, EstimateOptions, KeypointFrame, Work
 from service.engine.types import Progress as ClipProgress
 from service.engine.work import push
-
-
-def clip_options(fields: dict[str, str], settings: GatewaySettings, model: str) -> tuple[EstimateOptions, int]:
-    """A clip job's engine options and ``every_nth`` from its fields (422 on bad values)."""
-    options, every_nth = media_options(fields, settings.limits)
-    return replace(options, model=model), every_nth
 
 
 @dataclass
@@ -82,15 +74,17 @@ async def open_source(kind: str, params: dict[str, Any], staged: bytes, settings
     if kind == "keypoints":
         body, frames = await parse_keypoints(staged, settings)  # a large body in the helper process: the loop is free
         return JobSource(body.options(model), len(frames), keypoints=frames)
-    options, every_nth = clip_options(dict(params["fields"]), settings, model)
-    return await clip_source(options, staged, MediaKind(params["media"]), settings.limits, every_nth)
+    return await clip_source(dict(params["fields"]), model, staged, MediaKind(params["media"]), settings.limits)
 
 
 async def clip_source(
-    options: EstimateOptions, data: bytes, media: MediaKind, limits: LimitSettings, every_nth: int
+    fields: dict[str, str], model: str, data: bytes, media: MediaKind, limits: LimitSettings
 ) -> JobSource:
-    """A clip's job source, checked from its container header (the engine decodes it)."""
+    """A clip's job source: its options from its form ``fields`` (422 on bad values), checked from its container
+    header (the engine decodes it)."""
+    options, every_nth = media_options(fields, limits)
     info = await asyncio.to_thread(probe_clip, data, media, limits, every_nth)
     count = info.frame_count
     total = None if count is None else -(-count // every_nth)
-    return JobSource(options, total, clip=EncodedClip(data, media.value, clip_limits(limits), every_nth))
+    clip = EncodedClip(data, media.value, clip_limits(limits), every_nth)
+    return JobSource(replace(options, model=model), total, clip=clip)

@@ -1,10 +1,8 @@
 """``POST /v1/pose3d`` with ``Accept: application/x-ndjson``: each frame's result as one JSON line as it completes.
 
-The clip (or keypoint sequence) runs through an engine stream in small chunks, as a job does, and each result is
-written as soon as the engine gives it. The deadline is a **progress** deadline: the request fails only when no
-frame completes for ``X-Request-Timeout`` seconds (at most ``engine.request_timeout_s``), however long the clip.
-The first line is awaited before the response starts, so an error before any result is a normal problem+json
-status (422, 429, 504 ...); an error after it ends the stream with one line ``{"error": <problem>}``.
+The input runs through a private engine stream in small chunks, as a job does, under a **progress** deadline
+(docs/jobs.md). The first line is awaited before the response starts, so an error before any result is a normal
+problem+json status; an error after it ends the stream with one line ``{"error": <problem>}``.
 """
 
 from __future__ import annotations
@@ -30,21 +28,10 @@ from service.errors import DeadlineExceeded, Pose3DError, UnsupportedMediaType
 from service.gateway.deps import TIMEOUT_HEADER, engine_of, request_timeout, state_of
 from service.gateway.encoding import frames_json
 from service.gateway.jobs.results import NDJSON
-from service.gateway.jobs.runner import problem_of
-from service.gateway.jobs.sources import JobSource, clip_options, clip_source
+from service.gateway.jobs.sources import JobSource, clip_source
+from service.gateway.problem import problem_of
 
 CHUNK_FRAMES: Final = 8
-
-
-def wants_ndjson(request: Request) -> bool:
-    return NDJSON in request.headers.get("accept", "")
-
-
-def progress_deadline_detail(timeout_s: float) -> str:
-    return (
-        f"no frame completed within {timeout_s:g} s (the progress deadline: header {TIMEOUT_HEADER}, at most the "
-        "setting engine.request_timeout_s / POSE3D_ENGINE__REQUEST_TIMEOUT_S); for long clips use POST /v1/jobs"
-    )
 
 
 async def keypoints_source(request: Request) -> JobSource:
@@ -62,8 +49,7 @@ async def media_source(request: Request, data: bytes, fields: dict[str, str]) ->
     if media.kind.is_image:
         raise UnsupportedMediaType("NDJSON results are for clips and keypoint sequences; an image has one frame")
     info = await resolve_model(engine, parse_model_name(fields.get("model")) or settings.default_model(InputKind.CLIP))
-    options, every_nth = clip_options(fields, settings, info.name)
-    return await clip_source(options, data, media.kind, settings.limits, every_nth)
+    return await clip_source(fields, info.name, data, media.kind, settings.limits)
 
 
 async def _lines(engine: EngineClient, source: JobSource, timeout_s: float) -> AsyncGenerator[bytes]:
@@ -79,7 +65,11 @@ async def _lines(engine: EngineClient, source: JobSource, timeout_s: float) -> A
                 async with asyncio.timeout(max(0.001, left)):
                     step = await anext(steps, None)
             except (TimeoutError, DeadlineExceeded):
-                raise DeadlineExceeded(progress_deadline_detail(timeout_s)) from None
+                raise DeadlineExceeded(
+                    f"no frame completed within {timeout_s:g} s (the progress deadline: header {TIMEOUT_HEADER}, at "
+                    "most the setting engine.request_timeout_s / POSE3D_ENGINE__REQUEST_TIMEOUT_S); for long clips use "
+                    "POST /v1/jobs"
+                ) from None
             if step is None:
                 return
             if step.results:

@@ -1,25 +1,36 @@
-"""``/redoc`` served with no request leaving the machine.
+"""The pages: ``/demo`` (static files shipped in the package, three.js vendored) and ``/redoc``, with no CDN.
 
-fastapi-offline serves ReDoc's script locally, but the script itself draws a "Redocly" logo from
-``https://cdn.redoc.ly`` in its menu. The page is sent with a Content-Security-Policy that allows this origin only
-(plus what ReDoc needs: inline styles, ``data:`` images, ``blob:`` workers), so the browser never asks the CDN: the
-logo's image fails at once and ReDoc leaves it out.
+fastapi-offline serves ReDoc's script locally, but the script draws a "Redocly" logo from ``https://cdn.redoc.ly``;
+the page is sent with a Content-Security-Policy that allows this origin only (plus what ReDoc needs: inline styles,
+``data:`` images, ``blob:`` workers), so the browser never asks the CDN and ReDoc leaves the logo out.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Final
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
+DEMO_DIR = Path(__file__).with_name("demo_static")
 OFFLINE_CSP: Final = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' blob:; "
     "worker-src 'self' blob:; connect-src 'self'; font-src 'self' data:"
 )
-STATIC_URL: Final = "/static-offline-docs"
-"""Where fastapi-offline serves the documentation assets."""
+STATIC_URL: Final = "/static-offline-docs"  # where fastapi-offline serves the documentation assets
+
+
+def mount_demo(app: FastAPI) -> None:
+    """Serve ``demo_static/`` at ``/demo/`` (``/demo`` redirects there)."""
+
+    @app.get("/demo", include_in_schema=False)
+    async def demo_root() -> RedirectResponse:
+        return RedirectResponse("/demo/")
+
+    app.mount("/demo/", StaticFiles(directory=DEMO_DIR, html=True), name="demo")
 
 
 def mount_redoc(app: FastAPI, path: str = "/redoc") -> None:
