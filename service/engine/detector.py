@@ -113,9 +113,8 @@ def people_per_image(
 
 
 def default_channels_last(device: torch.device) -> bool:
-    """Whether the detector runs channels-last on ``device`` unless a setting says otherwise: on CPU and CUDA, from
-    ``python -m bench`` (``bench/README.md``): NHWC runs oneDNN's / cuDNN's channels-last convolutions (CPU:
-    1.2-1.3x the NCHW network, outputs equal to 1e-6)."""
+    """Whether the detector runs channels-last (NHWC: oneDNN's / cuDNN's fast convolutions, ``bench/README.md``)
+    on ``device`` unless a setting says otherwise."""
     return device.type in ("cpu", "cuda")
 
 

@@ -21,8 +21,7 @@ import torch
 from model.fastpath import set_fast_path
 from model.pstmo import PSTMO
 from model.skeleton import flip_pose
-from service.engine.onnx_cache import Cached, ExportCache, export_key, export_onnx
-from service.engine.ort_options import cpu_session
+from service.engine.onnx_cache import Cached, ExportCache, cpu_session, export_key, export_onnx
 from service.engine.types import FloatArray
 
 INPUT = "keypoints"
