@@ -212,24 +212,25 @@ class CAPFLifterServed(ServedLifter):
 
     @torch.inference_mode()
     def frame_tokens(self, items: Sequence[TokenInput]) -> list[FloatArray]:
-        dev = self.device
-        kp = torch.from_numpy(np.stack([it.keypoints_norm for it in items])).to(dev)
-        crop = torch.from_numpy(np.stack([it.crop_keypoints for it in items])).to(dev)
-        feats = [torch.stack([it.features[level] for it in items]).to(dev).float() for level in range(4)]
-        views = [self.trunk.joint_tokens(kp, crop_to_ref(crop), feats)]
-        flip_rows = [i for i, it in enumerate(items) if it.flip_features is not None]
+        kp = torch.from_numpy(np.stack([it.keypoints_norm for it in items])).to(self.device)
+        crop = torch.from_numpy(np.stack([it.crop_keypoints for it in items])).to(self.device)
+        plain = self.trunk.joint_tokens(kp, crop_to_ref(crop), self._levels([it.features for it in items]))
+        mirrored = {i: it.flip_features for i, it in enumerate(items) if it.flip_features is not None}
         flipped: dict[int, torch.Tensor] = {}
-        if flip_rows:
-            sel = torch.as_tensor(flip_rows, device=dev)
-            ff = [torch.stack([items[i].flip_features[level] for i in flip_rows]).to(dev).float() for level in range(4)]  # type: ignore[index]
-            kp_f = flip_pose(kp.index_select(0, sel), H36M_FLIP_PERM)
-            ref_f = crop_to_ref(flip_crop_keypoints(crop.index_select(0, sel)))
-            flipped = dict(zip(flip_rows, self.trunk.joint_tokens(kp_f, ref_f, ff), strict=True))
-        plain = views[0]
+        if mirrored:
+            rows = torch.as_tensor(list(mirrored), device=self.device)
+            kp_f = flip_pose(kp.index_select(0, rows), H36M_FLIP_PERM)
+            ref_f = crop_to_ref(flip_crop_keypoints(crop.index_select(0, rows)))
+            tokens = self.trunk.joint_tokens(kp_f, ref_f, self._levels(list(mirrored.values())))
+            flipped = dict(zip(mirrored, tokens, strict=True))
         return [
             (torch.stack([plain[i], flipped[i]]) if i in flipped else plain[i : i + 1]).float().cpu().numpy()
             for i in range(len(items))
         ]
+
+    def _levels(self, maps: Sequence[Sequence[torch.Tensor]]) -> list[torch.Tensor]:
+        """Per person the 4 maps ``(C_l, H_l, W_l)`` → per level ``(B, C_l, H_l, W_l)`` float32 on the device."""
+        return [torch.stack([person[level] for person in maps]).to(self.device).float() for level in range(4)]
 
     def _head(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, N, 17, D)`` → ``(B, 17, 3)`` for one view."""

@@ -105,14 +105,12 @@ def _random_model(name: str, factory: Callable[[], _M]) -> _M:
     return model.eval()
 
 
-def _checkpoint(name: str, spec: ModelSpec, settings: CommonSettings) -> Path | None:
-    return checkpoint_or_random(f"model {name!r}", spec.checkpoint, f"models.{name}.checkpoint", settings)
-
-
-def _preset(presets: Mapping[str, _C], name: str, arch: str) -> _C:
-    if arch not in presets:
-        raise Unavailable(f"model {name!r}: unknown architecture {arch!r} (known: {', '.join(presets)})")
-    return presets[arch]
+def _sources(presets: Mapping[str, _C], name: str, spec: ModelSpec, settings: CommonSettings) -> tuple[_C, Path | None]:
+    """Model ``name``'s architecture preset and checkpoint (None: random weights). Raises Unavailable."""
+    if spec.arch not in presets:
+        raise Unavailable(f"model {name!r}: unknown architecture {spec.arch!r} (known: {', '.join(presets)})")
+    checkpoint = checkpoint_or_random(f"model {name!r}", spec.checkpoint, f"models.{name}.checkpoint", settings)
+    return presets[spec.arch], checkpoint
 
 
 @contextmanager
@@ -124,8 +122,7 @@ def _loading(name: str) -> Iterator[None]:
 
 
 def build_pstmo(name: str, spec: ModelSpec, settings: CommonSettings, device: torch.device) -> ServedLifter:
-    cfg = _preset(PSTMO_PRESETS, name, spec.arch)
-    path = _checkpoint(name, spec, settings)
+    cfg, path = _sources(PSTMO_PRESETS, name, spec, settings)
     if path is None:
         lifter = PSTMOLifter(name, spec, RANDOM, device, _random_model(name, lambda: PSTMO(cfg)))
     else:
@@ -155,21 +152,15 @@ def export_cache(settings: CommonSettings) -> ExportCache:
 
 
 def build_capf(name: str, spec: ModelSpec, settings: CommonSettings, device: torch.device) -> ServedLifter:
-    cfg = _preset(CAPF_PRESETS, name, spec.arch)
-    path = _checkpoint(name, spec, settings)
-    if path is None:
-        return CAPFLifterServed(name, spec, RANDOM, device, _random_model(name, lambda: CAPFLifter(cfg)), None)
-    trunk = CAPFLifter(cfg)
-    with _loading(name):
-        load_capf_lifter(path, trunk)
-    return CAPFLifterServed(name, spec, sha256_of_file(path), device, trunk, None)
-
-
-def build_capf_temporal_lifter(
-    name: str, spec: ModelSpec, settings: CommonSettings, device: torch.device
-) -> ServedLifter:
-    cfg = _preset(CAPF_PRESETS, name, spec.arch)
-    path = _checkpoint(name, spec, settings)
+    """CA-PF single-frame, or temporal (``LifterKind.CAPF_TEMPORAL``: the trunk and its temporal head)."""
+    cfg, path = _sources(CAPF_PRESETS, name, spec, settings)
+    if spec.kind is LifterKind.CAPF:
+        if path is None:
+            return CAPFLifterServed(name, spec, RANDOM, device, _random_model(name, lambda: CAPFLifter(cfg)), None)
+        trunk = CAPFLifter(cfg)
+        with _loading(name):
+            load_capf_lifter(path, trunk)
+        return CAPFLifterServed(name, spec, sha256_of_file(path), device, trunk, None)
     if path is None:
         model = _random_model(name, lambda: CAPFTemporal(cfg, CAPFTemporalConfig(frames=spec.frames)))
         return CAPFLifterServed(name, spec, RANDOM, device, model.trunk, model)
@@ -188,7 +179,7 @@ LifterBuilder = Callable[[str, ModelSpec, CommonSettings, torch.device], ServedL
 LIFTER_BUILDERS: Final[Mapping[LifterKind, LifterBuilder]] = {
     LifterKind.PSTMO: build_pstmo,
     LifterKind.CAPF: build_capf,
-    LifterKind.CAPF_TEMPORAL: build_capf_temporal_lifter,
+    LifterKind.CAPF_TEMPORAL: build_capf,
 }
 
 

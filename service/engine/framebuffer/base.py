@@ -1,21 +1,14 @@
 """The FrameBuffer interface, the per-frame record it stores, and the record's compact binary codec.
 
-A stream's state lives here, never in a model object: its metadata, counters (frames received, emission
-cursor, contiguous high-water mark), the tracker's serialised state with its token, the smoothing state, and per
-frame one :class:`FrameRecord`. Records are keyed by frame index, so a retried or out-of-order frame is idempotent
-(the first write wins). :meth:`FrameBuffer.append` stores a frame, advances the emission cursor by the rules of
-:mod:`service.engine.windows` and returns the records the newly ready windows need, in one atomic step (one
-round trip on Redis).
-
-Every tracker write replaces the stream's tracker *token* with a fresh random one; an append tracked with another
-token than the stored one (another writer moved the tracker on, or the stream was reopened) stores nothing and
-answers ``CONFLICT``, so a shared buffer may serve :meth:`FrameBuffer.tracker` from this process's copy.
-
-The smoothing state (:mod:`service.engine.world`) is an opaque blob tagged with the emission cursor it is valid
-at. An append or flush answers, in the same round trip, the state valid at the start of what it emitted (for a
-replay, the one it replaced, kept one step: :class:`SmoothingSnapshot`); the engine stores the next one with
-:meth:`FrameBuffer.smoothed` (compare-and-set on the cursor). So any worker serves the next frame of a smoothed
-stream, and a retried frame is answered from the state before it.
+A stream's state lives here, never in a model object (docs/streams-and-state.md): metadata, counters, the tracker's
+state with its token, the smoothing state, and one :class:`FrameRecord` per frame, keyed by frame index (the first
+write wins, so retried and out-of-order frames are idempotent). :meth:`FrameBuffer.append` stores a frame, advances
+the emission cursor by :mod:`service.engine.windows`'s rules and returns what the newly ready windows need, in one
+atomic step (one round trip on Redis). Every tracker write takes a fresh random token; an append tracked with a
+stale token stores nothing and answers ``CONFLICT``, so a shared buffer may serve :meth:`FrameBuffer.tracker` from
+this process's copy. The smoothing state (:mod:`service.engine.world`) is an opaque blob tagged with the cursor it
+is valid at, read with each append (:class:`SmoothingSnapshot`) and stored by :meth:`FrameBuffer.smoothed`
+(compare-and-set on the cursor).
 """
 
 from __future__ import annotations
@@ -32,11 +25,10 @@ from typing import Any, ClassVar, Final
 import numpy as np
 import numpy.typing as npt
 
-from service.engine.types import WindowMode
+from service.engine.types import FloatArray, WindowMode
 from service.engine.windows import WindowSpec
 from service.errors import InvalidInput
 
-FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int32]
 
 J: Final = 17
@@ -78,11 +70,6 @@ class FrameRecord:
     @property
     def num_people(self) -> int:
         return int(self.track_ids.shape[0])
-
-    def person(self, track_id: int) -> int | None:
-        """Row of ``track_id`` in this frame, or None when the track is absent."""
-        rows = np.flatnonzero(self.track_ids == track_id)
-        return int(rows[0]) if rows.size else None
 
 
 # magic, version, frame_index, timestamp (NaN = none), width, height, people, token views, token dim
