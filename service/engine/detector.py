@@ -150,15 +150,11 @@ class TopDownDetector:
         net = net.eval().to(device=device, dtype=self.dtype)
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        for p in net.parameters():
-            p.requires_grad_(False)
-        self.net: HeatmapNetwork = net
+        self.net: HeatmapNetwork = net.requires_grad_(False)
 
     def use_network(self, network: HeatmapNetwork) -> None:
-        """Run another implementation of the same network from now on (ONNX Runtime: ``detector.backend``).
-
-        CPU and float32 only; crops go to it NCHW.
-        """
+        """Run another implementation of the same network from now on (ONNX Runtime: ``detector.backend``):
+        CPU and float32 only; crops go to it NCHW."""
         if self.device.type != "cpu" or self.dtype != torch.float32:
             raise ValueError("another detector backend runs on the CPU in float32 only")
         self.net = network

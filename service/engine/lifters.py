@@ -1,14 +1,8 @@
-"""Serving adapters of the lifters, and building them from settings through a typed mapping.
-
-Every served lifter answers two batched calls:
-
-- :meth:`ServedLifter.frame_tokens` — per person and frame, whatever the model must cache in the frame
-  buffer (CA-PF: the trunk's ``(V, 17, D)`` joint tokens, ``V = 2`` with the image flip test);
-- :meth:`ServedLifter.lift` — per window, the centre frame's ``(17, 3)`` pose, metres, root-relative.
-
-P-STMO lifts windows of normalised 2D keypoints and caches nothing but them. CA-PF single-frame is the
-``N = 1`` case of CA-PF temporal's scheme: tokens from the detector's features of the same batch, then the
-head. Models are built from settings in :mod:`service.engine.loader` (picked from a typed mapping).
+"""Serving adapters of the lifters: each answers two batched calls, :meth:`ServedLifter.frame_tokens` (what the
+model caches per person and frame in the frame buffer) and :meth:`ServedLifter.lift` (per window, the centre
+frame's pose). P-STMO lifts windows of normalised 2D keypoints and caches nothing but them; CA-PF single-frame is
+the ``N = 1`` case of CA-PF temporal's scheme (tokens from the detector's features, then the head). Models are
+built from settings in :mod:`service.engine.loader`.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 import onnxruntime as ort
 import torch
 
+from model.checkpoints.common import CheckpointError
 from service.weights.store import atomic_write, cache_home
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,18 @@ def cpu_session(model: bytes | str, intra_op_threads: int, allow_spinning: bool 
     options.add_session_config_entry("session.intra_op.allow_spinning", spin)
     options.add_session_config_entry("session.inter_op.allow_spinning", spin)
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def open_onnx(path: str | Path, what: str, intra_op_threads: int, allow_spinning: bool = False) -> tuple[Path, Any]:
+    """The ONNX file ``path`` and its :func:`cpu_session`; raises CheckpointError naming ``what`` (``"RTMPose
+    model"``) when the file is missing or does not load."""
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"{what} not found: {file}")
+    try:
+        return file, cpu_session(str(file), intra_op_threads, allow_spinning)
+    except Exception as e:  # onnxruntime raises its own untyped errors
+        raise CheckpointError(f"cannot load {what} {file}: {e}") from e
 
 
 def resolved_backend(backend: str, device: torch.device, half: bool) -> str:

@@ -100,9 +100,7 @@ def attach_guide(tracker: bytes, guide: Guide) -> bytes:
 
 def read_guide(tracker: bytes | None) -> Guide | None:
     """The guide stored with a tracker state, if any."""
-    if not tracker:
-        return None
-    g = json.loads(tracker).get(GUIDE_KEY)
+    g = json.loads(tracker).get(GUIDE_KEY) if tracker else None
     if g is None:
         return None
     return Guide(int(g["f"]), np.asarray(g["b"], np.float32).reshape(-1, 4), np.asarray(g["s"], np.float32))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import Final, Literal, Protocol
 
 import cv2
 import numpy as np
@@ -23,7 +23,7 @@ from model.skeleton import COCO_FLIP_PERM
 from model.topdown import INPUT_HEIGHT, INPUT_WIDTH, CropGeometry, box_to_center_scale, warp_matrix
 from service.config import DetectorSettings
 from service.engine.detector import PersonDetection, box_batch, people_per_image
-from service.engine.onnx_cache import cpu_session
+from service.engine.onnx_cache import open_onnx
 from service.engine.types import ByteImage, FloatArray
 from service.errors import Unavailable
 
@@ -118,13 +118,7 @@ class RTMPoseDetector:
         intra_op_threads: int = 0,
         allow_spinning: bool = False,
     ) -> None:
-        p = Path(path)
-        if not p.is_file():
-            raise CheckpointError(f"RTMPose model not found: {p}")
-        try:
-            self._session: Any = cpu_session(str(p), intra_op_threads, allow_spinning)
-        except Exception as e:  # onnxruntime raises its own untyped errors
-            raise CheckpointError(f"cannot load RTMPose model {p}: {e}") from e
+        p, self._session = open_onnx(path, "RTMPose model", intra_op_threads, allow_spinning)
         inputs = self._session.get_inputs()
         outputs = [o.name for o in self._session.get_outputs()]
         shape = list(inputs[0].shape) if inputs else []

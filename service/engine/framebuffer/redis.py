@@ -377,10 +377,7 @@ class RedisFrameBuffer(FrameBuffer):
             return False
 
     async def count(self) -> int:
-        n = 0
-        async for _ in self._redis.scan_iter(match=f"{self.prefix}:*:meta", count=1000):
-            n += 1
-        return n
+        return len([key async for key in self._redis.scan_iter(match=f"{self.prefix}:*:meta", count=1000)])
 
     async def aclose(self) -> None:
         await self._redis.aclose()
