@@ -9,11 +9,9 @@ Keys of one stream share the hash tag ``{<stream_id>}`` (one Redis Cluster slot)
 - ``pose3d:{sid}:emits``   hash: frame index → ``start,stop,newest`` (what that frame's arrival emitted)
 - ``pose3d:{sid}:tracker`` string: the tracker's serialised state
 
-A stream frame costs ONE round trip: the token check, the tracker write, the append, the cursor advance, the
-window read, the smoothing state read and trimming happen in one Lua script (atomic), which mirrors
-:mod:`service.engine.windows`; a smoothed stream adds one compare-and-set of its next smoothing state. A stale
-tracker copy fails the token check and the script answers with the stored state, so a worker that takes a stream
-over pays one extra round trip. Every touch refreshes the TTL of all four keys.
+A frame is ONE round trip: one atomic Lua script, which mirrors :mod:`service.engine.windows`, does the whole
+append (docs/streams-and-state.md); a stale tracker token is answered with the stored state. Every touch
+refreshes the TTL of all four keys.
 """
 
 from __future__ import annotations
@@ -185,9 +183,9 @@ DECODED_CACHE_BYTES: Final = 16 * 1024 * 1024
 """Encoded bytes of the records kept decoded (about as much again is held by the decoded arrays)."""
 
 
-def stream_keys(stream_id: str, prefix: str = "pose3d") -> list[str]:
+def stream_keys(stream_id: str) -> list[str]:
     """The four keys of a stream, hash-tagged on the stream id: meta, frames, emits, tracker."""
-    base = f"{prefix}:{{{stream_id}}}"
+    base = f"pose3d:{{{stream_id}}}"
     return [f"{base}:meta", f"{base}:frames", f"{base}:emits", f"{base}:tracker"]
 
 
@@ -198,10 +196,9 @@ class RedisFrameBuffer(FrameBuffer):
     kind = "redis"
     shared = True
 
-    def __init__(self, url: str, ttl_s: float = 300.0, prefix: str = "pose3d", known_streams: int = 10_000) -> None:
+    def __init__(self, url: str, ttl_s: float = 300.0, known_streams: int = 10_000) -> None:
         self._redis: RedisClient = connect(url)
         self.ttl_ms = max(1, int(ttl_s * 1000))
-        self.prefix = prefix
         self._append = self._redis.register_script(_APPEND)
         self._flush = self._redis.register_script(_FLUSH)
         self._create = self._redis.register_script(_CREATE)
@@ -210,9 +207,6 @@ class RedisFrameBuffer(FrameBuffer):
         self._known_max = known_streams
         self._decoded: OrderedDict[bytes, FrameRecord] = OrderedDict()
         self._decoded_bytes = 0
-
-    def _keys(self, stream_id: str) -> list[str]:
-        return stream_keys(stream_id, self.prefix)
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
@@ -228,7 +222,7 @@ class RedisFrameBuffer(FrameBuffer):
 
     async def create(self, meta: StreamMeta) -> StreamState:
         token = new_token()
-        created = await self._call(self._create, self._keys(meta.stream_id), [meta.to_json(), self.ttl_ms, token])
+        created = await self._call(self._create, stream_keys(meta.stream_id), [meta.to_json(), self.ttl_ms, token])
         if not created:
             existing = await self.state(meta.stream_id)
             if existing.meta == meta and not existing.closed:
@@ -239,7 +233,7 @@ class RedisFrameBuffer(FrameBuffer):
 
     async def _read(self, stream_id: str, tracker: bool) -> tuple[dict[bytes, bytes], bytes | None]:
         """The meta hash (and the tracker state), all TTLs refreshed, in one round trip."""
-        keys = self._keys(stream_id)
+        keys = stream_keys(stream_id)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hmget(keys[0], _META_FIELDS)  # not the smoothing blobs: they travel with appends only
@@ -334,7 +328,7 @@ class RedisFrameBuffer(FrameBuffer):
             REPLAY_MARGIN,
             MAX_FRAMES_AHEAD,
         ]
-        reply = await self._call(self._append, self._keys(stream_id), args)
+        reply = await self._call(self._append, stream_keys(stream_id), args)
         status = reply[0].decode()
         if status == "conflict":  # the stored state comes with the answer: the retry needs no read
             _, meta, stored, stored_tracker = reply
@@ -353,12 +347,12 @@ class RedisFrameBuffer(FrameBuffer):
 
     async def flush(self, stream_id: str, window: WindowSpec, mode: WindowMode) -> Emission:
         args = [window.lag_left, window.lag_right, "1" if mode is WindowMode.CAUSAL else "0", self.ttl_ms]
-        reply = await self._call(self._flush, self._keys(stream_id), args)
+        reply = await self._call(self._flush, stream_keys(stream_id), args)
         self._known.pop(stream_id, None)
         return self._emission(reply, stream_id)
 
     async def smoothed(self, stream_id: str, expected: int, cursor: int, state: bytes) -> bool:
-        stored = await self._call(self._smoothed, self._keys(stream_id)[:1], [expected, cursor, state, self.ttl_ms])
+        stored = await self._call(self._smoothed, stream_keys(stream_id)[:1], [expected, cursor, state, self.ttl_ms])
         if int(stored) < 0:
             raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
         return bool(stored)
@@ -366,7 +360,7 @@ class RedisFrameBuffer(FrameBuffer):
     async def delete(self, stream_id: str) -> bool:
         self._known.pop(stream_id, None)
         try:
-            return bool(await self._redis.delete(*self._keys(stream_id)))
+            return bool(await self._redis.delete(*stream_keys(stream_id)))
         except RedisError as e:
             raise Unavailable(f"frame buffer (Redis) failed: {e}") from e
 
@@ -377,7 +371,7 @@ class RedisFrameBuffer(FrameBuffer):
             return False
 
     async def count(self) -> int:
-        return len([key async for key in self._redis.scan_iter(match=f"{self.prefix}:*:meta", count=1000)])
+        return len([key async for key in self._redis.scan_iter(match="pose3d:*:meta", count=1000)])
 
     async def aclose(self) -> None:
         await self._redis.aclose()
