@@ -58,8 +58,9 @@ class PersonDetection:
 
 def box_batch(
     images: Sequence[ByteImage], boxes: Sequence[npt.ArrayLike], box_scores: Sequence[npt.ArrayLike]
-) -> tuple[list[FloatArray], list[FloatArray]]:
-    """Per image ``(N_i, 4)`` xyxy boxes and ``(N_i,)`` scores, float32. Raises ValueError when counts disagree."""
+) -> tuple[list[FloatArray], list[FloatArray], list[CropGeometry]]:
+    """Per image ``(N_i, 4)`` xyxy boxes and ``(N_i,)`` scores, float32, and their 256x192 crops' geometry.
+    Raises ValueError when counts disagree."""
     if not len(images) == len(boxes) == len(box_scores):
         raise ValueError(f"{len(images)} images but {len(boxes)} box lists and {len(box_scores)} score lists")
     box_arrays = [np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in boxes]
@@ -67,7 +68,7 @@ def box_batch(
     for i, (b, s) in enumerate(zip(box_arrays, score_arrays, strict=True)):
         if len(b) != len(s):
             raise ValueError(f"image {i}: {len(b)} boxes but {len(s)} scores")
-    return box_arrays, score_arrays
+    return box_arrays, score_arrays, [box_to_center_scale(b) for b in box_arrays]
 
 
 def people_per_image(
@@ -179,8 +180,7 @@ class TopDownDetector:
         Returns:
             per image, one :class:`PersonDetection` per box, in box order.
         """
-        box_arrays, score_arrays = box_batch(images, boxes, box_scores)
-        geometries = [box_to_center_scale(b) for b in box_arrays]
+        box_arrays, score_arrays, geometries = box_batch(images, boxes, box_scores)
         if not any(len(g) for g in geometries):
             return [[] for _ in images]
         with torch.inference_mode():

@@ -52,8 +52,6 @@ log = logging.getLogger(__name__)
 _C = TypeVar("_C")
 
 
-# -- the random-weights policy ------------------------------------------------------------------
-
 RANDOM: Final = "random"
 """``weights`` of a network serving random weights (else the checkpoint's sha256)."""
 
@@ -85,9 +83,6 @@ def onnx_or_random(what: str, onnx: Path, settings: CommonSettings) -> tuple[Pat
 def weights_detail(weights: str) -> str:
     """How ``/readyz`` names a network's weights."""
     return "RANDOM weights" if weights == RANDOM else f"weights sha256 {weights}"
-
-
-# -- lifters -----------------------------------------------------------------------------------
 
 
 _M = TypeVar("_M", bound=torch.nn.Module)
@@ -186,9 +181,6 @@ LIFTER_BUILDERS: Final[Mapping[LifterKind, LifterBuilder]] = {
 def build_lifters(settings: CommonSettings, device: torch.device) -> dict[str, ServedLifter]:
     """Every model of ``settings.models``, loaded (or random where allowed). Raises Unavailable naming the model."""
     return {name: LIFTER_BUILDERS[spec.kind](name, spec, settings, device) for name, spec in settings.models.items()}
-
-
-# -- the engine -------------------------------------------------------------------------------
 
 
 @dataclass

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from model.checkpoints.common import CheckpointError
 from model.skeleton import COCO_FLIP_PERM
-from model.topdown import INPUT_HEIGHT, INPUT_WIDTH, CropGeometry, box_to_center_scale, warp_matrix
+from model.topdown import INPUT_HEIGHT, INPUT_WIDTH, CropGeometry, warp_matrix
 from service.config import DetectorSettings
 from service.engine.detector import PersonDetection, box_batch, people_per_image
 from service.engine.onnx_cache import open_onnx
@@ -163,8 +163,7 @@ class RTMPoseDetector:
     ) -> list[list[PersonDetection]]:
         """As :meth:`TopDownDetector.detect <service.engine.detector.TopDownDetector.detect>`, without features
         (``flip_features`` is ignored)."""
-        box_arrays, score_arrays = box_batch(images, boxes, box_scores)
-        geometries = [box_to_center_scale(b, input_size=INPUT_SIZE) for b in box_arrays]
+        box_arrays, score_arrays, geometries = box_batch(images, boxes, box_scores)
         if not any(len(g) for g in geometries):
             return [[] for _ in images]
         inputs = np.concatenate([crop_inputs(img, g) for img, g in zip(images, geometries, strict=True) if len(g)])

@@ -145,14 +145,13 @@ class StreamMeta:
     @classmethod
     def from_json(cls, text: str | bytes) -> StreamMeta:
         d: dict[str, Any] = json.loads(text)
-        boxes = d.get("boxes")
         return cls(
             stream_id=str(d["stream_id"]),
             model=str(d["model"]),
             mode=WindowMode(d["mode"]),
             flip_test=bool(d["flip_test"]),
             max_people=d.get("max_people"),
-            boxes=boxes,
+            boxes=d.get("boxes"),
             world=str(d.get("world", "")),
         )
 
