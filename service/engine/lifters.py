@@ -200,10 +200,6 @@ class CAPFLifterServed(ServedLifter):
         if temporal is not None and temporal.frames != spec.frames:
             raise Unavailable(f"model {name!r}: temporal head has {temporal.frames} frames, settings say {spec.frames}")
 
-    @property
-    def token_dim(self) -> int:
-        return self.trunk.cfg.embed_dim
-
     @torch.inference_mode()
     def frame_tokens(self, items: Sequence[TokenInput]) -> list[FloatArray]:
         kp = torch.from_numpy(np.stack([it.keypoints_norm for it in items])).to(self.device)
@@ -248,4 +244,4 @@ class CAPFLifterServed(ServedLifter):
 
     def _dummy_tokens(self, n: int) -> FloatArray:
         views = 2 if self.spec.flip_test else 1
-        return np.zeros((n, views, 17, self.token_dim), np.float32)
+        return np.zeros((n, views, 17, self.trunk.cfg.embed_dim), np.float32)

@@ -28,12 +28,10 @@ from service.engine.types import ByteImage, FloatArray
 from service.errors import Unavailable
 
 INPUT_SIZE: Final = (INPUT_WIDTH, INPUT_HEIGHT)
-"""Network input (width, height) in pixels: the published RTMPose body models' 192×256, the top-down input that
-:func:`~service.engine.detector.people_per_image` maps crop keypoints back from."""
+"""Network input (width, height) in pixels: the published RTMPose body models' 192×256, HRNet's too."""
 SIMCC_SPLIT_RATIO: Final = 2.0
 MEAN_RGB: Final = (123.675, 116.28, 103.53)
 STD_RGB: Final = (58.395, 57.12, 57.375)
-NUM_JOINTS: Final = 17
 OUTPUT_NAMES: Final = ("simcc_x", "simcc_y")
 ScoreMode = Literal["min", "mean"]
 
