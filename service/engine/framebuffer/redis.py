@@ -46,9 +46,7 @@ from service.redis_client import RedisClient, connect
 _LUA_COMMON: Final = """
 local function counters()
   local m = redis.call('HMGET', KEYS[1], 'cursor', 'high', 'maxi', 'received', 'trim', 'closed')
-  local c = {}
-  for i = 1, 6 do c[i] = tonumber(m[i]) end
-  return c
+  return tonumber(m[1]), tonumber(m[2]), tonumber(m[3]), tonumber(m[4]), tonumber(m[5]), tonumber(m[6])
 end
 local function touch(ttl)
   for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
@@ -86,8 +84,7 @@ _APPEND: Final = (
     _LUA_COMMON
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-local c = counters()
-local cursor, high, maxi, received, trim, closed = c[1], c[2], c[3], c[4], c[5], c[6]
+local cursor, high, maxi, received, trim, closed = counters()
 if closed == 1 then return {'closed'} end
 local ttl = tonumber(ARGV[9])
 local stored = redis.call('HMGET', KEYS[1], 'ttok', 'meta')
@@ -146,8 +143,7 @@ _FLUSH: Final = (
     _LUA_COMMON
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-local c = counters()
-local cursor, high, maxi, received = c[1], c[2], c[3], c[4]
+local cursor, high, maxi, received = counters()
 redis.call('HSET', KEYS[1], 'closed', 1)
 local start = cursor
 local stop = math.max(cursor, maxi + 1)
