@@ -20,6 +20,7 @@ import struct
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from itertools import accumulate
 from typing import Any, ClassVar, Final
 
 import numpy as np
@@ -84,14 +85,9 @@ def encode_record(rec: FrameRecord) -> bytes:
     views, dim = (rec.tokens.shape[1], rec.tokens.shape[3]) if rec.tokens.size else (0, 0)
     ts = math.nan if rec.timestamp_s is None else rec.timestamp_s
     header = _HEADER.pack(_MAGIC, _VERSION, rec.frame_index, ts, *rec.image_size, p, views, dim)
-    parts = [
-        np.ascontiguousarray(rec.track_ids, dtype="<i4").tobytes(),
-        *(
-            np.ascontiguousarray(a, dtype="<f4").tobytes()
-            for a in (rec.boxes, rec.box_scores, rec.keypoints_px, rec.keypoints_norm, rec.scores, rec.tokens)
-        ),
-    ]
-    return header + b"".join(parts)
+    floats = (rec.boxes, rec.box_scores, rec.keypoints_px, rec.keypoints_norm, rec.scores, rec.tokens)
+    track_ids = np.ascontiguousarray(rec.track_ids, dtype="<i4").tobytes()
+    return header + track_ids + b"".join(np.ascontiguousarray(a, dtype="<f4").tobytes() for a in floats)
 
 
 def decode_record(data: bytes) -> FrameRecord:
@@ -102,17 +98,15 @@ def decode_record(data: bytes) -> FrameRecord:
     if magic != _MAGIC or version != _VERSION:
         raise ValueError(f"not a frame record of version {_VERSION}")
     shapes: list[tuple[int, ...]] = [(p, 4), (p,), (p, J, 2), (p, J, 2), (p, J), (p, views, J, dim)]
-    expected = _HEADER.size + 4 * p + sum(4 * math.prod(s) for s in shapes)
+    sizes = [math.prod(shape) for shape in shapes]
+    expected = _HEADER.size + 4 * (p + sum(sizes))
     if len(data) != expected:
         raise ValueError(f"frame record has {len(data)} bytes, expected {expected}")
     track_ids = np.frombuffer(data, dtype="<i4", count=p, offset=_HEADER.size).astype(np.int32)
     floats = np.frombuffer(data, dtype="<f4", offset=_HEADER.size + 4 * p).astype(np.float32)  # one copy, writable
-    arrays: list[FloatArray] = []
-    offset = 0
-    for shape in shapes:  # views into the one copy (a window reads ~N records per frame: decoding must be cheap)
-        n = math.prod(shape)
-        arrays.append(floats[offset : offset + n].reshape(shape))
-        offset += n
+    # views into the one copy (a window reads ~N records per frame: decoding must be cheap)
+    ends = accumulate(sizes)
+    arrays = [floats[end - size : end].reshape(shape) for size, end, shape in zip(sizes, ends, shapes, strict=True)]
     boxes, box_scores, kp_px, kp_norm, scores, tokens = arrays
     return FrameRecord(
         int(index), None if math.isnan(ts) else float(ts), (int(width), int(height)), track_ids,
