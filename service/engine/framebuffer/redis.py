@@ -248,21 +248,10 @@ class RedisFrameBuffer(FrameBuffer):
 
     async def state(self, stream_id: str) -> StreamState:
         raw, _ = await self._read(stream_id, tracker=False)
-        return self._state(raw)
-
-    @staticmethod
-    def _state(raw: dict[bytes, bytes]) -> StreamState:
-        def num(name: str) -> int:
-            return int(raw[name.encode()])
-
-        return StreamState(
-            StreamMeta.from_json(raw[b"meta"]),
-            frames_received=num("received"),
-            next_emit=num("cursor"),
-            contiguous_high=num("high"),
-            max_index=num("maxi"),
-            closed=bool(num("closed")),
+        received, cursor, high, maxi, closed = (
+            int(raw[name]) for name in (b"received", b"cursor", b"high", b"maxi", b"closed")
         )
+        return StreamState(StreamMeta.from_json(raw[b"meta"]), received, cursor, high, maxi, bool(closed))
 
     async def tracker(self, stream_id: str, fresh: bool = False) -> TrackerView:
         known = None if fresh else self._known.get(stream_id)
