@@ -277,6 +277,10 @@ class RedisFrameBuffer(FrameBuffer):
             self._decoded_bytes -= len(old)
         return record
 
+    def _window_args(self, window: WindowSpec, mode: WindowMode) -> list[Any]:
+        """The scripts' window arguments: lag_left lag_right causal ttl_ms."""
+        return [window.lag_left, window.lag_right, "1" if mode is WindowMode.CAUSAL else "0", self.ttl_ms]
+
     def _emission(self, reply: list[Any], stream_id: str) -> Emission:
         status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
         if status in ("missing", "closed"):
@@ -300,19 +304,8 @@ class RedisFrameBuffer(FrameBuffer):
         seen: str | None = None,
     ) -> Emission:
         token = new_token()
-        args = [
-            record.frame_index,
-            encode_record(record),
-            tracker if tracker is not None else b"",
-            seen or "",
-            token,
-            window.lag_left,
-            window.lag_right,
-            "1" if mode is WindowMode.CAUSAL else "0",
-            self.ttl_ms,
-            REPLAY_MARGIN,
-            MAX_FRAMES_AHEAD,
-        ]
+        args = [record.frame_index, encode_record(record), tracker or b"", seen or "", token]
+        args += [*self._window_args(window, mode), REPLAY_MARGIN, MAX_FRAMES_AHEAD]
         reply = await self._call(self._append, stream_keys(stream_id), args)
         status = reply[0].decode()
         if status == "conflict":  # the stored state comes with the answer: the retry needs no read
@@ -331,8 +324,7 @@ class RedisFrameBuffer(FrameBuffer):
         return emission
 
     async def flush(self, stream_id: str, window: WindowSpec, mode: WindowMode) -> Emission:
-        args = [window.lag_left, window.lag_right, "1" if mode is WindowMode.CAUSAL else "0", self.ttl_ms]
-        reply = await self._call(self._flush, stream_keys(stream_id), args)
+        reply = await self._call(self._flush, stream_keys(stream_id), self._window_args(window, mode))
         self._known.pop(stream_id, None)
         return self._emission(reply, stream_id)
 
