@@ -304,8 +304,7 @@ def _hrnet(settings: CommonSettings, checkpoint: Path | None, needs_features: bo
 
 
 def build_box_finder(settings: CommonSettings, report: Report) -> PersonBoxFinder:
-    """Person boxes from the ONNX person detector ``settings.detector`` names, else client boxes or the whole
-    frame."""
+    """Person boxes: the ONNX person detector ``settings.detector`` names, else client boxes or the whole frame."""
     det = settings.detector
     if det.person_detector_onnx is None:
         return PersonBoxFinder(None)

@@ -94,9 +94,8 @@ class PersonBoxes:
 
 
 class OnnxPersonDetector:
-    """Runs an mmdeploy/rtmlib YOLOX or RTMDet ONNX model through onnxruntime (see the module doc).
-
-    ``default_input_size`` ``(h, w)`` is used when the model's input has dynamic dimensions; one intra-op thread."""
+    """An mmdeploy/rtmlib YOLOX or RTMDet ONNX model on one onnxruntime thread (see the module doc);
+    ``default_input_size`` ``(h, w)`` stands for the input's dynamic dimensions."""
 
     def __init__(
         self,
