@@ -165,17 +165,15 @@ class PSTMOLifter(ServedLifter):
 
     def _lift_flipped(self, flip: bool, windows: list[LiftWindow]) -> FloatArray:
         """Windows of one flip setting → ``(B, 17, 3)`` H36M-17 poses, metres."""
-        kp = self.joints.to_network(np.stack([w.keypoints_norm for w in windows]))
-        return self.joints.to_h36m_order(self._native(kp, flip)) * np.float32(self._scale)
-
-    def _native(self, kp: FloatArray, flip: bool) -> FloatArray:
-        """``(B, T, 17, 2)`` in the network's joint order → ``(B, 17, 3)`` centre poses, the network's units."""
         j = self.joints
+        kp = j.to_network(np.stack([w.keypoints_norm for w in windows]))  # (B, T, 17, 2), the network's order
         if self.onnx is not None:
-            return self.onnx.lift(kp, flip, j.flip_perm, j.root)
-        native = self.model.lift(torch.from_numpy(kp).to(self.device), flip, j.flip_perm, j.root)
-        pose: FloatArray = native.float().cpu().numpy()
-        return pose
+            native = self.onnx.lift(kp, flip, j.flip_perm, j.root)  # (B, 17, 3), the network's order and units
+        else:
+            native = (
+                self.model.lift(torch.from_numpy(kp).to(self.device), flip, j.flip_perm, j.root).float().cpu().numpy()
+            )
+        return j.to_h36m_order(native) * np.float32(self._scale)
 
 
 class CAPFLifterServed(ServedLifter):
