@@ -58,8 +58,9 @@ class PersonDetection:
 
 def box_batch(
     images: Sequence[ByteImage], boxes: Sequence[npt.ArrayLike], box_scores: Sequence[npt.ArrayLike]
-) -> tuple[list[FloatArray], list[FloatArray]]:
-    """Per image ``(N_i, 4)`` xyxy boxes and ``(N_i,)`` scores, float32. Raises ValueError when counts disagree."""
+) -> tuple[list[FloatArray], list[FloatArray], list[CropGeometry]]:
+    """Per image ``(N_i, 4)`` xyxy boxes and ``(N_i,)`` scores, float32, and their 256x192 crops' geometry.
+    Raises ValueError when counts disagree."""
     if not len(images) == len(boxes) == len(box_scores):
         raise ValueError(f"{len(images)} images but {len(boxes)} box lists and {len(box_scores)} score lists")
     box_arrays = [np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in boxes]
@@ -67,7 +68,7 @@ def box_batch(
     for i, (b, s) in enumerate(zip(box_arrays, score_arrays, strict=True)):
         if len(b) != len(s):
             raise ValueError(f"image {i}: {len(b)} boxes but {len(s)} scores")
-    return box_arrays, score_arrays
+    return box_arrays, score_arrays, [box_to_center_scale(b) for b in box_arrays]
 
 
 def people_per_image(
@@ -113,9 +114,8 @@ def people_per_image(
 
 
 def default_channels_last(device: torch.device) -> bool:
-    """Whether the detector runs channels-last on ``device`` unless a setting says otherwise: on CPU and CUDA, from
-    ``python -m bench`` (``bench/README.md``): NHWC runs oneDNN's / cuDNN's channels-last convolutions (CPU:
-    1.2-1.3x the NCHW network, outputs equal to 1e-6)."""
+    """Whether the detector runs channels-last (NHWC: oneDNN's / cuDNN's fast convolutions, ``bench/README.md``)
+    on ``device`` unless a setting says otherwise."""
     return device.type in ("cpu", "cuda")
 
 
@@ -151,15 +151,11 @@ class TopDownDetector:
         net = net.eval().to(device=device, dtype=self.dtype)
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        for p in net.parameters():
-            p.requires_grad_(False)
-        self.net: HeatmapNetwork = net
+        self.net: HeatmapNetwork = net.requires_grad_(False)
 
     def use_network(self, network: HeatmapNetwork) -> None:
-        """Run another implementation of the same network from now on (ONNX Runtime: ``detector.backend``).
-
-        CPU and float32 only; crops go to it NCHW.
-        """
+        """Run another implementation of the same network from now on (ONNX Runtime: ``detector.backend``):
+        CPU and float32 only; crops go to it NCHW."""
         if self.device.type != "cpu" or self.dtype != torch.float32:
             raise ValueError("another detector backend runs on the CPU in float32 only")
         self.net = network
@@ -184,8 +180,7 @@ class TopDownDetector:
         Returns:
             per image, one :class:`PersonDetection` per box, in box order.
         """
-        box_arrays, score_arrays = box_batch(images, boxes, box_scores)
-        geometries = [box_to_center_scale(b) for b in box_arrays]
+        box_arrays, score_arrays, geometries = box_batch(images, boxes, box_scores)
         if not any(len(g) for g in geometries):
             return [[] for _ in images]
         with torch.inference_mode():

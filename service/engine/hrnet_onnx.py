@@ -15,21 +15,18 @@ import torch
 
 from model.hrnet import PoseHRNet
 from service.engine.detector import TopDownDetector
-from service.engine.onnx_cache import Cached, ExportCache, export_key, export_onnx
-from service.engine.ort_options import cpu_session
+from service.engine.onnx_cache import Cached, ExportCache, cpu_session, export_key, export_onnx
 from service.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
 INPUT = "crops"
 OUTPUTS = ("heatmaps", "feat0", "feat1", "feat2", "feat3")
-INPUT_SHAPE = "N,3,256,192 float32 NCHW"
-"""The graph's input: dynamic batch (plain crops, or plain + flipped crops in one forward), 256x192 crops."""
 
 
 def hrnet_cache_key(net: PoseHRNet) -> dict[str, str]:
     """Everything the exported graph depends on (:func:`~service.engine.onnx_cache.export_key`), joints too."""
-    return export_key("PoseHRNet", net, INPUT_SHAPE, num_joints=str(net.num_joints))
+    return export_key("PoseHRNet", net, "N,3,256,192 float32 NCHW", num_joints=str(net.num_joints))
 
 
 def export_hrnet_onnx(net: PoseHRNet) -> bytes:
@@ -41,7 +38,7 @@ def export_hrnet_onnx(net: PoseHRNet) -> bytes:
 
 class OnnxHRNet:
     """A :class:`PoseHRNet` run by ONNX Runtime: ``model`` the graph of :func:`export_hrnet_onnx`, ``threads``
-    intra-op threads (0 = ONNX Runtime's default; :func:`~service.engine.ort_options.cpu_session`)."""
+    intra-op threads (0 = ONNX Runtime's default)."""
 
     def __init__(self, model: bytes, threads: int = 0) -> None:
         self.session = cpu_session(model, threads)

@@ -1,14 +1,8 @@
-"""Serving adapters of the lifters, and building them from settings through a typed mapping.
-
-Every served lifter answers two batched calls:
-
-- :meth:`ServedLifter.frame_tokens` — per person and frame, whatever the model must cache in the frame
-  buffer (CA-PF: the trunk's ``(V, 17, D)`` joint tokens, ``V = 2`` with the image flip test);
-- :meth:`ServedLifter.lift` — per window, the centre frame's ``(17, 3)`` pose, metres, root-relative.
-
-P-STMO lifts windows of normalised 2D keypoints and caches nothing but them. CA-PF single-frame is the
-``N = 1`` case of CA-PF temporal's scheme: tokens from the detector's features of the same batch, then the
-head. Models are built from settings in :mod:`service.engine.loader` (picked from a typed mapping).
+"""Serving adapters of the lifters: each answers two batched calls, :meth:`ServedLifter.frame_tokens` (what the
+model caches per person and frame in the frame buffer) and :meth:`ServedLifter.lift` (per window, the centre
+frame's pose). P-STMO lifts windows of normalised 2D keypoints and caches nothing but them; CA-PF single-frame is
+the ``N = 1`` case of CA-PF temporal's scheme (tokens from the detector's features, then the head). Models are
+built from settings in :mod:`service.engine.loader`.
 """
 
 from __future__ import annotations
@@ -171,17 +165,15 @@ class PSTMOLifter(ServedLifter):
 
     def _lift_flipped(self, flip: bool, windows: list[LiftWindow]) -> FloatArray:
         """Windows of one flip setting → ``(B, 17, 3)`` H36M-17 poses, metres."""
-        kp = self.joints.to_network(np.stack([w.keypoints_norm for w in windows]))
-        return self.joints.to_h36m_order(self._native(kp, flip)) * np.float32(self._scale)
-
-    def _native(self, kp: FloatArray, flip: bool) -> FloatArray:
-        """``(B, T, 17, 2)`` in the network's joint order → ``(B, 17, 3)`` centre poses, the network's units."""
         j = self.joints
+        kp = j.to_network(np.stack([w.keypoints_norm for w in windows]))  # (B, T, 17, 2), the network's order
         if self.onnx is not None:
-            return self.onnx.lift(kp, flip, j.flip_perm, j.root)
-        native = self.model.lift(torch.from_numpy(kp).to(self.device), flip, j.flip_perm, j.root)
-        pose: FloatArray = native.float().cpu().numpy()
-        return pose
+            native = self.onnx.lift(kp, flip, j.flip_perm, j.root)  # (B, 17, 3), the network's order and units
+        else:
+            native = (
+                self.model.lift(torch.from_numpy(kp).to(self.device), flip, j.flip_perm, j.root).float().cpu().numpy()
+            )
+        return j.to_h36m_order(native) * np.float32(self._scale)
 
 
 class CAPFLifterServed(ServedLifter):
@@ -206,30 +198,27 @@ class CAPFLifterServed(ServedLifter):
         if temporal is not None and temporal.frames != spec.frames:
             raise Unavailable(f"model {name!r}: temporal head has {temporal.frames} frames, settings say {spec.frames}")
 
-    @property
-    def token_dim(self) -> int:
-        return self.trunk.cfg.embed_dim
-
     @torch.inference_mode()
     def frame_tokens(self, items: Sequence[TokenInput]) -> list[FloatArray]:
-        dev = self.device
-        kp = torch.from_numpy(np.stack([it.keypoints_norm for it in items])).to(dev)
-        crop = torch.from_numpy(np.stack([it.crop_keypoints for it in items])).to(dev)
-        feats = [torch.stack([it.features[level] for it in items]).to(dev).float() for level in range(4)]
-        views = [self.trunk.joint_tokens(kp, crop_to_ref(crop), feats)]
-        flip_rows = [i for i, it in enumerate(items) if it.flip_features is not None]
+        kp = torch.from_numpy(np.stack([it.keypoints_norm for it in items])).to(self.device)
+        crop = torch.from_numpy(np.stack([it.crop_keypoints for it in items])).to(self.device)
+        plain = self.trunk.joint_tokens(kp, crop_to_ref(crop), self._levels([it.features for it in items]))
+        mirrored = {i: it.flip_features for i, it in enumerate(items) if it.flip_features is not None}
         flipped: dict[int, torch.Tensor] = {}
-        if flip_rows:
-            sel = torch.as_tensor(flip_rows, device=dev)
-            ff = [torch.stack([items[i].flip_features[level] for i in flip_rows]).to(dev).float() for level in range(4)]  # type: ignore[index]
-            kp_f = flip_pose(kp.index_select(0, sel), H36M_FLIP_PERM)
-            ref_f = crop_to_ref(flip_crop_keypoints(crop.index_select(0, sel)))
-            flipped = dict(zip(flip_rows, self.trunk.joint_tokens(kp_f, ref_f, ff), strict=True))
-        plain = views[0]
+        if mirrored:
+            rows = torch.as_tensor(list(mirrored), device=self.device)
+            kp_f = flip_pose(kp.index_select(0, rows), H36M_FLIP_PERM)
+            ref_f = crop_to_ref(flip_crop_keypoints(crop.index_select(0, rows)))
+            tokens = self.trunk.joint_tokens(kp_f, ref_f, self._levels(list(mirrored.values())))
+            flipped = dict(zip(mirrored, tokens, strict=True))
         return [
             (torch.stack([plain[i], flipped[i]]) if i in flipped else plain[i : i + 1]).float().cpu().numpy()
             for i in range(len(items))
         ]
+
+    def _levels(self, maps: Sequence[Sequence[torch.Tensor]]) -> list[torch.Tensor]:
+        """Per person the 4 maps ``(C_l, H_l, W_l)`` → per level ``(B, C_l, H_l, W_l)`` float32 on the device."""
+        return [torch.stack([person[level] for person in maps]).to(self.device).float() for level in range(4)]
 
     def _head(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, N, 17, D)`` → ``(B, 17, 3)`` for one view."""
@@ -253,4 +242,4 @@ class CAPFLifterServed(ServedLifter):
 
     def _dummy_tokens(self, n: int) -> FloatArray:
         views = 2 if self.spec.flip_test else 1
-        return np.zeros((n, views, 17, self.token_dim), np.float32)
+        return np.zeros((n, views, 17, self.trunk.cfg.embed_dim), np.float32)

@@ -52,8 +52,6 @@ log = logging.getLogger(__name__)
 _C = TypeVar("_C")
 
 
-# -- the random-weights policy ------------------------------------------------------------------
-
 RANDOM: Final = "random"
 """``weights`` of a network serving random weights (else the checkpoint's sha256)."""
 
@@ -87,9 +85,6 @@ def weights_detail(weights: str) -> str:
     return "RANDOM weights" if weights == RANDOM else f"weights sha256 {weights}"
 
 
-# -- lifters -----------------------------------------------------------------------------------
-
-
 _M = TypeVar("_M", bound=torch.nn.Module)
 
 
@@ -105,14 +100,12 @@ def _random_model(name: str, factory: Callable[[], _M]) -> _M:
     return model.eval()
 
 
-def _checkpoint(name: str, spec: ModelSpec, settings: CommonSettings) -> Path | None:
-    return checkpoint_or_random(f"model {name!r}", spec.checkpoint, f"models.{name}.checkpoint", settings)
-
-
-def _preset(presets: Mapping[str, _C], name: str, arch: str) -> _C:
-    if arch not in presets:
-        raise Unavailable(f"model {name!r}: unknown architecture {arch!r} (known: {', '.join(presets)})")
-    return presets[arch]
+def _sources(presets: Mapping[str, _C], name: str, spec: ModelSpec, settings: CommonSettings) -> tuple[_C, Path | None]:
+    """Model ``name``'s architecture preset and checkpoint (None: random weights). Raises Unavailable."""
+    if spec.arch not in presets:
+        raise Unavailable(f"model {name!r}: unknown architecture {spec.arch!r} (known: {', '.join(presets)})")
+    checkpoint = checkpoint_or_random(f"model {name!r}", spec.checkpoint, f"models.{name}.checkpoint", settings)
+    return presets[spec.arch], checkpoint
 
 
 @contextmanager
@@ -124,8 +117,7 @@ def _loading(name: str) -> Iterator[None]:
 
 
 def build_pstmo(name: str, spec: ModelSpec, settings: CommonSettings, device: torch.device) -> ServedLifter:
-    cfg = _preset(PSTMO_PRESETS, name, spec.arch)
-    path = _checkpoint(name, spec, settings)
+    cfg, path = _sources(PSTMO_PRESETS, name, spec, settings)
     if path is None:
         lifter = PSTMOLifter(name, spec, RANDOM, device, _random_model(name, lambda: PSTMO(cfg)))
     else:
@@ -155,21 +147,15 @@ def export_cache(settings: CommonSettings) -> ExportCache:
 
 
 def build_capf(name: str, spec: ModelSpec, settings: CommonSettings, device: torch.device) -> ServedLifter:
-    cfg = _preset(CAPF_PRESETS, name, spec.arch)
-    path = _checkpoint(name, spec, settings)
-    if path is None:
-        return CAPFLifterServed(name, spec, RANDOM, device, _random_model(name, lambda: CAPFLifter(cfg)), None)
-    trunk = CAPFLifter(cfg)
-    with _loading(name):
-        load_capf_lifter(path, trunk)
-    return CAPFLifterServed(name, spec, sha256_of_file(path), device, trunk, None)
-
-
-def build_capf_temporal_lifter(
-    name: str, spec: ModelSpec, settings: CommonSettings, device: torch.device
-) -> ServedLifter:
-    cfg = _preset(CAPF_PRESETS, name, spec.arch)
-    path = _checkpoint(name, spec, settings)
+    """CA-PF single-frame, or temporal (``LifterKind.CAPF_TEMPORAL``: the trunk and its temporal head)."""
+    cfg, path = _sources(CAPF_PRESETS, name, spec, settings)
+    if spec.kind is LifterKind.CAPF:
+        if path is None:
+            return CAPFLifterServed(name, spec, RANDOM, device, _random_model(name, lambda: CAPFLifter(cfg)), None)
+        trunk = CAPFLifter(cfg)
+        with _loading(name):
+            load_capf_lifter(path, trunk)
+        return CAPFLifterServed(name, spec, sha256_of_file(path), device, trunk, None)
     if path is None:
         model = _random_model(name, lambda: CAPFTemporal(cfg, CAPFTemporalConfig(frames=spec.frames)))
         return CAPFLifterServed(name, spec, RANDOM, device, model.trunk, model)
@@ -188,16 +174,13 @@ LifterBuilder = Callable[[str, ModelSpec, CommonSettings, torch.device], ServedL
 LIFTER_BUILDERS: Final[Mapping[LifterKind, LifterBuilder]] = {
     LifterKind.PSTMO: build_pstmo,
     LifterKind.CAPF: build_capf,
-    LifterKind.CAPF_TEMPORAL: build_capf_temporal_lifter,
+    LifterKind.CAPF_TEMPORAL: build_capf,
 }
 
 
 def build_lifters(settings: CommonSettings, device: torch.device) -> dict[str, ServedLifter]:
     """Every model of ``settings.models``, loaded (or random where allowed). Raises Unavailable naming the model."""
     return {name: LIFTER_BUILDERS[spec.kind](name, spec, settings, device) for name, spec in settings.models.items()}
-
-
-# -- the engine -------------------------------------------------------------------------------
 
 
 @dataclass
@@ -321,8 +304,7 @@ def _hrnet(settings: CommonSettings, checkpoint: Path | None, needs_features: bo
 
 
 def build_box_finder(settings: CommonSettings, report: Report) -> PersonBoxFinder:
-    """Person boxes from the ONNX person detector ``settings.detector`` names, else client boxes or the whole
-    frame."""
+    """Person boxes: the ONNX person detector ``settings.detector`` names, else client boxes or the whole frame."""
     det = settings.detector
     if det.person_detector_onnx is None:
         return PersonBoxFinder(None)

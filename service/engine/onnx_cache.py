@@ -1,4 +1,4 @@
-"""Export once, cache on disk: ONNX graphs (or any exported bytes) keyed by what they were built from.
+"""The engine's ONNX Runtime plumbing: CPU sessions, and export once, cache on disk (graphs keyed by their sources).
 
 A cache entry is ``<dir>/<name>-<key digest>.onnx`` with ``<file>.sha256`` beside it. The key (weights digest,
 exporter and runtime versions, input shape, ...) is hashed into the name, so a change in any of them names another
@@ -16,11 +16,12 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import onnxruntime as ort
 import torch
 
+from model.checkpoints.common import CheckpointError
 from service.weights.store import atomic_write, cache_home
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,35 @@ OPSET = 17
 
 BACKEND_BY_DEVICE: dict[str, str] = {"cpu": "onnx", "cuda": "torch"}
 """``backend = "auto"`` (``detector.backend``, ``models.<name>.backend``): the faster runtime per device, measured
-per network (bench/README.md). CPU float32: ONNX Runtime — HRNet-W32 at 70-82% of the matmul peak vs 19-60% for
-the fused channels-last torch network (``bench/measured/networks-hrnet-onnx-2threads``); P-STMO 25-30% less CPU
-per window (``python -m bench.realtime_stages``). CUDA keeps torch: not measured on a GPU; half precision is torch
-only."""
+per network (docs/benchmarks.md "HRNet backend"); CUDA keeps torch (not measured on a GPU; half is torch only)."""
+
+
+def cpu_session(model: bytes | str, intra_op_threads: int, allow_spinning: bool = False) -> Any:
+    """An ONNX Runtime CPU session of ``model`` (graph bytes or a file path): ``intra_op_threads`` for its ops
+    (0 = all cores), sequential with one inter-op thread (the graph is a chain), every graph optimisation, and
+    idle threads spinning only when ``allow_spinning`` (off in the engine: on a shared CPU a spinning thread takes
+    the core the lifter's torch threads need; docs/benchmarks.md "Threads that sleep")."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    spin = "1" if allow_spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def open_onnx(path: str | Path, what: str, intra_op_threads: int, allow_spinning: bool = False) -> tuple[Path, Any]:
+    """The ONNX file ``path`` and its :func:`cpu_session`; raises CheckpointError naming ``what`` (``"RTMPose
+    model"``) when the file is missing or does not load."""
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"{what} not found: {file}")
+    try:
+        return file, cpu_session(str(file), intra_op_threads, allow_spinning)
+    except Exception as e:  # onnxruntime raises its own untyped errors
+        raise CheckpointError(f"cannot load {what} {file}: {e}") from e
 
 
 def resolved_backend(backend: str, device: torch.device, half: bool) -> str:

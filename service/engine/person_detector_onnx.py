@@ -15,13 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from model.checkpoints.common import CheckpointError
+from service.engine.onnx_cache import open_onnx
 from service.engine.tracking import iou_matrix
 from service.engine.types import ByteImage, FloatArray
 
@@ -93,9 +94,8 @@ class PersonBoxes:
 
 
 class OnnxPersonDetector:
-    """Runs an mmdeploy/rtmlib YOLOX or RTMDet ONNX model through onnxruntime (see the module doc).
-
-    ``default_input_size`` ``(h, w)`` is used when the model's input has dynamic dimensions; one intra-op thread."""
+    """An mmdeploy/rtmlib YOLOX or RTMDet ONNX model on one onnxruntime thread (see the module doc);
+    ``default_input_size`` ``(h, w)`` stands for the input's dynamic dimensions."""
 
     def __init__(
         self,
@@ -105,17 +105,7 @@ class OnnxPersonDetector:
         nms_iou: float = 0.45,
         default_input_size: tuple[int, int] = (640, 640),
     ) -> None:
-        import onnxruntime as ort
-
-        p = Path(path)
-        if not p.is_file():
-            raise CheckpointError(f"person detector model not found: {p}")
-        try:
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = 1
-            self._session: Any = ort.InferenceSession(str(p), sess_options=options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own untyped errors
-            raise CheckpointError(f"cannot load person detector {p}: {e}") from e
+        p, self._session = open_onnx(path, "person detector model", intra_op_threads=1)
         self.family = family
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
@@ -146,11 +136,8 @@ class OnnxPersonDetector:
         keep = (dets[:, 4] >= self.score_threshold) & (labels.astype(np.int64) == PERSON_CLASS)
         boxes = dets[keep, :4] / np.float32(lb.ratio)
         scores = dets[keep, 4]
-        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
-        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+        boxes = boxes.clip(0, np.array([w, h, w, h], np.float32))
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         boxes, scores = boxes[valid], scores[valid]
-        order = nms(boxes, scores, self.nms_iou)
-        if max_people is not None:
-            order = order[:max_people]
+        order = nms(boxes, scores, self.nms_iou)[:max_people]
         return PersonBoxes(boxes[order].astype(np.float32).reshape(-1, 4), scores[order].astype(np.float32))

@@ -1,23 +1,13 @@
 """Pose-guided person boxes for clips and streams: frame t's boxes from frame t-1's keypoints.
 
-As rtmlib's ``PoseTracker`` (and MediaPipe's video mode) do it: each person's next box is the bounding box of
-its last keypoints grown 1.25x about its centre (rtmlib ``pose_to_bbox(keypoints, expansion=1.25)``; the crop
-then adds its own 1.25 padding, as there). The person detector runs only when
-
-- ``frame_index % detect_every == 0`` (a fresh look every k frames: new people are found there) — unless the
-  request keeps at most ``max_people`` people and frame t-1 already tracks that many, none lost: a fresh look could
-  only find people the request would not keep, so the track is followed as MediaPipe's video mode follows its one
-  person (its detector runs only when the track is lost), or
-- frame t-1's guide is not stored (the first frame, or t-1 not appended yet: a stream frame that arrives before
-  its predecessor), or frame t-1 had no people, or
-- a person of frame t-1 is lost: its mean keypoint score is below ``min_score`` (or its box is under 1 px).
-
-The decision depends only on frame data (indices, keypoints, scores), so a clip and the same frames pushed as
-a stream one after another choose the same boxes. The guide (boxes and mean scores of frame t) is stored inside
-the stream's tracker state in the frame buffer, written atomically with frame t (:func:`attach_guide`), so any
-worker continues any stream. A clip (a private stream that one coroutine appends in order) takes frame t-1's
-guide from that frame's prepared people instead (:class:`GuideAfter`): the same guide, bit for bit (the buffer's
-JSON round trip of float32 values is exact), without waiting for frame t-1 to be tracked and appended.
+As rtmlib's ``PoseTracker`` does it, each person's next box is its last keypoints' extent grown 1.25x about its
+centre (the crop adds its own 1.25 padding). The person detector runs instead when :func:`guided_boxes` says so
+(every ``detect_every`` frames unless the request's ``max_people`` are all tracked, no guide of frame t-1, nobody
+tracked, or a person lost; docs/realtime.md). The decision uses only frame data, so a clip and the same frames
+pushed as a stream choose the same boxes. A stream's guide is stored with its tracker state in the frame buffer
+(:func:`attach_guide`), so any worker continues any stream; a clip takes frame t-1's guide from that frame's
+prepared people (:class:`GuideAfter`): the same guide bit for bit (the buffer's JSON round trip of float32 values
+is exact), without waiting for frame t-1 to be tracked and appended.
 """
 
 from __future__ import annotations
@@ -110,9 +100,7 @@ def attach_guide(tracker: bytes, guide: Guide) -> bytes:
 
 def read_guide(tracker: bytes | None) -> Guide | None:
     """The guide stored with a tracker state, if any."""
-    if not tracker:
-        return None
-    g = json.loads(tracker).get(GUIDE_KEY)
+    g = json.loads(tracker).get(GUIDE_KEY) if tracker else None
     if g is None:
         return None
     return Guide(int(g["f"]), np.asarray(g["b"], np.float32).reshape(-1, 4), np.asarray(g["s"], np.float32))
@@ -122,7 +110,8 @@ def guided_boxes(previous: Guide | None, frame_index: int, settings: GuideSettin
     """Frame ``frame_index``'s boxes from the previous frame's guide, or ``None`` when the detector must run."""
     if previous is None or previous.frame_index != frame_index - 1:
         return None
-    if frame_index % settings.detect_every == 0 and not _full(previous, settings.max_people):
+    full = settings.max_people is not None and len(previous.boxes) >= settings.max_people
+    if frame_index % settings.detect_every == 0 and not full:  # a fresh look, unless it could find nobody to keep
         return None
     if len(previous.boxes) == 0 or (previous.mean_scores < settings.min_score).any():
         return None
@@ -130,11 +119,6 @@ def guided_boxes(previous: Guide | None, frame_index: int, settings: GuideSettin
     if not (np.isfinite(previous.boxes).all() and (sizes >= 1.0).all()):
         return None  # a degenerate pose (all joints on one pixel) gives no crop: look again
     return previous.boxes
-
-
-def _full(previous: Guide, max_people: int | None) -> bool:
-    """Whether the frame before tracks as many people as the request keeps (``max_people``; ``None``: no bound)."""
-    return max_people is not None and len(previous.boxes) >= max_people
 
 
 def guides(frame_index: int, settings: GuideSettings) -> bool:

@@ -1,12 +1,9 @@
 """P-STMO through ONNX Runtime on the CPU: the lifter's optional second backend (``models.<name>.backend``).
 
-The loaded network is exported once (:func:`~service.engine.onnx_cache.export_onnx`, the published op sequence:
-the fast path's fused kernels do not trace) as one graph: ``keypoints (N, T, J, 2)`` normalised screen
-coordinates → ``pose (N, J, 3)``, the MOFA head's centre-frame pose, root not zeroed (the conformance vectors'
-``out``). It is cached like the HRNet export (:class:`~service.engine.onnx_cache.ExportCache`, keyed by the
-weights' digest, the versions, the opset and the input shape). The flip test runs the plain and the mirrored
-windows in one forward and averages as :meth:`model.pstmo.PSTMO.lift` does; outputs equal the torch network's to
-float32 rounding (tests/unit/test_pstmo_onnx.py runs the conformance vectors through it).
+One graph, exported once with the published op sequence (the fast path's fused kernels do not trace) and cached
+like the HRNet export (:class:`~service.engine.onnx_cache.ExportCache`): ``keypoints (N, T, J, 2)`` normalised
+screen coordinates → ``pose (N, J, 3)``, the centre frame's pose, root not zeroed. Outputs equal the torch
+network's to float32 rounding (docs/benchmarks.md "Lifter backend").
 """
 
 from __future__ import annotations
@@ -21,8 +18,7 @@ import torch
 from model.fastpath import set_fast_path
 from model.pstmo import PSTMO
 from model.skeleton import flip_pose
-from service.engine.onnx_cache import Cached, ExportCache, export_key, export_onnx
-from service.engine.ort_options import cpu_session
+from service.engine.onnx_cache import Cached, ExportCache, cpu_session, export_key, export_onnx
 from service.engine.types import FloatArray
 
 INPUT = "keypoints"
@@ -56,12 +52,8 @@ def mirror(a: FloatArray, perm: Sequence[int]) -> FloatArray:
 
 
 class OnnxPSTMO:
-    """A P-STMO graph of :func:`export_pstmo_onnx` run by ONNX Runtime (CPU, ``threads`` sleeping threads).
-
-    Args:
-        model: the ONNX graph (bytes).
-        threads: intra-op threads (0 = ONNX Runtime's default).
-    """
+    """The graph ``model`` of :func:`export_pstmo_onnx` run by ONNX Runtime on ``threads`` CPU threads (0 = ONNX
+    Runtime's default) that sleep when idle."""
 
     def __init__(self, model: bytes, threads: int) -> None:
         self.session: Any = cpu_session(model, threads)

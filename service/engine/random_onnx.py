@@ -48,15 +48,10 @@ def random_onnx(what: str, name: str, cache_dir: Path) -> Path:
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         log.warning("%s: exporting %s's architecture with RANDOM WEIGHTS to %s (once)", what, name, path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".onnx", dir=path.parent)
-        os.close(fd)
-        try:
-            with warnings.catch_warnings():  # the tracer's notes on a graph we own are not the user's concern
-                warnings.simplefilter("ignore")
-                exporter(Path(tmp))
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on a graph we own are not the user's concern
+            exporter(Path(tmp) / path.name)
+            os.replace(Path(tmp) / path.name, path)  # atomic: a concurrent reader sees no half-written file
     log.warning(
         "%s serves RANDOM WEIGHTS (%s is not installed; `pose3d weights fetch %s`): its outputs are meaningless",
         what,

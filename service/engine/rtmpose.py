@@ -1,31 +1,18 @@
 """RTMPose (OpenMMLab) as the 2D keypoint detector: an ONNX model run by ONNX Runtime, top-down over person boxes.
 
-The same stage interface as the HRNet :class:`~service.engine.detector.TopDownDetector` (``detect`` over the
-boxes of a batch of images → :class:`~service.engine.detector.PersonDetection` per box), without feature maps:
-it serves lifters that need only 2D keypoints (P-STMO, keypoint input), never CA-PF.
-
-Per person box, as RTMPose's published pipeline defines it (mmpose 1.x ``GetBBoxCenterScale`` +
-``TopdownAffine`` + ``PoseDataPreprocessor`` + ``SimCCLabel.decode``; rtmlib's ``RTMPose`` is the same code
-without mmpose)::
-
-    box (xyxy px) ── centre, scale = box size x 1.25, grown to 192:256 ──▶ cv2.warpAffine INTER_LINEAR (uint8)
-        ── (x - mean) / std on RGB, mean (123.675, 116.28, 103.53), std (58.395, 57.12, 57.375) ──▶ (3, 256, 192)
-        ── ONNX: input ``input`` (B, 3, 256, 192) → ``simcc_x`` (B, 17, 384), ``simcc_y`` (B, 17, 512)
-        ── [flip test: the mirrored crop's vectors, joints swapped left/right and x reversed, averaged in]
-        ── argmax per axis / simcc_split_ratio 2.0 ──▶ crop px; score = min (mmpose) or mean (rtmlib) of the
-           two maxima; a joint whose score is <= 0 gets location -1 (before the division), as both do
-        ── crop px / (192, 256) x scale + centre - scale / 2 ──▶ image px
-
-Channel order: mmpose's RTMPose configs set ``bgr_to_rgb=True`` on cv2's BGR frames, i.e. the network sees
-RGB normalised with the RGB mean; our frames are RGB already. (rtmlib normalises whatever channel order it is
-given with the same mean: fed our RGB frames, it computes exactly this.)
+The same stage interface as the HRNet :class:`~service.engine.detector.TopDownDetector`, without feature maps: it
+serves lifters that need only 2D keypoints (P-STMO, keypoint input), never CA-PF. Per box, RTMPose's published
+pipeline (mmpose 1.x ``GetBBoxCenterScale`` + ``TopdownAffine`` + ``PoseDataPreprocessor`` + ``SimCCLabel.decode``;
+rtmlib's ``RTMPose`` is the same code; step by step in docs/realtime.md): ``input (B, 3, 256, 192)`` RGB crops →
+``simcc_x (B, 17, 384)``, ``simcc_y (B, 17, 512)`` → crop pixels → image pixels. mmpose's configs set
+``bgr_to_rgb=True`` on cv2's BGR frames, so the network sees RGB normalised with the RGB mean: our frames as they are.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import Final, Literal, Protocol
 
 import cv2
 import numpy as np
@@ -33,20 +20,18 @@ import numpy.typing as npt
 
 from model.checkpoints.common import CheckpointError
 from model.skeleton import COCO_FLIP_PERM
-from model.topdown import INPUT_HEIGHT, INPUT_WIDTH, CropGeometry, box_to_center_scale, warp_matrix
+from model.topdown import INPUT_HEIGHT, INPUT_WIDTH, CropGeometry, warp_matrix
 from service.config import DetectorSettings
 from service.engine.detector import PersonDetection, box_batch, people_per_image
-from service.engine.ort_options import session_options
+from service.engine.onnx_cache import open_onnx
 from service.engine.types import ByteImage, FloatArray
 from service.errors import Unavailable
 
 INPUT_SIZE: Final = (INPUT_WIDTH, INPUT_HEIGHT)
-"""Network input (width, height) in pixels: the published RTMPose body models' 192×256, the top-down input that
-:func:`~service.engine.detector.people_per_image` maps crop keypoints back from."""
+"""Network input (width, height) in pixels: the published RTMPose body models' 192×256, HRNet's too."""
 SIMCC_SPLIT_RATIO: Final = 2.0
 MEAN_RGB: Final = (123.675, 116.28, 103.53)
 STD_RGB: Final = (58.395, 57.12, 57.375)
-NUM_JOINTS: Final = 17
 OUTPUT_NAMES: Final = ("simcc_x", "simcc_y")
 ScoreMode = Literal["min", "mean"]
 
@@ -73,9 +58,9 @@ def crop_inputs(image: ByteImage, geometry: CropGeometry) -> npt.NDArray[np.floa
     for i in range(len(geometry)):
         mat = warp_matrix(geometry.centers[i], geometry.scales[i], INPUT_SIZE)
         crop = cv2.warpAffine(image, mat, (w, h), flags=cv2.INTER_LINEAR)
-        for c, plane in enumerate(cv2.split(crop)):  # per channel plane, in place: 1/14 of the time of one
-            np.subtract(plane, mean[c], out=out[i, c])  # (crop - mean) / std over (H, W, 3) then a transposed copy,
-            np.divide(out[i, c], std[c], out=out[i, c])  # bit for bit the same values
+        for c, plane in enumerate(cv2.split(crop)):  # in place per plane: 1/14 of the time of a transposed copy
+            np.subtract(plane, mean[c], out=out[i, c])
+            np.divide(out[i, c], std[c], out=out[i, c])
     return out
 
 
@@ -116,7 +101,7 @@ class RTMPoseDetector:
         path: the RTMPose ``.onnx`` file (mmdeploy ``end2end.onnx``; batch dimension static 1 or dynamic).
         score_mode: how the two axis maxima make a joint score (``"min"``: mmpose; ``"mean"``: rtmlib).
         intra_op_threads: onnxruntime intra-op threads (0 = its default, all cores).
-        allow_spinning: let idle intra-op threads spin (off: see :func:`~service.engine.ort_options.session_options`).
+        allow_spinning: let idle intra-op threads spin (off: see :func:`~service.engine.onnx_cache.cpu_session`).
     Raises:
         CheckpointError: the file is missing, is not loadable, or lacks the published input/outputs.
     """
@@ -131,16 +116,7 @@ class RTMPoseDetector:
         intra_op_threads: int = 0,
         allow_spinning: bool = False,
     ) -> None:
-        import onnxruntime as ort
-
-        p = Path(path)
-        if not p.is_file():
-            raise CheckpointError(f"RTMPose model not found: {p}")
-        try:
-            options = session_options(intra_op_threads, allow_spinning)
-            self._session: Any = ort.InferenceSession(str(p), sess_options=options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own untyped errors
-            raise CheckpointError(f"cannot load RTMPose model {p}: {e}") from e
+        p, self._session = open_onnx(path, "RTMPose model", intra_op_threads, allow_spinning)
         inputs = self._session.get_inputs()
         outputs = [o.name for o in self._session.get_outputs()]
         shape = list(inputs[0].shape) if inputs else []
@@ -185,19 +161,12 @@ class RTMPoseDetector:
     ) -> list[list[PersonDetection]]:
         """As :meth:`TopDownDetector.detect <service.engine.detector.TopDownDetector.detect>`, without features
         (``flip_features`` is ignored)."""
-        box_arrays, score_arrays = box_batch(images, boxes, box_scores)
-        geometries = [box_to_center_scale(b, input_size=INPUT_SIZE) for b in box_arrays]
+        box_arrays, score_arrays, geometries = box_batch(images, boxes, box_scores)
         if not any(len(g) for g in geometries):
             return [[] for _ in images]
         inputs = np.concatenate([crop_inputs(img, g) for img, g in zip(images, geometries, strict=True) if len(g)])
         crop_kp, scores = self.keypoints(inputs, flip_test)
         return people_per_image(geometries, box_arrays, score_arrays, crop_kp, scores)
-
-    def warmup(self) -> None:
-        """One pass with flip test so that onnxruntime has planned its memory."""
-        image = np.zeros((INPUT_SIZE[1], INPUT_SIZE[0], 3), dtype=np.uint8)
-        box = np.array([[0.0, 0.0, INPUT_SIZE[0], INPUT_SIZE[1]]], dtype=np.float32)
-        self.detect([image], [box], [np.ones(1, np.float32)], flip_test=True)
 
 
 def build_rtmpose_detector(settings: DetectorSettings, needs_features: bool, threads: int = 0) -> RTMPoseDetector:

@@ -1,21 +1,14 @@
 """The FrameBuffer interface, the per-frame record it stores, and the record's compact binary codec.
 
-A stream's state lives here, never in a model object: its metadata, counters (frames received, emission
-cursor, contiguous high-water mark), the tracker's serialised state with its token, the smoothing state, and per
-frame one :class:`FrameRecord`. Records are keyed by frame index, so a retried or out-of-order frame is idempotent
-(the first write wins). :meth:`FrameBuffer.append` stores a frame, advances the emission cursor by the rules of
-:mod:`service.engine.windows` and returns the records the newly ready windows need, in one atomic step (one
-round trip on Redis).
-
-Every tracker write replaces the stream's tracker *token* with a fresh random one; an append tracked with another
-token than the stored one (another writer moved the tracker on, or the stream was reopened) stores nothing and
-answers ``CONFLICT``, so a shared buffer may serve :meth:`FrameBuffer.tracker` from this process's copy.
-
-The smoothing state (:mod:`service.engine.world`) is an opaque blob tagged with the emission cursor it is valid
-at. An append or flush answers, in the same round trip, the state valid at the start of what it emitted (for a
-replay, the one it replaced, kept one step: :class:`SmoothingSnapshot`); the engine stores the next one with
-:meth:`FrameBuffer.smoothed` (compare-and-set on the cursor). So any worker serves the next frame of a smoothed
-stream, and a retried frame is answered from the state before it.
+A stream's state lives here, never in a model object (docs/streams-and-state.md): metadata, counters, the tracker's
+state with its token, the smoothing state, and one :class:`FrameRecord` per frame, keyed by frame index (the first
+write wins, so retried and out-of-order frames are idempotent). :meth:`FrameBuffer.append` stores a frame, advances
+the emission cursor by :mod:`service.engine.windows`'s rules and returns what the newly ready windows need, in one
+atomic step (one round trip on Redis). Every tracker write takes a fresh random token; an append tracked with a
+stale token stores nothing and answers ``CONFLICT``, so a shared buffer may serve :meth:`FrameBuffer.tracker` from
+this process's copy. The smoothing state (:mod:`service.engine.world`) is an opaque blob tagged with the cursor it
+is valid at, read with each append (:class:`SmoothingSnapshot`) and stored by :meth:`FrameBuffer.smoothed`
+(compare-and-set on the cursor).
 """
 
 from __future__ import annotations
@@ -27,16 +20,16 @@ import struct
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from itertools import accumulate
 from typing import Any, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from service.engine.types import WindowMode
+from service.engine.types import FloatArray, WindowMode
 from service.engine.windows import WindowSpec
 from service.errors import InvalidInput
 
-FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int32]
 
 J: Final = 17
@@ -79,11 +72,6 @@ class FrameRecord:
     def num_people(self) -> int:
         return int(self.track_ids.shape[0])
 
-    def person(self, track_id: int) -> int | None:
-        """Row of ``track_id`` in this frame, or None when the track is absent."""
-        rows = np.flatnonzero(self.track_ids == track_id)
-        return int(rows[0]) if rows.size else None
-
 
 # magic, version, frame_index, timestamp (NaN = none), width, height, people, token views, token dim
 _HEADER: Final = struct.Struct("<4sBqdIIIII")
@@ -97,14 +85,9 @@ def encode_record(rec: FrameRecord) -> bytes:
     views, dim = (rec.tokens.shape[1], rec.tokens.shape[3]) if rec.tokens.size else (0, 0)
     ts = math.nan if rec.timestamp_s is None else rec.timestamp_s
     header = _HEADER.pack(_MAGIC, _VERSION, rec.frame_index, ts, *rec.image_size, p, views, dim)
-    parts = [
-        np.ascontiguousarray(rec.track_ids, dtype="<i4").tobytes(),
-        *(
-            np.ascontiguousarray(a, dtype="<f4").tobytes()
-            for a in (rec.boxes, rec.box_scores, rec.keypoints_px, rec.keypoints_norm, rec.scores, rec.tokens)
-        ),
-    ]
-    return header + b"".join(parts)
+    floats = (rec.boxes, rec.box_scores, rec.keypoints_px, rec.keypoints_norm, rec.scores, rec.tokens)
+    track_ids = np.ascontiguousarray(rec.track_ids, dtype="<i4").tobytes()
+    return header + track_ids + b"".join(np.ascontiguousarray(a, dtype="<f4").tobytes() for a in floats)
 
 
 def decode_record(data: bytes) -> FrameRecord:
@@ -115,17 +98,15 @@ def decode_record(data: bytes) -> FrameRecord:
     if magic != _MAGIC or version != _VERSION:
         raise ValueError(f"not a frame record of version {_VERSION}")
     shapes: list[tuple[int, ...]] = [(p, 4), (p,), (p, J, 2), (p, J, 2), (p, J), (p, views, J, dim)]
-    expected = _HEADER.size + 4 * p + sum(4 * math.prod(s) for s in shapes)
+    sizes = [math.prod(shape) for shape in shapes]
+    expected = _HEADER.size + 4 * (p + sum(sizes))
     if len(data) != expected:
         raise ValueError(f"frame record has {len(data)} bytes, expected {expected}")
     track_ids = np.frombuffer(data, dtype="<i4", count=p, offset=_HEADER.size).astype(np.int32)
     floats = np.frombuffer(data, dtype="<f4", offset=_HEADER.size + 4 * p).astype(np.float32)  # one copy, writable
-    arrays: list[FloatArray] = []
-    offset = 0
-    for shape in shapes:  # views into the one copy (a window reads ~N records per frame: decoding must be cheap)
-        n = math.prod(shape)
-        arrays.append(floats[offset : offset + n].reshape(shape))
-        offset += n
+    # views into the one copy (a window reads ~N records per frame: decoding must be cheap)
+    ends = accumulate(sizes)
+    arrays = [floats[end - size : end].reshape(shape) for size, end, shape in zip(sizes, ends, shapes, strict=True)]
     boxes, box_scores, kp_px, kp_norm, scores, tokens = arrays
     return FrameRecord(
         int(index), None if math.isnan(ts) else float(ts), (int(width), int(height)), track_ids,
@@ -158,14 +139,13 @@ class StreamMeta:
     @classmethod
     def from_json(cls, text: str | bytes) -> StreamMeta:
         d: dict[str, Any] = json.loads(text)
-        boxes = d.get("boxes")
         return cls(
             stream_id=str(d["stream_id"]),
             model=str(d["model"]),
             mode=WindowMode(d["mode"]),
             flip_test=bool(d["flip_test"]),
             max_people=d.get("max_people"),
-            boxes=boxes,
+            boxes=d.get("boxes"),
             world=str(d.get("world", "")),
         )
 

@@ -92,8 +92,13 @@ class MemoryFrameBuffer(FrameBuffer):
         s = self._get(stream_id)  # always the live state (no copy to go stale)
         return TrackerView(s.state.meta, s.tracker, s.token)
 
-    def _records(self, s: _Stream, needed: range) -> dict[int, FrameRecord]:
-        return {i: s.frames[i] for i in needed if i in s.frames}
+    @staticmethod
+    def _emission(s: _Stream, status: AppendStatus, targets: range, newest: int, needed: range) -> Emission:
+        """``targets`` with the stored frames of ``needed`` and the smoothing state for ``targets.start``."""
+        records = {i: s.frames[i] for i in needed if i in s.frames}
+        smoothing = snapshot_for(targets.start, s.smooth, s.smooth_prev)
+        st = s.state
+        return Emission(status, targets, newest, records, st.frames_received, st.next_emit, smoothing)
 
     async def append(
         self,
@@ -130,10 +135,9 @@ class MemoryFrameBuffer(FrameBuffer):
             contiguous_high=high,
             max_index=max(st.max_index, idx),
         )
-        records = self._records(s, needed_range(targets, window, high, mode))
+        emission = self._emission(s, AppendStatus.ADDED, targets, high, needed_range(targets, window, high, mode))
         self._trim(s, window, targets.start)
-        smoothing = snapshot_for(targets.start, s.smooth, s.smooth_prev)
-        return Emission(AppendStatus.ADDED, targets, high, records, s.state.frames_received, targets.stop, smoothing)
+        return emission
 
     def _replay(self, s: _Stream, idx: int, window: WindowSpec, mode: WindowMode) -> Emission:
         start, stop, newest = s.emits.get(idx, (0, 0, -1))
@@ -141,10 +145,7 @@ class MemoryFrameBuffer(FrameBuffer):
         needed = needed_range(targets, window, newest, mode)
         if len(targets) and needed.start < s.trimmed_below:
             targets, needed = range(0), range(0)  # too old to answer again
-        st = s.state
-        smoothing = snapshot_for(targets.start, s.smooth, s.smooth_prev)
-        records = self._records(s, needed)
-        return Emission(AppendStatus.DUPLICATE, targets, newest, records, st.frames_received, st.next_emit, smoothing)
+        return self._emission(s, AppendStatus.DUPLICATE, targets, newest, needed)
 
     def _trim(self, s: _Stream, window: WindowSpec, emitted_from: int) -> None:
         """Drop frames no window will need: behind the last ``REPLAY_MARGIN`` targets and behind the latest
@@ -160,9 +161,7 @@ class MemoryFrameBuffer(FrameBuffer):
         s.state = st = replace(s.state, closed=True)
         newest = st.max_index
         targets = range(st.next_emit, max(st.next_emit, newest + 1))
-        records = self._records(s, needed_range(targets, window, newest, mode))
-        smoothing = snapshot_for(targets.start, s.smooth, s.smooth_prev)
-        return Emission(AppendStatus.ADDED, targets, newest, records, st.frames_received, st.next_emit, smoothing)
+        return self._emission(s, AppendStatus.ADDED, targets, newest, needed_range(targets, window, newest, mode))
 
     async def smoothed(self, stream_id: str, expected: int, cursor: int, state: bytes) -> bool:
         s = self._get(stream_id)

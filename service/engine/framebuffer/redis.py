@@ -9,11 +9,9 @@ Keys of one stream share the hash tag ``{<stream_id>}`` (one Redis Cluster slot)
 - ``pose3d:{sid}:emits``   hash: frame index → ``start,stop,newest`` (what that frame's arrival emitted)
 - ``pose3d:{sid}:tracker`` string: the tracker's serialised state
 
-A stream frame costs ONE round trip: the token check, the tracker write, the append, the cursor advance, the
-window read, the smoothing state read and trimming happen in one Lua script (atomic), which mirrors
-:mod:`service.engine.windows`; a smoothed stream adds one compare-and-set of its next smoothing state. A stale
-tracker copy fails the token check and the script answers with the stored state, so a worker that takes a stream
-over pays one extra round trip. Every touch refreshes the TTL of all four keys.
+A frame is ONE round trip: one atomic Lua script, which mirrors :mod:`service.engine.windows`, does the whole
+append (docs/streams-and-state.md); a stale tracker token is answered with the stored state. Every touch
+refreshes the TTL of all four keys.
 """
 
 from __future__ import annotations
@@ -48,9 +46,7 @@ from service.redis_client import RedisClient, connect
 _LUA_COMMON: Final = """
 local function counters()
   local m = redis.call('HMGET', KEYS[1], 'cursor', 'high', 'maxi', 'received', 'trim', 'closed')
-  local c = {}
-  for i = 1, 6 do c[i] = tonumber(m[i]) end
-  return c
+  return tonumber(m[1]), tonumber(m[2]), tonumber(m[3]), tonumber(m[4]), tonumber(m[5]), tonumber(m[6])
 end
 local function touch(ttl)
   for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
@@ -88,8 +84,7 @@ _APPEND: Final = (
     _LUA_COMMON
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-local c = counters()
-local cursor, high, maxi, received, trim, closed = c[1], c[2], c[3], c[4], c[5], c[6]
+local cursor, high, maxi, received, trim, closed = counters()
 if closed == 1 then return {'closed'} end
 local ttl = tonumber(ARGV[9])
 local stored = redis.call('HMGET', KEYS[1], 'ttok', 'meta')
@@ -148,8 +143,7 @@ _FLUSH: Final = (
     _LUA_COMMON
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-local c = counters()
-local cursor, high, maxi, received = c[1], c[2], c[3], c[4]
+local cursor, high, maxi, received = counters()
 redis.call('HSET', KEYS[1], 'closed', 1)
 local start = cursor
 local stop = math.max(cursor, maxi + 1)
@@ -185,9 +179,9 @@ DECODED_CACHE_BYTES: Final = 16 * 1024 * 1024
 """Encoded bytes of the records kept decoded (about as much again is held by the decoded arrays)."""
 
 
-def stream_keys(stream_id: str, prefix: str = "pose3d") -> list[str]:
+def stream_keys(stream_id: str) -> list[str]:
     """The four keys of a stream, hash-tagged on the stream id: meta, frames, emits, tracker."""
-    base = f"{prefix}:{{{stream_id}}}"
+    base = f"pose3d:{{{stream_id}}}"
     return [f"{base}:meta", f"{base}:frames", f"{base}:emits", f"{base}:tracker"]
 
 
@@ -198,10 +192,9 @@ class RedisFrameBuffer(FrameBuffer):
     kind = "redis"
     shared = True
 
-    def __init__(self, url: str, ttl_s: float = 300.0, prefix: str = "pose3d", known_streams: int = 10_000) -> None:
+    def __init__(self, url: str, ttl_s: float = 300.0, known_streams: int = 10_000) -> None:
         self._redis: RedisClient = connect(url)
         self.ttl_ms = max(1, int(ttl_s * 1000))
-        self.prefix = prefix
         self._append = self._redis.register_script(_APPEND)
         self._flush = self._redis.register_script(_FLUSH)
         self._create = self._redis.register_script(_CREATE)
@@ -210,9 +203,6 @@ class RedisFrameBuffer(FrameBuffer):
         self._known_max = known_streams
         self._decoded: OrderedDict[bytes, FrameRecord] = OrderedDict()
         self._decoded_bytes = 0
-
-    def _keys(self, stream_id: str) -> list[str]:
-        return stream_keys(stream_id, self.prefix)
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
@@ -228,7 +218,7 @@ class RedisFrameBuffer(FrameBuffer):
 
     async def create(self, meta: StreamMeta) -> StreamState:
         token = new_token()
-        created = await self._call(self._create, self._keys(meta.stream_id), [meta.to_json(), self.ttl_ms, token])
+        created = await self._call(self._create, stream_keys(meta.stream_id), [meta.to_json(), self.ttl_ms, token])
         if not created:
             existing = await self.state(meta.stream_id)
             if existing.meta == meta and not existing.closed:
@@ -239,7 +229,7 @@ class RedisFrameBuffer(FrameBuffer):
 
     async def _read(self, stream_id: str, tracker: bool) -> tuple[dict[bytes, bytes], bytes | None]:
         """The meta hash (and the tracker state), all TTLs refreshed, in one round trip."""
-        keys = self._keys(stream_id)
+        keys = stream_keys(stream_id)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hmget(keys[0], _META_FIELDS)  # not the smoothing blobs: they travel with appends only
@@ -258,21 +248,10 @@ class RedisFrameBuffer(FrameBuffer):
 
     async def state(self, stream_id: str) -> StreamState:
         raw, _ = await self._read(stream_id, tracker=False)
-        return self._state(raw)
-
-    @staticmethod
-    def _state(raw: dict[bytes, bytes]) -> StreamState:
-        def num(name: str) -> int:
-            return int(raw[name.encode()])
-
-        return StreamState(
-            StreamMeta.from_json(raw[b"meta"]),
-            frames_received=num("received"),
-            next_emit=num("cursor"),
-            contiguous_high=num("high"),
-            max_index=num("maxi"),
-            closed=bool(num("closed")),
+        received, cursor, high, maxi, closed = (
+            int(raw[name]) for name in (b"received", b"cursor", b"high", b"maxi", b"closed")
         )
+        return StreamState(StreamMeta.from_json(raw[b"meta"]), received, cursor, high, maxi, bool(closed))
 
     async def tracker(self, stream_id: str, fresh: bool = False) -> TrackerView:
         known = None if fresh else self._known.get(stream_id)
@@ -298,6 +277,10 @@ class RedisFrameBuffer(FrameBuffer):
             self._decoded_bytes -= len(old)
         return record
 
+    def _window_args(self, window: WindowSpec, mode: WindowMode) -> list[Any]:
+        """The scripts' window arguments: lag_left lag_right causal ttl_ms."""
+        return [window.lag_left, window.lag_right, "1" if mode is WindowMode.CAUSAL else "0", self.ttl_ms]
+
     def _emission(self, reply: list[Any], stream_id: str) -> Emission:
         status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
         if status in ("missing", "closed"):
@@ -321,20 +304,9 @@ class RedisFrameBuffer(FrameBuffer):
         seen: str | None = None,
     ) -> Emission:
         token = new_token()
-        args = [
-            record.frame_index,
-            encode_record(record),
-            tracker if tracker is not None else b"",
-            seen or "",
-            token,
-            window.lag_left,
-            window.lag_right,
-            "1" if mode is WindowMode.CAUSAL else "0",
-            self.ttl_ms,
-            REPLAY_MARGIN,
-            MAX_FRAMES_AHEAD,
-        ]
-        reply = await self._call(self._append, self._keys(stream_id), args)
+        args = [record.frame_index, encode_record(record), tracker or b"", seen or "", token]
+        args += [*self._window_args(window, mode), REPLAY_MARGIN, MAX_FRAMES_AHEAD]
+        reply = await self._call(self._append, stream_keys(stream_id), args)
         status = reply[0].decode()
         if status == "conflict":  # the stored state comes with the answer: the retry needs no read
             _, meta, stored, stored_tracker = reply
@@ -352,13 +324,12 @@ class RedisFrameBuffer(FrameBuffer):
         return emission
 
     async def flush(self, stream_id: str, window: WindowSpec, mode: WindowMode) -> Emission:
-        args = [window.lag_left, window.lag_right, "1" if mode is WindowMode.CAUSAL else "0", self.ttl_ms]
-        reply = await self._call(self._flush, self._keys(stream_id), args)
+        reply = await self._call(self._flush, stream_keys(stream_id), self._window_args(window, mode))
         self._known.pop(stream_id, None)
         return self._emission(reply, stream_id)
 
     async def smoothed(self, stream_id: str, expected: int, cursor: int, state: bytes) -> bool:
-        stored = await self._call(self._smoothed, self._keys(stream_id)[:1], [expected, cursor, state, self.ttl_ms])
+        stored = await self._call(self._smoothed, stream_keys(stream_id)[:1], [expected, cursor, state, self.ttl_ms])
         if int(stored) < 0:
             raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
         return bool(stored)
@@ -366,7 +337,7 @@ class RedisFrameBuffer(FrameBuffer):
     async def delete(self, stream_id: str) -> bool:
         self._known.pop(stream_id, None)
         try:
-            return bool(await self._redis.delete(*self._keys(stream_id)))
+            return bool(await self._redis.delete(*stream_keys(stream_id)))
         except RedisError as e:
             raise Unavailable(f"frame buffer (Redis) failed: {e}") from e
 
@@ -377,10 +348,7 @@ class RedisFrameBuffer(FrameBuffer):
             return False
 
     async def count(self) -> int:
-        n = 0
-        async for _ in self._redis.scan_iter(match=f"{self.prefix}:*:meta", count=1000):
-            n += 1
-        return n
+        return len([key async for key in self._redis.scan_iter(match="pose3d:*:meta", count=1000)])
 
     async def aclose(self) -> None:
         await self._redis.aclose()
