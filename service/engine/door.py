@@ -13,7 +13,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from service.engine.admission import Backlog, Refusal, Stage, check_path
 from service.engine.streams import FrameOptions
@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from service.engine.lifters import ServedLifter
     from service.engine.pipeline import Pipeline
     from service.metrics import Metrics
+
+
+_ONE_GIVEN_BOX: Final = FrameOptions(((0.0, 0.0, 1.0, 1.0),), None, False)
+"""The cheapest request's options (:func:`probe`): one person, in a box the client gives (no person-box stage)."""
 
 
 def request_path(
@@ -54,9 +58,8 @@ def probe(pipeline: Pipeline, images: bool, timeout_s: float | None) -> Refusal 
         return None
     remaining = min(timeout_s, engine.request_timeout_s) if timeout_s else engine.request_timeout_s
     fraction = engine.admission_wait_fraction
-    one_box = FrameOptions(((0.0, 0.0, 1.0, 1.0),), None, False)  # one person, and no person-box stage
     paths = [
-        request_path(pipeline, lifter, one_box, int(images), int(not images))
+        request_path(pipeline, lifter, _ONE_GIVEN_BOX, int(images), int(not images))
         for lifter in pipeline.lifters.values()
         if images or not lifter.needs_image
     ]

@@ -108,12 +108,12 @@ class Pipeline(Stages):
         image: ByteImage,
         opts: FrameOptions,
         guide: GuideAt | GuideAfter | None,
+        guide_settings: GuideSettings | None,
         deadline: float | None,
         asked: bool,
     ) -> FrameBoxes:
-        """One frame's boxes: the client's, else the pose guide's (``guide``, when on and not ``asked``), else the
-        person detector's (counted by why it ran), else the whole frame."""
-        guide_settings = self.guide_for(opts.max_people)
+        """One frame's boxes: the client's, else the pose guide's (``guide`` under ``guide_settings``, when on and not
+        ``asked``), else the person detector's (counted by why it ran), else the whole frame."""
         if opts.boxes is None and guide is not None and guide_settings is not None and not asked:
             guided = await load_guided_boxes(guide, guide_settings)
             if guided is not None:
@@ -191,7 +191,7 @@ class Pipeline(Stages):
                 if chained.guided:
                     return FrameBoxes(chained.boxes, chained.scores, self.box_finder.default_source), people
         with timings.stage("boxes"):
-            found = await self._find_boxes(image, opts, guide, deadline, frame.detect_people)
+            found = await self._find_boxes(image, opts, guide, guide_settings, deadline, frame.detect_people)
         if not len(found):
             return found, []
         item = DetectItem(image, found.boxes, found.scores, *flips)
