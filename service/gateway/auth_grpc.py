@@ -18,11 +18,11 @@ import grpc
 from service.api.validation import safe_request_id
 from service.errors import Pose3DError
 from service.rpc.status import abort_with
-from service.security.grpc_door import metadata_key, refusing
+from service.security.grpc_door import HEALTH_PREFIX, refusing
 from service.security.guard import Security, principal
+from service.security.keys import presented_credentials
 from service.telemetry.context import request_id
 
-HEALTH_PREFIX: Final = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX: Final = "/grpc.reflection."
 
 
@@ -46,7 +46,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = str(handler_call_details.method)
         if handler is None or not self.security.enabled or self._open(method):
             return handler
-        presented, offered_rid = metadata_key(handler_call_details.invocation_metadata)
+        presented, offered_rid = presented_credentials(handler_call_details.invocation_metadata)
         rid = safe_request_id(offered_rid)
         request_id.set(rid)
         try:

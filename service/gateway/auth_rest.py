@@ -16,8 +16,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.api.validation import safe_request_id
 from service.errors import Pose3DError
 from service.gateway.problem import problem_response
-from service.security.grpc_door import metadata_key
 from service.security.guard import Security, principal
+from service.security.keys import presented_credentials
 from service.telemetry.context import request_id
 from service.telemetry.tracing import stage_span
 
@@ -47,7 +47,7 @@ class AuthGuard:
             await self.app(scope, receive, send)
             return
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())]
-        presented, offered_rid = metadata_key(headers)  # the same names as in gRPC metadata
+        presented, offered_rid = presented_credentials(headers)  # the same names as in gRPC metadata
         rid = str(scope.setdefault("state", {}).get("request_id") or safe_request_id(offered_rid))
         path = str(scope.get("path", ""))
         rid_token = request_id.set(rid)

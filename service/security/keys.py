@@ -182,3 +182,13 @@ class KeyStore:
         if record is None or record.revoked:
             return None
         return key_id if hmac.compare_digest(_digest(record.salt, secret), record.sha256) else None
+
+
+def presented_credentials(metadata: Any) -> tuple[str | None, str | None]:
+    """``(API key, request id)`` from gRPC call metadata or HTTP headers (``(name, value)`` pairs):
+    ``authorization: Bearer <key>`` or ``x-api-key: <key>``, and ``x-request-id``."""
+    found = {str(item[0]).lower(): item[1] for item in metadata or () if isinstance(item[1], str)}
+    auth = found.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    key = token.strip() if scheme.lower() == "bearer" and token.strip() else found.get("x-api-key")
+    return key or None, found.get("x-request-id")

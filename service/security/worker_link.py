@@ -14,13 +14,12 @@ from typing import Any, Final
 import grpc
 
 from service.config import WorkerSettings
-from service.security.grpc_door import metadata_key, refusing
+from service.security.grpc_door import HEALTH_PREFIX, refusing
 from service.security.guard import SecurityConfigError, is_loopback
-from service.security.keys import KeyStore
+from service.security.keys import KeyStore, presented_credentials
 
 log = logging.getLogger("pose3d.security")
 
-HEALTH_PREFIX: Final = "/grpc.health.v1.Health/"
 
 FIXES: Final = (
     "set POSE3D_TLS__CERTFILE, POSE3D_TLS__KEYFILE and POSE3D_TLS__CLIENT_CA_FILE (mTLS), or those two and "
@@ -73,7 +72,7 @@ class WorkerKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None or str(handler_call_details.method).startswith(HEALTH_PREFIX):
             return handler
-        presented, _ = metadata_key(handler_call_details.invocation_metadata)
+        presented, _ = presented_credentials(handler_call_details.invocation_metadata)
         if presented is not None and self.keys.verify(presented) is not None:
             return handler
         return refusing(handler, _unauthenticated)
