@@ -10,7 +10,7 @@ import contextlib
 import io
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
@@ -276,30 +276,29 @@ async def decoded_clip(
 
 @contextlib.asynccontextmanager
 async def clip_frames(
-    frames: Source, metrics: Metrics | None
-) -> AsyncIterator[tuple[AsyncIterable[Frame], ClipDecoder | None]]:
-    """A clip request's frames: an encoded clip decoded here (with its decoder, for its timing), or the
-    given source as it is (decoder ``None``)."""
+    frames: Source, metrics: Metrics | None, chunk_frames: int | None = None
+) -> AsyncIterator[tuple[AsyncIterator[Frame], ClipDecoder | None]]:
+    """A request's frames as an async source, and the decoder (for its timing) when ``frames`` is an encoded clip
+    decoded here: at their source frame index, or for a stream (``chunk_frames`` given, decoded that many frames
+    ahead) its kept frames from ``start`` on at positions 0, 1, 2, ... Frames given as a sequence or an async
+    source keep their own ``frame_index`` (decoder ``None``)."""
     if not isinstance(frames, EncodedClip):
-        yield (async_frames(frames) if isinstance(frames, Sequence) else frames), None
+        yield (async_frames(frames) if isinstance(frames, Sequence) else aiter(frames)), None
         return
-    async with decoded_clip(frames, metrics) as decoder:
-        yield decoder.frames(), decoder
+    ahead = DECODE_AHEAD + (chunk_frames or 0)
+    async with decoded_clip(frames, metrics, ahead) as decoder:
+        yield decoder.frames(None if chunk_frames is None else frames.start), decoder
 
 
 @contextlib.asynccontextmanager
 async def positioned(
     frames: Source, metrics: Metrics | None, chunk_frames: int
 ) -> AsyncIterator[tuple[AsyncIterator[tuple[list[Frame], int]], ClipDecoder | None]]:
-    """``frames`` in chunks of ``chunk_frames`` for a stream, with the number of source frames taken so far (the
-    last chunk, possibly empty, counts them all), and the decoder when ``frames`` is an encoded clip: decoded
-    here (a bounded number of frames ahead), its kept frames from ``start`` on at their positions 0, 1, 2, ...
-    Frames given as a sequence or an async source keep their own ``frame_index``."""
-    if not isinstance(frames, EncodedClip):
-        yield _chunks(async_frames(frames) if isinstance(frames, Sequence) else aiter(frames), chunk_frames, 0), None
-        return
-    async with decoded_clip(frames, metrics, ahead=chunk_frames + DECODE_AHEAD) as decoder:
-        yield _chunks(decoder.frames(frames.start), chunk_frames, frames.start), decoder
+    """:func:`clip_frames` for a stream, in chunks of ``chunk_frames`` with the number of source frames taken so far
+    (the last chunk, possibly empty, counts them all)."""
+    skipped = frames.start if isinstance(frames, EncodedClip) else 0
+    async with clip_frames(frames, metrics, chunk_frames) as (source, decoder):
+        yield _chunks(source, chunk_frames, skipped), decoder
 
 
 async def async_frames(frames: Iterable[Frame]) -> AsyncIterator[Frame]:

@@ -13,6 +13,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass, replace
+from itertools import islice
 
 import numpy as np
 
@@ -56,16 +57,12 @@ from service.errors import InvalidInput, Pose3DError, Unavailable
 from service.metrics import Metrics
 
 
-def _leaves(error: BaseException) -> list[BaseException]:
-    if isinstance(error, BaseExceptionGroup):
-        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
-    return [error]
-
-
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The error a failed task group stands for: its first service error, else its first error."""
-    leaves = _leaves(group)
-    return next((e for e in leaves if isinstance(e, Pose3DError)), leaves[0])
+    error: BaseException = group.subgroup(Pose3DError) or group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 class Pipeline(Stages):
@@ -156,15 +153,15 @@ class Pipeline(Stages):
         finally:
             if chain is not None:
                 chain.own.ready.set()  # queued nothing (no people, or failed): the next frame will not wait
-        h, w = image.shape[:2]
+        size = (int(image.shape[1]), int(image.shape[0]))
         keypoints_px, scores = detected_keypoints(people)
         prepared = PreparedPeople(
-            image_size=(int(w), int(h)),
+            image_size=size,
             boxes=np.asarray(found.boxes, np.float32).reshape(-1, 4),
             box_scores=np.asarray(found.scores, np.float32).reshape(-1),
             keypoints_px=keypoints_px,
             scores=scores,
-            tokens=await self._tokens(step, people, (int(w), int(h))),
+            tokens=await self._tokens(step, people, size),
         )
         return prepared, found.source
 
@@ -228,12 +225,10 @@ class Pipeline(Stages):
         with step.timings.stage("lift"):
             poses = await self.lift[lifter.name].submit_many(windows, step.deadline)
         results: list[FrameResult] = []
-        at = 0
+        left = iter(poses)
         for rf in ready:
-            own = poses[at : at + len(rf.windows)]
-            at += len(rf.windows)
             idx, ts = client_index[rf.record.frame_index] if client_index else (None, None)
-            results.append(frame_result(rf.record, own, idx, ts))
+            results.append(frame_result(rf.record, list(islice(left, len(rf.windows))), idx, ts))
         self.metrics.frames_total.labels(model=lifter.name).inc(len(results))
         return results
 

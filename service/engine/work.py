@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
 from dataclasses import replace
 
+from service.engine.stream_ids import new_stream_id
 from service.engine.types import (
     EncodedClip,
     EngineClient,
@@ -63,7 +63,7 @@ async def in_private_stream(engine: EngineClient, work: Work, prefix: str = "cli
     work fails or the iterator is closed early. Results carry the frames' own ``frame_index`` (an encoded clip's
     source frame indices), as a private run in the engine gives them."""
     started = time.monotonic()
-    sid = f"{prefix}-{secrets.token_urlsafe(18)}"
+    sid = new_stream_id(f"{prefix}-")
     await engine.open_stream(work.options, stream_id=sid)
     own: list[tuple[int, float | None]] = []  # an async source's frames go in at positions 0, 1, 2, ...
     frames = work.frames
