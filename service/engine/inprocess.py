@@ -10,7 +10,6 @@ import weakref
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any, Final, TypeVar
 
 import torch
@@ -66,10 +65,10 @@ class InProcessEngine:
         self._smoothing: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._world_thread = ThreadPoolExecutor(1, thread_name_prefix="pose3d-world")
 
-    async def _in_world(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        """``fn(*args, **kwargs)`` on the engine's one world thread: placement and smoothing are numpy work that must
-        not hold the event loop, and one thread feeds a stream's smoother in the order its pushes finished."""
-        return await asyncio.get_running_loop().run_in_executor(self._world_thread, partial(fn, *args, **kwargs))
+    async def _in_world(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)`` on the engine's one world thread: placement and smoothing are numpy work that must not hold
+        the event loop, and one thread feeds a stream's smoother in the order its pushes finished."""
+        return await asyncio.get_running_loop().run_in_executor(self._world_thread, fn, *args)
 
     @property
     def pipeline(self) -> Pipeline:

@@ -64,8 +64,7 @@ def place_person(person: PersonResult, image_size: tuple[int, int], camera: Came
 def place_frame(frame: FrameResult, camera: CameraSpec) -> FrameResult:
     if frame.image_size is None or not frame.people:
         return frame
-    size = frame.image_size
-    return replace(frame, people=[place_person(p, size, camera) for p in frame.people])
+    return replace(frame, people=[place_person(p, frame.image_size, camera) for p in frame.people])
 
 
 def _smoothed(frame: FrameResult, values: dict[int, np.ndarray[Any, np.dtype[np.float64]]]) -> FrameResult:
