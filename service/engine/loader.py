@@ -109,21 +109,22 @@ def _sources(presets: Mapping[str, _C], name: str, spec: ModelSpec, settings: Co
 
 
 @contextmanager
-def _loading(name: str) -> Iterator[None]:
+def _loading(what: str) -> Iterator[None]:
+    """Raise a CheckpointError inside as Unavailable naming ``what`` (``model 'capf'``, ``detector``)."""
     try:
         yield
     except CheckpointError as e:
-        raise Unavailable(f"model {name!r}: {e}") from e
+        raise Unavailable(f"{what}: {e}") from e
 
 
 def build_pstmo(name: str, spec: ModelSpec, settings: CommonSettings, device: torch.device) -> ServedLifter:
     cfg, path = _sources(PSTMO_PRESETS, name, spec, settings)
     if path is None:
-        lifter = PSTMOLifter(name, spec, RANDOM, device, _random_model(name, lambda: PSTMO(cfg)))
+        model = _random_model(name, lambda: PSTMO(cfg))
     else:
-        with _loading(name):
+        with _loading(f"model {name!r}"):
             model = load_pstmo_checkpoint(path, cfg)
-        lifter = PSTMOLifter(name, spec, sha256_of_file(path), device, model)
+    lifter = PSTMOLifter(name, spec, RANDOM if path is None else sha256_of_file(path), device, model)
     if resolved_backend(spec.backend, device, settings.half_precision and device.type == "cuda") == "onnx":
         use_onnx_lifter(lifter, settings)
     return lifter
@@ -153,13 +154,13 @@ def build_capf(name: str, spec: ModelSpec, settings: CommonSettings, device: tor
         if path is None:
             return CAPFLifterServed(name, spec, RANDOM, device, _random_model(name, lambda: CAPFLifter(cfg)), None)
         trunk = CAPFLifter(cfg)
-        with _loading(name):
+        with _loading(f"model {name!r}"):
             load_capf_lifter(path, trunk)
         return CAPFLifterServed(name, spec, sha256_of_file(path), device, trunk, None)
     if path is None:
         model = _random_model(name, lambda: CAPFTemporal(cfg, CAPFTemporalConfig(frames=spec.frames)))
         return CAPFLifterServed(name, spec, RANDOM, device, model.trunk, model)
-    with _loading(name):
+    with _loading(f"model {name!r}"):
         model, head_loaded = build_capf_temporal(path, spec.frames)
     weights = sha256_of_file(path)
     if not head_loaded:
@@ -282,10 +283,8 @@ def build_detector(settings: CommonSettings, needs_features: bool, report: Repor
 
 def _hrnet(settings: CommonSettings, checkpoint: Path | None, needs_features: bool, report: Report) -> TopDownDetector:
     det = settings.detector
-    try:
+    with _loading("detector"):
         net = load_detector(HRNET_PRESETS[det.arch], checkpoint, det.backbone_checkpoint, seed=zlib.crc32(b"detector"))
-    except CheckpointError as e:
-        raise Unavailable(f"detector: {e}") from e
     weights = sha256_of_file(checkpoint) if checkpoint is not None else RANDOM
     report.detail["detector"] = weights_detail(weights)
     name = f"hrnet-{det.arch}" if det.arch.startswith("w") else det.arch
@@ -309,15 +308,13 @@ def build_box_finder(settings: CommonSettings, report: Report) -> PersonBoxFinde
     if det.person_detector_onnx is None:
         return PersonBoxFinder(None)
     path, random = onnx_or_random("the person detector", det.person_detector_onnx, settings)
-    try:
+    with _loading("person detector"):
         onnx = OnnxPersonDetector(
             path,
             family=DetectorFamily(det.person_detector_family),
             score_threshold=det.person_score_threshold,
             nms_iou=det.person_nms_iou,
         )
-    except CheckpointError as e:
-        raise Unavailable(f"person detector: {e}") from e
     digest = RANDOM if random else sha256_of_file(path)
     report.component("person_detector", det.person_detector_family, path.name, digest)
     if random:

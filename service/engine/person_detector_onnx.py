@@ -114,11 +114,8 @@ class OnnxPersonDetector:
         shape = list(inp.shape)
         if len(shape) != 4:
             raise CheckpointError(f"person detector {p}: input {inp.name} must be NCHW, got shape {shape}")
-        h_in, w_in = shape[2], shape[3]
-        self.input_hw = (
-            h_in if isinstance(h_in, int) else default_input_size[0],
-            w_in if isinstance(w_in, int) else default_input_size[1],
-        )
+        h_in, w_in = (n if isinstance(n, int) else d for n, d in zip(shape[2:], default_input_size, strict=True))
+        self.input_hw = (h_in, w_in)
         names = [o.name for o in self._session.get_outputs()]
         if len(names) < 2:
             raise CheckpointError(f"person detector {p}: needs outputs dets (1,N,5) and labels (1,N), got {names}")

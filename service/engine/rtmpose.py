@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, Literal, Protocol
+from typing import Final, Literal
 
 import cv2
 import numpy as np
@@ -22,7 +22,7 @@ from model.checkpoints.common import CheckpointError
 from model.skeleton import COCO_FLIP_PERM
 from model.topdown import INPUT_HEIGHT, INPUT_WIDTH, CropGeometry, warp_matrix
 from service.config import DetectorSettings
-from service.engine.detector import PersonDetection, box_batch, people_per_image
+from service.engine.detector import PersonDetection, TopDownDetector, box_batch, people_per_image
 from service.engine.onnx_cache import open_onnx
 from service.engine.types import ByteImage, FloatArray
 from service.errors import Unavailable
@@ -34,19 +34,6 @@ MEAN_RGB: Final = (123.675, 116.28, 103.53)
 STD_RGB: Final = (58.395, 57.12, 57.375)
 OUTPUT_NAMES: Final = ("simcc_x", "simcc_y")
 ScoreMode = Literal["min", "mean"]
-
-
-class KeypointDetector(Protocol):
-    """What the pipeline needs of a 2D keypoint detector (HRNet :class:`TopDownDetector` or RTMPose)."""
-
-    def detect(
-        self,
-        images: Sequence[ByteImage],
-        boxes: Sequence[npt.ArrayLike],
-        box_scores: Sequence[npt.ArrayLike],
-        flip_test: bool,
-        flip_features: bool | None = None,
-    ) -> list[list[PersonDetection]]: ...
 
 
 def crop_inputs(image: ByteImage, geometry: CropGeometry) -> npt.NDArray[np.float32]:
@@ -167,6 +154,10 @@ class RTMPoseDetector:
         inputs = np.concatenate([crop_inputs(img, g) for img, g in zip(images, geometries, strict=True) if len(g)])
         crop_kp, scores = self.keypoints(inputs, flip_test)
         return people_per_image(geometries, box_arrays, score_arrays, crop_kp, scores)
+
+
+KeypointDetector = TopDownDetector | RTMPoseDetector
+"""The pipeline's 2D keypoint detector: HRNet (with CA-PF's feature maps) or RTMPose; both answer ``detect``."""
 
 
 def build_rtmpose_detector(settings: DetectorSettings, needs_features: bool, threads: int = 0) -> RTMPoseDetector:

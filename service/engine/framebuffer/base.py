@@ -18,7 +18,7 @@ import math
 import secrets
 import struct
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from itertools import accumulate
 from typing import Any, ClassVar, Final
@@ -138,16 +138,10 @@ class StreamMeta:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> StreamMeta:
+        """The meta :meth:`to_json` wrote (fields it lacks take their defaults; keys not fields are ignored)."""
         d: dict[str, Any] = json.loads(text)
-        return cls(
-            stream_id=str(d["stream_id"]),
-            model=str(d["model"]),
-            mode=WindowMode(d["mode"]),
-            flip_test=bool(d["flip_test"]),
-            max_people=d.get("max_people"),
-            boxes=d.get("boxes"),
-            world=str(d.get("world", "")),
-        )
+        d["mode"] = WindowMode(d["mode"])
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
 
 @dataclass(frozen=True)
