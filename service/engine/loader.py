@@ -41,7 +41,7 @@ from service.engine.person_detector_onnx import DetectorFamily, OnnxPersonDetect
 from service.engine.pipeline import Pipeline
 from service.engine.pstmo_onnx import OnnxPSTMO
 from service.engine.random_onnx import RANDOM_ONNX, random_onnx
-from service.engine.rtmpose import KeypointDetector, build_rtmpose_detector
+from service.engine.rtmpose import KeypointDetector, RTMPoseDetector
 from service.engine.stages import Models
 from service.engine.types import ModelInfo
 from service.errors import Unavailable
@@ -259,15 +259,7 @@ def build_detector(settings: CommonSettings, needs_features: bool, report: Repor
     when HRNet has no weights and random ones are refused (and no CA-PF model needs features)."""
     det = settings.detector
     if det.family == "rtmpose":
-        random = False
-        if det.rtmpose_onnx is not None:
-            onnx, random = onnx_or_random("the 2D detector (RTMPose)", det.rtmpose_onnx, settings)
-            det = det.model_copy(update={"rtmpose_onnx": onnx})
-        rtm = build_rtmpose_detector(det, needs_features, settings.engine.torch_threads)
-        digest = RANDOM if random else sha256_of_file(rtm.path)
-        report.detail["detector"] = f"rtmpose {rtm.path.name} weights sha256 {digest}"
-        report.component("keypoint_detector", "rtmpose", rtm.path.name, digest)
-        return rtm
+        return build_rtmpose_detector(settings, needs_features, report)
     if det.arch not in HRNET_PRESETS:
         raise Unavailable(f"detector: unknown HRNet preset {det.arch!r} (known: {', '.join(HRNET_PRESETS)})")
     try:
@@ -279,6 +271,34 @@ def build_detector(settings: CommonSettings, needs_features: bool, report: Repor
         log.warning("no 2D detector: %s; only 2D-keypoint requests can be served", refused.detail)
         return None
     return _hrnet(settings, checkpoint, needs_features, report)
+
+
+def build_rtmpose_detector(settings: CommonSettings, needs_features: bool, report: Report) -> RTMPoseDetector:
+    """RTMPose (``detector.family = "rtmpose"``) on ``detector.rtmpose_threads`` onnxruntime threads (0: the
+    engine's torch threads).
+
+    Raises:
+        Unavailable: a served model needs HRNet feature maps (CA-PF), or ``detector.rtmpose_onnx`` is unset,
+            missing or not an RTMPose ONNX (random weights stand in only for a catalogue name, when allowed).
+    """
+    det = settings.detector
+    if needs_features:
+        raise Unavailable(
+            'detector.family = "rtmpose" gives 2D keypoints only, but a served CA-PF model needs HRNet feature '
+            'maps: set detector.family = "hrnet", or serve only models that take 2D keypoints (P-STMO)'
+        )
+    if det.rtmpose_onnx is None:
+        raise Unavailable(
+            'detector.family = "rtmpose" needs detector.rtmpose_onnx: an RTMPose ONNX file or a catalogue name '
+            '(`pose3d weights fetch rtmpose-m`, then rtmpose_onnx = "rtmpose-m")'
+        )
+    onnx, random = onnx_or_random("the 2D detector (RTMPose)", det.rtmpose_onnx, settings)
+    with _loading("detector.rtmpose_onnx"):
+        rtm = RTMPoseDetector(onnx, intra_op_threads=det.rtmpose_threads or settings.engine.torch_threads)
+    digest = RANDOM if random else sha256_of_file(rtm.path)
+    report.detail["detector"] = f"rtmpose {rtm.path.name} weights sha256 {digest}"
+    report.component("keypoint_detector", "rtmpose", rtm.path.name, digest)
+    return rtm
 
 
 def _hrnet(settings: CommonSettings, checkpoint: Path | None, needs_features: bool, report: Report) -> TopDownDetector:

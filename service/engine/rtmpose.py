@@ -21,11 +21,9 @@ import numpy.typing as npt
 from model.checkpoints.common import CheckpointError
 from model.skeleton import COCO_FLIP_PERM
 from model.topdown import INPUT_HEIGHT, INPUT_WIDTH, CropGeometry, warp_matrix
-from service.config import DetectorSettings
 from service.engine.detector import PersonDetection, TopDownDetector, box_batch, people_per_image
 from service.engine.onnx_cache import open_onnx
 from service.engine.types import ByteImage, FloatArray
-from service.errors import Unavailable
 
 INPUT_SIZE: Final = (INPUT_WIDTH, INPUT_HEIGHT)
 """Network input (width, height) in pixels: the published RTMPose body models' 192×256, HRNet's too."""
@@ -158,27 +156,3 @@ class RTMPoseDetector:
 
 KeypointDetector = TopDownDetector | RTMPoseDetector
 """The pipeline's 2D keypoint detector: HRNet (with CA-PF's feature maps) or RTMPose; both answer ``detect``."""
-
-
-def build_rtmpose_detector(settings: DetectorSettings, needs_features: bool, threads: int = 0) -> RTMPoseDetector:
-    """The RTMPose detector ``settings`` name (``detector.family = "rtmpose"``), for the engine's start-up, on
-    ``detector.rtmpose_threads`` onnxruntime threads (0: ``threads``, the engine's torch threads).
-
-    Raises:
-        Unavailable: a served model needs HRNet feature maps (CA-PF), or ``detector.rtmpose_onnx`` is unset,
-            missing or not an RTMPose ONNX (there are no random RTMPose weights to fall back on).
-    """
-    if needs_features:
-        raise Unavailable(
-            'detector.family = "rtmpose" gives 2D keypoints only, but a served CA-PF model needs HRNet feature '
-            'maps: set detector.family = "hrnet", or serve only models that take 2D keypoints (P-STMO)'
-        )
-    if settings.rtmpose_onnx is None:
-        raise Unavailable(
-            'detector.family = "rtmpose" needs detector.rtmpose_onnx: an RTMPose ONNX file or a catalogue name '
-            '(`pose3d weights fetch rtmpose-m`, then rtmpose_onnx = "rtmpose-m")'
-        )
-    try:
-        return RTMPoseDetector(settings.rtmpose_onnx, intra_op_threads=settings.rtmpose_threads or threads)
-    except CheckpointError as e:
-        raise Unavailable(f"detector.rtmpose_onnx: {e}") from e
