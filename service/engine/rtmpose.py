@@ -58,10 +58,7 @@ def flip_simcc(
 
 
 def decode_simcc(
-    simcc_x: npt.ArrayLike,
-    simcc_y: npt.ArrayLike,
-    split_ratio: float = SIMCC_SPLIT_RATIO,
-    score_mode: ScoreMode = "min",
+    simcc_x: npt.ArrayLike, simcc_y: npt.ArrayLike, score_mode: ScoreMode = "min"
 ) -> tuple[FloatArray, FloatArray]:
     """``(N, K, Wx)``, ``(N, K, Wy)`` SimCC vectors → ``(N, K, 2) float32`` crop pixels and ``(N, K) float32`` scores.
 
@@ -76,7 +73,7 @@ def decode_simcc(
     max_x, max_y = xf.max(axis=1), yf.max(axis=1)
     vals = np.minimum(max_x, max_y) if score_mode == "min" else np.float32(0.5) * (max_x + max_y)
     locs[vals <= 0.0] = -1.0
-    return (locs / np.float32(split_ratio)).reshape(n, k, 2), vals.astype(np.float32).reshape(n, k)
+    return (locs / np.float32(SIMCC_SPLIT_RATIO)).reshape(n, k, 2), vals.astype(np.float32).reshape(n, k)
 
 
 class RTMPoseDetector:
@@ -134,7 +131,7 @@ class RTMPoseDetector:
             x, y = (x[:b] + fx) * np.float32(0.5), (y[:b] + fy) * np.float32(0.5)
         else:
             x, y = self.forward(inputs)
-        return decode_simcc(x, y, SIMCC_SPLIT_RATIO, self.score_mode)
+        return decode_simcc(x, y, self.score_mode)
 
     def detect(
         self,
