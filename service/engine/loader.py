@@ -36,8 +36,7 @@ from service.engine.framebuffer.redis import RedisFrameBuffer
 from service.engine.hrnet_onnx import use_onnx_backend
 from service.engine.lifters import CAPFLifterServed, PSTMOLifter, ServedLifter
 from service.engine.onnx_cache import ExportCache, default_cache_dir, resolved_backend
-from service.engine.person_boxes import PersonBoxFinder
-from service.engine.person_detector_onnx import DetectorFamily, OnnxPersonDetector
+from service.engine.person_boxes import DetectorFamily, OnnxPersonDetector, PersonBoxFinder
 from service.engine.pipeline import Pipeline
 from service.engine.pstmo_onnx import OnnxPSTMO
 from service.engine.random_onnx import RANDOM_ONNX, random_onnx

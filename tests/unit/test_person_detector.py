@@ -10,8 +10,15 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from model.checkpoints.common import CheckpointError
-from service.engine.person_boxes import PersonBoxFinder, validate_client_boxes, whole_frame_box
-from service.engine.person_detector_onnx import DetectorFamily, OnnxPersonDetector, letterbox, nms
+from service.engine.person_boxes import (
+    DetectorFamily,
+    OnnxPersonDetector,
+    PersonBoxFinder,
+    letterbox,
+    nms,
+    validate_client_boxes,
+    whole_frame_box,
+)
 from service.engine.types import BoxSource
 from service.errors import InvalidInput
 
