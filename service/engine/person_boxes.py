@@ -91,16 +91,11 @@ PAD_VALUE: Final = 114
 PERSON_CLASS: Final = 0
 
 
-@dataclass(frozen=True)
-class Letterbox:
-    """Result of :func:`letterbox`: the ``(1, 3, H_in, W_in) float32`` input and the resize ratio."""
-
-    tensor: npt.NDArray[np.float32]
-    ratio: float
-
-
-def letterbox(image_rgb: ByteImage, input_hw: tuple[int, int], family: DetectorFamily) -> Letterbox:
-    """``(H, W, 3) uint8`` RGB image → the detector's NCHW float32 input (see the module doc)."""
+def letterbox(
+    image_rgb: ByteImage, input_hw: tuple[int, int], family: DetectorFamily
+) -> tuple[npt.NDArray[np.float32], float]:
+    """``(H, W, 3) uint8`` RGB image → the detector's ``(1, 3, H_in, W_in) float32`` input (see the module doc)
+    and the resize ratio."""
     h_in, w_in = input_hw
     h, w = image_rgb.shape[:2]
     ratio = min(h_in / h, w_in / w)
@@ -114,7 +109,7 @@ def letterbox(image_rgb: ByteImage, input_hw: tuple[int, int], family: DetectorF
     if norm is not None:
         mean, std = (np.asarray(v, dtype=np.float32) for v in norm)
         x = ((x - mean) / std).astype(np.float32)
-    return Letterbox(np.ascontiguousarray(x.transpose(2, 0, 1)[None]), ratio)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), ratio
 
 
 def nms(boxes: npt.ArrayLike, scores: npt.ArrayLike, iou_threshold: float) -> list[int]:
@@ -162,14 +157,14 @@ class OnnxPersonDetector:
     def detect(self, image_rgb: ByteImage, max_people: int | None = None) -> FrameBoxes:
         """People in one ``(H, W, 3) uint8`` RGB image, highest score first (at most ``max_people``)."""
         h, w = image_rgb.shape[:2]
-        lb = letterbox(image_rgb, self.input_hw, self.family)
-        dets, labels = self._session.run(self._output_names, {self._input_name: lb.tensor})
+        tensor, ratio = letterbox(image_rgb, self.input_hw, self.family)
+        dets, labels = self._session.run(self._output_names, {self._input_name: tensor})
         dets = np.asarray(dets, dtype=np.float32).reshape(-1, 5)
         labels = np.asarray(labels).reshape(-1)
         if labels.shape[0] != dets.shape[0]:
             raise ValueError(f"person detector returned {dets.shape[0]} boxes but {labels.shape[0]} labels")
         keep = (dets[:, 4] >= self.score_threshold) & (labels.astype(np.int64) == PERSON_CLASS)
-        boxes = dets[keep, :4] / np.float32(lb.ratio)
+        boxes = dets[keep, :4] / np.float32(ratio)
         scores = dets[keep, 4]
         boxes = boxes.clip(0, np.array([w, h, w, h], np.float32))
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])

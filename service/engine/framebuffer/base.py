@@ -130,8 +130,7 @@ class StreamMeta:
     def __post_init__(self) -> None:
         # one canonical form (tuples of floats), so that a meta equals its stored and reloaded copy
         if self.boxes is not None:
-            boxes = tuple((float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in self.boxes)
-            object.__setattr__(self, "boxes", boxes)
+            object.__setattr__(self, "boxes", tuple(tuple(map(float, box)) for box in self.boxes))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
