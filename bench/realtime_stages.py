@@ -48,7 +48,7 @@ from model.rtmpose_net import export, gflops
 from model.topdown import box_to_center_scale
 from service.config import CommonSettings, StageBatchSettings
 from service.engine.inprocess import InProcessEngine, build_engine
-from service.engine.person_detector_onnx import OnnxPersonDetector
+from service.engine.person_boxes import OnnxPersonDetector
 from service.engine.pose_guide import Guide, attach_guide, pose_to_box, read_guide
 from service.engine.pstmo_onnx import OnnxPSTMO, export_pstmo_onnx
 from service.engine.random_onnx import random_onnx

@@ -8,7 +8,7 @@ then 3x3, identity in the backbone), ``SPPBottleneck`` (5, 9, 13) in the last st
 (0.33, 0.5), m = (0.67, 0.75); input 416x416 (tiny) or 640x640; one class (person), as the Human-Art detectors
 rtmlib runs. Decoding as mmdet's ``YOLOXHead.predict_by_feat``: box centre ``(p_xy + grid) * stride``, size
 ``exp(p_wh) * stride``, score ``sigmoid(obj) * sigmoid(cls)``; the exported graph keeps the ``TOP_K`` best boxes
-(no NMS in the graph: :class:`~service.engine.person_detector_onnx.OnnxPersonDetector` runs its own).
+(no NMS in the graph: :class:`~service.engine.person_boxes.OnnxPersonDetector` runs its own).
 Not a conformance artefact: it exists so that the pipeline runs the real architecture's cost offline.
 """
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
 import numpy.typing as npt
@@ -82,35 +83,29 @@ def people_per_image(
     """Per image, one :class:`PersonDetection` per box, from a batch's crops in image then box order:
     ``keypoints_crop`` ``(N, 17, 2)`` COCO crop pixels, ``scores`` ``(N, 17)``, and ``features``: the crops' and
     the mirrored crops' per level ``(N, C_l, H_l, W_l)`` maps, each None when not kept."""
-    results: list[list[PersonDetection]] = []
-    start = 0
-    for geometry, image_boxes, image_scores in zip(geometries, boxes, box_scores, strict=True):
-        rows = slice(start, start + len(geometry))
-        start = rows.stop
-        if len(geometry) == 0:
-            results.append([])
-            continue
-        crop_kp, kp_scores = keypoints_crop[rows], scores[rows]
-        keypoints = crop_to_image(crop_kp, geometry)
-        kp_h36m, sc_h36m, crop_h36m = coco_to_h36m(keypoints), coco_scores_to_h36m(kp_scores), coco_to_h36m(crop_kp)
-        feats, flip_feats = ([f[rows] for f in maps] if maps is not None else None for maps in features)
-        results.append(
-            [
-                PersonDetection(
-                    box=image_boxes[j].copy(),
-                    box_score=float(image_scores[j]),
-                    keypoints_coco=keypoints[j],
-                    scores_coco=kp_scores[j].astype(np.float32),
-                    keypoints_h36m=kp_h36m[j],
-                    scores_h36m=sc_h36m[j],
-                    crop_keypoints_h36m=crop_h36m[j],
-                    features=None if feats is None else tuple(f[j] for f in feats),
-                    flip_features=None if flip_feats is None else tuple(f[j] for f in flip_feats),
-                )
-                for j in range(len(geometry))
-            ]
+    geometry = CropGeometry(
+        np.concatenate([g.centers for g in geometries]), np.concatenate([g.scales for g in geometries])
+    )
+    all_boxes, all_scores = np.concatenate(boxes), np.concatenate(box_scores)
+    keypoints = crop_to_image(keypoints_crop, geometry)
+    kp_h36m, sc_h36m, crop_h36m = coco_to_h36m(keypoints), coco_scores_to_h36m(scores), coco_to_h36m(keypoints_crop)
+    feats, flip_feats = features
+    people = [
+        PersonDetection(
+            box=all_boxes[i].copy(),
+            box_score=float(all_scores[i]),
+            keypoints_coco=keypoints[i],
+            scores_coco=scores[i].astype(np.float32),
+            keypoints_h36m=kp_h36m[i],
+            scores_h36m=sc_h36m[i],
+            crop_keypoints_h36m=crop_h36m[i],
+            features=None if feats is None else tuple(f[i] for f in feats),
+            flip_features=None if flip_feats is None else tuple(f[i] for f in flip_feats),
         )
-    return results
+        for i in range(len(all_boxes))
+    ]
+    ends = accumulate(len(g) for g in geometries)
+    return [people[end - len(g) : end] for g, end in zip(geometries, ends, strict=True)]
 
 
 def default_channels_last(device: torch.device) -> bool:

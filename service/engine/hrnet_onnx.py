@@ -72,12 +72,12 @@ class OnnxHRNet:
 
 
 def use_onnx_backend(
-    detector: TopDownDetector, net: PoseHRNet, source: Path | ExportCache | None, threads: int, name: str = "hrnet"
+    detector: TopDownDetector, net: PoseHRNet, source: Path | ExportCache, threads: int, name: str = "hrnet"
 ) -> str:
     """Switch ``detector`` to ONNX Runtime and say where the graph came from (for the start-up report).
 
-    ``source``: the operator's ONNX file (``detector.onnx_path``), the export cache (entries prefixed ``name``), or
-    None (export now); ``threads`` 0 = torch's thread count. Raises Unavailable off a float32 CPU detector.
+    ``source``: the operator's ONNX file (``detector.onnx_path``, exported there when missing) or the export cache
+    (entries prefixed ``name``); ``threads`` 0 = torch's thread count. Raises Unavailable off a float32 CPU detector.
     """
     if detector.device.type != "cpu" or detector.dtype != torch.float32:
         raise Unavailable("detector.backend 'onnx' runs on the CPU in float32 (device=cpu, no half precision)")
@@ -87,4 +87,4 @@ def use_onnx_backend(
         detector.use_network(cached.value)
         return cached.origin
     detector.use_network(OnnxHRNet.from_torch(net, source, threads))
-    return f"onnx {source}" if source is not None else "onnx (exported, not cached)"
+    return f"onnx {source}"

@@ -170,9 +170,8 @@ class PSTMOLifter(ServedLifter):
         if self.onnx is not None:
             native = self.onnx.lift(kp, flip, j.flip_perm, j.root)  # (B, 17, 3), the network's order and units
         else:
-            native = (
-                self.model.lift(torch.from_numpy(kp).to(self.device), flip, j.flip_perm, j.root).float().cpu().numpy()
-            )
+            pose = self.model.lift(torch.from_numpy(kp).to(self.device), flip, j.flip_perm, j.root)
+            native = pose.float().cpu().numpy()
         return j.to_h36m_order(native) * np.float32(self._scale)
 
 

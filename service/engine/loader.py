@@ -36,12 +36,11 @@ from service.engine.framebuffer.redis import RedisFrameBuffer
 from service.engine.hrnet_onnx import use_onnx_backend
 from service.engine.lifters import CAPFLifterServed, PSTMOLifter, ServedLifter
 from service.engine.onnx_cache import ExportCache, default_cache_dir, resolved_backend
-from service.engine.person_boxes import PersonBoxFinder
-from service.engine.person_detector_onnx import DetectorFamily, OnnxPersonDetector
+from service.engine.person_boxes import DetectorFamily, OnnxPersonDetector, PersonBoxFinder
 from service.engine.pipeline import Pipeline
 from service.engine.pstmo_onnx import OnnxPSTMO
 from service.engine.random_onnx import RANDOM_ONNX, random_onnx
-from service.engine.rtmpose import KeypointDetector, build_rtmpose_detector
+from service.engine.rtmpose import KeypointDetector, RTMPoseDetector
 from service.engine.stages import Models
 from service.engine.types import ModelInfo
 from service.errors import Unavailable
@@ -109,21 +108,22 @@ def _sources(presets: Mapping[str, _C], name: str, spec: ModelSpec, settings: Co
 
 
 @contextmanager
-def _loading(name: str) -> Iterator[None]:
+def _loading(what: str) -> Iterator[None]:
+    """Raise a CheckpointError inside as Unavailable naming ``what`` (``model 'capf'``, ``detector``)."""
     try:
         yield
     except CheckpointError as e:
-        raise Unavailable(f"model {name!r}: {e}") from e
+        raise Unavailable(f"{what}: {e}") from e
 
 
 def build_pstmo(name: str, spec: ModelSpec, settings: CommonSettings, device: torch.device) -> ServedLifter:
     cfg, path = _sources(PSTMO_PRESETS, name, spec, settings)
     if path is None:
-        lifter = PSTMOLifter(name, spec, RANDOM, device, _random_model(name, lambda: PSTMO(cfg)))
+        model = _random_model(name, lambda: PSTMO(cfg))
     else:
-        with _loading(name):
+        with _loading(f"model {name!r}"):
             model = load_pstmo_checkpoint(path, cfg)
-        lifter = PSTMOLifter(name, spec, sha256_of_file(path), device, model)
+    lifter = PSTMOLifter(name, spec, RANDOM if path is None else sha256_of_file(path), device, model)
     if resolved_backend(spec.backend, device, settings.half_precision and device.type == "cuda") == "onnx":
         use_onnx_lifter(lifter, settings)
     return lifter
@@ -153,13 +153,13 @@ def build_capf(name: str, spec: ModelSpec, settings: CommonSettings, device: tor
         if path is None:
             return CAPFLifterServed(name, spec, RANDOM, device, _random_model(name, lambda: CAPFLifter(cfg)), None)
         trunk = CAPFLifter(cfg)
-        with _loading(name):
+        with _loading(f"model {name!r}"):
             load_capf_lifter(path, trunk)
         return CAPFLifterServed(name, spec, sha256_of_file(path), device, trunk, None)
     if path is None:
         model = _random_model(name, lambda: CAPFTemporal(cfg, CAPFTemporalConfig(frames=spec.frames)))
         return CAPFLifterServed(name, spec, RANDOM, device, model.trunk, model)
-    with _loading(name):
+    with _loading(f"model {name!r}"):
         model, head_loaded = build_capf_temporal(path, spec.frames)
     weights = sha256_of_file(path)
     if not head_loaded:
@@ -258,15 +258,7 @@ def build_detector(settings: CommonSettings, needs_features: bool, report: Repor
     when HRNet has no weights and random ones are refused (and no CA-PF model needs features)."""
     det = settings.detector
     if det.family == "rtmpose":
-        random = False
-        if det.rtmpose_onnx is not None:
-            onnx, random = onnx_or_random("the 2D detector (RTMPose)", det.rtmpose_onnx, settings)
-            det = det.model_copy(update={"rtmpose_onnx": onnx})
-        rtm = build_rtmpose_detector(det, needs_features, settings.engine.torch_threads)
-        digest = RANDOM if random else sha256_of_file(rtm.path)
-        report.detail["detector"] = f"rtmpose {rtm.path.name} weights sha256 {digest}"
-        report.component("keypoint_detector", "rtmpose", rtm.path.name, digest)
-        return rtm
+        return build_rtmpose_detector(settings, needs_features, report)
     if det.arch not in HRNET_PRESETS:
         raise Unavailable(f"detector: unknown HRNet preset {det.arch!r} (known: {', '.join(HRNET_PRESETS)})")
     try:
@@ -280,12 +272,38 @@ def build_detector(settings: CommonSettings, needs_features: bool, report: Repor
     return _hrnet(settings, checkpoint, needs_features, report)
 
 
+def build_rtmpose_detector(settings: CommonSettings, needs_features: bool, report: Report) -> RTMPoseDetector:
+    """RTMPose (``detector.family = "rtmpose"``) on ``detector.rtmpose_threads`` onnxruntime threads (0: the
+    engine's torch threads).
+
+    Raises:
+        Unavailable: a served model needs HRNet feature maps (CA-PF), or ``detector.rtmpose_onnx`` is unset,
+            missing or not an RTMPose ONNX (random weights stand in only for a catalogue name, when allowed).
+    """
+    det = settings.detector
+    if needs_features:
+        raise Unavailable(
+            'detector.family = "rtmpose" gives 2D keypoints only, but a served CA-PF model needs HRNet feature '
+            'maps: set detector.family = "hrnet", or serve only models that take 2D keypoints (P-STMO)'
+        )
+    if det.rtmpose_onnx is None:
+        raise Unavailable(
+            'detector.family = "rtmpose" needs detector.rtmpose_onnx: an RTMPose ONNX file or a catalogue name '
+            '(`pose3d weights fetch rtmpose-m`, then rtmpose_onnx = "rtmpose-m")'
+        )
+    onnx, random = onnx_or_random("the 2D detector (RTMPose)", det.rtmpose_onnx, settings)
+    with _loading("detector.rtmpose_onnx"):
+        rtm = RTMPoseDetector(onnx, intra_op_threads=det.rtmpose_threads or settings.engine.torch_threads)
+    digest = RANDOM if random else sha256_of_file(rtm.path)
+    report.detail["detector"] = f"rtmpose {rtm.path.name} weights sha256 {digest}"
+    report.component("keypoint_detector", "rtmpose", rtm.path.name, digest)
+    return rtm
+
+
 def _hrnet(settings: CommonSettings, checkpoint: Path | None, needs_features: bool, report: Report) -> TopDownDetector:
     det = settings.detector
-    try:
+    with _loading("detector"):
         net = load_detector(HRNET_PRESETS[det.arch], checkpoint, det.backbone_checkpoint, seed=zlib.crc32(b"detector"))
-    except CheckpointError as e:
-        raise Unavailable(f"detector: {e}") from e
     weights = sha256_of_file(checkpoint) if checkpoint is not None else RANDOM
     report.detail["detector"] = weights_detail(weights)
     name = f"hrnet-{det.arch}" if det.arch.startswith("w") else det.arch
@@ -309,15 +327,13 @@ def build_box_finder(settings: CommonSettings, report: Report) -> PersonBoxFinde
     if det.person_detector_onnx is None:
         return PersonBoxFinder(None)
     path, random = onnx_or_random("the person detector", det.person_detector_onnx, settings)
-    try:
+    with _loading("person detector"):
         onnx = OnnxPersonDetector(
             path,
             family=DetectorFamily(det.person_detector_family),
             score_threshold=det.person_score_threshold,
             nms_iou=det.person_nms_iou,
         )
-    except CheckpointError as e:
-        raise Unavailable(f"person detector: {e}") from e
     digest = RANDOM if random else sha256_of_file(path)
     report.component("person_detector", det.person_detector_family, path.name, digest)
     if random:

@@ -136,23 +136,20 @@ class Cached(Generic[T]):
         return f"onnx {'exported to' if self.exported else 'cached at'} {self.path}"
 
 
+@dataclass(frozen=True)
 class ExportCache:
     """Exported graphs under ``directory`` (``detector.onnx_cache_dir``; created on first write)."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def path_for(self, name: str, key: Mapping[str, str]) -> Path:
-        """The entry's file for ``name`` (a readable prefix) and ``key`` (24 hex of its sorted JSON's sha256)."""
-        digest = hashlib.sha256(json.dumps(dict(key), sort_keys=True).encode()).hexdigest()[:24]
-        return self.directory / f"{name}-{digest}.onnx"
+    directory: Path
 
     def load_or_export(
         self, name: str, key: Mapping[str, str], export: Callable[[], bytes], open_model: Callable[[bytes], T]
     ) -> Cached[T]:
         """``open_model`` (bytes → runnable; raising = corrupt entry) of the cached bytes of ``name`` (the file name
-        prefix) and ``key`` when the entry is sound, else of a fresh ``export()`` (then cached)."""
-        path = self.path_for(name, key)
+        prefix) and ``key`` when the entry is sound, else of a fresh ``export()`` (then cached). The entry's file is
+        ``<name>-<24 hex of the sha256 of key's sorted JSON>.onnx``."""
+        key_json = json.dumps(dict(key), sort_keys=True).encode()
+        path = self.directory / f"{name}-{hashlib.sha256(key_json).hexdigest()[:24]}.onnx"
         cached = self._read(path)
         if cached is not None:
             try:
@@ -161,7 +158,7 @@ class ExportCache:
                 log.warning("export cache: %s does not open (%s); rebuilding it", path, e)
         model = export()
         value = open_model(model)  # a fresh export that does not open is an error, not a cache problem
-        self._write(path, model, key)
+        self._write(path, model, key_json)
         log.info("export cache: %s written (%d bytes)", path, len(model))
         return Cached(value, path, exported=True)
 
@@ -177,10 +174,10 @@ class ExportCache:
             return None
         return data
 
-    def _write(self, path: Path, data: bytes, key: Mapping[str, str]) -> None:
+    def _write(self, path: Path, data: bytes, key_json: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         atomic_write(path, data)
-        atomic_write(path.with_name(path.name + ".key.json"), json.dumps(dict(key), sort_keys=True).encode())
+        atomic_write(path.with_name(path.name + ".key.json"), key_json)
         atomic_write(_checksum_path(path), hashlib.sha256(data).hexdigest().encode())
 
 

@@ -70,9 +70,8 @@ def pose_to_box(keypoints: FloatArray, expansion: float = EXPANSION) -> FloatArr
     kp = np.asarray(keypoints, dtype=np.float64).reshape(len(keypoints), -1, 2)
     lo, hi = kp.min(axis=1), kp.max(axis=1)
     center = (lo + hi) / 2
-    return np.concatenate([center - (center - lo) * expansion, center + (hi - center) * expansion], axis=1).astype(
-        np.float32
-    )
+    boxes = np.concatenate([center - (center - lo) * expansion, center + (hi - center) * expansion], axis=1)
+    return boxes.astype(np.float32)
 
 
 def guide_of(people: PreparedPeople, frame_index: int) -> Guide:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, Literal, Protocol
+from typing import Final, Literal
 
 import cv2
 import numpy as np
@@ -21,11 +21,9 @@ import numpy.typing as npt
 from model.checkpoints.common import CheckpointError
 from model.skeleton import COCO_FLIP_PERM
 from model.topdown import INPUT_HEIGHT, INPUT_WIDTH, CropGeometry, warp_matrix
-from service.config import DetectorSettings
-from service.engine.detector import PersonDetection, box_batch, people_per_image
+from service.engine.detector import PersonDetection, TopDownDetector, box_batch, people_per_image
 from service.engine.onnx_cache import open_onnx
 from service.engine.types import ByteImage, FloatArray
-from service.errors import Unavailable
 
 INPUT_SIZE: Final = (INPUT_WIDTH, INPUT_HEIGHT)
 """Network input (width, height) in pixels: the published RTMPose body models' 192×256, HRNet's too."""
@@ -34,19 +32,6 @@ MEAN_RGB: Final = (123.675, 116.28, 103.53)
 STD_RGB: Final = (58.395, 57.12, 57.375)
 OUTPUT_NAMES: Final = ("simcc_x", "simcc_y")
 ScoreMode = Literal["min", "mean"]
-
-
-class KeypointDetector(Protocol):
-    """What the pipeline needs of a 2D keypoint detector (HRNet :class:`TopDownDetector` or RTMPose)."""
-
-    def detect(
-        self,
-        images: Sequence[ByteImage],
-        boxes: Sequence[npt.ArrayLike],
-        box_scores: Sequence[npt.ArrayLike],
-        flip_test: bool,
-        flip_features: bool | None = None,
-    ) -> list[list[PersonDetection]]: ...
 
 
 def crop_inputs(image: ByteImage, geometry: CropGeometry) -> npt.NDArray[np.float32]:
@@ -73,10 +58,7 @@ def flip_simcc(
 
 
 def decode_simcc(
-    simcc_x: npt.ArrayLike,
-    simcc_y: npt.ArrayLike,
-    split_ratio: float = SIMCC_SPLIT_RATIO,
-    score_mode: ScoreMode = "min",
+    simcc_x: npt.ArrayLike, simcc_y: npt.ArrayLike, score_mode: ScoreMode = "min"
 ) -> tuple[FloatArray, FloatArray]:
     """``(N, K, Wx)``, ``(N, K, Wy)`` SimCC vectors → ``(N, K, 2) float32`` crop pixels and ``(N, K) float32`` scores.
 
@@ -91,7 +73,7 @@ def decode_simcc(
     max_x, max_y = xf.max(axis=1), yf.max(axis=1)
     vals = np.minimum(max_x, max_y) if score_mode == "min" else np.float32(0.5) * (max_x + max_y)
     locs[vals <= 0.0] = -1.0
-    return (locs / np.float32(split_ratio)).reshape(n, k, 2), vals.astype(np.float32).reshape(n, k)
+    return (locs / np.float32(SIMCC_SPLIT_RATIO)).reshape(n, k, 2), vals.astype(np.float32).reshape(n, k)
 
 
 class RTMPoseDetector:
@@ -149,7 +131,7 @@ class RTMPoseDetector:
             x, y = (x[:b] + fx) * np.float32(0.5), (y[:b] + fy) * np.float32(0.5)
         else:
             x, y = self.forward(inputs)
-        return decode_simcc(x, y, SIMCC_SPLIT_RATIO, self.score_mode)
+        return decode_simcc(x, y, self.score_mode)
 
     def detect(
         self,
@@ -169,25 +151,5 @@ class RTMPoseDetector:
         return people_per_image(geometries, box_arrays, score_arrays, crop_kp, scores)
 
 
-def build_rtmpose_detector(settings: DetectorSettings, needs_features: bool, threads: int = 0) -> RTMPoseDetector:
-    """The RTMPose detector ``settings`` name (``detector.family = "rtmpose"``), for the engine's start-up, on
-    ``detector.rtmpose_threads`` onnxruntime threads (0: ``threads``, the engine's torch threads).
-
-    Raises:
-        Unavailable: a served model needs HRNet feature maps (CA-PF), or ``detector.rtmpose_onnx`` is unset,
-            missing or not an RTMPose ONNX (there are no random RTMPose weights to fall back on).
-    """
-    if needs_features:
-        raise Unavailable(
-            'detector.family = "rtmpose" gives 2D keypoints only, but a served CA-PF model needs HRNet feature '
-            'maps: set detector.family = "hrnet", or serve only models that take 2D keypoints (P-STMO)'
-        )
-    if settings.rtmpose_onnx is None:
-        raise Unavailable(
-            'detector.family = "rtmpose" needs detector.rtmpose_onnx: an RTMPose ONNX file or a catalogue name '
-            '(`pose3d weights fetch rtmpose-m`, then rtmpose_onnx = "rtmpose-m")'
-        )
-    try:
-        return RTMPoseDetector(settings.rtmpose_onnx, intra_op_threads=settings.rtmpose_threads or threads)
-    except CheckpointError as e:
-        raise Unavailable(f"detector.rtmpose_onnx: {e}") from e
+KeypointDetector = TopDownDetector | RTMPoseDetector
+"""The pipeline's 2D keypoint detector: HRNet (with CA-PF's feature maps) or RTMPose; both answer ``detect``."""

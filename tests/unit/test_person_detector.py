@@ -10,8 +10,15 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from model.checkpoints.common import CheckpointError
-from service.engine.person_boxes import PersonBoxFinder, validate_client_boxes, whole_frame_box
-from service.engine.person_detector_onnx import DetectorFamily, OnnxPersonDetector, letterbox, nms
+from service.engine.person_boxes import (
+    DetectorFamily,
+    OnnxPersonDetector,
+    PersonBoxFinder,
+    letterbox,
+    nms,
+    validate_client_boxes,
+    whole_frame_box,
+)
 from service.engine.types import BoxSource
 from service.errors import InvalidInput
 
@@ -153,10 +160,10 @@ def test_dynamic_input_uses_default_size(tmp_path: Path) -> None:
 
 
 def test_letterbox_shapes() -> None:
-    lb = letterbox(np.zeros((30, 100, 3), np.uint8), (64, 48), DetectorFamily.YOLOX)
-    assert lb.tensor.shape == (1, 3, 64, 48)
-    assert lb.ratio == pytest.approx(0.48)
-    assert lb.tensor.dtype == np.float32
+    tensor, ratio = letterbox(np.zeros((30, 100, 3), np.uint8), (64, 48), DetectorFamily.YOLOX)
+    assert tensor.shape == (1, 3, 64, 48)
+    assert ratio == pytest.approx(0.48)
+    assert tensor.dtype == np.float32
 
 
 def test_nms_keeps_best_of_overlapping() -> None:

@@ -13,13 +13,13 @@ import torch
 from model.checkpoints.common import CheckpointError
 from model.skeleton import COCO_FLIP_PERM, coco_to_h36m
 from model.topdown import box_to_center_scale, warp_matrix
-from service.config import DetectorSettings
+from service.config import CommonSettings, DetectorSettings, EngineSettings
+from service.engine.loader import Report, build_rtmpose_detector
 from service.engine.rtmpose import (
     INPUT_SIZE,
     MEAN_RGB,
     STD_RGB,
     RTMPoseDetector,
-    build_rtmpose_detector,
     crop_inputs,
     decode_simcc,
     flip_simcc,
@@ -144,8 +144,9 @@ def test_no_boxes_and_load_errors(tmp_path: Path, standin: Path, image: np.ndarr
 def test_session_threads_and_no_spinning(
     standin: Path, image: np.ndarray, rtmpose_threads: int, engine_threads: int, expected: int
 ) -> None:
-    settings = DetectorSettings(family="rtmpose", rtmpose_onnx=standin, rtmpose_threads=rtmpose_threads)
-    det = build_rtmpose_detector(settings, needs_features=False, threads=engine_threads)
+    detector = DetectorSettings(family="rtmpose", rtmpose_onnx=standin, rtmpose_threads=rtmpose_threads)
+    settings = CommonSettings(detector=detector, engine=EngineSettings(torch_threads=engine_threads))
+    det = build_rtmpose_detector(settings, needs_features=False, report=Report("cpu"))
     options = det._session.get_session_options()
     assert options.intra_op_num_threads == expected
     assert options.inter_op_num_threads == 1

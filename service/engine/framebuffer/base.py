@@ -18,7 +18,7 @@ import math
 import secrets
 import struct
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from itertools import accumulate
 from typing import Any, ClassVar, Final
@@ -130,24 +130,17 @@ class StreamMeta:
     def __post_init__(self) -> None:
         # one canonical form (tuples of floats), so that a meta equals its stored and reloaded copy
         if self.boxes is not None:
-            boxes = tuple((float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in self.boxes)
-            object.__setattr__(self, "boxes", boxes)
+            object.__setattr__(self, "boxes", tuple(tuple(map(float, box)) for box in self.boxes))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> StreamMeta:
+        """The meta :meth:`to_json` wrote (fields it lacks take their defaults; keys not fields are ignored)."""
         d: dict[str, Any] = json.loads(text)
-        return cls(
-            stream_id=str(d["stream_id"]),
-            model=str(d["model"]),
-            mode=WindowMode(d["mode"]),
-            flip_test=bool(d["flip_test"]),
-            max_people=d.get("max_people"),
-            boxes=d.get("boxes"),
-            world=str(d.get("world", "")),
-        )
+        d["mode"] = WindowMode(d["mode"])
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,7 @@ end
 local function needed(start, stop, newest, lag_left, lag_right, causal)
   if stop <= start then return -1, -2 end
   local lo = math.max(0, start - lag_left)
-  local hi
-  if causal then hi = stop - 1 else hi = math.min(newest, stop - 1 + lag_right) end
+  local hi = causal and stop - 1 or math.min(newest, stop - 1 + lag_right)
   return lo, hi
 end
 -- the smoothing state valid at `start`: {cursor, blob} (the replaced one for a replay), else {cursor, false}
@@ -117,8 +116,7 @@ end
 received = received + 1
 if idx > maxi then maxi = idx end
 while redis.call('HEXISTS', KEYS[2], high + 1) == 1 do high = high + 1 end
-local last = high
-if not causal then last = high - lag_right end
+local last = causal and high or high - lag_right
 local start = cursor
 local stop = math.max(cursor, last + 1)
 redis.call('HSET', KEYS[3], idx, start .. ',' .. stop .. ',' .. high)
@@ -282,7 +280,7 @@ class RedisFrameBuffer(FrameBuffer):
         return [window.lag_left, window.lag_right, "1" if mode is WindowMode.CAUSAL else "0", self.ttl_ms]
 
     def _emission(self, reply: list[Any], stream_id: str) -> Emission:
-        status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        status = reply[0].decode()
         if status in ("missing", "closed"):
             self._known.pop(stream_id, None)
             if status == "missing":
