@@ -136,8 +136,8 @@ def keypoints_size_check(limits: LimitSettings) -> Callable[[bytes], None]:
 
 
 def keypoint_frames(msg: pb.KeypointsInput, limits: LimitSettings) -> list[KeypointFrame]:
-    """One :class:`KeypointFrame` per frame of ``KeypointsInput`` (one person per frame, frames 0, 1, …)."""
-    check_keypoint_count(msg, limits)
+    """One :class:`KeypointFrame` per frame of ``KeypointsInput`` (one person per frame, frames 0, 1, …), its count
+    checked already (:func:`check_keypoint_count`)."""
     size = _image_size(msg.image_width, msg.image_height)
     xy, scores = keypoint_array(_keypoint_rows(msg.frames), size, limits)
     times = frame_times(list(msg.timestamps_s) or None, xy.shape[0])  # proto: empty = not given

@@ -13,7 +13,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Final
 
 from model.joints import H36M_JOINT_NAMES, JointSet
@@ -182,16 +182,8 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
         lag = 0 if info.mode is WindowMode.CAUSAL else WindowSpec(model.frames, model.stride).lag_right
         if not msg.stream_id:  # a new stream: its smoothing's delay too (a resumed one keeps its own options)
             lag += asked.smoothing.lag_frames
-        opened = pb.StreamOpened(
-            stream_id=info.stream_id,
-            model=info.model,
-            mode=f"WINDOW_MODE_{info.mode.name}",
-            frames_received=info.frames_received,
-            frames_emitted=info.frames_emitted,
-            lag_frames=lag,
-            model_info=_model_info(model),
-            joint_names=list(H36M_JOINT_NAMES),
-        )
+        fields = {**asdict(info), "lag_frames": lag, "joint_names": list(H36M_JOINT_NAMES)}
+        opened = to_message({**fields, "model_info": ModelOut.of(model).model_dump()}, pb.StreamOpened)
         return opened, joint_set
 
     async def _frame(self, msg: pb.StreamFrame, joint_set: JointSet) -> Frame:

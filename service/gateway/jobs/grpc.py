@@ -14,7 +14,7 @@ from service.config import GatewaySettings
 from service.engine.types import EngineClient
 from service.errors import BadRequest, Unavailable
 from service.gateway.jobs.results import checked_job_id, pages
-from service.gateway.jobs.service import Jobs, cancel_owned, create_job
+from service.gateway.jobs.runner import Jobs, cancel_owned, create_job
 from service.gateway.messages import to_message
 from service.jobs.store import JobRecord
 from service.metrics import Metrics

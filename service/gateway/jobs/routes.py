@@ -15,7 +15,7 @@ from service.gateway.deps import engine_of, state_of
 from service.gateway.encoding import pieces
 from service.gateway.inputs import add_split_route
 from service.gateway.jobs.results import NDJSON, checked_job_id, document, ndjson, wants_ndjson
-from service.gateway.jobs.service import Jobs, cancel_owned, create_job
+from service.gateway.jobs.runner import Jobs, cancel_owned, create_job
 from service.gateway.problem import request_id_of
 from service.jobs.store import JobRecord, JobState, UnknownJob
 from service.security.door import own_job_ids, owned_job
