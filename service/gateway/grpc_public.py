@@ -226,9 +226,7 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
             for result in await engine.close_stream(stream_id):
                 await queue.put(result)
             await queue.put(_END)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # a cancellation (BaseException) passes: it ends the pump
             await queue.put(exc if isinstance(exc, Pose3DError) else as_service_error(exc, "grpc.StreamEstimate"))
 
     # ---- jobs: SubmitJob, GetJob, WatchJob, CancelJob on the store and runner of /v1/jobs --------------------------

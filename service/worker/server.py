@@ -120,8 +120,7 @@ async def run_worker(
     level, link = worker_link_summary(settings)  # SecurityConfigError: beyond loopback, callers must authenticate
     log.log(level, "%s", link)
     keys = worker_keys(settings)
-    metrics = Metrics()
-    metrics.worker_up.set(0)
+    metrics = Metrics()  # pose3d_worker_up 0 until the engine serves
     # the key from the metadata, before any message is read
     server = new_server(settings.max_message_bytes, [] if keys is None else [WorkerKeyInterceptor(keys)])
     servicer = WorkerServicer(metrics)
@@ -132,9 +131,7 @@ async def run_worker(
     if add_worker_port(server, address, settings.tls) == 0:  # mTLS when settings.tls names certificates
         raise OSError(errno.EADDRINUSE, f"cannot listen on {address} (worker gRPC)")
     await server.start()
-    http_server = None
-    if settings.metrics_port:
-        http_server = serve_metrics(settings, metrics.registry, keys)  # the worker port's rule
+    http_server = serve_metrics(settings, metrics.registry, keys) if settings.metrics_port else None  # port's rule
     log.info("pose3d worker: gRPC on %s, metrics on :%d; loading models", address, settings.metrics_port)
 
     received: list[int] = []
