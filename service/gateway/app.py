@@ -128,9 +128,9 @@ def create_app(
     limits = settings.limits
     app.state.output_pool = OutputPool(limits.render_workers, limits.render_queue, limits.retry_after_s)
     app.state.security = security  # /readyz (key file, Redis); WebSocket frames (bucket, revocation)
-    install_problem_handlers(app, settings.limits.retry_after_s)
+    install_problem_handlers(app, limits.retry_after_s)
     app.add_middleware(AuthGuard, security=security)  # inside GatewayGuard: 401/429 get request ids and counts
-    app.add_middleware(GatewayGuard, limits=settings.limits, metrics=state.metrics, in_flight=security.in_flight)
+    app.add_middleware(GatewayGuard, limits=limits, metrics=state.metrics, in_flight=security.in_flight)
     app.add_middleware(TraceMiddleware)  # outermost: one span per request, continuing a client's traceparent
     app.include_router(routes_ops.router)
     app.include_router(routes_estimate.router)

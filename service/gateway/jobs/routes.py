@@ -50,8 +50,8 @@ async def submit_job(
 ) -> JobStatus:
     """The same inputs as ``POST /v1/pose3d`` (a clip); answers ``202`` at once with the job's status and
     ``Location: /v1/jobs/{id}``."""
-    text = {name: value for name, value in fields.model_dump().items() if value is not None}
     data, settings = await file.read(), state_of(request).settings
+    text = fields.model_dump(exclude_none=True)
     record = await clip_job(settings, engine_of(request), data, text, request_id_of(request))
     record = await create_job(jobs_of(request), record, data)
     response.headers.update(_location(record))
