@@ -20,8 +20,9 @@ from service.gateway import routes_estimate, routes_ops, routes_streams, routes_
 from service.gateway.auth_rest import AuthGuard
 from service.gateway.deps import GatewayState
 from service.gateway.jobs import routes as job_routes
-from service.gateway.jobs.service import jobs_running, make_jobs
+from service.gateway.jobs.runner import jobs_running, make_jobs
 from service.gateway.limits import GatewayGuard
+from service.gateway.outputs import OutputPool
 from service.gateway.pages import mount_demo, mount_redoc
 from service.gateway.problem import install_problem_handlers
 from service.metrics import Metrics
@@ -69,12 +70,6 @@ def log_models(models: list[ModelInfo], settings: GatewaySettings) -> None:
     )
 
 
-def _log_ready(settings: GatewaySettings) -> None:
-    engine = "remote: " + ", ".join(settings.workers) if settings.workers else "in-process"
-    scheme = rest_scheme(settings.security)
-    log.info("pose3d gateway ready on %s://%s:%d (engine %s)", scheme, settings.host, settings.port, engine)
-
-
 async def _start_engine(state: GatewayState, engine_factory: EngineFactory | None) -> EngineClient:
     """The engine the gateway owns (built by ``engine_factory``); a failure is kept for /readyz and logged."""
     if engine_factory is None:
@@ -110,7 +105,9 @@ def create_app(
             log_models(await state.engine.models(), settings)
         except Unavailable as exc:  # remote workers still loading: serve /healthz and a 503 /readyz meanwhile
             log.warning("engine not ready yet (%s); requests get 503 until it is", exc.detail)
-        _log_ready(settings)
+        engine_text = "remote: " + ", ".join(settings.workers) if settings.workers else "in-process"
+        where = f"{rest_scheme(settings.security)}://{settings.host}:{settings.port}"
+        log.info("pose3d gateway ready on %s (engine %s)", where, engine_text)
         try:
             with frozen_heap():
                 async with jobs_running(app.state.jobs):
@@ -128,10 +125,12 @@ def create_app(
     app.state.gateway = state
     app.state.jobs = make_jobs(state)  # REST routes and the gRPC servicer share them
     app.state.settings = settings
+    limits = settings.limits
+    app.state.output_pool = OutputPool(limits.render_workers, limits.render_queue, limits.retry_after_s)
     app.state.security = security  # /readyz (key file, Redis); WebSocket frames (bucket, revocation)
-    install_problem_handlers(app, settings.limits.retry_after_s)
+    install_problem_handlers(app, limits.retry_after_s)
     app.add_middleware(AuthGuard, security=security)  # inside GatewayGuard: 401/429 get request ids and counts
-    app.add_middleware(GatewayGuard, limits=settings.limits, metrics=state.metrics, in_flight=security.in_flight)
+    app.add_middleware(GatewayGuard, limits=limits, metrics=state.metrics, in_flight=security.in_flight)
     app.add_middleware(TraceMiddleware)  # outermost: one span per request, continuing a client's traceparent
     app.include_router(routes_ops.router)
     app.include_router(routes_estimate.router)

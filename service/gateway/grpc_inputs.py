@@ -20,7 +20,7 @@ from service.api.schemas import MAX_FRAME_INDEX
 from service.api.validation import check_boxes, frame_times, keypoint_array, parse_model_name
 from service.api.world_fields import CAMERA_FIELDS, SMOOTHING_PARAMS, build_world
 from service.config import LimitSettings
-from service.engine.types import EstimateOptions, FloatArray, KeypointFrame
+from service.engine.types import EstimateOptions, KeypointFrame
 from service.errors import InvalidInput, PayloadTooLarge
 from service.geometry.camera import CameraSpec
 from service.geometry.smoothing import SmoothingSpec
@@ -136,21 +136,13 @@ def keypoints_size_check(limits: LimitSettings) -> Callable[[bytes], None]:
 
 
 def keypoint_frames(msg: pb.KeypointsInput, limits: LimitSettings) -> list[KeypointFrame]:
-    """One :class:`KeypointFrame` per frame of ``KeypointsInput`` (one person per frame, frames 0, 1, …)."""
-    check_keypoint_count(msg, limits)
+    """One :class:`KeypointFrame` per frame of ``KeypointsInput`` (one person per frame, frames 0, 1, …), its count
+    checked already (:func:`check_keypoint_count`)."""
     size = _image_size(msg.image_width, msg.image_height)
     xy, scores = keypoint_array(_keypoint_rows(msg.frames), size, limits)
     times = frame_times(list(msg.timestamps_s) or None, xy.shape[0])  # proto: empty = not given
     joint_set = joint_set_of(msg.joint_set)
-    return [
-        KeypointFrame(_row(xy, i), _row(scores, i), size, joint_set, frame_index=i, timestamp_s=t)
-        for i, t in enumerate(times)
-    ]
-
-
-def _row(array: FloatArray, i: int) -> FloatArray:
-    row: FloatArray = np.ascontiguousarray(array[i])
-    return row
+    return [KeypointFrame(xy[i], scores[i], size, joint_set, frame_index=i, timestamp_s=t) for i, t in enumerate(times)]
 
 
 def check_frame_header(msg: pb.StreamFrame) -> tuple[int, float | None]:
@@ -168,4 +160,4 @@ def stream_keypoint_frame(msg: pb.StreamFrame, joint_set: JointSet, limits: Limi
     index, timestamp = check_frame_header(msg)
     size = _image_size(msg.image_width, msg.image_height)
     xy, scores = keypoint_array(_keypoint_rows([msg.keypoints]), size, limits)
-    return KeypointFrame(_row(xy, 0), _row(scores, 0), size, joint_set, frame_index=index, timestamp_s=timestamp)
+    return KeypointFrame(xy[0], scores[0], size, joint_set, frame_index=index, timestamp_s=timestamp)

@@ -1,5 +1,5 @@
 # ruff: noqa: N802  (gRPC method names are fixed by the proto)
-"""The public ``pose3d.v1.Pose3D`` servicer: the REST API's inputs and results over gRPC, plus streaming.
+"""The public ``pose3d.v1.Pose3D`` servicer: the REST API's inputs and results over gRPC, plus streaming and jobs.
 
 ``Estimate`` takes the inputs of ``POST /v1/pose3d`` through the same validation and engine calls (the same poses).
 ``StreamEstimate`` (docs/api.md): at most ``grpc_stream_buffer`` results wait per stream; while the client does not
@@ -10,14 +10,16 @@ buffer; the engine stream stays resumable until it idles out (``engine.stream_tt
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Final
 
 from model.joints import H36M_JOINT_NAMES, JointSet
 from service.api.estimate import EstimateContext, estimate_keypoints, estimate_media
+from service.api.jobs import JobStatus, clip_job, keypoints_job
 from service.api.media import Media, checked_image
 from service.api.models import resolve_model
 from service.api.schemas import Frame as FrameDocument
@@ -28,7 +30,7 @@ from service.engine.stream_ids import known_stream_id
 from service.engine.types import EngineClient, Frame, FrameResult, ImageFrame, ModelInfo, WindowMode
 from service.engine.windows import WindowSpec
 from service.engine.work import close, push
-from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Pose3DError
+from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Pose3DError, Unavailable
 from service.gateway.deps import within
 from service.gateway.encoding import PoseAnswer
 from service.gateway.grpc_inputs import (
@@ -39,13 +41,16 @@ from service.gateway.grpc_inputs import (
     public_options,
     stream_keypoint_frame,
 )
-from service.gateway.jobs.grpc import JobsServicer
+from service.gateway.jobs.results import checked_job_id, pages
+from service.gateway.jobs.runner import Jobs, cancel_owned, create_job
 from service.gateway.messages import to_message
+from service.jobs.store import JobRecord
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
 from service.rpc.handlers import Context, as_service_error, deadline_of, observed_call, unary
 from service.security import door
+from service.security.door import owned_job
 from service.security.guard import Security
 
 EngineGetter = Callable[[], EngineClient]  # the engine, or Unavailable while it is loading
@@ -53,13 +58,14 @@ EngineGetter = Callable[[], EngineClient]  # the engine, or Unavailable while it
 _END: Final = object()
 
 
-class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
+class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
     def __init__(self, settings: GatewaySettings, metrics: Metrics, engine: EngineGetter, security: Security) -> None:
         self.settings = settings
         self.metrics = metrics
         self._engine = engine
         self.security = security  # its in-flight bound is the one REST counts against too
         self.open_calls = 0  # StreamEstimate calls in progress (pose3d_active_streams is the engine's count)
+        self.jobs: Jobs | None = None  # the app's (``app.state.jobs``): REST's store and runner, given once it is built
 
     # ---- unary ------------------------------------------------------------------------------------------------
 
@@ -182,16 +188,8 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
         lag = 0 if info.mode is WindowMode.CAUSAL else WindowSpec(model.frames, model.stride).lag_right
         if not msg.stream_id:  # a new stream: its smoothing's delay too (a resumed one keeps its own options)
             lag += asked.smoothing.lag_frames
-        opened = pb.StreamOpened(
-            stream_id=info.stream_id,
-            model=info.model,
-            mode=f"WINDOW_MODE_{info.mode.name}",
-            frames_received=info.frames_received,
-            frames_emitted=info.frames_emitted,
-            lag_frames=lag,
-            model_info=_model_info(model),
-            joint_names=list(H36M_JOINT_NAMES),
-        )
+        fields = {**asdict(info), "lag_frames": lag, "joint_names": list(H36M_JOINT_NAMES)}
+        opened = to_message({**fields, "model_info": ModelOut.of(model).model_dump()}, pb.StreamOpened)
         return opened, joint_set
 
     async def _frame(self, msg: pb.StreamFrame, joint_set: JointSet) -> Frame:
@@ -228,10 +226,62 @@ class Pose3DServicer(JobsServicer, pose3d_pb2_grpc.Pose3DServicer):
             for result in await engine.close_stream(stream_id):
                 await queue.put(result)
             await queue.put(_END)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # a cancellation (BaseException) passes: it ends the pump
             await queue.put(exc if isinstance(exc, Pose3DError) else as_service_error(exc, "grpc.StreamEstimate"))
+
+    # ---- jobs: SubmitJob, GetJob, WatchJob, CancelJob on the store and runner of /v1/jobs --------------------------
+
+    def _jobs(self) -> Jobs:
+        jobs = self.jobs
+        if jobs is None:
+            raise Unavailable("jobs are not available yet (the gateway is starting)", retry_after_s=1.0)
+        return jobs
+
+    @unary("grpc.SubmitJob")
+    async def SubmitJob(self, request: pb.SubmitJobRequest, context: Context) -> pb.Job:
+        engine, jobs = self._engine(), self._jobs()
+        rid = safe_request_id(None)
+        which = request.WhichOneof("input")
+        if which == "clip":
+            record = await clip_job(self.settings, engine, request.clip, dict(request.fields), rid)
+            return job_pb(await create_job(jobs, record, request.clip))
+        if which == "keypoints_json":
+            raw = request.keypoints_json.encode()
+            return job_pb(await create_job(jobs, await keypoints_job(self.settings, engine, raw, rid), raw))
+        raise BadRequest("SubmitJob needs `clip` or `keypoints_json`")
+
+    @unary("grpc.GetJob")
+    async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.Job:
+        return job_pb(await owned_job(self._jobs().store, checked_job_id(request.job_id)))
+
+    @unary("grpc.CancelJob")
+    async def CancelJob(self, request: pb.CancelJobRequest, context: Context) -> pb.Job:
+        return job_pb(await cancel_owned(self._jobs(), request.job_id))
+
+    async def WatchJob(self, request: pb.WatchJobRequest, context: Context) -> AsyncIterator[pb.WatchJobResponse]:
+        async with observed_call(self.metrics, "grpc.WatchJob", context):
+            async for msg in self._watch(request):
+                yield msg
+
+    async def _watch(self, request: pb.WatchJobRequest) -> AsyncIterator[pb.WatchJobResponse]:
+        store = self._jobs().store
+        await owned_job(store, checked_job_id(request.job_id))
+        after = request.after if request.HasField("after") else None
+        async for page in pages(store, request.job_id, after, self.settings.jobs.poll_interval_s):
+            for frame in await asyncio.to_thread(frames_pb, page):  # converted off the event loop
+                yield pb.WatchJobResponse(frame=frame)
+        yield pb.WatchJobResponse(status=job_pb(await store.get(request.job_id)))
+
+
+def job_pb(record: JobRecord) -> pb.Job:
+    """The job's status (the REST ``JobStatus``) as the gRPC message; its problem document travels as JSON text."""
+    status = JobStatus.of(record).model_dump(mode="json")
+    return to_message({**status, "error_json": "" if status["error"] is None else json.dumps(status["error"])}, pb.Job)
+
+
+def frames_pb(docs: list[bytes]) -> list[pb.FrameResult]:
+    """Stored frames (the REST ``Frame`` JSON) as gRPC messages: CPU work, called on a thread."""
+    return [to_message(json.loads(doc), pb.FrameResult) for doc in docs]
 
 
 def _model_info(info: ModelInfo) -> pb.ModelInfo:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,7 +22,6 @@ from fastapi.responses import StreamingResponse
 
 from service.api.media import SNIFF_BYTES, decode_image, sniff_media
 from service.api.validation import parse_int
-from service.config import LimitSettings
 from service.engine.clips import UPLOAD_DEMUX_OPTIONS
 from service.errors import BadRequest, InvalidInput, Unavailable
 from service.export.formats import ExportError, ExportFormat, export_document
@@ -32,6 +31,8 @@ T = TypeVar("T")
 
 
 class OutputPool:
+    """The app's bounded pool for exports and renders (``app.state.output_pool``, made by ``create_app``)."""
+
     def __init__(self, workers: int, queue: int, retry_after_s: float) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pose3d-render")
         self._capacity = workers + queue
@@ -50,12 +51,7 @@ class OutputPool:
 
 
 def output_pool(request: Request) -> OutputPool:
-    """The app's pool, made on first use from the app's limits."""
-    pool: OutputPool | None = getattr(request.app.state, "output_pool", None)
-    if pool is None:
-        limits: LimitSettings = request.app.state.settings.limits
-        pool = OutputPool(limits.render_workers, limits.render_queue, limits.retry_after_s)
-        request.app.state.output_pool = pool
+    pool: OutputPool = request.app.state.output_pool
     return pool
 
 
@@ -149,16 +145,10 @@ async def _source_bytes(request: Request) -> bytes | None:
     return await upload.read()
 
 
-def _uploaded_frames(data: bytes) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
-    """The frames of an uploaded clip, demuxed with no protocol allowed (no file or URL it names is opened)."""
-    from service.render.video import clip_frames
-
-    return clip_frames(io.BytesIO(data), dict(UPLOAD_DEMUX_OPTIONS))
-
-
 async def _render(request: Request, answer: PoseAnswer, kind: RenderKind) -> Response:
     """The PNG (first frame) or MP4 (every frame) of the result over its source, rendered in the output pool."""
     from service.render.compose import render_mp4, render_png
+    from service.render.video import clip_frames
 
     limits = request.app.state.settings.limits
     data = await _source_bytes(request)
@@ -170,8 +160,10 @@ async def _render(request: Request, answer: PoseAnswer, kind: RenderKind) -> Res
     def make() -> bytes:
         frames: list[dict[str, Any]] = answer.to_document()["frames"]
         video: Iterable[tuple[int, npt.NDArray[np.uint8]]] = ()  # the source's frames (none for keypoints)
-        if data is not None:
-            video = [(0, decode_image(data, limits))] if is_image else _uploaded_frames(data)
+        if data is not None and is_image:
+            video = [(0, decode_image(data, limits))]
+        elif data is not None:  # demuxed with no protocol allowed: no file or URL the clip names is opened
+            video = clip_frames(io.BytesIO(data), dict(UPLOAD_DEMUX_OPTIONS))
         if kind is RenderKind.PNG:  # over the source frame of the first result (an image's one frame)
             first = 0 if is_image else frames[0]["frame_index"]
             return render_png(frames[0], next((img for i, img in video if i == first), None), random=random)

@@ -77,8 +77,7 @@ async def estimate_pose(
         return await estimate_media(ctx, Media.of(await file.read()), options, every_nth), options.camera
 
     async def source() -> JobSource:
-        text = {name: value for name, value in fields.model_dump().items() if value is not None}
-        return await media_source(request, await file.read(), text)
+        return await media_source(request, await file.read(), fields.model_dump(exclude_none=True))
 
     return await _answer(request, run, source)
 

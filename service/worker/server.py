@@ -1,23 +1,31 @@
+# ruff: noqa: N802  (gRPC method names are fixed by the proto)
 """The ``pose3d worker`` process: loads the models and serves ``pose3d.worker.v1.Worker`` on its own port.
 
 The gRPC port (health NOT_SERVING, reflection) and ``/metrics`` open first, so orchestrators can watch the worker
 while the engine loads off the event loop; health turns SERVING (``pose3d_worker_up`` 1) once it is ready.
-SIGTERM/SIGINT turn health NOT_SERVING, give in-flight calls ``shutdown_grace_s``, then close the engine.
+SIGTERM/SIGINT turn health NOT_SERVING, give in-flight calls ``shutdown_grace_s``, then close the engine. The worker
+only computes (the gateway validated the input); while the engine loads, every call answers UNAVAILABLE so the
+channel tries another worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from service.config import WorkerSettings
 from service.engine.types import EngineClient
+from service.errors import Unavailable
 from service.metrics import Metrics
+from service.proto_gen.pose3d.worker.v1 import worker_pb2 as wpb
 from service.proto_gen.pose3d.worker.v1 import worker_pb2_grpc
+from service.rpc import link
+from service.rpc.handlers import Context, deadline_of, observed_call, unary
 from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
 from service.security.guard import SecurityConfigError
 from service.security.keys import KeyStore
@@ -26,13 +34,55 @@ from service.security.worker_link import WorkerKeyInterceptor, worker_link_summa
 from service.startup import frozen_heap
 from service.telemetry.setup import setup_telemetry
 from service.worker.metrics_http import serve_metrics
-from service.worker.servicer import WorkerServicer
 
 log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[WorkerSettings, Metrics], Any]
 """Builds the engine (called on a thread: it may block while loading weights); its ``start()``, when it has one,
 is awaited next."""
+
+
+class WorkerServicer(worker_pb2_grpc.WorkerServicer):
+    """Serves ``engine`` once it is set (``None`` while loading)."""
+
+    def __init__(self, metrics: Metrics, engine: EngineClient | None = None) -> None:
+        self.metrics = metrics
+        self.engine = engine
+
+    def _engine(self) -> EngineClient:
+        if self.engine is None:
+            raise Unavailable("worker is loading its models", retry_after_s=1.0)
+        return self.engine
+
+    async def Submit(self, request: wpb.Work, context: Context) -> AsyncGenerator[wpb.Progress]:
+        """Run the work here, one message per progress event; a cancelled call cancels the work at once."""
+        async with observed_call(self.metrics, "worker.Submit", context):
+            steps = self._engine().submit(link.work_from_pb(request, deadline_of(context)))
+            async with contextlib.aclosing(steps):
+                async for step in steps:
+                    yield link.progress_to_pb(step)
+
+    @unary("worker.Stream")
+    async def Stream(self, request: wpb.StreamCall, context: Context) -> wpb.StreamReply:
+        engine, sid = self._engine(), request.stream_id
+        if request.op == wpb.StreamCall.OP_OPEN:
+            return link.stream_to_pb(await engine.open_stream(link.options_from_pb(request.options), sid or None))
+        if request.op == wpb.StreamCall.OP_CLOSE:
+            return wpb.StreamReply(stream_id=sid, tail=link.results_to_pb(await engine.close_stream(sid)))
+        return link.stream_to_pb(await engine.get_stream(sid))
+
+    @unary("worker.Describe")
+    async def Describe(self, request: wpb.DescribeRequest, context: Context) -> wpb.Description:
+        engine = self._engine()
+        models, components = await engine.models(), await engine.components()
+        return wpb.Description(models=map(link.model_to_pb, models), components=map(link.model_to_pb, components))
+
+    @unary("worker.Ready")
+    async def Ready(self, request: wpb.ReadyRequest, context: Context) -> wpb.ReadyReply:
+        if self.engine is None:
+            return wpb.ReadyReply(ready=False, detail={"engine": "loading"})
+        status = await self.engine.ready()
+        return wpb.ReadyReply(ready=status.ready, detail=status.detail)
 
 
 def default_engine_factory(settings: WorkerSettings, metrics: Metrics) -> EngineClient:
@@ -70,8 +120,7 @@ async def run_worker(
     level, link = worker_link_summary(settings)  # SecurityConfigError: beyond loopback, callers must authenticate
     log.log(level, "%s", link)
     keys = worker_keys(settings)
-    metrics = Metrics()
-    metrics.worker_up.set(0)
+    metrics = Metrics()  # pose3d_worker_up 0 until the engine serves
     # the key from the metadata, before any message is read
     server = new_server(settings.max_message_bytes, [] if keys is None else [WorkerKeyInterceptor(keys)])
     servicer = WorkerServicer(metrics)
@@ -82,9 +131,7 @@ async def run_worker(
     if add_worker_port(server, address, settings.tls) == 0:  # mTLS when settings.tls names certificates
         raise OSError(errno.EADDRINUSE, f"cannot listen on {address} (worker gRPC)")
     await server.start()
-    http_server = None
-    if settings.metrics_port:
-        http_server = serve_metrics(settings, metrics.registry, keys)  # the worker port's rule
+    http_server = serve_metrics(settings, metrics.registry, keys) if settings.metrics_port else None  # port's rule
     log.info("pose3d worker: gRPC on %s, metrics on :%d; loading models", address, settings.metrics_port)
 
     received: list[int] = []

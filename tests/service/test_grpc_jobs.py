@@ -13,8 +13,7 @@ import pytest
 from service.engine.inprocess import build_engine
 from service.engine.types import EngineClient
 from service.gateway.grpc_server import PublicGrpcServer
-from service.gateway.jobs.runner import JobRunner
-from service.gateway.jobs.service import Jobs
+from service.gateway.jobs.runner import JobRunner, Jobs
 from service.jobs.memory import MemoryJobStore
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb

@@ -26,7 +26,7 @@ from service.errors import OverCapacity, Unavailable, UnknownModel, UnknownStrea
 from service.rpc.remote_engine import RemoteEngineClient
 from service.rpc.server import WORKER_SERVICE
 from service.rpc.workers import worker_target
-from service.worker.servicer import WorkerServicer
+from service.worker.server import WorkerServicer
 from tests.service.grpc_toy_engine import ToyEngine
 from tests.service.worker_support import serve_worker
 

@@ -9,7 +9,7 @@ from service.engine.types import EngineClient
 from service.metrics import Metrics
 from service.proto_gen.pose3d.worker.v1 import worker_pb2_grpc
 from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
-from service.worker.servicer import WorkerServicer
+from service.worker.server import WorkerServicer
 
 DEFAULT_MESSAGE_LIMIT = 16 * 1024 * 1024
 

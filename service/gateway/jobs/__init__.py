@@ -1,2 +1,3 @@
-"""Jobs in the gateway: store, runner and submission (:mod:`.service`), what a job runs (:mod:`.sources`),
-results (:mod:`.results`), the REST routes (:mod:`.routes`) and gRPC (:mod:`.grpc`); the store is :mod:`service.jobs`."""
+"""Jobs in the gateway: store, submission and runner (:mod:`.runner`), what a job runs (:mod:`.sources`), results
+(:mod:`.results`) and the REST routes (:mod:`.routes`); gRPC serves them in :mod:`service.gateway.grpc_public`, the
+store is :mod:`service.jobs`."""

@@ -15,7 +15,7 @@ from service.gateway.deps import engine_of, state_of
 from service.gateway.encoding import pieces
 from service.gateway.inputs import add_split_route
 from service.gateway.jobs.results import NDJSON, checked_job_id, document, ndjson, wants_ndjson
-from service.gateway.jobs.service import Jobs, cancel_owned, create_job
+from service.gateway.jobs.runner import Jobs, cancel_owned, create_job
 from service.gateway.problem import request_id_of
 from service.jobs.store import JobRecord, JobState, UnknownJob
 from service.security.door import own_job_ids, owned_job
@@ -50,8 +50,8 @@ async def submit_job(
 ) -> JobStatus:
     """The same inputs as ``POST /v1/pose3d`` (a clip); answers ``202`` at once with the job's status and
     ``Location: /v1/jobs/{id}``."""
-    text = {name: value for name, value in fields.model_dump().items() if value is not None}
     data, settings = await file.read(), state_of(request).settings
+    text = fields.model_dump(exclude_none=True)
     record = await clip_job(settings, engine_of(request), data, text, request_id_of(request))
     record = await create_job(jobs_of(request), record, data)
     response.headers.update(_location(record))

@@ -1,4 +1,8 @@
-"""Runs jobs: a bounded number per process, each feeding the engine small chunks, results stored as they come.
+"""The jobs of one gateway process: the store (Redis when ``redis_url`` is set, else memory), submission (the use
+cases in :mod:`service.api.jobs`, then staged in the store) and the runner.
+
+The runner runs a bounded number of jobs per process, each feeding the engine small chunks, results stored as they
+come.
 
 Any gateway claims the oldest unowned job while it has a free slot (``jobs.max_running``), at each sweep (every
 ``jobs.poll_interval_s``, or at once after a submission), and holds a lease renewed every ``jobs.lease_s / 3``. A
@@ -17,7 +21,9 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Final
 
 from service.config import GatewaySettings
@@ -32,10 +38,14 @@ from service.errors import (
     Unavailable,
     UnknownStream,
 )
+from service.gateway.deps import GatewayState
 from service.gateway.encoding import frames_json, release
+from service.gateway.jobs.results import checked_job_id
 from service.gateway.jobs.sources import JobSource, open_source
 from service.gateway.problem import problem_of
+from service.jobs.memory import MemoryJobStore
 from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
+from service.security.door import job_limits, owned_job, stamped
 
 log = logging.getLogger("pose3d.jobs")
 
@@ -247,3 +257,52 @@ class JobRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass
+class Jobs:
+    store: JobStore
+    runner: JobRunner
+
+
+def make_jobs(state: GatewayState) -> Jobs:
+    """The app's jobs (``app.state.jobs``): its store and a runner on the engine the app serves (not started)."""
+    settings = state.settings
+    limits = job_limits(settings.security.quotas)
+    store: JobStore
+    if settings.redis_url:
+        from service.jobs.redis import RedisJobStore
+
+        store = RedisJobStore(settings.redis_url, settings.jobs.ttl_s, limits=limits)
+    else:
+        store = MemoryJobStore(settings.jobs.ttl_s, limits=limits)
+    return Jobs(store, JobRunner(store, settings, lambda: state.engine))
+
+
+@asynccontextmanager
+async def jobs_running(jobs: Jobs) -> AsyncIterator[Jobs]:
+    """The runner runs for the app's lifetime; running jobs are handed over (leases freed) at exit."""
+    jobs.runner.start()
+    try:
+        yield jobs
+    finally:
+        await jobs.runner.aclose()
+        await jobs.store.aclose()
+
+
+async def create_job(jobs: Jobs, record: JobRecord, staged: bytes) -> JobRecord:
+    """Store a new job owned by the caller (its key's job quotas permitting) and wake the runner."""
+    record = stamped(record)
+    await jobs.store.create(record, staged)
+    jobs.runner.wake()
+    log.info("job %s queued (%s, model %s, %s frames)", record.job_id, record.kind, record.params["model"],
+             record.frames_total)  # fmt: skip
+    return record
+
+
+async def cancel_owned(jobs: Jobs, job_id: str) -> JobRecord:
+    """Cancel the caller's job (a finished job stays as it is) and stop this process's run of it."""
+    await owned_job(jobs.store, checked_job_id(job_id))
+    record = await jobs.store.cancel(job_id, time.time())
+    jobs.runner.cancel_local(job_id)
+    return record
