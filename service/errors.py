@@ -40,8 +40,7 @@ class DecodeFailed(InvalidInput):
 
 
 class UnsupportedMediaType(Pose3DError):
-    status, grpc_code = 415, "INVALID_ARGUMENT"
-    type_slug, title = "unsupported-media-type", "Unsupported media type"
+    status, grpc_code, type_slug, title = 415, "INVALID_ARGUMENT", "unsupported-media-type", "Unsupported media type"
 
 
 class PayloadTooLarge(Pose3DError):
