@@ -96,9 +96,7 @@ def options_from_pb(msg: wpb.Options) -> EstimateOptions:
 
 def frame_to_pb(frame: Frame) -> wpb.Frame:
     """An engine frame: encoded image bytes, a raw RGB array, or one person's keypoints."""
-    msg = wpb.Frame(frame_index=frame.frame_index)
-    if frame.timestamp_s is not None:
-        msg.timestamp_s = frame.timestamp_s
+    msg = wpb.Frame(frame_index=frame.frame_index, timestamp_s=frame.timestamp_s)  # None: not set
     if isinstance(frame, KeypointFrame):
         pack(frame.keypoints, msg.keypoints)
         pack(frame.scores, msg.scores)
