@@ -78,12 +78,10 @@ def parse_choice(name: str, value: str | None, choices: type[E], default: E) -> 
 
 
 def parse_model_name(value: str | None) -> str | None:
-    if value is None or value.strip() == "":
-        return None
-    name = value.strip()
+    name = (value or "").strip()
     if len(name) > MAX_MODEL_NAME:
         raise InvalidInput(f"model name is longer than {MAX_MODEL_NAME} characters")
-    return name
+    return name or None
 
 
 def check_boxes(raw: Any, limits: LimitSettings) -> tuple[Box, ...]:
