@@ -48,9 +48,8 @@ def media_options(fields: Fields, limits: LimitSettings) -> tuple[EstimateOption
 def world_from_fields(fields: Fields) -> tuple[CameraSpec, SmoothingSpec]:
     camera = {name: parse_float(name, fields.get(name)) for name in CAMERA_FIELDS}
     method = parse_choice("smoothing", fields.get("smoothing"), SmoothingMethod, SmoothingMethod.NONE)
-    text = fields.get("smoothing_params")
     params: Any = None
-    if text:
+    if text := fields.get("smoothing_params"):
         try:
             params = json.loads(text)
         except ValueError:
