@@ -31,5 +31,4 @@ async def in_process_engine(settings: GatewaySettings, metrics: Metrics) -> Engi
     """The embedded engine in this process, sharing the gateway's metrics registry (loads torch and the models)."""
     from service.engine.inprocess import build_engine
 
-    engine: EngineClient = await build_engine(settings, metrics)
-    return engine
+    return await build_engine(settings, metrics)

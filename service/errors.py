@@ -40,8 +40,7 @@ class DecodeFailed(InvalidInput):
 
 
 class UnsupportedMediaType(Pose3DError):
-    status, grpc_code = 415, "INVALID_ARGUMENT"
-    type_slug, title = "unsupported-media-type", "Unsupported media type"
+    status, grpc_code, type_slug, title = 415, "INVALID_ARGUMENT", "unsupported-media-type", "Unsupported media type"
 
 
 class PayloadTooLarge(Pose3DError):
@@ -108,9 +107,7 @@ class InternalError(Pose3DError):
 def error_class(slug: str | None, status: int | None = None) -> type[Pose3DError] | None:
     """The error class whose ``type_slug`` is ``slug``, else the first with ``status`` (breadth first: a status's
     base class before its refinements); None when neither matches."""
-    found, pending = list[type[Pose3DError]](), [Pose3DError]
-    while pending:
-        cls = pending.pop(0)
-        found.append(cls)
-        pending.extend(cls.__subclasses__())
+    found = [Pose3DError]
+    for cls in found:  # the list grows while it is walked: breadth first
+        found.extend(cls.__subclasses__())
     return next((c for c in found if c.type_slug == slug), None) or next((c for c in found if c.status == status), None)

@@ -21,21 +21,19 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         counter = partial(Counter, registry=self.registry)
         gauge = partial(Gauge, registry=self.registry)
-        latency = partial(Histogram, buckets=_LATENCY_BUCKETS, registry=self.registry)
+        histogram = partial(Histogram, buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.requests_total = counter("pose3d_requests", "Requests by route and status code", ["route", "code"])
-        self.request_duration = latency("pose3d_request_duration_seconds", "Request latency by route", ["route"])
-        self.queue_duration = latency("pose3d_queue_duration_seconds", "Time items wait in the batcher queue")
-        self.stage_duration = latency("pose3d_stage_duration_seconds", "Batch duration by stage", ["stage"])
-        self.batch_size = Histogram(
-            "pose3d_batch_size", "Items per batch by stage", ["stage"], buckets=_BATCH_BUCKETS, registry=self.registry
-        )
+        self.request_duration = histogram("pose3d_request_duration_seconds", "Request latency by route", ["route"])
+        self.queue_duration = histogram("pose3d_queue_duration_seconds", "Time items wait in the batcher queue")
+        self.stage_duration = histogram("pose3d_stage_duration_seconds", "Batch duration by stage", ["stage"])
+        self.batch_size = histogram("pose3d_batch_size", "Items per batch by stage", ["stage"], buckets=_BATCH_BUCKETS)
         self.queue_depth = gauge("pose3d_queue_depth", "Items waiting in the batcher queues")
         self.stage_rate = gauge(
             "pose3d_stage_rate_units_per_second",
             "Measured service rate of a batching stage (images, people or windows per second), by stage",
             ["stage"],
         )
-        self.expected_wait = latency(
+        self.expected_wait = histogram(
             "pose3d_expected_wait_seconds",
             "Expected wait until computed, estimated when work asks to enter a stage's queue (admitted or not)",
             ["stage"],

@@ -69,12 +69,8 @@ def frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated
-
-
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+def _raise_signal(signum: int, frame: FrameType | None) -> None:
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
 def run_command(name: str, command: Callable[[], int]) -> int:
@@ -85,8 +81,8 @@ def run_command(name: str, command: Callable[[], int]) -> int:
     of a ``finally`` — a gRPC server's stop — would be cancelled with it, leaving ``Event loop is closed``
     warnings at exit). uvicorn captures both signals while it serves and raises them again once it has stopped.
     """
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    previous_int = signal.signal(signal.SIGINT, _raise_interrupted)
+    previous = signal.signal(signal.SIGTERM, _raise_signal)
+    previous_int = signal.signal(signal.SIGINT, _raise_signal)
     try:
         return command()
     except Terminated:

@@ -58,9 +58,7 @@ async def run_clip(
     """Run ``upload`` (a clip) through the engine as encoded bytes; results in source order
     (``frame_index`` = source frame index). ``decode_ms`` is the engine's decoding time, ``engine_ms`` the
     wall time of the engine call (decoding overlaps it)."""
-    clip = await encoded_clip(upload, limits, every_nth)
-    work = Work("clip-" + secrets.token_urlsafe(18), clip, options, deadline)
-    del clip
+    work = Work("clip-" + secrets.token_urlsafe(18), await encoded_clip(upload, limits, every_nth), options, deadline)
     started = time.perf_counter()
     with retryable_if_lost("clip"):
         result = await collect(engine, work)

@@ -14,16 +14,7 @@ from service.api.media import Media, checked_image
 from service.api.models import box_source_for, keypoints_model, resolve_model
 from service.api.validation import check_boxes_inside
 from service.config import GatewaySettings, InputKind
-from service.engine.types import (
-    BoxSource,
-    EngineClient,
-    EstimateOptions,
-    Frame,
-    FrameResult,
-    ImageFrame,
-    ModelInfo,
-    Work,
-)
+from service.engine.types import BoxSource, EngineClient, EstimateOptions, EstimateResult, Frame, ImageFrame, Work
 from service.engine.work import collect, in_private_stream
 
 
@@ -38,15 +29,9 @@ class EstimateContext:
     deadline: float
 
 
-@dataclass(frozen=True)
-class Estimated:
-    """The outcome, transport-neutral: the model that answered, where boxes came from, per-frame results
-    (source order) and stage timings in milliseconds."""
-
-    model: ModelInfo
-    box_source: BoxSource
-    frames: list[FrameResult]
-    timings_ms: dict[str, float]
+Estimated = EstimateResult
+"""The outcome, transport-neutral: the model that answered, where boxes came from, per-frame results (source order)
+and stage timings in milliseconds."""
 
 
 async def estimate_media(ctx: EstimateContext, upload: Media, options: EstimateOptions, every_nth: int) -> Estimated:
@@ -60,12 +45,10 @@ async def estimate_media(ctx: EstimateContext, upload: Media, options: EstimateO
         image = checked_image(upload.data, settings.limits)
         if options.boxes is not None:
             check_boxes_inside(options.boxes, image.width, image.height)
-        work = Work(ctx.request_id, [ImageFrame(image=image.data)], options, ctx.deadline)
-        result = await collect(ctx.engine, work)
-        return Estimated(result.model, result.box_source, result.frames, result.timings_ms)
+        return await collect(ctx.engine, Work(ctx.request_id, [ImageFrame(image=image.data)], options, ctx.deadline))
     outcome = await run_clip(ctx.engine, upload, options, settings.limits, every_nth, ctx.deadline)
     timings = {"decode": outcome.decode_ms, "engine": outcome.engine_ms}
-    return Estimated(info, box_source_for(options, settings), outcome.frames, timings)
+    return Estimated(ctx.request_id, info, box_source_for(options, settings), outcome.frames, timings)
 
 
 async def estimate_keypoints(
@@ -80,13 +63,12 @@ async def estimate_keypoints(
     keypoint_frames = await asyncio.to_thread(frames)
     options = replace(options, model=info.name, boxes=None, max_people=None)
     if len(keypoint_frames) <= (chunk := max(1, ctx.settings.engine.max_queue // 2)):
-        work = Work(ctx.request_id, list(keypoint_frames), options, ctx.deadline)
-        result = await collect(ctx.engine, work)
-        return Estimated(result.model, result.box_source, result.frames, result.timings_ms)
+        return await collect(ctx.engine, Work(ctx.request_id, list(keypoint_frames), options, ctx.deadline))
     started = time.perf_counter()
     work = Work("kp", keypoint_frames, options, ctx.deadline, chunk_frames=chunk)
     with retryable_if_lost("request"):
         async with contextlib.aclosing(in_private_stream(ctx.engine, work, "kp")) as steps:
             results = [result async for step in steps for result in step.results]
     results.sort(key=lambda r: r.frame_index)
-    return Estimated(info, BoxSource.KEYPOINTS, results, {"engine": (time.perf_counter() - started) * 1000.0})
+    timings = {"engine": (time.perf_counter() - started) * 1000.0}
+    return Estimated(ctx.request_id, info, BoxSource.KEYPOINTS, results, timings)

@@ -11,11 +11,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from service.api.schemas import ModelRef
-from service.api.validation import parse_bool, parse_boxes, parse_float, parse_int, parse_mode, parse_model_name
+from service.api.validation import parse_bool, parse_boxes, parse_choice, parse_float, parse_int, parse_model_name
 from service.api.world_fields import CAMERA_FIELDS, build_world
 from service.config import LimitSettings
-from service.engine.types import EstimateOptions, FrameResult, ModelInfo
-from service.errors import BadRequest, InvalidInput
+from service.engine.types import EstimateOptions, FrameResult, ModelInfo, WindowMode
+from service.errors import BadRequest
 from service.geometry.camera import DEFAULT_FOCAL_WARNING, CameraSpec
 from service.geometry.smoothing import SmoothingMethod, SmoothingSpec
 
@@ -37,7 +37,7 @@ def media_options(fields: Fields, limits: LimitSettings) -> tuple[EstimateOption
         boxes=parse_boxes(fields.get("boxes"), limits),
         flip_test=parse_bool("flip_test", fields.get("flip_test")),
         max_people=parse_int("max_people", fields.get("max_people"), 1, limits.max_people),
-        mode=parse_mode(fields.get("mode")),
+        mode=parse_choice("mode", fields.get("mode"), WindowMode, WindowMode.CENTRED),
         camera=camera,
         smoothing=smoothing,
     )
@@ -47,15 +47,9 @@ def media_options(fields: Fields, limits: LimitSettings) -> tuple[EstimateOption
 
 def world_from_fields(fields: Fields) -> tuple[CameraSpec, SmoothingSpec]:
     camera = {name: parse_float(name, fields.get(name)) for name in CAMERA_FIELDS}
-    raw_method = (fields.get("smoothing") or "none").strip().lower()
-    try:
-        method = SmoothingMethod(raw_method)
-    except ValueError:
-        choices = ", ".join(m.value for m in SmoothingMethod)
-        raise InvalidInput(f"form field 'smoothing' must be one of {choices}, got {raw_method[:40]!r}") from None
-    text = fields.get("smoothing_params")
+    method = parse_choice("smoothing", fields.get("smoothing"), SmoothingMethod, SmoothingMethod.NONE)
     params: Any = None
-    if text:
+    if text := fields.get("smoothing_params"):
         try:
             params = json.loads(text)
         except ValueError:

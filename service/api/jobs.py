@@ -87,8 +87,7 @@ async def clip_job(
     media = Media.of(data, "the clip").kind
     if media.is_image:
         raise UnsupportedMediaType("a job takes a clip (MP4, MOV, WebM, AVI) or 2D keypoints; POST /v1/pose3d an image")
-    unknown = sorted(set(fields) - MEDIA_FIELDS)
-    if unknown:
+    if unknown := sorted(set(fields) - MEDIA_FIELDS):
         raise InvalidInput(f"unknown job fields {unknown}; known: {', '.join(sorted(MEDIA_FIELDS))}")
     info = await resolve_model(engine, parse_model_name(fields.get("model")) or settings.default_model(InputKind.CLIP))
     options, every_nth = media_options(fields, settings.limits)

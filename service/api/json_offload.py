@@ -23,14 +23,13 @@ from service.api.schemas import KeypointsRequest
 from service.api.validation import frame_times, keypoint_array, validation_problem
 from service.config import GatewaySettings, LimitSettings
 from service.engine.types import FloatArray, KeypointFrame
-from service.errors import BadRequest, InvalidInput, PayloadTooLarge, Pose3DError
+from service.errors import BadRequest, InvalidInput, Pose3DError, error_class
 
 INLINE_BYTES: Final = 1024 * 1024
 """Bodies up to this size are parsed on the event loop's thread (milliseconds)."""
 
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
-_ERRORS: Final[dict[int, type[Pose3DError]]] = {400: BadRequest, 413: PayloadTooLarge, 422: InvalidInput}
 
 
 def parse_keypoints_fields(
@@ -114,6 +113,6 @@ async def parse_keypoints(raw: bytes, settings: GatewaySettings) -> tuple[Keypoi
         status, value = await asyncio.get_running_loop().run_in_executor(pool, _parse_slim, raw, settings.limits)
         if status == "error":
             code, detail = value
-            raise _ERRORS.get(int(code), InvalidInput)(str(detail))
+            raise (error_class(None, int(code)) or InvalidInput)(str(detail))
         body, xy, scores, times = value
     return body, KeypointFrames.of(body, xy, scores, times)

@@ -111,9 +111,7 @@ def _webp_size(data: bytes) -> tuple[int, int]:
         (bits,) = struct.unpack("<I", data[21:25])
         return int((bits & 0x3FFF) + 1), int(((bits >> 14) & 0x3FFF) + 1)
     if chunk == b"VP8X" and len(data) >= 30:
-        width = int.from_bytes(data[24:27], "little") + 1
-        height = int.from_bytes(data[27:30], "little") + 1
-        return width, height
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
     raise DecodeFailed("WebP header is truncated or of an unknown kind")
 
 

@@ -21,16 +21,13 @@ async def keypoints_model(engine: EngineClient, settings: GatewaySettings, name:
     """The model for 2D keypoint input: ``name``, else the configured default, else any model that
     needs no image. A model that needs image features (CA-PF) refuses keypoints with 422."""
     if name is not None:
-        info = await resolve_model(engine, name)
+        info: ModelInfo | None = await resolve_model(engine, name)
     else:
-        models = await engine.models()
-        preferred = [settings.default_model(InputKind.KEYPOINTS), settings.default_clip_model]
-        by_name = {m.name: m for m in models}
-        candidates = [by_name[n] for n in preferred if n in by_name] + sorted(models, key=lambda m: m.name)
-        usable = [m for m in candidates if not m.needs_image]
-        if not usable:
-            raise InvalidInput("no served model lifts 2D keypoints alone (every served model needs the image)")
-        info = usable[0]
+        rank = {settings.default_clip_model: 1, settings.default_model(InputKind.KEYPOINTS): 0}  # then by name
+        usable = (m for m in await engine.models() if not m.needs_image)
+        info = min(usable, key=lambda m: (rank.get(m.name, 2), m.name), default=None)
+    if info is None:
+        raise InvalidInput("no served model lifts 2D keypoints alone (every served model needs the image)")
     if info.needs_image:
         raise InvalidInput(f"model {info.name!r} ({info.kind}) needs the image itself, not 2D keypoints")
     return info

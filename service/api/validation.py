@@ -11,6 +11,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from model.joints import NUM_JOINTS, JointSet
 from service.api.schemas import MAX_MODEL_NAME, StreamFrameKeypoints
 from service.config import LimitSettings
-from service.engine.types import FloatArray, KeypointFrame, WindowMode
+from service.engine.types import FloatArray, KeypointFrame
 from service.errors import BadRequest, InvalidInput, PayloadTooLarge
 
 COORDINATE_SPAN = 8.0
@@ -28,6 +29,7 @@ DEFAULT_FPS = 30.0
 
 Box = tuple[float, float, float, float]
 T = TypeVar("T")
+E = TypeVar("E", bound=StrEnum)
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
@@ -64,23 +66,22 @@ def parse_float(name: str, value: str | None) -> float | None:
     return number
 
 
-def parse_mode(value: str | None) -> WindowMode:
+def parse_choice(name: str, value: str | None, choices: type[E], default: E) -> E:
+    """A form field naming a member of ``choices`` (any case); ``default`` when absent, 422 when no member."""
     if value is None or value == "":
-        return WindowMode.CENTRED
+        return default
     try:
-        return WindowMode(value.strip().lower())
+        return choices(value.strip().lower())
     except ValueError:
-        choices = ", ".join(m.value for m in WindowMode)
-        raise InvalidInput(f"form field 'mode' must be one of {choices}, got {value[:40]!r}") from None
+        known = ", ".join(m.value for m in choices)
+        raise InvalidInput(f"form field {name!r} must be one of {known}, got {value[:40]!r}") from None
 
 
 def parse_model_name(value: str | None) -> str | None:
-    if value is None or value.strip() == "":
-        return None
-    name = value.strip()
+    name = (value or "").strip()
     if len(name) > MAX_MODEL_NAME:
         raise InvalidInput(f"model name is longer than {MAX_MODEL_NAME} characters")
-    return name
+    return name or None
 
 
 def check_boxes(raw: Any, limits: LimitSettings) -> tuple[Box, ...]:

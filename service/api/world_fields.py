@@ -39,8 +39,7 @@ def build_world(
 ) -> tuple[CameraSpec, SmoothingSpec]:
     """The engine's options from the request's fields (422 on inconsistent or out-of-range values)."""
     params = dict(params or {})
-    unknown = sorted(set(params) - set(SMOOTHING_PARAMS))
-    if unknown:
+    if unknown := sorted(set(params) - set(SMOOTHING_PARAMS)):
         raise InvalidInput(f"smoothing_params: unknown {unknown}; known: {', '.join(SMOOTHING_PARAMS)}")
     for name in ("half_window", "polyorder"):
         if name in params:

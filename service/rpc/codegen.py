@@ -48,8 +48,7 @@ def generate(out_dir: Path) -> list[Path]:
     written = sorted(p for p in out_dir.rglob("*") if p.is_file())
     for path in written:
         if path.suffix in {".py", ".pyi"}:
-            text = path.read_text()
-            path.write_text(_IMPORT_RE.sub(r"from service.proto_gen.pose3d.\1 import ", text))
+            path.write_text(_IMPORT_RE.sub(r"from service.proto_gen.pose3d.\1 import ", path.read_text()))
     return written
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, fields
+from itertools import islice
 from typing import Any, Final
 
 import numpy as np
@@ -96,9 +97,7 @@ def options_from_pb(msg: wpb.Options) -> EstimateOptions:
 
 def frame_to_pb(frame: Frame) -> wpb.Frame:
     """An engine frame: encoded image bytes, a raw RGB array, or one person's keypoints."""
-    msg = wpb.Frame(frame_index=frame.frame_index)
-    if frame.timestamp_s is not None:
-        msg.timestamp_s = frame.timestamp_s
+    msg = wpb.Frame(frame_index=frame.frame_index, timestamp_s=frame.timestamp_s)  # None: not set
     if isinstance(frame, KeypointFrame):
         pack(frame.keypoints, msg.keypoints)
         pack(frame.scores, msg.scores)
@@ -201,18 +200,16 @@ def results_from_pb(msg: wpb.Results) -> list[FrameResult]:
         columns.append(rows[:, at : at + width].reshape(n, *shape) if shape else rows[:, at].tolist())
         at += width
     box, score, kp2d, kps, kp3d, cam, distance = columns
-    warnings, at, people = list(msg.warnings), 0, list[PersonResult]()
+    warnings, people = iter(msg.warnings), list[PersonResult]()  # each person takes its count of them in turn
     for i, (track, count) in enumerate(zip(msg.track_id, msg.warnings_per_person, strict=True)):
         placed, d = not math.isnan(cam[i, 0, 0]), distance[i]
         people.append(PersonResult(track, box[i], score[i], kp2d[i], kps[i], kp3d[i], cam[i] if placed else None,
-                                   None if math.isnan(d) else d, tuple(warnings[at : at + count])))  # fmt: skip
-        at += count
-    out: list[FrameResult] = []
-    at = 0
-    for index, timestamp, count in zip(msg.frame_index, msg.timestamp_s, counts, strict=True):
-        out.append(FrameResult(index, None if math.isnan(timestamp) else timestamp, people[at : at + count]))
-        at += count
-    return out
+                                   None if math.isnan(d) else d, tuple(islice(warnings, count))))  # fmt: skip
+    in_order = iter(people)
+    return [
+        FrameResult(index, None if math.isnan(timestamp) else timestamp, list(islice(in_order, count)))
+        for index, timestamp, count in zip(msg.frame_index, msg.timestamp_s, counts, strict=True)
+    ]
 
 
 def model_to_pb(info: ModelInfo) -> wpb.ModelInfo:

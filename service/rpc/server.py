@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 PUBLIC_SERVICE: Final = pose3d_pb2.DESCRIPTOR.services_by_name["Pose3D"].full_name
 WORKER_SERVICE: Final = worker_pb2.DESCRIPTOR.services_by_name["Worker"].full_name
 HEALTH_SERVICE: Final = "grpc.health.v1.Health"
-SERVING: Final = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING: Final = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
@@ -64,6 +62,6 @@ def add_health_and_reflection(server: grpc.aio.Server, services: Sequence[str]) 
 
 async def set_serving(health: health_aio.HealthServicer, services: Sequence[str], serving: bool) -> None:
     """Set the overall status ("") and that of each of ``services``."""
-    status = SERVING if serving else NOT_SERVING
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ("", *services):
         await health.set(name, status)

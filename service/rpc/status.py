@@ -51,5 +51,5 @@ def error_from_rpc(exc: grpc.aio.AioRpcError) -> Pose3DError:
     slug = trailers.get(ERROR_TYPE_KEY)
     retry_after = float(trailers[RETRY_AFTER_KEY]) if RETRY_AFTER_KEY in trailers else None
     detail = exc.details() or exc.code().name
-    cls = (error_class(slug) if slug else None) or _CODE_FALLBACK.get(exc.code(), InternalError)
+    cls = error_class(slug) or _CODE_FALLBACK.get(exc.code(), InternalError)
     return cls(detail, retry_after_s=retry_after)

@@ -7,9 +7,8 @@ from __future__ import annotations
 from typing import Final
 
 _VARINT: Final = 0
-_FIXED64: Final = 1
 _LENGTH_DELIMITED: Final = 2
-_FIXED32: Final = 5
+_FIXED_BYTES: Final = {1: 8, 5: 4}  # wire types fixed64 and fixed32
 
 
 def _varint(raw: bytes, at: int) -> tuple[int, int]:
@@ -37,10 +36,8 @@ def field_bytes(raw: bytes, field_number: int) -> int | None:
             number, wire_type = key >> 3, key & 7
             if wire_type == _VARINT:
                 _, at = _varint(raw, at)
-            elif wire_type == _FIXED64:
-                at += 8
-            elif wire_type == _FIXED32:
-                at += 4
+            elif wire_type in _FIXED_BYTES:
+                at += _FIXED_BYTES[wire_type]
             elif wire_type == _LENGTH_DELIMITED:
                 length, at = _varint(raw, at)
                 at += length

@@ -23,9 +23,8 @@ from service.engine.types import (
 )
 from service.engine.work import collect, push
 from service.errors import OverCapacity, Unavailable, UnknownModel, UnknownStream
-from service.rpc.remote_engine import RemoteEngineClient
+from service.rpc.remote_engine import RemoteEngineClient, worker_target
 from service.rpc.server import WORKER_SERVICE
-from service.rpc.workers import worker_target
 from service.worker.server import WorkerServicer
 from tests.service.grpc_toy_engine import ToyEngine
 from tests.service.worker_support import serve_worker

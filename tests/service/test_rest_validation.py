@@ -18,11 +18,11 @@ from service.api.validation import (
     keypoint_array,
     parse_bool,
     parse_boxes,
+    parse_choice,
     parse_int,
-    parse_mode,
 )
 from service.config import LimitSettings
-from service.engine.types import KeypointFrame
+from service.engine.types import KeypointFrame, WindowMode
 from service.errors import BadRequest, InvalidInput, PayloadTooLarge, Pose3DError
 
 LIMITS = LimitSettings(max_people=3, max_clip_frames=50)
@@ -43,7 +43,9 @@ def test_bad_bool_and_int_are_400_out_of_range_is_422() -> None:
         parse_int("max_people", "4", 1, 3)
     assert parse_int("max_people", "3", 1, 3) == 3
     with pytest.raises(InvalidInput):
-        parse_mode("sideways")
+        parse_choice("mode", "sideways", WindowMode, WindowMode.CENTRED)
+    assert parse_choice("mode", " Causal ", WindowMode, WindowMode.CENTRED) is WindowMode.CAUSAL
+    assert parse_choice("mode", "", WindowMode, WindowMode.CENTRED) is WindowMode.CENTRED
 
 
 def test_boxes() -> None:

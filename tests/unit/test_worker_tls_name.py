@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.rpc.workers import worker_target, worker_tls_name
+from service.rpc.remote_engine import worker_target, worker_tls_name
 
 
 def test_a_worker_list_keeps_the_first_host_as_its_tls_name() -> None:
