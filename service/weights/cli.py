@@ -82,11 +82,8 @@ def _expand(catalogue: Catalogue, names: list[str]) -> list[Entry]:
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from service.weights.fetch import fetch_entry, new_client, unavailable_message
 
-    catalogue, root = load_catalogue(), _root(args)
-    try:
-        entries = _expand(catalogue, args.names)
-    except KeyError as e:
-        return _fail(str(e.args[0]))
+    root = _root(args)
+    entries = _expand(load_catalogue(), args.names)
     manual = [e for e in entries if not e.fetchable and installed(root, e.name) is None]
     failed = 0
     with new_client() as client:
@@ -128,10 +125,7 @@ def _verify_line(entry: Entry, found: Installed) -> tuple[bool, str]:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     catalogue, root = load_catalogue(), _root(args)
-    try:
-        entries = _expand(catalogue, args.names) if args.names else list(catalogue.entries)
-    except KeyError as e:
-        return _fail(str(e.args[0]))
+    entries = _expand(catalogue, args.names) if args.names else list(catalogue.entries)
     found = [(e, f) for e in entries if (f := installed(root, e.name)) is not None]
     if args.names and len(found) < len(entries):
         missing = [e.name for e in entries if installed(root, e.name) is None]
@@ -150,19 +144,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_add(args: argparse.Namespace) -> int:
     from service.weights.identify import add_file
 
-    try:
-        done, identity = add_file(load_catalogue(), Path(args.file), _root(args), args.name)
-    except WeightsError as e:
-        return _fail(str(e))
+    done, identity = add_file(load_catalogue(), Path(args.file), _root(args), args.name)
     print(f"{done.name}: {identity.detail}; installed at {done.path} (sha256 {done.sha256})")
     return 0
 
 
 def _cmd_path(args: argparse.Namespace) -> int:
-    catalogue, root = load_catalogue(), _root(args)
-    if args.name not in catalogue.names():
-        return _fail(f"{args.name!r} is not in the weights catalogue (see `pose3d weights list`)")
-    found = installed(root, args.name)
+    entry = load_catalogue().entry(args.name)  # WeightsError when it is not in the catalogue
+    found = installed(_root(args), entry.name)
     if found is None:
         return _fail(not_installed_message(args.name))
     print(found.path)
@@ -209,4 +198,9 @@ def add_arguments(weights: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return int(args.func(args))
+    """The subcommand's exit status; a WeightsError it raises (an unknown name, a file `add` refuses) is one
+    ``error:`` line and :data:`USAGE_EXIT`."""
+    try:
+        return int(args.func(args))
+    except WeightsError as e:
+        return _fail(str(e))
