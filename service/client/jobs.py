@@ -16,7 +16,7 @@ import httpx
 from tqdm import tqdm
 
 from service.client.connection import Connection
-from service.client.estimate import EstimateArgs, rest_form
+from service.client.estimate import EstimateArgs, rest_form, rest_json
 
 NDJSON = "application/x-ndjson"
 CLIP_SUFFIXES = frozenset({".mp4", ".mov", ".webm", ".avi", ".m4v", ".mkv"})
@@ -24,14 +24,6 @@ CLIP_SUFFIXES = frozenset({".mp4", ".mov", ".webm", ".avi", ".m4v", ".mkv"})
 
 class JobError(RuntimeError):
     """The server refused the job, or the job failed or was cancelled."""
-
-
-def _problem(response: httpx.Response) -> JobError:
-    try:
-        body = response.json()
-        return JobError(f"{response.status_code} {body.get('title')}: {body.get('detail')}")
-    except ValueError:
-        return JobError(f"{response.status_code}: {response.text[:200]!r}")
 
 
 @dataclass
@@ -49,16 +41,11 @@ class JobsClient:
     def submit(self, media: Path, args: EstimateArgs) -> dict[str, Any]:
         with self._client() as client, media.open("rb") as fh:
             response = client.post("/v1/jobs", files={"file": (media.name, fh)}, data=rest_form(args))
-        if response.status_code != 202:
-            raise _problem(response)
-        return dict(response.json())
+        return rest_json(response, 202, JobError)
 
     def _call(self, method: str, path: str) -> dict[str, Any]:
         with self._client() as client:
-            response = client.request(method, path)
-        if response.status_code != 200:
-            raise _problem(response)
-        return dict(response.json())
+            return rest_json(client.request(method, path), error=JobError)
 
     def status(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/jobs/{job_id}")
@@ -78,7 +65,7 @@ class JobsClient:
         ):
             if resp.status_code != 200:
                 resp.read()
-                raise _problem(resp)
+                rest_json(resp, error=JobError)  # raises: the problem document of this status
             for line in resp.iter_lines():
                 if not line:
                     continue
