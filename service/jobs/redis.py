@@ -27,7 +27,6 @@ from service.errors import Unavailable
 from service.jobs.store import (
     JobQuotaExceeded,
     JobRecord,
-    JobState,
     JobStore,
     KeyJobLimits,
     KeyUsage,
@@ -233,10 +232,6 @@ class RedisJobStore(JobStore):
         if record.state.terminal:
             await self.drop_active(job_id)
         return record
-
-    async def cancel(self, job_id: str, now_s: float) -> JobRecord:
-        changed = await self.update(job_id, state=JobState.CANCELLED, finished_s=now_s)
-        return changed if changed is not None else await self.get(job_id)
 
     async def claim(self, job_id: str, owner: str, now_s: float, lease_s: float) -> JobRecord | None:
         keys = [self._key(job_id, p) for p in ("meta", "input", "frames")]

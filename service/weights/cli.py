@@ -176,25 +176,22 @@ def add_arguments(weights: argparse.ArgumentParser) -> None:
     )
     weights.add_argument("--weights-dir", default=None, help="install directory (overrides POSE3D_WEIGHTS_DIR)")
     actions = weights.add_subparsers(dest="weights_command", required=True)
-    actions.add_parser("list", help="the catalogue, with sources, licences and what is installed").set_defaults(
-        func=_cmd_list
-    )
+    listing = actions.add_parser("list", help="the catalogue, with sources, licences and what is installed")
     fetch = actions.add_parser("fetch", help="download, verify and install entries (or every entry of a set)")
     fetch.add_argument("names", nargs="+", metavar="NAME", help="catalogue entry or set name")
-    fetch.set_defaults(func=_cmd_fetch)
     add = actions.add_parser("add", help="identify a checkpoint downloaded by hand and install it")
     add.add_argument("file", metavar="FILE")
     add.add_argument("--name", default=None, help="catalogue entry to install it as (when several fit)")
-    add.set_defaults(func=_cmd_add)
     verify = actions.add_parser(
         "verify",
         help="check installed files against the sha256 their publisher gives, else the one recorded at install",
     )
     verify.add_argument("names", nargs="*", metavar="NAME", help="entries or sets (default: every installed one)")
-    verify.set_defaults(func=_cmd_verify)
     path = actions.add_parser("path", help="print an installed entry's file")
     path.add_argument("name", metavar="NAME")
-    path.set_defaults(func=_cmd_path)
+    commands = ((listing, _cmd_list), (fetch, _cmd_fetch), (add, _cmd_add), (verify, _cmd_verify), (path, _cmd_path))
+    for parser, func in commands:
+        parser.set_defaults(func=func)
 
 
 def run(args: argparse.Namespace) -> int:
