@@ -1,9 +1,11 @@
 """Long clips as jobs from the command line (docs/jobs.md): ``POST /v1/jobs``, the job id kept in ``<output>.job``,
 each frame's result appended to the output as it completes (``GET /v1/jobs/{id}/results``, NDJSON); run again after
-an interruption, the same command resumes the job after the output's last frame. Torch-free: only httpx and tqdm."""
+an interruption, the same command resumes the job after the output's last frame. Also ``pose3d jobs list|show|cancel``
+(a command-table module: :func:`add_arguments` / :func:`run`). Torch-free: only httpx and tqdm."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -15,7 +17,7 @@ from typing import Any, TextIO
 import httpx
 from tqdm import tqdm
 
-from service.client.connection import Connection
+from service.client.connection import Connection, add_connection_arguments, connection_from_args
 from service.client.estimate import EstimateArgs, rest_form, rest_json
 
 NDJSON = "application/x-ndjson"
@@ -168,3 +170,27 @@ def print_jobs(jobs: list[dict[str, Any]], out: TextIO) -> None:
         out.write(
             f"{job['job_id']:31} {job['state']:10} {job['kind']:9} {job['model']:12} {frames:>13} {fps:>7} {age:>8}\n"
         )
+
+
+def run(args: argparse.Namespace) -> int:
+    client = JobsClient(args.url, connection=connection_from_args(args))
+    try:
+        if args.action == "list":
+            print_jobs(client.list(), sys.stdout)
+            return 0
+        if not args.job_id:
+            raise JobError(f"pose3d jobs {args.action} needs a JOB_ID")
+        status = client.status(args.job_id) if args.action == "show" else client.cancel(args.job_id)
+    except JobError as exc:
+        print(f"pose3d jobs: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(status, indent=2))
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``pose3d jobs`` flags."""
+    parser.add_argument("action", choices=["list", "show", "cancel"])
+    parser.add_argument("job_id", nargs="?", default=None)
+    parser.add_argument("--url", default="http://127.0.0.1:8000", help="REST base URL")
+    add_connection_arguments(parser)
