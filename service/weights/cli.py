@@ -98,13 +98,11 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
             except WeightsError as e:
                 failed += 1
                 print(f"error: {e}", file=sys.stderr)
-                continue
-            print(f"{entry.name}: installed at {done.path} (sha256 {done.sha256})")
+            else:
+                print(f"{entry.name}: installed at {done.path} (sha256 {done.sha256})")
     for entry in manual:  # folders and unpublished files: one line each, the manual step (never a hang)
         print(f"error: {unavailable_message(entry)}", file=sys.stderr)
-    if failed:
-        return FAILED_EXIT
-    return USAGE_EXIT if manual else 0
+    return FAILED_EXIT if failed else USAGE_EXIT if manual else 0
 
 
 def _verify_line(entry: Entry, found: Installed) -> tuple[bool, str]:
