@@ -33,7 +33,7 @@ COMMANDS: tuple[Command, ...] = (
         "stream", "service.client.stream_cli", "stream a clip or a camera over gRPC (bidirectional), results as JSON"
     ),
     Command("render", "service.render.cli", "draw saved results: 2D overlay + 3D skeleton, PNG or MP4"),
-    Command("jobs", "service.client.jobs_cli", "list, show or cancel jobs (long clips: POST /v1/jobs)"),
+    Command("jobs", "service.client.jobs", "list, show or cancel jobs (long clips: POST /v1/jobs)"),
     Command("keys", "service.security.cli", "manage API keys (create, list, revoke)"),
     Command("weights", "service.weights.cli", "list, download and install published checkpoints"),
     Command("eval", "service.evaluation.cli", "accuracy of the served pipeline: Human3.6M, MPI-INF-3DHP, own clips"),

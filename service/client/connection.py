@@ -26,24 +26,18 @@ class Connection:
     client_key: Path | None = None
     tls: bool = False  # gRPC over TLS even without ca_file (REST follows the URL's scheme)
 
-    def headers(self) -> dict[str, str]:
-        """HTTP headers carrying the key ({} without one)."""
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """gRPC call metadata carrying the key."""
         return (("authorization", f"Bearer {self.api_key}"),) if self.api_key else ()
 
-    def verify(self) -> ssl.SSLContext:
-        """httpx's ``verify=``: the CA (or the system's) and, when set, the client certificate."""
+    def http_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``httpx.Client`` / ``httpx.post``: the key header (none without a key) and the TLS
+        context: the CA (or the system's) and, when set, the client certificate."""
         context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
         if self.client_cert is not None:
             context.load_cert_chain(str(self.client_cert), str(self.client_key) if self.client_key else None)
-        return context
-
-    def http_options(self) -> dict[str, Any]:
-        """Keyword arguments of ``httpx.Client`` / ``httpx.post``: the key header and the TLS context."""
-        return {"headers": self.headers(), "verify": self.verify()}
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        return {"headers": headers, "verify": context}
 
     def grpc_channel(self, address: str, options: list[tuple[str, Any]]) -> grpc.aio.Channel:
         """A channel to ``address``: TLS when ``tls`` or ``ca_file``, else plaintext (the key goes per call)."""

@@ -54,12 +54,19 @@ def estimate_rest(
     form = rest_form(args)
     with media.open("rb") as fh, httpx.Client(timeout=timeout_s, **connection.http_options()) as http:
         response = http.post(base_url.rstrip("/") + "/v1/pose3d", files={"file": (media.name, fh)}, data=form)
+    return rest_json(response)
+
+
+def rest_json(response: httpx.Response, expected: int = 200, error: type[Exception] = RuntimeError) -> dict[str, Any]:
+    """The JSON document of an ``expected`` answer; else ``error`` saying ``<status> <title>: <detail>`` of the
+    problem+json, or quoting a body that is not JSON (e.g. an HTML error page from a proxy in front of the gateway).
+    """
     try:
         document: dict[str, Any] = response.json()
-    except ValueError:  # not JSON: e.g. an HTML error page from a proxy in front of the gateway
-        raise RuntimeError(f"{response.status_code}: {response.text[:200]!r} (not a pose3d response)") from None
-    if response.status_code != 200:
-        raise RuntimeError(f"{response.status_code} {document.get('title')}: {document.get('detail')}")
+    except ValueError:
+        raise error(f"{response.status_code}: {response.text[:200]!r} (not a pose3d response)") from None
+    if response.status_code != expected:
+        raise error(f"{response.status_code} {document.get('title')}: {document.get('detail')}")
     return document
 
 

@@ -107,9 +107,8 @@ def estimate_as_job(args: argparse.Namespace, options: EstimateArgs) -> int:
     media = Path(args.file)
     output = Path(args.output) if args.output else media.with_suffix(".jsonl")
     client = JobsClient(args.url, connection=connection_from_args(args))
-    progress = not args.no_progress
     try:
-        outcome = run_job(client, media, options, output, progress=progress)
+        outcome = run_job(client, media, options, output, progress=not args.no_progress)
     except KeyboardInterrupt:
         print("pose3d estimate: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -1,9 +1,11 @@
 """Long clips as jobs from the command line (docs/jobs.md): ``POST /v1/jobs``, the job id kept in ``<output>.job``,
 each frame's result appended to the output as it completes (``GET /v1/jobs/{id}/results``, NDJSON); run again after
-an interruption, the same command resumes the job after the output's last frame. Torch-free: only httpx and tqdm."""
+an interruption, the same command resumes the job after the output's last frame. Also ``pose3d jobs list|show|cancel``
+(a command-table module: :func:`add_arguments` / :func:`run`). Torch-free: only httpx and tqdm."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -15,8 +17,8 @@ from typing import Any, TextIO
 import httpx
 from tqdm import tqdm
 
-from service.client.connection import Connection
-from service.client.estimate import EstimateArgs, rest_form
+from service.client.connection import Connection, add_connection_arguments, connection_from_args
+from service.client.estimate import EstimateArgs, rest_form, rest_json
 
 NDJSON = "application/x-ndjson"
 CLIP_SUFFIXES = frozenset({".mp4", ".mov", ".webm", ".avi", ".m4v", ".mkv"})
@@ -24,14 +26,6 @@ CLIP_SUFFIXES = frozenset({".mp4", ".mov", ".webm", ".avi", ".m4v", ".mkv"})
 
 class JobError(RuntimeError):
     """The server refused the job, or the job failed or was cancelled."""
-
-
-def _problem(response: httpx.Response) -> JobError:
-    try:
-        body = response.json()
-        return JobError(f"{response.status_code} {body.get('title')}: {body.get('detail')}")
-    except ValueError:
-        return JobError(f"{response.status_code}: {response.text[:200]!r}")
 
 
 @dataclass
@@ -49,16 +43,11 @@ class JobsClient:
     def submit(self, media: Path, args: EstimateArgs) -> dict[str, Any]:
         with self._client() as client, media.open("rb") as fh:
             response = client.post("/v1/jobs", files={"file": (media.name, fh)}, data=rest_form(args))
-        if response.status_code != 202:
-            raise _problem(response)
-        return dict(response.json())
+        return rest_json(response, 202, JobError)
 
     def _call(self, method: str, path: str) -> dict[str, Any]:
         with self._client() as client:
-            response = client.request(method, path)
-        if response.status_code != 200:
-            raise _problem(response)
-        return dict(response.json())
+            return rest_json(client.request(method, path), error=JobError)
 
     def status(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/jobs/{job_id}")
@@ -78,7 +67,7 @@ class JobsClient:
         ):
             if resp.status_code != 200:
                 resp.read()
-                raise _problem(resp)
+                rest_json(resp, error=JobError)  # raises: the problem document of this status
             for line in resp.iter_lines():
                 if not line:
                     continue
@@ -181,3 +170,27 @@ def print_jobs(jobs: list[dict[str, Any]], out: TextIO) -> None:
         out.write(
             f"{job['job_id']:31} {job['state']:10} {job['kind']:9} {job['model']:12} {frames:>13} {fps:>7} {age:>8}\n"
         )
+
+
+def run(args: argparse.Namespace) -> int:
+    client = JobsClient(args.url, connection=connection_from_args(args))
+    try:
+        if args.action == "list":
+            print_jobs(client.list(), sys.stdout)
+            return 0
+        if not args.job_id:
+            raise JobError(f"pose3d jobs {args.action} needs a JOB_ID")
+        status = client.status(args.job_id) if args.action == "show" else client.cancel(args.job_id)
+    except JobError as exc:
+        print(f"pose3d jobs: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(status, indent=2))
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``pose3d jobs`` flags."""
+    parser.add_argument("action", choices=["list", "show", "cancel"])
+    parser.add_argument("job_id", nargs="?", default=None)
+    parser.add_argument("--url", default="http://127.0.0.1:8000", help="REST base URL")
+    add_connection_arguments(parser)

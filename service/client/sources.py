@@ -103,13 +103,13 @@ def write_synthetic_clip(path: Path, frames: int, width: int = 192, height: int 
     return path
 
 
-def encode_frame(image: RGBImage, encoding: str = "png", jpeg_quality: int = 90) -> bytes:
+def encode_frame(image: RGBImage, encoding: str = "png") -> bytes:
     """Encode ``(H, W, 3) uint8`` RGB as PNG (lossless) or JPEG."""
     bgr = np.ascontiguousarray(image[:, :, ::-1])
     if encoding == "png":
         ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     elif encoding == "jpeg":
-        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
     else:
         raise ValueError(f"unknown encoding {encoding!r} (png or jpeg)")
     if not ok:

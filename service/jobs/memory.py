@@ -8,7 +8,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.jobs.store import JobQuotaExceeded, JobRecord, JobState, JobStore, KeyJobLimits, KeyUsage, UnknownJob
+from service.jobs.store import JobQuotaExceeded, JobRecord, JobStore, KeyJobLimits, KeyUsage, UnknownJob
 
 
 @dataclass
@@ -64,13 +64,6 @@ class MemoryJobStore(JobStore):
             return None
         entry.record = entry.record.with_(**changes)
         if entry.record.state.terminal:
-            entry.staged = None
-        return entry.record
-
-    async def cancel(self, job_id: str, now_s: float) -> JobRecord:
-        entry = self._entry(job_id)
-        if not entry.record.state.terminal:
-            entry.record = entry.record.with_(state=JobState.CANCELLED, finished_s=now_s)
             entry.staged = None
         return entry.record
 

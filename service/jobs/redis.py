@@ -27,7 +27,6 @@ from service.errors import Unavailable
 from service.jobs.store import (
     JobQuotaExceeded,
     JobRecord,
-    JobState,
     JobStore,
     KeyJobLimits,
     KeyUsage,
@@ -140,12 +139,6 @@ return done
 )
 
 
-def _record(raw: list[Any]) -> JobRecord:
-    pairs = raw[1]
-    data = {_text(pairs[i]): _text(pairs[i + 1]) for i in range(0, len(pairs), 2)}
-    return JobRecord.from_fields(data)
-
-
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -223,28 +216,25 @@ class RedisJobStore(JobStore):
     async def update(self, job_id: str, owner: str | None = None, **changes: Any) -> JobRecord | None:
         argv: list[Any] = [self._ttl_ms, "" if owner is None else encode_fields({"o": owner})["o"],
                            *chain.from_iterable(encode_fields(changes).items())]  # fmt: skip
-        keys = [self._key(job_id, "meta"), self._key(job_id, "input")]
-        raw = await self._call(self._update(keys=keys, args=argv))
+        record = await self._change(self._update, job_id, ["meta", "input"], argv)
+        if record is not None and record.state.terminal:
+            await self.drop_active(job_id)
+        return record
+
+    async def claim(self, job_id: str, owner: str, now_s: float, lease_s: float) -> JobRecord | None:
+        args: list[Any] = [self._ttl_ms, encode_fields({"o": owner})["o"], repr(now_s), repr(lease_s)]
+        return await self._change(self._claim, job_id, ["meta", "input", "frames"], args)
+
+    async def _change(self, script: Any, job_id: str, parts: list[str], args: list[Any]) -> JobRecord | None:
+        """Run a state-change script (_UPDATE, _CLAIM) on the job's ``parts`` keys: the record after it, or None when
+        it changed nothing; UnknownJob when the job is gone."""
+        raw = await self._call(script(keys=[self._key(job_id, p) for p in parts], args=args))
         if raw[0] == b"missing":
             raise UnknownJob(f"job {job_id!r} does not exist or has expired")
         if raw[0] != b"ok":
             return None
-        record = _record(raw)
-        if record.state.terminal:
-            await self.drop_active(job_id)
-        return record
-
-    async def cancel(self, job_id: str, now_s: float) -> JobRecord:
-        changed = await self.update(job_id, state=JobState.CANCELLED, finished_s=now_s)
-        return changed if changed is not None else await self.get(job_id)
-
-    async def claim(self, job_id: str, owner: str, now_s: float, lease_s: float) -> JobRecord | None:
-        keys = [self._key(job_id, p) for p in ("meta", "input", "frames")]
-        args: list[str | int] = [self._ttl_ms, encode_fields({"o": owner})["o"], repr(now_s), repr(lease_s)]
-        raw = await self._call(self._claim(keys=keys, args=args))
-        if raw[0] == b"missing":
-            raise UnknownJob(f"job {job_id!r} does not exist or has expired")
-        return _record(raw) if raw[0] == b"ok" else None
+        pairs = raw[1]
+        return JobRecord.from_fields({_text(pairs[i]): _text(pairs[i + 1]) for i in range(0, len(pairs), 2)})
 
     async def put_frames(self, job_id: str, start: int, frames: list[bytes]) -> int:
         keys = [self._key(job_id, "meta"), self._key(job_id, "frames")]

@@ -177,9 +177,10 @@ class JobStore(ABC):
         it); returns the job after the change, or None when nothing changed (terminal, or lease lost).
         Raises UnknownJob."""
 
-    @abstractmethod
     async def cancel(self, job_id: str, now_s: float) -> JobRecord:
         """Mark a job cancelled (unless terminal) and drop its staged input; returns the job."""
+        changed = await self.update(job_id, state=JobState.CANCELLED, finished_s=now_s)
+        return changed if changed is not None else await self.get(job_id)
 
     @abstractmethod
     async def claim(self, job_id: str, owner: str, now_s: float, lease_s: float) -> JobRecord | None:

@@ -13,8 +13,7 @@ worker's server span) → the engine's stages ``decode``, ``boxes``, ``detect``,
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +33,9 @@ def tracing_on(used: trace.Tracer) -> bool:
     )
 
 
-@contextmanager
-def stage_span(name: str) -> Iterator[None]:
+def stage_span(name: str) -> AbstractContextManager[trace.Span]:
     """A child span of the current one for an engine stage (no-op without a provider)."""
-    with tracer.start_as_current_span(name):
-        yield
+    return tracer.start_as_current_span(name)
 
 
 def trace_id_hex() -> str:

@@ -20,6 +20,10 @@ CATALOGUE_FILE: Final = Path(__file__).with_name("catalogue.toml")
 _HEX = r"^[0-9a-f]*$"
 
 
+class WeightsError(Exception):
+    """A weights operation failed; the message is one line that says what to do."""
+
+
 class Kind(StrEnum):
     """Which setting an entry feeds."""
 
@@ -145,17 +149,17 @@ class Catalogue(_Frozen):
         return self
 
     def entry(self, name: str) -> Entry:
-        """The entry called ``name``; KeyError names the known ones."""
+        """The entry called ``name``; WeightsError otherwise."""
         for e in self.entries:
             if e.name == name:
                 return e
-        raise KeyError(f"{name!r} is not in the weights catalogue (see `pose3d weights list`)")
+        raise WeightsError(f"{name!r} is not in the weights catalogue (see `pose3d weights list`)")
 
     def weight_set(self, name: str) -> WeightSet:
         for s in self.sets:
             if s.name == name:
                 return s
-        raise KeyError(f"no weights set {name!r} (sets: {', '.join(s.name for s in self.sets)})")
+        raise WeightsError(f"no weights set {name!r} (sets: {', '.join(s.name for s in self.sets)})")
 
     def names(self) -> frozenset[str]:
         return frozenset(e.name for e in self.entries)

@@ -82,11 +82,8 @@ def _expand(catalogue: Catalogue, names: list[str]) -> list[Entry]:
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from service.weights.fetch import fetch_entry, new_client, unavailable_message
 
-    catalogue, root = load_catalogue(), _root(args)
-    try:
-        entries = _expand(catalogue, args.names)
-    except KeyError as e:
-        return _fail(str(e.args[0]))
+    root = _root(args)
+    entries = _expand(load_catalogue(), args.names)
     manual = [e for e in entries if not e.fetchable and installed(root, e.name) is None]
     failed = 0
     with new_client() as client:
@@ -101,13 +98,11 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
             except WeightsError as e:
                 failed += 1
                 print(f"error: {e}", file=sys.stderr)
-                continue
-            print(f"{entry.name}: installed at {done.path} (sha256 {done.sha256})")
+            else:
+                print(f"{entry.name}: installed at {done.path} (sha256 {done.sha256})")
     for entry in manual:  # folders and unpublished files: one line each, the manual step (never a hang)
         print(f"error: {unavailable_message(entry)}", file=sys.stderr)
-    if failed:
-        return FAILED_EXIT
-    return USAGE_EXIT if manual else 0
+    return FAILED_EXIT if failed else USAGE_EXIT if manual else 0
 
 
 def _verify_line(entry: Entry, found: Installed) -> tuple[bool, str]:
@@ -128,10 +123,7 @@ def _verify_line(entry: Entry, found: Installed) -> tuple[bool, str]:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     catalogue, root = load_catalogue(), _root(args)
-    try:
-        entries = _expand(catalogue, args.names) if args.names else list(catalogue.entries)
-    except KeyError as e:
-        return _fail(str(e.args[0]))
+    entries = _expand(catalogue, args.names) if args.names else list(catalogue.entries)
     found = [(e, f) for e in entries if (f := installed(root, e.name)) is not None]
     if args.names and len(found) < len(entries):
         missing = [e.name for e in entries if installed(root, e.name) is None]
@@ -150,19 +142,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_add(args: argparse.Namespace) -> int:
     from service.weights.identify import add_file
 
-    try:
-        done, identity = add_file(load_catalogue(), Path(args.file), _root(args), args.name)
-    except WeightsError as e:
-        return _fail(str(e))
+    done, identity = add_file(load_catalogue(), Path(args.file), _root(args), args.name)
     print(f"{done.name}: {identity.detail}; installed at {done.path} (sha256 {done.sha256})")
     return 0
 
 
 def _cmd_path(args: argparse.Namespace) -> int:
-    catalogue, root = load_catalogue(), _root(args)
-    if args.name not in catalogue.names():
-        return _fail(f"{args.name!r} is not in the weights catalogue (see `pose3d weights list`)")
-    found = installed(root, args.name)
+    entry = load_catalogue().entry(args.name)  # WeightsError when it is not in the catalogue
+    found = installed(_root(args), entry.name)
     if found is None:
         return _fail(not_installed_message(args.name))
     print(found.path)
@@ -187,26 +174,28 @@ def add_arguments(weights: argparse.ArgumentParser) -> None:
     )
     weights.add_argument("--weights-dir", default=None, help="install directory (overrides POSE3D_WEIGHTS_DIR)")
     actions = weights.add_subparsers(dest="weights_command", required=True)
-    actions.add_parser("list", help="the catalogue, with sources, licences and what is installed").set_defaults(
-        func=_cmd_list
-    )
+    listing = actions.add_parser("list", help="the catalogue, with sources, licences and what is installed")
     fetch = actions.add_parser("fetch", help="download, verify and install entries (or every entry of a set)")
     fetch.add_argument("names", nargs="+", metavar="NAME", help="catalogue entry or set name")
-    fetch.set_defaults(func=_cmd_fetch)
     add = actions.add_parser("add", help="identify a checkpoint downloaded by hand and install it")
     add.add_argument("file", metavar="FILE")
     add.add_argument("--name", default=None, help="catalogue entry to install it as (when several fit)")
-    add.set_defaults(func=_cmd_add)
     verify = actions.add_parser(
         "verify",
         help="check installed files against the sha256 their publisher gives, else the one recorded at install",
     )
     verify.add_argument("names", nargs="*", metavar="NAME", help="entries or sets (default: every installed one)")
-    verify.set_defaults(func=_cmd_verify)
     path = actions.add_parser("path", help="print an installed entry's file")
     path.add_argument("name", metavar="NAME")
-    path.set_defaults(func=_cmd_path)
+    commands = ((listing, _cmd_list), (fetch, _cmd_fetch), (add, _cmd_add), (verify, _cmd_verify), (path, _cmd_path))
+    for parser, func in commands:
+        parser.set_defaults(func=func)
 
 
 def run(args: argparse.Namespace) -> int:
-    return int(args.func(args))
+    """The subcommand's exit status; a WeightsError it raises (an unknown name, a file `add` refuses) is one
+    ``error:`` line and :data:`USAGE_EXIT`."""
+    try:
+        return int(args.func(args))
+    except WeightsError as e:
+        return _fail(str(e))

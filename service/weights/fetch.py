@@ -56,7 +56,7 @@ def _http_errors(url: str) -> Iterator[None]:
         raise WeightsError(f"{url}: {type(e).__name__}: {e}") from e
 
 
-def _total(response: httpx.Response, have: int) -> int | None:
+def _total(response: httpx.Response) -> int | None:
     """The full file size from ``Content-Range`` (206) or ``Content-Length`` (200), when the server says."""
     if response.status_code == 206:
         m = _CONTENT_RANGE_TOTAL.search(response.headers.get("content-range", ""))
@@ -77,7 +77,7 @@ def _one_attempt(client: httpx.Client, url: str, part: Path, progress: Progress 
             raise WeightsError(f"{url}: HTTP {response.status_code} {response.reason_phrase}")
         if response.status_code == 200:
             have = 0  # the server ignored Range: start over
-        total = _total(response, have)
+        total = _total(response)
         if progress is not None:
             progress.update(task, total=total, completed=have)
         with part.open("ab" if have else "wb") as f:
@@ -89,16 +89,14 @@ def _one_attempt(client: httpx.Client, url: str, part: Path, progress: Progress 
             raise _Incomplete(f"{part.stat().st_size} of {total} bytes")
 
 
-def download(
-    client: httpx.Client, url: str, dest: Path, progress: Progress | None = None, attempts: int = ATTEMPTS
-) -> Path:
+def download(client: httpx.Client, url: str, dest: Path, progress: Progress | None = None) -> Path:
     """Download ``url`` to ``dest``, resuming a partial ``dest.part`` and retrying dropped connections.
     WeightsError: unreachable host (offline), an HTTP error status, or a body that kept breaking off."""
     task = progress.add_task(dest.name, total=None) if progress is not None else TaskID(0)
     part = dest.with_name(dest.name + ".part")
     part.parent.mkdir(parents=True, exist_ok=True)
     last: Exception | None = None
-    for _ in range(attempts):
+    for _ in range(ATTEMPTS):
         with _http_errors(url):
             try:
                 _one_attempt(client, url, part, progress, task)
@@ -108,7 +106,7 @@ def download(
         os.replace(part, dest)
         return dest
     raise WeightsError(
-        f"the download of {url} broke off {attempts} times ({last}); run the same command again to resume"
+        f"the download of {url} broke off {ATTEMPTS} times ({last}); run the same command again to resume"
     )
 
 

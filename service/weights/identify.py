@@ -241,12 +241,7 @@ def match_entry(catalogue: Catalogue, identity: Identity, named: Entry | None) -
 
 def add_file(catalogue: Catalogue, path: Path, root: Path, name: str | None = None) -> tuple[Installed, Identity]:
     """Identify ``path``, check it against the entry's published checksum, install a copy under ``root``."""
-    expected = None
-    if name is not None:
-        try:
-            expected = catalogue.entry(name)
-        except KeyError as e:
-            raise WeightsError(str(e.args[0])) from e
+    expected = None if name is None else catalogue.entry(name)
     identity = identify(path, expected)
     entry = match_entry(catalogue, identity, expected)
     if not entry.archive:

@@ -92,10 +92,7 @@ def weight_set_overrides(set_name: str, catalogue: Catalogue | None = None) -> d
     """Settings overrides (``detector`` and ``models``) that select a complete set by catalogue names (WeightsError:
     no such set)."""
     cat = catalogue or load_catalogue()
-    try:
-        chosen = cat.weight_set(set_name)
-    except KeyError as e:
-        raise WeightsError(str(e.args[0])) from e
+    chosen = cat.weight_set(set_name)
     detector = cat.entry(chosen.detector)
     person = cat.entry(chosen.person_detector)
     det: dict[str, Any] = {

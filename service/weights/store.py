@@ -16,13 +16,10 @@ from pathlib import Path
 from typing import Final
 
 from service.weights.catalogue import Entry
+from service.weights.catalogue import WeightsError as WeightsError  # defined beside the catalogue that raises it
 
 RECORD: Final = "installed.json"
 DOWNLOADS: Final = ".downloads"
-
-
-class WeightsError(Exception):
-    """A weights operation failed; the message is one line that says what to do."""
 
 
 def cache_home(environ: Mapping[str, str]) -> Path:

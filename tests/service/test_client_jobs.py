@@ -115,7 +115,7 @@ def test_rerun_never_truncates_results_it_cannot_resume(live: LiveServer, tmp_pa
 
 def test_job_client_is_torch_free() -> None:
     code = (  # model.joints (numpy-only joint tables) is the one piece of model/ the client may load (import contract)
-        "import sys, service.client.jobs_cli; "
+        "import sys, service.client.jobs; "
         "sys.exit(('torch' in sys.modules) + 2 * bool({m for m in sys.modules if m.startswith('model.')} - {'model.joints'}))"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, check=False).returncode == 0

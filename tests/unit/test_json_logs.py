@@ -8,7 +8,7 @@ import logging
 from opentelemetry.sdk.trace import TracerProvider
 
 from service.telemetry.context import request_id
-from service.telemetry.logs import JsonFormatter
+from service.telemetry.setup import JsonFormatter
 
 
 def test_json_line_carries_request_and_trace_ids_and_no_secret() -> None:
