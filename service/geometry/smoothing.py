@@ -78,12 +78,6 @@ def fit_weights(offsets: tuple[int, ...], polyorder: int) -> F64:
     return np.asarray(w, np.float64)
 
 
-def savgol_coeffs(half_window: int, polyorder: int) -> F64:
-    """Savitzky–Golay smoothing coefficients ``(2·half_window + 1,)`` (as ``scipy.signal.savgol_coeffs`` with
-    ``use="dot"``)."""
-    return fit_weights(tuple(range(-half_window, half_window + 1)), polyorder)
-
-
 @dataclass
 class _Euro:
     x: F64
