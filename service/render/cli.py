@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from service.export.tables import read_results
+from service.export.formats import read_results
 from service.render.compose import render_mp4, render_png
 from service.render.video import clip_frames
 
