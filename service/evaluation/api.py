@@ -23,13 +23,18 @@ from service.assembly import in_process_engine
 from service.config import GatewaySettings, InputKind, build_settings
 from service.engine.types import EngineClient
 from service.evaluation.aggregate import Average, score, tabulate
-from service.evaluation.h36m import ACTIONS, TEST_SUBJECTS, load_h36m
-from service.evaluation.labelled import load_clip
-from service.evaluation.mpi3dhp import PCK_JOINTS, load_3dhp
 from service.evaluation.papers import paper_row
 from service.evaluation.report import Evaluation
 from service.evaluation.runner import SequenceRunner
-from service.evaluation.sequences import EvalSequence
+from service.evaluation.sequences import (
+    ACTIONS,
+    PCK_JOINTS,
+    TEST_SUBJECTS,
+    EvalSequence,
+    load_3dhp,
+    load_clip,
+    load_h36m,
+)
 from service.metrics import Metrics
 from service.profiles import profile_names, profile_path
 
@@ -63,7 +68,7 @@ def mpi3dhp_dataset(path: Path) -> Dataset:
 
 
 def clips_dataset(paths: Sequence[Path]) -> Dataset:
-    """Labelled clips (:mod:`service.evaluation.labelled`), through the whole pipeline from the images."""
+    """Labelled clips (:mod:`service.evaluation.sequences`), through the whole pipeline from the images."""
     return Dataset("labelled clips", [load_clip(p) for p in paths], (), Average.FRAMES, PCK_JOINTS)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from service.evaluation.h36m import ACTIONS
+from service.evaluation.sequences import ACTIONS
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from service.evaluation.h36m import KEEP_JOINTS, load_h36m, world_to_camera
-from service.evaluation.labelled import write_h36m_labels
+from service.evaluation.sequences import KEEP_JOINTS, load_h36m, world_to_camera, write_h36m_labels
 from service.geometry.camera import Intrinsics
 from service.geometry.synthetic import project
 
