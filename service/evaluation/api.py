@@ -109,15 +109,14 @@ async def evaluate_engine(
 ) -> Evaluation:
     """``dataset`` through ``engine``'s model ``model``: predictions, scores and the table."""
     info = await resolve_model(engine, model)
-    predictions, stats = await SequenceRunner(engine, info).run(dataset.sequences, concurrency, progress)
+    predictions, seconds = await SequenceRunner(engine, info).run(dataset.sequences, concurrency, progress)
     load = os.getloadavg()
     scores = [score(s, p, dataset.pck_joints) for s, p in zip(dataset.sequences, predictions, strict=True)]
     table = tabulate(scores, dataset.order, dataset.weighting)
     config = f"{info.device}, flip_test={info.flip_test}, {concurrency} sequences in flight"
     paper = paper_row(dataset.name, info.version, dataset.input_2d)
-    return Evaluation(
-        label, dataset.name, asdict(info), table, stats.frames, stats.seconds, scores, config, load, paper
-    )
+    frames = sum(s.length for s in dataset.sequences)
+    return Evaluation(label, dataset.name, asdict(info), table, frames, seconds, scores, config, load, paper)
 
 
 async def evaluate(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -50,8 +50,7 @@ class Evaluation:
             "metrics": {k: {"groups": {g: round(v, 3) for g, v in row.items()}, "average": round(t.average[k], 3)}
                         for k, row in t.rows.items()},
             "frames_per_group": t.frames,
-            "paper": None if self.paper is None else {"source": self.paper.source, "groups": self.paper.groups,
-                                                      "average": self.paper.average},
+            "paper": None if self.paper is None else asdict(self.paper),
         }  # fmt: skip
 
 

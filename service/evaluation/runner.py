@@ -51,14 +51,6 @@ class Prediction:
         return np.asarray(np.isfinite(self.keypoints_3d).all(axis=(1, 2)))
 
 
-@dataclass(frozen=True)
-class RunStats:
-    """Frames run and the wall-clock seconds the whole run took (sequences overlapping)."""
-
-    frames: int
-    seconds: float
-
-
 async def _decoded(seq: EvalSequence) -> AsyncIterator[ImageFrame]:
     """The labelled frames of ``seq``'s media, in order, each read and decoded on a worker thread (the event loop
     stays free for the engine's answers)."""
@@ -137,8 +129,9 @@ class SequenceRunner:
 
     async def run(
         self, sequences: list[EvalSequence], concurrency: int = 4, progress: bool = True
-    ) -> tuple[list[Prediction], RunStats]:
-        """Every sequence's prediction (in order) and the run's throughput, ``concurrency`` sequences at once."""
+    ) -> tuple[list[Prediction], float]:
+        """Every sequence's prediction (in order) and the wall-clock seconds the whole run took, ``concurrency``
+        sequences at once (overlapping)."""
         gate = asyncio.Semaphore(concurrency)
         total = sum(s.length for s in sequences)
         with tqdm(total=total, unit="frame", desc=self.info.name, disable=not progress) as bar:
@@ -150,4 +143,4 @@ class SequenceRunner:
             started = time.monotonic()
             predictions = await asyncio.gather(*(one(s) for s in sequences))
             seconds = time.monotonic() - started
-        return list(predictions), RunStats(total, seconds)
+        return list(predictions), seconds

@@ -205,9 +205,8 @@ def load_3dhp(path: Path) -> list[EvalSequence]:
     """Every test sequence of ``path`` (``data_test_3dhp.npz``), ground truth in metres, root-relative."""
     sequences = _pickled(path, "data")
     out = []
-    for name in sorted(sequences):
-        seq = sequences[name]
-        order = list(TO_H36M)
+    order = list(TO_H36M)
+    for name, seq in sorted(sequences.items()):
         gt = np.asarray(seq["data_3d"], dtype=np.float32)[:, order] / 1000.0
         kp = np.asarray(seq["data_2d"], dtype=np.float32)[:, order, :2]
         valid = np.asarray(seq["valid"]).astype(np.bool_).reshape(-1)

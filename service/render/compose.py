@@ -105,9 +105,8 @@ def render_mp4(
                         raise ValueError(f"the video ends before frame {wanted} of the results")
                 image = pending[1] if pending[0] == wanted else None
             composed = render_frame(frame, image, panel, limits, random)
-            if size is None:
-                size = (composed.shape[1], composed.shape[0])
-            elif (composed.shape[1], composed.shape[0]) != size:
+            size = size or (composed.shape[1], composed.shape[0])
+            if (composed.shape[1], composed.shape[0]) != size:
                 composed = np.asarray(cv2.resize(composed, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
             writer.write(composed)
             if progress is not None:
