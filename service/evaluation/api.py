@@ -50,10 +50,6 @@ class Dataset:
     pck_joints: tuple[int, ...] | None = None
     input_2d: str = "images"  # the 2D input the published rows are matched by: cpn, gt or images
 
-    @property
-    def images(self) -> bool:
-        return any(s.images is not None for s in self.sequences)
-
 
 def h36m_dataset(data_3d: Path, data_2d: Path, cameras: Path, subjects: Sequence[str] = TEST_SUBJECTS) -> Dataset:
     """Human3.6M protocol: S9 + S11, every action and camera, per-action table averaged over actions."""
@@ -125,13 +121,13 @@ async def evaluate(
     """Each candidate in turn on its own started engine (one engine for candidates sharing settings)."""
     out = []
     engines: dict[int, EngineClient] = {}
+    images = any(s.images is not None for s in dataset.sequences)
     try:
         for c in candidates:
             if id(c.settings) not in engines:
                 engines[id(c.settings)] = await in_process_engine(c.settings, Metrics())
             engine = engines[id(c.settings)]
-            model = c.model_for(dataset.images)
-            result = await evaluate_engine(engine, dataset, model, c.label, concurrency, progress)
+            result = await evaluate_engine(engine, dataset, c.model_for(images), c.label, concurrency, progress)
             knobs = c.settings.engine  # those that set the throughput
             result.config += f", max_batch_size={knobs.max_batch_size}, max_delay_ms={knobs.max_delay_ms:g}, "
             result.config += f"torch_threads={knobs.torch_threads}"
