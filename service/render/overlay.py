@@ -51,10 +51,6 @@ class PersonPlan:
     label_at: Point
 
 
-def _inside(x: float, y: float, width: int, height: int) -> bool:
-    return 0.0 <= x <= width - 1 and 0.0 <= y <= height - 1
-
-
 def _clamp(x: float, y: float, width: int, height: int) -> Point:
     return int(np.clip(round(x), 0, width - 1)), int(np.clip(round(y), 0, height - 1))
 
@@ -65,7 +61,7 @@ def plan_person(person: Mapping[str, Any], width: int, height: int, scale: int) 
     if not np.isfinite(points).all():
         return None
     colour = track_colour(int(person["track_id"]))
-    inside = [_inside(x, y, width, height) for x, y in points]
+    inside = [0.0 <= x <= width - 1 and 0.0 <= y <= height - 1 for x, y in points]
     pts = [_clamp(x, y, width, height) for x, y in points]
     bones = [
         ((pts[a], pts[b]), lighter(colour) if b in LEFT_JOINTS else colour)

@@ -66,10 +66,6 @@ def fit_limits(frames: Sequence[Sequence[Mapping[str, Any]]]) -> Limits:
     return (x - half, x + half), (y - half, y + half), (z - half, z + half)
 
 
-def _finite(people: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return [p for p in people if np.isfinite(np.asarray(p["keypoints_3d"], dtype=np.float64)).all()]
-
-
 class Panel3D:
     """A reusable ``width × height`` pixel 3D panel; :meth:`draw` returns ``(height, width, 3) uint8 RGB``."""
 
@@ -101,7 +97,8 @@ class Panel3D:
         """Each person's root-relative ``keypoints_3d (17, 3)`` metres as bones in its track colour, in axes
         ``limits`` (default: fitted to these people)."""
         self._frame_axes(limits or fit_limits([people]))
-        for person, (x, y, z) in zip(_finite(people), (p.T for p in plotted_points(people)), strict=True):
+        finite = [p for p in people if np.isfinite(np.asarray(p["keypoints_3d"], dtype=np.float64)).all()]
+        for person, (x, y, z) in zip(finite, (p.T for p in plotted_points(people)), strict=True):
             colour = track_colour(int(person["track_id"]))
             for parent, child in H36M_BONES:
                 bone = lighter(colour) if child in LEFT_JOINTS else colour
