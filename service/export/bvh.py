@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from service.export.skeleton import H36M_BONES, H36M_NAMES, children
+from service.export.skeleton import H36M_BONES, H36M_NAMES
 from service.export.tracks import TrackSequence
 
 Array = npt.NDArray[np.float64]
@@ -126,7 +126,7 @@ def build_hierarchy(lengths: Array) -> list[Node]:
     nodes = [Node("pelvis", -1, 0, np.zeros(3))]
 
     def add(joint: int, node: int) -> None:
-        kids = children(joint)
+        kids = [c for p, c in H36M_BONES if p == joint]
         for child in kids:
             parent = node
             if len(kids) > 1:

@@ -15,8 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from service.export.skeleton import H36M_BONES, LEFT_JOINTS
-from service.render.overlay import lighter, track_colour
+from service.render.overlay import bone_colours, track_colour
 
 MIN_HALF_RANGE_M = 0.5
 """The cube's half side is at least this (a real skeleton, ~1.7 m tall, fills about two thirds of it)."""
@@ -100,8 +99,7 @@ class Panel3D:
         finite = [p for p in people if np.isfinite(np.asarray(p["keypoints_3d"], dtype=np.float64)).all()]
         for person, (x, y, z) in zip(finite, (p.T for p in plotted_points(people)), strict=True):
             colour = track_colour(int(person["track_id"]))
-            for parent, child in H36M_BONES:
-                bone = lighter(colour) if child in LEFT_JOINTS else colour
+            for parent, child, bone in bone_colours(colour):
                 self.axes.plot([x[parent], x[child]], [y[parent], y[child]], [z[parent], z[child]],
                                color=_rgb(bone), linewidth=2.5)  # fmt: skip
             self.axes.scatter(x, y, z, color=_rgb(colour), s=8, depthshade=False)
