@@ -12,13 +12,11 @@ import numpy as np
 
 from service.evaluation.aggregate import METRICS, Scores, Table
 from service.evaluation.papers import PaperRow
+from service.evaluation.sequences import ACTIONS
 
-LABELS: Final = {
-    "Directions": "Dir.", "Discussion": "Disc.", "Eating": "Eat", "Greeting": "Greet", "Phoning": "Phone",
-    "Photo": "Photo", "Posing": "Pose", "Purchases": "Purch.", "Sitting": "Sit", "SittingDown": "SitD.",
-    "Smoking": "Smoke", "Waiting": "Wait", "WalkDog": "WalkD.", "Walking": "Walk", "WalkTogether": "WalkT.",
-}  # fmt: skip
-"""P-STMO Table 1's column headings."""
+HEADINGS: Final = "Dir. Disc. Eat Greet Phone Photo Pose Purch. Sit SitD. Smoke Wait WalkD. Walk WalkT."
+LABELS: Final = dict(zip(ACTIONS, HEADINGS.split(), strict=True))
+"""P-STMO Table 1's column headings, by action."""
 
 
 @dataclass
