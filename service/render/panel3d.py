@@ -68,13 +68,12 @@ def fit_limits(frames: Sequence[Sequence[Mapping[str, Any]]]) -> Limits:
 class Panel3D:
     """A reusable ``width × height`` pixel 3D panel; :meth:`draw` returns ``(height, width, 3) uint8 RGB``."""
 
-    def __init__(self, width: int = 480, height: int = 480, title: str = "3D (camera frame, m)") -> None:
+    def __init__(self, width: int = 480, height: int = 480) -> None:
         dpi = 100
         self.figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
         self.canvas = FigureCanvasAgg(self.figure)
         self.axes: Any = self.figure.add_subplot(projection="3d")
         self.figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.94)
-        self.title = title
 
     def _frame_axes(self, limits: Limits) -> None:
         ax = self.axes
@@ -90,7 +89,7 @@ class Panel3D:
         ax.set_ylabel("z forward (m)", fontsize=8, labelpad=-2)
         ax.set_zlabel("-y up (m)", fontsize=8, labelpad=-2)
         ax.view_init(elev=12.0, azim=-72.0)
-        self.figure.suptitle(self.title, fontsize=9, y=0.98)
+        self.figure.suptitle("3D (camera frame, m)", fontsize=9, y=0.98)
 
     def draw(self, people: Sequence[Mapping[str, Any]], limits: Limits | None = None) -> npt.NDArray[np.uint8]:
         """Each person's root-relative ``keypoints_3d (17, 3)`` metres as bones in its track colour, in axes
