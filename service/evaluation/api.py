@@ -23,8 +23,7 @@ from service.assembly import in_process_engine
 from service.config import GatewaySettings, InputKind, build_settings
 from service.engine.types import EngineClient
 from service.evaluation.aggregate import Average, score, tabulate
-from service.evaluation.papers import paper_row
-from service.evaluation.report import Evaluation
+from service.evaluation.report import Evaluation, paper_row
 from service.evaluation.runner import SequenceRunner
 from service.evaluation.sequences import (
     ACTIONS,
