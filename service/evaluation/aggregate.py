@@ -7,7 +7,7 @@ cameras and recordings pooled), the average the mean of the 15 entries. Other da
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
@@ -88,7 +88,6 @@ class Table:
     frames: dict[str, int]
     missed: int = 0
     weighting: Average = Average.ACTIONS
-    notes: list[str] = field(default_factory=list)
 
 
 PERCENT_METRICS: Final = frozenset({"pck150", "auc", "pck2d", "camera_error_pct"})
