@@ -7,7 +7,7 @@ cameras and recordings pooled), the average the mean of the 15 entries. Other da
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
@@ -71,18 +71,10 @@ def score(seq: EvalSequence, pred: Prediction, pck_joints: Sequence[int] | None 
             values["camera_error"] = err
             values["camera_error_pct"] = 100.0 * err / distance[placed]
     if seq.labels_2d is not None:
-        values["pck2d"] = _pck_2d(seq, pred, keep)
+        labels = seq.labels_2d[keep].astype(np.float64)
+        sides = seq.boxes[keep, 2:] - seq.boxes[keep, :2] if seq.boxes is not None else np.ptp(labels, axis=1)
+        values["pck2d"] = m.pck_2d(pred.keypoints_2d[keep], labels, PCK_2D_FRACTION * np.max(sides, axis=1))
     return Scores(seq.group, values, distance, values["mpjpe"], int((seq.scored & ~pred.found).sum()))
-
-
-def _pck_2d(seq: EvalSequence, pred: Prediction, keep: npt.NDArray[np.bool_]) -> F64:
-    assert seq.labels_2d is not None
-    labels = seq.labels_2d[keep].astype(np.float64)
-    if seq.boxes is not None:
-        sides = seq.boxes[keep, 2:] - seq.boxes[keep, :2]
-    else:
-        sides = labels.max(axis=1) - labels.min(axis=1)
-    return m.pck_2d(pred.keypoints_2d[keep], labels, PCK_2D_FRACTION * np.max(sides, axis=1))
 
 
 @dataclass
@@ -96,7 +88,6 @@ class Table:
     frames: dict[str, int]
     missed: int = 0
     weighting: Average = Average.ACTIONS
-    notes: list[str] = field(default_factory=list)
 
 
 PERCENT_METRICS: Final = frozenset({"pck150", "auc", "pck2d", "camera_error_pct"})

@@ -23,13 +23,17 @@ from service.assembly import in_process_engine
 from service.config import GatewaySettings, InputKind, build_settings
 from service.engine.types import EngineClient
 from service.evaluation.aggregate import Average, score, tabulate
-from service.evaluation.h36m import ACTIONS, TEST_SUBJECTS, load_h36m
-from service.evaluation.labelled import load_clip
-from service.evaluation.mpi3dhp import PCK_JOINTS, load_3dhp
-from service.evaluation.papers import paper_row
-from service.evaluation.report import Evaluation
+from service.evaluation.report import Evaluation, paper_row
 from service.evaluation.runner import SequenceRunner
-from service.evaluation.sequences import EvalSequence
+from service.evaluation.sequences import (
+    ACTIONS,
+    PCK_JOINTS,
+    TEST_SUBJECTS,
+    EvalSequence,
+    load_3dhp,
+    load_clip,
+    load_h36m,
+)
 from service.metrics import Metrics
 from service.profiles import profile_names, profile_path
 
@@ -45,10 +49,6 @@ class Dataset:
     pck_joints: tuple[int, ...] | None = None
     input_2d: str = "images"  # the 2D input the published rows are matched by: cpn, gt or images
 
-    @property
-    def images(self) -> bool:
-        return any(s.images is not None for s in self.sequences)
-
 
 def h36m_dataset(data_3d: Path, data_2d: Path, cameras: Path, subjects: Sequence[str] = TEST_SUBJECTS) -> Dataset:
     """Human3.6M protocol: S9 + S11, every action and camera, per-action table averaged over actions."""
@@ -63,7 +63,7 @@ def mpi3dhp_dataset(path: Path) -> Dataset:
 
 
 def clips_dataset(paths: Sequence[Path]) -> Dataset:
-    """Labelled clips (:mod:`service.evaluation.labelled`), through the whole pipeline from the images."""
+    """Labelled clips (:mod:`service.evaluation.sequences`), through the whole pipeline from the images."""
     return Dataset("labelled clips", [load_clip(p) for p in paths], (), Average.FRAMES, PCK_JOINTS)
 
 
@@ -104,15 +104,14 @@ async def evaluate_engine(
 ) -> Evaluation:
     """``dataset`` through ``engine``'s model ``model``: predictions, scores and the table."""
     info = await resolve_model(engine, model)
-    predictions, stats = await SequenceRunner(engine, info).run(dataset.sequences, concurrency, progress)
+    predictions, seconds = await SequenceRunner(engine, info).run(dataset.sequences, concurrency, progress)
     load = os.getloadavg()
     scores = [score(s, p, dataset.pck_joints) for s, p in zip(dataset.sequences, predictions, strict=True)]
     table = tabulate(scores, dataset.order, dataset.weighting)
     config = f"{info.device}, flip_test={info.flip_test}, {concurrency} sequences in flight"
     paper = paper_row(dataset.name, info.version, dataset.input_2d)
-    return Evaluation(
-        label, dataset.name, asdict(info), table, stats.frames, stats.seconds, scores, config, load, paper
-    )
+    frames = sum(s.length for s in dataset.sequences)
+    return Evaluation(label, dataset.name, asdict(info), table, frames, seconds, scores, config, load, paper)
 
 
 async def evaluate(
@@ -121,13 +120,13 @@ async def evaluate(
     """Each candidate in turn on its own started engine (one engine for candidates sharing settings)."""
     out = []
     engines: dict[int, EngineClient] = {}
+    images = any(s.images is not None for s in dataset.sequences)
     try:
         for c in candidates:
             if id(c.settings) not in engines:
                 engines[id(c.settings)] = await in_process_engine(c.settings, Metrics())
             engine = engines[id(c.settings)]
-            model = c.model_for(dataset.images)
-            result = await evaluate_engine(engine, dataset, model, c.label, concurrency, progress)
+            result = await evaluate_engine(engine, dataset, c.model_for(images), c.label, concurrency, progress)
             knobs = c.settings.engine  # those that set the throughput
             result.config += f", max_batch_size={knobs.max_batch_size}, max_delay_ms={knobs.max_delay_ms:g}, "
             result.config += f"torch_threads={knobs.torch_threads}"

@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _labels(args: argparse.Namespace) -> int:
-    from service.evaluation.labelled import write_h36m_labels
+    from service.evaluation.sequences import write_h36m_labels
 
     try:
         frames = write_h36m_labels(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -18,11 +18,11 @@ from model.joints import JointSet
 from service.engine.types import (
     EngineClient,
     EstimateOptions,
-    Frame,
     FrameResult,
     ImageFrame,
     KeypointFrame,
     ModelInfo,
+    Source,
     Work,
 )
 from service.engine.work import collect
@@ -51,15 +51,7 @@ class Prediction:
         return np.asarray(np.isfinite(self.keypoints_3d).all(axis=(1, 2)))
 
 
-@dataclass(frozen=True)
-class RunStats:
-    """Frames run and the wall-clock seconds the whole run took (sequences overlapping)."""
-
-    frames: int
-    seconds: float
-
-
-async def _decoded(seq: EvalSequence) -> AsyncIterator[tuple[int, npt.NDArray[np.uint8]]]:
+async def _decoded(seq: EvalSequence) -> AsyncIterator[ImageFrame]:
     """The labelled frames of ``seq``'s media, in order, each read and decoded on a worker thread (the event loop
     stays free for the engine's answers)."""
     assert seq.images is not None
@@ -68,7 +60,7 @@ async def _decoded(seq: EvalSequence) -> AsyncIterator[tuple[int, npt.NDArray[np
         image = await asyncio.to_thread(next, source, None)
         if image is None:
             return
-        yield t, image
+        yield ImageFrame(image, t)
 
 
 def _gather(results: list[FrameResult], length: int) -> Prediction:
@@ -84,71 +76,62 @@ def _gather(results: list[FrameResult], length: int) -> Prediction:
 
 
 class SequenceRunner:
-    """Runs sequences through ``engine``'s served model ``info``; ``clock`` times the run (monotonic seconds)."""
+    """Runs sequences through ``engine``'s served model ``info``."""
 
-    def __init__(self, engine: EngineClient, info: ModelInfo, clock: Callable[[], float] = time.monotonic) -> None:
-        self.engine, self.info, self.clock = engine, info, clock
+    def __init__(self, engine: EngineClient, info: ModelInfo) -> None:
+        self.engine, self.info = engine, info
 
-    def _options(self, seq: EvalSequence, box: npt.NDArray[np.float32] | None = None) -> EstimateOptions:
+    async def _ask(
+        self, request_id: str, frames: Source, seq: EvalSequence, box: npt.NDArray[np.float32] | None = None
+    ) -> list[FrameResult]:
+        """The engine's answers to ``frames`` as one request: ``seq``'s camera, one person (in ``box`` when given)."""
         camera = CameraSpec(*seq.intrinsics) if seq.intrinsics is not None else CameraSpec()
         boxes = None if box is None else ((float(box[0]), float(box[1]), float(box[2]), float(box[3])),)
-        return EstimateOptions(model=self.info.name, camera=camera, max_people=1, boxes=boxes)
-
-    def _deadline(self) -> float:
-        return time.monotonic() + NO_DEADLINE_S
+        options = EstimateOptions(model=self.info.name, camera=camera, max_people=1, boxes=boxes)
+        work = Work(request_id, frames, options, time.monotonic() + NO_DEADLINE_S)
+        return (await collect(self.engine, work)).frames
 
     async def predict(self, seq: EvalSequence, bar: tqdm[Any]) -> Prediction:
+        """Keypoints as one request, a temporal model's images as a clip (the engine's person detector finds the
+        boxes), a single-frame model's images one by one (advancing ``bar`` per frame)."""
         if seq.keypoints_2d is None and self.info.frames == 1:
-            return _gather(await self._images_one_by_one(seq, bar), seq.length)  # advances ``bar`` per frame
-        results = await (self._keypoints(seq) if seq.keypoints_2d is not None else self._image_clip(seq))
+            return _gather(await self._images_one_by_one(seq, bar), seq.length)
+        if seq.keypoints_2d is not None:
+            ones = np.ones(17, dtype=np.float32)
+            keypoints = [
+                KeypointFrame(kp, ones, seq.image_size, JointSet.H36M, frame_index=t)
+                for t, kp in enumerate(seq.keypoints_2d)
+            ]
+            results = await self._ask(f"eval-{seq.name}", keypoints, seq)
+        else:
+            results = await self._ask(f"eval-{seq.name}", _decoded(seq), seq)
         bar.update(seq.length)
         return _gather(results, seq.length)
 
-    async def _keypoints(self, seq: EvalSequence) -> list[FrameResult]:
-        assert seq.keypoints_2d is not None
-        ones = np.ones(17, dtype=np.float32)
-        frames: list[Frame] = [
-            KeypointFrame(kp, ones, seq.image_size, JointSet.H36M, frame_index=t)
-            for t, kp in enumerate(seq.keypoints_2d)
-        ]
-        request = Work(f"eval-{seq.name}", frames, self._options(seq), self._deadline())
-        return (await collect(self.engine, request)).frames
-
     async def _images_one_by_one(self, seq: EvalSequence, bar: tqdm[Any]) -> list[FrameResult]:
-        """A single-frame model: each labelled frame is one image request (its own box when labelled), at most
-        :data:`IMAGES_IN_FLIGHT` decoded frames at once."""
-        assert seq.images is not None
+        """Each labelled frame is one image request (its own box when labelled), at most :data:`IMAGES_IN_FLIGHT`
+        decoded frames at once."""
         gate = asyncio.Semaphore(IMAGES_IN_FLIGHT)
         tasks = []
-        async for t, image in _decoded(seq):
-            box = seq.boxes[t] if seq.boxes is not None else None
-            request = Work(f"eval-{seq.name}-{t}", [ImageFrame(image, t)], self._options(seq, box), self._deadline())
+        async for frame in _decoded(seq):
             await gate.acquire()
-            tasks.append(asyncio.ensure_future(self._one(request, bar, gate)))
+            tasks.append(asyncio.ensure_future(self._one(seq, frame, bar, gate)))
         return list(await asyncio.gather(*tasks))
 
-    async def _one(self, request: Work, bar: tqdm[Any], gate: asyncio.Semaphore) -> FrameResult:
+    async def _one(self, seq: EvalSequence, frame: ImageFrame, bar: tqdm[Any], gate: asyncio.Semaphore) -> FrameResult:
+        box = seq.boxes[frame.frame_index] if seq.boxes is not None else None
         try:
-            (frame,) = (await collect(self.engine, request)).frames
+            (result,) = await self._ask(f"eval-{seq.name}-{frame.frame_index}", [frame], seq, box)
         finally:
             gate.release()
         bar.update(1)
-        return frame
-
-    async def _image_clip(self, seq: EvalSequence) -> list[FrameResult]:
-        """A temporal model: the clip's frames as a clip (the engine's person detector finds the boxes)."""
-
-        async def frames() -> AsyncIterator[Frame]:
-            async for t, image in _decoded(seq):
-                yield ImageFrame(image, t)
-
-        request = Work(f"eval-{seq.name}", frames(), self._options(seq), self._deadline())
-        return (await collect(self.engine, request)).frames
+        return result
 
     async def run(
         self, sequences: list[EvalSequence], concurrency: int = 4, progress: bool = True
-    ) -> tuple[list[Prediction], RunStats]:
-        """Every sequence's prediction (in order) and the run's throughput, ``concurrency`` sequences at once."""
+    ) -> tuple[list[Prediction], float]:
+        """Every sequence's prediction (in order) and the wall-clock seconds the whole run took, ``concurrency``
+        sequences at once (overlapping)."""
         gate = asyncio.Semaphore(concurrency)
         total = sum(s.length for s in sequences)
         with tqdm(total=total, unit="frame", desc=self.info.name, disable=not progress) as bar:
@@ -157,7 +140,7 @@ class SequenceRunner:
                 async with gate:
                     return await self.predict(seq, bar)
 
-            started = self.clock()
+            started = time.monotonic()
             predictions = await asyncio.gather(*(one(s) for s in sequences))
-            seconds = self.clock() - started
-        return list(predictions), RunStats(total, seconds)
+            seconds = time.monotonic() - started
+        return list(predictions), seconds

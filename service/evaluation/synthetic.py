@@ -14,8 +14,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from service.evaluation.h36m import KEEP_JOINTS, load_h36m, world_to_camera
-from service.evaluation.labelled import write_h36m_labels
+from service.evaluation.sequences import KEEP_JOINTS, load_h36m, world_to_camera, write_h36m_labels
 from service.geometry.camera import Intrinsics
 from service.geometry.synthetic import project
 
@@ -35,13 +34,11 @@ def quaternion(r: npt.NDArray[np.floating]) -> list[float]:
     return [float(w), float(x), float(y), float(z)]
 
 
-def looking_at_origin(
-    azimuth_deg: float, distance_m: float = 5.0
-) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]:
-    """A camera 1.5 m up at ``azimuth_deg`` around the world's z axis (up), looking at (0, 0, 1) m: its rotation
-    (camera → world, columns x right, y down, z forward) and centre (m)."""
+def looking_at_origin(azimuth_deg: float) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]:
+    """A camera 1.5 m up and 5 m out at ``azimuth_deg`` around the world's z axis (up), looking at (0, 0, 1) m: its
+    rotation (camera → world, columns x right, y down, z forward) and centre (m)."""
     a = np.radians(azimuth_deg)
-    centre = np.array([distance_m * np.cos(a), distance_m * np.sin(a), 1.5])
+    centre = np.array([5.0 * np.cos(a), 5.0 * np.sin(a), 1.5])
     forward = np.array([0.0, 0.0, 1.0]) - centre
     forward /= np.linalg.norm(forward)
     right = np.cross(forward, [0.0, 0.0, 1.0])

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from service.export.skeleton import H36M_BONES, H36M_NAMES, children
+from service.export.skeleton import H36M_BONES, H36M_NAMES
 from service.export.tracks import TrackSequence
 
 Array = npt.NDArray[np.float64]
@@ -126,7 +126,7 @@ def build_hierarchy(lengths: Array) -> list[Node]:
     nodes = [Node("pelvis", -1, 0, np.zeros(3))]
 
     def add(joint: int, node: int) -> None:
-        kids = children(joint)
+        kids = [c for p, c in H36M_BONES if p == joint]
         for child in kids:
             parent = node
             if len(kids) > 1:
@@ -177,15 +177,11 @@ def forward_kinematics(nodes: list[Node], root: Array, local: list[Array]) -> Ar
     glob: list[Array] = []
     pos: list[Array] = []
     for i, node in enumerate(nodes):
-        if node.parent < 0:
-            p, g = root, local[i]
-        else:
-            p = pos[node.parent] + glob[node.parent] @ node.offset
-            g = glob[node.parent] @ local[i]
-        pos.append(p)
-        glob.append(g)
+        parent_pos, parent_rot = (pos[node.parent], glob[node.parent]) if node.parent >= 0 else (root, np.eye(3))
+        pos.append(parent_pos + parent_rot @ node.offset)  # the root's offset is zero
+        glob.append(parent_rot @ local[i])
         if node.joint is not None:
-            out[node.joint] = p
+            out[node.joint] = pos[-1]
     return out
 
 
@@ -201,10 +197,8 @@ def _hierarchy_text(nodes: list[Node]) -> list[str]:
         lines.append(f"{pad}{'ROOT' if node.parent < 0 else 'JOINT'} {node.name}")
         lines.append(pad + "{")
         lines.append(f"{pad}\tOFFSET {_fmt(node.offset)}")
-        if node.parent < 0:
-            lines.append(f"{pad}\tCHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation")
-        else:
-            lines.append(f"{pad}\tCHANNELS 3 Zrotation Xrotation Yrotation")
+        channels = "6 Xposition Yposition Zposition" if node.parent < 0 else "3"
+        lines.append(f"{pad}\tCHANNELS {channels} Zrotation Xrotation Yrotation")
         for child in node.children:
             emit(child, depth + 1)
         if not node.children:

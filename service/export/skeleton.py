@@ -19,8 +19,3 @@ H36M_BONES: Final[tuple[tuple[int, int], ...]] = tuple((p, j) for j, p in enumer
 """16 ``(parent, child)`` pairs."""
 
 LEFT_JOINTS: Final[frozenset[int]] = frozenset({4, 5, 6, 11, 12, 13})
-
-
-def children(joint: int) -> list[int]:
-    """Joints whose parent is ``joint``, in index order."""
-    return [j for j, p in enumerate(H36M_PARENTS) if p == joint]

@@ -48,17 +48,12 @@ def frame_time_s(frames: Sequence[Mapping[str, Any]]) -> float:
     return 1.0 / DEFAULT_FPS
 
 
-def person_joints_3d(person: Mapping[str, Any], placed: bool) -> npt.NDArray[np.float64]:
-    """``(17, 3)`` metres: the camera-frame joints when ``placed``, else the root-relative ones."""
-    joints = person["keypoints_3d_camera"] if placed else person["keypoints_3d"]
-    return np.asarray(joints, dtype=np.float64).reshape(17, 3)
-
-
 def track_sequence(frames: Sequence[Mapping[str, Any]], track_id: int) -> TrackSequence:
     """The sequence of ``track_id`` (KeyError when no frame has it)."""
     found = [next((p for p in f["people"] if int(p["track_id"]) == track_id), None) for f in frames]
     placed = all(p.get("keypoints_3d_camera") is not None for p in found if p is not None)
-    rows = [None if p is None else person_joints_3d(p, placed) for p in found]
+    key = "keypoints_3d_camera" if placed else "keypoints_3d"
+    rows = [None if p is None else np.asarray(p[key], dtype=np.float64).reshape(17, 3) for p in found]
     seen = [i for i, joints in enumerate(rows) if joints is not None]
     if not seen:
         raise KeyError(track_id)

@@ -75,10 +75,7 @@ class CameraSpec:
             raise ValueError("give all of fx, fy, cx, cy (pixels), or fov_deg, or none")
         if all(given) and self.fov_deg is not None:
             raise ValueError("give either fx, fy, cx, cy or fov_deg, not both")
-        if all(given):
-            Intrinsics(self.fx or 0.0, self.fy or 0.0, self.cx or 0.0, self.cy or 0.0)  # validates
-        if self.fov_deg is not None:
-            Intrinsics.from_fov(self.fov_deg, (2, 2))  # validates the range
+        self.resolve((2, 2))  # validates the intrinsics, or the FOV's range
 
     @property
     def is_default(self) -> bool:

@@ -78,12 +78,6 @@ def fit_weights(offsets: tuple[int, ...], polyorder: int) -> F64:
     return np.asarray(w, np.float64)
 
 
-def savgol_coeffs(half_window: int, polyorder: int) -> F64:
-    """Savitzky–Golay smoothing coefficients ``(2·half_window + 1,)`` (as ``scipy.signal.savgol_coeffs`` with
-    ``use="dot"``)."""
-    return fit_weights(tuple(range(-half_window, half_window + 1)), polyorder)
-
-
 @dataclass
 class _Euro:
     x: F64
@@ -129,7 +123,7 @@ class TrackSmoother(Generic[T]):
         if method is SmoothingMethod.ONE_EURO:
             now = time_s if time_s is not None else key / DEFAULT_FPS
             out = {tid: self._one_euro(tid, key, now, v) for tid, v in values.items()}
-            self._forget_idle(key)
+            self._euro = {tid: e for tid, e in self._euro.items() if key - e.key <= TRACK_IDLE_KEYS}
             return [(payload, out)]
         for tid, v in values.items():
             self._samples.setdefault(tid, {})[key] = v
@@ -178,10 +172,6 @@ class TrackSmoother(Generic[T]):
         self._euro[tid] = _Euro(x_hat, dx_hat, now, key)
         return x_hat
 
-    def _forget_idle(self, key: int) -> None:
-        for tid in [t for t, e in self._euro.items() if key - e.key > TRACK_IDLE_KEYS]:
-            del self._euro[tid]
-
     def _release(self, upto: int | None) -> list[tuple[T, dict[int, F64]]]:
         h, order = self.spec.half_window, self.spec.polyorder
         out: list[tuple[T, dict[int, F64]]] = []
@@ -196,10 +186,6 @@ class TrackSmoother(Generic[T]):
                 smoothed[tid] = np.tensordot(w, stacked, axes=1)
             out.append((frame.payload, smoothed))
         oldest = self._pending[0].key if self._pending else (self._newest or 0) + 1
-        for tid in list(self._samples):
-            kept = {k: v for k, v in self._samples[tid].items() if k >= oldest - h}
-            if kept:
-                self._samples[tid] = kept
-            else:
-                del self._samples[tid]
+        kept = {tid: {k: v for k, v in s.items() if k >= oldest - h} for tid, s in self._samples.items()}
+        self._samples = {tid: s for tid, s in kept.items() if s}
         return out

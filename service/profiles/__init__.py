@@ -17,7 +17,6 @@ def profile_names() -> list[str]:
 
 def profile_path(name: str) -> Path:
     """The settings file of profile ``name``. Raises ValueError naming the known profiles."""
-    path = PROFILES_DIR / f"{name}.toml"
     if name not in profile_names():
         raise ValueError(f"unknown profile {name!r}; known: {', '.join(profile_names())}")
-    return path
+    return PROFILES_DIR / f"{name}.toml"

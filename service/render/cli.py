@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from service.export.tables import read_results
+from service.export.formats import read_results
 from service.render.compose import render_mp4, render_png
 from service.render.video import clip_frames
 
@@ -64,12 +64,10 @@ def run(args: argparse.Namespace) -> int:
         text = Path(args.results).read_text()
         frames = read_results(text)
         args.random = args.random_weights or said_random(text)
-        if out.suffix.lower() == ".png":
-            note = _png(frames, args, out)
-        elif out.suffix.lower() == ".mp4":
-            note = _mp4(frames, args, out)
-        else:
+        write = {".png": _png, ".mp4": _mp4}.get(out.suffix.lower())
+        if write is None:
             raise ValueError(f"-o must end in .png or .mp4, not {out.suffix or 'nothing'!r}")
+        note = write(frames, args, out)
     except (OSError, ValueError) as exc:
         print(f"pose3d render: {exc}", file=sys.stderr)
         return 1

@@ -53,9 +53,9 @@ def render_frame(
     return stamp(composed, RANDOM_STAMP) if random else composed
 
 
-def render_png(frame: ResultFrame, image: Image | None, panel_size: int = PANEL_SIZE, random: bool = False) -> bytes:
+def render_png(frame: ResultFrame, image: Image | None, random: bool = False) -> bytes:
     """PNG bytes of :func:`render_frame` (``random``: the weights were random, and the picture says so)."""
-    composed = render_frame(frame, image, Panel3D(panel_size, panel_size), random=random)
+    composed = render_frame(frame, image, Panel3D(PANEL_SIZE, PANEL_SIZE), random=random)
     ok, data = cv2.imencode(".png", composed[:, :, ::-1])
     if not ok:
         raise RuntimeError("PNG encoding failed")
@@ -76,7 +76,6 @@ def render_mp4(
     video: Iterable[tuple[int, Image]] | None,
     target: str | Path | BinaryIO,
     progress: Callable[[int], object] | None = None,
-    panel_size: int = PANEL_SIZE,
     random: bool = False,
 ) -> VideoRender:
     """An MP4 with one composed frame per result frame (in ``frame_index`` order), at the results' rate.
@@ -88,7 +87,7 @@ def render_mp4(
     if not ordered:
         raise ValueError("there are no result frames to render")
     fps = 1.0 / frame_time_s(ordered)
-    panel = Panel3D(panel_size, panel_size)
+    panel = Panel3D(PANEL_SIZE, PANEL_SIZE)
     limits = fit_limits([f["people"] for f in ordered])
     writer = Mp4Writer(target, fps)
     images = iter(video) if video is not None else None
@@ -105,9 +104,8 @@ def render_mp4(
                         raise ValueError(f"the video ends before frame {wanted} of the results")
                 image = pending[1] if pending[0] == wanted else None
             composed = render_frame(frame, image, panel, limits, random)
-            if size is None:
-                size = (composed.shape[1], composed.shape[0])
-            elif (composed.shape[1], composed.shape[0]) != size:
+            size = size or (composed.shape[1], composed.shape[0])
+            if (composed.shape[1], composed.shape[0]) != size:
                 composed = np.asarray(cv2.resize(composed, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
             writer.write(composed)
             if progress is not None:

@@ -26,10 +26,10 @@ def track_colour(track_id: int) -> RGB:
     return PALETTE[track_id % len(PALETTE)]
 
 
-def lighter(colour: RGB, amount: float = 0.45) -> RGB:
-    """The colour blended towards white (left-side bones are drawn lighter)."""
-    r, g, b = (int(c + (255 - c) * amount) for c in colour)
-    return r, g, b
+def bone_colours(colour: RGB) -> list[tuple[int, int, RGB]]:
+    """``(parent, child, colour)`` of each bone: ``colour``, blended 45% towards white on the person's left side."""
+    r, g, b = (int(c + (255 - c) * 0.45) for c in colour)
+    return [(parent, child, (r, g, b) if child in LEFT_JOINTS else colour) for parent, child in H36M_BONES]
 
 
 Point = tuple[int, int]
@@ -51,10 +51,6 @@ class PersonPlan:
     label_at: Point
 
 
-def _inside(x: float, y: float, width: int, height: int) -> bool:
-    return 0.0 <= x <= width - 1 and 0.0 <= y <= height - 1
-
-
 def _clamp(x: float, y: float, width: int, height: int) -> Point:
     return int(np.clip(round(x), 0, width - 1)), int(np.clip(round(y), 0, height - 1))
 
@@ -65,13 +61,9 @@ def plan_person(person: Mapping[str, Any], width: int, height: int, scale: int) 
     if not np.isfinite(points).all():
         return None
     colour = track_colour(int(person["track_id"]))
-    inside = [_inside(x, y, width, height) for x, y in points]
+    inside = [0.0 <= x <= width - 1 and 0.0 <= y <= height - 1 for x, y in points]
     pts = [_clamp(x, y, width, height) for x, y in points]
-    bones = [
-        ((pts[a], pts[b]), lighter(colour) if b in LEFT_JOINTS else colour)
-        for a, b in H36M_BONES
-        if inside[a] and inside[b]
-    ]
+    bones = [((pts[a], pts[b]), bone) for a, b, bone in bone_colours(colour) if inside[a] and inside[b]]
     x1, y1, x2, y2 = (float(v) for v in person["box"])
     box = None
     if x2 >= 0 and y2 >= 0 and x1 <= width - 1 and y1 <= height - 1:

@@ -15,8 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from service.export.skeleton import H36M_BONES, LEFT_JOINTS
-from service.render.overlay import lighter, track_colour
+from service.render.overlay import bone_colours, track_colour
 
 MIN_HALF_RANGE_M = 0.5
 """The cube's half side is at least this (a real skeleton, ~1.7 m tall, fills about two thirds of it)."""
@@ -66,20 +65,15 @@ def fit_limits(frames: Sequence[Sequence[Mapping[str, Any]]]) -> Limits:
     return (x - half, x + half), (y - half, y + half), (z - half, z + half)
 
 
-def _finite(people: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return [p for p in people if np.isfinite(np.asarray(p["keypoints_3d"], dtype=np.float64)).all()]
-
-
 class Panel3D:
     """A reusable ``width × height`` pixel 3D panel; :meth:`draw` returns ``(height, width, 3) uint8 RGB``."""
 
-    def __init__(self, width: int = 480, height: int = 480, title: str = "3D (camera frame, m)") -> None:
+    def __init__(self, width: int = 480, height: int = 480) -> None:
         dpi = 100
         self.figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
         self.canvas = FigureCanvasAgg(self.figure)
         self.axes: Any = self.figure.add_subplot(projection="3d")
         self.figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.94)
-        self.title = title
 
     def _frame_axes(self, limits: Limits) -> None:
         ax = self.axes
@@ -95,16 +89,16 @@ class Panel3D:
         ax.set_ylabel("z forward (m)", fontsize=8, labelpad=-2)
         ax.set_zlabel("-y up (m)", fontsize=8, labelpad=-2)
         ax.view_init(elev=12.0, azim=-72.0)
-        self.figure.suptitle(self.title, fontsize=9, y=0.98)
+        self.figure.suptitle("3D (camera frame, m)", fontsize=9, y=0.98)
 
     def draw(self, people: Sequence[Mapping[str, Any]], limits: Limits | None = None) -> npt.NDArray[np.uint8]:
         """Each person's root-relative ``keypoints_3d (17, 3)`` metres as bones in its track colour, in axes
         ``limits`` (default: fitted to these people)."""
         self._frame_axes(limits or fit_limits([people]))
-        for person, (x, y, z) in zip(_finite(people), (p.T for p in plotted_points(people)), strict=True):
+        finite = [p for p in people if np.isfinite(np.asarray(p["keypoints_3d"], dtype=np.float64)).all()]
+        for person, (x, y, z) in zip(finite, (p.T for p in plotted_points(people)), strict=True):
             colour = track_colour(int(person["track_id"]))
-            for parent, child in H36M_BONES:
-                bone = lighter(colour) if child in LEFT_JOINTS else colour
+            for parent, child, bone in bone_colours(colour):
                 self.axes.plot([x[parent], x[child]], [y[parent], y[child]], [z[parent], z[child]],
                                color=_rgb(bone), linewidth=2.5)  # fmt: skip
             self.axes.scatter(x, y, z, color=_rgb(colour), s=8, depthshade=False)

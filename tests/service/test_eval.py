@@ -19,9 +19,8 @@ from service.assembly import in_process_engine
 from service.cli import main
 from service.config import GatewaySettings, build_settings
 from service.evaluation.api import Candidate
-from service.evaluation.h36m import KEEP_JOINTS, load_h36m
 from service.evaluation.runner import Prediction, SequenceRunner
-from service.evaluation.sequences import EvalSequence
+from service.evaluation.sequences import KEEP_JOINTS, EvalSequence, load_h36m
 from service.evaluation.synthetic import render_frames, save_3d, write_h36m
 from service.metrics import Metrics
 from tests.service.eval_support import tiny_config

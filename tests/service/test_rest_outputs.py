@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from service.cli import main
-from service.export.tables import CSV_COLUMNS
+from service.export.formats import CSV_COLUMNS
 from tests.service.media_samples import encode_clip, encode_image, person_image
 from tests.service.rest_support import LiveServer, assert_problem, live_server, tiny_settings
 from tests.unit.bvh_reader import parse_bvh

@@ -10,9 +10,8 @@ import pytest
 
 from service.evaluation import metrics as m
 from service.evaluation.aggregate import Average, Scores, score, tabulate
-from service.evaluation.h36m import ACTIONS, qrot, world_to_camera
-from service.evaluation.mpi3dhp import PCK_JOINTS, TO_H36M, load_3dhp
 from service.evaluation.runner import Prediction
+from service.evaluation.sequences import ACTIONS, PCK_JOINTS, TO_H36M, load_3dhp, qrot, world_to_camera
 
 
 def _pose(t: int = 5, seed: int = 0) -> np.ndarray:

@@ -10,9 +10,8 @@ import sys
 
 import pytest
 
-from service.export.formats import ExportFormat, export_document
+from service.export.formats import CSV_COLUMNS, ExportFormat, export_document, read_results
 from service.export.skeleton import H36M_NAMES
-from service.export.tables import CSV_COLUMNS, read_results
 from tests.conftest import REPO
 from tests.unit.test_export_bvh import document, synthetic_sequence
 

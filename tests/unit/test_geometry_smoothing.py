@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from service.geometry.smoothing import SmoothingMethod, SmoothingSpec, TrackSmoother, savgol_coeffs
+from service.geometry.smoothing import SmoothingMethod, SmoothingSpec, TrackSmoother, fit_weights
 from service.geometry.synthetic import moving_sequence
 
 F = npt.NDArray[np.float64]
@@ -74,8 +74,10 @@ def test_stream_equals_clip_delayed_by_half_window(method: SmoothingMethod) -> N
 
 
 def test_savgol_interior_matches_the_classic_coefficients_and_keeps_polynomials() -> None:
-    np.testing.assert_allclose(savgol_coeffs(2, 2), np.array([-3, 12, 17, 12, -3]) / 35, atol=1e-12)
-    np.testing.assert_allclose(savgol_coeffs(3, 2), np.array([-2, 3, 6, 7, 6, 3, -2]) / 21, atol=1e-12)
+    np.testing.assert_allclose(fit_weights((-2, -1, 0, 1, 2), 2), np.array([-3, 12, 17, 12, -3]) / 35, atol=1e-12)
+    np.testing.assert_allclose(
+        fit_weights((-3, -2, -1, 0, 1, 2, 3), 2), np.array([-2, 3, 6, 7, 6, 3, -2]) / 21, atol=1e-12
+    )
     t = np.arange(30, dtype=np.float64)
     quad = (0.3 * t**2 - 2 * t + 1)[:, None, None] * np.ones((1, 18, 3))
     out = _clip(SmoothingSpec(SmoothingMethod.SAVGOL), quad)  # edges included: a quadratic is kept exactly
