@@ -40,9 +40,14 @@ class PreparedPeople:
         return FrameRecord(
             frame_index=frame_index,
             timestamp_s=timestamp_s,
+            image_size=self.image_size,
             track_ids=np.asarray(track_ids, dtype=np.int32).reshape(self.num_people),
+            boxes=self.boxes,
+            box_scores=self.box_scores,
+            keypoints_px=self.keypoints_px,
             keypoints_norm=normalize_screen_coordinates(self.keypoints_px, *self.image_size).reshape(-1, 17, 2),
-            **vars(self),
+            scores=self.scores,
+            tokens=self.tokens,
         )
 
 
