@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, Final
 
-from service.errors import NotFound, QuotaExceeded
+from service.errors import NotFound, Pose3DError, QuotaExceeded
 
 INPUT_CHUNK_BYTES: Final = 1024 * 1024
 """Staged input is stored in pieces of this size (Redis values stay small)."""
@@ -50,6 +50,13 @@ def job_tag(job_id: str) -> str | None:
 
 class UnknownJob(NotFound):
     type_slug, title = "unknown-job", "Unknown job"
+
+
+class JobResultsLost(Pose3DError):
+    """The job's record counts frames the store no longer holds (Redis evicted or expired them before the record):
+    they will not come back, so this is answered at once instead of waiting or returning a shorter document."""
+
+    status, grpc_code, type_slug, title = 410, "DATA_LOSS", "job-results-lost", "Job results lost"
 
 
 class JobQuotaExceeded(QuotaExceeded):

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from service.config import JobSettings, LimitSettings
+from service.jobs.memory import MemoryJobStore
 from service.jobs.store import job_tag, key_tag, new_job_id
 from tests.service.jobs_support import NDJSON, assert_same_frames, read_ndjson, submit_clip, wait_state
 from tests.service.media_samples import encode_clip, encode_image, person_image
@@ -146,3 +147,20 @@ def test_deadline_problems_name_the_setting_and_the_header(live: LiveServer) -> 
         assert "X-Request-Timeout" in detail
         assert "engine.request_timeout_s" in detail
         assert "POSE3D_ENGINE__REQUEST_TIMEOUT_S" in detail
+
+
+def test_a_job_whose_stored_frames_are_lost_answers_410(live: LiveServer) -> None:
+    pose = [[320.0 + 4 * j, 180.0 + 10 * j, 0.9] for j in range(17)]
+    body: dict[str, Any] = {"keypoints_2d": [pose] * 12, "image_size": [640, 480], "model": "pstmo-9"}
+    with live.client(timeout_s=300) as client:
+        job_id = client.post("/v1/jobs", json=body).json()["job_id"]
+        assert wait_state(client, job_id, {"done", "failed"})[-1]["state"] == "done"
+        store = live.app.state.jobs.store
+        assert isinstance(store, MemoryJobStore)
+        del store._entry(job_id).frames[5]  # as Redis's eviction would
+        document = client.get(f"/v1/jobs/{job_id}/results")
+        lines = read_ndjson(client, job_id)
+    assert_problem(document, 410, "job-results-lost")
+    assert "frames 5 to 11 of its 12" in document.json()["detail"]
+    assert [line["frame_index"] for line in lines[:-1]] == list(range(5))
+    assert lines[-1]["error"]["type"] == "urn:pose3d:problem:job-results-lost"

@@ -13,7 +13,8 @@ from model.joints import H36M_JOINT_NAMES
 from service.api.fields import random_weight_warnings
 from service.api.schemas import ModelRef, PoseResponse
 from service.gateway.encoding import document_chunks
-from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob, job_tag
+from service.gateway.problem import problem_of
+from service.jobs.store import JobRecord, JobResultsLost, JobState, JobStore, UnknownJob, job_tag
 
 NDJSON: Final = "application/x-ndjson"
 PAGE: Final = 256
@@ -31,12 +32,19 @@ def checked_job_id(job_id: str) -> str:
     return job_id
 
 
+def _lost(job_id: str, position: int, done: int) -> JobResultsLost:
+    return JobResultsLost(
+        f"job {job_id}: frames {position} to {done - 1} of its {done} stored frames are gone from the job store"
+    )
+
+
 async def all_frames(store: JobStore, job_id: str, stop: int) -> list[bytes]:
+    """The first ``stop`` stored frames; JobResultsLost (410) when the store no longer holds one of them."""
     frames: list[bytes] = []
     while len(frames) < stop:
         page = await store.read_frames(job_id, len(frames), min(stop, len(frames) + PAGE))
         if not page:
-            break
+            raise _lost(job_id, len(frames), stop)
         frames.extend(page)
     return frames
 
@@ -71,7 +79,8 @@ async def first_position_after(store: JobStore, job_id: str, done: int, after: i
 
 async def pages(store: JobStore, job_id: str, after: int | None, poll_s: float) -> AsyncIterator[list[bytes]]:
     """Stored frames in pages from the first one past ``after``, as they are stored, until the job has ended and
-    every stored frame is read (REST NDJSON and gRPC ``WatchJob``)."""
+    every stored frame is read (REST NDJSON and gRPC ``WatchJob``). Frames are stored once and never removed before
+    their record, so one the record counts but the store lacks is lost: JobResultsLost, not a wait for ever."""
     rec = await store.get(job_id)
     position = await first_position_after(store, job_id, rec.frames_done, after)
     while True:
@@ -80,16 +89,23 @@ async def pages(store: JobStore, job_id: str, after: int | None, poll_s: float) 
         if page:
             position += len(page)
             yield page
-        elif rec.state.terminal and position >= rec.frames_done:
+        elif position < rec.frames_done:
+            raise _lost(job_id, position, rec.frames_done)
+        elif rec.state.terminal:
             return
         else:
             await asyncio.sleep(poll_s)
 
 
 async def ndjson(store: JobStore, job_id: str, after: int | None, poll_s: float) -> AsyncIterator[bytes]:
-    """:func:`pages` as NDJSON lines; a job that fails or is cancelled ends them with ``{"error": <problem>}``."""
-    async for page in pages(store, job_id, after, poll_s):
-        yield b"\n".join(page) + b"\n"
+    """:func:`pages` as NDJSON lines; a job that fails or is cancelled, or whose stored frames are lost, ends them
+    with ``{"error": <problem>}``."""
+    try:
+        async for page in pages(store, job_id, after, poll_s):
+            yield b"\n".join(page) + b"\n"
+    except JobResultsLost as lost:
+        yield json.dumps({"error": problem_of(lost)}).encode() + b"\n"
+        return
     rec = await store.get(job_id)
     if rec.state is not JobState.DONE:
         problem = rec.error or {"type": "urn:pose3d:problem:cancelled", "title": "Job cancelled",
