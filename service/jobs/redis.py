@@ -44,7 +44,7 @@ _TERMINAL: Final = (
     "local function terminal(s) return s == '\"done\"' or s == '\"failed\"' or s == '\"cancelled\"' end\n"
 )
 
-# KEYS: meta input; ARGV: ttl_ms owner_json_or_empty field value field value ...
+# KEYS: meta input frames (all three expire together); ARGV: ttl_ms owner_json_or_empty field value field value ...
 _UPDATE: Final = (
     _TERMINAL
     + """
@@ -216,7 +216,7 @@ class RedisJobStore(JobStore):
     async def update(self, job_id: str, owner: str | None = None, **changes: Any) -> JobRecord | None:
         argv: list[Any] = [self._ttl_ms, "" if owner is None else encode_fields({"o": owner})["o"],
                            *chain.from_iterable(encode_fields(changes).items())]  # fmt: skip
-        record = await self._change(self._update, job_id, ["meta", "input"], argv)
+        record = await self._change(self._update, job_id, ["meta", "input", "frames"], argv)
         if record is not None and record.state.terminal:
             await self.drop_active(job_id)
         return record

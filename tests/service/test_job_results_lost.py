@@ -33,10 +33,14 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[JobStore]:
     await s.aclose()
 
 
-async def finished_job(store: JobStore) -> JobRecord:
+async def finished_job_frames(store: JobStore) -> None:
     record = JobRecord(job_id=JOB, kind="keypoints", request_id="r1", created_s=1.0, params={"model": "m"})
     await store.create(record, b"x")
     assert await store.put_frames(JOB, 0, FRAMES) == len(FRAMES)
+
+
+async def finished_job(store: JobStore) -> JobRecord:
+    await finished_job_frames(store)
     done = await store.update(JOB, state=JobState.DONE)
     assert done is not None
     return done
@@ -90,3 +94,23 @@ async def test_a_lost_frame_ends_pages_and_ndjson_at_once(store: JobStore, no_wa
     assert error["type"] == "urn:pose3d:problem:job-results-lost"
     assert error["status"] == 410
     assert JobResultsLost.grpc_code == "DATA_LOSS"  # what WatchJob aborts with (the one mapping of the error tree)
+
+
+async def test_a_jobs_last_change_renews_its_frames_with_its_record(redis_server: RedisServer) -> None:
+    """Before, the record's last change (its end) renewed the record's expiry but not the frames': they expired
+    first, and the job answered 410 for the time between its last frame and its end."""
+    from service.jobs.redis import RedisJobStore
+
+    prefix = "t" + secrets.token_hex(4)
+    writer = RedisJobStore(redis_server.url, ttl_s=60.0, prefix=prefix)
+    ender = RedisJobStore(redis_server.url, ttl_s=3600.0, prefix=prefix)  # the same job, a longer expiry
+    try:
+        await finished_job_frames(writer)
+        await ender.update(JOB, state=JobState.DONE)
+        meta_ms = await ender._redis.pttl(ender._key(JOB, "meta"))
+        frames_ms = await ender._redis.pttl(ender._key(JOB, "frames"))
+    finally:
+        await writer.aclose()
+        await ender.aclose()
+    assert meta_ms > 60_000
+    assert frames_ms > 60_000
