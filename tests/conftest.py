@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -27,12 +28,31 @@ if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 10_000
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
+    """A TCP port free on 127.0.0.1 right now, below the kernel's ephemeral range where it can: a port handed out by
+    ``bind(0)`` and closed again may become the local port of one of the suite's own outgoing connections before the
+    server under test binds it (``Address already in use`` in a gateway started a moment later); outgoing
+    connections never take a port below that range."""
+    try:
+        first_ephemeral = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = LOWEST_PORT
+    for _ in range(200 if first_ephemeral > LOWEST_PORT else 0):
+        port = LOWEST_PORT + secrets.randbelow(first_ephemeral - LOWEST_PORT)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        chosen: int = s.getsockname()[1]
+        return chosen
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 from tests.e2e import doc_blocks
 from tests.e2e.doc_blocks import Block, Ports, blocks
 
@@ -48,12 +47,6 @@ BUDGET_S = 900  # a busy machine (CPU burners beside the suite) may be slow; not
 
 def _page_id(page: Path) -> str:
     return str(page.relative_to(REPO))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -112,7 +105,7 @@ class Server:
     """A server block running in the background on stand-in ports."""
 
     def __init__(self, block: Block, place: Place) -> None:
-        self.block, self.ports = block, doc_blocks.stand_ins(block, _free_port)
+        self.block, self.ports = block, doc_blocks.stand_ins(block, free_port)
         self.log = place.tmp / f"server-{block.page.stem}-{block.line}.log"
         self.process = place.start(block, self.ports, self.log)
         self._wait_ready()
@@ -200,7 +193,7 @@ def test_page_blocks_run_in_order(page: Path, place: Place, shared: SharedServer
                 server = own or shared.get()
                 _run(block, server.ports, place)
             elif block.runs:
-                _run(block, doc_blocks.stand_ins(block, _free_port), place)
+                _run(block, doc_blocks.stand_ins(block, free_port), place)
     finally:
         if own is not None:
             own.stop()
