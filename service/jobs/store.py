@@ -59,6 +59,13 @@ class JobResultsLost(Pose3DError):
     status, grpc_code, type_slug, title = 410, "DATA_LOSS", "job-results-lost", "Job results lost"
 
 
+class JobInputLost(Pose3DError):
+    """The store lost a job's staged input before the job ended (Redis evicted it): no run can start, so the job
+    fails with this instead of being claimed again after every lease."""
+
+    status, grpc_code, type_slug, title = 410, "DATA_LOSS", "job-input-lost", "Job input lost"
+
+
 class JobQuotaExceeded(QuotaExceeded):
     """The submitting key holds its limit of open jobs, of stored jobs, or of stored job bytes."""
 

@@ -44,7 +44,7 @@ from service.gateway.jobs.results import checked_job_id
 from service.gateway.jobs.sources import JobSource, open_source
 from service.gateway.problem import problem_of
 from service.jobs.memory import MemoryJobStore
-from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
+from service.jobs.store import JobInputLost, JobRecord, JobState, JobStore, UnknownJob
 from service.security.door import job_limits, owned_job, stamped
 
 log = logging.getLogger("pose3d.jobs")
@@ -88,7 +88,10 @@ class _Run:
 
     async def execute(self) -> None:
         settings = self.runner.settings
-        staged = await self.runner.store.read_input(self.job_id)
+        try:
+            staged = await self.runner.store.read_input(self.job_id)
+        except UnknownJob:  # the job ended (nothing to do: failing it changes nothing) or its input was evicted
+            raise JobInputLost(f"job {self.job_id}: the store lost its staged input; submit it again") from None
         source = self.source = await open_source(self.record.kind, self.record.params, staged, settings)
         del staged
         now = time.time()

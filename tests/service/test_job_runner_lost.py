@@ -1,0 +1,75 @@
+"""The runner on a real Redis and the in-process engine (tiny random models): a job whose staged input the store
+lost (Redis evicted it under ``maxmemory``) fails at once with 410 ``job-input-lost`` — before, every run ended
+quietly, the job stayed queued and was claimed again after each lease, for ever, its client polling for ever."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+
+from service.engine.inprocess import build_engine
+from service.engine.types import EngineClient
+from service.gateway.jobs.runner import JobRunner
+from service.jobs.redis import RedisJobStore
+from service.jobs.store import JobRecord, JobState, new_job_id
+from service.metrics import Metrics
+from tests.conftest import RedisServer
+from tests.service.rest_support import tiny_settings
+
+POSE = [[320.0 + 4 * j, 180.0 + 10 * j, 0.9] for j in range(17)]
+BODY = json.dumps({"keypoints_2d": [POSE] * 12, "image_size": [640, 480], "model": "pstmo-9"}).encode()
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer) -> AsyncIterator[RedisJobStore]:
+    s = RedisJobStore(redis_server.url, ttl_s=60.0, prefix="t" + secrets.token_hex(4))
+    yield s
+    await s.aclose()
+
+
+@pytest.fixture
+async def runner(store: RedisJobStore) -> AsyncIterator[JobRunner]:
+    settings = tiny_settings()
+    engine: EngineClient = await build_engine(settings, Metrics())
+    r = JobRunner(store, settings, lambda: engine)
+    yield r
+    await r.aclose()
+    await engine.aclose()
+
+
+async def submitted(store: RedisJobStore) -> str:
+    job_id = new_job_id("")
+    record = JobRecord(job_id=job_id, kind="keypoints", request_id="r1", created_s=1.0, params={"model": "pstmo-9"},
+                       frames_total=12)  # fmt: skip
+    await store.create(record, BODY)
+    return job_id
+
+
+async def run_once(runner: JobRunner) -> None:
+    """One sweep of the runner and the runs it started, to their end."""
+    await runner.sweep()
+    await asyncio.gather(*runner._running.values())
+
+
+async def test_a_job_runs_to_done(store: RedisJobStore, runner: JobRunner) -> None:
+    job_id = await submitted(store)
+    await run_once(runner)
+    record = await store.get(job_id)
+    assert record.state is JobState.DONE, record
+    assert record.frames_done == 12
+
+
+async def test_a_job_whose_input_was_evicted_fails_with_410(store: RedisJobStore, runner: JobRunner) -> None:
+    job_id = await submitted(store)
+    await store._redis.delete(store._key(job_id, "input"))  # what Redis's eviction does to the staged input
+    await run_once(runner)
+    record = await store.get(job_id)
+    assert record.state is JobState.FAILED, record
+    assert record.error is not None
+    assert record.error["type"] == "urn:pose3d:problem:job-input-lost"
+    assert record.error["status"] == 410
+    assert job_id not in await store.active_ids()  # no gateway claims it again
