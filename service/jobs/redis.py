@@ -17,6 +17,7 @@ expires ``ttl_s`` after the job's last change. An id without a slot tag is an un
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable
 from itertools import chain
 from typing import Any, Final, TypeVar
@@ -185,7 +186,8 @@ class RedisJobStore(JobStore):
 
     async def create(self, record: JobRecord, staged_input: bytes) -> None:
         """The meta record first (one script: the key's limits are checked and the job indexed atomically), then
-        the staged input; only then is the job listed as active, so no runner claims it before its input exists."""
+        the staged input; only then is the job listed as active, so no runner claims it before its input exists. A failure
+        after the record removes it (best effort): the caller is refused, so the job must not hold the key's quota."""
         record = record.with_(input_bytes=len(staged_input))
         tag = key_tag(record.key)
         if job_tag(record.job_id) != tag:
@@ -200,12 +202,18 @@ class RedisJobStore(JobStore):
             usage = KeyUsage(open=int(raw[1]), stored=int(raw[2]), bytes=int(raw[3]))
             why = usage.refusal(limits, len(staged_input)) or "this key's job limits are reached"
             raise JobQuotaExceeded(why, retry_after_s=1.0)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(staged)
-            pipe.rpush(staged, *split_input(staged_input))
-            pipe.pexpire(staged, self._ttl_ms)
-            await self._call(pipe.execute())
-        await self._call(self._redis.zadd(self._active, {record.job_id: record.created_s}))
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(staged)
+                pipe.rpush(staged, *split_input(staged_input))
+                pipe.pexpire(staged, self._ttl_ms)
+                await self._call(pipe.execute())
+            await self._call(self._redis.zadd(self._active, {record.job_id: record.created_s}))
+        except Unavailable:  # the caller is answered 503: a record left behind would hold the key's quota unrun
+            with contextlib.suppress(RedisError):
+                await self._redis.delete(meta, staged)
+                await self._redis.zrem(self._index(record.key), record.job_id)
+            raise
 
     async def get(self, job_id: str) -> JobRecord:
         raw: dict[bytes | str, bytes | str] = await self._call(self._redis.hgetall(self._key(job_id, "meta")))

@@ -1,6 +1,5 @@
-"""The runner on a real Redis and the in-process engine (tiny random models): a job whose staged input the store
-lost (Redis evicted it under ``maxmemory``) fails at once with 410 ``job-input-lost`` — before, every run ended
-quietly, the job stayed queued and was claimed again after each lease, for ever, its client polling for ever."""
+"""Jobs when the store fails them, on a real Redis and the in-process engine (tiny random models): what the store
+lost or refused is answered (a failed job, a 503), never a job left queued for ever or holding its key's quota."""
 
 from __future__ import annotations
 
@@ -13,9 +12,10 @@ import pytest
 
 from service.engine.inprocess import build_engine
 from service.engine.types import EngineClient
+from service.errors import Unavailable
 from service.gateway.jobs.runner import JobRunner
 from service.jobs.redis import RedisJobStore
-from service.jobs.store import JobRecord, JobState, new_job_id
+from service.jobs.store import JobRecord, JobState, KeyJobLimits, UnknownJob, new_job_id
 from service.metrics import Metrics
 from tests.conftest import RedisServer
 from tests.service.rest_support import tiny_settings
@@ -64,6 +64,8 @@ async def test_a_job_runs_to_done(store: RedisJobStore, runner: JobRunner) -> No
 
 
 async def test_a_job_whose_input_was_evicted_fails_with_410(store: RedisJobStore, runner: JobRunner) -> None:
+    """Before, each run ended quietly on UnknownJob: the job stayed queued, was claimed again after every lease
+    (its attempts counting up for ever), and its client polled for ever."""
     job_id = await submitted(store)
     await store._redis.delete(store._key(job_id, "input"))  # what Redis's eviction does to the staged input
     await run_once(runner)
@@ -73,3 +75,28 @@ async def test_a_job_whose_input_was_evicted_fails_with_410(store: RedisJobStore
     assert record.error["type"] == "urn:pose3d:problem:job-input-lost"
     assert record.error["status"] == 410
     assert job_id not in await store.active_ids()  # no gateway claims it again
+
+
+async def test_a_submission_the_store_failed_to_stage_holds_no_quota(redis_server: RedisServer) -> None:
+    """A Redis error after the job's record is written (here RPUSH refused, as an OOM under ``noeviction`` or a lost
+    connection refuses it) answers 503, and leaves nothing: before, the record stayed, listed as queued but never
+    run, holding one of the key's open jobs for ``jobs.ttl_s`` — a few such 503s and the key got 429 for a day."""
+    prefix = "t" + secrets.token_hex(4)
+    user = "nopush" + secrets.token_hex(4)
+    admin = RedisJobStore(redis_server.url, ttl_s=60.0, prefix=prefix, limits=KeyJobLimits(max_open=1))
+    await admin._redis.execute_command("ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-rpush")
+    failing = RedisJobStore(redis_server.url.replace("redis://", f"redis://{user}:pw@"), ttl_s=60.0, prefix=prefix,
+                            limits=KeyJobLimits(max_open=1))  # fmt: skip
+    try:
+        job_id = new_job_id("k1")
+        record = JobRecord(job_id=job_id, kind="keypoints", request_id="r1", created_s=1.0, key="k1")
+        with pytest.raises(Unavailable):
+            await failing.create(record, BODY)
+        assert await admin.job_ids(10, "k1") == []
+        with pytest.raises(UnknownJob):
+            await admin.get(job_id)
+        await admin.create(record.with_(job_id=new_job_id("k1")), BODY)  # the key's one open job is free
+    finally:
+        await admin._redis.execute_command("ACL", "DELUSER", user)
+        await failing.aclose()
+        await admin.aclose()
