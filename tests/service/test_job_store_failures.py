@@ -13,6 +13,7 @@ import pytest
 from service.engine.inprocess import build_engine
 from service.engine.types import EngineClient
 from service.errors import Unavailable
+from service.gateway.jobs import results
 from service.gateway.jobs.runner import JobRunner
 from service.jobs.redis import RedisJobStore
 from service.jobs.store import JobRecord, JobState, KeyJobLimits, UnknownJob, new_job_id
@@ -99,4 +100,32 @@ async def test_a_submission_the_store_failed_to_stage_holds_no_quota(redis_serve
     finally:
         await admin._redis.execute_command("ACL", "DELUSER", user)
         await failing.aclose()
+        await admin.aclose()
+
+
+async def test_a_store_failure_while_streaming_ends_ndjson_with_a_problem_line(redis_server: RedisServer) -> None:
+    """A Redis error while a job's NDJSON results stream (here HGETALL refused mid-stream) ends the stream with
+    ``{"error": <503 problem>}``; before, the exception escaped the response after it had started: the gateway logged
+    "response already started", cut the connection mid-chunk, and ``pose3d estimate`` died on httpx's
+    RemoteProtocolError instead of saying what failed (its rerun resumes with ``after``)."""
+    prefix = "t" + secrets.token_hex(4)
+    user = "nohgetall" + secrets.token_hex(4)
+    admin = RedisJobStore(redis_server.url, ttl_s=60.0, prefix=prefix)
+    await admin._redis.execute_command("ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all")
+    reader = RedisJobStore(redis_server.url.replace("redis://", f"redis://{user}:pw@"), ttl_s=60.0, prefix=prefix)
+    try:
+        job_id = new_job_id("")
+        await admin.create(JobRecord(job_id=job_id, kind="keypoints", request_id="r1", created_s=1.0), BODY)
+        frames = [json.dumps({"frame_index": i, "people": []}).encode() for i in range(3)]
+        await admin.put_frames(job_id, 0, frames)  # a running job: more frames to come
+        lines = results.ndjson(reader, job_id, None, 1.0)
+        assert await anext(lines) == b"\n".join(frames) + b"\n"
+        await admin._redis.execute_command("ACL", "SETUSER", user, "-hgetall")  # the store fails from here on
+        error = json.loads(await anext(lines))["error"]
+        assert error["status"] == 503
+        assert error["type"] == "urn:pose3d:problem:unavailable"
+        assert [line async for line in lines] == []
+    finally:
+        await admin._redis.execute_command("ACL", "DELUSER", user)
+        await reader.aclose()
         await admin.aclose()
