@@ -49,7 +49,9 @@ class MemoryJobStore(JobStore):
 
     async def create(self, record: JobRecord, staged_input: bytes) -> None:
         self._expire()
-        why = self._usage(record.key).refusal(self._limits.for_key(record.key), len(staged_input))
+        limits = self._limits.for_key(record.key)
+        limits.check_input(len(staged_input))
+        why = self._usage(record.key).refusal(limits, len(staged_input))
         if why is not None:
             raise JobQuotaExceeded(why, retry_after_s=1.0)
         record = record.with_(input_bytes=len(staged_input))

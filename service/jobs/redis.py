@@ -194,6 +194,7 @@ class RedisJobStore(JobStore):
             raise ValueError(f"job id {record.job_id!r} is not one of new_job_id({record.key!r})")
         meta, staged = self._key(record.job_id, "meta"), self._key(record.job_id, "input")
         limits = self._limits.for_key(record.key)
+        limits.check_input(len(staged_input))
         argv: list[Any] = [self._ttl_ms, record.created_s, record.job_id, limits.max_open, limits.max_stored,
                            limits.max_bytes, len(staged_input), *self._meta_parts(tag),
                            *chain.from_iterable(record.to_fields().items())]  # fmt: skip

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, Final
 
-from service.errors import NotFound, Pose3DError, QuotaExceeded
+from service.errors import NotFound, PayloadTooLarge, Pose3DError, QuotaExceeded
 
 INPUT_CHUNK_BYTES: Final = 1024 * 1024
 """Staged input is stored in pieces of this size (Redis values stay small)."""
@@ -82,6 +82,13 @@ class KeyJobLimits:
 
     def for_key(self, key: str) -> KeyJobLimits:
         return self if key else KeyJobLimits()
+
+    def check_input(self, size: int) -> None:
+        """PayloadTooLarge (413, no Retry-After) when a job's input of ``size`` bytes alone passes ``max_bytes``: it
+        can never be stored, so it is not the retryable 429 of a full quota."""
+        if self.max_bytes and size > self.max_bytes:
+            raise PayloadTooLarge(f"the job's input is {size} bytes, more than its key's limit of {self.max_bytes} "
+                                  "stored bytes (security.quotas.max_job_bytes): it can never be stored")  # fmt: skip
 
 
 @dataclass(frozen=True)

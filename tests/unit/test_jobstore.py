@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from service.errors import PayloadTooLarge
 from service.jobs.memory import MemoryJobStore
 from service.jobs.store import (
     INPUT_CHUNK_BYTES,
@@ -127,9 +128,17 @@ async def test_open_and_stored_job_limits_per_key(store: JobStore) -> None:
         await store.get(kid(5, "alice"))
 
 
-async def test_stored_bytes_limit_covers_input_and_results(store: JobStore) -> None:
-    with pytest.raises(JobQuotaExceeded, match="limit of 100"):
+async def test_an_input_larger_than_the_byte_limit_is_413_not_a_retryable_429(store: JobStore) -> None:
+    """An input that alone passes the key's byte limit can never be stored: before, it was the 429 of a full quota
+    with Retry-After: 1, which a client may retry for ever."""
+    with pytest.raises(PayloadTooLarge, match="limit of 100") as refused:
         await store.create(keyed(0, "alice"), b"x" * 101)
+    assert refused.value.status == 413
+    assert refused.value.retry_after_s is None
+    assert await store.job_ids(10, "alice") == []
+
+
+async def test_stored_bytes_limit_covers_input_and_results(store: JobStore) -> None:
     await store.create(keyed(1, "alice"), b"x" * 40)
     assert await store.put_frames(kid(1, "alice"), 0, [b"r" * 30]) == 1
     with pytest.raises(JobQuotaExceeded):  # 40 input + 30 results + 31 > 100: nothing of it is stored
