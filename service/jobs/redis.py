@@ -7,7 +7,7 @@ job id ``t-<random>``), so that they live in one Redis Cluster slot (docs/deploy
 - ``pose3d:job:{t}:<id>:frames`` hash: position → the frame's JSON result (written once)
 - ``pose3d:job:{t}:<id>:input``  list: the staged input in 1 MiB pieces (deleted when the job ends)
 - ``pose3d:jobs:key:{t}:<key id>`` sorted set of the key's job ids by creation time (pruned of expired ones
-  whenever its usage is counted, so it holds at most the key's stored-job limit).
+  whenever its usage is counted, so it holds at most the key's stored-job limit; it expires with the key's last job).
 
 Every state change is one Lua script (atomic: a cancelled job is never revived, a lapsed lease is taken by one
 gateway only, a key's limits hold across gateways, reading the key's other jobs in the same slot). Only
@@ -43,9 +43,16 @@ _T = TypeVar("_T")
 
 _TERMINAL: Final = (
     "local function terminal(s) return s == '\"done\"' or s == '\"failed\"' or s == '\"cancelled\"' end\n"
+    # the index of the job's API key (``index_prefix`` + its key id) expires no sooner than the job (ttl ``ms``)
+    "local function renew_index(meta, index_prefix, ms)\n"
+    "  local key = redis.call('HGET', meta, 'key')\n"
+    "  if not key then return end\n"
+    "  local idx = index_prefix .. cjson.decode(key)\n"
+    "  if redis.call('PTTL', idx) < ms then redis.call('PEXPIRE', idx, ms) end\n"
+    "end\n"
 )
 
-# KEYS: meta input frames (all three expire together); ARGV: ttl_ms owner_json_or_empty field value field value ...
+# KEYS: meta input frames (all three expire together); ARGV: ttl_ms owner_json_or_empty index_prefix field value ...
 _UPDATE: Final = (
     _TERMINAL
     + """
@@ -53,15 +60,16 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 local m = redis.call('HMGET', KEYS[1], 'state', 'owner')
 if terminal(m[1]) or (ARGV[2] ~= '' and m[2] ~= ARGV[2]) then return {'unchanged'} end
 local kv = {}
-for i = 3, #ARGV do kv[#kv + 1] = ARGV[i] end
+for i = 4, #ARGV do kv[#kv + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(kv))
 if terminal(redis.call('HGET', KEYS[1], 'state')) then redis.call('DEL', KEYS[2]) end
 for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1])) end
+renew_index(KEYS[1], ARGV[3], tonumber(ARGV[1]))
 return {'ok', redis.call('HGETALL', KEYS[1])}
 """
 )
 
-# KEYS: meta input frames; ARGV: ttl_ms owner_json now_s lease_s
+# KEYS: meta input frames; ARGV: ttl_ms owner_json now_s lease_s index_prefix
 _CLAIM: Final = (
     _TERMINAL
     + """
@@ -73,6 +81,7 @@ if m[2] ~= '""' and m[2] ~= ARGV[2] and tonumber(m[3]) > now then return {'uncha
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'lease_until', tostring(now + tonumber(ARGV[4])),
   'attempts', tostring(tonumber(m[4]) + 1))
 for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1])) end
+renew_index(KEYS[1], ARGV[5], tonumber(ARGV[1]))
 return {'ok', redis.call('HGETALL', KEYS[1])}
 """
 )
@@ -110,6 +119,7 @@ for i = 10, #ARGV do kv[#kv + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(kv))
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
 redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[3])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[1])) end
 return {'ok'}
 """
 )
@@ -135,6 +145,7 @@ local done = tonumber(redis.call('HGET', KEYS[1], 'frames_done'))
 while redis.call('HEXISTS', KEYS[2], done) == 1 do done = done + 1 end
 redis.call('HSET', KEYS[1], 'frames_done', tostring(done))
 for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1])) end
+renew_index(KEYS[1], ARGV[4], tonumber(ARGV[1]))
 return done
 """
 )
@@ -224,6 +235,7 @@ class RedisJobStore(JobStore):
 
     async def update(self, job_id: str, owner: str | None = None, **changes: Any) -> JobRecord | None:
         argv: list[Any] = [self._ttl_ms, "" if owner is None else encode_fields({"o": owner})["o"],
+                           self._index_prefix(self._tag(job_id)),
                            *chain.from_iterable(encode_fields(changes).items())]  # fmt: skip
         record = await self._change(self._update, job_id, ["meta", "input", "frames"], argv)
         if record is not None and record.state.terminal:
@@ -231,7 +243,8 @@ class RedisJobStore(JobStore):
         return record
 
     async def claim(self, job_id: str, owner: str, now_s: float, lease_s: float) -> JobRecord | None:
-        args: list[Any] = [self._ttl_ms, encode_fields({"o": owner})["o"], repr(now_s), repr(lease_s)]
+        args: list[Any] = [self._ttl_ms, encode_fields({"o": owner})["o"], repr(now_s), repr(lease_s),
+                           self._index_prefix(self._tag(job_id))]  # fmt: skip
         return await self._change(self._claim, job_id, ["meta", "input", "frames"], args)
 
     async def _change(self, script: Any, job_id: str, parts: list[str], args: list[Any]) -> JobRecord | None:

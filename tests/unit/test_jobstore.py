@@ -173,3 +173,31 @@ async def test_an_id_of_another_key_or_of_no_key_is_refused(store: JobStore) -> 
             await store.get(old)
         with pytest.raises(UnknownJob):
             await store.put_frames(old, 0, [b"r"])
+
+
+async def test_a_keys_job_index_expires_with_its_last_job(redis_server: RedisServer) -> None:
+    """Every key of a job expires ``ttl_s`` after its last change, the index of its API key's jobs included: before,
+    the index never expired, so each key that ever submitted a job kept a sorted set of dead ids for ever."""
+    from service.jobs.redis import RedisJobStore
+
+    store = RedisJobStore(redis_server.url, ttl_s=60.0, prefix="t" + secrets.token_hex(4), limits=LIMITS)
+    try:
+        index = store._index("alice")
+
+        async def index_outlives_job() -> bool:  # renewed to the job's 60 s (not the 1 s set below, nor none)
+            return bool(await store._redis.pttl(index) > 30_000)
+
+        await store.create(keyed(1, "alice"), b"x")
+        assert await index_outlives_job()
+        await store._redis.pexpire(index, 1_000)  # the job changes later than the index's last renewal
+        assert await store.claim(kid(1, "alice"), "gw", now_s=1.0, lease_s=10.0) is not None
+        assert await index_outlives_job()
+        await store._redis.pexpire(index, 1_000)
+        assert await store.put_frames(kid(1, "alice"), 0, [b"r"]) == 1
+        assert await index_outlives_job()
+        await store._redis.pexpire(index, 1_000)
+        assert await store.update(kid(1, "alice"), state=JobState.DONE) is not None
+        assert await index_outlives_job()
+        assert await store.job_ids(10, "alice") == [kid(1, "alice")]
+    finally:
+        await store.aclose()
