@@ -14,7 +14,7 @@ from service.engine.inprocess import build_engine
 from service.engine.types import EngineClient
 from service.errors import Unavailable
 from service.gateway.jobs import results
-from service.gateway.jobs.runner import JobRunner
+from service.gateway.jobs.runner import MAX_ATTEMPTS, JobRunner
 from service.jobs.redis import RedisJobStore
 from service.jobs.store import JobRecord, JobState, KeyJobLimits, UnknownJob, new_job_id
 from service.metrics import Metrics
@@ -129,3 +129,19 @@ async def test_a_store_failure_while_streaming_ends_ndjson_with_a_problem_line(r
         await admin._redis.execute_command("ACL", "DELUSER", user)
         await reader.aclose()
         await admin.aclose()
+
+
+async def test_a_job_whose_runs_keep_dying_is_failed_not_run_for_ever(store: RedisJobStore, runner: JobRunner) -> None:
+    """A job whose gateway died ``MAX_ATTEMPTS`` times (each run's lease left to lapse, as a SIGKILL or an OOM kill
+    leaves it) fails instead of being taken over again: before, only retryable engine errors counted against
+    MAX_ATTEMPTS, so a job that kills its gateway went round every gateway for ever."""
+    job_id = await submitted(store)
+    for n in range(MAX_ATTEMPTS):
+        assert await store.claim(job_id, f"dead-{n}", now_s=10.0 * n, lease_s=1.0) is not None  # lapsed long ago
+    await run_once(runner)
+    record = await store.get(job_id)
+    assert record.state is JobState.FAILED, record
+    assert record.error is not None
+    assert f"{MAX_ATTEMPTS} runs" in record.error["detail"]
+    assert record.frames_done == 0  # not run again
+    assert job_id not in await store.active_ids()

@@ -9,8 +9,8 @@ Any gateway claims the oldest unowned job while it has a free slot (``jobs.max_r
 job whose gateway died is taken over after ``jobs.lease_s`` and resumed in its engine stream ``job-<id>`` from the
 first frame without a stored result (a lost stream: a new one from frame 0; each position is written once). At
 most ``jobs.chunk_frames`` frames per engine call, one call at a time, so interactive requests share the batches.
-An overloaded or unavailable engine makes the job wait (backoff) and resume, up to :data:`MAX_ATTEMPTS` runs
-(docs/jobs.md, "Where jobs live").
+An overloaded or unavailable engine makes the job wait (backoff) and resume; a job runs at most :data:`MAX_ATTEMPTS`
+times, takeovers after its gateway died included (docs/jobs.md, "Where jobs live").
 """
 
 from __future__ import annotations
@@ -88,6 +88,9 @@ class _Run:
 
     async def execute(self) -> None:
         settings = self.runner.settings
+        if self.record.attempts > MAX_ATTEMPTS:  # each run ended with its gateway (killed, or its lease lapsed)
+            raise InternalError(f"job {self.job_id} was given up after {MAX_ATTEMPTS} runs: each stopped before the "
+                                "end (its gateway died or lost the job's lease)")  # fmt: skip
         try:
             staged = await self.runner.store.read_input(self.job_id)
         except UnknownJob:  # the job ended (nothing to do: failing it changes nothing) or its input was evicted
