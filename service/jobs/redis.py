@@ -112,7 +112,14 @@ _CREATE: Final = (
 local open, stored, bytes = usage(KEYS[2], ARGV[8], ARGV[9])
 local o, s, b, adding = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 if (o > 0 and open >= o) or (s > 0 and stored >= s) or (b > 0 and bytes + adding > b) then
-  return {'refused', open, stored, bytes}
+  local first = -1  -- ms until the first of the key's stored jobs expires (when their count is full)
+  if s > 0 and stored >= s then
+    for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+      local t = redis.call('PTTL', ARGV[8] .. id .. ARGV[9])
+      if t > 0 and (first < 0 or t < first) then first = t end
+    end
+  end
+  return {'refused', open, stored, bytes, first}
 end
 local kv = {}
 for i = 10, #ARGV do kv[#kv + 1] = ARGV[i] end
@@ -213,7 +220,7 @@ class RedisJobStore(JobStore):
         if raw[0] == b"refused":
             usage = KeyUsage(open=int(raw[1]), stored=int(raw[2]), bytes=int(raw[3]))
             why = usage.refusal(limits, len(staged_input)) or "this key's job limits are reached"
-            raise JobQuotaExceeded(why, retry_after_s=1.0)
+            raise JobQuotaExceeded(why, retry_after_s=usage.retry_after_s(limits, int(raw[4]) / 1000.0))
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(staged)

@@ -110,6 +110,12 @@ class KeyUsage:
                     f"{limits.max_bytes} (results expire after jobs.ttl_s)")  # fmt: skip
         return None
 
+    def retry_after_s(self, limits: KeyJobLimits, first_expiry_s: float) -> float:
+        """When a refusal may clear: a full stored-job count only once a stored job expires, ``first_expiry_s`` (the
+        soonest of them) from now; anything else when a job ends, which no one knows: 1 s."""
+        stored_full = bool(limits.max_stored) and self.stored >= limits.max_stored
+        return max(1.0, first_expiry_s) if stored_full else 1.0
+
 
 class JobState(StrEnum):
     QUEUED = "queued"

@@ -138,6 +138,18 @@ async def test_an_input_larger_than_the_byte_limit_is_413_not_a_retryable_429(st
     assert await store.job_ids(10, "alice") == []
 
 
+async def test_a_full_stored_job_count_says_when_its_first_job_expires(store: JobStore) -> None:
+    """Stored jobs leave the count only by expiring (``ttl_s`` = 60 s here): the refusal's Retry-After is the time
+    until the first of them expires, not the 1 s of a full open-job count (which a client retried for a day)."""
+    for n in range(3):
+        await store.create(keyed(n, "alice"), b"x")
+        await store.cancel(kid(n, "alice"), now_s=1.0)
+    with pytest.raises(JobQuotaExceeded, match="stores 3 jobs") as refused:
+        await store.create(keyed(3, "alice"), b"x")
+    assert refused.value.retry_after_s is not None
+    assert 30.0 < refused.value.retry_after_s <= 60.0
+
+
 async def test_stored_bytes_limit_covers_input_and_results(store: JobStore) -> None:
     await store.create(keyed(1, "alice"), b"x" * 40)
     assert await store.put_frames(kid(1, "alice"), 0, [b"r" * 30]) == 1
