@@ -49,9 +49,13 @@ class MemoryJobStore(JobStore):
 
     async def create(self, record: JobRecord, staged_input: bytes) -> None:
         self._expire()
-        why = self._usage(record.key).refusal(self._limits.for_key(record.key), len(staged_input))
+        limits = self._limits.for_key(record.key)
+        limits.check_input(len(staged_input))
+        usage = self._usage(record.key)
+        why = usage.refusal(limits, len(staged_input))
         if why is not None:
-            raise JobQuotaExceeded(why, retry_after_s=1.0)
+            first_expiry = min((e.expires for e in self._jobs.values() if e.record.key == record.key), default=0.0)
+            raise JobQuotaExceeded(why, retry_after_s=usage.retry_after_s(limits, first_expiry - self._clock()))
         record = record.with_(input_bytes=len(staged_input))
         self._jobs[record.job_id] = _Entry(record, staged_input, expires=self._clock() + self._ttl_s)
 

@@ -7,7 +7,7 @@ job id ``t-<random>``), so that they live in one Redis Cluster slot (docs/deploy
 - ``pose3d:job:{t}:<id>:frames`` hash: position → the frame's JSON result (written once)
 - ``pose3d:job:{t}:<id>:input``  list: the staged input in 1 MiB pieces (deleted when the job ends)
 - ``pose3d:jobs:key:{t}:<key id>`` sorted set of the key's job ids by creation time (pruned of expired ones
-  whenever its usage is counted, so it holds at most the key's stored-job limit).
+  whenever its usage is counted, so it holds at most the key's stored-job limit; it expires with the key's last job).
 
 Every state change is one Lua script (atomic: a cancelled job is never revived, a lapsed lease is taken by one
 gateway only, a key's limits hold across gateways, reading the key's other jobs in the same slot). Only
@@ -17,6 +17,7 @@ expires ``ttl_s`` after the job's last change. An id without a slot tag is an un
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable
 from itertools import chain
 from typing import Any, Final, TypeVar
@@ -42,9 +43,16 @@ _T = TypeVar("_T")
 
 _TERMINAL: Final = (
     "local function terminal(s) return s == '\"done\"' or s == '\"failed\"' or s == '\"cancelled\"' end\n"
+    # the index of the job's API key (``index_prefix`` + its key id) expires no sooner than the job (ttl ``ms``)
+    "local function renew_index(meta, index_prefix, ms)\n"
+    "  local key = redis.call('HGET', meta, 'key')\n"
+    "  if not key then return end\n"
+    "  local idx = index_prefix .. cjson.decode(key)\n"
+    "  if redis.call('PTTL', idx) < ms then redis.call('PEXPIRE', idx, ms) end\n"
+    "end\n"
 )
 
-# KEYS: meta input frames (all three expire together); ARGV: ttl_ms owner_json_or_empty field value field value ...
+# KEYS: meta input frames (all three expire together); ARGV: ttl_ms owner_json_or_empty index_prefix field value ...
 _UPDATE: Final = (
     _TERMINAL
     + """
@@ -52,15 +60,16 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 local m = redis.call('HMGET', KEYS[1], 'state', 'owner')
 if terminal(m[1]) or (ARGV[2] ~= '' and m[2] ~= ARGV[2]) then return {'unchanged'} end
 local kv = {}
-for i = 3, #ARGV do kv[#kv + 1] = ARGV[i] end
+for i = 4, #ARGV do kv[#kv + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(kv))
 if terminal(redis.call('HGET', KEYS[1], 'state')) then redis.call('DEL', KEYS[2]) end
 for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1])) end
+renew_index(KEYS[1], ARGV[3], tonumber(ARGV[1]))
 return {'ok', redis.call('HGETALL', KEYS[1])}
 """
 )
 
-# KEYS: meta input frames; ARGV: ttl_ms owner_json now_s lease_s
+# KEYS: meta input frames; ARGV: ttl_ms owner_json now_s lease_s index_prefix
 _CLAIM: Final = (
     _TERMINAL
     + """
@@ -72,6 +81,7 @@ if m[2] ~= '""' and m[2] ~= ARGV[2] and tonumber(m[3]) > now then return {'uncha
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'lease_until', tostring(now + tonumber(ARGV[4])),
   'attempts', tostring(tonumber(m[4]) + 1))
 for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1])) end
+renew_index(KEYS[1], ARGV[5], tonumber(ARGV[1]))
 return {'ok', redis.call('HGETALL', KEYS[1])}
 """
 )
@@ -102,13 +112,21 @@ _CREATE: Final = (
 local open, stored, bytes = usage(KEYS[2], ARGV[8], ARGV[9])
 local o, s, b, adding = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 if (o > 0 and open >= o) or (s > 0 and stored >= s) or (b > 0 and bytes + adding > b) then
-  return {'refused', open, stored, bytes}
+  local first = -1  -- ms until the first of the key's stored jobs expires (when their count is full)
+  if s > 0 and stored >= s then
+    for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+      local t = redis.call('PTTL', ARGV[8] .. id .. ARGV[9])
+      if t > 0 and (first < 0 or t < first) then first = t end
+    end
+  end
+  return {'refused', open, stored, bytes, first}
 end
 local kv = {}
 for i = 10, #ARGV do kv[#kv + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(kv))
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
 redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[3])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[1])) end
 return {'ok'}
 """
 )
@@ -134,6 +152,7 @@ local done = tonumber(redis.call('HGET', KEYS[1], 'frames_done'))
 while redis.call('HEXISTS', KEYS[2], done) == 1 do done = done + 1 end
 redis.call('HSET', KEYS[1], 'frames_done', tostring(done))
 for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1])) end
+renew_index(KEYS[1], ARGV[4], tonumber(ARGV[1]))
 return done
 """
 )
@@ -185,13 +204,15 @@ class RedisJobStore(JobStore):
 
     async def create(self, record: JobRecord, staged_input: bytes) -> None:
         """The meta record first (one script: the key's limits are checked and the job indexed atomically), then
-        the staged input; only then is the job listed as active, so no runner claims it before its input exists."""
+        the staged input; only then is the job listed as active, so no runner claims it before its input exists. A failure
+        after the record removes it (best effort): the caller is refused, so the job must not hold the key's quota."""
         record = record.with_(input_bytes=len(staged_input))
         tag = key_tag(record.key)
         if job_tag(record.job_id) != tag:
             raise ValueError(f"job id {record.job_id!r} is not one of new_job_id({record.key!r})")
         meta, staged = self._key(record.job_id, "meta"), self._key(record.job_id, "input")
         limits = self._limits.for_key(record.key)
+        limits.check_input(len(staged_input))
         argv: list[Any] = [self._ttl_ms, record.created_s, record.job_id, limits.max_open, limits.max_stored,
                            limits.max_bytes, len(staged_input), *self._meta_parts(tag),
                            *chain.from_iterable(record.to_fields().items())]  # fmt: skip
@@ -199,13 +220,19 @@ class RedisJobStore(JobStore):
         if raw[0] == b"refused":
             usage = KeyUsage(open=int(raw[1]), stored=int(raw[2]), bytes=int(raw[3]))
             why = usage.refusal(limits, len(staged_input)) or "this key's job limits are reached"
-            raise JobQuotaExceeded(why, retry_after_s=1.0)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(staged)
-            pipe.rpush(staged, *split_input(staged_input))
-            pipe.pexpire(staged, self._ttl_ms)
-            await self._call(pipe.execute())
-        await self._call(self._redis.zadd(self._active, {record.job_id: record.created_s}))
+            raise JobQuotaExceeded(why, retry_after_s=usage.retry_after_s(limits, int(raw[4]) / 1000.0))
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(staged)
+                pipe.rpush(staged, *split_input(staged_input))
+                pipe.pexpire(staged, self._ttl_ms)
+                await self._call(pipe.execute())
+            await self._call(self._redis.zadd(self._active, {record.job_id: record.created_s}))
+        except Unavailable:  # the caller is answered 503: a record left behind would hold the key's quota unrun
+            with contextlib.suppress(RedisError):
+                await self._redis.delete(meta, staged)
+                await self._redis.zrem(self._index(record.key), record.job_id)
+            raise
 
     async def get(self, job_id: str) -> JobRecord:
         raw: dict[bytes | str, bytes | str] = await self._call(self._redis.hgetall(self._key(job_id, "meta")))
@@ -215,6 +242,7 @@ class RedisJobStore(JobStore):
 
     async def update(self, job_id: str, owner: str | None = None, **changes: Any) -> JobRecord | None:
         argv: list[Any] = [self._ttl_ms, "" if owner is None else encode_fields({"o": owner})["o"],
+                           self._index_prefix(self._tag(job_id)),
                            *chain.from_iterable(encode_fields(changes).items())]  # fmt: skip
         record = await self._change(self._update, job_id, ["meta", "input", "frames"], argv)
         if record is not None and record.state.terminal:
@@ -222,7 +250,8 @@ class RedisJobStore(JobStore):
         return record
 
     async def claim(self, job_id: str, owner: str, now_s: float, lease_s: float) -> JobRecord | None:
-        args: list[Any] = [self._ttl_ms, encode_fields({"o": owner})["o"], repr(now_s), repr(lease_s)]
+        args: list[Any] = [self._ttl_ms, encode_fields({"o": owner})["o"], repr(now_s), repr(lease_s),
+                           self._index_prefix(self._tag(job_id))]  # fmt: skip
         return await self._change(self._claim, job_id, ["meta", "input", "frames"], args)
 
     async def _change(self, script: Any, job_id: str, parts: list[str], args: list[Any]) -> JobRecord | None:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, Final
 
-from service.errors import NotFound, Pose3DError, QuotaExceeded
+from service.errors import NotFound, PayloadTooLarge, Pose3DError, QuotaExceeded
 
 INPUT_CHUNK_BYTES: Final = 1024 * 1024
 """Staged input is stored in pieces of this size (Redis values stay small)."""
@@ -59,6 +59,13 @@ class JobResultsLost(Pose3DError):
     status, grpc_code, type_slug, title = 410, "DATA_LOSS", "job-results-lost", "Job results lost"
 
 
+class JobInputLost(Pose3DError):
+    """The store lost a job's staged input before the job ended (Redis evicted it): no run can start, so the job
+    fails with this instead of being claimed again after every lease."""
+
+    status, grpc_code, type_slug, title = 410, "DATA_LOSS", "job-input-lost", "Job input lost"
+
+
 class JobQuotaExceeded(QuotaExceeded):
     """The submitting key holds its limit of open jobs, of stored jobs, or of stored job bytes."""
 
@@ -75,6 +82,13 @@ class KeyJobLimits:
 
     def for_key(self, key: str) -> KeyJobLimits:
         return self if key else KeyJobLimits()
+
+    def check_input(self, size: int) -> None:
+        """PayloadTooLarge (413, no Retry-After) when a job's input of ``size`` bytes alone passes ``max_bytes``: it
+        can never be stored, so it is not the retryable 429 of a full quota."""
+        if self.max_bytes and size > self.max_bytes:
+            raise PayloadTooLarge(f"the job's input is {size} bytes, more than its key's limit of {self.max_bytes} "
+                                  "stored bytes (security.quotas.max_job_bytes): it can never be stored")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,12 @@ class KeyUsage:
             return (f"this key stores {self.bytes} bytes of jobs; {adding} more would pass its limit of "
                     f"{limits.max_bytes} (results expire after jobs.ttl_s)")  # fmt: skip
         return None
+
+    def retry_after_s(self, limits: KeyJobLimits, first_expiry_s: float) -> float:
+        """When a refusal may clear: a full stored-job count only once a stored job expires, ``first_expiry_s`` (the
+        soonest of them) from now; anything else when a job ends, which no one knows: 1 s."""
+        stored_full = bool(limits.max_stored) and self.stored >= limits.max_stored
+        return max(1.0, first_expiry_s) if stored_full else 1.0
 
 
 class JobState(StrEnum):

@@ -1,7 +1,8 @@
 """Finding 2 (issue 20): jobs no longer skip quotas.
 
 Per key: at most ``security.quotas.max_open_jobs`` queued or running jobs, and at most ``max_job_bytes`` of staged
-input plus stored results; past either, ``POST /v1/jobs`` is 429 problem+json with ``Retry-After`` and gRPC
+input plus stored results; past either, ``POST /v1/jobs`` is 429 problem+json with ``Retry-After`` (an input that
+alone passes the byte limit, 413 without it: it can never fit) and gRPC
 ``SubmitJob`` RESOURCE_EXHAUSTED with ``retry-after-s``; a job whose results would pass the byte limit fails with
 the same problem instead of filling the store. The real app in-process (a process adds nothing here) over an engine
 whose job work waits at a gate, so "open" jobs stay open without any timing.
@@ -97,7 +98,10 @@ def test_stored_job_bytes_per_key_are_bounded(keys: Keys) -> None:
     limit = 8_000
     with app(keys, GatedEngine(open_gate=True), QuotaSettings(max_job_bytes=limit)) as http:
         assert len(json.dumps(keypoints_body(40, model="toy"))) > limit
-        assert_job_quota_refusal(submit(http, keys.alice, frames=40))  # its input alone passes the limit
+        too_large = submit(http, keys.alice, frames=40)  # its input alone passes the limit: waiting would not help
+        assert too_large.status_code == 413, too_large.text
+        assert too_large.json()["type"].endswith(":payload-too-large")
+        assert "Retry-After" not in too_large.headers
         job = submit(http, keys.alice, frames=10)  # fits; its results (about 1.5 kB a frame) do not
         assert job.status_code == 202, job.text
         deadline = time.monotonic() + 60

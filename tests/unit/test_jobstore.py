@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from service.errors import PayloadTooLarge
 from service.jobs.memory import MemoryJobStore
 from service.jobs.store import (
     INPUT_CHUNK_BYTES,
@@ -127,9 +128,29 @@ async def test_open_and_stored_job_limits_per_key(store: JobStore) -> None:
         await store.get(kid(5, "alice"))
 
 
-async def test_stored_bytes_limit_covers_input_and_results(store: JobStore) -> None:
-    with pytest.raises(JobQuotaExceeded, match="limit of 100"):
+async def test_an_input_larger_than_the_byte_limit_is_413_not_a_retryable_429(store: JobStore) -> None:
+    """An input that alone passes the key's byte limit can never be stored: before, it was the 429 of a full quota
+    with Retry-After: 1, which a client may retry for ever."""
+    with pytest.raises(PayloadTooLarge, match="limit of 100") as refused:
         await store.create(keyed(0, "alice"), b"x" * 101)
+    assert refused.value.status == 413
+    assert refused.value.retry_after_s is None
+    assert await store.job_ids(10, "alice") == []
+
+
+async def test_a_full_stored_job_count_says_when_its_first_job_expires(store: JobStore) -> None:
+    """Stored jobs leave the count only by expiring (``ttl_s`` = 60 s here): the refusal's Retry-After is the time
+    until the first of them expires, not the 1 s of a full open-job count (which a client retried for a day)."""
+    for n in range(3):
+        await store.create(keyed(n, "alice"), b"x")
+        await store.cancel(kid(n, "alice"), now_s=1.0)
+    with pytest.raises(JobQuotaExceeded, match="stores 3 jobs") as refused:
+        await store.create(keyed(3, "alice"), b"x")
+    assert refused.value.retry_after_s is not None
+    assert 30.0 < refused.value.retry_after_s <= 60.0
+
+
+async def test_stored_bytes_limit_covers_input_and_results(store: JobStore) -> None:
     await store.create(keyed(1, "alice"), b"x" * 40)
     assert await store.put_frames(kid(1, "alice"), 0, [b"r" * 30]) == 1
     with pytest.raises(JobQuotaExceeded):  # 40 input + 30 results + 31 > 100: nothing of it is stored
@@ -164,3 +185,31 @@ async def test_an_id_of_another_key_or_of_no_key_is_refused(store: JobStore) -> 
             await store.get(old)
         with pytest.raises(UnknownJob):
             await store.put_frames(old, 0, [b"r"])
+
+
+async def test_a_keys_job_index_expires_with_its_last_job(redis_server: RedisServer) -> None:
+    """Every key of a job expires ``ttl_s`` after its last change, the index of its API key's jobs included: before,
+    the index never expired, so each key that ever submitted a job kept a sorted set of dead ids for ever."""
+    from service.jobs.redis import RedisJobStore
+
+    store = RedisJobStore(redis_server.url, ttl_s=60.0, prefix="t" + secrets.token_hex(4), limits=LIMITS)
+    try:
+        index = store._index("alice")
+
+        async def index_outlives_job() -> bool:  # renewed to the job's 60 s (not the 1 s set below, nor none)
+            return bool(await store._redis.pttl(index) > 30_000)
+
+        await store.create(keyed(1, "alice"), b"x")
+        assert await index_outlives_job()
+        await store._redis.pexpire(index, 1_000)  # the job changes later than the index's last renewal
+        assert await store.claim(kid(1, "alice"), "gw", now_s=1.0, lease_s=10.0) is not None
+        assert await index_outlives_job()
+        await store._redis.pexpire(index, 1_000)
+        assert await store.put_frames(kid(1, "alice"), 0, [b"r"]) == 1
+        assert await index_outlives_job()
+        await store._redis.pexpire(index, 1_000)
+        assert await store.update(kid(1, "alice"), state=JobState.DONE) is not None
+        assert await index_outlives_job()
+        assert await store.job_ids(10, "alice") == [kid(1, "alice")]
+    finally:
+        await store.aclose()

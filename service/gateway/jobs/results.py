@@ -12,6 +12,7 @@ from fastapi import Request
 from model.joints import H36M_JOINT_NAMES
 from service.api.fields import random_weight_warnings
 from service.api.schemas import ModelRef, PoseResponse
+from service.errors import Pose3DError
 from service.gateway.encoding import document_chunks
 from service.gateway.problem import problem_of
 from service.jobs.store import JobRecord, JobResultsLost, JobState, JobStore, UnknownJob, job_tag
@@ -99,12 +100,15 @@ async def pages(store: JobStore, job_id: str, after: int | None, poll_s: float) 
 
 async def ndjson(store: JobStore, job_id: str, after: int | None, poll_s: float) -> AsyncIterator[bytes]:
     """:func:`pages` as NDJSON lines; a job that fails or is cancelled, or whose stored frames are lost, ends them
-    with ``{"error": <problem>}``."""
+    with ``{"error": <problem>}``, as does a store failure while they stream (503: resume with ``after``)."""
     try:
         async for page in pages(store, job_id, after, poll_s):
             yield b"\n".join(page) + b"\n"
     except JobResultsLost as lost:
         yield json.dumps({"error": problem_of(lost)}).encode() + b"\n"
+        return
+    except Pose3DError as exc:  # the store failed (503) mid-stream: a last line, not a connection cut mid-chunk
+        yield json.dumps({"error": problem_of(exc)}).encode() + b"\n"
         return
     rec = await store.get(job_id)
     if rec.state is not JobState.DONE:

@@ -9,8 +9,8 @@ Any gateway claims the oldest unowned job while it has a free slot (``jobs.max_r
 job whose gateway died is taken over after ``jobs.lease_s`` and resumed in its engine stream ``job-<id>`` from the
 first frame without a stored result (a lost stream: a new one from frame 0; each position is written once). At
 most ``jobs.chunk_frames`` frames per engine call, one call at a time, so interactive requests share the batches.
-An overloaded or unavailable engine makes the job wait (backoff) and resume, up to :data:`MAX_ATTEMPTS` runs
-(docs/jobs.md, "Where jobs live").
+An overloaded or unavailable engine makes the job wait (backoff) and resume; a job runs at most :data:`MAX_ATTEMPTS`
+times, takeovers after its gateway died included (docs/jobs.md, "Where jobs live").
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from service.gateway.jobs.results import checked_job_id
 from service.gateway.jobs.sources import JobSource, open_source
 from service.gateway.problem import problem_of
 from service.jobs.memory import MemoryJobStore
-from service.jobs.store import JobRecord, JobState, JobStore, UnknownJob
+from service.jobs.store import JobInputLost, JobRecord, JobState, JobStore, UnknownJob
 from service.security.door import job_limits, owned_job, stamped
 
 log = logging.getLogger("pose3d.jobs")
@@ -88,7 +88,13 @@ class _Run:
 
     async def execute(self) -> None:
         settings = self.runner.settings
-        staged = await self.runner.store.read_input(self.job_id)
+        if self.record.attempts > MAX_ATTEMPTS:  # each run ended with its gateway (killed, or its lease lapsed)
+            raise InternalError(f"job {self.job_id} was given up after {MAX_ATTEMPTS} runs: each stopped before the "
+                                "end (its gateway died or lost the job's lease)")  # fmt: skip
+        try:
+            staged = await self.runner.store.read_input(self.job_id)
+        except UnknownJob:  # the job ended (nothing to do: failing it changes nothing) or its input was evicted
+            raise JobInputLost(f"job {self.job_id}: the store lost its staged input; submit it again") from None
         source = self.source = await open_source(self.record.kind, self.record.params, staged, settings)
         del staged
         now = time.time()
