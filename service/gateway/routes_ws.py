@@ -47,7 +47,7 @@ class ImageFrameMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     frame_index: int = Field(ge=0, le=MAX_FRAME_INDEX)
-    timestamp_s: float | None = None
+    timestamp_s: float | None = Field(None, allow_inf_nan=False, description="seconds (finite)")
     image: str = Field(description="base64 of a JPEG/PNG/WebP frame (a data: URL prefix is accepted)")
     detect_people: bool = Field(False, description="run the person detector on this frame (see REST streams)")
 

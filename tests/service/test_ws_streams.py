@@ -84,6 +84,9 @@ OPEN = json.dumps({"type": "open", "model": "pstmo-9"})
         ([OPEN, json.dumps(image_message(0, b"not an image at all"))], 4415, "unsupported-media-type"),
         ([OPEN, json.dumps({**image_message(0, b""), "image": "%%%"})], 4400, "bad-request"),
         ([OPEN, json.dumps({**image_message(-1, b"x")})], 4422, "invalid-input"),
+        # Python's json writes (and reads) NaN/Infinity: such a timestamp was answered as NaN, which is not JSON
+        ([OPEN, json.dumps(image_message(0, b"x", float("nan")))], 4422, "invalid-input"),
+        ([OPEN, json.dumps(image_message(0, b"x", float("inf")))], 4422, "invalid-input"),
     ],
 )
 def test_malformed_messages_close_with_a_problem(
