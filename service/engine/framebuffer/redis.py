@@ -39,7 +39,7 @@ from service.engine.framebuffer.base import (
 )
 from service.engine.types import WindowMode
 from service.engine.windows import WindowSpec
-from service.errors import Conflict, Unavailable, UnknownStream
+from service.errors import Conflict, StreamFramesLost, Unavailable, UnknownStream
 from service.redis_client import RedisClient, connect
 
 # Shared Lua helpers: read counters, compute the needed frame range, read it, refresh TTLs.
@@ -279,7 +279,9 @@ class RedisFrameBuffer(FrameBuffer):
         """The scripts' window arguments: lag_left lag_right causal ttl_ms."""
         return [window.lag_left, window.lag_right, "1" if mode is WindowMode.CAUSAL else "0", self.ttl_ms]
 
-    def _emission(self, reply: list[Any], stream_id: str) -> Emission:
+    def _emission(self, reply: list[Any], stream_id: str, whole: bool = False) -> Emission:
+        """The script's answer as an :class:`Emission`. ``whole``: every frame of the needed range was received (an
+        append's, which only emits up to the contiguous frames), so one the store no longer holds is lost."""
         status = reply[0].decode()
         if status in ("missing", "closed"):
             self._known.pop(stream_id, None)
@@ -287,6 +289,12 @@ class RedisFrameBuffer(FrameBuffer):
                 raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
             raise Conflict(f"stream {stream_id!r} is closed")
         _, cursor, _high, _maxi, received, _closed, start, stop, newest, lo, values, (scur, *blob) = reply
+        if whole and None in values:
+            lost = [int(lo) + i for i, v in enumerate(values) if v is None]
+            raise StreamFramesLost(
+                f"stream {stream_id!r}: the frame buffer lost {len(lost)} stored frame(s) from frame {lost[0]} "
+                f"(evicted) that the windows of frames {int(start)}..{int(stop) - 1} need; open a new stream"
+            )
         records = {lo + i: self._decode(v) for i, v in enumerate(values) if v is not None}
         targets = range(int(start), int(stop))
         smoothing = SmoothingSnapshot(int(scur), blob[0] if blob else None)  # Lua's false (nil) ends the table
@@ -312,7 +320,7 @@ class RedisFrameBuffer(FrameBuffer):
             return Emission(AppendStatus.CONFLICT)
         if status == "range":
             raise out_of_range(record.frame_index, int(reply[1])) or Conflict("frame index refused")
-        emission = self._emission(reply, stream_id)
+        emission = self._emission(reply, stream_id, whole=True)
         known = self._known.get(stream_id)
         if emission.status is AppendStatus.ADDED and tracker is not None:
             if known is not None and known.token == seen:  # what this process wrote is what is stored now

@@ -1,0 +1,65 @@
+"""A stream whose stored frames Redis lost (evicted under ``maxmemory``, the meta hash kept) answers 410
+``stream-frames-lost`` for the push whose windows need them: the frames they complete were left out of a 200
+answer without a word (and windows were built from the frames that were left)."""
+
+from __future__ import annotations
+
+import pytest
+import redis.asyncio as aioredis
+
+from service.engine.framebuffer.redis import RedisFrameBuffer, stream_keys
+from service.engine.inprocess import build_engine
+from service.engine.types import WindowMode
+from service.engine.windows import WindowSpec
+from service.engine.work import push
+from service.errors import StreamFramesLost
+from service.metrics import Metrics
+from tests.conftest import RedisServer
+from tests.service.test_engine_support import keypoint_clip, options, tiny_settings
+from tests.unit.test_framebuffer import make_record, meta
+
+pytestmark = pytest.mark.redis
+
+
+async def evict_frames(url: str, stream_id: str) -> None:
+    """What Redis's eviction does to a stream's frames hash (its meta hash stays)."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        assert await client.delete(stream_keys(stream_id)[1]) == 1
+    finally:
+        await client.aclose()
+
+
+async def test_an_append_whose_windows_lost_their_frames_is_refused(redis_server: RedisServer) -> None:
+    buf, window = RedisFrameBuffer(redis_server.url, ttl_s=60), WindowSpec(5, 2)  # 4 frames of lag each side
+    m = meta()
+    try:
+        await buf.create(m)
+        for i in range(4):
+            assert not (await buf.append(m.stream_id, make_record(i), window, WindowMode.CENTRED)).targets
+        await evict_frames(redis_server.url, m.stream_id)
+        with pytest.raises(StreamFramesLost, match="lost"):
+            await buf.append(m.stream_id, make_record(4), window, WindowMode.CENTRED)  # completes frame 0
+        with pytest.raises(StreamFramesLost):  # its retry replays the same windows
+            await buf.append(m.stream_id, make_record(4), window, WindowMode.CENTRED)
+    finally:
+        await buf.aclose()
+
+
+async def test_a_push_into_a_stream_that_lost_its_frames_is_not_answered_short(redis_server: RedisServer) -> None:
+    engine = await build_engine(tiny_settings(redis_server.url), Metrics())
+    try:
+        clip = keypoint_clip(12, seed=5)
+        info = await engine.open_stream(options("pstmo"))  # centred: a frame's result waits for its future frames
+        answered = [r.frame_index for frame in clip[:4] for r in await push(engine, info.stream_id, [frame])]
+        await evict_frames(redis_server.url, info.stream_id)
+
+        async def push_the_rest() -> None:
+            for frame in clip[4:]:
+                answered.extend(r.frame_index for r in await push(engine, info.stream_id, [frame]))
+
+        with pytest.raises(StreamFramesLost):  # once a push completes frame 0, whose pose cannot be made any longer
+            await push_the_rest()
+        assert answered == []  # and no later frame was answered before it (frames 0-3 were left out, with 200s)
+    finally:
+        await engine.aclose()
