@@ -42,6 +42,24 @@ async def test_an_append_whose_windows_lost_their_frames_is_refused(redis_server
             await buf.append(m.stream_id, make_record(4), window, WindowMode.CENTRED)  # completes frame 0
         with pytest.raises(StreamFramesLost):  # its retry replays the same windows
             await buf.append(m.stream_id, make_record(4), window, WindowMode.CENTRED)
+        with pytest.raises(StreamFramesLost):  # nor is the tail flushed without them
+            await buf.flush(m.stream_id, window, WindowMode.CENTRED)
+    finally:
+        await buf.aclose()
+
+
+async def test_a_tail_whose_frames_were_lost_is_refused_and_one_with_gaps_is_not(redis_server: RedisServer) -> None:
+    buf, window = RedisFrameBuffer(redis_server.url, ttl_s=60), WindowSpec(5, 2)
+    gaps, lost = meta(), meta()
+    try:
+        for m in (gaps, lost):
+            await buf.create(m)
+            for i in (0, 1, 3):  # frame 2 never came
+                await buf.append(m.stream_id, make_record(i), window, WindowMode.CENTRED)
+        assert list((await buf.flush(gaps.stream_id, window, WindowMode.CENTRED)).targets) == [0, 1, 2, 3]
+        await evict_frames(redis_server.url, lost.stream_id)
+        with pytest.raises(StreamFramesLost):  # frames 0 and 1 came and are gone: the tail would leave them out
+            await buf.flush(lost.stream_id, window, WindowMode.CENTRED)
     finally:
         await buf.aclose()
 

@@ -279,18 +279,18 @@ class RedisFrameBuffer(FrameBuffer):
         """The scripts' window arguments: lag_left lag_right causal ttl_ms."""
         return [window.lag_left, window.lag_right, "1" if mode is WindowMode.CAUSAL else "0", self.ttl_ms]
 
-    def _emission(self, reply: list[Any], stream_id: str, whole: bool = False) -> Emission:
-        """The script's answer as an :class:`Emission`. ``whole``: every frame of the needed range was received (an
-        append's, which only emits up to the contiguous frames), so one the store no longer holds is lost."""
+    def _emission(self, reply: list[Any], stream_id: str) -> Emission:
+        """The script's answer as an :class:`Emission`. Every frame up to the contiguous ``high`` was received (and
+        none the windows need is trimmed), so one of them the store no longer holds was lost: StreamFramesLost."""
         status = reply[0].decode()
         if status in ("missing", "closed"):
             self._known.pop(stream_id, None)
             if status == "missing":
                 raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
             raise Conflict(f"stream {stream_id!r} is closed")
-        _, cursor, _high, _maxi, received, _closed, start, stop, newest, lo, values, (scur, *blob) = reply
-        if whole and None in values:
-            lost = [int(lo) + i for i, v in enumerate(values) if v is None]
+        _, cursor, high, _maxi, received, _closed, start, stop, newest, lo, values, (scur, *blob) = reply
+        lost = [int(lo) + i for i, v in enumerate(values) if v is None and int(lo) + i <= int(high)]
+        if lost:
             raise StreamFramesLost(
                 f"stream {stream_id!r}: the frame buffer lost {len(lost)} stored frame(s) from frame {lost[0]} "
                 f"(evicted) that the windows of frames {int(start)}..{int(stop) - 1} need; open a new stream"
@@ -320,7 +320,7 @@ class RedisFrameBuffer(FrameBuffer):
             return Emission(AppendStatus.CONFLICT)
         if status == "range":
             raise out_of_range(record.frame_index, int(reply[1])) or Conflict("frame index refused")
-        emission = self._emission(reply, stream_id, whole=True)
+        emission = self._emission(reply, stream_id)
         known = self._known.get(stream_id)
         if emission.status is AppendStatus.ADDED and tracker is not None:
             if known is not None and known.token == seen:  # what this process wrote is what is stored now
