@@ -149,8 +149,11 @@ class WsStream:
 
     async def serve(self) -> None:
         """Open, frames, close; any error closes the connection with its code."""
+        opening = self.state.settings.grpc_open_timeout_s  # as a StreamEstimate call: no socket is held unopened
         try:
-            await self.open(await self.receive())
+            async with within(opening, f"no `open` message within {opening:g} s of connecting"):
+                first = await self.receive()
+            await self.open(first)
             while await self.handle(await self.receive()):
                 pass
             await self.ws.close(code=1000)

@@ -117,3 +117,12 @@ def test_a_broken_client_does_not_disturb_another(server: LiveServer) -> None:
         assert [f["frame_index"] for f in receive(good)["frames"]] == [1]
     with httpx.Client(base_url=server.url) as client:
         assert client.get("/healthz").status_code == 200
+
+
+def test_a_socket_that_never_opens_is_closed_not_held_forever() -> None:
+    """As a gRPC ``StreamEstimate`` that sends no ``open`` (``grpc_open_timeout_s``): the socket is closed 4504."""
+    with live_server(tiny_settings(grpc_open_timeout_s=0.5)) as live, connect(ws_url(live.url)) as ws:
+        code, reason, problem = closed_with(ws, timeout_s=30.0)  # sends nothing, and answers the server's pings
+    assert (code, json.loads(reason)["type"]) == (4504, "urn:pose3d:problem:deadline-exceeded")
+    assert problem is not None
+    assert "open" in problem["detail"]
