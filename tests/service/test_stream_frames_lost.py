@@ -4,9 +4,15 @@ answer without a word (and windows were built from the frames that were left).""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
 import pytest
 import redis.asyncio as aioredis
+from redis import Redis
 
+from service.engine.clips import ClipDecoder
 from service.engine.framebuffer.redis import RedisFrameBuffer, stream_keys
 from service.engine.inprocess import build_engine
 from service.engine.types import WindowMode
@@ -15,7 +21,17 @@ from service.engine.work import push
 from service.errors import StreamFramesLost
 from service.metrics import Metrics
 from tests.conftest import RedisServer
+from tests.service.media_samples import encode_clip
 from tests.service.test_engine_support import keypoint_clip, options, tiny_settings
+from tests.service.test_redis_restart import (  # noqa: F401  (its fixtures: a gateway over a worker over Redis)
+    FRAMES,
+    RESTART_BEFORE,
+    Deployed,
+    RestartableRedis,
+    assert_retryable,
+    deployed,
+    redis,
+)
 from tests.unit.test_framebuffer import make_record, meta
 
 pytestmark = pytest.mark.redis
@@ -81,3 +97,36 @@ async def test_a_push_into_a_stream_that_lost_its_frames_is_not_answered_short(r
         assert answered == []  # and no later frame was answered before it (frames 0-3 were left out, with 200s)
     finally:
         await engine.aclose()
+
+
+def evict_all_frames(url: str) -> None:
+    """Eviction of every stream's frames hash (blocking: called on a thread)."""
+    with Redis.from_url(url) as store:
+        for key in store.scan_iter(match="pose3d:*:frames"):
+            store.delete(key)
+
+
+async def test_a_clip_whose_private_stream_lost_its_frames_is_a_retryable_503(
+    deployed: Deployed,  # noqa: F811  (the fixture imported above)
+    redis: RestartableRedis,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A posted clip runs as a private stream on the worker: its frames evicted between two chunks is the
+    service's loss, not a stream of the client's — 503 with Retry-After (as when Redis restarts), not 410 naming
+    ``clip-…``, and never a 200 without the lost frames."""
+    original = ClipDecoder.decoded
+
+    def evicting(self: ClipDecoder) -> AsyncIterator[Any]:
+        async def frames() -> AsyncIterator[Any]:
+            count = 0
+            async for frame in original(self):
+                if count == RESTART_BEFORE:
+                    await asyncio.to_thread(evict_all_frames, redis.url)
+                count += 1
+                yield frame
+
+        return frames()
+
+    monkeypatch.setattr(ClipDecoder, "decoded", evicting)
+    files = {"file": ("c.mp4", encode_clip(frames=FRAMES), "video/mp4")}
+    assert_retryable(await deployed.http.post("/v1/pose3d", files=files))
