@@ -335,7 +335,7 @@ class GatewaySettings(CommonSettings):
     jobs: JobSettings = JobSettings()
     security: SecuritySettings = SecuritySettings()
     grpc_open_timeout_s: float = Field(
-        30.0, gt=0.0, le=3600.0, description="a StreamEstimate call must send its `open` message within this"
+        30.0, gt=0.0, le=3600.0, description="a StreamEstimate call or a WebSocket must send its `open` within this"
     )
     grpc_stream_buffer: int = Field(
         16, ge=1, le=4096, description="results queued per gRPC stream; a slow reader stops its own stream past this"

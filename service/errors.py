@@ -59,6 +59,14 @@ class UnknownStream(NotFound):
     type_slug, title = "unknown-stream", "Unknown stream"
 
 
+class StreamFramesLost(Pose3DError):
+    """Frames a stream's windows need are gone from the frame buffer while the stream is not (Redis evicted them
+    under ``maxmemory``): their poses cannot be made, so the frame is refused rather than answered without them;
+    retrying it gets the same answer (open a new stream)."""
+
+    status, grpc_code, type_slug, title = 410, "DATA_LOSS", "stream-frames-lost", "Stream frames lost"
+
+
 class Conflict(Pose3DError):
     status, grpc_code, type_slug, title = 409, "FAILED_PRECONDITION", "conflict", "Conflict"
 

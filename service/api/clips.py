@@ -17,17 +17,20 @@ from service.api.media import Media, clip_limits, probe_clip
 from service.config import LimitSettings
 from service.engine.types import EncodedClip, EngineClient, EstimateOptions, FrameResult, Work
 from service.engine.work import collect
-from service.errors import Unavailable, UnknownStream
+from service.errors import StreamFramesLost, Unavailable, UnknownStream
 
-LOST_STATE: Final = "the frame buffer lost this {}'s state while it ran (was Redis restarted?); send it again"
+LOST_STATE: Final = (
+    "the frame buffer lost this {}'s state while it ran (was Redis restarted, or short of memory?); send it again"
+)
 
 
 @contextmanager
 def retryable_if_lost(what: str) -> Iterator[None]:
-    """A private stream that vanished (UnknownStream: the frame buffer's Redis restarted) → retryable Unavailable."""
+    """A private stream that vanished (UnknownStream: the frame buffer's Redis restarted) or lost frames
+    (StreamFramesLost: Redis evicted them) → retryable Unavailable."""
     try:
         yield
-    except UnknownStream:
+    except (UnknownStream, StreamFramesLost):
         raise Unavailable(LOST_STATE.format(what), retry_after_s=1.0) from None
 
 

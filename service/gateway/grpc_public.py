@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, replace
 from typing import Final
 
+import grpc
+
 from model.joints import H36M_JOINT_NAMES, JointSet
 from service.api.estimate import EstimateContext, estimate_keypoints, estimate_media
 from service.api.jobs import JobStatus, clip_job, keypoints_job
@@ -226,6 +228,8 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
             for result in await engine.close_stream(stream_id):
                 await queue.put(result)
             await queue.put(_END)
+        except grpc.aio.AbortError as aborted:  # a frame that is not protobuf: its decoder already ended the call
+            await queue.put(aborted)
         except Exception as exc:  # a cancellation (BaseException) passes: it ends the pump
             await queue.put(exc if isinstance(exc, Pose3DError) else as_service_error(exc, "grpc.StreamEstimate"))
 

@@ -47,7 +47,7 @@ class ImageFrameMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     frame_index: int = Field(ge=0, le=MAX_FRAME_INDEX)
-    timestamp_s: float | None = None
+    timestamp_s: float | None = Field(None, allow_inf_nan=False, description="seconds (finite)")
     image: str = Field(description="base64 of a JPEG/PNG/WebP frame (a data: URL prefix is accepted)")
     detect_people: bool = Field(False, description="run the person detector on this frame (see REST streams)")
 
@@ -149,8 +149,11 @@ class WsStream:
 
     async def serve(self) -> None:
         """Open, frames, close; any error closes the connection with its code."""
+        opening = self.state.settings.grpc_open_timeout_s  # as a StreamEstimate call: no socket is held unopened
         try:
-            await self.open(await self.receive())
+            async with within(opening, f"no `open` message within {opening:g} s of connecting"):
+                first = await self.receive()
+            await self.open(first)
             while await self.handle(await self.receive()):
                 pass
             await self.ws.close(code=1000)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import grpc
@@ -48,3 +50,43 @@ async def test_undecodable_unary_and_streaming_requests_are_invalid_argument(cha
         response_deserializer=pb.ListModelsResponse.FromString,
     )
     assert [m.name for m in (await models(pb.ListModelsRequest())).models] == ["toy"]  # valid calls still work
+
+
+async def test_an_undecodable_frame_after_open_is_the_client_s_mistake_not_a_server_fault(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A frame that is not protobuf, after a valid ``open``, is read by the stream's pump task: its abort must end
+    the call as INVALID_ARGUMENT, not be logged and counted as a server fault (INTERNAL)."""
+    public = PublicGrpcServer(settings(), Metrics())
+    port = await public.start()
+    public.engine = ToyEngine()
+    gate = asyncio.Event()
+
+    async def messages() -> AsyncIterator[bytes]:
+        yield pb.StreamEstimateRequest(open=pb.StreamOpen()).SerializeToString()
+        yield GARBAGE
+        await gate.wait()  # the client stays connected: the server alone ends the call
+
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stream = ch.stream_stream("/pose3d.v1.Pose3D/StreamEstimate")
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                async for _ in stream(messages()):
+                    pass
+        assert ended.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        counted: dict[str, float] = {}
+        for _ in range(100):  # the server counts the call once its handler has returned, a moment later
+            counted = {
+                s.labels["code"]: s.value
+                for m in public.metrics.registry.collect()
+                for s in m.samples
+                if s.name == "pose3d_requests_total" and s.labels.get("route") == "grpc.StreamEstimate"
+            }
+            if counted:
+                break
+            await asyncio.sleep(0.02)
+        assert "INTERNAL" not in counted, counted
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    finally:
+        gate.set()
+        await public.stop(0)

@@ -9,8 +9,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import redis
 
 from service.config import EngineSettings
+from service.engine.framebuffer.redis import stream_keys
 from tests.conftest import RedisServer
 from tests.service.media_samples import encode_clip, encode_image
 from tests.service.rest_support import LiveServer, assert_problem, live_server, tiny_settings
@@ -69,3 +71,17 @@ def test_idle_streams_expire(client: httpx.Client) -> None:
             break
         time.sleep(0.1)
     assert_problem(response, 404, "unknown-stream")
+
+
+def test_a_stream_whose_frames_redis_lost_answers_410(client: httpx.Client, redis_server: RedisServer) -> None:
+    """Its frames evicted (the stream's meta kept): the push completing a lost frame is a 410, never a 200 without
+    that frame's pose."""
+    stream_id = client.post("/v1/streams", json={"model": "pstmo-9"}).json()["stream_id"]  # 4 frames of lag
+    kp = [[320.0 + 4 * j, 180.0 + 10 * j] for j in range(17)]
+    for i in range(4):
+        frame = {"keypoints_2d": kp, "image_size": [640, 480], "frame_index": i}
+        assert client.post(f"/v1/streams/{stream_id}/frames", json=frame).json()["frames"] == []
+    with redis.Redis.from_url(redis_server.url) as store:
+        assert store.delete(stream_keys(stream_id)[1]) == 1  # what eviction under maxmemory does
+    frame = {"keypoints_2d": kp, "image_size": [640, 480], "frame_index": 4}
+    assert_problem(client.post(f"/v1/streams/{stream_id}/frames", json=frame), 410, "stream-frames-lost")

@@ -84,6 +84,9 @@ OPEN = json.dumps({"type": "open", "model": "pstmo-9"})
         ([OPEN, json.dumps(image_message(0, b"not an image at all"))], 4415, "unsupported-media-type"),
         ([OPEN, json.dumps({**image_message(0, b""), "image": "%%%"})], 4400, "bad-request"),
         ([OPEN, json.dumps({**image_message(-1, b"x")})], 4422, "invalid-input"),
+        # Python's json writes (and reads) NaN/Infinity: such a timestamp was answered as NaN, which is not JSON
+        ([OPEN, json.dumps(image_message(0, b"x", float("nan")))], 4422, "invalid-input"),
+        ([OPEN, json.dumps(image_message(0, b"x", float("inf")))], 4422, "invalid-input"),
     ],
 )
 def test_malformed_messages_close_with_a_problem(
@@ -114,3 +117,12 @@ def test_a_broken_client_does_not_disturb_another(server: LiveServer) -> None:
         assert [f["frame_index"] for f in receive(good)["frames"]] == [1]
     with httpx.Client(base_url=server.url) as client:
         assert client.get("/healthz").status_code == 200
+
+
+def test_a_socket_that_never_opens_is_closed_not_held_forever() -> None:
+    """As a gRPC ``StreamEstimate`` that sends no ``open`` (``grpc_open_timeout_s``): the socket is closed 4504."""
+    with live_server(tiny_settings(grpc_open_timeout_s=0.5)) as live, connect(ws_url(live.url)) as ws:
+        code, reason, problem = closed_with(ws, timeout_s=30.0)  # sends nothing, and answers the server's pings
+    assert (code, json.loads(reason)["type"]) == (4504, "urn:pose3d:problem:deadline-exceeded")
+    assert problem is not None
+    assert "open" in problem["detail"]

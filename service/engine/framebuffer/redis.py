@@ -39,7 +39,7 @@ from service.engine.framebuffer.base import (
 )
 from service.engine.types import WindowMode
 from service.engine.windows import WindowSpec
-from service.errors import Conflict, Unavailable, UnknownStream
+from service.errors import Conflict, StreamFramesLost, Unavailable, UnknownStream
 from service.redis_client import RedisClient, connect
 
 # Shared Lua helpers: read counters, compute the needed frame range, read it, refresh TTLs.
@@ -280,13 +280,21 @@ class RedisFrameBuffer(FrameBuffer):
         return [window.lag_left, window.lag_right, "1" if mode is WindowMode.CAUSAL else "0", self.ttl_ms]
 
     def _emission(self, reply: list[Any], stream_id: str) -> Emission:
+        """The script's answer as an :class:`Emission`. Every frame up to the contiguous ``high`` was received (and
+        none the windows need is trimmed), so one of them the store no longer holds was lost: StreamFramesLost."""
         status = reply[0].decode()
         if status in ("missing", "closed"):
             self._known.pop(stream_id, None)
             if status == "missing":
                 raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
             raise Conflict(f"stream {stream_id!r} is closed")
-        _, cursor, _high, _maxi, received, _closed, start, stop, newest, lo, values, (scur, *blob) = reply
+        _, cursor, high, _maxi, received, _closed, start, stop, newest, lo, values, (scur, *blob) = reply
+        lost = [int(lo) + i for i, v in enumerate(values) if v is None and int(lo) + i <= int(high)]
+        if lost:
+            raise StreamFramesLost(
+                f"stream {stream_id!r}: the frame buffer lost {len(lost)} stored frame(s) from frame {lost[0]} "
+                f"(evicted) that the windows of frames {int(start)}..{int(stop) - 1} need; open a new stream"
+            )
         records = {lo + i: self._decode(v) for i, v in enumerate(values) if v is not None}
         targets = range(int(start), int(stop))
         smoothing = SmoothingSnapshot(int(scur), blob[0] if blob else None)  # Lua's false (nil) ends the table
