@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.client.connection import Connection
-from service.client.estimate import EstimateArgs, estimate_grpc, rest_form
+from service.client.estimate import EstimateArgs, estimate_grpc, http_failures, rest_form
 from service.errors import Pose3DError, error_class
 
 FloatArray = npt.NDArray[np.float32]
@@ -154,8 +154,9 @@ class _Gateway:
         args = options or EstimateArgs()
         if self.grpc:
             return PoseResult.from_json(await estimate_grpc(self.grpc, data, args, self.timeout_s, self.connection))
-        async with httpx.AsyncClient(timeout=self.timeout_s, **self.connection.http_options()) as http:
-            response = await http.post(self.url + "/v1/pose3d", files={"file": (name, data)}, data=rest_form(args))
+        with http_failures(self.url):
+            async with httpx.AsyncClient(timeout=self.timeout_s, **self.connection.http_options()) as http:
+                response = await http.post(self.url + "/v1/pose3d", files={"file": (name, data)}, data=rest_form(args))
         return _result(response)
 
 

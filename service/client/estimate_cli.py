@@ -112,7 +112,7 @@ def estimate_as_job(args: argparse.Namespace, options: EstimateArgs) -> int:
     except KeyboardInterrupt:
         print("pose3d estimate: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    except (JobError, OSError) as exc:
+    except (JobError, Pose3DError, OSError) as exc:
         print(f"pose3d estimate: {exc}", file=sys.stderr)
         return 1
     print(f"{outcome.frames} frames written to {outcome.output}", file=sys.stderr)

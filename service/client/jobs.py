@@ -18,7 +18,8 @@ import httpx
 from tqdm import tqdm
 
 from service.client.connection import Connection, add_connection_arguments, connection_from_args
-from service.client.estimate import EstimateArgs, rest_form, rest_json
+from service.client.estimate import EstimateArgs, http_failures, rest_form, rest_json
+from service.errors import Pose3DError
 
 NDJSON = "application/x-ndjson"
 CLIP_SUFFIXES = frozenset({".mp4", ".mov", ".webm", ".avi", ".m4v", ".mkv"})
@@ -41,12 +42,12 @@ class JobsClient:
         return httpx.Client(base_url=self.base_url.rstrip("/"), timeout=timeout, **self.connection.http_options())
 
     def submit(self, media: Path, args: EstimateArgs) -> dict[str, Any]:
-        with self._client() as client, media.open("rb") as fh:
+        with http_failures(self.base_url), self._client() as client, media.open("rb") as fh:
             response = client.post("/v1/jobs", files={"file": (media.name, fh)}, data=rest_form(args))
         return rest_json(response, 202, JobError)
 
     def _call(self, method: str, path: str) -> dict[str, Any]:
-        with self._client() as client:
+        with http_failures(self.base_url), self._client() as client:
             return rest_json(client.request(method, path), error=JobError)
 
     def status(self, job_id: str) -> dict[str, Any]:
@@ -59,9 +60,12 @@ class JobsClient:
         return list(self._call("GET", "/v1/jobs")["jobs"])
 
     def results(self, job_id: str, after: int | None) -> Iterator[dict[str, Any]]:
-        """Frames as they complete (past ``after``); JobError when the job failed or was cancelled."""
+        """Frames as they complete (past ``after``); JobError when the job failed or was cancelled, Unavailable when
+        the connection drops (:func:`~service.client.estimate.http_failures`; the job goes on: resume after the last
+        frame read)."""
         params = {} if after is None else {"after": str(after)}
         with (
+            http_failures(self.base_url),
             self._client(httpx.Timeout(self.timeout_s, read=None)) as client,
             client.stream("GET", f"/v1/jobs/{job_id}/results", params=params, headers={"Accept": NDJSON}) as resp,
         ):
@@ -181,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.job_id:
             raise JobError(f"pose3d jobs {args.action} needs a JOB_ID")
         status = client.status(args.job_id) if args.action == "show" else client.cancel(args.job_id)
-    except JobError as exc:
+    except (JobError, Pose3DError) as exc:
         print(f"pose3d jobs: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(status, indent=2))

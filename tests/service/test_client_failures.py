@@ -1,0 +1,153 @@
+"""The REST clients (``pose3d estimate``, ``pose3d jobs``, the Python API) when the connection fails or the gateway
+refuses: one line and exit 1 from the CLI, the error tree's ``Unavailable`` from the API (as over gRPC), never a bare
+httpx traceback; a job whose stream drops keeps its state file (the next run resumes). The gateway here is a scripted
+HTTP server: a drop mid-answer and a refusal on demand."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.cli import main
+from service.client import Pose3DClient
+from service.errors import Unavailable
+
+JOB = "J" * 24
+
+
+@dataclass(frozen=True)
+class Answer:
+    """``status`` with a JSON ``body``; or, with ``lines``, an NDJSON stream (chunked) of them that ends cleanly or,
+    with ``drop``, loses its connection before its last chunk."""
+
+    status: int = 200
+    body: dict[str, Any] = field(default_factory=dict)
+    lines: list[dict[str, Any]] | None = None
+    drop: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Script:
+    url: str
+    answers: dict[tuple[str, str], Answer]
+    seen: list[tuple[str, str]] = field(default_factory=list)  # (method, path with its query)
+
+
+def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            script.seen.append((self.command, self.path))
+            answer = script.answers[(self.command, self.path.split("?")[0])]
+            self.send_response(answer.status)
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            if answer.lines is None:
+                body = json.dumps(answer.body).encode()
+                kind = "application/json" if answer.status < 400 else "application/problem+json"
+                self.send_header("content-type", kind)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            self.send_header("content-type", "application/x-ndjson")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            for line in answer.lines:
+                data = json.dumps(line).encode() + b"\n"
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            if not answer.drop:
+                self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            self.close_connection = True
+
+        def do_GET(self) -> None:
+            self._answer()
+
+        def do_POST(self) -> None:
+            self._answer()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def script() -> Iterator[Script]:
+    found = Script("", {})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(found))
+    found.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield found
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def closed_url() -> str:
+    """A port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    path = tmp_path / "c.mp4"
+    path.write_bytes(b"not decoded by the scripted gateway")
+    return path
+
+
+def frames(*indices: int) -> list[dict[str, Any]]:
+    return [{"frame_index": i, "timestamp_s": None, "people": []} for i in indices]
+
+
+def test_an_unreachable_gateway_is_one_line_and_exit_1(
+    closed_url: str, clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = tmp_path / "x.jpg"
+    image.write_bytes(b"\xff\xd8\xff" + b"\0" * 32)
+    assert main(["estimate", str(image), "--url", closed_url]) == 1
+    assert main(["estimate", str(clip), "--url", closed_url, "--no-progress"]) == 1  # a clip: as a job
+    assert main(["jobs", "list", "--url", closed_url]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in err] == ["pose3d estimate", "pose3d estimate", "pose3d jobs"]
+    assert all(closed_url in line for line in err)
+
+
+def test_the_python_client_raises_unavailable_over_rest_as_over_grpc(closed_url: str) -> None:
+    with pytest.raises(Unavailable, match=r"127\.0\.0\.1"):
+        Pose3DClient(closed_url).estimate(b"\xff\xd8\xff")
+
+
+def test_a_results_stream_that_drops_keeps_the_job_to_resume(
+    script: Script, clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "c.jsonl"
+    script.answers = {
+        ("POST", "/v1/jobs"): Answer(202, {"job_id": JOB}),
+        ("GET", f"/v1/jobs/{JOB}"): Answer(200, {"job_id": JOB, "state": "running", "frames_total": 4}),
+        ("GET", f"/v1/jobs/{JOB}/results"): Answer(lines=frames(0, 1), drop=True),
+    }
+    assert main(["estimate", str(clip), "--url", script.url, "-o", str(out), "--no-progress"]) == 1
+    assert "pose3d estimate: " in capsys.readouterr().err
+    assert [json.loads(line)["frame_index"] for line in out.read_text().splitlines()] == [0, 1]
+    assert json.loads((tmp_path / "c.jsonl.job").read_text())["job_id"] == JOB
+    script.answers[("GET", f"/v1/jobs/{JOB}/results")] = Answer(lines=frames(2, 3))
+    assert main(["estimate", str(clip), "--url", script.url, "-o", str(out), "--no-progress"]) == 0
+    assert [json.loads(line)["frame_index"] for line in out.read_text().splitlines()] == [0, 1, 2, 3]
+    assert script.seen.count(("POST", "/v1/jobs")) == 1  # resumed, not submitted again
+    assert ("GET", f"/v1/jobs/{JOB}/results?after=1") in script.seen
