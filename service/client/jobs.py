@@ -53,6 +53,13 @@ class JobsClient:
     def status(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/jobs/{job_id}")
 
+    def find(self, job_id: str) -> dict[str, Any] | None:
+        """The job's status; None when the server does not know it (404: expired, or never this key's). Any other
+        answer that is not a status (a refusal: 429/503) raises JobError as :meth:`status` does."""
+        with http_failures(self.base_url), self._client() as client:
+            response = client.get(f"/v1/jobs/{job_id}")
+        return None if response.status_code == 404 else rest_json(response, error=JobError)
+
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/v1/jobs/{job_id}")
 
@@ -99,11 +106,8 @@ def _resumable(client: JobsClient, state_file: Path, media: Path) -> str | None:
     state = json.loads(state_file.read_text())
     if state.get("media") != str(media.resolve()) or state.get("size") != media.stat().st_size:
         return None
-    try:
-        status = client.status(str(state["job_id"]))
-    except JobError:
-        return None
-    return None if status["state"] in ("failed", "cancelled") else str(state["job_id"])
+    status = client.find(str(state["job_id"]))  # a refusal raises: the job may well go on, never start a second one
+    return None if status is None or status["state"] in ("failed", "cancelled") else str(state["job_id"])
 
 
 def next_free(output: Path) -> Path:

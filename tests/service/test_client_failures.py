@@ -1,7 +1,7 @@
 """The REST clients (``pose3d estimate``, ``pose3d jobs``, the Python API) when the connection fails or the gateway
 refuses: one line and exit 1 from the CLI, the error tree's ``Unavailable`` from the API (as over gRPC), never a bare
-httpx traceback; a job whose stream drops keeps its state file (the next run resumes). The gateway here is a scripted
-HTTP server: a drop mid-answer and a refusal on demand."""
+httpx traceback; a job whose stream drops keeps its state file (the next run resumes), and a refused status check never
+starts a second job. The gateway here is a scripted HTTP server: a drop mid-answer and a refusal on demand."""
 
 from __future__ import annotations
 
@@ -151,3 +151,23 @@ def test_a_results_stream_that_drops_keeps_the_job_to_resume(
     assert [json.loads(line)["frame_index"] for line in out.read_text().splitlines()] == [0, 1, 2, 3]
     assert script.seen.count(("POST", "/v1/jobs")) == 1  # resumed, not submitted again
     assert ("GET", f"/v1/jobs/{JOB}/results?after=1") in script.seen
+
+
+def test_a_refused_status_check_never_starts_a_second_job(
+    script: Script, clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "c.jsonl"
+    out.write_text("".join(json.dumps(f) + "\n" for f in frames(0, 1)))
+    state = {"job_id": JOB, "media": str(clip.resolve()), "size": clip.stat().st_size, "url": script.url}
+    (tmp_path / "c.jsonl.job").write_text(json.dumps(state) + "\n")
+    problem = {"type": "urn:pose3d:problem:quota-exceeded", "title": "Quota exceeded", "status": 429,
+               "detail": "this key's rate is spent"}  # fmt: skip
+    script.answers = {
+        ("GET", f"/v1/jobs/{JOB}"): Answer(429, problem, headers={"Retry-After": "7"}),
+        ("POST", "/v1/jobs"): Answer(202, {"job_id": "K" * 24}),
+    }
+    assert main(["estimate", str(clip), "--url", script.url, "-o", str(out), "--no-progress"]) == 1
+    assert "429 Quota exceeded: this key's rate is spent" in capsys.readouterr().err
+    assert ("POST", "/v1/jobs") not in script.seen  # the job may well go on: no second one
+    assert not (tmp_path / "c.1.jsonl").exists()
+    assert json.loads((tmp_path / "c.jsonl.job").read_text())["job_id"] == JOB  # the next run resumes it
