@@ -154,6 +154,7 @@ def run_job(client: JobsClient, media: Path, args: EstimateArgs, output: Path, p
             print(f"pose3d estimate: {note}", file=sys.stderr)
     else:
         after = _last_frame_index(output)
+        output.touch()  # the user may have removed it: the job's frames are read again from the first
     written = sum(1 for _ in output.open("rb"))
     total = client.status(job_id).get("frames_total")
     bar = tqdm(total=total, initial=written, unit="frame", desc=job_id[-8:], disable=not progress, file=sys.stderr)

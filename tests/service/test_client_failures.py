@@ -1,7 +1,8 @@
 """The REST clients (``pose3d estimate``, ``pose3d jobs``, the Python API) when the connection fails or the gateway
 refuses: one line and exit 1 from the CLI, the error tree's ``Unavailable`` from the API (as over gRPC), never a bare
-httpx traceback; a job whose stream drops keeps its state file (the next run resumes), and a refused status check never
-starts a second job. The gateway here is a scripted HTTP server: a drop mid-answer and a refusal on demand."""
+httpx traceback; a job whose stream drops keeps its state file (the next run resumes), a refused status check never
+starts a second job, and a removed output is written again. The gateway here is a scripted HTTP server: a drop
+mid-answer and a refusal on demand."""
 
 from __future__ import annotations
 
@@ -171,3 +172,19 @@ def test_a_refused_status_check_never_starts_a_second_job(
     assert ("POST", "/v1/jobs") not in script.seen  # the job may well go on: no second one
     assert not (tmp_path / "c.1.jsonl").exists()
     assert json.loads((tmp_path / "c.jsonl.job").read_text())["job_id"] == JOB  # the next run resumes it
+
+
+def test_a_missing_output_of_a_resumed_job_is_written_again_from_the_first_frame(
+    script: Script, clip: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "c.jsonl"  # the user removed it; its state file is still there
+    state = {"job_id": JOB, "media": str(clip.resolve()), "size": clip.stat().st_size, "url": script.url}
+    (tmp_path / "c.jsonl.job").write_text(json.dumps(state) + "\n")
+    script.answers = {
+        ("GET", f"/v1/jobs/{JOB}"): Answer(200, {"job_id": JOB, "state": "done", "frames_total": 3}),
+        ("GET", f"/v1/jobs/{JOB}/results"): Answer(lines=frames(0, 1, 2)),
+    }
+    assert main(["estimate", str(clip), "--url", script.url, "-o", str(out), "--no-progress"]) == 0
+    assert [json.loads(line)["frame_index"] for line in out.read_text().splitlines()] == [0, 1, 2]
+    assert ("GET", f"/v1/jobs/{JOB}/results") in script.seen  # from the first frame
+    assert not (tmp_path / "c.jsonl.job").exists()
