@@ -1,8 +1,8 @@
 """The REST clients (``pose3d estimate``, ``pose3d jobs``, the Python API) when the connection fails or the gateway
 refuses: one line and exit 1 from the CLI, the error tree's ``Unavailable`` from the API (as over gRPC), never a bare
 httpx traceback; a job whose stream drops keeps its state file (the next run resumes), a refused status check never
-starts a second job, and a removed output is written again. The gateway here is a scripted HTTP server: a drop
-mid-answer and a refusal on demand."""
+starts a second job, a removed output is written again, and a refusal keeps its Retry-After. The gateway here is a
+scripted HTTP server: a drop mid-answer and a refusal on demand."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from service.cli import main
-from service.client import Pose3DClient
-from service.errors import Unavailable
+from service.client import AsyncPose3DClient, Pose3DClient
+from service.errors import Overloaded, Unavailable
 
 JOB = "J" * 24
 
@@ -188,3 +188,12 @@ def test_a_missing_output_of_a_resumed_job_is_written_again_from_the_first_frame
     assert [json.loads(line)["frame_index"] for line in out.read_text().splitlines()] == [0, 1, 2]
     assert ("GET", f"/v1/jobs/{JOB}/results") in script.seen  # from the first frame
     assert not (tmp_path / "c.jsonl.job").exists()
+
+
+async def test_a_refusal_over_rest_carries_its_retry_after_as_over_grpc(script: Script) -> None:
+    problem = {"type": "urn:pose3d:problem:over-capacity", "title": "Over capacity", "status": 503,
+               "detail": "the queue would not reach this work in time"}  # fmt: skip
+    script.answers = {("POST", "/v1/pose3d"): Answer(503, problem, headers={"Retry-After": "7"})}
+    with pytest.raises(Overloaded) as refused:
+        await AsyncPose3DClient(script.url).estimate(b"\xff\xd8\xff")
+    assert refused.value.retry_after_s == 7.0
