@@ -29,6 +29,10 @@ class JobError(RuntimeError):
     """The server refused the job, or the job failed or was cancelled."""
 
 
+class JobResultsGone(JobError):
+    """The server no longer holds frames of the job's results (410 job-results-lost): the job cannot be resumed."""
+
+
 @dataclass
 class JobsClient:
     """``/v1/jobs`` at ``base_url``."""
@@ -84,7 +88,8 @@ class JobsClient:
                     continue
                 item: dict[str, Any] = json.loads(line)
                 if "error" in item:
-                    raise JobError(f"job {job_id}: {item['error'].get('detail')}")
+                    gone = item["error"].get("status") == 410
+                    raise (JobResultsGone if gone else JobError)(f"job {job_id}: {item['error'].get('detail')}")
                 yield item
 
 
@@ -159,11 +164,15 @@ def run_job(client: JobsClient, media: Path, args: EstimateArgs, output: Path, p
     total = client.status(job_id).get("frames_total")
     bar = tqdm(total=total, initial=written, unit="frame", desc=job_id[-8:], disable=not progress, file=sys.stderr)
     with output.open("a") as out, bar:
-        for frame in client.results(job_id, after):
-            out.write(json.dumps(frame) + "\n")
-            out.flush()
-            written += 1
-            bar.update(1)
+        try:
+            for frame in client.results(job_id, after):
+                out.write(json.dumps(frame) + "\n")
+                out.flush()
+                written += 1
+                bar.update(1)
+        except JobResultsGone as gone:
+            state_file.unlink(missing_ok=True)  # not resumable: the next run submits the clip again, beside `output`
+            raise JobResultsGone(f"{gone} (the next run submits the clip again)") from gone
     state_file.unlink(missing_ok=True)
     return JobOutcome(written, output, note)
 
