@@ -23,19 +23,34 @@ from service.export.formats import ExportFormat, export_document
 from service.export.tracks import frames_of, track_ids, track_sequence
 
 
+def boxes_arg(text: str) -> list[list[float]]:
+    """``--boxes``: a JSON list of ``[x1, y1, x2, y2]`` person boxes (pixels); any other text is argparse's error
+    (exit 2) naming the flag. Their values are the gateway's to check, as for any client."""
+    try:
+        boxes = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not JSON: {text!r}") from None
+
+    def is_box(box: object) -> bool:
+        return isinstance(box, list) and len(box) == 4 and all(type(v) in (int, float) for v in box)
+
+    if not isinstance(boxes, list) or not all(is_box(box) for box in boxes):
+        raise argparse.ArgumentTypeError(f"not a JSON list of [x1, y1, x2, y2] boxes: {text!r}")
+    return [[float(v) for v in box] for box in boxes]
+
+
 def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="served model name (default: the server's for the input)")
-    parser.add_argument("--boxes", default=None, help="JSON [[x1, y1, x2, y2], ...] person boxes (pixels)")
+    parser.add_argument("--boxes", type=boxes_arg, default=None, help="JSON [[x1, y1, x2, y2], ...] boxes (pixels)")
     parser.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--max-people", type=int, default=None)
     parser.add_argument("--mode", choices=["centred", "causal"], default=None, help="temporal window mode")
 
 
 def estimate_args(args: argparse.Namespace) -> EstimateArgs:
-    boxes = json.loads(args.boxes) if args.boxes else None
     return EstimateArgs(
         model=args.model,
-        boxes=boxes,
+        boxes=args.boxes,
         flip_test=args.flip_test,
         max_people=args.max_people,
         mode=args.mode,
