@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import sys
 import tempfile
@@ -51,7 +52,7 @@ def _source(args: argparse.Namespace, scratch: Path) -> tuple[Iterator[SourceFra
     frames = clip_frames(path)
     count = clip_frame_count(path)
     if args.max_frames is not None:
-        frames = (f for f in frames if f.index < args.max_frames)
+        frames = itertools.islice(frames, max(0, args.max_frames))  # indices 0, 1, ...: stop decoding there
         count = min(count, args.max_frames) if count else args.max_frames
     return frames, count, True
 

@@ -1,13 +1,16 @@
 """The client commands given input they cannot use: one line naming it and a non-zero exit (2), never a traceback (the
-gateway is never reached: none listens at the addresses given)."""
+gateway is never reached: none listens at the addresses given); and what ``--max-frames`` leaves out is not decoded."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from service.cli import main
+from service.cli import build_parser, main
+from service.client import stream_cli
+from service.client.sources import SourceFrame, clip_frames, write_synthetic_clip
 
 
 def test_a_clip_that_is_not_a_video_is_one_line_not_a_traceback(
@@ -32,3 +35,22 @@ def test_boxes_that_are_not_a_list_of_boxes_are_a_usage_error(
         main(["estimate", str(image), "--boxes", boxes, *transport])
     assert usage.value.code == 2
     assert "argument --boxes: not " in capsys.readouterr().err
+
+
+def test_max_frames_stops_decoding_the_clip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pose3d stream long.mp4 --max-frames 2`` ends its source after frame 1: it used to decode the rest of the
+    clip (all of it, frame by frame, before the stream could half-close) only to drop every frame."""
+    clip = write_synthetic_clip(tmp_path / "c.mp4", 12, 32, 32)
+    decoded: list[int] = []
+
+    def counted(path: Path) -> Iterator[SourceFrame]:
+        for frame in clip_frames(path):
+            decoded.append(frame.index)
+            yield frame
+
+    monkeypatch.setattr(stream_cli, "clip_frames", counted)
+    argv = ["stream", str(clip), "--max-frames", "2"]
+    frames, count, _ = stream_cli._source(build_parser(argv).parse_args(argv), tmp_path)
+    assert [f.index for f in frames] == [0, 1]
+    assert count == 2
+    assert decoded == [0, 1]
