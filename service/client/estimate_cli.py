@@ -39,11 +39,23 @@ def boxes_arg(text: str) -> list[list[float]]:
     return [[float(v) for v in box] for box in boxes]
 
 
+def count_arg(text: str) -> int:
+    """A count flag (people, every n-th frame, frames, pixels, fps): a whole number from 1 to 2^32 - 1 (what the
+    gRPC fields hold); any other text is argparse's error (exit 2) naming the flag."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {2**32 - 1}")
+    return value
+
+
 def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="served model name (default: the server's for the input)")
     parser.add_argument("--boxes", type=boxes_arg, default=None, help="JSON [[x1, y1, x2, y2], ...] boxes (pixels)")
     parser.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--max-people", type=int, default=None)
+    parser.add_argument("--max-people", type=count_arg, default=None)
     parser.add_argument("--mode", choices=["centred", "causal"], default=None, help="temporal window mode")
 
 
@@ -64,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="JPEG/PNG/WebP image or MP4/MOV/WebM/AVI clip")
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="REST base URL")
     parser.add_argument("--grpc", default=None, help="use gRPC at host:port instead of REST")
-    parser.add_argument("--every-nth", type=int, default=None, help="clips: process every n-th frame")
+    parser.add_argument("--every-nth", type=count_arg, default=None, help="clips: process every n-th frame")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds")
     parser.add_argument(
         "--output",

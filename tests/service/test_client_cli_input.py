@@ -54,3 +54,27 @@ def test_max_frames_stops_decoding_the_clip(tmp_path: Path, monkeypatch: pytest.
     assert [f.index for f in frames] == [0, 1]
     assert count == 2
     assert decoded == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["estimate", "IMAGE", "--max-people", "-1", "--grpc", "127.0.0.1:1"],
+        ["estimate", "IMAGE", "--max-people", str(2**32), "--grpc", "127.0.0.1:1"],
+        ["estimate", "IMAGE", "--every-nth", "-1", "--grpc", "127.0.0.1:1"],
+        ["estimate", "IMAGE", "--every-nth", "0", "--url", "http://127.0.0.1:1"],
+        ["stream", "--synthetic", "3", "--max-people", "-1", "--grpc", "127.0.0.1:1"],
+        ["stream", "--synthetic", "3", "--width", "0", "--grpc", "127.0.0.1:1"],
+        ["stream", "--synthetic", "-3", "--grpc", "127.0.0.1:1"],
+        ["stream", "--synthetic", "3", "--fps", "0", "--grpc", "127.0.0.1:1"],
+    ],
+)
+def test_counts_out_of_range_are_a_usage_error(
+    flags: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = tmp_path / "x.jpg"
+    image.write_bytes(b"\xff\xd8\xff" + b"\0" * 32)
+    with pytest.raises(SystemExit) as usage:
+        main([str(image) if f == "IMAGE" else f for f in flags])
+    assert usage.value.code == 2
+    assert "is not a whole number from 1 to 4294967295" in capsys.readouterr().err
