@@ -151,10 +151,10 @@ def run_job(client: JobsClient, media: Path, args: EstimateArgs, output: Path, p
             note = f"{output} already holds {kept} lines (kept); this job's frames go to {target}"
             state_file.unlink(missing_ok=True)
             output, state_file = target, target.with_name(target.name + ".job")
+        output.write_bytes(b"")  # before the job: an output that cannot be written submits none
         job_id = str(client.submit(media, args)["job_id"])
         state_file.write_text(json.dumps({"job_id": job_id, "media": str(media.resolve()),
                                           "size": media.stat().st_size, "url": client.base_url}) + "\n")  # fmt: skip
-        output.write_bytes(b"")
         if note is not None:
             print(f"pose3d estimate: {note}", file=sys.stderr)
     else:

@@ -197,3 +197,15 @@ async def test_a_refusal_over_rest_carries_its_retry_after_as_over_grpc(script: 
     with pytest.raises(Overloaded) as refused:
         await AsyncPose3DClient(script.url).estimate(b"\xff\xd8\xff")
     assert refused.value.retry_after_s == 7.0
+
+
+def test_an_output_that_cannot_be_written_submits_no_job(
+    script: Script, clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, the job was submitted first and its state file written after: the command failed, the job ran for
+    no one, and every rerun submitted one more."""
+    script.answers = {("POST", "/v1/jobs"): Answer(202, {"job_id": JOB})}
+    out = tmp_path / "missing" / "c.jsonl"
+    assert main(["estimate", str(clip), "--url", script.url, "-o", str(out), "--no-progress"]) == 1
+    assert "No such file or directory" in capsys.readouterr().err
+    assert script.seen == []
