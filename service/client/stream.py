@@ -238,11 +238,24 @@ class StreamClient:
             call = stub.StreamEstimate(metadata=self.config.connection.metadata())
             try:
                 await self._converse(call)
-            except grpc.aio.AioRpcError as exc:
-                raise self._failure(exc) from exc
-            except (asyncio.InvalidStateError, grpc.aio.UsageError, ConnectionError) as exc:
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError, ConnectionError) as exc:
+                ended = await self._status(call)  # the server's answer, which a write that met it does not carry
+                if ended is not None:
+                    raise self._failure(ended) from exc
+                if isinstance(exc, grpc.aio.AioRpcError):
+                    raise self._failure(exc) from exc
                 call.cancel()
                 raise _Disconnected(grpc.StatusCode.UNAVAILABLE, str(exc)) from exc
+
+    @staticmethod
+    async def _status(call: Any) -> grpc.aio.AioRpcError | None:
+        """The error status ``call`` ended with, if it has ended with one: a write after the server ended the call
+        fails only with "RPC already finished" (or a bare INTERNAL of gRPC core), and the status says why."""
+        if not call.done() or await call.code() is grpc.StatusCode.OK:
+            return None
+        return grpc.aio.AioRpcError(
+            await call.code(), await call.initial_metadata(), await call.trailing_metadata(), await call.details()
+        )
 
     def _failure(self, exc: grpc.aio.AioRpcError) -> Exception:
         """Transport failures and UNAVAILABLE (no worker right now) resume; other service errors are final."""
