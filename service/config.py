@@ -383,21 +383,32 @@ class WorkerSettings(CommonSettings):
     )
 
 
+class SettingsFileError(ValueError):
+    """A settings file that cannot be read as settings: its syntax, a top level that is not a mapping, its suffix."""
+
+
 def load_settings_file(path: Path) -> dict[str, Any]:
-    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) settings file into a dict."""
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) settings file into a dict; SettingsFileError naming
+    ``path`` when it cannot be."""
     text = path.read_text()
     if path.suffix == ".toml":
         import tomllib
 
-        return tomllib.loads(text)
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise SettingsFileError(f"{path}: {e}") from e
     if path.suffix in {".yaml", ".yml"}:
         import yaml
 
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise SettingsFileError(f"{path}: {e}") from e
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: top level must be a mapping")
+            raise SettingsFileError(f"{path}: top level must be a mapping")
         return data
-    raise ValueError(f"{path}: settings file must be .toml, .yaml or .yml")
+    raise SettingsFileError(f"{path}: settings file must be .toml, .yaml or .yml")
 
 
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)

@@ -1,9 +1,9 @@
 """How a ``pose3d`` command ends: one line naming the fix for a start-up failure, a clean exit on SIGINT/SIGTERM.
 
 Every long-running command (``serve``, ``gateway``, ``worker``) runs through :func:`run_command`. Failures a user
-can fix (a missing checkpoint, random weights refused, a port in use, Redis unreachable, an invalid setting)
-print ``pose3d <command>: error: <what> — <the setting or flag that fixes it>`` on stderr and exit 2, never a
-traceback. SIGTERM is turned into the same orderly shutdown as Ctrl-C (servers stop, the engine closes); the
+can fix (a missing checkpoint, random weights refused, a port in use, Redis unreachable, an invalid setting, a
+settings file that cannot be read) print ``pose3d <command>: error: <what> — <the setting or flag that fixes it>`` on
+stderr and exit 2, never a traceback. SIGTERM is turned into the same orderly shutdown as Ctrl-C (servers stop, the engine closes); the
 command then exits 0 (SIGTERM) or 130 (SIGINT), again without a traceback. Anything else is a bug and keeps its
 traceback.
 """
@@ -23,6 +23,7 @@ from types import FrameType
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from service.config import SettingsFileError
 from service.errors import Pose3DError
 from service.redaction import redact
 from service.weights.store import WeightsError
@@ -42,6 +43,8 @@ def explain(error: BaseException) -> str:
         text += " — the address is in use: pick a free one with --port / --grpc-port (POSE3D_PORT, POSE3D_GRPC_PORT)"
     elif isinstance(error, RedisError):
         text = f"Redis: {text} — check redis_url (POSE3D_REDIS_URL), or start one: redis-server --port 6379"
+    elif isinstance(error, SettingsFileError):
+        text += " — fix the --config file"
     elif isinstance(error, FileNotFoundError):
         text += " — check the path in the flag, POSE3D_* variable or --config file that names it"
     return redact(text)
@@ -94,7 +97,7 @@ def run_command(name: str, command: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print(f"pose3d {name}: interrupted, shut down", file=sys.stderr)
         return 130
-    except (Pose3DError, OSError, ValidationError, RedisError, WeightsError) as e:
+    except (Pose3DError, OSError, ValidationError, SettingsFileError, RedisError, WeightsError) as e:
         print(f"pose3d {name}: error: {explain(e)}", file=sys.stderr)
         return 2
     finally:

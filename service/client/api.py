@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.client.connection import Connection
-from service.client.estimate import EstimateArgs, estimate_grpc, rest_form
+from service.client.estimate import EstimateArgs, estimate_grpc, http_failures, rest_form
 from service.errors import Pose3DError, error_class
 
 FloatArray = npt.NDArray[np.float32]
@@ -107,11 +107,16 @@ def _person(p: dict[str, Any]) -> Person:
     )
 
 
-def error_from_problem(status: int, document: dict[str, Any]) -> Pose3DError:
-    """The :class:`Pose3DError` subclass a problem+json document names (by its type slug, else its status)."""
+def error_from_problem(status: int, document: dict[str, Any], retry_after: str | None = None) -> Pose3DError:
+    """The :class:`Pose3DError` subclass a problem+json document names (by its type slug, else its status), with
+    ``retry_after_s`` from the answer's ``Retry-After`` header (seconds; as gRPC's ``retry-after-s`` trailer)."""
     slug = str(document.get("type", "")).rsplit(":", 1)[-1]
     detail = str(document.get("detail") or document.get("title") or status)
-    return (error_class(slug, status) or Pose3DError)(detail)
+    try:
+        retry_after_s = None if retry_after is None else float(retry_after)
+    except ValueError:  # an HTTP date (RFC 9110 allows one; the gateway sends seconds)
+        retry_after_s = None
+    return (error_class(slug, status) or Pose3DError)(detail, retry_after_s=retry_after_s)
 
 
 def _media(media: Path | bytes) -> tuple[str, bytes]:
@@ -124,7 +129,7 @@ def _result(response: httpx.Response) -> PoseResult:
     except ValueError:  # e.g. an HTML error page from a proxy in front of the gateway
         raise Pose3DError(f"{response.status_code}: {response.text[:200]!r} (not a pose3d response)") from None
     if response.status_code != 200:
-        raise error_from_problem(response.status_code, document)
+        raise error_from_problem(response.status_code, document, response.headers.get("retry-after"))
     return PoseResult.from_json(document)
 
 
@@ -154,8 +159,9 @@ class _Gateway:
         args = options or EstimateArgs()
         if self.grpc:
             return PoseResult.from_json(await estimate_grpc(self.grpc, data, args, self.timeout_s, self.connection))
-        async with httpx.AsyncClient(timeout=self.timeout_s, **self.connection.http_options()) as http:
-            response = await http.post(self.url + "/v1/pose3d", files={"file": (name, data)}, data=rest_form(args))
+        with http_failures(self.url):
+            async with httpx.AsyncClient(timeout=self.timeout_s, **self.connection.http_options()) as http:
+                response = await http.post(self.url + "/v1/pose3d", files={"file": (name, data)}, data=rest_form(args))
         return _result(response)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import httpx
 
 from service.client.connection import Connection
 from service.client.results import estimate_json
+from service.errors import DeadlineExceeded, Unavailable
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
 from service.rpc.server import channel_options
@@ -46,13 +49,30 @@ def rest_form(args: EstimateArgs) -> dict[str, str]:
     return {name: value for name, value in fields.items() if value}
 
 
+@contextmanager
+def http_failures(url: str) -> Iterator[None]:
+    """httpx's transport failures as the errors gRPC answers for the same (:func:`~service.rpc.status.error_from_rpc`):
+    a timeout is :class:`DeadlineExceeded`, a connection that cannot be made or drops mid-answer :class:`Unavailable`
+    (never a bare ``httpx`` exception: the CLI reports it in one line, the Python API raises one error tree)."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise DeadlineExceeded(f"{url}: no answer in time ({type(exc).__name__})") from exc
+    except httpx.TransportError as exc:
+        raise Unavailable(f"{url}: {str(exc) or type(exc).__name__}") from exc
+
+
 def estimate_rest(
     base_url: str, media: Path, args: EstimateArgs, timeout_s: float = 300.0, connection: Connection = NO_CREDENTIALS
 ) -> dict[str, Any]:
     """POST ``media`` as multipart to ``{base_url}/v1/pose3d``; the JSON document, or RuntimeError with
-    the problem+json detail."""
+    the problem+json detail (transport failures: :func:`http_failures`)."""
     form = rest_form(args)
-    with media.open("rb") as fh, httpx.Client(timeout=timeout_s, **connection.http_options()) as http:
+    with (
+        http_failures(base_url),
+        media.open("rb") as fh,
+        httpx.Client(timeout=timeout_s, **connection.http_options()) as http,
+    ):
         response = http.post(base_url.rstrip("/") + "/v1/pose3d", files={"file": (media.name, fh)}, data=form)
     return rest_json(response)
 

@@ -23,19 +23,46 @@ from service.export.formats import ExportFormat, export_document
 from service.export.tracks import frames_of, track_ids, track_sequence
 
 
+def boxes_arg(text: str) -> list[list[float]]:
+    """``--boxes``: a JSON list of ``[x1, y1, x2, y2]`` person boxes (pixels); any other text is argparse's error
+    (exit 2) naming the flag. Their values are the gateway's to check, as for any client."""
+    try:
+        boxes = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not JSON: {text!r}") from None
+
+    def is_box(box: object) -> bool:
+        return isinstance(box, list) and len(box) == 4 and all(type(v) in (int, float) for v in box)
+
+    if not isinstance(boxes, list) or not all(is_box(box) for box in boxes):
+        raise argparse.ArgumentTypeError(f"not a JSON list of [x1, y1, x2, y2] boxes: {text!r}")
+    return [[float(v) for v in box] for box in boxes]
+
+
+def count_arg(text: str) -> int:
+    """A count flag (people, every n-th frame, frames, pixels, fps): a whole number from 1 to 2^32 - 1 (what the
+    gRPC fields hold); any other text is argparse's error (exit 2) naming the flag."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {2**32 - 1}")
+    return value
+
+
 def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="served model name (default: the server's for the input)")
-    parser.add_argument("--boxes", default=None, help="JSON [[x1, y1, x2, y2], ...] person boxes (pixels)")
+    parser.add_argument("--boxes", type=boxes_arg, default=None, help="JSON [[x1, y1, x2, y2], ...] boxes (pixels)")
     parser.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--max-people", type=int, default=None)
+    parser.add_argument("--max-people", type=count_arg, default=None)
     parser.add_argument("--mode", choices=["centred", "causal"], default=None, help="temporal window mode")
 
 
 def estimate_args(args: argparse.Namespace) -> EstimateArgs:
-    boxes = json.loads(args.boxes) if args.boxes else None
     return EstimateArgs(
         model=args.model,
-        boxes=boxes,
+        boxes=args.boxes,
         flip_test=args.flip_test,
         max_people=args.max_people,
         mode=args.mode,
@@ -49,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="JPEG/PNG/WebP image or MP4/MOV/WebM/AVI clip")
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="REST base URL")
     parser.add_argument("--grpc", default=None, help="use gRPC at host:port instead of REST")
-    parser.add_argument("--every-nth", type=int, default=None, help="clips: process every n-th frame")
+    parser.add_argument("--every-nth", type=count_arg, default=None, help="clips: process every n-th frame")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds")
     parser.add_argument(
         "--output",
@@ -112,7 +139,7 @@ def estimate_as_job(args: argparse.Namespace, options: EstimateArgs) -> int:
     except KeyboardInterrupt:
         print("pose3d estimate: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    except (JobError, OSError) as exc:
+    except (JobError, Pose3DError, OSError) as exc:
         print(f"pose3d estimate: {exc}", file=sys.stderr)
         return 1
     print(f"{outcome.frames} frames written to {outcome.output}", file=sys.stderr)

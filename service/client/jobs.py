@@ -18,7 +18,8 @@ import httpx
 from tqdm import tqdm
 
 from service.client.connection import Connection, add_connection_arguments, connection_from_args
-from service.client.estimate import EstimateArgs, rest_form, rest_json
+from service.client.estimate import EstimateArgs, http_failures, rest_form, rest_json
+from service.errors import Pose3DError
 
 NDJSON = "application/x-ndjson"
 CLIP_SUFFIXES = frozenset({".mp4", ".mov", ".webm", ".avi", ".m4v", ".mkv"})
@@ -26,6 +27,10 @@ CLIP_SUFFIXES = frozenset({".mp4", ".mov", ".webm", ".avi", ".m4v", ".mkv"})
 
 class JobError(RuntimeError):
     """The server refused the job, or the job failed or was cancelled."""
+
+
+class JobResultsGone(JobError):
+    """The server no longer holds frames of the job's results (410 job-results-lost): the job cannot be resumed."""
 
 
 @dataclass
@@ -41,16 +46,23 @@ class JobsClient:
         return httpx.Client(base_url=self.base_url.rstrip("/"), timeout=timeout, **self.connection.http_options())
 
     def submit(self, media: Path, args: EstimateArgs) -> dict[str, Any]:
-        with self._client() as client, media.open("rb") as fh:
+        with http_failures(self.base_url), self._client() as client, media.open("rb") as fh:
             response = client.post("/v1/jobs", files={"file": (media.name, fh)}, data=rest_form(args))
         return rest_json(response, 202, JobError)
 
     def _call(self, method: str, path: str) -> dict[str, Any]:
-        with self._client() as client:
+        with http_failures(self.base_url), self._client() as client:
             return rest_json(client.request(method, path), error=JobError)
 
     def status(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/jobs/{job_id}")
+
+    def find(self, job_id: str) -> dict[str, Any] | None:
+        """The job's status; None when the server does not know it (404: expired, or never this key's). Any other
+        answer that is not a status (a refusal: 429/503) raises JobError as :meth:`status` does."""
+        with http_failures(self.base_url), self._client() as client:
+            response = client.get(f"/v1/jobs/{job_id}")
+        return None if response.status_code == 404 else rest_json(response, error=JobError)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/v1/jobs/{job_id}")
@@ -59,9 +71,12 @@ class JobsClient:
         return list(self._call("GET", "/v1/jobs")["jobs"])
 
     def results(self, job_id: str, after: int | None) -> Iterator[dict[str, Any]]:
-        """Frames as they complete (past ``after``); JobError when the job failed or was cancelled."""
+        """Frames as they complete (past ``after``); JobError when the job failed or was cancelled, Unavailable when
+        the connection drops (:func:`~service.client.estimate.http_failures`; the job goes on: resume after the last
+        frame read)."""
         params = {} if after is None else {"after": str(after)}
         with (
+            http_failures(self.base_url),
             self._client(httpx.Timeout(self.timeout_s, read=None)) as client,
             client.stream("GET", f"/v1/jobs/{job_id}/results", params=params, headers={"Accept": NDJSON}) as resp,
         ):
@@ -73,7 +88,8 @@ class JobsClient:
                     continue
                 item: dict[str, Any] = json.loads(line)
                 if "error" in item:
-                    raise JobError(f"job {job_id}: {item['error'].get('detail')}")
+                    gone = item["error"].get("status") == 410
+                    raise (JobResultsGone if gone else JobError)(f"job {job_id}: {item['error'].get('detail')}")
                 yield item
 
 
@@ -95,11 +111,8 @@ def _resumable(client: JobsClient, state_file: Path, media: Path) -> str | None:
     state = json.loads(state_file.read_text())
     if state.get("media") != str(media.resolve()) or state.get("size") != media.stat().st_size:
         return None
-    try:
-        status = client.status(str(state["job_id"]))
-    except JobError:
-        return None
-    return None if status["state"] in ("failed", "cancelled") else str(state["job_id"])
+    status = client.find(str(state["job_id"]))  # a refusal raises: the job may well go on, never start a second one
+    return None if status is None or status["state"] in ("failed", "cancelled") else str(state["job_id"])
 
 
 def next_free(output: Path) -> Path:
@@ -138,23 +151,28 @@ def run_job(client: JobsClient, media: Path, args: EstimateArgs, output: Path, p
             note = f"{output} already holds {kept} lines (kept); this job's frames go to {target}"
             state_file.unlink(missing_ok=True)
             output, state_file = target, target.with_name(target.name + ".job")
+        output.write_bytes(b"")  # before the job: an output that cannot be written submits none
         job_id = str(client.submit(media, args)["job_id"])
         state_file.write_text(json.dumps({"job_id": job_id, "media": str(media.resolve()),
                                           "size": media.stat().st_size, "url": client.base_url}) + "\n")  # fmt: skip
-        output.write_bytes(b"")
         if note is not None:
             print(f"pose3d estimate: {note}", file=sys.stderr)
     else:
         after = _last_frame_index(output)
+        output.touch()  # the user may have removed it: the job's frames are read again from the first
     written = sum(1 for _ in output.open("rb"))
     total = client.status(job_id).get("frames_total")
     bar = tqdm(total=total, initial=written, unit="frame", desc=job_id[-8:], disable=not progress, file=sys.stderr)
     with output.open("a") as out, bar:
-        for frame in client.results(job_id, after):
-            out.write(json.dumps(frame) + "\n")
-            out.flush()
-            written += 1
-            bar.update(1)
+        try:
+            for frame in client.results(job_id, after):
+                out.write(json.dumps(frame) + "\n")
+                out.flush()
+                written += 1
+                bar.update(1)
+        except JobResultsGone as gone:
+            state_file.unlink(missing_ok=True)  # not resumable: the next run submits the clip again, beside `output`
+            raise JobResultsGone(f"{gone} (the next run submits the clip again)") from gone
     state_file.unlink(missing_ok=True)
     return JobOutcome(written, output, note)
 
@@ -181,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.job_id:
             raise JobError(f"pose3d jobs {args.action} needs a JOB_ID")
         status = client.status(args.job_id) if args.action == "show" else client.cancel(args.job_id)
-    except JobError as exc:
+    except (JobError, Pose3DError) as exc:
         print(f"pose3d jobs: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(status, indent=2))

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import numpy.typing as npt
+
+from service.errors import DecodeFailed
 
 RGBImage = npt.NDArray[np.uint8]
 
@@ -30,19 +33,33 @@ class SourceFrame:
     detect_people: bool = False
 
 
+@contextmanager
+def _decoding(path: Path) -> Iterator[None]:
+    """PyAV's failures to read ``path`` as a video (not one, or corrupt) as DecodeFailed, the gateway's error for the
+    same clip; a missing file stays FileNotFoundError."""
+    import av
+
+    try:
+        yield
+    except av.error.FFmpegError as exc:
+        if isinstance(exc, OSError):
+            raise
+        raise DecodeFailed(f"{path}: not a video that can be decoded ({exc})") from exc
+
+
 def clip_frame_count(path: Path) -> int | None:
     """The frame count the container of ``path`` declares (None: unknown)."""
     import av
 
-    with av.open(str(path)) as container:
+    with _decoding(path), av.open(str(path)) as container:
         return int(container.streams.video[0].frames) or None
 
 
 def clip_frames(path: Path) -> Iterator[SourceFrame]:
-    """Decode every frame of ``path`` (any container PyAV reads)."""
+    """Decode every frame of ``path`` (any container PyAV reads); DecodeFailed when it is not a video."""
     import av
 
-    with av.open(str(path)) as container:
+    with _decoding(path), av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "SLICE"
         stream.codec_context.thread_count = 1

@@ -94,9 +94,10 @@ class StreamStats:
 
 
 class _Disconnected(Exception):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(self, code: grpc.StatusCode, details: str, retry_after_s: float | None = None) -> None:
         super().__init__(f"{code.name}: {details}")
         self.code = code
+        self.retry_after_s = retry_after_s  # a refusal's ``retry-after-s``: reconnect no sooner
 
 
 @dataclass
@@ -115,6 +116,12 @@ class StreamConfig:
 def backoff(config: StreamConfig) -> tenacity.wait_random_exponential:
     """The wait before reconnection *n* (1, 2, ...) of an outage: uniform in ``[0, min(max, first·2^(n-1))]``."""
     return tenacity.wait_random_exponential(multiplier=config.resume_backoff_s, max=config.resume_backoff_max_s)
+
+
+def _refusal_wait(state: tenacity.RetryCallState) -> float:
+    """Seconds the failure of ``state`` asks to wait: its ``retry-after-s`` (a refusal: engine loading), else 0."""
+    failure = state.outcome.exception() if state.outcome is not None else None
+    return (failure.retry_after_s or 0.0) if isinstance(failure, _Disconnected) else 0.0
 
 
 class StreamClient:
@@ -149,14 +156,14 @@ class StreamClient:
 
     async def run(self) -> StreamStats:
         """Stream every frame, reconnecting after disconnects — also before the stream opened (a fresh stream is
-        opened again) — with exponential backoff and full jitter (:func:`backoff`) for up to ``retry_budget_s`` and
-        ``resume_attempts`` per outage (failures with no result between them); raises the service error if the
-        server refuses."""
+        opened again) — with exponential backoff and full jitter (:func:`backoff`), never sooner than an UNAVAILABLE
+        refusal's ``retry-after-s``, for up to ``retry_budget_s`` and ``resume_attempts`` per outage (failures with no
+        result between them); raises the service error if the server refuses."""
         self.stats = StreamStats()
-        config, at_failure = self.config, -1
+        config, at_failure, jitter = self.config, -1, backoff(self.config)
         retrying = tenacity.AsyncRetrying(
             sleep=self.sleep,
-            wait=backoff(config),
+            wait=lambda state: max(_refusal_wait(state), jitter(state)),
             stop=tenacity.stop_after_attempt(config.resume_attempts + 1)
             | tenacity.stop_after_delay(config.retry_budget_s),
             retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, _Disconnected) and exc.code in _RESUMABLE),
@@ -231,18 +238,32 @@ class StreamClient:
             call = stub.StreamEstimate(metadata=self.config.connection.metadata())
             try:
                 await self._converse(call)
-            except grpc.aio.AioRpcError as exc:
-                raise self._failure(exc) from exc
-            except (asyncio.InvalidStateError, grpc.aio.UsageError, ConnectionError) as exc:
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError, ConnectionError) as exc:
+                ended = await self._status(call)  # the server's answer, which a write that met it does not carry
+                if ended is not None:
+                    raise self._failure(ended) from exc
+                if isinstance(exc, grpc.aio.AioRpcError):
+                    raise self._failure(exc) from exc
                 call.cancel()
                 raise _Disconnected(grpc.StatusCode.UNAVAILABLE, str(exc)) from exc
+
+    @staticmethod
+    async def _status(call: Any) -> grpc.aio.AioRpcError | None:
+        """The error status ``call`` ended with, if it has ended with one: a write after the server ended the call
+        fails only with "RPC already finished" (or a bare INTERNAL of gRPC core), and the status says why."""
+        if not call.done() or await call.code() is grpc.StatusCode.OK:
+            return None
+        return grpc.aio.AioRpcError(
+            await call.code(), await call.initial_metadata(), await call.trailing_metadata(), await call.details()
+        )
 
     def _failure(self, exc: grpc.aio.AioRpcError) -> Exception:
         """Transport failures and UNAVAILABLE (no worker right now) resume; other service errors are final."""
         reported = any(k == "pose3d-error-type" for k, _ in exc.trailing_metadata() or ())
+        error = error_from_rpc(exc)
         if exc.code() is grpc.StatusCode.UNAVAILABLE or (exc.code() in _RESUMABLE and not reported):
-            return _Disconnected(exc.code(), exc.details() or "")
-        return error_from_rpc(exc)
+            return _Disconnected(exc.code(), exc.details() or "", error.retry_after_s)
+        return error
 
     async def _converse(self, call: Any) -> None:
         opening = pb.StreamOpen(options=self.config.options, stream_id=self.stats.stream_id)
@@ -250,8 +271,9 @@ class StreamClient:
         first = await call.read()
         if first is grpc.aio.EOF or first.WhichOneof("message") != "opened":
             raise _Disconnected(grpc.StatusCode.UNAVAILABLE, "stream closed before it opened")
+        if not self.stats.stream_id:  # a new stream; a resumed one keeps its lag (its `opened` leaves out smoothing's)
+            self._lag = int(first.opened.lag_frames)
         self.stats.stream_id = first.opened.stream_id
-        self._lag = int(first.opened.lag_frames)
         window = self._lag + max(1, self.config.max_ahead)
         progressed = asyncio.Event()
 

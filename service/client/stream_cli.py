@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import sys
 import tempfile
@@ -17,7 +18,7 @@ from typing import Any, TextIO
 
 from service.client.connection import add_connection_arguments, connection_from_args
 from service.client.estimate import options_message
-from service.client.estimate_cli import add_options, estimate_args
+from service.client.estimate_cli import add_options, count_arg, estimate_args
 from service.client.sources import SourceFrame, camera_frames, clip_frame_count, clip_frames, write_synthetic_clip
 from service.client.stream import StreamClient, StreamConfig, StreamStats
 from service.errors import Pose3DError
@@ -51,7 +52,7 @@ def _source(args: argparse.Namespace, scratch: Path) -> tuple[Iterator[SourceFra
     frames = clip_frames(path)
     count = clip_frame_count(path)
     if args.max_frames is not None:
-        frames = (f for f in frames if f.index < args.max_frames)
+        frames = itertools.islice(frames, max(0, args.max_frames))  # indices 0, 1, ...: stop decoding there
         count = min(count, args.max_frames) if count else args.max_frames
     return frames, count, True
 
@@ -65,10 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("clip", nargs="?", default=None, help="a video file")
     parser.add_argument("--camera", type=int, default=None, help="capture from camera N instead of a file")
-    parser.add_argument("--synthetic", type=int, default=None, metavar="FRAMES", help="generate a clip this long")
-    parser.add_argument("--width", type=int, default=192, help="--synthetic frame width")
-    parser.add_argument("--height", type=int, default=256, help="--synthetic frame height")
-    parser.add_argument("--fps", type=int, default=25, help="--synthetic frame rate")
+    parser.add_argument("--synthetic", type=count_arg, default=None, metavar="FRAMES", help="generate a clip this long")
+    parser.add_argument("--width", type=count_arg, default=192, help="--synthetic frame width")
+    parser.add_argument("--height", type=count_arg, default=256, help="--synthetic frame height")
+    parser.add_argument("--fps", type=count_arg, default=25, help="--synthetic frame rate")
     parser.add_argument("--grpc", default="127.0.0.1:50051", help="gateway gRPC address host:port")
     parser.add_argument("--max-rate", action="store_true", help="send as fast as possible, not at the source rate")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")

@@ -15,6 +15,7 @@ from service.errors import (
     InvalidInput,
     NotFound,
     Overloaded,
+    PayloadTooLarge,
     Pose3DError,
     Unavailable,
     error_class,
@@ -52,4 +53,6 @@ def error_from_rpc(exc: grpc.aio.AioRpcError) -> Pose3DError:
     retry_after = float(trailers[RETRY_AFTER_KEY]) if RETRY_AFTER_KEY in trailers else None
     detail = exc.details() or exc.code().name
     cls = error_class(slug) or _CODE_FALLBACK.get(exc.code(), InternalError)
+    if slug is None and exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in detail:
+        cls = PayloadTooLarge  # gRPC's own message limit (the service reports its refusals): no later try succeeds
     return cls(detail, retry_after_s=retry_after)

@@ -14,6 +14,7 @@ import pytest
 from service.cli import main
 from service.client.estimate import EstimateArgs
 from service.client.jobs import JobError, JobsClient, run_job
+from service.jobs.memory import MemoryJobStore
 from tests.conftest import REPO
 from tests.service.media_samples import encode_clip
 from tests.service.rest_support import LiveServer, live_server, tiny_settings
@@ -139,3 +140,27 @@ def test_pose3d_estimate_and_jobs_commands(
     assert json.loads(capsys.readouterr().out)["state"] == "done"  # a finished job stays finished
     assert main(["jobs", "show", "A" * 24, "--url", live.url]) == 1
     assert "404" in capsys.readouterr().err
+
+
+def test_a_job_whose_stored_frames_were_lost_is_not_resumed_for_ever(live: LiveServer, tmp_path: Path) -> None:
+    """Interrupted, then the job store (Redis eviction) lost frames the job had finished: the rerun that resumes it
+    is answered 410 job-results-lost; the run after that submits the clip again and writes beside, instead of
+    resuming the same lost job (and failing) on every run."""
+    clip = tmp_path / "long.mp4"
+    clip.write_bytes(encode_clip(frames=FRAMES, width=64, height=96))
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        run_job(Interrupted(live.url), clip, EstimateArgs(), out, progress=False)
+    job_id = json.loads((tmp_path / "out.jsonl.job").read_text())["job_id"]
+    assert len(list(JobsClient(live.url).results(job_id, None))) == FRAMES  # the job has finished
+    store = live.app.state.jobs.store
+    assert isinstance(store, MemoryJobStore)
+    del store._entry(job_id).frames[FRAMES - 2]  # as Redis's eviction would
+    with pytest.raises(JobError, match="gone from the job store"):
+        run_job(JobsClient(live.url), clip, EstimateArgs(), out, progress=False)
+    kept = out.read_text()
+    assert len(kept.splitlines()) == FRAMES - 2  # the frames before the lost one
+    outcome = run_job(JobsClient(live.url), clip, EstimateArgs(), out, progress=False)
+    assert outcome.output == tmp_path / "out.1.jsonl"
+    assert [json.loads(line)["frame_index"] for line in outcome.output.read_text().splitlines()] == list(range(FRAMES))
+    assert out.read_text() == kept

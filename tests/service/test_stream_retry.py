@@ -11,6 +11,7 @@ import pytest
 from tenacity import RetryCallState, Retrying
 
 from service.client.stream import StreamClient, StreamConfig, backoff
+from service.config import LimitSettings
 from service.errors import Unavailable
 from service.gateway.grpc_server import PublicGrpcServer
 from service.metrics import Metrics
@@ -119,3 +120,26 @@ async def test_a_result_starts_a_new_outage() -> None:
             await server.stop(0)
     assert stats.resumes == 2
     assert [r["frame_index"] for r in results] == list(range(40))
+
+
+async def test_a_refusal_with_retry_after_is_retried_no_sooner() -> None:
+    """A gateway whose engine is still loading refuses the stream: UNAVAILABLE with ``retry-after-s`` (here 4 s). The
+    client comes back after that long at the soonest, not after its own backoff (0.5 s at most on a first attempt)."""
+    server = PublicGrpcServer(settings(limits=LimitSettings(retry_after_s=4.0)), Metrics())
+    port = await server.start()  # no engine yet: every call is refused
+    results: list[dict[str, Any]] = []
+    client = StreamClient(f"127.0.0.1:{port}", frames(3), StreamConfig(paced=False), results.append)
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        server.engine = ToyEngine()  # loaded by the time the client comes back
+
+    client.sleep = sleep
+    try:
+        stats = await client.run()
+    finally:
+        await server.stop(0)
+    assert stats.resumes == 1
+    assert waits[0] >= 4.0
+    assert [r["frame_index"] for r in results] == [0, 1, 2]
