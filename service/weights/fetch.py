@@ -7,6 +7,7 @@ followed. Downloads stay in ``<weights dir>/.downloads`` because one archive can
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import re
@@ -14,6 +15,7 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from html import unescape
@@ -35,6 +37,13 @@ _CONTENT_RANGE_TOTAL: Final = re.compile(r"/(\d+)\s*$")
 
 class _Incomplete(Exception):
     """The server closed the body before ``total`` bytes arrived."""
+
+
+class _BadArchive(WeightsError):
+    """The download is not a readable zip/tar archive (an error page, a truncated or corrupt file)."""
+
+
+_ARCHIVE_READ_ERRORS: Final = (zipfile.BadZipFile, tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error)
 
 
 def new_client() -> httpx.Client:
@@ -214,15 +223,20 @@ def extract_member(archive: Path, member: str, out_dir: Path) -> Path:
     """Copy the one member whose base name is ``member`` out of a zip or tar archive to ``out_dir/member`` (archive
     paths are never used as paths here). WeightsError: not a zip/tar archive, or no / several such members."""
     out = out_dir / member
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            names = [i.filename for i in zf.infolist() if not i.is_dir()]
-            return _copy_out(zf.open(_pick(names, member, archive)), out)
-    if tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as tf:
-            members = {m.name: m for m in tf.getmembers() if m.isfile()}
-            return _copy_out(tf.extractfile(members[_pick(list(members), member, archive)]), out)
-    raise WeightsError(f"{archive.name} is neither a zip nor a tar archive; cannot take {member!r} out of it")
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                names = [i.filename for i in zf.infolist() if not i.is_dir()]
+                return _copy_out(zf.open(_pick(names, member, archive)), out)
+        if tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as tf:
+                members = {m.name: m for m in tf.getmembers() if m.isfile()}
+                return _copy_out(tf.extractfile(members[_pick(list(members), member, archive)]), out)
+    except _ARCHIVE_READ_ERRORS as e:
+        raise _BadArchive(
+            f"{archive.name} is corrupt ({type(e).__name__}: {e}); cannot take {member!r} out of it"
+        ) from e
+    raise _BadArchive(f"{archive.name} is neither a zip nor a tar archive; cannot take {member!r} out of it")
 
 
 def download_key(url: str) -> str:
@@ -258,5 +272,9 @@ def fetch_entry(client: httpx.Client, entry: Entry, root: Path, progress: Progre
     if not entry.archive:
         return install(root, entry, dl, origin=entry.url, move=True)
     with tempfile.TemporaryDirectory(dir=dl.parent) as tmp:
-        member = extract_member(dl, entry.file, Path(tmp))
+        try:
+            member = extract_member(dl, entry.file, Path(tmp))
+        except _BadArchive:
+            dl.unlink(missing_ok=True)  # an error page or a broken file: the next run downloads it again
+            raise
         return install(root, entry, member, origin=f"{entry.url} ({entry.file})", move=True)
