@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Final
 
 import cv2
 import numpy as np
@@ -23,6 +23,13 @@ Image = npt.NDArray[np.uint8]
 ResultFrame = Mapping[str, Any]
 
 PANEL_SIZE = 480
+MAX_FPS: Final = (2**31 - 1) / 1001
+"""Frames per second an MP4 stream can be given at most: its rate is a ratio of 32-bit integers, and the writer's
+denominator goes up to 1001 (about 2.1 million)."""
+
+
+class RenderError(ValueError):
+    """The results cannot be rendered as asked (timestamps too close together for a video's frame rate)."""
 
 
 def side_by_side(overlay: Image | None, panel: Image) -> Image:
@@ -86,7 +93,13 @@ def render_mp4(
     ordered = sorted(frames, key=lambda f: int(f["frame_index"]))
     if not ordered:
         raise ValueError("there are no result frames to render")
-    fps = 1.0 / frame_time_s(ordered)
+    step_s = frame_time_s(ordered)
+    fps = 1.0 / step_s
+    if not fps <= MAX_FPS:
+        raise RenderError(
+            f"the results' timestamps are {step_s:.3g} s apart, {fps:.3g} frames per second; "
+            f"an MP4 can be given at most {MAX_FPS:.3g}"
+        )
     panel = Panel3D(PANEL_SIZE, PANEL_SIZE)
     limits = fit_limits([f["people"] for f in ordered])
     writer = Mp4Writer(target, fps)
