@@ -7,6 +7,7 @@ followed. Downloads stay in ``<weights dir>/.downloads`` because one archive can
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import os
@@ -28,7 +29,7 @@ import httpx
 from rich.progress import Progress, TaskID
 
 from service.weights.catalogue import Entry, Fetch
-from service.weights.store import DOWNLOADS, Installed, WeightsError, install, sha256_file
+from service.weights.store import DOWNLOADS, Installed, WeightsError, install, installed, sha256_file
 
 ATTEMPTS: Final = 5
 _DRIVE_ID: Final = re.compile(r"/file/d/([\w-]+)")
@@ -255,12 +256,41 @@ def unavailable_message(entry: Entry) -> str:
     return f"{entry.name} is not published ({entry.notes or 'no download address'}); `pose3d weights add` your own file"
 
 
+def _wait_for_lock(fd: int) -> None:
+    """Block until the other fetch holding the lock on ``fd`` (another process or thread) is done."""
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+@contextmanager
+def _one_fetch_at_a_time(downloads: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the ``downloads`` directory itself (no lock file is left behind): two fetches
+    sharing a weights directory (two terminals, two sets with an entry in common) never write into one ``.part``;
+    the second waits, then finds the first one's work."""
+    downloads.mkdir(parents=True, exist_ok=True)
+    fd = os.open(downloads, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _wait_for_lock(fd)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def fetch_entry(client: httpx.Client, entry: Entry, root: Path, progress: Progress | None = None) -> Installed:
-    """Download, verify, unpack and install ``entry`` under ``root``. WeightsError: not fetchable (folder /
-    unpublished), offline, HTTP error, checksum mismatch, bad archive."""
+    """Download, verify, unpack and install ``entry`` under ``root`` (an entry another fetch installed while this
+    one waited for it is returned as it is). WeightsError: not fetchable (folder / unpublished), offline, HTTP
+    error, checksum mismatch, bad archive."""
     if not entry.fetchable:
         raise WeightsError(unavailable_message(entry))
     dl = root / DOWNLOADS / download_key(entry.url)
+    with _one_fetch_at_a_time(dl.parent):
+        found = installed(root, entry.name)
+        return found if found is not None else _fetch_locked(client, entry, root, dl, progress)
+
+
+def _fetch_locked(client: httpx.Client, entry: Entry, root: Path, dl: Path, progress: Progress | None) -> Installed:
     if not dl.is_file():
         url = resolve_drive(client, entry.url) if entry.fetch is Fetch.GDRIVE else entry.url
         download(client, url, dl, progress)
