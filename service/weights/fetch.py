@@ -85,6 +85,12 @@ def _one_attempt(client: httpx.Client, url: str, part: Path, progress: Progress 
             return  # the server has nothing past what we hold: the file is complete
         if response.status_code not in (200, 206):
             raise WeightsError(f"{url}: HTTP {response.status_code} {response.reason_phrase}")
+        if response.headers.get("content-type", "").lower().startswith("text/html"):
+            raise WeightsError(
+                f"{urlsplit(url).netloc} answered a web page instead of the file (quota exceeded, a sign-in or an "
+                "error page?); nothing was installed: try again later, or download it in a browser and "
+                "`pose3d weights add FILE`"
+            )
         if response.status_code == 200:
             have = 0  # the server ignored Range: start over
         total = _total(response)
