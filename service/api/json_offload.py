@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from model.joints import JointSet
 from service.api.schemas import KeypointsRequest
-from service.api.validation import frame_times, keypoint_array, validation_problem
+from service.api.validation import ValidationProblem, frame_times, keypoint_array, validation_problem
 from service.config import GatewaySettings, LimitSettings
 from service.engine.types import FloatArray, KeypointFrame
 from service.errors import BadRequest, InvalidInput, Pose3DError, Unavailable, error_class
@@ -106,11 +106,13 @@ def _discard(pool: ProcessPoolExecutor) -> None:
 
 def _parse_slim(raw: bytes, limits: LimitSettings) -> tuple[str, Any]:
     """In the helper process: ``("ok", (body without keypoints, xy, scores, times))`` or ``("error", (status,
-    detail))``. Only arrays and a small model cross the pipe, never millions of Python floats."""
+    type slug, detail, field errors or None))``. Only arrays and a small model cross the pipe, never millions of
+    Python floats."""
     try:
         body, xy, scores, times = parse_keypoints_fields(raw, limits)
     except Pose3DError as exc:
-        return "error", (exc.status, exc.detail)
+        errors = exc.extensions["errors"] if isinstance(exc, ValidationProblem) else None
+        return "error", (exc.status, exc.type_slug, exc.detail, errors)
     return "ok", (body.model_copy(update={"keypoints_2d": []}), xy, scores, times)
 
 
@@ -130,7 +132,9 @@ async def parse_keypoints(raw: bytes, settings: GatewaySettings) -> tuple[Keypoi
                 retry_after_s=settings.limits.retry_after_s,
             ) from None
         if status == "error":
-            code, detail = value
-            raise (error_class(None, int(code)) or InvalidInput)(str(detail))
+            code, slug, detail, errors = value
+            if errors is not None:  # the 422 of a pydantic validation, with its field errors
+                raise ValidationProblem(str(detail), errors)
+            raise (error_class(str(slug), int(code)) or InvalidInput)(str(detail))
         body, xy, scores, times = value
     return body, KeypointFrames.of(body, xy, scores, times)

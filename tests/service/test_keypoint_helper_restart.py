@@ -11,7 +11,7 @@ import signal
 import pytest
 
 from service.api import json_offload
-from service.errors import Unavailable
+from service.errors import Pose3DError, Unavailable
 from tests.service.rest_support import tiny_settings
 
 FRAMES = 4000
@@ -46,3 +46,22 @@ def test_a_dead_helper_is_replaced_and_large_bodies_parse_again() -> None:
         asyncio.run(parse())
     assert refused.value.retry_after_s is not None
     assert asyncio.run(parse()) == FRAMES  # a new helper parses the next one
+
+
+def test_a_large_body_is_refused_with_the_same_problem_as_a_small_one() -> None:
+    """A body parsed in the helper answers the mistake a small body would: the same class, detail and field
+    ``errors`` (the 422's ``errors`` member used to be lost on the way back from the helper)."""
+    base = tiny_settings()
+    settings = base.model_copy(update={"limits": base.limits.model_copy(update={"max_clip_frames": FRAMES})})
+    pose = [[320.0 + 4 * j, 180.0 + 10 * j, 0.9] for j in range(17)]
+
+    def refusal(frames: int) -> Pose3DError:
+        raw = json.dumps({"keypoints_2d": [pose] * frames, "image_size": [0, 480], "model": "pstmo-9"}).encode()
+        with pytest.raises(Pose3DError) as info:
+            asyncio.run(json_offload.parse_keypoints(raw, settings))
+        return info.value
+
+    small, large = refusal(2), refusal(FRAMES)
+    assert (type(large), large.detail) == (type(small), small.detail)
+    assert getattr(small, "extensions", None) is not None  # the field errors of a pydantic validation
+    assert getattr(large, "extensions", None) == getattr(small, "extensions", None)
