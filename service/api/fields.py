@@ -52,7 +52,7 @@ def world_from_fields(fields: Fields) -> tuple[CameraSpec, SmoothingSpec]:
     if text := fields.get("smoothing_params"):
         try:
             params = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             raise BadRequest("form field 'smoothing_params' must be a JSON object") from None
         if not isinstance(params, dict):
             raise BadRequest("form field 'smoothing_params' must be a JSON object")

@@ -13,6 +13,7 @@ import multiprocessing
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Final, overload
 
@@ -20,10 +21,10 @@ from pydantic import ValidationError
 
 from model.joints import JointSet
 from service.api.schemas import KeypointsRequest
-from service.api.validation import frame_times, keypoint_array, validation_problem
+from service.api.validation import ValidationProblem, frame_times, keypoint_array, validation_problem
 from service.config import GatewaySettings, LimitSettings
 from service.engine.types import FloatArray, KeypointFrame
-from service.errors import BadRequest, InvalidInput, Pose3DError, error_class
+from service.errors import BadRequest, InvalidInput, Pose3DError, Unavailable, error_class
 
 INLINE_BYTES: Final = 1024 * 1024
 """Bodies up to this size are parsed on the event loop's thread (milliseconds)."""
@@ -93,13 +94,25 @@ def _executor() -> ProcessPoolExecutor:
         return _pool
 
 
+def _discard(pool: ProcessPoolExecutor) -> None:
+    """Forget ``pool`` once its process has died (the OOM killer, a crash), so that the next large body starts a
+    new helper instead of failing on the broken one for as long as the gateway lives."""
+    global _pool
+    with _pool_lock:
+        if _pool is pool:
+            _pool = None
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _parse_slim(raw: bytes, limits: LimitSettings) -> tuple[str, Any]:
     """In the helper process: ``("ok", (body without keypoints, xy, scores, times))`` or ``("error", (status,
-    detail))``. Only arrays and a small model cross the pipe, never millions of Python floats."""
+    type slug, detail, field errors or None))``. Only arrays and a small model cross the pipe, never millions of
+    Python floats."""
     try:
         body, xy, scores, times = parse_keypoints_fields(raw, limits)
     except Pose3DError as exc:
-        return "error", (exc.status, exc.detail)
+        errors = exc.extensions["errors"] if isinstance(exc, ValidationProblem) else None
+        return "error", (exc.status, exc.type_slug, exc.detail, errors)
     return "ok", (body.model_copy(update={"keypoints_2d": []}), xy, scores, times)
 
 
@@ -110,9 +123,18 @@ async def parse_keypoints(raw: bytes, settings: GatewaySettings) -> tuple[Keypoi
         body, xy, scores, times = parse_keypoints_fields(raw, settings.limits)
     else:
         pool = _pool if _pool is not None else await asyncio.to_thread(_executor)
-        status, value = await asyncio.get_running_loop().run_in_executor(pool, _parse_slim, raw, settings.limits)
+        try:
+            status, value = await asyncio.get_running_loop().run_in_executor(pool, _parse_slim, raw, settings.limits)
+        except BrokenProcessPool:
+            await asyncio.to_thread(_discard, pool)  # its lock may be held while a new helper starts
+            raise Unavailable(
+                "the keypoint parser process stopped while it read this body; send it again",
+                retry_after_s=settings.limits.retry_after_s,
+            ) from None
         if status == "error":
-            code, detail = value
-            raise (error_class(None, int(code)) or InvalidInput)(str(detail))
+            code, slug, detail, errors = value
+            if errors is not None:  # the 422 of a pydantic validation, with its field errors
+                raise ValidationProblem(str(detail), errors)
+            raise (error_class(str(slug), int(code)) or InvalidInput)(str(detail))
         body, xy, scores, times = value
     return body, KeypointFrames.of(body, xy, scores, times)

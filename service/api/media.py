@@ -69,12 +69,18 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+_JPEG_MAX_MARKERS = 4096
+"""Markers (fill bytes included) read before the frame header at most. Encoders write tens; 4096 segments of up to
+64 KiB exceed the default body limit, so only a file of thousands of tiny segments is refused — one crafted to keep
+this loop, which runs on the event loop, busy for seconds."""
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int]:
     pos = 2
     n = len(data)
-    while pos + 4 <= n:
+    for _ in range(_JPEG_MAX_MARKERS):
+        if pos + 4 > n:
+            break
         if data[pos] != 0xFF:
             raise DecodeFailed("JPEG marker structure is corrupt")
         marker = data[pos + 1]
@@ -95,6 +101,8 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
             height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
             return int(width), int(height)
         pos += 2 + length
+    else:
+        raise DecodeFailed(f"JPEG has more than {_JPEG_MAX_MARKERS} markers before its frame header")
     raise DecodeFailed("JPEG has no frame header (SOF) before its image data")
 
 

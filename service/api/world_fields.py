@@ -41,6 +41,9 @@ def build_world(
     params = dict(params or {})
     if unknown := sorted(set(params) - set(SMOOTHING_PARAMS)):
         raise InvalidInput(f"smoothing_params: unknown {unknown}; known: {', '.join(SMOOTHING_PARAMS)}")
+    for name, value in params.items():  # JSON's Infinity passes ``beta >= 0``; inf * a speed of 0 is NaN joints
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            raise InvalidInput(f"smoothing_params.{name} must be a finite number")
     for name in ("half_window", "polyorder"):
         if name in params:
             value = params[name]

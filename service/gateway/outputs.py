@@ -147,7 +147,7 @@ async def _source_bytes(request: Request) -> bytes | None:
 
 async def _render(request: Request, answer: PoseAnswer, kind: RenderKind) -> Response:
     """The PNG (first frame) or MP4 (every frame) of the result over its source, rendered in the output pool."""
-    from service.render.compose import render_mp4, render_png
+    from service.render.compose import RenderError, render_mp4, render_png
     from service.render.video import clip_frames
 
     limits = request.app.state.settings.limits
@@ -171,7 +171,10 @@ async def _render(request: Request, answer: PoseAnswer, kind: RenderKind) -> Res
         render_mp4(frames, video if data is not None else None, out, random=random)
         return out.getvalue()
 
-    content = await output_pool(request).run(make)
+    try:
+        content = await output_pool(request).run(make)
+    except RenderError as exc:
+        raise InvalidInput(str(exc)) from None
     media_type = "image/png" if kind is RenderKind.PNG else "video/mp4"
     filename = f"pose3d_{answer.request_id[:8]}.{kind.value}"
     return Response(content, media_type=media_type, headers={"Content-Disposition": f'inline; filename="{filename}"'})

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Final
 
 import cv2
 import numpy as np
@@ -23,18 +23,35 @@ Image = npt.NDArray[np.uint8]
 ResultFrame = Mapping[str, Any]
 
 PANEL_SIZE = 480
+MAX_FPS: Final = (2**31 - 1) / 1001
+"""Frames per second an MP4 stream can be given at most: its rate is a ratio of 32-bit integers, and the writer's
+denominator goes up to 1001 (about 2.1 million)."""
+
+
+class RenderError(ValueError):
+    """The results cannot be rendered as asked (timestamps too close together for a video's frame rate)."""
+
+
+MAX_OVERLAY_ASPECT: Final = 4.0
+"""The overlay is at most this many panel heights wide: a flatter image (the limits accept 8192 x 1) is scaled to
+that width and padded above and below, instead of to the panel's height (3.9 million pixels wide)."""
 
 
 def side_by_side(overlay: Image | None, panel: Image) -> Image:
-    """``overlay`` scaled to the panel's height, then the panel to its right; even width and height (for
-    yuv420p video). Without an overlay: the panel alone."""
+    """``overlay`` scaled to the panel's height (at most :data:`MAX_OVERLAY_ASPECT` heights wide, centred on black
+    when flatter), then the panel to its right; even width and height (for yuv420p video). Without an overlay:
+    the panel alone."""
     if overlay is None:
         joined = panel
     else:
         h = panel.shape[0]
-        w = max(2, round(overlay.shape[1] * h / overlay.shape[0]))
-        scaled = np.asarray(cv2.resize(overlay, (w, h), interpolation=cv2.INTER_AREA), dtype=np.uint8)
-        joined = np.concatenate([scaled, panel], axis=1)
+        scale = min(h / overlay.shape[0], MAX_OVERLAY_ASPECT * h / overlay.shape[1])
+        w, sh = max(2, round(overlay.shape[1] * scale)), min(h, max(1, round(overlay.shape[0] * scale)))
+        scaled = np.asarray(cv2.resize(overlay, (w, sh), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+        framed = np.zeros((h, w, 3), np.uint8)
+        top = (h - sh) // 2
+        framed[top : top + sh] = scaled
+        joined = np.concatenate([framed, panel], axis=1)
     height, width = joined.shape[0] // 2 * 2, joined.shape[1] // 2 * 2
     return np.ascontiguousarray(joined[:height, :width])
 
@@ -86,7 +103,13 @@ def render_mp4(
     ordered = sorted(frames, key=lambda f: int(f["frame_index"]))
     if not ordered:
         raise ValueError("there are no result frames to render")
-    fps = 1.0 / frame_time_s(ordered)
+    step_s = frame_time_s(ordered)
+    fps = 1.0 / step_s
+    if not fps <= MAX_FPS:
+        raise RenderError(
+            f"the results' timestamps are {step_s:.3g} s apart, {fps:.3g} frames per second; "
+            f"an MP4 can be given at most {MAX_FPS:.3g}"
+        )
     panel = Panel3D(PANEL_SIZE, PANEL_SIZE)
     limits = fit_limits([f["people"] for f in ordered])
     writer = Mp4Writer(target, fps)

@@ -7,6 +7,8 @@ followed. Downloads stay in ``<weights dir>/.downloads`` because one archive can
 
 from __future__ import annotations
 
+import fcntl
+import gzip
 import hashlib
 import os
 import re
@@ -14,6 +16,7 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from html import unescape
@@ -26,7 +29,7 @@ import httpx
 from rich.progress import Progress, TaskID
 
 from service.weights.catalogue import Entry, Fetch
-from service.weights.store import DOWNLOADS, Installed, WeightsError, install, sha256_file
+from service.weights.store import DOWNLOADS, Installed, WeightsError, install, installed, sha256_file
 
 ATTEMPTS: Final = 5
 _DRIVE_ID: Final = re.compile(r"/file/d/([\w-]+)")
@@ -35,6 +38,13 @@ _CONTENT_RANGE_TOTAL: Final = re.compile(r"/(\d+)\s*$")
 
 class _Incomplete(Exception):
     """The server closed the body before ``total`` bytes arrived."""
+
+
+class _BadArchive(WeightsError):
+    """The download is not a readable zip/tar archive (an error page, a truncated or corrupt file)."""
+
+
+_ARCHIVE_READ_ERRORS: Final = (zipfile.BadZipFile, tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error)
 
 
 def new_client() -> httpx.Client:
@@ -75,6 +85,12 @@ def _one_attempt(client: httpx.Client, url: str, part: Path, progress: Progress 
             return  # the server has nothing past what we hold: the file is complete
         if response.status_code not in (200, 206):
             raise WeightsError(f"{url}: HTTP {response.status_code} {response.reason_phrase}")
+        if response.headers.get("content-type", "").lower().startswith("text/html"):
+            raise WeightsError(
+                f"{urlsplit(url).netloc} answered a web page instead of the file (quota exceeded, a sign-in or an "
+                "error page?); nothing was installed: try again later, or download it in a browser and "
+                "`pose3d weights add FILE`"
+            )
         if response.status_code == 200:
             have = 0  # the server ignored Range: start over
         total = _total(response)
@@ -214,15 +230,20 @@ def extract_member(archive: Path, member: str, out_dir: Path) -> Path:
     """Copy the one member whose base name is ``member`` out of a zip or tar archive to ``out_dir/member`` (archive
     paths are never used as paths here). WeightsError: not a zip/tar archive, or no / several such members."""
     out = out_dir / member
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            names = [i.filename for i in zf.infolist() if not i.is_dir()]
-            return _copy_out(zf.open(_pick(names, member, archive)), out)
-    if tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as tf:
-            members = {m.name: m for m in tf.getmembers() if m.isfile()}
-            return _copy_out(tf.extractfile(members[_pick(list(members), member, archive)]), out)
-    raise WeightsError(f"{archive.name} is neither a zip nor a tar archive; cannot take {member!r} out of it")
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                names = [i.filename for i in zf.infolist() if not i.is_dir()]
+                return _copy_out(zf.open(_pick(names, member, archive)), out)
+        if tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as tf:
+                members = {m.name: m for m in tf.getmembers() if m.isfile()}
+                return _copy_out(tf.extractfile(members[_pick(list(members), member, archive)]), out)
+    except _ARCHIVE_READ_ERRORS as e:
+        raise _BadArchive(
+            f"{archive.name} is corrupt ({type(e).__name__}: {e}); cannot take {member!r} out of it"
+        ) from e
+    raise _BadArchive(f"{archive.name} is neither a zip nor a tar archive; cannot take {member!r} out of it")
 
 
 def download_key(url: str) -> str:
@@ -241,12 +262,41 @@ def unavailable_message(entry: Entry) -> str:
     return f"{entry.name} is not published ({entry.notes or 'no download address'}); `pose3d weights add` your own file"
 
 
+def _wait_for_lock(fd: int) -> None:
+    """Block until the other fetch holding the lock on ``fd`` (another process or thread) is done."""
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+@contextmanager
+def _one_fetch_at_a_time(downloads: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the ``downloads`` directory itself (no lock file is left behind): two fetches
+    sharing a weights directory (two terminals, two sets with an entry in common) never write into one ``.part``;
+    the second waits, then finds the first one's work."""
+    downloads.mkdir(parents=True, exist_ok=True)
+    fd = os.open(downloads, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _wait_for_lock(fd)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def fetch_entry(client: httpx.Client, entry: Entry, root: Path, progress: Progress | None = None) -> Installed:
-    """Download, verify, unpack and install ``entry`` under ``root``. WeightsError: not fetchable (folder /
-    unpublished), offline, HTTP error, checksum mismatch, bad archive."""
+    """Download, verify, unpack and install ``entry`` under ``root`` (an entry another fetch installed while this
+    one waited for it is returned as it is). WeightsError: not fetchable (folder / unpublished), offline, HTTP
+    error, checksum mismatch, bad archive."""
     if not entry.fetchable:
         raise WeightsError(unavailable_message(entry))
     dl = root / DOWNLOADS / download_key(entry.url)
+    with _one_fetch_at_a_time(dl.parent):
+        found = installed(root, entry.name)
+        return found if found is not None else _fetch_locked(client, entry, root, dl, progress)
+
+
+def _fetch_locked(client: httpx.Client, entry: Entry, root: Path, dl: Path, progress: Progress | None) -> Installed:
     if not dl.is_file():
         url = resolve_drive(client, entry.url) if entry.fetch is Fetch.GDRIVE else entry.url
         download(client, url, dl, progress)
@@ -258,5 +308,9 @@ def fetch_entry(client: httpx.Client, entry: Entry, root: Path, progress: Progre
     if not entry.archive:
         return install(root, entry, dl, origin=entry.url, move=True)
     with tempfile.TemporaryDirectory(dir=dl.parent) as tmp:
-        member = extract_member(dl, entry.file, Path(tmp))
+        try:
+            member = extract_member(dl, entry.file, Path(tmp))
+        except _BadArchive:
+            dl.unlink(missing_ok=True)  # an error page or a broken file: the next run downloads it again
+            raise
         return install(root, entry, member, origin=f"{entry.url} ({entry.file})", move=True)

@@ -25,14 +25,25 @@ DRIVE_QUOTA_PAGE = "<html><body><p>Too many users have viewed or downloaded this
 
 
 @dataclass
+class Pause:
+    """Holds the next response after ``after`` bytes of its body: ``reached`` is set there, and the rest is sent
+    once the test sets ``resume``."""
+
+    after: int
+    reached: threading.Event = field(default_factory=threading.Event)
+    resume: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
 class Served:
     """One file. ``drop_after``: the next ``drops`` responses announce the full length, send this many bytes and
-    close the connection."""
+    close the connection. ``pause``: the next response stops part-way until the test lets it go on."""
 
     body: bytes
     content_type: str = "application/octet-stream"
     drop_after: int | None = None
     drops: int = 1
+    pause: Pause | None = None
 
 
 @dataclass
@@ -85,6 +96,13 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 self.close_connection = True  # the peer sees a body shorter than announced
                 return
+            if served.pause is not None:
+                pause, served.pause = served.pause, None
+                self.wfile.write(rest[: pause.after])
+                self.wfile.flush()
+                pause.reached.set()
+                pause.resume.wait()
+                rest = rest[pause.after :]
             self.wfile.write(rest)
 
         def _drive(self, query: dict[str, list[str]]) -> None:
