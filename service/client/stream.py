@@ -311,10 +311,9 @@ class StreamClient:
                 await call.write(message)
             await call.done_writing()
             await reader
-        finally:
-            if not reader.done():
-                reader.cancel()
-                await asyncio.gather(reader, return_exceptions=True)
+        finally:  # the reader's own error, if it ended with one, is the call's: retrieved here, raised by the caller
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
         status = await call.code()
         if status != grpc.StatusCode.OK:
             raise _Disconnected(status, await call.details())
