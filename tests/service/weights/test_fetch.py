@@ -8,7 +8,6 @@ import os
 import socket
 import tarfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from service.weights.catalogue import Entry, Fetch, Format, Kind
-from service.weights.fetch import drive_download_url, fetch_entry, new_client
+from service.weights.fetch import drive_download_url, fetch_entry
 from service.weights.store import DOWNLOADS, WeightsError, installed
 from tests.service.weights.local_http import (
     DRIVE_FORM_PAGE,
@@ -24,23 +23,10 @@ from tests.service.weights.local_http import (
     DRIVE_QUOTA_PAGE,
     FileServer,
     Served,
-    file_server,
 )
 
 BODY = os.urandom(300_000)
 SOURCE = "https://example.org/publisher-page"
-
-
-@pytest.fixture
-def server() -> Iterator[FileServer]:
-    with file_server() as s:
-        yield s
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with new_client() as c:
-        yield c
 
 
 def entry(url: str, **fields: Any) -> Entry:

@@ -3,29 +3,16 @@ bad download is not kept, so the next run downloads again instead of failing the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from service.weights.catalogue import Entry, Format, Kind
-from service.weights.fetch import fetch_entry, new_client
+from service.weights.fetch import fetch_entry
 from service.weights.store import DOWNLOADS, WeightsError, installed
-from tests.service.weights.local_http import DRIVE_QUOTA_PAGE, FileServer, Served, file_server
+from tests.service.weights.local_http import DRIVE_QUOTA_PAGE, FileServer, Served
 from tests.service.weights.test_fetch import _tgz, _zip, entry
-
-
-@pytest.fixture
-def server() -> Iterator[FileServer]:
-    with file_server() as s:
-        yield s
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with new_client() as c:
-        yield c
 
 
 def _det(url: str) -> Entry:

@@ -4,32 +4,19 @@ installed as the checkpoint; a page is never a weights file, so it is refused an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from service.weights.catalogue import Fetch
-from service.weights.fetch import fetch_entry, new_client
+from service.weights.fetch import fetch_entry
 from service.weights.store import DOWNLOADS, WeightsError, installed
-from tests.service.weights.local_http import DRIVE_QUOTA_PAGE, FileServer, Served, file_server
+from tests.service.weights.local_http import DRIVE_QUOTA_PAGE, FileServer, Served
 from tests.service.weights.test_fetch import BODY, entry
 
 FORM_TO_QUOTA = """<html><body><form id="download-form" action="/quota" method="get">
 <input type="hidden" name="id" value="{id}"><input type="hidden" name="confirm" value="t"></form></body></html>"""
-
-
-@pytest.fixture
-def server() -> Iterator[FileServer]:
-    with file_server() as s:
-        yield s
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with new_client() as c:
-        yield c
 
 
 def test_a_web_page_instead_of_the_file_is_refused(server: FileServer, client: httpx.Client, tmp_path: Path) -> None:
