@@ -39,7 +39,7 @@ from service.engine.types import (
     Work,
     ms_since,
 )
-from service.engine.world import place_clip, smooth_stream, smooths, world_to_json
+from service.engine.world import place_clip, smooth_stream, smooths, world_from_json, world_to_json
 from service.errors import InvalidInput, Unavailable, UnknownModel
 from service.metrics import Metrics
 
@@ -217,7 +217,7 @@ class InProcessEngine:
         await self.pipeline.buffer.create(meta)
         self._remember(meta)
         await self._count_streams(cheap_only=True)
-        return StreamInfo(sid, lifter.name, options.mode, 0, 0)
+        return StreamInfo(sid, lifter.name, options.mode, 0, 0, options.smoothing.lag_frames)
 
     def _remember(self, meta: StreamMeta) -> None:
         self._metas[meta.stream_id] = meta
@@ -297,7 +297,8 @@ class InProcessEngine:
     async def get_stream(self, stream_id: str) -> StreamInfo:
         state = await self.pipeline.buffer.state(stream_id)
         m = state.meta
-        return StreamInfo(m.stream_id, m.model, m.mode, state.frames_received, state.next_emit)
+        lag = world_from_json(m.world)[1].lag_frames
+        return StreamInfo(m.stream_id, m.model, m.mode, state.frames_received, state.next_emit, lag)
 
 
 def _frame_counts(frames: Sequence[Frame]) -> tuple[int, int]:

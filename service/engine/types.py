@@ -225,11 +225,15 @@ class Progress:
 
 @dataclass(frozen=True)
 class StreamInfo:
+    """A stream as opened: ``smoothing_lag_frames`` is how many frames its smoothing holds back (Savitzky–Golay's half
+    window, 0 without), so that a client resuming it knows its whole lag without its options."""
+
     stream_id: str
     model: str
     mode: WindowMode
     frames_received: int
     frames_emitted: int
+    smoothing_lag_frames: int = 0
 
 
 @dataclass(frozen=True)

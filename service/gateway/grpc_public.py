@@ -188,8 +188,7 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
             info = await engine.open_stream(options, stream_id=secrets.token_urlsafe(24))
         model = await resolve_model(engine, info.model)
         lag = 0 if info.mode is WindowMode.CAUSAL else WindowSpec(model.frames, model.stride).lag_right
-        if not msg.stream_id:  # a new stream: its smoothing's delay too (a resumed one keeps its own options)
-            lag += asked.smoothing.lag_frames
+        lag += info.smoothing_lag_frames  # its own smoothing's, a resumed stream's too (it keeps its options)
         fields = {**asdict(info), "lag_frames": lag, "joint_names": list(H36M_JOINT_NAMES)}
         opened = to_message({**fields, "model_info": ModelOut.of(model).model_dump()}, pb.StreamOpened)
         return opened, joint_set

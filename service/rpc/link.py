@@ -239,9 +239,10 @@ def progress_from_pb(msg: wpb.Progress) -> Progress:
 def stream_to_pb(info: StreamInfo, tail: Sequence[FrameResult] = ()) -> wpb.StreamReply:
     return wpb.StreamReply(stream_id=info.stream_id, model=info.model, mode=info.mode.value,
                            frames_received=info.frames_received, frames_emitted=info.frames_emitted,
-                           tail=results_to_pb(tail))  # fmt: skip
+                           smoothing_lag_frames=info.smoothing_lag_frames, tail=results_to_pb(tail))  # fmt: skip
 
 
 def stream_from_pb(msg: wpb.StreamReply) -> StreamInfo:
     mode = WindowMode(msg.mode or WindowMode.CENTRED)
-    return StreamInfo(msg.stream_id, msg.model, mode, msg.frames_received, msg.frames_emitted)
+    received, emitted, lag = msg.frames_received, msg.frames_emitted, msg.smoothing_lag_frames
+    return StreamInfo(msg.stream_id, msg.model, mode, received, emitted, lag)

@@ -189,20 +189,22 @@ class StreamCall(_message.Message):
     def __init__(self, op: _Optional[_Union[StreamCall.Op, str]] = ..., stream_id: _Optional[str] = ..., options: _Optional[_Union[Options, _Mapping]] = ...) -> None: ...
 
 class StreamReply(_message.Message):
-    __slots__ = ("stream_id", "model", "mode", "frames_received", "frames_emitted", "tail")
+    __slots__ = ("stream_id", "model", "mode", "frames_received", "frames_emitted", "tail", "smoothing_lag_frames")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     FRAMES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     FRAMES_EMITTED_FIELD_NUMBER: _ClassVar[int]
     TAIL_FIELD_NUMBER: _ClassVar[int]
+    SMOOTHING_LAG_FRAMES_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     model: str
     mode: str
     frames_received: int
     frames_emitted: int
     tail: Results
-    def __init__(self, stream_id: _Optional[str] = ..., model: _Optional[str] = ..., mode: _Optional[str] = ..., frames_received: _Optional[int] = ..., frames_emitted: _Optional[int] = ..., tail: _Optional[_Union[Results, _Mapping]] = ...) -> None: ...
+    smoothing_lag_frames: int
+    def __init__(self, stream_id: _Optional[str] = ..., model: _Optional[str] = ..., mode: _Optional[str] = ..., frames_received: _Optional[int] = ..., frames_emitted: _Optional[int] = ..., tail: _Optional[_Union[Results, _Mapping]] = ..., smoothing_lag_frames: _Optional[int] = ...) -> None: ...
 
 class DescribeRequest(_message.Message):
     __slots__ = ()
