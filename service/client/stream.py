@@ -271,9 +271,7 @@ class StreamClient:
         first = await call.read()
         if first is grpc.aio.EOF or first.WhichOneof("message") != "opened":
             raise _Disconnected(grpc.StatusCode.UNAVAILABLE, "stream closed before it opened")
-        if (
-            not self.stats.stream_id
-        ):  # a new stream; a resumed one keeps its lag (older gateways left smoothing's out of it)
+        if not self.stats.stream_id:  # a new stream; a resumed one keeps its lag (older gateways undercount it)
             self._lag = int(first.opened.lag_frames)
         self.stats.stream_id = first.opened.stream_id
         window = self._lag + max(1, self.config.max_ahead)
