@@ -67,6 +67,7 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
         self._engine = engine
         self.security = security  # its in-flight bound is the one REST counts against too
         self.open_calls = 0  # StreamEstimate calls in progress (pose3d_active_streams is the engine's count)
+        self.stopping = False  # set before the server stops: a request stream that ends now is not a half-close
         self.jobs: Jobs | None = None  # the app's (``app.state.jobs``): REST's store and runner, given once it is built
 
     # ---- unary ------------------------------------------------------------------------------------------------
@@ -224,6 +225,8 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
                 frame = await self._frame(msg.frame, joint_set)
                 for result in await push(engine, stream_id, [frame], time.monotonic() + timeout):
                     await queue.put(result)
+            if self.stopping:  # the server's stop ended the call (grpc may end it as a half-close): keep the stream
+                raise asyncio.CancelledError("the gateway is stopping; the stream stays to be resumed")
             for result in await engine.close_stream(stream_id):
                 await queue.put(result)
             await queue.put(_END)

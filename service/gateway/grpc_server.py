@@ -87,6 +87,7 @@ class PublicGrpcServer:
             self._health_task.cancel()
             await asyncio.gather(self._health_task, return_exceptions=True)
         await self.health.enter_graceful_shutdown()
+        self.servicer.stopping = True  # streams whose calls the stop ends stay open, for their clients to resume
         await self.server.stop(grace_s)
 
 

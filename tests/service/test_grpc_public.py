@@ -13,9 +13,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from model.joints import JointSet
 from service.client.sources import SourceFrame, encode_frame, synthetic_image
 from service.client.stream import StreamClient, StreamConfig
 from service.config import GatewaySettings
+from service.engine.types import EstimateOptions
 from service.gateway.grpc_server import PublicGrpcServer
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
@@ -318,3 +320,29 @@ async def test_a_stream_that_never_opens_is_ended_not_held_forever() -> None:
         assert public.servicer.open_calls == 0
     finally:
         await public.stop(0)
+
+
+async def _no_more_requests() -> AsyncIterator[pb.StreamEstimateRequest]:
+    """A request stream that has ended: what a half-close gives, and what a call the server's stop ends can give."""
+    nothing: list[pb.StreamEstimateRequest] = []
+    for message in nothing:
+        yield message
+
+
+async def test_a_request_stream_ended_by_the_servers_stop_leaves_the_stream_open() -> None:
+    """A half-close flushes and closes the stream; but the stop of a gateway ends its calls' request streams too, and
+    gRPC may end them just as a half-close does. Before, that closed the stream, and the client's resume on the
+    restarted gateway answered NOT_FOUND (seen beside ``make test-stressed``'s burners)."""
+    public = PublicGrpcServer(settings(), Metrics())
+    engine = ToyEngine()
+    opened = await engine.open_stream(EstimateOptions(model="toy"))
+    servicer, queue = public.servicer, asyncio.Queue[object]()
+    servicer.stopping = True
+    with pytest.raises(asyncio.CancelledError):
+        await servicer._pump(engine, opened.stream_id, JointSet.COCO, _no_more_requests(), queue)
+    assert await engine.get_stream(opened.stream_id) == opened  # still there, to be resumed
+    assert queue.empty()
+    servicer.stopping = False  # a real half-close
+    await servicer._pump(engine, opened.stream_id, JointSet.COCO, _no_more_requests(), queue)
+    assert opened.stream_id not in engine.streams
+    assert queue.get_nowait() is not None  # the end marker
