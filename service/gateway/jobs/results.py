@@ -104,10 +104,7 @@ async def ndjson(store: JobStore, job_id: str, after: int | None, poll_s: float)
     try:
         async for page in pages(store, job_id, after, poll_s):
             yield b"\n".join(page) + b"\n"
-    except JobResultsLost as lost:
-        yield json.dumps({"error": problem_of(lost)}).encode() + b"\n"
-        return
-    except Pose3DError as exc:  # the store failed (503) mid-stream: a last line, not a connection cut mid-chunk
+    except Pose3DError as exc:  # frames lost (410) or the store failed (503) mid-stream: a last line, not a cut
         yield json.dumps({"error": problem_of(exc)}).encode() + b"\n"
         return
     rec = await store.get(job_id)
