@@ -266,7 +266,7 @@ class StreamClient:
         return error
 
     async def _converse(self, call: Any) -> None:
-        opening = pb.StreamOpen(options=self.config.options, stream_id=self.stats.stream_id)
+        opening = pb.StreamOpen(options=self.config.options, stream_id=self.stats.stream_id, explicit_close=True)
         await call.write(pb.StreamEstimateRequest(open=opening))
         first = await call.read()
         if first is grpc.aio.EOF or first.WhichOneof("message") != "opened":
@@ -309,6 +309,7 @@ class StreamClient:
                 self._last_index = index
                 self.stats.frames_sent += 1
                 await call.write(message)
+            await call.write(pb.StreamEstimateRequest(close=pb.StreamClose()))  # a cancel never closes the stream
             await call.done_writing()
             await reader
         finally:  # the reader's own error, if it ended with one, is the call's: retrieved here, raised by the caller

@@ -150,7 +150,9 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
         opened, joint_set = await self._open(engine, first.open)
         yield pb.StreamEstimateResponse(opened=opened)
         queue: asyncio.Queue[object] = asyncio.Queue(maxsize=self.settings.grpc_stream_buffer)
-        pump = asyncio.create_task(self._pump(engine, opened.stream_id, joint_set, requests, queue))
+        pump = asyncio.create_task(
+            self._pump(engine, opened.stream_id, joint_set, requests, queue, explicit_close=first.open.explicit_close)
+        )
         watch = asyncio.create_task(self._revocation(engine, opened.stream_id, pump, queue))
         try:
             while True:
@@ -214,21 +216,28 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
         joint_set: JointSet,
         requests: AsyncIterator[pb.StreamEstimateRequest],
         queue: asyncio.Queue[object],
+        *,
+        explicit_close: bool = False,
     ) -> None:
-        """Read frames, push each, queue its results (blocking while the queue is full); flush at half-close."""
+        """Read frames, push each, queue its results (blocking while the queue is full); flush and close the stream
+        at a `close` message, or at a half-close unless ``explicit_close`` (then the stream stays to be resumed)."""
         timeout = self.settings.engine.request_timeout_s
+        closing = False
         try:
             async for msg in requests:
+                if closing := msg.WhichOneof("message") == "close":
+                    break
                 if msg.WhichOneof("message") != "frame":
-                    raise BadRequest("after `open`, every StreamEstimate message must be a `frame`")
+                    raise BadRequest("after `open`, every StreamEstimate message must be a `frame` or `close`")
                 await door.admit_frame(self.security)  # every frame draws from the key's bucket
                 frame = await self._frame(msg.frame, joint_set)
                 for result in await push(engine, stream_id, [frame], time.monotonic() + timeout):
                     await queue.put(result)
-            if self.stopping:  # the server's stop ended the call (grpc may end it as a half-close): keep the stream
+            if self.stopping and not closing:  # the server's stop ended the call (grpc may end it as a half-close)
                 raise asyncio.CancelledError("the gateway is stopping; the stream stays to be resumed")
-            for result in await engine.close_stream(stream_id):
-                await queue.put(result)
+            if closing or not explicit_close:  # a cancelled call can end its requests as a half-close does
+                for result in await engine.close_stream(stream_id):
+                    await queue.put(result)
             await queue.put(_END)
         except grpc.aio.AbortError as aborted:  # a frame that is not protobuf: its decoder already ended the call
             await queue.put(aborted)

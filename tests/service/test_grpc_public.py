@@ -18,6 +18,7 @@ from service.client.sources import SourceFrame, encode_frame, synthetic_image
 from service.client.stream import StreamClient, StreamConfig
 from service.config import GatewaySettings
 from service.engine.types import EstimateOptions
+from service.gateway.grpc_public import _END
 from service.gateway.grpc_server import PublicGrpcServer
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
@@ -346,3 +347,61 @@ async def test_a_request_stream_ended_by_the_servers_stop_leaves_the_stream_open
     await servicer._pump(engine, opened.stream_id, JointSet.COCO, _no_more_requests(), queue)
     assert opened.stream_id not in engine.streams
     assert queue.get_nowait() is not None  # the end marker
+
+
+async def _requests(*messages: pb.StreamEstimateRequest) -> AsyncIterator[pb.StreamEstimateRequest]:
+    for message in messages:
+        yield message
+
+
+async def test_with_explicit_close_only_a_close_message_closes_the_stream() -> None:
+    """A client that cancels its call can have gRPC end the gateway's request stream just as a half-close does (2–3
+    of 30 tries here), which flushed and closed the stream its resume then asked for (NOT_FOUND). A call opened with
+    ``explicit_close`` keeps the stream at any ending but a ``close`` message, which flushes and closes it; frames
+    after ``close`` are not read. A call without it keeps the old contract: a half-close closes."""
+    public, engine = PublicGrpcServer(settings(), Metrics()), ToyEngine()
+    servicer = public.servicer
+    kept = await engine.open_stream(EstimateOptions(model="toy"))
+    queue = asyncio.Queue[object]()
+    await servicer._pump(engine, kept.stream_id, JointSet.COCO, _no_more_requests(), queue, explicit_close=True)
+    assert await engine.get_stream(kept.stream_id) == kept  # still there, to be resumed
+    assert queue.get_nowait() is _END  # the call ends, with nothing flushed
+    assert queue.empty()
+    close, frame = pb.StreamEstimateRequest(close=pb.StreamClose()), pb.StreamEstimateRequest(frame=pb.StreamFrame())
+    for explicit in (True, False):
+        closed = await engine.open_stream(EstimateOptions(model="toy"))
+        await servicer._pump(
+            engine, closed.stream_id, JointSet.COCO, _requests(close, frame), queue, explicit_close=explicit
+        )
+        assert closed.stream_id not in engine.streams
+        assert queue.get_nowait() is _END  # the empty frame after `close` was never read (it would be refused)
+        assert queue.empty()
+    compatible = await engine.open_stream(EstimateOptions(model="toy"))
+    await servicer._pump(engine, compatible.stream_id, JointSet.COCO, _no_more_requests(), queue)
+    assert compatible.stream_id not in engine.streams  # no explicit_close: a half-close closes, as before
+
+
+async def test_a_client_that_cancels_its_call_can_always_resume_the_stream(
+    server: tuple[PublicGrpcServer, ToyEngine],
+) -> None:
+    """Thirty cancels of a live call opened with ``explicit_close``: the stream is still there for each resume (before,
+    any cancel could be taken as a half-close), and the stream client's own run ends with ``close``."""
+    public, engine = server
+    channel, stub = stub_for(public.port)
+    image = encode_frame(synthetic_image(0, 48, 32))
+    async with channel:
+        call = stub.StreamEstimate()
+        await call.write(pb.StreamEstimateRequest(open=pb.StreamOpen(explicit_close=True)))
+        stream_id = (await call.read()).opened.stream_id
+        for index in range(30):
+            await call.write(pb.StreamEstimateRequest(frame=pb.StreamFrame(image=image, frame_index=index)))
+            assert (await call.read()).result.frame_index == index
+            call.cancel()
+            call = stub.StreamEstimate()
+            await call.write(pb.StreamEstimateRequest(open=pb.StreamOpen(stream_id=stream_id, explicit_close=True)))
+            assert (await call.read()).opened.frames_received == index + 1
+        await call.write(pb.StreamEstimateRequest(close=pb.StreamClose()))
+        await call.done_writing()
+        assert await call.read() is grpc.aio.EOF
+        assert await call.code() is grpc.StatusCode.OK
+    assert stream_id not in engine.streams

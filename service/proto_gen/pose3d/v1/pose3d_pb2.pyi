@@ -235,14 +235,20 @@ class EstimateResponse(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., joint_names: _Optional[_Iterable[str]] = ..., units: _Optional[str] = ..., coordinate_frame: _Optional[str] = ..., box_source: _Optional[_Union[BoxSource, str]] = ..., frames: _Optional[_Iterable[_Union[FrameResult, _Mapping]]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StreamOpen(_message.Message):
-    __slots__ = ("options", "stream_id", "joint_set")
+    __slots__ = ("options", "stream_id", "joint_set", "explicit_close")
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     JOINT_SET_FIELD_NUMBER: _ClassVar[int]
+    EXPLICIT_CLOSE_FIELD_NUMBER: _ClassVar[int]
     options: Options
     stream_id: str
     joint_set: JointSet
-    def __init__(self, options: _Optional[_Union[Options, _Mapping]] = ..., stream_id: _Optional[str] = ..., joint_set: _Optional[_Union[JointSet, str]] = ...) -> None: ...
+    explicit_close: bool
+    def __init__(self, options: _Optional[_Union[Options, _Mapping]] = ..., stream_id: _Optional[str] = ..., joint_set: _Optional[_Union[JointSet, str]] = ..., explicit_close: _Optional[bool] = ...) -> None: ...
+
+class StreamClose(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class StreamFrame(_message.Message):
     __slots__ = ("image", "keypoints", "frame_index", "timestamp_s", "image_width", "image_height", "detect_people")
@@ -263,12 +269,14 @@ class StreamFrame(_message.Message):
     def __init__(self, image: _Optional[bytes] = ..., keypoints: _Optional[_Union[Keypoints2D, _Mapping]] = ..., frame_index: _Optional[int] = ..., timestamp_s: _Optional[float] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ..., detect_people: _Optional[bool] = ...) -> None: ...
 
 class StreamEstimateRequest(_message.Message):
-    __slots__ = ("open", "frame")
+    __slots__ = ("open", "frame", "close")
     OPEN_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
     open: StreamOpen
     frame: StreamFrame
-    def __init__(self, open: _Optional[_Union[StreamOpen, _Mapping]] = ..., frame: _Optional[_Union[StreamFrame, _Mapping]] = ...) -> None: ...
+    close: StreamClose
+    def __init__(self, open: _Optional[_Union[StreamOpen, _Mapping]] = ..., frame: _Optional[_Union[StreamFrame, _Mapping]] = ..., close: _Optional[_Union[StreamClose, _Mapping]] = ...) -> None: ...
 
 class StreamOpened(_message.Message):
     __slots__ = ("stream_id", "model", "mode", "frames_received", "frames_emitted", "lag_frames", "model_info", "joint_names")

@@ -85,7 +85,8 @@ class Pose3DServicer:
     def StreamEstimate(self, request_iterator, context):
         """Bidirectional stream: the first request message must be `open`; then one `frame` per video frame.
         The server answers with `opened` first, then each FrameResult as soon as it is ready, and flushes the
-        remaining results when the client half-closes. Reopening with the same stream_id resumes the stream.
+        remaining results and closes the stream on a `close` message, or when the client half-closes unless `open`
+        asked for `explicit_close`. Reopening with the same stream_id resumes the stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
