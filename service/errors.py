@@ -59,12 +59,18 @@ class UnknownStream(NotFound):
     type_slug, title = "unknown-stream", "Unknown stream"
 
 
-class StreamFramesLost(Pose3DError):
-    """Frames a stream's windows need are gone from the frame buffer while the stream is not (Redis evicted them
-    under ``maxmemory``): their poses cannot be made, so the frame is refused rather than answered without them;
-    retrying it gets the same answer (open a new stream)."""
+class Gone(Pose3DError):
+    """Stored data the answer needs is lost for good (Redis evicted or expired it): said at once, never waited on or
+    answered without it; retrying gets the same answer."""
 
-    status, grpc_code, type_slug, title = 410, "DATA_LOSS", "stream-frames-lost", "Stream frames lost"
+    status, grpc_code, type_slug, title = 410, "DATA_LOSS", "gone", "Gone"
+
+
+class StreamFramesLost(Gone):
+    """Frames a stream's windows need are gone from the frame buffer while the stream is not (evicted under
+    ``maxmemory``): the frame is refused rather than answered without them (open a new stream)."""
+
+    type_slug, title = "stream-frames-lost", "Stream frames lost"
 
 
 class Conflict(Pose3DError):

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, Final
 
-from service.errors import NotFound, PayloadTooLarge, Pose3DError, QuotaExceeded
+from service.errors import Gone, NotFound, PayloadTooLarge, QuotaExceeded
 
 INPUT_CHUNK_BYTES: Final = 1024 * 1024
 """Staged input is stored in pieces of this size (Redis values stay small)."""
@@ -52,18 +52,18 @@ class UnknownJob(NotFound):
     type_slug, title = "unknown-job", "Unknown job"
 
 
-class JobResultsLost(Pose3DError):
+class JobResultsLost(Gone):
     """The job's record counts frames the store no longer holds (Redis evicted or expired them before the record):
     they will not come back, so this is answered at once instead of waiting or returning a shorter document."""
 
-    status, grpc_code, type_slug, title = 410, "DATA_LOSS", "job-results-lost", "Job results lost"
+    type_slug, title = "job-results-lost", "Job results lost"
 
 
-class JobInputLost(Pose3DError):
+class JobInputLost(Gone):
     """The store lost a job's staged input before the job ended (Redis evicted it): no run can start, so the job
     fails with this instead of being claimed again after every lease."""
 
-    status, grpc_code, type_slug, title = 410, "DATA_LOSS", "job-input-lost", "Job input lost"
+    type_slug, title = "job-input-lost", "Job input lost"
 
 
 class JobQuotaExceeded(QuotaExceeded):
