@@ -11,13 +11,12 @@ bound what it buffers).
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import json
 import logging
 import secrets
 import time
-from typing import Any
+from typing import Any, Final
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,6 +27,7 @@ from service.api.media import Media, checked_image
 from service.api.schemas import MAX_FRAME_INDEX, StreamFrameKeypoints, StreamOpenRequest
 from service.api.schemas import Frame as FrameOut
 from service.api.validation import stream_keypoint_frame, validation_problem
+from service.config import LimitSettings
 from service.engine.types import EngineClient, Frame, ImageFrame
 from service.engine.work import close, push
 from service.errors import BadRequest, InternalError, PayloadTooLarge, Pose3DError
@@ -42,6 +42,13 @@ router = APIRouter()
 
 WS_PATH = "/v1/streams/ws"
 
+OFF_LOOP_CHARS: Final = 256 * 1024
+"""Messages (and images) at least this long are parsed on a worker thread: a 16 MiB image's JSON, base64 and header
+are ~60 ms of CPU that would otherwise hold the event loop, and every connection's messages with it."""
+
+BASE64_PIECE: Final = 1024 * 1024
+"""Base64 characters decoded per call (a multiple of 4): between two pieces the thread lets the loop run."""
+
 
 class ImageFrameMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -50,6 +57,39 @@ class ImageFrameMessage(BaseModel):
     timestamp_s: float | None = Field(None, allow_inf_nan=False, description="seconds (finite)")
     image: str = Field(description="base64 of a JPEG/PNG/WebP frame (a data: URL prefix is accepted)")
     detect_people: bool = Field(False, description="run the person detector on this frame (see REST streams)")
+
+
+def _document(text: str) -> dict[str, Any]:
+    """One message's JSON object, with a ``type`` (400 otherwise)."""
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        raise BadRequest("message is not valid JSON") from None
+    if not isinstance(document, dict) or not isinstance(document.get("type"), str):
+        raise BadRequest('every message is a JSON object with a "type": open, frame or close')
+    return document
+
+
+def _base64(encoded: str) -> bytes:
+    """The bytes of strict base64 ``encoded`` (400 otherwise), decoded in pieces of :data:`BASE64_PIECE` characters:
+    one call for the whole would hold the GIL, and so the event loop, until the last byte."""
+    if encoded.find("=", 0, len(encoded) - 2) >= 0 or len(encoded) % 4:  # padding at the end: in the last piece only
+        raise BadRequest("'image' is not valid base64")
+    try:
+        return b"".join(
+            binascii.a2b_base64(encoded[at : at + BASE64_PIECE], strict_mode=True)
+            for at in range(0, len(encoded), BASE64_PIECE)
+        )
+    except (binascii.Error, ValueError):
+        raise BadRequest("'image' is not valid base64") from None
+
+
+def image_frame(message: dict[str, Any], limits: LimitSettings) -> ImageFrame:
+    """An image ``frame`` message as the engine's frame, checked from its headers (the engine decodes it)."""
+    msg: ImageFrameMessage = _validated(ImageFrameMessage, message, "frame message")
+    encoded = msg.image.split(",", 1)[1] if msg.image.startswith("data:") else msg.image
+    image = checked_image(Media.of(_base64(encoded), "'image'").data, limits)
+    return ImageFrame(image.data, msg.frame_index, msg.timestamp_s, msg.detect_people)
 
 
 def _validated(model: type[BaseModel], message: dict[str, Any], where: str) -> Any:
@@ -82,13 +122,7 @@ class WsStream:
             raise BadRequest("binary messages are not accepted: send JSON text messages (images as base64)")
         if len(text) > self.limits.max_body_bytes * 4 // 3 + 1024:
             raise PayloadTooLarge(f"message is larger than {self.limits.max_body_bytes} bytes of frame data allow")
-        try:
-            document = json.loads(text)
-        except (ValueError, RecursionError):
-            raise BadRequest("message is not valid JSON") from None
-        if not isinstance(document, dict) or not isinstance(document.get("type"), str):
-            raise BadRequest('every message is a JSON object with a "type": open, frame or close')
-        return document
+        return await asyncio.to_thread(_document, text) if len(text) >= OFF_LOOP_CHARS else _document(text)
 
     async def open(self, message: dict[str, Any]) -> None:
         if message["type"] != "open":
@@ -102,14 +136,9 @@ class WsStream:
         if "image" not in message:
             body: StreamFrameKeypoints = _validated(StreamFrameKeypoints, message, "frame message")
             return stream_keypoint_frame(body, self.limits)
-        msg: ImageFrameMessage = _validated(ImageFrameMessage, message, "frame message")
-        encoded = msg.image.split(",", 1)[1] if msg.image.startswith("data:") else msg.image
-        try:
-            data = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise BadRequest("'image' is not valid base64") from None
-        image = checked_image(Media.of(data, "'image'").data, self.limits)  # headers only: the engine decodes it
-        return ImageFrame(image.data, msg.frame_index, msg.timestamp_s, msg.detect_people)
+        if isinstance(message["image"], str) and len(message["image"]) >= OFF_LOOP_CHARS:
+            return await asyncio.to_thread(image_frame, message, self.limits)
+        return image_frame(message, self.limits)
 
     async def send_results(self, results: list[Any], started: float, **extra: Any) -> None:
         frames = [FrameOut.of(r).model_dump() for r in sorted(results, key=lambda r: r.frame_index)]
