@@ -32,7 +32,7 @@ from service.engine.types import EngineClient, Frame, ImageFrame
 from service.engine.work import close, push
 from service.errors import BadRequest, InternalError, PayloadTooLarge, Pose3DError
 from service.gateway.deps import GatewayState, loaded, within
-from service.gateway.problem import problem_body
+from service.gateway.problem import problem_message
 from service.security import door
 from service.security.guard import Security
 
@@ -174,10 +174,11 @@ class WsStream:
             return True
 
     async def fail(self, error: Pose3DError) -> None:
-        body = problem_body(error, self.request_id, WS_PATH)
+        message = problem_message(error, self.request_id, WS_PATH, self.limits.retry_after_s)
+        body = message["problem"]
         reason = json.dumps({"type": body["type"], "status": body["status"]}, separators=(",", ":"))
         try:
-            await self.ws.send_json({"type": "problem", "problem": body})
+            await self.ws.send_json(message)
             await self.ws.close(code=4000 + error.status if error.status < 1000 else 1011, reason=reason)
         except (WebSocketDisconnect, RuntimeError):  # the client is gone already
             return
