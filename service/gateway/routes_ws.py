@@ -46,6 +46,11 @@ OFF_LOOP_CHARS: Final = 256 * 1024
 """Messages (and images) at least this long are parsed on a worker thread: a 16 MiB image's JSON, base64 and header
 are ~60 ms of CPU that would otherwise hold the event loop, and every connection's messages with it."""
 
+LONG_MESSAGE_COMMAS: Final = 1024
+"""The most commas (so about the most JSON values) in a message of :data:`OFF_LOOP_CHARS` or more: only an image
+frame is that long, and its bulk is one string. More values would be parsed and validated holding the GIL, which a
+thread does not release (300 000 keypoint pairs in 3.3 MB: ~1 s), so such a message is refused unparsed (413)."""
+
 BASE64_PIECE: Final = 1024 * 1024
 """Base64 characters decoded per call (a multiple of 4): between two pieces the thread lets the loop run."""
 
@@ -66,7 +71,12 @@ def max_message_chars(limits: LimitSettings) -> int:
 
 
 def _document(text: str) -> dict[str, Any]:
-    """One message's JSON object, with a ``type`` (400 otherwise)."""
+    """One message's JSON object, with a ``type`` (400 otherwise; 413 when long and not an image frame)."""
+    if len(text) >= OFF_LOOP_CHARS and text.count(",") > LONG_MESSAGE_COMMAS:
+        raise PayloadTooLarge(
+            f"a message of {len(text)} characters holds more than {LONG_MESSAGE_COMMAS} values: only an image frame "
+            "(its image one base64 string) may be this long"
+        )
     try:
         document = json.loads(text)
     except (ValueError, RecursionError):

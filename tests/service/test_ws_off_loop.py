@@ -23,7 +23,7 @@ from websockets.sync.client import connect
 from service.api.media import checked_image
 from tests.service.media_samples import encode_image
 from tests.service.rest_support import LiveServer, live_server, tiny_settings
-from tests.service.ws_support import receive, ws_url
+from tests.service.ws_support import closed_with, receive, ws_url
 
 HELD_S = 120.0
 """How long the test waits for held work to be reached at all (a failure guard, not a timing)."""
@@ -99,3 +99,26 @@ def test_a_large_image_frame_is_read_and_checked_off_the_loop(
         result = answer.result()
     assert result["type"] == "results", result
     assert [f["frame_index"] for f in result["frames"]] == [0]
+
+
+def test_a_long_message_of_many_values_is_refused_unparsed(live: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only an image frame (one base64 string) is long: a frame of 300 000 keypoint pairs (3.3 MB, within the message
+    limit) was parsed and validated before its shape was refused, ~1 s of work holding the GIL (a thread does not
+    help: the parser never lets go of it) for every such message. It is refused 413 before any parsing."""
+    parsed: list[int] = []
+
+    def counted(text: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(text, str) and len(text) > LARGE:
+            parsed.append(len(text))
+        return loads(text, *args, **kwargs)
+
+    loads = json.loads
+    monkeypatch.setattr(json, "loads", counted)
+    flood = {"type": "frame", "frame_index": 0, "image_size": [640, 480], "keypoints_2d": [[1.0, 2.0]] * 300_000}
+    with connect(ws_url(live.url), max_size=2**24) as ws:
+        ws.send(json.dumps({"type": "open", "model": "pstmo-9", "mode": "causal"}))
+        assert receive(ws)["type"] == "opened"
+        ws.send(json.dumps(flood))
+        code, _, problem = closed_with(ws)
+    assert (code, problem and problem["status"]) == (4413, 413), problem
+    assert parsed == []
