@@ -2,8 +2,8 @@
 
 A frame past the key's bucket closed the session 4429 after a problem without any retry time (REST answered the
 same refusal with ``Retry-After``, gRPC with its trailer): a browser could only retry blindly. Now the problem
-message of a refusal (429, 503) carries ``retry_after_s`` (seconds). The bucket's clock is the test's (it never
-moves).
+message of a refusal (429, 503) carries ``retry_after_s`` (seconds), a refused handshake's too (a 4429 handshake
+was a bare close). The bucket's clock is the test's (it never moves).
 """
 
 from __future__ import annotations
@@ -58,3 +58,24 @@ def test_a_problem_that_is_no_refusal_has_no_retry_time(tmp_path: Path) -> None:
             ws.receive_json()
     assert closed.value.code == 4400
     assert "retry_after_s" not in problem
+
+
+def test_a_handshake_past_the_bucket_is_refused_with_its_retry_time(tmp_path: Path) -> None:
+    app, key = app_with_one_token_per_two_seconds(tmp_path)
+    with app as http:
+        assert http.get("/v1/models", headers=bearer(key)).status_code == 200  # its one token
+        with http.websocket_connect("/v1/streams/ws", headers=bearer(key)) as ws:
+            refusal = ws.receive_json()
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+    assert closed.value.code == 4429
+    assert refusal["type"] == "problem"
+    assert refusal["problem"]["type"].endswith(":quota-exceeded")
+    assert refusal["problem"]["retry_after_s"] == pytest.approx(2.0)
+
+
+def test_a_handshake_without_a_key_is_only_a_close(tmp_path: Path) -> None:
+    app, _ = app_with_one_token_per_two_seconds(tmp_path)
+    with app as http, http.websocket_connect("/v1/streams/ws") as ws, pytest.raises(WebSocketDisconnect) as closed:
+        ws.receive_json()
+    assert closed.value.code == 4401
