@@ -9,13 +9,14 @@ are left to the app (404), so the key check reveals no routes.
 
 from __future__ import annotations
 
+import json
 from typing import Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.validation import safe_request_id
 from service.errors import Pose3DError
-from service.gateway.problem import problem_response
+from service.gateway.problem import problem_message, problem_response, retry_after_of
 from service.security.guard import Security, principal
 from service.security.keys import presented_credentials
 from service.telemetry.context import request_id
@@ -54,7 +55,7 @@ class AuthGuard:
         try:
             key_id = await self._identify(path, presented)
         except Pose3DError as error:
-            await _refuse(error, rid, scope, receive, send)
+            await _refuse(error, rid, scope, receive, send, self.security.in_flight.retry_after_s)
             request_id.reset(rid_token)
             return
         token = principal.set(key_id)  # the caller, for the app; then forgotten with the request id
@@ -78,16 +79,23 @@ class AuthGuard:
         return key_id
 
 
-async def _refuse(error: Pose3DError, rid: str, scope: Scope, receive: Receive, send: Send) -> None:
+async def _refuse(
+    error: Pose3DError, rid: str, scope: Scope, receive: Receive, send: Send, retry_after_s: float
+) -> None:
     """HTTP: the problem+json of ``error``. A WebSocket (``/v1/streams/ws``) handshake is refused before the route
     runs or any message is read: accepted only to be closed at once with code 4000 + status (4401, 4429), as
-    documented (a close before accepting would reach the browser as an HTTP 403, without the reason)."""
+    documented (a close before accepting would reach the browser as an HTTP 403, without the reason); a refusal to
+    retry (4429, 4503) first sends its problem message, which says when (``retry_after_s``)."""
+    path = str(scope.get("path", ""))
     if scope["type"] == "websocket":
         if (await receive())["type"] == "websocket.connect":
             await send({"type": "websocket.accept"})
+            if retry_after_of(error, retry_after_s) is not None:
+                text = json.dumps(problem_message(error, rid, path, retry_after_s))
+                await send({"type": "websocket.send", "text": text})
             await send({"type": "websocket.close", "code": 4000 + error.status, "reason": error.type_slug})
         return
-    response = problem_response(error, rid, str(scope.get("path", "")))
+    response = problem_response(error, rid, path, retry_after_s)
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="pose3d"'
     await response(scope, receive, send)

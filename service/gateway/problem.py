@@ -62,16 +62,29 @@ def problem_body(error: Pose3DError, request_id: str, instance: str | None = Non
 RETRY_STATUSES = frozenset({429, 503})  # always with ``Retry-After`` (the error's own value, else the default)
 
 
+def retry_after_of(error: Pose3DError, default_retry_after_s: float) -> float | None:
+    """Seconds to wait before retrying ``error``: its own, else the default for a status of ``RETRY_STATUSES``."""
+    if error.retry_after_s is None and error.status in RETRY_STATUSES:
+        return default_retry_after_s
+    return error.retry_after_s
+
+
+def problem_message(error: Pose3DError, request_id: str, instance: str, default_retry_after_s: float) -> dict[str, Any]:
+    """The WebSocket's ``{"type": "problem"}`` message of ``error``; a refusal's document says when to retry, as
+    ``Retry-After`` does over HTTP: ``retry_after_s``, seconds."""
+    body = problem_body(error, request_id, instance)
+    if (retry_after_s := retry_after_of(error, default_retry_after_s)) is not None:
+        body["retry_after_s"] = retry_after_s
+    return {"type": "problem", "problem": body}
+
+
 def problem_response(
     error: Pose3DError, request_id: str, instance: str | None = None, default_retry_after_s: float = 1.0
 ) -> JSONResponse:
     """Render ``error`` with its status, the request id header, and ``Retry-After`` (whole seconds, at least 1)
     when the error carries one or its status is in ``RETRY_STATUSES``."""
     headers = {REQUEST_ID_HEADER: request_id}
-    retry_after_s = error.retry_after_s
-    if retry_after_s is None and error.status in RETRY_STATUSES:
-        retry_after_s = default_retry_after_s
-    if retry_after_s is not None:
+    if (retry_after_s := retry_after_of(error, default_retry_after_s)) is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
     return JSONResponse(
         problem_body(error, request_id, instance),

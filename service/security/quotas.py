@@ -123,8 +123,10 @@ _OWNER: Final = (
     + """
 local owner = redis.call('GET', KEYS[1])
 if not owner then return false end
-redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000))
-redis.call('ZADD', ARGV[3] .. owner, now + tonumber(ARGV[2]), ARGV[4])
+local ttl = tonumber(ARGV[2])
+redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000))
+redis.call('ZADD', ARGV[3] .. owner, now + ttl, ARGV[4])
+redis.call('EXPIRE', ARGV[3] .. owner, math.ceil(ttl) + 60)  -- the key's set outlives its streams, as at the claim
 return owner
 """
 )
