@@ -12,7 +12,7 @@ import errno
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 import uvicorn
 
@@ -25,7 +25,6 @@ from service.gateway.grpc_inputs import ESTIMATE_METHOD, keypoints_size_check
 from service.gateway.grpc_public import Pose3DServicer
 from service.gateway.http_head import bounded_protocol
 from service.gateway.limits import HeadDoor
-from service.gateway.routes_ws import max_message_chars
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
 from service.rpc.server import PUBLIC_SERVICE, add_health_and_reflection, new_server, set_serving
@@ -115,22 +114,16 @@ async def run_gateway(
         door = HeadDoor(settings.limits, metrics, security.in_flight)  # the engine's door, asked from the head
         head = bounded_protocol(settings.limits, door)  # and 431 past the head limits
         ssl = uvicorn_ssl(settings.security)
-        await _AnnouncingServer(rest_config(app, settings, http=head, **ssl), on_listening).serve()
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level=settings.log_level, http=head, **ssl
+        )
+        await _AnnouncingServer(config, on_listening).serve()
     finally:
         if public is not None:
             await public.stop()
         if engine is not None:
             await engine.aclose()
         await security.aclose()
-
-
-def rest_config(app: Any, settings: GatewaySettings, **options: Any) -> uvicorn.Config:
-    """uvicorn's config of the REST app on ``settings.host:port``, ``options`` on top. A WebSocket message may be as
-    large as the gateway's limit (:func:`max_message_chars`): at uvicorn's default, 16 MiB, a frame whose image REST
-    and gRPC take was cut with close 1009."""
-    config: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_level": settings.log_level}
-    config["ws_max_size"] = max_message_chars(settings.limits)
-    return uvicorn.Config(app, **(config | options))
 
 
 class _AnnouncingServer(uvicorn.Server):

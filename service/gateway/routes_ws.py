@@ -4,8 +4,8 @@ The REST streams' semantics, limits and problem details as JSON text messages (`
 ``results``, ``close`` → the final ``results`` and close 1000; docs/api.md). An error sends ``{"type": "problem"}``
 and closes with ``4000 + status`` (4401 without a valid key, or within ``security.api_keys_check_s`` of its
 revocation; 4429 when its quota is spent: every ``frame`` spends one token). The next message is read only once
-the previous one is answered, so a fast client waits on its own socket (uvicorn's ``ws_max_size``,
-:func:`max_message_chars`, bounds what it buffers).
+the previous one is answered, so a fast client waits on its own socket (uvicorn's ``ws_max_queue``/``ws_max_size``
+bound what it buffers).
 """
 
 from __future__ import annotations
@@ -63,12 +63,6 @@ class ImageFrameMessage(BaseModel):
     timestamp_s: float | None = Field(None, allow_inf_nan=False, description="seconds (finite)")
     image: str = Field(description="base64 of a JPEG/PNG/WebP frame (a data: URL prefix is accepted)")
     detect_people: bool = Field(False, description="run the person detector on this frame (see REST streams)")
-
-
-def max_message_chars(limits: LimitSettings) -> int:
-    """The longest message: a frame whose image is ``limits.max_body_bytes`` (as REST and gRPC take), as base64,
-    with 1 KiB for the rest. uvicorn's WebSocket limit (``ws_max_size``) is set to it: past it, close 1009."""
-    return limits.max_body_bytes * 4 // 3 + 1024
 
 
 def _document(text: str) -> dict[str, Any]:
@@ -137,7 +131,7 @@ class WsStream:
         text = message.get("text")
         if text is None:
             raise BadRequest("binary messages are not accepted: send JSON text messages (images as base64)")
-        if len(text) > max_message_chars(self.limits):
+        if len(text) > self.limits.max_body_bytes * 4 // 3 + 1024:
             raise PayloadTooLarge(f"message is larger than {self.limits.max_body_bytes} bytes of frame data allow")
         return await asyncio.to_thread(_document, text) if len(text) >= OFF_LOOP_CHARS else _document(text)
 

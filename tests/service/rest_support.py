@@ -14,7 +14,6 @@ import uvicorn
 from service.assembly import in_process_engine
 from service.config import DetectorSettings, EngineSettings, GatewaySettings, LifterKind, LimitSettings, ModelSpec
 from service.gateway.app import create_app
-from service.gateway.grpc_server import rest_config
 from service.gateway.http_head import bounded_protocol
 from service.gateway.limits import HeadDoor
 from tests.conftest import free_port
@@ -55,8 +54,10 @@ class LiveServer:
         state = self.app.state
         door = HeadDoor(self.settings.limits, state.gateway.metrics, state.security.in_flight) if head_door else None
         http = bounded_protocol(self.settings.limits, door)
-        config = rest_config(self.app, self.settings, host="127.0.0.1", log_level="warning", lifespan="on", http=http)
-        self.server = uvicorn.Server(config)  # as ``pose3d serve`` configures it
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", http=http
+        )
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
         self.url = f"http://127.0.0.1:{self.port}"
 
