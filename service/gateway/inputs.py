@@ -1,6 +1,8 @@
 """Reading request bodies: content-type dispatch, JSON documents, the bounds of a multipart form.
 
-The body size is bounded by the guard middleware; here only its shape. FastAPI declares and documents each route's
+The body size is bounded by the guard middleware (``limits.max_body_bytes``, for an image or a clip); a small JSON
+document (a stream's open, one frame's keypoints) is bounded here at ``CONTROL_JSON_BYTES``, since it is parsed in one
+call that holds the interpreter lock (~35 ms per MiB). Otherwise only its shape. FastAPI declares and documents each route's
 body (``File``/``Form`` parameters, a pydantic JSON model) while the route class keeps this service's rules: the
 content type is checked (415) and the engine asked for (503) before a byte of the body is read, and a JSON keypoints
 body is parsed by the endpoint off the event loop, never by FastAPI on it (20 000 frames would stall the loop).
@@ -17,7 +19,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
 from service.api.validation import validation_problem
-from service.errors import BadRequest, UnsupportedMediaType
+from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from service.gateway.deps import engine_of
 
 if TYPE_CHECKING:
@@ -29,6 +31,9 @@ MAX_FORM_FIELDS = 16
 MAX_FIELD_BYTES = 64 * 1024
 FORM_LIMITS: Final[_FormLimits] = {"max_files": 1, "max_fields": MAX_FORM_FIELDS, "max_part_size": MAX_FIELD_BYTES}
 """What FastAPI may read of a multipart form (``form_limits`` of a route; past them: 400)."""
+
+CONTROL_JSON_BYTES: Final = 64 * 1024
+"""The longest stream-open or keypoints-frame body (one person's keypoints take ~2 KiB): past it, 413 unparsed."""
 
 JsonEndpoint = Callable[..., Awaitable[Response]]
 """An endpoint that reads its JSON body itself, called as ``endpoint(request, None, **path_params)``."""
@@ -47,9 +52,25 @@ def is_json(request: Request) -> bool:
     )
 
 
+async def read_capped(request: Request, where: str, limit: int = CONTROL_JSON_BYTES) -> bytes:
+    """The body, refused 413 as soon as it passes ``limit`` bytes (declared or streamed); kept on ``request`` for
+    whoever reads it next (FastAPI's own body parameters)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"{where} is over {limit} bytes")
+    chunks: list[bytes] = []
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        if sum(map(len, chunks)) > limit:
+            raise PayloadTooLarge(f"{where} is over {limit} bytes")
+    request._body = body = b"".join(chunks)  # Starlette's cache of the body, which FastAPI's parameters read
+    return body
+
+
 async def read_json(request: Request, model: type[Model], where: str = "JSON body") -> Model:
-    """Parse and validate a JSON body: not JSON → 400, wrong shape or values → 422 with field errors."""
-    raw = await request.body()
+    """Parse and validate a small JSON body: over ``CONTROL_JSON_BYTES`` → 413, not JSON → 400, wrong shape or
+    values → 422 with field errors."""
+    raw = await read_capped(request, where)
     try:
         document: Any = json.loads(raw)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, or an integer past Python's digit limit
@@ -78,6 +99,23 @@ def _body_route(json_endpoint: JsonEndpoint, form: bool) -> type[APIRoute]:
             return dispatch
 
     return BodyRoute
+
+
+def capped_route(where: str) -> type[APIRoute]:
+    """A route class whose body FastAPI parses (a pydantic ``Body`` parameter) only once it is known to be at most
+    ``CONTROL_JSON_BYTES`` (413 unparsed past it)."""
+
+    class CappedRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def dispatch(request: Request) -> Response:
+                await read_capped(request, where)
+                return await handler(request)
+
+            return dispatch
+
+    return CappedRoute
 
 
 def add_split_route(

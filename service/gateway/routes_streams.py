@@ -35,7 +35,7 @@ from service.engine.types import Frame, FrameResult, ImageFrame, ModelInfo, Work
 from service.engine.work import collect
 from service.errors import BadRequest
 from service.gateway.deps import deadline_scope, engine_of, state_of
-from service.gateway.inputs import add_split_route, read_json
+from service.gateway.inputs import add_split_route, capped_route, read_json
 from service.gateway.problem import request_id_of
 
 router = APIRouter(tags=["streams"])
@@ -65,11 +65,16 @@ def _frames_response(
     )
 
 
-@router.post("/v1/streams", response_model=StreamOpened, status_code=201, responses=PROBLEM_RESPONSES)
 async def open_stream(request: Request, body: Annotated[StreamOpenRequest | None, Body()] = None) -> StreamOpened:
     """Open a stream for a model (default: the default clip model) and window ``mode``."""
     async with deadline_scope(request):
         return await streams.open_stream(engine_of(request), body or StreamOpenRequest(), state_of(request).settings)
+
+
+router.add_api_route(
+    "/v1/streams", open_stream, methods=["POST"], response_model=StreamOpened, status_code=201,
+    responses=PROBLEM_RESPONSES, route_class_override=capped_route("the stream's open body"),
+)  # fmt: skip
 
 
 async def _pushed(request: Request, stream_id: str, frame_of: Callable[[], Awaitable[Frame]]) -> StreamFrames:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -125,6 +126,31 @@ def test_too_large_is_413(client: httpx.Client) -> None:
     assert_problem(_post_form(client, _jpeg(), boxes=boxes), 413, "payload-too-large")
     many = {"keypoints_2d": [SKELETON] * 21, "image_size": [640, 480]}
     assert_problem(client.post("/v1/pose3d", json=many), 413, "payload-too-large")
+
+
+def test_a_stream_open_or_keypoints_frame_past_64_kib_is_413_unparsed(client: httpx.Client) -> None:
+    """A stream's open and a keypoints frame are small documents parsed in one call that holds the interpreter lock
+    (an 18 MB keypoints frame stalled every connection 0.6 s): past 64 KiB they are refused before parsing, declared
+    or streamed. One person's keypoints take ~2 KiB."""
+    padding = " " * (64 * 1024)  # whitespace: valid JSON, and no field the endpoint would refuse first
+    json_headers = {"content-type": "application/json"}
+    opened = client.post("/v1/streams", content=b"{}" + padding.encode(), headers=json_headers)
+    assert_problem(opened, 413, "payload-too-large")
+
+    def streamed() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        yield b"{"
+        for _ in range(8):
+            yield b" " * 16384
+        yield b"}"
+
+    assert_problem(client.post("/v1/streams", content=streamed(), headers=json_headers), 413, "payload-too-large")
+    stream_id = client.post("/v1/streams", json={}).json()["stream_id"]
+    frame = json.dumps({"frame_index": 0, "keypoints_2d": SKELETON, "image_size": [640, 480]}) + padding
+    for path in (f"/v1/streams/{stream_id}/frames/keypoints", f"/v1/streams/{stream_id}/frames"):
+        assert_problem(client.post(path, content=frame, headers=json_headers), 413, "payload-too-large")
+    small = client.post(f"/v1/streams/{stream_id}/frames/keypoints", content=frame.strip(), headers=json_headers)
+    assert small.status_code == 200, small.text
+    client.delete(f"/v1/streams/{stream_id}")
 
 
 # ---- 415 unsupported media
