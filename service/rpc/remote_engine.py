@@ -267,11 +267,12 @@ class RemoteEngineClient:
     async def _call_submit(self, work: Work) -> AsyncGenerator[Progress]:
         """One ``Submit`` call, its progress as it comes. An encoded clip's call cut short (UNAVAILABLE after it has
         answered, which no retry policy replays) is made again from the first position not answered, at most
-        ``RETRY_MAX_ATTEMPTS`` times in a row without progress. A refusal is never retried."""
-        timeout = None if work.deadline is None and work.chunk_timeout_s else self.workers.timeout(work.deadline)
+        ``RETRY_MAX_ATTEMPTS`` times in a row without progress, each call with what is left of the deadline. A
+        refusal is never retried."""
         clip = work.frames if isinstance(work.frames, EncodedClip) else None
         next_position, failures = 0 if clip is None else clip.start, 0
         while True:
+            timeout = None if work.deadline is None and work.chunk_timeout_s else self.workers.timeout(work.deadline)
             request = link.work_to_pb(
                 work if clip is None else replace(work, frames=replace(clip, start=next_position))
             )
