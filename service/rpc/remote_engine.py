@@ -147,6 +147,9 @@ class WorkerChannel:
             ("grpc.service_config", WORKER_SERVICE_CONFIG),
             ("grpc.initial_reconnect_backoff_ms", 200),  # a worker that (re)starts is seen within a few seconds
             ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
+            # the retry policy replays only a call whose request it kept (default 256 KiB): an image frame past that
+            # would not be made again on another worker when its worker dies
+            ("grpc.per_rpc_retry_buffer_size", max_message_bytes),
         ]
         if credentials is not None and tls_name is not None:
             options.append(("grpc.ssl_target_name_override", tls_name))
