@@ -277,9 +277,11 @@ class RemoteEngineClient:
         next_position, failures = 0 if clip is None else clip.start, 0
         while True:
             timeout = None if work.deadline is None and work.chunk_timeout_s else self.workers.timeout(work.deadline)
-            request = link.work_to_pb(
-                work if clip is None else replace(work, frames=replace(clip, start=next_position))
-            )
+            this = work if clip is None else replace(work, frames=replace(clip, start=next_position))
+            if not isinstance(this.frames, Sequence) or len(this.frames) < link.OFF_LOOP_FRAMES:
+                request = link.work_to_pb(this)
+            else:
+                request = await asyncio.to_thread(link.work_to_pb, this)
             call = self.workers.stub.Submit(request, timeout=timeout)
             try:
                 async for reply in call:
