@@ -163,9 +163,9 @@ class DynamicBatcher(Generic[In, Out]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        with self._lock:
-            left = [self._pop() for _ in range(len(self._queue))]
-        _fail_pending([*self._taken, *left], Unavailable, f"{self.stage}: engine is shutting down")
+        with self._lock:  # a batch is either still queued or noted as taken (see _take_batch)
+            left, taken = [self._pop() for _ in range(len(self._queue))], self._taken
+        _fail_pending([*taken, *left], Unavailable, f"{self.stage}: engine is shutting down")
 
     def _enqueue(self, items: Sequence[In], deadline: float | None) -> list[_Job[In, Out]]:
         if self._closed:
@@ -227,7 +227,8 @@ class DynamicBatcher(Generic[In, Out]):
 
     def _take_batch(self, now: float) -> list[_Job[In, Out]]:
         """On the thread about to run it: the queue's first ``max_batch_size`` units (jobs their callers left are
-        skipped)."""
+        skipped), noted as :attr:`_taken` under the queue's lock, so that :meth:`aclose` finds every job in one place
+        or the other."""
         batch: list[_Job[In, Out]] = []
         units = 0
         with self._lock:
@@ -236,6 +237,7 @@ class DynamicBatcher(Generic[In, Out]):
                 if not job.future.done():  # else cancelled by its caller
                     batch.append(job)
                     units += job.size
+            self._taken = batch
         if self._metrics:
             for job in batch:
                 self._metrics.queue_duration.observe(now - job.queued_at)
@@ -290,7 +292,7 @@ class DynamicBatcher(Generic[In, Out]):
         deadline has not passed (running from now: the stage's rate is its compute, not its wait for a shared
         thread); the batch taken, the jobs computed and their outputs (or the batch function's error)."""
         now = self.clock()
-        self._taken = batch = self._take_batch(now)
+        batch = self._take_batch(now)
         live = [j for j in batch if j.deadline is None or now <= j.deadline]
         if not live:
             return batch, live, []

@@ -107,15 +107,21 @@ def admit(
     images: int,
     keypoint_frames: int,
     deadline: float | None,
+    *,
+    refuse: bool = True,
 ) -> Ticket:
     """Raise :class:`OverCapacity` unless this request (:func:`request_path`) may enter the engine now; ``deadline``
-    is a ``time.monotonic()`` instant (``None``: always admitted). Call the ticket's ``finish`` when it is done."""
+    is a ``time.monotonic()`` instant (``None``: always admitted). ``refuse=False``: a later part of a request
+    already admitted (a chunk after its first), whose work joins the backlog but is never refused for time. Call the
+    ticket's ``finish`` when it is done."""
     engine, metrics = pipeline.settings.engine, pipeline.metrics
     now = time.monotonic()
     if engine.admission != "time" or deadline is None:
         return Ticket(now)
     path = request_path(pipeline, lifter, opts, images, keypoint_frames)
     work = _work(path)
+    if not refuse:
+        return Ticket(now, pipeline.backlog, work)
     verdict = check_path(path, deadline - now, engine.admission_wait_fraction, pipeline.backlog.wait_s(work))
     for wait in verdict.waits:
         if wait.wait_s is not None:

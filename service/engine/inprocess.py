@@ -189,15 +189,20 @@ class InProcessEngine:
 
     async def _into_stream(self, work: Work, stream_id: str) -> AsyncGenerator[Progress]:
         """``work``'s frames pushed into ``stream_id`` a chunk at a time, each chunk's results yielded; then a
-        summary naming the stream's model (with the tail when ``work.close`` closes the stream)."""
+        summary naming the stream's model (with the tail when ``work.close`` closes the stream). The work is admitted
+        by time at its first chunk: the chunks after it are never refused for time."""
         started, frames = time.monotonic(), work.frames
         size = work.chunk_frames or (len(frames) if isinstance(frames, Sequence) else self.pipeline.streamed_look_ahead)
-        box_source, taken = BoxSource.WHOLE_FRAME, 0
+        box_source, taken, admitted = BoxSource.WHOLE_FRAME, 0, False
         async with positioned(frames, self.metrics, max(1, size)) as (chunks, decoder):
             async for chunk, taken in chunks:
                 timeout = work.chunk_timeout_s
                 deadline = work.deadline if timeout is None else time.monotonic() + timeout
-                results, box_source = await self._push(stream_id, chunk, deadline) if chunk else ([], box_source)
+                if chunk:
+                    results, box_source = await self._push(stream_id, chunk, deadline, refuse=not admitted)
+                    admitted = True
+                else:
+                    results = []
                 yield Progress(results, taken)
         model = self._lifter((await self._meta(stream_id)).model).info
         tail = await self.close_stream(stream_id) if work.close else []
@@ -254,15 +259,17 @@ class InProcessEngine:
         return StreamStep(self.pipeline.buffer, meta, self._lifter(meta.model), self._deadline(deadline))
 
     async def _push(
-        self, stream_id: str, frames: Sequence[Frame], deadline: float | None
+        self, stream_id: str, frames: Sequence[Frame], deadline: float | None, refuse: bool = True
     ) -> tuple[list[FrameResult], BoxSource]:
         """``frames`` appended in order at their own ``frame_index``, placed and smoothed; the results they complete
-        and the last frame's box source."""
+        and the last frame's box source (``refuse``: see :func:`~service.engine.door.admit`)."""
         deadline = self._deadline(deadline)
 
         async def step(meta: StreamMeta) -> tuple[list[FrameResult], BoxSource]:
             flow = self._step(meta, deadline)
-            ticket = admit(self.pipeline, flow.lifter, flow.options, *_frame_counts(frames), flow.deadline)
+            ticket = admit(
+                self.pipeline, flow.lifter, flow.options, *_frame_counts(frames), flow.deadline, refuse=refuse
+            )
             # at most one batch in preparation: a long chunk of keypoints never fills a loop iteration
             look_ahead = min(len(frames), self.pipeline.streamed_look_ahead)
             try:

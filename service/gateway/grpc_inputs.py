@@ -118,7 +118,9 @@ ESTIMATE_METHOD: Final = "/" + pb.DESCRIPTOR.services_by_name["Pose3D"].full_nam
 def keypoints_size_check(limits: LimitSettings) -> Callable[[bytes], None]:
     """A precheck of ``Estimate``'s raw bytes: keypoints longer on the wire than ``max_clip_frames`` frames can be
     are refused (PayloadTooLarge → INVALID_ARGUMENT) from a scan of the top-level fields, before parsing; a
-    200 000-frame request is answered without decoding its 200 000 messages."""
+    200 000-frame request is answered without decoding its 200 000 messages. A request past that bound whose top level
+    the scan cannot size (malformed, or past :data:`~service.rpc.wire.MAX_FIELDS` fields) is refused too
+    (InvalidInput)."""
     bound = limits.max_clip_frames * KEYPOINT_FRAME_WIRE_BYTES + 64 * 1024
     number = pb.EstimateRequest.DESCRIPTOR.fields_by_name["keypoints"].number
 
@@ -126,7 +128,9 @@ def keypoints_size_check(limits: LimitSettings) -> Callable[[bytes], None]:
         if len(raw) <= bound:
             return
         size = field_bytes(raw, number)
-        if size is not None and size > bound:
+        if size is None:  # malformed, or more top-level fields than a request has: not parsed either
+            raise InvalidInput(f"a request of {len(raw)} bytes that is not a well-formed EstimateRequest")
+        if size > bound:
             raise PayloadTooLarge(
                 f"keypoints input of {size} bytes holds more than the {limits.max_clip_frames} frames of keypoints "
                 f"allowed (at most {bound} bytes)"

@@ -47,6 +47,9 @@ PERSON_FIELDS: Final = {
 }  # fmt: skip
 """One person's row of a results page, in order, with each field's shape (``()``: one value)."""
 PERSON_WIDTH: Final = sum(math.prod(shape) for shape in PERSON_FIELDS.values())
+OFF_LOOP_FRAMES: Final = 256
+"""Frames from which a ``Work`` is converted off the event loop, both ways (20 000 keypoint frames: ~0.1 s to a
+message on the gateway, ~0.2 s back on the worker, every stream served there waiting meanwhile)."""
 
 
 def pack(arrays: npt.NDArray[Any] | Sequence[npt.ArrayLike], target: wpb.Array | None = None) -> wpb.Array:

@@ -19,9 +19,9 @@ import ipaddress
 import json
 import socket
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Sequence
 from dataclasses import replace
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import grpc
 
@@ -39,7 +39,7 @@ from service.engine.types import (
     Work,
 )
 from service.engine.work import in_private_stream
-from service.errors import DeadlineExceeded, Unavailable
+from service.errors import DeadlineExceeded, InternalError, Unavailable
 from service.proto_gen.pose3d.worker.v1 import worker_pb2 as wpb
 from service.proto_gen.pose3d.worker.v1 import worker_pb2_grpc
 from service.rpc import link
@@ -47,6 +47,7 @@ from service.rpc.server import WORKER_SERVICE, channel_options
 from service.rpc.status import error_from_rpc
 from service.telemetry.grpc_trace import TraceClientInterceptor, TraceStreamClientInterceptor
 
+T = TypeVar("T")
 RETRY_MAX_ATTEMPTS: Final = 3
 RECONNECT_BACKOFF_MAX_MS: Final = 2000
 
@@ -147,6 +148,9 @@ class WorkerChannel:
             ("grpc.service_config", WORKER_SERVICE_CONFIG),
             ("grpc.initial_reconnect_backoff_ms", 200),  # a worker that (re)starts is seen within a few seconds
             ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
+            # the retry policy replays only a call whose request it kept (default 256 KiB): an image frame past that
+            # would not be made again on another worker when its worker dies
+            ("grpc.per_rpc_retry_buffer_size", max_message_bytes),
         ]
         if credentials is not None and tls_name is not None:
             options.append(("grpc.ssl_target_name_override", tls_name))
@@ -267,18 +271,21 @@ class RemoteEngineClient:
     async def _call_submit(self, work: Work) -> AsyncGenerator[Progress]:
         """One ``Submit`` call, its progress as it comes. An encoded clip's call cut short (UNAVAILABLE after it has
         answered, which no retry policy replays) is made again from the first position not answered, at most
-        ``RETRY_MAX_ATTEMPTS`` times in a row without progress. A refusal is never retried."""
-        timeout = None if work.deadline is None and work.chunk_timeout_s else self.workers.timeout(work.deadline)
+        ``RETRY_MAX_ATTEMPTS`` times in a row without progress, each call with what is left of the deadline. A
+        refusal is never retried."""
         clip = work.frames if isinstance(work.frames, EncodedClip) else None
         next_position, failures = 0 if clip is None else clip.start, 0
         while True:
-            request = link.work_to_pb(
-                work if clip is None else replace(work, frames=replace(clip, start=next_position))
-            )
+            timeout = None if work.deadline is None and work.chunk_timeout_s else self.workers.timeout(work.deadline)
+            this = work if clip is None else replace(work, frames=replace(clip, start=next_position))
+            if not isinstance(this.frames, Sequence) or len(this.frames) < link.OFF_LOOP_FRAMES:
+                request = link.work_to_pb(this)
+            else:
+                request = await asyncio.to_thread(link.work_to_pb, this)
             call = self.workers.stub.Submit(request, timeout=timeout)
             try:
                 async for reply in call:
-                    step = link.progress_from_pb(reply)
+                    step = _read(link.progress_from_pb, reply)
                     if clip is not None and work.stream is not None:
                         fresh = [r for r in step.results if r.frame_index >= next_position]
                         if fresh:
@@ -301,13 +308,15 @@ class RemoteEngineClient:
 
     async def open_stream(self, options: EstimateOptions, stream_id: str | None = None) -> StreamInfo:
         options_pb = link.options_to_pb(options)
-        return link.stream_from_pb(await self._stream_call(wpb.StreamCall.OP_OPEN, stream_id or "", options=options_pb))
+        return _read(
+            link.stream_from_pb, await self._stream_call(wpb.StreamCall.OP_OPEN, stream_id or "", options=options_pb)
+        )
 
     async def close_stream(self, stream_id: str) -> list[FrameResult]:
-        return link.results_from_pb((await self._stream_call(wpb.StreamCall.OP_CLOSE, stream_id)).tail)
+        return _read(link.results_from_pb, (await self._stream_call(wpb.StreamCall.OP_CLOSE, stream_id)).tail)
 
     async def get_stream(self, stream_id: str) -> StreamInfo:
-        return link.stream_from_pb(await self._stream_call(wpb.StreamCall.OP_GET, stream_id))
+        return _read(link.stream_from_pb, await self._stream_call(wpb.StreamCall.OP_GET, stream_id))
 
     async def models(self) -> list[ModelInfo]:
         """The workers' models, cached for ``MODELS_TTL_S`` (the gateway resolves a model on every request;
@@ -338,6 +347,15 @@ class RemoteEngineClient:
         word = "serving" if ready else "not serving"
         detail = {f"worker {self.workers.target}": f"{word} (channel {state.name.lower()})"}
         return ReadyStatus(ready=ready, detail=detail)
+
+
+def _read(convert: Callable[[Any], T], reply: Any) -> T:
+    """``convert(reply)``, a worker's reply read by the link's codec; one it refuses (another version's, or broken)
+    is the service's fault (InternalError), not the caller's invalid input."""
+    try:
+        return convert(reply)
+    except ValueError as exc:
+        raise InternalError(f"a worker's reply could not be read: {exc}") from exc
 
 
 def _frame_bytes(frame: Frame) -> int:

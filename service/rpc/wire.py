@@ -9,6 +9,9 @@ from typing import Final
 _VARINT: Final = 0
 _LENGTH_DELIMITED: Final = 2
 _FIXED_BYTES: Final = {1: 8, 5: 4}  # wire types fixed64 and fixed32
+MAX_FIELDS: Final = 1024
+"""Top-level fields scanned at most: a request has a few (the scan runs on the event loop; 64 MiB of two-byte fields
+took it over ten seconds)."""
 
 
 def _varint(raw: bytes, at: int) -> tuple[int, int]:
@@ -28,10 +31,12 @@ def _varint(raw: bytes, at: int) -> tuple[int, int]:
 def field_bytes(raw: bytes, field_number: int) -> int | None:
     """Total payload bytes of every length-delimited occurrence of top-level field ``field_number`` in the
     serialised message ``raw`` (occurrences of a message field are merged by parsers, so they add up), or None when
-    ``raw`` is not a well-formed message at its top level (the real decoder then reports it)."""
+    ``raw`` is not a well-formed message at its top level or has more than :data:`MAX_FIELDS` fields there."""
     total, at, end = 0, 0, len(raw)
     try:
-        while at < end:
+        for _ in range(MAX_FIELDS):
+            if at >= end:
+                break
             key, at = _varint(raw, at)
             number, wire_type = key >> 3, key & 7
             if wire_type == _VARINT:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -22,11 +23,32 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = 30.0  # seconds a connection may leave its thread waiting (a TLS handshake, a request) before it ends
+
     def log_message(self, format: str, *args: Any) -> None:
         """No line per scrape."""
 
 
-class _MetricsServer6(ThreadingWSGIServer):
+class _MetricsServer(ThreadingWSGIServer):
+    """A thread per connection; with ``tls``, each connection's TLS handshake runs on its own thread (a wrapped
+    listening socket shakes hands in the one thread that accepts, so a client that connected and said nothing
+    stalled every later scrape)."""
+
+    tls: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, address = super().get_request()
+        if self.tls is not None:
+            conn = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed its handshake (plaintext), timed out or dropped is no fault: no traceback."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+class _MetricsServer6(_MetricsServer):
     address_family = socket.AF_INET6
 
 
@@ -58,12 +80,8 @@ def serve_metrics(settings: WorkerSettings, registry: CollectorRegistry, keys: K
     app: WsgiApp = make_wsgi_app(registry)
     if keys is not None:
         app = _require_key(app, keys)
-    server_class = _MetricsServer6 if ":" in settings.host else ThreadingWSGIServer
-    httpd: WSGIServer = make_server(
-        settings.host, settings.metrics_port, app, server_class, handler_class=_QuietHandler
-    )
-    context = _tls_context(settings)
-    if context is not None:
-        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    server_class = _MetricsServer6 if ":" in settings.host else _MetricsServer
+    httpd = make_server(settings.host, settings.metrics_port, app, server_class, handler_class=_QuietHandler)
+    httpd.tls = _tls_context(settings)
     threading.Thread(target=httpd.serve_forever, name="worker-metrics", daemon=True).start()
     return httpd

@@ -57,7 +57,12 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
     async def Submit(self, request: wpb.Work, context: Context) -> AsyncGenerator[wpb.Progress]:
         """Run the work here, one message per progress event; a cancelled call cancels the work at once."""
         async with observed_call(self.metrics, "worker.Submit", context):
-            steps = self._engine().submit(link.work_from_pb(request, deadline_of(context)))
+            engine, deadline = self._engine(), deadline_of(context)
+            if len(request.frames.frames) < link.OFF_LOOP_FRAMES:
+                work = link.work_from_pb(request, deadline)
+            else:
+                work = await asyncio.to_thread(link.work_from_pb, request, deadline)
+            steps = engine.submit(work)
             async with contextlib.aclosing(steps):
                 async for step in steps:
                     yield link.progress_to_pb(step)

@@ -250,3 +250,35 @@ async def test_the_batch_is_taken_when_its_thread_starts_it(executor: ThreadPool
     assert await asyncio.gather(first, *later) == [1.0, 4.0, 9.0, 16.0]
     assert fn.batches == [[1.0, 2.0, 3.0], [4.0]]  # the queued ones joined the first batch, up to 3 units
     await batcher.aclose()
+
+
+class _HeldObservation:
+    """``queue_duration`` whose ``observe`` — run by the batch's thread once it has taken its batch off the queue —
+    says so and waits until released."""
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def observe(self, amount: float) -> None:
+        self.entered.set()
+        self.release.wait(5)
+
+
+async def test_closing_just_as_the_thread_takes_the_batch_fails_its_callers(executor: ThreadPoolExecutor) -> None:
+    """aclose() after the thread took the batch off the queue but before it noted it as taken: the batch was in
+    neither place aclose looks, and its callers waited for ever (the thread's outputs go to no one)."""
+    metrics = Metrics()
+    held = _HeldObservation()
+    metrics.queue_duration = held  # type: ignore[assignment]
+    batcher = DynamicBatcher("lift", Recorder(), BatcherLimits(4, 0.0, 100), executor=executor, metrics=metrics)
+    caller = asyncio.ensure_future(batcher.submit(2.0))
+    assert await asyncio.to_thread(held.entered.wait, 5)
+    await batcher.aclose()
+    held.release.set()
+    await asyncio.get_running_loop().run_in_executor(executor, lambda: None)  # the batch's thread is done
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert caller.done(), "the caller of a batch taken as the batcher closed waits for ever"
+    caller.cancel()
+    with pytest.raises(Unavailable):
+        await caller
