@@ -10,7 +10,8 @@ job whose gateway died is taken over after ``jobs.lease_s`` and resumed in its e
 first frame without a stored result (a lost stream: a new one from frame 0; each position is written once). At
 most ``jobs.chunk_frames`` frames per engine call, one call at a time, so interactive requests share the batches.
 An overloaded or unavailable engine makes the job wait (backoff) and resume; a job runs at most :data:`MAX_ATTEMPTS`
-times, takeovers after its gateway died included (docs/jobs.md, "Where jobs live").
+times, takeovers after its gateway died included, runs its gateway handed over when it stopped gracefully not
+(docs/jobs.md, "Where jobs live").
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class _Run:
 
     async def execute(self) -> None:
         settings = self.runner.settings
-        if self.record.attempts > MAX_ATTEMPTS:  # each run ended with its gateway (killed, or its lease lapsed)
+        if self.record.counted_attempts > MAX_ATTEMPTS:  # each run ended with its gateway (killed, lease lapsed)
             raise InternalError(f"job {self.job_id} was given up after {MAX_ATTEMPTS} runs: each stopped before the "
                                 "end (its gateway died or lost the job's lease)")  # fmt: skip
         try:
@@ -237,7 +238,7 @@ class JobRunner:
             )
 
     async def _retry_later(self, record: JobRecord, exc: Pose3DError) -> None:
-        if record.attempts >= MAX_ATTEMPTS:
+        if record.counted_attempts >= MAX_ATTEMPTS:
             await self._fail(record.job_id, problem_of(exc))
             return
         backoff = min(30.0, 0.5 * 2 ** min(record.attempts, 6))
@@ -246,15 +247,22 @@ class JobRunner:
             await self.store.update(record.job_id, owner=self.owner, lease_until=time.time() + backoff)
 
     async def _after_cancel(self, run: _Run) -> None:
-        """Closing: hand the job over at once (lease freed). Cancelled by a client: free its engine stream.
-        Lease lost to another gateway: leave everything to it."""
+        """Closing: hand the job over at once (lease freed; the run counted as a handover, not against
+        :data:`MAX_ATTEMPTS`). Cancelled by a client: free its engine stream. Lease lost to another gateway: leave
+        everything to it."""
+        if self._closing:
+            await asyncio.shield(self._hand_over(run.record))
+            return
         with contextlib.suppress(Pose3DError):
-            if self._closing:
-                await asyncio.shield(self.store.update(run.job_id, owner=self.owner, lease_until=0.0))
-                return
             record = await asyncio.shield(self.store.get(run.job_id))
             if record.state is JobState.CANCELLED and run.sid is not None:
                 await close(run.engine, run.sid)
+
+    async def _hand_over(self, record: JobRecord) -> None:
+        """Free the lease of a job this process holds (``record``: as claimed), counting a handover."""
+        handed = {"lease_until": 0.0, "handovers": record.handovers + 1}
+        with contextlib.suppress(Pose3DError):
+            await self.store.update(record.job_id, owner=self.owner, **handed)
 
     async def aclose(self) -> None:
         """Stop sweeping and running; running jobs are handed over (their leases freed) to be resumed."""
@@ -263,6 +271,10 @@ class JobRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for job_id in list(self._running):  # a run cancelled before its first step: none of its handling ran
+            with contextlib.suppress(Pose3DError):
+                await self._hand_over(await self.store.get(job_id))
+        self._running.clear()
 
 
 @dataclass

@@ -1,0 +1,106 @@
+"""A job handed over by gateways that stop gracefully (rolling restarts) is not failed for it: a handover is no
+failed run. A run whose gateway died (its lease left to lapse) still counts (test_job_store_failures.py). Real Redis
+and the in-process engine (tiny random models)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+
+from service.engine.inprocess import build_engine
+from service.engine.types import EngineClient, StreamInfo
+from service.gateway.jobs.runner import MAX_ATTEMPTS, JobRunner
+from service.jobs.redis import RedisJobStore
+from service.jobs.store import JobRecord, JobState, new_job_id
+from service.metrics import Metrics
+from tests.conftest import RedisServer
+from tests.service.rest_support import tiny_settings
+
+POSE = [[320.0 + 4 * j, 180.0 + 10 * j, 0.9] for j in range(17)]
+BODY = json.dumps({"keypoints_2d": [POSE] * 12, "image_size": [640, 480], "model": "pstmo-9"}).encode()
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer) -> AsyncIterator[RedisJobStore]:
+    s = RedisJobStore(redis_server.url, ttl_s=60.0, prefix="t" + secrets.token_hex(4))
+    yield s
+    await s.aclose()
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[EngineClient]:
+    e: EngineClient = await build_engine(tiny_settings(), Metrics())
+    yield e
+    await e.aclose()
+
+
+async def submitted(store: RedisJobStore) -> str:
+    job_id = new_job_id("")
+    record = JobRecord(job_id=job_id, kind="keypoints", request_id="r1", created_s=1.0, params={"model": "pstmo-9"},
+                       frames_total=12)  # fmt: skip
+    await store.create(record, BODY)
+    return job_id
+
+
+async def restart_mid_run(store: RedisJobStore, engine: EngineClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One gateway's life: it claims the job, its run reaches the engine (held there), and the gateway stops
+    gracefully (``aclose``, as at SIGTERM): the job is handed over."""
+    reached = asyncio.Event()
+
+    async def held(stream_id: str) -> StreamInfo:
+        reached.set()
+        await asyncio.Event().wait()  # until the gateway's stop cancels the run
+        raise AssertionError("unreachable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine, "get_stream", held)
+        runner = JobRunner(store, tiny_settings(), lambda: engine)
+        await runner.sweep()
+        (run,) = runner._running.values()
+        reaching = asyncio.create_task(reached.wait())
+        await asyncio.wait([run, reaching], return_when=asyncio.FIRST_COMPLETED)  # a run that ends is not held
+        reaching.cancel()
+        await runner.aclose()
+
+
+async def test_a_job_through_more_rolling_restarts_than_max_attempts_still_runs(
+    store: RedisJobStore, engine: EngineClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, every graceful handover counted as a failed attempt: after MAX_ATTEMPTS rolling restarts of its
+    gateways the next run failed the job with 500 'given up after 20 runs', though no run had failed."""
+    job_id = await submitted(store)
+    for _ in range(MAX_ATTEMPTS + 1):
+        await restart_mid_run(store, engine, monkeypatch)
+        record = await store.get(job_id)
+        assert record.state is JobState.RUNNING, record
+        assert record.lease_until == 0.0  # handed over at once
+    runner = JobRunner(store, tiny_settings(), lambda: engine)
+    try:
+        await runner.sweep()
+        await asyncio.gather(*runner._running.values())
+    finally:
+        await runner.aclose()
+    record = await store.get(job_id)
+    assert record.state is JobState.DONE, record
+    assert record.frames_done == 12
+    assert record.attempts == MAX_ATTEMPTS + 2  # every run is still shown
+
+
+async def test_a_job_claimed_just_before_its_gateway_stops_is_handed_over(
+    store: RedisJobStore, engine: EngineClient
+) -> None:
+    """A gateway that stops between claiming a job and starting its run (the run's task cancelled before its first
+    step, so none of its own handling runs) still hands the job over: before, its lease was kept until it lapsed
+    (``jobs.lease_s``), and the claim counted as a failed run."""
+    job_id = await submitted(store)
+    runner = JobRunner(store, tiny_settings(), lambda: engine)
+    await runner.sweep()
+    assert runner._running, "the job was not claimed"
+    await runner.aclose()
+    record = await store.get(job_id)
+    assert record.lease_until == 0.0, record
+    assert record.counted_attempts == 0, record
