@@ -7,7 +7,7 @@ import csv
 import io
 import json
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
@@ -42,12 +42,15 @@ def _cell(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
 
-def export_csv(frames: Sequence[Mapping[str, Any]]) -> str:
-    """The CSV text (header row :data:`CSV_COLUMNS`, ``\\r\\n`` line ends as the csv module writes them)."""
+def export_csv(frames: Sequence[Mapping[str, Any]], check: Callable[[], None] | None = None) -> str:
+    """The CSV text (header row :data:`CSV_COLUMNS`, ``\\r\\n`` line ends as the csv module writes them);
+    ``check()`` before each frame (it raises to stop)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for frame in frames:
+        if check is not None:
+            check()
         stamp = _cell(frame.get("timestamp_s"))
         for person in frame["people"]:
             joints_3d = person["keypoints_3d"]
@@ -94,14 +97,14 @@ class Exported:
     bvh_max_error_m: dict[int, float] = field(default_factory=dict)
 
 
-def _bvh(frames: list[Mapping[str, Any]], track: int | None, stem: str) -> Exported:
+def _bvh(frames: list[Mapping[str, Any]], track: int | None, stem: str, check: Callable[[], None] | None) -> Exported:
     ids = track_ids(frames)
     if not ids:
         raise ExportError("no person was found in any frame, so there is no skeleton to write as BVH")
     if track is not None and track not in ids:
         raise ExportError(f"track {track} is not in the result (tracks: {ids})")
     chosen = [track] if track is not None else ids
-    exports = [export_bvh(track_sequence(frames, t)) for t in chosen]
+    exports = [export_bvh(track_sequence(frames, t), check) for t in chosen]
     errors = {e.track_id: e.max_error_m for e in exports}
     if len(exports) == 1:
         return Exported(exports[0].text.encode(), "application/x-bvh", f"{stem}_track{chosen[0]}.bvh", errors)
@@ -113,10 +116,15 @@ def _bvh(frames: list[Mapping[str, Any]], track: int | None, stem: str) -> Expor
 
 
 def export_document(
-    document: Mapping[str, Any], fmt: ExportFormat, track: int | None = None, stem: str = "pose3d"
+    document: Mapping[str, Any],
+    fmt: ExportFormat,
+    track: int | None = None,
+    stem: str = "pose3d",
+    check: Callable[[], None] | None = None,
 ) -> Exported:
     """``document`` (a ``PoseResponse`` as JSON) as ``fmt``. BVH: one file per track id — a single ``.bvh`` when
-    there is one track or ``track`` picks one, else a zip of ``<stem>_track<id>.bvh``."""
+    there is one track or ``track`` picks one, else a zip of ``<stem>_track<id>.bvh``. CSV and BVH call ``check()``
+    before each frame (it raises to stop the export)."""
     frames = frames_of(document)
     if fmt is ExportFormat.JSON:
         return Exported((json.dumps(document, indent=2) + "\n").encode(), "application/json", f"{stem}.json")
@@ -124,5 +132,5 @@ def export_document(
         lines = "".join(json.dumps(dict(f), separators=(",", ":")) + "\n" for f in frames)  # as `pose3d stream`
         return Exported(lines.encode(), "application/x-ndjson", f"{stem}.jsonl")
     if fmt is ExportFormat.CSV:
-        return Exported(export_csv(frames).encode(), "text/csv; charset=utf-8", f"{stem}.csv")
-    return _bvh(frames, track, stem)
+        return Exported(export_csv(frames, check).encode(), "text/csv; charset=utf-8", f"{stem}.csv")
+    return _bvh(frames, track, stem, check)
