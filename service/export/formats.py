@@ -63,8 +63,46 @@ def export_csv(frames: Sequence[Mapping[str, Any]], check: Callable[[], None] | 
     return out.getvalue()
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _points(value: Any, width: int) -> bool:
+    """``value`` is 17 points of at least ``width`` numbers."""
+    return isinstance(value, list) and len(value) == 17 and all(
+        isinstance(p, list) and len(p) >= width and all(map(_number, p)) for p in value
+    )  # fmt: skip
+
+
+def _person_problem(person: Any) -> str | None:
+    if not isinstance(person, dict):
+        return "a person that is not an object"
+    if not isinstance(person.get("track_id"), int):
+        return "a person without an integer track_id"
+    box = person.get("box")
+    if not (isinstance(box, list) and len(box) == 4 and all(map(_number, box))):
+        return "a person without a box of 4 numbers"
+    if not _points(person.get("keypoints_2d"), 2) or not _points(person.get("keypoints_3d"), 3):
+        return "a person without keypoints_2d (17 x 2) and keypoints_3d (17 x 3)"
+    return None
+
+
+def _frame_problem(frame: Any) -> str | None:
+    """Why ``frame`` is no result frame as the renders and exports read it (None when it is one)."""
+    if not isinstance(frame, dict) or not isinstance(frame.get("frame_index"), int):
+        return "no object with an integer frame_index"
+    stamp = frame.get("timestamp_s")
+    if stamp is not None and not _number(stamp):
+        return "a timestamp_s that is not a number"
+    people = frame.get("people")
+    if not isinstance(people, list):
+        return "no list of people"
+    return next((why for why in map(_person_problem, people) if why is not None), None)
+
+
 def read_results(text: str) -> list[dict[str, Any]]:
-    """Frames of a saved result: a ``PoseResponse`` JSON document or JSON lines of frames (ValueError otherwise)."""
+    """Frames of a saved result: a ``PoseResponse`` JSON document or JSON lines of frames (ValueError otherwise,
+    naming the first frame that is no result frame)."""
     stripped = text.strip()
     if not stripped:
         raise ValueError("empty results file")
@@ -73,13 +111,19 @@ def read_results(text: str) -> list[dict[str, Any]]:
     except json.JSONDecodeError:
         document = None
     if isinstance(document, dict) and "frames" in document:
-        return list(document["frames"])
-    if isinstance(document, dict) and "people" in document:
-        return [document]
-    lines = [json.loads(line) for line in stripped.splitlines() if line.strip()]
-    if not all(isinstance(f, dict) and "people" in f for f in lines):
-        raise ValueError("not a pose3d result: expected a JSON document with 'frames' or JSON lines of frames")
-    return lines
+        frames = document["frames"]
+    elif isinstance(document, dict) and "people" in document:
+        frames = [document]
+    else:
+        frames = [json.loads(line) for line in stripped.splitlines() if line.strip()]
+        if not all(isinstance(f, dict) and "people" in f for f in frames):
+            raise ValueError("not a pose3d result: expected a JSON document with 'frames' or JSON lines of frames")
+    if not isinstance(frames, list):
+        raise ValueError("not a pose3d result: its 'frames' is not a list")
+    for n, frame in enumerate(frames):
+        if (why := _frame_problem(frame)) is not None:
+            raise ValueError(f"not a pose3d result: frame {n} has {why}")
+    return frames
 
 
 class ExportError(ValueError):
