@@ -153,6 +153,7 @@ class JobRecord:
     lease_until: float = 0.0
     attempts: int = 0
     handovers: int = 0
+    stream_id: str = ""  # the engine stream its runs push into, once a run opened one other than job-<id>
     key: str = ""
     input_bytes: int = 0
     result_bytes: int = 0

@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import pytest
 
+from service.config import JobSettings
 from service.engine.inprocess import build_engine
-from service.engine.types import EngineClient, StreamInfo
+from service.engine.types import EngineClient, Progress, StreamInfo, Work
 from service.gateway.jobs.runner import MAX_ATTEMPTS, JobRunner
 from service.jobs.redis import RedisJobStore
 from service.jobs.store import JobRecord, JobState, new_job_id
@@ -104,3 +105,66 @@ async def test_a_job_claimed_just_before_its_gateway_stops_is_handed_over(
     record = await store.get(job_id)
     assert record.lease_until == 0.0, record
     assert record.counted_attempts == 0, record
+
+
+class Pushes:
+    """Records each engine call of a job (its stream and first frame); the ``hold``-th waits until cancelled."""
+
+    def __init__(self, engine: EngineClient, hold: int | None = None) -> None:
+        self.real = engine.submit
+        self.calls: list[tuple[str | None, int]] = []
+        self.hold = hold
+        self.reached = asyncio.Event()
+
+    def __call__(self, work: Work) -> AsyncGenerator[Progress]:
+        assert isinstance(work.frames, list)
+        self.calls.append((work.stream, work.frames[0].frame_index))
+        return self._held() if len(self.calls) == self.hold else self.real(work)
+
+    async def _held(self) -> AsyncGenerator[Progress]:
+        self.reached.set()
+        await asyncio.Event().wait()
+        yield Progress([])
+
+
+async def test_a_job_resumes_its_new_stream_after_a_handover(
+    store: RedisJobStore, engine: EngineClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job whose first stream was lost runs in a new one (``job-<id>-g<n>``); after a graceful handover the next
+    run resumes that stream where the stored results end. Before, each run looked only for the first stream, so
+    every handover opened yet another stream and pushed the whole clip again from frame 0."""
+    settings = tiny_settings(jobs=JobSettings(keypoint_chunk_frames=4))
+    job_id = new_job_id("")
+    record = JobRecord(job_id=job_id, kind="keypoints", request_id="r1", created_s=1.0, params={"model": "pstmo-9"},
+                       frames_total=40)  # fmt: skip
+    await store.create(record, json.dumps({"keypoints_2d": [POSE] * 40, "image_size": [640, 480]}).encode())
+    assert await store.claim(job_id, "died-at-once", now_s=0.0, lease_s=1.0) is not None  # no stream opened
+
+    first = Pushes(engine, hold=6)
+    with monkeypatch.context() as patch:
+        patch.setattr(engine, "submit", first)
+        runner = JobRunner(store, settings, lambda: engine)
+        await runner.sweep()
+        (run,) = runner._running.values()
+        reaching = asyncio.create_task(first.reached.wait())
+        await asyncio.wait([run, reaching], return_when=asyncio.FIRST_COMPLETED)
+        reaching.cancel()
+        await runner.aclose()  # a rolling restart
+    stream = first.calls[0][0]
+    assert stream == f"job-{job_id}-g2"
+    stored = (await store.get(job_id)).frames_done
+    assert stored > 0
+
+    second = Pushes(engine)
+    with monkeypatch.context() as patch:
+        patch.setattr(engine, "submit", second)
+        runner = JobRunner(store, settings, lambda: engine)
+        try:
+            await runner.sweep()
+            await asyncio.gather(*runner._running.values())
+        finally:
+            await runner.aclose()
+    done = await store.get(job_id)
+    assert done.state is JobState.DONE, done
+    assert done.frames_done == 40
+    assert second.calls[0] == (stream, stored), second.calls  # the same stream, from the first frame not stored

@@ -7,7 +7,8 @@ come.
 Any gateway claims the oldest unowned job while it has a free slot (``jobs.max_running``), at each sweep (every
 ``jobs.poll_interval_s``, or at once after a submission), and holds a lease renewed every ``jobs.lease_s / 3``. A
 job whose gateway died is taken over after ``jobs.lease_s`` and resumed in its engine stream ``job-<id>`` from the
-first frame without a stored result (a lost stream: a new one from frame 0; each position is written once). At
+first frame without a stored result (a lost stream: a new one from frame 0, recorded in the job for later runs to
+resume; each position is written once). At
 most ``jobs.chunk_frames`` frames per engine call, one call at a time, so interactive requests share the batches.
 An overloaded or unavailable engine makes the job wait (backoff) and resume; a job runs at most :data:`MAX_ATTEMPTS`
 times, takeovers after its gateway died included, runs its gateway handed over when it stopped gracefully not
@@ -67,15 +68,17 @@ class _Run:
         self.sid: str | None = None
 
     async def stream(self, source: JobSource) -> tuple[str, int]:
-        """The engine stream to push into and the first position to push: resume the job's stream where its
-        stored results end, or open a fresh one (a new generation when an earlier one is lost)."""
-        sid, done = f"job-{self.job_id}", self.record.frames_done
+        """The engine stream to push into and the first position to push: resume the job's latest stream where its
+        stored results end (or, were that further, where the stream's frames end), or open a fresh one (a new
+        generation, recorded in the job, when an earlier one is lost)."""
+        base, done = f"job-{self.job_id}", self.record.frames_done
+        latest = self.record.stream_id or base
         with contextlib.suppress(UnknownStream):
-            await self.engine.get_stream(sid)
-            return sid, done
-        if done > 0 or self.record.attempts > 1:
-            sid = f"{sid}-g{self.record.attempts}"
+            info = await self.engine.get_stream(latest)
+            return latest, min(done, info.frames_received)
+        sid = f"{base}-g{self.record.attempts}" if done > 0 or self.record.attempts > 1 else base
         await self.engine.open_stream(source.options, stream_id=sid)
+        await self.runner.store.update(self.job_id, owner=self.runner.owner, stream_id=sid)
         return sid, 0
 
     async def store(self, results: list[FrameResult]) -> None:
