@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from service.config import JobSettings
 from service.engine.inprocess import build_engine
 from service.engine.types import EngineClient, Progress, StreamInfo, Work
+from service.errors import Overloaded
 from service.gateway.jobs.runner import MAX_ATTEMPTS, JobRunner
 from service.jobs.redis import RedisJobStore
 from service.jobs.store import JobRecord, JobState, new_job_id
@@ -168,3 +170,28 @@ async def test_a_job_resumes_its_new_stream_after_a_handover(
     assert done.state is JobState.DONE, done
     assert done.frames_done == 40
     assert second.calls[0] == (stream, stored), second.calls  # the same stream, from the first frame not stored
+
+
+async def test_a_refused_run_waits_at_least_the_refusals_retry_after(
+    store: RedisJobStore, engine: EngineClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run the engine refuses (503/429 with Retry-After: models loading, over capacity) is tried again no sooner
+    than the refusal says. Before, the job's own backoff (1 s after the first run) ignored it: the job asked again
+    too early, and each early try spent one of its MAX_ATTEMPTS runs."""
+
+    async def refused(work: Work) -> AsyncGenerator[Progress]:
+        raise Overloaded("the engine is over capacity", retry_after_s=20.0)
+        yield Progress([])
+
+    monkeypatch.setattr(engine, "submit", refused)
+    job_id = await submitted(store)
+    runner = JobRunner(store, tiny_settings(), lambda: engine)
+    before = time.time()
+    try:
+        await runner.sweep()
+        await asyncio.gather(*runner._running.values())
+    finally:
+        await runner.aclose()
+    record = await store.get(job_id)
+    assert record.state is JobState.RUNNING, record
+    assert record.lease_until >= before + 20.0, record.lease_until - before

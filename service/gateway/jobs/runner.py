@@ -8,11 +8,10 @@ Any gateway claims the oldest unowned job while it has a free slot (``jobs.max_r
 ``jobs.poll_interval_s``, or at once after a submission), and holds a lease renewed every ``jobs.lease_s / 3``. A
 job whose gateway died is taken over after ``jobs.lease_s`` and resumed in its engine stream ``job-<id>`` from the
 first frame without a stored result (a lost stream: a new one from frame 0, recorded in the job for later runs to
-resume; each position is written once). At
-most ``jobs.chunk_frames`` frames per engine call, one call at a time, so interactive requests share the batches.
-An overloaded or unavailable engine makes the job wait (backoff) and resume; a job runs at most :data:`MAX_ATTEMPTS`
-times, takeovers after its gateway died included, runs its gateway handed over when it stopped gracefully not
-(docs/jobs.md, "Where jobs live").
+resume; each position is written once). At most ``jobs.chunk_frames`` frames per engine call, one call at a time, so
+interactive requests share the batches. An overloaded or unavailable engine makes the job wait (backoff, at least a
+refusal's Retry-After) and resume; a job runs at most :data:`MAX_ATTEMPTS` times, takeovers after its gateway died
+included, runs its gateway handed over when it stopped gracefully not (docs/jobs.md, "Where jobs live").
 """
 
 from __future__ import annotations
@@ -244,7 +243,8 @@ class JobRunner:
         if record.counted_attempts >= MAX_ATTEMPTS:
             await self._fail(record.job_id, problem_of(exc))
             return
-        backoff = min(30.0, 0.5 * 2 ** min(record.attempts, 6))
+        # the job's backoff, or a refusal's Retry-After when that is longer
+        backoff = max(min(30.0, 0.5 * 2 ** min(record.attempts, 6)), exc.retry_after_s or 0.0)
         log.warning("job %s: %s; retrying in %.1f s", record.job_id, exc.detail, backoff)
         with contextlib.suppress(Pose3DError):
             await self.store.update(record.job_id, owner=self.owner, lease_until=time.time() + backoff)
