@@ -28,6 +28,7 @@ from service.engine.clips import UPLOAD_DEMUX_OPTIONS
 from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Unavailable
 from service.export.formats import ExportError, ExportFormat, export_document
 from service.gateway.encoding import PoseAnswer, encode_answer, pieces
+from service.gateway.jobs.results import NDJSON, wants_ndjson
 
 T = TypeVar("T")
 
@@ -118,7 +119,8 @@ class OutputRequest:
 
 
 def output_request(request: Request) -> OutputRequest:
-    """The query parameters, checked before any body is read (unknown values → 400)."""
+    """The query parameters, checked before any body is read (unknown values, or an export or a render asked
+    together with ``Accept: application/x-ndjson`` → 400)."""
     query = request.query_params
     raw_format = query.get("format")
     try:
@@ -136,6 +138,9 @@ def output_request(request: Request) -> OutputRequest:
         raise BadRequest(f"render must be png or mp4, not {raw_render!r}") from None
     if render is not None and raw_format:
         raise BadRequest("ask for either render or format, not both")
+    if wants_ndjson(request) and (render is not None or fmt is not ExportFormat.JSON):
+        raise BadRequest(f"ask for either Accept: {NDJSON} (each frame as it completes) or a render or an export "
+                         "(format other than json), not both")  # fmt: skip
     return OutputRequest(fmt=fmt, track=track, render=render)
 
 

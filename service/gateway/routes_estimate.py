@@ -43,9 +43,9 @@ async def _answer(
     """Run the estimate and deliver its answer (encoded off the event loop, an export or a render stopped at its next
     frame when it overruns) under the request's deadline; with
     ``Accept: application/x-ndjson`` each frame of ``source`` as it completes, under a progress deadline."""
+    wanted = output_request(request)
     if wants_ndjson(request):
         return await streamed_estimate(request, source)
-    wanted = output_request(request)
     started = time.perf_counter()
     async with deadline_scope(request) as deadline:
         ctx = EstimateContext(engine_of(request), state_of(request).settings, request_id_of(request), deadline)
