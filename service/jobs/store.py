@@ -154,6 +154,7 @@ class JobRecord:
     attempts: int = 0
     handovers: int = 0
     stream_id: str = ""  # the engine stream its runs push into, once a run opened one other than job-<id>
+    stream_lost: bool = False  # that stream lost its stored frames: the next run opens a new one
     key: str = ""
     input_bytes: int = 0
     result_bytes: int = 0

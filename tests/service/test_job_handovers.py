@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 import pytest
 
 from service.config import JobSettings
+from service.engine.framebuffer.redis import stream_keys
 from service.engine.inprocess import build_engine
 from service.engine.types import EngineClient, Progress, StreamInfo, Work
 from service.errors import Overloaded
@@ -195,3 +196,47 @@ async def test_a_refused_run_waits_at_least_the_refusals_retry_after(
     record = await store.get(job_id)
     assert record.state is JobState.RUNNING, record
     assert record.lease_until >= before + 20.0, record.lease_until - before
+
+
+async def test_a_job_whose_stream_lost_its_frames_runs_again_in_a_new_stream(
+    store: RedisJobStore, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job whose engine stream lost its stored frames (Redis eviction; the stream's meta kept) runs again in a new
+    stream from frame 0 and keeps the frames it has: its input is staged. Before, the engine's 410 stream-frames-lost
+    failed the job for good, naming its internal stream."""
+    settings = tiny_settings(jobs=JobSettings(keypoint_chunk_frames=4), redis_url=redis_server.url)
+    engine: EngineClient = await build_engine(settings, Metrics())
+    real = engine.submit
+    pushes: list[tuple[str | None, int]] = []
+
+    async def evicted_first(work: Work) -> AsyncGenerator[Progress]:
+        assert work.stream is not None
+        await store._redis.delete(stream_keys(work.stream)[1])  # what Redis's eviction does to the stream's frames
+        async for step in real(work):
+            yield step
+
+    def submit(work: Work) -> AsyncGenerator[Progress]:
+        assert isinstance(work.frames, list)
+        pushes.append((work.stream, work.frames[0].frame_index))
+        return evicted_first(work) if len(pushes) == 4 else real(work)
+
+    monkeypatch.setattr(engine, "submit", submit)
+    job_id = new_job_id("")
+    record = JobRecord(job_id=job_id, kind="keypoints", request_id="r1", created_s=1.0, params={"model": "pstmo-9"},
+                       frames_total=40)  # fmt: skip
+    await store.create(record, json.dumps({"keypoints_2d": [POSE] * 40, "image_size": [640, 480]}).encode())
+    runner = JobRunner(store, settings, lambda: engine)
+    try:
+        for _ in range(3):  # the run that meets the loss, then the one that runs again
+            await runner.sweep()
+            await asyncio.gather(*runner._running.values())
+            if (await store.get(job_id)).state.terminal:
+                break
+            await store.update(job_id, lease_until=0.0)  # its retry's backoff, not waited for
+    finally:
+        await runner.aclose()
+        await engine.aclose()
+    done = await store.get(job_id)
+    assert done.state is JobState.DONE, done
+    assert done.frames_done == 40
+    assert pushes[-1][0] != pushes[0][0]  # finished in a new stream
