@@ -9,9 +9,10 @@ Any gateway claims the oldest unowned job while it has a free slot (``jobs.max_r
 job whose gateway died is taken over after ``jobs.lease_s`` and resumed in its engine stream ``job-<id>`` from the
 first frame without a stored result (a stream gone or whose frames were evicted: a new one from frame 0, recorded in
 the job for later runs to resume; each position is written once). At most ``jobs.chunk_frames`` frames per engine
-call, one call at a time, so interactive requests share the batches. An overloaded or unavailable engine makes the job wait (backoff, at least a
-refusal's Retry-After) and resume; a job runs at most :data:`MAX_ATTEMPTS` times, takeovers after its gateway died
-included, runs its gateway handed over when it stopped gracefully not (docs/jobs.md, "Where jobs live").
+call, one call at a time, so interactive requests share the batches. An overloaded or unavailable engine makes the
+job wait (backoff, at least a refusal's Retry-After) and resume; a job runs at most :data:`MAX_ATTEMPTS` times,
+takeovers after its gateway died included, runs its gateway handed over when it stopped gracefully not (docs/jobs.md,
+"Where jobs live").
 """
 
 from __future__ import annotations
