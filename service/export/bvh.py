@@ -8,6 +8,7 @@ the input says; the only error left is the bone-length residual against the medi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -210,14 +211,17 @@ def _hierarchy_text(nodes: list[Node]) -> list[str]:
     return lines
 
 
-def export_bvh(track: TrackSequence) -> BvhExport:
-    """The BVH of one track (see the module docstring for axes, units and exactness)."""
+def export_bvh(track: TrackSequence, check: Callable[[], None] | None = None) -> BvhExport:
+    """The BVH of one track (see the module docstring for axes, units and exactness); ``check()`` before each frame
+    (it raises to stop)."""
     points = track.joints_3d @ CAMERA_TO_BVH.T
     nodes = build_hierarchy(median_bone_lengths(points))
     lines = _hierarchy_text(nodes)
     lines += ["MOTION", f"Frames: {len(points)}", f"Frame Time: {track.frame_time_s:.6f}"]
     max_error = 0.0
     for frame in points:
+        if check is not None:
+            check()
         local = solve_frame(nodes, frame)
         angles = [euler_zxy_degrees(r) for r in local]
         rounded = [[round(a, 6) for a in zxy] for zxy in angles]

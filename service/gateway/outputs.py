@@ -2,15 +2,17 @@
 
 The JSON result is encoded on a thread (:mod:`service.gateway.encoding`); exports and renders run in a bounded
 thread pool (``render_workers`` running, ``render_queue`` waiting, one more: 503 + Retry-After), so neither the event
-loop nor the engine waits for them.
+loop nor the engine waits for them. All of it within the request's deadline: past it the answer is 504 and the
+render or export stops at its next frame.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -23,11 +25,16 @@ from fastapi.responses import StreamingResponse
 from service.api.media import SNIFF_BYTES, decode_image, sniff_media
 from service.api.validation import parse_int
 from service.engine.clips import UPLOAD_DEMUX_OPTIONS
-from service.errors import BadRequest, InvalidInput, Unavailable
+from service.errors import BadRequest, DeadlineExceeded, InvalidInput, Unavailable
 from service.export.formats import ExportError, ExportFormat, export_document
 from service.gateway.encoding import PoseAnswer, encode_answer, pieces
+from service.gateway.jobs.results import NDJSON, wants_ndjson
 
 T = TypeVar("T")
+
+Check = Callable[[], None]
+"""Called by pool work between its steps (each frame): raises once no one waits for the work any more (the request's
+deadline passed), so that the thread stops there."""
 
 
 class OutputPool:
@@ -36,17 +43,38 @@ class OutputPool:
     def __init__(self, workers: int, queue: int, retry_after_s: float) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pose3d-render")
         self._capacity = workers + queue
-        self._admitted = 0
+        self._admitted = 0  # work queued or running, until its thread is done with it
+        self._lock = threading.Lock()
         self._retry_after_s = retry_after_s
 
-    async def run(self, fn: Callable[[], T]) -> T:
-        """``fn()`` on a pool thread; 503 when the pool and its queue are full."""
-        if self._admitted >= self._capacity:
-            raise Unavailable("the render/export pool is busy; retry shortly", retry_after_s=self._retry_after_s)
-        self._admitted += 1
+    async def run(self, fn: Callable[[Check], T]) -> T:
+        """``fn(check)`` on a pool thread; 503 when the pool and its queue are full. When the caller stops waiting
+        (cancelled: its deadline passed), queued work never starts and running work's next ``check()`` raises, so
+        it stops; its place in the pool is free only once its thread is."""
+        with self._lock:
+            if self._admitted >= self._capacity:
+                raise Unavailable("the render/export pool is busy; retry shortly", retry_after_s=self._retry_after_s)
+            self._admitted += 1
+        stopped = threading.Event()
+
+        def check() -> None:
+            if stopped.is_set():
+                raise DeadlineExceeded("no one waits for this render or export any more")
+
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
-        finally:
+            future = self._executor.submit(fn, check)
+        except BaseException:
+            self._release()
+            raise
+        future.add_done_callback(self._release)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    def _release(self, _: Future[Any] | None = None) -> None:
+        with self._lock:
             self._admitted -= 1
 
 
@@ -91,7 +119,8 @@ class OutputRequest:
 
 
 def output_request(request: Request) -> OutputRequest:
-    """The query parameters, checked before any body is read (unknown values → 400)."""
+    """The query parameters, checked before any body is read (unknown values, or an export or a render asked
+    together with ``Accept: application/x-ndjson`` → 400)."""
     query = request.query_params
     raw_format = query.get("format")
     try:
@@ -109,6 +138,9 @@ def output_request(request: Request) -> OutputRequest:
         raise BadRequest(f"render must be png or mp4, not {raw_render!r}") from None
     if render is not None and raw_format:
         raise BadRequest("ask for either render or format, not both")
+    if wants_ndjson(request) and (render is not None or fmt is not ExportFormat.JSON):
+        raise BadRequest(f"ask for either Accept: {NDJSON} (each frame as it completes) or a render or an export "
+                         "(format other than json), not both")  # fmt: skip
     return OutputRequest(fmt=fmt, track=track, render=render)
 
 
@@ -120,9 +152,9 @@ async def deliver(request: Request, answer: PoseAnswer, wanted: OutputRequest) -
     if wanted.fmt is ExportFormat.JSON:
         return StreamingResponse(pieces(await asyncio.to_thread(encode_answer, answer)), media_type="application/json")
 
-    def make() -> Any:
+    def make(check: Check) -> Any:
         document = answer.to_document()
-        return export_document(document, wanted.fmt, wanted.track, stem=f"pose3d_{answer.request_id[:8]}")
+        return export_document(document, wanted.fmt, wanted.track, f"pose3d_{answer.request_id[:8]}", check)
 
     try:
         exported = await output_pool(request).run(make)
@@ -157,7 +189,7 @@ async def _render(request: Request, answer: PoseAnswer, kind: RenderKind) -> Res
     is_image = data is not None and sniff_media(data[:SNIFF_BYTES]).is_image
     random = answer.model.random_weights
 
-    def make() -> bytes:
+    def make(check: Check) -> bytes:
         frames: list[dict[str, Any]] = answer.to_document()["frames"]
         video: Iterable[tuple[int, npt.NDArray[np.uint8]]] = ()  # the source's frames (none for keypoints)
         if data is not None and is_image:
@@ -168,7 +200,7 @@ async def _render(request: Request, answer: PoseAnswer, kind: RenderKind) -> Res
             first = 0 if is_image else frames[0]["frame_index"]
             return render_png(frames[0], next((img for i, img in video if i == first), None), random=random)
         out = io.BytesIO()
-        render_mp4(frames, video if data is not None else None, out, random=random)
+        render_mp4(frames, video if data is not None else None, out, progress=lambda _: check(), random=random)
         return out.getvalue()
 
     try:

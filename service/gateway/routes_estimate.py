@@ -40,18 +40,19 @@ Outcome = tuple[Estimated, CameraSpec | None]  # an estimate and the camera aske
 async def _answer(
     request: Request, run: Callable[[EstimateContext], Awaitable[Outcome]], source: Callable[[], Awaitable[JobSource]]
 ) -> Response:
-    """Run the estimate under the request's deadline and deliver its answer (encoded off the event loop); with
+    """Run the estimate and deliver its answer (encoded off the event loop, an export or a render stopped at its next
+    frame when it overruns) under the request's deadline; with
     ``Accept: application/x-ndjson`` each frame of ``source`` as it completes, under a progress deadline."""
+    wanted = output_request(request)
     if wants_ndjson(request):
         return await streamed_estimate(request, source)
-    wanted = output_request(request)
     started = time.perf_counter()
     async with deadline_scope(request) as deadline:
         ctx = EstimateContext(engine_of(request), state_of(request).settings, request_id_of(request), deadline)
         done, camera = await run(ctx)
-    timings = {**done.timings_ms, "total": (time.perf_counter() - started) * 1000.0}
-    answer = PoseAnswer(ctx.request_id, done.model, done.box_source, done.frames, timings, camera)
-    return await deliver(request, answer, wanted)
+        timings = {**done.timings_ms, "total": (time.perf_counter() - started) * 1000.0}
+        answer = PoseAnswer(ctx.request_id, done.model, done.box_source, done.frames, timings, camera)
+        return await deliver(request, answer, wanted)
 
 
 async def estimate_pose_keypoints(request: Request, body: KeypointsRequest) -> Response:

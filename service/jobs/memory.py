@@ -39,6 +39,10 @@ class MemoryJobStore(JobStore):
         entry = self._jobs.get(job_id)
         if entry is None:
             raise UnknownJob(f"job {job_id!r} does not exist or has expired")
+        return entry
+
+    def _changed(self, entry: _Entry) -> _Entry:
+        """``entry``, which the caller changes: it expires ``ttl_s`` from now (a read does not renew it)."""
         entry.expires = self._clock() + self._ttl_s
         return entry
 
@@ -66,7 +70,7 @@ class MemoryJobStore(JobStore):
         entry = self._entry(job_id)
         if entry.record.state.terminal or (owner is not None and entry.record.owner != owner):
             return None
-        entry.record = entry.record.with_(**changes)
+        self._changed(entry).record = entry.record.with_(**changes)
         if entry.record.state.terminal:
             entry.staged = None
         return entry.record
@@ -76,11 +80,11 @@ class MemoryJobStore(JobStore):
         rec = entry.record
         if rec.state.terminal or (rec.owner not in ("", owner) and rec.lease_until > now_s):
             return None
-        entry.record = rec.with_(owner=owner, lease_until=now_s + lease_s, attempts=rec.attempts + 1)
+        self._changed(entry).record = rec.with_(owner=owner, lease_until=now_s + lease_s, attempts=rec.attempts + 1)
         return entry.record
 
     async def put_frames(self, job_id: str, start: int, frames: list[bytes]) -> int:
-        entry = self._entry(job_id)
+        entry = self._changed(self._entry(job_id))
         new = {start + i: frame for i, frame in enumerate(frames) if start + i not in entry.frames}
         adding = sum(len(f) for f in new.values())
         limit = self._limits.for_key(entry.record.key).max_bytes

@@ -152,9 +152,18 @@ class JobRecord:
     owner: str = ""
     lease_until: float = 0.0
     attempts: int = 0
+    handovers: int = 0
+    stream_id: str = ""  # the engine stream its runs push into, once a run opened one other than job-<id>
+    stream_lost: bool = False  # that stream lost its stored frames: the next run opens a new one
     key: str = ""
     input_bytes: int = 0
     result_bytes: int = 0
+
+    @property
+    def counted_attempts(self) -> int:
+        """Runs that count against the job's limit: every claim (``attempts``) but those its gateway handed back
+        when it stopped gracefully (``handovers``): a rolling restart is no failed run, a crash or a lapsed lease is."""
+        return self.attempts - self.handovers
 
     @property
     def stored_bytes(self) -> int:

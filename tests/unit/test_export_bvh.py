@@ -43,6 +43,7 @@ def document(joints_per_track: dict[int, npt.NDArray[np.float64]], fps: float = 
                 "people": [
                     {
                         "track_id": tid,
+                        "box": [0.0, 0.0, 16.0, float(t)],  # as every result person has one
                         "keypoints_2d": [[float(j), float(t)] for j in range(17)],
                         "keypoint_scores": [0.5] * 17,
                         "keypoints_3d": (joints[t] - joints[t, 0]).tolist(),

@@ -7,10 +7,12 @@ come.
 Any gateway claims the oldest unowned job while it has a free slot (``jobs.max_running``), at each sweep (every
 ``jobs.poll_interval_s``, or at once after a submission), and holds a lease renewed every ``jobs.lease_s / 3``. A
 job whose gateway died is taken over after ``jobs.lease_s`` and resumed in its engine stream ``job-<id>`` from the
-first frame without a stored result (a lost stream: a new one from frame 0; each position is written once). At
-most ``jobs.chunk_frames`` frames per engine call, one call at a time, so interactive requests share the batches.
-An overloaded or unavailable engine makes the job wait (backoff) and resume; a job runs at most :data:`MAX_ATTEMPTS`
-times, takeovers after its gateway died included (docs/jobs.md, "Where jobs live").
+first frame without a stored result (a stream gone or whose frames were evicted: a new one from frame 0, recorded in
+the job for later runs to resume; each position is written once). At most ``jobs.chunk_frames`` frames per engine
+call, one call at a time, so interactive requests share the batches. An overloaded or unavailable engine makes the
+job wait (backoff, at least a refusal's Retry-After) and resume; a job runs at most :data:`MAX_ATTEMPTS` times,
+takeovers after its gateway died included, runs its gateway handed over when it stopped gracefully not (docs/jobs.md,
+"Where jobs live").
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from service.errors import (
     Overloaded,
     Pose3DError,
     QuotaExceeded,
+    StreamFramesLost,
     Unavailable,
     UnknownStream,
 )
@@ -66,15 +69,18 @@ class _Run:
         self.sid: str | None = None
 
     async def stream(self, source: JobSource) -> tuple[str, int]:
-        """The engine stream to push into and the first position to push: resume the job's stream where its
-        stored results end, or open a fresh one (a new generation when an earlier one is lost)."""
-        sid, done = f"job-{self.job_id}", self.record.frames_done
-        with contextlib.suppress(UnknownStream):
-            await self.engine.get_stream(sid)
-            return sid, done
-        if done > 0 or self.record.attempts > 1:
-            sid = f"{sid}-g{self.record.attempts}"
+        """The engine stream to push into and the first position to push: resume the job's latest stream where its
+        stored results end (or, were that further, where the stream's frames end), or open a fresh one (a new
+        generation, recorded in the job, when an earlier one is gone or lost its frames)."""
+        base, done = f"job-{self.job_id}", self.record.frames_done
+        latest = self.record.stream_id or base
+        if not self.record.stream_lost:
+            with contextlib.suppress(UnknownStream):
+                info = await self.engine.get_stream(latest)
+                return latest, min(done, info.frames_received)
+        sid = f"{base}-g{self.record.attempts}" if done > 0 or self.record.attempts > 1 else base
         await self.engine.open_stream(source.options, stream_id=sid)
+        await self.runner.store.update(self.job_id, owner=self.runner.owner, stream_id=sid, stream_lost=False)
         return sid, 0
 
     async def store(self, results: list[FrameResult]) -> None:
@@ -88,7 +94,7 @@ class _Run:
 
     async def execute(self) -> None:
         settings = self.runner.settings
-        if self.record.attempts > MAX_ATTEMPTS:  # each run ended with its gateway (killed, or its lease lapsed)
+        if self.record.counted_attempts > MAX_ATTEMPTS:  # each run ended with its gateway (killed, lease lapsed)
             raise InternalError(f"job {self.job_id} was given up after {MAX_ATTEMPTS} runs: each stopped before the "
                                 "end (its gateway died or lost the job's lease)")  # fmt: skip
         try:
@@ -216,6 +222,8 @@ class JobRunner:
             await self._after_cancel(run)
         except QuotaExceeded as exc:  # the key's stored bytes are spent: running it again would not help
             await self._fail(job_id, problem_of(exc))
+        except StreamFramesLost as exc:  # evicted from the engine's stream, but the job's input is staged
+            await self._retry_later(record, exc, stream_lost=True)
         except RETRYABLE as exc:
             await self._retry_later(record, exc)
         except UnknownJob:
@@ -236,25 +244,35 @@ class JobRunner:
                 job_id, owner=self.owner, state=JobState.FAILED, error=problem, finished_s=time.time()
             )
 
-    async def _retry_later(self, record: JobRecord, exc: Pose3DError) -> None:
-        if record.attempts >= MAX_ATTEMPTS:
+    async def _retry_later(self, record: JobRecord, exc: Pose3DError, stream_lost: bool = False) -> None:
+        """Run the job again after a backoff (``stream_lost``: in a new engine stream, from frame 0)."""
+        if record.counted_attempts >= MAX_ATTEMPTS:
             await self._fail(record.job_id, problem_of(exc))
             return
-        backoff = min(30.0, 0.5 * 2 ** min(record.attempts, 6))
+        # the job's backoff, or a refusal's Retry-After when that is longer
+        backoff = max(min(30.0, 0.5 * 2 ** min(record.attempts, 6)), exc.retry_after_s or 0.0)
         log.warning("job %s: %s; retrying in %.1f s", record.job_id, exc.detail, backoff)
         with contextlib.suppress(Pose3DError):
-            await self.store.update(record.job_id, owner=self.owner, lease_until=time.time() + backoff)
+            lost = {"stream_lost": True} if stream_lost else {}
+            await self.store.update(record.job_id, owner=self.owner, lease_until=time.time() + backoff, **lost)
 
     async def _after_cancel(self, run: _Run) -> None:
-        """Closing: hand the job over at once (lease freed). Cancelled by a client: free its engine stream.
-        Lease lost to another gateway: leave everything to it."""
+        """Closing: hand the job over at once (lease freed; the run counted as a handover, not against
+        :data:`MAX_ATTEMPTS`). Cancelled by a client: free its engine stream. Lease lost to another gateway: leave
+        everything to it."""
+        if self._closing:
+            await asyncio.shield(self._hand_over(run.record))
+            return
         with contextlib.suppress(Pose3DError):
-            if self._closing:
-                await asyncio.shield(self.store.update(run.job_id, owner=self.owner, lease_until=0.0))
-                return
             record = await asyncio.shield(self.store.get(run.job_id))
             if record.state is JobState.CANCELLED and run.sid is not None:
                 await close(run.engine, run.sid)
+
+    async def _hand_over(self, record: JobRecord) -> None:
+        """Free the lease of a job this process holds (``record``: as claimed), counting a handover."""
+        handed = {"lease_until": 0.0, "handovers": record.handovers + 1}
+        with contextlib.suppress(Pose3DError):
+            await self.store.update(record.job_id, owner=self.owner, **handed)
 
     async def aclose(self) -> None:
         """Stop sweeping and running; running jobs are handed over (their leases freed) to be resumed."""
@@ -263,6 +281,10 @@ class JobRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for job_id in list(self._running):  # a run cancelled before its first step: none of its handling ran
+            with contextlib.suppress(Pose3DError):
+                await self._hand_over(await self.store.get(job_id))
+        self._running.clear()
 
 
 @dataclass
