@@ -275,28 +275,8 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
 
     async def WatchJob(self, request: pb.WatchJobRequest, context: Context) -> AsyncIterator[pb.WatchJobResponse]:
         async with observed_call(self.metrics, "grpc.WatchJob", context):
-            async for msg in self._until_revoked(self._watch(request)):
+            async for msg in door.until_revoked(self.security, door.caller(), self._watch(request)):
                 yield msg
-
-    async def _until_revoked(self, messages: AsyncGenerator[pb.WatchJobResponse]) -> AsyncIterator[pb.WatchJobResponse]:
-        """``messages`` while the caller's key stands; Unauthenticated once it is revoked (as a stream's call ends)."""
-        revoked = asyncio.create_task(door.revoked(self.security, door.caller()))
-        step: asyncio.Future[pb.WatchJobResponse | None] | None = None
-        try:
-            while True:
-                step = asyncio.ensure_future(anext(messages, None))
-                await asyncio.wait({step, revoked}, return_when=asyncio.FIRST_COMPLETED)
-                if not step.done():
-                    raise revoked.result()
-                if (msg := step.result()) is None:
-                    return
-                yield msg
-        finally:
-            for task in (step, revoked):
-                if task is not None:
-                    task.cancel()
-            await asyncio.gather(*(t for t in (step, revoked) if t is not None), return_exceptions=True)
-            await messages.aclose()
 
     async def _watch(self, request: pb.WatchJobRequest) -> AsyncGenerator[pb.WatchJobResponse]:
         store = self._jobs().store

@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
+from typing import TypeVar
 
 from service.config import QuotaSettings
 from service.errors import Unauthenticated
 from service.jobs.store import JobRecord, JobStore, KeyJobLimits, UnknownJob
 from service.security.guard import ANONYMOUS, Security, may_use, principal
+
+T = TypeVar("T")
 
 
 def caller() -> str:
@@ -54,3 +58,25 @@ async def revoked(security: Security | None, key_id: str) -> Unauthenticated:
     while security.still_valid(key_id):  # noqa: ASYNC110 — polling: the key file changes, no event says so
         await asyncio.sleep(security.revocation_check_s)
     return Unauthenticated("the API key was revoked")
+
+
+async def until_revoked(security: Security | None, key_id: str, messages: AsyncGenerator[T]) -> AsyncGenerator[T]:
+    """``messages`` while ``key_id`` stands; :class:`Unauthenticated` once it is revoked, as an open stream's session
+    ends (a job's watch or NDJSON results; the job itself runs on)."""
+    watch = asyncio.create_task(revoked(security, key_id))
+    step: asyncio.Future[T | None] | None = None
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(messages, None))
+            await asyncio.wait({step, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                raise watch.result()
+            if (msg := step.result()) is None:
+                return
+            yield msg
+    finally:
+        pending = [task for task in (step, watch) if task is not None]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await messages.aclose()

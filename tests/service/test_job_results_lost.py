@@ -87,7 +87,7 @@ async def test_a_lost_frame_ends_pages_and_ndjson_at_once(store: JobStore, no_wa
     with pytest.raises(JobResultsLost):
         await read_all()
     assert got == FRAMES[:3]
-    chunks = [chunk async for chunk in results.ndjson(store, JOB, 0, 1.0)]
+    chunks = [chunk async for chunk in results.ndjson(store, JOB, results.pages(store, JOB, 0, 1.0))]
     lines = [json.loads(line) for chunk in chunks for line in chunk.splitlines()]
     assert [line["frame_index"] for line in lines[:-1]] == [1, 2]
     error = lines[-1]["error"]

@@ -118,7 +118,7 @@ async def test_a_store_failure_while_streaming_ends_ndjson_with_a_problem_line(r
         await admin.create(JobRecord(job_id=job_id, kind="keypoints", request_id="r1", created_s=1.0), BODY)
         frames = [json.dumps({"frame_index": i, "people": []}).encode() for i in range(3)]
         await admin.put_frames(job_id, 0, frames)  # a running job: more frames to come
-        lines = results.ndjson(reader, job_id, None, 1.0)
+        lines = results.ndjson(reader, job_id, results.pages(reader, job_id, None, 1.0))
         assert await anext(lines) == b"\n".join(frames) + b"\n"
         await admin._redis.execute_command("ACL", "SETUSER", user, "-hgetall")  # the store fails from here on
         error = json.loads(await anext(lines))["error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,3 +163,21 @@ def test_websocket_streams_need_a_key_in_the_handshake(client: TestClient, keys:
         ws.send_json({"type": "close"})
         assert ws.receive_json()["final"] is True
     assert client.get(f"/v1/streams/{sid}", headers=bearer(keys.alice)).status_code == 404  # closed
+
+
+@pytest.mark.timeout(120)  # without the revocation's end the lines never end: a failure, not a hang
+def test_a_revoked_keys_open_ndjson_results_end_with_a_401_line(keys: Keys) -> None:
+    """A job's NDJSON results, open while the job runs, end with an ``{"error": 401}`` line once its key is revoked,
+    as its gRPC ``WatchJob`` and its open streams end (before, they went on for as long as the job ran). The job
+    stays running here (every engine call waits ~forever), so only the revocation can end the lines."""
+    with app_for(keys, ToyEngine(delay_s=3600.0)) as client:
+        body = {"keypoints_2d": [PERSON] * 4, "image_size": [640, 480]}
+        job = client.post("/v1/jobs/keypoints", json=body, headers=bearer(keys.alice))
+        assert job.status_code == 202, job.text
+        results = f"/v1/jobs/{job.json()['job_id']}/results"
+        headers = {**bearer(keys.alice), "Accept": "application/x-ndjson"}
+        with client.stream("GET", results, headers=headers) as lines:
+            revoke_key(keys.file, (split_key(keys.alice) or ("", ""))[0])
+            last = json.loads(next(lines.iter_lines()))
+        assert last["error"]["status"] == 401
+        assert last["error"]["type"].endswith(":unauthenticated")

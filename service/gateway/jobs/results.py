@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Final
 
 from fastapi import Request
@@ -78,7 +78,7 @@ async def first_position_after(store: JobStore, job_id: str, done: int, after: i
     return lo
 
 
-async def pages(store: JobStore, job_id: str, after: int | None, poll_s: float) -> AsyncIterator[list[bytes]]:
+async def pages(store: JobStore, job_id: str, after: int | None, poll_s: float) -> AsyncGenerator[list[bytes]]:
     """Stored frames in pages from the first one past ``after``, as they are stored, until the job has ended and
     every stored frame is read (REST NDJSON and gRPC ``WatchJob``). Frames are stored once and never removed before
     their record, so one the record counts but the store lacks is lost: JobResultsLost, not a wait for ever."""
@@ -98,11 +98,12 @@ async def pages(store: JobStore, job_id: str, after: int | None, poll_s: float) 
             await asyncio.sleep(poll_s)
 
 
-async def ndjson(store: JobStore, job_id: str, after: int | None, poll_s: float) -> AsyncIterator[bytes]:
-    """:func:`pages` as NDJSON lines; a job that fails or is cancelled, or whose stored frames are lost, ends them
-    with ``{"error": <problem>}``, as does a store failure while they stream (503: resume with ``after``)."""
+async def ndjson(store: JobStore, job_id: str, frames: AsyncIterator[list[bytes]]) -> AsyncIterator[bytes]:
+    """``frames`` (:func:`pages` of ``job_id``) as NDJSON lines; a job that fails or is cancelled, or whose stored
+    frames are lost, ends them with ``{"error": <problem>}``, as does a store failure while they stream (503: resume
+    with ``after``) or the revocation of the caller's key (401)."""
     try:
-        async for page in pages(store, job_id, after, poll_s):
+        async for page in frames:
             yield b"\n".join(page) + b"\n"
     except Pose3DError as exc:  # frames lost (410) or the store failed (503) mid-stream: a last line, not a cut
         yield json.dumps({"error": problem_of(exc)}).encode() + b"\n"

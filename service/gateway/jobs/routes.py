@@ -14,11 +14,11 @@ from service.errors import Conflict
 from service.gateway.deps import engine_of, state_of
 from service.gateway.encoding import pieces
 from service.gateway.inputs import add_split_route
-from service.gateway.jobs.results import NDJSON, checked_job_id, document, ndjson, wants_ndjson
+from service.gateway.jobs.results import NDJSON, checked_job_id, document, ndjson, pages, wants_ndjson
 from service.gateway.jobs.runner import Jobs, cancel_owned, create_job
 from service.gateway.problem import request_id_of
 from service.jobs.store import JobRecord, JobState, UnknownJob
-from service.security.door import own_job_ids, owned_job
+from service.security.door import caller, own_job_ids, owned_job, until_revoked
 
 router = APIRouter(tags=["jobs"])
 
@@ -112,7 +112,9 @@ async def job_results(
     record = await owned_job(jobs.store, checked_job_id(job_id))
     if wants_ndjson(request):
         poll_s = request.app.state.settings.jobs.poll_interval_s
-        return StreamingResponse(ndjson(jobs.store, job_id, after, poll_s), media_type=NDJSON)
+        security = getattr(request.app.state, "security", None)
+        frames = until_revoked(security, caller(), pages(jobs.store, job_id, after, poll_s))
+        return StreamingResponse(ndjson(jobs.store, job_id, frames), media_type=NDJSON)
     if record.state is not JobState.DONE:
         total = "?" if record.frames_total is None else record.frames_total
         raise Conflict(
