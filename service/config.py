@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from model.joints import JointOrder
@@ -307,6 +307,18 @@ class CommonSettings(BaseSettings):
     weights_dir: Path | None = Field(
         None, description="where `pose3d weights` installs checkpoints; None = $XDG_CACHE_HOME/pose3d/weights"
     )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_opens(cls, url: str) -> str:
+        """``url`` as redis-py parses it when the process opens Redis (``redis+cluster://`` as ``redis://``), so that
+        a mistyped one stops the command at start-up in one line, not later in a traceback (ValueError)."""
+        if url:
+            from redis.asyncio.connection import parse_url
+
+            scheme, sep, rest = url.partition("://")
+            parse_url(f"{scheme.removesuffix('+cluster')}{sep}{rest}")
+        return url
 
     def default_model(self, kind: InputKind) -> str:
         """The one default-model rule, for every transport and the engine: an image → ``default_image_model``;
