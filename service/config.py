@@ -135,6 +135,10 @@ def _default_models() -> dict[str, ModelSpec]:
     }
 
 
+MAX_TTL_S: Final = 366 * 86_400.0
+"""The longest a stream or a job may live idle (a year): Redis expires a key only after a finite time it can hold in
+milliseconds, and ``inf`` is no number of milliseconds."""
+
 CPU_DETECT_BATCH: Final = 8
 """Crops per 2D detector forward on the CPU unless ``engine.detect.max_batch_size`` is set: past 8 a crop costs no
 less on the CPU, and on a small network more (bench/README.md "Detector batch on the CPU", docs/overload.md)."""
@@ -176,7 +180,7 @@ class EngineSettings(_Frozen):
         2.0, gt=0.0, le=600.0, description="seconds of batches the measured service rate of a stage averages over"
     )
     request_timeout_s: float = Field(30.0, gt=0.0)
-    stream_ttl_s: float = Field(300.0, gt=0.0, description="idle streams expire after this")
+    stream_ttl_s: float = Field(300.0, gt=0.0, le=MAX_TTL_S, description="idle streams expire after this")
     max_streams: int = Field(10_000, ge=1, description="in-memory buffer bound")
     torch_threads: int = Field(
         0, ge=0, le=256, description="intra-op threads of the inference thread; 0 = torch default"
@@ -227,7 +231,9 @@ class JobSettings(_Frozen):
         8, ge=1, le=1024, description="frames a job hands the engine per call (small: interactive requests interleave)"
     )
     keypoint_chunk_frames: int = Field(256, ge=1, le=20_000, description="the same for keypoint sequences")
-    ttl_s: float = Field(86_400.0, gt=0.0, description="a job, its staged input and its results expire after this")
+    ttl_s: float = Field(
+        86_400.0, gt=0.0, le=MAX_TTL_S, description="a job, its staged input and its results expire after this"
+    )
     lease_s: float = Field(
         10.0, gt=0.0, le=3600.0, description="a running job unrenewed for this long is taken over by any gateway"
     )

@@ -4,9 +4,22 @@ models have loaded, nor a server that refuses every request."""
 
 from __future__ import annotations
 
+import math
+import secrets
+
 import pytest
+from pydantic import ValidationError
 
 from service.cli import main
+from service.config import MAX_TTL_S, GatewaySettings, build_settings
+from service.engine.framebuffer import StreamMeta
+from service.engine.framebuffer.redis import RedisFrameBuffer
+from service.engine.types import WindowMode
+from service.engine.windows import WindowSpec
+from service.jobs.redis import RedisJobStore
+from service.jobs.store import JobRecord, new_job_id
+from tests.conftest import RedisServer
+from tests.unit.test_framebuffer import make_record
 
 
 @pytest.mark.parametrize(
@@ -21,3 +34,31 @@ def test_a_redis_url_redis_cannot_open_is_one_line_and_exit_2(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert err[0].startswith(f"pose3d {command}: error: invalid settings (redis_url: "), err
+
+
+@pytest.mark.parametrize("ttl_s", [math.inf, 1e300, MAX_TTL_S * 2])
+@pytest.mark.parametrize("field", ["engine.stream_ttl_s", "jobs.ttl_s"])
+def test_a_ttl_redis_cannot_hold_is_refused(field: str, ttl_s: float) -> None:
+    """``inf`` stopped a Redis-backed worker or gateway with OverflowError after loading; 1e300 started, and then every
+    stream open (or job submission) was a retryable 503 for ever: Redis refuses the expiry."""
+    group, name = field.split(".")
+    with pytest.raises(ValidationError, match=name):
+        build_settings(GatewaySettings, None, **{group: {name: ttl_s}})
+
+
+@pytest.mark.redis
+async def test_the_longest_ttl_works_on_redis(redis_server: RedisServer) -> None:
+    settings = build_settings(GatewaySettings, engine={"stream_ttl_s": MAX_TTL_S}, jobs={"ttl_s": MAX_TTL_S})
+    buffer = RedisFrameBuffer(redis_server.url, settings.engine.stream_ttl_s)
+    jobs = RedisJobStore(redis_server.url, settings.jobs.ttl_s, prefix="t" + secrets.token_hex(4))
+    try:
+        sid = "ttl-" + secrets.token_hex(4)
+        await buffer.create(StreamMeta(sid, "pstmo", WindowMode.CAUSAL, flip_test=False))
+        emission = await buffer.append(sid, make_record(0), WindowSpec(), WindowMode.CAUSAL)
+        assert emission.targets == range(1)
+        job = new_job_id("")
+        await jobs.create(JobRecord(job_id=job, kind="clip", request_id="r", created_s=1.0, params={}), b"x")
+        assert (await jobs.get(job)).job_id == job
+    finally:
+        await buffer.aclose()
+        await jobs.aclose()
