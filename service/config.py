@@ -214,7 +214,9 @@ class LimitSettings(_Frozen):
     max_people: int = 32
     max_every_nth: int = Field(1000, ge=1, description="largest accepted clip subsampling step")
     max_inflight_requests: int = Field(256, ge=1, description="gateway-wide bound on /v1/ requests in progress")
-    retry_after_s: float = Field(1.0, gt=0.0, description="Retry-After sent with 429/503 from the gateway")
+    retry_after_s: float = Field(
+        1.0, gt=0.0, le=3600.0, description="Retry-After sent with 429/503 from the gateway (at most an hour)"
+    )
     render_workers: int = Field(2, ge=1, description="threads rendering PNG/MP4 and exports, off the event loop")
     render_queue: int = Field(8, ge=0, description="renders/exports waiting for a thread before 503s are sent")
 

@@ -8,6 +8,7 @@ import math
 import secrets
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from service.cli import main
@@ -16,6 +17,7 @@ from service.engine.framebuffer import StreamMeta
 from service.engine.framebuffer.redis import RedisFrameBuffer
 from service.engine.types import WindowMode
 from service.engine.windows import WindowSpec
+from service.gateway.app import create_app
 from service.jobs.redis import RedisJobStore
 from service.jobs.store import JobRecord, new_job_id
 from tests.conftest import RedisServer
@@ -62,3 +64,17 @@ async def test_the_longest_ttl_works_on_redis(redis_server: RedisServer) -> None
     finally:
         await buffer.aclose()
         await jobs.aclose()
+
+
+def test_a_retry_after_no_header_can_carry_is_refused() -> None:
+    """``inf`` started a gateway whose /readyz (while the engine loads) and other refusals were 500s: the
+    Retry-After header's whole seconds (OverflowError)."""
+    with pytest.raises(ValidationError, match="retry_after_s"):
+        build_settings(GatewaySettings, None, limits={"retry_after_s": math.inf})
+
+
+def test_the_longest_retry_after_is_sent() -> None:
+    settings = build_settings(GatewaySettings, None, limits={"retry_after_s": 3600.0})
+    client = TestClient(create_app(settings))  # no lifespan: the engine is still loading
+    response = client.get("/readyz")
+    assert (response.status_code, response.headers["Retry-After"]) == (503, "3600")
