@@ -354,7 +354,8 @@ class RedisFrameBuffer(FrameBuffer):
             return False
 
     async def count(self) -> int:
-        return len([key async for key in self._redis.scan_iter(match="pose3d:*:meta", count=1000)])
+        """Streams' meta keys (``pose3d:{*}:meta``: not the job store's ``pose3d:job:…:meta`` in the same Redis)."""
+        return len([key async for key in self._redis.scan_iter(match=stream_keys("*")[0], count=1000)])
 
     async def aclose(self) -> None:
         await self._redis.aclose()
