@@ -66,6 +66,14 @@ local function smoothing(start)
   if s[3] and tonumber(s[3]) == start then return {start, s[4] or ''} end
   return {cur, false}
 end
+-- received frames past the contiguous `high` (out of order, not yet emitted) the frames hash no longer holds (evicted):
+-- every frame 0..high came once, so `received - (high + 1)` of them came past it; `trim` frames were dropped on purpose
+local function lost_ahead(received, trim, high, maxi)
+  if redis.call('HLEN', KEYS[2]) >= received - trim then return 0 end
+  local held = 0
+  for i = high + 1, maxi do held = held + redis.call('HEXISTS', KEYS[2], i) end
+  return received - (high + 1) - held
+end
 local function read(lo, hi)
   if hi < lo then return {} end
   local fields = {}
@@ -78,7 +86,7 @@ end
 # ARGV: index record tracker_or_empty seen_token('' = no check) new_token lag_left lag_right causal ttl_ms margin
 #       max_ahead
 # returns {'missing'} | {'closed'} | {'conflict', meta_json, token, tracker_or_nil} | {'range', high}
-#       | {status, cursor, high, maxi, received, closed, start, stop, newest, lo, {records}, {scur, smooth|nil}}
+#       | {status, cursor, high, maxi, received, closed, start, stop, newest, lo, {records}, {scur, smooth|nil}, lost}
 _APPEND: Final = (
     _LUA_COMMON
     + """
@@ -106,7 +114,7 @@ if idx < trim or redis.call('HEXISTS', KEYS[2], idx) == 1 then
   local lo, hi = needed(start, stop, newest, lag_left, lag_right, causal)
   if stop > start and lo < trim then start, stop, lo, hi = 0, 0, -1, -2 end
   touch(ttl)
-  return {'duplicate', cursor, high, maxi, received, closed, start, stop, newest, lo, read(lo, hi), smoothing(start)}
+  return {'duplicate', cursor, high, maxi, received, closed, start, stop, newest, lo, read(lo, hi), smoothing(start), 0}
 end
 redis.call('HSET', KEYS[2], idx, ARGV[2])
 if ARGV[3] ~= '' then
@@ -132,7 +140,8 @@ while trim < keep_from do
 end
 redis.call('HSET', KEYS[1], 'cursor', cursor, 'high', high, 'maxi', maxi, 'received', received, 'trim', trim)
 touch(ttl)
-return {'added', cursor, high, maxi, received, closed, start, stop, high, lo, records, smoothing(start)}
+local lost = lost_ahead(received, trim, high, maxi)
+return {'added', cursor, high, maxi, received, closed, start, stop, high, lo, records, smoothing(start), lost}
 """
 )
 
@@ -141,13 +150,14 @@ _FLUSH: Final = (
     _LUA_COMMON
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-local cursor, high, maxi, received = counters()
+local cursor, high, maxi, received, trim = counters()
 redis.call('HSET', KEYS[1], 'closed', 1)
 local start = cursor
 local stop = math.max(cursor, maxi + 1)
 local lo, hi = needed(start, stop, maxi, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1')
 touch(tonumber(ARGV[4]))
-return {'added', cursor, high, maxi, received, 1, start, stop, maxi, lo, read(lo, hi), smoothing(start)}
+local lost = lost_ahead(received, trim, high, maxi)
+return {'added', cursor, high, maxi, received, 1, start, stop, maxi, lo, read(lo, hi), smoothing(start), lost}
 """
 )
 
@@ -281,19 +291,26 @@ class RedisFrameBuffer(FrameBuffer):
 
     def _emission(self, reply: list[Any], stream_id: str) -> Emission:
         """The script's answer as an :class:`Emission`. Every frame up to the contiguous ``high`` was received (and
-        none the windows need is trimmed), so one of them the store no longer holds was lost: StreamFramesLost."""
+        none the windows need is trimmed), so one of them the store no longer holds was lost: StreamFramesLost; so
+        is a frame received past ``high`` that it no longer holds (its windows would never be emitted, or be flushed
+        as a gap)."""
         status = reply[0].decode()
         if status in ("missing", "closed"):
             self._known.pop(stream_id, None)
             if status == "missing":
                 raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
             raise Conflict(f"stream {stream_id!r} is closed")
-        _, cursor, high, _maxi, received, _closed, start, stop, newest, lo, values, (scur, *blob) = reply
+        _, cursor, high, _maxi, received, _closed, start, stop, newest, lo, values, (scur, *blob), ahead = reply
         lost = [int(lo) + i for i, v in enumerate(values) if v is None and int(lo) + i <= int(high)]
         if lost:
             raise StreamFramesLost(
                 f"stream {stream_id!r}: the frame buffer lost {len(lost)} stored frame(s) from frame {lost[0]} "
                 f"(evicted) that the windows of frames {int(start)}..{int(stop) - 1} need; open a new stream"
+            )
+        if int(ahead) > 0:
+            raise StreamFramesLost(
+                f"stream {stream_id!r}: the frame buffer lost {int(ahead)} stored frame(s) received after frame "
+                f"{int(high)} (evicted), whose poses can no longer be made; open a new stream"
             )
         records = {lo + i: self._decode(v) for i, v in enumerate(values) if v is not None}
         targets = range(int(start), int(stop))
