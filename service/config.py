@@ -374,6 +374,12 @@ class GatewaySettings(CommonSettings):
         "(1 = one frame per call: bit-identical to streaming the clip, but never batched)",
     )
 
+    @model_validator(mode="after")
+    def _a_port_each(self) -> Self:
+        if self.grpc_port and self.grpc_port == self.port:
+            raise ValueError(f"port and grpc_port are both {self.port}: REST and gRPC need a port each")
+        return self
+
     def worker_message_limit(self) -> int:
         """The gateway ↔ worker message limit in bytes (see ``worker_max_message_bytes``)."""
         return self.worker_max_message_bytes or self.limits.max_body_bytes + WORKER_MESSAGE_HEADROOM_BYTES

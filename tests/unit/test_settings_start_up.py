@@ -20,7 +20,7 @@ from service.engine.windows import WindowSpec
 from service.gateway.app import create_app
 from service.jobs.redis import RedisJobStore
 from service.jobs.store import JobRecord, new_job_id
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, free_port
 from tests.unit.test_framebuffer import make_record
 
 
@@ -78,3 +78,13 @@ def test_the_longest_retry_after_is_sent() -> None:
     client = TestClient(create_app(settings))  # no lifespan: the engine is still loading
     response = client.get("/readyz")
     assert (response.status_code, response.headers["Retry-After"]) == (503, "3600")
+
+
+@pytest.mark.parametrize("command", ["serve", "gateway"])
+def test_one_port_for_rest_and_grpc_is_one_line_and_exit_2(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """gRPC took the port first, and uvicorn then logged its bind error and exited 3 (after the models loaded)."""
+    port = str(free_port())
+    assert main([command, "--allow-random-weights", "--port", port, "--grpc-port", port]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"pose3d {command}: error: invalid settings (settings: Value error, port and grpc_port")
