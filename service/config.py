@@ -408,6 +408,12 @@ class WorkerSettings(CommonSettings):
         "this port (network policy); logged as a WARNING at start",
     )
 
+    @model_validator(mode="after")
+    def _a_port_each(self) -> Self:
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ValueError(f"port and metrics_port are both {self.port}: gRPC and /metrics need a port each")
+        return self
+
 
 class SettingsFileError(ValueError):
     """A settings file that cannot be read as settings: its syntax, a top level that is not a mapping, its suffix."""

@@ -40,7 +40,10 @@ def explain(error: BaseException) -> str:
         return redact(f"invalid settings ({fields}) — fix the flag, POSE3D_* variable or --config file entry named")
     text = " ".join(str(error).split()) or type(error).__name__
     if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
-        text += " — the address is in use: pick a free one with --port / --grpc-port (POSE3D_PORT, POSE3D_GRPC_PORT)"
+        text += (
+            " — the address is in use: pick a free one with --port / --grpc-port / --metrics-port (POSE3D_PORT, "
+            "POSE3D_GRPC_PORT, POSE3D_METRICS_PORT)"
+        )
     elif isinstance(error, RedisError):
         text = f"Redis: {text} — check redis_url (POSE3D_REDIS_URL), or start one: redis-server --port 6379"
     elif isinstance(error, SettingsFileError):

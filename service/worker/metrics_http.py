@@ -59,9 +59,13 @@ def serve_metrics(settings: WorkerSettings, registry: CollectorRegistry, keys: K
     if keys is not None:
         app = _require_key(app, keys)
     server_class = _MetricsServer6 if ":" in settings.host else ThreadingWSGIServer
-    httpd: WSGIServer = make_server(
-        settings.host, settings.metrics_port, app, server_class, handler_class=_QuietHandler
-    )
+    try:
+        httpd: WSGIServer = make_server(
+            settings.host, settings.metrics_port, app, server_class, handler_class=_QuietHandler
+        )
+    except OSError as e:
+        where = f"{settings.host}:{settings.metrics_port}"
+        raise OSError(e.errno, f"cannot listen on {where} (worker metrics): {e.strerror}") from None
     context = _tls_context(settings)
     if context is not None:
         httpd.socket = context.wrap_socket(httpd.socket, server_side=True)

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import math
 import secrets
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,7 +24,7 @@ from service.engine.windows import WindowSpec
 from service.gateway.app import create_app
 from service.jobs.redis import RedisJobStore
 from service.jobs.store import JobRecord, new_job_id
-from tests.conftest import RedisServer, free_port
+from tests.conftest import REPO, RedisServer, free_port
 from tests.unit.test_framebuffer import make_record
 
 
@@ -88,3 +92,34 @@ def test_one_port_for_rest_and_grpc_is_one_line_and_exit_2(command: str, capsys:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert err[0].startswith(f"pose3d {command}: error: invalid settings (settings: Value error, port and grpc_port")
+
+
+def test_one_port_for_worker_grpc_and_metrics_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    port = str(free_port())
+    assert main(["worker", "--allow-random-weights", "--port", port, "--metrics-port", port]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "port and metrics_port are both" in err[0], err
+
+
+def test_a_taken_metrics_port_is_one_line_naming_it(tmp_path: Path) -> None:
+    """The default metrics port (9100) is node_exporter's too. The worker said 'Address already in use' naming
+    --port / --grpc-port only, and then Python printed the unstopped gRPC server's 'Event loop is closed' traceback."""
+    port, metrics_port = free_port(), free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", metrics_port))
+        taken.listen()
+        argv = ["--allow-random-weights", "--port", str(port), "--metrics-port", str(metrics_port)]
+        done = subprocess.run(
+            [sys.executable, "-m", "service.cli", "worker", *argv],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=300,
+        )
+    assert done.returncode == 2, done.stderr
+    err = [line for line in done.stderr.strip().splitlines() if " INFO " not in line]
+    assert err == [err[-1]], done.stderr  # one line, no traceback after it
+    assert err[0].startswith("pose3d worker: error: "), err
+    assert f"cannot listen on 127.0.0.1:{metrics_port} (worker metrics)" in err[0], err
+    assert "--metrics-port" in err[0], err
