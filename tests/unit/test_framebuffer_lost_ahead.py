@@ -7,9 +7,10 @@ without a word. The memory buffer, which cannot lose frames, emits them."""
 from __future__ import annotations
 
 import pytest
+import redis.asyncio as aioredis
 
 from service.engine.framebuffer import MemoryFrameBuffer
-from service.engine.framebuffer.redis import RedisFrameBuffer
+from service.engine.framebuffer.redis import RedisFrameBuffer, stream_keys
 from service.engine.types import WindowMode
 from service.engine.windows import WindowSpec
 from service.errors import StreamFramesLost
@@ -69,3 +70,24 @@ async def test_frames_no_window_needs_any_more_are_not_missed(redis_server: Redi
         assert (await buf.flush(m.stream_id, SINGLE, CAUSAL)).targets == range(21, 21)
     finally:
         await buf.aclose()
+
+
+async def test_a_retried_frame_whose_emission_record_was_lost_is_refused(redis_server: RedisServer) -> None:
+    """The emits hash evicted alone (frames kept): the retry of a frame (its first answer never reached the client)
+    replayed nothing — a 200 without the results its first push had made, where the memory buffer replays them."""
+    memory, redis, m = MemoryFrameBuffer(), RedisFrameBuffer(redis_server.url, ttl_s=60), meta(CAUSAL)
+    try:
+        for buf in (memory, redis):
+            await buf.create(m)
+            for i in range(5):
+                await buf.append(m.stream_id, make_record(i), SINGLE, CAUSAL)
+        assert (await memory.append(m.stream_id, make_record(4), SINGLE, CAUSAL)).targets == range(4, 5)
+        client = aioredis.Redis.from_url(redis_server.url)
+        try:
+            assert await client.delete(stream_keys(m.stream_id)[2]) == 1
+        finally:
+            await client.aclose()
+        with pytest.raises(StreamFramesLost, match="frame 4"):
+            await redis.append(m.stream_id, make_record(4), SINGLE, CAUSAL)
+    finally:
+        await redis.aclose()

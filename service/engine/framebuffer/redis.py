@@ -85,7 +85,7 @@ end
 # KEYS: meta frames emits tracker
 # ARGV: index record tracker_or_empty seen_token('' = no check) new_token lag_left lag_right causal ttl_ms margin
 #       max_ahead
-# returns {'missing'} | {'closed'} | {'conflict', meta_json, token, tracker_or_nil} | {'range', high}
+# returns {'missing'} | {'closed'} | {'conflict', meta_json, token, tracker_or_nil} | {'range', high} | {'lost', index}
 #       | {status, cursor, high, maxi, received, closed, start, stop, newest, lo, {records}, {scur, smooth|nil}, lost}
 _APPEND: Final = (
     _LUA_COMMON
@@ -106,6 +106,7 @@ local lag_left, lag_right = tonumber(ARGV[6]), tonumber(ARGV[7])
 local causal = ARGV[8] == '1'
 if idx < trim or redis.call('HEXISTS', KEYS[2], idx) == 1 then
   local e = redis.call('HGET', KEYS[3], idx)
+  if not e and idx >= trim then return {'lost', idx} end  -- a stored frame's emission is kept as long as it (evicted)
   local start, stop, newest = 0, 0, -1
   if e then
     local a, b, n = string.match(e, '(-?%d+),(-?%d+),(-?%d+)')
@@ -337,6 +338,11 @@ class RedisFrameBuffer(FrameBuffer):
             return Emission(AppendStatus.CONFLICT)
         if status == "range":
             raise out_of_range(record.frame_index, int(reply[1])) or Conflict("frame index refused")
+        if status == "lost":
+            raise StreamFramesLost(
+                f"stream {stream_id!r}: the frame buffer lost what frame {int(reply[1])} emitted (evicted), so its "
+                "retry cannot be answered again; open a new stream"
+            )
         emission = self._emission(reply, stream_id)
         known = self._known.get(stream_id)
         if emission.status is AppendStatus.ADDED and tracker is not None:
