@@ -199,10 +199,16 @@ class EngineSettings(_Frozen):
 
 WORKER_MESSAGE_HEADROOM_BYTES: Final = 1024 * 1024
 """Room in a gateway ↔ worker message beyond the encoded media it carries (options, ids, limits, framing)."""
+GRPC_MAX_MESSAGE_BYTES: Final = 2**31 - 1
+"""The largest gRPC message limit: gRPC's channel arguments are C ints (one past it cannot even be set)."""
 
 
 class LimitSettings(_Frozen):
-    max_body_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024,
+        le=GRPC_MAX_MESSAGE_BYTES - WORKER_MESSAGE_HEADROOM_BYTES,
+        description="REST body and public gRPC message limit, bytes (413 / RESOURCE_EXHAUSTED past it)",
+    )
     max_header_bytes: int = Field(
         64 * 1024, ge=1024, le=16 * 1024 * 1024, description="REST request line + headers, bytes (431 past it)"
     )
@@ -363,6 +369,7 @@ class GatewaySettings(CommonSettings):
     worker_max_message_bytes: int | None = Field(
         None,
         ge=1024,
+        le=GRPC_MAX_MESSAGE_BYTES,
         description="gateway ↔ worker gRPC message limit; None = limits.max_body_bytes + 1 MiB: images and clips "
         "travel encoded (at most limits.max_body_bytes), a clip's results come back in steps",
     )
@@ -395,6 +402,7 @@ class WorkerSettings(CommonSettings):
     max_message_bytes: int = Field(
         DEFAULT_WORKER_MESSAGE_BYTES,
         ge=1024,
+        le=GRPC_MAX_MESSAGE_BYTES,
         description="gateway ↔ worker gRPC message limit: at least the gateways' (limits.max_body_bytes + 1 MiB)",
     )
     shutdown_grace_s: float = Field(5.0, ge=0.0, description="in-flight calls get this long on SIGTERM")

@@ -11,12 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from service.cli import main
-from service.config import MAX_TTL_S, GatewaySettings, build_settings
+from service.config import GRPC_MAX_MESSAGE_BYTES, MAX_TTL_S, GatewaySettings, WorkerSettings, build_settings
 from service.engine.framebuffer import StreamMeta
 from service.engine.framebuffer.redis import RedisFrameBuffer
 from service.engine.types import WindowMode
@@ -24,6 +25,7 @@ from service.engine.windows import WindowSpec
 from service.gateway.app import create_app
 from service.jobs.redis import RedisJobStore
 from service.jobs.store import JobRecord, new_job_id
+from service.rpc.server import channel_options, new_server
 from tests.conftest import REPO, RedisServer, free_port
 from tests.unit.test_framebuffer import make_record
 
@@ -123,3 +125,33 @@ def test_a_taken_metrics_port_is_one_line_naming_it(tmp_path: Path) -> None:
     assert err[0].startswith("pose3d worker: error: "), err
     assert f"cannot listen on 127.0.0.1:{metrics_port} (worker metrics)" in err[0], err
     assert "--metrics-port" in err[0], err
+
+
+@pytest.mark.parametrize(
+    ("command", "variable"),
+    [
+        ("worker", "POSE3D_MAX_MESSAGE_BYTES"),
+        ("gateway", "POSE3D_WORKER_MAX_MESSAGE_BYTES"),
+        ("gateway", "POSE3D_LIMITS__MAX_BODY_BYTES"),
+        ("serve", "POSE3D_LIMITS__MAX_BODY_BYTES"),
+    ],
+)
+def test_a_message_limit_grpc_cannot_take_is_one_line_and_exit_2(
+    command: str, variable: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Past 2**31 - 1 bytes gRPC's channel arguments overflowed: OverflowError's traceback (the worker's after its
+    models loaded)."""
+    monkeypatch.setenv(variable, str(4 * 1024**3))
+    argv = [command, "--allow-random-weights", "--port", "0"]
+    assert main(argv + (["--workers", "127.0.0.1:1"] if command == "gateway" else [])) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"pose3d {command}: error: invalid settings ("), err
+
+
+async def test_the_largest_message_limits_make_grpc_servers_and_channels() -> None:
+    worker = build_settings(WorkerSettings, None, max_message_bytes=GRPC_MAX_MESSAGE_BYTES)
+    gateway = build_settings(GatewaySettings, None, limits={"max_body_bytes": GRPC_MAX_MESSAGE_BYTES - 2**20})
+    for limit in (worker.max_message_bytes, gateway.limits.max_body_bytes, gateway.worker_message_limit()):
+        await new_server(limit).stop(None)
+        await grpc.aio.insecure_channel("127.0.0.1:1", options=channel_options(limit)).close()
