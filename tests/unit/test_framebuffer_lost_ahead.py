@@ -91,3 +91,28 @@ async def test_a_retried_frame_whose_emission_record_was_lost_is_refused(redis_s
             await redis.append(m.stream_id, make_record(4), SINGLE, CAUSAL)
     finally:
         await redis.aclose()
+
+
+async def test_a_tracker_state_lost_is_refused_not_started_again(redis_server: RedisServer) -> None:
+    """The tracker key evicted alone: another worker read 'no tracker state' — what a stream has before its first
+    tracked frame — and tracked from nothing, handing out track ids 0, 1, ... again to whoever it saw next, so the
+    windows of a track id mixed two people's frames."""
+    first, other, m = RedisFrameBuffer(redis_server.url, ttl_s=60), RedisFrameBuffer(redis_server.url, ttl_s=60), meta()
+    try:
+        await first.create(m)
+        assert (await other.tracker(m.stream_id)).tracker is None  # not tracked yet: no state, rightly
+        for i in range(3):
+            view = await first.tracker(m.stream_id)
+            await first.append(m.stream_id, make_record(i), SINGLE, CAUSAL, tracker=b"state %d" % i, seen=view.token)
+        client = aioredis.Redis.from_url(redis_server.url)
+        try:
+            assert await client.delete(stream_keys(m.stream_id)[3]) == 1
+        finally:
+            await client.aclose()
+        with pytest.raises(StreamFramesLost, match="tracker state"):
+            await other.tracker(m.stream_id, fresh=True)
+        with pytest.raises(StreamFramesLost, match="tracker state"):  # a stale append's answer brings no state
+            await other.append(m.stream_id, make_record(3), SINGLE, CAUSAL, tracker=b"x", seen="stale")
+    finally:
+        await first.aclose()
+        await other.aclose()

@@ -3,7 +3,8 @@
 Keys of one stream share the hash tag ``{<stream_id>}`` (one Redis Cluster slot):
 
 - ``pose3d:{sid}:meta``    hash: ``meta`` (JSON of :class:`StreamMeta`), ``cursor``, ``high``, ``maxi``,
-  ``received``, ``trim``, ``closed``, ``ttok`` (tracker token), and the smoothing state: ``scur`` + ``smooth``
+  ``received``, ``trim``, ``closed``, ``ttok`` (tracker token), ``tracked`` (1 once a tracker state was stored), and
+  the smoothing state: ``scur`` + ``smooth``
   (the cursor it is valid at + the blob), ``spcur`` + ``sprev`` (the one it replaced)
 - ``pose3d:{sid}:frames``  hash: frame index → binary :class:`FrameRecord` (:func:`encode_record`)
 - ``pose3d:{sid}:emits``   hash: frame index → ``start,stop,newest`` (what that frame's arrival emitted)
@@ -85,7 +86,8 @@ end
 # KEYS: meta frames emits tracker
 # ARGV: index record tracker_or_empty seen_token('' = no check) new_token lag_left lag_right causal ttl_ms margin
 #       max_ahead
-# returns {'missing'} | {'closed'} | {'conflict', meta_json, token, tracker_or_nil} | {'range', high} | {'lost', index}
+# returns {'missing'} | {'closed'} | {'conflict', meta_json, token, tracked, tracker_or_nil} | {'range', high}
+#       | {'lost', index}
 #       | {status, cursor, high, maxi, received, closed, start, stop, newest, lo, {records}, {scur, smooth|nil}, lost}
 _APPEND: Final = (
     _LUA_COMMON
@@ -94,11 +96,11 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 local cursor, high, maxi, received, trim, closed = counters()
 if closed == 1 then return {'closed'} end
 local ttl = tonumber(ARGV[9])
-local stored = redis.call('HMGET', KEYS[1], 'ttok', 'meta')
+local stored = redis.call('HMGET', KEYS[1], 'ttok', 'meta', 'tracked')
 local token = stored[1]
 if ARGV[4] ~= '' and ARGV[4] ~= token then
   touch(ttl)
-  return {'conflict', stored[2], token, redis.call('GET', KEYS[4])}
+  return {'conflict', stored[2], token, tonumber(stored[3]) or 0, redis.call('GET', KEYS[4])}
 end
 local idx = tonumber(ARGV[1])
 if idx < 0 or idx > high + 1 + tonumber(ARGV[11]) then return {'range', high} end
@@ -120,7 +122,7 @@ end
 redis.call('HSET', KEYS[2], idx, ARGV[2])
 if ARGV[3] ~= '' then
   redis.call('SET', KEYS[4], ARGV[3])
-  redis.call('HSET', KEYS[1], 'ttok', ARGV[5])
+  redis.call('HSET', KEYS[1], 'ttok', ARGV[5], 'tracked', 1)
 end
 received = received + 1
 if idx > maxi then maxi = idx end
@@ -181,7 +183,7 @@ return 1
 """
 
 
-_META_FIELDS: Final = ("meta", "cursor", "high", "maxi", "received", "trim", "closed", "ttok")
+_META_FIELDS: Final = ("meta", "cursor", "high", "maxi", "received", "trim", "closed", "ttok", "tracked")
 """The meta hash's fields a state or tracker read needs."""
 
 DECODED_CACHE_BYTES: Final = 16 * 1024 * 1024
@@ -268,7 +270,20 @@ class RedisFrameBuffer(FrameBuffer):
             self._known.move_to_end(stream_id)
             return known
         raw, tracker = await self._read(stream_id, tracker=True)
-        view = TrackerView(StreamMeta.from_json(raw[b"meta"]), tracker, raw[b"ttok"].decode())
+        return self._stored_view(stream_id, raw[b"meta"], raw[b"ttok"], bool(int(raw[b"tracked"] or 0)), tracker)
+
+    def _stored_view(
+        self, stream_id: str, meta: bytes, token: bytes, tracked: bool, tracker: bytes | None
+    ) -> TrackerView:
+        """The stored tracker state as a view this process remembers. Once the stream stored one, none stored means
+        Redis lost it (evicted): StreamFramesLost, rather than tracking again from nothing (ids reused for others)."""
+        if tracked and tracker is None:
+            self._known.pop(stream_id, None)
+            raise StreamFramesLost(
+                f"stream {stream_id!r}: the frame buffer lost its tracker state (evicted), so its people's track ids "
+                "cannot be continued; open a new stream"
+            )
+        view = TrackerView(StreamMeta.from_json(meta), tracker, token.decode())
         self._remember(stream_id, view)
         return view
 
@@ -333,8 +348,8 @@ class RedisFrameBuffer(FrameBuffer):
         reply = await self._call(self._append, stream_keys(stream_id), args)
         status = reply[0].decode()
         if status == "conflict":  # the stored state comes with the answer: the retry needs no read
-            _, meta, stored, stored_tracker = reply
-            self._remember(stream_id, TrackerView(StreamMeta.from_json(meta), stored_tracker, stored.decode()))
+            _, meta, stored, tracked, *stored_tracker = reply  # a nil tracker ends the table
+            self._stored_view(stream_id, meta, stored, bool(tracked), stored_tracker[0] if stored_tracker else None)
             return Emission(AppendStatus.CONFLICT)
         if status == "range":
             raise out_of_range(record.frame_index, int(reply[1])) or Conflict("frame index refused")
