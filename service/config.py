@@ -430,7 +430,10 @@ class SettingsFileError(ValueError):
 def load_settings_file(path: Path) -> dict[str, Any]:
     """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) settings file into a dict; SettingsFileError naming
     ``path`` when it cannot be."""
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")  # TOML is UTF-8 by definition; so are the YAML files we read
+    except UnicodeDecodeError as e:
+        raise SettingsFileError(f"{path}: not UTF-8 text ({e}); save it as UTF-8") from e
     if path.suffix == ".toml":
         import tomllib
 

@@ -155,3 +155,18 @@ async def test_the_largest_message_limits_make_grpc_servers_and_channels() -> No
     for limit in (worker.max_message_bytes, gateway.limits.max_body_bytes, gateway.worker_message_limit()):
         await new_server(limit).stop(None)
         await grpc.aio.insecure_channel("127.0.0.1:1", options=channel_options(limit)).close()
+
+
+@pytest.mark.parametrize("name", ["pose3d.toml", "pose3d.yaml"])
+@pytest.mark.parametrize("command", ["serve", "gateway", "worker"])
+def test_a_settings_file_not_in_utf8_is_one_line_and_exit_2(
+    command: str, name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Saved as UTF-16 (Windows Notepad's "Unicode"): UnicodeDecodeError's traceback, exit 1."""
+    config = tmp_path / name
+    config.write_text("port = 9000\n" if name.endswith(".toml") else "port: 9000\n", encoding="utf-16")
+    assert main([command, "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"pose3d {command}: error: {config}: not UTF-8 text"), err
+    assert err[0].endswith("— fix the --config file"), err
