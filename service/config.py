@@ -450,6 +450,8 @@ def load_settings_file(path: Path) -> dict[str, Any]:
             raise SettingsFileError(f"{path}: {e}") from e
         if not isinstance(data, dict):
             raise SettingsFileError(f"{path}: top level must be a mapping")
+        if keys := [key for key in data if not isinstance(key, str)]:  # `1:`, `null:` (pydantic-settings lowers keys)
+            raise SettingsFileError(f"{path}: top-level key {keys[0]!r} is not a setting name")
         return data
     raise SettingsFileError(f"{path}: settings file must be .toml, .yaml or .yml")
 

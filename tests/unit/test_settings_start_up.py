@@ -170,3 +170,16 @@ def test_a_settings_file_not_in_utf8_is_one_line_and_exit_2(
     assert len(err) == 1, err
     assert err[0].startswith(f"pose3d {command}: error: {config}: not UTF-8 text"), err
     assert err[0].endswith("— fix the --config file"), err
+
+
+@pytest.mark.parametrize("text", ["1: x\n", "null: 3\n", "port: 9000\n2.5: y\n"])
+def test_a_yaml_key_that_is_no_name_is_one_line_and_exit_2(
+    text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A top-level YAML key read as a number or null: AttributeError's traceback ('int' has no 'lower'), exit 1."""
+    config = tmp_path / "pose3d.yaml"
+    config.write_text(text)
+    assert main(["gateway", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"pose3d gateway: error: {config}: top-level key "), err
