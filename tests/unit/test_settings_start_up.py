@@ -183,3 +183,22 @@ def test_a_yaml_key_that_is_no_name_is_one_line_and_exit_2(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert err[0].startswith(f"pose3d gateway: error: {config}: top-level key "), err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("POSE3D_WORKERS", "w1:50061,w2:50061"), ("POSE3D_MODELS", "pstmo"), ("POSE3D_LIMITS", "{max_people: 3}")],
+)
+@pytest.mark.parametrize("command", ["serve", "gateway"])
+def test_a_variable_for_a_list_or_table_that_is_not_json_is_one_line_and_exit_2(
+    command: str, variable: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pydantic-settings' SettingsError ('error parsing value for field "workers"') escaped as a traceback, exit 1 —
+    POSE3D_WORKERS written as --workers takes it (comma-separated) is the likely slip."""
+    monkeypatch.setenv(variable, value)
+    assert main([command]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    field = variable.removeprefix("POSE3D_").lower()
+    assert err[0].startswith(f'pose3d {command}: error: error parsing value for field "{field}"'), err
+    assert "takes JSON" in err[0], err
