@@ -202,3 +202,22 @@ def test_a_variable_for_a_list_or_table_that_is_not_json_is_one_line_and_exit_2(
     field = variable.removeprefix("POSE3D_").lower()
     assert err[0].startswith(f'pose3d {command}: error: error parsing value for field "{field}"'), err
     assert "takes JSON" in err[0], err
+
+
+@pytest.mark.parametrize("command", ["gateway", "worker"])
+def test_a_taken_grpc_port_is_one_line_and_exit_2(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """grpc raises RuntimeError ('Failed to bind to address') where the code expected a bound port of 0: the most common
+    start-up mistake was a traceback, exit 1."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        if command == "gateway":
+            argv = ["gateway", "--workers", "127.0.0.1:1", "--port", str(free_port()), "--grpc-port", port]
+        else:
+            argv = ["worker", "--allow-random-weights", "--port", port, "--metrics-port", "0"]
+        assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if " INFO " not in line]
+    assert len(err) == 1, err
+    assert err[0].startswith(f"pose3d {command}: error: "), err
+    assert f"cannot listen on 127.0.0.1:{port}" in err[0], err
