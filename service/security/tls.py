@@ -7,6 +7,7 @@ Certificates are PEM files named by settings (nothing is generated here); Redis 
 from __future__ import annotations
 
 import errno
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,20 @@ from service.config import SecuritySettings, WorkerTlsSettings
 
 def _read(path: Path | None) -> bytes | None:
     return path.read_bytes() if path is not None else None
+
+
+def _pem_pair(certfile: Path, keyfile: Path, names: str, client_ca: Path | None = None) -> tuple[bytes, bytes]:
+    """``(key, certificate)`` PEM bytes for grpc, once Python's ssl has loaded them as a pair (and ``client_ca`` as
+    CA certificates): grpc only logs what it cannot read, then fails to bind, which would read as a port in use.
+    ``names``: the settings that name the files."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile, keyfile, password="")  # an encrypted key fails here (grpc cannot read it)
+        if client_ca is not None:
+            context.load_verify_locations(client_ca)
+    except ssl.SSLError as e:
+        raise OSError(errno.EINVAL, f"TLS files that are not PEM certificates and key ({e}): check {names}") from None
+    return keyfile.read_bytes(), certfile.read_bytes()
 
 
 def _bound(listen: Callable[[], int]) -> int:
@@ -34,7 +49,8 @@ def add_port(server: grpc.aio.Server, address: str, security: SecuritySettings) 
     address cannot be bound."""
     if security.tls_certfile is None or security.tls_keyfile is None:
         return _bound(lambda: server.add_insecure_port(address))
-    credentials = grpc.ssl_server_credentials([(security.tls_keyfile.read_bytes(), security.tls_certfile.read_bytes())])
+    pair = _pem_pair(security.tls_certfile, security.tls_keyfile, "security.tls_certfile, security.tls_keyfile")
+    credentials = grpc.ssl_server_credentials([pair])
     return _bound(lambda: server.add_secure_port(address, credentials))
 
 
@@ -45,7 +61,7 @@ def add_worker_port(server: grpc.aio.Server, address: str, tls: WorkerTlsSetting
         if tls.client_ca_file is not None:
             raise OSError(errno.EINVAL, "tls.client_ca_file needs tls.certfile and tls.keyfile (the worker's own)")
         return _bound(lambda: server.add_insecure_port(address))
-    pair = (tls.keyfile.read_bytes(), tls.certfile.read_bytes())
+    pair = _pem_pair(tls.certfile, tls.keyfile, "tls.certfile, tls.keyfile, tls.client_ca_file", tls.client_ca_file)
     credentials = grpc.ssl_server_credentials(
         [pair], root_certificates=_read(tls.client_ca_file), require_client_auth=tls.client_ca_file is not None
     )

@@ -221,3 +221,21 @@ def test_a_taken_grpc_port_is_one_line_and_exit_2(command: str, capsys: pytest.C
     assert len(err) == 1, err
     assert err[0].startswith(f"pose3d {command}: error: "), err
     assert f"cannot listen on 127.0.0.1:{port}" in err[0], err
+
+
+def test_tls_files_that_are_not_pem_are_one_line_naming_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """grpc only logged 'Handshaker factory creation failed' and failed to bind: a traceback before, and with a
+    taken port told apart from a refused bind, it would read 'the address is in use'."""
+    for name in ("cert.pem", "key.pem"):
+        (tmp_path / name).write_text("not a PEM file\n")
+    monkeypatch.setenv("POSE3D_SECURITY__TLS_CERTFILE", str(tmp_path / "cert.pem"))
+    monkeypatch.setenv("POSE3D_SECURITY__TLS_KEYFILE", str(tmp_path / "key.pem"))
+    argv = ["gateway", "--workers", "127.0.0.1:1", "--port", str(free_port()), "--grpc-port", str(free_port())]
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if " INFO " not in line]
+    assert len(err) == 1, err
+    assert "TLS files that are not PEM" in err[0], err
+    assert "security.tls_certfile" in err[0], err
+    assert "in use" not in err[0], err
