@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from model.joints import JointOrder
@@ -135,6 +135,10 @@ def _default_models() -> dict[str, ModelSpec]:
     }
 
 
+MAX_TTL_S: Final = 366 * 86_400.0
+"""The longest a stream or a job may live idle (a year): Redis expires a key only after a finite time it can hold in
+milliseconds, and ``inf`` is no number of milliseconds."""
+
 CPU_DETECT_BATCH: Final = 8
 """Crops per 2D detector forward on the CPU unless ``engine.detect.max_batch_size`` is set: past 8 a crop costs no
 less on the CPU, and on a small network more (bench/README.md "Detector batch on the CPU", docs/overload.md)."""
@@ -176,7 +180,7 @@ class EngineSettings(_Frozen):
         2.0, gt=0.0, le=600.0, description="seconds of batches the measured service rate of a stage averages over"
     )
     request_timeout_s: float = Field(30.0, gt=0.0)
-    stream_ttl_s: float = Field(300.0, gt=0.0, description="idle streams expire after this")
+    stream_ttl_s: float = Field(300.0, gt=0.0, le=MAX_TTL_S, description="idle streams expire after this")
     max_streams: int = Field(10_000, ge=1, description="in-memory buffer bound")
     torch_threads: int = Field(
         0, ge=0, le=256, description="intra-op threads of the inference thread; 0 = torch default"
@@ -195,10 +199,16 @@ class EngineSettings(_Frozen):
 
 WORKER_MESSAGE_HEADROOM_BYTES: Final = 1024 * 1024
 """Room in a gateway ↔ worker message beyond the encoded media it carries (options, ids, limits, framing)."""
+GRPC_MAX_MESSAGE_BYTES: Final = 2**31 - 1
+"""The largest gRPC message limit: gRPC's channel arguments are C ints (one past it cannot even be set)."""
 
 
 class LimitSettings(_Frozen):
-    max_body_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024,
+        le=GRPC_MAX_MESSAGE_BYTES - WORKER_MESSAGE_HEADROOM_BYTES,
+        description="REST body and public gRPC message limit, bytes (413 / RESOURCE_EXHAUSTED past it)",
+    )
     max_header_bytes: int = Field(
         64 * 1024, ge=1024, le=16 * 1024 * 1024, description="REST request line + headers, bytes (431 past it)"
     )
@@ -210,7 +220,9 @@ class LimitSettings(_Frozen):
     max_people: int = 32
     max_every_nth: int = Field(1000, ge=1, description="largest accepted clip subsampling step")
     max_inflight_requests: int = Field(256, ge=1, description="gateway-wide bound on /v1/ requests in progress")
-    retry_after_s: float = Field(1.0, gt=0.0, description="Retry-After sent with 429/503 from the gateway")
+    retry_after_s: float = Field(
+        1.0, gt=0.0, le=3600.0, description="Retry-After sent with 429/503 from the gateway (at most an hour)"
+    )
     render_workers: int = Field(2, ge=1, description="threads rendering PNG/MP4 and exports, off the event loop")
     render_queue: int = Field(8, ge=0, description="renders/exports waiting for a thread before 503s are sent")
 
@@ -227,7 +239,9 @@ class JobSettings(_Frozen):
         8, ge=1, le=1024, description="frames a job hands the engine per call (small: interactive requests interleave)"
     )
     keypoint_chunk_frames: int = Field(256, ge=1, le=20_000, description="the same for keypoint sequences")
-    ttl_s: float = Field(86_400.0, gt=0.0, description="a job, its staged input and its results expire after this")
+    ttl_s: float = Field(
+        86_400.0, gt=0.0, le=MAX_TTL_S, description="a job, its staged input and its results expire after this"
+    )
     lease_s: float = Field(
         10.0, gt=0.0, le=3600.0, description="a running job unrenewed for this long is taken over by any gateway"
     )
@@ -308,6 +322,18 @@ class CommonSettings(BaseSettings):
         None, description="where `pose3d weights` installs checkpoints; None = $XDG_CACHE_HOME/pose3d/weights"
     )
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_opens(cls, url: str) -> str:
+        """``url`` as redis-py parses it when the process opens Redis (``redis+cluster://`` as ``redis://``), so that
+        a mistyped one stops the command at start-up in one line, not later in a traceback (ValueError)."""
+        if url:
+            from redis.asyncio.connection import parse_url
+
+            scheme, sep, rest = url.partition("://")
+            parse_url(f"{scheme.removesuffix('+cluster')}{sep}{rest}")
+        return url
+
     def default_model(self, kind: InputKind) -> str:
         """The one default-model rule, for every transport and the engine: an image → ``default_image_model``;
         2D keypoints → ``default_keypoints_model`` if set, else ``default_clip_model``; a clip or a stream →
@@ -343,6 +369,7 @@ class GatewaySettings(CommonSettings):
     worker_max_message_bytes: int | None = Field(
         None,
         ge=1024,
+        le=GRPC_MAX_MESSAGE_BYTES,
         description="gateway ↔ worker gRPC message limit; None = limits.max_body_bytes + 1 MiB: images and clips "
         "travel encoded (at most limits.max_body_bytes), a clip's results come back in steps",
     )
@@ -353,6 +380,12 @@ class GatewaySettings(CommonSettings):
         description="frames of a posted clip a worker runs per step (one Submit call), so they share its batches "
         "(1 = one frame per call: bit-identical to streaming the clip, but never batched)",
     )
+
+    @model_validator(mode="after")
+    def _a_port_each(self) -> Self:
+        if self.grpc_port and self.grpc_port == self.port:
+            raise ValueError(f"port and grpc_port are both {self.port}: REST and gRPC need a port each")
+        return self
 
     def worker_message_limit(self) -> int:
         """The gateway ↔ worker message limit in bytes (see ``worker_max_message_bytes``)."""
@@ -369,6 +402,7 @@ class WorkerSettings(CommonSettings):
     max_message_bytes: int = Field(
         DEFAULT_WORKER_MESSAGE_BYTES,
         ge=1024,
+        le=GRPC_MAX_MESSAGE_BYTES,
         description="gateway ↔ worker gRPC message limit: at least the gateways' (limits.max_body_bytes + 1 MiB)",
     )
     shutdown_grace_s: float = Field(5.0, ge=0.0, description="in-flight calls get this long on SIGTERM")
@@ -382,6 +416,12 @@ class WorkerSettings(CommonSettings):
         "this port (network policy); logged as a WARNING at start",
     )
 
+    @model_validator(mode="after")
+    def _a_port_each(self) -> Self:
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ValueError(f"port and metrics_port are both {self.port}: gRPC and /metrics need a port each")
+        return self
+
 
 class SettingsFileError(ValueError):
     """A settings file that cannot be read as settings: its syntax, a top level that is not a mapping, its suffix."""
@@ -390,7 +430,10 @@ class SettingsFileError(ValueError):
 def load_settings_file(path: Path) -> dict[str, Any]:
     """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) settings file into a dict; SettingsFileError naming
     ``path`` when it cannot be."""
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")  # TOML is UTF-8 by definition; so are the YAML files we read
+    except UnicodeDecodeError as e:
+        raise SettingsFileError(f"{path}: not UTF-8 text ({e}); save it as UTF-8") from e
     if path.suffix == ".toml":
         import tomllib
 
@@ -407,6 +450,8 @@ def load_settings_file(path: Path) -> dict[str, Any]:
             raise SettingsFileError(f"{path}: {e}") from e
         if not isinstance(data, dict):
             raise SettingsFileError(f"{path}: top level must be a mapping")
+        if keys := [key for key in data if not isinstance(key, str)]:  # `1:`, `null:` (pydantic-settings lowers keys)
+            raise SettingsFileError(f"{path}: top-level key {keys[0]!r} is not a setting name")
         return data
     raise SettingsFileError(f"{path}: settings file must be .toml, .yaml or .yml")
 

@@ -2,7 +2,7 @@
 
 Every long-running command (``serve``, ``gateway``, ``worker``) runs through :func:`run_command`. Failures a user
 can fix (a missing checkpoint, random weights refused, a port in use, Redis unreachable, an invalid setting, a
-settings file that cannot be read) print ``pose3d <command>: error: <what> — <the setting or flag that fixes it>`` on
+settings file that cannot be read, a POSE3D_* variable that is not the JSON its setting needs) print ``pose3d <command>: error: <what> — <the setting or flag that fixes it>`` on
 stderr and exit 2, never a traceback. SIGTERM is turned into the same orderly shutdown as Ctrl-C (servers stop, the engine closes); the
 command then exits 0 (SIGTERM) or 130 (SIGINT), again without a traceback. Anything else is a bug and keeps its
 traceback.
@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from redis.exceptions import RedisError
 
 from service.config import SettingsFileError
@@ -40,11 +41,16 @@ def explain(error: BaseException) -> str:
         return redact(f"invalid settings ({fields}) — fix the flag, POSE3D_* variable or --config file entry named")
     text = " ".join(str(error).split()) or type(error).__name__
     if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
-        text += " — the address is in use: pick a free one with --port / --grpc-port (POSE3D_PORT, POSE3D_GRPC_PORT)"
+        text += (
+            " — the address is in use: pick a free one with --port / --grpc-port / --metrics-port (POSE3D_PORT, "
+            "POSE3D_GRPC_PORT, POSE3D_METRICS_PORT)"
+        )
     elif isinstance(error, RedisError):
         text = f"Redis: {text} — check redis_url (POSE3D_REDIS_URL), or start one: redis-server --port 6379"
     elif isinstance(error, SettingsFileError):
         text += " — fix the --config file"
+    elif isinstance(error, SettingsError):  # a POSE3D_* variable for a list or a table that is not JSON
+        text += """ — such a POSE3D_* variable takes JSON, e.g. POSE3D_WORKERS='["w1:50061", "w2:50061"]'"""
     elif isinstance(error, FileNotFoundError):
         text += " — check the path in the flag, POSE3D_* variable or --config file that names it"
     return redact(text)
@@ -97,7 +103,7 @@ def run_command(name: str, command: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print(f"pose3d {name}: interrupted, shut down", file=sys.stderr)
         return 130
-    except (Pose3DError, OSError, ValidationError, SettingsFileError, RedisError, WeightsError) as e:
+    except (Pose3DError, OSError, ValidationError, SettingsFileError, SettingsError, RedisError, WeightsError) as e:
         print(f"pose3d {name}: error: {explain(e)}", file=sys.stderr)
         return 2
     finally:

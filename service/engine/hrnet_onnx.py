@@ -49,7 +49,13 @@ class OnnxHRNet:
         else export ``net`` (and write ``cache`` if given)."""
         if cache is not None and cache.is_file():
             log.info("detector: ONNX graph read from %s", cache)
-            return cls(cache.read_bytes(), threads)
+            try:
+                return cls(cache.read_bytes(), threads)
+            except Exception as e:  # ONNX Runtime's load errors (InvalidProtobuf, Fail, ...) share no base class
+                raise Unavailable(
+                    f"detector.onnx_path {cache} does not open as an ONNX graph ({e}): remove it, and the detector "
+                    "is exported there again"
+                ) from e
         model = export_hrnet_onnx(net)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)

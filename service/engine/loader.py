@@ -214,6 +214,12 @@ async def load_engine(
     Unavailable naming what failed."""
     report = report if report is not None else Report(settings.device.value)
     device = torch.device(settings.device.value)
+    if device.type == "cuda" and not torch.cuda.is_available():  # torch's own answer is an AssertionError
+        build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
+        raise Unavailable(
+            f"device = cuda, but PyTorch sees no CUDA GPU ({build}): set device = cpu (POSE3D_DEVICE=cpu), or run "
+            "where a GPU and its driver are visible"
+        )
     lifters = await asyncio.to_thread(build_lifters, settings, device)
     needs_features = any(lifter.needs_image for lifter in lifters.values())
     if settings.detector.family == "hrnet":  # RTMPose refuses CA-PF by name in build_rtmpose_detector

@@ -20,6 +20,7 @@ from typing import Any
 from opentelemetry import trace
 
 from service.config import TelemetrySettings
+from service.errors import Unavailable
 
 tracer = trace.get_tracer("pose3d")
 
@@ -59,16 +60,22 @@ def setup_tracing(settings: TelemetrySettings, service_name: str) -> bool:
     """Install a tracer provider exporting as ``settings`` say; False (nothing installed) when none is named."""
     if not settings.otlp_endpoint and settings.spans_file is None:
         return False
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    try:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
+        if settings.otlp_endpoint:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    except ImportError as e:
+        raise Unavailable(
+            f"exporting traces (telemetry.otlp_endpoint, telemetry.spans_file) needs the otel extra ({e}): "
+            "pip install 'pose3d[otel]', or unset those settings"
+        ) from e
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     if settings.spans_file is not None:
         provider.add_span_processor(SimpleSpanProcessor(_file_exporter(settings.spans_file)))
     if settings.otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint)))
     trace.set_tracer_provider(provider)
     return True

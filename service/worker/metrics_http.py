@@ -81,7 +81,11 @@ def serve_metrics(settings: WorkerSettings, registry: CollectorRegistry, keys: K
     if keys is not None:
         app = _require_key(app, keys)
     server_class = _MetricsServer6 if ":" in settings.host else _MetricsServer
-    httpd = make_server(settings.host, settings.metrics_port, app, server_class, handler_class=_QuietHandler)
+    try:
+        httpd = make_server(settings.host, settings.metrics_port, app, server_class, handler_class=_QuietHandler)
+    except OSError as e:
+        where = f"{settings.host}:{settings.metrics_port}"
+        raise OSError(e.errno, f"cannot listen on {where} (worker metrics): {e.strerror}") from None
     httpd.tls = _tls_context(settings)
     threading.Thread(target=httpd.serve_forever, name="worker-metrics", daemon=True).start()
     return httpd

@@ -135,8 +135,8 @@ async def run_worker(
     address = f"{settings.host}:{settings.port}"
     if add_worker_port(server, address, settings.tls) == 0:  # mTLS when settings.tls names certificates
         raise OSError(errno.EADDRINUSE, f"cannot listen on {address} (worker gRPC)")
-    await server.start()
     http_server = serve_metrics(settings, metrics.registry, keys) if settings.metrics_port else None  # port's rule
+    await server.start()  # after the metrics port: one that is taken stops the command before gRPC serves
     log.info("pose3d worker: gRPC on %s, metrics on :%d; loading models", address, settings.metrics_port)
 
     received: list[int] = []

@@ -3,7 +3,8 @@
 Keys of one stream share the hash tag ``{<stream_id>}`` (one Redis Cluster slot):
 
 - ``pose3d:{sid}:meta``    hash: ``meta`` (JSON of :class:`StreamMeta`), ``cursor``, ``high``, ``maxi``,
-  ``received``, ``trim``, ``closed``, ``ttok`` (tracker token), and the smoothing state: ``scur`` + ``smooth``
+  ``received``, ``trim``, ``closed``, ``ttok`` (tracker token), ``tracked`` (1 once a tracker state was stored), and
+  the smoothing state: ``scur`` + ``smooth``
   (the cursor it is valid at + the blob), ``spcur`` + ``sprev`` (the one it replaced)
 - ``pose3d:{sid}:frames``  hash: frame index → binary :class:`FrameRecord` (:func:`encode_record`)
 - ``pose3d:{sid}:emits``   hash: frame index → ``start,stop,newest`` (what that frame's arrival emitted)
@@ -66,6 +67,14 @@ local function smoothing(start)
   if s[3] and tonumber(s[3]) == start then return {start, s[4] or ''} end
   return {cur, false}
 end
+-- received frames past the contiguous `high` (out of order, not yet emitted) the frames hash no longer holds (evicted):
+-- every frame 0..high came once, so `received - (high + 1)` of them came past it; `trim` frames were dropped on purpose
+local function lost_ahead(received, trim, high, maxi)
+  if redis.call('HLEN', KEYS[2]) >= received - trim then return 0 end
+  local held = 0
+  for i = high + 1, maxi do held = held + redis.call('HEXISTS', KEYS[2], i) end
+  return received - (high + 1) - held
+end
 local function read(lo, hi)
   if hi < lo then return {} end
   local fields = {}
@@ -77,8 +86,9 @@ end
 # KEYS: meta frames emits tracker
 # ARGV: index record tracker_or_empty seen_token('' = no check) new_token lag_left lag_right causal ttl_ms margin
 #       max_ahead
-# returns {'missing'} | {'closed'} | {'conflict', meta_json, token, tracker_or_nil} | {'range', high}
-#       | {status, cursor, high, maxi, received, closed, start, stop, newest, lo, {records}, {scur, smooth|nil}}
+# returns {'missing'} | {'closed'} | {'conflict', meta_json, token, tracked, tracker_or_nil} | {'range', high}
+#       | {'lost', index}
+#       | {status, cursor, high, maxi, received, closed, start, stop, newest, lo, {records}, {scur, smooth|nil}, lost}
 _APPEND: Final = (
     _LUA_COMMON
     + """
@@ -86,11 +96,11 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 local cursor, high, maxi, received, trim, closed = counters()
 if closed == 1 then return {'closed'} end
 local ttl = tonumber(ARGV[9])
-local stored = redis.call('HMGET', KEYS[1], 'ttok', 'meta')
+local stored = redis.call('HMGET', KEYS[1], 'ttok', 'meta', 'tracked')
 local token = stored[1]
 if ARGV[4] ~= '' and ARGV[4] ~= token then
   touch(ttl)
-  return {'conflict', stored[2], token, redis.call('GET', KEYS[4])}
+  return {'conflict', stored[2], token, tonumber(stored[3]) or 0, redis.call('GET', KEYS[4])}
 end
 local idx = tonumber(ARGV[1])
 if idx < 0 or idx > high + 1 + tonumber(ARGV[11]) then return {'range', high} end
@@ -98,6 +108,7 @@ local lag_left, lag_right = tonumber(ARGV[6]), tonumber(ARGV[7])
 local causal = ARGV[8] == '1'
 if idx < trim or redis.call('HEXISTS', KEYS[2], idx) == 1 then
   local e = redis.call('HGET', KEYS[3], idx)
+  if not e and idx >= trim then return {'lost', idx} end  -- a stored frame's emission is kept as long as it (evicted)
   local start, stop, newest = 0, 0, -1
   if e then
     local a, b, n = string.match(e, '(-?%d+),(-?%d+),(-?%d+)')
@@ -106,12 +117,12 @@ if idx < trim or redis.call('HEXISTS', KEYS[2], idx) == 1 then
   local lo, hi = needed(start, stop, newest, lag_left, lag_right, causal)
   if stop > start and lo < trim then start, stop, lo, hi = 0, 0, -1, -2 end
   touch(ttl)
-  return {'duplicate', cursor, high, maxi, received, closed, start, stop, newest, lo, read(lo, hi), smoothing(start)}
+  return {'duplicate', cursor, high, maxi, received, closed, start, stop, newest, lo, read(lo, hi), smoothing(start), 0}
 end
 redis.call('HSET', KEYS[2], idx, ARGV[2])
 if ARGV[3] ~= '' then
   redis.call('SET', KEYS[4], ARGV[3])
-  redis.call('HSET', KEYS[1], 'ttok', ARGV[5])
+  redis.call('HSET', KEYS[1], 'ttok', ARGV[5], 'tracked', 1)
 end
 received = received + 1
 if idx > maxi then maxi = idx end
@@ -132,7 +143,8 @@ while trim < keep_from do
 end
 redis.call('HSET', KEYS[1], 'cursor', cursor, 'high', high, 'maxi', maxi, 'received', received, 'trim', trim)
 touch(ttl)
-return {'added', cursor, high, maxi, received, closed, start, stop, high, lo, records, smoothing(start)}
+local lost = lost_ahead(received, trim, high, maxi)
+return {'added', cursor, high, maxi, received, closed, start, stop, high, lo, records, smoothing(start), lost}
 """
 )
 
@@ -141,13 +153,14 @@ _FLUSH: Final = (
     _LUA_COMMON
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-local cursor, high, maxi, received = counters()
+local cursor, high, maxi, received, trim = counters()
 redis.call('HSET', KEYS[1], 'closed', 1)
 local start = cursor
 local stop = math.max(cursor, maxi + 1)
 local lo, hi = needed(start, stop, maxi, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1')
 touch(tonumber(ARGV[4]))
-return {'added', cursor, high, maxi, received, 1, start, stop, maxi, lo, read(lo, hi), smoothing(start)}
+local lost = lost_ahead(received, trim, high, maxi)
+return {'added', cursor, high, maxi, received, 1, start, stop, maxi, lo, read(lo, hi), smoothing(start), lost}
 """
 )
 
@@ -170,7 +183,7 @@ return 1
 """
 
 
-_META_FIELDS: Final = ("meta", "cursor", "high", "maxi", "received", "trim", "closed", "ttok")
+_META_FIELDS: Final = ("meta", "cursor", "high", "maxi", "received", "trim", "closed", "ttok", "tracked")
 """The meta hash's fields a state or tracker read needs."""
 
 DECODED_CACHE_BYTES: Final = 16 * 1024 * 1024
@@ -257,7 +270,20 @@ class RedisFrameBuffer(FrameBuffer):
             self._known.move_to_end(stream_id)
             return known
         raw, tracker = await self._read(stream_id, tracker=True)
-        view = TrackerView(StreamMeta.from_json(raw[b"meta"]), tracker, raw[b"ttok"].decode())
+        return self._stored_view(stream_id, raw[b"meta"], raw[b"ttok"], bool(int(raw[b"tracked"] or 0)), tracker)
+
+    def _stored_view(
+        self, stream_id: str, meta: bytes, token: bytes, tracked: bool, tracker: bytes | None
+    ) -> TrackerView:
+        """The stored tracker state as a view this process remembers. Once the stream stored one, none stored means
+        Redis lost it (evicted): StreamFramesLost, rather than tracking again from nothing (ids reused for others)."""
+        if tracked and tracker is None:
+            self._known.pop(stream_id, None)
+            raise StreamFramesLost(
+                f"stream {stream_id!r}: the frame buffer lost its tracker state (evicted), so its people's track ids "
+                "cannot be continued; open a new stream"
+            )
+        view = TrackerView(StreamMeta.from_json(meta), tracker, token.decode())
         self._remember(stream_id, view)
         return view
 
@@ -281,19 +307,26 @@ class RedisFrameBuffer(FrameBuffer):
 
     def _emission(self, reply: list[Any], stream_id: str) -> Emission:
         """The script's answer as an :class:`Emission`. Every frame up to the contiguous ``high`` was received (and
-        none the windows need is trimmed), so one of them the store no longer holds was lost: StreamFramesLost."""
+        none the windows need is trimmed), so one of them the store no longer holds was lost: StreamFramesLost; so
+        is a frame received past ``high`` that it no longer holds (its windows would never be emitted, or be flushed
+        as a gap)."""
         status = reply[0].decode()
         if status in ("missing", "closed"):
             self._known.pop(stream_id, None)
             if status == "missing":
                 raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
             raise Conflict(f"stream {stream_id!r} is closed")
-        _, cursor, high, _maxi, received, _closed, start, stop, newest, lo, values, (scur, *blob) = reply
+        _, cursor, high, _maxi, received, _closed, start, stop, newest, lo, values, (scur, *blob), ahead = reply
         lost = [int(lo) + i for i, v in enumerate(values) if v is None and int(lo) + i <= int(high)]
         if lost:
             raise StreamFramesLost(
                 f"stream {stream_id!r}: the frame buffer lost {len(lost)} stored frame(s) from frame {lost[0]} "
                 f"(evicted) that the windows of frames {int(start)}..{int(stop) - 1} need; open a new stream"
+            )
+        if int(ahead) > 0:
+            raise StreamFramesLost(
+                f"stream {stream_id!r}: the frame buffer lost {int(ahead)} stored frame(s) received after frame "
+                f"{int(high)} (evicted), whose poses can no longer be made; open a new stream"
             )
         records = {lo + i: self._decode(v) for i, v in enumerate(values) if v is not None}
         targets = range(int(start), int(stop))
@@ -315,11 +348,16 @@ class RedisFrameBuffer(FrameBuffer):
         reply = await self._call(self._append, stream_keys(stream_id), args)
         status = reply[0].decode()
         if status == "conflict":  # the stored state comes with the answer: the retry needs no read
-            _, meta, stored, stored_tracker = reply
-            self._remember(stream_id, TrackerView(StreamMeta.from_json(meta), stored_tracker, stored.decode()))
+            _, meta, stored, tracked, *stored_tracker = reply  # a nil tracker ends the table
+            self._stored_view(stream_id, meta, stored, bool(tracked), stored_tracker[0] if stored_tracker else None)
             return Emission(AppendStatus.CONFLICT)
         if status == "range":
             raise out_of_range(record.frame_index, int(reply[1])) or Conflict("frame index refused")
+        if status == "lost":
+            raise StreamFramesLost(
+                f"stream {stream_id!r}: the frame buffer lost what frame {int(reply[1])} emitted (evicted), so its "
+                "retry cannot be answered again; open a new stream"
+            )
         emission = self._emission(reply, stream_id)
         known = self._known.get(stream_id)
         if emission.status is AppendStatus.ADDED and tracker is not None:
@@ -354,7 +392,8 @@ class RedisFrameBuffer(FrameBuffer):
             return False
 
     async def count(self) -> int:
-        return len([key async for key in self._redis.scan_iter(match="pose3d:*:meta", count=1000)])
+        """Streams' meta keys (``pose3d:{*}:meta``: not the job store's ``pose3d:job:…:meta`` in the same Redis)."""
+        return len([key async for key in self._redis.scan_iter(match=stream_keys("*")[0], count=1000)])
 
     async def aclose(self) -> None:
         await self._redis.aclose()
