@@ -104,13 +104,13 @@ def admit(
     pipeline: Pipeline,
     lifter: ServedLifter,
     opts: FrameOptions,
-    images: int,
-    keypoint_frames: int,
+    counts: tuple[int, int],
     deadline: float | None,
     *,
     refuse: bool = True,
 ) -> Ticket:
-    """Raise :class:`OverCapacity` unless this request (:func:`request_path`) may enter the engine now; ``deadline``
+    """Raise :class:`OverCapacity` unless this request of ``counts`` = (images, keypoint frames)
+    (:func:`request_path`) may enter the engine now; ``deadline``
     is a ``time.monotonic()`` instant (``None``: always admitted). ``refuse=False``: a later part of a request
     already admitted (a chunk after its first), whose work joins the backlog but is never refused for time. Call the
     ticket's ``finish`` when it is done."""
@@ -118,7 +118,7 @@ def admit(
     now = time.monotonic()
     if engine.admission != "time" or deadline is None:
         return Ticket(now)
-    path = request_path(pipeline, lifter, opts, images, keypoint_frames)
+    path = request_path(pipeline, lifter, opts, *counts)
     work = _work(path)
     if not refuse:
         return Ticket(now, pipeline.backlog, work)

@@ -171,13 +171,13 @@ class InProcessEngine:
         step = self.pipeline.clip_step(lifter, opts, work.options.mode, self._deadline(work.deadline))
         pipeline, decoder = self.pipeline, None
         if given is not None:
-            ticket = admit(pipeline, lifter, step.options, *_frame_counts(given), step.deadline)
+            ticket = admit(pipeline, lifter, step.options, _frame_counts(given), step.deadline)
             try:
                 results, box_source = await pipeline.run_clip(given, step)
             finally:
                 ticket.finish(self.metrics)
         else:
-            admit(pipeline, lifter, step.options, 1, 0, step.deadline)
+            admit(pipeline, lifter, step.options, (1, 0), step.deadline)
             async with clip_frames(frames, self.metrics) as (source, decoder):  # an EncodedClip decodes here
                 results, box_source = await pipeline.run_clip(source, step, look_ahead=pipeline.streamed_look_ahead)
         results = await self._in_world(place_clip, results, work.options.camera, work.options.smoothing)
@@ -268,7 +268,7 @@ class InProcessEngine:
         async def step(meta: StreamMeta) -> tuple[list[FrameResult], BoxSource]:
             flow = self._step(meta, deadline)
             ticket = admit(
-                self.pipeline, flow.lifter, flow.options, *_frame_counts(frames), flow.deadline, refuse=refuse
+                self.pipeline, flow.lifter, flow.options, _frame_counts(frames), flow.deadline, refuse=refuse
             )
             # at most one batch in preparation: a long chunk of keypoints never fills a loop iteration
             look_ahead = min(len(frames), self.pipeline.streamed_look_ahead)
