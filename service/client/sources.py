@@ -12,12 +12,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from service.errors import DecodeFailed
+
+if TYPE_CHECKING:
+    import av
 
 RGBImage = npt.NDArray[np.uint8]
 
@@ -47,12 +51,19 @@ def _decoding(path: Path) -> Iterator[None]:
         raise DecodeFailed(f"{path}: not a video that can be decoded ({exc})") from exc
 
 
+def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
+    """The first video stream of ``path``'s ``container``; DecodeFailed when it has none (audio only, data)."""
+    if not container.streams.video:
+        raise DecodeFailed(f"{path}: the file has no video stream")
+    return container.streams.video[0]
+
+
 def clip_frame_count(path: Path) -> int | None:
     """The frame count the container of ``path`` declares (None: unknown)."""
     import av
 
     with _decoding(path), av.open(str(path)) as container:
-        return int(container.streams.video[0].frames) or None
+        return int(_video_stream(container, path).frames) or None
 
 
 def clip_frames(path: Path) -> Iterator[SourceFrame]:
@@ -60,7 +71,7 @@ def clip_frames(path: Path) -> Iterator[SourceFrame]:
     import av
 
     with _decoding(path), av.open(str(path)) as container:
-        stream = container.streams.video[0]
+        stream = _video_stream(container, path)
         stream.thread_type = "SLICE"
         stream.codec_context.thread_count = 1
         rate = stream.average_rate or stream.guessed_rate

@@ -1,0 +1,47 @@
+"""The streaming client's clip sources given files PyAV opens but that hold no picture to send: one line naming the
+file and a non-zero exit from ``pose3d stream``, never a traceback (the gateway is never reached)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from service.cli import main
+from service.client.sources import clip_frame_count, clip_frames
+from service.errors import DecodeFailed
+
+
+def write_audio_only(path: Path) -> Path:
+    """An MP4 with one AAC audio stream and no video stream (a voice memo, a podcast)."""
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=16000)
+        assert isinstance(stream, av.AudioStream)
+        for i in range(4):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_a_file_without_a_video_stream_is_a_decode_failure(tmp_path: Path) -> None:
+    audio = write_audio_only(tmp_path / "memo.mp4")
+    with pytest.raises(DecodeFailed, match="no video stream"):
+        clip_frame_count(audio)
+    with pytest.raises(DecodeFailed, match="no video stream"):
+        next(clip_frames(audio))
+
+
+def test_stream_of_a_file_without_video_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    audio = write_audio_only(tmp_path / "memo.mp4")
+    assert main(["stream", str(audio), "--grpc", "127.0.0.1:1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pose3d stream: error: ")
+    assert f"{audio}: the file has no video stream" in err
