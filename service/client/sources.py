@@ -52,10 +52,14 @@ def _decoding(path: Path) -> Iterator[None]:
 
 
 def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
-    """The first video stream of ``path``'s ``container``; DecodeFailed when it has none (audio only, data)."""
+    """The first video stream of ``path``'s ``container``; DecodeFailed when it has none (audio only, data) or no
+    decoder reads it (an unknown codec: no codec context), as the gateway refuses such a clip."""
     if not container.streams.video:
         raise DecodeFailed(f"{path}: the file has no video stream")
-    return container.streams.video[0]
+    stream = container.streams.video[0]
+    if stream.codec_context is None:
+        raise DecodeFailed(f"{path}: the video's codec is unknown or unsupported")
+    return stream
 
 
 def clip_frame_count(path: Path) -> int | None:

@@ -1,5 +1,6 @@
-"""The streaming client's clip sources given files PyAV opens but that hold no picture to send: one line naming the
-file and a non-zero exit from ``pose3d stream``, never a traceback (the gateway is never reached)."""
+"""The streaming client's clip sources given files PyAV opens but that hold no picture it can send (no video stream,
+or one no decoder reads): DecodeFailed, the gateway's error for the same clip, and from ``pose3d stream`` one line
+naming the file and exit 2 before any connection, never a traceback (the gateway is never reached)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,39 @@ def test_stream_of_a_file_without_video_is_one_line_not_a_traceback(
     err = capsys.readouterr().err
     assert err.startswith("pose3d stream: error: ")
     assert f"{audio}: the file has no video stream" in err
+
+
+def write_unknown_codec(path: Path) -> Path:
+    """An AVI whose one video stream names a codec no decoder knows (its FourCC replaced: PyAV gives it no codec
+    context), as the gateway's fuzz test found."""
+    with av.open(str(path), mode="w", format="avi") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for _ in range(3):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    data = path.read_bytes()
+    assert b"FMP4" in data
+    path.write_bytes(data.replace(b"FMP4", b"QQQQ"))
+    return path
+
+
+def test_a_video_stream_without_a_decoder_is_a_decode_failure(tmp_path: Path) -> None:
+    clip = write_unknown_codec(tmp_path / "odd.avi")
+    with pytest.raises(DecodeFailed, match="codec"):
+        clip_frame_count(clip)
+    with pytest.raises(DecodeFailed, match="codec"):
+        next(clip_frames(clip))
+
+
+def test_stream_of_a_video_without_a_decoder_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clip = write_unknown_codec(tmp_path / "odd.avi")
+    assert main(["stream", str(clip), "--grpc", "127.0.0.1:1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pose3d stream: error: ")
+    assert f"{clip}: the video's codec is unknown or unsupported" in err
