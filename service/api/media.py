@@ -89,7 +89,8 @@ def _shown(width: int, height: int, tiff: bytes | None) -> tuple[int, int]:
 
 
 _PNG_MAX_CHUNKS = 4096
-"""Chunks read at most looking for an eXIf chunk before the image data (encoders write a few)."""
+"""Chunks read at most looking for a PNG's eXIf chunk before its image data, or a WebP's EXIF chunk (encoders write
+a few)."""
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -162,8 +163,24 @@ def _webp_size(data: bytes) -> tuple[int, int]:
         (bits,) = struct.unpack("<I", data[21:25])
         return int((bits & 0x3FFF) + 1), int(((bits >> 14) & 0x3FFF) + 1)
     if chunk == b"VP8X" and len(data) >= 30:
-        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+        width, height = int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+        return _shown(width, height, _webp_exif(data)) if data[20] & 0x08 else (width, height)  # the EXIF flag
     raise DecodeFailed("WebP header is truncated or of an unknown kind")
+
+
+def _webp_exif(data: bytes) -> bytes | None:
+    """The TIFF data of an extended WebP's EXIF chunk (after its image data: each chunk before it is skipped by its
+    size, at most :data:`_PNG_MAX_CHUNKS` of them), if any."""
+    pos = 12
+    for _ in range(_PNG_MAX_CHUNKS):
+        if pos + 8 > len(data):
+            break
+        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if data[pos : pos + 4] == b"EXIF":
+            tiff = data[pos + 8 : pos + 8 + size]
+            return tiff[6:] if tiff.startswith(b"Exif\x00\x00") else tiff
+        pos += 8 + size + (size & 1)
+    return None
 
 
 _HEADER_PROBES = {MediaKind.JPEG: _jpeg_size, MediaKind.PNG: _png_size, MediaKind.WEBP: _webp_size}

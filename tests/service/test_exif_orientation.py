@@ -1,4 +1,4 @@
-"""A JPEG whose EXIF orientation turns it a quarter (a phone's portrait photo: stored landscape, tagged to be shown
+"""A JPEG (or PNG, or WebP) whose EXIF orientation turns it a quarter (a phone's portrait photo: stored landscape, tagged to be shown
 turned) is decoded turned, as every viewer shows it; its header probe, and so the check of the client's boxes, use
 the size of that image — not the stored one, which has width and height swapped."""
 
@@ -33,6 +33,16 @@ def with_orientation(jpeg: bytes, orientation: int, byte_order: bytes = b"MM", t
     return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
 
 
+def webp_with_orientation(webp: bytes, width: int, height: int, orientation: int) -> bytes:
+    """A simple (VP8) ``webp`` of ``width`` x ``height`` made an extended one (VP8X, EXIF flag) with an EXIF chunk
+    after its image data."""
+    tiff = exif(orientation)
+    vp8x = bytes([0x08, 0, 0, 0]) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    body = b"WEBP" + b"VP8X" + struct.pack("<I", len(vp8x)) + vp8x + webp[12:] + b"EXIF" + struct.pack("<I", len(tiff))
+    body += tiff + b"\x00" * (len(tiff) & 1)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
 def png_with_orientation(png: bytes, orientation: int) -> bytes:
     """``png`` with an eXIf chunk after its IHDR."""
     chunk = b"eXIf" + exif(orientation)
@@ -55,6 +65,10 @@ def test_the_probe_gives_the_size_of_the_image_the_engine_decodes(
     decoded = decode_image(png)
     assert (decoded.shape[1], decoded.shape[0]) == size
     assert probe_image_size(png, MediaKind.PNG) == size
+    webp = webp_with_orientation(encode_image(person_image(256, 192), ".webp"), 256, 192, orientation)
+    decoded = decode_image(webp)
+    assert (decoded.shape[1], decoded.shape[0]) == size
+    assert probe_image_size(webp, MediaKind.WEBP) == size
 
 
 def test_cut_or_broken_exif_data_is_read_as_the_decoder_reads_it() -> None:
@@ -93,7 +107,9 @@ def test_a_box_outside_the_turned_photo_is_refused(client: httpx.Client) -> None
 
 @pytest.mark.parametrize("orientation", range(10))
 def test_every_orientation_value_is_read_as_the_decoder_reads_it(orientation: int) -> None:
+    image = person_image(256, 192)
     for data, kind in ((with_orientation(STORED, orientation, b"II"), MediaKind.JPEG),
-                       (png_with_orientation(encode_image(person_image(256, 192), ".png"), orientation), MediaKind.PNG)):  # fmt: skip
+                       (png_with_orientation(encode_image(image, ".png"), orientation), MediaKind.PNG),
+                       (webp_with_orientation(encode_image(image, ".webp"), 256, 192, orientation), MediaKind.WEBP)):  # fmt: skip
         decoded = decode_image(data)
         assert probe_image_size(data, kind) == (decoded.shape[1], decoded.shape[0])
