@@ -70,8 +70,18 @@ def clip_frame_count(path: Path) -> int | None:
         return int(_video_stream(container, path).frames) or None
 
 
+def _decoded(container: av.container.InputContainer, stream: av.VideoStream, path: Path) -> Iterator[av.VideoFrame]:
+    """``stream``'s frames; DecodeFailed at a packet read short (the file is cut inside it), as the gateway refuses
+    such a clip (:meth:`service.engine.clips.ClipReader.frames`) — not the frames before the cut as the whole clip."""
+    for packet in container.demux(stream):
+        if packet.is_corrupt:
+            raise DecodeFailed(f"{path}: the clip is cut short: its data ends inside a frame")
+        yield from packet.decode()
+
+
 def clip_frames(path: Path) -> Iterator[SourceFrame]:
-    """Decode every frame of ``path`` (any container PyAV reads); DecodeFailed when it is not a video."""
+    """Decode every frame of ``path`` (any container PyAV reads); DecodeFailed when it is not a video or is cut
+    short."""
     import av
 
     with _decoding(path), av.open(str(path)) as container:
@@ -80,7 +90,7 @@ def clip_frames(path: Path) -> Iterator[SourceFrame]:
         stream.codec_context.thread_count = 1
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else None
-        for index, frame in enumerate(container.decode(stream)):
+        for index, frame in enumerate(_decoded(container, stream, path)):
             timestamp = frame.time if frame.time is not None else (index / fps if fps else float(index))
             yield SourceFrame(index, float(timestamp), np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8))
 

@@ -71,3 +71,16 @@ def test_a_posted_clip_cut_short_is_422_not_a_shorter_answer(http: object, tmp_p
     assert len(whole.json()["frames"]) == FRAMES
     cut = http.post("/v1/pose3d", files={"file": ("clip.mp4", data[: len(data) // 2], "video/mp4")})
     assert "cut short" in assert_problem(cut, 422, "decode-failed")["detail"]
+
+
+def test_the_stream_client_refuses_a_clip_cut_short_as_the_gateway_does(tmp_path: Path) -> None:
+    from service.client.sources import clip_frames
+
+    data = whole_clip(tmp_path, "mp4")
+    whole, cut = tmp_path / "whole.mp4", tmp_path / "cut.mp4"
+    whole.write_bytes(data)
+    cut.write_bytes(data[: len(data) // 2])
+    assert sum(1 for _ in clip_frames(whole)) == FRAMES
+    with pytest.raises(DecodeFailed, match="cut short"):
+        for _ in clip_frames(cut):
+            pass
