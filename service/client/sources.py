@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from service.errors import DecodeFailed
+from service.errors import DecodeFailed, InvalidInput
 
 if TYPE_CHECKING:
     import av
@@ -128,9 +128,19 @@ def synthetic_image(index: int, width: int, height: int) -> RGBImage:
     return image
 
 
+SYNTHETIC_MAX_SIDE = 8191
+"""The longest side of a synthetic clip: MPEG-4 Part 2 codes a frame's width and height in 13 bits."""
+
+
 def write_synthetic_clip(path: Path, frames: int, width: int = 192, height: int = 256, fps: int = 25) -> Path:
-    """Write an MPEG-4 clip of ``frames`` synthetic frames to ``path`` (``.mp4``)."""
+    """Write an MPEG-4 clip of ``frames`` synthetic frames to ``path`` (``.mp4``); InvalidInput for a side past
+    :data:`SYNTHETIC_MAX_SIDE`, which the encoder cannot write."""
     import av
+
+    if max(width, height) > SYNTHETIC_MAX_SIDE:
+        raise InvalidInput(
+            f"a synthetic clip is at most {SYNTHETIC_MAX_SIDE} pixels a side (MPEG-4), not {width}x{height}"
+        )
 
     with av.open(str(path), mode="w", format="mp4") as container:
         stream = container.add_stream("mpeg4", rate=fps)

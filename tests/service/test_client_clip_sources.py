@@ -82,3 +82,21 @@ def test_stream_of_a_video_without_a_decoder_is_one_line_not_a_traceback(
     err = capsys.readouterr().err
     assert err.startswith("pose3d stream: error: ")
     assert f"{clip}: the video's codec is unknown or unsupported" in err
+
+
+@pytest.mark.parametrize(
+    "size", [["--width", "8192"], ["--height", "9000"], ["--width", "100000", "--height", "100000"]]
+)
+def test_a_synthetic_clip_past_the_encoders_sides_is_one_line_not_a_traceback(
+    size: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["stream", "--synthetic", "3", *size, "--grpc", "127.0.0.1:1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pose3d stream: error: a synthetic clip is at most 8191 pixels a side")
+
+
+def test_a_synthetic_clip_at_the_encoders_longest_side_is_written(tmp_path: Path) -> None:
+    from service.client.sources import write_synthetic_clip
+
+    clip = write_synthetic_clip(tmp_path / "tall.mp4", 1, 16, 8191)
+    assert next(clip_frames(clip)).image.shape == (8191, 16, 3)
