@@ -60,10 +60,51 @@ def sniff_media(head: bytes) -> MediaKind:
     raise UnsupportedMediaType(f"file is not a supported image or clip ({SUPPORTED_MEDIA}); detected by content")
 
 
+_EXIF_ORIENTATION = 0x0112
+_EXIF_MAX_ENTRIES = 256
+"""IFD0 entries read at most looking for the orientation (cameras write a dozen or two)."""
+
+
+def _quarter_turned(tiff: bytes) -> bool:
+    """Whether the EXIF data ``tiff`` (its TIFF header on) tags an orientation of 5 to 8: the image is shown turned
+    a quarter, as OpenCV decodes it, so its width and height are the stored height and width."""
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return False
+    (ifd,) = struct.unpack(order + "I", tiff[4:8])
+    if ifd + 2 > len(tiff):
+        return False
+    (count,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
+    for entry in range(ifd + 2, min(ifd + 2 + 12 * min(count, _EXIF_MAX_ENTRIES), len(tiff) - 9), 12):
+        tag, kind = struct.unpack(order + "HH", tiff[entry : entry + 4])
+        if tag == _EXIF_ORIENTATION:
+            (value,) = struct.unpack(order + "H", tiff[entry + 8 : entry + 10]) if kind == 3 else (0,)  # a SHORT
+            return 5 <= int(value) <= 8
+    return False
+
+
+def _shown(width: int, height: int, tiff: bytes | None) -> tuple[int, int]:
+    """``(width, height)`` of the stored image as decoded: swapped when its EXIF ``tiff`` turns it a quarter."""
+    return (height, width) if tiff is not None and _quarter_turned(tiff) else (width, height)
+
+
+_PNG_MAX_CHUNKS = 4096
+"""Chunks read at most looking for a PNG's eXIf chunk before its image data, or a WebP's EXIF chunk (encoders write
+a few)."""
+
+
 def _png_size(data: bytes) -> tuple[int, int]:
     if len(data) < 24 or data[12:16] != b"IHDR":
         raise DecodeFailed("PNG header is truncated or has no IHDR chunk")
     width, height = struct.unpack(">II", data[16:24])
+    pos = 33  # the chunk after IHDR (its 13 bytes and CRC)
+    for _ in range(_PNG_MAX_CHUNKS):
+        if pos + 8 > len(data) or data[pos + 4 : pos + 8] in (b"IDAT", b"IEND"):
+            break
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        if data[pos + 4 : pos + 8] == b"eXIf":
+            return _shown(int(width), int(height), data[pos + 8 : pos + 8 + length])
+        pos += 12 + length
     return int(width), int(height)
 
 
@@ -78,6 +119,7 @@ this loop, which runs on the event loop, busy for seconds."""
 def _jpeg_size(data: bytes) -> tuple[int, int]:
     pos = 2
     n = len(data)
+    exif: bytes | None = None  # the first Exif segment's TIFF data
     for _ in range(_JPEG_MAX_MARKERS):
         if pos + 4 > n:
             break
@@ -95,11 +137,13 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
         (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
         if length < 2:
             raise DecodeFailed("JPEG segment length is invalid")
+        if marker == 0xE1 and exif is None and data[pos + 4 : pos + 10] == b"Exif\x00\x00":
+            exif = data[pos + 10 : pos + 2 + length]
         if marker in _JPEG_SOF:
             if pos + 9 > n:
                 break
             height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-            return int(width), int(height)
+            return _shown(int(width), int(height), exif)
         pos += 2 + length
     else:
         raise DecodeFailed(f"JPEG has more than {_JPEG_MAX_MARKERS} markers before its frame header")
@@ -119,8 +163,24 @@ def _webp_size(data: bytes) -> tuple[int, int]:
         (bits,) = struct.unpack("<I", data[21:25])
         return int((bits & 0x3FFF) + 1), int(((bits >> 14) & 0x3FFF) + 1)
     if chunk == b"VP8X" and len(data) >= 30:
-        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+        width, height = int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+        return _shown(width, height, _webp_exif(data)) if data[20] & 0x08 else (width, height)  # the EXIF flag
     raise DecodeFailed("WebP header is truncated or of an unknown kind")
+
+
+def _webp_exif(data: bytes) -> bytes | None:
+    """The TIFF data of an extended WebP's EXIF chunk (after its image data: each chunk before it is skipped by its
+    size, at most :data:`_PNG_MAX_CHUNKS` of them), if any."""
+    pos = 12
+    for _ in range(_PNG_MAX_CHUNKS):
+        if pos + 8 > len(data):
+            break
+        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if data[pos : pos + 4] == b"EXIF":
+            tiff = data[pos + 8 : pos + 8 + size]
+            return tiff[6:] if tiff.startswith(b"Exif\x00\x00") else tiff
+        pos += 8 + size + (size & 1)
+    return None
 
 
 _HEADER_PROBES = {MediaKind.JPEG: _jpeg_size, MediaKind.PNG: _png_size, MediaKind.WEBP: _webp_size}

@@ -12,12 +12,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from service.errors import DecodeFailed
+from service.errors import DecodeFailed, InvalidInput
+
+if TYPE_CHECKING:
+    import av
 
 RGBImage = npt.NDArray[np.uint8]
 
@@ -47,25 +51,46 @@ def _decoding(path: Path) -> Iterator[None]:
         raise DecodeFailed(f"{path}: not a video that can be decoded ({exc})") from exc
 
 
+def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
+    """The first video stream of ``path``'s ``container``; DecodeFailed when it has none (audio only, data) or no
+    decoder reads it (an unknown codec: no codec context), as the gateway refuses such a clip."""
+    if not container.streams.video:
+        raise DecodeFailed(f"{path}: the file has no video stream")
+    stream = container.streams.video[0]
+    if stream.codec_context is None:
+        raise DecodeFailed(f"{path}: the video's codec is unknown or unsupported")
+    return stream
+
+
 def clip_frame_count(path: Path) -> int | None:
     """The frame count the container of ``path`` declares (None: unknown)."""
     import av
 
     with _decoding(path), av.open(str(path)) as container:
-        return int(container.streams.video[0].frames) or None
+        return int(_video_stream(container, path).frames) or None
+
+
+def _decoded(container: av.container.InputContainer, stream: av.VideoStream, path: Path) -> Iterator[av.VideoFrame]:
+    """``stream``'s frames; DecodeFailed at a packet read short (the file is cut inside it), as the gateway refuses
+    such a clip (:meth:`service.engine.clips.ClipReader.frames`) — not the frames before the cut as the whole clip."""
+    for packet in container.demux(stream):
+        if packet.is_corrupt:
+            raise DecodeFailed(f"{path}: the clip is cut short: its data ends inside a frame")
+        yield from packet.decode()
 
 
 def clip_frames(path: Path) -> Iterator[SourceFrame]:
-    """Decode every frame of ``path`` (any container PyAV reads); DecodeFailed when it is not a video."""
+    """Decode every frame of ``path`` (any container PyAV reads); DecodeFailed when it is not a video or is cut
+    short."""
     import av
 
     with _decoding(path), av.open(str(path)) as container:
-        stream = container.streams.video[0]
+        stream = _video_stream(container, path)
         stream.thread_type = "SLICE"
         stream.codec_context.thread_count = 1
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else None
-        for index, frame in enumerate(container.decode(stream)):
+        for index, frame in enumerate(_decoded(container, stream, path)):
             timestamp = frame.time if frame.time is not None else (index / fps if fps else float(index))
             yield SourceFrame(index, float(timestamp), np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8))
 
@@ -103,9 +128,19 @@ def synthetic_image(index: int, width: int, height: int) -> RGBImage:
     return image
 
 
+SYNTHETIC_MAX_SIDE = 8191
+"""The longest side of a synthetic clip: MPEG-4 Part 2 codes a frame's width and height in 13 bits."""
+
+
 def write_synthetic_clip(path: Path, frames: int, width: int = 192, height: int = 256, fps: int = 25) -> Path:
-    """Write an MPEG-4 clip of ``frames`` synthetic frames to ``path`` (``.mp4``)."""
+    """Write an MPEG-4 clip of ``frames`` synthetic frames to ``path`` (``.mp4``); InvalidInput for a side past
+    :data:`SYNTHETIC_MAX_SIDE`, which the encoder cannot write."""
     import av
+
+    if max(width, height) > SYNTHETIC_MAX_SIDE:
+        raise InvalidInput(
+            f"a synthetic clip is at most {SYNTHETIC_MAX_SIDE} pixels a side (MPEG-4), not {width}x{height}"
+        )
 
     with av.open(str(path), mode="w", format="mp4") as container:
         stream = container.add_stream("mpeg4", rate=fps)

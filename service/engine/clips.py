@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Final
+from typing import TYPE_CHECKING, BinaryIO, Final
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from service.config import LimitSettings
 from service.engine.types import ByteImage, ClipLimits, EncodedClip, Frame, ImageFrame, Source
 from service.errors import DecodeFailed, PayloadTooLarge
 from service.metrics import Metrics
+
+if TYPE_CHECKING:
+    import av
 
 DEMUXERS: Final = {"mp4": "mov", "mov": "mov", "webm": "matroska", "avi": "avi"}
 """The FFmpeg demuxer forced for each sniffed clip kind (never auto-probed from client data)."""
@@ -143,7 +146,7 @@ class ClipReader:
         from another thread after a cancelled step is safe."""
         import av
 
-        decoder = enumerate(self._container.decode(self._stream))
+        decoder = enumerate(self._decode())
         index, fps = -1, self.info.fps
         first_timestamp: float | None = None  # clips cut from a recording keep its timestamps: measure from here
         while True:
@@ -170,6 +173,16 @@ class ClipReader:
             yield DecodedFrame(index=index, timestamp_s=None if timestamp is None else float(timestamp), image=image)
         if index < 0:
             raise DecodeFailed("the clip has no decodable video frame")
+
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        """The video stream's frames, as ``container.decode(stream)`` gives them; DecodeFailed at a packet the demuxer
+        read short (MP4, MOV, AVI: the file is cut inside that frame), which it ends after as at the clip's end."""
+        for packet in self._container.demux(self._stream):
+            if packet.is_corrupt:
+                raise DecodeFailed(
+                    "the clip is cut short: its data ends inside a frame (an incomplete upload or copy?); send it whole"
+                )
+            yield from packet.decode()
 
     def close(self) -> None:
         """Release the decoder (waits for a decoding step running on another thread)."""

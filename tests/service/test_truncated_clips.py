@@ -1,0 +1,86 @@
+"""A clip whose file is cut short (an upload or copy that stopped part way): MP4, MOV and AVI demuxers read its last
+frame short and say so (a corrupt packet), then end as at the clip's end — the clip was answered 200 with the frames
+before the cut, as if that were all of it. It is now a 422 decode-failed, as a clip whose data is corrupt."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from service.api.media import MediaKind
+from service.config import LimitSettings
+from service.engine.clips import ClipReader
+from service.errors import DecodeFailed
+from tests.service.rest_support import assert_problem, live_server, tiny_settings
+
+pytestmark = pytest.mark.slow
+
+FRAMES = 50
+
+
+def whole_clip(tmp_path: Path, fmt: str) -> bytes:
+    """``FRAMES`` noisy 64x48 MPEG-4 frames in container ``fmt``; an MP4/MOV with its index first (faststart), so
+    that a cut leaves the index whole and only the frame data short."""
+    path = tmp_path / f"clip.{fmt}"
+    options = {"movflags": "faststart"} if fmt in ("mp4", "mov") else {}
+    with av.open(str(path), "w", format=fmt, options=options) as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(FRAMES):
+            image = np.random.default_rng(i).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path.read_bytes()
+
+
+def decoded(data: bytes, kind: MediaKind) -> int:
+    with ClipReader(io.BytesIO(data), kind, LimitSettings()) as reader:
+        return sum(1 for _ in reader.frames())
+
+
+@pytest.mark.parametrize("kind", [MediaKind.MP4, MediaKind.MOV, MediaKind.AVI])
+def test_a_clip_cut_short_is_a_decode_failure(tmp_path: Path, kind: MediaKind) -> None:
+    data = whole_clip(tmp_path, kind.value)
+    assert decoded(data, kind) == FRAMES
+    for fraction in (0.3, 0.5, 0.9):  # (an AVI cut only inside its index, at the end, keeps every frame)
+        with pytest.raises(DecodeFailed, match="cut short"):
+            decoded(data[: int(len(data) * fraction)], kind)
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[object]:
+    with live_server(tiny_settings()) as live, live.client() as client:
+        yield client
+
+
+def test_a_posted_clip_cut_short_is_422_not_a_shorter_answer(http: object, tmp_path: Path) -> None:
+    import httpx
+
+    assert isinstance(http, httpx.Client)
+    data = whole_clip(tmp_path, "mp4")
+    whole = http.post("/v1/pose3d", files={"file": ("clip.mp4", data, "video/mp4")})
+    assert whole.status_code == 200, whole.text
+    assert len(whole.json()["frames"]) == FRAMES
+    cut = http.post("/v1/pose3d", files={"file": ("clip.mp4", data[: len(data) // 2], "video/mp4")})
+    assert "cut short" in assert_problem(cut, 422, "decode-failed")["detail"]
+
+
+def test_the_stream_client_refuses_a_clip_cut_short_as_the_gateway_does(tmp_path: Path) -> None:
+    from service.client.sources import clip_frames
+
+    data = whole_clip(tmp_path, "mp4")
+    whole, cut = tmp_path / "whole.mp4", tmp_path / "cut.mp4"
+    whole.write_bytes(data)
+    cut.write_bytes(data[: len(data) // 2])
+    assert sum(1 for _ in clip_frames(whole)) == FRAMES
+    with pytest.raises(DecodeFailed, match="cut short"):
+        for _ in clip_frames(cut):
+            pass
