@@ -221,33 +221,39 @@ class JobRunner:
         except asyncio.CancelledError:
             await self._after_cancel(run)
         except QuotaExceeded as exc:  # the key's stored bytes are spent: running it again would not help
-            await self._fail(job_id, problem_of(exc))
+            await self._fail(run, problem_of(exc))
         except StreamFramesLost as exc:  # evicted from the engine's stream, but the job's input is staged
-            await self._retry_later(record, exc, stream_lost=True)
+            await self._retry_later(run, exc, stream_lost=True)
         except RETRYABLE as exc:
-            await self._retry_later(record, exc)
+            await self._retry_later(run, exc)
         except UnknownJob:
             pass
         except Pose3DError as exc:
-            await self._fail(job_id, problem_of(exc))
+            await self._fail(run, problem_of(exc))
         except Exception as exc:
             log.exception("job %s failed", job_id)
-            await self._fail(job_id, problem_of(InternalError(f"job failed: {type(exc).__name__}")))
+            await self._fail(run, problem_of(InternalError(f"job failed: {type(exc).__name__}")))
         finally:
             heartbeat.cancel()
             self._running.pop(job_id, None)
             self.wake()
 
-    async def _fail(self, job_id: str, problem: dict[str, object]) -> None:
+    async def _fail(self, run: _Run, problem: dict[str, object]) -> None:
+        """Fail the job for good and close its engine stream (else held until its TTL, ``engine.stream_ttl_s``);
+        a job this process no longer owns, or a store that did not answer, keeps its stream for the next run."""
+        failed = None
         with contextlib.suppress(Pose3DError):
-            await self.store.update(
-                job_id, owner=self.owner, state=JobState.FAILED, error=problem, finished_s=time.time()
+            failed = await self.store.update(
+                run.job_id, owner=self.owner, state=JobState.FAILED, error=problem, finished_s=time.time()
             )
+        if failed is not None and run.sid is not None:
+            await close(run.engine, run.sid)
 
-    async def _retry_later(self, record: JobRecord, exc: Pose3DError, stream_lost: bool = False) -> None:
+    async def _retry_later(self, run: _Run, exc: Pose3DError, stream_lost: bool = False) -> None:
         """Run the job again after a backoff (``stream_lost``: in a new engine stream, from frame 0)."""
+        record = run.record
         if record.counted_attempts >= MAX_ATTEMPTS:
-            await self._fail(record.job_id, problem_of(exc))
+            await self._fail(run, problem_of(exc))
             return
         # the job's backoff, or a refusal's Retry-After when that is longer
         backoff = max(min(30.0, 0.5 * 2 ** min(record.attempts, 6)), exc.retry_after_s or 0.0)
