@@ -187,13 +187,26 @@ class JobRunner:
                     continue
                 if record.lease_until > now:
                     continue
-                claimed = await self.store.claim(job_id, self.owner, now, self.settings.jobs.lease_s)
+                claimed = await self._claim(job_id, now)
             except UnknownJob:
                 await self.store.drop_active(job_id)
                 continue
             if claimed is not None:
                 task = asyncio.create_task(self._run(claimed, engine), name=f"pose3d-job-{job_id}")
                 self._running[job_id] = task
+
+    async def _claim(self, job_id: str, now: float) -> JobRecord | None:
+        """Claim ``job_id`` (its record, or None when another process holds it). Cancelled (the gateway stops) while
+        the claim is in flight, the claim is awaited still and, when it landed, handed back at once: no run would
+        know of it, and it would keep its lease for ``jobs.lease_s`` and count against :data:`MAX_ATTEMPTS`."""
+        claiming = asyncio.ensure_future(self.store.claim(job_id, self.owner, now, self.settings.jobs.lease_s))
+        try:
+            return await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                if (landed := await claiming) is not None:
+                    await self._hand_over(landed)
+            raise
 
     async def _heartbeat(self, job_id: str, task: asyncio.Task[None]) -> None:
         """Renew the lease; cancel the run when the job was cancelled or the lease was lost."""
