@@ -363,6 +363,12 @@ class GatewaySettings(CommonSettings):
     grpc_open_timeout_s: float = Field(
         30.0, gt=0.0, le=3600.0, description="a StreamEstimate call or a WebSocket must send its `open` within this"
     )
+    shutdown_grace_s: float = Field(
+        5.0,
+        ge=0.0,
+        description="on SIGTERM, open REST responses (whole seconds, rounded up) and gRPC calls get this long; "
+        "then they are cut (a job's NDJSON results resume with ?after=) and running jobs are handed over",
+    )
     grpc_stream_buffer: int = Field(
         16, ge=1, le=4096, description="results queued per gRPC stream; a slow reader stops its own stream past this"
     )

@@ -6,6 +6,7 @@ so over remote workers it never loads PyTorch.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -125,6 +126,7 @@ def create_app(
     app.state.gateway = state
     app.state.jobs = make_jobs(state)  # REST routes and the gRPC servicer share them
     app.state.settings = settings
+    app.state.stopping = asyncio.Event()  # set as the server begins to stop (run_gateway): job NDJSON results end
     limits = settings.limits
     app.state.output_pool = OutputPool(limits.render_workers, limits.render_queue, limits.retry_after_s)
     app.state.security = security  # /readyz (key file, Redis); WebSocket frames (bucket, revocation)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import math
 import socket
 from collections.abc import Callable
 from typing import Final
@@ -114,24 +115,36 @@ async def run_gateway(
         door = HeadDoor(settings.limits, metrics, security.in_flight)  # the engine's door, asked from the head
         head = bounded_protocol(settings.limits, door)  # and 431 past the head limits
         ssl = uvicorn_ssl(settings.security)
+        # SIGTERM: open responses get the grace, then are cut — uvicorn would wait for every one to end, and a
+        # job's NDJSON results end only with the job (the gateway held, its jobs never handed over)
+        grace = math.ceil(settings.shutdown_grace_s)
         config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level=settings.log_level, http=head, **ssl
-        )
-        await _AnnouncingServer(config, on_listening).serve()
+            app, host=settings.host, port=settings.port, log_level=settings.log_level, http=head,
+            timeout_graceful_shutdown=grace, **ssl,
+        )  # fmt: skip
+        await _AnnouncingServer(config, on_listening, app.state.stopping).serve()
     finally:
         if public is not None:
-            await public.stop()
+            await public.stop(settings.shutdown_grace_s)
         if engine is not None:
             await engine.aclose()
         await security.aclose()
 
 
 class _AnnouncingServer(uvicorn.Server):
-    """uvicorn's server, calling ``on_listening(port)`` once its sockets are bound."""
+    """uvicorn's server, calling ``on_listening(port)`` once its sockets are bound and setting ``stopping`` when
+    it begins to stop (before it waits for open responses)."""
 
-    def __init__(self, config: uvicorn.Config, on_listening: Callable[[int], None] | None) -> None:
+    def __init__(
+        self, config: uvicorn.Config, on_listening: Callable[[int], None] | None, stopping: asyncio.Event
+    ) -> None:
         super().__init__(config)
         self._on_listening = on_listening
+        self._stopping = stopping
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._stopping.set()
+        await super().shutdown(sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

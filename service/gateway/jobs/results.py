@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Final
@@ -12,7 +13,7 @@ from fastapi import Request
 from model.joints import H36M_JOINT_NAMES
 from service.api.fields import random_weight_warnings
 from service.api.schemas import ModelRef, PoseResponse
-from service.errors import Pose3DError
+from service.errors import Pose3DError, Unavailable
 from service.gateway.encoding import document_chunks
 from service.gateway.problem import problem_of
 from service.jobs.store import JobRecord, JobResultsLost, JobState, JobStore, UnknownJob, job_tag
@@ -78,10 +79,14 @@ async def first_position_after(store: JobStore, job_id: str, done: int, after: i
     return lo
 
 
-async def pages(store: JobStore, job_id: str, after: int | None, poll_s: float) -> AsyncGenerator[list[bytes]]:
+async def pages(
+    store: JobStore, job_id: str, after: int | None, poll_s: float, stopping: asyncio.Event | None = None
+) -> AsyncGenerator[list[bytes]]:
     """Stored frames in pages from the first one past ``after``, as they are stored, until the job has ended and
     every stored frame is read (REST NDJSON and gRPC ``WatchJob``). Frames are stored once and never removed before
-    their record, so one the record counts but the store lacks is lost: JobResultsLost, not a wait for ever."""
+    their record, so one the record counts but the store lacks is lost: JobResultsLost, not a wait for ever. Once
+    ``stopping`` is set (the gateway stops) a wait for more frames ends with Unavailable: the client streams again
+    from the frames it has (``after``), on another gateway."""
     rec = await store.get(job_id)
     position = await first_position_after(store, job_id, rec.frames_done, after)
     while True:
@@ -94,8 +99,16 @@ async def pages(store: JobStore, job_id: str, after: int | None, poll_s: float) 
             raise _lost(job_id, position, rec.frames_done)
         elif rec.state.terminal:
             return
-        else:
+        elif stopping is None:
             await asyncio.sleep(poll_s)
+        else:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(poll_s):
+                    await stopping.wait()
+            if stopping.is_set():
+                raise Unavailable(
+                    f"the gateway is stopping: stream job {job_id}'s results again with ?after=", retry_after_s=1.0
+                )
 
 
 async def ndjson(store: JobStore, job_id: str, frames: AsyncIterator[list[bytes]]) -> AsyncIterator[bytes]:

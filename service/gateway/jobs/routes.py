@@ -113,7 +113,7 @@ async def job_results(
     if wants_ndjson(request):
         poll_s = request.app.state.settings.jobs.poll_interval_s
         security = getattr(request.app.state, "security", None)
-        frames = until_revoked(security, caller(), pages(jobs.store, job_id, after, poll_s))
+        frames = until_revoked(security, caller(), pages(jobs.store, job_id, after, poll_s, request.app.state.stopping))
         return StreamingResponse(ndjson(jobs.store, job_id, frames), media_type=NDJSON)
     if record.state is not JobState.DONE:
         total = "?" if record.frames_total is None else record.frames_total
