@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from service.engine.inprocess import build_engine
-from service.engine.types import EngineClient
+from service.engine.types import EngineClient, EstimateOptions
 from service.errors import UnknownStream
-from service.gateway.jobs.runner import JobRunner
+from service.gateway.jobs.runner import MAX_ATTEMPTS, JobRunner
 from service.jobs.memory import MemoryJobStore
 from service.jobs.store import JobRecord, JobState, KeyJobLimits, new_job_id
 from service.metrics import Metrics
@@ -80,3 +80,24 @@ async def test_a_claim_landing_as_the_gateway_stops_is_handed_over(
     after = await store.get(job_id)
     assert after.lease_until == 0.0, after
     assert after.counted_attempts == 0, after
+
+
+async def test_a_job_given_up_after_max_attempts_closes_the_stream_its_runs_left(engine: EngineClient) -> None:
+    """Its gateway died on every run (leases lapsed): the run that gives it up never reaches its stream, which
+    the earlier runs left open — closed now as the job fails, not at its TTL."""
+    store = MemoryJobStore(60.0)
+    job_id = new_job_id("")
+    record = JobRecord(job_id=job_id, kind="keypoints", request_id="r1", created_s=1.0, params={"model": "pstmo-9"},
+                       frames_total=12, attempts=MAX_ATTEMPTS)  # fmt: skip
+    await store.create(record, BODY)
+    await engine.open_stream(EstimateOptions(model="pstmo-9"), stream_id=f"job-{job_id}")  # an earlier run's
+    runner = JobRunner(store, tiny_settings(), lambda: engine)
+    try:
+        await runner.sweep()
+        await asyncio.gather(*runner._running.values())
+    finally:
+        await runner.aclose()
+    failed = await store.get(job_id)
+    assert failed.state is JobState.FAILED, failed
+    with pytest.raises(UnknownStream):
+        await engine.get_stream(f"job-{job_id}")

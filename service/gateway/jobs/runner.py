@@ -252,15 +252,16 @@ class JobRunner:
             self.wake()
 
     async def _fail(self, run: _Run, problem: dict[str, object]) -> None:
-        """Fail the job for good and close its engine stream (else held until its TTL, ``engine.stream_ttl_s``);
-        a job this process no longer owns, or a store that did not answer, keeps its stream for the next run."""
+        """Fail the job for good and close its engine stream — this run's, else the one earlier runs left (else
+        held until its TTL, ``engine.stream_ttl_s``); a job this process no longer owns, or a store that did not
+        answer, keeps its stream for the next run."""
         failed = None
         with contextlib.suppress(Pose3DError):
             failed = await self.store.update(
                 run.job_id, owner=self.owner, state=JobState.FAILED, error=problem, finished_s=time.time()
             )
-        if failed is not None and run.sid is not None:
-            await close(run.engine, run.sid)
+        if failed is not None:
+            await close(run.engine, run.sid or run.record.stream_id or f"job-{run.job_id}")  # gone: nothing
 
     async def _retry_later(self, run: _Run, exc: Pose3DError, stream_lost: bool = False) -> None:
         """Run the job again after a backoff (``stream_lost``: in a new engine stream, from frame 0)."""
