@@ -31,7 +31,10 @@ def _pem_pair(certfile: Path, keyfile: Path, names: str, client_ca: Path | None 
         if client_ca is not None:
             context.load_verify_locations(client_ca)
     except ssl.SSLError as e:
-        raise OSError(errno.EINVAL, f"TLS files that are not PEM certificates and key ({e}): check {names}") from None
+        files = ", ".join(str(f) for f in dict.fromkeys((certfile, keyfile, client_ca)) if f is not None)
+        raise OSError(
+            errno.EINVAL, f"TLS files that are not PEM certificates and key ({e}): check {names} ({files})"
+        ) from None
     return keyfile.read_bytes(), certfile.read_bytes()
 
 
