@@ -5,7 +5,6 @@ and the in-process engine (tiny random models)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -19,13 +18,11 @@ from service.engine.types import EngineClient, Progress, StreamInfo, Work
 from service.errors import Overloaded
 from service.gateway.jobs.runner import MAX_ATTEMPTS, JobRunner
 from service.jobs.redis import RedisJobStore
-from service.jobs.store import JobRecord, JobState, new_job_id
+from service.jobs.store import JobState
 from service.metrics import Metrics
 from tests.conftest import RedisServer
+from tests.service.job_runs import run_sweep, submitted
 from tests.service.rest_support import tiny_settings
-
-POSE = [[320.0 + 4 * j, 180.0 + 10 * j, 0.9] for j in range(17)]
-BODY = json.dumps({"keypoints_2d": [POSE] * 12, "image_size": [640, 480], "model": "pstmo-9"}).encode()
 
 
 @pytest.fixture
@@ -40,14 +37,6 @@ async def engine() -> AsyncIterator[EngineClient]:
     e: EngineClient = await build_engine(tiny_settings(), Metrics())
     yield e
     await e.aclose()
-
-
-async def submitted(store: RedisJobStore) -> str:
-    job_id = new_job_id("")
-    record = JobRecord(job_id=job_id, kind="keypoints", request_id="r1", created_s=1.0, params={"model": "pstmo-9"},
-                       frames_total=12)  # fmt: skip
-    await store.create(record, BODY)
-    return job_id
 
 
 async def restart_mid_run(store: RedisJobStore, engine: EngineClient, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,12 +71,7 @@ async def test_a_job_through_more_rolling_restarts_than_max_attempts_still_runs(
         record = await store.get(job_id)
         assert record.state is JobState.RUNNING, record
         assert record.lease_until == 0.0  # handed over at once
-    runner = JobRunner(store, tiny_settings(), lambda: engine)
-    try:
-        await runner.sweep()
-        await asyncio.gather(*runner._running.values())
-    finally:
-        await runner.aclose()
+    await run_sweep(store, engine)
     record = await store.get(job_id)
     assert record.state is JobState.DONE, record
     assert record.frames_done == 12
@@ -137,10 +121,7 @@ async def test_a_job_resumes_its_new_stream_after_a_handover(
     run resumes that stream where the stored results end. Before, each run looked only for the first stream, so
     every handover opened yet another stream and pushed the whole clip again from frame 0."""
     settings = tiny_settings(jobs=JobSettings(keypoint_chunk_frames=4))
-    job_id = new_job_id("")
-    record = JobRecord(job_id=job_id, kind="keypoints", request_id="r1", created_s=1.0, params={"model": "pstmo-9"},
-                       frames_total=40)  # fmt: skip
-    await store.create(record, json.dumps({"keypoints_2d": [POSE] * 40, "image_size": [640, 480]}).encode())
+    job_id = await submitted(store, 40)
     assert await store.claim(job_id, "died-at-once", now_s=0.0, lease_s=1.0) is not None  # no stream opened
 
     first = Pushes(engine, hold=6)
@@ -161,12 +142,7 @@ async def test_a_job_resumes_its_new_stream_after_a_handover(
     second = Pushes(engine)
     with monkeypatch.context() as patch:
         patch.setattr(engine, "submit", second)
-        runner = JobRunner(store, settings, lambda: engine)
-        try:
-            await runner.sweep()
-            await asyncio.gather(*runner._running.values())
-        finally:
-            await runner.aclose()
+        await run_sweep(store, engine, settings)
     done = await store.get(job_id)
     assert done.state is JobState.DONE, done
     assert done.frames_done == 40
@@ -186,13 +162,8 @@ async def test_a_refused_run_waits_at_least_the_refusals_retry_after(
 
     monkeypatch.setattr(engine, "submit", refused)
     job_id = await submitted(store)
-    runner = JobRunner(store, tiny_settings(), lambda: engine)
     before = time.time()
-    try:
-        await runner.sweep()
-        await asyncio.gather(*runner._running.values())
-    finally:
-        await runner.aclose()
+    await run_sweep(store, engine)
     record = await store.get(job_id)
     assert record.state is JobState.RUNNING, record
     assert record.lease_until >= before + 20.0, record.lease_until - before
@@ -221,10 +192,7 @@ async def test_a_job_whose_stream_lost_its_frames_runs_again_in_a_new_stream(
         return evicted_first(work) if len(pushes) == 4 else real(work)
 
     monkeypatch.setattr(engine, "submit", submit)
-    job_id = new_job_id("")
-    record = JobRecord(job_id=job_id, kind="keypoints", request_id="r1", created_s=1.0, params={"model": "pstmo-9"},
-                       frames_total=40)  # fmt: skip
-    await store.create(record, json.dumps({"keypoints_2d": [POSE] * 40, "image_size": [640, 480]}).encode())
+    job_id = await submitted(store, 40)
     runner = JobRunner(store, settings, lambda: engine)
     try:
         for _ in range(3):  # the run that meets the loss, then the one that runs again

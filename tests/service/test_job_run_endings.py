@@ -6,7 +6,6 @@ stayed open — a slot of the engine's ``max_streams``, its frames in the frame 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,12 +15,10 @@ from service.engine.types import EngineClient, EstimateOptions
 from service.errors import UnknownStream
 from service.gateway.jobs.runner import MAX_ATTEMPTS, JobRunner
 from service.jobs.memory import MemoryJobStore
-from service.jobs.store import JobRecord, JobState, KeyJobLimits, new_job_id
+from service.jobs.store import JobRecord, JobState, KeyJobLimits
 from service.metrics import Metrics
+from tests.service.job_runs import BODY, run_sweep, submitted
 from tests.service.rest_support import tiny_settings
-
-POSE = [[320.0 + 4 * j, 180.0 + 10 * j, 0.9] for j in range(17)]
-BODY = json.dumps({"keypoints_2d": [POSE] * 12, "image_size": [640, 480], "model": "pstmo-9"}).encode()
 
 
 @pytest.fixture
@@ -34,16 +31,8 @@ async def engine() -> AsyncIterator[EngineClient]:
 async def test_a_job_failed_for_its_key_quota_closes_its_stream(engine: EngineClient) -> None:
     """Its results pass the key's stored bytes (security.quotas.max_job_bytes): 429 job-quota-exceeded, for good."""
     store = MemoryJobStore(60.0, limits=KeyJobLimits(max_bytes=len(BODY) + 64))
-    job_id = new_job_id("")
-    record = JobRecord(job_id=job_id, kind="keypoints", request_id="r1", created_s=1.0, params={"model": "pstmo-9"},
-                       frames_total=12, key="k1")  # fmt: skip
-    await store.create(record, BODY)
-    runner = JobRunner(store, tiny_settings(), lambda: engine)
-    try:
-        await runner.sweep()
-        await asyncio.gather(*runner._running.values())
-    finally:
-        await runner.aclose()
+    job_id = await submitted(store, key="k1")
+    await run_sweep(store, engine)
     failed = await store.get(job_id)
     assert failed.state is JobState.FAILED, failed
     assert failed.error is not None
@@ -59,10 +48,7 @@ async def test_a_claim_landing_as_the_gateway_stops_is_handed_over(
     comes after the sweep was cancelled. Before, no run knew of the job: it kept the lease for ``jobs.lease_s`` and
     the claim counted against MAX_ATTEMPTS; now the landed claim is handed back at once, as a running job is."""
     store = MemoryJobStore(60.0)
-    job_id = new_job_id("")
-    record = JobRecord(job_id=job_id, kind="keypoints", request_id="r1", created_s=1.0, params={"model": "pstmo-9"},
-                       frames_total=12)  # fmt: skip
-    await store.create(record, BODY)
+    job_id = await submitted(store)
     landed, reply, real_claim = asyncio.Event(), asyncio.Event(), store.claim
 
     async def claim_with_late_reply(*args: object, **kwargs: object) -> JobRecord | None:
@@ -86,17 +72,9 @@ async def test_a_job_given_up_after_max_attempts_closes_the_stream_its_runs_left
     """Its gateway died on every run (leases lapsed): the run that gives it up never reaches its stream, which
     the earlier runs left open — closed now as the job fails, not at its TTL."""
     store = MemoryJobStore(60.0)
-    job_id = new_job_id("")
-    record = JobRecord(job_id=job_id, kind="keypoints", request_id="r1", created_s=1.0, params={"model": "pstmo-9"},
-                       frames_total=12, attempts=MAX_ATTEMPTS)  # fmt: skip
-    await store.create(record, BODY)
+    job_id = await submitted(store, attempts=MAX_ATTEMPTS)
     await engine.open_stream(EstimateOptions(model="pstmo-9"), stream_id=f"job-{job_id}")  # an earlier run's
-    runner = JobRunner(store, tiny_settings(), lambda: engine)
-    try:
-        await runner.sweep()
-        await asyncio.gather(*runner._running.values())
-    finally:
-        await runner.aclose()
+    await run_sweep(store, engine)
     failed = await store.get(job_id)
     assert failed.state is JobState.FAILED, failed
     with pytest.raises(UnknownStream):

@@ -19,10 +19,8 @@ from service.jobs.redis import RedisJobStore
 from service.jobs.store import JobRecord, JobState, KeyJobLimits, UnknownJob, new_job_id
 from service.metrics import Metrics
 from tests.conftest import RedisServer
+from tests.service.job_runs import BODY, submitted
 from tests.service.rest_support import tiny_settings
-
-POSE = [[320.0 + 4 * j, 180.0 + 10 * j, 0.9] for j in range(17)]
-BODY = json.dumps({"keypoints_2d": [POSE] * 12, "image_size": [640, 480], "model": "pstmo-9"}).encode()
 
 
 @pytest.fixture
@@ -40,14 +38,6 @@ async def runner(store: RedisJobStore) -> AsyncIterator[JobRunner]:
     yield r
     await r.aclose()
     await engine.aclose()
-
-
-async def submitted(store: RedisJobStore) -> str:
-    job_id = new_job_id("")
-    record = JobRecord(job_id=job_id, kind="keypoints", request_id="r1", created_s=1.0, params={"model": "pstmo-9"},
-                       frames_total=12)  # fmt: skip
-    await store.create(record, BODY)
-    return job_id
 
 
 async def run_once(runner: JobRunner) -> None:

@@ -10,22 +10,9 @@ import pytest
 import torch
 
 from service.cli import main
+from tests.service.test_rest_settings import TINY_TOML
 
-TINY = """
-default_image_model = "capf"
-default_clip_model = "pstmo-9"
-device = "cuda"
-[detector]
-arch = "hrnet-micro"
-flip_test = false
-[models.capf]
-kind = "capf"
-arch = "capf-tiny"
-[models.pstmo-9]
-kind = "pstmo"
-arch = "pstmo-tiny-9"
-frames = 9
-"""
+TINY = 'device = "cuda"\n' + TINY_TOML.split("[limits]")[0].replace("grpc_port = 0\n", "")  # the tiny models, on a GPU
 
 
 @pytest.mark.parametrize("command", ["serve", "worker"])
