@@ -12,7 +12,8 @@ import errno
 import logging
 import math
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Final
 
 import uvicorn
@@ -122,7 +123,8 @@ async def run_gateway(
             app, host=settings.host, port=settings.port, log_level=settings.log_level, http=head,
             timeout_graceful_shutdown=grace, **ssl,
         )  # fmt: skip
-        await _AnnouncingServer(config, on_listening, app.state.stopping).serve()
+        stop_grpc = None if public is None else partial(public.stop, settings.shutdown_grace_s)
+        await _AnnouncingServer(config, on_listening, app.state.stopping, stop_grpc).serve()
     finally:
         if public is not None:
             await public.stop(settings.shutdown_grace_s)
@@ -132,19 +134,25 @@ async def run_gateway(
 
 
 class _AnnouncingServer(uvicorn.Server):
-    """uvicorn's server, calling ``on_listening(port)`` once its sockets are bound and setting ``stopping`` when
-    it begins to stop (before it waits for open responses)."""
+    """uvicorn's server, calling ``on_listening(port)`` once its sockets are bound and, when it begins to stop
+    (before it waits for open responses), setting ``stopping`` and running ``also_stop`` beside its own drain: the
+    gRPC server says NOT_SERVING and drains at once, not only after REST has drained."""
 
     def __init__(
-        self, config: uvicorn.Config, on_listening: Callable[[int], None] | None, stopping: asyncio.Event
+        self,
+        config: uvicorn.Config,
+        on_listening: Callable[[int], None] | None,
+        stopping: asyncio.Event,
+        also_stop: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(config)
         self._on_listening = on_listening
         self._stopping = stopping
+        self._also_stop = also_stop
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._stopping.set()
-        await super().shutdown(sockets)
+        await asyncio.gather(super().shutdown(sockets), *([self._also_stop()] if self._also_stop else []))
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
