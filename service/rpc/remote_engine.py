@@ -75,8 +75,8 @@ _SCHEMES: Final = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:"
 def _split(address: str) -> tuple[str, str]:
     """``host:port`` or ``[v6]:port`` → ``(host, port)``; raises ValueError."""
     host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"worker address {address!r} is not host:port")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"worker address {address!r} is not host:port (a port in 1-65535)")
     return host.strip("[]"), port
 
 
@@ -104,6 +104,8 @@ def worker_target(addresses: Sequence[str]) -> str:
     if not addresses:
         raise ValueError("the gateway needs at least one worker address")
     if len(addresses) == 1:
+        if not addresses[0].startswith(_SCHEMES):
+            _split(addresses[0])  # a bad one would leave the channel connecting for ever: every request a 503
         return addresses[0]
     if any(a.startswith(_SCHEMES) for a in addresses):
         raise ValueError("a worker address with a scheme (dns:///, ipv4:, ...) must be the only one")

@@ -285,3 +285,18 @@ def test_worker_addresses_become_one_grpc_target() -> None:
         worker_target(["127.0.0.1", "127.0.0.2:1"])
     with pytest.raises(ValueError, match="at least one"):
         worker_target([])
+    for never in ("127.0.0.1:notaport", "127.0.0.1", "worker:0", "worker:70000"):  # one alone: 503s for ever, before
+        with pytest.raises(ValueError, match="host:port"):
+            worker_target([never])
+
+
+def test_a_gateway_given_a_worker_address_it_can_never_reach_stops_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from service.cli import main
+
+    assert main(["gateway", "--port", "0", "--grpc-port", "0", "--workers", "127.0.0.1:notaport"]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if " INFO " not in line]
+    assert len(err) == 1, err
+    assert "'127.0.0.1:notaport' is not host:port" in err[0]
+    assert "--workers" in err[0]
