@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.errors import DecodeFailed, InvalidInput
+from service.render.video import upright_rgb
 
 if TYPE_CHECKING:
     import av
@@ -92,7 +93,7 @@ def clip_frames(path: Path) -> Iterator[SourceFrame]:
         fps = float(rate) if rate else None
         for index, frame in enumerate(_decoded(container, stream, path)):
             timestamp = frame.time if frame.time is not None else (index / fps if fps else float(index))
-            yield SourceFrame(index, float(timestamp), np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8))
+            yield SourceFrame(index, float(timestamp), upright_rgb(frame))
 
 
 def camera_frames(device: int, max_frames: int | None = None) -> Iterator[SourceFrame]:

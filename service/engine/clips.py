@@ -14,12 +14,11 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Final
 
-import numpy as np
-
 from service.config import LimitSettings
 from service.engine.types import ByteImage, ClipLimits, EncodedClip, Frame, ImageFrame, Source
 from service.errors import DecodeFailed, PayloadTooLarge
 from service.metrics import Metrics
+from service.render.video import upright_rgb
 
 if TYPE_CHECKING:
     import av
@@ -167,7 +166,7 @@ class ClipReader:
                     elapsed = 0.0 if timestamp is None else float(timestamp) - (first_timestamp or 0.0)
                     self._check_extent(elapsed, index // self._every_nth + 1)  # frames kept so far
                     check_frame_size(int(frame.width), int(frame.height), self._limits, "clip frame")
-                    image = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+                    image = upright_rgb(frame)
                 except (av.FFmpegError, ValueError, OSError) as exc:
                     raise _clip_failed(exc) from exc
             yield DecodedFrame(index=index, timestamp_s=None if timestamp is None else float(timestamp), image=image)

@@ -12,6 +12,16 @@ import numpy.typing as npt
 
 Image = npt.NDArray[np.uint8]
 
+
+def upright_rgb(frame: Any) -> Image:
+    """A decoded PyAV video frame as it is shown: ``(H, W, 3)`` uint8 RGB turned by its display matrix
+    (``frame.rotation``, degrees counterclockwise: a phone's portrait clip is stored sideways), as players and
+    ffmpeg show it. Every decoder of clips here (the engine, the stream client, renders) reads frames through this."""
+    image = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+    turns = round((frame.rotation or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
 CODEC_PREFERENCE = ("libx264", "h264", "mpeg4")
 """H.264 when this PyAV build has an encoder for it (its wheels ship libx264), else MPEG-4 part 2."""
 
@@ -37,7 +47,7 @@ def clip_frames(source: str | Path | BinaryIO, options: dict[str, str] | None = 
 
     with av.open(source if not isinstance(source, Path) else str(source), mode="r", options=options or {}) as container:
         for index, frame in enumerate(container.decode(video=0)):
-            yield index, np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+            yield index, upright_rgb(frame)
 
 
 @dataclass
