@@ -25,7 +25,7 @@ from service.metrics import Metrics
 from service.proto_gen.pose3d.worker.v1 import worker_pb2 as wpb
 from service.proto_gen.pose3d.worker.v1 import worker_pb2_grpc
 from service.rpc import link
-from service.rpc.handlers import Context, deadline_of, observed_call, unary
+from service.rpc.handlers import Context, deadline_of, observed_call, refusal_counter, unary
 from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
 from service.security.guard import SecurityConfigError
 from service.security.keys import KeyStore
@@ -127,7 +127,8 @@ async def run_worker(
     keys = worker_keys(settings)
     metrics = Metrics()  # pose3d_worker_up 0 until the engine serves
     # the key from the metadata, before any message is read
-    server = new_server(settings.max_message_bytes, [] if keys is None else [WorkerKeyInterceptor(keys)])
+    interceptors = [] if keys is None else [WorkerKeyInterceptor(keys)]
+    server = new_server(settings.max_message_bytes, interceptors, refused=refusal_counter(metrics, "worker."))
     servicer = WorkerServicer(metrics)
     worker_pb2_grpc.add_WorkerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     health = add_health_and_reflection(server, [WORKER_SERVICE])
