@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import signal
 from collections.abc import AsyncGenerator, Callable
@@ -36,6 +37,9 @@ from service.telemetry.setup import setup_telemetry
 from service.worker.metrics_http import serve_metrics
 
 log = logging.getLogger(__name__)
+
+REFRESH_TIMEOUT_S = 5.0
+"""Seconds a scrape of ``/metrics`` waits for the engine's gauges to be refreshed (:func:`_refresh_gauges`)."""
 
 EngineFactory = Callable[[WorkerSettings, Metrics], Any]
 """Builds the engine (called on a thread: it may block while loading weights); its ``start()``, when it has one,
@@ -137,7 +141,8 @@ async def run_worker(
     if add_worker_port(server, address, settings.tls) == 0:  # mTLS when settings.tls names certificates
         raise OSError(errno.EADDRINUSE, f"cannot listen on {address} (worker gRPC)")
     await server.start()
-    http_server = serve_metrics(settings, metrics.registry, keys) if settings.metrics_port else None  # port's rule
+    refresh = functools.partial(_refresh_gauges, servicer, asyncio.get_running_loop())
+    http_server = serve_metrics(settings, metrics.registry, keys, refresh) if settings.metrics_port else None
     log.info("pose3d worker: gRPC on %s, metrics on :%d; loading models", address, settings.metrics_port)
 
     received: list[int] = []
@@ -173,6 +178,23 @@ async def run_worker(
             http_server.server_close()
     if signal.SIGINT in received:  # Ctrl-C: the command line says "interrupted" and exits 130
         raise KeyboardInterrupt
+
+
+def _refresh_gauges(servicer: WorkerServicer, loop: asyncio.AbstractEventLoop) -> None:
+    """At a scrape of ``/metrics`` (on its thread): the gauges the engine sets as it checks its readiness — open
+    streams (a shared frame buffer is counted only there), CUDA memory — as the gateway's ``/metrics`` does; no one
+    else asks a worker's engine. A refresh that fails or takes over :data:`REFRESH_TIMEOUT_S` leaves them as they
+    were."""
+    if (engine := servicer.engine) is None:
+        return
+    ready = None
+    try:
+        ready = asyncio.run_coroutine_threadsafe(engine.ready(), loop)
+        ready.result(REFRESH_TIMEOUT_S)
+    except Exception as exc:  # the scrape still answers: a stale gauge, not a failed scrape
+        if ready is not None:
+            ready.cancel()
+        log.warning("pose3d worker: /metrics served without refreshing the engine's gauges (%r)", exc)
 
 
 def _on_signal(sig: int, stop: asyncio.Event, received: list[int]) -> None:
