@@ -14,6 +14,7 @@ The interceptor comes first, so it also wraps an API-key refusal (no deserialize
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import time
@@ -25,7 +26,7 @@ from google.protobuf.message import DecodeError
 
 from service.errors import Pose3DError
 from service.rpc.status import abort_with
-from service.telemetry.grpc_trace import server_span
+from service.telemetry.grpc_trace import current, server_span
 
 Decoder = Callable[[bytes], Any]
 Refused = Callable[[str, Any, float], None]
@@ -110,15 +111,26 @@ def wrapped(
     if inspect.isasyncgenfunction(behavior):
 
         async def stream(raw: Any, context: Any) -> AsyncIterator[Any]:
-            with span():
-                async for item in behavior(await request_of(raw, context, time.perf_counter()), context):
-                    yield item
+            server = span()
+            try:
+                with current(server):
+                    replies = behavior(await request_of(raw, context, time.perf_counter()), context)
+                async with contextlib.aclosing(replies):
+                    while True:
+                        with current(server):  # the handler's steps run in its span; the yield does not
+                            try:
+                                item = await anext(replies)
+                            except StopAsyncIteration:
+                                return
+                        yield item
+            finally:
+                server.end()
 
         return _KINDS[attr](stream, response_serializer=handler.response_serializer)
 
     async def run(raw: Any, context: Any) -> Any:
         start = time.perf_counter()
-        with span():
+        with current(span(), end=True):
             try:
                 result = behavior(await request_of(raw, context, start), context)
                 return await result if inspect.isawaitable(result) else result
