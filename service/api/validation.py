@@ -184,13 +184,13 @@ def stream_keypoint_frame(body: StreamFrameKeypoints, limits: LimitSettings) -> 
     )
 
 
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # fullmatch: ``$`` would pass a trailing line break
 
 
 def safe_request_id(offered: str | None) -> str:
     """A client's request id when it is sane (1-128 of ``A-Za-z0-9._:-``: safe in logs and headers),
     else a fresh uuid4 hex."""
-    return offered if offered and _SAFE_REQUEST_ID.match(offered) else uuid.uuid4().hex
+    return offered if offered and _SAFE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
 
 
 class ValidationProblem(InvalidInput):

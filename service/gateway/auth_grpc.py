@@ -44,11 +44,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         method = str(handler_call_details.method)
+        presented, offered_rid = presented_credentials(handler_call_details.invocation_metadata)
+        request_id.set(safe_request_id(offered_rid))  # every call's, keys or not (its logs and error details)
         if handler is None or not self.security.enabled or self._open(method):
             return handler
-        presented, offered_rid = presented_credentials(handler_call_details.invocation_metadata)
-        rid = safe_request_id(offered_rid)
-        request_id.set(rid)
         try:
             key_id = self.security.authenticate(presented)
             await self.security.admit(key_id)

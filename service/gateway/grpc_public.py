@@ -54,6 +54,7 @@ from service.rpc.handlers import Context, as_service_error, deadline_of, observe
 from service.security import door
 from service.security.door import owned_job
 from service.security.guard import Security
+from service.telemetry.context import request_id
 
 EngineGetter = Callable[[], EngineClient]  # the engine, or Unavailable while it is loading
 
@@ -95,7 +96,8 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
         self, engine: EngineClient, request: pb.EstimateRequest, deadline: float
     ) -> pb.EstimateResponse:
         limits = self.settings.limits
-        rid = safe_request_id(request.request_id)
+        rid = safe_request_id(request.request_id or request_id.get())  # the message's, else the call's
+        request_id.set(rid)
         options, every_nth = public_options(request.options, limits)
         ctx = EstimateContext(engine, self.settings, rid, deadline)
         kind = request.WhichOneof("input")
@@ -255,7 +257,7 @@ class Pose3DServicer(pose3d_pb2_grpc.Pose3DServicer):
     @unary("grpc.SubmitJob")
     async def SubmitJob(self, request: pb.SubmitJobRequest, context: Context) -> pb.Job:
         engine, jobs = self._engine(), self._jobs()
-        rid = safe_request_id(None)
+        rid = safe_request_id(request_id.get())  # the call's (x-request-id, or the one it was given)
         which = request.WhichOneof("input")
         if which == "clip":
             record = await clip_job(self.settings, engine, request.clip, dict(request.fields), rid)

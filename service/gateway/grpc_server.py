@@ -29,6 +29,7 @@ from service.gateway.http_head import bounded_protocol
 from service.gateway.limits import HeadDoor
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2_grpc
+from service.rpc.handlers import refusal_counter
 from service.rpc.server import PUBLIC_SERVICE, add_health_and_reflection, new_server, set_serving
 from service.security.guard import Security, log_auth_summary
 from service.security.owned_engine import owned
@@ -50,7 +51,8 @@ class PublicGrpcServer:
         self.engine: EngineClient | None = None
         self.security = security if security is not None else Security(settings, metrics)
         prechecks = {ESTIMATE_METHOD: keypoints_size_check(settings.limits)}  # oversize keypoints: refused unparsed
-        self.server = new_server(settings.limits.max_body_bytes, [AuthInterceptor(self.security)], prechecks)
+        refused = refusal_counter(metrics, "grpc.")  # refusals before a handler counted as its handler counts
+        self.server = new_server(settings.limits.max_body_bytes, [AuthInterceptor(self.security)], prechecks, refused)
         self.servicer = Pose3DServicer(settings, metrics, self._get_engine, self.security)
         pose3d_pb2_grpc.add_Pose3DServicer_to_server(self.servicer, self.server)  # type: ignore[no-untyped-call]
         self.health = add_health_and_reflection(self.server, [PUBLIC_SERVICE])

@@ -14,7 +14,10 @@ The interceptor comes first, so it also wraps an API-key refusal (no deserialize
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import inspect
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
 
@@ -23,9 +26,13 @@ from google.protobuf.message import DecodeError
 
 from service.errors import Pose3DError
 from service.rpc.status import abort_with
-from service.telemetry.grpc_trace import server_span
+from service.telemetry.grpc_trace import current, server_span
 
 Decoder = Callable[[bytes], Any]
+Refused = Callable[[str, Any, float], None]
+"""``(method, context, start)``: a call ended before its handler ran — a refused API key, a request that is not
+protobuf or fails its precheck — at ``context``'s status; ``start`` is ``time.perf_counter()`` at its start. (A
+handler that runs counts its own call: :func:`service.rpc.handlers.observed_call`.)"""
 Precheck = Callable[[bytes], None]
 """Looks at a unary request's raw bytes before they are decoded; raises a Pose3DError to refuse the call."""
 
@@ -79,36 +86,70 @@ def _requests(handler: grpc.RpcMethodHandler, precheck: Precheck | None) -> Call
 
 
 def wrapped(
-    handler: grpc.RpcMethodHandler, precheck: Precheck | None, span: Callable[[], Any]
+    handler: grpc.RpcMethodHandler,
+    precheck: Precheck | None,
+    span: Callable[[], Any],
+    refused: Callable[[Any, float], None] | None = None,
 ) -> grpc.RpcMethodHandler:
     """``handler`` taking raw requests, decoding them and running in ``span()`` (an async generator stays one; a
-    coroutine — a single response, or a stream written with ``context.write`` such as health ``Watch`` — stays one)."""
+    coroutine — a single response, or a stream written with ``context.write`` such as health ``Watch`` — stays one).
+    ``refused(context, start)`` is told of a call that ended before ``handler`` ran: its request undecodable or
+    prechecked out, or ``handler`` a refusal (no deserializer: :func:`service.security.grpc_door.refusing`)."""
     attr = next(name for name in _KINDS if getattr(handler, name) is not None)
     behavior = getattr(handler, attr)
     requests = _requests(handler, precheck)
+    refusal = handler.request_deserializer is None
+
+    async def request_of(raw: Any, context: Any, start: float) -> Any:
+        try:
+            return await requests(raw, context)
+        except grpc.aio.AbortError:
+            if refused is not None:
+                refused(context, start)
+            raise
+
     if inspect.isasyncgenfunction(behavior):
 
         async def stream(raw: Any, context: Any) -> AsyncIterator[Any]:
-            with span():
-                async for item in behavior(await requests(raw, context), context):
-                    yield item
+            server = span()
+            try:
+                with current(server):
+                    replies = behavior(await request_of(raw, context, time.perf_counter()), context)
+                async with contextlib.aclosing(replies):
+                    while True:
+                        with current(server):  # the handler's steps run in its span; the yield does not
+                            try:
+                                item = await anext(replies)
+                            except StopAsyncIteration:
+                                return
+                        yield item
+            finally:
+                server.end()
 
         return _KINDS[attr](stream, response_serializer=handler.response_serializer)
 
     async def run(raw: Any, context: Any) -> Any:
-        with span():
-            result = behavior(await requests(raw, context), context)
-            return await result if inspect.isawaitable(result) else result
+        start = time.perf_counter()
+        with current(span(), end=True):
+            try:
+                result = behavior(await request_of(raw, context, start), context)
+                return await result if inspect.isawaitable(result) else result
+            except grpc.aio.AbortError:
+                if refusal and refused is not None:
+                    refused(context, start)
+                raise
 
     return _KINDS[attr](run, response_serializer=handler.response_serializer)
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Wraps each handler once (:func:`wrapped`); ``prechecks`` maps a unary method's full name
-    (``/package.Service/Method``) to a :data:`Precheck` run on its raw bytes first."""
+    (``/package.Service/Method``) to a :data:`Precheck` run on its raw bytes first; ``refused`` counts the calls
+    ended before their handler ran (:data:`Refused`)."""
 
-    def __init__(self, prechecks: Mapping[str, Precheck] | None = None) -> None:
+    def __init__(self, prechecks: Mapping[str, Precheck] | None = None, refused: Refused | None = None) -> None:
         self._prechecks = dict(prechecks or {})
+        self._refused = refused
 
     async def intercept_service(
         self,
@@ -118,5 +159,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if handler is None:
             return None
-        span = server_span(str(details.method), details.invocation_metadata)
-        return wrapped(handler, self._prechecks.get(details.method), span)
+        method = str(details.method)
+        span = server_span(method, details.invocation_metadata)
+        counted = self._refused
+        refused = None if counted is None else functools.partial(counted, method)
+        return wrapped(handler, self._prechecks.get(details.method), span, refused)

@@ -50,8 +50,8 @@ async def observed_call(metrics: Metrics, route: str, context: Context) -> Async
     code = "OK"
     try:
         yield
-    except grpc.aio.AbortError:
-        code = "ABORTED"
+    except grpc.aio.AbortError:  # ended with context.abort (a frame's decoder): the status it sent, not ABORTED
+        code = ended_with(context)
         raise
     except asyncio.CancelledError:  # not an Exception: without this a cancelled call counted as OK
         remaining = context.time_remaining()  # its deadline passed, or the client left
@@ -62,8 +62,28 @@ async def observed_call(metrics: Metrics, route: str, context: Context) -> Async
         code = error.grpc_code
         await abort_with(context, error)
     finally:
-        metrics.requests_total.labels(route, code).inc()
-        metrics.request_duration.labels(route).observe(time.perf_counter() - start)
+        count_call(metrics, route, code, start)
+
+
+def ended_with(context: Context) -> str:
+    """The name of the status an aborted call ended with (``UNKNOWN`` if the context does not say)."""
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
+def count_call(metrics: Metrics, route: str, code: str, start: float) -> None:
+    """One call of ``route`` ended with status ``code`` (a ``grpc.StatusCode`` name), begun at ``start``
+    (``time.perf_counter()``)."""
+    metrics.requests_total.labels(route, code).inc()
+    metrics.request_duration.labels(route).observe(time.perf_counter() - start)
+
+
+def refusal_counter(metrics: Metrics, prefix: str) -> Callable[[str, Context, float], None]:
+    """Counts a call refused before its handler ran (:class:`~service.rpc.decoding.CallInterceptor`) under its
+    handler's route, ``prefix`` + the method's name (``grpc.Estimate`` for ``/pose3d.v1.Pose3D/Estimate``)."""
+    return lambda method, context, start: count_call(
+        metrics, prefix + method.rsplit("/", 1)[-1], ended_with(context), start
+    )
 
 
 def unary(route: str) -> Callable[[Handler[S, Req, Resp]], Handler[S, Req, Resp]]:

@@ -14,7 +14,7 @@ from service.proto_gen.pose3d.v1 import pose3d_pb2
 from service.proto_gen.pose3d.worker.v1 import worker_pb2
 
 if TYPE_CHECKING:
-    from service.rpc.decoding import Precheck
+    from service.rpc.decoding import Precheck, Refused
 
 PUBLIC_SERVICE: Final = pose3d_pb2.DESCRIPTOR.services_by_name["Pose3D"].full_name
 WORKER_SERVICE: Final = worker_pb2.DESCRIPTOR.services_by_name["Worker"].full_name
@@ -37,9 +37,11 @@ def new_server(
     max_message_bytes: int,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     prechecks: Mapping[str, Precheck] | None = None,
+    refused: Refused | None = None,
 ) -> grpc.aio.Server:
-    """A grpc.aio server whose messages are limited to ``max_message_bytes`` each way; ``prechecks``: see
-    :class:`~service.rpc.decoding.CallInterceptor`, which wraps every handler once (decoding, trace span)."""
+    """A grpc.aio server whose messages are limited to ``max_message_bytes`` each way; ``prechecks`` and
+    ``refused``: see :class:`~service.rpc.decoding.CallInterceptor`, which wraps every handler once (decoding, trace
+    span, the count of calls refused before their handler)."""
     # no SO_REUSEPORT: a second server on a port already in use must fail to bind, not share it silently
     opts = [
         *channel_options(max_message_bytes),
@@ -49,7 +51,7 @@ def new_server(
     from service.rpc.decoding import CallInterceptor
 
     # the one wrap of what the given interceptors (API keys) return: decoding (bad protobuf: INVALID_ARGUMENT), span
-    return grpc.aio.server(options=opts, interceptors=[CallInterceptor(prechecks), *interceptors])
+    return grpc.aio.server(options=opts, interceptors=[CallInterceptor(prechecks, refused), *interceptors])
 
 
 def add_health_and_reflection(server: grpc.aio.Server, services: Sequence[str]) -> health_aio.HealthServicer:

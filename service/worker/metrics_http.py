@@ -63,6 +63,14 @@ def _require_key(app: WsgiApp, keys: KeyStore) -> WsgiApp:
     return guarded
 
 
+def _refreshing(app: WsgiApp, refresh: Callable[[], None]) -> WsgiApp:
+    def refreshed(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        refresh()
+        return app(environ, start_response)
+
+    return refreshed
+
+
 def _tls_context(settings: WorkerSettings) -> ssl.SSLContext | None:
     tls = settings.tls
     if tls.certfile is None or tls.keyfile is None:
@@ -75,9 +83,17 @@ def _tls_context(settings: WorkerSettings) -> ssl.SSLContext | None:
     return context
 
 
-def serve_metrics(settings: WorkerSettings, registry: CollectorRegistry, keys: KeyStore | None) -> WSGIServer:
-    """Serve ``registry`` on ``settings.host:settings.metrics_port`` on a daemon thread; ``shutdown()`` stops it."""
+def serve_metrics(
+    settings: WorkerSettings,
+    registry: CollectorRegistry,
+    keys: KeyStore | None,
+    refresh: Callable[[], None] | None = None,
+) -> WSGIServer:
+    """Serve ``registry`` on ``settings.host:settings.metrics_port`` on a daemon thread; ``shutdown()`` stops it.
+    ``refresh`` runs (on the connection's thread) before each scrape a key allows."""
     app: WsgiApp = make_wsgi_app(registry)
+    if refresh is not None:
+        app = _refreshing(app, refresh)
     if keys is not None:
         app = _require_key(app, keys)
     server_class = _MetricsServer6 if ":" in settings.host else _MetricsServer

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import signal
 from collections.abc import AsyncGenerator, Callable
@@ -25,7 +26,7 @@ from service.metrics import Metrics
 from service.proto_gen.pose3d.worker.v1 import worker_pb2 as wpb
 from service.proto_gen.pose3d.worker.v1 import worker_pb2_grpc
 from service.rpc import link
-from service.rpc.handlers import Context, deadline_of, observed_call, unary
+from service.rpc.handlers import Context, deadline_of, observed_call, refusal_counter, unary
 from service.rpc.server import WORKER_SERVICE, add_health_and_reflection, new_server, set_serving
 from service.security.guard import SecurityConfigError
 from service.security.keys import KeyStore
@@ -36,6 +37,9 @@ from service.telemetry.setup import setup_telemetry
 from service.worker.metrics_http import serve_metrics
 
 log = logging.getLogger(__name__)
+
+REFRESH_TIMEOUT_S = 5.0
+"""Seconds a scrape of ``/metrics`` waits for the engine's gauges to be refreshed (:func:`_refresh_gauges`)."""
 
 EngineFactory = Callable[[WorkerSettings, Metrics], Any]
 """Builds the engine (called on a thread: it may block while loading weights); its ``start()``, when it has one,
@@ -127,7 +131,8 @@ async def run_worker(
     keys = worker_keys(settings)
     metrics = Metrics()  # pose3d_worker_up 0 until the engine serves
     # the key from the metadata, before any message is read
-    server = new_server(settings.max_message_bytes, [] if keys is None else [WorkerKeyInterceptor(keys)])
+    interceptors = [] if keys is None else [WorkerKeyInterceptor(keys)]
+    server = new_server(settings.max_message_bytes, interceptors, refused=refusal_counter(metrics, "worker."))
     servicer = WorkerServicer(metrics)
     worker_pb2_grpc.add_WorkerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     health = add_health_and_reflection(server, [WORKER_SERVICE])
@@ -135,7 +140,8 @@ async def run_worker(
     address = f"{settings.host}:{settings.port}"
     if add_worker_port(server, address, settings.tls) == 0:  # mTLS when settings.tls names certificates
         raise OSError(errno.EADDRINUSE, f"cannot listen on {address} (worker gRPC)")
-    http_server = serve_metrics(settings, metrics.registry, keys) if settings.metrics_port else None  # port's rule
+    refresh = functools.partial(_refresh_gauges, servicer, asyncio.get_running_loop())
+    http_server = serve_metrics(settings, metrics.registry, keys, refresh) if settings.metrics_port else None
     await server.start()  # after the metrics port: one that is taken stops the command before gRPC serves
     log.info("pose3d worker: gRPC on %s, metrics on :%d; loading models", address, settings.metrics_port)
 
@@ -172,6 +178,23 @@ async def run_worker(
             http_server.server_close()
     if signal.SIGINT in received:  # Ctrl-C: the command line says "interrupted" and exits 130
         raise KeyboardInterrupt
+
+
+def _refresh_gauges(servicer: WorkerServicer, loop: asyncio.AbstractEventLoop) -> None:
+    """At a scrape of ``/metrics`` (on its thread): the gauges the engine sets as it checks its readiness — open
+    streams (a shared frame buffer is counted only there), CUDA memory — as the gateway's ``/metrics`` does; no one
+    else asks a worker's engine. A refresh that fails or takes over :data:`REFRESH_TIMEOUT_S` leaves them as they
+    were."""
+    if (engine := servicer.engine) is None:
+        return
+    ready = None
+    try:
+        ready = asyncio.run_coroutine_threadsafe(engine.ready(), loop)
+        ready.result(REFRESH_TIMEOUT_S)
+    except Exception as exc:  # the scrape still answers: a stale gauge, not a failed scrape
+        if ready is not None:
+            ready.cancel()
+        log.warning("pose3d worker: /metrics served without refreshing the engine's gauges (%r)", exc)
 
 
 def _on_signal(sig: int, stop: asyncio.Event, received: list[int]) -> None:

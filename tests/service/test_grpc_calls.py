@@ -5,6 +5,8 @@ the context (health ``Watch``) still stream."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterator
 from types import SimpleNamespace
 
@@ -16,14 +18,18 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from service.engine.types import EstimateOptions, Work
 from service.gateway.grpc_server import PublicGrpcServer
 from service.metrics import Metrics
 from service.proto_gen.pose3d.v1 import pose3d_pb2 as pb
+from service.rpc.remote_engine import RemoteEngineClient
 from service.rpc.server import PUBLIC_SERVICE
 from service.telemetry import grpc_trace
 from tests.service.grpc_toy_engine import ToyEngine
+from tests.service.test_engine_support import keypoint_clip
 from tests.service.test_grpc_decoding import GARBAGE
 from tests.service.test_grpc_public import settings
+from tests.service.worker_support import serve_worker
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -103,8 +109,7 @@ async def test_while_tracing_is_off_no_metadata_is_read_and_no_traceparent_sent(
     """No tracer provider installed (the default): the server span is the API's invalid one without reading the
     call's metadata, and the worker channel's interceptors hand the call on as it came (no span, no metadata)."""
     monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)  # as a process that set none
-    with grpc_trace.server_span("/pose3d.v1.Pose3D/Estimate", _Unreadable())() as span:
-        assert span is trace.INVALID_SPAN
+    assert grpc_trace.server_span("/pose3d.v1.Pose3D/Estimate", _Unreadable())() is trace.INVALID_SPAN
     handed_on: list[object] = []
 
     async def continuation(details: object, request: object) -> str:
@@ -117,3 +122,35 @@ async def test_while_tracing_is_off_no_metadata_is_read_and_no_traceparent_sent(
         "the call"
     )
     assert handed_on == [details, details]
+
+
+async def test_a_worker_stream_its_caller_leaves_ends_both_spans_without_a_context_error(
+    spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ``Submit`` the gateway stops reading (its client left): the call is cancelled, and its client span and the
+    worker's server span end with it. Both were held current across the stream's ``yield``: the client span ended
+    only when its generator was collected, and each span's context was left from another one — an ERROR 'Failed to
+    detach context' with a traceback on every such call."""
+    server, _, address = await serve_worker(ToyEngine())
+    client = RemoteEngineClient([address])
+    try:
+        info = await client.open_stream(EstimateOptions())
+        work = Work("r", keypoint_clip(50), EstimateOptions(), None, info.stream_id, chunk_frames=1)
+        async with contextlib.aclosing(client.submit(work)) as steps:
+            async for _ in steps:
+                break  # the caller leaves after the first step
+        for _ in range(10_000):  # the spans end as the cancelled call does, a few loop turns on (not when collected)
+            if len(spans.get_finished_spans()) >= 4:  # Stream (open), client and server; Submit, client and server
+                break
+            await asyncio.sleep(0.001)
+        ended = spans.get_finished_spans()
+        submits = [s for s in ended if s.name == "Worker/Submit"]
+        assert sorted(s.kind.name for s in submits) == ["CLIENT", "SERVER"], [s.name for s in ended]
+        client_span = next(s for s in submits if s.kind is trace.SpanKind.CLIENT)
+        assert client_span.attributes is not None
+        assert client_span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.CANCELLED.value[0]
+        assert client_span.status.status_code is trace.StatusCode.UNSET  # the caller left: no error
+    finally:
+        await client.aclose()
+        await server.stop(0)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
