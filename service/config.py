@@ -220,6 +220,9 @@ class LimitSettings(_Frozen):
     max_people: int = 32
     max_every_nth: int = Field(1000, ge=1, description="largest accepted clip subsampling step")
     max_inflight_requests: int = Field(256, ge=1, description="gateway-wide bound on /v1/ requests in progress")
+    max_job_follows: int = Field(
+        1024, ge=1, description="gateway-wide bound on open NDJSON job results (apart: they wait, not work)"
+    )
     retry_after_s: float = Field(
         1.0, gt=0.0, le=3600.0, description="Retry-After sent with 429/503 from the gateway (at most an hour)"
     )

@@ -24,6 +24,7 @@ from service.security.inflight import InFlight
 from service.telemetry.rest_trace import server_span
 
 GUARDED_PREFIX = "/v1/"  # routes that count against the in-flight bound (health and metrics never do)
+JOBS_PREFIX = "/v1/jobs/"  # a job's NDJSON results follow it for as long as it runs: their own bound
 ESTIMATE_PATH = "/v1/pose3d"  # with KEYPOINTS_PATH: the routes whose heads the engine's door is asked about
 KEYPOINTS_PATH = ESTIMATE_PATH + "/keypoints"
 _RID_KEY = REQUEST_ID_HEADER.lower().encode()
@@ -116,6 +117,17 @@ class GatewayGuard:
         self.limits = limits
         self.metrics = metrics
         self.in_flight = in_flight
+        self.follows = InFlight(limits.max_job_follows, limits.retry_after_s)
+
+    def _bound_of(self, scope: Scope) -> InFlight | None:
+        """The bound ``scope`` counts against: none outside ``/v1/``; ``follows`` for a job's NDJSON results (they
+        wait on the job, and held the in-flight bound for as long as it ran: 256 idle follows shut every request
+        out); else the in-flight bound."""
+        path = str(scope.get("path", ""))
+        if not path.startswith(GUARDED_PREFIX):
+            return None
+        follow = scope.get("method") == "GET" and path.startswith(JOBS_PREFIX) and path.endswith("/results")
+        return self.follows if follow and "x-ndjson" in (_header(scope, b"accept") or "") else self.in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -153,18 +165,18 @@ class GatewayGuard:
             too_large = PayloadTooLarge(f"request body is {declared} bytes; at most {limit} are accepted")
             await self._refuse(scope, receive, send, too_large, request_id)
             return
-        if not str(scope.get("path", "")).startswith(GUARDED_PREFIX):
+        if (bound := self._bound_of(scope)) is None:
             await self._bounded(scope, receive, send, request_id)
             return
         try:
-            self.in_flight.acquire()
+            bound.acquire()
         except Pose3DError as busy:
             await self._refuse(scope, receive, send, busy, request_id)
             return
         try:
             await self._bounded(scope, receive, send, request_id)
         finally:
-            self.in_flight.release()
+            bound.release()
 
     async def _bounded(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         """Run the app with the body counted against ``max_body_bytes`` (413 when it passes)."""
