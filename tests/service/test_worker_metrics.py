@@ -29,7 +29,8 @@ def _gauge(text: str, name: str) -> float:
 async def test_a_worker_s_metrics_count_its_open_streams(redis_server: RedisServer) -> None:
     metrics_port = free_port()
     fields: dict[str, Any] = {"host": "127.0.0.1", "port": free_port(), "metrics_port": metrics_port}
-    settings = WorkerSettings.model_validate(tiny_settings(redis_server.url).model_dump() | fields)
+    own_db = redis_server.url.rsplit("/", 1)[0] + "/10"  # the suite's other tests leave streams in db 0
+    settings = WorkerSettings.model_validate(tiny_settings(own_db).model_dump() | fields)
     engines: list[InProcessEngine] = []
     serving, stop = asyncio.Event(), asyncio.Event()
 
@@ -58,6 +59,7 @@ async def test_a_worker_s_metrics_count_its_open_streams(redis_server: RedisServ
         assert _gauge(await scrape(), "pose3d_active_streams") == 2
         await engines[0].close_stream(opened[0].stream_id)
         assert _gauge(await scrape(), "pose3d_active_streams") == 1
+        await engines[0].close_stream(opened[1].stream_id)  # none left behind in its database
     finally:
         logger.removeHandler(handler)
         stop.set()
