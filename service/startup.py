@@ -10,20 +10,15 @@ traceback.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import errno
-import functools
 import gc
 import os
 import signal
 import socket
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import TypeVar
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -33,8 +28,6 @@ from service.config import SettingsFileError
 from service.errors import Pose3DError
 from service.redaction import redact
 from service.weights.store import WeightsError
-
-_T = TypeVar("_T")
 
 
 class Terminated(KeyboardInterrupt):
@@ -83,34 +76,6 @@ def frozen_heap() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
-
-
-async def loading_thread(fn: Callable[..., _T], *args: object) -> _T:
-    """``fn(*args)`` (a blocking load: checkpoints, an ONNX export) on a daemon thread of its own. Cancelled — the
-    process told to stop while it loads — the wait ends at once and the thread is left to the process's exit:
-    ``asyncio.to_thread``'s executor threads are joined by ``asyncio.run`` and at exit, so the stop would wait
-    for the whole load."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[_T] = loop.create_future()
-
-    def deliver(settle: Callable[[], None]) -> None:
-        def once() -> None:
-            if not done.done():  # not cancelled meanwhile
-                settle()
-
-        with contextlib.suppress(RuntimeError):  # the loop closed: no one waits any more
-            loop.call_soon_threadsafe(once)
-
-    def run() -> None:
-        try:
-            result = fn(*args)
-        except BaseException as exc:  # handed to the awaiting task
-            deliver(functools.partial(done.set_exception, exc))
-        else:
-            deliver(functools.partial(done.set_result, result))
-
-    threading.Thread(target=run, name=f"pose3d-load-{getattr(fn, '__name__', 'fn')}", daemon=True).start()
-    return await done
 
 
 def _raise_signal(signum: int, frame: FrameType | None) -> None:

@@ -32,7 +32,7 @@ from service.security.guard import SecurityConfigError
 from service.security.keys import KeyStore
 from service.security.tls import add_worker_port
 from service.security.worker_link import WorkerKeyInterceptor, worker_link_summary
-from service.startup import frozen_heap, loading_thread
+from service.startup import frozen_heap
 from service.telemetry.setup import setup_telemetry
 from service.worker.metrics_http import serve_metrics
 
@@ -102,7 +102,7 @@ def default_engine_factory(settings: WorkerSettings, metrics: Metrics) -> Engine
 
 
 async def _build_engine(factory: EngineFactory, settings: WorkerSettings, metrics: Metrics) -> EngineClient:
-    engine: EngineClient = await loading_thread(factory, settings, metrics)
+    engine: EngineClient = await asyncio.to_thread(factory, settings, metrics)
     if (start := getattr(engine, "start", None)) is not None:
         await start()
     return engine
