@@ -59,9 +59,11 @@ async def read_capped(request: Request, where: str, limit: int = CONTROL_JSON_BY
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"{where} is over {limit} bytes")
     chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
         chunks.append(chunk)
-        if sum(map(len, chunks)) > limit:
+        size += len(chunk)
+        if size > limit:
             raise PayloadTooLarge(f"{where} is over {limit} bytes")
     request._body = body = b"".join(chunks)  # Starlette's cache of the body, which FastAPI's parameters read
     return body
