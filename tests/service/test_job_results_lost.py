@@ -4,7 +4,6 @@ In memory and on a real Redis; the route's answer on a live gateway is in tests/
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -56,10 +55,10 @@ async def evict_frame(store: JobStore, position: int) -> None:
 
 @pytest.fixture
 def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def refuse(_: float) -> None:
+    async def refuse(*_: object) -> None:
         raise AssertionError("the reader waited for frames that cannot come")
 
-    monkeypatch.setattr(asyncio, "sleep", refuse)
+    monkeypatch.setattr(results, "_wait_for_more", refuse)
 
 
 async def test_every_frame_present_reads_whole(store: JobStore, no_waiting: None) -> None:

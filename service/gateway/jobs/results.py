@@ -87,6 +87,7 @@ async def pages(
     their record, so one the record counts but the store lacks is lost: JobResultsLost, not a wait for ever. Once
     ``stopping`` is set (the gateway stops) a wait for more frames ends with Unavailable: the client streams again
     from the frames it has (``after``), on another gateway."""
+    stopping = stopping or asyncio.Event()  # never set: a plain poll
     rec = await store.get(job_id)
     position = await first_position_after(store, job_id, rec.frames_done, after)
     while True:
@@ -99,16 +100,19 @@ async def pages(
             raise _lost(job_id, position, rec.frames_done)
         elif rec.state.terminal:
             return
-        elif stopping is None:
-            await asyncio.sleep(poll_s)
         else:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(poll_s):
-                    await stopping.wait()
-            if stopping.is_set():
-                raise Unavailable(
-                    f"the gateway is stopping: stream job {job_id}'s results again with ?after=", retry_after_s=1.0
-                )
+            await _wait_for_more(job_id, stopping, poll_s)
+
+
+async def _wait_for_more(job_id: str, stopping: asyncio.Event, poll_s: float) -> None:
+    """Wait ``poll_s`` for more frames; Unavailable as soon as ``stopping`` is set (the gateway stops)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(poll_s):
+            await stopping.wait()
+    if stopping.is_set():
+        raise Unavailable(
+            f"the gateway is stopping: stream job {job_id}'s results again with ?after=", retry_after_s=1.0
+        )
 
 
 async def ndjson(store: JobStore, job_id: str, frames: AsyncIterator[list[bytes]]) -> AsyncIterator[bytes]:
