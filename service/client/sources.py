@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.errors import DecodeFailed, InvalidInput
+from service.render.matroska import ends_inside
 from service.render.video import upright_rgb
 
 if TYPE_CHECKING:
@@ -72,12 +73,18 @@ def clip_frame_count(path: Path) -> int | None:
 
 
 def _decoded(container: av.container.InputContainer, stream: av.VideoStream, path: Path) -> Iterator[av.VideoFrame]:
-    """``stream``'s frames; DecodeFailed at a packet read short (the file is cut inside it), as the gateway refuses
-    such a clip (:meth:`service.engine.clips.ClipReader.frames`) — not the frames before the cut as the whole clip."""
+    """``stream``'s frames; DecodeFailed at a packet read short (the file is cut inside it), or at the end of a
+    Matroska/WebM file that ends inside an element (:func:`service.render.matroska.ends_inside`), as the gateway
+    refuses such a clip (:meth:`service.engine.clips.ClipReader.frames`) — not the frames before the cut as the
+    whole clip."""
     for packet in container.demux(stream):
         if packet.is_corrupt:
             raise DecodeFailed(f"{path}: the clip is cut short: its data ends inside a frame")
         yield from packet.decode()
+    if "matroska" in container.format.name.split(","):
+        with path.open("rb") as file:
+            if ends_inside(file):
+                raise DecodeFailed(f"{path}: the clip is cut short: its data ends inside a frame")
 
 
 def clip_frames(path: Path) -> Iterator[SourceFrame]:
