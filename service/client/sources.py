@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from service.errors import DecodeFailed, InvalidInput
 from service.render.matroska import ends_inside
-from service.render.video import upright_rgb
+from service.render.video import upright_rgb, video_stream
 
 if TYPE_CHECKING:
     import av
@@ -54,11 +54,12 @@ def _decoding(path: Path) -> Iterator[None]:
 
 
 def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
-    """The first video stream of ``path``'s ``container``; DecodeFailed when it has none (audio only, data) or no
-    decoder reads it (an unknown codec: no codec context), as the gateway refuses such a clip."""
-    if not container.streams.video:
+    """The video track of ``path``'s ``container``, as the gateway picks it (:func:`service.render.video.video_stream`);
+    DecodeFailed when it has none (audio only, cover art, data) or no decoder reads it (an unknown codec: no codec
+    context), as the gateway refuses such a clip."""
+    stream = video_stream(container)
+    if stream is None:
         raise DecodeFailed(f"{path}: the file has no video stream")
-    stream = container.streams.video[0]
     if stream.codec_context is None:
         raise DecodeFailed(f"{path}: the video's codec is unknown or unsupported")
     return stream

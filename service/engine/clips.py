@@ -19,7 +19,7 @@ from service.engine.types import ByteImage, ClipLimits, EncodedClip, Frame, Imag
 from service.errors import DecodeFailed, PayloadTooLarge
 from service.metrics import Metrics
 from service.render.matroska import ends_inside
-from service.render.video import upright_rgb
+from service.render.video import upright_rgb, video_stream
 
 if TYPE_CHECKING:
     import av
@@ -111,9 +111,9 @@ class ClipReader:
             raise
 
     def _probe(self, kind: str) -> ClipInfo:
-        if not self._container.streams.video:
+        stream = video_stream(self._container)
+        if stream is None:
             raise DecodeFailed("the clip has no video stream")
-        stream = self._container.streams.video[0]
         if stream.codec_context is None:
             raise DecodeFailed("the clip's video codec is unknown or unsupported")
         stream.thread_type = "SLICE"
