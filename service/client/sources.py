@@ -19,7 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from service.errors import DecodeFailed, InvalidInput
-from service.render.video import upright_rgb
+from service.render.matroska import ends_inside
+from service.render.video import upright_rgb, video_stream
 
 if TYPE_CHECKING:
     import av
@@ -53,11 +54,12 @@ def _decoding(path: Path) -> Iterator[None]:
 
 
 def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
-    """The first video stream of ``path``'s ``container``; DecodeFailed when it has none (audio only, data) or no
-    decoder reads it (an unknown codec: no codec context), as the gateway refuses such a clip."""
-    if not container.streams.video:
+    """The video track of ``path``'s ``container``, as the gateway picks it (:func:`service.render.video.video_stream`);
+    DecodeFailed when it has none (audio only, cover art, data) or no decoder reads it (an unknown codec: no codec
+    context), as the gateway refuses such a clip."""
+    stream = video_stream(container)
+    if stream is None:
         raise DecodeFailed(f"{path}: the file has no video stream")
-    stream = container.streams.video[0]
     if stream.codec_context is None:
         raise DecodeFailed(f"{path}: the video's codec is unknown or unsupported")
     return stream
@@ -72,12 +74,18 @@ def clip_frame_count(path: Path) -> int | None:
 
 
 def _decoded(container: av.container.InputContainer, stream: av.VideoStream, path: Path) -> Iterator[av.VideoFrame]:
-    """``stream``'s frames; DecodeFailed at a packet read short (the file is cut inside it), as the gateway refuses
-    such a clip (:meth:`service.engine.clips.ClipReader.frames`) — not the frames before the cut as the whole clip."""
+    """``stream``'s frames; DecodeFailed at a packet read short (the file is cut inside it), or at the end of a
+    Matroska/WebM file that ends inside an element (:func:`service.render.matroska.ends_inside`), as the gateway
+    refuses such a clip (:meth:`service.engine.clips.ClipReader.frames`) — not the frames before the cut as the
+    whole clip."""
     for packet in container.demux(stream):
         if packet.is_corrupt:
             raise DecodeFailed(f"{path}: the clip is cut short: its data ends inside a frame")
         yield from packet.decode()
+    if "matroska" in container.format.name.split(","):
+        with path.open("rb") as file:
+            if ends_inside(file):
+                raise DecodeFailed(f"{path}: the clip is cut short: its data ends inside a frame")
 
 
 def clip_frames(path: Path) -> Iterator[SourceFrame]:

@@ -18,7 +18,8 @@ from service.config import LimitSettings
 from service.engine.types import ByteImage, ClipLimits, EncodedClip, Frame, ImageFrame, Source
 from service.errors import DecodeFailed, PayloadTooLarge
 from service.metrics import Metrics
-from service.render.video import upright_rgb
+from service.render.matroska import ends_inside
+from service.render.video import upright_rgb, video_stream
 
 if TYPE_CHECKING:
     import av
@@ -29,6 +30,8 @@ UPLOAD_DEMUX_OPTIONS: Final = {"protocol_whitelist": "pipe"}
 """FFmpeg options for demuxing client data: no nested open may use a protocol (``file``, ``http``, …), so a
 crafted playlist or reference inside an upload can name no file or URL (FFmpeg: "Protocol 'file' not on
 whitelist"). The upload itself is read through PyAV's own I/O, which no protocol governs."""
+CUT_SHORT: Final = "the clip is cut short: its data ends inside a frame (an incomplete upload or copy?); send it whole"
+"""DecodeFailed's detail for a clip whose file ends before its data does."""
 DECODE_AHEAD: Final = 2
 """Decoded frames a :class:`ClipDecoder` keeps ready beyond those its consumer has taken."""
 
@@ -92,6 +95,7 @@ class ClipReader:
             raise ValueError(f"{kind} is not a clip container ({', '.join(DEMUXERS)})")
         self._limits = limits
         self._every_nth = every_nth
+        self._file, self._matroska = file, DEMUXERS[kind] == "matroska"
         self._lock = threading.Lock()
         self._closed = False
         try:
@@ -107,9 +111,9 @@ class ClipReader:
             raise
 
     def _probe(self, kind: str) -> ClipInfo:
-        if not self._container.streams.video:
+        stream = video_stream(self._container)
+        if stream is None:
             raise DecodeFailed("the clip has no video stream")
-        stream = self._container.streams.video[0]
         if stream.codec_context is None:
             raise DecodeFailed("the clip's video codec is unknown or unsupported")
         stream.thread_type = "SLICE"
@@ -175,13 +179,14 @@ class ClipReader:
 
     def _decode(self) -> Iterator[av.VideoFrame]:
         """The video stream's frames, as ``container.decode(stream)`` gives them; DecodeFailed at a packet the demuxer
-        read short (MP4, MOV, AVI: the file is cut inside that frame), which it ends after as at the clip's end."""
+        read short (MP4, MOV, AVI: the file is cut inside that frame), which it ends after as at the clip's end, or
+        at the end of a Matroska/WebM file that ends inside an element (its demuxer drops the cut frame unsaid)."""
         for packet in self._container.demux(self._stream):
             if packet.is_corrupt:
-                raise DecodeFailed(
-                    "the clip is cut short: its data ends inside a frame (an incomplete upload or copy?); send it whole"
-                )
+                raise DecodeFailed(CUT_SHORT)
             yield from packet.decode()
+        if self._matroska and ends_inside(self._file):
+            raise DecodeFailed(CUT_SHORT)
 
     def close(self) -> None:
         """Release the decoder (waits for a decoding step running on another thread)."""

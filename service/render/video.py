@@ -5,12 +5,41 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
+if TYPE_CHECKING:
+    import av
+
 Image = npt.NDArray[np.uint8]
+
+
+def video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
+    """The clip's video track, which every decoder of clips here reads (the engine, the stream client, renders):
+    of the video streams that are not an attached picture (cover art), the longest by what the container says
+    (:func:`stated_seconds`), the first of equals; None when there is none. A one-frame still ahead of the
+    video (a cover or title track) is not the clip."""
+    import av
+
+    tracks = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    return max(tracks, key=stated_seconds, default=None)  # max keeps the first of equals
+
+
+def stated_seconds(stream: av.VideoStream) -> float:
+    """How long ``stream`` lasts by its container, in seconds: its duration, else its Matroska ``DURATION`` tag
+    (``HH:MM:SS.nnnnnnnnn``, as FFmpeg and mkvmerge write it), else its frame count over its rate; 0.0 unknown."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    hours, _, rest = stream.metadata.get("DURATION", "").partition(":")
+    minutes, _, seconds = rest.partition(":")
+    try:
+        return int(hours) * 3600.0 + int(minutes) * 60.0 + float(seconds)
+    except ValueError:
+        pass
+    rate = stream.average_rate or stream.guessed_rate
+    return float(stream.frames / rate) if stream.frames and rate else 0.0
 
 
 def upright_rgb(frame: Any) -> Image:
@@ -46,7 +75,10 @@ def clip_frames(source: str | Path | BinaryIO, options: dict[str, str] | None = 
     import av
 
     with av.open(source if not isinstance(source, Path) else str(source), mode="r", options=options or {}) as container:
-        for index, frame in enumerate(container.decode(video=0)):
+        stream = video_stream(container)
+        if stream is None:
+            raise ValueError(f"{source} has no video stream")
+        for index, frame in enumerate(container.decode(stream)):
             yield index, upright_rgb(frame)
 
 

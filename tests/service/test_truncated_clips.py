@@ -1,6 +1,8 @@
 """A clip whose file is cut short (an upload or copy that stopped part way): MP4, MOV and AVI demuxers read its last
 frame short and say so (a corrupt packet), then end as at the clip's end — the clip was answered 200 with the frames
-before the cut, as if that were all of it. It is now a 422 decode-failed, as a clip whose data is corrupt."""
+before the cut, as if that were all of it. It is now a 422 decode-failed, as a clip whose data is corrupt. FFmpeg's
+Matroska/WebM demuxer drops the cut frame without a sign: there the file's element sizes tell (whole live-recorded
+WebM, with no Duration, no Cues and clusters of unknown size as MediaRecorder writes them, still decodes)."""
 
 from __future__ import annotations
 
@@ -41,6 +43,47 @@ def whole_clip(tmp_path: Path, fmt: str) -> bytes:
     return path.read_bytes()
 
 
+EBML_SEGMENT, EBML_CLUSTER = b"\x18\x53\x80\x67", b"\x1f\x43\xb6\x75"
+
+
+def whole_webm(tmp_path: Path, live: bool) -> bytes:
+    """``FRAMES`` noisy 64x48 VP8 frames in WebM; ``live``: as a recorder writes it (no Duration, no Cues, a Segment
+    of unknown size)."""
+    path = tmp_path / "clip.webm"
+    with av.open(str(path), "w", format="webm", options={"live": "1"} if live else {}) as container:
+        stream = container.add_stream("libvpx", rate=25)
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(FRAMES):
+            image = np.random.default_rng(i).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path.read_bytes()
+
+
+def media_recorder_like(data: bytes) -> bytes:
+    """A live WebM with every Cluster's size rewritten as unknown (all ones), as browsers' MediaRecorder writes them:
+    the Segment and its Clusters then end only where the file ends."""
+    out, at = bytearray(data), 0
+    while at < len(out):
+        width = 9 - out[at].bit_length()  # an element ID's bytes
+        size_at = at + width
+        size_width = 9 - out[size_at].bit_length()
+        size = int.from_bytes(out[size_at : size_at + size_width], "big") & ((1 << (7 * size_width)) - 1)
+        element = bytes(out[at:size_at])
+        if element == EBML_CLUSTER:
+            out[size_at : size_at + size_width] = ((1 << (7 * size_width + 1)) - 1).to_bytes(size_width, "big")
+        at = size_at + size_width + (0 if element in (EBML_SEGMENT, EBML_CLUSTER) else size)
+    return bytes(out)
+
+
+def webm_samples(tmp_path: Path) -> dict[str, bytes]:
+    live = whole_webm(tmp_path, live=True)
+    return {"plain": whole_webm(tmp_path, live=False), "live": live, "media-recorder": media_recorder_like(live)}
+
+
 def decoded(data: bytes, kind: MediaKind) -> int:
     with ClipReader(io.BytesIO(data), kind, LimitSettings()) as reader:
         return sum(1 for _ in reader.frames())
@@ -53,6 +96,18 @@ def test_a_clip_cut_short_is_a_decode_failure(tmp_path: Path, kind: MediaKind) -
     for fraction in (0.3, 0.5, 0.9):  # (an AVI cut only inside its index, at the end, keeps every frame)
         with pytest.raises(DecodeFailed, match="cut short"):
             decoded(data[: int(len(data) * fraction)], kind)
+
+
+@pytest.mark.parametrize("sample", ["plain", "live", "media-recorder"])
+def test_a_webm_cut_short_is_a_decode_failure(tmp_path: Path, sample: str) -> None:
+    data = webm_samples(tmp_path)[sample]
+    assert decoded(data, MediaKind.WEBM) == FRAMES
+    if sample != "plain":  # as recorded: no duration stated anywhere
+        with av.open(io.BytesIO(data), mode="r", format="matroska") as container:
+            assert container.duration is None
+    for fraction in (0.02, 0.3, 0.5, 0.9, 0.999):  # in the first block, then in later ones, then in the last
+        with pytest.raises(DecodeFailed, match="cut short"):
+            decoded(data[: int(len(data) * fraction)], MediaKind.WEBM)
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +128,37 @@ def test_a_posted_clip_cut_short_is_422_not_a_shorter_answer(http: object, tmp_p
     assert "cut short" in assert_problem(cut, 422, "decode-failed")["detail"]
 
 
+def test_a_posted_webm_cut_short_is_422_not_a_shorter_answer(http: object, tmp_path: Path) -> None:
+    import httpx
+
+    assert isinstance(http, httpx.Client)
+    data = webm_samples(tmp_path)["media-recorder"]
+    whole = http.post("/v1/pose3d", files={"file": ("clip.webm", data, "video/webm")})
+    assert whole.status_code == 200, whole.text
+    assert len(whole.json()["frames"]) == FRAMES
+    cut = http.post("/v1/pose3d", files={"file": ("clip.webm", data[: len(data) // 2], "video/webm")})
+    assert "cut short" in assert_problem(cut, 422, "decode-failed")["detail"]
+
+
 def test_the_stream_client_refuses_a_clip_cut_short_as_the_gateway_does(tmp_path: Path) -> None:
     from service.client.sources import clip_frames
 
     data = whole_clip(tmp_path, "mp4")
     whole, cut = tmp_path / "whole.mp4", tmp_path / "cut.mp4"
+    whole.write_bytes(data)
+    cut.write_bytes(data[: len(data) // 2])
+    assert sum(1 for _ in clip_frames(whole)) == FRAMES
+    with pytest.raises(DecodeFailed, match="cut short"):
+        for _ in clip_frames(cut):
+            pass
+
+
+@pytest.mark.parametrize("sample", ["plain", "media-recorder"])
+def test_the_stream_client_refuses_a_webm_cut_short(tmp_path: Path, sample: str) -> None:
+    from service.client.sources import clip_frames
+
+    data = webm_samples(tmp_path)[sample]
+    whole, cut = tmp_path / "whole.webm", tmp_path / "cut.webm"
     whole.write_bytes(data)
     cut.write_bytes(data[: len(data) // 2])
     assert sum(1 for _ in clip_frames(whole)) == FRAMES
