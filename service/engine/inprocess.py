@@ -40,7 +40,7 @@ from service.engine.types import (
     ms_since,
 )
 from service.engine.world import place_clip, smooth_stream, smooths, world_from_json, world_to_json
-from service.errors import InvalidInput, Unavailable, UnknownModel
+from service.errors import InvalidInput, StreamFramesLost, Unavailable, UnknownModel
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -293,7 +293,12 @@ class InProcessEngine:
         meta = (await pipeline.buffer.state(stream_id)).meta  # fresh: the flush is windowed by the stream's mode
         step = self._step(meta, None)
         async with pipeline.lock(stream_id):
-            tail = await pipeline.buffer.flush(stream_id, step.lifter.window, meta.mode)
+            try:
+                tail = await pipeline.buffer.flush(stream_id, step.lifter.window, meta.mode)
+            except StreamFramesLost:  # its tail can never be made: forgotten now, not kept until its TTL
+                await pipeline.buffer.delete(stream_id)
+                self._metas.pop(stream_id, None)
+                raise
         lifted = await pipeline.lift_emission(step, tail)
         results, _ = await self._in_world(smooth_stream, meta.world, [tail], lifted, True)
         await pipeline.buffer.delete(stream_id)
