@@ -9,6 +9,7 @@ Keys of one stream share the hash tag ``{<stream_id>}`` (one Redis Cluster slot)
 - ``pose3d:{sid}:frames``  hash: frame index → binary :class:`FrameRecord` (:func:`encode_record`)
 - ``pose3d:{sid}:emits``   hash: frame index → ``start,stop,newest`` (what that frame's arrival emitted)
 - ``pose3d:{sid}:tracker`` string: the tracker's serialised state
+- ``pose3d:{sid}:closed``  string: a closed stream's answer (:meth:`RedisFrameBuffer.delete`), for ``CLOSED_TTL_S``
 
 A frame is ONE round trip: one atomic Lua script, which mirrors :mod:`service.engine.windows`, does the whole
 append (docs/streams-and-state.md); a stale tracker token is answered with the stored state. Every touch
@@ -23,6 +24,7 @@ from typing import Any, Final
 from redis.exceptions import RedisError
 
 from service.engine.framebuffer.base import (
+    CLOSED_TTL_S,
     MAX_FRAMES_AHEAD,
     REPLAY_MARGIN,
     AppendStatus,
@@ -38,7 +40,7 @@ from service.engine.framebuffer.base import (
     new_token,
     out_of_range,
 )
-from service.engine.framebuffer.redis_lua import APPEND, CREATE, FLUSH, SMOOTHED
+from service.engine.framebuffer.redis_lua import APPEND, CREATE, DELETE, FLUSH, SMOOTHED
 from service.engine.types import WindowMode
 from service.engine.windows import WindowSpec
 from service.errors import Conflict, StreamFramesLost, Unavailable, UnknownStream
@@ -57,6 +59,11 @@ def stream_keys(stream_id: str) -> list[str]:
     return [f"{base}:meta", f"{base}:frames", f"{base}:emits", f"{base}:tracker"]
 
 
+def closed_key(stream_id: str) -> str:
+    """Where a closed stream's answer is kept (the same hash tag as :func:`stream_keys`)."""
+    return f"pose3d:{{{stream_id}}}:closed"
+
+
 class RedisFrameBuffer(FrameBuffer):
     """Frame buffer in Redis at ``url``: any worker attached to it continues any stream. ``ttl_s``: idle streams
     expire; ``known_streams``: streams whose tracker state this process keeps a copy of (LRU)."""
@@ -71,6 +78,7 @@ class RedisFrameBuffer(FrameBuffer):
         self._flush = self._redis.register_script(FLUSH)
         self._create = self._redis.register_script(CREATE)
         self._smoothed = self._redis.register_script(SMOOTHED)
+        self._delete = self._redis.register_script(DELETE)
         self._known: OrderedDict[str, TrackerView] = OrderedDict()
         self._known_max = known_streams
         self._decoded: OrderedDict[bytes, FrameRecord] = OrderedDict()
@@ -90,7 +98,8 @@ class RedisFrameBuffer(FrameBuffer):
 
     async def create(self, meta: StreamMeta) -> StreamState:
         token = new_token()
-        created = await self._call(self._create, stream_keys(meta.stream_id), [meta.to_json(), self.ttl_ms, token])
+        keys = [*stream_keys(meta.stream_id), closed_key(meta.stream_id)]
+        created = await self._call(self._create, keys, [meta.to_json(), self.ttl_ms, token])
         if not created:
             existing = await self.state(meta.stream_id)
             if existing.meta == meta and not existing.closed:
@@ -239,12 +248,17 @@ class RedisFrameBuffer(FrameBuffer):
             raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
         return bool(stored)
 
-    async def delete(self, stream_id: str) -> bool:
+    async def delete(self, stream_id: str, answer: bytes | None = None) -> bool:
         self._known.pop(stream_id, None)
-        try:
-            return bool(await self._redis.delete(*stream_keys(stream_id)))
+        keys = [*stream_keys(stream_id), closed_key(stream_id)]
+        return bool(await self._call(self._delete, keys, [answer or b"", int(CLOSED_TTL_S * 1000)]))
+
+    async def closed_answer(self, stream_id: str) -> bytes | None:
+        try:  # bytes: the client never decodes replies (:func:`~service.redis_client.connect`)
+            answer: bytes | None = await self._redis.get(closed_key(stream_id))  # type: ignore[assignment]
         except RedisError as e:
             raise Unavailable(f"frame buffer (Redis) failed: {e}") from e
+        return answer
 
     async def ping(self) -> bool:
         try:

@@ -136,10 +136,18 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
 return 1
 """
 
-# KEYS: meta frames emits tracker; ARGV: meta_json ttl_ms token
+# KEYS: meta frames emits tracker closed; ARGV: meta_json ttl_ms token
 CREATE: Final = """
 if redis.call('HSETNX', KEYS[1], 'meta', ARGV[1]) == 0 then return 0 end
+redis.call('DEL', KEYS[5])
 redis.call('HSET', KEYS[1], 'cursor', 0, 'high', -1, 'maxi', -1, 'received', 0, 'trim', 0, 'closed', 0, 'ttok', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
 return 1
+"""
+
+# KEYS: meta frames emits tracker closed; ARGV: answer ('' = none) ttl_ms → how many of the stream's keys existed
+DELETE: Final = """
+local existed = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+if ARGV[1] ~= '' then redis.call('SET', KEYS[5], ARGV[1], 'PX', tonumber(ARGV[2])) end
+return existed
 """
