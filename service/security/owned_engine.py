@@ -89,3 +89,11 @@ def owned(engine: EngineClient, security: Security | None) -> EngineClient:
     if security is None or isinstance(engine, OwnedEngine):
         return engine
     return OwnedEngine(engine, security)
+
+
+def unowned(engine: EngineClient) -> EngineClient:
+    """``engine`` without the ownership layer, for a request's private stream (``in_private_stream``: opened, fed
+    and closed by the one request, its id never told). It claims none of the key's open-stream slots — the rate
+    bucket and the in-flight bound already bound requests; ``MAX_STREAMS`` bounds streams that outlive one — and no
+    key owns it, so no key can address it."""
+    return engine.inner if isinstance(engine, OwnedEngine) else engine
