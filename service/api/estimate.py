@@ -16,6 +16,7 @@ from service.api.validation import check_boxes_inside
 from service.config import GatewaySettings, InputKind
 from service.engine.types import BoxSource, EngineClient, EstimateOptions, EstimateResult, Frame, ImageFrame, Work
 from service.engine.work import collect, in_private_stream
+from service.security.owned_engine import unowned
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ async def estimate_keypoints(
     started = time.perf_counter()
     work = Work("kp", keypoint_frames, options, ctx.deadline, chunk_frames=chunk)
     with retryable_if_lost("request"):
-        async with contextlib.aclosing(in_private_stream(ctx.engine, work, "kp")) as steps:
+        async with contextlib.aclosing(in_private_stream(unowned(ctx.engine), work, "kp")) as steps:
             results = [result async for step in steps for result in step.results]
     results.sort(key=lambda r: r.frame_index)
     timings = {"engine": (time.perf_counter() - started) * 1000.0}

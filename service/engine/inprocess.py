@@ -39,8 +39,16 @@ from service.engine.types import (
     Work,
     ms_since,
 )
-from service.engine.world import place_clip, smooth_stream, smooths, world_from_json, world_to_json
-from service.errors import InvalidInput, Unavailable, UnknownModel
+from service.engine.world import (
+    decode_results,
+    encode_results,
+    place_clip,
+    smooth_stream,
+    smooths,
+    world_from_json,
+    world_to_json,
+)
+from service.errors import InvalidInput, StreamFramesLost, Unavailable, UnknownModel, UnknownStream
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -289,17 +297,35 @@ class InProcessEngine:
         return smoothed
 
     async def close_stream(self, stream_id: str) -> list[FrameResult]:
+        """Flush, lift and smooth the tail, forget the stream keeping the tail briefly (a retried close whose reply
+        was lost answers it again, :meth:`_answered_close`)."""
         pipeline = self.pipeline
-        meta = (await pipeline.buffer.state(stream_id)).meta  # fresh: the flush is windowed by the stream's mode
+        try:
+            meta = (await pipeline.buffer.state(stream_id)).meta  # fresh: the flush is windowed by the stream's mode
+        except UnknownStream:
+            return await self._answered_close(stream_id)
         step = self._step(meta, None)
         async with pipeline.lock(stream_id):
-            tail = await pipeline.buffer.flush(stream_id, step.lifter.window, meta.mode)
+            try:
+                tail = await pipeline.buffer.flush(stream_id, step.lifter.window, meta.mode)
+            except StreamFramesLost:  # its tail can never be made: forgotten now, not kept until its TTL
+                await pipeline.buffer.delete(stream_id)
+                self._metas.pop(stream_id, None)
+                raise
         lifted = await pipeline.lift_emission(step, tail)
         results, _ = await self._in_world(smooth_stream, meta.world, [tail], lifted, True)
-        await pipeline.buffer.delete(stream_id)
+        await pipeline.buffer.delete(stream_id, await self._in_world(encode_results, results))
         self._metas.pop(stream_id, None)
         await self._count_streams(cheap_only=True)
         return results
+
+    async def _answered_close(self, stream_id: str) -> list[FrameResult]:
+        """The tail the close of ``stream_id`` answered, kept by the frame buffer for ``CLOSED_TTL_S``: a close
+        retried after its worker died between the delete and the reply. Raises UnknownStream when none is kept."""
+        answer = await self.pipeline.buffer.closed_answer(stream_id)
+        if answer is None:
+            raise UnknownStream(f"stream {stream_id!r} does not exist or has expired")
+        return await self._in_world(decode_results, answer)
 
     async def get_stream(self, stream_id: str) -> StreamInfo:
         state = await self.pipeline.buffer.state(stream_id)

@@ -213,3 +213,13 @@ def decode_smoother(spec: SmoothingSpec, data: bytes) -> TrackSmoother[FrameResu
         "newest": doc["newest"],
     }
     return TrackSmoother.from_state(spec, state)
+
+
+def encode_results(frames: Sequence[FrameResult]) -> bytes:
+    """``frames``, exact, as UTF-8 JSON (what a closed stream keeps of its close's answer)."""
+    return json.dumps([_frame_json(f) for f in frames], separators=(",", ":")).encode()
+
+
+def decode_results(data: bytes) -> list[FrameResult]:
+    """Inverse of :func:`encode_results`."""
+    return [_frame(d) for d in json.loads(data)]

@@ -140,16 +140,21 @@ class Security:
         self.metrics.key_requests_total.labels("admitted").inc()
 
     async def claim_stream(self, stream_id: str) -> None:
-        """Make the caller the owner of the new ``stream_id``; QuotaExceeded past its open-stream limit."""
+        """Make the caller the owner of the new ``stream_id``; QuotaExceeded past its open-stream limit, with the
+        seconds until the first of the key's streams idles out (a slot frees only then, or at a close) as its
+        Retry-After (1 s when one freed since the refusal)."""
         key_id = principal.get()
         if key_id == ANONYMOUS:
             return
         limit = self.quotas.max_streams
         if not await self.store.claim_stream(key_id, stream_id, self.clock(), self.ttl_s, limit):
             self.metrics.key_requests_total.labels("stream_limited").inc()
+            wait = await self.store.slot_frees_in(key_id, self.clock())
+            retry_after_s = 1.0 if wait is None else max(1.0, wait)
             raise QuotaExceeded(
-                f"this key holds {limit} open streams (its limit); close one or let one idle out",
-                retry_after_s=1.0,
+                f"this key holds {limit} open streams (its limit); close one, or retry in {retry_after_s:.0f} s, "
+                "when the first of them idles out unless it is used meanwhile",
+                retry_after_s=retry_after_s,
             )
 
     async def owns(self, stream_id: str) -> bool:

@@ -17,7 +17,7 @@ from service.engine.types import (
     StreamInfo,
     Work,
 )
-from service.errors import UnknownStream
+from service.errors import StreamFramesLost, UnknownStream
 from service.security.disclosure import public_readiness
 from service.security.guard import Security
 
@@ -36,9 +36,14 @@ class OwnedEngine:
     async def submit(self, work: Work) -> AsyncGenerator[Progress]:
         if work.stream is not None:
             await self._check(work.stream)
-        async with contextlib.aclosing(self.inner.submit(work)) as steps:
-            async for step in steps:
-                yield step
+        try:
+            async with contextlib.aclosing(self.inner.submit(work)) as steps:
+                async for step in steps:
+                    yield step
+        except StreamFramesLost:  # the stream can never be answered again: its slot frees now
+            if work.stream is not None and work.close:
+                await self.security.release_stream(work.stream)
+            raise
         if work.stream is not None and work.close:
             await self.security.release_stream(work.stream)
 
@@ -54,7 +59,11 @@ class OwnedEngine:
 
     async def close_stream(self, stream_id: str) -> list[FrameResult]:
         await self._check(stream_id)
-        tail = await self.inner.close_stream(stream_id)
+        try:
+            tail = await self.inner.close_stream(stream_id)
+        except StreamFramesLost:  # closed for good without its tail (the engine forgot it): its slot frees now
+            await self.security.release_stream(stream_id)
+            raise
         await self.security.release_stream(stream_id)
         return tail
 
@@ -80,3 +89,11 @@ def owned(engine: EngineClient, security: Security | None) -> EngineClient:
     if security is None or isinstance(engine, OwnedEngine):
         return engine
     return OwnedEngine(engine, security)
+
+
+def unowned(engine: EngineClient) -> EngineClient:
+    """``engine`` without the ownership layer, for a request's private stream (``in_private_stream``: opened, fed
+    and closed by the one request, its id never told). It claims none of the key's open-stream slots — the rate
+    bucket and the in-flight bound already bound requests; ``MAX_STREAMS`` bounds streams that outlive one — and no
+    key owns it, so no key can address it."""
+    return engine.inner if isinstance(engine, OwnedEngine) else engine

@@ -30,6 +30,11 @@ class QuotaStore(ABC):
         """Record ``key_id`` as the owner of a new stream, unless it already holds ``limit`` (0 = none) live ones."""
 
     @abstractmethod
+    async def slot_frees_in(self, key_id: str, now: float) -> float | None:
+        """Seconds until the first of ``key_id``'s live stream slots expires (the Retry-After of a refused claim:
+        a slot frees only at a close or an expiry), or None when it holds none."""
+
+    @abstractmethod
     async def owner_of(self, stream_id: str, now: float, ttl_s: float) -> str | None:
         """The stream's owner (its record's TTL restarts, as the stream's does), or None."""
 
@@ -70,6 +75,10 @@ class MemoryQuotaStore(QuotaStore):
         held[stream_id] = now + ttl_s
         self.owners[stream_id] = (key_id, now + ttl_s)
         return True
+
+    async def slot_frees_in(self, key_id: str, now: float) -> float | None:
+        live = [expiry - now for expiry in self.slots.get(key_id, {}).values() if expiry > now]
+        return min(live, default=None)
 
     async def owner_of(self, stream_id: str, now: float, ttl_s: float) -> str | None:
         entry = self.owners.get(stream_id)
@@ -118,6 +127,16 @@ return 1
 """
 )
 
+# KEYS: the key's streams → the seconds until its first live slot expires, or false (none)
+_FREES_IN: Final = (
+    _NOW
+    + """
+local first = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+if #first == 0 then return false end
+return tostring(tonumber(first[2]) - now)
+"""
+)
+
 _OWNER: Final = (
     _NOW
     + """
@@ -141,6 +160,7 @@ class RedisQuotaStore(QuotaStore):
         self._take: Any = self._redis.register_script(_TAKE)
         self._claim: Any = self._redis.register_script(_CLAIM)
         self._owner: Any = self._redis.register_script(_OWNER)
+        self._frees_in: Any = self._redis.register_script(_FREES_IN)
 
     def _k(self, kind: str, name: str) -> str:
         """A key's bucket is one key (any slot); a key's streams and the streams' owners are read together by one
@@ -162,6 +182,10 @@ class RedisQuotaStore(QuotaStore):
         keys = [self._k("streams", key_id), self._k("owner", stream_id)]
         args = [stream_id, now, ttl_s, limit, self._k("owner", ""), key_id]
         return bool(await self._call(self._claim(keys=keys, args=args)))
+
+    async def slot_frees_in(self, key_id: str, now: float) -> float | None:
+        wait = await self._call(self._frees_in(keys=[self._k("streams", key_id)], args=[now]))
+        return None if wait is None else float(wait)
 
     async def owner_of(self, stream_id: str, now: float, ttl_s: float) -> str | None:
         args = [now, ttl_s, self._k("streams", ""), stream_id]

@@ -38,6 +38,9 @@ J: Final = 17
 REPLAY_MARGIN: Final = 16
 MAX_FRAMES_AHEAD: Final = 4096
 """A stream frame may arrive at most this many frames past the first missing one."""
+CLOSED_TTL_S: Final = 60.0
+"""Seconds a closed stream's answer is kept (:meth:`FrameBuffer.delete`): a close retried after its reply was lost
+(its worker died before answering) gets the same tail rather than 404."""
 
 
 @dataclass(frozen=True)
@@ -283,8 +286,14 @@ class FrameBuffer(ABC):
         stored. Raises UnknownStream."""
 
     @abstractmethod
-    async def delete(self, stream_id: str) -> bool:
-        """Forget the stream; True if it existed."""
+    async def delete(self, stream_id: str, answer: bytes | None = None) -> bool:
+        """Forget the stream; True if it existed. ``answer`` (non-empty bytes, opaque here: its close's tail) is kept
+        under the stream id for :data:`CLOSED_TTL_S`, in the same step (:meth:`closed_answer`)."""
+
+    @abstractmethod
+    async def closed_answer(self, stream_id: str) -> bytes | None:
+        """The answer the stream's close kept (:meth:`delete`); None when none is kept (expired, never closed,
+        deleted without one, or opened again since)."""
 
     @abstractmethod
     async def ping(self) -> bool:

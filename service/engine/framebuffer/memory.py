@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from service.engine.framebuffer.base import (
+    CLOSED_TTL_S,
     REPLAY_MARGIN,
     AppendStatus,
     Emission,
@@ -45,7 +46,8 @@ class _Stream:
 
 class MemoryFrameBuffer(FrameBuffer):
     """Streams in a dict, least recently used first: at most ``max_streams`` (one more raises Overloaded, after
-    expiring those untouched for ``ttl_s`` by ``clock``, monotonic seconds)."""
+    expiring those untouched for ``ttl_s`` by ``clock``, monotonic seconds); as many closed streams' answers, each
+    for :data:`CLOSED_TTL_S`."""
 
     kind = "memory"
 
@@ -54,6 +56,7 @@ class MemoryFrameBuffer(FrameBuffer):
         self.ttl_s = ttl_s
         self._clock = clock
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
+        self._closed: OrderedDict[str, tuple[float, bytes]] = OrderedDict()  # stream id → (expiry, answer), by expiry
 
     def _expire(self) -> None:
         now = self._clock()
@@ -62,6 +65,8 @@ class MemoryFrameBuffer(FrameBuffer):
             if now - stream.touched < self.ttl_s:
                 break
             del self._streams[sid]
+        while self._closed and next(iter(self._closed.values()))[0] <= now:
+            self._closed.popitem(last=False)
 
     def _get(self, stream_id: str) -> _Stream:
         self._expire()
@@ -83,6 +88,7 @@ class MemoryFrameBuffer(FrameBuffer):
             raise Overloaded(f"too many open streams ({self.max_streams})", retry_after_s=5.0)
         state = StreamState(meta)
         self._streams[meta.stream_id] = _Stream(state, self._clock())
+        self._closed.pop(meta.stream_id, None)
         return state
 
     async def state(self, stream_id: str) -> StreamState:
@@ -170,8 +176,18 @@ class MemoryFrameBuffer(FrameBuffer):
         s.smooth_prev, s.smooth = s.smooth, (cursor, state)
         return True
 
-    async def delete(self, stream_id: str) -> bool:
+    async def delete(self, stream_id: str, answer: bytes | None = None) -> bool:
+        if answer:
+            self._closed.pop(stream_id, None)
+            self._closed[stream_id] = (self._clock() + CLOSED_TTL_S, answer)
+            while len(self._closed) > self.max_streams:
+                self._closed.popitem(last=False)
         return self._streams.pop(stream_id, None) is not None
+
+    async def closed_answer(self, stream_id: str) -> bytes | None:
+        self._expire()
+        kept = self._closed.get(stream_id)
+        return None if kept is None else kept[1]
 
     async def ping(self) -> bool:
         return True

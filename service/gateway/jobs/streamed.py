@@ -30,6 +30,7 @@ from service.gateway.encoding import frames_json
 from service.gateway.jobs.results import NDJSON
 from service.gateway.jobs.sources import JobSource, clip_source
 from service.gateway.problem import problem_of
+from service.security.owned_engine import unowned
 
 CHUNK_FRAMES: Final = 8
 
@@ -58,7 +59,7 @@ async def _lines(engine: EngineClient, source: JobSource, timeout_s: float) -> A
     last_progress = time.monotonic()
     frames = source.keypoints if source.clip is None else source.clip
     work = Work("ndjson", frames, source.options, chunk_frames=CHUNK_FRAMES, chunk_timeout_s=timeout_s)
-    async with contextlib.aclosing(in_private_stream(engine, work, "ndjson")) as steps:
+    async with contextlib.aclosing(in_private_stream(unowned(engine), work, "ndjson")) as steps:
         while True:
             left = last_progress + timeout_s - time.monotonic()
             try:
