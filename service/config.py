@@ -6,6 +6,7 @@ Environment variables use the prefix ``POSE3D_`` and ``__`` for nesting
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self, TypeVar
@@ -434,6 +435,27 @@ class WorkerSettings(CommonSettings):
 
 class SettingsFileError(ValueError):
     """A settings file that cannot be read as settings: its syntax, a top level that is not a mapping, its suffix."""
+
+
+class UnservedDefaultModel(ValueError):
+    """A default-model setting naming no model the process serves: refused at start-up, where the served models are
+    known (settings stay pure data: over remote workers the gateway's ``models`` are not what is served)."""
+
+
+DEFAULT_MODEL_FIELDS: Final = ("default_image_model", "default_clip_model", "default_keypoints_model")
+
+
+def refuse_unserved_defaults(settings: CommonSettings, served: Collection[str]) -> None:
+    """Raise UnservedDefaultModel naming the first default-model setting of ``settings`` that is not in ``served``
+    (the model names this process serves), the served models, and the variable that fixes it."""
+    names = ", ".join(sorted(served)) or "none"
+    for field in DEFAULT_MODEL_FIELDS:
+        model = getattr(settings, field)
+        if model is not None and model not in served:
+            raise UnservedDefaultModel(
+                f"{field} = {model!r} is not a served model (served: {names}) — set {field} "
+                f"(POSE3D_{field.upper()} or the --config file) to one of them, or add models.{model}"
+            )
 
 
 def load_settings_file(path: Path) -> dict[str, Any]:
