@@ -30,6 +30,14 @@ MIN_CONFIDENT_JOINTS: Final = 6
 CONFIDENT_SCORE: Final = 0.3
 EDGE_MARGIN_PX: Final = 2.0
 """A confident joint within this many pixels of the image border marks a person as possibly truncated."""
+MIN_FOCAL_PX: Final = 1e-3
+MAX_FOCAL_PX: Final = 1e6
+"""The focal lengths ``fx, fy`` accepted, pixels: every focal length ``fov_deg`` in [1, 179] gives on an image 1 to
+8192 px wide (0.0044 to 469 000 px) lies inside, and ``(u - cx) / fx`` of any pixel stays far from overflow — a
+denormal such as 5e-324 made every normalised coordinate, and so the translation, infinite."""
+MAX_PRINCIPAL_PX: Final = 1e6
+"""``|cx|, |cy|`` accepted, pixels: the principal point may lie outside the image, not at 1e308 (which overflows
+the same way)."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +53,14 @@ class Intrinsics:
         for name in ("fx", "fy", "cx", "cy"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number")
-        if self.fx <= 0 or self.fy <= 0:
-            raise ValueError("fx and fy must be positive (pixels)")
+        for name in ("fx", "fy"):
+            if not MIN_FOCAL_PX <= getattr(self, name) <= MAX_FOCAL_PX:
+                raise ValueError(
+                    f"{name} must be in [{MIN_FOCAL_PX:g}, {MAX_FOCAL_PX:g}] pixels (a positive focal length)"
+                )
+        for name in ("cx", "cy"):
+            if abs(getattr(self, name)) > MAX_PRINCIPAL_PX:
+                raise ValueError(f"{name} must be in [-{MAX_PRINCIPAL_PX:g}, {MAX_PRINCIPAL_PX:g}] pixels")
 
     @classmethod
     def from_fov(cls, fov_deg: float, image_size: tuple[int, int]) -> Intrinsics:
