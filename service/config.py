@@ -6,6 +6,7 @@ Environment variables use the prefix ``POSE3D_`` and ``__`` for nesting
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self, TypeVar
@@ -252,17 +253,37 @@ class JobSettings(_Frozen):
     max_listed: int = Field(100, ge=1, le=10_000, description="most jobs GET /v1/jobs lists")
 
 
+MAX_BUCKET_REFILL_S: Final = 1e15
+"""The longest a key's token bucket may take to refill from empty (``burst / rate_per_s``), seconds: Redis keeps the
+bucket for that long plus a minute, and EXPIRE refuses past ~9.2e15 s (milliseconds in a signed 64-bit integer), so
+every request of every key was a 503. 1e15 s (31 million years) leaves room and limits nothing real."""
+
+
 class QuotaSettings(_Frozen):
     """Per-API-key limits (shared by all gateways through Redis when ``redis_url`` is set)."""
 
-    rate_per_s: float = Field(50.0, ge=0.0, description="sustained /v1/ requests (and gRPC calls) per second; 0 = off")
-    burst: int = Field(100, ge=1, description="token-bucket size: requests allowed at once")
+    rate_per_s: float = Field(
+        50.0, ge=0.0, allow_inf_nan=False, description="sustained /v1/ requests (and gRPC calls) per second; 0 = off"
+    )
+    burst: int = Field(
+        100, ge=1, le=int(MAX_BUCKET_REFILL_S), description="token-bucket size: requests allowed at once"
+    )
     max_streams: int = Field(64, ge=0, description="open streams per key (REST and gRPC); 0 = no limit")
     max_open_jobs: int = Field(8, ge=0, description="jobs per key queued or running at once; 0 = no limit")
     max_stored_jobs: int = Field(1000, ge=0, description="jobs per key kept (until they expire); 0 = no limit")
     max_job_bytes: int = Field(
         512 * 1024 * 1024, ge=0, description="bytes per key of staged job input and stored job results; 0 = no limit"
     )
+
+    @model_validator(mode="after")
+    def _bucket_fits(self) -> Self:
+        """Refuse a bucket that refills slower than :data:`MAX_BUCKET_REFILL_S` (pure arithmetic, no I/O)."""
+        if self.rate_per_s and self.burst / self.rate_per_s > MAX_BUCKET_REFILL_S:
+            raise ValueError(
+                f"burst / rate_per_s = {self.burst / self.rate_per_s:g} s to refill the bucket; at most "
+                f"{MAX_BUCKET_REFILL_S:g} s (Redis cannot expire it later): raise rate_per_s or lower burst"
+            )
+        return self
 
 
 class SecuritySettings(_Frozen):
@@ -434,6 +455,27 @@ class WorkerSettings(CommonSettings):
 
 class SettingsFileError(ValueError):
     """A settings file that cannot be read as settings: its syntax, a top level that is not a mapping, its suffix."""
+
+
+class UnservedDefaultModel(ValueError):
+    """A default-model setting naming no model the process serves: refused at start-up, where the served models are
+    known (settings stay pure data: over remote workers the gateway's ``models`` are not what is served)."""
+
+
+DEFAULT_MODEL_FIELDS: Final = ("default_image_model", "default_clip_model", "default_keypoints_model")
+
+
+def refuse_unserved_defaults(settings: CommonSettings, served: Collection[str]) -> None:
+    """Raise UnservedDefaultModel naming the first default-model setting of ``settings`` that is not in ``served``
+    (the model names this process serves), the served models, and the variable that fixes it."""
+    names = ", ".join(sorted(served)) or "none"
+    for field in DEFAULT_MODEL_FIELDS:
+        model = getattr(settings, field)
+        if model is not None and model not in served:
+            raise UnservedDefaultModel(
+                f"{field} = {model!r} is not a served model (served: {names}) — set {field} "
+                f"(POSE3D_{field.upper()} or the --config file) to one of them, or add models.{model}"
+            )
 
 
 def load_settings_file(path: Path) -> dict[str, Any]:

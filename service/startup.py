@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from redis.exceptions import RedisError
 
-from service.config import SettingsFileError
+from service.config import SettingsFileError, UnservedDefaultModel
 from service.errors import Pose3DError
 from service.redaction import redact
 from service.weights.store import WeightsError
@@ -103,7 +103,10 @@ def run_command(name: str, command: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print(f"pose3d {name}: interrupted, shut down", file=sys.stderr)
         return 130
-    except (Pose3DError, OSError, ValidationError, SettingsFileError, SettingsError, RedisError, WeightsError) as e:
+    except (
+        Pose3DError, OSError, ValidationError, SettingsFileError, SettingsError, RedisError, WeightsError,
+        UnservedDefaultModel,
+    ) as e:  # fmt: skip
         print(f"pose3d {name}: error: {explain(e)}", file=sys.stderr)
         return 2
     finally:

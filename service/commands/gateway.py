@@ -11,7 +11,7 @@ import asyncio
 
 from service.assembly import build_engine_client
 from service.commands.common import add_common_arguments, configure_logging, settings_from_args
-from service.config import GatewaySettings
+from service.config import GatewaySettings, refuse_unserved_defaults
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     workers = [w.strip() for w in args.workers.split(",") if w.strip()] if args.workers is not None else None
     settings = settings_from_args(GatewaySettings, args, port=args.port, grpc_port=args.grpc_port, workers=workers)
+    if not settings.workers:  # in-process: its models are served; remote workers refuse their own at start-up
+        refuse_unserved_defaults(settings, settings.models)
     configure_logging(settings)
     asyncio.run(run_gateway(settings, build_engine_client))
     return 0

@@ -8,7 +8,7 @@ import logging
 
 from service.assembly import in_process_engine
 from service.commands.common import add_common_arguments, configure_logging, settings_from_args
-from service.config import GatewaySettings, resolve_random_weights
+from service.config import GatewaySettings, refuse_unserved_defaults, resolve_random_weights
 from service.profiles import profile_names, profile_path
 
 log = logging.getLogger("pose3d")
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(
         GatewaySettings, args, port=args.port, grpc_port=args.grpc_port, workers=[], **weights
     )
+    refuse_unserved_defaults(settings, settings.models)  # the engine in this process serves these
     settings, weights_note = resolve_random_weights(settings, args.allow_random_weights)
     configure_logging(settings)
     log.log(logging.WARNING if settings.allow_random_weights else logging.INFO, "%s", weights_note)

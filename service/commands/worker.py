@@ -10,7 +10,7 @@ import argparse
 import asyncio
 
 from service.commands.common import add_common_arguments, configure_logging, settings_from_args
-from service.config import WorkerSettings
+from service.config import WorkerSettings, refuse_unserved_defaults
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from service.worker.server import run_worker
 
     settings = settings_from_args(WorkerSettings, args, port=args.port, metrics_port=args.metrics_port)
+    refuse_unserved_defaults(settings, settings.models)  # a call without a model gets a default of these
     configure_logging(settings)
     asyncio.run(run_worker(settings))
     return 0

@@ -17,6 +17,7 @@ from model.hrnet import PoseHRNet
 from service.engine.detector import TopDownDetector
 from service.engine.onnx_cache import Cached, ExportCache, cpu_session, export_key, export_onnx
 from service.errors import Unavailable
+from service.weights.store import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class OnnxHRNet:
     @classmethod
     def from_torch(cls, net: PoseHRNet, cache: Path | None = None, threads: int = 0) -> OnnxHRNet:
         """Read the graph from ``cache`` (the operator's file: it must come from the same weights) when it exists,
-        else export ``net`` (and write ``cache`` if given)."""
+        else export ``net`` (and write ``cache`` if given: whole or not at all)."""
         if cache is not None and cache.is_file():
             log.info("detector: ONNX graph read from %s", cache)
             try:
@@ -59,7 +60,7 @@ class OnnxHRNet:
         model = export_hrnet_onnx(net)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_bytes(model)
+            atomic_write(cache, model)  # beside it, then renamed: a start stopped mid-write leaves no cut graph
             log.info("detector: ONNX graph exported to %s", cache)
         return cls(model, threads)
 

@@ -30,6 +30,15 @@ MIN_CONFIDENT_JOINTS: Final = 6
 CONFIDENT_SCORE: Final = 0.3
 EDGE_MARGIN_PX: Final = 2.0
 """A confident joint within this many pixels of the image border marks a person as possibly truncated."""
+MIN_FOCAL_PX: Final = 1e-3
+MAX_FOCAL_PX: Final = 1e6
+"""The focal lengths ``fx, fy`` a request may give (:class:`CameraSpec`), pixels: every focal length ``fov_deg``
+in [1, 179] gives on an image 1 to 8192 px wide (0.0044 to 469 000 px) lies inside, and ``(u - cx) / fx`` of any
+pixel stays far from overflow — a denormal such as 5e-324 made every normalised coordinate, and so the translation,
+infinite."""
+MAX_PRINCIPAL_PX: Final = 1e6
+"""``|cx|, |cy|`` a request may give, pixels: the principal point may lie outside the image, not at 1e308 (which
+overflows the same way)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,16 @@ class CameraSpec:
         if all(given) and self.fov_deg is not None:
             raise ValueError("give either fx, fy, cx, cy or fov_deg, not both")
         self.resolve((2, 2))  # validates the intrinsics, or the FOV's range
+        for name in ("fx", "fy"):  # a request's own values (those from fov_deg are finite on any image)
+            value = getattr(self, name)
+            if value is not None and not MIN_FOCAL_PX <= value <= MAX_FOCAL_PX:
+                raise ValueError(
+                    f"{name} must be in [{MIN_FOCAL_PX:g}, {MAX_FOCAL_PX:g}] pixels (a positive focal length)"
+                )
+        for name in ("cx", "cy"):
+            value = getattr(self, name)
+            if value is not None and abs(value) > MAX_PRINCIPAL_PX:
+                raise ValueError(f"{name} must be in [-{MAX_PRINCIPAL_PX:g}, {MAX_PRINCIPAL_PX:g}] pixels")
 
     @property
     def is_default(self) -> bool:

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 import httpx
 from rich.progress import Progress, TaskID
 
-from service.weights.catalogue import Entry, Fetch
+from service.weights.catalogue import Entry, Fetch, Format
 from service.weights.store import DOWNLOADS, Installed, WeightsError, install, installed, sha256_file
 
 ATTEMPTS: Final = 5
@@ -209,6 +209,43 @@ def verify(entry: Entry, path: Path) -> str:
     return digest
 
 
+def check_checkpoint(entry: Entry, path: Path) -> None:
+    """Refuse (WeightsError) a download of ``entry`` that nothing published describes (no size, no checksum) and
+    that is no whole PyTorch checkpoint: a body whose end was only the connection's close may be cut short. A zip
+    (``torch.save`` since 1.6) must pass its CRC check; a legacy pickle must load (torch, imported only then)."""
+    if entry.archive or entry.format is Format.ONNX or entry.size or entry.sha256 or entry.sha256_prefix:
+        return  # archives are checked as they are unpacked; published numbers are checked by :func:`verify`
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                bad = zf.testzip()
+        except _ARCHIVE_READ_ERRORS as e:
+            raise _cut_short(entry, e) from e
+        if bad is not None:
+            raise _cut_short(entry, zipfile.BadZipFile(f"member {bad!r} fails its CRC check"))
+        return
+    if head[:1] == b"\x80":
+        from model.checkpoints.common import CheckpointError, read_checkpoint
+
+        try:
+            read_checkpoint(path)
+        except CheckpointError as e:
+            raise _cut_short(entry, e) from e
+        return
+    raise WeightsError(
+        f"{entry.name}: the download is no PyTorch checkpoint (it starts {head.hex(' ')}); not installed"
+    )
+
+
+def _cut_short(entry: Entry, error: Exception) -> WeightsError:
+    return WeightsError(
+        f"{entry.name}: the download is no whole checkpoint ({type(error).__name__}: {error}): cut short or "
+        "corrupt; not installed: run the same command again"
+    )
+
+
 def _pick(names: list[str], member: str, archive: Path) -> str:
     found = [n for n in names if PurePosixPath(n).name == member]
     if len(found) != 1:
@@ -302,6 +339,7 @@ def _fetch_locked(client: httpx.Client, entry: Entry, root: Path, dl: Path, prog
         download(client, url, dl, progress)
     try:
         verify(entry, dl)
+        check_checkpoint(entry, dl)
     except WeightsError:
         dl.unlink(missing_ok=True)  # a wrong file must not be reused by the next attempt
         raise

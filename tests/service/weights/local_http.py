@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 DRIVE_FORM_PAGE = """<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head><body>
@@ -37,13 +38,16 @@ class Pause:
 @dataclass
 class Served:
     """One file. ``drop_after``: the next ``drops`` responses announce the full length, send this many bytes and
-    close the connection. ``pause``: the next response stops part-way until the test lets it go on."""
+    close the connection. ``pause``: the next response stops part-way until the test lets it go on. ``framing``:
+    how the body's end is told — ``length`` (Content-Length), ``chunked`` (a drop then leaves out the terminating
+    chunk) or ``close`` (no length: the connection's close ends the body, so a drop looks like the end)."""
 
     body: bytes
     content_type: str = "application/octet-stream"
     drop_after: int | None = None
     drops: int = 1
     pause: Pause | None = None
+    framing: Literal["length", "chunked", "close"] = "length"
 
 
 @dataclass
@@ -84,6 +88,9 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                     return
                 extra["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
             rest = body[start:]
+            if served.framing != "length":
+                self._framed(served, rest, 206 if start else 200, extra)
+                return
             self.send_response(206 if start else 200)
             self.send_header("Content-Type", served.content_type)
             self.send_header("Content-Length", str(len(rest)))
@@ -104,6 +111,30 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 pause.resume.wait()
                 rest = rest[pause.after :]
             self.wfile.write(rest)
+
+        def _framed(self, served: Served, rest: bytes, status: int, extra: dict[str, str]) -> None:
+            """``rest`` chunked or ended by the close (``served.framing``), cut after ``drop_after`` bytes."""
+            self.send_response(status)
+            self.send_header("Content-Type", served.content_type)
+            chunked = served.framing == "chunked"
+            self.send_header("Transfer-Encoding" if chunked else "Connection", "chunked" if chunked else "close")
+            for k, v in extra.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.close_connection = True
+            cut = served.drop_after is not None and served.drops > 0
+            if cut:
+                served.drops -= 1
+                rest = rest[: served.drop_after]
+            if not chunked:
+                self.wfile.write(rest)
+                return
+            for i in range(0, len(rest), 16_384):
+                piece = rest[i : i + 16_384]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            if not cut:
+                self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
 
         def _drive(self, query: dict[str, list[str]]) -> None:
             file_id = query.get("id", [""])[0]

@@ -25,7 +25,17 @@ from tests.service.weights.local_http import (
     Served,
 )
 
-BODY = os.urandom(300_000)
+
+def _zip_of_random_bytes(size: int) -> bytes:
+    """``size`` random bytes stored in a zip, as torch.save writes a checkpoint: a download with no published size
+    or checksum is installed only as a whole zip (or legacy pickle)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("archive/data/0", os.urandom(size))
+    return buf.getvalue()
+
+
+BODY = _zip_of_random_bytes(300_000)
 SOURCE = "https://example.org/publisher-page"
 
 
