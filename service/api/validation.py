@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import numpy as np
 
@@ -201,15 +201,33 @@ class ValidationProblem(InvalidInput):
         self.extensions = {"errors": errors}
 
 
+ECHO_CHARS: Final = 200
+"""At most this many characters of a client's text (a JSON key or form field name in a ``loc``, a message) are
+echoed in a 422's ``errors`` and ``detail``; longer ones end in ``…``."""
+MAX_LISTED_ERRORS: Final = 20
+"""At most this many field errors are listed in a 422's ``errors``; the ``detail`` says how many were left out."""
+
+
+def _bounded(text: str) -> str:
+    """``text`` cut to :data:`ECHO_CHARS` characters, ending in ``…`` when cut."""
+    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 1] + "…"
+
+
 def validation_problem(exc: Any, where: str = "request") -> ValidationProblem:
     """Turn a pydantic ``ValidationError`` / FastAPI ``RequestValidationError`` into a 422 problem whose ``errors``
-    are the first 20 reduced to JSON-safe ``loc``/``msg``/``type`` (never echoing the input)."""
+    are the first :data:`MAX_LISTED_ERRORS` reduced to JSON-safe ``loc``/``msg``/``type`` (never echoing the input;
+    each name and message at most :data:`ECHO_CHARS` characters). Every transport's 422 (REST bodies and forms,
+    WebSocket messages, gRPC ``INVALID_ARGUMENT`` details) is built here."""
+    found = [e for e in exc.errors() if isinstance(e, dict)]
     errors: list[dict[str, Any]] = []
-    for err in list(exc.errors())[:20]:
-        if isinstance(err, dict):
-            path = [p if isinstance(p, int) else str(p) for p in err.get("loc", ())]
-            errors.append({"loc": path, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))})
+    for err in found[:MAX_LISTED_ERRORS]:
+        path = [p if isinstance(p, int) else _bounded(str(p)) for p in err.get("loc", ())]
+        errors.append(
+            {"loc": path, "msg": _bounded(str(err.get("msg", ""))), "type": _bounded(str(err.get("type", "")))}
+        )
     first = errors[0] if errors else {"loc": [], "msg": "invalid"}
-    loc = ".".join(str(p) for p in first["loc"])
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    loc = _bounded(".".join(str(p) for p in first["loc"]))
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    if len(found) > len(errors):
+        more = f" (and {len(found) - 1} more; {len(found) - len(errors)} not listed in errors)"
     return ValidationProblem(f"{where} is invalid at {loc or 'top level'}: {first['msg']}{more}", errors)

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Final
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -35,6 +36,9 @@ from service.startup import frozen_heap
 from service.telemetry.rest_trace import TraceMiddleware
 
 log = logging.getLogger("pose3d.gateway")
+
+WS: Final = frozenset({routes_ws.WS_PATH})
+"""The WebSocket routes, which the guard counts under their path also when a handshake is refused before routing."""
 
 EngineFactory = Callable[[GatewaySettings, Metrics], Awaitable[EngineClient]]
 """Builds and starts an engine (models loaded and warmed) for the app's settings and metrics."""
@@ -132,7 +136,7 @@ def create_app(
     app.state.security = security  # /readyz (key file, Redis); WebSocket frames (bucket, revocation)
     install_problem_handlers(app, limits.retry_after_s)
     app.add_middleware(AuthGuard, security=security)  # inside GatewayGuard: 401/429 get request ids and counts
-    app.add_middleware(GatewayGuard, limits=limits, metrics=state.metrics, in_flight=security.in_flight)
+    app.add_middleware(GatewayGuard, limits=limits, metrics=state.metrics, in_flight=security.in_flight, sockets=WS)
     app.add_middleware(TraceMiddleware)  # outermost: one span per request, continuing a client's traceparent
     app.include_router(routes_ops.router)
     app.include_router(routes_estimate.router)

@@ -70,7 +70,7 @@ def _route_label(scope: Scope) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
-def _count(metrics: Metrics, label: str, status: int, started: float) -> None:
+def _count(metrics: Metrics, label: str, status: int | str, started: float) -> None:
     metrics.requests_total.labels(label, str(status)).inc()
     metrics.request_duration.labels(label).observe(time.perf_counter() - started)
 
@@ -110,10 +110,19 @@ class HeadDoor:
 class GatewayGuard:
     """Request id (``X-Request-ID`` kept when sane, else a fresh uuid4 hex), body limit (413),
     in-flight bound on ``/v1/`` routes (429 + ``Retry-After``; the process's one bound, which gRPC shares),
-    and ``pose3d_requests_total`` / ``pose3d_request_duration_seconds`` by route template (never by raw path)."""
+    and ``pose3d_requests_total`` / ``pose3d_request_duration_seconds`` by route template (never by raw path), a
+    WebSocket once it ends, by its close code (:meth:`_socket`)."""
 
-    def __init__(self, app: ASGIApp, limits: LimitSettings, metrics: Metrics, in_flight: InFlight) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: LimitSettings,
+        metrics: Metrics,
+        in_flight: InFlight,
+        sockets: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
+        self.sockets = sockets  # the WebSocket routes' paths (no parameters): a refused handshake is counted there
         self.limits = limits
         self.metrics = metrics
         self.in_flight = in_flight
@@ -130,6 +139,9 @@ class GatewayGuard:
         return self.follows if follow and "x-ndjson" in (_header(scope, b"accept") or "") else self.in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._socket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -152,6 +164,43 @@ class GatewayGuard:
             await self._guarded(scope, receive, tracked, request_id)
         finally:
             _count(self.metrics, _route_label(scope), status, started)
+
+    async def _socket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket, counted once when it ends, under its route template; its ``code``: the close code it ended
+        with (sent, else the client's), or the HTTP status of a refused handshake (403 for a close before accepting,
+        as the server answers it). One that ended with neither: 1011 when the app failed after accepting, 1000 when
+        it returned, 500 before it accepted. Its duration, open to close, goes to the request duration histogram."""
+        started = time.perf_counter()
+        ended: int | None = None
+        accepted = failed = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal ended, accepted
+            kind = message["type"]
+            accepted = accepted or kind == "websocket.accept"
+            if ended is None and kind == "websocket.close":  # before accepting: the server answers 403
+                ended = int(message.get("code", 1000)) if accepted else 403
+            elif ended is None and kind == "websocket.http.response.start":
+                ended = int(message["status"])
+            await send(message)
+
+        async def tracked_receive() -> Message:
+            nonlocal ended
+            message = await receive()
+            if ended is None and message["type"] == "websocket.disconnect":
+                ended = int(message.get("code", 1005))
+            return message
+
+        try:
+            await self.app(scope, tracked_receive, tracked_send)
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            fallback = (1011 if failed else 1000) if accepted else 500
+            label = _route_label(scope)  # a handshake refused before routing (AuthGuard's 4401, 4429): its path
+            label = scope["path"] if label == "unmatched" and scope.get("path") in self.sockets else label
+            _count(self.metrics, label, fallback if ended is None else ended, started)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: Pose3DError, request_id: str) -> None:
         """Answer ``error`` as problem+json (counted in ``pose3d_rejected_total``)."""

@@ -7,8 +7,10 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.schemas import PROBLEM_RESPONSES, ModelOut, ModelsResponse, Readiness
+from service.engine.types import EngineClient
 from service.errors import Pose3DError
 from service.gateway.deps import engine_of, state_of
+from service.security.disclosure import public_detail
 
 router = APIRouter()
 
@@ -34,20 +36,28 @@ async def readyz(request: Request) -> JSONResponse:
     if state.engine is None:
         detail = {"engine": state.startup_error or "starting: loading and warming models"}
         return JSONResponse(Readiness(ready=False, detail=detail).model_dump(), status_code=503, headers=retry)
-    try:
-        status = await state.engine.ready()
-        detail = dict(status.detail)
-        ready = status.ready
-        if ready:
-            models = await state.engine.models()
-            random = [m.name for m in models if m.random_weights]
-            detail.setdefault("weights", f"RANDOM weights: {', '.join(random)}" if random else "all from checkpoints")
-    except Pose3DError as exc:
-        ready, detail = False, {"engine": exc.detail}
+    ready, detail = await _engine_readiness(state.engine)
     problems = await request.app.state.security.readiness()
     ready, detail = ready and not problems, {**detail, **problems}
     body = Readiness(ready=ready, detail=detail).model_dump()
     return JSONResponse(body, status_code=200 if ready else 503, headers=None if ready else retry)
+
+
+async def _engine_readiness(engine: EngineClient) -> tuple[bool, dict[str, str]]:
+    """Whether ``engine`` serves, and its detail (already fit for any caller: :class:`OwnedEngine` hides worker
+    names from strangers) with the weights it serves. An error on the way — a worker gone between saying READY and
+    describing its models, before any model list was cached — is shown as every error is (:func:`public_detail`:
+    redacted, a 5xx's text only in the log), never as a raw gRPC status with the worker's address in it."""
+    detail: dict[str, str] = {}
+    try:
+        status = await engine.ready()
+        detail = dict(status.detail)
+        if status.ready:
+            random = [m.name for m in await engine.models() if m.random_weights]
+            detail.setdefault("weights", f"RANDOM weights: {', '.join(random)}" if random else "all from checkpoints")
+        return status.ready, detail
+    except Pose3DError as exc:
+        return False, {**detail, "engine": public_detail(exc)}
 
 
 @router.get("/metrics", tags=["health"], response_class=Response)
