@@ -90,6 +90,17 @@ def test_shapes_match_despite_random_numbers_and_ids() -> None:
     assert mismatch([metric], 'pose3d_key_requests_total{key="0a1b2c3d",outcome="refused"} 1.0\n') is not None
 
 
+def test_a_random_id_that_looks_like_a_name_still_matches_a_shown_id() -> None:
+    """A job id's last 8 characters are random: upper-case letters and digits only (about 1% of ids) or lower-case
+    ones look like a constant or a name, and failed the README's test at random (CI at da9bbc5)."""
+    shown = ["ZH0IVVr-:   0%|          | 0/30", "30 frames written to long.jsonl"]
+    for job in ("NFMRR8HL", "abc3def9", "ABCDEFGH"):
+        assert mismatch(shown, f"{job}:   0%|\n{job}: 100%|\n30 frames written to long.jsonl\n") is None
+    assert mismatch(shown, "30 frames written to long.jsonl\n") is not None
+    assert mismatch(["ZH0IVVr-: 100%"], "SHORT: 100%\n") is not None
+    assert mismatch(["JOB   STATE"], "NFMRR8HL   done\n") is not None  # a shown literal still wants itself
+
+
 def test_stale_text_fails() -> None:
     assert mismatch(["wrote out.jsonl"], "40 frames written to out.jsonl\n") is not None
     assert mismatch(["404"], "200\n") is not None
