@@ -10,15 +10,21 @@ traceback.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
+import functools
 import gc
 import os
+import queue
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import TypeVar
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -28,6 +34,8 @@ from service.config import SettingsFileError
 from service.errors import Pose3DError
 from service.redaction import redact
 from service.weights.store import WeightsError
+
+_T = TypeVar("_T")
 
 
 class Terminated(KeyboardInterrupt):
@@ -76,6 +84,64 @@ def frozen_heap() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+_load_steps: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+_loader_started = threading.Lock()
+_loader: list[threading.Thread] = []
+
+
+def _run_load_steps() -> None:
+    """The loading thread's life: each step in turn, for as long as the process lives."""
+    while True:
+        _load_steps.get()()
+
+
+def _start_loading_thread() -> None:
+    """Start the process's one loading thread (a daemon) unless it runs already."""
+    with _loader_started:
+        if not _loader:
+            _loader.append(threading.Thread(target=_run_load_steps, name="pose3d-load", daemon=True))
+            _loader[0].start()
+
+
+async def loading_thread(fn: Callable[..., _T], *args: object) -> _T:
+    """``fn(*args)`` (a blocking load step: checkpoints, random weights, an ONNX export) on the process's loading
+    thread: one daemon thread that runs every load step in turn and stays, idle, for the life of the process.
+
+    A daemon: cancelled (the process told to stop while it loads), the wait ends at once and the step is left to
+    the process's exit. ``asyncio.to_thread``'s executor threads are joined by ``asyncio.run`` and at exit, so a
+    stop would wait for the whole load.
+
+    It stays: torch's OpenMP runtime (libgomp) gives the thread that ran the load's parallel work a pool of its
+    own, freed only when that thread ends. While libgomp manages more threads than there are CPUs, a thread
+    waiting at a parallel region's end spins 100 times before it sleeps, otherwise ~300 000 (milliseconds). A load
+    thread that ends takes its pool with it, and the inference thread's team then spins after every region:
+    measured, 4–6× the CPU per inference beside other CPU work (``python -m bench.load_thread``), the overload
+    bench's capacity 5–8× lower (docs/overload.md, eighth pass). Kept, its pool keeps the count as it was when
+    the load ran on the default executor's thread (which stays too)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[_T] = loop.create_future()
+
+    def deliver(settle: Callable[[], None]) -> None:
+        def once() -> None:
+            if not done.done():  # not cancelled meanwhile
+                settle()
+
+        with contextlib.suppress(RuntimeError):  # the loop closed: no one waits any more
+            loop.call_soon_threadsafe(once)
+
+    def step() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the awaiting task
+            deliver(functools.partial(done.set_exception, exc))
+        else:
+            deliver(functools.partial(done.set_result, result))
+
+    _start_loading_thread()
+    _load_steps.put(step)
+    return await done
 
 
 def _raise_signal(signum: int, frame: FrameType | None) -> None:
