@@ -18,6 +18,7 @@ from service.engine import loader
 from service.engine.loader import load_engine
 from service.errors import Unavailable
 from service.metrics import Metrics
+from service.startup import loading_thread
 from service.worker.server import run_worker
 from tests.service.test_engine_support import tiny_settings
 
@@ -26,10 +27,11 @@ RETURN_BUDGET_S = 60.0  # a budget for a busy machine, not a speed claim: the lo
 
 @pytest.fixture
 def release() -> Iterator[threading.Event]:
-    """Set at the end of the test: what lets the never-ending load end."""
+    """Set at the end of the test: what lets the never-ending load end; the loading thread is idle again after."""
     event = threading.Event()
     yield event
     event.set()
+    asyncio.run(loading_thread(lambda: None))  # runs after the held step: a later pose3d command sees no load left
 
 
 def _returns_while_loading(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
