@@ -45,6 +45,7 @@ from service.engine.stages import Models
 from service.engine.types import ModelInfo
 from service.errors import Unavailable
 from service.metrics import Metrics
+from service.startup import loading_thread
 from service.weights.store import weights_dir
 
 log = logging.getLogger(__name__)
@@ -220,12 +221,12 @@ async def load_engine(
             f"device = cuda, but PyTorch sees no CUDA GPU ({build}): set device = cpu (POSE3D_DEVICE=cpu), or run "
             "where a GPU and its driver are visible"
         )
-    lifters = await asyncio.to_thread(build_lifters, settings, device)
+    lifters = await loading_thread(build_lifters, settings, device)
     needs_features = any(lifter.needs_image for lifter in lifters.values())
     if settings.detector.family == "hrnet":  # RTMPose refuses CA-PF by name in build_rtmpose_detector
         check_feature_channels(lifters, settings.detector.arch)
-    detector = await asyncio.to_thread(build_detector, settings, needs_features, report)
-    finder = await asyncio.to_thread(build_box_finder, settings, report)
+    detector = await loading_thread(build_detector, settings, needs_features, report)
+    finder = await loading_thread(build_box_finder, settings, report)
     pipeline = Pipeline(settings, metrics, Models(lifters, detector, finder), buffer or frame_buffer(settings))
     try:
         await warm_up(pipeline, settings.engine.torch_threads, needs_features)

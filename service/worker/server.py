@@ -32,7 +32,7 @@ from service.security.guard import SecurityConfigError
 from service.security.keys import KeyStore
 from service.security.tls import add_worker_port
 from service.security.worker_link import WorkerKeyInterceptor, worker_link_summary
-from service.startup import frozen_heap
+from service.startup import frozen_heap, loading_thread
 from service.telemetry.setup import setup_telemetry
 from service.worker.metrics_http import serve_metrics
 
@@ -42,8 +42,8 @@ REFRESH_TIMEOUT_S = 5.0
 """Seconds a scrape of ``/metrics`` waits for the engine's gauges to be refreshed (:func:`_refresh_gauges`)."""
 
 EngineFactory = Callable[[WorkerSettings, Metrics], Any]
-"""Builds the engine (called on a thread: it may block while loading weights); its ``start()``, when it has one,
-is awaited next."""
+"""Builds the engine (called on the loading thread, :func:`~service.startup.loading_thread`: it may block while
+loading weights); its ``start()``, when it has one, is awaited next."""
 
 
 class WorkerServicer(worker_pb2_grpc.WorkerServicer):
@@ -102,7 +102,7 @@ def default_engine_factory(settings: WorkerSettings, metrics: Metrics) -> Engine
 
 
 async def _build_engine(factory: EngineFactory, settings: WorkerSettings, metrics: Metrics) -> EngineClient:
-    engine: EngineClient = await asyncio.to_thread(factory, settings, metrics)
+    engine: EngineClient = await loading_thread(factory, settings, metrics)
     if (start := getattr(engine, "start", None)) is not None:
         await start()
     return engine
