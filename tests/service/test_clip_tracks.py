@@ -17,6 +17,7 @@ from service.config import LimitSettings
 from service.engine.clips import ClipReader
 from service.errors import DecodeFailed
 from tests.service.rest_support import assert_problem, live_server, tiny_settings
+from tests.service.test_truncated_clips import mux_noise
 
 pytestmark = pytest.mark.slow
 
@@ -37,12 +38,7 @@ def still_then_video() -> bytes:
             container.mux(packet)
         for packet in still.encode():
             container.mux(packet)
-        for i in range(FRAMES):
-            image = np.random.default_rng(i).integers(0, 255, (48, 64, 3), dtype=np.uint8)
-            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
+        mux_noise(container, video, FRAMES)
     return buf.getvalue()
 
 

@@ -23,19 +23,10 @@ from service.security.guard import Security
 from tests.conftest import free_port
 from tests.service.grpc_toy_engine import ToyEngine
 from tests.service.security_support import Clock, bearer, make_keys, secured
+from tests.service.test_grpc_request_counts import counts
 
 PERSON = [[100.0 + j, 200.0 + j] for j in range(17)]
 WS = "/v1/streams/ws"
-
-
-def counts(metrics: Metrics, route: str) -> dict[str, float]:
-    """``{code: connections}`` of ``route`` in ``pose3d_requests_total``."""
-    return {
-        s.labels["code"]: s.value
-        for m in metrics.registry.collect()
-        for s in m.samples
-        if s.name == "pose3d_requests_total" and s.labels.get("route") == route
-    }
 
 
 def durations(metrics: Metrics, route: str) -> float:
