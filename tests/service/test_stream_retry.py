@@ -46,6 +46,14 @@ async def test_the_client_retries_before_the_stream_opened() -> None:
             await server_up.wait()
 
     client.sleep = sleep
+    reasons: list[str] = []  # why each resume happened, for the assertion's message
+    count_resume = client._count_resume
+
+    def count_and_note(state: RetryCallState) -> None:
+        reasons.append(repr(state.outcome.exception() if state.outcome is not None else None))
+        count_resume(state)
+
+    client._count_resume = count_and_note  # type: ignore[method-assign,assignment]
     run = asyncio.create_task(client.run())
     await failed_twice.wait()
     server = PublicGrpcServer(settings(grpc_port=port), Metrics())
@@ -56,7 +64,7 @@ async def test_the_client_retries_before_the_stream_opened() -> None:
         stats = await run
     finally:
         await server.stop(0)
-    assert stats.resumes == 2
+    assert stats.resumes == 2, reasons  # the two before the server was up, no more
     assert 0.0 <= waits[0] <= 0.5  # the defaults: 0.5 s doubling
     assert 0.0 <= waits[1] <= 1.0
     assert [r["frame_index"] for r in results] == list(range(12))
