@@ -23,7 +23,7 @@ class Device(StrEnum):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # no setting is infinite or NaN
 
 
 class DetectorSettings(_Frozen):
@@ -324,7 +324,9 @@ class TelemetrySettings(_Frozen):
 class CommonSettings(BaseSettings):
     """Fields every process shares."""
 
-    model_config = SettingsConfigDict(env_prefix="POSE3D_", env_nested_delimiter="__", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="POSE3D_", env_nested_delimiter="__", extra="forbid", allow_inf_nan=False
+    )
 
     device: Device = Device.CPU
     half_precision: bool = False
