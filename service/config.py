@@ -262,9 +262,7 @@ every request of every key was a 503. 1e15 s (31 million years) leaves room and 
 class QuotaSettings(_Frozen):
     """Per-API-key limits (shared by all gateways through Redis when ``redis_url`` is set)."""
 
-    rate_per_s: float = Field(
-        50.0, ge=0.0, allow_inf_nan=False, description="sustained /v1/ requests (and gRPC calls) per second; 0 = off"
-    )
+    rate_per_s: float = Field(50.0, ge=0.0, description="sustained /v1/ requests (and gRPC calls) per second; 0 = off")
     burst: int = Field(
         100, ge=1, le=int(MAX_BUCKET_REFILL_S), description="token-bucket size: requests allowed at once"
     )
